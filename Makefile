@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv with Python 3.11+ and installs what it needs on first use.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint types unit bench clean
+
+$(STAMP): pyproject.toml scripts/bootstrap
+	bash scripts/bootstrap $(VENV)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dsup run examples/dsup.toml
+
+test: lint types unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache examples/.dsup

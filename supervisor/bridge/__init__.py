@@ -1,0 +1,1 @@
+"""Discord bridge: the only package that imports discord."""

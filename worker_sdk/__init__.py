@@ -1,0 +1,1 @@
+"""Stdlib-only helpers for workers supervised by dsup."""
