@@ -1,0 +1,99 @@
+"""The exception hierarchy of dsup.
+
+Every error carries its data in attributes and builds a readable message in
+``__init__``: it names the subject, shows the bad value and, where there is one,
+the fix. Nothing here ever formats a secret (the bot token) into a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class SupervisorError(Exception):
+    """Root of every error dsup raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem found in a config file.
+
+    Attributes:
+        key: dotted key path, e.g. ``programs.scraper.restart`` ("" for the file).
+        message: what is wrong and what is accepted.
+    """
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(SupervisorError, ValueError):
+    """Raised when a config file cannot be read or fails validation.
+
+    Holds every issue found, so a user fixes them all in one go.
+    """
+
+    def __init__(self, path: Path | str, issues: Sequence[ConfigIssue]) -> None:
+        self.path = Path(path)
+        self.issues = tuple(issues)
+        lines = [f"{self.path}: {issue}" for issue in self.issues]
+        super().__init__("\n".join(lines))
+
+
+class SpawnError(SupervisorError, OSError):
+    """Raised when a worker's process cannot be started (missing file, bad cwd...)."""
+
+    def __init__(self, process: str, argv: Sequence[str], reason: str) -> None:
+        self.process = process
+        self.argv = tuple(argv)
+        self.reason = reason
+        super().__init__(f"process {process!r}: cannot start {list(argv)!r}: {reason}")
+
+
+class UnknownWorker(SupervisorError, LookupError):
+    """Raised when a command names no program, process or glob of this node."""
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        self.name = name
+        self.known = tuple(known)
+        hint = f"; known: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"no program or process matches {name!r}{hint}")
+
+
+class InvalidTransition(SupervisorError):
+    """Raised when a command asks a process for a state change it cannot make."""
+
+    def __init__(self, process: str, current: str, wanted: str) -> None:
+        self.process = process
+        self.current = current
+        self.wanted = wanted
+        super().__init__(f"process {process!r} is {current}; cannot {wanted}")
+
+
+class StateDirLocked(SupervisorError):
+    """Raised when another live dsup holds the state directory."""
+
+    def __init__(self, state_dir: Path, holder_pid: int | None) -> None:
+        self.state_dir = state_dir
+        self.holder_pid = holder_pid
+        who = f" (pid {holder_pid})" if holder_pid else ""
+        super().__init__(
+            f"state_dir {str(state_dir)!r} is held by another running dsup{who}; "
+            "stop it first or give this node its own state_dir"
+        )
+
+
+class ControlProtocolError(SupervisorError):
+    """Raised when a control-socket message is malformed or too large."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"control protocol error: {reason}")
