@@ -1,8 +1,97 @@
-"""The ``dsup`` command line (placeholder until the foundation lands)."""
+"""The ``dsup`` command line: run / check / ctl / import-supervisord.
+
+This module owns argument parsing, exit codes and turning errors into one clear
+message (never a traceback). The work itself lives in the modules it calls.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (``dsup ctl`` adds
+3: no dsup running there).
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from supervisor import __version__
+from supervisor.config import DEFAULT_CONFIG, load_config
+from supervisor.errors import ConfigError, SupervisorError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_EXAMPLES = """\
+examples:
+  dsup check examples/dsup.toml          validate a config, list every mistake
+  dsup run examples/dsup.toml            supervise the fleet in the foreground
+  dsup ctl -c examples/dsup.toml status  ask a running dsup from another terminal
+  dsup import-supervisord /etc/supervisor/supervisord.conf > dsup.toml
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (one subcommand per front end)."""
+    parser = argparse.ArgumentParser(
+        prog="dsup",
+        description="Keep scripts and AI-agent workers running; watch and steer them.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dsup {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="supervise the programs of a config in the foreground")
+    run.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
+    output = run.add_mutually_exclusive_group()
+    output.add_argument(
+        "--quiet", action="store_true", help="print state changes only, not worker output"
+    )
+    output.add_argument(
+        "--output", action="store_true", help="print worker output only, not state changes"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    check = sub.add_parser("check", help="validate a config and print a one-line summary")
+    check.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
+
+    imp = sub.add_parser(
+        "import-supervisord", help="turn a supervisord.conf into dsup TOML on stdout"
+    )
+    imp.add_argument("path", type=Path)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line."""
-    return 0
+    """Run the command line and return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            print(load_config(args.config).summary())
+            return EXIT_OK
+        if args.command == "import-supervisord":
+            from supervisor.supervisord_import import convert_file
+
+            sys.stdout.write(convert_file(args.path))
+            return EXIT_OK
+        if args.command == "run":
+            from supervisor.runner import run_node
+
+            _setup_logging(verbose=args.verbose)
+            return run_node(load_config(args.config), quiet=args.quiet, output_only=args.output)
+    except ConfigError as exc:
+        print(f"dsup: config error\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SupervisorError as exc:
+        print(f"dsup: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def _setup_logging(*, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
