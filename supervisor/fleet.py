@@ -1,0 +1,249 @@
+"""The fleet: every process of a node, run in one task group, with events fanned out.
+
+This module owns the set of ``ChildProcess`` slots (one per ``program:index``),
+their task lifetimes, name resolution for commands (program, process, glob,
+``all``), applying a reloaded config, and delivering events to sinks. It does not
+own what a command means for access and audit (``commands``) nor how one process
+is run (``child``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.child import ChildContext, ChildProcess
+from supervisor.errors import UnknownWorker
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.config import Config, ProgramSpec
+    from supervisor.events import Event, EventSink, OutputLines
+    from supervisor.ledger import Ledger
+    from supervisor.pump import LineConsumer
+    from supervisor.reaper import Reaper
+    from supervisor.statedir import StateDir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadResult:
+    """What a reload changed, by program name."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A child and the cancel scope of its ``run`` task."""
+
+    child: ChildProcess
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class _Fanout:
+    """Delivers events to every sink; lines only to sinks that take lines."""
+
+    def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[LineConsumer]) -> None:
+        self._sinks = tuple(sinks)
+        self._line_sinks = tuple(line_sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            sink.deliver(event)
+
+    def capacity(self) -> int:
+        return max((s.capacity() for s in self._line_sinks), default=0)
+
+    def deliver(self, event: OutputLines) -> None:
+        for sink in self._line_sinks:
+            sink.deliver(event)
+
+
+class Fleet:
+    """All processes of one node.
+
+    Use ``await task_group.start(fleet.run)``; cancelling that task stops every
+    process in parallel (each bounded by its ``stop_timeout_seconds``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: StateDir,
+        ledger: Ledger,
+        reaper: Reaper,
+        sinks: Sequence[EventSink] = (),
+        line_sinks: Sequence[LineConsumer] = (),
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.ledger = ledger
+        self.reaper = reaper
+        self._fanout = _Fanout(sinks, line_sinks)
+        self._slots: dict[str, _Slot] = {}
+        self._tg: TaskGroup | None = None
+        self._shutdown = anyio.Event()
+
+    # -- queries -------------------------------------------------------------
+
+    def processes(self) -> list[ChildProcess]:
+        """Every process, in config order."""
+        return [slot.child for slot in self._slots.values()]
+
+    def resolve(self, target: str) -> list[ChildProcess]:
+        """The processes a command target names.
+
+        Args:
+            target: ``all``, a program name (all its processes), a process name
+                (``name:2``) or a glob over program and process names (``scrape*``).
+
+        Raises:
+            UnknownWorker: nothing matches.
+        """
+        children = self.processes()
+        if target == "all":
+            return children
+        found = [
+            c
+            for c in children
+            if c.name == target
+            or c.spec.name == target
+            or fnmatch.fnmatchcase(c.spec.name, target)
+            or fnmatch.fnmatchcase(c.name, target)
+        ]
+        if not found:
+            raise UnknownWorker(target, list(self.config.programs))
+        return found
+
+    def emit(self, event: Event) -> None:
+        """Deliver an event to every sink (never blocks)."""
+        self._fanout.emit(event)
+
+    # -- lifetime ------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every process and the reaper's sweeps until shutdown is requested.
+
+        When cancelled (or on shutdown), every process is stopped in parallel
+        before this returns.
+        """
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await tg.start(self._serve_reaper)
+            for spec in self.config.programs.values():
+                await self._add_program(spec)
+            task_status.started()
+            await self._shutdown.wait()
+            tg.cancel_scope.cancel("fleet shutdown")
+        self._tg = None
+
+    def request_shutdown(self) -> None:
+        """Ask ``run`` to stop every process and return."""
+        self._shutdown.set()
+
+    def kill_all(self) -> None:
+        """Hard stop: SIGKILL every live process group at once (second Ctrl-C).
+
+        The pids are our unreaped direct children, so they cannot have been reused.
+        The normal stop path then finds the trees dead and cleans up quickly.
+        """
+        for child in self.processes():
+            pid = child.status().pid
+            if pid is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    logger.debug("process %s (pid %d) already gone", child.name, pid)
+        self.request_shutdown()
+
+    async def reload(self, config: Config) -> ReloadResult:
+        """Apply a new config: add new programs, stop removed ones, restart changed ones.
+
+        Programs whose spec is unchanged keep running untouched.
+        """
+        old = self.config.programs
+        new = config.programs
+        added = [n for n in new if n not in old]
+        removed = [n for n in old if n not in new]
+        changed = [n for n in new if n in old and new[n] != old[n]]
+        self.config = config
+        async with anyio.create_task_group() as tg:
+            for name in removed + changed:
+                tg.start_soon(self._remove_program, name)
+        for name in changed + added:
+            await self._add_program(new[name])
+        return ReloadResult(
+            added=tuple(added),
+            removed=tuple(removed),
+            changed=tuple(changed),
+            unchanged=tuple(n for n in new if n not in changed and n not in added),
+        )
+
+    # -- internals -----------------------------------------------------------
+
+    def _context(self) -> ChildContext:
+        return ChildContext(
+            node=self.config.supervisor.name,
+            instance_id=self.state.instance_id,
+            log_dir=self.state.log_dir,
+            ledger=self.ledger,
+            reaper=self.reaper,
+            emit=self._fanout.emit,
+            lines=self._fanout,
+        )
+
+    async def _add_program(self, spec: ProgramSpec) -> None:
+        assert self._tg is not None, "the fleet is not running"
+        ctx = self._context()
+        for index in range(spec.numprocs):
+            slot = _Slot(ChildProcess(spec, index, ctx))
+            self._slots[slot.child.name] = slot
+            await self._tg.start(self._run_slot, slot)
+
+    async def _run_slot(
+        self, slot: _Slot, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with slot.scope:
+                await slot.child.run(task_status=task_status)
+        finally:
+            slot.done.set()
+
+    async def _remove_program(self, name: str) -> None:
+        slots = [s for s in self._slots.values() if s.child.spec.name == name]
+        for slot in slots:
+            slot.scope.cancel(f"program {name!r} removed or changed by reload")
+        for slot in slots:
+            await slot.done.wait()
+            del self._slots[slot.child.name]
+
+    def _live_run_ids(self) -> set[str]:
+        return {r for c in self.processes() if (r := c.status().run_id) is not None}
+
+    def _known_children(self) -> set[int]:
+        return {p for c in self.processes() if (p := c.status().pid) is not None}
+
+    async def _serve_reaper(self, *, task_status: TaskStatus[None]) -> None:
+        await self.reaper.serve(
+            live_run_ids=self._live_run_ids,
+            known_children=self._known_children,
+            interval=self.config.supervisor.sweep_interval_seconds,
+            emit=self._fanout.emit,
+            task_status=task_status,
+        )
