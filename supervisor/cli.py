@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--output", action="store_true", help="print worker output only, not state changes"
     )
+    run.add_argument(
+        "--json-logs", action="store_true", help="one JSON object per event, for log shippers"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     check = sub.add_parser("check", help="validate a config and print a one-line summary")
@@ -76,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(convert_file(args.path))
             return EXIT_OK
         if args.command == "run":
-            from supervisor.runner import run_node
+            from supervisor.runner import ConsoleMode, run_node
 
             _setup_logging(verbose=args.verbose)
-            return run_node(load_config(args.config), quiet=args.quiet, output_only=args.output)
+            mode: ConsoleMode = "quiet" if args.quiet else "output" if args.output else "all"
+            return run_node(load_config(args.config), mode=mode, json_logs=args.json_logs)
     except ConfigError as exc:
         print(f"dsup: config error\n{exc}", file=sys.stderr)
         return EXIT_USAGE

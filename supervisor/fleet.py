@@ -157,6 +157,10 @@ class Fleet:
         """Ask ``run`` to stop every process and return."""
         self._shutdown.set()
 
+    async def wait_shutdown_requested(self) -> None:
+        """Return once shutdown has been requested (by a signal or a command)."""
+        await self._shutdown.wait()
+
     def kill_all(self) -> None:
         """Hard stop: SIGKILL every live process group at once (second Ctrl-C).
 

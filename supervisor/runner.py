@@ -1,0 +1,101 @@
+"""``dsup run``: one node in the foreground, from start-up sweep to clean shutdown.
+
+This module owns the order of things over a node's life. Start-up: lock the
+state directory, open the ledger, become a subreaper, end the orphans of a
+previous life, start the console, the fleet and the control socket. Shutdown
+(documented order): stop accepting commands, stop every process in parallel
+(bounded by their stop timeouts), sweep with the reaper, flush the console.
+
+SIGINT/SIGTERM start a graceful shutdown; a second SIGINT kills every process
+group at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+
+from supervisor.commands import CommandService
+from supervisor.console import Console
+from supervisor.control import ControlServer
+from supervisor.events import OrphansCleaned
+from supervisor.fleet import Fleet
+from supervisor.ledger import Ledger
+from supervisor.reaper import Reaper
+from supervisor.statedir import open_state_dir
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from supervisor.config import Config
+
+logger = logging.getLogger(__name__)
+
+ConsoleMode = Literal["all", "quiet", "output"]
+
+
+def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False) -> int:
+    """Supervise ``config`` in the foreground until a signal or ``shutdown``.
+
+    Returns:
+        The process exit code (0 after a clean shutdown).
+    """
+    return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+
+
+async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
+    with (
+        open_state_dir(config.supervisor.state_dir) as state,
+        Ledger.open(state.ledger_path) as ledger,
+    ):
+        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
+        if not reaper.become_subreaper():
+            logger.info("not a child subreaper here: double-forked orphans are found by sweeps")
+        fleet: Fleet | None = None
+        console = Console(
+            stream=sys.stdout,
+            mode=mode,
+            json_logs=json_logs,
+            status=lambda: [c.status() for c in fleet.processes()] if fleet else [],
+            node=config.supervisor.name,
+        )
+        fleet = Fleet(
+            config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
+        )
+        cleaned = await reaper.startup_sweep()
+        if cleaned:
+            console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
+        server = ControlServer(CommandService(fleet), state.socket_path)
+        async with anyio.create_task_group() as services:
+            await services.start(console.run)
+            services.start_soon(_watch_signals, fleet)
+            async with anyio.create_task_group() as core:
+                await core.start(fleet.run)
+                async with anyio.create_task_group() as front:
+                    await front.start(server.serve)
+                    await fleet.wait_shutdown_requested()
+                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+            # Every process has been stopped; end whatever escaped its tree.
+            await reaper.sweep(live_run_ids=())
+            services.cancel_scope.cancel("shutdown complete")
+    return 0
+
+
+async def _watch_signals(
+    fleet: Fleet, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        graceful = False
+        async for signum in signals:
+            if not graceful:
+                graceful = True
+                logger.warning("%s: stopping every process (Ctrl-C again to kill)", signum.name)
+                fleet.request_shutdown()
+            elif signum == signal.SIGINT:
+                logger.warning("second SIGINT: killing every process group now")
+                fleet.kill_all()
