@@ -91,6 +91,20 @@ class StateDirLocked(SupervisorError):
         )
 
 
+class StateDirUnsafe(SupervisorError, PermissionError):
+    """Raised when the state directory cannot be trusted or used as it is.
+
+    The state directory holds the control socket, the ledger of every pid dsup
+    started and the instance id; one that other users can write to would let
+    them make dsup signal arbitrary processes.
+    """
+
+    def __init__(self, state_dir: Path, reason: str, fix: str) -> None:
+        self.state_dir = state_dir
+        self.reason = reason
+        super().__init__(f"state_dir {str(state_dir)!r} {reason}; {fix}")
+
+
 class ControlProtocolError(SupervisorError):
     """Raised when a control-socket message is malformed or too large."""
 

@@ -1,0 +1,408 @@
+"""The ledger: dsup's durable memory in ``state_dir/ledger.sqlite3`` (stdlib sqlite3).
+
+This module owns the schema and every read and write of the ledger: the history of
+runs (pid, create_time, start, end, exit code or signal), the processes seen in each
+run's tree (so a dsup killed with SIGKILL finds them on its next start) and the
+audit trail of commands. It does not decide what to kill (``reaper``), when a run
+starts or ends (``child``) nor who may run a command (``commands``).
+
+All methods are synchronous and thread-safe (one connection behind a lock); async
+callers wrap them in ``anyio.to_thread.run_sync``.
+
+Durability: WAL with ``synchronous=NORMAL``. A commit survives the death of dsup
+itself (SIGKILL, crash) as soon as the method returns; only a crash of the whole
+host may lose the last commits, and such a crash takes every child with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Self
+
+from supervisor.errors import SupervisorError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from pathlib import Path
+    from types import TracebackType
+
+logger = logging.getLogger(__name__)
+
+AuditSource = Literal["local", "discord"]
+
+# One script per schema version; version N is reached by running scripts [0, N).
+# Add a new script to migrate; never edit a released one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        process     TEXT NOT NULL,
+        program     TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        exit_code   INTEGER,
+        exit_signal INTEGER,
+        settled     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_process_started ON runs (process, started_at);
+    CREATE INDEX runs_unsettled ON runs (settled) WHERE settled = 0;
+    CREATE TABLE run_procs (
+        run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (run_id, pid, create_time)
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      REAL NOT NULL,
+        actor   TEXT NOT NULL,
+        source  TEXT NOT NULL CHECK (source IN ('local', 'discord')),
+        command TEXT NOT NULL,
+        target  TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_RUN_COLUMNS = (
+    "run_id, process, program, pid, create_time, started_at, ended_at, exit_code, "
+    "exit_signal, settled"
+)
+
+
+class LedgerError(SupervisorError):
+    """Raised when the ledger file cannot be used (newer schema, not a database)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"ledger {str(path)!r}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcIdent:
+    """The identity of a process: its pid AND its start time.
+
+    A pid alone is not an identity: the kernel reuses pids, and dsup must never
+    signal a stranger that got the pid of one of its dead children.
+
+    Attributes:
+        pid: process id.
+        create_time: the process start time as psutil reports it (seconds since
+            the epoch, float); equal for the same process across calls.
+    """
+
+    pid: int
+    create_time: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeftoverProcess:
+    """A process recorded in the ledger that may still be alive.
+
+    Attributes:
+        run_id: the run it belongs to.
+        process: the process name of that run (``program:index``).
+        ident: its recorded identity.
+        is_main: True for the run's main process, False for a descendant.
+    """
+
+    run_id: str
+    process: str
+    ident: ProcIdent
+    is_main: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One run of one process, as recorded.
+
+    Attributes:
+        run_id: unique id of the run (the ``DSUP_RUN_ID`` marker).
+        process: process name, ``program:index``.
+        program: program name.
+        pid: the main process's pid.
+        create_time: the main process's create_time (see ``ProcIdent``).
+        started_at: wall-clock start (display only).
+        ended_at: wall-clock end, None while running or if dsup died first.
+        exit_code: exit status when the run ended with ``exit()``.
+        exit_signal: signal number when the run was killed by a signal.
+        is_settled: True once nothing of the run can be alive any more.
+    """
+
+    run_id: str
+    process: str
+    program: str
+    pid: int
+    create_time: float
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    exit_signal: int | None
+    is_settled: bool
+
+    @property
+    def ident(self) -> ProcIdent:
+        """The identity of the run's main process."""
+        return ProcIdent(self.pid, self.create_time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One command recorded in the audit trail.
+
+    Attributes:
+        id: row id, increasing.
+        at: wall-clock time of the command.
+        actor: who (local user name or Discord user).
+        source: ``local`` (control socket) or ``discord``.
+        command: the command name (``stop``, ``restart``...).
+        target: what it applied to (a process, program or glob; "" for none).
+        outcome: ``ok``, ``denied``, ``error``...
+        detail: free text (error message, number of processes affected).
+    """
+
+    id: int
+    at: float
+    actor: str
+    source: AuditSource
+    command: str
+    target: str
+    outcome: str
+    detail: str
+
+
+class Ledger:
+    """The sqlite ledger of one state directory. Use ``Ledger.open``."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        """Wrap an open, migrated connection; prefer ``Ledger.open``."""
+        self.path = path
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Open (creating if needed) and migrate the ledger at ``path``.
+
+        Raises:
+            LedgerError: the file is not a database or has a newer schema.
+        """
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(path, conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise LedgerError(path, f"cannot be used: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- runs -----------------------------------------------------------------
+
+    def record_run_start(
+        self,
+        *,
+        run_id: str,
+        process: str,
+        program: str,
+        pid: int,
+        create_time: float,
+        started_at: float,
+    ) -> None:
+        """Record a new run; committed (crash-safe) when this returns."""
+        self._write(
+            "INSERT INTO runs (run_id, process, program, pid, create_time, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, process, program, pid, create_time, started_at)],
+        )
+
+    def record_run_exit(
+        self, *, run_id: str, exit_code: int | None, exit_signal: int | None, ended_at: float
+    ) -> None:
+        """Record how a run's main process ended."""
+        self._write(
+            "UPDATE runs SET ended_at = ?, exit_code = ?, exit_signal = ? WHERE run_id = ?",
+            [(ended_at, exit_code, exit_signal, run_id)],
+        )
+
+    def record_descendants(self, run_id: str, procs: Sequence[ProcIdent]) -> None:
+        """Remember processes seen in a run's tree (already known ones are ignored)."""
+        self._write(
+            "INSERT OR IGNORE INTO run_procs (run_id, pid, create_time) VALUES (?, ?, ?)",
+            [(run_id, p.pid, p.create_time) for p in procs],
+        )
+
+    def forget_runs(self, run_ids: Iterable[str]) -> None:
+        """Mark runs as settled: nothing of them is alive; their history stays."""
+        ids = [(run_id,) for run_id in run_ids]
+        with self._lock, _transaction(self._conn):
+            self._conn.executemany("UPDATE runs SET settled = 1 WHERE run_id = ?", ids)
+            self._conn.executemany("DELETE FROM run_procs WHERE run_id = ?", ids)
+
+    def open_runs(self) -> list[RunRecord]:
+        """Runs not yet settled: something of them may still be alive."""
+        rows = self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE settled = 0 ORDER BY started_at", ()
+        )
+        return [_run_record(row) for row in rows]
+
+    def leftover_processes(self) -> list[LeftoverProcess]:
+        """Every recorded process of an unsettled run that may still be alive.
+
+        That is the main process of each unsettled run without a recorded exit,
+        and every recorded descendant of each unsettled run.
+        """
+        rows = self._read(
+            "SELECT run_id, process, pid, create_time, 1 AS is_main FROM runs "
+            "WHERE settled = 0 AND ended_at IS NULL "
+            "UNION ALL "
+            "SELECT p.run_id, r.process, p.pid, p.create_time, 0 FROM run_procs p "
+            "JOIN runs r ON r.run_id = p.run_id WHERE r.settled = 0",
+            (),
+        )
+        return [
+            LeftoverProcess(
+                run_id=row["run_id"],
+                process=row["process"],
+                ident=ProcIdent(row["pid"], row["create_time"]),
+                is_main=bool(row["is_main"]),
+            )
+            for row in rows
+        ]
+
+    def recent_runs(self, process: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first, of one process or of all."""
+        where, args = ("WHERE process = ?", (process,)) if process is not None else ("", ())
+        rows = self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [_run_record(row) for row in rows]
+
+    # -- audit ----------------------------------------------------------------
+
+    def record_audit(
+        self,
+        *,
+        actor: str,
+        source: AuditSource,
+        command: str,
+        target: str,
+        outcome: str,
+        detail: str = "",
+        at: float | None = None,
+    ) -> None:
+        """Append one command to the audit trail (``at`` defaults to now)."""
+        self._write(
+            "INSERT INTO audit (at, actor, source, command, target, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(time.time() if at is None else at, actor, source, command, target, outcome, detail)],
+        )
+
+    def audit_rows(self, limit: int = 100) -> list[AuditRecord]:
+        """The latest audit rows, newest first."""
+        rows = self._read(
+            "SELECT id, at, actor, source, command, target, outcome, detail FROM audit "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            AuditRecord(
+                id=row["id"],
+                at=row["at"],
+                actor=row["actor"],
+                source=row["source"],
+                command=row["command"],
+                target=row["target"],
+                outcome=row["outcome"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        with self._lock, _transaction(self._conn):
+            self._conn.executemany(sql, rows)
+
+    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (autocommit connection)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _migrate(path: Path, conn: sqlite3.Connection) -> None:
+    """Bring the schema to ``SCHEMA_VERSION``, one transaction per step."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise LedgerError(
+            path,
+            f"schema version {version} is newer than this dsup knows ({SCHEMA_VERSION}); "
+            "upgrade dsup or use another state_dir",
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with _transaction(conn):
+            for statement in _MIGRATIONS[target - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        logger.info("ledger %s: schema migrated to version %d", path, target)
+
+
+def _run_record(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        process=row["process"],
+        program=row["program"],
+        pid=row["pid"],
+        create_time=row["create_time"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        exit_code=row["exit_code"],
+        exit_signal=row["exit_signal"],
+        is_settled=bool(row["settled"]),
+    )

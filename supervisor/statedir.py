@@ -1,0 +1,174 @@
+"""The state directory of one dsup node: its lock, its instance id and its paths.
+
+This module owns the layout of ``state_dir`` (lock file, instance id, log
+directory, ledger and control-socket paths), the check that the directory is
+private, and the exclusive lock that keeps a second dsup away from a directory a
+live dsup holds. It does not own what is written into the ledger (``ledger``),
+the logs (``logs``) or the socket (``control``).
+
+The lock is an ``fcntl.flock`` on ``state_dir/lock``: the kernel drops it when its
+holder dies, even by SIGKILL, so a stale lock never needs cleaning by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import stat
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from supervisor.errors import StateDirLocked, StateDirUnsafe
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = "lock"
+INSTANCE_ID_NAME = "instance_id"
+_INSTANCE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateDir:
+    """An opened, locked state directory.
+
+    Attributes:
+        path: the directory itself.
+        instance_id: a uuid4 hex created once per directory; the value of the
+            ``DSUP_INSTANCE`` marker, so two dsups never touch each other's
+            processes, even with the same node name.
+        log_dir: ``path/logs`` (created, mode 0700).
+        ledger_path: ``path/ledger.sqlite3``.
+        socket_path: ``path/control.sock``.
+    """
+
+    path: Path
+    instance_id: str
+    log_dir: Path
+    ledger_path: Path
+    socket_path: Path
+
+
+@contextlib.contextmanager
+def open_state_dir(path: Path) -> Iterator[StateDir]:
+    """Create (if needed), check and lock a state directory for this process.
+
+    Nothing here touches any process: a caller that gets ``StateDirLocked``
+    has not signalled anything yet.
+
+    Args:
+        path: the state directory; created with mode 0700 (parents too).
+
+    Yields:
+        The opened state directory; the lock is held until the block exits.
+
+    Raises:
+        StateDirUnsafe: the directory is writable by group or others, belongs
+            to another user, is not a directory, or holds a corrupt instance id.
+        StateDirLocked: another live process holds the lock.
+    """
+    path = Path(path).absolute()
+    _make_private_dir(path)
+    lock_fd = _acquire_lock(path)
+    try:
+        log_dir = path / "logs"
+        _make_private_dir(log_dir)
+        state = StateDir(
+            path=path,
+            instance_id=_instance_id(path),
+            log_dir=log_dir,
+            ledger_path=path / "ledger.sqlite3",
+            socket_path=path / "control.sock",
+        )
+        logger.info(
+            "state_dir %s locked by pid %d (instance %s)", path, os.getpid(), state.instance_id
+        )
+        yield state
+    finally:
+        # Closing the descriptor drops the flock. The pid stays in the file: it is
+        # only read while the lock is held, so a stale value is harmless.
+        os.close(lock_fd)
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create ``path`` with mode 0700 if missing, then refuse it if it is not private."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateDirUnsafe(path, "is not a directory", "point state_dir at a directory")
+    if st.st_uid != os.getuid():
+        raise StateDirUnsafe(
+            path,
+            f"belongs to uid {st.st_uid}, not to this user (uid {os.getuid()})",
+            "give each user their own state_dir",
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StateDirUnsafe(
+            path,
+            f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"run: chmod 700 {str(path)!r}",
+        )
+
+
+def _acquire_lock(path: Path) -> int:
+    """Take the exclusive lock on ``path/lock`` and write our pid into it.
+
+    Returns:
+        The open lock file descriptor; closing it releases the lock.
+    """
+    lock_path = path / LOCK_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise StateDirLocked(path, _read_pid(fd)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_pid(fd: int) -> int | None:
+    """The pid the lock holder wrote, or None if it has not written one yet."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _instance_id(path: Path) -> str:
+    """Read the instance id of ``path``, creating it on first use.
+
+    Called with the lock held, so no other dsup races the creation.
+    """
+    id_path = path / INSTANCE_ID_NAME
+    try:
+        text = id_path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        new_id = uuid.uuid4().hex
+        tmp = path / f"{INSTANCE_ID_NAME}.tmp"
+        tmp.write_text(new_id + "\n", encoding="ascii")
+        tmp.replace(id_path)
+        logger.info("state_dir %s: created instance id %s", path, new_id)
+        return new_id
+    if not _INSTANCE_ID_RE.match(text):
+        # Never silently make a new one: the old id is how we recognise the
+        # processes a previous life of this node left behind.
+        raise StateDirUnsafe(
+            path,
+            f"holds a corrupt instance id {text[:40]!r} in {INSTANCE_ID_NAME}",
+            f"delete {str(id_path)!r} once no process of this node is left",
+        )
+    return text
