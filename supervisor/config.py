@@ -35,7 +35,13 @@ DEFAULT_CONFIG = Path("dsup.toml")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Discord bot tokens are three base64url parts joined by dots, about 70 characters.
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$")
+_TOKEN_PART = r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}"
+_TOKEN_RE = re.compile(rf"^\s*{_TOKEN_PART}\s*$")
+_TOKEN_ANYWHERE_RE = re.compile(_TOKEN_PART)
+_TOKEN_REFUSED = (
+    "this looks like a Discord bot token; a literal token in the config file is refused: "
+    "put it in an environment variable (token_env) or a file readable only by you (token_file)"
+)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -133,9 +139,11 @@ class DiscordSpec:
         if self.token_file is not None:
             try:
                 token = self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
                 raise ConfigError(
-                    self.token_file, [ConfigIssue(where, f"cannot read: {exc.strerror}")]
+                    self.token_file,
+                    [ConfigIssue(where, f"cannot read: {reason or type(exc).__name__}")],
                 ) from None
         else:
             token = os.environ.get(self.token_env or "", "").strip()
@@ -179,7 +187,9 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
     except FileNotFoundError:
         raise ConfigError(path, [ConfigIssue("", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        reason = (
+            (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else "not UTF-8 text"
+        )
         raise ConfigError(path, [ConfigIssue("", f"cannot read: {reason}")]) from None
     return parse_config(text, path)
 
@@ -190,7 +200,9 @@ def parse_config(text: str, path: Path | str) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [ConfigIssue("", f"not valid TOML: {exc}")]) from None
+        raise ConfigError(path, [ConfigIssue("", f"not valid TOML: {redact(str(exc))}")]) from None
+    except RecursionError:
+        raise ConfigError(path, [ConfigIssue("", "not valid TOML: nested too deeply")]) from None
     reader = _Reader(path.resolve().parent)
     config = reader.config(data, path)
     if reader.issues:
@@ -243,7 +255,7 @@ class _Reader:
         self.issues: list[ConfigIssue] = []
 
     def fail(self, key: str, message: str) -> None:
-        self.issues.append(ConfigIssue(key, message))
+        self.issues.append(ConfigIssue(redact(key), redact(message)))
 
     def keys(self, table: Mapping[str, object], prefix: str, allowed: list[str]) -> None:
         for key in table:
@@ -269,8 +281,12 @@ class _Reader:
     ) -> T:
         if key not in table:
             return default
+        value = table[key]
+        if isinstance(value, str) and _TOKEN_RE.match(value):
+            self.fail(path, _TOKEN_REFUSED)
+            return default
         try:
-            return convert(table[key])
+            return convert(value)
         except _Bad as bad:
             self.fail(path, str(bad))
             return default
@@ -382,11 +398,7 @@ class _Reader:
     def discord(self, table: Mapping[str, object]) -> DiscordSpec:
         p = "discord."
         if "token" in table:
-            self.fail(
-                p + "token",
-                "a literal token in the config file is refused; put it in an environment "
-                "variable (token_env) or a file readable only by you (token_file)",
-            )
+            self.fail(p + "token", _TOKEN_REFUSED)
             table = {k: v for k, v in table.items() if k != "token"}
         self.keys(table, p, _DISCORD_KEYS)
         d = DiscordSpec()
@@ -426,6 +438,15 @@ class _Reader:
         )
 
 
+def redact(text: str) -> str:
+    """Replace anything in ``text`` that looks like a Discord bot token.
+
+    Every config error message passes through this, so a token pasted into the
+    wrong key is never echoed back (to a terminal, a log or a CI transcript).
+    """
+    return _TOKEN_ANYWHERE_RE.sub("<redacted token>", text)
+
+
 class _Bad(Exception):
     """A value failed a converter; the message says what was expected."""
 
@@ -460,9 +481,13 @@ def _bool(value: object) -> bool:
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad(f"must be a number of seconds, got {_kind(value)}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise _Bad(f"must be a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _nonneg(value: object) -> float:
@@ -524,7 +549,10 @@ def _path(base: Path) -> Callable[[object], Path]:
     def convert(value: object) -> Path:
         if not isinstance(value, str) or not value or "\0" in value:
             raise _Bad(f"must be a path string, got {_kind(value)}")
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:
+            raise _Bad(f"cannot expand '~' in {value!r}: no such user or home") from None
         return path if path.is_absolute() else base / path
 
     return convert
@@ -547,11 +575,6 @@ def _env(value: object) -> Mapping[str, str]:
 
 
 def _env_name(value: object) -> str:
-    if isinstance(value, str) and _TOKEN_RE.match(value):
-        raise _Bad(
-            "this looks like a bot token, not a variable name; a literal token in the "
-            "config file is refused"
-        )
     if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
         raise _Bad(f"must be an environment variable name, got {_kind(value)}")
     return value
