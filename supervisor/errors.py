@@ -111,3 +111,26 @@ class ControlProtocolError(SupervisorError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"control protocol error: {reason}")
+
+
+class AccessDenied(SupervisorError, PermissionError):
+    """Raised when an actor's access level is below what a command requires."""
+
+    def __init__(self, actor: str, command: str, required: str, level: str) -> None:
+        self.actor = actor
+        self.command = command
+        self.required = required
+        self.level = level
+        super().__init__(
+            f"{actor!r} may not {command}: it needs {required} access, {actor!r} has {level}"
+        )
+
+
+class InvalidArgument(SupervisorError, ValueError):
+    """Raised when a command gets an argument it cannot use (a bad signal name...)."""
+
+    def __init__(self, command: str, name: str, value: object, fix: str) -> None:
+        self.command = command
+        self.name = name
+        self.value = value
+        super().__init__(f"{command}: bad {name} {value!r}; {fix}")
