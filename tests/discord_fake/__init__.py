@@ -1,0 +1,70 @@
+"""A protocol-level Discord fake: unmodified discord.py talks to it over real HTTP and
+websocket on 127.0.0.1 (issue 5).
+
+Layout: ``store`` (the guild, members, channels, messages and the bot's action log),
+``ratelimit`` (buckets, headers, injected faults), ``http_util`` (middleware, errors,
+bodies), ``rest_channels`` and ``rest_interactions`` (REST under ``/api/v10``),
+``gateway`` (the websocket), ``interaction`` (interactions a test starts),
+``server`` (:class:`FakeDiscord`, the handle, and :func:`open_fake_discord`),
+``connect`` (pointing discord.py at a base URL), ``harness`` (running a client in a
+test), ``pytest_plugin`` (fixtures). ``python -m tests.discord_fake`` serves it by hand.
+
+Known departures from Discord (deliberate; change them here when a test needs more):
+
+- One guild, text channels only; no DMs, threads, voice, forums, stickers, polls,
+  webhooks other than interaction follow-ups, audit-log reasons are ignored.
+- No CHANNEL_CREATE / GUILD_MEMBER_ADD / GUILD_ROLE_* / TYPING_START / PRESENCE events:
+  users and channels added after the bot connected reach it only inside messages and
+  interactions.
+- Permissions are not computed: the bot may do everything except in channels created
+  with ``bot_denied`` (403 Missing Access on every route); users' roles are only carried
+  in payloads (``member.roles``, ``member.permissions``) for the bot to check.
+- Rate limits: one fixed window per route and major parameter (default 5 per 5 s for
+  sending messages, 50 per 1 s elsewhere), no global limit, no shared buckets between
+  routes, no sub-limits (such as deleting messages younger than 10 s).
+- Mentions, markdown and allowed_mentions are not parsed (``mentions`` is only set by
+  ``post_message(mention_bot=True)``); embeds are checked against the main size limits
+  only; attachments are stored in memory and served from the fake itself, not a CDN.
+- The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice, never
+  sends RECONNECT on its own, and supports ``zlib-stream`` or uncompressed frames (not
+  ``zstd-stream``, not ETF). The replay buffer keeps the last 1000 events per session.
+- Interaction responses are type 20 messages for slash commands and type 0 otherwise;
+  modals are accepted but cannot be submitted; interaction tokens never expire (only the
+  3 s deadline for the initial callback is enforced).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+# discord.py imports the stdlib ``audioop`` (voice), deprecated since Python 3.11; with
+# pytest's ``filterwarnings = error`` that import fails. Import discord once here with
+# that one warning silenced; pyproject could instead ignore it (see docs/discord_fake.md).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
+    import discord  # noqa: F401
+
+from tests.discord_fake.connect import DiscordEndpoints, pointed_at, use_discord_api
+from tests.discord_fake.harness import GUILD_READY_TIMEOUT, run_client, intents_for_tests
+from tests.discord_fake.interaction import InteractionRecord, InteractionReply
+from tests.discord_fake.ratelimit import BucketStats, Fault
+from tests.discord_fake.server import FakeDiscord, open_fake_discord
+from tests.discord_fake.store import BotAction, FakeChannel, FakeUser
+
+__all__ = [
+    "GUILD_READY_TIMEOUT",
+    "BotAction",
+    "BucketStats",
+    "DiscordEndpoints",
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeUser",
+    "Fault",
+    "InteractionRecord",
+    "InteractionReply",
+    "open_fake_discord",
+    "pointed_at",
+    "run_client",
+    "intents_for_tests",
+    "use_discord_api",
+]

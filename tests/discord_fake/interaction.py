@@ -1,0 +1,262 @@
+"""Interactions a test starts as a user, and the bot's answers to them.
+
+Builds the INTERACTION_CREATE payloads (slash command, autocomplete, component) that
+discord.py 2.7 parses, and keeps one :class:`InteractionRecord` per interaction so a test
+can await the callback, follow-ups and edits. The REST side of the answers lives in
+``rest_interactions.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tests.discord_fake.store import BOT_PERMISSIONS, FakeChannel, FakeStore, FakeUser
+
+ReplyKind = Literal["callback", "followup", "edit", "delete"]
+
+APPLICATION_COMMAND = 2
+MESSAGE_COMPONENT = 3
+AUTOCOMPLETE = 4
+
+_OPTION_SUBCOMMAND = 1
+_OPTION_GROUP = 2
+_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InteractionReply:
+    """One answer of the bot to an interaction.
+
+    Attributes:
+        kind: ``callback`` (the initial response), ``followup``, ``edit`` (of the original
+            or a follow-up) or ``delete``.
+        type: The callback type for ``callback`` (4 message, 5 defer, 6 deferred update,
+            7 update message, 8 autocomplete result, 9 modal), else ``None``.
+        data: The callback's ``data``, or the message body sent.
+        message: The message created or edited, if any.
+    """
+
+    kind: ReplyKind
+    type: int | None
+    data: dict[str, Any]
+    message: dict[str, Any] | None = None
+
+    @property
+    def content(self) -> str | None:
+        """Content of the resulting message, if any."""
+        return None if self.message is None else str(self.message.get("content", ""))
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        """Autocomplete choices (callback type 8)."""
+        return list(self.data.get("choices", []))
+
+
+@dataclass(slots=True, kw_only=True)
+class InteractionRecord:
+    """An interaction the fake sent to the bot, with everything the bot answered.
+
+    Attributes:
+        id: The interaction id.
+        token: The interaction token (used by callback and webhook routes).
+        type: 2 application command, 3 component, 4 autocomplete.
+        channel_id: Where it happened.
+        user: Who triggered it.
+        payload: The INTERACTION_CREATE data sent to the bot.
+        replies: The bot's answers, in order.
+        message_id: The message a component belongs to, if any.
+        original_message_id: The message the original response created or updated.
+        messages: Messages created in answer (ephemeral ones included), by id.
+        is_loading: The original response is a "thinking" defer not yet replaced.
+        created_at: ``time.monotonic()`` when it was dispatched.
+    """
+
+    id: int
+    token: str
+    type: int
+    channel_id: int
+    user: FakeUser
+    payload: dict[str, Any]
+    store: FakeStore
+    replies: list[InteractionReply] = field(default_factory=list)
+    message_id: int | None = None
+    original_message_id: int | None = None
+    messages: dict[int, dict[str, Any]] = field(default_factory=dict)
+    is_loading: bool = False
+    created_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_acknowledged(self) -> bool:
+        """Whether the bot has sent the initial callback."""
+        return any(r.kind == "callback" for r in self.replies)
+
+    def add_reply(self, reply: InteractionReply) -> None:
+        """Record an answer and wake waiters."""
+        self.replies.append(reply)
+        self.store.notify()
+
+    async def wait_reply(
+        self, *, kind: ReplyKind = "callback", index: int = 0, timeout: float = 5.0
+    ) -> InteractionReply:
+        """Wait for the ``index``-th answer of ``kind`` and return it.
+
+        Raises:
+            TimeoutError: It did not come within ``timeout`` seconds.
+        """
+
+        def found() -> InteractionReply | None:
+            matching = [r for r in self.replies if r.kind == kind]
+            return matching[index] if len(matching) > index else None
+
+        return await self.store.wait_until(found, timeout=timeout)
+
+
+class InteractionBook:
+    """Builds interactions and finds them again by id or token.
+
+    Attributes:
+        deadline_seconds: How long the bot has for the initial callback (Discord: 3 s).
+    """
+
+    def __init__(self, store: FakeStore, *, deadline_seconds: float = 3.0) -> None:
+        self.store = store
+        self.deadline_seconds = deadline_seconds
+        self.by_token: dict[str, InteractionRecord] = {}
+        self.by_id: dict[int, InteractionRecord] = {}
+
+    def _base(
+        self, kind: int, user: FakeUser, channel: FakeChannel, data: dict[str, Any]
+    ) -> InteractionRecord:
+        store = self.store
+        interaction_id = store.snowflakes.next()
+        token = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(32)
+        permissions = 0
+        for role_id in [store.guild_id, *user.role_ids]:
+            permissions |= store.roles[role_id].permissions
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(store.application_id),
+            "type": kind,
+            "data": data,
+            "guild_id": str(store.guild_id),
+            "guild": {"id": str(store.guild_id), "locale": "en-US", "features": []},
+            "channel_id": str(channel.id),
+            "channel": channel.payload(),
+            "member": user.member_payload() | {"permissions": str(permissions)},
+            "token": token,
+            "version": 1,
+            "app_permissions": str(BOT_PERMISSIONS),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(store.guild_id)},
+            "context": 0,
+            "attachment_size_limit": _ATTACHMENT_SIZE_LIMIT,
+        }
+        record = InteractionRecord(
+            id=interaction_id,
+            token=token,
+            type=kind,
+            channel_id=channel.id,
+            user=user,
+            payload=payload,
+            store=store,
+        )
+        self.by_token[token] = record
+        self.by_id[interaction_id] = record
+        return record
+
+    def command(
+        self,
+        user: FakeUser,
+        channel: FakeChannel,
+        name: str,
+        options: dict[str, Any],
+        *,
+        focused: str | None = None,
+    ) -> InteractionRecord:
+        """Build a slash command (or, with ``focused``, an autocomplete) interaction.
+
+        Args:
+            user: Who runs it.
+            channel: Where.
+            name: The command, with subcommands separated by spaces (``"task add"``).
+            options: Option values by name; types come from the registered command.
+            focused: The option being typed, for autocomplete.
+
+        Raises:
+            LookupError: No such command was registered by the bot (guild or global).
+        """
+        top, *path = name.split()
+        command = self._find_command(top)
+        spec_options: list[dict[str, Any]] = command.get("options") or []
+        leaf: list[dict[str, Any]] = []
+        root: list[dict[str, Any]] = leaf
+        for part in path:
+            spec = next((o for o in spec_options if o["name"] == part), None)
+            if spec is None or spec["type"] not in (_OPTION_SUBCOMMAND, _OPTION_GROUP):
+                raise LookupError(f"command {top!r} has no subcommand {part!r}")
+            inner: list[dict[str, Any]] = []
+            leaf.append({"name": part, "type": spec["type"], "options": inner})
+            leaf, spec_options = inner, spec.get("options") or []
+        for option_name, value in options.items():
+            spec = next((o for o in spec_options if o["name"] == option_name), None)
+            if spec is None:
+                raise LookupError(f"command {name!r} has no option {option_name!r}")
+            option: dict[str, Any] = {"name": option_name, "type": spec["type"], "value": value}
+            if option_name == focused:
+                option["focused"] = True
+            leaf.append(option)
+        data: dict[str, Any] = {
+            "id": str(command["id"]),
+            "name": top,
+            "type": 1,
+            "options": root,
+        }
+        if command.get("guild_id"):
+            data["guild_id"] = str(command["guild_id"])
+        kind = AUTOCOMPLETE if focused is not None else APPLICATION_COMMAND
+        return self._base(kind, user, channel, data)
+
+    def component(
+        self,
+        user: FakeUser,
+        channel: FakeChannel,
+        message: dict[str, Any],
+        custom_id: str,
+        *,
+        component_type: int = 2,
+        values: list[str] | None = None,
+    ) -> InteractionRecord:
+        """Build a component interaction (button click or select) on a bot message."""
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
+        if values is not None:
+            data["values"] = values
+        record = self._base(MESSAGE_COMPONENT, user, channel, data)
+        record.payload["message"] = self.store.message_view(message)
+        record.message_id = int(message["id"])
+        return record
+
+    def _find_command(self, name: str) -> dict[str, Any]:
+        for scope in (self.store.guild_id, None):
+            for command in self.store.commands.get(scope, []):
+                if command["name"] == name and command.get("type", 1) == 1:
+                    return command
+        known = [c["name"] for cmds in self.store.commands.values() for c in cmds]
+        raise LookupError(f"no slash command {name!r} registered; the bot synced {known}")
+
+
+def find_component(message: dict[str, Any], custom_id: str) -> dict[str, Any] | None:
+    """Return the component with ``custom_id`` in a message's action rows, or ``None``."""
+    pending = list(message.get("components") or [])
+    for _ in range(1000):  # bounded walk over nested rows
+        if not pending:
+            return None
+        component = pending.pop()
+        if component.get("custom_id") == custom_id:
+            return dict(component)
+        pending.extend(component.get("components") or [])
+    return None
