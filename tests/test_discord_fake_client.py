@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 
+import anyio
+import pytest
+
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT
 from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
@@ -25,3 +28,163 @@ async def test_client_logs_in_and_sees_the_guild(fake_discord: FakeDiscord) -> N
         assert guild is not None
         assert {c.name for c in guild.text_channels} == {"general", "ops"}
     assert fake_discord.identify_count == 1
+
+
+class Recorder(discord.Client):
+    """A client that keeps what its event handlers saw and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        super().__init__(intents=intents_for_tests(), guild_ready_timeout=GUILD_READY_TIMEOUT)
+        self.seen: list[tuple[str, object]] = []
+        self.changed = anyio.Event()
+
+    def _note(self, name: str, value: object) -> None:
+        self.seen.append((name, value))
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait_seen(self, name: str, *, count: int = 1, timeout: float = 5.0) -> list[object]:
+        with anyio.fail_after(timeout):
+            while True:
+                values = [v for n, v in self.seen if n == name]
+                if len(values) >= count:
+                    return values
+                await self.changed.wait()
+
+    async def on_message(self, message: discord.Message) -> None:
+        self._note("message", message)
+        if message.author != self.user and message.content.startswith("!echo "):
+            await message.channel.send(message.content.removeprefix("!echo "))
+
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        self._note("edit", after)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        self._note("delete", payload.message_id)
+
+    async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
+        self._note("reaction", (str(reaction.emoji), user.id, reaction.count, reaction.me))
+
+    async def on_resumed(self) -> None:
+        self._note("resumed", None)
+
+    async def on_ready(self) -> None:
+        self._note("ready", None)
+
+
+async def test_client_message_round_trip(fake_discord: FakeDiscord) -> None:
+    alice = fake_discord.add_user("alice", roles=("operator",))
+    async with run_client(Recorder(), fake_discord.token) as client:
+        fake_discord.post_message(alice, "general", "!echo hello there")
+        action = await fake_discord.wait_for_action("general", kind="create")
+        received = (await client.wait_seen("message"))[0]
+    assert isinstance(received, discord.Message)
+    assert received.author.id == alice.id
+    assert isinstance(received.author, discord.Member)
+    assert [r.name for r in received.author.roles] == ["@everyone", "operator"]
+    assert action.content == "hello there"
+    assert [m["content"] for m in fake_discord.messages("general")] == [
+        "!echo hello there",
+        "hello there",
+    ]
+
+
+async def test_client_edit_delete_and_reaction(fake_discord: FakeDiscord) -> None:
+    bob = fake_discord.add_user("bob")
+    async with run_client(Recorder(), fake_discord.token) as client:
+        channel = client.get_channel(fake_discord.channel("ops").id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("v1")
+        edited = await sent.edit(content="v2")
+        await sent.add_reaction("👍")
+        fake_discord.react(bob, "ops", sent.id, "👍")
+        reactions = await client.wait_seen("reaction", count=2)
+        edits = await client.wait_seen("edit")
+        extra = await channel.send("to delete")
+        await extra.delete()
+        await client.wait_seen("delete")
+    assert edited.content == "v2"
+    assert edited.edited_at is not None
+    assert isinstance(edits[0], discord.Message)
+    assert edits[0].content == "v2"
+    assert reactions == [("👍", client.user.id, 1, True), ("👍", bob.id, 2, True)]
+    kinds = [(a.kind, a.content or a.emoji) for a in fake_discord.bot_actions("ops")]
+    assert kinds == [
+        ("create", "v1"),
+        ("edit", "v2"),
+        ("react", "👍"),
+        ("create", "to delete"),
+        ("delete", None),
+    ]
+    assert [m["content"] for m in fake_discord.bot_messages("ops")] == ["v2"]
+    assert fake_discord.bot_messages("ops")[0]["reactions"][0]["count"] == 2
+
+
+async def test_client_file_upload_and_download(fake_discord: FakeDiscord) -> None:
+    async with run_client(Recorder(), fake_discord.token) as client:
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        payload = b"line\n" * 1000
+        sent = await channel.send("log attached", file=discord.File(io.BytesIO(payload), "out.log"))
+        downloaded = await sent.attachments[0].read()
+    assert sent.attachments[0].filename == "out.log"
+    assert sent.attachments[0].size == len(payload)
+    assert downloaded == payload
+    action = fake_discord.bot_actions("general")[0]
+    assert action.message is not None
+    assert action.message["attachments"][0]["filename"] == "out.log"
+
+
+async def test_client_history_pages_in_order(fake_discord: FakeDiscord) -> None:
+    carol = fake_discord.add_user("carol")
+    posted = [fake_discord.post_message(carol, "general", f"m{i}") for i in range(130)]
+    async with run_client(Recorder(), fake_discord.token) as client:
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        newest_first = [m.content async for m in channel.history(limit=None)]
+        middle = discord.Object(id=int(posted[100]["id"]))
+        after = [m.content async for m in channel.history(limit=5, after=middle)]
+        before = [m.content async for m in channel.history(limit=3, before=middle)]
+    assert newest_first == [f"m{i}" for i in reversed(range(130))]
+    assert after == ["m101", "m102", "m103", "m104", "m105"]
+    assert before == ["m99", "m98", "m97"]
+
+
+async def test_client_gets_faithful_errors(fake_discord: FakeDiscord) -> None:
+    secret = fake_discord.add_channel("secret", bot_denied=True)
+    async with run_client(Recorder(), fake_discord.token) as client:
+        general = client.get_channel(fake_discord.channel("general").id)
+        hidden = client.get_channel(secret.id)
+        assert isinstance(general, discord.TextChannel)
+        assert isinstance(hidden, discord.TextChannel)
+        assert not hidden.permissions_for(hidden.guild.me).send_messages
+        with pytest.raises(discord.HTTPException) as too_long:
+            await general.send("x" * 2001)
+        with pytest.raises(discord.Forbidden) as denied:
+            await hidden.send("hi")
+        with pytest.raises(discord.NotFound) as unknown:
+            await general.fetch_message(12345)
+        with pytest.raises(discord.HTTPException) as empty:
+            await general.send(embed=discord.Embed(description="d" * 4097))
+    assert (too_long.value.status, too_long.value.code) == (400, 50035)
+    assert (denied.value.status, denied.value.code) == (403, 50001)
+    assert (unknown.value.status, unknown.value.code) == (404, 10008)
+    assert (empty.value.status, empty.value.code) == (400, 50035)
+    assert fake_discord.bot_actions() == []
+
+
+async def test_client_wrong_token_is_a_login_failure(fake_discord: FakeDiscord) -> None:
+    client = discord.Client(intents=intents_for_tests())
+    async with client:
+        with anyio.fail_after(5), pytest.raises(discord.LoginFailure):
+            await client.login("not-the-token")
+
+
+async def test_client_nonce_is_enforced(fake_discord: FakeDiscord) -> None:
+    async with run_client(Recorder(), fake_discord.token) as client:
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        first = await channel.send("once", nonce="outbox-42")
+        second = await channel.send("once", nonce="outbox-42")
+    assert first.id == second.id
+    assert [m["content"] for m in fake_discord.bot_messages("general")] == ["once"]

@@ -78,7 +78,7 @@ async def get_gateway(request: web.Request) -> web.Response:
 async def get_application(request: web.Request) -> web.Response:
     """Application info, read by discord.py's login."""
     store = backend(request).store
-    owner = next(u for u in store.users.values() if not u.is_bot) if len(store.users) > 1 else store.bot
+    owner = store.owner
     return json_response(
         {
             "id": str(store.application_id),

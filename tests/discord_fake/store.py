@@ -215,7 +215,8 @@ class FakeStore:
         self.guild_name = "dsup-test"
         self.bot = FakeUser(id=self.application_id, name=bot_name, is_bot=True)
         self.roles: dict[int, FakeRole] = {}
-        self.users: dict[int, FakeUser] = {self.bot.id: self.bot}
+        self.owner = FakeUser(id=self.snowflakes.next(), name="guild-owner")
+        self.users: dict[int, FakeUser] = {self.bot.id: self.bot, self.owner.id: self.owner}
         self.channels: dict[int, FakeChannel] = {}
         self.actions: list[BotAction] = []
         self.attachments: dict[int, bytes] = {}
@@ -287,7 +288,7 @@ class FakeStore:
             "id": str(self.guild_id),
             "name": self.guild_name,
             "icon": None,
-            "owner_id": str(next(iter(self.users))),
+            "owner_id": str(self.owner.id),
             "unavailable": False,
             "large": False,
             "member_count": len(self.users),
