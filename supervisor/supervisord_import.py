@@ -1,0 +1,411 @@
+"""Turn a ``supervisord.conf`` into dsup TOML: ``dsup import-supervisord PATH``.
+
+This module owns reading supervisord's ini dialect (``[include]`` globs,
+``%(here)s``-style expansions, ``environment=`` pairs, byte sizes, booleans) and
+writing the equivalent dsup config as TOML text, with a ``# not carried over``
+comment for every option that has no dsup equivalent. It does not own what a
+valid dsup config is: each converted program is checked by ``config.parse_config``
+and keys dsup refuses become comments too. Mistakes in the supervisord file
+(missing ``command``, a bad integer, a missing include) raise ``ConfigError``
+naming the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from supervisor.config import parse_config
+from supervisor.errors import ConfigError, ConfigIssue
+from supervisor.supervisord_ini import (
+    Section,
+    base_expansions,
+    expand,
+    parse_bool,
+    parse_command,
+    parse_environment,
+    parse_int,
+    parse_signal,
+    parse_size,
+    read_tree,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+# Why each supervisord program option has no dsup equivalent (issue 2).
+_DROPPED = {
+    "priority": "dsup starts programs in file order; this file lists them by priority",
+    "user": "dsup runs every child as its own user; run dsup as that user",
+    "umask": "children inherit dsup's umask",
+    "stopasgroup": "dsup always signals the whole process tree",
+    "killasgroup": "dsup always kills the whole process tree",
+    "redirect_stderr": "dsup captures stdout and stderr itself, in one log per process",
+    "stdout_logfile": "dsup writes each process's log under state_dir",
+    "stderr_logfile": "dsup writes each process's log under state_dir",
+    "stderr_logfile_maxbytes": "dsup rotates one log per process (log_max_bytes)",
+    "stderr_logfile_backups": "dsup rotates one log per process (log_backups)",
+    "stdout_capture_maxbytes": "dsup has no capture mode; see relay",
+    "stderr_capture_maxbytes": "dsup has no capture mode; see relay",
+    "stdout_events_enabled": "dsup has no event listeners; see relay",
+    "stderr_events_enabled": "dsup has no event listeners; see relay",
+    "stdout_syslog": "dsup does not write to syslog",
+    "stderr_syslog": "dsup does not write to syslog",
+    "serverurl": "workers talk to dsup through worker_sdk, not XML-RPC",
+    "exitcodes": "dsup counts only exit code 0 as success",
+    "process_name": "dsup names the processes NAME:0 ... NAME:N-1",
+    "numprocs_start": "dsup numbers the processes from 0",
+}
+_SECTION_DROPPED = {
+    "supervisord": "dsup runs in the foreground; its own settings live in [supervisor]",
+    "unix_http_server": "`dsup ctl` uses a control socket in state_dir",
+    "inet_http_server": "`dsup ctl` uses a control socket in state_dir",
+    "supervisorctl": "`dsup ctl` uses a control socket in state_dir",
+    "rpcinterface": "dsup has no XML-RPC interface",
+    "eventlistener": "dsup has no event listeners",
+    "fcgi-program": "dsup does not manage FastCGI sockets",
+}
+
+
+def convert_file(path: Path) -> str:
+    """Read a supervisord config (and its includes) and return dsup TOML text.
+
+    Raises:
+        ConfigError: the file or an include is missing or unreadable, or a
+            section holds a value supervisord itself would reject.
+    """
+    return _Converter(Path(path).absolute(), read_tree(path)).run()
+
+
+def toml_str(text: str) -> str:
+    """Quote ``text`` as a TOML basic string (JSON-style escapes, no raw controls)."""
+    out = [
+        _TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ch == "\x7f" else ch)
+        for ch in text
+    ]
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(key: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise."""
+    return key if _BARE_KEY_RE.match(key) else toml_str(key)
+
+
+def toml_value(value: object) -> str:
+    """Format a str, bool, int, finite float, list or dict as a TOML value.
+
+    Raises:
+        TypeError: for any other type (or a non-finite float).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return toml_str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+@dataclass(slots=True)
+class _Program:
+    """One dsup program being built: values in output order, env, comments."""
+
+    name: str
+    origin: str
+    values: dict[str, object] = field(default_factory=dict)
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def drop(self, key: str, value: str, why: str) -> None:
+        self.notes.append(_not_carried(key, value, why))
+
+
+def _not_carried(key: str, value: str, why: str) -> str:
+    shown = "<redacted>" if "password" in key else " ".join(value.split())
+    return f"# not carried over: {key} = {shown} ({why})"
+
+
+class _Converter:
+    """Turns the sections of one supervisord tree into dsup TOML text."""
+
+    def __init__(self, main: Path, sections: list[Section]) -> None:
+        self.main = main
+        self.sections = sections
+        self.header: list[str] = []
+        self.groups: dict[str, str] = {}
+        self.global_env: dict[str, str] = {}
+        self.name: str | None = None
+
+    def run(self) -> str:
+        programs: list[tuple[int, _Program]] = []
+        self._check_duplicates()
+        for sec in self.sections:
+            kind, _, rest = sec.name.partition(":")
+            if kind == "group" and rest:
+                self._group(sec, rest)
+            elif kind == "supervisord":
+                self._supervisord(sec)
+        for sec in self.sections:
+            kind, _, rest = sec.name.partition(":")
+            if kind == "program" and rest:
+                priority = _integer(sec, "priority", "999", base_expansions(sec.file))
+                programs += [(priority, p) for p in self._program(sec, rest)]
+            elif kind not in ("group", "supervisord"):
+                why = _SECTION_DROPPED.get(kind, "not a section dsup knows")
+                self.header += [
+                    _not_carried(f"[{sec.name}] {k}", v, why) for k, v in sec.options.items()
+                ]
+                if not sec.options:
+                    self.header.append(f"# not carried over: [{sec.name}] ({why})")
+        programs.sort(key=lambda item: (item[0], item[1].name))
+        return self._render([p for _, p in programs])
+
+    def _check_duplicates(self) -> None:
+        where: dict[str, Path] = {}
+        seen_names: dict[str, str] = {}
+        for sec in self.sections:
+            if sec.name in where:
+                issue = ConfigIssue(sec.name, f"also defined in {where[sec.name]}")
+                raise ConfigError(sec.file, [issue])
+            where[sec.name] = sec.file
+            kind, _, rest = sec.name.partition(":")
+            if kind == "program":
+                dsup_name = _dsup_name(rest)
+                if dsup_name in seen_names:
+                    msg = f"{rest!r} and {seen_names[dsup_name]!r} both become {dsup_name!r}"
+                    raise ConfigError(sec.file, [ConfigIssue(sec.name, msg)])
+                seen_names[dsup_name] = rest
+
+    def _group(self, sec: Section, group: str) -> None:
+        members = [m.strip() for m in sec.options.get("programs", "").split(",") if m.strip()]
+        for member in members:
+            if f"program:{member}" not in {s.name for s in self.sections}:
+                msg = f"names program {member!r}, which has no [program:{member}] section"
+                raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.programs", msg)])
+            self.groups[member] = group
+        self.header.append(
+            f"# group {group!r}: programs {', '.join(members) or '(none)'}; dsup has no groups "
+            "yet: address the members by name or glob"
+        )
+        for key, value in sec.options.items():
+            if key != "programs":
+                self.header.append(_not_carried(f"[{sec.name}] {key}", value, "no dsup groups"))
+
+    def _supervisord(self, sec: Section) -> None:
+        base = base_expansions(sec.file)
+        for key, raw in sec.options.items():
+            value = expand(raw, base, sec.file, f"supervisord.{key}")
+            if key == "environment":
+                self.global_env = _env_pairs(value, sec.file, "supervisord.environment")
+            elif key == "identifier":
+                self.name = value
+            else:
+                why = _SECTION_DROPPED["supervisord"]
+                self.header.append(_not_carried(f"[supervisord] {key}", raw, why))
+
+    def _program(self, sec: Section, name: str) -> list[_Program]:
+        """One dsup program, or one per process when their options differ."""
+        if "command" not in sec.options:
+            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.command", "required")])
+        base = {**base_expansions(sec.file), "program_name": name}
+        base["group_name"] = self.groups.get(name, name)
+        numprocs = _integer(sec, "numprocs", "1", base)
+        base["numprocs"] = numprocs
+        start = _integer(sec, "numprocs_start", "0", base)
+        if numprocs > 1 and "%(process_num)" not in sec.options.get("process_name", ""):
+            msg = "must include %(process_num)s when numprocs > 1"
+            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.process_name", msg)])
+        per_process = [
+            {
+                key: expand(raw, {**base, "process_num": num}, sec.file, f"{sec.name}.{key}")
+                for key, raw in sec.options.items()
+            }
+            for num in range(start, start + max(numprocs, 1))
+        ]
+        shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
+        if all(options == shared[0] for options in shared):
+            return [self._translate(sec, name, per_process[0], split=False)]
+        prog_names = ", ".join(_dsup_name(p["process_name"]) for p in per_process)
+        self.header.append(
+            f"# [{sec.name}] numprocs = {numprocs} with per-process options: one dsup "
+            f"program per process: {prog_names}"
+        )
+        return [self._translate(sec, p["process_name"], p, split=True) for p in per_process]
+
+    def _translate(
+        self, sec: Section, name: str, opts: Mapping[str, str], *, split: bool
+    ) -> _Program:
+        """Map supervisord options to dsup keys; comment on the rest."""
+        prog = _Program(name=_dsup_name(name), origin=f"{sec.file} [{sec.name}]")
+        if prog.name != name:
+            prog.notes.append(f"# renamed from {name!r}: dsup names are letters, digits, _ . -")
+        prog.env.update(self.global_env)
+        for key, value in opts.items():
+            handler = _HANDLERS.get(key)
+            if handler is not None:
+                handler(prog, value, sec, key)
+            elif key == "numprocs":
+                if not split and value.strip() != "1":
+                    prog.values["numprocs"] = int(value)
+            elif key in ("process_name", "numprocs_start"):
+                if not split and "numprocs" in prog.values:
+                    prog.drop(key, sec.options[key], _DROPPED[key])
+            else:
+                prog.drop(key, sec.options[key], _DROPPED.get(key, "not a supervisord program option"))
+        _fit_to_dsup(prog, sec)
+        return prog
+
+    def _render(self, programs: list[_Program]) -> str:
+        lines = [
+            f"# dsup config converted from {self.main} by `dsup import-supervisord`.",
+            "# %(ENV_...)s and %(host_node_name)s were expanded when it was converted.",
+            "# Review every 'not carried over' comment, then run `dsup check` on this file.",
+            *self.header,
+            "",
+        ]
+        if self.name is not None:
+            lines += ["[supervisor]", f"name = {toml_str(self.name)}", ""]
+        for prog in programs:
+            lines += [*_program_lines(prog), ""]
+        return "\n".join(lines)
+
+
+def _program_lines(prog: _Program) -> list[str]:
+    head = f"[programs.{toml_key(prog.name)}]"
+    lines = [head, f"# from {prog.origin}"]
+    lines += [f"{key} = {toml_value(value)}" for key, value in prog.values.items()]
+    lines += prog.notes
+    if prog.env:
+        lines.append("")
+        lines.append(f"[programs.{toml_key(prog.name)}.env]")
+        lines += [f"{toml_key(k)} = {toml_str(v)}" for k, v in prog.env.items()]
+    return lines
+
+
+def _fit_to_dsup(prog: _Program, sec: Section) -> None:
+    """Turn the values dsup's own validation refuses into comments.
+
+    Raises:
+        ConfigError: dsup refuses the command itself, so nothing sensible is left.
+    """
+    prefix = f"programs.{prog.name}."
+    # Each round drops at least one key or raises, so this ends.
+    for _ in range(len(prog.values) + 2):
+        try:
+            parse_config("\n".join(_program_lines(prog)), sec.file.parent / "dsup.toml")
+        except ConfigError as exc:
+            refused = {i.key.removeprefix(prefix): i.message for i in exc.issues}
+        else:
+            return
+        droppable = (set(prog.values) | {"env"}) - {"command"}
+        if not refused.keys() <= droppable:
+            issues = [ConfigIssue(f"{sec.name}", f"{k}: {m}") for k, m in refused.items()]
+            raise ConfigError(sec.file, issues)
+        for key, message in refused.items():
+            if key == "env":
+                prog.drop("environment", toml_value(prog.env), f"dsup: env {message}")
+                prog.env = {}
+            else:
+                prog.values.pop(key)
+                source, raw = prog.sources.get(key, (key, ""))
+                prog.drop(source, raw, f"dsup: {key} {message}")
+    raise AssertionError("unreachable: every round drops a key")
+
+
+def _dsup_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64]
+    return clean if clean[:1] not in ("", ".", "-") else ("_" + clean)[:64]
+
+
+def _env_pairs(value: str, path: Path, key: str) -> dict[str, str]:
+    try:
+        return parse_environment(value)
+    except ValueError as exc:
+        raise ConfigError(path, [ConfigIssue(key, str(exc))]) from None
+
+
+def _integer(sec: Section, key: str, default: str, base: Mapping[str, object]) -> int:
+    text = expand(sec.options.get(key, default), base, sec.file, f"{sec.name}.{key}")
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"must be a whole number, got {text!r}"
+        raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.{key}", msg)]) from None
+
+
+def _convert(
+    dsup_key: str, parse: Callable[[str], object]
+) -> Callable[[_Program, str, Section, str], None]:
+    def handler(prog: _Program, value: str, sec: Section, key: str) -> None:
+        try:
+            prog.values[dsup_key] = parse(value)
+            prog.sources[dsup_key] = (key, sec.options[key])
+        except ValueError as exc:
+            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.{key}", str(exc))]) from None
+
+    return handler
+
+
+def _parse_restart(value: str) -> str:
+    if value.strip().lower() == "unexpected":
+        return "on-failure"
+    try:
+        return "always" if parse_bool(value) else "never"
+    except ValueError:
+        raise ValueError(f"must be true, false or unexpected, got {value!r}") from None
+
+
+def _directory(prog: _Program, value: str, sec: Section, key: str) -> None:
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        prog.notes.append(f"# directory = {value} was relative: resolved beside {sec.file}")
+        path = sec.file.parent / path
+    prog.values["cwd"] = str(path)
+
+
+def _environment(prog: _Program, value: str, sec: Section, key: str) -> None:
+    prog.env.update(_env_pairs(value, sec.file, f"{sec.name}.{key}"))
+
+
+def _exitcodes(prog: _Program, value: str, sec: Section, key: str) -> None:
+    if [c.strip() for c in value.split(",")] != ["0"]:
+        prog.drop(key, value, _DROPPED["exitcodes"])
+
+
+_HANDLERS: dict[str, Callable[[_Program, str, Section, str], None]] = {
+    "command": _convert("command", parse_command),
+    "directory": _directory,
+    "environment": _environment,
+    "autostart": _convert("autostart", parse_bool),
+    "autorestart": _convert("restart", _parse_restart),
+    "startsecs": _convert("start_seconds", parse_int),
+    "startretries": _convert("start_retries", parse_int),
+    "stopsignal": _convert("stop_signal", parse_signal),
+    "stopwaitsecs": _convert("stop_timeout_seconds", parse_int),
+    "stdout_logfile_maxbytes": _convert("log_max_bytes", parse_size),
+    "stdout_logfile_backups": _convert("log_backups", parse_int),
+    "exitcodes": _exitcodes,
+}
