@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
-from tests.discord_fake.harness import GUILD_READY_TIMEOUT
+from tests.discord_fake.harness import GUILD_READY_TIMEOUT, RecordingClient
 from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
 
 import discord  # after tests.discord_fake, which silences its audioop warning
@@ -30,46 +30,13 @@ async def test_client_logs_in_and_sees_the_guild(fake_discord: FakeDiscord) -> N
     assert fake_discord.identify_count == 1
 
 
-class Recorder(discord.Client):
-    """A client that keeps what its event handlers saw and lets a test wait for it."""
-
-    def __init__(self) -> None:
-        super().__init__(intents=intents_for_tests(), guild_ready_timeout=GUILD_READY_TIMEOUT)
-        self.seen: list[tuple[str, object]] = []
-        self.changed = anyio.Event()
-
-    def _note(self, name: str, value: object) -> None:
-        self.seen.append((name, value))
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    async def wait_seen(self, name: str, *, count: int = 1, timeout: float = 5.0) -> list[object]:
-        with anyio.fail_after(timeout):
-            while True:
-                values = [v for n, v in self.seen if n == name]
-                if len(values) >= count:
-                    return values
-                await self.changed.wait()
+class Recorder(RecordingClient):
+    """Echoes ``!echo text`` so a test can watch a full round trip."""
 
     async def on_message(self, message: discord.Message) -> None:
-        self._note("message", message)
+        await super().on_message(message)
         if message.author != self.user and message.content.startswith("!echo "):
             await message.channel.send(message.content.removeprefix("!echo "))
-
-    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
-        self._note("edit", after)
-
-    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        self._note("delete", payload.message_id)
-
-    async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
-        self._note("reaction", (str(reaction.emoji), user.id, reaction.count, reaction.me))
-
-    async def on_resumed(self) -> None:
-        self._note("resumed", None)
-
-    async def on_ready(self) -> None:
-        self._note("ready", None)
 
 
 async def test_client_message_round_trip(fake_discord: FakeDiscord) -> None:

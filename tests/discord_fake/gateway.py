@@ -188,13 +188,14 @@ class Gateway:
         async with receive:
             async for payload in receive:
                 text = json.dumps(payload)
-                if conn.compressor is None:
-                    await conn.ws.send_str(text)
-                else:
-                    data = conn.compressor.compress(text.encode()) + conn.compressor.flush(
-                        zlib.Z_SYNC_FLUSH
-                    )
-                    await conn.ws.send_bytes(data)
+                try:
+                    if conn.compressor is None:
+                        await conn.ws.send_str(text)
+                    else:
+                        data = conn.compressor.compress(text.encode())
+                        await conn.ws.send_bytes(data + conn.compressor.flush(zlib.Z_SYNC_FLUSH))
+                except ConnectionResetError:
+                    return  # the client went away; the session keeps the event for replay
 
     async def _receive(self, conn: _Connection) -> dict[str, Any] | None:
         msg = await conn.ws.receive()

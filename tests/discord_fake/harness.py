@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import discord
@@ -56,3 +56,61 @@ async def run_client(
         finally:
             with anyio.move_on_after(close_timeout, shield=True):
                 await client.close()
+
+
+class RecordingClient(discord.Client):
+    """A :class:`discord.Client` that records the events it handled, for tests to await.
+
+    Records ``("message", Message)``, ``("edit", Message)``, ``("delete", message_id)``,
+    ``("reaction", (emoji, user_id, count, me))``, ``("ready", None)`` and
+    ``("resumed", None)``.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("intents", intents_for_tests())
+        options.setdefault("guild_ready_timeout", GUILD_READY_TIMEOUT)
+        super().__init__(**options)
+        self.seen: list[tuple[str, object]] = []
+        self._changed = anyio.Event()
+
+    def _note(self, name: str, value: object) -> None:
+        self.seen.append((name, value))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_seen(self, name: str, *, count: int = 1, timeout: float = 5.0) -> list[object]:
+        """Wait until ``count`` events called ``name`` were handled; return their values.
+
+        Raises:
+            TimeoutError: Fewer arrived within ``timeout`` seconds.
+        """
+        with anyio.fail_after(timeout):
+            while True:
+                values = [v for n, v in self.seen if n == name]
+                if len(values) >= count:
+                    return values
+                await self._changed.wait()
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Record a message."""
+        self._note("message", message)
+
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        """Record an edit (only for cached messages, as discord.py does)."""
+        self._note("edit", after)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Record a deletion."""
+        self._note("delete", payload.message_id)
+
+    async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
+        """Record a reaction on a cached message."""
+        self._note("reaction", (str(reaction.emoji), user.id, reaction.count, reaction.me))
+
+    async def on_ready(self) -> None:
+        """Record readiness (again after a new session)."""
+        self._note("ready", None)
+
+    async def on_resumed(self) -> None:
+        """Record a resumed session."""
+        self._note("resumed", None)

@@ -1,0 +1,117 @@
+"""Fault injection and rate limits on the fake, met by unmodified discord.py."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.discord_fake import FakeDiscord, run_client
+from tests.discord_fake.harness import RecordingClient
+from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
+from tests.discord_fake.ratelimit import MESSAGES_ROUTE
+
+import discord  # after tests.discord_fake, which silences its audioop warning
+
+__all__ = ["anyio_backend", "fake_discord"]
+
+METHOD, MESSAGES = MESSAGES_ROUTE
+
+
+def text_channel(client: discord.Client, fake: FakeDiscord, name: str) -> discord.TextChannel:
+    channel = client.get_channel(fake.channel(name).id)
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+async def test_reconnect_resumes_and_replays_missed_events(fake_discord: FakeDiscord) -> None:
+    hana = fake_discord.add_user("hana")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        async with fake_discord.gateway_outage():
+            fake_discord.post_message(hana, "general", "sent while the bot was away")
+        await client.wait_seen("resumed")
+        (missed,) = await client.wait_seen("message")
+        sent = await text_channel(client, fake_discord, "general").send("back")
+    assert isinstance(missed, discord.Message)
+    assert missed.content == "sent while the bot was away"
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (1, 1)
+    assert sent.content == "back"
+
+
+class NoIdentifyDelay(RecordingClient):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py sleeps 5 s before a non-initial IDENTIFY; a public hook, overridden."""
+
+
+async def test_refused_resume_starts_a_new_session(fake_discord: FakeDiscord) -> None:
+    ivan = fake_discord.add_user("ivan")
+    async with run_client(NoIdentifyDelay(), fake_discord.token) as client:
+        fake_discord.refuse_resume = True
+        await fake_discord.drop_gateway()
+        await client.wait_seen("ready", count=2)
+        fake_discord.post_message(ivan, "general", "after the new session")
+        (message,) = await client.wait_seen("message")
+    assert isinstance(message, discord.Message)
+    assert message.content == "after the new session"
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (2, 0)
+    assert fake_discord.gateway.refused_resume_count == 1
+
+
+async def test_429_is_honoured_by_discord_py_rate_limiter(fake_discord: FakeDiscord) -> None:
+    # With honest headers discord.py waits ahead of time; hide them to meet the 429.
+    fake_discord.send_ratelimit_headers = False
+    fake_discord.set_rate_limit(METHOD, MESSAGES, limit=2, per_seconds=0.3)
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "ops")
+        for i in range(3):
+            await channel.send(f"n{i}")
+    stats = fake_discord.rate_limit_stats("ops")
+    assert (stats.requests, stats.rejected, stats.max_in_window) == (4, 1, 2)
+    assert [m["content"] for m in fake_discord.bot_messages("ops")] == ["n0", "n1", "n2"]
+
+
+async def test_honest_headers_keep_discord_py_under_the_limit(fake_discord: FakeDiscord) -> None:
+    fake_discord.set_rate_limit(METHOD, MESSAGES, limit=2, per_seconds=0.25)
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "ops")
+        started = anyio.current_time()
+        for i in range(5):
+            await channel.send(f"n{i}")
+        elapsed = anyio.current_time() - started
+    stats = fake_discord.rate_limit_stats("ops")
+    assert (stats.requests, stats.rejected, stats.max_in_window) == (5, 0, 2)
+    assert elapsed >= 0.4  # two full windows were waited out, ahead of time
+    assert len(fake_discord.bot_messages("ops")) == 5
+
+
+async def test_injected_429_and_502_are_retried(fake_discord: FakeDiscord) -> None:
+    too_many = fake_discord.fail_route(METHOD, MESSAGES, status=429, retry_after=0.05)
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        await channel.send("through a 429")
+        bad_gateway = fake_discord.fail_route(METHOD, MESSAGES, status=502, times=1)
+        await channel.send("through a 502")  # discord.py waits 1 s before retrying a 502
+    assert (too_many.hits, bad_gateway.hits) == (1, 1)
+    contents = [m["content"] for m in fake_discord.bot_messages("general")]
+    assert contents == ["through a 429", "through a 502"]
+
+
+async def test_persistent_5xx_surfaces_as_server_error(fake_discord: FakeDiscord) -> None:
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        fake_discord.fail_route(METHOD, MESSAGES, status=503, for_seconds=30, times=None)
+        with pytest.raises(discord.DiscordServerError):
+            await channel.send("lost")
+        fake_discord.clear_faults()
+        await channel.send("kept")
+    assert [m["content"] for m in fake_discord.bot_messages("general")] == ["kept"]
+
+
+async def test_delayed_route_delays_the_answer(fake_discord: FakeDiscord) -> None:
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        delay = fake_discord.delay_route(METHOD, MESSAGES, 0.3, times=1)
+        started = anyio.current_time()
+        await channel.send("slow")
+        elapsed = anyio.current_time() - started
+    assert delay.hits == 1
+    assert elapsed >= 0.3
