@@ -9,11 +9,13 @@ import pytest
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT, RecordingClient
-from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
+from tests.discord_fake.pytest_plugin import fake_discord
 
-import discord  # after tests.discord_fake, which silences its audioop warning
+# isort: split
+# discord after tests.discord_fake, which imports it with its audioop warning silenced
+import discord
 
-__all__ = ["anyio_backend", "fake_discord"]
+__all__ = ["fake_discord"]
 
 
 def make_client() -> discord.Client:
@@ -74,7 +76,7 @@ async def test_client_edit_delete_and_reaction(fake_discord: FakeDiscord) -> Non
     assert edited.edited_at is not None
     assert isinstance(edits[0], discord.Message)
     assert edits[0].content == "v2"
-    assert reactions == [("👍", client.user.id, 1, True), ("👍", bob.id, 2, True)]
+    assert reactions == [("👍", fake_discord.application_id, 1, True), ("👍", bob.id, 2, True)]
     kinds = [(a.kind, a.content or a.emoji) for a in fake_discord.bot_actions("ops")]
     assert kinds == [
         ("create", "v1"),

@@ -6,13 +6,15 @@ import pytest
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT
-from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
+from tests.discord_fake.pytest_plugin import fake_discord
 
-import discord  # after tests.discord_fake, which silences its audioop warning
+# isort: split
+# discord after tests.discord_fake, which imports it with its audioop warning silenced
+import discord
 from discord import app_commands
 from discord.ext import commands
 
-__all__ = ["anyio_backend", "fake_discord"]
+__all__ = ["fake_discord"]
 
 PROGRAMS = ["ingest", "indexer", "scraper", "mailer"]
 
@@ -23,7 +25,9 @@ class RestartView(discord.ui.View):
         self.program = program
 
     @discord.ui.button(label="Restart", custom_id="restart", style=discord.ButtonStyle.danger)
-    async def restart(self, interaction: discord.Interaction, button: discord.ui.Button[RestartView]) -> None:
+    async def restart(
+        self, interaction: discord.Interaction, button: discord.ui.Button[RestartView]
+    ) -> None:
         await interaction.response.edit_message(content=f"restarting {self.program}", view=None)
 
 
@@ -74,6 +78,7 @@ async def test_bot_syncs_commands_with_ids(fake_discord: FakeDiscord) -> None:
     assert all(c.id > 0 and c.guild_id == fake_discord.guild_id for c in synced.values())
     assert {c.id for c in fetched} == {c.id for c in synced.values()}
     option = synced["status"].options[0]
+    assert isinstance(option, app_commands.Argument)
     assert (option.name, option.description, option.autocomplete) == (
         "program",
         "The program to look at",

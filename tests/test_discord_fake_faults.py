@@ -7,12 +7,14 @@ import pytest
 
 from tests.discord_fake import FakeDiscord, run_client
 from tests.discord_fake.harness import RecordingClient
-from tests.discord_fake.pytest_plugin import anyio_backend, fake_discord
+from tests.discord_fake.pytest_plugin import fake_discord
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE
 
-import discord  # after tests.discord_fake, which silences its audioop warning
+# isort: split
+# discord after tests.discord_fake, which imports it with its audioop warning silenced
+import discord
 
-__all__ = ["anyio_backend", "fake_discord"]
+__all__ = ["fake_discord"]
 
 METHOD, MESSAGES = MESSAGES_ROUTE
 

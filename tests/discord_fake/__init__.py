@@ -45,7 +45,7 @@ with warnings.catch_warnings():
     import discord  # noqa: F401
 
 from tests.discord_fake.connect import DiscordEndpoints, pointed_at, use_discord_api
-from tests.discord_fake.harness import GUILD_READY_TIMEOUT, run_client, intents_for_tests
+from tests.discord_fake.harness import GUILD_READY_TIMEOUT, intents_for_tests, run_client
 from tests.discord_fake.interaction import InteractionRecord, InteractionReply
 from tests.discord_fake.ratelimit import BucketStats, Fault
 from tests.discord_fake.server import FakeDiscord, open_fake_discord
@@ -62,9 +62,9 @@ __all__ = [
     "Fault",
     "InteractionRecord",
     "InteractionReply",
+    "intents_for_tests",
     "open_fake_discord",
     "pointed_at",
     "run_client",
-    "intents_for_tests",
     "use_discord_api",
 ]

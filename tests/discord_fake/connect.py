@@ -26,14 +26,17 @@ manager does). The production bridge will reuse this module's approach.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
 import discord.gateway
 import discord.http
 import yarl
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,15 +71,15 @@ def set_endpoints(endpoints: DiscordEndpoints) -> DiscordEndpoints:
     return previous
 
 
-async def discover_gateway(api_base: str, token: str, *, timeout: float = 10.0) -> str:
+async def discover_gateway(api_base: str, token: str, *, timeout_seconds: float = 10.0) -> str:
     """Ask the server for its gateway URL (``GET /gateway/bot``), as Discord clients do.
 
     Raises:
         aiohttp.ClientResponseError: The server refused (401 for a wrong token).
-        TimeoutError: No answer within ``timeout`` seconds.
+        TimeoutError: No answer within ``timeout_seconds``.
     """
     headers = {"Authorization": f"Bot {token}"}
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(timeout_seconds):
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{api_base.rstrip('/')}/gateway/bot", headers=headers) as response,

@@ -16,15 +16,18 @@ import logging
 import secrets
 import zlib
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiohttp import WSMsgType, web
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from tests.discord_fake.store import FakeStore
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from tests.discord_fake.store import FakeStore
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +168,9 @@ class Gateway:
                 await self._open.wait()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write, conn, receive)
-                    send.send_nowait({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+                    send.send_nowait(
+                        {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}
+                    )
                     session = await self._handshake(conn, send)
                     if session is not None:
                         self._connections[session.id] = conn
@@ -287,7 +292,10 @@ class Gateway:
         return session
 
     async def _read(
-        self, conn: _Connection, session: GatewaySession, send: MemoryObjectSendStream[dict[str, Any]]
+        self,
+        conn: _Connection,
+        session: GatewaySession,
+        send: MemoryObjectSendStream[dict[str, Any]],
     ) -> None:
         while True:
             payload = await self._receive(conn)
@@ -297,7 +305,9 @@ class Gateway:
             if op == 1:
                 send.send_nowait({"op": 11})
             elif op == 8:
-                self._send_event(session, "GUILD_MEMBERS_CHUNK", self._chunk(payload.get("d") or {}))
+                self._send_event(
+                    session, "GUILD_MEMBERS_CHUNK", self._chunk(payload.get("d") or {})
+                )
             elif op == 6:
                 conn.close_code = 4005  # already authenticated
                 return
@@ -331,4 +341,3 @@ def _filter_content(
         if key in filtered:
             filtered[key] = "" if key == "content" else []
     return filtered
-

@@ -8,11 +8,13 @@ closes the client (shielded, bounded) before the task group ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import discord
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 ClientT = TypeVar("ClientT", bound=discord.Client)
 
@@ -78,13 +80,15 @@ class RecordingClient(discord.Client):
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def wait_seen(self, name: str, *, count: int = 1, timeout: float = 5.0) -> list[object]:
+    async def wait_seen(
+        self, name: str, *, count: int = 1, timeout_seconds: float = 5.0
+    ) -> list[object]:
         """Wait until ``count`` events called ``name`` were handled; return their values.
 
         Raises:
-            TimeoutError: Fewer arrived within ``timeout`` seconds.
+            TimeoutError: Fewer arrived within ``timeout_seconds``.
         """
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout_seconds):
             while True:
                 values = [v for n, v in self.seen if n == name]
                 if len(values) >= count:

@@ -12,15 +12,16 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiohttp import BodyPartReader, web
 
-from tests.discord_fake.gateway import Gateway
-from tests.discord_fake.interaction import InteractionBook
-from tests.discord_fake.ratelimit import RateLimiter
-from tests.discord_fake.store import FakeStore
+if TYPE_CHECKING:
+    from tests.discord_fake.gateway import Gateway
+    from tests.discord_fake.interaction import InteractionBook
+    from tests.discord_fake.ratelimit import RateLimiter
+    from tests.discord_fake.store import FakeStore
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +103,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return json_response({"message": "404: Not Found", "code": 0}, status=404)
     template = resource.canonical.removeprefix(API_PREFIX)
     ctx = backend(request)
-    if not template.startswith(_UNAUTHENTICATED):
-        if request.headers.get("Authorization") != f"Bot {ctx.store.token}":
-            return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+    is_authorized = request.headers.get("Authorization") == f"Bot {ctx.store.token}"
+    if not template.startswith(_UNAUTHENTICATED) and not is_authorized:
+        return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
     fault = ctx.limiter.fault_for(request.method, template)
     if fault is not None:
         if fault.delay_seconds:
@@ -165,7 +166,14 @@ async def read_body(request: web.Request) -> tuple[dict[str, Any], list[Uploaded
             index = int(part.name.removeprefix("files[").removesuffix("]"))
             content_type = part.headers.get("Content-Type", "application/octet-stream")
             data = bytes(await part.read())
-            files.append(UploadedFile(index=index, filename=part.filename or "file", data=data, content_type=content_type))
+            files.append(
+                UploadedFile(
+                    index=index,
+                    filename=part.filename or "file",
+                    data=data,
+                    content_type=content_type,
+                )
+            )
     return body, files
 
 

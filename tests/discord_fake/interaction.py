@@ -99,19 +99,19 @@ class InteractionRecord:
         self.store.notify()
 
     async def wait_reply(
-        self, *, kind: ReplyKind = "callback", index: int = 0, timeout: float = 5.0
+        self, *, kind: ReplyKind = "callback", index: int = 0, timeout_seconds: float = 5.0
     ) -> InteractionReply:
         """Wait for the ``index``-th answer of ``kind`` and return it.
 
         Raises:
-            TimeoutError: It did not come within ``timeout`` seconds.
+            TimeoutError: It did not come within ``timeout_seconds``.
         """
 
         def found() -> InteractionReply | None:
             matching = [r for r in self.replies if r.kind == kind]
             return matching[index] if len(matching) > index else None
 
-        return await self.store.wait_until(found, timeout=timeout)
+        return await self.store.wait_until(found, timeout_seconds=timeout_seconds)
 
 
 class InteractionBook:

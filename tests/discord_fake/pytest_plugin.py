@@ -6,12 +6,15 @@ import the fixtures into a test module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.discord_fake.connect import use_discord_api
 from tests.discord_fake.server import FakeDiscord, open_fake_discord
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 @pytest.fixture

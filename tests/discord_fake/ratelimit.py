@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MESSAGES_ROUTE = ("POST", "/channels/{channel_id}/messages")
 
@@ -140,7 +143,9 @@ class RateLimiter:
         stats.max_in_window = max(stats.max_in_window, window.used)
         if not self.send_headers:
             return Decision(headers={})
-        return Decision(headers=self._headers(limit, limit.limit - window.used, reset_after, bucket))
+        return Decision(
+            headers=self._headers(limit, limit.limit - window.used, reset_after, bucket)
+        )
 
     @staticmethod
     def _headers(limit: Limit, remaining: int, reset_after: float, bucket: str) -> dict[str, str]:

@@ -110,15 +110,21 @@ async def create_message(request: web.Request) -> web.Response:
     validate_message(body, files, is_edit=False)
     nonce = body.get("nonce")
     if nonce is not None and body.get("enforce_nonce"):
+        recent = time.time() - _NONCE_WINDOW_SECONDS
         for existing in reversed(channel.messages.values()):
-            if existing.get("nonce") == nonce and existing["author"]["id"] == str(ctx.store.bot.id):
-                if time.time() - existing.get("_created", 0.0) < _NONCE_WINDOW_SECONDS:
-                    return json_response(public(ctx.store.message_view(existing)))
+            is_bot = existing["author"]["id"] == str(ctx.store.bot.id)
+            if is_bot and existing.get("nonce") == nonce and existing.get("_created", 0) > recent:
+                return json_response(public(ctx.store.message_view(existing)))
     body["attachments_out"] = attachments_out(ctx, channel.id, body, files)
     message = ctx.store.new_message(channel, ctx.store.bot, body, extra={"_created": time.time()})
     ctx.store.store_message(channel, message)
     ctx.store.record(
-        BotAction(kind="create", channel_id=channel.id, message_id=int(message["id"]), message=public(message))
+        BotAction(
+            kind="create",
+            channel_id=channel.id,
+            message_id=int(message["id"]),
+            message=public(message),
+        )
     )
     ctx.gateway.dispatch("MESSAGE_CREATE", public(gateway_message(ctx, message)))
     return json_response(public(ctx.store.message_view(message)))
@@ -130,7 +136,11 @@ def public(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply_edit(
-    ctx: Backend, channel: FakeChannel, message: dict[str, Any], body: dict[str, Any], files: list[Any]
+    ctx: Backend,
+    channel: FakeChannel,
+    message: dict[str, Any],
+    body: dict[str, Any],
+    files: list[Any],
 ) -> dict[str, Any]:
     """Apply an edit body to a stored message and return it."""
     validate_message(body, files, is_edit=True)
@@ -157,7 +167,12 @@ async def edit_message(request: web.Request) -> web.Response:
     body, files = await read_body(request)
     apply_edit(ctx, channel, message, body, files)
     ctx.store.record(
-        BotAction(kind="edit", channel_id=channel.id, message_id=int(message["id"]), message=public(message))
+        BotAction(
+            kind="edit",
+            channel_id=channel.id,
+            message_id=int(message["id"]),
+            message=public(message),
+        )
     )
     ctx.gateway.dispatch("MESSAGE_UPDATE", public(gateway_message(ctx, message)))
     return json_response(public(ctx.store.message_view(message)))
@@ -171,7 +186,11 @@ async def delete_message(request: web.Request) -> web.Response:
     message = message_in(channel, request.match_info["message_id"])
     del channel.messages[int(message["id"])]
     ctx.store.record(BotAction(kind="delete", channel_id=channel.id, message_id=int(message["id"])))
-    event = {"id": message["id"], "channel_id": str(channel.id), "guild_id": str(ctx.store.guild_id)}
+    event = {
+        "id": message["id"],
+        "channel_id": str(channel.id),
+        "guild_id": str(ctx.store.guild_id),
+    }
     ctx.gateway.dispatch("MESSAGE_DELETE", event)
     return no_content()
 
@@ -222,7 +241,9 @@ async def add_reaction(request: web.Request) -> web.Response:
     emoji = request.match_info["emoji"]
     if ctx.store.add_reaction(int(message["id"]), emoji, ctx.store.bot.id):
         ctx.store.record(
-            BotAction(kind="react", channel_id=channel.id, message_id=int(message["id"]), emoji=emoji)
+            BotAction(
+                kind="react", channel_id=channel.id, message_id=int(message["id"]), emoji=emoji
+            )
         )
         ctx.gateway.dispatch("MESSAGE_REACTION_ADD", reaction_event(ctx, message, emoji, add=True))
     return no_content()
@@ -238,7 +259,9 @@ async def remove_reaction(request: web.Request) -> web.Response:
     user_id = ctx.store.bot.id if who == "@me" else int(who)
     if ctx.store.remove_reaction(int(message["id"]), emoji, user_id):
         ctx.store.record(
-            BotAction(kind="unreact", channel_id=channel.id, message_id=int(message["id"]), emoji=emoji)
+            BotAction(
+                kind="unreact", channel_id=channel.id, message_id=int(message["id"]), emoji=emoji
+            )
         )
         event = reaction_event(ctx, message, emoji, add=False, user_id=user_id)
         ctx.gateway.dispatch("MESSAGE_REACTION_REMOVE", event)

@@ -72,7 +72,9 @@ async def overwrite_commands(request: web.Request) -> web.Response:
     for i, spec in enumerate(specs):
         name, kind = str(spec.get("name", "")), int(spec.get("type", 1))
         if not 1 <= len(name) <= 32 or (kind == 1 and name != name.lower()):
-            raise invalid_form(f"{i}.name", "Command name is invalid", "APPLICATION_COMMAND_INVALID_NAME")
+            raise invalid_form(
+                f"{i}.name", "Command name is invalid", "APPLICATION_COMMAND_INVALID_NAME"
+            )
         if kind == 1 and not 1 <= len(str(spec.get("description", ""))) <= 100:
             raise invalid_form(f"{i}.description", "Must be between 1 and 100 in length.")
         old = existing.get((name, kind))
@@ -208,7 +210,9 @@ async def callback(request: web.Request) -> web.Response:
         if len(data.get("choices") or []) > 25:
             raise invalid_form("data.choices", "Must be 25 or fewer in length.")
     elif kind != _MODAL:
-        raise invalid_form("type", f"Value {kind} is not a valid interaction response type", "INVALID")
+        raise invalid_form(
+            "type", f"Value {kind} is not a valid interaction response type", "INVALID"
+        )
     view = None if message is None else ctx.store.message_view(message)
     record.add_reply(InteractionReply(kind="callback", type=kind, data=data, message=view))
     if request.query.get("with_response") not in ("1", "true", "True"):
@@ -304,9 +308,18 @@ async def delete_response(request: web.Request) -> web.Response:
     record.messages.pop(message_id, None)
     if channel.messages.pop(message_id, None) is not None:
         ctx.store.record(
-            BotAction(kind="delete", channel_id=channel.id, message_id=message_id, interaction_id=record.id)
+            BotAction(
+                kind="delete",
+                channel_id=channel.id,
+                message_id=message_id,
+                interaction_id=record.id,
+            )
         )
-        event = {"id": str(message_id), "channel_id": str(channel.id), "guild_id": str(ctx.store.guild_id)}
+        event = {
+            "id": str(message_id),
+            "channel_id": str(channel.id),
+            "guild_id": str(ctx.store.guild_id),
+        }
         ctx.gateway.dispatch("MESSAGE_DELETE", event)
     record.add_reply(InteractionReply(kind="delete", type=None, data={}, message=None))
     return no_content()

@@ -9,8 +9,7 @@ lives in ``rest_*.py`` and ``gateway.py``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from aiohttp import web
@@ -23,6 +22,9 @@ from tests.discord_fake.rest_channels import gateway_message, reaction_event
 from tests.discord_fake.rest_channels import routes as channel_routes
 from tests.discord_fake.rest_interactions import routes as interaction_routes
 from tests.discord_fake.store import BotAction, FakeChannel, FakeStore, FakeUser
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 T = TypeVar("T")
 ChannelRef = int | str | FakeChannel
@@ -134,7 +136,10 @@ class FakeDiscord:
             content = f"<@{self.store.bot.id}> {content}"
         message = self.store.new_message(target, author, {"content": content})
         if mention_bot:
-            message["mentions"] = [self.store.bot.payload() | {"member": self.store.bot.member_payload(with_user=False)}]
+            message["mentions"] = [
+                self.store.bot.payload()
+                | {"member": self.store.bot.member_payload(with_user=False)}
+            ]
         self.store.store_message(target, message)
         self.gateway.dispatch("MESSAGE_CREATE", gateway_message(self._ctx, message))
         return message
@@ -222,7 +227,7 @@ class FakeDiscord:
         kind: str | None = None,
         since: int = 0,
         predicate: Callable[[BotAction], bool] | None = None,
-        timeout: float = 5.0,
+        timeout_seconds: float = 5.0,
     ) -> BotAction:
         """Wait for the first bot action at index ``>= since`` that matches, and return it.
 
@@ -232,7 +237,7 @@ class FakeDiscord:
             since: Index in :meth:`bot_actions` (all channels) to start at; pass
                 ``len(fake.bot_actions())`` taken before acting to see only new ones.
             predicate: Further filter.
-            timeout: Seconds before ``TimeoutError``.
+            timeout_seconds: Seconds before ``TimeoutError``.
         """
         channel_id = None if channel is None else self.channel(channel).id
 
@@ -246,11 +251,13 @@ class FakeDiscord:
                     return action
             return None
 
-        return await self.store.wait_until(first, timeout=timeout)
+        return await self.store.wait_until(first, timeout_seconds=timeout_seconds)
 
-    async def wait_until(self, predicate: Callable[[], T | None], *, timeout: float = 5.0) -> T:
+    async def wait_until(
+        self, predicate: Callable[[], T | None], *, timeout_seconds: float = 5.0
+    ) -> T:
         """Wait until ``predicate()`` is truthy, re-checked on every change; return it."""
-        return await self.store.wait_until(predicate, timeout=timeout)
+        return await self.store.wait_until(predicate, timeout_seconds=timeout_seconds)
 
     # --- faults -------------------------------------------------------------------------
 
@@ -326,7 +333,12 @@ class FakeDiscord:
         """Delay responses on a route by ``seconds`` (same matching as :meth:`fail_route`)."""
         until = None if for_seconds is None else self.limiter.clock() + for_seconds
         fault = Fault(
-            method=method, template=template, status=None, delay_seconds=seconds, remaining=times, until=until
+            method=method,
+            template=template,
+            status=None,
+            delay_seconds=seconds,
+            remaining=times,
+            until=until,
         )
         self.limiter.faults.append(fault)
         return fault
@@ -350,7 +362,9 @@ class FakeDiscord:
     def send_ratelimit_headers(self, value: bool) -> None:
         self.limiter.send_headers = value
 
-    def rate_limit_stats(self, channel: ChannelRef, route: tuple[str, str] = MESSAGES_ROUTE) -> BucketStats:
+    def rate_limit_stats(
+        self, channel: ChannelRef, route: tuple[str, str] = MESSAGES_ROUTE
+    ) -> BucketStats:
         """What the fake counted for a route in one channel (default: sending messages)."""
         method, template = route
         key = (method, template, str(self.channel(channel).id))

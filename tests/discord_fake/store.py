@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 """Milliseconds from the Unix epoch to Discord's epoch (2015-01-01)."""
@@ -422,17 +424,17 @@ class FakeStore:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def wait_until(self, predicate: Callable[[], T | None], *, timeout: float) -> T:
+    async def wait_until(self, predicate: Callable[[], T | None], *, timeout_seconds: float) -> T:
         """Wait until ``predicate()`` returns something truthy, and return it.
 
         Args:
             predicate: Checked now and after every change to the store.
-            timeout: Seconds before ``TimeoutError``.
+            timeout_seconds: Seconds before ``TimeoutError``.
 
         Raises:
-            TimeoutError: The predicate stayed falsy for ``timeout`` seconds.
+            TimeoutError: The predicate stayed falsy for ``timeout_seconds``.
         """
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout_seconds):
             while True:
                 result = predicate()
                 if result:

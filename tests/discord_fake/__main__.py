@@ -1,0 +1,109 @@
+"""Serve the Discord fake by hand: ``python -m tests.discord_fake``.
+
+It prints the API base, gateway URL and token to give the bot, then reads commands on
+stdin, acting as a user called ``you`` (role ``operator``), and prints what the bot does:
+
+    #general hello bot          post "hello bot" in #general
+    /status program=ingest      run a slash command in #general (option values are text,
+                                or integers when they look like one)
+    click <message id> <custom id>   click a button on a bot message
+    drop                        drop the gateway connection (the bot should resume)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from tests.discord_fake.server import FakeDiscord, open_fake_discord
+
+if TYPE_CHECKING:
+    from tests.discord_fake.store import FakeUser
+
+logger = logging.getLogger(__name__)
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _value(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+async def _run_command(fake: FakeDiscord, user: FakeUser, line: str) -> None:
+    if line.startswith("#"):
+        channel, _, content = line[1:].partition(" ")
+        fake.post_message(user, channel, content)
+    elif line.startswith("/"):
+        name, *args = line[1:].split()
+        options = {k: _value(v) for k, _, v in (a.partition("=") for a in args)}
+        fake.invoke(user, "general", name, **options)
+    elif line.startswith("click "):
+        _, message_id, custom_id = line.split(maxsplit=2)
+        fake.click(user, int(message_id), custom_id)
+    elif line == "drop":
+        _say(f"dropped {await fake.drop_gateway()} connection(s)")
+    else:
+        _say("commands: '#channel text', '/command opt=value', 'click <id> <custom_id>', 'drop'")
+
+
+async def _report(fake: FakeDiscord) -> None:
+    """Print each bot action as it happens."""
+    seen = 0
+    while True:
+        await fake.wait_until(
+            lambda n=seen: len(fake.bot_actions()) > n,  # type: ignore[misc]
+            timeout_seconds=float("inf"),
+        )
+        for action in fake.bot_actions()[seen:]:
+            channel = fake.store.channels[action.channel_id].name
+            detail = action.content if action.message is not None else action.emoji or ""
+            _say(f"bot {action.kind} #{channel} [{action.message_id}] {detail}")
+        seen = len(fake.bot_actions())
+
+
+async def _console(fake: FakeDiscord) -> None:
+    user = fake.add_user("you", roles=("operator",))
+    stdin = anyio.wrap_file(sys.stdin)
+    async for line in stdin:
+        if line.strip():
+            try:
+                await _run_command(fake, user, line.strip())
+            except (LookupError, ValueError) as exc:
+                _say(f"error: {exc}")
+
+
+async def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, serve the fake, run the console until stdin ends."""
+    parser = argparse.ArgumentParser(prog="python -m tests.discord_fake", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--token", default="fake-token")
+    parser.add_argument("--channel", action="append", dest="channels", help="repeatable")
+    args = parser.parse_args(argv)
+    channels = tuple(args.channels or ("general", "ops"))
+    logging.basicConfig(level=logging.INFO)
+    async with open_fake_discord(
+        host=args.host, port=args.port, token=args.token, channels=channels
+    ) as fake:
+        _say(f"API base:    {fake.api_base}")
+        _say(f"gateway:     {fake.gateway_url}")
+        _say(f"token:       {fake.token}")
+        _say(f"guild id:    {fake.guild_id}")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_report, fake)
+            await _console(fake)
+            tg.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    anyio.run(main, backend="asyncio")
