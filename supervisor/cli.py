@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from supervisor import __version__
+from supervisor import __version__, ctl
 from supervisor.config import DEFAULT_CONFIG, load_config
 from supervisor.errors import ConfigError, SupervisorError
 
@@ -63,12 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
         "import-supervisord", help="turn a supervisord.conf into dsup TOML on stdout"
     )
     imp.add_argument("path", type=Path)
+
+    # -- dsup ctl (issue 4): arguments live in supervisor/ctl.py --
+    ctl.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit code."""
     args = build_parser().parse_args(argv)
+    # -- dsup ctl (issue 4): it maps its own errors to exit codes 0/1/2/3 --
+    if args.command == "ctl":
+        return ctl.main(args)
     try:
         if args.command == "check":
             print(load_config(args.config).summary())
