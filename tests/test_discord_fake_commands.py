@@ -141,3 +141,14 @@ async def test_unknown_command_is_a_lookup_error(fake_discord: FakeDiscord) -> N
     async with run_client(Bot(fake_discord.guild_id), fake_discord.token):
         with pytest.raises(LookupError, match="nope"):
             fake_discord.invoke(gina, "ops", "nope")
+
+
+async def test_late_callback_is_unknown_interaction(fake_discord: FakeDiscord) -> None:
+    hugo = fake_discord.add_user("hugo")
+    async with run_client(Bot(fake_discord.guild_id), fake_discord.token):
+        fake_discord.interactions.deadline_seconds = 0.0  # every answer is too late
+        run = fake_discord.invoke(hugo, "ops", "status", program="ingest")
+        codes = await fake_discord.wait_until(lambda: run.refused)
+    assert codes == [10062]
+    assert run.replies == []
+    assert fake_discord.bot_actions() == []

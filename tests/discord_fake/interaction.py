@@ -71,6 +71,8 @@ class InteractionRecord:
         original_message_id: The message the original response created or updated.
         messages: Messages created in answer (ephemeral ones included), by id.
         is_loading: The original response is a "thinking" defer not yet replaced.
+        refused: Discord error codes of callbacks the fake refused (10062 too late,
+            40060 already acknowledged), in order.
         created_at: ``time.monotonic()`` when it was dispatched.
     """
 
@@ -86,12 +88,18 @@ class InteractionRecord:
     original_message_id: int | None = None
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     is_loading: bool = False
+    refused: list[int] = field(default_factory=list)
     created_at: float = field(default_factory=time.monotonic)
 
     @property
     def is_acknowledged(self) -> bool:
         """Whether the bot has sent the initial callback."""
         return any(r.kind == "callback" for r in self.replies)
+
+    def refuse(self, code: int) -> None:
+        """Note a refused callback and wake waiters."""
+        self.refused.append(code)
+        self.store.notify()
 
     def add_reply(self, reply: InteractionReply) -> None:
         """Record an answer and wake waiters."""

@@ -181,8 +181,10 @@ async def callback(request: web.Request) -> web.Response:
     if record is None or record.token != info["interaction_token"]:
         raise ApiError(404, 10062, "Unknown interaction")
     if record.is_acknowledged:
+        record.refuse(40060)
         raise ApiError(400, 40060, "Interaction has already been acknowledged.")
     if time.monotonic() - record.created_at > ctx.interactions.deadline_seconds:
+        record.refuse(10062)
         raise ApiError(404, 10062, "Unknown interaction")
     body, files = await read_body(request)
     kind, data = int(body.get("type", 0)), dict(body.get("data") or {})
