@@ -258,10 +258,15 @@ class Ledger:
         )
 
     def record_descendants(self, run_id: str, procs: Sequence[ProcIdent]) -> None:
-        """Remember processes seen in a run's tree (already known ones are ignored)."""
+        """Remember processes seen in a run's tree.
+
+        Already known ones are ignored, and so are all of them if the run was
+        never recorded (nothing could find them by run later anyway).
+        """
         self._write(
-            "INSERT OR IGNORE INTO run_procs (run_id, pid, create_time) VALUES (?, ?, ?)",
-            [(run_id, p.pid, p.create_time) for p in procs],
+            "INSERT OR IGNORE INTO run_procs (run_id, pid, create_time) "
+            "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)",
+            [(run_id, p.pid, p.create_time, run_id) for p in procs],
         )
 
     def forget_runs(self, run_ids: Iterable[str]) -> None:

@@ -178,3 +178,8 @@ def test_ledger_failed_write_rolls_back(ledger: Ledger) -> None:
         _start(ledger, "r1")
     _start(ledger, "r2")
     assert [r.run_id for r in ledger.open_runs()] == ["r1", "r2"]
+
+
+def test_ledger_drops_descendants_of_unknown_runs(ledger: Ledger) -> None:
+    ledger.record_descendants("never-started", [ProcIdent(5, 1.0)])
+    assert ledger.leftover_processes() == []
