@@ -1,0 +1,459 @@
+"""Tests of one process slot with real processes, pipes and signals (issue 3, "One child")."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from supervisor.child import ChildContext, ChildProcess, ProcessStatus
+from supervisor.config import ProgramSpec, RestartPolicy
+from supervisor.errors import InvalidTransition
+from supervisor.events import Event, OutputLines, ProcessState, StateChanged
+from supervisor.ledger import Ledger
+from supervisor.logs import log_paths
+from supervisor.reaper import Reaper
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+WORKERS = Path(__file__).parent / "workers"
+PY = sys.executable
+S = ProcessState
+
+
+class Recorder:
+    """Collects state changes and output lines; lets a test wait for a condition."""
+
+    def __init__(self) -> None:
+        self.changes: list[StateChanged] = []
+        self.lines: list[tuple[str, str, str]] = []  # (process, stream, line)
+        self._poke: anyio.Event | None = None
+
+    def emit(self, event: Event) -> None:
+        assert isinstance(event, StateChanged)
+        self.changes.append(event)
+        self._wake()
+
+    def capacity(self) -> int:
+        return 100_000
+
+    def deliver(self, event: OutputLines) -> None:
+        self.lines.extend((event.process, event.stream, line) for line in event.lines)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._poke is not None:
+            self._poke.set()
+
+    async def wait_for(self, cond: Callable[[], object]) -> None:
+        with anyio.fail_after(10):
+            while not cond():
+                self._poke = anyio.Event()
+                await self._poke.wait()
+
+    def states(self, process: str) -> list[ProcessState]:
+        return [c.new for c in self.changes if c.process == process]
+
+    def line_starting(self, prefix: str, stream: str = "stdout") -> str | None:
+        return next((ln for _, s, ln in self.lines if s == stream and ln.startswith(prefix)), None)
+
+
+@dataclass
+class Harness:
+    ctx: ChildContext
+    rec: Recorder
+    ledger: Ledger
+    tmp: Path
+
+    def child(self, *argv: str, index: int = 0, **kw: object) -> ChildProcess:
+        base = ProgramSpec(
+            name="w",
+            command=(PY, *argv),
+            cwd=self.tmp,
+            autostart=False,
+            start_seconds=0.2,
+            start_retries=2,
+            backoff_seconds=0.01,
+            backoff_max_seconds=0.05,
+            stop_timeout_seconds=2.0,
+        )
+        spec = dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+        return ChildProcess(spec, index, self.ctx)
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        rec = Recorder()
+        instance = uuid.uuid4().hex
+        ctx = ChildContext(
+            node="testnode",
+            instance_id=instance,
+            log_dir=tmp_path / "logs",
+            ledger=ledger,
+            reaper=Reaper(instance_id=instance, ledger=ledger),
+            emit=rec.emit,
+            lines=rec,
+        )
+        yield Harness(ctx, rec, ledger, tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def supervised(child: ChildProcess) -> AsyncIterator[ChildProcess]:
+    """Run the slot's task for the block; cancelling it afterwards stops the process."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(child.run)
+        yield child
+        tg.cancel_scope.cancel()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def _wait_gone(pid: int) -> None:
+    """Poll (no event exists for a stranger's death) up to 5 s for ``pid`` to vanish."""
+    for _ in range(250):
+        if _gone(pid):
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"pid {pid} still alive")
+
+
+def _worker(name: str) -> str:
+    return str(WORKERS / name)
+
+
+# -- exits and restart policy --------------------------------------------------------
+
+
+async def test_child_exit_zero_on_failure_stays_exited(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "0", "0.3")
+    async with supervised(child):
+        st = await child.start()
+        assert st.state is S.RUNNING
+        pid = st.pid
+        assert pid is not None
+        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+        st = child.status()
+        assert (st.last_exit_code, st.last_exit_signal, st.pid, st.restarts) == (0, None, None, 0)
+    assert h.rec.states("w:0") == [S.STARTING, S.RUNNING, S.EXITED]
+    exited = h.rec.changes[-1]
+    assert exited.exit_code == 0
+    assert exited.pid == pid
+    assert "not restarted" in exited.reason
+    run = h.ledger.recent_runs("w:0")[0]
+    assert (run.pid, run.exit_code, run.run_id) == (pid, 0, exited.run_id)
+    assert run.ended_at is not None
+
+
+async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "3")
+    async with supervised(child):
+        st = await child.start()
+        assert st.state is S.BACKOFF
+        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+        st = child.status()
+    assert st.restarts == 2  # start_retries = 2: the first try and two retries
+    assert st.last_exit_code == 3
+    assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]
+    fatal = h.rec.changes[-1]
+    assert "too quickly" in fatal.reason
+    assert fatal.exit_code == 3
+    assert len(h.ledger.recent_runs("w:0")) == 3
+
+
+async def test_child_crash_after_a_while_within_start_seconds_is_failed_start(
+    h: Harness,
+) -> None:
+    child = h.child(_worker("child_exit.py"), "1", "0.3", start_seconds=5.0, start_retries=1)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+    assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF, S.STARTING, S.FATAL]
+    assert child.status().restarts == 1
+
+
+async def test_child_crash_after_running_restarts_with_on_failure(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "2", "0.25", start_seconds=0.1)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: child.status().restarts >= 2)
+        st = await child.stop()
+    assert st.state is S.STOPPED
+    assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
+    assert "restarting" in h.rec.changes[2].reason
+    assert h.rec.changes[2].exit_code == 2
+
+
+async def test_child_always_restarts_exit_zero(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "0", start_seconds=0.0, restart=RestartPolicy.ALWAYS)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: child.status().restarts >= 2)
+        await child.stop()
+    assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
+
+
+async def test_child_never_does_not_restart_a_crash(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "5", start_seconds=0.0, restart=RestartPolicy.NEVER)
+    async with supervised(child):
+        st = await child.start()
+        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+        assert st.state in (S.RUNNING, S.EXITED)
+    assert h.rec.states("w:0") == [S.STARTING, S.RUNNING, S.EXITED]
+    assert child.status().last_exit_code == 5
+    assert child.status().restarts == 0
+
+
+async def test_child_killed_by_signal_counts_as_failure(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"), start_seconds=0.0)
+    async with supervised(child):
+        st = await child.start()
+        assert st.pid is not None
+        await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
+        child.send_signal(signal.SIGTERM)
+        await h.rec.wait_for(lambda: child.status().restarts == 1)
+        exited = next(c for c in h.rec.changes if c.new is S.EXITED)
+        assert exited.exit_signal == signal.SIGTERM
+        assert exited.exit_code is None
+        assert child.status().pid != st.pid
+
+
+# -- stop ------------------------------------------------------------------------------
+
+
+async def test_child_stop_ignoring_sigterm_is_killed_after_timeout(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"), "ignore-term", stop_timeout_seconds=0.5)
+    async with supervised(child):
+        st = await child.start()
+        await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
+        began = time.monotonic()
+        st = await child.stop()
+        took = time.monotonic() - began
+    assert st.state is S.STOPPED
+    assert st.last_exit_signal == signal.SIGKILL
+    assert 0.5 <= took < 3.0
+    assert h.rec.states("w:0")[-2:] == [S.STOPPING, S.STOPPED]
+
+
+async def test_child_stop_is_idempotent_and_signal_needs_a_process(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"))
+    async with supervised(child):
+        st = await child.stop()
+        assert st.state is S.STOPPED
+        with pytest.raises(InvalidTransition):
+            child.send_signal(signal.SIGTERM)
+    assert h.rec.changes == []
+
+
+async def test_child_cancelling_run_stops_the_process(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"), autostart=True)
+    async with supervised(child):
+        await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
+        pid = child.status().pid
+        assert pid is not None
+    assert child.status().state is S.STOPPED
+    assert _gone(pid)
+    assert h.rec.states("w:0")[-2:] == [S.STOPPING, S.STOPPED]
+    with pytest.raises(InvalidTransition):
+        await child.start()
+    assert (await child.stop()).state is S.STOPPED
+
+
+# -- tree and pipes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [False, True])
+async def test_child_grandchild_holding_the_pipe_does_not_keep_it_running(
+    h: Harness, keep: bool
+) -> None:
+    child = h.child(
+        _worker("child_grandchild.py"),
+        start_seconds=0.0,
+        restart=RestartPolicy.NEVER,
+        keep_descendants=keep,
+    )
+    async with supervised(child):
+        await child.start()
+        with anyio.fail_after(5):
+            await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+        line = h.rec.line_starting("grandchild")
+        assert line is not None
+        grandchild = int(line.split()[1])
+        try:
+            if keep:
+                assert not _gone(grandchild)
+            else:
+                await _wait_gone(grandchild)
+        finally:
+            if keep:
+                os.kill(grandchild, signal.SIGKILL)
+    assert child.status().state is S.EXITED
+
+
+async def test_child_output_goes_to_logs_and_consumer(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"))
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: h.rec.line_starting("to stderr", "stderr"))
+        await child.stop()
+    out, err = log_paths(h.ctx.log_dir, "w:0")
+    assert out.read_text().startswith("ready ")
+    assert err.read_text() == "to stderr\n"
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+async def test_child_unbuffered_python_output_arrives_while_running(
+    h: Harness, unbuffered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    child = h.child(_worker("child_buffered.py"), unbuffered=unbuffered)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: h.rec.line_starting("printed", "stderr"))
+        if unbuffered:
+            await h.rec.wait_for(lambda: h.rec.line_starting("buffered line"))
+        else:  # stdout is still in the worker's buffer: the control case
+            assert h.rec.line_starting("buffered line") is None
+        assert child.status().state.is_alive
+
+
+async def test_child_env_has_markers_and_spec_env(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"), env={"CHILD_X": "1"}, index=3)
+    async with supervised(child):
+        st = await child.start()
+        await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
+        line = h.rec.line_starting("ready")
+        assert line is not None
+        env = json.loads(line.removeprefix("ready "))
+        assert env == {
+            "DSUP_NODE": "testnode",
+            "DSUP_INSTANCE": h.ctx.instance_id,
+            "DSUP_PROGRAM": "w",
+            "DSUP_PROCESS": "w:3",
+            "DSUP_RUN_ID": st.run_id,
+            "CHILD_X": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        assert h.rec.changes[0].run_id == st.run_id
+
+
+# -- spawn errors ---------------------------------------------------------------------------
+
+
+async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None:
+    child = h.child()
+    child = ChildProcess(
+        dataclasses.replace(child.spec, command=(str(h.tmp / "no-such-program"),)), 0, h.ctx
+    )
+    async with supervised(child):
+        st = await child.start()
+        assert st.state is S.BACKOFF
+        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+    st = child.status()
+    assert "No such file or directory" in st.last_error
+    assert "no-such-program" in st.last_error
+    assert h.rec.states("w:0") == [S.BACKOFF, S.BACKOFF, S.FATAL]
+    assert "cannot start" in h.rec.changes[-1].reason
+    assert st.restarts == 0
+    assert h.ledger.recent_runs("w:0") == []
+
+
+async def test_child_bad_cwd_is_a_spawn_error(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"), cwd=h.tmp / "missing-dir", start_retries=0)
+    async with supervised(child):
+        st = await child.start()
+    assert st.state is S.FATAL
+    assert "missing-dir" in st.last_error
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def test_child_start_after_fatal_resets_failures(h: Harness) -> None:
+    flag = h.tmp / "flag"
+    child = h.child(_worker("child_flaky.py"), str(flag))
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+        flag.touch()
+        st = await child.start()
+        assert st.state is S.RUNNING
+        assert st.restarts == 3
+        with pytest.raises(InvalidTransition):
+            await child.start()
+        await child.stop()
+    assert h.rec.states("w:0")[-4:] == [S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED]
+
+
+async def test_child_concurrent_commands_are_serialised(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"))
+    results: list[ProcessStatus | InvalidTransition] = []
+
+    async def call(action: Callable[[], object]) -> None:
+        try:
+            results.append(await action())  # type: ignore[misc]
+        except InvalidTransition as exc:
+            results.append(exc)
+
+    async with supervised(child):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(call, child.start)
+        assert sum(isinstance(r, InvalidTransition) for r in results) == 3
+        assert child.status().state is S.RUNNING
+        first = child.status().pid
+        results.clear()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, child.stop)
+            tg.start_soon(call, child.restart)
+            tg.start_soon(call, child.stop)
+            tg.start_soon(call, child.restart)
+        assert not any(isinstance(r, InvalidTransition) for r in results)
+        assert child.status().state is S.RUNNING
+        assert first is not None
+        assert _gone(first)
+        await child.stop()
+    assert child.status().restarts == 2
+    # In queue order: stop, restart (its start is cut short by the next stop, so
+    # that caller gets STOPPED), stop, restart; then the final stop.
+    assert [r.state for r in results if isinstance(r, ProcessStatus)] == [
+        S.STOPPED,
+        S.STOPPED,
+        S.STOPPED,
+        S.RUNNING,
+    ]
+    assert h.rec.states("w:0") == [
+        *(S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED),
+        *(S.STARTING, S.STOPPING, S.STOPPED),
+        *(S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED),
+    ]
+
+
+async def test_child_stop_during_backoff_and_start_during_backoff(h: Harness) -> None:
+    child = h.child(_worker("child_exit.py"), "1", backoff_seconds=30.0, backoff_max_seconds=30.0)
+    async with supervised(child):
+        st = await child.start()
+        assert st.state is S.BACKOFF
+        st = await child.start()  # skips the 30 s wait
+        assert st.state is S.BACKOFF
+        st = await child.stop()
+        assert st.state is S.STOPPED
+    assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF, S.STARTING, S.BACKOFF, S.STOPPED]
