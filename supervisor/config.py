@@ -32,12 +32,11 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = Path("dsup.toml")
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Discord bot tokens are three base64url parts joined by dots, about 70 characters.
-_TOKEN_PART = r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}"
-_TOKEN_RE = re.compile(rf"^\s*{_TOKEN_PART}\s*$")
-_TOKEN_ANYWHERE_RE = re.compile(_TOKEN_PART)
+# Searched, not matched: "Bot <token>" or a URL holding one is a token in the file too.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
 _TOKEN_REFUSED = (
     "this looks like a Discord bot token; a literal token in the config file is refused: "
     "put it in an environment variable (token_env) or a file readable only by you (token_file)"
@@ -282,7 +281,7 @@ class _Reader:
         if key not in table:
             return default
         value = table[key]
-        if isinstance(value, str) and _TOKEN_RE.match(value):
+        if isinstance(value, str) and _TOKEN_RE.search(value):
             self.fail(path, _TOKEN_REFUSED)
             return default
         try:
@@ -328,7 +327,7 @@ class _Reader:
 
     def program(self, name: str, body: object) -> ProgramSpec | None:
         p = f"programs.{name}."
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             self.fail(
                 f"programs.{name}",
                 "a program name is 1-64 letters, digits, '_', '.', '-' (no ':', spaces or globs)",
@@ -444,7 +443,7 @@ def redact(text: str) -> str:
     Every config error message passes through this, so a token pasted into the
     wrong key is never echoed back (to a terminal, a log or a CI transcript).
     """
-    return _TOKEN_ANYWHERE_RE.sub("<redacted token>", text)
+    return _TOKEN_RE.sub("<redacted token>", text)
 
 
 class _Bad(Exception):
@@ -563,7 +562,7 @@ def _env(value: object) -> Mapping[str, str]:
         raise _Bad(f'must be a table of NAME = "value", got {_kind(value)}')
     env: dict[str, str] = {}
     for key, item in value.items():
-        if not _ENV_NAME_RE.match(key):
+        if not _ENV_NAME_RE.fullmatch(key):
             raise _Bad(f"{key!r} is not a valid environment variable name")
         if isinstance(item, bool) or not isinstance(item, str | int):
             raise _Bad(f"{key}: must be a string (quote it), got {_kind(item)}")
@@ -575,7 +574,7 @@ def _env(value: object) -> Mapping[str, str]:
 
 
 def _env_name(value: object) -> str:
-    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+    if not isinstance(value, str) or not _ENV_NAME_RE.fullmatch(value):
         raise _Bad(f"must be an environment variable name, got {_kind(value)}")
     return value
 

@@ -37,7 +37,8 @@ from supervisor.supervisord_ini import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_MAX_NUMPROCS = 1000  # config.ProgramSpec.numprocs accepts 1 ... 1000
+_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -103,14 +104,14 @@ def toml_str(text: str) -> str:
 
 def toml_key(key: str) -> str:
     """A TOML key: bare when it can be, quoted otherwise."""
-    return key if _BARE_KEY_RE.match(key) else toml_str(key)
+    return key if _BARE_KEY_RE.fullmatch(key) else toml_str(key)
 
 
 def toml_value(value: object) -> str:
-    """Format a str, bool, int, finite float, list or dict as a TOML value.
+    """Format a str, bool, int, float, list or dict as a TOML value.
 
     Raises:
-        TypeError: for any other type (or a non-finite float).
+        TypeError: for any other type.
     """
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -118,8 +119,8 @@ def toml_value(value: object) -> str:
         return toml_str(value)
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -133,11 +134,16 @@ class _Program:
     """One dsup program being built: values in output order, env, comments."""
 
     name: str
-    origin: str
+    section: Section
     values: dict[str, object] = field(default_factory=dict)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, for comments and errors."""
+        return f"{self.section.file} [{self.section.name}]"
 
     def drop(self, key: str, value: str, why: str) -> None:
         self.notes.append(_not_carried(key, value, why))
@@ -181,23 +187,16 @@ class _Converter:
                 if not sec.options:
                     self.header.append(f"# not carried over: [{sec.name}] ({why})")
         programs.sort(key=lambda item: (item[0], item[1].name))
+        _check_unique([p for _, p in programs])
         return self._render([p for _, p in programs])
 
     def _check_duplicates(self) -> None:
         where: dict[str, Path] = {}
-        seen_names: dict[str, str] = {}
         for sec in self.sections:
             if sec.name in where:
                 issue = ConfigIssue(sec.name, f"also defined in {where[sec.name]}")
                 raise ConfigError(sec.file, [issue])
             where[sec.name] = sec.file
-            kind, _, rest = sec.name.partition(":")
-            if kind == "program":
-                dsup_name = _dsup_name(rest)
-                if dsup_name in seen_names:
-                    msg = f"{rest!r} and {seen_names[dsup_name]!r} both become {dsup_name!r}"
-                    raise ConfigError(sec.file, [ConfigIssue(sec.name, msg)])
-                seen_names[dsup_name] = rest
 
     def _group(self, sec: Section, group: str) -> None:
         members = [m.strip() for m in sec.options.get("programs", "").split(",") if m.strip()]
@@ -235,6 +234,9 @@ class _Converter:
         numprocs = _integer(sec, "numprocs", "1", base)
         base["numprocs"] = numprocs
         start = _integer(sec, "numprocs_start", "0", base)
+        if not 1 <= numprocs <= _MAX_NUMPROCS:
+            msg = f"must be between 1 and {_MAX_NUMPROCS} for dsup, got {numprocs}"
+            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.numprocs", msg)])
         if numprocs > 1 and "%(process_num)" not in sec.options.get("process_name", ""):
             msg = "must include %(process_num)s when numprocs > 1"
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.process_name", msg)])
@@ -243,7 +245,7 @@ class _Converter:
                 key: expand(raw, {**base, "process_num": num}, sec.file, f"{sec.name}.{key}")
                 for key, raw in sec.options.items()
             }
-            for num in range(start, start + max(numprocs, 1))
+            for num in range(start, start + numprocs)
         ]
         shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
         if all(options == shared[0] for options in shared):
@@ -259,7 +261,7 @@ class _Converter:
         self, sec: Section, name: str, opts: Mapping[str, str], *, split: bool
     ) -> _Program:
         """Map supervisord options to dsup keys; comment on the rest."""
-        prog = _Program(name=_dsup_name(name), origin=f"{sec.file} [{sec.name}]")
+        prog = _Program(name=_dsup_name(name), section=sec)
         if prog.name != name:
             prog.notes.append(f"# renamed from {name!r}: dsup names are letters, digits, _ . -")
         prog.env.update(self.global_env)
@@ -274,7 +276,8 @@ class _Converter:
                 if not split and "numprocs" in prog.values:
                     prog.drop(key, sec.options[key], _DROPPED[key])
             else:
-                prog.drop(key, sec.options[key], _DROPPED.get(key, "not a supervisord program option"))
+                why = _DROPPED.get(key, "not a supervisord program option")
+                prog.drop(key, sec.options[key], why)
         _fit_to_dsup(prog, sec)
         return prog
 
@@ -291,6 +294,15 @@ class _Converter:
         for prog in programs:
             lines += [*_program_lines(prog), ""]
         return "\n".join(lines)
+
+
+def _check_unique(programs: list[_Program]) -> None:
+    first: dict[str, _Program] = {}
+    for prog in programs:
+        other = first.setdefault(prog.name, prog)
+        if other is not prog:
+            msg = f"becomes dsup program {prog.name!r}, as does {other.origin}"
+            raise ConfigError(prog.section.file, [ConfigIssue(prog.section.name, msg)])
 
 
 def _program_lines(prog: _Program) -> list[str]:

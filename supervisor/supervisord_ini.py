@@ -26,7 +26,7 @@ from supervisor.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-_ENV_KEY_RE = re.compile(r"^[^\s\"',=]+$")
+_ENV_KEY_RE = re.compile(r"[^\s\"',=]+")
 _LONE_PERCENT_RE = re.compile(r"%(?!\()")
 _TRUE = ("yes", "true", "on", "1")
 _FALSE = ("no", "false", "off", "0")
@@ -147,7 +147,7 @@ def parse_environment(text: str) -> dict[str, str]:
             break
         eq = text.find("=", i)
         key = text[i:eq].strip() if eq >= 0 else ""
-        if not _ENV_KEY_RE.match(key):
+        if not _ENV_KEY_RE.fullmatch(key):
             raise ValueError(f"expected KEY=value at {text[i:]!r}")
         i, env[key] = _env_value(text, eq + 1)
     return env

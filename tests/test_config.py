@@ -432,6 +432,9 @@ def test_config_discord_token_env_and_file_are_exclusive(tmp_path: Path) -> None
         (f'[discord]\nguild_id = "{TOKEN}"\n', "discord.guild_id"),
         (f'[discord]\napi_base = "{TOKEN}"\n', "discord.api_base"),
         (f'[discord]\ngateway_url = " {TOKEN} "\n', "discord.gateway_url"),
+        (f'[discord]\napi_base = "https://x/{TOKEN}"\n', "discord.api_base"),
+        (f'[supervisor]\nname = "Bot {TOKEN}"\n', "supervisor.name"),
+        (f'[programs.a]\ncommand = "bot --token {TOKEN}"\n', "programs.a.command"),
         (f'[supervisor]\nname = "{TOKEN}"\n', "supervisor.name"),
         (f'[programs.a]\ncommand = "{TOKEN}"\n', "programs.a.command"),
     ],
@@ -682,3 +685,18 @@ def test_read_token_file_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         DiscordSpec(token_env=None, token_file=tmp_path).read_token()
     assert "cannot read" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[programs."a\\n"]\ncommand = ["true"]\n', "programs.a\n"),
+        (MINIMAL + 'env = { "A\\n" = "x" }\n', "programs.a.env"),
+        ('[discord]\ntoken_env = "TOKEN\\n"\n', "discord.token_env"),
+    ],
+)
+def test_config_names_with_trailing_newline_are_refused(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    """Regression: ``$`` in the name patterns let a trailing newline through."""
+    assert key in _messages(_error(tmp_path, text))
