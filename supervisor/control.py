@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import anyio
-from anyio.abc import SocketAttribute
+import anyio.lowlevel
+from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from supervisor.commands import Actor, Command
@@ -50,10 +51,10 @@ from supervisor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from anyio.abc import SocketStream, TaskStatus
+    from anyio.abc import TaskStatus
 
     from supervisor.commands import (
         ActionReport,
@@ -147,17 +148,25 @@ class ControlServer:
         """
         _check_private_dir(self.path.parent)
         await _clear_stale_socket(self.path)
-        listener = await anyio.create_unix_listener(self.path, mode=SOCKET_MODE)
-        inode = os.stat(self.path).st_ino
-        logger.info("control socket listening on %s", self.path)
-        try:
-            async with listener, anyio.create_task_group() as tg:
-                task_status.started()
-                await listener.serve(self._handle, task_group=tg)
-        finally:
-            _remove_if_ours(self.path, inode)
+        with _listen(self.path) as listener:
+            inode = os.stat(self.path).st_ino
+            logger.info("control socket listening on %s", self.path)
+            try:
+                async with anyio.create_task_group() as tg:
+                    task_status.started()
+                    while True:
+                        conn = await _accept(listener)
+                        if conn is not None:
+                            tg.start_soon(self._handle, _Connection(conn))
+            finally:
+                _remove_if_ours(self.path, inode)
 
-    async def _handle(self, stream: SocketStream) -> None:
+    @property
+    def clients(self) -> int:
+        """Connections being served right now."""
+        return self._clients
+
+    async def _handle(self, stream: _Connection) -> None:
         """Serve one connection; the task boundary: nothing escapes but cancellation."""
         self._clients += 1
         try:
@@ -172,7 +181,7 @@ class ControlServer:
         finally:
             self._clients -= 1
 
-    async def _converse(self, stream: SocketStream) -> None:
+    async def _converse(self, stream: _Connection) -> None:
         if self._clients > self._max_clients:
             await self._send(stream, _error(None, ControlProtocolError("too many clients")))
             return
@@ -222,7 +231,7 @@ class ControlServer:
 
     async def _follow(
         self,
-        stream: SocketStream,
+        stream: _Connection,
         reader: BufferedByteReceiveStream,
         actor: Actor,
         request_id: RequestId,
@@ -247,7 +256,7 @@ class ControlServer:
                     )
                 tg.cancel_scope.cancel("follow ended")
 
-    async def _send(self, stream: SocketStream, message: Mapping[str, object]) -> None:
+    async def _send(self, stream: _Connection, message: Mapping[str, object]) -> None:
         data = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
         with anyio.fail_after(self._send_timeout):
             await stream.send(data.encode("ascii") + b"\n")
@@ -436,12 +445,11 @@ def _kind(value: object) -> str:
 # -- the socket file -----------------------------------------------------------
 
 
-def _peer_actor(stream: SocketStream) -> Actor:
+def _peer_actor(stream: _Connection) -> Actor:
     """The local user at the other end (SO_PEERCRED); only us or root may talk."""
     if not hasattr(socket, "SO_PEERCRED"):  # not Linux: the 0600 socket is the guard
         return Actor.local()
-    sock = stream.extra(SocketAttribute.raw_socket)
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    creds = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, _gid = struct.unpack("3i", creds)
     actor = Actor.local(uid)
     if uid not in (os.getuid(), 0):
@@ -502,3 +510,81 @@ def _remove_if_ours(path: Path, inode: int) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.lstat().st_ino == inode:
             path.unlink()
+
+
+@contextlib.contextmanager
+def _listen(path: Path) -> Iterator[socket.socket]:
+    """A listening unix socket at ``path`` with mode 0600 (its directory is private)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(os.fspath(path))
+        os.chmod(path, SOCKET_MODE)
+        sock.listen(128)
+        yield sock
+    finally:
+        sock.close()
+
+
+async def _accept(listener: socket.socket) -> socket.socket | None:
+    """The next connection, or None after a transient failure (logged, paced)."""
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        await anyio.wait_readable(listener)
+        return None
+    except (ConnectionAbortedError, InterruptedError):
+        return None
+    except OSError as exc:  # EMFILE and friends: keep serving once fds free up
+        logger.error("control socket cannot accept: %s", exc)
+        await anyio.sleep(0.1)
+        return None
+    return conn
+
+
+class _Connection(ByteStream):
+    """One client connection: a non-blocking socket and anyio's fd waits.
+
+    Not anyio's ``UNIXSocketStream``: on asyncio, cancelling its ``receive``
+    just as the peer closes makes the loop log ``InvalidStateError`` from a
+    callback (seen when a client leaves as the server stops). ``wait_readable``
+    and ``wait_writable`` tolerate that race.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        while True:
+            try:
+                data = self.socket.recv(max_bytes)
+            except BlockingIOError:
+                await anyio.wait_readable(self.socket)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            if not data:
+                raise anyio.EndOfStream
+            return data
+
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        view = memoryview(item)
+        while view:
+            try:
+                sent = self.socket.send(view)
+            except BlockingIOError:
+                await anyio.wait_writable(self.socket)
+                continue
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+            view = view[sent:]
+
+    async def send_eof(self) -> None:
+        self.socket.shutdown(socket.SHUT_WR)
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        await anyio.lowlevel.checkpoint()

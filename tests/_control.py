@@ -1,0 +1,169 @@
+"""Helpers for the control tests: a real node in-process and a small socket client.
+
+``running_node`` builds what ``dsup run`` builds (state dir, ledger, reaper,
+fleet, command service, control server) around real worker processes from
+``tests/workers``, in a temporary directory, and tears it down on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from supervisor.commands import CommandService
+from supervisor.config import Config, load_config
+from supervisor.control import ControlServer
+from supervisor.fleet import Fleet
+from supervisor.ledger import Ledger
+from supervisor.reaper import Reaper
+from supervisor.statedir import StateDir, open_state_dir
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from anyio.abc import SocketStream
+
+WORKERS = Path(__file__).parent / "workers"
+PY = sys.executable
+
+
+def program(name: str, script: str, *args: str, **keys: object) -> str:
+    """A ``[programs.NAME]`` table running ``tests/workers/SCRIPT`` with fast timings."""
+    settings: dict[str, object] = {
+        "command": [PY, "-u", str(WORKERS / script), *args],
+        "start_seconds": 0.3,
+        "start_retries": 1,
+        "backoff_seconds": 0.05,
+        "backoff_max_seconds": 0.1,
+        "stop_timeout_seconds": 3.0,
+        **keys,
+    }
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    return f"[programs.{name}]\n{body}\n"
+
+
+def write_config(directory: Path, *programs: str) -> Path:
+    """Write a config with a private state dir under ``directory``; return its path."""
+    path = directory / "dsup.toml"
+    state = json.dumps(str(directory / "state"))
+    text = f'[supervisor]\nname = "ctltest"\nstate_dir = {state}\n\n' + "\n".join(programs)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass
+class Node:
+    """A running node: what the tests drive and inspect."""
+
+    config: Config
+    state: StateDir
+    fleet: Fleet
+    ledger: Ledger
+    service: CommandService
+    server: ControlServer
+
+    @property
+    def socket(self) -> Path:
+        return self.state.socket_path
+
+
+@contextlib.asynccontextmanager
+async def running_node(config_path: Path) -> AsyncIterator[Node]:
+    """Run the node of ``config_path`` with its control socket until the block exits."""
+    config = load_config(config_path)
+    with (
+        open_state_dir(config.supervisor.state_dir) as state,
+        Ledger.open(state.ledger_path) as ledger,
+    ):
+        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
+        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper)
+        service = CommandService(fleet, poll_interval=0.05)
+        server = ControlServer(service, state.socket_path, idle_timeout=5.0)
+        async with anyio.create_task_group() as tg:
+            await tg.start(fleet.run)
+            await tg.start(server.serve)
+            try:
+                yield Node(config, state, fleet, ledger, service, server)
+            finally:
+                tg.cancel_scope.cancel("test over")
+
+
+class Client:
+    """A JSON-lines client on one connection."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def send(self, cmd: str, **args: object) -> None:
+        line = json.dumps({"id": 1, "cmd": cmd, "args": args}) + "\n"
+        await self.stream.send(line.encode())
+
+    async def receive(self) -> dict[str, object]:
+        """The next message (bounded wait)."""
+        with anyio.fail_after(20):
+            line = await self._reader.receive_until(b"\n", 64 * 1024 * 1024)
+        message = json.loads(line)
+        assert isinstance(message, dict)
+        return message
+
+    async def ask(self, cmd: str, **args: object) -> dict[str, object]:
+        """Send one request and return its response."""
+        await self.send(cmd, **args)
+        return await self.receive()
+
+
+@contextlib.asynccontextmanager
+async def connect(path: Path) -> AsyncIterator[Client]:
+    """A client connection to the control socket at ``path``."""
+    with anyio.fail_after(5):
+        stream = await anyio.connect_unix(path)
+    async with stream:
+        yield Client(stream)
+
+
+async def ask(path: Path, cmd: str, **args: object) -> dict[str, object]:
+    """One request on a fresh connection; the response."""
+    async with connect(path) as client:
+        return await client.ask(cmd, **args)
+
+
+def result(response: dict[str, object]) -> dict[str, object]:
+    """The ``result`` of a successful response (fails the test otherwise)."""
+    assert response.get("ok") is True, response
+    value = response["result"]
+    assert isinstance(value, dict), response
+    return value
+
+
+def error_type(response: dict[str, object]) -> str:
+    """The error type of a failed response (fails the test otherwise)."""
+    assert response.get("ok") is False, response
+    error = response["error"]
+    assert isinstance(error, dict)
+    return str(error["type"])
+
+
+async def wait_until(check: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Poll ``check`` until it is true; fail after ``seconds``.
+
+    For conditions that change in other tasks or processes with no event to await.
+    """
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110 - no event exists for these conditions
+            await anyio.sleep(0.02)
+
+
+def states(node: Node) -> dict[str, str]:
+    """Every process's state name."""
+    return {c.name: c.status().state.value for c in node.fleet.processes()}
