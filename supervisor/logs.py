@@ -111,8 +111,13 @@ class RotatingLog:
         """True once :meth:`close` ran."""
         return self._file is None
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: bytes | bytearray | memoryview, *, flush: bool = False) -> None:
         """Append bytes, rotating first when they would cross ``max_bytes``.
+
+        Args:
+            data: the bytes (copied or written before this returns).
+            flush: also write out the buffer now; with an empty buffer the
+                data goes straight to the file without being copied.
 
         Raises:
             ValueError: when the log is closed.
@@ -121,8 +126,13 @@ class RotatingLog:
         view = memoryview(data).cast("B")
         if self.max_bytes and self.size + len(view) > self.max_bytes:
             self._write_rotating(view)
+        elif flush and not self._buf:
+            self._write_through(view)
+            return
         else:
             self._append(view)
+        if flush:
+            self.flush()
 
     def _append(self, view: memoryview) -> None:
         if len(self._buf) + len(view) <= self._buffer_bytes:

@@ -22,6 +22,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -101,39 +102,45 @@ class LineFramer:
         if max_line_bytes < 4:
             raise ValueError(f"max_line_bytes must be >= 4, got {max_line_bytes!r}")
         self._max = max_line_bytes
-        self._tail = b""  # start of the current line, at most max bytes
+        self._tail: bytes | bytearray = b""  # start of the current line, <= max bytes
         self._skip = -1  # bytes of the current line being dropped; -1: not dropping
         self._cut = False  # pieces of the current line were already handed out
 
-    def feed(self, chunk: bytes, limit: int) -> tuple[list[str], int]:
+    def feed(
+        self, chunk: bytes | bytearray, limit: int, end: int | None = None
+    ) -> tuple[list[str], int]:
         """Frame a chunk: return up to ``limit`` lines and how many were dropped.
 
         Complete lines come first; drops counted here are lines after them.
 
         Args:
-            chunk: the next bytes of the stream.
+            chunk: the next bytes of the stream (a reused buffer is fine: the
+                framer copies what it keeps).
             limit: how many lines (pieces) the caller can use; 0 drops them all.
+            end: how many bytes of ``chunk`` are data (default: all).
 
         Returns:
             ``(lines, dropped)``: decoded lines without newline, and a count.
         """
+        if end is None:
+            end = len(chunk)
         if limit <= 0:
-            return [], self._drop(chunk)
+            return [], self._drop(chunk, end)
         out: list[str] = []
-        first = chunk.find(b"\n")
+        first = chunk.find(b"\n", 0, end)
         if first < 0:
-            return out, self._grow(chunk, out, limit)
+            return out, self._grow(chunk[:end], out, limit)
         if self._skip >= 0:
             dropped = self._skipped_pieces(first)
         else:
             head = self._tail + chunk[:first] if self._tail else chunk[:first]
             dropped = 0 if (self._cut and not head) else self._emit(head, out, limit)
         self._tail, self._cut = b"", False
-        last = chunk.rfind(b"\n")
+        last = chunk.rfind(b"\n", 0, end)
         if last > first:
             dropped += self._body(chunk, first + 1, last, limit, out)
-        if last + 1 < len(chunk):
-            dropped += self._grow(chunk[last + 1 :], out, limit)
+        if last + 1 < end:
+            dropped += self._grow(chunk[last + 1 : end], out, limit)
         return out, dropped
 
     def flush(self, limit: int) -> tuple[list[str], int]:
@@ -154,21 +161,23 @@ class LineFramer:
         self._tail, self._cut = b"", False
         return out, dropped
 
-    def _drop(self, chunk: bytes) -> int:
+    def _drop(self, chunk: bytes | bytearray, end: int) -> int:
         """Drop a chunk: count its line ends, and start dropping the line it opens."""
-        first = chunk.find(b"\n")
+        first = chunk.find(b"\n", 0, end)
         if first < 0:
+            if not end:
+                return 0
             if self._skip < 0:
                 self._skip, self._tail = len(self._tail), b""
-            self._skip += len(chunk)
+            self._skip += end
             return 0
         if self._skip >= 0:
             dropped = self._skipped_pieces(first)
         else:
             dropped = 0 if (self._cut and not self._tail and first == 0) else 1
-        dropped += chunk.count(b"\n", first + 1)
+        dropped += chunk.count(b"\n", first + 1, end)
         self._tail, self._cut = b"", False
-        rest = len(chunk) - chunk.rfind(b"\n") - 1
+        rest = end - chunk.rfind(b"\n", 0, end) - 1
         self._skip = rest if rest else -1
         return dropped
 
@@ -176,9 +185,11 @@ class LineFramer:
         """End the line being dropped; return how many pieces it counted."""
         size = self._skip + extra
         self._skip = -1
-        return max(1, -(-size // self._max))
+        if size:
+            return -(-size // self._max)
+        return 0 if self._cut else 1  # nothing left after pieces already handed out
 
-    def _grow(self, data: bytes, out: list[str], limit: int) -> int:
+    def _grow(self, data: bytes | bytearray, out: list[str], limit: int) -> int:
         """Add bytes without a newline to the current line; hand out full pieces."""
         if self._skip >= 0:
             self._skip += len(data)
@@ -190,15 +201,14 @@ class LineFramer:
             return 0
         pieces, self._tail = _cut(data, self._max)
         self._cut = True
-        room = limit - len(out)
+        room = max(limit - len(out), 0)
+        out.extend(p.decode("utf-8", "replace") for p in pieces[:room])
         if room >= len(pieces):
-            out.extend(p.decode("utf-8", "replace") for p in pieces)
             return 0
-        out.extend(p.decode("utf-8", "replace") for p in pieces[: max(room, 0)])
         self._skip, self._tail = len(self._tail), b""  # the rest of this line is dropped
-        return len(pieces) - max(room, 0)
+        return len(pieces) - room
 
-    def _emit(self, line: bytes, out: list[str], limit: int) -> int:
+    def _emit(self, line: bytes | bytearray, out: list[str], limit: int) -> int:
         """Hand out one complete line (in pieces if long); return pieces dropped."""
         if len(line) <= self._max:
             if len(out) < limit:
@@ -212,7 +222,9 @@ class LineFramer:
         out.extend(p.decode("utf-8", "replace") for p in pieces[:room])
         return max(len(pieces) - room, 0)
 
-    def _body(self, chunk: bytes, start: int, end: int, limit: int, out: list[str]) -> int:
+    def _body(
+        self, chunk: bytes | bytearray, start: int, end: int, limit: int, out: list[str]
+    ) -> int:
         """Frame the complete lines of ``chunk[start:end]``; return lines dropped."""
         room = limit - len(out)
         count = chunk.count(b"\n", start, end) + 1
@@ -236,14 +248,14 @@ class LineFramer:
         return dropped
 
 
-def _cut(data: bytes, size: int) -> tuple[list[bytes], bytes]:
+def _cut(data: bytes | bytearray, size: int) -> tuple[list[bytes | bytearray], bytes | bytearray]:
     """Cut ``data`` into pieces of at most ``size`` bytes; return them and the rest.
 
     A cut moves back (at most 3 bytes) to the start of a UTF-8 character, so a
     character is not split across pieces when it need not be. The rest is the
     last ``<= size`` bytes, not yet a piece.
     """
-    pieces: list[bytes] = []
+    pieces: list[bytes | bytearray] = []
     start = 0
     while len(data) - start > size:
         cut = start + size
@@ -252,6 +264,20 @@ def _cut(data: bytes, size: int) -> tuple[list[bytes], bytes]:
         pieces.append(data[start:cut])
         start = cut
     return pieces, data[start:]
+
+
+_local = threading.local()
+_NOTHING = memoryview(b"")
+
+
+def _read_buffer() -> tuple[bytearray, memoryview]:
+    """The read buffer of this thread's event loop, shared by all its pumps."""
+    try:
+        pair: tuple[bytearray, memoryview] = _local.buffer
+    except AttributeError:
+        buf = bytearray(READ_BYTES)
+        pair = _local.buffer = (buf, memoryview(buf))
+    return pair
 
 
 class _Drain:
@@ -264,7 +290,7 @@ class _Drain:
         process: str,
         stream: Stream,
         log: RotatingLog,
-        consumer: LineConsumer,
+        consumer: LineConsumer | None,
         max_line_bytes: int,
     ) -> None:
         self.fd = fd
@@ -275,38 +301,84 @@ class _Drain:
         self.framer = LineFramer(max_line_bytes)
         self.total = 0
         self.dropped = 0  # not yet reported to the consumer
+        self.lost = 0  # bytes the log failed to take in the current failure
         self.eof = False
 
     def drain(self) -> bool:
         """Read until the pipe is empty, EOF, or the budget; True when done reading.
 
         Returns False only when the budget ran out with data left (call again).
+        Synchronous from the first read to the last, so every pump of a thread
+        can share one read buffer.
         """
+        buf, view = _read_buffer()
         budget = READ_BUDGET
         while budget > 0:
             try:
-                chunk = os.read(self.fd, READ_BYTES)
+                n = os.readv(self.fd, (buf,))
             except BlockingIOError:
                 break
-            if not chunk:
+            if not n:
                 self.eof = True
                 break
-            self.total += len(chunk)
-            self.log.write(chunk)
-            self._frame(chunk)
-            if len(chunk) < READ_BYTES:
-                break  # a short read from a pipe means it is empty now
-            budget -= len(chunk)
+            self.total += n
+            idle = n < len(buf)  # a short read from a pipe means it is empty now
+            self._to_log(view[:n], idle)
+            if self.consumer is not None:
+                self._frame(buf, n)
+            if idle:
+                return True
+            budget -= n
         else:
             return False
-        self.log.flush()  # the pipe is idle: let tail see everything
+        self.flush_log()  # the pipe is idle: let tail see everything
         return True
 
-    def _frame(self, chunk: bytes) -> None:
-        lines, dropped = self.framer.feed(chunk, self.consumer.capacity())
-        self._hand_over(lines, dropped)
+    def flush_log(self) -> None:
+        """Flush the log's buffer; a failure is reported, not raised."""
+        self._to_log(_NOTHING, idle=True)
+
+    def _to_log(self, view: memoryview, idle: bool) -> None:
+        """Write to the log; a failing log loses bytes but never stops the draining."""
+        try:
+            self.log.write(view, flush=idle)
+        except OSError as exc:
+            if not self.lost:
+                logger.error(
+                    "process %s: %s log %s failed, output is lost until it works: %s",
+                    self.process,
+                    self.stream,
+                    self.log.path,
+                    exc,
+                )
+            self.lost += len(view)
+            return
+        if self.lost:
+            logger.warning(
+                "process %s: %s log %s works again, %d bytes were lost",
+                self.process,
+                self.stream,
+                self.log.path,
+                self.lost,
+            )
+            self.lost = 0
+
+    def _frame(self, buf: bytearray, n: int) -> None:
+        """Frame for the consumer; a consumer that raises is dropped, draining goes on."""
+        assert self.consumer is not None
+        try:
+            lines, dropped = self.framer.feed(buf, self.consumer.capacity(), n)
+            self._hand_over(lines, dropped)
+        except Exception:
+            logger.exception(
+                "process %s: %s line consumer failed; lines are no longer framed",
+                self.process,
+                self.stream,
+            )
+            self.consumer = None
 
     def _hand_over(self, lines: list[str], dropped: int) -> None:
+        assert self.consumer is not None
         if lines:
             event = OutputLines(
                 process=self.process, stream=self.stream, lines=tuple(lines), dropped=self.dropped
@@ -318,15 +390,16 @@ class _Drain:
 
     def finish(self) -> None:
         """At EOF: hand over the last partial line and report drops left."""
-        lines, dropped = self.framer.flush(self.consumer.capacity())
-        self._hand_over(lines, dropped)
-        if self.dropped:
-            event = OutputLines(
-                process=self.process, stream=self.stream, lines=(), dropped=self.dropped
-            )
-            self.dropped = 0
-            self.consumer.deliver(event)
-        self.log.flush()
+        if self.consumer is not None:
+            lines, dropped = self.framer.flush(self.consumer.capacity())
+            self._hand_over(lines, dropped)
+            if self.dropped:
+                event = OutputLines(
+                    process=self.process, stream=self.stream, lines=(), dropped=self.dropped
+                )
+                self.dropped = 0
+                self.consumer.deliver(event)
+        self.flush_log()
 
 
 async def pump(
@@ -335,7 +408,7 @@ async def pump(
     process: str,
     stream: Stream,
     log: RotatingLog,
-    consumer: LineConsumer,
+    consumer: LineConsumer | None,
     max_line_bytes: int,
 ) -> int:
     """Drain a pipe's read end into a log and a line consumer until EOF.
@@ -351,7 +424,8 @@ async def pump(
         process: process name ``program:index``, for events and log records.
         stream: ``stdout`` or ``stderr``.
         log: where every byte goes.
-        consumer: who gets lines.
+        consumer: who gets lines; None for log capture only (no framing or
+            counting at all, the cheapest).
         max_line_bytes: the largest line piece handed to the consumer.
 
     Returns:
@@ -375,10 +449,7 @@ async def pump(
         await _pump_waiting(state)  # not asyncio (trio): no add_reader there
     else:
         await _pump_reader(state, loop)
-    try:
-        state.finish()
-    finally:
-        log.flush()
+    state.finish()
     logger.debug("%s %s: EOF after %d bytes", process, stream, state.total)
     return state.total
 
@@ -402,17 +473,17 @@ async def _pump_reader(state: _Drain, loop: asyncio.AbstractEventLoop) -> None:
         await done.wait()
     finally:
         loop.remove_reader(state.fd)
-        state.log.flush()
+        state.flush_log()
     if failure:
         raise failure[0]
 
 
 async def _pump_waiting(state: _Drain) -> None:
-    """Drain with ``anyio.wait_readable`` per wake-up (any backend)."""
+    """Drain with ``anyio.wait_readable`` per wake-up (any backend, re-armed each time)."""
     try:
         while not state.eof:
             await anyio.wait_readable(state.fd)
             while not state.drain():
                 await anyio.lowlevel.checkpoint()
     finally:
-        state.log.flush()
+        state.flush_log()

@@ -1,0 +1,123 @@
+"""Helpers for the pump and log tests: a recording consumer and a real capture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.logs import RotatingLog, log_paths
+from supervisor.pump import make_pipe, pump
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from supervisor.events import OutputLines, Stream
+
+WORKERS = Path(__file__).parent / "workers"
+STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+
+
+class Recorder:
+    """A line consumer that records what it gets; capacity from a callable."""
+
+    def __init__(self, capacity: Callable[[], int] = lambda: 1 << 30) -> None:
+        self._capacity = capacity
+        self.events: list[OutputLines] = []
+        self.lines: list[str] = []
+        self.dropped = 0
+        self.got_lines = anyio.Event()
+
+    def capacity(self) -> int:
+        return self._capacity()
+
+    def deliver(self, event: OutputLines) -> None:
+        self.events.append(event)
+        self.lines.extend(event.lines)
+        self.dropped += event.dropped
+        if event.lines:
+            self.got_lines.set()
+
+
+@dataclass
+class Capture:
+    """What one capture of a worker's output produced."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, bytes] = field(default_factory=dict)
+    exit_code: int | None = None
+
+
+def spawn(
+    script: str, *args: str, stdin: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[bytes], dict[Stream, int]]:
+    """Start a worker from tests/workers with stdout and stderr on make_pipe pipes."""
+    fds: dict[Stream, int] = {}
+    ends: dict[Stream, int] = {}
+    for stream in STREAMS:
+        fds[stream], ends[stream] = make_pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-u", str(WORKERS / script), *args],
+            stdin=stdin,
+            stdout=ends["stdout"],
+            stderr=ends["stderr"],
+            start_new_session=True,
+        )
+    finally:
+        for end in ends.values():
+            os.close(end)
+    return proc, fds
+
+
+async def capture(
+    tmp_path: Path,
+    script: str,
+    *args: str,
+    consumers: Sequence[Recorder | None] = (None, None),
+    max_line_bytes: int = 65536,
+) -> Capture:
+    """Run a worker to the end with both streams pumped concurrently into logs."""
+    proc, fds = spawn(script, *args)
+    result = Capture()
+    paths = log_paths(tmp_path, "w:0")
+    try:
+        with (
+            RotatingLog(paths[0], max_bytes=0, backups=0) as out_log,
+            RotatingLog(paths[1], max_bytes=0, backups=0) as err_log,
+            anyio.fail_after(20),
+        ):
+            async with anyio.create_task_group() as tg:
+                for stream, log, consumer in zip(
+                    STREAMS, (out_log, err_log), consumers, strict=True
+                ):
+                    run = partial(
+                        pump,
+                        fds[stream],
+                        process="w:0",
+                        stream=stream,
+                        log=log,
+                        consumer=consumer,
+                        max_line_bytes=max_line_bytes,
+                    )
+                    tg.start_soon(_store, result.totals, stream, run)
+            result.exit_code = await anyio.to_thread.run_sync(proc.wait)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for stream, path in zip(STREAMS, paths, strict=True):
+        result.logs[stream] = path.read_bytes()
+    return result
+
+
+async def _store(totals: dict[str, int], stream: str, run: Callable[[], Awaitable[int]]) -> None:
+    totals[stream] = await run()
