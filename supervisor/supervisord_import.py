@@ -249,18 +249,21 @@ class _Converter:
         ]
         shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
         if all(options == shared[0] for options in shared):
-            return [self._translate(sec, name, per_process[0], split=False)]
+            return [self._translate(sec, name, per_process[0], numprocs)]
         prog_names = ", ".join(_dsup_name(p["process_name"]) for p in per_process)
         self.header.append(
             f"# [{sec.name}] numprocs = {numprocs} with per-process options: one dsup "
             f"program per process: {prog_names}"
         )
-        return [self._translate(sec, p["process_name"], p, split=True) for p in per_process]
+        return [self._translate(sec, p["process_name"], p, 1) for p in per_process]
 
     def _translate(
-        self, sec: Section, name: str, opts: Mapping[str, str], *, split: bool
+        self, sec: Section, name: str, opts: Mapping[str, str], numprocs: int
     ) -> _Program:
-        """Map supervisord options to dsup keys; comment on the rest."""
+        """Map supervisord options to dsup keys; comment on the rest.
+
+        ``numprocs`` is 1 when each process became its own program.
+        """
         prog = _Program(name=_dsup_name(name), section=sec)
         if prog.name != name:
             prog.notes.append(f"# renamed from {name!r}: dsup names are letters, digits, _ . -")
@@ -270,10 +273,10 @@ class _Converter:
             if handler is not None:
                 handler(prog, value, sec, key)
             elif key == "numprocs":
-                if not split and value.strip() != "1":
-                    prog.values["numprocs"] = int(value)
+                if numprocs > 1:
+                    prog.values["numprocs"] = numprocs
             elif key in ("process_name", "numprocs_start"):
-                if not split and "numprocs" in prog.values:
+                if numprocs > 1:
                     prog.drop(key, sec.options[key], _DROPPED[key])
             else:
                 why = _DROPPED.get(key, "not a supervisord program option")
