@@ -700,3 +700,24 @@ def test_config_names_with_trailing_newline_are_refused(
 ) -> None:
     """Regression: ``$`` in the name patterns let a trailing newline through."""
     assert key in _messages(_error(tmp_path, text))
+
+
+# --- docs/config.md stays in step with the code ---------------------------------------
+
+DOCS = (REPO / "docs" / "config.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [f.name for f in dataclasses.fields(ProgramSpec) if f.name != "name"]
+    + [f.name for f in dataclasses.fields(SupervisorSpec)]
+    + [f.name for f in dataclasses.fields(DiscordSpec) if f.name != "access"]
+    + [f.name for f in dataclasses.fields(AccessSpec)],
+)
+def test_docs_config_lists_every_key(key: str) -> None:
+    assert f"| `{key}` |" in DOCS
+
+
+@pytest.mark.parametrize("block", DOCS.split("```toml\n")[1:], ids=lambda b: b.split("\n")[0])
+def test_docs_config_examples_are_valid(tmp_path: Path, block: str) -> None:
+    _config(tmp_path, block.split("```")[0])
