@@ -19,6 +19,7 @@ import os
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import anyio
+import anyio.abc
 
 from supervisor.pump import LineFramer
 
@@ -266,6 +267,32 @@ def _frame_all(data: bytes, max_line_bytes: int) -> list[str]:
     return lines + last
 
 
+def _open_or_none(path: Path) -> BinaryIO | None:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
+    """The file written after the one with ``inode``, now a backup of ``path``.
+
+    Returns None when it cannot tell yet: the writer (another thread) may be
+    in the middle of shifting the backups; look again on the next poll.
+    """
+    newer = path
+    for n in range(1, _MAX_BACKUPS + 1):
+        try:
+            if os.stat(backup_path(path, n)).st_ino == inode:
+                return newer
+        except FileNotFoundError:
+            break
+        newer = backup_path(path, n)
+    # Ours was dropped from the backups (the follower fell behind): lines are
+    # lost; go on with the oldest file left.
+    return newer if is_unlinked else None
+
+
 class _Followed:
     """The file a follower reads, swapped for the new one after a rotation."""
 
@@ -275,18 +302,15 @@ class _Followed:
 
     def start(self) -> None:
         """Open the file (if it exists) positioned at its end."""
-        try:
-            self.file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        except FileNotFoundError:
-            return
-        self.file.seek(0, os.SEEK_END)
+        self.file = _open_or_none(self.path)
+        if self.file is not None:
+            self.file.seek(0, os.SEEK_END)
 
     def read(self) -> bytes:
-        """Return new bytes, following a rotation to the new file."""
+        """Return new bytes, following a rotation to the next file."""
         if self.file is None:
-            try:
-                self.file = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-            except FileNotFoundError:
+            self.file = _open_or_none(self.path)
+            if self.file is None:
                 return b""
         data = self.file.read(_FOLLOW_READ)
         if data:
@@ -295,8 +319,20 @@ class _Followed:
             current = os.stat(self.path)
         except FileNotFoundError:
             return b""
-        if current.st_ino != os.fstat(self.file.fileno()).st_ino:
-            self.close()  # rotated: the old file was read to its end above
+        inode = os.fstat(self.file.fileno()).st_ino
+        if current.st_ino != inode:
+            # Rotated. Bytes may have reached our file between the read above
+            # and the rotation: take them first, then go on with the file
+            # written after ours (a backup if several rotations went by).
+            data = self.file.read(_FOLLOW_READ)
+            if data:
+                return data
+            unlinked = os.fstat(self.file.fileno()).st_nlink == 0
+            successor = _successor(self.path, inode, is_unlinked=unlinked)
+            if successor is None:
+                return b""
+            self.close()
+            self.file = _open_or_none(successor)
             return self.read()
         if current.st_size < self.file.tell():
             self.file.seek(0)  # truncated in place
@@ -314,24 +350,28 @@ async def follow(
     *,
     max_line_bytes: int,
     poll_seconds: float = 0.25,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Deliver the lines appended to a log from now on, across rotations.
 
     Polls the file (through a worker thread, every ``poll_seconds`` while it
     is idle, at once while it grows) rather than hooking the pump, so a
-    follower never slows the pipe it watches. Runs until cancelled; the file
-    is closed on the way out.
+    follower never slows the pipe it watches. After a rotation it reads the
+    rest of its file, then the files written after it, in order. Runs until
+    cancelled; the file is closed on the way out.
 
     Args:
         path: the current log file (it may not exist yet).
         deliver: called on the event loop with each batch of complete lines.
         max_line_bytes: the piece size for long lines.
         poll_seconds: the pause between checks of an idle file.
+        task_status: started once positioned at the end, with ``tg.start``.
     """
     framer = LineFramer(max_line_bytes)
     followed = _Followed(path)
     try:
         await anyio.to_thread.run_sync(followed.start)
+        task_status.started()
         while True:
             data = await anyio.to_thread.run_sync(followed.read)
             if not data:

@@ -1,0 +1,139 @@
+"""Tests of the log files: buffering, rotation, tail and follow."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from supervisor.logs import RotatingLog, backup_path, follow, log_paths, tail_lines
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _lines(start: int, stop: int) -> bytes:
+    return b"".join(b"entry %05d\n" % i for i in range(start, stop))  # 12 bytes each
+
+
+def test_log_paths_name_each_process_and_stream(tmp_path: Path) -> None:
+    assert log_paths(tmp_path, "scraper:2") == (
+        tmp_path / "scraper-2.out.log",
+        tmp_path / "scraper-2.err.log",
+    )
+
+
+def test_log_buffers_until_flush_and_close_then_appends(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "a.log"
+    log = RotatingLog(path, max_bytes=0, backups=0, buffer_bytes=1000)
+    log.write(b"one\n")
+    assert path.read_bytes() == b""  # buffered: no syscall per line
+    log.write(b"two\n", flush=True)
+    assert path.read_bytes() == b"one\ntwo\n"
+    log.write(b"x" * 999)
+    log.write(b"y" * 2)  # the buffer would overflow: written out first
+    assert path.stat().st_size == 8 + 999
+    log.close()
+    log.close()  # idempotent
+    assert path.read_bytes() == b"one\ntwo\n" + b"x" * 999 + b"yy"
+    with RotatingLog(path, max_bytes=0, backups=0) as again:
+        assert again.size == 1009
+        again.write(b"more")
+    assert path.read_bytes().endswith(b"yymore")
+    with pytest.raises(ValueError, match="is closed"):
+        log.write(b"z" * 5000)
+
+
+def test_log_rotates_by_size_keeping_backups_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.log"
+    with RotatingLog(path, max_bytes=1000, backups=2, buffer_bytes=64) as log:
+        data = _lines(0, 400)  # 4800 bytes: about 5 files' worth
+        for start in range(0, len(data), 700):
+            log.write(data[start : start + 700])
+    files = [backup_path(path, 2), backup_path(path, 1), path]
+    assert not backup_path(path, 3).exists()
+    contents = [f.read_bytes() for f in files]
+    assert all(len(c) <= 1000 for c in contents)
+    assert all(c.endswith(b"\n") for c in contents)
+    assert data.endswith(b"".join(contents))
+    assert len(b"".join(contents)) >= 2000  # the backups are full files
+
+
+def test_log_cuts_a_line_longer_than_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.log"
+    with RotatingLog(path, max_bytes=100, backups=5) as log:
+        log.write(b"a\n" + b"L" * 250 + b"\nz\n")
+    chunks = [backup_path(path, n).read_bytes() for n in (3, 2, 1)] + [path.read_bytes()]
+    assert chunks == [b"a\n", b"L" * 100, b"L" * 100, b"L" * 50 + b"\nz\n"]
+    assert not backup_path(path, 4).exists()
+
+
+def test_log_without_backups_starts_over(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    with RotatingLog(path, max_bytes=100, backups=0) as log:
+        log.write(b"a" * 60 + b"\n")
+        log.write(b"b" * 60 + b"\n")
+    assert path.read_bytes() == b"b" * 60 + b"\n"
+    assert not backup_path(path, 1).exists()
+
+
+def test_log_rejects_negative_sizes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_bytes and backups must be >= 0"):
+        RotatingLog(tmp_path / "n.log", max_bytes=-1, backups=0)
+
+
+def test_tail_lines_reads_the_end_and_continues_into_backups(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    with RotatingLog(path, max_bytes=1200, backups=3) as log:
+        log.write(_lines(0, 205))  # 2460 bytes: two full files and 5 lines
+    assert path.read_bytes() == _lines(200, 205)
+    assert tail_lines(path, 3, max_line_bytes=100) == [f"entry {i:05d}" for i in (202, 203, 204)]
+    got = tail_lines(path, 30, max_line_bytes=100)
+    assert got == [f"entry {i:05d}" for i in range(175, 205)]
+    assert tail_lines(path, 1000, max_line_bytes=100) == [f"entry {i:05d}" for i in range(205)]
+
+
+def test_tail_lines_of_missing_or_partial_files(tmp_path: Path) -> None:
+    assert tail_lines(tmp_path / "none.log", 5, max_line_bytes=100) == []
+    path = tmp_path / "p.log"
+    path.write_bytes(b"a\nb\nno newline yet")
+    assert tail_lines(path, 2, max_line_bytes=100) == ["b", "no newline yet"]
+    assert tail_lines(path, 0, max_line_bytes=100) == []
+
+
+def test_tail_lines_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.log"
+    path.write_bytes(b"head\n" + b"H" * (8 << 20) + b"\nlast\n")
+    got = tail_lines(path, 3, max_line_bytes=1000)
+    assert got[-1] == "last"
+    assert len(got) == 3
+    assert all(0 < len(piece) <= 1000 and set(piece) == {"H"} for piece in got[:2])
+
+
+async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "f.log"
+    got: list[str] = []
+    arrived = anyio.Event()
+    want = [f"entry {i:05d}" for i in range(100, 130)]
+
+    def deliver(lines: list[str]) -> None:
+        got.extend(lines)
+        if len(got) >= len(want):
+            arrived.set()
+
+    with RotatingLog(path, max_bytes=240, backups=2) as log:
+        log.write(_lines(0, 100), flush=True)  # before following: not delivered
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(
+                    functools.partial(follow, max_line_bytes=100, poll_seconds=0.01), path, deliver
+                )
+                for i in range(100, 130, 5):  # rotates every 20 lines
+                    log.write(_lines(i, i + 5), flush=True)
+                    await anyio.lowlevel.checkpoint()
+                await arrived.wait()
+                tg.cancel_scope.cancel()
+    assert got == want
