@@ -1,19 +1,19 @@
-"""One process slot ``program:index``: spawn, drain, watch, restart, stop.
+"""One process slot ``program:index``: its state machine, restarts, stops and commands.
 
-This module owns the life of one slot: spawning each run in its own session
-with the marker variables, watching the main process's exit from the process
-itself (a pidfd on Linux, never pipe EOF), running the two output pumps, the
-state machine (supervisord's vocabulary, :class:`ProcessState`) and the
-operator commands. It does not own the restart rules (``policy``), killing
-trees and orphans (``reaper``), reading pipes (``pump``), the log files
-(``logs``) nor the ledger's schema (``ledger``).
+This module owns the life of one slot across runs: the states (supervisord's
+vocabulary, :class:`ProcessState`) and the ``StateChanged`` events, recording
+each run in the ledger before reporting it, the STARTING → RUNNING timer,
+applying the restart policy with backoff, stopping a run's whole tree, ending
+what a run left behind, and the operator commands. It does not own one run's
+spawn, pipes and exit reaping (``spawn``), the restart rules (``policy``),
+finding and killing trees (``reaper``) nor the ledger's schema (``ledger``).
 
 Concurrency: every command (start, stop, restart) is queued to the slot's own
 ``run`` task and executed there one at a time, so concurrent callers cannot
-interleave half-done transitions. Each run lives in a task group with its exit
-watcher and pumps; those run in shielded scopes that this module cancels
-itself, so the output written while a tree is being stopped is still captured
-and the exit status is still reaped when the slot is cancelled.
+interleave half-done transitions. A run's exit watcher and pumps run in
+shielded scopes that only this slot ends, so the output written while a tree
+is being stopped is still captured and the exit status is still reaped when
+the slot is cancelled.
 
 Kept descendants (``keep_descendants = true``) keep running after their run's
 main process exits, but their output is captured only for a short grace: after
@@ -23,14 +23,10 @@ it the pipe's read end is closed, and their next write gets EPIPE/SIGPIPE.
 from __future__ import annotations
 
 import collections
-import contextlib
-import functools
 import logging
 import os
 import random
-import subprocess
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -40,16 +36,7 @@ from anyio.lowlevel import checkpoint
 from supervisor import policy
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState, StateChanged
-from supervisor.ledger import ProcIdent
-from supervisor.logs import RotatingLog, log_paths
-from supervisor.pump import make_pipe, pump
-from supervisor.reaper import (
-    MARKER_INSTANCE,
-    MARKER_NODE,
-    MARKER_PROCESS,
-    MARKER_PROGRAM,
-    MARKER_RUN_ID,
-)
+from supervisor.spawn import Run, spawn
 
 if TYPE_CHECKING:
     import signal
@@ -59,7 +46,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config import ProgramSpec
-    from supervisor.events import Event, Stream
+    from supervisor.events import Event
     from supervisor.ledger import Ledger
     from supervisor.pump import LineConsumer
     from supervisor.reaper import Reaper
@@ -68,18 +55,9 @@ logger = logging.getLogger(__name__)
 
 STOP_MARGIN_SECONDS = 5.0  # a stop may take stop_timeout_seconds plus this
 PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
-POLL_SECONDS = 0.1  # waitpid poll interval where pidfd_open is missing
-_SETTLED = frozenset(
-    {
-        ProcessState.RUNNING,
-        ProcessState.BACKOFF,
-        ProcessState.FATAL,
-        ProcessState.EXITED,
-        ProcessState.STOPPED,
-    }
-)
+# A start or restart command is answered when the slot reaches one of these.
+_SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
 _Kind = Literal["start", "stop", "restart"]
-_STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,37 +132,6 @@ class _Command:
             self.done.set()
 
 
-@dataclass(eq=False, slots=True, kw_only=True)
-class _Run:
-    """One spawned main process, its pipes and the tasks that watch them."""
-
-    run_id: str
-    popen: subprocess.Popen[bytes]
-    fds: dict[Stream, int]
-    logs: dict[Stream, RotatingLog]
-    pidfd: int | None
-    started_at: float
-    started_wall: float
-    ident: ProcIdent  # create_time 0.0 until identified: matches no stranger
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    exited: anyio.Event = field(default_factory=anyio.Event)
-    pumps_done: anyio.Event = field(default_factory=anyio.Event)
-    pumps_left: int = 2
-    scopes: list[anyio.CancelScope] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def close(self) -> None:
-        """Release the fds and logs (after every watcher task ended)."""
-        for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
-            os.close(fd)
-        for log in self.logs.values():
-            log.close()
-
-
 class _Once:
     """Calls ``task_status.started()`` at most once."""
 
@@ -214,7 +161,7 @@ class ChildProcess:
         self._rng = random.Random()
         self._state = ProcessState.STOPPED
         self._state_since = time.time()
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._runs = 0
         self._failures = 0
         self._last_exit: tuple[int | None, int | None] = (None, None)
@@ -355,11 +302,15 @@ class ChildProcess:
         await self._launch(cmd.reason)
 
     def _fail_pending(self) -> None:
-        for cmd in [*self._settling, *self._queue]:
-            if cmd.kind == "stop" or self._state in _SETTLED:
-                cmd.finish(self.status())
+        """Answer every command left when the slot's task ends."""
+        status = self.status()
+        for cmd in self._settling:  # launched: the stop that ended the slot settled them
+            cmd.finish(status)
+        for cmd in self._queue:  # never executed: only a stop is already done
+            if cmd.kind == "stop":
+                cmd.finish(status)
             else:
-                cmd.finish(None, InvalidTransition(self.name, self._state.value, cmd.kind))
+                cmd.finish(None, InvalidTransition(self.name, status.state.value, cmd.kind))
         self._settling.clear()
         self._queue.clear()
 
@@ -411,7 +362,14 @@ class ChildProcess:
 
     async def _attempt(self, reason: str, started: _Once) -> policy.Decision:
         try:
-            run = self._spawn()
+            run = spawn(
+                self.spec,
+                process=self.name,
+                node=self._ctx.node,
+                instance_id=self._ctx.instance_id,
+                log_dir=self._ctx.log_dir,
+                clock=self._ctx.clock,
+            )
         except SpawnError as exc:
             logger.warning("%s", exc)
             self._last_error = exc.reason
@@ -432,64 +390,13 @@ class ChildProcess:
 
     # -- one run -----------------------------------------------------------------
 
-    def _spawn(self) -> _Run:
-        """Start the main process in a new session; raise SpawnError if it cannot."""
-        run_id = uuid.uuid4().hex
-        paths = log_paths(self._ctx.log_dir, self.name)
-        logs: dict[Stream, RotatingLog] = {}
-        fds: dict[Stream, int] = {}
-        ends: dict[Stream, int] = {}
-        with contextlib.ExitStack() as always, contextlib.ExitStack() as on_fail:
-            try:
-                for stream, path in zip(_STREAMS, paths, strict=True):
-                    logs[stream] = on_fail.enter_context(self._open_log(path))
-                    fds[stream], ends[stream] = make_pipe()
-                    on_fail.callback(os.close, fds[stream])
-                    always.callback(os.close, ends[stream])
-                popen = subprocess.Popen(
-                    self.spec.command,
-                    cwd=self.spec.cwd,
-                    env=self._env(run_id),
-                    stdin=subprocess.DEVNULL,
-                    stdout=ends["stdout"],
-                    stderr=ends["stderr"],
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except (OSError, ValueError) as exc:
-                raise SpawnError(self.name, self.spec.command, _spawn_reason(exc)) from exc
-            on_fail.pop_all()
-        return _Run(
-            run_id=run_id,
-            popen=popen,
-            fds=fds,
-            logs=logs,
-            pidfd=_pidfd_open(popen.pid),
-            ident=ProcIdent(popen.pid, 0.0),
-            started_at=self._ctx.clock(),
-            started_wall=time.time(),
-        )
-
-    def _open_log(self, path: Path) -> RotatingLog:
-        return RotatingLog(path, max_bytes=self.spec.log_max_bytes, backups=self.spec.log_backups)
-
-    def _env(self, run_id: str) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.spec.unbuffered:
-            env["PYTHONUNBUFFERED"] = "1"
-        env.update(self.spec.env)
-        env[MARKER_NODE] = self._ctx.node
-        env[MARKER_INSTANCE] = self._ctx.instance_id
-        env[MARKER_PROGRAM] = self.spec.name
-        env[MARKER_PROCESS] = self.name
-        env[MARKER_RUN_ID] = run_id
-        return env
-
-    async def _live(self, run: _Run, reason: str, started: _Once) -> policy.Decision:
+    async def _live(self, run: Run, reason: str, started: _Once) -> policy.Decision:
         """Watch one run to its end; stop its tree if cancelled meanwhile."""
         bound = self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
         async with anyio.create_task_group() as tg:
-            self._start_watchers(tg, run)
+            run.start_watchers(
+                tg, consumer=self._ctx.lines, max_line_bytes=self.spec.max_line_bytes
+            )
             try:
                 try:
                     with anyio.CancelScope(shield=True):  # a spawn is recorded whole
@@ -504,70 +411,16 @@ class ChildProcess:
                 with anyio.move_on_after(bound, shield=True):
                     await self._after_exit(run)
             finally:
-                for scope in run.scopes:
-                    scope.cancel()
+                run.end_watchers()
         return decision
 
-    def _start_watchers(self, tg: TaskGroup, run: _Run) -> None:
-        """Start the exit watcher and the pumps, each in a scope only we cancel."""
-        run.scopes = [anyio.CancelScope(shield=True) for _ in range(3)]
-        tg.start_soon(self._watch_exit, run, run.scopes[0])
-        for stream, scope in zip(_STREAMS, run.scopes[1:], strict=True):
-            tg.start_soon(self._pump, run, stream, scope)
-
-    async def _watch_exit(self, run: _Run, scope: anyio.CancelScope) -> None:
-        with scope:
-            status = await _reap(run.pid, run.pidfd)
-            code = os.waitstatus_to_exitcode(status) if status is not None else None
-            # Popen must never wait for this pid again, nor warn that it still runs.
-            run.popen.returncode = code if code is not None else -1
-            if code is not None and code < 0:
-                run.exit_signal = -code
-            else:
-                run.exit_code = code
-            run.exited.set()
-
-    async def _pump(self, run: _Run, stream: Stream, scope: anyio.CancelScope) -> None:
-        with scope:
-            try:
-                await pump(
-                    run.fds[stream],
-                    process=self.name,
-                    stream=stream,
-                    log=run.logs[stream],
-                    consumer=self._ctx.lines,
-                    max_line_bytes=self.spec.max_line_bytes,
-                )
-            except Exception:  # a task boundary: the log is lost, the run goes on
-                logger.exception(
-                    "process %s (pid %d): %s capture failed", self.name, run.pid, stream
-                )
-        run.pumps_left -= 1
-        if not run.pumps_left:
-            run.pumps_done.set()
-
-    async def _record_start(self, run: _Run, reason: str, started: _Once) -> None:
+    async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
         """Identify and record the run durably, then report it STARTING."""
-        ident = await self._ctx.reaper.identify(run.pid)
-        if ident is None:  # cannot happen to an unreaped child: keep the placeholder
-            logger.warning("process %s (pid %d): no create_time", self.name, run.pid)
-        else:
-            run.ident = ident
-        await anyio.to_thread.run_sync(
-            functools.partial(
-                self._ctx.ledger.record_run_start,
-                run_id=run.run_id,
-                process=self.name,
-                program=self.spec.name,
-                pid=run.pid,
-                create_time=run.ident.create_time,
-                started_at=run.started_wall,
-            )
-        )
+        await run.record_start(self._ctx.reaper, self._ctx.ledger)
         self._set_state(ProcessState.STARTING, run=run, reason=reason)
         started()
 
-    async def _until_exit(self, run: _Run) -> None:
+    async def _until_exit(self, run: Run) -> None:
         """Wait for the main process to exit, going RUNNING after start_seconds."""
         up_at = policy.running_at(self.spec, started_at=run.started_at)
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
@@ -578,7 +431,7 @@ class ChildProcess:
             )
             await run.exited.wait()
 
-    def _decide(self, run: _Run) -> policy.Decision:
+    def _decide(self, run: Run) -> policy.Decision:
         """Apply the policy to a run that ended on its own; enter its state."""
         decision = policy.after_exit(
             self.spec,
@@ -594,9 +447,9 @@ class ChildProcess:
         self._set_state(decision.state, run=run, ended=True, reason=decision.reason)
         return decision
 
-    async def _after_exit(self, run: _Run) -> None:
+    async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""
-        await self._record_exit(run)
+        await run.record_exit(self._ctx.ledger)
         if not self.spec.keep_descendants:
             outcome = await self._ctx.reaper.end_leftovers(
                 run.ident,
@@ -605,11 +458,13 @@ class ChildProcess:
                 timeout=self.spec.stop_timeout_seconds,
             )
             logger.debug("process %s (pid %d): leftovers: %s", self.name, run.pid, outcome)
-        await self._drain(run)
+        await run.drain(PIPE_GRACE_SECONDS)
 
-    async def _stop_tree(self, run: _Run) -> None:
+    async def _stop_tree(self, run: Run) -> None:
         """Stop the whole tree of a live run (stop_signal, timeout, SIGKILL)."""
-        self._set_state(ProcessState.STOPPING, run=run, reason=self._stop_reason or "shutdown")
+        self._set_state(
+            ProcessState.STOPPING, run=run, reason=self._stop_reason or "supervision ended"
+        )
         outcome = await self._ctx.reaper.terminate_tree(
             run.ident,
             run_id=run.run_id,
@@ -619,32 +474,12 @@ class ChildProcess:
         )
         logger.info("process %s (pid %d): stopped: %s", self.name, run.pid, outcome)
         await run.exited.wait()
-        await self._record_exit(run)
-        await self._drain(run)
+        await run.record_exit(self._ctx.ledger)
+        await run.drain(PIPE_GRACE_SECONDS)
 
-    def _stopped(self, run: _Run) -> None:
-        if not run.exited.is_set():
-            logger.error("process %s (pid %d): still not reaped after its stop", self.name, run.pid)
-        reason = self._stop_reason or "shutdown"
+    def _stopped(self, run: Run) -> None:
+        reason = self._stop_reason or "supervision ended"
         self._set_state(ProcessState.STOPPED, run=run, ended=True, reason=reason)
-
-    async def _record_exit(self, run: _Run) -> None:
-        await anyio.to_thread.run_sync(
-            functools.partial(
-                self._ctx.ledger.record_run_exit,
-                run_id=run.run_id,
-                exit_code=run.exit_code,
-                exit_signal=run.exit_signal,
-                ended_at=time.time(),
-            )
-        )
-
-    async def _drain(self, run: _Run) -> None:
-        """Let the pumps read to EOF for a short grace, then end them."""
-        with anyio.move_on_after(PIPE_GRACE_SECONDS):
-            await run.pumps_done.wait()
-        for scope in run.scopes[1:]:
-            scope.cancel()
 
     # -- state -------------------------------------------------------------------
 
@@ -653,7 +488,7 @@ class ChildProcess:
         new: ProcessState,
         *,
         reason: str,
-        run: _Run | None = None,
+        run: Run | None = None,
         ended: bool = False,
     ) -> None:
         """Enter ``new`` and emit a StateChanged (also when a state is re-entered)."""
@@ -666,7 +501,7 @@ class ChildProcess:
         logger.info(
             "process %s (pid %s): %s -> %s: %s", self.name, pid, old.value, new.value, reason
         )
-        if new in _SETTLED:
+        if new in _SETTLED and self._settling:
             status = self.status()
             for cmd in self._settling:
                 cmd.finish(status)
@@ -685,38 +520,3 @@ class ChildProcess:
                 at=self._state_since,
             )
         )
-
-
-def _spawn_reason(exc: OSError | ValueError) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f": {exc.filename}" if exc.filename is not None else ""
-        return f"{exc.strerror}{where}"
-    return str(exc)
-
-
-def _pidfd_open(pid: int) -> int | None:
-    """Return a pidfd for ``pid``, or None where the kernel or Python lacks them."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError) as exc:
-        logger.debug("pid %d: no pidfd (%s); polling waitpid", pid, exc)
-        return None
-
-
-async def _reap(pid: int, pidfd: int | None) -> int | None:
-    """Wait for our child ``pid`` to exit and reap it; return its wait status.
-
-    Returns None when someone else reaped it (ECHILD).
-    """
-    while True:
-        try:
-            reaped, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - never blocks
-        except ChildProcessError:
-            logger.warning("pid %d: reaped by someone else; exit status unknown", pid)
-            return None
-        if reaped == pid:
-            return status
-        if pidfd is not None:
-            await anyio.wait_readable(pidfd)
-        else:
-            await anyio.sleep(POLL_SECONDS)
