@@ -149,6 +149,13 @@ class _Program:
         self.notes.append(_not_carried(key, value, why))
 
 
+def _comment(line: str) -> str:
+    """TOML comments may not hold control characters (a tab is fine): escape them."""
+    return "".join(
+        ch if ch == "\t" or (" " <= ch and ch != "\x7f") else f"\\x{ord(ch):02x}" for ch in line
+    )
+
+
 def _not_carried(key: str, value: str, why: str) -> str:
     shown = "<redacted>" if "password" in key else " ".join(value.split())
     return f"# not carried over: {key} = {shown} ({why})"
@@ -289,7 +296,7 @@ class _Converter:
             f"# dsup config converted from {self.main} by `dsup import-supervisord`.",
             "# %(ENV_...)s and %(host_node_name)s were expanded when it was converted.",
             "# Review every 'not carried over' comment, then run `dsup check` on this file.",
-            *self.header,
+            *map(_comment, self.header),
             "",
         ]
         if self.name is not None:
@@ -310,9 +317,9 @@ def _check_unique(programs: list[_Program]) -> None:
 
 def _program_lines(prog: _Program) -> list[str]:
     head = f"[programs.{toml_key(prog.name)}]"
-    lines = [head, f"# from {prog.origin}"]
+    lines = [head, _comment(f"# from {prog.origin}")]
     lines += [f"{key} = {toml_value(value)}" for key, value in prog.values.items()]
-    lines += prog.notes
+    lines += map(_comment, prog.notes)
     if prog.env:
         lines.append("")
         lines.append(f"[programs.{toml_key(prog.name)}.env]")

@@ -7,6 +7,7 @@ another exception, never a token in a message.
 from __future__ import annotations
 
 import math
+import os
 import string
 import tempfile
 import tomllib
@@ -19,7 +20,12 @@ from supervisor.config import Config, Relay, RestartPolicy, parse_config
 from supervisor.errors import ConfigError
 from supervisor.supervisord_import import convert_file, toml_key, toml_value
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# DSUP_HYPOTHESIS_EXAMPLES=5000 for a deeper hunt; the suite keeps 200 to stay quick.
+FAST = settings(
+    max_examples=int(os.environ.get("DSUP_HYPOTHESIS_EXAMPLES", "200")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 CONFIG_PATH = Path(tempfile.gettempdir()) / "dsup-properties" / "dsup.toml"
 
 PROGRAM_KEYS = [
@@ -346,8 +352,15 @@ INI_LINES = [
 ]
 
 
+INI_KEYS = sorted({line.split("=")[0] for line in INI_LINES if "=" in line} | {"stopasgroup"})
+ini_lines = st.one_of(
+    st.sampled_from(INI_LINES),
+    st.builds("{}={}".format, st.sampled_from(INI_KEYS), st.text(max_size=12)),
+)
+
+
 @FAST
-@given(st.lists(st.sampled_from(INI_LINES), max_size=25))
+@given(st.lists(ini_lines, max_size=25))
 def test_import_random_ini_is_toml_or_error(lines: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "supervisord.conf"
