@@ -152,7 +152,7 @@ class _Program:
 def _comment(line: str) -> str:
     """TOML comments may not hold control characters (a tab is fine): escape them."""
     return "".join(
-        ch if ch == "\t" or (" " <= ch and ch != "\x7f") else f"\\x{ord(ch):02x}" for ch in line
+        ch if ch == "\t" or (ch >= " " and ch != "\x7f") else f"\\x{ord(ch):02x}" for ch in line
     )
 
 
