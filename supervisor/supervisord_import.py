@@ -293,7 +293,7 @@ class _Converter:
 
     def _render(self, programs: list[_Program]) -> str:
         lines = [
-            f"# dsup config converted from {self.main} by `dsup import-supervisord`.",
+            _comment(f"# dsup config converted from {self.main} by `dsup import-supervisord`."),
             "# %(ENV_...)s and %(host_node_name)s were expanded when it was converted.",
             "# Review every 'not carried over' comment, then run `dsup check` on this file.",
             *map(_comment, self.header),
