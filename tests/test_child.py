@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import psutil
 import pytest
 
+from supervisor import spawn
 from supervisor.child import ChildContext, ChildProcess, ProcessStatus
 from supervisor.config import ProgramSpec, RestartPolicy
 from supervisor.errors import InvalidTransition
@@ -26,7 +28,7 @@ from supervisor.logs import log_paths
 from supervisor.reaper import Reaper
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
 WORKERS = Path(__file__).parent / "workers"
 PY = sys.executable
@@ -91,6 +93,15 @@ class Harness:
         )
         spec = dataclasses.replace(base, **kw)  # type: ignore[arg-type]
         return ChildProcess(spec, index, self.ctx)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    """Every test ends with no child process and no fd of ours left open."""
+    fds = set(os.listdir("/proc/self/fd"))
+    yield
+    assert psutil.Process().children(recursive=True) == []
+    assert set(os.listdir("/proc/self/fd")) <= fds
 
 
 @pytest.fixture
@@ -457,3 +468,28 @@ async def test_child_stop_during_backoff_and_start_during_backoff(h: Harness) ->
         st = await child.stop()
         assert st.state is S.STOPPED
     assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF, S.STARTING, S.BACKOFF, S.STOPPED]
+
+
+async def test_child_stop_records_the_signal_exit(h: Harness) -> None:
+    child = h.child(_worker("child_ready.py"))
+    async with supervised(child):
+        st = await child.start()
+        await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
+        st = await child.stop(reason="stopped by alice")
+    assert (st.state, st.last_exit_code, st.last_exit_signal) == (S.STOPPED, None, signal.SIGTERM)
+    stopped = h.rec.changes[-1]
+    assert (stopped.reason, stopped.exit_signal) == ("stopped by alice", signal.SIGTERM)
+    run = h.ledger.recent_runs("w:0")[0]
+    assert (run.exit_code, run.exit_signal) == (None, signal.SIGTERM)
+
+
+async def test_child_exit_is_seen_without_pidfd(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waitpid poll fallback (kernels or platforms without pidfd_open)."""
+    monkeypatch.setattr(spawn, "_pidfd_open", lambda pid: None)
+    child = h.child(_worker("child_exit.py"), "4", start_seconds=0.0)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+    assert child.status().last_exit_code == 4
