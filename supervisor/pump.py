@@ -70,7 +70,13 @@ class LineConsumer(Protocol):
     """Something that takes framed lines and says how many it can take now."""
 
     def capacity(self) -> int:
-        """Return how many lines :meth:`deliver` may hand over now (0: full)."""
+        """Return how many lines :meth:`deliver` may hand over now.
+
+        0 means full: lines are dropped and counted (``OutputLines.dropped``).
+        A negative value means "no lines and no counts wanted now" (e.g. a
+        console in ``--quiet`` mode): lines are skipped without being counted,
+        the cheapest way to keep a consumer attached.
+        """
 
     def deliver(self, event: OutputLines) -> None:
         """Take lines; never blocks, never raises for being slow.
@@ -180,6 +186,24 @@ class LineFramer:
         rest = end - chunk.rfind(b"\n", 0, end) - 1
         self._skip = rest if rest else -1
         return dropped
+
+    def discard(self, chunk: bytes | bytearray, end: int | None = None) -> None:
+        """Skip bytes without counting them; framing resumes at the next newline.
+
+        For a consumer that wants neither lines nor drop counts now: costs one
+        backwards search for a newline instead of a count over every byte.
+        """
+        if end is None:
+            end = len(chunk)
+        last = chunk.rfind(b"\n", 0, end)
+        if last >= 0:
+            self._tail, self._cut = b"", False
+            rest = end - last - 1
+            self._skip = rest if rest else -1
+        elif end:
+            if self._skip < 0:
+                self._skip, self._tail = len(self._tail), b""
+            self._skip += end
 
     def _skipped_pieces(self, extra: int) -> int:
         """End the line being dropped; return how many pieces it counted."""
@@ -367,7 +391,11 @@ class _Drain:
         """Frame for the consumer; a consumer that raises is dropped, draining goes on."""
         assert self.consumer is not None
         try:
-            lines, dropped = self.framer.feed(buf, self.consumer.capacity(), n)
+            capacity = self.consumer.capacity()
+            if capacity < 0:
+                self.framer.discard(buf, n)
+                return
+            lines, dropped = self.framer.feed(buf, capacity, n)
             self._hand_over(lines, dropped)
         except Exception:
             logger.exception(
@@ -391,7 +419,7 @@ class _Drain:
     def finish(self) -> None:
         """At EOF: hand over the last partial line and report drops left."""
         if self.consumer is not None:
-            lines, dropped = self.framer.flush(self.consumer.capacity())
+            lines, dropped = self.framer.flush(max(self.consumer.capacity(), 0))
             self._hand_over(lines, dropped)
             if self.dropped:
                 event = OutputLines(

@@ -140,6 +140,25 @@ async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: 
     assert [e.lines for e in out.events] == [()]  # one drops-only event at EOF
 
 
+async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
+    """Capacity < 0: nothing framed, nothing counted, whole lines once it is back."""
+    calls = iter(range(1 << 30))
+    out = Recorder(capacity=lambda: -1 if next(calls) < 20 else 5)
+    count = 200_000
+    result = await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    assert result.totals["stdout"] == count * 51
+    assert 0 < len(out.lines) < count
+    assert out.dropped < count - len(out.lines)  # the skipped lines were not counted
+    assert all(line == _line(_index(line)) for line in out.lines)
+
+
+def test_framer_discard_resyncs_at_the_next_newline() -> None:
+    framer = LineFramer(100)
+    framer.discard(b"skipped\nskipped too\npart")
+    framer.discard(bytearray(b"ial still skipped GARBAGE"), 17)
+    assert framer.feed(b" end\nwhole\n", 10) == (["whole"], 1)
+
+
 async def test_pump_slow_consumer_gets_whole_lines_and_exact_gaps(tmp_path: Path) -> None:
     """A consumer that takes few lines sees whole lines; ``dropped`` is each gap."""
     pattern = [0, 3, 0, 0, 1, 7, 0, 2]
