@@ -213,6 +213,19 @@ class LogLines:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogFollow:
+    """An open ``tail -f``: the processes followed and their lines as they come.
+
+    Attributes:
+        processes: the names of the processes followed.
+        lines: iterate it for :class:`LogLines`; it ends only with the follow.
+    """
+
+    processes: tuple[str, ...]
+    lines: MemoryObjectReceiveStream[LogLines]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TailReport:
     """The answer to ``tail``: the last lines of each process named."""
 
@@ -287,11 +300,11 @@ class CommandService:
     @contextlib.asynccontextmanager
     async def follow(
         self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
-    ) -> AsyncIterator[MemoryObjectReceiveStream[LogLines]]:
+    ) -> AsyncIterator[LogFollow]:
         """Follow the logs of the processes named, like ``tail -f``.
 
-        Use as ``async with service.follow(actor, "web") as logs: async for
-        chunk in logs: ...``. The first chunks are the last ``lines`` lines of
+        Use as ``async with service.follow(actor, "web") as f: async for
+        chunk in f.lines: ...``. The first chunks are the last ``lines`` lines of
         each process; then come new lines as they reach the log files, across
         rotations. A consumer too slow for the output misses lines, counted in
         ``LogLines.dropped``; the log files keep everything. Leaving the block
@@ -317,7 +330,7 @@ class CommandService:
                 if initial.lines:
                     send.send_nowait(initial)
                 tg.start_soon(self._follow_one, child, stream, send.clone())
-            yield receive
+            yield LogFollow(processes=tuple(c.name for c in children), lines=receive)
             tg.cancel_scope.cancel("follower left")
 
     # -- operator ------------------------------------------------------------
@@ -547,24 +560,34 @@ async def _stop_one(child: ChildProcess, actor: Actor) -> ProcessResult:
 
 async def _restart_one(child: ChildProcess, actor: Actor) -> ProcessResult:
     return await _transition(
-        child, lambda: child.restart(reason=f"restarted by {actor.name}"), wanted_alive=True
+        child,
+        lambda: child.restart(reason=f"restarted by {actor.name}"),
+        wanted_alive=True,
+        is_restart=True,
     )
 
 
 async def _transition(
-    child: ChildProcess, action: Callable[[], Awaitable[ProcessStatus]], *, wanted_alive: bool
+    child: ChildProcess,
+    action: Callable[[], Awaitable[ProcessStatus]],
+    *,
+    wanted_alive: bool,
+    is_restart: bool = False,
 ) -> ProcessResult:
-    """Run a state change; a refused one is ``unchanged`` if already as wanted."""
+    """Run a state change; ``unchanged`` when the process is already as wanted."""
+    if not is_restart and _is_settled(child.status().state, wanted_alive=wanted_alive):
+        st = child.status()
+        return _result(st, "unchanged", f"already {st.state.value}")
     try:
         st = await action()
     except InvalidTransition as exc:
         st = child.status()
-        already = _is_up(st.state) if wanted_alive else not st.state.is_alive
-        return _result(st, "unchanged" if already else "failed", str(exc))
+        settled = _is_settled(st.state, wanted_alive=wanted_alive)
+        return _result(st, "unchanged" if settled else "failed", str(exc))
     except SupervisorError as exc:  # SpawnError and friends: this process only
         return _result(child.status(), "failed", str(exc))
     if wanted_alive and not _is_up(st.state):
-        return _result(st, "failed", st.last_error or f"is {st.state.value} after start")
+        return _result(st, "failed", _why_down(st))
     return _result(st, "ok", "")
 
 
@@ -578,6 +601,21 @@ async def _signal_one(child: ChildProcess, sig: signal.Signals) -> ProcessResult
 
 def _is_up(state: ProcessState) -> bool:
     return state in (ProcessState.STARTING, ProcessState.RUNNING)
+
+
+def _is_settled(state: ProcessState, *, wanted_alive: bool) -> bool:
+    """Already where a start (up) or a stop (STOPPED) would take it."""
+    return _is_up(state) if wanted_alive else state is ProcessState.STOPPED
+
+
+def _why_down(st: ProcessStatus) -> str:
+    if st.last_error:
+        return st.last_error
+    if st.last_exit_signal is not None:
+        return f"{st.state.value}: killed by signal {st.last_exit_signal}"
+    if st.last_exit_code is not None:
+        return f"{st.state.value}: exited with status {st.last_exit_code}"
+    return f"{st.state.value} after start"
 
 
 def _result(st: ProcessStatus, outcome: ProcessOutcome, message: str) -> ProcessResult:

@@ -10,9 +10,9 @@ Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
 "result": ...}`` or ``{"id": 1, "ok": false, "error": {"type": "UnknownWorker",
 "message": "..."}}``. Several requests may follow each other on one connection.
 ``tail`` with ``"follow": true`` answers ``{"id": 1, "ok": true, "streaming":
-true}``, then one ``{"id": 1, "ok": true, "event": {...}}`` per batch of lines
-until the client disconnects; it must be the last request of its connection
-(anything the client sends after it ends the stream).
+true, "result": [processes followed]}``, then one ``{"id": 1, "ok": true,
+"event": {...}}`` per batch of lines until the client disconnects; it must be
+the last request of its connection (anything sent after it ends the stream).
 
 Bad input never crashes the server: malformed JSON, unknown commands or
 arguments, wrong types and lines over :data:`MAX_LINE_BYTES` get an error
@@ -51,14 +51,14 @@ from supervisor.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
     from contextlib import AbstractAsyncContextManager
 
     from anyio.abc import TaskStatus
 
     from supervisor.commands import (
         ActionReport,
-        LogLines,
+        LogFollow,
         ShutdownReport,
         StatusReport,
         TailReport,
@@ -85,7 +85,7 @@ class CommandSurface(Protocol):
     ) -> TailReport: ...
     def follow(
         self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
-    ) -> AbstractAsyncContextManager[AsyncIterator[LogLines]]: ...
+    ) -> AbstractAsyncContextManager[LogFollow]: ...
     async def start(self, actor: Actor, target: str) -> ActionReport: ...
     async def stop(self, actor: Actor, target: str) -> ActionReport: ...
     async def restart(self, actor: Actor, target: str) -> ActionReport: ...
@@ -243,14 +243,15 @@ class ControlServer:
         )
         async with contextlib.AsyncExitStack() as stack:
             try:
-                chunks = await stack.enter_async_context(follow)
+                following = await stack.enter_async_context(follow)
             except SupervisorError as exc:
                 await self._send(stream, _error(request_id, exc))
                 return
-            await self._send(stream, {"id": request_id, "ok": True, "streaming": True})
+            ack = {"id": request_id, "ok": True, "streaming": True, "result": following.processes}
+            await self._send(stream, ack)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_end_on_input, reader, tg.cancel_scope)
-                async for chunk in chunks:
+                async for chunk in following.lines:
                     await self._send(
                         stream, {"id": request_id, "ok": True, "event": to_wire(chunk)}
                     )

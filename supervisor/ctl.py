@@ -220,12 +220,13 @@ def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) ->
     """``tail -f``: print events until Ctrl-C (exit 0) or dsup goes away (exit 3)."""
     with _connect(path, opts.timeout) as (sock, reader):
         _send(sock, "tail", args)
-        _checked(reader.message())  # the "streaming" acknowledgement, or an error
+        # The acknowledgement names the processes followed (or it is an error).
+        many = len(_list(_checked(reader.message()).get("result"))) > 1
         sock.settimeout(None)  # a quiet log may stay quiet for hours
         try:
             while (message := reader.message()) is not None:
                 event = _checked(message).get("event")
-                text = json.dumps(event) if opts.json else _render_logs([event], many=True)
+                text = json.dumps(event) if opts.json else _render_logs([event], many=many)
                 print(text, flush=True)
         except KeyboardInterrupt:
             return EXIT_OK

@@ -26,7 +26,7 @@ from supervisor.reaper import Reaper
 from supervisor.statedir import StateDir, open_state_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from anyio.abc import SocketStream
 
@@ -162,6 +162,13 @@ async def wait_until(check: Callable[[], bool], *, seconds: float = 10.0) -> Non
     with anyio.fail_after(seconds):
         while not check():  # noqa: ASYNC110 - no event exists for these conditions
             await anyio.sleep(0.02)
+
+
+async def eventually(probe: Callable[[], Awaitable[bool]], *, seconds: float = 10.0) -> None:
+    """Await ``probe`` until it returns true; fail after ``seconds``."""
+    with anyio.fail_after(seconds):
+        while not await probe():  # noqa: ASYNC110 - the condition is outside this process
+            await anyio.sleep(0.05)
 
 
 def states(node: Node) -> dict[str, str]:

@@ -23,6 +23,7 @@ from supervisor.commands import (
     ActionReport,
     Actor,
     Command,
+    LogFollow,
     LogLines,
     ShutdownReport,
     StatusReport,
@@ -75,13 +76,13 @@ class FakeService:
     @contextlib.asynccontextmanager
     async def follow(
         self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
-    ) -> AsyncIterator[AsyncIterator[LogLines]]:
+    ) -> AsyncIterator[LogFollow]:
         self._seen(actor, target)
         send, receive = anyio.create_memory_object_stream[LogLines](1)
         async with receive:
             send.send_nowait(LogLines(process=target, stream=stream, lines=("one line",)))
             send.close()  # the fake's stream ends at once
-            yield receive
+            yield LogFollow(processes=(target,), lines=receive)
 
     async def _act(self, command: Command, actor: Actor, target: str) -> ActionReport:
         self._seen(actor, target)
@@ -116,8 +117,15 @@ def _private_dir(tmp_path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def fake_server(directory: Path, **options: float) -> AsyncIterator[ControlServer]:
-    server = ControlServer(FakeService(), directory / "control.sock", **options)
+async def fake_server(
+    directory: Path, *, idle_timeout: float = 5.0, max_clients: int = 8
+) -> AsyncIterator[ControlServer]:
+    server = ControlServer(
+        FakeService(),
+        directory / "control.sock",
+        idle_timeout=idle_timeout,
+        max_clients=max_clients,
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(server.serve)
         yield server

@@ -1,9 +1,10 @@
 """A worker for the control tests: prints "tick N" lines until stopped.
 
-Usage: ctl_ticker.py [INTERVAL_SECONDS] [--stderr]
+Usage: ctl_ticker.py [INTERVAL_SECONDS] [--stderr] [--ignore-term]
 
-Prints "ready" first; on SIGUSR1 prints "got SIGUSR1"; exits 0 on SIGTERM.
-With --stderr every tick also goes to stderr as "err tick N".
+Prints "ready" first; on SIGUSR1 prints "got SIGUSR1"; exits 0 on SIGTERM
+(or ignores it with --ignore-term). With --stderr every tick also goes to
+stderr as "err tick N".
 """
 
 import signal
@@ -23,7 +24,7 @@ def on_term(signum, frame):
 
 
 signal.signal(signal.SIGUSR1, on_usr1)
-signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if "--ignore-term" in sys.argv else on_term)
 print("ready", flush=True)
 n = 0
 while True:

@@ -1,0 +1,208 @@
+"""Tests of ``dsup ctl`` as a real subprocess against a real node: output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.ctl import render_status
+from tests._control import eventually, program, running_node, states, wait_until, write_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+TICK = program("tick", "ctl_ticker.py", "0.05", numprocs=2)
+CRASH = program("crash", "ctl_crash.py", autostart=False)
+
+
+async def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``dsup ctl ARGS`` to completion (bounded)."""
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "supervisor", "ctl", *args], check=False
+        )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
+    )
+
+
+async def test_ctl_status_prints_an_aligned_table_and_exits_0(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK, CRASH)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:1"] == "RUNNING")
+        done = await ctl("-c", str(cfg), "status")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = lines[0].split()
+    assert header == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT", "MEMORY", "CPU"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"tick:0", "tick:1", "crash:0"}
+    assert rows["tick:0"].split()[1] == "RUNNING"
+    assert "MiB" in rows["tick:0"]
+    assert rows["crash:0"].split()[1] == "STOPPED"
+    # aligned: every column starts at the same offset on every line
+    for column in ("STATE", "PID", "MEMORY"):
+        at = lines[0].index(column)
+        assert all(line[at - 2 : at] == "  " for line in lines), column
+
+
+async def test_ctl_json_output_is_the_result(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        done = await ctl("--socket", str(node.socket), "--json", "status", "tick:0")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [p["status"]["process"] for p in report["processes"]] == ["tick:0"]
+
+
+async def test_ctl_exit_1_when_the_command_fails(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK, CRASH)
+    async with running_node(cfg):
+        crash = await ctl("-c", str(cfg), "start", "crash")
+        unknown = await ctl("-c", str(cfg), "stop", "nosuch")
+        ok = await ctl("-c", str(cfg), "restart", "tick:0")
+    assert crash.returncode == 1
+    assert crash.stdout.startswith("crash:0: failed")
+    assert unknown.returncode == 1
+    assert "no program or process matches 'nosuch'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("tick:0: ok, RUNNING (pid ")
+
+
+async def test_ctl_exit_2_on_usage_errors(tmp_path: Path) -> None:
+    missing = await ctl("-c", str(tmp_path / "nope.toml"), "status")
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
+    bad = await ctl("--socket", str(tmp_path / "s"), "frobnicate")
+    assert bad.returncode == 2
+    assert "invalid choice" in bad.stderr
+
+
+async def test_ctl_exit_3_when_no_dsup_runs_there(tmp_path: Path) -> None:
+    absent = await ctl("--socket", str(tmp_path / "control.sock"), "status")
+    assert absent.returncode == 3
+    assert "no dsup running there" in absent.stderr
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:
+        dead.bind(str(stale))
+    refused = await ctl("--socket", str(stale), "status")
+    assert refused.returncode == 3
+    cfg = write_config(tmp_path, TICK)  # a config whose dsup is not running
+    assert (await ctl("-c", str(cfg), "status")).returncode == 3
+
+
+async def test_ctl_tail_prints_the_last_lines(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
+        done = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "3")
+
+        async def three() -> bool:
+            nonlocal done
+            done = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "3")
+            return len(done.stdout.splitlines()) == 3
+
+        await eventually(three)
+        both = await ctl("-c", str(cfg), "tail", "tick", "-n", "1")
+    assert done.returncode == 0
+    assert [line.split()[0] for line in done.stdout.splitlines()] == ["tick"] * 3
+    assert sorted(line.split(" | ")[0] for line in both.stdout.splitlines()) == ["tick:0", "tick:1"]
+
+
+async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
+        argv = [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "ctl",
+            "-c",
+            str(cfg),
+            "tail",
+            "-f",
+            "-n",
+            "0",
+            "tick:0",
+        ]
+        async with await anyio.open_process(argv) as proc:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            seen = b""
+            with anyio.fail_after(15):
+                while seen.count(b"\n") < 3:
+                    seen += await proc.stdout.receive()
+                assert node.server.clients == 1
+                proc.send_signal(signal.SIGINT)
+                code = await proc.wait()
+            err = b"".join([chunk async for chunk in proc.stderr])
+        await wait_until(lambda: node.server.clients == 0)
+    assert code == 0
+    assert b"Traceback" not in err
+    assert all(line.startswith(b"tick ") for line in seen.splitlines()[:3]), seen
+
+
+async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        write_config(tmp_path, TICK, CRASH)
+        reload = await ctl("-c", str(cfg), "reload")
+        down = await ctl("-c", str(cfg), "shutdown")
+        with anyio.fail_after(10):
+            await node.fleet.wait_shutdown_requested()
+    assert reload.returncode == 0, reload.stderr
+    assert reload.stdout.splitlines() == [
+        "added: crash",
+        "removed: -",
+        "changed: -",
+        "unchanged: tick",
+    ]
+    assert down.returncode == 0
+    assert "ctltest" in down.stdout
+
+
+def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
+    report = {
+        "at": 10_000.0,
+        "processes": [
+            {
+                "status": {
+                    "process": "web:0",
+                    "state": "RUNNING",
+                    "pid": 4242,
+                    "started_at": 10_000.0 - 3723,
+                    "restarts": 2,
+                    "last_exit_code": None,
+                    "last_exit_signal": 9,
+                },
+                "rss_bytes": 50 * 1024 * 1024,
+                "cpu_percent": 12.345,
+            },
+            {
+                "status": {
+                    "process": "batch-job:11",
+                    "state": "EXITED",
+                    "pid": None,
+                    "started_at": None,
+                    "restarts": 0,
+                    "last_exit_code": 1,
+                    "last_exit_signal": None,
+                },
+                "rss_bytes": None,
+                "cpu_percent": None,
+            },
+        ],
+    }
+    assert render_status(report).splitlines() == [
+        "NAME          STATE    PID   UPTIME  RESTARTS  LAST EXIT  MEMORY    CPU",
+        "web:0         RUNNING  4242  1h02m   2         SIGKILL    50.0 MiB  12.3%",
+        "batch-job:11  EXITED   -     -       0         exit 1     -         -",
+    ]
