@@ -303,16 +303,17 @@ def memory(flood_bytes: int, noline_bytes: int) -> None:
     }
     with tempfile.TemporaryDirectory(prefix="dsup-bench-") as tmp:
         for name, (workload, nbytes) in cases.items():
-            samples = _sample_rss(Path(tmp), workload, nbytes)
-            peak = max(r for _, r in samples)
+            samples, peak = _sample_rss(Path(tmp), workload, nbytes)
             print(f"\n{name}, consumer takes every line: peak RSS {peak / 1e6:.1f} MB")
+            print(f"({len(samples)} samples of VmRSS, every 50 ms)")
             print("| progress | RSS |\n| --- | --- |")
             for frac in (0.1, 0.25, 0.5, 0.75, 1.0):
                 size, r = next(((s, r) for s, r in samples if s >= frac * nbytes), samples[-1])
                 print(f"| {size / 1e6:,.0f} MB written | {r / 1e6:.1f} MB |")
 
 
-def _sample_rss(tmp: Path, workload: list[str], nbytes: int) -> list[tuple[int, int]]:
+def _sample_rss(tmp: Path, workload: list[str], nbytes: int) -> tuple[list[tuple[int, int]], int]:
+    """Run the driver on a workload; return (log size, RSS) samples and the peak RSS."""
     gate, _ = _fresh(tmp)
     log_dir = tmp / "dsup-logs"
     log = log_dir / "flood-0.out.log"
@@ -324,15 +325,16 @@ def _sample_rss(tmp: Path, workload: list[str], nbytes: int) -> list[tuple[int, 
     samples: list[tuple[int, int]] = []
     release(gate, lambda: None)
     deadline = time.monotonic() + DEADLINE_SECONDS
-    size = 0
+    size = peak = 0
     while size < nbytes and driver.poll() is None and time.monotonic() < deadline:
         size = log.stat().st_size if log.exists() else 0
-        samples.append((size, peak_rss(driver.pid)))
+        samples.append((size, rss(driver.pid)))
+        peak = peak_rss(driver.pid)
         time.sleep(0.05)
     out, _ = driver.communicate(timeout=60)
     summary = json.loads(out.decode().splitlines()[-1])
     print(f"  driver summary: {summary}", file=sys.stderr)
-    return samples
+    return samples, peak
 
 
 def main() -> int:

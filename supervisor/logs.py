@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 import anyio
 import anyio.abc
 
-from supervisor.pump import LineFramer
+from supervisor.framing import LineFramer
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import pump as pump_module
+from supervisor.framing import LineFramer
 from supervisor.logs import RotatingLog
-from supervisor.pump import PIPE_BYTES, LineFramer, make_pipe, pump
+from supervisor.pump import PIPE_BYTES, make_pipe, pump
 from tests._pump import Recorder, capture, spawn
 
 if TYPE_CHECKING:
