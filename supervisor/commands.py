@@ -612,10 +612,10 @@ def _why_down(st: ProcessStatus) -> str:
     if st.last_error:
         return st.last_error
     if st.last_exit_signal is not None:
-        return f"{st.state.value}: killed by signal {st.last_exit_signal}"
+        return f"killed by signal {st.last_exit_signal}"
     if st.last_exit_code is not None:
-        return f"{st.state.value}: exited with status {st.last_exit_code}"
-    return f"{st.state.value} after start"
+        return f"exited with status {st.last_exit_code}"
+    return "did not come up"
 
 
 def _result(st: ProcessStatus, outcome: ProcessOutcome, message: str) -> ProcessResult:

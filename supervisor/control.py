@@ -212,7 +212,9 @@ class ControlServer:
             if isinstance(call, _Follow):
                 await self._follow(stream, reader, actor, request_id, call)
                 return
-            await self._send(stream, await self._run(call, actor, request_id))
+            # A command that ran gets its answer even if the server is stopping
+            # meanwhile (``shutdown`` itself stops it): shielded, bounded.
+            await self._send(stream, await self._run(call, actor, request_id), shield=True)
 
     async def _run(
         self,
@@ -257,9 +259,11 @@ class ControlServer:
                     )
                 tg.cancel_scope.cancel("follow ended")
 
-    async def _send(self, stream: _Connection, message: Mapping[str, object]) -> None:
+    async def _send(
+        self, stream: _Connection, message: Mapping[str, object], *, shield: bool = False
+    ) -> None:
         data = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-        with anyio.fail_after(self._send_timeout):
+        with anyio.fail_after(self._send_timeout, shield=shield):
             await stream.send(data.encode("ascii") + b"\n")
 
 

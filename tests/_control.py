@@ -28,7 +28,7 @@ from supervisor.statedir import StateDir, open_state_dir
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from anyio.abc import SocketStream
+    from anyio.abc import SocketStream, TaskStatus
 
 WORKERS = Path(__file__).parent / "workers"
 PY = sys.executable
@@ -88,11 +88,22 @@ async def running_node(config_path: Path) -> AsyncIterator[Node]:
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:
             await tg.start(fleet.run)
-            await tg.start(server.serve)
+            await tg.start(_serve_until_shutdown, server, fleet)
             try:
                 yield Node(config, state, fleet, ledger, service, server)
             finally:
                 tg.cancel_scope.cancel("test over")
+
+
+async def _serve_until_shutdown(
+    server: ControlServer, fleet: Fleet, *, task_status: TaskStatus[None]
+) -> None:
+    """Serve commands until a shutdown is requested, as ``dsup run`` does."""
+    async with anyio.create_task_group() as front:
+        await front.start(server.serve)
+        task_status.started()
+        await fleet.wait_shutdown_requested()
+        front.cancel_scope.cancel("shutdown: stop accepting commands")
 
 
 class Client:

@@ -327,6 +327,8 @@ async def test_shutdown_stops_the_fleet(tmp_path: Path) -> None:
         assert res == {"node": "ctltest"}
         with anyio.fail_after(10):
             await node.fleet.wait_shutdown_requested()
+        # The server stopped accepting commands once its answer was out.
+        await wait_until(lambda: not node.socket.exists())
         row = (await _audit(node))[0]
         assert (row.actor, row.source, row.command, row.outcome) == (
             _me(),
