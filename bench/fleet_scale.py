@@ -65,7 +65,7 @@ def _running(config: Path) -> int:
     if result.returncode != 0:
         return -1
     report = json.loads(result.stdout)
-    return sum(1 for p in report["processes"] if p["state"] == "RUNNING")
+    return sum(1 for p in report["processes"] if p["status"]["state"] == "RUNNING")
 
 
 def main() -> int:
