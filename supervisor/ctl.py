@@ -109,6 +109,9 @@ def main(args: argparse.Namespace) -> int:
         if cmd == "tail" and cmd_args.get("follow"):
             return _follow(path, cmd_args, args)
         result = _call(path, cmd, cmd_args, timeout=args.timeout)
+        text = json.dumps(result) if args.json else _render(cmd, result)
+        if text:
+            print(text, flush=True)
     except _NotRunning as exc:
         print(f"dsup ctl: no dsup running there: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING
@@ -118,12 +121,22 @@ def main(args: argparse.Namespace) -> int:
     except TimeoutError:
         print(f"dsup ctl: no answer within {args.timeout:g} s", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # `dsup ctl tail -f x | head`: the reader is done
+        _silence_stdout()
+        return EXIT_OK
+    except OSError as exc:
+        print(f"dsup ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    text = json.dumps(result) if args.json else _render(cmd, result)
-    if text:
-        print(text)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the exit-time flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
@@ -189,7 +202,10 @@ class _LineReader:
             self._buf += data
         line = bytes(self._buf[:end])
         del self._buf[: end + 1]
-        message = json.loads(line)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
         if not isinstance(message, dict):
             raise _Failed("ControlProtocolError", f"unexpected response {line[:200]!r}")
         return message

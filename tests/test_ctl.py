@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -148,6 +149,33 @@ async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert code == 0
     assert b"Traceback" not in err
     assert all(line.startswith(b"tick ") for line in seen.splitlines()[:3]), seen
+
+
+async def test_ctl_tail_follow_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
+        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "tail", "-f", "tick:0"]
+        read_end, write_end = os.pipe()
+        try:
+            async with await anyio.open_process(argv, stdout=write_end) as proc:
+                os.close(write_end)
+                write_end = -1
+                assert proc.stderr is not None
+                with anyio.fail_after(15):
+                    await anyio.wait_readable(read_end)
+                    assert os.read(read_end, 100)
+                    os.close(read_end)  # like `| head -n 1` once it has its line
+                    read_end = -1
+                    code = await proc.wait()
+                err = b"".join([chunk async for chunk in proc.stderr])
+        finally:
+            for fd in (read_end, write_end):
+                if fd >= 0:
+                    os.close(fd)
+        await wait_until(lambda: node.server.clients == 0)
+    assert code == 0
+    assert err == b""
 
 
 async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
