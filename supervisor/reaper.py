@@ -72,6 +72,10 @@ _PR_SET_CHILD_SUBREAPER = 36
 # second that moves when the wall clock is stepped; a pid is never reused within
 # a second of the same start time in practice.
 _CTIME_TOLERANCE = 1.0
+# Processes younger than this when a sweep or a zombie reaping begins are left for
+# the next round: the caller's view of live runs and children may not include them
+# yet (spawned in a thread, registered a moment later).
+_SPARE_YOUNGER_THAN = 1.0
 _KILL_WAIT = 5.0  # how long to wait for processes to vanish after SIGKILL
 _POLL_MIN, _POLL_MAX = 0.005, 0.1
 
@@ -128,10 +132,20 @@ def _same_start(a: float, b: float) -> bool:
 class Reaper:
     """Finds and ends the processes of one dsup instance."""
 
-    def __init__(self, *, instance_id: str, ledger: Ledger) -> None:
-        """Args: instance_id: this state_dir's id (``DSUP_INSTANCE``); ledger: its ledger."""
+    def __init__(
+        self, *, instance_id: str, ledger: Ledger, spare_younger_than: float = _SPARE_YOUNGER_THAN
+    ) -> None:
+        """Create the reaper of one instance.
+
+        Args:
+            instance_id: this state_dir's id (the ``DSUP_INSTANCE`` marker).
+            ledger: this state_dir's ledger.
+            spare_younger_than: seconds; sweeps and zombie reaping leave younger
+                processes for the next round (tests lower it).
+        """
         self.instance_id = instance_id
         self.ledger = ledger
+        self.spare_younger_than = spare_younger_than
         self._markers: dict[ProcIdent, tuple[str | None, str]] = {}
         self._scan_lock = anyio.Lock()
         self._last_scan: tuple[float, _Snapshot] | None = None
@@ -192,6 +206,7 @@ class Reaper:
         recorded = await self._recorded(run_id)
         return await self._escalate(
             lambda snap: _run_members(snap, main, run_id, recorded),
+            label=f"stop of run {run_id}",
             record_as=run_id,
             sig=sig,
             grace=timeout,
@@ -214,6 +229,7 @@ class Reaper:
         recorded = await self._recorded(run_id)
         return await self._escalate(
             lambda snap: _run_members(snap, main, run_id, recorded),
+            label=f"leftovers of run {run_id}",
             record_as=run_id,
             sig=sig,
             grace=timeout,
@@ -247,7 +263,7 @@ class Reaper:
             # recorded pid whose start time no longer matches but which is ours.
             return found | {s.ident for s in snap.values() if s.run_id is not None}
 
-        outcome = await self._escalate(collect, sig=sig, grace=grace)
+        outcome = await self._escalate(collect, label="startup sweep", sig=sig, grace=grace)
         if outcome.survivors:
             logger.error("startup sweep: pids %s survived SIGKILL", list(outcome.survivors))
         else:
@@ -263,6 +279,9 @@ class Reaper:
     ) -> tuple[int, ...]:
         """End processes of this instance that belong to no live run.
 
+        Processes younger than ``spare_younger_than`` when the sweep begins are
+        left for the next sweep (unless their run was found dead in this one),
+        so a run spawned while the caller computed ``live_run_ids`` is safe.
         Also records, for each live run, the processes of its tree seen now, so
         that a later start-up finds them even if they clear their environment.
 
@@ -277,17 +296,26 @@ class Reaper:
             The pids signalled.
         """
         live = frozenset(live_run_ids)
+        mark = _clock_mark() - self.spare_younger_than
         snap = await self._snapshot()
+        cutoff = await anyio.to_thread.run_sync(_on_psutil_scale, mark)
         await anyio.to_thread.run_sync(self._record_live, snap, live)
         leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes)
         dead = {lo.ident for lo in leftovers if lo.run_id not in live}
+        doomed: set[str] = set()  # runs found dead: their young processes go too
 
         def collect(snap: _Snapshot) -> set[ProcIdent]:
-            marked = {s.ident for s in snap.values() if s.run_id is not None}
-            ours = {s.ident for s in snap.values() if s.run_id is not None and s.run_id in live}
-            return (marked - ours) | _recorded_alive(snap, dead)
+            found = {
+                s
+                for s in snap.values()
+                if s.run_id is not None
+                and s.run_id not in live
+                and (s.ident.create_time <= cutoff or s.run_id in doomed)
+            }
+            doomed.update(s.run_id for s in found if s.run_id is not None)
+            return {s.ident for s in found} | _recorded_alive(snap, dead)
 
-        outcome = await self._escalate(collect, sig=sig, grace=grace)
+        outcome = await self._escalate(collect, label="sweep", sig=sig, grace=grace, snap=snap)
         if not outcome.survivors:
             done = {r.run_id for r in await anyio.to_thread.run_sync(self.ledger.open_runs)}
             await anyio.to_thread.run_sync(self.ledger.forget_runs, done - live)
@@ -304,7 +332,8 @@ class Reaper:
         Returns:
             The pids reaped.
         """
-        return await anyio.to_thread.run_sync(_reap_zombies, frozenset(known_children), time.time())
+        cutoff = _clock_mark() - self.spare_younger_than
+        return await anyio.to_thread.run_sync(_reap_zombies, frozenset(known_children), cutoff)
 
     async def serve(
         self,
@@ -398,28 +427,40 @@ class Reaper:
         *,
         sig: signal.Signals,
         grace: float,
+        label: str,
         record_as: str | None = None,
         main: ProcIdent | None = None,
         main_exited: anyio.Event | None = None,
+        snap: _Snapshot | None = None,
     ) -> TreeOutcome:
-        """Signal what ``collect`` finds, wait, collect again, SIGKILL what is left."""
+        """Signal what ``collect`` finds, wait, collect again, SIGKILL what is left.
+
+        ``label`` names the operation in logs; ``snap`` is a fresh snapshot to
+        start from, if the caller has one.
+        """
 
         def live_main() -> ProcIdent | None:
             running = main_exited is not None and not main_exited.is_set()
             return main if running else None
 
-        targets = collect(await self._snapshot())
+        snap = snap if snap is not None else await self._snapshot()
+        targets = collect(snap)
         if record_as is not None and targets:
             await anyio.to_thread.run_sync(self.ledger.record_descendants, record_as, list(targets))
         signalled: list[int] = []
         killed: list[int] = []
         left: set[ProcIdent] = set()
         if targets or live_main() is not None:
-            signalled = await anyio.to_thread.run_sync(self._signal, targets, sig, live_main())
+            signalled = await anyio.to_thread.run_sync(
+                self._signal, targets, sig, live_main(), f"{label}: {sig.name}", snap
+            )
             remaining = await self._wait_gone(targets, main_exited, grace)
-            left = remaining | collect(await self._snapshot())
+            snap = await self._snapshot()
+            left = remaining | collect(snap)
         if left or live_main() is not None:
-            killed = await anyio.to_thread.run_sync(self._signal, left, signal.SIGKILL, live_main())
+            killed = await anyio.to_thread.run_sync(
+                self._signal, left, signal.SIGKILL, live_main(), f"{label}: SIGKILL", snap
+            )
             left = await self._wait_gone(left, main_exited, _KILL_WAIT)
         survivors = sorted(p.pid for p in left)
         if (still := live_main()) is not None:
@@ -429,7 +470,12 @@ class Reaper:
         return TreeOutcome(tuple(signalled), tuple(killed), tuple(survivors))
 
     def _signal(
-        self, targets: Iterable[ProcIdent], sig: signal.Signals, main: ProcIdent | None
+        self,
+        targets: Iterable[ProcIdent],
+        sig: signal.Signals,
+        main: ProcIdent | None,
+        why: str,
+        snap: _Snapshot,
     ) -> list[int]:
         """Send ``sig`` to the group of a live ``main`` and to each target outside it.
 
@@ -442,7 +488,7 @@ class Reaper:
         if main is not None:
             try:
                 os.killpg(main.pid, sig)
-                logger.info("sent %s to process group %d", sig.name, main.pid)
+                logger.info("%s sent to process group %d", why, main.pid)
             except ProcessLookupError:
                 # Not a group leader after all (spawned without a new session).
                 group = None
@@ -460,10 +506,12 @@ class Reaper:
             except ProcessLookupError:
                 continue
             sent.append(ident.pid)
+            seen = snap.get(ident.pid)
             logger.info(
-                "sent %s to pid %d (%s) %s%s",
-                sig.name,
+                "%s sent to pid %d of %s (%s) %s%s",
+                why,
                 ident.pid,
+                seen.process if seen is not None and seen.process else "no dsup process",
                 _name(proc),
                 _cmdline(proc),
                 " via its group" if in_group else "",
@@ -488,29 +536,44 @@ class Reaper:
         return await anyio.to_thread.run_sync(_still_alive, remaining)
 
     def _stats(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
+        # One pass over /proc for all trees: children(recursive=True) per pid
+        # would read every process once per tree.
+        procs: dict[int, psutil.Process] = {}
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid", "create_time"]):
+            if proc.info["create_time"] is not None:
+                procs[proc.pid] = proc
+                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
         out: dict[int, ProcStats] = {}
-        seen: dict[ProcIdent, psutil.Process] = {}
         with self._cpu_lock:
-            for pid in pids:
-                try:
-                    root = psutil.Process(pid)
-                    tree = [root, *root.children(recursive=True)]
-                except psutil.Error:
+            seen: dict[ProcIdent, psutil.Process] = {}
+            for root in pids:
+                if root not in procs:
                     continue
                 rss, cpu, count = 0, 0.0, 0
-                for fresh in tree:
+                todo = [root]
+                while todo:
+                    fresh = procs.get(pid := todo.pop())
+                    if fresh is None:
+                        continue
+                    todo.extend(children.get(pid, ()))
+                    ident = ProcIdent(pid, fresh.info["create_time"])
+                    # cpu_percent compares with the previous call on the same object.
+                    proc = seen[ident] = self._cpu.get(ident, fresh)
                     try:
-                        ident = ProcIdent(fresh.pid, fresh.create_time())
-                        # cpu_percent compares with the previous call on the same object.
-                        proc = seen[ident] = self._cpu.get(ident, fresh)
                         with proc.oneshot():
                             rss += proc.memory_info().rss
                             cpu += proc.cpu_percent(None)
-                        count += 1
                     except psutil.Error:
                         continue
-                out[pid] = ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
-            self._cpu = seen
+                    count += 1
+                out[root] = ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
+            self._cpu.update(seen)
+            self._cpu = {
+                i: p
+                for i, p in self._cpu.items()
+                if i.pid in procs and procs[i.pid].info["create_time"] == i.create_time
+            }
         return out
 
 
@@ -605,14 +668,28 @@ def _still_alive(idents: set[ProcIdent]) -> set[ProcIdent]:
     return alive
 
 
-def _reap_zombies(known: frozenset[int], taken_at: float) -> list[int]:
+def _clock_mark() -> float:
+    """Now, as seconds since boot (sampled on the event loop: no I/O)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def _on_psutil_scale(mark: float) -> float:
+    """A ``_clock_mark`` value on psutil's create_time scale (reads /proc/stat).
+
+    psutil's create_time is start ticks since boot plus /proc/stat's whole-second
+    boot time, so this is exact to a tick where ``time.time()`` is off by up to 1 s.
+    """
+    return mark + psutil.boot_time()
+
+
+def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
     reaped: list[int] = []
     for child in psutil.Process().children():
         try:
             if (
                 child.pid in known
                 or child.status() != psutil.STATUS_ZOMBIE
-                or child.create_time() > taken_at - _CTIME_TOLERANCE
+                or child.create_time() > _on_psutil_scale(cutoff)
             ):
                 continue
             pid, status = os.waitpid(child.pid, os.WNOHANG)

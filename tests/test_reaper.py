@@ -162,9 +162,7 @@ def subreaper() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def spawned(
-    instance: str, run_id: str, *args: str, new_session: bool = True
-) -> AsyncIterator[Worker]:
+async def spawned(instance: str, run_id: str, *args: str) -> AsyncIterator[Worker]:
     """Spawn reap_tree.py as dsup would (own session, markers) and watch its exit."""
     env = dict(
         os.environ, **{MARKER_INSTANCE: instance, MARKER_RUN_ID: run_id, MARKER_PROCESS: "w:0"}
@@ -173,9 +171,10 @@ async def spawned(
         [sys.executable, "-u", str(WORKERS / "reap_tree.py"), *args],
         env=env,
         stdout=subprocess.PIPE,
-        start_new_session=new_session,
+        start_new_session=True,
     )
     assert popen.stdout is not None
+    worker: Worker | None = None
     try:
         # Identified at once, as the child module does (unreaped, so never reused).
         ident = ProcIdent(popen.pid, psutil.Process(popen.pid).create_time())
@@ -193,6 +192,16 @@ async def spawned(
             popen.kill()
             popen.wait(10)
         popen.stdout.close()
+        if worker is not None:  # a failed test may leave the unmarked ones behind
+            _kill_younger(worker.all_pids(), than=worker.ident.create_time)
+
+
+def _kill_younger(pids: list[int], *, than: float) -> None:
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if proc.create_time() >= than and proc.status() != psutil.STATUS_ZOMBIE:
+                proc.kill()
 
 
 async def launch_orphan(instance: str, run_id: str, *args: str) -> tuple[int, dict[str, list[int]]]:
@@ -212,8 +221,8 @@ async def launch_orphan(instance: str, run_id: str, *args: str) -> tuple[int, di
     return int(pid_line.split()[1]), pids
 
 
-async def test_identify_gives_pid_and_create_time() -> None:
-    reaper = Reaper(instance_id="x", ledger=None)  # type: ignore[arg-type]
+async def test_identify_gives_pid_and_create_time(ledger: Ledger) -> None:
+    reaper = Reaper(instance_id="x", ledger=ledger)
     me = await reaper.identify(os.getpid())
     assert me == ProcIdent(os.getpid(), psutil.Process().create_time())
     proc = await _start([sys.executable, "-c", "pass"])
@@ -351,7 +360,7 @@ async def test_end_leftovers_after_main_exited(instance: str, ledger: Ledger) ->
 async def test_two_instances_never_touch_each_other(ledger: Ledger) -> None:
     mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
     try:
-        reaper = Reaper(instance_id=mine, ledger=ledger)
+        reaper = Reaper(instance_id=mine, ledger=ledger, spare_younger_than=0)
         _, their_pids = await launch_orphan(theirs, "run1", "--children", "1")
         async with spawned(mine, "run1", "--children", "1") as w:
             main = await reaper.identify(w.pid)
@@ -374,6 +383,7 @@ async def test_two_instances_never_touch_each_other(ledger: Ledger) -> None:
 
 async def test_startup_sweep_ends_leftovers_of_previous_life(instance: str, tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
+    before = time.time() - 2  # psutil's create_time may run a second ahead of time.time()
     main_pid, pids = await launch_orphan(instance, "run1", "--children", "2", "--daemon", "--bare")
     # A recorded process with no marker, outside the tree and the session.
     stray = await _start(PAUSER, env={}, start_new_session=True)
@@ -406,6 +416,7 @@ async def test_startup_sweep_ends_leftovers_of_previous_life(instance: str, tmp_
         if stray.poll() is None:
             stray.kill()
             stray.wait(10)
+        _kill_younger(pids["bare"], than=before)
 
 
 async def test_startup_sweep_never_touches_a_reused_pid(instance: str, ledger: Ledger) -> None:
@@ -434,7 +445,7 @@ async def test_startup_sweep_never_touches_a_reused_pid(instance: str, ledger: L
 
 
 async def test_sweep_ends_only_runs_that_are_not_live(instance: str, ledger: Ledger) -> None:
-    reaper = Reaper(instance_id=instance, ledger=ledger)
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
     live_main, live_pids = await launch_orphan(instance, "live", "--children", "1")
     ledger.record_run_start(
         run_id="live", process="w:0", program="w", pid=live_main, create_time=0, started_at=0
@@ -452,8 +463,16 @@ async def test_sweep_ends_only_runs_that_are_not_live(instance: str, ledger: Led
     assert recorded == {live_main, live_pids["child"][0]}
 
 
+async def test_sweep_spares_processes_younger_than_the_sweep(instance: str, ledger: Ledger) -> None:
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=60)
+    young_main, _ = await launch_orphan(instance, "not-yet-live")
+    with anyio.fail_after(20):
+        assert await reaper.sweep(live_run_ids=()) == ()
+    assert _alive(young_main)
+
+
 async def test_serve_emits_orphans_cleaned(instance: str, ledger: Ledger) -> None:
-    reaper = Reaper(instance_id=instance, ledger=ledger)
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
     main_pid, _ = await launch_orphan(instance, "gone")
     events: list[Event] = []
     got = anyio.Event()
@@ -479,8 +498,8 @@ async def test_serve_emits_orphans_cleaned(instance: str, ledger: Ledger) -> Non
     assert not _alive(main_pid)
 
 
-async def test_reap_zombies_spares_known_children() -> None:
-    reaper = Reaper(instance_id="x", ledger=None)  # type: ignore[arg-type]
+async def test_reap_zombies_spares_known_children(ledger: Ledger) -> None:
+    reaper = Reaper(instance_id="x", ledger=ledger, spare_younger_than=0)
     argv = ["/bin/sh", "-c", "exit 7"]
     # posix_spawn leaves no Popen object that would reap (or warn) behind our back.
     spawn = functools.partial(os.posix_spawn, argv[0], argv, dict(os.environ))
@@ -489,8 +508,7 @@ async def test_reap_zombies_spares_known_children() -> None:
     try:
         reaped: list[int] = []
         with anyio.fail_after(10):
-            # Strays are reaped once they are over a second old (see reap_zombies).
-            while stray not in reaped:
+            while stray not in reaped:  # until it has become a zombie
                 reaped += await reaper.reap_zombies({known})
                 await anyio.sleep(0.05)
         assert known not in reaped
