@@ -1,0 +1,364 @@
+"""Tests of the console of ``dsup run``: plain lines, JSON lines, filters, back-pressure, live.
+
+Streams are real: a StringIO for formatting, an OS pipe nobody reads for a stuck
+terminal, a writer that blocks on an event for precise back-pressure checks, and a
+real pseudo-terminal for the live table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor import console as console_module
+from supervisor.console import PLAIN_MAX_LINES, Console
+from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import pytest
+
+    from supervisor.events import Event
+
+REPO = Path(__file__).resolve().parent.parent
+WORKERS = Path(__file__).resolve().parent / "workers"
+
+_PLAIN_LINE = re.compile(r"^(?P<process>\S+) (?P<mark>[|!]) (?P<text>.*)$")
+_STATE_LINE = re.compile(
+    r"^\d\d:\d\d:\d\d (?P<process>\S+) (?P<old>[A-Z]+) -> (?P<new>[A-Z]+)(?P<rest>.*)$"
+)
+
+
+def _changed(
+    process: str = "scraper:0",
+    old: ProcessState = ProcessState.STARTING,
+    new: ProcessState = ProcessState.RUNNING,
+    **extra: object,
+) -> StateChanged:
+    fields: dict[str, object] = {"pid": 1234, "at": 1_700_000_000.0, **extra}
+    return StateChanged(
+        process=process,
+        program=process.split(":")[0],
+        old=old,
+        new=new,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _lines(*text: str, process: str = "scraper:0", stderr: bool = False) -> OutputLines:
+    return OutputLines(process=process, stream="stderr" if stderr else "stdout", lines=text)
+
+
+async def _wait_until(predicate: Callable[[], bool], seconds: float = 10) -> None:
+    """Bounded poll for a condition the console reaches in a worker thread."""
+    with anyio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110 - set by a worker thread; bounded above
+            await anyio.sleep(0.005)
+
+
+async def _shown(console: Console, stream: io.StringIO, events: Iterable[Event]) -> list[str]:
+    """Deliver events to a running console, cancel it, return the lines written."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(console.run)
+        for event in events:
+            console.deliver(event)
+        tg.cancel_scope.cancel()  # the final flush writes what is pending
+    return stream.getvalue().splitlines()
+
+
+async def test_console_plain_state_change_line_has_time_names_states_and_details() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=False)
+    shown = await _shown(
+        console,
+        out,
+        [
+            _changed(),
+            _changed(
+                old=ProcessState.RUNNING, new=ProcessState.BACKOFF, exit_code=3, reason="crashed"
+            ),
+            _changed(old=ProcessState.STOPPING, new=ProcessState.STOPPED, exit_signal=9),
+        ],
+    )
+    matches = [_STATE_LINE.match(line) for line in shown]
+    assert all(matches), shown
+    got = [(m["process"], m["old"], m["new"]) for m in matches if m]
+    assert got == [
+        ("scraper:0", "STARTING", "RUNNING"),
+        ("scraper:0", "RUNNING", "BACKOFF"),
+        ("scraper:0", "STOPPING", "STOPPED"),
+    ]
+    assert "1234" in shown[0]
+    assert "3" in shown[1].split("BACKOFF", 1)[1]
+    assert "crashed" in shown[1]
+    assert "SIGKILL" in shown[2]
+
+
+async def test_console_plain_output_lines_are_prefixed_and_stderr_is_marked() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=False)
+    shown = await _shown(
+        console,
+        out,
+        [_lines("one", "two"), _lines("bad thing", stderr=True), _lines("x", process="b:1")],
+    )
+    parsed = [m.group("process", "mark", "text") for m in map(_PLAIN_LINE.match, shown) if m]
+    assert len(parsed) == 4, shown
+    assert parsed[:2] == [("scraper:0", "|", "one"), ("scraper:0", "|", "two")]
+    assert parsed[2][0] == "scraper:0"
+    assert parsed[2][2] == "bad thing"
+    assert parsed[2][1] != parsed[0][1]
+    assert parsed[3] == ("b:1", "|", "x")
+
+
+async def test_console_events_delivered_before_run_are_written() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=False)
+    console.deliver(OrphansCleaned(pids=(11, 12), reason="startup"))
+    console.deliver(_lines("early"))
+    shown = await _shown(console, out, [])
+    assert len(shown) == 2
+    assert "11" in shown[0]
+    assert "startup" in shown[0]
+    assert shown[1].endswith("early")
+
+
+async def test_console_json_logs_one_object_per_event_and_line() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, json_logs=True, live=True, node="n1")  # JSON wins over live
+    shown = await _shown(
+        console,
+        out,
+        [
+            _changed(exit_code=0, reason="done"),
+            _lines("a", "b {json}", stderr=True),
+            OrphansCleaned(pids=(7,), reason="sweep"),
+        ],
+    )
+    objs = [json.loads(line) for line in shown]
+    assert [o["type"] for o in objs] == ["state", "output", "output", "orphans_cleaned"]
+    assert all(o["node"] == "n1" and "time" in o for o in objs)
+    state = objs[0]
+    assert (state["process"], state["old"], state["new"]) == ("scraper:0", "STARTING", "RUNNING")
+    assert (state["pid"], state["exit_code"], state["reason"]) == (1234, 0, "done")
+    assert [(o["process"], o["stream"], o["line"]) for o in objs[1:3]] == [
+        ("scraper:0", "stderr", "a"),
+        ("scraper:0", "stderr", "b {json}"),
+    ]
+    assert objs[3]["pids"] == [7]
+
+
+async def test_console_quiet_shows_state_changes_only_and_takes_no_lines() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=False, mode="quiet")
+    assert console.capacity() == 0
+    shown = await _shown(console, out, [_lines("hidden"), _changed()])
+    assert len(shown) == 1
+    assert _STATE_LINE.match(shown[0])
+
+
+async def test_console_output_mode_shows_worker_output_only() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=False, mode="output")
+    assert console.capacity() > 0
+    shown = await _shown(
+        console, out, [_changed(), _lines("shown"), OrphansCleaned(pids=(1,), reason="sweep")]
+    )
+    assert shown == ["scraper:0 | shown"]
+
+
+class _BlockingWriter(io.StringIO):
+    """A terminal that stops reading: ``write`` blocks until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, s: str) -> int:
+        self.entered.set()
+        if not self.release.wait(timeout=30):
+            raise TimeoutError("test never released the writer")
+        return super().write(s)
+
+
+async def test_console_blocked_stream_never_blocks_deliver_and_reports_drops() -> None:
+    out = _BlockingWriter()
+    console = Console(stream=out, live=False)
+    async with anyio.create_task_group() as tg:
+        await tg.start(console.run)
+        console.deliver(_lines("first"))
+        await _wait_until(out.entered.is_set)  # the writer is now stuck in write()
+        chunk = tuple(f"line {i}" for i in range(PLAIN_MAX_LINES // 2))
+        started = time.monotonic()
+        for _ in range(3):  # 1.5 times what fits
+            console.deliver(_lines(*chunk))
+        console.deliver(_changed())  # a state change is kept even when output is full
+        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=(), dropped=5))
+        assert time.monotonic() - started < 1.0
+        assert console.capacity() == 0
+        out.release.set()
+        await _wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+        console.deliver(_lines("after the storm"))
+        await _wait_until(lambda: "after the storm" in out.getvalue())
+        tg.cancel_scope.cancel()
+    shown = out.getvalue().splitlines()
+    assert shown[0].endswith("first")
+    assert sum(1 for line in shown if line.startswith("scraper:0 | line ")) == PLAIN_MAX_LINES
+    assert any(_STATE_LINE.match(line) for line in shown)
+    dropped = [int(n) for n in re.findall(r"\[(\d+) lines dropped\]", out.getvalue())]
+    assert dropped == [PLAIN_MAX_LINES // 2 + 5]
+    assert shown[-1].endswith("after the storm")
+
+
+async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
+    """A pipe nobody reads (a paused terminal): lines are dropped, then counted."""
+    r, w = os.pipe()
+    received = bytearray()
+
+    async def read_to_eof() -> None:
+        with os.fdopen(r, "rb", buffering=0) as reader:
+            while chunk := await anyio.to_thread.run_sync(reader.read, 1 << 20):
+                received.extend(chunk)
+
+    line = "x" * 1000
+    async with anyio.create_task_group() as outer:
+        with os.fdopen(w, "w", encoding="utf-8") as writer:
+            console = Console(stream=writer)  # live=None: a pipe is not a terminal
+            async with anyio.create_task_group() as tg:
+                await tg.start(console.run)
+                try:
+                    with anyio.fail_after(10):
+                        for i in range(20_000):  # 20 MB, far beyond the pipe and the buffer
+                            console.deliver(_lines(f"{i} {line}"))
+                            if i % 1000 == 0:
+                                await anyio.lowlevel.checkpoint()
+                    assert console.capacity() == 0
+                finally:
+                    outer.start_soon(read_to_eof)  # the terminal resumes
+                await _wait_until(lambda: b"lines dropped]" in received, seconds=20)
+                await _wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+                tg.cancel_scope.cancel()
+        # closing the writer ends the reader
+    text = received.decode()
+    assert text.startswith("scraper:0 | 0 x")
+    assert text.count("\n") < 20_000
+    dropped = sum(int(n) for n in re.findall(r"scraper:0 \[(\d+) lines dropped\]", text))
+    assert dropped + text.count(" | ") == 20_000
+
+
+async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(console_module, "FINAL_FLUSH_SECONDS", 0.2)
+    out = _BlockingWriter()
+    console = Console(stream=out, live=False)
+    try:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                await tg.start(console.run)
+                console.deliver(_lines("stuck"))
+                await _wait_until(out.entered.is_set)
+                console.deliver(_changed())
+                tg.cancel_scope.cancel()
+    finally:
+        out.release.set()
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: the few controls rich's live display uses.
+
+    Handles CR, LF, cursor up (``ESC[nA``), erase line (``ESC[2K``) and ignores
+    other CSI sequences (colours, cursor visibility). Scrollback is unbounded,
+    so content that scrolled instead of being redrawn stays visible here.
+    """
+    lines: list[list[str]] = [[]]
+    row = col = 0
+    for m in re.finditer(r"\x1b\[([0-9;?]*)([A-Za-z])|\r|\n|[^\x1b\r\n]", raw):
+        token = m.group(0)
+        if m.group(2) == "A":
+            row = max(0, row - int(m.group(1) or 1))
+        elif m.group(2) == "K":
+            lines[row] = []
+        elif m.group(2):
+            continue
+        elif token == "\r":
+            col = 0
+        elif token == "\n":
+            row += 1
+            if row == len(lines):
+                lines.append([])
+        else:
+            cur = lines[row]
+            cur.extend(" " * (col - len(cur)))
+            cur[col : col + 1] = [token]
+            col += 1
+    return ["".join(chars).rstrip() for chars in lines]
+
+
+def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
+    env.pop("NO_COLOR", None)
+    with subprocess.Popen(
+        [sys.executable, "-u", str(WORKERS / "console_pty_driver.py")],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    ) as proc:
+        os.close(slave)
+        raw = bytearray()
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's last writer is gone
+                    break
+                if not data:
+                    break
+                raw += data
+        finally:
+            os.close(master)
+            proc.wait(timeout=10)
+    text = raw.decode()
+    assert proc.returncode == 0, text
+    screen = _screen(text)
+    headers = [line for line in screen if "PROCESS" in line and "STATE" in line]
+    assert len(headers) == 1, screen  # redrawn in place, not scrolled
+    for column in ("PID", "UPTIME", "RESTARTS", "LAST EXIT"):
+        assert column in headers[0]
+    scraper = next(line.split() for line in screen if line.strip().startswith("scraper:0"))
+    assert scraper[1:3] == ["RUNNING", "4242"]
+    assert scraper[-2:] == ["exit", "1"]
+    crasher = next(line.split() for line in screen if line.strip().startswith("crasher:0"))
+    assert crasher[1] == "FATAL"
+    assert crasher[-1] == "SIGKILL"
+    assert any("ptynode" in line for line in screen)
+    recent = [line for line in screen if "hello page 1" in line or "warn: slow" in line]
+    assert len(recent) == 2
+    assert any("STARTING -> RUNNING" in line for line in screen)
+    assert re.search(r"\x1b\[[0-9;]*mRUNNING", text)  # the state is coloured
+    assert text.count("PROCESS") >= 3  # two refreshes and the final table

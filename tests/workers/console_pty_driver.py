@@ -1,0 +1,82 @@
+"""Drive a live Console on this process's stdout (a pseudo-terminal in the test).
+
+Shows one process row and a few output lines, lets the console refresh at least
+twice, then cancels it so it prints its final table. Used by tests/test_console.py.
+"""
+
+import sys
+
+import anyio
+
+from supervisor.child import ProcessStatus
+from supervisor.console import Console
+from supervisor.events import OutputLines, ProcessState, StateChanged
+
+STARTED = 1_700_000_000.0
+
+
+def rows():
+    return [
+        ProcessStatus(
+            process="scraper:0",
+            program="scraper",
+            index=0,
+            state=ProcessState.RUNNING,
+            pid=4242,
+            run_id="r1",
+            started_at=STARTED,
+            state_since=STARTED,
+            restarts=3,
+            last_exit_code=1,
+            last_exit_signal=None,
+            last_error="",
+        ),
+        ProcessStatus(
+            process="crasher:0",
+            program="crasher",
+            index=0,
+            state=ProcessState.FATAL,
+            pid=None,
+            run_id=None,
+            started_at=None,
+            state_since=STARTED,
+            restarts=5,
+            last_exit_code=None,
+            last_exit_signal=9,
+            last_error="",
+        ),
+    ]
+
+
+async def main():
+    calls = 0
+    enough = anyio.Event()
+
+    def status():
+        nonlocal calls
+        calls += 1
+        if calls >= 3:  # two refreshes shown; the next is the final table
+            enough.set()
+        return rows()
+
+    console = Console(stream=sys.stdout, live=True, status=status, node="ptynode")
+    async with anyio.create_task_group() as tg:
+        await tg.start(console.run)
+        console.deliver(
+            StateChanged(
+                process="scraper:0",
+                program="scraper",
+                old=ProcessState.STARTING,
+                new=ProcessState.RUNNING,
+                pid=4242,
+                at=STARTED,
+            )
+        )
+        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=("hello page 1",)))
+        console.deliver(OutputLines(process="scraper:0", stream="stderr", lines=("warn: slow",)))
+        with anyio.fail_after(10):
+            await enough.wait()
+        tg.cancel_scope.cancel()
+
+
+anyio.run(main)
