@@ -356,9 +356,13 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
     crasher = next(line.split() for line in screen if line.strip().startswith("crasher:0"))
     assert crasher[1] == "FATAL"
     assert crasher[-1] == "SIGKILL"
-    assert any("ptynode" in line for line in screen)
+    assert sum("ptynode" in line for line in screen) == 1, screen  # the title, once
     recent = [line for line in screen if "hello page 1" in line or "warn: slow" in line]
     assert len(recent) == 2
     assert any("STARTING -> RUNNING" in line for line in screen)
+    # a log record goes into the table's recent area, not across the redraw
+    logged = [i for i, line in enumerate(screen) if "disk nearly full" in line]
+    assert len(logged) == 1
+    assert logged[0] > screen.index(headers[0])
     assert re.search(r"\x1b\[[0-9;]*mRUNNING", text)  # the state is coloured
     assert text.count("PROCESS") >= 3  # two refreshes and the final table

@@ -4,6 +4,7 @@ Shows one process row and a few output lines, lets the console refresh at least
 twice, then cancels it so it prints its final table. Used by tests/test_console.py.
 """
 
+import logging
 import sys
 
 import anyio
@@ -59,6 +60,7 @@ async def main():
             enough.set()
         return rows()
 
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # same terminal
     console = Console(stream=sys.stdout, live=True, status=status, node="ptynode")
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
@@ -74,6 +76,7 @@ async def main():
         )
         console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=("hello page 1",)))
         console.deliver(OutputLines(process="scraper:0", stream="stderr", lines=("warn: slow",)))
+        logging.getLogger("driver").warning("disk nearly full")
         with anyio.fail_after(10):
             await enough.wait()
         tg.cancel_scope.cancel()

@@ -1,0 +1,361 @@
+"""How the console's batches look: plain log lines, JSON lines, or a rich live table.
+
+This module owns the formatting of events for the terminal and the live view
+(table, recent output, log records captured while it is up). Every method of a
+view runs in a worker thread, one call at a time. It does not own buffering,
+back-pressure or the writer task (``console``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console as RichConsole
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from supervisor.events import OrphansCleaned, ProcessState, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import TextIO
+
+    from supervisor.child import ProcessStatus
+    from supervisor.events import Stream
+
+logger = logging.getLogger(__name__)
+
+RECENT_LINES = 200
+"""Lines of recent output (and state changes, log records) the live view keeps."""
+
+_STATE_STYLE = {
+    ProcessState.STOPPED: "dim",
+    ProcessState.STARTING: "cyan",
+    ProcessState.RUNNING: "green",
+    ProcessState.BACKOFF: "yellow",
+    ProcessState.STOPPING: "magenta",
+    ProcessState.EXITED: "blue",
+    ProcessState.FATAL: "bold red",
+}
+_STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """The accepted part of one ``OutputLines`` event."""
+
+    process: str
+    stream: Stream
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Output lines of one process (or state changes, process "") the console lost."""
+
+    process: str
+    count: int
+
+
+Item = tuple[float, StateChanged | OrphansCleaned | Lines | Dropped]
+
+
+class Batch:
+    """Items handed to a worker thread; taken exactly once, by it or by the final flush."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+
+    def claim(self) -> list[Item]:
+        """Take the items; every later call gets an empty list."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+
+class View:
+    """Writes batches to the stream from worker threads, one call at a time."""
+
+    def __init__(self, stream: TextIO, node: str) -> None:
+        self._stream = stream
+        self._node = node
+        self._lock = threading.Lock()
+        self._is_broken = False
+
+    def show(
+        self, batch: Batch, rows: Sequence[ProcessStatus], *, final: bool, timeout: float
+    ) -> None:
+        """Show a batch and the status rows; never raises for a broken stream.
+
+        Args:
+            batch: the items to show (claimed here, so a batch is shown once).
+            rows: the status of every process (live view only).
+            final: the last call: the live view leaves its final table behind.
+            timeout: seconds to wait for a call still stuck in a write (-1: forever);
+                on timeout nothing is shown.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return
+        try:
+            items = batch.claim()
+            if not self._is_broken:
+                self._emit(items, rows, final=final)
+        except OSError as exc:
+            # The reader went away (EPIPE, a closed terminal): supervision goes on.
+            self._is_broken = True
+            logger.warning("console: cannot write to the terminal any more: %s", exc)
+        finally:
+            self._lock.release()
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        raise NotImplementedError
+
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
+        """While live, log records meant for the terminal go into the view instead."""
+        return contextlib.nullcontext()
+
+
+class PlainView(View):
+    """Log lines, or JSON lines, written in batches."""
+
+    def __init__(self, stream: TextIO, node: str, json_logs: bool) -> None:
+        super().__init__(stream, node)
+        self._format = self._json if json_logs else _plain
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        if items:
+            self._stream.write("".join(self._format(at, item) for at, item in items))
+            self._stream.flush()
+
+    def _json(self, at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+        time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        base = {"time": time_, "node": self._node}
+        objs: Iterable[dict[str, object]]
+        match item:
+            case StateChanged():
+                objs = [{"type": "state", "process": item.process, **_state_fields(item)}]
+            case OrphansCleaned():
+                objs = [{"type": "orphans_cleaned", "pids": item.pids, "reason": item.reason}]
+            case Lines():
+                p, s = item.process, item.stream
+                objs = (
+                    {"type": "output", "process": p, "stream": s, "line": x} for x in item.lines
+                )
+            case Dropped():
+                kind = "lines" if item.process else "state_changes"
+                objs = [{"type": "dropped", "process": item.process, kind: item.count}]
+        return "".join(json.dumps({**base, **o}, ensure_ascii=False) + "\n" for o in objs)
+
+
+def _state_fields(event: StateChanged) -> dict[str, object]:
+    return {
+        "program": event.program,
+        "old": event.old.value,
+        "new": event.new.value,
+        "pid": event.pid,
+        "run_id": event.run_id,
+        "exit_code": event.exit_code,
+        "exit_signal": _signal_name(event.exit_signal) if event.exit_signal else None,
+        "reason": event.reason,
+    }
+
+
+def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+    match item:
+        case Lines():
+            head = f"{item.process} {_STREAM_MARK[item.stream]} "
+            return "".join(f"{head}{line}\n" for line in item.lines)
+        case Dropped() if item.process:
+            return f"{item.process} [{item.count} lines dropped]\n"
+        case _:
+            return f"{_clock(at)} {_describe(item)}\n"
+
+
+def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
+    """A state change, orphan cleanup or lost state changes, in words (no time)."""
+    match item:
+        case StateChanged():
+            text = f"{item.process} {item.old.value} -> {item.new.value}"
+            if item.pid is not None:
+                text += f" pid {item.pid}"
+            if item.exit_code is not None:
+                text += f" exit {item.exit_code}"
+            if item.exit_signal:
+                text += f" signal {_signal_name(item.exit_signal)}"
+            return text + (f" ({item.reason})" if item.reason else "")
+        case OrphansCleaned():
+            pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")
+            return f"dsup cleaned {len(item.pids)} orphan processes ({item.reason}): pids {pids}"
+        case Dropped():
+            return f"dsup [{item.count} state changes dropped]"
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class LiveView(View):
+    """A rich live table of every process with recent output below it.
+
+    Rendering happens in a worker thread, one call at a time; the ring of recent
+    lines keeps raw strings and styles only the lines that fit on screen.
+    """
+
+    def __init__(self, stream: TextIO, node: str) -> None:
+        super().__init__(stream, node)
+        self._console = RichConsole(file=stream, force_terminal=True)
+        self._live = Live(
+            console=self._console,
+            auto_refresh=False,  # we refresh from our own task, no rich thread
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._recent: deque[tuple[str, str, str]] = deque(maxlen=RECENT_LINES)
+        self._logs = _LogCapture()
+
+    @contextlib.contextmanager
+    def capturing_logs(self) -> Iterator[object]:
+        # A log line written to the same terminal would break the in-place redraw.
+        handlers = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and isatty(h.stream)
+        ]
+        for handler in handlers:
+            handler.addFilter(self._logs)
+        try:
+            yield self._logs
+        finally:
+            for handler in handlers:
+                handler.removeFilter(self._logs)
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        self._remember(items)
+        self._recent.extend((_clock(at), "~", text) for at, text in self._logs.claim())
+        with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
+            self._console.size = os.get_terminal_size(self._stream.fileno())
+        if not self._live.is_started:
+            self._live.start()
+        self._live.update(self._layout(rows), refresh=True)
+        if final:
+            self._live.stop()
+
+    def _remember(self, items: list[Item]) -> None:
+        for at, item in items:
+            if isinstance(item, Lines):
+                mark = _STREAM_MARK[item.stream]
+                self._recent.extend(
+                    (item.process, mark, line) for line in item.lines[-RECENT_LINES:]
+                )
+            elif isinstance(item, Dropped) and item.process:
+                self._recent.append((item.process, "#", f"[{item.count} lines dropped]"))
+            else:
+                self._recent.append((_clock(at), "#", _describe(item)))
+
+    def _layout(self, rows: Sequence[ProcessStatus]) -> Group:
+        height = self._console.size.height
+        max_rows = max(1, height - 10)
+        table = _table(self._node, rows, max_rows, now=time.time())
+        room = max(2, height - min(len(rows), max_rows) - 6)
+        recent = list(self._recent)[-room:]
+        return Group(table, *(_recent_line(*entry) for entry in recent))
+
+
+class _LogCapture(logging.Filter):
+    """Keeps log records (bounded) instead of letting a terminal handler write them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: deque[tuple[float, str]] = deque(maxlen=RECENT_LINES)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        with self._lock:
+            self._records.append((record.created, text))
+        return False
+
+    def claim(self) -> list[tuple[float, str]]:
+        with self._lock:
+            records = list(self._records)
+            self._records.clear()
+        return records
+
+
+def _table(node: str, rows: Sequence[ProcessStatus], max_rows: int, *, now: float) -> Table:
+    counts = Counter(r.state.value for r in rows)
+    summary = ", ".join(f"{n} {state}" for state, n in counts.most_common())
+    title = f"dsup {node}: {len(rows)} processes" + (f" ({summary})" if summary else "")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", expand=False)
+    for name in ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
+    for r in shown:
+        is_up = r.state.is_alive and r.started_at is not None
+        table.add_row(
+            r.process,
+            Text(r.state.value, style=_STATE_STYLE[r.state]),
+            str(r.pid) if r.pid is not None else "-",
+            _duration(now - r.started_at) if is_up and r.started_at is not None else "-",
+            str(r.restarts),
+            _last_exit(r),
+        )
+    if len(shown) < len(rows):
+        table.add_row(f"... {len(rows) - len(shown)} more", "", "", "", "", "")
+    return table
+
+
+def _last_exit(r: ProcessStatus) -> str:
+    if r.last_exit_signal:
+        return _signal_name(r.last_exit_signal)
+    if r.last_exit_code is not None:
+        return f"exit {r.last_exit_code}"
+    return r.last_error or "-"
+
+
+def _recent_line(head: str, mark: str, line: str) -> Text:
+    style = {"!": "red", "#": "dim", "~": "yellow"}.get(mark, "")
+    text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
+    text.append_text(Text(line, style="bold") if mark in "#~" else Text.from_ansi(line))
+    return text
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
