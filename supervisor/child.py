@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 STOP_MARGIN_SECONDS = 5.0  # a stop may take stop_timeout_seconds plus this
 PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
+KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
 _SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
 _Kind = Literal["start", "stop", "restart"]
@@ -173,9 +174,20 @@ class ChildProcess:
         self._stop_reason: str | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
 
     def __repr__(self) -> str:
         return f"<ChildProcess {self.name} {self._state.value}>"
+
+    def live_run_ids(self) -> set[str]:
+        """Runs whose processes may legitimately be alive (for the reaper's sweep).
+
+        The current run from its spawn until its tree is handled, plus, with
+        ``keep_descendants``, the last :data:`KEPT_RUNS` runs that ended by
+        themselves, whose descendants are kept on purpose.
+        """
+        run = self._run
+        return {*self._kept, *([run.run_id] if run is not None else [])}
 
     def status(self) -> ProcessStatus:
         """Return a snapshot of this slot."""
@@ -450,7 +462,9 @@ class ChildProcess:
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""
         await run.record_exit(self._ctx.ledger)
-        if not self.spec.keep_descendants:
+        if self.spec.keep_descendants:
+            self._kept.append(run.run_id)
+        else:
             outcome = await self._ctx.reaper.end_leftovers(
                 run.ident,
                 run_id=run.run_id,

@@ -319,6 +319,8 @@ async def test_child_grandchild_holding_the_pipe_does_not_keep_it_running(
             if keep:
                 os.kill(grandchild, signal.SIGKILL)
     assert child.status().state is S.EXITED
+    # a kept grandchild's run stays live for the reaper's sweep
+    assert child.live_run_ids() == ({h.rec.changes[0].run_id} if keep else set())
 
 
 async def test_child_output_goes_to_logs_and_consumer(h: Harness) -> None:
