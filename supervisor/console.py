@@ -51,6 +51,9 @@ LIVE_MAX_LINES = 1_000
 MAX_PENDING_STATES = 10_000
 """State changes buffered; beyond this they are counted and reported, not kept."""
 REFRESH_SECONDS = 0.25
+"""Live view: time between redraws while events come in."""
+IDLE_REFRESH_SECONDS = 1.0
+"""Live view: time between redraws when nothing happens (uptimes still move)."""
 FINAL_FLUSH_SECONDS = 2.0
 
 
@@ -194,14 +197,14 @@ class Console:
         batch = Batch([])
         try:
             while True:
-                if not self._is_live:
-                    await wake.wait()
-                    wake = self._wake = anyio.Event()
                 batch = Batch(self._drain())
                 show = partial(self._view.show, batch, self._snapshot(), final=False, timeout=-1)
                 await anyio.to_thread.run_sync(show, abandon_on_cancel=True, limiter=limiter)
                 if self._is_live:
-                    await anyio.sleep(REFRESH_SECONDS)
+                    await self._next_redraw(shown_at=anyio.current_time())
+                else:
+                    await wake.wait()
+                    wake = self._wake = anyio.Event()
         finally:
             # A batch the cancelled thread never took is written now, with the rest.
             last = Batch(batch.claim() + self._drain())
@@ -210,6 +213,18 @@ class Console:
             )
             with anyio.move_on_after(FINAL_FLUSH_SECONDS, shield=True):
                 await anyio.to_thread.run_sync(show, abandon_on_cancel=True)
+
+    async def _next_redraw(self, *, shown_at: float) -> None:
+        """Wait ``REFRESH_SECONDS`` while events come in, up to a second when idle.
+
+        An idle fleet only changes its uptimes, so it is redrawn once a second:
+        500 rows of status cost little then.
+        """
+        await anyio.sleep(REFRESH_SECONDS)
+        while not (self._pending or self._missed or self._missed_states):
+            if anyio.current_time() >= shown_at + IDLE_REFRESH_SECONDS:
+                return
+            await anyio.sleep(REFRESH_SECONDS)
 
     def _snapshot(self) -> tuple[ProcessStatus, ...]:
         if self._status is None or not self._is_live:

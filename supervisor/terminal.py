@@ -30,7 +30,7 @@ from rich.text import Text
 from supervisor.events import OrphansCleaned, ProcessState, StateChanged
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
     from typing import TextIO
 
     from supervisor.child import ProcessStatus
@@ -143,22 +143,21 @@ class PlainView(View):
 
     def _json(self, at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
         time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-        base = {"time": time_, "node": self._node}
-        objs: Iterable[dict[str, object]]
+        obj: dict[str, object] = {"time": time_, "node": self._node}
         match item:
             case StateChanged():
-                objs = [{"type": "state", "process": item.process, **_state_fields(item)}]
+                obj |= {"type": "state", "process": item.process, **_state_fields(item)}
             case OrphansCleaned():
-                objs = [{"type": "orphans_cleaned", "pids": item.pids, "reason": item.reason}]
+                obj |= {"type": "orphans_cleaned", "pids": item.pids, "reason": item.reason}
             case Lines():
-                p, s = item.process, item.stream
-                objs = (
-                    {"type": "output", "process": p, "stream": s, "line": x} for x in item.lines
-                )
+                obj |= {"type": "output", "process": item.process, "stream": item.stream}
+                # One object per line; the shared fields are encoded once per batch.
+                head = json.dumps(obj, ensure_ascii=False)[:-1] + ', "line": '
+                return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in item.lines)
             case Dropped():
                 kind = "lines" if item.process else "state_changes"
-                objs = [{"type": "dropped", "process": item.process, kind: item.count}]
-        return "".join(json.dumps({**base, **o}, ensure_ascii=False) + "\n" for o in objs)
+                obj |= {"type": "dropped", "process": item.process, kind: item.count}
+        return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:

@@ -144,7 +144,7 @@ async def test_console_json_logs_one_object_per_event_and_line() -> None:
         out,
         [
             _changed(exit_code=0, reason="done"),
-            _lines("a", "b {json}", stderr=True),
+            _lines("a", 'b {"json"} \\ é', stderr=True),
             OrphansCleaned(pids=(7,), reason="sweep"),
         ],
     )
@@ -156,7 +156,7 @@ async def test_console_json_logs_one_object_per_event_and_line() -> None:
     assert (state["pid"], state["exit_code"], state["reason"]) == (1234, 0, "done")
     assert [(o["process"], o["stream"], o["line"]) for o in objs[1:3]] == [
         ("scraper:0", "stderr", "a"),
-        ("scraper:0", "stderr", "b {json}"),
+        ("scraper:0", "stderr", 'b {"json"} \\ é'),
     ]
     assert objs[3]["pids"] == [7]
 
