@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 RECENT_LINES = 200
 """Lines of recent output (and state changes, log records) the live view keeps."""
 
+_SHOWN_CHARS = 1000
+"""A recent line is cut to this before styling (wider than any terminal row)."""
+
 _STATE_STYLE = {
     ProcessState.STOPPED: "dim",
     ProcessState.STARTING: "cyan",
@@ -264,9 +267,8 @@ class LiveView(View):
         for at, item in items:
             if isinstance(item, Lines):
                 mark = _STREAM_MARK[item.stream]
-                self._recent.extend(
-                    (item.process, mark, line) for line in item.lines[-RECENT_LINES:]
-                )
+                tail = item.lines[-RECENT_LINES:]
+                self._recent.extend((item.process, mark, line[:_SHOWN_CHARS]) for line in tail)
             elif isinstance(item, Dropped) and item.process:
                 self._recent.append((item.process, "#", f"[{item.count} lines dropped]"))
             else:
@@ -290,7 +292,7 @@ class _LogCapture(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = f"{record.levelname} {record.name}: {record.getMessage()}"
+        text = f"{record.levelname} {record.name}: {record.getMessage()}".replace("\n", " ")
         if record.exc_info and record.exc_info[1] is not None:
             text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
         with self._lock:

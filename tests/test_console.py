@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor import console as console_module
-from supervisor.console import PLAIN_MAX_LINES, Console
+from supervisor.console import LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 
 if TYPE_CHECKING:
@@ -69,14 +69,18 @@ async def _wait_until(predicate: Callable[[], bool], seconds: float = 10) -> Non
             await anyio.sleep(0.005)
 
 
-async def _shown(console: Console, stream: io.StringIO, events: Iterable[Event]) -> list[str]:
-    """Deliver events to a running console, cancel it, return the lines written."""
+async def _written(console: Console, stream: io.StringIO, events: Iterable[Event] = ()) -> str:
+    """Deliver events to a running console, cancel it, return what it wrote."""
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
         for event in events:
             console.deliver(event)
         tg.cancel_scope.cancel()  # the final flush writes what is pending
-    return stream.getvalue().splitlines()
+    return stream.getvalue()
+
+
+async def _shown(console: Console, stream: io.StringIO, events: Iterable[Event]) -> list[str]:
+    return (await _written(console, stream, events)).splitlines()
 
 
 async def test_console_plain_state_change_line_has_time_names_states_and_details() -> None:
@@ -276,6 +280,18 @@ async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
                 tg.cancel_scope.cancel()
     finally:
         out.release.set()
+
+
+async def test_console_live_takes_a_bounded_share_per_redraw_and_counts_the_rest() -> None:
+    out = io.StringIO()
+    console = Console(stream=out, live=True, status=list)
+    console.deliver(_lines(*(f"line {i}" for i in range(LIVE_MAX_LINES))))
+    assert console.capacity() == 0
+    console.deliver(_lines("one too many", "and another"))
+    text = "\n".join(_screen(await _written(console, out)))
+    assert "[2 lines dropped]" in text
+    assert f"line {LIVE_MAX_LINES - 1}" in text
+    assert "PROCESS" in text  # the final table, even with no rows
 
 
 def _screen(raw: str) -> list[str]:
