@@ -238,7 +238,7 @@ class Fleet:
             del self._slots[slot.child.name]
 
     def _live_run_ids(self) -> set[str]:
-        return {r for c in self.processes() if (r := c.status().run_id) is not None}
+        return {run_id for c in self.processes() for run_id in c.live_run_ids()}
 
     def _known_children(self) -> set[int]:
         return {p for c in self.processes() if (p := c.status().pid) is not None}
