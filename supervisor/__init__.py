@@ -1,14 +1,20 @@
 """dsup: a process supervisor for legacy scripts and AI-agent workers, bridged to Discord.
 
 Layout (one module per concept; see docs/architecture.md):
-  config    typed config, validation, supervisord import
-  errors    the exception hierarchy
-  events    records that flow from children to sinks
-  policy    restart and backoff decisions
-  child     one child process: spawn, drain, stop
-  reaper    process trees and orphans (the only psutil importer)
-  fleet     the set of programs and their processes
-  cli       the ``dsup`` command line
+  config               typed config and its validation
+  supervisord_import   supervisord.conf -> dsup TOML (reading: supervisord_ini)
+  errors               the exception hierarchy
+  events               records that flow from children to sinks
+  policy               restart and backoff decisions
+  child, spawn         one process slot; one run of it (Popen, pidfd, pumps)
+  pump, framing, logs  draining pipes, splitting lines, rotating log files
+  reaper               process trees and orphans (the only psutil importer)
+  ledger, statedir     sqlite history and audit; the locked state directory
+  fleet                the set of programs and their processes
+  commands             the one command surface (access levels, audit)
+  control, ctl         the local control socket and ``dsup ctl``
+  console, terminal    the terminal view of ``dsup run``
+  runner, cli          a node's life; the ``dsup`` command line
 """
 
 from __future__ import annotations

@@ -68,7 +68,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SOCKET_NAME = "control.sock"
 SOCKET_MODE = 0o600
 MAX_LINE_BYTES = 64 * 1024
 """The longest request line accepted; longer ones get an error and the connection ends."""

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.config import DEFAULT_CONFIG, load_config
-from supervisor.control import SOCKET_NAME
 from supervisor.errors import ConfigError
+from supervisor.statedir import SOCKET_NAME
 
 if TYPE_CHECKING:
     import argparse

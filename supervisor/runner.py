@@ -13,6 +13,7 @@ group at once.
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 from typing import TYPE_CHECKING, Literal
@@ -44,7 +45,20 @@ def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = Fal
     Returns:
         The process exit code (0 after a clean shutdown).
     """
+    _raise_fd_limit()
     return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+
+
+def _raise_fd_limit() -> None:
+    """Lift the soft limit on open files to the hard one.
+
+    Each live process holds five descriptors (pidfd, two pipes, two log files),
+    so the usual soft limit of 1024 would refuse spawns at about 200 processes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        logger.debug("open files limit raised from %d to %d", soft, hard)
 
 
 async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:

@@ -57,6 +57,10 @@ class StateDir:
     socket_path: Path
 
 
+SOCKET_NAME = "control.sock"
+"""The control socket's file name inside a state directory."""
+
+
 @contextlib.contextmanager
 def open_state_dir(path: Path) -> Iterator[StateDir]:
     """Create (if needed), check and lock a state directory for this process.
@@ -86,7 +90,7 @@ def open_state_dir(path: Path) -> Iterator[StateDir]:
             instance_id=_instance_id(path),
             log_dir=log_dir,
             ledger_path=path / "ledger.sqlite3",
-            socket_path=path / "control.sock",
+            socket_path=path / SOCKET_NAME,
         )
         logger.info(
             "state_dir %s locked by pid %d (instance %s)", path, os.getpid(), state.instance_id
