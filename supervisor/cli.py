@@ -13,10 +13,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor import __version__, ctl
 from supervisor.config import DEFAULT_CONFIG, load_config
 from supervisor.errors import ConfigError, SupervisorError
+
+if TYPE_CHECKING:
+    from supervisor.console import ConsoleMode
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(convert_file(args.path))
             return EXIT_OK
         if args.command == "run":
-            from supervisor.runner import ConsoleMode, run_node
+            from supervisor.runner import run_node
 
             _setup_logging(verbose=args.verbose)
             mode: ConsoleMode = "quiet" if args.quiet else "output" if args.output else "all"

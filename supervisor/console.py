@@ -106,8 +106,14 @@ class Console:
     # -- producers (event loop, never block) ----------------------------------
 
     def capacity(self) -> int:
-        """How many more output lines fit now (0 when full or output is not shown)."""
-        if not self._shows_output or self._pending_chars >= MAX_PENDING_CHARS:
+        """How many more output lines fit now: 0 when full, -1 when output is not shown.
+
+        -1 tells the pump that no lines nor drop counts are wanted at all, so
+        ``--quiet`` costs no line splitting (see ``pump.LineConsumer``).
+        """
+        if not self._shows_output:
+            return -1
+        if self._pending_chars >= MAX_PENDING_CHARS:
             return 0
         return max(0, self._max_lines - self._pending_lines)
 

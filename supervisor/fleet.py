@@ -67,7 +67,8 @@ class _Fanout:
             sink.deliver(event)
 
     def capacity(self) -> int:
-        return max((s.capacity() for s in self._line_sinks), default=0)
+        # -1 (no sink wants lines) lets the pump skip framing and counting.
+        return max((s.capacity() for s in self._line_sinks), default=-1)
 
     def deliver(self, event: OutputLines) -> None:
         for sink in self._line_sinks:

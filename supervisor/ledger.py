@@ -181,18 +181,30 @@ class AuditRecord:
     detail: str
 
 
+AUDIT_KEEP_ROWS = 100_000
+"""Audit rows kept by default: a script polling ``status`` every second adds
+86,400 a day, so the oldest rows are dropped past this many."""
+
+
 class Ledger:
     """The sqlite ledger of one state directory. Use ``Ledger.open``."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, *, audit_keep_rows: int = AUDIT_KEEP_ROWS
+    ) -> None:
         """Wrap an open, migrated connection; prefer ``Ledger.open``."""
         self.path = path
+        self.audit_keep_rows = audit_keep_rows
         self._conn = conn
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> Ledger:
+    def open(cls, path: Path, *, audit_keep_rows: int = AUDIT_KEEP_ROWS) -> Ledger:
         """Open (creating if needed) and migrate the ledger at ``path``.
+
+        Args:
+            path: the sqlite file.
+            audit_keep_rows: how many of the newest audit rows to keep.
 
         Raises:
             LedgerError: the file is not a database or has a newer schema.
@@ -211,7 +223,7 @@ class Ledger:
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn)
+        return cls(path, conn, audit_keep_rows=audit_keep_rows)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -329,12 +341,20 @@ class Ledger:
         detail: str = "",
         at: float | None = None,
     ) -> None:
-        """Append one command to the audit trail (``at`` defaults to now)."""
-        self._write(
-            "INSERT INTO audit (at, actor, source, command, target, outcome, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(time.time() if at is None else at, actor, source, command, target, outcome, detail)],
-        )
+        """Append one command to the audit trail (``at`` defaults to now).
+
+        Rows older than the newest ``audit_keep_rows`` are dropped in the same
+        transaction, so the trail stays bounded however often it is written.
+        """
+        row = (time.time() if at is None else at, actor, source, command, target, outcome, detail)
+        with self._lock, _transaction(self._conn):
+            cursor = self._conn.execute(
+                "INSERT INTO audit (at, actor, source, command, target, outcome, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            newest = cursor.lastrowid or 0
+            self._conn.execute("DELETE FROM audit WHERE id <= ?", (newest - self.audit_keep_rows,))
 
     def audit_rows(self, limit: int = 100) -> list[AuditRecord]:
         """The latest audit rows, newest first."""

@@ -16,12 +16,12 @@ import logging
 import resource
 import signal
 import sys
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor.commands import CommandService
-from supervisor.console import Console
+from supervisor.console import Console, ConsoleMode
 from supervisor.control import ControlServer
 from supervisor.events import OrphansCleaned
 from supervisor.fleet import Fleet
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from supervisor.config import Config
 
 logger = logging.getLogger(__name__)
-
-ConsoleMode = Literal["all", "quiet", "output"]
 
 
 def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False) -> int:

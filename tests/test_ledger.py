@@ -183,3 +183,12 @@ def test_ledger_failed_write_rolls_back(ledger: Ledger) -> None:
 def test_ledger_drops_descendants_of_unknown_runs(ledger: Ledger) -> None:
     ledger.record_descendants("never-started", [ProcIdent(5, 1.0)])
     assert ledger.leftover_processes() == []
+
+
+def test_ledger_audit_keeps_only_the_newest_rows(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.sqlite3", audit_keep_rows=3) as led:
+        for i in range(7):
+            led.record_audit(
+                actor="cron", source="local", command="status", target=str(i), outcome="ok"
+            )
+        assert [row.target for row in led.audit_rows()] == ["6", "5", "4"]
