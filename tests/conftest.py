@@ -1,11 +1,51 @@
-"""Shared fixtures: the anyio backend and the leak checks every test runs under."""
+"""Shared fixtures: the anyio backend and the leak check every test runs under."""
 
 from __future__ import annotations
 
+import os
+import time
+from typing import TYPE_CHECKING
+
+import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+LEAK_GRACE_SECONDS = 5.0
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """discord.py is asyncio-only, so the whole suite runs on asyncio."""
     return "asyncio"
+
+
+def _live_children(me: psutil.Process) -> set[int]:
+    found = set()
+    for child in me.children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks() -> Iterator[None]:
+    """Every test ends with no new child process and no new open fd.
+
+    A child that is being reaped gets a short, bounded grace; a process or
+    descriptor still there after it is a leak and fails the test.
+    """
+    me = psutil.Process()
+    children = _live_children(me)
+    fds = set(os.listdir("/proc/self/fd"))
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_SECONDS
+    while (leaked := _live_children(me) - children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leaked, f"test left child processes behind: {sorted(leaked)}"
+    opened = set(os.listdir("/proc/self/fd")) - fds
+    assert not opened, f"test left file descriptors open: {sorted(opened)}"
