@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import subprocess
 from typing import TYPE_CHECKING
 
 import anyio
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import pump as pump_module
 from supervisor.framing import LineFramer
-from supervisor.logs import RotatingLog
+from supervisor.logs import RotatingLog, log_paths
 from supervisor.pump import PIPE_BYTES, make_pipe, pump
 from tests._pump import Recorder, capture, spawn
 
@@ -362,3 +364,75 @@ def test_framer_reads_only_up_to_end_of_a_reused_buffer() -> None:
 def test_framer_rejects_a_tiny_max() -> None:
     with pytest.raises(ValueError, match="max_line_bytes must be >= 4"):
         LineFramer(3)
+
+
+class _PieceMeter:
+    """A line consumer that keeps no lines: it measures pieces and samples memory."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.baseline = self.me.memory_info().rss
+        self.peak = self.baseline
+        self.pieces = 0
+        self.longest = 0
+        self.total = 0
+
+    def capacity(self) -> int:
+        return 1 << 20
+
+    def deliver(self, event: OutputLines) -> None:
+        for piece in event.lines:
+            self.pieces += 1
+            self.longest = max(self.longest, len(piece))
+            self.total += len(piece)
+        if self.pieces % 64 == 0:
+            self.peak = max(self.peak, self.me.memory_info().rss)
+
+
+async def test_pump_200_mib_without_newline_stays_bounded(tmp_path: Path) -> None:
+    """Issue 3: a child printing 200 MiB with no newline neither grows memory nor loses bytes."""
+    meter = _PieceMeter()
+    proc, fds = spawn("out_noline.py", "200")
+    out_path, err_path = log_paths(tmp_path, "w:0")
+    try:
+        with (
+            RotatingLog(out_path, max_bytes=0, backups=0) as out_log,
+            RotatingLog(err_path, max_bytes=0, backups=0) as err_log,
+            anyio.fail_after(60),
+        ):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    functools.partial(
+                        pump,
+                        fds["stdout"],
+                        process="w:0",
+                        stream="stdout",
+                        log=out_log,
+                        consumer=meter,
+                        max_line_bytes=65536,
+                    )
+                )
+                tg.start_soon(
+                    functools.partial(
+                        pump,
+                        fds["stderr"],
+                        process="w:0",
+                        stream="stderr",
+                        log=err_log,
+                        consumer=None,
+                        max_line_bytes=65536,
+                    )
+                )
+            assert await anyio.to_thread.run_sync(proc.wait) == 0
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    size = (200 << 20) // 3 * 3
+    assert out_path.stat().st_size == size
+    assert meter.total == size
+    assert meter.longest == 65536
+    # 200 MiB went through; what stayed in memory is a few pipe-sized buffers.
+    assert meter.peak - meter.baseline < 64 << 20
