@@ -16,13 +16,13 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from supervisor import humanize
 from supervisor.config import DEFAULT_CONFIG, load_config
 from supervisor.errors import ConfigError
 from supervisor.statedir import SOCKET_NAME
@@ -291,13 +291,13 @@ def render_status(report: Mapping[str, object], *, now: float | None = None) -> 
                 str(status.get("process", "?")),
                 state,
                 _opt(status.get("pid")),
-                _duration(at - float(started))
+                humanize.duration(at - float(started))
                 if alive and isinstance(started, int | float)
                 else "-",
                 _opt(status.get("restarts")),
                 _last_exit(status),
-                _memory(info.get("rss_bytes")),
-                _cpu(info.get("cpu_percent")),
+                humanize.memory(info.get("rss_bytes")),
+                humanize.cpu(info.get("cpu_percent")),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -353,40 +353,5 @@ def _opt(value: object) -> str:
 def _last_exit(status: Mapping[str, object]) -> str:
     code, sig = status.get("last_exit_code"), status.get("last_exit_signal")
     if isinstance(sig, int):
-        return _signal_name(sig)
+        return humanize.signal_name(sig)
     return f"exit {code}" if isinstance(code, int) else "-"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _memory(value: object) -> str:
-    if not isinstance(value, int):
-        return "-"
-    if value < 1024:
-        return f"{value} B"
-    size = value / 1024
-    for unit in ("KiB", "MiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def _cpu(value: object) -> str:
-    return f"{value:.1f}%" if isinstance(value, int | float) else "-"

@@ -12,7 +12,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections import Counter, deque
@@ -27,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from supervisor import humanize
 from supervisor.events import OrphansCleaned, ProcessState, StateChanged
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def _state_fields(event: StateChanged) -> dict[str, object]:
         "pid": event.pid,
         "run_id": event.run_id,
         "exit_code": event.exit_code,
-        "exit_signal": _signal_name(event.exit_signal) if event.exit_signal else None,
+        "exit_signal": humanize.signal_name(event.exit_signal) if event.exit_signal else None,
         "reason": event.reason,
     }
 
@@ -197,7 +197,7 @@ def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
             if item.exit_code is not None:
                 text += f" exit {item.exit_code}"
             if item.exit_signal:
-                text += f" signal {_signal_name(item.exit_signal)}"
+                text += f" signal {humanize.signal_name(item.exit_signal)}"
             return text + (f" ({item.reason})" if item.reason else "")
         case OrphansCleaned():
             pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")
@@ -208,13 +208,6 @@ def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
 
 def _clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 class LiveView(View):
@@ -320,7 +313,7 @@ def _table(node: str, rows: Sequence[ProcessStatus], max_rows: int, *, now: floa
             r.process,
             Text(r.state.value, style=_STATE_STYLE[r.state]),
             str(r.pid) if r.pid is not None else "-",
-            _duration(now - r.started_at) if is_up and r.started_at is not None else "-",
+            humanize.duration(now - r.started_at) if is_up and r.started_at is not None else "-",
             str(r.restarts),
             _last_exit(r),
         )
@@ -331,7 +324,7 @@ def _table(node: str, rows: Sequence[ProcessStatus], max_rows: int, *, now: floa
 
 def _last_exit(r: ProcessStatus) -> str:
     if r.last_exit_signal:
-        return _signal_name(r.last_exit_signal)
+        return humanize.signal_name(r.last_exit_signal)
     if r.last_exit_code is not None:
         return f"exit {r.last_exit_code}"
     return r.last_error or "-"
@@ -342,17 +335,6 @@ def _recent_line(head: str, mark: str, line: str) -> Text:
     text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
     text.append_text(Text(line, style="bold") if mark in "#~" else Text.from_ansi(line))
     return text
-
-
-def _duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def isatty(stream: TextIO) -> bool:

@@ -11,7 +11,9 @@ import sys
 from typing import TYPE_CHECKING
 
 import anyio
+import pytest
 
+from supervisor import humanize
 from supervisor.ctl import render_status
 from tests._control import eventually, program, running_node, states, wait_until, write_config
 
@@ -234,3 +236,24 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
         "web:0         RUNNING  4242  1h02m   2         SIGKILL    50.0 MiB  12.3%",
         "batch-job:11  EXITED   -     -       0         exit 1     -         -",
     ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(-5, "0s"), (59.9, "59s"), (65, "1m05s"), (3723, "1h02m"), (3 * 86400 + 4 * 3600, "3d04h")],
+)
+def test_humanize_duration_keeps_two_largest_units(seconds: float, text: str) -> None:
+    assert humanize.duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "-"), ("7", "-"), (512, "512 B"), (1536, "1.5 KiB"), (3 * 1024**3, "3.0 GiB")],
+)
+def test_humanize_memory_uses_binary_units(value: object, text: str) -> None:
+    assert humanize.memory(value) == text
+
+
+def test_humanize_cpu_and_signal_name_fall_back() -> None:
+    assert (humanize.cpu(None), humanize.cpu(0), humanize.cpu(12.345)) == ("-", "0.0%", "12.3%")
+    assert (humanize.signal_name(15), humanize.signal_name(999)) == ("SIGTERM", "signal 999")
