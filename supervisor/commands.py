@@ -1,10 +1,13 @@
 """The one command surface shared by ``dsup ctl`` and the Discord bridge.
 
-This module owns what an operator command means: who may run it (access
-levels), how it applies to the processes a target names (in parallel), the audit
-row every command leaves in the ledger, and the typed results. It does not own
-any transport (``control`` for the local socket, ``bridge`` for Discord), how a
-process runs (``child``) or how targets resolve (``fleet``).
+This module owns what an operator command means: checking the actor's access
+level, applying the command to the processes a target names (in parallel), the
+audit row every command leaves in the ledger, and reading logs for ``tail``. It
+re-exports the surface's vocabulary: access levels and actors (``access``), the
+typed results (``reports``) and ``parse_signal`` (``action``, which also owns
+the per-process step). It does not own any transport (``control`` for the
+local socket, ``bridge`` for Discord), how a process runs (``child``) or how
+targets resolve (``fleet``).
 
 Every public method takes the :class:`Actor` asking, checks its level first,
 and records one audit row whatever happens: ``ok``, ``refused`` (not allowed,
@@ -14,39 +17,56 @@ or rejected before anything was touched) or ``failed``.
 from __future__ import annotations
 
 import contextlib
-import enum
-import getpass
 import logging
-import os
-import pwd
-import signal
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 
+from supervisor.access import AccessLevel, Actor, Command
+from supervisor.action import parse_signal, restart_one, signal_one, start_one, stop_one
 from supervisor.config import load_config
-from supervisor.errors import (
-    AccessDenied,
-    ConfigError,
-    ConfigIssue,
-    InvalidArgument,
-    InvalidTransition,
-    SupervisorError,
-)
-from supervisor.events import ProcessState
+from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
 from supervisor.logs import follow, log_paths, tail_lines
+from supervisor.reports import (
+    ActionReport,
+    LogFollow,
+    LogLines,
+    ProcessInfo,
+    ProcessOutcome,
+    ProcessResult,
+    ShutdownReport,
+    StatusReport,
+    TailReport,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.streams.memory import MemoryObjectSendStream
 
-    from supervisor.child import ChildProcess, ProcessStatus
+    from supervisor.child import ChildProcess
     from supervisor.events import Stream
     from supervisor.fleet import Fleet, ReloadResult
-    from supervisor.ledger import AuditSource
+
+# The surface's whole vocabulary, importable from here by every transport.
+__all__ = [
+    "MAX_TAIL_LINES",
+    "AccessLevel",
+    "ActionReport",
+    "Actor",
+    "Command",
+    "CommandService",
+    "LogFollow",
+    "LogLines",
+    "ProcessInfo",
+    "ProcessOutcome",
+    "ProcessResult",
+    "ShutdownReport",
+    "StatusReport",
+    "TailReport",
+    "parse_signal",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,202 +78,7 @@ MAX_TAIL_LINES = 1000
 _AUDIT_TIMEOUT = 5.0
 _FOLLOW_BUFFER = 256  # chunks waiting for a slow follower before lines are dropped
 
-
-class AccessLevel(enum.IntEnum):
-    """What an actor may do; each level includes the ones below it."""
-
-    VIEWER = 1  # look: status, tail
-    OPERATOR = 2  # act on processes: start, stop, restart, signal
-    ADMIN = 3  # act on the node: reload, shutdown
-
-
-class Command(enum.StrEnum):
-    """The commands of the surface, each with the access level it requires."""
-
-    STATUS = "status"
-    TAIL = "tail"
-    START = "start"
-    STOP = "stop"
-    RESTART = "restart"
-    SIGNAL = "signal"
-    RELOAD = "reload"
-    SHUTDOWN = "shutdown"
-
-    @property
-    def required_level(self) -> AccessLevel:
-        """The lowest access level allowed to run this command."""
-        return _REQUIRED[self]
-
-
-_REQUIRED = {
-    Command.STATUS: AccessLevel.VIEWER,
-    Command.TAIL: AccessLevel.VIEWER,
-    Command.START: AccessLevel.OPERATOR,
-    Command.STOP: AccessLevel.OPERATOR,
-    Command.RESTART: AccessLevel.OPERATOR,
-    Command.SIGNAL: AccessLevel.OPERATOR,
-    Command.RELOAD: AccessLevel.ADMIN,
-    Command.SHUTDOWN: AccessLevel.ADMIN,
-}
-
 Outcome = Literal["ok", "refused", "failed"]
-ProcessOutcome = Literal["ok", "unchanged", "failed"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Actor:
-    """Who asks for a command.
-
-    Attributes:
-        name: the local user name or the Discord user (as shown in the audit).
-        source: ``local`` (control socket) or ``discord``.
-        level: what this actor may do.
-    """
-
-    name: str
-    source: AuditSource
-    level: AccessLevel
-
-    @classmethod
-    def local(cls, uid: int | None = None) -> Actor:
-        """The local user ``uid`` (default: ours), with ADMIN access.
-
-        Whoever can reach the control socket (mode 0600) owns the node, so a
-        local actor is an admin; only the name is looked up.
-        """
-        uid = os.getuid() if uid is None else uid
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:  # a uid with no passwd entry (containers)
-            name = getpass.getuser() if uid == os.getuid() else f"uid {uid}"
-        return cls(name=name, source="local", level=AccessLevel.ADMIN)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessInfo:
-    """One row of ``status``: the process's state and its resource use.
-
-    Attributes:
-        status: the state of the process slot.
-        rss_bytes: resident memory of the whole tree, None when not running.
-        cpu_percent: CPU use of the tree (100 = one core), None when not running.
-        nprocs: processes in the tree, None when not running.
-    """
-
-    status: ProcessStatus
-    rss_bytes: int | None = None
-    cpu_percent: float | None = None
-    nprocs: int | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusReport:
-    """The answer to ``status``.
-
-    Attributes:
-        node: the node name.
-        at: wall-clock time of the snapshot (for uptimes; display only).
-        processes: one row per process, in config order.
-    """
-
-    node: str
-    at: float
-    processes: tuple[ProcessInfo, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessResult:
-    """What one command did to one process.
-
-    Attributes:
-        process: process name.
-        outcome: ``ok``, ``unchanged`` (already as asked, e.g. stopping a
-            stopped process) or ``failed``.
-        state: the state after the command.
-        pid: the pid after the command, if running.
-        message: why it failed or was unchanged ("" when ok).
-    """
-
-    process: str
-    outcome: ProcessOutcome
-    state: ProcessState
-    pid: int | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ActionReport:
-    """The answer to ``start``, ``stop``, ``restart`` and ``signal``."""
-
-    command: Command
-    target: str
-    processes: tuple[ProcessResult, ...]
-
-    @property
-    def is_ok(self) -> bool:
-        """True when no process failed."""
-        return all(p.outcome != "failed" for p in self.processes)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogLines:
-    """Lines of one process's log file, oldest first.
-
-    Attributes:
-        process: process name.
-        stream: which log: ``stdout`` or ``stderr``.
-        lines: the lines, without newlines.
-        dropped: lines missed just before these by a follower too slow for them.
-    """
-
-    process: str
-    stream: Stream
-    lines: tuple[str, ...]
-    dropped: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LogFollow:
-    """An open ``tail -f``: the processes followed and their lines as they come.
-
-    Attributes:
-        processes: the names of the processes followed.
-        lines: iterate it for :class:`LogLines`; it ends only with the follow.
-    """
-
-    processes: tuple[str, ...]
-    lines: MemoryObjectReceiveStream[LogLines]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TailReport:
-    """The answer to ``tail``: the last lines of each process named."""
-
-    logs: tuple[LogLines, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShutdownReport:
-    """The answer to ``shutdown``: the node is stopping every process."""
-
-    node: str
-
-
-def parse_signal(value: str | int) -> signal.Signals:
-    """Turn ``TERM``, ``SIGTERM``, ``term`` or ``15`` into a signal.
-
-    Raises:
-        InvalidArgument: not a signal of this platform.
-    """
-    text = str(value).strip().upper()
-    try:
-        if text.isdigit():
-            return signal.Signals(int(text))
-        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
-    except (KeyError, ValueError):
-        raise InvalidArgument(
-            "signal", "signal", value, "give a name like TERM, HUP, USR1 or a number"
-        ) from None
 
 
 class CommandService:
@@ -337,15 +162,15 @@ class CommandService:
 
     async def start(self, actor: Actor, target: str) -> ActionReport:
         """Start every stopped process ``target`` names (waits for RUNNING or failure)."""
-        return await self._act(actor, Command.START, target, _start_one)
+        return await self._act(actor, Command.START, target, start_one)
 
     async def stop(self, actor: Actor, target: str) -> ActionReport:
         """Stop every process ``target`` names, in parallel."""
-        return await self._act(actor, Command.STOP, target, _stop_one)
+        return await self._act(actor, Command.STOP, target, stop_one)
 
     async def restart(self, actor: Actor, target: str) -> ActionReport:
         """Stop then start every process ``target`` names, in parallel."""
-        return await self._act(actor, Command.RESTART, target, _restart_one)
+        return await self._act(actor, Command.RESTART, target, restart_one)
 
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport:
         """Send a signal to every running process ``target`` names.
@@ -356,7 +181,7 @@ class CommandService:
 
         async def run() -> ActionReport:
             parsed = parse_signal(sig)
-            return await self._apply(Command.SIGNAL, target, lambda c: _signal_one(c, parsed))
+            return await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
 
         return await self._audited(actor, Command.SIGNAL, target, run, detail=f"signal {sig}")
 
@@ -541,87 +366,6 @@ class CommandService:
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
         return await self._fleet.reload(new)
-
-
-# -- one process ---------------------------------------------------------------
-
-
-async def _start_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    return await _transition(
-        child, lambda: child.start(reason=f"started by {actor.name}"), wanted_alive=True
-    )
-
-
-async def _stop_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    return await _transition(
-        child, lambda: child.stop(reason=f"stopped by {actor.name}"), wanted_alive=False
-    )
-
-
-async def _restart_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    return await _transition(
-        child,
-        lambda: child.restart(reason=f"restarted by {actor.name}"),
-        wanted_alive=True,
-        is_restart=True,
-    )
-
-
-async def _transition(
-    child: ChildProcess,
-    action: Callable[[], Awaitable[ProcessStatus]],
-    *,
-    wanted_alive: bool,
-    is_restart: bool = False,
-) -> ProcessResult:
-    """Run a state change; ``unchanged`` when the process is already as wanted."""
-    if not is_restart and _is_settled(child.status().state, wanted_alive=wanted_alive):
-        st = child.status()
-        return _result(st, "unchanged", f"already {st.state.value}")
-    try:
-        st = await action()
-    except InvalidTransition as exc:
-        st = child.status()
-        settled = _is_settled(st.state, wanted_alive=wanted_alive)
-        return _result(st, "unchanged" if settled else "failed", str(exc))
-    except SupervisorError as exc:  # SpawnError and friends: this process only
-        return _result(child.status(), "failed", str(exc))
-    if wanted_alive and not _is_up(st.state):
-        return _result(st, "failed", _why_down(st))
-    return _result(st, "ok", "")
-
-
-async def _signal_one(child: ChildProcess, sig: signal.Signals) -> ProcessResult:
-    try:
-        child.send_signal(sig)
-    except InvalidTransition as exc:
-        return _result(child.status(), "failed", str(exc))
-    return _result(child.status(), "ok", "")
-
-
-def _is_up(state: ProcessState) -> bool:
-    return state in (ProcessState.STARTING, ProcessState.RUNNING)
-
-
-def _is_settled(state: ProcessState, *, wanted_alive: bool) -> bool:
-    """Already where a start (up) or a stop (STOPPED) would take it."""
-    return _is_up(state) if wanted_alive else state is ProcessState.STOPPED
-
-
-def _why_down(st: ProcessStatus) -> str:
-    if st.last_error:
-        return st.last_error
-    if st.last_exit_signal is not None:
-        return f"killed by signal {st.last_exit_signal}"
-    if st.last_exit_code is not None:
-        return f"exited with status {st.last_exit_code}"
-    return "did not come up"
-
-
-def _result(st: ProcessStatus, outcome: ProcessOutcome, message: str) -> ProcessResult:
-    return ProcessResult(
-        process=st.process, outcome=outcome, state=st.state, pid=st.pid, message=message
-    )
 
 
 # -- small helpers -------------------------------------------------------------
