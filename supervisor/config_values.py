@@ -1,0 +1,234 @@
+"""Value converters for the config loader, and the redaction of bot tokens.
+
+This module owns what one config value may be: each converter takes a raw
+TOML value and returns the typed value, or raises :class:`BadValue` with a
+message saying what was expected. It also owns recognising a Discord bot
+token, so that none is accepted as a value or echoed in a message. It does
+not own key names, defaults, tables or the collecting of issues (``config``).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import shlex
+import signal
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Discord bot tokens are three base64url parts joined by dots, about 70 characters.
+# Searched, not matched: "Bot <token>" or a URL holding one is a token in the file too.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
+TOKEN_REFUSED = (
+    "this looks like a Discord bot token; a literal token in the config file is refused: "
+    "put it in an environment variable (token_env) or a file readable only by you (token_file)"
+)
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def looks_like_token(text: str) -> bool:
+    """Whether ``text`` holds anything shaped like a Discord bot token."""
+    return _TOKEN_RE.search(text) is not None
+
+
+def redact(text: str) -> str:
+    """Replace anything in ``text`` that looks like a Discord bot token.
+
+    Every config error message passes through this, so a token pasted into the
+    wrong key is never echoed back (to a terminal, a log or a CI transcript).
+    """
+    return _TOKEN_RE.sub("<redacted token>", text)
+
+
+class BadValue(Exception):
+    """A value failed a converter; the message says what was expected."""
+
+
+def describe(value: object) -> str:
+    """Name the TOML type of ``value`` for a message, with the value if a scalar."""
+    names = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
+    for typ, label in names.items():
+        if type(value) is typ:
+            return f"{label} ({value!r})" if typ in (str, bool, int, float) else label
+    return type(value).__name__
+
+
+def name(value: object) -> str:
+    """A non-blank string (a node name)."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadValue(f"must be a non-empty string, got {describe(value)}")
+    return value
+
+
+def boolean(value: object) -> bool:
+    """``true`` or ``false``."""
+    if not isinstance(value, bool):
+        raise BadValue(f"must be true or false, got {describe(value)}")
+    return value
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadValue(f"must be a number of seconds, got {describe(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise BadValue(f"must be a finite number, got {value!r}")
+    return number
+
+
+def nonneg(value: object) -> float:
+    """A finite number of seconds, >= 0."""
+    number = _number(value)
+    if number < 0:
+        raise BadValue(f"must be >= 0, got {value!r}")
+    return number
+
+
+def positive(value: object) -> float:
+    """A finite number of seconds, > 0."""
+    number = _number(value)
+    if number <= 0:
+        raise BadValue(f"must be > 0, got {value!r}")
+    return number
+
+
+def whole(low: int, high: int | None = None) -> Callable[[object], int]:
+    """A converter to an integer (never a boolean) between ``low`` and ``high``."""
+
+    def convert(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadValue(f"must be a whole number, got {describe(value)}")
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise BadValue(f"must be {bounds}, got {value!r}")
+        return value
+
+    return convert
+
+
+def member_of(kind: type[E]) -> Callable[[object], E]:
+    """A converter to the member of ``kind`` whose value is the given one."""
+    accepted = [str(m.value) for m in kind]
+
+    def convert(value: object) -> E:
+        for member in kind:
+            if value == member.value:
+                return member
+        raise BadValue(f"must be one of {', '.join(accepted)}; got {describe(value)}")
+
+    return convert
+
+
+def command(value: object) -> tuple[str, ...]:
+    """An argv list of strings, or a command string split as a POSIX shell would."""
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise BadValue(f"cannot split the command string: {exc}") from None
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        argv = list(value)
+    else:
+        raise BadValue(
+            f"must be an argv list of strings or a command string, got {describe(value)}"
+        )
+    if not argv or not argv[0]:
+        raise BadValue("must name a program to run, got an empty command")
+    if any("\0" in a for a in argv):
+        raise BadValue("must not contain NUL characters")
+    return tuple(argv)
+
+
+def path(base: Path) -> Callable[[object], Path]:
+    """A converter to an absolute path: ``~`` expanded, relative to ``base``."""
+
+    def convert(value: object) -> Path:
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise BadValue(f"must be a path string, got {describe(value)}")
+        try:
+            given = Path(value).expanduser()
+        except RuntimeError:
+            raise BadValue(f"cannot expand '~' in {value!r}: no such user or home") from None
+        return given if given.is_absolute() else base / given
+
+    return convert
+
+
+def env(value: object) -> Mapping[str, str]:
+    """A table of environment variables; integer values become strings."""
+    if not isinstance(value, dict):
+        raise BadValue(f'must be a table of NAME = "value", got {describe(value)}')
+    table: dict[str, str] = {}
+    for key, item in value.items():
+        if not _ENV_NAME_RE.fullmatch(key):
+            raise BadValue(f"{key!r} is not a valid environment variable name")
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise BadValue(f"{key}: must be a string (quote it), got {describe(item)}")
+        text = str(item)
+        if "\0" in text:
+            raise BadValue(f"{key}: must not contain NUL characters")
+        table[key] = text
+    return MappingProxyType(table)
+
+
+def env_name(value: object) -> str:
+    """An environment variable name."""
+    if not isinstance(value, str) or not _ENV_NAME_RE.fullmatch(value):
+        raise BadValue(f"must be an environment variable name, got {describe(value)}")
+    return value
+
+
+def signal_name(value: object) -> signal.Signals:
+    """A signal name, any case, with or without ``SIG``."""
+    if isinstance(value, str):
+        upper = value.upper()
+        upper = upper if upper.startswith("SIG") else "SIG" + upper
+        try:
+            return signal.Signals[upper]
+        except KeyError:
+            pass
+    raise BadValue(
+        f"must be a signal name such as TERM, INT, HUP, QUIT, KILL; got {describe(value)}"
+    )
+
+
+def snowflake(value: object) -> int:
+    """A Discord id: a whole number in 0 ... 2**64-1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**64:
+        raise BadValue(f"must be a Discord id (a whole number), got {describe(value)}")
+    return value
+
+
+def id_list(value: object) -> tuple[int, ...]:
+    """An array of Discord ids."""
+    if not isinstance(value, list):
+        raise BadValue(f"must be an array of Discord role or user ids, got {describe(value)}")
+    return tuple(snowflake(item) for item in value)
+
+
+def url(scheme: str) -> Callable[[object], str]:
+    """A converter to a ``scheme://`` or ``schemes://`` URL, without trailing slashes."""
+
+    def convert(value: object) -> str:
+        if not isinstance(value, str) or not re.match(rf"^{scheme}s?://[^\s/]+", value):
+            raise BadValue(f"must be a {scheme}:// or {scheme}s:// URL, got {describe(value)}")
+        return value.rstrip("/")
+
+    return convert
