@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor.config import parse_config
+from supervisor.config import MAX_NUMPROCS, parse_config
 from supervisor.errors import ConfigError, ConfigIssue
 from supervisor.supervisord_ini import (
     Section,
@@ -37,7 +37,6 @@ from supervisor.supervisord_ini import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-_MAX_NUMPROCS = 1000  # config.ProgramSpec.numprocs accepts 1 ... 1000
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_ESCAPES = {
     '"': '\\"',
@@ -241,8 +240,8 @@ class _Converter:
         numprocs = _integer(sec, "numprocs", "1", base)
         base["numprocs"] = numprocs
         start = _integer(sec, "numprocs_start", "0", base)
-        if not 1 <= numprocs <= _MAX_NUMPROCS:
-            msg = f"must be between 1 and {_MAX_NUMPROCS} for dsup, got {numprocs}"
+        if not 1 <= numprocs <= MAX_NUMPROCS:
+            msg = f"must be between 1 and {MAX_NUMPROCS} for dsup, got {numprocs}"
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.numprocs", msg)])
         if numprocs > 1 and "%(process_num)" not in sec.options.get("process_name", ""):
             msg = "must include %(process_num)s when numprocs > 1"
