@@ -226,7 +226,7 @@ class _Converter:
             if key == "environment":
                 self.global_env = _env_pairs(value, sec.file, "supervisord.environment")
             elif key == "identifier":
-                self.name = value
+                self._node_name(value, raw, sec)
             else:
                 why = _SECTION_DROPPED["supervisord"]
                 self.header.append(_not_carried(f"[supervisord] {key}", raw, why))
@@ -289,6 +289,16 @@ class _Converter:
                 prog.drop(key, sec.options[key], why)
         _fit_to_dsup(prog, sec)
         return prog
+
+    def _node_name(self, value: str, raw: str, sec: Section) -> None:
+        """Carry ``identifier`` over as the node name, or as a comment if dsup refuses it."""
+        try:
+            parse_config(f"[supervisor]\nname = {toml_str(value)}\n", sec.file.parent / "dsup.toml")
+        except ConfigError as exc:
+            why = f"dsup: name {exc.issues[0].message}"
+            self.header.append(_not_carried("[supervisord] identifier", raw, why))
+        else:
+            self.name = value
 
     def _render(self, programs: list[_Program]) -> str:
         lines = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import platform
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -344,6 +345,23 @@ def test_import_env_refused_by_dsup_becomes_a_comment(tmp_path: Path) -> None:
     out, config = _convert(tmp_path, "[program:a]\ncommand=/bin/cat\nenvironment=A.B=1\n")
     assert dict(config.programs["a"].env) == {}
     assert "# not carried over: environment = " in out
+
+
+@pytest.mark.parametrize("identifier", ["", "   "])
+def test_import_identifier_refused_by_dsup_becomes_a_comment(
+    tmp_path: Path, identifier: str
+) -> None:
+    """Found by test_import_random_ini_is_toml_or_error: an empty identifier."""
+    text = f"[supervisord]\nidentifier={identifier}\n[program:a]\ncommand=/bin/cat\n"
+    out, config = _convert(tmp_path, text)
+    assert config.supervisor.name == socket.gethostname()
+    assert "# not carried over: [supervisord] identifier = " in out
+    assert "(dsup: name must be a non-empty string" in out
+
+
+def test_import_identifier_becomes_the_node_name(tmp_path: Path) -> None:
+    text = "[supervisord]\nidentifier=node-7\n[program:a]\ncommand=/bin/cat\n"
+    assert _convert(tmp_path, text)[1].supervisor.name == "node-7"
 
 
 def test_import_names_that_collide_are_an_error(tmp_path: Path) -> None:
