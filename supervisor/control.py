@@ -1,9 +1,12 @@
 """The local control socket behind ``dsup ctl``: a unix socket speaking JSON lines.
 
-This module owns the socket file (``state_dir/control.sock``, mode 0600; a stale
-one from a killed dsup is replaced, a live one is refused), the wire protocol and
-each client connection. It does not own what a command does, who may run it or
-the audit trail: every request goes to the :class:`~supervisor.commands.CommandService`.
+This module owns the server on ``state_dir/control.sock``: accepting clients,
+checking who they are, each connection's reads and writes with their deadlines,
+and streaming ``tail -f``. The socket file on disk (mode 0600; a stale one from
+a killed dsup is replaced, a live one is refused) is ``socketfile``'s; decoding
+requests and encoding answers is ``wire``'s. It does not own what a command
+does, who may run it or the audit trail: every request goes to the
+:class:`~supervisor.commands.CommandService`.
 
 Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
 "status", "args": {}}``, and gets one line back, ``{"id": 1, "ok": true,
@@ -23,86 +26,49 @@ a deadline (``idle_timeout``) and so has every write (``send_timeout``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import enum
-import errno
-import json
+import functools
 import logging
 import os
 import socket
-import stat
-import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from supervisor.commands import Actor, Command
-from supervisor.errors import (
-    AccessDenied,
-    ControlProtocolError,
-    StateDirLocked,
-    StateDirUnsafe,
-    SupervisorError,
+from supervisor import socketfile
+from supervisor.access import Actor
+from supervisor.errors import AccessDenied, ControlProtocolError, SupervisorError
+from supervisor.socketfile import SOCKET_MODE
+from supervisor.wire import (
+    CommandSurface,
+    FollowRequest,
+    bind_request,
+    decode_request,
+    encode_message,
+    error_response,
+    request_id_of,
+    to_wire,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
-    from contextlib import AbstractAsyncContextManager
+    from collections.abc import Awaitable, Callable, Mapping
 
     from anyio.abc import TaskStatus
 
-    from supervisor.commands import (
-        ActionReport,
-        LogFollow,
-        ShutdownReport,
-        StatusReport,
-        TailReport,
-    )
-    from supervisor.events import Stream
-    from supervisor.fleet import ReloadResult
+    from supervisor.wire import Call, RequestId
+
+# Re-exported: the server's public face, wherever its parts now live.
+__all__ = ["MAX_LINE_BYTES", "SOCKET_MODE", "CommandSurface", "ControlServer", "to_wire"]
 
 logger = logging.getLogger(__name__)
 
-SOCKET_MODE = 0o600
+T = TypeVar("T")
+
 MAX_LINE_BYTES = 64 * 1024
 """The longest request line accepted; longer ones get an error and the connection ends."""
-
-RequestId = str | int | None
-
-
-class CommandSurface(Protocol):
-    """What the server needs from the command service (``CommandService``)."""
-
-    async def status(self, actor: Actor, target: str = "all") -> StatusReport: ...
-    async def tail(
-        self, actor: Actor, target: str, *, lines: int = 20, stream: Stream = "stdout"
-    ) -> TailReport: ...
-    def follow(
-        self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
-    ) -> AbstractAsyncContextManager[LogFollow]: ...
-    async def start(self, actor: Actor, target: str) -> ActionReport: ...
-    async def stop(self, actor: Actor, target: str) -> ActionReport: ...
-    async def restart(self, actor: Actor, target: str) -> ActionReport: ...
-    async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
-    async def reload(self, actor: Actor) -> ReloadResult: ...
-    async def shutdown(self, actor: Actor) -> ShutdownReport: ...
-
-
-_Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
-
-
-@dataclass(frozen=True, slots=True)
-class _Follow:
-    """A ``tail`` request with ``follow``: answered by a stream, not one line."""
-
-    target: str
-    lines: int
-    stream: Stream
 
 
 class ControlServer:
@@ -145,9 +111,9 @@ class ControlServer:
                 or a non-socket file is in the way.
             StateDirLocked: a live dsup already answers on this socket.
         """
-        _check_private_dir(self.path.parent)
-        await _clear_stale_socket(self.path)
-        with _listen(self.path) as listener:
+        socketfile.check_private_dir(self.path.parent)
+        await socketfile.clear_stale_socket(self.path)
+        with socketfile.listen(self.path) as listener:
             inode = os.stat(self.path).st_ino
             logger.info("control socket listening on %s", self.path)
             try:
@@ -158,7 +124,7 @@ class ControlServer:
                         if conn is not None:
                             tg.start_soon(self._handle, _Connection(conn))
             finally:
-                _remove_if_ours(self.path, inode)
+                socketfile.remove_if_ours(self.path, inode)
 
     @property
     def clients(self) -> int:
@@ -182,12 +148,12 @@ class ControlServer:
 
     async def _converse(self, stream: _Connection) -> None:
         if self._clients > self._max_clients:
-            await self._send(stream, _error(None, ControlProtocolError("too many clients")))
+            await self._send(stream, error_response(None, ControlProtocolError("too many clients")))
             return
         try:
             actor = _peer_actor(stream)
         except AccessDenied as exc:
-            await self._send(stream, _error(None, exc))
+            await self._send(stream, error_response(None, exc))
             return
         reader = BufferedByteReceiveStream(stream)
         while True:
@@ -198,17 +164,17 @@ class ControlServer:
                 return  # the client is done, or idle too long
             except anyio.DelimiterNotFound:
                 reason = f"request line longer than {MAX_LINE_BYTES} bytes"
-                await self._send(stream, _error(None, ControlProtocolError(reason)))
+                await self._send(stream, error_response(None, ControlProtocolError(reason)))
                 return
             request_id: RequestId = None
             try:
-                request = _decode(line)
-                request_id = _request_id(request)
-                call = _bind(request)
+                request = decode_request(line)
+                request_id = request_id_of(request)
+                call = bind_request(request)
             except (ControlProtocolError, SupervisorError) as exc:
-                await self._send(stream, _error(request_id, exc))
+                await self._send(stream, error_response(request_id, exc))
                 continue
-            if isinstance(call, _Follow):
+            if isinstance(call, FollowRequest):
                 await self._follow(stream, reader, actor, request_id, call)
                 return
             # A command that ran gets its answer even if the server is stopping
@@ -217,17 +183,17 @@ class ControlServer:
 
     async def _run(
         self,
-        call: _Call,
+        call: Call,
         actor: Actor,
         request_id: RequestId,
     ) -> dict[str, object]:
         try:
             result = await call(self._service, actor)
         except SupervisorError as exc:
-            return _error(request_id, exc)
+            return error_response(request_id, exc)
         except Exception as exc:
             logger.exception("control command failed unexpectedly")
-            return _error(request_id, exc)
+            return error_response(request_id, exc)
         return {"id": request_id, "ok": True, "result": to_wire(result)}
 
     async def _follow(
@@ -236,7 +202,7 @@ class ControlServer:
         reader: BufferedByteReceiveStream,
         actor: Actor,
         request_id: RequestId,
-        request: _Follow,
+        request: FollowRequest,
     ) -> None:
         """Stream log lines until the client disconnects (or sends anything)."""
         follow = self._service.follow(
@@ -246,7 +212,7 @@ class ControlServer:
             try:
                 following = await stack.enter_async_context(follow)
             except SupervisorError as exc:
-                await self._send(stream, _error(request_id, exc))
+                await self._send(stream, error_response(request_id, exc))
                 return
             ack = {"id": request_id, "ok": True, "streaming": True, "result": following.processes}
             await self._send(stream, ack)
@@ -261,9 +227,8 @@ class ControlServer:
     async def _send(
         self, stream: _Connection, message: Mapping[str, object], *, shield: bool = False
     ) -> None:
-        data = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
         with anyio.fail_after(self._send_timeout, shield=shield):
-            await stream.send(data.encode("ascii") + b"\n")
+            await stream.send(encode_message(message))
 
 
 async def _end_on_input(reader: BufferedByteReceiveStream, scope: anyio.CancelScope) -> None:
@@ -277,257 +242,20 @@ async def _end_on_input(reader: BufferedByteReceiveStream, scope: anyio.CancelSc
     scope.cancel("client left the stream")
 
 
-# -- requests ------------------------------------------------------------------
-
-
-def _decode(line: bytes) -> Mapping[str, object]:
-    try:
-        request = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ControlProtocolError(f"not a JSON line: {exc}") from None
-    if not isinstance(request, dict):
-        raise ControlProtocolError(f"a request is a JSON object, got {_kind(request)}")
-    return request
-
-
-def _request_id(request: Mapping[str, object]) -> RequestId:
-    value = request.get("id")
-    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
-        return value
-    raise ControlProtocolError(f"id must be a string, an integer or null, got {_kind(value)}")
-
-
-def _bind(
-    request: Mapping[str, object],
-) -> _Call | _Follow:
-    """Check a request's command and arguments; return what to run."""
-    extra = set(request) - {"id", "cmd", "args"}
-    if extra:
-        raise ControlProtocolError(f"unknown request keys {sorted(extra)!r}")
-    cmd = request.get("cmd")
-    known = [c.value for c in Command]
-    if not isinstance(cmd, str) or cmd not in known:
-        raise ControlProtocolError(f"unknown command {cmd!r}; known: {', '.join(known)}")
-    raw = request.get("args", {})
-    if not isinstance(raw, dict):
-        raise ControlProtocolError(f"args must be a JSON object, got {_kind(raw)}")
-    args = _Args(cmd, raw)
-    bound = _BINDERS[Command(cmd)](args)
-    args.finish()
-    return bound
-
-
-class _Args:
-    """Typed access to a request's arguments; unknown names are refused."""
-
-    def __init__(self, cmd: str, raw: Mapping[str, object]) -> None:
-        self._cmd = cmd
-        self._raw = raw
-        self._used: set[str] = set()
-
-    def _get(self, name: str, default: object) -> object:
-        self._used.add(name)
-        if name in self._raw:
-            return self._raw[name]
-        if default is _REQUIRED:
-            raise ControlProtocolError(f"{self._cmd}: missing argument {name!r}")
-        return default
-
-    def _bad(self, name: str, want: str, value: object) -> ControlProtocolError:
-        return ControlProtocolError(f"{self._cmd}: {name} must be {want}, got {_kind(value)}")
-
-    def text(self, name: str, default: object = None) -> str:
-        value = self._get(name, _REQUIRED if default is None else default)
-        if not isinstance(value, str) or not value:
-            raise self._bad(name, "a non-empty string", value)
-        return value
-
-    def integer(self, name: str, default: int) -> int:
-        value = self._get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._bad(name, "an integer", value)
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._get(name, default)
-        if not isinstance(value, bool):
-            raise self._bad(name, "true or false", value)
-        return value
-
-    def signal(self, name: str) -> str | int:
-        value = self._get(name, _REQUIRED)
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise self._bad(name, "a signal name or number", value)
-        return value
-
-    def stream(self, name: str) -> Stream:
-        value = self._get(name, "stdout")
-        if value == "stdout" or value == "stderr":
-            return value
-        raise self._bad(name, '"stdout" or "stderr"', value)
-
-    def finish(self) -> None:
-        extra = set(self._raw) - self._used
-        if extra:
-            raise ControlProtocolError(f"{self._cmd}: unknown arguments {sorted(extra)!r}")
-
-
-_REQUIRED = object()
-
-
-def _bind_tail(a: _Args) -> _Call | _Follow:
-    target, lines, stream = a.text("target"), a.integer("lines", 20), a.stream("stream")
-    if a.flag("follow", False):
-        return _Follow(target, lines, stream)
-    return lambda s, actor: s.tail(actor, target, lines=lines, stream=stream)
-
-
-def _bind_target(
-    method: Callable[[CommandSurface, Actor, str], Awaitable[object]],
-) -> Callable[[_Args], _Call]:
-    def bind(a: _Args) -> _Call:
-        target = a.text("target")
-        return lambda s, actor: method(s, actor, target)
-
-    return bind
-
-
-def _bind_signal(a: _Args) -> _Call:
-    target, sig = a.text("target"), a.signal("signal")
-    return lambda s, actor: s.signal(actor, target, sig)
-
-
-def _bind_status(a: _Args) -> _Call:
-    target = a.text("target", "all")
-    return lambda s, actor: s.status(actor, target)
-
-
-_BINDERS: dict[Command, Callable[[_Args], _Call | _Follow]] = {
-    Command.STATUS: _bind_status,
-    Command.TAIL: _bind_tail,
-    Command.START: _bind_target(lambda s, actor, t: s.start(actor, t)),
-    Command.STOP: _bind_target(lambda s, actor, t: s.stop(actor, t)),
-    Command.RESTART: _bind_target(lambda s, actor, t: s.restart(actor, t)),
-    Command.SIGNAL: _bind_signal,
-    Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
-    Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
-}
-
-
-# -- responses -----------------------------------------------------------------
-
-
-def to_wire(value: object) -> object:
-    """Turn a result (frozen dataclasses, enums, tuples) into JSON-ready values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return to_wire(value.value)
-    if isinstance(value, list | tuple):
-        return [to_wire(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_wire(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _error(request_id: RequestId, exc: BaseException) -> dict[str, object]:
-    kind = type(exc).__name__ if isinstance(exc, SupervisorError) else "InternalError"
-    return {"id": request_id, "ok": False, "error": {"type": kind, "message": str(exc)}}
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
-    return names.get(type(value), f"a {type(value).__name__}")
-
-
-# -- the socket file -----------------------------------------------------------
+# -- connections ---------------------------------------------------------------
 
 
 def _peer_actor(stream: _Connection) -> Actor:
     """The local user at the other end (SO_PEERCRED); only us or root may talk."""
-    if not hasattr(socket, "SO_PEERCRED"):  # not Linux: the 0600 socket is the guard
+    creds = socketfile.peer_credentials(stream.socket)
+    if creds is None:  # not Linux: the 0600 socket is the guard
         return Actor.local()
-    creds = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", creds)
+    pid, uid = creds
     actor = Actor.local(uid)
     if uid not in (os.getuid(), 0):
         raise AccessDenied(actor.name, "use this control socket", "owner", "none")
     logger.debug("control client pid %d uid %d (%s)", pid, uid, actor.name)
     return actor
-
-
-def _check_private_dir(path: Path) -> None:
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        raise StateDirUnsafe(
-            path, f"belongs to uid {st.st_uid}, not to this user", "give dsup its own state_dir"
-        )
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise StateDirUnsafe(
-            path,
-            f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
-            f"run: chmod 700 {str(path)!r}",
-        )
-
-
-async def _clear_stale_socket(path: Path) -> None:
-    """Remove a socket left by a dead dsup; refuse one a live dsup answers on."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise StateDirUnsafe(path.parent, f"holds {path.name}, not a socket", f"remove {path}")
-    holder = await anyio.to_thread.run_sync(_probe, path)
-    if holder is not None:
-        raise StateDirLocked(path.parent, holder or None)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    logger.warning("removed a stale control socket %s (its dsup is gone)", path)
-
-
-def _probe(path: Path) -> int | None:
-    """Connect to ``path``: the pid of the live server (0 if unknown), None if stale."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2.0)
-        try:
-            sock.connect(os.fspath(path))
-        except OSError as exc:
-            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-                return None
-            raise
-        if not hasattr(socket, "SO_PEERCRED"):
-            return 0
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid: int = struct.unpack("3i", creds)[0]
-        return pid
-
-
-def _remove_if_ours(path: Path, inode: int) -> None:
-    """Unlink the socket file unless another server has replaced it."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.lstat().st_ino == inode:
-            path.unlink()
-
-
-@contextlib.contextmanager
-def _listen(path: Path) -> Iterator[socket.socket]:
-    """A listening unix socket at ``path`` with mode 0600 (its directory is private)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        sock.bind(os.fspath(path))
-        os.chmod(path, SOCKET_MODE)
-        sock.listen(128)
-        yield sock
-    finally:
-        sock.close()
 
 
 async def _accept(listener: socket.socket) -> socket.socket | None:
@@ -561,30 +289,29 @@ class _Connection(ByteStream):
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         await anyio.lowlevel.checkpoint()
-        while True:
-            try:
-                data = self.socket.recv(max_bytes)
-            except BlockingIOError:
-                await anyio.wait_readable(self.socket)
-                continue
-            except OSError as exc:
-                raise anyio.BrokenResourceError from exc
-            if not data:
-                raise anyio.EndOfStream
-            return data
+        data = await self._io(functools.partial(self.socket.recv, max_bytes), anyio.wait_readable)
+        if not data:
+            raise anyio.EndOfStream
+        return data
 
     async def send(self, item: bytes) -> None:
         await anyio.lowlevel.checkpoint()
         view = memoryview(item)
         while view:
+            sent = await self._io(functools.partial(self.socket.send, view), anyio.wait_writable)
+            view = view[sent:]
+
+    async def _io(
+        self, call: Callable[[], T], wait: Callable[[socket.socket], Awaitable[None]]
+    ) -> T:
+        """Run a non-blocking socket call, waiting with ``wait`` until it can proceed."""
+        while True:
             try:
-                sent = self.socket.send(view)
+                return call()
             except BlockingIOError:
-                await anyio.wait_writable(self.socket)
-                continue
+                await wait(self.socket)
             except OSError as exc:
                 raise anyio.BrokenResourceError from exc
-            view = view[sent:]
 
     async def send_eof(self) -> None:
         self.socket.shutdown(socket.SHUT_WR)

@@ -1,0 +1,115 @@
+"""The control socket's file: a private directory, stale or live sockets, mode 0600.
+
+This module owns the socket file's life on disk: refusing a directory others
+may write to, telling a stale socket left by a killed dsup (replaced) from one
+a live dsup answers on (refused), binding with mode 0600, removing only our own
+file, and reading the peer's credentials. It does not own connections or the
+protocol (``control``, ``wire``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.errors import StateDirLocked, StateDirUnsafe
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SOCKET_MODE = 0o600
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int] | None:
+    """The ``(pid, uid)`` at the other end of a unix socket; None off Linux."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def check_private_dir(path: Path) -> None:
+    """Refuse a socket directory that is not ours alone.
+
+    Raises:
+        StateDirUnsafe: it belongs to another user or others may write to it.
+    """
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise StateDirUnsafe(
+            path, f"belongs to uid {st.st_uid}, not to this user", "give dsup its own state_dir"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StateDirUnsafe(
+            path,
+            f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"run: chmod 700 {str(path)!r}",
+        )
+
+
+async def clear_stale_socket(path: Path) -> None:
+    """Remove a socket left by a dead dsup; refuse one a live dsup answers on.
+
+    Raises:
+        StateDirUnsafe: something that is not a socket is at ``path``.
+        StateDirLocked: a live dsup answers on ``path``.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise StateDirUnsafe(path.parent, f"holds {path.name}, not a socket", f"remove {path}")
+    holder = await anyio.to_thread.run_sync(_probe, path)
+    if holder is not None:
+        raise StateDirLocked(path.parent, holder or None)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    logger.warning("removed a stale control socket %s (its dsup is gone)", path)
+
+
+def _probe(path: Path) -> int | None:
+    """Connect to ``path``: the pid of the live server (0 if unknown), None if stale."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        try:
+            sock.connect(os.fspath(path))
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                return None
+            raise
+        creds = peer_credentials(sock)
+        return 0 if creds is None else creds[0]
+
+
+def remove_if_ours(path: Path, inode: int) -> None:
+    """Unlink the socket file unless another server has replaced it."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.lstat().st_ino == inode:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def listen(path: Path) -> Iterator[socket.socket]:
+    """A listening unix socket at ``path`` with mode 0600 (its directory is private)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(os.fspath(path))
+        os.chmod(path, SOCKET_MODE)
+        sock.listen(128)
+        yield sock
+    finally:
+        sock.close()
