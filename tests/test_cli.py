@@ -46,6 +46,13 @@ def dsup(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def dsup_on_file(command: str, path: Path, content: str | bytes | None) -> Result:
+    """Run ``dsup COMMAND PATH`` where PATH holds ``content`` (None: no such file)."""
+    if content is not None:
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return dsup(command, path)
+
+
 # --- dsup check -----------------------------------------------------------------------
 
 
@@ -94,10 +101,7 @@ def test_cli_check_reports_every_error_with_exit_2(tmp_path: Path) -> None:
 def test_cli_check_file_problems_exit_2(
     tmp_path: Path, content: bytes | None, fragment: str
 ) -> None:
-    path = tmp_path / "dsup.toml"
-    if content is not None:
-        path.write_bytes(content)
-    result = dsup("check", path)
+    result = dsup_on_file("check", tmp_path / "dsup.toml", content)
     assert result.returncode == EXIT_USAGE
     assert fragment in result.stderr
 
@@ -179,9 +183,7 @@ def test_cli_import_errors_exit_2_naming_file_and_key(
     tmp_path: Path, content: str | None, fragments: list[str]
 ) -> None:
     path = tmp_path / "supervisord.conf"
-    if content is not None:
-        path.write_text(content)
-    result = dsup("import-supervisord", path)
+    result = dsup_on_file("import-supervisord", path, content)
     assert result.returncode == EXIT_USAGE
     assert result.stdout == ""
     assert str(path) in result.stderr
