@@ -12,8 +12,12 @@ Layout (one module per concept; see docs/architecture.md):
   ledger, statedir     sqlite history and audit; the locked state directory
   fleet                the set of programs and their processes
   commands             the one command surface (access levels, audit)
+  access, reports      who may run what; the typed results of commands
+  action               what a command does to one process
   control, ctl         the local control socket and ``dsup ctl``
+  wire, socketfile     the control protocol's encoding; the socket file on disk
   console, terminal    the terminal view of ``dsup run``
+  humanize             durations, sizes and signals for ``ctl`` and the console
   runner, cli          a node's life; the ``dsup`` command line
 """
 
