@@ -9,7 +9,7 @@ Layout (one module per concept; see docs/architecture.md):
   policy               restart and backoff decisions
   child, spawn         one process slot; one run of it (Popen, pidfd, pumps)
   pump, framing, logs  draining pipes, splitting lines, rotating log files
-  reaper               process trees and orphans (the only psutil importer)
+  reaper               process trees and orphans (the only psutil importer; _reaper_*)
   ledger, statedir     sqlite history and audit; the locked state directory
   fleet                the set of programs and their processes
   commands             the one command surface (access levels, audit)

@@ -1,12 +1,14 @@
-"""Process trees and orphans: the only module of dsup that imports psutil.
+"""Process trees and orphans: the reaper, the only part of dsup that imports psutil.
 
-This module owns how dsup finds and ends processes beyond the one it spawned: the
-tree of a run (descendants, its session, and every process carrying the run's
-marker variables), the escalation from the stop signal to SIGKILL, the sweeps
-that end what earlier runs or an earlier dsup left behind, zombie reaping for a
-child subreaper, and per-tree stats. It does not own spawning, waiting for or
-restarting the main process of a run (``child``), nor the ledger's storage
-(``ledger``).
+This module is the reaper's public face; it owns which processes dsup ends beyond
+the one it spawned and when: the stop of a run as a tree (descendants, its
+session, and every process carrying the run's marker variables), the sweeps that
+end what earlier runs or an earlier dsup left behind, zombie reaping for a child
+subreaper, and per-tree stats. Its private parts are ``_reaper_tree`` (process
+snapshots, identities, run membership), ``_reaper_stop`` (the escalation from
+the stop signal to SIGKILL) and ``_reaper_stats`` (resource use); only these four
+modules import psutil. It does not own spawning, waiting for or restarting the
+main process of a run (``child``), nor the ledger's storage (``ledger``).
 
 Rules (issue 3, "Orphans"):
 - A process is identified by its pid AND its create_time (``ProcIdent``): the
@@ -25,22 +27,36 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
 import psutil
 
+from supervisor._reaper_stats import ProcStats, TreeStats
+from supervisor._reaper_stop import TreeOutcome, escalate
+from supervisor._reaper_tree import (
+    MARKER_INSTANCE,
+    MARKER_NODE,
+    MARKER_PROCESS,
+    MARKER_PROGRAM,
+    MARKER_RUN_ID,
+    Scanner,
+    clock_mark,
+    descendants,
+    identify,
+    on_psutil_scale,
+    recorded_alive,
+    run_members,
+)
 from supervisor.events import OrphansCleaned
 from supervisor.ledger import ProcIdent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from anyio.abc import TaskStatus
 
+    from supervisor._reaper_tree import Snapshot
     from supervisor.events import Event
     from supervisor.ledger import Ledger
 
@@ -58,75 +74,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Environment markers set on every spawn by the child module (issue 3). They are
-# inherited by every descendant that does not clear its environment, so a
-# descendant that left the tree and the session is still recognised.
-MARKER_NODE = "DSUP_NODE"
-MARKER_INSTANCE = "DSUP_INSTANCE"
-MARKER_PROGRAM = "DSUP_PROGRAM"
-MARKER_PROCESS = "DSUP_PROCESS"
-MARKER_RUN_ID = "DSUP_RUN_ID"
-
 _PR_SET_CHILD_SUBREAPER = 36
-# psutil's epoch create_time is start ticks + the boot time of /proc/stat, a whole
-# second that moves when the wall clock is stepped; a pid is never reused within
-# a second of the same start time in practice.
-_CTIME_TOLERANCE = 1.0
 # Processes younger than this when a sweep or a zombie reaping begins are left for
 # the next round: the caller's view of live runs and children may not include them
 # yet (spawned in a thread, registered a moment later).
 _SPARE_YOUNGER_THAN = 1.0
-_KILL_WAIT = 5.0  # how long to wait for processes to vanish after SIGKILL
-_POLL_MIN, _POLL_MAX = 0.005, 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class TreeOutcome:
-    """What a stop did.
-
-    Attributes:
-        signalled: pids sent the stop signal (the main's pid when its group was).
-        killed: pids that needed SIGKILL.
-        survivors: pids still alive after SIGKILL and a bounded wait.
-    """
-
-    signalled: tuple[int, ...]
-    killed: tuple[int, ...]
-    survivors: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcStats:
-    """Resource use of one process tree (for status tables).
-
-    Attributes:
-        rss: resident memory in bytes, summed over the tree.
-        cpu_percent: CPU use since the previous ``stats`` call, summed over the
-            tree (100.0 is one core; 0.0 on the first call for a process).
-        nprocs: number of processes in the tree, the root included.
-    """
-
-    rss: int
-    cpu_percent: float
-    nprocs: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """One process in a snapshot; ``run_id`` is None unless it bears our instance marker."""
-
-    ident: ProcIdent
-    ppid: int
-    sid: int | None
-    run_id: str | None
-    process: str
-
-
-_Snapshot = dict[int, _Seen]
-
-
-def _same_start(a: float, b: float) -> bool:
-    return abs(a - b) <= _CTIME_TOLERANCE
 
 
 class Reaper:
@@ -146,11 +98,8 @@ class Reaper:
         self.instance_id = instance_id
         self.ledger = ledger
         self.spare_younger_than = spare_younger_than
-        self._markers: dict[ProcIdent, tuple[str | None, str]] = {}
-        self._scan_lock = anyio.Lock()
-        self._last_scan: tuple[float, _Snapshot] | None = None
-        self._cpu_lock = threading.Lock()
-        self._cpu: dict[ProcIdent, psutil.Process] = {}
+        self._scanner = Scanner(instance_id)
+        self._tree_stats = TreeStats()
 
     def become_subreaper(self) -> bool:
         """Make this process a child subreaper (Linux), so orphans re-parent to it.
@@ -169,7 +118,7 @@ class Reaper:
 
     async def identify(self, pid: int) -> ProcIdent | None:
         """The identity of a live process (None if it is gone)."""
-        return await anyio.to_thread.run_sync(_identify, pid)
+        return await anyio.to_thread.run_sync(identify, pid)
 
     # -- stopping -------------------------------------------------------------
 
@@ -203,15 +152,8 @@ class Reaper:
 
         Cancellation stops the waiting and propagates; run this shielded.
         """
-        recorded = await self._recorded(run_id)
-        return await self._escalate(
-            lambda snap: _run_members(snap, main, run_id, recorded),
-            label=f"stop of run {run_id}",
-            record_as=run_id,
-            sig=sig,
-            grace=timeout,
-            main=main,
-            main_exited=main_exited,
+        return await self._stop_run(
+            main, run_id, label="stop of run", sig=sig, grace=timeout, main_exited=main_exited
         )
 
     async def end_leftovers(
@@ -226,14 +168,7 @@ class Reaper:
 
         Same members and escalation as ``terminate_tree``, without the main.
         """
-        recorded = await self._recorded(run_id)
-        return await self._escalate(
-            lambda snap: _run_members(snap, main, run_id, recorded),
-            label=f"leftovers of run {run_id}",
-            record_as=run_id,
-            sig=sig,
-            grace=timeout,
-        )
+        return await self._stop_run(main, run_id, label="leftovers of run", sig=sig, grace=timeout)
 
     async def startup_sweep(
         self, *, sig: signal.Signals = signal.SIGTERM, grace: float = 5.0
@@ -255,15 +190,17 @@ class Reaper:
         recorded = {lo.ident for lo in leftovers}
         mains = [lo for lo in leftovers if lo.is_main]
 
-        def collect(snap: _Snapshot) -> set[ProcIdent]:
-            found = _recorded_alive(snap, recorded)
+        def collect(snap: Snapshot) -> set[ProcIdent]:
+            found = recorded_alive(snap, recorded)
             for lo in mains:
-                found |= _run_members(snap, lo.ident, lo.run_id, recorded)
+                found |= run_members(snap, lo.ident, lo.run_id, recorded)
             # Every process bearing our marker, whatever its run: this covers a
             # recorded pid whose start time no longer matches but which is ours.
             return found | {s.ident for s in snap.values() if s.run_id is not None}
 
-        outcome = await self._escalate(collect, label="startup sweep", sig=sig, grace=grace)
+        outcome = await escalate(
+            self._scanner, self.ledger, collect, label="startup sweep", sig=sig, grace=grace
+        )
         if outcome.survivors:
             logger.error("startup sweep: pids %s survived SIGKILL", list(outcome.survivors))
         else:
@@ -296,15 +233,15 @@ class Reaper:
             The pids signalled.
         """
         live = frozenset(live_run_ids)
-        mark = _clock_mark() - self.spare_younger_than
-        snap = await self._snapshot()
-        cutoff = await anyio.to_thread.run_sync(_on_psutil_scale, mark)
+        mark = clock_mark() - self.spare_younger_than
+        snap = await self._scanner.snapshot()
+        cutoff = await anyio.to_thread.run_sync(on_psutil_scale, mark)
         await anyio.to_thread.run_sync(self._record_live, snap, live)
         leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes)
         dead = {lo.ident for lo in leftovers if lo.run_id not in live}
         doomed: set[str] = set()  # runs found dead: their young processes go too
 
-        def collect(snap: _Snapshot) -> set[ProcIdent]:
+        def collect(snap: Snapshot) -> set[ProcIdent]:
             found = {
                 s
                 for s in snap.values()
@@ -313,9 +250,11 @@ class Reaper:
                 and (s.ident.create_time <= cutoff or s.run_id in doomed)
             }
             doomed.update(s.run_id for s in found if s.run_id is not None)
-            return {s.ident for s in found} | _recorded_alive(snap, dead)
+            return {s.ident for s in found} | recorded_alive(snap, dead)
 
-        outcome = await self._escalate(collect, label="sweep", sig=sig, grace=grace, snap=snap)
+        outcome = await escalate(
+            self._scanner, self.ledger, collect, label="sweep", sig=sig, grace=grace, snap=snap
+        )
         if not outcome.survivors:
             done = {r.run_id for r in await anyio.to_thread.run_sync(self.ledger.open_runs)}
             await anyio.to_thread.run_sync(self.ledger.forget_runs, done - live)
@@ -332,7 +271,7 @@ class Reaper:
         Returns:
             The pids reaped.
         """
-        cutoff = _clock_mark() - self.spare_younger_than
+        cutoff = clock_mark() - self.spare_younger_than
         return await anyio.to_thread.run_sync(_reap_zombies, frozenset(known_children), cutoff)
 
     async def serve(
@@ -363,323 +302,46 @@ class Reaper:
 
     async def stats(self, pids: Sequence[int]) -> dict[int, ProcStats]:
         """Resource use of the tree rooted at each pid (gone pids are left out)."""
-        return await anyio.to_thread.run_sync(self._stats, tuple(pids))
+        return await anyio.to_thread.run_sync(self._tree_stats.measure, tuple(pids))
 
     # -- internals --------------------------------------------------------------
 
-    async def _recorded(self, run_id: str) -> set[ProcIdent]:
+    async def _stop_run(
+        self,
+        main: ProcIdent,
+        run_id: str,
+        *,
+        label: str,
+        sig: signal.Signals,
+        grace: float,
+        main_exited: anyio.Event | None = None,
+    ) -> TreeOutcome:
+        """Escalate over the members of one run; record them, settle the run if all end.
+
+        ``main`` is signalled (through its group) only while ``main_exited`` is
+        given and not set.
+        """
         leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes)
-        return {lo.ident for lo in leftovers if lo.run_id == run_id and not lo.is_main}
+        recorded = {lo.ident for lo in leftovers if lo.run_id == run_id and not lo.is_main}
+        return await escalate(
+            self._scanner,
+            self.ledger,
+            lambda snap: run_members(snap, main, run_id, recorded),
+            label=f"{label} {run_id}",
+            record_as=run_id,
+            sig=sig,
+            grace=grace,
+            main=main,
+            main_exited=main_exited,
+        )
 
-    async def _snapshot(self) -> _Snapshot:
-        """A snapshot of every process taken after this call began (scans are shared)."""
-        asked = anyio.current_time()
-        async with self._scan_lock:
-            if self._last_scan is not None and self._last_scan[0] >= asked:
-                return self._last_scan[1]
-            started = anyio.current_time()
-            snap = await anyio.to_thread.run_sync(self._scan)
-            self._last_scan = (started, snap)
-            return snap
-
-    def _scan(self) -> _Snapshot:
-        me = os.getpid()
-        snap: _Snapshot = {}
-        for proc in psutil.process_iter(["ppid", "create_time", "status"]):
-            ctime = proc.info["create_time"]
-            # A zombie is already dead: nothing to signal, only its parent may reap it.
-            if proc.pid == me or ctime is None or proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            ident = ProcIdent(proc.pid, ctime)
-            marker = self._markers.get(ident)
-            if marker is None:
-                marker = self._read_marker(proc)
-                self._markers[ident] = marker
-            try:
-                sid: int | None = os.getsid(proc.pid)
-            except OSError:
-                sid = None
-            snap[proc.pid] = _Seen(ident, proc.info["ppid"] or 0, sid, *marker)
-        # A process keeps its marker for life (an exec does not make it a stranger).
-        self._markers = {s.ident: self._markers[s.ident] for s in snap.values()}
-        return snap
-
-    def _read_marker(self, proc: psutil.Process) -> tuple[str | None, str]:
-        try:
-            env = proc.environ()
-        except psutil.Error:
-            return (None, "")
-        if env.get(MARKER_INSTANCE) != self.instance_id:
-            return (None, "")
-        return (env.get(MARKER_RUN_ID, ""), env.get(MARKER_PROCESS, "?"))
-
-    def _record_live(self, snap: _Snapshot, live: frozenset[str]) -> None:
+    def _record_live(self, snap: Snapshot, live: frozenset[str]) -> None:
         per_run: dict[str, set[ProcIdent]] = {}
         for s in snap.values():
             if s.run_id is not None and s.run_id in live:
-                per_run.setdefault(s.run_id, set()).update(_descendants(snap, s.ident.pid))
+                per_run.setdefault(s.run_id, set()).update(descendants(snap, s.ident.pid))
         for run_id, procs in per_run.items():
             self.ledger.record_descendants(run_id, sorted(procs, key=lambda p: p.pid))
-
-    async def _escalate(
-        self,
-        collect: Callable[[_Snapshot], set[ProcIdent]],
-        *,
-        sig: signal.Signals,
-        grace: float,
-        label: str,
-        record_as: str | None = None,
-        main: ProcIdent | None = None,
-        main_exited: anyio.Event | None = None,
-        snap: _Snapshot | None = None,
-    ) -> TreeOutcome:
-        """Signal what ``collect`` finds, wait, collect again, SIGKILL what is left.
-
-        ``label`` names the operation in logs; ``snap`` is a fresh snapshot to
-        start from, if the caller has one.
-        """
-
-        def live_main() -> ProcIdent | None:
-            running = main_exited is not None and not main_exited.is_set()
-            return main if running else None
-
-        snap = snap if snap is not None else await self._snapshot()
-        targets = collect(snap)
-        if record_as is not None and targets:
-            await anyio.to_thread.run_sync(self.ledger.record_descendants, record_as, list(targets))
-        signalled: list[int] = []
-        killed: list[int] = []
-        left: set[ProcIdent] = set()
-        if targets or live_main() is not None:
-            signalled = await anyio.to_thread.run_sync(
-                self._signal, targets, sig, live_main(), f"{label}: {sig.name}", snap
-            )
-            remaining = await self._wait_gone(targets, main_exited, grace)
-            snap = await self._snapshot()
-            left = remaining | collect(snap)
-        if left or live_main() is not None:
-            killed = await anyio.to_thread.run_sync(
-                self._signal, left, signal.SIGKILL, live_main(), f"{label}: SIGKILL", snap
-            )
-            left = await self._wait_gone(left, main_exited, _KILL_WAIT)
-        survivors = sorted(p.pid for p in left)
-        if (still := live_main()) is not None:
-            survivors.insert(0, still.pid)
-        if record_as is not None and not survivors:
-            await anyio.to_thread.run_sync(self.ledger.forget_runs, [record_as])
-        return TreeOutcome(tuple(signalled), tuple(killed), tuple(survivors))
-
-    def _signal(
-        self,
-        targets: Iterable[ProcIdent],
-        sig: signal.Signals,
-        main: ProcIdent | None,
-        why: str,
-        snap: _Snapshot,
-    ) -> list[int]:
-        """Send ``sig`` to the group of a live ``main`` and to each target outside it.
-
-        A process in the group gets the signal once, through the group: a second
-        SIGINT could cut short the clean-up the first one started. Every pid is
-        verified by its identity right before it is signalled.
-        """
-        sent: list[int] = []
-        group = main.pid if main is not None else None
-        if main is not None:
-            try:
-                os.killpg(main.pid, sig)
-                logger.info("%s sent to process group %d", why, main.pid)
-            except ProcessLookupError:
-                # Not a group leader after all (spawned without a new session).
-                group = None
-                targets = [main, *targets]
-            else:
-                sent.append(main.pid)
-        for ident in sorted(targets, key=lambda p: p.pid):
-            proc = _verified(ident)
-            if proc is None:
-                continue
-            try:
-                in_group = group is not None and os.getpgid(ident.pid) == group
-                if not in_group:
-                    os.kill(ident.pid, sig)
-            except ProcessLookupError:
-                continue
-            sent.append(ident.pid)
-            seen = snap.get(ident.pid)
-            logger.info(
-                "%s sent to pid %d of %s (%s) %s%s",
-                why,
-                ident.pid,
-                seen.process if seen is not None and seen.process else "no dsup process",
-                _name(proc),
-                _cmdline(proc),
-                " via its group" if in_group else "",
-            )
-        return sent
-
-    async def _wait_gone(
-        self, targets: set[ProcIdent], main_exited: anyio.Event | None, limit: float
-    ) -> set[ProcIdent]:
-        """Wait up to ``limit`` s for ``targets`` to vanish and ``main_exited``; return the rest."""
-        remaining = set(targets)
-        delay = _POLL_MIN
-        with anyio.move_on_after(limit):
-            while True:
-                remaining = await anyio.to_thread.run_sync(_still_alive, remaining)
-                if not remaining:
-                    if main_exited is not None:
-                        await main_exited.wait()
-                    break
-                await anyio.sleep(delay)
-                delay = min(delay * 2, _POLL_MAX)
-        return await anyio.to_thread.run_sync(_still_alive, remaining)
-
-    def _stats(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
-        # One pass over /proc for all trees: children(recursive=True) per pid
-        # would read every process once per tree.
-        procs: dict[int, psutil.Process] = {}
-        children: dict[int, list[int]] = {}
-        for proc in psutil.process_iter(["ppid", "create_time"]):
-            if proc.info["create_time"] is not None:
-                procs[proc.pid] = proc
-                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
-        out: dict[int, ProcStats] = {}
-        with self._cpu_lock:
-            seen: dict[ProcIdent, psutil.Process] = {}
-            for root in pids:
-                if root not in procs:
-                    continue
-                rss, cpu, count = 0, 0.0, 0
-                todo = [root]
-                while todo:
-                    fresh = procs.get(pid := todo.pop())
-                    if fresh is None:
-                        continue
-                    todo.extend(children.get(pid, ()))
-                    ident = ProcIdent(pid, fresh.info["create_time"])
-                    # cpu_percent compares with the previous call on the same object.
-                    proc = seen[ident] = self._cpu.get(ident, fresh)
-                    try:
-                        with proc.oneshot():
-                            rss += proc.memory_info().rss
-                            cpu += proc.cpu_percent(None)
-                    except psutil.Error:
-                        continue
-                    count += 1
-                out[root] = ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
-            self._cpu.update(seen)
-            self._cpu = {
-                i: p
-                for i, p in self._cpu.items()
-                if i.pid in procs and procs[i.pid].info["create_time"] == i.create_time
-            }
-        return out
-
-
-def _identify(pid: int) -> ProcIdent | None:
-    try:
-        return ProcIdent(pid, psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _verified(ident: ProcIdent) -> psutil.Process | None:
-    """The live process with this identity, or None (gone, or pid reused)."""
-    try:
-        proc = psutil.Process(ident.pid)
-        if _same_start(proc.create_time(), ident.create_time):
-            return proc
-    except psutil.Error:
-        pass
-    return None
-
-
-def _descendants(snap: _Snapshot, pid: int) -> set[ProcIdent]:
-    """``pid`` and everything below it in the snapshot's parent links."""
-    children: dict[int, list[int]] = {}
-    for seen in snap.values():
-        children.setdefault(seen.ppid, []).append(seen.ident.pid)
-    found: set[ProcIdent] = set()
-    todo = [pid]
-    while todo:
-        cur = todo.pop()
-        if (s := snap.get(cur)) is not None and s.ident not in found:
-            found.add(s.ident)
-            todo.extend(children.get(cur, ()))
-    return found
-
-
-def _run_members(
-    snap: _Snapshot, main: ProcIdent, run_id: str, recorded: set[ProcIdent]
-) -> set[ProcIdent]:
-    """The live processes of one run, ``main`` excluded.
-
-    Descendants of ``main`` (if it still lives), members of its session (only
-    while its pid cannot belong to another session leader), processes bearing
-    the run's marker, and recorded processes whose identity still matches.
-    """
-    seen_main = snap.get(main.pid)
-    main_alive = seen_main is not None and _same_start(
-        seen_main.ident.create_time, main.create_time
-    )
-    found = _descendants(snap, main.pid) if main_alive else set()
-    sid_is_ours = seen_main is None or main_alive
-    for s in snap.values():
-        in_session = (
-            sid_is_ours
-            and s.sid == main.pid
-            and s.ident.create_time >= main.create_time - _CTIME_TOLERANCE
-        )
-        if in_session or s.run_id == run_id:
-            found.add(s.ident)
-    found |= _recorded_alive(snap, recorded)
-    return {p for p in found if p.pid != main.pid}
-
-
-def _recorded_alive(snap: _Snapshot, recorded: Iterable[ProcIdent]) -> set[ProcIdent]:
-    """The live snapshot identities of recorded processes whose start time matches."""
-    return {
-        s.ident
-        for r in recorded
-        if (s := snap.get(r.pid)) is not None and _same_start(s.ident.create_time, r.create_time)
-    }
-
-
-def _still_alive(idents: set[ProcIdent]) -> set[ProcIdent]:
-    """Those of ``idents`` still running; our zombie children among them are reaped.
-
-    The idents never include the main process of a run (collections exclude it),
-    so reaping them cannot steal an exit status the child module waits for.
-    """
-    me = os.getpid()
-    alive: set[ProcIdent] = set()
-    for ident in idents:
-        proc = _verified(ident)
-        if proc is None:
-            continue
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                alive.add(ident)
-            elif proc.ppid() == me:
-                os.waitpid(ident.pid, os.WNOHANG)
-        except (psutil.Error, ChildProcessError):
-            continue
-    return alive
-
-
-def _clock_mark() -> float:
-    """Now, as seconds since boot (sampled on the event loop: no I/O)."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
-def _on_psutil_scale(mark: float) -> float:
-    """A ``_clock_mark`` value on psutil's create_time scale (reads /proc/stat).
-
-    psutil's create_time is start ticks since boot plus /proc/stat's whole-second
-    boot time, so this is exact to a tick where ``time.time()`` is off by up to 1 s.
-    """
-    return mark + psutil.boot_time()
 
 
 def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
@@ -689,7 +351,7 @@ def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
             if (
                 child.pid in known
                 or child.status() != psutil.STATUS_ZOMBIE
-                or child.create_time() > _on_psutil_scale(cutoff)
+                or child.create_time() > on_psutil_scale(cutoff)
             ):
                 continue
             pid, status = os.waitpid(child.pid, os.WNOHANG)
@@ -699,17 +361,3 @@ def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
             reaped.append(pid)
             logger.info("reaped stray zombie pid %d (status %d)", pid, status)
     return reaped
-
-
-def _name(proc: psutil.Process) -> str:
-    try:
-        return proc.name()
-    except psutil.Error:
-        return "?"
-
-
-def _cmdline(proc: psutil.Process) -> str:
-    try:
-        return " ".join(proc.cmdline())[:200]
-    except psutil.Error:
-        return "?"

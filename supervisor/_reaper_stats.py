@@ -1,0 +1,92 @@
+"""Part of the reaper: resource use of process trees, for status tables.
+
+This private module of ``supervisor.reaper`` owns the per-tree sums of memory,
+CPU and process count, and the cache of psutil objects that CPU percentages are
+measured against. It ends nothing and decides nothing. Like the rest of the
+reaper it may import psutil; nothing outside the reaper may import this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import psutil
+
+from supervisor.ledger import ProcIdent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcStats:
+    """Resource use of one process tree (for status tables).
+
+    Attributes:
+        rss: resident memory in bytes, summed over the tree.
+        cpu_percent: CPU use since the previous ``stats`` call, summed over the
+            tree (100.0 is one core; 0.0 on the first call for a process).
+        nprocs: number of processes in the tree, the root included.
+    """
+
+    rss: int
+    cpu_percent: float
+    nprocs: int
+
+
+class TreeStats:
+    """Measures process trees; CPU use is relative to the previous measurement."""
+
+    def __init__(self) -> None:
+        """Start with no previous measurement (thread-safe: one lock)."""
+        self._lock = threading.Lock()
+        self._cpu: dict[ProcIdent, psutil.Process] = {}
+
+    def measure(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
+        """Resource use of the tree rooted at each pid (gone pids are left out); blocks."""
+        # One pass over /proc for all trees: children(recursive=True) per pid
+        # would read every process once per tree.
+        procs: dict[int, psutil.Process] = {}
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid", "create_time"]):
+            if proc.info["create_time"] is not None:
+                procs[proc.pid] = proc
+                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
+        out: dict[int, ProcStats] = {}
+        with self._lock:
+            seen: dict[ProcIdent, psutil.Process] = {}
+            for root in pids:
+                if root in procs:
+                    out[root] = self._sum_tree(root, procs, children, seen)
+            self._cpu.update(seen)
+            self._cpu = {
+                i: p
+                for i, p in self._cpu.items()
+                if i.pid in procs and procs[i.pid].info["create_time"] == i.create_time
+            }
+        return out
+
+    def _sum_tree(
+        self,
+        root: int,
+        procs: dict[int, psutil.Process],
+        children: dict[int, list[int]],
+        seen: dict[ProcIdent, psutil.Process],
+    ) -> ProcStats:
+        """Sum one tree; the psutil objects used are added to ``seen``."""
+        rss, cpu, count = 0, 0.0, 0
+        todo = [root]
+        while todo:
+            fresh = procs.get(pid := todo.pop())
+            if fresh is None:
+                continue
+            todo.extend(children.get(pid, ()))
+            ident = ProcIdent(pid, fresh.info["create_time"])
+            # cpu_percent compares with the previous call on the same object.
+            proc = seen[ident] = self._cpu.get(ident, fresh)
+            try:
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    cpu += proc.cpu_percent(None)
+            except psutil.Error:
+                continue
+            count += 1
+        return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
