@@ -21,8 +21,8 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Self
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Literal, Self, TypeVar
 
 from supervisor.errors import SupervisorError
 
@@ -310,9 +310,9 @@ class Ledger:
             (),
         )
         return [
-            LeftoverProcess(
-                run_id=row["run_id"],
-                process=row["process"],
+            _from_row(
+                LeftoverProcess,
+                row,
                 ident=ProcIdent(row["pid"], row["create_time"]),
                 is_main=bool(row["is_main"]),
             )
@@ -363,19 +363,7 @@ class Ledger:
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
-        return [
-            AuditRecord(
-                id=row["id"],
-                at=row["at"],
-                actor=row["actor"],
-                source=row["source"],
-                command=row["command"],
-                target=row["target"],
-                outcome=row["outcome"],
-                detail=row["detail"],
-            )
-            for row in rows
-        ]
+        return [_from_row(AuditRecord, row) for row in rows]
 
     # -- plumbing -------------------------------------------------------------
 
@@ -419,15 +407,14 @@ def _migrate(path: Path, conn: sqlite3.Connection) -> None:
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        process=row["process"],
-        program=row["program"],
-        pid=row["pid"],
-        create_time=row["create_time"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        exit_code=row["exit_code"],
-        exit_signal=row["exit_signal"],
-        is_settled=bool(row["settled"]),
-    )
+    return _from_row(RunRecord, row, is_settled=bool(row["settled"]))
+
+
+_Record = TypeVar("_Record", RunRecord, LeftoverProcess, AuditRecord)
+
+
+def _from_row(cls: type[_Record], row: sqlite3.Row, **computed: object) -> _Record:
+    """A record whose fields are the row's columns of the same name, except ``computed``."""
+    values = {f.name: row[f.name] for f in fields(cls) if f.name not in computed}
+    values.update(computed)
+    return cls(**values)
