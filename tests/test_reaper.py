@@ -32,6 +32,7 @@ from supervisor.reaper import (
     MARKER_RUN_ID,
     ProcIdent,
     Reaper,
+    TreeOutcome,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Worker:
 
     popen: subprocess.Popen[bytes]
     ident: ProcIdent
+    run_id: str
     pids: dict[str, list[int]]
     exited: anyio.Event = field(default_factory=anyio.Event)
 
@@ -179,7 +181,7 @@ async def spawned(instance: str, run_id: str, *args: str) -> AsyncIterator[Worke
         # Identified at once, as the child module does (unreaped, so never reused).
         ident = ProcIdent(popen.pid, psutil.Process(popen.pid).create_time())
         with anyio.fail_after(10):
-            worker = Worker(popen, ident, await _read_ready(popen.stdout.fileno()))
+            worker = Worker(popen, ident, run_id, await _read_ready(popen.stdout.fileno()))
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.watch)
             yield worker
@@ -202,6 +204,26 @@ def _kill_younger(pids: list[int], *, than: float) -> None:
             proc = psutil.Process(pid)
             if proc.create_time() >= than and proc.status() != psutil.STATUS_ZOMBIE:
                 proc.kill()
+
+
+async def _terminate(reaper: Reaper, w: Worker, *, grace: float = 10) -> TreeOutcome:
+    """Stop the worker's run with SIGTERM, ``grace`` s before SIGKILL (20 s deadline)."""
+    with anyio.fail_after(20):
+        return await reaper.terminate_tree(
+            w.ident, run_id=w.run_id, sig=signal.SIGTERM, timeout=grace, main_exited=w.exited
+        )
+
+
+def _record_run(led: Ledger, run_id: str, main: ProcIdent) -> None:
+    """Record a run of ``w:0`` started now with this main process."""
+    led.record_run_start(
+        run_id=run_id,
+        process="w:0",
+        program="w",
+        pid=main.pid,
+        create_time=main.create_time,
+        started_at=time.time(),
+    )
 
 
 async def launch_orphan(instance: str, run_id: str, *args: str) -> tuple[int, dict[str, list[int]]]:
@@ -233,11 +255,7 @@ async def test_identify_gives_pid_and_create_time(ledger: Ledger) -> None:
 async def test_terminate_tree_ends_forked_grandchildren(instance: str, ledger: Ledger) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "2", "--bare") as w:
-        main = w.ident
-        with anyio.fail_after(20):
-            out = await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=10, main_exited=w.exited
-            )
+        out = await _terminate(reaper, w)
         assert w.exited.is_set()
         # The exit status stays with its owner: the reaper never waited for main.
         assert w.popen.returncode == -signal.SIGTERM
@@ -254,11 +272,7 @@ async def test_terminate_tree_catches_setsid_daemon_by_marker(
     async with spawned(instance, "run1", "--daemon") as w:
         (daemon,) = w.pids["daemon"]
         assert os.getsid(daemon) != w.pid  # left the session: only its marker tells
-        main = w.ident
-        with anyio.fail_after(20):
-            out = await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=10, main_exited=w.exited
-            )
+        out = await _terminate(reaper, w)
         assert daemon in out.signalled
         assert out.survivors == ()
         assert not _alive(daemon)
@@ -277,11 +291,7 @@ async def test_subreaper_adopts_and_reaps_double_forked_daemon(
     async with spawned(instance, "run1", "--daemon") as w:
         (daemon,) = w.pids["daemon"]
         assert psutil.Process(daemon).ppid() == os.getpid()
-        main = w.ident
-        with anyio.fail_after(20):
-            out = await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=10, main_exited=w.exited
-            )
+        out = await _terminate(reaper, w)
         assert out.survivors == ()
         assert w.popen.returncode == -signal.SIGTERM
         # Killed and reaped: not even a zombie is left.
@@ -291,12 +301,8 @@ async def test_subreaper_adopts_and_reaps_double_forked_daemon(
 async def test_terminate_tree_escalates_to_sigkill(instance: str, ledger: Ledger) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "1", "--ignore-term") as w:
-        main = w.ident
         started = anyio.current_time()
-        with anyio.fail_after(20):
-            out = await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=0.5, main_exited=w.exited
-            )
+        out = await _terminate(reaper, w, grace=0.5)
         assert anyio.current_time() - started >= 0.5
         assert w.popen.returncode == -signal.SIGKILL
         assert set(out.killed) == set(w.all_pids())
@@ -309,11 +315,7 @@ async def test_terminate_tree_catches_daemon_forked_during_grace(
 ) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--fork-on-term") as w:
-        main = w.ident
-        with anyio.fail_after(20):
-            out = await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=10, main_exited=w.exited
-            )
+        out = await _terminate(reaper, w)
         assert w.popen.returncode == 0
         (late,) = out.killed  # the daemon born from the SIGTERM handler
         assert late != w.pid
@@ -324,19 +326,8 @@ async def test_terminate_tree_catches_daemon_forked_during_grace(
 async def test_terminate_tree_settles_the_run(instance: str, ledger: Ledger) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "1") as w:
-        main = w.ident
-        ledger.record_run_start(
-            run_id="run1",
-            process="w:0",
-            program="w",
-            pid=main.pid,
-            create_time=main.create_time,
-            started_at=time.time(),
-        )
-        with anyio.fail_after(20):
-            await reaper.terminate_tree(
-                main, run_id="run1", sig=signal.SIGTERM, timeout=10, main_exited=w.exited
-            )
+        _record_run(ledger, "run1", w.ident)
+        await _terminate(reaper, w)
     assert ledger.open_runs() == []
     assert ledger.leftover_processes() == []
 
@@ -394,14 +385,7 @@ async def test_startup_sweep_ends_leftovers_of_previous_life(instance: str, tmp_
             stray_ident = await first.identify(stray.pid)
             assert main is not None
             assert stray_ident is not None
-            led.record_run_start(
-                run_id="run1",
-                process="w:0",
-                program="w",
-                pid=main.pid,
-                create_time=main.create_time,
-                started_at=time.time(),
-            )
+            _record_run(led, "run1", main)
             led.record_descendants("run1", [stray_ident])
         # dsup "died" here; a new life opens the same ledger.
         with Ledger.open(path) as led:

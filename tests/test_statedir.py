@@ -40,6 +40,18 @@ def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         proc.stdout.close()
 
 
+def _hold_once(path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the holder worker on ``path`` with stdin closed: it takes the lock, then lets go."""
+    return subprocess.run(
+        [sys.executable, "-u", str(WORKERS / "reap_hold_statedir.py"), str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def test_open_state_dir_creates_private_layout(tmp_path: Path) -> None:
     path = tmp_path / "a" / "state"
     with open_state_dir(path) as state:
@@ -118,14 +130,7 @@ def test_open_state_dir_free_again_after_holder_is_killed(
 def test_open_state_dir_held_here_refuses_another_process(tmp_path: Path) -> None:
     path = tmp_path / "state"
     with open_state_dir(path):
-        out = subprocess.run(
-            [sys.executable, "-u", str(WORKERS / "reap_hold_statedir.py"), str(path)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        out = _hold_once(path)
     assert out.returncode == 3
     assert out.stdout.split() == ["locked", str(os.getpid())]
 
@@ -134,13 +139,6 @@ def test_open_state_dir_releases_lock_on_exit(tmp_path: Path) -> None:
     path = tmp_path / "state"
     with open_state_dir(path):
         pass
-    out = subprocess.run(
-        [sys.executable, "-u", str(WORKERS / "reap_hold_statedir.py"), str(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    out = _hold_once(path)
     assert out.returncode == 0
     assert out.stdout.split()[0] == "held"
