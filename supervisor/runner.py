@@ -6,8 +6,8 @@ previous life, start the console, the fleet and the control socket. Shutdown
 (documented order): stop accepting commands, stop every process in parallel
 (bounded by their stop timeouts), sweep with the reaper, flush the console.
 
-SIGINT/SIGTERM start a graceful shutdown; a second SIGINT kills every process
-group at once.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT start a graceful shutdown; a second SIGINT
+kills every process group at once.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import logging
 import resource
 import signal
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -37,11 +38,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How the node was asked to stop."""
+
+    graceful: bool = False
+    hard: bool = False
+
+
 def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False) -> int:
     """Supervise ``config`` in the foreground until a signal or ``shutdown``.
 
     Returns:
-        The process exit code (0 after a clean shutdown).
+        The process exit code: 0 after a graceful shutdown, 1 when a second
+        SIGINT killed the processes instead.
     """
     _raise_fd_limit()
     return anyio.run(_run, config, mode, json_logs, backend="asyncio")
@@ -81,10 +94,11 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
         cleaned = await reaper.startup_sweep()
         if cleaned:
             console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
+        outcome = _Outcome()
         server = ControlServer(CommandService(fleet), state.socket_path)
         async with anyio.create_task_group() as services:
             await services.start(console.run)
-            services.start_soon(_watch_signals, fleet)
+            await services.start(_watch_signals, fleet, outcome)
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)
                 async with anyio.create_task_group() as front:
@@ -94,20 +108,26 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
             # Every process has been stopped; end whatever escaped its tree.
             await reaper.sweep(live_run_ids=())
             services.cancel_scope.cancel("shutdown complete")
-    return 0
+    return 1 if outcome.hard else 0
 
 
 async def _watch_signals(
-    fleet: Fleet, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    fleet: Fleet, outcome: _Outcome, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """Turn signals into a graceful shutdown, and a second SIGINT into a hard one.
+
+    SIGHUP and SIGQUIT count as SIGTERM: a closed terminal or a lost SSH session
+    must stop the fleet cleanly rather than kill dsup and orphan every worker.
+    """
+    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
         task_status.started()
-        graceful = False
         async for signum in signals:
-            if not graceful:
-                graceful = True
-                logger.warning("%s: stopping every process (Ctrl-C again to kill)", signum.name)
+            if not outcome.graceful:
+                outcome.graceful = True
+                hint = " (Ctrl-C again to kill them at once)" if signum == signal.SIGINT else ""
+                logger.warning("%s: stopping every process%s", signum.name, hint)
                 fleet.request_shutdown()
-            elif signum == signal.SIGINT:
+            elif signum == signal.SIGINT and not outcome.hard:
+                outcome.hard = True
                 logger.warning("second SIGINT: killing every process group now")
                 fleet.kill_all()

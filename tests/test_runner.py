@@ -1,0 +1,66 @@
+"""``dsup run`` as a whole: how signals stop a node (real dsup, real workers)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests._e2e import DEADLINE, WORKERS, alive, dsup_run, kill_all, read_tree, write_config
+from tests._wait import wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _program(name: str, worker: str, pids_file: Path, stop_timeout: float) -> str:
+    argv = [sys.executable, str(WORKERS / worker), str(pids_file)]
+    return f"""[programs.{name}]
+command = {argv!r}
+restart = "never"
+start_seconds = 0
+stop_timeout_seconds = {stop_timeout}
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT])
+def test_runner_stops_the_fleet_gracefully_on(tmp_path: Path, signum: signal.Signals) -> None:
+    """A closed terminal (SIGHUP) must not kill dsup and orphan its workers (QA #1)."""
+    pids_file = tmp_path / "tree.pids"
+    config = write_config(tmp_path, _program("spawner", "e2e_spawner.py", pids_file, 5.0))
+    tree = []
+    try:
+        with dsup_run(config) as node:
+            wait_for(pids_file.exists, "the worker to report its tree")
+            tree = read_tree(pids_file)
+            node.send_signal(signum)
+            assert node.wait(timeout=DEADLINE) == 0
+        assert not any(alive(p) for p in tree)
+    finally:
+        kill_all(tree)
+
+
+def test_runner_second_sigint_kills_at_once_and_exits_1(tmp_path: Path) -> None:
+    """The worker ignores SIGTERM and has a minute to stop; a second Ctrl-C kills it now."""
+    pids_file = tmp_path / "stubborn.pid"
+    config = write_config(tmp_path, _program("stubborn", "e2e_stubborn.py", pids_file, 60.0))
+    socket = tmp_path / "state" / "control.sock"
+    tree = []
+    try:
+        with dsup_run(config) as node:
+            wait_for(pids_file.exists, "the worker to start")
+            tree = read_tree(pids_file)
+            wait_for(socket.exists, "the control socket")
+            node.send_signal(signal.SIGINT)
+            # The first thing a shutdown does is to stop accepting commands.
+            wait_for(lambda: not socket.exists(), "the graceful shutdown to begin")
+            assert alive(tree[0])
+            node.send_signal(signal.SIGINT)
+            assert node.wait(timeout=DEADLINE) == 1
+        assert not alive(tree[0])
+    finally:
+        kill_all(tree)
