@@ -1,14 +1,62 @@
-"""Short human forms of durations, sizes, CPU shares and signals for tables.
+"""Short human forms of durations, sizes, CPU shares and signals, and safe output lines.
 
 This module owns how ``dsup ctl status`` and the live console spell these
-values, so both read the same. It does not own any table layout (``ctl``,
-``terminal``). It imports only the standard library: ``dsup ctl`` must start
-fast, so no rich here.
+values, so both read the same, and ``printable``, the one place where a
+worker's output line is made safe to write to a terminal (console and
+``ctl tail``). It does not own any table layout (``ctl``, ``terminal``). It
+imports only the standard library: ``dsup ctl`` must start fast, so no rich
+here.
 """
 
 from __future__ import annotations
 
+import re
 import signal
+
+_CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f"
+"""C0 controls except tab, DEL and the C1 controls (a regex character-class body)."""
+
+_UNSAFE = re.compile(f"[{_CONTROL}]")
+_TOKEN = re.compile(
+    r"(?P<sgr>\x1b\[[0-9;:]*m)"  # SGR: colours and text attributes
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # any other CSI: cursor moves, erase, modes
+    r"|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)"  # OSC, DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]"  # any other escape (or an unfinished one's introducer)
+    f"|(?P<control>[{_CONTROL}])"
+)
+
+
+def printable(line: str, *, keep_color: bool = False) -> str:
+    """A worker's output line made safe to write to a terminal.
+
+    Colour (SGR) sequences are removed, or kept with ``keep_color``. Every other
+    escape sequence (cursor moves, OSC titles and clipboard writes, DCS, ...) is
+    removed. Any control character left (C0 except tab, DEL, C1) is shown as
+    ``\\xNN``, so ``\\r`` reads ``\\x0d`` and a lone ESC ``\\x1b``. One ``\\r`` at
+    the end (a CRLF line ending) is dropped. A line with no control character
+    is returned as is, without a regex pass.
+
+    Args:
+        line: one line of output, without its newline.
+        keep_color: keep SGR sequences (for a view that renders them).
+
+    Returns:
+        The line with nothing a terminal would act on except tabs (and SGR).
+    """
+    if line.isprintable() or _UNSAFE.search(line) is None:
+        return line
+    if line.endswith("\r"):
+        line = line[:-1]
+    return _TOKEN.sub(_keep_sgr if keep_color else _drop_sgr, line)
+
+
+def _drop_sgr(match: re.Match[str]) -> str:
+    char = match["control"]
+    return "" if char is None else f"\\x{ord(char):02x}"
+
+
+def _keep_sgr(match: re.Match[str]) -> str:
+    return match["sgr"] or _drop_sgr(match)
 
 
 def duration(seconds: float) -> str:

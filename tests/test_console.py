@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor import console as console_module
+from supervisor import humanize
 from supervisor.console import LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 
@@ -382,3 +383,41 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
     assert logged[0] > screen.index(headers[0])
     assert re.search(r"\x1b\[[0-9;]*mRUNNING", text)  # the state is coloured
     assert text.count("PROCESS") >= 3  # two refreshes and the final table
+
+
+# -- printable: a worker's line made safe for a terminal (QA finding #3) -------
+
+_GARBAGE = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
+
+
+def test_printable_leaves_an_ordinary_line_and_tabs_alone() -> None:
+    for line in ("", "plain text", "a\tb", "unicode \u00e9\u4e2d \u00a0nbsp", "[31m not an escape"):
+        assert humanize.printable(line) == line
+        assert humanize.printable(line, keep_color=True) == line
+
+
+def test_printable_drops_escape_sequences_and_shows_controls_as_hex() -> None:
+    assert humanize.printable(_GARBAGE) == "RED\\x0d\\x0dX\\x08\\x08"
+    assert humanize.printable("\x0b\x0c\rstart") == "\\x0b\\x0c\\x0dstart"
+    assert humanize.printable("\x1b]52;c;aGk=\x1b\\after") == "after"  # OSC 52 clipboard write
+    assert humanize.printable("\x1b[2J\x1b[H\x1b[?25lhi\x1b7\x1b(B") == "hi"
+    assert humanize.printable("\x1bP1$r\x1b\\dcs") == "dcs"
+    assert humanize.printable("lone \x1b") == "lone \\x1b"
+    assert humanize.printable("del\x7f c1\x9b31m") == "del\\x7f c1\\x9b31m"
+    assert humanize.printable("crlf\r") == "crlf"
+
+
+def test_printable_keeps_only_colour_when_asked() -> None:
+    kept = humanize.printable(_GARBAGE, keep_color=True)
+    assert kept == "\x1b[31mRED\x1b[0m\\x0d\\x0dX\\x08\\x08"
+    assert humanize.printable("\x1b[1;38;5;196mhot\x1b[K", keep_color=True) == (
+        "\x1b[1;38;5;196mhot"
+    )
+
+
+def test_printable_output_never_holds_a_control_character_but_tab() -> None:
+    every = "".join(map(chr, range(256))) + "\x1b[" + "\x1b]unterminated\x07\x1b"
+    controls = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))} - {"\t"}
+    assert not controls & set(humanize.printable(every))
+    colour_free = re.sub(r"\x1b\[[0-9;:]*m", "", humanize.printable(every, keep_color=True))
+    assert not controls & set(colour_free)
