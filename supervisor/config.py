@@ -59,6 +59,8 @@ MAX_NUMPROCS = 1000  # processes one program may have
 
 T = TypeVar("T")
 
+RESERVED_NAMES = frozenset({"all"})
+"""Program names that commands give another meaning (``dsup ctl stop all``)."""
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
@@ -274,7 +276,10 @@ class _Reader:
         if key not in table:
             return default
         value = table[key]
-        if isinstance(value, str) and conv.looks_like_token(value):
+        # A worker's own secret may sit in its env (only its owner can read
+        # /proc/PID/environ); anywhere else, even in argv that `ps` shows to
+        # every user, a token-shaped string is refused.
+        if key != "env" and any(conv.looks_like_token(text) for text in _strings(value)):
             self.fail(prefix + key, conv.TOKEN_REFUSED)
             return default
         try:
@@ -315,7 +320,12 @@ class _Reader:
 
     def program(self, name: str, body: object) -> ProgramSpec | None:
         p = f"programs.{name}."
-        if not _NAME_RE.fullmatch(name):
+        if name in RESERVED_NAMES:
+            self.fail(
+                f"programs.{name}",
+                f"{name!r} is reserved: commands use it to mean every process; rename the program",
+            )
+        elif not _NAME_RE.fullmatch(name):
             self.fail(
                 f"programs.{name}",
                 "a program name is 1-64 letters, digits, '_', '.', '-' (no ':', spaces or globs)",
@@ -399,3 +409,14 @@ class _Reader:
                 admin=g(access, pa, "admin", conv.id_list, ()),
             ),
         )
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a TOML value: itself, or those inside its arrays and tables."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    return []

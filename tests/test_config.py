@@ -437,6 +437,7 @@ def test_config_discord_token_env_and_file_are_exclusive(tmp_path: Path) -> None
         (f'[programs.a]\ncommand = "bot --token {TOKEN}"\n', "programs.a.command"),
         (f'[supervisor]\nname = "{TOKEN}"\n', "supervisor.name"),
         (f'[programs.a]\ncommand = "{TOKEN}"\n', "programs.a.command"),
+        (f'[programs.a]\ncommand = ["bot", "--token", "{TOKEN}"]\n', "programs.a.command"),
     ],
 )
 def test_config_literal_token_is_refused_without_echo(tmp_path: Path, text: str, key: str) -> None:
@@ -463,6 +464,12 @@ def test_config_token_is_redacted_from_every_message(tmp_path: Path, text: str) 
     exc = _error(tmp_path, text)
     assert TOKEN not in str(exc)
     assert TOKEN not in repr(exc.issues)
+
+
+def test_config_program_named_all_is_refused(tmp_path: Path) -> None:
+    """``all`` means every process to commands, so no program may be called so (QA #17)."""
+    exc = _error(tmp_path, '[programs.all]\ncommand = ["true"]\n')
+    assert "reserved" in _messages(exc)["programs.all"]
 
 
 def test_config_token_in_program_env_is_allowed(tmp_path: Path) -> None:
