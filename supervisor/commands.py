@@ -27,6 +27,7 @@ from supervisor.access import AccessLevel, Actor, Command
 from supervisor.action import parse_signal, restart_one, signal_one, start_one, stop_one
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
+from supervisor.fleet import ReloadResult
 from supervisor.logs import follow, log_paths, tail_lines
 from supervisor.reports import (
     ActionReport,
@@ -45,9 +46,10 @@ if TYPE_CHECKING:
 
     from anyio.streams.memory import MemoryObjectSendStream
 
-    from supervisor.child import ChildProcess
+    from supervisor.child import ChildProcess, ProcessStatus
     from supervisor.events import Stream
-    from supervisor.fleet import Fleet, ReloadResult
+    from supervisor.fleet import Fleet
+    from supervisor.reaper import ProcStats
 
 # The surface's whole vocabulary, importable from here by every transport.
 __all__ = [
@@ -76,6 +78,9 @@ MAX_TAIL_LINES = 1000
 """The most lines one ``tail`` returns per process (the log file has the rest)."""
 
 _AUDIT_TIMEOUT = 5.0
+_AUDIT_TARGET_CHARS = 200  # longer targets and details are stored cut, with their length
+_AUDIT_DETAIL_CHARS = 1000
+_CPU_WINDOW = 0.1  # seconds between two CPU samples of a run never measured before
 _FOLLOW_BUFFER = 256  # chunks waiting for a slow follower before lines are dropped
 
 Outcome = Literal["ok", "refused", "failed"]
@@ -98,6 +103,7 @@ class CommandService:
         """
         self._fleet = fleet
         self._poll_interval = poll_interval
+        self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
 
     # -- viewer --------------------------------------------------------------
 
@@ -248,6 +254,7 @@ class CommandService:
         self, actor: Actor, command: Command, target: str, outcome: Outcome, detail: str
     ) -> None:
         """Write one audit row; shielded and bounded so a cancelled command is recorded."""
+        target, detail = _clip(target, _AUDIT_TARGET_CHARS), _clip(detail, _AUDIT_DETAIL_CHARS)
         logger.info(
             "command %s %s by %s (%s): %s %s",
             command,
@@ -306,8 +313,7 @@ class CommandService:
 
     async def _status(self, target: str) -> StatusReport:
         statuses = [c.status() for c in self._resolve(target)]
-        pids = [s.pid for s in statuses if s.pid is not None]
-        stats = await self._fleet.reaper.stats(pids) if pids else {}
+        stats = await self._stats(statuses)
         rows = []
         for st in statuses:
             got = stats.get(st.pid) if st.pid is not None else None
@@ -322,6 +328,24 @@ class CommandService:
         return StatusReport(
             node=self._fleet.config.supervisor.name, at=time.time(), processes=tuple(rows)
         )
+
+    async def _stats(self, statuses: list[ProcessStatus]) -> dict[int, ProcStats]:
+        """Resource use by pid; a run never measured is sampled twice, ``_CPU_WINDOW`` apart.
+
+        CPU use is relative to the reaper's previous sample of the process, so
+        without a second sample a run's first status would always show 0.0%.
+        """
+        pids = [s.pid for s in statuses if s.pid is not None]
+        if not pids:
+            return {}
+        runs = {s.run_id for s in statuses if s.pid is not None and s.run_id is not None}
+        stats = await self._fleet.reaper.stats(pids)
+        if runs - self._measured:
+            await anyio.sleep(_CPU_WINDOW)
+            stats = await self._fleet.reaper.stats(pids)
+        live = {s.run_id for c in self._fleet.processes() if (s := c.status()).pid is not None}
+        self._measured = (self._measured | runs) & live
+        return stats
 
     async def _tail_one(self, child: ChildProcess, n: int, stream: Stream) -> LogLines:
         path = log_paths(self._fleet.state.log_dir, child.name)[_stream_index(stream)]
@@ -387,6 +411,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _clip(text: str, limit: int) -> str:
+    """``text`` as the audit stores it: its first ``limit`` characters and its length."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _summary(result: object, detail: str) -> str:
     """A short audit detail: failures by process, or what a reload changed."""
     parts = [detail] if detail else []
@@ -394,6 +423,10 @@ def _summary(result: object, detail: str) -> str:
         bad = [f"{p.process}: {p.message}" for p in result.processes if p.outcome == "failed"]
         parts.append(f"{len(result.processes)} processes")
         parts.extend(bad)
-    elif not isinstance(result, TailReport | StatusReport):
-        parts.append(str(result))
+    elif isinstance(result, ShutdownReport):
+        parts.append(f"node {result.node} shutting down")
+    elif isinstance(result, ReloadResult):
+        changes = {"added": result.added, "removed": result.removed, "changed": result.changed}
+        described = [f"{key} {', '.join(names)}" for key, names in changes.items() if names]
+        parts.extend(described or ["nothing changed"])
     return "; ".join(parts)

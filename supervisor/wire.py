@@ -145,7 +145,7 @@ class _Args:
         value = self._get(name, _REQUIRED if default is None else default)
         if not isinstance(value, str) or not value:
             raise self._bad(name, "a non-empty string", value)
-        return value
+        return self._unicode(name, value)
 
     def integer(self, name: str, default: int) -> int:
         value = self._get(name, default)
@@ -163,6 +163,16 @@ class _Args:
         value = self._get(name, _REQUIRED)
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise self._bad(name, "a signal name or number", value)
+        return self._unicode(name, value) if isinstance(value, str) else value
+
+    def _unicode(self, name: str, value: str) -> str:
+        """``value`` unless it holds a lone surrogate (valid JSON, not valid text)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ControlProtocolError(
+                f"{self._cmd}: {name} must be valid Unicode text, got a lone surrogate"
+            ) from None
         return value
 
     def stream(self, name: str) -> Stream:
@@ -246,6 +256,8 @@ def error_response(request_id: RequestId, exc: BaseException) -> dict[str, objec
 def _kind(value: object) -> str:
     if value is None:
         return "null"
+    if value == "":
+        return "an empty string"
     if isinstance(value, bool):
         return "a boolean"
     names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}

@@ -336,6 +336,44 @@ async def test_shutdown_stops_the_fleet(tmp_path: Path) -> None:
             "shutdown",
             "ok",
         )
+        assert row.detail == "node ctltest shutting down"
+
+
+async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        long = "t" * 5000
+        assert error_type(await ask(node.socket, "stop", target=long)) == "UnknownWorker"
+        write_config(tmp_path, TICK, CRASH)
+        result(await ask(node.socket, "reload"))
+        result(await ask(node.socket, "reload"))
+        rows = await _audit(node)
+    assert [r.detail for r in rows[:2]] == ["nothing changed", "added crash"]
+    stop = rows[2]
+    assert stop.command == "stop"
+    assert stop.target == "t" * 200 + "... (5000 characters)"
+    assert len(stop.detail) < 1100
+
+
+async def test_a_lone_surrogate_in_a_target_is_a_protocol_error(tmp_path: Path) -> None:
+    async with running_node(write_config(tmp_path, TICK)) as node, connect(node.socket) as client:
+        for args in (b'{"target": "\\ud800"}', b'{"target": "x", "signal": "\\udfff"}'):
+            cmd = b"signal" if b"signal" in args else b"stop"
+            await client.send_raw(b'{"cmd": "' + cmd + b'", "args": ' + args + b"}\n")
+            reply = await client.receive()
+            assert error_type(reply) == "ControlProtocolError", reply
+            assert "lone surrogate" in str(reply["error"])
+        assert result(await client.ask("status", target="tick:0"))["node"] == "ctltest"
+
+
+async def test_first_status_of_a_busy_process_shows_its_cpu(tmp_path: Path) -> None:
+    """#16: CPU use is measured against an earlier sample; the first status takes two."""
+    busy = program("busy", "ctl_busy.py", start_seconds=0.1)
+    async with running_node(write_config(tmp_path, busy)) as node:
+        await _all_running(node)
+        rows = result(await ask(node.socket, "status"))["processes"]
+        assert isinstance(rows, list)
+        assert rows[0]["cpu_percent"] > 10.0, rows[0]
 
 
 def test_every_command_declares_its_level() -> None:
