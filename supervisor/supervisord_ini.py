@@ -44,7 +44,7 @@ class Section:
 
 def _read_ini(path: Path) -> configparser.RawConfigParser:
     parser = configparser.RawConfigParser(
-        inline_comment_prefixes=(";", "#"), strict=False, interpolation=None
+        inline_comment_prefixes=(";", "#"), strict=True, interpolation=None
     )
     try:
         text = path.read_text(encoding="utf-8")
@@ -61,6 +61,14 @@ def _read_ini(path: Path) -> configparser.RawConfigParser:
     except configparser.ParsingError as exc:
         issues = [ConfigIssue("", f"line {n}: cannot parse {line!r}") for n, line in exc.errors]
         raise ConfigError(path, issues) from None
+    except configparser.DuplicateSectionError as exc:
+        issue = ConfigIssue(exc.section, f"line {exc.lineno}: section defined twice in this file")
+        raise ConfigError(path, [issue]) from None
+    except configparser.DuplicateOptionError as exc:
+        issue = ConfigIssue(
+            f"{exc.section}.{exc.option}", f"line {exc.lineno}: option set twice in this section"
+        )
+        raise ConfigError(path, [issue]) from None
     except configparser.Error as exc:
         line = getattr(exc, "lineno", "?")
         raise ConfigError(path, [ConfigIssue("", f"line {line}: {exc.message}")]) from None

@@ -434,6 +434,20 @@ def test_import_duplicate_program_across_files_is_an_error(tmp_path: Path) -> No
     assert "also defined in" in str(exc)
 
 
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[program:a]\ncommand=/bin/a\n[program:a]\nstartsecs=3\n", "program:a"),
+        ("[program:a]\ncommand=/bin/a\ncommand=/bin/b\n", "program:a.command"),
+    ],
+)
+def test_import_duplicate_in_one_file_is_an_error(tmp_path: Path, text: str, key: str) -> None:
+    """supervisord refuses these too; merging them silently lost a command (QA #14)."""
+    exc = _error(tmp_path, text)
+    assert exc.issues[0].key == key
+    assert "line 3" in exc.issues[0].message
+
+
 def test_import_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         convert_file(tmp_path / "nope.conf")
