@@ -2,8 +2,9 @@
 
 This module owns the server on ``state_dir/control.sock``: accepting clients,
 checking who they are, each connection's reads and writes with their deadlines,
-and streaming ``tail -f``. The socket file on disk (mode 0600; a stale one from
-a killed dsup is replaced, a live one is refused) is ``socketfile``'s; decoding
+and streaming ``tail -f``, and creating the socket file again when someone
+deletes it. The socket file on disk (mode 0600; a stale one from a killed dsup
+is replaced, a live one is refused) is ``socketfile``'s; decoding
 requests and encoding answers is ``wire``'s. It does not own what a command
 does, who may run it or the audit trail: every request goes to the
 :class:`~supervisor.commands.CommandService`.
@@ -56,7 +57,7 @@ from supervisor.wire import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from anyio.abc import TaskStatus
+    from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.wire import Call, RequestId
 
@@ -86,6 +87,7 @@ class ControlServer:
         idle_timeout: float = 30.0,
         send_timeout: float = 10.0,
         max_clients: int = 64,
+        check_interval: float = 2.0,
     ) -> None:
         """Prepare a server; nothing is created until ``serve``.
 
@@ -95,16 +97,22 @@ class ControlServer:
             idle_timeout: how long a client may take to send its next request line.
             send_timeout: how long a client may take to take one response line.
             max_clients: connections served at once; more get an error.
+            check_interval: how often the socket file is checked, and
+                created again if it was deleted (seconds).
         """
         self._service = service
         self.path = Path(path)
         self._idle_timeout = idle_timeout
         self._send_timeout = send_timeout
         self._max_clients = max_clients
+        self._check_interval = check_interval
         self._clients = 0
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the socket, signal readiness, and serve clients until cancelled.
+
+        The socket file is checked every ``check_interval``; if it was deleted,
+        it is created again (with a warning) and connected clients carry on.
 
         Raises:
             StateDirUnsafe: the socket's directory is not private to this user,
@@ -113,18 +121,59 @@ class ControlServer:
         """
         socketfile.check_private_dir(self.path.parent)
         await socketfile.clear_stale_socket(self.path)
-        with socketfile.listen(self.path) as listener:
-            inode = os.stat(self.path).st_ino
-            logger.info("control socket listening on %s", self.path)
+        listener = socketfile.listen(self.path)
+        logger.info("control socket listening on %s", self.path)
+        try:
+            # Connections live in ``clients``: re-creating the socket leaves them be.
+            async with anyio.create_task_group() as clients:
+                task_status.started()
+                while True:
+                    await self._listen(listener, clients)
+                    listener = await self._bind_again()
+        finally:
+            listener.close()
+
+    async def _listen(self, listener: socketfile.Listener, clients: TaskGroup) -> None:
+        """Accept on ``listener`` until its file is gone from ``path``; then close it."""
+        with listener:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, listener, tg.cancel_scope)
+                while True:
+                    conn = await _accept(listener.sock)
+                    if conn is not None:
+                        clients.start_soon(self._handle, _Connection(conn))
+
+    async def _watch(self, listener: socketfile.Listener, scope: anyio.CancelScope) -> None:
+        """Every ``check_interval``, make sure ``path`` is still our socket file.
+
+        Someone may delete it (``rm``, a cleanup script); nobody could then
+        reach this dsup. A file of someone else's at ``path`` is left alone.
+        """
+        replaced = False
+        while True:
+            await anyio.sleep(self._check_interval)
+            state = listener.state()
+            if state == "missing":
+                logger.warning("control socket %s was deleted; creating it again", self.path)
+                scope.cancel("control socket deleted")
+                return
+            if state == "replaced" and not replaced:
+                logger.warning(
+                    "control socket %s was replaced by another file; leaving it alone", self.path
+                )
+            replaced = state == "replaced"
+
+    async def _bind_again(self) -> socketfile.Listener:
+        """A new listener at ``path``, retried every ``check_interval`` until it binds."""
+        while True:
             try:
-                async with anyio.create_task_group() as tg:
-                    task_status.started()
-                    while True:
-                        conn = await _accept(listener)
-                        if conn is not None:
-                            tg.start_soon(self._handle, _Connection(conn))
-            finally:
-                socketfile.remove_if_ours(self.path, inode)
+                listener = socketfile.listen(self.path)
+            except OSError as exc:
+                logger.error("control socket %s cannot be created: %s", self.path, exc)
+                await anyio.sleep(self._check_interval)
+            else:
+                logger.info("control socket listening on %s again", self.path)
+                return listener
 
     @property
     def clients(self) -> int:

@@ -2,9 +2,10 @@
 
 This module owns the socket file's life on disk: refusing a directory others
 may write to, telling a stale socket left by a killed dsup (replaced) from one
-a live dsup answers on (refused), binding with mode 0600, removing only our own
-file, and reading the peer's credentials. It does not own connections or the
-protocol (``control``, ``wire``).
+a live dsup answers on (refused), binding with mode 0600, telling whether our
+file is still there, removing only our own file, and reading the peer's
+credentials. It does not own connections or the protocol (``control``,
+``wire``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import os
 import socket
 import stat
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
 from supervisor.errors import StateDirLocked, StateDirUnsafe
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -94,22 +94,56 @@ def _probe(path: Path) -> int | None:
         return 0 if creds is None else creds[0]
 
 
-def remove_if_ours(path: Path, inode: int) -> None:
-    """Unlink the socket file unless another server has replaced it."""
-    with contextlib.suppress(FileNotFoundError):
-        if path.lstat().st_ino == inode:
-            path.unlink()
+class Listener:
+    """A listening unix socket bound at ``path``, and whether the file there is still it.
+
+    Closing it (or leaving its ``with`` block) closes the socket and removes the
+    file, unless another server has replaced it.
+    """
+
+    def __init__(self, path: Path, sock: socket.socket) -> None:
+        self.path = path
+        self.sock = sock
+        st = os.lstat(path)
+        self._ident = (st.st_dev, st.st_ino)
+
+    def state(self) -> Literal["ours", "missing", "replaced"]:
+        """``ours`` while ``path`` is this socket's file; ``missing`` once deleted."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return "missing"
+        if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._ident:
+            return "ours"
+        return "replaced"
+
+    def close(self) -> None:
+        """Stop listening and remove our file; safe to call twice."""
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            if self.state() == "ours":
+                self.path.unlink()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-@contextlib.contextmanager
-def listen(path: Path) -> Iterator[socket.socket]:
-    """A listening unix socket at ``path`` with mode 0600 (its directory is private)."""
+def listen(path: Path) -> Listener:
+    """A non-blocking listening unix socket at ``path`` with mode 0600 (its directory is private).
+
+    Raises:
+        OSError: ``path`` cannot be bound (something is in the way, no directory).
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
         sock.bind(os.fspath(path))
         os.chmod(path, SOCKET_MODE)
         sock.listen(128)
-        yield sock
-    finally:
+        return Listener(path, sock)
+    except BaseException:
         sock.close()
+        raise

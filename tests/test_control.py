@@ -118,13 +118,18 @@ def _private_dir(tmp_path: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def fake_server(
-    directory: Path, *, idle_timeout: float = 5.0, max_clients: int = 8
+    directory: Path,
+    *,
+    idle_timeout: float = 5.0,
+    max_clients: int = 8,
+    check_interval: float = 2.0,
 ) -> AsyncIterator[ControlServer]:
     server = ControlServer(
         FakeService(),
         directory / "control.sock",
         idle_timeout=idle_timeout,
         max_clients=max_clients,
+        check_interval=check_interval,
     )
     async with anyio.create_task_group() as tg:
         await tg.start(server.serve)
@@ -182,6 +187,43 @@ async def test_control_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     with pytest.raises(StateDirUnsafe, match="not a socket"):
         await server.serve()
     assert (directory / "control.sock").read_text() == "not a socket"
+
+
+async def test_control_creates_a_deleted_socket_again_and_keeps_its_clients(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA #4: ``rm control.sock`` left the node unreachable until killed."""
+    directory = _private_dir(tmp_path)
+    async with (
+        fake_server(directory, check_interval=0.05) as server,
+        connect(server.path) as old,
+    ):
+        assert result(await old.ask("status"))["node"] == "fake"
+        first = os.stat(server.path).st_ino
+        server.path.unlink()
+        await wait_until(lambda: server.path.exists())
+        assert os.stat(server.path).st_ino != first
+        assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
+        async with connect(server.path) as new:
+            assert result(await new.ask("status"))["node"] == "fake"
+        assert result(await old.ask("status"))["node"] == "fake"  # undisturbed
+    assert "was deleted; creating it again" in caplog.text
+    assert not server.path.exists()
+
+
+async def test_control_leaves_a_replacing_file_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = _private_dir(tmp_path)
+    async with fake_server(directory, check_interval=0.05) as server:
+        server.path.unlink()
+        server.path.write_text("someone else's")  # in place before the check runs
+        await wait_until(lambda: "replaced by another file" in caplog.text)
+        server.path.unlink()  # gone again: ours comes back
+        await wait_until(lambda: server.path.exists())
+        async with connect(server.path) as client:
+            assert result(await client.ask("status"))["node"] == "fake"
+    assert caplog.text.count("replaced by another file") == 1
 
 
 # -- bad input -----------------------------------------------------------------
