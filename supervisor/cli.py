@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from supervisor import __version__, ctl
 from supervisor.config import DEFAULT_CONFIG, load_config
 from supervisor.errors import ConfigError, SupervisorError
+from supervisor.preflight import preflight
 
 if TYPE_CHECKING:
     from supervisor.console import ConsoleMode
@@ -60,8 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    check = sub.add_parser("check", help="validate a config and print a one-line summary")
+    check = sub.add_parser(
+        "check",
+        help="validate a config and print a one-line summary",
+        description="Validate a config. Problems only this machine shows (a missing "
+        "executable or cwd) are warnings, or errors with --strict.",
+    )
     check.add_argument("config", nargs="?", type=Path, default=DEFAULT_CONFIG)
+    check.add_argument(
+        "--strict", action="store_true", help="treat warnings about this machine as errors"
+    )
 
     imp = sub.add_parser(
         "import-supervisord", help="turn a supervisord.conf into dsup TOML on stdout"
@@ -81,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return ctl.main(args)
     try:
         if args.command == "check":
-            print(load_config(args.config).summary())
-            return EXIT_OK
+            return _check(args.config, strict=args.strict)
         if args.command == "import-supervisord":
             from supervisor.supervisord_import import convert_file
 
@@ -101,6 +109,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsup: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     raise AssertionError(f"unhandled command {args.command!r}")
+
+
+def _check(path: Path, *, strict: bool) -> int:
+    config = load_config(path)
+    warnings = preflight(config)
+    for warning in warnings:
+        print(f"dsup: warning: {config.path}: {warning}", file=sys.stderr)
+    if warnings and strict:
+        return EXIT_USAGE
+    print(config.summary())
+    return EXIT_OK
 
 
 def _setup_logging(*, verbose: bool) -> None:

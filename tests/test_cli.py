@@ -65,6 +65,28 @@ def test_cli_check_passes_on_every_example(example: Path) -> None:
     assert result.stderr == ""
 
 
+def test_cli_check_warns_of_what_would_fail_to_spawn_here(tmp_path: Path) -> None:
+    """A missing executable or cwd is valid config but fails at run time (QA #24)."""
+    (tmp_path / "not_exec.sh").write_text("echo hi\n")
+    config = (
+        '[programs.a]\ncommand = ["dsup-test-no-such-program"]\n'
+        '[programs.b]\ncommand = ["./not_exec.sh"]\n'
+        '[programs.c]\ncommand = ["true"]\ncwd = "no_such_dir"\n'
+        '[programs.d]\ncommand = ["true"]\n'
+    )
+    path = tmp_path / "dsup.toml"
+    lenient = dsup_on_file("check", path, config)
+    assert lenient.returncode == EXIT_OK
+    assert ": ok: " in lenient.stdout
+    warned = [line.split(": ")[3] for line in lenient.stderr.splitlines()]
+    assert warned == ["programs.a.command", "programs.b.command", "programs.c.cwd"]
+
+    strict = dsup("check", "--strict", path)
+    assert strict.returncode == EXIT_USAGE
+    assert strict.stdout == ""
+    assert strict.stderr == lenient.stderr
+
+
 def test_cli_check_defaults_to_dsup_toml_in_the_working_dir(tmp_path: Path) -> None:
     (tmp_path / "dsup.toml").write_text('[programs.a]\ncommand = ["true"]\n')
     result = dsup("check", cwd=tmp_path)
