@@ -12,14 +12,15 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor.child import ChildContext, ChildProcess
-from supervisor.errors import UnknownWorker
+from supervisor.errors import InvalidArgument, UnknownWorker
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from supervisor.statedir import StateDir
 
 logger = logging.getLogger(__name__)
+
+# A program name (64) plus ":index" and room for glob characters; anything else
+# is refused before fnmatch, whose translation of long patterns is quadratic.
+_TARGET_MAX = 80
+_TARGET_RE = re.compile(rf"[A-Za-z0-9_.:*?\[\]!-]{{1,{_TARGET_MAX}}}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,18 +121,29 @@ class Fleet:
                 (``name:2``) or a glob over program and process names (``scrape*``).
 
         Raises:
+            InvalidArgument: the target is no name or glob (checked before any
+                matching, so an absurd pattern from chat costs nothing).
             UnknownWorker: nothing matches.
         """
+        if not _TARGET_RE.fullmatch(target):
+            raise InvalidArgument(
+                "target",
+                "name",
+                target[:80],
+                f"give a program, a process (name:N), a glob or 'all': at most "
+                f"{_TARGET_MAX} letters, digits and _ . : - * ? [ ] !",
+            )
         children = self.processes()
         if target == "all":
             return children
+        pattern = re.compile(fnmatch.translate(target))
         found = [
             c
             for c in children
             if c.name == target
             or c.spec.name == target
-            or fnmatch.fnmatchcase(c.spec.name, target)
-            or fnmatch.fnmatchcase(c.name, target)
+            or pattern.match(c.spec.name)
+            or pattern.match(c.name)
         ]
         if not found:
             raise UnknownWorker(target, list(self.config.programs))
@@ -148,7 +165,7 @@ class Fleet:
             self._tg = tg
             await tg.start(self._serve_reaper)
             for spec in self.config.programs.values():
-                await self._add_program(spec)
+                await self._add_processes(spec)
             task_status.started()
             await self._shutdown.wait()
             tg.cancel_scope.cancel("fleet shutdown")
@@ -180,19 +197,31 @@ class Fleet:
     async def reload(self, config: Config) -> ReloadResult:
         """Apply a new config: add new programs, stop removed ones, restart changed ones.
 
-        Programs whose spec is unchanged keep running untouched.
+        Programs whose spec is unchanged keep running untouched. A program whose
+        only change is ``numprocs`` is scaled: processes are added or removed at
+        the end, the others keep running (it is reported as changed).
         """
         old = self.config.programs
         new = config.programs
         added = [n for n in new if n not in old]
         removed = [n for n in old if n not in new]
         changed = [n for n in new if n in old and new[n] != old[n]]
+        scaled = [n for n in changed if replace(old[n], numprocs=new[n].numprocs) == new[n]]
         self.config = config
         async with anyio.create_task_group() as tg:
             for name in removed + changed:
-                tg.start_soon(self._remove_program, name)
+                keep = new[name].numprocs if name in scaled else 0
+                tg.start_soon(self._remove_processes, name, keep)
         for name in changed + added:
-            await self._add_program(new[name])
+            first = old[name].numprocs if name in scaled else 0
+            await self._add_processes(new[name], first)
+        order = {name: i for i, name in enumerate(new)}
+        self._slots = dict(
+            sorted(
+                self._slots.items(),
+                key=lambda item: (order[item[1].child.spec.name], item[1].child.index),
+            )
+        )
         return ReloadResult(
             added=tuple(added),
             removed=tuple(removed),
@@ -213,10 +242,11 @@ class Fleet:
             lines=self._fanout,
         )
 
-    async def _add_program(self, spec: ProgramSpec) -> None:
+    async def _add_processes(self, spec: ProgramSpec, first: int = 0) -> None:
+        """Start the slots ``first`` ... ``numprocs - 1`` of a program."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
-        for index in range(spec.numprocs):
+        for index in range(first, spec.numprocs):
             slot = _Slot(ChildProcess(spec, index, ctx))
             self._slots[slot.child.name] = slot
             await self._tg.start(self._run_slot, slot)
@@ -230,8 +260,11 @@ class Fleet:
         finally:
             slot.done.set()
 
-    async def _remove_program(self, name: str) -> None:
-        slots = [s for s in self._slots.values() if s.child.spec.name == name]
+    async def _remove_processes(self, name: str, keep: int = 0) -> None:
+        """Stop and drop a program's slots from index ``keep`` on (all by default)."""
+        slots = [
+            s for s in self._slots.values() if s.child.spec.name == name and s.child.index >= keep
+        ]
         for slot in slots:
             slot.scope.cancel(f"program {name!r} removed or changed by reload")
         for slot in slots:
