@@ -89,8 +89,8 @@ class Run:
         process: ``program:index``.
         program: the program name.
         popen: the spawned process (never waited through Popen).
-        ident: pid and create_time; create_time is 0.0 until the caller
-            identifies the process, so the placeholder matches no stranger.
+        ident: pid and create_time; create_time is 0.0 until :meth:`identify`,
+            so the placeholder matches no stranger.
         started_at: monotonic spawn time (the caller's clock).
         started_wall: wall-clock spawn time.
         exit_code: the status passed to ``exit()``, once reaped.
@@ -120,13 +120,21 @@ class Run:
         """The main process's pid."""
         return self.popen.pid
 
-    async def record_start(self, reaper: Reaper, ledger: Ledger) -> None:
-        """Identify the main process and record the run durably in the ledger."""
+    async def identify(self, reaper: Reaper) -> None:
+        """Read the main process's create_time into ``ident``.
+
+        Call it before :meth:`start_watchers`: until the exit watcher reaps it,
+        the child exists (as a zombie at worst), so its create_time can be read
+        even when it has already exited.
+        """
         ident = await reaper.identify(self.pid)
-        if ident is None:  # cannot happen to an unreaped child: keep the placeholder
+        if ident is None:  # only if called after the reaping: keep the placeholder
             logger.warning("process %s (pid %d): no create_time", self.process, self.pid)
         else:
             self.ident = ident
+
+    async def record_start(self, ledger: Ledger) -> None:
+        """Record the run durably in the ledger (after :meth:`identify`)."""
         await anyio.to_thread.run_sync(
             functools.partial(
                 ledger.record_run_start,
