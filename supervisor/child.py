@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import anyio
-from anyio.lowlevel import checkpoint
 
 from supervisor import policy
 from supervisor.errors import InvalidTransition, SpawnError
@@ -99,10 +98,15 @@ class ProcessStatus:
         run_id: the current run while it or its tree is being handled, else None.
         started_at: wall time the current run was spawned, or None.
         state_since: wall time of the last state change.
-        restarts: runs started after the first.
+        restarts: runs the slot started by itself, by the restart policy or as
+            a BACKOFF retry, since dsup began supervising it; a start or
+            restart by an operator is not counted, nor a spawn that failed.
         last_exit_code: exit status of the last ended run, if it called exit().
         last_exit_signal: signal that killed the last ended run, if any.
         last_error: the last spawn error, "" after a successful spawn.
+        reason: why the slot entered its current state, the ``reason`` of the
+            last ``StateChanged`` ("exited too quickly (exit code 1); gave up
+            after 4 failed starts in a row"); "" before the first change.
     """
 
     process: str
@@ -117,6 +121,7 @@ class ProcessStatus:
     last_exit_code: int | None
     last_exit_signal: int | None
     last_error: str
+    reason: str = ""
 
 
 @dataclass(eq=False, slots=True, kw_only=True)
@@ -163,8 +168,10 @@ class ChildProcess:
         self._state = ProcessState.STOPPED
         self._state_since = time.time()
         self._run: Run | None = None
-        self._runs = 0
+        self._restarts = 0
         self._failures = 0
+        self._short_runs = 0
+        self._reason = ""
         self._last_exit: tuple[int | None, int | None] = (None, None)
         self._last_error = ""
         self._queue: collections.deque[_Command] = collections.deque()
@@ -172,6 +179,7 @@ class ChildProcess:
         self._settling: list[_Command] = []
         self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
         self._stop_reason: str | None = None
+        self._end_reason = "no longer supervised"
         self._tg: TaskGroup | None = None
         self._closed = False
         self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
@@ -202,10 +210,11 @@ class ChildProcess:
             run_id=run.run_id if run is not None else None,
             started_at=run.started_wall if run is not None and alive else None,
             state_since=self._state_since,
-            restarts=max(0, self._runs - 1),
+            restarts=self._restarts,
             last_exit_code=self._last_exit[0],
             last_exit_signal=self._last_exit[1],
             last_error=self._last_error,
+            reason=self._reason,
         )
 
     # -- commands --------------------------------------------------------------
@@ -244,6 +253,20 @@ class ChildProcess:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, sig.name)
+
+    def close(self, reason: str) -> None:
+        """Say why supervision of this slot ends, just before cancelling its ``run`` task.
+
+        The stop of the live run (STOPPING, STOPPED) or the end of a BACKOFF
+        wait that the cancellation causes then gives ``reason`` ("dsup shutting
+        down", "removed by reload") instead of "no longer supervised". Commands
+        submitted after this are refused as after the end of ``run``.
+
+        Args:
+            reason: a short human explanation.
+        """
+        self._end_reason = reason
+        self._closed = True
 
     async def _submit(self, kind: _Kind, reason: str) -> ProcessStatus:
         if self._closed:
@@ -284,7 +307,7 @@ class ChildProcess:
         finally:
             self._tg, self._closed = None, True
             if self._state is ProcessState.BACKOFF:
-                self._set_state(ProcessState.STOPPED, reason="supervision ended")
+                self._set_state(ProcessState.STOPPED, reason=self._end_reason)
             self._fail_pending()
 
     async def _serve_commands(self) -> None:
@@ -309,7 +332,7 @@ class ChildProcess:
         if cmd.kind == "start" and self._state.is_alive:
             raise InvalidTransition(self.name, self._state.value, "start")
         await self._halt(cmd.reason)
-        self._failures = 0
+        self._failures = self._short_runs = 0
         self._settling.append(cmd)
         await self._launch(cmd.reason)
 
@@ -352,18 +375,18 @@ class ChildProcess:
     ) -> None:
         """Run, and run again by policy, until a resting state or cancellation."""
         started = _Once(task_status)
+        by_policy = False
         try:
             with scope:
                 while True:
-                    decision = await self._attempt(reason, started)
+                    decision = await self._attempt(reason, started, by_policy=by_policy)
                     if not decision.restart:
                         return
+                    await anyio.sleep(decision.delay)  # a pending halt wins over the restart
+                    by_policy = True
                     if decision.state is ProcessState.BACKOFF:
-                        delay = policy.backoff_delay(decision.failures, self.spec, self._rng)
-                        await anyio.sleep(delay)
-                        reason = f"retry {decision.failures} after {delay:.2f} s"
+                        reason = f"retry {decision.failures} after {decision.delay:.2f} s"
                     else:
-                        await checkpoint()  # a pending halt wins over the restart
                         reason = f"restarted by policy ({self.spec.restart.value})"
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
@@ -372,7 +395,7 @@ class ChildProcess:
             started()
             done.set()
 
-    async def _attempt(self, reason: str, started: _Once) -> policy.Decision:
+    async def _attempt(self, reason: str, started: _Once, *, by_policy: bool) -> policy.Decision:
         try:
             run = spawn(
                 self.spec,
@@ -386,14 +409,17 @@ class ChildProcess:
             logger.warning("%s", exc)
             self._last_error = exc.reason
             decision = policy.after_failed_start(
-                self.spec, failures=self._failures, reason=f"cannot start: {exc.reason}"
+                self.spec,
+                failures=self._failures,
+                reason=f"cannot start: {exc.reason}",
+                rng=self._rng,
             )
-            self._failures = decision.failures
+            self._failures, self._short_runs = decision.failures, decision.short_runs
             self._set_state(decision.state, reason=decision.reason)
             started()
             return decision
         self._run, self._last_error = run, ""
-        self._runs += 1
+        self._restarts += by_policy
         try:
             return await self._live(run, reason, started)
         finally:
@@ -406,6 +432,8 @@ class ChildProcess:
         """Watch one run to its end; stop its tree if cancelled meanwhile."""
         bound = self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
         async with anyio.create_task_group() as tg:
+            with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
+                await run.identify(self._ctx.reaper)
             run.start_watchers(
                 tg, consumer=self._ctx.lines, max_line_bytes=self.spec.max_line_bytes
             )
@@ -427,8 +455,8 @@ class ChildProcess:
         return decision
 
     async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
-        """Identify and record the run durably, then report it STARTING."""
-        await run.record_start(self._ctx.reaper, self._ctx.ledger)
+        """Record the run durably, then report it STARTING."""
+        await run.record_start(self._ctx.ledger)
         self._set_state(ProcessState.STARTING, run=run, reason=reason)
         started()
 
@@ -445,16 +473,23 @@ class ChildProcess:
 
     def _decide(self, run: Run) -> policy.Decision:
         """Apply the policy to a run that ended on its own; enter its state."""
+        now = self._ctx.clock()
         decision = policy.after_exit(
             self.spec,
             failures=self._failures,
+            short_runs=self._short_runs,
             started_at=run.started_at,
-            now=self._ctx.clock(),
+            now=now,
             exit_code=run.exit_code,
             exit_signal=run.exit_signal,
+            rng=self._rng,
         )
-        self._failures = decision.failures
-        if decision.state is ProcessState.EXITED and self._state is ProcessState.STARTING:
+        self._failures, self._short_runs = decision.failures, decision.short_runs
+        if (
+            decision.state is ProcessState.EXITED
+            and self._state is ProcessState.STARTING
+            and not policy.is_failed_start(self.spec, started_at=run.started_at, now=now)
+        ):  # it was up for start_seconds, but its exit was seen first
             self._set_state(ProcessState.RUNNING, run=run, reason="up for start_seconds")
         self._set_state(decision.state, run=run, ended=True, reason=decision.reason)
         return decision
@@ -477,7 +512,7 @@ class ChildProcess:
     async def _stop_tree(self, run: Run) -> None:
         """Stop the whole tree of a live run (stop_signal, timeout, SIGKILL)."""
         self._set_state(
-            ProcessState.STOPPING, run=run, reason=self._stop_reason or "supervision ended"
+            ProcessState.STOPPING, run=run, reason=self._stop_reason or self._end_reason
         )
         outcome = await self._ctx.reaper.terminate_tree(
             run.ident,
@@ -492,7 +527,7 @@ class ChildProcess:
         await run.drain(PIPE_GRACE_SECONDS)
 
     def _stopped(self, run: Run) -> None:
-        reason = self._stop_reason or "supervision ended"
+        reason = self._stop_reason or self._end_reason
         self._set_state(ProcessState.STOPPED, run=run, ended=True, reason=reason)
 
     # -- state -------------------------------------------------------------------
@@ -507,6 +542,7 @@ class ChildProcess:
     ) -> None:
         """Enter ``new`` and emit a StateChanged (also when a state is re-entered)."""
         old, self._state, self._state_since = self._state, new, time.time()
+        self._reason = reason
         code = signo = None
         if ended and run is not None:
             code, signo = run.exit_code, run.exit_signal

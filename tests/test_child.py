@@ -249,6 +249,94 @@ async def test_child_killed_by_signal_counts_as_failure(h: Harness) -> None:
         assert child.status().pid != st.pid
 
 
+@pytest.mark.parametrize(
+    ("restart", "code", "states"),
+    [
+        (RestartPolicy.NEVER, 0, [S.STARTING, S.EXITED]),
+        (RestartPolicy.ON_FAILURE, 0, [S.STARTING, S.EXITED]),
+        (RestartPolicy.NEVER, 1, [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]),
+        (RestartPolicy.ALWAYS, 0, [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]),
+    ],
+)
+async def test_child_quick_exit_runs_once_only_when_not_restarted_anyway(
+    h: Harness, restart: RestartPolicy, code: int, states: list[ProcessState]
+) -> None:
+    """QA #8: a one-shot job that exits 0 before start_seconds is EXITED, not retried."""
+    child = h.child(_worker("child_exit.py"), str(code), start_seconds=5.0, restart=restart)
+    async with supervised(child):
+        await child.start()
+        await h.rec.wait_for(lambda: h.rec.states("w:0") == states)
+    assert len(h.ledger.recent_runs("w:0")) == states.count(S.STARTING)
+    st = child.status()
+    assert st.reason == h.rec.changes[-1].reason
+    if states[-1] is S.EXITED:
+        assert st.reason.endswith(
+            f"within start_seconds (5 s); not restarted (restart = {restart.value})"
+        )
+    else:
+        assert st.reason.endswith("gave up after 3 failed starts in a row")
+
+
+async def test_child_restart_loop_is_throttled(h: Harness) -> None:
+    """QA #7: `true` under always with start_seconds = 0 is not restarted in a tight loop.
+
+    The spacing between spawns is at least 0.8 x 0.2 s, then 0.8 x 0.4 s (the cap):
+    in a 1.5 s window that is at most 6 spawns (about 50 without the guard).
+    """
+    child = h.child(
+        command=("true",),
+        start_seconds=0.0,
+        restart=RestartPolicy.ALWAYS,
+        backoff_seconds=0.2,
+        backoff_max_seconds=0.4,
+    )
+    async with supervised(child):
+        await child.start()
+        with anyio.move_on_after(1.5):  # the measurement window, not a synchronisation
+            await anyio.Event().wait()
+        spawns = h.rec.states("w:0").count(S.STARTING)
+        st = await child.stop()
+    assert 2 <= spawns <= 6
+    assert st.restarts == spawns - 1
+    exited = [c.reason for c in h.rec.changes if c.new is S.EXITED]
+    assert "short run in a row" in exited[0]
+    assert "short runs in a row" in exited[-1]
+
+
+async def test_child_restarts_count_only_the_slot_s_own_restarts(h: Harness) -> None:
+    """QA #23: an operator's start after a stop is not a restart."""
+    child = h.child(_worker("child_ready.py"))
+    async with supervised(child):
+        for _ in range(2):
+            await child.start()
+            await child.stop()
+        st = await child.restart()
+        await child.stop()
+    assert st.restarts == 0
+    assert h.rec.states("w:0").count(S.STARTING) == 3
+
+
+async def test_child_exiting_at_once_is_identified(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA #12: the create_time is read before the exit watcher can reap the child."""
+    children = [
+        h.child(command=("true",), start_seconds=0.0, restart=RestartPolicy.NEVER, index=i)
+        for i in range(8)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for child in children:
+            await stack.enter_async_context(supervised(child))
+        async with anyio.create_task_group() as tg:
+            for child in children:
+                tg.start_soon(child.start)
+        await h.rec.wait_for(lambda: all(c.status().state is S.EXITED for c in children))
+    assert "no create_time" not in caplog.text
+    for child in children:
+        (run,) = h.ledger.recent_runs(child.name)
+        assert run.create_time > 0.0
+
+
 # -- stop ------------------------------------------------------------------------------
 
 
@@ -285,9 +373,27 @@ async def test_child_cancelling_run_stops_the_process(h: Harness) -> None:
     assert child.status().state is S.STOPPED
     assert _gone(pid)
     assert h.rec.states("w:0")[-2:] == [S.STOPPING, S.STOPPED]
+    assert {c.reason for c in h.rec.changes[-2:]} == {"no longer supervised"}
     with pytest.raises(InvalidTransition):
         await child.start()
     assert (await child.stop()).state is S.STOPPED
+
+
+@pytest.mark.parametrize("backoff", [False, True])
+async def test_child_close_gives_the_reason_of_the_stop(h: Harness, backoff: bool) -> None:
+    """QA #22: the canceller says why: "removed by reload", "dsup shutting down"."""
+    argv = ("child_exit.py", "1") if backoff else ("child_ready.py",)
+    child = h.child(_worker(argv[0]), *argv[1:], backoff_seconds=30.0, backoff_max_seconds=30.0)
+    async with supervised(child):
+        st = await child.start()
+        assert st.state is (S.BACKOFF if backoff else S.RUNNING)
+        child.close("removed by reload")
+        with pytest.raises(InvalidTransition):
+            await child.start()
+    expected = [S.STOPPED] if backoff else [S.STOPPING, S.STOPPED]
+    changes = h.rec.changes[-len(expected) :]
+    assert [(c.new, c.reason) for c in changes] == [(s, "removed by reload") for s in expected]
+    assert child.status().reason == "removed by reload"
 
 
 # -- tree and pipes -----------------------------------------------------------------------
@@ -387,6 +493,10 @@ async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None
     assert "no-such-program" in st.last_error
     assert h.rec.states("w:0") == [S.BACKOFF, S.BACKOFF, S.FATAL]
     assert "cannot start" in h.rec.changes[-1].reason
+    # QA #9: the status says why it is FATAL
+    assert st.reason == h.rec.changes[-1].reason
+    assert st.reason.startswith("cannot start: No such file or directory: ")
+    assert st.reason.endswith("gave up after 3 failed starts in a row")
     assert st.restarts == 0
     assert h.ledger.recent_runs("w:0") == []
 
@@ -411,7 +521,7 @@ async def test_child_start_after_fatal_resets_failures(h: Harness) -> None:
         flag.touch()
         st = await child.start()
         assert st.state is S.RUNNING
-        assert st.restarts == 3
+        assert st.restarts == 2  # the two retries; an operator's start is not counted
         with pytest.raises(InvalidTransition):
             await child.start()
         await child.stop()
@@ -446,7 +556,7 @@ async def test_child_concurrent_commands_are_serialised(h: Harness) -> None:
         assert first is not None
         assert _gone(first)
         await child.stop()
-    assert child.status().restarts == 2
+    assert child.status().restarts == 0  # every start came from a command
     # In queue order: stop, restart (its start is cut short by the next stop, so
     # that caller gets STOPPED), stop, restart; then the final stop.
     assert [r.state for r in results if isinstance(r, ProcessStatus)] == [

@@ -24,6 +24,11 @@ def _spec(**kw: object) -> ProgramSpec:
 SPEC = _spec(start_seconds=1.0, start_retries=3, backoff_seconds=0.5, backoff_max_seconds=30.0)
 
 
+class _NoJitter(random.Random):
+    def random(self) -> float:
+        return 0.0
+
+
 def _exit(
     spec: ProgramSpec,
     *,
@@ -31,19 +36,49 @@ def _exit(
     code: int | None = 0,
     sig: int | None = None,
     failures: int = 0,
+    short_runs: int = 0,
+    rng: random.Random | None = None,
 ) -> policy.Decision:
     return policy.after_exit(
-        spec, failures=failures, started_at=100.0, now=100.0 + ran, exit_code=code, exit_signal=sig
+        spec,
+        failures=failures,
+        short_runs=short_runs,
+        started_at=100.0,
+        now=100.0 + ran,
+        exit_code=code,
+        exit_signal=sig,
+        rng=rng or _NoJitter(),
     )
 
 
-def test_policy_short_run_is_failed_start_whatever_the_exit() -> None:
-    for code in (0, 1):
-        d = _exit(SPEC, ran=0.999, code=code)
-        assert d.state is ProcessState.BACKOFF
-        assert d.restart
-        assert d.failures == 1
+@pytest.mark.parametrize(
+    ("restart", "code", "sig", "failed_start"),
+    [
+        (RestartPolicy.ALWAYS, 0, None, True),
+        (RestartPolicy.ALWAYS, 1, None, True),
+        (RestartPolicy.ALWAYS, None, signal.SIGKILL, True),
+        (RestartPolicy.ON_FAILURE, 0, None, False),
+        (RestartPolicy.ON_FAILURE, 1, None, True),
+        (RestartPolicy.ON_FAILURE, None, signal.SIGKILL, True),
+        (RestartPolicy.NEVER, 0, None, False),
+        (RestartPolicy.NEVER, 1, None, True),
+        (RestartPolicy.NEVER, None, signal.SIGKILL, True),
+    ],
+)
+def test_policy_short_run_is_failed_start_unless_a_clean_end_not_restarted(
+    restart: RestartPolicy, code: int | None, sig: int | None, failed_start: bool
+) -> None:
+    """QA #8: a one-shot job that exits 0 at once runs once, as EXITED."""
+    d = _exit(dataclasses.replace(SPEC, restart=restart), ran=0.999, code=code, sig=sig, failures=1)
+    if failed_start:
+        assert (d.state, d.restart, d.failures) == (ProcessState.BACKOFF, True, 2)
         assert "too quickly" in d.reason
+        assert d.delay == 1.0  # the second failed start in a row, no jitter
+    else:
+        assert (d.state, d.restart, d.failures, d.delay) == (ProcessState.EXITED, False, 0, 0.0)
+        assert d.reason == (
+            f"exit code 0 within start_seconds (1 s); not restarted (restart = {restart.value})"
+        )
 
 
 def test_policy_run_of_exactly_start_seconds_is_a_start() -> None:
@@ -107,9 +142,18 @@ def test_policy_exit_reason_names_code_and_signal() -> None:
 
 
 def test_policy_spawn_error_is_a_failed_start() -> None:
-    d = policy.after_failed_start(SPEC, failures=3, reason="no such file")
+    d = policy.after_failed_start(SPEC, failures=3, reason="no such file", rng=_NoJitter())
     assert d.state is ProcessState.FATAL
-    assert "no such file" in d.reason
+    assert d.reason == "no such file; gave up after 4 failed starts in a row"
+
+
+def test_policy_failed_start_reasons_count_in_the_singular_and_plural() -> None:
+    """QA #22: "1 failed start", not "1 failed starts"."""
+    d = policy.after_failed_start(_spec(start_retries=0), failures=0, reason="x", rng=_NoJitter())
+    assert d.reason == "x; gave up after 1 failed start in a row"
+    d = policy.after_failed_start(SPEC, failures=1, reason="x", rng=_NoJitter())
+    assert (d.state, d.delay) == (ProcessState.BACKOFF, 1.0)
+    assert d.reason == "x; 2 failed starts in a row, retry 2 of 3 in 1.00 s"
 
 
 def test_policy_running_at() -> None:
@@ -117,10 +161,6 @@ def test_policy_running_at() -> None:
 
 
 def test_policy_backoff_doubles_to_the_cap() -> None:
-    class _NoJitter(random.Random):
-        def random(self) -> float:
-            return 0.0
-
     rng = _NoJitter()
     delays = [policy.backoff_delay(n, SPEC, rng) for n in range(9)]
     assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
@@ -166,3 +206,86 @@ def test_policy_decision_invariants(
         assert d.state is (
             ProcessState.FATAL if failures + 1 > spec.start_retries else ProcessState.BACKOFF
         )
+
+
+# -- crash-loop guard (QA #7) ------------------------------------------------------------
+
+ALWAYS = _spec(
+    start_seconds=0.0,
+    restart=RestartPolicy.ALWAYS,
+    backoff_seconds=0.5,
+    backoff_max_seconds=30.0,
+)
+
+
+def test_policy_restart_loop_spacing_doubles_to_the_cap() -> None:
+    """`true` under always with start_seconds = 0: each spawn waits longer, up to the cap."""
+    short_runs, spacings = 0, []
+    for _ in range(9):
+        d = _exit(ALWAYS, ran=0.01, short_runs=short_runs)
+        assert (d.state, d.restart, d.failures) == (ProcessState.EXITED, True, 0)
+        short_runs = d.short_runs
+        spacings.append(round(0.01 + d.delay, 6))
+    assert spacings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert short_runs == 9
+    assert d.reason == "exit code 0; restarting in 29.99 s (9 short runs in a row)"
+
+
+def test_policy_restart_spacing_counts_from_the_spawn() -> None:
+    d = _exit(ALWAYS, ran=0.3, short_runs=2)  # spacing 2 s, 0.3 s of it used by the run
+    assert d.delay == pytest.approx(1.7)
+    assert d.short_runs == 3
+
+
+def test_policy_run_outlasting_its_spacing_resets_the_guard() -> None:
+    d = _exit(ALWAYS, ran=30.0, short_runs=40)
+    assert (d.delay, d.short_runs, d.reason) == (0.0, 0, "exit code 0; restarting")
+    d = _exit(ALWAYS, ran=29.9, short_runs=40)  # still within the capped spacing
+    assert d.short_runs == 41
+    assert d.delay == pytest.approx(0.1)
+
+
+def test_policy_runs_longer_than_backoff_seconds_are_never_delayed() -> None:
+    for ran in (0.5, 3.0, 3600.0):
+        d = _exit(ALWAYS, ran=ran, code=1)
+        assert (d.restart, d.delay, d.short_runs) == (True, 0.0, 0)
+
+
+def test_policy_zero_backoff_seconds_turns_the_guard_off() -> None:
+    d = _exit(dataclasses.replace(ALWAYS, backoff_seconds=0.0), ran=0.0, short_runs=5)
+    assert (d.restart, d.delay, d.short_runs) == (True, 0.0, 0)
+
+
+def test_policy_failed_start_and_no_restart_reset_short_runs() -> None:
+    assert _exit(SPEC, ran=0.1, code=1, short_runs=4).short_runs == 0
+    assert _exit(SPEC, ran=5.0, code=0, short_runs=4).short_runs == 0
+
+
+@given(
+    runs=st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=40),
+    seed=st.integers(),
+)
+def test_policy_restart_spacing_invariants(runs: list[float], seed: int) -> None:
+    """Spawns are never closer than 0.8 x backoff_seconds, nor further apart than needed."""
+    rng = random.Random(seed)
+    short_runs = 0
+    for ran in runs:
+        d = _exit(ALWAYS, ran=ran, short_runs=short_runs, rng=rng)
+        spacing = ran + d.delay
+        assert spacing >= (1 - policy.JITTER) * ALWAYS.backoff_seconds
+        assert d.delay <= ALWAYS.backoff_max_seconds
+        assert d.delay == 0.0 or spacing <= ALWAYS.backoff_max_seconds
+        assert d.short_runs == (short_runs + 1 if d.short_runs else 0)
+        short_runs = d.short_runs
+
+
+def test_policy_restart_loop_is_bounded_over_an_hour() -> None:
+    """A program that exits at once is spawned about 3600 / 30 times an hour, not millions."""
+    rng = random.Random(7)
+    now, spawns, short_runs = 0.0, 0, 0
+    while now < 3600.0:
+        spawns += 1
+        d = _exit(ALWAYS, ran=0.001, short_runs=short_runs, rng=rng)
+        short_runs = d.short_runs
+        now += 0.001 + d.delay
+    assert spawns <= 7 + 3600 / (30.0 * (1 - policy.JITTER)) + 1
