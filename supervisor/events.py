@@ -21,7 +21,7 @@ class ProcessState(enum.Enum):
     RUNNING = "RUNNING"  # up for at least start_seconds
     BACKOFF = "BACKOFF"  # exited too early; waiting before the next try
     STOPPING = "STOPPING"  # stop signal sent, waiting for the tree to end
-    EXITED = "EXITED"  # exited on its own after RUNNING; not restarted by policy
+    EXITED = "EXITED"  # exited on its own, not a failed start; maybe restarted by policy
     FATAL = "FATAL"  # too many failed starts; stays down until started by hand
 
     @property
