@@ -1,34 +1,38 @@
 """``dsup ctl``: drive a running dsup from another terminal, over its control socket.
 
 This module owns the ``ctl`` arguments, the client side of the control
-protocol (a plain blocking socket: one request per connection) and the human
-and ``--json`` output. It does not own the protocol's server side (``control``)
+protocol (a plain blocking socket: one request per connection), finding the
+socket from a config (even one being edited) and the ``--json`` output; the
+human output is ``ctl_render``'s. It does not own the protocol's server side (``control``)
 nor what commands do (``commands``).
 
 Exit codes: 0 ok (``status`` too, whatever states it shows), 1 the command
-failed (unknown program, a process FATAL after start, refused), 2 usage,
-3 no dsup running there (socket missing or refusing connections).
+failed (unknown program, a process FATAL after start, refused), 2 usage
+(including an argument the server refuses as ``InvalidArgument``), 3 no dsup
+running there (socket missing or refusing connections).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import socket
 import sys
-import time
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import humanize
+from supervisor import config_values
 from supervisor.config import DEFAULT_CONFIG, load_config
+from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
 from supervisor.statedir import SOCKET_NAME
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Iterator, Mapping, Sequence
 
 EXIT_OK = 0
@@ -37,7 +41,7 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 
 _MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-_ALIVE = ("STARTING", "RUNNING", "STOPPING")
+_MAX_TIMEOUT = 86400.0
 
 JsonObject = dict[str, object]
 
@@ -52,6 +56,59 @@ class _Failed(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class _Error(Exception):
+    """What ``dsup ctl`` reports before it exits: an exit code, an error type, a message."""
+
+    def __init__(self, code: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+
+
+class _StrictParser(argparse.ArgumentParser):
+    """A ``ctl`` subcommand parser: extra arguments are its error, shown with its usage.
+
+    By default argparse hands them up to ``dsup``'s parser, which prints the
+    top-level usage (``ctl status a b``).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"--timeout must be a number > 0 and at most {_MAX_TIMEOUT:g}, got {text!r}"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def _target(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty; give a program, process, glob or all")
+    return text
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,27 +127,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ctl.add_argument("--json", action="store_true", help="print results as JSON for scripts")
     ctl.add_argument(
         "--timeout",
-        type=float,
+        type=_timeout,
         default=300.0,
         metavar="SECONDS",
         help="give up waiting for an answer after this long (default 300)",
     )
-    sub = ctl.add_subparsers(dest="ctl_command", metavar="COMMAND", required=True)
+    sub = ctl.add_subparsers(
+        dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+    )
     status = sub.add_parser("status", help="a table of every process")
-    status.add_argument("name", nargs="?", default="all", help="program, process, glob or all")
+    status.add_argument(
+        "name", nargs="?", default="all", type=_target, help="program, process, glob or all"
+    )
     for name, text in (
         ("start", "start processes (waits until RUNNING or failed)"),
         ("stop", "stop processes"),
         ("restart", "restart processes"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("name", help="program, program:N, glob (scrape*) or all")
+        cmd.add_argument("name", type=_target, help="program, program:N, glob (scrape*) or all")
     sig = sub.add_parser("signal", help="send a signal to running processes")
-    sig.add_argument("name", help="program, program:N, glob or all")
-    sig.add_argument("signal", help="signal name or number (HUP, USR1, 15...)")
+    sig.add_argument("name", type=_target, help="program, program:N, glob or all")
+    sig.add_argument("signal", type=_target, help="signal name or number (HUP, USR1, 15...)")
     tail = sub.add_parser("tail", help="print the last lines of a process's output")
-    tail.add_argument("name", help="program, program:N, glob or all")
-    tail.add_argument("-n", "--lines", type=int, default=20, help="how many lines (default 20)")
+    tail.add_argument("name", type=_target, help="program, program:N, glob or all")
+    tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
@@ -98,37 +159,48 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one ``dsup ctl`` command and return its exit code."""
+    """Run one ``dsup ctl`` command and return its exit code.
+
+    An error is printed to stderr; with ``--json`` also to stdout, as
+    ``{"ok": false, "error": {"type": ..., "message": ...}}``.
+    """
     try:
-        path = _socket_path(args)
-    except ConfigError as exc:
-        print(f"dsup ctl: config error\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _run(args)
+    except BrokenPipeError:  # `dsup ctl tail -f x | head`: the reader is done
+        _silence_stdout()
+        return EXIT_OK
+    except _Error as exc:
+        if args.json:
+            error = {"type": exc.kind, "message": str(exc)}
+            print(json.dumps({"ok": False, "error": error}), flush=True)
+        print(f"dsup ctl: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = _socket_path(args)
     cmd, cmd_args = _request(args)
     try:
         if cmd == "tail" and cmd_args.get("follow"):
             return _follow(path, cmd_args, args)
         result = _call(path, cmd, cmd_args, timeout=args.timeout)
-        text = json.dumps(result) if args.json else _render(cmd, result)
-        if text:
-            print(text, flush=True)
     except _NotRunning as exc:
-        print(f"dsup ctl: no dsup running there: {exc}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+        raise _Error(EXIT_NOT_RUNNING, "NotRunning", f"no dsup running there: {exc}") from None
     except _Failed as exc:
-        print(f"dsup ctl: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # A bad argument the server refused is a usage error, as if ours.
+        code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
+        raise _Error(code, exc.kind, str(exc)) from None
     except TimeoutError:
-        print(f"dsup ctl: no answer within {args.timeout:g} s", file=sys.stderr)
-        return EXIT_FAILED
-    except BrokenPipeError:  # `dsup ctl tail -f x | head`: the reader is done
-        _silence_stdout()
-        return EXIT_OK
+        raise _Error(EXIT_FAILED, "Timeout", f"no answer within {args.timeout:g} s") from None
+    except BrokenPipeError:
+        raise
     except OSError as exc:
-        print(f"dsup ctl: {path}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+        raise _Error(EXIT_FAILED, "OSError", f"{path}: {exc.strerror or exc}") from None
+    text = json.dumps(result) if args.json else render(cmd, result)
+    if text:
+        print(text, flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
 
 
@@ -140,10 +212,48 @@ def _silence_stdout() -> None:
 
 
 def _socket_path(args: argparse.Namespace) -> Path:
+    """The socket: ``--socket``, or ``control.sock`` in the config's state_dir.
+
+    A config that does not validate (being edited before a ``reload``) still
+    names its state_dir: then only ``[supervisor].state_dir`` is read.
+    """
     if args.socket is not None:
         return Path(args.socket)
-    config = load_config(args.config or DEFAULT_CONFIG)
-    return config.supervisor.state_dir / SOCKET_NAME
+    path = Path(args.config or DEFAULT_CONFIG).absolute()
+    try:
+        return load_config(path).supervisor.state_dir / SOCKET_NAME
+    except ConfigError as exc:
+        state_dir = _state_dir_only(path)
+        if state_dir is None:
+            raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
+        print(
+            f"dsup ctl: note: {path} does not validate ({len(exc.issues)} issues; "
+            f"`dsup check` lists them); using its state_dir {state_dir}",
+            file=sys.stderr,
+        )
+        return state_dir / SOCKET_NAME
+
+
+def _state_dir_only(path: Path) -> Path | None:
+    """``[supervisor].state_dir`` of a config that does not validate, or None.
+
+    Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
+    by default.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return None
+    table = data.get("supervisor", {})
+    if not isinstance(table, dict):
+        return None
+    base = path.resolve().parent
+    if "state_dir" not in table:
+        return base / ".dsup"
+    try:
+        return config_values.path(base)(table["state_dir"])
+    except config_values.BadValue:
+        return None
 
 
 def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
@@ -237,96 +347,17 @@ def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) ->
     with _connect(path, opts.timeout) as (sock, reader):
         _send(sock, "tail", args)
         # The acknowledgement names the processes followed (or it is an error).
-        many = len(_list(_checked(reader.message()).get("result"))) > 1
+        followed = _checked(reader.message()).get("result")
+        many = isinstance(followed, list) and len(followed) > 1
         sock.settimeout(None)  # a quiet log may stay quiet for hours
         try:
             while (message := reader.message()) is not None:
                 event = _checked(message).get("event")
-                text = json.dumps(event) if opts.json else _render_logs([event], many=many)
+                text = json.dumps(event) if opts.json else render_logs([event], many=many)
                 print(text, flush=True)
         except KeyboardInterrupt:
             return EXIT_OK
-    print("dsup ctl: dsup closed the connection", file=sys.stderr)
-    return EXIT_NOT_RUNNING
-
-
-# -- human output --------------------------------------------------------------
-
-
-def _render(cmd: str, result: object) -> str:
-    data = result if isinstance(result, dict) else {}
-    if cmd == "status":
-        return render_status(data)
-    if cmd == "tail":
-        logs = _list(data.get("logs"))
-        return _render_logs(logs, many=len(logs) > 1)
-    if cmd == "reload":
-        return "\n".join(
-            f"{key}: {', '.join(str(n) for n in _list(data.get(key))) or '-'}"
-            for key in ("added", "removed", "changed", "unchanged")
-        )
-    if cmd == "shutdown":
-        return f"node {data.get('node')!s}: stopping every process and exiting"
-    return _render_actions(data)
-
-
-def render_status(report: Mapping[str, object], *, now: float | None = None) -> str:
-    """The ``status`` table: one aligned row per process.
-
-    Args:
-        report: a ``StatusReport`` as sent over the socket.
-        now: wall-clock time for uptimes (default: the report's own time).
-    """
-    at = _number(report.get("at"), time.time()) if now is None else now
-    rows = [("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU")]
-    for proc in _list(report.get("processes")):
-        info = proc if isinstance(proc, dict) else {}
-        st = info.get("status")
-        status = st if isinstance(st, dict) else {}
-        state = str(status.get("state", "?"))
-        started = status.get("started_at")
-        alive = state in _ALIVE and isinstance(started, int | float)
-        rows.append(
-            (
-                str(status.get("process", "?")),
-                state,
-                _opt(status.get("pid")),
-                humanize.duration(at - float(started))
-                if alive and isinstance(started, int | float)
-                else "-",
-                _opt(status.get("restarts")),
-                _last_exit(status),
-                humanize.memory(info.get("rss_bytes")),
-                humanize.cpu(info.get("cpu_percent")),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def _render_actions(data: Mapping[str, object]) -> str:
-    lines = []
-    for proc in _list(data.get("processes")):
-        p = proc if isinstance(proc, dict) else {}
-        pid = f" (pid {p['pid']})" if isinstance(p.get("pid"), int) else ""
-        message = f": {p['message']}" if p.get("message") else ""
-        lines.append(f"{p.get('process')}: {p.get('outcome')}, {p.get('state')}{pid}{message}")
-    return "\n".join(lines)
-
-
-def _render_logs(logs: Sequence[object], *, many: bool) -> str:
-    out = []
-    for item in logs:
-        log = item if isinstance(item, dict) else {}
-        prefix = f"{log.get('process')} | " if many else ""
-        dropped = log.get("dropped")
-        if isinstance(dropped, int) and dropped:
-            out.append(f"{prefix}[{dropped} lines dropped: the log file has them]")
-        out.extend(f"{prefix}{line}" for line in _list(log.get("lines")))
-    return "\n".join(out)
+    raise _NotRunning("dsup closed the connection")
 
 
 def _has_failures(result: object) -> bool:
@@ -336,22 +367,3 @@ def _has_failures(result: object) -> bool:
     if result.get("command") is None or not isinstance(procs, list):
         return False  # a status report: its states are information, not failures
     return any(isinstance(p, dict) and p.get("outcome") == "failed" for p in procs)
-
-
-def _list(value: object) -> list[object]:
-    return list(value) if isinstance(value, list) else []
-
-
-def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) else default
-
-
-def _opt(value: object) -> str:
-    return "-" if value is None else str(value)
-
-
-def _last_exit(status: Mapping[str, object]) -> str:
-    code, sig = status.get("last_exit_code"), status.get("last_exit_signal")
-    if isinstance(sig, int):
-        return humanize.signal_name(sig)
-    return f"exit {code}" if isinstance(code, int) else "-"

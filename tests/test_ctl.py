@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from supervisor import humanize
-from supervisor.ctl import render_status
+from supervisor.ctl_render import render_status
 from tests._control import eventually, program, running_node, states, wait_until, write_config
 
 if TYPE_CHECKING:
@@ -43,7 +43,18 @@ async def test_ctl_status_prints_an_aligned_table_and_exits_0(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     header = lines[0].split()
-    assert header == ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST", "EXIT", "MEMORY", "CPU"]
+    assert header == [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST",
+        "EXIT",
+        "MEMORY",
+        "CPU",
+        "INFO",
+    ]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"tick:0", "tick:1", "crash:0"}
     assert rows["tick:0"].split()[1] == "RUNNING"
@@ -68,10 +79,14 @@ async def test_ctl_exit_1_when_the_command_fails(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK, CRASH)
     async with running_node(cfg):
         crash = await ctl("-c", str(cfg), "start", "crash")
+        status = await ctl("-c", str(cfg), "status")
         unknown = await ctl("-c", str(cfg), "stop", "nosuch")
         ok = await ctl("-c", str(cfg), "restart", "tick:0")
     assert crash.returncode == 1
     assert crash.stdout.startswith("crash:0: failed")
+    info_at = status.stdout.index("INFO")
+    row = next(line for line in status.stdout.splitlines() if line.startswith("crash:0"))
+    assert row[info_at:].strip(), row  # INFO says why it is not RUNNING
     assert unknown.returncode == 1
     assert "no program or process matches 'nosuch'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
@@ -86,6 +101,81 @@ async def test_ctl_exit_2_on_usage_errors(tmp_path: Path) -> None:
     bad = await ctl("--socket", str(tmp_path / "s"), "frobnicate")
     assert bad.returncode == 2
     assert "invalid choice" in bad.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0", "1e300", "soon"])
+async def test_ctl_refuses_a_bad_timeout(tmp_path: Path, value: str) -> None:
+    """QA #6: these gave tracebacks or odd errors."""
+    done = await ctl("--timeout", value, "--socket", str(tmp_path / "s"), "status")
+    assert done.returncode == 2
+    assert "--timeout must be a number > 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["tail", "x", "-n", "-5"], "must be a whole number >= 0"),
+        (["start", ""], "must not be empty"),
+        (["status", "a", "b"], "usage: dsup ctl status"),
+    ],
+)
+async def test_ctl_usage_errors_exit_2_with_the_subcommand_usage(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    """QA #21."""
+    done = await ctl("--socket", str(tmp_path / "s"), *argv)
+    assert done.returncode == 2
+    assert says in done.stderr
+
+
+async def test_ctl_bad_signal_is_a_usage_error_and_json_errors_are_json(tmp_path: Path) -> None:
+    """QA #21: the server's InvalidArgument is exit 2; --json prints the error object."""
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg):
+        bad = await ctl("-c", str(cfg), "signal", "tick", "FOO")
+        as_json = await ctl("-c", str(cfg), "--json", "stop", "nosuch")
+    absent = await ctl("--json", "--socket", str(tmp_path / "none.sock"), "status")
+    assert bad.returncode == 2
+    assert "bad signal 'FOO'" in bad.stderr
+    assert as_json.returncode == 1
+    error = json.loads(as_json.stdout)
+    assert error["ok"] is False
+    assert error["error"]["type"] == "UnknownWorker"
+    assert "nosuch" in error["error"]["message"]
+    assert "nosuch" in as_json.stderr
+    assert absent.returncode == 3
+    assert json.loads(absent.stdout)["error"]["type"] == "NotRunning"
+
+
+async def test_ctl_finds_the_socket_of_a_config_being_edited(tmp_path: Path) -> None:
+    """QA #20: a config that no longer validates still names its state_dir."""
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
+        text = cfg.read_text()
+        cfg.write_text(text + '\n[programs.half]\ncommand = ""\nnumprocs = -1\n')
+        edited = await ctl("-c", str(cfg), "status", "tick:0")
+        cfg.write_text(text + "\n[programs.half\n")  # not even TOML
+        broken = await ctl("-c", str(cfg), "status")
+    assert edited.returncode == 0, edited.stderr
+    assert "tick:0" in edited.stdout
+    assert "does not validate" in edited.stderr
+    assert broken.returncode == 2
+    assert "not valid TOML" in broken.stderr
+    assert str(cfg) in broken.stderr  # the full path, as the server names it
+
+
+def test_ctl_finds_the_default_state_dir_of_a_config_being_edited(tmp_path: Path) -> None:
+    from supervisor.ctl import _state_dir_only
+
+    cfg = tmp_path / "dsup.toml"
+    cfg.write_text("[supervisor]\nname = 5\n[programs.x]\ncommand = 7\n")
+    assert _state_dir_only(cfg) == tmp_path.resolve() / ".dsup"
+    cfg.write_text('[supervisor]\nstate_dir = "st"\n[programs.x]\ncommand = 7\n')
+    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
+    cfg.write_text("[supervisor]\nstate_dir = 3\n")
+    assert _state_dir_only(cfg) is None
 
 
 async def test_ctl_exit_3_when_no_dsup_runs_there(tmp_path: Path) -> None:
@@ -180,6 +270,25 @@ async def test_ctl_tail_follow_into_a_closed_pipe_exits_quietly(tmp_path: Path) 
     assert err == b""
 
 
+async def test_ctl_tail_makes_escape_sequences_harmless(tmp_path: Path) -> None:
+    """QA #3: a worker's escapes and control characters reached the terminal raw."""
+    cfg = write_config(tmp_path, program("garbage", "ctl_garbage.py"))
+    async with running_node(cfg):
+        done = await ctl("-c", str(cfg), "tail", "garbage")
+
+        async def two() -> bool:
+            nonlocal done
+            done = await ctl("-c", str(cfg), "tail", "garbage")
+            return len(done.stdout.splitlines()) == 2
+
+        await eventually(two)
+        raw = await ctl("-c", str(cfg), "--json", "tail", "garbage")
+    assert done.stdout.splitlines() == ["RED bell\\x07 back\\x08 end", "plain line"]
+    assert "\x1b" not in done.stdout
+    lines = json.loads(raw.stdout)["logs"][0]["lines"]
+    assert lines[0].startswith("\x1b[31mRED")  # --json stays raw
+
+
 async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
@@ -225,6 +334,7 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
                     "restarts": 0,
                     "last_exit_code": 1,
                     "last_exit_signal": None,
+                    "reason": "exited",
                 },
                 "rss_bytes": None,
                 "cpu_percent": None,
@@ -232,10 +342,18 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
         ],
     }
     assert render_status(report).splitlines() == [
-        "NAME          STATE    PID   UPTIME  RESTARTS  LAST EXIT  MEMORY    CPU",
+        "NAME          STATE    PID   UPTIME  RESTARTS  LAST EXIT  MEMORY    CPU    INFO",
         "web:0         RUNNING  4242  1h02m   2         SIGKILL    50.0 MiB  12.3%",
-        "batch-job:11  EXITED   -     -       0         exit 1     -         -",
+        "batch-job:11  EXITED   -     -       0         exit 1     -         -      exited",
     ]
+    fatal = {"process": "bad:0", "state": "FATAL", "last_error": "No such file: /x\x1b[2J"}
+    report["processes"] = [{"status": fatal}]
+    assert render_status(report).splitlines()[1].endswith("  No such file: /x")  # no ESC
+    narrow = render_status(report, width=60).splitlines()  # INFO keeps its minimum, 12
+    assert narrow[1].endswith("  No such f...")
+    assert narrow[0].endswith("  INFO")
+    wide = render_status(report, width=80).splitlines()
+    assert wide[1].endswith("  No such file: /x")
 
 
 @pytest.mark.parametrize(

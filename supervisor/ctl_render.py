@@ -1,0 +1,151 @@
+"""The human output of ``dsup ctl``: the status table, actions, reloads and log lines.
+
+This module owns how results read in a terminal: column layout, the INFO
+column, cutting to the terminal width, and making worker output safe to show
+(through ``humanize.printable``). It does not own the arguments, the client or
+the ``--json`` output (``ctl``), nor how single values are spelled
+(``humanize``). Standard library only: ``dsup ctl`` must start fast.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from supervisor import humanize
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+_ALIVE = ("STARTING", "RUNNING", "STOPPING")
+_MIN_INFO_WIDTH = 12  # the INFO column keeps this much even on a narrow terminal
+
+
+def render(cmd: str, result: object) -> str:
+    """The human form of one command's result."""
+    data = result if isinstance(result, dict) else {}
+    if cmd == "status":
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+        return render_status(data, width=width)
+    if cmd == "tail":
+        logs = _list(data.get("logs"))
+        return render_logs(logs, many=len(logs) > 1)
+    if cmd == "reload":
+        return "\n".join(
+            f"{key}: {', '.join(str(n) for n in _list(data.get(key))) or '-'}"
+            for key in ("added", "removed", "changed", "unchanged")
+        )
+    if cmd == "shutdown":
+        return f"node {data.get('node')!s}: stopping every process and exiting"
+    return _render_actions(data)
+
+
+def render_status(
+    report: Mapping[str, object], *, now: float | None = None, width: int | None = None
+) -> str:
+    """The ``status`` table: one aligned row per process.
+
+    The INFO column says why a process that is not RUNNING is in its state:
+    its last spawn error, or the reason of its last state change.
+
+    Args:
+        report: a ``StatusReport`` as sent over the socket.
+        now: wall-clock time for uptimes (default: the report's own time).
+        width: cut INFO so that rows fit this many columns (default: no cut).
+    """
+    at = _number(report.get("at"), time.time()) if now is None else now
+    head = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")
+    rows = [head]
+    for proc in _list(report.get("processes")):
+        info = proc if isinstance(proc, dict) else {}
+        st = info.get("status")
+        status = st if isinstance(st, dict) else {}
+        state = str(status.get("state", "?"))
+        started = status.get("started_at")
+        alive = state in _ALIVE and isinstance(started, int | float)
+        rows.append(
+            (
+                str(status.get("process", "?")),
+                state,
+                _opt(status.get("pid")),
+                humanize.duration(at - float(started))
+                if alive and isinstance(started, int | float)
+                else "-",
+                _opt(status.get("restarts")),
+                _last_exit(status),
+                humanize.memory(info.get("rss_bytes")),
+                humanize.cpu(info.get("cpu_percent")),
+                "" if state == "RUNNING" else _why(status),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    if width is not None:
+        room = max(_MIN_INFO_WIDTH, width - sum(w + 2 for w in widths[:-1]))
+        rows = [(*row[:-1], _cut(row[-1], room)) for row in rows]
+        widths[-1] = min(widths[-1], room)
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _why(status: Mapping[str, object]) -> str:
+    error, reason = status.get("last_error"), status.get("reason")
+    text = error if isinstance(error, str) and error else reason
+    return humanize.printable(text) if isinstance(text, str) else ""
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - 3] + "..."
+
+
+def _render_actions(data: Mapping[str, object]) -> str:
+    lines = []
+    for proc in _list(data.get("processes")):
+        p = proc if isinstance(proc, dict) else {}
+        pid = f" (pid {p['pid']})" if isinstance(p.get("pid"), int) else ""
+        message = f": {p['message']}" if p.get("message") else ""
+        lines.append(f"{p.get('process')}: {p.get('outcome')}, {p.get('state')}{pid}{message}")
+    return "\n".join(lines)
+
+
+def render_logs(logs: Sequence[object], *, many: bool) -> str:
+    """Log lines for people: control characters and escapes made harmless.
+
+    A worker's escape sequences could otherwise retitle the terminal, move its
+    cursor or write the clipboard; colours are kept on a terminal only.
+    """
+    color = sys.stdout.isatty()
+    out = []
+    for item in logs:
+        log = item if isinstance(item, dict) else {}
+        prefix = f"{log.get('process')} | " if many else ""
+        dropped = log.get("dropped")
+        if isinstance(dropped, int) and dropped:
+            out.append(f"{prefix}[{dropped} lines dropped: the log file has them]")
+        out.extend(
+            f"{prefix}{humanize.printable(str(line), keep_color=color)}"
+            for line in _list(log.get("lines"))
+        )
+    return "\n".join(out)
+
+
+def _list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _opt(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _last_exit(status: Mapping[str, object]) -> str:
+    code, sig = status.get("last_exit_code"), status.get("last_exit_signal")
+    if isinstance(sig, int):
+        return humanize.signal_name(sig)
+    return f"exit {code}" if isinstance(code, int) else "-"
