@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal, Self, TypeVar
 from supervisor.errors import SupervisorError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
 
@@ -184,27 +184,38 @@ class AuditRecord:
 AUDIT_KEEP_ROWS = 100_000
 """Audit rows kept by default: a script polling ``status`` every second adds
 86,400 a day, so the oldest rows are dropped past this many."""
+RUNS_KEEP = 10_000
+"""Runs kept by default (history for ``recent_runs``); only settled runs are dropped."""
 
 
 class Ledger:
     """The sqlite ledger of one state directory. Use ``Ledger.open``."""
 
     def __init__(
-        self, path: Path, conn: sqlite3.Connection, *, audit_keep_rows: int = AUDIT_KEEP_ROWS
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        audit_keep_rows: int = AUDIT_KEEP_ROWS,
+        runs_keep: int = RUNS_KEEP,
     ) -> None:
         """Wrap an open, migrated connection; prefer ``Ledger.open``."""
         self.path = path
         self.audit_keep_rows = audit_keep_rows
+        self.runs_keep = runs_keep
         self._conn = conn
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path, *, audit_keep_rows: int = AUDIT_KEEP_ROWS) -> Ledger:
+    def open(
+        cls, path: Path, *, audit_keep_rows: int = AUDIT_KEEP_ROWS, runs_keep: int = RUNS_KEEP
+    ) -> Ledger:
         """Open (creating if needed) and migrate the ledger at ``path``.
 
         Args:
             path: the sqlite file.
             audit_keep_rows: how many of the newest audit rows to keep.
+            runs_keep: how many of the newest runs to keep once settled.
 
         Raises:
             LedgerError: the file is not a database or has a newer schema.
@@ -223,7 +234,7 @@ class Ledger:
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn, audit_keep_rows=audit_keep_rows)
+        return cls(path, conn, audit_keep_rows=audit_keep_rows, runs_keep=runs_keep)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -253,12 +264,21 @@ class Ledger:
         create_time: float,
         started_at: float,
     ) -> None:
-        """Record a new run; committed (crash-safe) when this returns."""
-        self._write(
-            "INSERT INTO runs (run_id, process, program, pid, create_time, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, process, program, pid, create_time, started_at)],
-        )
+        """Record a new run; committed (crash-safe) when this returns.
+
+        Settled runs older than the newest ``runs_keep`` are dropped in the same
+        transaction, so a crash-looping worker cannot grow the ledger forever.
+        """
+        with self._lock, _transaction(self._conn):
+            cursor = self._conn.execute(
+                "INSERT INTO runs (run_id, process, program, pid, create_time, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, process, program, pid, create_time, started_at),
+            )
+            newest = cursor.lastrowid or 0
+            self._conn.execute(
+                "DELETE FROM runs WHERE settled = 1 AND rowid <= ?", (newest - self.runs_keep,)
+            )
 
     def record_run_exit(
         self, *, run_id: str, exit_code: int | None, exit_signal: int | None, ended_at: float
@@ -295,19 +315,24 @@ class Ledger:
         )
         return [_run_record(row) for row in rows]
 
-    def leftover_processes(self) -> list[LeftoverProcess]:
+    def leftover_processes(self, run_id: str | None = None) -> list[LeftoverProcess]:
         """Every recorded process of an unsettled run that may still be alive.
 
         That is the main process of each unsettled run without a recorded exit,
         and every recorded descendant of each unsettled run.
+
+        Args:
+            run_id: only this run's (a stop asks for one run: reading every run
+                for each of N parallel stops would cost N squared).
         """
+        one = "" if run_id is None else " AND r.run_id = :run"
         rows = self._read(
-            "SELECT run_id, process, pid, create_time, 1 AS is_main FROM runs "
-            "WHERE settled = 0 AND ended_at IS NULL "
+            "SELECT run_id, process, pid, create_time, 1 AS is_main FROM runs r "
+            f"WHERE settled = 0 AND ended_at IS NULL{one} "
             "UNION ALL "
             "SELECT p.run_id, r.process, p.pid, p.create_time, 0 FROM run_procs p "
-            "JOIN runs r ON r.run_id = p.run_id WHERE r.settled = 0",
-            (),
+            f"JOIN runs r ON r.run_id = p.run_id WHERE r.settled = 0{one}",
+            {"run": run_id},
         )
         return [
             _from_row(
@@ -371,7 +396,7 @@ class Ledger:
         with self._lock, _transaction(self._conn):
             self._conn.executemany(sql, rows)
 
-    def _read(self, sql: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: tuple[object, ...] | Mapping[str, object]) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 

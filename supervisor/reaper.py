@@ -321,8 +321,8 @@ class Reaper:
         ``main`` is signalled (through its group) only while ``main_exited`` is
         given and not set.
         """
-        leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes)
-        recorded = {lo.ident for lo in leftovers if lo.run_id == run_id and not lo.is_main}
+        leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes, run_id)
+        recorded = {lo.ident for lo in leftovers if not lo.is_main}
         return await escalate(
             self._scanner,
             self.ledger,

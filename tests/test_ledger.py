@@ -85,6 +85,30 @@ def test_ledger_leftovers_are_unended_mains_and_unsettled_descendants(ledger: Le
     assert [r.is_settled for r in ledger.recent_runs() if r.run_id == "settled"] == [True]
 
 
+def test_ledger_leftovers_of_one_run(ledger: Ledger) -> None:
+    _start(ledger, "r1", pid=1)
+    _start(ledger, "r2", pid=2)
+    ledger.record_descendants("r2", [ProcIdent(20, 2.0)])
+    assert {(p.ident.pid, p.is_main) for p in ledger.leftover_processes("r2")} == {
+        (2, True),
+        (20, False),
+    }
+
+
+def test_ledger_keeps_only_the_newest_settled_runs_and_every_open_one(tmp_path: Path) -> None:
+    """A crash-looping worker adds a run per restart; the history stays bounded (QA #7)."""
+    with Ledger.open(tmp_path / "ledger.sqlite3", runs_keep=3) as led:
+        _start(led, "open", pid=1)
+        for i in range(6):
+            _start(led, f"done{i}", pid=10 + i)
+            led.record_descendants(f"done{i}", [ProcIdent(100 + i, 1.0)])
+            led.forget_runs([f"done{i}"])
+        _start(led, "last", pid=99)
+        kept = {r.run_id for r in led.recent_runs(limit=100)}
+        assert kept == {"open", "done4", "done5", "last"}
+        assert {p.run_id for p in led.leftover_processes()} == {"open", "last"}
+
+
 def test_ledger_recent_runs_newest_first_filtered_and_limited(ledger: Ledger) -> None:
     for i in range(5):
         _start(ledger, f"a{i}", at=float(i), proc="a:0")
