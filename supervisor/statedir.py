@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor.errors import StateDirLocked, StateDirUnsafe
+from supervisor.errors import StateDirLocked, StateDirUnsafe, SupervisorError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -80,18 +80,20 @@ def open_state_dir(path: Path) -> Iterator[StateDir]:
         StateDirLocked: another live process holds the lock.
     """
     path = Path(path).absolute()
-    _make_private_dir(path)
-    lock_fd = _acquire_lock(path)
+    with _usable(path):
+        _make_private_dir(path)
+        lock_fd = _acquire_lock(path)
     try:
         log_dir = path / "logs"
-        _make_private_dir(log_dir)
-        state = StateDir(
-            path=path,
-            instance_id=_instance_id(path),
-            log_dir=log_dir,
-            ledger_path=path / "ledger.sqlite3",
-            socket_path=path / SOCKET_NAME,
-        )
+        with _usable(path):
+            _make_private_dir(log_dir)
+            state = StateDir(
+                path=path,
+                instance_id=_instance_id(path),
+                log_dir=log_dir,
+                ledger_path=path / "ledger.sqlite3",
+                socket_path=path / SOCKET_NAME,
+            )
         logger.info(
             "state_dir %s locked by pid %d (instance %s)", path, os.getpid(), state.instance_id
         )
@@ -100,6 +102,22 @@ def open_state_dir(path: Path) -> Iterator[StateDir]:
         # Closing the descriptor drops the flock. The pid stays in the file: it is
         # only read while the lock is held, so a stale value is harmless.
         os.close(lock_fd)
+
+
+@contextlib.contextmanager
+def _usable(path: Path) -> Iterator[None]:
+    """Turn a file-system failure (no permission, read-only...) into StateDirUnsafe."""
+    try:
+        yield
+    except SupervisorError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise StateDirUnsafe(
+            path,
+            f"cannot be used: {exc.strerror or exc}{where}",
+            "point state_dir at a directory this user can create and write",
+        ) from None
 
 
 def _make_private_dir(path: Path) -> None:
@@ -116,10 +134,14 @@ def _make_private_dir(path: Path) -> None:
             "give each user their own state_dir",
         )
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # A sticky directory (/tmp) is shared on purpose: never advise chmod on it.
+        fix = (
+            "give dsup a directory of its own inside it, e.g. a 'dsup' subdirectory"
+            if st.st_mode & stat.S_ISVTX
+            else f"run: chmod 700 {str(path)!r}"
+        )
         raise StateDirUnsafe(
-            path,
-            f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
-            f"run: chmod 700 {str(path)!r}",
+            path, f"is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})", fix
         )
 
 

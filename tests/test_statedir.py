@@ -91,6 +91,27 @@ def test_open_state_dir_refuses_dir_writable_by_others(tmp_path: Path, mode: int
     assert not (path / "lock").exists(), "refused before taking the lock"
 
 
+def test_open_state_dir_never_advises_chmod_on_a_shared_sticky_dir(tmp_path: Path) -> None:
+    """``state_dir = "/tmp"`` must not be answered with 'chmod 700 /tmp' (QA #22)."""
+    path = tmp_path / "shared"
+    path.mkdir()
+    path.chmod(0o1777)
+    with pytest.raises(StateDirUnsafe) as info, open_state_dir(path):
+        pass
+    assert "chmod" not in str(info.value)
+    assert "of its own" in str(info.value)
+
+
+def test_open_state_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    """A failed mkdir was a raw traceback (QA #5)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StateDirUnsafe) as info, open_state_dir(blocker / "state"):
+        pass
+    assert "cannot be used" in str(info.value)
+    assert str(blocker / "state") in str(info.value)
+
+
 def test_open_state_dir_refuses_a_file(tmp_path: Path) -> None:
     path = tmp_path / "state"
     path.write_text("")
