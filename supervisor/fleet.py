@@ -168,6 +168,8 @@ class Fleet:
                 await self._add_processes(spec)
             task_status.started()
             await self._shutdown.wait()
+            for child in self.processes():
+                child.close("dsup shutting down")
             tg.cancel_scope.cancel("fleet shutdown")
         self._tg = None
 
@@ -209,9 +211,11 @@ class Fleet:
         scaled = [n for n in changed if replace(old[n], numprocs=new[n].numprocs) == new[n]]
         self.config = config
         async with anyio.create_task_group() as tg:
-            for name in removed + changed:
+            for name in removed:
+                tg.start_soon(self._remove_processes, name, 0, "removed by reload")
+            for name in changed:
                 keep = new[name].numprocs if name in scaled else 0
-                tg.start_soon(self._remove_processes, name, keep)
+                tg.start_soon(self._remove_processes, name, keep, "config changed by reload")
         for name in changed + added:
             first = old[name].numprocs if name in scaled else 0
             await self._add_processes(new[name], first)
@@ -260,13 +264,14 @@ class Fleet:
         finally:
             slot.done.set()
 
-    async def _remove_processes(self, name: str, keep: int = 0) -> None:
-        """Stop and drop a program's slots from index ``keep`` on (all by default)."""
+    async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
+        """Stop and drop a program's slots from index ``keep`` on, saying why."""
         slots = [
             s for s in self._slots.values() if s.child.spec.name == name and s.child.index >= keep
         ]
         for slot in slots:
-            slot.scope.cancel(f"program {name!r} removed or changed by reload")
+            slot.child.close(reason)
+            slot.scope.cancel(reason)
         for slot in slots:
             await slot.done.wait()
             del self._slots[slot.child.name]

@@ -89,5 +89,9 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
             tmp_path,
             program("pool", "ctl_ticker.py", numprocs=1) + program("other", "ctl_ticker.py"),
         )
+        (dropped,) = fleet.resolve("pool:2")
         await fleet.reload(load_config(config))
         assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
+        # The stop says why (QA #22), rather than "supervision ended".
+        assert dropped.status().state.value == "STOPPED"
+        assert dropped.status().reason == "config changed by reload"
