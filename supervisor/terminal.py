@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console as RichConsole
 from rich.console import Group
 from rich.live import Live
@@ -180,11 +181,11 @@ def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> 
     match item:
         case Lines():
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
-            return "".join(f"{head}{line}\n" for line in item.lines)
+            return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
         case Dropped() if item.process:
             return f"{item.process} [{item.count} lines dropped]\n"
         case _:
-            return f"{_clock(at)} {_describe(item)}\n"
+            return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
 
 
 def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
@@ -246,8 +247,7 @@ class LiveView(View):
                 handler.removeFilter(self._logs)
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
-        self._remember(items)
-        self._recent.extend((_clock(at), "~", text) for at, text in self._logs.claim())
+        self._remember(items, self._logs.claim())
         with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
             self._console.size = os.get_terminal_size(self._stream.fileno())
         if not self._live.is_started:
@@ -256,24 +256,37 @@ class LiveView(View):
         if final:
             self._live.stop()
 
-    def _remember(self, items: list[Item]) -> None:
+    def _remember(self, items: list[Item], logs: list[tuple[float, str]]) -> None:
+        """Add a batch and the log records captured meanwhile, in time order.
+
+        A log record (``SIGINT: stopping every process``) is often written just
+        before the state changes it causes, in the same batch.
+        """
+        timed: list[tuple[float, list[tuple[str, str, str]]]] = [
+            (at, [(_clock(at), "~", text)]) for at, text in logs
+        ]
         for at, item in items:
             if isinstance(item, Lines):
                 mark = _STREAM_MARK[item.stream]
                 tail = item.lines[-RECENT_LINES:]
-                self._recent.extend((item.process, mark, line[:_SHOWN_CHARS]) for line in tail)
+                timed.append((at, [(item.process, mark, line[:_SHOWN_CHARS]) for line in tail]))
             elif isinstance(item, Dropped) and item.process:
-                self._recent.append((item.process, "#", f"[{item.count} lines dropped]"))
+                timed.append((at, [(item.process, "#", f"[{item.count} lines dropped]")]))
             else:
-                self._recent.append((_clock(at), "#", _describe(item)))
+                timed.append((at, [(_clock(at), "#", _describe(item))]))
+        timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
+        for _, entries in timed:
+            self._recent.extend(entries)
 
     def _layout(self, rows: Sequence[ProcessStatus]) -> Group:
-        height = self._console.size.height
+        width, height = self._console.size
         max_rows = max(1, height - 10)
-        table = _table(self._node, rows, max_rows, now=time.time())
+        table = _table(rows, max_rows, now=time.time(), width=width)
+        # Title, table (rows + 4) and recent lines fill height - 1 lines, so the
+        # final table and the shell's prompt fit without scrolling the title away.
         room = max(2, height - min(len(rows), max_rows) - 6)
         recent = list(self._recent)[-room:]
-        return Group(table, *(_recent_line(*entry) for entry in recent))
+        return Group(_title(self._node, rows), table, *(_recent_line(*entry) for entry in recent))
 
 
 class _LogCapture(logging.Filter):
@@ -299,27 +312,63 @@ class _LogCapture(logging.Filter):
         return records
 
 
-def _table(node: str, rows: Sequence[ProcessStatus], max_rows: int, *, now: float) -> Table:
+_COLUMNS = ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+_SHRINK_ORDER = (((5, 0), 7), ((4, 3), 4), ((5, 0), 3))
+"""Which columns give up width, in turn, and down to how many cells: LAST EXIT and
+PROCESS first, then RESTARTS and UPTIME; STATE and PID only in rich's last even cut."""
+
+
+def _title(node: str, rows: Sequence[ProcessStatus]) -> Text:
+    """One line (never wrapped, so the layout's height is known) counting states."""
     counts = Counter(r.state.value for r in rows)
     summary = ", ".join(f"{n} {state}" for state, n in counts.most_common())
     title = f"dsup {node}: {len(rows)} processes" + (f" ({summary})" if summary else "")
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", expand=False)
-    for name in ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    return Text(title, style="table.title", no_wrap=True, overflow="ellipsis")
+
+
+def _table(rows: Sequence[ProcessStatus], max_rows: int, *, now: float, width: int) -> Table:
+    """The status table, ``max_rows`` rows at most, fitted to ``width`` cells."""
     shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
-    for r in shown:
-        is_up = r.state.is_alive and r.started_at is not None
-        table.add_row(
-            r.process,
-            Text(r.state.value, style=_STATE_STYLE[r.state]),
-            str(r.pid) if r.pid is not None else "-",
-            humanize.duration(now - r.started_at) if is_up and r.started_at is not None else "-",
-            str(r.restarts),
-            _last_exit(r),
-        )
+    cells = [_cells(r, now) for r in shown]
     if len(shown) < len(rows):
-        table.add_row(f"... {len(rows) - len(shown)} more", "", "", "", "", "")
+        cells.append((f"... {len(rows) - len(shown)} more", "", "", "", "", ""))
+    table = Table(box=box.SIMPLE_HEAD, expand=False)
+    for name, most in zip(_COLUMNS, _widths(cells, width), strict=True):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=most)
+    for i, row in enumerate(cells):
+        style = _STATE_STYLE[shown[i].state] if i < len(shown) else ""
+        table.add_row(row[0], Text(row[1], style=style), *row[2:])
     return table
+
+
+def _cells(r: ProcessStatus, now: float) -> tuple[str, str, str, str, str, str]:
+    is_up = r.state.is_alive and r.started_at is not None
+    return (
+        r.process,
+        r.state.value,
+        str(r.pid) if r.pid is not None else "-",
+        humanize.duration(now - r.started_at) if is_up and r.started_at is not None else "-",
+        str(r.restarts),
+        _last_exit(r),
+    )
+
+
+def _widths(cells: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Column widths that fit ``width``, shrinking columns in ``_SHRINK_ORDER``.
+
+    Within a step the widest column shrinks first. Each column costs 3 cells
+    more than its content (padding and divider), plus one for the table's edge.
+    """
+    widths = [max(map(cell_len, column)) for column in zip(_COLUMNS, *cells, strict=True)]
+    excess = sum(widths) + 3 * len(widths) + 1 - width
+    for columns, floor in _SHRINK_ORDER:
+        while excess > 0:  # bounded: every pass takes one cell off a column above floor
+            widest = max(columns, key=lambda i: widths[i])
+            if widths[widest] <= floor:
+                break
+            widths[widest] -= 1
+            excess -= 1
+    return widths
 
 
 def _last_exit(r: ProcessStatus) -> str:
@@ -327,13 +376,16 @@ def _last_exit(r: ProcessStatus) -> str:
         return humanize.signal_name(r.last_exit_signal)
     if r.last_exit_code is not None:
         return f"exit {r.last_exit_code}"
-    return r.last_error or "-"
+    return humanize.printable(r.last_error) if r.last_error else "-"
 
 
 def _recent_line(head: str, mark: str, line: str) -> Text:
     style = {"!": "red", "#": "dim", "~": "yellow"}.get(mark, "")
     text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
-    text.append_text(Text(line, style="bold") if mark in "#~" else Text.from_ansi(line))
+    if mark in "#~":
+        text.append(humanize.printable(line), style="bold")
+    else:  # only SGR is left, which rich turns into styles
+        text.append_text(Text.from_ansi(humanize.printable(line, keep_color=True)))
     return text
 
 

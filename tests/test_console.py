@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import select
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import pytest
 
 from supervisor import console as console_module
 from supervisor import humanize
@@ -29,8 +31,6 @@ from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateCh
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-    import pytest
 
     from supervisor.events import Event
 
@@ -127,6 +127,17 @@ async def test_console_plain_output_lines_are_prefixed_and_stderr_is_marked() ->
     assert parsed[2][2] == "bad thing"
     assert parsed[2][1] != parsed[0][1]
     assert parsed[3] == ("b:1", "|", "x")
+
+
+async def test_console_plain_escapes_worker_control_characters_json_keeps_them() -> None:
+    """QA #3: no escape sequence reaches a plain stream; JSON keeps the raw line."""
+    garbage = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
+    out = io.StringIO()
+    shown = await _shown(Console(stream=out, live=False), out, [_lines(garbage, "ok\tok")])
+    assert shown == ["scraper:0 | RED\\x0d\\x0dX\\x08\\x08", "scraper:0 | ok\tok"]
+    out = io.StringIO()
+    written = await _written(Console(stream=out, json_logs=True), out, [_lines(garbage)])
+    assert json.loads(written)["line"] == garbage
 
 
 async def test_console_events_delivered_before_run_are_written() -> None:
@@ -295,19 +306,22 @@ async def test_console_live_takes_a_bounded_share_per_redraw_and_counts_the_rest
     assert "PROCESS" in text  # the final table, even with no rows
 
 
-def _screen(raw: str) -> list[str]:
+def _screen(raw: str, height: int | None = None) -> list[str]:
     """What a terminal shows after ``raw``: the few controls rich's live display uses.
 
     Handles CR, LF, cursor up (``ESC[nA``), erase line (``ESC[2K``) and ignores
-    other CSI sequences (colours, cursor visibility). Scrollback is unbounded,
-    so content that scrolled instead of being redrawn stays visible here.
+    other CSI sequences (colours, cursor visibility). Without ``height``,
+    scrollback is unbounded, so content that scrolled instead of being redrawn
+    stays visible here. With it, the screen has ``height`` rows: a line feed on
+    the last row scrolls the top row away, and only the visible rows (up to
+    the cursor's) are returned.
     """
     lines: list[list[str]] = [[]]
-    row = col = 0
+    row = col = top = 0
     for m in re.finditer(r"\x1b\[([0-9;?]*)([A-Za-z])|\r|\n|[^\x1b\r\n]", raw):
         token = m.group(0)
         if m.group(2) == "A":
-            row = max(0, row - int(m.group(1) or 1))
+            row = max(top, row - int(m.group(1) or 1))
         elif m.group(2) == "K":
             lines[row] = []
         elif m.group(2):
@@ -318,20 +332,23 @@ def _screen(raw: str) -> list[str]:
             row += 1
             if row == len(lines):
                 lines.append([])
+            if height is not None and row - top >= height:
+                top = row - height + 1
         else:
             cur = lines[row]
             cur.extend(" " * (col - len(cur)))
             cur[col : col + 1] = [token]
             col += 1
-    return ["".join(chars).rstrip() for chars in lines]
+    return ["".join(chars).rstrip() for chars in lines[top:]]
 
 
-def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
+def _run_live_driver(rows: int, columns: int) -> str:
+    """Run tests/workers/console_pty_driver.py on a real pseudo-terminal; its output."""
     import fcntl
     import termios
 
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
     env.pop("NO_COLOR", None)
     with subprocess.Popen(
@@ -362,13 +379,24 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
             proc.wait(timeout=10)
     text = raw.decode()
     assert proc.returncode == 0, text
+    return text
+
+
+@pytest.fixture(scope="module")
+def live_output() -> str:
+    """The driver's output on a 100x30 terminal, shared by the tests that read it."""
+    return _run_live_driver(30, 100)
+
+
+def test_console_live_table_refreshes_in_place_in_a_real_terminal(live_output: str) -> None:
+    text = live_output
     screen = _screen(text)
     headers = [line for line in screen if "PROCESS" in line and "STATE" in line]
     assert len(headers) == 1, screen  # redrawn in place, not scrolled
     for column in ("PID", "UPTIME", "RESTARTS", "LAST EXIT"):
         assert column in headers[0]
     scraper = next(line.split() for line in screen if line.strip().startswith("scraper:0"))
-    assert scraper[1:3] == ["RUNNING", "4242"]
+    assert scraper[1:3] == ["RUNNING", "1764242"]
     assert scraper[-2:] == ["exit", "1"]
     crasher = next(line.split() for line in screen if line.strip().startswith("crasher:0"))
     assert crasher[1] == "FATAL"
@@ -383,6 +411,64 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal() -> None:
     assert logged[0] > screen.index(headers[0])
     assert re.search(r"\x1b\[[0-9;]*mRUNNING", text)  # the state is coloured
     assert text.count("PROCESS") >= 3  # two refreshes and the final table
+
+
+def test_console_live_escapes_control_characters_and_keeps_colour(live_output: str) -> None:
+    """QA #3: a ``\\r`` no longer eats the ``name |`` prefix; no OSC reaches the terminal."""
+    text = live_output
+    screen = _screen(text)
+    assert "scraper:0 | RED\\x0d\\x0dX\\x08\\x08" in screen, screen
+    assert "scraper:0 | \\x0b\\x0c\\x0dnext line" in screen, screen
+    assert "\x1b]" not in text
+    assert not {"\x07", "\x08", "\x0b", "\x0c"} & set(text)
+    assert re.search(r"\x1b\[[0-9;]*31[0-9;]*mRED", text)  # the worker's colour is kept
+
+
+class _TtyLike(io.StringIO):
+    """A log handler's stream that says it is a terminal, so the live view captures it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -> None:
+    """QA #18: a log record written before a state change, in the same batch, shows first."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(_TtyLike())
+    logging.getLogger().addHandler(handler)
+    try:
+        console = Console(stream=out, live=True, status=list)
+        async with anyio.create_task_group() as tg:
+            await tg.start(console.run)
+            # The first redraw has claimed its log records once it writes.
+            await _wait_until(lambda: bool(out.getvalue()))
+            logging.getLogger("runner").warning("SIGINT: stopping every process")
+            console.deliver(
+                _changed(old=ProcessState.RUNNING, new=ProcessState.STOPPING, at=time.time())
+            )
+            tg.cancel_scope.cancel()  # the final redraw shows both, from one batch
+    finally:
+        logging.getLogger().removeHandler(handler)
+    screen = _screen(out.getvalue())
+    logged = [i for i, line in enumerate(screen) if "SIGINT: stopping" in line]
+    changed = [i for i, line in enumerate(screen) if "RUNNING -> STOPPING" in line]
+    assert len(logged) == len(changed) == 1, screen
+    assert logged[0] < changed[0], screen
+    assert not handler.stream.getvalue()  # captured, not written across the table
+
+
+def test_console_live_narrow_pane_keeps_title_pid_and_state_whole() -> None:
+    """QA #18: at 60 columns the title stays on the top row and PID, STATE are not cut."""
+    rows = 16
+    screen = _screen(_run_live_driver(rows, 60), height=rows)
+    assert len(screen) <= rows
+    assert screen[0].startswith("dsup ptynode"), screen  # the final table kept its title
+    assert screen[0].endswith("…"), screen  # cut, not wrapped
+    assert max(map(len, screen)) <= 60
+    scraper = next(line.split() for line in screen if line.strip().startswith("scrape"))
+    assert scraper[1:3] == ["RUNNING", "1764242"], screen
+    crasher = next(line.split() for line in screen if line.strip().startswith("crash"))
+    assert crasher[1] == "FATAL", screen
 
 
 # -- printable: a worker's line made safe for a terminal (QA finding #3) -------

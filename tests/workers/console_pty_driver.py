@@ -1,6 +1,8 @@
 """Drive a live Console on this process's stdout (a pseudo-terminal in the test).
 
-Shows one process row and a few output lines, lets the console refresh at least
+Shows two process rows (a 7-digit pid, a title too long for a narrow pane), a few
+output lines (two full of escape sequences and control characters) and a log
+record, lets the console refresh at least
 twice, then cancels it so it prints its final table. Used by tests/test_console.py.
 """
 
@@ -23,7 +25,7 @@ def rows():
             program="scraper",
             index=0,
             state=ProcessState.RUNNING,
-            pid=4242,
+            pid=1764242,
             run_id="r1",
             started_at=STARTED,
             state_since=STARTED,
@@ -61,7 +63,8 @@ async def main():
         return rows()
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # same terminal
-    console = Console(stream=sys.stdout, live=True, status=status, node="ptynode")
+    node = "ptynode-with-a-name-long-enough-to-wrap-a-title"
+    console = Console(stream=sys.stdout, live=True, status=status, node=node)
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
         console.deliver(
@@ -70,13 +73,17 @@ async def main():
                 program="scraper",
                 old=ProcessState.STARTING,
                 new=ProcessState.RUNNING,
-                pid=4242,
+                pid=1764242,
                 at=STARTED,
             )
         )
         console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=("hello page 1",)))
         console.deliver(OutputLines(process="scraper:0", stream="stderr", lines=("warn: slow",)))
         logging.getLogger("driver").warning("disk nearly full")
+        garbage = ("\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08", "\x0b\x0c\rnext line")
+        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=garbage))
+        filler = tuple(f"filler {i}" for i in range(8))
+        console.deliver(OutputLines(process="crasher:0", stream="stdout", lines=filler))
         with anyio.fail_after(10):
             await enough.wait()
         tg.cancel_scope.cancel()
