@@ -103,6 +103,17 @@ async def escalate(
     return TreeOutcome(tuple(signalled), tuple(killed), tuple(survivors))
 
 
+def _kill(send: Callable[[int, int], None], pid: int, sig: signal.Signals) -> None:
+    """Send ``sig``, then SIGCONT so that a stopped (SIGSTOP) process can act on it.
+
+    Like systemd: a paused worker would otherwise sit out the whole timeout and
+    end by SIGKILL without ever seeing the stop signal (QA #19).
+    """
+    send(pid, sig)
+    if sig not in (signal.SIGKILL, signal.SIGCONT):
+        send(pid, signal.SIGCONT)
+
+
 def _signal(
     targets: Iterable[ProcIdent],
     sig: signal.Signals,
@@ -120,7 +131,7 @@ def _signal(
     group = main.pid if main is not None else None
     if main is not None:
         try:
-            os.killpg(main.pid, sig)
+            _kill(os.killpg, main.pid, sig)
             logger.info("%s sent to process group %d", why, main.pid)
         except ProcessLookupError:
             # Not a group leader after all (spawned without a new session).
@@ -135,7 +146,7 @@ def _signal(
         try:
             in_group = group is not None and os.getpgid(ident.pid) == group
             if not in_group:
-                os.kill(ident.pid, sig)
+                _kill(os.kill, ident.pid, sig)
         except ProcessLookupError:
             continue
         sent.append(ident.pid)

@@ -298,6 +298,20 @@ async def test_subreaper_adopts_and_reaps_double_forked_daemon(
         assert not psutil.pid_exists(daemon)
 
 
+async def test_terminate_tree_wakes_a_stopped_tree_to_take_the_signal(
+    instance: str, ledger: Ledger
+) -> None:
+    """A SIGSTOPped worker must see SIGTERM, not sit out the timeout to SIGKILL (QA #19)."""
+    reaper = Reaper(instance_id=instance, ledger=ledger)
+    async with spawned(instance, "run1", "--children", "1", "--bare") as w:
+        for pid in w.all_pids():
+            os.kill(pid, signal.SIGSTOP)
+        out = await _terminate(reaper, w, grace=15)
+        assert w.popen.returncode == -signal.SIGTERM
+        assert out.killed == ()
+        assert not any(_alive(p) for p in w.all_pids())
+
+
 async def test_terminate_tree_escalates_to_sigkill(instance: str, ledger: Ledger) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "1", "--ignore-term") as w:
