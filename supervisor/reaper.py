@@ -52,7 +52,7 @@ from supervisor.events import OrphansCleaned
 from supervisor.ledger import ProcIdent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
     from anyio.abc import TaskStatus
 
@@ -283,22 +283,54 @@ class Reaper:
         emit: Callable[[Event], None],
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Every ``interval`` seconds, reap stray zombies and sweep; runs until cancelled.
+        """Reap stray zombies when children die, and sweep every ``interval`` seconds.
 
-        Emits ``OrphansCleaned(reason="sweep")`` when a sweep ended something. A
-        failed round is logged and the loop goes on.
+        Runs until cancelled. An adopted orphan that dies is reaped soon after its
+        SIGCHLD (once it is older than ``spare_younger_than``), not only at the
+        next sweep. Emits ``OrphansCleaned(reason="sweep")`` when a sweep ended
+        something. A failed round is logged and the loop goes on.
         """
-        task_status.started()
-        while True:
-            await anyio.sleep(interval)
-            try:
-                await self.reap_zombies(known_children())
-                ended = await self.sweep(live_run_ids())
-            except Exception:
-                logger.exception("reaper sweep failed; trying again in %.1f s", interval)
-                continue
-            if ended:
-                emit(OrphansCleaned(pids=ended, reason="sweep"))
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._reap_on_sigchld, known_children)
+            task_status.started()
+            while True:
+                await anyio.sleep(interval)
+                try:
+                    await self.reap_zombies(known_children())
+                    ended = await self.sweep(live_run_ids())
+                except Exception:
+                    logger.exception("reaper sweep failed; trying again in %.1f s", interval)
+                    continue
+                if ended:
+                    emit(OrphansCleaned(pids=ended, reason="sweep"))
+
+    async def _reap_on_sigchld(
+        self,
+        known_children: Callable[[], Collection[int]],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Reap stray zombies after each burst of SIGCHLD, at most once a second."""
+        pending = anyio.Event()
+
+        async def note(signals: AsyncIterator[signal.Signals]) -> None:
+            async for _ in signals:
+                pending.set()
+
+        with anyio.open_signal_receiver(signal.SIGCHLD) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(note, signals)
+                task_status.started()
+                while True:
+                    await pending.wait()
+                    pending = anyio.Event()
+                    # A zombie younger than spare_younger_than is left alone (it may
+                    # be a spawn whose watcher is not set up yet): wait that long.
+                    await anyio.sleep(max(self.spare_younger_than, 0.0) + 1.0)
+                    try:
+                        await self.reap_zombies(known_children())
+                    except Exception:
+                        logger.exception("reaping zombies failed; trying at the next SIGCHLD")
 
     async def stats(self, pids: Sequence[int]) -> dict[int, ProcStats]:
         """Resource use of the tree rooted at each pid (gone pids are left out)."""

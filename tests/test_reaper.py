@@ -496,6 +496,29 @@ async def test_serve_emits_orphans_cleaned(instance: str, ledger: Ledger) -> Non
     assert not _alive(main_pid)
 
 
+@pytest.mark.usefixtures("subreaper")
+async def test_serve_reaps_an_adopted_orphan_soon_after_it_dies(
+    instance: str, ledger: Ledger
+) -> None:
+    """Not only at the next sweep, which is an hour away here (QA #11)."""
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
+    assert reaper.become_subreaper()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                functools.partial(
+                    reaper.serve, live_run_ids=set, known_children=set, interval=3600, emit=print
+                )
+            )
+            result = await anyio.run_process(
+                [sys.executable, str(WORKERS / "reap_orphan_zombie.py")]
+            )
+            orphan = int(result.stdout)
+            while psutil.pid_exists(orphan):  # noqa: ASYNC110 - the condition is another process
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+
 async def test_reap_zombies_spares_known_children(ledger: Ledger) -> None:
     reaper = Reaper(instance_id="x", ledger=ledger, spare_younger_than=0)
     argv = ["/bin/sh", "-c", "exit 7"]
