@@ -6,6 +6,10 @@ reading the pipes (see ``pump``), nor deciding where ``log_dir`` is (``config``)
 
 Writes are buffered in memory and reach the file in large ``write`` calls; the
 pump flushes when a pipe goes idle so that ``tail`` sees recent output promptly.
+A file deleted or moved away by someone else (``rm``, logrotate's default
+"move and create") is noticed at a flush, at most ``REOPEN_CHECK_SECONDS``
+late, and the path is opened again; a file truncated in place (``copytruncate``)
+is noticed then too.
 Writing happens on the event loop thread: appending to a page-cached file costs
 microseconds, the same trade supervisord makes, and a thread hop per chunk would
 cost more than the write (issue 3, "Speed and memory"). Reading back
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import anyio
@@ -34,6 +39,8 @@ DEFAULT_BUFFER_BYTES = 256 * 1024
 _TAIL_BLOCK = 64 * 1024
 _FOLLOW_READ = 1024 * 1024
 _MAX_BACKUPS = 1000
+REOPEN_CHECK_SECONDS = 1.0
+"""How often a flush compares the open file with the path (one ``stat`` each)."""
 
 
 def log_paths(log_dir: Path, process: str) -> tuple[Path, Path]:
@@ -72,6 +79,7 @@ class RotatingLog:
         max_bytes: int,
         backups: int,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        reopen_check_seconds: float = REOPEN_CHECK_SECONDS,
     ) -> None:
         """Open (append to) the log file, creating its directory if needed.
 
@@ -80,6 +88,8 @@ class RotatingLog:
             max_bytes: rotate before the file would exceed this size; 0 never rotates.
             backups: how many rotated files to keep (0: truncate on rotation).
             buffer_bytes: bytes held in memory before a write reaches the file.
+            reopen_check_seconds: the least time between two checks (at a flush)
+                that the path still names the open file.
 
         Raises:
             ValueError: for a negative size, count or a buffer smaller than 1.
@@ -94,12 +104,15 @@ class RotatingLog:
         self.max_bytes = max_bytes
         self.backups = backups
         self._buffer_bytes = buffer_bytes
+        self._reopen_check_seconds = reopen_check_seconds
         self._buf = bytearray()
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO | None = self._open()
         self._size = os.fstat(self._file.fileno()).st_size
+        self._checked_at = time.monotonic()
+        self._reopen_failed = False
 
     def _open(self) -> BinaryIO:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         return open(self.path, "ab", buffering=0)
 
     @property
@@ -125,6 +138,8 @@ class RotatingLog:
             OSError: when the file cannot be written or rotated.
         """
         view = memoryview(data).cast("B")
+        if flush:
+            self._reopen_if_moved()
         if self.max_bytes and self.size + len(view) > self.max_bytes:
             self._write_rotating(view)
         elif flush and not self._buf:
@@ -175,11 +190,48 @@ class RotatingLog:
         return self._file
 
     def flush(self) -> None:
-        """Write what is buffered to the file (one ``write`` call, normally)."""
+        """Write what is buffered to the file (one ``write`` call, normally).
+
+        First, at most every ``REOPEN_CHECK_SECONDS``, open the path again if
+        the file was deleted or moved away.
+        """
+        self._reopen_if_moved()
         if self._buf:
             pending = self._buf
             self._buf = bytearray()
             self._write_through(memoryview(pending))
+
+    def _reopen_if_moved(self) -> None:
+        """Reopen the path when it no longer names the open file (rate-limited).
+
+        Also takes the file's size again, so a truncation in place does not make
+        the next rotation come early. If the path cannot be opened, writing goes
+        on into the old file and the next check tries again.
+        """
+        now = time.monotonic()
+        if now - self._checked_at < self._reopen_check_seconds or self._file is None:
+            return
+        self._checked_at = now
+        opened = os.fstat(self._file.fileno())
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            named = None
+        if named is not None and (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev):
+            self._size = opened.st_size
+            return
+        try:
+            file = self._open()
+        except OSError as exc:
+            if not self._reopen_failed:
+                logger.warning("log %s was moved away and cannot be reopened: %s", self.path, exc)
+            self._reopen_failed = True
+            return
+        self._file.close()
+        self._file = file
+        self._size = os.fstat(file.fileno()).st_size
+        self._reopen_failed = False
+        logger.info("log %s was deleted or moved away: reopened", self.path)
 
     def rotate(self) -> None:
         """Flush, then shift the file to ``.1`` (and older backups one up)."""
@@ -278,7 +330,8 @@ def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
     """The file written after the one with ``inode``, now a backup of ``path``.
 
     Returns None when it cannot tell yet: the writer (another thread) may be
-    in the middle of shifting the backups; look again on the next poll.
+    in the middle of shifting the backups, or the file was moved away under
+    another name (see ``_Followed``); look again on the next poll.
     """
     newer = path
     for n in range(1, _MAX_BACKUPS + 1):
@@ -294,11 +347,19 @@ def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
 
 
 class _Followed:
-    """The file a follower reads, swapped for the new one after a rotation."""
+    """The file a follower reads, swapped for the new one after a rotation.
 
-    def __init__(self, path: Path) -> None:
+    A file moved away under a name that is not a backup's (logrotate's
+    ``name-20261124``) is read until ``moved_grace_seconds`` after it was first
+    seen moved, by which time the writer has reopened the path (it checks every
+    ``REOPEN_CHECK_SECONDS``); then the follower goes on with the path.
+    """
+
+    def __init__(self, path: Path, moved_grace_seconds: float) -> None:
         self.path = path
         self.file: BinaryIO | None = None
+        self._moved_grace_seconds = moved_grace_seconds
+        self._moved_at: float | None = None
 
     def start(self) -> None:
         """Open the file (if it exists) positioned at its end."""
@@ -328,7 +389,7 @@ class _Followed:
             if data:
                 return data
             unlinked = os.fstat(self.file.fileno()).st_nlink == 0
-            successor = _successor(self.path, inode, is_unlinked=unlinked)
+            successor = _successor(self.path, inode, is_unlinked=unlinked) or self._moved_away()
             if successor is None:
                 return b""
             self.close()
@@ -338,10 +399,20 @@ class _Followed:
             self.file.seek(0)  # truncated in place
         return b""
 
+    def _moved_away(self) -> Path | None:
+        """The path, once the file has been seen moved for the grace time."""
+        now = time.monotonic()
+        if self._moved_at is None:
+            self._moved_at = now
+        if now - self._moved_at < self._moved_grace_seconds:
+            return None
+        return self.path
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
             self.file = None
+        self._moved_at = None
 
 
 async def follow(
@@ -350,6 +421,7 @@ async def follow(
     *,
     max_line_bytes: int,
     poll_seconds: float = 0.25,
+    moved_grace_seconds: float = 2 * REOPEN_CHECK_SECONDS,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Deliver the lines appended to a log from now on, across rotations.
@@ -365,10 +437,12 @@ async def follow(
         deliver: called on the event loop with each batch of complete lines.
         max_line_bytes: the piece size for long lines.
         poll_seconds: the pause between checks of an idle file.
+        moved_grace_seconds: how long a file moved away under another name is
+            still read before the follower goes on with the path.
         task_status: started once positioned at the end, with ``tg.start``.
     """
     framer = LineFramer(max_line_bytes)
-    followed = _Followed(path)
+    followed = _Followed(path, moved_grace_seconds)
     try:
         await anyio.to_thread.run_sync(followed.start)
         task_status.started()

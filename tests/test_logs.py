@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING
 
 import anyio
@@ -12,6 +13,7 @@ import pytest
 from supervisor.logs import RotatingLog, backup_path, follow, log_paths, tail_lines
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -137,3 +139,78 @@ async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> No
                 await arrived.wait()
                 tg.cancel_scope.cancel()
     assert got == want
+
+
+def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
+    """QA #10: logrotate's "move and create", or an ``rm``, no longer loses the log."""
+    path = tmp_path / "m.log"
+    moved = tmp_path / "m.log-20261124"
+    with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
+        log.write(b"one\n", flush=True)
+        path.rename(moved)
+        log.write(b"two\n", flush=True)
+        assert moved.read_bytes() == b"one\n"
+        assert path.read_bytes() == b"two\n"
+        path.unlink()
+        log.write(b"three\n")
+        log.flush()
+        assert path.read_bytes() == b"three\n"
+        assert tail_lines(path, 5, max_line_bytes=100) == ["three"]
+        path.rename(moved)
+        path.write_bytes(b"created\n")  # "create": logrotate makes the new file itself
+        log.write(b"four\n", flush=True)
+        assert path.read_bytes() == b"created\nfour\n"
+
+
+def test_log_checks_the_path_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "c.log"
+    with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=3600) as log:
+        path.unlink()
+        log.write(b"to the deleted file\n", flush=True)  # no stat on every write
+        assert not path.exists()
+
+
+def test_log_takes_a_truncation_in_place_into_account(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    with RotatingLog(path, max_bytes=100, backups=1, reopen_check_seconds=0) as log:
+        log.write(b"x" * 89 + b"\n", flush=True)
+        os.truncate(path, 0)  # copytruncate
+        log.write(b"y" * 19 + b"\n", flush=True)
+        assert log.size == 20
+    assert not backup_path(path, 1).exists()  # no early rotation
+
+
+async def test_follow_goes_on_with_the_path_after_a_move_away(tmp_path: Path) -> None:
+    path = tmp_path / "g.log"
+    got: list[str] = []
+    arrived = anyio.Event()
+    want = [f"entry {i:05d}" for i in range(0, 30)]
+
+    def deliver(lines: list[str]) -> None:
+        got.extend(lines)
+        if len(got) >= len(want):
+            arrived.set()
+
+    follow_fast = functools.partial(
+        follow, max_line_bytes=100, poll_seconds=0.01, moved_grace_seconds=0
+    )
+    with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                await tg.start(follow_fast, path, deliver)
+                log.write(_lines(0, 10), flush=True)
+                await _wait_for(lambda: len(got) >= 10)
+                path.rename(tmp_path / "g.log-old")
+                log.write(_lines(10, 20), flush=True)  # reopened: a new file
+                await _wait_for(lambda: len(got) >= 20)
+                path.unlink()
+                log.write(_lines(20, 30), flush=True)
+                await arrived.wait()
+                tg.cancel_scope.cancel()
+    assert got == want
+
+
+async def _wait_for(predicate: Callable[[], bool]) -> None:
+    """Bounded poll (the caller's fail_after) for the follower's worker thread."""
+    while not predicate():  # noqa: ASYNC110 - delivered from follow's polling loop
+        await anyio.sleep(0.005)
