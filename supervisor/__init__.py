@@ -16,7 +16,7 @@ Layout (one module per concept; see docs/architecture.md):
   commands             the one command surface (access levels, audit)
   access, reports      who may run what; the typed results of commands
   action               what a command does to one process
-  control, ctl         the local control socket and ``dsup ctl``
+  control, ctl         the local control socket and ``dsup ctl`` (output: ctl_render)
   wire, socketfile     the control protocol's encoding; the socket file on disk
   console, terminal    the terminal view of ``dsup run``
   humanize             durations, sizes and signals for ``ctl`` and the console

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCESS_KEYS",
     "DEFAULT_CONFIG",
+    "DEFAULT_STATE_DIR",
     "DISCORD_KEYS",
     "MAX_NUMPROCS",
     "PROGRAM_KEYS",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path("dsup.toml")
+DEFAULT_STATE_DIR = ".dsup"  # beside the config file
 MAX_NUMPROCS = 1000  # processes one program may have
 
 T = TypeVar("T")
@@ -314,7 +316,8 @@ class _Reader:
         self.keys(table, p, SUPERVISOR_KEYS)
         return SupervisorSpec(
             name=g(table, p, "name", conv.name, socket.gethostname()),
-            state_dir=g(table, p, "state_dir", conv.path(self.base), None) or self.base / ".dsup",
+            state_dir=g(table, p, "state_dir", conv.path(self.base), None)
+            or self.base / DEFAULT_STATE_DIR,
             sweep_interval_seconds=g(table, p, "sweep_interval_seconds", conv.positive, 30.0),
         )
 

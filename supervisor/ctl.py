@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor import config_values
-from supervisor.config import DEFAULT_CONFIG, load_config
+from supervisor.config import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
 from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
 from supervisor.statedir import SOCKET_NAME
@@ -249,7 +249,7 @@ def _state_dir_only(path: Path) -> Path | None:
         return None
     base = path.resolve().parent
     if "state_dir" not in table:
-        return base / ".dsup"
+        return base / DEFAULT_STATE_DIR
     try:
         return config_values.path(base)(table["state_dir"])
     except config_values.BadValue:
