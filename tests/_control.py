@@ -26,7 +26,7 @@ from supervisor.reaper import Reaper
 from supervisor.statedir import StateDir, open_state_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator
 
     from anyio.abc import SocketStream, TaskStatus
 
@@ -163,23 +163,6 @@ def error_type(response: dict[str, object]) -> str:
     error = response["error"]
     assert isinstance(error, dict)
     return str(error["type"])
-
-
-async def wait_until(check: Callable[[], bool], *, seconds: float = 10.0) -> None:
-    """Poll ``check`` until it is true; fail after ``seconds``.
-
-    For conditions that change in other tasks or processes with no event to await.
-    """
-    with anyio.fail_after(seconds):
-        while not check():  # noqa: ASYNC110 - no event exists for these conditions
-            await anyio.sleep(0.02)
-
-
-async def eventually(probe: Callable[[], Awaitable[bool]], *, seconds: float = 10.0) -> None:
-    """Await ``probe`` until it returns true; fail after ``seconds``."""
-    with anyio.fail_after(seconds):
-        while not await probe():  # noqa: ASYNC110 - the condition is outside this process
-            await anyio.sleep(0.05)
 
 
 def states(node: Node) -> dict[str, str]:

@@ -20,14 +20,13 @@ from tests._control import (
     ask,
     connect,
     error_type,
-    eventually,
     program,
     result,
     running_node,
     states,
-    wait_until,
     write_config,
 )
+from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path

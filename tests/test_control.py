@@ -33,15 +33,8 @@ from supervisor.commands import (
 from supervisor.control import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe
 from supervisor.fleet import ReloadResult
-from tests._control import (
-    connect,
-    error_type,
-    program,
-    result,
-    running_node,
-    wait_until,
-    write_config,
-)
+from tests._control import connect, error_type, program, result, running_node, write_config
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -15,7 +15,8 @@ import pytest
 
 from supervisor import humanize
 from supervisor.ctl_render import render_status
-from tests._control import eventually, program, running_node, states, wait_until, write_config
+from tests._control import program, running_node, states, write_config
+from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
