@@ -26,6 +26,7 @@ from supervisor.events import Event, OutputLines, ProcessState, StateChanged
 from supervisor.ledger import Ledger
 from supervisor.logs import log_paths
 from supervisor.reaper import Reaper
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -142,11 +143,7 @@ def _gone(pid: int) -> bool:
 
 async def _wait_gone(pid: int) -> None:
     """Poll (no event exists for a stranger's death) up to 5 s for ``pid`` to vanish."""
-    for _ in range(250):
-        if _gone(pid):
-            return
-        await anyio.sleep(0.02)
-    raise AssertionError(f"pid {pid} still alive")
+    await wait_until(lambda: _gone(pid), seconds=5)
 
 
 def _worker(name: str) -> str:

@@ -34,6 +34,7 @@ from supervisor.reaper import (
     Reaper,
     TreeOutcome,
 )
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -514,8 +515,7 @@ async def test_serve_reaps_an_adopted_orphan_soon_after_it_dies(
                 [sys.executable, str(WORKERS / "reap_orphan_zombie.py")]
             )
             orphan = int(result.stdout)
-            while psutil.pid_exists(orphan):  # noqa: ASYNC110 - the condition is another process
-                await anyio.sleep(0.05)
+            await wait_until(lambda: not psutil.pid_exists(orphan), seconds=15)
             tg.cancel_scope.cancel()
 
 
