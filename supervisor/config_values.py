@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+RESERVED_ENV_PREFIX = "DSUP_"  # the marker variables dsup gives every process
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Discord bot tokens are three base64url parts joined by dots, about 70 characters.
 # Searched, not matched: "Bot <token>" or a URL holding one is a token in the file too.
@@ -179,6 +180,11 @@ def env(value: object) -> Mapping[str, str]:
     for key, item in value.items():
         if not _ENV_NAME_RE.fullmatch(key):
             raise BadValue(f"{key!r} is not a valid environment variable name")
+        if key.startswith(RESERVED_ENV_PREFIX):
+            raise BadValue(
+                f"{key}: names starting with {RESERVED_ENV_PREFIX} are set by dsup for every "
+                "process (DSUP_PROGRAM, DSUP_RUN_ID...); choose another name"
+            )
         if isinstance(item, bool) or not isinstance(item, str | int):
             raise BadValue(f"{key}: must be a string (quote it), got {describe(item)}")
         text = str(item)

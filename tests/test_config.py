@@ -466,6 +466,12 @@ def test_config_token_is_redacted_from_every_message(tmp_path: Path, text: str) 
     assert TOKEN not in repr(exc.issues)
 
 
+def test_config_env_may_not_set_dsup_markers(tmp_path: Path) -> None:
+    """dsup overwrote them silently; now the config says so (QA #24)."""
+    exc = _error(tmp_path, '[programs.a]\ncommand = ["true"]\nenv = { DSUP_RUN_ID = "x" }\n')
+    assert "set by dsup" in _messages(exc)["programs.a.env"]
+
+
 def test_config_program_named_all_is_refused(tmp_path: Path) -> None:
     """``all`` means every process to commands, so no program may be called so (QA #17)."""
     exc = _error(tmp_path, '[programs.all]\ncommand = ["true"]\n')
