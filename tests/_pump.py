@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from supervisor.events import OutputLines, Stream
+    from supervisor.pump import LineConsumer
 
 WORKERS = Path(__file__).parent / "workers"
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
@@ -80,10 +81,16 @@ async def capture(
     tmp_path: Path,
     script: str,
     *args: str,
-    consumers: Sequence[Recorder | None] = (None, None),
+    consumers: Sequence[LineConsumer | None] = (None, None),
     max_line_bytes: int = 65536,
+    read_logs: bool = True,
+    seconds: float = 20,
 ) -> Capture:
-    """Run a worker to the end with both streams pumped concurrently into logs."""
+    """Run a worker to the end with both streams pumped concurrently into logs.
+
+    With ``read_logs=False`` the logs stay on disk (``log_paths(tmp_path, "w:0")``)
+    instead of being read into ``Capture.logs``: for outputs too big to hold.
+    """
     proc, fds = spawn(script, *args)
     result = Capture()
     paths = log_paths(tmp_path, "w:0")
@@ -91,7 +98,7 @@ async def capture(
         with (
             RotatingLog(paths[0], max_bytes=0, backups=0) as out_log,
             RotatingLog(paths[1], max_bytes=0, backups=0) as err_log,
-            anyio.fail_after(20),
+            anyio.fail_after(seconds),
         ):
             async with anyio.create_task_group() as tg:
                 for stream, log, consumer in zip(
@@ -115,7 +122,8 @@ async def capture(
             proc.kill()
             proc.wait()
     for stream, path in zip(STREAMS, paths, strict=True):
-        result.logs[stream] = path.read_bytes()
+        if read_logs:
+            result.logs[stream] = path.read_bytes()
     return result
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
 import subprocess
@@ -392,44 +391,11 @@ class _PieceMeter:
 async def test_pump_200_mib_without_newline_stays_bounded(tmp_path: Path) -> None:
     """Issue 3: a child printing 200 MiB with no newline neither grows memory nor loses bytes."""
     meter = _PieceMeter()
-    proc, fds = spawn("out_noline.py", "200")
-    out_path, err_path = log_paths(tmp_path, "w:0")
-    try:
-        with (
-            RotatingLog(out_path, max_bytes=0, backups=0) as out_log,
-            RotatingLog(err_path, max_bytes=0, backups=0) as err_log,
-            anyio.fail_after(60),
-        ):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    functools.partial(
-                        pump,
-                        fds["stdout"],
-                        process="w:0",
-                        stream="stdout",
-                        log=out_log,
-                        consumer=meter,
-                        max_line_bytes=65536,
-                    )
-                )
-                tg.start_soon(
-                    functools.partial(
-                        pump,
-                        fds["stderr"],
-                        process="w:0",
-                        stream="stderr",
-                        log=err_log,
-                        consumer=None,
-                        max_line_bytes=65536,
-                    )
-                )
-            assert await anyio.to_thread.run_sync(proc.wait) == 0
-    finally:
-        for fd in fds.values():
-            os.close(fd)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    result = await capture(
+        tmp_path, "out_noline.py", "200", consumers=(meter, None), read_logs=False, seconds=60
+    )
+    assert result.exit_code == 0
+    out_path, _ = log_paths(tmp_path, "w:0")
     size = (200 << 20) // 3 * 3
     assert out_path.stat().st_size == size
     assert meter.total == size
