@@ -4,9 +4,11 @@ This module owns the life of one slot across runs: the states (supervisord's
 vocabulary, :class:`ProcessState`) and the ``StateChanged`` events, recording
 each run in the ledger before reporting it, the STARTING → RUNNING timer,
 applying the restart policy with backoff, stopping a run's whole tree, ending
-what a run left behind, and the operator commands. It does not own one run's
-spawn, pipes and exit reaping (``spawn``), the restart rules (``policy``),
-finding and killing trees (``reaper``) nor the ledger's schema (``ledger``).
+what a run left behind, and what the operator commands do. It does not own
+the slot's records (``slot``, re-exported here), the command queue's mechanics
+(``command_queue``), one run's spawn, pipes and exit reaping (``spawn``), the
+restart rules (``policy``), finding and killing trees (``reaper``) nor the
+ledger's schema (``ledger``).
 
 Concurrency: every command (start, stop, restart) is queued to the slot's own
 ``run`` task and executed there one at a time, so concurrent callers cannot
@@ -27,28 +29,34 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor import policy
+from supervisor.command_queue import CommandQueue
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState, StateChanged
+from supervisor.slot import ChildContext, ProcessStatus
 from supervisor.spawn import Run, spawn
 
 if TYPE_CHECKING:
     import signal
-    from collections.abc import Callable
-    from pathlib import Path
 
     from anyio.abc import TaskGroup, TaskStatus
 
+    from supervisor.command_queue import Kind, QueuedCommand
     from supervisor.config import ProgramSpec
-    from supervisor.events import Event
-    from supervisor.ledger import Ledger
-    from supervisor.pump import LineConsumer
-    from supervisor.reaper import Reaper
+
+# Importers of the slot's records keep importing them from here.
+__all__ = [
+    "KEPT_RUNS",
+    "PIPE_GRACE_SECONDS",
+    "STOP_MARGIN_SECONDS",
+    "ChildContext",
+    "ChildProcess",
+    "ProcessStatus",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,85 +65,6 @@ PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
 KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
 _SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
-_Kind = Literal["start", "stop", "restart"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChildContext:
-    """What every slot of a fleet shares.
-
-    Attributes:
-        node: the node name (``DSUP_NODE``).
-        instance_id: this state_dir's instance id (``DSUP_INSTANCE``).
-        log_dir: where ``program-index.out.log`` / ``.err.log`` go.
-        ledger: the run history (written before a run is reported STARTING).
-        reaper: ends process trees and leftovers.
-        emit: takes every ``StateChanged``; must not block.
-        lines: takes framed output lines.
-        clock: monotonic seconds for run durations, on anyio's time line.
-    """
-
-    node: str
-    instance_id: str
-    log_dir: Path
-    ledger: Ledger
-    reaper: Reaper
-    emit: Callable[[Event], None]
-    lines: LineConsumer
-    clock: Callable[[], float] = anyio.current_time
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProcessStatus:
-    """A snapshot of one slot, for status views and command results.
-
-    Attributes:
-        process: ``program:index``.
-        program: the program name.
-        index: the index within the program.
-        state: the current state.
-        pid: the main process while it is alive (unreaped), else None.
-        run_id: the current run while it or its tree is being handled, else None.
-        started_at: wall time the current run was spawned, or None.
-        state_since: wall time of the last state change.
-        restarts: runs the slot started by itself, by the restart policy or as
-            a BACKOFF retry, since dsup began supervising it; a start or
-            restart by an operator is not counted, nor a spawn that failed.
-        last_exit_code: exit status of the last ended run, if it called exit().
-        last_exit_signal: signal that killed the last ended run, if any.
-        last_error: the last spawn error, "" after a successful spawn.
-        reason: why the slot entered its current state, the ``reason`` of the
-            last ``StateChanged`` ("exited too quickly (exit code 1); gave up
-            after 4 failed starts in a row"); "" before the first change.
-    """
-
-    process: str
-    program: str
-    index: int
-    state: ProcessState
-    pid: int | None
-    run_id: str | None
-    started_at: float | None
-    state_since: float
-    restarts: int
-    last_exit_code: int | None
-    last_exit_signal: int | None
-    last_error: str
-    reason: str = ""
-
-
-@dataclass(eq=False, slots=True, kw_only=True)
-class _Command:
-    kind: _Kind
-    reason: str
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: ProcessStatus | None = None
-    error: InvalidTransition | None = None
-
-    def finish(self, result: ProcessStatus | None, error: InvalidTransition | None = None) -> None:
-        if not self.done.is_set():
-            self.result, self.error = result, error
-            self.done.set()
 
 
 class _Once:
@@ -174,9 +103,7 @@ class ChildProcess:
         self._reason = ""
         self._last_exit: tuple[int | None, int | None] = (None, None)
         self._last_error = ""
-        self._queue: collections.deque[_Command] = collections.deque()
-        self._wake: anyio.Event | None = None
-        self._settling: list[_Command] = []
+        self._commands = CommandQueue(self.name)
         self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
         self._stop_reason: str | None = None
         self._end_reason = "no longer supervised"
@@ -268,20 +195,12 @@ class ChildProcess:
         self._end_reason = reason
         self._closed = True
 
-    async def _submit(self, kind: _Kind, reason: str) -> ProcessStatus:
+    async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:
         if self._closed:
             if kind == "stop":
                 return self.status()
             raise InvalidTransition(self.name, self._state.value, f"{kind}: not supervised")
-        cmd = _Command(kind=kind, reason=reason)
-        self._queue.append(cmd)
-        if self._wake is not None:
-            self._wake.set()
-        await cmd.done.wait()
-        if cmd.error is not None:
-            raise cmd.error
-        assert cmd.result is not None  # finish() gives a result or an error
-        return cmd.result
+        return await self._commands.submit(kind, reason)
 
     # -- the slot's task -------------------------------------------------------
 
@@ -303,26 +222,14 @@ class ChildProcess:
                 task_status.started()
                 if self.spec.autostart:
                     await self._launch("autostart")
-                await self._serve_commands()
+                await self._commands.serve(self._execute)
         finally:
             self._tg, self._closed = None, True
             if self._state is ProcessState.BACKOFF:
                 self._set_state(ProcessState.STOPPED, reason=self._end_reason)
-            self._fail_pending()
+            self._commands.fail_pending(self.status())
 
-    async def _serve_commands(self) -> None:
-        while True:
-            while not self._queue:
-                self._wake = anyio.Event()
-                await self._wake.wait()
-            cmd = self._queue[0]
-            try:
-                await self._execute(cmd)
-            except InvalidTransition as exc:
-                cmd.finish(None, exc)
-            self._queue.popleft()
-
-    async def _execute(self, cmd: _Command) -> None:
+    async def _execute(self, cmd: QueuedCommand) -> None:
         if cmd.kind == "stop":
             await self._halt(cmd.reason)
             if self._state is not ProcessState.STOPPED:
@@ -333,21 +240,8 @@ class ChildProcess:
             raise InvalidTransition(self.name, self._state.value, "start")
         await self._halt(cmd.reason)
         self._failures = self._short_runs = 0
-        self._settling.append(cmd)
+        self._commands.settle_later(cmd)
         await self._launch(cmd.reason)
-
-    def _fail_pending(self) -> None:
-        """Answer every command left when the slot's task ends."""
-        status = self.status()
-        for cmd in self._settling:  # launched: the stop that ended the slot settled them
-            cmd.finish(status)
-        for cmd in self._queue:  # never executed: only a stop is already done
-            if cmd.kind == "stop":
-                cmd.finish(status)
-            else:
-                cmd.finish(None, InvalidTransition(self.name, status.state.value, cmd.kind))
-        self._settling.clear()
-        self._queue.clear()
 
     async def _halt(self, reason: str) -> None:
         """End the supervising task (stopping a live run); leaves other states alone."""
@@ -551,11 +445,8 @@ class ChildProcess:
         logger.info(
             "process %s (pid %s): %s -> %s: %s", self.name, pid, old.value, new.value, reason
         )
-        if new in _SETTLED and self._settling:
-            status = self.status()
-            for cmd in self._settling:
-                cmd.finish(status)
-            self._settling.clear()
+        if new in _SETTLED:
+            self._commands.settle(self.status)
         self._ctx.emit(
             StateChanged(
                 process=self.name,
