@@ -11,6 +11,7 @@ Layout (one module per concept; see docs/architecture.md):
   child, spawn         one process slot; one run of it (Popen, pidfd, pumps)
   slot, command_queue  a slot's records (status, shared context); its command queue
   pump, framing, logs  draining pipes, splitting lines, rotating log files
+  logread              tail and follow of the log files, across rotations
   reaper               process trees and orphans (the only psutil importer; _reaper_*)
   ledger, statedir     sqlite history and audit; the locked state directory
   fleet                the set of programs and their processes

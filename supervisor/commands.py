@@ -28,7 +28,8 @@ from supervisor.action import parse_signal, restart_one, signal_one, start_one, 
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
 from supervisor.fleet import ReloadResult
-from supervisor.logs import follow, log_paths, tail_lines
+from supervisor.logread import follow, tail_lines
+from supervisor.logs import log_paths
 from supervisor.reports import (
     ActionReport,
     LogFollow,

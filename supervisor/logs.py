@@ -1,8 +1,9 @@
-"""Per-process log files: buffered writing, rotation by size, tail and follow.
+"""Per-process log files: their names, buffered writing and rotation by size.
 
 This module owns the files under ``log_dir`` (``{program}-{index}.out.log`` and
-``.err.log`` plus their numbered backups) and reading them back. It does not own
-reading the pipes (see ``pump``), nor deciding where ``log_dir`` is (``config``).
+``.err.log`` plus their numbered backups) and writing them. It does not own
+reading them back (``logread``: tail and follow), reading the pipes (``pump``),
+nor deciding where ``log_dir`` is (``config``).
 
 Writes are buffered in memory and reach the file in large ``write`` calls; the
 pump flushes when a pipe goes idle so that ``tail`` sees recent output promptly.
@@ -12,8 +13,7 @@ late, and the path is opened again; a file truncated in place (``copytruncate``)
 is noticed then too.
 Writing happens on the event loop thread: appending to a page-cached file costs
 microseconds, the same trade supervisord makes, and a thread hop per chunk would
-cost more than the write (issue 3, "Speed and memory"). Reading back
-(:func:`tail_lines`) is blocking and belongs in ``anyio.to_thread.run_sync``.
+cost more than the write (issue 3, "Speed and memory").
 """
 
 from __future__ import annotations
@@ -21,24 +21,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
-
-import anyio
-import anyio.abc
-
-from supervisor.framing import LineFramer
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_BYTES = 256 * 1024
-_TAIL_BLOCK = 64 * 1024
-_FOLLOW_READ = 1024 * 1024
-_MAX_BACKUPS = 1000
 REOPEN_CHECK_SECONDS = 1.0
 """How often a flush compares the open file with the path (one ``stat`` each)."""
 
@@ -265,194 +256,3 @@ class RotatingLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
-    """Return the last ``n`` lines of a log, reading backwards from its end.
-
-    Continues into the backups (``.1``, ``.2`` …) when the current file holds
-    fewer than ``n`` lines. Reads at most about ``n * (max_line_bytes + 1)``
-    bytes, so a file with a huge line costs no more than the lines asked for;
-    lines longer than ``max_line_bytes`` come back in pieces, as from the pump.
-    Blocking: call it through ``anyio.to_thread.run_sync``.
-
-    Args:
-        path: the current log file (missing files count as empty).
-        n: how many lines to return.
-        max_line_bytes: the piece size for long lines.
-
-    Returns:
-        Up to ``n`` decoded lines (invalid UTF-8 replaced), oldest first.
-    """
-    if n <= 0:
-        return []
-    budget = n * (max_line_bytes + 1)
-    blocks: list[bytes] = []  # newest first
-    newlines = 0
-    for index in range(_MAX_BACKUPS + 1):
-        file = backup_path(path, index) if index else path
-        try:
-            f = open(file, "rb")  # noqa: SIM115 - closed by the with below
-        except FileNotFoundError:
-            if index:
-                break  # backups are numbered without gaps
-            continue
-        with f:
-            end = f.seek(0, os.SEEK_END)
-            while end > 0 and newlines <= n and budget > 0:
-                start = max(0, end - _TAIL_BLOCK)
-                f.seek(start)
-                block = f.read(end - start)
-                blocks.append(block)
-                newlines += block.count(b"\n")
-                budget -= len(block)
-                end = start
-        if newlines > n or budget <= 0:
-            break
-    return _frame_all(b"".join(reversed(blocks)), max_line_bytes)[-n:]
-
-
-def _frame_all(data: bytes, max_line_bytes: int) -> list[str]:
-    framer = LineFramer(max_line_bytes)
-    lines, _ = framer.feed(data, len(data) + 1)
-    last, _ = framer.flush(1)
-    return lines + last
-
-
-def _open_or_none(path: Path) -> BinaryIO | None:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        return None
-
-
-def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
-    """The file written after the one with ``inode``, now a backup of ``path``.
-
-    Returns None when it cannot tell yet: the writer (another thread) may be
-    in the middle of shifting the backups, or the file was moved away under
-    another name (see ``_Followed``); look again on the next poll.
-    """
-    newer = path
-    for n in range(1, _MAX_BACKUPS + 1):
-        try:
-            if os.stat(backup_path(path, n)).st_ino == inode:
-                return newer
-        except FileNotFoundError:
-            break
-        newer = backup_path(path, n)
-    # Ours was dropped from the backups (the follower fell behind): lines are
-    # lost; go on with the oldest file left.
-    return newer if is_unlinked else None
-
-
-class _Followed:
-    """The file a follower reads, swapped for the new one after a rotation.
-
-    A file moved away under a name that is not a backup's (logrotate's
-    ``name-20261124``) is read until ``moved_grace_seconds`` after it was first
-    seen moved, by which time the writer has reopened the path (it checks every
-    ``REOPEN_CHECK_SECONDS``); then the follower goes on with the path.
-    """
-
-    def __init__(self, path: Path, moved_grace_seconds: float) -> None:
-        self.path = path
-        self.file: BinaryIO | None = None
-        self._moved_grace_seconds = moved_grace_seconds
-        self._moved_at: float | None = None
-
-    def start(self) -> None:
-        """Open the file (if it exists) positioned at its end."""
-        self.file = _open_or_none(self.path)
-        if self.file is not None:
-            self.file.seek(0, os.SEEK_END)
-
-    def read(self) -> bytes:
-        """Return new bytes, following a rotation to the next file."""
-        if self.file is None:
-            self.file = _open_or_none(self.path)
-            if self.file is None:
-                return b""
-        data = self.file.read(_FOLLOW_READ)
-        if data:
-            return data
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            return b""
-        inode = os.fstat(self.file.fileno()).st_ino
-        if current.st_ino != inode:
-            # Rotated. Bytes may have reached our file between the read above
-            # and the rotation: take them first, then go on with the file
-            # written after ours (a backup if several rotations went by).
-            data = self.file.read(_FOLLOW_READ)
-            if data:
-                return data
-            unlinked = os.fstat(self.file.fileno()).st_nlink == 0
-            successor = _successor(self.path, inode, is_unlinked=unlinked) or self._moved_away()
-            if successor is None:
-                return b""
-            self.close()
-            self.file = _open_or_none(successor)
-            return self.read()
-        if current.st_size < self.file.tell():
-            self.file.seek(0)  # truncated in place
-        return b""
-
-    def _moved_away(self) -> Path | None:
-        """The path, once the file has been seen moved for the grace time."""
-        now = time.monotonic()
-        if self._moved_at is None:
-            self._moved_at = now
-        if now - self._moved_at < self._moved_grace_seconds:
-            return None
-        return self.path
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        self._moved_at = None
-
-
-async def follow(
-    path: Path,
-    deliver: Callable[[list[str]], None],
-    *,
-    max_line_bytes: int,
-    poll_seconds: float = 0.25,
-    moved_grace_seconds: float = 2 * REOPEN_CHECK_SECONDS,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Deliver the lines appended to a log from now on, across rotations.
-
-    Polls the file (through a worker thread, every ``poll_seconds`` while it
-    is idle, at once while it grows) rather than hooking the pump, so a
-    follower never slows the pipe it watches. After a rotation it reads the
-    rest of its file, then the files written after it, in order. Runs until
-    cancelled; the file is closed on the way out.
-
-    Args:
-        path: the current log file (it may not exist yet).
-        deliver: called on the event loop with each batch of complete lines.
-        max_line_bytes: the piece size for long lines.
-        poll_seconds: the pause between checks of an idle file.
-        moved_grace_seconds: how long a file moved away under another name is
-            still read before the follower goes on with the path.
-        task_status: started once positioned at the end, with ``tg.start``.
-    """
-    framer = LineFramer(max_line_bytes)
-    followed = _Followed(path, moved_grace_seconds)
-    try:
-        await anyio.to_thread.run_sync(followed.start)
-        task_status.started()
-        while True:
-            data = await anyio.to_thread.run_sync(followed.read)
-            if not data:
-                await anyio.sleep(poll_seconds)
-                continue
-            lines, _ = framer.feed(data, len(data) + 1)
-            if lines:
-                deliver(lines)
-    finally:
-        followed.close()

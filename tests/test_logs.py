@@ -10,10 +10,11 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from supervisor.logs import RotatingLog, backup_path, follow, log_paths, tail_lines
+from supervisor.logread import follow, tail_lines
+from supervisor.logs import RotatingLog, backup_path, log_paths
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -117,28 +118,21 @@ def test_tail_lines_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
 
 async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> None:
     path = tmp_path / "f.log"
-    got: list[str] = []
-    arrived = anyio.Event()
     want = [f"entry {i:05d}" for i in range(100, 130)]
-
-    def deliver(lines: list[str]) -> None:
-        got.extend(lines)
-        if len(got) >= len(want):
-            arrived.set()
-
+    got = _Collected(len(want))
     with RotatingLog(path, max_bytes=240, backups=2) as log:
         log.write(_lines(0, 100), flush=True)  # before following: not delivered
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 await tg.start(
-                    functools.partial(follow, max_line_bytes=100, poll_seconds=0.01), path, deliver
+                    functools.partial(follow, max_line_bytes=100, poll_seconds=0.01), path, got
                 )
                 for i in range(100, 130, 5):  # rotates every 20 lines
                     log.write(_lines(i, i + 5), flush=True)
                     await anyio.lowlevel.checkpoint()
-                await arrived.wait()
+                await got.arrived.wait()
                 tg.cancel_scope.cancel()
-    assert got == want
+    assert got.lines == want
 
 
 def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
@@ -182,35 +176,36 @@ def test_log_takes_a_truncation_in_place_into_account(tmp_path: Path) -> None:
 
 async def test_follow_goes_on_with_the_path_after_a_move_away(tmp_path: Path) -> None:
     path = tmp_path / "g.log"
-    got: list[str] = []
-    arrived = anyio.Event()
     want = [f"entry {i:05d}" for i in range(0, 30)]
-
-    def deliver(lines: list[str]) -> None:
-        got.extend(lines)
-        if len(got) >= len(want):
-            arrived.set()
-
+    got = _Collected(len(want))
     follow_fast = functools.partial(
         follow, max_line_bytes=100, poll_seconds=0.01, moved_grace_seconds=0
     )
     with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                await tg.start(follow_fast, path, deliver)
+                await tg.start(follow_fast, path, got)
                 log.write(_lines(0, 10), flush=True)
-                await _wait_for(lambda: len(got) >= 10)
+                await wait_until(lambda: len(got.lines) >= 10)
                 path.rename(tmp_path / "g.log-old")
                 log.write(_lines(10, 20), flush=True)  # reopened: a new file
-                await _wait_for(lambda: len(got) >= 20)
+                await wait_until(lambda: len(got.lines) >= 20)
                 path.unlink()
                 log.write(_lines(20, 30), flush=True)
-                await arrived.wait()
+                await got.arrived.wait()
                 tg.cancel_scope.cancel()
-    assert got == want
+    assert got.lines == want
 
 
-async def _wait_for(predicate: Callable[[], bool]) -> None:
-    """Bounded poll (the caller's fail_after) for the follower's worker thread."""
-    while not predicate():  # noqa: ASYNC110 - delivered from follow's polling loop
-        await anyio.sleep(0.005)
+class _Collected:
+    """A follower's ``deliver``: keeps the lines; ``arrived`` once ``count`` came."""
+
+    def __init__(self, count: int) -> None:
+        self.lines: list[str] = []
+        self.arrived = anyio.Event()
+        self._count = count
+
+    def __call__(self, lines: list[str]) -> None:
+        self.lines.extend(lines)
+        if len(self.lines) >= self._count:
+            self.arrived.set()
