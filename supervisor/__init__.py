@@ -16,6 +16,7 @@ Layout (one module per concept; see docs/architecture.md):
   ledger, statedir     sqlite history and audit; the locked state directory
   fleet                the set of programs and their processes
   commands             the one command surface (access levels, audit)
+  audit                what an audit row says: outcome, summary, cut details
   access, reports      who may run what; the typed results of commands
   action               what a command does to one process
   control, ctl         the local control socket and ``dsup ctl`` (output: ctl_render)

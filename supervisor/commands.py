@@ -1,11 +1,12 @@
 """The one command surface shared by ``dsup ctl`` and the Discord bridge.
 
 This module owns what an operator command means: checking the actor's access
-level, applying the command to the processes a target names (in parallel), the
-audit row every command leaves in the ledger, and reading logs for ``tail``. It
-re-exports the surface's vocabulary: access levels and actors (``access``), the
-typed results (``reports``) and ``parse_signal`` (``action``, which also owns
-the per-process step). It does not own any transport (``control`` for the
+level, applying the command to the processes a target names (in parallel),
+writing the audit row every command leaves in the ledger (its wording:
+``audit``), and reading logs for ``tail``. It re-exports the surface's
+vocabulary: access levels and actors (``access``), the typed results
+(``reports``) and ``parse_signal`` (``action``, which also owns the
+per-process step). It does not own any transport (``control`` for the
 local socket, ``bridge`` for Discord), how a process runs (``child``) or how
 targets resolve (``fleet``).
 
@@ -19,15 +20,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
+from supervisor import audit
 from supervisor.access import AccessLevel, Actor, Command
 from supervisor.action import parse_signal, restart_one, signal_one, start_one, stop_one
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
-from supervisor.fleet import ReloadResult
 from supervisor.logread import follow, tail_lines
 from supervisor.logs import log_paths
 from supervisor.reports import (
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     from supervisor.child import ChildProcess, ProcessStatus
     from supervisor.events import Stream
-    from supervisor.fleet import Fleet
+    from supervisor.fleet import Fleet, ReloadResult
     from supervisor.reaper import ProcStats
 
 # The surface's whole vocabulary, importable from here by every transport.
@@ -79,12 +80,8 @@ MAX_TAIL_LINES = 1000
 """The most lines one ``tail`` returns per process (the log file has the rest)."""
 
 _AUDIT_TIMEOUT = 5.0
-_AUDIT_TARGET_CHARS = 200  # longer targets and details are stored cut, with their length
-_AUDIT_DETAIL_CHARS = 1000
 _CPU_WINDOW = 0.1  # seconds between two CPU samples of a run never measured before
 _FOLLOW_BUFFER = 256  # chunks waiting for a slow follower before lines are dropped
-
-Outcome = Literal["ok", "refused", "failed"]
 
 
 class CommandService:
@@ -243,19 +240,17 @@ class CommandService:
             await self._audit(actor, command, target, "refused", str(exc))
             raise
         except BaseException as exc:
-            await self._audit(actor, command, target, "failed", _describe(exc))
+            await self._audit(actor, command, target, "failed", audit.describe(exc))
             raise
-        outcome: Outcome = "ok"
-        if isinstance(result, ActionReport) and not result.is_ok:
-            outcome = "failed"
-        await self._audit(actor, command, target, outcome, _summary(result, detail))
+        outcome = audit.outcome_of(result)
+        await self._audit(actor, command, target, outcome, audit.summarize(result, detail))
         return result
 
     async def _audit(
-        self, actor: Actor, command: Command, target: str, outcome: Outcome, detail: str
+        self, actor: Actor, command: Command, target: str, outcome: audit.Outcome, detail: str
     ) -> None:
         """Write one audit row; shielded and bounded so a cancelled command is recorded."""
-        target, detail = _clip(target, _AUDIT_TARGET_CHARS), _clip(detail, _AUDIT_DETAIL_CHARS)
+        target, detail = audit.clipped(target, detail)
         logger.info(
             "command %s %s by %s (%s): %s %s",
             command,
@@ -404,30 +399,3 @@ def _tail_count(lines: int) -> int:
 
 def _stream_index(stream: Stream) -> int:
     return 0 if stream == "stdout" else 1
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        return "cancelled"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` as the audit stores it: its first ``limit`` characters and its length."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def _summary(result: object, detail: str) -> str:
-    """A short audit detail: failures by process, or what a reload changed."""
-    parts = [detail] if detail else []
-    if isinstance(result, ActionReport):
-        bad = [f"{p.process}: {p.message}" for p in result.processes if p.outcome == "failed"]
-        parts.append(f"{len(result.processes)} processes")
-        parts.extend(bad)
-    elif isinstance(result, ShutdownReport):
-        parts.append(f"node {result.node} shutting down")
-    elif isinstance(result, ReloadResult):
-        changes = {"added": result.added, "removed": result.removed, "changed": result.changed}
-        described = [f"{key} {', '.join(names)}" for key, names in changes.items() if names]
-        parts.extend(described or ["nothing changed"])
-    return "; ".join(parts)
