@@ -4,7 +4,8 @@ Layout (one module per concept; see docs/architecture.md):
   config               typed config and its validation
   config_values        what one config value may be; bot token redaction
   preflight            what `dsup check` sees on this machine (cwd, executable)
-  supervisord_import   supervisord.conf -> dsup TOML (reading: supervisord_ini)
+  supervisord_import   supervisord.conf -> dsup TOML (reading: supervisord_ini;
+                       writing TOML text: toml_text)
   errors               the exception hierarchy
   events               records that flow from children to sinks
   policy               restart and backoff decisions

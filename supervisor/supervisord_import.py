@@ -1,18 +1,18 @@
 """Turn a ``supervisord.conf`` into dsup TOML: ``dsup import-supervisord PATH``.
 
-This module owns reading supervisord's ini dialect (``[include]`` globs,
-``%(here)s``-style expansions, ``environment=`` pairs, byte sizes, booleans) and
-writing the equivalent dsup config as TOML text, with a ``# not carried over``
-comment for every option that has no dsup equivalent. It does not own what a
-valid dsup config is: each converted program is checked by ``config.parse_config``
-and keys dsup refuses become comments too. Mistakes in the supervisord file
-(missing ``command``, a bad integer, a missing include) raise ``ConfigError``
-naming the file, the section and the key.
+This module owns mapping supervisord's sections and options to dsup keys and
+writing the equivalent dsup config, with a ``# not carried over`` comment for
+every option that has no dsup equivalent. It does not own reading supervisord's
+ini dialect (``supervisord_ini``: includes, ``%(here)s``-style expansions,
+``environment=`` pairs, sizes, booleans), quoting TOML (``toml_text``), nor what
+a valid dsup config is: each converted program is checked by
+``config.parse_config`` and keys dsup refuses become comments too. Mistakes in
+the supervisord file (missing ``command``, a bad integer, a missing include)
+raise ``ConfigError`` naming the file, the section and the key.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,20 +33,13 @@ from supervisor.supervisord_ini import (
     parse_size,
     read_tree,
 )
+from supervisor.toml_text import toml_comment, toml_key, toml_str, toml_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-_BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
-_TOML_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
+# toml_key, toml_str and toml_value (now in toml_text) stay importable from here.
+__all__ = ["convert_file", "toml_key", "toml_str", "toml_value"]
 
 # Why each supervisord program option has no dsup equivalent (issue 2).
 _DROPPED = {
@@ -92,42 +85,6 @@ def convert_file(path: Path) -> str:
     return _Converter(Path(path).absolute(), read_tree(path)).run()
 
 
-def toml_str(text: str) -> str:
-    """Quote ``text`` as a TOML basic string (JSON-style escapes, no raw controls)."""
-    out = [
-        _TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ch == "\x7f" else ch)
-        for ch in text
-    ]
-    return '"' + "".join(out) + '"'
-
-
-def toml_key(key: str) -> str:
-    """A TOML key: bare when it can be, quoted otherwise."""
-    return key if _BARE_KEY_RE.fullmatch(key) else toml_str(key)
-
-
-def toml_value(value: object) -> str:
-    """Format a str, bool, int, float, list or dict as a TOML value.
-
-    Raises:
-        TypeError: for any other type.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return toml_str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)  # inf, -inf, nan
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
-
-
 @dataclass(slots=True)
 class _Program:
     """One dsup program being built: values in output order, env, comments."""
@@ -146,13 +103,6 @@ class _Program:
 
     def drop(self, key: str, value: str, why: str) -> None:
         self.notes.append(_not_carried(key, value, why))
-
-
-def _comment(line: str) -> str:
-    """TOML comments may not hold control characters (a tab is fine): escape them."""
-    return "".join(
-        ch if ch == "\t" or (ch >= " " and ch != "\x7f") else f"\\x{ord(ch):02x}" for ch in line
-    )
 
 
 def _not_carried(key: str, value: str, why: str) -> str:
@@ -302,10 +252,10 @@ class _Converter:
 
     def _render(self, programs: list[_Program]) -> str:
         lines = [
-            _comment(f"# dsup config converted from {self.main} by `dsup import-supervisord`."),
+            toml_comment(f"# dsup config converted from {self.main} by `dsup import-supervisord`."),
             "# %(ENV_...)s and %(host_node_name)s were expanded when it was converted.",
             "# Review every 'not carried over' comment, then run `dsup check` on this file.",
-            *map(_comment, self.header),
+            *map(toml_comment, self.header),
             "",
         ]
         if self.name is not None:
@@ -326,9 +276,9 @@ def _check_unique(programs: list[_Program]) -> None:
 
 def _program_lines(prog: _Program) -> list[str]:
     head = f"[programs.{toml_key(prog.name)}]"
-    lines = [head, _comment(f"# from {prog.origin}")]
+    lines = [head, toml_comment(f"# from {prog.origin}")]
     lines += [f"{key} = {toml_value(value)}" for key, value in prog.values.items()]
-    lines += map(_comment, prog.notes)
+    lines += map(toml_comment, prog.notes)
     if prog.env:
         lines.append("")
         lines.append(f"[programs.{toml_key(prog.name)}.env]")

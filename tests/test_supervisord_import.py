@@ -12,8 +12,9 @@ import pytest
 
 from supervisor.config import Config, RestartPolicy, parse_config
 from supervisor.errors import ConfigError
-from supervisor.supervisord_import import convert_file, toml_key, toml_str
+from supervisor.supervisord_import import convert_file
 from supervisor.supervisord_ini import parse_environment, parse_signal, parse_size
+from supervisor.toml_text import toml_key, toml_str
 
 DATA = Path(__file__).resolve().parent / "data" / "supervisord"
 FIXTURES = sorted(DATA.glob("*/supervisord.conf"))
