@@ -21,9 +21,10 @@ import anyio
 
 from supervisor.child import ChildContext, ChildProcess
 from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from supervisor.statedir import StateDir
 
 logger = logging.getLogger(__name__)
+
+# States in which a process is down on purpose: a reload keeps it down.
+_STAY_DOWN = frozenset({ProcessState.STOPPED, ProcessState.STOPPING, ProcessState.EXITED})
 
 # A program name (64) plus ":index" and room for glob characters; anything else
 # is refused before fnmatch, whose translation of long patterns is quadratic.
@@ -201,24 +205,24 @@ class Fleet:
 
         Programs whose spec is unchanged keep running untouched. A program whose
         only change is ``numprocs`` is scaled: processes are added or removed at
-        the end, the others keep running (it is reported as changed).
+        the end, the others keep running (it is reported as changed). A process
+        an operator stopped (STOPPED, STOPPING) or that finished (EXITED) stays
+        down when its program changes: it gets the new settings, not a start.
+        Programs are replaced in parallel, so one slow stop delays no other.
         """
         old = self.config.programs
         new = config.programs
         added = [n for n in new if n not in old]
         removed = [n for n in old if n not in new]
         changed = [n for n in new if n in old and new[n] != old[n]]
-        scaled = [n for n in changed if replace(old[n], numprocs=new[n].numprocs) == new[n]]
         self.config = config
         async with anyio.create_task_group() as tg:
             for name in removed:
                 tg.start_soon(self._remove_processes, name, 0, "removed by reload")
             for name in changed:
-                keep = new[name].numprocs if name in scaled else 0
-                tg.start_soon(self._remove_processes, name, keep, "config changed by reload")
-        for name in changed + added:
-            first = old[name].numprocs if name in scaled else 0
-            await self._add_processes(new[name], first)
+                tg.start_soon(self._replace_program, old[name], new[name])
+            for name in added:
+                tg.start_soon(self._add_processes, new[name])
         order = {name: i for i, name in enumerate(new)}
         self._slots = dict(
             sorted(
@@ -246,12 +250,32 @@ class Fleet:
             lines=self._fanout,
         )
 
-    async def _add_processes(self, spec: ProgramSpec, first: int = 0) -> None:
-        """Start the slots ``first`` ... ``numprocs - 1`` of a program."""
+    async def _replace_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
+        """Swap a changed program's slots for new ones (only the extra ones if scaled)."""
+        scaled = replace(old, numprocs=new.numprocs) == new
+        keep = min(old.numprocs, new.numprocs) if scaled else 0
+        # Turning autostart on is a request to start; otherwise a down process stays down.
+        wants_start = new.autostart and not old.autostart
+        down = {
+            c.index
+            for c in self.processes()
+            if c.spec.name == old.name
+            and c.index >= keep
+            and c.status().state in _STAY_DOWN
+            and not wants_start
+        }
+        await self._remove_processes(old.name, keep, "config changed by reload")
+        await self._add_processes(new, keep, down=down)
+
+    async def _add_processes(
+        self, spec: ProgramSpec, first: int = 0, *, down: Collection[int] = ()
+    ) -> None:
+        """Start the slots ``first`` ... ``numprocs - 1``; those in ``down`` are not started."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.numprocs):
-            slot = _Slot(ChildProcess(spec, index, ctx))
+            slot_spec = replace(spec, autostart=False) if index in down else spec
+            slot = _Slot(ChildProcess(slot_spec, index, ctx))
             self._slots[slot.child.name] = slot
             await self._tg.start(self._run_slot, slot)
 

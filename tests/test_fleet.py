@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from supervisor.config import load_config
@@ -95,3 +98,55 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
         # The stop says why (QA #22), rather than "supervision ended".
         assert dropped.status().state.value == "STOPPED"
         assert dropped.status().reason == "config changed by reload"
+
+
+async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
+    tmp_path: Path,
+) -> None:
+    """An operator's stop survives a reload of a changed program (QA2 #4)."""
+    config = write_config(tmp_path, program("keep", "ctl_ticker.py"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        (child,) = fleet.resolve("keep")
+        await child.stop()
+
+        write_config(tmp_path, program("keep", "ctl_ticker.py", "0.5"))
+        result = await fleet.reload(load_config(config))
+        assert result.changed == ("keep",)
+        (fresh,) = fleet.resolve("keep")
+        assert fresh is not child
+        assert fresh.status().state.value == "STOPPED"
+        assert fresh.spec.command[-1] == "0.5"
+        # The new settings apply at the next start.
+        assert (await fresh.start()).state.value == "RUNNING"
+
+
+async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path) -> None:
+    """A program slow to stop must not hold back the start of another (QA2 #4)."""
+    slow = program("slow", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=30.0)
+    config = write_config(tmp_path, slow, program("quick", "ctl_ticker.py"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        write_config(
+            tmp_path,
+            program("slow", "ctl_ticker.py", "0.5", "--ignore-term", stop_timeout_seconds=30.0),
+            program("quick", "ctl_ticker.py", "0.5"),
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fleet.reload, load_config(config))
+            # quick is replaced and running again while slow still sits out its timeout.
+            await wait_until(
+                lambda: any(
+                    c.spec.command[-1] == "0.5" and c.status().state.value == "RUNNING"
+                    for c in fleet.resolve("quick")
+                ),
+                seconds=15,
+            )
+            assert any(c.status().state.value == "STOPPING" for c in fleet.resolve("slow"))
+            # Let the slow stop end now rather than after its 30 s.
+            for c in fleet.resolve("slow"):
+                pid = c.status().pid
+                if pid is not None:
+                    os.killpg(pid, signal.SIGKILL)
