@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 def _check(path: Path, *, strict: bool) -> int:
     config = load_config(path)
     warnings = preflight(config)
+    label = "error" if strict else "warning"
     for warning in warnings:
-        print(f"dsup: warning: {config.path}: {warning}", file=sys.stderr)
+        print(f"dsup: {label}: {config.path}: {warning}", file=sys.stderr)
     if warnings and strict:
         return EXIT_USAGE
     print(config.summary())

@@ -30,7 +30,7 @@ def _program(spec: ProgramSpec) -> list[str]:
     if "/" in executable:
         path = spec.cwd / executable
         if not os.access(path, os.X_OK) or path.is_dir():
-            return [f"{where}.command: {executable!r} is not an executable file (from {spec.cwd})"]
+            return [f"{where}.command: {str(path)!r} is not an executable file"]
         return []
     search = spec.env.get("PATH", os.environ.get("PATH", os.defpath))
     if shutil.which(executable, path=search) is None:
