@@ -144,7 +144,10 @@ def command(value: object) -> tuple[str, ...]:
             argv = shlex.split(value)
         except ValueError as exc:
             raise BadValue(f"cannot split the command string: {exc}") from None
-    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise BadValue(f"argument {i} must be a string (quote it), got {describe(item)}")
         argv = list(value)
     else:
         raise BadValue(

@@ -224,7 +224,7 @@ def test_config_absolute_and_home_paths_are_kept(tmp_path: Path) -> None:
         ('command = ""', "command", "empty"),
         ('command = "   "', "command", "empty"),
         ('command = [""]', "command", "empty"),
-        ("command = [1, 2]", "command", "argv list"),
+        ("command = [1, 2]", "command", "argument 0 must be a string"),
         ('command = "echo \'unclosed"', "command", "cannot split"),
         ('command = ["a\\u0000b"]', "command", "NUL"),
         ("cwd = 5", "cwd", "path string"),
@@ -464,6 +464,11 @@ def test_config_token_is_redacted_from_every_message(tmp_path: Path, text: str) 
     exc = _error(tmp_path, text)
     assert TOKEN not in str(exc)
     assert TOKEN not in repr(exc.issues)
+
+
+def test_config_command_list_names_the_argument_that_is_no_string(tmp_path: Path) -> None:
+    exc = _error(tmp_path, '[programs.a]\ncommand = ["sleep", 5]\n')
+    assert _messages(exc)["programs.a.command"].startswith("argument 1 must be a string")
 
 
 def test_config_env_may_not_set_dsup_markers(tmp_path: Path) -> None:
