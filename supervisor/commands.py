@@ -29,6 +29,7 @@ from supervisor.access import AccessLevel, Actor, Command
 from supervisor.action import parse_signal, restart_one, signal_one, start_one, stop_one
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
+from supervisor.follow_buffer import FollowBuffer
 from supervisor.logread import follow, tail_lines
 from supervisor.logs import log_paths
 from supervisor.reports import (
@@ -45,8 +46,6 @@ from supervisor.reports import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-
-    from anyio.streams.memory import MemoryObjectSendStream
 
     from supervisor.child import ChildProcess, ProcessStatus
     from supervisor.events import Stream
@@ -81,7 +80,8 @@ MAX_TAIL_LINES = 1000
 
 _AUDIT_TIMEOUT = 5.0
 _CPU_WINDOW = 0.1  # seconds between two CPU samples of a run never measured before
-_FOLLOW_BUFFER = 256  # chunks waiting for a slow follower before lines are dropped
+FOLLOW_BUFFER_BYTES = 4 * 1024 * 1024
+"""The most bytes of lines one ``tail -f`` holds for a slow client before dropping."""
 
 
 class CommandService:
@@ -92,15 +92,24 @@ class CommandService:
     cancels the command; its audit row is still written (shielded, bounded).
     """
 
-    def __init__(self, fleet: Fleet, *, poll_interval: float = 0.2) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        poll_interval: float = 0.2,
+        follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+    ) -> None:
         """Serve commands for ``fleet``.
 
         Args:
             fleet: the running fleet.
             poll_interval: how often ``follow`` looks for new log output (seconds).
+            follow_buffer_bytes: the most bytes of lines each ``follow`` holds
+                for a consumer that has fallen behind; beyond, lines are dropped.
         """
         self._fleet = fleet
         self._poll_interval = poll_interval
+        self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
 
     # -- viewer --------------------------------------------------------------
@@ -136,7 +145,9 @@ class CommandService:
         chunk in f.lines: ...``. The first chunks are the last ``lines`` lines of
         each process; then come new lines as they reach the log files, across
         rotations. A consumer too slow for the output misses lines, counted in
-        ``LogLines.dropped``; the log files keep everything. Leaving the block
+        ``LogLines.dropped`` (at most ``follow_buffer_bytes`` wait for it); so
+        do lines rotation deleted before the follower read them (an estimate).
+        The log files keep everything else. Leaving the block
         (or cancelling it) stops every follower.
 
         Raises:
@@ -151,16 +162,17 @@ class CommandService:
             return TailReport(logs=tuple([await self._tail_one(c, n, stream) for c in children]))
 
         report = await self._audited(actor, Command.TAIL, target, first, detail="follow")
-        # Room for every first chunk, so handing them over never blocks.
-        size = _FOLLOW_BUFFER + len(children)
-        send, receive = anyio.create_memory_object_stream[LogLines](size)
-        async with send, receive, anyio.create_task_group() as tg:
-            for initial, child in zip(report.logs, children, strict=True):
-                if initial.lines:
-                    send.send_nowait(initial)
-                tg.start_soon(self._follow_one, child, stream, send.clone())
-            yield LogFollow(processes=tuple(c.name for c in children), lines=receive)
-            tg.cancel_scope.cancel("follower left")
+        buffer = FollowBuffer(self._follow_buffer_bytes)
+        try:
+            async with anyio.create_task_group() as tg:
+                for initial, child in zip(report.logs, children, strict=True):
+                    if initial.lines:
+                        buffer.put(initial)
+                    tg.start_soon(self._follow_one, child, stream, buffer)
+                yield LogFollow(processes=tuple(c.name for c in children), lines=buffer)
+                tg.cancel_scope.cancel("follower left")
+        finally:
+            buffer.close()  # releases what the consumer left unread
 
     # -- operator ------------------------------------------------------------
 
@@ -350,32 +362,22 @@ class CommandService:
         )
         return LogLines(process=child.name, stream=stream, lines=tuple(got))
 
-    async def _follow_one(
-        self, child: ChildProcess, stream: Stream, send: MemoryObjectSendStream[LogLines]
-    ) -> None:
+    async def _follow_one(self, child: ChildProcess, stream: Stream, buffer: FollowBuffer) -> None:
         """Hand over new lines of one log until cancelled; never blocks the follower."""
-        dropped = 0
 
-        def deliver(lines: list[str]) -> None:
-            nonlocal dropped
-            chunk = LogLines(process=child.name, stream=stream, lines=tuple(lines), dropped=dropped)
-            try:
-                send.send_nowait(chunk)
-            except anyio.WouldBlock:
-                dropped += len(lines)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                return  # the consumer left; cancellation follows
-            else:
-                dropped = 0
+        def deliver(lines: list[str], dropped: int) -> None:
+            if lines:
+                buffer.put(LogLines(process=child.name, stream=stream, lines=tuple(lines)))
+            buffer.drop(child.name, stream, dropped)
 
         path = log_paths(self._fleet.state.log_dir, child.name)[_stream_index(stream)]
-        with send:
-            await follow(
-                path,
-                deliver,
-                max_line_bytes=child.spec.max_line_bytes,
-                poll_seconds=self._poll_interval,
-            )
+        await follow(
+            path,
+            deliver,
+            max_line_bytes=child.spec.max_line_bytes,
+            room=buffer.room,
+            poll_seconds=self._poll_interval,
+        )
 
     async def _reload(self) -> ReloadResult:
         old = self._fleet.config

@@ -10,6 +10,7 @@ command makes of the lines (``commands``). Reading is blocking and runs in
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _TAIL_BLOCK = 64 * 1024
-_FOLLOW_READ = 1024 * 1024
+_FOLLOW_READ = 256 * 1024
+_GUESS_LINE_BYTES = 80  # for a drop count before any line was read
 _MAX_BACKUPS = 1000
 
 
@@ -93,7 +95,9 @@ def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
 
     Returns None when it cannot tell yet: the writer (another thread) may be
     in the middle of shifting the backups, or the file was moved away under
-    another name (see ``_Followed``); look again on the next poll.
+    another name (see ``_Followed``); look again on the next poll. When ours
+    was dropped from the backups (the follower fell behind), returns the
+    oldest file left: what was between is lost (``_Followed`` counts it).
     """
     newer = path
     for n in range(1, _MAX_BACKUPS + 1):
@@ -103,9 +107,19 @@ def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
         except FileNotFoundError:
             break
         newer = backup_path(path, n)
-    # Ours was dropped from the backups (the follower fell behind): lines are
-    # lost; go on with the oldest file left.
     return newer if is_unlinked else None
+
+
+def _inodes(path: Path) -> set[int]:
+    """The inodes of ``path`` and of its backups, as they are now."""
+    found: set[int] = set()
+    for n in range(_MAX_BACKUPS + 1):
+        try:
+            found.add(os.stat(backup_path(path, n) if n else path).st_ino)
+        except FileNotFoundError:
+            if n:
+                break
+    return found
 
 
 class _Followed:
@@ -115,13 +129,20 @@ class _Followed:
     ``name-20261124``) is read until ``moved_grace_seconds`` after it was first
     seen moved, by which time the writer has reopened the path (it checks every
     ``REOPEN_CHECK_SECONDS``); then the follower goes on with the path.
+
+    Every read also notes the files seen at the path after ours (inode and
+    size). When the follower falls so far behind that rotation deleted some
+    of them before it got there, their sizes add up in ``skipped_bytes``: a
+    lower bound, as a file rotated in and out between two reads is never seen.
     """
 
     def __init__(self, path: Path, moved_grace_seconds: float) -> None:
         self.path = path
         self.file: BinaryIO | None = None
+        self.skipped_bytes = 0
         self._moved_grace_seconds = moved_grace_seconds
         self._moved_at: float | None = None
+        self._newer: dict[int, int] = {}  # inode -> size, oldest first
 
     def start(self) -> None:
         """Open the file (if it exists) positioned at its end."""
@@ -136,13 +157,15 @@ class _Followed:
             if self.file is None:
                 return b""
         data = self.file.read(_FOLLOW_READ)
-        if data:
-            return data
         try:
             current = os.stat(self.path)
         except FileNotFoundError:
-            return b""
+            return data
         inode = os.fstat(self.file.fileno()).st_ino
+        if current.st_ino != inode:
+            self._note_newer(current.st_ino, current.st_size)
+        if data:
+            return data
         if current.st_ino != inode:
             # Rotated. Bytes may have reached our file between the read above
             # and the rotation: take them first, then go on with the file
@@ -156,10 +179,35 @@ class _Followed:
                 return b""
             self.close()
             self.file = _open_or_none(successor)
+            if self.file is not None:
+                self._skip_to(os.fstat(self.file.fileno()).st_ino)
             return self.read()
         if current.st_size < self.file.tell():
             self.file.seek(0)  # truncated in place
         return b""
+
+    def _note_newer(self, inode: int, size: int) -> None:
+        known = self._newer.pop(inode, None)
+        if known is not None and size < known:
+            self.skipped_bytes += known  # deleted unread; a new file got its inode
+        self._newer[inode] = size
+        if len(self._newer) > _MAX_BACKUPS + 1:  # more files than are ever kept
+            oldest = next(iter(self._newer))
+            self.skipped_bytes += self._newer.pop(oldest)
+
+    def _skip_to(self, inode: int) -> None:
+        """Forget the files seen before ``inode``; count those deleted unread."""
+        if not self._newer:
+            return
+        existing = _inodes(self.path)
+        if inode in self._newer:
+            older = [*itertools.takewhile(lambda i: i != inode, self._newer), inode]
+        else:
+            older = [i for i in self._newer if i not in existing]
+        for i in older:
+            size = self._newer.pop(i)
+            if i not in existing:
+                self.skipped_bytes += size
 
     def _moved_away(self) -> Path | None:
         """The path, once the file has been seen moved for the grace time."""
@@ -179,9 +227,10 @@ class _Followed:
 
 async def follow(
     path: Path,
-    deliver: Callable[[list[str]], None],
+    deliver: Callable[[list[str], int], None],
     *,
     max_line_bytes: int,
+    room: Callable[[], int] | None = None,
     poll_seconds: float = 0.25,
     moved_grace_seconds: float = 2 * REOPEN_CHECK_SECONDS,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
@@ -191,13 +240,18 @@ async def follow(
     Polls the file (through a worker thread, every ``poll_seconds`` while it
     is idle, at once while it grows) rather than hooking the pump, so a
     follower never slows the pipe it watches. After a rotation it reads the
-    rest of its file, then the files written after it, in order. Runs until
-    cancelled; the file is closed on the way out.
+    rest of its file, then the files written after it, in order. Lines the
+    consumer has no room for are counted, not decoded; so are, estimated from
+    the bytes and the lines read so far, those of files rotation deleted
+    before the follower got to them. Runs until cancelled; the file is closed
+    on the way out.
 
     Args:
         path: the current log file (it may not exist yet).
-        deliver: called on the event loop with each batch of complete lines.
+        deliver: called on the event loop with each batch of complete lines
+            and the count of lines missed after them (possibly no lines).
         max_line_bytes: the piece size for long lines.
+        room: how many lines the consumer takes now (None: no limit).
         poll_seconds: the pause between checks of an idle file.
         moved_grace_seconds: how long a file moved away under another name is
             still read before the follower goes on with the path.
@@ -205,16 +259,29 @@ async def follow(
     """
     framer = LineFramer(max_line_bytes)
     followed = _Followed(path, moved_grace_seconds)
+    seen_bytes = seen_lines = 0
     try:
         await anyio.to_thread.run_sync(followed.start)
         task_status.started()
         while True:
             data = await anyio.to_thread.run_sync(followed.read)
+            if followed.skipped_bytes:
+                deliver([], _lines_in(followed.skipped_bytes, seen_bytes, seen_lines))
+                followed.skipped_bytes = 0
             if not data:
                 await anyio.sleep(poll_seconds)
                 continue
-            lines, _ = framer.feed(data, len(data) + 1)
-            if lines:
-                deliver(lines)
+            limit = len(data) + 1 if room is None else room()
+            lines, dropped = framer.feed(data, limit)
+            seen_bytes += len(data)
+            seen_lines += len(lines) + dropped
+            if lines or dropped:
+                deliver(lines, dropped)
     finally:
         followed.close()
+
+
+def _lines_in(size: int, seen_bytes: int, seen_lines: int) -> int:
+    """About how many lines ``size`` bytes held, going by the lines seen so far."""
+    per_line = seen_bytes / seen_lines if seen_lines else _GUESS_LINE_BYTES
+    return max(1, round(size / per_line))

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream
-
     from supervisor.access import Command
     from supervisor.child import ProcessStatus
     from supervisor.events import ProcessState, Stream
+    from supervisor.follow_buffer import FollowBuffer
 
 ProcessOutcome = Literal["ok", "unchanged", "failed"]
 
@@ -110,10 +109,11 @@ class LogFollow:
     Attributes:
         processes: the names of the processes followed.
         lines: iterate it for :class:`LogLines`; it ends only with the follow.
+            Its ``buffered_bytes`` says how much waits for the consumer.
     """
 
     processes: tuple[str, ...]
-    lines: MemoryObjectReceiveStream[LogLines]
+    lines: FollowBuffer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor.commands import AccessLevel, Actor, Command, parse_signal
+from supervisor.commands import AccessLevel, Actor, Command, CommandService, parse_signal
 from supervisor.errors import AccessDenied, InvalidArgument
+from supervisor.logs import log_paths
 from tests._control import (
     ask,
     connect,
@@ -31,6 +32,7 @@ from tests._wait import eventually, wait_until
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from supervisor.follow_buffer import FollowBuffer
     from supervisor.ledger import AuditRecord
     from tests._control import Node
 
@@ -216,6 +218,49 @@ async def test_tail_returns_the_last_lines_of_each_stream(tmp_path: Path) -> Non
         assert error_type(await ask(node.socket, "tail", target="solo", lines=-1)) == (
             "InvalidArgument"
         )
+
+
+async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_path: Path) -> None:
+    """QA2 #1: a follower that did not read held 256 chunks of up to 1 MiB each."""
+    bound = 256 * 1024
+    flood = program("flood", "ctl_flood.py", log_max_bytes=2**30, log_backups=0)
+    async with running_node(write_config(tmp_path, flood)) as node:
+        await _all_running(node, "flood:0")
+        service = CommandService(node.fleet, poll_interval=0.05, follow_buffer_bytes=bound)
+        log = log_paths(node.state.log_dir, "flood:0")[0]
+        async with service.follow(Actor.local(), "flood", lines=0) as following:
+            buffer = following.lines
+            start = log.stat().st_size
+            peak = 0
+
+            def flooded() -> bool:
+                nonlocal peak
+                peak = max(peak, buffer.buffered_bytes)
+                return log.stat().st_size > start + 64 * bound
+
+            await wait_until(flooded, seconds=30)
+            # One read (256 KiB) of lines may land on a buffer just short of full.
+            assert 0 < peak <= bound + 2 * 256 * 1024
+            got = await _follow_until_a_drop(buffer)
+        assert buffer.buffered_bytes == 0  # released when the client left
+    numbers = [(dropped, [int(line.split()[1]) for line in lines]) for dropped, lines in got]
+    expected = numbers[0][1][0]
+    for dropped, batch in numbers:
+        expected += dropped
+        assert batch == list(range(expected, expected + len(batch)))  # the drop count is exact
+        expected += len(batch)
+    assert sum(dropped for dropped, _ in numbers) > 0
+
+
+async def _follow_until_a_drop(buffer: FollowBuffer) -> list[tuple[int, tuple[str, ...]]]:
+    """Read chunks until lines come after a drop; return (dropped, lines) pairs."""
+    got: list[tuple[int, tuple[str, ...]]] = []
+    with anyio.fail_after(10):
+        async for chunk in buffer:
+            got.append((chunk.dropped, chunk.lines))
+            if chunk.lines and any(dropped for dropped, _ in got[1:]):
+                return got
+    raise AssertionError("the follow ended")
 
 
 async def test_follow_streams_new_lines_until_the_client_leaves(tmp_path: Path) -> None:

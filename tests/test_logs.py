@@ -10,7 +10,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from supervisor.logread import follow, tail_lines
+from supervisor.logread import _Followed, follow, tail_lines
 from supervisor.logs import RotatingLog, backup_path, log_paths
 from tests._wait import wait_until
 
@@ -135,6 +135,30 @@ async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> No
     assert got.lines == want
 
 
+def test_follower_counts_files_rotation_deleted_before_it_read_them(tmp_path: Path) -> None:
+    """QA2 #8: a follower behind rotation was told nothing of the lines it lost."""
+    path = tmp_path / "s.log"
+    followed = _Followed(path, moved_grace_seconds=0)
+    with RotatingLog(path, max_bytes=0, backups=1, reopen_check_seconds=0) as log:
+        try:
+            followed.start()
+            log.write(_lines(0, 10), flush=True)
+            log.rotate()  # ours goes to .1
+            log.write(_lines(10, 20), flush=True)
+            assert followed.read() == _lines(0, 10)  # and it sees the new file
+            log.rotate()  # ours is deleted (we keep it open), the second is .1
+            log.write(_lines(20, 30), flush=True)
+            log.rotate()  # the second is deleted unread
+            log.write(_lines(30, 35), flush=True)
+            assert followed.read() == _lines(20, 30)  # the oldest file left
+            assert followed.skipped_bytes == len(_lines(10, 20))
+            followed.skipped_bytes = 0
+            assert followed.read() == _lines(30, 35)  # an ordinary rotation loses nothing
+            assert followed.skipped_bytes == 0
+        finally:
+            followed.close()
+
+
 def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
     """QA #10: logrotate's "move and create", or an ``rm``, no longer loses the log."""
     path = tmp_path / "m.log"
@@ -202,10 +226,12 @@ class _Collected:
 
     def __init__(self, count: int) -> None:
         self.lines: list[str] = []
+        self.dropped = 0
         self.arrived = anyio.Event()
         self._count = count
 
-    def __call__(self, lines: list[str]) -> None:
+    def __call__(self, lines: list[str], dropped: int) -> None:
         self.lines.extend(lines)
+        self.dropped += dropped
         if len(self.lines) >= self._count:
             self.arrived.set()
