@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 _ALIVE = ("STARTING", "RUNNING", "STOPPING")
-_MIN_INFO_WIDTH = 12  # the INFO column keeps this much even on a narrow terminal
+_MIN_INFO_WIDTH = 12  # below this, MEMORY and CPU give their room to INFO
+_DROPPABLE = ("MEMORY", "CPU")
 
 
 def render(cmd: str, result: object) -> str:
@@ -53,11 +54,12 @@ def render_status(
     Args:
         report: a ``StatusReport`` as sent over the socket.
         now: wall-clock time for uptimes (default: the report's own time).
-        width: cut INFO so that rows fit this many columns (default: no cut).
+        width: fit rows in this many columns, cutting INFO and dropping MEMORY
+            and CPU when INFO would get too little (default: no cut).
     """
     at = _number(report.get("at"), time.time()) if now is None else now
     head = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for proc in _list(report.get("processes")):
         info = proc if isinstance(proc, dict) else {}
         st = info.get("status")
@@ -80,15 +82,32 @@ def render_status(
                 "" if state == "RUNNING" else _why(status),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     if width is not None:
-        room = max(_MIN_INFO_WIDTH, width - sum(w + 2 for w in widths[:-1]))
-        rows = [(*row[:-1], _cut(row[-1], room)) for row in rows]
-        widths[-1] = min(widths[-1], room)
-    return "\n".join(
+        rows = _fit(rows, width)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = (
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+    return "\n".join(lines if width is None else (line[:width] for line in lines))
+
+
+def _fit(rows: list[tuple[str, ...]], width: int) -> list[tuple[str, ...]]:
+    """Cut INFO so rows fit ``width``; MEMORY then CPU give way when it would get too little.
+
+    A column is dropped only while INFO needs more than it would get and gets
+    less than its minimum. A terminal too narrow even for the other columns
+    gets its lines cut at the edge (by the caller).
+    """
+    keep = list(range(len(rows[0])))
+    for name in ("", *_DROPPABLE):
+        if name:
+            keep.remove(rows[0].index(name))
+        widths = [max(len(row[i]) for row in rows) for i in keep]
+        room = width - sum(w + 2 for w in widths[:-1])
+        if room >= min(widths[-1], _MIN_INFO_WIDTH):
+            break
+    return [(*(row[i] for i in keep[:-1]), _cut(row[-1], room)) for row in rows]
 
 
 def _why(status: Mapping[str, object]) -> str:
@@ -98,7 +117,9 @@ def _why(status: Mapping[str, object]) -> str:
 
 
 def _cut(text: str, room: int) -> str:
-    return text if len(text) <= room else text[: room - 3] + "..."
+    if len(text) <= room:
+        return text
+    return text[: room - 3] + "..." if room > 3 else ""
 
 
 def _render_actions(data: Mapping[str, object]) -> str:

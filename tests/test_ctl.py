@@ -350,11 +350,50 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
     fatal = {"process": "bad:0", "state": "FATAL", "last_error": "No such file: /x\x1b[2J"}
     report["processes"] = [{"status": fatal}]
     assert render_status(report).splitlines()[1].endswith("  No such file: /x")  # no ESC
-    narrow = render_status(report, width=60).splitlines()  # INFO keeps its minimum, 12
+    narrow = render_status(report, width=60).splitlines()  # MEMORY and CPU give way
     assert narrow[1].endswith("  No such f...")
-    assert narrow[0].endswith("  INFO")
+    assert narrow[0].endswith("  LAST EXIT  INFO")
+    assert max(len(line) for line in narrow) <= 60
+    assert len(render_status(report, width=20).splitlines()[1]) <= 20
     wide = render_status(report, width=80).splitlines()
     assert wide[1].endswith("  No such file: /x")
+
+
+def test_render_status_never_exceeds_the_width_with_long_reasons() -> None:
+    """QA2 #5: FATAL rows were 83 characters in an 80-column terminal."""
+    long = "exited too quickly (exit code 7 within start_seconds); gave up after 3 tries"
+    rows = [
+        {
+            "status": {
+                "process": f"web:{i}",
+                "state": "RUNNING",
+                "pid": 40000 + i,
+                "started_at": 1000.0,
+                "restarts": 12,
+            },
+            "rss_bytes": 812 * 1024 * 1024,
+            "cpu_percent": 100.0,
+        }
+        for i in range(24)
+    ]
+    rows.append(
+        {
+            "status": {
+                "process": "missing-binary:1",
+                "state": "FATAL",
+                "last_error": long,
+                "last_exit_code": 127,
+                "restarts": 3,
+            }
+        }
+    )
+    report = {"node": "n", "at": 5000.0, "processes": rows}
+    lines = render_status(report, width=80).splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].endswith("LAST EXIT  INFO")  # MEMORY and CPU gave way to INFO
+    assert lines[-1].endswith("...")
+    assert len(lines[-1].rsplit("  ", 1)[-1]) >= 12
+    assert render_status(report).splitlines()[-1].endswith(long)  # no width: no cut
 
 
 @pytest.mark.parametrize(
