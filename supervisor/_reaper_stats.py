@@ -9,6 +9,7 @@ reaper it may import psutil; nothing outside the reaper may import this module.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -23,7 +24,8 @@ class ProcStats:
     Attributes:
         rss: resident memory in bytes, summed over the tree.
         cpu_percent: CPU use since the previous ``stats`` call, summed over the
-            tree (100.0 is one core; 0.0 on the first call for a process).
+            tree (100.0 is one core; 0.0 on the first call for a process;
+            never more than 100.0 per thread of a process).
         nprocs: number of processes in the tree, the root included.
     """
 
@@ -32,13 +34,19 @@ class ProcStats:
     nprocs: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    cpu_seconds: float  # user + system time used so far
+    at: float  # time.monotonic() when read
+
+
 class TreeStats:
     """Measures process trees; CPU use is relative to the previous measurement."""
 
     def __init__(self) -> None:
         """Start with no previous measurement (thread-safe: one lock)."""
         self._lock = threading.Lock()
-        self._cpu: dict[ProcIdent, psutil.Process] = {}
+        self._cpu: dict[ProcIdent, _Sample] = {}
 
     def measure(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
         """Resource use of the tree rooted at each pid (gone pids are left out); blocks."""
@@ -52,7 +60,7 @@ class TreeStats:
                 children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
         out: dict[int, ProcStats] = {}
         with self._lock:
-            seen: dict[ProcIdent, psutil.Process] = {}
+            seen: dict[ProcIdent, _Sample] = {}
             for root in pids:
                 if root in procs:
                     out[root] = self._sum_tree(root, procs, children, seen)
@@ -69,24 +77,38 @@ class TreeStats:
         root: int,
         procs: dict[int, psutil.Process],
         children: dict[int, list[int]],
-        seen: dict[ProcIdent, psutil.Process],
+        seen: dict[ProcIdent, _Sample],
     ) -> ProcStats:
-        """Sum one tree; the psutil objects used are added to ``seen``."""
+        """Sum one tree; the CPU samples taken are added to ``seen``."""
         rss, cpu, count = 0, 0.0, 0
         todo = [root]
         while todo:
-            fresh = procs.get(pid := todo.pop())
-            if fresh is None:
+            proc = procs.get(pid := todo.pop())
+            if proc is None:
                 continue
             todo.extend(children.get(pid, ()))
-            ident = ProcIdent(pid, fresh.info["create_time"])
-            # cpu_percent compares with the previous call on the same object.
-            proc = seen[ident] = self._cpu.get(ident, fresh)
             try:
                 with proc.oneshot():
-                    rss += proc.memory_info().rss
-                    cpu += proc.cpu_percent(None)
+                    rss_now = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    threads = proc.num_threads()
             except psutil.Error:
                 continue
+            ident = ProcIdent(pid, proc.info["create_time"])
+            sample = seen[ident] = _Sample(times.user + times.system, time.monotonic())
+            rss += rss_now
+            cpu += _percent(self._cpu.get(ident), sample, threads)
             count += 1
         return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
+
+
+def _percent(before: _Sample | None, after: _Sample, threads: int) -> float:
+    """CPU use between two samples, at most 100 per thread (100 is one core).
+
+    CPU times tick in whole jiffies (10 ms), so over a short window a busy
+    thread can seem to use a little more than a core; that is cut off.
+    """
+    if before is None or after.at <= before.at:
+        return 0.0
+    used = (after.cpu_seconds - before.cpu_seconds) / (after.at - before.at) * 100.0
+    return max(0.0, min(used, 100.0 * max(1, threads)))

@@ -79,7 +79,7 @@ MAX_TAIL_LINES = 1000
 """The most lines one ``tail`` returns per process (the log file has the rest)."""
 
 _AUDIT_TIMEOUT = 5.0
-_CPU_WINDOW = 0.1  # seconds between two CPU samples of a run never measured before
+_CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
 FOLLOW_BUFFER_BYTES = 4 * 1024 * 1024
 """The most bytes of lines one ``tail -f`` holds for a slow client before dropping."""
 

@@ -551,3 +551,24 @@ async def test_stats_sums_the_tree(instance: str, ledger: Ledger) -> None:
         assert stats[w.pid].cpu_percent >= 0.0
         again = await reaper.stats([w.pid])
         assert again[w.pid].nprocs == 3
+
+
+async def test_stats_never_shows_more_cpu_than_the_threads_can_use(
+    instance: str, ledger: Ledger
+) -> None:
+    """QA2 #11: a busy single-threaded worker showed 106% over a 0.1 s window."""
+    reaper = Reaper(instance_id=instance, ledger=ledger)
+    command = [sys.executable, "-u", str(WORKERS / "ctl_busy.py")]
+    async with await anyio.open_process(command, stdin=subprocess.DEVNULL) as busy:
+        try:
+            await reaper.stats([busy.pid])  # the first sample: 0.0, nothing to compare with
+            shown: list[float] = []
+            with anyio.fail_after(20):
+                while len(shown) < 40 or max(shown) < 50.0:  # a core busy shows as busy
+                    await anyio.sleep(0.02)  # short windows: the jiffy rounding is worst
+                    shown.append((await reaper.stats([busy.pid]))[busy.pid].cpu_percent)
+            threads = psutil.Process(busy.pid).num_threads()
+            assert max(shown) <= 100.0 * threads
+        finally:
+            busy.kill()
+            await busy.wait()
