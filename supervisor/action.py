@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.errors import InvalidArgument, InvalidTransition, SupervisorError
 from supervisor.events import ProcessState
+from supervisor.policy import describe_exit
 from supervisor.reports import ProcessResult
 
 if TYPE_CHECKING:
@@ -110,11 +111,9 @@ def _is_settled(state: ProcessState, *, wanted_alive: bool) -> bool:
 def _why_down(st: ProcessStatus) -> str:
     if st.last_error:
         return st.last_error
-    if st.last_exit_signal is not None:
-        return f"killed by signal {st.last_exit_signal}"
-    if st.last_exit_code is not None:
-        return f"exited with status {st.last_exit_code}"
-    return "did not come up"
+    if st.last_exit_signal is None and st.last_exit_code is None:
+        return "did not come up"
+    return describe_exit(st.last_exit_code, st.last_exit_signal)  # as status says it
 
 
 def _result(st: ProcessStatus, outcome: ProcessOutcome, message: str) -> ProcessResult:

@@ -41,7 +41,8 @@ def summarize(result: object, detail: str) -> str:
     parts = [detail] if detail else []
     if isinstance(result, ActionReport):
         bad = [f"{p.process}: {p.message}" for p in result.processes if p.outcome == "failed"]
-        parts.append(f"{len(result.processes)} processes")
+        count = len(result.processes)
+        parts.append("1 process" if count == 1 else f"{count} processes")
         parts.extend(bad)
     elif isinstance(result, ShutdownReport):
         parts.append(f"node {result.node} shutting down")

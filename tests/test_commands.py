@@ -17,6 +17,7 @@ import pytest
 from supervisor.commands import AccessLevel, Actor, Command, CommandService, parse_signal
 from supervisor.errors import AccessDenied, InvalidArgument
 from supervisor.logs import log_paths
+from supervisor.policy import describe_exit
 from tests._control import (
     ask,
     connect,
@@ -144,9 +145,14 @@ async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) 
         (outcome, state), *_ = _outcomes(res).values()
         assert outcome == "failed"
         assert state in ("BACKOFF", "FATAL", "EXITED")
+        procs = res["processes"]
+        assert isinstance(procs, list)
+        assert procs[0]["message"] == describe_exit(3, None)  # QA2 #12: as status says it
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("start", "crash", "failed")
-        assert "crash:0" in row.detail
+        assert "crash:0: exit code 3" in row.detail
+        assert "1 process" in row.detail
+        assert "1 processes" not in row.detail
 
 
 async def test_unknown_target_is_an_error_and_audited(tmp_path: Path) -> None:
