@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from supervisor import humanize
-from supervisor.ctl_render import render_status
+from supervisor.ctl_render import render_logs, render_status
 from tests._control import program, running_node, states, write_config
 from tests._wait import eventually, wait_until
 
@@ -357,6 +357,17 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
     assert len(render_status(report, width=20).splitlines()[1]) <= 20
     wide = render_status(report, width=80).splitlines()
     assert wide[1].endswith("  No such file: /x")
+
+
+def test_render_logs_reports_drops_even_without_lines() -> None:
+    """A follow's drops-only event is shown, with a singular for one line."""
+    one = {"process": "a:0", "stream": "stdout", "lines": [], "dropped": 1}
+    assert render_logs([one], many=False) == "[1 line dropped: this client fell behind]"
+    many = {"process": "a:0", "stream": "stdout", "lines": ["x"], "dropped": 5}
+    assert render_logs([many], many=True).splitlines() == [
+        "a:0 | [5 lines dropped: this client fell behind]",
+        "a:0 | x",
+    ]
 
 
 def test_render_status_never_exceeds_the_width_with_long_reasons() -> None:
