@@ -19,6 +19,7 @@ kept even when output is being dropped; they have their own (large) bound.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from functools import partial
@@ -42,12 +43,17 @@ logger = logging.getLogger(__name__)
 
 ConsoleMode = Literal["all", "quiet", "output"]
 
-PLAIN_MAX_LINES = 10_000
+PLAIN_MAX_LINES = 100_000
 """Output lines buffered for a plain or JSON stream before lines are dropped."""
 MAX_PENDING_CHARS = 4 * 1024 * 1024
 """Characters of output buffered, in either view (long lines count by their size)."""
 LIVE_MAX_LINES = 1_000
 """Output lines taken per refresh in live mode (only the last few are shown)."""
+FAIR_LINES = 50
+"""Lines every process may hand over per batch even when the shared budget is spent,
+so one flooding worker never hides another one's few lines (a crash traceback)."""
+SHARE_CHARS = MAX_PENDING_CHARS * 3 // 4
+"""Characters one process may take per batch: the rest is kept for the others."""
 MAX_PENDING_STATES = 10_000
 """State changes buffered; beyond this they are counted and reported, not kept."""
 REFRESH_SECONDS = 0.25
@@ -70,7 +76,8 @@ class Console:
             output only).
         live: live table (True) or plain lines (False); None means live when
             ``stream`` is a terminal. ``json_logs`` wins over live.
-        json_logs: one JSON object per state change, output line or drop count.
+        json_logs: one JSON object per state change, output line, drop count or
+            dsup log record (written to stderr otherwise).
         status: returns the status of every process, for the live table.
         node: the node name, shown in the table title and JSON objects.
     """
@@ -95,10 +102,12 @@ class Console:
             LiveView(stream, node) if self._is_live else PlainView(stream, node, json_logs)
         )
         self._max_lines = LIVE_MAX_LINES if self._is_live else PLAIN_MAX_LINES
+        self._log_poll_seconds = REFRESH_SECONDS if json_logs else math.inf
         self._pending: deque[Item] = deque()
         self._pending_lines = 0
         self._pending_chars = 0
         self._pending_states = 0
+        self._taken: dict[str, tuple[int, int]] = {}  # lines, chars per process this batch
         self._missed: dict[str, int] = {}
         self._missed_states = 0
         self._wake: anyio.Event | None = None
@@ -106,19 +115,21 @@ class Console:
     # -- producers (event loop, never block) ----------------------------------
 
     def capacity(self) -> int:
-        """How many more output lines fit now: 0 when full, -1 when output is not shown.
+        """How many lines one process may hand over now: 0 when full, -1 when not shown.
 
         -1 tells the pump that no lines nor drop counts are wanted at all, so
-        ``--quiet`` costs no line splitting (see ``pump.LineConsumer``).
+        ``--quiet`` costs no line splitting (see ``pump.LineConsumer``). Once
+        the shared budget is spent, this is still ``FAIR_LINES``: whether a
+        process gets them is decided per process in ``deliver``.
         """
         if not self._shows_output:
             return -1
         if self._pending_chars >= MAX_PENDING_CHARS:
             return 0
-        return max(0, self._max_lines - self._pending_lines)
+        return max(FAIR_LINES, self._max_lines - self._pending_lines)
 
     def deliver(self, event: Event) -> None:
-        """Take one event without blocking; output beyond ``capacity`` is counted."""
+        """Take one event without blocking; output beyond its process's share is counted."""
         if isinstance(event, OutputLines):
             if not self._shows_output:
                 return
@@ -135,47 +146,40 @@ class Console:
             self._wake.set()
 
     def _take_lines(self, event: OutputLines) -> None:
-        missed = self._missed.pop(event.process, 0) + event.dropped
+        """Take what fits the process's share; the rest is counted for a drop note.
+
+        A process may take lines while the shared budget lasts, and up to
+        ``FAIR_LINES`` per batch whatever the others took; its characters are
+        capped at ``SHARE_CHARS`` so that long lines cannot fill the buffer alone.
+        """
+        process = event.process
+        missed = self._missed.pop(process, 0) + event.dropped
         lines = event.lines
-        n, chars = self._fit(lines, self.capacity() - (1 if missed else 0))
+        taken_lines, taken_chars = self._taken.get(process, (0, 0))
+        room = max(FAIR_LINES - taken_lines, self._max_lines - self._pending_lines)
+        budget = min(MAX_PENDING_CHARS - self._pending_chars, SHARE_CHARS - taken_chars)
+        n, chars = _fit(lines, room - (1 if missed else 0), budget)
         if n == 0:
             if missed + len(lines):
-                self._missed[event.process] = missed + len(lines)
+                self._missed[process] = missed + len(lines)
             return
         now = time.time()
         if missed:
-            self._pending.append((now, Dropped(event.process, missed)))
+            self._pending.append((now, Dropped(process, missed)))
             self._pending_lines += 1
-        self._pending.append((now, Lines(event.process, event.stream, lines[:n])))
+        self._pending.append((now, Lines(process, event.stream, lines[:n])))
         self._pending_lines += n
         self._pending_chars += chars
+        self._taken[process] = (taken_lines + n, taken_chars + chars)
         if n < len(lines):
-            self._missed[event.process] = len(lines) - n
-
-    def _fit(self, lines: tuple[str, ...], room: int) -> tuple[int, int]:
-        """How many leading ``lines`` fit in ``room`` lines and the char budget.
-
-        The line that crosses the char budget is still taken, so ``capacity()``
-        > 0 always means at least one line fits; lines are bounded by the pump's
-        ``max_line_bytes``, so the overshoot is too.
-        """
-        n = max(0, min(len(lines), room))
-        budget = MAX_PENDING_CHARS - self._pending_chars
-        chars = sum(map(len, lines[:n]))
-        if chars <= budget:
-            return n, chars
-        chars = 0
-        for i, line in enumerate(lines[:n]):
-            if chars >= budget:
-                return i, chars
-            chars += len(line)
-        return n, chars
+            self._missed[process] = len(lines) - n
 
     def _drain(self) -> list[Item]:
         """Take everything pending, plus a drop count for whatever was lost."""
         items = list(self._pending)
         self._pending.clear()
         self._pending_lines = self._pending_chars = self._pending_states = 0
+        self._taken.clear()
         now = time.time()
         items.extend((now, Dropped(p, n)) for p, n in self._missed.items())
         self._missed.clear()
@@ -209,7 +213,9 @@ class Console:
                 if self._is_live:
                     await self._next_redraw(shown_at=anyio.current_time())
                 else:
-                    await wake.wait()
+                    # Log records (JSON) are captured in any thread: looked for every refresh.
+                    with anyio.move_on_after(self._log_poll_seconds):
+                        await wake.wait()
                     wake = self._wake = anyio.Event()
         finally:
             # A batch the cancelled thread never took is written now, with the rest.
@@ -241,3 +247,22 @@ class Console:
             # A bug in the status source must not take the supervisor down with it.
             logger.exception("console: the status callable failed")
             return ()
+
+
+def _fit(lines: tuple[str, ...], room: int, budget: int) -> tuple[int, int]:
+    """How many leading ``lines`` fit in ``room`` lines and ``budget`` chars, and their chars.
+
+    The line that crosses the char budget is still taken when the budget is
+    not spent yet, so a process with budget left always gets at least one line;
+    lines are bounded by the pump's ``max_line_bytes``, so the overshoot is too.
+    """
+    n = max(0, min(len(lines), room))
+    chars = sum(map(len, lines[:n]))
+    if chars <= budget:
+        return n, chars
+    chars = 0
+    for i, line in enumerate(lines[:n]):
+        if chars >= budget:
+            return i, chars
+        chars += len(line)
+    return n, chars

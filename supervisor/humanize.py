@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 import signal
 
-_CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f"
-"""C0 controls except tab, DEL and the C1 controls (a regex character-class body)."""
+_CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""C0 controls except tab, DEL, the C1 controls and the bidi controls (marks,
+embeddings, overrides, isolates: the "Trojan Source" characters that make a
+terminal show the rest of a line reversed). A regex character-class body."""
 
 _UNSAFE = re.compile(f"[{_CONTROL}]")
 _TOKEN = re.compile(
@@ -32,7 +34,8 @@ def printable(line: str, *, keep_color: bool = False) -> str:
     Colour (SGR) sequences are removed, or kept with ``keep_color``. Every other
     escape sequence (cursor moves, OSC titles and clipboard writes, DCS, ...) is
     removed. Any control character left (C0 except tab, DEL, C1) is shown as
-    ``\\xNN``, so ``\\r`` reads ``\\x0d`` and a lone ESC ``\\x1b``. One ``\\r`` at
+    ``\\xNN``, so ``\\r`` reads ``\\x0d`` and a lone ESC ``\\x1b``; a bidi control
+    as ``\\uNNNN`` (U+202E reads ``\\u202e``). One ``\\r`` at
     the end (a CRLF line ending) is dropped. A line with no control character
     is returned as is, without a regex pass.
 
@@ -52,11 +55,21 @@ def printable(line: str, *, keep_color: bool = False) -> str:
 
 def _drop_sgr(match: re.Match[str]) -> str:
     char = match["control"]
-    return "" if char is None else f"\\x{ord(char):02x}"
+    if char is None:
+        return ""
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _keep_sgr(match: re.Match[str]) -> str:
     return match["sgr"] or _drop_sgr(match)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 line``, ``2 lines``, ``3 processes``: a count with its noun (English -s/-es)."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{count} {noun}s"
 
 
 def duration(seconds: float) -> str:

@@ -103,8 +103,10 @@ class LineConsumer(Protocol):
     def deliver(self, event: OutputLines) -> None:
         """Take lines; never blocks, never raises for being slow.
 
-        Called with at most ``capacity()`` lines, and once more at EOF with no
-        lines when drops are still unreported (even if the capacity is 0).
+        Called with at most ``capacity()`` lines. Drops are reported as soon as
+        they are counted (within the read that dropped them), in an event with
+        no lines when none fit (even if the capacity is 0); an event's
+        ``dropped`` always counts lines that came before its own.
         """
 
 
@@ -142,7 +144,6 @@ class _Drain:
         self.consumer = consumer
         self.framer = LineFramer(max_line_bytes)
         self.total = 0
-        self.dropped = 0  # not yet reported to the consumer
         self.lost = 0  # bytes the log failed to take in the current failure
         self.eof = False
 
@@ -224,27 +225,26 @@ class _Drain:
             self.consumer = None
 
     def _hand_over(self, lines: list[str], dropped: int) -> None:
+        """Deliver lines, then the drops that followed them, at once.
+
+        A drop count is never held back for a later delivery: a burst that ends
+        with the pipe idle has its ``[N lines dropped]`` shown right away.
+        """
         assert self.consumer is not None
         if lines:
-            event = OutputLines(
-                process=self.process, stream=self.stream, lines=tuple(lines), dropped=self.dropped
+            self.consumer.deliver(
+                OutputLines(process=self.process, stream=self.stream, lines=tuple(lines))
             )
-            self.dropped = dropped
-            self.consumer.deliver(event)
-        else:
-            self.dropped += dropped
+        if dropped:
+            self.consumer.deliver(
+                OutputLines(process=self.process, stream=self.stream, lines=(), dropped=dropped)
+            )
 
     def finish(self) -> None:
-        """At EOF: hand over the last partial line and report drops left."""
+        """At EOF: hand over the last partial line (or count it as dropped)."""
         if self.consumer is not None:
             lines, dropped = self.framer.flush(max(self.consumer.capacity(), 0))
             self._hand_over(lines, dropped)
-            if self.dropped:
-                event = OutputLines(
-                    process=self.process, stream=self.stream, lines=(), dropped=self.dropped
-                )
-                self.dropped = 0
-                self.consumer.deliver(event)
         self.flush_log()
 
 
@@ -261,7 +261,7 @@ async def pump(
 
     Every byte goes to ``log``, flushed whenever the pipe goes idle. Lines are
     framed only for ``consumer`` and only as many as its ``capacity()``; the rest
-    are counted and reported in the next delivery's ``dropped``. The consumer
+    are counted and reported at once, in an event with no lines. The consumer
     never slows the draining. The fd is made non-blocking here; it stays the
     caller's to close (after this returns or is cancelled), and so does the log.
 

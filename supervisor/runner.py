@@ -1,8 +1,8 @@
 """``dsup run``: one node in the foreground, from start-up sweep to clean shutdown.
 
 This module owns the order of things over a node's life. Start-up: lock the
-state directory, open the ledger, become a subreaper, end the orphans of a
-previous life, start the console, the fleet and the control socket. Shutdown
+state directory, open the ledger, become a subreaper, start the console, end
+the orphans of a previous life, start the fleet and the control socket. Shutdown
 (documented order): stop accepting commands, stop every process in parallel
 (bounded by their stop timeouts), sweep with the reaper, flush the console.
 
@@ -91,13 +91,14 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
         )
-        cleaned = await reaper.startup_sweep()
-        if cleaned:
-            console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
         outcome = _Outcome()
         server = ControlServer(CommandService(fleet), state.socket_path)
         async with anyio.create_task_group() as services:
+            # The console first: with --json-logs it takes the sweep's log records too.
             await services.start(console.run)
+            cleaned = await reaper.startup_sweep()
+            if cleaned:
+                console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
             await services.start(_watch_signals, fleet, outcome)
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)

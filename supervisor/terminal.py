@@ -9,29 +9,27 @@ back-pressure or the writer task (``console``).
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
 import os
+import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rich import box
-from rich.cells import cell_len
 from rich.console import Console as RichConsole
-from rich.console import Group
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from supervisor import humanize
-from supervisor.events import OrphansCleaned, ProcessState, StateChanged
+from supervisor.events import OrphansCleaned, StateChanged
+from supervisor.live_layout import Entry, fair_tail, layout
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import TextIO
 
     from supervisor.child import ProcessStatus
@@ -45,15 +43,6 @@ RECENT_LINES = 200
 _SHOWN_CHARS = 1000
 """A recent line is cut to this before styling (wider than any terminal row)."""
 
-_STATE_STYLE = {
-    ProcessState.STOPPED: "dim",
-    ProcessState.STARTING: "cyan",
-    ProcessState.RUNNING: "green",
-    ProcessState.BACKOFF: "yellow",
-    ProcessState.STOPPING: "magenta",
-    ProcessState.EXITED: "blue",
-    ProcessState.FATAL: "bold red",
-}
 _STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
 
 
@@ -72,6 +61,19 @@ class Dropped:
 
     process: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """One of dsup's own log records, captured instead of written to stderr."""
+
+    level: str
+    logger: str
+    message: str
+
+    def text(self) -> str:
+        """One line: ``WARNING supervisor.runner: SIGINT: stopping every process``."""
+        return f"{self.level} {self.logger}: {self.message}".replace("\n", " ")
 
 
 Item = tuple[float, StateChanged | OrphansCleaned | Lines | Dropped]
@@ -129,7 +131,7 @@ class View:
         raise NotImplementedError
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
-        """While live, log records meant for the terminal go into the view instead."""
+        """While running, log records the view shows itself are not written by handlers."""
         return contextlib.nullcontext()
 
 
@@ -139,11 +141,34 @@ class PlainView(View):
     def __init__(self, stream: TextIO, node: str, json_logs: bool) -> None:
         super().__init__(stream, node)
         self._format = self._json if json_logs else _plain
+        self._logs = _LogCapture() if json_logs else None
+
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
+        """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
+
+        A log shipper reading stdout then sees them instead of plain text on
+        stderr (handlers writing to ``sys.stderr`` are muted meanwhile). Plain
+        lines leave the log records on stderr.
+        """
+        if self._logs is None:
+            return contextlib.nullcontext()
+        return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
-        if items:
-            self._stream.write("".join(self._format(at, item) for at, item in items))
+        parts = ((at, self._format(at, item)) for at, item in items)
+        if self._logs is not None:
+            logged = ((at, self._json_log(at, record)) for at, record in self._logs.claim())
+            parts = heapq.merge(parts, logged, key=lambda part: part[0])
+        text = "".join(part for _, part in parts)
+        if text:
+            self._stream.write(text)
             self._stream.flush()
+
+    def _json_log(self, at: float, record: Logged) -> str:
+        time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        obj = {"time": time_, "node": self._node, "type": "log", "level": record.level}
+        obj |= {"logger": record.logger, "message": record.message}
+        return json.dumps(obj, ensure_ascii=False) + "\n"
 
     def _json(self, at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
         time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
@@ -183,7 +208,7 @@ def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> 
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
             return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
         case Dropped() if item.process:
-            return f"{item.process} [{item.count} lines dropped]\n"
+            return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
         case _:
             return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
 
@@ -202,9 +227,10 @@ def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
             return text + (f" ({item.reason})" if item.reason else "")
         case OrphansCleaned():
             pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")
-            return f"dsup cleaned {len(item.pids)} orphan processes ({item.reason}): pids {pids}"
+            cleaned = humanize.plural(len(item.pids), "orphan process")
+            return f"dsup cleaned {cleaned} ({item.reason}): pids {pids}"
         case Dropped():
-            return f"dsup [{item.count} state changes dropped]"
+            return f"dsup [{humanize.plural(item.count, 'state change')} dropped]"
 
 
 def _clock(at: float) -> str:
@@ -227,166 +253,104 @@ class LiveView(View):
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._recent: deque[tuple[str, str, str]] = deque(maxlen=RECENT_LINES)
+        self._recent: list[Entry] = []
         self._logs = _LogCapture()
 
-    @contextlib.contextmanager
-    def capturing_logs(self) -> Iterator[object]:
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         # A log line written to the same terminal would break the in-place redraw.
-        handlers = [
-            h
-            for h in logging.getLogger().handlers
-            if isinstance(h, logging.StreamHandler) and isatty(h.stream)
-        ]
-        for handler in handlers:
-            handler.addFilter(self._logs)
-        try:
-            yield self._logs
-        finally:
-            for handler in handlers:
-                handler.removeFilter(self._logs)
+        return _capturing(self._logs, lambda handler: isatty(handler.stream))
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
         self._remember(items, self._logs.claim())
         with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
             self._console.size = os.get_terminal_size(self._stream.fileno())
         if not self._live.is_started:
+            self._make_room()
             self._live.start()
-        self._live.update(self._layout(rows), refresh=True)
+        view = layout(self._node, rows, self._recent, size=self._console.size)
+        self._live.update(view, refresh=True)
         if final:
             self._live.stop()
 
-    def _remember(self, items: list[Item], logs: list[tuple[float, str]]) -> None:
+    def _make_room(self) -> None:
+        """Start the view on the terminal's top row, whatever was printed before.
+
+        Scrolls the screen's lines into the scrollback (nothing is erased) and
+        moves to the top, so a view of ``height - 1`` lines fits even when a
+        command line (``make demo``'s echo) took the first rows.
+        """
+        height = self._console.size.height
+        if height > 1:
+            self._stream.write("\n" * (height - 1) + f"\x1b[{height - 1}A\r\x1b[J")
+            self._stream.flush()
+
+    def _remember(self, items: list[Item], logs: list[tuple[float, Logged]]) -> None:
         """Add a batch and the log records captured meanwhile, in time order.
 
         A log record (``SIGINT: stopping every process``) is often written just
-        before the state changes it causes, in the same batch.
+        before the state changes it causes, in the same batch. The recent lines
+        are then cut to ``RECENT_LINES``, each process keeping a fair share.
         """
-        timed: list[tuple[float, list[tuple[str, str, str]]]] = [
-            (at, [(_clock(at), "~", text)]) for at, text in logs
+        timed: list[tuple[float, list[Entry]]] = [
+            (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs
         ]
         for at, item in items:
             if isinstance(item, Lines):
                 mark = _STREAM_MARK[item.stream]
                 tail = item.lines[-RECENT_LINES:]
-                timed.append((at, [(item.process, mark, line[:_SHOWN_CHARS]) for line in tail]))
+                p = item.process
+                timed.append((at, [Entry(p, p, mark, line[:_SHOWN_CHARS]) for line in tail]))
             elif isinstance(item, Dropped) and item.process:
-                timed.append((at, [(item.process, "#", f"[{item.count} lines dropped]")]))
+                note = f"[{humanize.plural(item.count, 'line')} dropped]"
+                timed.append((at, [Entry(item.process, item.process, "#", note)]))
             else:
-                timed.append((at, [(_clock(at), "#", _describe(item))]))
+                timed.append((at, [Entry("#", _clock(at), "#", _describe(item))]))
         timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
         for _, entries in timed:
             self._recent.extend(entries)
-
-    def _layout(self, rows: Sequence[ProcessStatus]) -> Group:
-        width, height = self._console.size
-        max_rows = max(1, height - 10)
-        table = _table(rows, max_rows, now=time.time(), width=width)
-        # Title, table (rows + 4) and recent lines fill height - 1 lines, so the
-        # final table and the shell's prompt fit without scrolling the title away.
-        room = max(2, height - min(len(rows), max_rows) - 6)
-        recent = list(self._recent)[-room:]
-        return Group(_title(self._node, rows), table, *(_recent_line(*entry) for entry in recent))
+        self._recent = fair_tail(self._recent, RECENT_LINES)
 
 
 class _LogCapture(logging.Filter):
-    """Keeps log records (bounded) instead of letting a terminal handler write them."""
+    """Keeps log records (bounded) instead of letting a handler write them."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._records: deque[tuple[float, str]] = deque(maxlen=RECENT_LINES)
+        self._records: deque[tuple[float, Logged]] = deque(maxlen=RECENT_LINES)
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = f"{record.levelname} {record.name}: {record.getMessage()}".replace("\n", " ")
+        message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
-            text += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
         with self._lock:
-            self._records.append((record.created, text))
+            self._records.append((record.created, Logged(record.levelname, record.name, message)))
         return False
 
-    def claim(self) -> list[tuple[float, str]]:
+    def claim(self) -> list[tuple[float, Logged]]:
         with self._lock:
             records = list(self._records)
             self._records.clear()
         return records
 
 
-_COLUMNS = ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
-_SHRINK_ORDER = (((5, 0), 7), ((4, 3), 4), ((5, 0), 3))
-"""Which columns give up width, in turn, and down to how many cells: LAST EXIT and
-PROCESS first, then RESTARTS and UPTIME; STATE and PID only in rich's last even cut."""
-
-
-def _title(node: str, rows: Sequence[ProcessStatus]) -> Text:
-    """One line (never wrapped, so the layout's height is known) counting states."""
-    counts = Counter(r.state.value for r in rows)
-    summary = ", ".join(f"{n} {state}" for state, n in counts.most_common())
-    title = f"dsup {node}: {len(rows)} processes" + (f" ({summary})" if summary else "")
-    return Text(title, style="table.title", no_wrap=True, overflow="ellipsis")
-
-
-def _table(rows: Sequence[ProcessStatus], max_rows: int, *, now: float, width: int) -> Table:
-    """The status table, ``max_rows`` rows at most, fitted to ``width`` cells."""
-    shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
-    cells = [_cells(r, now) for r in shown]
-    if len(shown) < len(rows):
-        cells.append((f"... {len(rows) - len(shown)} more", "", "", "", "", ""))
-    table = Table(box=box.SIMPLE_HEAD, expand=False)
-    for name, most in zip(_COLUMNS, _widths(cells, width), strict=True):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=most)
-    for i, row in enumerate(cells):
-        style = _STATE_STYLE[shown[i].state] if i < len(shown) else ""
-        table.add_row(row[0], Text(row[1], style=style), *row[2:])
-    return table
-
-
-def _cells(r: ProcessStatus, now: float) -> tuple[str, str, str, str, str, str]:
-    is_up = r.state.is_alive and r.started_at is not None
-    return (
-        r.process,
-        r.state.value,
-        str(r.pid) if r.pid is not None else "-",
-        humanize.duration(now - r.started_at) if is_up and r.started_at is not None else "-",
-        str(r.restarts),
-        _last_exit(r),
-    )
-
-
-def _widths(cells: Sequence[Sequence[str]], width: int) -> list[int]:
-    """Column widths that fit ``width``, shrinking columns in ``_SHRINK_ORDER``.
-
-    Within a step the widest column shrinks first. Each column costs 3 cells
-    more than its content (padding and divider), plus one for the table's edge.
-    """
-    widths = [max(map(cell_len, column)) for column in zip(_COLUMNS, *cells, strict=True)]
-    excess = sum(widths) + 3 * len(widths) + 1 - width
-    for columns, floor in _SHRINK_ORDER:
-        while excess > 0:  # bounded: every pass takes one cell off a column above floor
-            widest = max(columns, key=lambda i: widths[i])
-            if widths[widest] <= floor:
-                break
-            widths[widest] -= 1
-            excess -= 1
-    return widths
-
-
-def _last_exit(r: ProcessStatus) -> str:
-    if r.last_exit_signal:
-        return humanize.signal_name(r.last_exit_signal)
-    if r.last_exit_code is not None:
-        return f"exit {r.last_exit_code}"
-    return humanize.printable(r.last_error) if r.last_error else "-"
-
-
-def _recent_line(head: str, mark: str, line: str) -> Text:
-    style = {"!": "red", "#": "dim", "~": "yellow"}.get(mark, "")
-    text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
-    if mark in "#~":
-        text.append(humanize.printable(line), style="bold")
-    else:  # only SGR is left, which rich turns into styles
-        text.append_text(Text.from_ansi(humanize.printable(line, keep_color=True)))
-    return text
+@contextlib.contextmanager
+def _capturing(
+    capture: _LogCapture, wanted: Callable[[logging.StreamHandler[TextIO]], bool]
+) -> Iterator[object]:
+    """Route the records of the root logger's wanted stream handlers into ``capture``."""
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and wanted(h)
+    ]
+    for handler in handlers:
+        handler.addFilter(capture)
+    try:
+        yield capture
+    finally:
+        for handler in handlers:
+            handler.removeFilter(capture)
 
 
 def isatty(stream: TextIO) -> bool:

@@ -26,7 +26,7 @@ import pytest
 
 from supervisor import console as console_module
 from supervisor import humanize
-from supervisor.console import LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
+from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ async def test_console_blocked_stream_never_blocks_deliver_and_reports_drops() -
         console.deliver(_changed())  # a state change is kept even when output is full
         console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=(), dropped=5))
         assert time.monotonic() - started < 1.0
-        assert console.capacity() == 0
+        assert console.capacity() == FAIR_LINES  # the shared budget is spent
         out.release.set()
         await _wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
         console.deliver(_lines("after the storm"))
@@ -262,7 +262,7 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                             console.deliver(_lines(f"{i} {line}"))
                             if i % 1000 == 0:
                                 await anyio.lowlevel.checkpoint()
-                    assert console.capacity() == 0
+                    console.deliver(_lines("quiet", process="other:0"))  # its fair share
                 finally:
                     outer.start_soon(read_to_eof)  # the terminal resumes
                 await _wait_until(lambda: b"lines dropped]" in received, seconds=20)
@@ -272,8 +272,9 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
     text = received.decode()
     assert text.startswith("scraper:0 | 0 x")
     assert text.count("\n") < 20_000
+    assert "other:0 | quiet\n" in text
     dropped = sum(int(n) for n in re.findall(r"scraper:0 \[(\d+) lines dropped\]", text))
-    assert dropped + text.count(" | ") == 20_000
+    assert dropped + text.count("scraper:0 | ") == 20_000
 
 
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
@@ -298,7 +299,7 @@ async def test_console_live_takes_a_bounded_share_per_redraw_and_counts_the_rest
     out = io.StringIO()
     console = Console(stream=out, live=True, status=list)
     console.deliver(_lines(*(f"line {i}" for i in range(LIVE_MAX_LINES))))
-    assert console.capacity() == 0
+    assert console.capacity() == FAIR_LINES
     console.deliver(_lines("one too many", "and another"))
     text = "\n".join(_screen(await _written(console, out)))
     assert "[2 lines dropped]" in text
@@ -342,7 +343,7 @@ def _screen(raw: str, height: int | None = None) -> list[str]:
     return ["".join(chars).rstrip() for chars in lines[top:]]
 
 
-def _run_live_driver(rows: int, columns: int) -> str:
+def _run_live_driver(rows: int, columns: int, *args: str) -> str:
     """Run tests/workers/console_pty_driver.py on a real pseudo-terminal; its output."""
     import fcntl
     import termios
@@ -352,7 +353,7 @@ def _run_live_driver(rows: int, columns: int) -> str:
     env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
     env.pop("NO_COLOR", None)
     with subprocess.Popen(
-        [sys.executable, "-u", str(WORKERS / "console_pty_driver.py")],
+        [sys.executable, "-u", str(WORKERS / "console_pty_driver.py"), *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -471,6 +472,113 @@ def test_console_live_narrow_pane_keeps_title_pid_and_state_whole() -> None:
     assert crasher[1] == "FATAL", screen
 
 
+def test_console_live_small_pane_after_an_echo_keeps_title_names_and_more_count() -> None:
+    """QA2 #6, #7: 60x20 with 17 rows after make's echo line: title kept, nothing cut."""
+    rows = 20
+    raw = _run_live_driver(rows, 60, "15", "make: .venv/bin/dsup run examples/dsup.toml")
+    screen = _screen(raw, height=rows)
+    assert len(screen) <= rows
+    assert screen[0].startswith("dsup ptynode"), screen  # the echo went into the scrollback
+    assert max(map(len, screen)) <= 60
+    names = [line.split()[0] for line in screen if line.startswith("sleeper")]
+    assert names, screen
+    assert all(re.fullmatch(r"sleeper-long:\d+", name) for name in names), screen
+    header = next(line for line in screen if "PROCESS" in line)
+    assert header.split()[-2:] == ["LAST", "EXIT"], screen  # padding went before content
+    more = [line for line in screen if line.startswith("... ")]
+    assert more == [f"... {15 - len(names)} more"], screen  # whole, below the table
+
+
+def _flood_and_quiet(console: Console, budget: int) -> None:
+    """A flooder fills the budget three times over around a quiet worker's two lines."""
+    flood = tuple(f"flood {i}" for i in range(budget))
+    console.deliver(_lines(*flood, process="flood:0"))
+    console.deliver(OutputLines(process="flood:0", stream="stdout", lines=(), dropped=70_000))
+    console.deliver(_lines("crashing now", process="crash:0"))
+    console.deliver(_lines("Traceback: boom", process="crash:0", stderr=True))
+    console.deliver(_lines(*flood, process="flood:0"))
+
+
+async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
+    """QA2 #2: the quiet worker's lines are kept; the flood's note has the true count."""
+    out = _BlockingWriter()
+    console = Console(stream=out, live=False)
+    async with anyio.create_task_group() as tg:
+        await tg.start(console.run)
+        console.deliver(_lines("first"))
+        await _wait_until(out.entered.is_set)  # the writer is stuck: nothing is drained
+        _flood_and_quiet(console, PLAIN_MAX_LINES)
+        out.release.set()
+        await _wait_until(lambda: "lines dropped]" in out.getvalue())
+        tg.cancel_scope.cancel()
+    shown = out.getvalue().splitlines()
+    assert "crash:0 | crashing now" in shown
+    assert "crash:0 ! Traceback: boom" in shown
+    assert "flood:0 [170000 lines dropped]" in shown  # 70 000 + the whole second flood
+
+
+async def test_console_live_flooder_never_hides_a_quiet_process() -> None:
+    """QA2 #2: on screen, the crash lines and the flood's true drop count both show."""
+    out = _TtyLike()
+    console = Console(stream=out, live=True, status=list)
+    _flood_and_quiet(console, LIVE_MAX_LINES)
+    screen = _screen(await _written(console, out))
+    assert any(line.endswith("crash:0 | crashing now") for line in screen), screen
+    assert any(line.endswith("crash:0 ! Traceback: boom") for line in screen), screen
+    assert any(line.endswith("flood:0 # [71000 lines dropped]") for line in screen), screen
+
+
+async def test_console_drop_note_says_1_line() -> None:
+    """QA2 #12: singular."""
+    out = io.StringIO()
+    events = [OutputLines(process="s:0", stream="stdout", lines=(), dropped=1)]
+    shown = await _shown(Console(stream=out, live=False), out, events)
+    assert shown == ["s:0 [1 line dropped]"]
+
+
+async def test_console_json_logs_carry_dsup_log_records_and_keep_stderr_quiet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """QA2 #9: with --json-logs, records become {"type": "log"} objects on the stream."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    try:
+        console = Console(stream=out, json_logs=True)
+        async with anyio.create_task_group() as tg:
+            await tg.start(console.run)
+            logging.getLogger("supervisor.runner").warning("SIGINT: stopping %s", "everything")
+            await anyio.to_thread.run_sync(
+                lambda: logging.getLogger("supervisor.reaper").error("from a thread")
+            )
+            await _wait_until(lambda: out.getvalue().count('"type": "log"') == 2)
+            tg.cancel_scope.cancel()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    logs = [(o["level"], o["logger"], o["message"]) for o in objects if o["type"] == "log"]
+    assert logs == [
+        ("WARNING", "supervisor.runner", "SIGINT: stopping everything"),
+        ("ERROR", "supervisor.reaper", "from a thread"),
+    ]
+    assert all({"time", "node"} <= o.keys() for o in objects)
+    assert "stopping" not in capsys.readouterr().err
+
+
+async def test_console_plain_leaves_log_records_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    try:
+        out = io.StringIO()
+        await _written(Console(stream=out, live=False), out, [_lines("x")])
+        logging.getLogger("supervisor.runner").warning("plain record")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert "plain record" in capsys.readouterr().err
+
+
 # -- printable: a worker's line made safe for a terminal (QA finding #3) -------
 
 _GARBAGE = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
@@ -507,3 +615,21 @@ def test_printable_output_never_holds_a_control_character_but_tab() -> None:
     assert not controls & set(humanize.printable(every))
     colour_free = re.sub(r"\x1b\[[0-9;:]*m", "", humanize.printable(every, keep_color=True))
     assert not controls & set(colour_free)
+
+
+def test_printable_escapes_bidi_controls() -> None:
+    """QA2 #10: the "Trojan Source" characters are shown, never obeyed."""
+    assert humanize.printable("bidi:\u202eabc") == "bidi:\\u202eabc"
+    line = "".join(map(chr, (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))))
+    assert humanize.printable(line) == "".join(f"\\u{ord(c):04x}" for c in line)
+    assert humanize.printable("\u202e\x1b[31mred", keep_color=True) == "\\u202e\x1b[31mred"
+    assert (
+        humanize.printable("caf\u00e9 \u05e9\u05dc\u05d5\u05dd")
+        == "caf\u00e9 \u05e9\u05dc\u05d5\u05dd"
+    )
+
+
+def test_plural() -> None:
+    assert humanize.plural(1, "line") == "1 line"
+    assert humanize.plural(0, "line") == "0 lines"
+    assert humanize.plural(3, "orphan process") == "3 orphan processes"

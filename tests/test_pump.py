@@ -139,7 +139,7 @@ async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: 
     assert result.totals["stdout"] == count * 51 + 4
     assert out.lines == []
     assert out.dropped == count + 1  # the partial last line too
-    assert [e.lines for e in out.events] == [()]  # one drops-only event at EOF
+    assert all(e.lines == () for e in out.events)  # drops-only events, as they are counted
 
 
 async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
@@ -152,6 +152,39 @@ async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -
     assert 0 < len(out.lines) < count
     assert out.dropped < count - len(out.lines)  # the skipped lines were not counted
     assert all(line == _line(_index(line)) for line in out.lines)
+
+
+async def test_pump_reports_drops_while_the_worker_is_idle_not_at_its_next_write(
+    tmp_path: Path,
+) -> None:
+    """QA2 #3: a burst that overflows the consumer is counted before the worker writes again."""
+    count = 50_000
+    all_counted = anyio.Event()
+
+    class Counting(Recorder):
+        def deliver(self, event: OutputLines) -> None:
+            super().deliver(event)
+            if self.dropped + len(self.lines) == count + 1:
+                all_counted.set()
+
+    out = Counting(capacity=lambda: 1000)
+    proc, fds = spawn("console_burst.py", str(count), stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    os.close(fds["stderr"])
+    try:
+        with RotatingLog(tmp_path / "burst.log", max_bytes=0, backups=0) as log:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_pump_stdout, fds["stdout"], log, out)
+                with anyio.fail_after(10):  # the worker is silent, its pipe open
+                    await all_counted.wait()
+                assert proc.poll() is None
+                assert out.lines[:1] == ["burst 0"]
+                assert out.dropped == count + 1 - len(out.lines)
+                proc.stdin.close()  # the worker ends: EOF
+    finally:
+        proc.stdin.close()
+        os.close(fds["stdout"])
+        proc.wait(timeout=10)
 
 
 def test_framer_discard_resyncs_at_the_next_newline() -> None:
@@ -172,15 +205,13 @@ async def test_pump_slow_consumer_gets_whole_lines_and_exact_gaps(tmp_path: Path
     assert len(out.lines) + out.dropped == count
     expected_next = 0
     for event in out.events:
+        expected_next += event.dropped  # the gap before the event's lines
         if event.lines:
-            assert _index(event.lines[0]) - expected_next == event.dropped
             indexes = [_index(line) for line in event.lines]
-            assert indexes == list(range(indexes[0], indexes[0] + len(indexes)))
+            assert indexes == list(range(expected_next, expected_next + len(indexes)))
             assert all(line == _line(i) for line, i in zip(event.lines, indexes, strict=True))
             expected_next = indexes[-1] + 1
-        else:
-            assert event is out.events[-1]
-            assert expected_next + event.dropped == count
+    assert expected_next == count
 
 
 async def test_pump_goes_on_draining_when_the_consumer_raises(

@@ -1,6 +1,8 @@
 """Drive a live Console on this process's stdout (a pseudo-terminal in the test).
 
-Shows two process rows (a 7-digit pid, a title too long for a narrow pane), a few
+``console_pty_driver.py [EXTRA_ROWS [ECHO]]``: EXTRA_ROWS more sleeper rows
+(default 0); ECHO, a line printed before the console starts (as make echoes
+its command). Shows two process rows (a 7-digit pid, a title too long for a narrow pane), a few
 output lines (two full of escape sequences and control characters) and a log
 record, lets the console refresh at least
 twice, then cancels it so it prints its final table. Used by tests/test_console.py.
@@ -18,7 +20,32 @@ from supervisor.events import OutputLines, ProcessState, StateChanged
 STARTED = 1_700_000_000.0
 
 
+EXTRA_ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+ECHO = sys.argv[2] if len(sys.argv) > 2 else ""
+
+
+def sleeper(i):
+    return ProcessStatus(
+        process=f"sleeper-long:{i}",
+        program="sleeper-long",
+        index=i,
+        state=ProcessState.RUNNING,
+        pid=40000 + i,
+        run_id=f"s{i}",
+        started_at=STARTED,
+        state_since=STARTED,
+        restarts=0,
+        last_exit_code=None,
+        last_exit_signal=None,
+        last_error="",
+    )
+
+
 def rows():
+    return [*base_rows(), *(sleeper(i) for i in range(EXTRA_ROWS))]
+
+
+def base_rows():
     return [
         ProcessStatus(
             process="scraper:0",
@@ -62,6 +89,8 @@ async def main():
             enough.set()
         return rows()
 
+    if ECHO:
+        print(ECHO)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # same terminal
     node = "ptynode-with-a-name-long-enough-to-wrap-a-title"
     console = Console(stream=sys.stdout, live=True, status=status, node=node)
