@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
     from supervisor.access import Command
     from supervisor.child import ProcessStatus
     from supervisor.events import ProcessState, Stream
-    from supervisor.follow_buffer import FollowBuffer
 
 ProcessOutcome = Literal["ok", "unchanged", "failed"]
 
@@ -109,11 +110,12 @@ class LogFollow:
     Attributes:
         processes: the names of the processes followed.
         lines: iterate it for :class:`LogLines`; it ends only with the follow.
-            Its ``buffered_bytes`` says how much waits for the consumer.
+            ``commands`` gives a ``FollowBuffer`` (its ``buffered_bytes`` says
+            how much waits for the consumer).
     """
 
     processes: tuple[str, ...]
-    lines: FollowBuffer
+    lines: AsyncIterable[LogLines]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

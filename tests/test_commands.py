@@ -16,6 +16,7 @@ import pytest
 
 from supervisor.commands import AccessLevel, Actor, Command, CommandService, parse_signal
 from supervisor.errors import AccessDenied, InvalidArgument
+from supervisor.follow_buffer import FollowBuffer
 from supervisor.logs import log_paths
 from supervisor.policy import describe_exit
 from tests._control import (
@@ -33,7 +34,6 @@ from tests._wait import eventually, wait_until
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supervisor.follow_buffer import FollowBuffer
     from supervisor.ledger import AuditRecord
     from tests._control import Node
 
@@ -236,6 +236,7 @@ async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_pat
         log = log_paths(node.state.log_dir, "flood:0")[0]
         async with service.follow(Actor.local(), "flood", lines=0) as following:
             buffer = following.lines
+            assert isinstance(buffer, FollowBuffer)
             start = log.stat().st_size
             peak = 0
 
