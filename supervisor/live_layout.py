@@ -88,14 +88,17 @@ def fair_tail(entries: Sequence[Entry], room: int) -> list[Entry]:
         left -= count
         keys -= 1
     used: Counter[str] = Counter()
-    picked: list[Entry] = []
-    for entry in reversed(entries):
-        if used[entry.key] < quota:
-            used[entry.key] += 1
-            picked.append(entry)
-            if len(picked) == room:
-                break
-    return picked[::-1]
+    picked: set[int] = set()
+    for i in range(len(entries) - 1, -1, -1):
+        if used[entries[i].key] < quota and len(picked) < room:
+            used[entries[i].key] += 1
+            picked.add(i)
+    # The cells the rounding left go to the newest entries not picked yet.
+    for i in range(len(entries) - 1, -1, -1):
+        if len(picked) >= room:
+            break
+        picked.add(i)
+    return [entries[i] for i in sorted(picked)]
 
 
 def layout(

@@ -28,6 +28,7 @@ from supervisor import console as console_module
 from supervisor import humanize
 from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.live_layout import Entry, fair_tail
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -633,3 +634,13 @@ def test_plural() -> None:
     assert humanize.plural(1, "line") == "1 line"
     assert humanize.plural(0, "line") == "0 lines"
     assert humanize.plural(3, "orphan process") == "3 orphan processes"
+
+
+def test_fair_tail_keeps_a_quiet_process_line_and_fills_the_room_in_time_order() -> None:
+    """QA2 #2: a flood keeps what the others leave; the room is used up; order is kept."""
+    flood = [Entry("flood:0", "flood:0", "|", f"f{i}") for i in range(300)]
+    entries = [*flood[:150], Entry("crash:0", "crash:0", "!", "boom"), *flood[150:]]
+    entries.append(Entry("#", "12:00:00", "#", "crash:0 RUNNING -> BACKOFF"))
+    shown = [e.text for e in fair_tail(entries, 6)]
+    assert shown == ["boom", "f296", "f297", "f298", "f299", "crash:0 RUNNING -> BACKOFF"]
+    assert fair_tail(entries[:3], 6) == entries[:3]
