@@ -300,7 +300,8 @@ class ChildProcess:
                 clock=self._ctx.clock,
             )
         except SpawnError as exc:
-            logger.warning("%s", exc)
+            # The state change, the status INFO column and the audit carry it too.
+            logger.info("%s", exc)
             self._last_error = exc.reason
             decision = policy.after_failed_start(
                 self.spec,

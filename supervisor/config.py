@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 from supervisor import config_values as conv
 from supervisor.config_values import redact
 from supervisor.errors import ConfigError, ConfigIssue
+from supervisor.humanize import plural
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -188,8 +189,8 @@ class Config:
         procs = sum(p.numprocs for p in self.programs.values())
         bridge = "Discord bridge on" if self.discord else "no Discord"
         return (
-            f"{self.path}: ok: node {self.supervisor.name!r}, {len(self.programs)} programs, "
-            f"{procs} processes, {bridge}"
+            f"{self.path}: ok: node {self.supervisor.name!r}, "
+            f"{plural(len(self.programs), 'program')}, {plural(procs, 'process')}, {bridge}"
         )
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from supervisor.config import RestartPolicy
 from supervisor.events import ProcessState
+from supervisor.humanize import plural
 
 if TYPE_CHECKING:
     import random
@@ -107,11 +108,6 @@ def describe_exit(exit_code: int | None, exit_signal: int | None) -> str:
     if exit_code is not None:
         return f"exit code {exit_code}"
     return "unknown exit"
-
-
-def plural(count: int, noun: str) -> str:
-    """Return "1 failed start", "3 failed starts"."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def after_exit(
