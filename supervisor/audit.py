@@ -14,6 +14,7 @@ from typing import Literal
 import anyio
 
 from supervisor.fleet import ReloadResult
+from supervisor.humanize import plural
 from supervisor.reports import ActionReport, ShutdownReport
 
 Outcome = Literal["ok", "refused", "failed"]
@@ -42,7 +43,7 @@ def summarize(result: object, detail: str) -> str:
     if isinstance(result, ActionReport):
         bad = [f"{p.process}: {p.message}" for p in result.processes if p.outcome == "failed"]
         count = len(result.processes)
-        parts.append("1 process" if count == 1 else f"{count} processes")
+        parts.append(plural(count, "process"))
         parts.extend(bad)
     elif isinstance(result, ShutdownReport):
         parts.append(f"node {result.node} shutting down")

@@ -145,8 +145,8 @@ def render_logs(logs: Sequence[object], *, many: bool) -> str:
         prefix = f"{log.get('process')} | " if many else ""
         dropped = log.get("dropped")
         if isinstance(dropped, int) and dropped:
-            noun = "line" if dropped == 1 else "lines"
-            out.append(f"{prefix}[{dropped} {noun} dropped: this client fell behind]")
+            lost = humanize.plural(dropped, "line")
+            out.append(f"{prefix}[{lost} dropped: this client fell behind]")
         out.extend(
             f"{prefix}{humanize.printable(str(line), keep_color=color)}"
             for line in _list(log.get("lines"))

@@ -90,7 +90,7 @@ def test_config_summary_names_node_programs_and_processes(tmp_path: Path) -> Non
     text = '[supervisor]\nname = "n1"\n' + MINIMAL + "numprocs = 3\n"
     summary = _config(tmp_path, text).summary()
     assert "'n1'" in summary
-    assert "1 programs, 3 processes" in summary
+    assert "1 program, 3 processes" in summary
     assert "no Discord" in summary
 
 
