@@ -366,9 +366,11 @@ class CommandService:
         """Hand over new lines of one log until cancelled; never blocks the follower."""
 
         def deliver(lines: list[str], dropped: int) -> None:
+            # ``dropped`` lines came before ``lines``: count them first, so that
+            # put() hands them over ahead of these lines.
+            buffer.drop(child.name, stream, dropped)
             if lines:
                 buffer.put(LogLines(process=child.name, stream=stream, lines=tuple(lines)))
-            buffer.drop(child.name, stream, dropped)
 
         path = log_paths(self._fleet.state.log_dir, child.name)[_stream_index(stream)]
         await follow(

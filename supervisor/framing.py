@@ -38,10 +38,11 @@ class LineFramer:
 
     def feed(
         self, chunk: bytes | bytearray, limit: int, end: int | None = None
-    ) -> tuple[list[str], int]:
-        """Frame a chunk: return up to ``limit`` lines and how many were dropped.
+    ) -> tuple[int, list[str], int]:
+        """Frame a chunk: return up to ``limit`` lines and the drops around them.
 
-        Complete lines come first; drops counted here are lines after them.
+        A line that was being dropped when the chunk began ends before the lines
+        handed out, so its count comes first; every other drop comes after them.
 
         Args:
             chunk: the next bytes of the stream (a reused buffer is fine: the
@@ -50,28 +51,30 @@ class LineFramer:
             end: how many bytes of ``chunk`` are data (default: all).
 
         Returns:
-            ``(lines, dropped)``: decoded lines without newline, and a count.
+            ``(before, lines, after)``: the lines dropped before the decoded lines
+            (without newline), those lines, and the lines dropped after them.
         """
         if end is None:
             end = len(chunk)
         if limit <= 0:
-            return [], self._drop(chunk, end)
+            return 0, [], self._drop(chunk, end)
         out: list[str] = []
         first = chunk.find(b"\n", 0, end)
         if first < 0:
-            return out, self._grow(chunk[:end], out, limit)
+            return 0, out, self._grow(chunk[:end], out, limit)
+        before = after = 0
         if self._skip >= 0:
-            dropped = self._skipped_pieces(first)
+            before = self._skipped_pieces(first)
         else:
             head = self._tail + chunk[:first] if self._tail else chunk[:first]
-            dropped = 0 if (self._cut and not head) else self._emit(head, out, limit)
+            after = 0 if (self._cut and not head) else self._emit(head, out, limit)
         self._tail, self._cut = b"", False
         last = chunk.rfind(b"\n", 0, end)
         if last > first:
-            dropped += self._body(chunk, first + 1, last, limit, out)
+            after += self._body(chunk, first + 1, last, limit, out)
         if last + 1 < end:
-            dropped += self._grow(chunk[last + 1 : end], out, limit)
-        return out, dropped
+            after += self._grow(chunk[last + 1 : end], out, limit)
+        return before, out, after
 
     def flush(self, limit: int) -> tuple[list[str], int]:
         """End the stream: return the last partial line (if any) and drops.

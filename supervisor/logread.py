@@ -78,7 +78,7 @@ def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
 
 def _frame_all(data: bytes, max_line_bytes: int) -> list[str]:
     framer = LineFramer(max_line_bytes)
-    lines, _ = framer.feed(data, len(data) + 1)
+    _, lines, _ = framer.feed(data, len(data) + 1)
     last, _ = framer.flush(1)
     return lines + last
 
@@ -272,11 +272,13 @@ async def follow(
                 await anyio.sleep(poll_seconds)
                 continue
             limit = len(data) + 1 if room is None else room()
-            lines, dropped = framer.feed(data, limit)
+            before, lines, after = framer.feed(data, limit)
             seen_bytes += len(data)
-            seen_lines += len(lines) + dropped
-            if lines or dropped:
-                deliver(lines, dropped)
+            seen_lines += before + len(lines) + after
+            if lines or before:
+                deliver(lines, before)
+            if after:
+                deliver([], after)
     finally:
         followed.close()
 

@@ -214,8 +214,8 @@ class _Drain:
             if capacity < 0:
                 self.framer.discard(buf, n)
                 return
-            lines, dropped = self.framer.feed(buf, capacity, n)
-            self._hand_over(lines, dropped)
+            before, lines, after = self.framer.feed(buf, capacity, n)
+            self._hand_over(lines, after, before=before)
         except Exception:
             logger.exception(
                 "process %s: %s line consumer failed; lines are no longer framed",
@@ -224,8 +224,8 @@ class _Drain:
             )
             self.consumer = None
 
-    def _hand_over(self, lines: list[str], dropped: int) -> None:
-        """Deliver lines, then the drops that followed them, at once.
+    def _hand_over(self, lines: list[str], dropped: int, *, before: int = 0) -> None:
+        """Deliver lines (with the drops just before them), then the drops after them.
 
         A drop count is never held back for a later delivery: a burst that ends
         with the pipe idle has its ``[N lines dropped]`` shown right away.
@@ -233,8 +233,12 @@ class _Drain:
         assert self.consumer is not None
         if lines:
             self.consumer.deliver(
-                OutputLines(process=self.process, stream=self.stream, lines=tuple(lines))
+                OutputLines(
+                    process=self.process, stream=self.stream, lines=tuple(lines), dropped=before
+                )
             )
+        else:
+            dropped += before
         if dropped:
             self.consumer.deliver(
                 OutputLines(process=self.process, stream=self.stream, lines=(), dropped=dropped)

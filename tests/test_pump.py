@@ -191,7 +191,7 @@ def test_framer_discard_resyncs_at_the_next_newline() -> None:
     framer = LineFramer(100)
     framer.discard(b"skipped\nskipped too\npart")
     framer.discard(bytearray(b"ial still skipped GARBAGE"), 17)
-    assert framer.feed(b" end\nwhole\n", 10) == (["whole"], 1)
+    assert framer.feed(b" end\nwhole\n", 10) == (1, ["whole"], 0)
 
 
 async def test_pump_slow_consumer_gets_whole_lines_and_exact_gaps(tmp_path: Path) -> None:
@@ -306,9 +306,9 @@ def _frame(framer: LineFramer, chunks: list[bytes], limits: list[int]) -> tuple[
     lines: list[str] = []
     dropped = 0
     for i, chunk in enumerate(chunks):
-        got, lost = framer.feed(chunk, limits[i % len(limits)])
+        before, got, after = framer.feed(chunk, limits[i % len(limits)])
         lines += got
-        dropped += lost
+        dropped += before + after
     got, lost = framer.flush(limits[len(chunks) % len(limits)])
     return lines + got, dropped + lost
 
@@ -368,7 +368,7 @@ def test_framer_keeps_memory_bounded_without_newlines() -> None:
     framer = LineFramer(1000)
     total = 0
     for _ in range(100):
-        pieces, _ = framer.feed(b"q" * 12345, 1 << 30)
+        _, pieces, _ = framer.feed(b"q" * 12345, 1 << 30)
         assert all(len(p) <= 1000 for p in pieces)
         total += sum(map(len, pieces))
     last, _ = framer.flush(1)
@@ -377,18 +377,19 @@ def test_framer_keeps_memory_bounded_without_newlines() -> None:
 
 def test_framer_resyncs_at_the_next_newline_after_dropping() -> None:
     framer = LineFramer(100)
-    assert framer.feed(b"one\ntw", 1) == (["one"], 0)
-    assert framer.feed(b"o\nthr", 0) == ([], 1)  # "two" dropped, "thr..." in progress
-    assert framer.feed(b"ee\nfour\nfi", 5) == (["four"], 1)  # "three" started while dropping
+    assert framer.feed(b"one\ntw", 1) == (0, ["one"], 0)
+    assert framer.feed(b"o\nthr", 0) == (0, [], 1)  # "two" dropped, "thr..." in progress
+    # "three" began while dropping: it is dropped too, and it comes before "four".
+    assert framer.feed(b"ee\nfour\nfi", 5) == (1, ["four"], 0)
     assert framer.flush(1) == (["fi"], 0)
 
 
 def test_framer_reads_only_up_to_end_of_a_reused_buffer() -> None:
     buf = bytearray(b"ab\ncd\nGARBAGE\n")
     framer = LineFramer(100)
-    assert framer.feed(buf, 10, 5) == (["ab"], 0)
+    assert framer.feed(buf, 10, 5) == (0, ["ab"], 0)
     buf[:] = b"e\nMORE GARBAGE\n"
-    assert framer.feed(buf, 10, 2) == (["cde"], 0)
+    assert framer.feed(buf, 10, 2) == (0, ["cde"], 0)
 
 
 def test_framer_rejects_a_tiny_max() -> None:
