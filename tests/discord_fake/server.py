@@ -309,17 +309,14 @@ class FakeDiscord:
             for_seconds: How long the fault lasts (``None``: no time limit).
             retry_after: The ``retry_after`` of an injected 429.
         """
-        until = None if for_seconds is None else self.limiter.clock() + for_seconds
-        fault = Fault(
+        return self._add_fault(
+            for_seconds,
             method=method,
             template=template,
             status=status,
             remaining=times,
-            until=until,
             retry_after=retry_after,
         )
-        self.limiter.faults.append(fault)
-        return fault
 
     def delay_route(
         self,
@@ -331,15 +328,19 @@ class FakeDiscord:
         for_seconds: float | None = None,
     ) -> Fault:
         """Delay responses on a route by ``seconds`` (same matching as :meth:`fail_route`)."""
-        until = None if for_seconds is None else self.limiter.clock() + for_seconds
-        fault = Fault(
+        return self._add_fault(
+            for_seconds,
             method=method,
             template=template,
             status=None,
             delay_seconds=seconds,
             remaining=times,
-            until=until,
         )
+
+    def _add_fault(self, for_seconds: float | None, **fields: Any) -> Fault:
+        """Install a fault that lasts ``for_seconds`` from now (``None``: no time limit)."""
+        until = None if for_seconds is None else self.limiter.clock() + for_seconds
+        fault = Fault(until=until, **fields)
         self.limiter.faults.append(fault)
         return fault
 
