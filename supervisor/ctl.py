@@ -30,7 +30,7 @@ from supervisor import config_values
 from supervisor.config import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
 from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
-from supervisor.statedir import SOCKET_NAME
+from supervisor.statedir import SOCKET_NAME, running_holder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -187,7 +187,15 @@ def _run(args: argparse.Namespace) -> int:
             return _follow(path, cmd_args, args)
         result = _call(path, cmd, cmd_args, timeout=args.timeout)
     except _NotRunning as exc:
-        raise _Error(EXIT_NOT_RUNNING, "NotRunning", f"no dsup running there: {exc}") from None
+        holder = running_holder(path.parent)
+        if holder is None:
+            message = f"no dsup running there: {exc}"
+        else:
+            message = (
+                f"dsup (pid {holder}) holds {path.parent} but does not answer on its socket "
+                f"({exc}); a deleted socket is re-created within seconds, try again"
+            )
+        raise _Error(EXIT_NOT_RUNNING, "NotRunning", message) from None
     except _Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED

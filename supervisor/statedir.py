@@ -168,6 +168,31 @@ def _acquire_lock(path: Path) -> int:
     return fd
 
 
+def running_holder(path: Path) -> int | None:
+    """The pid of a live dsup that seems to hold the state directory ``path``, if any.
+
+    Read from the lock file without taking the lock (probing it could refuse a
+    dsup starting at that moment), then checked against the live process, so it
+    is a hint for messages, never a reason to signal anything.
+    """
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        pid = _read_pid(fd)
+    finally:
+        os.close(fd)
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            argv = cmdline.read()
+    except OSError:
+        return None
+    return pid if b"supervisor" in argv or b"dsup" in argv else None
+
+
 def _read_pid(fd: int) -> int | None:
     """The pid the lock holder wrote, or None if it has not written one yet."""
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()

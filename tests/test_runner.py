@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from typing import TYPE_CHECKING
 
@@ -62,5 +63,35 @@ def test_runner_second_sigint_kills_at_once_and_exits_1(tmp_path: Path) -> None:
             node.send_signal(signal.SIGINT)
             assert node.wait(timeout=DEADLINE) == 1
         assert not alive(tree[0])
+    finally:
+        kill_all(tree)
+
+
+def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
+    """A missing socket is not 'no dsup running' when the state_dir's holder lives (QA #4)."""
+    pids_file = tmp_path / "stubborn.pid"
+    config = write_config(tmp_path, _program("stubborn", "e2e_stubborn.py", pids_file, 5.0))
+    socket = tmp_path / "state" / "control.sock"
+    tree = []
+    try:
+        with dsup_run(config) as node:
+            wait_for(pids_file.exists, "the worker to start")
+            tree = read_tree(pids_file)
+            wait_for(socket.exists, "the control socket")
+            # Someone else's file in its place: dsup leaves it alone and cannot answer.
+            socket.unlink()
+            socket.write_text("not a socket")
+            ctl = subprocess.run(
+                [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"],
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE,
+                check=False,
+            )
+            assert ctl.returncode == 3
+            assert f"pid {node.pid}" in ctl.stderr
+            assert "Traceback" not in ctl.stderr
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(timeout=DEADLINE) == 0
     finally:
         kill_all(tree)
