@@ -20,6 +20,7 @@ import errno
 import json
 import math
 import os
+import re
 import socket
 import sys
 import tomllib
@@ -246,12 +247,20 @@ def _state_dir_only(path: Path) -> Path | None:
     """``[supervisor].state_dir`` of a config that does not validate, or None.
 
     Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
-    by default.
+    by default. A file that is not TOML (a half-made edit elsewhere in it) is
+    read for its ``[supervisor]`` table alone.
     """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return None
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        try:
+            data = tomllib.loads(_supervisor_section(text))
+        except (tomllib.TOMLDecodeError, RecursionError):
+            return None
     table = data.get("supervisor", {})
     if not isinstance(table, dict):
         return None
@@ -262,6 +271,22 @@ def _state_dir_only(path: Path) -> Path | None:
         return config_values.path(base)(table["state_dir"])
     except config_values.BadValue:
         return None
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[")
+_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
+
+
+def _supervisor_section(text: str) -> str:
+    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
+    if start is None:
+        return ""
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
+    )
+    return "\n".join(lines[start:end])
 
 
 def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:

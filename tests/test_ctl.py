@@ -158,10 +158,15 @@ async def test_ctl_finds_the_socket_of_a_config_being_edited(tmp_path: Path) -> 
         cfg.write_text(text + '\n[programs.half]\ncommand = ""\nnumprocs = -1\n')
         edited = await ctl("-c", str(cfg), "status", "tick:0")
         cfg.write_text(text + "\n[programs.half\n")  # not even TOML
+        half_edit = await ctl("-c", str(cfg), "status")
+        cfg.write_text(text.replace("state_dir = ", "state_dir = [", 1))  # [supervisor] broken
         broken = await ctl("-c", str(cfg), "status")
     assert edited.returncode == 0, edited.stderr
     assert "tick:0" in edited.stdout
     assert "does not validate" in edited.stderr
+    # A syntax slip elsewhere in the file still leaves [supervisor] readable.
+    assert half_edit.returncode == 0, half_edit.stderr
+    assert "tick:0" in half_edit.stdout
     assert broken.returncode == 2
     assert "not valid TOML" in broken.stderr
     assert str(cfg) in broken.stderr  # the full path, as the server names it
