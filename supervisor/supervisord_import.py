@@ -105,6 +105,17 @@ class _Program:
         self.notes.append(_not_carried(key, value, why))
 
 
+def _combined(errors: list[ConfigError]) -> ConfigError:
+    """One error for several: issues of other files than the first name their file."""
+    first = errors[0].path
+    issues = [
+        issue if exc.path == first else ConfigIssue(f"({exc.path}) {issue.key}", issue.message)
+        for exc in errors
+        for issue in exc.issues
+    ]
+    return ConfigError(first, issues)
+
+
 def _not_carried(key: str, value: str, why: str) -> str:
     shown = "<redacted>" if "password" in key else " ".join(value.split())
     return f"# not carried over: {key} = {shown} ({why})"
@@ -130,11 +141,15 @@ class _Converter:
                 self._group(sec, rest)
             elif kind == "supervisord":
                 self._supervisord(sec)
+        failed: list[ConfigError] = []
         for sec in self.sections:
             kind, _, rest = sec.name.partition(":")
             if kind == "program" and rest:
-                priority = _integer(sec, "priority", "999", base_expansions(sec.file))
-                programs += [(priority, p) for p in self._program(sec, rest)]
+                try:
+                    priority = _integer(sec, "priority", "999", base_expansions(sec.file))
+                    programs += [(priority, p) for p in self._program(sec, rest)]
+                except ConfigError as exc:
+                    failed.append(exc)  # go on: report every program's mistakes at once
             elif kind not in ("group", "supervisord"):
                 why = _SECTION_DROPPED.get(kind, "not a section dsup knows")
                 self.header += [
@@ -142,6 +157,8 @@ class _Converter:
                 ]
                 if not sec.options:
                     self.header.append(f"# not carried over: [{sec.name}] ({why})")
+        if failed:
+            raise _combined(failed)
         programs.sort(key=lambda item: (item[0], item[1].name))
         _check_unique([p for _, p in programs])
         return self._render([p for _, p in programs])

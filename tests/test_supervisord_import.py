@@ -449,6 +449,25 @@ def test_import_duplicate_in_one_file_is_an_error(tmp_path: Path, text: str, key
     assert "line 3" in exc.issues[0].message
 
 
+def test_import_reports_the_mistakes_of_every_program_at_once(tmp_path: Path) -> None:
+    """As dsup check does, not only the first one (QA #15)."""
+    (tmp_path / "more.conf").write_text("[program:c]\ncommand=/bin/c\nnumprocs=0\n")
+    exc = _error(
+        tmp_path,
+        "[program:a]\nstartsecs=3\n"
+        "[program:b]\ncommand=/bin/b\nstartretries=many\n"
+        "[program:ok]\ncommand=/bin/ok\n"
+        "[include]\nfiles=more.conf\n",
+    )
+    assert exc.path == tmp_path / "supervisord.conf"
+    keys = [issue.key for issue in exc.issues]
+    assert keys == [
+        "program:a.command",
+        "program:b.startretries",
+        f"({tmp_path / 'more.conf'}) program:c.numprocs",
+    ]
+
+
 def test_import_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         convert_file(tmp_path / "nope.conf")
