@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 _EXAMPLES = """\
 examples:
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except SupervisorError as exc:
         print(f"dsup: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except KeyboardInterrupt:
+        # Ctrl-C before dsup run handles signals itself (reading the config...).
+        return EXIT_INTERRUPTED
     raise AssertionError(f"unhandled command {args.command!r}")
 
 

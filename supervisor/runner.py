@@ -96,10 +96,11 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
             await services.start(console.run)
+            # Signals next: a Ctrl-C during the sweep then stops the node cleanly.
+            await services.start(_watch_signals, fleet, outcome)
             cleaned = await reaper.startup_sweep()
             if cleaned:
                 console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
-            await services.start(_watch_signals, fleet, outcome)
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)
                 async with anyio.create_task_group() as front:
