@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+from tests._wait import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,9 +44,10 @@ def _no_leaks() -> Iterator[None]:
     children = _live_children(me)
     fds = set(os.listdir("/proc/self/fd"))
     yield
-    deadline = time.monotonic() + LEAK_GRACE_SECONDS
-    while (leaked := _live_children(me) - children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not leaked, f"test left child processes behind: {sorted(leaked)}"
+    try:
+        wait_for(lambda: not _live_children(me) - children, "children", seconds=LEAK_GRACE_SECONDS)
+    except AssertionError:
+        leaked = sorted(_live_children(me) - children)
+        raise AssertionError(f"test left child processes behind: {leaked}") from None
     opened = set(os.listdir("/proc/self/fd")) - fds
     assert not opened, f"test left file descriptors open: {sorted(opened)}"

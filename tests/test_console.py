@@ -29,9 +29,10 @@ from supervisor import humanize
 from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 from supervisor.live_layout import Entry, fair_tail
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
     from supervisor.events import Event
 
@@ -62,13 +63,6 @@ def _changed(
 
 def _lines(*text: str, process: str = "scraper:0", stderr: bool = False) -> OutputLines:
     return OutputLines(process=process, stream="stderr" if stderr else "stdout", lines=text)
-
-
-async def _wait_until(predicate: Callable[[], bool], seconds: float = 10) -> None:
-    """Bounded poll for a condition the console reaches in a worker thread."""
-    with anyio.fail_after(seconds):
-        while not predicate():  # noqa: ASYNC110 - set by a worker thread; bounded above
-            await anyio.sleep(0.005)
 
 
 async def _written(console: Console, stream: io.StringIO, events: Iterable[Event] = ()) -> str:
@@ -218,7 +212,7 @@ async def test_console_blocked_stream_never_blocks_deliver_and_reports_drops() -
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
         console.deliver(_lines("first"))
-        await _wait_until(out.entered.is_set)  # the writer is now stuck in write()
+        await wait_until(out.entered.is_set)  # the writer is now stuck in write()
         chunk = tuple(f"line {i}" for i in range(PLAIN_MAX_LINES // 2))
         started = time.monotonic()
         for _ in range(3):  # 1.5 times what fits
@@ -228,9 +222,9 @@ async def test_console_blocked_stream_never_blocks_deliver_and_reports_drops() -
         assert time.monotonic() - started < 1.0
         assert console.capacity() == FAIR_LINES  # the shared budget is spent
         out.release.set()
-        await _wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+        await wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
         console.deliver(_lines("after the storm"))
-        await _wait_until(lambda: "after the storm" in out.getvalue())
+        await wait_until(lambda: "after the storm" in out.getvalue())
         tg.cancel_scope.cancel()
     shown = out.getvalue().splitlines()
     assert shown[0].endswith("first")
@@ -266,8 +260,8 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                     console.deliver(_lines("quiet", process="other:0"))  # its fair share
                 finally:
                     outer.start_soon(read_to_eof)  # the terminal resumes
-                await _wait_until(lambda: b"lines dropped]" in received, seconds=20)
-                await _wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+                await wait_until(lambda: b"lines dropped]" in received, seconds=20)
+                await wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
                 tg.cancel_scope.cancel()
         # closing the writer ends the reader
     text = received.decode()
@@ -289,7 +283,7 @@ async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
             async with anyio.create_task_group() as tg:
                 await tg.start(console.run)
                 console.deliver(_lines("stuck"))
-                await _wait_until(out.entered.is_set)
+                await wait_until(out.entered.is_set)
                 console.deliver(_changed())
                 tg.cancel_scope.cancel()
     finally:
@@ -443,7 +437,7 @@ async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -
         async with anyio.create_task_group() as tg:
             await tg.start(console.run)
             # The first redraw has claimed its log records once it writes.
-            await _wait_until(lambda: bool(out.getvalue()))
+            await wait_until(lambda: bool(out.getvalue()))
             logging.getLogger("runner").warning("SIGINT: stopping every process")
             console.deliver(
                 _changed(old=ProcessState.RUNNING, new=ProcessState.STOPPING, at=time.time())
@@ -507,10 +501,10 @@ async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
         console.deliver(_lines("first"))
-        await _wait_until(out.entered.is_set)  # the writer is stuck: nothing is drained
+        await wait_until(out.entered.is_set)  # the writer is stuck: nothing is drained
         _flood_and_quiet(console, PLAIN_MAX_LINES)
         out.release.set()
-        await _wait_until(lambda: "lines dropped]" in out.getvalue())
+        await wait_until(lambda: "lines dropped]" in out.getvalue())
         tg.cancel_scope.cancel()
     shown = out.getvalue().splitlines()
     assert "crash:0 | crashing now" in shown
@@ -552,7 +546,7 @@ async def test_console_json_logs_carry_dsup_log_records_and_keep_stderr_quiet(
             await anyio.to_thread.run_sync(
                 lambda: logging.getLogger("supervisor.reaper").error("from a thread")
             )
-            await _wait_until(lambda: out.getvalue().count('"type": "log"') == 2)
+            await wait_until(lambda: out.getvalue().count('"type": "log"') == 2)
             tg.cancel_scope.cancel()
     finally:
         logging.getLogger().removeHandler(handler)

@@ -34,7 +34,7 @@ from supervisor.reaper import (
     Reaper,
     TreeOutcome,
 )
-from tests._wait import wait_until
+from tests._wait import eventually, wait_for, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -140,9 +140,7 @@ def instance() -> Iterator[str]:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    deadline = time.monotonic() + 5
-    while any(_alive(p.pid) for p in procs) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: not any(_alive(p.pid) for p in procs), "marked processes to die", seconds=5)
 
 
 @pytest.fixture
@@ -528,10 +526,12 @@ async def test_reap_zombies_spares_known_children(ledger: Ledger) -> None:
     known = await anyio.to_thread.run_sync(spawn)
     try:
         reaped: list[int] = []
-        with anyio.fail_after(10):
-            while stray not in reaped:  # until it has become a zombie
-                reaped += await reaper.reap_zombies({known})
-                await anyio.sleep(0.05)
+
+        async def stray_reaped() -> bool:  # once it has become a zombie
+            reaped.extend(await reaper.reap_zombies({known}))
+            return stray in reaped
+
+        await eventually(stray_reaped)
         assert known not in reaped
         assert psutil.Process(known).status() == psutil.STATUS_ZOMBIE
     finally:
