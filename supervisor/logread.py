@@ -132,8 +132,10 @@ class _Followed:
 
     Every read also notes the files seen at the path after ours (inode and
     size). When the follower falls so far behind that rotation deleted some
-    of them before it got there, their sizes add up in ``skipped_bytes``: a
-    lower bound, as a file rotated in and out between two reads is never seen.
+    of them before it got there, their sizes add up in ``skipped_bytes`` once
+    the follower moves past its own file, so the count comes after the lines
+    that preceded the loss: a lower bound, as a file rotated in and out
+    between two reads is never seen.
     """
 
     def __init__(self, path: Path, moved_grace_seconds: float) -> None:
@@ -143,6 +145,7 @@ class _Followed:
         self._moved_grace_seconds = moved_grace_seconds
         self._moved_at: float | None = None
         self._newer: dict[int, int] = {}  # inode -> size, oldest first
+        self._lost = 0  # bytes of newer files deleted unread, told on moving on
 
     def start(self) -> None:
         """Open the file (if it exists) positioned at its end."""
@@ -179,8 +182,7 @@ class _Followed:
                 return b""
             self.close()
             self.file = _open_or_none(successor)
-            if self.file is not None:
-                self._skip_to(os.fstat(self.file.fileno()).st_ino)
+            self._skip_to(None if self.file is None else os.fstat(self.file.fileno()).st_ino)
             return self.read()
         if current.st_size < self.file.tell():
             self.file.seek(0)  # truncated in place
@@ -189,14 +191,16 @@ class _Followed:
     def _note_newer(self, inode: int, size: int) -> None:
         known = self._newer.pop(inode, None)
         if known is not None and size < known:
-            self.skipped_bytes += known  # deleted unread; a new file got its inode
+            self._lost += known  # deleted unread; a new file got its inode
         self._newer[inode] = size
         if len(self._newer) > _MAX_BACKUPS + 1:  # more files than are ever kept
             oldest = next(iter(self._newer))
-            self.skipped_bytes += self._newer.pop(oldest)
+            self._lost += self._newer.pop(oldest)
 
-    def _skip_to(self, inode: int) -> None:
-        """Forget the files seen before ``inode``; count those deleted unread."""
+    def _skip_to(self, inode: int | None) -> None:
+        """Forget the files seen before ``inode`` (None: gone); count those deleted unread."""
+        self.skipped_bytes += self._lost
+        self._lost = 0
         if not self._newer:
             return
         existing = _inodes(self.path)

@@ -229,7 +229,9 @@ async def test_tail_returns_the_last_lines_of_each_stream(tmp_path: Path) -> Non
 async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_path: Path) -> None:
     """QA2 #1: a follower that did not read held 256 chunks of up to 1 MiB each."""
     bound = 256 * 1024
-    flood = program("flood", "ctl_flood.py", log_max_bytes=2**30, log_backups=0)
+    # Paced so the log never rotates here: a follower that lost a whole file
+    # gets an estimate (a lower bound) of its lines, and this counts exactly.
+    flood = program("flood", "ctl_flood.py", "50", log_max_bytes=2**32, log_backups=0)
     async with running_node(write_config(tmp_path, flood)) as node:
         await _all_running(node, "flood:0")
         service = CommandService(node.fleet, poll_interval=0.05, follow_buffer_bytes=bound)

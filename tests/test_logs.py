@@ -159,6 +159,33 @@ def test_follower_counts_files_rotation_deleted_before_it_read_them(tmp_path: Pa
             followed.close()
 
 
+def test_follower_tells_of_a_lost_file_after_the_rest_of_its_own(tmp_path: Path) -> None:
+    """CI: a loss seen while the follower was mid-file was counted before that file's end."""
+    path = tmp_path / "s.log"
+    followed = _Followed(path, moved_grace_seconds=0)
+    path.touch()
+    try:
+        followed.start()
+        own = _lines(0, 30_000)  # more than one read
+        with open(path, "ab") as f:
+            f.write(own)
+        path.unlink()  # rotated away without backups; we keep it open
+        path.write_bytes(_lines(30_000, 30_010))
+        first = followed.read()  # notes the newer file's size
+        assert 0 < len(first) < len(own)
+        # The newer file is deleted unread and the next one gets its inode:
+        # from outside, the same inode, smaller.
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            f.write(_lines(30_020, 30_025))
+        assert followed.read() == own[len(first) :]
+        assert followed.skipped_bytes == 0  # nothing is lost before our own end
+        assert followed.read() == _lines(30_020, 30_025)
+        assert followed.skipped_bytes == len(_lines(30_000, 30_010))
+    finally:
+        followed.close()
+
+
 def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
     """QA #10: logrotate's "move and create", or an ``rm``, no longer loses the log."""
     path = tmp_path / "m.log"
