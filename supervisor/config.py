@@ -30,6 +30,7 @@ from supervisor import config_values as conv
 from supervisor.config_values import redact
 from supervisor.errors import ConfigError, ConfigIssue
 from supervisor.humanize import plural
+from supervisor.toml_text import toml_error_excerpt
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -232,7 +233,8 @@ def parse_config(text: str, path: Path | str) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [ConfigIssue("", f"not valid TOML: {redact(str(exc))}")]) from None
+        message = redact(toml_error_excerpt(text, str(exc)))
+        raise ConfigError(path, [ConfigIssue("", f"not valid TOML: {message}")]) from None
     except RecursionError:
         raise ConfigError(path, [ConfigIssue("", "not valid TOML: nested too deeply")]) from None
     reader = _Reader(path.resolve().parent)

@@ -1,7 +1,8 @@
 """Writing TOML text: strings, keys, values and comments, quoted as TOML wants.
 
 This module owns turning Python values into TOML source text (the standard
-library reads TOML but does not write it). It does not own what is written
+library reads TOML but does not write it), and showing the spot in a source a
+reader's syntax error points at. It does not own what is written
 (``supervisord_import`` writes converted configs) nor reading TOML (``config``).
 """
 
@@ -11,6 +12,9 @@ import math
 import re
 
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_ERROR_AT_RE = re.compile(r"\(at line (\d+), column (\d+)\)$")
+_ERROR_HINTS = {"Cannot overwrite a value": "is a key set twice?"}
+_EXCERPT_CHARS = 100
 _TOML_ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",
@@ -63,3 +67,28 @@ def toml_comment(line: str) -> str:
     return "".join(
         ch if ch == "\t" or (ch >= " " and ch != "\x7f") else f"\\x{ord(ch):02x}" for ch in line
     )
+
+
+def toml_error_excerpt(text: str, message: str) -> str:
+    """A TOML reader's ``message`` with the line of ``text`` it names, and a caret.
+
+    ``tomllib`` says where (``(at line 5, column 18)``) but not always what
+    (``Cannot overwrite a value``): the excerpt and a hint fill that in. Control
+    characters in the line show as ``?``; a long line is cut around the column.
+    The caller redacts secrets from the result.
+    """
+    hint = next((h for start, h in _ERROR_HINTS.items() if message.startswith(start)), None)
+    if hint:
+        message = f"{message}: {hint}"
+    at = _ERROR_AT_RE.search(message.removesuffix(f": {hint}") if hint else message)
+    lines = text.splitlines()
+    if at is None or not 1 <= int(at[1]) <= len(lines):
+        return message
+    number, column = int(at[1]), int(at[2]) - 1
+    line = "".join(ch if ch.isprintable() else "?" for ch in lines[number - 1])
+    start = max(0, min(column - _EXCERPT_CHARS // 2, len(line) - _EXCERPT_CHARS))
+    shown = ("…" if start else "") + line[start : start + _EXCERPT_CHARS]
+    shown += "…" if start + _EXCERPT_CHARS < len(line) else ""
+    caret = column - start + (1 if start else 0)
+    gutter = f"{number} | "
+    return f"{message}\n  {gutter}{shown}\n  {' ' * (len(gutter) - 2)}| {' ' * caret}^"

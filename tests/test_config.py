@@ -597,6 +597,32 @@ def test_config_toml_syntax_error_has_line_number(tmp_path: Path, text: str, lin
     assert f"line {line}" in exc.issues[0].message
 
 
+def test_config_toml_error_shows_the_line_and_a_hint_for_a_key_set_twice(tmp_path: Path) -> None:
+    exc = _error(tmp_path, '[programs.a]\ncommand = ["true"]\ncommand = ["false"]\n')
+    message, line, caret = exc.issues[0].message.splitlines()
+    assert message.endswith("(at line 3, column 20): is a key set twice?")
+    assert line == '  3 | command = ["false"]'
+    assert caret.index("^") == len(line)  # tomllib points just past the value
+
+
+def test_config_toml_error_cuts_a_long_line_around_the_spot(tmp_path: Path) -> None:
+    text = '[programs.a]\nenv = { A = "' + "x" * 300 + '" B = 1 }\n'
+    exc = _error(tmp_path, text)
+    _, line, caret = exc.issues[0].message.splitlines()
+    assert len(line) < 120
+    assert line.startswith("  2 | …")
+    assert line.endswith(" B = 1 }")
+    assert line[caret.index("^")] == "B"  # where the comma is missing
+
+
+def test_config_toml_error_line_is_redacted_and_printable(tmp_path: Path) -> None:
+    token = "MTA" + "x" * 21 + ".Gabcde." + "y" * 30
+    exc = _error(tmp_path, f'[programs.a]\nenv = {{ T = "{token}",, }}\x01\n')
+    assert token not in str(exc)
+    assert "<redacted token>" in str(exc)
+    assert "\x01" not in str(exc)
+
+
 def test_config_deeply_nested_toml_is_an_error(tmp_path: Path) -> None:
     exc = _error(tmp_path, "a = " + "[" * 5000)
     assert "not valid TOML" in str(exc)
