@@ -214,10 +214,7 @@ class _Converter:
             msg = "must include %(process_num)s when numprocs > 1"
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.process_name", msg)])
         per_process = [
-            {
-                key: expand(raw, {**base, "process_num": num}, sec.file, f"{sec.name}.{key}")
-                for key, raw in sec.options.items()
-            }
+            _expand_options(sec, {**base, "process_num": num})
             for num in range(start, start + numprocs)
         ]
         shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
@@ -241,10 +238,14 @@ class _Converter:
         if prog.name != name:
             prog.notes.append(f"# renamed from {name!r}: dsup names are letters, digits, _ . -")
         prog.env.update(self.global_env)
+        failed: list[ConfigError] = []
         for key, value in opts.items():
             handler = _HANDLERS.get(key)
             if handler is not None:
-                handler(prog, value, sec, key)
+                try:
+                    handler(prog, value, sec, key)
+                except ConfigError as exc:
+                    failed.append(exc)  # go on: report every option's mistake at once
             elif key == "numprocs":
                 if numprocs > 1:
                     prog.values["numprocs"] = numprocs
@@ -254,6 +255,8 @@ class _Converter:
             else:
                 why = _DROPPED.get(key, "not a supervisord program option")
                 prog.drop(key, sec.options[key], why)
+        if failed:
+            raise _combined(failed)
         _fit_to_dsup(prog, sec)
         return prog
 
@@ -336,6 +339,20 @@ def _fit_to_dsup(prog: _Program, sec: Section) -> None:
 def _dsup_name(name: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64]
     return clean if clean[:1] not in ("", ".", "-") else ("_" + clean)[:64]
+
+
+def _expand_options(sec: Section, expansions: Mapping[str, object]) -> dict[str, str]:
+    """Every option of a section expanded, or one error with each that failed."""
+    options: dict[str, str] = {}
+    failed: list[ConfigError] = []
+    for key, raw in sec.options.items():
+        try:
+            options[key] = expand(raw, expansions, sec.file, f"{sec.name}.{key}")
+        except ConfigError as exc:
+            failed.append(exc)
+    if failed:
+        raise _combined(failed)
+    return options
 
 
 def _env_pairs(value: str, path: Path, key: str) -> dict[str, str]:

@@ -449,6 +449,19 @@ def test_import_duplicate_in_one_file_is_an_error(tmp_path: Path, text: str, key
     assert "line 3" in exc.issues[0].message
 
 
+def test_import_reports_every_mistake_of_one_program_at_once(tmp_path: Path) -> None:
+    exc = _error(
+        tmp_path,
+        "[program:a]\ncommand=/bin/a %(nope)s\nstartsecs=soon\n"
+        "autorestart=sometimes\ndirectory=%(also_nope)s\n",
+    )
+    keys = [issue.key for issue in exc.issues]
+    assert keys == ["program:a.command", "program:a.directory"]  # expansion comes first
+    exc = _error(tmp_path, "[program:a]\ncommand=/bin/a\nstartsecs=soon\nautorestart=sometimes\n")
+    keys = [issue.key for issue in exc.issues]
+    assert keys == ["program:a.startsecs", "program:a.autorestart"]
+
+
 def test_import_reports_the_mistakes_of_every_program_at_once(tmp_path: Path) -> None:
     """As dsup check does, not only the first one (QA #15)."""
     (tmp_path / "more.conf").write_text("[program:c]\ncommand=/bin/c\nnumprocs=0\n")
