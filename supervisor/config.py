@@ -353,7 +353,7 @@ class _Reader:
             autostart=g(body, p, "autostart", conv.boolean, d.autostart),
             restart=g(body, p, "restart", conv.member_of(RestartPolicy), d.restart),
             start_seconds=g(body, p, "start_seconds", conv.nonneg, d.start_seconds),
-            start_retries=g(body, p, "start_retries", conv.whole(0), d.start_retries),
+            start_retries=g(body, p, "start_retries", conv.whole(1), d.start_retries),
             backoff_seconds=g(body, p, "backoff_seconds", conv.nonneg, d.backoff_seconds),
             backoff_max_seconds=g(
                 body, p, "backoff_max_seconds", conv.nonneg, d.backoff_max_seconds

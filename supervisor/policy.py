@@ -15,9 +15,9 @@ Semantics, close to supervisord's ``Subprocess.transition``:
   executable, bad cwd) is one too. A short run that exits 0 under ``never`` or
   ``on-failure`` is a normal end (EXITED): a one-shot job runs once.
 - A failed start goes to BACKOFF and is retried after :func:`backoff_delay`;
-  ``start_retries`` is the number of *retries*, as supervisord's
-  ``startretries``: after ``start_retries + 1`` failed starts in a row the slot
-  is FATAL and stays down until an operator starts it.
+  after ``start_retries`` failed starts in a row the slot is FATAL and stays
+  down until an operator starts it. (supervisord's ``startretries`` counts
+  the retries, one fewer: ``startretries = 3`` is ``start_retries = 4``.)
 - Any other run resets the failure count and goes to EXITED; it is started
   again when the policy says so: ``always`` restarts every time,
   ``on-failure`` on a nonzero exit or a death by signal, ``never`` not.
@@ -190,7 +190,7 @@ def after_failed_start(
     """
     failures += 1
     in_a_row = plural(failures, "failed start")
-    if failures > spec.start_retries:
+    if failures >= spec.start_retries:
         return Decision(
             state=ProcessState.FATAL,
             restart=False,
@@ -206,8 +206,8 @@ def after_failed_start(
         delay=delay,
         failures=failures,
         short_runs=0,
-        reason=f"{reason}; {in_a_row} in a row, retry {failures} of "
-        f"{spec.start_retries} in {delay:.2f} s",
+        reason=f"{reason}; {in_a_row} in a row of {spec.start_retries} allowed, "
+        f"next try in {delay:.2f} s",
     )
 
 

@@ -257,6 +257,8 @@ class _Converter:
                 prog.drop(key, sec.options[key], why)
         if failed:
             raise _combined(failed)
+        # supervisord's default startretries (3) is 4 failed starts, not dsup's 3.
+        prog.values.setdefault("start_retries", _failed_starts("3"))
         _fit_to_dsup(prog, sec)
         return prog
 
@@ -384,6 +386,11 @@ def _convert(
     return handler
 
 
+def _failed_starts(value: str) -> int:
+    """``startretries`` counts the retries after the first try; dsup counts them all."""
+    return parse_int(value) + 1
+
+
 def _parse_restart(value: str) -> str:
     if value.strip().lower() == "unexpected":
         return "on-failure"
@@ -417,7 +424,7 @@ _HANDLERS: dict[str, Callable[[_Program, str, Section, str], None]] = {
     "autostart": _convert("autostart", parse_bool),
     "autorestart": _convert("restart", _parse_restart),
     "startsecs": _convert("start_seconds", parse_int),
-    "startretries": _convert("start_retries", parse_int),
+    "startretries": _convert("start_retries", _failed_starts),
     "stopsignal": _convert("stop_signal", parse_signal),
     "stopwaitsecs": _convert("stop_timeout_seconds", parse_int),
     "stdout_logfile_maxbytes": _convert("log_max_bytes", parse_size),

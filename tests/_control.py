@@ -39,7 +39,7 @@ def program(name: str, script: str, *args: str, **keys: object) -> str:
     settings: dict[str, object] = {
         "command": [PY, "-u", str(WORKERS / script), *args],
         "start_seconds": 0.3,
-        "start_retries": 1,
+        "start_retries": 2,
         "backoff_seconds": 0.05,
         "backoff_max_seconds": 0.1,
         "stop_timeout_seconds": 3.0,

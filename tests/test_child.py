@@ -87,7 +87,7 @@ class Harness:
             cwd=self.tmp,
             autostart=False,
             start_seconds=0.2,
-            start_retries=2,
+            start_retries=3,
             backoff_seconds=0.01,
             backoff_max_seconds=0.05,
             stop_timeout_seconds=2.0,
@@ -180,7 +180,7 @@ async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
         assert st.state is S.BACKOFF
         await h.rec.wait_for(lambda: child.status().state is S.FATAL)
         st = child.status()
-    assert st.restarts == 2  # start_retries = 2: the first try and two retries
+    assert st.restarts == 2  # start_retries = 3 failed starts: the first try and two more
     assert st.last_exit_code == 3
     assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]
     fatal = h.rec.changes[-1]
@@ -192,7 +192,7 @@ async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
 async def test_child_crash_after_a_while_within_start_seconds_is_failed_start(
     h: Harness,
 ) -> None:
-    child = h.child(_worker("child_exit.py"), "1", "0.3", start_seconds=5.0, start_retries=1)
+    child = h.child(_worker("child_exit.py"), "1", "0.3", start_seconds=5.0, start_retries=2)
     async with supervised(child):
         await child.start()
         await h.rec.wait_for(lambda: child.status().state is S.FATAL)
@@ -499,7 +499,7 @@ async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None
 
 
 async def test_child_bad_cwd_is_a_spawn_error(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), cwd=h.tmp / "missing-dir", start_retries=0)
+    child = h.child(_worker("child_ready.py"), cwd=h.tmp / "missing-dir", start_retries=1)
     async with supervised(child):
         st = await child.start()
     assert st.state is S.FATAL

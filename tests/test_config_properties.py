@@ -238,7 +238,7 @@ valid_programs = st.fixed_dictionaries(
         "autostart": st.booleans(),
         "restart": st.sampled_from([p.value for p in RestartPolicy]),
         "start_seconds": st.floats(min_value=0, max_value=1e6),
-        "start_retries": st.integers(min_value=0, max_value=10**6),
+        "start_retries": st.integers(min_value=1, max_value=10**6),
         "backoff_seconds": st.floats(min_value=0, max_value=10.0),
         "stop_signal": st.sampled_from(["TERM", "SIGINT", "hup", "Quit", "KILL", "usr2"]),
         "stop_timeout_seconds": st.floats(min_value=0.001, max_value=1e6),

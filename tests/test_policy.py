@@ -87,20 +87,20 @@ def test_policy_run_of_exactly_start_seconds_is_a_start() -> None:
     assert d.failures == 0
 
 
-def test_policy_start_retries_counts_retries_then_fatal() -> None:
+def test_policy_start_retries_failed_starts_in_a_row_make_fatal() -> None:
     failures = 0
     states = []
-    for _ in range(4):
+    for _ in range(3):
         d = _exit(SPEC, ran=0.1, code=1, failures=failures)
         failures = d.failures
         states.append(d.state)
-    assert states == [ProcessState.BACKOFF] * 3 + [ProcessState.FATAL]
+    assert states == [ProcessState.BACKOFF] * 2 + [ProcessState.FATAL]
     assert not d.restart
-    assert d.failures == 4
+    assert d.failures == 3
 
 
-def test_policy_zero_retries_first_failure_is_fatal() -> None:
-    d = _exit(_spec(start_retries=0), ran=0.1, code=1)
+def test_policy_one_start_retry_first_failure_is_fatal() -> None:
+    d = _exit(_spec(start_retries=1), ran=0.1, code=1)
     assert d.state is ProcessState.FATAL
     assert not d.restart
 
@@ -142,18 +142,20 @@ def test_policy_exit_reason_names_code_and_signal() -> None:
 
 
 def test_policy_spawn_error_is_a_failed_start() -> None:
-    d = policy.after_failed_start(SPEC, failures=3, reason="no such file", rng=_NoJitter())
+    d = policy.after_failed_start(SPEC, failures=2, reason="no such file", rng=_NoJitter())
     assert d.state is ProcessState.FATAL
-    assert d.reason == "no such file; gave up after 4 failed starts in a row"
+    assert d.reason == "no such file; gave up after 3 failed starts in a row"
 
 
 def test_policy_failed_start_reasons_count_in_the_singular_and_plural() -> None:
     """QA #22: "1 failed start", not "1 failed starts"."""
-    d = policy.after_failed_start(_spec(start_retries=0), failures=0, reason="x", rng=_NoJitter())
+    d = policy.after_failed_start(_spec(start_retries=1), failures=0, reason="x", rng=_NoJitter())
     assert d.reason == "x; gave up after 1 failed start in a row"
+    d = policy.after_failed_start(SPEC, failures=0, reason="x", rng=_NoJitter())
+    assert d.reason == "x; 1 failed start in a row of 3 allowed, next try in 0.50 s"
     d = policy.after_failed_start(SPEC, failures=1, reason="x", rng=_NoJitter())
     assert (d.state, d.delay) == (ProcessState.BACKOFF, 1.0)
-    assert d.reason == "x; 2 failed starts in a row, retry 2 of 3 in 1.00 s"
+    assert d.reason == "x; 2 failed starts in a row of 3 allowed, next try in 1.00 s"
 
 
 def test_policy_running_at() -> None:
@@ -204,7 +206,7 @@ def test_policy_decision_invariants(
         assert d.failures == failures + 1
         assert d.restart is (d.state is ProcessState.BACKOFF)
         assert d.state is (
-            ProcessState.FATAL if failures + 1 > spec.start_retries else ProcessState.BACKOFF
+            ProcessState.FATAL if failures + 1 >= spec.start_retries else ProcessState.BACKOFF
         )
 
 

@@ -138,7 +138,7 @@ def test_import_pool_with_numprocs_and_per_process_options() -> None:
     assert {p.env["CONFIG"] for p in api} == {"/etc/api/api.yaml"}
     assert all(p.numprocs == 1 for p in api)
     assert {(p.log_max_bytes, p.log_backups, p.start_retries) for p in api} == {
-        (50 * 1024 * 1024, 20, 10)
+        (50 * 1024 * 1024, 20, 11)  # startretries=10: 10 retries, 11 failed starts
     }
     assert {p.stop_signal for p in api} == {signal.SIGQUIT}
     assert "one dsup program per process: api_01, api_02, api_03" in out
@@ -199,7 +199,8 @@ def test_import_defaults_match_supervisord(tmp_path: Path) -> None:
     out, config = _convert(tmp_path, "[program:a]\ncommand=/bin/cat\n")
     spec = config.programs["a"]
     assert spec.restart is RestartPolicy.ON_FAILURE  # supervisord: unexpected
-    assert (spec.autostart, spec.start_seconds, spec.start_retries) == (True, 1.0, 3)
+    assert (spec.autostart, spec.start_seconds) == (True, 1.0)
+    assert spec.start_retries == 4  # supervisord: 3 retries after the first failed start
     assert (spec.stop_signal, spec.stop_timeout_seconds) == (signal.SIGTERM, 10.0)
     assert "# not carried over:" not in out
 
