@@ -4,7 +4,8 @@ websocket on 127.0.0.1 (issue 5).
 Layout: ``store`` (the guild, members, channels, messages and the bot's action log),
 ``ratelimit`` (buckets, headers, injected faults), ``http_util`` (middleware, errors,
 bodies), ``rest_channels`` and ``rest_interactions`` (REST under ``/api/v10``),
-``gateway`` (the websocket), ``interaction`` (interactions a test starts),
+``gateway`` (the websocket protocol), ``gateway_session`` (numbered events, replay and
+the writer), ``interaction`` (interactions a test starts),
 ``server`` (:class:`FakeDiscord`, the handle, and :func:`open_fake_discord`),
 ``connect`` (pointing discord.py at a base URL), ``harness`` (running a client in a
 test), ``pytest_plugin`` (fixtures). ``python -m tests.discord_fake`` serves it by hand.
@@ -27,7 +28,9 @@ Known departures from Discord (deliberate; change them here when a test needs mo
   only; attachments are stored in memory and served from the fake itself, not a CDN.
 - The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice, never
   sends RECONNECT on its own, and supports ``zlib-stream`` or uncompressed frames (not
-  ``zstd-stream``, not ETF). The replay buffer keeps the last 1000 events per session.
+  ``zstd-stream``, not ETF). A session keeps every event not yet written plus the
+  last 1000 written ones for RESUME; a client 100,000 events behind loses its session
+  (closed with 4000, its RESUME refused), where Discord's exact bounds are unpublished.
 - Interaction responses are type 20 messages for slash commands and type 0 otherwise;
   modals are accepted but cannot be submitted; interaction tokens never expire (only the
   3 s deadline for the initial callback is enforced).

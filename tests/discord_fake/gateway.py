@@ -1,10 +1,12 @@
 """The gateway websocket: HELLO, IDENTIFY/READY, RESUME with replay, dispatches.
 
-One :class:`GatewaySession` outlives its connections: every dispatch is numbered and
-kept in the session's replay buffer, so a client that RESUMEs after a drop receives what
-it missed, then RESUMED. Events are filtered by the identify intents, and message content
-is blanked without the MESSAGE_CONTENT intent, as Discord does. Frames are zlib-stream
-compressed when the client asks (discord.py does), plain text otherwise.
+One :class:`~tests.discord_fake.gateway_session.GatewaySession` outlives its
+connections: every dispatch is numbered and kept, so a client that RESUMEs after a drop
+receives what it missed, then RESUMED (see ``gateway_session.py`` for the bounds).
+Events are filtered by the identify intents, message content is blanked without the
+MESSAGE_CONTENT intent, and events in a channel the bot cannot view are not sent to it,
+as Discord does. Frames are zlib-stream compressed when the client asks (discord.py
+does), plain text otherwise.
 
 This module owns the websocket protocol only; the data comes from ``store.py``.
 """
@@ -14,69 +16,49 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import zlib
-from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiohttp import WSMsgType, web
 
+from tests.discord_fake.gateway_session import (
+    BACKLOG_LIMIT,
+    REPLAY_LIMIT,
+    GatewayConnection,
+    GatewaySession,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from tests.discord_fake.store import FakeStore
 
 logger = logging.getLogger(__name__)
 
 GUILDS = 1 << 0
+GUILD_MEMBERS = 1 << 1
 GUILD_MESSAGES = 1 << 9
 GUILD_MESSAGE_REACTIONS = 1 << 10
+GUILD_MESSAGE_TYPING = 1 << 11
 MESSAGE_CONTENT = 1 << 15
 _EVENT_INTENTS = {
     "GUILD_CREATE": GUILDS,
+    "GUILD_ROLE_CREATE": GUILDS,
+    "CHANNEL_CREATE": GUILDS,
+    "GUILD_MEMBER_ADD": GUILD_MEMBERS,
+    "GUILD_MEMBER_UPDATE": GUILD_MEMBERS,
     "MESSAGE_CREATE": GUILD_MESSAGES,
     "MESSAGE_UPDATE": GUILD_MESSAGES,
     "MESSAGE_DELETE": GUILD_MESSAGES,
     "MESSAGE_REACTION_ADD": GUILD_MESSAGE_REACTIONS,
     "MESSAGE_REACTION_REMOVE": GUILD_MESSAGE_REACTIONS,
+    "TYPING_START": GUILD_MESSAGE_TYPING,
 }
+_CHANNEL_EVENTS = frozenset(e for e in _EVENT_INTENTS if e.startswith(("MESSAGE_", "TYPING_")))
 _CONTENT_KEYS = ("content", "embeds", "attachments", "components")
-_REPLAY_LIMIT = 1000
-_OUTGOING_LIMIT = 1000
 CLOSE_AUTHENTICATION_FAILED = 4004
-
-
-@dataclass(slots=True, kw_only=True)
-class GatewaySession:
-    """A gateway session: survives a dropped connection until it is resumed or refused."""
-
-    id: str
-    intents: int
-    seq: int = 0
-    buffer: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_REPLAY_LIMIT))
-    outgoing: MemoryObjectSendStream[dict[str, Any]] | None = None
-
-    def push(self, payload: dict[str, Any]) -> None:
-        """Send to the live connection, if any; a full queue closes it, as Discord does."""
-        if self.outgoing is None:
-            return
-        try:
-            self.outgoing.send_nowait(payload)
-        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self.outgoing.close()
-            self.outgoing = None
-
-
-@dataclass(slots=True)
-class _Connection:
-    ws: web.WebSocketResponse
-    compressor: Any
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    close_code: int = 1000
-    closed: anyio.Event = field(default_factory=anyio.Event)
+CLOSE_ALREADY_AUTHENTICATED = 4005
+_HANDSHAKE_FRAMES = 100  # a well-behaved client needs two frames at most
 
 
 class Gateway:
@@ -92,6 +74,8 @@ class Gateway:
         resume_count: RESUMEs accepted.
         refused_resume_count: RESUMEs answered with INVALID_SESSION.
         refuse_resume: When true, every RESUME is answered with INVALID_SESSION.
+        replay_limit: Events a new session keeps for RESUME behind the last one written.
+        backlog_limit: Events a new session may hold before it is lost.
     """
 
     def __init__(
@@ -105,9 +89,12 @@ class Gateway:
         self.resume_count = 0
         self.refused_resume_count = 0
         self.refuse_resume = False
+        self.replay_limit = REPLAY_LIMIT
+        self.backlog_limit = BACKLOG_LIMIT
         self._open = anyio.Event()
         self._open.set()
-        self._connections: dict[str, _Connection] = {}
+        self._is_closing = False
+        self._live: set[GatewayConnection] = set()
 
     # --- test controls ----------------------------------------------------------------
 
@@ -126,117 +113,122 @@ class Gateway:
         Returns:
             How many connections were closed.
         """
-        dropped = list(self._connections.items())
-        for session_id, conn in dropped:
-            session = self.sessions.get(session_id)
-            if session is not None and session.outgoing is not None:
-                session.outgoing.close()
-                session.outgoing = None
-            conn.close_code = code
-            conn.scope.cancel()
+        dropped = list(self._live)
+        for conn in dropped:
+            conn.close(code)
         with anyio.fail_after(5):
-            for _, conn in dropped:
+            for conn in dropped:
                 await conn.closed.wait()
         return len(dropped)
 
+    async def shut_down(self) -> None:
+        """Refuse new connections (503), then close the live ones with 1001."""
+        self._is_closing = True
+        self.release()
+        await self.drop(code=1001)
+
+    def send_op(self, op: int, data: Any = None) -> int:
+        """Send a control frame (``op`` 7 RECONNECT, 9 INVALID_SESSION) to every session.
+
+        An INVALID_SESSION with ``data`` false also forgets the sessions, so a RESUME
+        is refused, as Discord does.
+
+        Returns:
+            How many connections it was sent on.
+        """
+        sent = [conn for conn in self._live if conn.session is not None]
+        for conn in sent:
+            conn.send_control({"op": op, "d": data})
+            if op == 9 and not data and conn.session is not None:
+                self.sessions.pop(conn.session.id, None)
+        return len(sent)
+
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Number and send one event to every session whose intents ask for it."""
+        """Number and send one event to every session that would receive it."""
         needed = _EVENT_INTENTS.get(event, 0)
+        if event in _CHANNEL_EVENTS and self._is_hidden(data):
+            return
         for session in self.sessions.values():
             if needed and not session.intents & needed:
                 continue
-            self._send_event(session, event, _filter_content(event, data, session, self.store))
+            session.append(event, _filter_content(event, data, session, self.store))
 
-    def _send_event(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
-        session.seq += 1
-        payload = {"op": 0, "t": event, "s": session.seq, "d": data}
-        session.buffer.append(payload)
-        session.push(payload)
+    def _is_hidden(self, data: dict[str, Any]) -> bool:
+        """Whether the event is in a channel the bot cannot view."""
+        channel = self.store.channels.get(int(data.get("channel_id") or 0))
+        return channel is not None and channel.bot_denied
 
     # --- protocol ---------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one gateway connection until either side closes it."""
+        if self._is_closing:
+            return web.Response(status=503, text="the fake is shutting down")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        compress = request.query.get("compress") == "zlib-stream"
-        conn = _Connection(ws=ws, compressor=zlib.compressobj() if compress else None)
-        session: GatewaySession | None = None
-        send, receive = anyio.create_memory_object_stream[dict[str, Any]](_OUTGOING_LIMIT)
+        conn = GatewayConnection.open(ws, compress=request.query.get("compress") == "zlib-stream")
+        self._live.add(conn)
         try:
             with conn.scope:
                 await self._open.wait()
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._write, conn, receive)
-                    send.send_nowait(
-                        {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}
-                    )
-                    session = await self._handshake(conn, send)
-                    if session is not None:
-                        self._connections[session.id] = conn
-                        await self._read(conn, session, send)
-                    send.close()
+                    tg.start_soon(conn.write)
+                    conn.send_control(self._hello())
+                    if await self._handshake(conn):
+                        await self._read(conn)
+                    conn.finish()
         finally:
-            send.close()
-            if session is not None and self._connections.get(session.id) is conn:
-                del self._connections[session.id]
-                if session.outgoing is send:
-                    session.outgoing = None
+            self._live.discard(conn)
+            if conn.session is not None and conn.session.connection is conn:
+                conn.session.connection = None
             with anyio.move_on_after(2, shield=True):
                 await ws.close(code=conn.close_code)
             conn.closed.set()
         return ws
 
-    async def _write(
-        self, conn: _Connection, receive: MemoryObjectReceiveStream[dict[str, Any]]
-    ) -> None:
-        async with receive:
-            async for payload in receive:
-                text = json.dumps(payload)
-                try:
-                    if conn.compressor is None:
-                        await conn.ws.send_str(text)
-                    else:
-                        data = conn.compressor.compress(text.encode())
-                        await conn.ws.send_bytes(data + conn.compressor.flush(zlib.Z_SYNC_FLUSH))
-                except ConnectionResetError:
-                    return  # the client went away; the session keeps the event for replay
+    def _hello(self) -> dict[str, Any]:
+        return {"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}
 
-    async def _receive(self, conn: _Connection) -> dict[str, Any] | None:
+    async def _receive(self, conn: GatewayConnection) -> dict[str, Any] | None:
         msg = await conn.ws.receive()
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
             return None
         payload: dict[str, Any] = json.loads(msg.data)
         return payload
 
-    async def _handshake(
-        self, conn: _Connection, send: MemoryObjectSendStream[dict[str, Any]]
-    ) -> GatewaySession | None:
-        """Wait for IDENTIFY or RESUME; answer HEARTBEATs meanwhile."""
-        for _ in range(100):  # a well-behaved client needs two frames at most
+    async def _handshake(self, conn: GatewayConnection) -> bool:
+        """Wait for IDENTIFY or RESUME and answer it; answer HEARTBEATs meanwhile."""
+        for _ in range(_HANDSHAKE_FRAMES):
             payload = await self._receive(conn)
             if payload is None:
-                return None
+                return False
             op, data = payload.get("op"), payload.get("d") or {}
             if op == 1:
-                send.send_nowait({"op": 11})
+                conn.send_control({"op": 11})
             elif op == 2:
-                return self._identify(conn, data, send)
+                return self._identify(conn, data)
             elif op == 6:
-                return self._resume(conn, data, send)
+                return self._resume(conn, data)
         conn.close_code = 4002
-        return None
+        return False
 
-    def _identify(
-        self, conn: _Connection, data: dict[str, Any], send: MemoryObjectSendStream[dict[str, Any]]
-    ) -> GatewaySession | None:
+    def _new_session(self, intents: int) -> GatewaySession:
+        session = GatewaySession(
+            id=secrets.token_hex(16),
+            intents=intents,
+            replay_limit=self.replay_limit,
+            backlog_limit=self.backlog_limit,
+        )
+        self.sessions[session.id] = session
+        return session
+
+    def _identify(self, conn: GatewayConnection, data: dict[str, Any]) -> bool:
         if data.get("token") != self.store.token:
             conn.close_code = CLOSE_AUTHENTICATION_FAILED
-            return None
+            return False
         self.identify_count += 1
-        session = GatewaySession(id=secrets.token_hex(16), intents=int(data.get("intents", 0)))
-        self.sessions[session.id] = session
-        session.outgoing = send
+        session = self._new_session(int(data.get("intents", 0)))
+        conn.attach(session, after_seq=0)
         store = self.store
         ready: dict[str, Any] = {
             "v": 10,
@@ -255,61 +247,47 @@ class Gateway:
         if "shard" in data:
             ready["shard"] = data["shard"]
         self.store.notify()
-        self._send_event(session, "READY", ready)
+        session.append("READY", ready)
         if session.intents & GUILDS:
-            self._send_event(session, "GUILD_CREATE", store.guild_payload())
-        return session
+            session.append("GUILD_CREATE", store.guild_payload())
+        return True
 
-    def _resume(
-        self, conn: _Connection, data: dict[str, Any], send: MemoryObjectSendStream[dict[str, Any]]
-    ) -> GatewaySession | None:
+    def _resume(self, conn: GatewayConnection, data: dict[str, Any]) -> bool:
         session = self.sessions.get(str(data.get("session_id")))
-        seq = data.get("seq") or 0
-        oldest = session.buffer[0]["s"] if session is not None and session.buffer else 1
+        seq = int(data.get("seq") or 0)
         if (
             self.refuse_resume
             or session is None
             or data.get("token") != self.store.token
-            or seq < oldest - 1
+            or not session.can_resume_from(seq)
         ):
             self.refused_resume_count += 1
             if session is not None:
                 del self.sessions[session.id]
-            send.send_nowait({"op": 9, "d": False})
+            conn.send_control({"op": 9, "d": False})
             self.store.notify()
-            return None
+            return False
         self.resume_count += 1
-        old = self._connections.pop(session.id, None)
-        if old is not None:
-            old.close_code = 4000
-            old.scope.cancel()
-        for payload in session.buffer:
-            if payload["s"] > seq:
-                send.send_nowait(payload)
-        session.outgoing = send
-        self._send_event(session, "RESUMED", {})
+        if session.connection is not None:
+            session.connection.close(4000)
+        conn.attach(session, after_seq=seq)
+        session.append("RESUMED", {})
         self.store.notify()
-        return session
+        return True
 
-    async def _read(
-        self,
-        conn: _Connection,
-        session: GatewaySession,
-        send: MemoryObjectSendStream[dict[str, Any]],
-    ) -> None:
-        while True:
+    async def _read(self, conn: GatewayConnection) -> None:
+        session = conn.session
+        while session is not None:
             payload = await self._receive(conn)
             if payload is None:
                 return
             op = payload.get("op")
             if op == 1:
-                send.send_nowait({"op": 11})
+                conn.send_control({"op": 11})
             elif op == 8:
-                self._send_event(
-                    session, "GUILD_MEMBERS_CHUNK", self._chunk(payload.get("d") or {})
-                )
-            elif op == 6:
-                conn.close_code = 4005  # already authenticated
+                session.append("GUILD_MEMBERS_CHUNK", self._chunk(payload.get("d") or {}))
+            elif op in (2, 6):
+                conn.close_code = CLOSE_ALREADY_AUTHENTICATED
                 return
 
     def _chunk(self, request: dict[str, Any]) -> dict[str, Any]:
