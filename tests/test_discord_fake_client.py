@@ -157,3 +157,71 @@ async def test_client_nonce_is_enforced(fake_discord: FakeDiscord) -> None:
         second = await channel.send("once", nonce="outbox-42")
     assert first.id == second.id
     assert [m["content"] for m in fake_discord.bot_messages("general")] == ["once"]
+
+
+def text_channel(client: discord.Client, fake: FakeDiscord, name: str) -> discord.TextChannel:
+    channel = client.get_channel(fake.channel(name).id)
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+async def test_client_custom_emoji_reactions_parse(fake_discord: FakeDiscord) -> None:
+    """Regression (audit 2): ``:name:id`` became emoji id "name:id" and killed the client."""
+    bob = fake_discord.add_user("bob")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        sent = await channel.send("react to me")
+        await sent.add_reaction("<:party:111111111111111111>")
+        await sent.add_reaction("<a:dance:222222222222222222>")
+        await sent.add_reaction("wave:333333333333333333")
+        fake_discord.react(bob, "general", sent.id, "a:dance:222222222222222222")
+        seen = await client.wait_seen("reaction", count=4)
+        fetched = await channel.fetch_message(sent.id)
+    party, dance, wave = (
+        "<:party:111111111111111111>",
+        "<a:dance:222222222222222222>",
+        "<:wave:333333333333333333>",
+    )
+    assert [s[:3] for s in seen if isinstance(s, tuple)] == [
+        (party, fake_discord.application_id, 1),
+        (dance, fake_discord.application_id, 1),
+        (wave, fake_discord.application_id, 1),
+        (dance, bob.id, 2),
+    ]
+    assert [(str(r.emoji), r.count, r.me) for r in fetched.reactions] == [
+        (party, 1, True),
+        (dance, 2, True),
+        (wave, 1, True),
+    ]
+    assert [a.emoji for a in fake_discord.bot_actions("general") if a.kind == "react"] == [
+        "party:111111111111111111",
+        "dance:222222222222222222",
+        "wave:333333333333333333",
+    ]
+
+
+async def test_client_typing_reaction_removal_and_fetch(fake_discord: FakeDiscord) -> None:
+    bob = fake_discord.add_user("bob")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        await channel.typing()
+        sent = await channel.send("x")
+        await sent.add_reaction("👍")
+        fake_discord.react(bob, "general", sent.id, "👍")
+        fake_discord.react(bob, "general", sent.id, "🎉")
+        await sent.remove_reaction("👍", discord.Object(id=fake_discord.application_id))
+        await sent.remove_reaction("🎉", discord.Object(id=bob.id))
+        fetched = await channel.fetch_message(sent.id)
+        fake_discord.unreact(bob, "general", sent.id, "👍")
+        removed = await client.wait_seen("unreaction", count=3)
+    assert removed == [("👍", fake_discord.application_id), ("🎉", bob.id), ("👍", bob.id)]
+    assert [(str(r.emoji), r.count, r.me) for r in fetched.reactions] == [("👍", 1, False)]
+    assert fetched.content == "x"
+    assert [(a.kind, a.emoji) for a in fake_discord.bot_actions("general")] == [
+        ("typing", None),
+        ("create", None),
+        ("react", "👍"),
+        ("unreact", "👍"),
+        ("unreact", "🎉"),
+    ]
+    assert fake_discord.messages("general")[0]["reactions"] == []

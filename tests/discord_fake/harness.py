@@ -64,8 +64,8 @@ class RecordingClient(discord.Client):
     """A :class:`discord.Client` that records the events it handled, for tests to await.
 
     Records ``("message", Message)``, ``("edit", Message)``, ``("delete", message_id)``,
-    ``("reaction", (emoji, user_id, count, me))``, ``("ready", None)`` and
-    ``("resumed", None)``.
+    ``("reaction", (emoji, user_id, count, me))``, ``("unreaction", (emoji, user_id))``,
+    ``("ready", None)`` and ``("resumed", None)``.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -110,6 +110,10 @@ class RecordingClient(discord.Client):
     async def on_reaction_add(self, reaction: discord.Reaction, user: discord.abc.User) -> None:
         """Record a reaction on a cached message."""
         self._note("reaction", (str(reaction.emoji), user.id, reaction.count, reaction.me))
+
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        """Record a removed reaction (cached message or not)."""
+        self._note("unreaction", (str(payload.emoji), payload.user_id))
 
     async def on_ready(self) -> None:
         """Record readiness (again after a new session)."""

@@ -22,7 +22,7 @@ from tests.discord_fake.http_util import (
     read_body,
     validate_message,
 )
-from tests.discord_fake.store import BotAction, FakeChannel, emoji_payload, iso_now
+from tests.discord_fake.store import BotAction, FakeChannel, iso_now
 
 routes = web.RouteTableDef()
 _NONCE_WINDOW_SECONDS = 120.0
@@ -238,7 +238,7 @@ async def add_reaction(request: web.Request) -> web.Response:
     ctx = backend(request)
     channel = channel_for_bot(ctx, request)
     message = message_in(channel, request.match_info["message_id"])
-    emoji = request.match_info["emoji"]
+    emoji = ctx.store.reaction_key(request.match_info["emoji"])
     if ctx.store.add_reaction(int(message["id"]), emoji, ctx.store.bot.id):
         ctx.store.record(
             BotAction(
@@ -255,7 +255,7 @@ async def remove_reaction(request: web.Request) -> web.Response:
     ctx = backend(request)
     channel = channel_for_bot(ctx, request)
     message = message_in(channel, request.match_info["message_id"])
-    emoji, who = request.match_info["emoji"], request.match_info["user"]
+    emoji, who = ctx.store.reaction_key(request.match_info["emoji"]), request.match_info["user"]
     user_id = ctx.store.bot.id if who == "@me" else int(who)
     if ctx.store.remove_reaction(int(message["id"]), emoji, user_id):
         ctx.store.record(
@@ -271,14 +271,14 @@ async def remove_reaction(request: web.Request) -> web.Response:
 def reaction_event(
     ctx: Backend, message: dict[str, Any], emoji: str, *, add: bool, user_id: int | None = None
 ) -> dict[str, Any]:
-    """Build MESSAGE_REACTION_ADD/REMOVE data."""
+    """Build MESSAGE_REACTION_ADD/REMOVE data; ``emoji`` is a reaction key."""
     user = ctx.store.users[user_id or ctx.store.bot.id]
     event: dict[str, Any] = {
         "user_id": str(user.id),
         "channel_id": message["channel_id"],
         "message_id": message["id"],
         "guild_id": str(ctx.store.guild_id),
-        "emoji": emoji_payload(emoji),
+        "emoji": ctx.store.emoji_payload(emoji),
         "burst": False,
         "type": 0,
     }

@@ -145,12 +145,23 @@ class FakeDiscord:
         return message
 
     def react(self, user: FakeUser, channel: ChannelRef, message_id: int, emoji: str) -> None:
-        """Add ``user``'s reaction to a message and dispatch MESSAGE_REACTION_ADD."""
-        target = self.channel(channel)
-        message = target.messages[message_id]
-        if self.store.add_reaction(message_id, emoji, user.id):
-            event = reaction_event(self._ctx, message, emoji, add=True, user_id=user.id)
+        """Add ``user``'s reaction to a message and dispatch MESSAGE_REACTION_ADD.
+
+        ``emoji`` is a unicode emoji or a custom one (``name:id``, ``<a:name:id>``, ...).
+        """
+        message = self.channel(channel).messages[message_id]
+        key = self.store.reaction_key(emoji)
+        if self.store.add_reaction(message_id, key, user.id):
+            event = reaction_event(self._ctx, message, key, add=True, user_id=user.id)
             self.gateway.dispatch("MESSAGE_REACTION_ADD", event)
+
+    def unreact(self, user: FakeUser, channel: ChannelRef, message_id: int, emoji: str) -> None:
+        """Remove ``user``'s reaction and dispatch MESSAGE_REACTION_REMOVE."""
+        message = self.channel(channel).messages[message_id]
+        key = self.store.reaction_key(emoji)
+        if self.store.remove_reaction(message_id, key, user.id):
+            event = reaction_event(self._ctx, message, key, add=False, user_id=user.id)
+            self.gateway.dispatch("MESSAGE_REACTION_REMOVE", event)
 
     def invoke(
         self, user: FakeUser, channel: ChannelRef, command: str, **options: Any

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -40,10 +41,18 @@ T = TypeVar("T")
 ActionKind = Literal["create", "edit", "delete", "react", "unreact", "typing"]
 
 
-def emoji_payload(key: str) -> dict[str, Any]:
-    """Return the partial emoji for a route key: ``"👍"`` or ``"name:id"`` (custom)."""
-    name, _, emoji_id = key.partition(":")
-    return {"id": emoji_id or None, "name": name}
+_CUSTOM_EMOJI = re.compile(r"^<?(?:(?P<animated>a)?:)?(?P<name>\w+):(?P<id>\d+)>?$")
+"""A custom emoji as a route key or a mention: ``name:id``, ``:name:id``, ``a:name:id``,
+``<:name:id>``, ``<a:name:id>`` (discord.py strips only the angle brackets)."""
+
+
+def parse_emoji(raw: str) -> tuple[str, dict[str, Any]]:
+    """Return the reaction key (``"👍"`` or ``"name:id"``) and partial emoji of ``raw``."""
+    found = _CUSTOM_EMOJI.match(raw)
+    if found is None:
+        return raw, {"id": None, "name": raw}
+    payload = {"id": found["id"], "name": found["name"], "animated": bool(found["animated"])}
+    return f"{found['name']}:{found['id']}", payload
 
 
 class SnowflakeSource:
@@ -184,7 +193,7 @@ class BotAction:
         message_id: The message concerned (``None`` for typing).
         message: A snapshot of the message payload after the action (``None`` for
             typing and delete).
-        emoji: The emoji for reactions.
+        emoji: The emoji for reactions: ``"👍"``, or ``"name:id"`` for a custom one.
         interaction_id: Set when the action was an interaction response or follow-up.
     """
 
@@ -224,6 +233,7 @@ class FakeStore:
         self.attachments: dict[int, bytes] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.reactions: dict[int, dict[str, list[int]]] = {}
+        self._emojis: dict[str, dict[str, Any]] = {}
         self._changed = anyio.Event()
         self.add_role("@everyone", EVERYONE_PERMISSIONS, role_id=self.guild_id)
         bot_role = self.add_role(bot_name, BOT_PERMISSIONS)
@@ -382,7 +392,7 @@ class FakeStore:
         view = {k: v for k, v in message.items() if not k.startswith("_")}
         view["reactions"] = [
             {
-                "emoji": emoji_payload(key),
+                "emoji": self.emoji_payload(key),
                 "count": len(users),
                 "count_details": {"burst": 0, "normal": len(users)},
                 "me": self.bot.id in users,
@@ -396,17 +406,32 @@ class FakeStore:
         ]
         return view
 
-    def add_reaction(self, message_id: int, emoji: str, user_id: int) -> bool:
-        """Add a reaction; return ``False`` if that user already had it."""
-        users = self.reactions.setdefault(message_id, {}).setdefault(emoji, [])
+    def reaction_key(self, raw: str) -> str:
+        """Return the key of an emoji as the bot or a test names it; remember its shape.
+
+        Custom emoji are keyed ``name:id`` whatever form named them; one named with the
+        ``a:`` prefix is remembered as animated.
+        """
+        key, payload = parse_emoji(raw)
+        if key not in self._emojis or payload.get("animated"):
+            self._emojis[key] = payload
+        return key
+
+    def emoji_payload(self, key: str) -> dict[str, Any]:
+        """Return the partial emoji object of a reaction key."""
+        return dict(self._emojis.get(key) or parse_emoji(key)[1])
+
+    def add_reaction(self, message_id: int, key: str, user_id: int) -> bool:
+        """Add a reaction (``key`` from :meth:`reaction_key`); ``False`` if already there."""
+        users = self.reactions.setdefault(message_id, {}).setdefault(key, [])
         if user_id in users:
             return False
         users.append(user_id)
         return True
 
-    def remove_reaction(self, message_id: int, emoji: str, user_id: int) -> bool:
+    def remove_reaction(self, message_id: int, key: str, user_id: int) -> bool:
         """Remove a reaction; return ``False`` if that user did not have it."""
-        users = self.reactions.get(message_id, {}).get(emoji, [])
+        users = self.reactions.get(message_id, {}).get(key, [])
         if user_id not in users:
             return False
         users.remove(user_id)
