@@ -64,3 +64,24 @@ async def test_gateway_client_too_far_behind_gets_a_new_session(fake_discord: Fa
     # Closed with 4000 at once: the RESUME was refused (events were gone), then IDENTIFY.
     assert contents(client) == ["after"]
     assert (fake_discord.identify_count, fake_discord.gateway.refused_resume_count) == (2, 1)
+
+
+async def test_gateway_reconnect_request_is_resumed(fake_discord: FakeDiscord) -> None:
+    poster = fake_discord.add_user("poster")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        assert fake_discord.request_reconnect() == 1
+        await client.wait_seen("resumed")
+        fake_discord.post_message(poster, "general", "still here")
+        await client.wait_seen("message")
+    assert contents(client) == ["still here"]
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (1, 1)
+
+
+async def test_gateway_invalid_session_mid_session(fake_discord: FakeDiscord) -> None:
+    async with run_client(NoIdentifyDelay(), fake_discord.token) as client:
+        assert fake_discord.invalidate_session(resumable=True) == 1
+        await client.wait_seen("resumed")
+        assert fake_discord.invalidate_session(resumable=False) == 1
+        await client.wait_seen("ready", count=2)
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (2, 1)
+    assert fake_discord.gateway.refused_resume_count == 0

@@ -110,3 +110,31 @@ async def test_gateway_rejects_a_wrong_token() -> None:
     assert closing.type is aiohttp.WSMsgType.CLOSE
     assert closing.data == 4004
     assert fake.identify_count == 0
+
+
+async def _authenticated(
+    fake: FakeDiscord, session: aiohttp.ClientSession
+) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(fake.gateway_url + "?v=10&encoding=json")
+    assert (await _next(ws, None))["op"] == 10
+    await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1, "properties": {}}})
+    assert (await _next(ws, None))["t"] == "READY"
+    assert (await _next(ws, None))["t"] == "GUILD_CREATE"
+    return ws
+
+
+async def test_gateway_heartbeats_after_identify_and_refuses_a_second_one() -> None:
+    """Regression (audit 11): a second IDENTIFY was ignored instead of closed with 4005."""
+    async with open_fake_discord() as fake, aiohttp.ClientSession() as session:
+        with anyio.fail_after(5):
+            ws = await _authenticated(fake, session)
+            acks = []
+            for beat in (2, 2):
+                await ws.send_json({"op": 1, "d": beat})
+                acks.append(await _next(ws, None))
+            await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": 1}})
+            closing = await ws.receive()
+            await ws.close()
+    assert acks == [{"op": 11}, {"op": 11}]
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4005)
+    assert fake.identify_count == 1

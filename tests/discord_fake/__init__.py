@@ -7,6 +7,7 @@ bodies), ``rest_channels`` and ``rest_interactions`` (REST under ``/api/v10``),
 ``gateway`` (the websocket protocol), ``gateway_session`` (numbered events, replay and
 the writer), ``interaction`` (interactions a test starts),
 ``server`` (:class:`FakeDiscord`, the handle, and :func:`open_fake_discord`),
+``controls`` (the handle's faults, rate-limit counts and gateway controls),
 ``connect`` (pointing discord.py at a base URL), ``harness`` (running a client in a
 test), ``pytest_plugin`` (fixtures). ``python -m tests.discord_fake`` serves it by hand.
 
@@ -14,20 +15,23 @@ Known departures from Discord (deliberate; change them here when a test needs mo
 
 - One guild, text channels only; no DMs, threads, voice, forums, stickers, polls,
   webhooks other than interaction follow-ups, audit-log reasons are ignored.
-- No CHANNEL_CREATE / GUILD_MEMBER_ADD / GUILD_ROLE_* / TYPING_START / PRESENCE events:
-  users and channels added after the bot connected reach it only inside messages and
-  interactions.
+- World changes made by the test are dispatched (GUILD_ROLE_CREATE, CHANNEL_CREATE,
+  and with the GUILD_MEMBERS intent GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE), but nothing
+  is ever updated or deleted otherwise, users never type (no TYPING_START) and there
+  are no presences. GUILD_CREATE lists every member whatever the intents (Discord sends
+  few without GUILD_MEMBERS; discord.py then caches only the bot anyway).
 - Permissions are not computed: the bot may do everything except in channels created
-  with ``bot_denied`` (403 Missing Access on every route); users' roles are only carried
-  in payloads (``member.roles``, ``member.permissions``) for the bot to check.
+  with ``bot_denied`` (403 Missing Access on every route, and no events from them; an
+  interaction there still arrives, as on Discord); users' roles are only carried in
+  payloads (``member.roles``, ``member.permissions``) for the bot to check.
 - Rate limits: one fixed window per route and major parameter (default 5 per 5 s for
   sending messages, 50 per 1 s elsewhere), no global limit, no shared buckets between
   routes, no sub-limits (such as deleting messages younger than 10 s).
 - Mentions, markdown and allowed_mentions are not parsed (``mentions`` is only set by
   ``post_message(mention_bot=True)``); embeds are checked against the main size limits
   only; attachments are stored in memory and served from the fake itself, not a CDN.
-- The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice, never
-  sends RECONNECT on its own, and supports ``zlib-stream`` or uncompressed frames (not
+- The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice,
+  sends RECONNECT or INVALID_SESSION only when a test asks, and supports ``zlib-stream`` or uncompressed frames (not
   ``zstd-stream``, not ETF). A session keeps every event not yet written plus the
   last 1000 written ones for RESUME; a client 100,000 events behind loses its session
   (closed with 4000, its RESUME refused), where Discord's exact bounds are unpublished.

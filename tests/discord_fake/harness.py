@@ -65,6 +65,8 @@ class RecordingClient(discord.Client):
 
     Records ``("message", Message)``, ``("edit", Message)``, ``("delete", message_id)``,
     ``("reaction", (emoji, user_id, count, me))``, ``("unreaction", (emoji, user_id))``,
+    ``("member_join", Member)``, ``("member_update", Member)`` (after),
+    ``("role_create", Role)``, ``("channel_create", GuildChannel)``,
     ``("ready", None)`` and ``("resumed", None)``.
     """
 
@@ -114,6 +116,22 @@ class RecordingClient(discord.Client):
     async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
         """Record a removed reaction (cached message or not)."""
         self._note("unreaction", (str(payload.emoji), payload.user_id))
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        """Record a member who joined (GUILD_MEMBERS intent)."""
+        self._note("member_join", member)
+
+    async def on_member_update(self, before: discord.Member, after: discord.Member) -> None:
+        """Record a member update (GUILD_MEMBERS intent)."""
+        self._note("member_update", after)
+
+    async def on_guild_role_create(self, role: discord.Role) -> None:
+        """Record a new role."""
+        self._note("role_create", role)
+
+    async def on_guild_channel_create(self, channel: discord.abc.GuildChannel) -> None:
+        """Record a new channel."""
+        self._note("channel_create", channel)
 
     async def on_ready(self) -> None:
         """Record readiness (again after a new session)."""

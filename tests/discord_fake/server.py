@@ -14,23 +14,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from aiohttp import web
 
+from tests.discord_fake.controls import ChannelRef, FakeControls
 from tests.discord_fake.gateway import Gateway
 from tests.discord_fake.http_util import BACKEND_KEY, Backend, api_middleware
 from tests.discord_fake.interaction import InteractionBook, InteractionRecord, find_component
-from tests.discord_fake.ratelimit import MESSAGES_ROUTE, BucketStats, Fault, RateLimiter
+from tests.discord_fake.ratelimit import RateLimiter
 from tests.discord_fake.rest_channels import gateway_message, reaction_event
 from tests.discord_fake.rest_channels import routes as channel_routes
 from tests.discord_fake.rest_interactions import routes as interaction_routes
-from tests.discord_fake.store import BotAction, FakeChannel, FakeStore, FakeUser
+from tests.discord_fake.store import (
+    EVERYONE_PERMISSIONS,
+    BotAction,
+    FakeChannel,
+    FakeRole,
+    FakeStore,
+    FakeUser,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
 T = TypeVar("T")
-ChannelRef = int | str | FakeChannel
 
 
-class FakeDiscord:
+class FakeDiscord(FakeControls):
     """A Discord-compatible server on 127.0.0.1, and the test's handle on it.
 
     Create it with :func:`open_fake_discord`. Default world: guild ``dsup-test`` with
@@ -106,24 +113,46 @@ class FakeDiscord:
 
     # --- world ----------------------------------------------------------------------------
 
+    def add_role(self, name: str, *, permissions: int = EVERYONE_PERMISSIONS) -> FakeRole:
+        """Create a role and dispatch GUILD_ROLE_CREATE to a connected bot."""
+        role = self.store.add_role(name, permissions)
+        self.gateway.dispatch("GUILD_ROLE_CREATE", self._guild_event({"role": role.payload()}))
+        return role
+
+    def _role(self, name: str) -> FakeRole:
+        try:
+            return self.store.role_named(name)
+        except LookupError:
+            return self.add_role(name)
+
     def add_user(self, name: str, *, roles: tuple[str, ...] = ()) -> FakeUser:
         """Add a guild member with the named roles (created on first use).
 
-        Users added after the bot connected are known to it through messages and
-        interactions only (the fake sends no GUILD_MEMBER_ADD).
+        A connected bot receives GUILD_ROLE_CREATE for each new role, and, with the
+        GUILD_MEMBERS intent, GUILD_MEMBER_ADD.
         """
-        return self.store.add_user(name, roles=roles)
+        user = self.store.add_user(name, role_ids=[self._role(r).id for r in roles])
+        self.gateway.dispatch("GUILD_MEMBER_ADD", self._guild_event(user.member_payload()))
+        return user
+
+    def set_roles(self, user: FakeUser, roles: tuple[str, ...]) -> None:
+        """Replace ``user``'s roles (created on first use); dispatch GUILD_MEMBER_UPDATE.
+
+        The update reaches a bot with the GUILD_MEMBERS intent; others see the new roles
+        in the next message or interaction of that user, as on Discord.
+        """
+        user.role_ids = [self._role(r).id for r in roles]
+        self.gateway.dispatch("GUILD_MEMBER_UPDATE", self._guild_event(user.member_payload()))
 
     def add_channel(self, name: str, *, bot_denied: bool = False) -> FakeChannel:
-        """Add a text channel; with ``bot_denied`` the bot gets 403 there.
+        """Add a text channel and dispatch CHANNEL_CREATE; with ``bot_denied`` the bot
+        cannot view it (403 on every route, no events from it)."""
+        channel = self.store.add_channel(name, bot_denied=bot_denied)
+        self.gateway.dispatch("CHANNEL_CREATE", channel.payload())
+        return channel
 
-        Add channels before the bot connects: the fake sends no CHANNEL_CREATE.
-        """
-        return self.store.add_channel(name, bot_denied=bot_denied)
-
-    def channel(self, ref: ChannelRef) -> FakeChannel:
-        """Return a channel by object, id or name."""
-        return ref if isinstance(ref, FakeChannel) else self.store.channel(ref)
+    def _guild_event(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data | {"guild_id": str(self.store.guild_id)}
 
     # --- acting as users ------------------------------------------------------------------
 
@@ -270,130 +299,6 @@ class FakeDiscord:
         """Wait until ``predicate()`` is truthy, re-checked on every change; return it."""
         return await self.store.wait_until(predicate, timeout_seconds=timeout_seconds)
 
-    # --- faults -------------------------------------------------------------------------
-
-    async def drop_gateway(self, *, code: int = 1001) -> int:
-        """Close every gateway connection with ``code``; sessions stay resumable."""
-        return await self.gateway.drop(code=code)
-
-    @contextlib.asynccontextmanager
-    async def gateway_outage(self, *, code: int = 1001) -> AsyncIterator[None]:
-        """Drop the gateway and hold reconnections until the block ends.
-
-        Events dispatched inside the block are queued in the session and replayed on
-        RESUME.
-        """
-        self.gateway.hold()
-        try:
-            await self.gateway.drop(code=code)
-            yield
-        finally:
-            self.gateway.release()
-
-    @property
-    def refuse_resume(self) -> bool:
-        """When true, every RESUME is answered with INVALID_SESSION (not resumable)."""
-        return self.gateway.refuse_resume
-
-    @refuse_resume.setter
-    def refuse_resume(self, value: bool) -> None:
-        self.gateway.refuse_resume = value
-
-    def fail_route(
-        self,
-        method: str,
-        template: str,
-        *,
-        status: int = 500,
-        times: int | None = 1,
-        for_seconds: float | None = None,
-        retry_after: float = 1.0,
-    ) -> Fault:
-        """Answer ``status`` on a route, ``times`` times and/or for ``for_seconds``.
-
-        Args:
-            method: HTTP method, or ``"*"``.
-            template: Path template below ``/api/v10`` as discord.py writes it, e.g.
-                ``"/channels/{channel_id}/messages"``, or ``"*"``.
-            status: 429 gets Discord's body with ``retry_after`` and a ``Via`` header.
-            times: How many requests fail (``None``: no count limit).
-            for_seconds: How long the fault lasts (``None``: no time limit).
-            retry_after: The ``retry_after`` of an injected 429.
-        """
-        return self._add_fault(
-            for_seconds,
-            method=method,
-            template=template,
-            status=status,
-            remaining=times,
-            retry_after=retry_after,
-        )
-
-    def delay_route(
-        self,
-        method: str,
-        template: str,
-        seconds: float,
-        *,
-        times: int | None = None,
-        for_seconds: float | None = None,
-    ) -> Fault:
-        """Delay responses on a route by ``seconds`` (same matching as :meth:`fail_route`)."""
-        return self._add_fault(
-            for_seconds,
-            method=method,
-            template=template,
-            status=None,
-            delay_seconds=seconds,
-            remaining=times,
-        )
-
-    def _add_fault(self, for_seconds: float | None, **fields: Any) -> Fault:
-        """Install a fault that lasts ``for_seconds`` from now (``None``: no time limit)."""
-        until = None if for_seconds is None else self.limiter.clock() + for_seconds
-        fault = Fault(until=until, **fields)
-        self.limiter.faults.append(fault)
-        return fault
-
-    def clear_faults(self) -> None:
-        """Remove every injected fault."""
-        self.limiter.faults.clear()
-
-    # --- rate limits ----------------------------------------------------------------------
-
-    def set_rate_limit(self, method: str, template: str, *, limit: int, per_seconds: float) -> None:
-        """Set a route's limit (per major parameter, e.g. per channel)."""
-        self.limiter.set_limit(method, template, limit=limit, per_seconds=per_seconds)
-
-    @property
-    def send_ratelimit_headers(self) -> bool:
-        """Whether successful answers carry ``X-RateLimit-*`` headers (default true)."""
-        return self.limiter.send_headers
-
-    @send_ratelimit_headers.setter
-    def send_ratelimit_headers(self, value: bool) -> None:
-        self.limiter.send_headers = value
-
-    def rate_limit_stats(
-        self, channel: ChannelRef, route: tuple[str, str] = MESSAGES_ROUTE
-    ) -> BucketStats:
-        """What the fake counted for a route in one channel (default: sending messages)."""
-        method, template = route
-        key = (method, template, str(self.channel(channel).id))
-        return self.limiter.stats.get(key, BucketStats())
-
-    # --- gateway counters -----------------------------------------------------------------
-
-    @property
-    def identify_count(self) -> int:
-        """IDENTIFYs accepted so far."""
-        return self.gateway.identify_count
-
-    @property
-    def resume_count(self) -> int:
-        """RESUMEs accepted so far."""
-        return self.gateway.resume_count
-
 
 @contextlib.asynccontextmanager
 async def open_fake_discord(
@@ -420,5 +325,5 @@ async def open_fake_discord(
         yield fake
     finally:
         with anyio.move_on_after(5, shield=True):
-            await fake.gateway.drop(code=1001)
+            await fake.gateway.shut_down()
             await runner.cleanup()

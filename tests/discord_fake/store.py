@@ -259,17 +259,11 @@ class FakeStore:
                 return role
         raise LookupError(f"no role named {name!r}; known: {[r.name for r in self.roles.values()]}")
 
-    def add_user(self, name: str, *, roles: tuple[str, ...] = ()) -> FakeUser:
-        """Create a guild member with the named roles (created on first use)."""
-        role_ids = []
-        for role_name in roles:
-            try:
-                role = self.role_named(role_name)
-            except LookupError:
-                role = self.add_role(role_name, EVERYONE_PERMISSIONS)
-            role_ids.append(role.id)
-        user = FakeUser(id=self.snowflakes.next(), name=name, role_ids=role_ids)
+    def add_user(self, name: str, *, role_ids: list[int] | None = None) -> FakeUser:
+        """Create a guild member with the given (existing) roles."""
+        user = FakeUser(id=self.snowflakes.next(), name=name, role_ids=list(role_ids or []))
         self.users[user.id] = user
+        self.notify()
         return user
 
     def add_channel(self, name: str, *, bot_denied: bool = False) -> FakeChannel:

@@ -1,0 +1,181 @@
+"""The fault, rate-limit and gateway controls of :class:`~tests.discord_fake.FakeDiscord`.
+
+A base class, so the test keeps one handle while ``server.py`` stays about the world
+and the users: dropping and holding the gateway, RECONNECT and INVALID_SESSION in the
+middle of a session, failing or delaying REST routes, and reading the rate-limit counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from tests.discord_fake.ratelimit import MESSAGES_ROUTE, BucketStats, Fault
+from tests.discord_fake.store import FakeChannel
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.discord_fake.gateway import Gateway
+    from tests.discord_fake.ratelimit import RateLimiter
+    from tests.discord_fake.store import FakeStore
+
+ChannelRef = int | str | FakeChannel
+
+
+class FakeControls:
+    """Faults and counters of the fake; :class:`FakeDiscord` is the only subclass.
+
+    Attributes:
+        store: The world.
+        gateway: The websocket endpoint.
+        limiter: Rate limits and injected faults of the REST routes.
+    """
+
+    store: FakeStore
+    gateway: Gateway
+    limiter: RateLimiter
+
+    def channel(self, ref: ChannelRef) -> FakeChannel:
+        """Return a channel by object, id or name."""
+        return ref if isinstance(ref, FakeChannel) else self.store.channel(ref)
+
+    # --- faults -------------------------------------------------------------------------
+
+    async def drop_gateway(self, *, code: int = 1001) -> int:
+        """Close every gateway connection with ``code``; sessions stay resumable."""
+        return await self.gateway.drop(code=code)
+
+    @contextlib.asynccontextmanager
+    async def gateway_outage(self, *, code: int = 1001) -> AsyncIterator[None]:
+        """Drop the gateway and hold reconnections until the block ends.
+
+        Events dispatched inside the block are queued in the session and replayed on
+        RESUME.
+        """
+        self.gateway.hold()
+        try:
+            await self.gateway.drop(code=code)
+            yield
+        finally:
+            self.gateway.release()
+
+    def request_reconnect(self) -> int:
+        """Send RECONNECT (op 7) on every live session, as Discord does before a restart.
+
+        discord.py closes and RESUMEs. Returns how many connections got it.
+        """
+        return self.gateway.send_op(7)
+
+    def invalidate_session(self, *, resumable: bool = False) -> int:
+        """Send INVALID_SESSION (op 9) on every live session.
+
+        With ``resumable`` false the sessions are forgotten, so the bot must IDENTIFY
+        again (discord.py waits 5 s first unless ``before_identify_hook`` is overridden);
+        with true it RESUMEs. Returns how many connections got it.
+        """
+        return self.gateway.send_op(9, resumable)
+
+    @property
+    def refuse_resume(self) -> bool:
+        """When true, every RESUME is answered with INVALID_SESSION (not resumable)."""
+        return self.gateway.refuse_resume
+
+    @refuse_resume.setter
+    def refuse_resume(self, value: bool) -> None:
+        self.gateway.refuse_resume = value
+
+    def fail_route(
+        self,
+        method: str,
+        template: str,
+        *,
+        status: int = 500,
+        times: int | None = 1,
+        for_seconds: float | None = None,
+        retry_after: float = 1.0,
+    ) -> Fault:
+        """Answer ``status`` on a route, ``times`` times and/or for ``for_seconds``.
+
+        Args:
+            method: HTTP method, or ``"*"``.
+            template: Path template below ``/api/v10`` as discord.py writes it, e.g.
+                ``"/channels/{channel_id}/messages"``, or ``"*"``.
+            status: 429 gets Discord's body with ``retry_after`` and a ``Via`` header.
+            times: How many requests fail (``None``: no count limit).
+            for_seconds: How long the fault lasts (``None``: no time limit).
+            retry_after: The ``retry_after`` of an injected 429.
+        """
+        return self._add_fault(
+            for_seconds,
+            method=method,
+            template=template,
+            status=status,
+            remaining=times,
+            retry_after=retry_after,
+        )
+
+    def delay_route(
+        self,
+        method: str,
+        template: str,
+        seconds: float,
+        *,
+        times: int | None = None,
+        for_seconds: float | None = None,
+    ) -> Fault:
+        """Delay responses on a route by ``seconds`` (same matching as :meth:`fail_route`)."""
+        return self._add_fault(
+            for_seconds,
+            method=method,
+            template=template,
+            status=None,
+            delay_seconds=seconds,
+            remaining=times,
+        )
+
+    def _add_fault(self, for_seconds: float | None, **fields: Any) -> Fault:
+        """Install a fault that lasts ``for_seconds`` from now (``None``: no time limit)."""
+        until = None if for_seconds is None else self.limiter.clock() + for_seconds
+        fault = Fault(until=until, **fields)
+        self.limiter.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Remove every injected fault."""
+        self.limiter.faults.clear()
+
+    # --- rate limits ----------------------------------------------------------------------
+
+    def set_rate_limit(self, method: str, template: str, *, limit: int, per_seconds: float) -> None:
+        """Set a route's limit (per major parameter, e.g. per channel)."""
+        self.limiter.set_limit(method, template, limit=limit, per_seconds=per_seconds)
+
+    @property
+    def send_ratelimit_headers(self) -> bool:
+        """Whether successful answers carry ``X-RateLimit-*`` headers (default true)."""
+        return self.limiter.send_headers
+
+    @send_ratelimit_headers.setter
+    def send_ratelimit_headers(self, value: bool) -> None:
+        self.limiter.send_headers = value
+
+    def rate_limit_stats(
+        self, channel: ChannelRef, route: tuple[str, str] = MESSAGES_ROUTE
+    ) -> BucketStats:
+        """What the fake counted for a route in one channel (default: sending messages)."""
+        method, template = route
+        key = (method, template, str(self.channel(channel).id))
+        return self.limiter.stats.get(key, BucketStats())
+
+    # --- gateway counters -----------------------------------------------------------------
+
+    @property
+    def identify_count(self) -> int:
+        """IDENTIFYs accepted so far."""
+        return self.gateway.identify_count
+
+    @property
+    def resume_count(self) -> int:
+        """RESUMEs accepted so far."""
+        return self.gateway.resume_count

@@ -1,0 +1,80 @@
+"""Roles, members and channels that change while the bot is connected, and visibility."""
+
+from __future__ import annotations
+
+from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
+from tests.discord_fake.harness import RecordingClient
+from tests.discord_fake.pytest_plugin import fake_discord
+
+# isort: split
+# discord after tests.discord_fake, which imports it with its audioop warning silenced
+import discord
+
+__all__ = ["fake_discord"]
+
+
+def role_names(member: object) -> list[str]:
+    assert isinstance(member, discord.Member)
+    return [r.name for r in member.roles]
+
+
+async def test_role_created_after_ready_is_on_the_message_author(
+    fake_discord: FakeDiscord,
+) -> None:
+    """Regression (audit 3): a role made after READY was silently dropped by discord.py."""
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        late = fake_discord.add_user("late", roles=("admin",))
+        fake_discord.post_message(late, "general", "hi")
+        (message,) = await client.wait_seen("message")
+        (role,) = await client.wait_seen("role_create")
+    assert isinstance(message, discord.Message)
+    assert role_names(message.author) == ["@everyone", "admin"]
+    assert isinstance(role, discord.Role)
+    assert role.id == fake_discord.store.role_named("admin").id
+    assert client.seen[0][0] == "ready"
+    assert not [n for n, _ in client.seen if n == "member_join"]  # no GUILD_MEMBERS intent
+
+
+def members_intents() -> discord.Intents:
+    intents = intents_for_tests()
+    intents.members = True
+    return intents
+
+
+async def test_member_join_and_role_change_reach_a_members_bot(fake_discord: FakeDiscord) -> None:
+    async with run_client(RecordingClient(intents=members_intents()), fake_discord.token) as client:
+        late = fake_discord.add_user("late", roles=("viewer",))
+        (joined,) = await client.wait_seen("member_join")
+        roles_on_join = role_names(joined)
+        fake_discord.set_roles(late, ("viewer", "operator"))
+        (updated,) = await client.wait_seen("member_update")
+        guild = client.get_guild(fake_discord.guild_id)
+        assert guild is not None
+        cached = guild.get_member(late.id)
+    assert roles_on_join == ["@everyone", "viewer"]
+    assert role_names(updated) == ["@everyone", "viewer", "operator"]
+    assert role_names(cached) == ["@everyone", "viewer", "operator"]
+
+
+async def test_channel_added_after_ready_is_known_to_the_bot(fake_discord: FakeDiscord) -> None:
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        alerts = fake_discord.add_channel("alerts")
+        (created,) = await client.wait_seen("channel_create")
+        channel = client.get_channel(alerts.id)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.send("up")
+    assert isinstance(created, discord.TextChannel)
+    assert created.name == "alerts"
+    assert [m["content"] for m in fake_discord.bot_messages("alerts")] == ["up"]
+
+
+async def test_events_in_a_hidden_channel_are_not_dispatched(fake_discord: FakeDiscord) -> None:
+    """Regression (audit 11): the bot got messages from a channel it cannot view."""
+    secret = fake_discord.add_channel("secret", bot_denied=True)
+    poster = fake_discord.add_user("poster")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        fake_discord.post_message(poster, secret, "you cannot see this")
+        fake_discord.post_message(poster, "general", "but this")
+        await client.wait_seen("message")
+    contents = [v.content for n, v in client.seen if isinstance(v, discord.Message)]
+    assert contents == ["but this"]
