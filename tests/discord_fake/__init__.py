@@ -31,10 +31,11 @@ Known departures from Discord (deliberate; change them here when a test needs mo
   ``post_message(mention_bot=True)``); embeds are checked against the main size limits
   only; attachments are stored in memory and served from the fake itself, not a CDN.
 - The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice,
-  sends RECONNECT or INVALID_SESSION only when a test asks, and supports ``zlib-stream`` or uncompressed frames (not
-  ``zstd-stream``, not ETF). A session keeps every event not yet written plus the
-  last 1000 written ones for RESUME; a client 100,000 events behind loses its session
-  (closed with 4000, its RESUME refused), where Discord's exact bounds are unpublished.
+  sends RECONNECT or INVALID_SESSION only when a test asks, and supports
+  ``zlib-stream`` or uncompressed frames (not ``zstd-stream``, not ETF). A session
+  keeps every event not yet written plus the last 1000 written ones for RESUME; a
+  client 100,000 events behind loses its session (closed with 4000, its RESUME
+  refused), where Discord's exact bounds are unpublished.
 - Interaction responses are type 20 messages for slash commands and type 0 otherwise;
   modals are accepted but cannot be submitted; interaction tokens never expire (only the
   3 s deadline for the initial callback is enforced).

@@ -4,8 +4,8 @@ It prints the API base, gateway URL and token to give the bot, then reads comman
 stdin, acting as a user called ``you`` (role ``operator``), and prints what the bot does:
 
     #general hello bot          post "hello bot" in #general
-    /status program=ingest      run a slash command in #general (option values are text,
-                                or integers when they look like one)
+    /status program=ingest      run a slash command in #general (each value is converted
+                                to the type the bot registered for that option)
     click <message id> <custom id>   click a button on a bot message
     drop                        drop the gateway connection (the bot should resume)
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -32,20 +32,19 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _value(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
-        return text
+async def run_console_line(fake: FakeDiscord, user: FakeUser, line: str) -> None:
+    """Act on one console line as ``user``.
 
-
-async def _run_command(fake: FakeDiscord, user: FakeUser, line: str) -> None:
+    Raises:
+        LookupError: An unknown channel, command, option or message.
+        ValueError: A bad option value (:class:`~tests.discord_fake.options.OptionError`).
+    """
     if line.startswith("#"):
         channel, _, content = line[1:].partition(" ")
         fake.post_message(user, channel, content)
     elif line.startswith("/"):
         name, *args = line[1:].split()
-        options = {k: _value(v) for k, _, v in (a.partition("=") for a in args)}
+        options = dict(a.partition("=")[::2] for a in args)
         fake.invoke(user, "general", name, **options)
     elif line.startswith("click "):
         _, message_id, custom_id = line.split(maxsplit=2)
@@ -77,7 +76,7 @@ async def _console(fake: FakeDiscord) -> None:
     async for line in stdin:
         if line.strip():
             try:
-                await _run_command(fake, user, line.strip())
+                await run_console_line(fake, user, line.strip())
             except (LookupError, ValueError) as exc:
                 _say(f"error: {exc}")
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tests.discord_fake.options import SUB_COMMAND, SUB_COMMAND_GROUP, OptionBuilder
 from tests.discord_fake.store import BOT_PERMISSIONS, FakeChannel, FakeStore, FakeUser
 
 ReplyKind = Literal["callback", "followup", "edit", "delete"]
@@ -21,8 +22,6 @@ APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
 
-_OPTION_SUBCOMMAND = 1
-_OPTION_GROUP = 2
 _ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 
 
@@ -141,9 +140,7 @@ class InteractionBook:
         store = self.store
         interaction_id = store.snowflakes.next()
         token = "aW50ZXJhY3Rpb24" + secrets.token_urlsafe(32)
-        permissions = 0
-        for role_id in [store.guild_id, *user.role_ids]:
-            permissions |= store.roles[role_id].permissions
+        permissions = store.member_permissions(user)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(store.application_id),
@@ -196,34 +193,23 @@ class InteractionBook:
             focused: The option being typed, for autocomplete.
 
         Raises:
-            LookupError: No such command was registered by the bot (guild or global).
+            LookupError: No such command, subcommand or option was registered by the bot
+                (guild or global).
+            OptionError: An option is missing, of the wrong type or not allowed.
         """
         top, *path = name.split()
         command = self._find_command(top)
-        spec_options: list[dict[str, Any]] = command.get("options") or []
-        leaf: list[dict[str, Any]] = []
-        root: list[dict[str, Any]] = leaf
-        for part in path:
-            spec = next((o for o in spec_options if o["name"] == part), None)
-            if spec is None or spec["type"] not in (_OPTION_SUBCOMMAND, _OPTION_GROUP):
-                raise LookupError(f"command {top!r} has no subcommand {part!r}")
-            inner: list[dict[str, Any]] = []
-            leaf.append({"name": part, "type": spec["type"], "options": inner})
-            leaf, spec_options = inner, spec.get("options") or []
-        for option_name, value in options.items():
-            spec = next((o for o in spec_options if o["name"] == option_name), None)
-            if spec is None:
-                raise LookupError(f"command {name!r} has no option {option_name!r}")
-            option: dict[str, Any] = {"name": option_name, "type": spec["type"], "value": value}
-            if option_name == focused:
-                option["focused"] = True
-            leaf.append(option)
+        root, leaf, spec_options = _subcommand_path(command, path)
+        builder = OptionBuilder(store=self.store, user=user, command=name, focused=focused)
+        leaf.extend(builder.build(spec_options, options))
         data: dict[str, Any] = {
             "id": str(command["id"]),
             "name": top,
             "type": 1,
             "options": root,
         }
+        if builder.resolved:
+            data["resolved"] = builder.resolved
         if command.get("guild_id"):
             data["guild_id"] = str(command["guild_id"])
         kind = AUTOCOMPLETE if focused is not None else APPLICATION_COMMAND
@@ -255,6 +241,34 @@ class InteractionBook:
                     return command
         known = [c["name"] for cmds in self.store.commands.values() for c in cmds]
         raise LookupError(f"no slash command {name!r} registered; the bot synced {known}")
+
+
+def _subcommand_path(
+    command: dict[str, Any], path: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Walk ``path`` (subcommand names) down a registered command.
+
+    Returns:
+        The top-level option list, the innermost one (where the values go), and the
+        registered options of the innermost subcommand.
+
+    Raises:
+        LookupError: A name is not a subcommand, or a subcommand is missing.
+    """
+    spec_options: list[dict[str, Any]] = command.get("options") or []
+    leaf: list[dict[str, Any]] = []
+    root = leaf
+    for part in path:
+        spec = next((o for o in spec_options if o["name"] == part), None)
+        if spec is None or spec["type"] not in (SUB_COMMAND, SUB_COMMAND_GROUP):
+            raise LookupError(f"command {command['name']!r} has no subcommand {part!r}")
+        inner: list[dict[str, Any]] = []
+        leaf.append({"name": part, "type": spec["type"], "options": inner})
+        leaf, spec_options = inner, spec.get("options") or []
+    if any(o["type"] in (SUB_COMMAND, SUB_COMMAND_GROUP) for o in spec_options):
+        names = [o["name"] for o in spec_options]
+        raise LookupError(f"/{command['name']} {' '.join(path)} needs a subcommand of {names}")
+    return root, leaf, spec_options
 
 
 def find_component(message: dict[str, Any], custom_id: str) -> dict[str, Any] | None:

@@ -193,7 +193,7 @@ class FakeDiscord(FakeControls):
             self.gateway.dispatch("MESSAGE_REACTION_REMOVE", event)
 
     def invoke(
-        self, user: FakeUser, channel: ChannelRef, command: str, **options: Any
+        self, user: FakeUser, channel: ChannelRef, command: str, /, **options: Any
     ) -> InteractionRecord:
         """Run a slash command as ``user``; await the answers on the returned record.
 
@@ -201,17 +201,22 @@ class FakeDiscord(FakeControls):
             user: Who runs it (their roles are in ``member.roles``).
             channel: Where.
             command: Its name; subcommands separated by spaces (``"task add"``).
-            **options: Option values by name.
+            **options: Option values by name, converted to the registered option types:
+                text for strings; ints, floats, bools or their text; a
+                :class:`FakeUser`, :class:`FakeChannel` or :class:`FakeRole`, or its id or
+                name, for user, member, channel and role options (sent with ``resolved``).
 
         Raises:
             LookupError: The bot has not registered (synced) that command or option.
+            OptionError: A required option is missing, or a value has the wrong type or
+                is outside the registered choices or bounds (a ``ValueError``).
         """
         record = self.interactions.command(user, self.channel(channel), command, options)
         self.gateway.dispatch("INTERACTION_CREATE", record.payload)
         return record
 
     def autocomplete(
-        self, user: FakeUser, channel: ChannelRef, command: str, focused: str, **options: Any
+        self, user: FakeUser, channel: ChannelRef, command: str, focused: str, /, **options: Any
     ) -> InteractionRecord:
         """Ask for autocomplete choices while ``user`` types option ``focused``."""
         options.setdefault(focused, "")

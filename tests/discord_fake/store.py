@@ -259,6 +259,13 @@ class FakeStore:
                 return role
         raise LookupError(f"no role named {name!r}; known: {[r.name for r in self.roles.values()]}")
 
+    def member_permissions(self, user: FakeUser) -> int:
+        """Return the guild-level permission bits of ``user`` (@everyone plus roles)."""
+        permissions = 0
+        for role_id in [self.guild_id, *user.role_ids]:
+            permissions |= self.roles[role_id].permissions
+        return permissions
+
     def add_user(self, name: str, *, role_ids: list[int] | None = None) -> FakeUser:
         """Create a guild member with the given (existing) roles."""
         user = FakeUser(id=self.snowflakes.next(), name=name, role_ids=list(role_ids or []))
