@@ -119,29 +119,6 @@ async def test_client_history_pages_in_order(fake_discord: FakeDiscord) -> None:
     assert before == ["m99", "m98", "m97"]
 
 
-async def test_client_gets_faithful_errors(fake_discord: FakeDiscord) -> None:
-    secret = fake_discord.add_channel("secret", bot_denied=True)
-    async with run_client(Recorder(), fake_discord.token) as client:
-        general = client.get_channel(fake_discord.channel("general").id)
-        hidden = client.get_channel(secret.id)
-        assert isinstance(general, discord.TextChannel)
-        assert isinstance(hidden, discord.TextChannel)
-        assert not hidden.permissions_for(hidden.guild.me).send_messages
-        with pytest.raises(discord.HTTPException) as too_long:
-            await general.send("x" * 2001)
-        with pytest.raises(discord.Forbidden) as denied:
-            await hidden.send("hi")
-        with pytest.raises(discord.NotFound) as unknown:
-            await general.fetch_message(12345)
-        with pytest.raises(discord.HTTPException) as empty:
-            await general.send(embed=discord.Embed(description="d" * 4097))
-    assert (too_long.value.status, too_long.value.code) == (400, 50035)
-    assert (denied.value.status, denied.value.code) == (403, 50001)
-    assert (unknown.value.status, unknown.value.code) == (404, 10008)
-    assert (empty.value.status, empty.value.code) == (400, 50035)
-    assert fake_discord.bot_actions() == []
-
-
 async def test_client_wrong_token_is_a_login_failure(fake_discord: FakeDiscord) -> None:
     client = discord.Client(intents=intents_for_tests())
     async with client:

@@ -28,7 +28,15 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v10"
 MAX_CONTENT = 2000
 _UNAUTHENTICATED = ("/interactions/", "/webhooks/")
-_EMBED_LIMITS = {"title": 256, "description": 4096}
+_EMBED_TEXT_LIMITS = (
+    (("title",), 256),
+    (("description",), 4096),
+    (("footer", "text"), 2048),
+    (("author", "name"), 256),
+)
+_FIELD_LIMITS = (("name", 256), ("value", 1024))
+_MAX_FIELDS = 25
+_MAX_EMBEDS = 10
 _EMBED_TOTAL = 6000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,8 +77,16 @@ class ApiError(Exception):
 
 
 def invalid_form(field: str, message: str, error_code: str = "BASE_TYPE_MAX_LENGTH") -> ApiError:
-    """Return the 400 ``Invalid Form Body`` error for one field."""
-    errors = {field: {"_errors": [{"code": error_code, "message": message}]}}
+    """Return the 400 ``Invalid Form Body`` error for one field.
+
+    Args:
+        field: Dotted path, nested in ``errors`` as Discord does (``embeds.0.title``).
+        message: The human-readable problem.
+        error_code: Discord's error code string.
+    """
+    errors: dict[str, Any] = {"_errors": [{"code": error_code, "message": message}]}
+    for part in reversed(field.split(".")):
+        errors = {part: errors}
     return ApiError(400, 50035, "Invalid Form Body", errors=errors)
 
 
@@ -186,31 +202,48 @@ def validate_message(body: dict[str, Any], files: list[UploadedFile], *, is_edit
     """
     content = body.get("content")
     if content is not None and len(str(content)) > MAX_CONTENT:
-        raise invalid_form("content", f"Must be {MAX_CONTENT} or fewer in length.")
+        raise invalid_form("content", _too_long(MAX_CONTENT))
     embeds = body.get("embeds") or []
-    if len(embeds) > 10:
-        raise invalid_form("embeds", "Must be 10 or fewer in length.")
-    total = 0
-    for i, embed in enumerate(embeds):
-        for key, limit in _EMBED_LIMITS.items():
-            if len(str(embed.get(key) or "")) > limit:
-                raise invalid_form(f"embeds.{i}.{key}", f"Must be {limit} or fewer in length.")
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            raise invalid_form(f"embeds.{i}.fields", "Must be 25 or fewer in length.")
-        for j, fld in enumerate(fields):
-            if len(str(fld.get("name", ""))) > 256 or len(str(fld.get("value", ""))) > 1024:
-                raise invalid_form(f"embeds.{i}.fields.{j}", "Field name or value too long.")
-        total += len(str(embed.get("title") or "")) + len(str(embed.get("description") or ""))
-        total += sum(len(str(f.get("name", ""))) + len(str(f.get("value", ""))) for f in fields)
-        total += len(str((embed.get("footer") or {}).get("text", "")))
-        total += len(str((embed.get("author") or {}).get("name", "")))
+    if len(embeds) > _MAX_EMBEDS:
+        raise invalid_form("embeds", _too_long(_MAX_EMBEDS))
+    total = sum(_checked_embed_size(i, embed) for i, embed in enumerate(embeds))
     if total > _EMBED_TOTAL:
         raise invalid_form("embeds", f"Embed size exceeds maximum size of {_EMBED_TOTAL}")
     if is_edit:
         return
     if not (content or embeds or files or body.get("components") or body.get("sticker_ids")):
         raise ApiError(400, 50006, "Cannot send an empty message")
+
+
+def _checked_embed_size(index: int, embed: dict[str, Any]) -> int:
+    """Check one embed's limits and return its size (the characters Discord counts).
+
+    Raises:
+        ApiError: 400 Invalid Form Body naming the first field over its limit.
+    """
+    size = 0
+    for path, limit in _EMBED_TEXT_LIMITS:
+        value: Any = embed
+        for key in path:
+            value = (value or {}).get(key)
+        text = str(value or "")
+        if len(text) > limit:
+            raise invalid_form(f"embeds.{index}.{'.'.join(path)}", _too_long(limit))
+        size += len(text)
+    fields = embed.get("fields") or []
+    if len(fields) > _MAX_FIELDS:
+        raise invalid_form(f"embeds.{index}.fields", _too_long(_MAX_FIELDS))
+    for j, fld in enumerate(fields):
+        for key, limit in _FIELD_LIMITS:
+            text = str(fld.get(key) or "")
+            if len(text) > limit:
+                raise invalid_form(f"embeds.{index}.fields.{j}.{key}", _too_long(limit))
+            size += len(text)
+    return size
+
+
+def _too_long(limit: int) -> str:
+    return f"Must be {limit} or fewer in length."
 
 
 def attachments_out(
