@@ -18,6 +18,7 @@ from tests.discord_fake.store import BOT_PERMISSIONS, FakeChannel, FakeStore, Fa
 
 ReplyKind = Literal["callback", "followup", "edit", "delete"]
 
+EPHEMERAL = 1 << 6
 APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
@@ -233,6 +234,27 @@ class InteractionBook:
         record.payload["message"] = self.store.message_view(message)
         record.message_id = int(message["id"])
         return record
+
+    def find_message(self, message_id: int) -> tuple[FakeChannel, dict[str, Any]] | None:
+        """Return the channel and payload of a message, ephemeral ones included, or ``None``.
+
+        Ephemeral messages live only in the interaction that created them.
+        """
+        found = self.store.find_any_message(message_id)
+        if found is not None:
+            return found
+        for record in self.by_id.values():
+            if message_id in record.messages:
+                return self.store.channels[record.channel_id], record.messages[message_id]
+        return None
+
+    def ephemeral_recipient(self, message_id: int) -> FakeUser | None:
+        """Return who alone sees an ephemeral message, or ``None`` if it is not one."""
+        for record in self.by_id.values():
+            message = record.messages.get(message_id)
+            if message is not None and int(message.get("flags") or 0) & EPHEMERAL:
+                return record.user
+        return None
 
     def _find_command(self, name: str) -> dict[str, Any]:
         for scope in (self.store.guild_id, None):

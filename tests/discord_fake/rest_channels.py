@@ -115,8 +115,13 @@ async def create_message(request: web.Request) -> web.Response:
             is_bot = existing["author"]["id"] == str(ctx.store.bot.id)
             if is_bot and existing.get("nonce") == nonce and existing.get("_created", 0) > recent:
                 return json_response(public(ctx.store.message_view(existing)))
-    body["attachments_out"] = attachments_out(ctx, channel.id, body, files)
-    message = ctx.store.new_message(channel, ctx.store.bot, body, extra={"_created": time.time()})
+    message = ctx.store.new_message(
+        channel,
+        ctx.store.bot,
+        body,
+        attachments=attachments_out(ctx, channel.id, body, files),
+        extra={"_created": time.time()},
+    )
     ctx.store.store_message(channel, message)
     ctx.store.record(
         BotAction(

@@ -25,13 +25,17 @@ from tests.discord_fake.http_util import (
     read_body,
     validate_message,
 )
-from tests.discord_fake.interaction import AUTOCOMPLETE, InteractionRecord, InteractionReply
+from tests.discord_fake.interaction import (
+    AUTOCOMPLETE,
+    EPHEMERAL,
+    InteractionRecord,
+    InteractionReply,
+)
 from tests.discord_fake.rest_channels import apply_edit, gateway_message
 from tests.discord_fake.store import BotAction
 
 routes = web.RouteTableDef()
 
-EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 _MESSAGE, _DEFER, _DEFER_UPDATE, _UPDATE, _AUTOCOMPLETE, _MODAL = 4, 5, 6, 7, 8, 9
 
@@ -108,7 +112,6 @@ def _create_message(
     """Create a message answering an interaction; ephemeral ones stay private."""
     store = ctx.store
     channel = store.channels[record.channel_id]
-    body["attachments_out"] = attachments_out(ctx, channel.id, body, files)
     command_name = record.payload["data"].get("name")
     metadata: dict[str, Any] = {
         "id": str(record.id),
@@ -130,7 +133,14 @@ def _create_message(
             "user": record.user.payload(),
         }
     message_type = 20 if record.type == 2 else 0
-    message = store.new_message(channel, store.bot, body, message_type=message_type, extra=extra)
+    message = store.new_message(
+        channel,
+        store.bot,
+        body,
+        attachments=attachments_out(ctx, channel.id, body, files),
+        message_type=message_type,
+        extra=extra,
+    )
     record.messages[int(message["id"])] = message
     if not message["flags"] & EPHEMERAL:
         store.store_message(channel, message)
@@ -202,7 +212,7 @@ async def callback(request: web.Request) -> web.Response:
         record.is_loading = True
     elif kind in (_DEFER_UPDATE, _UPDATE) and record.message_id is not None:
         record.original_message_id = record.message_id
-        found = ctx.store.find_any_message(record.message_id)
+        found = ctx.interactions.find_message(record.message_id)
         if found is None:
             raise ApiError(404, 10008, "Unknown Message")
         message = found[1]
@@ -270,7 +280,7 @@ def _target(ctx: Backend, request: web.Request, record: InteractionRecord) -> di
     message_id = record.original_message_id if raw == "@original" else int(raw)
     if message_id is not None and message_id in record.messages:
         return record.messages[message_id]
-    found = None if message_id is None else ctx.store.find_any_message(message_id)
+    found = None if message_id is None else ctx.interactions.find_message(message_id)
     if found is None or message_id != record.original_message_id:
         raise ApiError(404, 10008, "Unknown Message")
     return found[1]

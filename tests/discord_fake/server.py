@@ -231,12 +231,18 @@ class FakeDiscord(FakeControls):
     ) -> InteractionRecord:
         """Click a button (or choose ``values`` in a select) on a bot message.
 
+        Ephemeral messages can be clicked by the one user who sees them.
+
         Raises:
-            LookupError: No such message, or it has no component with ``custom_id``.
+            LookupError: No such message (or it is ephemeral and ``user`` cannot see it),
+                or it has no component with ``custom_id``.
         """
-        found = self.store.find_any_message(message_id)
+        found = self.interactions.find_message(message_id)
         if found is None:
             raise LookupError(f"no message {message_id}")
+        recipient = self.interactions.ephemeral_recipient(message_id)
+        if recipient is not None and recipient.id != user.id:
+            raise LookupError(f"message {message_id} is ephemeral; only {recipient.name} sees it")
         channel, message = found
         component = find_component(message, custom_id)
         if component is None:

@@ -339,10 +339,20 @@ class FakeStore:
         author: FakeUser,
         body: dict[str, Any],
         *,
+        attachments: list[dict[str, Any]] | None = None,
         message_type: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Build a message payload from a create body; the caller decides whether to store it."""
+        """Build a message payload from a create body; the caller decides whether to store it.
+
+        Args:
+            channel: Where it is posted.
+            author: Who posts it.
+            body: The create body (``content``, ``embeds``, ``components``, ``flags``...).
+            attachments: The stored attachment objects (the body only describes uploads).
+            message_type: Discord's message type (0 default, 19 reply, 20 command).
+            extra: Further keys, set last.
+        """
         message: dict[str, Any] = {
             "id": str(self.snowflakes.next()),
             "channel_id": str(channel.id),
@@ -354,7 +364,7 @@ class FakeStore:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": body.get("attachments_out", []),
+            "attachments": list(attachments or []),
             "embeds": body.get("embeds") or [],
             "components": body.get("components") or [],
             "reactions": [],
