@@ -202,3 +202,25 @@ async def test_client_typing_reaction_removal_and_fetch(fake_discord: FakeDiscor
         ("unreact", "🎉"),
     ]
     assert fake_discord.messages("general")[0]["reactions"] == []
+
+
+async def test_client_multipart_edit_keeps_or_removes_attachments(
+    fake_discord: FakeDiscord,
+) -> None:
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        sent = await channel.send("v1", file=discord.File(io.BytesIO(b"a"), "a.txt"))
+        new = discord.File(io.BytesIO(b"b"), "b.txt")
+        both = await sent.edit(content="v2", attachments=[sent.attachments[0], new])
+        only_new = await both.edit(attachments=[both.attachments[1]])
+        none = await only_new.edit(attachments=[])
+    assert [a.filename for a in both.attachments] == ["a.txt", "b.txt"]
+    assert [a.filename for a in only_new.attachments] == ["b.txt"]
+    assert none.attachments == []
+    assert none.content == "v2"
+    edits = [a.message for a in fake_discord.bot_actions("general") if a.kind == "edit"]
+    assert [[x["filename"] for x in m["attachments"]] for m in edits if m] == [
+        ["a.txt", "b.txt"],
+        ["b.txt"],
+        [],
+    ]

@@ -117,3 +117,18 @@ async def test_delayed_route_delays_the_answer(fake_discord: FakeDiscord) -> Non
         elapsed = anyio.current_time() - started
     assert delay.hits == 1
     assert elapsed >= 0.3
+
+
+async def test_fault_ends_when_its_time_is_up(fake_discord: FakeDiscord) -> None:
+    """A fault without a count limit stops at ``for_seconds``; discord.py's retries get in."""
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        fault = fake_discord.fail_route(
+            METHOD, MESSAGES, status=429, times=None, for_seconds=0.5, retry_after=0.2
+        )
+        started = anyio.current_time()
+        await channel.send("after the outage")  # up to 5 tries, 0.2 s apart: >= 0.8 s
+        elapsed = anyio.current_time() - started
+    assert fault.hits >= 1
+    assert elapsed >= 0.5
+    assert [m["content"] for m in fake_discord.bot_messages("general")] == ["after the outage"]
