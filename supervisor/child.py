@@ -329,13 +329,17 @@ class ChildProcess:
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
                 await run.identify(self._ctx.reaper)
-            run.start_watchers(
-                tg, consumer=self._ctx.lines, max_line_bytes=self.spec.max_line_bytes
-            )
             try:
                 try:
                     with anyio.CancelScope(shield=True):  # a spawn is recorded whole
-                        await self._record_start(run, reason, started)
+                        try:
+                            await self._record_start(run, reason, started)
+                        finally:  # after STARTING, so no line of the run precedes it
+                            run.start_watchers(
+                                tg,
+                                consumer=self._ctx.lines,
+                                max_line_bytes=self.spec.max_line_bytes,
+                            )
                     await self._until_exit(run)
                 except BaseException:
                     with anyio.move_on_after(bound, shield=True):

@@ -173,6 +173,25 @@ async def test_child_exit_zero_on_failure_stays_exited(h: Harness) -> None:
     assert run.ended_at is not None
 
 
+async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
+    """QA3 #8: a run's first line reached the console before its STARTING."""
+    lines_at_starting: list[int] = []
+
+    def emit(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is S.STARTING:
+            lines_at_starting.append(len(h.rec.lines))
+        h.rec.emit(event)
+
+    ctx = dataclasses.replace(h.ctx, emit=emit)
+    quick = ("/bin/sh", "-c", "echo one; echo two >&2; exec sleep 1000")  # no Python start-up
+    child = ChildProcess(dataclasses.replace(h.child().spec, command=quick), 0, ctx)
+    async with supervised(child):
+        for run in range(1, 4):  # the first lines come at once: a race each time
+            await child.restart()
+            await h.rec.wait_for(lambda run=run: len(h.rec.lines) == 2 * run)
+    assert lines_at_starting == [0, 2, 4]  # each run's two lines came after its STARTING
+
+
 async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
     child = h.child(_worker("child_exit.py"), "3")
     async with supervised(child):
