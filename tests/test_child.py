@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -173,6 +174,10 @@ async def test_child_exit_zero_on_failure_stays_exited(h: Harness) -> None:
     assert run.ended_at is not None
 
 
+def _has_lines(rec: Recorder, count: int) -> bool:
+    return len(rec.lines) == count
+
+
 async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
     """QA3 #8: a run's first line reached the console before its STARTING."""
     lines_at_starting: list[int] = []
@@ -188,7 +193,7 @@ async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> 
     async with supervised(child):
         for run in range(1, 4):  # the first lines come at once: a race each time
             await child.restart()
-            await h.rec.wait_for(lambda run=run: len(h.rec.lines) == 2 * run)
+            await h.rec.wait_for(functools.partial(_has_lines, h.rec, 2 * run))
     assert lines_at_starting == [0, 2, 4]  # each run's two lines came after its STARTING
 
 
