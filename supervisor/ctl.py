@@ -27,7 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import config_values
+from supervisor import config_values, socketfile
 from supervisor.config import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
 from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
@@ -315,7 +315,8 @@ def _connect(path: Path, timeout: float) -> Iterator[tuple[socket.socket, _LineR
     try:
         sock.settimeout(timeout)
         try:
-            sock.connect(os.fspath(path))
+            with socketfile.address(path) as where:
+                sock.connect(where)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise _NotRunning(f"{path}: {exc.strerror}") from None
         except OSError as exc:

@@ -4,8 +4,9 @@ This module owns the socket file's life on disk: refusing a directory others
 may write to, telling a stale socket left by a killed dsup (replaced) from one
 a live dsup answers on (refused), binding with mode 0600, telling whether our
 file is still there, removing only our own file, and reading the peer's
-credentials. It does not own connections or the protocol (``control``,
-``wire``).
+credentials, and reaching a socket whose path is too long for ``sun_path``
+(:func:`address`). It does not own connections or the protocol
+(``control``, ``wire``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,33 @@ import anyio
 from supervisor.errors import StateDirLocked, StateDirUnsafe
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 SOCKET_MODE = 0o600
+MAX_ADDRESS_BYTES = 107  # Linux's sun_path holds 108 bytes, the last a NUL
+
+
+@contextlib.contextmanager
+def address(path: Path) -> Iterator[str]:
+    """An address to ``bind`` or ``connect`` for the socket at ``path``, for the block.
+
+    A unix socket address holds at most 107 bytes, and a state_dir deep in a
+    home directory easily makes a longer path. Such a path is reached through
+    a descriptor of its directory, ``/proc/self/fd/N/control.sock``, which the
+    kernel resolves like the path itself.
+    """
+    text = os.fspath(path)
+    if len(os.fsencode(text)) <= MAX_ADDRESS_BYTES:
+        yield text
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int] | None:
@@ -85,7 +108,8 @@ def _probe(path: Path) -> int | None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(2.0)
         try:
-            sock.connect(os.fspath(path))
+            with address(path) as where:
+                sock.connect(where)
         except OSError as exc:
             if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
                 return None
@@ -140,7 +164,8 @@ def listen(path: Path) -> Listener:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        sock.bind(os.fspath(path))
+        with address(path) as where:
+            sock.bind(where)
         os.chmod(path, SOCKET_MODE)
         sock.listen(128)
         return Listener(path, sock)
