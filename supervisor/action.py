@@ -10,6 +10,7 @@ audit or fan-out over a target (``commands``), nor the state machine itself
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from supervisor.errors import InvalidArgument, InvalidTransition, SupervisorError
@@ -18,7 +19,7 @@ from supervisor.policy import describe_exit
 from supervisor.reports import ProcessResult
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from supervisor.access import Actor
     from supervisor.child import ChildProcess, ProcessStatus
@@ -43,7 +44,10 @@ def parse_signal(value: str | int) -> signal.Signals:
 
 
 async def start_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    """Start ``child`` unless it is up; ``failed`` when it does not come up."""
+    """Start ``child`` unless it is up; ``failed`` when it does not come up.
+
+    A one-shot job that ran and exited 0 (EXITED, not restarted) is ``ok``.
+    """
     return await _transition(
         child, lambda: child.start(reason=f"started by {actor.name}"), wanted_alive=True
     )
@@ -85,22 +89,54 @@ async def _transition(
         return _result(st, "unchanged" if settled else "failed", str(exc))
     except SupervisorError as exc:  # SpawnError and friends: this process only
         return _result(child.status(), "failed", str(exc))
+    if wanted_alive and _has_finished(st):
+        return _result(st, "ok", f"finished ({describe_exit(0, None)})")
     if wanted_alive and not _is_up(st.state):
         return _result(st, "failed", _why_down(st))
     return _result(st, "ok", "")
 
 
 async def signal_one(child: ChildProcess, sig: signal.Signals) -> ProcessResult:
-    """Send ``sig`` to ``child``; ``failed`` when it is not running."""
+    """Send ``sig`` to ``child``; ``skipped`` when it is not running.
+
+    See :func:`judge_signals` for when a skip is a failure.
+    """
     try:
         child.send_signal(sig)
     except InvalidTransition as exc:
-        return _result(child.status(), "failed", str(exc))
+        return _result(child.status(), "skipped", str(exc))
+    except OSError as exc:  # EPERM: the group is no longer ours to signal
+        return _result(child.status(), "failed", f"cannot send {sig.name}: {exc.strerror}")
     return _result(child.status(), "ok", "")
+
+
+def judge_signals(results: Sequence[ProcessResult]) -> tuple[ProcessResult, ...]:
+    """The results of one ``signal`` command: skips are failures when nothing got it.
+
+    ``signal all HUP`` tells every running process and skips the others
+    ("not running"); a target with no running process at all is a failure,
+    whose message says why each was skipped.
+    """
+    if any(r.outcome == "ok" for r in results):
+        return tuple(
+            replace(r, message="not running") if r.outcome == "skipped" else r for r in results
+        )
+    return tuple(replace(r, outcome="failed") if r.outcome == "skipped" else r for r in results)
 
 
 def _is_up(state: ProcessState) -> bool:
     return state in (ProcessState.STARTING, ProcessState.RUNNING)
+
+
+def _has_finished(st: ProcessStatus) -> bool:
+    """A one-shot run that ended well: EXITED with code 0 and no restart coming.
+
+    The policy sends a run that exits 0 within start_seconds to EXITED only
+    when it would not restart it (``never``, ``on-failure``): the job is done.
+    """
+    return (
+        st.state is ProcessState.EXITED and st.last_exit_code == 0 and st.last_exit_signal is None
+    )
 
 
 def _is_settled(state: ProcessState, *, wanted_alive: bool) -> bool:

@@ -20,13 +20,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from supervisor import audit
 from supervisor.access import AccessLevel, Actor, Command
-from supervisor.action import parse_signal, restart_one, signal_one, start_one, stop_one
+from supervisor.action import (
+    judge_signals,
+    parse_signal,
+    restart_one,
+    signal_one,
+    start_one,
+    stop_one,
+)
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
 from supervisor.follow_buffer import FollowBuffer
@@ -191,13 +199,17 @@ class CommandService:
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport:
         """Send a signal to every running process ``target`` names.
 
+        Processes that are not running are ``skipped``; they are ``failed``
+        when none of the target was running.
+
         Raises:
             InvalidArgument: ``sig`` is not a signal.
         """
 
         async def run() -> ActionReport:
             parsed = parse_signal(sig)
-            return await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
+            report = await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
+            return replace(report, processes=judge_signals(report.processes))
 
         return await self._audited(actor, Command.SIGNAL, target, run, detail=f"signal {sig}")
 

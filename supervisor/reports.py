@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from supervisor.child import ProcessStatus
     from supervisor.events import ProcessState, Stream
 
-ProcessOutcome = Literal["ok", "unchanged", "failed"]
+ProcessOutcome = Literal["ok", "unchanged", "skipped", "failed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,10 +59,11 @@ class ProcessResult:
     Attributes:
         process: process name.
         outcome: ``ok``, ``unchanged`` (already as asked, e.g. stopping a
-            stopped process) or ``failed``.
+            stopped process), ``skipped`` (a ``signal`` to a process that is
+            not running, while others of the target got it) or ``failed``.
         state: the state after the command.
         pid: the pid after the command, if running.
-        message: why it failed or was unchanged ("" when ok).
+        message: why it failed, was unchanged or skipped ("" when ok).
     """
 
     process: str

@@ -95,6 +95,42 @@ async def test_ctl_exit_1_when_the_command_fails(tmp_path: Path) -> None:
     assert ok.stdout.startswith("tick:0: ok, RUNNING (pid ")
 
 
+async def test_ctl_start_of_a_one_shot_job_that_finished_is_ok(tmp_path: Path) -> None:
+    """QA3 #2: a job that ran once and exited 0 was reported failed (exit 1)."""
+    once = program("once", "ctl_oneshot.py", autostart=False, restart="never")
+    again = program("again", "ctl_oneshot.py", autostart=False, restart="on-failure")
+    bad = program("bad", "ctl_oneshot.py", "3", autostart=False, restart="never")
+    cfg = write_config(tmp_path, once, again, bad)
+    async with running_node(cfg):
+        start = await ctl("-c", str(cfg), "start", "once")
+        restart = await ctl("-c", str(cfg), "restart", "again")
+        failed = await ctl("-c", str(cfg), "start", "bad")
+    assert start.returncode == 0, start.stdout
+    assert start.stdout.strip() == "once:0: ok, EXITED: finished (exit code 0)"
+    assert restart.returncode == 0, restart.stdout
+    assert restart.stdout.strip() == "again:0: ok, EXITED: finished (exit code 0)"
+    assert failed.returncode == 1
+    assert failed.stdout.startswith("bad:0: failed, ")
+
+
+async def test_ctl_signal_all_skips_what_is_not_running(tmp_path: Path) -> None:
+    """QA3 #9: one stopped process made `signal all` fail (exit 1)."""
+    cfg = write_config(tmp_path, TICK, CRASH)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:1"] == "RUNNING")
+        every = await ctl("-c", str(cfg), "signal", "all", "USR1")
+        glob = await ctl("-c", str(cfg), "signal", "cr*", "USR1")
+        one = await ctl("-c", str(cfg), "signal", "crash:0", "USR1")
+    assert every.returncode == 0, every.stdout
+    lines = sorted(every.stdout.splitlines())
+    assert lines[0] == "crash:0: skipped, STOPPED: not running"
+    assert [line.split(",")[0] for line in lines[1:]] == ["tick:0: ok", "tick:1: ok"]
+    for nothing in (glob, one):  # nothing matched was running: that is a failure
+        assert nothing.returncode == 1
+        assert nothing.stdout.startswith("crash:0: failed, STOPPED: "), nothing.stdout
+        assert "cannot send SIGUSR1" in nothing.stdout
+
+
 async def test_ctl_exit_2_on_usage_errors(tmp_path: Path) -> None:
     missing = await ctl("-c", str(tmp_path / "nope.toml"), "status")
     assert missing.returncode == 2
