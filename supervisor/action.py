@@ -27,20 +27,35 @@ if TYPE_CHECKING:
 
 
 def parse_signal(value: str | int) -> signal.Signals:
-    """Turn ``TERM``, ``SIGTERM``, ``term`` or ``15`` into a signal.
+    """Turn ``TERM``, ``SIGTERM``, ``term``, ``rtmin`` or ``15`` into a signal.
 
     Raises:
-        InvalidArgument: not a signal of this platform.
+        InvalidArgument: not a signal of this platform; the message lists the
+            numbers that are (``1-31, 34, 64`` on Linux).
     """
     text = str(value).strip().upper()
+    numbers = _number_ranges(sorted(s.value for s in signal.Signals))
+    if text.lstrip("-").isdigit():
+        fix = f"no signal has number {int(text)} here; give one of {numbers} or a name"
+    else:
+        fix = f"give a name like TERM, HUP, USR1 or a number ({numbers})"
     try:
         if text.isdigit():
             return signal.Signals(int(text))
         return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
     except (KeyError, ValueError):
-        raise InvalidArgument(
-            "signal", "signal", value, "give a name like TERM, HUP, USR1 or a number"
-        ) from None
+        raise InvalidArgument("signal", "signal", value, fix) from None
+
+
+def _number_ranges(numbers: Sequence[int]) -> str:
+    """``1-31, 34, 64`` for the sorted numbers 1 to 31, 34 and 64."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 async def start_one(child: ChildProcess, actor: Actor) -> ProcessResult:

@@ -41,6 +41,7 @@ from supervisor.follow_buffer import FollowBuffer
 from supervisor.logread import follow, tail_lines
 from supervisor.logs import log_paths
 from supervisor.reports import (
+    MAX_TAIL_LINES,
     ActionReport,
     LogFollow,
     LogLines,
@@ -82,9 +83,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-MAX_TAIL_LINES = 1000
-"""The most lines one ``tail`` returns per process (the log file has the rest)."""
 
 _AUDIT_TIMEOUT = 5.0
 _CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before

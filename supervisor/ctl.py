@@ -31,6 +31,8 @@ from supervisor import config_values, socketfile
 from supervisor.config import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
 from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
+from supervisor.humanize import plural
+from supervisor.reports import MAX_TAIL_LINES
 from supervisor.statedir import SOCKET_NAME, running_holder
 
 if TYPE_CHECKING:
@@ -207,6 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         raise _Error(EXIT_FAILED, "OSError", f"{path}: {exc.strerror or exc}") from None
+    if cmd == "tail":
+        _note_tail_cap(cmd_args)
     text = json.dumps(result) if args.json else render(cmd, result)
     if text:
         print(text, flush=True)
@@ -236,8 +240,9 @@ def _socket_path(args: argparse.Namespace) -> Path:
         if state_dir is None:
             raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
         print(
-            f"dsup ctl: note: {path} does not validate ({len(exc.issues)} issues; "
-            f"`dsup check` lists them); using its state_dir {state_dir}",
+            f"dsup ctl: note: {path} does not validate ({plural(len(exc.issues), 'issue')}; "
+            f"`dsup check` lists {'it' if len(exc.issues) == 1 else 'them'}); "
+            f"using its state_dir {state_dir}",
             file=sys.stderr,
         )
         return state_dir / SOCKET_NAME
@@ -382,6 +387,7 @@ def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) ->
         _send(sock, "tail", args)
         # The acknowledgement names the processes followed (or it is an error).
         followed = _checked(reader.message()).get("result")
+        _note_tail_cap(args)
         many = isinstance(followed, list) and len(followed) > 1
         sock.settimeout(None)  # a quiet log may stay quiet for hours
         try:
@@ -392,6 +398,16 @@ def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) ->
         except KeyboardInterrupt:
             return EXIT_OK
     raise _NotRunning("dsup closed the connection")
+
+
+def _note_tail_cap(args: Mapping[str, object]) -> None:
+    lines = args.get("lines")
+    if isinstance(lines, int) and lines > MAX_TAIL_LINES:
+        print(
+            f"dsup ctl: note: tail gives at most {MAX_TAIL_LINES} lines per process; "
+            "the log files in state_dir/logs keep the rest",
+            file=sys.stderr,
+        )
 
 
 def _has_failures(result: object) -> bool:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from supervisor.child import ProcessStatus
     from supervisor.events import ProcessState, Stream
 
+MAX_TAIL_LINES = 1000
+"""The most lines one ``tail`` returns per process (the log file has the rest)."""
+
 ProcessOutcome = Literal["ok", "unchanged", "skipped", "failed"]
 
 

@@ -179,6 +179,11 @@ class _Args:
         value = self._get(name, "stdout")
         if value == "stdout" or value == "stderr":
             return value
+        if isinstance(value, str) and value:  # the wrong word: show it
+            shown = value if len(value) <= 40 else f"{value[:40]}..."
+            raise ControlProtocolError(
+                f'{self._cmd}: {name} must be "stdout" or "stderr", got {shown!r}'
+            )
         raise self._bad(name, '"stdout" or "stderr"', value)
 
     def finish(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import pwd
+import signal
 from typing import TYPE_CHECKING
 
 import anyio
@@ -191,9 +192,18 @@ def test_parse_signal_accepts_names_numbers_and_prefixes() -> None:
     assert parse_signal("SIGHUP").name == "SIGHUP"
     assert parse_signal(" 10 ").name == "SIGUSR1"
     assert parse_signal(9).name == "SIGKILL"
+    assert parse_signal("rtmin") == signal.SIGRTMIN
     for bad in ("", "SIGNOPE", "999", -1):
         with pytest.raises(InvalidArgument):
             parse_signal(bad)
+
+
+@pytest.mark.parametrize("number", ["0", "99", "33"])
+def test_parse_signal_says_which_numbers_are_signals(number: str) -> None:
+    """QA3 #13: "bad signal '0'; give ... or a number", although 0 is a number."""
+    with pytest.raises(InvalidArgument) as bad:
+        parse_signal(number)
+    assert f"no signal has number {number} here; give one of 1-31, 34, 64" in str(bad.value)
 
 
 # -- tail ------------------------------------------------------------------------

@@ -260,6 +260,20 @@ async def test_control_answers_bad_requests_with_errors_and_keeps_serving(
         assert result(await client.ask("status"))["node"] == "fake"
 
 
+async def test_control_names_the_bad_value_of_a_string_argument(tmp_path: Path) -> None:
+    """QA3 #13: a bad stream said "got a string" without the string."""
+    async with fake_server(_private_dir(tmp_path)) as server, connect(server.path) as client:
+        reply = await client.ask("tail", target="x", stream="stdin")
+        assert error_type(reply) == "ControlProtocolError"
+        error = reply["error"]
+        assert isinstance(error, dict)
+        assert error["message"].endswith('stream must be "stdout" or "stderr", got \'stdin\'')
+        reply = await client.ask("tail", target="x", stream="x" * 500)
+        error = reply["error"]
+        assert isinstance(error, dict)
+        assert len(error["message"]) < 150  # a long value is cut
+
+
 async def test_control_ends_a_connection_after_an_oversized_line(tmp_path: Path) -> None:
     async with fake_server(_private_dir(tmp_path)) as server, connect(server.path) as client:
         await client.send_raw(b"x" * (MAX_LINE_BYTES + 10) + b"\n")

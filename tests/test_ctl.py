@@ -208,6 +208,17 @@ async def test_ctl_finds_the_socket_of_a_config_being_edited(tmp_path: Path) -> 
     assert str(cfg) in broken.stderr  # the full path, as the server names it
 
 
+async def test_ctl_note_on_a_config_that_does_not_validate_counts_in_words(
+    tmp_path: Path,
+) -> None:
+    """QA3 #12: the note said "(1 issues; ...)"."""
+    cfg = write_config(tmp_path, TICK)
+    cfg.write_text(cfg.read_text() + '\n[programs.half]\ncommand = ""\n')
+    done = await ctl("-c", str(cfg), "status")
+    assert done.returncode == 3  # no dsup there; the note comes first
+    assert "does not validate (1 issue; `dsup check` lists it)" in done.stderr
+
+
 def test_ctl_finds_the_default_state_dir_of_a_config_being_edited(tmp_path: Path) -> None:
     from supervisor.ctl import _state_dir_only
 
@@ -249,6 +260,17 @@ async def test_ctl_tail_prints_the_last_lines(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert [line.split()[0] for line in done.stdout.splitlines()] == ["tick"] * 3
     assert sorted(line.split(" | ")[0] for line in both.stdout.splitlines()) == ["tick:0", "tick:1"]
+
+
+async def test_ctl_tail_says_when_it_gives_fewer_lines_than_asked(tmp_path: Path) -> None:
+    """QA3 #13: `tail -n 5000` quietly printed 1000 lines."""
+    cfg = write_config(tmp_path, TICK)
+    async with running_node(cfg):
+        many = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "5000")
+        few = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "1000")
+    assert many.returncode == 0
+    assert "note: tail gives at most 1000 lines per process" in many.stderr
+    assert few.stderr == ""
 
 
 async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
