@@ -4,12 +4,14 @@ This module owns how the live view uses the terminal's cells: the title line,
 the status table (padding goes before content, then columns shrink in a fixed
 order, "... N more" below the table when rows do not fit), and which recent
 lines are kept and shown when one process writes far more than the others
-(each process gets a fair share, so a flood never hides a crash traceback). It
-does not own writing to the terminal nor log capture (``terminal``).
+(each process gets a fair share, so a flood never hides a crash traceback nor
+its state changes). It does not own writing to the terminal nor log capture
+(``terminal``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
@@ -44,12 +46,23 @@ PROCESS first, then RESTARTS and UPTIME; STATE and PID only in rich's last even 
 
 
 class Entry(NamedTuple):
-    """One line of the recent area: ``head mark text``, shared fairly by ``key``."""
+    """One line of the recent area: ``head mark text``, shared fairly by ``key``.
 
-    key: str  # the process for output and drop notes; "#" state changes, "~" log records
+    ``key`` is the process for its output lines, drop notes and state changes,
+    ``~`` for dsup's log records and ``#`` for dsup's other notes (orphans
+    cleaned, state changes lost); ``mark`` is ``|`` or ``!`` for output, ``#`` or
+    ``~`` for a note.
+    """
+
+    key: str
     head: str
     mark: str
     text: str
+
+    @property
+    def is_note(self) -> bool:
+        """A state change, drop note or log record rather than a line of output."""
+        return self.mark in "#~"
 
 
 class _Style(NamedTuple):
@@ -75,30 +88,35 @@ def fair_tail(entries: Sequence[Entry], room: int) -> list[Entry]:
 
     The share is the largest count ``q`` such that every key keeping its newest
     ``min(count, q)`` entries fits in ``room``: a key with few entries keeps
-    them all, a flooding key gets what is left. Time order is kept.
+    them all, a flooding key gets what is left. The cells the rounding leaves
+    go to the newest notes (state changes, log records) first, then to the
+    newest lines. Time order is kept.
     """
     if len(entries) <= room:
         return list(entries)
-    counts = sorted(Counter(e.key for e in entries).values())
-    quota, left, keys = counts[-1], room, len(counts)
-    for count in counts:  # water-filling: small keys first
-        if count * keys > left:
-            quota = max(1, left // keys)
-            break
-        left -= count
-        keys -= 1
+    quota = _share(sorted(Counter(e.key for e in entries).values()), room)
     used: Counter[str] = Counter()
     picked: set[int] = set()
-    for i in range(len(entries) - 1, -1, -1):
+    newest_first = range(len(entries) - 1, -1, -1)
+    for i in newest_first:
         if used[entries[i].key] < quota and len(picked) < room:
             used[entries[i].key] += 1
             picked.add(i)
-    # The cells the rounding left go to the newest entries not picked yet.
-    for i in range(len(entries) - 1, -1, -1):
-        if len(picked) >= room:
-            break
-        picked.add(i)
+    for notes in (True, False):
+        left = (i for i in newest_first if entries[i].is_note == notes and i not in picked)
+        picked.update(itertools.islice(left, max(0, room - len(picked))))
     return [entries[i] for i in sorted(picked)]
+
+
+def _share(counts: Sequence[int], room: int) -> int:
+    """The fair share of ``room`` for keys with ``counts`` entries (ascending): water-filling."""
+    left, keys = room, len(counts)
+    for count in counts:  # small keys first: they keep all they have
+        if count * keys > left:
+            return max(1, left // keys)
+        left -= count
+        keys -= 1
+    return counts[-1]
 
 
 def layout(

@@ -289,7 +289,8 @@ class LiveView(View):
 
         A log record (``SIGINT: stopping every process``) is often written just
         before the state changes it causes, in the same batch. The recent lines
-        are then cut to ``RECENT_LINES``, each process keeping a fair share.
+        are then cut to ``RECENT_LINES``, each process keeping a fair share of
+        its output and state changes together (``live_layout.fair_tail``).
         """
         timed: list[tuple[float, list[Entry]]] = [
             (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs
@@ -303,8 +304,9 @@ class LiveView(View):
             elif isinstance(item, Dropped) and item.process:
                 note = f"[{humanize.plural(item.count, 'line')} dropped]"
                 timed.append((at, [Entry(item.process, item.process, "#", note)]))
-            else:
-                timed.append((at, [Entry("#", _clock(at), "#", _describe(item))]))
+            else:  # a state change shares its process's room; dsup's notes have their own
+                key = item.process if isinstance(item, StateChanged) else "#"
+                timed.append((at, [Entry(key, _clock(at), "#", _describe(item))]))
         timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
         for _, entries in timed:
             self._recent.extend(entries)

@@ -12,9 +12,6 @@ import json
 import logging
 import os
 import re
-import select
-import struct
-import subprocess
 import sys
 import threading
 import time
@@ -29,6 +26,9 @@ from supervisor import humanize
 from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 from supervisor.live_layout import Entry, fair_tail
+from tests import _console
+from tests._console import PtyRun
+from tests._e2e import write_config
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from supervisor.events import Event
 
-REPO = Path(__file__).resolve().parent.parent
 WORKERS = Path(__file__).resolve().parent / "workers"
 
 _PLAIN_LINE = re.compile(r"^(?P<process>\S+) (?P<mark>[|!]) (?P<text>.*)$")
@@ -296,86 +295,19 @@ async def test_console_live_takes_a_bounded_share_per_redraw_and_counts_the_rest
     console.deliver(_lines(*(f"line {i}" for i in range(LIVE_MAX_LINES))))
     assert console.capacity() == FAIR_LINES
     console.deliver(_lines("one too many", "and another"))
-    text = "\n".join(_screen(await _written(console, out)))
+    text = "\n".join(_console.screen(await _written(console, out)))
     assert "[2 lines dropped]" in text
     assert f"line {LIVE_MAX_LINES - 1}" in text
     assert "PROCESS" in text  # the final table, even with no rows
 
 
-def _screen(raw: str, height: int | None = None) -> list[str]:
-    """What a terminal shows after ``raw``: the few controls rich's live display uses.
-
-    Handles CR, LF, cursor up (``ESC[nA``), erase line (``ESC[2K``) and ignores
-    other CSI sequences (colours, cursor visibility). Without ``height``,
-    scrollback is unbounded, so content that scrolled instead of being redrawn
-    stays visible here. With it, the screen has ``height`` rows: a line feed on
-    the last row scrolls the top row away, and only the visible rows (up to
-    the cursor's) are returned.
-    """
-    lines: list[list[str]] = [[]]
-    row = col = top = 0
-    for m in re.finditer(r"\x1b\[([0-9;?]*)([A-Za-z])|\r|\n|[^\x1b\r\n]", raw):
-        token = m.group(0)
-        if m.group(2) == "A":
-            row = max(top, row - int(m.group(1) or 1))
-        elif m.group(2) == "K":
-            lines[row] = []
-        elif m.group(2):
-            continue
-        elif token == "\r":
-            col = 0
-        elif token == "\n":
-            row += 1
-            if row == len(lines):
-                lines.append([])
-            if height is not None and row - top >= height:
-                top = row - height + 1
-        else:
-            cur = lines[row]
-            cur.extend(" " * (col - len(cur)))
-            cur[col : col + 1] = [token]
-            col += 1
-    return ["".join(chars).rstrip() for chars in lines[top:]]
-
-
 def _run_live_driver(rows: int, columns: int, *args: str) -> str:
     """Run tests/workers/console_pty_driver.py on a real pseudo-terminal; its output."""
-    import fcntl
-    import termios
-
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
-    env.pop("NO_COLOR", None)
-    with subprocess.Popen(
-        [sys.executable, "-u", str(WORKERS / "console_pty_driver.py"), *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-    ) as proc:
-        os.close(slave)
-        raw = bytearray()
-        deadline = time.monotonic() + 20
-        try:
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.5)
-                if not ready:
-                    continue
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the terminal's last writer is gone
-                    break
-                if not data:
-                    break
-                raw += data
-        finally:
-            os.close(master)
-            proc.wait(timeout=10)
-    text = raw.decode()
-    assert proc.returncode == 0, text
-    return text
+    argv = [sys.executable, "-u", str(WORKERS / "console_pty_driver.py"), *args]
+    with PtyRun(argv, rows=rows, columns=columns) as run:
+        code = run.wait_exit()
+    assert code == 0, run.text
+    return run.text
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +318,7 @@ def live_output() -> str:
 
 def test_console_live_table_refreshes_in_place_in_a_real_terminal(live_output: str) -> None:
     text = live_output
-    screen = _screen(text)
+    screen = _console.screen(text)
     headers = [line for line in screen if "PROCESS" in line and "STATE" in line]
     assert len(headers) == 1, screen  # redrawn in place, not scrolled
     for column in ("PID", "UPTIME", "RESTARTS", "LAST EXIT"):
@@ -412,7 +344,7 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal(live_output: s
 def test_console_live_escapes_control_characters_and_keeps_colour(live_output: str) -> None:
     """QA #3: a ``\\r`` no longer eats the ``name |`` prefix; no OSC reaches the terminal."""
     text = live_output
-    screen = _screen(text)
+    screen = _console.screen(text)
     assert "scraper:0 | RED\\x0d\\x0dX\\x08\\x08" in screen, screen
     assert "scraper:0 | \\x0b\\x0c\\x0dnext line" in screen, screen
     assert "\x1b]" not in text
@@ -445,7 +377,7 @@ async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -
             tg.cancel_scope.cancel()  # the final redraw shows both, from one batch
     finally:
         logging.getLogger().removeHandler(handler)
-    screen = _screen(out.getvalue())
+    screen = _console.screen(out.getvalue())
     logged = [i for i, line in enumerate(screen) if "SIGINT: stopping" in line]
     changed = [i for i, line in enumerate(screen) if "RUNNING -> STOPPING" in line]
     assert len(logged) == len(changed) == 1, screen
@@ -456,7 +388,7 @@ async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -
 def test_console_live_narrow_pane_keeps_title_pid_and_state_whole() -> None:
     """QA #18: at 60 columns the title stays on the top row and PID, STATE are not cut."""
     rows = 16
-    screen = _screen(_run_live_driver(rows, 60), height=rows)
+    screen = _console.screen(_run_live_driver(rows, 60), height=rows)
     assert len(screen) <= rows
     assert screen[0].startswith("dsup ptynode"), screen  # the final table kept its title
     assert screen[0].endswith("…"), screen  # cut, not wrapped
@@ -471,7 +403,7 @@ def test_console_live_small_pane_after_an_echo_keeps_title_names_and_more_count(
     """QA2 #6, #7: 60x20 with 17 rows after make's echo line: title kept, nothing cut."""
     rows = 20
     raw = _run_live_driver(rows, 60, "15", "make: .venv/bin/dsup run examples/dsup.toml")
-    screen = _screen(raw, height=rows)
+    screen = _console.screen(raw, height=rows)
     assert len(screen) <= rows
     assert screen[0].startswith("dsup ptynode"), screen  # the echo went into the scrollback
     assert max(map(len, screen)) <= 60
@@ -517,7 +449,7 @@ async def test_console_live_flooder_never_hides_a_quiet_process() -> None:
     out = _TtyLike()
     console = Console(stream=out, live=True, status=list)
     _flood_and_quiet(console, LIVE_MAX_LINES)
-    screen = _screen(await _written(console, out))
+    screen = _console.screen(await _written(console, out))
     assert any(line.endswith("crash:0 | crashing now") for line in screen), screen
     assert any(line.endswith("crash:0 ! Traceback: boom") for line in screen), screen
     assert any(line.endswith("flood:0 # [71000 lines dropped]") for line in screen), screen
@@ -638,3 +570,70 @@ def test_fair_tail_keeps_a_quiet_process_line_and_fills_the_room_in_time_order()
     shown = [e.text for e in fair_tail(entries, 6)]
     assert shown == ["boom", "f296", "f297", "f298", "f299", "crash:0 RUNNING -> BACKOFF"]
     assert fair_tail(entries[:3], 6) == entries[:3]
+
+
+def _talk_and_crash(tmp_path: Path) -> Path:
+    """Two talkers flooding the recent area, and a crasher that exits 1 once."""
+    talker = [sys.executable, str(WORKERS / "console_talker.py")]
+    crasher = ["sh", "-c", "echo crasher up; echo boom >&2; exit 1"]
+    return write_config(
+        tmp_path,
+        f"[programs.talker]\ncommand = {talker!r}\nnumprocs = 2\nstart_seconds = 0\n\n"
+        f'[programs.crasher]\ncommand = {crasher!r}\nrestart = "never"\nstart_seconds = 0\n',
+    )
+
+
+def test_console_live_final_screen_keeps_crashes_shutdown_lines_and_the_sigint_note(
+    tmp_path: Path,
+) -> None:
+    """QA3 #4: state changes and log records are not pushed off by older worker output.
+
+    Real dsup on a real terminal: Ctrl-C is typed once the crash is on screen
+    and both talkers have filled their share of the recent lines.
+    """
+    rows = 24
+    with PtyRun.dsup(_talk_and_crash(tmp_path), rows=rows, columns=100) as run:
+        run.read_until(
+            lambda text: (
+                "crasher:0 RUNNING -> EXITED" in text
+                and all(re.search(rf"talker:{i} \| talk \d\d\d", text) for i in (0, 1))
+            ),
+            "the crash and 100 lines of each talker",
+        )
+        run.type(b"\x03")
+        assert run.wait_exit() == 0
+    final = _console.screen(run.text, height=rows)
+    recent = "\n".join(final)
+    assert "SIGINT: stopping every process" in recent, final
+    assert re.search(r"# crasher:0 RUNNING -> EXITED pid \d+ exit 1", recent), final
+    assert "crasher:0 ! boom" in recent, final
+    for i in (0, 1):
+        assert f"# talker:{i} RUNNING -> STOPPING" in recent, final
+        assert f"# talker:{i} STOPPING -> STOPPED" in recent, final
+        assert f"talker:{i} | talk " in recent, final  # each talker keeps a share too
+
+
+def test_fair_tail_keeps_each_process_state_changes_and_the_notes_the_rounding_allows() -> None:
+    """QA3 #4: 9 processes in 25 lines keep their 18 shutdown changes, the note and a crash."""
+    processes = [*(f"talker:{i}" for i in range(8)), "crasher:0"]
+
+    def note(process: str, change: str) -> Entry:
+        return Entry(process, "12:00:00", "#", f"{process} {change}")
+
+    entries = [note(p, "STARTING -> RUNNING") for p in processes[:-1]]
+    for run in range(3):  # the crasher crashed twice and runs again
+        entries += [note("crasher:0", f"-> STARTING {run}"), note("crasher:0", f"-> RUNNING {run}")]
+        if run < 2:
+            entries += [Entry("crasher:0", "crasher:0", "!", f"boom {run}")]
+            entries += [note("crasher:0", f"RUNNING -> EXITED {run}")]
+            entries += [Entry(p, p, "|", f"talk {run}.{n}") for n in range(30) for p in processes]
+    entries.append(Entry("~", "12:00:01", "~", "SIGINT: stopping every process"))
+    shutdown = [note(p, change) for change in ("-> STOPPING", "-> STOPPED") for p in processes]
+    entries += shutdown
+    shown = fair_tail(entries, 25)
+    assert len(shown) == 25
+    texts = [e.text for e in shown]
+    assert set(shutdown) < set(shown), texts
+    assert "SIGINT: stopping every process" in texts
+    assert "crasher:0 RUNNING -> EXITED 1" in texts, texts  # the rounding's cells: notes
+    assert shown == sorted(shown, key=entries.index)  # time order is kept
