@@ -195,6 +195,23 @@ class ChildProcess:
         self._end_reason = reason
         self._closed = True
 
+    def update_spec(self, spec: ProgramSpec) -> None:
+        """Take a reloaded program's settings without touching the process.
+
+        Stop, restart and backoff settings and ``keep_descendants`` apply from
+        the next stop or decision, the log sizes at once to the current run's
+        files, ``start_seconds`` and ``max_line_bytes`` from the next run; so
+        do ``command``, ``cwd``, ``env`` and ``unbuffered``, for which the
+        fleet restarts a live process itself.
+
+        Args:
+            spec: the same program (name and ``numprocs`` may differ), as reloaded.
+        """
+        self.spec = spec
+        if self._run is not None:
+            for log in self._run.logs.values():
+                log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
+
     async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:
         if self._closed:
             if kind == "stop":
@@ -204,12 +221,21 @@ class ChildProcess:
 
     # -- the slot's task -------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        *,
+        start_reason: str = "autostart",
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Own the slot: autostart, restart by policy, execute commands.
 
         Calls ``task_status.started()`` at once. When cancelled, stops the
         current run (shielded, bounded by ``stop_timeout_seconds`` plus
         :data:`STOP_MARGIN_SECONDS`) and re-raises.
+
+        Args:
+            start_reason: why the first run starts, with ``autostart`` (a
+                slot a reload adds says so).
 
         Raises:
             RuntimeError: ``run`` was already called for this slot.
@@ -221,7 +247,7 @@ class ChildProcess:
                 self._tg = tg
                 task_status.started()
                 if self.spec.autostart:
-                    await self._launch("autostart")
+                    await self._launch(start_reason)
                 await self._commands.serve(self._execute)
         finally:
             self._tg, self._closed = None, True
@@ -325,7 +351,6 @@ class ChildProcess:
 
     async def _live(self, run: Run, reason: str, started: _Once) -> policy.Decision:
         """Watch one run to its end; stop its tree if cancelled meanwhile."""
-        bound = self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
                 await run.identify(self._ctx.reaper)
@@ -342,16 +367,20 @@ class ChildProcess:
                             )
                     await self._until_exit(run)
                 except BaseException:
-                    with anyio.move_on_after(bound, shield=True):
+                    with anyio.move_on_after(self._stop_bound(), shield=True):
                         await self._stop_tree(run)
                     self._stopped(run)
                     raise
                 decision = self._decide(run)
-                with anyio.move_on_after(bound, shield=True):
+                with anyio.move_on_after(self._stop_bound(), shield=True):
                     await self._after_exit(run)
             finally:
                 run.end_watchers()
         return decision
+
+    def _stop_bound(self) -> float:
+        """The longest a stop may take, read when it begins: a reload may change it."""
+        return self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
 
     async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
         """Record the run durably, then report it STARTING."""

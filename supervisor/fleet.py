@@ -10,24 +10,26 @@ is run (``child``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
 import re
 import signal
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor.child import ChildContext, ChildProcess
-from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.errors import InvalidArgument, InvalidTransition, UnknownWorker
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from anyio.abc import TaskGroup, TaskStatus
 
+    from supervisor.child import ProcessStatus
     from supervisor.config import Config, ProgramSpec
     from supervisor.events import Event, EventSink, OutputLines
     from supervisor.ledger import Ledger
@@ -39,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 # States in which a process is down on purpose: a reload keeps it down.
 _STAY_DOWN = frozenset({ProcessState.STOPPED, ProcessState.STOPPING, ProcessState.EXITED})
+# States from which turning autostart on in a reload starts a process.
+_STARTABLE = frozenset({ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL})
+
+PROCESS_KEYS = ("command", "cwd", "env", "unbuffered")
+"""What the process itself sees: a reload changing one restarts its live processes.
+
+Every other setting is dsup's own and a reload applies it in place."""
 
 # A program name (64) plus ":index" and room for glob characters; anything else
 # is refused before fnmatch, whose translation of long patterns is quadratic.
@@ -48,11 +57,22 @@ _TARGET_RE = re.compile(rf"[A-Za-z0-9_.:*?\[\]!-]{{1,{_TARGET_MAX}}}")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReloadResult:
-    """What a reload changed, by program name."""
+    """What a reload changed, by program name.
+
+    Attributes:
+        added: new programs (started if ``autostart``).
+        removed: programs gone from the file (stopped).
+        changed: programs whose processes were restarted, added or removed:
+            a change of :data:`PROCESS_KEYS` or of ``numprocs``.
+        updated: programs whose other settings changed, applied in place
+            without restarting any process.
+        unchanged: the rest.
+    """
 
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
 
 
@@ -201,28 +221,31 @@ class Fleet:
         self.request_shutdown()
 
     async def reload(self, config: Config) -> ReloadResult:
-        """Apply a new config: add new programs, stop removed ones, restart changed ones.
+        """Apply a new config: add new programs, stop removed ones, update changed ones.
 
-        Programs whose spec is unchanged keep running untouched. A program whose
-        only change is ``numprocs`` is scaled: processes are added or removed at
-        the end, the others keep running (it is reported as changed). A process
-        an operator stopped (STOPPED, STOPPING) or that finished (EXITED) stays
-        down when its program changes: it gets the new settings, not a start.
-        Programs are replaced in parallel, so one slow stop delays no other.
+        Programs whose spec is unchanged keep running untouched. A changed
+        program keeps its slots (their state, LAST EXIT and INFO): each takes
+        the new settings at once, and only a change of what the process itself
+        sees (:data:`PROCESS_KEYS`) restarts a live (or BACKOFF, FATAL) one. A
+        process an operator stopped or that finished stays down with the new
+        settings; turning ``autostart`` on starts it. A ``numprocs`` change adds
+        or removes processes at the end. Programs are updated in parallel, so
+        one slow stop delays no other.
         """
         old = self.config.programs
         new = config.programs
         added = [n for n in new if n not in old]
         removed = [n for n in old if n not in new]
-        changed = [n for n in new if n in old and new[n] != old[n]]
+        differ = [n for n in new if n in old and new[n] != old[n]]
+        changed = [n for n in differ if old[n].numprocs != new[n].numprocs or _seen(old[n], new[n])]
         self.config = config
         async with anyio.create_task_group() as tg:
             for name in removed:
                 tg.start_soon(self._remove_processes, name, 0, "removed by reload")
-            for name in changed:
-                tg.start_soon(self._replace_program, old[name], new[name])
+            for name in differ:
+                tg.start_soon(self._update_program, old[name], new[name])
             for name in added:
-                tg.start_soon(self._add_processes, new[name])
+                tg.start_soon(self._add_processes, new[name], 0, "started by reload")
         order = {name: i for i, name in enumerate(new)}
         self._slots = dict(
             sorted(
@@ -234,7 +257,8 @@ class Fleet:
             added=tuple(added),
             removed=tuple(removed),
             changed=tuple(changed),
-            unchanged=tuple(n for n in new if n not in changed and n not in added),
+            updated=tuple(n for n in differ if n not in changed),
+            unchanged=tuple(n for n in new if n not in differ and n not in added),
         )
 
     # -- internals -----------------------------------------------------------
@@ -250,41 +274,50 @@ class Fleet:
             lines=self._fanout,
         )
 
-    async def _replace_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
-        """Swap a changed program's slots for new ones (only the extra ones if scaled)."""
-        scaled = replace(old, numprocs=new.numprocs) == new
-        keep = min(old.numprocs, new.numprocs) if scaled else 0
-        # Turning autostart on is a request to start; otherwise a down process stays down.
-        wants_start = new.autostart and not old.autostart
-        down = {
-            c.index
-            for c in self.processes()
-            if c.spec.name == old.name
-            and c.index >= keep
-            and c.status().state in _STAY_DOWN
-            and not wants_start
-        }
-        await self._remove_processes(old.name, keep, "config changed by reload")
-        await self._add_processes(new, keep, down=down)
+    async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
+        """Give a changed program's slots the new spec; restart or start those that need it."""
+        keep = min(old.numprocs, new.numprocs)
+        kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
+        seen = _seen(old, new)
+        restart = f"restarted by reload ({', '.join(seen)} changed)"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                self._remove_processes,
+                old.name,
+                keep,
+                f"removed by reload (numprocs {old.numprocs} -> {new.numprocs})",
+            )
+            for child in kept:
+                child.update_spec(new)
+                state = child.status().state
+                if seen and state not in _STAY_DOWN:
+                    tg.start_soon(_settle, functools.partial(child.restart, reason=restart))
+                elif new.autostart and not old.autostart and state in _STARTABLE:
+                    why = "started by reload (autostart turned on)"
+                    tg.start_soon(_settle, functools.partial(child.start, reason=why))
+        await self._add_processes(new, keep, reason="started by reload")
 
     async def _add_processes(
-        self, spec: ProgramSpec, first: int = 0, *, down: Collection[int] = ()
+        self, spec: ProgramSpec, first: int = 0, reason: str = "autostart"
     ) -> None:
-        """Start the slots ``first`` ... ``numprocs - 1``; those in ``down`` are not started."""
+        """Run slots ``first`` ... ``numprocs - 1``, started (with ``autostart``) for ``reason``."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.numprocs):
-            slot_spec = replace(spec, autostart=False) if index in down else spec
-            slot = _Slot(ChildProcess(slot_spec, index, ctx))
+            slot = _Slot(ChildProcess(spec, index, ctx))
             self._slots[slot.child.name] = slot
-            await self._tg.start(self._run_slot, slot)
+            await self._tg.start(self._run_slot, slot, reason)
 
     async def _run_slot(
-        self, slot: _Slot, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self,
+        slot: _Slot,
+        reason: str,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
             with slot.scope:
-                await slot.child.run(task_status=task_status)
+                await slot.child.run(start_reason=reason, task_status=task_status)
         finally:
             slot.done.set()
 
@@ -314,3 +347,16 @@ class Fleet:
             emit=self._fanout.emit,
             task_status=task_status,
         )
+
+
+def _seen(old: ProgramSpec, new: ProgramSpec) -> list[str]:
+    """The keys of :data:`PROCESS_KEYS` whose values differ."""
+    return [key for key in PROCESS_KEYS if getattr(old, key) != getattr(new, key)]
+
+
+async def _settle(command: Callable[[], Awaitable[ProcessStatus]]) -> None:
+    """Run a reload's start or restart of one slot; a slot closed meanwhile is no error."""
+    try:
+        await command()
+    except InvalidTransition as exc:
+        logger.info("reload: %s", exc)

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUFFER_BYTES = 256 * 1024
 REOPEN_CHECK_SECONDS = 1.0
 """How often a flush compares the open file with the path (one ``stat`` each)."""
+LOG_DIR_MODE = 0o700
+"""The mode of a log directory dsup creates: output may hold secrets."""
 
 
 def log_paths(log_dir: Path, process: str) -> tuple[Path, Path]:
@@ -86,14 +88,11 @@ class RotatingLog:
             ValueError: for a negative size, count or a buffer smaller than 1.
             OSError: when the file cannot be opened.
         """
-        if max_bytes < 0 or backups < 0 or buffer_bytes < 1:
-            raise ValueError(
-                f"log {str(path)!r}: max_bytes and backups must be >= 0 and buffer_bytes >= 1,"
-                f" got {max_bytes!r}, {backups!r}, {buffer_bytes!r}"
-            )
+        if buffer_bytes < 1:
+            raise ValueError(f"log {str(path)!r}: buffer_bytes must be >= 1, got {buffer_bytes!r}")
         self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
+        self.max_bytes = self.backups = 0
+        self.resize(max_bytes=max_bytes, backups=backups)
         self._buffer_bytes = buffer_bytes
         self._reopen_check_seconds = reopen_check_seconds
         self._buf = bytearray()
@@ -102,8 +101,24 @@ class RotatingLog:
         self._checked_at = time.monotonic()
         self._reopen_failed = False
 
+    def resize(self, *, max_bytes: int, backups: int) -> None:
+        """Change the rotation size and the backups kept; the next write obeys them.
+
+        A file already over a smaller ``max_bytes`` is rotated at the next write.
+
+        Raises:
+            ValueError: for a negative size or count.
+        """
+        if max_bytes < 0 or backups < 0:
+            raise ValueError(
+                f"log {str(self.path)!r}: max_bytes and backups must be >= 0,"
+                f" got {max_bytes!r}, {backups!r}"
+            )
+        self.max_bytes, self.backups = max_bytes, backups
+
     def _open(self) -> BinaryIO:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Private like the state dir, also when re-created after an `rm -rf logs`.
+        self.path.parent.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
         return open(self.path, "ab", buffering=0)
 
     @property
@@ -154,7 +169,7 @@ class RotatingLog:
     def _write_rotating(self, view: memoryview) -> None:
         start = 0
         while start < len(view):
-            room = self.max_bytes - self.size
+            room = max(0, self.max_bytes - self.size)  # 0: over a size lowered by resize
             if len(view) - start <= room:
                 self._append(view[start:])
                 return

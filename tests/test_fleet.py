@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -10,15 +12,20 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor.config import load_config
+from supervisor import child as child_module
+from supervisor.config import ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.events import Event, StateChanged
+from supervisor.fleet import PROCESS_KEYS, Fleet
+from supervisor.ledger import Ledger
+from supervisor.reaper import Reaper
+from supervisor.statedir import open_state_dir
 from tests._control import program, running_node, write_config
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from supervisor.fleet import Fleet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,29 +104,32 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
         assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
         # The stop says why (QA #22), rather than "supervision ended".
         assert dropped.status().state.value == "STOPPED"
-        assert dropped.status().reason == "config changed by reload"
+        assert dropped.status().reason == "removed by reload (numprocs 3 -> 1)"
 
 
 async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
     tmp_path: Path,
 ) -> None:
-    """An operator's stop survives a reload of a changed program (QA2 #4)."""
+    """An operator's stop survives a reload of a changed program (QA2 #4), and so
+    do its LAST EXIT and INFO (QA3 #11)."""
     config = write_config(tmp_path, program("keep", "ctl_ticker.py"))
     async with running_node(config) as node:
         fleet = node.fleet
         await wait_until(lambda: _all_running(fleet))
         (child,) = fleet.resolve("keep")
-        await child.stop()
+        stopped = await child.stop(reason="stopped by root")
+        assert stopped.last_exit_code == 0  # the ticker exits 0 on SIGTERM
 
-        write_config(tmp_path, program("keep", "ctl_ticker.py", "0.5"))
+        write_config(tmp_path, program("keep", "ctl_ticker.py", "0.5", stop_timeout_seconds=4.0))
         result = await fleet.reload(load_config(config))
         assert result.changed == ("keep",)
-        (fresh,) = fleet.resolve("keep")
-        assert fresh is not child
-        assert fresh.status().state.value == "STOPPED"
-        assert fresh.spec.command[-1] == "0.5"
+        (same,) = fleet.resolve("keep")
+        status = same.status()
+        assert (status.state.value, status.last_exit_code) == ("STOPPED", 0)
+        assert status.reason == "stopped by root"
+        assert same.spec.command[-1] == "0.5"
         # The new settings apply at the next start.
-        assert (await fresh.start()).state.value == "RUNNING"
+        assert (await same.start()).state.value == "RUNNING"
 
 
 async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path) -> None:
@@ -131,7 +141,8 @@ async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path
         await wait_until(lambda: _all_running(fleet))
         write_config(
             tmp_path,
-            program("slow", "ctl_ticker.py", "0.5", "--ignore-term", stop_timeout_seconds=30.0),
+            # The new slow stops at once: only the old one sits out its timeout.
+            program("slow", "ctl_ticker.py", "0.5", stop_timeout_seconds=30.0),
             program("quick", "ctl_ticker.py", "0.5"),
         )
         async with anyio.create_task_group() as tg:
@@ -150,3 +161,150 @@ async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path
                 pid = c.status().pid
                 if pid is not None:
                     os.killpg(pid, signal.SIGKILL)
+
+
+class _Recorder:
+    """An event sink that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def starts(self) -> dict[str, list[str]]:
+        """The reasons of every STARTING, by process."""
+        found: dict[str, list[str]] = {}
+        for e in self.events:
+            if isinstance(e, StateChanged) and e.new.value == "STARTING":
+                found.setdefault(e.process, []).append(e.reason)
+        return found
+
+
+@contextlib.asynccontextmanager
+async def _recorded_fleet(config_path: Path, recorder: _Recorder) -> AsyncIterator[Fleet]:
+    """Run the fleet of ``config_path`` alone, its events going to ``recorder``."""
+    config = load_config(config_path)
+    with (
+        open_state_dir(config.supervisor.state_dir) as state,
+        Ledger.open(state.ledger_path) as ledger,
+    ):
+        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
+        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=[recorder])
+        async with anyio.create_task_group() as tg:
+            await tg.start(fleet.run)
+            try:
+                yield fleet
+            finally:
+                tg.cancel_scope.cancel("test over")
+
+
+# Every setting but what the process sees, each different from program()'s value.
+_DSUP_ONLY: dict[str, object] = {
+    "relay": "none",
+    "stop_signal": "INT",
+    "stop_timeout_seconds": 20.0,
+    "log_max_bytes": 4096,
+    "log_backups": 2,
+    "max_line_bytes": 1024,
+    "start_seconds": 0.2,
+    "start_retries": 5,
+    "backoff_seconds": 0.1,
+    "backoff_max_seconds": 0.2,
+    "restart": "always",
+    "keep_descendants": True,
+    "autostart": False,
+}
+
+
+async def test_fleet_reload_applies_dsup_only_settings_to_the_running_process(
+    tmp_path: Path,
+) -> None:
+    """A relay or stop_timeout change restarted a 15-minute job (QA3 #11)."""
+    every = {f.name for f in dataclasses.fields(ProgramSpec)}
+    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs"}
+    argv = ("ctl_ticker.py", "0.002", "--ignore-term")
+    first = program("job", *argv, stop_timeout_seconds=30.0, log_max_bytes=10**6, log_backups=1)
+    config = write_config(tmp_path, first)
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        (child,) = fleet.resolve("job")
+        before = child.status().pid
+
+        write_config(tmp_path, program("job", "ctl_ticker.py", *argv[1:], **_DSUP_ONLY))
+        result = await fleet.reload(load_config(config))
+        assert (result.updated, result.changed, result.unchanged) == (("job",), (), ())
+        assert fleet.resolve("job") == [child]
+        assert child.status().pid == before
+        assert child.spec.stop_signal is signal.SIGINT
+        # The running process's log now rotates at the new size.
+        log = node.state.log_dir / "job-0.out.log"
+        await wait_until(lambda: log.with_name("job-0.out.log.1").exists())
+        assert log.with_name("job-0.out.log.1").stat().st_size <= 4096
+        # And it stops with the new signal: SIGTERM would take 20 s, then SIGKILL.
+        with anyio.fail_after(10):
+            stopped = await child.stop()
+        assert stopped.last_exit_signal == signal.SIGINT
+
+
+async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A longer stop_timeout_seconds applied in place also bounds the running stop."""
+    monkeypatch.setattr(child_module, "STOP_MARGIN_SECONDS", 0.2)
+    slow = ("fleet_slow_term.py", "1.0")
+    config = write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=0.1))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        log = node.state.log_dir / "slow-0.out.log"
+        await wait_until(lambda: log.exists() and "ready" in log.read_text())
+
+        write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=10.0))
+        assert (await fleet.reload(load_config(config))).updated == ("slow",)
+        (child,) = fleet.resolve("slow")
+        with anyio.fail_after(10):
+            stopped = await child.stop()
+        # It finished its clean stop (1 s) instead of being cut off at 0.1 + 0.2 s.
+        assert (stopped.last_exit_code, stopped.last_exit_signal) == (0, None)
+
+
+async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
+    tmp_path: Path,
+) -> None:
+    """Processes a reload starts said "autostart" (QA3 #12); a restart says what changed."""
+    missing = str(tmp_path / "no-such-worker")
+    config = write_config(
+        tmp_path,
+        program("web", "ctl_ticker.py"),
+        program("pool", "ctl_ticker.py"),
+        program("lazy", "ctl_ticker.py", autostart=False),
+        f'[programs.broken]\ncommand = ["{missing}"]\nstart_retries = 1\n',
+    )
+    recorder = _Recorder()
+    async with _recorded_fleet(config, recorder) as fleet:
+        await wait_until(lambda: fleet.resolve("broken")[0].status().state.value == "FATAL")
+        await wait_until(
+            lambda: all(c.status().state.value == "RUNNING" for c in fleet.resolve("web"))
+        )
+        recorder.events.clear()
+
+        write_config(
+            tmp_path,
+            program("web", "ctl_ticker.py") + 'env = { WEB_MODE = "fast" }\n',
+            program("pool", "ctl_ticker.py", numprocs=2),
+            program("lazy", "ctl_ticker.py"),
+            program("broken", "ctl_ticker.py"),
+            program("fresh", "ctl_ticker.py"),
+        )
+        result = await fleet.reload(load_config(config))
+        assert result.changed == ("web", "pool", "broken")
+        assert (result.updated, result.added) == (("lazy",), ("fresh",))
+        await wait_until(lambda: _all_running(fleet))
+        assert recorder.starts() == {
+            "web:0": ["restarted by reload (env changed)"],
+            "pool:1": ["started by reload"],
+            "lazy:0": ["started by reload (autostart turned on)"],
+            "broken:0": ["restarted by reload (command changed)"],
+            "fresh:0": ["started by reload"],
+        }

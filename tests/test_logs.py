@@ -207,6 +207,37 @@ def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
         assert path.read_bytes() == b"created\nfour\n"
 
 
+def test_log_recreates_a_deleted_directory_private(tmp_path: Path) -> None:
+    """QA3 #13: after ``rm -rf state/logs`` the directory came back with mode 0755."""
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o700)
+    path = logs / "d.log"
+    old = os.umask(0o022)  # the usual umask, under which mkdir makes 0755
+    try:
+        with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
+            path.unlink()
+            logs.rmdir()
+            log.write(b"back\n", flush=True)
+            assert path.read_bytes() == b"back\n"
+    finally:
+        os.umask(old)
+    assert logs.stat().st_mode & 0o777 == 0o700
+
+
+def test_log_resize_applies_to_the_next_write(tmp_path: Path) -> None:
+    """A reload's new log_max_bytes and log_backups reach the open file (QA3 #11)."""
+    path = tmp_path / "s.log"
+    with RotatingLog(path, max_bytes=10_000, backups=0) as log:
+        log.write(_lines(0, 50))  # 600 bytes
+        log.resize(max_bytes=240, backups=3)
+        log.write(_lines(50, 100))
+    # The file already over the new size is rotated whole, the rest cut to it.
+    sizes = [backup_path(path, n).stat().st_size for n in (3, 2, 1)] + [path.stat().st_size]
+    assert sizes == [600, 240, 240, 120]
+    with pytest.raises(ValueError, match="max_bytes and backups must be >= 0"):
+        log.resize(max_bytes=100, backups=-1)
+
+
 def test_log_checks_the_path_at_most_once_per_interval(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=3600) as log:
