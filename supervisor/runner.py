@@ -7,7 +7,8 @@ the orphans of a previous life, start the fleet and the control socket. Shutdown
 (bounded by their stop timeouts), sweep with the reaper, flush the console.
 
 SIGINT, SIGTERM, SIGHUP and SIGQUIT start a graceful shutdown; a second SIGINT
-kills every process group at once.
+kills every process group at once. SIGTSTP (Ctrl-Z) only gets a note: a
+stopped supervisor would stall its workers' pipes.
 """
 
 from __future__ import annotations
@@ -116,15 +117,20 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
 async def _watch_signals(
     fleet: Fleet, outcome: _Outcome, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
 ) -> None:
-    """Turn signals into a graceful shutdown, and a second SIGINT into a hard one.
+    """Turn signals into a graceful shutdown, a second SIGINT into a hard one; keep Ctrl-Z out.
 
     SIGHUP and SIGQUIT count as SIGTERM: a closed terminal or a lost SSH session
     must stop the fleet cleanly rather than kill dsup and orphan every worker.
+    SIGTSTP (Ctrl-Z) is caught, not ignored: a stopped dsup would freeze every
+    worker whose output pipe fills, and a caught signal (unlike an ignored one)
+    is back to its default in the children dsup starts.
     """
-    with anyio.open_signal_receiver(*_STOP_SIGNALS) as signals:
+    with anyio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGTSTP) as signals:
         task_status.started()
         async for signum in signals:
-            if not outcome.graceful:
+            if signum == signal.SIGTSTP:
+                logger.warning("dsup ignores Ctrl-Z (SIGTSTP); Ctrl-C stops the fleet")
+            elif not outcome.graceful:
                 outcome.graceful = True
                 hint = " (Ctrl-C again to kill them at once)" if signum == signal.SIGINT else ""
                 logger.warning("%s: stopping every process%s", signum.name, hint)

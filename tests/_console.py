@@ -68,8 +68,8 @@ class PtyRun:
     """``argv`` on a new ``rows`` x ``columns`` pseudo-terminal, its controlling terminal.
 
     Everything it writes is kept in ``raw``. Leaving the context ends it
-    gracefully (SIGTERM, so a dsup stops its workers) and SIGKILLs it only if
-    that takes longer than ``DEADLINE``.
+    gracefully (SIGTERM and SIGCONT, so a dsup, even a stopped one, stops its
+    workers) and SIGKILLs it only if that takes longer than ``DEADLINE``.
     """
 
     def __init__(self, argv: Sequence[str], *, rows: int, columns: int) -> None:
@@ -93,9 +93,27 @@ class PtyRun:
 
     @classmethod
     def dsup(cls, config: Path, *args: str, rows: int, columns: int) -> PtyRun:
-        """``dsup run ARGS CONFIG`` on a new terminal."""
-        argv = [sys.executable, "-m", "supervisor", "run", *args, str(config)]
-        return cls(argv, rows=rows, columns=columns)
+        """``dsup run ARGS CONFIG`` as the foreground job of a shell on a new terminal.
+
+        ``proc`` is then the shell (tests/workers/console_shell.py); ``job_pid``
+        is dsup's pid once the shell has said so.
+        """
+        shell = [sys.executable, str(Path(__file__).parent / "workers" / "console_shell.py")]
+        argv = [*shell, sys.executable, "-m", "supervisor", "run", *args, str(config)]
+        run = cls(argv, rows=rows, columns=columns)
+        try:
+            run.read_until(lambda text: "in the foreground]" in text, "the job to start")
+        except BaseException:
+            run.__exit__(None, None, None)
+            raise
+        return run
+
+    @property
+    def job_pid(self) -> int:
+        """The pid of the shell's job (``dsup``), from the shell's first line."""
+        found = re.search(r"\[job (\d+) in the foreground\]", self.plain)
+        assert found, self.text
+        return int(found[1])
 
     def __enter__(self) -> Self:
         return self
@@ -106,6 +124,7 @@ class PtyRun:
         try:
             if self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)
+                self.proc.send_signal(signal.SIGCONT)  # in case it was stopped (Ctrl-Z)
                 with contextlib.suppress(AssertionError):
                     self.wait_exit()
                 if self.proc.poll() is None:
@@ -131,7 +150,7 @@ class PtyRun:
     def read_until(
         self, done: Callable[[str], bool], what: str, *, seconds: float = DEADLINE
     ) -> None:
-        """Read its output until ``done(plain)``; AssertionError (with the screen) if it never is."""
+        """Read until ``done(self.plain)``; AssertionError (with the screen) if it never is."""
         deadline = time.monotonic() + seconds
         while not done(self.plain):
             if time.monotonic() > deadline:

@@ -6,18 +6,18 @@ import contextlib
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 
+from tests._console import PtyRun
 from tests._e2e import DEADLINE, WORKERS, alive, dsup_run, kill_all, read_tree, write_config
 from tests._wait import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
-
-    import psutil
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -54,6 +54,17 @@ def _node(
         kill_all(tree)
 
 
+def _ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dsup ctl -c CONFIG ARGS``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT])
 def test_runner_stops_the_fleet_gracefully_on(tmp_path: Path, signum: signal.Signals) -> None:
     """A closed terminal (SIGHUP) must not kill dsup and orphan its workers (QA #1)."""
@@ -83,15 +94,52 @@ def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
         # Someone else's file in its place: dsup leaves it alone and cannot answer.
         socket.unlink()
         socket.write_text("not a socket")
-        ctl = subprocess.run(
-            [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"],
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE,
-            check=False,
-        )
+        ctl = _ctl(config, "status")
         assert ctl.returncode == 3
         assert f"pid {node.pid}" in ctl.stderr
         assert "Traceback" not in ctl.stderr
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=DEADLINE) == 0
+
+
+def _sig_mask(pid: int, field: str) -> int:
+    """A signal mask of ``/proc/PID/status`` (``SigIgn``, ``SigCgt``) as an int."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value, 16)
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_runner_ctrl_z_leaves_the_fleet_running_with_a_note(tmp_path: Path) -> None:
+    """QA3 #6: Ctrl-Z typed on dsup's terminal must not stop dsup (and stall its workers).
+
+    dsup catches SIGTSTP rather than ignoring it, so the workers it starts
+    still have the default disposition (an ignored signal would be inherited).
+    """
+    config = write_config(tmp_path, _program("worker", "e2e_spawner.py", tmp_path / "p", 5.0))
+    tree: list[psutil.Process] = []
+    try:
+        with PtyRun.dsup(config, rows=24, columns=100) as run:
+            wait_for((tmp_path / "p").exists, "the worker to report its tree")
+            tree = read_tree(tmp_path / "p")
+            run.read_until(lambda text: "STARTING -> RUNNING" in text, "the worker to run")
+            run.type(b"\x1a")
+            note = "dsup ignores Ctrl-Z (SIGTSTP); Ctrl-C stops the fleet"
+            run.read_until(lambda text: note in text or "stopped]" in text, "the Ctrl-Z note")
+            assert "stopped]" not in run.plain, run.plain  # what the shell says of a stopped job
+            assert psutil.Process(run.job_pid).status() != psutil.STATUS_STOPPED
+            status = _ctl(config, "status")
+            assert status.returncode == 0, status.stderr  # it still answers
+            tstp = 1 << (signal.SIGTSTP - 1)
+            assert not _sig_mask(run.job_pid, "SigIgn") & tstp
+            assert _sig_mask(run.job_pid, "SigCgt") & tstp  # caught, not ignored
+            for worker in tree:
+                assert (
+                    not (_sig_mask(worker.pid, "SigIgn") | _sig_mask(worker.pid, "SigCgt")) & tstp
+                )
+            run.type(b"\x03")
+            assert run.wait_exit() == 0
+        assert not any(alive(p) for p in tree)
+    finally:
+        kill_all(tree)
