@@ -12,6 +12,9 @@ import json
 import logging
 import os
 import re
+import select
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -32,7 +35,7 @@ from tests._e2e import write_config
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from supervisor.events import Event
 
@@ -637,3 +640,57 @@ def test_fair_tail_keeps_each_process_state_changes_and_the_notes_the_rounding_a
     assert "SIGINT: stopping every process" in texts
     assert "crasher:0 RUNNING -> EXITED 1" in texts, texts  # the rounding's cells: notes
     assert shown == sorted(shown, key=entries.index)  # time order is kept
+
+
+def _json_objects(config: Path, done: Callable[[list[dict[str, object]]], bool]) -> list[str]:
+    """``dsup run --json-logs CONFIG`` until ``done(objects)``, then SIGTERM; every line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "run", "--json-logs", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        out = bytearray()
+        deadline = time.monotonic() + 20
+        while not done([json.loads(line) for line in out.split(b"\n")[:-1]]):  # whole lines
+            assert time.monotonic() < deadline, out.decode()
+            if select.select([proc.stdout], [], [], 0.1)[0]:
+                out += os.read(proc.stdout.fileno(), 65536)
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=20)
+        out += rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=20)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert not err, err  # nothing is left as plain text on stderr
+    return out.decode().splitlines()
+
+
+def test_console_json_logs_tell_a_spawn_failure_once_by_its_state_object(tmp_path: Path) -> None:
+    """QA3 #12: what console.md says a shipper gets for a process that cannot start."""
+    config = write_config(
+        tmp_path,
+        '[programs.ghost]\ncommand = ["dsup-test-no-such-program"]\n'
+        "start_retries = 1\nbackoff_seconds = 0\n\n"
+        '[programs.lost]\ncommand = ["true"]\ncwd = "no-such-dir"\n'
+        "start_retries = 1\nbackoff_seconds = 0\n",
+    )
+    lines = _json_objects(
+        config,
+        lambda objects: sum(o.get("new") == "FATAL" for o in objects) == 2,
+    )
+    objects = [json.loads(line) for line in lines]
+    fatal = {o["process"]: o for o in objects if o["type"] == "state" and o["new"] == "FATAL"}
+    assert fatal.keys() == {"ghost:0", "lost:0"}, lines
+    assert str(fatal["ghost:0"]["reason"]).startswith("cannot start: "), lines
+    assert "dsup-test-no-such-program" in str(fatal["ghost:0"]["reason"]), lines
+    assert str(fatal["lost:0"]["reason"]).startswith("cannot start: "), lines
+    assert "no-such-dir" in str(fatal["lost:0"]["reason"]), lines
+    logged = [o for o in objects if o["type"] == "log"]
+    assert not [o for o in logged if "no-such" in str(o["message"])], lines  # told once
