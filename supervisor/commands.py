@@ -3,10 +3,11 @@
 This module owns what an operator command means: checking the actor's access
 level, applying the command to the processes a target names (in parallel),
 writing the audit row every command leaves in the ledger (its wording:
-``audit``), and reading logs for ``tail``. It re-exports the surface's
+``audit``). It re-exports the surface's
 vocabulary: access levels and actors (``access``), the typed results
 (``reports``) and ``parse_signal`` (``action``, which also owns the
-per-process step). It does not own any transport (``control`` for the
+per-process step). It does not own reading the logs for ``tail``
+(``tailing``), any transport (``control`` for the
 local socket, ``bridge`` for Discord), how a process runs (``child``) or how
 targets resolve (``fleet``).
 
@@ -37,9 +38,6 @@ from supervisor.action import (
 )
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
-from supervisor.follow_buffer import FollowBuffer
-from supervisor.logread import follow, tail_lines
-from supervisor.logs import log_paths
 from supervisor.reports import (
     MAX_TAIL_LINES,
     ActionReport,
@@ -52,6 +50,7 @@ from supervisor.reports import (
     StatusReport,
     TailReport,
 )
+from supervisor.tailing import FOLLOW_BUFFER_BYTES, open_follow, tail_count, tail_one
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -86,8 +85,6 @@ R = TypeVar("R")
 
 _AUDIT_TIMEOUT = 5.0
 _CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
-FOLLOW_BUFFER_BYTES = 4 * 1024 * 1024
-"""The most bytes of lines one ``tail -f`` holds for a slow client before dropping."""
 
 
 class CommandService:
@@ -134,7 +131,7 @@ class CommandService:
         """
 
         async def run() -> TailReport:
-            n = _tail_count(lines)
+            n = tail_count(lines)
             return TailReport(
                 logs=tuple([await self._tail_one(c, n, stream) for c in self._resolve(target)])
             )
@@ -153,8 +150,9 @@ class CommandService:
         rotations. A consumer too slow for the output misses lines, counted in
         ``LogLines.dropped`` (at most ``follow_buffer_bytes`` wait for it); so
         do lines rotation deleted before the follower read them (an estimate).
-        The log files keep everything else. Leaving the block
-        (or cancelling it) stops every follower.
+        The log files keep everything else. Once a reload has removed every
+        process followed, the iteration raises ``UnknownWorker``. Leaving the
+        block (or cancelling it) stops every follower.
 
         Raises:
             UnknownWorker: nothing matches ``target``.
@@ -163,22 +161,21 @@ class CommandService:
         children: list[ChildProcess] = []
 
         async def first() -> TailReport:
-            n = _tail_count(lines)
+            n = tail_count(lines)
             children.extend(self._resolve(target))
             return TailReport(logs=tuple([await self._tail_one(c, n, stream) for c in children]))
 
         report = await self._audited(actor, Command.TAIL, target, first, detail="follow")
-        buffer = FollowBuffer(self._follow_buffer_bytes)
-        try:
-            async with anyio.create_task_group() as tg:
-                for initial, child in zip(report.logs, children, strict=True):
-                    if initial.lines:
-                        buffer.put(initial)
-                    tg.start_soon(self._follow_one, child, stream, buffer)
-                yield LogFollow(processes=tuple(c.name for c in children), lines=buffer)
-                tg.cancel_scope.cancel("follower left")
-        finally:
-            buffer.close()  # releases what the consumer left unread
+        async with open_follow(
+            self._fleet,
+            target,
+            children,
+            report.logs,
+            stream,
+            poll_interval=self._poll_interval,
+            buffer_bytes=self._follow_buffer_bytes,
+        ) as following:
+            yield following
 
     # -- operator ------------------------------------------------------------
 
@@ -366,30 +363,7 @@ class CommandService:
         return stats
 
     async def _tail_one(self, child: ChildProcess, n: int, stream: Stream) -> LogLines:
-        path = log_paths(self._fleet.state.log_dir, child.name)[_stream_index(stream)]
-        got = await anyio.to_thread.run_sync(
-            lambda: tail_lines(path, n, max_line_bytes=child.spec.max_line_bytes)
-        )
-        return LogLines(process=child.name, stream=stream, lines=tuple(got))
-
-    async def _follow_one(self, child: ChildProcess, stream: Stream, buffer: FollowBuffer) -> None:
-        """Hand over new lines of one log until cancelled; never blocks the follower."""
-
-        def deliver(lines: list[str], dropped: int) -> None:
-            # ``dropped`` lines came before ``lines``: count them first, so that
-            # put() hands them over ahead of these lines.
-            buffer.drop(child.name, stream, dropped)
-            if lines:
-                buffer.put(LogLines(process=child.name, stream=stream, lines=tuple(lines)))
-
-        path = log_paths(self._fleet.state.log_dir, child.name)[_stream_index(stream)]
-        await follow(
-            path,
-            deliver,
-            max_line_bytes=child.spec.max_line_bytes,
-            room=buffer.room,
-            poll_seconds=self._poll_interval,
-        )
+        return await tail_one(self._fleet.state.log_dir, child, n, stream)
 
     async def _reload(self) -> ReloadResult:
         old = self._fleet.config
@@ -400,16 +374,3 @@ class CommandService:
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
         return await self._fleet.reload(new)
-
-
-# -- small helpers -------------------------------------------------------------
-
-
-def _tail_count(lines: int) -> int:
-    if lines < 0:
-        raise InvalidArgument("tail", "lines", lines, "give a count >= 0")
-    return min(lines, MAX_TAIL_LINES)
-
-
-def _stream_index(stream: Stream) -> int:
-    return 0 if stream == "stdout" else 1

@@ -17,6 +17,8 @@ Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
 true, "result": [processes followed]}``, then one ``{"id": 1, "ok": true,
 "event": {...}}`` per batch of lines until the client disconnects; it must be
 the last request of its connection (anything sent after it ends the stream).
+A follow that ends on its own (every process followed was removed by a
+reload) ends with an error response, then the connection closes.
 
 Bad input never crashes the server: malformed JSON, unknown commands or
 arguments, wrong types and lines over :data:`MAX_LINE_BYTES` get an error
@@ -267,10 +269,13 @@ class ControlServer:
             await self._send(stream, ack)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_end_on_input, reader, tg.cancel_scope)
-                async for chunk in following.lines:
-                    await self._send(
-                        stream, {"id": request_id, "ok": True, "event": to_wire(chunk)}
-                    )
+                try:
+                    async for chunk in following.lines:
+                        await self._send(
+                            stream, {"id": request_id, "ok": True, "event": to_wire(chunk)}
+                        )
+                except SupervisorError as exc:  # the follow ended on its own: say why
+                    await self._send(stream, error_response(request_id, exc))
                 tg.cancel_scope.cancel("follow ended")
 
     async def _send(

@@ -397,6 +397,8 @@ def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) ->
                 print(text, flush=True)
         except KeyboardInterrupt:
             return EXIT_OK
+        except _Failed as exc:  # dsup ended the follow: the processes are gone
+            raise _Failed(exc.kind, f"tail -f ended: {exc}") from None
     raise _NotRunning("dsup closed the connection")
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from supervisor import humanize
 from supervisor.ctl_render import render_logs, render_status
-from tests._control import program, running_node, states, write_config
+from tests._control import ask, program, result, running_node, states, write_config
 from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
@@ -305,6 +305,29 @@ async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert code == 0
     assert b"Traceback" not in err
     assert all(line.startswith(b"tick ") for line in seen.splitlines()[:3]), seen
+
+
+async def test_ctl_tail_follow_ends_when_reload_removes_what_it_follows(tmp_path: Path) -> None:
+    """QA3 #13: `tail -f env` went on following, silently and forever, after reload removed it."""
+    cfg = write_config(tmp_path, TICK, CRASH)
+    async with running_node(cfg) as node:
+        await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
+        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "tail", "-f", "tick"]
+        async with await anyio.open_process(argv) as proc:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            try:
+                with anyio.fail_after(15):
+                    assert await proc.stdout.receive()  # following
+                    write_config(tmp_path, CRASH)
+                    assert result(await ask(node.socket, "reload"))["removed"] == ["tick"]
+                    code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+            err = b"".join([chunk async for chunk in proc.stderr]).decode()
+    assert code == 1
+    assert "tail -f ended: no program or process matches 'tick'; known: crash" in err, err
 
 
 async def test_ctl_tail_follow_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
