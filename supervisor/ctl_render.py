@@ -36,7 +36,7 @@ def render(cmd: str, result: object) -> str:
     if cmd == "reload":
         return "\n".join(
             f"{key}: {', '.join(str(n) for n in _list(data.get(key))) or '-'}"
-            for key in ("added", "removed", "changed", "unchanged")
+            for key in ("added", "removed", "changed", "updated", "unchanged")
         )
     if cmd == "shutdown":
         return f"node {data.get('node')!s}: stopping every process and exiting"

@@ -358,6 +358,7 @@ async def test_reload_adds_removes_and_restarts_only_what_changed(tmp_path: Path
             "added": ["added"],
             "removed": ["drop"],
             "changed": ["change"],
+            "updated": [],
             "unchanged": ["keep"],
         }
         await _all_running(node)

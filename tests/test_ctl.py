@@ -389,6 +389,7 @@ async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
         "added: crash",
         "removed: -",
         "changed: -",
+        "updated: -",
         "unchanged: tick",
     ]
     assert down.returncode == 0
