@@ -25,6 +25,7 @@ import anyio
 from supervisor.commands import CommandService
 from supervisor.console import Console, ConsoleMode
 from supervisor.control import ControlServer
+from supervisor.errors import SupervisorError
 from supervisor.events import OrphansCleaned
 from supervisor.fleet import Fleet
 from supervisor.ledger import Ledger
@@ -56,9 +57,25 @@ def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = Fal
     Returns:
         The process exit code: 0 after a graceful shutdown, 1 when a second
         SIGINT killed the processes instead.
+
+    Raises:
+        SupervisorError: the node could not run (the state_dir is held or
+            unsafe, its control socket cannot be made); every process it had
+            started has been stopped.
     """
     _raise_fd_limit()
-    return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+    try:
+        return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+    except* SupervisorError as group:
+        # A known failure deep in the task tree (a file in the control socket's
+        # place...): the CLI turns it into one message, not a group's traceback.
+        raise _first(group) from None
+
+
+def _first(group: BaseExceptionGroup[SupervisorError]) -> SupervisorError:
+    """The first error of a (nested) exception group."""
+    exc = group.exceptions[0]
+    return exc if isinstance(exc, SupervisorError) else _first(exc)
 
 
 def _raise_fd_limit() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import __version__
-from supervisor.cli import EXIT_OK, EXIT_USAGE, main
+from supervisor.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
 from supervisor.config import parse_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,3 +233,15 @@ def test_cli_run_with_a_bad_config_exits_2_before_starting(tmp_path: Path) -> No
         result = dsup("run", target)
         assert result.returncode == EXIT_USAGE
         assert result.stderr.startswith("dsup: config error")
+
+
+def test_cli_run_that_cannot_make_its_socket_says_why_in_one_message(tmp_path: Path) -> None:
+    """A failure deep in dsup run's task groups is one message and exit 1, no traceback."""
+    path = tmp_path / "dsup.toml"
+    path.write_text('[supervisor]\nstate_dir = "state"\n[programs.a]\ncommand = ["sleep", "60"]\n')
+    (tmp_path / "state").mkdir(mode=0o700)
+    (tmp_path / "state" / "control.sock").write_text("someone else's file")
+    result = dsup("run", "--quiet", path)  # dsup() fails on a traceback
+    assert result.returncode == EXIT_FAILURE
+    assert result.stderr.startswith("dsup: state_dir"), result.stderr
+    assert "control.sock, not a socket" in result.stderr, result.stderr
