@@ -72,8 +72,14 @@ class Logged:
     message: str
 
     def text(self) -> str:
-        """One line: ``WARNING supervisor.runner: SIGINT: stopping every process``."""
-        return f"{self.level} {self.logger}: {self.message}".replace("\n", " ")
+        """One line for the live view: the message, after its level unless WARNING.
+
+        WARNING is what dsup logs for the operator (``SIGINT: stopping every
+        process (Ctrl-C again ...)``): a prefix and the logger's name would push
+        the end of the message, often the hint, off a terminal row.
+        """
+        head = "" if self.level == "WARNING" else f"{self.level}: "
+        return f"{head}{self.message}".replace("\n", " ")
 
 
 Item = tuple[float, StateChanged | OrphansCleaned | Lines | Dropped]
