@@ -101,6 +101,7 @@ class ChildProcess:
         self._failures = 0
         self._short_runs = 0
         self._reason = ""
+        self._next_start: float | None = None  # wall time of a pending retry or restart
         self._last_exit: tuple[int | None, int | None] = (None, None)
         self._last_error = ""
         self._commands = CommandQueue(self.name)
@@ -142,6 +143,7 @@ class ChildProcess:
             last_exit_signal=self._last_exit[1],
             last_error=self._last_error,
             reason=self._reason,
+            next_start_at=self._next_start,
         )
 
     # -- commands --------------------------------------------------------------
@@ -302,7 +304,11 @@ class ChildProcess:
                     decision = await self._attempt(reason, started, by_policy=by_policy)
                     if not decision.restart:
                         return
-                    await anyio.sleep(decision.delay)  # a pending halt wins over the restart
+                    self._next_start = time.time() + decision.delay
+                    try:
+                        await anyio.sleep(decision.delay)  # a pending halt wins over it
+                    finally:
+                        self._next_start = None
                     by_policy = True
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"

@@ -9,6 +9,8 @@ the ``--json`` output (``ctl``), nor how single values are spelled
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
 import sys
 import time
@@ -49,7 +51,8 @@ def render_status(
     """The ``status`` table: one aligned row per process.
 
     The INFO column says why a process that is not RUNNING is in its state:
-    its last spawn error, or the reason of its last state change.
+    its last spawn error, or the reason of its last state change; a pending
+    retry or restart counts down from ``now`` ("next try in 4s").
 
     Args:
         report: a ``StatusReport`` as sent over the socket.
@@ -79,7 +82,7 @@ def render_status(
                 _last_exit(status),
                 humanize.memory(info.get("rss_bytes")),
                 humanize.cpu(info.get("cpu_percent")),
-                "" if state == "RUNNING" else _why(status),
+                "" if state == "RUNNING" else _why(status, at),
             )
         )
     if width is not None:
@@ -110,10 +113,28 @@ def _fit(rows: list[tuple[str, ...]], width: int) -> list[tuple[str, ...]]:
     return [(*(row[i] for i in keep[:-1]), _cut(row[-1], room)) for row in rows]
 
 
-def _why(status: Mapping[str, object]) -> str:
+def _why(status: Mapping[str, object], at: float) -> str:
+    """INFO: the last spawn error or the state's reason, with a live countdown."""
     error, reason = status.get("last_error"), status.get("reason")
     text = error if isinstance(error, str) and error else reason
-    return humanize.printable(text) if isinstance(text, str) else ""
+    text = text if isinstance(text, str) else ""
+    next_start = status.get("next_start_at")
+    if isinstance(next_start, int | float):
+        text = _countdown(text, next_start - at)
+    return humanize.printable(text)
+
+
+# The delay a state's reason gave when it was entered: "next try in 17.77 s".
+_DELAY = re.compile(r"\bin \d+(?:\.\d+)? s\b")
+
+
+def _countdown(text: str, left: float) -> str:
+    """``text`` with its delay replaced by the time ``left`` now ("in 4s", "now")."""
+    when = f"in {humanize.duration(math.ceil(left))}" if left > 0 else "now"
+    counted, found = _DELAY.subn(when, text, count=1)
+    if found:
+        return counted
+    return f"{text}; next start {when}" if text else f"next start {when}"
 
 
 def _cut(text: str, room: int) -> str:

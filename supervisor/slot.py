@@ -70,6 +70,9 @@ class ProcessStatus:
         reason: why the slot entered its current state, the ``reason`` of the
             last ``StateChanged`` ("exited too quickly (exit code 1); gave up
             after 4 failed starts in a row"); "" before the first change.
+        next_start_at: wall time the slot starts its next run by itself (a
+            BACKOFF retry or a restart by policy), while it waits for it;
+            else None.
     """
 
     process: str
@@ -85,3 +88,4 @@ class ProcessStatus:
     last_exit_signal: int | None
     last_error: str
     reason: str = ""
+    next_start_at: float | None = None

@@ -131,6 +131,53 @@ async def test_ctl_signal_all_skips_what_is_not_running(tmp_path: Path) -> None:
         assert "cannot send SIGUSR1" in nothing.stdout
 
 
+async def test_ctl_status_counts_down_to_the_next_start(tmp_path: Path) -> None:
+    """QA3 #5: BACKOFF's "next try in 17.77 s" never moved; --json had no time."""
+    slow = program(
+        "slow", "ctl_crash.py", autostart=False, backoff_seconds=20, backoff_max_seconds=20
+    )
+    cfg = write_config(tmp_path, slow, TICK)
+    async with running_node(cfg) as node:
+        await ctl("-c", str(cfg), "start", "slow")
+        assert states(node)["slow:0"] == "BACKOFF"
+        as_json = await ctl("-c", str(cfg), "--json", "status")
+        human = await ctl("-c", str(cfg), "status", "slow")
+        await ctl("-c", str(cfg), "stop", "slow")
+        stopped = await ctl("-c", str(cfg), "--json", "status", "slow")
+    rows = {r["status"]["process"]: r for r in json.loads(as_json.stdout)["processes"]}
+    report = json.loads(as_json.stdout)
+    left = rows["slow:0"]["status"]["next_start_at"] - report["at"]
+    assert 20 * 0.8 - 5 < left <= 20  # jitter takes up to 20 %; the ctl runs took time
+    assert rows["tick:0"]["status"]["next_start_at"] is None
+    assert json.loads(stopped.stdout)["processes"][0]["status"]["next_start_at"] is None
+    info = human.stdout.splitlines()[1].split("  ")[-1]
+    assert info.startswith("exited too quickly (exit code 3); 1 failed start in a row"), info
+    count = int(info.rsplit("next try in ", 1)[1].removesuffix("s"))
+    assert 0 < count <= 20
+
+
+def test_render_status_computes_the_countdown_when_shown() -> None:
+    status = {
+        "process": "slow:0",
+        "state": "BACKOFF",
+        "reason": "exited too quickly (exit code 3); next try in 17.77 s",
+        "next_start_at": 1017.77,
+    }
+    report = {"at": 1000.0, "processes": [{"status": status}]}
+
+    def info(now: float) -> str:
+        return render_status(report, now=now).splitlines()[1].split("  ")[-1]
+
+    assert info(1000.0) == "exited too quickly (exit code 3); next try in 18s"
+    assert info(1010.0) == "exited too quickly (exit code 3); next try in 8s"
+    assert info(1020.0) == "exited too quickly (exit code 3); next try now"
+    status["reason"] = "exit code 0; restarting in 100.00 s (2 short runs in a row)"
+    status["next_start_at"] = 1100.0
+    assert info(1000.0) == "exit code 0; restarting in 1m40s (2 short runs in a row)"
+    status["reason"] = "worded otherwise"
+    assert info(1000.0) == "worded otherwise; next start in 1m40s"
+
+
 async def test_ctl_exit_2_on_usage_errors(tmp_path: Path) -> None:
     missing = await ctl("-c", str(tmp_path / "nope.toml"), "status")
     assert missing.returncode == 2
