@@ -17,7 +17,6 @@ import dataclasses
 import difflib
 import enum
 import os
-import re
 import signal
 import socket
 import tomllib
@@ -62,10 +61,6 @@ DEFAULT_STATE_DIR = ".dsup"  # beside the config file
 MAX_NUMPROCS = 1000  # processes one program may have
 
 T = TypeVar("T")
-
-RESERVED_NAMES = frozenset({"all"})
-"""Program names that commands give another meaning (``dsup ctl stop all``)."""
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 class RestartPolicy(enum.Enum):
@@ -326,16 +321,9 @@ class _Reader:
 
     def program(self, name: str, body: object) -> ProgramSpec | None:
         p = f"programs.{name}."
-        if name in RESERVED_NAMES:
-            self.fail(
-                f"programs.{name}",
-                f"{name!r} is reserved: commands use it to mean every process; rename the program",
-            )
-        elif not _NAME_RE.fullmatch(name):
-            self.fail(
-                f"programs.{name}",
-                "a program name is 1-64 letters, digits, '_', '.', '-' (no ':', spaces or globs)",
-            )
+        problem = conv.program_name_problem(name)
+        if problem:
+            self.fail(f"programs.{name}", problem)
         if not isinstance(body, dict):
             self.fail(f"programs.{name}", f"must be a table, got {conv.describe(body)}")
             return None
@@ -383,7 +371,7 @@ class _Reader:
     def discord(self, table: Mapping[str, object]) -> DiscordSpec:
         p, g = "discord.", self.get
         if "token" in table:
-            self.fail(p + "token", conv.TOKEN_REFUSED)
+            self.fail(p + "token", conv.TOKEN_KEY_REFUSED)
             table = {k: v for k, v in table.items() if k != "token"}
         self.keys(table, p, DISCORD_KEYS)
         d = DiscordSpec()

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 RESERVED_ENV_PREFIX = "DSUP_"  # the marker variables dsup gives every process
+RESERVED_NAMES = frozenset({"all"})
+"""Program names that commands give another meaning (``dsup ctl stop all``)."""
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_NAME_CHAR_RE = re.compile(r"[A-Za-z0-9_.-]")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Discord bot tokens are three base64url parts joined by dots, about 70 characters.
 # Searched, not matched: "Bot <token>" or a URL holding one is a token in the file too.
@@ -29,6 +33,11 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20
 TOKEN_REFUSED = (
     "this looks like a Discord bot token; a literal token in the config file is refused: "
     "put it in an environment variable (token_env) or a file readable only by you (token_file)"
+)
+
+TOKEN_KEY_REFUSED = (
+    "there is no token key: the bot token never goes in the config file; name where it is "
+    "with token_env (an environment variable) or token_file (a file readable only by you)"
 )
 
 E = TypeVar("E", bound=enum.Enum)
@@ -175,26 +184,61 @@ def path(base: Path) -> Callable[[object], Path]:
     return convert
 
 
+def program_name_problem(text: str) -> str:
+    """What is wrong with a program name (a ``[programs.NAME]`` key), or ""."""
+    if text in RESERVED_NAMES:
+        return f"{text!r} is reserved: commands use it to mean every process; rename the program"
+    if _NAME_RE.fullmatch(text):
+        return ""
+    rule = (
+        "a program name is 1-64 ASCII letters, digits, '_', '.' or '-', and starts with a "
+        "letter, digit or '_' (commands address processes as NAME:0 and take globs)"
+    )
+    bad = sorted({c for c in text if not _NAME_CHAR_RE.fullmatch(c)})
+    if bad:
+        return f"{rule}; {', '.join(map(repr, bad[:5]))} not allowed"
+    if not text or len(text) > 64:
+        return f"{rule}; got {len(text)} characters"
+    return f"{rule}; it starts with {text[0]!r}"
+
+
 def env(value: object) -> Mapping[str, str]:
-    """A table of environment variables; integer values become strings."""
+    """A table of environment variables; integer values become strings.
+
+    Every bad entry is named in the one message, not only the first.
+    """
     if not isinstance(value, dict):
         raise BadValue(f'must be a table of NAME = "value", got {describe(value)}')
     table: dict[str, str] = {}
+    problems: list[str] = []
     for key, item in value.items():
-        if not _ENV_NAME_RE.fullmatch(key):
-            raise BadValue(f"{key!r} is not a valid environment variable name")
-        if key.startswith(RESERVED_ENV_PREFIX):
-            raise BadValue(
-                f"{key}: names starting with {RESERVED_ENV_PREFIX} are set by dsup for every "
-                "process (DSUP_PROGRAM, DSUP_RUN_ID...); choose another name"
-            )
-        if isinstance(item, bool) or not isinstance(item, str | int):
-            raise BadValue(f"{key}: must be a string (quote it), got {describe(item)}")
-        text = str(item)
-        if "\0" in text:
-            raise BadValue(f"{key}: must not contain NUL characters")
-        table[key] = text
+        problem = _env_problem(key, item)
+        if problem:
+            problems.append(problem)
+        else:
+            table[key] = str(item)
+    if problems:
+        raise BadValue("; ".join(problems))
     return MappingProxyType(table)
+
+
+def _env_problem(key: str, item: object) -> str:
+    """What is wrong with one ``env`` entry, or ""."""
+    if not _ENV_NAME_RE.fullmatch(key):
+        return (
+            f"{key!r} is not a valid environment variable name "
+            "(a letter or '_', then letters, digits or '_')"
+        )
+    if key.startswith(RESERVED_ENV_PREFIX):
+        return (
+            f"{key}: names starting with {RESERVED_ENV_PREFIX} are set by dsup for every "
+            "process (DSUP_PROGRAM, DSUP_RUN_ID...); choose another name"
+        )
+    if isinstance(item, bool) or not isinstance(item, str | int):
+        return f"{key}: must be a string (quote it), got {describe(item)}"
+    if "\0" in str(item):
+        return f"{key}: must not contain NUL characters"
+    return ""
 
 
 def env_name(value: object) -> str:

@@ -24,14 +24,17 @@ from supervisor.errors import ConfigError, ConfigIssue
 from supervisor.supervisord_ini import (
     Section,
     base_expansions,
+    combined_error,
+    env_pairs,
     expand,
+    expand_options,
     parse_bool,
     parse_command,
-    parse_environment,
     parse_int,
     parse_signal,
     parse_size,
     read_tree,
+    section_int,
 )
 from supervisor.toml_text import toml_comment, toml_key, toml_str, toml_value
 
@@ -105,17 +108,6 @@ class _Program:
         self.notes.append(_not_carried(key, value, why))
 
 
-def _combined(errors: list[ConfigError]) -> ConfigError:
-    """One error for several: issues of other files than the first name their file."""
-    first = errors[0].path
-    issues = [
-        issue if exc.path == first else ConfigIssue(f"({exc.path}) {issue.key}", issue.message)
-        for exc in errors
-        for issue in exc.issues
-    ]
-    return ConfigError(first, issues)
-
-
 def _not_carried(key: str, value: str, why: str) -> str:
     shown = "<redacted>" if "password" in key else " ".join(value.split())
     return f"# not carried over: {key} = {shown} ({why})"
@@ -128,7 +120,8 @@ class _Converter:
         self.main = main
         self.sections = sections
         self.header: list[str] = []
-        self.groups: dict[str, str] = {}
+        self.groups: dict[str, str] = {}  # program -> its group
+        self.members: dict[str, list[str]] = {}  # group -> its programs
         self.global_env: dict[str, str] = {}
         self.name: str | None = None
 
@@ -146,7 +139,7 @@ class _Converter:
             kind, _, rest = sec.name.partition(":")
             if kind == "program" and rest:
                 try:
-                    priority = _integer(sec, "priority", "999", base_expansions(sec.file))
+                    priority = section_int(sec, "priority", "999", base_expansions(sec.file))
                     programs += [(priority, p) for p in self._program(sec, rest)]
                 except ConfigError as exc:
                     failed.append(exc)  # go on: report every program's mistakes at once
@@ -158,9 +151,10 @@ class _Converter:
                 if not sec.options:
                     self.header.append(f"# not carried over: [{sec.name}] ({why})")
         if failed:
-            raise _combined(failed)
+            raise combined_error(failed)
         programs.sort(key=lambda item: (item[0], item[1].name))
         _check_unique([p for _, p in programs])
+        self.header[:0] = self._group_comments([p for _, p in programs])
         return self._render([p for _, p in programs])
 
     def _check_duplicates(self) -> None:
@@ -178,20 +172,29 @@ class _Converter:
                 msg = f"names program {member!r}, which has no [program:{member}] section"
                 raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.programs", msg)])
             self.groups[member] = group
-        self.header.append(
-            f"# group {group!r}: programs {', '.join(members) or '(none)'}; dsup has no groups "
-            "yet: address the members by name or glob"
-        )
+        self.members[group] = members
         for key, value in sec.options.items():
             if key != "programs":
                 self.header.append(_not_carried(f"[{sec.name}] {key}", value, "no dsup groups"))
+
+    def _group_comments(self, programs: list[_Program]) -> list[str]:
+        """Each group's comment, naming the dsup programs its members became."""
+        names: dict[str, list[str]] = {}
+        for prog in programs:
+            names.setdefault(prog.section.name.partition(":")[2], []).append(prog.name)
+        return [
+            f"# group {group!r}: programs "
+            f"{', '.join(_became(m, names[m]) for m in members) or '(none)'}; "
+            "dsup has no groups yet: address the members by name or glob"
+            for group, members in self.members.items()
+        ]
 
     def _supervisord(self, sec: Section) -> None:
         base = base_expansions(sec.file)
         for key, raw in sec.options.items():
             value = expand(raw, base, sec.file, f"supervisord.{key}")
             if key == "environment":
-                self.global_env = _env_pairs(value, sec.file, "supervisord.environment")
+                self.global_env = env_pairs(value, sec.file, "supervisord.environment")
             elif key == "identifier":
                 self._node_name(value, raw, sec)
             else:
@@ -204,9 +207,9 @@ class _Converter:
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.command", "required")])
         base = {**base_expansions(sec.file), "program_name": name}
         base["group_name"] = self.groups.get(name, name)
-        numprocs = _integer(sec, "numprocs", "1", base)
+        numprocs = section_int(sec, "numprocs", "1", base)
         base["numprocs"] = numprocs
-        start = _integer(sec, "numprocs_start", "0", base)
+        start = section_int(sec, "numprocs_start", "0", base)
         if not 1 <= numprocs <= MAX_NUMPROCS:
             msg = f"must be between 1 and {MAX_NUMPROCS} for dsup, got {numprocs}"
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.numprocs", msg)])
@@ -214,7 +217,7 @@ class _Converter:
             msg = "must include %(process_num)s when numprocs > 1"
             raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.process_name", msg)])
         per_process = [
-            _expand_options(sec, {**base, "process_num": num})
+            expand_options(sec, {**base, "process_num": num})
             for num in range(start, start + numprocs)
         ]
         shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
@@ -236,7 +239,7 @@ class _Converter:
         """
         prog = _Program(name=_dsup_name(name), section=sec)
         if prog.name != name:
-            prog.notes.append(f"# renamed from {name!r}: dsup names are letters, digits, _ . -")
+            prog.notes.append(f"# renamed from {name!r}: dsup takes ASCII letters, digits, _ . -")
         prog.env.update(self.global_env)
         failed: list[ConfigError] = []
         for key, value in opts.items():
@@ -256,7 +259,7 @@ class _Converter:
                 why = _DROPPED.get(key, "not a supervisord program option")
                 prog.drop(key, sec.options[key], why)
         if failed:
-            raise _combined(failed)
+            raise combined_error(failed)
         # supervisord's default startretries (3) is 4 failed starts, not dsup's 3.
         prog.values.setdefault("start_retries", _failed_starts("3"))
         _fit_to_dsup(prog, sec)
@@ -338,39 +341,14 @@ def _fit_to_dsup(prog: _Program, sec: Section) -> None:
     raise AssertionError("unreachable: every round drops a key")
 
 
+def _became(member: str, programs: list[str]) -> str:
+    """A group member as dsup names it: ``web`` or ``web_00, web_01 (from web)``."""
+    return programs[0] if programs == [member] else f"{', '.join(programs)} (from {member})"
+
+
 def _dsup_name(name: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64]
     return clean if clean[:1] not in ("", ".", "-") else ("_" + clean)[:64]
-
-
-def _expand_options(sec: Section, expansions: Mapping[str, object]) -> dict[str, str]:
-    """Every option of a section expanded, or one error with each that failed."""
-    options: dict[str, str] = {}
-    failed: list[ConfigError] = []
-    for key, raw in sec.options.items():
-        try:
-            options[key] = expand(raw, expansions, sec.file, f"{sec.name}.{key}")
-        except ConfigError as exc:
-            failed.append(exc)
-    if failed:
-        raise _combined(failed)
-    return options
-
-
-def _env_pairs(value: str, path: Path, key: str) -> dict[str, str]:
-    try:
-        return parse_environment(value)
-    except ValueError as exc:
-        raise ConfigError(path, [ConfigIssue(key, str(exc))]) from None
-
-
-def _integer(sec: Section, key: str, default: str, base: Mapping[str, object]) -> int:
-    text = expand(sec.options.get(key, default), base, sec.file, f"{sec.name}.{key}")
-    try:
-        return int(text)
-    except ValueError:
-        msg = f"must be a whole number, got {text!r}"
-        raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.{key}", msg)]) from None
 
 
 def _convert(
@@ -409,7 +387,7 @@ def _directory(prog: _Program, value: str, sec: Section, key: str) -> None:
 
 
 def _environment(prog: _Program, value: str, sec: Section, key: str) -> None:
-    prog.env.update(_env_pairs(value, sec.file, f"{sec.name}.{key}"))
+    prog.env.update(env_pairs(value, sec.file, f"{sec.name}.{key}"))
 
 
 def _exitcodes(prog: _Program, value: str, sec: Section, key: str) -> None:

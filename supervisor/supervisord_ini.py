@@ -224,3 +224,46 @@ def parse_command(value: str) -> list[str]:
     if not argv:
         raise ValueError("must not be empty")
     return argv
+
+
+def combined_error(errors: list[ConfigError]) -> ConfigError:
+    """One error for several: issues of other files than the first name their file."""
+    first = errors[0].path
+    issues = [
+        issue if exc.path == first else ConfigIssue(f"({exc.path}) {issue.key}", issue.message)
+        for exc in errors
+        for issue in exc.issues
+    ]
+    return ConfigError(first, issues)
+
+
+def expand_options(sec: Section, expansions: Mapping[str, object]) -> dict[str, str]:
+    """Every option of a section expanded, or one error with each that failed."""
+    options: dict[str, str] = {}
+    failed: list[ConfigError] = []
+    for key, raw in sec.options.items():
+        try:
+            options[key] = expand(raw, expansions, sec.file, f"{sec.name}.{key}")
+        except ConfigError as exc:
+            failed.append(exc)
+    if failed:
+        raise combined_error(failed)
+    return options
+
+
+def env_pairs(value: str, path: Path, key: str) -> dict[str, str]:
+    """``parse_environment`` of the value of ``key`` in ``path``, as a ConfigError."""
+    try:
+        return parse_environment(value)
+    except ValueError as exc:
+        raise ConfigError(path, [ConfigIssue(key, str(exc))]) from None
+
+
+def section_int(sec: Section, key: str, default: str, base: Mapping[str, object]) -> int:
+    """A section's option (or ``default``), expanded, as a whole number."""
+    text = expand(sec.options.get(key, default), base, sec.file, f"{sec.name}.{key}")
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"must be a whole number, got {text!r}"
+        raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.{key}", msg)]) from None

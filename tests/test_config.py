@@ -289,10 +289,26 @@ def test_config_missing_command_is_required(tmp_path: Path) -> None:
     assert "required" in _messages(exc)["programs.a.command"]
 
 
-@pytest.mark.parametrize("name", ["a:b", "a b", "web*", "-x", ".x", "", "x" * 65, "é"])
-def test_config_bad_program_names_are_refused(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("a:b", "':' not allowed"),
+        ("a b", "' ' not allowed"),
+        ("web*", "'*' not allowed"),
+        ("-x", "it starts with '-'"),
+        (".x", "it starts with '.'"),
+        ("", "got 0 characters"),
+        ("x" * 65, "got 65 characters"),
+        ("ünicode", "'ü' not allowed"),
+    ],
+)
+def test_config_bad_program_names_are_refused(tmp_path: Path, name: str, why: str) -> None:
+    """The message says ASCII and the first-character rule, and what broke it (QA3 #13)."""
     exc = _error(tmp_path, f'[programs."{name}"]\ncommand = ["true"]\n')
-    assert "program name" in _messages(exc)[f"programs.{name}"]
+    message = _messages(exc)[f"programs.{name}"]
+    assert message.startswith("a program name is 1-64 ASCII letters, digits, '_', '.' or '-'")
+    assert "starts with a letter, digit or '_'" in message
+    assert message.endswith(why)
 
 
 @pytest.mark.parametrize(
@@ -423,10 +439,19 @@ def test_config_discord_token_env_and_file_are_exclusive(tmp_path: Path) -> None
 # --- literal tokens -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("value", ['"abc"', f'"{TOKEN}"', "1"])
+def test_config_discord_token_key_is_refused_whatever_its_value(tmp_path: Path, value: str) -> None:
+    """QA3 #13: ``token = "abc"`` was refused as a token-looking value; the key is the fault."""
+    exc = _error(tmp_path, f"[discord]\ntoken = {value}\n")
+    message = _messages(exc)["discord.token"]
+    assert message.startswith("there is no token key: the bot token never goes in the config")
+    assert "with token_env (an environment variable) or token_file" in message
+    assert TOKEN not in str(exc)
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        (f'[discord]\ntoken = "{TOKEN}"\n', "discord.token"),
         (f'[discord]\ntoken_env = "{TOKEN}"\n', "discord.token_env"),
         (f'[discord]\ntoken_file = "{TOKEN}"\n', "discord.token_file"),
         (f'[discord]\nguild_id = "{TOKEN}"\n', "discord.guild_id"),
@@ -475,6 +500,16 @@ def test_config_env_may_not_set_dsup_markers(tmp_path: Path) -> None:
     """dsup overwrote them silently; now the config says so (QA #24)."""
     exc = _error(tmp_path, '[programs.a]\ncommand = ["true"]\nenv = { DSUP_RUN_ID = "x" }\n')
     assert "set by dsup" in _messages(exc)["programs.a.env"]
+
+
+def test_config_env_names_every_bad_variable(tmp_path: Path) -> None:
+    """Only DSUP_X was reported; 1BAD went unmentioned (QA3 #12, QA #24)."""
+    text = MINIMAL + 'env = { "DSUP_X" = "1", GOOD = "x", "1BAD" = "x", B = true }\n'
+    message = _messages(_error(tmp_path, text))["programs.a.env"]
+    assert "DSUP_X: names starting with DSUP_ are set by dsup" in message
+    assert "'1BAD' is not a valid environment variable name" in message
+    assert "B: must be a string" in message
+    assert "GOOD" not in message
 
 
 def test_config_program_named_all_is_refused(tmp_path: Path) -> None:

@@ -311,6 +311,23 @@ def test_import_numprocs_without_per_process_differences(tmp_path: Path) -> None
     assert "# not carried over: numprocs_start = 10" in out
 
 
+def test_import_group_comment_names_the_programs_its_members_became(tmp_path: Path) -> None:
+    """QA3 #13: the comment said "programs web, pct" though web became web_00 and web_01."""
+    text = (
+        "[group:grp]\nprograms=web,legacy worker,pct\n"
+        "[program:web]\ncommand=/bin/serve --port=80%(process_num)02d\n"
+        "process_name=web_%(process_num)02d\nnumprocs=2\n"
+        "[program:legacy worker]\ncommand=/bin/cat\n"
+        "[program:pct]\ncommand=/bin/cat\n"
+    )
+    out, config = _convert(tmp_path, text)
+    assert set(config.programs) == {"web_00", "web_01", "legacy_worker", "pct"}
+    assert (
+        "# group 'grp': programs web_00, web_01 (from web), legacy_worker (from legacy worker),"
+        " pct;" in out
+    )
+
+
 def test_import_single_process_name_is_not_a_loss(tmp_path: Path) -> None:
     text = "[program:w]\ncommand=/bin/cat\nprocess_name=%(program_name)s\nnumprocs=1\n"
     out, config = _convert(tmp_path, text)
