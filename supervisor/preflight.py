@@ -1,27 +1,35 @@
-"""Checks of a valid config against this machine: what would fail at spawn time.
+"""Checks of a valid config against this machine: what would fail at spawn or stop time.
 
-This module owns the look at the file system that ``dsup check`` adds to
-validation: is each program's working directory a directory, and can its
-executable be found. It does not own validation itself (``config``): a config
-that passes here on one machine may not on another, so these are warnings.
+This module owns the look that ``dsup check`` adds to validation: is each
+program's working directory a directory, can its executable be found, and can
+its ``stop_signal`` end a process at all. It does not own validation itself
+(``config``): a config that passes here on one machine may not on another,
+and a program may handle an odd stop signal on purpose, so these are warnings.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from supervisor.config import Config, ProgramSpec
 
+# Signals whose default action does not end a process: it stops, or ignores them.
+_SUSPENDS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_IGNORED = frozenset({signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH})
+
 
 def preflight(config: Config) -> list[str]:
-    """Problems a spawn of each program would hit here, one line each (may be empty)."""
-    return [problem for spec in config.programs.values() for problem in _program(spec)]
+    """Problems a spawn or a stop of each program would hit here, one line each (may be empty)."""
+    return [
+        problem for spec in config.programs.values() for problem in (*_spawn(spec), *_stop(spec))
+    ]
 
 
-def _program(spec: ProgramSpec) -> list[str]:
+def _spawn(spec: ProgramSpec) -> list[str]:
     where = f"programs.{spec.name}"
     if not spec.cwd.is_dir():
         return [f"{where}.cwd: {str(spec.cwd)!r} is not a directory"]
@@ -36,3 +44,20 @@ def _program(spec: ProgramSpec) -> list[str]:
     if shutil.which(executable, path=search) is None:
         return [f"{where}.command: {executable!r} is not found in PATH"]
     return []
+
+
+def _stop(spec: ProgramSpec) -> list[str]:
+    sig = spec.stop_signal
+    if sig is signal.SIGSTOP:
+        does = "suspends a process and cannot be caught"
+    elif sig in _SUSPENDS:
+        does = "suspends a process that does not handle it"
+    elif sig in _IGNORED:
+        does = "is ignored by a process that does not handle it"
+    else:
+        return []
+    return [
+        f"programs.{spec.name}.stop_signal: {sig.name} {does}, so a stop waits "
+        f"stop_timeout_seconds ({spec.stop_timeout_seconds:g} s), then kills with SIGKILL; "
+        "use TERM, INT, QUIT or HUP"
+    ]

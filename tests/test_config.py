@@ -22,6 +22,7 @@ from supervisor.config import (
     parse_config,
 )
 from supervisor.errors import ConfigError, SupervisorError
+from supervisor.preflight import preflight
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = '[programs.a]\ncommand = ["true"]\n'
@@ -779,6 +780,39 @@ def test_config_names_with_trailing_newline_are_refused(
 ) -> None:
     """Regression: ``$`` in the name patterns let a trailing newline through."""
     assert key in _messages(_error(tmp_path, text))
+
+
+# --- dsup check's look at this machine -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signame", "does"),
+    [
+        ("STOP", "SIGSTOP suspends a process and cannot be caught"),
+        ("TSTP", "SIGTSTP suspends a process that does not handle it"),
+        ("CHLD", "SIGCHLD is ignored by a process that does not handle it"),
+        ("WINCH", "SIGWINCH is ignored by a process that does not handle it"),
+    ],
+)
+def test_preflight_warns_of_a_stop_signal_that_cannot_end_a_process(
+    tmp_path: Path, signame: str, does: str
+) -> None:
+    """QA3 #13: such a program always takes the whole timeout, then SIGKILL."""
+    line = f'stop_signal = "{signame}"\nstop_timeout_seconds = 7'
+    (warning,) = preflight(_program_config(tmp_path, line))
+    assert warning == (
+        f"programs.a.stop_signal: {does}, so a stop waits stop_timeout_seconds (7 s), "
+        "then kills with SIGKILL; use TERM, INT, QUIT or HUP"
+    )
+
+
+@pytest.mark.parametrize("signame", ["TERM", "INT", "QUIT", "HUP", "USR1", "KILL"])
+def test_preflight_accepts_a_stop_signal_that_ends_a_process(tmp_path: Path, signame: str) -> None:
+    assert preflight(_program_config(tmp_path, f'stop_signal = "{signame}"')) == []
+
+
+def _program_config(tmp_path: Path, line: str) -> Config:
+    return _config(tmp_path, MINIMAL + line + "\n")
 
 
 # --- docs/config.md stays in step with the code ---------------------------------------
