@@ -3,8 +3,9 @@
 This module owns the schema and every read and write of the ledger: the history of
 runs (pid, create_time, start, end, exit code or signal), the processes seen in each
 run's tree (so a dsup killed with SIGKILL finds them on its next start) and the
-audit trail of commands. It does not decide what to kill (``reaper``), when a run
-starts or ends (``child``) nor who may run a command (``commands``).
+audit trail of commands. It does not own the records it returns
+(``ledger_records``, re-exported here), nor decide what to kill (``reaper``), when
+a run starts or ends (``child``) or who may run a command (``commands``).
 
 All methods are synchronous and thread-safe (one connection behind a lock); async
 callers wrap them in ``anyio.to_thread.run_sync``.
@@ -21,19 +22,38 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal, Self, TypeVar
+from dataclasses import fields
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from supervisor.errors import SupervisorError
+from supervisor.ledger_records import (
+    AuditRecord,
+    AuditSource,
+    LeftoverProcess,
+    ProcIdent,
+    RunRecord,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
 
-logger = logging.getLogger(__name__)
+# The records live in ledger_records; importers keep importing them from here.
+__all__ = [
+    "AUDIT_KEEP_ROWS",
+    "RUNS_KEEP",
+    "SCHEMA_VERSION",
+    "AuditRecord",
+    "AuditSource",
+    "Ledger",
+    "LedgerError",
+    "LeftoverProcess",
+    "ProcIdent",
+    "RunRecord",
+]
 
-AuditSource = Literal["local", "discord"]
+logger = logging.getLogger(__name__)
 
 # One script per schema version; version N is reached by running scripts [0, N).
 # Add a new script to migrate; never edit a released one.
@@ -88,99 +108,6 @@ class LedgerError(SupervisorError):
         super().__init__(f"ledger {str(path)!r}: {reason}")
 
 
-@dataclass(frozen=True, slots=True)
-class ProcIdent:
-    """The identity of a process: its pid AND its start time.
-
-    A pid alone is not an identity: the kernel reuses pids, and dsup must never
-    signal a stranger that got the pid of one of its dead children.
-
-    Attributes:
-        pid: process id.
-        create_time: the process start time as psutil reports it (seconds since
-            the epoch, float); equal for the same process across calls.
-    """
-
-    pid: int
-    create_time: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeftoverProcess:
-    """A process recorded in the ledger that may still be alive.
-
-    Attributes:
-        run_id: the run it belongs to.
-        process: the process name of that run (``program:index``).
-        ident: its recorded identity.
-        is_main: True for the run's main process, False for a descendant.
-    """
-
-    run_id: str
-    process: str
-    ident: ProcIdent
-    is_main: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunRecord:
-    """One run of one process, as recorded.
-
-    Attributes:
-        run_id: unique id of the run (the ``DSUP_RUN_ID`` marker).
-        process: process name, ``program:index``.
-        program: program name.
-        pid: the main process's pid.
-        create_time: the main process's create_time (see ``ProcIdent``).
-        started_at: wall-clock start (display only).
-        ended_at: wall-clock end, None while running or if dsup died first.
-        exit_code: exit status when the run ended with ``exit()``.
-        exit_signal: signal number when the run was killed by a signal.
-        is_settled: True once nothing of the run can be alive any more.
-    """
-
-    run_id: str
-    process: str
-    program: str
-    pid: int
-    create_time: float
-    started_at: float
-    ended_at: float | None
-    exit_code: int | None
-    exit_signal: int | None
-    is_settled: bool
-
-    @property
-    def ident(self) -> ProcIdent:
-        """The identity of the run's main process."""
-        return ProcIdent(self.pid, self.create_time)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditRecord:
-    """One command recorded in the audit trail.
-
-    Attributes:
-        id: row id, increasing.
-        at: wall-clock time of the command.
-        actor: who (local user name or Discord user).
-        source: ``local`` (control socket) or ``discord``.
-        command: the command name (``stop``, ``restart``...).
-        target: what it applied to (a process, program or glob; "" for none).
-        outcome: ``ok``, ``denied``, ``error``...
-        detail: free text (error message, number of processes affected).
-    """
-
-    id: int
-    at: float
-    actor: str
-    source: AuditSource
-    command: str
-    target: str
-    outcome: str
-    detail: str
-
-
 AUDIT_KEEP_ROWS = 100_000
 """Audit rows kept by default: a script polling ``status`` every second adds
 86,400 a day, so the oldest rows are dropped past this many."""
@@ -220,7 +147,10 @@ class Ledger:
         Raises:
             LedgerError: the file is not a database or has a newer schema.
         """
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise _unusable(path, exc) from exc
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -230,7 +160,7 @@ class Ledger:
             _migrate(path, conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise LedgerError(path, f"cannot be used: {exc}") from exc
+            raise _unusable(path, exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -411,6 +341,20 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:
+    """The error for a ledger sqlite cannot use; for a damaged file, what to do about it."""
+    if exc.sqlite_errorname not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+        return LedgerError(path, f"cannot be used: {exc}")
+    aside = path.with_name(path.name + ".corrupt")
+    return LedgerError(
+        path,
+        f"cannot be used: {exc}; move it aside (mv {str(path)!r} {str(aside)!r}) and start"
+        " dsup again with a new one: the processes its last run left behind will then not be"
+        " found and ended (look for them with ps), and its run history and audit are left in"
+        " the old file",
+    )
 
 
 def _migrate(path: Path, conn: sqlite3.Connection) -> None:

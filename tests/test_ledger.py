@@ -173,12 +173,26 @@ def test_ledger_refuses_newer_schema(tmp_path: Path) -> None:
         Ledger.open(path)
 
 
-def test_ledger_refuses_a_non_database(tmp_path: Path) -> None:
+def test_ledger_refuses_a_non_database_saying_what_to_do(tmp_path: Path) -> None:
+    """QA3 #13: the message gave no hint of the way out, nor of its cost."""
     path = tmp_path / "l.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError) as info:
         Ledger.open(path)
     assert info.value.path == path
+    assert info.value.reason == (
+        f"cannot be used: file is not a database; move it aside (mv {str(path)!r} "
+        f"{str(path) + '.corrupt'!r}) and start dsup again with a new one: the processes its "
+        "last run left behind will then not be found and ended (look for them with ps), and "
+        "its run history and audit are left in the old file"
+    )
+
+
+def test_ledger_that_cannot_be_opened_gets_no_advice_to_move_it(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "l.sqlite3"
+    with pytest.raises(LedgerError) as info:
+        Ledger.open(path)
+    assert "move it aside" not in info.value.reason
 
 
 async def test_ledger_is_safe_from_many_threads(ledger: Ledger) -> None:
