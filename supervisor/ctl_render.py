@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 import sys
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 _ALIVE = ("STARTING", "RUNNING", "STOPPING")
-_MIN_INFO_WIDTH = 12  # below this, MEMORY and CPU give their room to INFO
-_DROPPABLE = ("MEMORY", "CPU")
+_DROPPABLE = ("MEMORY", "CPU")  # left out, in turn, to put INFO on its row
+_LAST_RESORT = ("RESTARTS", "UPTIME", "LAST EXIT", "PID")  # for a very narrow terminal
+_INDENT = "    "  # an INFO too long for its row goes under it
 
 
 def render(cmd: str, result: object) -> str:
@@ -57,60 +59,103 @@ def render_status(
     Args:
         report: a ``StatusReport`` as sent over the socket.
         now: wall-clock time for uptimes (default: the report's own time).
-        width: fit rows in this many columns, cutting INFO and dropping MEMORY
-            and CPU when INFO would get too little (default: no cut).
+        width: fit the table in this many columns (see :func:`_fit`); by
+            default every column is shown and INFO stays on its row.
     """
     at = _number(report.get("at"), time.time()) if now is None else now
-    head = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")
-    rows: list[tuple[str, ...]] = [head]
-    for proc in _list(report.get("processes")):
-        info = proc if isinstance(proc, dict) else {}
-        st = info.get("status")
-        status = st if isinstance(st, dict) else {}
-        state = str(status.get("state", "?"))
-        started = status.get("started_at")
-        alive = state in _ALIVE and isinstance(started, int | float)
-        rows.append(
-            (
-                str(status.get("process", "?")),
-                state,
-                _opt(status.get("pid")),
-                humanize.duration(at - float(started))
-                if alive and isinstance(started, int | float)
-                else "-",
-                _opt(status.get("restarts")),
-                _last_exit(status),
-                humanize.memory(info.get("rss_bytes")),
-                humanize.cpu(info.get("cpu_percent")),
-                "" if state == "RUNNING" else _why(status, at),
-            )
-        )
-    if width is not None:
-        rows = _fit(rows, width)
+    rows = [_row(p if isinstance(p, dict) else {}, at) for p in _list(report.get("processes"))]
+    if width is None:
+        return "\n".join(_aligned([_HEAD, *rows]))
+    return "\n".join(_fit(rows, width))
+
+
+_HEAD = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")
+
+
+def _row(info: Mapping[str, object], at: float) -> tuple[str, ...]:
+    st = info.get("status")
+    status = st if isinstance(st, dict) else {}
+    state = str(status.get("state", "?"))
+    started = status.get("started_at")
+    up = state in _ALIVE and isinstance(started, int | float)
+    return (
+        str(status.get("process", "?")),
+        state,
+        _opt(status.get("pid")),
+        humanize.duration(at - float(started)) if up and isinstance(started, int | float) else "-",
+        _opt(status.get("restarts")),
+        _last_exit(status),
+        humanize.memory(info.get("rss_bytes")),
+        humanize.cpu(info.get("cpu_percent")),
+        "" if state == "RUNNING" else _why(status, at),
+    )
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = (
+    return [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
-    )
-    return "\n".join(lines if width is None else (line[:width] for line in lines))
+    ]
 
 
-def _fit(rows: list[tuple[str, ...]], width: int) -> list[tuple[str, ...]]:
-    """Cut INFO so rows fit ``width``; MEMORY then CPU give way when it would get too little.
+def _fit(rows: list[tuple[str, ...]], width: int) -> list[str]:
+    """The table in ``width`` columns: whole columns left out, INFO moved below its row.
 
-    A column is dropped only while INFO needs more than it would get and gets
-    less than its minimum. A terminal too narrow even for the other columns
-    gets its lines cut at the edge (by the caller).
+    An INFO that does not fit on its row is printed whole on indented lines
+    under it. Columns are left out whole (:func:`_columns`); no header or
+    cell is ever cut. Only a terminal too narrow for NAME and STATE gets
+    longer lines.
     """
-    keep = list(range(len(rows[0])))
-    for name in ("", *_DROPPABLE):
-        if name:
-            keep.remove(rows[0].index(name))
-        widths = [max(len(row[i]) for row in rows) for i in keep]
-        room = width - sum(w + 2 for w in widths[:-1])
-        if room >= min(widths[-1], _MIN_INFO_WIDTH):
-            break
-    return [(*(row[i] for i in keep[:-1]), _cut(row[-1], room)) for row in rows]
+    keep, room = _columns(rows, width)
+    infos = [row[-1] for row in rows]
+    inline = [info if len(info) <= room else "" for info in infos]
+    has_info = any(inline) and room >= len(_HEAD[-1])
+    columns = [*keep, len(_HEAD) - 1] if has_info else keep
+    table = _aligned(
+        [
+            tuple(_HEAD[i] for i in columns),
+            *(
+                tuple(row[i] for i in keep) + ((cell,) if has_info else ())
+                for row, cell in zip(rows, inline, strict=True)
+            ),
+        ]
+    )
+    lines = table[:1]
+    for line, info, cell in zip(table[1:], infos, inline, strict=True):
+        lines.append(line)
+        if info and not (has_info and cell):
+            lines.extend(
+                textwrap.wrap(
+                    info, max(width, 24), initial_indent=_INDENT, subsequent_indent=_INDENT
+                )
+            )
+    return lines
+
+
+def _columns(rows: list[tuple[str, ...]], width: int) -> tuple[list[int], int]:
+    """The columns (INFO aside) that fit ``width``, and the room left for INFO.
+
+    MEMORY, then CPU, are left out when that puts more INFOs on their rows,
+    and so are they, then RESTARTS, UPTIME, LAST EXIT and PID, while the
+    table would be wider than ``width`` even without INFO.
+    """
+    widths = [max(len(r[i]) for r in [_HEAD, *rows]) for i in range(len(_HEAD))]
+    best: tuple[int, list[int], int] | None = None
+    for dropped in range(len(_DROPPABLE) + 1):
+        gone = {_HEAD.index(name) for name in _DROPPABLE[:dropped]}
+        keep = [i for i in range(len(_HEAD) - 1) if i not in gone]
+        for name in (*_DROPPABLE, *_LAST_RESORT):
+            if sum(widths[i] + 2 for i in keep) - 2 <= width:
+                break
+            if _HEAD.index(name) in keep:
+                keep.remove(_HEAD.index(name))
+        room = width - sum(widths[i] + 2 for i in keep)
+        fits = sum(0 < len(row[-1]) <= room for row in rows) if room >= len(_HEAD[-1]) else 0
+        if best is None or fits > best[0]:
+            best = (fits, keep, room)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _why(status: Mapping[str, object], at: float) -> str:
@@ -135,12 +180,6 @@ def _countdown(text: str, left: float) -> str:
     if found:
         return counted
     return f"{text}; next start {when}" if text else f"next start {when}"
-
-
-def _cut(text: str, room: int) -> str:
-    if len(text) <= room:
-        return text
-    return text[: room - 3] + "..." if room > 3 else ""
 
 
 def _render_actions(data: Mapping[str, object]) -> str:

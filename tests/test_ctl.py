@@ -484,11 +484,15 @@ def test_render_status_formats_uptime_exit_memory_and_cpu() -> None:
     fatal = {"process": "bad:0", "state": "FATAL", "last_error": "No such file: /x\x1b[2J"}
     report["processes"] = [{"status": fatal}]
     assert render_status(report).splitlines()[1].endswith("  No such file: /x")  # no ESC
-    narrow = render_status(report, width=60).splitlines()  # MEMORY and CPU give way
-    assert narrow[1].endswith("  No such f...")
-    assert narrow[0].endswith("  LAST EXIT  INFO")
+    narrow = render_status(report, width=60).splitlines()  # INFO goes under its row
+    assert narrow[0].endswith("  LAST EXIT  MEMORY  CPU")
+    assert narrow[2] == "    No such file: /x"
     assert max(len(line) for line in narrow) <= 60
-    assert len(render_status(report, width=20).splitlines()[1]) <= 20
+    assert render_status(report, width=20).splitlines() == [
+        "NAME   STATE  PID",
+        "bad:0  FATAL  -",
+        "    No such file: /x",
+    ]
     wide = render_status(report, width=80).splitlines()
     assert wide[1].endswith("  No such file: /x")
 
@@ -535,10 +539,39 @@ def test_render_status_never_exceeds_the_width_with_long_reasons() -> None:
     report = {"node": "n", "at": 5000.0, "processes": rows}
     lines = render_status(report, width=80).splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert lines[0].endswith("LAST EXIT  INFO")  # MEMORY and CPU gave way to INFO
-    assert lines[-1].endswith("...")
-    assert len(lines[-1].rsplit("  ", 1)[-1]) >= 12
-    assert render_status(report).splitlines()[-1].endswith(long)  # no width: no cut
+    assert lines[0].endswith("LAST EXIT  MEMORY     CPU")  # nothing gave way for nothing
+    below = [line for line in lines if line.startswith("    ")]
+    assert " ".join(line.strip() for line in below) == long  # whole, under its row
+    assert lines[-len(below) - 1].startswith("missing-binary:1  FATAL")
+    assert render_status(report).splitlines()[-1].endswith(long)  # no width: on its row
+
+
+@pytest.mark.parametrize("width", [100, 80, 60, 40, 30])
+def test_render_status_in_a_narrow_terminal_keeps_info_and_whole_headers(width: int) -> None:
+    """QA3 #10: at 60 columns INFO was dropped; at 40 the header read `RES`."""
+    why = "exited too quickly (exit code 7); 1 failed start in a row of 5 allowed"
+    rows = [
+        {
+            "status": {"process": "slowback:0", "state": "BACKOFF", "restarts": 1, "reason": why},
+        },
+        {
+            "status": {"process": "web:0", "state": "RUNNING", "pid": 41234, "started_at": 1.0},
+            "rss_bytes": 12345678,
+            "cpu_percent": 1.5,
+        },
+        {"status": {"process": "job:0", "state": "EXITED", "reason": "exit code 0; done"}},
+    ]
+    lines = render_status({"at": 1000.0, "processes": rows}, width=width).splitlines()
+    assert max(len(line) for line in lines) <= width
+    heads = {"NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO"}
+    header = [cell.strip() for cell in lines[0].split("  ") if cell.strip()]
+    assert set(header) <= heads
+    assert header[:2] == ["NAME", "STATE"]
+    at = lines.index(next(line for line in lines if line.startswith("slowback:0 ")))
+    under = [line.strip() for line in lines[at + 1 :] if line.startswith("    ")]
+    on_row = lines[at].endswith(why)
+    assert on_row or " ".join(under).startswith(why), lines
+    assert any("exit code 0; done" in line for line in lines)
 
 
 @pytest.mark.parametrize(
