@@ -5,15 +5,12 @@ from __future__ import annotations
 import io
 
 import anyio
+import discord
 import pytest
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT, RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
-
-# isort: split
-# discord after tests.discord_fake, which imports it with its audioop warning silenced
-import discord
 
 __all__ = ["fake_discord"]
 

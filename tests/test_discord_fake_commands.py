@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+import discord
 import pytest
+from discord import app_commands
+from discord.ext import commands
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT
 from tests.discord_fake.pytest_plugin import fake_discord
-
-# isort: split
-# discord after tests.discord_fake, which imports it with its audioop warning silenced
-import discord
-from discord import app_commands
-from discord.ext import commands
 
 __all__ = ["fake_discord"]
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import anyio
+import discord
 import pytest
 
 from tests.discord_fake import FakeDiscord, run_client
 from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE
-
-# isort: split
-# discord after tests.discord_fake, which imports it with its audioop warning silenced
-import discord
 
 __all__ = ["fake_discord"]
 

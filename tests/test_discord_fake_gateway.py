@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import discord
+
 from tests.discord_fake import FakeDiscord, run_client
 from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
-
-# isort: split
-# discord after tests.discord_fake, which imports it with its audioop warning silenced
-import discord
 
 __all__ = ["fake_discord"]
 

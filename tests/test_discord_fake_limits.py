@@ -6,15 +6,12 @@ import json
 from typing import TYPE_CHECKING
 
 import aiohttp
+import discord
 
 from tests.discord_fake import FakeDiscord, run_client
 from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE
-
-# isort: split
-# discord after tests.discord_fake, which imports it with its audioop warning silenced
-import discord
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

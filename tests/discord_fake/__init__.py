@@ -43,15 +43,6 @@ Known departures from Discord (deliberate; change them here when a test needs mo
 
 from __future__ import annotations
 
-import warnings
-
-# discord.py imports the stdlib ``audioop`` (voice), deprecated since Python 3.11; with
-# pytest's ``filterwarnings = error`` that import fails. Import discord once here with
-# that one warning silenced; pyproject could instead ignore it (see docs/discord_fake.md).
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
-    import discord  # noqa: F401
-
 from tests.discord_fake.connect import DiscordEndpoints, pointed_at, use_discord_api
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT, intents_for_tests, run_client
 from tests.discord_fake.interaction import InteractionRecord, InteractionReply

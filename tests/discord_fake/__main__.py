@@ -8,12 +8,17 @@ stdin, acting as a user called ``you`` (role ``operator``), and prints what the 
                                 to the type the bot registered for that option)
     click <message id> <custom id>   click a button on a bot message
     drop                        drop the gateway connection (the bot should resume)
+
+Ctrl-D (end of input) or Ctrl-C stops it at once. stdin is read with the event loop
+(no blocking thread), so Ctrl-C never waits for the next line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -22,6 +27,8 @@ import anyio
 from tests.discord_fake.server import FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from tests.discord_fake.store import FakeUser
 
 logger = logging.getLogger(__name__)
@@ -70,10 +77,31 @@ async def _report(fake: FakeDiscord) -> None:
         seen = len(fake.bot_actions())
 
 
+async def _stdin_lines() -> AsyncIterator[str]:
+    """Yield stdin's lines until end of input, waiting for them on the event loop.
+
+    A pipe or terminal is awaited with ``wait_readable`` (cancellable at once); a
+    regular file never blocks, so it is read directly.
+    """
+    fd = sys.stdin.fileno()
+    pending = b""
+    while True:
+        # A regular file: epoll refuses it (PermissionError), and reading it never blocks.
+        with contextlib.suppress(PermissionError):
+            await anyio.wait_readable(fd)
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
+
+
 async def _console(fake: FakeDiscord) -> None:
     user = fake.add_user("you", roles=("operator",))
-    stdin = anyio.wrap_file(sys.stdin)
-    async for line in stdin:
+    async for line in _stdin_lines():
         if line.strip():
             try:
                 await run_console_line(fake, user, line.strip())
@@ -104,5 +132,14 @@ async def main(argv: list[str] | None = None) -> None:
             tg.cancel_scope.cancel()
 
 
+def run(argv: list[str] | None = None) -> int:
+    """Run :func:`main`; return the exit status (130 after Ctrl-C, without a traceback)."""
+    try:
+        anyio.run(main, argv, backend="asyncio")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    anyio.run(main, backend="asyncio")
+    sys.exit(run())

@@ -9,6 +9,7 @@ lives in ``rest_*.py`` and ``gateway.py``.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -33,6 +34,10 @@ from tests.discord_fake.store import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+
+logger = logging.getLogger(__name__)
+
+_SHUTDOWN_GRACE_SECONDS = 0.5
 
 T = TypeVar("T")
 
@@ -326,7 +331,11 @@ async def open_fake_discord(
     a bounded, shielded scope.
     """
     fake = FakeDiscord(**options)
-    runner = web.AppRunner(fake.build_app(), handle_signals=False)
+    # A client reconnecting during the shutdown can open a connection aiohttp then waits
+    # on for its whole shutdown timeout (60 s by default); no request needs that long.
+    runner = web.AppRunner(
+        fake.build_app(), handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE_SECONDS
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -336,5 +345,8 @@ async def open_fake_discord(
         yield fake
     finally:
         with anyio.move_on_after(5, shield=True):
+            logger.info("fake Discord at %s: closing the gateway", fake.base_url)
             await fake.gateway.shut_down()
+            logger.info("fake Discord at %s: stopping the server", fake.base_url)
             await runner.cleanup()
+            logger.info("fake Discord at %s: stopped", fake.base_url)
