@@ -62,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 STOP_MARGIN_SECONDS = 5.0  # a stop may take stop_timeout_seconds plus this
 PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
+CATCH_UP_SECONDS = 0.25  # the most an exit waits for output already in the pipes
 KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
 _SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
@@ -372,6 +373,7 @@ class ChildProcess:
                                 max_line_bytes=self.spec.max_line_bytes,
                             )
                     await self._until_exit(run)
+                    await run.catch_up(CATCH_UP_SECONDS)
                 except BaseException:
                     with anyio.move_on_after(self._stop_bound(), shield=True):
                         await self._stop_tree(run)
@@ -400,10 +402,12 @@ class ChildProcess:
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
             await run.exited.wait()
         if not run.exited.is_set():
-            self._set_state(
-                ProcessState.RUNNING, run=run, reason=f"up for {self.spec.start_seconds:g} s"
-            )
+            self._set_state(ProcessState.RUNNING, run=run, reason=self._up_reason)
             await run.exited.wait()
+
+    @property
+    def _up_reason(self) -> str:
+        return f"up for {self.spec.start_seconds:g} s"
 
     def _decide(self, run: Run) -> policy.Decision:
         """Apply the policy to a run that ended on its own; enter its state."""
@@ -424,7 +428,7 @@ class ChildProcess:
             and self._state is ProcessState.STARTING
             and not policy.is_failed_start(self.spec, started_at=run.started_at, now=now)
         ):  # it was up for start_seconds, but its exit was seen first
-            self._set_state(ProcessState.RUNNING, run=run, reason="up for start_seconds")
+            self._set_state(ProcessState.RUNNING, run=run, reason=self._up_reason)
         self._set_state(decision.state, run=run, ended=True, reason=decision.reason)
         return decision
 

@@ -19,10 +19,13 @@ then sets ``popen.returncode`` so that Popen never waits or warns later.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import subprocess
+import sys
+import termios
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1  # waitpid poll interval where pidfd_open is missing
+CATCH_UP_POLL_SECONDS = 0.005  # how often catch_up looks at the pipes
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 
@@ -171,6 +175,18 @@ class Run:
         for stream, scope in zip(STREAMS, self.scopes[1:], strict=True):
             tg.start_soon(self._pump, stream, scope, consumer, max_line_bytes)
 
+    async def catch_up(self, limit: float) -> None:
+        """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
+
+        Called when the main process has exited: its last words (a crash's
+        traceback) are in the pipes already, and are handed over before its
+        exit is reported. A descendant that keeps writing costs ``limit``.
+        """
+        with anyio.move_on_after(limit):
+            # No event tells that a pipe is empty: look, between the pumps' reads.
+            while not self.pumps_done.is_set() and any(map(_unread, self.fds.values())):  # noqa: ASYNC110
+                await anyio.sleep(CATCH_UP_POLL_SECONDS)
+
     async def drain(self, grace: float) -> None:
         """Let the pumps read to EOF for up to ``grace`` seconds, then end them."""
         with anyio.move_on_after(grace):
@@ -228,6 +244,11 @@ class Run:
         self.pumps_left -= 1
         if not self.pumps_left:
             self.pumps_done.set()
+
+
+def _unread(fd: int) -> int:
+    """The bytes waiting in the pipe ``fd`` (``FIONREAD``)."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
 
 def spawn(

@@ -197,6 +197,29 @@ async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> 
     assert lines_at_starting == [0, 2, 4]  # each run's two lines came after its STARTING
 
 
+async def test_child_hands_over_a_crash_s_last_lines_before_its_exit(h: Harness) -> None:
+    """A crash's traceback was printed after the state change that reports the crash."""
+    lines_at_exit: list[int] = []
+
+    def emit(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is S.EXITED:
+            lines_at_exit.append(len(h.rec.lines))
+        h.rec.emit(event)
+
+    ctx = dataclasses.replace(h.ctx, emit=emit)
+    crash = ("/bin/sh", "-c", "echo last; echo words >&2; exit 3")
+    spec = dataclasses.replace(
+        h.child().spec, command=crash, start_seconds=0.0, restart=RestartPolicy.NEVER
+    )
+    child = ChildProcess(spec, 0, ctx)
+    async with supervised(child):
+        for run in range(1, 6):  # the exit and the pipes race each time
+            await child.start()
+            await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+            await h.rec.wait_for(functools.partial(_has_lines, h.rec, 2 * run))
+    assert lines_at_exit == [2, 4, 6, 8, 10]
+
+
 async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
     child = h.child(_worker("child_exit.py"), "3")
     async with supervised(child):
