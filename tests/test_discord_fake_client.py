@@ -221,3 +221,39 @@ async def test_client_multipart_edit_keeps_or_removes_attachments(
         ["b.txt"],
         [],
     ]
+
+
+async def test_client_replies_carry_the_referenced_message(fake_discord: FakeDiscord) -> None:
+    """Regression (audit 9): replies were type 0 without ``referenced_message``."""
+    uma = fake_discord.add_user("uma")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        asked = fake_discord.post_message(uma, "general", "status?")
+        (question,) = await client.wait_seen("message")
+        assert isinstance(question, discord.Message)
+        answer = await question.reply("all good")
+        fake_discord.post_message(uma, "general", "thanks", reply_to=answer.id)
+        *_, thanks = await client.wait_seen("message", count=3)
+        channel = text_channel(client, fake_discord, "general")
+        with pytest.raises(discord.HTTPException) as unknown:
+            await channel.send("to nothing", reference=channel.get_partial_message(123))
+        loose = discord.MessageReference(
+            message_id=123, channel_id=channel.id, fail_if_not_exists=False
+        )
+        plain = await channel.send("to nothing, leniently", reference=loose)
+        await question.delete()
+        fetched = await channel.fetch_message(answer.id)
+    assert answer.type is discord.MessageType.reply
+    assert answer.reference is not None
+    assert isinstance(answer.reference.resolved, discord.Message)
+    assert answer.reference.resolved.content == "status?"
+    assert int(asked["id"]) == answer.reference.message_id
+    assert isinstance(thanks, discord.Message)
+    assert thanks.type is discord.MessageType.reply
+    assert thanks.reference is not None
+    assert isinstance(thanks.reference.resolved, discord.Message)
+    assert thanks.reference.resolved.author.id == fake_discord.application_id
+    assert [m.id for m in thanks.mentions] == [fake_discord.application_id]
+    assert (unknown.value.status, unknown.value.code) == (400, 50035)
+    assert plain.type is discord.MessageType.default
+    assert fetched.reference is not None
+    assert isinstance(fetched.reference.resolved, discord.DeletedReferencedMessage)

@@ -108,6 +108,7 @@ async def create_message(request: web.Request) -> web.Response:
     channel = channel_for_bot(ctx, request)
     body, files = await read_body(request)
     validate_message(body, files, is_edit=False)
+    body = _checked_reference(ctx, body)
     nonce = body.get("nonce")
     if nonce is not None and body.get("enforce_nonce"):
         recent = time.time() - _NONCE_WINDOW_SECONDS
@@ -133,6 +134,18 @@ async def create_message(request: web.Request) -> web.Response:
     )
     ctx.gateway.dispatch("MESSAGE_CREATE", public(gateway_message(ctx, message)))
     return json_response(public(ctx.store.message_view(message)))
+
+
+def _checked_reference(ctx: Backend, body: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a reply to an unknown message, or drop the reference when it may fail."""
+    reference = body.get("message_reference")
+    if not reference or ctx.store.find_any_message(int(reference.get("message_id") or 0)):
+        return body
+    if reference.get("fail_if_not_exists", True):
+        raise invalid_form(
+            "message_reference", "Unknown message", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE"
+        )
+    return {k: v for k, v in body.items() if k != "message_reference"}
 
 
 def public(message: dict[str, Any]) -> dict[str, Any]:

@@ -162,13 +162,39 @@ class FakeDiscord(FakeControls):
     # --- acting as users ------------------------------------------------------------------
 
     def post_message(
-        self, author: FakeUser, channel: ChannelRef, content: str, *, mention_bot: bool = False
+        self,
+        author: FakeUser,
+        channel: ChannelRef,
+        content: str,
+        *,
+        mention_bot: bool = False,
+        reply_to: int | None = None,
     ) -> dict[str, Any]:
-        """Post a message as ``author`` and dispatch MESSAGE_CREATE; return its payload."""
+        """Post a message as ``author`` and dispatch MESSAGE_CREATE; return its payload.
+
+        Args:
+            author: Who posts it.
+            channel: Where.
+            content: The text.
+            mention_bot: Start with the bot's mention (so a bot without the
+                MESSAGE_CONTENT intent still gets the content).
+            reply_to: The id of a message in that channel to reply to (type 19); a reply
+                to the bot mentions it, as Discord's client does by default.
+        """
         target = self.channel(channel)
-        if mention_bot:
-            content = f"<@{self.store.bot.id}> {content}"
-        message = self.store.new_message(target, author, {"content": content})
+        body: dict[str, Any] = {"content": content}
+        if reply_to is not None:
+            replied = target.messages[reply_to]
+            mention_bot = mention_bot or replied["author"]["id"] == str(self.store.bot.id)
+            body["message_reference"] = {
+                "type": 0,
+                "message_id": str(reply_to),
+                "channel_id": str(target.id),
+                "guild_id": str(self.store.guild_id),
+            }
+        if mention_bot and reply_to is None:
+            body["content"] = f"<@{self.store.bot.id}> {content}"
+        message = self.store.new_message(target, author, body)
         if mention_bot:
             message["mentions"] = [
                 self.store.bot.payload()

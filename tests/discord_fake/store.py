@@ -36,6 +36,9 @@ EVERYONE_PERMISSIONS = (
 )
 BOT_PERMISSIONS = EVERYONE_PERMISSIONS | MANAGE_MESSAGES | EMBED_LINKS | ATTACH_FILES
 
+REPLY = 19
+"""Message type of a reply (``message_reference`` to a message)."""
+
 T = TypeVar("T")
 
 ActionKind = Literal["create", "edit", "delete", "react", "unreact", "typing"]
@@ -374,8 +377,11 @@ class FakeStore:
         }
         if body.get("nonce") is not None:
             message["nonce"] = body["nonce"]
-        if body.get("message_reference"):
-            message["message_reference"] = body["message_reference"]
+        reference = body.get("message_reference")
+        if reference:
+            message["message_reference"] = reference
+            if message_type == 0 and reference.get("type", 0) == 0:
+                message["type"] = REPLY
         message.update(extra or {})
         return message
 
@@ -395,12 +401,20 @@ class FakeStore:
                 return channel, channel.messages[message_id]
         return None
 
-    def message_view(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Return a message as the bot sees it: with ``reactions`` (``me`` is the bot).
+    def message_view(self, message: dict[str, Any], *, nested: bool = False) -> dict[str, Any]:
+        """Return a message as the bot sees it now: ``reactions`` (``me`` is the bot) and,
+        for a reply, ``referenced_message`` (``None`` once that message is deleted).
 
-        Keys starting with ``_`` are the fake's bookkeeping and are left out.
+        Keys starting with ``_`` are the fake's bookkeeping and are left out. ``nested``
+        views (the referenced message itself) carry no ``referenced_message``, as on
+        Discord.
         """
         view = {k: v for k, v in message.items() if not k.startswith("_")}
+        if message.get("type") == REPLY and not nested:
+            found = self.find_any_message(int(message["message_reference"]["message_id"]))
+            view["referenced_message"] = (
+                None if found is None else self.message_view(found[1], nested=True)
+            )
         view["reactions"] = [
             {
                 "emoji": self.emoji_payload(key),
