@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import TYPE_CHECKING
 
 import psutil
@@ -51,3 +52,15 @@ def _no_leaks() -> Iterator[None]:
         raise AssertionError(f"test left child processes behind: {leaked}") from None
     opened = set(os.listdir("/proc/self/fd")) - fds
     assert not opened, f"test left file descriptors open: {sorted(opened)}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _interruptible_children() -> None:
+    """Children start with SIGINT at its default, even under ``nohup`` or ``make test &``.
+
+    A process started with SIGINT ignored keeps it ignored across exec, and Python
+    then installs no KeyboardInterrupt handler: the ``dsup ctl`` a test interrupts
+    would never notice. A handled signal is reset to its default by exec.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

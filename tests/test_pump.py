@@ -144,9 +144,11 @@ async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: 
 
 async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
     """Capacity < 0: nothing framed, nothing counted, whole lines once it is back."""
+    skipping = 4  # reads: at most READ_BYTES each, so at most 4 MiB skipped
     calls = iter(range(1 << 30))
-    out = Recorder(capacity=lambda: -1 if next(calls) < 20 else 5)
-    count = 200_000
+    out = Recorder(capacity=lambda: -1 if next(calls) < skipping else 5)
+    count = 200_000  # 10.2 MB, whatever the sizes of the reads
+    assert skipping * pump_module.READ_BYTES < count * 51 // 2
     result = await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
     assert result.totals["stdout"] == count * 51
     assert 0 < len(out.lines) < count

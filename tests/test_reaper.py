@@ -563,10 +563,14 @@ async def test_stats_never_shows_more_cpu_than_the_threads_can_use(
         try:
             await reaper.stats([busy.pid])  # the first sample: 0.0, nothing to compare with
             shown: list[float] = []
-            with anyio.fail_after(20):
-                while len(shown) < 40 or max(shown) < 50.0:  # a core busy shows as busy
+            # Until a window shows the worker busy; on a loaded machine it may never
+            # get half a core, so this is a measurement window, not a deadline.
+            with anyio.move_on_after(20):
+                while len(shown) < 40 or max(shown) < 50.0:
                     await anyio.sleep(0.02)  # short windows: the jiffy rounding is worst
                     shown.append((await reaper.stats([busy.pid]))[busy.pid].cpu_percent)
+            assert len(shown) >= 40
+            assert max(shown) > 0.0  # it was seen running
             threads = psutil.Process(busy.pid).num_threads()
             assert max(shown) <= 100.0 * threads
         finally:
