@@ -5,15 +5,17 @@ from __future__ import annotations
 import anyio
 import discord
 import pytest
+from discord.ext import commands
 
-from tests.discord_fake import FakeDiscord, run_client
-from tests.discord_fake.harness import RecordingClient
+from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
+from tests.discord_fake.harness import GUILD_READY_TIMEOUT, RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE
 
 __all__ = ["fake_discord"]
 
 METHOD, MESSAGES = MESSAGES_ROUTE
+EDIT = "/channels/{channel_id}/messages/{message_id}"
 
 
 def text_channel(client: discord.Client, fake: FakeDiscord, name: str) -> discord.TextChannel:
@@ -79,6 +81,7 @@ async def test_honest_headers_keep_discord_py_under_the_limit(fake_discord: Fake
     stats = fake_discord.rate_limit_stats("ops")
     assert (stats.requests, stats.rejected, stats.max_in_window) == (5, 0, 2)
     assert elapsed >= 0.4  # two full windows were waited out, ahead of time
+    fake_discord.assert_within_rate_limits()
     assert len(fake_discord.bot_messages("ops")) == 5
 
 
@@ -129,3 +132,56 @@ async def test_fault_ends_when_its_time_is_up(fake_discord: FakeDiscord) -> None
     assert fault.hits >= 1
     assert elapsed >= 0.5
     assert [m["content"] for m in fake_discord.bot_messages("general")] == ["after the outage"]
+
+
+CALLBACK = ("POST", "/interactions/{interaction_id}/{interaction_token}/callback")
+FOLLOWUP = ("POST", "/webhooks/{webhook_id}/{webhook_token}")
+
+
+class SlowBot(commands.Bot):
+    def __init__(self) -> None:
+        super().__init__(
+            command_prefix="!", intents=intents_for_tests(), guild_ready_timeout=GUILD_READY_TIMEOUT
+        )
+
+    async def setup_hook(self) -> None:
+        @self.tree.command()
+        async def slow(interaction: discord.Interaction) -> None:
+            """Defer, then follow up."""
+            await interaction.response.defer(thinking=True)
+            await interaction.followup.send("done")
+
+        await self.tree.sync()
+
+
+async def test_interaction_buckets_are_per_interaction_and_token(fake_discord: FakeDiscord) -> None:
+    """Regression (audit 10): all callbacks, and all follow-ups, shared one bucket."""
+    # Two per bucket: discord.py sleeps out a bucket it sees at 0 before it returns.
+    for route in (CALLBACK, FOLLOWUP):
+        fake_discord.set_rate_limit(*route, limit=2, per_seconds=30.0)
+    ivy = fake_discord.add_user("ivy")
+    async with run_client(SlowBot(), fake_discord.token):
+        runs = [fake_discord.invoke(ivy, "general", "slow") for _ in range(3)]
+        done = [await run.wait_reply(kind="followup") for run in runs]
+    assert [d.content for d in done] == ["done"] * 3
+    assert all(run.refused == [] for run in runs)
+    fake_discord.assert_within_rate_limits()
+
+
+async def test_rate_limit_violations_name_every_route_and_bucket(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake_discord.send_ratelimit_headers = False
+    fake_discord.set_rate_limit(METHOD, MESSAGES, limit=1, per_seconds=0.2)
+    fake_discord.set_rate_limit("PATCH", EDIT, limit=1, per_seconds=0.2)
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "ops")
+        first = await channel.send("a")
+        await channel.send("b")
+        await first.edit(content="a2")
+        await first.edit(content="a3")
+        fake_discord.assert_within_rate_limits("general")
+    violations = fake_discord.rate_limit_violations()
+    assert sorted((m, t) for m, t, _ in violations) == [("PATCH", EDIT), (METHOD, MESSAGES)]
+    with pytest.raises(AssertionError, match="PATCH /channels/"):
+        fake_discord.assert_within_rate_limits("ops")

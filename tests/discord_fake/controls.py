@@ -168,6 +168,39 @@ class FakeControls:
         key = (method, template, str(self.channel(channel).id))
         return self.limiter.stats.get(key, BucketStats())
 
+    def rate_limit_violations(
+        self, channel: ChannelRef | None = None
+    ) -> dict[tuple[str, str, str], BucketStats]:
+        """Every bucket, on any route, where the bot sent requests over the limit.
+
+        Args:
+            channel: Only buckets of this channel (``None``: all buckets).
+
+        Returns:
+            ``(method, template, major parameter)`` to its counts, for buckets with
+            requests answered 429 by the limiter (injected 429 faults do not count).
+        """
+        major = None if channel is None else str(self.channel(channel).id)
+        return {
+            key: stats
+            for key, stats in self.limiter.stats.items()
+            if stats.rejected and (major is None or key[2] == major)
+        }
+
+    def assert_within_rate_limits(self, channel: ChannelRef | None = None) -> None:
+        """Fail unless the bot stayed within every rate limit (in ``channel``, if given).
+
+        Raises:
+            AssertionError: Naming each route and bucket, and how many requests were over.
+        """
+        violations = self.rate_limit_violations(channel)
+        if violations:
+            lines = [
+                f"{method} {template} [{major or 'no major'}]: {stats.rejected} over the limit"
+                for (method, template, major), stats in violations.items()
+            ]
+            raise AssertionError("the bot exceeded rate limits:\n" + "\n".join(lines))
+
     # --- gateway counters -----------------------------------------------------------------
 
     @property

@@ -132,9 +132,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if fault.status is not None:
             body = {"message": f"{fault.status}: injected fault", "code": 0}
             return json_response(body, status=fault.status)
-    info = request.match_info
-    major = info.get("channel_id") or info.get("guild_id") or info.get("webhook_id") or ""
-    decision = ctx.limiter.check(request.method, template, major)
+    decision = ctx.limiter.check(request.method, template, _major_parameter(request))
     if decision.retry_after is not None:
         body = {"message": "You are being rate limited.", "retry_after": decision.retry_after}
         return json_response(body | {"global": False}, status=429, headers=decision.headers)
@@ -149,6 +147,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = json_response({"message": f"fake: {exc!r}", "code": 50035}, status=400)
     response.headers.update(decision.headers)
     return response
+
+
+def _major_parameter(request: web.Request) -> str:
+    """The part of the path that splits a route into buckets, as Discord does.
+
+    Channel, guild, one interaction (callbacks), or a webhook with its token
+    (interaction follow-ups: each interaction token is its own bucket).
+    """
+    info = request.match_info
+    if "webhook_id" in info:
+        return f"{info['webhook_id']}/{info['webhook_token']}"
+    return info.get("channel_id") or info.get("guild_id") or info.get("interaction_id") or ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

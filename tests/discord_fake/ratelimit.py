@@ -2,10 +2,12 @@
 
 A route is named by its method and its path template below ``/api/v10``, exactly as
 discord.py writes it, e.g. ``("POST", "/channels/{channel_id}/messages")``. A bucket is
-that route plus its major parameter (channel, guild or webhook id), as in Discord.
+that route plus its major parameter (channel, guild, interaction, or webhook id and
+token), as in Discord.
 Windows are fixed: they open at the first request and close ``per_seconds`` later.
 
-This module decides; it does not speak HTTP (``rest.py`` turns decisions into responses).
+This module decides; it does not speak HTTP (``http_util.py`` turns decisions into
+responses).
 """
 
 from __future__ import annotations
