@@ -237,7 +237,11 @@ class Fleet:
         added = [n for n in new if n not in old]
         removed = [n for n in old if n not in new]
         differ = [n for n in new if n in old and new[n] != old[n]]
-        changed = [n for n in differ if old[n].numprocs != new[n].numprocs or _seen(old[n], new[n])]
+        changed = [
+            n
+            for n in differ
+            if old[n].numprocs != new[n].numprocs or _process_changes(old[n], new[n])
+        ]
         self.config = config
         async with anyio.create_task_group() as tg:
             for name in removed:
@@ -278,8 +282,8 @@ class Fleet:
         """Give a changed program's slots the new spec; restart or start those that need it."""
         keep = min(old.numprocs, new.numprocs)
         kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
-        seen = _seen(old, new)
-        restart = f"restarted by reload ({', '.join(seen)} changed)"
+        changes = _process_changes(old, new)
+        restart = f"restarted by reload ({', '.join(changes)} changed)"
         async with anyio.create_task_group() as tg:
             tg.start_soon(
                 self._remove_processes,
@@ -290,7 +294,7 @@ class Fleet:
             for child in kept:
                 child.update_spec(new)
                 state = child.status().state
-                if seen and state not in _STAY_DOWN:
+                if changes and state not in _STAY_DOWN:
                     tg.start_soon(_settle, functools.partial(child.restart, reason=restart))
                 elif new.autostart and not old.autostart and state in _STARTABLE:
                     why = "started by reload (autostart turned on)"
@@ -349,7 +353,7 @@ class Fleet:
         )
 
 
-def _seen(old: ProgramSpec, new: ProgramSpec) -> list[str]:
+def _process_changes(old: ProgramSpec, new: ProgramSpec) -> list[str]:
     """The keys of :data:`PROCESS_KEYS` whose values differ."""
     return [key for key in PROCESS_KEYS if getattr(old, key) != getattr(new, key)]
 
