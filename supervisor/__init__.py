@@ -3,7 +3,7 @@
 Layout (one module per concept; see docs/architecture.md):
   config               typed config and its validation
   config_values        what one config value may be; bot token redaction
-  preflight            what `dsup check` sees on this machine (cwd, executable)
+  preflight            what `dsup check` warns of: cwd, executable, a stop_signal that cannot stop
   supervisord_import   supervisord.conf -> dsup TOML (reading: supervisord_ini;
                        writing TOML text: toml_text)
   errors               the exception hierarchy
@@ -14,7 +14,7 @@ Layout (one module per concept; see docs/architecture.md):
   pump, framing, logs  draining pipes, splitting lines, rotating log files
   logread              tail and follow of the log files, across rotations
   reaper               process trees and orphans (the only psutil importer; _reaper_*)
-  ledger, statedir     sqlite history and audit; the locked state directory
+  ledger, statedir     sqlite history and audit (records: ledger_records); the locked state dir
   fleet                the set of programs and their processes
   commands             the one command surface (access levels, audit)
   audit                what an audit row says: outcome, summary, cut details

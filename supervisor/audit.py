@@ -48,7 +48,12 @@ def summarize(result: object, detail: str) -> str:
     elif isinstance(result, ShutdownReport):
         parts.append(f"node {result.node} shutting down")
     elif isinstance(result, ReloadResult):
-        changes = {"added": result.added, "removed": result.removed, "changed": result.changed}
+        changes = {
+            "added": result.added,
+            "removed": result.removed,
+            "changed": result.changed,
+            "updated": result.updated,
+        }
         described = [f"{key} {', '.join(names)}" for key, names in changes.items() if names]
         parts.extend(described or ["nothing changed"])
     return "; ".join(parts)
