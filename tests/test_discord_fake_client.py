@@ -257,3 +257,17 @@ async def test_client_replies_carry_the_referenced_message(fake_discord: FakeDis
     assert plain.type is discord.MessageType.default
     assert fetched.reference is not None
     assert isinstance(fetched.reference.resolved, discord.DeletedReferencedMessage)
+
+
+async def fail_in_block(token: str) -> None:
+    async with run_client(RecordingClient(), token):
+        pytest.fail("from the block")  # what a failed pytest.raises inside would raise
+
+
+async def test_run_client_raises_a_failure_in_its_block_as_itself(
+    fake_discord: FakeDiscord,
+) -> None:
+    """Regression (audit 12): a pytest failure came out in an exception group, which
+    stopped anyio's test runner and added a teardown error."""
+    with pytest.raises(pytest.fail.Exception, match="from the block"):
+        await fail_in_block(fake_discord.token)

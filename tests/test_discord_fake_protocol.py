@@ -138,3 +138,17 @@ async def test_gateway_heartbeats_after_identify_and_refuses_a_second_one() -> N
     assert acks == [{"op": 11}, {"op": 11}]
     assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4005)
     assert fake.identify_count == 1
+
+
+async def test_edit_with_null_flags_keeps_an_integer() -> None:
+    """Regression (audit 12): ``flags: null`` in an edit stored ``[]`` as the flags."""
+    async with open_fake_discord() as fake, aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bot {fake.token}"}
+        url = f"{fake.api_base}/channels/{fake.channel('general').id}/messages"
+        async with session.post(url, json={"content": "v1"}, headers=headers) as created:
+            message_id = json.loads(await created.read())["id"]
+        edit = {"content": "v2", "flags": None}
+        async with session.patch(f"{url}/{message_id}", json=edit, headers=headers) as edited:
+            status, body = edited.status, json.loads(await edited.read())
+    assert status == 200
+    assert (body["content"], body["flags"]) == ("v2", 0)

@@ -48,16 +48,26 @@ async def run_client(
     Raises:
         TimeoutError: The client was not ready in time.
         discord.LoginFailure: The token was refused (from the client task).
+
+    A single error, from the block or the client task, is raised as itself rather than
+    in an exception group: anyio's pytest runner stops on a group holding a pytest
+    outcome (a failed ``pytest.raises``), which then shows as a confusing teardown
+    error next to the real failure.
     """
-    async with client, anyio.create_task_group() as tg:
-        tg.start_soon(client.start, token)
-        try:
-            with anyio.fail_after(ready_timeout):
-                await client.wait_until_ready()
-            yield client
-        finally:
-            with anyio.move_on_after(close_timeout, shield=True):
-                await client.close()
+    try:
+        async with client, anyio.create_task_group() as tg:
+            tg.start_soon(client.start, token)
+            try:
+                with anyio.fail_after(ready_timeout):
+                    await client.wait_until_ready()
+                yield client
+            finally:
+                with anyio.move_on_after(close_timeout, shield=True):
+                    await client.close()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 class RecordingClient(discord.Client):

@@ -26,6 +26,7 @@ from tests.discord_fake.store import BotAction, FakeChannel, iso_now
 
 routes = web.RouteTableDef()
 _NONCE_WINDOW_SECONDS = 120.0
+SUPPRESS_EMBEDS = 1 << 2
 
 
 def channel_for_bot(ctx: Backend, request: web.Request) -> FakeChannel:
@@ -162,9 +163,12 @@ def apply_edit(
 ) -> dict[str, Any]:
     """Apply an edit body to a stored message and return it."""
     validate_message(body, files, is_edit=True)
-    for key in ("content", "embeds", "components", "flags"):
+    for key in ("content", "embeds", "components"):
         if key in body:
             message[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+    if "flags" in body:  # only SUPPRESS_EMBEDS may change; null clears it
+        fixed = int(message.get("flags") or 0) & ~SUPPRESS_EMBEDS
+        message["flags"] = fixed | (int(body["flags"] or 0) & SUPPRESS_EMBEDS)
     if "attachments" in body or files:
         wanted = {str(a.get("id")) for a in body.get("attachments") or []}
         kept = [a for a in message["attachments"] if a["id"] in wanted or "attachments" not in body]
