@@ -26,9 +26,11 @@ from supervisor.reaper import Reaper
 from supervisor.statedir import StateDir, open_state_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from anyio.abc import SocketStream, TaskStatus
+
+    from supervisor.events import EventSink
 
 WORKERS = Path(__file__).parent / "workers"
 PY = sys.executable
@@ -75,15 +77,20 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def running_node(config_path: Path) -> AsyncIterator[Node]:
-    """Run the node of ``config_path`` with its control socket until the block exits."""
+async def running_node(
+    config_path: Path, *, sinks: Sequence[EventSink] = ()
+) -> AsyncIterator[Node]:
+    """Run the node of ``config_path`` with its control socket until the block exits.
+
+    ``sinks`` get the fleet's events too (state changes, orphans cleaned).
+    """
     config = load_config(config_path)
     with (
         open_state_dir(config.supervisor.state_dir) as state,
         Ledger.open(state.ledger_path) as ledger,
     ):
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
-        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper)
+        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=sinks)
         service = CommandService(fleet, poll_interval=0.05)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import signal
@@ -17,14 +16,10 @@ from supervisor.config import ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownWorker
 from supervisor.events import Event, StateChanged
 from supervisor.fleet import PROCESS_KEYS, Fleet
-from supervisor.ledger import Ledger
-from supervisor.reaper import Reaper
-from supervisor.statedir import open_state_dir
 from tests._control import program, running_node, write_config
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,24 +176,6 @@ class _Recorder:
         return found
 
 
-@contextlib.asynccontextmanager
-async def _recorded_fleet(config_path: Path, recorder: _Recorder) -> AsyncIterator[Fleet]:
-    """Run the fleet of ``config_path`` alone, its events going to ``recorder``."""
-    config = load_config(config_path)
-    with (
-        open_state_dir(config.supervisor.state_dir) as state,
-        Ledger.open(state.ledger_path) as ledger,
-    ):
-        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
-        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=[recorder])
-        async with anyio.create_task_group() as tg:
-            await tg.start(fleet.run)
-            try:
-                yield fleet
-            finally:
-                tg.cancel_scope.cancel("test over")
-
-
 # Every setting but what the process sees, each different from program()'s value.
 _DSUP_ONLY: dict[str, object] = {
     "relay": "none",
@@ -282,7 +259,8 @@ async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
         f'[programs.broken]\ncommand = ["{missing}"]\nstart_retries = 1\n',
     )
     recorder = _Recorder()
-    async with _recorded_fleet(config, recorder) as fleet:
+    async with running_node(config, sinks=[recorder]) as node:
+        fleet = node.fleet
         await wait_until(lambda: fleet.resolve("broken")[0].status().state.value == "FATAL")
         await wait_until(
             lambda: all(c.status().state.value == "RUNNING" for c in fleet.resolve("web"))
