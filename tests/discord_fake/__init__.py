@@ -46,9 +46,9 @@ from __future__ import annotations
 from tests.discord_fake.connect import DiscordEndpoints, pointed_at, use_discord_api
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT, intents_for_tests, run_client
 from tests.discord_fake.interaction import InteractionRecord, InteractionReply
+from tests.discord_fake.models import BotAction, FakeChannel, FakeUser
 from tests.discord_fake.ratelimit import BucketStats, Fault
 from tests.discord_fake.server import FakeDiscord, open_fake_discord
-from tests.discord_fake.store import BotAction, FakeChannel, FakeUser
 
 __all__ = [
     "GUILD_READY_TIMEOUT",

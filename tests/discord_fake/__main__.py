@@ -29,7 +29,7 @@ from tests.discord_fake.server import FakeDiscord, open_fake_discord
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.discord_fake.store import FakeUser
+    from tests.discord_fake.models import FakeUser
 
 logger = logging.getLogger(__name__)
 

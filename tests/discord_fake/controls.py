@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from tests.discord_fake.models import FakeChannel
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE, BucketStats, Fault
-from tests.discord_fake.store import FakeChannel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -11,10 +11,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from tests.discord_fake.models import BOT_PERMISSIONS, FakeChannel, FakeUser
 from tests.discord_fake.options import SUB_COMMAND, SUB_COMMAND_GROUP, OptionBuilder
-from tests.discord_fake.store import BOT_PERMISSIONS, FakeChannel, FakeStore, FakeUser
+
+if TYPE_CHECKING:
+    from tests.discord_fake.store import FakeStore
 
 ReplyKind = Literal["callback", "followup", "edit", "delete"]
 

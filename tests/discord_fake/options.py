@@ -16,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.discord_fake.store import FakeChannel, FakeRole, FakeStore, FakeUser
+from tests.discord_fake.models import FakeChannel, FakeRole, FakeUser
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from tests.discord_fake.store import FakeStore
 
 SUB_COMMAND, SUB_COMMAND_GROUP = 1, 2
 STRING, INTEGER, BOOLEAN, USER, CHANNEL, ROLE, MENTIONABLE, NUMBER, ATTACHMENT = range(3, 12)

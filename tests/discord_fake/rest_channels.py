@@ -22,7 +22,7 @@ from tests.discord_fake.http_util import (
     read_body,
     validate_message,
 )
-from tests.discord_fake.store import BotAction, FakeChannel, iso_now
+from tests.discord_fake.models import BotAction, FakeChannel, iso_now
 
 routes = web.RouteTableDef()
 _NONCE_WINDOW_SECONDS = 120.0

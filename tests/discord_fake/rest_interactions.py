@@ -31,8 +31,8 @@ from tests.discord_fake.interaction import (
     InteractionRecord,
     InteractionReply,
 )
+from tests.discord_fake.models import BotAction
 from tests.discord_fake.rest_channels import apply_edit, gateway_message
-from tests.discord_fake.store import BotAction
 
 routes = web.RouteTableDef()
 
@@ -198,9 +198,38 @@ async def callback(request: web.Request) -> web.Response:
         raise ApiError(404, 10062, "Unknown interaction")
     body, files = await read_body(request)
     kind, data = int(body.get("type", 0)), dict(body.get("data") or {})
-    message: dict[str, Any] | None = None
+    message = _respond(ctx, record, kind, data, files)
+    view = None if message is None else ctx.store.message_view(message)
+    record.add_reply(InteractionReply(kind="callback", type=kind, data=data, message=view))
+    if request.query.get("with_response") not in ("1", "true", "True"):
+        return no_content()
+    flags = 0 if message is None else int(message.get("flags") or 0)
+    answer: dict[str, Any] = {
+        "interaction": {
+            "id": str(record.id),
+            "type": record.type,
+            "response_message_id": None if message is None else message["id"],
+            "response_message_loading": kind == _DEFER,
+            "response_message_ephemeral": bool(flags & EPHEMERAL),
+        },
+        "resource": {"type": kind},
+    }
+    if view is not None:
+        answer["resource"]["message"] = view
+    return json_response(answer)
+
+
+def _respond(
+    ctx: Backend,
+    record: InteractionRecord,
+    kind: int,
+    data: dict[str, Any],
+    files: list[UploadedFile],
+) -> dict[str, Any] | None:
+    """Carry out a callback of type ``kind``; return the message it made or changed."""
     if (kind == _AUTOCOMPLETE) != (record.type == AUTOCOMPLETE):
         raise ApiError(400, 50035, "Invalid interaction response type for this interaction")
+    message: dict[str, Any] | None = None
     if kind == _MESSAGE:
         validate_message(data, files, is_edit=False)
         message = _create_message(ctx, record, data, files)
@@ -225,24 +254,7 @@ async def callback(request: web.Request) -> web.Response:
         raise invalid_form(
             "type", f"Value {kind} is not a valid interaction response type", "INVALID"
         )
-    view = None if message is None else ctx.store.message_view(message)
-    record.add_reply(InteractionReply(kind="callback", type=kind, data=data, message=view))
-    if request.query.get("with_response") not in ("1", "true", "True"):
-        return no_content()
-    flags = 0 if message is None else int(message.get("flags") or 0)
-    answer: dict[str, Any] = {
-        "interaction": {
-            "id": str(record.id),
-            "type": record.type,
-            "response_message_id": None if message is None else message["id"],
-            "response_message_loading": kind == _DEFER,
-            "response_message_ephemeral": bool(flags & EPHEMERAL),
-        },
-        "resource": {"type": kind},
-    }
-    if view is not None:
-        answer["resource"]["message"] = view
-    return json_response(answer)
+    return message
 
 
 def _record_for(ctx: Backend, request: web.Request) -> InteractionRecord:

@@ -19,18 +19,18 @@ from tests.discord_fake.controls import ChannelRef, FakeControls
 from tests.discord_fake.gateway import Gateway
 from tests.discord_fake.http_util import BACKEND_KEY, Backend, api_middleware
 from tests.discord_fake.interaction import InteractionBook, InteractionRecord, find_component
-from tests.discord_fake.ratelimit import RateLimiter
-from tests.discord_fake.rest_channels import gateway_message, reaction_event
-from tests.discord_fake.rest_channels import routes as channel_routes
-from tests.discord_fake.rest_interactions import routes as interaction_routes
-from tests.discord_fake.store import (
+from tests.discord_fake.models import (
     EVERYONE_PERMISSIONS,
     BotAction,
     FakeChannel,
     FakeRole,
-    FakeStore,
     FakeUser,
 )
+from tests.discord_fake.ratelimit import RateLimiter
+from tests.discord_fake.rest_channels import gateway_message, reaction_event
+from tests.discord_fake.rest_channels import routes as channel_routes
+from tests.discord_fake.rest_interactions import routes as interaction_routes
+from tests.discord_fake.store import FakeStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
