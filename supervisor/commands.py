@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
@@ -36,6 +37,7 @@ from supervisor.action import (
     start_one,
     stop_one,
 )
+from supervisor.child import STOP_MARGIN_SECONDS
 from supervisor.config import load_config
 from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
 from supervisor.reports import (
@@ -84,6 +86,9 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 _AUDIT_TIMEOUT = 5.0
+# After the processes' parallel stop, the last sweep (SIGTERM, 5 s, SIGKILL,
+# 5 s) and the exit: added to a shutdown's wait_seconds.
+_EXIT_SECONDS = 15.0
 _CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
 
 
@@ -227,7 +232,12 @@ class CommandService:
 
         async def run() -> ShutdownReport:
             self._fleet.request_shutdown()
-            return ShutdownReport(node=self._fleet.config.supervisor.name)
+            stops = [p.stop_timeout_seconds for p in self._fleet.config.programs.values()]
+            return ShutdownReport(
+                node=self._fleet.config.supervisor.name,
+                pid=os.getpid(),
+                wait_seconds=max(stops, default=0.0) + STOP_MARGIN_SECONDS + _EXIT_SECONDS,
+            )
 
         return await self._audited(actor, Command.SHUTDOWN, "", run)
 

@@ -41,7 +41,7 @@ import anyio.lowlevel
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from supervisor import socketfile
+from supervisor import socketfile, statedir
 from supervisor.access import Actor
 from supervisor.errors import AccessDenied, ControlProtocolError, SupervisorError
 from supervisor.socketfile import SOCKET_MODE
@@ -77,8 +77,9 @@ MAX_LINE_BYTES = 64 * 1024
 class ControlServer:
     """Serves the control socket of one node.
 
-    Use ``await task_group.start(server.serve)``; cancelling ``serve`` closes
-    every connection and removes the socket file.
+    Use ``await task_group.start(server.serve)``; cancelling ``serve`` marks
+    the shutdown in the socket's directory (``statedir.mark_shutting_down``),
+    then closes every connection and removes the socket file.
     """
 
     def __init__(
@@ -109,6 +110,8 @@ class ControlServer:
         self._max_clients = max_clients
         self._check_interval = check_interval
         self._clients = 0
+        self._connections: set[anyio.CancelScope] = set()
+        self._closing = False
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Create the socket, signal readiness, and serve clients until cancelled.
@@ -129,21 +132,37 @@ class ControlServer:
             # Connections live in ``clients``: re-creating the socket leaves them be.
             async with anyio.create_task_group() as clients:
                 task_status.started()
-                while True:
-                    await self._listen(listener, clients)
-                    listener = await self._bind_again()
+                try:
+                    while True:
+                        await self._listen(listener, clients)
+                        listener.close()  # its file is gone: listen anew
+                        listener = await self._bind_again()
+                finally:
+                    self._leave(listener)
         finally:
             listener.close()
 
+    def _leave(self, listener: socketfile.Listener) -> None:
+        """Mark the shutdown in the state directory, then close the socket and connections.
+
+        In this order, a client that finds the socket gone or sees its
+        connection close (a ``tail -f``) already finds the marker: ``dsup
+        ctl`` then says the node is shutting down, not that its socket was lost.
+        """
+        self._closing = True
+        statedir.mark_shutting_down(self.path.parent)
+        listener.close()
+        for scope in self._connections:
+            scope.cancel("control server stopping")
+
     async def _listen(self, listener: socketfile.Listener, clients: TaskGroup) -> None:
-        """Accept on ``listener`` until its file is gone from ``path``; then close it."""
-        with listener:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch, listener, tg.cancel_scope)
-                while True:
-                    conn = await _accept(listener.sock)
-                    if conn is not None:
-                        clients.start_soon(self._handle, _Connection(conn))
+        """Accept on ``listener`` until its file is gone from ``path``."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, listener, tg.cancel_scope)
+            while True:
+                conn = await _accept(listener.sock)
+                if conn is not None:
+                    clients.start_soon(self._handle, _Connection(conn))
 
     async def _watch(self, listener: socketfile.Listener, scope: anyio.CancelScope) -> None:
         """Every ``check_interval``, make sure ``path`` is still our socket file.
@@ -183,11 +202,20 @@ class ControlServer:
         return self._clients
 
     async def _handle(self, stream: _Connection) -> None:
-        """Serve one connection; the task boundary: nothing escapes but cancellation."""
+        """Serve one connection; the task boundary: nothing escapes but cancellation.
+
+        Shielded from the server's own cancellation: ``_leave`` ends it, after
+        the shutdown marker is written.
+        """
+        scope = anyio.CancelScope(shield=True)
+        if self._closing:
+            scope.cancel("control server stopping")
+        self._connections.add(scope)
         self._clients += 1
         try:
-            async with stream:
-                await self._converse(stream)
+            with scope:
+                async with stream:
+                    await self._converse(stream)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
             logger.debug("control client went away: %r", exc)
         except OSError as exc:
@@ -195,6 +223,7 @@ class ControlServer:
         except Exception:
             logger.exception("control connection failed")
         finally:
+            self._connections.discard(scope)
             self._clients -= 1
 
     async def _converse(self, stream: _Connection) -> None:

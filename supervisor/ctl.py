@@ -1,9 +1,10 @@
 """``dsup ctl``: drive a running dsup from another terminal, over its control socket.
 
-This module owns the ``ctl`` arguments, the client side of the control
-protocol (a plain blocking socket: one request per connection), finding the
-socket from a config (even one being edited) and the ``--json`` output; the
-human output is ``ctl_render``'s. It does not own the protocol's server side (``control``)
+This module owns the ``ctl`` arguments, finding the socket from a config
+(even one being edited), what ctl says when no dsup answers (none there, or
+one shutting down), waiting for a shut-down dsup to exit, and the ``--json``
+output. The client side of the protocol is ``ctl_client``'s, the human output
+``ctl_render``'s. It does not own the protocol's server side (``control``)
 nor what commands do (``commands``).
 
 Exit codes: 0 ok (``status`` too, whatever states it shows), 1 the command
@@ -15,50 +16,33 @@ running there (socket missing or refusing connections).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import json
 import math
 import os
 import re
-import socket
 import sys
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import config_values, socketfile
+from supervisor import config_values
 from supervisor.config import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
+from supervisor.ctl_client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
 from supervisor.humanize import plural
 from supervisor.reports import MAX_TAIL_LINES
-from supervisor.statedir import SOCKET_NAME, running_holder
+from supervisor.statedir import SOCKET_NAME, running_holder, shutdown_marker, wait_released
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 
-_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _MAX_TIMEOUT = 86400.0
-
-JsonObject = dict[str, object]
-
-
-class _NotRunning(Exception):
-    """No dsup answers on the socket."""
-
-
-class _Failed(Exception):
-    """The server answered with an error."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 class _Error(Exception):
@@ -158,7 +142,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
-    sub.add_parser("shutdown", help="stop every process and end dsup")
+    down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
+    down.add_argument(
+        "--no-wait", action="store_true", help="return at once, without waiting for dsup to exit"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -188,18 +175,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if cmd == "tail" and cmd_args.get("follow"):
             return _follow(path, cmd_args, args)
-        result = _call(path, cmd, cmd_args, timeout=args.timeout)
-    except _NotRunning as exc:
-        holder = running_holder(path.parent)
-        if holder is None:
-            message = f"no dsup running there: {exc}"
-        else:
-            message = (
-                f"dsup (pid {holder}) holds {path.parent} but does not answer on its socket "
-                f"({exc}); a deleted socket is re-created within seconds, try again"
-            )
-        raise _Error(EXIT_NOT_RUNNING, "NotRunning", message) from None
-    except _Failed as exc:
+        result = call(path, cmd, cmd_args, timeout=args.timeout)
+    except NotRunning as exc:
+        raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path.parent, exc)) from None
+    except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
         raise _Error(code, exc.kind, str(exc)) from None
@@ -211,10 +190,46 @@ def _run(args: argparse.Namespace) -> int:
         raise _Error(EXIT_FAILED, "OSError", f"{path}: {exc.strerror or exc}") from None
     if cmd == "tail":
         _note_tail_cap(cmd_args)
+    if cmd == "shutdown" and not args.no_wait:
+        return _wait_for_exit(path.parent, result, as_json=args.json)
     text = json.dumps(result) if args.json else render(cmd, result)
     if text:
         print(text, flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _why_no_answer(state_dir: Path, exc: NotRunning) -> str:
+    """What to tell when no dsup answers on the socket of ``state_dir``."""
+    holder = running_holder(state_dir)
+    if holder is None:
+        return f"no dsup running there: {exc}"
+    if shutdown_marker(state_dir) == holder:
+        return (
+            f"dsup (pid {holder}) is shutting down: it is stopping its processes and "
+            "takes no more commands"
+        )
+    return (
+        f"dsup (pid {holder}) holds {state_dir} but does not answer on its socket "
+        f"({exc}); a deleted socket is re-created within seconds, try again"
+    )
+
+
+def _wait_for_exit(state_dir: Path, result: object, *, as_json: bool) -> int:
+    """After ``shutdown``: wait until dsup has let go of ``state_dir`` (bounded)."""
+    report = result if isinstance(result, dict) else {}
+    wait, pid = report.get("wait_seconds"), report.get("pid")
+    seconds = float(wait) if isinstance(wait, int | float) else 60.0
+    if not as_json:
+        print(f"{render('shutdown', result)}; waiting for it to exit", flush=True)
+    if not wait_released(state_dir, seconds):
+        raise _Error(
+            EXIT_FAILED,
+            "Timeout",
+            f"dsup (pid {pid}) has not exited within {seconds:g} s, its processes' "
+            "stop timeouts and margins; it may still be stopping one (see its output)",
+        )
+    print(json.dumps(result) if as_json else f"dsup (pid {pid}) has exited", flush=True)
+    return EXIT_OK
 
 
 def _silence_stdout() -> None:
@@ -311,95 +326,29 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
     return cmd, {}
 
 
-# -- the client ----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _connect(path: Path, timeout: float) -> Iterator[tuple[socket.socket, _LineReader]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(timeout)
-        try:
-            with socketfile.address(path) as where:
-                sock.connect(where)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise _NotRunning(f"{path}: {exc.strerror}") from None
-        except OSError as exc:
-            if exc.errno in (errno.ENOTSOCK, errno.ENOTDIR):
-                raise _NotRunning(f"{path}: {exc.strerror}") from None
-            raise
-        yield sock, _LineReader(sock)
-    finally:
-        sock.close()
-
-
-class _LineReader:
-    """Reads JSON lines from a socket (bounded), without per-byte syscalls."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = bytearray()
-
-    def message(self) -> JsonObject | None:
-        """The next message, or None when the server closed the connection."""
-        while (end := self._buf.find(b"\n")) < 0:
-            if len(self._buf) > _MAX_RESPONSE_BYTES:
-                raise _Failed("ControlProtocolError", "response too large")
-            data = self._sock.recv(1024 * 1024)
-            if not data:
-                return None
-            self._buf += data
-        line = bytes(self._buf[:end])
-        del self._buf[: end + 1]
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            raise _Failed("ControlProtocolError", f"unexpected response {line[:200]!r}")
-        return message
-
-
-def _send(sock: socket.socket, cmd: str, args: Mapping[str, object]) -> None:
-    sock.sendall(json.dumps({"id": 1, "cmd": cmd, "args": args}).encode() + b"\n")
-
-
-def _checked(message: JsonObject | None) -> JsonObject:
-    if message is None:
-        raise _NotRunning("dsup closed the connection")
-    if message.get("ok") is not True:
-        error = message.get("error")
-        err = error if isinstance(error, dict) else {}
-        raise _Failed(str(err.get("type", "Error")), str(err.get("message", message)))
-    return message
-
-
-def _call(path: Path, cmd: str, args: Mapping[str, object], *, timeout: float) -> object:
-    """One request, one response: the ``result``."""
-    with _connect(path, timeout) as (sock, reader):
-        _send(sock, cmd, args)
-        return _checked(reader.message()).get("result")
-
-
 def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) -> int:
-    """``tail -f``: print events until Ctrl-C (exit 0) or dsup goes away (exit 3)."""
-    with _connect(path, opts.timeout) as (sock, reader):
-        _send(sock, "tail", args)
+    """``tail -f``: print events until Ctrl-C or a shutdown (exit 0), or dsup goes away (3)."""
+    with connect(path, opts.timeout) as (sock, reader):
+        send(sock, "tail", args)
         # The acknowledgement names the processes followed (or it is an error).
-        followed = _checked(reader.message()).get("result")
+        followed = checked(reader.message()).get("result")
         _note_tail_cap(args)
         many = isinstance(followed, list) and len(followed) > 1
         sock.settimeout(None)  # a quiet log may stay quiet for hours
         try:
             while (message := reader.message()) is not None:
-                event = _checked(message).get("event")
+                event = checked(message).get("event")
                 text = json.dumps(event) if opts.json else render_logs([event], many=many)
                 print(text, flush=True)
         except KeyboardInterrupt:
             return EXIT_OK
-        except _Failed as exc:  # dsup ended the follow: the processes are gone
-            raise _Failed(exc.kind, f"tail -f ended: {exc}") from None
-    raise _NotRunning("dsup closed the connection")
+        except Failed as exc:  # dsup ended the follow: the processes are gone
+            raise Failed(exc.kind, f"tail -f ended: {exc}") from None
+    pid = shutdown_marker(path.parent)
+    if pid is None:
+        raise NotRunning("dsup closed the connection")
+    print(f"dsup ctl: tail -f ended: dsup (pid {pid}) is shutting down", file=sys.stderr)
+    return EXIT_OK
 
 
 def _note_tail_cap(args: Mapping[str, object]) -> None:

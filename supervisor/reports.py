@@ -131,6 +131,16 @@ class TailReport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShutdownReport:
-    """The answer to ``shutdown``: the node is stopping every process."""
+    """The answer to ``shutdown``: the node is stopping every process.
+
+    Attributes:
+        node: the node name.
+        pid: the pid of the dsup shutting down.
+        wait_seconds: the longest the node should take to stop every process
+            and exit (from the programs' stop timeouts); a client waiting
+            for the exit can give up after it.
+    """
 
     node: str
+    pid: int
+    wait_seconds: float

@@ -1,10 +1,11 @@
 """The state directory of one dsup node: its lock, its instance id and its paths.
 
 This module owns the layout of ``state_dir`` (lock file, instance id, log
-directory, ledger and control-socket paths), the check that the directory is
-private, and the exclusive lock that keeps a second dsup away from a directory a
-live dsup holds. It does not own what is written into the ledger (``ledger``),
-the logs (``logs``) or the socket (``control``).
+directory, ledger and control-socket paths, the shutdown marker), the check
+that the directory is private, and the exclusive lock that keeps a second dsup
+away from a directory a live dsup holds (and waiting for its release). It
+does not own what is written into the ledger (``ledger``), the logs
+(``logs``) or the socket (``control``).
 
 The lock is an ``fcntl.flock`` on ``state_dir/lock``: the kernel drops it when its
 holder dies, even by SIGKILL, so a stale lock never needs cleaning by hand.
@@ -19,6 +20,7 @@ import logging
 import os
 import re
 import stat
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = "lock"
 INSTANCE_ID_NAME = "instance_id"
+SHUTDOWN_NAME = "shutting-down"
+"""A marker with the pid of a dsup that has begun its shutdown (see mark_shutting_down)."""
 _INSTANCE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -84,6 +88,9 @@ def open_state_dir(path: Path) -> Iterator[StateDir]:
         _make_private_dir(path)
         lock_fd = _acquire_lock(path)
     try:
+        # A marker left by an earlier life: with the lock held, it is stale.
+        with _usable(path), contextlib.suppress(FileNotFoundError):
+            (path / SHUTDOWN_NAME).unlink()
         log_dir = path / "logs"
         with _usable(path):
             _make_private_dir(log_dir)
@@ -191,6 +198,64 @@ def running_holder(path: Path) -> int | None:
     except OSError:
         return None
     return pid if b"supervisor" in argv or b"dsup" in argv else None
+
+
+def mark_shutting_down(path: Path) -> None:
+    """Say in the state directory ``path`` that this dsup has begun its shutdown.
+
+    Written before the control socket goes away, so ``dsup ctl`` can tell a
+    node on its way out from one whose socket was lost. The next dsup to lock
+    the directory removes it. A failure is logged, never raised: the
+    shutdown goes on.
+    """
+    try:
+        (path / SHUTDOWN_NAME).write_text(f"{os.getpid()}\n", encoding="ascii")
+    except OSError as exc:
+        logger.warning("state_dir %s: cannot mark the shutdown: %s", path, exc)
+
+
+def shutdown_marker(path: Path) -> int | None:
+    """The pid of the dsup that last began a shutdown on ``path``, if any.
+
+    The marker outlives its dsup until the next one locks the directory, so
+    compare it with :func:`running_holder` to tell a shutdown under way.
+    """
+    try:
+        text = (path / SHUTDOWN_NAME).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def wait_released(path: Path, timeout: float, *, poll: float = 0.05) -> bool:
+    """Block until no process holds the lock of the state directory ``path``.
+
+    For ``dsup ctl shutdown``: once the lock is free, a new ``dsup run`` can
+    take the directory. The lock is probed (shared, at once released) every
+    ``poll`` seconds.
+
+    Returns:
+        True once the lock is free (or there is no lock file), False when it
+        is still held after ``timeout`` seconds.
+    """
+    try:
+        fd = os.open(path / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return True
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(poll)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return True
+    finally:
+        os.close(fd)
 
 
 def _read_pid(fd: int) -> int | None:

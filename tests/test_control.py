@@ -100,7 +100,7 @@ class FakeService:
 
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
-        return ShutdownReport(node="fake")
+        return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
 
 
 def _private_dir(tmp_path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,11 +16,16 @@ import pytest
 
 from supervisor import humanize
 from supervisor.ctl_render import render_logs, render_status
+from supervisor.errors import StateDirLocked
+from supervisor.statedir import open_state_dir
 from tests._control import ask, program, result, running_node, states, write_config
 from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from anyio.abc import Process
 
 TICK = program("tick", "ctl_ticker.py", "0.05", numprocs=2)
 CRASH = program("crash", "ctl_crash.py", autostart=False)
@@ -34,6 +40,49 @@ async def ctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(
         done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
     )
+
+
+@contextlib.asynccontextmanager
+async def dsup_run(cfg: Path, workers: list[int]) -> AsyncIterator[Process]:
+    """``dsup run CFG`` as a real process, its output in a file beside the config.
+
+    On the way out, the pids the test put in ``workers`` are killed (they may
+    ignore SIGTERM), then dsup is stopped if it still runs.
+    """
+    argv = [sys.executable, "-m", "supervisor", "run", str(cfg)]
+    out = os.open(cfg.parent / "run.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        proc = await anyio.open_process(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    finally:
+        os.close(out)
+    async with proc:
+        try:
+            yield proc
+        finally:
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            if proc.returncode is None:
+                proc.terminate()
+            with anyio.fail_after(20):
+                await proc.wait()
+
+
+async def running_pid(cfg: Path, process: str) -> int:
+    """Wait until ``dsup ctl status`` shows ``process`` RUNNING; its pid."""
+    pid = 0
+
+    async def up() -> bool:
+        nonlocal pid
+        done = await ctl("-c", str(cfg), "--json", "status", process)
+        if done.returncode != 0:
+            return False
+        st = json.loads(done.stdout)["processes"][0]["status"]
+        pid = st["pid"] or 0
+        return bool(st["state"] == "RUNNING")
+
+    await eventually(up, seconds=20)
+    return pid
 
 
 async def test_ctl_status_prints_an_aligned_table_and_exits_0(tmp_path: Path) -> None:
@@ -423,12 +472,71 @@ async def test_ctl_tail_makes_escape_sequences_harmless(tmp_path: Path) -> None:
     assert lines[0].startswith("\x1b[31mRED")  # --json stays raw
 
 
+async def test_ctl_during_a_shutdown_says_so_and_a_follow_ends_cleanly(tmp_path: Path) -> None:
+    """QA3 #3: ctl claimed a deleted socket would come back; tail -f exited 3."""
+    stubborn = program("stubborn", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=60.0)
+    cfg = write_config(tmp_path, stubborn)
+    workers: list[int] = []
+    async with dsup_run(cfg, workers) as node:
+        workers.append(await running_pid(cfg, "stubborn:0"))
+        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "tail", "-f", "stubborn"]
+        async with await anyio.open_process(argv) as follower:
+            assert follower.stdout is not None
+            assert follower.stderr is not None
+            try:
+                with anyio.fail_after(20):
+                    assert await follower.stdout.receive()  # following
+                    down = await ctl("-c", str(cfg), "shutdown", "--no-wait")
+                    followed = await follower.wait()
+            finally:
+                if follower.returncode is None:
+                    follower.kill()
+            err = b"".join([chunk async for chunk in follower.stderr]).decode()
+        status = await ctl("-c", str(cfg), "status")
+        with pytest.raises(StateDirLocked), open_state_dir(tmp_path / "state"):
+            pass  # --no-wait returned while dsup is still there
+        os.kill(workers[0], signal.SIGKILL)  # what held the shutdown up
+        with anyio.fail_after(20):
+            code = await node.wait()
+    after = await ctl("-c", str(cfg), "status")
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == "node ctltest: stopping every process and exiting"
+    assert followed == 0, err
+    assert err.strip() == f"dsup ctl: tail -f ended: dsup (pid {node.pid}) is shutting down"
+    assert status.returncode == 3
+    assert f"dsup (pid {node.pid}) is shutting down" in status.stderr
+    assert "re-created" not in status.stderr
+    assert code == 0
+    assert after.returncode == 3
+    assert "no dsup running there" in after.stderr
+
+
+async def test_ctl_shutdown_waits_until_dsup_has_exited(tmp_path: Path) -> None:
+    """QA3 #3: `ctl shutdown && dsup run` was refused: shutdown did not wait."""
+    slow = program("slow", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=1.0)
+    cfg = write_config(tmp_path, slow)
+    workers: list[int] = []
+    async with dsup_run(cfg, workers) as node:
+        workers.append(await running_pid(cfg, "slow:0"))
+        down = await ctl("-c", str(cfg), "shutdown")
+        with open_state_dir(tmp_path / "state"):  # free: a new dsup run could take it
+            pass
+        with anyio.fail_after(20):
+            code = await node.wait()
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.splitlines() == [
+        "node ctltest: stopping every process and exiting; waiting for it to exit",
+        f"dsup (pid {node.pid}) has exited",
+    ]
+    assert code == 0
+
+
 async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
         write_config(tmp_path, TICK, CRASH)
         reload = await ctl("-c", str(cfg), "reload")
-        down = await ctl("-c", str(cfg), "shutdown")
+        down = await ctl("-c", str(cfg), "shutdown", "--no-wait")  # in-process: no exit
         with anyio.fail_after(10):
             await node.fleet.wait_shutdown_requested()
     assert reload.returncode == 0, reload.stderr

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from supervisor.errors import StateDirLocked, StateDirUnsafe
-from supervisor.statedir import open_state_dir
+from supervisor.statedir import (
+    mark_shutting_down,
+    open_state_dir,
+    shutdown_marker,
+    wait_released,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -163,3 +168,24 @@ def test_open_state_dir_releases_lock_on_exit(tmp_path: Path) -> None:
     out = _hold_once(path)
     assert out.returncode == 0
     assert out.stdout.split()[0] == "held"
+
+
+def test_shutdown_marker_names_its_dsup_until_the_next_one_locks(tmp_path: Path) -> None:
+    """QA3 #3: ctl must tell a dsup shutting down from one whose socket was lost."""
+    path = tmp_path / "state"
+    with open_state_dir(path):
+        assert shutdown_marker(path) is None
+        mark_shutting_down(path)
+        assert shutdown_marker(path) == os.getpid()
+    assert shutdown_marker(path) == os.getpid()  # it outlives its dsup...
+    with open_state_dir(path):
+        assert shutdown_marker(path) is None  # ...until the next one locks
+
+
+def test_wait_released_waits_for_the_holder(tmp_path: Path, holder: subprocess.Popen[str]) -> None:
+    path = tmp_path / "state"
+    assert not wait_released(path, 0.1)  # held: gives up after the timeout
+    assert holder.stdin is not None
+    holder.stdin.close()  # the holder lets go and exits
+    assert wait_released(path, 20.0)
+    assert wait_released(tmp_path / "never-used", 0.0)  # no lock file: nothing to wait for
