@@ -16,11 +16,12 @@ Layout (one module per concept; see docs/architecture.md):
   reaper               process trees and orphans (the only psutil importer; _reaper_*)
   ledger, statedir     sqlite history and audit (records: ledger_records); the locked state dir
   fleet                the set of programs and their processes
-  commands             the one command surface (access levels, audit)
+  commands, tailing    the one command surface (access levels, audit); tail and follow
   audit                what an audit row says: outcome, summary, cut details
   access, reports      who may run what; the typed results of commands
   action               what a command does to one process
-  control, ctl         the local control socket and ``dsup ctl`` (output: ctl_render)
+  control, ctl         the local control socket and ``dsup ctl`` (output: ctl_render;
+                       the socket client: ctl_client)
   wire, socketfile     the control protocol's encoding; the socket file on disk
   console, terminal    the terminal view of ``dsup run``
   humanize             durations, sizes and signals for ``ctl`` and the console
