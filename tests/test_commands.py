@@ -428,9 +428,11 @@ async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> Non
         write_config(tmp_path, TICK, CRASH)
         result(await ask(node.socket, "reload"))
         result(await ask(node.socket, "reload"))
+        write_config(tmp_path, TICK + 'relay = "none"\n', CRASH)
+        result(await ask(node.socket, "reload"))
         rows = await _audit(node)
-    assert [r.detail for r in rows[:2]] == ["nothing changed", "added crash"]
-    stop = rows[2]
+    assert [r.detail for r in rows[:3]] == ["updated tick", "nothing changed", "added crash"]
+    stop = rows[3]
     assert stop.command == "stop"
     assert stop.target == "t" * 200 + "... (5000 characters)"
     assert len(stop.detail) < 1100
