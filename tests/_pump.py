@@ -85,19 +85,21 @@ async def capture(
     max_line_bytes: int = 65536,
     read_logs: bool = True,
     seconds: float = 20,
+    log_max_bytes: int = 0,
 ) -> Capture:
     """Run a worker to the end with both streams pumped concurrently into logs.
 
     With ``read_logs=False`` the logs stay on disk (``log_paths(tmp_path, "w:0")``)
     instead of being read into ``Capture.logs``: for outputs too big to hold.
+    ``log_max_bytes`` rotates them without backups, to bound the disk used.
     """
     proc, fds = spawn(script, *args)
     result = Capture()
     paths = log_paths(tmp_path, "w:0")
     try:
         with (
-            RotatingLog(paths[0], max_bytes=0, backups=0) as out_log,
-            RotatingLog(paths[1], max_bytes=0, backups=0) as err_log,
+            RotatingLog(paths[0], max_bytes=log_max_bytes, backups=0) as out_log,
+            RotatingLog(paths[1], max_bytes=log_max_bytes, backups=0) as err_log,
             anyio.fail_after(seconds),
         ):
             async with anyio.create_task_group() as tg:

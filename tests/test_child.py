@@ -341,7 +341,9 @@ async def test_child_restart_loop_is_throttled(h: Harness) -> None:
         spawns = h.rec.states("w:0").count(S.STARTING)
         st = await child.stop()
     assert 2 <= spawns <= 6
-    assert st.restarts == spawns - 1
+    # A spawn may be under way as the window closes (counted in restarts, its
+    # STARTING not yet emitted): compare the counts once the stop has settled.
+    assert st.restarts == h.rec.states("w:0").count(S.STARTING) - 1
     exited = [c.reason for c in h.rec.changes if c.new is S.EXITED]
     assert "short run in a row" in exited[0]
     assert "short runs in a row" in exited[-1]

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor import policy
@@ -172,6 +172,7 @@ def test_policy_backoff_huge_failure_count_is_capped() -> None:
     assert policy.backoff_delay(10**9, SPEC, random.Random(1)) <= 30.0
 
 
+@settings(deadline=None)  # pure and fast: a CI pause is not a failure
 @given(
     failures=st.integers(min_value=1, max_value=5000),
     base=st.floats(min_value=0.0, max_value=100.0),
@@ -189,6 +190,7 @@ def test_policy_backoff_invariants(failures: int, base: float, extra: float, see
     assert policy.backoff_delay(failures + 1, spec, random.Random(seed)) >= d
 
 
+@settings(deadline=None)  # pure and fast: a CI pause is not a failure
 @given(
     ran=st.floats(min_value=0.0, max_value=1e6),
     failures=st.integers(min_value=0, max_value=50),
@@ -263,6 +265,7 @@ def test_policy_failed_start_and_no_restart_reset_short_runs() -> None:
     assert _exit(SPEC, ran=5.0, code=0, short_runs=4).short_runs == 0
 
 
+@settings(deadline=None)  # pure and fast: a CI pause is not a failure
 @given(
     runs=st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=40),
     seed=st.integers(),

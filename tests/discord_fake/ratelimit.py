@@ -13,6 +13,7 @@ responses).
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -133,7 +134,9 @@ class RateLimiter:
         window = self._windows.get(key)
         if window is None or now >= window.opened_at + limit.per_seconds:
             window = self._windows[key] = _Window(opened_at=now)
-        reset_after = max(window.opened_at + limit.per_seconds - now, 0.0)
+        # Rounded up to the millisecond the headers carry: a client that waits
+        # exactly that long must find the window over, however fast its round trip.
+        reset_after = math.ceil(max(window.opened_at + limit.per_seconds - now, 0.0) * 1000) / 1000
         bucket = hashlib.sha1(f"{method} {template}".encode()).hexdigest()[:16]
         if window.used >= limit.limit:
             stats.rejected += 1
