@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -92,8 +93,11 @@ def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
     socket = tmp_path / "state" / "control.sock"
     with _node(tmp_path, "e2e_stubborn.py", 5.0) as (node, _, config):
         # Someone else's file in its place: dsup leaves it alone and cannot answer.
-        socket.unlink()
-        socket.write_text("not a socket")
+        # Swapped in one rename: an unlink first leaves dsup's 2 s socket
+        # watcher a moment to find the path empty and re-create its socket.
+        stranger = socket.with_name("stranger")
+        stranger.write_text("not a socket")
+        os.replace(stranger, socket)
         ctl = _ctl(config, "status")
         assert ctl.returncode == 3
         assert f"pid {node.pid}" in ctl.stderr
