@@ -62,10 +62,11 @@ class ReloadResult:
     Attributes:
         added: new programs (started if ``autostart``).
         removed: programs gone from the file (stopped).
-        changed: programs whose processes were restarted, added or removed:
-            a change of :data:`PROCESS_KEYS` or of ``numprocs``.
-        updated: programs whose other settings changed, applied in place
-            without restarting any process.
+        changed: programs whose live processes were restarted: a change of
+            :data:`PROCESS_KEYS` (a ``numprocs`` change may come with it).
+        updated: programs whose other settings changed, ``numprocs`` included,
+            applied in place without restarting any process (a ``numprocs``
+            change only adds or removes processes at the end).
         unchanged: the rest.
     """
 
@@ -237,11 +238,7 @@ class Fleet:
         added = [n for n in new if n not in old]
         removed = [n for n in old if n not in new]
         differ = [n for n in new if n in old and new[n] != old[n]]
-        changed = [
-            n
-            for n in differ
-            if old[n].numprocs != new[n].numprocs or _process_changes(old[n], new[n])
-        ]
+        changed = [n for n in differ if _process_changes(old[n], new[n])]
         self.config = config
         async with anyio.create_task_group() as tg:
             for name in removed:

@@ -71,6 +71,8 @@ async def test_fleet_refuses_what_is_no_target_before_matching(tmp_path: Path, t
 async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
     tmp_path: Path,
 ) -> None:
+    """A numprocs-only change restarts nothing, so the answer says ``updated``, not
+    ``changed`` (QA4 #7): ``changed`` means "restarted"."""
     first = program("pool", "ctl_ticker.py", numprocs=2) + program("other", "ctl_ticker.py")
     config = write_config(tmp_path, first)
     async with running_node(config) as node:
@@ -83,7 +85,7 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
             program("pool", "ctl_ticker.py", numprocs=3) + program("other", "ctl_ticker.py"),
         )
         result = await fleet.reload(load_config(config))
-        assert result.changed == ("pool",)
+        assert (result.changed, result.updated) == ((), ("pool",))
         # The order of processes still follows the config, the new one in place.
         assert [c.name for c in fleet.processes()] == ["pool:0", "pool:1", "pool:2", "other:0"]
         await wait_until(lambda: _all_running(fleet))
@@ -95,11 +97,22 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
             program("pool", "ctl_ticker.py", numprocs=1) + program("other", "ctl_ticker.py"),
         )
         (dropped,) = fleet.resolve("pool:2")
-        await fleet.reload(load_config(config))
+        result = await fleet.reload(load_config(config))
+        assert (result.changed, result.updated) == ((), ("pool",))
         assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
         # The stop says why (QA #22), rather than "supervision ended".
         assert dropped.status().state.value == "STOPPED"
         assert dropped.status().reason == "removed by reload (numprocs 3 -> 1)"
+
+        # With a change the process sees, the kept processes restart: ``changed``.
+        write_config(
+            tmp_path,
+            program("pool", "ctl_ticker.py", numprocs=2)
+            + 'env = { POOL = "2" }\n'
+            + program("other", "ctl_ticker.py"),
+        )
+        result = await fleet.reload(load_config(config))
+        assert (result.changed, result.updated) == (("pool",), ())
 
 
 async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
@@ -276,8 +289,8 @@ async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
             program("fresh", "ctl_ticker.py"),
         )
         result = await fleet.reload(load_config(config))
-        assert result.changed == ("web", "pool", "broken")
-        assert (result.updated, result.added) == (("lazy",), ("fresh",))
+        assert result.changed == ("web", "broken")
+        assert (result.updated, result.added) == (("pool", "lazy"), ("fresh",))
         await wait_until(lambda: _all_running(fleet))
         assert recorder.starts() == {
             "web:0": ["restarted by reload (env changed)"],
