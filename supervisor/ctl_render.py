@@ -26,6 +26,8 @@ _ALIVE = ("STARTING", "RUNNING", "STOPPING")
 _DROPPABLE = ("MEMORY", "CPU")  # left out, in turn, to put INFO on its row
 _LAST_RESORT = ("RESTARTS", "UPTIME", "LAST EXIT", "PID")  # for a very narrow terminal
 _INDENT = "    "  # an INFO too long for its row goes under it
+_NAME_MOST = 32  # NAME's widest, on a terminal of 96 columns or more
+_NAME_LEAST = 10  # NAME is cut down to this before the table outgrows a terminal
 
 
 def render(cmd: str, result: object) -> str:
@@ -102,11 +104,13 @@ def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
 def _fit(rows: list[tuple[str, ...]], width: int) -> list[str]:
     """The table in ``width`` columns: whole columns left out, INFO moved below its row.
 
-    An INFO that does not fit on its row is printed whole on indented lines
-    under it. Columns are left out whole (:func:`_columns`); no header or
-    cell is ever cut. Only a terminal too narrow for NAME and STATE gets
-    longer lines.
+    A long name is cut in the middle first (:func:`_short_names`). An INFO
+    that does not fit on its row is printed whole on indented lines under
+    it. Columns are left out whole (:func:`_columns`); no header or other
+    cell is ever cut. Only a terminal narrower than 20 columns gets longer
+    lines.
     """
+    rows = _short_names(rows, width)
     keep, room = _columns(rows, width)
     infos = [row[-1] for row in rows]
     inline = [info if len(info) <= room else "" for info in infos]
@@ -127,10 +131,25 @@ def _fit(rows: list[tuple[str, ...]], width: int) -> list[str]:
         if info and not (has_info and cell):
             lines.extend(
                 textwrap.wrap(
-                    info, max(width, 24), initial_indent=_INDENT, subsequent_indent=_INDENT
+                    info,
+                    max(width, len(_INDENT) + 8),
+                    initial_indent=_INDENT,
+                    subsequent_indent=_INDENT,
                 )
             )
     return lines
+
+
+def _short_names(rows: list[tuple[str, ...]], width: int) -> list[tuple[str, ...]]:
+    """``rows`` with names cut in the middle (``:N`` kept) to fit NAME's width.
+
+    NAME takes at most a third of the terminal (between 10 and 32 cells),
+    and less when even NAME and STATE would not fit ``width`` otherwise; a
+    long name never pushes the other columns out.
+    """
+    state = max(len(r[1]) for r in [_HEAD, *rows])
+    most = max(_NAME_LEAST, min(_NAME_MOST, width // 3, width - state - 2))
+    return [(humanize.short_name(row[0], most), *row[1:]) for row in rows]
 
 
 def _columns(rows: list[tuple[str, ...]], width: int) -> tuple[list[int], int]:

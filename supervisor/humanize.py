@@ -72,6 +72,26 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{count} {noun}s"
 
 
+def short_name(name: str, width: int) -> str:
+    """``name`` in at most ``width`` cells, cut in the middle, keeping a ``:N`` suffix.
+
+    Two processes of one long-named program stay apart (``cccc…cccc:0``,
+    ``cccc…cccc:1``), and a program's head and tail both stay readable. A
+    width too small for one character on each side of ``…`` and the suffix
+    keeps what it can of the start.
+    """
+    if len(name) <= width:
+        return name
+    base, colon, index = name.rpartition(":")
+    suffix = f":{index}" if colon and index.isdigit() else ""
+    base = base if suffix else name
+    room = width - len(suffix) - 1  # cells for the kept characters, "…" aside
+    if room < 2:
+        return name[: max(width - 1, 0)] + "…" if width > 0 else ""
+    head = (room + 1) // 2
+    return f"{base[:head]}…{base[len(base) - (room - head) :]}{suffix}"
+
+
 def duration(seconds: float) -> str:
     """An uptime in its two largest units: ``59s``, ``1m05s``, ``2h03m``, ``3d04h``.
 

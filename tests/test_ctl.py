@@ -701,3 +701,47 @@ def test_humanize_memory_uses_binary_units(value: object, text: str) -> None:
 def test_humanize_cpu_and_signal_name_fall_back() -> None:
     assert (humanize.cpu(None), humanize.cpu(0), humanize.cpu(12.345)) == ("-", "0.0%", "12.3%")
     assert (humanize.signal_name(15), humanize.signal_name(999)) == ("SIGTERM", "signal 999")
+
+
+LONG = "a" * 64
+
+
+@pytest.mark.parametrize("width", [120, 80, 60, 40, 20])
+def test_render_status_cuts_long_names_in_the_middle_and_fits_the_width(width: int) -> None:
+    """QA4 #3: 64-character names dropped every column at 80 and overflowed below."""
+    why = "exited too quickly (exit code 7); 1 failed start in a row of 10 allowed"
+    rows: list[dict[str, object]] = [
+        {
+            "status": {"process": f"{LONG}:{i}", "state": "RUNNING", "pid": 4000 + i},
+            "rss_bytes": 1 << 20,
+            "cpu_percent": 0.0,
+        }
+        for i in range(2)
+    ]
+    rows.append({"status": {"process": "slowback:0", "state": "BACKOFF", "reason": why}})
+    lines = render_status({"at": 1000.0, "processes": rows}, width=width).splitlines()
+    assert max(len(line) for line in lines) <= width, lines
+    names = [line.split("  ")[0] for line in lines[1:3]]
+    assert names[0] != names[1]
+    assert [name[-2:] for name in names] == [":0", ":1"]
+    assert all(name.startswith("aa") and "…" in name for name in names)
+    if width >= 80:  # NAME gave way before any column
+        assert "PID" in lines[0]
+        assert "LAST EXIT" in lines[0]
+    assert any(line.startswith("slowback:0") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "short"),
+    [
+        ("web:1", 10, "web:1"),
+        ("abcdefghij:12", 10, "abc…hij:12"),
+        ("abcdefghijkl", 7, "abc…jkl"),
+        ("abcdefgh:3", 5, "a…h:3"),
+        ("abcdefgh:3", 3, "ab…"),
+        ("a:b:c:d", 5, "a:…:d"),
+    ],
+)
+def test_humanize_short_name_keeps_the_process_suffix(name: str, width: int, short: str) -> None:
+    assert humanize.short_name(name, width) == short
+    assert len(short) <= width
