@@ -211,7 +211,7 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # skip a BOM (Windows editors)
     except FileNotFoundError:
         raise ConfigError(path, [ConfigIssue("", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:

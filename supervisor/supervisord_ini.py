@@ -47,7 +47,7 @@ def _read_ini(path: Path) -> configparser.RawConfigParser:
         inline_comment_prefixes=(";", "#"), strict=True, interpolation=None
     )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # skip a BOM (Windows editors)
     except FileNotFoundError:
         raise ConfigError(path, [ConfigIssue("", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:

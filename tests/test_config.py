@@ -678,6 +678,13 @@ def test_config_non_utf8_file(tmp_path: Path) -> None:
     assert "not UTF-8" in str(info.value)
 
 
+def test_config_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    """Windows editors write one; it was "not valid TOML ... line 1, column 1" (QA4 #8)."""
+    path = tmp_path / "dsup.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
+    assert list(load_config(path).programs) == ["a"]
+
+
 def test_config_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)

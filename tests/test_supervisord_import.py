@@ -510,6 +510,14 @@ def test_import_non_utf8_file(tmp_path: Path) -> None:
         convert_file(tmp_path / "s.conf")
 
 
+def test_import_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    """A BOM hid the first section header, of the main file or an included one (QA4 #8)."""
+    (tmp_path / "b.conf").write_bytes(b"\xef\xbb\xbf[program:b]\ncommand=/bin/b\n")
+    text = "\ufeff[include]\nfiles = b.conf\n[program:a]\ncommand=/bin/a\n"
+    _, config = _convert(tmp_path, text)
+    assert sorted(config.programs) == ["a", "b"]
+
+
 def test_import_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         convert_file(tmp_path)
