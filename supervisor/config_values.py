@@ -27,6 +27,7 @@ RESERVED_NAMES = frozenset({"all"})
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _NAME_CHAR_RE = re.compile(r"[A-Za-z0-9_.-]")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME_RULE = "an ASCII letter or '_', then ASCII letters, digits or '_'"
 # Discord bot tokens are three base64url parts joined by dots, about 70 characters.
 # Searched, not matched: "Bot <token>" or a URL holding one is a token in the file too.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}")
@@ -225,10 +226,7 @@ def env(value: object) -> Mapping[str, str]:
 def _env_problem(key: str, item: object) -> str:
     """What is wrong with one ``env`` entry, or ""."""
     if not _ENV_NAME_RE.fullmatch(key):
-        return (
-            f"{key!r} is not a valid environment variable name "
-            "(a letter or '_', then letters, digits or '_')"
-        )
+        return f"{key!r} is not a valid environment variable name ({_ENV_NAME_RULE})"
     if key.startswith(RESERVED_ENV_PREFIX):
         return (
             f"{key}: names starting with {RESERVED_ENV_PREFIX} are set by dsup for every "
@@ -244,7 +242,9 @@ def _env_problem(key: str, item: object) -> str:
 def env_name(value: object) -> str:
     """An environment variable name."""
     if not isinstance(value, str) or not _ENV_NAME_RE.fullmatch(value):
-        raise BadValue(f"must be an environment variable name, got {describe(value)}")
+        raise BadValue(
+            f"must be an environment variable name ({_ENV_NAME_RULE}), got {describe(value)}"
+        )
     return value
 
 

@@ -234,6 +234,8 @@ def test_config_absolute_and_home_paths_are_kept(tmp_path: Path) -> None:
         ('env = "A=1"', "env", "table"),
         ('env = { "1A" = "x" }', "env", "not a valid environment variable name"),
         ('env = { "A-B" = "x" }', "env", "not a valid environment variable name"),
+        # Ü is a letter, so the rule must say ASCII (QA4 #9).
+        ('env = { "GRÜSSE" = "x" }', "env", "(an ASCII letter or '_', then ASCII letters"),
         ("env = { A = true }", "env", "must be a string"),
         ("env = { A = 1.5 }", "env", "must be a string"),
         ('env = { A = "x\\u0000" }', "env", "NUL"),
@@ -407,6 +409,7 @@ def test_config_discord_empty_table_gets_defaults(tmp_path: Path) -> None:
     ("line", "key", "fragment"),
     [
         ('token_env = "1BAD"', "token_env", "environment variable name"),
+        ('token_env = "TÖKEN"', "token_env", "(an ASCII letter or '_', then ASCII letters"),
         ("token_env = 5", "token_env", "environment variable name"),
         ("token_file = 5", "token_file", "path string"),
         ("guild_id = -1", "guild_id", "Discord id"),
