@@ -32,7 +32,13 @@ from supervisor.ctl_render import render, render_logs
 from supervisor.errors import ConfigError
 from supervisor.humanize import plural
 from supervisor.reports import MAX_TAIL_LINES
-from supervisor.statedir import SOCKET_NAME, running_holder, shutdown_marker, wait_released
+from supervisor.statedir import (
+    SOCKET_NAME,
+    access_hint,
+    running_holder,
+    shutdown_marker,
+    wait_released,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -43,6 +49,7 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 
 _MAX_TIMEOUT = 86400.0
+_DEFAULT_TIMEOUT = 300.0
 
 
 class _Error(Exception):
@@ -115,9 +122,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ctl.add_argument(
         "--timeout",
         type=_timeout,
-        default=300.0,
         metavar="SECONDS",
-        help="give up waiting for an answer after this long (default 300)",
+        help=(
+            f"give up waiting for an answer after this long (default {_DEFAULT_TIMEOUT:g}); "
+            "for shutdown, also for dsup's exit (default: as long as its stops may take)"
+        ),
     )
     sub = ctl.add_subparsers(
         dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
@@ -172,30 +181,45 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     path = _socket_path(args)
     cmd, cmd_args = _request(args)
+    timeout = args.timeout or _DEFAULT_TIMEOUT
     try:
         if cmd == "tail" and cmd_args.get("follow"):
-            return _follow(path, cmd_args, args)
-        result = call(path, cmd, cmd_args, timeout=args.timeout)
+            return _follow(path, cmd_args, args, timeout)
+        result = call(path, cmd, cmd_args, timeout=timeout)
     except NotRunning as exc:
+        if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
+            return _already_shutting_down(path.parent, pid, args)
         raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path.parent, exc)) from None
     except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
         raise _Error(code, exc.kind, str(exc)) from None
     except TimeoutError:
-        raise _Error(EXIT_FAILED, "Timeout", f"no answer within {args.timeout:g} s") from None
+        raise _Error(EXIT_FAILED, "Timeout", f"no answer within {timeout:g} s") from None
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise _Error(EXIT_FAILED, "OSError", f"{path}: {exc.strerror or exc}") from None
+        why = f"{exc.strerror or exc}{access_hint(path)}"
+        raise _Error(EXIT_FAILED, "OSError", f"{path}: {why}") from None
     if cmd == "tail":
         _note_tail_cap(cmd_args)
     if cmd == "shutdown" and not args.no_wait:
-        return _wait_for_exit(path.parent, result, as_json=args.json)
+        report = result if isinstance(result, dict) else {}
+        wait = report.get("wait_seconds")
+        seconds = args.timeout or (float(wait) if isinstance(wait, int | float) else timeout)
+        if not args.json:
+            print(f"{render(cmd, result)}; waiting for it to exit", flush=True)
+        return _wait_for_exit(path.parent, report, seconds, as_json=args.json)
     text = json.dumps(result) if args.json else render(cmd, result)
     if text:
         print(text, flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _shutting_down(state_dir: Path) -> int | None:
+    """The pid of the live dsup of ``state_dir`` if it has begun its shutdown."""
+    holder = running_holder(state_dir)
+    return holder if holder is not None and shutdown_marker(state_dir) == holder else None
 
 
 def _why_no_answer(state_dir: Path, exc: NotRunning) -> str:
@@ -214,21 +238,39 @@ def _why_no_answer(state_dir: Path, exc: NotRunning) -> str:
     )
 
 
-def _wait_for_exit(state_dir: Path, result: object, *, as_json: bool) -> int:
-    """After ``shutdown``: wait until dsup has let go of ``state_dir`` (bounded)."""
-    report = result if isinstance(result, dict) else {}
-    wait, pid = report.get("wait_seconds"), report.get("pid")
-    seconds = float(wait) if isinstance(wait, int | float) else 60.0
-    if not as_json:
-        print(f"{render('shutdown', result)}; waiting for it to exit", flush=True)
+def _already_shutting_down(state_dir: Path, pid: int, args: argparse.Namespace) -> int:
+    """``shutdown`` of a dsup already shutting down: wait for its exit as for our own.
+
+    dsup takes no more commands then, so ctl cannot ask how long its stops
+    may take: the wait is bounded by ``--timeout`` (default 300 s).
+    """
+    report: JsonObject = {
+        "node": None,
+        "pid": pid,
+        "wait_seconds": None,
+        "already_shutting_down": True,
+    }
+    if not args.json:
+        wait = "" if args.no_wait else "; waiting for it to exit"
+        print(f"dsup (pid {pid}) is already shutting down{wait}", flush=True)
+    if args.no_wait:
+        if args.json:
+            print(json.dumps(report), flush=True)
+        return EXIT_OK
+    return _wait_for_exit(state_dir, report, args.timeout or _DEFAULT_TIMEOUT, as_json=args.json)
+
+
+def _wait_for_exit(state_dir: Path, report: JsonObject, seconds: float, *, as_json: bool) -> int:
+    """After ``shutdown``: wait until dsup has let go of ``state_dir``, for ``seconds`` at most."""
+    pid = report.get("pid")
     if not wait_released(state_dir, seconds):
         raise _Error(
             EXIT_FAILED,
             "Timeout",
-            f"dsup (pid {pid}) has not exited within {seconds:g} s, its processes' "
-            "stop timeouts and margins; it may still be stopping one (see its output)",
+            f"dsup (pid {pid}) has not exited within {seconds:g} s; it may still be "
+            "stopping a process (see its output)",
         )
-    print(json.dumps(result) if as_json else f"dsup (pid {pid}) has exited", flush=True)
+    print(json.dumps(report) if as_json else f"dsup (pid {pid}) has exited", flush=True)
     return EXIT_OK
 
 
@@ -326,9 +368,11 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
     return cmd, {}
 
 
-def _follow(path: Path, args: Mapping[str, object], opts: argparse.Namespace) -> int:
+def _follow(
+    path: Path, args: Mapping[str, object], opts: argparse.Namespace, timeout: float
+) -> int:
     """``tail -f``: print events until Ctrl-C or a shutdown (exit 0), or dsup goes away (3)."""
-    with connect(path, opts.timeout) as (sock, reader):
+    with connect(path, timeout) as (sock, reader):
         send(sock, "tail", args)
         # The acknowledgement names the processes followed (or it is an error).
         followed = checked(reader.message()).get("result")

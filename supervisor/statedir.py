@@ -18,6 +18,7 @@ import errno
 import fcntl
 import logging
 import os
+import pwd
 import re
 import stat
 import time
@@ -198,6 +199,30 @@ def running_holder(path: Path) -> int | None:
     except OSError:
         return None
     return pid if b"supervisor" in argv or b"dsup" in argv else None
+
+
+def access_hint(path: Path) -> str:
+    """Who keeps this user from the control socket ``path``, as a hint ("" if none).
+
+    Looks at the nearest of ``path`` and its parents this user can see: the
+    socket itself, or the directory that refused the way on. When it belongs
+    to another uid: ``"; state_dir belongs to uid 0 (root); run ctl as that
+    user or root"`` (a directory further up is named by its path).
+    """
+    for place in (path, *path.absolute().parents):
+        try:
+            uid = place.stat().st_uid
+        except OSError:
+            continue
+        if uid == os.geteuid():
+            return ""
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = "no user name"
+        what = "state_dir" if place in (path, path.parent) else str(place)
+        return f"; {what} belongs to uid {uid} ({name}); run ctl as that user or root"
+    return ""
 
 
 def mark_shutting_down(path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,7 +26,6 @@ from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from anyio.abc import Process
 
@@ -529,6 +531,76 @@ async def test_ctl_shutdown_waits_until_dsup_has_exited(tmp_path: Path) -> None:
         f"dsup (pid {node.pid}) has exited",
     ]
     assert code == 0
+
+
+async def test_ctl_shutdown_during_a_shutdown_waits_for_that_exit(tmp_path: Path) -> None:
+    """QA4 #6: a second shutdown exited 3 at once; --timeout did not bound the wait."""
+    stubborn = program("stubborn", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=60.0)
+    cfg = write_config(tmp_path, stubborn)
+    workers: list[int] = []
+    async with dsup_run(cfg, workers) as node:
+        workers.append(await running_pid(cfg, "stubborn:0"))
+        first = await ctl("-c", str(cfg), "shutdown", "--no-wait")
+        bounded = await ctl("-c", str(cfg), "--timeout", "0.5", "shutdown")
+        again = await ctl("-c", str(cfg), "--json", "shutdown", "--no-wait")
+        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "shutdown"]
+        async with await anyio.open_process(argv) as waiter:
+            assert waiter.stdout is not None
+            try:
+                with anyio.fail_after(20):
+                    said = await waiter.stdout.receive()  # it is waiting
+                    os.kill(workers[0], signal.SIGKILL)  # what held the shutdown up
+                    waited = await waiter.wait()
+            finally:
+                if waiter.returncode is None:
+                    waiter.kill()
+            said += b"".join([chunk async for chunk in waiter.stdout])
+        with anyio.fail_after(20):
+            await node.wait()
+    assert first.returncode == 0, first.stderr
+    assert bounded.returncode == 1
+    assert f"dsup (pid {node.pid}) has not exited within 0.5 s" in bounded.stderr
+    waiting = f"dsup (pid {node.pid}) is already shutting down; waiting for it to exit"
+    assert bounded.stdout.splitlines() == [waiting]
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {
+        "node": None,
+        "pid": node.pid,
+        "wait_seconds": None,
+        "already_shutting_down": True,
+    }
+    assert waited == 0
+    assert said.decode().splitlines() == [
+        waiting,
+        f"dsup (pid {node.pid}) has exited",
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run ctl as another uid")
+def test_ctl_permission_denied_names_the_owner_of_state_dir() -> None:
+    """QA4 #6: another uid got a bare "Permission denied"."""
+    base = Path(tempfile.mkdtemp(prefix="dsup-perm-"))  # not under pytest's 0700 tmp
+    try:
+        base.chmod(0o755)
+        (base / "state").mkdir(mode=0o700)
+        sock = base / "state" / "control.sock"
+        code = (
+            "import os, sys\n"
+            "from supervisor import cli\n"
+            f"args = cli.build_parser().parse_args(['ctl', '--socket', {str(sock)!r}, 'status'])\n"
+            "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+            "sys.exit(cli.ctl.main(args))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+        )
+    finally:
+        shutil.rmtree(base)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"dsup ctl: {sock}: Permission denied; state_dir belongs to uid 0 (root); "
+        "run ctl as that user or root"
+    )
 
 
 async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
