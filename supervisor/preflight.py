@@ -1,10 +1,11 @@
 """Checks of a valid config against this machine: what would fail at spawn or stop time.
 
 This module owns the look that ``dsup check`` adds to validation: is each
-program's working directory a directory, can its executable be found, and can
-its ``stop_signal`` end a process at all. It does not own validation itself
-(``config``): a config that passes here on one machine may not on another,
-and a program may handle an odd stop signal on purpose, so these are warnings.
+program's working directory a directory, can its executable be found, can
+its ``stop_signal`` end a process at all, and would ``restart`` respawn it
+without a pause. It does not own validation itself (``config``): a config that
+passes here on one machine may not on another, and a program may handle an odd
+stop signal on purpose, so these are warnings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import shutil
 import signal
 from typing import TYPE_CHECKING
+
+from supervisor.config import RestartPolicy
 
 if TYPE_CHECKING:
     from supervisor.config import Config, ProgramSpec
@@ -25,7 +28,9 @@ _IGNORED = frozenset({signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGW
 def preflight(config: Config) -> list[str]:
     """Problems a spawn or a stop of each program would hit here, one line each (may be empty)."""
     return [
-        problem for spec in config.programs.values() for problem in (*_spawn(spec), *_stop(spec))
+        problem
+        for spec in config.programs.values()
+        for problem in (*_spawn(spec), *_stop(spec), *_loop(spec))
     ]
 
 
@@ -60,4 +65,16 @@ def _stop(spec: ProgramSpec) -> list[str]:
         f"programs.{spec.name}.stop_signal: {sig.name} {does}, so a stop waits "
         f"stop_timeout_seconds ({spec.stop_timeout_seconds:g} s), then kills with SIGKILL; "
         "use TERM, INT, QUIT or HUP"
+    ]
+
+
+def _loop(spec: ProgramSpec) -> list[str]:
+    """A restart policy with the crash-loop guard off respawns a crashing process at once."""
+    if spec.backoff_seconds > 0 or spec.restart is RestartPolicy.NEVER:
+        return []
+    return [
+        f"programs.{spec.name}.backoff_seconds: 0 turns the crash-loop guard off, so "
+        f'restart = "{spec.restart.value}" respawns a process that keeps exiting without '
+        f"a pause, paced only by start_seconds ({spec.start_seconds:g} s); "
+        "use 0.5 (the default) or more"
     ]

@@ -821,6 +821,25 @@ def test_preflight_accepts_a_stop_signal_that_ends_a_process(tmp_path: Path, sig
     assert preflight(_program_config(tmp_path, f'stop_signal = "{signame}"')) == []
 
 
+@pytest.mark.parametrize("policy", ["always", "on-failure"])
+def test_preflight_warns_of_a_restart_without_a_pause(tmp_path: Path, policy: str) -> None:
+    """A program that exits at once was respawned 200 times a second (QA4 #9)."""
+    line = f'restart = "{policy}"\nbackoff_seconds = 0\nstart_seconds = 0'
+    (warning,) = preflight(_program_config(tmp_path, line))
+    assert warning == (
+        "programs.a.backoff_seconds: 0 turns the crash-loop guard off, so "
+        f'restart = "{policy}" respawns a process that keeps exiting without a pause, '
+        "paced only by start_seconds (0 s); use 0.5 (the default) or more"
+    )
+
+
+@pytest.mark.parametrize(
+    "line", ['restart = "never"\nbackoff_seconds = 0', 'restart = "always"\nbackoff_seconds = 0.1']
+)
+def test_preflight_accepts_a_restart_with_a_pause_or_none(tmp_path: Path, line: str) -> None:
+    assert preflight(_program_config(tmp_path, line)) == []
+
+
 def _program_config(tmp_path: Path, line: str) -> Config:
     return _config(tmp_path, MINIMAL + line + "\n")
 
@@ -844,3 +863,12 @@ def test_docs_config_lists_every_key(key: str) -> None:
 @pytest.mark.parametrize("block", DOCS.split("```toml\n")[1:], ids=lambda b: b.split("\n")[0])
 def test_docs_config_examples_are_valid(tmp_path: Path, block: str) -> None:
     _config(tmp_path, block.split("```")[0])
+
+
+def test_docs_import_section_warns_that_sighup_stops_the_fleet() -> None:
+    """supervisord reloads on SIGHUP; a migrated `kill -HUP` would stop dsup (QA4 #9)."""
+    section = DOCS.split("## Importing from supervisord")[1].split("\n## ")[0]
+    assert "**SIGHUP stops dsup.**" in section
+    assert "`kill -HUP`" in section
+    assert "`postrotate`" in section
+    assert "with `dsup ctl reload`" in section
