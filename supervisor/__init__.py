@@ -10,6 +10,7 @@ Layout (one module per concept; see docs/architecture.md):
   events               records that flow from children to sinks
   policy               restart and backoff decisions
   child, spawn         one process slot; one run of it (Popen, pidfd, pumps)
+  slot_state           a slot's state, counters and StateChanged events
   slot, command_queue  a slot's records (status, shared context); its command queue
   pump, framing, logs  draining pipes, splitting lines, rotating log files
   logread              tail and follow of the log files, across rotations

@@ -1,14 +1,15 @@
-"""One process slot ``program:index``: its state machine, restarts, stops and commands.
+"""One process slot ``program:index``: its tasks, restarts, stops and commands.
 
-This module owns the life of one slot across runs: the states (supervisord's
-vocabulary, :class:`ProcessState`) and the ``StateChanged`` events, recording
-each run in the ledger before reporting it, the STARTING → RUNNING timer,
-applying the restart policy with backoff, stopping a run's whole tree, ending
-what a run left behind, and what the operator commands do. It does not own
-the slot's records (``slot``, re-exported here), the command queue's mechanics
-(``command_queue``), one run's spawn, pipes and exit reaping (``spawn``), the
-restart rules (``policy``), finding and killing trees (``reaper``) nor the
-ledger's schema (``ledger``).
+This module owns the life of one slot across runs: when it spawns a run and
+spawns again by the restart policy (with backoff), recording each run in the
+ledger before reporting it, the STARTING → RUNNING timer, stopping a run's
+whole tree, ending what a run left behind, and what the operator commands do.
+It does not own the slot's state, counters and ``StateChanged`` events nor
+applying the policy to them (``slot_state``), the slot's records (``slot``,
+re-exported here), the command queue's mechanics (``command_queue``), one
+run's spawn, pipes and exit reaping (``spawn``), the restart rules
+(``policy``), finding and killing trees (``reaper``) nor the ledger's schema
+(``ledger``).
 
 Concurrency: every command (start, stop, restart) is queued to the slot's own
 ``run`` task and executed there one at a time, so concurrent callers cannot
@@ -27,7 +28,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import random
 import time
 from typing import TYPE_CHECKING
 
@@ -36,8 +36,9 @@ import anyio
 from supervisor import policy
 from supervisor.command_queue import CommandQueue
 from supervisor.errors import InvalidTransition, SpawnError
-from supervisor.events import ProcessState, StateChanged
+from supervisor.events import ProcessState
 from supervisor.slot import ChildContext, ProcessStatus
+from supervisor.slot_state import SlotState
 from supervisor.spawn import Run, spawn
 
 if TYPE_CHECKING:
@@ -90,21 +91,12 @@ class ChildProcess:
     """
 
     def __init__(self, spec: ProgramSpec, index: int, ctx: ChildContext) -> None:
-        self.spec = spec
         self.index = index
         self.name = f"{spec.name}:{index}"
         self._ctx = ctx
-        self._rng = random.Random()
-        self._state = ProcessState.STOPPED
-        self._state_since = time.time()
-        self._run: Run | None = None
-        self._restarts = 0
-        self._failures = 0
-        self._short_runs = 0
-        self._reason = ""
-        self._next_start: float | None = None  # wall time of a pending retry or restart
-        self._last_exit: tuple[int | None, int | None] = (None, None)
-        self._last_error = ""
+        self._slot = SlotState(
+            spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
+        )
         self._commands = CommandQueue(self.name)
         self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
         self._stop_reason: str | None = None
@@ -114,7 +106,12 @@ class ChildProcess:
         self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
 
     def __repr__(self) -> str:
-        return f"<ChildProcess {self.name} {self._state.value}>"
+        return f"<ChildProcess {self.name} {self._slot.state.value}>"
+
+    @property
+    def spec(self) -> ProgramSpec:
+        """The program, as last given to the constructor or :meth:`update_spec`."""
+        return self._slot.spec
 
     def live_run_ids(self) -> set[str]:
         """Runs whose processes may legitimately be alive (for the reaper's sweep).
@@ -123,29 +120,12 @@ class ChildProcess:
         ``keep_descendants``, the last :data:`KEPT_RUNS` runs that ended by
         themselves, whose descendants are kept on purpose.
         """
-        run = self._run
+        run = self._slot.run
         return {*self._kept, *([run.run_id] if run is not None else [])}
 
     def status(self) -> ProcessStatus:
         """Return a snapshot of this slot."""
-        run = self._run
-        alive = run is not None and not run.exited.is_set()
-        return ProcessStatus(
-            process=self.name,
-            program=self.spec.name,
-            index=self.index,
-            state=self._state,
-            pid=run.pid if run is not None and alive else None,
-            run_id=run.run_id if run is not None else None,
-            started_at=run.started_wall if run is not None and alive else None,
-            state_since=self._state_since,
-            restarts=self._restarts,
-            last_exit_code=self._last_exit[0],
-            last_exit_signal=self._last_exit[1],
-            last_error=self._last_error,
-            reason=self._reason,
-            next_start_at=self._next_start,
-        )
+        return self._slot.status()
 
     # -- commands --------------------------------------------------------------
 
@@ -176,9 +156,9 @@ class ChildProcess:
         Raises:
             InvalidTransition: no live main process.
         """
-        run = self._run
-        if run is None or run.exited.is_set() or not self._state.is_alive:
-            raise InvalidTransition(self.name, self._state.value, f"send {sig.name}")
+        run, state = self._slot.run, self._slot.state
+        if run is None or run.exited.is_set() or not state.is_alive:
+            raise InvalidTransition(self.name, state.value, f"send {sig.name}")
         try:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
@@ -210,17 +190,22 @@ class ChildProcess:
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
-        self.spec = spec
-        if self._run is not None:
-            for log in self._run.logs.values():
+        self._slot.spec = spec
+        if self._slot.run is not None:
+            for log in self._slot.run.logs.values():
                 log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
 
     async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:
         if self._closed:
             if kind == "stop":
                 return self.status()
-            raise InvalidTransition(self.name, self._state.value, f"{kind}: not supervised")
+            raise InvalidTransition(self.name, self._slot.state.value, f"{kind}: not supervised")
         return await self._commands.submit(kind, reason)
+
+    def _changed(self, new: ProcessState) -> None:
+        """Answer the start and restart commands waiting for the slot to settle."""
+        if new in _SETTLED:
+            self._commands.settle(self.status)
 
     # -- the slot's task -------------------------------------------------------
 
@@ -254,21 +239,21 @@ class ChildProcess:
                 await self._commands.serve(self._execute)
         finally:
             self._tg, self._closed = None, True
-            if self._state is ProcessState.BACKOFF:
-                self._set_state(ProcessState.STOPPED, reason=self._end_reason)
+            if self._slot.state is ProcessState.BACKOFF:
+                self._slot.enter(ProcessState.STOPPED, reason=self._end_reason)
             self._commands.fail_pending(self.status())
 
     async def _execute(self, cmd: QueuedCommand) -> None:
         if cmd.kind == "stop":
             await self._halt(cmd.reason)
-            if self._state is not ProcessState.STOPPED:
-                self._set_state(ProcessState.STOPPED, reason=cmd.reason)
+            if self._slot.state is not ProcessState.STOPPED:
+                self._slot.enter(ProcessState.STOPPED, reason=cmd.reason)
             cmd.finish(self.status())
             return
-        if cmd.kind == "start" and self._state.is_alive:
-            raise InvalidTransition(self.name, self._state.value, "start")
+        if cmd.kind == "start" and self._slot.state.is_alive:
+            raise InvalidTransition(self.name, self._slot.state.value, "start")
         await self._halt(cmd.reason)
-        self._failures = self._short_runs = 0
+        self._slot.reset_failures()
         self._commands.settle_later(cmd)
         await self._launch(cmd.reason)
 
@@ -305,11 +290,11 @@ class ChildProcess:
                     decision = await self._attempt(reason, started, by_policy=by_policy)
                     if not decision.restart:
                         return
-                    self._next_start = time.time() + decision.delay
+                    self._slot.next_start = time.time() + decision.delay
                     try:
                         await anyio.sleep(decision.delay)  # a pending halt wins over it
                     finally:
-                        self._next_start = None
+                        self._slot.next_start = None
                     by_policy = True
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"
@@ -317,7 +302,7 @@ class ChildProcess:
                         reason = f"restarted by policy ({self.spec.restart.value})"
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
-            self._set_state(ProcessState.FATAL, reason=f"internal error: {exc!r}")
+            self._slot.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
         finally:
             started()
             done.set()
@@ -335,23 +320,14 @@ class ChildProcess:
         except SpawnError as exc:
             # The state change, the status INFO column and the audit carry it too.
             logger.info("%s", exc)
-            self._last_error = exc.reason
-            decision = policy.after_failed_start(
-                self.spec,
-                failures=self._failures,
-                reason=f"cannot start: {exc.reason}",
-                rng=self._rng,
-            )
-            self._failures, self._short_runs = decision.failures, decision.short_runs
-            self._set_state(decision.state, reason=decision.reason)
+            decision = self._slot.failed_spawn(exc)
             started()
             return decision
-        self._run, self._last_error = run, ""
-        self._restarts += by_policy
+        self._slot.spawned(run, by_policy=by_policy)
         try:
             return await self._live(run, reason, started)
         finally:
-            self._run = None
+            self._slot.run = None
             run.close()
 
     # -- one run -----------------------------------------------------------------
@@ -379,7 +355,7 @@ class ChildProcess:
                         await self._stop_tree(run)
                     self._stopped(run)
                     raise
-                decision = self._decide(run)
+                decision = self._slot.exited(run, now=self._ctx.clock())
                 with anyio.move_on_after(self._stop_bound(), shield=True):
                     await self._after_exit(run)
             finally:
@@ -393,7 +369,7 @@ class ChildProcess:
     async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
         """Record the run durably, then report it STARTING."""
         await run.record_start(self._ctx.ledger)
-        self._set_state(ProcessState.STARTING, run=run, reason=reason)
+        self._slot.enter(ProcessState.STARTING, run=run, reason=reason)
         started()
 
     async def _until_exit(self, run: Run) -> None:
@@ -402,35 +378,8 @@ class ChildProcess:
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
             await run.exited.wait()
         if not run.exited.is_set():
-            self._set_state(ProcessState.RUNNING, run=run, reason=self._up_reason)
+            self._slot.went_up(run)
             await run.exited.wait()
-
-    @property
-    def _up_reason(self) -> str:
-        return f"up for {self.spec.start_seconds:g} s"
-
-    def _decide(self, run: Run) -> policy.Decision:
-        """Apply the policy to a run that ended on its own; enter its state."""
-        now = self._ctx.clock()
-        decision = policy.after_exit(
-            self.spec,
-            failures=self._failures,
-            short_runs=self._short_runs,
-            started_at=run.started_at,
-            now=now,
-            exit_code=run.exit_code,
-            exit_signal=run.exit_signal,
-            rng=self._rng,
-        )
-        self._failures, self._short_runs = decision.failures, decision.short_runs
-        if (
-            decision.state is ProcessState.EXITED
-            and self._state is ProcessState.STARTING
-            and not policy.is_failed_start(self.spec, started_at=run.started_at, now=now)
-        ):  # it was up for start_seconds, but its exit was seen first
-            self._set_state(ProcessState.RUNNING, run=run, reason=self._up_reason)
-        self._set_state(decision.state, run=run, ended=True, reason=decision.reason)
-        return decision
 
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""
@@ -449,9 +398,8 @@ class ChildProcess:
 
     async def _stop_tree(self, run: Run) -> None:
         """Stop the whole tree of a live run (stop_signal, timeout, SIGKILL)."""
-        self._set_state(
-            ProcessState.STOPPING, run=run, reason=self._stop_reason or self._end_reason
-        )
+        reason = self._stop_reason or self._end_reason
+        self._slot.enter(ProcessState.STOPPING, run=run, reason=reason)
         outcome = await self._ctx.reaper.terminate_tree(
             run.ident,
             run_id=run.run_id,
@@ -466,42 +414,4 @@ class ChildProcess:
 
     def _stopped(self, run: Run) -> None:
         reason = self._stop_reason or self._end_reason
-        self._set_state(ProcessState.STOPPED, run=run, ended=True, reason=reason)
-
-    # -- state -------------------------------------------------------------------
-
-    def _set_state(
-        self,
-        new: ProcessState,
-        *,
-        reason: str,
-        run: Run | None = None,
-        ended: bool = False,
-    ) -> None:
-        """Enter ``new`` and emit a StateChanged (also when a state is re-entered)."""
-        old, self._state, self._state_since = self._state, new, time.time()
-        self._reason = reason
-        code = signo = None
-        if ended and run is not None:
-            code, signo = run.exit_code, run.exit_signal
-            self._last_exit = (code, signo)
-        pid = run.pid if run is not None else None
-        logger.info(
-            "process %s (pid %s): %s -> %s: %s", self.name, pid, old.value, new.value, reason
-        )
-        if new in _SETTLED:
-            self._commands.settle(self.status)
-        self._ctx.emit(
-            StateChanged(
-                process=self.name,
-                program=self.spec.name,
-                old=old,
-                new=new,
-                pid=pid,
-                run_id=run.run_id if run is not None else None,
-                exit_code=code,
-                exit_signal=signo,
-                reason=reason,
-                at=self._state_since,
-            )
-        )
+        self._slot.enter(ProcessState.STOPPED, run=run, ended=True, reason=reason)

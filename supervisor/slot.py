@@ -2,8 +2,9 @@
 
 This module owns :class:`ChildContext` (what every slot of a fleet shares) and
 :class:`ProcessStatus` (a snapshot of one slot, for status views and command
-results). It does not own the slot itself, its state machine or its commands
-(``child``), nor the states (``events``). ``child`` re-exports both names.
+results). It does not own the slot itself or its commands (``child``), its
+state machine (``slot_state``), nor the states (``events``). ``child``
+re-exports both names.
 """
 
 from __future__ import annotations
