@@ -9,10 +9,12 @@ audit or fan-out over a target (``commands``), nor the state machine itself
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from supervisor import humanize
 from supervisor.errors import InvalidArgument, InvalidTransition, SupervisorError
 from supervisor.events import ProcessState
 from supervisor.policy import describe_exit
@@ -26,25 +28,62 @@ if TYPE_CHECKING:
     from supervisor.reports import ProcessOutcome
 
 
-def parse_signal(value: str | int) -> signal.Signals:
-    """Turn ``TERM``, ``SIGTERM``, ``term``, ``rtmin`` or ``15`` into a signal.
+_REAL_TIME = re.compile(r"^(?:SIG)?(?:RTMIN\+(?P<up>\d+)|RTMAX-(?P<down>\d+))$")
+
+
+def parse_signal(value: str | int) -> signal.Signals | int:
+    """Turn ``TERM``, ``SIGTERM``, ``term``, ``15``, ``RTMIN+3`` or ``40`` into a signal.
+
+    Every signal Linux has is accepted, as ``kill -l`` lists them: the named
+    ones and the real-time ones, ``SIGRTMIN`` to ``SIGRTMAX`` (34-64), by
+    number or as ``RTMIN+n`` / ``RTMAX-n``.
+
+    Returns:
+        The ``signal.Signals`` member, or the number of a real-time signal
+        Python does not name (35-63).
 
     Raises:
         InvalidArgument: not a signal of this platform; the message lists the
-            numbers that are (``1-31, 34, 64`` on Linux).
+            numbers that are (``1-31, 34-64`` on Linux).
     """
     text = str(value).strip().upper()
-    numbers = _number_ranges(sorted(s.value for s in signal.Signals))
+    named = {s.value for s in signal.Signals}
+    valid = named | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    numbers = _number_ranges(sorted(valid))
+    number = _signal_number(text)
+    if number in valid:
+        return signal.Signals(number) if number in named else number
     if text.lstrip("-").isdigit():
         fix = f"no signal has number {int(text)} here; give one of {numbers} or a name"
     else:
-        fix = f"give a name like TERM, HUP, USR1 or a number ({numbers})"
+        fix = f"give a name like TERM, HUP, USR1, RTMIN+3, RTMAX-1 or a number ({numbers})"
+    raise InvalidArgument("signal", "signal", value, fix)
+
+
+def _signal_number(text: str) -> int | None:
+    """The number an upper-cased signal name or number stands for (None: no signal)."""
+    if text.isdigit():
+        return int(text)
+    if match := _REAL_TIME.match(text):
+        up, down = match["up"], match["down"]
+        return signal.SIGRTMIN + int(up) if up is not None else signal.SIGRTMAX - int(down)
     try:
-        if text.isdigit():
-            return signal.Signals(int(text))
-        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"]
-    except (KeyError, ValueError):
-        raise InvalidArgument("signal", "signal", value, fix) from None
+        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"].value
+    except KeyError:
+        return None
+
+
+def sendable(sig: signal.Signals | int) -> signal.Signals:
+    """``sig`` if ``ChildProcess.send_signal`` can send it (a ``signal.Signals`` member).
+
+    Raises:
+        InvalidArgument: a real-time signal Python does not name (35-63):
+            valid, but ``send_signal`` takes only the enum for now.
+    """
+    if isinstance(sig, signal.Signals):
+        return sig
+    fix = "this dsup can send only SIGRTMIN (34) and SIGRTMAX (64) of the real-time signals yet"
+    raise InvalidArgument("signal", "signal", humanize.signal_name(sig), fix)
 
 
 def _number_ranges(numbers: Sequence[int]) -> str:

@@ -33,6 +33,7 @@ from supervisor.action import (
     judge_signals,
     parse_signal,
     restart_one,
+    sendable,
     signal_one,
     start_one,
     stop_one,
@@ -207,7 +208,7 @@ class CommandService:
         """
 
         async def run() -> ActionReport:
-            parsed = parse_signal(sig)
+            parsed = sendable(parse_signal(sig))
             report = await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
             return replace(report, processes=judge_signals(report.processes))
 

@@ -144,7 +144,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         cmd.add_argument("name", type=_target, help="program, program:N, glob (scrape*) or all")
     sig = sub.add_parser("signal", help="send a signal to running processes")
     sig.add_argument("name", type=_target, help="program, program:N, glob or all")
-    sig.add_argument("signal", type=_target, help="signal name or number (HUP, USR1, 15...)")
+    sig.add_argument(
+        "signal", type=_target, help="signal name or number (HUP, USR1, 15, RTMIN+3...)"
+    )
     tail = sub.add_parser("tail", help="print the last lines of a process's output")
     tail.add_argument("name", type=_target, help="program, program:N, glob or all")
     tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")

@@ -127,8 +127,11 @@ def cpu(value: object) -> str:
 
 
 def signal_name(number: int) -> str:
-    """``SIGTERM`` for 15; ``signal 99`` for a number this platform does not name."""
+    """``SIGTERM`` for 15, ``SIGRTMIN+6`` for 40; ``signal 99`` for no signal of this platform."""
     try:
         return signal.Signals(number).name
     except ValueError:
-        return f"signal {number}"
+        pass
+    if signal.SIGRTMIN < number < signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    return f"signal {number}"

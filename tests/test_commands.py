@@ -188,6 +188,13 @@ async def test_signal_reaches_the_worker(tmp_path: Path) -> None:
         reply = await ask(node.socket, "signal", target="solo", signal="NOTASIGNAL")
         assert error_type(reply) == "InvalidArgument"
         assert (await _audit(node))[0].outcome == "refused"
+        # Valid, but ChildProcess.send_signal takes only signal.Signals for now: say so.
+        reply = await ask(node.socket, "signal", target="solo", signal="rtmin+6")
+        assert error_type(reply) == "InvalidArgument"
+        error = reply["error"]
+        assert isinstance(error, dict)
+        assert "SIGRTMIN+6" in error["message"]
+        assert "can send only SIGRTMIN (34) and SIGRTMAX (64)" in error["message"]
 
 
 async def test_signal_to_a_stopped_process_fails(tmp_path: Path) -> None:
@@ -197,22 +204,49 @@ async def test_signal_to_a_stopped_process_fails(tmp_path: Path) -> None:
 
 
 def test_parse_signal_accepts_names_numbers_and_prefixes() -> None:
-    assert parse_signal("term").name == "SIGTERM"
-    assert parse_signal("SIGHUP").name == "SIGHUP"
-    assert parse_signal(" 10 ").name == "SIGUSR1"
-    assert parse_signal(9).name == "SIGKILL"
+    assert parse_signal("term") is signal.SIGTERM
+    assert parse_signal("SIGHUP") is signal.SIGHUP
+    assert parse_signal(" 10 ") is signal.SIGUSR1
+    assert parse_signal(9) is signal.SIGKILL
     assert parse_signal("rtmin") == signal.SIGRTMIN
     for bad in ("", "SIGNOPE", "999", -1):
         with pytest.raises(InvalidArgument):
             parse_signal(bad)
 
 
-@pytest.mark.parametrize("number", ["0", "99", "33"])
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("40", 40),
+        ("35", 35),
+        ("63", 63),
+        ("RTMIN+3", signal.SIGRTMIN + 3),
+        ("sigrtmin+0", signal.SIGRTMIN),
+        ("RTMAX-1", signal.SIGRTMAX - 1),
+        ("SIGRTMAX-30", signal.SIGRTMIN),
+        ("64", signal.SIGRTMAX),
+    ],
+)
+def test_parse_signal_accepts_every_real_time_signal(text: str, number: int) -> None:
+    """QA4 #4: 35-63 and RTMIN+n / RTMAX-n were refused, as kill -l accepts them."""
+    assert parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["RTMIN+31", "RTMAX-31", "RTMIN-1", "RTMAX+1", "RTMIN+"])
+def test_parse_signal_refuses_real_time_names_out_of_range(text: str) -> None:
+    with pytest.raises(InvalidArgument) as bad:
+        parse_signal(text)
+    assert "give a name like TERM, HUP, USR1, RTMIN+3, RTMAX-1 or a number (1-31, 34-64)" in str(
+        bad.value
+    )
+
+
+@pytest.mark.parametrize("number", ["0", "99", "33", "65"])
 def test_parse_signal_says_which_numbers_are_signals(number: str) -> None:
     """QA3 #13: "bad signal '0'; give ... or a number", although 0 is a number."""
     with pytest.raises(InvalidArgument) as bad:
         parse_signal(number)
-    assert f"no signal has number {number} here; give one of 1-31, 34, 64" in str(bad.value)
+    assert f"no signal has number {number} here; give one of 1-31, 34-64 or" in str(bad.value)
 
 
 # -- tail ------------------------------------------------------------------------
