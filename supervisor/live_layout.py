@@ -11,7 +11,7 @@ its state changes). It does not own writing to the terminal nor log capture
 
 from __future__ import annotations
 
-import itertools
+import heapq
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
@@ -26,7 +26,7 @@ from supervisor import humanize
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from supervisor.child import ProcessStatus
 
@@ -43,6 +43,12 @@ _COLUMNS = ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
 _SHRINK_ORDER = (((5, 0), 7), ((4, 3), 4), ((5, 0), 3))
 """Which columns give up width, in turn, and down to how many cells: LAST EXIT and
 PROCESS first, then RESTARTS and UPTIME; STATE and PID only in rich's last even cut."""
+_NAME_CELLS = 16
+"""A recent line's process name is cut down to this, at most, to leave room for the text."""
+
+
+DSUP_KEYS = ("~", "#")
+"""The keys of dsup's own lines: its log records, and its other notes."""
 
 
 class Entry(NamedTuple):
@@ -50,19 +56,21 @@ class Entry(NamedTuple):
 
     ``key`` is the process for its output lines, drop notes and state changes,
     ``~`` for dsup's log records and ``#`` for dsup's other notes (orphans
-    cleaned, state changes lost); ``mark`` is ``|`` or ``!`` for output, ``#`` or
-    ``~`` for a note.
+    cleaned, state changes lost, output dropped from several processes);
+    ``mark`` is ``|`` or ``!`` for output, ``#`` or ``~`` for a note.
+    ``dropped`` is the count of lost lines a drop note stands for.
     """
 
     key: str
     head: str
     mark: str
     text: str
+    dropped: int = 0
 
     @property
     def is_note(self) -> bool:
-        """A state change, drop note or log record rather than a line of output."""
-        return self.mark in "#~"
+        """A state change or log record rather than a line of output or a drop note."""
+        return self.mark in "#~" and not self.dropped
 
 
 class _Style(NamedTuple):
@@ -83,56 +91,86 @@ def _overhead(style: _Style, columns: int) -> int:
     return (2 * p + 1) * columns + (1 if style.show_edge else -1 - 2 * p)
 
 
-def fair_tail(entries: Sequence[Entry], room: int) -> list[Entry]:
-    """The newest ``room`` entries, with no key taking more than its fair share.
+def fair_tail(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> list[Entry]:
+    """The ``room`` entries worth showing, in time order.
 
-    The share is the largest count ``q`` such that every key keeping its newest
-    ``min(count, q)`` entries fits in ``room``: a key with few entries keeps
-    them all, a flooding key gets what is left. The cells the rounding leaves
-    go to the newest notes (state changes, log records) first, then to the
-    newest lines. Time order is kept.
+    First come the notes that tell where things stand: dsup's own records and
+    each process's state changes since its last line of output. Then every key
+    gets its newest entry, then its second newest, and so on (a fair share:
+    a key with few entries keeps them all, a flooding key gets what is left).
+    Within a round, dsup's notes go first, then state changes, then the
+    processes that wrote the fewest lines lately (``busy``), so a quiet
+    process's crash line beats a flood; then the newest.
     """
     if len(entries) <= room:
         return list(entries)
-    quota = _share(sorted(Counter(e.key for e in entries).values()), room)
-    used: Counter[str] = Counter()
-    picked: set[int] = set()
-    newest_first = range(len(entries) - 1, -1, -1)
-    for i in newest_first:
-        if used[entries[i].key] < quota and len(picked) < room:
-            used[entries[i].key] += 1
-            picked.add(i)
-    for notes in (True, False):
-        left = (i for i in newest_first if entries[i].is_note == notes and i not in picked)
-        picked.update(itertools.islice(left, max(0, room - len(picked))))
-    return [entries[i] for i in sorted(picked)]
+    last_output = {e.key: i for i, e in enumerate(entries) if not e.is_note}
+    depth: Counter[tuple[bool, str]] = Counter()
+    ranked = []
+    for i in range(len(entries) - 1, -1, -1):
+        e = entries[i]
+        is_current = e.is_note and i > last_output.get(e.key, -1)
+        rank = depth[is_current, e.key]
+        depth[is_current, e.key] += 1
+        order = (e.key not in DSUP_KEYS, not e.is_note, busy.get(e.key, 0), -i)
+        ranked.append(((not is_current, rank, *order), i))
+    return [entries[i] for i in sorted(i for _, i in heapq.nsmallest(room, ranked))]
 
 
-def _share(counts: Sequence[int], room: int) -> int:
-    """The fair share of ``room`` for keys with ``counts`` entries (ascending): water-filling."""
-    left, keys = room, len(counts)
-    for count in counts:  # small keys first: they keep all they have
-        if count * keys > left:
-            return max(1, left // keys)
-        left -= count
-        keys -= 1
-    return counts[-1]
+def on_screen(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> list[Entry]:
+    """``fair_tail``'s pick for the screen, the drop notes of several processes merged.
+
+    One line (``[660 lines dropped from 20 processes]``, where the newest of
+    them was) stands for every drop note kept, so that they never fill the room.
+    """
+    drops = [i for i, e in enumerate(entries) if e.dropped]
+    processes = {entries[i].key for i in drops}
+    if len(processes) < 2:
+        return fair_tail(entries, room, busy)
+    total = humanize.plural(sum(entries[i].dropped for i in drops), "line")
+    merged = Entry("#", "dsup", "#", f"[{total} dropped from {len(processes)} processes]")
+    kept = [e for e in entries if not e.dropped]
+    kept.insert(drops[-1] - len(drops) + 1, merged)
+    return fair_tail(kept, room, busy)
+
+
+def shorten_name(name: str, width: int) -> str:
+    """``name`` in ``width`` cells, cut in the middle, its ``:N`` index kept: ``cccc…cccc:1``.
+
+    Names are ASCII (``config`` checks them), so a character is a cell.
+    """
+    if len(name) <= width:
+        return name
+    program, colon, index = name.rpartition(":")
+    if not colon:
+        program, index = name, ""
+    keep = width - len(colon + index) - 1  # the ellipsis
+    if keep < 1:
+        return name[: max(0, width - 1)] + "…" if width > 0 else ""
+    return f"{program[: (keep + 1) // 2]}…{program[len(program) - keep // 2 :]}{colon}{index}"
 
 
 def layout(
-    node: str, rows: Sequence[ProcessStatus], recent: Sequence[Entry], *, size: tuple[int, int]
+    node: str,
+    rows: Sequence[ProcessStatus],
+    recent: Sequence[Entry],
+    *,
+    size: tuple[int, int],
+    busy: Mapping[str, int],
 ) -> Group:
     """Title, table and recent lines in ``height - 1`` lines of ``width`` cells.
 
-    The last line is left for the shell's prompt after the final table. The
-    view is drawn from the terminal's top row (``terminal.LiveView`` makes room
+    ``busy`` counts the lines each process wrote lately (``fair_tail``). The
+    last line is left for the shell's prompt after the final table. The view
+    is drawn from the terminal's top row (``terminal.LiveView`` makes room
     first), so the title never scrolls away.
     """
-    height = size[1]
+    width, height = size
     max_rows = max(1, height - 6)  # title, header, rule, 2 recent lines, prompt
     table, lines = _table(rows, max_rows, now=time.time(), size=size)
     room = max(2, height - 2 - lines)  # title and the prompt's line
-    parts = [_title(node, rows), *table, *(_recent_line(e) for e in fair_tail(recent, room))]
+    shown = on_screen(recent, room, busy)
+    parts = [_title(node, rows), *table, *(_recent_line(e, width) for e in shown)]
     return Group(*parts)
 
 
@@ -172,7 +210,8 @@ def _table(
     for name, most in zip(_COLUMNS, widths, strict=True):
         table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=most)
     for r, row in zip(shown, cells, strict=True):
-        table.add_row(row[0], Text(row[1], style=_STATE_STYLE[r.state]), *row[2:])
+        name = shorten_name(row[0], widths[0])  # cut in the middle: ``web…:0`` and ``:1`` differ
+        table.add_row(name, Text(row[1], style=_STATE_STYLE[r.state]), *row[2:])
     parts: list[Table | Text] = [table]
     if len(shown) < len(rows):
         more = f"... {len(rows) - len(shown)} more"
@@ -217,12 +256,20 @@ def _last_exit(r: ProcessStatus) -> str:
     return humanize.printable(r.last_error) if r.last_error else "-"
 
 
-def _recent_line(entry: Entry) -> Text:
-    _, head, mark, line = entry
+def _recent_line(entry: Entry, width: int) -> Text:
+    """``head mark text`` in ``width`` cells: a long process name gives way before the text."""
+    key, head, mark, line, _ = entry
     style = {"!": "red", "#": "dim", "~": "yellow"}.get(mark, "")
-    text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
     if mark in "#~":
-        text.append(humanize.printable(line), style="bold")
+        message = Text(humanize.printable(line), style="bold")
     else:  # only SGR is left, which rich turns into styles
-        text.append_text(Text.from_ansi(humanize.printable(line, keep_color=True)))
-    return text
+        message = Text.from_ansi(humanize.printable(line, keep_color=True))
+    excess = cell_len(head) + 3 + message.cell_len - width
+    if excess > 0 and key not in DSUP_KEYS and len(key) > _NAME_CELLS:
+        short = shorten_name(key, max(_NAME_CELLS, len(key) - excess))
+        if head == key:
+            head = short
+        elif message.plain.startswith(key):  # a state change: the name begins the text
+            message = Text(short, style=message.style) + message[len(key) :]
+    text = Text.assemble((head, "cyan"), " ", (mark, style), " ", no_wrap=True, overflow="ellipsis")
+    return text.append_text(message)

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -260,6 +260,7 @@ class LiveView(View):
             redirect_stderr=False,
         )
         self._recent: list[Entry] = []
+        self._busy: Counter[str] = Counter()  # lines per process lately, halved per batch
         self._logs = _LogCapture()
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
@@ -273,7 +274,8 @@ class LiveView(View):
         if not self._live.is_started:
             self._make_room()
             self._live.start()
-        view = layout(self._node, rows, self._recent, size=self._console.size)
+        size = self._console.size
+        view = layout(self._node, rows, self._recent, size=size, busy=self._busy)
         self._live.update(view, refresh=True)
         if final:
             self._live.stop()
@@ -296,8 +298,10 @@ class LiveView(View):
         A log record (``SIGINT: stopping every process``) is often written just
         before the state changes it causes, in the same batch. The recent lines
         are then cut to ``RECENT_LINES``, each process keeping a fair share of
-        its output and state changes together (``live_layout.fair_tail``).
+        its output and state changes together (``live_layout.fair_tail``);
+        ``_busy`` says which processes wrote the most lately.
         """
+        self._busy = Counter({p: n // 2 for p, n in self._busy.items() if n > 1})
         timed: list[tuple[float, list[Entry]]] = [
             (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs
         ]
@@ -306,17 +310,19 @@ class LiveView(View):
                 mark = _STREAM_MARK[item.stream]
                 tail = item.lines[-RECENT_LINES:]
                 p = item.process
+                self._busy[p] += len(item.lines)
                 timed.append((at, [Entry(p, p, mark, line[:_SHOWN_CHARS]) for line in tail]))
             elif isinstance(item, Dropped) and item.process:
                 note = f"[{humanize.plural(item.count, 'line')} dropped]"
-                timed.append((at, [Entry(item.process, item.process, "#", note)]))
+                self._busy[item.process] += item.count
+                timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
             else:  # a state change shares its process's room; dsup's notes have their own
                 key = item.process if isinstance(item, StateChanged) else "#"
                 timed.append((at, [Entry(key, _clock(at), "#", _describe(item))]))
         timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
         for _, entries in timed:
             self._recent.extend(entries)
-        self._recent = fair_tail(self._recent, RECENT_LINES)
+        self._recent = fair_tail(self._recent, RECENT_LINES, self._busy)
 
 
 class _LogCapture(logging.Filter):

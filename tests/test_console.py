@@ -28,7 +28,7 @@ from supervisor import console as console_module
 from supervisor import humanize
 from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
-from supervisor.live_layout import Entry, fair_tail
+from supervisor.live_layout import Entry, fair_tail, on_screen, shorten_name
 from tests import _console
 from tests._console import PtyRun
 from tests._e2e import write_config
@@ -570,9 +570,9 @@ def test_fair_tail_keeps_a_quiet_process_line_and_fills_the_room_in_time_order()
     flood = [Entry("flood:0", "flood:0", "|", f"f{i}") for i in range(300)]
     entries = [*flood[:150], Entry("crash:0", "crash:0", "!", "boom"), *flood[150:]]
     entries.append(Entry("#", "12:00:00", "#", "crash:0 RUNNING -> BACKOFF"))
-    shown = [e.text for e in fair_tail(entries, 6)]
+    shown = [e.text for e in fair_tail(entries, 6, {})]
     assert shown == ["boom", "f296", "f297", "f298", "f299", "crash:0 RUNNING -> BACKOFF"]
-    assert fair_tail(entries[:3], 6) == entries[:3]
+    assert fair_tail(entries[:3], 6, {}) == entries[:3]
 
 
 def _talk_and_crash(tmp_path: Path) -> Path:
@@ -617,8 +617,8 @@ def test_console_live_final_screen_keeps_crashes_shutdown_lines_and_the_sigint_n
         assert f"talker:{i} | talk " in recent, final  # each talker keeps a share too
 
 
-def test_fair_tail_keeps_each_process_state_changes_and_the_notes_the_rounding_allows() -> None:
-    """QA3 #4: 9 processes in 25 lines keep their 18 shutdown changes, the note and a crash."""
+def test_fair_tail_keeps_each_process_state_changes_and_the_lines_the_rest_allows() -> None:
+    """QA3 #4: 9 processes in 25 lines keep their 18 shutdown changes and the note first."""
     processes = [*(f"talker:{i}" for i in range(8)), "crasher:0"]
 
     def note(process: str, change: str) -> Entry:
@@ -634,12 +634,15 @@ def test_fair_tail_keeps_each_process_state_changes_and_the_notes_the_rounding_a
     entries.append(Entry("~", "12:00:01", "~", "SIGINT: stopping every process"))
     shutdown = [note(p, change) for change in ("-> STOPPING", "-> STOPPED") for p in processes]
     entries += shutdown
-    shown = fair_tail(entries, 25)
+    shown = fair_tail(entries, 25, {})
     assert len(shown) == 25
     texts = [e.text for e in shown]
     assert set(shutdown) < set(shown), texts
     assert "SIGINT: stopping every process" in texts
-    assert "crasher:0 RUNNING -> EXITED 1" in texts, texts  # the rounding's cells: notes
+    # The 4 cells left: the newest lines, as the crasher ran and talked again since its exit.
+    assert [(e.key, e.text) for e in shown if e.mark == "|"] == [
+        (p, "talk 1.29") for p in processes[-4:]
+    ], texts
     assert shown == sorted(shown, key=entries.index)  # time order is kept
 
 
@@ -695,3 +698,158 @@ def test_console_json_logs_tell_a_spawn_failure_once_by_its_state_object(tmp_pat
     assert "no-such-dir" in str(fatal["lost:0"]["reason"]), lines
     logged = [o for o in objects if o["type"] == "log"]
     assert not [o for o in logged if "no-such" in str(o["message"])], lines  # told once
+
+
+def _flood_entries(floods: int, lines: int) -> list[Entry]:
+    """``floods`` processes that each wrote ``lines`` lines and lost 33 more after each."""
+    entries: list[Entry] = []
+    for n in range(lines):
+        for i in range(floods):
+            p = f"flood:{i}"
+            entries += [
+                Entry(p, p, "|", f"{p} line {n}"),
+                Entry(p, p, "#", "[33 lines dropped]", 33),
+            ]
+    return entries
+
+
+def test_on_screen_keeps_log_records_state_changes_and_a_quiet_crash_in_a_big_fleet() -> None:
+    """QA4 #1: 20 flooders in 17 lines: notes first, the crash line, one merged drop line."""
+    started = [
+        Entry(f"flood:{i}", "12:00:00", "#", f"flood:{i} STARTING -> RUNNING") for i in range(20)
+    ]
+    crash = [
+        Entry("crasher:0", "crasher:0", "!", "boom"),
+        Entry("crasher:0", "12:00:01", "#", "crasher:0 RUNNING -> EXITED pid 7 exit 1"),
+    ]
+    ctrl_z = Entry("~", "12:00:02", "~", "dsup ignores Ctrl-Z (SIGTSTP); Ctrl-C stops the fleet")
+    entries = [*started, *crash, ctrl_z, *_flood_entries(20, 5)]
+    busy = {f"flood:{i}": 400 for i in range(20)}
+    shown = on_screen(entries, 17, busy)
+    texts = [e.text for e in shown]
+    assert len(shown) == 17, texts
+    assert ctrl_z in shown, texts
+    assert set(crash) < set(shown), texts  # the quiet process's crash line and its exit
+    dropped = [t for t in texts if "dropped" in t]
+    assert dropped == ["[3300 lines dropped from 20 processes]"], texts  # 20 x 5 x 33
+    assert sum(t.startswith("flood:") and " line 4" in t for t in texts) == 13, texts
+    assert shown == sorted(shown, key=lambda e: entries.index(e) if e in entries else 10**6)
+
+
+def test_on_screen_keeps_the_sigint_note_and_the_newest_stops_at_shutdown() -> None:
+    """QA4 #1: the final screen: the SIGINT note, then as many stops as fit, newest first."""
+    processes = [f"flood:{i}" for i in range(20)]
+    entries = _flood_entries(20, 5)
+    sigint = Entry("~", "12:00:03", "~", "SIGINT: stopping every process")
+    entries.append(sigint)
+    entries += [Entry(p, "12:00:03", "#", f"{p} RUNNING -> STOPPING") for p in processes]
+    stops = [Entry(p, "12:00:04", "#", f"{p} STOPPING -> STOPPED") for p in processes]
+    entries += stops
+    shown = on_screen(entries, 17, {})
+    texts = [e.text for e in shown]
+    assert texts[0] == "[3300 lines dropped from 20 processes]", texts
+    assert texts[1] == "SIGINT: stopping every process", texts
+    assert texts[2:] == [e.text for e in stops[-15:]], texts
+
+
+def test_on_screen_leaves_a_single_process_drop_note_as_it_is() -> None:
+    entries = _flood_entries(1, 3)
+    assert on_screen(entries, 10, {}) == entries
+
+
+def test_shorten_name_cuts_the_middle_and_keeps_the_index() -> None:
+    """QA4 #3: two processes of a 64-character program stay apart."""
+    name = "c" * 64
+    assert shorten_name(f"{name}:1", 11) == "cccc…cccc:1"
+    assert shorten_name(f"{name}:12", 12) == "cccc…cccc:12"
+    assert shorten_name(f"{name}:0", 10) == "cccc…ccc:0"
+    assert shorten_name("web:0", 5) == "web:0"
+    assert shorten_name("web:0", 40) == "web:0"
+    assert len(shorten_name(f"{name}:3", 3)) <= 3
+
+
+def test_console_live_big_fleet_keeps_notes_a_crash_and_one_drop_line(tmp_path: Path) -> None:
+    """QA4 #1: 20 flooders on a 40-row terminal: the Ctrl-Z and SIGINT notes, the crash.
+
+    Real dsup on a real terminal: the screen is read as it is after each redraw.
+    """
+    flood = [sys.executable, str(WORKERS / "console_flood.py")]
+    crasher = ["sh", "-c", "echo crasher up; echo boom >&2; exit 1"]
+    config = write_config(
+        tmp_path,
+        f"[programs.flood]\ncommand = {flood!r}\nnumprocs = 20\nstart_seconds = 0\n\n"
+        f'[programs.crasher]\ncommand = {crasher!r}\nrestart = "never"\nstart_seconds = 0\n',
+    )
+    rows = 40
+    ctrl_z = "~ dsup ignores Ctrl-Z (SIGTSTP)"
+    with PtyRun.dsup(config, rows=rows, columns=100) as run:
+
+        def showing(*wanted: str) -> Callable[[str], bool]:
+            def done(_: str) -> bool:
+                shown = "\n".join(_console.screen(run.text, height=rows))
+                return all(re.search(pattern, shown) for pattern in wanted)
+
+            return done
+
+        crashed = (r"# crasher:0 RUNNING -> EXITED pid \d+ exit 1", r"crasher:0 ! boom")
+        merged = r"dsup # \[\d+ lines dropped from \d+ processes\]"
+        run.read_until(showing(*crashed, merged), "the crash and the merged drop line")
+        run.type(b"\x1a")
+        run.read_until(showing(*crashed, merged, re.escape(ctrl_z)), "the Ctrl-Z note")
+        screen = _console.screen(run.text, height=rows)
+        assert not [line for line in screen if re.search(r"flood:\d+ # \[", line)], screen
+        assert any(re.search(r"flood:\d+ \| flood:\d+ line \d+", line) for line in screen), screen
+        run.type(b"\x03")
+        assert run.wait_exit() == 0
+    final = _console.screen(run.text, height=rows)
+    note = "~ SIGINT: stopping every process (Ctrl-C again to kill them at once)"
+    assert any(line.endswith(note) for line in final), final
+    stopped = [line for line in final if re.search(r"# flood:\d+ STOPPING -> STOPPED", line)]
+    assert len(stopped) >= 5, final
+
+
+def _long_name_view(width: int) -> list[str]:
+    """The live view of two processes of a 64-character program, at ``width`` columns."""
+    from rich.console import Console as RichConsole
+
+    from supervisor.live_layout import layout
+    from supervisor.slot import ProcessStatus
+
+    name = "c" * 64
+    rows = [
+        ProcessStatus(
+            process=f"{name}:{i}",
+            program=name,
+            index=i,
+            state=ProcessState.RUNNING,
+            pid=4000 + i,
+            run_id=f"r{i}",
+            started_at=1_700_000_000.0,
+            state_since=1_700_000_000.0,
+            restarts=0,
+            last_exit_code=None,
+            last_exit_signal=None,
+            last_error="",
+        )
+        for i in range(2)
+    ]
+    recent = [
+        Entry(f"{name}:1", f"{name}:1", "|", "output from the long one"),
+        Entry(f"{name}:0", "12:00:00", "#", f"{name}:0 RUNNING -> EXITED pid 4000 exit 3"),
+    ]
+    out = io.StringIO()
+    rich = RichConsole(file=out, width=width, height=20, force_terminal=False)
+    rich.print(layout("n", rows, recent, size=(width, 20), busy={}))
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [80, 50])
+def test_live_view_cuts_long_names_in_the_middle_and_keeps_the_message(width: int) -> None:
+    """QA4 #3: ``cccc…cccc:0`` and ``:1`` stay apart; a state change keeps its state."""
+    shown = _long_name_view(width)
+    assert max(map(len, shown)) <= width, shown
+    table = [line.split() for line in shown if re.search(r" RUNNING +400\d ", line)]
+    assert [row[0][-2:] for row in table] == [":0", ":1"], shown
+    assert all(re.fullmatch(r"c+…c+:\d", row[0]) for row in table), shown
+    assert any(re.search(r"c+…c+:1 \| output from the long one$", line) for line in shown), shown
+    assert any(re.search(r"# c+…c+:0 RUNNING -> EXITED", line) for line in shown), shown
