@@ -29,7 +29,8 @@ class ProcessInfo:
 
     Attributes:
         status: the state of the process slot.
-        rss_bytes: resident memory of the whole tree, None when not running.
+        rss_bytes: resident memory (RSS) summed over the tree, a shared page
+            once per process that maps it; None when not running.
         cpu_percent: CPU use of the tree (100 = one core), None when not running.
         nprocs: processes in the tree, None when not running.
     """

@@ -553,6 +553,23 @@ async def test_stats_sums_the_tree(instance: str, ledger: Ledger) -> None:
         assert again[w.pid].nprocs == 3
 
 
+async def test_stats_memory_is_the_rss_of_every_process_summed(
+    instance: str, ledger: Ledger
+) -> None:
+    """QA4 #5: MEMORY is documented as summed RSS (shared pages once per process), not PSS."""
+    reaper = Reaper(instance_id=instance, ledger=ledger)
+    async with spawned(instance, "run1", "--children", "2") as w:
+        tree = [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
+        assert len(tree) == 3
+        low = sum(p.memory_info().rss for p in tree)
+        rss = (await reaper.stats([w.pid]))[w.pid].rss
+        high = sum(p.memory_info().rss for p in tree)
+        pss = sum(p.memory_full_info().pss for p in tree)
+        # Idle processes: the sum is steady to within a few pages either way.
+        assert min(low, high) - 64 * 4096 <= rss <= max(low, high) + 64 * 4096
+        assert rss > pss  # the children share their parent's pages
+
+
 async def test_stats_never_shows_more_cpu_than_the_threads_can_use(
     instance: str, ledger: Ledger
 ) -> None:
