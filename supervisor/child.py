@@ -103,6 +103,7 @@ class ChildProcess:
         self._end_reason = "no longer supervised"
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._restart_wait: anyio.CancelScope | None = None  # a pending restart by policy
         self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
 
     def __repr__(self) -> str:
@@ -182,15 +183,23 @@ class ChildProcess:
         """Take a reloaded program's settings without touching the process.
 
         Stop, restart and backoff settings and ``keep_descendants`` apply from
-        the next stop or decision, the log sizes at once to the current run's
-        files, ``start_seconds`` and ``max_line_bytes`` from the next run; so
-        do ``command``, ``cwd``, ``env`` and ``unbuffered``, for which the
-        fleet restarts a live process itself.
+        the next stop or decision (a pending restart by policy that ``restart``
+        no longer wants is cancelled: the process stays EXITED), the log
+        sizes at once to the current run's files, ``start_seconds`` and
+        ``max_line_bytes`` from the next run; so do ``command``, ``cwd``,
+        ``env`` and ``unbuffered``, for which the fleet restarts a live
+        process itself.
 
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
         self._slot.spec = spec
+        st = self._slot.status()
+        wait = self._restart_wait
+        if wait is not None and not policy.wants_restart(
+            spec, st.last_exit_code, st.last_exit_signal
+        ):
+            wait.cancel()  # the restart it waits for is no longer wanted
         if self._slot.run is not None:
             for log in self._slot.run.logs.values():
                 log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
@@ -290,11 +299,8 @@ class ChildProcess:
                     decision = await self._attempt(reason, started, by_policy=by_policy)
                     if not decision.restart:
                         return
-                    self._slot.next_start = time.time() + decision.delay
-                    try:
-                        await anyio.sleep(decision.delay)  # a pending halt wins over it
-                    finally:
-                        self._slot.next_start = None
+                    if not await self._wait_to_restart(decision):
+                        return
                     by_policy = True
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"
@@ -306,6 +312,26 @@ class ChildProcess:
         finally:
             started()
             done.set()
+
+    async def _wait_to_restart(self, decision: policy.Decision) -> bool:
+        """Sleep out the decision's delay; False if a reload turned the restart off.
+
+        A pending halt (stop, shutdown) cancels the wait from outside instead.
+        """
+        wait = anyio.CancelScope()
+        if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
+            self._restart_wait = wait
+        self._slot.next_start = time.time() + decision.delay
+        try:
+            with wait:
+                await anyio.sleep(decision.delay)
+        finally:
+            self._slot.next_start = self._restart_wait = None
+        if wait.cancelled_caught:
+            why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
+            self._slot.enter(ProcessState.EXITED, reason=why)
+            return False
+        return True
 
     async def _attempt(self, reason: str, started: _Once, *, by_policy: bool) -> policy.Decision:
         try:

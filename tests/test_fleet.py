@@ -259,6 +259,28 @@ async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
         assert (stopped.last_exit_code, stopped.last_exit_signal) == (0, None)
 
 
+async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
+    tmp_path: Path,
+) -> None:
+    """QA4 #2: restart = "never" by reload, yet the pending restart came, "by policy (never)"."""
+    keys = {"start_seconds": 0.0, "backoff_seconds": 30.0, "backoff_max_seconds": 60.0}
+    config = write_config(tmp_path, program("once", "child_exit.py", "0", restart="always", **keys))
+    async with running_node(config) as node:
+        (child,) = node.fleet.resolve("once")
+        await wait_until(lambda: child.status().next_start_at is not None)  # the restart waits
+        st = child.status()
+        assert st.state.value == "EXITED"
+        assert st.pid is None
+
+        write_config(tmp_path, program("once", "child_exit.py", "0", restart="never", **keys))
+        assert (await node.fleet.reload(load_config(config))).updated == ("once",)
+        await wait_until(lambda: "cancelled" in child.status().reason)
+        st = child.status()
+        assert (st.state.value, st.next_start_at) == ("EXITED", None)
+        assert st.reason == "restart cancelled by reload (restart = never)"
+        assert st.restarts == 0  # and no run was started
+
+
 async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
     tmp_path: Path,
 ) -> None:
