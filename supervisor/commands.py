@@ -137,9 +137,9 @@ class CommandService:
         """
 
         async def run() -> TailReport:
-            n = tail_count(lines)
+            tail_count(lines)  # a bad count is refused before the target is resolved
             return TailReport(
-                logs=tuple([await self._tail_one(c, n, stream) for c in self._resolve(target)])
+                logs=tuple([await self._tail_one(c, lines, stream) for c in self._resolve(target)])
             )
 
         return await self._audited(actor, Command.TAIL, target, run)
@@ -167,9 +167,11 @@ class CommandService:
         children: list[ChildProcess] = []
 
         async def first() -> TailReport:
-            n = tail_count(lines)
+            tail_count(lines)  # a bad count is refused before the target is resolved
             children.extend(self._resolve(target))
-            return TailReport(logs=tuple([await self._tail_one(c, n, stream) for c in children]))
+            return TailReport(
+                logs=tuple([await self._tail_one(c, lines, stream) for c in children])
+            )
 
         report = await self._audited(actor, Command.TAIL, target, first, detail="follow")
         async with open_follow(
@@ -373,8 +375,8 @@ class CommandService:
         self._measured = (self._measured | runs) & live
         return stats
 
-    async def _tail_one(self, child: ChildProcess, n: int, stream: Stream) -> LogLines:
-        return await tail_one(self._fleet.state.log_dir, child, n, stream)
+    async def _tail_one(self, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
+        return await tail_one(self._fleet.state.log_dir, child, asked, stream)
 
     async def _reload(self) -> ReloadResult:
         old = self._fleet.config

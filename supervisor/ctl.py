@@ -203,8 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         why = f"{exc.strerror or exc}{access_hint(path)}"
         raise _Error(EXIT_FAILED, "OSError", f"{path}: {why}") from None
-    if cmd == "tail":
-        _note_tail_cap(cmd_args)
+    if cmd == "tail" and isinstance(result, dict):
+        _note_tail_cap(result.get("logs"))
     if cmd == "shutdown" and not args.no_wait:
         report = result if isinstance(result, dict) else {}
         wait = report.get("wait_seconds")
@@ -378,12 +378,12 @@ def _follow(
         send(sock, "tail", args)
         # The acknowledgement names the processes followed (or it is an error).
         followed = checked(reader.message()).get("result")
-        _note_tail_cap(args)
         many = isinstance(followed, list) and len(followed) > 1
         sock.settimeout(None)  # a quiet log may stay quiet for hours
         try:
             while (message := reader.message()) is not None:
                 event = checked(message).get("event")
+                _note_tail_cap([event])
                 text = json.dumps(event) if opts.json else render_logs([event], many=many)
                 print(text, flush=True)
         except KeyboardInterrupt:
@@ -397,9 +397,10 @@ def _follow(
     return EXIT_OK
 
 
-def _note_tail_cap(args: Mapping[str, object]) -> None:
-    lines = args.get("lines")
-    if isinstance(lines, int) and lines > MAX_TAIL_LINES:
+def _note_tail_cap(logs: object) -> None:
+    """Say so on stderr when a log of ``logs`` had more lines than ``tail`` gives."""
+    listed = logs if isinstance(logs, list) else []
+    if any(isinstance(log, dict) and log.get("capped") for log in listed):
         print(
             f"dsup ctl: note: tail gives at most {MAX_TAIL_LINES} lines per process; "
             "the log files in state_dir/logs keep the rest",

@@ -100,12 +100,15 @@ class LogLines:
         stream: which log: ``stdout`` or ``stderr``.
         lines: the lines, without newlines.
         dropped: lines missed just before these by a follower too slow for them.
+        capped: more lines were asked than ``tail`` gives (MAX_TAIL_LINES)
+            and the log had more than that.
     """
 
     process: str
     stream: Stream
     lines: tuple[str, ...]
     dropped: int = 0
+    capped: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

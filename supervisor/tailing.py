@@ -47,13 +47,24 @@ def tail_count(lines: int) -> int:
     return min(lines, MAX_TAIL_LINES)
 
 
-async def tail_one(log_dir: Path, child: ChildProcess, n: int, stream: Stream) -> LogLines:
-    """The last ``n`` lines of one process's ``stream`` log (from a worker thread)."""
+async def tail_one(log_dir: Path, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
+    """The last ``asked`` lines (at most MAX_TAIL_LINES) of one process's ``stream`` log.
+
+    Read in a worker thread. When more were asked than the cap, one line more
+    is read to tell whether the log had more (``capped``).
+
+    Raises:
+        InvalidArgument: ``asked`` is negative.
+    """
+    n = tail_count(asked)
+    read = n + 1 if asked > n else n
     path = _log_path(log_dir, child, stream)
     got = await anyio.to_thread.run_sync(
-        lambda: tail_lines(path, n, max_line_bytes=child.spec.max_line_bytes)
+        lambda: tail_lines(path, read, max_line_bytes=child.spec.max_line_bytes)
     )
-    return LogLines(process=child.name, stream=stream, lines=tuple(got))
+    return LogLines(
+        process=child.name, stream=stream, lines=tuple(got[len(got) - n :]), capped=len(got) > n
+    )
 
 
 class _EndingBuffer(FollowBuffer):

@@ -361,14 +361,36 @@ async def test_ctl_tail_prints_the_last_lines(tmp_path: Path) -> None:
 
 
 async def test_ctl_tail_says_when_it_gives_fewer_lines_than_asked(tmp_path: Path) -> None:
-    """QA3 #13: `tail -n 5000` quietly printed 1000 lines."""
-    cfg = write_config(tmp_path, TICK)
-    async with running_node(cfg):
-        many = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "5000")
-        few = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "1000")
-    assert many.returncode == 0
-    assert "note: tail gives at most 1000 lines per process" in many.stderr
+    """QA3 #13: `tail -n 5000` quietly printed 1000 lines; QA4 #9: it said so for 24."""
+
+    def lines(name: str, count: int) -> str:
+        return program(name, "", command=["sh", "-c", f"seq 1 {count}; exec sleep 1000"])
+
+    cfg = write_config(tmp_path, lines("over", 1001), lines("full", 1000), TICK)
+    async with running_node(cfg) as node:
+
+        async def written() -> bool:
+            tails = result(await ask(node.socket, "tail", target="*", lines=1))["logs"]
+            assert isinstance(tails, list)
+            return [t["lines"] for t in tails[:2]] == [["1001"], ["1000"]]
+
+        await eventually(written)
+        over = await ctl("-c", str(cfg), "tail", "over", "-n", "5000")
+        full = await ctl("-c", str(cfg), "tail", "full", "-n", "5000")
+        few = await ctl("-c", str(cfg), "tail", "tick:0", "-n", "5000")
+        both = await ctl("-c", str(cfg), "--json", "tail", "*", "-n", "1001")
+    assert over.returncode == 0
+    assert "note: tail gives at most 1000 lines per process" in over.stderr
+    assert over.stdout.splitlines() == [str(i) for i in range(2, 1002)]
+    assert full.stderr == ""
+    assert full.stdout.splitlines() == [str(i) for i in range(1, 1001)]
     assert few.stderr == ""
+    logs = json.loads(both.stdout)["logs"]
+    assert [(log["process"], log["capped"]) for log in logs[:2]] == [
+        ("over:0", True),
+        ("full:0", False),
+    ]
+    assert "note: tail gives at most 1000" in both.stderr
 
 
 async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
