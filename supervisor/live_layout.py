@@ -134,22 +134,6 @@ def on_screen(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> l
     return fair_tail(kept, room, busy)
 
 
-def shorten_name(name: str, width: int) -> str:
-    """``name`` in ``width`` cells, cut in the middle, its ``:N`` index kept: ``cccc…cccc:1``.
-
-    Names are ASCII (``config`` checks them), so a character is a cell.
-    """
-    if len(name) <= width:
-        return name
-    program, colon, index = name.rpartition(":")
-    if not colon:
-        program, index = name, ""
-    keep = width - len(colon + index) - 1  # the ellipsis
-    if keep < 1:
-        return name[: max(0, width - 1)] + "…" if width > 0 else ""
-    return f"{program[: (keep + 1) // 2]}…{program[len(program) - keep // 2 :]}{colon}{index}"
-
-
 def layout(
     node: str,
     rows: Sequence[ProcessStatus],
@@ -210,7 +194,7 @@ def _table(
     for name, most in zip(_COLUMNS, widths, strict=True):
         table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=most)
     for r, row in zip(shown, cells, strict=True):
-        name = shorten_name(row[0], widths[0])  # cut in the middle: ``web…:0`` and ``:1`` differ
+        name = humanize.short_name(row[0], widths[0])  # ``web…:0`` and ``web…:1`` differ
         table.add_row(name, Text(row[1], style=_STATE_STYLE[r.state]), *row[2:])
     parts: list[Table | Text] = [table]
     if len(shown) < len(rows):
@@ -266,7 +250,7 @@ def _recent_line(entry: Entry, width: int) -> Text:
         message = Text.from_ansi(humanize.printable(line, keep_color=True))
     excess = cell_len(head) + 3 + message.cell_len - width
     if excess > 0 and key not in DSUP_KEYS and len(key) > _NAME_CELLS:
-        short = shorten_name(key, max(_NAME_CELLS, len(key) - excess))
+        short = humanize.short_name(key, max(_NAME_CELLS, len(key) - excess))
         if head == key:
             head = short
         elif message.plain.startswith(key):  # a state change: the name begins the text

@@ -28,7 +28,7 @@ from supervisor import console as console_module
 from supervisor import humanize
 from supervisor.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
-from supervisor.live_layout import Entry, fair_tail, on_screen, shorten_name
+from supervisor.live_layout import Entry, fair_tail, on_screen
 from tests import _console
 from tests._console import PtyRun
 from tests._e2e import write_config
@@ -755,17 +755,6 @@ def test_on_screen_keeps_the_sigint_note_and_the_newest_stops_at_shutdown() -> N
 def test_on_screen_leaves_a_single_process_drop_note_as_it_is() -> None:
     entries = _flood_entries(1, 3)
     assert on_screen(entries, 10, {}) == entries
-
-
-def test_shorten_name_cuts_the_middle_and_keeps_the_index() -> None:
-    """QA4 #3: two processes of a 64-character program stay apart."""
-    name = "c" * 64
-    assert shorten_name(f"{name}:1", 11) == "cccc…cccc:1"
-    assert shorten_name(f"{name}:12", 12) == "cccc…cccc:12"
-    assert shorten_name(f"{name}:0", 10) == "cccc…ccc:0"
-    assert shorten_name("web:0", 5) == "web:0"
-    assert shorten_name("web:0", 40) == "web:0"
-    assert len(shorten_name(f"{name}:3", 3)) <= 3
 
 
 def test_console_live_big_fleet_keeps_notes_a_crash_and_one_drop_line(tmp_path: Path) -> None:
