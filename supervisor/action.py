@@ -73,19 +73,6 @@ def _signal_number(text: str) -> int | None:
         return None
 
 
-def sendable(sig: signal.Signals | int) -> signal.Signals:
-    """``sig`` if ``ChildProcess.send_signal`` can send it (a ``signal.Signals`` member).
-
-    Raises:
-        InvalidArgument: a real-time signal Python does not name (35-63):
-            valid, but ``send_signal`` takes only the enum for now.
-    """
-    if isinstance(sig, signal.Signals):
-        return sig
-    fix = "this dsup can send only SIGRTMIN (34) and SIGRTMAX (64) of the real-time signals yet"
-    raise InvalidArgument("signal", "signal", humanize.signal_name(sig), fix)
-
-
 def _number_ranges(numbers: Sequence[int]) -> str:
     """``1-31, 34, 64`` for the sorted numbers 1 to 31, 34 and 64."""
     runs: list[list[int]] = []
@@ -150,7 +137,7 @@ async def _transition(
     return _result(st, "ok", "")
 
 
-async def signal_one(child: ChildProcess, sig: signal.Signals) -> ProcessResult:
+async def signal_one(child: ChildProcess, sig: signal.Signals | int) -> ProcessResult:
     """Send ``sig`` to ``child``; ``skipped`` when it is not running.
 
     See :func:`judge_signals` for when a skip is a failure.
@@ -160,7 +147,8 @@ async def signal_one(child: ChildProcess, sig: signal.Signals) -> ProcessResult:
     except InvalidTransition as exc:
         return _result(child.status(), "skipped", str(exc))
     except OSError as exc:  # EPERM: the group is no longer ours to signal
-        return _result(child.status(), "failed", f"cannot send {sig.name}: {exc.strerror}")
+        why = f"cannot send {humanize.signal_name(sig)}: {exc.strerror}"
+        return _result(child.status(), "failed", why)
     return _result(child.status(), "ok", "")
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor import policy
+from supervisor import humanize, policy
 from supervisor.command_queue import CommandQueue
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
@@ -151,19 +151,20 @@ class ChildProcess:
         """Stop (if alive) and start again; returns as :meth:`start` does."""
         return await self._submit("restart", reason or "restarted by request")
 
-    def send_signal(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to the main process's group.
+    def send_signal(self, sig: signal.Signals | int) -> None:
+        """Send ``sig`` (any number, real-time signals too) to the main process's group.
 
         Raises:
             InvalidTransition: no live main process.
         """
         run, state = self._slot.run, self._slot.state
         if run is None or run.exited.is_set() or not state.is_alive:
-            raise InvalidTransition(self.name, state.value, f"send {sig.name}")
+            raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
         try:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
-            logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, sig.name)
+            name = humanize.signal_name(sig)
+            logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
     def close(self, reason: str) -> None:
         """Say why supervision of this slot ends, just before cancelling its ``run`` task.

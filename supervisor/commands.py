@@ -33,7 +33,6 @@ from supervisor.action import (
     judge_signals,
     parse_signal,
     restart_one,
-    sendable,
     signal_one,
     start_one,
     stop_one,
@@ -210,7 +209,7 @@ class CommandService:
         """
 
         async def run() -> ActionReport:
-            parsed = sendable(parse_signal(sig))
+            parsed = parse_signal(sig)
             report = await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
             return replace(report, processes=judge_signals(report.processes))
 
