@@ -315,7 +315,7 @@ def _state_dir_only(path: Path) -> Path | None:
     read for its ``[supervisor]`` table alone.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
     except (OSError, UnicodeDecodeError):
         return None
     try:

@@ -8,6 +8,7 @@ the command means (``commands``) nor any transport (``control``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -67,12 +68,7 @@ class FollowBuffer:
             return
         missed = self._dropped.pop((chunk.process, chunk.stream), 0)
         if missed:
-            chunk = LogLines(
-                process=chunk.process,
-                stream=chunk.stream,
-                lines=chunk.lines,
-                dropped=chunk.dropped + missed,
-            )
+            chunk = dataclasses.replace(chunk, dropped=chunk.dropped + missed)
         cost = _cost(chunk)
         self._chunks.append((chunk, cost))
         self._bytes += cost

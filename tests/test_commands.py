@@ -20,6 +20,7 @@ from supervisor.errors import AccessDenied, InvalidArgument
 from supervisor.follow_buffer import FollowBuffer
 from supervisor.logs import log_paths
 from supervisor.policy import describe_exit
+from supervisor.reports import LogLines
 from tests._control import (
     ask,
     connect,
@@ -549,3 +550,13 @@ async def test_local_actor_is_the_user_name_with_admin_access(tmp_path: Path) ->
         row = (await _audit(node))[0]
     assert (row.actor, row.source, row.command, row.target) == (_me(), "local", "status", "tick:0")
     assert row.at > 0
+
+
+async def test_follow_buffer_keeps_a_chunk_s_cap_when_it_adds_drops() -> None:
+    buffer = FollowBuffer(max_bytes=1 << 20)
+    buffer.drop("w:0", "stdout", 3)
+    buffer.put(LogLines(process="w:0", stream="stdout", lines=("a",), dropped=1, capped=True))
+    with anyio.fail_after(5):
+        chunk = await buffer.__anext__()
+    assert (chunk.lines, chunk.dropped, chunk.capped) == (("a",), 4, True)
+    buffer.close()

@@ -327,6 +327,9 @@ def test_ctl_finds_the_default_state_dir_of_a_config_being_edited(tmp_path: Path
     assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
     cfg.write_text("[supervisor]\nstate_dir = 3\n")
     assert _state_dir_only(cfg) is None
+    # QA4 #8: a BOM hid the [supervisor] table of a file that does not validate.
+    cfg.write_bytes(b'\xef\xbb\xbf[supervisor]\nstate_dir = "st"\n[programs.a]\nbogus = 1 =\n')
+    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
 
 
 async def test_ctl_exit_3_when_no_dsup_runs_there(tmp_path: Path) -> None:
