@@ -30,13 +30,12 @@ Semantics, close to supervisord's ``Subprocess.transition``:
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from supervisor.config import RestartPolicy
 from supervisor.events import ProcessState
-from supervisor.humanize import plural
+from supervisor.humanize import plural, signal_name
 
 if TYPE_CHECKING:
     import random
@@ -101,10 +100,8 @@ def wants_restart(spec: ProgramSpec, exit_code: int | None, exit_signal: int | N
 def describe_exit(exit_code: int | None, exit_signal: int | None) -> str:
     """Return "exit code 3", "signal SIGKILL" or "unknown exit" for display."""
     if exit_signal is not None:
-        try:
-            return f"signal {signal.Signals(exit_signal).name}"
-        except ValueError:
-            return f"signal {exit_signal}"
+        name = signal_name(exit_signal)
+        return name if name.startswith("signal ") else f"signal {name}"
     if exit_code is not None:
         return f"exit code {exit_code}"
     return "unknown exit"

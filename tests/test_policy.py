@@ -138,6 +138,7 @@ def test_policy_exit_reason_names_code_and_signal() -> None:
     assert "exit code 3" in _exit(SPEC, ran=5.0, code=3).reason
     assert "SIGKILL" in _exit(SPEC, ran=5.0, code=None, sig=9).reason
     assert policy.describe_exit(None, 200) == "signal 200"
+    assert policy.describe_exit(None, signal.SIGRTMIN + 6) == "signal SIGRTMIN+6"  # QA5 #3
     assert policy.describe_exit(None, None) == "unknown exit"
 
 
