@@ -191,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     except NotRunning as exc:
         if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
             return _already_shutting_down(path.parent, pid, args)
-        raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path.parent, exc)) from None
+        raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path, exc)) from None
     except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
@@ -224,8 +224,9 @@ def _shutting_down(state_dir: Path) -> int | None:
     return holder if holder is not None and shutdown_marker(state_dir) == holder else None
 
 
-def _why_no_answer(state_dir: Path, exc: NotRunning) -> str:
-    """What to tell when no dsup answers on the socket of ``state_dir``."""
+def _why_no_answer(path: Path, exc: NotRunning) -> str:
+    """What to tell when no dsup answers on the socket at ``path``."""
+    state_dir = path.parent
     holder = running_holder(state_dir)
     if holder is None:
         return f"no dsup running there: {exc}"
@@ -234,10 +235,15 @@ def _why_no_answer(state_dir: Path, exc: NotRunning) -> str:
             f"dsup (pid {holder}) is shutting down: it is stopping its processes and "
             "takes no more commands"
         )
-    return (
-        f"dsup (pid {holder}) holds {state_dir} but does not answer on its socket "
-        f"({exc}); a deleted socket is re-created within seconds, try again"
-    )
+    if path.exists() and not path.is_socket():
+        advice = (
+            f"{path} is not a socket: dsup leaves someone else's file alone, and binds its "
+            "socket again within seconds once the file is removed"
+        )
+    else:
+        advice = "a deleted socket is re-created within seconds, try again"
+    silent = f"dsup (pid {holder}) holds {state_dir} but does not answer on its socket"
+    return f"{silent} ({exc}); {advice}"
 
 
 def _already_shutting_down(state_dir: Path, pid: int, args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
         ctl = _ctl(config, "status")
         assert ctl.returncode == 3
         assert f"pid {node.pid}" in ctl.stderr
+        assert "is not a socket: dsup leaves someone else's file alone" in ctl.stderr  # QA5 #2
         assert "Traceback" not in ctl.stderr
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=DEADLINE) == 0
