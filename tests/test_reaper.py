@@ -114,14 +114,23 @@ class Worker:
         self.exited.set()
 
 
-async def _read_ready(fd: int) -> dict[str, list[int]]:
+async def _read_line(fd: int) -> str:
+    """One line from ``fd``, read a byte at a time so the next line stays in the pipe."""
     buf = b""
     while not buf.endswith(b"\n"):
         await anyio.wait_readable(fd)
-        chunk = os.read(fd, 4096)
-        assert chunk, f"worker closed stdout before ready: {buf!r}"
+        chunk = os.read(fd, 1)
+        assert chunk, f"worker closed stdout before a whole line: {buf!r}"
         buf += chunk
-    line = buf.decode().split("\n")[-2]
+    return buf.decode().rstrip("\n")
+
+
+async def _read_ready(fd: int) -> dict[str, list[int]]:
+    return _ready_pids(await _read_line(fd))
+
+
+def _ready_pids(line: str) -> dict[str, list[int]]:
+    """The pids of a worker's "ready kind=pid ..." line, by kind."""
     words = line.split()
     assert words[0] == "ready", line
     pids: dict[str, list[int]] = {}
@@ -233,13 +242,15 @@ async def launch_orphan(instance: str, run_id: str, *args: str) -> tuple[int, di
     )
     assert popen.stdout is not None
     with popen.stdout, anyio.fail_after(10):
-        pid_line = b""
-        while not pid_line.endswith(b"\n"):
-            await anyio.wait_readable(popen.stdout.fileno())
-            pid_line += os.read(popen.stdout.fileno(), 1)
-        pids = await _read_ready(popen.stdout.fileno())
+        # Two lines, in either order: the worker may print "ready" before its
+        # launcher, descheduled under load, prints "pid N".
+        lines: list[str] = []
+        while len(lines) < 2:
+            lines.append(await _read_line(popen.stdout.fileno()))
+        (pid_line,) = [line for line in lines if line.startswith("pid ")]
+        (ready,) = [line for line in lines if line.startswith("ready")]
         await anyio.to_thread.run_sync(popen.wait)
-    return int(pid_line.split()[1]), pids
+    return int(pid_line.split()[1]), _ready_pids(ready)
 
 
 async def test_identify_gives_pid_and_create_time(ledger: Ledger) -> None:

@@ -20,5 +20,5 @@ worker = subprocess.Popen(
     stdin=subprocess.DEVNULL,
     start_new_session=True,
 )
-print("pid", worker.pid, flush=True)
+os.write(1, f"pid {worker.pid}\n".encode())  # one write: the worker shares this stdout
 os._exit(0)

@@ -75,7 +75,9 @@ def main():
         started.append(f"daemon={double_fork()}")
     if args.fork_on_term:
         signal.signal(signal.SIGTERM, on_term)
-    print("ready", *started, flush=True)
+    # One write: under -u, print writes each piece apart, and a launcher sharing
+    # this stdout could slip its own line in between.
+    os.write(1, (" ".join(["ready", *started]) + "\n").encode())
     if args.exit:
         os._exit(0)
     pause_forever()
