@@ -39,6 +39,17 @@ def write_config(tmp_path: Path, programs: str) -> Path:
     return config
 
 
+def ctl_run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dsup ctl -c CONFIG ARGS`` to completion (bounded), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
 @contextlib.contextmanager
 def dsup_run(config: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``dsup run`` on ``config``; SIGKILL it if still running at the end."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +13,20 @@ import psutil
 import pytest
 
 from tests._console import PtyRun
-from tests._e2e import DEADLINE, WORKERS, alive, dsup_run, kill_all, read_tree, write_config
+from tests._e2e import (
+    DEADLINE,
+    WORKERS,
+    alive,
+    ctl_run,
+    dsup_run,
+    kill_all,
+    read_tree,
+    write_config,
+)
 from tests._wait import wait_for
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,17 +64,6 @@ def _node(
         kill_all(tree)
 
 
-def _ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dsup ctl -c CONFIG ARGS``, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT])
 def test_runner_stops_the_fleet_gracefully_on(tmp_path: Path, signum: signal.Signals) -> None:
     """A closed terminal (SIGHUP) must not kill dsup and orphan its workers (QA #1)."""
@@ -98,7 +96,7 @@ def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
         stranger = socket.with_name("stranger")
         stranger.write_text("not a socket")
         os.replace(stranger, socket)
-        ctl = _ctl(config, "status")
+        ctl = ctl_run(config, "status")
         assert ctl.returncode == 3
         assert f"pid {node.pid}" in ctl.stderr
         assert "is not a socket: dsup leaves someone else's file alone" in ctl.stderr  # QA5 #2
@@ -134,7 +132,7 @@ def test_runner_ctrl_z_leaves_the_fleet_running_with_a_note(tmp_path: Path) -> N
             run.read_until(lambda text: note in text or "stopped]" in text, "the Ctrl-Z note")
             assert "stopped]" not in run.plain, run.plain  # what the shell says of a stopped job
             assert psutil.Process(run.job_pid).status() != psutil.STATUS_STOPPED
-            status = _ctl(config, "status")
+            status = ctl_run(config, "status")
             assert status.returncode == 0, status.stderr  # it still answers
             tstp = 1 << (signal.SIGTSTP - 1)
             assert not _sig_mask(run.job_pid, "SigIgn") & tstp

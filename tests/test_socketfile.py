@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from supervisor import socketfile
-from tests._e2e import DEADLINE, dsup_run, write_config
+from tests._e2e import DEADLINE, ctl_run, dsup_run, write_config
 from tests._wait import wait_for
 
 if TYPE_CHECKING:
@@ -48,23 +46,13 @@ def test_a_short_path_is_used_as_it_is(tmp_path: Path) -> None:
         assert where == str(tmp_path / "c.sock")
 
 
-def _ctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
-
-
 def test_dsup_runs_and_answers_ctl_in_a_deep_state_dir(tmp_path: Path) -> None:
     """QA3 #1: a long state_dir path killed dsup with a traceback."""
     config = write_config(_deep(tmp_path), '[programs.nap]\ncommand = ["sleep", "1000"]\n')
     with dsup_run(config) as proc:
-        running = lambda: "RUNNING" in _ctl(config, "status").stdout  # noqa: E731
+        running = lambda: "RUNNING" in ctl_run(config, "status").stdout  # noqa: E731
         wait_for(running, "nap RUNNING", seconds=DEADLINE)
-        assert _ctl(config, "shutdown").returncode == 0
+        assert ctl_run(config, "shutdown").returncode == 0
         assert proc.wait(timeout=DEADLINE) == 0
         assert proc.stderr is not None
         assert b"Traceback" not in proc.stderr.read()
