@@ -178,18 +178,25 @@ def _has_lines(rec: Recorder, count: int) -> bool:
     return len(rec.lines) == count
 
 
-async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
-    """QA3 #8: a run's first line reached the console before its STARTING."""
-    lines_at_starting: list[int] = []
+def _counting_lines_at(
+    h: Harness, state: ProcessState, spec: ProgramSpec
+) -> tuple[ChildProcess, list[int]]:
+    """A slot of ``spec`` and the count of lines received each time it enters ``state``."""
+    counts: list[int] = []
 
     def emit(event: Event) -> None:
-        if isinstance(event, StateChanged) and event.new is S.STARTING:
-            lines_at_starting.append(len(h.rec.lines))
+        if isinstance(event, StateChanged) and event.new is state:
+            counts.append(len(h.rec.lines))
         h.rec.emit(event)
 
-    ctx = dataclasses.replace(h.ctx, emit=emit)
+    return ChildProcess(spec, 0, dataclasses.replace(h.ctx, emit=emit)), counts
+
+
+async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
+    """QA3 #8: a run's first line reached the console before its STARTING."""
     quick = ("/bin/sh", "-c", "echo one; echo two >&2; exec sleep 1000")  # no Python start-up
-    child = ChildProcess(dataclasses.replace(h.child().spec, command=quick), 0, ctx)
+    spec = dataclasses.replace(h.child().spec, command=quick)
+    child, lines_at_starting = _counting_lines_at(h, S.STARTING, spec)
     async with supervised(child):
         for run in range(1, 4):  # the first lines come at once: a race each time
             await child.restart()
@@ -199,19 +206,11 @@ async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> 
 
 async def test_child_hands_over_a_crash_s_last_lines_before_its_exit(h: Harness) -> None:
     """A crash's traceback was printed after the state change that reports the crash."""
-    lines_at_exit: list[int] = []
-
-    def emit(event: Event) -> None:
-        if isinstance(event, StateChanged) and event.new is S.EXITED:
-            lines_at_exit.append(len(h.rec.lines))
-        h.rec.emit(event)
-
-    ctx = dataclasses.replace(h.ctx, emit=emit)
     crash = ("/bin/sh", "-c", "echo last; echo words >&2; exit 3")
     spec = dataclasses.replace(
         h.child().spec, command=crash, start_seconds=0.0, restart=RestartPolicy.NEVER
     )
-    child = ChildProcess(spec, 0, ctx)
+    child, lines_at_exit = _counting_lines_at(h, S.EXITED, spec)
     async with supervised(child):
         for run in range(1, 6):  # the exit and the pipes race each time
             await child.start()
