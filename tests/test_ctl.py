@@ -70,6 +70,20 @@ async def dsup_run(cfg: Path, workers: list[int]) -> AsyncIterator[Process]:
                 await proc.wait()
 
 
+@contextlib.asynccontextmanager
+async def ctl_process(cfg: Path, *args: str) -> AsyncIterator[Process]:
+    """``dsup ctl -c CFG ARGS`` running for the block; killed if it outlives it."""
+    argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), *args]
+    async with await anyio.open_process(argv) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+
+
 async def running_pid(cfg: Path, process: str) -> int:
     """Wait until ``dsup ctl status`` shows ``process`` RUNNING; its pid."""
     pid = 0
@@ -435,19 +449,14 @@ async def test_ctl_tail_follow_ends_when_reload_removes_what_it_follows(tmp_path
     cfg = write_config(tmp_path, TICK, CRASH)
     async with running_node(cfg) as node:
         await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
-        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "tail", "-f", "tick"]
-        async with await anyio.open_process(argv) as proc:
+        async with ctl_process(cfg, "tail", "-f", "tick") as proc:
             assert proc.stdout is not None
             assert proc.stderr is not None
-            try:
-                with anyio.fail_after(15):
-                    assert await proc.stdout.receive()  # following
-                    write_config(tmp_path, CRASH)
-                    assert result(await ask(node.socket, "reload"))["removed"] == ["tick"]
-                    code = await proc.wait()
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
+            with anyio.fail_after(15):
+                assert await proc.stdout.receive()  # following
+                write_config(tmp_path, CRASH)
+                assert result(await ask(node.socket, "reload"))["removed"] == ["tick"]
+                code = await proc.wait()
             err = b"".join([chunk async for chunk in proc.stderr]).decode()
     assert code == 1
     assert "tail -f ended: no program or process matches 'tick'; known: crash" in err, err
@@ -506,18 +515,13 @@ async def test_ctl_during_a_shutdown_says_so_and_a_follow_ends_cleanly(tmp_path:
     workers: list[int] = []
     async with dsup_run(cfg, workers) as node:
         workers.append(await running_pid(cfg, "stubborn:0"))
-        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "tail", "-f", "stubborn"]
-        async with await anyio.open_process(argv) as follower:
+        async with ctl_process(cfg, "tail", "-f", "stubborn") as follower:
             assert follower.stdout is not None
             assert follower.stderr is not None
-            try:
-                with anyio.fail_after(20):
-                    assert await follower.stdout.receive()  # following
-                    down = await ctl("-c", str(cfg), "shutdown", "--no-wait")
-                    followed = await follower.wait()
-            finally:
-                if follower.returncode is None:
-                    follower.kill()
+            with anyio.fail_after(20):
+                assert await follower.stdout.receive()  # following
+                down = await ctl("-c", str(cfg), "shutdown", "--no-wait")
+                followed = await follower.wait()
             err = b"".join([chunk async for chunk in follower.stderr]).decode()
         status = await ctl("-c", str(cfg), "status")
         with pytest.raises(StateDirLocked), open_state_dir(tmp_path / "state"):
@@ -568,17 +572,12 @@ async def test_ctl_shutdown_during_a_shutdown_waits_for_that_exit(tmp_path: Path
         first = await ctl("-c", str(cfg), "shutdown", "--no-wait")
         bounded = await ctl("-c", str(cfg), "--timeout", "0.5", "shutdown")
         again = await ctl("-c", str(cfg), "--json", "shutdown", "--no-wait")
-        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(cfg), "shutdown"]
-        async with await anyio.open_process(argv) as waiter:
+        async with ctl_process(cfg, "shutdown") as waiter:
             assert waiter.stdout is not None
-            try:
-                with anyio.fail_after(20):
-                    said = await waiter.stdout.receive()  # it is waiting
-                    os.kill(workers[0], signal.SIGKILL)  # what held the shutdown up
-                    waited = await waiter.wait()
-            finally:
-                if waiter.returncode is None:
-                    waiter.kill()
+            with anyio.fail_after(20):
+                said = await waiter.stdout.receive()  # it is waiting
+                os.kill(workers[0], signal.SIGKILL)  # what held the shutdown up
+                waited = await waiter.wait()
             said += b"".join([chunk async for chunk in waiter.stdout])
         with anyio.fail_after(20):
             await node.wait()
