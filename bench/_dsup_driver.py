@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.logs import RotatingLog, log_paths
-from supervisor.pump import PIPE_BYTES, make_pipe, pump
+from supervisor.output.logfile import RotatingLog, log_paths
+from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
 
 if TYPE_CHECKING:
     from supervisor.events import OutputLines, Stream

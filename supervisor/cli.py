@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import __version__, ctl
-from supervisor.config import DEFAULT_CONFIG, load_config
+from supervisor import __version__
+from supervisor.config.preflight import preflight
+from supervisor.config.schema import DEFAULT_CONFIG, load_config
+from supervisor.control import ctl
 from supervisor.errors import ConfigError, SupervisorError
-from supervisor.preflight import preflight
 
 if TYPE_CHECKING:
-    from supervisor.console import ConsoleMode
+    from supervisor.console.console import ConsoleMode
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("path", type=Path)
 
-    # -- dsup ctl (issue 4): arguments live in supervisor/ctl.py --
+    # -- dsup ctl (issue 4): arguments live in supervisor/control/ctl.py --
     ctl.add_parser(sub)
     return parser
 
@@ -93,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args.config, strict=args.strict)
         if args.command == "import-supervisord":
-            from supervisor.supervisord_import import convert_file
+            from supervisor.config.supervisord.converter import convert_file
 
             sys.stdout.write(convert_file(args.path))
             return EXIT_OK
         if args.command == "run":
-            from supervisor.runner import run_node
+            from supervisor.node import run_node
 
             _setup_logging(verbose=args.verbose)
             mode: ConsoleMode = "quiet" if args.quiet else "output" if args.output else "all"

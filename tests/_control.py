@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from supervisor.commands import CommandService
-from supervisor.config import Config, load_config
-from supervisor.control import ControlServer
-from supervisor.fleet import Fleet
-from supervisor.ledger import Ledger
-from supervisor.reaper import Reaper
-from supervisor.statedir import StateDir, open_state_dir
+from supervisor.commands.service import CommandService
+from supervisor.config.schema import Config, load_config
+from supervisor.control.server import ControlServer
+from supervisor.process.fleet import Fleet
+from supervisor.reaper.reaper import Reaper
+from supervisor.state.ledger import Ledger
+from supervisor.state.statedir import StateDir, open_state_dir
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.logs import RotatingLog, log_paths
-from supervisor.pump import make_pipe, pump
+from supervisor.output.logfile import RotatingLog, log_paths
+from supervisor.output.pump import make_pipe, pump
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from supervisor.events import OutputLines, Stream
-    from supervisor.pump import LineConsumer
+    from supervisor.output.pump import LineConsumer
 
 WORKERS = Path(__file__).parent / "workers"
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")

@@ -16,7 +16,7 @@ import pytest
 
 from supervisor import __version__
 from supervisor.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
-from supervisor.config import parse_config
+from supervisor.config.schema import parse_config
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "supervisord"

@@ -13,9 +13,9 @@ import sys
 
 import anyio
 
-from supervisor.child import ProcessStatus
-from supervisor.console import Console
+from supervisor.console.console import Console
 from supervisor.events import OutputLines, ProcessState, StateChanged
+from supervisor.process.slot import ProcessStatus
 
 STARTED = 1_700_000_000.0
 

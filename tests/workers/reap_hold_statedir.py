@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from supervisor.errors import StateDirLocked
-from supervisor.statedir import open_state_dir
+from supervisor.state.statedir import open_state_dir
 
 try:
     with open_state_dir(Path(sys.argv[1])) as state:

@@ -1,0 +1,87 @@
+"""Who may run which command: access levels, the commands, and the actor asking.
+
+This module owns the vocabulary of permissions shared by every transport: the
+:class:`AccessLevel` ladder, each :class:`Command` with the level it requires,
+and the :class:`Actor` a request comes from. It does not check anything itself
+(``commands`` does, once, for every transport) nor map Discord roles to levels
+(``bridge``).
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import os
+import pwd
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.state.ledger import AuditSource
+
+
+class AccessLevel(enum.IntEnum):
+    """What an actor may do; each level includes the ones below it."""
+
+    VIEWER = 1  # look: status, tail
+    OPERATOR = 2  # act on processes: start, stop, restart, signal
+    ADMIN = 3  # act on the node: reload, shutdown
+
+
+class Command(enum.StrEnum):
+    """The commands of the surface, each with the access level it requires."""
+
+    STATUS = "status"
+    TAIL = "tail"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    SIGNAL = "signal"
+    RELOAD = "reload"
+    SHUTDOWN = "shutdown"
+
+    @property
+    def required_level(self) -> AccessLevel:
+        """The lowest access level allowed to run this command."""
+        return _REQUIRED[self]
+
+
+_REQUIRED = {
+    Command.STATUS: AccessLevel.VIEWER,
+    Command.TAIL: AccessLevel.VIEWER,
+    Command.START: AccessLevel.OPERATOR,
+    Command.STOP: AccessLevel.OPERATOR,
+    Command.RESTART: AccessLevel.OPERATOR,
+    Command.SIGNAL: AccessLevel.OPERATOR,
+    Command.RELOAD: AccessLevel.ADMIN,
+    Command.SHUTDOWN: AccessLevel.ADMIN,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Actor:
+    """Who asks for a command.
+
+    Attributes:
+        name: the local user name or the Discord user (as shown in the audit).
+        source: ``local`` (control socket) or ``discord``.
+        level: what this actor may do.
+    """
+
+    name: str
+    source: AuditSource
+    level: AccessLevel
+
+    @classmethod
+    def local(cls, uid: int | None = None) -> Actor:
+        """The local user ``uid`` (default: ours), with ADMIN access.
+
+        Whoever can reach the control socket (mode 0600) owns the node, so a
+        local actor is an admin; only the name is looked up.
+        """
+        uid = os.getuid() if uid is None else uid
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:  # a uid with no passwd entry (containers)
+            name = getpass.getuser() if uid == os.getuid() else f"uid {uid}"
+        return cls(name=name, source="local", level=AccessLevel.ADMIN)

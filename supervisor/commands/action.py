@@ -1,0 +1,200 @@
+"""What one operator command does to one process, and how its outcome is judged.
+
+This module owns the per-process step of ``start``, ``stop``, ``restart`` and
+``signal``: running the transition, calling it ``unchanged`` when the process
+is already as asked, and explaining a failure. It does not own access checks,
+audit or fan-out over a target (``commands``), nor the state machine itself
+(``child``).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from supervisor import humanize
+from supervisor.commands.reports import ProcessResult
+from supervisor.errors import InvalidArgument, InvalidTransition, SupervisorError
+from supervisor.events import ProcessState
+from supervisor.process.policy import describe_exit
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from supervisor.commands.access import Actor
+    from supervisor.commands.reports import ProcessOutcome
+    from supervisor.process.slot import ChildProcess, ProcessStatus
+
+
+_REAL_TIME = re.compile(r"^(?:SIG)?(?:RTMIN\+(?P<up>\d+)|RTMAX-(?P<down>\d+))$")
+
+
+def parse_signal(value: str | int) -> signal.Signals | int:
+    """Turn ``TERM``, ``SIGTERM``, ``term``, ``15``, ``RTMIN+3`` or ``40`` into a signal.
+
+    Every signal Linux has is accepted, as ``kill -l`` lists them: the named
+    ones and the real-time ones, ``SIGRTMIN`` to ``SIGRTMAX`` (34-64), by
+    number or as ``RTMIN+n`` / ``RTMAX-n``.
+
+    Returns:
+        The ``signal.Signals`` member, or the number of a real-time signal
+        Python does not name (35-63).
+
+    Raises:
+        InvalidArgument: not a signal of this platform; the message lists the
+            numbers that are (``1-31, 34-64`` on Linux).
+    """
+    text = str(value).strip().upper()
+    named = {s.value for s in signal.Signals}
+    valid = named | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    numbers = _number_ranges(sorted(valid))
+    number = _signal_number(text)
+    if number in valid:
+        return signal.Signals(number) if number in named else number
+    if text.lstrip("-").isdigit():
+        fix = f"no signal has number {int(text)} here; give one of {numbers} or a name"
+    else:
+        fix = f"give a name like TERM, HUP, USR1, RTMIN+3, RTMAX-1 or a number ({numbers})"
+    raise InvalidArgument("signal", "signal", value, fix)
+
+
+def _signal_number(text: str) -> int | None:
+    """The number an upper-cased signal name or number stands for (None: no signal)."""
+    if text.isdigit():
+        return int(text)
+    if match := _REAL_TIME.match(text):
+        up, down = match["up"], match["down"]
+        return signal.SIGRTMIN + int(up) if up is not None else signal.SIGRTMAX - int(down)
+    try:
+        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"].value
+    except KeyError:
+        return None
+
+
+def _number_ranges(numbers: Sequence[int]) -> str:
+    """``1-31, 34, 64`` for the sorted numbers 1 to 31, 34 and 64."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+async def start_one(child: ChildProcess, actor: Actor) -> ProcessResult:
+    """Start ``child`` unless it is up; ``failed`` when it does not come up.
+
+    A one-shot job that ran and exited 0 (EXITED, not restarted) is ``ok``.
+    """
+    return await _transition(
+        child, lambda: child.start(reason=f"started by {actor.name}"), wanted_alive=True
+    )
+
+
+async def stop_one(child: ChildProcess, actor: Actor) -> ProcessResult:
+    """Stop ``child`` unless it is STOPPED already."""
+    return await _transition(
+        child, lambda: child.stop(reason=f"stopped by {actor.name}"), wanted_alive=False
+    )
+
+
+async def restart_one(child: ChildProcess, actor: Actor) -> ProcessResult:
+    """Stop then start ``child``, whatever its state; ``failed`` when it does not come up."""
+    return await _transition(
+        child,
+        lambda: child.restart(reason=f"restarted by {actor.name}"),
+        wanted_alive=True,
+        is_restart=True,
+    )
+
+
+async def _transition(
+    child: ChildProcess,
+    action: Callable[[], Awaitable[ProcessStatus]],
+    *,
+    wanted_alive: bool,
+    is_restart: bool = False,
+) -> ProcessResult:
+    """Run a state change; ``unchanged`` when the process is already as wanted."""
+    if not is_restart and _is_settled(child.status().state, wanted_alive=wanted_alive):
+        st = child.status()
+        return _result(st, "unchanged", f"already {st.state.value}")
+    try:
+        st = await action()
+    except InvalidTransition as exc:
+        st = child.status()
+        settled = _is_settled(st.state, wanted_alive=wanted_alive)
+        return _result(st, "unchanged" if settled else "failed", str(exc))
+    except SupervisorError as exc:  # SpawnError and friends: this process only
+        return _result(child.status(), "failed", str(exc))
+    if wanted_alive and _has_finished(st):
+        return _result(st, "ok", f"finished ({describe_exit(0, None)})")
+    if wanted_alive and not _is_up(st.state):
+        return _result(st, "failed", _why_down(st))
+    return _result(st, "ok", "")
+
+
+async def signal_one(child: ChildProcess, sig: signal.Signals | int) -> ProcessResult:
+    """Send ``sig`` to ``child``; ``skipped`` when it is not running.
+
+    See :func:`judge_signals` for when a skip is a failure.
+    """
+    try:
+        child.send_signal(sig)
+    except InvalidTransition as exc:
+        return _result(child.status(), "skipped", str(exc))
+    except OSError as exc:  # EPERM: the group is no longer ours to signal
+        why = f"cannot send {humanize.signal_name(sig)}: {exc.strerror}"
+        return _result(child.status(), "failed", why)
+    return _result(child.status(), "ok", "")
+
+
+def judge_signals(results: Sequence[ProcessResult]) -> tuple[ProcessResult, ...]:
+    """The results of one ``signal`` command: skips are failures when nothing got it.
+
+    ``signal all HUP`` tells every running process and skips the others
+    ("not running"); a target with no running process at all is a failure,
+    whose message says why each was skipped.
+    """
+    if any(r.outcome == "ok" for r in results):
+        return tuple(
+            replace(r, message="not running") if r.outcome == "skipped" else r for r in results
+        )
+    return tuple(replace(r, outcome="failed") if r.outcome == "skipped" else r for r in results)
+
+
+def _is_up(state: ProcessState) -> bool:
+    return state in (ProcessState.STARTING, ProcessState.RUNNING)
+
+
+def _has_finished(st: ProcessStatus) -> bool:
+    """A one-shot run that ended well: EXITED with code 0 and no restart coming.
+
+    The policy sends a run that exits 0 within start_seconds to EXITED only
+    when it would not restart it (``never``, ``on-failure``): the job is done.
+    """
+    return (
+        st.state is ProcessState.EXITED and st.last_exit_code == 0 and st.last_exit_signal is None
+    )
+
+
+def _is_settled(state: ProcessState, *, wanted_alive: bool) -> bool:
+    """Already where a start (up) or a stop (STOPPED) would take it."""
+    return _is_up(state) if wanted_alive else state is ProcessState.STOPPED
+
+
+def _why_down(st: ProcessStatus) -> str:
+    if st.last_error:
+        return st.last_error
+    if st.last_exit_signal is None and st.last_exit_code is None:
+        return "did not come up"
+    return describe_exit(st.last_exit_code, st.last_exit_signal)  # as status says it
+
+
+def _result(st: ProcessStatus, outcome: ProcessOutcome, message: str) -> ProcessResult:
+    return ProcessResult(
+        process=st.process, outcome=outcome, state=st.state, pid=st.pid, message=message
+    )

@@ -1,0 +1,388 @@
+"""The one command surface shared by ``dsup ctl`` and the Discord bridge.
+
+This module owns what an operator command means: checking the actor's access
+level, applying the command to the processes a target names (in parallel),
+writing the audit row every command leaves in the ledger (its wording:
+``audit``). It re-exports the surface's
+vocabulary: access levels and actors (``access``), the typed results
+(``reports``) and ``parse_signal`` (``action``, which also owns the
+per-process step). It does not own reading the logs for ``tail``
+(``tailing``), any transport (``control`` for the
+local socket, ``bridge`` for Discord), how a process runs (``child``) or how
+targets resolve (``fleet``).
+
+Every public method takes the :class:`Actor` asking, checks its level first,
+and records one audit row whatever happens: ``ok``, ``refused`` (not allowed,
+or rejected before anything was touched) or ``failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+
+from supervisor.commands import audit
+from supervisor.commands.access import AccessLevel, Actor, Command
+from supervisor.commands.action import (
+    judge_signals,
+    parse_signal,
+    restart_one,
+    signal_one,
+    start_one,
+    stop_one,
+)
+from supervisor.commands.reports import (
+    MAX_TAIL_LINES,
+    ActionReport,
+    LogFollow,
+    LogLines,
+    ProcessInfo,
+    ProcessOutcome,
+    ProcessResult,
+    ShutdownReport,
+    StatusReport,
+    TailReport,
+)
+from supervisor.commands.tail import FOLLOW_BUFFER_BYTES, open_follow, tail_count, tail_one
+from supervisor.config.schema import load_config
+from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
+from supervisor.process.slot import STOP_MARGIN_SECONDS
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from supervisor.events import Stream
+    from supervisor.process.fleet import Fleet, ReloadResult
+    from supervisor.process.slot import ChildProcess, ProcessStatus
+    from supervisor.reaper.reaper import ProcStats
+
+# The surface's whole vocabulary, importable from here by every transport.
+__all__ = [
+    "MAX_TAIL_LINES",
+    "AccessLevel",
+    "ActionReport",
+    "Actor",
+    "Command",
+    "CommandService",
+    "LogFollow",
+    "LogLines",
+    "ProcessInfo",
+    "ProcessOutcome",
+    "ProcessResult",
+    "ShutdownReport",
+    "StatusReport",
+    "TailReport",
+    "parse_signal",
+]
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_AUDIT_TIMEOUT = 5.0
+# After the processes' parallel stop, the last sweep (SIGTERM, 5 s, SIGKILL,
+# 5 s) and the exit: added to a shutdown's wait_seconds.
+_EXIT_SECONDS = 15.0
+_CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
+
+
+class CommandService:
+    """Applies operator commands to a running fleet, with access checks and audit.
+
+    Every method raises ``AccessDenied`` when the actor's level is too low,
+    and records an audit row before returning or raising. Cancelling a method
+    cancels the command; its audit row is still written (shielded, bounded).
+    """
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        poll_interval: float = 0.2,
+        follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+    ) -> None:
+        """Serve commands for ``fleet``.
+
+        Args:
+            fleet: the running fleet.
+            poll_interval: how often ``follow`` looks for new log output (seconds).
+            follow_buffer_bytes: the most bytes of lines each ``follow`` holds
+                for a consumer that has fallen behind; beyond, lines are dropped.
+        """
+        self._fleet = fleet
+        self._poll_interval = poll_interval
+        self._follow_buffer_bytes = follow_buffer_bytes
+        self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
+
+    # -- viewer --------------------------------------------------------------
+
+    async def status(self, actor: Actor, target: str = "all") -> StatusReport:
+        """The state, uptime and resource use of every process ``target`` names."""
+        return await self._audited(actor, Command.STATUS, target, lambda: self._status(target))
+
+    async def tail(
+        self, actor: Actor, target: str, *, lines: int = 20, stream: Stream = "stdout"
+    ) -> TailReport:
+        """The last ``lines`` lines (at most MAX_TAIL_LINES) of each process named.
+
+        Raises:
+            InvalidArgument: ``lines`` is negative.
+        """
+
+        async def run() -> TailReport:
+            tail_count(lines)  # a bad count is refused before the target is resolved
+            return TailReport(
+                logs=tuple([await self._tail_one(c, lines, stream) for c in self._resolve(target)])
+            )
+
+        return await self._audited(actor, Command.TAIL, target, run)
+
+    @contextlib.asynccontextmanager
+    async def follow(
+        self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
+    ) -> AsyncIterator[LogFollow]:
+        """Follow the logs of the processes named, like ``tail -f``.
+
+        Use as ``async with service.follow(actor, "web") as f: async for
+        chunk in f.lines: ...``. The first chunks are the last ``lines`` lines of
+        each process; then come new lines as they reach the log files, across
+        rotations. A consumer too slow for the output misses lines, counted in
+        ``LogLines.dropped`` (at most ``follow_buffer_bytes`` wait for it); so
+        do lines rotation deleted before the follower read them (an estimate).
+        The log files keep everything else. Once a reload has removed every
+        process followed, the iteration raises ``UnknownWorker``. Leaving the
+        block (or cancelling it) stops every follower.
+
+        Raises:
+            UnknownWorker: nothing matches ``target``.
+            InvalidArgument: ``lines`` is negative.
+        """
+        children: list[ChildProcess] = []
+
+        async def first() -> TailReport:
+            tail_count(lines)  # a bad count is refused before the target is resolved
+            children.extend(self._resolve(target))
+            return TailReport(
+                logs=tuple([await self._tail_one(c, lines, stream) for c in children])
+            )
+
+        report = await self._audited(actor, Command.TAIL, target, first, detail="follow")
+        async with open_follow(
+            self._fleet,
+            target,
+            children,
+            report.logs,
+            stream,
+            poll_interval=self._poll_interval,
+            buffer_bytes=self._follow_buffer_bytes,
+        ) as following:
+            yield following
+
+    # -- operator ------------------------------------------------------------
+
+    async def start(self, actor: Actor, target: str) -> ActionReport:
+        """Start every stopped process ``target`` names (waits for RUNNING or failure)."""
+        return await self._act(actor, Command.START, target, start_one)
+
+    async def stop(self, actor: Actor, target: str) -> ActionReport:
+        """Stop every process ``target`` names, in parallel."""
+        return await self._act(actor, Command.STOP, target, stop_one)
+
+    async def restart(self, actor: Actor, target: str) -> ActionReport:
+        """Stop then start every process ``target`` names, in parallel."""
+        return await self._act(actor, Command.RESTART, target, restart_one)
+
+    async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport:
+        """Send a signal to every running process ``target`` names.
+
+        Processes that are not running are ``skipped``; they are ``failed``
+        when none of the target was running.
+
+        Raises:
+            InvalidArgument: ``sig`` is not a signal.
+        """
+
+        async def run() -> ActionReport:
+            parsed = parse_signal(sig)
+            report = await self._apply(Command.SIGNAL, target, lambda c: signal_one(c, parsed))
+            return replace(report, processes=judge_signals(report.processes))
+
+        return await self._audited(actor, Command.SIGNAL, target, run, detail=f"signal {sig}")
+
+    # -- admin ---------------------------------------------------------------
+
+    async def reload(self, actor: Actor) -> ReloadResult:
+        """Re-read the config file and apply it to the fleet.
+
+        New programs start, removed ones stop, changed ones restart, the rest
+        keep running untouched.
+
+        Raises:
+            ConfigError: the file is now invalid (or moves ``state_dir``); the
+                fleet is left untouched.
+        """
+        return await self._audited(actor, Command.RELOAD, "", self._reload)
+
+    async def shutdown(self, actor: Actor) -> ShutdownReport:
+        """Ask the node to stop every process and exit; returns at once."""
+
+        async def run() -> ShutdownReport:
+            self._fleet.request_shutdown()
+            stops = [p.stop_timeout_seconds for p in self._fleet.config.programs.values()]
+            return ShutdownReport(
+                node=self._fleet.config.supervisor.name,
+                pid=os.getpid(),
+                wait_seconds=max(stops, default=0.0) + STOP_MARGIN_SECONDS + _EXIT_SECONDS,
+            )
+
+        return await self._audited(actor, Command.SHUTDOWN, "", run)
+
+    # -- internals -----------------------------------------------------------
+
+    def _check(self, actor: Actor, command: Command) -> None:
+        if actor.level < command.required_level:
+            raise AccessDenied(
+                actor.name, command.value, command.required_level.name, actor.level.name
+            )
+
+    def _resolve(self, target: str) -> list[ChildProcess]:
+        return self._fleet.resolve(target)
+
+    async def _audited(
+        self,
+        actor: Actor,
+        command: Command,
+        target: str,
+        run: Callable[[], Awaitable[R]],
+        *,
+        detail: str = "",
+    ) -> R:
+        """Check access, run the command and record its audit row either way."""
+        try:
+            self._check(actor, command)
+            result = await run()
+        except (AccessDenied, ConfigError, InvalidArgument) as exc:
+            await self._audit(actor, command, target, "refused", str(exc))
+            raise
+        except BaseException as exc:
+            await self._audit(actor, command, target, "failed", audit.describe(exc))
+            raise
+        outcome = audit.outcome_of(result)
+        await self._audit(actor, command, target, outcome, audit.summarize(result, detail))
+        return result
+
+    async def _audit(
+        self, actor: Actor, command: Command, target: str, outcome: audit.Outcome, detail: str
+    ) -> None:
+        """Write one audit row; shielded and bounded so a cancelled command is recorded."""
+        target, detail = audit.clipped(target, detail)
+        logger.info(
+            "command %s %s by %s (%s): %s %s",
+            command,
+            target,
+            actor.name,
+            actor.source,
+            outcome,
+            detail,
+        )
+        with anyio.move_on_after(_AUDIT_TIMEOUT, shield=True) as scope:
+            await anyio.to_thread.run_sync(
+                lambda: self._fleet.ledger.record_audit(
+                    actor=actor.name,
+                    source=actor.source,
+                    command=command.value,
+                    target=target,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
+        if scope.cancelled_caught:
+            logger.error(
+                "audit row for %s %s by %s not written in time", command, target, actor.name
+            )
+
+    async def _act(
+        self,
+        actor: Actor,
+        command: Command,
+        target: str,
+        one: Callable[[ChildProcess, Actor], Awaitable[ProcessResult]],
+    ) -> ActionReport:
+        return await self._audited(
+            actor, command, target, lambda: self._apply(command, target, lambda c: one(c, actor))
+        )
+
+    async def _apply(
+        self,
+        command: Command,
+        target: str,
+        one: Callable[[ChildProcess], Awaitable[ProcessResult]],
+    ) -> ActionReport:
+        """Run ``one`` on every process ``target`` names, in parallel, in order."""
+        children = self._resolve(target)
+        results: list[ProcessResult | None] = [None] * len(children)
+
+        async def run(i: int, child: ChildProcess) -> None:
+            results[i] = await one(child)
+
+        async with anyio.create_task_group() as tg:
+            for i, child in enumerate(children):
+                tg.start_soon(run, i, child)
+        return ActionReport(
+            command=command, target=target, processes=tuple(r for r in results if r is not None)
+        )
+
+    async def _status(self, target: str) -> StatusReport:
+        statuses = [c.status() for c in self._resolve(target)]
+        stats = await self._stats(statuses)
+        rows = []
+        for st in statuses:
+            got = stats.get(st.pid) if st.pid is not None else None
+            rows.append(
+                ProcessInfo(
+                    status=st,
+                    rss_bytes=got.rss if got else None,
+                    cpu_percent=got.cpu_percent if got else None,
+                    nprocs=got.nprocs if got else None,
+                )
+            )
+        return StatusReport(
+            node=self._fleet.config.supervisor.name, at=time.time(), processes=tuple(rows)
+        )
+
+    async def _stats(self, statuses: list[ProcessStatus]) -> dict[int, ProcStats]:
+        """Resource use by pid; a run never measured is sampled twice, ``_CPU_WINDOW`` apart.
+
+        CPU use is relative to the reaper's previous sample of the process, so
+        without a second sample a run's first status would always show 0.0%.
+        """
+        pids = [s.pid for s in statuses if s.pid is not None]
+        if not pids:
+            return {}
+        runs = {s.run_id for s in statuses if s.pid is not None and s.run_id is not None}
+        stats = await self._fleet.reaper.stats(pids)
+        if runs - self._measured:
+            await anyio.sleep(_CPU_WINDOW)
+            stats = await self._fleet.reaper.stats(pids)
+        live = {s.run_id for c in self._fleet.processes() if (s := c.status()).pid is not None}
+        self._measured = (self._measured | runs) & live
+        return stats
+
+    async def _tail_one(self, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
+        return await tail_one(self._fleet.state.log_dir, child, asked, stream)
+
+    async def _reload(self) -> ReloadResult:
+        old = self._fleet.config
+        new = await anyio.to_thread.run_sync(load_config, old.path)
+        if new.supervisor.state_dir != old.supervisor.state_dir:
+            raise ConfigError(
+                old.path,
+                [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
+            )
+        return await self._fleet.reload(new)

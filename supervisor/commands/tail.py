@@ -1,0 +1,175 @@
+"""The logs of processes as the command surface reads them: ``tail`` and ``tail -f``.
+
+This module owns what one ``tail`` reads (the last lines of each process's
+log) and an open follow: one follower per process feeding a shared, bounded
+buffer, and ending the follow once every process it follows has left the
+fleet (removed by a reload). It does not own access checks and audit
+(``commands``), reading log files across rotations (``logread``), the
+buffer's bounds and drop counts (``follow_buffer``) nor any transport
+(``control``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.commands.follow_buffer import FollowBuffer
+from supervisor.commands.reports import MAX_TAIL_LINES, LogFollow, LogLines
+from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.output.logfile import log_paths
+from supervisor.output.logread import follow, tail_lines
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from pathlib import Path
+
+    from supervisor.events import Stream
+    from supervisor.process.fleet import Fleet
+    from supervisor.process.slot import ChildProcess
+
+FOLLOW_BUFFER_BYTES = 4 * 1024 * 1024
+"""The most bytes of lines one ``tail -f`` holds for a slow client before dropping."""
+
+_DRAIN_SECONDS = 5.0  # how long a follow whose processes are gone waits for its reader
+
+
+def tail_count(lines: int) -> int:
+    """The lines one ``tail`` gives for ``lines`` asked: at most MAX_TAIL_LINES.
+
+    Raises:
+        InvalidArgument: ``lines`` is negative.
+    """
+    if lines < 0:
+        raise InvalidArgument("tail", "lines", lines, "give a count >= 0")
+    return min(lines, MAX_TAIL_LINES)
+
+
+async def tail_one(log_dir: Path, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
+    """The last ``asked`` lines (at most MAX_TAIL_LINES) of one process's ``stream`` log.
+
+    Read in a worker thread. When more were asked than the cap, one line more
+    is read to tell whether the log had more (``capped``).
+
+    Raises:
+        InvalidArgument: ``asked`` is negative.
+    """
+    n = tail_count(asked)
+    read = n + 1 if asked > n else n
+    path = _log_path(log_dir, child, stream)
+    got = await anyio.to_thread.run_sync(
+        lambda: tail_lines(path, read, max_line_bytes=child.spec.max_line_bytes)
+    )
+    return LogLines(
+        process=child.name, stream=stream, lines=tuple(got[len(got) - n :]), capped=len(got) > n
+    )
+
+
+class _EndingBuffer(FollowBuffer):
+    """A follow's buffer whose iteration can end with an error: why the follow ended."""
+
+    ended_by: Exception | None = None
+
+    def end(self, why: Exception) -> None:
+        """End the iteration with ``why`` raised to the reader."""
+        self.ended_by = why
+        self.close()
+
+    async def __anext__(self) -> LogLines:
+        try:
+            return await super().__anext__()
+        except StopAsyncIteration:
+            if self.ended_by is not None:
+                raise self.ended_by from None
+            raise
+
+
+@contextlib.asynccontextmanager
+async def open_follow(
+    fleet: Fleet,
+    target: str,
+    children: Sequence[ChildProcess],
+    first: Sequence[LogLines],
+    stream: Stream,
+    *,
+    poll_interval: float,
+    buffer_bytes: int,
+) -> AsyncIterator[LogFollow]:
+    """Follow the ``stream`` logs of ``children`` until the block exits.
+
+    The chunks in ``first`` (each process's last lines) come first. Once no
+    process followed is in the fleet any more, the follow hands over what its
+    followers read last and ends: iterating it raises ``UnknownWorker`` for
+    ``target``.
+
+    Args:
+        fleet: the fleet the processes belong to.
+        target: what the client asked to follow (for the final error).
+        children: the processes followed, in order.
+        first: their initial lines, in the same order.
+        stream: which log of each process.
+        poll_interval: how often followers and the end check look (seconds).
+        buffer_bytes: the most bytes of lines held for a slow reader.
+    """
+    buffer = _EndingBuffer(buffer_bytes)
+    try:
+        async with anyio.create_task_group() as tg:
+            for initial, child in zip(first, children, strict=True):
+                if initial.lines:
+                    buffer.put(initial)
+                log = _log_path(fleet.state.log_dir, child, stream)
+                tg.start_soon(_follow_one, log, child, stream, buffer, poll_interval)
+            names = {c.name for c in children}
+            tg.start_soon(_end_when_removed, fleet, target, names, buffer, poll_interval)
+            yield LogFollow(processes=tuple(c.name for c in children), lines=buffer)
+            tg.cancel_scope.cancel("follower left")
+    finally:
+        buffer.close()  # releases what the consumer left unread
+
+
+async def _follow_one(
+    log: Path, child: ChildProcess, stream: Stream, buffer: FollowBuffer, poll: float
+) -> None:
+    """Hand over new lines of one log until cancelled; never blocks the follower."""
+
+    def deliver(lines: list[str], dropped: int) -> None:
+        # ``dropped`` lines came before ``lines``: count them first, so that
+        # put() hands them over ahead of these lines.
+        buffer.drop(child.name, stream, dropped)
+        if lines:
+            buffer.put(LogLines(process=child.name, stream=stream, lines=tuple(lines)))
+
+    await follow(
+        log,
+        deliver,
+        max_line_bytes=child.spec.max_line_bytes,
+        room=buffer.room,
+        poll_seconds=poll,
+    )
+
+
+async def _end_when_removed(
+    fleet: Fleet, target: str, names: set[str], buffer: _EndingBuffer, poll: float
+) -> None:
+    """End the follow once none of ``names`` is in the fleet, after its last lines.
+
+    Absent at two checks in a row, so a program a reload replaces (its
+    processes removed, then added again) is still followed.
+    """
+    gone = 0
+    while gone < 2:
+        await anyio.sleep(poll)
+        gone = gone + 1 if names.isdisjoint(c.name for c in fleet.processes()) else 0
+    # The followers read what the processes wrote last within one more poll;
+    # the reader gets it before the end.
+    await anyio.sleep(2 * poll)
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        while buffer.buffered_bytes:  # noqa: ASYNC110 - the buffer has no "drained" event
+            await anyio.sleep(poll)
+    buffer.end(UnknownWorker(target, list(fleet.config.programs)))
+
+
+def _log_path(log_dir: Path, child: ChildProcess, stream: Stream) -> Path:
+    return log_paths(log_dir, child.name)[0 if stream == "stdout" else 1]

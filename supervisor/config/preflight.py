@@ -1,0 +1,80 @@
+"""Checks of a valid config against this machine: what would fail at spawn or stop time.
+
+This module owns the look that ``dsup check`` adds to validation: is each
+program's working directory a directory, can its executable be found, can
+its ``stop_signal`` end a process at all, and would ``restart`` respawn it
+without a pause. It does not own validation itself (``config``): a config that
+passes here on one machine may not on another, and a program may handle an odd
+stop signal on purpose, so these are warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from typing import TYPE_CHECKING
+
+from supervisor.config.schema import RestartPolicy
+
+if TYPE_CHECKING:
+    from supervisor.config.schema import Config, ProgramSpec
+
+# Signals whose default action does not end a process: it stops, or ignores them.
+_SUSPENDS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_IGNORED = frozenset({signal.SIGCHLD, signal.SIGCONT, signal.SIGURG, signal.SIGWINCH})
+
+
+def preflight(config: Config) -> list[str]:
+    """Problems a spawn or a stop of each program would hit here, one line each (may be empty)."""
+    return [
+        problem
+        for spec in config.programs.values()
+        for problem in (*_spawn(spec), *_stop(spec), *_loop(spec))
+    ]
+
+
+def _spawn(spec: ProgramSpec) -> list[str]:
+    where = f"programs.{spec.name}"
+    if not spec.cwd.is_dir():
+        return [f"{where}.cwd: {str(spec.cwd)!r} is not a directory"]
+    executable = spec.command[0]
+    # Like exec: a name with a slash is a path (relative to cwd), else looked up in PATH.
+    if "/" in executable:
+        path = spec.cwd / executable
+        if not os.access(path, os.X_OK) or path.is_dir():
+            return [f"{where}.command: {str(path)!r} is not an executable file"]
+        return []
+    search = spec.env.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which(executable, path=search) is None:
+        return [f"{where}.command: {executable!r} is not found in PATH"]
+    return []
+
+
+def _stop(spec: ProgramSpec) -> list[str]:
+    sig = spec.stop_signal
+    if sig is signal.SIGSTOP:
+        does = "suspends a process and cannot be caught"
+    elif sig in _SUSPENDS:
+        does = "suspends a process that does not handle it"
+    elif sig in _IGNORED:
+        does = "is ignored by a process that does not handle it"
+    else:
+        return []
+    return [
+        f"programs.{spec.name}.stop_signal: {sig.name} {does}, so a stop waits "
+        f"stop_timeout_seconds ({spec.stop_timeout_seconds:g} s), then kills with SIGKILL; "
+        "use TERM, INT, QUIT or HUP"
+    ]
+
+
+def _loop(spec: ProgramSpec) -> list[str]:
+    """A restart policy with the crash-loop guard off respawns a crashing process at once."""
+    if spec.backoff_seconds > 0 or spec.restart is RestartPolicy.NEVER:
+        return []
+    return [
+        f"programs.{spec.name}.backoff_seconds: 0 turns the crash-loop guard off, so "
+        f'restart = "{spec.restart.value}" respawns a process that keeps exiting without '
+        f"a pause, paced only by start_seconds ({spec.start_seconds:g} s); "
+        "use 0.5 (the default) or more"
+    ]

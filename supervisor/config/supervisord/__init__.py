@@ -1,0 +1,1 @@
+"""`dsup import-supervisord`: reading supervisord.conf and writing dsup TOML."""

@@ -1,0 +1,374 @@
+"""How the console's batches look: plain log lines, JSON lines, or a rich live table.
+
+This module owns the formatting of events for the terminal and the live view
+(table, recent output, log records captured while it is up). Every method of a
+view runs in a worker thread, one call at a time. It does not own buffering,
+back-pressure or the writer task (``console``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rich.console import Console as RichConsole
+from rich.live import Live
+
+from supervisor import humanize
+from supervisor.console.layout import Entry, fair_tail, layout
+from supervisor.events import OrphansCleaned, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import TextIO
+
+    from supervisor.events import Stream
+    from supervisor.process.slot import ProcessStatus
+
+logger = logging.getLogger(__name__)
+
+RECENT_LINES = 200
+"""Lines of recent output (and state changes, log records) the live view keeps."""
+
+_SHOWN_CHARS = 1000
+"""A recent line is cut to this before styling (wider than any terminal row)."""
+
+_STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
+
+
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """The accepted part of one ``OutputLines`` event."""
+
+    process: str
+    stream: Stream
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Output lines of one process (or state changes, process "") the console lost."""
+
+    process: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """One of dsup's own log records, captured instead of written to stderr."""
+
+    level: str
+    logger: str
+    message: str
+
+    def text(self) -> str:
+        """One line for the live view: the message, after its level unless WARNING.
+
+        WARNING is what dsup logs for the operator (``SIGINT: stopping every
+        process (Ctrl-C again ...)``): a prefix and the logger's name would push
+        the end of the message, often the hint, off a terminal row.
+        """
+        head = "" if self.level == "WARNING" else f"{self.level}: "
+        return f"{head}{self.message}".replace("\n", " ")
+
+
+Item = tuple[float, StateChanged | OrphansCleaned | Lines | Dropped]
+
+
+class Batch:
+    """Items handed to a worker thread; taken exactly once, by it or by the final flush."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self._items = items
+        self._lock = threading.Lock()
+
+    def claim(self) -> list[Item]:
+        """Take the items; every later call gets an empty list."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+
+class View:
+    """Writes batches to the stream from worker threads, one call at a time."""
+
+    def __init__(self, stream: TextIO, node: str) -> None:
+        self._stream = stream
+        self._node = node
+        self._lock = threading.Lock()
+        self._is_broken = False
+
+    def show(
+        self, batch: Batch, rows: Sequence[ProcessStatus], *, final: bool, timeout: float
+    ) -> None:
+        """Show a batch and the status rows; never raises for a broken stream.
+
+        Args:
+            batch: the items to show (claimed here, so a batch is shown once).
+            rows: the status of every process (live view only).
+            final: the last call: the live view leaves its final table behind.
+            timeout: seconds to wait for a call still stuck in a write (-1: forever);
+                on timeout nothing is shown.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return
+        try:
+            items = batch.claim()
+            if not self._is_broken:
+                self._emit(items, rows, final=final)
+        except OSError as exc:
+            # The reader went away (EPIPE, a closed terminal): supervision goes on.
+            self._is_broken = True
+            logger.warning("console: cannot write to the terminal any more: %s", exc)
+        finally:
+            self._lock.release()
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        raise NotImplementedError
+
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
+        """While running, log records the view shows itself are not written by handlers."""
+        return contextlib.nullcontext()
+
+
+class PlainView(View):
+    """Log lines, or JSON lines, written in batches."""
+
+    def __init__(self, stream: TextIO, node: str, json_logs: bool) -> None:
+        super().__init__(stream, node)
+        self._format = self._json if json_logs else _plain
+        self._logs = _LogCapture() if json_logs else None
+
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
+        """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
+
+        A log shipper reading stdout then sees them instead of plain text on
+        stderr (handlers writing to ``sys.stderr`` are muted meanwhile). Plain
+        lines leave the log records on stderr.
+        """
+        if self._logs is None:
+            return contextlib.nullcontext()
+        return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        parts = ((at, self._format(at, item)) for at, item in items)
+        if self._logs is not None:
+            logged = ((at, self._json_log(at, record)) for at, record in self._logs.claim())
+            parts = heapq.merge(parts, logged, key=lambda part: part[0])
+        text = "".join(part for _, part in parts)
+        if text:
+            self._stream.write(text)
+            self._stream.flush()
+
+    def _json_log(self, at: float, record: Logged) -> str:
+        time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        obj = {"time": time_, "node": self._node, "type": "log", "level": record.level}
+        obj |= {"logger": record.logger, "message": record.message}
+        return json.dumps(obj, ensure_ascii=False) + "\n"
+
+    def _json(self, at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+        time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        obj: dict[str, object] = {"time": time_, "node": self._node}
+        match item:
+            case StateChanged():
+                obj |= {"type": "state", "process": item.process, **_state_fields(item)}
+            case OrphansCleaned():
+                obj |= {"type": "orphans_cleaned", "pids": item.pids, "reason": item.reason}
+            case Lines():
+                obj |= {"type": "output", "process": item.process, "stream": item.stream}
+                # One object per line; the shared fields are encoded once per batch.
+                head = json.dumps(obj, ensure_ascii=False)[:-1] + ', "line": '
+                return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in item.lines)
+            case Dropped():
+                kind = "lines" if item.process else "state_changes"
+                obj |= {"type": "dropped", "process": item.process, kind: item.count}
+        return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def _state_fields(event: StateChanged) -> dict[str, object]:
+    return {
+        "program": event.program,
+        "old": event.old.value,
+        "new": event.new.value,
+        "pid": event.pid,
+        "run_id": event.run_id,
+        "exit_code": event.exit_code,
+        "exit_signal": humanize.signal_name(event.exit_signal) if event.exit_signal else None,
+        "reason": event.reason,
+    }
+
+
+def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+    match item:
+        case Lines():
+            head = f"{item.process} {_STREAM_MARK[item.stream]} "
+            return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
+        case Dropped() if item.process:
+            return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
+        case _:
+            return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
+
+
+def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
+    """A state change, orphan cleanup or lost state changes, in words (no time)."""
+    match item:
+        case StateChanged():
+            text = f"{item.process} {item.old.value} -> {item.new.value}"
+            if item.pid is not None:
+                text += f" pid {item.pid}"
+            if item.exit_code is not None:
+                text += f" exit {item.exit_code}"
+            if item.exit_signal:
+                text += f" signal {humanize.signal_name(item.exit_signal)}"
+            return text + (f" ({item.reason})" if item.reason else "")
+        case OrphansCleaned():
+            pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")
+            cleaned = humanize.plural(len(item.pids), "orphan process")
+            return f"dsup cleaned {cleaned} ({item.reason}): pids {pids}"
+        case Dropped():
+            return f"dsup [{humanize.plural(item.count, 'state change')} dropped]"
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+class LiveView(View):
+    """A rich live table of every process with recent output below it.
+
+    Rendering happens in a worker thread, one call at a time; the ring of recent
+    lines keeps raw strings and styles only the lines that fit on screen.
+    """
+
+    def __init__(self, stream: TextIO, node: str) -> None:
+        super().__init__(stream, node)
+        self._console = RichConsole(file=stream, force_terminal=True)
+        self._live = Live(
+            console=self._console,
+            auto_refresh=False,  # we refresh from our own task, no rich thread
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._recent: list[Entry] = []
+        self._busy: Counter[str] = Counter()  # lines per process lately, halved per batch
+        self._logs = _LogCapture()
+
+    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
+        # A log line written to the same terminal would break the in-place redraw.
+        return _capturing(self._logs, lambda handler: isatty(handler.stream))
+
+    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        self._remember(items, self._logs.claim())
+        with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
+            self._console.size = os.get_terminal_size(self._stream.fileno())
+        if not self._live.is_started:
+            self._make_room()
+            self._live.start()
+        size = self._console.size
+        view = layout(self._node, rows, self._recent, size=size, busy=self._busy)
+        self._live.update(view, refresh=True)
+        if final:
+            self._live.stop()
+
+    def _make_room(self) -> None:
+        """Start the view on the terminal's top row, whatever was printed before.
+
+        Scrolls the screen's lines into the scrollback (nothing is erased) and
+        moves to the top, so a view of ``height - 1`` lines fits even when a
+        command line (``make demo``'s echo) took the first rows.
+        """
+        height = self._console.size.height
+        if height > 1:
+            self._stream.write("\n" * (height - 1) + f"\x1b[{height - 1}A\r\x1b[J")
+            self._stream.flush()
+
+    def _remember(self, items: list[Item], logs: list[tuple[float, Logged]]) -> None:
+        """Add a batch and the log records captured meanwhile, in time order.
+
+        A log record (``SIGINT: stopping every process``) is often written just
+        before the state changes it causes, in the same batch. The recent lines
+        are then cut to ``RECENT_LINES``, each process keeping a fair share of
+        its output and state changes together (``live_layout.fair_tail``);
+        ``_busy`` says which processes wrote the most lately.
+        """
+        self._busy = Counter({p: n // 2 for p, n in self._busy.items() if n > 1})
+        timed: list[tuple[float, list[Entry]]] = [
+            (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs
+        ]
+        for at, item in items:
+            if isinstance(item, Lines):
+                mark = _STREAM_MARK[item.stream]
+                tail = item.lines[-RECENT_LINES:]
+                p = item.process
+                self._busy[p] += len(item.lines)
+                timed.append((at, [Entry(p, p, mark, line[:_SHOWN_CHARS]) for line in tail]))
+            elif isinstance(item, Dropped) and item.process:
+                note = f"[{humanize.plural(item.count, 'line')} dropped]"
+                self._busy[item.process] += item.count
+                timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
+            else:  # a state change shares its process's room; dsup's notes have their own
+                key = item.process if isinstance(item, StateChanged) else "#"
+                timed.append((at, [Entry(key, _clock(at), "#", _describe(item))]))
+        timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
+        for _, entries in timed:
+            self._recent.extend(entries)
+        self._recent = fair_tail(self._recent, RECENT_LINES, self._busy)
+
+
+class _LogCapture(logging.Filter):
+    """Keeps log records (bounded) instead of letting a handler write them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._records: deque[tuple[float, Logged]] = deque(maxlen=RECENT_LINES)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        with self._lock:
+            self._records.append((record.created, Logged(record.levelname, record.name, message)))
+        return False
+
+    def claim(self) -> list[tuple[float, Logged]]:
+        with self._lock:
+            records = list(self._records)
+            self._records.clear()
+        return records
+
+
+@contextlib.contextmanager
+def _capturing(
+    capture: _LogCapture, wanted: Callable[[logging.StreamHandler[TextIO]], bool]
+) -> Iterator[object]:
+    """Route the records of the root logger's wanted stream handlers into ``capture``."""
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler) and wanted(h)
+    ]
+    for handler in handlers:
+        handler.addFilter(capture)
+    try:
+        yield capture
+    finally:
+        for handler in handlers:
+            handler.removeFilter(capture)
+
+
+def isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False

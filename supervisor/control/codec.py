@@ -1,0 +1,275 @@
+"""The control protocol's wire form: decoding and checking requests, encoding answers.
+
+This module owns the JSON-lines protocol of the control socket (see
+``control``): a request line becomes a checked call on the command surface (or
+a :class:`FollowRequest`), and results and errors become JSON-ready values and
+lines. It does not own the socket, connections or deadlines (``control``) nor
+what commands do (``commands``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+
+from supervisor.commands.access import Actor, Command
+from supervisor.errors import ControlProtocolError, SupervisorError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+    from contextlib import AbstractAsyncContextManager
+
+    from supervisor.commands.reports import (
+        ActionReport,
+        LogFollow,
+        ShutdownReport,
+        StatusReport,
+        TailReport,
+    )
+    from supervisor.events import Stream
+    from supervisor.process.fleet import ReloadResult
+
+RequestId = str | int | None
+"""A request's ``id`` as the client sent it."""
+
+
+class CommandSurface(Protocol):
+    """What the server needs from the command service (``CommandService``)."""
+
+    async def status(self, actor: Actor, target: str = "all") -> StatusReport: ...
+    async def tail(
+        self, actor: Actor, target: str, *, lines: int = 20, stream: Stream = "stdout"
+    ) -> TailReport: ...
+    def follow(
+        self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
+    ) -> AbstractAsyncContextManager[LogFollow]: ...
+    async def start(self, actor: Actor, target: str) -> ActionReport: ...
+    async def stop(self, actor: Actor, target: str) -> ActionReport: ...
+    async def restart(self, actor: Actor, target: str) -> ActionReport: ...
+    async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
+    async def reload(self, actor: Actor) -> ReloadResult: ...
+    async def shutdown(self, actor: Actor) -> ShutdownReport: ...
+
+
+Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
+"""A checked request, ready to run for an actor."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowRequest:
+    """A ``tail`` request with ``follow``: answered by a stream, not one line."""
+
+    target: str
+    lines: int
+    stream: Stream
+
+
+# -- requests ------------------------------------------------------------------
+
+
+def decode_request(line: bytes) -> Mapping[str, object]:
+    """The JSON object on one request line.
+
+    Raises:
+        ControlProtocolError: not UTF-8 JSON, or not an object.
+    """
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ControlProtocolError(f"not a JSON line: {exc}") from None
+    if not isinstance(request, dict):
+        raise ControlProtocolError(f"a request is a JSON object, got {_kind(request)}")
+    return request
+
+
+def request_id_of(request: Mapping[str, object]) -> RequestId:
+    """The request's ``id``, echoed in its answer.
+
+    Raises:
+        ControlProtocolError: the id is not a string, an integer or null.
+    """
+    value = request.get("id")
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+        return value
+    raise ControlProtocolError(f"id must be a string, an integer or null, got {_kind(value)}")
+
+
+def bind_request(
+    request: Mapping[str, object],
+) -> Call | FollowRequest:
+    """Check a request's command and arguments; return what to run.
+
+    Raises:
+        ControlProtocolError: unknown keys, command or arguments, or a wrong type.
+    """
+    extra = set(request) - {"id", "cmd", "args"}
+    if extra:
+        raise ControlProtocolError(f"unknown request keys {sorted(extra)!r}")
+    cmd = request.get("cmd")
+    known = [c.value for c in Command]
+    if not isinstance(cmd, str) or cmd not in known:
+        raise ControlProtocolError(f"unknown command {cmd!r}; known: {', '.join(known)}")
+    raw = request.get("args", {})
+    if not isinstance(raw, dict):
+        raise ControlProtocolError(f"args must be a JSON object, got {_kind(raw)}")
+    args = _Args(cmd, raw)
+    bound = _BINDERS[Command(cmd)](args)
+    args.finish()
+    return bound
+
+
+class _Args:
+    """Typed access to a request's arguments; unknown names are refused."""
+
+    def __init__(self, cmd: str, raw: Mapping[str, object]) -> None:
+        self._cmd = cmd
+        self._raw = raw
+        self._used: set[str] = set()
+
+    def _get(self, name: str, default: object) -> object:
+        self._used.add(name)
+        if name in self._raw:
+            return self._raw[name]
+        if default is _REQUIRED:
+            raise ControlProtocolError(f"{self._cmd}: missing argument {name!r}")
+        return default
+
+    def _bad(self, name: str, want: str, value: object) -> ControlProtocolError:
+        return ControlProtocolError(f"{self._cmd}: {name} must be {want}, got {_kind(value)}")
+
+    def text(self, name: str, default: object = None) -> str:
+        value = self._get(name, _REQUIRED if default is None else default)
+        if not isinstance(value, str) or not value:
+            raise self._bad(name, "a non-empty string", value)
+        return self._unicode(name, value)
+
+    def integer(self, name: str, default: int) -> int:
+        value = self._get(name, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._bad(name, "an integer", value)
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            raise self._bad(name, "true or false", value)
+        return value
+
+    def signal(self, name: str) -> str | int:
+        value = self._get(name, _REQUIRED)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self._bad(name, "a signal name or number", value)
+        return self._unicode(name, value) if isinstance(value, str) else value
+
+    def _unicode(self, name: str, value: str) -> str:
+        """``value`` unless it holds a lone surrogate (valid JSON, not valid text)."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ControlProtocolError(
+                f"{self._cmd}: {name} must be valid Unicode text, got a lone surrogate"
+            ) from None
+        return value
+
+    def stream(self, name: str) -> Stream:
+        value = self._get(name, "stdout")
+        if value == "stdout" or value == "stderr":
+            return value
+        if isinstance(value, str) and value:  # the wrong word: show it
+            shown = value if len(value) <= 40 else f"{value[:40]}..."
+            raise ControlProtocolError(
+                f'{self._cmd}: {name} must be "stdout" or "stderr", got {shown!r}'
+            )
+        raise self._bad(name, '"stdout" or "stderr"', value)
+
+    def finish(self) -> None:
+        extra = set(self._raw) - self._used
+        if extra:
+            raise ControlProtocolError(f"{self._cmd}: unknown arguments {sorted(extra)!r}")
+
+
+_REQUIRED = object()
+
+
+def _bind_tail(a: _Args) -> Call | FollowRequest:
+    target, lines, stream = a.text("target"), a.integer("lines", 20), a.stream("stream")
+    if a.flag("follow", False):
+        return FollowRequest(target, lines, stream)
+    return lambda s, actor: s.tail(actor, target, lines=lines, stream=stream)
+
+
+def _bind_target(
+    method: Callable[[CommandSurface, Actor, str], Awaitable[object]],
+) -> Callable[[_Args], Call]:
+    def bind(a: _Args) -> Call:
+        target = a.text("target")
+        return lambda s, actor: method(s, actor, target)
+
+    return bind
+
+
+def _bind_signal(a: _Args) -> Call:
+    target, sig = a.text("target"), a.signal("signal")
+    return lambda s, actor: s.signal(actor, target, sig)
+
+
+def _bind_status(a: _Args) -> Call:
+    target = a.text("target", "all")
+    return lambda s, actor: s.status(actor, target)
+
+
+_BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
+    Command.STATUS: _bind_status,
+    Command.TAIL: _bind_tail,
+    Command.START: _bind_target(lambda s, actor, t: s.start(actor, t)),
+    Command.STOP: _bind_target(lambda s, actor, t: s.stop(actor, t)),
+    Command.RESTART: _bind_target(lambda s, actor, t: s.restart(actor, t)),
+    Command.SIGNAL: _bind_signal,
+    Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
+    Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
+}
+
+
+# -- responses -----------------------------------------------------------------
+
+
+def to_wire(value: object) -> object:
+    """Turn a result (frozen dataclasses, enums, tuples) into JSON-ready values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return to_wire(value.value)
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def error_response(request_id: RequestId, exc: BaseException) -> dict[str, object]:
+    """The answer to a failed request; errors not ours are an ``InternalError``."""
+    kind = type(exc).__name__ if isinstance(exc, SupervisorError) else "InternalError"
+    return {"id": request_id, "ok": False, "error": {"type": kind, "message": str(exc)}}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if value == "":
+        return "an empty string"
+    if isinstance(value, bool):
+        return "a boolean"
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def encode_message(message: Mapping[str, object]) -> bytes:
+    """One response line: compact ASCII JSON and its newline."""
+    data = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return data.encode("ascii") + b"\n"

@@ -1,0 +1,423 @@
+"""``dsup ctl``: drive a running dsup from another terminal, over its control socket.
+
+This module owns the ``ctl`` arguments, finding the socket from a config
+(even one being edited), what ctl says when no dsup answers (none there, or
+one shutting down), waiting for a shut-down dsup to exit, and the ``--json``
+output. The client side of the protocol is ``ctl_client``'s, the human output
+``ctl_render``'s. It does not own the protocol's server side (``control``)
+nor what commands do (``commands``).
+
+Exit codes: 0 ok (``status`` too, whatever states it shows), 1 the command
+failed (unknown program, a process FATAL after start, refused), 2 usage
+(including an argument the server refuses as ``InvalidArgument``), 3 no dsup
+running there (socket missing or refusing connections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from supervisor.commands.reports import MAX_TAIL_LINES
+from supervisor.config import values as config_values
+from supervisor.config.schema import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
+from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
+from supervisor.control.render import render, render_logs
+from supervisor.errors import ConfigError
+from supervisor.humanize import plural
+from supervisor.state.statedir import (
+    SOCKET_NAME,
+    access_hint,
+    running_holder,
+    shutdown_marker,
+    wait_released,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+_MAX_TIMEOUT = 86400.0
+_DEFAULT_TIMEOUT = 300.0
+
+
+class _Error(Exception):
+    """What ``dsup ctl`` reports before it exits: an exit code, an error type, a message."""
+
+    def __init__(self, code: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.kind = kind
+
+
+class _StrictParser(argparse.ArgumentParser):
+    """A ``ctl`` subcommand parser: extra arguments are its error, shown with its usage.
+
+    By default argparse hands them up to ``dsup``'s parser, which prints the
+    top-level usage (``ctl status a b``).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_TIMEOUT:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"--timeout must be a number > 0 and at most {_MAX_TIMEOUT:g}, got {text!r}"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def _target(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty; give a program, process, glob or all")
+    return text
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
+    ctl = subparsers.add_parser(
+        "ctl",
+        help="control a running dsup (status, start, stop, restart, tail...)",
+        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
+        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
+    )
+    where = ctl.add_mutually_exclusive_group()
+    where.add_argument(
+        "-c", "--config", type=Path, help=f"config of the running dsup (default {DEFAULT_CONFIG})"
+    )
+    where.add_argument("--socket", type=Path, help="the control socket path itself")
+    ctl.add_argument("--json", action="store_true", help="print results as JSON for scripts")
+    ctl.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="SECONDS",
+        help=(
+            f"give up waiting for an answer after this long (default {_DEFAULT_TIMEOUT:g}); "
+            "for shutdown, also for dsup's exit (default: as long as its stops may take)"
+        ),
+    )
+    sub = ctl.add_subparsers(
+        dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+    )
+    status = sub.add_parser("status", help="a table of every process")
+    status.add_argument(
+        "name", nargs="?", default="all", type=_target, help="program, process, glob or all"
+    )
+    for name, text in (
+        ("start", "start processes (waits until RUNNING or failed)"),
+        ("stop", "stop processes"),
+        ("restart", "restart processes"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("name", type=_target, help="program, program:N, glob (scrape*) or all")
+    sig = sub.add_parser("signal", help="send a signal to running processes")
+    sig.add_argument("name", type=_target, help="program, program:N, glob or all")
+    sig.add_argument(
+        "signal", type=_target, help="signal name or number (HUP, USR1, 15, RTMIN+3...)"
+    )
+    tail = sub.add_parser("tail", help="print the last lines of a process's output")
+    tail.add_argument("name", type=_target, help="program, program:N, glob or all")
+    tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
+    sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
+    down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
+    down.add_argument(
+        "--no-wait", action="store_true", help="return at once, without waiting for dsup to exit"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run one ``dsup ctl`` command and return its exit code.
+
+    An error is printed to stderr; with ``--json`` also to stdout, as
+    ``{"ok": false, "error": {"type": ..., "message": ...}}``.
+    """
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `dsup ctl tail -f x | head`: the reader is done
+        _silence_stdout()
+        return EXIT_OK
+    except _Error as exc:
+        if args.json:
+            error = {"type": exc.kind, "message": str(exc)}
+            print(json.dumps({"ok": False, "error": error}), flush=True)
+        print(f"dsup ctl: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = _socket_path(args)
+    cmd, cmd_args = _request(args)
+    timeout = args.timeout or _DEFAULT_TIMEOUT
+    try:
+        if cmd == "tail" and cmd_args.get("follow"):
+            return _follow(path, cmd_args, args, timeout)
+        result = call(path, cmd, cmd_args, timeout=timeout)
+    except NotRunning as exc:
+        if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
+            return _already_shutting_down(path.parent, pid, args)
+        raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path, exc)) from None
+    except Failed as exc:
+        # A bad argument the server refused is a usage error, as if ours.
+        code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
+        raise _Error(code, exc.kind, str(exc)) from None
+    except TimeoutError:
+        raise _Error(EXIT_FAILED, "Timeout", f"no answer within {timeout:g} s") from None
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        why = f"{exc.strerror or exc}{access_hint(path)}"
+        raise _Error(EXIT_FAILED, "OSError", f"{path}: {why}") from None
+    if cmd == "tail" and isinstance(result, dict):
+        _note_tail_cap(result.get("logs"))
+    if cmd == "shutdown" and not args.no_wait:
+        report = result if isinstance(result, dict) else {}
+        wait = report.get("wait_seconds")
+        seconds = args.timeout or (float(wait) if isinstance(wait, int | float) else timeout)
+        if not args.json:
+            print(f"{render(cmd, result)}; waiting for it to exit", flush=True)
+        return _wait_for_exit(path.parent, report, seconds, as_json=args.json)
+    text = json.dumps(result) if args.json else render(cmd, result)
+    if text:
+        print(text, flush=True)
+    return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _shutting_down(state_dir: Path) -> int | None:
+    """The pid of the live dsup of ``state_dir`` if it has begun its shutdown."""
+    holder = running_holder(state_dir)
+    return holder if holder is not None and shutdown_marker(state_dir) == holder else None
+
+
+def _why_no_answer(path: Path, exc: NotRunning) -> str:
+    """What to tell when no dsup answers on the socket at ``path``."""
+    state_dir = path.parent
+    holder = running_holder(state_dir)
+    if holder is None:
+        return f"no dsup running there: {exc}"
+    if shutdown_marker(state_dir) == holder:
+        return (
+            f"dsup (pid {holder}) is shutting down: it is stopping its processes and "
+            "takes no more commands"
+        )
+    if path.exists() and not path.is_socket():
+        advice = (
+            f"{path} is not a socket: dsup leaves someone else's file alone, and binds its "
+            "socket again within seconds once the file is removed"
+        )
+    else:
+        advice = "a deleted socket is re-created within seconds, try again"
+    silent = f"dsup (pid {holder}) holds {state_dir} but does not answer on its socket"
+    return f"{silent} ({exc}); {advice}"
+
+
+def _already_shutting_down(state_dir: Path, pid: int, args: argparse.Namespace) -> int:
+    """``shutdown`` of a dsup already shutting down: wait for its exit as for our own.
+
+    dsup takes no more commands then, so ctl cannot ask how long its stops
+    may take: the wait is bounded by ``--timeout`` (default 300 s).
+    """
+    report: JsonObject = {
+        "node": None,
+        "pid": pid,
+        "wait_seconds": None,
+        "already_shutting_down": True,
+    }
+    if not args.json:
+        wait = "" if args.no_wait else "; waiting for it to exit"
+        print(f"dsup (pid {pid}) is already shutting down{wait}", flush=True)
+    if args.no_wait:
+        if args.json:
+            print(json.dumps(report), flush=True)
+        return EXIT_OK
+    return _wait_for_exit(state_dir, report, args.timeout or _DEFAULT_TIMEOUT, as_json=args.json)
+
+
+def _wait_for_exit(state_dir: Path, report: JsonObject, seconds: float, *, as_json: bool) -> int:
+    """After ``shutdown``: wait until dsup has let go of ``state_dir``, for ``seconds`` at most."""
+    pid = report.get("pid")
+    if not wait_released(state_dir, seconds):
+        raise _Error(
+            EXIT_FAILED,
+            "Timeout",
+            f"dsup (pid {pid}) has not exited within {seconds:g} s; it may still be "
+            "stopping a process (see its output)",
+        )
+    print(json.dumps(report) if as_json else f"dsup (pid {pid}) has exited", flush=True)
+    return EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the exit-time flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _socket_path(args: argparse.Namespace) -> Path:
+    """The socket: ``--socket``, or ``control.sock`` in the config's state_dir.
+
+    A config that does not validate (being edited before a ``reload``) still
+    names its state_dir: then only ``[supervisor].state_dir`` is read.
+    """
+    if args.socket is not None:
+        return Path(args.socket)
+    path = Path(args.config or DEFAULT_CONFIG).absolute()
+    try:
+        return load_config(path).supervisor.state_dir / SOCKET_NAME
+    except ConfigError as exc:
+        state_dir = _state_dir_only(path)
+        if state_dir is None:
+            raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
+        print(
+            f"dsup ctl: note: {path} does not validate ({plural(len(exc.issues), 'issue')}; "
+            f"`dsup check` lists {'it' if len(exc.issues) == 1 else 'them'}); "
+            f"using its state_dir {state_dir}",
+            file=sys.stderr,
+        )
+        return state_dir / SOCKET_NAME
+
+
+def _state_dir_only(path: Path) -> Path | None:
+    """``[supervisor].state_dir`` of a config that does not validate, or None.
+
+    Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
+    by default. A file that is not TOML (a half-made edit elsewhere in it) is
+    read for its ``[supervisor]`` table alone.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        try:
+            data = tomllib.loads(_supervisor_section(text))
+        except (tomllib.TOMLDecodeError, RecursionError):
+            return None
+    table = data.get("supervisor", {})
+    if not isinstance(table, dict):
+        return None
+    base = path.resolve().parent
+    if "state_dir" not in table:
+        return base / DEFAULT_STATE_DIR
+    try:
+        return config_values.path(base)(table["state_dir"])
+    except config_values.BadValue:
+        return None
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[")
+_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
+
+
+def _supervisor_section(text: str) -> str:
+    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
+    if start is None:
+        return ""
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
+    )
+    return "\n".join(lines[start:end])
+
+
+def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
+    cmd: str = args.ctl_command
+    if cmd in ("status", "start", "stop", "restart"):
+        return cmd, {"target": args.name}
+    if cmd == "signal":
+        return cmd, {"target": args.name, "signal": args.signal}
+    if cmd == "tail":
+        stream = "stderr" if args.stderr else "stdout"
+        return cmd, {
+            "target": args.name,
+            "lines": args.lines,
+            "stream": stream,
+            "follow": args.follow,
+        }
+    return cmd, {}
+
+
+def _follow(
+    path: Path, args: Mapping[str, object], opts: argparse.Namespace, timeout: float
+) -> int:
+    """``tail -f``: print events until Ctrl-C or a shutdown (exit 0), or dsup goes away (3)."""
+    with connect(path, timeout) as (sock, reader):
+        send(sock, "tail", args)
+        # The acknowledgement names the processes followed (or it is an error).
+        followed = checked(reader.message()).get("result")
+        many = isinstance(followed, list) and len(followed) > 1
+        sock.settimeout(None)  # a quiet log may stay quiet for hours
+        try:
+            while (message := reader.message()) is not None:
+                event = checked(message).get("event")
+                _note_tail_cap([event])
+                text = json.dumps(event) if opts.json else render_logs([event], many=many)
+                print(text, flush=True)
+        except KeyboardInterrupt:
+            return EXIT_OK
+        except Failed as exc:  # dsup ended the follow: the processes are gone
+            raise Failed(exc.kind, f"tail -f ended: {exc}") from None
+    pid = shutdown_marker(path.parent)
+    if pid is None:
+        raise NotRunning("dsup closed the connection")
+    print(f"dsup ctl: tail -f ended: dsup (pid {pid}) is shutting down", file=sys.stderr)
+    return EXIT_OK
+
+
+def _note_tail_cap(logs: object) -> None:
+    """Say so on stderr when a log of ``logs`` had more lines than ``tail`` gives."""
+    listed = logs if isinstance(logs, list) else []
+    if any(isinstance(log, dict) and log.get("capped") for log in listed):
+        print(
+            f"dsup ctl: note: tail gives at most {MAX_TAIL_LINES} lines per process; "
+            "the log files in state_dir/logs keep the rest",
+            file=sys.stderr,
+        )
+
+
+def _has_failures(result: object) -> bool:
+    if not isinstance(result, dict):
+        return False
+    procs = result.get("processes")
+    if result.get("command") is None or not isinstance(procs, list):
+        return False  # a status report: its states are information, not failures
+    return any(isinstance(p, dict) and p.get("outcome") == "failed" for p in procs)

@@ -1,0 +1,405 @@
+"""The local control socket behind ``dsup ctl``: a unix socket speaking JSON lines.
+
+This module owns the server on ``state_dir/control.sock``: accepting clients,
+checking who they are, each connection's reads and writes with their deadlines,
+and streaming ``tail -f``, and creating the socket file again when someone
+deletes it. The socket file on disk (mode 0600; a stale one from a killed dsup
+is replaced, a live one is refused) is ``socketfile``'s; decoding
+requests and encoding answers is ``wire``'s. It does not own what a command
+does, who may run it or the audit trail: every request goes to the
+:class:`~supervisor.commands.service.CommandService`.
+
+Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
+"status", "args": {}}``, and gets one line back, ``{"id": 1, "ok": true,
+"result": ...}`` or ``{"id": 1, "ok": false, "error": {"type": "UnknownWorker",
+"message": "..."}}``. Several requests may follow each other on one connection.
+``tail`` with ``"follow": true`` answers ``{"id": 1, "ok": true, "streaming":
+true, "result": [processes followed]}``, then one ``{"id": 1, "ok": true,
+"event": {...}}`` per batch of lines until the client disconnects; it must be
+the last request of its connection (anything sent after it ends the stream).
+A follow that ends on its own (every process followed was removed by a
+reload) ends with an error response, then the connection closes.
+
+Bad input never crashes the server: malformed JSON, unknown commands or
+arguments, wrong types and lines over :data:`MAX_LINE_BYTES` get an error
+response (an oversized line also ends its connection). Every request read has
+a deadline (``idle_timeout``) and so has every write (``send_timeout``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import ByteStream
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from supervisor.commands.access import Actor
+from supervisor.control import socketfile
+from supervisor.control.codec import (
+    CommandSurface,
+    FollowRequest,
+    bind_request,
+    decode_request,
+    encode_message,
+    error_response,
+    request_id_of,
+    to_wire,
+)
+from supervisor.control.socketfile import SOCKET_MODE
+from supervisor.errors import AccessDenied, ControlProtocolError, SupervisorError
+from supervisor.state import statedir
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.control.codec import Call, RequestId
+
+# Re-exported: the server's public face, wherever its parts now live.
+__all__ = ["MAX_LINE_BYTES", "SOCKET_MODE", "CommandSurface", "ControlServer", "to_wire"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_LINE_BYTES = 64 * 1024
+"""The longest request line accepted; longer ones get an error and the connection ends."""
+
+
+class ControlServer:
+    """Serves the control socket of one node.
+
+    Use ``await task_group.start(server.serve)``; cancelling ``serve`` marks
+    the shutdown in the socket's directory (``statedir.mark_shutting_down``),
+    then closes every connection and removes the socket file.
+    """
+
+    def __init__(
+        self,
+        service: CommandSurface,
+        path: Path,
+        *,
+        idle_timeout: float = 30.0,
+        send_timeout: float = 10.0,
+        max_clients: int = 64,
+        check_interval: float = 2.0,
+    ) -> None:
+        """Prepare a server; nothing is created until ``serve``.
+
+        Args:
+            service: where commands go.
+            path: the socket path, normally ``state_dir/control.sock``.
+            idle_timeout: how long a client may take to send its next request line.
+            send_timeout: how long a client may take to take one response line.
+            max_clients: connections served at once; more get an error.
+            check_interval: how often the socket file is checked, and
+                created again if it was deleted (seconds).
+        """
+        self._service = service
+        self.path = Path(path)
+        self._idle_timeout = idle_timeout
+        self._send_timeout = send_timeout
+        self._max_clients = max_clients
+        self._check_interval = check_interval
+        self._clients = 0
+        self._connections: set[anyio.CancelScope] = set()
+        self._closing = False
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Create the socket, signal readiness, and serve clients until cancelled.
+
+        The socket file is checked every ``check_interval``; if it was deleted,
+        it is created again (with a warning) and connected clients carry on.
+
+        Raises:
+            StateDirUnsafe: the socket's directory is not private to this user,
+                or a non-socket file is in the way.
+            StateDirLocked: a live dsup already answers on this socket.
+        """
+        socketfile.check_private_dir(self.path.parent)
+        await socketfile.clear_stale_socket(self.path)
+        listener = socketfile.listen(self.path)
+        logger.info("control socket listening on %s", self.path)
+        try:
+            # Connections live in ``clients``: re-creating the socket leaves them be.
+            async with anyio.create_task_group() as clients:
+                task_status.started()
+                try:
+                    while True:
+                        await self._listen(listener, clients)
+                        listener.close()  # its file is gone: listen anew
+                        listener = await self._bind_again()
+                finally:
+                    self._leave(listener)
+        finally:
+            listener.close()
+
+    def _leave(self, listener: socketfile.Listener) -> None:
+        """Mark the shutdown in the state directory, then close the socket and connections.
+
+        In this order, a client that finds the socket gone or sees its
+        connection close (a ``tail -f``) already finds the marker: ``dsup
+        ctl`` then says the node is shutting down, not that its socket was lost.
+        """
+        self._closing = True
+        statedir.mark_shutting_down(self.path.parent)
+        listener.close()
+        for scope in self._connections:
+            scope.cancel("control server stopping")
+
+    async def _listen(self, listener: socketfile.Listener, clients: TaskGroup) -> None:
+        """Accept on ``listener`` until its file is gone from ``path``."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, listener, tg.cancel_scope)
+            while True:
+                conn = await _accept(listener.sock)
+                if conn is not None:
+                    clients.start_soon(self._handle, _Connection(conn))
+
+    async def _watch(self, listener: socketfile.Listener, scope: anyio.CancelScope) -> None:
+        """Every ``check_interval``, make sure ``path`` is still our socket file.
+
+        Someone may delete it (``rm``, a cleanup script); nobody could then
+        reach this dsup. A file of someone else's at ``path`` is left alone.
+        """
+        replaced = False
+        while True:
+            await anyio.sleep(self._check_interval)
+            state = listener.state()
+            if state == "missing":
+                logger.warning("control socket %s was deleted; creating it again", self.path)
+                scope.cancel("control socket deleted")
+                return
+            if state == "replaced" and not replaced:
+                logger.warning(
+                    "control socket %s was replaced by another file; leaving it alone", self.path
+                )
+            replaced = state == "replaced"
+
+    async def _bind_again(self) -> socketfile.Listener:
+        """A new listener at ``path``, retried every ``check_interval`` until it binds."""
+        while True:
+            try:
+                listener = socketfile.listen(self.path)
+            except OSError as exc:
+                logger.error("control socket %s cannot be created: %s", self.path, exc)
+                await anyio.sleep(self._check_interval)
+            else:
+                logger.info("control socket listening on %s again", self.path)
+                return listener
+
+    @property
+    def clients(self) -> int:
+        """Connections being served right now."""
+        return self._clients
+
+    async def _handle(self, stream: _Connection) -> None:
+        """Serve one connection; the task boundary: nothing escapes but cancellation.
+
+        Shielded from the server's own cancellation: ``_leave`` ends it, after
+        the shutdown marker is written.
+        """
+        scope = anyio.CancelScope(shield=True)
+        if self._closing:
+            scope.cancel("control server stopping")
+        self._connections.add(scope)
+        self._clients += 1
+        try:
+            with scope:
+                async with stream:
+                    await self._converse(stream)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
+            logger.debug("control client went away: %r", exc)
+        except OSError as exc:
+            logger.debug("control connection error: %s", exc)
+        except Exception:
+            logger.exception("control connection failed")
+        finally:
+            self._connections.discard(scope)
+            self._clients -= 1
+
+    async def _converse(self, stream: _Connection) -> None:
+        if self._clients > self._max_clients:
+            await self._send(stream, error_response(None, ControlProtocolError("too many clients")))
+            return
+        try:
+            actor = _peer_actor(stream)
+        except AccessDenied as exc:
+            await self._send(stream, error_response(None, exc))
+            return
+        reader = BufferedByteReceiveStream(stream)
+        while True:
+            try:
+                with anyio.fail_after(self._idle_timeout):
+                    line = await reader.receive_until(b"\n", MAX_LINE_BYTES)
+            except (anyio.IncompleteRead, anyio.EndOfStream, TimeoutError):
+                return  # the client is done, or idle too long
+            except anyio.DelimiterNotFound:
+                reason = f"request line longer than {MAX_LINE_BYTES} bytes"
+                await self._send(stream, error_response(None, ControlProtocolError(reason)))
+                return
+            request_id: RequestId = None
+            try:
+                request = decode_request(line)
+                request_id = request_id_of(request)
+                call = bind_request(request)
+            except (ControlProtocolError, SupervisorError) as exc:
+                await self._send(stream, error_response(request_id, exc))
+                continue
+            if isinstance(call, FollowRequest):
+                await self._follow(stream, reader, actor, request_id, call)
+                return
+            # A command that ran gets its answer even if the server is stopping
+            # meanwhile (``shutdown`` itself stops it): shielded, bounded.
+            await self._send(stream, await self._run(call, actor, request_id), shield=True)
+
+    async def _run(
+        self,
+        call: Call,
+        actor: Actor,
+        request_id: RequestId,
+    ) -> dict[str, object]:
+        try:
+            result = await call(self._service, actor)
+        except SupervisorError as exc:
+            return error_response(request_id, exc)
+        except Exception as exc:
+            logger.exception("control command failed unexpectedly")
+            return error_response(request_id, exc)
+        return {"id": request_id, "ok": True, "result": to_wire(result)}
+
+    async def _follow(
+        self,
+        stream: _Connection,
+        reader: BufferedByteReceiveStream,
+        actor: Actor,
+        request_id: RequestId,
+        request: FollowRequest,
+    ) -> None:
+        """Stream log lines until the client disconnects (or sends anything)."""
+        follow = self._service.follow(
+            actor, request.target, lines=request.lines, stream=request.stream
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                following = await stack.enter_async_context(follow)
+            except SupervisorError as exc:
+                await self._send(stream, error_response(request_id, exc))
+                return
+            ack = {"id": request_id, "ok": True, "streaming": True, "result": following.processes}
+            await self._send(stream, ack)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_end_on_input, reader, tg.cancel_scope)
+                try:
+                    async for chunk in following.lines:
+                        await self._send(
+                            stream, {"id": request_id, "ok": True, "event": to_wire(chunk)}
+                        )
+                except SupervisorError as exc:  # the follow ended on its own: say why
+                    await self._send(stream, error_response(request_id, exc))
+                tg.cancel_scope.cancel("follow ended")
+
+    async def _send(
+        self, stream: _Connection, message: Mapping[str, object], *, shield: bool = False
+    ) -> None:
+        with anyio.fail_after(self._send_timeout, shield=shield):
+            await stream.send(encode_message(message))
+
+
+async def _end_on_input(reader: BufferedByteReceiveStream, scope: anyio.CancelScope) -> None:
+    """End a stream when the client disconnects or sends anything.
+
+    No deadline on purpose: a follower may watch a quiet log for hours, and a
+    unix socket always reports its peer's end.
+    """
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        await reader.receive()
+    scope.cancel("client left the stream")
+
+
+# -- connections ---------------------------------------------------------------
+
+
+def _peer_actor(stream: _Connection) -> Actor:
+    """The local user at the other end (SO_PEERCRED); only us or root may talk."""
+    creds = socketfile.peer_credentials(stream.socket)
+    if creds is None:  # not Linux: the 0600 socket is the guard
+        return Actor.local()
+    pid, uid = creds
+    actor = Actor.local(uid)
+    if uid not in (os.getuid(), 0):
+        raise AccessDenied(actor.name, "use this control socket", "owner", "none")
+    logger.debug("control client pid %d uid %d (%s)", pid, uid, actor.name)
+    return actor
+
+
+async def _accept(listener: socket.socket) -> socket.socket | None:
+    """The next connection, or None after a transient failure (logged, paced)."""
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        await anyio.wait_readable(listener)
+        return None
+    except (ConnectionAbortedError, InterruptedError):
+        return None
+    except OSError as exc:  # EMFILE and friends: keep serving once fds free up
+        logger.error("control socket cannot accept: %s", exc)
+        await anyio.sleep(0.1)
+        return None
+    return conn
+
+
+class _Connection(ByteStream):
+    """One client connection: a non-blocking socket and anyio's fd waits.
+
+    Not anyio's ``UNIXSocketStream``: on asyncio, cancelling its ``receive``
+    just as the peer closes makes the loop log ``InvalidStateError`` from a
+    callback (seen when a client leaves as the server stops). ``wait_readable``
+    and ``wait_writable`` tolerate that race.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.lowlevel.checkpoint()
+        data = await self._io(functools.partial(self.socket.recv, max_bytes), anyio.wait_readable)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def send(self, item: bytes) -> None:
+        await anyio.lowlevel.checkpoint()
+        view = memoryview(item)
+        while view:
+            sent = await self._io(functools.partial(self.socket.send, view), anyio.wait_writable)
+            view = view[sent:]
+
+    async def _io(
+        self, call: Callable[[], T], wait: Callable[[socket.socket], Awaitable[None]]
+    ) -> T:
+        """Run a non-blocking socket call, waiting with ``wait`` until it can proceed."""
+        while True:
+            try:
+                return call()
+            except BlockingIOError:
+                await wait(self.socket)
+            except OSError as exc:
+                raise anyio.BrokenResourceError from exc
+
+    async def send_eof(self) -> None:
+        self.socket.shutdown(socket.SHUT_WR)
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        await anyio.lowlevel.checkpoint()

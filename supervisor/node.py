@@ -1,0 +1,158 @@
+"""``dsup run``: one node in the foreground, from start-up sweep to clean shutdown.
+
+This module owns the order of things over a node's life. Start-up: lock the
+state directory, open the ledger, become a subreaper, start the console, end
+the orphans of a previous life, start the fleet and the control socket. Shutdown
+(documented order): stop accepting commands, stop every process in parallel
+(bounded by their stop timeouts), sweep with the reaper, flush the console.
+
+SIGINT, SIGTERM, SIGHUP and SIGQUIT start a graceful shutdown; a second SIGINT
+kills every process group at once. SIGTSTP (Ctrl-Z) only gets a note: a
+stopped supervisor would stall its workers' pipes.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.commands.service import CommandService
+from supervisor.console.console import Console, ConsoleMode
+from supervisor.control.server import ControlServer
+from supervisor.errors import SupervisorError
+from supervisor.events import OrphansCleaned
+from supervisor.process.fleet import Fleet
+from supervisor.reaper.reaper import Reaper
+from supervisor.state.ledger import Ledger
+from supervisor.state.statedir import open_state_dir
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from supervisor.config.schema import Config
+
+logger = logging.getLogger(__name__)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How the node was asked to stop."""
+
+    graceful: bool = False
+    hard: bool = False
+
+
+def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False) -> int:
+    """Supervise ``config`` in the foreground until a signal or ``shutdown``.
+
+    Returns:
+        The process exit code: 0 after a graceful shutdown, 1 when a second
+        SIGINT killed the processes instead.
+
+    Raises:
+        SupervisorError: the node could not run (the state_dir is held or
+            unsafe, its control socket cannot be made); every process it had
+            started has been stopped.
+    """
+    _raise_fd_limit()
+    try:
+        return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+    except* SupervisorError as group:
+        # A known failure deep in the task tree (a file in the control socket's
+        # place...): the CLI turns it into one message, not a group's traceback.
+        raise _first(group) from None
+
+
+def _first(group: BaseExceptionGroup[SupervisorError]) -> SupervisorError:
+    """The first error of a (nested) exception group."""
+    exc = group.exceptions[0]
+    return exc if isinstance(exc, SupervisorError) else _first(exc)
+
+
+def _raise_fd_limit() -> None:
+    """Lift the soft limit on open files to the hard one.
+
+    Each live process holds five descriptors (pidfd, two pipes, two log files),
+    so the usual soft limit of 1024 would refuse spawns at about 200 processes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        logger.debug("open files limit raised from %d to %d", soft, hard)
+
+
+async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
+    with (
+        open_state_dir(config.supervisor.state_dir) as state,
+        Ledger.open(state.ledger_path) as ledger,
+    ):
+        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
+        if not reaper.become_subreaper():
+            logger.info("not a child subreaper here: double-forked orphans are found by sweeps")
+        fleet: Fleet | None = None
+        console = Console(
+            stream=sys.stdout,
+            mode=mode,
+            json_logs=json_logs,
+            status=lambda: [c.status() for c in fleet.processes()] if fleet else [],
+            node=config.supervisor.name,
+        )
+        fleet = Fleet(
+            config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
+        )
+        outcome = _Outcome()
+        server = ControlServer(CommandService(fleet), state.socket_path)
+        async with anyio.create_task_group() as services:
+            # The console first: with --json-logs it takes the sweep's log records too.
+            await services.start(console.run)
+            # Signals next: a Ctrl-C during the sweep then stops the node cleanly.
+            await services.start(_watch_signals, fleet, outcome)
+            cleaned = await reaper.startup_sweep()
+            if cleaned:
+                console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
+            async with anyio.create_task_group() as core:
+                await core.start(fleet.run)
+                async with anyio.create_task_group() as front:
+                    await front.start(server.serve)
+                    await fleet.wait_shutdown_requested()
+                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+            # Every process has been stopped; end whatever escaped its tree.
+            await reaper.sweep(live_run_ids=())
+            services.cancel_scope.cancel("shutdown complete")
+    return 1 if outcome.hard else 0
+
+
+async def _watch_signals(
+    fleet: Fleet, outcome: _Outcome, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Turn signals into a graceful shutdown, a second SIGINT into a hard one; keep Ctrl-Z out.
+
+    SIGHUP and SIGQUIT count as SIGTERM: a closed terminal or a lost SSH session
+    must stop the fleet cleanly rather than kill dsup and orphan every worker.
+    SIGTSTP (Ctrl-Z) is caught, not ignored: a stopped dsup would freeze every
+    worker whose output pipe fills, and a caught signal (unlike an ignored one)
+    is back to its default in the children dsup starts.
+    """
+    with anyio.open_signal_receiver(*_STOP_SIGNALS, signal.SIGTSTP) as signals:
+        task_status.started()
+        async for signum in signals:
+            if signum == signal.SIGTSTP:
+                logger.warning("dsup ignores Ctrl-Z (SIGTSTP); Ctrl-C stops the fleet")
+            elif not outcome.graceful:
+                outcome.graceful = True
+                hint = " (Ctrl-C again to kill them at once)" if signum == signal.SIGINT else ""
+                logger.warning("%s: stopping every process%s", signum.name, hint)
+                fleet.request_shutdown()
+            elif signum == signal.SIGINT and not outcome.hard:
+                outcome.hard = True
+                logger.warning("second SIGINT: killing every process group now")
+                fleet.kill_all()

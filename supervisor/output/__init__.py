@@ -1,0 +1,1 @@
+"""A worker's output: draining pipes, framing lines, rotating log files, reading them back."""

@@ -1,0 +1,2 @@
+"""Processes: a slot (program:index) and its life, its state machine, its mailbox, one
+run, the restart policy, and the fleet."""

@@ -1,0 +1,363 @@
+"""The fleet: every process of a node, run in one task group, with events fanned out.
+
+This module owns the set of ``ChildProcess`` slots (one per ``program:index``),
+their task lifetimes, name resolution for commands (program, process, glob,
+``all``), applying a reloaded config, and delivering events to sinks. It does not
+own what a command means for access and audit (``commands``) nor how one process
+is run (``child``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import logging
+import os
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.errors import InvalidArgument, InvalidTransition, UnknownWorker
+from supervisor.events import ProcessState
+from supervisor.process.slot import ChildContext, ChildProcess
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.config.schema import Config, ProgramSpec
+    from supervisor.events import Event, EventSink, OutputLines
+    from supervisor.output.pump import LineConsumer
+    from supervisor.process.slot import ProcessStatus
+    from supervisor.reaper.reaper import Reaper
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.statedir import StateDir
+
+logger = logging.getLogger(__name__)
+
+# States in which a process is down on purpose: a reload keeps it down.
+_STAY_DOWN = frozenset({ProcessState.STOPPED, ProcessState.STOPPING, ProcessState.EXITED})
+# States from which turning autostart on in a reload starts a process.
+_STARTABLE = frozenset({ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL})
+
+PROCESS_KEYS = ("command", "cwd", "env", "unbuffered")
+"""What the process itself sees: a reload changing one restarts its live processes.
+
+Every other setting is dsup's own and a reload applies it in place."""
+
+# A program name (64) plus ":index" and room for glob characters; anything else
+# is refused before fnmatch, whose translation of long patterns is quadratic.
+_TARGET_MAX = 80
+_TARGET_RE = re.compile(rf"[A-Za-z0-9_.:*?\[\]!-]{{1,{_TARGET_MAX}}}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadResult:
+    """What a reload changed, by program name.
+
+    Attributes:
+        added: new programs (started if ``autostart``).
+        removed: programs gone from the file (stopped).
+        changed: programs whose live processes were restarted: a change of
+            :data:`PROCESS_KEYS` (a ``numprocs`` change may come with it).
+        updated: programs whose other settings changed, ``numprocs`` included,
+            applied in place without restarting any process (a ``numprocs``
+            change only adds or removes processes at the end).
+        unchanged: the rest.
+    """
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Slot:
+    """A child and the cancel scope of its ``run`` task."""
+
+    child: ChildProcess
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class _Fanout:
+    """Delivers events to every sink; lines only to sinks that take lines."""
+
+    def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[LineConsumer]) -> None:
+        self._sinks = tuple(sinks)
+        self._line_sinks = tuple(line_sinks)
+
+    def emit(self, event: Event) -> None:
+        for sink in self._sinks:
+            sink.deliver(event)
+
+    def capacity(self) -> int:
+        # -1 (no sink wants lines) lets the pump skip framing and counting.
+        return max((s.capacity() for s in self._line_sinks), default=-1)
+
+    def deliver(self, event: OutputLines) -> None:
+        for sink in self._line_sinks:
+            sink.deliver(event)
+
+
+class Fleet:
+    """All processes of one node.
+
+    Use ``await task_group.start(fleet.run)``; cancelling that task stops every
+    process in parallel (each bounded by its ``stop_timeout_seconds``).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: StateDir,
+        ledger: Ledger,
+        reaper: Reaper,
+        sinks: Sequence[EventSink] = (),
+        line_sinks: Sequence[LineConsumer] = (),
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.ledger = ledger
+        self.reaper = reaper
+        self._fanout = _Fanout(sinks, line_sinks)
+        self._slots: dict[str, _Slot] = {}
+        self._tg: TaskGroup | None = None
+        self._shutdown = anyio.Event()
+
+    # -- queries -------------------------------------------------------------
+
+    def processes(self) -> list[ChildProcess]:
+        """Every process, in config order."""
+        return [slot.child for slot in self._slots.values()]
+
+    def resolve(self, target: str) -> list[ChildProcess]:
+        """The processes a command target names.
+
+        Args:
+            target: ``all``, a program name (all its processes), a process name
+                (``name:2``) or a glob over program and process names (``scrape*``).
+
+        Raises:
+            InvalidArgument: the target is no name or glob (checked before any
+                matching, so an absurd pattern from chat costs nothing).
+            UnknownWorker: nothing matches.
+        """
+        if not _TARGET_RE.fullmatch(target):
+            raise InvalidArgument(
+                "target",
+                "name",
+                target[:80],
+                f"give a program, a process (name:N), a glob or 'all': at most "
+                f"{_TARGET_MAX} letters, digits and _ . : - * ? [ ] !",
+            )
+        children = self.processes()
+        if target == "all":
+            return children
+        pattern = re.compile(fnmatch.translate(target))
+        found = [
+            c
+            for c in children
+            if c.name == target
+            or c.spec.name == target
+            or pattern.match(c.spec.name)
+            or pattern.match(c.name)
+        ]
+        if not found:
+            raise UnknownWorker(target, list(self.config.programs))
+        return found
+
+    def emit(self, event: Event) -> None:
+        """Deliver an event to every sink (never blocks)."""
+        self._fanout.emit(event)
+
+    # -- lifetime ------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run every process and the reaper's sweeps until shutdown is requested.
+
+        When cancelled (or on shutdown), every process is stopped in parallel
+        before this returns.
+        """
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await tg.start(self._serve_reaper)
+            for spec in self.config.programs.values():
+                await self._add_processes(spec)
+            task_status.started()
+            await self._shutdown.wait()
+            for child in self.processes():
+                child.close("dsup shutting down")
+            tg.cancel_scope.cancel("fleet shutdown")
+        self._tg = None
+
+    def request_shutdown(self) -> None:
+        """Ask ``run`` to stop every process and return."""
+        self._shutdown.set()
+
+    async def wait_shutdown_requested(self) -> None:
+        """Return once shutdown has been requested (by a signal or a command)."""
+        await self._shutdown.wait()
+
+    def kill_all(self) -> None:
+        """Hard stop: SIGKILL every live process group at once (second Ctrl-C).
+
+        The pids are our unreaped direct children, so they cannot have been reused.
+        The normal stop path then finds the trees dead and cleans up quickly.
+        """
+        for child in self.processes():
+            pid = child.status().pid
+            if pid is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    logger.debug("process %s (pid %d) already gone", child.name, pid)
+        self.request_shutdown()
+
+    async def reload(self, config: Config) -> ReloadResult:
+        """Apply a new config: add new programs, stop removed ones, update changed ones.
+
+        Programs whose spec is unchanged keep running untouched. A changed
+        program keeps its slots (their state, LAST EXIT and INFO): each takes
+        the new settings at once, and only a change of what the process itself
+        sees (:data:`PROCESS_KEYS`) restarts a live (or BACKOFF, FATAL) one. A
+        process an operator stopped or that finished stays down with the new
+        settings; turning ``autostart`` on starts it. A ``numprocs`` change adds
+        or removes processes at the end. Programs are updated in parallel, so
+        one slow stop delays no other.
+        """
+        old = self.config.programs
+        new = config.programs
+        added = [n for n in new if n not in old]
+        removed = [n for n in old if n not in new]
+        differ = [n for n in new if n in old and new[n] != old[n]]
+        changed = [n for n in differ if _process_changes(old[n], new[n])]
+        self.config = config
+        async with anyio.create_task_group() as tg:
+            for name in removed:
+                tg.start_soon(self._remove_processes, name, 0, "removed by reload")
+            for name in differ:
+                tg.start_soon(self._update_program, old[name], new[name])
+            for name in added:
+                tg.start_soon(self._add_processes, new[name], 0, "started by reload")
+        order = {name: i for i, name in enumerate(new)}
+        self._slots = dict(
+            sorted(
+                self._slots.items(),
+                key=lambda item: (order[item[1].child.spec.name], item[1].child.index),
+            )
+        )
+        return ReloadResult(
+            added=tuple(added),
+            removed=tuple(removed),
+            changed=tuple(changed),
+            updated=tuple(n for n in differ if n not in changed),
+            unchanged=tuple(n for n in new if n not in differ and n not in added),
+        )
+
+    # -- internals -----------------------------------------------------------
+
+    def _context(self) -> ChildContext:
+        return ChildContext(
+            node=self.config.supervisor.name,
+            instance_id=self.state.instance_id,
+            log_dir=self.state.log_dir,
+            ledger=self.ledger,
+            reaper=self.reaper,
+            emit=self._fanout.emit,
+            lines=self._fanout,
+        )
+
+    async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
+        """Give a changed program's slots the new spec; restart or start those that need it."""
+        keep = min(old.numprocs, new.numprocs)
+        kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
+        changes = _process_changes(old, new)
+        restart = f"restarted by reload ({', '.join(changes)} changed)"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                self._remove_processes,
+                old.name,
+                keep,
+                f"removed by reload (numprocs {old.numprocs} -> {new.numprocs})",
+            )
+            for child in kept:
+                child.update_spec(new)
+                state = child.status().state
+                if changes and state not in _STAY_DOWN:
+                    tg.start_soon(_settle, functools.partial(child.restart, reason=restart))
+                elif new.autostart and not old.autostart and state in _STARTABLE:
+                    why = "started by reload (autostart turned on)"
+                    tg.start_soon(_settle, functools.partial(child.start, reason=why))
+        await self._add_processes(new, keep, reason="started by reload")
+
+    async def _add_processes(
+        self, spec: ProgramSpec, first: int = 0, reason: str = "autostart"
+    ) -> None:
+        """Run slots ``first`` ... ``numprocs - 1``, started (with ``autostart``) for ``reason``."""
+        assert self._tg is not None, "the fleet is not running"
+        ctx = self._context()
+        for index in range(first, spec.numprocs):
+            slot = _Slot(ChildProcess(spec, index, ctx))
+            self._slots[slot.child.name] = slot
+            await self._tg.start(self._run_slot, slot, reason)
+
+    async def _run_slot(
+        self,
+        slot: _Slot,
+        reason: str,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            with slot.scope:
+                await slot.child.run(start_reason=reason, task_status=task_status)
+        finally:
+            slot.done.set()
+
+    async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
+        """Stop and drop a program's slots from index ``keep`` on, saying why."""
+        slots = [
+            s for s in self._slots.values() if s.child.spec.name == name and s.child.index >= keep
+        ]
+        for slot in slots:
+            slot.child.close(reason)
+            slot.scope.cancel(reason)
+        for slot in slots:
+            await slot.done.wait()
+            del self._slots[slot.child.name]
+
+    def _live_run_ids(self) -> set[str]:
+        return {run_id for c in self.processes() for run_id in c.live_run_ids()}
+
+    def _known_children(self) -> set[int]:
+        return {p for c in self.processes() if (p := c.status().pid) is not None}
+
+    async def _serve_reaper(self, *, task_status: TaskStatus[None]) -> None:
+        await self.reaper.serve(
+            live_run_ids=self._live_run_ids,
+            known_children=self._known_children,
+            interval=self.config.supervisor.sweep_interval_seconds,
+            emit=self._fanout.emit,
+            task_status=task_status,
+        )
+
+
+def _process_changes(old: ProgramSpec, new: ProgramSpec) -> list[str]:
+    """The keys of :data:`PROCESS_KEYS` whose values differ."""
+    return [key for key in PROCESS_KEYS if getattr(old, key) != getattr(new, key)]
+
+
+async def _settle(command: Callable[[], Awaitable[ProcessStatus]]) -> None:
+    """Run a reload's start or restart of one slot; a slot closed meanwhile is no error."""
+    try:
+        await command()
+    except InvalidTransition as exc:
+        logger.info("reload: %s", exc)

@@ -1,0 +1,232 @@
+"""Restart decisions for one process slot: pure functions of (history, now).
+
+This module owns what happens after a run ends or fails to spawn: whether the
+run was a failed start, whether the slot goes to BACKOFF, EXITED or FATAL, and
+how long to wait before the next try. It reads no clock and touches no process;
+the caller (``child``) passes the monotonic times, the count of consecutive
+failed starts and the count of consecutive short runs, which are the only
+history a decision needs.
+
+Semantics, close to supervisord's ``Subprocess.transition``:
+
+- A run shorter than ``start_seconds`` is a failed start when the restart
+  policy would start it again (any exit under ``always``) or when it failed
+  (a nonzero exit or a signal, under any policy). A spawn error (missing
+  executable, bad cwd) is one too. A short run that exits 0 under ``never`` or
+  ``on-failure`` is a normal end (EXITED): a one-shot job runs once.
+- A failed start goes to BACKOFF and is retried after :func:`backoff_delay`;
+  after ``start_retries`` failed starts in a row the slot is FATAL and stays
+  down until an operator starts it. (supervisord's ``startretries`` counts
+  the retries, one fewer: ``startretries = 3`` is ``start_retries = 4``.)
+- Any other run resets the failure count and goes to EXITED; it is started
+  again when the policy says so: ``always`` restarts every time,
+  ``on-failure`` on a nonzero exit or a death by signal, ``never`` not.
+- Crash-loop guard for those restarts: a slot is never spawned again sooner
+  than its *spacing* after its previous spawn (less the jitter). The spacing
+  starts at ``backoff_seconds`` and doubles, up to ``backoff_max_seconds``,
+  for each run in a row that ended within it; a run that outlasts it resets it.
+  ``backoff_seconds = 0`` turns the guard off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from supervisor.config.schema import RestartPolicy
+from supervisor.events import ProcessState
+from supervisor.humanize import plural, signal_name
+
+if TYPE_CHECKING:
+    import random
+
+    from supervisor.config.schema import ProgramSpec
+
+# The largest doubling exponent used; 2.0 ** 1000 is still a finite float.
+_MAX_EXPONENT = 1000
+# Jitter: each delay is shortened by up to this fraction, so processes that
+# failed together do not retry together, and the delay never exceeds the cap.
+JITTER = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What the slot does after a run ended or failed to spawn.
+
+    Attributes:
+        state: the state the slot enters now: BACKOFF, FATAL or EXITED.
+        restart: start again after ``delay``; never from FATAL.
+        delay: seconds to wait before starting again (0.0 without ``restart``).
+        failures: consecutive failed starts, this run included (0 after a run
+            that was not a failed start).
+        short_runs: consecutive restarted runs that ended within the spacing,
+            this run included (see :func:`after_exit`); 0 after a failed start
+            or a run that is not restarted.
+        reason: a short human explanation for the state change.
+    """
+
+    state: ProcessState
+    restart: bool
+    delay: float
+    failures: int
+    short_runs: int
+    reason: str
+
+
+def is_failed_start(spec: ProgramSpec, *, started_at: float, now: float) -> bool:
+    """Return True when a run that began at ``started_at`` and ended at ``now`` was too short.
+
+    Args:
+        spec: the program (its ``start_seconds``).
+        started_at: monotonic time the run was spawned.
+        now: monotonic time the run ended.
+    """
+    return now - started_at < spec.start_seconds
+
+
+def running_at(spec: ProgramSpec, *, started_at: float) -> float:
+    """Return the monotonic time a run spawned at ``started_at`` counts as RUNNING."""
+    return started_at + spec.start_seconds
+
+
+def wants_restart(spec: ProgramSpec, exit_code: int | None, exit_signal: int | None) -> bool:
+    """Return True when the restart policy starts a run that ended this way again."""
+    failed = exit_signal is not None or exit_code != 0
+    return spec.restart is RestartPolicy.ALWAYS or (
+        spec.restart is RestartPolicy.ON_FAILURE and failed
+    )
+
+
+def describe_exit(exit_code: int | None, exit_signal: int | None) -> str:
+    """Return "exit code 3", "signal SIGKILL" or "unknown exit" for display."""
+    if exit_signal is not None:
+        name = signal_name(exit_signal)
+        return name if name.startswith("signal ") else f"signal {name}"
+    if exit_code is not None:
+        return f"exit code {exit_code}"
+    return "unknown exit"
+
+
+def after_exit(
+    spec: ProgramSpec,
+    *,
+    failures: int,
+    short_runs: int,
+    started_at: float,
+    now: float,
+    exit_code: int | None,
+    exit_signal: int | None,
+    rng: random.Random,
+) -> Decision:
+    """Decide what follows a run that ended on its own (not stopped by dsup).
+
+    Args:
+        spec: the program.
+        failures: consecutive failed starts before this run.
+        short_runs: consecutive short runs before this run (a previous
+            decision's ``short_runs``; 0 after an operator's start).
+        started_at: monotonic time the run was spawned.
+        now: monotonic time the run's exit was seen.
+        exit_code: the status passed to ``exit()``, or None.
+        exit_signal: the signal that killed it, or None.
+        rng: the source of jitter (seed it in tests).
+
+    Returns:
+        BACKOFF or FATAL for a failed start, else EXITED, restarted by the
+        restart policy after the crash-loop guard's delay.
+    """
+    how = describe_exit(exit_code, exit_signal)
+    restart = wants_restart(spec, exit_code, exit_signal)
+    failed = exit_signal is not None or exit_code != 0
+    quick = is_failed_start(spec, started_at=started_at, now=now)
+    if quick and (restart or failed):
+        return after_failed_start(
+            spec, failures=failures, reason=f"exited too quickly ({how})", rng=rng
+        )
+    if not restart:
+        early = f" within start_seconds ({spec.start_seconds:g} s)" if quick else ""
+        return Decision(
+            state=ProcessState.EXITED,
+            restart=False,
+            delay=0.0,
+            failures=0,
+            short_runs=0,
+            reason=f"{how}{early}; not restarted (restart = {spec.restart.value})",
+        )
+    ran = now - started_at
+    short_runs = short_runs + 1 if ran < _nominal(short_runs + 1, spec) else 0
+    delay = max(0.0, backoff_delay(short_runs, spec, rng) - ran)
+    verdict = "restarting"
+    if delay > 0.0:
+        runs = plural(short_runs, "short run")
+        verdict = f"restarting in {delay:.2f} s ({runs} in a row)"
+    return Decision(
+        state=ProcessState.EXITED,
+        restart=True,
+        delay=delay,
+        failures=0,
+        short_runs=short_runs,
+        reason=f"{how}; {verdict}",
+    )
+
+
+def after_failed_start(
+    spec: ProgramSpec, *, failures: int, reason: str, rng: random.Random
+) -> Decision:
+    """Decide what follows a failed start: a too-short run or a spawn error.
+
+    Args:
+        spec: the program (its ``start_retries`` and backoff settings).
+        failures: consecutive failed starts before this one.
+        reason: what went wrong, e.g. "exited too quickly (exit code 1)".
+        rng: the source of jitter (seed it in tests).
+
+    Returns:
+        BACKOFF with ``restart`` after :func:`backoff_delay` while retries
+        remain, else FATAL.
+    """
+    failures += 1
+    in_a_row = plural(failures, "failed start")
+    if failures >= spec.start_retries:
+        return Decision(
+            state=ProcessState.FATAL,
+            restart=False,
+            delay=0.0,
+            failures=failures,
+            short_runs=0,
+            reason=f"{reason}; gave up after {in_a_row} in a row",
+        )
+    delay = backoff_delay(failures, spec, rng)
+    return Decision(
+        state=ProcessState.BACKOFF,
+        restart=True,
+        delay=delay,
+        failures=failures,
+        short_runs=0,
+        reason=f"{reason}; {in_a_row} in a row of {spec.start_retries} allowed, "
+        f"next try in {delay:.2f} s",
+    )
+
+
+def backoff_delay(failures: int, spec: ProgramSpec, rng: random.Random) -> float:
+    """Return the seconds to wait after ``failures`` failed starts (or short runs) in a row.
+
+    The delay doubles from ``backoff_seconds`` (after the first failure) up to
+    ``backoff_max_seconds``, then is shortened by a random fraction of up to
+    :data:`JITTER` (20 %), so it lies in ``(0.8 * d, d]`` where ``d`` is the
+    capped doubling. No failures means no delay.
+
+    Args:
+        failures: consecutive failed starts so far.
+        spec: the program (``backoff_seconds``, ``backoff_max_seconds``).
+        rng: the source of jitter (seed it in tests).
+    """
+    return _nominal(failures, spec) * (1.0 - JITTER * rng.random())
+
+
+def _nominal(failures: int, spec: ProgramSpec) -> float:
+    """The capped doubling before jitter: 0 for no failures, then base, 2 base, ..."""
+    if failures <= 0:
+        return 0.0
+    exponent = min(failures - 1, _MAX_EXPONENT)
+    return min(spec.backoff_max_seconds, spec.backoff_seconds * 2.0**exponent)

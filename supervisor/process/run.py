@@ -1,0 +1,353 @@
+"""One run of a worker: its spawn, its pipes and logs, and the reaping of its exit.
+
+This module owns what exists once per run: the child's environment with the
+marker variables, spawning the main process in a new session with stdout and
+stderr on big pipes, the run's log files, the two pumps, the watcher that
+takes the exit status from the process itself (a pidfd on Linux, a bounded
+``waitpid`` poll elsewhere), never from pipe EOF, and the run's rows in the
+ledger. It does not own the state machine, restarts or stopping trees
+(``child``), reading pipes (``pump``), the log files' format and rotation
+(``logs``) nor the ledger's schema (``ledger``).
+
+Why not ``anyio.open_process``: on asyncio its ``Process.wait()`` also waits for
+the pipes to close (anyio issue 1174), so a grandchild holding stdout would keep
+a dead worker "running"; and Python 3.11's default child watcher spends a thread
+per child. Here ``subprocess.Popen`` only spawns; this module reaps the pid and
+then sets ``popen.returncode`` so that Popen never waits or warns later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import logging
+import os
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.errors import SpawnError
+from supervisor.output.logfile import RotatingLog, log_paths
+from supervisor.output.pump import make_pipe, pump
+from supervisor.reaper.reaper import (
+    MARKER_INSTANCE,
+    MARKER_NODE,
+    MARKER_PROCESS,
+    MARKER_PROGRAM,
+    MARKER_RUN_ID,
+)
+from supervisor.state.ledger import ProcIdent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from anyio.abc import TaskGroup
+
+    from supervisor.config.schema import ProgramSpec
+    from supervisor.events import Stream
+    from supervisor.output.pump import LineConsumer
+    from supervisor.reaper.reaper import Reaper
+    from supervisor.state.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1  # waitpid poll interval where pidfd_open is missing
+CATCH_UP_POLL_SECONDS = 0.005  # how often catch_up looks at the pipes
+STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+
+
+def child_env(
+    spec: ProgramSpec, *, node: str, instance_id: str, process: str, run_id: str
+) -> dict[str, str]:
+    """Return a run's environment: dsup's, then ``spec.env``, then the markers.
+
+    ``PYTHONUNBUFFERED=1`` is added when ``spec.unbuffered`` unless ``spec.env``
+    sets it. The markers always win, so a dsup run under a dsup marks its own.
+    """
+    env = dict(os.environ)
+    if spec.unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    env.update(spec.env)
+    env[MARKER_NODE] = node
+    env[MARKER_INSTANCE] = instance_id
+    env[MARKER_PROGRAM] = spec.name
+    env[MARKER_PROCESS] = process
+    env[MARKER_RUN_ID] = run_id
+    return env
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class Run:
+    """One spawned main process, its pipes, logs and watcher tasks.
+
+    Attributes:
+        run_id: the ``DSUP_RUN_ID`` of this run (uuid4 hex).
+        process: ``program:index``.
+        program: the program name.
+        popen: the spawned process (never waited through Popen).
+        ident: pid and create_time; create_time is 0.0 until :meth:`identify`,
+            so the placeholder matches no stranger.
+        started_at: monotonic spawn time (the caller's clock).
+        started_wall: wall-clock spawn time.
+        exit_code: the status passed to ``exit()``, once reaped.
+        exit_signal: the signal that killed it, once reaped.
+        exited: set once the main process is reaped.
+    """
+
+    run_id: str
+    process: str
+    program: str
+    popen: subprocess.Popen[bytes]
+    ident: ProcIdent
+    started_at: float
+    started_wall: float
+    fds: dict[Stream, int]
+    logs: dict[Stream, RotatingLog]
+    pidfd: int | None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    exited: anyio.Event = field(default_factory=anyio.Event)
+    pumps_done: anyio.Event = field(default_factory=anyio.Event)
+    pumps_left: int = len(STREAMS)
+    scopes: list[anyio.CancelScope] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        """The main process's pid."""
+        return self.popen.pid
+
+    async def identify(self, reaper: Reaper) -> None:
+        """Read the main process's create_time into ``ident``.
+
+        Call it before :meth:`start_watchers`: until the exit watcher reaps it,
+        the child exists (as a zombie at worst), so its create_time can be read
+        even when it has already exited.
+        """
+        ident = await reaper.identify(self.pid)
+        if ident is None:  # only if called after the reaping: keep the placeholder
+            logger.warning("process %s (pid %d): no create_time", self.process, self.pid)
+        else:
+            self.ident = ident
+
+    async def record_start(self, ledger: Ledger) -> None:
+        """Record the run durably in the ledger (after :meth:`identify`)."""
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                ledger.record_run_start,
+                run_id=self.run_id,
+                process=self.process,
+                program=self.program,
+                pid=self.pid,
+                create_time=self.ident.create_time,
+                started_at=self.started_wall,
+            )
+        )
+
+    async def record_exit(self, ledger: Ledger) -> None:
+        """Record how the main process ended (once it is reaped, or given up on)."""
+        await anyio.to_thread.run_sync(
+            functools.partial(
+                ledger.record_run_exit,
+                run_id=self.run_id,
+                exit_code=self.exit_code,
+                exit_signal=self.exit_signal,
+                ended_at=time.time(),
+            )
+        )
+
+    def start_watchers(self, tg: TaskGroup, *, consumer: LineConsumer, max_line_bytes: int) -> None:
+        """Start the exit watcher and both pumps in ``tg``.
+
+        Each runs in a shielded scope that only :meth:`drain` and
+        :meth:`end_watchers` cancel: cancelling the caller does not stop the
+        capture of what a tree writes while it is being stopped, nor the reaping.
+        """
+        self.scopes = [anyio.CancelScope(shield=True) for _ in range(1 + len(STREAMS))]
+        tg.start_soon(self._watch_exit, self.scopes[0])
+        for stream, scope in zip(STREAMS, self.scopes[1:], strict=True):
+            tg.start_soon(self._pump, stream, scope, consumer, max_line_bytes)
+
+    async def catch_up(self, limit: float) -> None:
+        """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
+
+        Called when the main process has exited: its last words (a crash's
+        traceback) are in the pipes already, and are handed over before its
+        exit is reported. A descendant that keeps writing costs ``limit``.
+        """
+        with anyio.move_on_after(limit):
+            # No event tells that a pipe is empty: look, between the pumps' reads.
+            while not self.pumps_done.is_set() and any(map(_unread, self.fds.values())):  # noqa: ASYNC110
+                await anyio.sleep(CATCH_UP_POLL_SECONDS)
+
+    async def drain(self, grace: float) -> None:
+        """Let the pumps read to EOF for up to ``grace`` seconds, then end them."""
+        with anyio.move_on_after(grace):
+            await self.pumps_done.wait()
+        for scope in self.scopes[1:]:
+            scope.cancel()
+
+    def end_watchers(self) -> None:
+        """Cancel every watcher (the exit watcher too: a last resort)."""
+        if not self.exited.is_set():
+            logger.error("process %s (pid %d): not reaped; giving up on it", self.process, self.pid)
+        for scope in self.scopes:
+            scope.cancel()
+
+    def close(self) -> None:
+        """Release the fds and logs (once every watcher task has ended)."""
+        for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
+            os.close(fd)
+        for log in self.logs.values():
+            log.close()
+
+    async def _watch_exit(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            status = await _reap(self.pid, self.pidfd)
+            code = os.waitstatus_to_exitcode(status) if status is not None else None
+            # Popen must never wait for this pid again, nor warn that it still runs.
+            self.popen.returncode = code if code is not None else -1
+            if code is not None and code < 0:
+                self.exit_signal = -code
+            else:
+                self.exit_code = code
+            self.exited.set()
+
+    async def _pump(
+        self,
+        stream: Stream,
+        scope: anyio.CancelScope,
+        consumer: LineConsumer,
+        max_line_bytes: int,
+    ) -> None:
+        with scope:
+            try:
+                await pump(
+                    self.fds[stream],
+                    process=self.process,
+                    stream=stream,
+                    log=self.logs[stream],
+                    consumer=consumer,
+                    max_line_bytes=max_line_bytes,
+                )
+            except Exception:  # a task boundary: this stream's capture ends, the run goes on
+                logger.exception(
+                    "process %s (pid %d): %s capture failed", self.process, self.pid, stream
+                )
+        self.pumps_left -= 1
+        if not self.pumps_left:
+            self.pumps_done.set()
+
+
+def _unread(fd: int) -> int:
+    """The bytes waiting in the pipe ``fd`` (``FIONREAD``)."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
+
+
+def spawn(
+    spec: ProgramSpec,
+    *,
+    process: str,
+    node: str,
+    instance_id: str,
+    log_dir: Path,
+    clock: Callable[[], float],
+) -> Run:
+    """Spawn a run's main process in a new session, stdin from /dev/null.
+
+    Args:
+        spec: the program (command, cwd, env, log sizes).
+        process: ``program:index``.
+        node: the ``DSUP_NODE`` marker.
+        instance_id: the ``DSUP_INSTANCE`` marker.
+        log_dir: where the run's output is logged.
+        clock: the monotonic clock for ``Run.started_at``.
+
+    Raises:
+        SpawnError: the executable is missing or not executable, the cwd is
+            bad, or a pipe or log cannot be opened; nothing is left open.
+    """
+    run_id = uuid.uuid4().hex
+    paths = log_paths(log_dir, process)
+    logs: dict[Stream, RotatingLog] = {}
+    fds: dict[Stream, int] = {}
+    ends: dict[Stream, int] = {}
+    with contextlib.ExitStack() as always, contextlib.ExitStack() as on_fail:
+        try:
+            for stream, path in zip(STREAMS, paths, strict=True):
+                logs[stream] = on_fail.enter_context(
+                    RotatingLog(path, max_bytes=spec.log_max_bytes, backups=spec.log_backups)
+                )
+                fds[stream], ends[stream] = make_pipe()
+                on_fail.callback(os.close, fds[stream])
+                always.callback(os.close, ends[stream])
+            env = child_env(
+                spec, node=node, instance_id=instance_id, process=process, run_id=run_id
+            )
+            popen = subprocess.Popen(
+                spec.command,
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=ends["stdout"],
+                stderr=ends["stderr"],
+                start_new_session=True,
+                close_fds=True,
+            )
+        except (OSError, ValueError) as exc:
+            raise SpawnError(process, spec.command, _spawn_reason(exc)) from exc
+        on_fail.pop_all()
+    return Run(
+        run_id=run_id,
+        process=process,
+        program=spec.name,
+        popen=popen,
+        ident=ProcIdent(popen.pid, 0.0),
+        started_at=clock(),
+        started_wall=time.time(),
+        fds=fds,
+        logs=logs,
+        pidfd=_pidfd_open(popen.pid),
+    )
+
+
+def _spawn_reason(exc: OSError | ValueError) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """Return a pidfd for ``pid``, or None where the kernel or Python lacks them."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError) as exc:
+        logger.debug("pid %d: no pidfd (%s); polling waitpid", pid, exc)
+        return None
+
+
+async def _reap(pid: int, pidfd: int | None) -> int | None:
+    """Wait for our child ``pid`` to exit and reap it; return its wait status.
+
+    Returns None when someone else reaped it (ECHILD).
+    """
+    while True:
+        try:
+            reaped, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - never blocks
+        except ChildProcessError:
+            logger.warning("pid %d: reaped by someone else; exit status unknown", pid)
+            return None
+        if reaped == pid:
+            return status
+        if pidfd is not None:
+            await anyio.wait_readable(pidfd)
+        else:
+            await anyio.sleep(POLL_SECONDS)

@@ -1,0 +1,445 @@
+"""One process slot ``program:index``: its tasks, restarts, stops and commands.
+
+This module owns the life of one slot across runs: when it spawns a run and
+spawns again by the restart policy (with backoff), recording each run in the
+ledger before reporting it, the STARTING → RUNNING timer, stopping a run's
+whole tree, ending what a run left behind, and what the operator commands do.
+It does not own the slot's state, counters and ``StateChanged`` events nor
+applying the policy to them (``slot_state``), the slot's records (``slot``,
+re-exported here), the command queue's mechanics (``command_queue``), one
+run's spawn, pipes and exit reaping (``spawn``), the restart rules
+(``policy``), finding and killing trees (``reaper``) nor the ledger's schema
+(``ledger``).
+
+Concurrency: every command (start, stop, restart) is queued to the slot's own
+``run`` task and executed there one at a time, so concurrent callers cannot
+interleave half-done transitions. A run's exit watcher and pumps run in
+shielded scopes that only this slot ends, so the output written while a tree
+is being stopped is still captured and the exit status is still reaped when
+the slot is cancelled.
+
+Kept descendants (``keep_descendants = true``) keep running after their run's
+main process exits, but their output is captured only for a short grace: after
+it the pipe's read end is closed, and their next write gets EPIPE/SIGPIPE.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor import humanize
+from supervisor.errors import InvalidTransition, SpawnError
+from supervisor.events import ProcessState
+from supervisor.process import policy
+from supervisor.process.mailbox import CommandQueue
+from supervisor.process.run import Run, spawn
+from supervisor.process.state import SlotState
+from supervisor.process.status import ChildContext, ProcessStatus
+
+if TYPE_CHECKING:
+    import signal
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.config.schema import ProgramSpec
+    from supervisor.process.mailbox import Kind, QueuedCommand
+
+# Importers of the slot's records keep importing them from here.
+__all__ = [
+    "KEPT_RUNS",
+    "PIPE_GRACE_SECONDS",
+    "STOP_MARGIN_SECONDS",
+    "ChildContext",
+    "ChildProcess",
+    "ProcessStatus",
+]
+
+logger = logging.getLogger(__name__)
+
+STOP_MARGIN_SECONDS = 5.0  # a stop may take stop_timeout_seconds plus this
+PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
+CATCH_UP_SECONDS = 0.25  # the most an exit waits for output already in the pipes
+KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
+# A start or restart command is answered when the slot reaches one of these.
+_SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
+
+
+class _Once:
+    """Calls ``task_status.started()`` at most once."""
+
+    def __init__(self, task_status: TaskStatus[None]) -> None:
+        self._task_status: TaskStatus[None] | None = task_status
+
+    def __call__(self) -> None:
+        if self._task_status is not None:
+            self._task_status.started()
+            self._task_status = None
+
+
+class ChildProcess:
+    """One process slot ``program:index`` for the lifetime of its ``run`` task.
+
+    Args:
+        spec: the program.
+        index: 0 .. numprocs-1.
+        ctx: what the fleet shares.
+    """
+
+    def __init__(self, spec: ProgramSpec, index: int, ctx: ChildContext) -> None:
+        self.index = index
+        self.name = f"{spec.name}:{index}"
+        self._ctx = ctx
+        self._slot = SlotState(
+            spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
+        )
+        self._commands = CommandQueue(self.name)
+        self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
+        self._stop_reason: str | None = None
+        self._end_reason = "no longer supervised"
+        self._tg: TaskGroup | None = None
+        self._closed = False
+        self._restart_wait: anyio.CancelScope | None = None  # a pending restart by policy
+        self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
+
+    def __repr__(self) -> str:
+        return f"<ChildProcess {self.name} {self._slot.state.value}>"
+
+    @property
+    def spec(self) -> ProgramSpec:
+        """The program, as last given to the constructor or :meth:`update_spec`."""
+        return self._slot.spec
+
+    def live_run_ids(self) -> set[str]:
+        """Runs whose processes may legitimately be alive (for the reaper's sweep).
+
+        The current run from its spawn until its tree is handled, plus, with
+        ``keep_descendants``, the last :data:`KEPT_RUNS` runs that ended by
+        themselves, whose descendants are kept on purpose.
+        """
+        run = self._slot.run
+        return {*self._kept, *([run.run_id] if run is not None else [])}
+
+    def status(self) -> ProcessStatus:
+        """Return a snapshot of this slot."""
+        return self._slot.status()
+
+    # -- commands --------------------------------------------------------------
+
+    async def start(self, *, reason: str = "") -> ProcessStatus:
+        """Start from STOPPED, EXITED, FATAL or BACKOFF, with a fresh failure count.
+
+        Returns:
+            The status once RUNNING, or BACKOFF/FATAL/EXITED when the start
+            failed (STOPPED if a concurrent stop won). A cancelled caller does
+            not cancel the command.
+
+        Raises:
+            InvalidTransition: the process is alive, or the slot is no longer run.
+        """
+        return await self._submit("start", reason or "started by request")
+
+    async def stop(self, *, reason: str = "") -> ProcessStatus:
+        """Stop the whole tree; returns once STOPPED (a no-op when STOPPED)."""
+        return await self._submit("stop", reason or "stopped by request")
+
+    async def restart(self, *, reason: str = "") -> ProcessStatus:
+        """Stop (if alive) and start again; returns as :meth:`start` does."""
+        return await self._submit("restart", reason or "restarted by request")
+
+    def send_signal(self, sig: signal.Signals | int) -> None:
+        """Send ``sig`` (any number, real-time signals too) to the main process's group.
+
+        Raises:
+            InvalidTransition: no live main process.
+        """
+        run, state = self._slot.run, self._slot.state
+        if run is None or run.exited.is_set() or not state.is_alive:
+            raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
+        try:
+            os.killpg(run.pid, sig)
+        except ProcessLookupError:
+            name = humanize.signal_name(sig)
+            logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
+
+    def close(self, reason: str) -> None:
+        """Say why supervision of this slot ends, just before cancelling its ``run`` task.
+
+        The stop of the live run (STOPPING, STOPPED) or the end of a BACKOFF
+        wait that the cancellation causes then gives ``reason`` ("dsup shutting
+        down", "removed by reload") instead of "no longer supervised". Commands
+        submitted after this are refused as after the end of ``run``.
+
+        Args:
+            reason: a short human explanation.
+        """
+        self._end_reason = reason
+        self._closed = True
+
+    def update_spec(self, spec: ProgramSpec) -> None:
+        """Take a reloaded program's settings without touching the process.
+
+        Stop, restart and backoff settings and ``keep_descendants`` apply from
+        the next stop or decision (a pending restart by policy that ``restart``
+        no longer wants is cancelled: the process stays EXITED), the log
+        sizes at once to the current run's files, ``start_seconds`` and
+        ``max_line_bytes`` from the next run; so do ``command``, ``cwd``,
+        ``env`` and ``unbuffered``, for which the fleet restarts a live
+        process itself.
+
+        Args:
+            spec: the same program (name and ``numprocs`` may differ), as reloaded.
+        """
+        self._slot.spec = spec
+        st = self._slot.status()
+        wait = self._restart_wait
+        if wait is not None and not policy.wants_restart(
+            spec, st.last_exit_code, st.last_exit_signal
+        ):
+            wait.cancel()  # the restart it waits for is no longer wanted
+        if self._slot.run is not None:
+            for log in self._slot.run.logs.values():
+                log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
+
+    async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:
+        if self._closed:
+            if kind == "stop":
+                return self.status()
+            raise InvalidTransition(self.name, self._slot.state.value, f"{kind}: not supervised")
+        return await self._commands.submit(kind, reason)
+
+    def _changed(self, new: ProcessState) -> None:
+        """Answer the start and restart commands waiting for the slot to settle."""
+        if new in _SETTLED:
+            self._commands.settle(self.status)
+
+    # -- the slot's task -------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        start_reason: str = "autostart",
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Own the slot: autostart, restart by policy, execute commands.
+
+        Calls ``task_status.started()`` at once. When cancelled, stops the
+        current run (shielded, bounded by ``stop_timeout_seconds`` plus
+        :data:`STOP_MARGIN_SECONDS`) and re-raises.
+
+        Args:
+            start_reason: why the first run starts, with ``autostart`` (a
+                slot a reload adds says so).
+
+        Raises:
+            RuntimeError: ``run`` was already called for this slot.
+        """
+        if self._tg is not None or self._closed:
+            raise RuntimeError(f"process {self.name!r}: run() called twice")
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                if self.spec.autostart:
+                    await self._launch(start_reason)
+                await self._commands.serve(self._execute)
+        finally:
+            self._tg, self._closed = None, True
+            if self._slot.state is ProcessState.BACKOFF:
+                self._slot.enter(ProcessState.STOPPED, reason=self._end_reason)
+            self._commands.fail_pending(self.status())
+
+    async def _execute(self, cmd: QueuedCommand) -> None:
+        if cmd.kind == "stop":
+            await self._halt(cmd.reason)
+            if self._slot.state is not ProcessState.STOPPED:
+                self._slot.enter(ProcessState.STOPPED, reason=cmd.reason)
+            cmd.finish(self.status())
+            return
+        if cmd.kind == "start" and self._slot.state.is_alive:
+            raise InvalidTransition(self.name, self._slot.state.value, "start")
+        await self._halt(cmd.reason)
+        self._slot.reset_failures()
+        self._commands.settle_later(cmd)
+        await self._launch(cmd.reason)
+
+    async def _halt(self, reason: str) -> None:
+        """End the supervising task (stopping a live run); leaves other states alone."""
+        if self._supervisor is None:
+            return
+        scope, done = self._supervisor
+        self._stop_reason = reason
+        scope.cancel()
+        await done.wait()
+        self._supervisor, self._stop_reason = None, None
+
+    async def _launch(self, reason: str) -> None:
+        assert self._tg is not None  # called from run() only
+        scope, done = anyio.CancelScope(), anyio.Event()
+        self._supervisor = (scope, done)
+        await self._tg.start(self._supervise, scope, done, reason)
+
+    async def _supervise(
+        self,
+        scope: anyio.CancelScope,
+        done: anyio.Event,
+        reason: str,
+        *,
+        task_status: TaskStatus[None],
+    ) -> None:
+        """Run, and run again by policy, until a resting state or cancellation."""
+        started = _Once(task_status)
+        by_policy = False
+        try:
+            with scope:
+                while True:
+                    decision = await self._attempt(reason, started, by_policy=by_policy)
+                    if not decision.restart:
+                        return
+                    if not await self._wait_to_restart(decision):
+                        return
+                    by_policy = True
+                    if decision.state is ProcessState.BACKOFF:
+                        reason = f"retry {decision.failures} after {decision.delay:.2f} s"
+                    else:
+                        reason = f"restarted by policy ({self.spec.restart.value})"
+        except Exception as exc:  # the slot's task boundary: log it, go FATAL
+            logger.exception("process %s: supervision failed", self.name)
+            self._slot.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
+        finally:
+            started()
+            done.set()
+
+    async def _wait_to_restart(self, decision: policy.Decision) -> bool:
+        """Sleep out the decision's delay; False if a reload turned the restart off.
+
+        A pending halt (stop, shutdown) cancels the wait from outside instead.
+        """
+        wait = anyio.CancelScope()
+        if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
+            self._restart_wait = wait
+        self._slot.next_start = time.time() + decision.delay
+        try:
+            with wait:
+                await anyio.sleep(decision.delay)
+        finally:
+            self._slot.next_start = self._restart_wait = None
+        if wait.cancelled_caught:
+            why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
+            self._slot.enter(ProcessState.EXITED, reason=why)
+            return False
+        return True
+
+    async def _attempt(self, reason: str, started: _Once, *, by_policy: bool) -> policy.Decision:
+        try:
+            run = spawn(
+                self.spec,
+                process=self.name,
+                node=self._ctx.node,
+                instance_id=self._ctx.instance_id,
+                log_dir=self._ctx.log_dir,
+                clock=self._ctx.clock,
+            )
+        except SpawnError as exc:
+            # The state change, the status INFO column and the audit carry it too.
+            logger.info("%s", exc)
+            decision = self._slot.failed_spawn(exc)
+            started()
+            return decision
+        self._slot.spawned(run, by_policy=by_policy)
+        try:
+            return await self._live(run, reason, started)
+        finally:
+            self._slot.run = None
+            run.close()
+
+    # -- one run -----------------------------------------------------------------
+
+    async def _live(self, run: Run, reason: str, started: _Once) -> policy.Decision:
+        """Watch one run to its end; stop its tree if cancelled meanwhile."""
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
+                await run.identify(self._ctx.reaper)
+            try:
+                try:
+                    with anyio.CancelScope(shield=True):  # a spawn is recorded whole
+                        try:
+                            await self._record_start(run, reason, started)
+                        finally:  # after STARTING, so no line of the run precedes it
+                            run.start_watchers(
+                                tg,
+                                consumer=self._ctx.lines,
+                                max_line_bytes=self.spec.max_line_bytes,
+                            )
+                    await self._until_exit(run)
+                    await run.catch_up(CATCH_UP_SECONDS)
+                except BaseException:
+                    with anyio.move_on_after(self._stop_bound(), shield=True):
+                        await self._stop_tree(run)
+                    self._stopped(run)
+                    raise
+                decision = self._slot.exited(run, now=self._ctx.clock())
+                with anyio.move_on_after(self._stop_bound(), shield=True):
+                    await self._after_exit(run)
+            finally:
+                run.end_watchers()
+        return decision
+
+    def _stop_bound(self) -> float:
+        """The longest a stop may take, read when it begins: a reload may change it."""
+        return self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
+
+    async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
+        """Record the run durably, then report it STARTING."""
+        await run.record_start(self._ctx.ledger)
+        self._slot.enter(ProcessState.STARTING, run=run, reason=reason)
+        started()
+
+    async def _until_exit(self, run: Run) -> None:
+        """Wait for the main process to exit, going RUNNING after start_seconds."""
+        up_at = policy.running_at(self.spec, started_at=run.started_at)
+        with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
+            await run.exited.wait()
+        if not run.exited.is_set():
+            self._slot.went_up(run)
+            await run.exited.wait()
+
+    async def _after_exit(self, run: Run) -> None:
+        """Record the exit, end what the run left behind, capture the last output."""
+        await run.record_exit(self._ctx.ledger)
+        if self.spec.keep_descendants:
+            self._kept.append(run.run_id)
+        else:
+            outcome = await self._ctx.reaper.end_leftovers(
+                run.ident,
+                run_id=run.run_id,
+                sig=self.spec.stop_signal,
+                timeout=self.spec.stop_timeout_seconds,
+            )
+            logger.debug("process %s (pid %d): leftovers: %s", self.name, run.pid, outcome)
+        await run.drain(PIPE_GRACE_SECONDS)
+
+    async def _stop_tree(self, run: Run) -> None:
+        """Stop the whole tree of a live run (stop_signal, timeout, SIGKILL)."""
+        reason = self._stop_reason or self._end_reason
+        self._slot.enter(ProcessState.STOPPING, run=run, reason=reason)
+        outcome = await self._ctx.reaper.terminate_tree(
+            run.ident,
+            run_id=run.run_id,
+            sig=self.spec.stop_signal,
+            timeout=self.spec.stop_timeout_seconds,
+            main_exited=run.exited,
+        )
+        logger.info("process %s (pid %d): stopped: %s", self.name, run.pid, outcome)
+        await run.exited.wait()
+        await run.record_exit(self._ctx.ledger)
+        await run.drain(PIPE_GRACE_SECONDS)
+
+    def _stopped(self, run: Run) -> None:
+        reason = self._stop_reason or self._end_reason
+        self._slot.enter(ProcessState.STOPPED, run=run, ended=True, reason=reason)

@@ -1,0 +1,188 @@
+"""The state of one process slot, how it changes, and the ``StateChanged`` of each change.
+
+This module owns what a slot shows and every change of it, all synchronous:
+the current state (supervisord's vocabulary, :class:`ProcessState`), since
+when and why, the current run, the restart and failure counters, the last exit
+and spawn error, the time of a pending retry, applying the restart policy to a
+failed spawn or an ended run, and emitting a ``StateChanged`` for every change.
+It does not own the slot's tasks, its commands, nor when it spawns, watches or
+stops a run (``child``), one run's process (``spawn``), the restart rules
+(``policy``) nor the records it builds (``slot``, ``events``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from supervisor.events import ProcessState, StateChanged
+from supervisor.process import policy
+from supervisor.process.status import ProcessStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from supervisor.config.schema import ProgramSpec
+    from supervisor.errors import SpawnError
+    from supervisor.events import Event
+    from supervisor.process.run import Run
+
+logger = logging.getLogger(__name__)
+
+
+class SlotState:
+    """The state of one slot ``program:index`` and its changes.
+
+    Args:
+        spec: the program.
+        process: ``program:index``.
+        index: 0 .. numprocs-1.
+        emit: takes every ``StateChanged``; must not block.
+        on_change: called with the new state on every change, once the slot
+            shows it and before its ``StateChanged`` is emitted.
+
+    Attributes:
+        spec: the program, as last reloaded.
+        state: the current state.
+        run: the current run from its spawn until its tree is handled, else None.
+        next_start: wall time of a pending retry or restart, else None.
+    """
+
+    def __init__(
+        self,
+        spec: ProgramSpec,
+        *,
+        process: str,
+        index: int,
+        emit: Callable[[Event], None],
+        on_change: Callable[[ProcessState], None],
+    ) -> None:
+        self.spec = spec
+        self.state = ProcessState.STOPPED
+        self.run: Run | None = None
+        self.next_start: float | None = None
+        self._process = process
+        self._index = index
+        self._emit = emit
+        self._on_change = on_change
+        self._rng = random.Random()
+        self._since = time.time()
+        self._reason = ""
+        self._restarts = 0
+        self._failures = 0
+        self._short_runs = 0
+        self._last_exit: tuple[int | None, int | None] = (None, None)
+        self._last_error = ""
+
+    def status(self) -> ProcessStatus:
+        """Return a snapshot of the slot."""
+        run = self.run
+        alive = run is not None and not run.exited.is_set()
+        return ProcessStatus(
+            process=self._process,
+            program=self.spec.name,
+            index=self._index,
+            state=self.state,
+            pid=run.pid if run is not None and alive else None,
+            run_id=run.run_id if run is not None else None,
+            started_at=run.started_wall if run is not None and alive else None,
+            state_since=self._since,
+            restarts=self._restarts,
+            last_exit_code=self._last_exit[0],
+            last_exit_signal=self._last_exit[1],
+            last_error=self._last_error,
+            reason=self._reason,
+            next_start_at=self.next_start,
+        )
+
+    def reset_failures(self) -> None:
+        """Forget the failed starts in a row, for a start or restart by request."""
+        self._failures = self._short_runs = 0
+
+    def spawned(self, run: Run, *, by_policy: bool) -> None:
+        """Take ``run`` as the current run; count it if the slot started it by itself."""
+        self.run, self._last_error = run, ""
+        self._restarts += by_policy
+
+    def failed_spawn(self, exc: SpawnError) -> policy.Decision:
+        """Apply the policy to a spawn that failed; enter its state."""
+        self._last_error = exc.reason
+        decision = policy.after_failed_start(
+            self.spec,
+            failures=self._failures,
+            reason=f"cannot start: {exc.reason}",
+            rng=self._rng,
+        )
+        self._failures, self._short_runs = decision.failures, decision.short_runs
+        self.enter(decision.state, reason=decision.reason)
+        return decision
+
+    def went_up(self, run: Run) -> None:
+        """Enter RUNNING: ``run`` stayed up for ``start_seconds``."""
+        self.enter(ProcessState.RUNNING, run=run, reason=f"up for {self.spec.start_seconds:g} s")
+
+    def exited(self, run: Run, *, now: float) -> policy.Decision:
+        """Apply the policy to a run that ended on its own; enter its state."""
+        decision = policy.after_exit(
+            self.spec,
+            failures=self._failures,
+            short_runs=self._short_runs,
+            started_at=run.started_at,
+            now=now,
+            exit_code=run.exit_code,
+            exit_signal=run.exit_signal,
+            rng=self._rng,
+        )
+        self._failures, self._short_runs = decision.failures, decision.short_runs
+        if (
+            decision.state is ProcessState.EXITED
+            and self.state is ProcessState.STARTING
+            and not policy.is_failed_start(self.spec, started_at=run.started_at, now=now)
+        ):  # it was up for start_seconds, but its exit was seen first
+            self.went_up(run)
+        self.enter(decision.state, run=run, ended=True, reason=decision.reason)
+        return decision
+
+    def enter(
+        self,
+        new: ProcessState,
+        *,
+        reason: str,
+        run: Run | None = None,
+        ended: bool = False,
+    ) -> None:
+        """Enter ``new`` and emit a StateChanged (also when a state is re-entered).
+
+        Args:
+            new: the state entered.
+            reason: why, for people.
+            run: the run the change is about, if any.
+            ended: ``run`` has ended; its exit becomes the slot's last exit.
+        """
+        old, self.state, self._since = self.state, new, time.time()
+        self._reason = reason
+        code = signo = None
+        if ended and run is not None:
+            code, signo = run.exit_code, run.exit_signal
+            self._last_exit = (code, signo)
+        pid = run.pid if run is not None else None
+        logger.info(
+            "process %s (pid %s): %s -> %s: %s", self._process, pid, old.value, new.value, reason
+        )
+        self._on_change(new)
+        self._emit(
+            StateChanged(
+                process=self._process,
+                program=self.spec.name,
+                old=old,
+                new=new,
+                pid=pid,
+                run_id=run.run_id if run is not None else None,
+                exit_code=code,
+                exit_signal=signo,
+                reason=reason,
+                at=self._since,
+            )
+        )

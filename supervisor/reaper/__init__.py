@@ -1,0 +1,1 @@
+"""Process trees, stop escalation, stats and orphans: the only importer of psutil."""

@@ -1,0 +1,118 @@
+"""Part of the reaper: resource use of process trees, for status tables.
+
+This private module of ``supervisor.reaper.reaper`` owns the per-tree sums of memory,
+CPU and process count, and the cache of psutil objects that CPU percentages are
+measured against. It ends nothing and decides nothing. Like the rest of the
+reaper it may import psutil; nothing outside the reaper may import this module.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from supervisor.state.ledger import ProcIdent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcStats:
+    """Resource use of one process tree (for status tables).
+
+    Attributes:
+        rss: resident memory in bytes, summed over the tree: a page shared by
+            several processes (copy-on-write after a fork, libraries) counts
+            once per process. Not PSS: ``smaps_rollup`` walks each process's
+            page tables under its memory lock, 25 times the cost of
+            ``memory_info`` (205 ms against 8 ms for 500 processes of 20 MiB).
+        cpu_percent: CPU use since the previous ``stats`` call, summed over the
+            tree (100.0 is one core; 0.0 on the first call for a process;
+            never more than 100.0 per thread of a process).
+        nprocs: number of processes in the tree, the root included.
+    """
+
+    rss: int
+    cpu_percent: float
+    nprocs: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    cpu_seconds: float  # user + system time used so far
+    at: float  # time.monotonic() when read
+
+
+class TreeStats:
+    """Measures process trees; CPU use is relative to the previous measurement."""
+
+    def __init__(self) -> None:
+        """Start with no previous measurement (thread-safe: one lock)."""
+        self._lock = threading.Lock()
+        self._cpu: dict[ProcIdent, _Sample] = {}
+
+    def measure(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
+        """Resource use of the tree rooted at each pid (gone pids are left out); blocks."""
+        # One pass over /proc for all trees: children(recursive=True) per pid
+        # would read every process once per tree.
+        procs: dict[int, psutil.Process] = {}
+        children: dict[int, list[int]] = {}
+        for proc in psutil.process_iter(["ppid", "create_time"]):
+            if proc.info["create_time"] is not None:
+                procs[proc.pid] = proc
+                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
+        out: dict[int, ProcStats] = {}
+        with self._lock:
+            seen: dict[ProcIdent, _Sample] = {}
+            for root in pids:
+                if root in procs:
+                    out[root] = self._sum_tree(root, procs, children, seen)
+            self._cpu.update(seen)
+            self._cpu = {
+                i: p
+                for i, p in self._cpu.items()
+                if i.pid in procs and procs[i.pid].info["create_time"] == i.create_time
+            }
+        return out
+
+    def _sum_tree(
+        self,
+        root: int,
+        procs: dict[int, psutil.Process],
+        children: dict[int, list[int]],
+        seen: dict[ProcIdent, _Sample],
+    ) -> ProcStats:
+        """Sum one tree; the CPU samples taken are added to ``seen``."""
+        rss, cpu, count = 0, 0.0, 0
+        todo = [root]
+        while todo:
+            proc = procs.get(pid := todo.pop())
+            if proc is None:
+                continue
+            todo.extend(children.get(pid, ()))
+            try:
+                with proc.oneshot():
+                    rss_now = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    threads = proc.num_threads()
+            except psutil.Error:
+                continue
+            ident = ProcIdent(pid, proc.info["create_time"])
+            sample = seen[ident] = _Sample(times.user + times.system, time.monotonic())
+            rss += rss_now
+            cpu += _percent(self._cpu.get(ident), sample, threads)
+            count += 1
+        return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
+
+
+def _percent(before: _Sample | None, after: _Sample, threads: int) -> float:
+    """CPU use between two samples, at most 100 per thread (100 is one core).
+
+    CPU times tick in whole jiffies (10 ms), so over a short window a busy
+    thread can seem to use a little more than a core; that is cut off.
+    """
+    if before is None or after.at <= before.at:
+        return 0.0
+    used = (after.cpu_seconds - before.cpu_seconds) / (after.at - before.at) * 100.0
+    return max(0.0, min(used, 100.0 * max(1, threads)))

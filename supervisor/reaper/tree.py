@@ -1,0 +1,196 @@
+"""Part of the reaper: snapshots of the process table and who belongs to a run.
+
+This private module of ``supervisor.reaper.reaper`` owns the view of processes the
+reaper acts on: the identity checks (pid AND create_time), the shared snapshot
+of every process with its dsup markers, and the pure functions over a snapshot
+that say which processes belong to a run. It signals nothing (``_reaper_stop``)
+and writes nothing to the ledger (``reaper``). Like the rest of the reaper it
+may import psutil; nothing outside the reaper may import this module.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+import psutil
+
+from supervisor.state.ledger import ProcIdent
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+# Environment markers set on every spawn by the child module (issue 3). They are
+# inherited by every descendant that does not clear its environment, so a
+# descendant that left the tree and the session is still recognised.
+MARKER_NODE = "DSUP_NODE"
+MARKER_INSTANCE = "DSUP_INSTANCE"
+MARKER_PROGRAM = "DSUP_PROGRAM"
+MARKER_PROCESS = "DSUP_PROCESS"
+MARKER_RUN_ID = "DSUP_RUN_ID"
+
+# psutil's epoch create_time is start ticks + the boot time of /proc/stat, a whole
+# second that moves when the wall clock is stepped; a pid is never reused within
+# a second of the same start time in practice.
+_CTIME_TOLERANCE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One process in a snapshot; ``run_id`` is None unless it bears our instance marker."""
+
+    ident: ProcIdent
+    ppid: int
+    sid: int | None
+    run_id: str | None
+    process: str
+
+
+Snapshot = dict[int, Seen]
+
+
+class Scanner:
+    """Takes snapshots of every process for one dsup instance, sharing them between callers."""
+
+    def __init__(self, instance_id: str) -> None:
+        """Create the scanner of one instance.
+
+        Args:
+            instance_id: the ``DSUP_INSTANCE`` marker that makes a process ours.
+        """
+        self.instance_id = instance_id
+        self._markers: dict[ProcIdent, tuple[str | None, str]] = {}
+        self._lock = anyio.Lock()
+        self._last: tuple[float, Snapshot] | None = None
+
+    async def snapshot(self) -> Snapshot:
+        """A snapshot of every process taken after this call began (scans are shared)."""
+        asked = anyio.current_time()
+        async with self._lock:
+            if self._last is not None and self._last[0] >= asked:
+                return self._last[1]
+            started = anyio.current_time()
+            snap = await anyio.to_thread.run_sync(self._scan)
+            self._last = (started, snap)
+            return snap
+
+    def _scan(self) -> Snapshot:
+        me = os.getpid()
+        snap: Snapshot = {}
+        for proc in psutil.process_iter(["ppid", "create_time", "status"]):
+            ctime = proc.info["create_time"]
+            # A zombie is already dead: nothing to signal, only its parent may reap it.
+            if proc.pid == me or ctime is None or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            ident = ProcIdent(proc.pid, ctime)
+            marker = self._markers.get(ident)
+            if marker is None:
+                marker = self._read_marker(proc)
+                self._markers[ident] = marker
+            try:
+                sid: int | None = os.getsid(proc.pid)
+            except OSError:
+                sid = None
+            snap[proc.pid] = Seen(ident, proc.info["ppid"] or 0, sid, *marker)
+        # A process keeps its marker for life (an exec does not make it a stranger).
+        self._markers = {s.ident: self._markers[s.ident] for s in snap.values()}
+        return snap
+
+    def _read_marker(self, proc: psutil.Process) -> tuple[str | None, str]:
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            return (None, "")
+        if env.get(MARKER_INSTANCE) != self.instance_id:
+            return (None, "")
+        return (env.get(MARKER_RUN_ID, ""), env.get(MARKER_PROCESS, "?"))
+
+
+def same_start(a: float, b: float) -> bool:
+    """Whether two create_time values are the same start (within psutil's jitter)."""
+    return abs(a - b) <= _CTIME_TOLERANCE
+
+
+def identify(pid: int) -> ProcIdent | None:
+    """The identity of a live process (None if it is gone)."""
+    try:
+        return ProcIdent(pid, psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def verified(ident: ProcIdent) -> psutil.Process | None:
+    """The live process with this identity, or None (gone, or pid reused)."""
+    try:
+        proc = psutil.Process(ident.pid)
+        if same_start(proc.create_time(), ident.create_time):
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
+def descendants(snap: Snapshot, pid: int) -> set[ProcIdent]:
+    """``pid`` and everything below it in the snapshot's parent links."""
+    children: dict[int, list[int]] = {}
+    for seen in snap.values():
+        children.setdefault(seen.ppid, []).append(seen.ident.pid)
+    found: set[ProcIdent] = set()
+    todo = [pid]
+    while todo:
+        cur = todo.pop()
+        if (s := snap.get(cur)) is not None and s.ident not in found:
+            found.add(s.ident)
+            todo.extend(children.get(cur, ()))
+    return found
+
+
+def run_members(
+    snap: Snapshot, main: ProcIdent, run_id: str, recorded: set[ProcIdent]
+) -> set[ProcIdent]:
+    """The live processes of one run, ``main`` excluded.
+
+    Descendants of ``main`` (if it still lives), members of its session (only
+    while its pid cannot belong to another session leader), processes bearing
+    the run's marker, and recorded processes whose identity still matches.
+    """
+    seen_main = snap.get(main.pid)
+    main_alive = seen_main is not None and same_start(seen_main.ident.create_time, main.create_time)
+    found = descendants(snap, main.pid) if main_alive else set()
+    sid_is_ours = seen_main is None or main_alive
+    for s in snap.values():
+        in_session = (
+            sid_is_ours
+            and s.sid == main.pid
+            and s.ident.create_time >= main.create_time - _CTIME_TOLERANCE
+        )
+        if in_session or s.run_id == run_id:
+            found.add(s.ident)
+    found |= recorded_alive(snap, recorded)
+    return {p for p in found if p.pid != main.pid}
+
+
+def recorded_alive(snap: Snapshot, recorded: Iterable[ProcIdent]) -> set[ProcIdent]:
+    """The live snapshot identities of recorded processes whose start time matches."""
+    return {
+        s.ident
+        for r in recorded
+        if (s := snap.get(r.pid)) is not None and same_start(s.ident.create_time, r.create_time)
+    }
+
+
+def clock_mark() -> float:
+    """Now, as seconds since boot (sampled on the event loop: no I/O)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def on_psutil_scale(mark: float) -> float:
+    """A ``clock_mark`` value on psutil's create_time scale (reads /proc/stat).
+
+    psutil's create_time is start ticks since boot plus /proc/stat's whole-second
+    boot time, so this is exact to a tick where ``time.time()`` is off by up to 1 s.
+    """
+    return mark + psutil.boot_time()

@@ -1,0 +1,1 @@
+"""The state directory and the sqlite ledger with its records."""

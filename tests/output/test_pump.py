@@ -1,0 +1,446 @@
+"""Tests of the output pump and the line framer: real children, real pipes."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+from typing import TYPE_CHECKING
+
+import anyio
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.output import pump as pump_module
+from supervisor.output.framing import LineFramer
+from supervisor.output.logfile import RotatingLog, log_paths
+from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
+from tests._pump import Recorder, capture, spawn
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from supervisor.events import OutputLines
+
+
+def _line(i: int) -> str:
+    return f"line {i} ".ljust(50, ".")
+
+
+def _index(line: str) -> int:
+    return int(line.split()[1])
+
+
+# -- make_pipe -------------------------------------------------------------------
+
+
+def test_make_pipe_is_cloexec_nonblocking_and_big() -> None:
+    r, w = make_pipe()
+    try:
+        assert not os.get_inheritable(r)
+        assert not os.get_inheritable(w)
+        assert not os.get_blocking(r)
+        assert os.get_blocking(w)  # the child's end stays blocking
+        # Grown where the kernel allows it (pipe-max-size is 1 MiB by default).
+        assert fcntl.fcntl(r, fcntl.F_GETPIPE_SZ) in (PIPE_BYTES, 65536)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_make_pipe_size_zero_keeps_the_default() -> None:
+    r, w = make_pipe(0)
+    try:
+        assert fcntl.fcntl(r, fcntl.F_GETPIPE_SZ) == 65536
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# -- pump on real children ------------------------------------------------------
+
+
+async def test_pump_flood_reaches_log_and_consumer_whole_and_in_order(tmp_path: Path) -> None:
+    count = 200_000
+    out = Recorder()
+    result = await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    expected = "".join(_line(i) + "\n" for i in range(count)).encode()
+    assert result.exit_code == 0
+    assert result.logs["stdout"] == expected
+    assert result.totals == {"stdout": len(expected), "stderr": 0}
+    assert out.lines == [_line(i) for i in range(count)]
+    assert out.dropped == 0
+    assert all(e.process == "w:0" and e.stream == "stdout" for e in out.events)
+
+
+async def test_pump_drains_alternating_huge_writes_without_deadlock(tmp_path: Path) -> None:
+    """The classic deadlock: the child blocks on stderr while we wait on stdout."""
+    out, err = Recorder(), Recorder()
+    result = await capture(tmp_path, "out_alternate.py", "4", "8", consumers=(out, err))
+    size = 4 * 8 << 20
+    assert result.exit_code == 0
+    assert result.totals == {"stdout": size, "stderr": size}
+    assert result.logs["stdout"] == (b"o" * 1023 + b"\n") * (size // 1024)
+    assert result.logs["stderr"] == (b"e" * 1023 + b"\n") * (size // 1024)
+    assert len(out.lines) == len(err.lines) == size // 1024
+
+
+async def test_pump_cuts_a_line_without_newline_into_bounded_pieces(tmp_path: Path) -> None:
+    """Same principle as 200 MiB with no newline (bench/throughput.py --memory)."""
+    out = Recorder()
+    result = await capture(
+        tmp_path, "out_noline.py", "24", consumers=(out, None), max_line_bytes=65536
+    )
+    size = (24 << 20) // 3 * 3
+    assert result.totals["stdout"] == size
+    assert result.logs["stdout"] == b"y" * size
+    assert max(len(piece) for piece in out.lines) == 65536
+    assert sum(len(piece) for piece in out.lines) == size
+    assert len(out.lines) == -(-size // 65536)
+
+
+async def test_pump_cuts_long_utf8_lines_between_characters(tmp_path: Path) -> None:
+    out = Recorder()
+    result = await capture(
+        tmp_path, "out_noline.py", "2", "utf8", consumers=(out, None), max_line_bytes=1000
+    )
+    size = (2 << 20) // 3 * 3
+    assert result.totals["stdout"] == size
+    assert all(len(piece.encode()) <= 1000 for piece in out.lines)
+    assert "".join(out.lines) == "\u20ac" * (size // 3)
+
+
+async def test_pump_hands_over_the_partial_last_line_at_eof(tmp_path: Path) -> None:
+    out = Recorder()
+    result = await capture(
+        tmp_path, "out_lines.py", "3", "stdout", "no newline here", consumers=(out, None)
+    )
+    assert out.lines == [_line(0), _line(1), _line(2), "no newline here"]
+    assert result.logs["stdout"].endswith(b"\nno newline here")
+
+
+async def test_pump_replaces_invalid_utf8(tmp_path: Path) -> None:
+    raw = b"ok\n\xff\xfe bad\ncut \xe2\x82\n\xc3\xa9t\xc3\xa9"
+    out = Recorder()
+    result = await capture(tmp_path, "out_bytes.py", raw.hex(), consumers=(out, None))
+    assert result.logs["stdout"] == raw  # the log keeps the bytes as written
+    assert out.lines == ["ok", "\ufffd\ufffd bad", "cut \ufffd", "\u00e9t\u00e9"]
+
+
+async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: Path) -> None:
+    count = 100_000
+    out = Recorder(capacity=lambda: 0)
+    result = await capture(
+        tmp_path, "out_lines.py", str(count), "stdout", "tail", consumers=(out, None)
+    )
+    assert result.totals["stdout"] == count * 51 + 4
+    assert out.lines == []
+    assert out.dropped == count + 1  # the partial last line too
+    assert all(e.lines == () for e in out.events)  # drops-only events, as they are counted
+
+
+async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
+    """Capacity < 0: nothing framed, nothing counted, whole lines once it is back."""
+    skipping = 4  # reads: at most READ_BYTES each, so at most 4 MiB skipped
+    calls = iter(range(1 << 30))
+    out = Recorder(capacity=lambda: -1 if next(calls) < skipping else 5)
+    count = 200_000  # 10.2 MB, whatever the sizes of the reads
+    assert skipping * pump_module.READ_BYTES < count * 51 // 2
+    result = await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    assert result.totals["stdout"] == count * 51
+    assert 0 < len(out.lines) < count
+    assert out.dropped < count - len(out.lines)  # the skipped lines were not counted
+    assert all(line == _line(_index(line)) for line in out.lines)
+
+
+async def test_pump_reports_drops_while_the_worker_is_idle_not_at_its_next_write(
+    tmp_path: Path,
+) -> None:
+    """QA2 #3: a burst that overflows the consumer is counted before the worker writes again."""
+    count = 50_000
+    all_counted = anyio.Event()
+
+    class Counting(Recorder):
+        def deliver(self, event: OutputLines) -> None:
+            super().deliver(event)
+            if self.dropped + len(self.lines) == count + 1:
+                all_counted.set()
+
+    out = Counting(capacity=lambda: 1000)
+    proc, fds = spawn("console_burst.py", str(count), stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    os.close(fds["stderr"])
+    try:
+        with RotatingLog(tmp_path / "burst.log", max_bytes=0, backups=0) as log:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_pump_stdout, fds["stdout"], log, out)
+                with anyio.fail_after(10):  # the worker is silent, its pipe open
+                    await all_counted.wait()
+                assert proc.poll() is None
+                assert out.lines[:1] == ["burst 0"]
+                assert out.dropped == count + 1 - len(out.lines)
+                proc.stdin.close()  # the worker ends: EOF
+    finally:
+        proc.stdin.close()
+        os.close(fds["stdout"])
+        proc.wait(timeout=10)
+
+
+def test_framer_discard_resyncs_at_the_next_newline() -> None:
+    framer = LineFramer(100)
+    framer.discard(b"skipped\nskipped too\npart")
+    framer.discard(bytearray(b"ial still skipped GARBAGE"), 17)
+    assert framer.feed(b" end\nwhole\n", 10) == (1, ["whole"], 0)
+
+
+async def test_pump_slow_consumer_gets_whole_lines_and_exact_gaps(tmp_path: Path) -> None:
+    """A consumer that takes few lines sees whole lines; ``dropped`` is each gap."""
+    pattern = [0, 3, 0, 0, 1, 7, 0, 2]
+    calls = iter(range(1 << 30))
+    out = Recorder(capacity=lambda: pattern[next(calls) % len(pattern)])
+    count = 300_000
+    await capture(tmp_path, "out_lines.py", str(count), "stdout", consumers=(out, None))
+    assert 0 < len(out.lines) < count
+    assert len(out.lines) + out.dropped == count
+    expected_next = 0
+    for event in out.events:
+        expected_next += event.dropped  # the gap before the event's lines
+        if event.lines:
+            indexes = [_index(line) for line in event.lines]
+            assert indexes == list(range(expected_next, expected_next + len(indexes)))
+            assert all(line == _line(i) for line, i in zip(event.lines, indexes, strict=True))
+            expected_next = indexes[-1] + 1
+    assert expected_next == count
+
+
+async def test_pump_goes_on_draining_when_the_consumer_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Recorder):
+        def deliver(self, event: OutputLines) -> None:
+            raise RuntimeError("consumer bug")
+
+    count = 50_000
+    with caplog.at_level(logging.ERROR, logger="supervisor.output.pump"):
+        result = await capture(tmp_path, "out_lines.py", str(count), consumers=(Broken(), None))
+    assert result.totals["stdout"] == count * 51
+    assert len(result.logs["stdout"]) == count * 51
+    assert "line consumer failed" in caplog.text
+
+
+async def test_pump_cancelled_stops_reading_and_leaves_the_log_flushed(tmp_path: Path) -> None:
+    proc, fds = spawn("out_bytes.py", b"first\nsecond\n".hex(), "hold", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    out = Recorder()
+    try:
+        with RotatingLog(tmp_path / "w.log", max_bytes=0, backups=0) as log:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_pump_stdout, fds["stdout"], log, out)
+                    await out.got_lines.wait()
+                    tg.cancel_scope.cancel()
+            assert (tmp_path / "w.log").read_bytes() == b"first\nsecond\n"
+            assert not log.closed
+    finally:
+        proc.stdin.close()
+        for fd in fds.values():
+            os.close(fd)
+        await anyio.to_thread.run_sync(proc.wait)
+    assert out.lines == ["first", "second"]
+
+
+async def _pump_stdout(fd: int, log: RotatingLog, consumer: Recorder) -> None:
+    await pump(fd, process="w:0", stream="stdout", log=log, consumer=consumer, max_line_bytes=100)
+
+
+async def test_pump_without_consumer_only_writes_the_log(tmp_path: Path) -> None:
+    result = await capture(tmp_path, "out_lines.py", "1000", "stderr")
+    assert result.totals == {"stdout": 0, "stderr": 51_000}
+    assert result.logs["stderr"] == "".join(_line(i) + "\n" for i in range(1000)).encode()
+
+
+async def test_pump_fallback_for_other_backends_drains_the_same(tmp_path: Path) -> None:
+    """The ``wait_readable`` loop used off asyncio (trio is not installed here)."""
+    proc, fds = spawn("out_alternate.py", "2", "4")
+    out = Recorder()
+    try:
+        with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
+            drains = [
+                pump_module._Drain(
+                    fd, process="w:0", stream="stdout", log=log, consumer=out, max_line_bytes=2048
+                )
+                for fd in fds.values()
+            ]
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    for drain in drains:
+                        tg.start_soon(pump_module._pump_waiting, drain)
+            for drain in drains:
+                drain.finish()
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        await anyio.to_thread.run_sync(proc.wait)
+    assert [d.total for d in drains] == [8 << 20, 8 << 20]
+    assert len(out.lines) == 2 * (8 << 20) // 1024
+    assert (tmp_path / "o.log").stat().st_size == 16 << 20
+
+
+# -- LineFramer -------------------------------------------------------------------
+
+
+def _reference(data: bytes) -> list[str]:
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    return [p.decode("utf-8", "replace") for p in parts]
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = sorted(min(c, len(data)) for c in cuts)
+    return [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
+
+
+def _frame(framer: LineFramer, chunks: list[bytes], limits: list[int]) -> tuple[list[str], int]:
+    lines: list[str] = []
+    dropped = 0
+    for i, chunk in enumerate(chunks):
+        before, got, after = framer.feed(chunk, limits[i % len(limits)])
+        lines += got
+        dropped += before + after
+    got, lost = framer.flush(limits[len(chunks) % len(limits)])
+    return lines + got, dropped + lost
+
+
+_BYTES = st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\xe2\x82\xac", b"\xff", b"\xc3"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=_BYTES, cuts=st.lists(st.integers(0, 200), max_size=10))
+def test_framer_matches_a_plain_split_for_any_chunking(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    data = b"".join(pieces)
+    chunks = _chunks(data, cuts)
+    lines, dropped = _frame(LineFramer(1000), chunks, [1 << 30])
+    assert (lines, dropped) == (_reference(data), 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), max_size=30),
+    cuts=st.lists(st.integers(0, 800), max_size=10),
+    limits=st.lists(st.integers(0, 4), min_size=1, max_size=6),
+)
+def test_framer_with_limits_gives_whole_lines_in_order_and_counts_the_rest(
+    lengths: list[int], cuts: list[int], limits: list[int]
+) -> None:
+    lines_in = [f"{i}:".ljust(n, "x") for i, n in enumerate(lengths)]
+    data = "".join(line + "\n" for line in lines_in).encode()
+    chunks = _chunks(data, cuts)
+    lines, dropped = _frame(LineFramer(64), chunks, limits)
+    assert len(lines) + dropped == len(lines_in)
+    indexes = [int(line.split(":")[0]) for line in lines]
+    assert indexes == sorted(set(indexes))
+    assert all(lines_in[i] == line for i, line in zip(indexes, lines, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 300), max_size=8),
+    cuts=st.lists(st.integers(0, 1500), max_size=10),
+)
+def test_framer_cuts_long_lines_into_pieces_that_join_back(
+    lengths: list[int], cuts: list[int]
+) -> None:
+    lines_in = ["z" * n for n in lengths]
+    data = "".join(line + "\n" for line in lines_in).encode()
+    chunks = _chunks(data, cuts)
+    pieces, dropped = _frame(LineFramer(50), chunks, [1 << 30])
+    assert dropped == 0
+    assert all(len(p) <= 50 for p in pieces)
+    assert "".join(pieces) == "".join(lines_in)
+    assert len(pieces) == sum(max(1, -(-n // 50)) for n in lengths)
+
+
+def test_framer_keeps_memory_bounded_without_newlines() -> None:
+    framer = LineFramer(1000)
+    total = 0
+    for _ in range(100):
+        _, pieces, _ = framer.feed(b"q" * 12345, 1 << 30)
+        assert all(len(p) <= 1000 for p in pieces)
+        total += sum(map(len, pieces))
+    last, _ = framer.flush(1)
+    assert total + sum(map(len, last)) == 100 * 12345
+
+
+def test_framer_resyncs_at_the_next_newline_after_dropping() -> None:
+    framer = LineFramer(100)
+    assert framer.feed(b"one\ntw", 1) == (0, ["one"], 0)
+    assert framer.feed(b"o\nthr", 0) == (0, [], 1)  # "two" dropped, "thr..." in progress
+    # "three" began while dropping: it is dropped too, and it comes before "four".
+    assert framer.feed(b"ee\nfour\nfi", 5) == (1, ["four"], 0)
+    assert framer.flush(1) == (["fi"], 0)
+
+
+def test_framer_reads_only_up_to_end_of_a_reused_buffer() -> None:
+    buf = bytearray(b"ab\ncd\nGARBAGE\n")
+    framer = LineFramer(100)
+    assert framer.feed(buf, 10, 5) == (0, ["ab"], 0)
+    buf[:] = b"e\nMORE GARBAGE\n"
+    assert framer.feed(buf, 10, 2) == (0, ["cde"], 0)
+
+
+def test_framer_rejects_a_tiny_max() -> None:
+    with pytest.raises(ValueError, match="max_line_bytes must be >= 4"):
+        LineFramer(3)
+
+
+class _PieceMeter:
+    """A line consumer that keeps no lines: it measures pieces and samples memory."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.baseline = self.me.memory_info().rss
+        self.peak = self.baseline
+        self.pieces = 0
+        self.longest = 0
+        self.total = 0
+
+    def capacity(self) -> int:
+        return 1 << 20
+
+    def deliver(self, event: OutputLines) -> None:
+        for piece in event.lines:
+            self.pieces += 1
+            self.longest = max(self.longest, len(piece))
+            self.total += len(piece)
+        if self.pieces % 64 == 0:
+            self.peak = max(self.peak, self.me.memory_info().rss)
+
+
+async def test_pump_200_mib_without_newline_stays_bounded(tmp_path: Path) -> None:
+    """Issue 3: a child printing 200 MiB with no newline neither grows memory nor loses bytes."""
+    meter = _PieceMeter()
+    cap = 16 << 20  # the log rotates: 16 MiB on disk, not 200
+    result = await capture(
+        tmp_path,
+        "out_noline.py",
+        "200",
+        consumers=(meter, None),
+        read_logs=False,
+        seconds=60,
+        log_max_bytes=cap,
+    )
+    assert result.exit_code == 0
+    out_path, _ = log_paths(tmp_path, "w:0")
+    size = (200 << 20) // 3 * 3
+    assert result.totals["stdout"] == size
+    assert 0 < out_path.stat().st_size <= cap
+    assert meter.total == size
+    assert meter.longest == 65536
+    # 200 MiB went through; what stayed in memory is a few pipe-sized buffers.
+    assert meter.peak - meter.baseline < 64 << 20

@@ -1,0 +1,323 @@
+"""The fleet: target resolution and reload, on a real node with real workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from supervisor.config.schema import ProgramSpec, load_config
+from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.events import Event, StateChanged
+from supervisor.process import slot as child_module
+from supervisor.process.fleet import PROCESS_KEYS, Fleet
+from tests._control import program, running_node, write_config
+from tests._wait import wait_until
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _names(fleet: Fleet, target: str) -> list[str]:
+    return [child.name for child in fleet.resolve(target)]
+
+
+def _pids(fleet: Fleet) -> dict[str, int | None]:
+    return {child.name: child.status().pid for child in fleet.processes()}
+
+
+def _all_running(fleet: Fleet) -> bool:
+    return all(c.status().state.value == "RUNNING" for c in fleet.processes())
+
+
+async def test_fleet_resolves_programs_processes_globs_and_all(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        program("scrape_a", "ctl_ticker.py", numprocs=2, autostart=False),
+        program("scrape_b", "ctl_ticker.py", autostart=False),
+        program("ingest", "ctl_ticker.py", autostart=False),
+    )
+    async with running_node(config) as node:
+        fleet = node.fleet
+        assert _names(fleet, "all") == ["scrape_a:0", "scrape_a:1", "scrape_b:0", "ingest:0"]
+        assert _names(fleet, "scrape_a") == ["scrape_a:0", "scrape_a:1"]
+        assert _names(fleet, "scrape_a:1") == ["scrape_a:1"]
+        assert _names(fleet, "scrape*") == ["scrape_a:0", "scrape_a:1", "scrape_b:0"]
+        assert _names(fleet, "*:0") == ["scrape_a:0", "scrape_b:0", "ingest:0"]
+        assert _names(fleet, "scrape_[!a]") == ["scrape_b:0"]
+        with pytest.raises(UnknownWorker):
+            fleet.resolve("nothing*")
+
+
+@pytest.mark.parametrize("target", ["[" * 60_000, "", "a b", "ingest;rm -rf /", "x" * 81])
+async def test_fleet_refuses_what_is_no_target_before_matching(tmp_path: Path, target: str) -> None:
+    """A 60,000-character glob froze the node for a minute in fnmatch (QA #2)."""
+    config = write_config(tmp_path, program("ingest", "ctl_ticker.py", autostart=False))
+    async with running_node(config) as node:
+        began = time.process_time()
+        with pytest.raises(InvalidArgument):
+            node.fleet.resolve(target)
+        # Not a timing target: a refusal must cost no pattern work at all.
+        assert time.process_time() - began < 1.0
+
+
+async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
+    tmp_path: Path,
+) -> None:
+    """A numprocs-only change restarts nothing, so the answer says ``updated``, not
+    ``changed`` (QA4 #7): ``changed`` means "restarted"."""
+    first = program("pool", "ctl_ticker.py", numprocs=2) + program("other", "ctl_ticker.py")
+    config = write_config(tmp_path, first)
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        before = _pids(fleet)
+
+        write_config(
+            tmp_path,
+            program("pool", "ctl_ticker.py", numprocs=3) + program("other", "ctl_ticker.py"),
+        )
+        result = await fleet.reload(load_config(config))
+        assert (result.changed, result.updated) == ((), ("pool",))
+        # The order of processes still follows the config, the new one in place.
+        assert [c.name for c in fleet.processes()] == ["pool:0", "pool:1", "pool:2", "other:0"]
+        await wait_until(lambda: _all_running(fleet))
+        after = _pids(fleet)
+        assert {k: after[k] for k in before} == before
+
+        write_config(
+            tmp_path,
+            program("pool", "ctl_ticker.py", numprocs=1) + program("other", "ctl_ticker.py"),
+        )
+        (dropped,) = fleet.resolve("pool:2")
+        result = await fleet.reload(load_config(config))
+        assert (result.changed, result.updated) == ((), ("pool",))
+        assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
+        # The stop says why (QA #22), rather than "supervision ended".
+        assert dropped.status().state.value == "STOPPED"
+        assert dropped.status().reason == "removed by reload (numprocs 3 -> 1)"
+
+        # With a change the process sees, the kept processes restart: ``changed``.
+        write_config(
+            tmp_path,
+            program("pool", "ctl_ticker.py", numprocs=2)
+            + 'env = { POOL = "2" }\n'
+            + program("other", "ctl_ticker.py"),
+        )
+        result = await fleet.reload(load_config(config))
+        assert (result.changed, result.updated) == (("pool",), ())
+
+
+async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
+    tmp_path: Path,
+) -> None:
+    """An operator's stop survives a reload of a changed program (QA2 #4), and so
+    do its LAST EXIT and INFO (QA3 #11)."""
+    config = write_config(tmp_path, program("keep", "ctl_ticker.py"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        (child,) = fleet.resolve("keep")
+        stopped = await child.stop(reason="stopped by root")
+        assert stopped.last_exit_code == 0  # the ticker exits 0 on SIGTERM
+
+        write_config(tmp_path, program("keep", "ctl_ticker.py", "0.5", stop_timeout_seconds=4.0))
+        result = await fleet.reload(load_config(config))
+        assert result.changed == ("keep",)
+        (same,) = fleet.resolve("keep")
+        status = same.status()
+        assert (status.state.value, status.last_exit_code) == ("STOPPED", 0)
+        assert status.reason == "stopped by root"
+        assert same.spec.command[-1] == "0.5"
+        # The new settings apply at the next start.
+        assert (await same.start()).state.value == "RUNNING"
+
+
+async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path) -> None:
+    """A program slow to stop must not hold back the start of another (QA2 #4)."""
+    slow = program("slow", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=30.0)
+    config = write_config(tmp_path, slow, program("quick", "ctl_ticker.py"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        write_config(
+            tmp_path,
+            # The new slow stops at once: only the old one sits out its timeout.
+            program("slow", "ctl_ticker.py", "0.5", stop_timeout_seconds=30.0),
+            program("quick", "ctl_ticker.py", "0.5"),
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fleet.reload, load_config(config))
+            # quick is replaced and running again while slow still sits out its timeout.
+            await wait_until(
+                lambda: any(
+                    c.spec.command[-1] == "0.5" and c.status().state.value == "RUNNING"
+                    for c in fleet.resolve("quick")
+                ),
+                seconds=15,
+            )
+            assert any(c.status().state.value == "STOPPING" for c in fleet.resolve("slow"))
+            # Let the slow stop end now rather than after its 30 s.
+            for c in fleet.resolve("slow"):
+                pid = c.status().pid
+                if pid is not None:
+                    os.killpg(pid, signal.SIGKILL)
+
+
+class _Recorder:
+    """An event sink that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def starts(self) -> dict[str, list[str]]:
+        """The reasons of every STARTING, by process."""
+        found: dict[str, list[str]] = {}
+        for e in self.events:
+            if isinstance(e, StateChanged) and e.new.value == "STARTING":
+                found.setdefault(e.process, []).append(e.reason)
+        return found
+
+
+# Every setting but what the process sees, each different from program()'s value.
+_DSUP_ONLY: dict[str, object] = {
+    "relay": "none",
+    "stop_signal": "INT",
+    "stop_timeout_seconds": 20.0,
+    "log_max_bytes": 4096,
+    "log_backups": 2,
+    "max_line_bytes": 1024,
+    "start_seconds": 0.2,
+    "start_retries": 5,
+    "backoff_seconds": 0.1,
+    "backoff_max_seconds": 0.2,
+    "restart": "always",
+    "keep_descendants": True,
+    "autostart": False,
+}
+
+
+async def test_fleet_reload_applies_dsup_only_settings_to_the_running_process(
+    tmp_path: Path,
+) -> None:
+    """A relay or stop_timeout change restarted a 15-minute job (QA3 #11)."""
+    every = {f.name for f in dataclasses.fields(ProgramSpec)}
+    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs"}
+    argv = ("ctl_ticker.py", "0.002", "--ignore-term")
+    first = program("job", *argv, stop_timeout_seconds=30.0, log_max_bytes=10**6, log_backups=1)
+    config = write_config(tmp_path, first)
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        (child,) = fleet.resolve("job")
+        before = child.status().pid
+
+        write_config(tmp_path, program("job", "ctl_ticker.py", *argv[1:], **_DSUP_ONLY))
+        result = await fleet.reload(load_config(config))
+        assert (result.updated, result.changed, result.unchanged) == (("job",), (), ())
+        assert fleet.resolve("job") == [child]
+        assert child.status().pid == before
+        assert child.spec.stop_signal is signal.SIGINT
+        # The running process's log now rotates at the new size.
+        log = node.state.log_dir / "job-0.out.log"
+        await wait_until(lambda: log.with_name("job-0.out.log.1").exists())
+        assert log.with_name("job-0.out.log.1").stat().st_size <= 4096
+        # And it stops with the new signal: SIGTERM would take 20 s, then SIGKILL.
+        with anyio.fail_after(10):
+            stopped = await child.stop()
+        assert stopped.last_exit_signal == signal.SIGINT
+
+
+async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A longer stop_timeout_seconds applied in place also bounds the running stop."""
+    monkeypatch.setattr(child_module, "STOP_MARGIN_SECONDS", 0.2)
+    slow = ("fleet_slow_term.py", "1.0")
+    config = write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=0.1))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        log = node.state.log_dir / "slow-0.out.log"
+        await wait_until(lambda: log.exists() and "ready" in log.read_text())
+
+        write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=10.0))
+        assert (await fleet.reload(load_config(config))).updated == ("slow",)
+        (child,) = fleet.resolve("slow")
+        with anyio.fail_after(10):
+            stopped = await child.stop()
+        # It finished its clean stop (1 s) instead of being cut off at 0.1 + 0.2 s.
+        assert (stopped.last_exit_code, stopped.last_exit_signal) == (0, None)
+
+
+async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
+    tmp_path: Path,
+) -> None:
+    """QA4 #2: restart = "never" by reload, yet the pending restart came, "by policy (never)"."""
+    keys = {"start_seconds": 0.0, "backoff_seconds": 30.0, "backoff_max_seconds": 60.0}
+    config = write_config(tmp_path, program("once", "child_exit.py", "0", restart="always", **keys))
+    async with running_node(config) as node:
+        (child,) = node.fleet.resolve("once")
+        await wait_until(lambda: child.status().next_start_at is not None)  # the restart waits
+        st = child.status()
+        assert st.state.value == "EXITED"
+        assert st.pid is None
+
+        write_config(tmp_path, program("once", "child_exit.py", "0", restart="never", **keys))
+        assert (await node.fleet.reload(load_config(config))).updated == ("once",)
+        await wait_until(lambda: "cancelled" in child.status().reason)
+        st = child.status()
+        assert (st.state.value, st.next_start_at) == ("EXITED", None)
+        assert st.reason == "restart cancelled by reload (restart = never)"
+        assert st.restarts == 0  # and no run was started
+
+
+async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
+    tmp_path: Path,
+) -> None:
+    """Processes a reload starts said "autostart" (QA3 #12); a restart says what changed."""
+    missing = str(tmp_path / "no-such-worker")
+    config = write_config(
+        tmp_path,
+        program("web", "ctl_ticker.py"),
+        program("pool", "ctl_ticker.py"),
+        program("lazy", "ctl_ticker.py", autostart=False),
+        f'[programs.broken]\ncommand = ["{missing}"]\nstart_retries = 1\n',
+    )
+    recorder = _Recorder()
+    async with running_node(config, sinks=[recorder]) as node:
+        fleet = node.fleet
+        await wait_until(lambda: fleet.resolve("broken")[0].status().state.value == "FATAL")
+        await wait_until(
+            lambda: all(c.status().state.value == "RUNNING" for c in fleet.resolve("web"))
+        )
+        recorder.events.clear()
+
+        write_config(
+            tmp_path,
+            program("web", "ctl_ticker.py") + 'env = { WEB_MODE = "fast" }\n',
+            program("pool", "ctl_ticker.py", numprocs=2),
+            program("lazy", "ctl_ticker.py"),
+            program("broken", "ctl_ticker.py"),
+            program("fresh", "ctl_ticker.py"),
+        )
+        result = await fleet.reload(load_config(config))
+        assert result.changed == ("web", "broken")
+        assert (result.updated, result.added) == (("pool", "lazy"), ("fresh",))
+        await wait_until(lambda: _all_running(fleet))
+        assert recorder.starts() == {
+            "web:0": ["restarted by reload (env changed)"],
+            "pool:1": ["started by reload"],
+            "lazy:0": ["started by reload (autostart turned on)"],
+            "broken:0": ["restarted by reload (command changed)"],
+            "fresh:0": ["started by reload"],
+        }
