@@ -58,7 +58,7 @@ class SpawnError(SupervisorError, OSError):
         super().__init__(f"process {process!r}: cannot start {list(argv)!r}: {reason}")
 
 
-class UnknownWorker(SupervisorError, LookupError):
+class UnknownProcess(SupervisorError, LookupError):
     """Raised when a command names no program, process or glob of this node."""
 
     def __init__(self, name: str, known: Sequence[str] = ()) -> None:

@@ -4,7 +4,7 @@ This module owns the per-process step of ``start``, ``stop``, ``restart`` and
 ``signal``: running the transition, calling it ``unchanged`` when the process
 is already as asked, and explaining a failure. It does not own access checks,
 audit or fan-out over a target (``commands``), nor the state machine itself
-(``child``).
+(``slot``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.access import Actor
     from supervisor.commands.reports import ProcessOutcome
-    from supervisor.process.slot import ChildProcess, ProcessStatus
+    from supervisor.process.slot import ProcessStatus, Slot
 
 
 _REAL_TIME = re.compile(r"^(?:SIG)?(?:RTMIN\+(?P<up>\d+)|RTMAX-(?P<down>\d+))$")
@@ -84,52 +84,52 @@ def _number_ranges(numbers: Sequence[int]) -> str:
     return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
-async def start_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    """Start ``child`` unless it is up; ``failed`` when it does not come up.
+async def start_one(slot: Slot, actor: Actor) -> ProcessResult:
+    """Start ``slot`` unless it is up; ``failed`` when it does not come up.
 
     A one-shot job that ran and exited 0 (EXITED, not restarted) is ``ok``.
     """
     return await _transition(
-        child, lambda: child.start(reason=f"started by {actor.name}"), wanted_alive=True
+        slot, lambda: slot.start(reason=f"started by {actor.name}"), wanted_alive=True
     )
 
 
-async def stop_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    """Stop ``child`` unless it is STOPPED already."""
+async def stop_one(slot: Slot, actor: Actor) -> ProcessResult:
+    """Stop ``slot`` unless it is STOPPED already."""
     return await _transition(
-        child, lambda: child.stop(reason=f"stopped by {actor.name}"), wanted_alive=False
+        slot, lambda: slot.stop(reason=f"stopped by {actor.name}"), wanted_alive=False
     )
 
 
-async def restart_one(child: ChildProcess, actor: Actor) -> ProcessResult:
-    """Stop then start ``child``, whatever its state; ``failed`` when it does not come up."""
+async def restart_one(slot: Slot, actor: Actor) -> ProcessResult:
+    """Stop then start ``slot``, whatever its state; ``failed`` when it does not come up."""
     return await _transition(
-        child,
-        lambda: child.restart(reason=f"restarted by {actor.name}"),
+        slot,
+        lambda: slot.restart(reason=f"restarted by {actor.name}"),
         wanted_alive=True,
         is_restart=True,
     )
 
 
 async def _transition(
-    child: ChildProcess,
+    slot: Slot,
     action: Callable[[], Awaitable[ProcessStatus]],
     *,
     wanted_alive: bool,
     is_restart: bool = False,
 ) -> ProcessResult:
     """Run a state change; ``unchanged`` when the process is already as wanted."""
-    if not is_restart and _is_settled(child.status().state, wanted_alive=wanted_alive):
-        st = child.status()
+    if not is_restart and _is_settled(slot.status().state, wanted_alive=wanted_alive):
+        st = slot.status()
         return _result(st, "unchanged", f"already {st.state.value}")
     try:
         st = await action()
     except InvalidTransition as exc:
-        st = child.status()
+        st = slot.status()
         settled = _is_settled(st.state, wanted_alive=wanted_alive)
         return _result(st, "unchanged" if settled else "failed", str(exc))
     except SupervisorError as exc:  # SpawnError and friends: this process only
-        return _result(child.status(), "failed", str(exc))
+        return _result(slot.status(), "failed", str(exc))
     if wanted_alive and _has_finished(st):
         return _result(st, "ok", f"finished ({describe_exit(0, None)})")
     if wanted_alive and not _is_up(st.state):
@@ -137,19 +137,19 @@ async def _transition(
     return _result(st, "ok", "")
 
 
-async def signal_one(child: ChildProcess, sig: signal.Signals | int) -> ProcessResult:
-    """Send ``sig`` to ``child``; ``skipped`` when it is not running.
+async def signal_one(slot: Slot, sig: signal.Signals | int) -> ProcessResult:
+    """Send ``sig`` to ``slot``; ``skipped`` when it is not running.
 
     See :func:`judge_signals` for when a skip is a failure.
     """
     try:
-        child.send_signal(sig)
+        slot.send_signal(sig)
     except InvalidTransition as exc:
-        return _result(child.status(), "skipped", str(exc))
+        return _result(slot.status(), "skipped", str(exc))
     except OSError as exc:  # EPERM: the group is no longer ours to signal
         why = f"cannot send {humanize.signal_name(sig)}: {exc.strerror}"
-        return _result(child.status(), "failed", why)
-    return _result(child.status(), "ok", "")
+        return _result(slot.status(), "failed", why)
+    return _result(slot.status(), "ok", "")
 
 
 def judge_signals(results: Sequence[ProcessResult]) -> tuple[ProcessResult, ...]:

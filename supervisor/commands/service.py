@@ -8,7 +8,7 @@ vocabulary: access levels and actors (``access``), the typed results
 (``reports``) and ``parse_signal`` (``action``, which also owns the
 per-process step). It does not own reading the logs for ``tail``
 (``tailing``), any transport (``control`` for the
-local socket, ``bridge`` for Discord), how a process runs (``child``) or how
+local socket, ``bridge`` for Discord), how a process runs (``slot``) or how
 targets resolve (``fleet``).
 
 Every public method takes the :class:`Actor` asking, checks its level first,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
-    from supervisor.process.slot import ChildProcess, ProcessStatus
+    from supervisor.process.slot import ProcessStatus, Slot
     from supervisor.reaper.reaper import ProcStats
 
 # The surface's whole vocabulary, importable from here by every transport.
@@ -156,27 +156,25 @@ class CommandService:
         ``LogLines.dropped`` (at most ``follow_buffer_bytes`` wait for it); so
         do lines rotation deleted before the follower read them (an estimate).
         The log files keep everything else. Once a reload has removed every
-        process followed, the iteration raises ``UnknownWorker``. Leaving the
+        process followed, the iteration raises ``UnknownProcess``. Leaving the
         block (or cancelling it) stops every follower.
 
         Raises:
-            UnknownWorker: nothing matches ``target``.
+            UnknownProcess: nothing matches ``target``.
             InvalidArgument: ``lines`` is negative.
         """
-        children: list[ChildProcess] = []
+        slots: list[Slot] = []
 
         async def first() -> TailReport:
             tail_count(lines)  # a bad count is refused before the target is resolved
-            children.extend(self._resolve(target))
-            return TailReport(
-                logs=tuple([await self._tail_one(c, lines, stream) for c in children])
-            )
+            slots.extend(self._resolve(target))
+            return TailReport(logs=tuple([await self._tail_one(c, lines, stream) for c in slots]))
 
         report = await self._audited(actor, Command.TAIL, target, first, detail="follow")
         async with open_follow(
             self._fleet,
             target,
-            children,
+            slots,
             report.logs,
             stream,
             poll_interval=self._poll_interval,
@@ -251,7 +249,7 @@ class CommandService:
                 actor.name, command.value, command.required_level.name, actor.level.name
             )
 
-    def _resolve(self, target: str) -> list[ChildProcess]:
+    def _resolve(self, target: str) -> list[Slot]:
         return self._fleet.resolve(target)
 
     async def _audited(
@@ -312,7 +310,7 @@ class CommandService:
         actor: Actor,
         command: Command,
         target: str,
-        one: Callable[[ChildProcess, Actor], Awaitable[ProcessResult]],
+        one: Callable[[Slot, Actor], Awaitable[ProcessResult]],
     ) -> ActionReport:
         return await self._audited(
             actor, command, target, lambda: self._apply(command, target, lambda c: one(c, actor))
@@ -322,18 +320,18 @@ class CommandService:
         self,
         command: Command,
         target: str,
-        one: Callable[[ChildProcess], Awaitable[ProcessResult]],
+        one: Callable[[Slot], Awaitable[ProcessResult]],
     ) -> ActionReport:
         """Run ``one`` on every process ``target`` names, in parallel, in order."""
-        children = self._resolve(target)
-        results: list[ProcessResult | None] = [None] * len(children)
+        slots = self._resolve(target)
+        results: list[ProcessResult | None] = [None] * len(slots)
 
-        async def run(i: int, child: ChildProcess) -> None:
-            results[i] = await one(child)
+        async def run(i: int, slot: Slot) -> None:
+            results[i] = await one(slot)
 
         async with anyio.create_task_group() as tg:
-            for i, child in enumerate(children):
-                tg.start_soon(run, i, child)
+            for i, slot in enumerate(slots):
+                tg.start_soon(run, i, slot)
         return ActionReport(
             command=command, target=target, processes=tuple(r for r in results if r is not None)
         )
@@ -374,8 +372,8 @@ class CommandService:
         self._measured = (self._measured | runs) & live
         return stats
 
-    async def _tail_one(self, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
-        return await tail_one(self._fleet.state.log_dir, child, asked, stream)
+    async def _tail_one(self, slot: Slot, asked: int, stream: Stream) -> LogLines:
+        return await tail_one(self._fleet.state.log_dir, slot, asked, stream)
 
     async def _reload(self) -> ReloadResult:
         old = self._fleet.config

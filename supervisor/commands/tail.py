@@ -18,7 +18,7 @@ import anyio
 
 from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import MAX_TAIL_LINES, LogFollow, LogLines
-from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.output.logfile import log_paths
 from supervisor.output.logread import follow, tail_lines
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet
-    from supervisor.process.slot import ChildProcess
+    from supervisor.process.slot import Slot
 
 FOLLOW_BUFFER_BYTES = 4 * 1024 * 1024
 """The most bytes of lines one ``tail -f`` holds for a slow client before dropping."""
@@ -47,7 +47,7 @@ def tail_count(lines: int) -> int:
     return min(lines, MAX_TAIL_LINES)
 
 
-async def tail_one(log_dir: Path, child: ChildProcess, asked: int, stream: Stream) -> LogLines:
+async def tail_one(log_dir: Path, slot: Slot, asked: int, stream: Stream) -> LogLines:
     """The last ``asked`` lines (at most MAX_TAIL_LINES) of one process's ``stream`` log.
 
     Read in a worker thread. When more were asked than the cap, one line more
@@ -58,12 +58,12 @@ async def tail_one(log_dir: Path, child: ChildProcess, asked: int, stream: Strea
     """
     n = tail_count(asked)
     read = n + 1 if asked > n else n
-    path = _log_path(log_dir, child, stream)
+    path = _log_path(log_dir, slot, stream)
     got = await anyio.to_thread.run_sync(
-        lambda: tail_lines(path, read, max_line_bytes=child.spec.max_line_bytes)
+        lambda: tail_lines(path, read, max_line_bytes=slot.spec.max_line_bytes)
     )
     return LogLines(
-        process=child.name, stream=stream, lines=tuple(got[len(got) - n :]), capped=len(got) > n
+        process=slot.name, stream=stream, lines=tuple(got[len(got) - n :]), capped=len(got) > n
     )
 
 
@@ -90,24 +90,24 @@ class _EndingBuffer(FollowBuffer):
 async def open_follow(
     fleet: Fleet,
     target: str,
-    children: Sequence[ChildProcess],
+    slots: Sequence[Slot],
     first: Sequence[LogLines],
     stream: Stream,
     *,
     poll_interval: float,
     buffer_bytes: int,
 ) -> AsyncIterator[LogFollow]:
-    """Follow the ``stream`` logs of ``children`` until the block exits.
+    """Follow the ``stream`` logs of ``slots`` until the block exits.
 
     The chunks in ``first`` (each process's last lines) come first. Once no
     process followed is in the fleet any more, the follow hands over what its
-    followers read last and ends: iterating it raises ``UnknownWorker`` for
+    followers read last and ends: iterating it raises ``UnknownProcess`` for
     ``target``.
 
     Args:
         fleet: the fleet the processes belong to.
         target: what the client asked to follow (for the final error).
-        children: the processes followed, in order.
+        slots: the processes followed, in order.
         first: their initial lines, in the same order.
         stream: which log of each process.
         poll_interval: how often followers and the end check look (seconds).
@@ -116,35 +116,35 @@ async def open_follow(
     buffer = _EndingBuffer(buffer_bytes)
     try:
         async with anyio.create_task_group() as tg:
-            for initial, child in zip(first, children, strict=True):
+            for initial, slot in zip(first, slots, strict=True):
                 if initial.lines:
                     buffer.put(initial)
-                log = _log_path(fleet.state.log_dir, child, stream)
-                tg.start_soon(_follow_one, log, child, stream, buffer, poll_interval)
-            names = {c.name for c in children}
+                log = _log_path(fleet.state.log_dir, slot, stream)
+                tg.start_soon(_follow_one, log, slot, stream, buffer, poll_interval)
+            names = {c.name for c in slots}
             tg.start_soon(_end_when_removed, fleet, target, names, buffer, poll_interval)
-            yield LogFollow(processes=tuple(c.name for c in children), lines=buffer)
+            yield LogFollow(processes=tuple(c.name for c in slots), lines=buffer)
             tg.cancel_scope.cancel("follower left")
     finally:
         buffer.close()  # releases what the consumer left unread
 
 
 async def _follow_one(
-    log: Path, child: ChildProcess, stream: Stream, buffer: FollowBuffer, poll: float
+    log: Path, slot: Slot, stream: Stream, buffer: FollowBuffer, poll: float
 ) -> None:
     """Hand over new lines of one log until cancelled; never blocks the follower."""
 
     def deliver(lines: list[str], dropped: int) -> None:
         # ``dropped`` lines came before ``lines``: count them first, so that
         # put() hands them over ahead of these lines.
-        buffer.drop(child.name, stream, dropped)
+        buffer.drop(slot.name, stream, dropped)
         if lines:
-            buffer.put(LogLines(process=child.name, stream=stream, lines=tuple(lines)))
+            buffer.put(LogLines(process=slot.name, stream=stream, lines=tuple(lines)))
 
     await follow(
         log,
         deliver,
-        max_line_bytes=child.spec.max_line_bytes,
+        max_line_bytes=slot.spec.max_line_bytes,
         room=buffer.room,
         poll_seconds=poll,
     )
@@ -168,8 +168,8 @@ async def _end_when_removed(
     with anyio.move_on_after(_DRAIN_SECONDS):
         while buffer.buffered_bytes:  # noqa: ASYNC110 - the buffer has no "drained" event
             await anyio.sleep(poll)
-    buffer.end(UnknownWorker(target, list(fleet.config.programs)))
+    buffer.end(UnknownProcess(target, list(fleet.config.programs)))
 
 
-def _log_path(log_dir: Path, child: ChildProcess, stream: Stream) -> Path:
-    return log_paths(log_dir, child.name)[0 if stream == "stdout" else 1]
+def _log_path(log_dir: Path, slot: Slot, stream: Stream) -> Path:
+    return log_paths(log_dir, slot.name)[0 if stream == "stdout" else 1]

@@ -18,10 +18,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
+from worker_sdk import protocol
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-RESERVED_ENV_PREFIX = "DSUP_"  # the marker variables dsup gives every process
 RESERVED_NAMES = frozenset({"all"})
 """Program names that commands give another meaning (``dsup ctl stop all``)."""
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -227,9 +228,9 @@ def _env_problem(key: str, item: object) -> str:
     """What is wrong with one ``env`` entry, or ""."""
     if not _ENV_NAME_RE.fullmatch(key):
         return f"{key!r} is not a valid environment variable name ({_ENV_NAME_RULE})"
-    if key.startswith(RESERVED_ENV_PREFIX):
+    if key.startswith(protocol.ENV_PREFIX):
         return (
-            f"{key}: names starting with {RESERVED_ENV_PREFIX} are set by dsup for every "
+            f"{key}: names starting with {protocol.ENV_PREFIX} are set by dsup for every "
             "process (DSUP_PROGRAM, DSUP_RUN_ID...); choose another name"
         )
     if isinstance(item, bool) or not isinstance(item, str | int):

@@ -11,7 +11,7 @@ does, who may run it or the audit trail: every request goes to the
 
 Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
 "status", "args": {}}``, and gets one line back, ``{"id": 1, "ok": true,
-"result": ...}`` or ``{"id": 1, "ok": false, "error": {"type": "UnknownWorker",
+"result": ...}`` or ``{"id": 1, "ok": false, "error": {"type": "UnknownProcess",
 "message": "..."}}``. Several requests may follow each other on one connection.
 ``tail`` with ``"follow": true`` answers ``{"id": 1, "ok": true, "streaming":
 true, "result": [processes followed]}``, then one ``{"id": 1, "ok": true,

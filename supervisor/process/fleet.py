@@ -1,10 +1,10 @@
 """The fleet: every process of a node, run in one task group, with events fanned out.
 
-This module owns the set of ``ChildProcess`` slots (one per ``program:index``),
+This module owns the set of ``Slot`` slots (one per ``program:index``),
 their task lifetimes, name resolution for commands (program, process, glob,
 ``all``), applying a reloaded config, and delivering events to sinks. It does not
 own what a command means for access and audit (``commands``) nor how one process
-is run (``child``).
+is run (``slot``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.errors import InvalidArgument, InvalidTransition, UnknownWorker
+from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.slot import ChildContext, ChildProcess
+from supervisor.process.slot import Slot, SlotContext
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -78,10 +78,10 @@ class ReloadResult:
 
 
 @dataclass(slots=True)
-class _Slot:
-    """A child and the cancel scope of its ``run`` task."""
+class _Supervised:
+    """A slot and the cancel scope of its ``run`` task."""
 
-    child: ChildProcess
+    slot: Slot
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -128,17 +128,17 @@ class Fleet:
         self.ledger = ledger
         self.reaper = reaper
         self._fanout = _Fanout(sinks, line_sinks)
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, _Supervised] = {}
         self._tg: TaskGroup | None = None
         self._shutdown = anyio.Event()
 
     # -- queries -------------------------------------------------------------
 
-    def processes(self) -> list[ChildProcess]:
+    def processes(self) -> list[Slot]:
         """Every process, in config order."""
-        return [slot.child for slot in self._slots.values()]
+        return [entry.slot for entry in self._slots.values()]
 
-    def resolve(self, target: str) -> list[ChildProcess]:
+    def resolve(self, target: str) -> list[Slot]:
         """The processes a command target names.
 
         Args:
@@ -148,7 +148,7 @@ class Fleet:
         Raises:
             InvalidArgument: the target is no name or glob (checked before any
                 matching, so an absurd pattern from chat costs nothing).
-            UnknownWorker: nothing matches.
+            UnknownProcess: nothing matches.
         """
         if not _TARGET_RE.fullmatch(target):
             raise InvalidArgument(
@@ -158,20 +158,20 @@ class Fleet:
                 f"give a program, a process (name:N), a glob or 'all': at most "
                 f"{_TARGET_MAX} letters, digits and _ . : - * ? [ ] !",
             )
-        children = self.processes()
+        matched = self.processes()
         if target == "all":
-            return children
+            return matched
         pattern = re.compile(fnmatch.translate(target))
         found = [
             c
-            for c in children
+            for c in matched
             if c.name == target
             or c.spec.name == target
             or pattern.match(c.spec.name)
             or pattern.match(c.name)
         ]
         if not found:
-            raise UnknownWorker(target, list(self.config.programs))
+            raise UnknownProcess(target, list(self.config.programs))
         return found
 
     def emit(self, event: Event) -> None:
@@ -193,8 +193,8 @@ class Fleet:
                 await self._add_processes(spec)
             task_status.started()
             await self._shutdown.wait()
-            for child in self.processes():
-                child.close("dsup shutting down")
+            for slot in self.processes():
+                slot.close("dsup shutting down")
             tg.cancel_scope.cancel("fleet shutdown")
         self._tg = None
 
@@ -209,16 +209,16 @@ class Fleet:
     def kill_all(self) -> None:
         """Hard stop: SIGKILL every live process group at once (second Ctrl-C).
 
-        The pids are our unreaped direct children, so they cannot have been reused.
+        The pids are our unreaped direct matched, so they cannot have been reused.
         The normal stop path then finds the trees dead and cleans up quickly.
         """
-        for child in self.processes():
-            pid = child.status().pid
+        for slot in self.processes():
+            pid = slot.status().pid
             if pid is not None:
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
-                    logger.debug("process %s (pid %d) already gone", child.name, pid)
+                    logger.debug("process %s (pid %d) already gone", slot.name, pid)
         self.request_shutdown()
 
     async def reload(self, config: Config) -> ReloadResult:
@@ -251,7 +251,7 @@ class Fleet:
         self._slots = dict(
             sorted(
                 self._slots.items(),
-                key=lambda item: (order[item[1].child.spec.name], item[1].child.index),
+                key=lambda item: (order[item[1].slot.spec.name], item[1].slot.index),
             )
         )
         return ReloadResult(
@@ -264,8 +264,8 @@ class Fleet:
 
     # -- internals -----------------------------------------------------------
 
-    def _context(self) -> ChildContext:
-        return ChildContext(
+    def _context(self) -> SlotContext:
+        return SlotContext(
             node=self.config.supervisor.name,
             instance_id=self.state.instance_id,
             log_dir=self.state.log_dir,
@@ -288,14 +288,14 @@ class Fleet:
                 keep,
                 f"removed by reload (numprocs {old.numprocs} -> {new.numprocs})",
             )
-            for child in kept:
-                child.update_spec(new)
-                state = child.status().state
+            for slot in kept:
+                slot.update_spec(new)
+                state = slot.status().state
                 if changes and state not in _STAY_DOWN:
-                    tg.start_soon(_settle, functools.partial(child.restart, reason=restart))
+                    tg.start_soon(_settle, functools.partial(slot.restart, reason=restart))
                 elif new.autostart and not old.autostart and state in _STARTABLE:
                     why = "started by reload (autostart turned on)"
-                    tg.start_soon(_settle, functools.partial(child.start, reason=why))
+                    tg.start_soon(_settle, functools.partial(slot.start, reason=why))
         await self._add_processes(new, keep, reason="started by reload")
 
     async def _add_processes(
@@ -305,34 +305,34 @@ class Fleet:
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.numprocs):
-            slot = _Slot(ChildProcess(spec, index, ctx))
-            self._slots[slot.child.name] = slot
-            await self._tg.start(self._run_slot, slot, reason)
+            entry = _Supervised(Slot(spec, index, ctx))
+            self._slots[entry.slot.name] = entry
+            await self._tg.start(self._run_slot, entry, reason)
 
     async def _run_slot(
         self,
-        slot: _Slot,
+        entry: _Supervised,
         reason: str,
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            with slot.scope:
-                await slot.child.run(start_reason=reason, task_status=task_status)
+            with entry.scope:
+                await entry.slot.run(start_reason=reason, task_status=task_status)
         finally:
-            slot.done.set()
+            entry.done.set()
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
         """Stop and drop a program's slots from index ``keep`` on, saying why."""
         slots = [
-            s for s in self._slots.values() if s.child.spec.name == name and s.child.index >= keep
+            s for s in self._slots.values() if s.slot.spec.name == name and s.slot.index >= keep
         ]
-        for slot in slots:
-            slot.child.close(reason)
-            slot.scope.cancel(reason)
-        for slot in slots:
-            await slot.done.wait()
-            del self._slots[slot.child.name]
+        for entry in slots:
+            entry.slot.close(reason)
+            entry.scope.cancel(reason)
+        for entry in slots:
+            await entry.done.wait()
+            del self._slots[entry.slot.name]
 
     def _live_run_ids(self) -> set[str]:
         return {run_id for c in self.processes() for run_id in c.live_run_ids()}

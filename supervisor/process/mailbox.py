@@ -43,7 +43,7 @@ class QueuedCommand:
             self.done.set()
 
 
-class CommandQueue:
+class Mailbox:
     """Commands to one slot, executed one at a time by the slot's task.
 
     Args:

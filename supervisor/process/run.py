@@ -36,14 +36,8 @@ import anyio
 from supervisor.errors import SpawnError
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
-from supervisor.reaper.reaper import (
-    MARKER_INSTANCE,
-    MARKER_NODE,
-    MARKER_PROCESS,
-    MARKER_PROGRAM,
-    MARKER_RUN_ID,
-)
 from supervisor.state.ledger import ProcIdent
+from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,11 +70,11 @@ def child_env(
     if spec.unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     env.update(spec.env)
-    env[MARKER_NODE] = node
-    env[MARKER_INSTANCE] = instance_id
-    env[MARKER_PROGRAM] = spec.name
-    env[MARKER_PROCESS] = process
-    env[MARKER_RUN_ID] = run_id
+    env[protocol.NODE] = node
+    env[protocol.INSTANCE] = instance_id
+    env[protocol.PROGRAM] = spec.name
+    env[protocol.PROCESS] = process
+    env[protocol.RUN_ID] = run_id
     return env
 
 

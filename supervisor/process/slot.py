@@ -37,10 +37,10 @@ from supervisor import humanize
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
-from supervisor.process.mailbox import CommandQueue
+from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.status import ChildContext, ProcessStatus
+from supervisor.process.status import ProcessStatus, SlotContext
 
 if TYPE_CHECKING:
     import signal
@@ -55,9 +55,9 @@ __all__ = [
     "KEPT_RUNS",
     "PIPE_GRACE_SECONDS",
     "STOP_MARGIN_SECONDS",
-    "ChildContext",
-    "ChildProcess",
     "ProcessStatus",
+    "Slot",
+    "SlotContext",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class _Once:
             self._task_status = None
 
 
-class ChildProcess:
+class Slot:
     """One process slot ``program:index`` for the lifetime of its ``run`` task.
 
     Args:
@@ -91,14 +91,14 @@ class ChildProcess:
         ctx: what the fleet shares.
     """
 
-    def __init__(self, spec: ProgramSpec, index: int, ctx: ChildContext) -> None:
+    def __init__(self, spec: ProgramSpec, index: int, ctx: SlotContext) -> None:
         self.index = index
         self.name = f"{spec.name}:{index}"
         self._ctx = ctx
-        self._slot = SlotState(
+        self._state = SlotState(
             spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
         )
-        self._commands = CommandQueue(self.name)
+        self._commands = Mailbox(self.name)
         self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
         self._stop_reason: str | None = None
         self._end_reason = "no longer supervised"
@@ -108,12 +108,12 @@ class ChildProcess:
         self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
 
     def __repr__(self) -> str:
-        return f"<ChildProcess {self.name} {self._slot.state.value}>"
+        return f"<Slot {self.name} {self._state.state.value}>"
 
     @property
     def spec(self) -> ProgramSpec:
         """The program, as last given to the constructor or :meth:`update_spec`."""
-        return self._slot.spec
+        return self._state.spec
 
     def live_run_ids(self) -> set[str]:
         """Runs whose processes may legitimately be alive (for the reaper's sweep).
@@ -122,12 +122,12 @@ class ChildProcess:
         ``keep_descendants``, the last :data:`KEPT_RUNS` runs that ended by
         themselves, whose descendants are kept on purpose.
         """
-        run = self._slot.run
+        run = self._state.run
         return {*self._kept, *([run.run_id] if run is not None else [])}
 
     def status(self) -> ProcessStatus:
         """Return a snapshot of this slot."""
-        return self._slot.status()
+        return self._state.status()
 
     # -- commands --------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class ChildProcess:
         Raises:
             InvalidTransition: no live main process.
         """
-        run, state = self._slot.run, self._slot.state
+        run, state = self._state.run, self._state.state
         if run is None or run.exited.is_set() or not state.is_alive:
             raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
         try:
@@ -195,22 +195,22 @@ class ChildProcess:
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
-        self._slot.spec = spec
-        st = self._slot.status()
+        self._state.spec = spec
+        st = self._state.status()
         wait = self._restart_wait
         if wait is not None and not policy.wants_restart(
             spec, st.last_exit_code, st.last_exit_signal
         ):
             wait.cancel()  # the restart it waits for is no longer wanted
-        if self._slot.run is not None:
-            for log in self._slot.run.logs.values():
+        if self._state.run is not None:
+            for log in self._state.run.logs.values():
                 log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
 
     async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:
         if self._closed:
             if kind == "stop":
                 return self.status()
-            raise InvalidTransition(self.name, self._slot.state.value, f"{kind}: not supervised")
+            raise InvalidTransition(self.name, self._state.state.value, f"{kind}: not supervised")
         return await self._commands.submit(kind, reason)
 
     def _changed(self, new: ProcessState) -> None:
@@ -250,21 +250,21 @@ class ChildProcess:
                 await self._commands.serve(self._execute)
         finally:
             self._tg, self._closed = None, True
-            if self._slot.state is ProcessState.BACKOFF:
-                self._slot.enter(ProcessState.STOPPED, reason=self._end_reason)
+            if self._state.state is ProcessState.BACKOFF:
+                self._state.enter(ProcessState.STOPPED, reason=self._end_reason)
             self._commands.fail_pending(self.status())
 
     async def _execute(self, cmd: QueuedCommand) -> None:
         if cmd.kind == "stop":
             await self._halt(cmd.reason)
-            if self._slot.state is not ProcessState.STOPPED:
-                self._slot.enter(ProcessState.STOPPED, reason=cmd.reason)
+            if self._state.state is not ProcessState.STOPPED:
+                self._state.enter(ProcessState.STOPPED, reason=cmd.reason)
             cmd.finish(self.status())
             return
-        if cmd.kind == "start" and self._slot.state.is_alive:
-            raise InvalidTransition(self.name, self._slot.state.value, "start")
+        if cmd.kind == "start" and self._state.state.is_alive:
+            raise InvalidTransition(self.name, self._state.state.value, "start")
         await self._halt(cmd.reason)
-        self._slot.reset_failures()
+        self._state.reset_failures()
         self._commands.settle_later(cmd)
         await self._launch(cmd.reason)
 
@@ -310,7 +310,7 @@ class ChildProcess:
                         reason = f"restarted by policy ({self.spec.restart.value})"
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
-            self._slot.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
+            self._state.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
         finally:
             started()
             done.set()
@@ -323,15 +323,15 @@ class ChildProcess:
         wait = anyio.CancelScope()
         if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
             self._restart_wait = wait
-        self._slot.next_start = time.time() + decision.delay
+        self._state.next_start = time.time() + decision.delay
         try:
             with wait:
                 await anyio.sleep(decision.delay)
         finally:
-            self._slot.next_start = self._restart_wait = None
+            self._state.next_start = self._restart_wait = None
         if wait.cancelled_caught:
             why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
-            self._slot.enter(ProcessState.EXITED, reason=why)
+            self._state.enter(ProcessState.EXITED, reason=why)
             return False
         return True
 
@@ -348,14 +348,14 @@ class ChildProcess:
         except SpawnError as exc:
             # The state change, the status INFO column and the audit carry it too.
             logger.info("%s", exc)
-            decision = self._slot.failed_spawn(exc)
+            decision = self._state.failed_spawn(exc)
             started()
             return decision
-        self._slot.spawned(run, by_policy=by_policy)
+        self._state.spawned(run, by_policy=by_policy)
         try:
             return await self._live(run, reason, started)
         finally:
-            self._slot.run = None
+            self._state.run = None
             run.close()
 
     # -- one run -----------------------------------------------------------------
@@ -383,7 +383,7 @@ class ChildProcess:
                         await self._stop_tree(run)
                     self._stopped(run)
                     raise
-                decision = self._slot.exited(run, now=self._ctx.clock())
+                decision = self._state.exited(run, now=self._ctx.clock())
                 with anyio.move_on_after(self._stop_bound(), shield=True):
                     await self._after_exit(run)
             finally:
@@ -397,7 +397,7 @@ class ChildProcess:
     async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
         """Record the run durably, then report it STARTING."""
         await run.record_start(self._ctx.ledger)
-        self._slot.enter(ProcessState.STARTING, run=run, reason=reason)
+        self._state.enter(ProcessState.STARTING, run=run, reason=reason)
         started()
 
     async def _until_exit(self, run: Run) -> None:
@@ -406,7 +406,7 @@ class ChildProcess:
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
             await run.exited.wait()
         if not run.exited.is_set():
-            self._slot.went_up(run)
+            self._state.went_up(run)
             await run.exited.wait()
 
     async def _after_exit(self, run: Run) -> None:
@@ -427,7 +427,7 @@ class ChildProcess:
     async def _stop_tree(self, run: Run) -> None:
         """Stop the whole tree of a live run (stop_signal, timeout, SIGKILL)."""
         reason = self._stop_reason or self._end_reason
-        self._slot.enter(ProcessState.STOPPING, run=run, reason=reason)
+        self._state.enter(ProcessState.STOPPING, run=run, reason=reason)
         outcome = await self._ctx.reaper.terminate_tree(
             run.ident,
             run_id=run.run_id,
@@ -442,4 +442,4 @@ class ChildProcess:
 
     def _stopped(self, run: Run) -> None:
         reason = self._stop_reason or self._end_reason
-        self._slot.enter(ProcessState.STOPPED, run=run, ended=True, reason=reason)
+        self._state.enter(ProcessState.STOPPED, run=run, ended=True, reason=reason)

@@ -1,6 +1,6 @@
 """The records of a process slot that other modules import.
 
-This module owns :class:`ChildContext` (what every slot of a fleet shares) and
+This module owns :class:`SlotContext` (what every slot of a fleet shares) and
 :class:`ProcessStatus` (a snapshot of one slot, for status views and command
 results). It does not own the slot itself or its commands (``child``), its
 state machine (``slot_state``), nor the states (``events``). ``child``
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChildContext:
+class SlotContext:
     """What every slot of a fleet shares.
 
     Attributes:

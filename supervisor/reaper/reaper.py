@@ -36,11 +36,6 @@ from supervisor.events import OrphansCleaned
 from supervisor.reaper.stats import ProcStats, TreeStats
 from supervisor.reaper.stop import TreeOutcome, escalate
 from supervisor.reaper.tree import (
-    MARKER_INSTANCE,
-    MARKER_NODE,
-    MARKER_PROCESS,
-    MARKER_PROGRAM,
-    MARKER_RUN_ID,
     Scanner,
     clock_mark,
     descendants,
@@ -61,11 +56,6 @@ if TYPE_CHECKING:
     from supervisor.state.ledger import Ledger
 
 __all__ = [
-    "MARKER_INSTANCE",
-    "MARKER_NODE",
-    "MARKER_PROCESS",
-    "MARKER_PROGRAM",
-    "MARKER_RUN_ID",
     "ProcIdent",
     "ProcStats",
     "Reaper",

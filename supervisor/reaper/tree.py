@@ -19,6 +19,7 @@ import anyio
 import psutil
 
 from supervisor.state.ledger import ProcIdent
+from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 # Environment markers set on every spawn by the child module (issue 3). They are
 # inherited by every descendant that does not clear its environment, so a
 # descendant that left the tree and the session is still recognised.
-MARKER_NODE = "DSUP_NODE"
-MARKER_INSTANCE = "DSUP_INSTANCE"
-MARKER_PROGRAM = "DSUP_PROGRAM"
-MARKER_PROCESS = "DSUP_PROCESS"
-MARKER_RUN_ID = "DSUP_RUN_ID"
 
 # psutil's epoch create_time is start ticks + the boot time of /proc/stat, a whole
 # second that moves when the wall clock is stepped; a pid is never reused within
@@ -104,9 +100,9 @@ class Scanner:
             env = proc.environ()
         except psutil.Error:
             return (None, "")
-        if env.get(MARKER_INSTANCE) != self.instance_id:
+        if env.get(protocol.INSTANCE) != self.instance_id:
             return (None, "")
-        return (env.get(MARKER_RUN_ID, ""), env.get(MARKER_PROCESS, "?"))
+        return (env.get(protocol.RUN_ID, ""), env.get(protocol.PROCESS, "?"))
 
 
 def same_start(a: float, b: float) -> bool:

@@ -160,7 +160,7 @@ async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) 
 async def test_unknown_target_is_an_error_and_audited(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, TICK)) as node:
         reply = await ask(node.socket, "restart", target="nosuch*")
-        assert error_type(reply) == "UnknownWorker"
+        assert error_type(reply) == "UnknownProcess"
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("restart", "nosuch*", "failed")
 
@@ -474,7 +474,7 @@ async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> Non
     async with running_node(cfg) as node:
         long = "t" * 5000
         refused = await ask(node.socket, "stop", target=long)
-        assert error_type(refused) in ("UnknownWorker", "InvalidArgument")
+        assert error_type(refused) in ("UnknownProcess", "InvalidArgument")
         write_config(tmp_path, TICK, CRASH)
         result(await ask(node.socket, "reload"))
         result(await ask(node.socket, "reload"))

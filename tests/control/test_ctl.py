@@ -290,7 +290,7 @@ async def test_ctl_bad_signal_is_a_usage_error_and_json_errors_are_json(tmp_path
     assert as_json.returncode == 1
     error = json.loads(as_json.stdout)
     assert error["ok"] is False
-    assert error["error"]["type"] == "UnknownWorker"
+    assert error["error"]["type"] == "UnknownProcess"
     assert "nosuch" in error["error"]["message"]
     assert "nosuch" in as_json.stderr
     assert absent.returncode == 3

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from supervisor.config.schema import ProgramSpec, load_config
-from supervisor.errors import InvalidArgument, UnknownWorker
+from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.events import Event, StateChanged
 from supervisor.process import slot as child_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
@@ -52,7 +52,7 @@ async def test_fleet_resolves_programs_processes_globs_and_all(tmp_path: Path) -
         assert _names(fleet, "scrape*") == ["scrape_a:0", "scrape_a:1", "scrape_b:0"]
         assert _names(fleet, "*:0") == ["scrape_a:0", "scrape_b:0", "ingest:0"]
         assert _names(fleet, "scrape_[!a]") == ["scrape_b:0"]
-        with pytest.raises(UnknownWorker):
+        with pytest.raises(UnknownProcess):
             fleet.resolve("nothing*")
 
 

@@ -24,7 +24,7 @@ from supervisor.errors import InvalidTransition
 from supervisor.events import Event, OutputLines, ProcessState, StateChanged
 from supervisor.output.logfile import log_paths
 from supervisor.process import run as spawn
-from supervisor.process.slot import ChildContext, ChildProcess, ProcessStatus
+from supervisor.process.slot import ProcessStatus, Slot, SlotContext
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from tests._wait import wait_until
@@ -76,12 +76,12 @@ class Recorder:
 
 @dataclass
 class Harness:
-    ctx: ChildContext
+    ctx: SlotContext
     rec: Recorder
     ledger: Ledger
     tmp: Path
 
-    def child(self, *argv: str, index: int = 0, **kw: object) -> ChildProcess:
+    def child(self, *argv: str, index: int = 0, **kw: object) -> Slot:
         base = ProgramSpec(
             name="w",
             command=(PY, *argv),
@@ -94,7 +94,7 @@ class Harness:
             stop_timeout_seconds=2.0,
         )
         spec = dataclasses.replace(base, **kw)  # type: ignore[arg-type]
-        return ChildProcess(spec, index, self.ctx)
+        return Slot(spec, index, self.ctx)
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +113,7 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         rec = Recorder()
         instance = uuid.uuid4().hex
-        ctx = ChildContext(
+        ctx = SlotContext(
             node="testnode",
             instance_id=instance,
             log_dir=tmp_path / "logs",
@@ -126,7 +126,7 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def supervised(child: ChildProcess) -> AsyncIterator[ChildProcess]:
+async def supervised(child: Slot) -> AsyncIterator[Slot]:
     """Run the slot's task for the block; cancelling it afterwards stops the process."""
     async with anyio.create_task_group() as tg:
         await tg.start(child.run)
@@ -180,7 +180,7 @@ def _has_lines(rec: Recorder, count: int) -> bool:
 
 def _counting_lines_at(
     h: Harness, state: ProcessState, spec: ProgramSpec
-) -> tuple[ChildProcess, list[int]]:
+) -> tuple[Slot, list[int]]:
     """A slot of ``spec`` and the count of lines received each time it enters ``state``."""
     counts: list[int] = []
 
@@ -189,7 +189,7 @@ def _counting_lines_at(
             counts.append(len(h.rec.lines))
         h.rec.emit(event)
 
-    return ChildProcess(spec, 0, dataclasses.replace(h.ctx, emit=emit)), counts
+    return Slot(spec, 0, dataclasses.replace(h.ctx, emit=emit)), counts
 
 
 async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
@@ -526,7 +526,7 @@ async def test_child_env_has_markers_and_spec_env(h: Harness) -> None:
 
 async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None:
     child = h.child()
-    child = ChildProcess(
+    child = Slot(
         dataclasses.replace(child.spec, command=(str(h.tmp / "no-such-program"),)), 0, h.ctx
     )
     async with supervised(child):

@@ -26,15 +26,13 @@ import pytest
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.reaper import (
-    MARKER_INSTANCE,
-    MARKER_PROCESS,
-    MARKER_RUN_ID,
     ProcIdent,
     Reaper,
     TreeOutcome,
 )
 from supervisor.state.ledger import Ledger
 from tests._wait import eventually, wait_for, wait_until
+from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -57,7 +55,7 @@ def _marked(instance: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if proc.environ().get(MARKER_INSTANCE) == instance:
+            if proc.environ().get(protocol.INSTANCE) == instance:
                 found.append(proc)
     return found
 
@@ -175,7 +173,8 @@ def subreaper() -> Iterator[None]:
 async def spawned(instance: str, run_id: str, *args: str) -> AsyncIterator[Worker]:
     """Spawn reap_tree.py as dsup would (own session, markers) and watch its exit."""
     env = dict(
-        os.environ, **{MARKER_INSTANCE: instance, MARKER_RUN_ID: run_id, MARKER_PROCESS: "w:0"}
+        os.environ,
+        **{protocol.INSTANCE: instance, protocol.RUN_ID: run_id, protocol.PROCESS: "w:0"},
     )
     popen = await _start(
         [sys.executable, "-u", str(WORKERS / "reap_tree.py"), *args],
