@@ -214,7 +214,7 @@ class Ledger:
         self, *, run_id: str, exit_code: int | None, exit_signal: int | None, ended_at: float
     ) -> None:
         """Record how a run's main process ended."""
-        self._write(
+        self.write(
             "UPDATE runs SET ended_at = ?, exit_code = ?, exit_signal = ? WHERE run_id = ?",
             [(ended_at, exit_code, exit_signal, run_id)],
         )
@@ -225,7 +225,7 @@ class Ledger:
         Already known ones are ignored, and so are all of them if the run was
         never recorded (nothing could find them by run later anyway).
         """
-        self._write(
+        self.write(
             "INSERT OR IGNORE INTO run_procs (run_id, pid, create_time) "
             "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)",
             [(run_id, p.pid, p.create_time, run_id) for p in procs],
@@ -240,7 +240,7 @@ class Ledger:
 
     def open_runs(self) -> list[RunRecord]:
         """Runs not yet settled: something of them may still be alive."""
-        rows = self._read(
+        rows = self.read(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE settled = 0 ORDER BY started_at", ()
         )
         return [_run_record(row) for row in rows]
@@ -256,7 +256,7 @@ class Ledger:
                 for each of N parallel stops would cost N squared).
         """
         one = "" if run_id is None else " AND r.run_id = :run"
-        rows = self._read(
+        rows = self.read(
             "SELECT run_id, process, pid, create_time, 1 AS is_main FROM runs r "
             f"WHERE settled = 0 AND ended_at IS NULL{one} "
             "UNION ALL "
@@ -277,7 +277,7 @@ class Ledger:
     def recent_runs(self, process: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The latest runs, newest first, of one process or of all."""
         where, args = ("WHERE process = ?", (process,)) if process is not None else ("", ())
-        rows = self._read(
+        rows = self.read(
             f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
             (*args, limit),
         )
@@ -313,22 +313,36 @@ class Ledger:
 
     def audit_rows(self, limit: int = 100) -> list[AuditRecord]:
         """The latest audit rows, newest first."""
-        rows = self._read(
+        rows = self.read(
             "SELECT id, at, actor, source, command, target, outcome, detail FROM audit "
             "ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         return [_from_row(AuditRecord, row) for row in rows]
 
-    # -- plumbing -------------------------------------------------------------
+    # -- plumbing for the other stores of state/ --------------------------------
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        with self._lock, _transaction(self._conn):
-            self._conn.executemany(sql, rows)
+    def write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """Run ``sql`` once per row of ``rows`` in one transaction."""
+        with self.transaction() as conn:
+            conn.executemany(sql, rows)
 
-    def _read(self, sql: str, args: tuple[object, ...] | Mapping[str, object]) -> list[sqlite3.Row]:
+    def read(
+        self, sql: str, args: tuple[object, ...] | Mapping[str, object] = ()
+    ) -> list[sqlite3.Row]:
+        """Rows of one query."""
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error).
+
+        For the stores that keep their tables in this database (their schema is a
+        migration of ``_MIGRATIONS``): several statements that must land together.
+        """
+        with self._lock, _transaction(self._conn):
+            yield self._conn
 
 
 @contextlib.contextmanager
