@@ -138,7 +138,9 @@ def test_outbox_output_past_the_bound_is_summarised_oldest_first(outbox: Outbox)
         contents.append(rows[0].content)
         _send_head(outbox, A, 1, now=1000.0)
     assert contents[0] == "scraper:0 RUNNING"
-    assert contents[1] == "40 lines of relay from scraper:0 dropped during a 3m00s outage (see /logs scraper)"
+    assert contents[1] == (
+        "40 lines of relay from scraper:0 dropped during a 3m00s outage (see /logs scraper)"
+    )
     assert contents[2:] == ["block 4", "block 5", "crashed"]
     assert state not in [r.id for r in outbox.due(now=1000.0)]
 
