@@ -348,6 +348,20 @@ class Ledger:
         )
         return [_from_row(AuditRecord, row) for row in rows]
 
+    def audit_since(self, after_id: int, limit: int = 100) -> list[AuditRecord]:
+        """Audit rows newer than row ``after_id``, oldest first (for the audit channel)."""
+        rows = self.read(
+            "SELECT id, at, actor, source, command, target, outcome, detail FROM audit "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_from_row(AuditRecord, row) for row in rows]
+
+    def audit_newest_id(self) -> int:
+        """The id of the newest audit row (0 when there is none)."""
+        (row,) = self.read("SELECT coalesce(max(id), 0) AS id FROM audit")
+        return int(row["id"])
+
     # -- plumbing for the other stores of state/ --------------------------------
 
     def write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
