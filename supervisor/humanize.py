@@ -1,4 +1,4 @@
-"""Short human forms of durations, sizes, CPU shares and signals, and safe output lines.
+"""Short human forms of durations, sizes and CPU shares, and safe output lines.
 
 This module owns how ``dsup ctl status`` and the live console spell these
 values, so both read the same, and ``printable``, the one place where a
@@ -11,7 +11,6 @@ here.
 from __future__ import annotations
 
 import re
-import signal
 
 _CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """C0 controls except tab, DEL, the C1 controls and the bidi controls (marks,
@@ -124,14 +123,3 @@ def memory(value: object) -> str:
 def cpu(value: object) -> str:
     """A CPU share (100 = one core) as ``12.5%``; ``-`` when not a number."""
     return f"{value:.1f}%" if isinstance(value, int | float) else "-"
-
-
-def signal_name(number: int) -> str:
-    """``SIGTERM`` for 15, ``SIGRTMIN+6`` for 40; ``signal 99`` for no signal of this platform."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        pass
-    if signal.SIGRTMIN < number < signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
-    return f"signal {number}"

@@ -22,7 +22,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def _widths(natural: Sequence[int], room: int) -> list[int]:
 
 def _last_exit(r: ProcessStatus) -> str:
     if r.last_exit_signal:
-        return humanize.signal_name(r.last_exit_signal)
+        return signals.name(r.last_exit_signal)
     if r.last_exit_code is not None:
         return f"exit {r.last_exit_code}"
     return humanize.printable(r.last_error) if r.last_error else "-"

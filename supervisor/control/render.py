@@ -17,7 +17,7 @@ import textwrap
 import time
 from typing import TYPE_CHECKING
 
-from supervisor import humanize
+from supervisor import humanize, signals
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -248,5 +248,5 @@ def _opt(value: object) -> str:
 def _last_exit(status: Mapping[str, object]) -> str:
     code, sig = status.get("last_exit_code"), status.get("last_exit_signal")
     if isinstance(sig, int):
-        return humanize.signal_name(sig)
+        return signals.name(sig)
     return f"exit {code}" if isinstance(code, int) else "-"

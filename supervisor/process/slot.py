@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor import humanize
+from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
@@ -160,11 +160,11 @@ class Slot:
         """
         run, state = self._state.run, self._state.state
         if run is None or run.exited.is_set() or not state.is_alive:
-            raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
+            raise InvalidTransition(self.name, state.value, f"send {signals.name(sig)}")
         try:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
-            name = humanize.signal_name(sig)
+            name = signals.name(sig)
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
     def close(self, reason: str) -> None:
