@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.state.ledger import AuditSource
+    from supervisor.state.records import AuditSource
 
 
 class AccessLevel(enum.IntEnum):

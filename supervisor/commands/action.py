@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from supervisor.commands.access import Actor
     from supervisor.commands.reports import ProcessOutcome
-    from supervisor.process.slot import ProcessStatus, Slot
+    from supervisor.process.slot import Slot
+    from supervisor.process.status import ProcessStatus
 
 
 def parse_signal(value: str | int) -> signal.Signals | int:

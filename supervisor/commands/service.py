@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from supervisor.commands import audit
-from supervisor.commands.access import AccessLevel, Actor, Command
+from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import (
     judge_signals,
     parse_signal,
@@ -38,12 +38,10 @@ from supervisor.commands.action import (
     stop_one,
 )
 from supervisor.commands.reports import (
-    MAX_TAIL_LINES,
     ActionReport,
     LogFollow,
     LogLines,
     ProcessInfo,
-    ProcessOutcome,
     ProcessResult,
     ShutdownReport,
     StatusReport,
@@ -59,27 +57,9 @@ if TYPE_CHECKING:
 
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
-    from supervisor.process.slot import ProcessStatus, Slot
-    from supervisor.reaper.reaper import ProcStats
-
-# The surface's whole vocabulary, importable from here by every transport.
-__all__ = [
-    "MAX_TAIL_LINES",
-    "AccessLevel",
-    "ActionReport",
-    "Actor",
-    "Command",
-    "CommandService",
-    "LogFollow",
-    "LogLines",
-    "ProcessInfo",
-    "ProcessOutcome",
-    "ProcessResult",
-    "ShutdownReport",
-    "StatusReport",
-    "TailReport",
-    "parse_signal",
-]
+    from supervisor.process.slot import Slot
+    from supervisor.process.status import ProcessStatus
+    from supervisor.reaper.stats import ProcStats
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from supervisor.events import ProcessState
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 _STATE_STYLE = {
     ProcessState.STOPPED: "dim",

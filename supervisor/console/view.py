@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from supervisor.events import Stream
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,6 @@ from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.status import ProcessStatus, SlotContext
 
 if TYPE_CHECKING:
     import signal
@@ -49,16 +48,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.process.mailbox import Kind, QueuedCommand
-
-# Importers of the slot's records keep importing them from here.
-__all__ = [
-    "KEPT_RUNS",
-    "PIPE_GRACE_SECONDS",
-    "STOP_MARGIN_SECONDS",
-    "ProcessStatus",
-    "Slot",
-    "SlotContext",
-]
+    from supervisor.process.status import ProcessStatus, SlotContext
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import LedgerError
 from supervisor.state.records import (
     AuditRecord,
     AuditSource,
@@ -38,20 +38,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
-
-# The records live in ledger_records; importers keep importing them from here.
-__all__ = [
-    "AUDIT_KEEP_ROWS",
-    "RUNS_KEEP",
-    "SCHEMA_VERSION",
-    "AuditRecord",
-    "AuditSource",
-    "Ledger",
-    "LedgerError",
-    "LeftoverProcess",
-    "ProcIdent",
-    "RunRecord",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -97,15 +83,6 @@ _RUN_COLUMNS = (
     "run_id, process, program, pid, create_time, started_at, ended_at, exit_code, "
     "exit_signal, settled"
 )
-
-
-class LedgerError(SupervisorError):
-    """Raised when the ledger file cannot be used (newer schema, not a database)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"ledger {str(path)!r}: {reason}")
 
 
 AUDIT_KEEP_ROWS = 100_000

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from supervisor.commands.access import AccessLevel, Actor, Command
+from supervisor.commands.action import parse_signal
 from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import LogLines
-from supervisor.commands.service import AccessLevel, Actor, Command, CommandService, parse_signal
+from supervisor.commands.service import CommandService
 from supervisor.errors import AccessDenied, InvalidArgument
 from supervisor.output.logfile import log_paths
 from supervisor.process.policy import describe_exit
@@ -36,7 +38,7 @@ from tests._wait import eventually, wait_until
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supervisor.state.ledger import AuditRecord
+    from supervisor.state.records import AuditRecord
     from tests._control import Node
 
 TICK = program("tick", "ctl_ticker.py", "0.05", numprocs=2)

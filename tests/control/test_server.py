@@ -19,16 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.commands.service import (
+from supervisor.commands.access import Actor, Command
+from supervisor.commands.action import parse_signal
+from supervisor.commands.reports import (
     ActionReport,
-    Actor,
-    Command,
     LogFollow,
     LogLines,
     ShutdownReport,
     StatusReport,
     TailReport,
-    parse_signal,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe

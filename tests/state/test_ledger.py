@@ -8,14 +8,9 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor.state.ledger import (
-    SCHEMA_VERSION,
-    AuditRecord,
-    Ledger,
-    LedgerError,
-    LeftoverProcess,
-    ProcIdent,
-)
+from supervisor.errors import LedgerError
+from supervisor.state.ledger import SCHEMA_VERSION, Ledger
+from supervisor.state.records import AuditRecord, LeftoverProcess, ProcIdent
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
