@@ -135,3 +135,13 @@ def signal_name(number: int) -> str:
     if signal.SIGRTMIN < number < signal.SIGRTMAX:
         return f"SIGRTMIN+{number - signal.SIGRTMIN}"
     return f"signal {number}"
+
+
+def outcome(process: str, result: str, state: str, pid: object, message: str) -> str:
+    """What a command did to one process: ``web:0: ok, RUNNING (pid 42)``, then why.
+
+    ``dsup ctl`` and the Discord bridge say it alike.
+    """
+    shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
+    why = f": {printable(message)}" if message else ""
+    return f"{process}: {result}, {state}{shown_pid}{why}"

@@ -90,6 +90,14 @@ _MIGRATIONS: tuple[str, ...] = (
         detail  TEXT NOT NULL DEFAULT ''
     );
     """,
+    # The Discord bridge's slash commands: the digest of what was last registered.
+    """
+    CREATE TABLE discord_command_sync (
+        guild_id  INTEGER PRIMARY KEY,
+        digest    TEXT NOT NULL,
+        synced_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
