@@ -1,7 +1,7 @@
 """Who a Discord member is to dsup: the access level ``[discord.access]`` grants them.
 
 A level is granted to role ids or user ids; a member holds the highest level any of
-their ids is listed in, and ``NOBODY`` when none is. The bridge builds the command
+their ids is listed in, and ``NONE`` when none is. The bridge builds the command
 surface's :class:`Actor` from it, so Discord and ``dsup ctl`` are checked alike.
 """
 
@@ -29,7 +29,7 @@ def level_of(access: AccessSpec, user_id: int, role_ids: Iterable[int]) -> Acces
     ):
         if ids.intersection(listed):
             return level
-    return AccessLevel.NOBODY
+    return AccessLevel.NONE
 
 
 def actor_of(access: AccessSpec, user: discord.User | discord.Member) -> Actor:

@@ -21,7 +21,7 @@ from supervisor.commands.reports import MAX_TAIL_LINES
 if TYPE_CHECKING:
     import discord
 
-    from supervisor.bridge.perform import Surface
+    from supervisor.bridge.context import BridgeContext
     from supervisor.events import Stream
 
 logger = logging.getLogger(__name__)
@@ -60,20 +60,20 @@ def parse(words: list[str]) -> Ask | str:
 
 
 async def handle_message(
-    surface: Surface, me: discord.ClientUser, message: discord.Message
+    context: BridgeContext, me: discord.ClientUser, message: discord.Message
 ) -> None:
-    """Run the command of a message that mentions the bot; ignore any other message."""
-    if message.author.bot or me not in message.mentions:
-        return
-    if message.guild is None or message.guild.id != surface.guild_id:
-        logger.warning("ignored a mention from %s outside the configured guild", message.author)
+    """Run the command of a message that mentions the bot; ignore any other message.
+
+    The client passes only messages of the served guild, from people.
+    """
+    if me not in message.mentions:
         return
     mention = re.compile(rf"<@!?{me.id}>")
     asked = parse(mention.sub(" ", message.content).split())
     if isinstance(asked, str):
         await _reply(message, Reply(content=asked))
         return
-    actor = actor_of(surface.access, message.author)
+    actor = actor_of(context.spec.access, message.author)
     if asked.verb == "shutdown" and may(actor, asked):
         await message.reply(
             "Stop every process and exit dsup? Nothing restarts it from Discord.",
@@ -82,7 +82,7 @@ async def handle_message(
             mention_author=False,
         )
         return
-    await _reply(message, await execute(surface, actor, asked, filesize_limit=_DEFAULT_FILESIZE))
+    await _reply(message, await execute(context, actor, asked, filesize_limit=_DEFAULT_FILESIZE))
 
 
 async def _reply(message: discord.Message, reply: Reply) -> None:

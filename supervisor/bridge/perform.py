@@ -1,4 +1,4 @@
-"""One chat request run on the command surface, whatever asked: slash command, button, mention.
+"""One chat request run on the command context, whatever asked: slash command, button, mention.
 
 An :class:`Ask` is what a member wants (``restart scraper``); :func:`execute` runs it for
 their :class:`Actor` through the ``CommandService`` (so access and audit are exactly
@@ -22,9 +22,8 @@ from supervisor.commands.reports import MAX_TAIL_LINES, LogFilesReport
 from supervisor.errors import SupervisorError
 
 if TYPE_CHECKING:
+    from supervisor.bridge.context import BridgeContext
     from supervisor.commands.access import Actor
-    from supervisor.commands.service import CommandService
-    from supervisor.config.schema import AccessSpec
     from supervisor.events import Stream
 
 logger = logging.getLogger(__name__)
@@ -59,21 +58,6 @@ MAX_REQUEST_BYTES = 25 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Surface:
-    """What the interactions need from the bridge: the command surface and who may use it.
-
-    Attributes:
-        service: the node's command surface.
-        access: ``[discord.access]``.
-        guild_id: the one guild served.
-    """
-
-    service: CommandService
-    access: AccessSpec
-    guild_id: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Ask:
     """A member's request, from a slash command, a button or a mention.
 
@@ -93,7 +77,7 @@ class Ask:
 
     @property
     def command(self) -> Command:
-        """The command of the surface this runs (and is audited as)."""
+        """The command of the context this runs (and is audited as)."""
         return _COMMAND[self.verb]
 
     @property
@@ -113,19 +97,19 @@ class Ask:
         return " ".join(words)
 
 
-async def execute(surface: Surface, actor: Actor, ask: Ask, *, filesize_limit: int) -> Reply:
+async def execute(context: BridgeContext, actor: Actor, ask: Ask, *, filesize_limit: int) -> Reply:
     """Run ``ask`` for ``actor``; the reply says what happened, or why nothing did.
 
     Args:
-        surface: the command surface and access.
-        actor: who asks (a refused actor is audited by the surface).
+        context: the command context and access.
+        actor: who asks (a refused actor is audited by the context).
         ask: the request.
         filesize_limit: the most bytes one attachment may have here.
 
     A cancelled request is cancelled (its audit row is still written); any other
     error becomes a polite reply, and an unexpected one is logged.
     """
-    service = surface.service
+    service = context.service
     try:
         if ask.verb == "logs":
             files = await service.log_files(actor, ask.target, stream=ask.stream)

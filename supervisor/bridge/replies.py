@@ -81,7 +81,7 @@ def refusal(exc: AccessDenied) -> Reply:
     """The short, polite, private answer to a command the member may not run."""
     have = (
         "no access here: ask an admin of dsup to list your role in [discord.access]"
-        if exc.level == "NOBODY"
+        if exc.level == "NONE"
         else f"you have {exc.level.lower()} access"
     )
     return Reply(

@@ -1,6 +1,6 @@
 """Answering an interaction within Discord's 3 s: refuse at once, or defer, run, follow up.
 
-A refusal is quick (the surface checks the level and writes the audit row) and goes
+A refusal is quick (the context checks the level and writes the audit row) and goes
 privately as the first answer; anything allowed is deferred first, since a stop may
 wait for ``stop_timeout_seconds``, and its reply follows up.
 """
@@ -16,7 +16,8 @@ from supervisor.bridge.access import actor_of
 from supervisor.bridge.perform import discord_files, execute
 
 if TYPE_CHECKING:
-    from supervisor.bridge.perform import Ask, Surface
+    from supervisor.bridge.context import BridgeContext
+    from supervisor.bridge.perform import Ask
     from supervisor.bridge.replies import Reply
     from supervisor.commands.access import Actor
 
@@ -26,38 +27,38 @@ NO_MENTIONS = discord.AllowedMentions.none()
 """Replies quote worker output and names: they ping nobody."""
 
 
-def is_ours(surface: Surface, interaction: discord.Interaction) -> bool:
+def is_ours(context: BridgeContext, interaction: discord.Interaction) -> bool:
     """Whether the interaction comes from the one guild dsup serves."""
-    return interaction.guild_id == surface.guild_id
+    return interaction.guild_id == context.guild_id
 
 
 async def answer(
-    surface: Surface, interaction: discord.Interaction, ask: Ask, *, ephemeral: bool = False
+    context: BridgeContext, interaction: discord.Interaction, ask: Ask, *, ephemeral: bool = False
 ) -> None:
     """Run ``ask`` for the member behind ``interaction`` and answer them.
 
     Args:
-        surface: the command surface and access.
+        context: the command context and access.
         interaction: a slash command or component interaction, not yet answered.
         ask: what they asked.
         ephemeral: answer privately (a refusal always is).
     """
-    if not is_ours(surface, interaction):
+    if not is_ours(context, interaction):
         await refuse_elsewhere(interaction)
         return
-    actor = actor_of(surface.access, interaction.user)
+    actor = actor_of(context.spec.access, interaction.user)
     limit = interaction.filesize_limit
     if not may(actor, ask):
-        reply = await execute(surface, actor, ask, filesize_limit=limit)  # refused, audited
+        reply = await execute(context, actor, ask, filesize_limit=limit)  # refused, audited
         await send_first(interaction, reply)
         return
     await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-    reply = await execute(surface, actor, ask, filesize_limit=limit)
+    reply = await execute(context, actor, ask, filesize_limit=limit)
     await follow_up(interaction, reply, ephemeral=ephemeral)
 
 
 def may(actor: Actor, ask: Ask) -> bool:
-    """Whether ``actor``'s level allows ``ask`` (the surface checks again, and audits)."""
+    """Whether ``actor``'s level allows ``ask`` (the context checks again, and audits)."""
     return actor.level >= ask.command.required_level
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import re
     from collections.abc import Sequence
 
-    from supervisor.bridge.perform import Surface
+    from supervisor.bridge.context import BridgeContext
 
 Action = Literal["restart", "stop", "start", "tail", "logs"]
 ACTIONS: tuple[Action, ...] = ("restart", "stop", "start", "tail", "logs")
@@ -130,8 +130,8 @@ def panel_view(program: str, processes: Sequence[str]) -> discord.ui.View:
     return view
 
 
-def dynamic_items(surface: Surface) -> tuple[type[discord.ui.DynamicItem[Any]], ...]:
-    """The persistent components' classes, bound to ``surface``: for ``add_dynamic_items``."""
+def dynamic_items(context: BridgeContext) -> tuple[type[discord.ui.DynamicItem[Any]], ...]:
+    """The persistent components' classes, bound to ``context``: for ``add_dynamic_items``."""
 
     class ProcessButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_TEMPLATE):
         """restart / stop / start / tail / logs of one target."""
@@ -152,7 +152,7 @@ def dynamic_items(surface: Surface) -> tuple[type[discord.ui.DynamicItem[Any]], 
 
         async def callback(self, interaction: discord.Interaction) -> None:
             await answer(
-                surface, interaction, Ask(verb=self.action, target=self.target), ephemeral=True
+                context, interaction, Ask(verb=self.action, target=self.target), ephemeral=True
             )
 
     class ProgramMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=PROGRAMS_TEMPLATE):
@@ -173,7 +173,7 @@ def dynamic_items(surface: Surface) -> tuple[type[discord.ui.DynamicItem[Any]], 
         async def callback(self, interaction: discord.Interaction) -> None:
             values = self.item.values
             if values:
-                await show_panel(surface, interaction, values[0])
+                await show_panel(context, interaction, values[0])
 
     class ShutdownButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=SHUTDOWN_ID):
         """The confirmation of ``/shutdown``."""
@@ -191,25 +191,27 @@ def dynamic_items(surface: Surface) -> tuple[type[discord.ui.DynamicItem[Any]], 
             return cls()
 
         async def callback(self, interaction: discord.Interaction) -> None:
-            await answer(surface, interaction, Ask(verb="shutdown"))
+            await answer(context, interaction, Ask(verb="shutdown"))
 
     return (ProcessButton, ProgramMenu, ShutdownButton)
 
 
-async def show_panel(surface: Surface, interaction: discord.Interaction, program: str) -> None:
+async def show_panel(
+    context: BridgeContext, interaction: discord.Interaction, program: str
+) -> None:
     """Show the picker, privately, ``program``'s processes with their buttons."""
-    if not is_ours(surface, interaction):
+    if not is_ours(context, interaction):
         await refuse_elsewhere(interaction)
         return
-    actor = actor_of(surface.access, interaction.user)
+    actor = actor_of(context.spec.access, interaction.user)
     ask = Ask(verb="status", target=program)
     limit = interaction.filesize_limit
     if not may(actor, ask):
-        await send_first(interaction, await execute(surface, actor, ask, filesize_limit=limit))
+        await send_first(interaction, await execute(context, actor, ask, filesize_limit=limit))
         return
     await interaction.response.defer(ephemeral=True, thinking=True)
-    reply = await execute(surface, actor, ask, filesize_limit=limit)
-    processes = [n for n in surface.service.target_names()[1] if n.startswith(f"{program}:")]
+    reply = await execute(context, actor, ask, filesize_limit=limit)
+    processes = [n for n in context.service.target_names()[1] if n.startswith(f"{program}:")]
     if not processes:  # gone since the board was drawn, or refused: just the answer
         await follow_up(interaction, reply, ephemeral=True)
         return
