@@ -143,3 +143,12 @@ class InvalidArgument(SupervisorError, ValueError):
         self.name = name
         self.value = value
         super().__init__(f"{command}: bad {name} {value!r}; {fix}")
+
+
+class Unavailable(SupervisorError):
+    """Raised when a command needs a part of the node that is not running (the bridge)."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        self.command = command
+        self.reason = reason
+        super().__init__(f"{command}: {reason}")

@@ -123,3 +123,13 @@ def memory(value: object) -> str:
 def cpu(value: object) -> str:
     """A CPU share (100 = one core) as ``12.5%``; ``-`` when not a number."""
     return f"{value:.1f}%" if isinstance(value, int | float) else "-"
+
+
+def outcome(process: str, result: str, state: str, pid: object, message: str) -> str:
+    """What a command did to one process: ``web:0: ok, RUNNING (pid 42)``, then why.
+
+    ``dsup ctl`` and the Discord bridge say it alike.
+    """
+    shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
+    why = f": {printable(message)}" if message else ""
+    return f"{process}: {result}, {state}{shown_pid}{why}"

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
+    NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail
     OPERATOR = 2  # act on processes: start, stop, restart, signal
-    ADMIN = 3  # act on the node: reload, shutdown
+    ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
 class Command(enum.StrEnum):
@@ -39,6 +40,7 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    DISCORD_SYNC = "discord-sync"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -55,6 +57,7 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.DISCORD_SYNC: AccessLevel.ADMIN,
 }
 
 

@@ -150,6 +150,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
+    sub.add_parser(
+        "discord-sync", help="register the Discord slash commands again (changed or not)"
+    )
     down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
     down.add_argument(
         "--no-wait", action="store_true", help="return at once, without waiting for dsup to exit"

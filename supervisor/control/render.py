@@ -46,6 +46,9 @@ def render(cmd: str, result: object) -> str:
         )
     if cmd == "shutdown":
         return f"node {data.get('node')!s}: stopping every process and exiting"
+    if cmd == "discord-sync":
+        names = ", ".join(f"/{n}" for n in _list(data.get("commands")))
+        return f"registered in guild {data.get('guild_id')!s}: {names or 'no commands'}"
     return _render_actions(data)
 
 
@@ -205,9 +208,16 @@ def _render_actions(data: Mapping[str, object]) -> str:
     lines = []
     for proc in _list(data.get("processes")):
         p = proc if isinstance(proc, dict) else {}
-        pid = f" (pid {p['pid']})" if isinstance(p.get("pid"), int) else ""
-        message = f": {p['message']}" if p.get("message") else ""
-        lines.append(f"{p.get('process')}: {p.get('outcome')}, {p.get('state')}{pid}{message}")
+        message = p.get("message")
+        lines.append(
+            humanize.outcome(
+                str(p.get("process")),
+                str(p.get("outcome")),
+                str(p.get("state")),
+                p.get("pid"),
+                message if isinstance(message, str) else "",
+            )
+        )
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import parse_signal
 from supervisor.commands.reports import (
     ActionReport,
+    DiscordSyncReport,
     LogFollow,
     LogLines,
     ShutdownReport,
@@ -100,6 +101,10 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
+        self._seen(actor)
+        return DiscordSyncReport(guild_id=1, commands=("status",))
 
 
 def _private_dir(tmp_path: Path) -> Path:
