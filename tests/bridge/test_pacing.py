@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from supervisor.bridge.pacing import Breaker, Pacer, route_of
+from supervisor.bridge.pacing import Breaker, Pacer, RouteKey, route_of
 
-CREATE = ("create", 42)
+CREATE: RouteKey = ("create", 42)
 
 
 def test_route_of_names_message_creates_and_edits_only() -> None:
