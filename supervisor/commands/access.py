@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
+    NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail
     OPERATOR = 2  # act on processes: start, stop, restart, signal
     ADMIN = 3  # act on the node: reload, shutdown

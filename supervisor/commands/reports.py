@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable
 
     from supervisor.commands.access import Command
+    from supervisor.commands.health import BridgeHealth
     from supervisor.events import ProcessState, Stream
     from supervisor.process.slot import ProcessStatus
 
@@ -49,11 +50,13 @@ class StatusReport:
         node: the node name.
         at: wall-clock time of the snapshot (for uptimes; display only).
         processes: one row per process, in config order.
+        bridge: the Discord bridge's health, None on a node without one.
     """
 
     node: str
     at: float
     processes: tuple[ProcessInfo, ...]
+    bridge: BridgeHealth | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,6 +57,7 @@ from supervisor.process.slot import STOP_MARGIN_SECONDS
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from supervisor.commands.health import HealthSource
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
     from supervisor.process.slot import ProcessStatus, Slot
@@ -106,6 +107,7 @@ class CommandService:
         *,
         poll_interval: float = 0.2,
         follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+        health: HealthSource | None = None,
     ) -> None:
         """Serve commands for ``fleet``.
 
@@ -114,11 +116,13 @@ class CommandService:
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped.
+            health: reads the Discord bridge's health for ``status`` (None: no bridge).
         """
         self._fleet = fleet
         self._poll_interval = poll_interval
         self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
+        self._health = health
 
     # -- viewer --------------------------------------------------------------
 
@@ -181,6 +185,13 @@ class CommandService:
             buffer_bytes=self._follow_buffer_bytes,
         ) as following:
             yield following
+
+    def snapshot(self) -> list[ProcessStatus]:
+        """Every process's state now, for views that refresh on their own (the board).
+
+        Not a command: no access check, no audit row, no resource sampling.
+        """
+        return [c.status() for c in self._fleet.processes()]
 
     # -- operator ------------------------------------------------------------
 
@@ -351,7 +362,10 @@ class CommandService:
                 )
             )
         return StatusReport(
-            node=self._fleet.config.supervisor.name, at=time.time(), processes=tuple(rows)
+            node=self._fleet.config.supervisor.name,
+            at=time.time(),
+            processes=tuple(rows),
+            bridge=self._health() if self._health else None,
         )
 
     async def _stats(self, statuses: list[ProcessStatus]) -> dict[int, ProcStats]:

@@ -148,12 +148,24 @@ class DiscordSpec:
         """Return the bot token from the environment or the token file.
 
         Raises:
-            ConfigError: the variable is unset or the file unreadable; the
-                message never contains the token.
+            ConfigError: the variable is unset, or the file unreadable or
+                readable by others; the message never contains the token.
         """
         where = "discord.token_file" if self.token_file else "discord.token_env"
         if self.token_file is not None:
             try:
+                mode = self.token_file.stat().st_mode
+                if mode & 0o077:
+                    raise ConfigError(
+                        self.token_file,
+                        [
+                            ConfigIssue(
+                                where,
+                                f"others can read it (mode {mode & 0o777:o}); "
+                                f"run: chmod 600 {self.token_file}",
+                            )
+                        ],
+                    )
                 token = self.token_file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror

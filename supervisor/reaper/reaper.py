@@ -223,6 +223,8 @@ class Reaper:
             The pids signalled.
         """
         live = frozenset(live_run_ids)
+        # Records a full disk refused are written once it takes them, even if idle.
+        await anyio.to_thread.run_sync(self.ledger.retry_deferred)
         mark = clock_mark() - self.spare_younger_than
         snap = await self._scanner.snapshot()
         cutoff = await anyio.to_thread.run_sync(on_psutil_scale, mark)

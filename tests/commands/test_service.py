@@ -19,6 +19,7 @@ from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import LogLines
 from supervisor.commands.service import AccessLevel, Actor, Command, CommandService, parse_signal
 from supervisor.errors import AccessDenied, InvalidArgument
+from supervisor.events import ProcessState
 from supervisor.output.logfile import log_paths
 from supervisor.process.policy import describe_exit
 from tests._control import (
@@ -31,6 +32,7 @@ from tests._control import (
     states,
     write_config,
 )
+from tests._ledger_full import ledger_full
 from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
@@ -560,3 +562,34 @@ async def test_follow_buffer_keeps_a_chunk_s_cap_when_it_adds_drops() -> None:
         chunk = await buffer.__anext__()
     assert (chunk.lines, chunk.dropped, chunk.capped) == (("a",), 4, True)
     buffer.close()
+
+
+async def test_a_full_ledger_fails_no_command_and_changes_no_process(tmp_path: Path) -> None:
+    """A full disk failed every command (the audit row) and made a crashing program FATAL."""
+    again = program("again", "child_exit.py", "3", "0.4", restart="always", start_retries=1)
+    async with running_node(write_config(tmp_path, TICK, again)) as node:
+        await _all_running(node)
+        slot = next(c for c in node.fleet.processes() if c.name == "again:0")
+        with ledger_full(node.ledger):
+            assert result(await ask(node.socket, "status"))
+            for cmd in ("stop", "start", "restart"):
+                res = result(await ask(node.socket, cmd, target="tick"))
+                assert {o for o, _ in _outcomes(res).values()} == {"ok"}, (cmd, res)
+            restarts = slot.status().restarts
+            await wait_until(lambda: slot.status().restarts >= restarts + 2)  # runs went on
+            assert slot.status().state is not ProcessState.FATAL
+            assert node.ledger.unrecorded > 0
+            # The sweep that ends a shutdown writes to the ledger too.
+            assert await node.fleet.reaper.sweep(live_run_ids=_live(node)) == ()
+        assert node.ledger.retry_deferred()
+        rows = await _audit(node)
+        assert [(r.command, r.outcome) for r in rows[:4]] == [
+            ("restart", "ok"),
+            ("start", "ok"),
+            ("stop", "ok"),
+            ("status", "ok"),
+        ]
+
+
+def _live(node: Node) -> set[str]:
+    return {run for c in node.fleet.processes() if (run := c.status().run_id) is not None}
