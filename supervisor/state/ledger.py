@@ -90,6 +90,34 @@ _MIGRATIONS: tuple[str, ...] = (
         detail  TEXT NOT NULL DEFAULT ''
     );
     """,
+    # The outbox (state/outbox.py): what is bound for Discord, written before it is sent.
+    """
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel     INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        target      INTEGER,
+        reply_to    INTEGER,
+        counts      TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        until_at    REAL NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sent', 'abandoned')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        first_try_at REAL,
+        next_try_at REAL NOT NULL DEFAULT 0,
+        last_error  TEXT NOT NULL DEFAULT '',
+        message_id  INTEGER,
+        sent_at     REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (channel, id) WHERE status = 'pending';
+    CREATE TABLE outbox_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO outbox_meta (key, value) VALUES ('salt', lower(hex(randomblob(5))));
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
