@@ -163,6 +163,6 @@ def _refused(exc: BaseException) -> Delivery:
             status=exc.status,
             code=exc.code,
             retry_after=float(retry) if retry else None,
-            error=f"{exc.status} {exc.text or exc.response.reason or ''}".strip(),
+            error=f"{exc.status} (code {exc.code}) {exc.text or exc.response.reason or ''}".strip(),
         )
     return Delivery(status=0, error=f"{type(exc).__name__}: {exc}")

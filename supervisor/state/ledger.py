@@ -118,6 +118,14 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO outbox_meta (key, value) VALUES ('salt', lower(hex(randomblob(5))));
     """,
+    # The Discord status board (state/board.py): which message to edit, per channel.
+    """
+    CREATE TABLE discord_board (
+        channel_id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        posted_at  REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
