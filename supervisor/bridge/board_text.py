@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def _summaries(statuses: Sequence[ProcessStatus]) -> list[str]:
 
 def _last_exit(st: ProcessStatus) -> str:
     if st.last_exit_signal is not None:
-        return humanize.signal_name(st.last_exit_signal)
+        return signals.name(st.last_exit_signal)
     if st.last_exit_code is not None:
         return f"code {st.last_exit_code}"
     return ""
