@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.state.ledger import AuditSource
+    from supervisor.state.records import AuditSource
 
 
 class AccessLevel(enum.IntEnum):
@@ -26,7 +26,7 @@ class AccessLevel(enum.IntEnum):
     NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail
     OPERATOR = 2  # act on processes: start, stop, restart, signal
-    ADMIN = 3  # act on the node: reload, shutdown
+    ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
 class Command(enum.StrEnum):
@@ -40,6 +40,7 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    DISCORD_SYNC = "discord-sync"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -56,6 +57,7 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.DISCORD_SYNC: AccessLevel.ADMIN,
 }
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.reports import (
         ActionReport,
+        DiscordSyncReport,
         LogFollow,
         ShutdownReport,
         StatusReport,
@@ -53,6 +54,7 @@ class CommandSurface(Protocol):
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
     async def reload(self, actor: Actor) -> ReloadResult: ...
     async def shutdown(self, actor: Actor) -> ShutdownReport: ...
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport: ...
 
 
 Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
@@ -231,6 +233,7 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.SIGNAL: _bind_signal,
     Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
     Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
+    Command.DISCORD_SYNC: lambda a: lambda s, actor: s.discord_sync(actor),
 }
 
 

@@ -45,7 +45,6 @@ from supervisor.reaper.tree import (
     recorded_alive,
     run_members,
 )
-from supervisor.state.ledger import ProcIdent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -55,13 +54,7 @@ if TYPE_CHECKING:
     from supervisor.events import Event
     from supervisor.reaper.tree import Snapshot
     from supervisor.state.ledger import Ledger
-
-__all__ = [
-    "ProcIdent",
-    "ProcStats",
-    "Reaper",
-    "TreeOutcome",
-]
+    from supervisor.state.records import ProcIdent
 
 logger = logging.getLogger(__name__)
 

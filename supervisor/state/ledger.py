@@ -26,7 +26,7 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import LedgerError
 from supervisor.state.records import (
     AuditRecord,
     AuditSource,
@@ -39,20 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
-
-# The records live in ledger_records; importers keep importing them from here.
-__all__ = [
-    "AUDIT_KEEP_ROWS",
-    "RUNS_KEEP",
-    "SCHEMA_VERSION",
-    "AuditRecord",
-    "AuditSource",
-    "Ledger",
-    "LedgerError",
-    "LeftoverProcess",
-    "ProcIdent",
-    "RunRecord",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +105,14 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO outbox_meta (key, value) VALUES ('salt', lower(hex(randomblob(5))));
     """,
+    # The Discord bridge's slash commands: the digest of what was last registered.
+    """
+    CREATE TABLE discord_command_sync (
+        guild_id  INTEGER PRIMARY KEY,
+        digest    TEXT NOT NULL,
+        synced_at REAL NOT NULL
+    );
+    """,
     # Processes the subreaper adopted that no run could claim (a daemon that left
     # its tree, its session and its markers): ended by a sweep, or the next start.
     """
@@ -135,15 +129,6 @@ _RUN_COLUMNS = (
     "run_id, process, program, pid, create_time, started_at, ended_at, exit_code, "
     "exit_signal, settled"
 )
-
-
-class LedgerError(SupervisorError):
-    """Raised when the ledger file cannot be used (newer schema, not a database)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"ledger {str(path)!r}: {reason}")
 
 
 AUDIT_KEEP_ROWS = 100_000
@@ -408,6 +393,20 @@ class Ledger:
             (limit,),
         )
         return [_from_row(AuditRecord, row) for row in rows]
+
+    def audit_since(self, after_id: int, limit: int = 100) -> list[AuditRecord]:
+        """Audit rows newer than row ``after_id``, oldest first (for the audit channel)."""
+        rows = self.read(
+            "SELECT id, at, actor, source, command, target, outcome, detail FROM audit "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_from_row(AuditRecord, row) for row in rows]
+
+    def audit_newest_id(self) -> int:
+        """The id of the newest audit row (0 when there is none)."""
+        (row,) = self.read("SELECT coalesce(max(id), 0) AS id FROM audit")
+        return int(row["id"])
 
     # -- best effort: what a full disk cannot take now is written later ---------
 

@@ -153,6 +153,7 @@ class Outbox:
         now: float,
         reply_to: int | None = None,
         counts: Mapping[str, int] | None = None,
+        meta: tuple[str, str] | None = None,
     ) -> int:
         """Queue a new message; committed when this returns.
 
@@ -164,6 +165,8 @@ class Outbox:
             now: wall-clock time (display and the summary's span).
             reply_to: a Discord message id to reply to.
             counts: for output, the lines it holds per process (for summaries).
+            meta: a ``(key, value)`` for :meth:`meta` stored in the same
+                transaction (the audit cursor moves with the message it made).
 
         Returns:
             The row id (give it to :meth:`edit` to change the message later).
@@ -178,6 +181,8 @@ class Outbox:
             assert row_id is not None
             if kind == "output":
                 self._bound_output(conn, channel)
+            if meta is not None:
+                _set_meta(conn, *meta)
         return row_id
 
     def edit(self, target: int, content: str, *, now: float) -> int:
@@ -344,11 +349,8 @@ class Outbox:
 
     def set_meta(self, key: str, value: str) -> None:
         """Store a value :meth:`meta` returns."""
-        self._ledger.write(
-            "INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [(key, value)],
-        )
+        with self._ledger.transaction() as conn:
+            _set_meta(conn, key, value)
 
     def nonce(self, row_id: int) -> str:
         """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""
@@ -381,6 +383,14 @@ def summary_text(counts: Mapping[str, int], span: float) -> str:
         for process, n in sorted(counts.items())
     ]
     return "\n".join(lines) or f"relayed output dropped{during}"
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def _program(process: str) -> str:

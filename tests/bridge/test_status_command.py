@@ -47,7 +47,8 @@ async def test_status_refuses_a_member_no_access_list_names(
     bob = fake_discord.add_user("bob")
     async with bridged_node(tmp_path, fake_discord, TICK, viewer=[1]) as bridged:
         record = fake_discord.invoke(bob, "general", "status")
-        reply = await record.wait_reply(kind="followup")
+        reply = await record.wait_reply()  # refused at once, privately
+        assert reply.data["flags"] & 64
         text = reply.content or ""
         assert "viewer" in text
         assert "tick:0" not in text
