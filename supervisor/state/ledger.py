@@ -113,6 +113,14 @@ _MIGRATIONS: tuple[str, ...] = (
         synced_at REAL NOT NULL
     );
     """,
+    # The Discord status board (state/board.py): which message to edit, per channel.
+    """
+    CREATE TABLE discord_board (
+        channel_id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        posted_at  REAL NOT NULL
+    );
+    """,
     # Processes the subreaper adopted that no run could claim (a daemon that left
     # its tree, its session and its markers): ended by a sweep, or the next start.
     """
