@@ -155,7 +155,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                     await fleet.wait_shutdown_requested()
                     front.cancel_scope.cancel("shutdown: stop accepting commands")
             # Every process has been stopped; end whatever escaped its tree.
-            await reaper.sweep(live_run_ids=())
+            await reaper.sweep(live_run_ids=(), is_last=True)
             if outbound is not None:
                 # The processes' last words reach Discord before it is closed (bounded).
                 await outbound.finish()
