@@ -185,7 +185,7 @@ class Slot:
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
-        self._state.spec = spec
+        self._state.reload(spec)
         st = self._state.status()
         wait = self._restart_wait
         if wait is not None and not policy.wants_restart(
@@ -313,12 +313,13 @@ class Slot:
         wait = anyio.CancelScope()
         if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
             self._restart_wait = wait
-        self._state.next_start = time.time() + decision.delay
+        self._state.start_pending(time.time() + decision.delay)
         try:
             with wait:
                 await anyio.sleep(decision.delay)
         finally:
-            self._state.next_start = self._restart_wait = None
+            self._state.start_pending(None)
+            self._restart_wait = None
         if wait.cancelled_caught:
             why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
             self._state.enter(ProcessState.EXITED, reason=why)
@@ -345,7 +346,7 @@ class Slot:
         try:
             return await self._live(run, reason, started)
         finally:
-            self._state.run = None
+            self._state.run_handled()
             run.close()
 
     # -- one run -----------------------------------------------------------------
