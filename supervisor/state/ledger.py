@@ -113,6 +113,14 @@ _MIGRATIONS: tuple[str, ...] = (
         synced_at REAL NOT NULL
     );
     """,
+    # The Discord status board (state/board.py): which message to edit, per channel.
+    """
+    CREATE TABLE discord_board (
+        channel_id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        posted_at  REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
