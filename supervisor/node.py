@@ -31,6 +31,7 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
+from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -109,8 +110,9 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
         )
+        tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
-        server = ControlServer(CommandService(fleet), state.socket_path)
+        server = ControlServer(CommandService(fleet, tasks=tasks), state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
             await services.start(console.run)
@@ -121,10 +123,13 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
                 console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)
-                async with anyio.create_task_group() as front:
-                    await front.start(server.serve)
-                    await fleet.wait_shutdown_requested()
-                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+                async with anyio.create_task_group() as work:
+                    await work.start(tasks.run)
+                    async with anyio.create_task_group() as front:
+                        await front.start(server.serve)
+                        await fleet.wait_shutdown_requested()
+                        front.cancel_scope.cancel("shutdown: stop accepting commands")
+                    work.cancel_scope.cancel("shutdown: stop the tasks under way")
             # Every process has been stopped; end whatever escaped its tree.
             await reaper.sweep(live_run_ids=())
             services.cancel_scope.cancel("shutdown complete")

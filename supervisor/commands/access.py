@@ -24,7 +24,7 @@ class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
     VIEWER = 1  # look: status, tail
-    OPERATOR = 2  # act on processes: start, stop, restart, signal
+    OPERATOR = 2  # act on processes and tasks: start, stop, restart, signal, task
     ADMIN = 3  # act on the node: reload, shutdown
 
 
@@ -39,6 +39,9 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    TASK = "task"
+    TASKS = "tasks"
+    TASK_CANCEL = "task-cancel"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -55,6 +58,9 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.TASK: AccessLevel.OPERATOR,
+    Command.TASKS: AccessLevel.VIEWER,
+    Command.TASK_CANCEL: AccessLevel.OPERATOR,
 }
 
 
