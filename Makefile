@@ -18,6 +18,7 @@ test: lint types unit
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 types: $(STAMP)
 	$(VENV)/bin/mypy
@@ -29,4 +30,4 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache examples/.dsup
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache examples/.dsup

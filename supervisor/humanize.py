@@ -1,4 +1,4 @@
-"""Short human forms of durations, sizes, CPU shares and signals, and safe output lines.
+"""Short human forms of durations, sizes and CPU shares, and safe output lines.
 
 This module owns how ``dsup ctl status`` and the live console spell these
 values, so both read the same, and ``printable``, the one place where a
@@ -11,7 +11,6 @@ here.
 from __future__ import annotations
 
 import re
-import signal
 
 _CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """C0 controls except tab, DEL, the C1 controls and the bidi controls (marks,
@@ -126,12 +125,11 @@ def cpu(value: object) -> str:
     return f"{value:.1f}%" if isinstance(value, int | float) else "-"
 
 
-def signal_name(number: int) -> str:
-    """``SIGTERM`` for 15, ``SIGRTMIN+6`` for 40; ``signal 99`` for no signal of this platform."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        pass
-    if signal.SIGRTMIN < number < signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
-    return f"signal {number}"
+def outcome(process: str, result: str, state: str, pid: object, message: str) -> str:
+    """What a command did to one process: ``web:0: ok, RUNNING (pid 42)``, then why.
+
+    ``dsup ctl`` and the Discord bridge say it alike.
+    """
+    shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
+    why = f": {printable(message)}" if message else ""
+    return f"{process}: {result}, {state}{shown_pid}{why}"

@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.state.ledger import AuditSource
+    from supervisor.state.records import AuditSource
 
 
 class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
+    NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail
     OPERATOR = 2  # act on processes and tasks: start, stop, restart, signal, task
-    ADMIN = 3  # act on the node: reload, shutdown
+    ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
 class Command(enum.StrEnum):
@@ -39,6 +40,7 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    DISCORD_SYNC = "discord-sync"
     TASK = "task"
     TASKS = "tasks"
     TASK_CANCEL = "task-cancel"
@@ -58,6 +60,7 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.DISCORD_SYNC: AccessLevel.ADMIN,
     Command.TASK: AccessLevel.OPERATOR,
     Command.TASKS: AccessLevel.VIEWER,
     Command.TASK_CANCEL: AccessLevel.OPERATOR,

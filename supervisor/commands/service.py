@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from supervisor.commands import audit
-from supervisor.commands.access import AccessLevel, Actor, Command
+from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import (
     judge_signals,
     parse_signal,
@@ -38,18 +38,25 @@ from supervisor.commands.action import (
     stop_one,
 )
 from supervisor.commands.reports import (
-    MAX_TAIL_LINES,
     ActionReport,
+    DiscordSyncReport,
+    LogFile,
+    LogFilesReport,
     LogFollow,
     LogLines,
     ProcessInfo,
-    ProcessOutcome,
     ProcessResult,
     ShutdownReport,
     StatusReport,
     TailReport,
 )
-from supervisor.commands.tail import FOLLOW_BUFFER_BYTES, open_follow, tail_count, tail_one
+from supervisor.commands.tail import (
+    FOLLOW_BUFFER_BYTES,
+    log_path,
+    open_follow,
+    tail_count,
+    tail_one,
+)
 from supervisor.config.schema import load_config
 from supervisor.errors import (
     AccessDenied,
@@ -59,6 +66,7 @@ from supervisor.errors import (
     NotATaskProgram,
     TaskBacklogFull,
     TaskFinished,
+    Unavailable,
 )
 from supervisor.process.slot import STOP_MARGIN_SECONDS
 from supervisor.tasks.records import TaskList
@@ -66,31 +74,14 @@ from supervisor.tasks.records import TaskList
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from supervisor.commands.health import HealthSource
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
-    from supervisor.process.slot import ProcessStatus, Slot
-    from supervisor.reaper.reaper import ProcStats
+    from supervisor.process.slot import Slot
+    from supervisor.process.status import ProcessStatus
+    from supervisor.reaper.stats import ProcStats
     from supervisor.tasks.queue import TaskQueue
     from supervisor.tasks.records import TaskRecord
-
-# The surface's whole vocabulary, importable from here by every transport.
-__all__ = [
-    "MAX_TAIL_LINES",
-    "AccessLevel",
-    "ActionReport",
-    "Actor",
-    "Command",
-    "CommandService",
-    "LogFollow",
-    "LogLines",
-    "ProcessInfo",
-    "ProcessOutcome",
-    "ProcessResult",
-    "ShutdownReport",
-    "StatusReport",
-    "TailReport",
-    "parse_signal",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +99,7 @@ _REFUSALS = (
     NotATaskProgram,
     TaskBacklogFull,
     TaskFinished,
+    Unavailable,
 )
 _TASKS_MOST = 1000  # tasks one ``tasks`` answer lists
 _CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
@@ -128,6 +120,7 @@ class CommandService:
         tasks: TaskQueue | None = None,
         poll_interval: float = 0.2,
         follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+        health: HealthSource | None = None,
     ) -> None:
         """Serve commands for ``fleet``.
 
@@ -137,12 +130,15 @@ class CommandService:
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped.
+            health: reads the Discord bridge's health for ``status`` (None: no bridge).
         """
         self._fleet = fleet
         self._tasks = tasks
         self._poll_interval = poll_interval
         self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
+        self._health = health
+        self._discord_sync: Callable[[], Awaitable[DiscordSyncReport]] | None = None
 
     # -- viewer --------------------------------------------------------------
 
@@ -205,6 +201,37 @@ class CommandService:
             buffer_bytes=self._follow_buffer_bytes,
         ) as following:
             yield following
+
+    async def log_files(
+        self, actor: Actor, target: str, *, stream: Stream = "stdout"
+    ) -> LogFilesReport:
+        """Where the current log file of each process named is (audited as a ``tail``)."""
+
+        async def run() -> LogFilesReport:
+            log_dir = self._fleet.state.log_dir
+            return LogFilesReport(
+                files=tuple(
+                    LogFile(process=c.name, stream=stream, path=log_path(log_dir, c, stream))
+                    for c in self._resolve(target)
+                )
+            )
+
+        return await self._audited(actor, Command.TAIL, target, run, detail="log file")
+
+    def target_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Every program name and every process name, in config order: for completion.
+
+        Not audited and not access-checked: it tells only what ``dsup check``
+        shows of the config, and a chat client asks it at every key press.
+        """
+        return tuple(self._fleet.config.programs), tuple(c.name for c in self._fleet.processes())
+
+    def snapshot(self) -> list[ProcessStatus]:
+        """Every process's state now, for views that refresh on their own (the board).
+
+        Not a command: no access check, no audit row, no resource sampling.
+        """
+        return [c.status() for c in self._fleet.processes()]
 
     # -- operator ------------------------------------------------------------
 
@@ -322,6 +349,28 @@ class CommandService:
 
         return await self._audited(actor, Command.SHUTDOWN, "", run)
 
+    def set_discord_sync(self, hook: Callable[[], Awaitable[DiscordSyncReport]] | None) -> None:
+        """Register (or, with None, remove) the Discord bridge's command sync.
+
+        The command surface cannot import the bridge; the bridge hands it this
+        hook while it runs so ``dsup ctl discord-sync`` can reach it.
+        """
+        self._discord_sync = hook
+
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
+        """Register the Discord slash commands again, whether they changed or not.
+
+        Raises:
+            Unavailable: no Discord bridge runs in this node.
+        """
+
+        async def run() -> DiscordSyncReport:
+            if self._discord_sync is None:
+                raise Unavailable(Command.DISCORD_SYNC.value, "no Discord bridge runs in this node")
+            return await self._discord_sync()
+
+        return await self._audited(actor, Command.DISCORD_SYNC, "", run)
+
     # -- internals -----------------------------------------------------------
 
     def _check(self, actor: Actor, command: Command) -> None:
@@ -432,7 +481,10 @@ class CommandService:
                 )
             )
         return StatusReport(
-            node=self._fleet.config.supervisor.name, at=time.time(), processes=tuple(rows)
+            node=self._fleet.config.supervisor.name,
+            at=time.time(),
+            processes=tuple(rows),
+            bridge=self._health() if self._health else None,
         )
 
     async def _stats(self, statuses: list[ProcessStatus]) -> dict[int, ProcStats]:

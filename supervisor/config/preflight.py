@@ -31,6 +31,17 @@ def preflight(config: Config) -> list[str]:
         problem
         for spec in config.programs.values()
         for problem in (*_spawn(spec), *_stop(spec), *_loop(spec))
+    ] + _access(config)
+
+
+def _access(config: Config) -> list[str]:
+    """A bridge nobody may use: no role or user listed in ``[discord.access]``."""
+    access = config.discord.access if config.discord else None
+    if access is None or access.viewer or access.operator or access.admin:
+        return []
+    return [
+        "discord.access: no role or user id is listed in viewer, operator or admin, so "
+        "nobody may use the bot's commands; list role ids (or user ids) there"
     ]
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console as RichConsole
 from rich.live import Live
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.console.layout import Entry, fair_tail, layout
 from supervisor.events import OrphansCleaned, StateChanged
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from supervisor.events import Stream
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _state_fields(event: StateChanged) -> dict[str, object]:
         "pid": event.pid,
         "run_id": event.run_id,
         "exit_code": event.exit_code,
-        "exit_signal": humanize.signal_name(event.exit_signal) if event.exit_signal else None,
+        "exit_signal": signals.name(event.exit_signal) if event.exit_signal else None,
         "reason": event.reason,
     }
 
@@ -229,7 +229,7 @@ def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
             if item.exit_code is not None:
                 text += f" exit {item.exit_code}"
             if item.exit_signal:
-                text += f" signal {humanize.signal_name(item.exit_signal)}"
+                text += f" signal {signals.name(item.exit_signal)}"
             return text + (f" ({item.reason})" if item.reason else "")
         case OrphansCleaned():
             pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.reports import (
         ActionReport,
+        DiscordSyncReport,
         LogFollow,
         ShutdownReport,
         StatusReport,
@@ -54,6 +55,7 @@ class CommandSurface(Protocol):
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
     async def reload(self, actor: Actor) -> ReloadResult: ...
     async def shutdown(self, actor: Actor) -> ShutdownReport: ...
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport: ...
     async def task(
         self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
     ) -> TaskRecord: ...
@@ -260,6 +262,7 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.SIGNAL: _bind_signal,
     Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
     Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
+    Command.DISCORD_SYNC: lambda a: lambda s, actor: s.discord_sync(actor),
     Command.TASK: _bind_task,
     Command.TASKS: _bind_tasks,
     Command.TASK_CANCEL: _bind_task_cancel,

@@ -19,15 +19,12 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.commands.reports import MAX_TAIL_LINES
-from supervisor.config import values as config_values
-from supervisor.config.schema import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
+from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
 from supervisor.errors import ConfigError
@@ -166,6 +163,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     cancel = sub.add_parser("task-cancel", help="cancel a queued or running task")
     cancel.add_argument("id", type=_count, help="the task id")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
+    sub.add_parser(
+        "discord-sync", help="register the Discord slash commands again (changed or not)"
+    )
     down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
     down.add_argument(
         "--no-wait", action="store_true", help="return at once, without waiting for dsup to exit"
@@ -338,7 +338,7 @@ def _socket_path(args: argparse.Namespace) -> Path:
     try:
         return load_config(path).supervisor.state_dir / SOCKET_NAME
     except ConfigError as exc:
-        state_dir = _state_dir_only(path)
+        state_dir = state_dir_of(path)
         if state_dir is None:
             raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
         print(
@@ -348,52 +348,6 @@ def _socket_path(args: argparse.Namespace) -> Path:
             file=sys.stderr,
         )
         return state_dir / SOCKET_NAME
-
-
-def _state_dir_only(path: Path) -> Path | None:
-    """``[supervisor].state_dir`` of a config that does not validate, or None.
-
-    Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
-    by default. A file that is not TOML (a half-made edit elsewhere in it) is
-    read for its ``[supervisor]`` table alone.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        try:
-            data = tomllib.loads(_supervisor_section(text))
-        except (tomllib.TOMLDecodeError, RecursionError):
-            return None
-    table = data.get("supervisor", {})
-    if not isinstance(table, dict):
-        return None
-    base = path.resolve().parent
-    if "state_dir" not in table:
-        return base / DEFAULT_STATE_DIR
-    try:
-        return config_values.path(base)(table["state_dir"])
-    except config_values.BadValue:
-        return None
-
-
-_TABLE_HEADER = re.compile(r"^\s*\[")
-_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
-
-
-def _supervisor_section(text: str) -> str:
-    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
-    if start is None:
-        return ""
-    end = next(
-        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
-    )
-    return "\n".join(lines[start:end])
 
 
 def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:

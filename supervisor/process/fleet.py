@@ -22,7 +22,8 @@ import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.slot import Slot, SlotContext
+from supervisor.process.slot import Slot
+from supervisor.process.status import SlotContext
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import Config, ProgramSpec
     from supervisor.events import Event, EventSink, OutputLines
     from supervisor.output.pump import LineConsumer
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.statedir import StateDir

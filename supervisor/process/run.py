@@ -36,7 +36,7 @@ import anyio
 from supervisor.errors import SpawnError
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
-from supervisor.state.ledger import ProcIdent
+from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:

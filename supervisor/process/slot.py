@@ -33,14 +33,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor import humanize
+from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.status import ProcessStatus, SlotContext
 
 if TYPE_CHECKING:
     import signal
@@ -49,16 +48,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.process.mailbox import Kind, QueuedCommand
-
-# Importers of the slot's records keep importing them from here.
-__all__ = [
-    "KEPT_RUNS",
-    "PIPE_GRACE_SECONDS",
-    "STOP_MARGIN_SECONDS",
-    "ProcessStatus",
-    "Slot",
-    "SlotContext",
-]
+    from supervisor.process.status import ProcessStatus, SlotContext
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +150,11 @@ class Slot:
         """
         run, state = self._state.run, self._state.state
         if run is None or run.exited.is_set() or not state.is_alive:
-            raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
+            raise InvalidTransition(self.name, state.value, f"send {signals.name(sig)}")
         try:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
-            name = humanize.signal_name(sig)
+            name = signals.name(sig)
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
     def close(self, reason: str) -> None:

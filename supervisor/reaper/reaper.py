@@ -44,7 +44,6 @@ from supervisor.reaper.tree import (
     recorded_alive,
     run_members,
 )
-from supervisor.state.ledger import ProcIdent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -54,13 +53,7 @@ if TYPE_CHECKING:
     from supervisor.events import Event
     from supervisor.reaper.tree import Snapshot
     from supervisor.state.ledger import Ledger
-
-__all__ = [
-    "ProcIdent",
-    "ProcStats",
-    "Reaper",
-    "TreeOutcome",
-]
+    from supervisor.state.records import ProcIdent
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +216,8 @@ class Reaper:
             The pids signalled.
         """
         live = frozenset(live_run_ids)
+        # Records a full disk refused are written once it takes them, even if idle.
+        await anyio.to_thread.run_sync(self.ledger.retry_deferred)
         mark = clock_mark() - self.spare_younger_than
         snap = await self._scanner.snapshot()
         cutoff = await anyio.to_thread.run_sync(on_psutil_scale, mark)

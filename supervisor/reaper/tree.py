@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 import psutil
 
-from supervisor.state.ledger import ProcIdent
+from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:

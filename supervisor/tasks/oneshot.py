@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.config.schema import TASK_PLACEHOLDER
 from supervisor.errors import SpawnError
 from supervisor.output.logfile import log_paths
@@ -234,7 +234,7 @@ def _outcome(run: Run, ended: TaskState | None, spec: ProgramSpec, log_dir: Path
     elif ended is TaskState.CANCELLED:
         why = "cancelled"
     elif sig is not None:
-        why = f"killed by {humanize.signal_name(sig)}"
+        why = f"killed by {signals.name(sig)}"
     else:
         why = f"exit code {code}"
     tail = _stderr_tail(err_path)

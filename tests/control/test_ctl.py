@@ -331,21 +331,6 @@ async def test_ctl_note_on_a_config_that_does_not_validate_counts_in_words(
     assert "does not validate (1 issue; `dsup check` lists it)" in done.stderr
 
 
-def test_ctl_finds_the_default_state_dir_of_a_config_being_edited(tmp_path: Path) -> None:
-    from supervisor.control.ctl import _state_dir_only
-
-    cfg = tmp_path / "dsup.toml"
-    cfg.write_text("[supervisor]\nname = 5\n[programs.x]\ncommand = 7\n")
-    assert _state_dir_only(cfg) == tmp_path.resolve() / ".dsup"
-    cfg.write_text('[supervisor]\nstate_dir = "st"\n[programs.x]\ncommand = 7\n')
-    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
-    cfg.write_text("[supervisor]\nstate_dir = 3\n")
-    assert _state_dir_only(cfg) is None
-    # QA4 #8: a BOM hid the [supervisor] table of a file that does not validate.
-    cfg.write_bytes(b'\xef\xbb\xbf[supervisor]\nstate_dir = "st"\n[programs.a]\nbogus = 1 =\n')
-    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
-
-
 async def test_ctl_exit_3_when_no_dsup_runs_there(tmp_path: Path) -> None:
     absent = await ctl("--socket", str(tmp_path / "control.sock"), "status")
     assert absent.returncode == 3
@@ -794,10 +779,8 @@ def test_humanize_memory_uses_binary_units(value: object, text: str) -> None:
     assert humanize.memory(value) == text
 
 
-def test_humanize_cpu_and_signal_name_fall_back() -> None:
+def test_humanize_cpu_falls_back() -> None:
     assert (humanize.cpu(None), humanize.cpu(0), humanize.cpu(12.345)) == ("-", "0.0%", "12.3%")
-    assert (humanize.signal_name(15), humanize.signal_name(999)) == ("SIGTERM", "signal 999")
-    assert (humanize.signal_name(40), humanize.signal_name(64)) == ("SIGRTMIN+6", "SIGRTMAX")
 
 
 LONG = "a" * 64

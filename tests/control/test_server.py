@@ -19,16 +19,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.commands.service import (
+from supervisor.commands.access import Actor, Command
+from supervisor.commands.action import parse_signal
+from supervisor.commands.reports import (
     ActionReport,
-    Actor,
-    Command,
+    DiscordSyncReport,
     LogFollow,
     LogLines,
     ShutdownReport,
     StatusReport,
     TailReport,
-    parse_signal,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe
@@ -102,6 +102,10 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
+        self._seen(actor)
+        return DiscordSyncReport(guild_id=1, commands=("status",))
 
     async def task(
         self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None

@@ -201,6 +201,19 @@ class FakeControls:
             ]
             raise AssertionError("the bot exceeded rate limits:\n" + "\n".join(lines))
 
+    # --- application commands -------------------------------------------------------------
+
+    @property
+    def command_overwrites(self) -> int:
+        """Bulk overwrites of commands (``CommandTree.sync``) so far."""
+        return self.store.command_overwrites
+
+    @property
+    def command_creations(self) -> list[str]:
+        """Names of the commands those overwrites created, in order (Discord counts
+        these against its 200 a day; commands that already existed are not)."""
+        return list(self.store.command_creations)
+
     # --- gateway counters -----------------------------------------------------------------
 
     @property

@@ -25,12 +25,9 @@ import psutil
 import pytest
 
 from supervisor.events import OrphansCleaned
-from supervisor.reaper.reaper import (
-    ProcIdent,
-    Reaper,
-    TreeOutcome,
-)
+from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
+from supervisor.state.records import ProcIdent
 from tests._wait import eventually, wait_for, wait_until
 from worker_sdk import protocol
 
@@ -38,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from supervisor.events import Event
+    from supervisor.reaper.stop import TreeOutcome
 
 WORKERS = Path(__file__).parents[1] / "workers"
 _PR_GET_CHILD_SUBREAPER = 37

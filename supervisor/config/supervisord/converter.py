@@ -41,9 +41,6 @@ from supervisor.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-# toml_key, toml_str and toml_value (now in toml_text) stay importable from here.
-__all__ = ["convert_file", "toml_key", "toml_str", "toml_value"]
-
 # Why each supervisord program option has no dsup equivalent (issue 2).
 _DROPPED = {
     "priority": "dsup starts programs in file order; this file lists them by priority",

@@ -16,11 +16,11 @@ import os
 import platform
 import re
 import shlex
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from supervisor import signals
 from supervisor.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -206,12 +206,13 @@ def parse_size(value: str) -> int:
 
 
 def parse_signal(value: str) -> str:
-    """A signal name without ``SIG`` (``TERM``) from a name or a number."""
+    """A signal name without ``SIG`` (``TERM``) from a name or a number.
+
+    A name is only normalised: the config check judges it, so an unknown one
+    is carried over as a comment rather than refused here.
+    """
     if value.strip().isdigit():
-        try:
-            return signal.Signals(int(value)).name.removeprefix("SIG")
-        except ValueError:
-            raise ValueError(f"no signal number {value}") from None
+        return signals.name(signals.parse(value)).removeprefix("SIG")
     return value.strip().upper().removeprefix("SIG")
 
 
