@@ -410,6 +410,7 @@ class Slot:
                 run_id=run.run_id,
                 sig=self.spec.stop_signal,
                 timeout=self.spec.stop_timeout_seconds,
+                pipes=run.pipe_inodes(),
             )
             logger.debug("process %s (pid %d): leftovers: %s", self.name, run.pid, outcome)
         await run.drain(PIPE_GRACE_SECONDS)
@@ -424,6 +425,7 @@ class Slot:
             sig=self.spec.stop_signal,
             timeout=self.spec.stop_timeout_seconds,
             main_exited=run.exited,
+            pipes=run.pipe_inodes(),
         )
         logger.info("process %s (pid %d): stopped: %s", self.name, run.pid, outcome)
         await run.exited.wait()
