@@ -33,6 +33,7 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
+from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,8 +128,9 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=sinks
         )
+        tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
-        service = CommandService(fleet, health=bridge.health_now if bridge else None)
+        service = CommandService(fleet, tasks=tasks, health=bridge.health_now if bridge else None)
         server = ControlServer(service, state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
@@ -150,10 +152,13 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                 if outbound is not None and bridge is not None:
                     client = bridge
                     await services.start(outbound.run, lambda: client.client)
-                async with anyio.create_task_group() as front:
-                    await front.start(server.serve)
-                    await fleet.wait_shutdown_requested()
-                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+                async with anyio.create_task_group() as work:
+                    await work.start(tasks.run)
+                    async with anyio.create_task_group() as front:
+                        await front.start(server.serve)
+                        await fleet.wait_shutdown_requested()
+                        front.cancel_scope.cancel("shutdown: stop accepting commands")
+                    work.cancel_scope.cancel("shutdown: stop the tasks under way")
             # Every process has been stopped; end whatever escaped its tree.
             await reaper.sweep(live_run_ids=(), is_last=True)
             if outbound is not None:
