@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.commands.service import CommandService
+from supervisor.config.preflight import preflight
 from supervisor.console.console import Console, ConsoleMode
 from supervisor.control.server import ControlServer
 from supervisor.errors import SupervisorError
@@ -123,6 +124,8 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
             await services.start(console.run)
+            for warning in preflight(config):  # what `dsup check` warns of, said once
+                logger.warning("%s: %s", config.path, warning)
             # Signals next: a Ctrl-C during the sweep then stops the node cleanly.
             await services.start(_watch_signals, fleet, outcome)
             cleaned = await reaper.startup_sweep()

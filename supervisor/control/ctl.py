@@ -102,21 +102,15 @@ def _target(text: str) -> str:
     return text
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
-    ctl = subparsers.add_parser(
-        "ctl",
-        help="control a running dsup (status, start, stop, restart, tail...)",
-        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
-        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
-    )
-    where = ctl.add_mutually_exclusive_group()
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``-c``, ``--socket``, ``--json`` and ``--timeout``: ctl's options, for any verb."""
+    where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "-c", "--config", type=Path, help=f"config of the running dsup (default {DEFAULT_CONFIG})"
     )
     where.add_argument("--socket", type=Path, help="the control socket path itself")
-    ctl.add_argument("--json", action="store_true", help="print results as JSON for scripts")
-    ctl.add_argument(
+    parser.add_argument("--json", action="store_true", help="print results as JSON for scripts")
+    parser.add_argument(
         "--timeout",
         type=_timeout,
         metavar="SECONDS",
@@ -125,8 +119,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "for shutdown, also for dsup's exit (default: as long as its stops may take)"
         ),
     )
-    sub = ctl.add_subparsers(
-        dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+
+
+class _Verbs:
+    """``ctl``'s subcommands, each also taking the global options after its name.
+
+    There the options default to nothing at all (``SUPPRESS``), so a subcommand
+    parser never overwrites what was given before the verb.
+    """
+
+    def __init__(self, action: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._action = action
+        self._globals = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+        _add_global_options(self._globals)
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, help=help, parents=[self._globals])
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
+    ctl = subparsers.add_parser(
+        "ctl",
+        help="control a running dsup (status, start, stop, restart, tail...)",
+        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
+        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
+    )
+    _add_global_options(ctl)
+    sub = _Verbs(
+        ctl.add_subparsers(
+            dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+        )
     )
     status = sub.add_parser("status", help="a table of every process")
     status.add_argument(
@@ -296,6 +319,8 @@ def _socket_path(args: argparse.Namespace) -> Path:
     names its state_dir: then only ``[supervisor].state_dir`` is read.
     """
     if args.socket is not None:
+        if args.config is not None:  # one before the verb, the other after it
+            raise _Error(EXIT_USAGE, "Usage", "give -c/--config or --socket, not both")
         return Path(args.socket)
     path = Path(args.config or DEFAULT_CONFIG).absolute()
     try:

@@ -238,17 +238,16 @@ def combined_error(errors: list[ConfigError]) -> ConfigError:
     return ConfigError(first, issues)
 
 
-def expand_options(sec: Section, expansions: Mapping[str, object]) -> dict[str, str]:
-    """Every option of a section expanded, or one error with each that failed."""
+def expand_options(
+    sec: Section, expansions: Mapping[str, object], failed: list[ConfigError]
+) -> dict[str, str]:
+    """Every option of a section that expands; each one that does not is added to ``failed``."""
     options: dict[str, str] = {}
-    failed: list[ConfigError] = []
     for key, raw in sec.options.items():
         try:
             options[key] = expand(raw, expansions, sec.file, f"{sec.name}.{key}")
         except ConfigError as exc:
             failed.append(exc)
-    if failed:
-        raise combined_error(failed)
     return options
 
 
