@@ -142,7 +142,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                     await fleet.wait_shutdown_requested()
                     front.cancel_scope.cancel("shutdown: stop accepting commands")
             # Every process has been stopped; end whatever escaped its tree.
-            await reaper.sweep(live_run_ids=())
+            await reaper.sweep(live_run_ids=(), is_last=True)
             services.cancel_scope.cancel("shutdown complete")
     return 1 if outcome.hard else 0
 

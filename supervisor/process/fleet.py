@@ -22,8 +22,7 @@ import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.slot import Slot
-from supervisor.process.status import SlotContext
+from supervisor.process.slot import Slot, SlotContext
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

@@ -195,6 +195,10 @@ class Run:
         for scope in self.scopes:
             scope.cancel()
 
+    def pipe_inodes(self) -> frozenset[int]:
+        """The inodes of the output pipes: a process holding one came from this run."""
+        return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
+
     def close(self) -> None:
         """Release the fds and logs (once every watcher task has ended)."""
         for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:

@@ -121,6 +121,15 @@ _MIGRATIONS: tuple[str, ...] = (
         posted_at  REAL NOT NULL
     );
     """,
+    # Processes the subreaper adopted that no run could claim (a daemon that left
+    # its tree, its session and its markers): ended by a sweep, or the next start.
+    """
+    CREATE TABLE adopted (
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (pid, create_time)
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -329,6 +338,29 @@ class Ledger:
             (*args, limit),
         )
         return [_run_record(row) for row in rows]
+
+    # -- adopted orphans ------------------------------------------------------
+
+    def record_adopted(self, procs: Sequence[ProcIdent]) -> None:
+        """Remember adopted processes no run claims, so a next start can end them."""
+        self._record_rows(
+            "adopted processes",
+            "INSERT OR IGNORE INTO adopted (pid, create_time) VALUES (?, ?)",
+            [(p.pid, p.create_time) for p in procs],
+        )
+
+    def adopted_processes(self) -> list[ProcIdent]:
+        """Adopted processes recorded and not yet forgotten."""
+        rows = self.read("SELECT pid, create_time FROM adopted ORDER BY pid", ())
+        return [ProcIdent(row["pid"], row["create_time"]) for row in rows]
+
+    def forget_adopted(self, procs: Iterable[ProcIdent]) -> None:
+        """Forget adopted processes that are gone."""
+        self._record_rows(
+            "ended adopted processes",
+            "DELETE FROM adopted WHERE pid = ? AND create_time = ?",
+            [(p.pid, p.create_time) for p in procs],
+        )
 
     # -- audit ----------------------------------------------------------------
 
