@@ -33,6 +33,7 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
+from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -117,9 +118,10 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
         )
+        tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
         bridge = _bridge(config, ledger) if discord else None
-        service = CommandService(fleet, health=bridge.health_now if bridge else None)
+        service = CommandService(fleet, tasks=tasks, health=bridge.health_now if bridge else None)
         server = ControlServer(service, state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
@@ -137,10 +139,13 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                     # After the fleet, and in the outer group: it connects in the
                     # background and shows the fleet's last states until the end.
                     await services.start(functools.partial(bridge.run, service))
-                async with anyio.create_task_group() as front:
-                    await front.start(server.serve)
-                    await fleet.wait_shutdown_requested()
-                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+                async with anyio.create_task_group() as work:
+                    await work.start(tasks.run)
+                    async with anyio.create_task_group() as front:
+                        await front.start(server.serve)
+                        await fleet.wait_shutdown_requested()
+                        front.cancel_scope.cancel("shutdown: stop accepting commands")
+                    work.cancel_scope.cancel("shutdown: stop the tasks under way")
             # Every process has been stopped; end whatever escaped its tree.
             await reaper.sweep(live_run_ids=(), is_last=True)
             services.cancel_scope.cancel("shutdown complete")
