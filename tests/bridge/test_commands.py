@@ -214,3 +214,39 @@ async def test_shutdown_asks_an_admin_to_confirm_with_a_button(
             await node.fleet.wait_shutdown_requested()
         row = await last_audit(node.ledger)
         assert (row.command, row.outcome) == ("shutdown", "ok")
+
+
+async def test_a_command_survives_a_gateway_drop_and_a_refused_resume(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The answer goes over REST with the interaction's token: a new gateway session
+    (even a new IDENTIFY after a refused RESUME) neither loses nor repeats it."""
+    team = members(fake_discord)
+    slow = program("slow", "ctl_ticker.py", "0.05", "--ignore-term", stop_timeout_seconds=1.5)
+    async with bridged_node(tmp_path, fake_discord, slow, **team.access) as bridged:
+        node = bridged.node
+        await _running(node)
+        stopping = fake_discord.invoke(team.operator, "general", "stop", name="slow")
+        assert (await stopping.wait_reply()).type == 5
+        await fake_discord.drop_gateway()  # resumed
+        stopped = await stopping.wait_reply(kind="followup", timeout_seconds=20)
+        assert "slow:0: ok, STOPPED" in (stopped.content or "")
+        await wait_until(lambda: fake_discord.resume_count == 1)
+
+        starting = fake_discord.invoke(team.operator, "general", "start", name="slow")
+        assert (await starting.wait_reply()).type == 5
+        fake_discord.refuse_resume = True
+        await fake_discord.drop_gateway()  # a new session: discord.py waits 5 s to IDENTIFY
+        started = await starting.wait_reply(kind="followup", timeout_seconds=20)
+        assert "slow:0: ok, RUNNING" in (started.content or "")
+        await wait_until(lambda: fake_discord.identify_count == 2, seconds=20)
+
+        after = await final_answer(fake_discord.invoke(team.viewer, "general", "status"))
+        assert "slow:0" in (after.content or "")
+        rows = await anyio.to_thread.run_sync(lambda: node.ledger.audit_rows(10))
+        assert [(r.command, r.outcome) for r in rows if r.source == "discord"] == [
+            ("status", "ok"),
+            ("start", "ok"),
+            ("stop", "ok"),
+        ]
+        assert len(stopping.replies) == len(starting.replies) == 2  # one defer, one answer
