@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from supervisor.events import OrphansCleaned, StateChanged
-    from supervisor.state.ledger import AuditRecord
+    from supervisor.state.records import AuditRecord
 
 QUIET_COMMANDS = frozenset({"status", "tail", "follow", "logs", "health"})
 """Commands shown only when they did not succeed."""

@@ -16,6 +16,7 @@ import anyio
 import discord
 
 from supervisor.bridge.backoff import Backoff
+from supervisor.bridge.board import Board
 from supervisor.bridge.client import BridgeClient
 from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
@@ -55,6 +56,7 @@ class DiscordBridge:
         clock: monotonic seconds, to tell a lasting connection from a failing one.
         client_options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
+        board: makes the status board (tests shorten its waits).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class DiscordBridge:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = anyio.current_time,
         client_options: dict[str, Any] | None = None,
+        board: Callable[[BridgeContext], Board] = Board,
     ) -> None:
         self._spec = spec
         self._node = node
@@ -74,10 +77,12 @@ class DiscordBridge:
         self._sleep = sleep
         self._clock = clock
         self._client_options = dict(client_options or {})
+        self._make_board = board
         self.health = health or HealthRecord()
         self.backoff = Backoff()
         self.attempts = 0
         self.client: BridgeClient | None = None
+        self.board: Board | None = None
 
     def health_now(self) -> BridgeHealth:
         """The bridge's health (a ``commands.health.HealthSource``)."""
@@ -124,27 +129,42 @@ class DiscordBridge:
         """Run one client to its end; the failure to retry after, or None to give up."""
         self.attempts += 1
         client = self.client = BridgeClient(context, **self._client_options)
-        try:
-            async with client:
-                try:
-                    await client.start(token)
-                finally:
-                    with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                        await client.close()
-        except discord.LoginFailure:
+        board = self._board(context)
+        failure: Exception | None = None
+        async with client, anyio.create_task_group() as tasks:
+            tasks.start_soon(board.serve, client)
+            try:
+                await client.start(token)
+            except Exception as exc:  # judged below, once the client is closed
+                failure = exc
+            finally:
+                tasks.cancel_scope.cancel("the client ended")
+                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    await client.close()
+        return self._judge(failure, token)
+
+    def _board(self, context: BridgeContext) -> Board:
+        if self.board is None:
+            self.board = self._make_board(context)
+        return self.board
+
+    def _judge(self, failure: Exception | None, token: str) -> str | None:
+        """What to retry after (a one-line reason), or None after giving up for good."""
+        if failure is None:
+            return "the connection ended"
+        if isinstance(failure, discord.LoginFailure):
             self._give_up(self._rejected("401 Unauthorized"))
             return None
-        except discord.PrivilegedIntentsRequired:
+        if isinstance(failure, discord.PrivilegedIntentsRequired):
             self._give_up("Discord refused a privileged intent; dsup asks for none")
             return None
-        except discord.ConnectionClosed as exc:
-            if exc.code == 4004:
+        if isinstance(failure, discord.ConnectionClosed):
+            if failure.code == 4004:
                 self._give_up(self._rejected("gateway close 4004: authentication failed"))
                 return None
-            return scrub(f"gateway closed with code {exc.code}: {exc.reason or 'no reason'}", token)
-        except (discord.DiscordException, OSError, TimeoutError, ValueError, KeyError) as exc:
-            return scrub(f"{type(exc).__name__}: {exc}", token)
-        return "the connection ended"
+            reason = failure.reason or "no reason given"
+            return scrub(f"gateway closed with code {failure.code}: {reason}", token)
+        return scrub(f"{type(failure).__name__}: {failure}", token)
 
     def _rejected(self, how: str) -> str:
         where = (

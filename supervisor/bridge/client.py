@@ -17,6 +17,8 @@ from discord import app_commands
 from supervisor.bridge import interactions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from supervisor.bridge.context import BridgeContext
 
 logger = logging.getLogger(__name__)
@@ -65,9 +67,17 @@ class BridgeClient(discord.Client):
         options.setdefault("guild_ready_timeout", DEFAULT_GUILD_READY_TIMEOUT)
         # Nobody is pinged by anything dsup sends unless a message asks for it.
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        # A 429 asking for more than this raises RateLimited instead of sleeping
+        # in discord.py: the board and the outbox schedule their own retries.
+        options.setdefault("max_ratelimit_timeout", 30.0)
         super().__init__(**options)
         self.context = context
         self.tree = BridgeTree(self)
+        # The view under the status board (a select menu of programs), if
+        # interactions.install sets one; called at each post and edit.
+        self.board_view_factory: Callable[[], discord.ui.View | None] | None = None
+        # Told the id of every message deleted in the guild (the board reposts itself).
+        self.deletion_listeners: list[Callable[[int], None]] = []
 
     async def setup_hook(self) -> None:
         """Install the commands and views (after login, before the gateway)."""
@@ -88,6 +98,11 @@ class BridgeClient(discord.Client):
     async def on_disconnect(self) -> None:
         """The gateway connection was lost; discord.py reconnects by itself."""
         self.context.health.reconnecting("gateway connection lost")
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Tell the listeners that a message was deleted."""
+        for listener in self.deletion_listeners:
+            listener(payload.message_id)
 
     async def on_message(self, message: discord.Message) -> None:
         """Drop (and audit) messages from outside the served guild; pass the rest on."""

@@ -30,6 +30,7 @@ class HealthRecord:
         self._health = BridgeHealth(state="connecting", since=clock())
         self._latency: Callable[[], float] | None = None
         self._changed = anyio.Event()
+        self._problems: dict[str, str] = {}
 
     def snapshot(self) -> BridgeHealth:
         """The health now, with the live gateway latency while connected."""
@@ -65,6 +66,15 @@ class HealthRecord:
     def stopped(self, error: str) -> None:
         """The bridge gave up (a rejected token...) and will not retry."""
         self._set(replace(self._health, state="stopped", last_error=error, retry_at=None))
+
+    def problem(self, key: str, text: str) -> None:
+        """Note (or, with ``text`` "", clear) a problem named ``key``."""
+        self._problems = (
+            {**self._problems, key: text}
+            if text
+            else {k: v for k, v in self._problems.items() if k != key}
+        )
+        self._set(replace(self._health, problems=tuple(self._problems.values())), keep_since=True)
 
     async def wait_changed(self) -> None:
         """Return at the next change of state (not of latency)."""

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.commands.reports import (
     MAX_TAIL_LINES,
     ActionReport,
@@ -178,7 +178,7 @@ def _status_row(info: ProcessInfo, at: float) -> tuple[str, ...]:
     st = info.status
     up = st.state.is_alive and st.started_at is not None
     if st.last_exit_signal is not None:
-        last = humanize.signal_name(st.last_exit_signal)
+        last = signals.name(st.last_exit_signal)
     else:
         last = "-" if st.last_exit_code is None else f"exit {st.last_exit_code}"
     return (

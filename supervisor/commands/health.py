@@ -26,6 +26,8 @@ class BridgeHealth:
         latency_seconds: the gateway's heartbeat latency while connected.
         last_error: the last failure, one line, never holding the token.
         retry_at: wall-clock time of the next attempt while reconnecting.
+        problems: what keeps the bridge from doing its work while connected
+            (a status channel it cannot see...), each with what to do.
     """
 
     state: BridgeState
@@ -35,6 +37,7 @@ class BridgeHealth:
     latency_seconds: float | None = None
     last_error: str = ""
     retry_at: float | None = None
+    problems: tuple[str, ...] = ()
 
 
 HealthSource = Callable[[], BridgeHealth]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from supervisor.commands.access import Command
     from supervisor.commands.health import BridgeHealth
     from supervisor.events import ProcessState, Stream
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 MAX_TAIL_LINES = 1000
 """The most lines one ``tail`` returns per process (the log file has the rest)."""

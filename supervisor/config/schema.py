@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import enum
 import os
+import re
 import signal
 import socket
 import tomllib
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_NUMPROCS",
     "PROGRAM_KEYS",
     "SUPERVISOR_KEYS",
+    "TASK_KEYS",
     "AccessSpec",
     "Config",
     "DiscordSpec",
@@ -51,6 +53,7 @@ __all__ = [
     "Relay",
     "RestartPolicy",
     "SupervisorSpec",
+    "TaskMode",
     "load_config",
     "parse_config",
     "redact",
@@ -69,6 +72,34 @@ class RestartPolicy(enum.Enum):
     ALWAYS = "always"
     ON_FAILURE = "on-failure"
     NEVER = "never"
+
+
+class TaskMode(enum.Enum):
+    """How a program takes tasks: a process per task, or a long-running worker."""
+
+    ONESHOT = "oneshot"
+    STREAM = "stream"
+
+
+TASK_PLACEHOLDER = "{task}"
+"""An argv element exactly this is replaced by the task's text (oneshot programs)."""
+
+# Keys that mean something only for a program that takes tasks.
+_TASK_ONLY_KEYS = ("concurrency", "task_timeout_seconds", "task_max_attempts", "task_backlog")
+TASK_KEYS = ("tasks", *_TASK_ONLY_KEYS)
+"""A program's task keys: the queue reads them at each dispatch (a reload applies them)."""
+# Keys of long-lived processes: a oneshot program has none (one process per task).
+_NOT_ONESHOT_KEYS = (
+    "cwd",
+    "numprocs",
+    "autostart",
+    "restart",
+    "start_seconds",
+    "start_retries",
+    "backoff_seconds",
+    "backoff_max_seconds",
+    "keep_descendants",
+)
 
 
 class Relay(enum.Enum):
@@ -103,6 +134,16 @@ class ProgramSpec:
     relay: Relay = Relay.ERRORS
     unbuffered: bool = True
     keep_descendants: bool = False
+    tasks: TaskMode | None = None
+    concurrency: int = 1
+    task_timeout_seconds: float = 600.0
+    task_max_attempts: int = 3
+    task_backlog: int = 1000
+
+    @property
+    def slot_count(self) -> int:
+        """Long-lived processes of this program: none for oneshot (one per task)."""
+        return 0 if self.tasks is TaskMode.ONESHOT else self.numprocs
 
     def process_names(self) -> list[str]:
         """Names of this program's processes: ``name:0`` ... ``name:N-1``."""
@@ -194,11 +235,13 @@ class Config:
 
     def summary(self) -> str:
         """One line for ``dsup check``."""
-        procs = sum(p.numprocs for p in self.programs.values())
+        procs = sum(p.slot_count for p in self.programs.values())
+        takers = sum(p.tasks is not None for p in self.programs.values())
+        tasks = f", {plural(takers, 'task program')}" if takers else ""
         bridge = "Discord bridge on" if self.discord else "no Discord"
         return (
             f"{self.path}: ok: node {self.supervisor.name!r}, "
-            f"{plural(len(self.programs), 'program')}, {plural(procs, 'process')}, {bridge}"
+            f"{plural(len(self.programs), 'program')}, {plural(procs, 'process')}{tasks}, {bridge}"
         )
 
 
@@ -232,6 +275,48 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
         )
         raise ConfigError(path, [ConfigIssue("", f"cannot read: {reason}")]) from None
     return parse_config(text, path)
+
+
+def state_dir_of(path: Path) -> Path | None:
+    """The state_dir the config at ``path`` names, even when the rest does not validate.
+
+    ``dsup ctl`` finds a node's socket while its config is being edited: a file
+    that is not TOML is read for its ``[supervisor]`` table alone. None when the
+    file cannot be read or its state_dir is not usable.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        try:
+            data = tomllib.loads(_supervisor_section(text))
+        except (tomllib.TOMLDecodeError, RecursionError):
+            return None
+    table = data.get("supervisor", {})
+    if not isinstance(table, dict):
+        return None
+    reader = _Reader(path.resolve().parent)
+    spec = reader.supervisor(table)
+    return None if any(i.key == "supervisor.state_dir" for i in reader.issues) else spec.state_dir
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[")
+_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
+
+
+def _supervisor_section(text: str) -> str:
+    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
+    if start is None:
+        return ""
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
+    )
+    return "\n".join(lines[start:end])
 
 
 def parse_config(text: str, path: Path | str) -> Config:
@@ -371,7 +456,17 @@ class _Reader:
             relay=g(body, p, "relay", conv.member_of(Relay), d.relay),
             unbuffered=g(body, p, "unbuffered", conv.boolean, d.unbuffered),
             keep_descendants=g(body, p, "keep_descendants", conv.boolean, d.keep_descendants),
+            tasks=g(body, p, "tasks", conv.member_of(TaskMode), None),
+            concurrency=g(body, p, "concurrency", conv.whole(1, MAX_NUMPROCS), d.concurrency),
+            task_timeout_seconds=g(
+                body, p, "task_timeout_seconds", conv.positive, d.task_timeout_seconds
+            ),
+            task_max_attempts=g(
+                body, p, "task_max_attempts", conv.whole(1, 100), d.task_max_attempts
+            ),
+            task_backlog=g(body, p, "task_backlog", conv.whole(1, 1_000_000), d.task_backlog),
         )
+        self.task_keys(body, p, spec)
         if spec.backoff_max_seconds < spec.backoff_seconds:
             self.fail(
                 p + "backoff_max_seconds",
@@ -379,6 +474,30 @@ class _Reader:
                 f"got {spec.backoff_max_seconds}",
             )
         return spec if len(self.issues) == before else None
+
+    def task_keys(self, body: Mapping[str, object], p: str, spec: ProgramSpec) -> None:
+        """Refuse task keys on a plain program and process keys on a oneshot one."""
+        if spec.tasks is None:
+            for key in _TASK_ONLY_KEYS:
+                if key in body:
+                    self.fail(p + key, 'only for a program that takes tasks (tasks = "oneshot")')
+        elif spec.tasks is TaskMode.ONESHOT:
+            for key in _NOT_ONESHOT_KEYS:
+                if key in body:
+                    why = (
+                        "each task's process runs in its own fresh directory (DSUP_TASK_DIR); "
+                        "name scripts in command by absolute path"
+                        if key == "cwd"
+                        else "dsup starts one process per task (concurrency: how many at once)"
+                    )
+                    self.fail(p + key, f'does not apply with tasks = "oneshot": {why}')
+        elif spec.tasks is TaskMode.STREAM:
+            self.fail(p + "tasks", '"stream" is not available yet; use "oneshot"')
+        if TASK_PLACEHOLDER in spec.command and spec.tasks is not TaskMode.ONESHOT:
+            self.fail(
+                p + "command",
+                f'{TASK_PLACEHOLDER} is replaced by the task text only with tasks = "oneshot"',
+            )
 
     def discord(self, table: Mapping[str, object]) -> DiscordSpec:
         p, g = "discord.", self.get

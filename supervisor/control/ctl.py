@@ -19,15 +19,12 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.commands.reports import MAX_TAIL_LINES
-from supervisor.config import values as config_values
-from supervisor.config.schema import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
+from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
 from supervisor.errors import ConfigError
@@ -50,6 +47,7 @@ EXIT_NOT_RUNNING = 3
 
 _MAX_TIMEOUT = 86400.0
 _DEFAULT_TIMEOUT = 300.0
+_ANSWER_MARGIN = 10.0  # seconds for an answer beyond a wait the server bounds itself
 
 
 class _Error(Exception):
@@ -105,21 +103,15 @@ def _target(text: str) -> str:
     return text
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
-    ctl = subparsers.add_parser(
-        "ctl",
-        help="control a running dsup (status, start, stop, restart, tail...)",
-        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
-        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
-    )
-    where = ctl.add_mutually_exclusive_group()
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``-c``, ``--socket``, ``--json`` and ``--timeout``: ctl's options, for any verb."""
+    where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "-c", "--config", type=Path, help=f"config of the running dsup (default {DEFAULT_CONFIG})"
     )
     where.add_argument("--socket", type=Path, help="the control socket path itself")
-    ctl.add_argument("--json", action="store_true", help="print results as JSON for scripts")
-    ctl.add_argument(
+    parser.add_argument("--json", action="store_true", help="print results as JSON for scripts")
+    parser.add_argument(
         "--timeout",
         type=_timeout,
         metavar="SECONDS",
@@ -128,8 +120,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "for shutdown, also for dsup's exit (default: as long as its stops may take)"
         ),
     )
-    sub = ctl.add_subparsers(
-        dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+
+
+class _Verbs:
+    """``ctl``'s subcommands, each also taking the global options after its name.
+
+    There the options default to nothing at all (``SUPPRESS``), so a subcommand
+    parser never overwrites what was given before the verb.
+    """
+
+    def __init__(self, action: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._action = action
+        self._globals = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+        _add_global_options(self._globals)
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, help=help, parents=[self._globals])
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
+    ctl = subparsers.add_parser(
+        "ctl",
+        help="control a running dsup (status, start, stop, restart, tail...)",
+        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
+        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
+    )
+    _add_global_options(ctl)
+    sub = _Verbs(
+        ctl.add_subparsers(
+            dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+        )
     )
     status = sub.add_parser("status", help="a table of every process")
     status.add_argument(
@@ -152,6 +173,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
+    task = sub.add_parser("task", help="queue a task for a program that takes tasks")
+    task.add_argument("program", type=_target, help="a program with tasks = ...")
+    task.add_argument("text", type=_target, help="the task (one argument: quote it)")
+    task.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the task to end (up to --timeout); print its result, exit 0 if done",
+    )
+    tasks = sub.add_parser("tasks", help="the latest tasks and their states")
+    tasks.add_argument("-n", "--limit", type=_count, default=20, help="how many (default 20)")
+    cancel = sub.add_parser("task-cancel", help="cancel a queued or running task")
+    cancel.add_argument("id", type=_count, help="the task id")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
     sub.add_parser(
         "discord-sync", help="register the Discord slash commands again (changed or not)"
@@ -187,6 +220,9 @@ def _run(args: argparse.Namespace) -> int:
     path = _socket_path(args)
     cmd, cmd_args = _request(args)
     timeout = args.timeout or _DEFAULT_TIMEOUT
+    if cmd == "task" and args.wait:
+        cmd_args["wait_seconds"] = timeout
+        timeout += _ANSWER_MARGIN  # the answer comes once the wait is over
     try:
         if cmd == "tail" and cmd_args.get("follow"):
             return _follow(path, cmd_args, args, timeout)
@@ -215,10 +251,31 @@ def _run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{render(cmd, result)}; waiting for it to exit", flush=True)
         return _wait_for_exit(path.parent, report, seconds, as_json=args.json)
+    if cmd == "task" and args.wait:
+        return _task_result(result, as_json=args.json)
     text = json.dumps(result) if args.json else render(cmd, result)
     if text:
         print(text, flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _task_result(task: object, *, as_json: bool) -> int:
+    """``task --wait``: the result on stdout and exit 0 when done; else why, and 1."""
+    record = task if isinstance(task, dict) else {}
+    state = record.get("state")
+    if as_json:
+        print(json.dumps(record), flush=True)
+    elif state == "done":
+        result = str(record.get("result", ""))
+        print(result, end="" if result.endswith("\n") else "\n", flush=True)
+    if state == "done":
+        return EXIT_OK
+    if state in ("queued", "running"):
+        why = f"still {state} when the wait ended (--timeout); see dsup ctl tasks"
+    else:
+        why = f"{state}: {record.get('reason', '')}"
+    print(f"dsup ctl: task {record.get('id')} {why}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _shutting_down(state_dir: Path) -> int | None:
@@ -299,12 +356,14 @@ def _socket_path(args: argparse.Namespace) -> Path:
     names its state_dir: then only ``[supervisor].state_dir`` is read.
     """
     if args.socket is not None:
+        if args.config is not None:  # one before the verb, the other after it
+            raise _Error(EXIT_USAGE, "Usage", "give -c/--config or --socket, not both")
         return Path(args.socket)
     path = Path(args.config or DEFAULT_CONFIG).absolute()
     try:
         return load_config(path).supervisor.state_dir / SOCKET_NAME
     except ConfigError as exc:
-        state_dir = _state_dir_only(path)
+        state_dir = state_dir_of(path)
         if state_dir is None:
             raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
         print(
@@ -316,58 +375,18 @@ def _socket_path(args: argparse.Namespace) -> Path:
         return state_dir / SOCKET_NAME
 
 
-def _state_dir_only(path: Path) -> Path | None:
-    """``[supervisor].state_dir`` of a config that does not validate, or None.
-
-    Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
-    by default. A file that is not TOML (a half-made edit elsewhere in it) is
-    read for its ``[supervisor]`` table alone.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        try:
-            data = tomllib.loads(_supervisor_section(text))
-        except (tomllib.TOMLDecodeError, RecursionError):
-            return None
-    table = data.get("supervisor", {})
-    if not isinstance(table, dict):
-        return None
-    base = path.resolve().parent
-    if "state_dir" not in table:
-        return base / DEFAULT_STATE_DIR
-    try:
-        return config_values.path(base)(table["state_dir"])
-    except config_values.BadValue:
-        return None
-
-
-_TABLE_HEADER = re.compile(r"^\s*\[")
-_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
-
-
-def _supervisor_section(text: str) -> str:
-    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
-    if start is None:
-        return ""
-    end = next(
-        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
-    )
-    return "\n".join(lines[start:end])
-
-
 def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
     cmd: str = args.ctl_command
     if cmd in ("status", "start", "stop", "restart"):
         return cmd, {"target": args.name}
     if cmd == "signal":
         return cmd, {"target": args.name, "signal": args.signal}
+    if cmd == "task":
+        return cmd, {"program": args.program, "text": args.text}
+    if cmd == "tasks":
+        return cmd, {"limit": args.limit}
+    if cmd == "task-cancel":
+        return cmd, {"id": args.id}
     if cmd == "tail":
         stream = "stderr" if args.stderr else "stdout"
         return cmd, {

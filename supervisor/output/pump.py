@@ -47,17 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# LineFramer lives in ``framing``; it is re-exported here, where callers met it first.
-__all__ = [
-    "PIPE_BYTES",
-    "READ_BUDGET",
-    "READ_BYTES",
-    "LineConsumer",
-    "LineFramer",
-    "make_pipe",
-    "pump",
-]
-
 PIPE_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 READ_BUDGET = 4 * 1024 * 1024

@@ -26,7 +26,7 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import LedgerError
 from supervisor.state.records import (
     AuditRecord,
     AuditSource,
@@ -39,20 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
-
-# The records live in ledger_records; importers keep importing them from here.
-__all__ = [
-    "AUDIT_KEEP_ROWS",
-    "RUNS_KEEP",
-    "SCHEMA_VERSION",
-    "AuditRecord",
-    "AuditSource",
-    "Ledger",
-    "LedgerError",
-    "LeftoverProcess",
-    "ProcIdent",
-    "RunRecord",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +113,48 @@ _MIGRATIONS: tuple[str, ...] = (
         synced_at REAL NOT NULL
     );
     """,
+    # The Discord status board (state/board.py): which message to edit, per channel.
+    """
+    CREATE TABLE discord_board (
+        channel_id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        posted_at  REAL NOT NULL
+    );
+    """,
+    # Processes the subreaper adopted that no run could claim (a daemon that left
+    # its tree, its session and its markers): ended by a sweep, or the next start.
+    """
+    CREATE TABLE adopted (
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (pid, create_time)
+    );
+    """,
+    # The task queue (supervisor/tasks/store.py).
+    """
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        program      TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        author       TEXT NOT NULL,
+        source_key   TEXT UNIQUE,
+        max_attempts INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        started_at   REAL,
+        ended_at     REAL,
+        owner        TEXT,
+        lease_until  REAL,
+        cancel_by    TEXT,
+        result       TEXT NOT NULL DEFAULT '',
+        reason       TEXT NOT NULL DEFAULT '',
+        exit_code    INTEGER,
+        exit_signal  INTEGER
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, program, id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -134,15 +162,6 @@ _RUN_COLUMNS = (
     "run_id, process, program, pid, create_time, started_at, ended_at, exit_code, "
     "exit_signal, settled"
 )
-
-
-class LedgerError(SupervisorError):
-    """Raised when the ledger file cannot be used (newer schema, not a database)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"ledger {str(path)!r}: {reason}")
 
 
 AUDIT_KEEP_ROWS = 100_000
@@ -344,6 +363,29 @@ class Ledger:
             (*args, limit),
         )
         return [_run_record(row) for row in rows]
+
+    # -- adopted orphans ------------------------------------------------------
+
+    def record_adopted(self, procs: Sequence[ProcIdent]) -> None:
+        """Remember adopted processes no run claims, so a next start can end them."""
+        self._record_rows(
+            "adopted processes",
+            "INSERT OR IGNORE INTO adopted (pid, create_time) VALUES (?, ?)",
+            [(p.pid, p.create_time) for p in procs],
+        )
+
+    def adopted_processes(self) -> list[ProcIdent]:
+        """Adopted processes recorded and not yet forgotten."""
+        rows = self.read("SELECT pid, create_time FROM adopted ORDER BY pid", ())
+        return [ProcIdent(row["pid"], row["create_time"]) for row in rows]
+
+    def forget_adopted(self, procs: Iterable[ProcIdent]) -> None:
+        """Forget adopted processes that are gone."""
+        self._record_rows(
+            "ended adopted processes",
+            "DELETE FROM adopted WHERE pid = ? AND create_time = ?",
+            [(p.pid, p.create_time) for p in procs],
+        )
 
     # -- audit ----------------------------------------------------------------
 

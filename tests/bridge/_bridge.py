@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from supervisor.bridge.board import Board
 from supervisor.bridge.bridge import DiscordBridge
 from supervisor.bridge.health import HealthRecord
 from supervisor.config.schema import load_config
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
+    from supervisor.bridge.context import BridgeContext
+    from supervisor.config.schema import Config
     from tests._control import Node
     from tests.discord_fake import FakeDiscord
 
@@ -67,6 +70,10 @@ class Bridged:
     bridge: DiscordBridge
 
 
+def _quick_board(context: BridgeContext) -> Board:
+    return Board(context, retry_seconds=0.3, channel_retry_seconds=0.5)
+
+
 async def _no_wait(seconds: float) -> None:
     """A sleep that only yields: backoff waits are recorded, not served."""
     await anyio.lowlevel.checkpoint()
@@ -79,15 +86,42 @@ async def bridged_node(
     *programs: str,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     wait_connected: bool = True,
+    board: Callable[[BridgeContext], Board] | None = None,
     **table: object,
 ) -> AsyncIterator[Bridged]:
-    """Run a node of ``programs`` with its bridge connected to ``fake``."""
+    """Run a node of ``programs`` with its bridge connected to ``fake``.
+
+    The board's first retry comes after 0.3 s (0.5 s for a refused channel),
+    unless ``board`` makes it; ``sleep`` serves the bridge's reconnection waits
+    (default: none at all).
+    """
     secret = token_file(tmp_path, fake.token)
     discord = discord_table(fake, secret, **table)  # type: ignore[arg-type]
     path = write_config(tmp_path, *programs, discord)
     config = load_config(path)
-    assert config.discord is not None
     health = HealthRecord()
+    try:
+        async with _bridged(
+            path, config, health, sleep, board, wait_connected=wait_connected
+        ) as bridged:
+            yield bridged
+    except BaseExceptionGroup as group:  # a failed assertion, raised as itself
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None
+
+
+@contextlib.asynccontextmanager
+async def _bridged(
+    path: Path,
+    config: Config,
+    health: HealthRecord,
+    sleep: Callable[[float], Awaitable[None]] | None,
+    board: Callable[[BridgeContext], Board] | None,
+    *,
+    wait_connected: bool = True,
+) -> AsyncIterator[Bridged]:
+    assert config.discord is not None
     async with running_node(path, health=health.snapshot) as node:
         bridge = DiscordBridge(
             config.discord,
@@ -96,6 +130,7 @@ async def bridged_node(
             health=health,
             sleep=sleep or _no_wait,
             client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
+            board=board or _quick_board,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, node.service)

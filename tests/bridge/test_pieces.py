@@ -24,7 +24,7 @@ from supervisor.commands.reports import (
 from supervisor.config.schema import AccessSpec
 from supervisor.errors import AccessDenied, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.slot import ProcessStatus
+from supervisor.process.status import ProcessStatus
 from supervisor.state.command_sync import CommandSyncStore
 from supervisor.state.ledger import Ledger
 

@@ -9,15 +9,10 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from supervisor.errors import LedgerError
 from supervisor.state import ledger as ledger_module
-from supervisor.state.ledger import (
-    SCHEMA_VERSION,
-    AuditRecord,
-    Ledger,
-    LedgerError,
-    LeftoverProcess,
-    ProcIdent,
-)
+from supervisor.state.ledger import SCHEMA_VERSION, Ledger
+from supervisor.state.records import AuditRecord, LeftoverProcess, ProcIdent
 from tests._ledger_full import ledger_full
 
 if TYPE_CHECKING:
