@@ -8,9 +8,15 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.commands.access import AccessLevel
+from tests.bridge._bridge import bridged_node
 
 if TYPE_CHECKING:
-    from supervisor.state.ledger import AuditRecord, Ledger
+    from contextlib import AbstractAsyncContextManager
+    from pathlib import Path
+
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.records import AuditRecord
+    from tests.bridge._bridge import Bridged
     from tests.discord_fake import FakeDiscord, FakeUser, InteractionRecord, InteractionReply
 
 EPHEMERAL = 64
@@ -48,6 +54,20 @@ def members(fake: FakeDiscord) -> Members:
         "admin": [admin.id],
     }
     return Members(nobody=nobody, viewer=viewer, operator=operator, admin=admin, access=access)
+
+
+def served(
+    tmp_path: Path, fake: FakeDiscord, team: Members, *programs: str
+) -> AbstractAsyncContextManager[Bridged]:
+    """A node of ``programs`` with its bridge, granting ``team`` their levels."""
+    return bridged_node(
+        tmp_path,
+        fake,
+        *programs,
+        viewer=team.access["viewer"],
+        operator=team.access["operator"],
+        admin=team.access["admin"],
+    )
 
 
 async def final_answer(record: InteractionRecord) -> InteractionReply:

@@ -17,8 +17,7 @@ from supervisor.bridge.perform import VERBS
 from supervisor.commands.access import AccessLevel, Actor
 from tests._control import program
 from tests._wait import wait_until
-from tests.bridge._bridge import bridged_node
-from tests.bridge._members import attached, final_answer, is_private, last_audit, members
+from tests.bridge._members import attached, final_answer, is_private, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ async def _running(node: Node) -> None:
 
 async def test_every_command_at_every_level(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         node = bridged.node
         await _running(node)
         assert {c["name"] for c in fake_discord.store.commands[fake_discord.guild_id]} == set(VERBS)
@@ -96,7 +95,7 @@ async def test_restart_says_what_happened_to_each_process(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         await _running(bridged.node)
         before = _pids(bridged.node)
         reply = await final_answer(
@@ -121,7 +120,7 @@ async def test_tail_too_long_for_a_message_goes_whole_as_a_file(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, LINES, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, LINES) as bridged:
         await _exited(bridged.node)
         reply = await final_answer(
             fake_discord.invoke(team.viewer, "general", "tail", name="lines", lines=300)
@@ -139,7 +138,7 @@ async def test_logs_sends_the_file_whole_gzipped_or_its_newest_part(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, LINES, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, LINES) as bridged:
         await _exited(bridged.node)
         log = bridged.node.state.log_dir / "lines-0.out.log"
         content = log.read_bytes()
@@ -173,7 +172,7 @@ async def test_name_autocompletes_programs_processes_globs_and_all(
 ) -> None:
     team = members(fake_discord)
     web2 = program("webhook", "ctl_ticker.py", "0.05")
-    async with bridged_node(tmp_path, fake_discord, WEB, web2, **team.access):
+    async with served(tmp_path, fake_discord, team, WEB, web2):
         record = fake_discord.autocomplete(team.viewer, "general", "restart", "name", name="web")
         reply = await record.wait_reply()
         assert reply.type == 8
@@ -195,7 +194,7 @@ async def test_shutdown_asks_an_admin_to_confirm_with_a_button(
     tmp_path: Path, fake_discord: FakeDiscord, level: AccessLevel
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         node = bridged.node
         asked = fake_discord.invoke(team.at(level), "general", "shutdown")
         prompt = await asked.wait_reply()
@@ -223,7 +222,7 @@ async def test_a_command_survives_a_gateway_drop_and_a_refused_resume(
     (even a new IDENTIFY after a refused RESUME) neither loses nor repeats it."""
     team = members(fake_discord)
     slow = program("slow", "ctl_ticker.py", "0.05", "--ignore-term", stop_timeout_seconds=1.5)
-    async with bridged_node(tmp_path, fake_discord, slow, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, slow) as bridged:
         node = bridged.node
         await _running(node)
         stopping = fake_discord.invoke(team.operator, "general", "stop", name="slow")

@@ -8,8 +8,7 @@ from supervisor.bridge.mention import parse
 from supervisor.bridge.perform import Ask
 from tests._control import program
 from tests._wait import wait_until
-from tests.bridge._bridge import bridged_node
-from tests.bridge._members import last_audit, members
+from tests.bridge._members import last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ async def test_mention_commands_have_the_same_access_and_audit(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         node = bridged.node
         await wait_until(lambda: all(c.status().pid for c in node.fleet.processes()))
         before = node.fleet.resolve("web:1")[0].status().pid

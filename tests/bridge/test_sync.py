@@ -13,8 +13,7 @@ import anyio
 from supervisor.bridge.perform import VERBS
 from supervisor.state.command_sync import CommandSyncStore
 from tests._control import ask, program, result
-from tests.bridge._bridge import bridged_node
-from tests.bridge._members import final_answer, last_audit, members
+from tests.bridge._members import final_answer, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -31,12 +30,12 @@ async def test_commands_sync_only_when_changed_or_missing(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access):
+    async with served(tmp_path, fake_discord, team, WEB):
         pass
     assert fake_discord.command_overwrites == 1
     assert sorted(fake_discord.command_creations) == sorted(VERBS)
 
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         # The same definition: nothing sent, and the commands still answer.
         assert fake_discord.command_overwrites == 1
         reply = await final_answer(fake_discord.invoke(team.viewer, "general", "status"))
@@ -45,11 +44,11 @@ async def test_commands_sync_only_when_changed_or_missing(
         store = CommandSyncStore(bridged.node.ledger)
         await anyio.to_thread.run_sync(store.record, fake_discord.guild_id, "older")
 
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access):
+    async with served(tmp_path, fake_discord, team, WEB):
         assert fake_discord.command_overwrites == 2
         fake_discord.store.commands.clear()  # someone removed them (a kick and re-invite)
 
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access):
+    async with served(tmp_path, fake_discord, team, WEB):
         assert fake_discord.command_overwrites == 3
     # Bulk overwrites of the same commands created nothing new, but after the removal.
     assert len(fake_discord.command_creations) == 2 * len(VERBS)
@@ -59,7 +58,7 @@ async def test_ctl_discord_sync_registers_again_and_is_audited(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, WEB, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
         node = bridged.node
         answer = result(await ask(node.socket, "discord-sync"))
         assert answer["guild_id"] == fake_discord.guild_id

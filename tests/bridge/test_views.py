@@ -14,8 +14,7 @@ import anyio
 from supervisor.bridge.views import board_view
 from tests._control import program
 from tests._wait import wait_until
-from tests.bridge._bridge import bridged_node
-from tests.bridge._members import final_answer, is_private, last_audit, members
+from tests.bridge._members import final_answer, is_private, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -43,14 +42,14 @@ async def test_menu_and_buttons_work_after_dsup_restarts(
 ) -> None:
     team = members(fake_discord)
     general = fake_discord.channel("general")
-    async with bridged_node(tmp_path, fake_discord, WEB, SOLO, **team.access) as first:
+    async with served(tmp_path, fake_discord, team, WEB, SOLO) as first:
         client = first.bridge.client
         assert client is not None
         channel = client.get_channel(general.id)
         assert channel is not None
         board: discord.Message = await channel.send("board", view=board_view(["web", "solo"]))  # type: ignore[union-attr]
 
-    async with bridged_node(tmp_path, fake_discord, WEB, SOLO, **team.access) as second:
+    async with served(tmp_path, fake_discord, team, WEB, SOLO) as second:
         node = second.node
         await _running(node)
         # A viewer may look at a program's processes...
@@ -99,7 +98,7 @@ async def test_tail_button_and_a_program_gone_since_the_board(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    async with bridged_node(tmp_path, fake_discord, SOLO, **team.access) as bridged:
+    async with served(tmp_path, fake_discord, team, SOLO) as bridged:
         client = bridged.bridge.client
         assert client is not None
         channel = client.get_channel(fake_discord.channel("general").id)
