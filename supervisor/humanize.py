@@ -135,3 +135,14 @@ def signal_name(number: int) -> str:
     if signal.SIGRTMIN < number < signal.SIGRTMAX:
         return f"SIGRTMIN+{number - signal.SIGRTMIN}"
     return f"signal {number}"
+
+
+def progress_bar(fraction: float, cells: int = 10) -> str:
+    """The percentage, then a bar of ``cells`` characters: `` 45% ████▌░░░░░``.
+
+    The percentage comes first, so a cell cut short still shows it.
+    """
+    fraction = min(1.0, max(0.0, fraction))
+    full, part = divmod(int(fraction * cells * 8), 8)  # floor: full only when done
+    bar = "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+    return f"{int(fraction * 100):3d}% {bar.ljust(cells, '░')}"

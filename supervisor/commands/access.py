@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
-    VIEWER = 1  # look: status, tail
-    OPERATOR = 2  # act on processes: start, stop, restart, signal
+    VIEWER = 1  # look: status, tail, asks, results
+    OPERATOR = 2  # act on processes: start, stop, restart, signal, answer
     ADMIN = 3  # act on the node: reload, shutdown
 
 
@@ -39,6 +39,9 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    ASKS = "asks"
+    ANSWER = "answer"
+    RESULTS = "results"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -55,6 +58,9 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.ASKS: AccessLevel.VIEWER,
+    Command.ANSWER: AccessLevel.OPERATOR,
+    Command.RESULTS: AccessLevel.VIEWER,
 }
 
 

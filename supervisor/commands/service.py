@@ -38,13 +38,17 @@ from supervisor.commands.action import (
     stop_one,
 )
 from supervisor.commands.reports import (
+    MAX_RESULTS,
     MAX_TAIL_LINES,
     ActionReport,
+    AnswerReport,
+    AsksReport,
     LogFollow,
     LogLines,
     ProcessInfo,
     ProcessOutcome,
     ProcessResult,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
@@ -64,10 +68,13 @@ if TYPE_CHECKING:
 
 # The surface's whole vocabulary, importable from here by every transport.
 __all__ = [
+    "MAX_RESULTS",
     "MAX_TAIL_LINES",
     "AccessLevel",
     "ActionReport",
     "Actor",
+    "AnswerReport",
+    "AsksReport",
     "Command",
     "CommandService",
     "LogFollow",
@@ -75,6 +82,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessOutcome",
     "ProcessResult",
+    "ResultsReport",
     "ShutdownReport",
     "StatusReport",
     "TailReport",
@@ -212,6 +220,52 @@ class CommandService:
             return replace(report, processes=judge_signals(report.processes))
 
         return await self._audited(actor, Command.SIGNAL, target, run, detail=f"signal {sig}")
+
+    # -- workers' questions and results ----------------------------------------
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        """Every open question of the node's workers, oldest first."""
+
+        async def run() -> AsksReport:
+            return AsksReport(questions=tuple(self._fleet.desk.open_questions()))
+
+        return await self._audited(actor, Command.ASKS, "", run)
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        """Answer an open question as ``actor``; the first answer wins.
+
+        Raises:
+            UnknownQuestion: no open question has this id.
+            InvalidArgument: ``answer`` is none of its choices, or empty.
+        """
+
+        async def run() -> AnswerReport:
+            desk = self._fleet.desk
+            question, given = await desk.answer(
+                question_id, answer, by=actor.name, source=actor.source
+            )
+            return AnswerReport(question=question, answer=given, by=actor.name)
+
+        target = f"question {question_id}"
+        return await self._audited(actor, Command.ANSWER, target, run, detail=f"answer {answer!r}")
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        """The latest ``limit`` results (at most MAX_RESULTS) of the processes named.
+
+        Raises:
+            InvalidArgument: ``limit`` is not 1 to MAX_RESULTS.
+        """
+
+        async def run() -> ResultsReport:
+            if not 0 < limit <= MAX_RESULTS:
+                raise InvalidArgument("results", "count", limit, f"give 1 to {MAX_RESULTS}")
+            names = [slot.name for slot in self._resolve(target)]
+            found = await anyio.to_thread.run_sync(
+                lambda: self._fleet.store.recent_results(names, limit)
+            )
+            return ResultsReport(results=tuple(found))
+
+        return await self._audited(actor, Command.RESULTS, target, run)
 
     # -- admin ---------------------------------------------------------------
 

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
     from supervisor.commands.reports import (
         ActionReport,
+        AnswerReport,
+        AsksReport,
         LogFollow,
+        ResultsReport,
         ShutdownReport,
         StatusReport,
         TailReport,
@@ -53,6 +56,9 @@ class CommandSurface(Protocol):
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
     async def reload(self, actor: Actor) -> ReloadResult: ...
     async def shutdown(self, actor: Actor) -> ShutdownReport: ...
+    async def asks(self, actor: Actor) -> AsksReport: ...
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport: ...
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport: ...
 
 
 Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
@@ -147,8 +153,9 @@ class _Args:
             raise self._bad(name, "a non-empty string", value)
         return self._unicode(name, value)
 
-    def integer(self, name: str, default: int) -> int:
-        value = self._get(name, default)
+    def integer(self, name: str, default: int | None) -> int:
+        """The integer ``name``; required when ``default`` is None."""
+        value = self._get(name, _REQUIRED if default is None else default)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._bad(name, "an integer", value)
         return value
@@ -217,6 +224,16 @@ def _bind_signal(a: _Args) -> Call:
     return lambda s, actor: s.signal(actor, target, sig)
 
 
+def _bind_answer(a: _Args) -> Call:
+    question_id, answer = a.integer("question", None), a.text("answer")
+    return lambda s, actor: s.answer(actor, question_id, answer)
+
+
+def _bind_results(a: _Args) -> Call:
+    target, limit = a.text("target"), a.integer("count", 10)
+    return lambda s, actor: s.results(actor, target, limit=limit)
+
+
 def _bind_status(a: _Args) -> Call:
     target = a.text("target", "all")
     return lambda s, actor: s.status(actor, target)
@@ -231,6 +248,9 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.SIGNAL: _bind_signal,
     Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
     Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
+    Command.ASKS: lambda a: lambda s, actor: s.asks(actor),
+    Command.ANSWER: _bind_answer,
+    Command.RESULTS: _bind_results,
 }
 
 

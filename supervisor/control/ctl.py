@@ -105,6 +105,12 @@ def _target(text: str) -> str:
     return text
 
 
+def _answer(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty; give one of the choices or a text")
+    return text
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
     ctl = subparsers.add_parser(
@@ -152,6 +158,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
+    sub.add_parser("asks", help="the questions workers are waiting on, with their ids")
+    answer = sub.add_parser("answer", help="answer a worker's question (see asks)")
+    answer.add_argument("question", type=_count, help="the question's id (from asks)")
+    answer.add_argument("answer", type=_answer, help="one of its choices, or the text")
+    results = sub.add_parser("results", help="the latest results workers reported")
+    results.add_argument("name", type=_target, help="program, program:N, glob or all")
+    results.add_argument(
+        "-n", "--count", type=_count, default=10, help="how many (default 10, at most 100)"
+    )
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
     down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
     down.add_argument(
@@ -365,6 +380,10 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
         return cmd, {"target": args.name}
     if cmd == "signal":
         return cmd, {"target": args.name, "signal": args.signal}
+    if cmd == "answer":
+        return cmd, {"question": args.question, "answer": args.answer}
+    if cmd == "results":
+        return cmd, {"target": args.name, "count": args.count}
     if cmd == "tail":
         stream = "stderr" if args.stderr else "stdout"
         return cmd, {

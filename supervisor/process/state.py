@@ -80,6 +80,7 @@ class SlotState:
         """Return a snapshot of the slot."""
         run = self.run
         alive = run is not None and not run.exited.is_set()
+        link = run.link if run is not None else None
         return ProcessStatus(
             process=self._process,
             program=self.spec.name,
@@ -95,6 +96,8 @@ class SlotState:
             last_error=self._last_error,
             reason=self._reason,
             next_start_at=self.next_start,
+            progress=link.progress if link is not None else None,
+            question=link.open_question if link is not None else None,
         )
 
     def reset_failures(self) -> None:

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from supervisor.events import Event, ProcessState
+    from supervisor.events import Event, ProcessState, Progress, Question
     from supervisor.output.pump import LineConsumer
+    from supervisor.process.questions import QuestionDesk
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
+    from supervisor.state.worker_store import WorkerStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,6 +39,9 @@ class SlotContext:
         emit: takes every ``StateChanged``; must not block.
         lines: takes framed output lines.
         clock: monotonic seconds for run durations, on anyio's time line.
+        desk: the node's open questions; with ``store``, gives each run a
+            channel to dsup (``DSUP_FD``); without, runs get none.
+        store: where workers' results and questions are recorded.
     """
 
     node: str
@@ -47,6 +52,8 @@ class SlotContext:
     emit: Callable[[Event], None]
     lines: LineConsumer
     clock: Callable[[], float] = anyio.current_time
+    desk: QuestionDesk | None = None
+    store: WorkerStore | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +81,8 @@ class ProcessStatus:
         next_start_at: wall time the slot starts its next run by itself (a
             BACKOFF retry or a restart by policy), while it waits for it;
             else None.
+        progress: the current run's latest progress (``worker_sdk.progress``), if any.
+        question: the current run's oldest open question (``worker_sdk.ask``), if any.
     """
 
     process: str
@@ -90,3 +99,5 @@ class ProcessStatus:
     last_error: str
     reason: str = ""
     next_start_at: float | None = None
+    progress: Progress | None = None
+    question: Question | None = None

@@ -22,16 +22,19 @@ from hypothesis import strategies as st
 from supervisor.commands.service import (
     ActionReport,
     Actor,
+    AnswerReport,
+    AsksReport,
     Command,
     LogFollow,
     LogLines,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
     parse_signal,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
-from supervisor.errors import StateDirLocked, StateDirUnsafe
+from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
 from supervisor.process.fleet import ReloadResult
 from tests._control import connect, error_type, program, result, running_node, write_config
 from tests._wait import wait_until
@@ -101,6 +104,19 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        self._seen(actor)
+        return AsksReport(questions=())
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        self._seen(actor)
+        raise UnknownQuestion(question_id)
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        self._seen(actor, target)
+        assert isinstance(limit, int)
+        return ResultsReport(results=())
 
 
 def _private_dir(tmp_path: Path) -> Path:
