@@ -45,6 +45,7 @@ DRIVER = HERE / "_dsup_driver.py"
 SETTLE_SECONDS = 0.3
 POLL_SECONDS = 0.002
 DEADLINE_SECONDS = 300.0
+STILL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Sample:
     cpu_seconds: float
     peak_rss: int
     nbytes: int
+    shown: int = -1
+    dropped: int = 0
 
     @property
     def mb_per_s(self) -> float:
@@ -194,8 +197,77 @@ def run_dsup(tmp: Path, workload: list[str], nbytes: int, *options: str) -> Samp
             raise RuntimeError(f"dsup driver: unexpected summary {summary}")
 
 
-def run_dsup_run(tmp: Path, workload: list[str], nbytes: int) -> Sample:
+def run_dsup_run(tmp: Path, workload: list[str], nbytes: int, *options: str) -> Sample:
     """The whole ``dsup run --quiet`` on a config with one program."""
+    conf, log = _dsup_config(tmp, workload)
+    dsup = subprocess.Popen(
+        [_dsup_exe(), "run", "--quiet", *options, str(conf)], stdout=subprocess.DEVNULL, cwd=ROOT
+    )
+    try:
+        return _measure_pid(dsup, tmp / "gate", log, nbytes)
+    finally:
+        dsup.send_signal(signal.SIGTERM)
+        dsup.wait(30)
+
+
+def run_dsup_console(
+    tmp: Path, workload: list[str], nbytes: int, *, to: str, json_logs: bool
+) -> Sample:
+    """The whole ``dsup run`` as users run it: every line printed to stdout.
+
+    ``to`` is ``file`` (stdout redirected to a file) or ``pipe`` (stdout is a
+    pipe that ``cat`` drains into a file). The run ends when the log file is
+    complete and the console's output stopped growing; the printed lines and
+    the lines the console reported dropped are counted from that output.
+    """
+    conf, log = _dsup_config(tmp, workload)
+    printed = tmp / "console.out"
+    argv = [_dsup_exe(), "run", *(["--json-logs"] if json_logs else []), str(conf)]
+    with open(printed, "wb") as out:
+        if to == "file":
+            dsup = subprocess.Popen(argv, stdout=out, cwd=ROOT)
+            reader = None
+        else:
+            reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=out)
+            assert reader.stdin is not None
+            dsup = subprocess.Popen(argv, stdout=reader.stdin, cwd=ROOT)
+            reader.stdin.close()
+    try:
+        sample = _measure_pid(dsup, tmp / "gate", log, nbytes, printed=printed)
+    finally:
+        dsup.send_signal(signal.SIGTERM)
+        dsup.wait(30)
+        if reader is not None:
+            reader.wait(30)
+    shown, dropped = _count_console(printed, json_logs)
+    if shown + dropped != nbytes // 100:
+        raise RuntimeError(f"console printed {shown} + dropped {dropped} of {nbytes // 100} lines")
+    return Sample(sample.seconds, sample.cpu_seconds, sample.peak_rss, nbytes, shown, dropped)
+
+
+def _count_console(printed: Path, json_logs: bool) -> tuple[int, int]:
+    """Output lines of ``flood:0`` printed, and lines reported dropped, in a console's output."""
+    shown = dropped = 0
+    with open(printed, "rb") as f:
+        for line in f:
+            if json_logs:
+                if b'"type": "output"' in line:
+                    shown += 1
+                elif b'"type": "dropped"' in line:
+                    dropped += json.loads(line)["lines"]
+            elif line.startswith(b"flood:0 | "):
+                shown += 1
+            elif line.startswith(b"flood:0 [") and b"dropped]" in line:
+                dropped += int(line.split()[1][1:].replace(b",", b""))
+    return shown, dropped
+
+
+def _dsup_exe() -> str:
+    return str(Path(sys.executable).with_name("dsup"))
+
+
+def _dsup_config(tmp: Path, workload: list[str]) -> tuple[Path, Path]:
+    """A config with one program flooding; return it and the program's log path."""
     gate, _ = _fresh(tmp)
     state = tmp / "dsup-state"
     shutil.rmtree(state, ignore_errors=True)
@@ -206,24 +278,34 @@ def run_dsup_run(tmp: Path, workload: list[str], nbytes: int) -> Sample:
         f'[programs.flood]\ncommand = [{command}]\nrestart = "never"\n'
         "log_max_bytes = 4000000000\n"
     )
-    dsup = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dsup")), "run", "--quiet", str(conf)],
-        stdout=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
-    try:
-        return _measure_pid(dsup, gate, state / "logs" / "flood-0.out.log", nbytes)
-    finally:
-        dsup.send_signal(signal.SIGTERM)
-        dsup.wait(30)
+    return conf, state / "logs" / "flood-0.out.log"
 
 
-def _measure_pid(proc: subprocess.Popen[bytes], gate: Path, log: Path, nbytes: int) -> Sample:
+def _measure_pid(
+    proc: subprocess.Popen[bytes], gate: Path, log: Path, nbytes: int, printed: Path | None = None
+) -> Sample:
     start_cpu: list[float] = []
     t0 = release(gate, lambda: start_cpu.append(cpu_seconds(proc.pid)))
     t1 = wait_for_size(log, nbytes, lambda: proc.poll() is None)
+    if printed is not None:
+        t1 = max(t1, wait_still(printed))
     cpu = cpu_seconds(proc.pid) - start_cpu[0]
     return Sample(t1 - t0, cpu, peak_rss(proc.pid), nbytes)
+
+
+def wait_still(path: Path) -> float:
+    """Wait until a file stopped growing for ``STILL_SECONDS``; return when it last grew."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    size, grew = -1, time.perf_counter()
+    while time.monotonic() < deadline:
+        now_size = path.stat().st_size
+        now = time.perf_counter()
+        if now_size != size:
+            size, grew = now_size, now
+        elif now - grew >= STILL_SECONDS:
+            return grew
+        time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"{path} still grows after {DEADLINE_SECONDS} s")
 
 
 def _fresh(tmp: Path) -> tuple[Path, Path]:
@@ -236,12 +318,14 @@ def _fresh(tmp: Path) -> tuple[Path, Path]:
 
 
 def median_sample(samples: list[Sample]) -> Sample:
-    """Median of each figure over the runs."""
+    """Median of each figure over the runs (the fewest lines printed, the most dropped)."""
     return Sample(
         statistics.median(s.seconds for s in samples),
         statistics.median(s.cpu_seconds for s in samples),
         int(statistics.median(s.peak_rss for s in samples)),
         samples[0].nbytes,
+        min(s.shown for s in samples),
+        max(s.dropped for s in samples),
     )
 
 
@@ -265,6 +349,15 @@ def throughput(runs: int, lines: int, only: str) -> None:
             t, workload, nbytes, "--pipe-bytes", "0"
         ),
         "dsup run --quiet (whole supervisor)": lambda t: run_dsup_run(t, workload, nbytes),
+        "dsup run, default, stdout to a file": lambda t: run_dsup_console(
+            t, workload, nbytes, to="file", json_logs=False
+        ),
+        "dsup run, default, stdout to a pipe (cat drains it)": lambda t: run_dsup_console(
+            t, workload, nbytes, to="pipe", json_logs=False
+        ),
+        "dsup run --json-logs, stdout to a file": lambda t: run_dsup_console(
+            t, workload, nbytes, to="file", json_logs=True
+        ),
     }
     methods = {k: v for k, v in methods.items() if only in k or k.startswith("supervisord")}
     ensure_supervisord()
@@ -277,9 +370,14 @@ def throughput(runs: int, lines: int, only: str) -> None:
                 print(f"  {name}: {samples[-1].mb_per_s:,.0f} MB/s", file=sys.stderr)
             results[name] = median_sample(samples)
     print(f"\n{lines:,} lines of 100 B ({nbytes / 1e6:,.0f} MB), median of {runs}\n")
-    print("| method | MB/s | CPU s per 100 MB | peak RSS |\n| --- | --- | --- | --- |")
+    print("| method | MB/s | CPU s per 100 MB | peak RSS | lines printed / dropped |")
+    print("| --- | --- | --- | --- | --- |")
     for name, s in results.items():
-        print(f"| {name} | {s.mb_per_s:,.0f} | {s.cpu_per_100mb:.3f} | {s.peak_rss / 1e6:.0f} MB |")
+        shown = f"{s.shown:,} / {s.dropped:,}" if s.shown >= 0 else "-"
+        print(
+            f"| {name} | {s.mb_per_s:,.0f} | {s.cpu_per_100mb:.3f} | {s.peak_rss / 1e6:.0f} MB"
+            f" | {shown} |"
+        )
     sup = results[next(n for n in results if n.startswith("supervisord"))]
     print("\nratios against supervisord (target: speed >= 1.0, CPU <= 1.0)")
     for name, s in results.items():

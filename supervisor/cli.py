@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json-logs", action="store_true", help="one JSON object per event, for log shippers"
     )
+    run.add_argument(
+        "--no-discord", action="store_true", help="run without the Discord bridge of [discord]"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     check = sub.add_parser(
@@ -103,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
 
             _setup_logging(verbose=args.verbose)
             mode: ConsoleMode = "quiet" if args.quiet else "output" if args.output else "all"
-            return run_node(load_config(args.config), mode=mode, json_logs=args.json_logs)
+            return run_node(
+                load_config(args.config),
+                mode=mode,
+                json_logs=args.json_logs,
+                discord=not args.no_discord,
+            )
     except ConfigError as exc:
         print(f"dsup: config error\n{exc}", file=sys.stderr)
         return EXIT_USAGE

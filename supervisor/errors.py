@@ -105,6 +105,15 @@ class StateDirUnsafe(SupervisorError, PermissionError):
         super().__init__(f"state_dir {str(state_dir)!r} {reason}; {fix}")
 
 
+class LedgerError(SupervisorError):
+    """Raised when the ledger file cannot be used (newer schema, not a database)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"ledger {str(path)!r}: {reason}")
+
+
 class ControlProtocolError(SupervisorError):
     """Raised when a control-socket message is malformed or too large."""
 
@@ -134,6 +143,15 @@ class InvalidArgument(SupervisorError, ValueError):
         self.name = name
         self.value = value
         super().__init__(f"{command}: bad {name} {value!r}; {fix}")
+
+
+class Unavailable(SupervisorError):
+    """Raised when a command needs a part of the node that is not running (the bridge)."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        self.command = command
+        self.reason = reason
+        super().__init__(f"{command}: {reason}")
 
 
 class UnknownQuestion(SupervisorError, LookupError):

@@ -1,4 +1,4 @@
-"""Short human forms of durations, sizes, CPU shares and signals, and safe output lines.
+"""Short human forms of durations, sizes and CPU shares, and safe output lines.
 
 This module owns how ``dsup ctl status`` and the live console spell these
 values, so both read the same, and ``printable``, the one place where a
@@ -11,7 +11,6 @@ here.
 from __future__ import annotations
 
 import re
-import signal
 
 _CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """C0 controls except tab, DEL, the C1 controls and the bidi controls (marks,
@@ -51,6 +50,24 @@ def printable(line: str, *, keep_color: bool = False) -> str:
     if line.endswith("\r"):
         line = line[:-1]
     return _TOKEN.sub(_keep_sgr if keep_color else _drop_sgr, line)
+
+
+_ASCII_CONTROLS = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
+"""The ASCII bytes of ``_CONTROL``: every control byte except tab and newline."""
+
+
+def is_safe_block(text: str) -> bool:
+    """Whether lines joined by newlines are all safe as they are (``printable`` keeps them).
+
+    True for ASCII text with no control character but tabs and newlines. Two
+    passes in C over the whole block (the ASCII flag of a str is free), so a
+    batch of lines is checked without a call per line; False only means "look
+    at each line with ``printable``".
+    """
+    if not text.isascii():
+        return False
+    data = text.encode("ascii")
+    return len(data.translate(None, _ASCII_CONTROLS)) == len(data)
 
 
 def _drop_sgr(match: re.Match[str]) -> str:
@@ -126,15 +143,14 @@ def cpu(value: object) -> str:
     return f"{value:.1f}%" if isinstance(value, int | float) else "-"
 
 
-def signal_name(number: int) -> str:
-    """``SIGTERM`` for 15, ``SIGRTMIN+6`` for 40; ``signal 99`` for no signal of this platform."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        pass
-    if signal.SIGRTMIN < number < signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
-    return f"signal {number}"
+def outcome(process: str, result: str, state: str, pid: object, message: str) -> str:
+    """What a command did to one process: ``web:0: ok, RUNNING (pid 42)``, then why.
+
+    ``dsup ctl`` and the Discord bridge say it alike.
+    """
+    shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
+    why = f": {printable(message)}" if message else ""
+    return f"{process}: {result}, {state}{shown_pid}{why}"
 
 
 def progress_bar(fraction: float, cells: int = 10) -> str:

@@ -13,6 +13,7 @@ stopped supervisor would stall its workers' pipes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import resource
 import signal
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.commands.service import CommandService
+from supervisor.config.preflight import preflight
 from supervisor.console.console import Console, ConsoleMode
 from supervisor.control.server import ControlServer
 from supervisor.errors import SupervisorError
@@ -35,6 +37,7 @@ from supervisor.state.statedir import open_state_dir
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
+    from supervisor.bridge.bridge import DiscordBridge
     from supervisor.config.schema import Config
 
 logger = logging.getLogger(__name__)
@@ -51,8 +54,13 @@ class _Outcome:
     hard: bool = False
 
 
-def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False) -> int:
+def run_node(
+    config: Config, *, mode: ConsoleMode = "all", json_logs: bool = False, discord: bool = True
+) -> int:
     """Supervise ``config`` in the foreground until a signal or ``shutdown``.
+
+    With ``discord`` and a ``[discord]`` table, the Discord bridge runs too
+    (discord.py is imported only then).
 
     Returns:
         The process exit code: 0 after a graceful shutdown, 1 when a second
@@ -65,7 +73,7 @@ def run_node(config: Config, *, mode: ConsoleMode = "all", json_logs: bool = Fal
     """
     _raise_fd_limit()
     try:
-        return anyio.run(_run, config, mode, json_logs, backend="asyncio")
+        return anyio.run(_run, config, mode, json_logs, discord, backend="asyncio")
     except* SupervisorError as group:
         # A known failure deep in the task tree (a file in the control socket's
         # place...): the CLI turns it into one message, not a group's traceback.
@@ -90,7 +98,7 @@ def _raise_fd_limit() -> None:
         logger.debug("open files limit raised from %d to %d", soft, hard)
 
 
-async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
+async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool) -> int:
     with (
         open_state_dir(config.supervisor.state_dir) as state,
         Ledger.open(state.ledger_path) as ledger,
@@ -110,10 +118,14 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
             config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
         )
         outcome = _Outcome()
-        server = ControlServer(CommandService(fleet), state.socket_path)
+        bridge = _bridge(config, ledger) if discord else None
+        service = CommandService(fleet, health=bridge.health_now if bridge else None)
+        server = ControlServer(service, state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
             await services.start(console.run)
+            for warning in preflight(config):  # what `dsup check` warns of, said once
+                logger.warning("%s: %s", config.path, warning)
             # Signals next: a Ctrl-C during the sweep then stops the node cleanly.
             await services.start(_watch_signals, fleet, outcome)
             cleaned = await reaper.startup_sweep()
@@ -121,14 +133,27 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool) -> int:
                 console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)
+                if bridge is not None:
+                    # After the fleet, and in the outer group: it connects in the
+                    # background and shows the fleet's last states until the end.
+                    await services.start(functools.partial(bridge.run, service))
                 async with anyio.create_task_group() as front:
                     await front.start(server.serve)
                     await fleet.wait_shutdown_requested()
                     front.cancel_scope.cancel("shutdown: stop accepting commands")
             # Every process has been stopped; end whatever escaped its tree.
-            await reaper.sweep(live_run_ids=())
+            await reaper.sweep(live_run_ids=(), is_last=True)
             services.cancel_scope.cancel("shutdown complete")
     return 1 if outcome.hard else 0
+
+
+def _bridge(config: Config, ledger: Ledger) -> DiscordBridge | None:
+    """The Discord bridge when the config has ``[discord]``; imports discord.py only then."""
+    if config.discord is None:
+        return None
+    from supervisor.bridge.bridge import DiscordBridge
+
+    return DiscordBridge(config.discord, node=config.supervisor.name, ledger=ledger)
 
 
 async def _watch_signals(

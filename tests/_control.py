@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import SocketStream, TaskStatus
 
+    from supervisor.commands.health import HealthSource
     from supervisor.events import EventSink
 
 WORKERS = Path(__file__).parent / "workers"
@@ -78,11 +79,12 @@ class Node:
 
 @contextlib.asynccontextmanager
 async def running_node(
-    config_path: Path, *, sinks: Sequence[EventSink] = ()
+    config_path: Path, *, sinks: Sequence[EventSink] = (), health: HealthSource | None = None
 ) -> AsyncIterator[Node]:
     """Run the node of ``config_path`` with its control socket until the block exits.
 
-    ``sinks`` get the fleet's events too (state changes, orphans cleaned).
+    ``sinks`` get the fleet's events too (state changes, orphans cleaned);
+    ``health`` is the Discord bridge's, for ``status``.
     """
     config = load_config(config_path)
     with (
@@ -91,7 +93,7 @@ async def running_node(
     ):
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
         fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=sinks)
-        service = CommandService(fleet, poll_interval=0.05)
+        service = CommandService(fleet, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:
             await tg.start(fleet.run)

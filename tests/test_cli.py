@@ -73,13 +73,22 @@ def test_cli_check_warns_of_what_would_fail_to_spawn_here(tmp_path: Path) -> Non
         '[programs.b]\ncommand = ["./not_exec.sh"]\n'
         '[programs.c]\ncommand = ["true"]\ncwd = "no_such_dir"\n'
         '[programs.d]\ncommand = ["true"]\n'
+        '[programs.e]\ncommand = ["dsup-test-no-such-program"]\ncwd = "no_such_dir"\n'
+        '[programs.f]\ncommand = ["./not_exec.sh"]\ncwd = "no_such_dir"\n'
     )
     path = tmp_path / "dsup.toml"
     lenient = dsup_on_file("check", path, config)
     assert lenient.returncode == EXIT_OK
     assert ": ok: " in lenient.stdout
     warned = [line.split(": ")[3] for line in lenient.stderr.splitlines()]
-    assert warned == ["programs.a.command", "programs.b.command", "programs.c.cwd"]
+    assert warned == [
+        "programs.a.command",
+        "programs.b.command",
+        "programs.c.cwd",
+        "programs.e.cwd",  # a missing cwd does not hide a missing executable
+        "programs.e.command",
+        "programs.f.cwd",  # ./not_exec.sh cannot be looked at without its cwd
+    ]
 
     strict = dsup("check", "--strict", path)
     assert strict.returncode == EXIT_USAGE

@@ -185,3 +185,30 @@ async def test_rate_limit_violations_name_every_route_and_bucket(
     assert sorted((m, t) for m, t, _ in violations) == [("PATCH", EDIT), (METHOD, MESSAGES)]
     with pytest.raises(AssertionError, match="PATCH /channels/"):
         fake_discord.assert_within_rate_limits("ops")
+
+
+async def test_injected_30046_reaches_discord_py_as_its_code(fake_discord: FakeDiscord) -> None:
+    """Discord refuses too many edits of hour-old messages with 429 and code 30046."""
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        message = await text_channel(client, fake_discord, "general").send("board")
+        fault = fake_discord.fail_route(
+            "PATCH", EDIT, status=429, code=30046, times=None, retry_after=0.01
+        )
+        with pytest.raises(discord.HTTPException) as caught:
+            await message.edit(content="again")
+    assert (caught.value.status, caught.value.code) == (429, 30046)
+    assert fault.hits == 5  # discord.py waits out retry_after, then gives up after 5 tries
+    assert fake_discord.bot_messages("general")[0]["content"] == "board"
+
+
+async def test_a_moderator_deletes_a_message(fake_discord: FakeDiscord) -> None:
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        message = await text_channel(client, fake_discord, "general").send("doomed")
+        fake_discord.delete_message("general", message.id)
+        assert await client.wait_seen("delete") == [message.id]
+        with pytest.raises(discord.NotFound) as caught:
+            await message.edit(content="still there?")
+    assert caught.value.code == 10008
+    assert fake_discord.bot_messages("general") == []
+    with pytest.raises(LookupError):
+        fake_discord.delete_message("general", message.id)

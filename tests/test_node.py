@@ -146,3 +146,21 @@ def test_runner_ctrl_z_leaves_the_fleet_running_with_a_note(tmp_path: Path) -> N
         assert not any(alive(p) for p in tree)
     finally:
         kill_all(tree)
+
+
+def test_runner_prints_the_warnings_of_dsup_check_once_at_start_up(tmp_path: Path) -> None:
+    """A missing executable showed only as a BACKOFF reason; dsup check knew it."""
+    config = write_config(
+        tmp_path,
+        '[programs.lost]\ncommand = ["dsup-test-no-such-program"]\ncwd = "no_such_dir"\n'
+        "autostart = false\n",
+    )
+    with dsup_run(config) as node:
+        wait_for((tmp_path / "state" / "control.sock").exists, "the control socket")
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=DEADLINE) == 0
+        assert node.stderr is not None
+        stderr = node.stderr.read().decode()
+    for key in ("programs.lost.cwd: ", "programs.lost.command: "):
+        assert stderr.count(key) == 1, stderr
+    assert f"{config}: programs.lost.command: 'dsup-test-no-such-program'" in stderr

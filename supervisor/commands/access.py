@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.state.ledger import AuditSource
+    from supervisor.state.records import AuditSource
 
 
 class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
+    NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail, asks, results
     OPERATOR = 2  # act on processes: start, stop, restart, signal, answer
-    ADMIN = 3  # act on the node: reload, shutdown
+    ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
 class Command(enum.StrEnum):
@@ -39,6 +40,7 @@ class Command(enum.StrEnum):
     SIGNAL = "signal"
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
+    DISCORD_SYNC = "discord-sync"
     ASKS = "asks"
     ANSWER = "answer"
     RESULTS = "results"
@@ -58,6 +60,7 @@ _REQUIRED = {
     Command.SIGNAL: AccessLevel.OPERATOR,
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
+    Command.DISCORD_SYNC: AccessLevel.ADMIN,
     Command.ASKS: AccessLevel.VIEWER,
     Command.ANSWER: AccessLevel.OPERATOR,
     Command.RESULTS: AccessLevel.VIEWER,

@@ -9,79 +9,35 @@ audit or fan-out over a target (``commands``), nor the state machine itself
 
 from __future__ import annotations
 
-import re
-import signal
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from supervisor import humanize
+from supervisor import signals
 from supervisor.commands.reports import ProcessResult
 from supervisor.errors import InvalidArgument, InvalidTransition, SupervisorError
 from supervisor.events import ProcessState
 from supervisor.process.policy import describe_exit
 
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Awaitable, Callable, Sequence
 
     from supervisor.commands.access import Actor
     from supervisor.commands.reports import ProcessOutcome
-    from supervisor.process.slot import ProcessStatus, Slot
-
-
-_REAL_TIME = re.compile(r"^(?:SIG)?(?:RTMIN\+(?P<up>\d+)|RTMAX-(?P<down>\d+))$")
+    from supervisor.process.slot import Slot
+    from supervisor.process.status import ProcessStatus
 
 
 def parse_signal(value: str | int) -> signal.Signals | int:
-    """Turn ``TERM``, ``SIGTERM``, ``term``, ``15``, ``RTMIN+3`` or ``40`` into a signal.
-
-    Every signal Linux has is accepted, as ``kill -l`` lists them: the named
-    ones and the real-time ones, ``SIGRTMIN`` to ``SIGRTMAX`` (34-64), by
-    number or as ``RTMIN+n`` / ``RTMAX-n``.
-
-    Returns:
-        The ``signal.Signals`` member, or the number of a real-time signal
-        Python does not name (35-63).
+    """The signal ``value`` names, as :func:`supervisor.signals.parse` reads it.
 
     Raises:
-        InvalidArgument: not a signal of this platform; the message lists the
-            numbers that are (``1-31, 34-64`` on Linux).
+        InvalidArgument: not a signal of this platform; the message says what is.
     """
-    text = str(value).strip().upper()
-    named = {s.value for s in signal.Signals}
-    valid = named | set(range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
-    numbers = _number_ranges(sorted(valid))
-    number = _signal_number(text)
-    if number in valid:
-        return signal.Signals(number) if number in named else number
-    if text.lstrip("-").isdigit():
-        fix = f"no signal has number {int(text)} here; give one of {numbers} or a name"
-    else:
-        fix = f"give a name like TERM, HUP, USR1, RTMIN+3, RTMAX-1 or a number ({numbers})"
-    raise InvalidArgument("signal", "signal", value, fix)
-
-
-def _signal_number(text: str) -> int | None:
-    """The number an upper-cased signal name or number stands for (None: no signal)."""
-    if text.isdigit():
-        return int(text)
-    if match := _REAL_TIME.match(text):
-        up, down = match["up"], match["down"]
-        return signal.SIGRTMIN + int(up) if up is not None else signal.SIGRTMAX - int(down)
     try:
-        return signal.Signals[text if text.startswith("SIG") else f"SIG{text}"].value
-    except KeyError:
-        return None
-
-
-def _number_ranges(numbers: Sequence[int]) -> str:
-    """``1-31, 34, 64`` for the sorted numbers 1 to 31, 34 and 64."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+        return signals.parse(value)
+    except ValueError as exc:
+        raise InvalidArgument("signal", "signal", value, str(exc)) from None
 
 
 async def start_one(slot: Slot, actor: Actor) -> ProcessResult:
@@ -147,7 +103,7 @@ async def signal_one(slot: Slot, sig: signal.Signals | int) -> ProcessResult:
     except InvalidTransition as exc:
         return _result(slot.status(), "skipped", str(exc))
     except OSError as exc:  # EPERM: the group is no longer ours to signal
-        why = f"cannot send {humanize.signal_name(sig)}: {exc.strerror}"
+        why = f"cannot send {signals.name(sig)}: {exc.strerror}"
         return _result(slot.status(), "failed", why)
     return _result(slot.status(), "ok", "")
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 import anyio
 
-from supervisor.commands.reports import ActionReport, ShutdownReport
+from supervisor.commands.reports import ActionReport, DiscordSyncReport, ShutdownReport
 from supervisor.humanize import plural
 from supervisor.process.fleet import ReloadResult
 
@@ -47,6 +47,8 @@ def summarize(result: object, detail: str) -> str:
         parts.extend(bad)
     elif isinstance(result, ShutdownReport):
         parts.append(f"node {result.node} shutting down")
+    elif isinstance(result, DiscordSyncReport):
+        parts.append(f"{plural(len(result.commands), 'command')} in guild {result.guild_id}")
     elif isinstance(result, ReloadResult):
         changes = {
             "added": result.added,

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable
+    from pathlib import Path
 
     from supervisor.commands.access import Command
+    from supervisor.commands.health import BridgeHealth
     from supervisor.events import ProcessState, Question, Stream, WorkerResult
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 MAX_TAIL_LINES = 1000
 """The most lines one ``tail`` returns per process (the log file has the rest)."""
@@ -49,11 +51,13 @@ class StatusReport:
         node: the node name.
         at: wall-clock time of the snapshot (for uptimes; display only).
         processes: one row per process, in config order.
+        bridge: the Discord bridge's health, None on a node without one.
     """
 
     node: str
     at: float
     processes: tuple[ProcessInfo, ...]
+    bridge: BridgeHealth | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +152,41 @@ class ShutdownReport:
     node: str
     pid: int
     wait_seconds: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogFile:
+    """Where one process's current log file is (``logs``: sent whole, not as lines).
+
+    Attributes:
+        process: process name.
+        stream: which log: ``stdout`` or ``stderr``.
+        path: the current file (older parts are rotated beside it as ``.1``, ``.2``...).
+    """
+
+    process: str
+    stream: Stream
+    path: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogFilesReport:
+    """The answer to ``logs``: the log file of each process named."""
+
+    files: tuple[LogFile, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscordSyncReport:
+    """The answer to ``discord-sync``: the slash commands registered in the guild.
+
+    Attributes:
+        guild_id: the guild the commands were registered in.
+        commands: their names.
+    """
+
+    guild_id: int
+    commands: tuple[str, ...]
 
 
 MAX_RESULTS = 100

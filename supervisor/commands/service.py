@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 import anyio
 
 from supervisor.commands import audit
-from supervisor.commands.access import AccessLevel, Actor, Command
+from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import (
     judge_signals,
     parse_signal,
@@ -39,55 +39,41 @@ from supervisor.commands.action import (
 )
 from supervisor.commands.reports import (
     MAX_RESULTS,
-    MAX_TAIL_LINES,
     ActionReport,
     AnswerReport,
     AsksReport,
+    DiscordSyncReport,
+    LogFile,
+    LogFilesReport,
     LogFollow,
     LogLines,
     ProcessInfo,
-    ProcessOutcome,
     ProcessResult,
     ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
 )
-from supervisor.commands.tail import FOLLOW_BUFFER_BYTES, open_follow, tail_count, tail_one
+from supervisor.commands.tail import (
+    FOLLOW_BUFFER_BYTES,
+    log_path,
+    open_follow,
+    tail_count,
+    tail_one,
+)
 from supervisor.config.schema import load_config
-from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument
+from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument, Unavailable
 from supervisor.process.slot import STOP_MARGIN_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
+    from supervisor.commands.health import HealthSource
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
-    from supervisor.process.slot import ProcessStatus, Slot
-    from supervisor.reaper.reaper import ProcStats
-
-# The surface's whole vocabulary, importable from here by every transport.
-__all__ = [
-    "MAX_RESULTS",
-    "MAX_TAIL_LINES",
-    "AccessLevel",
-    "ActionReport",
-    "Actor",
-    "AnswerReport",
-    "AsksReport",
-    "Command",
-    "CommandService",
-    "LogFollow",
-    "LogLines",
-    "ProcessInfo",
-    "ProcessOutcome",
-    "ProcessResult",
-    "ResultsReport",
-    "ShutdownReport",
-    "StatusReport",
-    "TailReport",
-    "parse_signal",
-]
+    from supervisor.process.slot import Slot
+    from supervisor.process.status import ProcessStatus
+    from supervisor.reaper.stats import ProcStats
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +100,7 @@ class CommandService:
         *,
         poll_interval: float = 0.2,
         follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+        health: HealthSource | None = None,
     ) -> None:
         """Serve commands for ``fleet``.
 
@@ -122,11 +109,14 @@ class CommandService:
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped.
+            health: reads the Discord bridge's health for ``status`` (None: no bridge).
         """
         self._fleet = fleet
         self._poll_interval = poll_interval
         self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
+        self._health = health
+        self._discord_sync: Callable[[], Awaitable[DiscordSyncReport]] | None = None
 
     # -- viewer --------------------------------------------------------------
 
@@ -189,6 +179,37 @@ class CommandService:
             buffer_bytes=self._follow_buffer_bytes,
         ) as following:
             yield following
+
+    async def log_files(
+        self, actor: Actor, target: str, *, stream: Stream = "stdout"
+    ) -> LogFilesReport:
+        """Where the current log file of each process named is (audited as a ``tail``)."""
+
+        async def run() -> LogFilesReport:
+            log_dir = self._fleet.state.log_dir
+            return LogFilesReport(
+                files=tuple(
+                    LogFile(process=c.name, stream=stream, path=log_path(log_dir, c, stream))
+                    for c in self._resolve(target)
+                )
+            )
+
+        return await self._audited(actor, Command.TAIL, target, run, detail="log file")
+
+    def target_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Every program name and every process name, in config order: for completion.
+
+        Not audited and not access-checked: it tells only what ``dsup check``
+        shows of the config, and a chat client asks it at every key press.
+        """
+        return tuple(self._fleet.config.programs), tuple(c.name for c in self._fleet.processes())
+
+    def snapshot(self) -> list[ProcessStatus]:
+        """Every process's state now, for views that refresh on their own (the board).
+
+        Not a command: no access check, no audit row, no resource sampling.
+        """
+        return [c.status() for c in self._fleet.processes()]
 
     # -- operator ------------------------------------------------------------
 
@@ -295,6 +316,28 @@ class CommandService:
 
         return await self._audited(actor, Command.SHUTDOWN, "", run)
 
+    def set_discord_sync(self, hook: Callable[[], Awaitable[DiscordSyncReport]] | None) -> None:
+        """Register (or, with None, remove) the Discord bridge's command sync.
+
+        The command surface cannot import the bridge; the bridge hands it this
+        hook while it runs so ``dsup ctl discord-sync`` can reach it.
+        """
+        self._discord_sync = hook
+
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
+        """Register the Discord slash commands again, whether they changed or not.
+
+        Raises:
+            Unavailable: no Discord bridge runs in this node.
+        """
+
+        async def run() -> DiscordSyncReport:
+            if self._discord_sync is None:
+                raise Unavailable(Command.DISCORD_SYNC.value, "no Discord bridge runs in this node")
+            return await self._discord_sync()
+
+        return await self._audited(actor, Command.DISCORD_SYNC, "", run)
+
     # -- internals -----------------------------------------------------------
 
     def _check(self, actor: Actor, command: Command) -> None:
@@ -319,7 +362,7 @@ class CommandService:
         try:
             self._check(actor, command)
             result = await run()
-        except (AccessDenied, ConfigError, InvalidArgument) as exc:
+        except (AccessDenied, ConfigError, InvalidArgument, Unavailable) as exc:
             await self._audit(actor, command, target, "refused", str(exc))
             raise
         except BaseException as exc:
@@ -405,7 +448,10 @@ class CommandService:
                 )
             )
         return StatusReport(
-            node=self._fleet.config.supervisor.name, at=time.time(), processes=tuple(rows)
+            node=self._fleet.config.supervisor.name,
+            at=time.time(),
+            processes=tuple(rows),
+            bridge=self._health() if self._health else None,
         )
 
     async def _stats(self, statuses: list[ProcessStatus]) -> dict[int, ProcStats]:

@@ -58,7 +58,7 @@ async def tail_one(log_dir: Path, slot: Slot, asked: int, stream: Stream) -> Log
     """
     n = tail_count(asked)
     read = n + 1 if asked > n else n
-    path = _log_path(log_dir, slot, stream)
+    path = log_path(log_dir, slot, stream)
     got = await anyio.to_thread.run_sync(
         lambda: tail_lines(path, read, max_line_bytes=slot.spec.max_line_bytes)
     )
@@ -119,7 +119,7 @@ async def open_follow(
             for initial, slot in zip(first, slots, strict=True):
                 if initial.lines:
                     buffer.put(initial)
-                log = _log_path(fleet.state.log_dir, slot, stream)
+                log = log_path(fleet.state.log_dir, slot, stream)
                 tg.start_soon(_follow_one, log, slot, stream, buffer, poll_interval)
             names = {c.name for c in slots}
             tg.start_soon(_end_when_removed, fleet, target, names, buffer, poll_interval)
@@ -171,5 +171,6 @@ async def _end_when_removed(
     buffer.end(UnknownProcess(target, list(fleet.config.programs)))
 
 
-def _log_path(log_dir: Path, slot: Slot, stream: Stream) -> Path:
+def log_path(log_dir: Path, slot: Slot, stream: Stream) -> Path:
+    """The current log file of ``slot``'s ``stream``."""
     return log_paths(log_dir, slot.name)[0 if stream == "stdout" else 1]

@@ -31,24 +31,40 @@ def preflight(config: Config) -> list[str]:
         problem
         for spec in config.programs.values()
         for problem in (*_spawn(spec), *_stop(spec), *_loop(spec))
+    ] + _access(config)
+
+
+def _access(config: Config) -> list[str]:
+    """A bridge nobody may use: no role or user listed in ``[discord.access]``."""
+    access = config.discord.access if config.discord else None
+    if access is None or access.viewer or access.operator or access.admin:
+        return []
+    return [
+        "discord.access: no role or user id is listed in viewer, operator or admin, so "
+        "nobody may use the bot's commands; list role ids (or user ids) there"
     ]
 
 
 def _spawn(spec: ProgramSpec) -> list[str]:
+    """A missing cwd and a missing executable, both: one does not hide the other."""
     where = f"programs.{spec.name}"
-    if not spec.cwd.is_dir():
-        return [f"{where}.cwd: {str(spec.cwd)!r} is not a directory"]
+    problems: list[str] = []
+    has_cwd = spec.cwd.is_dir()
+    if not has_cwd:
+        problems.append(f"{where}.cwd: {str(spec.cwd)!r} is not a directory")
     executable = spec.command[0]
     # Like exec: a name with a slash is a path (relative to cwd), else looked up in PATH.
     if "/" in executable:
-        path = spec.cwd / executable
-        if not os.access(path, os.X_OK) or path.is_dir():
-            return [f"{where}.command: {str(path)!r} is not an executable file"]
-        return []
+        path = spec.cwd / executable  # an absolute path stays itself
+        if (has_cwd or executable.startswith("/")) and (
+            not os.access(path, os.X_OK) or path.is_dir()
+        ):
+            problems.append(f"{where}.command: {str(path)!r} is not an executable file")
+        return problems
     search = spec.env.get("PATH", os.environ.get("PATH", os.defpath))
     if shutil.which(executable, path=search) is None:
-        return [f"{where}.command: {executable!r} is not found in PATH"]
-    return []
+        problems.append(f"{where}.command: {executable!r} is not found in PATH")
+    return problems
 
 
 def _stop(spec: ProgramSpec) -> list[str]:

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import enum
 import os
+import re
 import signal
 import socket
 import tomllib
@@ -148,12 +149,24 @@ class DiscordSpec:
         """Return the bot token from the environment or the token file.
 
         Raises:
-            ConfigError: the variable is unset or the file unreadable; the
-                message never contains the token.
+            ConfigError: the variable is unset, or the file unreadable or
+                readable by others; the message never contains the token.
         """
         where = "discord.token_file" if self.token_file else "discord.token_env"
         if self.token_file is not None:
             try:
+                mode = self.token_file.stat().st_mode
+                if mode & 0o077:
+                    raise ConfigError(
+                        self.token_file,
+                        [
+                            ConfigIssue(
+                                where,
+                                f"others can read it (mode {mode & 0o777:o}); "
+                                f"run: chmod 600 {self.token_file}",
+                            )
+                        ],
+                    )
                 token = self.token_file.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
@@ -220,6 +233,48 @@ def load_config(path: Path | str = DEFAULT_CONFIG) -> Config:
         )
         raise ConfigError(path, [ConfigIssue("", f"cannot read: {reason}")]) from None
     return parse_config(text, path)
+
+
+def state_dir_of(path: Path) -> Path | None:
+    """The state_dir the config at ``path`` names, even when the rest does not validate.
+
+    ``dsup ctl`` finds a node's socket while its config is being edited: a file
+    that is not TOML is read for its ``[supervisor]`` table alone. None when the
+    file cannot be read or its state_dir is not usable.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        try:
+            data = tomllib.loads(_supervisor_section(text))
+        except (tomllib.TOMLDecodeError, RecursionError):
+            return None
+    table = data.get("supervisor", {})
+    if not isinstance(table, dict):
+        return None
+    reader = _Reader(path.resolve().parent)
+    spec = reader.supervisor(table)
+    return None if any(i.key == "supervisor.state_dir" for i in reader.issues) else spec.state_dir
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[")
+_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
+
+
+def _supervisor_section(text: str) -> str:
+    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
+    if start is None:
+        return ""
+    end = next(
+        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
+    )
+    return "\n".join(lines[start:end])
 
 
 def parse_config(text: str, path: Path | str) -> Config:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
+from supervisor import signals
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
@@ -250,14 +251,15 @@ def env_name(value: object) -> str:
 
 
 def signal_name(value: object) -> signal.Signals:
-    """A signal name, any case, with or without ``SIG``."""
-    if isinstance(value, str):
-        upper = value.upper()
-        upper = upper if upper.startswith("SIG") else "SIG" + upper
+    """A signal name, any case, with or without ``SIG``; not a number."""
+    if isinstance(value, str) and not value.strip().isdigit():
         try:
-            return signal.Signals[upper]
-        except KeyError:
+            sig = signals.parse(value)
+        except ValueError:
             pass
+        else:
+            if isinstance(sig, signal.Signals):
+                return sig
     raise BadValue(
         f"must be a signal name such as TERM, INT, HUP, QUIT, KILL; got {describe(value)}"
     )

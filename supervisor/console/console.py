@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from supervisor.events import Event
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 logger = logging.getLogger(__name__)
 

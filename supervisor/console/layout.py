@@ -22,13 +22,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 _STATE_STYLE = {
     ProcessState.STOPPED: "dim",
@@ -254,7 +254,7 @@ def _widths(
 
 def _last_exit(r: ProcessStatus) -> str:
     if r.last_exit_signal:
-        return humanize.signal_name(r.last_exit_signal)
+        return signals.name(r.last_exit_signal)
     if r.last_exit_code is not None:
         return f"exit {r.last_exit_code}"
     return humanize.printable(r.last_error) if r.last_error else "-"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console as RichConsole
 from rich.live import Live
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.console.layout import Entry, fair_tail, layout
 from supervisor.events import (
     OrphansCleaned,
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from supervisor.events import Stream
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +199,28 @@ class PlainView(View):
                 obj |= {"type": "output", "process": item.process, "stream": item.stream}
                 # One object per line; the shared fields are encoded once per batch.
                 head = json.dumps(obj, ensure_ascii=False)[:-1] + ', "line": '
-                return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in item.lines)
+                return _json_lines(head, item.lines)
             case Dropped():
                 kind = "lines" if item.process else "state_changes"
                 obj |= {"type": "dropped", "process": item.process, kind: item.count}
             case _:
                 obj |= _worker_fields(item)
         return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def _json_lines(head: str, lines: tuple[str, ...]) -> str:
+    """``{head}"line"}`` for every line, encoded in one ``json.dumps`` when it can be.
+
+    The lines are encoded joined by newlines, and each encoded newline (``\\n``)
+    becomes the end of one object and the start of the next. That needs a block
+    with no backslash: a line's own backslash would be encoded as ``\\\\`` and
+    could be followed by an ``n``; such a batch is encoded line by line.
+    """
+    block = "\n".join(lines)
+    if not lines or "\\" in block:
+        return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
+    body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
+    return f"{head}{body}}}\n"
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:
@@ -216,7 +231,7 @@ def _state_fields(event: StateChanged) -> dict[str, object]:
         "pid": event.pid,
         "run_id": event.run_id,
         "exit_code": event.exit_code,
-        "exit_signal": humanize.signal_name(event.exit_signal) if event.exit_signal else None,
+        "exit_signal": signals.name(event.exit_signal) if event.exit_signal else None,
         "reason": event.reason,
     }
 
@@ -251,6 +266,10 @@ def _plain(at: float, item: Note | Lines) -> str:
     match item:
         case Lines():
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
+            # One join for the whole batch; a call per line only when a line needs escaping.
+            text = head + f"\n{head}".join(item.lines) + "\n"
+            if humanize.is_safe_block(text):
+                return text
             return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
         case Dropped() if item.process:
             return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
@@ -268,7 +287,7 @@ def _describe(item: Note) -> str:
             if item.exit_code is not None:
                 text += f" exit {item.exit_code}"
             if item.exit_signal:
-                text += f" signal {humanize.signal_name(item.exit_signal)}"
+                text += f" signal {signals.name(item.exit_signal)}"
             return text + (f" ({item.reason})" if item.reason else "")
         case OrphansCleaned():
             pids = ", ".join(map(str, item.pids[:20])) + (", ..." if len(item.pids) > 20 else "")

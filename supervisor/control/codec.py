@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ActionReport,
         AnswerReport,
         AsksReport,
+        DiscordSyncReport,
         LogFollow,
         ResultsReport,
         ShutdownReport,
@@ -56,6 +57,7 @@ class CommandSurface(Protocol):
     async def signal(self, actor: Actor, target: str, sig: str | int) -> ActionReport: ...
     async def reload(self, actor: Actor) -> ReloadResult: ...
     async def shutdown(self, actor: Actor) -> ShutdownReport: ...
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport: ...
     async def asks(self, actor: Actor) -> AsksReport: ...
     async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport: ...
     async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport: ...
@@ -248,6 +250,7 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.SIGNAL: _bind_signal,
     Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
     Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
+    Command.DISCORD_SYNC: lambda a: lambda s, actor: s.discord_sync(actor),
     Command.ASKS: lambda a: lambda s, actor: s.asks(actor),
     Command.ANSWER: _bind_answer,
     Command.RESULTS: _bind_results,

@@ -19,15 +19,12 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from supervisor.commands.reports import MAX_TAIL_LINES
-from supervisor.config import values as config_values
-from supervisor.config.schema import DEFAULT_CONFIG, DEFAULT_STATE_DIR, load_config
+from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
 from supervisor.errors import ConfigError
@@ -111,21 +108,15 @@ def _answer(text: str) -> str:
     return text
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
-    ctl = subparsers.add_parser(
-        "ctl",
-        help="control a running dsup (status, start, stop, restart, tail...)",
-        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
-        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
-    )
-    where = ctl.add_mutually_exclusive_group()
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``-c``, ``--socket``, ``--json`` and ``--timeout``: ctl's options, for any verb."""
+    where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "-c", "--config", type=Path, help=f"config of the running dsup (default {DEFAULT_CONFIG})"
     )
     where.add_argument("--socket", type=Path, help="the control socket path itself")
-    ctl.add_argument("--json", action="store_true", help="print results as JSON for scripts")
-    ctl.add_argument(
+    parser.add_argument("--json", action="store_true", help="print results as JSON for scripts")
+    parser.add_argument(
         "--timeout",
         type=_timeout,
         metavar="SECONDS",
@@ -134,8 +125,37 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "for shutdown, also for dsup's exit (default: as long as its stops may take)"
         ),
     )
-    sub = ctl.add_subparsers(
-        dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+
+
+class _Verbs:
+    """``ctl``'s subcommands, each also taking the global options after its name.
+
+    There the options default to nothing at all (``SUPPRESS``), so a subcommand
+    parser never overwrites what was given before the verb.
+    """
+
+    def __init__(self, action: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self._action = action
+        self._globals = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+        _add_global_options(self._globals)
+
+    def add_parser(self, name: str, *, help: str) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, help=help, parents=[self._globals])
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
+    ctl = subparsers.add_parser(
+        "ctl",
+        help="control a running dsup (status, start, stop, restart, tail...)",
+        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
+        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
+    )
+    _add_global_options(ctl)
+    sub = _Verbs(
+        ctl.add_subparsers(
+            dest="ctl_command", metavar="COMMAND", required=True, parser_class=_StrictParser
+        )
     )
     status = sub.add_parser("status", help="a table of every process")
     status.add_argument(
@@ -168,6 +188,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-n", "--count", type=_count, default=10, help="how many (default 10, at most 100)"
     )
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
+    sub.add_parser(
+        "discord-sync", help="register the Discord slash commands again (changed or not)"
+    )
     down = sub.add_parser("shutdown", help="stop every process and end dsup (waits for its exit)")
     down.add_argument(
         "--no-wait", action="store_true", help="return at once, without waiting for dsup to exit"
@@ -311,12 +334,14 @@ def _socket_path(args: argparse.Namespace) -> Path:
     names its state_dir: then only ``[supervisor].state_dir`` is read.
     """
     if args.socket is not None:
+        if args.config is not None:  # one before the verb, the other after it
+            raise _Error(EXIT_USAGE, "Usage", "give -c/--config or --socket, not both")
         return Path(args.socket)
     path = Path(args.config or DEFAULT_CONFIG).absolute()
     try:
         return load_config(path).supervisor.state_dir / SOCKET_NAME
     except ConfigError as exc:
-        state_dir = _state_dir_only(path)
+        state_dir = state_dir_of(path)
         if state_dir is None:
             raise _Error(EXIT_USAGE, "ConfigError", f"config error\n{exc}") from None
         print(
@@ -326,52 +351,6 @@ def _socket_path(args: argparse.Namespace) -> Path:
             file=sys.stderr,
         )
         return state_dir / SOCKET_NAME
-
-
-def _state_dir_only(path: Path) -> Path | None:
-    """``[supervisor].state_dir`` of a config that does not validate, or None.
-
-    Resolved as ``load_config`` does: relative to the file, ``.dsup`` beside it
-    by default. A file that is not TOML (a half-made edit elsewhere in it) is
-    read for its ``[supervisor]`` table alone.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # as load_config: a BOM is skipped
-    except (OSError, UnicodeDecodeError):
-        return None
-    try:
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError):
-        try:
-            data = tomllib.loads(_supervisor_section(text))
-        except (tomllib.TOMLDecodeError, RecursionError):
-            return None
-    table = data.get("supervisor", {})
-    if not isinstance(table, dict):
-        return None
-    base = path.resolve().parent
-    if "state_dir" not in table:
-        return base / DEFAULT_STATE_DIR
-    try:
-        return config_values.path(base)(table["state_dir"])
-    except config_values.BadValue:
-        return None
-
-
-_TABLE_HEADER = re.compile(r"^\s*\[")
-_SUPERVISOR_HEADER = re.compile(r"^\s*\[\s*supervisor\s*\]\s*(#.*)?$")
-
-
-def _supervisor_section(text: str) -> str:
-    """The ``[supervisor]`` table of a config as TOML text ("" when it has none)."""
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if _SUPERVISOR_HEADER.match(line)), None)
-    if start is None:
-        return ""
-    end = next(
-        (i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines)
-    )
-    return "\n".join(lines[start:end])
 
 
 def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:

@@ -17,7 +17,7 @@ import textwrap
 import time
 from typing import TYPE_CHECKING
 
-from supervisor import humanize
+from supervisor import humanize, signals
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -46,6 +46,9 @@ def render(cmd: str, result: object) -> str:
         )
     if cmd == "shutdown":
         return f"node {data.get('node')!s}: stopping every process and exiting"
+    if cmd == "discord-sync":
+        names = ", ".join(f"/{n}" for n in _list(data.get("commands")))
+        return f"registered in guild {data.get('guild_id')!s}: {names or 'no commands'}"
     if cmd == "asks":
         return render_asks(_list(data.get("questions")), now=time.time())
     if cmd == "answer":
@@ -275,9 +278,16 @@ def _render_actions(data: Mapping[str, object]) -> str:
     lines = []
     for proc in _list(data.get("processes")):
         p = proc if isinstance(proc, dict) else {}
-        pid = f" (pid {p['pid']})" if isinstance(p.get("pid"), int) else ""
-        message = f": {p['message']}" if p.get("message") else ""
-        lines.append(f"{p.get('process')}: {p.get('outcome')}, {p.get('state')}{pid}{message}")
+        message = p.get("message")
+        lines.append(
+            humanize.outcome(
+                str(p.get("process")),
+                str(p.get("outcome")),
+                str(p.get("state")),
+                p.get("pid"),
+                message if isinstance(message, str) else "",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -318,5 +328,5 @@ def _opt(value: object) -> str:
 def _last_exit(status: Mapping[str, object]) -> str:
     code, sig = status.get("last_exit_code"), status.get("last_exit_signal")
     if isinstance(sig, int):
-        return humanize.signal_name(sig)
+        return signals.name(sig)
     return f"exit {code}" if isinstance(code, int) else "-"

@@ -53,7 +53,6 @@ from supervisor.control.codec import (
     request_id_of,
     to_wire,
 )
-from supervisor.control.socketfile import SOCKET_MODE
 from supervisor.errors import AccessDenied, ControlProtocolError, SupervisorError
 from supervisor.state import statedir
 
@@ -63,9 +62,6 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.control.codec import Call, RequestId
-
-# Re-exported: the server's public face, wherever its parts now live.
-__all__ = ["MAX_LINE_BYTES", "SOCKET_MODE", "CommandSurface", "ControlServer", "to_wire"]
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ cost more than the write (issue 3, "Speed and memory").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -96,10 +97,14 @@ class RotatingLog:
         self._buffer_bytes = buffer_bytes
         self._reopen_check_seconds = reopen_check_seconds
         self._buf = bytearray()
-        self._file: BinaryIO | None = self._open()
-        self._size = os.fstat(self._file.fileno()).st_size
+        self._closed = False
+        self._file: BinaryIO | None = None  # None and not closed: opened at the next write
+        self._size = 0
+        self._reopen()
         self._checked_at = time.monotonic()
         self._reopen_failed = False
+        self.written = 0
+        """Bytes that reached the files (what a failing disk took is not counted)."""
 
     def resize(self, *, max_bytes: int, backups: int) -> None:
         """Change the rotation size and the backups kept; the next write obeys them.
@@ -121,15 +126,29 @@ class RotatingLog:
         self.path.parent.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
         return open(self.path, "ab", buffering=0)
 
+    def _reopen(self) -> BinaryIO:
+        """Open the path (again) and take its size; on failure the log stays unopened."""
+        file = self._open()
+        if self._file is not None:
+            self._file.close()
+        self._file = file
+        self._size = os.fstat(file.fileno()).st_size
+        return file
+
     @property
     def size(self) -> int:
         """Bytes in the current file, counting what is still buffered."""
         return self._size + len(self._buf)
 
     @property
+    def buffered(self) -> int:
+        """Bytes taken by :meth:`write` that did not reach the file yet."""
+        return len(self._buf)
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
-        return self._file is None
+        return self._closed
 
     def write(self, data: bytes | bytearray | memoryview, *, flush: bool = False) -> None:
         """Append bytes, rotating first when they would cross ``max_bytes``.
@@ -188,18 +207,26 @@ class RotatingLog:
             if written is None:  # not on a regular file, but BinaryIO allows it
                 raise BlockingIOError(f"log {str(self.path)!r}: write would block")
             self._size += written
+            self.written += written
             view = view[written:]
 
     def _checked_file(self) -> BinaryIO:
-        if self._file is None:
+        """The open file; opened again first if a rotation or reopen could not."""
+        if self._closed:
             raise ValueError(f"log {str(self.path)!r} is closed")
-        return self._file
+        return self._file if self._file is not None else self._reopen()
 
     def flush(self) -> None:
         """Write what is buffered to the file (one ``write`` call, normally).
 
         First, at most every ``REOPEN_CHECK_SECONDS``, open the path again if
-        the file was deleted or moved away.
+        the file was deleted or moved away. When the write fails, what was
+        buffered is lost (``written`` does not count it) and the next write
+        tries again.
+
+        Raises:
+            ValueError: when the log is closed.
+            OSError: when the file cannot be opened or written.
         """
         self._reopen_if_moved()
         if self._buf:
@@ -216,58 +243,71 @@ class RotatingLog:
         """
         now = time.monotonic()
         if now - self._checked_at < self._reopen_check_seconds or self._file is None:
-            return
+            return  # unopened: the write opens it
         self._checked_at = now
         opened = os.fstat(self._file.fileno())
         try:
-            named = os.stat(self.path)
-        except FileNotFoundError:
+            named: os.stat_result | None = os.stat(self.path)
+        except OSError:  # deleted, or its directory gone or replaced
             named = None
         if named is not None and (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev):
             self._size = opened.st_size
             return
         try:
-            file = self._open()
+            self._reopen()
         except OSError as exc:
             if not self._reopen_failed:
                 logger.warning("log %s was moved away and cannot be reopened: %s", self.path, exc)
             self._reopen_failed = True
             return
-        self._file.close()
-        self._file = file
-        self._size = os.fstat(file.fileno()).st_size
         self._reopen_failed = False
         logger.info("log %s was deleted or moved away: reopened", self.path)
 
     def rotate(self) -> None:
-        """Flush, then shift the file to ``.1`` (and older backups one up)."""
+        """Flush, then shift the file to ``.1`` (and older backups one up).
+
+        A file or backup deleted by someone else is skipped. Whatever fails,
+        the path is opened again (or, if it cannot be, at the next write), so
+        a failed rotation never leaves the log unusable.
+
+        Raises:
+            ValueError: when the log is closed.
+            OSError: when the buffer cannot be written or a file cannot be moved.
+        """
         self.flush()
-        self._checked_file().close()
-        self._file = None
-        if self.backups:
-            for n in range(self.backups - 1, 0, -1):
-                older = backup_path(self.path, n)
-                if older.exists():
-                    os.replace(older, backup_path(self.path, n + 1))
-            os.replace(self.path, backup_path(self.path, 1))
-        else:
-            self.path.unlink(missing_ok=True)
-        self._file = self._open()
-        self._size = 0
+        file, self._file = self._checked_file(), None
+        file.close()
+        try:
+            if self.backups:
+                for n in range(self.backups - 1, 0, -1):
+                    _replace_if_there(backup_path(self.path, n), backup_path(self.path, n + 1))
+                _replace_if_there(self.path, backup_path(self.path, 1))
+            else:
+                self.path.unlink(missing_ok=True)
+        finally:
+            self._reopen()
         logger.debug("rotated log %s", self.path)
 
     def close(self) -> None:
         """Flush and close the file; idempotent."""
-        if self._file is None:
+        if self._closed:
             return
         try:
             self.flush()
         finally:
-            self._file.close()
-            self._file = None
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> RotatingLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _replace_if_there(source: Path, target: Path) -> None:
+    """``os.replace``, skipping a source that someone deleted (or its whole directory)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(source, target)

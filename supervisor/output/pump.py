@@ -47,17 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# LineFramer lives in ``framing``; it is re-exported here, where callers met it first.
-__all__ = [
-    "PIPE_BYTES",
-    "READ_BUDGET",
-    "READ_BYTES",
-    "LineConsumer",
-    "LineFramer",
-    "make_pipe",
-    "pump",
-]
-
 PIPE_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 READ_BUDGET = 4 * 1024 * 1024
@@ -144,7 +133,10 @@ class _Drain:
         self.consumer = consumer
         self.framer = LineFramer(max_line_bytes)
         self.total = 0
-        self.lost = 0  # bytes the log failed to take in the current failure
+        # While the log fails: its ``written`` when it failed, and the bytes it
+        # was given since (with those it held then), to count what it lost.
+        self.failed_at: int | None = None
+        self.owed = 0
         self.eof = False
 
     def drain(self) -> bool:
@@ -182,29 +174,41 @@ class _Drain:
         self._to_log(_NOTHING, idle=True)
 
     def _to_log(self, view: memoryview, idle: bool) -> None:
-        """Write to the log; a failing log loses bytes but never stops the draining."""
+        """Write to the log; a failing log loses bytes but never stops the draining.
+
+        A failure is reported once and the next write tries again (a full disk,
+        a log that cannot be reopened). It is said to work again only once bytes
+        have reached the file, with the count of those that never did.
+        """
+        written, buffered = self.log.written, self.log.buffered
         try:
             self.log.write(view, flush=idle)
-        except OSError as exc:
-            if not self.lost:
+        except Exception as exc:  # a sink's failure: never the end of the drain
+            if self.failed_at is None:
+                self.failed_at, self.owed = written, buffered
                 logger.error(
                     "process %s: %s log %s failed, output is lost until it works: %s",
                     self.process,
                     self.stream,
                     self.log.path,
                     exc,
+                    exc_info=not isinstance(exc, OSError),
                 )
-            self.lost += len(view)
+            self.owed += len(view)
             return
-        if self.lost:
+        if self.failed_at is None:
+            return
+        self.owed += len(view)
+        if self.log.written > self.failed_at:
+            lost = self.owed - (self.log.written - self.failed_at) - self.log.buffered
+            self.failed_at = None
             logger.warning(
                 "process %s: %s log %s works again, %d bytes were lost",
                 self.process,
                 self.stream,
                 self.log.path,
-                self.lost,
+                lost,
             )
-            self.lost = 0
 
     def _frame(self, buf: bytearray, n: int) -> None:
         """Frame for the consumer; a consumer that raises is dropped, draining goes on."""

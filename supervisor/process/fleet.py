@@ -23,7 +23,8 @@ import anyio
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
 from supervisor.process.questions import QuestionDesk
-from supervisor.process.slot import Slot, SlotContext
+from supervisor.process.slot import Slot
+from supervisor.process.status import SlotContext
 from supervisor.state.worker_store import WorkerStore
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import Config, ProgramSpec
     from supervisor.events import Event, EventSink, OutputLines
     from supervisor.output.pump import LineConsumer
-    from supervisor.process.slot import ProcessStatus
+    from supervisor.process.status import ProcessStatus
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.statedir import StateDir

@@ -33,9 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor import signals
 from supervisor.config.schema import RestartPolicy
 from supervisor.events import ProcessState
-from supervisor.humanize import plural, signal_name
+from supervisor.humanize import plural
 
 if TYPE_CHECKING:
     import random
@@ -100,7 +101,7 @@ def wants_restart(spec: ProgramSpec, exit_code: int | None, exit_signal: int | N
 def describe_exit(exit_code: int | None, exit_signal: int | None) -> str:
     """Return "exit code 3", "signal SIGKILL" or "unknown exit" for display."""
     if exit_signal is not None:
-        name = signal_name(exit_signal)
+        name = signals.name(exit_signal)
         return name if name.startswith("signal ") else f"signal {name}"
     if exit_code is not None:
         return f"exit code {exit_code}"

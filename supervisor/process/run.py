@@ -37,7 +37,7 @@ from supervisor.errors import SpawnError
 from supervisor.output.channel import make_channel
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
-from supervisor.state.ledger import ProcIdent
+from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
@@ -227,6 +227,10 @@ class Run:
             logger.error("process %s (pid %d): not reaped; giving up on it", self.process, self.pid)
         for scope in self.scopes:
             scope.cancel()
+
+    def pipe_inodes(self) -> frozenset[int]:
+        """The inodes of the output pipes: a process holding one came from this run."""
+        return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
 
     def close(self) -> None:
         """Release the fds, channel and logs (once every watcher task has ended)."""

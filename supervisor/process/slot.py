@@ -33,14 +33,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor import humanize
+from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.status import ProcessStatus, SlotContext
 from supervisor.process.worker_link import WorkerLink
 
 if TYPE_CHECKING:
@@ -50,16 +49,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.process.mailbox import Kind, QueuedCommand
-
-# Importers of the slot's records keep importing them from here.
-__all__ = [
-    "KEPT_RUNS",
-    "PIPE_GRACE_SECONDS",
-    "STOP_MARGIN_SECONDS",
-    "ProcessStatus",
-    "Slot",
-    "SlotContext",
-]
+    from supervisor.process.status import ProcessStatus, SlotContext
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +151,11 @@ class Slot:
         """
         run, state = self._state.run, self._state.state
         if run is None or run.exited.is_set() or not state.is_alive:
-            raise InvalidTransition(self.name, state.value, f"send {humanize.signal_name(sig)}")
+            raise InvalidTransition(self.name, state.value, f"send {signals.name(sig)}")
         try:
             os.killpg(run.pid, sig)
         except ProcessLookupError:
-            name = humanize.signal_name(sig)
+            name = signals.name(sig)
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
     def close(self, reason: str) -> None:
@@ -440,6 +430,7 @@ class Slot:
                 run_id=run.run_id,
                 sig=self.spec.stop_signal,
                 timeout=self.spec.stop_timeout_seconds,
+                pipes=run.pipe_inodes(),
             )
             logger.debug("process %s (pid %d): leftovers: %s", self.name, run.pid, outcome)
         await run.drain(PIPE_GRACE_SECONDS)
@@ -454,6 +445,7 @@ class Slot:
             sig=self.spec.stop_signal,
             timeout=self.spec.stop_timeout_seconds,
             main_exited=run.exited,
+            pipes=run.pipe_inodes(),
         )
         logger.info("process %s (pid %d): stopped: %s", self.name, run.pid, outcome)
         await run.exited.wait()

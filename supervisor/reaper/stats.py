@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from supervisor.state.ledger import ProcIdent
+from supervisor.state.records import ProcIdent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

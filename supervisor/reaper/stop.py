@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from supervisor.reaper.tree import Scanner, Snapshot
-    from supervisor.state.ledger import Ledger, ProcIdent
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.records import ProcIdent
 
 logger = logging.getLogger(__name__)
 

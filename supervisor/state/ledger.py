@@ -17,6 +17,7 @@ host may lose the last commits, and such a crash takes every child with it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import sqlite3
@@ -25,7 +26,7 @@ import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Self, TypeVar
 
-from supervisor.errors import SupervisorError
+from supervisor.errors import LedgerError
 from supervisor.state.records import (
     AuditRecord,
     AuditSource,
@@ -35,23 +36,9 @@ from supervisor.state.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
     from types import TracebackType
-
-# The records live in ledger_records; importers keep importing them from here.
-__all__ = [
-    "AUDIT_KEEP_ROWS",
-    "RUNS_KEEP",
-    "SCHEMA_VERSION",
-    "AuditRecord",
-    "AuditSource",
-    "Ledger",
-    "LedgerError",
-    "LeftoverProcess",
-    "ProcIdent",
-    "RunRecord",
-]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +75,59 @@ _MIGRATIONS: tuple[str, ...] = (
         target  TEXT NOT NULL,
         outcome TEXT NOT NULL,
         detail  TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # The outbox (state/outbox.py): what is bound for Discord, written before it is sent.
+    """
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel     INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        target      INTEGER,
+        reply_to    INTEGER,
+        counts      TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        until_at    REAL NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sent', 'abandoned')),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        first_try_at REAL,
+        next_try_at REAL NOT NULL DEFAULT 0,
+        last_error  TEXT NOT NULL DEFAULT '',
+        message_id  INTEGER,
+        sent_at     REAL
+    );
+    CREATE INDEX outbox_pending ON outbox (channel, id) WHERE status = 'pending';
+    CREATE TABLE outbox_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO outbox_meta (key, value) VALUES ('salt', lower(hex(randomblob(5))));
+    """,
+    # The Discord bridge's slash commands: the digest of what was last registered.
+    """
+    CREATE TABLE discord_command_sync (
+        guild_id  INTEGER PRIMARY KEY,
+        digest    TEXT NOT NULL,
+        synced_at REAL NOT NULL
+    );
+    """,
+    # The Discord status board (state/board.py): which message to edit, per channel.
+    """
+    CREATE TABLE discord_board (
+        channel_id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL,
+        posted_at  REAL NOT NULL
+    );
+    """,
+    # Processes the subreaper adopted that no run could claim (a daemon that left
+    # its tree, its session and its markers): ended by a sweep, or the next start.
+    """
+    CREATE TABLE adopted (
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (pid, create_time)
     );
     """,
     # worker_store: what workers reported and asked over their channel.
@@ -132,20 +172,13 @@ _RUN_COLUMNS = (
 )
 
 
-class LedgerError(SupervisorError):
-    """Raised when the ledger file cannot be used (newer schema, not a database)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"ledger {str(path)!r}: {reason}")
-
-
 AUDIT_KEEP_ROWS = 100_000
 """Audit rows kept by default: a script polling ``status`` every second adds
 86,400 a day, so the oldest rows are dropped past this many."""
 RUNS_KEEP = 10_000
 """Runs kept by default (history for ``recent_runs``); only settled runs are dropped."""
+DEFERRED_MAX = 10_000
+"""Records kept in memory while the disk refuses them; later ones are dropped and counted."""
 
 
 class Ledger:
@@ -165,6 +198,11 @@ class Ledger:
         self.runs_keep = runs_keep
         self._conn = conn
         self._lock = threading.Lock()
+        self._deferred: collections.deque[tuple[str, Callable[[sqlite3.Connection], None]]] = (
+            collections.deque()
+        )
+        self._dropped: dict[str, int] = {}
+        self._failing = False
 
     @classmethod
     def open(
@@ -200,8 +238,18 @@ class Ledger:
         return cls(path, conn, audit_keep_rows=audit_keep_rows, runs_keep=runs_keep)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent), saying what could not be recorded."""
         with self._lock:
+            with contextlib.suppress(sqlite3.ProgrammingError):  # already closed
+                if not self._replay():
+                    for what, _ in self._deferred:
+                        self._dropped[what] = self._dropped.get(what, 0) + 1
+                    self._deferred.clear()
+                    logger.error(
+                        "ledger %s: closed before the disk took every record%s",
+                        self.path,
+                        self._said_lost(),
+                    )
             self._conn.close()
 
     def __enter__(self) -> Self:
@@ -232,22 +280,26 @@ class Ledger:
         Settled runs older than the newest ``runs_keep`` are dropped in the same
         transaction, so a crash-looping worker cannot grow the ledger forever.
         """
-        with self._lock, _transaction(self._conn):
-            cursor = self._conn.execute(
+
+        def record(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
                 "INSERT INTO runs (run_id, process, program, pid, create_time, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, process, program, pid, create_time, started_at),
             )
             newest = cursor.lastrowid or 0
-            self._conn.execute(
+            conn.execute(
                 "DELETE FROM runs WHERE settled = 1 AND rowid <= ?", (newest - self.runs_keep,)
             )
+
+        self._record("run start", record)
 
     def record_run_exit(
         self, *, run_id: str, exit_code: int | None, exit_signal: int | None, ended_at: float
     ) -> None:
         """Record how a run's main process ended."""
-        self.write(
+        self._record_rows(
+            "run exit",
             "UPDATE runs SET ended_at = ?, exit_code = ?, exit_signal = ? WHERE run_id = ?",
             [(ended_at, exit_code, exit_signal, run_id)],
         )
@@ -258,7 +310,8 @@ class Ledger:
         Already known ones are ignored, and so are all of them if the run was
         never recorded (nothing could find them by run later anyway).
         """
-        self.write(
+        self._record_rows(
+            "run descendants",
             "INSERT OR IGNORE INTO run_procs (run_id, pid, create_time) "
             "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ?)",
             [(run_id, p.pid, p.create_time, run_id) for p in procs],
@@ -267,9 +320,12 @@ class Ledger:
     def forget_runs(self, run_ids: Iterable[str]) -> None:
         """Mark runs as settled: nothing of them is alive; their history stays."""
         ids = [(run_id,) for run_id in run_ids]
-        with self._lock, _transaction(self._conn):
-            self._conn.executemany("UPDATE runs SET settled = 1 WHERE run_id = ?", ids)
-            self._conn.executemany("DELETE FROM run_procs WHERE run_id = ?", ids)
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE runs SET settled = 1 WHERE run_id = ?", ids)
+            conn.executemany("DELETE FROM run_procs WHERE run_id = ?", ids)
+
+        self._record("settled runs", record)
 
     def open_runs(self) -> list[RunRecord]:
         """Runs not yet settled: something of them may still be alive."""
@@ -316,6 +372,29 @@ class Ledger:
         )
         return [_run_record(row) for row in rows]
 
+    # -- adopted orphans ------------------------------------------------------
+
+    def record_adopted(self, procs: Sequence[ProcIdent]) -> None:
+        """Remember adopted processes no run claims, so a next start can end them."""
+        self._record_rows(
+            "adopted processes",
+            "INSERT OR IGNORE INTO adopted (pid, create_time) VALUES (?, ?)",
+            [(p.pid, p.create_time) for p in procs],
+        )
+
+    def adopted_processes(self) -> list[ProcIdent]:
+        """Adopted processes recorded and not yet forgotten."""
+        rows = self.read("SELECT pid, create_time FROM adopted ORDER BY pid", ())
+        return [ProcIdent(row["pid"], row["create_time"]) for row in rows]
+
+    def forget_adopted(self, procs: Iterable[ProcIdent]) -> None:
+        """Forget adopted processes that are gone."""
+        self._record_rows(
+            "ended adopted processes",
+            "DELETE FROM adopted WHERE pid = ? AND create_time = ?",
+            [(p.pid, p.create_time) for p in procs],
+        )
+
     # -- audit ----------------------------------------------------------------
 
     def record_audit(
@@ -335,14 +414,17 @@ class Ledger:
         transaction, so the trail stays bounded however often it is written.
         """
         row = (time.time() if at is None else at, actor, source, command, target, outcome, detail)
-        with self._lock, _transaction(self._conn):
-            cursor = self._conn.execute(
+
+        def record(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
                 "INSERT INTO audit (at, actor, source, command, target, outcome, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             newest = cursor.lastrowid or 0
-            self._conn.execute("DELETE FROM audit WHERE id <= ?", (newest - self.audit_keep_rows,))
+            conn.execute("DELETE FROM audit WHERE id <= ?", (newest - self.audit_keep_rows,))
+
+        self._record("audit row", record)
 
     def audit_rows(self, limit: int = 100) -> list[AuditRecord]:
         """The latest audit rows, newest first."""
@@ -352,6 +434,111 @@ class Ledger:
             (limit,),
         )
         return [_from_row(AuditRecord, row) for row in rows]
+
+    def audit_since(self, after_id: int, limit: int = 100) -> list[AuditRecord]:
+        """Audit rows newer than row ``after_id``, oldest first (for the audit channel)."""
+        rows = self.read(
+            "SELECT id, at, actor, source, command, target, outcome, detail FROM audit "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [_from_row(AuditRecord, row) for row in rows]
+
+    def audit_newest_id(self) -> int:
+        """The id of the newest audit row (0 when there is none)."""
+        (row,) = self.read("SELECT coalesce(max(id), 0) AS id FROM audit")
+        return int(row["id"])
+
+    # -- best effort: what a full disk cannot take now is written later ---------
+
+    @property
+    def unrecorded(self) -> int:
+        """Records waiting in memory for the disk to take them."""
+        return len(self._deferred)
+
+    def retry_deferred(self) -> bool:
+        """Write what a full disk refused, if it takes it now; True when nothing waits."""
+        with self._lock:
+            return self._replay()
+
+    def _record_rows(self, what: str, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            conn.executemany(sql, rows)
+
+        self._record(what, record)
+
+    def _record(self, what: str, record: Callable[[sqlite3.Connection], None]) -> None:
+        """Write one record in its own transaction, best effort when there is no room.
+
+        A record the disk refuses (full, failing, locked too long) is kept in
+        memory, in order, and written before the next one once the disk takes
+        it again; a command's or a process's fate never hangs on it. The first
+        refusal is logged; when writing works again the count written late is;
+        records beyond ``DEFERRED_MAX`` are dropped and their loss said then
+        (or at :meth:`close`).
+        """
+        with self._lock:
+            if not self._replay():
+                self._defer(what, record)
+                return
+            try:
+                with _transaction(self._conn):
+                    record(self._conn)
+            except sqlite3.OperationalError as exc:
+                if not _is_no_room(exc):
+                    raise
+                self._refused(exc)
+                self._defer(what, record)
+
+    def _replay(self) -> bool:
+        """Write the deferred records in order; True when none is left (lock held)."""
+        late = 0
+        while self._deferred:
+            what, record = self._deferred[0]
+            try:
+                with _transaction(self._conn):
+                    record(self._conn)
+            except sqlite3.OperationalError as exc:
+                if _is_no_room(exc):
+                    return False
+                logger.error("ledger %s: a late %s cannot be written: %s", self.path, what, exc)
+            else:
+                late += 1
+            self._deferred.popleft()
+        if late or self._dropped:
+            logger.warning(
+                "ledger %s works again: %d records written late%s",
+                self.path,
+                late,
+                self._said_lost(),
+            )
+        self._failing = False
+        return True
+
+    def _refused(self, exc: sqlite3.OperationalError) -> None:
+        if not self._failing:
+            logger.error(
+                "ledger %s cannot be written (%s): run history and audit are kept in memory"
+                " (up to %d records) and written when it can be",
+                self.path,
+                exc,
+                DEFERRED_MAX,
+            )
+        self._failing = True
+
+    def _defer(self, what: str, record: Callable[[sqlite3.Connection], None]) -> None:
+        if len(self._deferred) < DEFERRED_MAX:
+            self._deferred.append((what, record))
+        else:
+            self._dropped[what] = self._dropped.get(what, 0) + 1
+
+    def _said_lost(self) -> str:
+        """``", lost: N audit rows, ..."`` for the records dropped so far (then forgotten)."""
+        if not self._dropped:
+            return ""
+        lost = ", ".join(f"{n} {what}" for what, n in sorted(self._dropped.items()))
+        self._dropped.clear()
+        return f"; lost (no room to keep them): {lost}"
 
     # -- plumbing for the other stores of state/ --------------------------------
 
@@ -384,10 +571,20 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")  # may fail too (a full disk): then roll back as well
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # sqlite may have rolled back by itself
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+
+
+_NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY"})
+
+
+def _is_no_room(exc: sqlite3.OperationalError) -> bool:
+    """True for a write the disk refused now and may take later (full, I/O, locked)."""
+    name = exc.sqlite_errorname or ""
+    return name in _NO_ROOM or name.startswith(("SQLITE_IOERR", "SQLITE_FULL"))
 
 
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> LedgerError:

@@ -21,6 +21,7 @@ from supervisor.config.schema import (
     SupervisorSpec,
     load_config,
     parse_config,
+    state_dir_of,
 )
 from supervisor.errors import ConfigError, SupervisorError
 
@@ -872,3 +873,16 @@ def test_docs_import_section_warns_that_sighup_stops_the_fleet() -> None:
     assert "`kill -HUP`" in section
     assert "`postrotate`" in section
     assert "with `dsup ctl reload`" in section
+
+
+def test_state_dir_of_a_config_being_edited(tmp_path: Path) -> None:
+    cfg = tmp_path / "dsup.toml"
+    cfg.write_text("[supervisor]\nname = 5\n[programs.x]\ncommand = 7\n")
+    assert state_dir_of(cfg) == tmp_path.resolve() / ".dsup"
+    cfg.write_text('[supervisor]\nstate_dir = "st"\n[programs.x]\ncommand = 7\n')
+    assert state_dir_of(cfg) == tmp_path.resolve() / "st"
+    cfg.write_text("[supervisor]\nstate_dir = 3\n")
+    assert state_dir_of(cfg) is None
+    # A BOM once hid the [supervisor] table of a file that does not validate.
+    cfg.write_bytes(b'\xef\xbb\xbf[supervisor]\nstate_dir = "st"\n[programs.a]\nbogus = 1 =\n')
+    assert state_dir_of(cfg) == tmp_path.resolve() / "st"

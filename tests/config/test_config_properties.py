@@ -26,7 +26,8 @@ from supervisor.config.schema import (
     RestartPolicy,
     parse_config,
 )
-from supervisor.config.supervisord.converter import convert_file, toml_key, toml_value
+from supervisor.config.supervisord.converter import convert_file
+from supervisor.config.toml_text import toml_key, toml_value
 from supervisor.errors import ConfigError
 
 # DSUP_HYPOTHESIS_EXAMPLES=5000 for a deeper hunt; the suite keeps 200 to stay quick.

@@ -474,10 +474,41 @@ def test_import_reports_every_mistake_of_one_program_at_once(tmp_path: Path) -> 
         "autorestart=sometimes\ndirectory=%(also_nope)s\n",
     )
     keys = [issue.key for issue in exc.issues]
-    assert keys == ["program:a.command", "program:a.directory"]  # expansion comes first
+    assert keys == [  # expansions first, then the values of what expanded
+        "program:a.command",
+        "program:a.directory",
+        "program:a.startsecs",
+        "program:a.autorestart",
+    ]
     exc = _error(tmp_path, "[program:a]\ncommand=/bin/a\nstartsecs=soon\nautorestart=sometimes\n")
     keys = [issue.key for issue in exc.issues]
     assert keys == ["program:a.startsecs", "program:a.autorestart"]
+
+
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        ("[program:a]\nstartsecs=soon\n", ["program:a.command", "program:a.startsecs"]),
+        (
+            "[program:a]\ncommand=run %(nope)s\nnumprocs=2\n",
+            ["program:a.process_name", "program:a.command"],
+        ),
+        (
+            "[program:a]\npriority=high\nnumprocs=0\nautostart=maybe\n",
+            [
+                "program:a.priority",
+                "program:a.command",
+                "program:a.numprocs",
+                "program:a.autostart",
+            ],
+        ),
+    ],
+)
+def test_import_a_section_s_mistakes_do_not_hide_each_other(
+    tmp_path: Path, text: str, keys: list[str]
+) -> None:
+    """A missing command hid a bad startsecs; a process_name error hid a bad expansion."""
+    assert [issue.key for issue in _error(tmp_path, text).issues] == keys
 
 
 def test_import_reports_the_mistakes_of_every_program_at_once(tmp_path: Path) -> None:

@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supervisor import humanize
 from supervisor.console import console as console_module
+from supervisor.console import view as view_module
 from supervisor.console.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.console.layout import Entry, fair_tail, on_screen
 from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
@@ -135,6 +138,28 @@ async def test_console_plain_escapes_worker_control_characters_json_keeps_them()
     out = io.StringIO()
     written = await _written(Console(stream=out, json_logs=True), out, [_lines(garbage)])
     assert json.loads(written)["line"] == garbage
+
+
+_LINE_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_characters="\n")
+    | st.sampled_from("\\n\t\x1b\r\u202e\x85"),
+    max_size=12,
+)
+
+
+@given(lines=st.lists(_LINE_TEXT, min_size=1, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_console_plain_and_json_lines_in_bulk_read_as_line_by_line(lines: list[str]) -> None:
+    """A batch formatted in one join reads exactly as each line formatted alone."""
+    item = view_module.Lines("p:0", "stdout", tuple(lines))
+    plain = view_module._plain(0.0, item)
+    assert plain == "".join(f"p:0 | {humanize.printable(line)}\n" for line in lines)
+    objs = [
+        json.loads(x)
+        for x in view_module.PlainView(io.StringIO(), "n", True)._json(0.0, item).split("\n")[:-1]
+    ]
+    assert [o["line"] for o in objs] == lines
+    assert all(o["process"] == "p:0" and o["type"] == "output" for o in objs)
 
 
 async def test_console_events_delivered_before_run_are_written() -> None:
@@ -696,8 +721,10 @@ def test_console_json_logs_tell_a_spawn_failure_once_by_its_state_object(tmp_pat
     assert "dsup-test-no-such-program" in str(fatal["ghost:0"]["reason"]), lines
     assert str(fatal["lost:0"]["reason"]).startswith("cannot start: "), lines
     assert "no-such-dir" in str(fatal["lost:0"]["reason"]), lines
-    logged = [o for o in objects if o["type"] == "log"]
-    assert not [o for o in logged if "no-such" in str(o["message"])], lines  # told once
+    logged = [str(o["message"]) for o in objects if o["type"] == "log"]
+    # Besides the state objects, only dsup check's warnings at start-up, once each.
+    told = sorted(m.split(": ")[1] for m in logged if "no-such" in m)
+    assert told == ["programs.ghost.command", "programs.lost.cwd"], lines
 
 
 def _flood_entries(floods: int, lines: int) -> list[Entry]:

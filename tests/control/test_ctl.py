@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor import humanize
+from supervisor import cli, humanize
 from supervisor.control.render import render_logs, render_status
 from supervisor.errors import StateDirLocked
 from supervisor.state.statedir import open_state_dir
@@ -135,10 +135,36 @@ async def test_ctl_status_prints_an_aligned_table_and_exits_0(tmp_path: Path) ->
 async def test_ctl_json_output_is_the_result(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
-        done = await ctl("--socket", str(node.socket), "--json", "status", "tick:0")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert [p["status"]["process"] for p in report["processes"]] == ["tick:0"]
+        before = await ctl("--socket", str(node.socket), "--json", "status", "tick:0")
+        after = await ctl("status", "tick:0", "--json", "-c", str(cfg), "--timeout", "20")
+        tail = await ctl("-c", str(cfg), "tail", "tick:0", "--json", "-n", "1")
+    for done in (before, after, tail):
+        assert done.returncode == 0, done.stderr
+    for done in (before, after):
+        report = json.loads(done.stdout)
+        assert [p["status"]["process"] for p in report["processes"]] == ["tick:0"]
+    assert "logs" in json.loads(tail.stdout)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "-c", "x.toml", "--timeout", "5", "status"],
+        ["status", "--json", "-c", "x.toml", "--timeout", "5"],
+        ["--json", "status", "-c", "x.toml", "--timeout", "5"],
+    ],
+)
+def test_ctl_global_options_go_before_or_after_the_verb(argv: list[str]) -> None:
+    args = cli.build_parser().parse_args(["ctl", *argv])
+    assert (args.json, args.config, args.timeout, args.socket) == (True, Path("x.toml"), 5, None)
+
+
+async def test_ctl_config_and_socket_on_both_sides_of_the_verb_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    done = await ctl("-c", str(tmp_path / "a.toml"), "status", "--socket", str(tmp_path / "s"))
+    assert done.returncode == 2
+    assert "--socket" in done.stderr
 
 
 async def test_ctl_exit_1_when_the_command_fails(tmp_path: Path) -> None:
@@ -329,21 +355,6 @@ async def test_ctl_note_on_a_config_that_does_not_validate_counts_in_words(
     done = await ctl("-c", str(cfg), "status")
     assert done.returncode == 3  # no dsup there; the note comes first
     assert "does not validate (1 issue; `dsup check` lists it)" in done.stderr
-
-
-def test_ctl_finds_the_default_state_dir_of_a_config_being_edited(tmp_path: Path) -> None:
-    from supervisor.control.ctl import _state_dir_only
-
-    cfg = tmp_path / "dsup.toml"
-    cfg.write_text("[supervisor]\nname = 5\n[programs.x]\ncommand = 7\n")
-    assert _state_dir_only(cfg) == tmp_path.resolve() / ".dsup"
-    cfg.write_text('[supervisor]\nstate_dir = "st"\n[programs.x]\ncommand = 7\n')
-    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
-    cfg.write_text("[supervisor]\nstate_dir = 3\n")
-    assert _state_dir_only(cfg) is None
-    # QA4 #8: a BOM hid the [supervisor] table of a file that does not validate.
-    cfg.write_bytes(b'\xef\xbb\xbf[supervisor]\nstate_dir = "st"\n[programs.a]\nbogus = 1 =\n')
-    assert _state_dir_only(cfg) == tmp_path.resolve() / "st"
 
 
 async def test_ctl_exit_3_when_no_dsup_runs_there(tmp_path: Path) -> None:
@@ -794,10 +805,8 @@ def test_humanize_memory_uses_binary_units(value: object, text: str) -> None:
     assert humanize.memory(value) == text
 
 
-def test_humanize_cpu_and_signal_name_fall_back() -> None:
+def test_humanize_cpu_falls_back() -> None:
     assert (humanize.cpu(None), humanize.cpu(0), humanize.cpu(12.345)) == ("-", "0.0%", "12.3%")
-    assert (humanize.signal_name(15), humanize.signal_name(999)) == ("SIGTERM", "signal 999")
-    assert (humanize.signal_name(40), humanize.signal_name(64)) == ("SIGRTMIN+6", "SIGRTMAX")
 
 
 LONG = "a" * 64

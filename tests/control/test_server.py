@@ -19,19 +19,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.commands.service import (
+from supervisor.commands.access import Actor, Command
+from supervisor.commands.action import parse_signal
+from supervisor.commands.reports import (
     ActionReport,
-    Actor,
     AnswerReport,
     AsksReport,
-    Command,
+    DiscordSyncReport,
     LogFollow,
     LogLines,
     ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
-    parse_signal,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
@@ -117,6 +117,10 @@ class FakeService:
         self._seen(actor, target)
         assert isinstance(limit, int)
         return ResultsReport(results=())
+
+    async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
+        self._seen(actor)
+        return DiscordSyncReport(guild_id=1, commands=("status",))
 
 
 def _private_dir(tmp_path: Path) -> Path:

@@ -94,6 +94,8 @@ class FakeControls:
         times: int | None = 1,
         for_seconds: float | None = None,
         retry_after: float = 1.0,
+        code: int = 0,
+        message: str = "",
     ) -> Fault:
         """Answer ``status`` on a route, ``times`` times and/or for ``for_seconds``.
 
@@ -105,6 +107,9 @@ class FakeControls:
             times: How many requests fail (``None``: no count limit).
             for_seconds: How long the fault lasts (``None``: no time limit).
             retry_after: The ``retry_after`` of an injected 429.
+            code: Discord's JSON error code, e.g. 30046 with status 429 for too many
+                edits of messages older than an hour (0: none).
+            message: Discord's error message (default: a generic one).
         """
         return self._add_fault(
             for_seconds,
@@ -113,6 +118,8 @@ class FakeControls:
             status=status,
             remaining=times,
             retry_after=retry_after,
+            code=code,
+            message=message,
         )
 
     def delay_route(
@@ -200,6 +207,19 @@ class FakeControls:
                 for (method, template, major), stats in violations.items()
             ]
             raise AssertionError("the bot exceeded rate limits:\n" + "\n".join(lines))
+
+    # --- application commands -------------------------------------------------------------
+
+    @property
+    def command_overwrites(self) -> int:
+        """Bulk overwrites of commands (``CommandTree.sync``) so far."""
+        return self.store.command_overwrites
+
+    @property
+    def command_creations(self) -> list[str]:
+        """Names of the commands those overwrites created, in order (Discord counts
+        these against its 200 a day; commands that already existed are not)."""
+        return list(self.store.command_creations)
 
     # --- gateway counters -----------------------------------------------------------------
 

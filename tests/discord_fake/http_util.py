@@ -127,10 +127,19 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if fault.delay_seconds:
             await anyio.sleep(fault.delay_seconds)
         if fault.status == 429:
-            body = {"message": "You are being rate limited.", "retry_after": fault.retry_after}
-            return json_response(body | {"global": False}, status=429)
+            body = {
+                "message": fault.message or "You are being rate limited.",
+                "retry_after": fault.retry_after,
+                "global": False,
+            }
+            if fault.code:
+                body["code"] = fault.code
+            return json_response(body, status=429)
         if fault.status is not None:
-            body = {"message": f"{fault.status}: injected fault", "code": 0}
+            body = {
+                "message": fault.message or f"{fault.status}: injected fault",
+                "code": fault.code,
+            }
             return json_response(body, status=fault.status)
     decision = ctx.limiter.check(request.method, template, _major_parameter(request))
     if decision.retry_after is not None:

@@ -26,7 +26,8 @@ APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
 
-_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+"""Discord's default attachment limit (boosted servers allow more)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,11 +131,15 @@ class InteractionBook:
 
     Attributes:
         deadline_seconds: How long the bot has for the initial callback (Discord: 3 s).
+        attachment_size_limit: The most bytes per file in answers to the interactions
+            built from now on, told to the bot as ``attachment_size_limit``; a bigger
+            file is refused with 413 (code 40005).
     """
 
     def __init__(self, store: FakeStore, *, deadline_seconds: float = 3.0) -> None:
         self.store = store
         self.deadline_seconds = deadline_seconds
+        self.attachment_size_limit = ATTACHMENT_SIZE_LIMIT
         self.by_token: dict[str, InteractionRecord] = {}
         self.by_id: dict[int, InteractionRecord] = {}
 
@@ -163,7 +168,7 @@ class InteractionBook:
             "entitlements": [],
             "authorizing_integration_owners": {"0": str(store.guild_id)},
             "context": 0,
-            "attachment_size_limit": _ATTACHMENT_SIZE_LIMIT,
+            "attachment_size_limit": self.attachment_size_limit,
         }
         record = InteractionRecord(
             id=interaction_id,

@@ -67,12 +67,15 @@ class Fault:
     """A fault on matching routes: a forced status, a delay, or both.
 
     ``remaining`` counts down per matching request (``None``: no count limit);
-    ``until`` is a deadline on the limiter's clock (``None``: no time limit).
+    ``until`` is a deadline on the limiter's clock (``None``: no time limit);
+    ``code`` and ``message`` are Discord's JSON error (defaults by status).
     """
 
     method: str
     template: str
     status: int | None
+    code: int = 0
+    message: str = ""
     delay_seconds: float = 0.0
     retry_after: float = 1.0
     remaining: int | None = None

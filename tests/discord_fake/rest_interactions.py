@@ -102,14 +102,26 @@ async def overwrite_commands(request: web.Request) -> web.Response:
             command["guild_id"] = str(scope)
         out.append(command)
     ctx.store.commands[scope] = out
+    ctx.store.command_overwrites += 1
+    ctx.store.command_creations.extend(
+        c["name"] for c in out if (c["name"], c["type"]) not in existing
+    )
     ctx.store.notify()
     return json_response(out)
+
+
+def _check_sizes(record: InteractionRecord, files: list[UploadedFile]) -> None:
+    """Refuse a file over the interaction's ``attachment_size_limit`` (413, code 40005)."""
+    limit = int(record.payload["attachment_size_limit"])
+    if any(len(f.data) > limit for f in files):
+        raise ApiError(413, 40005, "Request entity too large")
 
 
 def _create_message(
     ctx: Backend, record: InteractionRecord, body: dict[str, Any], files: list[UploadedFile]
 ) -> dict[str, Any]:
     """Create a message answering an interaction; ephemeral ones stay private."""
+    _check_sizes(record, files)
     store = ctx.store
     channel = store.channels[record.channel_id]
     command_name = record.payload["data"].get("name")
@@ -164,6 +176,7 @@ def _edit_message(
     body: dict[str, Any],
     files: list[UploadedFile],
 ) -> dict[str, Any]:
+    _check_sizes(record, files)
     store = ctx.store
     channel = store.channels[int(message["channel_id"])]
     apply_edit(ctx, channel, message, body, files)

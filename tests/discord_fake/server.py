@@ -223,6 +223,23 @@ class FakeDiscord(FakeControls):
             event = reaction_event(self._ctx, message, key, add=False, user_id=user.id)
             self.gateway.dispatch("MESSAGE_REACTION_REMOVE", event)
 
+    def delete_message(self, channel: ChannelRef, message_id: int) -> None:
+        """Delete a message as a moderator would, and dispatch MESSAGE_DELETE.
+
+        Raises:
+            LookupError: No such message in that channel.
+        """
+        target = self.channel(channel)
+        if target.messages.pop(message_id, None) is None:
+            raise LookupError(f"no message {message_id} in #{target.name}")
+        self.store.notify()
+        event = {
+            "id": str(message_id),
+            "channel_id": str(target.id),
+            "guild_id": str(self.store.guild_id),
+        }
+        self.gateway.dispatch("MESSAGE_DELETE", event)
+
     def invoke(
         self, user: FakeUser, channel: ChannelRef, command: str, /, **options: Any
     ) -> InteractionRecord:

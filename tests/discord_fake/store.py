@@ -54,6 +54,8 @@ class FakeStore:
         self.actions: list[BotAction] = []
         self.attachments: dict[int, bytes] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
+        self.command_creations: list[str] = []  # names created by bulk overwrites, in order
+        self.command_overwrites = 0
         self.reactions: dict[int, dict[str, list[int]]] = {}
         self._emojis: dict[str, dict[str, Any]] = {}
         self._changed = anyio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from typing import TYPE_CHECKING
 
 import anyio
@@ -205,6 +206,21 @@ def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
         path.write_bytes(b"created\n")  # "create": logrotate makes the new file itself
         log.write(b"four\n", flush=True)
         assert path.read_bytes() == b"created\nfour\n"
+
+
+def test_log_rotates_on_after_its_file_or_directory_was_deleted(tmp_path: Path) -> None:
+    """A rotation that found its file deleted left the log closed for good."""
+    logs = tmp_path / "logs"
+    path = logs / "r.log"
+    with RotatingLog(path, max_bytes=120, backups=2, reopen_check_seconds=3600) as log:
+        log.write(_lines(0, 5), flush=True)
+        path.unlink()
+        log.write(_lines(5, 15), flush=True)  # crosses 120 bytes: rotates a deleted file
+        assert path.read_bytes() == _lines(10, 15)
+        shutil.rmtree(logs)
+        log.write(_lines(15, 25), flush=True)  # rotates: the directory is made again
+        assert path.read_bytes() == _lines(20, 25)
+        assert not log.closed
 
 
 def test_log_recreates_a_deleted_directory_private(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
@@ -16,11 +17,13 @@ from hypothesis import strategies as st
 
 from supervisor.output import pump as pump_module
 from supervisor.output.framing import LineFramer
-from supervisor.output.logfile import RotatingLog, log_paths
+from supervisor.output.logfile import RotatingLog, backup_path, log_paths
 from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
 from tests._pump import Recorder, capture, spawn
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from supervisor.events import OutputLines
@@ -254,6 +257,143 @@ async def test_pump_cancelled_stops_reading_and_leaves_the_log_flushed(tmp_path:
 
 async def _pump_stdout(fd: int, log: RotatingLog, consumer: Recorder) -> None:
     await pump(fd, process="w:0", stream="stdout", log=log, consumer=consumer, max_line_bytes=100)
+
+
+async def _flood_with(
+    tmp_path: Path, log: RotatingLog, act: Callable[[], Awaitable[None]]
+) -> tuple[int, int, int]:
+    """Pump ``out_flood.py`` into ``log``, run ``act`` under the flood, then end the flood.
+
+    Returns the bytes the worker wrote, the bytes the pump read, and the
+    worker's last line number.
+    """
+    proc, fds = spawn("out_flood.py", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                read: list[int] = []
+
+                async def stdout() -> None:
+                    read.append(
+                        await pump(
+                            fds["stdout"],
+                            process="w:0",
+                            stream="stdout",
+                            log=log,
+                            consumer=None,
+                            max_line_bytes=100,
+                        )
+                    )
+
+                tg.start_soon(stdout)
+                await act()
+                proc.stdin.close()
+                assert await anyio.to_thread.run_sync(proc.wait) == 0
+        wrote, lines = os.read(fds["stderr"], 100).split()[1:]
+    finally:
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        for fd in fds.values():
+            os.close(fd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return int(wrote), read[0], int(lines) - 1
+
+
+async def _until_written(log: RotatingLog, path: Path, more: int) -> None:
+    """Wait until the pump wrote ``more`` bytes to the file at ``path`` (it exists again)."""
+    await wait_until(lambda: path.exists() and path.stat().st_size >= more)
+
+
+@pytest.mark.parametrize("how", ["rm", "mv", "rm -rf"])
+async def test_pump_drains_on_when_the_log_is_deleted_or_moved_under_a_flood(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log removed (or moved) while rotating ended the pump: the worker hung in write."""
+    logs = tmp_path / "logs"
+    path = logs / "w-0.out.log"
+    with RotatingLog(path, max_bytes=1 << 20, backups=2) as log:
+
+        async def act() -> None:
+            for _ in range(3):
+                await _until_written(log, path, 64 * 1024)
+                if how == "rm":
+                    path.unlink()
+                elif how == "mv":
+                    path.rename(logs / f"w-0.out.log-{_}")
+                else:
+                    shutil.rmtree(logs)
+                # Reopened at the next flush at most a second later; then written.
+                await _until_written(log, path, 64 * 1024)
+            await wait_until(lambda: backup_path(path, 1).exists())  # rotating again
+
+        with caplog.at_level(logging.WARNING, logger="supervisor.output"):
+            wrote, read, last = await _flood_with(tmp_path, log, act)
+    assert read == wrote  # every byte drained: the worker never blocked for good
+    assert path.read_bytes().endswith((f"line {last} ".ljust(50, ".") + "\n").encode())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_pump_counts_and_retries_a_log_that_cannot_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log that fails is reported once, its loss counted; it works again when it can."""
+    logs = tmp_path / "logs"
+    path = logs / "w-0.out.log"
+    with RotatingLog(path, max_bytes=1 << 20, backups=1, reopen_check_seconds=0) as log:
+
+        async def act() -> None:
+            await _until_written(log, path, 64 * 1024)
+            shutil.rmtree(logs)
+            logs.write_bytes(b"")  # a file where the directory was: no log can be opened
+            await wait_until(lambda: bool(_records(caplog, logging.ERROR)))
+            failed_at = log.written
+            logs.unlink()
+            await _until_written(log, path, 64 * 1024)
+            assert log.written > failed_at
+
+        with caplog.at_level(logging.INFO, logger="supervisor.output"):
+            wrote, read, _ = await _flood_with(tmp_path, log, act)
+    assert read == wrote
+    assert len(_records(caplog, logging.ERROR)) == 1  # reported once, not per write
+    (back,) = [r for r in _records(caplog, logging.WARNING) if r.levelno == logging.WARNING]
+    lost = back.args[-1] if isinstance(back.args, tuple) else None
+    assert isinstance(lost, int)
+    assert 0 < lost < wrote
+
+
+async def test_pump_says_a_full_log_works_again_only_once_bytes_reach_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An empty flush "succeeded" on a full disk: "works again" was said while still full."""
+    path = tmp_path / "w-0.out.log"
+    path.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    proc, fds = spawn("out_bytes.py", b"one\ntwo\n".hex(), "hold", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="supervisor.output"),
+            RotatingLog(path, max_bytes=0, backups=0) as log,
+            anyio.fail_after(10),
+        ):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_pump_stdout, fds["stdout"], log, Recorder())
+                await wait_until(lambda: bool(_records(caplog, logging.ERROR)))
+                proc.stdin.close()  # EOF: the pump's last flushes find nothing to write
+    finally:
+        if not proc.stdin.closed:
+            proc.stdin.close()
+        for fd in fds.values():
+            os.close(fd)
+        await anyio.to_thread.run_sync(proc.wait)
+    assert len(_records(caplog, logging.ERROR)) == 1
+    assert not _records(caplog, logging.WARNING)[1:]  # nothing said after the error
+
+
+def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= level and r.name.endswith(".pump")]
 
 
 async def test_pump_without_consumer_only_writes_the_log(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from supervisor.errors import InvalidTransition
 from supervisor.events import Event, OutputLines, ProcessState, StateChanged
 from supervisor.output.logfile import log_paths
 from supervisor.process import run as spawn
-from supervisor.process.slot import ProcessStatus, Slot, SlotContext
+from supervisor.process.slot import Slot
+from supervisor.process.status import ProcessStatus, SlotContext
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from tests._wait import wait_until

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
-from supervisor.state.ledger import (
-    SCHEMA_VERSION,
-    AuditRecord,
-    Ledger,
-    LedgerError,
-    LeftoverProcess,
-    ProcIdent,
-)
+from supervisor.errors import LedgerError
+from supervisor.state import ledger as ledger_module
+from supervisor.state.ledger import SCHEMA_VERSION, Ledger
+from supervisor.state.records import AuditRecord, LeftoverProcess, ProcIdent
+from tests._ledger_full import ledger_full
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -230,3 +228,47 @@ def test_ledger_audit_keeps_only_the_newest_rows(tmp_path: Path) -> None:
                 actor="cron", source="local", command="status", target=str(i), outcome="ok"
             )
         assert [row.target for row in led.audit_rows()] == ["6", "5", "4"]
+
+
+def test_ledger_on_a_full_disk_keeps_records_and_writes_them_when_space_returns(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk made every record raise: commands failed, processes went FATAL."""
+    _start(ledger, "before")
+    with caplog.at_level(logging.WARNING, logger="supervisor.state.ledger"), ledger_full(ledger):
+        for i in range(20):
+            ledger.record_audit(
+                actor="a", source="local", command="status", target=str(i), outcome="ok"
+            )
+        _start(ledger, "during", pid=7)
+        ledger.record_descendants("during", [ProcIdent(8, 1.0)])
+        ledger.record_run_exit(run_id="during", exit_code=1, exit_signal=None, ended_at=2.0)
+        ledger.forget_runs(["before"])
+        assert ledger.unrecorded == 24
+        assert not ledger.retry_deferred()  # still full
+        assert [r.levelno for r in caplog.records] == [logging.ERROR]  # said once
+    assert ledger.retry_deferred()
+    assert ledger.unrecorded == 0
+    targets = [r.target for r in ledger.audit_rows(limit=20) if r.actor == "a"]
+    assert targets == [str(i) for i in reversed(range(20))]  # all of them, in order
+    (during,) = [r for r in ledger.recent_runs(limit=1000) if r.run_id == "during"]
+    assert during.exit_code == 1
+    assert {p.ident for p in ledger.leftover_processes("during")} == {ProcIdent(8, 1.0)}
+    assert "before" not in {r.run_id for r in ledger.open_runs()}
+    assert [r.levelno for r in caplog.records] == [logging.ERROR, logging.WARNING]
+
+
+def test_ledger_on_a_full_disk_says_what_it_could_not_keep(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "DEFERRED_MAX", 3)
+    with caplog.at_level(logging.WARNING, logger="supervisor.state.ledger"), ledger_full(ledger):
+        for i in range(5):
+            ledger.record_audit(actor="a", source="local", command="c", target=str(i), outcome="ok")
+        ledger.record_run_exit(run_id="x", exit_code=0, exit_signal=None, ended_at=1.0)
+    ledger.retry_deferred()
+    assert [r.target for r in ledger.audit_rows(limit=3) if r.actor == "a"] == ["2", "1", "0"]
+    said = caplog.records[-1]
+    assert said.levelno == logging.WARNING
+    assert "2 audit row" in said.getMessage()
+    assert "1 run exit" in said.getMessage()

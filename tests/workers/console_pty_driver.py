@@ -15,7 +15,7 @@ import anyio
 
 from supervisor.console.console import Console
 from supervisor.events import OutputLines, ProcessState, StateChanged
-from supervisor.process.slot import ProcessStatus
+from supervisor.process.status import ProcessStatus
 
 STARTED = 1_700_000_000.0
 

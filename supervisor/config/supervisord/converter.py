@@ -41,9 +41,6 @@ from supervisor.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-# toml_key, toml_str and toml_value (now in toml_text) stay importable from here.
-__all__ = ["convert_file", "toml_key", "toml_str", "toml_value"]
-
 # Why each supervisord program option has no dsup equivalent (issue 2).
 _DROPPED = {
     "priority": "dsup starts programs in file order; this file lists them by priority",
@@ -139,8 +136,7 @@ class _Converter:
             kind, _, rest = sec.name.partition(":")
             if kind == "program" and rest:
                 try:
-                    priority = section_int(sec, "priority", "999", base_expansions(sec.file))
-                    programs += [(priority, p) for p in self._program(sec, rest)]
+                    programs += self._program(sec, rest)
                 except ConfigError as exc:
                     failed.append(exc)  # go on: report every program's mistakes at once
             elif kind not in ("group", "supervisord"):
@@ -201,47 +197,71 @@ class _Converter:
                 why = _SECTION_DROPPED["supervisord"]
                 self.header.append(_not_carried(f"[supervisord] {key}", raw, why))
 
-    def _program(self, sec: Section, name: str) -> list[_Program]:
-        """One dsup program, or one per process when their options differ."""
-        if "command" not in sec.options:
-            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.command", "required")])
+    def _program(self, sec: Section, name: str) -> list[tuple[int, _Program]]:
+        """One dsup program, or one per process when their options differ, with its priority.
+
+        Raises:
+            ConfigError: with every mistake of the section at once: a missing
+                command, a bad number, a failed expansion and a value supervisord
+                would refuse are all reported, not only the first.
+        """
+        failed: list[ConfigError] = []
         base = {**base_expansions(sec.file), "program_name": name}
         base["group_name"] = self.groups.get(name, name)
-        numprocs = section_int(sec, "numprocs", "1", base)
-        base["numprocs"] = numprocs
-        start = section_int(sec, "numprocs_start", "0", base)
+        priority = _section_int(sec, "priority", "999", base, failed)
+        numprocs = _section_int(sec, "numprocs", "1", base, failed)
+        start = _section_int(sec, "numprocs_start", "0", base, failed)
+        if "command" not in sec.options:
+            failed.append(_error(sec, "command", "required"))
         if not 1 <= numprocs <= MAX_NUMPROCS:
             msg = f"must be between 1 and {MAX_NUMPROCS} for dsup, got {numprocs}"
-            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.numprocs", msg)])
-        if numprocs > 1 and "%(process_num)" not in sec.options.get("process_name", ""):
-            msg = "must include %(process_num)s when numprocs > 1"
-            raise ConfigError(sec.file, [ConfigIssue(f"{sec.name}.process_name", msg)])
+            failed.append(_error(sec, "numprocs", msg))
+            numprocs = 1
+        elif numprocs > 1 and "%(process_num)" not in sec.options.get("process_name", ""):
+            failed.append(
+                _error(sec, "process_name", "must include %(process_num)s when numprocs > 1")
+            )
+        base["numprocs"] = numprocs
         per_process = [
-            expand_options(sec, {**base, "process_num": num})
+            expand_options(sec, {**base, "process_num": num}, failed if num == start else [])
             for num in range(start, start + numprocs)
         ]
+        if failed:
+            # Still look at what expanded: its values may be wrong too.
+            self._translate(sec, name, per_process[0], numprocs, failed)
+            raise combined_error(failed)
         shared = [{k: v for k, v in p.items() if k != "process_name"} for p in per_process]
         if all(options == shared[0] for options in shared):
-            return [self._translate(sec, name, per_process[0], numprocs)]
+            return [(priority, self._translate(sec, name, per_process[0], numprocs, failed))]
         prog_names = ", ".join(_dsup_name(p["process_name"]) for p in per_process)
         self.header.append(
             f"# [{sec.name}] numprocs = {numprocs} with per-process options: one dsup "
             f"program per process: {prog_names}"
         )
-        return [self._translate(sec, p["process_name"], p, 1) for p in per_process]
+        return [
+            (priority, self._translate(sec, p["process_name"], p, 1, failed)) for p in per_process
+        ]
 
     def _translate(
-        self, sec: Section, name: str, opts: Mapping[str, str], numprocs: int
+        self,
+        sec: Section,
+        name: str,
+        opts: Mapping[str, str],
+        numprocs: int,
+        failed: list[ConfigError],
     ) -> _Program:
         """Map supervisord options to dsup keys; comment on the rest.
 
-        ``numprocs`` is 1 when each process became its own program.
+        ``numprocs`` is 1 when each process became its own program. Mistakes
+        join ``failed`` (and raise, with those already there); with mistakes
+        already there, only the options are checked, not the program as dsup
+        sees it.
         """
+        mistakes = len(failed)
         prog = _Program(name=_dsup_name(name), section=sec)
         if prog.name != name:
             prog.notes.append(f"# renamed from {name!r}: dsup takes ASCII letters, digits, _ . -")
         prog.env.update(self.global_env)
-        failed: list[ConfigError] = []
         for key, value in opts.items():
             handler = _HANDLERS.get(key)
             if handler is not None:
@@ -258,6 +278,8 @@ class _Converter:
             else:
                 why = _DROPPED.get(key, "not a supervisord program option")
                 prog.drop(key, sec.options[key], why)
+        if mistakes:
+            return prog
         if failed:
             raise combined_error(failed)
         # supervisord's default startretries (3) is 4 failed starts, not dsup's 3.
@@ -288,6 +310,21 @@ class _Converter:
         for prog in programs:
             lines += [*_program_lines(prog), ""]
         return "\n".join(lines)
+
+
+def _error(sec: Section, key: str, message: str) -> ConfigError:
+    return ConfigError(sec.file, [ConfigIssue(f"{sec.name}.{key}", message)])
+
+
+def _section_int(
+    sec: Section, key: str, default: str, base: Mapping[str, object], failed: list[ConfigError]
+) -> int:
+    """``section_int``, or the default when the value is wrong (added to ``failed``)."""
+    try:
+        return section_int(sec, key, default, base)
+    except ConfigError as exc:
+        failed.append(exc)
+        return int(default)
 
 
 def _check_unique(programs: list[_Program]) -> None:

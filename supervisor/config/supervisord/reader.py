@@ -16,11 +16,11 @@ import os
 import platform
 import re
 import shlex
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from supervisor import signals
 from supervisor.errors import ConfigError, ConfigIssue
 
 if TYPE_CHECKING:
@@ -206,12 +206,13 @@ def parse_size(value: str) -> int:
 
 
 def parse_signal(value: str) -> str:
-    """A signal name without ``SIG`` (``TERM``) from a name or a number."""
+    """A signal name without ``SIG`` (``TERM``) from a name or a number.
+
+    A name is only normalised: the config check judges it, so an unknown one
+    is carried over as a comment rather than refused here.
+    """
     if value.strip().isdigit():
-        try:
-            return signal.Signals(int(value)).name.removeprefix("SIG")
-        except ValueError:
-            raise ValueError(f"no signal number {value}") from None
+        return signals.name(signals.parse(value)).removeprefix("SIG")
     return value.strip().upper().removeprefix("SIG")
 
 
@@ -237,17 +238,16 @@ def combined_error(errors: list[ConfigError]) -> ConfigError:
     return ConfigError(first, issues)
 
 
-def expand_options(sec: Section, expansions: Mapping[str, object]) -> dict[str, str]:
-    """Every option of a section expanded, or one error with each that failed."""
+def expand_options(
+    sec: Section, expansions: Mapping[str, object], failed: list[ConfigError]
+) -> dict[str, str]:
+    """Every option of a section that expands; each one that does not is added to ``failed``."""
     options: dict[str, str] = {}
-    failed: list[ConfigError] = []
     for key, raw in sec.options.items():
         try:
             options[key] = expand(raw, expansions, sec.file, f"{sec.name}.{key}")
         except ConfigError as exc:
             failed.append(exc)
-    if failed:
-        raise combined_error(failed)
     return options
 
 

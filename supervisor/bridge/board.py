@@ -1,0 +1,248 @@
+"""The status board: one message in ``status_channel``, edited in place when it changes.
+
+Its id is kept in the ledger, so a restarted dsup edits the same message; without
+it (a lost ledger) the channel's recent history is searched for the bot's own
+board before anything is posted, so there are never two. Edits happen only when
+the text changed, at most once per ``status_interval_seconds``; a refused edit
+(429, 30046, a channel the bot cannot see) waits longer each time instead of
+looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import discord
+
+from supervisor.bridge.board_text import MARKER, render_board
+from supervisor.bridge.messenger import (
+    MISSING_ACCESS,
+    MISSING_PERMISSIONS,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_MESSAGE,
+    Delivery,
+    Found,
+    Messenger,
+)
+from supervisor.state.board import BoardStore
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from supervisor.bridge.board_text import BoardText
+    from supervisor.bridge.client import BridgeClient
+    from supervisor.bridge.context import BridgeContext
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 50  # recent messages searched for a board whose id was lost
+_UPDATED = "\n\nupdated <t:"
+_PROBLEM = "board"
+RETRY_FIRST_SECONDS = 5.0
+RETRY_MOST_SECONDS = 600.0
+CHANNEL_RETRY_SECONDS = 60.0  # a channel the bot cannot use: first wait before asking again
+_CHANNEL_CODES = (UNKNOWN_CHANNEL, MISSING_ACCESS, MISSING_PERMISSIONS)
+
+
+class Board:
+    """Keeps one node's board current while a client is connected.
+
+    Args:
+        context: the bridge's context (config, command surface, ledger, health).
+        clock: monotonic seconds, for the pace of edits.
+        wall: wall-clock seconds, for the "updated" timestamp.
+        retry_seconds: the first wait after a refused request (it doubles with
+            each refusal in a row, up to 10 minutes).
+        channel_retry_seconds: the same, when the channel itself is refused.
+
+    Attributes:
+        posts: boards posted. edits: boards edited. refusals: requests Discord
+            refused. (Counters for tests and the bench.)
+    """
+
+    def __init__(
+        self,
+        context: BridgeContext,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        wall: Callable[[], float] = time.time,
+        retry_seconds: float = RETRY_FIRST_SECONDS,
+        channel_retry_seconds: float = CHANNEL_RETRY_SECONDS,
+    ) -> None:
+        self._context = context
+        self._channel = context.spec.status_channel
+        self._interval = context.spec.status_interval_seconds
+        self._store = BoardStore(context.ledger)
+        self._clock = clock
+        self._wall = wall
+        self._retry_seconds = retry_seconds
+        self._channel_retry_seconds = channel_retry_seconds
+        self.message_id: int | None = None
+        self._is_adopted = False
+        self._shown: str | None = None
+        self._not_before = 0.0
+        self._failures = 0
+        self._poked = anyio.Event()
+        self._is_deleted = False
+        self.posts = 0
+        self.edits = 0
+        self.refusals = 0
+
+    def message_deleted(self, message_id: int) -> None:
+        """A message was deleted; when it is the board, post a new one."""
+        if message_id == self.message_id:
+            self._is_deleted = True
+            self._poked.set()
+
+    def render(self) -> BoardText:
+        """The board's text now."""
+        context = self._context
+        return render_board(
+            context.service.snapshot(), node=context.node, health=context.health.snapshot()
+        )
+
+    async def serve(self, client: BridgeClient) -> None:
+        """Keep the board current through ``client`` until cancelled.
+
+        Waits for the client to be ready; looks at the fleet once per interval
+        (and at each change of the bridge's health). Cancelling it stops it
+        between requests or during one; the next ``serve`` carries on.
+        """
+        if not self._channel:
+            return
+        await client.wait_until_ready()
+        client.deletion_listeners.append(self.message_deleted)
+        messenger = Messenger(client)
+        while True:
+            try:
+                await self._step(messenger, client)
+            except (discord.DiscordException, OSError) as exc:  # a bug of ours or discord.py's
+                logger.warning("discord: status board: %s: %s", type(exc).__name__, exc)
+                self._wait_longer(None, first=self._retry_seconds)
+            await self._pause(max(self._interval, self._not_before - self._clock()))
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the board was deleted or the health changed."""
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as waiters:
+
+                async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                    await wait()
+                    waiters.cancel_scope.cancel("something to show")
+
+                waiters.start_soon(first, self._poked.wait)
+                waiters.start_soon(first, self._context.health.wait_changed)
+        if self._poked.is_set():
+            self._poked = anyio.Event()
+
+    async def _step(self, messenger: Messenger, client: BridgeClient) -> None:
+        if self._is_deleted:
+            logger.warning("discord: the status board was deleted; posting a new one")
+            await self._lost()
+        if self._clock() < self._not_before:
+            return
+        if not self._is_adopted and not await self._adopt(messenger, client):
+            return
+        text = self.render()
+        if text.body == self._shown:
+            return
+        embed = self._embed(text)
+        view = client.board_view_factory() if client.board_view_factory else None
+        if self.message_id is None:
+            delivery = await messenger.post(self._channel, embeds=[embed], view=view)
+        else:
+            delivery = await messenger.edit(
+                self._channel, self.message_id, embeds=[embed], view=view
+            )
+        if delivery.is_ok and delivery.message_id is not None:
+            await self._shown_as(delivery.message_id, text.body, posted=self.message_id is None)
+        elif delivery.code == UNKNOWN_MESSAGE:
+            logger.warning("discord: the status board was deleted; posting a new one")
+            await self._lost()
+        else:
+            self._refused(delivery)
+
+    async def _lost(self) -> None:
+        await anyio.to_thread.run_sync(self._store.forget, self._channel)
+        self.message_id, self._shown, self._is_deleted = None, None, False
+
+    async def _shown_as(self, message_id: int, body: str, *, posted: bool) -> None:
+        if posted:
+            self.posts += 1
+            await anyio.to_thread.run_sync(self._store.remember, self._channel, message_id)
+        else:
+            self.edits += 1
+        self.message_id, self._shown, self._failures = message_id, body, 0
+        self._not_before = self._clock() + self._interval
+        self._context.health.problem(_PROBLEM, "")
+
+    async def _adopt(self, messenger: Messenger, client: BridgeClient) -> bool:
+        """Find the board already posted (by id from the ledger, else in history)."""
+        bot_id = client.user.id if client.user else 0
+        known = await anyio.to_thread.run_sync(self._store.message_id, self._channel)
+        if known is not None:
+            found = await messenger.fetch(self._channel, known)
+            if isinstance(found, Found) and found.author_id == bot_id:
+                return self._adopted(found)
+            if isinstance(found, Delivery) and found.code != UNKNOWN_MESSAGE:
+                self._refused(found)
+                return False
+            await anyio.to_thread.run_sync(self._store.forget, self._channel)
+        recent = await messenger.recent(self._channel, limit=HISTORY_LIMIT)
+        if isinstance(recent, Delivery):
+            self._refused(recent)
+            return False
+        footer = self._embed_footer()
+        mine = [f for f in recent if f.author_id == bot_id and f.footer == footer]
+        for extra in mine[1:]:  # never two boards: keep the newest
+            await messenger.delete(self._channel, extra.message_id)
+        if mine:
+            await anyio.to_thread.run_sync(self._store.remember, self._channel, mine[0].message_id)
+            return self._adopted(mine[0])
+        self._is_adopted = True
+        return True
+
+    def _adopted(self, found: Found) -> bool:
+        self.message_id = found.message_id
+        self._shown = found.description.partition(_UPDATED)[0]
+        self._is_adopted = True
+        return True
+
+    def _refused(self, delivery: Delivery) -> None:
+        """Wait longer before the next request; say what is wrong when it is the channel."""
+        self.refusals += 1
+        if delivery.code in _CHANNEL_CODES or delivery.status == 403:
+            what = (
+                f"cannot use the status channel {self._channel} ({delivery.error}): "
+                "invite the bot to it and give it View Channel, Send Messages, "
+                "Embed Links and Read Message History there"
+            )
+            self._context.health.problem(_PROBLEM, what)
+            logger.warning("discord: %s", what)
+            self._wait_longer(delivery, first=self._channel_retry_seconds)
+        else:
+            logger.warning("discord: status board not updated: %s", delivery.error)
+            self._wait_longer(delivery, first=self._retry_seconds)
+
+    def _wait_longer(self, delivery: Delivery | None, *, first: float) -> None:
+        delay = min(first * 2.0**self._failures, RETRY_MOST_SECONDS)
+        if delivery is not None and delivery.retry_after:
+            delay = max(delay, delivery.retry_after)
+        self._failures += 1
+        self._not_before = self._clock() + delay
+
+    def _embed_footer(self) -> str:
+        return f"{MARKER} · node {self._context.node}"
+
+    def _embed(self, text: BoardText) -> discord.Embed:
+        colour = {
+            "bad": discord.Colour.red(),
+            "warn": discord.Colour.orange(),
+        }.get(text.level, discord.Colour.green())
+        description = f"{text.body}{_UPDATED}{int(self._wall())}:R>"
+        embed = discord.Embed(title=text.title, description=description, colour=colour)
+        embed.set_footer(text=text.footer)
+        return embed

@@ -1,0 +1,169 @@
+"""What the status board says: the node, the bridge's health, counts, a line per process.
+
+Pure text, no discord.py: the board (``board``) puts it in an embed. Nothing here
+moves with time alone (uptimes are Discord timestamps, ``<t:UNIX:R>``, which
+clients render live), so an idle fleet renders the same text and costs no edit.
+It always fits the embed description: past what fits, healthy processes are
+summarised per program and state, then unhealthy ones get shorter lines, and
+only past that are they summarised too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from supervisor import humanize, signals
+from supervisor.events import ProcessState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from supervisor.commands.health import BridgeHealth
+    from supervisor.process.status import ProcessStatus
+
+MARKER = "dsup board"
+"""Starts the board's footer, which names the node: how dsup finds its own board."""
+BODY_CHARS = 4000
+"""Room for the body in an embed description (4,096), with the "updated" line."""
+
+# Worst first: the board lists processes in this order.
+_ORDER = (
+    ProcessState.FATAL,
+    ProcessState.BACKOFF,
+    ProcessState.EXITED,
+    ProcessState.STARTING,
+    ProcessState.STOPPING,
+    ProcessState.STOPPED,
+    ProcessState.RUNNING,
+)
+UNHEALTHY = frozenset({ProcessState.FATAL, ProcessState.BACKOFF, ProcessState.EXITED})
+EMOJI = {
+    ProcessState.FATAL: "🔴",
+    ProcessState.BACKOFF: "🟠",
+    ProcessState.EXITED: "🟤",
+    ProcessState.STARTING: "🟡",
+    ProcessState.STOPPING: "🟡",
+    ProcessState.STOPPED: "⚪",
+    ProcessState.RUNNING: "🟢",
+}
+_HEALTH_EMOJI = {"connected": "🟢", "connecting": "🟡", "reconnecting": "🟠", "stopped": "🔴"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BoardText:
+    """The board's texts: ``body`` goes in the embed description.
+
+    ``level`` is ``bad`` with a FATAL process, ``warn`` with another unhealthy
+    one, else ``ok`` (the embed's colour).
+    """
+
+    title: str
+    body: str
+    footer: str
+    level: Literal["ok", "warn", "bad"]
+
+
+def render_board(
+    statuses: Sequence[ProcessStatus],
+    *,
+    node: str,
+    health: BridgeHealth,
+    budget: int = BODY_CHARS,
+) -> BoardText:
+    """The board of ``node`` for these process states, fitting ``budget`` characters."""
+    ordered = sorted(statuses, key=lambda s: _ORDER.index(s.state))
+    head = [_counts(node, ordered), _health_line(health), ""]
+    bad = [s for s in ordered if s.state in UNHEALTHY]
+    good = [s for s in ordered if s.state not in UNHEALTHY]
+    tries: tuple[Callable[[], list[str]], ...] = (
+        lambda: [_line(s) for s in ordered],
+        lambda: [_line(s) for s in bad] + _summaries(good),
+        lambda: [_short(s) for s in bad] + _summaries(good),
+    )
+    for lines in tries:
+        body = "\n".join(head + lines())
+        if len(body) <= budget:
+            break
+    else:
+        body = _squeezed(head, bad, good, budget)
+    level: Literal["ok", "warn", "bad"] = (
+        "bad" if any(s.state == ProcessState.FATAL for s in bad) else "warn" if bad else "ok"
+    )
+    return BoardText(
+        title=f"dsup · {node}", body=body, footer=f"{MARKER} · node {node}", level=level
+    )
+
+
+def _squeezed(
+    head: list[str], bad: list[ProcessStatus], good: list[ProcessStatus], budget: int
+) -> str:
+    """As many short unhealthy lines as fit, the rest summarised (binary search on how many)."""
+
+    def body(kept: int) -> str:
+        return "\n".join(head + [_short(s) for s in bad[:kept]] + _summaries(bad[kept:] + good))
+
+    low, high = 0, len(bad)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(body(mid)) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return body(low)[:budget]  # a fleet of thousands of programs: the cut is the last resort
+
+
+def _counts(node: str, ordered: Sequence[ProcessStatus]) -> str:
+    counts = [
+        f"{EMOJI[state]} {len(list(group))} {state.value}"
+        for state, group in itertools.groupby(ordered, key=lambda s: s.state)
+    ]
+    total = humanize.plural(len(ordered), "process")
+    return f"**{node}** · {total}" + (": " + " · ".join(counts) if counts else "")
+
+
+def _health_line(health: BridgeHealth) -> str:
+    emoji = _HEALTH_EMOJI.get(health.state, "⚪")
+    since = f"<t:{int(health.since)}:R>"
+    if health.state == "connected":
+        return f"{emoji} Discord: connected as {health.user} since {since}"
+    error = f": {health.last_error[:200]}" if health.last_error else ""
+    return f"{emoji} Discord: {health.state} since {since}{error}"
+
+
+def _line(st: ProcessStatus) -> str:
+    since = st.started_at if st.state == ProcessState.RUNNING and st.started_at else st.state_since
+    parts = [f"{EMOJI[st.state]} {st.state.value} `{st.process}`"]
+    if st.pid is not None:
+        parts.append(f"pid {st.pid}")
+    parts.append(f"since <t:{int(since)}:R>")
+    if st.restarts:
+        parts.append(humanize.plural(st.restarts, "restart"))
+    last = _last_exit(st)
+    if last:
+        parts.append(f"last exit {last}")
+    return " · ".join(parts)
+
+
+def _short(st: ProcessStatus) -> str:
+    last = _last_exit(st)
+    return f"{EMOJI[st.state]} `{st.process}` {st.state.value}" + (f" ({last})" if last else "")
+
+
+def _summaries(statuses: Sequence[ProcessStatus]) -> list[str]:
+    """One line per program and state: ``🟢 `scraper` x 40 RUNNING``."""
+    groups: dict[tuple[ProcessState, str], int] = {}
+    for st in statuses:
+        key = (st.state, st.program)
+        groups[key] = groups.get(key, 0) + 1
+    ranked = sorted(groups.items(), key=lambda item: _ORDER.index(item[0][0]))
+    return [f"{EMOJI[state]} `{program}` x {n} {state.value}" for (state, program), n in ranked]
+
+
+def _last_exit(st: ProcessStatus) -> str:
+    if st.last_exit_signal is not None:
+        return signals.name(st.last_exit_signal)
+    if st.last_exit_code is not None:
+        return f"code {st.last_exit_code}"
+    return ""

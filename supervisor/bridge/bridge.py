@@ -1,0 +1,179 @@
+"""The Discord bridge's life: log in, serve, and come back after failures without
+ever disturbing the fleet.
+
+A rejected token stops the bridge with a clear message and no retry; any other
+failure ends the client, waits (:mod:`backoff`) and starts a new one. While a
+client runs, discord.py itself resumes dropped gateway sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import discord
+
+from supervisor.bridge.backoff import Backoff
+from supervisor.bridge.board import Board
+from supervisor.bridge.client import BridgeClient
+from supervisor.bridge.context import BridgeContext
+from supervisor.bridge.endpoints import point_discord_at
+from supervisor.bridge.health import HealthRecord
+from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from anyio.abc import TaskStatus
+
+    from supervisor.commands.health import BridgeHealth
+    from supervisor.commands.service import CommandService
+    from supervisor.config.schema import DiscordSpec
+    from supervisor.state.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_SECONDS = 5.0
+_REJECTED_TOKEN = (
+    "Discord rejected the bot token ({how}); the bridge stopped and will not retry. "
+    "Copy a fresh token from the Developer Portal (Bot > Reset Token) into {where}, "
+    "then restart dsup"
+)
+
+
+class DiscordBridge:
+    """Runs the bridge of one node as one task of the node's task group.
+
+    Args:
+        spec: the ``[discord]`` table.
+        node: the node name.
+        ledger: the node's ledger.
+        health: the record to keep the bridge's health in (default: a new one).
+        sleep: waits between attempts (tests pass one that controls time).
+        clock: monotonic seconds, to tell a lasting connection from a failing one.
+        client_options: passed to :class:`discord.Client` (tests shorten
+            ``guild_ready_timeout``).
+        board: makes the status board (tests shorten its waits).
+    """
+
+    def __init__(
+        self,
+        spec: DiscordSpec,
+        *,
+        node: str,
+        ledger: Ledger,
+        health: HealthRecord | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = anyio.current_time,
+        client_options: dict[str, Any] | None = None,
+        board: Callable[[BridgeContext], Board] = Board,
+    ) -> None:
+        self._spec = spec
+        self._node = node
+        self._ledger = ledger
+        self._sleep = sleep
+        self._clock = clock
+        self._client_options = dict(client_options or {})
+        self._make_board = board
+        self.health = health or HealthRecord()
+        self.backoff = Backoff()
+        self.attempts = 0
+        self.client: BridgeClient | None = None
+        self.board: Board | None = None
+
+    def health_now(self) -> BridgeHealth:
+        """The bridge's health (a ``commands.health.HealthSource``)."""
+        return self.health.snapshot()
+
+    async def run(
+        self,
+        service: CommandService,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve Discord until cancelled, or until the token is rejected.
+
+        Starts at once (``task_status``) and connects in the background: the
+        fleet never waits on Discord. Returns only when the bridge gave up
+        (see ``health``); cancelling it closes the client, bounded.
+        """
+        context = BridgeContext(
+            service=service,
+            spec=self._spec,
+            node=self._node,
+            ledger=self._ledger,
+            health=self.health,
+        )
+        task_status.started()
+        try:
+            token = await anyio.to_thread.run_sync(self._spec.read_token)
+        except ConfigError as exc:
+            self._give_up(str(exc))
+            return
+        quiet_discord_logs(token)
+        point_discord_at(self._spec.api_base, self._spec.gateway_url)
+        while True:
+            began = self._clock()
+            error = await self._serve_once(context, token)
+            if error is None:
+                return
+            delay = self.backoff.after_failure(self._clock() - began)
+            self.health.reconnecting(error, retry_at=time.time() + delay)
+            logger.warning("discord: %s; connecting again in %.0f s", error, delay)
+            await self._sleep(delay)
+
+    async def _serve_once(self, context: BridgeContext, token: str) -> str | None:
+        """Run one client to its end; the failure to retry after, or None to give up."""
+        self.attempts += 1
+        client = self.client = BridgeClient(context, **self._client_options)
+        board = self._board(context)
+        failure: Exception | None = None
+        async with client, anyio.create_task_group() as tasks:
+            tasks.start_soon(board.serve, client)
+            try:
+                await client.start(token)
+            except Exception as exc:  # judged below, once the client is closed
+                failure = exc
+            finally:
+                tasks.cancel_scope.cancel("the client ended")
+                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    await client.close()
+        return self._judge(failure, token)
+
+    def _board(self, context: BridgeContext) -> Board:
+        if self.board is None:
+            self.board = self._make_board(context)
+        return self.board
+
+    def _judge(self, failure: Exception | None, token: str) -> str | None:
+        """What to retry after (a one-line reason), or None after giving up for good."""
+        if failure is None:
+            return "the connection ended"
+        if isinstance(failure, discord.LoginFailure):
+            self._give_up(self._rejected("401 Unauthorized"))
+            return None
+        if isinstance(failure, discord.PrivilegedIntentsRequired):
+            self._give_up("Discord refused a privileged intent; dsup asks for none")
+            return None
+        if isinstance(failure, discord.ConnectionClosed):
+            if failure.code == 4004:
+                self._give_up(self._rejected("gateway close 4004: authentication failed"))
+                return None
+            reason = failure.reason or "no reason given"
+            return scrub(f"gateway closed with code {failure.code}: {reason}", token)
+        return scrub(f"{type(failure).__name__}: {failure}", token)
+
+    def _rejected(self, how: str) -> str:
+        where = (
+            f"the file {self._spec.token_file}"
+            if self._spec.token_file
+            else f"the environment variable {self._spec.token_env}"
+        )
+        return _REJECTED_TOKEN.format(how=how, where=where)
+
+    def _give_up(self, message: str) -> None:
+        self.health.stopped(message)
+        logger.error("discord: %s", message)

@@ -1,0 +1,143 @@
+"""The discord.py client of the bridge: intents, the command tree, the connection's events.
+
+It serves one guild: interactions and messages from anywhere else (other guilds,
+direct messages) are ignored and audited. Slash commands, views and mention
+commands are installed by ``interactions.install`` from ``setup_hook``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import discord
+from discord import app_commands
+
+from supervisor.bridge import interactions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from supervisor.bridge.context import BridgeContext
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GUILD_READY_TIMEOUT = 2.0  # discord.py's default wait for GUILD_CREATEs after READY
+
+
+def bridge_intents() -> discord.Intents:
+    """The gateway intents dsup asks for: none of them privileged.
+
+    Guilds (the guild, its channels and roles), guild messages (mentions of the
+    bot carry their text without MESSAGE_CONTENT) and direct messages (only to
+    audit and ignore them).
+    """
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_messages = True
+    intents.dm_messages = True
+    return intents
+
+
+class BridgeTree(app_commands.CommandTree["BridgeClient"]):
+    """The slash-command tree; interactions from outside the served guild are dropped."""
+
+    async def interaction_check(self, interaction: discord.Interaction[BridgeClient], /) -> bool:
+        """Serve the configured guild only; audit anything else and leave it unanswered."""
+        client = interaction.client
+        if interaction.guild_id == client.context.guild_id:
+            return True
+        name = interaction.command.name if interaction.command else "interaction"
+        await client.audit_foreign(interaction.user, name, interaction.guild_id)
+        return False
+
+
+class BridgeClient(discord.Client):
+    """One connection to Discord, serving one guild for one node.
+
+    Args:
+        context: what the bridge shares.
+        **options: passed to :class:`discord.Client` (tests shorten
+            ``guild_ready_timeout``).
+    """
+
+    def __init__(self, context: BridgeContext, **options: Any) -> None:
+        options.setdefault("intents", bridge_intents())
+        options.setdefault("guild_ready_timeout", DEFAULT_GUILD_READY_TIMEOUT)
+        # Nobody is pinged by anything dsup sends unless a message asks for it.
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        # A 429 asking for more than this raises RateLimited instead of sleeping
+        # in discord.py: the board and the outbox schedule their own retries.
+        options.setdefault("max_ratelimit_timeout", 30.0)
+        super().__init__(**options)
+        self.context = context
+        self.tree = BridgeTree(self)
+        # The view under the status board (a select menu of programs), if
+        # interactions.install sets one; called at each post and edit.
+        self.board_view_factory: Callable[[], discord.ui.View | None] | None = None
+        # Told the id of every message deleted in the guild (the board reposts itself).
+        self.deletion_listeners: list[Callable[[int], None]] = []
+
+    async def setup_hook(self) -> None:
+        """Install the commands and views (after login, before the gateway)."""
+        await interactions.install(self)
+
+    def served_guild(self) -> discord.Guild | None:
+        """The configured guild, once the gateway has sent it."""
+        return self.get_guild(self.context.guild_id)
+
+    async def on_ready(self) -> None:
+        """A new gateway session (the first, or after a refused resume)."""
+        self._connected()
+
+    async def on_resumed(self) -> None:
+        """The gateway session was resumed after a drop."""
+        self._connected()
+
+    async def on_disconnect(self) -> None:
+        """The gateway connection was lost; discord.py reconnects by itself."""
+        self.context.health.reconnecting("gateway connection lost")
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Tell the listeners that a message was deleted."""
+        for listener in self.deletion_listeners:
+            listener(payload.message_id)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Drop (and audit) messages from outside the served guild; pass the rest on."""
+        if self.user is None or message.author.id == self.user.id or message.author.bot:
+            return
+        if message.guild is None or message.guild.id != self.context.guild_id:
+            if message.guild is None or self.user in message.mentions:
+                where = None if message.guild is None else message.guild.id
+                await self.audit_foreign(message.author, "message", where)
+            return
+        await interactions.on_guild_message(self, message)
+
+    async def audit_foreign(
+        self, user: discord.abc.User, command: str, guild_id: int | None
+    ) -> None:
+        """Record that ``user`` asked for something from outside the served guild."""
+        where = "a direct message" if guild_id is None else f"guild {guild_id}"
+        detail = f"ignored: from {where}; dsup serves guild {self.context.guild_id} only"
+        logger.warning("discord: %s by %s (%s) %s", command, user, user.id, detail)
+        ledger = self.context.ledger
+        await anyio.to_thread.run_sync(
+            lambda: ledger.record_audit(
+                actor=f"{user} ({user.id})",
+                source="discord",
+                command=command,
+                target="",
+                outcome="refused",
+                detail=detail,
+            )
+        )
+
+    def _connected(self) -> None:
+        guild = self.served_guild()
+        self.context.health.connected(
+            user=str(self.user),
+            guild=guild.name if guild else f"{self.context.guild_id} (not joined)",
+            latency=lambda: self.latency,
+        )

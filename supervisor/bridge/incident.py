@@ -1,0 +1,201 @@
+"""Incidents: one chat message per crashing process, edited while the crash loop lasts.
+
+A process that exits unexpectedly or goes FATAL opens an incident; each further
+crash updates it, and a long enough stretch of RUNNING (or a stop by an operator)
+closes it. No discord and no clock here: the relay passes ``now`` and posts what
+:meth:`Incidents.changed` returns through the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from supervisor.bridge.stream import neutralise
+from supervisor.events import ProcessState
+from supervisor.humanize import duration, plural
+from supervisor.process.policy import describe_exit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from supervisor.events import StateChanged
+
+TAIL_LINES = 15
+"""Last lines of output shown in an incident."""
+TAIL_CHARS = 1200
+"""Characters of those lines at most (the message also holds the summary)."""
+MIN_RECOVER_SECONDS = 60.0
+"""An incident closes after max(start_seconds * 10, this) of RUNNING."""
+
+_DOWN = frozenset({ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL})
+
+
+def is_crash(event: StateChanged) -> bool:
+    """True when ``event`` is a process ending unexpectedly (or giving up: FATAL).
+
+    An exit 0 is a normal end; so is anything after an operator's stop.
+    """
+    if event.new is ProcessState.FATAL:
+        return True
+    if event.new not in _DOWN or event.old is ProcessState.STOPPING:
+        return False
+    return event.exit_signal is not None or event.exit_code != 0
+
+
+def recover_seconds(start_seconds: float, minimum: float = MIN_RECOVER_SECONDS) -> float:
+    """How long a process must stay RUNNING for its incident to close."""
+    return max(start_seconds * 10, minimum)
+
+
+@dataclass(slots=True, kw_only=True)
+class Incident:
+    """One open (or just closed) incident of one process.
+
+    Attributes:
+        process: ``program:index``.
+        opened_at: wall time of the first crash (display).
+        crashes: crashes so far.
+        last: the latest crash.
+        tail: the last lines of output of the latest crash.
+        tail_stream: ``stderr`` or ``stdout``, whichever ``tail`` comes from.
+        running_since: monotonic time it entered RUNNING since the last crash.
+        closed: the closing words once closed ("" while open).
+        closed_at: wall time of the close.
+        row_id: the outbox row of its message, once posted.
+        version: bumped at each change; ``posted`` is the version in the outbox.
+    """
+
+    process: str
+    opened_at: float
+    last: StateChanged
+    crashes: int = 1
+    tail: tuple[str, ...] = ()
+    tail_stream: str = "stderr"
+    running_since: float | None = None
+    closed: str = ""
+    closed_at: float = 0.0
+    row_id: int | None = None
+    version: int = 1
+    posted: int = field(default=0)
+
+
+class Incidents:
+    """The incidents of a node's processes: at most one open per process.
+
+    Args:
+        recover_after: seconds of RUNNING that close the incident of a process.
+    """
+
+    def __init__(self, *, recover_after: Callable[[str], float]) -> None:
+        self._recover_after = recover_after
+        self._open: dict[str, Incident] = {}
+        self._closed: list[Incident] = []
+
+    def on_state(
+        self, event: StateChanged, *, now: float, tail: Sequence[str], stream: str
+    ) -> None:
+        """Open, update or close the incident of ``event.process``.
+
+        Args:
+            event: the state change.
+            now: monotonic time (starts the recovery clock on RUNNING).
+            tail: the process's last lines (used when ``event`` is a crash).
+            stream: which stream ``tail`` comes from.
+        """
+        incident = self._open.get(event.process)
+        if is_crash(event):
+            if incident is None:
+                incident = self._open[event.process] = Incident(
+                    process=event.process, opened_at=event.at, last=event, crashes=0
+                )
+            incident.crashes += 1
+            incident.last = event
+            incident.tail = _fit_tail(tail)
+            incident.tail_stream = stream
+            incident.running_since = None
+            incident.version += 1
+        elif incident is None:
+            return
+        elif event.new is ProcessState.RUNNING:
+            incident.running_since = now
+        elif event.new in (ProcessState.STOPPING, ProcessState.STOPPED):
+            self._close(
+                incident, f"stopped ({event.reason})" if event.reason else "stopped", event.at
+            )
+
+    def tick(self, *, now: float, wall: float) -> None:
+        """Close the incidents of processes RUNNING long enough since their last crash."""
+        for incident in list(self._open.values()):
+            since = incident.running_since
+            if since is not None and now - since >= self._recover_after(incident.process):
+                self._close(incident, "recovered", wall)
+
+    def changed(self) -> list[Incident]:
+        """Incidents whose message must be posted or edited."""
+        return [i for i in (*self._open.values(), *self._closed) if i.version != i.posted]
+
+    def posted(self, incident: Incident, *, version: int, row_id: int) -> None:
+        """``incident`` at ``version`` is in the outbox as row ``row_id``."""
+        incident.row_id = row_id
+        incident.posted = version
+        if incident.closed and incident.version == version:
+            self._closed.remove(incident)
+
+    def open_count(self) -> int:
+        """Incidents open now."""
+        return len(self._open)
+
+    def _close(self, incident: Incident, how: str, wall: float) -> None:
+        del self._open[incident.process]
+        incident.closed = how
+        incident.closed_at = wall
+        incident.version += 1
+        self._closed.append(incident)
+
+
+def render(incident: Incident) -> str:
+    """The incident's message: what happened, how often, what now, and its last lines."""
+    last = incident.last
+    name = f"`{incident.process}`"
+    how = describe_exit(last.exit_code, last.exit_signal)
+    span = duration(last.at - incident.opened_at)
+    crashes = plural(incident.crashes, "crash")
+    if incident.closed:
+        icon = "✅" if incident.closed == "recovered" else "⏹️"
+        head = (
+            f"{icon} {name} {incident.closed} after {crashes} "
+            f"(<t:{int(incident.opened_at)}:f> to <t:{int(incident.closed_at)}:f>)"
+        )
+    elif last.new is ProcessState.FATAL:
+        head = (
+            f"⛔ {name} is FATAL after {crashes} in {span}: {last.reason}\n"
+            f"It stays down: start it again with `/start {incident.process}` once fixed."
+        )
+    elif incident.crashes == 1:
+        head = (
+            f"🔴 {name} crashed: {how}, restart 1, now {last.new.value}: {last.reason} "
+            f"· <t:{int(last.at)}:f>"
+        )
+    else:
+        head = (
+            f"🔴 {name} crashed {incident.crashes} times in {span}, now {last.new.value}: "
+            f"{last.reason} · last <t:{int(last.at)}:R>"
+        )
+    if not incident.tail:
+        return f"{head}\n(no output before the crash)"
+    body = "\n".join(incident.tail)
+    return f"{head}\nlast lines of {incident.tail_stream}:\n```\n{body}\n```"
+
+
+def _fit_tail(lines: Sequence[str]) -> tuple[str, ...]:
+    """The last lines that fit :data:`TAIL_CHARS`, made safe for a code block."""
+    kept: list[str] = []
+    room = TAIL_CHARS
+    for line in reversed(lines[-TAIL_LINES:]):
+        text = neutralise(line)
+        if len(text) + 1 > room:
+            break
+        kept.append(text)
+        room -= len(text) + 1
+    return tuple(reversed(kept))

@@ -1,0 +1,71 @@
+"""What Discord users can ask of the node: slash commands, buttons, menus, mentions.
+
+``install(client)`` runs from the client's ``setup_hook``: it adds the slash commands
+(``commands``) for the served guild, registers the persistent components (``views``),
+hands the command surface the ``discord-sync`` hook and registers the commands with
+Discord when they changed (``sync``). ``on_guild_message`` runs mention commands
+(``mention``). Every request goes through the command surface with a Discord actor
+(``access``), so access checks and audit rows are the ones ``dsup ctl`` has.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from supervisor.bridge.commands import slash_commands
+from supervisor.bridge.mention import handle_message
+from supervisor.bridge.sync import CommandSync
+from supervisor.bridge.views import dynamic_items
+from supervisor.commands.access import Command
+from supervisor.errors import Unavailable
+from supervisor.state.command_sync import CommandSyncStore
+
+if TYPE_CHECKING:
+    from supervisor.bridge.client import BridgeClient
+    from supervisor.commands.reports import DiscordSyncReport
+
+logger = logging.getLogger(__name__)
+
+
+async def install(client: BridgeClient) -> None:
+    """Add the commands and components to ``client`` and register what changed.
+
+    A failed registration is logged, not raised: the bridge serves the commands
+    already registered, and ``dsup ctl discord-sync`` can try again.
+    """
+    context = client.context
+    guild = discord.Object(id=context.guild_id)
+    for command in slash_commands(context):
+        client.tree.add_command(command, guild=guild)
+    client.add_dynamic_items(*dynamic_items(context))
+    sync = CommandSync(client.tree, context.guild_id, CommandSyncStore(context.ledger))
+
+    async def sync_now() -> DiscordSyncReport:
+        if client.is_closed():
+            raise Unavailable(Command.DISCORD_SYNC.value, "the Discord bridge is not connected")
+        try:
+            return await sync.sync()
+        except discord.HTTPException as exc:
+            raise Unavailable(
+                Command.DISCORD_SYNC.value, f"Discord refused it: {exc.status} {exc.text}"
+            ) from None
+
+    context.service.set_discord_sync(sync_now)
+    try:
+        await sync.sync_if_changed()
+    except discord.HTTPException as exc:
+        logger.warning(
+            "discord: the slash commands could not be registered (%s %s); "
+            "`dsup ctl discord-sync` tries again",
+            exc.status,
+            exc.text,
+        )
+
+
+async def on_guild_message(client: BridgeClient, message: discord.Message) -> None:
+    """A message in the served guild from someone else: a command when it mentions the bot."""
+    if client.user is not None:
+        await handle_message(client.context, client.user, message)

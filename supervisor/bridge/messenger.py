@@ -1,0 +1,168 @@
+"""Posting and editing messages in a channel by id, with Discord's refusals as data.
+
+The one sending seam of the bridge: the board uses it, and so can the relay. Each
+call makes one request (discord.py may repeat it on a short 429 or a 5xx) and
+returns a :class:`Delivery` instead of raising, so a caller decides when to try
+again from the status, Discord's error code and ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
+OLD_MESSAGE_EDITS = 30046  # too many edits of messages older than an hour
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """What became of one request.
+
+    Attributes:
+        message_id: the message posted or edited (None when it failed).
+        status: the HTTP status of a refusal (None when it succeeded; 0 when
+            no answer came: a network error).
+        code: Discord's JSON error code of a refusal (0 when it had none).
+        retry_after: seconds Discord asked to wait (a 429), else None.
+        error: a one-line description of the refusal ("" when it succeeded).
+    """
+
+    message_id: int | None = None
+    status: int | None = None
+    code: int = 0
+    retry_after: float | None = None
+    error: str = ""
+
+    @property
+    def is_ok(self) -> bool:
+        """True when the request succeeded."""
+        return self.status is None
+
+    @property
+    def is_gone(self) -> bool:
+        """The message (or its channel) no longer exists or cannot be seen."""
+        return self.code in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL, MISSING_ACCESS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Found:
+    """A message read back from a channel: its id, author and first embed's text."""
+
+    message_id: int
+    author_id: int
+    footer: str
+    description: str
+
+
+class Messenger:
+    """Sends through one connected client; never raises for Discord's refusals.
+
+    Args:
+        client: a logged-in client (its HTTP session is used; no cache needed).
+    """
+
+    def __init__(self, client: discord.Client) -> None:
+        self._client = client
+
+    def _channel(self, channel_id: int) -> discord.PartialMessageable:
+        return self._client.get_partial_messageable(channel_id)
+
+    async def post(
+        self,
+        channel_id: int,
+        *,
+        content: str | None = None,
+        embeds: Sequence[discord.Embed] = (),
+        view: discord.ui.View | None = None,
+        nonce: str | None = None,
+    ) -> Delivery:
+        """Post a message; ``nonce`` (stable, at most 25 characters) makes a retry safe."""
+        options: dict[str, Any] = {"content": content, "embeds": list(embeds)}
+        if view is not None:
+            options["view"] = view
+        if nonce is not None:
+            options["nonce"] = nonce
+        return await self._attempt(self._channel(channel_id).send(**options))
+
+    async def edit(
+        self,
+        channel_id: int,
+        message_id: int,
+        *,
+        content: str | None = None,
+        embeds: Sequence[discord.Embed] = (),
+        view: discord.ui.View | None = None,
+    ) -> Delivery:
+        """Replace a message's content, embeds and (when given) components."""
+        message = self._channel(channel_id).get_partial_message(message_id)
+        options: dict[str, Any] = {"content": content, "embeds": list(embeds)}
+        if view is not None:
+            options["view"] = view
+        return await self._attempt(message.edit(**options))
+
+    async def delete(self, channel_id: int, message_id: int) -> Delivery:
+        """Delete a message."""
+        message = self._channel(channel_id).get_partial_message(message_id)
+        result = await self._attempt(message.delete())
+        return Delivery(message_id=message_id) if result.is_ok else result
+
+    async def fetch(self, channel_id: int, message_id: int) -> Found | Delivery:
+        """Read one message back, or the refusal."""
+        try:
+            message = await self._channel(channel_id).fetch_message(message_id)
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            return _refused(exc)
+        return _found(message)
+
+    async def recent(self, channel_id: int, *, limit: int = 50) -> list[Found] | Delivery:
+        """The channel's newest ``limit`` messages, newest first, or the refusal."""
+        try:
+            messages = [m async for m in self._channel(channel_id).history(limit=limit)]
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            return _refused(exc)
+        return [_found(m) for m in messages]
+
+    async def _attempt(self, request: Any) -> Delivery:
+        try:
+            result = await request
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            return _refused(exc)
+        return Delivery(message_id=getattr(result, "id", None))
+
+
+def _found(message: discord.Message) -> Found:
+    embed = message.embeds[0] if message.embeds else None
+    return Found(
+        message_id=message.id,
+        author_id=message.author.id,
+        footer=(embed.footer.text or "") if embed else "",
+        description=(embed.description or "") if embed else "",
+    )
+
+
+def _refused(exc: BaseException) -> Delivery:
+    """A refusal as data: discord.py's exceptions carry status, code and retry_after."""
+    if isinstance(exc, discord.RateLimited):
+        return Delivery(status=429, retry_after=exc.retry_after, error=f"rate limited: {exc}")
+    if isinstance(exc, discord.HTTPException):
+        retry = getattr(exc.response, "headers", {}).get("Retry-After")
+        return Delivery(
+            status=exc.status,
+            code=exc.code,
+            retry_after=float(retry) if retry else None,
+            error=f"{exc.status} (code {exc.code}) {exc.text or exc.response.reason or ''}".strip(),
+        )
+    return Delivery(status=0, error=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,395 @@
+"""The relay: the fleet's events and output, turned into outbox rows bound for Discord.
+
+An event sink and line consumer that never blocks a pipe: delivering only updates
+bounded memory (incidents, each process's last lines, the output stream of
+``relay = "all"`` programs, audit lines). One task writes what is due to the
+outbox every tick, paced so output never outruns the channel. No discord here:
+the sender drains the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.bridge import audit_feed
+from supervisor.bridge.incident import Incidents, recover_seconds, render
+from supervisor.bridge.stream import OutputStream
+from supervisor.config.schema import Relay as RelayMode
+from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from anyio.abc import TaskStatus
+
+    from supervisor.bridge.incident import Incident
+    from supervisor.config.schema import Config, DiscordSpec, ProgramSpec
+    from supervisor.events import Event
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.outbox import Kind, Outbox
+
+logger = logging.getLogger(__name__)
+
+LINE_CAPACITY = 10_000
+"""Lines taken per delivery: everything, since taking them only updates bounded memory."""
+TICK_SECONDS = 0.25
+"""Time between two writes of what is due to the outbox."""
+INTERVAL_SECONDS = 1.0
+"""At most one output message per channel per this, and one audit batch."""
+TAIL_LINES = 20
+"""Last lines kept per process and stream, for incidents."""
+AUDIT_BATCH_ROWS = 100
+MAX_WAITING_MESSAGES = 1000
+"""Results and audit lines waiting for the next tick; beyond, they are counted and logged."""
+AUDIT_CURSOR = "audit_cursor"
+_FLUSH_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayChannels:
+    """Where relayed messages go (0: nowhere)."""
+
+    log: int = 0
+    results: int = 0
+    audit: int = 0
+
+    @classmethod
+    def of(cls, spec: DiscordSpec) -> RelayChannels:
+        """The channels of a ``[discord]`` table; results go to the log channel by default."""
+        return cls(
+            log=spec.log_channel,
+            results=spec.results_channel or spec.log_channel,
+            audit=spec.audit_channel,
+        )
+
+
+def should_emit(
+    *,
+    pending_rows: int,
+    since_last: float,
+    waiting_chars: int,
+    has_notes: bool,
+    interval: float,
+    max_chars: int,
+) -> bool:
+    """Whether the output stream writes its next message now.
+
+    With nothing pending for the channel, at most one message per ``interval``.
+    While rows wait (Discord is slow or away), only full messages (or state
+    changes), at most one per two intervals: the backlog drains faster than it
+    grows, and an outage fills few, dense rows.
+    """
+    if pending_rows == 0:
+        return since_last >= interval and (waiting_chars > 0 or has_notes)
+    return since_last >= 2 * interval and (has_notes or waiting_chars >= max_chars)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Write:
+    """One outbox write planned on the event loop, done in a worker thread."""
+
+    channel: int
+    kind: Kind
+    content: str
+    edit_of: int | None = None
+    counts: Mapping[str, int] | None = None
+    reply_to: int | None = None
+    meta: tuple[str, str] | None = None
+    incident: Incident | None = None
+    version: int = 0
+
+
+class Relay:
+    """Relays a node's activity to Discord through the outbox.
+
+    An ``EventSink`` and a ``LineConsumer`` for the fleet; ``run`` is its task.
+
+    Args:
+        config: the node's config (each program's ``relay`` and ``start_seconds``).
+        outbox: where messages are written.
+        ledger: the audit rows to relay.
+        channels: where messages go.
+        clock: monotonic seconds (pacing, recovery).
+        wall: wall-clock seconds (display).
+        interval: at most one output message per channel per this.
+        min_recover_seconds: the floor of the RUNNING time that closes an incident.
+        tick_seconds: time between writes to the outbox.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        outbox: Outbox,
+        ledger: Ledger,
+        *,
+        channels: RelayChannels,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        interval: float = INTERVAL_SECONDS,
+        min_recover_seconds: float = 60.0,
+        tick_seconds: float = TICK_SECONDS,
+    ) -> None:
+        self._outbox = outbox
+        self._ledger = ledger
+        self.channels = channels
+        self._clock = clock
+        self._wall = wall
+        self._interval = interval
+        self._min_recover = min_recover_seconds
+        self._tick = tick_seconds
+        self._programs: Mapping[str, ProgramSpec] = {}
+        self._modes: dict[str, RelayMode] = {}
+        self.apply_config(config)
+        self._incidents = Incidents(recover_after=self._recover_after)
+        self._stream = OutputStream()
+        self._tails: dict[tuple[str, str], deque[str]] = {}
+        self._waiting: deque[_Write] = deque()
+        self._audit_lines: deque[str] = deque()
+        self._missed = 0
+        self._last_output = -float("inf")
+        self._last_audit = -float("inf")
+        self._audit_cursor: int | None = None
+
+    def apply_config(self, config: Config) -> None:
+        """Take a reloaded config's programs (their ``relay`` and ``start_seconds``)."""
+        self._programs = dict(config.programs)
+        self._modes = {}
+
+    # -- producers (event loop; never block) ---------------------------------
+
+    def capacity(self) -> int:
+        """Lines the relay takes now: all of them, or none (-1) when nothing is relayed."""
+        if all(p.relay is RelayMode.NONE for p in self._programs.values()):
+            return -1
+        return LINE_CAPACITY
+
+    def deliver(self, event: Event) -> None:
+        """Take one event: update incidents, tails, the stream or audit lines."""
+        if isinstance(event, OutputLines):
+            self._take_lines(event)
+        elif isinstance(event, StateChanged):
+            self._take_state(event)
+        elif isinstance(event, OrphansCleaned) and self.channels.audit:
+            self._note_audit(audit_feed.orphans_line(event, self._wall()))
+
+    def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:
+        """Queue a worker's result for the results channel (``relay`` of results or all).
+
+        Written to the outbox at the next tick; never blocks.
+
+        Returns:
+            False when the program does not relay results (or no channel is set).
+        """
+        if not self.channels.results or self._mode(process) not in (
+            RelayMode.RESULTS,
+            RelayMode.ALL,
+        ):
+            return False
+        self._queue(
+            _Write(channel=self.channels.results, kind="result", content=text, reply_to=reply_to)
+        )
+        return True
+
+    def _take_lines(self, event: OutputLines) -> None:
+        mode = self._mode(event.process)
+        if mode is RelayMode.NONE:
+            return
+        tail = self._tails.setdefault((event.process, event.stream), deque(maxlen=TAIL_LINES))
+        tail.extend(line[:400] for line in event.lines[-TAIL_LINES:])
+        if mode is RelayMode.ALL and self.channels.log:
+            self._stream.add(event.process, event.lines, event.dropped)
+
+    def _take_state(self, event: StateChanged) -> None:
+        mode = self._mode(event.process)
+        if event.new is ProcessState.FATAL and self.channels.audit:
+            self._note_audit(audit_feed.fatal_line(event))
+        if mode is RelayMode.NONE or not self.channels.log:
+            return
+        if mode is RelayMode.ALL:
+            reason = f": {event.reason}" if event.reason else ""
+            self._stream.add_note(
+                f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
+                f"{event.new.value}{reason}"
+            )
+        stderr = self._tails.get((event.process, "stderr"))
+        stdout = self._tails.get((event.process, "stdout"))
+        stream, tail = ("stderr", stderr) if stderr else ("stdout", stdout)
+        self._incidents.on_state(event, now=self._clock(), tail=tuple(tail or ()), stream=stream)
+        if event.new in (ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL):
+            for lines in (stderr, stdout):
+                if lines is not None:
+                    lines.clear()
+
+    def _note_audit(self, line: str) -> None:
+        if len(self._audit_lines) >= MAX_WAITING_MESSAGES:
+            self._missed += 1
+            return
+        self._audit_lines.append(line)
+
+    def _queue(self, write: _Write) -> None:
+        if len(self._waiting) >= MAX_WAITING_MESSAGES:
+            self._missed += 1
+            logger.error("relay: %d messages not queued: too many waiting", self._missed)
+            return
+        self._waiting.append(write)
+
+    def _mode(self, process: str) -> RelayMode:
+        mode = self._modes.get(process)
+        if mode is None:
+            spec = self._programs.get(process.rpartition(":")[0] or process)
+            mode = self._modes[process] = spec.relay if spec else RelayMode.NONE
+        return mode
+
+    def _recover_after(self, process: str) -> float:
+        spec = self._programs.get(process.rpartition(":")[0])
+        return recover_seconds(spec.start_seconds if spec else 1.0, self._min_recover)
+
+    # -- the writer task -----------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write what is due to the outbox every tick until cancelled.
+
+        When cancelled, writes everything still waiting (shielded, bounded) first.
+        """
+        await self.prepare()
+        task_status.started()
+        try:
+            while True:
+                await anyio.sleep(self._tick)
+                try:
+                    await self.flush()
+                except Exception:
+                    # Never through the relay itself: the log only, then the next tick.
+                    logger.exception("relay: writing to the outbox failed")
+        finally:
+            with anyio.move_on_after(_FLUSH_TIMEOUT, shield=True):
+                await self.flush(final=True)
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Write to the outbox what is due now (everything with ``final``)."""
+        now, wall = self._clock(), self._wall()
+        self._incidents.tick(now=now, wall=wall)
+        writes = [
+            _Write(
+                channel=self.channels.log,
+                kind="incident",
+                content=render(incident),
+                edit_of=incident.row_id,
+                incident=incident,
+                version=incident.version,
+            )
+            for incident in self._incidents.changed()
+        ]
+        writes.extend(self._waiting)
+        self._waiting.clear()
+        writes.extend(await self._output_writes(now, wall, final=final))
+        writes.extend(await self._audit_writes(now, final=final))
+        if not writes:
+            return
+        ids = await anyio.to_thread.run_sync(self._apply, writes, wall)
+        for write, row_id in zip(writes, ids, strict=True):
+            if write.incident is not None:
+                self._incidents.posted(write.incident, version=write.version, row_id=row_id)
+
+    async def _output_writes(self, now: float, wall: float, *, final: bool) -> list[_Write]:
+        stream = self._stream
+        if not stream.waiting_chars:
+            return []
+        stats = await anyio.to_thread.run_sync(self._outbox.stats)
+        emit = final or should_emit(
+            pending_rows=stats.pending.get(self.channels.log, 0),
+            since_last=now - self._last_output,
+            waiting_chars=stream.waiting_chars,
+            has_notes=stream.has_notes,
+            interval=self._interval,
+            max_chars=stream.max_chars,
+        )
+        writes: list[_Write] = []
+        while emit and (excerpt := stream.take()) is not None:
+            self._last_output = now
+            writes.append(
+                _Write(
+                    channel=self.channels.log,
+                    kind="state" if excerpt.has_notes else "output",
+                    content=excerpt.content,
+                    counts=excerpt.counts,
+                )
+            )
+            emit = final
+        return writes
+
+    async def _audit_writes(self, now: float, *, final: bool) -> list[_Write]:
+        if not self.channels.audit or self._audit_cursor is None:
+            return []
+        if not final and now - self._last_audit < self._interval:
+            return []
+        rows = await anyio.to_thread.run_sync(
+            self._ledger.audit_since, self._audit_cursor, AUDIT_BATCH_ROWS
+        )
+        lines = [*self._audit_lines, *audit_feed.command_lines(rows)]
+        self._audit_lines.clear()
+        if rows:
+            self._audit_cursor = rows[-1].id
+        if not lines:
+            return []
+        self._last_audit = now
+        messages = audit_feed.pack(lines)
+        cursor = (AUDIT_CURSOR, str(self._audit_cursor))
+        return [
+            _Write(
+                channel=self.channels.audit,
+                kind="audit",
+                content=text,
+                # The cursor moves with the last message: a crash in between repeats none.
+                meta=cursor if index == len(messages) - 1 else None,
+            )
+            for index, text in enumerate(messages)
+        ]
+
+    async def prepare(self) -> None:
+        """Find where the audit channel left off (``run`` does it first).
+
+        A new audit channel starts from the newest row: it shows what happens
+        from now on, not the history.
+        """
+        if not self.channels.audit:
+            return
+
+        def load() -> int:
+            stored = self._outbox.meta(AUDIT_CURSOR)
+            if stored is not None:
+                return int(stored)
+            newest = self._ledger.audit_newest_id()
+            self._outbox.set_meta(AUDIT_CURSOR, str(newest))
+            return newest
+
+        self._audit_cursor = await anyio.to_thread.run_sync(load)
+
+    def _apply(self, writes: list[_Write], wall: float) -> list[int]:
+        """Do the writes in order (worker thread); the row id of each."""
+        ids = []
+        for write in writes:
+            if write.edit_of is not None:
+                try:
+                    ids.append(self._outbox.edit(write.edit_of, write.content, now=wall))
+                    continue
+                except LookupError:
+                    logger.info("relay: message %d pruned; posting anew", write.edit_of)
+            ids.append(
+                self._outbox.post(
+                    write.channel,
+                    write.kind,
+                    write.content,
+                    now=wall,
+                    reply_to=write.reply_to,
+                    counts=write.counts,
+                    meta=write.meta,
+                )
+            )
+        return ids

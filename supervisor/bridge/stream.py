@@ -1,0 +1,179 @@
+"""Output of processes coalesced into chat messages: bounded, fair, fenced (no discord).
+
+Lines wait per process in a bounded buffer; a message takes them as code blocks
+headed by their process, a fair share of the content limit each. Lines past the
+bound become one "... N lines of x omitted" note in their place, so a flood costs
+a count, never a growing queue.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from supervisor.humanize import printable
+from supervisor.state.outbox import MAX_CONTENT_CHARS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+MAX_LINE_CHARS = 300
+"""A longer line is cut, saying so: a message shows many lines, not one."""
+BUFFER_MESSAGES = 4
+"""Messages' worth of lines one process may have waiting before lines are omitted."""
+_FENCE_BREAK = re.compile(r"`(?=`)")
+_BLOCK_OVERHEAD = len("▸ ``\n```\n\n```\n")
+
+
+def neutralise(line: str, *, max_chars: int = MAX_LINE_CHARS) -> str:
+    """``line`` safe inside a code block: printable, no run of backticks, cut if long."""
+    text = printable(line[:max_chars])
+    if len(line) > max_chars:
+        text = f"{text}... (line cut: {len(line):,} characters)"
+    return _FENCE_BREAK.sub("`\u200b", text)
+
+
+def omitted_note(process: str, count: int) -> str:
+    """The line that stands for lines a message could not hold."""
+    program = process.rpartition(":")[0] or process
+    return f"... {count:,} lines of {process} omitted (see /logs {program})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Excerpt:
+    """One message's worth of output, ready for the outbox.
+
+    Attributes:
+        content: the message text.
+        counts: lines it shows, per process (for the outbox's summaries).
+        has_notes: it carries state changes, which are never dropped.
+    """
+
+    content: str
+    counts: Mapping[str, int]
+    has_notes: bool
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """The lines of one process not yet in a message; ints count omitted lines."""
+
+    entries: deque[str | int] = field(default_factory=deque)
+    chars: int = 0
+
+    def omit(self, count: int) -> None:
+        if self.entries and isinstance(self.entries[-1], int):
+            self.entries[-1] += count
+        else:
+            self.entries.append(count)
+
+
+class OutputStream:
+    """Coalesces the output and state notes of one channel into messages.
+
+    Args:
+        max_chars: the content limit of one message.
+        buffer_chars: characters one process may have waiting (lines beyond are
+            counted as omitted).
+        max_line_chars: longer lines are cut.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_chars: int = MAX_CONTENT_CHARS,
+        buffer_chars: int = BUFFER_MESSAGES * MAX_CONTENT_CHARS,
+        max_line_chars: int = MAX_LINE_CHARS,
+    ) -> None:
+        self.max_chars = max_chars
+        self.buffer_chars = buffer_chars
+        self.max_line_chars = max_line_chars
+        self._waiting: dict[str, _Waiting] = {}
+        self._notes: deque[str] = deque()
+
+    @property
+    def waiting_chars(self) -> int:
+        """Characters waiting, notes included (an estimate of the next messages)."""
+        return sum(w.chars for w in self._waiting.values()) + sum(len(n) for n in self._notes)
+
+    @property
+    def has_notes(self) -> bool:
+        """True when state notes wait (they go out without waiting for a full message)."""
+        return bool(self._notes)
+
+    def add(self, process: str, lines: Sequence[str], dropped: int = 0) -> None:
+        """Take lines of ``process``; past the buffer's bound they are only counted."""
+        waiting = self._waiting.setdefault(process, _Waiting())
+        if dropped:
+            waiting.omit(dropped)
+        if waiting.chars >= self.buffer_chars:
+            waiting.omit(len(lines))
+            return
+        cap = self.max_line_chars + 40
+        for index, line in enumerate(lines):
+            cost = min(len(line), cap) + 1
+            if waiting.chars + cost > self.buffer_chars:
+                waiting.omit(len(lines) - index)
+                return
+            waiting.entries.append(line)
+            waiting.chars += cost
+
+    def add_note(self, text: str) -> None:
+        """Queue a line of markdown (a state change) for the next message."""
+        self._notes.append(text[: self.max_chars // 2])
+
+    def take(self) -> Excerpt | None:
+        """The next message: notes first, then each process's block, fairly; None if empty."""
+        budget = self.max_chars
+        parts: list[str] = []
+        notes = bool(self._notes)
+        while self._notes and len(self._notes[0]) + 1 <= budget:
+            note = self._notes.popleft()
+            parts.append(note)
+            budget -= len(note) + 1
+        counts: dict[str, int] = {}
+        order = [p for p, w in self._waiting.items() if w.entries]
+        for left, process in zip(range(len(order), 0, -1), order, strict=True):
+            share = budget // left
+            block, shown = self._block(process, share, budget)
+            if block:
+                parts.append(block)
+                budget -= len(block) + 1
+                counts[process] = shown
+        for process in order:
+            # The next message starts with another process: fair when the budget is short.
+            waiting = self._waiting.pop(process)
+            if waiting.entries:
+                self._waiting[process] = waiting
+        if not parts:
+            return None
+        return Excerpt(content="\n".join(parts), counts=counts, has_notes=notes)
+
+    def _block(self, process: str, share: int, budget: int) -> tuple[str, int]:
+        """The code block of ``process`` within ``share`` (or its first line within ``budget``)."""
+        waiting = self._waiting[process]
+        room = share - _BLOCK_OVERHEAD - len(process)
+        whole = budget - _BLOCK_OVERHEAD - len(process)
+        taken: list[str] = []
+        shown = 0
+        while waiting.entries:
+            entry = waiting.entries[0]
+            if isinstance(entry, int):
+                text = omitted_note(process, entry)
+            else:
+                text = neutralise(entry, max_chars=self.max_line_chars)
+            cost = len(text) + 1
+            if cost > (room if taken else whole):
+                break
+            waiting.entries.popleft()
+            if isinstance(entry, str):
+                waiting.chars -= min(len(entry), self.max_line_chars + 40) + 1
+                shown += 1
+            taken.append(text)
+            room -= cost
+        if not taken:
+            return "", 0
+        body = "\n".join(taken)
+        return f"▸ `{process}`\n```\n{body}\n```", shown

@@ -1,0 +1,407 @@
+"""The outbox: every message bound for Discord, in the ledger before it is sent.
+
+A row is written first, sent by the bridge, and marked sent with Discord's message
+id; a failure schedules a retry and a restart replays what is pending, per channel
+in the order written. Each row has a stable nonce (for ``enforce_nonce``) and an
+invisible marker, so a retry never posts a second copy. Output excerpts are the
+only rows ever dropped: past a bound they are summarised, so an outage cannot fill
+the disk or flood a channel when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from supervisor.humanize import duration
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Mapping
+
+    from supervisor.state.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["output", "state", "incident", "result", "reply", "audit", "notice"]
+"""What a row carries; only ``output`` rows may be summarised away."""
+
+MESSAGE_CHARS = 2000
+"""Discord's limit on a message's content."""
+MARKER_CHARS = 50
+"""Characters the invisible marker of a 25-character nonce takes at the end of a message."""
+MAX_CONTENT_CHARS = MESSAGE_CHARS - MARKER_CHARS
+"""The longest content a row may carry (longer content is cut, saying so)."""
+MAX_PENDING_OUTPUT = 300
+"""Pending output rows per channel before the oldest are summarised (5 min at 1/s)."""
+KEEP_SENT = 10_000
+"""Sent rows kept (their message ids let later edits find their message)."""
+RETRY_MAX_SECONDS = 60.0
+
+# Four zero-width characters: two bits each. Discord keeps them; nobody sees them.
+_ZW = "\u200b\u200c\u200d\u2060"
+_COLUMNS = (
+    "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
+    "o.created_at, t.message_id AS target_message_id, t.status AS target_status"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxRow:
+    """One pending message, as the sender needs it.
+
+    Attributes:
+        id: the row id; rows of one channel go out in id order.
+        channel: the Discord channel id.
+        kind: what it carries (see :data:`Kind`).
+        content: the text, without the marker.
+        target: for an edit, the row whose message is edited; None for a create.
+        target_message_id: that row's Discord message id, once it was sent.
+        target_status: that row's status (None when it was pruned).
+        reply_to: a Discord message id the create replies to, if any.
+        attempts: how many times sending was begun.
+        first_try_at: wall time of the first attempt (past the nonce window,
+            the sender looks for the marker in the channel before posting again).
+        created_at: wall time the row was written.
+        nonce: stable across retries and restarts; at most 25 characters.
+        marker: invisible text appended to the content, found again in history.
+    """
+
+    id: int
+    channel: int
+    kind: str
+    content: str
+    target: int | None
+    target_message_id: int | None
+    target_status: str | None
+    reply_to: int | None
+    attempts: int
+    first_try_at: float | None
+    created_at: float
+    nonce: str
+    marker: str
+
+    @property
+    def is_edit(self) -> bool:
+        """True when this row edits the message of another row."""
+        return self.target is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxStats:
+    """Counts for status displays: pending rows per channel, rows dropped so far."""
+
+    pending: Mapping[int, int]
+    abandoned: int
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds before retrying a row that failed ``attempts`` times: 1, 2, 4 ... 60."""
+    return min(RETRY_MAX_SECONDS, 2.0 ** max(0, min(attempts - 1, 10)))
+
+
+def encode_marker(nonce: str) -> str:
+    """The nonce as zero-width characters (hex digits only; other characters skipped)."""
+    digits = "".join(c for c in nonce if c in "0123456789abcdef")
+    return "".join(_ZW[int(d, 16) >> 2] + _ZW[int(d, 16) & 3] for d in digits)
+
+
+def fit(content: str, limit: int = MAX_CONTENT_CHARS) -> str:
+    """``content`` cut to ``limit`` characters, saying so (a code block is closed)."""
+    if len(content) <= limit:
+        return content
+    note = f"\n... (cut: {len(content):,} characters)"
+    head = content[: limit - len(note) - 4]
+    if head.count("```") % 2:
+        head += "\n```"
+    return head + note
+
+
+class Outbox:
+    """The outbox table of one ledger. Methods are synchronous and thread-safe.
+
+    Args:
+        ledger: the ledger holding the table (migrated by ``Ledger.open``).
+        max_pending_output: pending output rows per channel before summarising.
+        keep_sent: sent rows kept for later edits.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        max_pending_output: int = MAX_PENDING_OUTPUT,
+        keep_sent: int = KEEP_SENT,
+    ) -> None:
+        self._ledger = ledger
+        self.max_pending_output = max_pending_output
+        self.keep_sent = keep_sent
+        (row,) = ledger.read("SELECT value FROM outbox_meta WHERE key = 'salt'")
+        self._salt: str = row["value"]
+
+    # -- writing ---------------------------------------------------------------
+
+    def post(
+        self,
+        channel: int,
+        kind: Kind,
+        content: str,
+        *,
+        now: float,
+        reply_to: int | None = None,
+        counts: Mapping[str, int] | None = None,
+        meta: tuple[str, str] | None = None,
+    ) -> int:
+        """Queue a new message; committed when this returns.
+
+        Args:
+            channel: the Discord channel id.
+            kind: what it carries; ``output`` rows past :attr:`max_pending_output`
+                pending in the channel are summarised, oldest first.
+            content: the text (cut to :data:`MAX_CONTENT_CHARS`, saying so).
+            now: wall-clock time (display and the summary's span).
+            reply_to: a Discord message id to reply to.
+            counts: for output, the lines it holds per process (for summaries).
+            meta: a ``(key, value)`` for :meth:`meta` stored in the same
+                transaction (the audit cursor moves with the message it made).
+
+        Returns:
+            The row id (give it to :meth:`edit` to change the message later).
+        """
+        with self._ledger.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO outbox (channel, kind, content, reply_to, counts, created_at, "
+                "until_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (channel, kind, fit(content), reply_to, _dump(counts), now, now),
+            )
+            row_id = cursor.lastrowid
+            assert row_id is not None
+            if kind == "output":
+                self._bound_output(conn, channel)
+            if meta is not None:
+                _set_meta(conn, *meta)
+        return row_id
+
+    def edit(self, target: int, content: str, *, now: float) -> int:
+        """Queue an edit of the message of row ``target``; collapse with pending ones.
+
+        An edit of a create not yet attempted changes that row itself; otherwise an
+        edit still pending for the same message takes the new content (edits are
+        idempotent: only the newest content matters). A target pruned or abandoned
+        turns the edit into a new message in the same channel.
+
+        Returns:
+            The id of the row that will carry ``content``.
+        """
+        content = fit(content)
+        with self._ledger.transaction() as conn:
+            found = conn.execute(
+                "SELECT channel, kind, status, attempts FROM outbox WHERE id = ?", (target,)
+            ).fetchone()
+            if found is None:
+                raise LookupError(f"outbox row {target} is gone")
+            if found["status"] == "pending" and found["attempts"] == 0:
+                conn.execute(
+                    "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
+                    (content, now, target),
+                )
+                return target
+            pending = conn.execute(
+                "SELECT id FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT 1",
+                (target,),
+            ).fetchone()
+            if pending is not None:
+                conn.execute(
+                    "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
+                    (content, now, pending["id"]),
+                )
+                return int(pending["id"])
+            cursor = conn.execute(
+                "INSERT INTO outbox (channel, kind, content, target, created_at, until_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (found["channel"], found["kind"], content, target, now, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def _bound_output(self, conn: sqlite3.Connection, channel: int) -> None:
+        """Fold the oldest untried output rows of ``channel`` into one summary row."""
+        rows = conn.execute(
+            "SELECT id, counts, created_at, until_at FROM outbox WHERE channel = ? "
+            "AND status = 'pending' AND kind = 'output' AND attempts = 0 ORDER BY id",
+            (channel,),
+        ).fetchall()
+        excess = len(rows) - self.max_pending_output
+        if excess <= 0:
+            return
+        folded = rows[: excess + 1]
+        counts: Counter[str] = Counter()
+        for row in folded:
+            counts.update(_load(row["counts"]))
+        since = min(row["created_at"] for row in folded)
+        until = max(row["until_at"] for row in folded)
+        keep = folded[0]["id"]
+        conn.execute(
+            "UPDATE outbox SET content = ?, counts = ?, created_at = ?, until_at = ? WHERE id = ?",
+            (summary_text(counts, until - since), _dump(counts), since, until, keep),
+        )
+        conn.executemany("DELETE FROM outbox WHERE id = ?", [(r["id"],) for r in folded[1:]])
+        logger.info("outbox: channel %d: %d output messages folded into a summary", channel, excess)
+
+    # -- sending ---------------------------------------------------------------
+
+    def due(self, *, now: float, channels: frozenset[int] | None = None) -> list[OutboxRow]:
+        """The head row of each channel's queue, when its retry time has come.
+
+        Only the oldest pending row of a channel is ever returned, so a channel's
+        messages go out in the order they were written.
+
+        Args:
+            now: wall-clock time, compared with each row's retry time.
+            channels: only these channels (None: every channel).
+        """
+        rows = self._ledger.read(
+            f"SELECT {_COLUMNS}, o.next_try_at FROM outbox o "
+            "LEFT JOIN outbox t ON t.id = o.target "
+            "WHERE o.id IN (SELECT min(id) FROM outbox WHERE status = 'pending' GROUP BY channel)"
+            " ORDER BY o.id"
+        )
+        return [
+            self._row(row)
+            for row in rows
+            if row["next_try_at"] <= now and (channels is None or row["channel"] in channels)
+        ]
+
+    def get(self, row_id: int) -> OutboxRow | None:
+        """One row by id, whatever its status (None once pruned)."""
+        rows = self._ledger.read(
+            f"SELECT {_COLUMNS} FROM outbox o LEFT JOIN outbox t ON t.id = o.target WHERE o.id = ?",
+            (row_id,),
+        )
+        return self._row(rows[0]) if rows else None
+
+    def begin_attempt(self, row_id: int, *, now: float) -> None:
+        """Record that sending begins: a restart then knows it may have gone out."""
+        self._ledger.write(
+            "UPDATE outbox SET attempts = attempts + 1, first_try_at = coalesce(first_try_at, ?) "
+            "WHERE id = ?",
+            [(now, row_id)],
+        )
+
+    def mark_sent(self, row_id: int, message_id: int, *, now: float) -> None:
+        """Discord confirmed the row as ``message_id``; old sent rows are pruned."""
+        with self._ledger.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, last_error = '' "
+                "WHERE id = ?",
+                (message_id, now, row_id),
+            )
+            conn.execute(
+                "DELETE FROM outbox WHERE status != 'pending' AND id <= ? AND id NOT IN "
+                "(SELECT target FROM outbox WHERE status = 'pending' AND target IS NOT NULL)",
+                (row_id - self.keep_sent,),
+            )
+
+    def mark_failed(self, row_id: int, error: str, *, retry_at: float) -> None:
+        """Sending failed for a reason that may pass: try again at ``retry_at``."""
+        self._ledger.write(
+            "UPDATE outbox SET last_error = ?, next_try_at = ? WHERE id = ?",
+            [(error[:500], retry_at, row_id)],
+        )
+
+    def mark_abandoned(self, row_id: int, error: str) -> None:
+        """Discord refused the row for good (a 400): it no longer holds up its channel."""
+        self._ledger.write(
+            "UPDATE outbox SET status = 'abandoned', last_error = ? WHERE id = ?",
+            [(error[:500], row_id)],
+        )
+        logger.warning("outbox: message %d abandoned: %s", row_id, error[:200])
+
+    def defer_channel(self, channel: int, *, retry_at: float) -> None:
+        """Hold every pending row of ``channel`` until ``retry_at`` (a paused channel)."""
+        self._ledger.write(
+            "UPDATE outbox SET next_try_at = max(next_try_at, ?) "
+            "WHERE channel = ? AND status = 'pending'",
+            [(retry_at, channel)],
+        )
+
+    # -- reading -------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Pending rows per channel and how many rows were abandoned."""
+        rows = self._ledger.read(
+            "SELECT channel, count(*) AS n FROM outbox WHERE status = 'pending' GROUP BY channel"
+        )
+        (abandoned,) = self._ledger.read(
+            "SELECT count(*) AS n FROM outbox WHERE status = 'abandoned'"
+        )
+        return OutboxStats(
+            pending={row["channel"]: row["n"] for row in rows}, abandoned=abandoned["n"]
+        )
+
+    def meta(self, key: str) -> str | None:
+        """A value the relay keeps across restarts (the audit cursor), or None."""
+        rows = self._ledger.read("SELECT value FROM outbox_meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a value :meth:`meta` returns."""
+        with self._ledger.transaction() as conn:
+            _set_meta(conn, key, value)
+
+    def nonce(self, row_id: int) -> str:
+        """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""
+        return f"{self._salt}{row_id:x}"
+
+    def _row(self, row: sqlite3.Row) -> OutboxRow:
+        nonce = self.nonce(row["id"] if row["target"] is None else row["target"])
+        return OutboxRow(
+            id=row["id"],
+            channel=row["channel"],
+            kind=row["kind"],
+            content=row["content"],
+            target=row["target"],
+            target_message_id=row["target_message_id"],
+            target_status=row["target_status"],
+            reply_to=row["reply_to"],
+            attempts=row["attempts"],
+            first_try_at=row["first_try_at"],
+            created_at=row["created_at"],
+            nonce=nonce,
+            marker=encode_marker(nonce),
+        )
+
+
+def summary_text(counts: Mapping[str, int], span: float) -> str:
+    """What stands for output rows dropped during an outage, one line per process."""
+    during = f" during a {duration(span)} outage" if span >= 1 else ""
+    lines = [
+        f"{n:,} lines of relay from {process} dropped{during} (see /logs {_program(process)})"
+        for process, n in sorted(counts.items())
+    ]
+    return "\n".join(lines) or f"relayed output dropped{during}"
+
+
+def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _program(process: str) -> str:
+    """``scraper`` for ``scraper:0``."""
+    return process.rpartition(":")[0] or process
+
+
+def _dump(counts: Mapping[str, int] | None) -> str:
+    return json.dumps(dict(counts), sort_keys=True) if counts else ""
+
+
+def _load(text: str) -> dict[str, int]:
+    loaded = json.loads(text) if text else {}
+    return {str(k): int(v) for k, v in loaded.items()}

@@ -1,0 +1,49 @@
+"""A ledger whose disk is full: every write fails with sqlite's real SQLITE_FULL.
+
+``PRAGMA max_page_count`` caps the database at its current size, and the pages of
+the tables dsup writes are filled, so no record fits until the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from supervisor.state.ledger import Ledger
+
+_FILLERS = (
+    "INSERT INTO audit (at, actor, source, command, target, outcome, detail)"
+    " VALUES (0, 'filler', 'local', 'filler', '', 'ok', :pad)",
+    "INSERT INTO runs (run_id, process, program, pid, create_time, started_at, settled)"
+    " VALUES ('filler-' || hex(randomblob(8)) || :pad, 'filler:0', 'filler', 0, 0, 0, 1)",
+    "INSERT INTO run_procs (run_id, pid, create_time)"
+    " SELECT run_id, abs(random()), length(:pad) FROM runs WHERE process = 'filler:0' LIMIT 1",
+)
+
+
+@contextlib.contextmanager
+def ledger_full(ledger: Ledger) -> Iterator[None]:
+    """Fill the ledger's database until the block ends ("space returns" then)."""
+    # One filler run first, while there is room, for the run_procs rows to point to.
+    with ledger.transaction() as conn:
+        conn.execute(_FILLERS[1], {"pad": ""})
+    (pages,) = ledger.read("PRAGMA page_count")[0]
+    ledger.read(f"PRAGMA max_page_count = {pages}")
+    for sql in _FILLERS:
+        for size in (1024, 64, 1, 0):
+            for _ in range(100_000):  # bounded: a page holds far fewer rows
+                try:
+                    with ledger.transaction() as conn:
+                        conn.execute(sql, {"pad": "x" * size})
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorname != "SQLITE_FULL":
+                        raise
+                    break
+    try:
+        yield
+    finally:
+        ledger.read("PRAGMA max_page_count = 1073741823")

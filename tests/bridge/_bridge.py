@@ -1,0 +1,144 @@
+"""Helpers for the bridge tests: a real node, its bridge, and the fake Discord.
+
+``bridged_node`` runs what ``dsup run`` runs (fleet, command service, control
+socket) plus the :class:`DiscordBridge`, pointed at a running fake, with its token
+in a private file; it returns once the bridge is connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.bridge.board import Board
+from supervisor.bridge.bridge import DiscordBridge
+from supervisor.bridge.health import HealthRecord
+from supervisor.config.schema import load_config
+from tests._control import running_node, write_config
+from tests.discord_fake import GUILD_READY_TIMEOUT
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from pathlib import Path
+
+    from supervisor.bridge.context import BridgeContext
+    from supervisor.config.schema import Config
+    from tests._control import Node
+    from tests.discord_fake import FakeDiscord
+
+
+def discord_table(
+    fake: FakeDiscord,
+    token_file: Path,
+    *,
+    status_channel: str | None = "general",
+    interval: float = 0.2,
+    **access: list[int],
+) -> str:
+    """The ``[discord]`` table of a node served by ``fake``."""
+    keys: dict[str, object] = {
+        "token_file": str(token_file),
+        "guild_id": fake.guild_id,
+        "api_base": fake.api_base,
+        "gateway_url": fake.gateway_url,
+        "status_interval_seconds": interval,
+    }
+    if status_channel is not None:
+        keys["status_channel"] = fake.channel(status_channel).id
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
+    levels = "\n".join(f"{k} = {json.dumps(v)}" for k, v in access.items())
+    return f"[discord]\n{body}\n\n[discord.access]\n{levels}\n"
+
+
+def token_file(directory: Path, token: str) -> Path:
+    """A private (0600) file holding ``token``."""
+    path = directory / "token"
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Bridged:
+    """A node with its bridge."""
+
+    node: Node
+    bridge: DiscordBridge
+
+
+def _quick_board(context: BridgeContext) -> Board:
+    return Board(context, retry_seconds=0.3, channel_retry_seconds=0.5)
+
+
+async def _no_wait(seconds: float) -> None:
+    """A sleep that only yields: backoff waits are recorded, not served."""
+    await anyio.lowlevel.checkpoint()
+
+
+@contextlib.asynccontextmanager
+async def bridged_node(
+    tmp_path: Path,
+    fake: FakeDiscord,
+    *programs: str,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    wait_connected: bool = True,
+    board: Callable[[BridgeContext], Board] | None = None,
+    **table: object,
+) -> AsyncIterator[Bridged]:
+    """Run a node of ``programs`` with its bridge connected to ``fake``.
+
+    The board's first retry comes after 0.3 s (0.5 s for a refused channel),
+    unless ``board`` makes it; ``sleep`` serves the bridge's reconnection waits
+    (default: none at all).
+    """
+    secret = token_file(tmp_path, fake.token)
+    discord = discord_table(fake, secret, **table)  # type: ignore[arg-type]
+    path = write_config(tmp_path, *programs, discord)
+    config = load_config(path)
+    health = HealthRecord()
+    try:
+        async with _bridged(
+            path, config, health, sleep, board, wait_connected=wait_connected
+        ) as bridged:
+            yield bridged
+    except BaseExceptionGroup as group:  # a failed assertion, raised as itself
+        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+            group = group.exceptions[0]
+        raise group from None
+
+
+@contextlib.asynccontextmanager
+async def _bridged(
+    path: Path,
+    config: Config,
+    health: HealthRecord,
+    sleep: Callable[[float], Awaitable[None]] | None,
+    board: Callable[[BridgeContext], Board] | None,
+    *,
+    wait_connected: bool = True,
+) -> AsyncIterator[Bridged]:
+    assert config.discord is not None
+    async with running_node(path, health=health.snapshot) as node:
+        bridge = DiscordBridge(
+            config.discord,
+            node=config.supervisor.name,
+            ledger=node.ledger,
+            health=health,
+            sleep=sleep or _no_wait,
+            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
+            board=board or _quick_board,
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(bridge.run, node.service)
+            if wait_connected:
+                with anyio.fail_after(10):
+                    while bridge.health.snapshot().state != "connected":
+                        await bridge.health.wait_changed()
+            try:
+                yield Bridged(node=node, bridge=bridge)
+            finally:
+                tg.cancel_scope.cancel("test over")

@@ -1,0 +1,242 @@
+"""The status board through the fake Discord: one message, edited in place, only on change."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from supervisor.bridge.board_text import MARKER
+from supervisor.commands.access import Actor
+from tests._control import program
+from tests._wait import wait_until
+from tests.bridge._bridge import bridged_node
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from tests.bridge._bridge import Bridged
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+pytestmark = pytest.mark.timeout(60)
+
+TICK = program("tick", "ctl_ticker.py", "0.2", numprocs=2)
+EDIT = ("PATCH", "/channels/{channel_id}/messages/{message_id}")
+INTERVAL = 0.2
+
+
+def _kinds(fake: FakeDiscord, channel: str = "general") -> list[str]:
+    return [a.kind for a in fake.bot_actions(channel) if a.kind in ("create", "edit", "delete")]
+
+
+def _board(fake: FakeDiscord, channel: str = "general") -> dict[str, Any]:
+    (board,) = fake.bot_messages(channel)
+    return board
+
+
+def _text(fake: FakeDiscord) -> str:
+    return str(_board(fake)["embeds"][0]["description"])
+
+
+async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
+    """Every process RUNNING, and the board showing it."""
+    node = bridged.node
+    await wait_until(
+        lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes())
+    )
+    await fake.wait_until(
+        lambda: (
+            fake.bot_messages("general")
+            and "STARTING" not in _text(fake)
+            and _text(fake).count("RUNNING") >= 2
+        )
+    )
+
+
+async def test_board_is_posted_once_then_edited_in_place(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        board = _board(fake_discord)
+        assert board["embeds"][0]["footer"]["text"] == f"{MARKER} · node ctltest"
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await fake_discord.wait_until(lambda: "STOPPED `tick:1`" in _text(fake_discord))
+    assert _kinds(fake_discord).count("create") == 1
+    assert "edit" in _kinds(fake_discord)
+    assert _board(fake_discord)["id"] == board["id"]
+    fake_discord.assert_within_rate_limits()
+
+
+async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        before = len(fake_discord.bot_actions())
+        # Not a synchronisation: the window in which nothing may happen, 15 intervals.
+        await anyio.sleep(15 * INTERVAL)
+        assert fake_discord.bot_actions()[before:] == []
+        assert bridged.bridge.board is not None
+        edits = bridged.bridge.board.edits
+    assert edits == len([k for k in _kinds(fake_discord) if k == "edit"])
+
+
+async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        old = _board(fake_discord)["id"]
+        fake_discord.delete_message("general", int(old))
+        await fake_discord.wait_until(lambda: fake_discord.bot_messages("general"))
+        new = int(_board(fake_discord)["id"])
+        assert new != int(old)
+        board = bridged.bridge.board
+        assert board is not None
+        await wait_until(lambda: board.message_id == new)
+
+
+async def test_edit_of_a_deleted_board_posts_a_new_one(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A deletion the bot did not see (it was away): the edit's 10008 says so."""
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        old = int(_board(fake_discord)["id"])
+        async with fake_discord.gateway_outage():
+            fake_discord.store.channel("general").messages.pop(old)
+        await bridged.node.service.stop(Actor.local(), "tick:0")
+        await fake_discord.wait_until(
+            lambda: (
+                fake_discord.bot_messages("general") and "STOPPED `tick:0`" in _text(fake_discord)
+            )
+        )
+        assert int(_board(fake_discord)["id"]) != old
+
+
+@pytest.mark.parametrize("ledger_lost", [False, True], ids=["ledger", "history"])
+async def test_restarted_dsup_edits_the_same_board(
+    tmp_path: Path, fake_discord: FakeDiscord, ledger_lost: bool
+) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        first = _board(fake_discord)["id"]
+    if ledger_lost:
+        for path in (tmp_path / "state").glob("ledger.sqlite3*"):
+            path.unlink()
+    fake_discord.post_message(fake_discord.add_user("carol"), "general", "chatter after it")
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await fake_discord.wait_until(lambda: "STOPPED `tick:1`" in _text(fake_discord))
+    assert _board(fake_discord)["id"] == first
+    assert _kinds(fake_discord).count("create") == 1
+
+
+async def test_two_boards_found_in_history_leave_one(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Never two boards: an extra one found after a lost ledger is deleted."""
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        original = _board(fake_discord)
+    channel = fake_discord.store.channel("general")
+    copy = dict(original, id=str(fake_discord.store.snowflakes.next()))
+    fake_discord.store.store_message(channel, copy)
+    for path in (tmp_path / "state").glob("ledger.sqlite3*"):
+        path.unlink()
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        await fake_discord.wait_until(lambda: len(fake_discord.bot_messages("general")) == 1)
+    assert _board(fake_discord)["id"] == copy["id"]
+
+
+async def test_storm_of_state_changes_edits_at_most_once_per_interval(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """100 processes restarted twice: about 600 state changes."""
+    many = """[programs.many]
+command = ["sleep", "1000"]
+numprocs = 100
+start_seconds = 0.1
+stop_timeout_seconds = 2
+"""
+    async with bridged_node(tmp_path, fake_discord, many, interval=0.5) as bridged:
+        node = bridged.node
+        await wait_until(
+            lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes()),
+            seconds=30,
+        )
+        await fake_discord.wait_until(
+            lambda: fake_discord.bot_messages("general") and "x 100 RUNNING" in _text(fake_discord),
+            timeout_seconds=10,
+        )
+        before = len(_kinds(fake_discord))
+        began = anyio.current_time()
+        for _ in range(2):
+            await node.service.restart(Actor.local(), "many")
+        await fake_discord.wait_until(
+            lambda: (
+                "x 100 RUNNING" in _text(fake_discord) and "STARTING" not in _text(fake_discord)
+            ),
+            timeout_seconds=10,
+        )
+        elapsed = anyio.current_time() - began
+        edits = _kinds(fake_discord)[before:]
+    assert set(edits) == {"edit"}
+    assert len(edits) <= elapsed / 0.5 + 1
+    assert len(_text(fake_discord)) <= 4096
+
+
+async def test_30046_on_edits_backs_off_without_a_loop(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        fault = fake_discord.fail_route(*EDIT, status=429, code=30046, times=None, retry_after=0.01)
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await wait_until(lambda: fault.hits >= 5)
+        # The window in which a looping board would keep asking. Waits of 0.3 s then
+        # 0.6 s allow two more attempts of discord.py's 5 tries each.
+        await anyio.sleep(1.0)
+        assert fault.hits <= 15
+        fake_discord.clear_faults()
+        await fake_discord.wait_until(
+            lambda: "STOPPED `tick:1`" in _text(fake_discord), timeout_seconds=10
+        )
+        assert bridged.bridge.board is not None
+        assert bridged.bridge.board.refusals >= 1
+    assert _kinds(fake_discord).count("create") == 1
+
+
+async def test_429_on_edits_waits_and_retries(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        fault = fake_discord.fail_route(*EDIT, status=429, times=2, retry_after=0.2)
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await fake_discord.wait_until(lambda: "STOPPED `tick:1`" in _text(fake_discord))
+    assert fault.hits == 2
+    assert _kinds(fake_discord).count("create") == 1
+
+
+async def test_status_channel_the_bot_cannot_see(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    fake_discord.add_channel("secret", bot_denied=True)
+    async with bridged_node(
+        tmp_path, fake_discord, TICK, interval=INTERVAL, status_channel="secret"
+    ) as bridged:
+        health = bridged.bridge.health
+        await wait_until(lambda: bool(health.snapshot().problems))
+        (problem,) = health.snapshot().problems
+        assert "cannot use the status channel" in problem
+        assert "View Channel" in problem
+        # The window in which a looping board would ask again and again.
+        await anyio.sleep(1.0)
+        requests = sum(
+            s.requests
+            for (_, _, major), s in fake_discord.limiter.stats.items()
+            if major == str(fake_discord.channel("secret").id)
+        )
+    assert requests <= 3  # the first try, then waits of 0.5 s and 1 s
+    assert fake_discord.bot_messages("secret") == []

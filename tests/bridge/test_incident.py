@@ -1,0 +1,153 @@
+"""Tests of incidents: opened by a crash, edited through a crash loop, closed on recovery."""
+
+from __future__ import annotations
+
+from supervisor.bridge.incident import Incidents, is_crash, recover_seconds, render
+from supervisor.events import ProcessState, StateChanged
+
+S = ProcessState
+
+
+def _event(
+    old: ProcessState,
+    new: ProcessState,
+    *,
+    at: float = 1000.0,
+    code: int | None = None,
+    sig: int | None = None,
+    reason: str = "",
+) -> StateChanged:
+    return StateChanged(
+        process="scraper:0",
+        program="scraper",
+        old=old,
+        new=new,
+        exit_code=code,
+        exit_signal=sig,
+        reason=reason,
+        at=at,
+    )
+
+
+def _incidents() -> Incidents:
+    return Incidents(recover_after=lambda process: 60.0)
+
+
+def test_is_crash_tells_crashes_from_normal_ends() -> None:
+    assert is_crash(_event(S.RUNNING, S.EXITED, code=1))
+    assert is_crash(_event(S.STARTING, S.BACKOFF, sig=9))
+    assert is_crash(_event(S.BACKOFF, S.FATAL))
+    assert not is_crash(_event(S.RUNNING, S.EXITED, code=0))
+    assert not is_crash(_event(S.STOPPING, S.STOPPED, sig=15))
+    assert not is_crash(_event(S.STARTING, S.RUNNING))
+
+
+def test_recover_seconds_is_ten_start_times_at_least_the_floor() -> None:
+    assert recover_seconds(1.0) == 60.0
+    assert recover_seconds(30.0) == 300.0
+    assert recover_seconds(0.1, minimum=0.5) == 1.0
+
+
+def test_incident_crash_loop_is_one_incident_edited() -> None:
+    incidents = _incidents()
+    incidents.on_state(
+        _event(S.RUNNING, S.BACKOFF, code=2, reason="exited too quickly"),
+        now=0.0,
+        tail=["Traceback", "ValueError: bad"],
+        stream="stderr",
+    )
+    (incident,) = incidents.changed()
+    first = render(incident)
+    assert "`scraper:0` crashed: exit code 2, restart 1, now BACKOFF" in first
+    assert "```\nTraceback\nValueError: bad\n```" in first
+    incidents.posted(incident, version=incident.version, row_id=7)
+    assert incidents.changed() == []
+    for i in range(13):
+        incidents.on_state(
+            _event(S.STARTING, S.RUNNING, at=1001.0 + i), now=1.0, tail=[], stream=""
+        )
+        incidents.on_state(
+            _event(S.RUNNING, S.BACKOFF, at=1010.0 + 10 * i, code=2),
+            now=2.0,
+            tail=["x"],
+            stream="stdout",
+        )
+    (again,) = incidents.changed()
+    assert again is incident
+    assert (again.crashes, again.row_id) == (14, 7)
+    text = render(again)
+    assert "crashed 14 times in 2m10s, now BACKOFF" in text
+    assert "last lines of stdout:\n```\nx\n```" in text
+
+
+def test_incident_closes_after_running_long_enough() -> None:
+    incidents = _incidents()
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=0.0, tail=[], stream="stderr")
+    (incident,) = incidents.changed()
+    incidents.posted(incident, version=incident.version, row_id=3)
+    incidents.on_state(_event(S.STARTING, S.RUNNING), now=10.0, tail=[], stream="")
+    incidents.tick(now=69.9, wall=2000.0)
+    assert incidents.changed() == []
+    incidents.tick(now=70.0, wall=2000.0)
+    (closed,) = incidents.changed()
+    assert render(closed).startswith("✅ `scraper:0` recovered after 1 crash")
+    incidents.posted(closed, version=closed.version, row_id=3)
+    assert incidents.changed() == []
+    assert incidents.open_count() == 0
+
+
+def test_incident_recovery_clock_restarts_on_a_new_crash() -> None:
+    incidents = _incidents()
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=0.0, tail=[], stream="stderr")
+    incidents.on_state(_event(S.STARTING, S.RUNNING), now=10.0, tail=[], stream="")
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=50.0, tail=[], stream="stderr")
+    incidents.tick(now=100.0, wall=2000.0)
+    assert incidents.open_count() == 1
+
+
+def test_incident_fatal_says_how_to_start_again() -> None:
+    incidents = _incidents()
+    incidents.on_state(
+        _event(S.STARTING, S.FATAL, code=1, reason="gave up after 4 in a row"),
+        now=0.0,
+        tail=[],
+        stream="stderr",
+    )
+    (incident,) = incidents.changed()
+    text = render(incident)
+    assert text.startswith("⛔ `scraper:0` is FATAL after 1 crash")
+    assert "`/start scraper:0`" in text
+    assert "(no output before the crash)" in text
+
+
+def test_incident_closed_by_an_operator_stop() -> None:
+    incidents = _incidents()
+    incidents.on_state(_event(S.RUNNING, S.BACKOFF, code=1), now=0.0, tail=[], stream="stderr")
+    incidents.on_state(
+        _event(S.BACKOFF, S.STOPPED, reason="stopped by alice"), now=1.0, tail=[], stream=""
+    )
+    (closed,) = incidents.changed()
+    assert "stopped (stopped by alice) after 1 crash" in render(closed)
+    assert incidents.open_count() == 0
+
+
+def test_incident_ignores_normal_life() -> None:
+    incidents = _incidents()
+    incidents.on_state(_event(S.STOPPED, S.STARTING), now=0.0, tail=[], stream="")
+    incidents.on_state(_event(S.STARTING, S.RUNNING), now=1.0, tail=[], stream="")
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=0), now=2.0, tail=[], stream="")
+    assert incidents.changed() == []
+
+
+def test_incident_tail_is_bounded_and_fenced() -> None:
+    incidents = _incidents()
+    incidents.on_state(
+        _event(S.RUNNING, S.EXITED, code=1),
+        now=0.0,
+        tail=["```"] + ["y" * 300] * 50,
+        stream="stderr",
+    )
+    (incident,) = incidents.changed()
+    text = render(incident)
+    assert text.count("```") == 2
+    assert len(text) < 2000

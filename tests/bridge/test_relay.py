@@ -1,0 +1,252 @@
+"""Tests of the relay: per-program modes, incidents, output pacing, audit batches, results."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from supervisor.bridge.relay import AUDIT_CURSOR, Relay, RelayChannels, should_emit
+from supervisor.config.schema import parse_config
+from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.state.ledger import Ledger
+from supervisor.state.outbox import Outbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from supervisor.events import Stream
+
+S = ProcessState
+LOG, RESULTS, AUDIT = 10, 20, 30
+_CONFIG = """
+[supervisor]
+name = "n"
+state_dir = "state"
+
+[programs.chatty]
+command = ["true"]
+relay = "all"
+
+[programs.crashy]
+command = ["true"]
+start_seconds = 0.5
+
+[programs.silent]
+command = ["true"]
+relay = "none"
+
+[programs.worker]
+command = ["true"]
+relay = "results"
+"""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        yield led
+
+
+@pytest.fixture
+def clock() -> _Clock:
+    return _Clock()
+
+
+@pytest.fixture
+def relay(tmp_path: Path, ledger: Ledger, clock: _Clock) -> Relay:
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    return Relay(
+        config,
+        Outbox(ledger),
+        ledger,
+        channels=RelayChannels(log=LOG, results=RESULTS, audit=AUDIT),
+        clock=clock,
+        wall=lambda: 1_700_000_000.0,
+        min_recover_seconds=5.0,
+    )
+
+
+def _pending(ledger: Ledger, channel: int | None = None) -> list[tuple[str, str]]:
+    where = "" if channel is None else f" AND channel = {channel}"
+    rows = ledger.read(
+        f"SELECT kind, content FROM outbox WHERE status = 'pending'{where} ORDER BY id"
+    )
+    return [(row["kind"], row["content"]) for row in rows]
+
+
+def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputLines:
+    return OutputLines(process=process, stream=stream, lines=lines)
+
+
+def _state(process: str, old: ProcessState, new: ProcessState, **kw: object) -> StateChanged:
+    return StateChanged(
+        process=process,
+        program=process.split(":")[0],
+        old=old,
+        new=new,
+        at=1_700_000_000.0,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _emit(pending: int, since: float, waiting: int = 10, notes: bool = False) -> bool:
+    return should_emit(
+        pending_rows=pending,
+        since_last=since,
+        waiting_chars=waiting,
+        has_notes=notes,
+        interval=1.0,
+        max_chars=100,
+    )
+
+
+def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
+    assert _emit(0, 1.0)
+    assert not _emit(0, 0.5)
+    assert not _emit(0, 5.0, waiting=0)
+    assert not _emit(3, 5.0), "behind a backlog, only full messages"
+    assert not _emit(3, 1.5, waiting=100)
+    assert _emit(3, 2.0, waiting=100)
+    assert _emit(3, 2.0, waiting=0, notes=True)
+
+
+async def test_relay_streams_output_only_of_programs_relaying_all(
+    relay: Relay, ledger: Ledger
+) -> None:
+    relay.deliver(_lines("chatty:0", "hello", "@everyone"))
+    relay.deliver(_lines("crashy:0", "not relayed"))
+    relay.deliver(_lines("silent:0", "not relayed"))
+    await relay.flush()
+    assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
+
+
+async def test_relay_sends_at_most_one_output_message_per_interval(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    relay.deliver(_lines("chatty:0", "one"))
+    await relay.flush()
+    relay.deliver(_lines("chatty:0", "two"))
+    clock.now += 0.5
+    await relay.flush()
+    assert len(_pending(ledger)) == 1
+    clock.now += 2.0
+    relay.deliver(_lines("chatty:0", "three"))
+    await relay.flush()
+    assert len(_pending(ledger)) == 1, "a row is pending: only a full message goes"
+    await relay.flush(final=True)
+    assert [c for _, c in _pending(ledger)][1] == "▸ `chatty:0`\n```\ntwo\nthree\n```"
+
+
+async def test_relay_state_changes_of_all_programs_are_never_dropped(
+    relay: Relay, ledger: Ledger
+) -> None:
+    relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason="up for 1 s"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger)
+    assert kind == "state"
+    assert "`chatty:0` STARTING → RUNNING: up for 1 s" in content
+
+
+async def test_relay_crash_loop_is_one_incident_then_closed(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    outbox = Outbox(ledger)
+    relay.deliver(_lines("crashy:0", "boom", stream="stderr"))
+    relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=3, reason="too quick"))
+    await relay.flush()
+    ((row),) = outbox.due(now=2e9)
+    assert row.kind == "incident"
+    assert "exit code 3" in row.content
+    assert "```\nboom\n```" in row.content
+    outbox.begin_attempt(row.id, now=1.0)
+    outbox.mark_sent(row.id, 999, now=1.0)
+    for _ in range(9):
+        relay.deliver(_state("crashy:0", S.STARTING, S.RUNNING))
+        relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=3))
+        await relay.flush()
+    ((edit),) = outbox.due(now=2e9)
+    assert (edit.target, edit.target_message_id) == (row.id, 999)
+    assert "crashed 10 times" in edit.content
+    relay.deliver(_state("crashy:0", S.STARTING, S.RUNNING))
+    clock.now += 4.9
+    await relay.flush()
+    assert "crashed 10 times" in outbox.due(now=2e9)[0].content
+    clock.now += 0.1
+    await relay.flush()
+    ((closed),) = outbox.due(now=2e9)
+    assert closed.id == edit.id, "the pending edit took the closing words"
+    assert "recovered after 10 crashes" in closed.content
+
+
+async def test_relay_none_and_exit_zero_open_no_incident(relay: Relay, ledger: Ledger) -> None:
+    relay.deliver(_state("silent:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("crashy:0", S.RUNNING, S.EXITED, exit_code=0))
+    await relay.flush()
+    assert _pending(ledger) == []
+
+
+async def test_relay_results_go_to_their_channel_for_results_programs(
+    relay: Relay, ledger: Ledger
+) -> None:
+    assert relay.post_result("worker:0", "42 pages", reply_to=555)
+    assert not relay.post_result("crashy:0", "not relayed")
+    await relay.flush()
+    assert _pending(ledger, RESULTS) == [("result", "42 pages")]
+    (row,) = ledger.read("SELECT reply_to FROM outbox")
+    assert row["reply_to"] == 555
+
+
+async def test_relay_audit_batches_new_rows_and_keeps_its_cursor(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    ledger.record_audit(actor="old", source="local", command="stop", target="x", outcome="ok")
+    await relay.prepare()
+    for who in ("alice", "bob"):
+        ledger.record_audit(
+            actor=who, source="discord", command="restart", target="crashy", outcome="ok"
+        )
+    ledger.record_audit(
+        actor="eve",
+        source="discord",
+        command="stop",
+        target="all",
+        outcome="refused",
+        detail="viewer",
+    )
+    ledger.record_audit(actor="cron", source="local", command="status", target="", outcome="ok")
+    relay.deliver(_state("crashy:0", S.BACKOFF, S.FATAL, reason="gave up"))
+    relay.deliver(OrphansCleaned(pids=(11, 12), reason="startup"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, AUDIT)
+    lines = content.splitlines()
+    assert kind == "audit"
+    assert len(lines) == 5
+    assert "⛔ `crashy:0` FATAL: gave up" in lines[0]
+    assert "ended 2 orphan processes (startup): pids 11, 12" in lines[1]
+    assert "`alice` (discord) `restart crashy` ok" in lines[2]
+    assert "`eve` (discord) `stop all` refused: viewer" in lines[4]
+    assert "old" not in content
+    assert "cron" not in content
+    (newest,) = ledger.audit_rows(limit=1)
+    assert Outbox(ledger).meta(AUDIT_CURSOR) == str(newest.id)
+
+
+async def test_relay_capacity_is_none_when_nothing_is_relayed(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\nrelay = "none"\n',
+        tmp_path / "dsup.toml",
+    )
+    quiet = Relay(config, Outbox(ledger), ledger, channels=RelayChannels(log=LOG))
+    assert quiet.capacity() == -1

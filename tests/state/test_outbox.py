@@ -1,0 +1,221 @@
+"""Tests of the outbox table: order, retries, replay, nonces, collapsing and bounds."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+
+from supervisor.state.ledger import Ledger
+from supervisor.state.outbox import (
+    MAX_CONTENT_CHARS,
+    MESSAGE_CHARS,
+    Outbox,
+    encode_marker,
+    retry_delay,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+A, B = 111, 222
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        yield led
+
+
+@pytest.fixture
+def outbox(ledger: Ledger) -> Outbox:
+    return Outbox(ledger, max_pending_output=3)
+
+
+def _send_head(outbox: Outbox, channel: int, message_id: int, now: float = 10.0) -> int:
+    (row,) = outbox.due(now=now, channels=frozenset({channel}))
+    outbox.begin_attempt(row.id, now=now)
+    outbox.mark_sent(row.id, message_id, now=now)
+    return row.id
+
+
+def test_outbox_sends_each_channel_in_order_written(outbox: Outbox) -> None:
+    a1 = outbox.post(A, "state", "a1", now=1.0)
+    b1 = outbox.post(B, "audit", "b1", now=1.0)
+    a2 = outbox.post(A, "state", "a2", now=2.0)
+    assert [r.id for r in outbox.due(now=5.0)] == [a1, b1]
+    _send_head(outbox, A, 9001)
+    assert [r.content for r in outbox.due(now=5.0)] == ["b1", "a2"]
+    assert [r.id for r in outbox.due(now=5.0, channels=frozenset({A}))] == [a2]
+
+
+def test_outbox_failed_row_waits_for_its_retry_and_holds_its_channel(outbox: Outbox) -> None:
+    first = outbox.post(A, "state", "first", now=1.0)
+    outbox.post(A, "state", "second", now=1.0)
+    outbox.begin_attempt(first, now=2.0)
+    outbox.mark_failed(first, "HTTP 503", retry_at=2.0 + retry_delay(1))
+    assert outbox.due(now=2.5) == []
+    (row,) = outbox.due(now=3.0)
+    assert (row.id, row.attempts, row.first_try_at) == (first, 1, 2.0)
+
+
+def test_outbox_pending_rows_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path) as led:
+        box = Outbox(led)
+        row_id = box.post(A, "result", "done", now=1.0)
+        box.begin_attempt(row_id, now=2.0)
+        nonce = box.nonce(row_id)
+    with Ledger.open(path) as led:
+        (row,) = Outbox(led).due(now=3.0)
+    assert (row.id, row.content, row.attempts, row.nonce) == (row_id, "done", 1, nonce)
+
+
+def test_outbox_nonce_is_stable_short_and_differs_between_ledgers(tmp_path: Path) -> None:
+    with (
+        Ledger.open(tmp_path / "one.sqlite3") as one,
+        Ledger.open(tmp_path / "two.sqlite3") as two,
+    ):
+        box_one, box_two = Outbox(one), Outbox(two)
+        assert box_one.nonce(1) == Outbox(one).nonce(1)
+        assert box_one.nonce(1) != box_two.nonce(1)
+        assert len(box_one.nonce(10**15 - 1)) <= 25
+
+
+def test_outbox_marker_is_invisible_and_fits(outbox: Outbox) -> None:
+    row_id = outbox.post(A, "state", "x", now=1.0)
+    (row,) = outbox.due(now=1.0)
+    assert row.marker == encode_marker(outbox.nonce(row_id))
+    assert row.marker
+    assert set(row.marker) <= {"\u200b", "\u200c", "\u200d", "\u2060"}
+    assert len(encode_marker(outbox.nonce(10**15 - 1))) + MAX_CONTENT_CHARS <= MESSAGE_CHARS
+
+
+def test_outbox_edit_of_an_untried_create_changes_the_create(outbox: Outbox) -> None:
+    row_id = outbox.post(A, "incident", "crashed", now=1.0)
+    assert outbox.edit(row_id, "crashed 3 times", now=2.0) == row_id
+    (row,) = outbox.due(now=3.0)
+    assert (row.id, row.content, row.is_edit) == (row_id, "crashed 3 times", False)
+
+
+def test_outbox_consecutive_edits_collapse_into_one(outbox: Outbox) -> None:
+    created = outbox.post(A, "incident", "crashed", now=1.0)
+    _send_head(outbox, A, 5555)
+    first = outbox.edit(created, "crashed 2 times", now=2.0)
+    outbox.post(A, "state", "between", now=2.5)
+    assert outbox.edit(created, "crashed 3 times", now=3.0) == first
+    rows = outbox.due(now=4.0)
+    assert [(r.id, r.content, r.target_message_id) for r in rows] == [
+        (first, "crashed 3 times", 5555)
+    ]
+    assert rows[0].nonce == outbox.nonce(created)
+
+
+def test_outbox_edit_after_the_edit_was_sent_queues_another(outbox: Outbox) -> None:
+    created = outbox.post(A, "incident", "crashed", now=1.0)
+    _send_head(outbox, A, 5555)
+    first = outbox.edit(created, "v2", now=2.0)
+    _send_head(outbox, A, 5555)
+    second = outbox.edit(created, "v3", now=3.0)
+    assert second != first
+    assert [r.content for r in outbox.due(now=4.0)] == ["v3"]
+
+
+def test_outbox_edit_of_a_pruned_row_raises(outbox: Outbox) -> None:
+    with pytest.raises(LookupError, match="outbox row 42"):
+        outbox.edit(42, "x", now=1.0)
+
+
+def test_outbox_output_past_the_bound_is_summarised_oldest_first(outbox: Outbox) -> None:
+    state = outbox.post(A, "state", "scraper:0 RUNNING", now=0.0)
+    for i in range(6):
+        outbox.post(A, "output", f"block {i}", now=100.0 + 60 * i, counts={"scraper:0": 10})
+    outbox.post(A, "incident", "crashed", now=500.0)
+    contents = []
+    while rows := outbox.due(now=1000.0):
+        contents.append(rows[0].content)
+        _send_head(outbox, A, 1, now=1000.0)
+    assert contents[0] == "scraper:0 RUNNING"
+    assert contents[1] == (
+        "40 lines of relay from scraper:0 dropped during a 3m00s outage (see /logs scraper)"
+    )
+    assert contents[2:] == ["block 4", "block 5", "crashed"]
+    assert state not in [r.id for r in outbox.due(now=1000.0)]
+
+
+def test_outbox_never_drops_incidents_results_or_audit(outbox: Outbox) -> None:
+    for i in range(10):
+        outbox.post(A, "audit", f"audit {i}", now=float(i))
+        outbox.post(A, "result", f"result {i}", now=float(i))
+    assert outbox.stats().pending == {A: 20}
+
+
+def test_outbox_summary_merges_processes_and_earlier_summaries(outbox: Outbox) -> None:
+    for i in range(8):
+        outbox.post(A, "output", "x", now=float(i), counts={"a:0": 1, f"b:{i % 2}": 2})
+    (row,) = outbox.due(now=10.0)
+    assert row.content.splitlines() == [
+        "6 lines of relay from a:0 dropped during a 5s outage (see /logs a)",
+        "6 lines of relay from b:0 dropped during a 5s outage (see /logs b)",
+        "6 lines of relay from b:1 dropped during a 5s outage (see /logs b)",
+    ]
+    assert outbox.stats().pending == {A: 3}
+
+
+def test_outbox_content_too_long_is_cut_saying_so(outbox: Outbox) -> None:
+    outbox.post(A, "output", "```\n" + "x" * 5000 + "\n```", now=1.0)
+    (row,) = outbox.due(now=1.0)
+    assert len(row.content) <= MAX_CONTENT_CHARS
+    assert row.content.endswith("(cut: 5,008 characters)")
+    assert row.content.count("```") == 2
+
+
+def test_outbox_abandoned_row_frees_its_channel(outbox: Outbox) -> None:
+    bad = outbox.post(A, "state", "refused", now=1.0)
+    outbox.post(A, "state", "next", now=1.0)
+    outbox.begin_attempt(bad, now=1.0)
+    outbox.mark_abandoned(bad, "400 Bad Request")
+    assert [r.content for r in outbox.due(now=2.0)] == ["next"]
+    assert outbox.stats().abandoned == 1
+
+
+def test_outbox_deferred_channel_holds_only_that_channel(outbox: Outbox) -> None:
+    outbox.post(A, "state", "a", now=1.0)
+    outbox.post(B, "state", "b", now=1.0)
+    outbox.defer_channel(A, retry_at=100.0)
+    assert [r.channel for r in outbox.due(now=2.0)] == [B]
+    assert [r.channel for r in outbox.due(now=100.0)] == [A, B]
+
+
+def test_outbox_prunes_old_sent_rows_but_keeps_edit_targets(ledger: Ledger) -> None:
+    box = Outbox(ledger, keep_sent=2)
+    incident = box.post(A, "incident", "open", now=1.0)
+    _send_head(box, A, 77)
+    box.edit(incident, "still open", now=1.0)
+    _send_head(box, A, 77)
+    for i in range(5):
+        box.post(A, "state", str(i), now=2.0)
+        _send_head(box, A, 100 + i)
+    (count,) = ledger.read("SELECT count(*) AS n FROM outbox")
+    assert count["n"] <= 3
+    assert box.get(incident) is None
+    with pytest.raises(LookupError):
+        box.edit(incident, "gone", now=3.0)
+
+
+def test_outbox_meta_round_trips(outbox: Outbox) -> None:
+    assert outbox.meta("audit_cursor") is None
+    outbox.set_meta("audit_cursor", "12")
+    outbox.set_meta("audit_cursor", "13")
+    assert outbox.meta("audit_cursor") == "13"
+
+
+def test_outbox_table_refuses_an_unknown_status(ledger: Ledger) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.write(
+            "INSERT INTO outbox (channel, kind, content, created_at, until_at, status) "
+            "VALUES (1, 'state', 'x', 0, 0, 'lost')",
+            [()],
+        )
