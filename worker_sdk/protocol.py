@@ -19,6 +19,10 @@ PROCESS = "DSUP_PROCESS"
 """The process, ``program:index``."""
 RUN_ID = "DSUP_RUN_ID"
 """The run's id (uuid4 hex), recorded in the ledger with every pid of the run."""
+TASK_ID = "DSUP_TASK_ID"
+"""The id of the task a oneshot process runs."""
+TASK_DIR = "DSUP_TASK_DIR"
+"""A oneshot task's fresh directory, also the process's cwd; removed once the task ends."""
 FD = "DSUP_FD"
 """The number of the worker's end of its channel to dsup: a unix stream socket.
 

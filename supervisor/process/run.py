@@ -179,7 +179,7 @@ class Run:
         self,
         tg: TaskGroup,
         *,
-        consumer: LineConsumer,
+        consumer: LineConsumer | None,
         max_line_bytes: int,
         link: WorkerLink | None = None,
     ) -> None:
@@ -272,7 +272,7 @@ class Run:
         self,
         stream: Stream,
         scope: anyio.CancelScope,
-        consumer: LineConsumer,
+        consumer: LineConsumer | None,
         max_line_bytes: int,
     ) -> None:
         with scope:
@@ -310,9 +310,10 @@ def spawn(
     instance_id: str,
     log_dir: Path,
     clock: Callable[[], float],
+    stdin: int = subprocess.DEVNULL,
     with_channel: bool = False,
 ) -> Run:
-    """Spawn a run's main process in a new session, stdin from /dev/null.
+    """Spawn a run's main process in a new session, stdin from /dev/null by default.
 
     Args:
         spec: the program (command, cwd, env, log sizes).
@@ -321,6 +322,7 @@ def spawn(
         instance_id: the ``DSUP_INSTANCE`` marker.
         log_dir: where the run's output is logged.
         clock: the monotonic clock for ``Run.started_at``.
+        stdin: an fd for the child's stdin (a task's text), the caller's to close.
         with_channel: give the worker a channel to dsup (``DSUP_FD``).
 
     Raises:
@@ -359,7 +361,7 @@ def spawn(
                 spec.command,
                 cwd=spec.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=ends["stdout"],
                 stderr=ends["stderr"],
                 start_new_session=True,

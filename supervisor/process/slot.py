@@ -29,6 +29,7 @@ import collections
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -44,12 +45,20 @@ from supervisor.process.worker_link import WorkerLink
 
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
+    from pathlib import Path
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
+    from supervisor.events import Event
+    from supervisor.output.pump import LineConsumer
     from supervisor.process.mailbox import Kind, QueuedCommand
-    from supervisor.process.status import ProcessStatus, SlotContext
+    from supervisor.process.questions import QuestionDesk
+    from supervisor.process.status import ProcessStatus
+    from supervisor.reaper.reaper import Reaper
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.worker_store import WorkerStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +68,36 @@ CATCH_UP_SECONDS = 0.25  # the most an exit waits for output already in the pipe
 KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
 _SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotContext:
+    """What every slot of a fleet shares.
+
+    Attributes:
+        node: the node name (``DSUP_NODE``).
+        instance_id: this state_dir's instance id (``DSUP_INSTANCE``).
+        log_dir: where ``program-index.out.log`` / ``.err.log`` go.
+        ledger: the run history (written before a run is reported STARTING).
+        reaper: ends process trees and leftovers.
+        emit: takes every ``StateChanged``; must not block.
+        lines: takes framed output lines.
+        clock: monotonic seconds for run durations, on anyio's time line.
+        desk: the node's open questions; with ``store``, gives each run a
+            channel to dsup (``DSUP_FD``); without, runs get none.
+        store: where workers' results and questions are recorded.
+    """
+
+    node: str
+    instance_id: str
+    log_dir: Path
+    ledger: Ledger
+    reaper: Reaper
+    emit: Callable[[Event], None]
+    lines: LineConsumer
+    clock: Callable[[], float] = anyio.current_time
+    desk: QuestionDesk | None = None
+    store: WorkerStore | None = None
 
 
 class _Once:
@@ -186,7 +225,7 @@ class Slot:
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
-        self._state.spec = spec
+        self._state.reload(spec)
         st = self._state.status()
         wait = self._restart_wait
         if wait is not None and not policy.wants_restart(
@@ -314,12 +353,13 @@ class Slot:
         wait = anyio.CancelScope()
         if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
             self._restart_wait = wait
-        self._state.next_start = time.time() + decision.delay
+        self._state.start_pending(time.time() + decision.delay)
         try:
             with wait:
                 await anyio.sleep(decision.delay)
         finally:
-            self._state.next_start = self._restart_wait = None
+            self._state.start_pending(None)
+            self._restart_wait = None
         if wait.cancelled_caught:
             why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
             self._state.enter(ProcessState.EXITED, reason=why)
@@ -347,7 +387,7 @@ class Slot:
         try:
             return await self._live(run, reason, started)
         finally:
-            self._state.run = None
+            self._state.run_handled()
             run.close()
 
     # -- one run -----------------------------------------------------------------
