@@ -45,7 +45,47 @@ def render(cmd: str, result: object) -> str:
     if cmd == "discord-sync":
         names = ", ".join(f"/{n}" for n in _list(data.get("commands")))
         return f"registered in guild {data.get('guild_id')!s}: {names or 'no commands'}"
+    if cmd == "task":
+        return str(data.get("id"))
+    if cmd == "tasks":
+        return render_tasks(data)
+    if cmd == "task-cancel":
+        return f"task {data.get('id')}: {data.get('state')} ({_text(data.get('reason'))})"
     return _render_actions(data)
+
+
+_TASK_HEAD = ("ID", "PROGRAM", "STATE", "TRIES", "AGE", "AUTHOR", "TEXT")
+_TASK_TEXT_CHARS = 40
+
+
+def render_tasks(report: Mapping[str, object], *, now: float | None = None) -> str:
+    """The ``tasks`` table: one row per task, newest first; the text cut short."""
+    at = time.time() if now is None else now
+    rows: list[tuple[str, ...]] = [_TASK_HEAD]
+    for item in _list(report.get("tasks")):
+        task = item if isinstance(item, dict) else {}
+        text = " ".join(_text(task.get("text")).split())
+        if len(text) > _TASK_TEXT_CHARS:
+            text = text[: _TASK_TEXT_CHARS - 3] + "..."
+        rows.append(
+            (
+                _opt(task.get("id")),
+                _text(task.get("program")),
+                _text(task.get("state")),
+                _opt(task.get("attempts")),
+                humanize.duration(at - _number(task.get("created_at"), at)),
+                _text(task.get("author")),
+                text,
+            )
+        )
+    if len(rows) == 1:
+        return "no tasks"
+    return "\n".join(_aligned(rows))
+
+
+def _text(value: object) -> str:
+    """A string from the wire, safe to print."""
+    return humanize.printable(str(value)) if value is not None else "-"
 
 
 def render_status(

@@ -119,6 +119,31 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (pid, create_time)
     );
     """,
+    # The task queue (supervisor/tasks/store.py).
+    """
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        program      TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        author       TEXT NOT NULL,
+        source_key   TEXT UNIQUE,
+        max_attempts INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        started_at   REAL,
+        ended_at     REAL,
+        owner        TEXT,
+        lease_until  REAL,
+        cancel_by    TEXT,
+        result       TEXT NOT NULL DEFAULT '',
+        reason       TEXT NOT NULL DEFAULT '',
+        exit_code    INTEGER,
+        exit_signal  INTEGER
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, program, id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

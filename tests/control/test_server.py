@@ -33,6 +33,7 @@ from supervisor.commands.reports import (
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe
 from supervisor.process.fleet import ReloadResult
+from supervisor.tasks.records import TaskList, TaskRecord, TaskState
 from tests._control import connect, error_type, program, result, running_node, write_config
 from tests._wait import wait_until
 
@@ -105,6 +106,47 @@ class FakeService:
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
         self._seen(actor)
         return DiscordSyncReport(guild_id=1, commands=("status",))
+
+    async def task(
+        self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
+    ) -> TaskRecord:
+        self._seen(actor, program, text)
+        assert wait_seconds is None or wait_seconds > 0
+        return _fake_task(program, text)
+
+    async def tasks(self, actor: Actor, *, limit: int = 20) -> TaskList:
+        self._seen(actor)
+        assert isinstance(limit, int)
+        return TaskList(tasks=())
+
+    async def task_cancel(self, actor: Actor, task_id: int) -> TaskRecord:
+        self._seen(actor)
+        assert isinstance(task_id, int)
+        return _fake_task("fake", "cancelled")
+
+
+def _fake_task(program: str, text: str) -> TaskRecord:
+    return TaskRecord(
+        id=1,
+        program=program,
+        text=text,
+        source="local",
+        author="fake",
+        source_key=None,
+        max_attempts=3,
+        state=TaskState.QUEUED,
+        attempts=0,
+        created_at=0.0,
+        started_at=None,
+        ended_at=None,
+        owner=None,
+        lease_until=None,
+        cancel_by=None,
+        result="",
+        reason="",
+        exit_code=None,
+        exit_signal=None,
+    )
 
 
 def _private_dir(tmp_path: Path) -> Path:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor.config.schema import ProgramSpec, load_config
+from supervisor.config.schema import TASK_KEYS, ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.events import Event, StateChanged
 from supervisor.process import slot as slot_module
@@ -212,7 +212,8 @@ async def test_fleet_reload_applies_dsup_only_settings_to_the_running_process(
 ) -> None:
     """A relay or stop_timeout change restarted a 15-minute job."""
     every = {f.name for f in dataclasses.fields(ProgramSpec)}
-    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs"}
+    # The task keys are refused on a plain program (tests/tasks covers them).
+    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs", *TASK_KEYS}
     argv = ("ctl_ticker.py", "0.002", "--ignore-term")
     first = program("job", *argv, stop_timeout_seconds=30.0, log_max_bytes=10**6, log_backups=1)
     config = write_config(tmp_path, first)
