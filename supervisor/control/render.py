@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from supervisor import humanize, signals
+from supervisor.commands import health
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -97,6 +98,8 @@ def render_status(
     its last spawn error, or the reason of its last state change; a pending
     retry or restart counts down from ``now`` ("next try in 4s").
 
+    A node with a Discord bridge adds its health below the table.
+
     Args:
         report: a ``StatusReport`` as sent over the socket.
         now: wall-clock time for uptimes (default: the report's own time).
@@ -105,9 +108,9 @@ def render_status(
     """
     at = _number(report.get("at"), time.time()) if now is None else now
     rows = [_row(p if isinstance(p, dict) else {}, at) for p in _list(report.get("processes"))]
-    if width is None:
-        return "\n".join(_aligned([_HEAD, *rows]))
-    return "\n".join(_fit(rows, width))
+    table = _aligned([_HEAD, *rows]) if width is None else _fit(rows, width)
+    bridge = health.from_wire(report.get("bridge"))
+    return "\n".join(table + (health.describe(bridge, now=at) if bridge else []))
 
 
 _HEAD = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")
