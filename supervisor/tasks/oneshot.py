@@ -21,13 +21,13 @@ import anyio
 from supervisor import humanize, signals
 from supervisor.config.schema import TASK_PLACEHOLDER
 from supervisor.errors import SpawnError
-from supervisor.output.logfile import log_paths
+from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
     from supervisor.config.schema import ProgramSpec
@@ -141,10 +141,12 @@ def _fresh_start(work: Path, logs: tuple[Path, Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-def forget_logs(log_dir: Path, task_id: int) -> None:
-    """Delete the log files of task ``task_id`` (whatever its program), backups too."""
-    for path in log_dir.glob(f"*-task{task_id}.*.log*"):
-        path.unlink(missing_ok=True)
+def forget_logs(log_dir: Path, task_id: int, programs: Iterable[ProgramSpec]) -> None:
+    """Delete the log files (and backups) task ``task_id`` of any of ``programs`` left."""
+    for spec in programs:
+        for path in log_paths(log_dir, f"{spec.name}:task{task_id}"):
+            for n in range(spec.log_backups + 1):
+                (path if n == 0 else backup_path(path, n)).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -190,18 +192,35 @@ async def _watch(
             with anyio.move_on_after(_stop_bound(spec), shield=True):
                 if ended is None:
                     await run.record_exit(ctx.ledger)
-                    await ctx.reaper.end_leftovers(
-                        run.ident,
-                        run_id=run.run_id,
-                        sig=spec.stop_signal,
-                        timeout=spec.stop_timeout_seconds,
-                    )
+                    if _group_alive(run.pid):
+                        await ctx.reaper.end_leftovers(
+                            run.ident,
+                            run_id=run.run_id,
+                            sig=spec.stop_signal,
+                            timeout=spec.stop_timeout_seconds,
+                        )
                     await run.drain(_PIPE_GRACE_SECONDS)
                 else:
                     await _stop_tree(run, spec, ctx)
         finally:
             run.end_watchers()
     return ended
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the attempt's process group still has a member.
+
+    Most tasks leave nothing behind: then the reaper's scan of every process is
+    skipped. A descendant that left the group (``setsid``) still carries the
+    run's markers, and the reaper's next periodic sweep ends it.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed its credentials: it exists
+        return True
+    return True
 
 
 def _stop_bound(spec: ProgramSpec) -> float:

@@ -255,7 +255,9 @@ class TaskQueue:
                 record = await anyio.to_thread.run_sync(
                     lambda: self._store.complete(task.id, task.attempts, outcome, now=time.time())
                 )
-                await anyio.to_thread.run_sync(forget_logs, self._ctx.log_dir, task.id - LOGS_KEEP)
+                await anyio.to_thread.run_sync(
+                    forget_logs, self._ctx.log_dir, task.id - LOGS_KEEP, self._programs().values()
+                )
         finally:
             del self._running[task.id]
             attempt.done.set()

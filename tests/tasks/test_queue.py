@@ -15,6 +15,9 @@ from supervisor.errors import (
     TaskBacklogFull,
     TaskFinished,
 )
+from supervisor.state.ledger import Ledger
+from supervisor.tasks import SqliteTaskStore
+from supervisor.tasks import queue as queue_module
 from supervisor.tasks.records import TaskState
 from tests._control import running_node, write_config
 from tests._e2e import alive
@@ -163,3 +166,40 @@ async def test_bad_tasks_are_refused_before_anything_is_recorded(tmp_path: Path)
             await node.service.task(LOCAL, "echo", "nul\0byte")
         listed = (await node.service.tasks(LOCAL)).tasks
     assert listed == ()
+
+
+async def test_task_logs_are_kept_for_the_latest_tasks_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "LOGS_KEEP", 2)
+    config = write_config(tmp_path, task_program("echo", "echo"))
+    async with running_node(config) as node:
+        ids = [
+            (await node.service.task(LOCAL, "echo", f"t{i}", wait_seconds=20)).id for i in range(4)
+        ]
+        logs = sorted(p.name for p in (node.state.log_dir / "tasks").iterdir())
+    assert logs == sorted(f"echo-task{i}.{kind}.log" for i in ids[2:] for kind in ("out", "err"))
+
+
+async def test_shutdown_gives_running_tasks_back_without_counting_the_attempt(
+    tmp_path: Path,
+) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    config = write_config(tmp_path, task_program("held", "hold", str(hold)))
+    async with running_node(config) as node:
+        task = await node.service.task(LOCAL, "held", "x")
+        await wait_until(lambda: task.id in held(hold))
+        tree = held(hold)[task.id]
+        ledger_path = node.state.ledger_path
+    assert not any(alive(p) for p in tree)
+    with Ledger.open(ledger_path) as ledger:
+        between = SqliteTaskStore(ledger).get(task.id)
+    assert (between.state, between.attempts) == (TaskState.QUEUED, 0)
+    assert between.reason == "queued again: dsup stopped meanwhile"
+    (hold / f"{task.id}.pids").unlink()
+    async with running_node(config) as node:
+        await wait_until(lambda: task.id in held(hold))
+        (hold / "go").touch()
+        done = await node.tasks.wait(task.id, 20)
+    assert (done.state, done.attempts) == (TaskState.DONE, 1)
