@@ -40,8 +40,6 @@ INVITE_PERMISSIONS = discord.Permissions(
     attach_files=True,
     add_reactions=True,
     read_message_history=True,
-    create_public_threads=True,
-    send_messages_in_threads=True,
 )
 """The permissions dsup's invite URL asks for."""
 
