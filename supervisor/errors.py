@@ -152,3 +152,42 @@ class Unavailable(SupervisorError):
         self.command = command
         self.reason = reason
         super().__init__(f"{command}: {reason}")
+
+
+class UnknownTask(SupervisorError, LookupError):
+    """Raised when a command names a task id the store does not hold."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task {task_id} (finished tasks are kept a while, then dropped)")
+
+
+class NotATaskProgram(SupervisorError, LookupError):
+    """Raised when a task is submitted to a program that takes no tasks."""
+
+    def __init__(self, program: str, takers: Sequence[str]) -> None:
+        self.program = program
+        self.takers = tuple(takers)
+        which = ", ".join(self.takers) if self.takers else "none (set tasks = ... on one)"
+        super().__init__(f"program {program!r} takes no tasks; programs that do: {which}")
+
+
+class TaskBacklogFull(SupervisorError):
+    """Raised when a program already has ``task_backlog`` tasks waiting: the task is refused."""
+
+    def __init__(self, program: str, backlog: int) -> None:
+        self.program = program
+        self.backlog = backlog
+        super().__init__(
+            f"program {program!r} already has {backlog} tasks waiting (task_backlog); "
+            "task refused, try again once some are done"
+        )
+
+
+class TaskFinished(SupervisorError):
+    """Raised when a task that has already ended is asked to change (cancelled)."""
+
+    def __init__(self, task_id: int, state: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        super().__init__(f"task {task_id} is already {state}; nothing to cancel")

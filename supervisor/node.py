@@ -33,11 +33,16 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
+from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import TaskStatus
 
     from supervisor.bridge.bridge import DiscordBridge
+    from supervisor.bridge.outbound import Outbound
+    from supervisor.bridge.relay import Relay
     from supervisor.config.schema import Config
 
 logger = logging.getLogger(__name__)
@@ -114,12 +119,18 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             status=lambda: [c.status() for c in fleet.processes()] if fleet else [],
             node=config.supervisor.name,
         )
-        fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=[console], line_sinks=[console]
+        bridge, outbound = (
+            _bridge(config, ledger, lambda: fleet.config if fleet else config)
+            if discord
+            else (None, None)
         )
+        sinks: list[Console | Relay] = [console] if outbound is None else [console, outbound.relay]
+        fleet = Fleet(
+            config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=sinks
+        )
+        tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
-        bridge = _bridge(config, ledger) if discord else None
-        service = CommandService(fleet, health=bridge.health_now if bridge else None)
+        service = CommandService(fleet, tasks=tasks, health=bridge.health_now if bridge else None)
         server = ControlServer(service, state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
@@ -130,30 +141,54 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             await services.start(_watch_signals, fleet, outcome)
             cleaned = await reaper.startup_sweep()
             if cleaned:
-                console.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
+                for sink in sinks:
+                    sink.deliver(OrphansCleaned(pids=cleaned, reason="startup"))
             async with anyio.create_task_group() as core:
                 await core.start(fleet.run)
                 if bridge is not None:
                     # After the fleet, and in the outer group: it connects in the
                     # background and shows the fleet's last states until the end.
                     await services.start(functools.partial(bridge.run, service))
-                async with anyio.create_task_group() as front:
-                    await front.start(server.serve)
-                    await fleet.wait_shutdown_requested()
-                    front.cancel_scope.cancel("shutdown: stop accepting commands")
+                if outbound is not None and bridge is not None:
+                    client = bridge
+                    await services.start(outbound.run, lambda: client.client)
+                async with anyio.create_task_group() as work:
+                    await work.start(tasks.run)
+                    async with anyio.create_task_group() as front:
+                        await front.start(server.serve)
+                        await fleet.wait_shutdown_requested()
+                        front.cancel_scope.cancel("shutdown: stop accepting commands")
+                    work.cancel_scope.cancel("shutdown: stop the tasks under way")
             # Every process has been stopped; end whatever escaped its tree.
-            await reaper.sweep(live_run_ids=())
+            await reaper.sweep(live_run_ids=(), is_last=True)
+            if outbound is not None:
+                # The processes' last words reach Discord before it is closed (bounded).
+                await outbound.finish()
             services.cancel_scope.cancel("shutdown complete")
     return 1 if outcome.hard else 0
 
 
-def _bridge(config: Config, ledger: Ledger) -> DiscordBridge | None:
-    """The Discord bridge when the config has ``[discord]``; imports discord.py only then."""
-    if config.discord is None:
-        return None
-    from supervisor.bridge.bridge import DiscordBridge
+def _bridge(
+    config: Config, ledger: Ledger, current: Callable[[], Config]
+) -> tuple[DiscordBridge | None, Outbound | None]:
+    """The Discord bridge and its relay when the config has ``[discord]``.
 
-    return DiscordBridge(config.discord, node=config.supervisor.name, ledger=ledger)
+    discord.py is imported only then. ``current`` returns the config in force
+    (a reload changes what each program relays).
+    """
+    if config.discord is None:
+        return None, None
+    from supervisor.bridge.bridge import DiscordBridge
+    from supervisor.bridge.outbound import Outbound
+
+    outbound = Outbound(config.discord, ledger, lambda: current().programs)
+    bridge = DiscordBridge(
+        config.discord,
+        node=config.supervisor.name,
+        ledger=ledger,
+        client_options=outbound.client_options(),
+    )
+    return bridge, outbound
 
 
 async def _watch_signals(

@@ -24,6 +24,7 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import StateDir, open_state_dir
+from supervisor.tasks import SqliteTaskStore, TaskQueue, queue_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -71,6 +72,7 @@ class Node:
     ledger: Ledger
     service: CommandService
     server: ControlServer
+    tasks: TaskQueue
 
     @property
     def socket(self) -> Path:
@@ -93,13 +95,15 @@ async def running_node(
     ):
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
         fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=sinks)
-        service = CommandService(fleet, poll_interval=0.05, health=health)
+        tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:
             await tg.start(fleet.run)
+            await tg.start(tasks.run)
             await tg.start(_serve_until_shutdown, server, fleet)
             try:
-                yield Node(config, state, fleet, ledger, service, server)
+                yield Node(config, state, fleet, ledger, service, server, tasks)
             finally:
                 tg.cancel_scope.cancel("test over")
 

@@ -22,6 +22,7 @@ from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,6 +116,29 @@ class DiscordBridge:
             return
         quiet_discord_logs(token)
         point_discord_at(self._spec.api_base, self._spec.gateway_url)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._announce)
+            await self._serve(context, token)
+            tasks.cancel_scope.cancel("the bridge gave up")
+
+    async def _announce(self) -> None:
+        """Tell the operator (``dsup run``'s console) when the bridge connects or drops.
+
+        Failures with a retry, and giving up, are told where they happen.
+        """
+        said = self.health.snapshot().state
+        while True:
+            await self.health.wait_changed()
+            health = self.health.snapshot()
+            if health.state == said:
+                continue
+            said = health.state
+            if health.state == "connected":
+                logger.warning("%s", describe(health, now=time.time())[0])
+            elif health.state == "reconnecting" and health.retry_at is None:
+                logger.warning("discord: connection lost; reconnecting")
+
+    async def _serve(self, context: BridgeContext, token: str) -> None:
         while True:
             began = self._clock()
             error = await self._serve_once(context, token)

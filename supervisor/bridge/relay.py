@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from supervisor.bridge.incident import Incident
-    from supervisor.config.schema import Config, DiscordSpec, ProgramSpec
+    from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
     from supervisor.state.outbox import Kind, Outbox
@@ -111,7 +111,8 @@ class Relay:
     An ``EventSink`` and a ``LineConsumer`` for the fleet; ``run`` is its task.
 
     Args:
-        config: the node's config (each program's ``relay`` and ``start_seconds``).
+        programs: the node's programs now (each one's ``relay`` and
+            ``start_seconds``; a reload changes them).
         outbox: where messages are written.
         ledger: the audit rows to relay.
         channels: where messages go.
@@ -124,7 +125,7 @@ class Relay:
 
     def __init__(
         self,
-        config: Config,
+        programs: Callable[[], Mapping[str, ProgramSpec]],
         outbox: Outbox,
         ledger: Ledger,
         *,
@@ -143,9 +144,9 @@ class Relay:
         self._interval = interval
         self._min_recover = min_recover_seconds
         self._tick = tick_seconds
-        self._programs: Mapping[str, ProgramSpec] = {}
+        self._programs = programs
+        self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
-        self.apply_config(config)
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
         self._tails: dict[tuple[str, str], deque[str]] = {}
@@ -156,16 +157,11 @@ class Relay:
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
 
-    def apply_config(self, config: Config) -> None:
-        """Take a reloaded config's programs (their ``relay`` and ``start_seconds``)."""
-        self._programs = dict(config.programs)
-        self._modes = {}
-
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
         """Lines the relay takes now: all of them, or none (-1) when nothing is relayed."""
-        if all(p.relay is RelayMode.NONE for p in self._programs.values()):
+        if all(p.relay is RelayMode.NONE for p in self._programs().values()):
             return -1
         return LINE_CAPACITY
 
@@ -240,14 +236,17 @@ class Relay:
         self._waiting.append(write)
 
     def _mode(self, process: str) -> RelayMode:
+        programs = self._programs()
+        if programs is not self._known:
+            self._known, self._modes = programs, {}
         mode = self._modes.get(process)
         if mode is None:
-            spec = self._programs.get(process.rpartition(":")[0] or process)
+            spec = programs.get(process.rpartition(":")[0] or process)
             mode = self._modes[process] = spec.relay if spec else RelayMode.NONE
         return mode
 
     def _recover_after(self, process: str) -> float:
-        spec = self._programs.get(process.rpartition(":")[0])
+        spec = self._programs().get(process.rpartition(":")[0])
         return recover_seconds(spec.start_seconds if spec else 1.0, self._min_recover)
 
     # -- the writer task -----------------------------------------------------

@@ -25,7 +25,7 @@ class AccessLevel(enum.IntEnum):
 
     NONE = 0  # granted nothing (a Discord member no access list names)
     VIEWER = 1  # look: status, tail
-    OPERATOR = 2  # act on processes: start, stop, restart, signal
+    OPERATOR = 2  # act on processes and tasks: start, stop, restart, signal, task
     ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
@@ -41,6 +41,9 @@ class Command(enum.StrEnum):
     RELOAD = "reload"
     SHUTDOWN = "shutdown"
     DISCORD_SYNC = "discord-sync"
+    TASK = "task"
+    TASKS = "tasks"
+    TASK_CANCEL = "task-cancel"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -58,6 +61,9 @@ _REQUIRED = {
     Command.RELOAD: AccessLevel.ADMIN,
     Command.SHUTDOWN: AccessLevel.ADMIN,
     Command.DISCORD_SYNC: AccessLevel.ADMIN,
+    Command.TASK: AccessLevel.OPERATOR,
+    Command.TASKS: AccessLevel.VIEWER,
+    Command.TASK_CANCEL: AccessLevel.OPERATOR,
 }
 
 

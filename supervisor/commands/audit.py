@@ -16,6 +16,7 @@ import anyio
 from supervisor.commands.reports import ActionReport, DiscordSyncReport, ShutdownReport
 from supervisor.humanize import plural
 from supervisor.process.fleet import ReloadResult
+from supervisor.tasks.records import TaskRecord
 
 Outcome = Literal["ok", "refused", "failed"]
 
@@ -45,6 +46,8 @@ def summarize(result: object, detail: str) -> str:
         count = len(result.processes)
         parts.append(plural(count, "process"))
         parts.extend(bad)
+    elif isinstance(result, TaskRecord):
+        parts.append(f"task {result.id} {result.state.value}")
     elif isinstance(result, ShutdownReport):
         parts.append(f"node {result.node} shutting down")
     elif isinstance(result, DiscordSyncReport):

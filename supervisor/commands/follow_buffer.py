@@ -1,4 +1,4 @@
-"""The hand-over between the log followers of one ``tail -f`` and its reader.
+"""The hand-over between the log watchers of one ``tail -f`` and its reader.
 
 This module owns :class:`FollowBuffer`: the lines waiting for a follow's
 consumer, bounded in bytes, and the count of lines missed by a consumer too
@@ -28,12 +28,12 @@ def _cost(chunk: LogLines) -> int:
 
 
 class FollowBuffer:
-    """Lines waiting for one reader, from several followers, bounded in bytes.
+    """Lines waiting for one reader, from several watchers, bounded in bytes.
 
-    Followers ask :meth:`room` before framing what they read and count the
+    Watchers ask :meth:`room` before framing what they read and count the
     lines beyond it as dropped (:meth:`drop`) instead of decoding them, so a
     stalled reader costs at most about ``max_bytes`` (plus one read of each
-    follower) and little CPU. A process's drops are reported in its next
+    watcher) and little CPU. A process's drops are reported in its next
     chunk (``LogLines.dropped``), or alone once the reader has caught up.
     Iterate the buffer for the chunks; iteration ends after :meth:`close`.
     """
@@ -42,7 +42,7 @@ class FollowBuffer:
         """Create an empty buffer.
 
         Args:
-            max_bytes: the most bytes of lines held before followers drop.
+            max_bytes: the most bytes of lines held before watchers drop.
         """
         self.max_bytes = max_bytes
         self._chunks: deque[tuple[LogLines, int]] = deque()

@@ -58,8 +58,18 @@ from supervisor.commands.tail import (
     tail_one,
 )
 from supervisor.config.schema import load_config
-from supervisor.errors import AccessDenied, ConfigError, ConfigIssue, InvalidArgument, Unavailable
+from supervisor.errors import (
+    AccessDenied,
+    ConfigError,
+    ConfigIssue,
+    InvalidArgument,
+    NotATaskProgram,
+    TaskBacklogFull,
+    TaskFinished,
+    Unavailable,
+)
 from supervisor.process.slot import STOP_MARGIN_SECONDS
+from supervisor.tasks.records import TaskList
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,6 +80,8 @@ if TYPE_CHECKING:
     from supervisor.process.slot import Slot
     from supervisor.process.status import ProcessStatus
     from supervisor.reaper.stats import ProcStats
+    from supervisor.tasks.queue import TaskQueue
+    from supervisor.tasks.records import TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +91,17 @@ _AUDIT_TIMEOUT = 5.0
 # After the processes' parallel stop, the last sweep (SIGTERM, 5 s, SIGKILL,
 # 5 s) and the exit: added to a shutdown's wait_seconds.
 _EXIT_SECONDS = 15.0
+# Errors that mean nothing was done: audited as ``refused``, not ``failed``.
+_REFUSALS = (
+    AccessDenied,
+    ConfigError,
+    InvalidArgument,
+    NotATaskProgram,
+    TaskBacklogFull,
+    TaskFinished,
+    Unavailable,
+)
+_TASKS_MOST = 1000  # tasks one ``tasks`` answer lists
 _CPU_WINDOW = 0.3  # seconds between two CPU samples of a run never measured before
 
 
@@ -94,6 +117,7 @@ class CommandService:
         self,
         fleet: Fleet,
         *,
+        tasks: TaskQueue | None = None,
         poll_interval: float = 0.2,
         follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
         health: HealthSource | None = None,
@@ -102,12 +126,14 @@ class CommandService:
 
         Args:
             fleet: the running fleet.
+            tasks: the node's task queue (None: no program takes tasks here).
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped.
             health: reads the Discord bridge's health for ``status`` (None: no bridge).
         """
         self._fleet = fleet
+        self._tasks = tasks
         self._poll_interval = poll_interval
         self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
@@ -238,6 +264,63 @@ class CommandService:
 
         return await self._audited(actor, Command.SIGNAL, target, run, detail=f"signal {sig}")
 
+    # -- tasks -----------------------------------------------------------------
+
+    async def task(
+        self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
+    ) -> TaskRecord:
+        """Queue a task for ``program`` (recorded before this returns).
+
+        Args:
+            actor: who asks (the task's author).
+            program: a program that takes tasks.
+            text: the task.
+            wait_seconds: wait this long for the task to end, and return it then.
+
+        Raises:
+            NotATaskProgram: ``program`` takes no tasks.
+            InvalidArgument: the text is empty or too long.
+            TaskBacklogFull: the program's backlog is full.
+        """
+
+        async def run() -> TaskRecord:
+            queue = self._queue(program)
+            record = await queue.submit(program, text, source=actor.source, author=actor.name)
+            if wait_seconds is not None:
+                record = await queue.wait(record.id, wait_seconds)
+            return record
+
+        return await self._audited(actor, Command.TASK, program, run)
+
+    async def tasks(self, actor: Actor, *, limit: int = 20) -> TaskList:
+        """The latest ``limit`` tasks (at most 1000), newest first."""
+
+        async def run() -> TaskList:
+            if not 1 <= limit <= _TASKS_MOST:
+                raise InvalidArgument("tasks", "limit", limit, f"give 1 to {_TASKS_MOST}")
+            found = await self._tasks.recent(limit) if self._tasks is not None else []
+            return TaskList(tasks=tuple(found))
+
+        return await self._audited(actor, Command.TASKS, "", run)
+
+    async def task_cancel(self, actor: Actor, task_id: int) -> TaskRecord:
+        """Cancel a queued or running task; a running one's tree is stopped first.
+
+        Raises:
+            UnknownTask: no such task.
+            TaskFinished: it has already ended.
+        """
+
+        async def run() -> TaskRecord:
+            return await self._queue("").cancel(task_id, by=actor.name)
+
+        return await self._audited(actor, Command.TASK_CANCEL, str(task_id), run)
+
+    def _queue(self, program: str) -> TaskQueue:
+        if self._tasks is None:
+            raise NotATaskProgram(program, [])
+        return self._tasks
+
     # -- admin ---------------------------------------------------------------
 
     async def reload(self, actor: Actor) -> ReloadResult:
@@ -312,7 +395,7 @@ class CommandService:
         try:
             self._check(actor, command)
             result = await run()
-        except (AccessDenied, ConfigError, InvalidArgument, Unavailable) as exc:
+        except _REFUSALS as exc:
             await self._audit(actor, command, target, "refused", str(exc))
             raise
         except BaseException as exc:

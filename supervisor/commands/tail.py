@@ -1,7 +1,7 @@
 """The logs of processes as the command surface reads them: ``tail`` and ``tail -f``.
 
 This module owns what one ``tail`` reads (the last lines of each process's
-log) and an open follow: one follower per process feeding a shared, bounded
+log) and an open follow: one watcher per process feeding a shared, bounded
 buffer, and ending the follow once every process it follows has left the
 fleet (removed by a reload). It does not own access checks and audit
 (``commands``), reading log files across rotations (``logread``), the
@@ -20,7 +20,7 @@ from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import MAX_TAIL_LINES, LogFollow, LogLines
 from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.output.logfile import log_paths
-from supervisor.output.logread import follow, tail_lines
+from supervisor.output.logread import tail_lines, watch_log
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -101,7 +101,7 @@ async def open_follow(
 
     The chunks in ``first`` (each process's last lines) come first. Once no
     process followed is in the fleet any more, the follow hands over what its
-    followers read last and ends: iterating it raises ``UnknownProcess`` for
+    watchers read last and ends: iterating it raises ``UnknownProcess`` for
     ``target``.
 
     Args:
@@ -110,7 +110,7 @@ async def open_follow(
         slots: the processes followed, in order.
         first: their initial lines, in the same order.
         stream: which log of each process.
-        poll_interval: how often followers and the end check look (seconds).
+        poll_interval: how often watchers and the end check look (seconds).
         buffer_bytes: the most bytes of lines held for a slow reader.
     """
     buffer = _EndingBuffer(buffer_bytes)
@@ -120,19 +120,19 @@ async def open_follow(
                 if initial.lines:
                     buffer.put(initial)
                 log = log_path(fleet.state.log_dir, slot, stream)
-                tg.start_soon(_follow_one, log, slot, stream, buffer, poll_interval)
+                tg.start_soon(_watch_one, log, slot, stream, buffer, poll_interval)
             names = {c.name for c in slots}
             tg.start_soon(_end_when_removed, fleet, target, names, buffer, poll_interval)
             yield LogFollow(processes=tuple(c.name for c in slots), lines=buffer)
-            tg.cancel_scope.cancel("follower left")
+            tg.cancel_scope.cancel("reader left")
     finally:
         buffer.close()  # releases what the consumer left unread
 
 
-async def _follow_one(
+async def _watch_one(
     log: Path, slot: Slot, stream: Stream, buffer: FollowBuffer, poll: float
 ) -> None:
-    """Hand over new lines of one log until cancelled; never blocks the follower."""
+    """Hand over new lines of one log to ``buffer`` until cancelled; never blocks."""
 
     def deliver(lines: list[str], dropped: int) -> None:
         # ``dropped`` lines came before ``lines``: count them first, so that
@@ -141,7 +141,7 @@ async def _follow_one(
         if lines:
             buffer.put(LogLines(process=slot.name, stream=stream, lines=tuple(lines)))
 
-    await follow(
+    await watch_log(
         log,
         deliver,
         max_line_bytes=slot.spec.max_line_bytes,
@@ -162,7 +162,7 @@ async def _end_when_removed(
     while gone < 2:
         await anyio.sleep(poll)
         gone = gone + 1 if names.isdisjoint(c.name for c in fleet.processes()) else 0
-    # The followers read what the processes wrote last within one more poll;
+    # The watchers read what the processes wrote last within one more poll;
     # the reader gets it before the end.
     await anyio.sleep(2 * poll)
     with anyio.move_on_after(_DRAIN_SECONDS):

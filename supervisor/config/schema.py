@@ -45,6 +45,7 @@ __all__ = [
     "MAX_NUMPROCS",
     "PROGRAM_KEYS",
     "SUPERVISOR_KEYS",
+    "TASK_KEYS",
     "AccessSpec",
     "Config",
     "DiscordSpec",
@@ -52,6 +53,7 @@ __all__ = [
     "Relay",
     "RestartPolicy",
     "SupervisorSpec",
+    "TaskMode",
     "load_config",
     "parse_config",
     "redact",
@@ -70,6 +72,34 @@ class RestartPolicy(enum.Enum):
     ALWAYS = "always"
     ON_FAILURE = "on-failure"
     NEVER = "never"
+
+
+class TaskMode(enum.Enum):
+    """How a program takes tasks: a process per task, or a long-running worker."""
+
+    ONESHOT = "oneshot"
+    STREAM = "stream"
+
+
+TASK_PLACEHOLDER = "{task}"
+"""An argv element exactly this is replaced by the task's text (oneshot programs)."""
+
+# Keys that mean something only for a program that takes tasks.
+_TASK_ONLY_KEYS = ("concurrency", "task_timeout_seconds", "task_max_attempts", "task_backlog")
+TASK_KEYS = ("tasks", *_TASK_ONLY_KEYS)
+"""A program's task keys: the queue reads them at each dispatch (a reload applies them)."""
+# Keys of long-lived processes: a oneshot program has none (one process per task).
+_NOT_ONESHOT_KEYS = (
+    "cwd",
+    "numprocs",
+    "autostart",
+    "restart",
+    "start_seconds",
+    "start_retries",
+    "backoff_seconds",
+    "backoff_max_seconds",
+    "keep_descendants",
+)
 
 
 class Relay(enum.Enum):
@@ -104,6 +134,16 @@ class ProgramSpec:
     relay: Relay = Relay.ERRORS
     unbuffered: bool = True
     keep_descendants: bool = False
+    tasks: TaskMode | None = None
+    concurrency: int = 1
+    task_timeout_seconds: float = 600.0
+    task_max_attempts: int = 3
+    task_backlog: int = 1000
+
+    @property
+    def slot_count(self) -> int:
+        """Long-lived processes of this program: none for oneshot (one per task)."""
+        return 0 if self.tasks is TaskMode.ONESHOT else self.numprocs
 
     def process_names(self) -> list[str]:
         """Names of this program's processes: ``name:0`` ... ``name:N-1``."""
@@ -195,11 +235,13 @@ class Config:
 
     def summary(self) -> str:
         """One line for ``dsup check``."""
-        procs = sum(p.numprocs for p in self.programs.values())
+        procs = sum(p.slot_count for p in self.programs.values())
+        takers = sum(p.tasks is not None for p in self.programs.values())
+        tasks = f", {plural(takers, 'task program')}" if takers else ""
         bridge = "Discord bridge on" if self.discord else "no Discord"
         return (
             f"{self.path}: ok: node {self.supervisor.name!r}, "
-            f"{plural(len(self.programs), 'program')}, {plural(procs, 'process')}, {bridge}"
+            f"{plural(len(self.programs), 'program')}, {plural(procs, 'process')}{tasks}, {bridge}"
         )
 
 
@@ -414,7 +456,17 @@ class _Reader:
             relay=g(body, p, "relay", conv.member_of(Relay), d.relay),
             unbuffered=g(body, p, "unbuffered", conv.boolean, d.unbuffered),
             keep_descendants=g(body, p, "keep_descendants", conv.boolean, d.keep_descendants),
+            tasks=g(body, p, "tasks", conv.member_of(TaskMode), None),
+            concurrency=g(body, p, "concurrency", conv.whole(1, MAX_NUMPROCS), d.concurrency),
+            task_timeout_seconds=g(
+                body, p, "task_timeout_seconds", conv.positive, d.task_timeout_seconds
+            ),
+            task_max_attempts=g(
+                body, p, "task_max_attempts", conv.whole(1, 100), d.task_max_attempts
+            ),
+            task_backlog=g(body, p, "task_backlog", conv.whole(1, 1_000_000), d.task_backlog),
         )
+        self.task_keys(body, p, spec)
         if spec.backoff_max_seconds < spec.backoff_seconds:
             self.fail(
                 p + "backoff_max_seconds",
@@ -422,6 +474,30 @@ class _Reader:
                 f"got {spec.backoff_max_seconds}",
             )
         return spec if len(self.issues) == before else None
+
+    def task_keys(self, body: Mapping[str, object], p: str, spec: ProgramSpec) -> None:
+        """Refuse task keys on a plain program and process keys on a oneshot one."""
+        if spec.tasks is None:
+            for key in _TASK_ONLY_KEYS:
+                if key in body:
+                    self.fail(p + key, 'only for a program that takes tasks (tasks = "oneshot")')
+        elif spec.tasks is TaskMode.ONESHOT:
+            for key in _NOT_ONESHOT_KEYS:
+                if key in body:
+                    why = (
+                        "each task's process runs in its own fresh directory (DSUP_TASK_DIR); "
+                        "name scripts in command by absolute path"
+                        if key == "cwd"
+                        else "dsup starts one process per task (concurrency: how many at once)"
+                    )
+                    self.fail(p + key, f'does not apply with tasks = "oneshot": {why}')
+        elif spec.tasks is TaskMode.STREAM:
+            self.fail(p + "tasks", '"stream" is not available yet; use "oneshot"')
+        if TASK_PLACEHOLDER in spec.command and spec.tasks is not TaskMode.ONESHOT:
+            self.fail(
+                p + "command",
+                f'{TASK_PLACEHOLDER} is replaced by the task text only with tasks = "oneshot"',
+            )
 
     def discord(self, table: Mapping[str, object]) -> DiscordSpec:
         p, g = "discord.", self.get

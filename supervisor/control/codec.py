@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from supervisor.events import Stream
     from supervisor.process.fleet import ReloadResult
+    from supervisor.tasks.records import TaskList, TaskRecord
 
 RequestId = str | int | None
 """A request's ``id`` as the client sent it."""
@@ -55,6 +56,11 @@ class CommandSurface(Protocol):
     async def reload(self, actor: Actor) -> ReloadResult: ...
     async def shutdown(self, actor: Actor) -> ShutdownReport: ...
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport: ...
+    async def task(
+        self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
+    ) -> TaskRecord: ...
+    async def tasks(self, actor: Actor, *, limit: int = 20) -> TaskList: ...
+    async def task_cancel(self, actor: Actor, task_id: int) -> TaskRecord: ...
 
 
 Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
@@ -149,11 +155,19 @@ class _Args:
             raise self._bad(name, "a non-empty string", value)
         return self._unicode(name, value)
 
-    def integer(self, name: str, default: int) -> int:
-        value = self._get(name, default)
+    def integer(self, name: str, default: int | None = None) -> int:
+        value = self._get(name, _REQUIRED if default is None else default)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._bad(name, "an integer", value)
         return value
+
+    def seconds(self, name: str) -> float | None:
+        value = self._get(name, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise self._bad(name, "a number of seconds > 0", value)
+        return float(value)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self._get(name, default)
@@ -224,6 +238,21 @@ def _bind_status(a: _Args) -> Call:
     return lambda s, actor: s.status(actor, target)
 
 
+def _bind_task(a: _Args) -> Call:
+    program, text, wait = a.text("program"), a.text("text"), a.seconds("wait_seconds")
+    return lambda s, actor: s.task(actor, program, text, wait_seconds=wait)
+
+
+def _bind_tasks(a: _Args) -> Call:
+    limit = a.integer("limit", 20)
+    return lambda s, actor: s.tasks(actor, limit=limit)
+
+
+def _bind_task_cancel(a: _Args) -> Call:
+    task_id = a.integer("id")
+    return lambda s, actor: s.task_cancel(actor, task_id)
+
+
 _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.STATUS: _bind_status,
     Command.TAIL: _bind_tail,
@@ -234,6 +263,9 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.RELOAD: lambda a: lambda s, actor: s.reload(actor),
     Command.SHUTDOWN: lambda a: lambda s, actor: s.shutdown(actor),
     Command.DISCORD_SYNC: lambda a: lambda s, actor: s.discord_sync(actor),
+    Command.TASK: _bind_task,
+    Command.TASKS: _bind_tasks,
+    Command.TASK_CANCEL: _bind_task_cancel,
 }
 
 

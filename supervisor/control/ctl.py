@@ -27,6 +27,7 @@ from supervisor.commands.reports import MAX_TAIL_LINES
 from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
+from supervisor.control.socketfile import NotOurServer
 from supervisor.errors import ConfigError
 from supervisor.humanize import plural
 from supervisor.state.statedir import (
@@ -47,6 +48,7 @@ EXIT_NOT_RUNNING = 3
 
 _MAX_TIMEOUT = 86400.0
 _DEFAULT_TIMEOUT = 300.0
+_ANSWER_MARGIN = 10.0  # seconds for an answer beyond a wait the server bounds itself
 
 
 class _Error(Exception):
@@ -172,6 +174,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tail.add_argument("-n", "--lines", type=_count, default=20, help="how many lines (default 20)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     tail.add_argument("--stderr", action="store_true", help="the stderr log, not stdout")
+    task = sub.add_parser("task", help="queue a task for a program that takes tasks")
+    task.add_argument("program", type=_target, help="a program with tasks = ...")
+    task.add_argument("text", type=_target, help="the task (one argument: quote it)")
+    task.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the task to end (up to --timeout); print its result, exit 0 if done",
+    )
+    tasks = sub.add_parser("tasks", help="the latest tasks and their states")
+    tasks.add_argument("-n", "--limit", type=_count, default=20, help="how many (default 20)")
+    cancel = sub.add_parser("task-cancel", help="cancel a queued or running task")
+    cancel.add_argument("id", type=_count, help="the task id")
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
     sub.add_parser(
         "discord-sync", help="register the Discord slash commands again (changed or not)"
@@ -207,6 +221,9 @@ def _run(args: argparse.Namespace) -> int:
     path = _socket_path(args)
     cmd, cmd_args = _request(args)
     timeout = args.timeout or _DEFAULT_TIMEOUT
+    if cmd == "task" and args.wait:
+        cmd_args["wait_seconds"] = timeout
+        timeout += _ANSWER_MARGIN  # the answer comes once the wait is over
     try:
         if cmd == "tail" and cmd_args.get("follow"):
             return _follow(path, cmd_args, args, timeout)
@@ -215,6 +232,8 @@ def _run(args: argparse.Namespace) -> int:
         if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
             return _already_shutting_down(path.parent, pid, args)
         raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path, exc)) from None
+    except NotOurServer as exc:
+        raise _Error(EXIT_FAILED, "NotOurServer", str(exc)) from None
     except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
@@ -235,10 +254,31 @@ def _run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{render(cmd, result)}; waiting for it to exit", flush=True)
         return _wait_for_exit(path.parent, report, seconds, as_json=args.json)
+    if cmd == "task" and args.wait:
+        return _task_result(result, as_json=args.json)
     text = json.dumps(result) if args.json else render(cmd, result)
     if text:
         print(text, flush=True)
     return EXIT_FAILED if _has_failures(result) else EXIT_OK
+
+
+def _task_result(task: object, *, as_json: bool) -> int:
+    """``task --wait``: the result on stdout and exit 0 when done; else why, and 1."""
+    record = task if isinstance(task, dict) else {}
+    state = record.get("state")
+    if as_json:
+        print(json.dumps(record), flush=True)
+    elif state == "done":
+        result = str(record.get("result", ""))
+        print(result, end="" if result.endswith("\n") else "\n", flush=True)
+    if state == "done":
+        return EXIT_OK
+    if state in ("queued", "running"):
+        why = f"still {state} when the wait ended (--timeout); see dsup ctl tasks"
+    else:
+        why = f"{state}: {record.get('reason', '')}"
+    print(f"dsup ctl: task {record.get('id')} {why}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _shutting_down(state_dir: Path) -> int | None:
@@ -344,6 +384,12 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
         return cmd, {"target": args.name}
     if cmd == "signal":
         return cmd, {"target": args.name, "signal": args.signal}
+    if cmd == "task":
+        return cmd, {"program": args.program, "text": args.text}
+    if cmd == "tasks":
+        return cmd, {"limit": args.limit}
+    if cmd == "task-cancel":
+        return cmd, {"id": args.id}
     if cmd == "tail":
         stream = "stderr" if args.stderr else "stdout"
         return cmd, {

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from supervisor import humanize, signals
+from supervisor.commands import health
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -49,7 +50,47 @@ def render(cmd: str, result: object) -> str:
     if cmd == "discord-sync":
         names = ", ".join(f"/{n}" for n in _list(data.get("commands")))
         return f"registered in guild {data.get('guild_id')!s}: {names or 'no commands'}"
+    if cmd == "task":
+        return str(data.get("id"))
+    if cmd == "tasks":
+        return render_tasks(data)
+    if cmd == "task-cancel":
+        return f"task {data.get('id')}: {data.get('state')} ({_text(data.get('reason'))})"
     return _render_actions(data)
+
+
+_TASK_HEAD = ("ID", "PROGRAM", "STATE", "TRIES", "AGE", "AUTHOR", "TEXT")
+_TASK_TEXT_CHARS = 40
+
+
+def render_tasks(report: Mapping[str, object], *, now: float | None = None) -> str:
+    """The ``tasks`` table: one row per task, newest first; the text cut short."""
+    at = time.time() if now is None else now
+    rows: list[tuple[str, ...]] = [_TASK_HEAD]
+    for item in _list(report.get("tasks")):
+        task = item if isinstance(item, dict) else {}
+        text = " ".join(_text(task.get("text")).split())
+        if len(text) > _TASK_TEXT_CHARS:
+            text = text[: _TASK_TEXT_CHARS - 3] + "..."
+        rows.append(
+            (
+                _opt(task.get("id")),
+                _text(task.get("program")),
+                _text(task.get("state")),
+                _opt(task.get("attempts")),
+                humanize.duration(at - _number(task.get("created_at"), at)),
+                _text(task.get("author")),
+                text,
+            )
+        )
+    if len(rows) == 1:
+        return "no tasks"
+    return "\n".join(_aligned(rows))
+
+
+def _text(value: object) -> str:
+    """A string from the wire, safe to print."""
+    return humanize.printable(str(value)) if value is not None else "-"
 
 
 def render_status(
@@ -61,6 +102,8 @@ def render_status(
     its last spawn error, or the reason of its last state change; a pending
     retry or restart counts down from ``now`` ("next try in 4s").
 
+    A node with a Discord bridge adds its health below the table.
+
     Args:
         report: a ``StatusReport`` as sent over the socket.
         now: wall-clock time for uptimes (default: the report's own time).
@@ -69,9 +112,9 @@ def render_status(
     """
     at = _number(report.get("at"), time.time()) if now is None else now
     rows = [_row(p if isinstance(p, dict) else {}, at) for p in _list(report.get("processes"))]
-    if width is None:
-        return "\n".join(_aligned([_HEAD, *rows]))
-    return "\n".join(_fit(rows, width))
+    table = _aligned([_HEAD, *rows]) if width is None else _fit(rows, width)
+    bridge = health.from_wire(report.get("bridge"))
+    return "\n".join(table + (health.describe(bridge, now=at) if bridge else []))
 
 
 _HEAD = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "CPU", "INFO")

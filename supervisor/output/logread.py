@@ -1,8 +1,8 @@
-"""Reading per-process log files back: ``tail`` and ``follow``, across rotations.
+"""Reading per-process log files back: ``tail`` and watching, across rotations.
 
 This module owns reading the files ``logs`` writes: the last lines of a log
 and its backups (:func:`tail_lines`), and following new lines as they are
-written, through rotations and files moved away (:func:`follow`). It does not
+written, through rotations and files moved away (:func:`watch_log`). It does not
 own the files' names nor writing and rotating them (``logs``), nor what a
 command makes of the lines (``commands``). Reading is blocking and runs in
 ``anyio.to_thread.run_sync``, never on the event loop.
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _TAIL_BLOCK = 64 * 1024
-_FOLLOW_READ = 256 * 1024
+_WATCH_READ = 256 * 1024
 _GUESS_LINE_BYTES = 80  # for a drop count before any line was read
 _MAX_BACKUPS = 1000
 
@@ -95,9 +95,9 @@ def _successor(path: Path, inode: int, *, is_unlinked: bool) -> Path | None:
 
     Returns None when it cannot tell yet: the writer (another thread) may be
     in the middle of shifting the backups, or the file was moved away under
-    another name (see ``_Followed``); look again on the next poll. When ours
-    was dropped from the backups (the follower fell behind), returns the
-    oldest file left: what was between is lost (``_Followed`` counts it).
+    another name (see ``_WatchedLog``); look again on the next poll. When ours
+    was dropped from the backups (the watcher fell behind), returns the
+    oldest file left: what was between is lost (``_WatchedLog`` counts it).
     """
     newer = path
     for n in range(1, _MAX_BACKUPS + 1):
@@ -122,18 +122,18 @@ def _inodes(path: Path) -> set[int]:
     return found
 
 
-class _Followed:
-    """The file a follower reads, swapped for the new one after a rotation.
+class _WatchedLog:
+    """The file a watcher reads, swapped for the new one after a rotation.
 
     A file moved away under a name that is not a backup's (logrotate's
     ``name-20261124``) is read until ``moved_grace_seconds`` after it was first
     seen moved, by which time the writer has reopened the path (it checks every
-    ``REOPEN_CHECK_SECONDS``); then the follower goes on with the path.
+    ``REOPEN_CHECK_SECONDS``); then the watcher goes on with the path.
 
     Every read also notes the files seen at the path after ours (inode and
-    size). When the follower falls so far behind that rotation deleted some
+    size). When the watcher falls so far behind that rotation deleted some
     of them before it got there, their sizes add up in ``skipped_bytes`` once
-    the follower moves past its own file, so the count comes after the lines
+    the watcher moves past its own file, so the count comes after the lines
     that preceded the loss: a lower bound, as a file rotated in and out
     between two reads is never seen.
     """
@@ -159,7 +159,7 @@ class _Followed:
             self.file = _open_or_none(self.path)
             if self.file is None:
                 return b""
-        data = self.file.read(_FOLLOW_READ)
+        data = self.file.read(_WATCH_READ)
         try:
             current = os.stat(self.path)
         except FileNotFoundError:
@@ -173,7 +173,7 @@ class _Followed:
             # Rotated. Bytes may have reached our file between the read above
             # and the rotation: take them first, then go on with the file
             # written after ours (a backup if several rotations went by).
-            data = self.file.read(_FOLLOW_READ)
+            data = self.file.read(_WATCH_READ)
             if data:
                 return data
             unlinked = os.fstat(self.file.fileno()).st_nlink == 0
@@ -229,7 +229,7 @@ class _Followed:
         self._moved_at = None
 
 
-async def follow(
+async def watch_log(
     path: Path,
     deliver: Callable[[list[str], int], None],
     *,
@@ -243,11 +243,11 @@ async def follow(
 
     Polls the file (through a worker thread, every ``poll_seconds`` while it
     is idle, at once while it grows) rather than hooking the pump, so a
-    follower never slows the pipe it watches. After a rotation it reads the
+    watcher never slows the pipe it watches. After a rotation it reads the
     rest of its file, then the files written after it, in order. Lines the
     consumer has no room for are counted, not decoded; so are, estimated from
     the bytes and the lines read so far, those of files rotation deleted
-    before the follower got to them. Runs until cancelled; the file is closed
+    before the watcher got to them. Runs until cancelled; the file is closed
     on the way out.
 
     Args:
@@ -258,20 +258,20 @@ async def follow(
         room: how many lines the consumer takes now (None: no limit).
         poll_seconds: the pause between checks of an idle file.
         moved_grace_seconds: how long a file moved away under another name is
-            still read before the follower goes on with the path.
+            still read before the watcher goes on with the path.
         task_status: started once positioned at the end, with ``tg.start``.
     """
     framer = LineFramer(max_line_bytes)
-    followed = _Followed(path, moved_grace_seconds)
+    watched = _WatchedLog(path, moved_grace_seconds)
     seen_bytes = seen_lines = 0
     try:
-        await anyio.to_thread.run_sync(followed.start)
+        await anyio.to_thread.run_sync(watched.start)
         task_status.started()
         while True:
-            data = await anyio.to_thread.run_sync(followed.read)
-            if followed.skipped_bytes:
-                deliver([], _lines_in(followed.skipped_bytes, seen_bytes, seen_lines))
-                followed.skipped_bytes = 0
+            data = await anyio.to_thread.run_sync(watched.read)
+            if watched.skipped_bytes:
+                deliver([], _lines_in(watched.skipped_bytes, seen_bytes, seen_lines))
+                watched.skipped_bytes = 0
             if not data:
                 await anyio.sleep(poll_seconds)
                 continue
@@ -284,7 +284,7 @@ async def follow(
             if after:
                 deliver([], after)
     finally:
-        followed.close()
+        watched.close()
 
 
 def _lines_in(size: int, seen_bytes: int, seen_lines: int) -> int:

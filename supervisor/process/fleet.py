@@ -16,14 +16,13 @@ import os
 import re
 import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.slot import Slot
-from supervisor.process.status import SlotContext
+from supervisor.process.slot import Slot, SlotContext
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -54,6 +53,18 @@ Every other setting is dsup's own and a reload applies it in place."""
 # is refused before fnmatch, whose translation of long patterns is quadratic.
 _TARGET_MAX = 80
 _TARGET_RE = re.compile(rf"[A-Za-z0-9_.:*?\[\]!-]{{1,{_TARGET_MAX}}}")
+
+
+class RunSource(Protocol):
+    """Runs the fleet does not own but its reaper must spare (the task queue's)."""
+
+    def live_run_ids(self) -> set[str]:
+        """Runs whose processes may legitimately be alive."""
+        ...
+
+    def live_pids(self) -> set[int]:
+        """Main processes spawned and not yet reaped (direct children of dsup)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +143,7 @@ class Fleet:
         self._slots: dict[str, _Supervised] = {}
         self._tg: TaskGroup | None = None
         self._shutdown = anyio.Event()
+        self._others: list[RunSource] = []
 
     # -- queries -------------------------------------------------------------
 
@@ -174,6 +186,10 @@ class Fleet:
         if not found:
             raise UnknownProcess(target, list(self.config.programs))
         return found
+
+    def track(self, source: RunSource) -> None:
+        """Spare the runs of ``source`` in the reaper's sweeps and zombie reaping."""
+        self._others.append(source)
 
     def emit(self, event: Event) -> None:
         """Deliver an event to every sink (never blocks)."""
@@ -278,7 +294,7 @@ class Fleet:
 
     async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
         """Give a changed program's slots the new spec; restart or start those that need it."""
-        keep = min(old.numprocs, new.numprocs)
+        keep = min(old.slot_count, new.slot_count)
         kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
         changes = _process_changes(old, new)
         restart = f"restarted by reload: {', '.join(changes)} changed"
@@ -305,7 +321,7 @@ class Fleet:
         """Run slots ``first`` ... ``numprocs - 1``, started (with ``autostart``) for ``reason``."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
-        for index in range(first, spec.numprocs):
+        for index in range(first, spec.slot_count):  # none for oneshot
             entry = _Supervised(Slot(spec, index, ctx))
             self._slots[entry.slot.name] = entry
             await self._tg.start(self._run_slot, entry, reason)
@@ -336,10 +352,12 @@ class Fleet:
             del self._slots[entry.slot.name]
 
     def _live_run_ids(self) -> set[str]:
-        return {run_id for c in self.processes() for run_id in c.live_run_ids()}
+        ours = {run_id for c in self.processes() for run_id in c.live_run_ids()}
+        return ours.union(*(o.live_run_ids() for o in self._others))
 
     def _known_children(self) -> set[int]:
-        return {p for c in self.processes() if (p := c.status().pid) is not None}
+        ours = {p for c in self.processes() if (p := c.status().pid) is not None}
+        return ours.union(*(o.live_pids() for o in self._others))
 
     async def _serve_reaper(self, *, task_status: TaskStatus[None]) -> None:
         await self.reaper.serve(

@@ -157,7 +157,9 @@ class Run:
             )
         )
 
-    def start_watchers(self, tg: TaskGroup, *, consumer: LineConsumer, max_line_bytes: int) -> None:
+    def start_watchers(
+        self, tg: TaskGroup, *, consumer: LineConsumer | None, max_line_bytes: int
+    ) -> None:
         """Start the exit watcher and both pumps in ``tg``.
 
         Each runs in a shielded scope that only :meth:`drain` and
@@ -195,6 +197,10 @@ class Run:
         for scope in self.scopes:
             scope.cancel()
 
+    def pipe_inodes(self) -> frozenset[int]:
+        """The inodes of the output pipes: a process holding one came from this run."""
+        return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
+
     def close(self) -> None:
         """Release the fds and logs (once every watcher task has ended)."""
         for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
@@ -218,7 +224,7 @@ class Run:
         self,
         stream: Stream,
         scope: anyio.CancelScope,
-        consumer: LineConsumer,
+        consumer: LineConsumer | None,
         max_line_bytes: int,
     ) -> None:
         with scope:
@@ -253,8 +259,9 @@ def spawn(
     instance_id: str,
     log_dir: Path,
     clock: Callable[[], float],
+    stdin: int = subprocess.DEVNULL,
 ) -> Run:
-    """Spawn a run's main process in a new session, stdin from /dev/null.
+    """Spawn a run's main process in a new session, stdin from /dev/null by default.
 
     Args:
         spec: the program (command, cwd, env, log sizes).
@@ -263,6 +270,7 @@ def spawn(
         instance_id: the ``DSUP_INSTANCE`` marker.
         log_dir: where the run's output is logged.
         clock: the monotonic clock for ``Run.started_at``.
+        stdin: an fd for the child's stdin (a task's text), the caller's to close.
 
     Raises:
         SpawnError: the executable is missing or not executable, the cwd is
@@ -289,7 +297,7 @@ def spawn(
                 spec.command,
                 cwd=spec.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=ends["stdout"],
                 stderr=ends["stderr"],
                 start_new_session=True,

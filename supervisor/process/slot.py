@@ -29,6 +29,7 @@ import collections
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -43,12 +44,18 @@ from supervisor.process.state import SlotState
 
 if TYPE_CHECKING:
     import signal
+    from collections.abc import Callable
+    from pathlib import Path
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
+    from supervisor.events import Event
+    from supervisor.output.pump import LineConsumer
     from supervisor.process.mailbox import Kind, QueuedCommand
-    from supervisor.process.status import ProcessStatus, SlotContext
+    from supervisor.process.status import ProcessStatus
+    from supervisor.reaper.reaper import Reaper
+    from supervisor.state.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,31 @@ CATCH_UP_SECONDS = 0.25  # the most an exit waits for output already in the pipe
 KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
 _SETTLED = frozenset(ProcessState) - {ProcessState.STARTING, ProcessState.STOPPING}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotContext:
+    """What every slot of a fleet shares.
+
+    Attributes:
+        node: the node name (``DSUP_NODE``).
+        instance_id: this state_dir's instance id (``DSUP_INSTANCE``).
+        log_dir: where ``program-index.out.log`` / ``.err.log`` go.
+        ledger: the run history (written before a run is reported STARTING).
+        reaper: ends process trees and leftovers.
+        emit: takes every ``StateChanged``; must not block.
+        lines: takes framed output lines.
+        clock: monotonic seconds for run durations, on anyio's time line.
+    """
+
+    node: str
+    instance_id: str
+    log_dir: Path
+    ledger: Ledger
+    reaper: Reaper
+    emit: Callable[[Event], None]
+    lines: LineConsumer
+    clock: Callable[[], float] = anyio.current_time
 
 
 class _Once:
@@ -185,7 +217,7 @@ class Slot:
         Args:
             spec: the same program (name and ``numprocs`` may differ), as reloaded.
         """
-        self._state.spec = spec
+        self._state.reload(spec)
         st = self._state.status()
         wait = self._restart_wait
         if wait is not None and not policy.wants_restart(
@@ -313,12 +345,13 @@ class Slot:
         wait = anyio.CancelScope()
         if decision.state is ProcessState.EXITED:  # a restart by policy, not a retry
             self._restart_wait = wait
-        self._state.next_start = time.time() + decision.delay
+        self._state.start_pending(time.time() + decision.delay)
         try:
             with wait:
                 await anyio.sleep(decision.delay)
         finally:
-            self._state.next_start = self._restart_wait = None
+            self._state.start_pending(None)
+            self._restart_wait = None
         if wait.cancelled_caught:
             why = f"restart cancelled by reload: restart = {self.spec.restart.value} now"
             self._state.enter(ProcessState.EXITED, reason=why)
@@ -345,7 +378,7 @@ class Slot:
         try:
             return await self._live(run, reason, started)
         finally:
-            self._state.run = None
+            self._state.run_handled()
             run.close()
 
     # -- one run -----------------------------------------------------------------
@@ -410,6 +443,7 @@ class Slot:
                 run_id=run.run_id,
                 sig=self.spec.stop_signal,
                 timeout=self.spec.stop_timeout_seconds,
+                pipes=run.pipe_inodes(),
             )
             logger.debug("process %s (pid %d): leftovers: %s", self.name, run.pid, outcome)
         await run.drain(PIPE_GRACE_SECONDS)
@@ -424,6 +458,7 @@ class Slot:
             sig=self.spec.stop_signal,
             timeout=self.spec.stop_timeout_seconds,
             main_exited=run.exited,
+            pipes=run.pipe_inodes(),
         )
         logger.info("process %s (pid %d): stopped: %s", self.name, run.pid, outcome)
         await run.exited.wait()

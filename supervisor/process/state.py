@@ -43,11 +43,8 @@ class SlotState:
         on_change: called with the new state on every change, once the slot
             shows it and before its ``StateChanged`` is emitted.
 
-    Attributes:
-        spec: the program, as last reloaded.
-        state: the current state.
-        run: the current run from its spawn until its tree is handled, else None.
-        next_start: wall time of a pending retry or restart, else None.
+    Only its own methods change it; the slot reads ``spec``, ``state``, ``run``
+    and ``next_start``.
     """
 
     def __init__(
@@ -59,10 +56,10 @@ class SlotState:
         emit: Callable[[Event], None],
         on_change: Callable[[ProcessState], None],
     ) -> None:
-        self.spec = spec
-        self.state = ProcessState.STOPPED
-        self.run: Run | None = None
-        self.next_start: float | None = None
+        self._spec = spec
+        self._state = ProcessState.STOPPED
+        self._run: Run | None = None
+        self._next_start: float | None = None
         self._process = process
         self._index = index
         self._emit = emit
@@ -76,15 +73,35 @@ class SlotState:
         self._last_exit: tuple[int | None, int | None] = (None, None)
         self._last_error = ""
 
+    @property
+    def spec(self) -> ProgramSpec:
+        """The program, as last reloaded."""
+        return self._spec
+
+    @property
+    def state(self) -> ProcessState:
+        """The current state."""
+        return self._state
+
+    @property
+    def run(self) -> Run | None:
+        """The current run from its spawn until its tree is handled, else None."""
+        return self._run
+
+    @property
+    def next_start(self) -> float | None:
+        """Wall time of a pending retry or restart, else None."""
+        return self._next_start
+
     def status(self) -> ProcessStatus:
         """Return a snapshot of the slot."""
-        run = self.run
+        run = self._run
         alive = run is not None and not run.exited.is_set()
         return ProcessStatus(
             process=self._process,
-            program=self.spec.name,
+            program=self._spec.name,
             index=self._index,
-            state=self.state,
+            state=self._state,
             pid=run.pid if run is not None and alive else None,
             run_id=run.run_id if run is not None else None,
             started_at=run.started_wall if run is not None and alive else None,
@@ -94,8 +111,12 @@ class SlotState:
             last_exit_signal=self._last_exit[1],
             last_error=self._last_error,
             reason=self._reason,
-            next_start_at=self.next_start,
+            next_start_at=self._next_start,
         )
+
+    def reload(self, spec: ProgramSpec) -> None:
+        """Take ``spec`` as the program: the same one, as reloaded."""
+        self._spec = spec
 
     def reset_failures(self) -> None:
         """Forget the failed starts in a row, for a start or restart by request."""
@@ -103,14 +124,22 @@ class SlotState:
 
     def spawned(self, run: Run, *, by_policy: bool) -> None:
         """Take ``run`` as the current run; count it if the slot started it by itself."""
-        self.run, self._last_error = run, ""
+        self._run, self._last_error = run, ""
         self._restarts += by_policy
+
+    def run_handled(self) -> None:
+        """Let go of the current run: it has ended and its tree is handled."""
+        self._run = None
+
+    def start_pending(self, at: float | None) -> None:
+        """A retry or restart is due at wall time ``at``; None: none is pending."""
+        self._next_start = at
 
     def failed_spawn(self, exc: SpawnError) -> policy.Decision:
         """Apply the policy to a spawn that failed; enter its state."""
         self._last_error = exc.reason
         decision = policy.after_failed_start(
-            self.spec,
+            self._spec,
             failures=self._failures,
             reason=f"cannot start: {exc.reason}",
             rng=self._rng,
@@ -121,12 +150,12 @@ class SlotState:
 
     def went_up(self, run: Run) -> None:
         """Enter RUNNING: ``run`` stayed up for ``start_seconds``."""
-        self.enter(ProcessState.RUNNING, run=run, reason=f"up for {self.spec.start_seconds:g} s")
+        self.enter(ProcessState.RUNNING, run=run, reason=f"up for {self._spec.start_seconds:g} s")
 
     def exited(self, run: Run, *, now: float) -> policy.Decision:
         """Apply the policy to a run that ended on its own; enter its state."""
         decision = policy.after_exit(
-            self.spec,
+            self._spec,
             failures=self._failures,
             short_runs=self._short_runs,
             started_at=run.started_at,
@@ -138,8 +167,8 @@ class SlotState:
         self._failures, self._short_runs = decision.failures, decision.short_runs
         if (
             decision.state is ProcessState.EXITED
-            and self.state is ProcessState.STARTING
-            and not policy.is_failed_start(self.spec, started_at=run.started_at, now=now)
+            and self._state is ProcessState.STARTING
+            and not policy.is_failed_start(self._spec, started_at=run.started_at, now=now)
         ):  # it was up for start_seconds, but its exit was seen first
             self.went_up(run)
         self.enter(decision.state, run=run, ended=True, reason=decision.reason)
@@ -161,7 +190,7 @@ class SlotState:
             run: the run the change is about, if any.
             ended: ``run`` has ended; its exit becomes the slot's last exit.
         """
-        old, self.state, self._since = self.state, new, time.time()
+        old, self._state, self._since = self._state, new, time.time()
         self._reason = reason
         code = signo = None
         if ended and run is not None:
@@ -175,7 +204,7 @@ class SlotState:
         self._emit(
             StateChanged(
                 process=self._process,
-                program=self.spec.name,
+                program=self._spec.name,
                 old=old,
                 new=new,
                 pid=pid,

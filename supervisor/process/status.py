@@ -1,10 +1,7 @@
-"""The records of a process slot that other modules import.
+"""What one slot shows: a :class:`ProcessStatus` snapshot.
 
-This module owns :class:`SlotContext` (what every slot of a fleet shares) and
-:class:`ProcessStatus` (a snapshot of one slot, for status views and command
-results). It does not own the slot itself or its commands (``child``), its
-state machine (``slot_state``), nor the states (``events``). ``child``
-re-exports both names.
+Status views and command results carry these immutable snapshots, so they can
+cross tasks and front ends without reaching into a live ``Slot``.
 """
 
 from __future__ import annotations
@@ -12,41 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import anyio
-
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import Path
-
-    from supervisor.events import Event, ProcessState
-    from supervisor.output.pump import LineConsumer
-    from supervisor.reaper.reaper import Reaper
-    from supervisor.state.ledger import Ledger
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlotContext:
-    """What every slot of a fleet shares.
-
-    Attributes:
-        node: the node name (``DSUP_NODE``).
-        instance_id: this state_dir's instance id (``DSUP_INSTANCE``).
-        log_dir: where ``program-index.out.log`` / ``.err.log`` go.
-        ledger: the run history (written before a run is reported STARTING).
-        reaper: ends process trees and leftovers.
-        emit: takes every ``StateChanged``; must not block.
-        lines: takes framed output lines.
-        clock: monotonic seconds for run durations, on anyio's time line.
-    """
-
-    node: str
-    instance_id: str
-    log_dir: Path
-    ledger: Ledger
-    reaper: Reaper
-    emit: Callable[[Event], None]
-    lines: LineConsumer
-    clock: Callable[[], float] = anyio.current_time
+    from supervisor.events import ProcessState
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

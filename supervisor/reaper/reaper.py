@@ -37,6 +37,7 @@ from supervisor.reaper.stats import ProcStats, TreeStats
 from supervisor.reaper.stop import TreeOutcome, escalate
 from supervisor.reaper.tree import (
     Scanner,
+    adopted,
     clock_mark,
     descendants,
     identify,
@@ -83,6 +84,7 @@ class Reaper:
         self.spare_younger_than = spare_younger_than
         self._scanner = Scanner(instance_id)
         self._tree_stats = TreeStats()
+        self._is_subreaper = False
 
     def become_subreaper(self) -> bool:
         """Make this process a child subreaper (Linux), so orphans re-parent to it.
@@ -97,6 +99,7 @@ class Reaper:
             logger.warning("prctl(PR_SET_CHILD_SUBREAPER): %s", os.strerror(ctypes.get_errno()))
             return False
         logger.info("pid %d is now a child subreaper", os.getpid())
+        self._is_subreaper = True
         return True
 
     async def identify(self, pid: int) -> ProcIdent | None:
@@ -113,11 +116,13 @@ class Reaper:
         sig: signal.Signals,
         timeout: float,  # noqa: ASYNC109 - the grace before SIGKILL, not a deadline
         main_exited: anyio.Event,
+        pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Stop a run as a tree: ``sig`` to its group and members, then SIGKILL.
 
         Members are the descendants of ``main``, its session, every process
-        bearing the run's markers and those the ledger recorded for the run;
+        bearing the run's markers, those the ledger recorded for the run and
+        those the subreaper adopted that hold one of the run's output ``pipes``;
         they are collected before the first signal and again before SIGKILL.
         ``main`` itself is never waited for: ``main_exited`` (set by its owner)
         says when it is gone. When nothing is left, the run is settled in the
@@ -129,6 +134,7 @@ class Reaper:
             sig: the stop signal.
             timeout: seconds to wait after ``sig`` before SIGKILL.
             main_exited: set by the main process's owner once it has exited.
+            pipes: the inodes of the run's stdout and stderr pipes.
 
         Returns:
             What was signalled, what needed SIGKILL, what survived.
@@ -136,7 +142,13 @@ class Reaper:
         Cancellation stops the waiting and propagates; run this shielded.
         """
         return await self._stop_run(
-            main, run_id, label="stop of run", sig=sig, grace=timeout, main_exited=main_exited
+            main,
+            run_id,
+            label="stop of run",
+            sig=sig,
+            grace=timeout,
+            main_exited=main_exited,
+            pipes=pipes,
         )
 
     async def end_leftovers(
@@ -146,20 +158,24 @@ class Reaper:
         run_id: str,
         sig: signal.Signals,
         timeout: float,  # noqa: ASYNC109 - the grace before SIGKILL, not a deadline
+        pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Stop what a run left after its main process exited (already reaped).
 
         Same members and escalation as ``terminate_tree``, without the main.
         """
-        return await self._stop_run(main, run_id, label="leftovers of run", sig=sig, grace=timeout)
+        return await self._stop_run(
+            main, run_id, label="leftovers of run", sig=sig, grace=timeout, pipes=pipes
+        )
 
     async def startup_sweep(
         self, *, sig: signal.Signals = signal.SIGTERM, grace: float = 5.0
     ) -> tuple[int, ...]:
         """End everything a previous life of this instance left behind.
 
-        A recorded process is ended if its pid and create_time still match, or if
-        the live process with its pid bears this instance's marker; every other
+        A recorded process (of a run, or adopted by the previous life's
+        subreaper) is ended if its pid and create_time still match, or if the
+        live process with its pid bears this instance's marker; every other
         process bearing the marker is ended too. A pid now used by an unrelated
         process is never touched. Runs are settled once nothing of them is left.
 
@@ -170,7 +186,8 @@ class Reaper:
         runs = {lo.run_id for lo in leftovers} | {
             r.run_id for r in await anyio.to_thread.run_sync(self.ledger.open_runs)
         }
-        recorded = {lo.ident for lo in leftovers}
+        orphans = await anyio.to_thread.run_sync(self.ledger.adopted_processes)
+        recorded = {lo.ident for lo in leftovers} | set(orphans)
         mains = [lo for lo in leftovers if lo.is_main]
 
         def collect(snap: Snapshot) -> set[ProcIdent]:
@@ -188,12 +205,15 @@ class Reaper:
             logger.error("startup sweep: pids %s survived SIGKILL", list(outcome.survivors))
         else:
             await anyio.to_thread.run_sync(self.ledger.forget_runs, runs)
+            await anyio.to_thread.run_sync(self.ledger.forget_adopted, orphans)
         return outcome.signalled
 
     async def sweep(
         self,
         live_run_ids: Collection[str],
         *,
+        owned: Collection[int] = (),
+        is_last: bool = False,
         sig: signal.Signals = signal.SIGTERM,
         grace: float = 5.0,
     ) -> tuple[int, ...]:
@@ -204,11 +224,19 @@ class Reaper:
         so a run spawned while the caller computed ``live_run_ids`` is safe.
         Also records, for each live run, the processes of its tree seen now, so
         that a later start-up finds them even if they clear their environment.
+        A child subreaper also ends what it adopted that no run claims (no
+        marker of a live run, not recorded for one, not in ``owned``): such a
+        process descends from one of our runs, whatever it did to its
+        environment and session. They are recorded first, so that if dsup dies
+        before they do, its next start ends them.
 
         Args:
             live_run_ids: every run that may legitimately have processes: from
                 before its spawn until its stop has finished (and runs whose
                 descendants are deliberately kept).
+            owned: the pids of the live runs' main processes.
+            is_last: no run will start any more (the sweep of a shutdown):
+                young processes are not spared.
             sig: the first signal; SIGKILL follows after ``grace`` seconds.
             grace: seconds between ``sig`` and SIGKILL.
 
@@ -218,13 +246,24 @@ class Reaper:
         live = frozenset(live_run_ids)
         # Records a full disk refused are written once it takes them, even if idle.
         await anyio.to_thread.run_sync(self.ledger.retry_deferred)
-        mark = clock_mark() - self.spare_younger_than
+        mark = clock_mark() - (0.0 if is_last else self.spare_younger_than)
         snap = await self._scanner.snapshot()
         cutoff = await anyio.to_thread.run_sync(on_psutil_scale, mark)
         await anyio.to_thread.run_sync(self._record_live, snap, live)
         leftovers = await anyio.to_thread.run_sync(self.ledger.leftover_processes)
         dead = {lo.ident for lo in leftovers if lo.run_id not in live}
+        kept = {lo.ident for lo in leftovers if lo.run_id in live}
         doomed: set[str] = set()  # runs found dead: their young processes go too
+
+        def unclaimed(snap: Snapshot) -> set[ProcIdent]:
+            if not self._is_subreaper:
+                return set()
+            spared = recorded_alive(snap, kept)
+            return {
+                p
+                for p in adopted(snap, owned)
+                if p.create_time <= cutoff and p not in spared and snap[p.pid].run_id not in live
+            }
 
         def collect(snap: Snapshot) -> set[ProcIdent]:
             found = {
@@ -235,11 +274,17 @@ class Reaper:
                 and (s.ident.create_time <= cutoff or s.run_id in doomed)
             }
             doomed.update(s.run_id for s in found if s.run_id is not None)
-            return {s.ident for s in found} | recorded_alive(snap, dead)
+            return {s.ident for s in found} | recorded_alive(snap, dead) | unclaimed(snap)
 
+        orphans = sorted(unclaimed(snap), key=lambda p: p.pid)
+        if orphans:
+            await anyio.to_thread.run_sync(self.ledger.record_adopted, orphans)
         outcome = await escalate(
             self._scanner, self.ledger, collect, label="sweep", sig=sig, grace=grace, snap=snap
         )
+        if orphans:
+            gone = [p for p in orphans if p.pid not in outcome.survivors]
+            await anyio.to_thread.run_sync(self.ledger.forget_adopted, gone)
         if not outcome.survivors:
             done = {r.run_id for r in await anyio.to_thread.run_sync(self.ledger.open_runs)}
             await anyio.to_thread.run_sync(self.ledger.forget_runs, done - live)
@@ -282,7 +327,7 @@ class Reaper:
                 await anyio.sleep(interval)
                 try:
                     await self.reap_zombies(known_children())
-                    ended = await self.sweep(live_run_ids())
+                    ended = await self.sweep(live_run_ids(), owned=known_children())
                 except Exception:
                     logger.exception("reaper sweep failed; trying again in %.1f s", interval)
                     continue
@@ -332,6 +377,7 @@ class Reaper:
         sig: signal.Signals,
         grace: float,
         main_exited: anyio.Event | None = None,
+        pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Escalate over the members of one run; record them, settle the run if all end.
 
@@ -343,7 +389,7 @@ class Reaper:
         return await escalate(
             self._scanner,
             self.ledger,
-            lambda snap: run_members(snap, main, run_id, recorded),
+            lambda snap: run_members(snap, main, run_id, recorded, pipes),
             label=f"{label} {run_id}",
             record_as=run_id,
             sig=sig,

@@ -22,7 +22,7 @@ from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
 # Environment markers set on every spawn by the child module (issue 3). They are
 # inherited by every descendant that does not clear its environment, so a
@@ -43,6 +43,8 @@ class Seen:
     sid: int | None
     run_id: str | None
     process: str
+    pipes: frozenset[int] = frozenset()
+    """Inodes of the pipes it holds; read only for our unmarked direct children."""
 
 
 Snapshot = dict[int, Seen]
@@ -90,7 +92,11 @@ class Scanner:
                 sid: int | None = os.getsid(proc.pid)
             except OSError:
                 sid = None
-            snap[proc.pid] = Seen(ident, proc.info["ppid"] or 0, sid, *marker)
+            ppid = proc.info["ppid"] or 0
+            # An unmarked child of ours was adopted (we spawn only marked ones):
+            # the pipes it holds tell which run's output it came from.
+            pipes = _pipes(proc.pid) if ppid == me and marker[0] is None else frozenset()
+            snap[proc.pid] = Seen(ident, ppid, sid, *marker, pipes=pipes)
         # A process keeps its marker for life (an exec does not make it a stranger).
         self._markers = {s.ident: self._markers[s.ident] for s in snap.values()}
         return snap
@@ -103,6 +109,48 @@ class Scanner:
         if env.get(protocol.INSTANCE) != self.instance_id:
             return (None, "")
         return (env.get(protocol.RUN_ID, ""), env.get(protocol.PROCESS, "?"))
+
+
+def _pipes(pid: int) -> frozenset[int]:
+    """The inodes of the pipes a process holds open (empty if it cannot be read)."""
+    inodes: set[int] = set()
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return frozenset()
+    for fd in fds:
+        try:
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if target.startswith("pipe:["):
+            inodes.add(int(target[6:-1]))
+    return frozenset(inodes)
+
+
+def adopted(snap: Snapshot, owned: Collection[int]) -> set[ProcIdent]:
+    """Processes our subreaper adopted that no run claims, with their descendants.
+
+    That is every unmarked direct child of this process whose pid is not in
+    ``owned`` (the main processes of runs), and what it started. Only a child
+    subreaper may call this: elsewhere an unmarked child is not an orphan.
+    """
+    me = os.getpid()
+    found: set[ProcIdent] = set()
+    for s in snap.values():
+        if s.ppid == me and s.run_id is None and s.ident.pid not in owned:
+            found |= descendants(snap, s.ident.pid)
+    return found
+
+
+def pipe_holders(snap: Snapshot, pipes: Collection[int]) -> set[ProcIdent]:
+    """Adopted processes holding one of ``pipes`` (a run's output), with their descendants."""
+    found: set[ProcIdent] = set()
+    for s in snap.values():
+        if not s.pipes.isdisjoint(pipes):
+            found |= descendants(snap, s.ident.pid)
+    return found
 
 
 def same_start(a: float, b: float) -> bool:
@@ -145,13 +193,18 @@ def descendants(snap: Snapshot, pid: int) -> set[ProcIdent]:
 
 
 def run_members(
-    snap: Snapshot, main: ProcIdent, run_id: str, recorded: set[ProcIdent]
+    snap: Snapshot,
+    main: ProcIdent,
+    run_id: str,
+    recorded: set[ProcIdent],
+    pipes: Collection[int] = (),
 ) -> set[ProcIdent]:
     """The live processes of one run, ``main`` excluded.
 
     Descendants of ``main`` (if it still lives), members of its session (only
     while its pid cannot belong to another session leader), processes bearing
-    the run's marker, and recorded processes whose identity still matches.
+    the run's marker, recorded processes whose identity still matches, and
+    adopted processes holding one of the run's output ``pipes`` (and theirs).
     """
     seen_main = snap.get(main.pid)
     main_alive = seen_main is not None and same_start(seen_main.ident.create_time, main.create_time)
@@ -166,6 +219,8 @@ def run_members(
         if in_session or s.run_id == run_id:
             found.add(s.ident)
     found |= recorded_alive(snap, recorded)
+    if pipes:
+        found |= pipe_holders(snap, pipes)
     return {p for p in found if p.pid != main.pid}
 
 

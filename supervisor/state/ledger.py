@@ -121,6 +121,40 @@ _MIGRATIONS: tuple[str, ...] = (
         posted_at  REAL NOT NULL
     );
     """,
+    # Processes the subreaper adopted that no run could claim (a daemon that left
+    # its tree, its session and its markers): ended by a sweep, or the next start.
+    """
+    CREATE TABLE adopted (
+        pid         INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        PRIMARY KEY (pid, create_time)
+    );
+    """,
+    # The task queue (supervisor/tasks/store.py).
+    """
+    CREATE TABLE tasks (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        program      TEXT NOT NULL,
+        text         TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        author       TEXT NOT NULL,
+        source_key   TEXT UNIQUE,
+        max_attempts INTEGER NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        started_at   REAL,
+        ended_at     REAL,
+        owner        TEXT,
+        lease_until  REAL,
+        cancel_by    TEXT,
+        result       TEXT NOT NULL DEFAULT '',
+        reason       TEXT NOT NULL DEFAULT '',
+        exit_code    INTEGER,
+        exit_signal  INTEGER
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, program, id);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -176,6 +210,7 @@ class Ledger:
         Raises:
             LedgerError: the file is not a database or has a newer schema.
         """
+        _refuse_links(path)
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:
@@ -329,6 +364,29 @@ class Ledger:
             (*args, limit),
         )
         return [_run_record(row) for row in rows]
+
+    # -- adopted orphans ------------------------------------------------------
+
+    def record_adopted(self, procs: Sequence[ProcIdent]) -> None:
+        """Remember adopted processes no run claims, so a next start can end them."""
+        self._record_rows(
+            "adopted processes",
+            "INSERT OR IGNORE INTO adopted (pid, create_time) VALUES (?, ?)",
+            [(p.pid, p.create_time) for p in procs],
+        )
+
+    def adopted_processes(self) -> list[ProcIdent]:
+        """Adopted processes recorded and not yet forgotten."""
+        rows = self.read("SELECT pid, create_time FROM adopted ORDER BY pid", ())
+        return [ProcIdent(row["pid"], row["create_time"]) for row in rows]
+
+    def forget_adopted(self, procs: Iterable[ProcIdent]) -> None:
+        """Forget adopted processes that are gone."""
+        self._record_rows(
+            "ended adopted processes",
+            "DELETE FROM adopted WHERE pid = ? AND create_time = ?",
+            [(p.pid, p.create_time) for p in procs],
+        )
 
     # -- audit ----------------------------------------------------------------
 
@@ -511,6 +569,19 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # sqlite may have rolled back by itself
             conn.execute("ROLLBACK")
         raise
+
+
+def _refuse_links(path: Path) -> None:
+    """Refuse a ledger (or its WAL files) that is a symbolic link.
+
+    sqlite follows links; one planted in state_dir would make dsup write its
+    database wherever it points.
+    """
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if path.with_name(name).is_symlink():
+            raise LedgerError(
+                path, f"{name} is a symbolic link; dsup opens no file of state_dir through one"
+            )
 
 
 _NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY"})

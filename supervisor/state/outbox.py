@@ -31,7 +31,7 @@ Kind = Literal["output", "state", "incident", "result", "reply", "audit", "notic
 
 MESSAGE_CHARS = 2000
 """Discord's limit on a message's content."""
-MARKER_CHARS = 50
+MARKER_CHARS = 51
 """Characters the invisible marker of a 25-character nonce takes at the end of a message."""
 MAX_CONTENT_CHARS = MESSAGE_CHARS - MARKER_CHARS
 """The longest content a row may carry (longer content is cut, saying so)."""
@@ -41,8 +41,10 @@ KEEP_SENT = 10_000
 """Sent rows kept (their message ids let later edits find their message)."""
 RETRY_MAX_SECONDS = 60.0
 
-# Four zero-width characters: two bits each. Discord keeps them; nobody sees them.
+# Four zero-width characters, two bits each, after an invisible separator that
+# starts every marker (so one marker never ends another). Nobody sees them.
 _ZW = "\u200b\u200c\u200d\u2060"
+_MARK = "\u2063"
 _COLUMNS = (
     "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
     "o.created_at, t.message_id AS target_message_id, t.status AS target_status"
@@ -106,7 +108,7 @@ def retry_delay(attempts: int) -> float:
 def encode_marker(nonce: str) -> str:
     """The nonce as zero-width characters (hex digits only; other characters skipped)."""
     digits = "".join(c for c in nonce if c in "0123456789abcdef")
-    return "".join(_ZW[int(d, 16) >> 2] + _ZW[int(d, 16) & 3] for d in digits)
+    return _MARK + "".join(_ZW[int(d, 16) >> 2] + _ZW[int(d, 16) & 3] for d in digits)
 
 
 def fit(content: str, limit: int = MAX_CONTENT_CHARS) -> str:

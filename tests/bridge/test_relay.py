@@ -66,7 +66,7 @@ def clock() -> _Clock:
 def relay(tmp_path: Path, ledger: Ledger, clock: _Clock) -> Relay:
     config = parse_config(_CONFIG, tmp_path / "dsup.toml")
     return Relay(
-        config,
+        lambda: config.programs,
         Outbox(ledger),
         ledger,
         channels=RelayChannels(log=LOG, results=RESULTS, audit=AUDIT),
@@ -248,5 +248,5 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
         '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\nrelay = "none"\n',
         tmp_path / "dsup.toml",
     )
-    quiet = Relay(config, Outbox(ledger), ledger, channels=RelayChannels(log=LOG))
+    quiet = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels(log=LOG))
     assert quiet.capacity() == -1

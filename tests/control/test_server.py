@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import stat
@@ -33,6 +34,7 @@ from supervisor.commands.reports import (
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe
 from supervisor.process.fleet import ReloadResult
+from supervisor.tasks.records import TaskList, TaskRecord, TaskState
 from tests._control import connect, error_type, program, result, running_node, write_config
 from tests._wait import wait_until
 
@@ -105,6 +107,47 @@ class FakeService:
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
         self._seen(actor)
         return DiscordSyncReport(guild_id=1, commands=("status",))
+
+    async def task(
+        self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
+    ) -> TaskRecord:
+        self._seen(actor, program, text)
+        assert wait_seconds is None or wait_seconds > 0
+        return _fake_task(program, text)
+
+    async def tasks(self, actor: Actor, *, limit: int = 20) -> TaskList:
+        self._seen(actor)
+        assert isinstance(limit, int)
+        return TaskList(tasks=())
+
+    async def task_cancel(self, actor: Actor, task_id: int) -> TaskRecord:
+        self._seen(actor)
+        assert isinstance(task_id, int)
+        return _fake_task("fake", "cancelled")
+
+
+def _fake_task(program: str, text: str) -> TaskRecord:
+    return TaskRecord(
+        id=1,
+        program=program,
+        text=text,
+        source="local",
+        author="fake",
+        source_key=None,
+        max_attempts=3,
+        state=TaskState.QUEUED,
+        attempts=0,
+        created_at=0.0,
+        started_at=None,
+        ended_at=None,
+        owner=None,
+        lease_until=None,
+        cancel_by=None,
+        result="",
+        reason="",
+        exit_code=None,
+        exit_signal=None,
+    )
 
 
 def _private_dir(tmp_path: Path) -> Path:
@@ -221,6 +264,25 @@ async def test_control_leaves_a_replacing_file_alone(
         async with connect(server.path) as client:
             assert result(await client.ask("status"))["node"] == "fake"
     assert caplog.text.count("replaced by another file") == 1
+
+
+async def test_control_says_when_its_directory_is_no_longer_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``chmod 777`` after start-up let another user plant a server; dsup said nothing."""
+    directory = _private_dir(tmp_path)
+
+    def levels() -> list[int]:
+        return [r.levelno for r in caplog.records if r.name == "supervisor.control.server"]
+
+    with caplog.at_level(logging.INFO, logger="supervisor.control.server"):
+        async with fake_server(directory, check_interval=0.05):
+            caplog.clear()
+            directory.chmod(0o777)
+            await wait_until(lambda: logging.ERROR in levels())
+            directory.chmod(0o700)
+            await wait_until(lambda: levels()[-1:] == [logging.INFO])
+    assert levels()[:2] == [logging.ERROR, logging.INFO]  # said once, then its end
 
 
 # -- bad input -----------------------------------------------------------------

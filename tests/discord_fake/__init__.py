@@ -33,8 +33,11 @@ Known departures from Discord (deliberate; change them here when a test needs mo
   sending messages, 50 per 1 s elsewhere), no global limit, no shared buckets between
   routes, no sub-limits (such as deleting messages younger than 10 s). Refused
   requests (400, 403, 404) count against their bucket too.
-- Mentions, markdown and allowed_mentions are not parsed: ``mentions`` holds the bot
-  only for ``post_message(mention_bot=True)`` and a user's reply to the bot. Message
+- Markdown is not parsed. In a message the bot creates, ``mention_everyone`` and
+  ``mentions`` say whom it pings: ``@everyone``/``@here`` and ``<@id>`` of known users
+  as its ``allowed_mentions`` allow (all when absent; code blocks are not told apart;
+  roles are never pinged). In users' messages ``mentions`` holds the bot only for
+  ``post_message(mention_bot=True)`` and a reply to the bot. Message
   references are replies only (no forwards). Embeds are checked against Discord's
   length and count limits, not their URLs or image shapes; an edit may change only
   the SUPPRESS_EMBEDS flag. Attachments are stored in memory and served from the fake

@@ -6,6 +6,7 @@ the gateway, as Discord does (the bot receives its own MESSAGE_CREATE).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -122,7 +123,7 @@ async def create_message(request: web.Request) -> web.Response:
         ctx.store.bot,
         body,
         attachments=attachments_out(ctx, channel.id, body, files),
-        extra={"_created": time.time()},
+        extra={"_created": time.time(), **pings(ctx, body)},
     )
     ctx.store.store_message(channel, message)
     ctx.store.record(
@@ -147,6 +148,28 @@ def _checked_reference(ctx: Backend, body: dict[str, Any]) -> dict[str, Any]:
             "message_reference", "Unknown message", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE"
         )
     return {k: v for k, v in body.items() if k != "message_reference"}
+
+
+_USER_MENTION = re.compile(r"<@!?(\d+)>")
+
+
+def pings(ctx: Backend, body: dict[str, Any]) -> dict[str, Any]:
+    """Who a new message pings, as Discord decides from its content and ``allowed_mentions``.
+
+    ``@everyone``/``@here`` and ``<@id>`` of a known user count (code blocks are not
+    told apart: the stricter reading); ``allowed_mentions`` absent allows them all.
+    """
+    content = str(body.get("content") or "")
+    allowed = body.get("allowed_mentions")
+    parse = {"everyone", "users", "roles"} if allowed is None else set(allowed.get("parse", ()))
+    listed = set() if allowed is None else {int(u) for u in allowed.get("users", ())}
+    everyone = "everyone" in parse and ("@everyone" in content or "@here" in content)
+    users = [
+        ctx.store.users[uid].payload()
+        for uid in dict.fromkeys(int(m) for m in _USER_MENTION.findall(content))
+        if uid in ctx.store.users and ("users" in parse or uid in listed)
+    ]
+    return {"mention_everyone": everyone, "mentions": users}
 
 
 def public(message: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Tests of the log files: buffering, rotation, tail and follow."""
+"""Tests of the log files: buffering, rotation, tail and watching."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from supervisor.output.logfile import RotatingLog, backup_path, log_paths
-from supervisor.output.logread import _Followed, follow, tail_lines
+from supervisor.output.logread import _WatchedLog, tail_lines, watch_log
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
@@ -117,16 +117,16 @@ def test_tail_lines_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
     assert all(0 < len(piece) <= 1000 and set(piece) == {"H"} for piece in got[:2])
 
 
-async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> None:
+async def test_watch_log_delivers_new_lines_across_a_rotation(tmp_path: Path) -> None:
     path = tmp_path / "f.log"
     want = [f"entry {i:05d}" for i in range(100, 130)]
     got = _Collected(len(want))
     with RotatingLog(path, max_bytes=240, backups=2) as log:
-        log.write(_lines(0, 100), flush=True)  # before following: not delivered
+        log.write(_lines(0, 100), flush=True)  # before watching: not delivered
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 await tg.start(
-                    functools.partial(follow, max_line_bytes=100, poll_seconds=0.01), path, got
+                    functools.partial(watch_log, max_line_bytes=100, poll_seconds=0.01), path, got
                 )
                 for i in range(100, 130, 5):  # rotates every 20 lines
                     log.write(_lines(i, i + 5), flush=True)
@@ -136,55 +136,55 @@ async def test_follow_delivers_new_lines_across_a_rotation(tmp_path: Path) -> No
     assert got.lines == want
 
 
-def test_follower_counts_files_rotation_deleted_before_it_read_them(tmp_path: Path) -> None:
-    """QA2 #8: a follower behind rotation was told nothing of the lines it lost."""
+def test_watcher_counts_files_rotation_deleted_before_it_read_them(tmp_path: Path) -> None:
+    """QA2 #8: a watcher behind rotation was told nothing of the lines it lost."""
     path = tmp_path / "s.log"
-    followed = _Followed(path, moved_grace_seconds=0)
+    watched = _WatchedLog(path, moved_grace_seconds=0)
     with RotatingLog(path, max_bytes=0, backups=1, reopen_check_seconds=0) as log:
         try:
-            followed.start()
+            watched.start()
             log.write(_lines(0, 10), flush=True)
             log.rotate()  # ours goes to .1
             log.write(_lines(10, 20), flush=True)
-            assert followed.read() == _lines(0, 10)  # and it sees the new file
+            assert watched.read() == _lines(0, 10)  # and it sees the new file
             log.rotate()  # ours is deleted (we keep it open), the second is .1
             log.write(_lines(20, 30), flush=True)
             log.rotate()  # the second is deleted unread
             log.write(_lines(30, 35), flush=True)
-            assert followed.read() == _lines(20, 30)  # the oldest file left
-            assert followed.skipped_bytes == len(_lines(10, 20))
-            followed.skipped_bytes = 0
-            assert followed.read() == _lines(30, 35)  # an ordinary rotation loses nothing
-            assert followed.skipped_bytes == 0
+            assert watched.read() == _lines(20, 30)  # the oldest file left
+            assert watched.skipped_bytes == len(_lines(10, 20))
+            watched.skipped_bytes = 0
+            assert watched.read() == _lines(30, 35)  # an ordinary rotation loses nothing
+            assert watched.skipped_bytes == 0
         finally:
-            followed.close()
+            watched.close()
 
 
-def test_follower_tells_of_a_lost_file_after_the_rest_of_its_own(tmp_path: Path) -> None:
-    """CI: a loss seen while the follower was mid-file was counted before that file's end."""
+def test_watcher_tells_of_a_lost_file_after_the_rest_of_its_own(tmp_path: Path) -> None:
+    """CI: a loss seen while the watcher was mid-file was counted before that file's end."""
     path = tmp_path / "s.log"
-    followed = _Followed(path, moved_grace_seconds=0)
+    watched = _WatchedLog(path, moved_grace_seconds=0)
     path.touch()
     try:
-        followed.start()
+        watched.start()
         own = _lines(0, 30_000)  # more than one read
         with open(path, "ab") as f:
             f.write(own)
         path.unlink()  # rotated away without backups; we keep it open
         path.write_bytes(_lines(30_000, 30_010))
-        first = followed.read()  # notes the newer file's size
+        first = watched.read()  # notes the newer file's size
         assert 0 < len(first) < len(own)
         # The newer file is deleted unread and the next one gets its inode:
         # from outside, the same inode, smaller.
         with open(path, "r+b") as f:
             f.truncate(0)
             f.write(_lines(30_020, 30_025))
-        assert followed.read() == own[len(first) :]
-        assert followed.skipped_bytes == 0  # nothing is lost before our own end
-        assert followed.read() == _lines(30_020, 30_025)
-        assert followed.skipped_bytes == len(_lines(30_000, 30_010))
+        assert watched.read() == own[len(first) :]
+        assert watched.skipped_bytes == 0  # nothing is lost before our own end
+        assert watched.read() == _lines(30_020, 30_025)
+        assert watched.skipped_bytes == len(_lines(30_000, 30_010))
     finally:
-        followed.close()
+        watched.close()
 
 
 def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
@@ -272,12 +272,12 @@ def test_log_takes_a_truncation_in_place_into_account(tmp_path: Path) -> None:
     assert not backup_path(path, 1).exists()  # no early rotation
 
 
-async def test_follow_goes_on_with_the_path_after_a_move_away(tmp_path: Path) -> None:
+async def test_watch_log_goes_on_with_the_path_after_a_move_away(tmp_path: Path) -> None:
     path = tmp_path / "g.log"
     want = [f"entry {i:05d}" for i in range(0, 30)]
     got = _Collected(len(want))
     follow_fast = functools.partial(
-        follow, max_line_bytes=100, poll_seconds=0.01, moved_grace_seconds=0
+        watch_log, max_line_bytes=100, poll_seconds=0.01, moved_grace_seconds=0
     )
     with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
         with anyio.fail_after(10):
@@ -296,7 +296,7 @@ async def test_follow_goes_on_with_the_path_after_a_move_away(tmp_path: Path) ->
 
 
 class _Collected:
-    """A follower's ``deliver``: keeps the lines; ``arrived`` once ``count`` came."""
+    """A watcher's ``deliver``: keeps the lines; ``arrived`` once ``count`` came."""
 
     def __init__(self, count: int) -> None:
         self.lines: list[str] = []
@@ -309,3 +309,19 @@ class _Collected:
         self.dropped += dropped
         if len(self.lines) >= self._count:
             self.arrived.set()
+
+
+def test_log_is_never_written_through_a_link(tmp_path: Path) -> None:
+    """A link planted in the log directory would make dsup append output to its target."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    path = tmp_path / "l.log"
+    path.symlink_to(victim)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        RotatingLog(path, max_bytes=0, backups=0)
+    path.unlink()
+    with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
+        path.unlink()
+        path.symlink_to(victim)  # planted where the deleted log was
+        log.write(b"output\n", flush=True)  # the reopen refuses the link
+    assert victim.read_bytes() == b"precious\n"

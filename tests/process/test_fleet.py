@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from supervisor.config.schema import ProgramSpec, load_config
+from supervisor.config.schema import TASK_KEYS, ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.events import Event, StateChanged
-from supervisor.process import slot as child_module
+from supervisor.process import slot as slot_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
 from tests._control import program, running_node, write_config
 from tests._wait import wait_until
@@ -26,11 +26,11 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _names(fleet: Fleet, target: str) -> list[str]:
-    return [child.name for child in fleet.resolve(target)]
+    return [slot.name for slot in fleet.resolve(target)]
 
 
 def _pids(fleet: Fleet) -> dict[str, int | None]:
-    return {child.name: child.status().pid for child in fleet.processes()}
+    return {slot.name: slot.status().pid for slot in fleet.processes()}
 
 
 def _all_running(fleet: Fleet) -> bool:
@@ -124,8 +124,8 @@ async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
     async with running_node(config) as node:
         fleet = node.fleet
         await wait_until(lambda: _all_running(fleet))
-        (child,) = fleet.resolve("keep")
-        stopped = await child.stop(reason="stopped by root")
+        (slot,) = fleet.resolve("keep")
+        stopped = await slot.stop(reason="stopped by root")
         assert stopped.last_exit_code == 0  # the ticker exits 0 on SIGTERM
 
         write_config(tmp_path, program("keep", "ctl_ticker.py", "0.5", stop_timeout_seconds=4.0))
@@ -212,29 +212,30 @@ async def test_fleet_reload_applies_dsup_only_settings_to_the_running_process(
 ) -> None:
     """A relay or stop_timeout change restarted a 15-minute job (QA3 #11)."""
     every = {f.name for f in dataclasses.fields(ProgramSpec)}
-    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs"}
+    # The task keys are refused on a plain program (tests/tasks covers them).
+    assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs", *TASK_KEYS}
     argv = ("ctl_ticker.py", "0.002", "--ignore-term")
     first = program("job", *argv, stop_timeout_seconds=30.0, log_max_bytes=10**6, log_backups=1)
     config = write_config(tmp_path, first)
     async with running_node(config) as node:
         fleet = node.fleet
         await wait_until(lambda: _all_running(fleet))
-        (child,) = fleet.resolve("job")
-        before = child.status().pid
+        (slot,) = fleet.resolve("job")
+        before = slot.status().pid
 
         write_config(tmp_path, program("job", "ctl_ticker.py", *argv[1:], **_DSUP_ONLY))
         result = await fleet.reload(load_config(config))
         assert (result.updated, result.changed, result.unchanged) == (("job",), (), ())
-        assert fleet.resolve("job") == [child]
-        assert child.status().pid == before
-        assert child.spec.stop_signal is signal.SIGINT
+        assert fleet.resolve("job") == [slot]
+        assert slot.status().pid == before
+        assert slot.spec.stop_signal is signal.SIGINT
         # The running process's log now rotates at the new size.
         log = node.state.log_dir / "job-0.out.log"
         await wait_until(lambda: log.with_name("job-0.out.log.1").exists())
         assert log.with_name("job-0.out.log.1").stat().st_size <= 4096
         # And it stops with the new signal: SIGTERM would take 20 s, then SIGKILL.
         with anyio.fail_after(10):
-            stopped = await child.stop()
+            stopped = await slot.stop()
         assert stopped.last_exit_signal == signal.SIGINT
 
 
@@ -242,7 +243,7 @@ async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A longer stop_timeout_seconds applied in place also bounds the running stop."""
-    monkeypatch.setattr(child_module, "STOP_MARGIN_SECONDS", 0.2)
+    monkeypatch.setattr(slot_module, "STOP_MARGIN_SECONDS", 0.2)
     slow = ("fleet_slow_term.py", "1.0")
     config = write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=0.1))
     async with running_node(config) as node:
@@ -252,9 +253,9 @@ async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
 
         write_config(tmp_path, program("slow", *slow, stop_timeout_seconds=10.0))
         assert (await fleet.reload(load_config(config))).updated == ("slow",)
-        (child,) = fleet.resolve("slow")
+        (slot,) = fleet.resolve("slow")
         with anyio.fail_after(10):
-            stopped = await child.stop()
+            stopped = await slot.stop()
         # It finished its clean stop (1 s) instead of being cut off at 0.1 + 0.2 s.
         assert (stopped.last_exit_code, stopped.last_exit_signal) == (0, None)
 
@@ -266,16 +267,16 @@ async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
     keys = {"start_seconds": 0.0, "backoff_seconds": 30.0, "backoff_max_seconds": 60.0}
     config = write_config(tmp_path, program("once", "child_exit.py", "0", restart="always", **keys))
     async with running_node(config) as node:
-        (child,) = node.fleet.resolve("once")
-        await wait_until(lambda: child.status().next_start_at is not None)  # the restart waits
-        st = child.status()
+        (slot,) = node.fleet.resolve("once")
+        await wait_until(lambda: slot.status().next_start_at is not None)  # the restart waits
+        st = slot.status()
         assert st.state.value == "EXITED"
         assert st.pid is None
 
         write_config(tmp_path, program("once", "child_exit.py", "0", restart="never", **keys))
         assert (await node.fleet.reload(load_config(config))).updated == ("once",)
-        await wait_until(lambda: "cancelled" in child.status().reason)
-        st = child.status()
+        await wait_until(lambda: "cancelled" in slot.status().reason)
+        st = slot.status()
         assert (st.state.value, st.next_start_at) == ("EXITED", None)
         assert st.reason == "restart cancelled by reload: restart = never now"
         assert st.restarts == 0  # and no run was started

@@ -1,4 +1,4 @@
-"""Tests of one process slot with real processes, pipes and signals (issue 3, "One child")."""
+"""Tests of one process slot with real processes, pipes and signals."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from supervisor.errors import InvalidTransition
 from supervisor.events import Event, OutputLines, ProcessState, StateChanged
 from supervisor.output.logfile import log_paths
 from supervisor.process import run as spawn
-from supervisor.process.slot import Slot
-from supervisor.process.status import ProcessStatus, SlotContext
+from supervisor.process.slot import Slot, SlotContext
+from supervisor.process.status import ProcessStatus
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from tests._wait import wait_until
@@ -82,7 +82,7 @@ class Harness:
     ledger: Ledger
     tmp: Path
 
-    def child(self, *argv: str, index: int = 0, **kw: object) -> Slot:
+    def slot(self, *argv: str, index: int = 0, **kw: object) -> Slot:
         base = ProgramSpec(
             name="w",
             command=(PY, *argv),
@@ -127,11 +127,11 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 @contextlib.asynccontextmanager
-async def supervised(child: Slot) -> AsyncIterator[Slot]:
+async def supervised(slot: Slot) -> AsyncIterator[Slot]:
     """Run the slot's task for the block; cancelling it afterwards stops the process."""
     async with anyio.create_task_group() as tg:
-        await tg.start(child.run)
-        yield child
+        await tg.start(slot.run)
+        yield slot
         tg.cancel_scope.cancel()
 
 
@@ -155,15 +155,15 @@ def _worker(name: str) -> str:
 # -- exits and restart policy --------------------------------------------------------
 
 
-async def test_child_exit_zero_on_failure_stays_exited(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "0", "0.3")
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_exit_zero_on_failure_stays_exited(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "0", "0.3")
+    async with supervised(slot):
+        st = await slot.start()
         assert st.state is S.RUNNING
         pid = st.pid
         assert pid is not None
-        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
-        st = child.status()
+        await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
+        st = slot.status()
         assert (st.last_exit_code, st.last_exit_signal, st.pid, st.restarts) == (0, None, None, 0)
     assert h.rec.states("w:0") == [S.STARTING, S.RUNNING, S.EXITED]
     exited = h.rec.changes[-1]
@@ -193,40 +193,40 @@ def _counting_lines_at(
     return Slot(spec, 0, dataclasses.replace(h.ctx, emit=emit)), counts
 
 
-async def test_child_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
+async def test_slot_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
     """QA3 #8: a run's first line reached the console before its STARTING."""
     quick = ("/bin/sh", "-c", "echo one; echo two >&2; exec sleep 1000")  # no Python start-up
-    spec = dataclasses.replace(h.child().spec, command=quick)
-    child, lines_at_starting = _counting_lines_at(h, S.STARTING, spec)
-    async with supervised(child):
+    spec = dataclasses.replace(h.slot().spec, command=quick)
+    slot, lines_at_starting = _counting_lines_at(h, S.STARTING, spec)
+    async with supervised(slot):
         for run in range(1, 4):  # the first lines come at once: a race each time
-            await child.restart()
+            await slot.restart()
             await h.rec.wait_for(functools.partial(_has_lines, h.rec, 2 * run))
     assert lines_at_starting == [0, 2, 4]  # each run's two lines came after its STARTING
 
 
-async def test_child_hands_over_a_crash_s_last_lines_before_its_exit(h: Harness) -> None:
+async def test_slot_hands_over_a_crash_s_last_lines_before_its_exit(h: Harness) -> None:
     """A crash's traceback was printed after the state change that reports the crash."""
     crash = ("/bin/sh", "-c", "echo last; echo words >&2; exit 3")
     spec = dataclasses.replace(
-        h.child().spec, command=crash, start_seconds=0.0, restart=RestartPolicy.NEVER
+        h.slot().spec, command=crash, start_seconds=0.0, restart=RestartPolicy.NEVER
     )
-    child, lines_at_exit = _counting_lines_at(h, S.EXITED, spec)
-    async with supervised(child):
+    slot, lines_at_exit = _counting_lines_at(h, S.EXITED, spec)
+    async with supervised(slot):
         for run in range(1, 6):  # the exit and the pipes race each time
-            await child.start()
-            await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+            await slot.start()
+            await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
             await h.rec.wait_for(functools.partial(_has_lines, h.rec, 2 * run))
     assert lines_at_exit == [2, 4, 6, 8, 10]
 
 
-async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "3")
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_crash_immediately_backoff_then_fatal(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "3")
+    async with supervised(slot):
+        st = await slot.start()
         assert st.state is S.BACKOFF
-        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
-        st = child.status()
+        await h.rec.wait_for(lambda: slot.status().state is S.FATAL)
+        st = slot.status()
     assert st.restarts == 2  # start_retries = 3 failed starts: the first try and two more
     assert st.last_exit_code == 3
     assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]
@@ -236,23 +236,23 @@ async def test_child_crash_immediately_backoff_then_fatal(h: Harness) -> None:
     assert len(h.ledger.recent_runs("w:0")) == 3
 
 
-async def test_child_crash_after_a_while_within_start_seconds_is_failed_start(
+async def test_slot_crash_after_a_while_within_start_seconds_is_failed_start(
     h: Harness,
 ) -> None:
-    child = h.child(_worker("child_exit.py"), "1", "0.3", start_seconds=5.0, start_retries=2)
-    async with supervised(child):
-        await child.start()
-        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+    slot = h.slot(_worker("child_exit.py"), "1", "0.3", start_seconds=5.0, start_retries=2)
+    async with supervised(slot):
+        await slot.start()
+        await h.rec.wait_for(lambda: slot.status().state is S.FATAL)
     assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF, S.STARTING, S.FATAL]
-    assert child.status().restarts == 1
+    assert slot.status().restarts == 1
 
 
-async def test_child_crash_after_running_restarts_with_on_failure(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "2", "0.25", start_seconds=0.1)
-    async with supervised(child):
-        await child.start()
-        await h.rec.wait_for(lambda: child.status().restarts >= 2)
-        st = await child.stop()
+async def test_slot_crash_after_running_restarts_with_on_failure(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "2", "0.25", start_seconds=0.1)
+    async with supervised(slot):
+        await slot.start()
+        await h.rec.wait_for(lambda: slot.status().restarts >= 2)
+        st = await slot.stop()
     assert st.state is S.STOPPED
     assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
     assert h.rec.changes[2].reason == "restarting"  # the exit code is beside it, not in it
@@ -261,38 +261,38 @@ async def test_child_crash_after_running_restarts_with_on_failure(h: Harness) ->
     assert h.rec.changes[3].reason == "restarted: restart = on-failure"
 
 
-async def test_child_always_restarts_exit_zero(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "0", start_seconds=0.0, restart=RestartPolicy.ALWAYS)
-    async with supervised(child):
-        await child.start()
-        await h.rec.wait_for(lambda: child.status().restarts >= 2)
-        await child.stop()
+async def test_slot_always_restarts_exit_zero(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "0", start_seconds=0.0, restart=RestartPolicy.ALWAYS)
+    async with supervised(slot):
+        await slot.start()
+        await h.rec.wait_for(lambda: slot.status().restarts >= 2)
+        await slot.stop()
     assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
 
 
-async def test_child_never_does_not_restart_a_crash(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "5", start_seconds=0.0, restart=RestartPolicy.NEVER)
-    async with supervised(child):
-        st = await child.start()
-        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+async def test_slot_never_does_not_restart_a_crash(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "5", start_seconds=0.0, restart=RestartPolicy.NEVER)
+    async with supervised(slot):
+        st = await slot.start()
+        await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
         assert st.state in (S.RUNNING, S.EXITED)
     assert h.rec.states("w:0") == [S.STARTING, S.RUNNING, S.EXITED]
-    assert child.status().last_exit_code == 5
-    assert child.status().restarts == 0
+    assert slot.status().last_exit_code == 5
+    assert slot.status().restarts == 0
 
 
-async def test_child_killed_by_signal_counts_as_failure(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), start_seconds=0.0)
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_killed_by_signal_counts_as_failure(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"), start_seconds=0.0)
+    async with supervised(slot):
+        st = await slot.start()
         assert st.pid is not None
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
-        child.send_signal(signal.SIGTERM)
-        await h.rec.wait_for(lambda: child.status().restarts == 1)
+        slot.send_signal(signal.SIGTERM)
+        await h.rec.wait_for(lambda: slot.status().restarts == 1)
         exited = next(c for c in h.rec.changes if c.new is S.EXITED)
         assert exited.exit_signal == signal.SIGTERM
         assert exited.exit_code is None
-        assert child.status().pid != st.pid
+        assert slot.status().pid != st.pid
 
 
 @pytest.mark.parametrize(
@@ -304,16 +304,16 @@ async def test_child_killed_by_signal_counts_as_failure(h: Harness) -> None:
         (RestartPolicy.ALWAYS, 0, [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]),
     ],
 )
-async def test_child_quick_exit_runs_once_only_when_not_restarted_anyway(
+async def test_slot_quick_exit_runs_once_only_when_not_restarted_anyway(
     h: Harness, restart: RestartPolicy, code: int, states: list[ProcessState]
 ) -> None:
     """QA #8: a one-shot job that exits 0 before start_seconds is EXITED, not retried."""
-    child = h.child(_worker("child_exit.py"), str(code), start_seconds=5.0, restart=restart)
-    async with supervised(child):
-        await child.start()
+    slot = h.slot(_worker("child_exit.py"), str(code), start_seconds=5.0, restart=restart)
+    async with supervised(slot):
+        await slot.start()
         await h.rec.wait_for(lambda: h.rec.states("w:0") == states)
     assert len(h.ledger.recent_runs("w:0")) == states.count(S.STARTING)
-    st = child.status()
+    st = slot.status()
     assert st.reason == h.rec.changes[-1].reason
     if states[-1] is S.EXITED:
         assert st.reason.endswith(
@@ -323,25 +323,25 @@ async def test_child_quick_exit_runs_once_only_when_not_restarted_anyway(
         assert st.reason.endswith("gave up after 3 failed starts in a row")
 
 
-async def test_child_restart_loop_is_throttled(h: Harness) -> None:
+async def test_slot_restart_loop_is_throttled(h: Harness) -> None:
     """QA #7: `true` under always with start_seconds = 0 is not restarted in a tight loop.
 
     The spacing between spawns is at least 0.8 x 0.2 s, then 0.8 x 0.4 s (the cap):
     in a 1.5 s window that is at most 6 spawns (about 50 without the guard).
     """
-    child = h.child(
+    slot = h.slot(
         command=("true",),
         start_seconds=0.0,
         restart=RestartPolicy.ALWAYS,
         backoff_seconds=0.2,
         backoff_max_seconds=0.4,
     )
-    async with supervised(child):
-        await child.start()
+    async with supervised(slot):
+        await slot.start()
         with anyio.move_on_after(1.5):  # the measurement window, not a synchronisation
             await anyio.Event().wait()
         spawns = h.rec.states("w:0").count(S.STARTING)
-        st = await child.stop()
+        st = await slot.stop()
     assert 2 <= spawns <= 6
     # A spawn may be under way as the window closes (counted in restarts, its
     # STARTING not yet emitted): compare the counts once the stop has settled.
@@ -351,50 +351,50 @@ async def test_child_restart_loop_is_throttled(h: Harness) -> None:
     assert "short runs in a row" in exited[-1]
 
 
-async def test_child_restarts_count_only_the_slot_s_own_restarts(h: Harness) -> None:
+async def test_slot_restarts_count_only_the_slot_s_own_restarts(h: Harness) -> None:
     """QA #23: an operator's start after a stop is not a restart."""
-    child = h.child(_worker("child_ready.py"))
-    async with supervised(child):
+    slot = h.slot(_worker("child_ready.py"))
+    async with supervised(slot):
         for _ in range(2):
-            await child.start()
-            await child.stop()
-        st = await child.restart()
-        await child.stop()
+            await slot.start()
+            await slot.stop()
+        st = await slot.restart()
+        await slot.stop()
     assert st.restarts == 0
     assert h.rec.states("w:0").count(S.STARTING) == 3
 
 
-async def test_child_exiting_at_once_is_identified(
+async def test_slot_exiting_at_once_is_identified(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """QA #12: the create_time is read before the exit watcher can reap the child."""
-    children = [
-        h.child(command=("true",), start_seconds=0.0, restart=RestartPolicy.NEVER, index=i)
+    """QA #12: the create_time is read before the exit watcher can reap the process."""
+    slots = [
+        h.slot(command=("true",), start_seconds=0.0, restart=RestartPolicy.NEVER, index=i)
         for i in range(8)
     ]
     async with contextlib.AsyncExitStack() as stack:
-        for child in children:
-            await stack.enter_async_context(supervised(child))
+        for slot in slots:
+            await stack.enter_async_context(supervised(slot))
         async with anyio.create_task_group() as tg:
-            for child in children:
-                tg.start_soon(child.start)
-        await h.rec.wait_for(lambda: all(c.status().state is S.EXITED for c in children))
+            for slot in slots:
+                tg.start_soon(slot.start)
+        await h.rec.wait_for(lambda: all(c.status().state is S.EXITED for c in slots))
     assert "no create_time" not in caplog.text
-    for child in children:
-        (run,) = h.ledger.recent_runs(child.name)
+    for slot in slots:
+        (run,) = h.ledger.recent_runs(slot.name)
         assert run.create_time > 0.0
 
 
 # -- stop ------------------------------------------------------------------------------
 
 
-async def test_child_stop_ignoring_sigterm_is_killed_after_timeout(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), "ignore-term", stop_timeout_seconds=0.5)
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_stop_ignoring_sigterm_is_killed_after_timeout(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"), "ignore-term", stop_timeout_seconds=0.5)
+    async with supervised(slot):
+        st = await slot.start()
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
         began = time.monotonic()
-        st = await child.stop()
+        st = await slot.stop()
         took = time.monotonic() - began
     assert st.state is S.STOPPED
     assert st.last_exit_signal == signal.SIGKILL
@@ -402,65 +402,65 @@ async def test_child_stop_ignoring_sigterm_is_killed_after_timeout(h: Harness) -
     assert h.rec.states("w:0")[-2:] == [S.STOPPING, S.STOPPED]
 
 
-async def test_child_stop_is_idempotent_and_signal_needs_a_process(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"))
-    async with supervised(child):
-        st = await child.stop()
+async def test_slot_stop_is_idempotent_and_signal_needs_a_process(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"))
+    async with supervised(slot):
+        st = await slot.stop()
         assert st.state is S.STOPPED
         with pytest.raises(InvalidTransition):
-            child.send_signal(signal.SIGTERM)
+            slot.send_signal(signal.SIGTERM)
     assert h.rec.changes == []
 
 
-async def test_child_cancelling_run_stops_the_process(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), autostart=True)
-    async with supervised(child):
+async def test_slot_cancelling_run_stops_the_process(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"), autostart=True)
+    async with supervised(slot):
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
-        pid = child.status().pid
+        pid = slot.status().pid
         assert pid is not None
-    assert child.status().state is S.STOPPED
+    assert slot.status().state is S.STOPPED
     assert _gone(pid)
     assert h.rec.states("w:0")[-2:] == [S.STOPPING, S.STOPPED]
     assert {c.reason for c in h.rec.changes[-2:]} == {"no longer supervised"}
     with pytest.raises(InvalidTransition):
-        await child.start()
-    assert (await child.stop()).state is S.STOPPED
+        await slot.start()
+    assert (await slot.stop()).state is S.STOPPED
 
 
 @pytest.mark.parametrize("backoff", [False, True])
-async def test_child_close_gives_the_reason_of_the_stop(h: Harness, backoff: bool) -> None:
+async def test_slot_close_gives_the_reason_of_the_stop(h: Harness, backoff: bool) -> None:
     """QA #22: the canceller says why: "removed by reload", "dsup shutting down"."""
     argv = ("child_exit.py", "1") if backoff else ("child_ready.py",)
-    child = h.child(_worker(argv[0]), *argv[1:], backoff_seconds=30.0, backoff_max_seconds=30.0)
-    async with supervised(child):
-        st = await child.start()
+    slot = h.slot(_worker(argv[0]), *argv[1:], backoff_seconds=30.0, backoff_max_seconds=30.0)
+    async with supervised(slot):
+        st = await slot.start()
         assert st.state is (S.BACKOFF if backoff else S.RUNNING)
-        child.close("removed by reload")
+        slot.close("removed by reload")
         with pytest.raises(InvalidTransition):
-            await child.start()
+            await slot.start()
     expected = [S.STOPPED] if backoff else [S.STOPPING, S.STOPPED]
     changes = h.rec.changes[-len(expected) :]
     assert [(c.new, c.reason) for c in changes] == [(s, "removed by reload") for s in expected]
-    assert child.status().reason == "removed by reload"
+    assert slot.status().reason == "removed by reload"
 
 
 # -- tree and pipes -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("keep", [False, True])
-async def test_child_grandchild_holding_the_pipe_does_not_keep_it_running(
+async def test_slot_grandchild_holding_the_pipe_does_not_keep_it_running(
     h: Harness, keep: bool
 ) -> None:
-    child = h.child(
+    slot = h.slot(
         _worker("child_grandchild.py"),
         start_seconds=0.0,
         restart=RestartPolicy.NEVER,
         keep_descendants=keep,
     )
-    async with supervised(child):
-        await child.start()
+    async with supervised(slot):
+        await slot.start()
         with anyio.fail_after(5):
-            await h.rec.wait_for(lambda: child.status().state is S.EXITED)
+            await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
         line = h.rec.line_starting("grandchild")
         assert line is not None
         grandchild = int(line.split()[1])
@@ -472,42 +472,42 @@ async def test_child_grandchild_holding_the_pipe_does_not_keep_it_running(
         finally:
             if keep:
                 os.kill(grandchild, signal.SIGKILL)
-    assert child.status().state is S.EXITED
+    assert slot.status().state is S.EXITED
     # a kept grandchild's run stays live for the reaper's sweep
-    assert child.live_run_ids() == ({h.rec.changes[0].run_id} if keep else set())
+    assert slot.live_run_ids() == ({h.rec.changes[0].run_id} if keep else set())
 
 
-async def test_child_output_goes_to_logs_and_consumer(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"))
-    async with supervised(child):
-        await child.start()
+async def test_slot_output_goes_to_logs_and_consumer(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"))
+    async with supervised(slot):
+        await slot.start()
         await h.rec.wait_for(lambda: h.rec.line_starting("to stderr", "stderr"))
-        await child.stop()
+        await slot.stop()
     out, err = log_paths(h.ctx.log_dir, "w:0")
     assert out.read_text().startswith("ready ")
     assert err.read_text() == "to stderr\n"
 
 
 @pytest.mark.parametrize("unbuffered", [True, False])
-async def test_child_unbuffered_python_output_arrives_while_running(
+async def test_slot_unbuffered_python_output_arrives_while_running(
     h: Harness, unbuffered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
-    child = h.child(_worker("child_buffered.py"), unbuffered=unbuffered)
-    async with supervised(child):
-        await child.start()
+    slot = h.slot(_worker("child_buffered.py"), unbuffered=unbuffered)
+    async with supervised(slot):
+        await slot.start()
         await h.rec.wait_for(lambda: h.rec.line_starting("printed", "stderr"))
         if unbuffered:
             await h.rec.wait_for(lambda: h.rec.line_starting("buffered line"))
         else:  # stdout is still in the worker's buffer: the control case
             assert h.rec.line_starting("buffered line") is None
-        assert child.status().state.is_alive
+        assert slot.status().state.is_alive
 
 
-async def test_child_env_has_markers_and_spec_env(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), env={"CHILD_X": "1"}, index=3)
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_env_has_markers_and_spec_env(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"), env={"CHILD_X": "1"}, index=3)
+    async with supervised(slot):
+        st = await slot.start()
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
         line = h.rec.line_starting("ready")
         assert line is not None
@@ -527,16 +527,14 @@ async def test_child_env_has_markers_and_spec_env(h: Harness) -> None:
 # -- spawn errors ---------------------------------------------------------------------------
 
 
-async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None:
-    child = h.child()
-    child = Slot(
-        dataclasses.replace(child.spec, command=(str(h.tmp / "no-such-program"),)), 0, h.ctx
-    )
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_missing_executable_is_fatal_with_reason(h: Harness) -> None:
+    slot = h.slot()
+    slot = Slot(dataclasses.replace(slot.spec, command=(str(h.tmp / "no-such-program"),)), 0, h.ctx)
+    async with supervised(slot):
+        st = await slot.start()
         assert st.state is S.BACKOFF
-        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
-    st = child.status()
+        await h.rec.wait_for(lambda: slot.status().state is S.FATAL)
+    st = slot.status()
     assert "No such file or directory" in st.last_error
     assert "no-such-program" in st.last_error
     assert h.rec.states("w:0") == [S.BACKOFF, S.BACKOFF, S.FATAL]
@@ -549,10 +547,10 @@ async def test_child_missing_executable_is_fatal_with_reason(h: Harness) -> None
     assert h.ledger.recent_runs("w:0") == []
 
 
-async def test_child_bad_cwd_is_a_spawn_error(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"), cwd=h.tmp / "missing-dir", start_retries=1)
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_bad_cwd_is_a_spawn_error(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"), cwd=h.tmp / "missing-dir", start_retries=1)
+    async with supervised(slot):
+        st = await slot.start()
     assert st.state is S.FATAL
     assert "missing-dir" in st.last_error
 
@@ -560,24 +558,24 @@ async def test_child_bad_cwd_is_a_spawn_error(h: Harness) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
-async def test_child_start_after_fatal_resets_failures(h: Harness) -> None:
+async def test_slot_start_after_fatal_resets_failures(h: Harness) -> None:
     flag = h.tmp / "flag"
-    child = h.child(_worker("child_flaky.py"), str(flag))
-    async with supervised(child):
-        await child.start()
-        await h.rec.wait_for(lambda: child.status().state is S.FATAL)
+    slot = h.slot(_worker("child_flaky.py"), str(flag))
+    async with supervised(slot):
+        await slot.start()
+        await h.rec.wait_for(lambda: slot.status().state is S.FATAL)
         flag.touch()
-        st = await child.start()
+        st = await slot.start()
         assert st.state is S.RUNNING
         assert st.restarts == 2  # the two retries; an operator's start is not counted
         with pytest.raises(InvalidTransition):
-            await child.start()
-        await child.stop()
+            await slot.start()
+        await slot.stop()
     assert h.rec.states("w:0")[-4:] == [S.STARTING, S.RUNNING, S.STOPPING, S.STOPPED]
 
 
-async def test_child_concurrent_commands_are_serialised(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"))
+async def test_slot_concurrent_commands_are_serialised(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"))
     results: list[ProcessStatus | InvalidTransition] = []
 
     async def call(action: Callable[[], object]) -> None:
@@ -586,25 +584,25 @@ async def test_child_concurrent_commands_are_serialised(h: Harness) -> None:
         except InvalidTransition as exc:
             results.append(exc)
 
-    async with supervised(child):
+    async with supervised(slot):
         async with anyio.create_task_group() as tg:
             for _ in range(4):
-                tg.start_soon(call, child.start)
+                tg.start_soon(call, slot.start)
         assert sum(isinstance(r, InvalidTransition) for r in results) == 3
-        assert child.status().state is S.RUNNING
-        first = child.status().pid
+        assert slot.status().state is S.RUNNING
+        first = slot.status().pid
         results.clear()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call, child.stop)
-            tg.start_soon(call, child.restart)
-            tg.start_soon(call, child.stop)
-            tg.start_soon(call, child.restart)
+            tg.start_soon(call, slot.stop)
+            tg.start_soon(call, slot.restart)
+            tg.start_soon(call, slot.stop)
+            tg.start_soon(call, slot.restart)
         assert not any(isinstance(r, InvalidTransition) for r in results)
-        assert child.status().state is S.RUNNING
+        assert slot.status().state is S.RUNNING
         assert first is not None
         assert _gone(first)
-        await child.stop()
-    assert child.status().restarts == 0  # every start came from a command
+        await slot.stop()
+    assert slot.status().restarts == 0  # every start came from a command
     # In queue order: stop, restart (its start is cut short by the next stop, so
     # that caller gets STOPPED), stop, restart; then the final stop.
     assert [r.state for r in results if isinstance(r, ProcessStatus)] == [
@@ -620,24 +618,24 @@ async def test_child_concurrent_commands_are_serialised(h: Harness) -> None:
     ]
 
 
-async def test_child_stop_during_backoff_and_start_during_backoff(h: Harness) -> None:
-    child = h.child(_worker("child_exit.py"), "1", backoff_seconds=30.0, backoff_max_seconds=30.0)
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_stop_during_backoff_and_start_during_backoff(h: Harness) -> None:
+    slot = h.slot(_worker("child_exit.py"), "1", backoff_seconds=30.0, backoff_max_seconds=30.0)
+    async with supervised(slot):
+        st = await slot.start()
         assert st.state is S.BACKOFF
-        st = await child.start()  # skips the 30 s wait
+        st = await slot.start()  # skips the 30 s wait
         assert st.state is S.BACKOFF
-        st = await child.stop()
+        st = await slot.stop()
         assert st.state is S.STOPPED
     assert h.rec.states("w:0") == [S.STARTING, S.BACKOFF, S.STARTING, S.BACKOFF, S.STOPPED]
 
 
-async def test_child_stop_records_the_signal_exit(h: Harness) -> None:
-    child = h.child(_worker("child_ready.py"))
-    async with supervised(child):
-        st = await child.start()
+async def test_slot_stop_records_the_signal_exit(h: Harness) -> None:
+    slot = h.slot(_worker("child_ready.py"))
+    async with supervised(slot):
+        st = await slot.start()
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
-        st = await child.stop(reason="stopped by alice")
+        st = await slot.stop(reason="stopped by alice")
     assert (st.state, st.last_exit_code, st.last_exit_signal) == (S.STOPPED, None, signal.SIGTERM)
     stopped = h.rec.changes[-1]
     assert (stopped.reason, stopped.exit_signal) == ("stopped by alice", signal.SIGTERM)
@@ -645,13 +643,11 @@ async def test_child_stop_records_the_signal_exit(h: Harness) -> None:
     assert (run.exit_code, run.exit_signal) == (None, signal.SIGTERM)
 
 
-async def test_child_exit_is_seen_without_pidfd(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_slot_exit_is_seen_without_pidfd(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """The waitpid poll fallback (kernels or platforms without pidfd_open)."""
     monkeypatch.setattr(spawn, "_pidfd_open", lambda pid: None)
-    child = h.child(_worker("child_exit.py"), "4", start_seconds=0.0)
-    async with supervised(child):
-        await child.start()
-        await h.rec.wait_for(lambda: child.status().state is S.EXITED)
-    assert child.status().last_exit_code == 4
+    slot = h.slot(_worker("child_exit.py"), "4", start_seconds=0.0)
+    async with supervised(slot):
+        await slot.start()
+        await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
+    assert slot.status().last_exit_code == 4

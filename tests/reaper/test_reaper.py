@@ -26,6 +26,7 @@ import pytest
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.reaper import Reaper
+from supervisor.reaper.tree import Seen, adopted, pipe_holders
 from supervisor.state.ledger import Ledger
 from supervisor.state.records import ProcIdent
 from tests._wait import eventually, wait_for, wait_until
@@ -601,3 +602,27 @@ async def test_stats_never_shows_more_cpu_than_the_threads_can_use(
         finally:
             busy.kill()
             await busy.wait()
+
+
+def test_adopted_are_unmarked_unowned_children_with_what_they_started() -> None:
+    """What a subreaper adopted that no run claims; never a process outside our tree."""
+    me = os.getpid()
+
+    def seen(pid: int, ppid: int, run_id: str | None = None, pipes: int = 0) -> Seen:
+        inodes = frozenset({pipes}) if pipes else frozenset()
+        return Seen(ProcIdent(pid, 1.0), ppid, pid, run_id, "", pipes=inodes)
+
+    snap = {
+        s.ident.pid: s
+        for s in (
+            seen(10, me, "run-a"),  # a run's main: marked
+            seen(11, me),  # an unmarked main (its command cleared its env): owned
+            seen(20, me, pipes=77),  # adopted, holds a pipe of run-a
+            seen(21, 20),  # started by the adopted one
+            seen(30, 1),  # a stranger
+            seen(31, 30),
+        )
+    }
+    assert {p.pid for p in adopted(snap, owned={11})} == {20, 21}
+    assert {p.pid for p in pipe_holders(snap, {77})} == {20, 21}
+    assert pipe_holders(snap, {78}) == set()

@@ -89,7 +89,8 @@ def test_outbox_marker_is_invisible_and_fits(outbox: Outbox) -> None:
     (row,) = outbox.due(now=1.0)
     assert row.marker == encode_marker(outbox.nonce(row_id))
     assert row.marker
-    assert set(row.marker) <= {"\u200b", "\u200c", "\u200d", "\u2060"}
+    assert set(row.marker) <= {"\u2063", "\u200b", "\u200c", "\u200d", "\u2060"}
+    assert not encode_marker(outbox.nonce(0x12)).endswith(encode_marker(outbox.nonce(0x2)))
     assert len(encode_marker(outbox.nonce(10**15 - 1))) + MAX_CONTENT_CHARS <= MESSAGE_CHARS
 
 

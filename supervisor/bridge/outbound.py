@@ -1,0 +1,78 @@
+"""What carries a node's activity to Discord: the relay, the outbox and its sender.
+
+The node builds one :class:`Outbound` with the bridge, hands its relay to the fleet
+as a sink, runs it beside the bridge, and lets it finish (bounded) at shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from supervisor.bridge.relay import Relay, RelayChannels
+from supervisor.bridge.sender import OutboxSender
+from supervisor.state.outbox import Outbox
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import discord
+    from anyio.abc import TaskStatus
+
+    from supervisor.config.schema import DiscordSpec, ProgramSpec
+    from supervisor.state.ledger import Ledger
+
+FINISH_SECONDS = 5.0
+"""At shutdown, how long the outbox may take to empty before Discord is closed."""
+
+
+class Outbound:
+    """The relay (a fleet sink) and the outbox's sender of one node.
+
+    Args:
+        spec: the ``[discord]`` table (the channels).
+        ledger: the node's ledger (the outbox table, the audit rows).
+        programs: the node's programs now.
+        **relay_options: passed to :class:`Relay` (tests shorten its windows).
+    """
+
+    def __init__(
+        self,
+        spec: DiscordSpec,
+        ledger: Ledger,
+        programs: Callable[[], Mapping[str, ProgramSpec]],
+        **relay_options: Any,
+    ) -> None:
+        self.outbox = Outbox(ledger)
+        self.relay = Relay(
+            programs, self.outbox, ledger, channels=RelayChannels.of(spec), **relay_options
+        )
+        self.sender = OutboxSender(self.outbox)
+
+    def client_options(self) -> dict[str, Any]:
+        """Options for the bridge's client: the trace that lets the sender pace itself."""
+        return {"http_trace": self.sender.trace_config()}
+
+    async def run(
+        self,
+        current: Callable[[], discord.Client | None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the relay and the sender (through ``current()``, the bridge's client)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.relay.run)
+            await tg.start(self.sender.run, current)
+            task_status.started()
+
+    async def finish(self, seconds: float = FINISH_SECONDS) -> bool:
+        """Write what the relay holds and wait, bounded, for the outbox to empty.
+
+        Returns:
+            True when everything was sent; what is left is sent after a restart.
+        """
+        with anyio.move_on_after(seconds, shield=True):
+            await self.relay.flush(final=True)
+            return await self.sender.drain(seconds)
+        return False

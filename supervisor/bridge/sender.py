@@ -1,0 +1,246 @@
+"""The sender: drains the outbox into Discord, once per row, paced, whatever fails.
+
+Each channel's head row goes out when its route's bucket allows (``pacing``); a
+create carries the row's stable nonce with ``enforce_nonce``, and past the nonce's
+window the channel's recent history is searched for the row's marker before posting
+again. A failure schedules a retry; a channel that keeps refusing is paused. The
+relay's own failures go to dsup's log only, never through the relay.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import anyio
+import discord
+
+from supervisor.bridge.pacing import Breaker, Pacer, route_of
+from supervisor.state.outbox import retry_delay
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import SimpleNamespace
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.bridge.pacing import Pause, RouteKey
+    from supervisor.state.outbox import Outbox, OutboxRow
+
+logger = logging.getLogger(__name__)
+
+NONCE_WINDOW_SECONDS = 60.0
+"""Trust ``enforce_nonce`` this long after a row's first attempt (Discord: "a few
+minutes", undocumented); later, look for the row's marker in the channel first."""
+POLL_SECONDS = 0.1
+"""Time between two looks at the outbox."""
+HISTORY_LIMIT = 100
+_UNKNOWN_MESSAGE = 10008
+_NONE = discord.AllowedMentions.none()
+
+
+class OutboxSender:
+    """Sends the outbox's rows through the bridge's current client.
+
+    Args:
+        outbox: the rows to send.
+        pacer: when each route may send (learns from ``trace_config``'s responses).
+        breaker: pauses channels that refuse us.
+        clock: monotonic seconds (pacing, pauses).
+        wall: wall-clock seconds (the outbox's retry times, the nonce window).
+        nonce_window: see :data:`NONCE_WINDOW_SECONDS`.
+        poll_seconds: see :data:`POLL_SECONDS`.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        pacer: Pacer | None = None,
+        breaker: Breaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        nonce_window: float = NONCE_WINDOW_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        self._outbox = outbox
+        self.pacer = pacer or Pacer()
+        self.breaker = breaker or Breaker()
+        self._clock = clock
+        self._wall = wall
+        self._nonce_window = nonce_window
+        self._poll = poll_seconds
+        self._busy: set[int] = set()
+        self._announced: set[int] = set()
+        self.sent = 0
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """An aiohttp trace for the client (``http_trace``): the pacer sees every response.
+
+        discord.py's public ``http_trace`` option; nothing of discord.py is patched.
+        """
+        trace = aiohttp.TraceConfig()
+
+        async def on_end(
+            session: aiohttp.ClientSession,
+            context: SimpleNamespace,
+            params: aiohttp.TraceRequestEndParams,
+        ) -> None:
+            key = route_of(params.method, params.url.path)
+            if key is not None:
+                response = params.response
+                self.pacer.observe(key, response.status, response.headers, self._clock())
+
+        trace.on_request_end.append(on_end)
+        return trace
+
+    def paused(self) -> list[Pause]:
+        """Channels paused now (shown by status and the board)."""
+        return self.breaker.paused()
+
+    async def run(
+        self,
+        current: Callable[[], discord.Client | None],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Send due rows through ``current()`` (the bridge's client) until cancelled.
+
+        Waits while there is no client or it has not yet been ready once; rows
+        keep waiting in the outbox meanwhile. Cancelling abandons sends in
+        flight: their rows stay pending and are sent again, once, later.
+        """
+        task_status.started()
+        async with anyio.create_task_group() as tg:
+            while True:
+                client = current()
+                if client is not None and client.is_ready() and not client.is_closed():
+                    await self._start_due(tg, client)
+                await anyio.sleep(self._poll)
+
+    async def _start_due(self, tg: TaskGroup, client: discord.Client) -> None:
+        """Start a send for each channel whose head row may go now."""
+        rows = await anyio.to_thread.run_sync(lambda: self._outbox.due(now=self._wall()))
+        now = self._clock()
+        for row in rows:
+            key: RouteKey = ("edit" if row.is_edit else "create", row.channel)
+            if row.channel in self._busy or self.pacer.ready_at(key, now) > now:
+                continue
+            self._busy.add(row.channel)
+            self.pacer.sent(key, now)
+            tg.start_soon(self._send, client, row)
+
+    async def _send(self, client: discord.Client, row: OutboxRow) -> None:
+        try:
+            message_id = await self._deliver(client, row)
+        except discord.HTTPException as exc:
+            await self._refused(row, exc)
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            await self._retry(row, f"{type(exc).__name__}: {exc}")
+        else:
+            await anyio.to_thread.run_sync(
+                lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
+            )
+            self.sent += 1
+            if self.breaker.succeeded(row.channel) or row.channel in self._announced:
+                self._announced.discard(row.channel)
+                logger.warning("discord: channel %d answers again; relaying resumed", row.channel)
+        finally:
+            self._busy.discard(row.channel)
+
+    async def _deliver(self, client: discord.Client, row: OutboxRow) -> int:
+        """Create or edit the row's message; its Discord id."""
+        channel = client.get_partial_messageable(row.channel)
+        text = row.content + row.marker
+        first = row.first_try_at
+        is_create = not row.is_edit or row.target_message_id is None
+        late = first is not None and self._wall() - first > self._nonce_window
+        if is_create and row.attempts and first is not None and late:
+            found = await self._find_marker(client, channel, row, first)
+            if found is not None:
+                return found
+        # Recorded before the request: after a restart, a row tried before is looked
+        # for in the channel's history once the nonce may have expired.
+        await anyio.to_thread.run_sync(lambda: self._outbox.begin_attempt(row.id, now=self._wall()))
+        if row.is_edit and row.target_message_id is not None:
+            message = channel.get_partial_message(row.target_message_id)
+            await message.edit(content=text, allowed_mentions=_NONE)
+            return row.target_message_id
+        reference = (
+            discord.MessageReference(
+                message_id=row.reply_to, channel_id=row.channel, fail_if_not_exists=False
+            )
+            if row.reply_to is not None
+            else None
+        )
+        kwargs: dict[str, Any] = {"reference": reference} if reference is not None else {}
+        sent = await channel.send(text, nonce=row.nonce, allowed_mentions=_NONE, **kwargs)
+        return sent.id
+
+    async def _find_marker(
+        self,
+        client: discord.Client,
+        channel: discord.PartialMessageable,
+        row: OutboxRow,
+        first: float,
+    ) -> int | None:
+        """The id of our message ending with the row's marker, posted since ``first``."""
+        since = datetime.datetime.fromtimestamp(first - 5, tz=datetime.UTC)
+        after = discord.Object(id=discord.utils.time_snowflake(since))
+        me = client.user.id if client.user is not None else None
+        async for message in channel.history(limit=HISTORY_LIMIT, after=after):
+            if message.author.id == me and message.content.endswith(row.marker):
+                logger.info("outbox: message %d was sent before (found %d)", row.id, message.id)
+                return message.id
+        return None
+
+    async def _refused(self, row: OutboxRow, exc: discord.HTTPException) -> None:
+        """Discord answered with an error: retry, abandon the row, or pause its channel."""
+        reason = f"{exc.status} {exc.text or type(exc).__name__}"[:200]
+        if exc.status in (403, 404) and exc.code != _UNKNOWN_MESSAGE:
+            pause = self.breaker.refused(row.channel, reason, self._clock())
+            if pause is None:
+                await self._retry(row, reason)
+                return
+            retry_at = self._wall() + (pause.retry_at - pause.since)
+            await anyio.to_thread.run_sync(
+                lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
+            )
+            if row.channel not in self._announced:
+                self._announced.add(row.channel)
+                logger.warning(
+                    "discord: channel %d refuses dsup's messages (%s); relaying to it is paused "
+                    "and tried again slowly. Check that the channel exists and that the bot "
+                    "may view it and send messages in it",
+                    row.channel,
+                    reason,
+                )
+        elif exc.status == 429 or exc.status >= 500:
+            await self._retry(row, reason)
+        else:
+            await anyio.to_thread.run_sync(lambda: self._outbox.mark_abandoned(row.id, reason))
+
+    async def _retry(self, row: OutboxRow, error: str) -> None:
+        logger.info("outbox: message %d not sent (%s); trying again", row.id, error)
+        retry_at = self._wall() + retry_delay(row.attempts + 1)
+        await anyio.to_thread.run_sync(
+            lambda: self._outbox.mark_failed(row.id, error, retry_at=retry_at)
+        )
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the outbox to empty (paused channels aside).
+
+        Returns:
+            True when nothing was left to send.
+        """
+        with anyio.move_on_after(seconds):
+            while True:
+                stats = await anyio.to_thread.run_sync(self._outbox.stats)
+                paused = {p.channel for p in self.breaker.paused()}
+                if not [c for c in stats.pending if c not in paused]:
+                    return True
+                await anyio.sleep(self._poll)
+        return False

@@ -1,0 +1,24 @@
+"""Tasks from ctl (and later Discord and workers): the queue, its dispatch and its store.
+
+The store sits behind one small interface (``store.TaskStore``): sqlite in the
+node's ledger now, a database shared by several nodes later.
+"""
+
+from __future__ import annotations
+
+from supervisor.tasks.oneshot import TaskContext
+from supervisor.tasks.queue import TaskQueue, queue_for
+from supervisor.tasks.records import NewTask, TaskOutcome, TaskRecord, TaskState
+from supervisor.tasks.store import SqliteTaskStore, TaskStore
+
+__all__ = [
+    "NewTask",
+    "SqliteTaskStore",
+    "TaskContext",
+    "TaskOutcome",
+    "TaskQueue",
+    "TaskRecord",
+    "TaskState",
+    "TaskStore",
+    "queue_for",
+]

@@ -1,0 +1,338 @@
+"""The task queue of a node: tasks in, dispatched to their programs' processes, results out.
+
+A task is in the store before it is acknowledged. Each oneshot program runs at
+most ``concurrency`` attempts at once; an attempt holds a lease on its task,
+renewed while it runs. At start-up the tasks this node was running when it died
+are queued again (at-least-once), up to ``task_max_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.config.schema import TaskMode
+from supervisor.errors import InvalidArgument, NotATaskProgram
+from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
+from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from supervisor.config.schema import ProgramSpec
+    from supervisor.process.fleet import Fleet
+    from supervisor.process.run import Run
+    from supervisor.tasks.records import TaskRecord, TaskSource
+    from supervisor.tasks.store import TaskStore
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+"""How long a claim lasts unless renewed (renewed every third of it while the task runs)."""
+POLL_SECONDS = 1.0
+"""How often the queue looks at the store without being woken (a reload, another node)."""
+LOGS_KEEP = 1000
+"""Task log files kept: those of the last this many tasks."""
+_STORE_SECONDS = 10.0  # the longest a shielded write of an attempt's end may take
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """An attempt running here: its task as claimed, and how to cancel it."""
+
+    task: TaskRecord
+    cancel: anyio.CancelScope
+    done: anyio.Event
+    cancelled_by: str = ""
+
+
+class TaskQueue:
+    """Takes tasks, runs them on their programs and records how they end.
+
+    Use ``await task_group.start(queue.run)``; cancelling it stops every running
+    attempt's tree and gives those tasks back to the queue for the next start.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        ctx: TaskContext,
+        programs: Callable[[], Mapping[str, ProgramSpec]],
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        """Serve the tasks of ``store``.
+
+        Args:
+            store: where tasks live.
+            ctx: what attempts share (markers, directories, ledger, reaper).
+            programs: the current programs (the config may be reloaded).
+            lease_seconds: how long a claim lasts unless renewed.
+            poll_seconds: how often the store is looked at unprompted.
+        """
+        self._store = store
+        self._ctx = ctx
+        self._programs = programs
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._running: dict[int, _Attempt] = {}
+        self._runs: dict[str, Run] = {}
+        self._waiters: dict[int, anyio.Event] = {}
+        self._wake = anyio.Event()
+        self._tg: TaskGroup | None = None
+
+    def live_run_ids(self) -> set[str]:
+        """The runs of attempts under way (the reaper's sweeps spare them)."""
+        return set(self._runs)
+
+    def live_pids(self) -> set[int]:
+        """The main processes of attempts not yet reaped."""
+        return {run.pid for run in self._runs.values() if not run.exited.is_set()}
+
+    # -- requests ----------------------------------------------------------------
+
+    def takers(self) -> list[str]:
+        """The programs that take tasks."""
+        return [name for name, spec in self._programs().items() if spec.tasks is not None]
+
+    async def submit(
+        self,
+        program: str,
+        text: str,
+        *,
+        source: TaskSource,
+        author: str,
+        source_key: str | None = None,
+    ) -> TaskRecord:
+        """Record a task (durably, before returning) and wake the dispatcher.
+
+        Returns:
+            The task: new, or the one already submitted with ``source_key``.
+
+        Raises:
+            NotATaskProgram: ``program`` takes no tasks.
+            InvalidArgument: the text is empty, too long or holds a NUL.
+            TaskBacklogFull: the program has ``task_backlog`` tasks waiting.
+        """
+        spec = self._programs().get(program)
+        if spec is None or spec.tasks is None:
+            raise NotATaskProgram(program, self.takers())
+        _check_text(text)
+        task = NewTask(
+            program=program,
+            text=text,
+            source=source,
+            author=author,
+            source_key=source_key,
+            max_attempts=spec.task_max_attempts,
+        )
+        record, created = await anyio.to_thread.run_sync(
+            lambda: self._store.submit(task, backlog=spec.task_backlog, now=time.time())
+        )
+        if created:
+            logger.info("task %d for %s queued by %s", record.id, program, author)
+            self._wake.set()
+        return record
+
+    async def cancel(self, task_id: int, *, by: str) -> TaskRecord:
+        """Cancel a task: a queued one at once, a running one by stopping its tree.
+
+        Returns:
+            The task once it has ended here (a task running on another node
+            sharing the store ends when that node next renews its claim).
+
+        Raises:
+            UnknownTask: no such task.
+            TaskFinished: it has already ended.
+        """
+        record = await anyio.to_thread.run_sync(
+            lambda: self._store.cancel(task_id, by=by, now=time.time())
+        )
+        attempt = self._running.get(task_id)
+        if record.state.is_final:
+            self._finished(record)
+        elif attempt is not None:
+            self._stop(attempt, by)
+            await attempt.done.wait()
+            record = await anyio.to_thread.run_sync(self._store.get, task_id)
+        return record
+
+    async def wait(self, task_id: int, timeout: float) -> TaskRecord:  # noqa: ASYNC109
+        """The task once it has ended, or as it is after ``timeout`` seconds.
+
+        Raises:
+            UnknownTask: no such task.
+        """
+        with anyio.move_on_after(timeout):
+            while True:
+                ended = self._waiters.setdefault(task_id, anyio.Event())
+                record = await anyio.to_thread.run_sync(self._store.get, task_id)
+                if record.state.is_final:
+                    return record
+                with anyio.move_on_after(self._poll):  # also sees other nodes' results
+                    await ended.wait()
+        return await anyio.to_thread.run_sync(self._store.get, task_id)
+
+    async def recent(self, limit: int) -> list[TaskRecord]:
+        """The latest tasks, newest first."""
+        return await anyio.to_thread.run_sync(self._store.recent, limit)
+
+    # -- the queue's task ----------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Recover what this node was running when it died, then dispatch until cancelled."""
+        for path in (self._ctx.log_dir, self._ctx.work_dir):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._requeue(dead_owners=(self._ctx.node,))
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._keep_leases)
+            task_status.started()
+            while True:
+                self._wake = anyio.Event()
+                await self._dispatch()
+                with anyio.move_on_after(self._poll):
+                    await self._wake.wait()
+
+    async def _dispatch(self) -> None:
+        """Start attempts of queued tasks while their programs have room."""
+        assert self._tg is not None
+        for spec in list(self._programs().values()):
+            if spec.tasks is not TaskMode.ONESHOT:
+                continue
+            busy = sum(1 for a in self._running.values() if a.task.program == spec.name)
+            while busy < spec.concurrency:
+                task = await anyio.to_thread.run_sync(self._claim, spec.name)
+                if task is None:
+                    break
+                attempt = _Attempt(task, anyio.CancelScope(), anyio.Event())
+                self._running[task.id] = attempt
+                busy += 1
+                self._tg.start_soon(self._attempt, spec, attempt)
+
+    def _claim(self, program: str) -> TaskRecord | None:
+        now = time.time()
+        return self._store.claim(
+            program, owner=self._ctx.node, lease_until=now + self._lease, now=now
+        )
+
+    def _renew(self, task: TaskRecord) -> TaskRecord | None:
+        return self._store.renew(task.id, task.attempts, lease_until=time.time() + self._lease)
+
+    async def _attempt(self, spec: ProgramSpec, attempt: _Attempt) -> None:
+        """Run one attempt and record its end; on shutdown, give the task back."""
+        task = attempt.task
+        logger.info("task %d for %s: attempt %d started", task.id, spec.name, task.attempts)
+        try:
+            try:
+                outcome = await run_attempt(spec, task, self._ctx, attempt.cancel, self._runs)
+            except Exception as exc:  # the attempt's task boundary: the task fails, not dsup
+                logger.exception("task %d for %s: attempt failed", task.id, spec.name)
+                outcome = TaskOutcome(state=TaskState.FAILED, reason=f"internal error: {exc!r}")
+            except BaseException:
+                with anyio.move_on_after(_STORE_SECONDS, shield=True):
+                    await anyio.to_thread.run_sync(
+                        lambda: self._store.release(
+                            task.id, task.attempts, reason="queued again: dsup stopped meanwhile"
+                        )
+                    )
+                raise
+            if outcome.state is TaskState.CANCELLED:
+                outcome = TaskOutcome(
+                    state=TaskState.CANCELLED,
+                    reason=f"cancelled by {attempt.cancelled_by or 'an operator'}",
+                    exit_code=outcome.exit_code,
+                    exit_signal=outcome.exit_signal,
+                )
+            with anyio.CancelScope(shield=True):
+                record = await anyio.to_thread.run_sync(
+                    lambda: self._store.complete(task.id, task.attempts, outcome, now=time.time())
+                )
+                await anyio.to_thread.run_sync(
+                    forget_logs, self._ctx.log_dir, task.id - LOGS_KEEP, self._programs().values()
+                )
+        finally:
+            del self._running[task.id]
+            attempt.done.set()
+            self._wake.set()
+        if record is None:
+            logger.warning("task %d: attempt %d lost its claim meanwhile", task.id, task.attempts)
+        else:
+            logger.info("task %d for %s: %s", task.id, spec.name, record.state.value)
+            self._finished(record)
+
+    async def _keep_leases(self) -> None:
+        """Renew the claims of running attempts; queue again the tasks of dead claims."""
+        while True:
+            await anyio.sleep(self._lease / 3)
+            for attempt in list(self._running.values()):
+                task = attempt.task
+                renewed = await anyio.to_thread.run_sync(self._renew, task)
+                if renewed is None:
+                    self._stop(attempt, "the queue (its claim expired)")
+                elif renewed.cancel_by is not None:
+                    self._stop(attempt, renewed.cancel_by)
+            await self._requeue()
+
+    async def _requeue(self, dead_owners: tuple[str, ...] = ()) -> None:
+        changed = await anyio.to_thread.run_sync(
+            lambda: self._store.requeue_expired(now=time.time(), dead_owners=dead_owners)
+        )
+        for record in changed:
+            logger.warning("task %d for %s: %s", record.id, record.program, record.reason)
+            if record.state.is_final:
+                self._finished(record)
+        if changed:
+            self._wake.set()
+
+    def _stop(self, attempt: _Attempt, by: str) -> None:
+        if not attempt.cancel.cancel_called:
+            attempt.cancelled_by = by
+            attempt.cancel.cancel()
+
+    def _finished(self, record: TaskRecord) -> None:
+        waiter = self._waiters.pop(record.id, None)
+        if waiter is not None:
+            waiter.set()
+
+
+def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
+    """The task queue of ``fleet``'s node, its runs spared by the fleet's reaper.
+
+    Task logs go to ``state_dir/logs/tasks``, attempts' directories under
+    ``state_dir/tasks``. ``options`` are the queue's keyword arguments.
+    """
+    ctx = TaskContext(
+        node=fleet.config.supervisor.name,
+        instance_id=fleet.state.instance_id,
+        log_dir=fleet.state.log_dir / "tasks",
+        work_dir=fleet.state.path / "tasks",
+        ledger=fleet.ledger,
+        reaper=fleet.reaper,
+    )
+    queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
+    fleet.track(queue)
+    return queue
+
+
+def _check_text(text: str) -> None:
+    """Refuse a task text no process could be given."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if not text.strip():
+        raise InvalidArgument("task", "text", text[:40], "give the task's text")
+    if size > MAX_TASK_TEXT_BYTES:
+        raise InvalidArgument(
+            "task",
+            "text",
+            f"{text[:40]}...",
+            f"at most {MAX_TASK_TEXT_BYTES} bytes of UTF-8, got {size}",
+        )
+    if "\0" in text:
+        raise InvalidArgument("task", "text", text[:40], "a NUL character cannot reach argv")

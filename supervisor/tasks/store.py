@@ -1,0 +1,280 @@
+"""The task store: one small interface (submit, claim, renew, complete, requeue expired).
+
+The queue and the command surface only see :class:`TaskStore`, so a database
+shared by several nodes can take the place of :class:`SqliteTaskStore` (the
+``tasks`` table of this node's ledger) without touching them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from supervisor.errors import TaskBacklogFull, TaskFinished, UnknownTask
+from supervisor.tasks.records import TaskOutcome, TaskRecord, TaskState
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Collection, Mapping
+
+    from supervisor.state.ledger import Ledger
+    from supervisor.tasks.records import NewTask
+
+TASKS_KEEP = 10_000
+"""Finished tasks kept (for ``dsup ctl tasks`` and late waiters); older ones are dropped."""
+
+_COLUMNS = (
+    "id, program, text, source, author, source_key, max_attempts, state, attempts, "
+    "created_at, started_at, ended_at, owner, lease_until, cancel_by, result, reason, "
+    "exit_code, exit_signal"
+)
+_QUEUED, _RUNNING = TaskState.QUEUED.value, TaskState.RUNNING.value
+
+
+class TaskStore(Protocol):
+    """Where tasks live. Every method is atomic and synchronous (call it in a thread).
+
+    A claim belongs to an *attempt*: ``claim`` counts one, and ``renew``,
+    ``complete`` and ``release`` only act while that attempt still holds the task,
+    so a node that lost its claim (its lease expired and another node took the
+    task) cannot overwrite the newer attempt's outcome.
+    """
+
+    def submit(self, task: NewTask, *, backlog: int, now: float) -> tuple[TaskRecord, bool]:
+        """Record a new QUEUED task; with a known ``source_key``, the task already recorded.
+
+        Returns:
+            The task and True if it is new.
+
+        Raises:
+            TaskBacklogFull: ``backlog`` tasks of the program are already QUEUED.
+        """
+        ...
+
+    def claim(
+        self, program: str, *, owner: str, lease_until: float, now: float
+    ) -> TaskRecord | None:
+        """Take the oldest QUEUED task of ``program`` for ``owner``: RUNNING, one attempt more."""
+        ...
+
+    def renew(self, task_id: int, attempt: int, *, lease_until: float) -> TaskRecord | None:
+        """Extend an attempt's claim; None when the attempt no longer holds the task.
+
+        The record returned carries ``cancel_by`` when an operator asked to cancel it.
+        """
+        ...
+
+    def complete(
+        self, task_id: int, attempt: int, outcome: TaskOutcome, *, now: float
+    ) -> TaskRecord | None:
+        """Record an attempt's outcome (final); None when the attempt no longer holds it."""
+        ...
+
+    def release(self, task_id: int, attempt: int, *, reason: str) -> None:
+        """Give a task back (QUEUED) without counting the attempt: its node is shutting down."""
+        ...
+
+    def requeue_expired(self, *, now: float, dead_owners: Collection[str] = ()) -> list[TaskRecord]:
+        """Queue again the RUNNING tasks whose claim expired or whose owner is dead.
+
+        A task that has had ``max_attempts`` attempts fails instead.
+
+        Returns:
+            The tasks changed, as they are now.
+        """
+        ...
+
+    def cancel(self, task_id: int, *, by: str, now: float) -> TaskRecord:
+        """Cancel a QUEUED task at once; mark a RUNNING one for its owner to stop.
+
+        Raises:
+            UnknownTask: no such task.
+            TaskFinished: it has already ended.
+        """
+        ...
+
+    def get(self, task_id: int) -> TaskRecord:
+        """One task.
+
+        Raises:
+            UnknownTask: no such task.
+        """
+        ...
+
+    def recent(self, limit: int) -> list[TaskRecord]:
+        """The latest tasks, newest first."""
+        ...
+
+    def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
+        """QUEUED and RUNNING tasks per program."""
+        ...
+
+
+class SqliteTaskStore:
+    """The task store of one node: the ``tasks`` table of its ledger."""
+
+    def __init__(self, ledger: Ledger, *, keep: int = TASKS_KEEP) -> None:
+        self._ledger = ledger
+        self._keep = keep
+
+    def submit(self, task: NewTask, *, backlog: int, now: float) -> tuple[TaskRecord, bool]:
+        with self._ledger.transaction() as conn:
+            if task.source_key is not None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE source_key = ?", (task.source_key,)
+                ).fetchone()
+                if row is not None:
+                    return _record(row), False
+            (waiting,) = conn.execute(
+                "SELECT COUNT(*) FROM tasks WHERE state = ? AND program = ?",
+                (_QUEUED, task.program),
+            ).fetchone()
+            if waiting >= backlog:
+                raise TaskBacklogFull(task.program, backlog)
+            cursor = conn.execute(
+                "INSERT INTO tasks (program, text, source, author, source_key, max_attempts, "
+                "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task.program,
+                    task.text,
+                    task.source,
+                    task.author,
+                    task.source_key,
+                    task.max_attempts,
+                    _QUEUED,
+                    now,
+                ),
+            )
+            task_id = cursor.lastrowid or 0
+            conn.execute(
+                "DELETE FROM tasks WHERE id <= ? AND state NOT IN (?, ?)",
+                (task_id - self._keep, _QUEUED, _RUNNING),
+            )
+            return _one(conn, task_id), True
+
+    def claim(
+        self, program: str, *, owner: str, lease_until: float, now: float
+    ) -> TaskRecord | None:
+        with self._ledger.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM tasks WHERE state = ? AND program = ? ORDER BY id LIMIT 1",
+                (_QUEUED, program),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE tasks SET state = ?, attempts = attempts + 1, owner = ?, "
+                "lease_until = ?, started_at = ?, cancel_by = NULL WHERE id = ?",
+                (_RUNNING, owner, lease_until, now, row[0]),
+            )
+            return _one(conn, row[0])
+
+    def renew(self, task_id: int, attempt: int, *, lease_until: float) -> TaskRecord | None:
+        with self._ledger.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET lease_until = ? WHERE id = ? AND attempts = ? AND state = ?",
+                (lease_until, task_id, attempt, _RUNNING),
+            )
+            return _one(conn, task_id) if cursor.rowcount else None
+
+    def complete(
+        self, task_id: int, attempt: int, outcome: TaskOutcome, *, now: float
+    ) -> TaskRecord | None:
+        with self._ledger.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET state = ?, result = ?, reason = ?, exit_code = ?, "
+                "exit_signal = ?, ended_at = ?, owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND attempts = ? AND state = ?",
+                (
+                    outcome.state.value,
+                    outcome.result,
+                    outcome.reason,
+                    outcome.exit_code,
+                    outcome.exit_signal,
+                    now,
+                    task_id,
+                    attempt,
+                    _RUNNING,
+                ),
+            )
+            return _one(conn, task_id) if cursor.rowcount else None
+
+    def release(self, task_id: int, attempt: int, *, reason: str) -> None:
+        self._ledger.write(
+            "UPDATE tasks SET state = ?, attempts = attempts - 1, owner = NULL, "
+            "lease_until = NULL, reason = ? WHERE id = ? AND attempts = ? AND state = ?",
+            [(_QUEUED, reason, task_id, attempt, _RUNNING)],
+        )
+
+    def requeue_expired(self, *, now: float, dead_owners: Collection[str] = ()) -> list[TaskRecord]:
+        owners = tuple(dead_owners)
+        marks = ", ".join("?" * len(owners)) or "NULL"
+        with self._ledger.transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM tasks WHERE state = ? AND "
+                    f"(lease_until < ? OR owner IN ({marks})) ORDER BY id",
+                    (_RUNNING, now, *owners),
+                )
+            ]
+            for task_id in ids:
+                conn.execute(
+                    "UPDATE tasks SET "
+                    "state = CASE WHEN attempts >= max_attempts THEN ? ELSE ? END, "
+                    "ended_at = CASE WHEN attempts >= max_attempts THEN ? END, "
+                    "reason = CASE WHEN attempts >= max_attempts "
+                    "THEN 'its node stopped during each of its ' || attempts || "
+                    "' attempts (task_max_attempts = ' || max_attempts || ')' "
+                    "ELSE 'queued again: its node stopped during attempt ' || attempts END, "
+                    "owner = NULL, lease_until = NULL WHERE id = ?",
+                    (TaskState.FAILED.value, _QUEUED, now, task_id),
+                )
+            return [_one(conn, task_id) for task_id in ids]
+
+    def cancel(self, task_id: int, *, by: str, now: float) -> TaskRecord:
+        with self._ledger.transaction() as conn:
+            task = _one(conn, task_id)
+            if task.state.is_final:
+                raise TaskFinished(task_id, task.state.value)
+            if task.state is TaskState.QUEUED:
+                conn.execute(
+                    "UPDATE tasks SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
+                    (TaskState.CANCELLED.value, f"cancelled by {by}", now, task_id),
+                )
+            else:
+                conn.execute("UPDATE tasks SET cancel_by = ? WHERE id = ?", (by, task_id))
+            return _one(conn, task_id)
+
+    def get(self, task_id: int) -> TaskRecord:
+        rows = self._ledger.read(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        if not rows:
+            raise UnknownTask(task_id)
+        return _record(rows[0])
+
+    def recent(self, limit: int) -> list[TaskRecord]:
+        rows = self._ledger.read(f"SELECT {_COLUMNS} FROM tasks ORDER BY id DESC LIMIT ?", (limit,))
+        return [_record(row) for row in rows]
+
+    def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
+        rows = self._ledger.read(
+            "SELECT program, state, COUNT(*) FROM tasks WHERE state IN (?, ?) "
+            "GROUP BY program, state",
+            (_QUEUED, _RUNNING),
+        )
+        found: dict[str, dict[TaskState, int]] = {}
+        for program, state, n in rows:
+            found.setdefault(program, {})[TaskState(state)] = n
+        return found
+
+
+def _one(conn: sqlite3.Connection, task_id: int) -> TaskRecord:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise UnknownTask(task_id)
+    return _record(row)
+
+
+def _record(row: sqlite3.Row) -> TaskRecord:
+    values = {key: row[key] for key in row.keys()}  # noqa: SIM118 - a Row is no mapping
+    values["state"] = TaskState(values["state"])
+    return TaskRecord(**values)

@@ -1,0 +1,125 @@
+"""A node with its bridge and relay, in this process, against the fake Discord.
+
+``relayed_node`` wires what ``dsup run`` wires for Discord (the fleet with the relay
+as a sink, the bridge's client with the sender's trace, the outbox's sender) with
+the relay's windows shortened through its parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from supervisor.bridge.bridge import DiscordBridge
+from supervisor.bridge.outbound import Outbound
+from supervisor.commands.service import CommandService
+from supervisor.config.schema import load_config
+from supervisor.process.fleet import Fleet
+from supervisor.reaper.reaper import Reaper
+from supervisor.state.ledger import Ledger
+from supervisor.state.statedir import open_state_dir
+from tests.bridge._bridge import discord_table, token_file
+from tests.discord_fake import GUILD_READY_TIMEOUT
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from tests.discord_fake import FakeDiscord
+
+WORKERS = Path(__file__).parent.parent / "workers"
+
+
+def program(name: str, worker: str, *args: object, **keys: object) -> str:
+    """A ``[programs.NAME]`` table running ``tests/workers/WORKER`` with ``args``."""
+    command = [sys.executable, "-u", str(WORKERS / worker), *map(str, args)]
+    lines = [f"[programs.{name}]", f"command = {json.dumps(command)}"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Relayed:
+    """A running node with its relay."""
+
+    fleet: Fleet
+    service: CommandService
+    ledger: Ledger
+    outbound: Outbound
+    bridge: DiscordBridge
+
+
+async def _no_wait(seconds: float) -> None:
+    await anyio.lowlevel.checkpoint()
+
+
+@contextlib.asynccontextmanager
+async def relayed_node(
+    tmp_path: Path,
+    fake: FakeDiscord,
+    *programs: str,
+    channels: Mapping[str, str] | None = None,
+    **relay_options: Any,
+) -> AsyncIterator[Relayed]:
+    """Run ``programs`` with the bridge connected to ``fake`` and the relay running.
+
+    Args:
+        tmp_path: where the config and state go.
+        fake: the fake Discord.
+        programs: ``[programs.X]`` tables.
+        channels: ``log_channel`` etc. by the fake's channel names
+            (default: the log channel is ``ops``).
+        relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
+    """
+    keys = {"log_channel": "ops"} if channels is None else channels
+    table = discord_table(fake, token_file(tmp_path, fake.token), status_channel=None)
+    extra = "".join(f"{key} = {fake.channel(name).id}\n" for key, name in keys.items())
+    table = table.replace("[discord]\n", "[discord]\n" + extra, 1)
+    state_dir = json.dumps(str(tmp_path / "state"))
+    path = tmp_path / "dsup.toml"
+    path.write_text(
+        f'[supervisor]\nname = "relaytest"\nstate_dir = {state_dir}\n\n'
+        + "\n".join(programs)
+        + "\n"
+        + table,
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.discord is not None
+    with (
+        open_state_dir(config.supervisor.state_dir) as state,
+        Ledger.open(state.ledger_path) as ledger,
+    ):
+        reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
+        outbound = Outbound(config.discord, ledger, lambda: config.programs, **relay_options)
+        relay = outbound.relay
+        fleet = Fleet(
+            config, state=state, ledger=ledger, reaper=reaper, sinks=[relay], line_sinks=[relay]
+        )
+        service = CommandService(fleet, poll_interval=0.05)
+        bridge = DiscordBridge(
+            config.discord,
+            node=config.supervisor.name,
+            ledger=ledger,
+            sleep=_no_wait,
+            client_options={
+                "guild_ready_timeout": GUILD_READY_TIMEOUT,
+                **outbound.client_options(),
+            },
+        )
+        async with anyio.create_task_group() as tg:
+            await tg.start(bridge.run, service)
+            await tg.start(outbound.run, lambda: bridge.client)
+            with anyio.fail_after(10):
+                while bridge.health.snapshot().state != "connected":
+                    await bridge.health.wait_changed()
+            await tg.start(fleet.run)
+            try:
+                yield Relayed(fleet, service, ledger, outbound, bridge)
+            finally:
+                tg.cancel_scope.cancel("test over")

@@ -1,0 +1,222 @@
+"""The bridge's connection through the fake: resumes, restarts with backoff, a rejected
+token, only the configured guild, the token in nothing recorded, nothing off 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import discord
+import psutil
+import pytest
+
+from supervisor.bridge.bridge import DiscordBridge
+from supervisor.bridge.health import HealthRecord
+from supervisor.config.schema import load_config
+from tests._control import program, running_node, write_config
+from tests._wait import eventually, wait_until
+from tests.bridge._bridge import bridged_node, discord_table, token_file
+from tests.discord_fake import open_fake_discord, use_discord_api
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from tests.bridge._bridge import Bridged
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+pytestmark = pytest.mark.timeout(60)
+
+TICK = program("tick", "ctl_ticker.py", "0.2")
+# Shaped like a real bot token (three base64url parts), so redaction is put to the test.
+REAL_LOOKING_TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
+
+
+class _Sleeps:
+    """The bridge's waits between attempts: recorded, and served at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+async def _connected(bridged: Bridged, *, identifies: int, fake: FakeDiscord) -> None:
+    health = bridged.bridge.health
+    await wait_until(
+        lambda: fake.identify_count >= identifies and health.snapshot().state == "connected"
+    )
+
+
+async def test_gateway_drop_resumes_the_session(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
+        await fake_discord.drop_gateway()
+        await wait_until(lambda: fake_discord.resume_count == 1)
+        await _connected(bridged, identifies=1, fake=fake_discord)
+        assert bridged.bridge.attempts == 1  # the same client, resumed by discord.py
+    assert fake_discord.identify_count == 1
+
+
+async def test_refused_resume_identifies_again_in_the_same_client(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.refuse_resume = True
+
+    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
+        client = bridged.bridge.client
+        assert client is not None
+        await fake_discord.drop_gateway()
+        # discord.py waits 5 s of its own before it identifies again.
+        await wait_until(lambda: fake_discord.identify_count == 2, seconds=15)
+        await _connected(bridged, identifies=2, fake=fake_discord)
+        assert bridged.bridge.attempts == 1
+
+
+async def test_a_closed_session_restarts_the_client_with_backoff(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A close code discord.py does not resume from (4011) ends the client: a new one
+    starts after 5 s, then 10 s after a second failure in a row."""
+    sleeps = _Sleeps()
+    async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
+        for attempt in (2, 3):
+            await fake_discord.drop_gateway(code=4011)
+            await _connected(bridged, identifies=attempt, fake=fake_discord)
+        assert bridged.bridge.attempts == 3
+        assert "4011" in bridged.bridge.health.snapshot().last_error
+    assert sleeps.delays == [5.0, 10.0]
+
+
+async def test_a_failing_login_is_retried_with_backoff(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    sleeps = _Sleeps()
+    fault = fake_discord.fail_route("GET", "/users/@me", status=403, times=3)
+    async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
+        assert bridged.bridge.attempts == 4
+    assert fault.hits == 3
+    assert sleeps.delays == [5.0, 10.0, 20.0]
+
+
+async def test_rejected_token_stops_the_bridge_without_retry(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    sleeps = _Sleeps()
+    secret = token_file(tmp_path, "not-the-token")
+    path = write_config(tmp_path, TICK, discord_table(fake_discord, secret))
+    config = load_config(path)
+    assert config.discord is not None
+    async with running_node(path) as node:
+        bridge = DiscordBridge(
+            config.discord, node="ctltest", ledger=node.ledger, sleep=sleeps, health=HealthRecord()
+        )
+        with anyio.fail_after(10):
+            await bridge.run(node.service)  # returns: it gave up
+        assert all(c.status().state.value != "FATAL" for c in node.fleet.processes())
+    health = bridge.health.snapshot()
+    assert health.state == "stopped"
+    assert "rejected the bot token" in health.last_error
+    assert str(secret) in health.last_error  # where to put a fresh one
+    assert (bridge.attempts, sleeps.delays) == (1, [])
+
+
+async def test_gateway_4004_stops_the_bridge(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    sleeps = _Sleeps()
+    async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
+        await fake_discord.drop_gateway(code=4004)
+        health = bridged.bridge.health
+        await wait_until(lambda: health.snapshot().state == "stopped")
+        assert "4004" in health.snapshot().last_error
+        assert bridged.bridge.attempts == 1
+    assert sleeps.delays == []
+
+
+async def test_other_guilds_and_direct_messages_are_ignored_and_audited(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The fake serves one guild; a DM-like interaction has no guild id."""
+    mallory = fake_discord.add_user("mallory", roles=("watchers",))
+    role = fake_discord.store.role_named("watchers")
+    async with bridged_node(tmp_path, fake_discord, TICK, viewer=[role.id]) as bridged:
+        record = fake_discord.interactions.command(
+            mallory, fake_discord.channel("general"), "status", {}
+        )
+        payload = dict(record.payload)
+        payload.pop("guild_id", None)
+        payload.pop("member", None)
+        payload["user"] = mallory.payload()
+        payload["context"] = 1
+        fake_discord.gateway.dispatch("INTERACTION_CREATE", payload)
+
+        async def audited() -> bool:
+            rows = await anyio.to_thread.run_sync(lambda: bridged.node.ledger.audit_rows(5))
+            return any("ignored" in r.detail for r in rows)
+
+        await eventually(audited)
+        rows = await anyio.to_thread.run_sync(lambda: bridged.node.ledger.audit_rows(5))
+    (row,) = [r for r in rows if "ignored" in r.detail]
+    assert (row.source, row.outcome) == ("discord", "refused")
+    assert "mallory" in row.actor
+    assert record.replies == []
+
+
+@pytest.fixture
+async def fake_with_real_looking_token() -> AsyncIterator[FakeDiscord]:
+    async with (
+        open_fake_discord(token=REAL_LOOKING_TOKEN) as fake,
+        use_discord_api(fake.api_base, fake.token),
+    ):
+        yield fake
+
+
+async def test_token_appears_in_nothing_recorded(
+    tmp_path: Path, fake_with_real_looking_token: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = fake_with_real_looking_token
+    caplog.set_level(logging.DEBUG)
+    alice = fake.add_user("alice", roles=("watchers",))
+    role = fake.store.role_named("watchers")
+    async with bridged_node(tmp_path, fake, TICK, viewer=[role.id]) as bridged:
+        await fake.wait_until(lambda: fake.bot_messages("general"))
+        reply = await fake.invoke(alice, "general", "status").wait_reply(kind="followup")
+        await fake.drop_gateway(code=4011)  # a failure: its reason is logged and kept
+        await wait_until(lambda: bridged.bridge.attempts == 2)
+        health = bridged.bridge.health.snapshot()
+    recorded = [caplog.text, repr(health), str(reply)]
+    recorded += [repr(fake.messages(c)) for c in ("general", "ops")]
+    recorded += [r.getMessage() for r in caplog.records]
+    stored = [p.read_bytes() for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    token = REAL_LOOKING_TOKEN
+    assert caplog.records  # debug logging was on: there was something to search
+    assert not [text for text in recorded if token in text]
+    assert not [blob for blob in stored if token.encode() in blob]
+
+
+async def test_no_connection_leaves_localhost(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    me = psutil.Process()
+    seen: set[str] = set()
+
+    def look() -> None:
+        seen.update(c.raddr.ip for c in me.net_connections(kind="inet") if c.raddr)
+
+    alice = fake_discord.add_user("alice", roles=("watchers",))
+    role = fake_discord.store.role_named("watchers")
+    async with bridged_node(tmp_path, fake_discord, TICK, viewer=[role.id]):
+        look()
+        await fake_discord.wait_until(lambda: fake_discord.bot_messages("general"))
+        look()
+        record = fake_discord.invoke(alice, "general", "status")
+        await record.wait_reply(kind="followup")
+        look()
+        await fake_discord.drop_gateway()
+        await wait_until(lambda: fake_discord.resume_count == 1)
+        look()
+    assert seen  # the bridge had connections open: there was something to look at
+    assert seen <= {"127.0.0.1"}
+    assert fake_discord.api_base == discord.http.Route.BASE

@@ -1,0 +1,109 @@
+"""The relay through the fake Discord: incidents, output, mentions, refusing channels."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.bridge.pacing import Breaker
+from tests._wait import wait_until
+from tests.bridge._relayed import program, relayed_node
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.discord_fake import BotAction, FakeDiscord
+
+__all__ = ["fake_discord"]
+
+
+def _creates(fake: FakeDiscord, channel: str) -> list[BotAction]:
+    return [a for a in fake.bot_actions(channel) if a.kind == "create"]
+
+
+async def test_relay_crash_loop_is_one_incident_edited_then_closed(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    crashy = program(
+        "crashy",
+        "relay_crash_loop.py",
+        tmp_path / "runs",
+        10,
+        start_seconds=0.2,
+        start_retries=20,
+        backoff_seconds=0.05,
+        backoff_max_seconds=0.1,
+    )
+    async with relayed_node(tmp_path, fake_discord, crashy, min_recover_seconds=1.0):
+        await fake_discord.wait_until(
+            lambda: any(
+                "recovered after 10 crashes" in (a.content or "")
+                for a in fake_discord.bot_actions("ops")
+            ),
+            timeout_seconds=20,
+        )
+    (created,) = _creates(fake_discord, "ops")
+    assert "`crashy:0` crashed" in (created.content or "")
+    edits = [a for a in fake_discord.bot_actions("ops") if a.kind == "edit"]
+    assert edits
+    assert {a.message_id for a in edits} == {created.message_id}
+    final = edits[-1].content or ""
+    assert final.startswith("✅ `crashy:0` recovered after 10 crashes")
+    assert "Traceback: crash 10" in final
+    fake_discord.assert_within_rate_limits()
+
+
+async def test_relay_output_pings_nobody_and_keeps_its_block(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    alice = fake_discord.add_user("alice")
+    lines = ["@everyone wake up", "```", f"<@{alice.id}> ``` rm", "done"]
+    say = program("say", "relay_say.py", *lines, relay="all")
+    async with relayed_node(tmp_path, fake_discord, say, interval=0.1):
+        action = await fake_discord.wait_for_action(
+            "ops", kind="create", predicate=lambda a: "done" in (a.content or "")
+        )
+    message = action.message
+    assert message is not None
+    assert not message["mention_everyone"]
+    assert message["mentions"] == []
+    content = action.content or ""
+    assert content.count("```") == 2
+    block = content.split("```\n", 1)[1].rsplit("\n```", 1)[0]
+    assert block.splitlines()[0] == "@everyone wake up"
+    assert block.splitlines()[-1] == "done"
+
+
+async def test_relay_pauses_a_refusing_channel_and_spares_the_others(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("hidden", bot_denied=True)
+    crashy = program(
+        "crashy",
+        "relay_crash_loop.py",
+        tmp_path / "runs",
+        100,
+        start_seconds=0.2,
+        start_retries=3,
+        backoff_seconds=0.05,
+    )
+    channels = {"log_channel": "hidden", "audit_channel": "ops"}
+    async with relayed_node(tmp_path, fake_discord, crashy, channels=channels) as node:
+        node.outbound.sender.breaker = Breaker(threshold=2, first_pause=0.5, max_pause=1.0)
+        hidden = fake_discord.channel("hidden").id
+        await wait_until(lambda: bool(node.outbound.sender.paused()))
+        (pause,) = node.outbound.sender.paused()
+        assert pause.channel == hidden
+        assert pause.reason.startswith("403")
+        await fake_discord.wait_for_action(
+            "ops", kind="create", predicate=lambda a: "FATAL" in (a.content or "")
+        )
+        tried = fake_discord.rate_limit_stats("hidden").requests
+        # No event marks "not looping": watch a window. Paused 0.5 s, then 1 s: a
+        # few tries, not a loop.
+        await anyio.sleep(2.0)
+        later = fake_discord.rate_limit_stats("hidden").requests
+    assert later - tried <= 3
+    assert fake_discord.bot_messages("hidden") == []
