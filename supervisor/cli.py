@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="treat warnings about this machine as errors"
     )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also log in to Discord and check the guild, channels and slash commands "
+        "(exit 1 on any problem); the fleet is not started",
+    )
 
     imp = sub.add_parser(
         "import-supervisord", help="turn a supervisord.conf into dsup TOML on stdout"
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return ctl.main(args)
     try:
         if args.command == "check":
-            return _check(args.config, strict=args.strict)
+            return _check(args.config, strict=args.strict, online=args.online)
         if args.command == "import-supervisord":
             from supervisor.config.supervisord.converter import convert_file
 
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
-def _check(path: Path, *, strict: bool) -> int:
+def _check(path: Path, *, strict: bool, online: bool) -> int:
     config = load_config(path)
     warnings = preflight(config)
     label = "error" if strict else "warning"
@@ -133,7 +139,16 @@ def _check(path: Path, *, strict: bool) -> int:
     if warnings and strict:
         return EXIT_USAGE
     print(config.summary())
-    return EXIT_OK
+    if not online:
+        return EXIT_OK
+    if config.discord is None:
+        print(f"dsup: {config.path}: no [discord] table: nothing to check online", file=sys.stderr)
+        return EXIT_FAILURE
+    from supervisor.bridge.online import run_check_online
+
+    report = run_check_online(config.discord)
+    print(report.text())
+    return EXIT_OK if report.is_ok else EXIT_FAILURE
 
 
 def _setup_logging(*, verbose: bool) -> None:

@@ -155,6 +155,39 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tasks_by_state ON tasks (state, program, id);
     """,
+    # worker_store: what workers reported and asked over their channel.
+    """
+    CREATE TABLE worker_results (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      REAL NOT NULL,
+        process TEXT NOT NULL,
+        program TEXT NOT NULL,
+        run_id  TEXT NOT NULL,
+        text    TEXT NOT NULL DEFAULT '',
+        data    TEXT,
+        files   TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX worker_results_process ON worker_results (process, id);
+    CREATE TABLE worker_questions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        asked_at    REAL NOT NULL,
+        process     TEXT NOT NULL,
+        program     TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        worker_id   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        choices     TEXT,
+        default_answer TEXT,
+        timeout_at  REAL,
+        status      TEXT NOT NULL DEFAULT 'open'
+                    CHECK (status IN ('open', 'answered', 'timeout', 'gone')),
+        answer      TEXT,
+        answered_by TEXT NOT NULL DEFAULT '',
+        source      TEXT NOT NULL DEFAULT '',
+        closed_at   REAL
+    );
+    CREATE INDEX worker_questions_open ON worker_questions (status) WHERE status = 'open';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -24,15 +24,18 @@ from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import parse_signal
 from supervisor.commands.reports import (
     ActionReport,
+    AnswerReport,
+    AsksReport,
     DiscordSyncReport,
     LogFollow,
     LogLines,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
-from supervisor.errors import StateDirLocked, StateDirUnsafe
+from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
 from supervisor.process.fleet import ReloadResult
 from supervisor.tasks.records import TaskList, TaskRecord, TaskState
 from tests._control import connect, error_type, program, result, running_node, write_config
@@ -103,6 +106,19 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        self._seen(actor)
+        return AsksReport(questions=())
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        self._seen(actor)
+        raise UnknownQuestion(question_id)
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        self._seen(actor, target)
+        assert isinstance(limit, int)
+        return ResultsReport(results=())
 
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
         self._seen(actor)
