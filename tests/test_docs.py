@@ -61,7 +61,10 @@ def _config(tmp_path: Path) -> Path:
         'cwd = "workers"', f"cwd = {json.dumps(str(REPO / 'examples' / 'workers'))}"
     )
     text = re.sub(r"(?m)^state_dir = .*$", 'state_dir = "state"', text)
-    text += '\n[programs.slowback]\ncommand = ["sh", "-c", "exit 7"]\nbackoff_seconds = 60\nbackoff_max_seconds = 60\n'
+    text += (
+        '\n[programs.slowback]\ncommand = ["sh", "-c", "exit 7"]\n'
+        "backoff_seconds = 60\nbackoff_max_seconds = 60\n"
+    )
     path = tmp_path / "dsup.toml"
     path.write_text(text, encoding="utf-8")
     return path
