@@ -1,10 +1,6 @@
-"""The fleet: every process of a node, run in one task group, with events fanned out.
+"""The fleet: every slot of a node in one task group, targets resolved, reloads applied.
 
-This module owns the set of ``Slot`` slots (one per ``program:index``),
-their task lifetimes, name resolution for commands (program, process, glob,
-``all``), applying a reloaded config, and delivering events to sinks. It does not
-own what a command means for access and audit (``commands``) nor how one process
-is run (``slot``).
+It fans the slots' events out to the node's sinks, so a slot knows none of them.
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ async def test_control_refuses_a_file_in_the_way(tmp_path: Path) -> None:
 async def test_control_creates_a_deleted_socket_again_and_keeps_its_clients(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """QA #4: ``rm control.sock`` left the node unreachable until killed."""
+    """``rm control.sock`` left the node unreachable until killed."""
     directory = _private_dir(tmp_path)
     async with (
         fake_server(directory, check_interval=0.05) as server,
@@ -343,7 +343,7 @@ async def test_control_answers_bad_requests_with_errors_and_keeps_serving(
 
 
 async def test_control_names_the_bad_value_of_a_string_argument(tmp_path: Path) -> None:
-    """QA3 #13: a bad stream said "got a string" without the string."""
+    """A bad stream said "got a string" without the string."""
     async with fake_server(_private_dir(tmp_path)) as server, connect(server.path) as client:
         reply = await client.ask("tail", target="x", stream="stdin")
         assert error_type(reply) == "ControlProtocolError"
