@@ -19,9 +19,15 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
-from supervisor.bridge.stream import OutputStream
+from supervisor.bridge.stream import OutputStream, neutralise
 from supervisor.config.schema import Relay as RelayMode
-from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.events import (
+    OrphansCleaned,
+    OutputLines,
+    ProcessState,
+    ResultReported,
+    StateChanged,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -30,14 +36,14 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.incident import Incident
     from supervisor.config.schema import DiscordSpec, ProgramSpec
-    from supervisor.events import Event
+    from supervisor.events import Event, WorkerResult
     from supervisor.state.ledger import Ledger
     from supervisor.state.outbox import Kind, Outbox, OutboxStats
 
 logger = logging.getLogger(__name__)
 
 LINE_CAPACITY = 10_000
-"""Lines taken per delivery: everything, since taking them only updates bounded memory."""
+"""Lines taken per read while the output stream has room (it only updates bounded memory)."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -80,17 +86,28 @@ def should_emit(
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    State changes go at once: they are never late for output. Output alone goes
-    at most once per ``interval`` when nothing is pending for the channel; while
-    rows wait (Discord is slow or away), only full messages, at most one per two
-    intervals, so the backlog drains faster than it grows and an outage fills
-    few, dense rows.
+    With nothing pending for the channel, state changes go at once and output at
+    most once per ``interval``. While rows wait (Discord is slow or away), only
+    full messages or state changes, at most one per two intervals: the backlog
+    drains faster than it grows (a crash loop's changes share messages), and an
+    outage fills few, dense rows.
     """
-    if has_notes:
-        return True
     if pending_rows == 0:
-        return since_last >= interval and waiting_chars > 0
-    return since_last >= 2 * interval and waiting_chars >= max_chars
+        return has_notes or (since_last >= interval and waiting_chars > 0)
+    return since_last >= 2 * interval and (has_notes or waiting_chars >= max_chars)
+
+
+def result_text(result: WorkerResult) -> str:
+    """A worker's result as a message: who, its words, its data (JSON) and files."""
+    parts = [f"📦 `{result.process}` result <t:{int(result.at)}:T>"]
+    if result.text:
+        parts.append(result.text[:1500])
+    if result.data:
+        parts.append(f"```json\n{neutralise(result.data, max_chars=1000)}\n```")
+    if result.files:
+        names = ", ".join(f"`{neutralise(f, max_chars=120)}`" for f in result.files[:10])
+        parts.append(f"files: {names}")
+    return "\n".join(parts)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,10 +181,18 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Lines the relay takes now: all of them, or none (-1) when nothing is relayed."""
-        if all(p.relay is RelayMode.NONE for p in self._programs().values()):
+        """Lines the relay takes now; the rest of a read is only counted (cheap).
+
+        All of them while the output stream has room; otherwise a few, enough for
+        incidents' last lines (the pump then splits only those); none (-1) when
+        nothing is relayed.
+        """
+        modes = {p.relay for p in self._programs().values()}
+        if modes == {RelayMode.NONE}:
             return -1
-        return LINE_CAPACITY
+        if RelayMode.ALL in modes and not self._stream.is_full:
+            return LINE_CAPACITY
+        return TAIL_LINES
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, tails, the stream or audit lines."""
@@ -177,6 +202,8 @@ class Relay:
             self._take_state(event)
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
+        elif isinstance(event, ResultReported):
+            self.post_result(event.result.process, result_text(event.result))
 
     def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:
         """Queue a worker's result for the results channel (``relay`` of results or all).
