@@ -1,7 +1,7 @@
 """The relay against the fake Discord: 429s, messages a second, state-change latency, CPU.
 
 Runs a real ``dsup run`` with N workers that each write M lines of 50 B once a gate
-opens, plus ``crasher``, a program that exits every 0.3 s (its state changes are what
+opens, plus ``crasher``, a program that exits every second (its state changes are what
 the latency is measured on), against the project's fake Discord served by this
 process with Discord's headers and a 5 per 5 s limit on creates per channel. Twice:
 ``relay = "all"`` and ``relay = "none"`` (the bridge connected both times). CPU is
@@ -89,7 +89,7 @@ def _config(directory: Path, fake: FakeDiscord, mode: str, workers: int, lines: 
     token.chmod(0o600)
     gate = directory / "gate"
     flood = [sys.executable, str(WORKER), str(gate), str(lines)]
-    crasher = [sys.executable, "-c", "import time; time.sleep(0.3); raise SystemExit(1)"]
+    crasher = [sys.executable, "-c", "import time; time.sleep(1.0); raise SystemExit(1)"]
     path = directory / "dsup.toml"
     path.write_text(
         '[supervisor]\nname = "bench"\nstate_dir = "state"\n\n'

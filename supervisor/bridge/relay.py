@@ -87,14 +87,16 @@ def should_emit(
     """Whether the output stream writes its next message now.
 
     With nothing pending for the channel, state changes go at once and output at
-    most once per ``interval``. While rows wait (Discord is slow or away), only
-    full messages or state changes, at most one per two intervals: the backlog
-    drains faster than it grows (a crash loop's changes share messages), and an
-    outage fills few, dense rows.
+    most once per ``interval``. While rows wait (Discord is slow or away), state
+    changes at most once per ``interval`` (a crash loop's changes share messages)
+    and output only in full messages, at most one per two intervals: the backlog
+    drains faster than output grows it, and an outage fills few, dense rows.
     """
     if pending_rows == 0:
         return has_notes or (since_last >= interval and waiting_chars > 0)
-    return since_last >= 2 * interval and (has_notes or waiting_chars >= max_chars)
+    if has_notes:
+        return since_last >= interval
+    return since_last >= 2 * interval and waiting_chars >= max_chars
 
 
 def result_text(result: WorkerResult) -> str:

@@ -132,8 +132,8 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
     assert not _emit(3, 1.5, waiting=100)
     assert _emit(3, 2.0, waiting=100)
     assert _emit(0, 0.0, waiting=0, notes=True), "state changes go at once"
-    assert not _emit(3, 1.0, waiting=0, notes=True), "behind a backlog they share messages"
-    assert _emit(3, 2.0, waiting=0, notes=True)
+    assert not _emit(3, 0.5, waiting=0, notes=True), "behind a backlog they share messages"
+    assert _emit(3, 1.0, waiting=0, notes=True)
 
 
 async def test_relay_streams_output_only_of_programs_relaying_all(
