@@ -1,9 +1,7 @@
-"""The hand-over between the log watchers of one ``tail -f`` and its reader.
+"""The hand-over between the log watchers of one follow (``tail -f``) and its reader.
 
-This module owns :class:`FollowBuffer`: the lines waiting for a follow's
-consumer, bounded in bytes, and the count of lines missed by a consumer too
-slow for them. It does not own reading the log files (``logread``) nor what
-the command means (``commands``) nor any transport (``control``).
+Bounded in bytes: a reader too slow for the lines gets the count of those it missed, so a
+slow client never holds memory nor blocks a watcher.
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""The local control socket behind ``dsup ctl``: a unix socket speaking JSON lines.
+"""The control socket behind ``dsup ctl``: a unix socket speaking JSON lines (docs/control.md).
 
-This module owns the server on ``state_dir/control.sock``: accepting clients,
-checking who they are, each connection's reads and writes with their deadlines,
-and streaming ``tail -f``, and creating the socket file again when someone
-deletes it. The socket file on disk (mode 0600; a stale one from a killed dsup
-is replaced, a live one is refused) is ``socketfile``'s; decoding
-requests and encoding answers is ``wire``'s. It does not own what a command
-does, who may run it or the audit trail: every request goes to the
-:class:`~supervisor.commands.service.CommandService`.
-
-Protocol: the client sends one JSON object per line, ``{"id": 1, "cmd":
-"status", "args": {}}``, and gets one line back, ``{"id": 1, "ok": true,
-"result": ...}`` or ``{"id": 1, "ok": false, "error": {"type": "UnknownProcess",
-"message": "..."}}``. Several requests may follow each other on one connection.
-``tail`` with ``"follow": true`` answers ``{"id": 1, "ok": true, "streaming":
-true, "result": [processes followed]}``, then one ``{"id": 1, "ok": true,
-"event": {...}}`` per batch of lines until the client disconnects; it must be
-the last request of its connection (anything sent after it ends the stream).
-A follow that ends on its own (every process followed was removed by a
-reload) ends with an error response, then the connection closes.
-
-Bad input never crashes the server: malformed JSON, unknown commands or
-arguments, wrong types and lines over :data:`MAX_LINE_BYTES` get an error
-response (an oversized line also ends its connection). Every request read has
-a deadline (``idle_timeout``) and so has every write (``send_timeout``).
+Every read and write has a deadline and bad input gets an error answer, never a crash; every
+request goes to the :class:`~supervisor.commands.service.CommandService`.
 """
 
 from __future__ import annotations

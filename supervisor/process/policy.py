@@ -1,31 +1,7 @@
-"""Restart decisions for one process slot: pure functions of (history, now).
+"""Restart decisions for one slot: pure functions of its history and ``now``.
 
-This module owns what happens after a run ends or fails to spawn: whether the
-run was a failed start, whether the slot goes to BACKOFF, EXITED or FATAL, and
-how long to wait before the next try. It reads no clock and touches no process;
-the caller (``child``) passes the monotonic times, the count of consecutive
-failed starts and the count of consecutive short runs, which are the only
-history a decision needs.
-
-Semantics, close to supervisord's ``Subprocess.transition``:
-
-- A run shorter than ``start_seconds`` is a failed start when the restart
-  policy would start it again (any exit under ``always``) or when it failed
-  (a nonzero exit or a signal, under any policy). A spawn error (missing
-  executable, bad cwd) is one too. A short run that exits 0 under ``never`` or
-  ``on-failure`` is a normal end (EXITED): a one-shot job runs once.
-- A failed start goes to BACKOFF and is retried after :func:`backoff_delay`;
-  after ``start_retries`` failed starts in a row the slot is FATAL and stays
-  down until an operator starts it. (supervisord's ``startretries`` counts
-  the retries, one fewer: ``startretries = 3`` is ``start_retries = 4``.)
-- Any other run resets the failure count and goes to EXITED; it is started
-  again when the policy says so: ``always`` restarts every time,
-  ``on-failure`` on a nonzero exit or a death by signal, ``never`` not.
-- Crash-loop guard for those restarts: a slot is never spawned again sooner
-  than its *spacing* after its previous spawn (less the jitter). The spacing
-  starts at ``backoff_seconds`` and doubles, up to ``backoff_max_seconds``,
-  for each run in a row that ended within it; a run that outlasts it resets it.
-  ``backoff_seconds = 0`` turns the guard off.
+No clock and no process here, so every rule is tested with explicit times. The rules are
+supervisord's, as docs/config.md ("Restarts") describes them.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) 
         assert state in ("BACKOFF", "FATAL", "EXITED")
         procs = res["processes"]
         assert isinstance(procs, list)
-        assert procs[0]["message"] == describe_exit(3, None)  # QA2 #12: as status says it
+        assert procs[0]["message"] == describe_exit(3, None)  # as status says it
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("start", "crash", "failed")
         assert "crash:0: exit code 3" in row.detail
@@ -250,7 +250,7 @@ async def test_tail_returns_the_last_lines_of_each_stream(tmp_path: Path) -> Non
 
 
 async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_path: Path) -> None:
-    """QA2 #1: a follower that did not read held 256 chunks of up to 1 MiB each."""
+    """A follower that did not read held 256 chunks of up to 1 MiB each."""
     bound = 256 * 1024
     # The log never rotates here: a follower that lost a whole file gets an
     # estimate (a lower bound) of its lines, and this counts exactly. The flood
@@ -470,7 +470,7 @@ async def test_a_lone_surrogate_in_a_target_is_a_protocol_error(tmp_path: Path) 
 
 
 async def test_first_status_of_a_busy_process_shows_its_cpu(tmp_path: Path) -> None:
-    """#16: CPU use is measured against an earlier sample; the first status takes two."""
+    """CPU use is measured against an earlier sample; the first status takes two."""
     busy = program("busy", "ctl_busy.py", start_seconds=0.1)
     async with running_node(write_config(tmp_path, busy)) as node:
         await _all_running(node)

@@ -27,15 +27,18 @@ from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import parse_signal
 from supervisor.commands.reports import (
     ActionReport,
+    AnswerReport,
+    AsksReport,
     DiscordSyncReport,
     LogFollow,
     LogLines,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
-from supervisor.errors import StateDirLocked, StateDirUnsafe
+from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
 from supervisor.process.fleet import ReloadResult
 from supervisor.tasks.records import TaskList, TaskRecord, TaskState
 from tests._control import (
@@ -131,6 +134,19 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        self._seen(actor)
+        return AsksReport(questions=())
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        self._seen(actor)
+        raise UnknownQuestion(question_id)
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        self._seen(actor, target)
+        assert isinstance(limit, int)
+        return ResultsReport(results=())
 
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
         self._seen(actor)
@@ -263,7 +279,7 @@ async def test_control_refuses_a_file_in_the_way(tmp_path: Path) -> None:
 async def test_control_creates_a_deleted_socket_again_and_keeps_its_clients(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """QA #4: ``rm control.sock`` left the node unreachable until killed."""
+    """``rm control.sock`` left the node unreachable until killed."""
     directory = _private_dir(tmp_path)
     async with (
         fake_server(directory, check_interval=0.05) as server,
@@ -358,7 +374,7 @@ async def test_control_answers_bad_requests_with_errors_and_keeps_serving(
 
 
 async def test_control_names_the_bad_value_of_a_string_argument(tmp_path: Path) -> None:
-    """QA3 #13: a bad stream said "got a string" without the string."""
+    """A bad stream said "got a string" without the string."""
     async with fake_server(_private_dir(tmp_path)) as server, connect(server.path) as client:
         reply = await client.ask("tail", target="x", stream="stdin")
         assert error_type(reply) == "ControlProtocolError"

@@ -68,7 +68,7 @@ def _exit(
 def test_policy_short_run_is_failed_start_unless_a_clean_end_not_restarted(
     restart: RestartPolicy, code: int | None, sig: int | None, failed_start: bool
 ) -> None:
-    """QA #8: a one-shot job that exits 0 at once runs once, as EXITED."""
+    """A one-shot job that exits 0 at once runs once, as EXITED."""
     d = _exit(dataclasses.replace(SPEC, restart=restart), ran=0.999, code=code, sig=sig, failures=1)
     if failed_start:
         assert (d.state, d.restart, d.failures) == (ProcessState.BACKOFF, True, 2)
@@ -138,7 +138,7 @@ def test_policy_exit_reason_names_code_and_signal() -> None:
     assert "exit code 3" in _exit(SPEC, ran=5.0, code=3).reason
     assert "SIGKILL" in _exit(SPEC, ran=5.0, code=None, sig=9).reason
     assert policy.describe_exit(None, 200) == "signal 200"
-    assert policy.describe_exit(None, signal.SIGRTMIN + 6) == "signal SIGRTMIN+6"  # QA5 #3
+    assert policy.describe_exit(None, signal.SIGRTMIN + 6) == "signal SIGRTMIN+6"
     assert policy.describe_exit(None, None) == "unknown exit"
 
 
@@ -149,7 +149,7 @@ def test_policy_spawn_error_is_a_failed_start() -> None:
 
 
 def test_policy_failed_start_reasons_count_in_the_singular_and_plural() -> None:
-    """QA #22: "1 failed start", not "1 failed starts"."""
+    """ "1 failed start", not "1 failed starts"."""
     d = policy.after_failed_start(_spec(start_retries=1), failures=0, reason="x", rng=_NoJitter())
     assert d.reason == "x; gave up after 1 failed start in a row"
     d = policy.after_failed_start(SPEC, failures=0, reason="x", rng=_NoJitter())
@@ -213,7 +213,7 @@ def test_policy_decision_invariants(
         )
 
 
-# -- crash-loop guard (QA #7) ------------------------------------------------------------
+# -- crash-loop guard ------------------------------------------------------------
 
 ALWAYS = _spec(
     start_seconds=0.0,

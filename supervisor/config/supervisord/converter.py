@@ -1,14 +1,7 @@
-"""Turn a ``supervisord.conf`` into dsup TOML: ``dsup import-supervisord PATH``.
+"""``dsup import-supervisord``: a ``supervisord.conf`` turned into dsup TOML.
 
-This module owns mapping supervisord's sections and options to dsup keys and
-writing the equivalent dsup config, with a ``# not carried over`` comment for
-every option that has no dsup equivalent. It does not own reading supervisord's
-ini dialect (``supervisord_ini``: includes, ``%(here)s``-style expansions,
-``environment=`` pairs, sizes, booleans), quoting TOML (``toml_text``), nor what
-a valid dsup config is: each converted program is checked by
-``config.parse_config`` and keys dsup refuses become comments too. Mistakes in
-the supervisord file (missing ``command``, a bad integer, a missing include)
-raise ``ConfigError`` naming the file, the section and the key.
+Each converted program is checked by dsup's own config reader; what dsup does not take becomes
+a ``# not carried over`` comment, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -41,7 +34,7 @@ from supervisor.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-# Why each supervisord program option has no dsup equivalent (issue 2).
+# Why each supervisord program option has no dsup equivalent.
 _DROPPED = {
     "priority": "dsup starts programs in file order; this file lists them by priority",
     "user": "dsup runs every child as its own user; run dsup as that user",
