@@ -155,6 +155,19 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tasks_by_state ON tasks (state, program, id);
     """,
+    # Tasks answered in a chat (supervisor/tasks/store.py), and how far the bridge
+    # has read each task channel (state/channel_cursor.py).
+    """
+    ALTER TABLE tasks ADD COLUMN reply_channel INTEGER;
+    ALTER TABLE tasks ADD COLUMN reply_to INTEGER;
+    ALTER TABLE tasks ADD COLUMN replied_at REAL;
+    CREATE INDEX tasks_unreplied ON tasks (id)
+        WHERE reply_channel IS NOT NULL AND replied_at IS NULL;
+    CREATE TABLE channel_cursor (
+        channel    INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
