@@ -51,7 +51,7 @@ async def install(client: BridgeClient) -> None:
             return await sync.sync()
         except discord.HTTPException as exc:
             raise Unavailable(
-                Command.DISCORD_SYNC.value, f"Discord refused it: {exc.status} {exc.text}"
+                Command.DISCORD_SYNC.value, f"Discord refused it (HTTP {exc.status}): {exc.text}"
             ) from None
 
     context.service.set_discord_sync(sync_now)

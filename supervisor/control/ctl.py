@@ -27,6 +27,7 @@ from supervisor.commands.reports import MAX_TAIL_LINES
 from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
+from supervisor.control.socketfile import NotOurServer
 from supervisor.errors import ConfigError
 from supervisor.humanize import plural
 from supervisor.state.statedir import (
@@ -231,6 +232,8 @@ def _run(args: argparse.Namespace) -> int:
         if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
             return _already_shutting_down(path.parent, pid, args)
         raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path, exc)) from None
+    except NotOurServer as exc:
+        raise _Error(EXIT_FAILED, "NotOurServer", str(exc)) from None
     except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED

@@ -223,6 +223,7 @@ class Ledger:
         Raises:
             LedgerError: the file is not a database or has a newer schema.
         """
+        _refuse_links(path)
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:
@@ -581,6 +582,19 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # sqlite may have rolled back by itself
             conn.execute("ROLLBACK")
         raise
+
+
+def _refuse_links(path: Path) -> None:
+    """Refuse a ledger (or its WAL files) that is a symbolic link.
+
+    sqlite follows links; one planted in state_dir would make dsup write its
+    database wherever it points.
+    """
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if path.with_name(name).is_symlink():
+            raise LedgerError(
+                path, f"{name} is a symbolic link; dsup opens no file of state_dir through one"
+            )
 
 
 _NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY"})

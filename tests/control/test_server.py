@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import stat
@@ -263,6 +264,25 @@ async def test_control_leaves_a_replacing_file_alone(
         async with connect(server.path) as client:
             assert result(await client.ask("status"))["node"] == "fake"
     assert caplog.text.count("replaced by another file") == 1
+
+
+async def test_control_says_when_its_directory_is_no_longer_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``chmod 777`` after start-up let another user plant a server; dsup said nothing."""
+    directory = _private_dir(tmp_path)
+
+    def levels() -> list[int]:
+        return [r.levelno for r in caplog.records if r.name == "supervisor.control.server"]
+
+    with caplog.at_level(logging.INFO, logger="supervisor.control.server"):
+        async with fake_server(directory, check_interval=0.05):
+            caplog.clear()
+            directory.chmod(0o777)
+            await wait_until(lambda: logging.ERROR in levels())
+            directory.chmod(0o700)
+            await wait_until(lambda: levels()[-1:] == [logging.INFO])
+    assert levels()[:2] == [logging.ERROR, logging.INFO]  # said once, then its end
 
 
 # -- bad input -----------------------------------------------------------------
