@@ -45,6 +45,8 @@ EMOJI = {
     TaskState.CANCELLED: "🚫",
 }
 """The reaction each step of a task's life adds to its message."""
+TASK_VERBS = ("task", "task-cancel")
+"""The slash commands of tasks (beside ``perform.VERBS``)."""
 BACKFILL_MESSAGES = 1000
 """Messages of the task channel read back at most per connection."""
 EVENTS_KEPT = 10_000
@@ -116,7 +118,7 @@ class TaskDesk:
         if parsed is None or parsed[0] not in service.task_programs():
             return False  # chatter, or a command by mention
         program, text = parsed
-        actor = actor_of(self._context.spec.access, message.author)
+        actor = actor_of(self._context.spec.access, await _member(message))
         try:
             await service.task(
                 actor,
@@ -214,6 +216,18 @@ class TaskDesk:
             reply_to=task.reply_to,
             meta=(key, "1"),
         )
+
+
+async def _member(message: discord.Message) -> discord.User | discord.Member:
+    """The author with their roles: a message read from history carries none."""
+    author = message.author
+    if isinstance(author, discord.Member) or message.guild is None:
+        return author
+    try:
+        return await message.guild.fetch_member(author.id)
+    except discord.HTTPException as exc:  # gone from the guild: judged by their id alone
+        logger.debug("discord: member %s: %s", author.id, exc)
+        return author
 
 
 async def _reply(message: discord.Message, text: str) -> None:

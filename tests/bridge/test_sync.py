@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.bridge.perform import VERBS
+from supervisor.bridge.perform import VERBS as PROCESS_VERBS
+from supervisor.bridge.tasks import TASK_VERBS
 from supervisor.state.command_sync import CommandSyncStore
 from tests._control import ask, program, result
 from tests.bridge._members import final_answer, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
+
+VERBS = (*PROCESS_VERBS, *TASK_VERBS)
 
 if TYPE_CHECKING:
     from pathlib import Path
