@@ -304,13 +304,13 @@ class Fleet:
         keep = min(old.slot_count, new.slot_count)
         kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
         changes = _process_changes(old, new)
-        restart = f"restarted by reload ({', '.join(changes)} changed)"
+        restart = f"restarted by reload: {', '.join(changes)} changed"
         async with anyio.create_task_group() as tg:
             tg.start_soon(
                 self._remove_processes,
                 old.name,
                 keep,
-                f"removed by reload (numprocs {old.numprocs} -> {new.numprocs})",
+                f"removed by reload: numprocs {old.numprocs} -> {new.numprocs}",
             )
             for slot in kept:
                 slot.update_spec(new)
@@ -318,7 +318,7 @@ class Fleet:
                 if changes and state not in _STAY_DOWN:
                     tg.start_soon(_settle, functools.partial(slot.restart, reason=restart))
                 elif new.autostart and not old.autostart and state in _STARTABLE:
-                    why = "started by reload (autostart turned on)"
+                    why = "started by reload: autostart turned on"
                     tg.start_soon(_settle, functools.partial(slot.start, reason=why))
         await self._add_processes(new, keep, reason="started by reload")
 

@@ -39,7 +39,10 @@ class Decision:
         short_runs: consecutive restarted runs that ended within the spacing,
             this run included (see :func:`after_exit`); 0 after a failed start
             or a run that is not restarted.
-        reason: a short human explanation for the state change.
+        reason: a short human explanation for the state change, read once:
+            never the exit itself (the console line, ``ctl status`` and JSON
+            show it beside the reason) and no parentheses (the console wraps
+            the reason in them).
     """
 
     state: ProcessState
@@ -112,23 +115,20 @@ def after_exit(
         BACKOFF or FATAL for a failed start, else EXITED, restarted by the
         restart policy after the crash-loop guard's delay.
     """
-    how = describe_exit(exit_code, exit_signal)
     restart = wants_restart(spec, exit_code, exit_signal)
     failed = exit_signal is not None or exit_code != 0
     quick = is_failed_start(spec, started_at=started_at, now=now)
     if quick and (restart or failed):
-        return after_failed_start(
-            spec, failures=failures, reason=f"exited too quickly ({how})", rng=rng
-        )
+        return after_failed_start(spec, failures=failures, reason="exited too quickly", rng=rng)
     if not restart:
-        early = f" within start_seconds ({spec.start_seconds:g} s)" if quick else ""
+        early = f"finished within start_seconds = {spec.start_seconds:g} s; " if quick else ""
         return Decision(
             state=ProcessState.EXITED,
             restart=False,
             delay=0.0,
             failures=0,
             short_runs=0,
-            reason=f"{how}{early}; not restarted (restart = {spec.restart.value})",
+            reason=f"{early}not restarted: restart = {spec.restart.value}",
         )
     ran = now - started_at
     short_runs = short_runs + 1 if ran < _nominal(short_runs + 1, spec) else 0
@@ -136,14 +136,14 @@ def after_exit(
     verdict = "restarting"
     if delay > 0.0:
         runs = plural(short_runs, "short run")
-        verdict = f"restarting in {delay:.2f} s ({runs} in a row)"
+        verdict = f"restarting in {delay:.2f} s after {runs} in a row"
     return Decision(
         state=ProcessState.EXITED,
         restart=True,
         delay=delay,
         failures=0,
         short_runs=short_runs,
-        reason=f"{how}; {verdict}",
+        reason=verdict,
     )
 
 
@@ -155,7 +155,7 @@ def after_failed_start(
     Args:
         spec: the program (its ``start_retries`` and backoff settings).
         failures: consecutive failed starts before this one.
-        reason: what went wrong, e.g. "exited too quickly (exit code 1)".
+        reason: what went wrong, e.g. "exited too quickly" (not the exit: views show it).
         rng: the source of jitter (seed it in tests).
 
     Returns:
@@ -180,7 +180,7 @@ def after_failed_start(
         delay=delay,
         failures=failures,
         short_runs=0,
-        reason=f"{reason}; {in_a_row} in a row of {spec.start_retries} allowed, "
+        reason=f"{reason}; failed start {failures} of {spec.start_retries}, "
         f"next try in {delay:.2f} s",
     )
 

@@ -318,7 +318,7 @@ class Slot:
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"
                     else:
-                        reason = f"restarted by policy ({self.spec.restart.value})"
+                        reason = f"restarted: restart = {self.spec.restart.value}"
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
             self._state.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
@@ -342,7 +342,7 @@ class Slot:
             self._state.start_pending(None)
             self._restart_wait = None
         if wait.cancelled_caught:
-            why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
+            why = f"restart cancelled by reload: restart = {self.spec.restart.value} now"
             self._state.enter(ProcessState.EXITED, reason=why)
             return False
         return True

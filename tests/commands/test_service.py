@@ -11,6 +11,7 @@ import getpass
 import os
 import pwd
 import signal
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import anyio
@@ -474,6 +475,28 @@ async def test_follow_buffer_keeps_a_chunk_s_cap_when_it_adds_drops() -> None:
     with anyio.fail_after(5):
         chunk = await buffer.__anext__()
     assert (chunk.lines, chunk.dropped, chunk.capped) == (("a",), 4, True)
+    buffer.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["plain ascii text", "emoji \U0001f600\U0001f680 and \u4e2d\u6587"]
+)
+def test_follow_buffer_holds_its_bytes_whatever_the_characters(text: str) -> None:
+    """The bound counted characters: emoji lines held about 4 times the bytes allowed."""
+    limit = 1 << 20
+    buffer = FollowBuffer(max_bytes=limit)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        n = 0
+        while (room := buffer.room()) > 0:  # what a watcher does: only what fits
+            lines = tuple(f"{i} {text * 4}" for i in range(n, n + min(room, 100)))
+            n += len(lines)
+            buffer.put(LogLines(process="w:0", stream="stdout", lines=lines))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= limit * 1.1
     buffer.close()
 
 

@@ -552,3 +552,16 @@ def test_import_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
 def test_import_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         convert_file(tmp_path)
+
+
+def test_import_comments_promise_only_what_dsup_does(tmp_path: Path) -> None:
+    """They said "one log per process" (there are two) and worker_sdk (not built then)."""
+    out, _ = _convert(
+        tmp_path,
+        "[program:a]\ncommand=/bin/a\nredirect_stderr=true\nstderr_logfile_maxbytes=1MB\n"
+        "serverurl=AUTO\n",
+    )
+    assert "one log per process" not in out
+    assert "NAME-N.out.log and NAME-N.err.log" in out
+    assert "worker_sdk" not in out
+    assert "no XML-RPC interface" in out

@@ -102,7 +102,7 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
         assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
         # The stop says why, rather than "supervision ended".
         assert dropped.status().state.value == "STOPPED"
-        assert dropped.status().reason == "removed by reload (numprocs 3 -> 1)"
+        assert dropped.status().reason == "removed by reload: numprocs 3 -> 1"
 
         # With a change the process sees, the kept processes restart: ``changed``.
         write_config(
@@ -278,7 +278,7 @@ async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
         await wait_until(lambda: "cancelled" in slot.status().reason)
         st = slot.status()
         assert (st.state.value, st.next_start_at) == ("EXITED", None)
-        assert st.reason == "restart cancelled by reload (restart = never)"
+        assert st.reason == "restart cancelled by reload: restart = never now"
         assert st.restarts == 0  # and no run was started
 
 
@@ -316,9 +316,9 @@ async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
         assert (result.updated, result.added) == (("pool", "lazy"), ("fresh",))
         await wait_until(lambda: _all_running(fleet))
         assert recorder.starts() == {
-            "web:0": ["restarted by reload (env changed)"],
+            "web:0": ["restarted by reload: env changed"],
             "pool:1": ["started by reload"],
-            "lazy:0": ["started by reload (autostart turned on)"],
-            "broken:0": ["restarted by reload (command changed)"],
+            "lazy:0": ["started by reload: autostart turned on"],
+            "broken:0": ["restarted by reload: command changed"],
             "fresh:0": ["started by reload"],
         }

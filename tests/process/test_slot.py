@@ -255,8 +255,10 @@ async def test_slot_crash_after_running_restarts_with_on_failure(h: Harness) -> 
         st = await slot.stop()
     assert st.state is S.STOPPED
     assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
-    assert "restarting" in h.rec.changes[2].reason
+    assert h.rec.changes[2].reason == "restarting"  # the exit code is beside it, not in it
     assert h.rec.changes[2].exit_code == 2
+    # Read in the console as "(restarted: restart = on-failure)": no nested parentheses.
+    assert h.rec.changes[3].reason == "restarted: restart = on-failure"
 
 
 async def test_slot_always_restarts_exit_zero(h: Harness) -> None:
@@ -315,7 +317,7 @@ async def test_slot_quick_exit_runs_once_only_when_not_restarted_anyway(
     assert st.reason == h.rec.changes[-1].reason
     if states[-1] is S.EXITED:
         assert st.reason.endswith(
-            f"within start_seconds (5 s); not restarted (restart = {restart.value})"
+            f"within start_seconds = 5 s; not restarted: restart = {restart.value}"
         )
     else:
         assert st.reason.endswith("gave up after 3 failed starts in a row")
