@@ -1,8 +1,7 @@
 """The exception hierarchy of dsup.
 
-Every error carries its data in attributes and builds a readable message in
-``__init__``: it names the subject, shows the bad value and, where there is one,
-the fix. Nothing here ever formats a secret (the bot token) into a message.
+Every error carries its data in attributes and builds its message in ``__init__``: the subject,
+the bad value and the fix; never a secret such as the bot token.
 """
 
 from __future__ import annotations
@@ -191,3 +190,20 @@ class TaskFinished(SupervisorError):
         self.task_id = task_id
         self.state = state
         super().__init__(f"task {task_id} is already {state}; nothing to cancel")
+
+
+class UnknownQuestion(SupervisorError, LookupError):
+    """Raised when an answer names no open question (answered already, timed out, gone)."""
+
+    def __init__(self, question_id: int, open_ids: Sequence[int] = ()) -> None:
+        self.question_id = question_id
+        self.open_ids = tuple(open_ids)
+        hint = (
+            f"open now: {', '.join(map(str, self.open_ids))}"
+            if self.open_ids
+            else "no question is open (dsup ctl asks lists them)"
+        )
+        super().__init__(
+            f"question {question_id} is not open (answered, timed out, or its asker is gone); "
+            f"{hint}"
+        )

@@ -1,11 +1,7 @@
-"""Short human forms of durations, sizes and CPU shares, and safe output lines.
+"""Short human forms of durations, sizes and CPU shares, and output lines made safe to show.
 
-This module owns how ``dsup ctl status`` and the live console spell these
-values, so both read the same, and ``printable``, the one place where a
-worker's output line is made safe to write to a terminal (console and
-``ctl tail``). It does not own any table layout (``ctl``, ``terminal``). It
-imports only the standard library: ``dsup ctl`` must start fast, so no rich
-here.
+``dsup ctl``, the console and the bridge spell values alike; standard library only, so
+``dsup ctl`` starts fast.
 """
 
 from __future__ import annotations
@@ -151,3 +147,14 @@ def outcome(process: str, result: str, state: str, pid: object, message: str) ->
     shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
     why = f": {printable(message)}" if message else ""
     return f"{process}: {result}, {state}{shown_pid}{why}"
+
+
+def progress_bar(fraction: float, cells: int = 10) -> str:
+    """The percentage, then a bar of ``cells`` characters: `` 45% ████▌░░░░░``.
+
+    The percentage comes first, so a cell cut short still shows it.
+    """
+    fraction = min(1.0, max(0.0, fraction))
+    full, part = divmod(int(fraction * cells * 8), 8)  # floor: full only when done
+    bar = "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+    return f"{int(fraction * 100):3d}% {bar.ljust(cells, '░')}"

@@ -1,8 +1,7 @@
-"""The typed results of the command surface: what ``status``, ``tail`` and the actions return.
+"""The typed results of the command surface: what status, tail and the actions return.
 
-This module owns the frozen records every transport renders (``control``
-encodes them as JSON, the Discord bridge as messages). It does not own how
-they are computed (``commands``, ``action``) nor their wire form (``wire``).
+Frozen records that every front end renders its own way (JSON for ``ctl``, messages for
+Discord).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.access import Command
     from supervisor.commands.health import BridgeHealth
-    from supervisor.events import ProcessState, Stream
+    from supervisor.events import ProcessState, Question, Stream, WorkerResult
     from supervisor.process.status import ProcessStatus
 
 MAX_TAIL_LINES = 1000
@@ -122,7 +121,7 @@ class LogFollow:
     Attributes:
         processes: the names of the processes followed.
         lines: iterate it for :class:`LogLines`; it ends only with the follow.
-            ``commands`` gives a ``FollowBuffer`` (its ``buffered_bytes`` says
+            The command surface gives a ``FollowBuffer`` (its ``buffered_bytes`` says
             how much waits for the consumer).
     """
 
@@ -187,3 +186,30 @@ class DiscordSyncReport:
 
     guild_id: int
     commands: tuple[str, ...]
+
+
+MAX_RESULTS = 100
+"""The most results one ``results`` returns (the ledger keeps more)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AsksReport:
+    """The answer to ``asks``: every open question, oldest first."""
+
+    questions: tuple[Question, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerReport:
+    """The answer to ``answer``: the question, the answer the worker got, and who gave it."""
+
+    question: Question
+    answer: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultsReport:
+    """The answer to ``results``: the latest results of the processes named, newest first."""
+
+    results: tuple[WorkerResult, ...]

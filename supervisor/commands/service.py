@@ -1,19 +1,7 @@
-"""The one command surface shared by ``dsup ctl`` and the Discord bridge.
+"""The one command surface, shared by ``dsup ctl`` and the Discord bridge.
 
-This module owns what an operator command means: checking the actor's access
-level, applying the command to the processes a target names (in parallel),
-writing the audit row every command leaves in the ledger (its wording:
-``audit``). It re-exports the surface's
-vocabulary: access levels and actors (``access``), the typed results
-(``reports``) and ``parse_signal`` (``action``, which also owns the
-per-process step). It does not own reading the logs for ``tail``
-(``tailing``), any transport (``control`` for the
-local socket, ``bridge`` for Discord), how a process runs (``slot``) or how
-targets resolve (``fleet``).
-
-Every public method takes the :class:`Actor` asking, checks its level first,
-and records one audit row whatever happens: ``ok``, ``refused`` (not allowed,
-or rejected before anything was touched) or ``failed``.
+Every method takes the :class:`Actor` asking, checks its access level first and writes one
+audit row whatever happens (``ok``, ``refused`` or ``failed``), so no front end skips either.
 """
 
 from __future__ import annotations
@@ -38,7 +26,10 @@ from supervisor.commands.action import (
     stop_one,
 )
 from supervisor.commands.reports import (
+    MAX_RESULTS,
     ActionReport,
+    AnswerReport,
+    AsksReport,
     DiscordSyncReport,
     LogFile,
     LogFilesReport,
@@ -46,6 +37,7 @@ from supervisor.commands.reports import (
     LogLines,
     ProcessInfo,
     ProcessResult,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
@@ -353,6 +345,52 @@ class CommandService:
         if self._tasks is None:
             raise NotATaskProgram(program, [])
         return self._tasks
+
+    # -- workers' questions and results ----------------------------------------
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        """Every open question of the node's workers, oldest first."""
+
+        async def run() -> AsksReport:
+            return AsksReport(questions=tuple(self._fleet.desk.open_questions()))
+
+        return await self._audited(actor, Command.ASKS, "", run)
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        """Answer an open question as ``actor``; the first answer wins.
+
+        Raises:
+            UnknownQuestion: no open question has this id.
+            InvalidArgument: ``answer`` is none of its choices, or empty.
+        """
+
+        async def run() -> AnswerReport:
+            desk = self._fleet.desk
+            question, given = await desk.answer(
+                question_id, answer, by=actor.name, source=actor.source
+            )
+            return AnswerReport(question=question, answer=given, by=actor.name)
+
+        target = f"question {question_id}"
+        return await self._audited(actor, Command.ANSWER, target, run, detail=f"answer {answer!r}")
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        """The latest ``limit`` results (at most MAX_RESULTS) of the processes named.
+
+        Raises:
+            InvalidArgument: ``limit`` is not 1 to MAX_RESULTS.
+        """
+
+        async def run() -> ResultsReport:
+            if not 0 < limit <= MAX_RESULTS:
+                raise InvalidArgument("results", "count", limit, f"give 1 to {MAX_RESULTS}")
+            names = [slot.name for slot in self._resolve(target)]
+            found = await anyio.to_thread.run_sync(
+                lambda: self._fleet.store.recent_results(names, limit)
+            )
+            return ResultsReport(results=tuple(found))
+
+        return await self._audited(actor, Command.RESULTS, target, run)
 
     # -- admin ---------------------------------------------------------------
 

@@ -1,16 +1,7 @@
 """``dsup ctl``: drive a running dsup from another terminal, over its control socket.
 
-This module owns the ``ctl`` arguments, finding the socket from a config
-(even one being edited), what ctl says when no dsup answers (none there, or
-one shutting down), waiting for a shut-down dsup to exit, and the ``--json``
-output. The client side of the protocol is ``ctl_client``'s, the human output
-``ctl_render``'s. It does not own the protocol's server side (``control``)
-nor what commands do (``commands``).
-
-Exit codes: 0 ok (``status`` too, whatever states it shows), 1 the command
-failed (unknown program, a process FATAL after start, refused), 2 usage
-(including an argument the server refuses as ``InvalidArgument``), 3 no dsup
-running there (socket missing or refusing connections).
+Exit codes: 0 ok, 1 the command failed, 2 usage (also an argument the server refuses), 3 no
+dsup running there. docs/control.md describes the commands.
 """
 
 from __future__ import annotations
@@ -104,6 +95,12 @@ def _target(text: str) -> str:
     return text
 
 
+def _answer(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty; give one of the choices or a text")
+    return text
+
+
 def _add_global_options(parser: argparse.ArgumentParser) -> None:
     """``-c``, ``--socket``, ``--json`` and ``--timeout``: ctl's options, for any verb."""
     where = parser.add_mutually_exclusive_group()
@@ -186,6 +183,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tasks.add_argument("-n", "--limit", type=_count, default=20, help="how many (default 20)")
     cancel = sub.add_parser("task-cancel", help="cancel a queued or running task")
     cancel.add_argument("id", type=_count, help="the task id")
+    sub.add_parser("asks", help="the questions workers are waiting on, with their ids")
+    answer = sub.add_parser("answer", help="answer a worker's question (see asks)")
+    answer.add_argument("question", type=_count, help="the question's id (from asks)")
+    answer.add_argument("answer", type=_answer, help="one of its choices, or the text")
+    results = sub.add_parser("results", help="the latest results workers reported")
+    results.add_argument("name", type=_target, help="program, program:N, glob or all")
+    results.add_argument(
+        "-n", "--count", type=_count, default=10, help="how many (default 10, at most 100)"
+    )
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
     sub.add_parser(
         "discord-sync", help="register the Discord slash commands again (changed or not)"
@@ -390,6 +396,10 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
         return cmd, {"limit": args.limit}
     if cmd == "task-cancel":
         return cmd, {"id": args.id}
+    if cmd == "answer":
+        return cmd, {"question": args.question, "answer": args.answer}
+    if cmd == "results":
+        return cmd, {"target": args.name, "count": args.count}
     if cmd == "tail":
         stream = "stderr" if args.stderr else "stdout"
         return cmd, {

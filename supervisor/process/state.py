@@ -1,13 +1,6 @@
-"""The state of one process slot, how it changes, and the ``StateChanged`` of each change.
+"""A slot's state machine: its state, counters and last exit, and a ``StateChanged`` per change.
 
-This module owns what a slot shows and every change of it, all synchronous:
-the current state (supervisord's vocabulary, :class:`ProcessState`), since
-when and why, the current run, the restart and failure counters, the last exit
-and spawn error, the time of a pending retry, applying the restart policy to a
-failed spawn or an ended run, and emitting a ``StateChanged`` for every change.
-It does not own the slot's tasks, its commands, nor when it spawns, watches or
-stops a run (``child``), one run's process (``spawn``), the restart rules
-(``policy``) nor the records it builds (``slot``, ``events``).
+Synchronous, and the only code that changes a slot's state, so each change is emitted once.
 """
 
 from __future__ import annotations
@@ -97,6 +90,7 @@ class SlotState:
         """Return a snapshot of the slot."""
         run = self._run
         alive = run is not None and not run.exited.is_set()
+        link = run.link if run is not None else None
         return ProcessStatus(
             process=self._process,
             program=self._spec.name,
@@ -112,6 +106,8 @@ class SlotState:
             last_error=self._last_error,
             reason=self._reason,
             next_start_at=self._next_start,
+            progress=link.progress if link is not None else None,
+            question=link.open_question if link is not None else None,
         )
 
     def reload(self, spec: ProgramSpec) -> None:

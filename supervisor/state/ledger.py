@@ -1,18 +1,7 @@
-"""The ledger: dsup's durable memory in ``state_dir/ledger.sqlite3`` (stdlib sqlite3).
+"""The ledger: dsup's durable memory in ``state_dir/ledger.sqlite3`` (runs, pids, audit).
 
-This module owns the schema and every read and write of the ledger: the history of
-runs (pid, create_time, start, end, exit code or signal), the processes seen in each
-run's tree (so a dsup killed with SIGKILL finds them on its next start) and the
-audit trail of commands. It does not own the records it returns
-(``ledger_records``, re-exported here), nor decide what to kill (``reaper``), when
-a run starts or ends (``child``) or who may run a command (``commands``).
-
-All methods are synchronous and thread-safe (one connection behind a lock); async
-callers wrap them in ``anyio.to_thread.run_sync``.
-
-Durability: WAL with ``synchronous=NORMAL``. A commit survives the death of dsup
-itself (SIGKILL, crash) as soon as the method returns; only a crash of the whole
-host may lose the last commits, and such a crash takes every child with it.
+Synchronous and thread-safe (one connection behind a lock). WAL with ``synchronous=NORMAL``: a
+commit survives dsup's own death, even by SIGKILL, once the call returns.
 """
 
 from __future__ import annotations
@@ -154,6 +143,39 @@ _MIGRATIONS: tuple[str, ...] = (
         exit_signal  INTEGER
     );
     CREATE INDEX tasks_by_state ON tasks (state, program, id);
+    """,
+    # worker_store: what workers reported and asked over their channel.
+    """
+    CREATE TABLE worker_results (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      REAL NOT NULL,
+        process TEXT NOT NULL,
+        program TEXT NOT NULL,
+        run_id  TEXT NOT NULL,
+        text    TEXT NOT NULL DEFAULT '',
+        data    TEXT,
+        files   TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX worker_results_process ON worker_results (process, id);
+    CREATE TABLE worker_questions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        asked_at    REAL NOT NULL,
+        process     TEXT NOT NULL,
+        program     TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        worker_id   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        choices     TEXT,
+        default_answer TEXT,
+        timeout_at  REAL,
+        status      TEXT NOT NULL DEFAULT 'open'
+                    CHECK (status IN ('open', 'answered', 'timeout', 'gone')),
+        answer      TEXT,
+        answered_by TEXT NOT NULL DEFAULT '',
+        source      TEXT NOT NULL DEFAULT '',
+        closed_at   REAL
+    );
+    CREATE INDEX worker_questions_open ON worker_questions (status) WHERE status = 'open';
     """,
     # Tasks answered in a chat (supervisor/tasks/store.py), and how far the bridge
     # has read each task channel (state/channel_cursor.py).

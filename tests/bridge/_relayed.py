@@ -29,8 +29,9 @@ from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
+    from supervisor.events import EventSink
     from tests.discord_fake import FakeDiscord
 
 WORKERS = Path(__file__).parent.parent / "workers"
@@ -65,6 +66,7 @@ async def relayed_node(
     fake: FakeDiscord,
     *programs: str,
     channels: Mapping[str, str] | None = None,
+    sinks: Sequence[EventSink] = (),
     access: Mapping[str, list[int]] | None = None,
     **relay_options: Any,
 ) -> AsyncIterator[Relayed]:
@@ -76,6 +78,7 @@ async def relayed_node(
         programs: ``[programs.X]`` tables.
         channels: ``log_channel`` etc. by the fake's channel names
             (default: the log channel is ``ops``).
+        sinks: more sinks for the fleet's events.
         access: ``[discord.access]`` lists by level name.
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
@@ -107,7 +110,12 @@ async def relayed_node(
         outbound = Outbound(config.discord, ledger, lambda: config.programs, **relay_options)
         relay = outbound.relay
         fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=[relay], line_sinks=[relay]
+            config,
+            state=state,
+            ledger=ledger,
+            reaper=reaper,
+            sinks=[relay, *sinks],
+            line_sinks=[relay],
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
