@@ -191,3 +191,20 @@ class TaskFinished(SupervisorError):
         self.task_id = task_id
         self.state = state
         super().__init__(f"task {task_id} is already {state}; nothing to cancel")
+
+
+class UnknownQuestion(SupervisorError, LookupError):
+    """Raised when an answer names no open question (answered already, timed out, gone)."""
+
+    def __init__(self, question_id: int, open_ids: Sequence[int] = ()) -> None:
+        self.question_id = question_id
+        self.open_ids = tuple(open_ids)
+        hint = (
+            f"open now: {', '.join(map(str, self.open_ids))}"
+            if self.open_ids
+            else "no question is open (dsup ctl asks lists them)"
+        )
+        super().__init__(
+            f"question {question_id} is not open (answered, timed out, or its asker is gone); "
+            f"{hint}"
+        )

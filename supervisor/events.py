@@ -93,7 +93,148 @@ class OrphansCleaned:
     reason: str
 
 
-Event = StateChanged | OutputLines | OrphansCleaned
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """How far a worker says its work is (the latest ``progress`` message of a run).
+
+    Attributes:
+        fraction: 0 to 1.
+        text: what is being done ("page 40 of 100"), or "".
+        done: the work done, when the worker gave a total.
+        total: the whole work, when given.
+        at: wall-clock time it was reported.
+    """
+
+    fraction: float
+    text: str = ""
+    done: float | None = None
+    total: float | None = None
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Question:
+    """A question a worker asked a human (``ask``).
+
+    Attributes:
+        id: the node's id for it (the ledger's), what ``dsup ctl answer`` takes.
+        process: who asked, ``program:index``.
+        program: the program name.
+        run_id: the run that asked.
+        worker_id: the worker's own id for it (echoed in the answer).
+        text: the question.
+        choices: the answers offered; None for free text.
+        default: what the worker gets on timeout, if anything.
+        asked_at: wall-clock time it was asked.
+        timeout_at: wall-clock time it times out, None for never.
+    """
+
+    id: int
+    process: str
+    program: str
+    run_id: str
+    worker_id: str
+    text: str
+    choices: tuple[str, ...] | None
+    default: str | None
+    asked_at: float
+    timeout_at: float | None
+
+
+QuestionStatus = Literal["open", "answered", "timeout", "gone"]
+"""``gone``: its worker exited (or dsup stopped) before anyone answered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerResult:
+    """A result a worker reported (``result``), as recorded.
+
+    Attributes:
+        id: the ledger's id for it.
+        process: who reported it, ``program:index``.
+        program: the program name.
+        run_id: the run that reported it.
+        text: the result in words, or "".
+        data: the structured data as JSON text (an object), or None.
+        files: absolute paths of the files it names.
+        at: wall-clock time it was reported.
+    """
+
+    id: int
+    process: str
+    program: str
+    run_id: str
+    text: str
+    data: str | None
+    files: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReported:
+    """A worker's progress changed (at most a few times a second per run)."""
+
+    process: str
+    run_id: str
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerLogged:
+    """A worker logged a message for the operator (``log``).
+
+    Attributes:
+        process: who, ``program:index``.
+        run_id: the run.
+        level: ``debug``, ``info``, ``warning`` or ``error``.
+        text: the message.
+        at: wall-clock time.
+    """
+
+    process: str
+    run_id: str
+    level: str
+    text: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultReported:
+    """A worker reported a result (recorded in the ledger first)."""
+
+    result: WorkerResult
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionAsked:
+    """A worker asked a question (recorded in the ledger first)."""
+
+    question: Question
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuestionClosed:
+    """A question was answered, timed out, or lost its asker.
+
+    Attributes:
+        question: the question.
+        status: ``answered``, ``timeout`` or ``gone``.
+        answer: the answer given (or the default sent on timeout), else None.
+        by: who answered ("" unless answered).
+        at: wall-clock time it closed.
+    """
+
+    question: Question
+    status: QuestionStatus
+    answer: str | None = None
+    by: str = ""
+    at: float
+
+
+WorkerEvent = ProgressReported | WorkerLogged | ResultReported | QuestionAsked | QuestionClosed
+"""What a worker said on its channel to dsup (docs/worker_protocol.md)."""
+
+Event = StateChanged | OutputLines | OrphansCleaned | WorkerEvent
 
 
 class EventSink(Protocol):

@@ -151,3 +151,14 @@ def outcome(process: str, result: str, state: str, pid: object, message: str) ->
     shown_pid = f" (pid {pid})" if isinstance(pid, int) else ""
     why = f": {printable(message)}" if message else ""
     return f"{process}: {result}, {state}{shown_pid}{why}"
+
+
+def progress_bar(fraction: float, cells: int = 10) -> str:
+    """The percentage, then a bar of ``cells`` characters: `` 45% ████▌░░░░░``.
+
+    The percentage comes first, so a cell cut short still shows it.
+    """
+    fraction = min(1.0, max(0.0, fraction))
+    full, part = divmod(int(fraction * cells * 8), 8)  # floor: full only when done
+    bar = "█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else "")
+    return f"{int(fraction * 100):3d}% {bar.ljust(cells, '░')}"

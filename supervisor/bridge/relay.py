@@ -21,7 +21,7 @@ from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
 from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
-from supervisor.events import OutputLines, ProcessState, StateChanged
+from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -171,7 +171,7 @@ class Relay:
             self._take_lines(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
-        elif self.channels.audit:
+        elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
 
     def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:

@@ -24,8 +24,8 @@ class AccessLevel(enum.IntEnum):
     """What an actor may do; each level includes the ones below it."""
 
     NONE = 0  # granted nothing (a Discord member no access list names)
-    VIEWER = 1  # look: status, tail
-    OPERATOR = 2  # act on processes and tasks: start, stop, restart, signal, task
+    VIEWER = 1  # look: status, tail, asks, results
+    OPERATOR = 2  # act on processes and tasks: start, stop, restart, signal, task, answer
     ADMIN = 3  # act on the node: reload, shutdown, discord-sync
 
 
@@ -44,6 +44,9 @@ class Command(enum.StrEnum):
     TASK = "task"
     TASKS = "tasks"
     TASK_CANCEL = "task-cancel"
+    ASKS = "asks"
+    ANSWER = "answer"
+    RESULTS = "results"
 
     @property
     def required_level(self) -> AccessLevel:
@@ -64,6 +67,9 @@ _REQUIRED = {
     Command.TASK: AccessLevel.OPERATOR,
     Command.TASKS: AccessLevel.VIEWER,
     Command.TASK_CANCEL: AccessLevel.OPERATOR,
+    Command.ASKS: AccessLevel.VIEWER,
+    Command.ANSWER: AccessLevel.OPERATOR,
+    Command.RESULTS: AccessLevel.VIEWER,
 }
 
 

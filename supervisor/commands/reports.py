@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.access import Command
     from supervisor.commands.health import BridgeHealth
-    from supervisor.events import ProcessState, Stream
+    from supervisor.events import ProcessState, Question, Stream, WorkerResult
     from supervisor.process.status import ProcessStatus
 
 MAX_TAIL_LINES = 1000
@@ -187,3 +187,30 @@ class DiscordSyncReport:
 
     guild_id: int
     commands: tuple[str, ...]
+
+
+MAX_RESULTS = 100
+"""The most results one ``results`` returns (the ledger keeps more)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AsksReport:
+    """The answer to ``asks``: every open question, oldest first."""
+
+    questions: tuple[Question, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnswerReport:
+    """The answer to ``answer``: the question, the answer the worker got, and who gave it."""
+
+    question: Question
+    answer: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResultsReport:
+    """The answer to ``results``: the latest results of the processes named, newest first."""
+
+    results: tuple[WorkerResult, ...]

@@ -38,7 +38,10 @@ from supervisor.commands.action import (
     stop_one,
 )
 from supervisor.commands.reports import (
+    MAX_RESULTS,
     ActionReport,
+    AnswerReport,
+    AsksReport,
     DiscordSyncReport,
     LogFile,
     LogFilesReport,
@@ -46,6 +49,7 @@ from supervisor.commands.reports import (
     LogLines,
     ProcessInfo,
     ProcessResult,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
@@ -320,6 +324,52 @@ class CommandService:
         if self._tasks is None:
             raise NotATaskProgram(program, [])
         return self._tasks
+
+    # -- workers' questions and results ----------------------------------------
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        """Every open question of the node's workers, oldest first."""
+
+        async def run() -> AsksReport:
+            return AsksReport(questions=tuple(self._fleet.desk.open_questions()))
+
+        return await self._audited(actor, Command.ASKS, "", run)
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        """Answer an open question as ``actor``; the first answer wins.
+
+        Raises:
+            UnknownQuestion: no open question has this id.
+            InvalidArgument: ``answer`` is none of its choices, or empty.
+        """
+
+        async def run() -> AnswerReport:
+            desk = self._fleet.desk
+            question, given = await desk.answer(
+                question_id, answer, by=actor.name, source=actor.source
+            )
+            return AnswerReport(question=question, answer=given, by=actor.name)
+
+        target = f"question {question_id}"
+        return await self._audited(actor, Command.ANSWER, target, run, detail=f"answer {answer!r}")
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        """The latest ``limit`` results (at most MAX_RESULTS) of the processes named.
+
+        Raises:
+            InvalidArgument: ``limit`` is not 1 to MAX_RESULTS.
+        """
+
+        async def run() -> ResultsReport:
+            if not 0 < limit <= MAX_RESULTS:
+                raise InvalidArgument("results", "count", limit, f"give 1 to {MAX_RESULTS}")
+            names = [slot.name for slot in self._resolve(target)]
+            found = await anyio.to_thread.run_sync(
+                lambda: self._fleet.store.recent_results(names, limit)
+            )
+            return ResultsReport(results=tuple(found))
+
+        return await self._audited(actor, Command.RESULTS, target, run)
 
     # -- admin ---------------------------------------------------------------
 

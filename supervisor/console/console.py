@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from supervisor.console.view import Batch, Dropped, Item, Lines, LiveView, PlainView, isatty
-from supervisor.events import OutputLines, StateChanged
+from supervisor.events import OutputLines, ProgressReported, StateChanged
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -134,8 +134,8 @@ class Console:
             if not self._shows_output:
                 return
             self._take_lines(event)
-        elif not self._shows_states:
-            return
+        elif not self._shows_states or (self._is_live and isinstance(event, ProgressReported)):
+            return  # the live table shows progress itself
         elif self._pending_states >= MAX_PENDING_STATES:
             self._missed_states += 1
         else:

@@ -43,6 +43,9 @@ _COLUMNS = ("PROCESS", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
 _SHRINK_ORDER = (((5, 0), 7), ((4, 3), 4), ((5, 0), 3))
 """Which columns give up width, in turn, and down to how many cells: LAST EXIT and
 PROCESS first, then RESTARTS and UPTIME; STATE and PID only in rich's last even cut."""
+_PROGRESS = "PROGRESS"
+"""The column shown when a worker reports progress or asks a question; it gives way first."""
+_PROGRESS_FLOOR = 15  # the bar and its percentage
 _NAME_CELLS = 16
 """A recent line's process name is cut down to this, at most, to leave room for the text."""
 
@@ -179,9 +182,11 @@ def _table(
     """
     width, height = size
     shown = rows if len(rows) <= max_rows else rows[: max_rows - 1]
-    cells = [_cells(r, now) for r in shown]
-    natural = [max(map(cell_len, column)) for column in zip(_COLUMNS, *cells, strict=True)]
-    fits = sum(natural) + _overhead(_LOOSE, len(_COLUMNS)) <= width
+    has_progress = any(r.progress is not None or r.question is not None for r in shown)
+    columns = (*_COLUMNS, _PROGRESS) if has_progress else _COLUMNS
+    cells = [(*_cells(r, now), *((_progress(r),) if has_progress else ())) for r in shown]
+    natural = [max(map(cell_len, column)) for column in zip(columns, *cells, strict=True)]
+    fits = sum(natural) + _overhead(_LOOSE, len(columns)) <= width
     style = _LOOSE if fits and len(shown) == len(rows) and len(rows) <= height - 12 else _TIGHT
     table = Table(
         box=box.SIMPLE_HEAD,
@@ -190,8 +195,9 @@ def _table(
         pad_edge=style.show_edge,
         padding=(0, style.padding),
     )
-    widths = _widths(natural, width - _overhead(style, len(_COLUMNS)))
-    for name, most in zip(_COLUMNS, widths, strict=True):
+    order = (((len(_COLUMNS),), _PROGRESS_FLOOR), *_SHRINK_ORDER) if has_progress else _SHRINK_ORDER
+    widths = _widths(natural, width - _overhead(style, len(columns)), order)
+    for name, most in zip(columns, widths, strict=True):
         table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=most)
     for r, row in zip(shown, cells, strict=True):
         name = humanize.short_name(row[0], widths[0])  # ``web…:0`` and ``web…:1`` differ
@@ -215,14 +221,28 @@ def _cells(r: ProcessStatus, now: float) -> tuple[str, str, str, str, str, str]:
     )
 
 
-def _widths(natural: Sequence[int], room: int) -> list[int]:
-    """Column widths that fit ``room`` cells of content, shrinking in ``_SHRINK_ORDER``.
+def _progress(r: ProcessStatus) -> str:
+    """PROGRESS: the open question, or the bar, percentage and text of the latest progress."""
+    if r.question is not None:
+        return humanize.printable(f"asks #{r.question.id}: {r.question.text}")
+    if r.progress is None:
+        return ""
+    bar = humanize.progress_bar(r.progress.fraction)
+    return humanize.printable(f"{bar} {r.progress.text}".rstrip())
+
+
+def _widths(
+    natural: Sequence[int],
+    room: int,
+    order: Sequence[tuple[tuple[int, ...], int]] = _SHRINK_ORDER,
+) -> list[int]:
+    """Column widths that fit ``room`` cells of content, shrinking in ``order``.
 
     Within a step the widest column shrinks first.
     """
     widths = list(natural)
     excess = sum(widths) - room
-    for columns, floor in _SHRINK_ORDER:
+    for columns, floor in order:
         while excess > 0:  # bounded: every pass takes one cell off a column above floor
             widest = max(columns, key=lambda i: widths[i])
             if widths[widest] <= floor:

@@ -26,7 +26,16 @@ from rich.live import Live
 
 from supervisor import humanize, signals
 from supervisor.console.layout import Entry, fair_tail, layout
-from supervisor.events import OrphansCleaned, StateChanged
+from supervisor.events import (
+    OrphansCleaned,
+    ProgressReported,
+    QuestionAsked,
+    QuestionClosed,
+    ResultReported,
+    StateChanged,
+    WorkerEvent,
+    WorkerLogged,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -82,7 +91,9 @@ class Logged:
         return f"{head}{self.message}".replace("\n", " ")
 
 
-Item = tuple[float, StateChanged | OrphansCleaned | Lines | Dropped]
+Note = StateChanged | OrphansCleaned | Dropped | WorkerEvent
+"""What the console shows as a note (with its time), not as a line of output."""
+Item = tuple[float, "Note | Lines"]
 
 
 class Batch:
@@ -176,7 +187,7 @@ class PlainView(View):
         obj |= {"logger": record.logger, "message": record.message}
         return json.dumps(obj, ensure_ascii=False) + "\n"
 
-    def _json(self, at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+    def _json(self, at: float, item: Note | Lines) -> str:
         time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         obj: dict[str, object] = {"time": time_, "node": self._node}
         match item:
@@ -192,6 +203,8 @@ class PlainView(View):
             case Dropped():
                 kind = "lines" if item.process else "state_changes"
                 obj |= {"type": "dropped", "process": item.process, kind: item.count}
+            case _:
+                obj |= _worker_fields(item)
         return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
@@ -223,7 +236,33 @@ def _state_fields(event: StateChanged) -> dict[str, object]:
     }
 
 
-def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> str:
+def _worker_fields(item: WorkerEvent) -> dict[str, object]:
+    """The JSON fields of a worker event (``--json-logs``)."""
+    fields: dict[str, object]
+    match item:
+        case ProgressReported():
+            p = item.progress
+            fields = {"type": "progress", "process": item.process, "fraction": p.fraction}
+            fields |= {"text": p.text, "done": p.done, "total": p.total}
+        case WorkerLogged():
+            fields = {"type": "worker_log", "process": item.process, "level": item.level}
+            fields["text"] = item.text
+        case ResultReported():
+            r = item.result
+            fields = {"type": "result", "process": r.process, "id": r.id, "text": r.text}
+            fields |= {"data": json.loads(r.data) if r.data else None, "files": r.files}
+        case QuestionAsked():
+            q = item.question
+            fields = {"type": "question", "process": q.process, "id": q.id, "text": q.text}
+            fields |= {"choices": q.choices, "default": q.default, "timeout_at": q.timeout_at}
+        case QuestionClosed():
+            q = item.question
+            fields = {"type": "question_closed", "process": q.process, "id": q.id}
+            fields |= {"status": item.status, "answer": item.answer, "by": item.by}
+    return fields
+
+
+def _plain(at: float, item: Note | Lines) -> str:
     match item:
         case Lines():
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
@@ -238,8 +277,8 @@ def _plain(at: float, item: StateChanged | OrphansCleaned | Lines | Dropped) -> 
             return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
 
 
-def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
-    """A state change, orphan cleanup or lost state changes, in words (no time)."""
+def _describe(item: Note) -> str:
+    """A state change, orphan cleanup, lost state changes or worker event, in words."""
     match item:
         case StateChanged():
             text = f"{item.process} {item.old.value} -> {item.new.value}"
@@ -256,6 +295,36 @@ def _describe(item: StateChanged | OrphansCleaned | Dropped) -> str:
             return f"dsup cleaned {cleaned} ({item.reason}): pids {pids}"
         case Dropped():
             return f"dsup [{humanize.plural(item.count, 'state change')} dropped]"
+        case _:
+            return describe_worker(item)
+
+
+def describe_worker(item: WorkerEvent) -> str:
+    """A worker event in words, beginning with the process (no time)."""
+    match item:
+        case ProgressReported():
+            p = item.progress
+            return f"{item.process} {humanize.progress_bar(p.fraction)} {p.text}".rstrip()
+        case WorkerLogged():
+            return f"{item.process} [{item.level}] {item.text}"
+        case ResultReported():
+            r = item.result
+            parts = [r.text, r.data or "", ", ".join(r.files)]
+            return f"{r.process} result {r.id}: " + " ".join(p for p in parts if p)
+        case QuestionAsked():
+            q = item.question
+            offered = f" [{'/'.join(q.choices)}]" if q.choices else " [free text]"
+            how = "dsup ctl answer {} {}".format(q.id, "CHOICE" if q.choices else "TEXT")
+            return f"{q.process} asks #{q.id}: {q.text}{offered} ({how})"
+        case QuestionClosed():
+            q = item.question
+            if item.status == "answered":
+                outcome = f"answered {item.answer!r} by {item.by}"
+            elif item.status == "timeout":
+                outcome = "timed out" + (f", default {item.answer!r}" if item.answer else "")
+            else:
+                outcome = "closed: its asker is gone"
+            return f"{q.process} question #{q.id} {outcome}"
 
 
 def _clock(at: float) -> str:
@@ -335,13 +404,26 @@ class LiveView(View):
                 note = f"[{humanize.plural(item.count, 'line')} dropped]"
                 self._busy[item.process] += item.count
                 timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
-            else:  # a state change shares its process's room; dsup's notes have their own
-                key = item.process if isinstance(item, StateChanged) else "#"
+            else:  # a process's notes share its room; dsup's notes have their own
+                key = _process_of(item) or "#"
                 timed.append((at, [Entry(key, _clock(at), "#", _describe(item))]))
         timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
         for _, entries in timed:
             self._recent.extend(entries)
         self._recent = fair_tail(self._recent, RECENT_LINES, self._busy)
+
+
+def _process_of(item: Note) -> str:
+    """The process a note is about ("" for dsup's own)."""
+    match item:
+        case StateChanged() | ProgressReported() | WorkerLogged():
+            return item.process
+        case ResultReported():
+            return item.result.process
+        case QuestionAsked() | QuestionClosed():
+            return item.question.process
+        case _:
+            return ""
 
 
 class _LogCapture(logging.Filter):

@@ -43,6 +43,8 @@ def connect(path: Path, timeout: float) -> Iterator[tuple[socket.socket, LineRea
 
     Raises:
         NotRunning: nothing listens at ``path`` (missing, refused, not a socket).
+        NotOurServer: the server there runs as another user than the owner
+            of its directory (or root): nothing is sent to it.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -56,6 +58,7 @@ def connect(path: Path, timeout: float) -> Iterator[tuple[socket.socket, LineRea
             if exc.errno in (errno.ENOTSOCK, errno.ENOTDIR):
                 raise NotRunning(f"{path}: {exc.strerror}") from None
             raise
+        socketfile.check_server(sock, path)
         yield sock, LineReader(sock)
     finally:
         sock.close()

@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 
     from supervisor.commands.reports import (
         ActionReport,
+        AnswerReport,
+        AsksReport,
         DiscordSyncReport,
         LogFollow,
+        ResultsReport,
         ShutdownReport,
         StatusReport,
         TailReport,
@@ -61,6 +64,9 @@ class CommandSurface(Protocol):
     ) -> TaskRecord: ...
     async def tasks(self, actor: Actor, *, limit: int = 20) -> TaskList: ...
     async def task_cancel(self, actor: Actor, task_id: int) -> TaskRecord: ...
+    async def asks(self, actor: Actor) -> AsksReport: ...
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport: ...
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport: ...
 
 
 Call: TypeAlias = "Callable[[CommandSurface, Actor], Awaitable[object]]"
@@ -233,6 +239,16 @@ def _bind_signal(a: _Args) -> Call:
     return lambda s, actor: s.signal(actor, target, sig)
 
 
+def _bind_answer(a: _Args) -> Call:
+    question_id, answer = a.integer("question", None), a.text("answer")
+    return lambda s, actor: s.answer(actor, question_id, answer)
+
+
+def _bind_results(a: _Args) -> Call:
+    target, limit = a.text("target"), a.integer("count", 10)
+    return lambda s, actor: s.results(actor, target, limit=limit)
+
+
 def _bind_status(a: _Args) -> Call:
     target = a.text("target", "all")
     return lambda s, actor: s.status(actor, target)
@@ -266,6 +282,9 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
     Command.TASK: _bind_task,
     Command.TASKS: _bind_tasks,
     Command.TASK_CANCEL: _bind_task_cancel,
+    Command.ASKS: lambda a: lambda s, actor: s.asks(actor),
+    Command.ANSWER: _bind_answer,
+    Command.RESULTS: _bind_results,
 }
 
 

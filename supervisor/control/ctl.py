@@ -27,6 +27,7 @@ from supervisor.commands.reports import MAX_TAIL_LINES
 from supervisor.config.schema import DEFAULT_CONFIG, load_config, state_dir_of
 from supervisor.control.client import Failed, JsonObject, NotRunning, call, checked, connect, send
 from supervisor.control.render import render, render_logs
+from supervisor.control.socketfile import NotOurServer
 from supervisor.errors import ConfigError
 from supervisor.humanize import plural
 from supervisor.state.statedir import (
@@ -100,6 +101,12 @@ def _count(text: str) -> int:
 def _target(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("must not be empty; give a program, process, glob or all")
+    return text
+
+
+def _answer(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty; give one of the choices or a text")
     return text
 
 
@@ -185,6 +192,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     tasks.add_argument("-n", "--limit", type=_count, default=20, help="how many (default 20)")
     cancel = sub.add_parser("task-cancel", help="cancel a queued or running task")
     cancel.add_argument("id", type=_count, help="the task id")
+    sub.add_parser("asks", help="the questions workers are waiting on, with their ids")
+    answer = sub.add_parser("answer", help="answer a worker's question (see asks)")
+    answer.add_argument("question", type=_count, help="the question's id (from asks)")
+    answer.add_argument("answer", type=_answer, help="one of its choices, or the text")
+    results = sub.add_parser("results", help="the latest results workers reported")
+    results.add_argument("name", type=_target, help="program, program:N, glob or all")
+    results.add_argument(
+        "-n", "--count", type=_count, default=10, help="how many (default 10, at most 100)"
+    )
     sub.add_parser("reload", help="re-read the config: add, remove and restart what changed")
     sub.add_parser(
         "discord-sync", help="register the Discord slash commands again (changed or not)"
@@ -231,6 +247,8 @@ def _run(args: argparse.Namespace) -> int:
         if cmd == "shutdown" and (pid := _shutting_down(path.parent)) is not None:
             return _already_shutting_down(path.parent, pid, args)
         raise _Error(EXIT_NOT_RUNNING, "NotRunning", _why_no_answer(path, exc)) from None
+    except NotOurServer as exc:
+        raise _Error(EXIT_FAILED, "NotOurServer", str(exc)) from None
     except Failed as exc:
         # A bad argument the server refused is a usage error, as if ours.
         code = EXIT_USAGE if exc.kind == "InvalidArgument" else EXIT_FAILED
@@ -387,6 +405,10 @@ def _request(args: argparse.Namespace) -> tuple[str, JsonObject]:
         return cmd, {"limit": args.limit}
     if cmd == "task-cancel":
         return cmd, {"id": args.id}
+    if cmd == "answer":
+        return cmd, {"question": args.question, "answer": args.answer}
+    if cmd == "results":
+        return cmd, {"target": args.name, "count": args.count}
     if cmd == "tail":
         stream = "stderr" if args.stderr else "stdout"
         return cmd, {

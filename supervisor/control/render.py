@@ -56,6 +56,17 @@ def render(cmd: str, result: object) -> str:
         return render_tasks(data)
     if cmd == "task-cancel":
         return f"task {data.get('id')}: {data.get('state')} ({_text(data.get('reason'))})"
+    if cmd == "asks":
+        return render_asks(_list(data.get("questions")), now=time.time())
+    if cmd == "answer":
+        question = data.get("question")
+        q = question if isinstance(question, dict) else {}
+        return humanize.printable(
+            f"question {q.get('id')} of {q.get('process')}: answered "
+            f"{data.get('answer')!r} by {data.get('by')}"
+        )
+    if cmd == "results":
+        return render_results(_list(data.get("results")))
     return _render_actions(data)
 
 
@@ -135,8 +146,67 @@ def _row(info: Mapping[str, object], at: float) -> tuple[str, ...]:
         _last_exit(status),
         humanize.memory(info.get("rss_bytes")),
         humanize.cpu(info.get("cpu_percent")),
-        "" if state == "RUNNING" else _why(status, at),
+        _worker_info(status) if state == "RUNNING" else _why(status, at),
     )
+
+
+def _worker_info(status: Mapping[str, object]) -> str:
+    """INFO of a running process: its open question, else its progress, else ""."""
+    question, progress = status.get("question"), status.get("progress")
+    if isinstance(question, dict):
+        return humanize.printable(f"asks #{question.get('id')}: {question.get('text')}")
+    if isinstance(progress, dict):
+        bar = humanize.progress_bar(_number(progress.get("fraction"), 0.0))
+        return humanize.printable(f"{bar} {progress.get('text') or ''}".rstrip())
+    return ""
+
+
+def render_asks(questions: Sequence[object], *, now: float) -> str:
+    """The open questions: id, process, age, timeout, the question and its choices."""
+    if not questions:
+        return "no open questions"
+    rows = [("ID", "PROCESS", "ASKED", "TIMEOUT", "QUESTION")]
+    for item in questions:
+        q = item if isinstance(item, dict) else {}
+        choices = q.get("choices")
+        offered = f" [{'/'.join(map(str, choices))}]" if isinstance(choices, list) else " [text]"
+        default = f" (default {q['default']})" if q.get("default") is not None else ""
+        timeout_at = q.get("timeout_at")
+        left = (
+            f"in {humanize.duration(max(0.0, timeout_at - now))}"
+            if isinstance(timeout_at, int | float)
+            else "never"
+        )
+        asked = _number(q.get("asked_at"), now)
+        rows.append(
+            (
+                str(q.get("id")),
+                str(q.get("process")),
+                f"{humanize.duration(max(0.0, now - asked))} ago",
+                left,
+                humanize.printable(f"{q.get('text')}{offered}{default}"),
+            )
+        )
+    hint = "answer with: dsup ctl answer ID CHOICE (or ID 'free text')"
+    return "\n".join([*_aligned(rows), hint])
+
+
+def render_results(results: Sequence[object]) -> str:
+    """Results, newest first: id, time, process and text, then data and files indented."""
+    if not results:
+        return "no results"
+    out = []
+    for item in results:
+        r = item if isinstance(item, dict) else {}
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(_number(r.get("at"), 0.0)))
+        text = humanize.printable(str(r.get("text") or ""))
+        out.append(f"#{r.get('id')} {at} {r.get('process')}" + (f": {text}" if text else ""))
+        if r.get("data"):
+            out.append(f"{_INDENT}{humanize.printable(str(r.get('data')))}")
+        files = _list(r.get("files"))
+        if files:
+            out.append(f"{_INDENT}files: {humanize.printable(', '.join(map(str, files)))}")
+    return "\n".join(out)
 
 
 def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -166,10 +166,24 @@ class ControlServer:
 
         Someone may delete it (``rm``, a cleanup script); nobody could then
         reach this dsup. A file of someone else's at ``path`` is left alone.
+        The directory is checked again too: once others may write to it (a
+        ``chmod`` after start-up), they may put their own server there, which
+        ``dsup ctl`` refuses; the error says how to close the hole.
         """
         replaced = False
+        unsafe: str | None = None
         while True:
             await anyio.sleep(self._check_interval)
+            problem = socketfile.directory_problem(self.path.parent)
+            if problem is not None and problem != unsafe:
+                logger.error(
+                    "control socket directory is no longer private: %s; another user could"
+                    " replace the socket (dsup ctl refuses a server of another user)",
+                    problem,
+                )
+            elif problem is None and unsafe is not None:
+                logger.info("control socket directory %s is private again", self.path.parent)
+            unsafe = problem
             state = listener.state()
             if state == "missing":
                 logger.warning("control socket %s was deleted; creating it again", self.path)

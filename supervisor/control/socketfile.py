@@ -63,6 +63,49 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int] | None:
     return pid, uid
 
 
+def check_server(sock: socket.socket, path: Path) -> None:
+    """Refuse a server that runs as neither the owner of the socket's directory nor root.
+
+    Someone who could write to the state_dir (a ``chmod 777`` after dsup
+    started) may have put their own server at ``path``; ``dsup ctl`` must not
+    send it commands nor believe its answers. Off Linux nothing is checked.
+
+    Raises:
+        NotOurServer: the peer's uid is another one.
+    """
+    creds = peer_credentials(sock)
+    if creds is None:
+        return
+    pid, uid = creds
+    owner = os.stat(path.parent).st_uid
+    if uid not in (owner, 0):
+        raise NotOurServer(path, pid=pid, uid=uid, owner=owner)
+
+
+class NotOurServer(Exception):
+    """The server at a control socket runs as another user than its state_dir's owner."""
+
+    def __init__(self, path: Path, *, pid: int, uid: int, owner: int) -> None:
+        self.path, self.pid, self.uid, self.owner = path, pid, uid, owner
+        super().__init__(
+            f"{path}: refusing to talk to the server there: it runs as uid {uid} (pid {pid}),"
+            f" but state_dir belongs to uid {owner}, and only that user or root runs its dsup;"
+            f" someone may have replaced the socket: check who can write to {str(path.parent)!r}"
+            " (chmod 700) and restart dsup"
+        )
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why the socket directory is not ours alone, or None when it is."""
+    try:
+        check_private_dir(path)
+    except StateDirUnsafe as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    return None
+
+
 def check_private_dir(path: Path) -> None:
     """Refuse a socket directory that is not ours alone.
 
@@ -166,6 +209,8 @@ def listen(path: Path) -> Listener:
         sock.setblocking(False)
         with address(path) as where:
             sock.bind(where)
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):  # swapped for a link: chmod follows
+            raise FileExistsError(errno.EEXIST, "replaced as it was bound", str(path))
         os.chmod(path, SOCKET_MODE)
         sock.listen(128)
         return Listener(path, sock)

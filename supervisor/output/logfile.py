@@ -35,6 +35,8 @@ REOPEN_CHECK_SECONDS = 1.0
 """How often a flush compares the open file with the path (one ``stat`` each)."""
 LOG_DIR_MODE = 0o700
 """The mode of a log directory dsup creates: output may hold secrets."""
+LOG_FILE_MODE = 0o600
+"""The mode of a log file dsup creates."""
 
 
 def log_paths(log_dir: Path, process: str) -> tuple[Path, Path]:
@@ -124,7 +126,10 @@ class RotatingLog:
     def _open(self) -> BinaryIO:
         # Private like the state dir, also when re-created after an `rm -rf logs`.
         self.path.parent.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
-        return open(self.path, "ab", buffering=0)
+        # Never through a link: one planted in the log directory would make dsup
+        # append worker output to whatever file it points to.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.fdopen(os.open(self.path, flags, LOG_FILE_MODE), "ab", buffering=0)
 
     def _reopen(self) -> BinaryIO:
         """Open the path (again) and take its size; on failure the log stays unopened."""

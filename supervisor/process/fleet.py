@@ -22,7 +22,9 @@ import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
+from supervisor.process.questions import QuestionDesk
 from supervisor.process.slot import Slot, SlotContext
+from supervisor.state.worker_store import WorkerStore
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -140,6 +142,8 @@ class Fleet:
         self.ledger = ledger
         self.reaper = reaper
         self._fanout = _Fanout(sinks, line_sinks)
+        self.store = WorkerStore(ledger)
+        self.desk = QuestionDesk(self.store, self._fanout.emit)
         self._slots: dict[str, _Supervised] = {}
         self._tg: TaskGroup | None = None
         self._shutdown = anyio.Event()
@@ -203,6 +207,11 @@ class Fleet:
         When cancelled (or on shutdown), every process is stopped in parallel
         before this returns.
         """
+        gone = await anyio.to_thread.run_sync(self.store.close_open)
+        if gone:
+            logger.info(
+                "%d questions left open by the last dsup closed: their askers are gone", gone
+            )
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(self._serve_reaper)
@@ -290,6 +299,8 @@ class Fleet:
             reaper=self.reaper,
             emit=self._fanout.emit,
             lines=self._fanout,
+            desk=self.desk,
+            store=self.store,
         )
 
     async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:

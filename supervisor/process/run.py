@@ -34,12 +34,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.errors import SpawnError
+from supervisor.output.channel import make_channel
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
 from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Callable
     from pathlib import Path
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Stream
     from supervisor.output.pump import LineConsumer
+    from supervisor.process.worker_link import WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
 
@@ -59,12 +62,20 @@ STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 
 def child_env(
-    spec: ProgramSpec, *, node: str, instance_id: str, process: str, run_id: str
+    spec: ProgramSpec,
+    *,
+    node: str,
+    instance_id: str,
+    process: str,
+    run_id: str,
+    channel_fd: int | None = None,
 ) -> dict[str, str]:
     """Return a run's environment: dsup's, then ``spec.env``, then the markers.
 
     ``PYTHONUNBUFFERED=1`` is added when ``spec.unbuffered`` unless ``spec.env``
-    sets it. The markers always win, so a dsup run under a dsup marks its own.
+    sets it. The markers always win, so a dsup run under a dsup marks its own;
+    ``DSUP_FD`` names the worker's end of its channel, or is removed (a dsup
+    run under a dsup must not talk on its parent's channel).
     """
     env = dict(os.environ)
     if spec.unbuffered:
@@ -75,6 +86,9 @@ def child_env(
     env[protocol.PROGRAM] = spec.name
     env[protocol.PROCESS] = process
     env[protocol.RUN_ID] = run_id
+    env.pop(protocol.FD, None)
+    if channel_fd is not None:
+        env[protocol.FD] = str(channel_fd)
     return env
 
 
@@ -94,6 +108,8 @@ class Run:
         exit_code: the status passed to ``exit()``, once reaped.
         exit_signal: the signal that killed it, once reaped.
         exited: set once the main process is reaped.
+        channel: dsup's end of the worker's channel (``DSUP_FD``), if it has one.
+        link: what reads the channel, once :meth:`start_watchers` started it.
     """
 
     run_id: str
@@ -106,6 +122,8 @@ class Run:
     fds: dict[Stream, int]
     logs: dict[Stream, RotatingLog]
     pidfd: int | None
+    channel: socket.socket | None = None
+    link: WorkerLink | None = None
     exit_code: int | None = None
     exit_signal: int | None = None
     exited: anyio.Event = field(default_factory=anyio.Event)
@@ -158,18 +176,31 @@ class Run:
         )
 
     def start_watchers(
-        self, tg: TaskGroup, *, consumer: LineConsumer | None, max_line_bytes: int
+        self,
+        tg: TaskGroup,
+        *,
+        consumer: LineConsumer | None,
+        max_line_bytes: int,
+        link: WorkerLink | None = None,
     ) -> None:
-        """Start the exit watcher and both pumps in ``tg``.
+        """Start the exit watcher, both pumps and the channel's reader in ``tg``.
 
         Each runs in a shielded scope that only :meth:`drain` and
         :meth:`end_watchers` cancel: cancelling the caller does not stop the
         capture of what a tree writes while it is being stopped, nor the reaping.
+
+        Args:
+            link: reads :attr:`channel` (required when the run has one).
         """
-        self.scopes = [anyio.CancelScope(shield=True) for _ in range(1 + len(STREAMS))]
+        readers = len(STREAMS) + (link is not None)
+        self.scopes = [anyio.CancelScope(shield=True) for _ in range(1 + readers)]
+        self.pumps_left = readers
         tg.start_soon(self._watch_exit, self.scopes[0])
-        for stream, scope in zip(STREAMS, self.scopes[1:], strict=True):
+        for stream, scope in zip(STREAMS, self.scopes[1:], strict=False):
             tg.start_soon(self._pump, stream, scope, consumer, max_line_bytes)
+        if link is not None:
+            self.link = link
+            tg.start_soon(self._serve_link, link, self.scopes[-1])
 
     async def catch_up(self, limit: float) -> None:
         """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
@@ -180,7 +211,7 @@ class Run:
         """
         with anyio.move_on_after(limit):
             # No event tells that a pipe is empty: look, between the pumps' reads.
-            while not self.pumps_done.is_set() and any(map(_unread, self.fds.values())):  # noqa: ASYNC110
+            while not self.pumps_done.is_set() and any(map(_unread, self._read_fds())):  # noqa: ASYNC110
                 await anyio.sleep(CATCH_UP_POLL_SECONDS)
 
     async def drain(self, grace: float) -> None:
@@ -202,11 +233,28 @@ class Run:
         return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
 
     def close(self) -> None:
-        """Release the fds and logs (once every watcher task has ended)."""
+        """Release the fds, channel and logs (once every watcher task has ended)."""
         for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
             os.close(fd)
+        if self.channel is not None:
+            self.channel.close()
         for log in self.logs.values():
             log.close()
+
+    def _read_fds(self) -> list[int]:
+        """The pipes' read ends, and the channel's."""
+        channel = [self.channel.fileno()] if self.channel is not None else []
+        return [*self.fds.values(), *channel]
+
+    async def _serve_link(self, link: WorkerLink, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                await link.serve()
+            except Exception:  # a task boundary: the channel ends, the run goes on
+                logger.exception(
+                    "process %s (pid %d): worker channel failed", self.process, self.pid
+                )
+        self._pump_ended()
 
     async def _watch_exit(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -241,6 +289,9 @@ class Run:
                 logger.exception(
                     "process %s (pid %d): %s capture failed", self.process, self.pid, stream
                 )
+        self._pump_ended()
+
+    def _pump_ended(self) -> None:
         self.pumps_left -= 1
         if not self.pumps_left:
             self.pumps_done.set()
@@ -260,6 +311,7 @@ def spawn(
     log_dir: Path,
     clock: Callable[[], float],
     stdin: int = subprocess.DEVNULL,
+    with_channel: bool = False,
 ) -> Run:
     """Spawn a run's main process in a new session, stdin from /dev/null by default.
 
@@ -271,6 +323,7 @@ def spawn(
         log_dir: where the run's output is logged.
         clock: the monotonic clock for ``Run.started_at``.
         stdin: an fd for the child's stdin (a task's text), the caller's to close.
+        with_channel: give the worker a channel to dsup (``DSUP_FD``).
 
     Raises:
         SpawnError: the executable is missing or not executable, the cwd is
@@ -281,6 +334,8 @@ def spawn(
     logs: dict[Stream, RotatingLog] = {}
     fds: dict[Stream, int] = {}
     ends: dict[Stream, int] = {}
+    channel: socket.socket | None = None
+    theirs: int | None = None
     with contextlib.ExitStack() as always, contextlib.ExitStack() as on_fail:
         try:
             for stream, path in zip(STREAMS, paths, strict=True):
@@ -290,8 +345,17 @@ def spawn(
                 fds[stream], ends[stream] = make_pipe()
                 on_fail.callback(os.close, fds[stream])
                 always.callback(os.close, ends[stream])
+            if with_channel:
+                channel, theirs = make_channel()
+                on_fail.callback(channel.close)
+                always.callback(os.close, theirs)
             env = child_env(
-                spec, node=node, instance_id=instance_id, process=process, run_id=run_id
+                spec,
+                node=node,
+                instance_id=instance_id,
+                process=process,
+                run_id=run_id,
+                channel_fd=theirs,
             )
             popen = subprocess.Popen(
                 spec.command,
@@ -302,6 +366,7 @@ def spawn(
                 stderr=ends["stderr"],
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(theirs,) if theirs is not None else (),
             )
         except (OSError, ValueError) as exc:
             raise SpawnError(process, spec.command, _spawn_reason(exc)) from exc
@@ -317,6 +382,7 @@ def spawn(
         fds=fds,
         logs=logs,
         pidfd=_pidfd_open(popen.pid),
+        channel=channel,
     )
 
 

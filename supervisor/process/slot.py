@@ -41,6 +41,7 @@ from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
+from supervisor.process.worker_link import WorkerLink
 
 if TYPE_CHECKING:
     import signal
@@ -53,9 +54,11 @@ if TYPE_CHECKING:
     from supervisor.events import Event
     from supervisor.output.pump import LineConsumer
     from supervisor.process.mailbox import Kind, QueuedCommand
+    from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
+    from supervisor.state.worker_store import WorkerStore
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +83,9 @@ class SlotContext:
         emit: takes every ``StateChanged``; must not block.
         lines: takes framed output lines.
         clock: monotonic seconds for run durations, on anyio's time line.
+        desk: the node's open questions; with ``store``, gives each run a
+            channel to dsup (``DSUP_FD``); without, runs get none.
+        store: where workers' results and questions are recorded.
     """
 
     node: str
@@ -90,6 +96,8 @@ class SlotContext:
     emit: Callable[[Event], None]
     lines: LineConsumer
     clock: Callable[[], float] = anyio.current_time
+    desk: QuestionDesk | None = None
+    store: WorkerStore | None = None
 
 
 class _Once:
@@ -367,6 +375,7 @@ class Slot:
                 instance_id=self._ctx.instance_id,
                 log_dir=self._ctx.log_dir,
                 clock=self._ctx.clock,
+                with_channel=self._ctx.desk is not None and self._ctx.store is not None,
             )
         except SpawnError as exc:
             # The state change, the status INFO column and the audit carry it too.
@@ -398,6 +407,7 @@ class Slot:
                                 tg,
                                 consumer=self._ctx.lines,
                                 max_line_bytes=self.spec.max_line_bytes,
+                                link=self._link(run),
                             )
                     await self._until_exit(run)
                     await run.catch_up(CATCH_UP_SECONDS)
@@ -412,6 +422,23 @@ class Slot:
             finally:
                 run.end_watchers()
         return decision
+
+    def _link(self, run: Run) -> WorkerLink | None:
+        """What reads the run's channel to dsup, if it has one."""
+        desk, store = self._ctx.desk, self._ctx.store
+        if run.channel is None or desk is None or store is None:
+            return None
+        return WorkerLink(
+            run.channel,
+            process=self.name,
+            program=self.spec.name,
+            run_id=run.run_id,
+            cwd=str(self.spec.cwd) if self.spec.cwd is not None else os.getcwd(),
+            emit=self._ctx.emit,
+            desk=desk,
+            store=store,
+            clock=self._ctx.clock,
+        )
 
     def _stop_bound(self) -> float:
         """The longest a stop may take, read when it begins: a reload may change it."""

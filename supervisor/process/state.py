@@ -97,6 +97,7 @@ class SlotState:
         """Return a snapshot of the slot."""
         run = self._run
         alive = run is not None and not run.exited.is_set()
+        link = run.link if run is not None else None
         return ProcessStatus(
             process=self._process,
             program=self._spec.name,
@@ -112,6 +113,8 @@ class SlotState:
             last_error=self._last_error,
             reason=self._reason,
             next_start_at=self._next_start,
+            progress=link.progress if link is not None else None,
+            question=link.open_question if link is not None else None,
         )
 
     def reload(self, spec: ProgramSpec) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from supervisor.events import ProcessState
+    from supervisor.events import ProcessState, Progress, Question
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +38,8 @@ class ProcessStatus:
         next_start_at: wall time the slot starts its next run by itself (a
             BACKOFF retry or a restart by policy), while it waits for it;
             else None.
+        progress: the current run's latest progress (``worker_sdk.progress``), if any.
+        question: the current run's oldest open question (``worker_sdk.ask``), if any.
     """
 
     process: str
@@ -54,3 +56,5 @@ class ProcessStatus:
     last_error: str
     reason: str = ""
     next_start_at: float | None = None
+    progress: Progress | None = None
+    question: Question | None = None

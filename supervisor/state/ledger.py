@@ -155,6 +155,39 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tasks_by_state ON tasks (state, program, id);
     """,
+    # worker_store: what workers reported and asked over their channel.
+    """
+    CREATE TABLE worker_results (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      REAL NOT NULL,
+        process TEXT NOT NULL,
+        program TEXT NOT NULL,
+        run_id  TEXT NOT NULL,
+        text    TEXT NOT NULL DEFAULT '',
+        data    TEXT,
+        files   TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX worker_results_process ON worker_results (process, id);
+    CREATE TABLE worker_questions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        asked_at    REAL NOT NULL,
+        process     TEXT NOT NULL,
+        program     TEXT NOT NULL,
+        run_id      TEXT NOT NULL,
+        worker_id   TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        choices     TEXT,
+        default_answer TEXT,
+        timeout_at  REAL,
+        status      TEXT NOT NULL DEFAULT 'open'
+                    CHECK (status IN ('open', 'answered', 'timeout', 'gone')),
+        answer      TEXT,
+        answered_by TEXT NOT NULL DEFAULT '',
+        source      TEXT NOT NULL DEFAULT '',
+        closed_at   REAL
+    );
+    CREATE INDEX worker_questions_open ON worker_questions (status) WHERE status = 'open';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -210,6 +243,7 @@ class Ledger:
         Raises:
             LedgerError: the file is not a database or has a newer schema.
         """
+        _refuse_links(path)
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.DatabaseError as exc:
@@ -568,6 +602,19 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # sqlite may have rolled back by itself
             conn.execute("ROLLBACK")
         raise
+
+
+def _refuse_links(path: Path) -> None:
+    """Refuse a ledger (or its WAL files) that is a symbolic link.
+
+    sqlite follows links; one planted in state_dir would make dsup write its
+    database wherever it points.
+    """
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        if path.with_name(name).is_symlink():
+            raise LedgerError(
+                path, f"{name} is a symbolic link; dsup opens no file of state_dir through one"
+            )
 
 
 _NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY"})

@@ -234,7 +234,7 @@ def mark_shutting_down(path: Path) -> None:
     shutdown goes on.
     """
     try:
-        (path / SHUTDOWN_NAME).write_text(f"{os.getpid()}\n", encoding="ascii")
+        write_private(path / SHUTDOWN_NAME, f"{os.getpid()}\n".encode())
     except OSError as exc:
         logger.warning("state_dir %s: cannot mark the shutdown: %s", path, exc)
 
@@ -246,7 +246,7 @@ def shutdown_marker(path: Path) -> int | None:
     compare it with :func:`running_holder` to tell a shutdown under way.
     """
     try:
-        text = (path / SHUTDOWN_NAME).read_text(encoding="ascii", errors="replace").strip()
+        text = read_private(path / SHUTDOWN_NAME).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
@@ -283,6 +283,37 @@ def wait_released(path: Path, timeout: float, *, poll: float = 0.05) -> bool:
         os.close(fd)
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600, truncated) without following a symbolic link there.
+
+    A file in state_dir is never opened through a link: one planted by someone
+    who could write to the directory would make dsup write wherever it points.
+
+    Raises:
+        OSError: it cannot be written (``ELOOP`` for a link).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def read_private(path: Path, limit: int = 4096) -> bytes:
+    """The first ``limit`` bytes of ``path``, not following a symbolic link there.
+
+    Raises:
+        OSError: it cannot be read (``ELOOP`` for a link).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
 def _read_pid(fd: int) -> int | None:
     """The pid the lock holder wrote, or None if it has not written one yet."""
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
@@ -296,11 +327,13 @@ def _instance_id(path: Path) -> str:
     """
     id_path = path / INSTANCE_ID_NAME
     try:
-        text = id_path.read_text(encoding="ascii", errors="replace").strip()
+        text = read_private(id_path).decode("ascii", "replace").strip()
     except FileNotFoundError:
         new_id = uuid.uuid4().hex
         tmp = path / f"{INSTANCE_ID_NAME}.tmp"
-        tmp.write_text(new_id + "\n", encoding="ascii")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a link planted there is removed, not followed
+        write_private(tmp, f"{new_id}\n".encode())
         tmp.replace(id_path)
         logger.info("state_dir %s: created instance id %s", path, new_id)
         return new_id

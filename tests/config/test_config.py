@@ -744,6 +744,7 @@ def test_read_token_env_unset_or_empty(monkeypatch: pytest.MonkeyPatch, value: s
 def test_read_token_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DSUP_DISCORD_TOKEN", raising=False)
     (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "token").chmod(0o600)
     (tmp_path / "dsup.toml").write_text('[discord]\ntoken_file = "token"\n')
     discord = load_config(tmp_path / "dsup.toml").discord
     assert discord is not None
@@ -765,6 +766,7 @@ def test_read_token_file_errors_do_not_leak(
     path = tmp_path / "token"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o600)
     with pytest.raises(ConfigError) as info:
         DiscordSpec(token_env=None, token_file=path).read_token()
     assert fragment in str(info.value)

@@ -638,6 +638,62 @@ def test_ctl_permission_denied_names_the_owner_of_state_dir() -> None:
     )
 
 
+_IMPOSTOR = """
+import json, os, socket, sys
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen()
+print("ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    with conn:
+        if conn.recv(65536):
+            result = {"node": "fake-node", "processes": []}
+            conn.sendall(json.dumps({"id": 1, "ok": True, "result": result}).encode() + b"\\n")
+            print("answered", flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a server as another uid")
+@pytest.mark.parametrize("verb", [["--json", "status"], ["stop", "all"]])
+def test_ctl_refuses_a_server_of_another_user_in_its_socket_place(verb: list[str]) -> None:
+    """After a ``chmod 777`` of state_dir another user's server answered ctl (as root)."""
+    base = Path(tempfile.mkdtemp(prefix="dsup-impostor-"))  # not under pytest's 0700 tmp
+    try:
+        base.chmod(0o755)
+        state = base / "state"
+        state.mkdir()
+        state.chmod(0o777)  # the hole: another user can put a socket here
+        sock = state / "control.sock"
+        with subprocess.Popen(
+            [sys.executable, "-c", _IMPOSTOR, str(sock)],
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as impostor:
+            assert impostor.stdout is not None
+            try:
+                assert impostor.stdout.readline() == "ready\n"
+                done = subprocess.run(
+                    [sys.executable, "-m", "supervisor", "ctl", "--socket", str(sock), *verb],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
+                )
+            finally:
+                impostor.kill()
+            assert impostor.stdout.read() == ""  # no request reached it
+    finally:
+        shutil.rmtree(base)
+    assert done.returncode == 1
+    said = done.stdout + done.stderr  # --json says errors on stdout too
+    assert "fake-node" not in said  # its answer is never shown
+    assert "runs as uid 65534" in said
+    assert "state_dir belongs to uid 0" in said
+    assert "Traceback" not in said
+
+
 async def test_ctl_reload_and_shutdown(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import stat
@@ -23,15 +24,18 @@ from supervisor.commands.access import Actor, Command
 from supervisor.commands.action import parse_signal
 from supervisor.commands.reports import (
     ActionReport,
+    AnswerReport,
+    AsksReport,
     DiscordSyncReport,
     LogFollow,
     LogLines,
+    ResultsReport,
     ShutdownReport,
     StatusReport,
     TailReport,
 )
 from supervisor.control.server import MAX_LINE_BYTES, ControlServer
-from supervisor.errors import StateDirLocked, StateDirUnsafe
+from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
 from supervisor.process.fleet import ReloadResult
 from supervisor.tasks.records import TaskList, TaskRecord, TaskState
 from tests._control import connect, error_type, program, result, running_node, write_config
@@ -102,6 +106,19 @@ class FakeService:
     async def shutdown(self, actor: Actor) -> ShutdownReport:
         self._seen(actor)
         return ShutdownReport(node="fake", pid=os.getpid(), wait_seconds=1.0)
+
+    async def asks(self, actor: Actor) -> AsksReport:
+        self._seen(actor)
+        return AsksReport(questions=())
+
+    async def answer(self, actor: Actor, question_id: int, answer: str) -> AnswerReport:
+        self._seen(actor)
+        raise UnknownQuestion(question_id)
+
+    async def results(self, actor: Actor, target: str, *, limit: int = 10) -> ResultsReport:
+        self._seen(actor, target)
+        assert isinstance(limit, int)
+        return ResultsReport(results=())
 
     async def discord_sync(self, actor: Actor) -> DiscordSyncReport:
         self._seen(actor)
@@ -263,6 +280,25 @@ async def test_control_leaves_a_replacing_file_alone(
         async with connect(server.path) as client:
             assert result(await client.ask("status"))["node"] == "fake"
     assert caplog.text.count("replaced by another file") == 1
+
+
+async def test_control_says_when_its_directory_is_no_longer_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``chmod 777`` after start-up let another user plant a server; dsup said nothing."""
+    directory = _private_dir(tmp_path)
+
+    def levels() -> list[int]:
+        return [r.levelno for r in caplog.records if r.name == "supervisor.control.server"]
+
+    with caplog.at_level(logging.INFO, logger="supervisor.control.server"):
+        async with fake_server(directory, check_interval=0.05):
+            caplog.clear()
+            directory.chmod(0o777)
+            await wait_until(lambda: logging.ERROR in levels())
+            directory.chmod(0o700)
+            await wait_until(lambda: levels()[-1:] == [logging.INFO])
+    assert levels()[:2] == [logging.ERROR, logging.INFO]  # said once, then its end
 
 
 # -- bad input -----------------------------------------------------------------

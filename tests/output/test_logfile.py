@@ -309,3 +309,19 @@ class _Collected:
         self.dropped += dropped
         if len(self.lines) >= self._count:
             self.arrived.set()
+
+
+def test_log_is_never_written_through_a_link(tmp_path: Path) -> None:
+    """A link planted in the log directory would make dsup append output to its target."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    path = tmp_path / "l.log"
+    path.symlink_to(victim)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        RotatingLog(path, max_bytes=0, backups=0)
+    path.unlink()
+    with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
+        path.unlink()
+        path.symlink_to(victim)  # planted where the deleted log was
+        log.write(b"output\n", flush=True)  # the reopen refuses the link
+    assert victim.read_bytes() == b"precious\n"

@@ -368,8 +368,8 @@ async def test_pump_says_a_full_log_works_again_only_once_bytes_reach_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An empty flush "succeeded" on a full disk: "works again" was said while still full."""
-    path = tmp_path / "w-0.out.log"
-    path.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    (tmp_path / "dev").symlink_to("/dev")
+    path = tmp_path / "dev" / "full"  # every write fails with ENOSPC, as on a full disk
     proc, fds = spawn("out_bytes.py", b"one\ntwo\n".hex(), "hold", stdin=subprocess.PIPE)
     assert proc.stdin is not None
     try:

@@ -272,3 +272,13 @@ def test_ledger_on_a_full_disk_says_what_it_could_not_keep(
     assert said.levelno == logging.WARNING
     assert "2 audit row" in said.getMessage()
     assert "1 run exit" in said.getMessage()
+
+
+@pytest.mark.parametrize("name", ["ledger.sqlite3", "ledger.sqlite3-wal"])
+def test_ledger_refuses_a_link(tmp_path: Path, name: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (tmp_path / name).symlink_to(victim)
+    with pytest.raises(LedgerError, match="symbolic link"):
+        Ledger.open(tmp_path / "ledger.sqlite3")
+    assert victim.read_bytes() == b"precious"

@@ -189,3 +189,20 @@ def test_wait_released_waits_for_the_holder(tmp_path: Path, holder: subprocess.P
     holder.stdin.close()  # the holder lets go and exits
     assert wait_released(path, 20.0)
     assert wait_released(tmp_path / "never-used", 0.0)  # no lock file: nothing to wait for
+
+
+def test_state_dir_files_are_never_written_through_a_link(tmp_path: Path) -> None:
+    """``shutting-down`` planted as a link to a root-owned file: dsup wrote through it."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "state"
+    with open_state_dir(path):
+        (path / "shutting-down").symlink_to(victim)
+        mark_shutting_down(path)  # logged, not raised
+        assert shutdown_marker(path) is None
+    assert victim.read_text() == "precious\n"
+    (path / "instance_id").unlink()
+    (path / "instance_id.tmp").symlink_to(victim)
+    with open_state_dir(path) as state:
+        assert len(state.instance_id) == 32
+    assert victim.read_text() == "precious\n"

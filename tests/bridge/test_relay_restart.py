@@ -1,0 +1,158 @@
+"""The relay across outages and restarts of the real ``dsup run``: every line once, in order.
+
+dsup runs as a subprocess (so it can be stopped with SIGTERM or killed with SIGKILL)
+against the fake Discord served by this test's event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+
+from tests._wait import wait_until
+from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._relayed import program
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from anyio.abc import Process
+
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+MESSAGES = ("POST", "/channels/{channel_id}/messages")
+_LINE = re.compile(r"run (\d+) line (\d+)")
+
+
+def _config(tmp_path: Path, fake: FakeDiscord, programs: str) -> Path:
+    table = discord_table(fake, token_file(tmp_path, fake.token), status_channel=None)
+    table = table.replace("[discord]\n", f"[discord]\nlog_channel = {fake.channel('ops').id}\n")
+    path = tmp_path / "dsup.toml"
+    path.write_text(
+        f'[supervisor]\nname = "relayed"\nstate_dir = "state"\n\n{programs}\n{table}',
+        encoding="utf-8",
+    )
+    return path
+
+
+@contextlib.asynccontextmanager
+async def _dsup(config: Path) -> AsyncIterator[Process]:
+    """``dsup run`` on ``config``; killed if still running when the block ends."""
+    with (config.parent / "dsup.err").open("ab") as errors:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    async with proc:
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            with anyio.fail_after(20, shield=True):
+                await proc.wait()
+
+
+async def _stop(proc: Process, signum: signal.Signals) -> int:
+    """Send ``signum`` to ``proc``; its exit status."""
+    proc.send_signal(signum)
+    with anyio.fail_after(20):
+        return await proc.wait()
+
+
+def _relayed(fake: FakeDiscord, run: int) -> list[int]:
+    """The numbers of the lines of ``run`` shown in ops, in message order."""
+    found = []
+    for message in fake.bot_messages("ops"):
+        for match in _LINE.finditer(str(message.get("content", ""))):
+            if int(match[1]) == run:
+                found.append(int(match[2]))
+    return found
+
+
+async def test_relay_sigkill_with_unsent_rows_sends_them_after_restart_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    count = program("count", "relay_count.py", tmp_path / "runs", 400, relay="all")
+    config = _config(tmp_path, fake_discord, count)
+    fake_discord.fail_route(*MESSAGES, status=503, times=None)
+    async with _dsup(config) as first:
+        await wait_until(lambda: len(_unsent(config)) >= 3, seconds=20)
+        await _stop(first, signal.SIGKILL)
+    unsent = _unsent(config)
+    fake_discord.clear_faults()
+    async with _dsup(config) as second:
+        await fake_discord.wait_until(
+            lambda: len(_relayed(fake_discord, 2)) >= 400, timeout_seconds=20
+        )
+        assert await _stop(second, signal.SIGTERM) == 0
+    contents = [str(m.get("content", "")) for m in fake_discord.bot_messages("ops")]
+    for row in unsent:
+        assert sum(c.startswith(row) for c in contents) == 1, row
+    shown = _relayed(fake_discord, 1)
+    assert shown == sorted(set(shown))
+    assert len(shown) >= 100
+    assert _relayed(fake_discord, 2) == list(range(400))
+
+
+def _unsent(config: Path) -> list[str]:
+    """The content of the outbox's rows not sent yet (read beside the running dsup)."""
+    uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute("SELECT content FROM outbox WHERE status = 'pending' ORDER BY id")
+            return [str(content) for (content,) in rows]
+    except sqlite3.OperationalError:
+        return []
+
+
+async def test_relay_outages_and_a_restart_lose_and_double_no_line(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    ticker = program("ticker", "relay_ticker.py", tmp_path / "runs", 20, relay="all")
+    config = _config(tmp_path, fake_discord, ticker)
+    async with _dsup(config) as first:
+        await fake_discord.wait_until(lambda: _relayed(fake_discord, 1), timeout_seconds=20)
+        async with fake_discord.gateway_outage():
+            fake_discord.fail_route(*MESSAGES, status=502, times=None, for_seconds=3.0)
+            await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
+        fake_discord.fail_route(*MESSAGES, status=429, times=3, retry_after=0.3)
+        before = len(_relayed(fake_discord, 1))
+        await fake_discord.wait_until(
+            lambda: len(_relayed(fake_discord, 1)) > before + 20, timeout_seconds=20
+        )
+        # The second outage: dsup is stopped in the middle of it.
+        fake_discord.fail_route(*MESSAGES, status=500, times=None)
+        await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
+        assert await _stop(first, signal.SIGTERM) == 0
+    printed = _printed(tmp_path, run=1)
+    fake_discord.clear_faults()
+    async with _dsup(config) as second:
+        await fake_discord.wait_until(
+            lambda: len(_relayed(fake_discord, 1)) >= printed, timeout_seconds=20
+        )
+        assert await _stop(second, signal.SIGTERM) == 0
+    assert printed > 60
+    assert _relayed(fake_discord, 1) == list(range(printed))
+    fake_discord.assert_within_rate_limits("ops")
+
+
+def _printed(tmp_path: Path, *, run: int) -> int:
+    """How many lines ``run`` of the ticker wrote, from its log file."""
+    (log,) = (tmp_path / "state").rglob("ticker-0.out.log")
+    numbers = [int(m[2]) for m in _LINE.finditer(log.read_text()) if int(m[1]) == run]
+    assert numbers == list(range(len(numbers)))
+    return len(numbers)
