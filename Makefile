@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint types unit bench clean
+.PHONY: demo demo-discord test lint types unit bench clean
 
 $(STAMP): pyproject.toml scripts/bootstrap
 	bash scripts/bootstrap $(VENV)
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml scripts/bootstrap
 
 demo: $(STAMP)
 	$(VENV)/bin/dsup run examples/dsup.toml
+
+# The same fleet bridged to the project's Discord fake: no real Discord needed.
+demo-discord: $(STAMP)
+	PYTHONPATH=. $(PY) scripts/demo_discord.py
 
 test: lint types unit
 
@@ -30,4 +34,4 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache examples/.dsup
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache examples/.dsup examples/.dsup-discord examples/.dsup-discord.toml

@@ -1,10 +1,7 @@
-"""The ``dsup`` command line: run / check / ctl / import-supervisord.
+"""The ``dsup`` command line: run, check, ctl and import-supervisord.
 
-This module owns argument parsing, exit codes and turning errors into one clear
-message (never a traceback). The work itself lives in the modules it calls.
-
-Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (``dsup ctl`` adds
-3: no dsup running there).
+It parses arguments, calls the layer that does the work, and turns every error into one clear
+message and an exit code (0 ok, 1 runtime failure, 2 usage or config error), never a traceback.
 """
 
 from __future__ import annotations
@@ -76,13 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--strict", action="store_true", help="treat warnings about this machine as errors"
     )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also log in to Discord and check the guild, channels and slash commands "
+        "(exit 1 on any problem); the fleet is not started",
+    )
 
     imp = sub.add_parser(
         "import-supervisord", help="turn a supervisord.conf into dsup TOML on stdout"
     )
     imp.add_argument("path", type=Path)
 
-    # -- dsup ctl (issue 4): arguments live in supervisor/control/ctl.py --
+    # -- dsup ctl: arguments live in supervisor/control/ctl.py --
     ctl.add_parser(sub)
     return parser
 
@@ -90,12 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit code."""
     args = build_parser().parse_args(argv)
-    # -- dsup ctl (issue 4): it maps its own errors to exit codes 0/1/2/3 --
+    # -- dsup ctl: it maps its own errors to exit codes 0/1/2/3 --
     if args.command == "ctl":
         return ctl.main(args)
     try:
         if args.command == "check":
-            return _check(args.config, strict=args.strict)
+            return _check(args.config, strict=args.strict, online=args.online)
         if args.command == "import-supervisord":
             from supervisor.config.supervisord.converter import convert_file
 
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
-def _check(path: Path, *, strict: bool) -> int:
+def _check(path: Path, *, strict: bool, online: bool) -> int:
     config = load_config(path)
     warnings = preflight(config)
     label = "error" if strict else "warning"
@@ -133,7 +136,16 @@ def _check(path: Path, *, strict: bool) -> int:
     if warnings and strict:
         return EXIT_USAGE
     print(config.summary())
-    return EXIT_OK
+    if not online:
+        return EXIT_OK
+    if config.discord is None:
+        print(f"dsup: {config.path}: no [discord] table: nothing to check online", file=sys.stderr)
+        return EXIT_FAILURE
+    from supervisor.bridge.online import run_check_online
+
+    report = run_check_online(config.discord)
+    print(report.text())
+    return EXIT_OK if report.is_ok else EXIT_FAILURE
 
 
 def _setup_logging(*, verbose: bool) -> None:

@@ -10,6 +10,7 @@ import getpass
 import os
 import pwd
 import signal
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import anyio
@@ -153,7 +154,7 @@ async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) 
         assert state in ("BACKOFF", "FATAL", "EXITED")
         procs = res["processes"]
         assert isinstance(procs, list)
-        assert procs[0]["message"] == describe_exit(3, None)  # QA2 #12: as status says it
+        assert procs[0]["message"] == describe_exit(3, None)  # as status says it
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("start", "crash", "failed")
         assert "crash:0: exit code 3" in row.detail
@@ -249,7 +250,7 @@ async def test_tail_returns_the_last_lines_of_each_stream(tmp_path: Path) -> Non
 
 
 async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_path: Path) -> None:
-    """QA2 #1: a follower that did not read held 256 chunks of up to 1 MiB each."""
+    """A follower that did not read held 256 chunks of up to 1 MiB each."""
     bound = 256 * 1024
     # The log never rotates here: a follower that lost a whole file gets an
     # estimate (a lower bound) of its lines, and this counts exactly. The flood
@@ -469,7 +470,7 @@ async def test_a_lone_surrogate_in_a_target_is_a_protocol_error(tmp_path: Path) 
 
 
 async def test_first_status_of_a_busy_process_shows_its_cpu(tmp_path: Path) -> None:
-    """#16: CPU use is measured against an earlier sample; the first status takes two."""
+    """CPU use is measured against an earlier sample; the first status takes two."""
     busy = program("busy", "ctl_busy.py", start_seconds=0.1)
     async with running_node(write_config(tmp_path, busy)) as node:
         await _all_running(node)
@@ -528,6 +529,28 @@ async def test_follow_buffer_keeps_a_chunk_s_cap_when_it_adds_drops() -> None:
     with anyio.fail_after(5):
         chunk = await buffer.__anext__()
     assert (chunk.lines, chunk.dropped, chunk.capped) == (("a",), 4, True)
+    buffer.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["plain ascii text", "emoji \U0001f600\U0001f680 and \u4e2d\u6587"]
+)
+def test_follow_buffer_holds_its_bytes_whatever_the_characters(text: str) -> None:
+    """The bound counted characters: emoji lines held about 4 times the bytes allowed."""
+    limit = 1 << 20
+    buffer = FollowBuffer(max_bytes=limit)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        n = 0
+        while (room := buffer.room()) > 0:  # what a watcher does: only what fits
+            lines = tuple(f"{i} {text * 4}" for i in range(n, n + min(room, 100)))
+            n += len(lines)
+            buffer.put(LogLines(process="w:0", stream="stdout", lines=lines))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= limit * 1.1
     buffer.close()
 
 

@@ -77,7 +77,7 @@ async def _report(fake: FakeDiscord) -> None:
         seen = len(fake.bot_actions())
 
 
-async def _stdin_lines() -> AsyncIterator[str]:
+async def stdin_lines() -> AsyncIterator[str]:
     """Yield stdin's lines until end of input, waiting for them on the event loop.
 
     A pipe or terminal is awaited with ``wait_readable`` (cancellable at once); a
@@ -101,7 +101,7 @@ async def _stdin_lines() -> AsyncIterator[str]:
 
 async def _console(fake: FakeDiscord) -> None:
     user = fake.add_user("you", roles=("operator",))
-    async for line in _stdin_lines():
+    async for line in stdin_lines():
         if line.strip():
             try:
                 await run_console_line(fake, user, line.strip())

@@ -1,0 +1,69 @@
+"""``dsup check --online`` against the fake: what works, what does not, and what to do."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from tests._control import program, write_config
+from tests.bridge._bridge import bridged_node, discord_table, token_file
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+pytestmark = pytest.mark.timeout(60)
+
+TICK = program("tick", "ctl_ticker.py", "0.2")
+
+
+async def _check_online(config: Path) -> tuple[int, str, str]:
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "supervisor", "check", "--online", str(config)], check=False
+        )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+def _config(tmp_path: Path, fake: FakeDiscord, token: str, **table: object) -> Path:
+    return write_config(tmp_path, TICK, discord_table(fake, token_file(tmp_path, token), **table))  # type: ignore[arg-type]
+
+
+async def test_check_online_all_well(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK):  # registers the slash commands
+        pass
+    code, out, err = await _check_online(_config(tmp_path, fake_discord, fake_discord.token))
+    assert code == 0, out + err
+    assert "bot: dsup-bot" in out
+    assert "guild: dsup-test" in out
+    assert "status_channel #general: ok (view, send, embed, attach, react, read history)" in out
+    assert "/status" in out
+    assert out.rstrip().endswith("all well")
+
+
+async def test_check_online_names_each_problem_and_its_fix(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("secret", bot_denied=True)
+    config = _config(tmp_path, fake_discord, fake_discord.token, status_channel="secret")
+    code, out, err = await _check_online(config)
+    assert code == 1, out + err
+    assert "status_channel #secret: cannot view, send" in out
+    assert "allow them for the bot's role" in out
+    assert "no slash commands in the guild" in out
+    assert "applications.commands" in out
+    assert fake_discord.bot_actions() == []  # it looked, it did not post
+
+
+async def test_check_online_rejected_token(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    code, out, err = await _check_online(_config(tmp_path, fake_discord, "wrong-token"))
+    assert code == 1, out + err
+    assert "Discord rejected the bot token (401)" in out
+    assert "wrong-token" not in out + err
