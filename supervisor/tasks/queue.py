@@ -345,6 +345,9 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
         work_dir=fleet.state.path / "tasks",
         ledger=fleet.ledger,
         reaper=fleet.reaper,
+        emit=fleet.emit,
+        desk=fleet.desk,
+        store=fleet.store,
     )
     queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
     fleet.track(queue)
