@@ -484,8 +484,6 @@ class _Reader:
                         else "dsup starts one process per task (concurrency: how many at once)"
                     )
                     self.fail(p + key, f'does not apply with tasks = "oneshot": {why}')
-        elif spec.tasks is TaskMode.STREAM:
-            self.fail(p + "tasks", '"stream" is not available yet; use "oneshot"')
         if TASK_PLACEHOLDER in spec.command and spec.tasks is not TaskMode.ONESHOT:
             self.fail(
                 p + "command",
