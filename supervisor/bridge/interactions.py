@@ -17,6 +17,7 @@ import discord
 
 from supervisor.bridge.commands import slash_commands
 from supervisor.bridge.mention import handle_message
+from supervisor.bridge.questions import answer_items
 from supervisor.bridge.sync import CommandSync
 from supervisor.bridge.views import dynamic_items
 from supervisor.commands.access import Command
@@ -40,7 +41,7 @@ async def install(client: BridgeClient) -> None:
     guild = discord.Object(id=context.guild_id)
     for command in slash_commands(context):
         client.tree.add_command(command, guild=guild)
-    client.add_dynamic_items(*dynamic_items(context))
+    client.add_dynamic_items(*dynamic_items(context), *answer_items(context))
     sync = CommandSync(client.tree, context.guild_id, CommandSyncStore(context.ledger))
 
     async def sync_now() -> DiscordSyncReport:

@@ -177,6 +177,15 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX worker_questions_open ON worker_questions (status) WHERE status = 'open';
     """,
+    # question_posts: the Discord message of each worker question, edited when it closes.
+    """
+    CREATE TABLE discord_questions (
+        question_id INTEGER PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        message_id  INTEGER NOT NULL,
+        settled     INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
