@@ -17,6 +17,7 @@ from supervisor.commands.access import Actor
 from supervisor.config.schema import load_config
 from tests._control import program, running_node, write_config
 from tests._wait import wait_until
+from tests.bridge import _relayed as relayed
 from tests.bridge._bridge import discord_table, token_file
 from tests.bridge._members import final_answer, is_private, members
 from tests.discord_fake import GUILD_READY_TIMEOUT
@@ -255,3 +256,33 @@ async def test_question_left_open_by_a_stopped_dsup_is_settled_at_the_next_start
             team.operator, int(message["id"]), _buttons(message)[1]["custom_id"]
         )
         assert "is not open" in ((await final_answer(click)).content or "")
+
+
+async def test_result_is_posted_to_the_results_channel_through_the_outbox(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("results")
+    fake_discord.add_channel("ops")
+    shown = relayed.program("w", "sdk_worker.py", "report", relay="results")
+    hidden = relayed.program("quiet", "sdk_worker.py", "report", relay="errors")
+    channels = {"log_channel": "ops", "results_channel": "results"}
+    async with relayed.relayed_node(
+        tmp_path, fake_discord, shown, hidden, channels=channels
+    ) as node:
+
+        def posted() -> dict[str, Any] | None:
+            return next(
+                (m for m in fake_discord.bot_messages("results") if "did 3 rows" in m["content"]),
+                None,
+            )
+
+        message = await fake_discord.wait_until(posted, timeout_seconds=15)
+        content = message["content"]
+        assert content.startswith("**w:0** result ")
+        assert "rows: 3" in content
+        assert "`out.csv`" in content
+        # The other program's result is recorded, and was not given to the outbox.
+        await wait_until(lambda: bool(node.fleet.store.recent_results(["quiet:0"], 1)))
+        await node.outbound.relay.flush(final=True)
+        rows = node.ledger.read("SELECT content FROM outbox WHERE kind = 'result'")
+        assert [r["content"].split(" ")[0] for r in rows] == ["**w:0**"]
