@@ -1,7 +1,8 @@
 """What Discord users can ask of the node: slash commands, buttons, menus, mentions.
 
 ``install(client)`` runs from the client's ``setup_hook``: it adds the slash commands
-(``commands``) for the served guild, registers the persistent components (``views``),
+(``commands``) for the served guild, registers the persistent components (``views``)
+and gives the board its menu of programs,
 hands the command surface the ``discord-sync`` hook and registers the commands with
 Discord when they changed (``sync``). ``on_guild_message`` runs mention commands
 (``mention``). Every request goes through the command surface with a Discord actor
@@ -19,7 +20,7 @@ from supervisor.bridge.commands import slash_commands
 from supervisor.bridge.mention import handle_message
 from supervisor.bridge.questions import answer_items
 from supervisor.bridge.sync import CommandSync
-from supervisor.bridge.views import dynamic_items
+from supervisor.bridge.views import board_view, dynamic_items
 from supervisor.commands.access import Command
 from supervisor.errors import Unavailable
 from supervisor.state.command_sync import CommandSyncStore
@@ -42,6 +43,7 @@ async def install(client: BridgeClient) -> None:
     for command in slash_commands(context):
         client.tree.add_command(command, guild=guild)
     client.add_dynamic_items(*dynamic_items(context), *answer_items(context))
+    client.board_view_factory = lambda: board_view(context.service.target_names()[0])
     sync = CommandSync(client.tree, context.guild_id, CommandSyncStore(context.ledger))
 
     async def sync_now() -> DiscordSyncReport:
