@@ -121,7 +121,11 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         line_sinks: list[Console | Relay] = [console]
         if outbound is not None:
             line_sinks.append(outbound.relay)
-        questions = _questions(config, ledger, lambda: fleet.config if fleet else config)
+        questions = (
+            _questions(config, ledger, lambda: fleet.config if fleet else config)
+            if discord
+            else None
+        )
         sinks: list[Console | Relay | QuestionRelay] = [*line_sinks]
         if questions is not None:
             sinks.append(questions)
