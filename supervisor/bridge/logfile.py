@@ -68,7 +68,10 @@ def _gzip_within(path: Path, start: int, limit: int) -> tuple[bytes | None, floa
     """
     out = io.BytesIO()
     read = 0
-    with path.open("rb") as src, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+    with (
+        path.open("rb") as src,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as gz,
+    ):
         if start:
             src.seek(start - 1)
             src.readline()  # the rest of a line cut by the start
