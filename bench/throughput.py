@@ -1,7 +1,7 @@
 """Log capture benchmark: dsup's pump against supervisord 4.3 and ``cat``.
 
 Run: ``.venv/bin/python bench/throughput.py`` (add ``--memory`` for the memory
-runs). Workload (issue 3, "Speed and memory"): one child writes 1,000,000 lines
+runs). Workload: one child writes 1,000,000 lines
 of 100 B (100 MB) to stdout, captured into a log file; median of 3 runs.
 
 For each method the harness starts the supervisor, lets the child block on a

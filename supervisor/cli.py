@@ -1,10 +1,7 @@
-"""The ``dsup`` command line: run / check / ctl / import-supervisord.
+"""The ``dsup`` command line: run, check, ctl and import-supervisord.
 
-This module owns argument parsing, exit codes and turning errors into one clear
-message (never a traceback). The work itself lives in the modules it calls.
-
-Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (``dsup ctl`` adds
-3: no dsup running there).
+It parses arguments, calls the layer that does the work, and turns every error into one clear
+message and an exit code (0 ok, 1 runtime failure, 2 usage or config error), never a traceback.
 """
 
 from __future__ import annotations
@@ -88,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("path", type=Path)
 
-    # -- dsup ctl (issue 4): arguments live in supervisor/control/ctl.py --
+    # -- dsup ctl: arguments live in supervisor/control/ctl.py --
     ctl.add_parser(sub)
     return parser
 
@@ -96,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit code."""
     args = build_parser().parse_args(argv)
-    # -- dsup ctl (issue 4): it maps its own errors to exit codes 0/1/2/3 --
+    # -- dsup ctl: it maps its own errors to exit codes 0/1/2/3 --
     if args.command == "ctl":
         return ctl.main(args)
     try:

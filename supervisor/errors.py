@@ -1,8 +1,7 @@
 """The exception hierarchy of dsup.
 
-Every error carries its data in attributes and builds a readable message in
-``__init__``: it names the subject, shows the bad value and, where there is one,
-the fix. Nothing here ever formats a secret (the bot token) into a message.
+Every error carries its data in attributes and builds its message in ``__init__``: the subject,
+the bad value and the fix; never a secret such as the bot token.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""The records that flow from children to sinks (console, logs, ledger, chat).
+"""The process states, and the events slots emit for the fleet to fan out to its sinks.
 
-This module owns the process state vocabulary and the event types; it does not
-own who produces or consumes them (see ``child`` and ``fleet``).
+Plain frozen records, so the console, the ledger and the bridge can each take them their way.
 """
 
 from __future__ import annotations

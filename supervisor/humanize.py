@@ -1,11 +1,7 @@
-"""Short human forms of durations, sizes and CPU shares, and safe output lines.
+"""Short human forms of durations, sizes and CPU shares, and output lines made safe to show.
 
-This module owns how ``dsup ctl status`` and the live console spell these
-values, so both read the same, and ``printable``, the one place where a
-worker's output line is made safe to write to a terminal (console and
-``ctl tail``). It does not own any table layout (``ctl``, ``terminal``). It
-imports only the standard library: ``dsup ctl`` must start fast, so no rich
-here.
+``dsup ctl``, the console and the bridge spell values alike; standard library only, so
+``dsup ctl`` starts fast.
 """
 
 from __future__ import annotations

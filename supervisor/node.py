@@ -1,14 +1,7 @@
-"""``dsup run``: one node in the foreground, from start-up sweep to clean shutdown.
+"""``dsup run``: one node in the foreground, from the start-up sweep to an ordered shutdown.
 
-This module owns the order of things over a node's life. Start-up: lock the
-state directory, open the ledger, become a subreaper, start the console, end
-the orphans of a previous life, start the fleet and the control socket. Shutdown
-(documented order): stop accepting commands, stop every process in parallel
-(bounded by their stop timeouts), sweep with the reaper, flush the console.
-
-SIGINT, SIGTERM, SIGHUP and SIGQUIT start a graceful shutdown; a second SIGINT
-kills every process group at once. SIGTSTP (Ctrl-Z) only gets a note: a
-stopped supervisor would stall its workers' pipes.
+docs/architecture.md gives the order. SIGINT, SIGTERM, SIGHUP and SIGQUIT shut down gracefully,
+a second SIGINT kills at once, and Ctrl-Z only gets a note: a stopped dsup stalls every pipe.
 """
 
 from __future__ import annotations

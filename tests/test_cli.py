@@ -1,4 +1,4 @@
-"""The ``dsup`` command line (issue 2): check, import-supervisord, --version, --help, exit codes.
+"""The ``dsup`` command line: check, import-supervisord, --version, --help, exit codes.
 
 The CLI runs as a real subprocess (``python -m supervisor``) so exit codes and the
 absence of tracebacks are what a user sees.
@@ -66,7 +66,7 @@ def test_cli_check_passes_on_every_example(example: Path) -> None:
 
 
 def test_cli_check_warns_of_what_would_fail_to_spawn_here(tmp_path: Path) -> None:
-    """A missing executable or cwd is valid config but fails at run time (QA #24)."""
+    """A missing executable or cwd is valid config but fails at run time."""
     (tmp_path / "not_exec.sh").write_text("echo hi\n")
     config = (
         '[programs.a]\ncommand = ["dsup-test-no-such-program"]\n'

@@ -66,7 +66,7 @@ def _node(
 
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT])
 def test_runner_stops_the_fleet_gracefully_on(tmp_path: Path, signum: signal.Signals) -> None:
-    """A closed terminal (SIGHUP) must not kill dsup and orphan its workers (QA #1)."""
+    """A closed terminal (SIGHUP) must not kill dsup and orphan its workers."""
     with _node(tmp_path, "e2e_spawner.py", 5.0) as (node, tree, _):
         node.send_signal(signum)
         assert node.wait(timeout=DEADLINE) == 0
@@ -87,7 +87,7 @@ def test_runner_second_sigint_kills_at_once_and_exits_1(tmp_path: Path) -> None:
 
 
 def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
-    """A missing socket is not 'no dsup running' when the state_dir's holder lives (QA #4)."""
+    """A missing socket is not 'no dsup running' when the state_dir's holder lives."""
     socket = tmp_path / "state" / "control.sock"
     with _node(tmp_path, "e2e_stubborn.py", 5.0) as (node, _, config):
         # Someone else's file in its place: dsup leaves it alone and cannot answer.
@@ -99,7 +99,7 @@ def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
         ctl = ctl_run(config, "status")
         assert ctl.returncode == 3
         assert f"pid {node.pid}" in ctl.stderr
-        assert "is not a socket: dsup leaves someone else's file alone" in ctl.stderr  # QA5 #2
+        assert "is not a socket: dsup leaves someone else's file alone" in ctl.stderr
         assert "Traceback" not in ctl.stderr
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=DEADLINE) == 0
@@ -115,7 +115,7 @@ def _sig_mask(pid: int, field: str) -> int:
 
 
 def test_runner_ctrl_z_leaves_the_fleet_running_with_a_note(tmp_path: Path) -> None:
-    """QA3 #6: Ctrl-Z typed on dsup's terminal must not stop dsup (and stall its workers).
+    """Ctrl-Z typed on dsup's terminal must not stop dsup (and stall its workers).
 
     dsup catches SIGTSTP rather than ignoring it, so the workers it starts
     still have the default disposition (an ignored signal would be inherited).

@@ -96,6 +96,10 @@ class Pacer:
             at = max(at, self._recent[0] + 1.0)
         return at
 
+    def known(self) -> list[RouteKey]:
+        """The routes seen so far."""
+        return list(self._buckets)
+
     def sent(self, key: RouteKey, now: float) -> None:
         """A request of ``key`` is going out now."""
         bucket = self._buckets.setdefault(key, _Bucket())

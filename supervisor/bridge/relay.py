@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
-    from supervisor.state.outbox import Kind, Outbox
+    from supervisor.state.outbox import Kind, Outbox, OutboxStats
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +80,17 @@ def should_emit(
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    With nothing pending for the channel, at most one message per ``interval``.
-    While rows wait (Discord is slow or away), only full messages (or state
-    changes), at most one per two intervals: the backlog drains faster than it
-    grows, and an outage fills few, dense rows.
+    State changes go at once: they are never late for output. Output alone goes
+    at most once per ``interval`` when nothing is pending for the channel; while
+    rows wait (Discord is slow or away), only full messages, at most one per two
+    intervals, so the backlog drains faster than it grows and an outage fills
+    few, dense rows.
     """
+    if has_notes:
+        return True
     if pending_rows == 0:
-        return since_last >= interval and (waiting_chars > 0 or has_notes)
-    return since_last >= 2 * interval and (has_notes or waiting_chars >= max_chars)
+        return since_last >= interval and waiting_chars > 0
+    return since_last >= 2 * interval and waiting_chars >= max_chars
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +159,7 @@ class Relay:
         self._last_output = -float("inf")
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
+        self._log_pending = 0  # rows pending in the log channel after the last write
 
     # -- producers (event loop; never block) ---------------------------------
 
@@ -287,22 +291,24 @@ class Relay:
         ]
         writes.extend(self._waiting)
         self._waiting.clear()
-        writes.extend(await self._output_writes(now, wall, final=final))
+        writes.extend(self._output_writes(now, final=final))
         writes.extend(await self._audit_writes(now, final=final))
-        if not writes:
+        if not writes and not (self._stream.waiting_chars and self._log_pending):
             return
-        ids = await anyio.to_thread.run_sync(self._apply, writes, wall)
+        # One trip to a worker thread per tick: under a flood of output, each trip
+        # waits for the event loop's next turn.
+        ids, stats = await anyio.to_thread.run_sync(self._apply, writes, wall)
+        self._log_pending = stats.pending.get(self.channels.log, 0)
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
 
-    async def _output_writes(self, now: float, wall: float, *, final: bool) -> list[_Write]:
+    def _output_writes(self, now: float, *, final: bool) -> list[_Write]:
         stream = self._stream
         if not stream.waiting_chars:
             return []
-        stats = await anyio.to_thread.run_sync(self._outbox.stats)
         emit = final or should_emit(
-            pending_rows=stats.pending.get(self.channels.log, 0),
+            pending_rows=self._log_pending,
             since_last=now - self._last_output,
             waiting_chars=stream.waiting_chars,
             has_notes=stream.has_notes,
@@ -370,8 +376,8 @@ class Relay:
 
         self._audit_cursor = await anyio.to_thread.run_sync(load)
 
-    def _apply(self, writes: list[_Write], wall: float) -> list[int]:
-        """Do the writes in order (worker thread); the row id of each."""
+    def _apply(self, writes: list[_Write], wall: float) -> tuple[list[int], OutboxStats]:
+        """Do the writes in order (worker thread); the row id of each, and the outbox's counts."""
         ids = []
         for write in writes:
             if write.edit_of is not None:
@@ -391,4 +397,4 @@ class Relay:
                     meta=write.meta,
                 )
             )
-        return ids
+        return ids, self._outbox.stats()

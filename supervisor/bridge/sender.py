@@ -74,6 +74,7 @@ class OutboxSender:
         self._nonce_window = nonce_window
         self._poll = poll_seconds
         self._busy: set[int] = set()
+        self._held: dict[int, OutboxRow] = {}
         self._announced: set[int] = set()
         self.sent = 0
 
@@ -122,16 +123,40 @@ class OutboxSender:
                 await anyio.sleep(self._poll)
 
     async def _start_due(self, tg: TaskGroup, client: discord.Client) -> None:
-        """Start a send for each channel whose head row may go now."""
-        rows = await anyio.to_thread.run_sync(lambda: self._outbox.due(now=self._wall()))
+        """Start a send for each channel whose head row may go now.
+
+        Rows are claimed in one trip to the ledger (recorded as being sent); a
+        row whose route must still wait is held here, not claimed again.
+        """
+        now = self._clock()
+        for channel, row in list(self._held.items()):
+            if self.pacer.ready_at(_route(row), now) <= now:
+                del self._held[channel]
+                self._start(tg, client, row, now)
+        skip = frozenset(self._busy | self._held.keys() | self._pacing(now))
+        rows = await anyio.to_thread.run_sync(
+            lambda: self._outbox.claim(now=self._wall(), skip=skip)
+        )
         now = self._clock()
         for row in rows:
-            key: RouteKey = ("edit" if row.is_edit else "create", row.channel)
-            if row.channel in self._busy or self.pacer.ready_at(key, now) > now:
-                continue
-            self._busy.add(row.channel)
-            self.pacer.sent(key, now)
-            tg.start_soon(self._send, client, row)
+            if self.pacer.ready_at(_route(row), now) > now:
+                self._held[row.channel] = row
+            else:
+                self._start(tg, client, row, now)
+
+    def _pacing(self, now: float) -> set[int]:
+        """Channels whose create and edit routes must both still wait."""
+        return {
+            channel
+            for action, channel in self.pacer.known()
+            if self.pacer.ready_at(("create", channel), now) > now
+            and self.pacer.ready_at(("edit", channel), now) > now
+        }
+
+    def _start(self, tg: TaskGroup, client: discord.Client, row: OutboxRow, now: float) -> None:
+        self._busy.add(row.channel)
+        self.pacer.sent(_route(row), now)
+        tg.start_soon(self._send, client, row)
 
     async def _send(self, client: discord.Client, row: OutboxRow) -> None:
         try:
@@ -162,9 +187,6 @@ class OutboxSender:
             found = await self._find_marker(client, channel, row, first)
             if found is not None:
                 return found
-        # Recorded before the request: after a restart, a row tried before is looked
-        # for in the channel's history once the nonce may have expired.
-        await anyio.to_thread.run_sync(lambda: self._outbox.begin_attempt(row.id, now=self._wall()))
         if row.is_edit and row.target_message_id is not None:
             message = channel.get_partial_message(row.target_message_id)
             await message.edit(content=text, allowed_mentions=_NONE)
@@ -244,3 +266,7 @@ class OutboxSender:
                     return True
                 await anyio.sleep(self._poll)
         return False
+
+
+def _route(row: OutboxRow) -> RouteKey:
+    return ("edit" if row.is_edit and row.target_message_id is not None else "create", row.channel)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
 BUFFER_MESSAGES = 4
-"""Messages' worth of lines one process may have waiting before lines are omitted."""
+"""Messages' worth of lines that may wait before lines are omitted (shared by processes)."""
 _FENCE_BREAK = re.compile(r"`(?=`)")
 _BLOCK_OVERHEAD = len("▸ ``\n```\n\n```\n")
 
@@ -75,8 +75,8 @@ class OutputStream:
 
     Args:
         max_chars: the content limit of one message.
-        buffer_chars: characters one process may have waiting (lines beyond are
-            counted as omitted).
+        buffer_chars: characters that may wait, shared equally by the processes
+            with lines waiting (lines beyond a share are counted as omitted).
         max_line_chars: longer lines are cut.
     """
 
@@ -104,21 +104,48 @@ class OutputStream:
         return bool(self._notes)
 
     def add(self, process: str, lines: Sequence[str], dropped: int = 0) -> None:
-        """Take lines of ``process``; past the buffer's bound they are only counted."""
-        waiting = self._waiting.setdefault(process, _Waiting())
+        """Take lines of ``process``; past its share of the bound they are only counted.
+
+        Each process with lines waiting holds at most an equal share of
+        ``buffer_chars`` (a process joining trims the others' newest lines), so the
+        stream stays bounded and close behind the output, however many flood it.
+        """
+        waiting = self._waiting.get(process)
+        if waiting is None:
+            waiting = self._waiting[process] = _Waiting()
+            share = self.buffer_chars // len(self._waiting)
+            for other in self._waiting.values():
+                self._trim(other, share)
+        share = self.buffer_chars // len(self._waiting)
         if dropped:
             waiting.omit(dropped)
-        if waiting.chars >= self.buffer_chars:
+        if waiting.chars >= share:
             waiting.omit(len(lines))
             return
-        cap = self.max_line_chars + 40
         for index, line in enumerate(lines):
-            cost = min(len(line), cap) + 1
-            if waiting.chars + cost > self.buffer_chars:
+            cost = self._cost(line)
+            if waiting.chars + cost > share:
                 waiting.omit(len(lines) - index)
                 return
             waiting.entries.append(line)
             waiting.chars += cost
+
+    def _trim(self, waiting: _Waiting, share: int) -> None:
+        """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""
+        cut = 0
+        while waiting.chars > share and waiting.entries:
+            entry = waiting.entries.pop()
+            if isinstance(entry, int):
+                cut += entry
+            else:
+                waiting.chars -= self._cost(entry)
+                cut += 1
+        if cut:
+            waiting.omit(cut)
+
+    def _cost(self, line: str) -> int:
+        """What a waiting line counts against the bound (a long one is cut when shown)."""
+        return min(len(line), self.max_line_chars + 40) + 1
 
     def add_note(self, text: str) -> None:
         """Queue a line of markdown (a state change) for the next message."""
@@ -169,7 +196,7 @@ class OutputStream:
                 break
             waiting.entries.popleft()
             if isinstance(entry, str):
-                waiting.chars -= min(len(entry), self.max_line_chars + 40) + 1
+                waiting.chars -= self._cost(entry)
                 shown += 1
             taken.append(text)
             room -= cost

@@ -1,10 +1,7 @@
 """Who may run which command: access levels, the commands, and the actor asking.
 
-This module owns the vocabulary of permissions shared by every transport: the
-:class:`AccessLevel` ladder, each :class:`Command` with the level it requires,
-and the :class:`Actor` a request comes from. It does not check anything itself
-(``commands`` does, once, for every transport) nor map Discord roles to levels
-(``bridge``).
+One vocabulary for every front end, so ``dsup ctl`` and Discord grant the same levels; the
+check itself happens once, in ``service``.
 """
 
 from __future__ import annotations

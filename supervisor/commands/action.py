@@ -1,10 +1,7 @@
-"""What one operator command does to one process, and how its outcome is judged.
+"""What start, stop, restart and signal do to one process, and how the outcome is judged.
 
-This module owns the per-process step of ``start``, ``stop``, ``restart`` and
-``signal``: running the transition, calling it ``unchanged`` when the process
-is already as asked, and explaining a failure. It does not own access checks,
-audit or fan-out over a target (``commands``), nor the state machine itself
-(``slot``).
+``unchanged`` when the process is already as asked, ``failed`` with the reason otherwise, so
+every front end reports a process's result the same way.
 """
 
 from __future__ import annotations

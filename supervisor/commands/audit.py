@@ -1,10 +1,6 @@
 """What an audit row says about a command: its outcome and a short, bounded detail.
 
-This module owns the wording of the audit trail: the outcome of a command's
-result, how a failure is described, the summary of a result (failures by
-process, what a reload changed) and the cut of long targets and details. It
-does not own checking access, running commands nor when a row is written
-(``commands``), nor the audit table (``ledger``).
+One wording for every front end; long targets and details are cut so that a row stays small.
 """
 
 from __future__ import annotations

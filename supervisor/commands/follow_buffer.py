@@ -1,14 +1,13 @@
-"""The hand-over between the log watchers of one ``tail -f`` and its reader.
+"""The hand-over between the log watchers of one follow (``tail -f``) and its reader.
 
-This module owns :class:`FollowBuffer`: the lines waiting for a follow's
-consumer, bounded in bytes, and the count of lines missed by a consumer too
-slow for them. It does not own reading the log files (``logread``) nor what
-the command means (``commands``) nor any transport (``control``).
+Bounded in bytes: a reader too slow for the lines gets the count of those it missed, so a
+slow client never holds memory nor blocks a watcher.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -20,11 +19,17 @@ if TYPE_CHECKING:
     from supervisor.events import Stream
 
 LINE_OVERHEAD_BYTES = 64
-"""What one buffered line costs beyond its characters (a str object and its slot)."""
+"""The least one buffered line costs (an empty str object and its slot)."""
+_SLOT_BYTES = 8  # the line's pointer in its chunk's tuple
 
 
 def _cost(chunk: LogLines) -> int:
-    return sum(len(line) for line in chunk.lines) + LINE_OVERHEAD_BYTES * len(chunk.lines)
+    """The bytes the chunk's lines take in memory (not characters).
+
+    A str holds 1, 2 or 4 bytes per character (PEP 393): a line of emoji takes
+    four times a line of ASCII of the same length.
+    """
+    return sum(map(sys.getsizeof, chunk.lines)) + _SLOT_BYTES * len(chunk.lines)
 
 
 class FollowBuffer:

@@ -1,8 +1,7 @@
-"""The typed results of the command surface: what ``status``, ``tail`` and the actions return.
+"""The typed results of the command surface: what status, tail and the actions return.
 
-This module owns the frozen records every transport renders (``control``
-encodes them as JSON, the Discord bridge as messages). It does not own how
-they are computed (``commands``, ``action``) nor their wire form (``wire``).
+Frozen records that every front end renders its own way (JSON for ``ctl``, messages for
+Discord).
 """
 
 from __future__ import annotations
@@ -122,7 +121,7 @@ class LogFollow:
     Attributes:
         processes: the names of the processes followed.
         lines: iterate it for :class:`LogLines`; it ends only with the follow.
-            ``commands`` gives a ``FollowBuffer`` (its ``buffered_bytes`` says
+            The command surface gives a ``FollowBuffer`` (its ``buffered_bytes`` says
             how much waits for the consumer).
     """
 

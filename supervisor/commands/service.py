@@ -1,19 +1,7 @@
-"""The one command surface shared by ``dsup ctl`` and the Discord bridge.
+"""The one command surface, shared by ``dsup ctl`` and the Discord bridge.
 
-This module owns what an operator command means: checking the actor's access
-level, applying the command to the processes a target names (in parallel),
-writing the audit row every command leaves in the ledger (its wording:
-``audit``). It re-exports the surface's
-vocabulary: access levels and actors (``access``), the typed results
-(``reports``) and ``parse_signal`` (``action``, which also owns the
-per-process step). It does not own reading the logs for ``tail``
-(``tailing``), any transport (``control`` for the
-local socket, ``bridge`` for Discord), how a process runs (``slot``) or how
-targets resolve (``fleet``).
-
-Every public method takes the :class:`Actor` asking, checks its level first,
-and records one audit row whatever happens: ``ok``, ``refused`` (not allowed,
-or rejected before anything was touched) or ``failed``.
+Every method takes the :class:`Actor` asking, checks its access level first and writes one
+audit row whatever happens (``ok``, ``refused`` or ``failed``), so no front end skips either.
 """
 
 from __future__ import annotations

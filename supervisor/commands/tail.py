@@ -1,12 +1,7 @@
-"""The logs of processes as the command surface reads them: ``tail`` and ``tail -f``.
+"""``tail`` and ``tail -f`` for the command surface: the last lines, and follows of live logs.
 
-This module owns what one ``tail`` reads (the last lines of each process's
-log) and an open follow: one watcher per process feeding a shared, bounded
-buffer, and ending the follow once every process it follows has left the
-fleet (removed by a reload). It does not own access checks and audit
-(``commands``), reading log files across rotations (``logread``), the
-buffer's bounds and drop counts (``follow_buffer``) nor any transport
-(``control``).
+A follow runs one watcher per process into one bounded buffer, and ends by itself once every
+process it follows has left the fleet (removed by a reload).
 """
 
 from __future__ import annotations

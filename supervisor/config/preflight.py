@@ -1,11 +1,7 @@
-"""Checks of a valid config against this machine: what would fail at spawn or stop time.
+"""``dsup check``'s look at this machine: what would fail at spawn or stop time.
 
-This module owns the look that ``dsup check`` adds to validation: is each
-program's working directory a directory, can its executable be found, can
-its ``stop_signal`` end a process at all, and would ``restart`` respawn it
-without a pause. It does not own validation itself (``config``): a config that
-passes here on one machine may not on another, and a program may handle an odd
-stop signal on purpose, so these are warnings.
+A missing cwd or executable, a ``stop_signal`` that cannot end a process, a ``restart`` with no
+pause: warnings, not errors, as a config valid here may not be on another machine.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """The typed config of a dsup node: TOML in, frozen dataclasses out.
 
-This module owns the public config contract (key names, defaults, validation and
-its error messages): the dataclasses, the loader and the walk over the tables.
-It does not own what a single value may be nor token redaction
-(``config_values``), the import of ``supervisord.conf`` files (see
-``supervisord_import``) nor anything that runs processes.
-
-Every mistake found in a file is collected and reported at once in one
-``ConfigError`` naming the file and the dotted key path; unknown keys get a
-did-you-mean; a literal bot token in the file is refused.
+Every mistake in a file is reported at once, in one ``ConfigError`` naming the file and the
+dotted key; unknown keys get a did-you-mean and a literal bot token is refused.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Writing TOML text: strings, keys, values and comments, quoted as TOML wants.
 
-This module owns turning Python values into TOML source text (the standard
-library reads TOML but does not write it), and showing the spot in a source a
-reader's syntax error points at. It does not own what is written
-(``supervisord_import`` writes converted configs) nor reading TOML (``config``).
+The standard library reads TOML but does not write it. Also shows the spot in a source that a
+syntax error points at.
 """
 
 from __future__ import annotations

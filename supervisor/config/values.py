@@ -1,10 +1,7 @@
-"""Value converters for the config loader, and the redaction of bot tokens.
+"""What one config value may be: converters from TOML values, and bot-token redaction.
 
-This module owns what one config value may be: each converter takes a raw
-TOML value and returns the typed value, or raises :class:`BadValue` with a
-message saying what was expected. It also owns recognising a Discord bot
-token, so that none is accepted as a value or echoed in a message. It does
-not own key names, defaults, tables or the collecting of issues (``config``).
+Each converter raises :class:`BadValue` saying what was expected; a token-shaped string is
+never accepted as a value nor echoed in a message.
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""The console of ``dsup run``: what the operator sees, never in the way of a pipe.
+"""The console of ``dsup run``: state changes and output for the operator, never in a pipe's way.
 
-This module owns what the operator sees on ``dsup run``'s stdout: one line per
-state change and per output line when the stream is not a terminal (or one JSON
-object per event with ``--json-logs``), and a live status table with the most
-recent output below it when it is. It owns the bounded buffer, the drop counts
-and the writer task; how things look is ``terminal``'s. It does not own the log
-files (``logs``), the status data (``child.ProcessStatus``, read through a
-callable) nor who produces events (``fleet``).
-
-The console never blocks the event loop or a worker's pipe (issue 3, issue 4):
-``deliver`` only appends to a bounded buffer, ``capacity`` tells the pump how
-many lines still fit, and one writer task (``run``) hands batches to a worker
-thread, so a slow or paused terminal costs dropped lines ("[N lines dropped]"),
-never a stalled pipe. State changes are not subject to the output budget and are
-kept even when output is being dropped; they have their own (large) bound.
+``deliver`` only appends to a bounded buffer and one writer task hands batches to a thread, so
+a slow or paused terminal costs "[N lines dropped]", never a stalled pipe.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """The live view's layout: the status table fitted to the terminal, and fair recent lines.
 
-This module owns how the live view uses the terminal's cells: the title line,
-the status table (padding goes before content, then columns shrink in a fixed
-order, "... N more" below the table when rows do not fit), and which recent
-lines are kept and shown when one process writes far more than the others
-(each process gets a fair share, so a flood never hides a crash traceback nor
-its state changes). It does not own writing to the terminal nor log capture
-(``terminal``).
+Each process gets a fair share of the recent lines, so one flood never hides another's crash.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """How the console's batches look: plain log lines, JSON lines, or a rich live table.
 
-This module owns the formatting of events for the terminal and the live view
-(table, recent output, log records captured while it is up). Every method of a
-view runs in a worker thread, one call at a time. It does not own buffering,
-back-pressure or the writer task (``console``).
+Every method of a view runs in a thread, one call at a time, so rendering never holds the loop.
 """
 
 from __future__ import annotations
@@ -386,7 +383,7 @@ class LiveView(View):
         A log record (``SIGINT: stopping every process``) is often written just
         before the state changes it causes, in the same batch. The recent lines
         are then cut to ``RECENT_LINES``, each process keeping a fair share of
-        its output and state changes together (``live_layout.fair_tail``);
+        its output and state changes together (``layout.fair_tail``);
         ``_busy`` says which processes wrote the most lately.
         """
         self._busy = Counter({p: n // 2 for p, n in self._busy.items() if n > 1})

@@ -1,9 +1,7 @@
-"""The client side of the control protocol, for ``dsup ctl``: one blocking socket.
+"""The client side of the control socket, for ``dsup ctl``: one blocking socket.
 
-This module owns connecting to a control socket, sending a request line and
-reading answer lines (bounded), and turning error answers into exceptions. It
-does not own the arguments, messages and exit codes (``ctl``), the human
-output (``ctl_render``) nor the server side (``control``, ``wire``).
+A request line out, bounded answer lines back, error answers raised as exceptions; no event
+loop, so ``dsup ctl`` starts fast.
 """
 
 from __future__ import annotations

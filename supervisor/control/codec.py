@@ -1,10 +1,6 @@
-"""The control protocol's wire form: decoding and checking requests, encoding answers.
+"""The control protocol's codec: JSON lines to checked calls on the command surface, and back.
 
-This module owns the JSON-lines protocol of the control socket (see
-``control``): a request line becomes a checked call on the command surface (or
-a :class:`FollowRequest`), and results and errors become JSON-ready values and
-lines. It does not own the socket, connections or deadlines (``control``) nor
-what commands do (``commands``).
+Every request is checked here, so the server hands the command surface only well-typed calls.
 """
 
 from __future__ import annotations

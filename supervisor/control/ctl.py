@@ -1,16 +1,7 @@
 """``dsup ctl``: drive a running dsup from another terminal, over its control socket.
 
-This module owns the ``ctl`` arguments, finding the socket from a config
-(even one being edited), what ctl says when no dsup answers (none there, or
-one shutting down), waiting for a shut-down dsup to exit, and the ``--json``
-output. The client side of the protocol is ``ctl_client``'s, the human output
-``ctl_render``'s. It does not own the protocol's server side (``control``)
-nor what commands do (``commands``).
-
-Exit codes: 0 ok (``status`` too, whatever states it shows), 1 the command
-failed (unknown program, a process FATAL after start, refused), 2 usage
-(including an argument the server refuses as ``InvalidArgument``), 3 no dsup
-running there (socket missing or refusing connections).
+Exit codes: 0 ok, 1 the command failed, 2 usage (also an argument the server refuses), 3 no
+dsup running there. docs/control.md describes the commands.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The human output of ``dsup ctl``: the status table, actions, reloads and log lines.
+"""How ``dsup ctl`` prints results for people: the status table, actions, reloads and logs.
 
-This module owns how results read in a terminal: column layout, the INFO
-column, cutting to the terminal width, and making worker output safe to show
-(through ``humanize.printable``). It does not own the arguments, the client or
-the ``--json`` output (``ctl``), nor how single values are spelled
-(``humanize``). Standard library only: ``dsup ctl`` must start fast.
+Process output is made safe to show; standard library only, so ``dsup ctl`` starts fast.
 """
 
 from __future__ import annotations

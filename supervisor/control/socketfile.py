@@ -1,12 +1,7 @@
-"""The control socket's file: a private directory, stale or live sockets, mode 0600.
+"""The control socket's file: a private directory, stale versus live sockets, mode 0600.
 
-This module owns the socket file's life on disk: refusing a directory others
-may write to, telling a stale socket left by a killed dsup (replaced) from one
-a live dsup answers on (refused), binding with mode 0600, telling whether our
-file is still there, removing only our own file, and reading the peer's
-credentials, and reaching a socket whose path is too long for ``sun_path``
-(:func:`address`). It does not own connections or the protocol
-(``control``, ``wire``).
+A socket left by a killed dsup is replaced and a live one refused; a path too long for
+``sun_path`` is reached through its directory's fd.
 """
 
 from __future__ import annotations

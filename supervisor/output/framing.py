@@ -1,10 +1,7 @@
-"""Framing a byte stream into decoded lines, in bulk and with bounded memory.
+"""Framing bytes into decoded lines in bulk, with bounded memory whatever a process prints.
 
-This module owns line framing: splitting chunks at newlines without a call
-per line, cutting lines longer than ``max_line_bytes`` into pieces, replacing
-invalid UTF-8, and handing out only as many lines as a consumer can take while
-counting (or skipping) the rest. It does not read pipes (``pump``) or files
-(``logs``); both use it, so lines look the same live and from ``tail``.
+Long lines are cut into pieces and invalid UTF-8 is replaced; pipes and log files share it, so
+lines look the same live and from ``tail``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
 """Per-process log files: their names, buffered writing and rotation by size.
 
-This module owns the files under ``log_dir`` (``{program}-{index}.out.log`` and
-``.err.log`` plus their numbered backups) and writing them. It does not own
-reading them back (``logread``: tail and follow), reading the pipes (``pump``),
-nor deciding where ``log_dir`` is (``config``).
-
-Writes are buffered in memory and reach the file in large ``write`` calls; the
-pump flushes when a pipe goes idle so that ``tail`` sees recent output promptly.
-A file deleted or moved away by someone else (``rm``, logrotate's default
-"move and create") is noticed at a flush, at most ``REOPEN_CHECK_SECONDS``
-late, and the path is opened again; a file truncated in place (``copytruncate``)
-is noticed then too.
-Writing happens on the event loop thread: appending to a page-cached file costs
-microseconds, the same trade supervisord makes, and a thread hop per chunk would
-cost more than the write (issue 3, "Speed and memory").
+A file moved away or truncated by logrotate is noticed at a flush and opened again. Writes stay
+on the event loop: a page-cached append costs less than a hop to a thread.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""Reading per-process log files back: ``tail`` and watching, across rotations.
+"""Reading log files back: the last lines (``tail``) and new lines as written, across rotations.
 
-This module owns reading the files ``logs`` writes: the last lines of a log
-and its backups (:func:`tail_lines`), and following new lines as they are
-written, through rotations and files moved away (:func:`watch_log`). It does not
-own the files' names nor writing and rotating them (``logs``), nor what a
-command makes of the lines (``commands``). Reading is blocking and runs in
-``anyio.to_thread.run_sync``, never on the event loop.
+Reads run in a thread and a watcher polls the file rather than hook the pump, so reading a log
+never slows the pipe that writes it.
 """
 
 from __future__ import annotations

@@ -1,29 +1,7 @@
-"""Draining a worker's output pipe into its log file and, in lines, to a consumer.
+"""Draining an output pipe in large chunks: every byte to the log, lines to one consumer.
 
-This module owns the read end of a worker's stdout or stderr pipe while the pump
-runs: reading it in large chunks until EOF, handing every byte to the log
-(:class:`supervisor.output.logfile.RotatingLog`), and framing lines in bulk for one
-consumer, only as many as it can take right now. It does not own spawning or
-exit detection (``child``: exit comes from the process, not from EOF), nor the
-log files (``logs``), nor what consumers do with lines.
-
-Speed (issue 3, "Speed and memory"): on the asyncio backend the fd is
-registered once with the event loop (``loop.add_reader``) and a callback reads
-until the pipe is empty, writes to the log and frames lines, with no task switch
-per chunk and no re-arming of the reader. On any other backend the pump falls
-back to ``anyio.wait_readable`` in a loop. No thread per pipe either way. Each
-callback reads at most :data:`READ_BUDGET` bytes so that one flooding worker
-cannot starve the loop; the level-triggered reader calls back on the next turn.
-Reads go with ``readv`` into one buffer per event-loop thread, shared by every
-pump (a read never spans an await): a fresh 1 MiB ``bytes`` per read cost a
-page fault per 4 KiB. A short read means the pipe is empty, so it ends the
-drain without an extra ``EAGAIN`` read, and the log is flushed then. Figures:
-``bench/throughput.py`` (log capture alone uses about 0.6 times supervisord's
-CPU per MB; counting lines for a full consumer costs as much again).
-
-Contract with ``child``: :func:`make_pipe` gives a non-blocking read end (the
-pump also sets ``O_NONBLOCK`` itself); the caller keeps owning the fd and the
-log and closes them after :func:`pump` returns or is cancelled.
+A consumer gets only the lines it has room for and the rest are counted, so a slow sink never
+stalls a pipe (docs/architecture.md: "Output"; figures: bench/throughput.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The fleet: every process of a node, run in one task group, with events fanned out.
+"""The fleet: every slot of a node in one task group, targets resolved, reloads applied.
 
-This module owns the set of ``Slot`` slots (one per ``program:index``),
-their task lifetimes, name resolution for commands (program, process, glob,
-``all``), applying a reloaded config, and delivering events to sinks. It does not
-own what a command means for access and audit (``commands``) nor how one process
-is run (``slot``).
+It fans the slots' events out to the node's sinks, so a slot knows none of them.
 """
 
 from __future__ import annotations
@@ -308,13 +304,13 @@ class Fleet:
         keep = min(old.slot_count, new.slot_count)
         kept = [c for c in self.processes() if c.spec.name == old.name and c.index < keep]
         changes = _process_changes(old, new)
-        restart = f"restarted by reload ({', '.join(changes)} changed)"
+        restart = f"restarted by reload: {', '.join(changes)} changed"
         async with anyio.create_task_group() as tg:
             tg.start_soon(
                 self._remove_processes,
                 old.name,
                 keep,
-                f"removed by reload (numprocs {old.numprocs} -> {new.numprocs})",
+                f"removed by reload: numprocs {old.numprocs} -> {new.numprocs}",
             )
             for slot in kept:
                 slot.update_spec(new)
@@ -322,7 +318,7 @@ class Fleet:
                 if changes and state not in _STAY_DOWN:
                     tg.start_soon(_settle, functools.partial(slot.restart, reason=restart))
                 elif new.autostart and not old.autostart and state in _STARTABLE:
-                    why = "started by reload (autostart turned on)"
+                    why = "started by reload: autostart turned on"
                     tg.start_soon(_settle, functools.partial(slot.start, reason=why))
         await self._add_processes(new, keep, reason="started by reload")
 

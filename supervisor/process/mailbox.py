@@ -1,11 +1,7 @@
-"""The queue of operator commands to one process slot, and how each is answered.
+"""A slot's mailbox: commands queued to the slot's task, taken one at a time, answered once.
 
-This module owns the mechanics of the slot's commands (start, stop, restart):
-callers queue a command and wait for its answer; the slot's ``run`` task takes
-them one at a time, so concurrent callers cannot interleave half-done
-transitions; a start or restart is answered once the slot settles; whatever is
-left when the slot's task ends is answered there. It does not own what a
-command does to the slot nor when the slot has settled (``child``).
+Concurrent callers cannot interleave half-done transitions; whatever is left when the task
+ends is answered there.
 """
 
 from __future__ import annotations

@@ -1,31 +1,7 @@
-"""Restart decisions for one process slot: pure functions of (history, now).
+"""Restart decisions for one slot: pure functions of its history and ``now``.
 
-This module owns what happens after a run ends or fails to spawn: whether the
-run was a failed start, whether the slot goes to BACKOFF, EXITED or FATAL, and
-how long to wait before the next try. It reads no clock and touches no process;
-the caller (``child``) passes the monotonic times, the count of consecutive
-failed starts and the count of consecutive short runs, which are the only
-history a decision needs.
-
-Semantics, close to supervisord's ``Subprocess.transition``:
-
-- A run shorter than ``start_seconds`` is a failed start when the restart
-  policy would start it again (any exit under ``always``) or when it failed
-  (a nonzero exit or a signal, under any policy). A spawn error (missing
-  executable, bad cwd) is one too. A short run that exits 0 under ``never`` or
-  ``on-failure`` is a normal end (EXITED): a one-shot job runs once.
-- A failed start goes to BACKOFF and is retried after :func:`backoff_delay`;
-  after ``start_retries`` failed starts in a row the slot is FATAL and stays
-  down until an operator starts it. (supervisord's ``startretries`` counts
-  the retries, one fewer: ``startretries = 3`` is ``start_retries = 4``.)
-- Any other run resets the failure count and goes to EXITED; it is started
-  again when the policy says so: ``always`` restarts every time,
-  ``on-failure`` on a nonzero exit or a death by signal, ``never`` not.
-- Crash-loop guard for those restarts: a slot is never spawned again sooner
-  than its *spacing* after its previous spawn (less the jitter). The spacing
-  starts at ``backoff_seconds`` and doubles, up to ``backoff_max_seconds``,
-  for each run in a row that ended within it; a run that outlasts it resets it.
-  ``backoff_seconds = 0`` turns the guard off.
+No clock and no process here, so every rule is tested with explicit times. The rules are
+supervisord's, as docs/config.md ("Restarts") describes them.
 """
 
 from __future__ import annotations
@@ -63,7 +39,10 @@ class Decision:
         short_runs: consecutive restarted runs that ended within the spacing,
             this run included (see :func:`after_exit`); 0 after a failed start
             or a run that is not restarted.
-        reason: a short human explanation for the state change.
+        reason: a short human explanation for the state change, read once:
+            never the exit itself (the console line, ``ctl status`` and JSON
+            show it beside the reason) and no parentheses (the console wraps
+            the reason in them).
     """
 
     state: ProcessState
@@ -136,23 +115,20 @@ def after_exit(
         BACKOFF or FATAL for a failed start, else EXITED, restarted by the
         restart policy after the crash-loop guard's delay.
     """
-    how = describe_exit(exit_code, exit_signal)
     restart = wants_restart(spec, exit_code, exit_signal)
     failed = exit_signal is not None or exit_code != 0
     quick = is_failed_start(spec, started_at=started_at, now=now)
     if quick and (restart or failed):
-        return after_failed_start(
-            spec, failures=failures, reason=f"exited too quickly ({how})", rng=rng
-        )
+        return after_failed_start(spec, failures=failures, reason="exited too quickly", rng=rng)
     if not restart:
-        early = f" within start_seconds ({spec.start_seconds:g} s)" if quick else ""
+        early = f"finished within start_seconds = {spec.start_seconds:g} s; " if quick else ""
         return Decision(
             state=ProcessState.EXITED,
             restart=False,
             delay=0.0,
             failures=0,
             short_runs=0,
-            reason=f"{how}{early}; not restarted (restart = {spec.restart.value})",
+            reason=f"{early}not restarted: restart = {spec.restart.value}",
         )
     ran = now - started_at
     short_runs = short_runs + 1 if ran < _nominal(short_runs + 1, spec) else 0
@@ -160,14 +136,14 @@ def after_exit(
     verdict = "restarting"
     if delay > 0.0:
         runs = plural(short_runs, "short run")
-        verdict = f"restarting in {delay:.2f} s ({runs} in a row)"
+        verdict = f"restarting in {delay:.2f} s after {runs} in a row"
     return Decision(
         state=ProcessState.EXITED,
         restart=True,
         delay=delay,
         failures=0,
         short_runs=short_runs,
-        reason=f"{how}; {verdict}",
+        reason=verdict,
     )
 
 
@@ -179,7 +155,7 @@ def after_failed_start(
     Args:
         spec: the program (its ``start_retries`` and backoff settings).
         failures: consecutive failed starts before this one.
-        reason: what went wrong, e.g. "exited too quickly (exit code 1)".
+        reason: what went wrong, e.g. "exited too quickly" (not the exit: views show it).
         rng: the source of jitter (seed it in tests).
 
     Returns:
@@ -204,7 +180,7 @@ def after_failed_start(
         delay=delay,
         failures=failures,
         short_runs=0,
-        reason=f"{reason}; {in_a_row} in a row of {spec.start_retries} allowed, "
+        reason=f"{reason}; failed start {failures} of {spec.start_retries}, "
         f"next try in {delay:.2f} s",
     )
 

@@ -1,19 +1,7 @@
-"""One run of a worker: its spawn, its pipes and logs, and the reaping of its exit.
+"""One run: a spawn in a new session, its pipes, pumps and log files, the reaping of its exit.
 
-This module owns what exists once per run: the child's environment with the
-marker variables, spawning the main process in a new session with stdout and
-stderr on big pipes, the run's log files, the two pumps, the watcher that
-takes the exit status from the process itself (a pidfd on Linux, a bounded
-``waitpid`` poll elsewhere), never from pipe EOF, and the run's rows in the
-ledger. It does not own the state machine, restarts or stopping trees
-(``child``), reading pipes (``pump``), the log files' format and rotation
-(``logs``) nor the ledger's schema (``ledger``).
-
-Why not ``anyio.open_process``: on asyncio its ``Process.wait()`` also waits for
-the pipes to close (anyio issue 1174), so a grandchild holding stdout would keep
-a dead worker "running"; and Python 3.11's default child watcher spends a thread
-per child. Here ``subprocess.Popen`` only spawns; this module reaps the pid and
-then sets ``popen.returncode`` so that Popen never waits or warns later.
+The exit comes from the process (a pidfd on Linux), never from pipe EOF, so a grandchild that
+holds stdout cannot keep a dead run alive.
 """
 
 from __future__ import annotations

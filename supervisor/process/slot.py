@@ -1,26 +1,7 @@
-"""One process slot ``program:index``: its tasks, restarts, stops and commands.
+"""One slot ``program:index`` across its runs: spawns, restarts by policy, stops as a tree.
 
-This module owns the life of one slot across runs: when it spawns a run and
-spawns again by the restart policy (with backoff), recording each run in the
-ledger before reporting it, the STARTING → RUNNING timer, stopping a run's
-whole tree, ending what a run left behind, and what the operator commands do.
-It does not own the slot's state, counters and ``StateChanged`` events nor
-applying the policy to them (``slot_state``), the slot's records (``slot``,
-re-exported here), the command queue's mechanics (``command_queue``), one
-run's spawn, pipes and exit reaping (``spawn``), the restart rules
-(``policy``), finding and killing trees (``reaper``) nor the ledger's schema
-(``ledger``).
-
-Concurrency: every command (start, stop, restart) is queued to the slot's own
-``run`` task and executed there one at a time, so concurrent callers cannot
-interleave half-done transitions. A run's exit watcher and pumps run in
-shielded scopes that only this slot ends, so the output written while a tree
-is being stopped is still captured and the exit status is still reaped when
-the slot is cancelled.
-
-Kept descendants (``keep_descendants = true``) keep running after their run's
-main process exits, but their output is captured only for a short grace: after
-it the pipe's read end is closed, and their next write gets EPIPE/SIGPIPE.
+Commands run one at a time in the slot's own task; a run's exit watcher and pumps are shielded,
+so output and exit status are still captured while the slot is cancelled.
 """
 
 from __future__ import annotations
@@ -63,7 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STOP_MARGIN_SECONDS = 5.0  # a stop may take stop_timeout_seconds plus this
-PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited
+PIPE_GRACE_SECONDS = 1.0  # output still captured after the main process exited (then EPIPE)
 CATCH_UP_SECONDS = 0.25  # the most an exit waits for output already in the pipes
 KEPT_RUNS = 64  # runs whose kept descendants a slot vouches for (keep_descendants)
 # A start or restart command is answered when the slot reaches one of these.
@@ -337,7 +318,7 @@ class Slot:
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"
                     else:
-                        reason = f"restarted by policy ({self.spec.restart.value})"
+                        reason = f"restarted: restart = {self.spec.restart.value}"
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
             self._state.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
@@ -361,7 +342,7 @@ class Slot:
             self._state.start_pending(None)
             self._restart_wait = None
         if wait.cancelled_caught:
-            why = f"restart cancelled by reload (restart = {self.spec.restart.value})"
+            why = f"restart cancelled by reload: restart = {self.spec.restart.value} now"
             self._state.enter(ProcessState.EXITED, reason=why)
             return False
         return True

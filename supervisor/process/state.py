@@ -1,13 +1,6 @@
-"""The state of one process slot, how it changes, and the ``StateChanged`` of each change.
+"""A slot's state machine: its state, counters and last exit, and a ``StateChanged`` per change.
 
-This module owns what a slot shows and every change of it, all synchronous:
-the current state (supervisord's vocabulary, :class:`ProcessState`), since
-when and why, the current run, the restart and failure counters, the last exit
-and spawn error, the time of a pending retry, applying the restart policy to a
-failed spawn or an ended run, and emitting a ``StateChanged`` for every change.
-It does not own the slot's tasks, its commands, nor when it spawns, watches or
-stops a run (``child``), one run's process (``spawn``), the restart rules
-(``policy``) nor the records it builds (``slot``, ``events``).
+Synchronous, and the only code that changes a slot's state, so each change is emitted once.
 """
 
 from __future__ import annotations

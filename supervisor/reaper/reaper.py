@@ -1,22 +1,7 @@
-"""Process trees and orphans: the reaper, the only part of dsup that imports psutil.
+"""The reaper: ends process trees, sweeps leftovers of earlier runs, reaps stray zombies.
 
-This module is the reaper's public face; it owns which processes dsup ends beyond
-the one it spawned and when: the stop of a run as a tree (descendants, its
-session, and every process carrying the run's marker variables), the sweeps that
-end what earlier runs or an earlier dsup left behind, zombie reaping for a child
-subreaper, and per-tree stats. Its private parts are ``_reaper_tree`` (process
-snapshots, identities, run membership), ``_reaper_stop`` (the escalation from
-the stop signal to SIGKILL) and ``_reaper_stats`` (resource use); only these four
-modules import psutil. It does not own spawning, waiting for or restarting the
-main process of a run (``child``), nor the ledger's storage (``ledger``).
-
-Rules (issue 3, "Orphans"):
-- A process is identified by its pid AND its create_time (``ProcIdent``): the
-  identity is checked again right before each signal, so a reused pid is never hit.
-- The main process of a run is never waited for here: its exit status belongs to
-  the child module. Zombies are reaped by pid, never with ``waitpid(-1)``.
-- psutil is always called in a worker thread. ``NoSuchProcess``, ``ZombieProcess``
-  and ``AccessDenied`` are normal outcomes, not errors.
+A process is known by pid and create_time, so a reused pid is never hit. This package is the
+only psutil importer, and it calls psutil in a thread.
 """
 
 from __future__ import annotations

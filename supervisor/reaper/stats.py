@@ -1,9 +1,6 @@
-"""Part of the reaper: resource use of process trees, for status tables.
+"""Resource use of process trees for status tables: memory, CPU and process count.
 
-This private module of ``supervisor.reaper.reaper`` owns the per-tree sums of memory,
-CPU and process count, and the cache of psutil objects that CPU percentages are
-measured against. It ends nothing and decides nothing. Like the rest of the
-reaper it may import psutil; nothing outside the reaper may import this module.
+It keeps the psutil objects that CPU percentages are measured against; it ends nothing.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""Part of the reaper: the escalation from a stop signal to SIGKILL.
+"""Stopping a set of processes: the stop signal, a grace period, then SIGKILL for the rest.
 
-This private module of ``supervisor.reaper.reaper`` owns how a set of processes is
-ended: signal what a collector finds (the group of a live main process once,
-every other target by its verified identity), wait a grace period, collect
-again, SIGKILL what is left, and wait a bounded time for it to vanish. It does
-not decide which processes belong to a run (``_reaper_tree``) nor which runs
-to end (``reaper``). Like the rest of the reaper it may import psutil; nothing
-outside the reaper may import this module.
+Each target is signalled by its verified identity, and every wait is bounded.
 """
 
 from __future__ import annotations
@@ -108,7 +102,7 @@ def _kill(send: Callable[[int, int], None], pid: int, sig: signal.Signals) -> No
     """Send ``sig``, then SIGCONT so that a stopped (SIGSTOP) process can act on it.
 
     Like systemd: a paused worker would otherwise sit out the whole timeout and
-    end by SIGKILL without ever seeing the stop signal (QA #19).
+    end by SIGKILL without ever seeing the stop signal.
     """
     send(pid, sig)
     if sig not in (signal.SIGKILL, signal.SIGCONT):
@@ -186,7 +180,7 @@ def _still_alive(idents: set[ProcIdent]) -> set[ProcIdent]:
     """Those of ``idents`` still running; our zombie children among them are reaped.
 
     The idents never include the main process of a run (collections exclude it),
-    so reaping them cannot steal an exit status the child module waits for.
+    so reaping them cannot steal an exit status a run waits for.
     """
     me = os.getpid()
     alive: set[ProcIdent] = set()

@@ -1,11 +1,6 @@
-"""Part of the reaper: snapshots of the process table and who belongs to a run.
+"""Snapshots of the process table with dsup's markers, and which processes belong to a run.
 
-This private module of ``supervisor.reaper.reaper`` owns the view of processes the
-reaper acts on: the identity checks (pid AND create_time), the shared snapshot
-of every process with its dsup markers, and the pure functions over a snapshot
-that say which processes belong to a run. It signals nothing (``_reaper_stop``)
-and writes nothing to the ledger (``reaper``). Like the rest of the reaper it
-may import psutil; nothing outside the reaper may import this module.
+A process's identity is (pid, create_time); membership is a pure function of a snapshot.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ from worker_sdk import protocol
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable
 
-# Environment markers set on every spawn by the child module (issue 3). They are
+# Environment markers set on every spawn (process/run.py). They are
 # inherited by every descendant that does not clear its environment, so a
 # descendant that left the tree and the session is still recognised.
 

@@ -1,18 +1,7 @@
-"""The ledger: dsup's durable memory in ``state_dir/ledger.sqlite3`` (stdlib sqlite3).
+"""The ledger: dsup's durable memory in ``state_dir/ledger.sqlite3`` (runs, pids, audit).
 
-This module owns the schema and every read and write of the ledger: the history of
-runs (pid, create_time, start, end, exit code or signal), the processes seen in each
-run's tree (so a dsup killed with SIGKILL finds them on its next start) and the
-audit trail of commands. It does not own the records it returns
-(``ledger_records``, re-exported here), nor decide what to kill (``reaper``), when
-a run starts or ends (``child``) or who may run a command (``commands``).
-
-All methods are synchronous and thread-safe (one connection behind a lock); async
-callers wrap them in ``anyio.to_thread.run_sync``.
-
-Durability: WAL with ``synchronous=NORMAL``. A commit survives the death of dsup
-itself (SIGKILL, crash) as soon as the method returns; only a crash of the whole
-host may lose the last commits, and such a crash takes every child with it.
+Synchronous and thread-safe (one connection behind a lock). WAL with ``synchronous=NORMAL``: a
+commit survives dsup's own death, even by SIGKILL, once the call returns.
 """
 
 from __future__ import annotations

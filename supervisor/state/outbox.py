@@ -49,6 +49,12 @@ _COLUMNS = (
     "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
     "o.created_at, t.message_id AS target_message_id, t.status AS target_status"
 )
+# The oldest pending row of each channel (with its retry time).
+_HEADS = (
+    f"SELECT {_COLUMNS}, o.next_try_at FROM outbox o LEFT JOIN outbox t ON t.id = o.target "
+    "WHERE o.id IN (SELECT min(id) FROM outbox WHERE status = 'pending' GROUP BY channel) "
+    "ORDER BY o.id"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,7 +261,7 @@ class Outbox:
 
     # -- sending ---------------------------------------------------------------
 
-    def due(self, *, now: float, channels: frozenset[int] | None = None) -> list[OutboxRow]:
+    def due(self, *, now: float, skip: frozenset[int] = frozenset()) -> list[OutboxRow]:
         """The head row of each channel's queue, when its retry time has come.
 
         Only the oldest pending row of a channel is ever returned, so a channel's
@@ -263,19 +269,28 @@ class Outbox:
 
         Args:
             now: wall-clock time, compared with each row's retry time.
-            channels: only these channels (None: every channel).
+            skip: channels left out (busy, paced or paused).
         """
-        rows = self._ledger.read(
-            f"SELECT {_COLUMNS}, o.next_try_at FROM outbox o "
-            "LEFT JOIN outbox t ON t.id = o.target "
-            "WHERE o.id IN (SELECT min(id) FROM outbox WHERE status = 'pending' GROUP BY channel)"
-            " ORDER BY o.id"
-        )
-        return [
-            self._row(row)
-            for row in rows
-            if row["next_try_at"] <= now and (channels is None or row["channel"] in channels)
-        ]
+        return [self._row(row) for row in self._heads(self._ledger.read(_HEADS), now, skip)]
+
+    def claim(self, *, now: float, skip: frozenset[int] = frozenset()) -> list[OutboxRow]:
+        """Like :meth:`due`, and record in the same transaction that sending them begins.
+
+        A restart then knows these rows may have gone out. Each row returned
+        carries its ``attempts`` and ``first_try_at`` from before this attempt.
+        """
+        with self._ledger.transaction() as conn:
+            rows = self._heads(conn.execute(_HEADS).fetchall(), now, skip)
+            conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, "
+                "first_try_at = coalesce(first_try_at, ?) WHERE id = ?",
+                [(now, row["id"]) for row in rows],
+            )
+        return [self._row(row) for row in rows]
+
+    @staticmethod
+    def _heads(rows: list[sqlite3.Row], now: float, skip: frozenset[int]) -> list[sqlite3.Row]:
+        return [r for r in rows if r["next_try_at"] <= now and r["channel"] not in skip]
 
     def get(self, row_id: int) -> OutboxRow | None:
         """One row by id, whatever its status (None once pruned)."""
@@ -284,14 +299,6 @@ class Outbox:
             (row_id,),
         )
         return self._row(rows[0]) if rows else None
-
-    def begin_attempt(self, row_id: int, *, now: float) -> None:
-        """Record that sending begins: a restart then knows it may have gone out."""
-        self._ledger.write(
-            "UPDATE outbox SET attempts = attempts + 1, first_try_at = coalesce(first_try_at, ?) "
-            "WHERE id = ?",
-            [(now, row_id)],
-        )
 
     def mark_sent(self, row_id: int, message_id: int, *, now: float) -> None:
         """Discord confirmed the row as ``message_id``; old sent rows are pruned."""

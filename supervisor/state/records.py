@@ -1,9 +1,6 @@
 """The records the ledger stores and returns: process identities, runs, audit rows.
 
-This module owns the frozen records that cross the ledger's boundary, so that
-the reaper and the spawner can name a process identity without the storage.
-It does not own the schema, the sqlite file nor any read or write (``ledger``,
-which re-exports every name here).
+Kept apart from the storage, so the reaper and a run can name a process without sqlite.
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
-"""The state directory of one dsup node: its lock, its instance id and its paths.
+"""The state directory of one node: its lock, instance id and paths, private to its user.
 
-This module owns the layout of ``state_dir`` (lock file, instance id, log
-directory, ledger and control-socket paths, the shutdown marker), the check
-that the directory is private, and the exclusive lock that keeps a second dsup
-away from a directory a live dsup holds (and waiting for its release). It
-does not own what is written into the ledger (``ledger``), the logs
-(``logs``) or the socket (``control``).
-
-The lock is an ``fcntl.flock`` on ``state_dir/lock``: the kernel drops it when its
-holder dies, even by SIGKILL, so a stale lock never needs cleaning by hand.
+The lock is an ``flock`` that the kernel drops when its holder dies, even by SIGKILL, so a
+stale lock never needs cleaning by hand.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
+    from supervisor.events import EventSink
     from tests.discord_fake import FakeDiscord
 
 WORKERS = Path(__file__).parent.parent / "workers"
@@ -64,6 +65,7 @@ async def relayed_node(
     fake: FakeDiscord,
     *programs: str,
     channels: Mapping[str, str] | None = None,
+    sinks: Sequence[EventSink] = (),
     **relay_options: Any,
 ) -> AsyncIterator[Relayed]:
     """Run ``programs`` with the bridge connected to ``fake`` and the relay running.
@@ -74,6 +76,7 @@ async def relayed_node(
         programs: ``[programs.X]`` tables.
         channels: ``log_channel`` etc. by the fake's channel names
             (default: the log channel is ``ops``).
+        sinks: more sinks for the fleet's events.
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
     keys = {"log_channel": "ops"} if channels is None else channels
@@ -99,7 +102,12 @@ async def relayed_node(
         outbound = Outbound(config.discord, ledger, lambda: config.programs, **relay_options)
         relay = outbound.relay
         fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=[relay], line_sinks=[relay]
+            config,
+            state=state,
+            ledger=ledger,
+            reaper=reaper,
+            sinks=[relay, *sinks],
+            line_sinks=[relay],
         )
         service = CommandService(fleet, poll_interval=0.05)
         bridge = DiscordBridge(

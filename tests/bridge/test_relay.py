@@ -117,7 +117,7 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
     assert not _emit(3, 5.0), "behind a backlog, only full messages"
     assert not _emit(3, 1.5, waiting=100)
     assert _emit(3, 2.0, waiting=100)
-    assert _emit(3, 2.0, waiting=0, notes=True)
+    assert _emit(3, 0.0, waiting=0, notes=True), "state changes go at once"
 
 
 async def test_relay_streams_output_only_of_programs_relaying_all(
@@ -168,7 +168,7 @@ async def test_relay_crash_loop_is_one_incident_then_closed(
     assert row.kind == "incident"
     assert "exit code 3" in row.content
     assert "```\nboom\n```" in row.content
-    outbox.begin_attempt(row.id, now=1.0)
+    outbox.claim(now=1.0)
     outbox.mark_sent(row.id, 999, now=1.0)
     for _ in range(9):
         relay.deliver(_state("crashy:0", S.STARTING, S.RUNNING))

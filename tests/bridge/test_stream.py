@@ -97,3 +97,15 @@ def test_stream_shows_a_line_longer_than_a_share() -> None:
     while (excerpt := stream.take()) is not None:
         taken += sum(excerpt.counts.values())
     assert taken == 5
+
+
+def test_stream_shares_its_bound_between_flooding_processes() -> None:
+    stream = OutputStream(max_chars=1000, buffer_chars=1000)
+    for index in range(10):
+        stream.add(f"p:{index}", ["y" * 19] * 100)
+    assert stream.waiting_chars <= 1000
+    messages = []
+    while (excerpt := stream.take()) is not None:
+        messages.append(excerpt.content)
+    assert len(messages) <= 3, "the stream stays close behind the output"
+    assert sum(m.count("omitted (see /logs p)") for m in messages) == 10

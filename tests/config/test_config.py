@@ -1,4 +1,4 @@
-"""The config contract (issue 2): every key, its default, and every error path."""
+"""The config contract: every key, its default, and every error path."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def test_config_absolute_and_home_paths_are_kept(tmp_path: Path) -> None:
         ('env = "A=1"', "env", "table"),
         ('env = { "1A" = "x" }', "env", "not a valid environment variable name"),
         ('env = { "A-B" = "x" }', "env", "not a valid environment variable name"),
-        # Ü is a letter, so the rule must say ASCII (QA4 #9).
+        # Ü is a letter, so the rule must say ASCII.
         ('env = { "GRÜSSE" = "x" }', "env", "(an ASCII letter or '_', then ASCII letters"),
         ("env = { A = true }", "env", "must be a string"),
         ("env = { A = 1.5 }", "env", "must be a string"),
@@ -307,7 +307,7 @@ def test_config_missing_command_is_required(tmp_path: Path) -> None:
     ],
 )
 def test_config_bad_program_names_are_refused(tmp_path: Path, name: str, why: str) -> None:
-    """The message says ASCII and the first-character rule, and what broke it (QA3 #13)."""
+    """The message says ASCII and the first-character rule, and what broke it."""
     exc = _error(tmp_path, f'[programs."{name}"]\ncommand = ["true"]\n')
     message = _messages(exc)[f"programs.{name}"]
     assert message.startswith("a program name is 1-64 ASCII letters, digits, '_', '.' or '-'")
@@ -446,7 +446,7 @@ def test_config_discord_token_env_and_file_are_exclusive(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("value", ['"abc"', f'"{TOKEN}"', "1"])
 def test_config_discord_token_key_is_refused_whatever_its_value(tmp_path: Path, value: str) -> None:
-    """QA3 #13: ``token = "abc"`` was refused as a token-looking value; the key is the fault."""
+    """``token = "abc"`` was refused as a token-looking value; the key is the fault."""
     exc = _error(tmp_path, f"[discord]\ntoken = {value}\n")
     message = _messages(exc)["discord.token"]
     assert message.startswith("there is no token key: the bot token never goes in the config")
@@ -502,13 +502,13 @@ def test_config_command_list_names_the_argument_that_is_no_string(tmp_path: Path
 
 
 def test_config_env_may_not_set_dsup_markers(tmp_path: Path) -> None:
-    """dsup overwrote them silently; now the config says so (QA #24)."""
+    """dsup overwrote them silently; now the config says so."""
     exc = _error(tmp_path, '[programs.a]\ncommand = ["true"]\nenv = { DSUP_RUN_ID = "x" }\n')
     assert "set by dsup" in _messages(exc)["programs.a.env"]
 
 
 def test_config_env_names_every_bad_variable(tmp_path: Path) -> None:
-    """Only DSUP_X was reported; 1BAD went unmentioned (QA3 #12, QA #24)."""
+    """Only DSUP_X was reported; 1BAD went unmentioned."""
     text = MINIMAL + 'env = { "DSUP_X" = "1", GOOD = "x", "1BAD" = "x", B = true }\n'
     message = _messages(_error(tmp_path, text))["programs.a.env"]
     assert "DSUP_X: names starting with DSUP_ are set by dsup" in message
@@ -518,7 +518,7 @@ def test_config_env_names_every_bad_variable(tmp_path: Path) -> None:
 
 
 def test_config_program_named_all_is_refused(tmp_path: Path) -> None:
-    """``all`` means every process to commands, so no program may be called so (QA #17)."""
+    """``all`` means every process to commands, so no program may be called so."""
     exc = _error(tmp_path, '[programs.all]\ncommand = ["true"]\n')
     assert "reserved" in _messages(exc)["programs.all"]
 
@@ -683,7 +683,7 @@ def test_config_non_utf8_file(tmp_path: Path) -> None:
 
 
 def test_config_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
-    """Windows editors write one; it was "not valid TOML ... line 1, column 1" (QA4 #8)."""
+    """Windows editors write one; it was "not valid TOML ... line 1, column 1"."""
     path = tmp_path / "dsup.toml"
     path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode())
     assert list(load_config(path).programs) == ["a"]
@@ -810,7 +810,7 @@ def test_config_names_with_trailing_newline_are_refused(
 def test_preflight_warns_of_a_stop_signal_that_cannot_end_a_process(
     tmp_path: Path, signame: str, does: str
 ) -> None:
-    """QA3 #13: such a program always takes the whole timeout, then SIGKILL."""
+    """Such a program always takes the whole timeout, then SIGKILL."""
     line = f'stop_signal = "{signame}"\nstop_timeout_seconds = 7'
     (warning,) = preflight(_program_config(tmp_path, line))
     assert warning == (
@@ -826,7 +826,7 @@ def test_preflight_accepts_a_stop_signal_that_ends_a_process(tmp_path: Path, sig
 
 @pytest.mark.parametrize("policy", ["always", "on-failure"])
 def test_preflight_warns_of_a_restart_without_a_pause(tmp_path: Path, policy: str) -> None:
-    """A program that exits at once was respawned 200 times a second (QA4 #9)."""
+    """A program that exits at once was respawned 200 times a second."""
     line = f'restart = "{policy}"\nbackoff_seconds = 0\nstart_seconds = 0'
     (warning,) = preflight(_program_config(tmp_path, line))
     assert warning == (
@@ -869,7 +869,7 @@ def test_docs_config_examples_are_valid(tmp_path: Path, block: str) -> None:
 
 
 def test_docs_import_section_warns_that_sighup_stops_the_fleet() -> None:
-    """supervisord reloads on SIGHUP; a migrated `kill -HUP` would stop dsup (QA4 #9)."""
+    """supervisord reloads on SIGHUP; a migrated `kill -HUP` would stop dsup."""
     section = DOCS.split("## Importing from supervisord")[1].split("\n## ")[0]
     assert "**SIGHUP stops dsup.**" in section
     assert "`kill -HUP`" in section

@@ -1,4 +1,4 @@
-"""Property tests of the config loader (issue 2): random and malformed TOML and values.
+"""Property tests of the config loader: random and malformed TOML and values.
 
 Every outcome is a valid Config or a ConfigError with at least one issue; never
 another exception, never a token in a message.

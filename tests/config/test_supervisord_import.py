@@ -1,4 +1,4 @@
-"""``dsup import-supervisord`` (issue 2): real-world-shaped supervisord configs to dsup TOML."""
+"""``dsup import-supervisord``: real-world-shaped supervisord configs to dsup TOML."""
 
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def test_import_numprocs_without_per_process_differences(tmp_path: Path) -> None
 
 
 def test_import_group_comment_names_the_programs_its_members_became(tmp_path: Path) -> None:
-    """QA3 #13: the comment said "programs web, pct" though web became web_00 and web_01."""
+    """The comment said "programs web, pct" though web became web_00 and web_01."""
     text = (
         "[group:grp]\nprograms=web,legacy worker,pct\n"
         "[program:web]\ncommand=/bin/serve --port=80%(process_num)02d\n"
@@ -461,7 +461,7 @@ def test_import_duplicate_program_across_files_is_an_error(tmp_path: Path) -> No
     ],
 )
 def test_import_duplicate_in_one_file_is_an_error(tmp_path: Path, text: str, key: str) -> None:
-    """supervisord refuses these too; merging them silently lost a command (QA #14)."""
+    """supervisord refuses these too; merging them silently lost a command."""
     exc = _error(tmp_path, text)
     assert exc.issues[0].key == key
     assert "line 3" in exc.issues[0].message
@@ -512,7 +512,7 @@ def test_import_a_section_s_mistakes_do_not_hide_each_other(
 
 
 def test_import_reports_the_mistakes_of_every_program_at_once(tmp_path: Path) -> None:
-    """As dsup check does, not only the first one (QA #15)."""
+    """As dsup check does, not only the first one."""
     (tmp_path / "more.conf").write_text("[program:c]\ncommand=/bin/c\nnumprocs=0\n")
     exc = _error(
         tmp_path,
@@ -542,7 +542,7 @@ def test_import_non_utf8_file(tmp_path: Path) -> None:
 
 
 def test_import_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
-    """A BOM hid the first section header, of the main file or an included one (QA4 #8)."""
+    """A BOM hid the first section header, of the main file or an included one."""
     (tmp_path / "b.conf").write_bytes(b"\xef\xbb\xbf[program:b]\ncommand=/bin/b\n")
     text = "\ufeff[include]\nfiles = b.conf\n[program:a]\ncommand=/bin/a\n"
     _, config = _convert(tmp_path, text)
@@ -552,3 +552,16 @@ def test_import_skips_a_utf8_byte_order_mark(tmp_path: Path) -> None:
 def test_import_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         convert_file(tmp_path)
+
+
+def test_import_comments_promise_only_what_dsup_does(tmp_path: Path) -> None:
+    """They said "one log per process" (there are two) and worker_sdk (not built then)."""
+    out, _ = _convert(
+        tmp_path,
+        "[program:a]\ncommand=/bin/a\nredirect_stderr=true\nstderr_logfile_maxbytes=1MB\n"
+        "serverurl=AUTO\n",
+    )
+    assert "one log per process" not in out
+    assert "NAME-N.out.log and NAME-N.err.log" in out
+    assert "worker_sdk" not in out
+    assert "no XML-RPC interface" in out

@@ -130,7 +130,7 @@ async def test_console_plain_output_lines_are_prefixed_and_stderr_is_marked() ->
 
 
 async def test_console_plain_escapes_worker_control_characters_json_keeps_them() -> None:
-    """QA #3: no escape sequence reaches a plain stream; JSON keeps the raw line."""
+    """No escape sequence reaches a plain stream; JSON keeps the raw line."""
     garbage = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
     out = io.StringIO()
     shown = await _shown(Console(stream=out, live=False), out, [_lines(garbage, "ok\tok")])
@@ -370,7 +370,7 @@ def test_console_live_table_refreshes_in_place_in_a_real_terminal(live_output: s
 
 
 def test_console_live_escapes_control_characters_and_keeps_colour(live_output: str) -> None:
-    """QA #3: a ``\\r`` no longer eats the ``name |`` prefix; no OSC reaches the terminal."""
+    """A ``\\r`` no longer eats the ``name |`` prefix; no OSC reaches the terminal."""
     text = live_output
     screen = _console.screen(text)
     assert "scraper:0 | RED\\x0d\\x0dX\\x08\\x08" in screen, screen
@@ -388,7 +388,7 @@ class _TtyLike(io.StringIO):
 
 
 async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -> None:
-    """QA #18: a log record written before a state change, in the same batch, shows first."""
+    """A log record written before a state change, in the same batch, shows first."""
     out = io.StringIO()
     handler = logging.StreamHandler(_TtyLike())
     logging.getLogger().addHandler(handler)
@@ -414,7 +414,7 @@ async def test_console_live_log_record_is_shown_before_the_changes_it_causes() -
 
 
 def test_console_live_narrow_pane_keeps_title_pid_and_state_whole() -> None:
-    """QA #18: at 60 columns the title stays on the top row and PID, STATE are not cut."""
+    """At 60 columns the title stays on the top row and PID, STATE are not cut."""
     rows = 16
     screen = _console.screen(_run_live_driver(rows, 60), height=rows)
     assert len(screen) <= rows
@@ -428,7 +428,7 @@ def test_console_live_narrow_pane_keeps_title_pid_and_state_whole() -> None:
 
 
 def test_console_live_small_pane_after_an_echo_keeps_title_names_and_more_count() -> None:
-    """QA2 #6, #7: 60x20 with 17 rows after make's echo line: title kept, nothing cut."""
+    """60x20 with 17 rows after make's echo line: title kept, nothing cut."""
     rows = 20
     raw = _run_live_driver(rows, 60, "15", "make: .venv/bin/dsup run examples/dsup.toml")
     screen = _console.screen(raw, height=rows)
@@ -455,7 +455,7 @@ def _flood_and_quiet(console: Console, budget: int) -> None:
 
 
 async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
-    """QA2 #2: the quiet worker's lines are kept; the flood's note has the true count."""
+    """The quiet worker's lines are kept; the flood's note has the true count."""
     out = _BlockingWriter()
     console = Console(stream=out, live=False)
     async with anyio.create_task_group() as tg:
@@ -473,7 +473,7 @@ async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
 
 
 async def test_console_live_flooder_never_hides_a_quiet_process() -> None:
-    """QA2 #2: on screen, the crash lines and the flood's true drop count both show."""
+    """On screen, the crash lines and the flood's true drop count both show."""
     out = _TtyLike()
     console = Console(stream=out, live=True, status=list)
     _flood_and_quiet(console, LIVE_MAX_LINES)
@@ -484,7 +484,7 @@ async def test_console_live_flooder_never_hides_a_quiet_process() -> None:
 
 
 async def test_console_drop_note_says_1_line() -> None:
-    """QA2 #12: singular."""
+    """Singular."""
     out = io.StringIO()
     events = [OutputLines(process="s:0", stream="stdout", lines=(), dropped=1)]
     shown = await _shown(Console(stream=out, live=False), out, events)
@@ -494,7 +494,7 @@ async def test_console_drop_note_says_1_line() -> None:
 async def test_console_json_logs_carry_dsup_log_records_and_keep_stderr_quiet(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """QA2 #9: with --json-logs, records become {"type": "log"} objects on the stream."""
+    """With --json-logs, records become {"type": "log"} objects on the stream."""
     out = io.StringIO()
     handler = logging.StreamHandler(sys.stderr)
     logging.getLogger().addHandler(handler)
@@ -534,7 +534,7 @@ async def test_console_plain_leaves_log_records_on_stderr(
     assert "plain record" in capsys.readouterr().err
 
 
-# -- printable: a worker's line made safe for a terminal (QA finding #3) -------
+# -- printable: a worker's line made safe for a terminal -------
 
 _GARBAGE = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
 
@@ -573,7 +573,7 @@ def test_printable_output_never_holds_a_control_character_but_tab() -> None:
 
 
 def test_printable_escapes_bidi_controls() -> None:
-    """QA2 #10: the "Trojan Source" characters are shown, never obeyed."""
+    """The "Trojan Source" characters are shown, never obeyed."""
     assert humanize.printable("bidi:\u202eabc") == "bidi:\\u202eabc"
     line = "".join(map(chr, (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))))
     assert humanize.printable(line) == "".join(f"\\u{ord(c):04x}" for c in line)
@@ -591,7 +591,7 @@ def test_plural() -> None:
 
 
 def test_fair_tail_keeps_a_quiet_process_line_and_fills_the_room_in_time_order() -> None:
-    """QA2 #2: a flood keeps what the others leave; the room is used up; order is kept."""
+    """A flood keeps what the others leave; the room is used up; order is kept."""
     flood = [Entry("flood:0", "flood:0", "|", f"f{i}") for i in range(300)]
     entries = [*flood[:150], Entry("crash:0", "crash:0", "!", "boom"), *flood[150:]]
     entries.append(Entry("#", "12:00:00", "#", "crash:0 RUNNING -> BACKOFF"))
@@ -614,7 +614,7 @@ def _talk_and_crash(tmp_path: Path) -> Path:
 def test_console_live_final_screen_keeps_crashes_shutdown_lines_and_the_sigint_note(
     tmp_path: Path,
 ) -> None:
-    """QA3 #4: state changes and log records are not pushed off by older worker output.
+    """State changes and log records are not pushed off by older worker output.
 
     Real dsup on a real terminal: Ctrl-C is typed once the crash is on screen
     and both talkers have filled their share of the recent lines.
@@ -643,7 +643,7 @@ def test_console_live_final_screen_keeps_crashes_shutdown_lines_and_the_sigint_n
 
 
 def test_fair_tail_keeps_each_process_state_changes_and_the_lines_the_rest_allows() -> None:
-    """QA3 #4: 9 processes in 25 lines keep their 18 shutdown changes and the note first."""
+    """9 processes in 25 lines keep their 18 shutdown changes and the note first."""
     processes = [*(f"talker:{i}" for i in range(8)), "crasher:0"]
 
     def note(process: str, change: str) -> Entry:
@@ -702,7 +702,7 @@ def _json_objects(config: Path, done: Callable[[list[dict[str, object]]], bool])
 
 
 def test_console_json_logs_tell_a_spawn_failure_once_by_its_state_object(tmp_path: Path) -> None:
-    """QA3 #12: what console.md says a shipper gets for a process that cannot start."""
+    """What console.md says a shipper gets for a process that cannot start."""
     config = write_config(
         tmp_path,
         '[programs.ghost]\ncommand = ["dsup-test-no-such-program"]\n'
@@ -741,7 +741,7 @@ def _flood_entries(floods: int, lines: int) -> list[Entry]:
 
 
 def test_on_screen_keeps_log_records_state_changes_and_a_quiet_crash_in_a_big_fleet() -> None:
-    """QA4 #1: 20 flooders in 17 lines: notes first, the crash line, one merged drop line."""
+    """20 flooders in 17 lines: notes first, the crash line, one merged drop line."""
     started = [
         Entry(f"flood:{i}", "12:00:00", "#", f"flood:{i} STARTING -> RUNNING") for i in range(20)
     ]
@@ -764,7 +764,7 @@ def test_on_screen_keeps_log_records_state_changes_and_a_quiet_crash_in_a_big_fl
 
 
 def test_on_screen_keeps_the_sigint_note_and_the_newest_stops_at_shutdown() -> None:
-    """QA4 #1: the final screen: the SIGINT note, then as many stops as fit, newest first."""
+    """The final screen: the SIGINT note, then as many stops as fit, newest first."""
     processes = [f"flood:{i}" for i in range(20)]
     entries = _flood_entries(20, 5)
     sigint = Entry("~", "12:00:03", "~", "SIGINT: stopping every process")
@@ -785,7 +785,7 @@ def test_on_screen_leaves_a_single_process_drop_note_as_it_is() -> None:
 
 
 def test_console_live_big_fleet_keeps_notes_a_crash_and_one_drop_line(tmp_path: Path) -> None:
-    """QA4 #1: 20 flooders on a 40-row terminal: the Ctrl-Z and SIGINT notes, the crash.
+    """20 flooders on a 40-row terminal: the Ctrl-Z and SIGINT notes, the crash.
 
     Real dsup on a real terminal: the screen is read as it is after each redraw.
     """
@@ -861,7 +861,7 @@ def _long_name_view(width: int) -> list[str]:
 
 @pytest.mark.parametrize("width", [80, 50])
 def test_live_view_cuts_long_names_in_the_middle_and_keeps_the_message(width: int) -> None:
-    """QA4 #3: ``cccc…cccc:0`` and ``:1`` stay apart; a state change keeps its state."""
+    """``cccc…cccc:0`` and ``:1`` stay apart; a state change keeps its state."""
     shown = _long_name_view(width)
     assert max(map(len, shown)) <= width, shown
     table = [line.split() for line in shown if re.search(r" RUNNING +400\d ", line)]

@@ -187,7 +187,7 @@ async def test_ctl_exit_1_when_the_command_fails(tmp_path: Path) -> None:
 
 
 async def test_ctl_start_of_a_one_shot_job_that_finished_is_ok(tmp_path: Path) -> None:
-    """QA3 #2: a job that ran once and exited 0 was reported failed (exit 1)."""
+    """A job that ran once and exited 0 was reported failed (exit 1)."""
     once = program("once", "ctl_oneshot.py", autostart=False, restart="never")
     again = program("again", "ctl_oneshot.py", autostart=False, restart="on-failure")
     bad = program("bad", "ctl_oneshot.py", "3", autostart=False, restart="never")
@@ -205,7 +205,7 @@ async def test_ctl_start_of_a_one_shot_job_that_finished_is_ok(tmp_path: Path) -
 
 
 async def test_ctl_signal_all_skips_what_is_not_running(tmp_path: Path) -> None:
-    """QA3 #9: one stopped process made `signal all` fail (exit 1)."""
+    """One stopped process made `signal all` fail (exit 1)."""
     cfg = write_config(tmp_path, TICK, CRASH)
     async with running_node(cfg) as node:
         await wait_until(lambda: states(node)["tick:1"] == "RUNNING")
@@ -223,7 +223,7 @@ async def test_ctl_signal_all_skips_what_is_not_running(tmp_path: Path) -> None:
 
 
 async def test_ctl_status_counts_down_to_the_next_start(tmp_path: Path) -> None:
-    """QA3 #5: BACKOFF's "next try in 17.77 s" never moved; --json had no time."""
+    """BACKOFF's "next try in 17.77 s" never moved; --json had no time."""
     slow = program(
         "slow", "ctl_crash.py", autostart=False, backoff_seconds=20, backoff_max_seconds=20
     )
@@ -242,7 +242,7 @@ async def test_ctl_status_counts_down_to_the_next_start(tmp_path: Path) -> None:
     assert rows["tick:0"]["status"]["next_start_at"] is None
     assert json.loads(stopped.stdout)["processes"][0]["status"]["next_start_at"] is None
     info = human.stdout.splitlines()[1].split("  ")[-1]
-    assert info.startswith("exited too quickly (exit code 3); 1 failed start in a row"), info
+    assert info.startswith("exited too quickly; failed start 1 of "), info
     count = int(info.rsplit("next try in ", 1)[1].removesuffix("s"))
     assert 0 < count <= 20
 
@@ -280,7 +280,7 @@ async def test_ctl_exit_2_on_usage_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "0", "1e300", "soon"])
 async def test_ctl_refuses_a_bad_timeout(tmp_path: Path, value: str) -> None:
-    """QA #6: these gave tracebacks or odd errors."""
+    """These gave tracebacks or odd errors."""
     done = await ctl("--timeout", value, "--socket", str(tmp_path / "s"), "status")
     assert done.returncode == 2
     assert "--timeout must be a number > 0" in done.stderr
@@ -298,14 +298,14 @@ async def test_ctl_refuses_a_bad_timeout(tmp_path: Path, value: str) -> None:
 async def test_ctl_usage_errors_exit_2_with_the_subcommand_usage(
     tmp_path: Path, argv: list[str], says: str
 ) -> None:
-    """QA #21."""
+    """Each names its subcommand's usage, not the top-level one."""
     done = await ctl("--socket", str(tmp_path / "s"), *argv)
     assert done.returncode == 2
     assert says in done.stderr
 
 
 async def test_ctl_bad_signal_is_a_usage_error_and_json_errors_are_json(tmp_path: Path) -> None:
-    """QA #21: the server's InvalidArgument is exit 2; --json prints the error object."""
+    """The server's InvalidArgument is exit 2; --json prints the error object."""
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg):
         bad = await ctl("-c", str(cfg), "signal", "tick", "FOO")
@@ -324,7 +324,7 @@ async def test_ctl_bad_signal_is_a_usage_error_and_json_errors_are_json(tmp_path
 
 
 async def test_ctl_finds_the_socket_of_a_config_being_edited(tmp_path: Path) -> None:
-    """QA #20: a config that no longer validates still names its state_dir."""
+    """A config that no longer validates still names its state_dir."""
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
         await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
@@ -349,7 +349,7 @@ async def test_ctl_finds_the_socket_of_a_config_being_edited(tmp_path: Path) -> 
 async def test_ctl_note_on_a_config_that_does_not_validate_counts_in_words(
     tmp_path: Path,
 ) -> None:
-    """QA3 #12: the note said "(1 issues; ...)"."""
+    """The note said "(1 issues; ...)"."""
     cfg = write_config(tmp_path, TICK)
     cfg.write_text(cfg.read_text() + '\n[programs.half]\ncommand = ""\n')
     done = await ctl("-c", str(cfg), "status")
@@ -389,7 +389,7 @@ async def test_ctl_tail_prints_the_last_lines(tmp_path: Path) -> None:
 
 
 async def test_ctl_tail_says_when_it_gives_fewer_lines_than_asked(tmp_path: Path) -> None:
-    """QA3 #13: `tail -n 5000` quietly printed 1000 lines; QA4 #9: it said so for 24."""
+    """`tail -n 5000` quietly printed 1000 lines; then it said so for 24."""
 
     def lines(name: str, count: int) -> str:
         return program(name, "", command=["sh", "-c", f"seq 1 {count}; exec sleep 1000"])
@@ -456,7 +456,7 @@ async def test_ctl_tail_follow_ends_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 
 async def test_ctl_tail_follow_ends_when_reload_removes_what_it_follows(tmp_path: Path) -> None:
-    """QA3 #13: `tail -f env` went on following, silently and forever, after reload removed it."""
+    """`tail -f env` went on following, silently and forever, after reload removed it."""
     cfg = write_config(tmp_path, TICK, CRASH)
     async with running_node(cfg) as node:
         await wait_until(lambda: states(node)["tick:0"] == "RUNNING")
@@ -501,7 +501,7 @@ async def test_ctl_tail_follow_into_a_closed_pipe_exits_quietly(tmp_path: Path) 
 
 
 async def test_ctl_tail_makes_escape_sequences_harmless(tmp_path: Path) -> None:
-    """QA #3: a worker's escapes and control characters reached the terminal raw."""
+    """A worker's escapes and control characters reached the terminal raw."""
     cfg = write_config(tmp_path, program("garbage", "ctl_garbage.py"))
     async with running_node(cfg):
         done = await ctl("-c", str(cfg), "tail", "garbage")
@@ -520,7 +520,7 @@ async def test_ctl_tail_makes_escape_sequences_harmless(tmp_path: Path) -> None:
 
 
 async def test_ctl_during_a_shutdown_says_so_and_a_follow_ends_cleanly(tmp_path: Path) -> None:
-    """QA3 #3: ctl claimed a deleted socket would come back; tail -f exited 3."""
+    """ctl claimed a deleted socket would come back; tail -f exited 3."""
     stubborn = program("stubborn", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=60.0)
     cfg = write_config(tmp_path, stubborn)
     workers: list[int] = []
@@ -554,7 +554,7 @@ async def test_ctl_during_a_shutdown_says_so_and_a_follow_ends_cleanly(tmp_path:
 
 
 async def test_ctl_shutdown_waits_until_dsup_has_exited(tmp_path: Path) -> None:
-    """QA3 #3: `ctl shutdown && dsup run` was refused: shutdown did not wait."""
+    """`ctl shutdown && dsup run` was refused: shutdown did not wait."""
     slow = program("slow", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=1.0)
     cfg = write_config(tmp_path, slow)
     workers: list[int] = []
@@ -574,7 +574,7 @@ async def test_ctl_shutdown_waits_until_dsup_has_exited(tmp_path: Path) -> None:
 
 
 async def test_ctl_shutdown_during_a_shutdown_waits_for_that_exit(tmp_path: Path) -> None:
-    """QA4 #6: a second shutdown exited 3 at once; --timeout did not bound the wait."""
+    """A second shutdown exited 3 at once; --timeout did not bound the wait."""
     stubborn = program("stubborn", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=60.0)
     cfg = write_config(tmp_path, stubborn)
     workers: list[int] = []
@@ -613,7 +613,7 @@ async def test_ctl_shutdown_during_a_shutdown_waits_for_that_exit(tmp_path: Path
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run ctl as another uid")
 def test_ctl_permission_denied_names_the_owner_of_state_dir() -> None:
-    """QA4 #6: another uid got a bare "Permission denied"."""
+    """Another uid got a bare "Permission denied"."""
     base = Path(tempfile.mkdtemp(prefix="dsup-perm-"))  # not under pytest's 0700 tmp
     try:
         base.chmod(0o755)
@@ -780,7 +780,7 @@ def test_render_logs_reports_drops_even_without_lines() -> None:
 
 
 def test_render_status_never_exceeds_the_width_with_long_reasons() -> None:
-    """QA2 #5: FATAL rows were 83 characters in an 80-column terminal."""
+    """FATAL rows were 83 characters in an 80-column terminal."""
     long = "exited too quickly (exit code 7 within start_seconds); gave up after 3 tries"
     rows = [
         {
@@ -819,7 +819,7 @@ def test_render_status_never_exceeds_the_width_with_long_reasons() -> None:
 
 @pytest.mark.parametrize("width", [100, 80, 60, 40, 30])
 def test_render_status_in_a_narrow_terminal_keeps_info_and_whole_headers(width: int) -> None:
-    """QA3 #10: at 60 columns INFO was dropped; at 40 the header read `RES`."""
+    """At 60 columns INFO was dropped; at 40 the header read `RES`."""
     why = "exited too quickly (exit code 7); 1 failed start in a row of 5 allowed"
     rows = [
         {
@@ -870,7 +870,7 @@ LONG = "a" * 64
 
 @pytest.mark.parametrize("width", [120, 80, 60, 40, 20])
 def test_render_status_cuts_long_names_in_the_middle_and_fits_the_width(width: int) -> None:
-    """QA4 #3: 64-character names dropped every column at 80 and overflowed below."""
+    """64-character names dropped every column at 80 and overflowed below."""
     why = "exited too quickly (exit code 7); 1 failed start in a row of 10 allowed"
     rows: list[dict[str, object]] = [
         {

@@ -47,7 +47,7 @@ def test_a_short_path_is_used_as_it_is(tmp_path: Path) -> None:
 
 
 def test_dsup_runs_and_answers_ctl_in_a_deep_state_dir(tmp_path: Path) -> None:
-    """QA3 #1: a long state_dir path killed dsup with a traceback."""
+    """A long state_dir path killed dsup with a traceback."""
     config = write_config(_deep(tmp_path), '[programs.nap]\ncommand = ["sleep", "1000"]\n')
     with dsup_run(config) as proc:
         running = lambda: "RUNNING" in ctl_run(config, "status").stdout  # noqa: E731

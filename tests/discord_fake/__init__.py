@@ -1,5 +1,5 @@
 """A protocol-level Discord fake: unmodified discord.py talks to it over real HTTP and
-websocket on 127.0.0.1 (issue 5).
+websocket on 127.0.0.1.
 
 Layout: ``models`` (roles, users, channels, the bot's actions, emoji: records and
 payload shapes), ``store`` (the guild, its messages and reactions, the action log),

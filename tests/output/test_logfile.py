@@ -137,7 +137,7 @@ async def test_watch_log_delivers_new_lines_across_a_rotation(tmp_path: Path) ->
 
 
 def test_watcher_counts_files_rotation_deleted_before_it_read_them(tmp_path: Path) -> None:
-    """QA2 #8: a watcher behind rotation was told nothing of the lines it lost."""
+    """A watcher behind rotation was told nothing of the lines it lost."""
     path = tmp_path / "s.log"
     watched = _WatchedLog(path, moved_grace_seconds=0)
     with RotatingLog(path, max_bytes=0, backups=1, reopen_check_seconds=0) as log:
@@ -188,7 +188,7 @@ def test_watcher_tells_of_a_lost_file_after_the_rest_of_its_own(tmp_path: Path) 
 
 
 def test_log_reopens_a_file_moved_away_or_deleted(tmp_path: Path) -> None:
-    """QA #10: logrotate's "move and create", or an ``rm``, no longer loses the log."""
+    """Logrotate's "move and create", or an ``rm``, no longer loses the log."""
     path = tmp_path / "m.log"
     moved = tmp_path / "m.log-20261124"
     with RotatingLog(path, max_bytes=0, backups=0, reopen_check_seconds=0) as log:
@@ -224,7 +224,7 @@ def test_log_rotates_on_after_its_file_or_directory_was_deleted(tmp_path: Path) 
 
 
 def test_log_recreates_a_deleted_directory_private(tmp_path: Path) -> None:
-    """QA3 #13: after ``rm -rf state/logs`` the directory came back with mode 0755."""
+    """After ``rm -rf state/logs`` the directory came back with mode 0755."""
     logs = tmp_path / "logs"
     logs.mkdir(mode=0o700)
     path = logs / "d.log"
@@ -241,7 +241,7 @@ def test_log_recreates_a_deleted_directory_private(tmp_path: Path) -> None:
 
 
 def test_log_resize_applies_to_the_next_write(tmp_path: Path) -> None:
-    """A reload's new log_max_bytes and log_backups reach the open file (QA3 #11)."""
+    """A reload's new log_max_bytes and log_backups reach the open file."""
     path = tmp_path / "s.log"
     with RotatingLog(path, max_bytes=10_000, backups=0) as log:
         log.write(_lines(0, 50))  # 600 bytes

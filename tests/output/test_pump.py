@@ -162,7 +162,7 @@ async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -
 async def test_pump_reports_drops_while_the_worker_is_idle_not_at_its_next_write(
     tmp_path: Path,
 ) -> None:
-    """QA2 #3: a burst that overflows the consumer is counted before the worker writes again."""
+    """A burst that overflows the consumer is counted before the worker writes again."""
     count = 50_000
     all_counted = anyio.Event()
 
@@ -563,7 +563,7 @@ class _PieceMeter:
 
 
 async def test_pump_200_mib_without_newline_stays_bounded(tmp_path: Path) -> None:
-    """Issue 3: a child printing 200 MiB with no newline neither grows memory nor loses bytes."""
+    """A child printing 200 MiB with no newline neither grows memory nor loses bytes."""
     meter = _PieceMeter()
     cap = 16 << 20  # the log rotates: 16 MiB on disk, not 200
     result = await capture(

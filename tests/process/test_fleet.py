@@ -58,7 +58,7 @@ async def test_fleet_resolves_programs_processes_globs_and_all(tmp_path: Path) -
 
 @pytest.mark.parametrize("target", ["[" * 60_000, "", "a b", "ingest;rm -rf /", "x" * 81])
 async def test_fleet_refuses_what_is_no_target_before_matching(tmp_path: Path, target: str) -> None:
-    """A 60,000-character glob froze the node for a minute in fnmatch (QA #2)."""
+    """A 60,000-character glob froze the node for a minute in fnmatch."""
     config = write_config(tmp_path, program("ingest", "ctl_ticker.py", autostart=False))
     async with running_node(config) as node:
         began = time.process_time()
@@ -72,7 +72,7 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
     tmp_path: Path,
 ) -> None:
     """A numprocs-only change restarts nothing, so the answer says ``updated``, not
-    ``changed`` (QA4 #7): ``changed`` means "restarted"."""
+    ``changed``: ``changed`` means "restarted"."""
     first = program("pool", "ctl_ticker.py", numprocs=2) + program("other", "ctl_ticker.py")
     config = write_config(tmp_path, first)
     async with running_node(config) as node:
@@ -100,9 +100,9 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
         result = await fleet.reload(load_config(config))
         assert (result.changed, result.updated) == ((), ("pool",))
         assert _pids(fleet) == {"pool:0": before["pool:0"], "other:0": before["other:0"]}
-        # The stop says why (QA #22), rather than "supervision ended".
+        # The stop says why, rather than "supervision ended".
         assert dropped.status().state.value == "STOPPED"
-        assert dropped.status().reason == "removed by reload (numprocs 3 -> 1)"
+        assert dropped.status().reason == "removed by reload: numprocs 3 -> 1"
 
         # With a change the process sees, the kept processes restart: ``changed``.
         write_config(
@@ -118,8 +118,8 @@ async def test_fleet_reload_scales_numprocs_without_touching_kept_processes(
 async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
     tmp_path: Path,
 ) -> None:
-    """An operator's stop survives a reload of a changed program (QA2 #4), and so
-    do its LAST EXIT and INFO (QA3 #11)."""
+    """An operator's stop survives a reload of a changed program, and so
+    do its LAST EXIT and INFO."""
     config = write_config(tmp_path, program("keep", "ctl_ticker.py"))
     async with running_node(config) as node:
         fleet = node.fleet
@@ -141,7 +141,7 @@ async def test_fleet_reload_keeps_a_stopped_process_down_with_its_new_settings(
 
 
 async def test_fleet_reload_replaces_changed_programs_in_parallel(tmp_path: Path) -> None:
-    """A program slow to stop must not hold back the start of another (QA2 #4)."""
+    """A program slow to stop must not hold back the start of another."""
     slow = program("slow", "ctl_ticker.py", "--ignore-term", stop_timeout_seconds=30.0)
     config = write_config(tmp_path, slow, program("quick", "ctl_ticker.py"))
     async with running_node(config) as node:
@@ -210,7 +210,7 @@ _DSUP_ONLY: dict[str, object] = {
 async def test_fleet_reload_applies_dsup_only_settings_to_the_running_process(
     tmp_path: Path,
 ) -> None:
-    """A relay or stop_timeout change restarted a 15-minute job (QA3 #11)."""
+    """A relay or stop_timeout change restarted a 15-minute job."""
     every = {f.name for f in dataclasses.fields(ProgramSpec)}
     # The task keys are refused on a plain program (tests/tasks covers them).
     assert set(_DSUP_ONLY) == every - set(PROCESS_KEYS) - {"name", "numprocs", *TASK_KEYS}
@@ -263,7 +263,7 @@ async def test_fleet_reload_lengthens_the_stop_of_the_running_process(
 async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
     tmp_path: Path,
 ) -> None:
-    """QA4 #2: restart = "never" by reload, yet the pending restart came, "by policy (never)"."""
+    """restart = "never" by reload, yet the pending restart came, "by policy (never)"."""
     keys = {"start_seconds": 0.0, "backoff_seconds": 30.0, "backoff_max_seconds": 60.0}
     config = write_config(tmp_path, program("once", "child_exit.py", "0", restart="always", **keys))
     async with running_node(config) as node:
@@ -278,14 +278,14 @@ async def test_fleet_reload_cancels_a_restart_the_new_policy_does_not_want(
         await wait_until(lambda: "cancelled" in slot.status().reason)
         st = slot.status()
         assert (st.state.value, st.next_start_at) == ("EXITED", None)
-        assert st.reason == "restart cancelled by reload (restart = never)"
+        assert st.reason == "restart cancelled by reload: restart = never now"
         assert st.restarts == 0  # and no run was started
 
 
 async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
     tmp_path: Path,
 ) -> None:
-    """Processes a reload starts said "autostart" (QA3 #12); a restart says what changed."""
+    """Processes a reload starts said "autostart"; a restart says what changed."""
     missing = str(tmp_path / "no-such-worker")
     config = write_config(
         tmp_path,
@@ -316,9 +316,9 @@ async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
         assert (result.updated, result.added) == (("pool", "lazy"), ("fresh",))
         await wait_until(lambda: _all_running(fleet))
         assert recorder.starts() == {
-            "web:0": ["restarted by reload (env changed)"],
+            "web:0": ["restarted by reload: env changed"],
             "pool:1": ["started by reload"],
-            "lazy:0": ["started by reload (autostart turned on)"],
-            "broken:0": ["restarted by reload (command changed)"],
+            "lazy:0": ["started by reload: autostart turned on"],
+            "broken:0": ["restarted by reload: command changed"],
             "fresh:0": ["started by reload"],
         }

@@ -68,7 +68,7 @@ def _exit(
 def test_policy_short_run_is_failed_start_unless_a_clean_end_not_restarted(
     restart: RestartPolicy, code: int | None, sig: int | None, failed_start: bool
 ) -> None:
-    """QA #8: a one-shot job that exits 0 at once runs once, as EXITED."""
+    """A one-shot job that exits 0 at once runs once, as EXITED."""
     d = _exit(dataclasses.replace(SPEC, restart=restart), ran=0.999, code=code, sig=sig, failures=1)
     if failed_start:
         assert (d.state, d.restart, d.failures) == (ProcessState.BACKOFF, True, 2)
@@ -77,7 +77,7 @@ def test_policy_short_run_is_failed_start_unless_a_clean_end_not_restarted(
     else:
         assert (d.state, d.restart, d.failures, d.delay) == (ProcessState.EXITED, False, 0, 0.0)
         assert d.reason == (
-            f"exit code 0 within start_seconds (1 s); not restarted (restart = {restart.value})"
+            f"finished within start_seconds = 1 s; not restarted: restart = {restart.value}"
         )
 
 
@@ -134,11 +134,31 @@ def test_policy_restart_after_running(
     assert d.failures == 0
 
 
-def test_policy_exit_reason_names_code_and_signal() -> None:
-    assert "exit code 3" in _exit(SPEC, ran=5.0, code=3).reason
-    assert "SIGKILL" in _exit(SPEC, ran=5.0, code=None, sig=9).reason
+@pytest.mark.parametrize("restart", list(RestartPolicy))
+@pytest.mark.parametrize(("code", "sig"), [(0, None), (3, None), (None, 9)])
+@pytest.mark.parametrize("ran", [0.2, 5.0])
+@pytest.mark.parametrize("failures", [0, 2])
+def test_policy_reason_says_why_once_without_the_exit_every_view_shows(
+    restart: RestartPolicy, code: int | None, sig: int | None, ran: float, failures: int
+) -> None:
+    """`exit 1 (exit code 1; restarting)` said the exit twice; reasons nested parentheses.
+
+    The console line, ctl's LAST EXIT and the JSON object show the exit beside
+    the reason, which the console puts in parentheses.
+    """
+    d = _exit(_spec(restart=restart), ran=ran, code=code, sig=sig, failures=failures)
+    assert "exit" not in d.reason.replace("exited too quickly", "")
+    assert "signal" not in d.reason
+    assert "SIG" not in d.reason
+    assert "(" not in d.reason
+    assert ")" not in d.reason
+
+
+def test_policy_describe_exit_names_code_and_signal() -> None:
+    assert policy.describe_exit(3, None) == "exit code 3"
+    assert policy.describe_exit(None, 9) == "signal SIGKILL"
     assert policy.describe_exit(None, 200) == "signal 200"
-    assert policy.describe_exit(None, signal.SIGRTMIN + 6) == "signal SIGRTMIN+6"  # QA5 #3
+    assert policy.describe_exit(None, signal.SIGRTMIN + 6) == "signal SIGRTMIN+6"
     assert policy.describe_exit(None, None) == "unknown exit"
 
 
@@ -149,14 +169,14 @@ def test_policy_spawn_error_is_a_failed_start() -> None:
 
 
 def test_policy_failed_start_reasons_count_in_the_singular_and_plural() -> None:
-    """QA #22: "1 failed start", not "1 failed starts"."""
+    """ "1 failed start", not "1 failed starts"."""
     d = policy.after_failed_start(_spec(start_retries=1), failures=0, reason="x", rng=_NoJitter())
     assert d.reason == "x; gave up after 1 failed start in a row"
     d = policy.after_failed_start(SPEC, failures=0, reason="x", rng=_NoJitter())
-    assert d.reason == "x; 1 failed start in a row of 3 allowed, next try in 0.50 s"
+    assert d.reason == "x; failed start 1 of 3, next try in 0.50 s"
     d = policy.after_failed_start(SPEC, failures=1, reason="x", rng=_NoJitter())
     assert (d.state, d.delay) == (ProcessState.BACKOFF, 1.0)
-    assert d.reason == "x; 2 failed starts in a row of 3 allowed, next try in 1.00 s"
+    assert d.reason == "x; failed start 2 of 3, next try in 1.00 s"
 
 
 def test_policy_running_at() -> None:
@@ -213,7 +233,7 @@ def test_policy_decision_invariants(
         )
 
 
-# -- crash-loop guard (QA #7) ------------------------------------------------------------
+# -- crash-loop guard ------------------------------------------------------------
 
 ALWAYS = _spec(
     start_seconds=0.0,
@@ -233,7 +253,7 @@ def test_policy_restart_loop_spacing_doubles_to_the_cap() -> None:
         spacings.append(round(0.01 + d.delay, 6))
     assert spacings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
     assert short_runs == 9
-    assert d.reason == "exit code 0; restarting in 29.99 s (9 short runs in a row)"
+    assert d.reason == "restarting in 29.99 s after 9 short runs in a row"
 
 
 def test_policy_restart_spacing_counts_from_the_spawn() -> None:
@@ -244,7 +264,7 @@ def test_policy_restart_spacing_counts_from_the_spawn() -> None:
 
 def test_policy_run_outlasting_its_spacing_resets_the_guard() -> None:
     d = _exit(ALWAYS, ran=30.0, short_runs=40)
-    assert (d.delay, d.short_runs, d.reason) == (0.0, 0, "exit code 0; restarting")
+    assert (d.delay, d.short_runs, d.reason) == (0.0, 0, "restarting")
     d = _exit(ALWAYS, ran=29.9, short_runs=40)  # still within the capped spacing
     assert d.short_runs == 41
     assert d.delay == pytest.approx(0.1)

@@ -194,7 +194,7 @@ def _counting_lines_at(
 
 
 async def test_slot_reports_starting_before_any_line_of_the_run(h: Harness) -> None:
-    """QA3 #8: a run's first line reached the console before its STARTING."""
+    """A run's first line reached the console before its STARTING."""
     quick = ("/bin/sh", "-c", "echo one; echo two >&2; exec sleep 1000")  # no Python start-up
     spec = dataclasses.replace(h.slot().spec, command=quick)
     slot, lines_at_starting = _counting_lines_at(h, S.STARTING, spec)
@@ -255,8 +255,10 @@ async def test_slot_crash_after_running_restarts_with_on_failure(h: Harness) -> 
         st = await slot.stop()
     assert st.state is S.STOPPED
     assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
-    assert "restarting" in h.rec.changes[2].reason
+    assert h.rec.changes[2].reason == "restarting"  # the exit code is beside it, not in it
     assert h.rec.changes[2].exit_code == 2
+    # Read in the console as "(restarted: restart = on-failure)": no nested parentheses.
+    assert h.rec.changes[3].reason == "restarted: restart = on-failure"
 
 
 async def test_slot_always_restarts_exit_zero(h: Harness) -> None:
@@ -305,7 +307,7 @@ async def test_slot_killed_by_signal_counts_as_failure(h: Harness) -> None:
 async def test_slot_quick_exit_runs_once_only_when_not_restarted_anyway(
     h: Harness, restart: RestartPolicy, code: int, states: list[ProcessState]
 ) -> None:
-    """QA #8: a one-shot job that exits 0 before start_seconds is EXITED, not retried."""
+    """A one-shot job that exits 0 before start_seconds is EXITED, not retried."""
     slot = h.slot(_worker("child_exit.py"), str(code), start_seconds=5.0, restart=restart)
     async with supervised(slot):
         await slot.start()
@@ -315,14 +317,14 @@ async def test_slot_quick_exit_runs_once_only_when_not_restarted_anyway(
     assert st.reason == h.rec.changes[-1].reason
     if states[-1] is S.EXITED:
         assert st.reason.endswith(
-            f"within start_seconds (5 s); not restarted (restart = {restart.value})"
+            f"within start_seconds = 5 s; not restarted: restart = {restart.value}"
         )
     else:
         assert st.reason.endswith("gave up after 3 failed starts in a row")
 
 
 async def test_slot_restart_loop_is_throttled(h: Harness) -> None:
-    """QA #7: `true` under always with start_seconds = 0 is not restarted in a tight loop.
+    """`true` under always with start_seconds = 0 is not restarted in a tight loop.
 
     The spacing between spawns is at least 0.8 x 0.2 s, then 0.8 x 0.4 s (the cap):
     in a 1.5 s window that is at most 6 spawns (about 50 without the guard).
@@ -350,7 +352,7 @@ async def test_slot_restart_loop_is_throttled(h: Harness) -> None:
 
 
 async def test_slot_restarts_count_only_the_slot_s_own_restarts(h: Harness) -> None:
-    """QA #23: an operator's start after a stop is not a restart."""
+    """An operator's start after a stop is not a restart."""
     slot = h.slot(_worker("child_ready.py"))
     async with supervised(slot):
         for _ in range(2):
@@ -365,7 +367,7 @@ async def test_slot_restarts_count_only_the_slot_s_own_restarts(h: Harness) -> N
 async def test_slot_exiting_at_once_is_identified(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """QA #12: the create_time is read before the exit watcher can reap the process."""
+    """The create_time is read before the exit watcher can reap the process."""
     slots = [
         h.slot(command=("true",), start_seconds=0.0, restart=RestartPolicy.NEVER, index=i)
         for i in range(8)
@@ -427,7 +429,7 @@ async def test_slot_cancelling_run_stops_the_process(h: Harness) -> None:
 
 @pytest.mark.parametrize("backoff", [False, True])
 async def test_slot_close_gives_the_reason_of_the_stop(h: Harness, backoff: bool) -> None:
-    """QA #22: the canceller says why: "removed by reload", "dsup shutting down"."""
+    """The canceller says why: "removed by reload", "dsup shutting down"."""
     argv = ("child_exit.py", "1") if backoff else ("child_ready.py",)
     slot = h.slot(_worker(argv[0]), *argv[1:], backoff_seconds=30.0, backoff_max_seconds=30.0)
     async with supervised(slot):
@@ -537,7 +539,7 @@ async def test_slot_missing_executable_is_fatal_with_reason(h: Harness) -> None:
     assert "no-such-program" in st.last_error
     assert h.rec.states("w:0") == [S.BACKOFF, S.BACKOFF, S.FATAL]
     assert "cannot start" in h.rec.changes[-1].reason
-    # QA #9: the status says why it is FATAL
+    # The status says why it is FATAL
     assert st.reason == h.rec.changes[-1].reason
     assert st.reason.startswith("cannot start: No such file or directory: ")
     assert st.reason.endswith("gave up after 3 failed starts in a row")

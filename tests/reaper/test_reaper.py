@@ -85,7 +85,7 @@ PAUSER = [sys.executable, "-c", "import signal\nwhile True: signal.pause()"]
 
 @dataclass
 class Worker:
-    """A reap_tree.py worker spawned the way the child module does, and watched by pidfd."""
+    """A reap_tree.py worker spawned the way a run does, and watched by pidfd."""
 
     popen: subprocess.Popen[bytes]
     ident: ProcIdent
@@ -101,7 +101,7 @@ class Worker:
         return [self.pid, *(p for pids in self.pids.values() for p in pids)]
 
     async def watch(self) -> None:
-        """Set ``exited`` when the worker exits; reaps it like the child module would."""
+        """Set ``exited`` when the worker exits; reaps it like a run would."""
         pidfd = os.pidfd_open(self.pid)
         try:
             await anyio.wait_readable(pidfd)
@@ -184,7 +184,7 @@ async def spawned(instance: str, run_id: str, *args: str) -> AsyncIterator[Worke
     assert popen.stdout is not None
     worker: Worker | None = None
     try:
-        # Identified at once, as the child module does (unreaped, so never reused).
+        # Identified at once, as a run does (unreaped, so never reused).
         ident = ProcIdent(popen.pid, psutil.Process(popen.pid).create_time())
         with anyio.fail_after(10):
             worker = Worker(popen, ident, run_id, await _read_ready(popen.stdout.fileno()))
@@ -309,7 +309,7 @@ async def test_subreaper_adopts_and_reaps_double_forked_daemon(
 async def test_terminate_tree_wakes_a_stopped_tree_to_take_the_signal(
     instance: str, ledger: Ledger
 ) -> None:
-    """A SIGSTOPped worker must see SIGTERM, not sit out the timeout to SIGKILL (QA #19)."""
+    """A SIGSTOPped worker must see SIGTERM, not sit out the timeout to SIGKILL."""
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "1", "--bare") as w:
         for pid in w.all_pids():
@@ -508,7 +508,7 @@ async def test_serve_emits_orphans_cleaned(instance: str, ledger: Ledger) -> Non
 async def test_serve_reaps_an_adopted_orphan_soon_after_it_dies(
     instance: str, ledger: Ledger
 ) -> None:
-    """Not only at the next sweep, which is an hour away here (QA #11)."""
+    """Not only at the next sweep, which is an hour away here."""
     reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
     assert reaper.become_subreaper()
     with anyio.fail_after(20):
@@ -565,7 +565,7 @@ async def test_stats_sums_the_tree(instance: str, ledger: Ledger) -> None:
 async def test_stats_memory_is_the_rss_of_every_process_summed(
     instance: str, ledger: Ledger
 ) -> None:
-    """QA4 #5: MEMORY is documented as summed RSS (shared pages once per process), not PSS."""
+    """MEMORY is documented as summed RSS (shared pages once per process), not PSS."""
     reaper = Reaper(instance_id=instance, ledger=ledger)
     async with spawned(instance, "run1", "--children", "2") as w:
         tree = [psutil.Process(w.pid), *psutil.Process(w.pid).children(recursive=True)]
@@ -582,7 +582,7 @@ async def test_stats_memory_is_the_rss_of_every_process_summed(
 async def test_stats_never_shows_more_cpu_than_the_threads_can_use(
     instance: str, ledger: Ledger
 ) -> None:
-    """QA2 #11: a busy single-threaded worker showed 106% over a 0.1 s window."""
+    """A busy single-threaded worker showed 106% over a 0.1 s window."""
     reaper = Reaper(instance_id=instance, ledger=ledger)
     command = [sys.executable, "-u", str(WORKERS / "ctl_busy.py")]
     async with await anyio.open_process(command, stdin=subprocess.DEVNULL) as busy:

@@ -94,7 +94,7 @@ def test_ledger_leftovers_of_one_run(ledger: Ledger) -> None:
 
 
 def test_ledger_keeps_only_the_newest_settled_runs_and_every_open_one(tmp_path: Path) -> None:
-    """A crash-looping worker adds a run per restart; the history stays bounded (QA #7)."""
+    """A crash-looping worker adds a run per restart; the history stays bounded."""
     with Ledger.open(tmp_path / "ledger.sqlite3", runs_keep=3) as led:
         _start(led, "open", pid=1)
         for i in range(6):
@@ -172,7 +172,7 @@ def test_ledger_refuses_newer_schema(tmp_path: Path) -> None:
 
 
 def test_ledger_refuses_a_non_database_saying_what_to_do(tmp_path: Path) -> None:
-    """QA3 #13: the message gave no hint of the way out, nor of its cost."""
+    """The message gave no hint of the way out, nor of its cost."""
     path = tmp_path / "l.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError) as info:

@@ -35,8 +35,8 @@ def outbox(ledger: Ledger) -> Outbox:
 
 
 def _send_head(outbox: Outbox, channel: int, message_id: int, now: float = 10.0) -> int:
-    (row,) = outbox.due(now=now, channels=frozenset({channel}))
-    outbox.begin_attempt(row.id, now=now)
+    others = frozenset(r.channel for r in outbox.due(now=now)) - {channel}
+    (row,) = outbox.claim(now=now, skip=others)
     outbox.mark_sent(row.id, message_id, now=now)
     return row.id
 
@@ -48,17 +48,20 @@ def test_outbox_sends_each_channel_in_order_written(outbox: Outbox) -> None:
     assert [r.id for r in outbox.due(now=5.0)] == [a1, b1]
     _send_head(outbox, A, 9001)
     assert [r.content for r in outbox.due(now=5.0)] == ["b1", "a2"]
-    assert [r.id for r in outbox.due(now=5.0, channels=frozenset({A}))] == [a2]
+    assert [r.id for r in outbox.due(now=5.0, skip=frozenset({B}))] == [a2]
 
 
 def test_outbox_failed_row_waits_for_its_retry_and_holds_its_channel(outbox: Outbox) -> None:
     first = outbox.post(A, "state", "first", now=1.0)
     outbox.post(A, "state", "second", now=1.0)
-    outbox.begin_attempt(first, now=2.0)
+    (claimed,) = outbox.claim(now=2.0)
+    assert (claimed.id, claimed.attempts, claimed.first_try_at) == (first, 0, None)
     outbox.mark_failed(first, "HTTP 503", retry_at=2.0 + retry_delay(1))
     assert outbox.due(now=2.5) == []
-    (row,) = outbox.due(now=3.0)
+    (row,) = outbox.claim(now=3.0)
     assert (row.id, row.attempts, row.first_try_at) == (first, 1, 2.0)
+    (again,) = outbox.due(now=3.0)
+    assert (again.attempts, again.first_try_at) == (2, 2.0)
 
 
 def test_outbox_pending_rows_survive_a_reopen(tmp_path: Path) -> None:
@@ -66,7 +69,7 @@ def test_outbox_pending_rows_survive_a_reopen(tmp_path: Path) -> None:
     with Ledger.open(path) as led:
         box = Outbox(led)
         row_id = box.post(A, "result", "done", now=1.0)
-        box.begin_attempt(row_id, now=2.0)
+        box.claim(now=2.0)
         nonce = box.nonce(row_id)
     with Ledger.open(path) as led:
         (row,) = Outbox(led).due(now=3.0)
@@ -176,7 +179,7 @@ def test_outbox_content_too_long_is_cut_saying_so(outbox: Outbox) -> None:
 def test_outbox_abandoned_row_frees_its_channel(outbox: Outbox) -> None:
     bad = outbox.post(A, "state", "refused", now=1.0)
     outbox.post(A, "state", "next", now=1.0)
-    outbox.begin_attempt(bad, now=1.0)
+    outbox.claim(now=1.0)
     outbox.mark_abandoned(bad, "400 Bad Request")
     assert [r.content for r in outbox.due(now=2.0)] == ["next"]
     assert outbox.stats().abandoned == 1

@@ -97,7 +97,7 @@ def test_open_state_dir_refuses_dir_writable_by_others(tmp_path: Path, mode: int
 
 
 def test_open_state_dir_never_advises_chmod_on_a_shared_sticky_dir(tmp_path: Path) -> None:
-    """``state_dir = "/tmp"`` must not be answered with 'chmod 700 /tmp' (QA #22)."""
+    """``state_dir = "/tmp"`` must not be answered with 'chmod 700 /tmp'."""
     path = tmp_path / "shared"
     path.mkdir()
     path.chmod(0o1777)
@@ -108,7 +108,7 @@ def test_open_state_dir_never_advises_chmod_on_a_shared_sticky_dir(tmp_path: Pat
 
 
 def test_open_state_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
-    """A failed mkdir was a raw traceback (QA #5)."""
+    """A failed mkdir was a raw traceback."""
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(StateDirUnsafe) as info, open_state_dir(blocker / "state"):
@@ -171,7 +171,7 @@ def test_open_state_dir_releases_lock_on_exit(tmp_path: Path) -> None:
 
 
 def test_shutdown_marker_names_its_dsup_until_the_next_one_locks(tmp_path: Path) -> None:
-    """QA3 #3: ctl must tell a dsup shutting down from one whose socket was lost."""
+    """``dsup ctl`` must tell a dsup shutting down from one whose socket was lost."""
     path = tmp_path / "state"
     with open_state_dir(path):
         assert shutdown_marker(path) is None

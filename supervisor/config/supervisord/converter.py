@@ -1,14 +1,7 @@
-"""Turn a ``supervisord.conf`` into dsup TOML: ``dsup import-supervisord PATH``.
+"""``dsup import-supervisord``: a ``supervisord.conf`` turned into dsup TOML.
 
-This module owns mapping supervisord's sections and options to dsup keys and
-writing the equivalent dsup config, with a ``# not carried over`` comment for
-every option that has no dsup equivalent. It does not own reading supervisord's
-ini dialect (``supervisord_ini``: includes, ``%(here)s``-style expansions,
-``environment=`` pairs, sizes, booleans), quoting TOML (``toml_text``), nor what
-a valid dsup config is: each converted program is checked by
-``config.parse_config`` and keys dsup refuses become comments too. Mistakes in
-the supervisord file (missing ``command``, a bad integer, a missing include)
-raise ``ConfigError`` naming the file, the section and the key.
+Each converted program is checked by dsup's own config reader; what dsup does not take becomes
+a ``# not carried over`` comment, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -41,25 +34,25 @@ from supervisor.errors import ConfigError, ConfigIssue
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-# Why each supervisord program option has no dsup equivalent (issue 2).
+# Why each supervisord program option has no dsup equivalent.
 _DROPPED = {
     "priority": "dsup starts programs in file order; this file lists them by priority",
     "user": "dsup runs every child as its own user; run dsup as that user",
     "umask": "children inherit dsup's umask",
     "stopasgroup": "dsup always signals the whole process tree",
     "killasgroup": "dsup always kills the whole process tree",
-    "redirect_stderr": "dsup captures stdout and stderr itself, in one log per process",
-    "stdout_logfile": "dsup writes each process's log under state_dir",
-    "stderr_logfile": "dsup writes each process's log under state_dir",
-    "stderr_logfile_maxbytes": "dsup rotates one log per process (log_max_bytes)",
-    "stderr_logfile_backups": "dsup rotates one log per process (log_backups)",
+    "redirect_stderr": "dsup keeps stderr apart: NAME-N.out.log and NAME-N.err.log",
+    "stdout_logfile": "dsup writes each process's two logs under state_dir/logs",
+    "stderr_logfile": "dsup writes each process's two logs under state_dir/logs",
+    "stderr_logfile_maxbytes": "dsup rotates the stderr log as the stdout one: log_max_bytes",
+    "stderr_logfile_backups": "dsup rotates the stderr log as the stdout one: log_backups",
     "stdout_capture_maxbytes": "dsup has no capture mode; see relay",
     "stderr_capture_maxbytes": "dsup has no capture mode; see relay",
     "stdout_events_enabled": "dsup has no event listeners; see relay",
     "stderr_events_enabled": "dsup has no event listeners; see relay",
     "stdout_syslog": "dsup does not write to syslog",
     "stderr_syslog": "dsup does not write to syslog",
-    "serverurl": "workers talk to dsup through worker_sdk, not XML-RPC",
+    "serverurl": "dsup has no XML-RPC interface for workers to call",
     "exitcodes": "dsup counts only exit code 0 as success",
     "process_name": "dsup names the processes NAME:0 ... NAME:N-1",
     "numprocs_start": "dsup numbers the processes from 0",

@@ -1,11 +1,7 @@
-"""Reading supervisord's ini dialect, for ``dsup import-supervisord``.
+"""Reading supervisord's ini dialect as supervisord itself would, for the importer.
 
-This module owns what supervisord itself would understand in a config file:
-sections across ``[include]`` globs (relative to the including file, followed
-recursively, each file once), ``%(name)s`` expansions, the ``environment=`` pair
-syntax, booleans, byte sizes, signals and command lines. It does not own the
-mapping to dsup keys (``supervisord_import``). Every mistake raises
-``ConfigError`` naming the file, the section and the key.
+Includes, ``%(name)s`` expansions, ``environment=`` pairs, sizes, booleans, signals and command
+lines; every mistake raises ``ConfigError`` naming the file, the section and the key.
 """
 
 from __future__ import annotations

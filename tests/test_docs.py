@@ -1,0 +1,144 @@
+"""The console and ctl samples in docs/ are real output: each is checked against a run.
+
+A sample is a fenced block right after a ``<!-- sample: NAME -->`` comment. One
+scenario runs the real dsup on the demo fleet plus ``slowback``, as
+docs/control.md tells it: ctl status piped and in a 60-column terminal, a
+SIGKILL of dsup, a second dsup that cleans the orphans, ``ctl shutdown``.
+Every line of every sample must have the shape of a line that run printed:
+the same words, with any number standing for any number (pids, times, sizes),
+any list of numbers for any other, and any run of spaces for any other (column
+widths follow the numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._console import PtyRun
+from tests._e2e import DEADLINE, ctl_run
+from tests._wait import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+_SAMPLE = re.compile(r"<!-- sample: ([\w-]+) -->\n```\n(.*?)\n```", re.S)
+_NOTE = re.compile(r"\s+<- .*$")  # "scraper:0 | ...    <- stdout": the doc's own note
+
+
+def samples() -> dict[str, list[str]]:
+    """Every sample in docs/*.md by name: its lines, commands (``$ ...``) left out."""
+    found: dict[str, list[str]] = {}
+    for doc in sorted(DOCS.glob("*.md")):
+        for name, body in _SAMPLE.findall(doc.read_text(encoding="utf-8")):
+            lines = [_NOTE.sub("", line) for line in body.splitlines()]
+            found[f"{doc.name}:{name}"] = [x for x in lines if x and not x.startswith("$ ")]
+    return found
+
+
+def shape(line: str) -> str:
+    """A line with every number as ``N``, a list of them as one, every run of spaces as one."""
+    numbers = re.sub(r"\d+(?:\.\d+)?", "N", line)
+    return " ".join(re.sub(r"N(?:, N)+", "N", numbers).split())
+
+
+def test_docs_have_samples_to_check() -> None:
+    names = {name.split(":")[1] for name in samples()}
+    assert {"console-plain", "ctl-status", "ctl-status-narrow", "ctl-shutdown"} <= names
+
+
+def _config(tmp_path: Path) -> Path:
+    """examples/dsup.toml with its state in ``tmp_path`` and one more program, slowback."""
+    text = (REPO / "examples" / "dsup.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'cwd = "workers"', f"cwd = {json.dumps(str(REPO / 'examples' / 'workers'))}"
+    )
+    text = re.sub(r"(?m)^state_dir = .*$", 'state_dir = "state"', text)
+    text += (
+        '\n[programs.slowback]\ncommand = ["sh", "-c", "exit 7"]\n'
+        "backoff_seconds = 60\nbackoff_max_seconds = 60\n"
+    )
+    path = tmp_path / "dsup.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _states(config: Path) -> dict[str, tuple[str, int]]:
+    done = ctl_run(config, "--json", "status")
+    if done.returncode != 0:
+        return {}
+    return {
+        p["status"]["process"]: (p["status"]["state"], p["status"]["restarts"])
+        for p in json.loads(done.stdout)["processes"]
+    }
+
+
+def _dsup(config: Path, out: Path) -> subprocess.Popen[bytes]:
+    with open(out, "wb") as stdout:
+        return subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "run", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+
+def _run_the_scenario(tmp_path: Path) -> list[str]:
+    """Everything the scenario printed, line by line (console, ctl, terminal)."""
+    config = _config(tmp_path)
+    socket = tmp_path / "state" / "control.sock"
+    printed: list[str] = []
+    first = _dsup(config, tmp_path / "first.out")
+    try:
+        wait_for(socket.exists, "the control socket")
+        wait_for(
+            lambda: (
+                [state for state, _ in _states(config).values()]
+                == ["RUNNING", "RUNNING", "RUNNING", "BACKOFF"]
+            ),
+            "three processes RUNNING and slowback in BACKOFF",
+        )
+        printed += ctl_run(config, "status").stdout.splitlines()
+        wait_for(lambda: _states(config).get("flaky:0") == ("RUNNING", 1), "flaky to run again")
+        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"]
+        with PtyRun(argv, rows=24, columns=60) as narrow:
+            narrow.wait_exit()
+        printed += narrow.plain.replace("\r", "").splitlines()
+    finally:
+        first.send_signal(signal.SIGKILL)  # its workers are orphans now
+        first.wait(timeout=DEADLINE)
+    second = _dsup(config, tmp_path / "second.out")
+    try:
+        # The first one's socket file is still there: wait for an answer instead.
+        wait_for(lambda: ctl_run(config, "status").returncode == 0, "the second dsup")
+        printed += ctl_run(config, "shutdown").stdout.splitlines()
+        assert second.wait(timeout=DEADLINE) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait(timeout=DEADLINE)
+    for out in ("first.out", "second.out"):
+        printed += (tmp_path / out).read_text(encoding="utf-8").splitlines()
+    return printed
+
+
+def test_docs_console_and_ctl_samples_are_what_dsup_prints(tmp_path: Path) -> None:
+    """docs/console.md showed RUNNING -> BACKOFF where dsup prints STARTING -> BACKOFF."""
+    printed = _run_the_scenario(tmp_path)
+    real = {shape(line) for line in printed}
+    unseen = {
+        name: [line for line in lines if shape(line) not in real]
+        for name, lines in samples().items()
+    }
+    unseen = {name: lines for name, lines in unseen.items() if lines}
+    assert not unseen, "\n".join(
+        ["never printed:", *map(str, unseen.items()), "printed:", *printed]
+    )
