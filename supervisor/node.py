@@ -119,7 +119,12 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         )
         sinks: list[Console | Relay] = [console] if outbound is None else [console, outbound.relay]
         fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=sinks
+            config,
+            state=state,
+            ledger=ledger,
+            reaper=reaper,
+            sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
+            line_sinks=sinks,
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
