@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.bridge import DiscordBridge
     from supervisor.bridge.outbound import Outbound
+    from supervisor.bridge.questions import QuestionRelay
     from supervisor.bridge.relay import Relay
     from supervisor.config.schema import Config
 
@@ -117,14 +118,24 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             if discord
             else (None, None)
         )
-        sinks: list[Console | Relay] = [console] if outbound is None else [console, outbound.relay]
+        line_sinks: list[Console | Relay] = [console]
+        if outbound is not None:
+            line_sinks.append(outbound.relay)
+        questions = (
+            _questions(config, ledger, lambda: fleet.config if fleet else config)
+            if discord
+            else None
+        )
+        sinks: list[Console | Relay | QuestionRelay] = [*line_sinks]
+        if questions is not None:
+            sinks.append(questions)
         fleet = Fleet(
             config,
             state=state,
             ledger=ledger,
             reaper=reaper,
             sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
-            line_sinks=sinks,
+            line_sinks=line_sinks,
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
@@ -150,6 +161,9 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                 if outbound is not None and bridge is not None:
                     client = bridge
                     await services.start(outbound.run, lambda: client.client)
+                if questions is not None and bridge is not None:
+                    asker = bridge
+                    await services.start(questions.serve, lambda: asker.client)
                 async with anyio.create_task_group() as work:
                     await work.start(tasks.run)
                     async with anyio.create_task_group() as front:
@@ -187,6 +201,17 @@ def _bridge(
         client_options=outbound.client_options(),
     )
     return bridge, outbound
+
+
+def _questions(
+    config: Config, ledger: Ledger, current: Callable[[], Config]
+) -> QuestionRelay | None:
+    """Workers' questions in Discord, when the config has ``[discord]``."""
+    if config.discord is None:
+        return None
+    from supervisor.bridge.questions import QuestionRelay
+
+    return QuestionRelay(config.discord, ledger, lambda: current().programs)
 
 
 async def _watch_signals(

@@ -19,9 +19,16 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
+from supervisor.bridge.results import result_message
 from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
-from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.events import (
+    OrphansCleaned,
+    OutputLines,
+    ProcessState,
+    ResultReported,
+    StateChanged,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -175,6 +182,8 @@ class Relay:
             self._take_lines(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
+        elif isinstance(event, ResultReported):
+            self.post_result(event.result.process, result_message(event.result))
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
 
