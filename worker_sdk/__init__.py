@@ -1,8 +1,7 @@
 """Stdlib-only helpers for workers supervised by dsup: progress, logs, results, questions.
 
-``from worker_sdk import progress, log, result, ask``; outside dsup every call
-degrades to lines on stderr (and ``ask`` to the terminal). The wire format is in
-``protocol`` and docs/worker_protocol.md.
+``from worker_sdk import progress, log, result, ask``; outside dsup each call degrades to lines
+on stderr. The wire format is in ``protocol`` and docs/worker_protocol.md.
 """
 
 from worker_sdk.api import NoAnswer, ask, log, progress, result

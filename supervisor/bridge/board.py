@@ -1,11 +1,7 @@
 """The status board: one message in ``status_channel``, edited in place when it changes.
 
-Its id is kept in the ledger, so a restarted dsup edits the same message; without
-it (a lost ledger) the channel's recent history is searched for the bot's own
-board before anything is posted, so there are never two. Edits happen only when
-the text changed, at most once per ``status_interval_seconds``; a refused edit
-(429, 30046, a channel the bot cannot see) waits longer each time instead of
-looping.
+Its id is kept in the ledger (or found in the channel's history), so there are never two;
+edits happen only when the text changed, paced, and a refused edit waits longer each time.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """What the status board says: the node, the bridge's health, counts, a line per process.
 
-Pure text, no discord.py: the board (``board``) puts it in an embed. Nothing here
-moves with time alone (uptimes are Discord timestamps, ``<t:UNIX:R>``, which
-clients render live), so an idle fleet renders the same text and costs no edit.
-It always fits the embed description: past what fits, healthy processes are
-summarised per program and state, then unhealthy ones get shorter lines, and
-only past that are they summarised too.
+Pure text that never moves with time alone (uptimes are Discord timestamps), so an idle fleet
+costs no edit; it always fits the embed, summarising healthy processes first.
 """
 
 from __future__ import annotations

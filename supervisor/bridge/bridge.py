@@ -1,9 +1,7 @@
-"""The Discord bridge's life: log in, serve, and come back after failures without
-ever disturbing the fleet.
+"""The Discord bridge's life: log in, serve, and come back after failures.
 
-A rejected token stops the bridge with a clear message and no retry; any other
-failure ends the client, waits (:mod:`backoff`) and starts a new one. While a
-client runs, discord.py itself resumes dropped gateway sessions.
+A rejected token stops the bridge with a clear message; any other failure ends the client,
+waits (``backoff``) and starts a new one, never disturbing the fleet.
 """
 
 from __future__ import annotations

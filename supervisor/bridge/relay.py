@@ -1,10 +1,7 @@
 """The relay: the fleet's events and output, turned into outbox rows bound for Discord.
 
-An event sink and line consumer that never blocks a pipe: delivering only updates
-bounded memory (incidents, each process's last lines, the output stream of
-``relay = "all"`` programs, audit lines). One task writes what is due to the
-outbox every tick, paced so output never outruns the channel. No discord here:
-the sender drains the outbox.
+A sink that never blocks a pipe: delivering only updates bounded memory, and one task writes
+what is due to the outbox, paced to the channel. The sender drains the outbox.
 """
 
 from __future__ import annotations

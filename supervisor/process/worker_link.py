@@ -1,11 +1,7 @@
 """What one run's worker says on its channel (``DSUP_FD``), and dsup's answers.
 
-One task per run reads the channel (``output.channel``) and turns messages into
-state and events: the latest progress (events coalesced), logs (rate-limited),
-results (recorded, then announced) and questions (``questions``), with their
-timeouts. A bad message is counted and logged, never fatal. Adding a message
-type (``tasks``, ``submit``): name it in ``worker_sdk.protocol``, add a method to
-``WorkerLink._HANDLERS`` below; replies go through ``self._sender``.
+One task per run turns messages into progress, logs, results and questions; a bad message is
+counted and logged, never fatal. A new message type is a method in ``_HANDLERS``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The task queue of a node: tasks in, dispatched to their programs' processes, results out.
 
-A task is in the store before it is acknowledged. Each oneshot program runs at
-most ``concurrency`` attempts at once; an attempt holds a lease on its task,
-renewed while it runs. At start-up the tasks this node was running when it died
-are queued again (at-least-once), up to ``task_max_attempts``.
+A task is stored before it is acknowledged and leased while it runs; tasks a dead node was
+running are queued again at start-up (at least once, up to ``task_max_attempts``).
 """
 
 from __future__ import annotations
