@@ -259,11 +259,18 @@ class _AnswerModal(discord.ui.Modal):
     """The text box of a free-text question."""
 
     def __init__(self, context: BridgeContext, question_id: int) -> None:
-        super().__init__(title=f"Answer question {question_id}"[:45], timeout=900)
+        super().__init__(
+            title=f"Answer question {question_id}"[:45],
+            timeout=900,
+            custom_id=f"dsup:answertext:{question_id}",
+        )
         self._context = context
         self._question_id = question_id
         self.text: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Your answer", style=discord.TextStyle.paragraph, max_length=1000
+            label="Your answer",
+            style=discord.TextStyle.paragraph,
+            max_length=1000,
+            custom_id="answer",
         )
         self.add_item(self.text)
 

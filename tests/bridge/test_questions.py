@@ -286,3 +286,26 @@ async def test_result_is_posted_to_the_results_channel_through_the_outbox(
         await node.outbound.relay.flush(final=True)
         rows = node.ledger.read("SELECT content FROM outbox WHERE kind = 'result'")
         assert [r["content"].split(" ")[0] for r in rows] == ["**w:0**"]
+
+
+async def test_free_text_question_is_answered_in_a_text_box(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    asker = _asker("Which table?", "-", "-", "-")
+    async with _served(tmp_path, fake_discord, team, asker) as (node, _):
+        message = await _question_message(fake_discord, "Which table?")
+        (button,) = _buttons(message)
+        assert button["label"] == "Answer…"
+        refused = await final_answer(_click(fake_discord, team.viewer, message, 0))
+        assert is_private(refused)
+        assert "may not answer" in (refused.content or "")
+        opened = _click(fake_discord, team.operator, message, 0)
+        modal = await opened.wait_reply()
+        assert modal.type == 9
+        submitted = fake_discord.submit_modal(opened, {"answer": "  stale_rows  "})
+        answered = await final_answer(submitted)
+        assert is_private(answered)
+        assert "stale\\_rows" in (answered.content or "")
+        await wait_until(lambda: "answer stale_rows" in _output(node))
+        await _settled(fake_discord, int(message["id"]), "by otto")
