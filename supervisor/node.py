@@ -129,7 +129,12 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         )
         sinks: list[Console | Relay | QuestionRelay | ProgressRelay] = [*line_sinks, *workers]
         fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
+            config,
+            state=state,
+            ledger=ledger,
+            reaper=reaper,
+            sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
+            line_sinks=line_sinks,
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()

@@ -148,13 +148,18 @@ def _short(st: ProcessStatus) -> str:
 
 
 def _summaries(statuses: Sequence[ProcessStatus]) -> list[str]:
-    """One line per program and state: ``🟢 `scraper` x 40 RUNNING``."""
-    groups: dict[tuple[ProcessState, str], int] = {}
+    """One line per program and state (``🟢 `scraper` x 40 RUNNING``); one process alone
+    keeps its name."""
+    groups: dict[tuple[ProcessState, str], list[ProcessStatus]] = {}
     for st in statuses:
-        key = (st.state, st.program)
-        groups[key] = groups.get(key, 0) + 1
+        groups.setdefault((st.state, st.program), []).append(st)
     ranked = sorted(groups.items(), key=lambda item: _ORDER.index(item[0][0]))
-    return [f"{EMOJI[state]} `{program}` x {n} {state.value}" for (state, program), n in ranked]
+    return [
+        _short(members[0])
+        if len(members) == 1
+        else f"{EMOJI[state]} `{program}` x {len(members)} {state.value}"
+        for (state, program), members in ranked
+    ]
 
 
 def _last_exit(st: ProcessStatus) -> str:
