@@ -22,6 +22,7 @@ from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
 
@@ -84,6 +85,7 @@ class DiscordBridge:
         self.attempts = 0
         self.client: BridgeClient | None = None
         self.board: Board | None = None
+        self.desk: TaskDesk | None = None
 
     def health_now(self) -> BridgeHealth:
         """The bridge's health (a ``commands.health.HealthSource``)."""
@@ -154,9 +156,12 @@ class DiscordBridge:
         self.attempts += 1
         client = self.client = BridgeClient(context, **self._client_options)
         board = self._board(context)
+        desk = self.desk = self.desk or TaskDesk(context)
+        client.task_desk = desk
         failure: Exception | None = None
         async with client, anyio.create_task_group() as tasks:
             tasks.start_soon(board.serve, client)
+            tasks.start_soon(desk.serve, client)
             try:
                 await client.start(token)
             except Exception as exc:  # judged below, once the client is closed

@@ -19,6 +19,7 @@ import discord
 from supervisor.bridge.commands import slash_commands
 from supervisor.bridge.mention import handle_message
 from supervisor.bridge.sync import CommandSync
+from supervisor.bridge.tasks import task_commands
 from supervisor.bridge.views import board_view, dynamic_items
 from supervisor.commands.access import Command
 from supervisor.errors import Unavailable
@@ -39,7 +40,7 @@ async def install(client: BridgeClient) -> None:
     """
     context = client.context
     guild = discord.Object(id=context.guild_id)
-    for command in slash_commands(context):
+    for command in [*slash_commands(context), *task_commands(context)]:
         client.tree.add_command(command, guild=guild)
     client.add_dynamic_items(*dynamic_items(context))
     client.board_view_factory = lambda: board_view(context.service.target_names()[0])
@@ -68,6 +69,11 @@ async def install(client: BridgeClient) -> None:
 
 
 async def on_guild_message(client: BridgeClient, message: discord.Message) -> None:
-    """A message in the served guild from someone else: a command when it mentions the bot."""
-    if client.user is not None:
-        await handle_message(client.context, client.user, message)
+    """A message in the served guild from someone else: a task in the task channel, or a
+    command when it mentions the bot."""
+    if client.user is None:
+        return
+    desk = client.task_desk
+    if desk is not None and await desk.handle(client.user, message):
+        return
+    await handle_message(client.context, client.user, message)

@@ -87,6 +87,7 @@ class TaskQueue:
         self._waiters: dict[int, anyio.Event] = {}
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
+        self._listeners: list[Callable[[TaskRecord], None]] = []
 
     def live_run_ids(self) -> set[str]:
         """The runs of attempts under way (the reaper's sweeps spare them)."""
@@ -95,6 +96,10 @@ class TaskQueue:
     def live_pids(self) -> set[int]:
         """The main processes of attempts not yet reaped."""
         return {run.pid for run in self._runs.values() if not run.exited.is_set()}
+
+    def watch(self, listener: Callable[[TaskRecord], None]) -> None:
+        """Tell ``listener`` each task as it is queued, starts and ends (must not block)."""
+        self._listeners.append(listener)
 
     # -- requests ----------------------------------------------------------------
 
@@ -110,8 +115,13 @@ class TaskQueue:
         source: TaskSource,
         author: str,
         source_key: str | None = None,
+        reply_channel: int | None = None,
+        reply_to: int | None = None,
     ) -> TaskRecord:
         """Record a task (durably, before returning) and wake the dispatcher.
+
+        ``source_key`` makes it idempotent (a chat message id); ``reply_channel``
+        and ``reply_to`` say where a chat front end answers it.
 
         Returns:
             The task: new, or the one already submitted with ``source_key``.
@@ -132,6 +142,8 @@ class TaskQueue:
             author=author,
             source_key=source_key,
             max_attempts=spec.task_max_attempts,
+            reply_channel=reply_channel,
+            reply_to=reply_to,
         )
         record, created = await anyio.to_thread.run_sync(
             lambda: self._store.submit(task, backlog=spec.task_backlog, now=time.time())
@@ -139,6 +151,7 @@ class TaskQueue:
         if created:
             logger.info("task %d for %s queued by %s", record.id, program, author)
             self._wake.set()
+            self._tell(record)
         return record
 
     async def cancel(self, task_id: int, *, by: str) -> TaskRecord:
@@ -184,6 +197,14 @@ class TaskQueue:
         """The latest tasks, newest first."""
         return await anyio.to_thread.run_sync(self._store.recent, limit)
 
+    async def unreplied(self, limit: int = 100) -> list[TaskRecord]:
+        """Ended tasks whose chat answer is not queued yet, oldest first."""
+        return await anyio.to_thread.run_sync(self._store.unreplied, limit)
+
+    async def mark_replied(self, task_id: int) -> None:
+        """Note that a task's chat answer is queued."""
+        await anyio.to_thread.run_sync(lambda: self._store.mark_replied(task_id, now=time.time()))
+
     # -- the queue's task ----------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -214,6 +235,7 @@ class TaskQueue:
                     break
                 attempt = _Attempt(task, anyio.CancelScope(), anyio.Event())
                 self._running[task.id] = attempt
+                self._tell(task)
                 busy += 1
                 self._tg.start_soon(self._attempt, spec, attempt)
 
@@ -289,6 +311,8 @@ class TaskQueue:
             logger.warning("task %d for %s: %s", record.id, record.program, record.reason)
             if record.state.is_final:
                 self._finished(record)
+            else:
+                self._tell(record)
         if changed:
             self._wake.set()
 
@@ -301,6 +325,11 @@ class TaskQueue:
         waiter = self._waiters.pop(record.id, None)
         if waiter is not None:
             waiter.set()
+        self._tell(record)
+
+    def _tell(self, record: TaskRecord) -> None:
+        for listener in self._listeners:
+            listener(record)
 
 
 def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
@@ -316,6 +345,9 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
         work_dir=fleet.state.path / "tasks",
         ledger=fleet.ledger,
         reaper=fleet.reaper,
+        emit=fleet.emit,
+        desk=fleet.desk,
+        store=fleet.store,
     )
     queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
     fleet.track(queue)

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.bridge.perform import VERBS
+from supervisor.bridge.perform import VERBS as PROCESS_VERBS
+from supervisor.bridge.tasks import TASK_VERBS
 from supervisor.config.preflight import preflight
 from supervisor.config.schema import load_config
 from supervisor.state.command_sync import CommandSyncStore
 from tests._control import ask, program, result
 from tests.bridge._members import final_answer, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
+
+VERBS = (*PROCESS_VERBS, *TASK_VERBS)
 
 if TYPE_CHECKING:
     from pathlib import Path
