@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor import signals
+from supervisor.config.schema import TaskMode
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.worker_link import WorkerLink
+from supervisor.process.worker_link import TaskBroker, WorkerLink
 
 if TYPE_CHECKING:
     import signal
@@ -67,6 +68,7 @@ class SlotContext:
         desk: the node's open questions; with ``store``, gives each run a
             channel to dsup (``DSUP_FD``); without, runs get none.
         store: where workers' results and questions are recorded.
+        tasks: where the workers of stream programs get their tasks.
     """
 
     node: str
@@ -79,6 +81,7 @@ class SlotContext:
     clock: Callable[[], float] = anyio.current_time
     desk: QuestionDesk | None = None
     store: WorkerStore | None = None
+    tasks: TaskBroker | None = None
 
 
 class _Once:
@@ -419,6 +422,7 @@ class Slot:
             desk=desk,
             store=store,
             clock=self._ctx.clock,
+            tasks=self._ctx.tasks if self.spec.tasks is TaskMode.STREAM else None,
         )
 
     def _stop_bound(self) -> float:

@@ -190,6 +190,15 @@ _MIGRATIONS: tuple[str, ...] = (
         message_id INTEGER NOT NULL
     );
     """,
+    # question_posts: the Discord message of each worker question, edited when it closes.
+    """
+    CREATE TABLE discord_questions (
+        question_id INTEGER PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        message_id  INTEGER NOT NULL,
+        settled     INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -1,7 +1,6 @@
 """One attempt of a oneshot task: a process of the program, with the task on stdin and argv.
 
-Built from the process core (``run.spawn``, the pumps, the log files, the
-reaper's tree stop), so a task's process is recorded, captured and ended like any
+Built from the process core, so a task's process is recorded, captured and ended like any
 other run: a timeout or a cancel stops its whole tree.
 """
 

@@ -1,13 +1,12 @@
 """The task queue of a node: tasks in, dispatched to their programs' processes, results out.
 
-A task is in the store before it is acknowledged. Each oneshot program runs at
-most ``concurrency`` attempts at once; an attempt holds a lease on its task,
-renewed while it runs. At start-up the tasks this node was running when it died
-are queued again (at-least-once), up to ``task_max_attempts``.
+A task is stored before it is acknowledged and leased while it runs; tasks a dead node was
+running are queued again at start-up (at least once, up to ``task_max_attempts``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -19,15 +18,17 @@ from supervisor.config.schema import TaskMode
 from supervisor.errors import InvalidArgument, NotATaskProgram
 from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
+from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.process.fleet import Fleet
     from supervisor.process.run import Run
+    from supervisor.process.worker_link import WorkerLink
     from supervisor.tasks.records import TaskRecord, TaskSource
     from supervisor.tasks.store import TaskStore
 
@@ -84,6 +85,7 @@ class TaskQueue:
         self._poll = poll_seconds
         self._running: dict[int, _Attempt] = {}
         self._runs: dict[str, Run] = {}
+        self._streams = StreamWorkers()
         self._waiters: dict[int, anyio.Event] = {}
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -100,6 +102,27 @@ class TaskQueue:
     def watch(self, listener: Callable[[TaskRecord], None]) -> None:
         """Tell ``listener`` each task as it is queued, starts and ends (must not block)."""
         self._listeners.append(listener)
+
+    # -- the workers of stream programs (a process.worker_link.TaskBroker) -------
+
+    def take(self, link: WorkerLink) -> None:
+        """A stream worker is ready for tasks."""
+        self._streams.add(link)
+        self._wake.set()
+
+    async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
+        """A stream worker answered a task."""
+        outcome = (
+            TaskOutcome(state=TaskState.DONE, result=text)
+            if ok
+            else TaskOutcome(state=TaskState.FAILED, reason=text)
+        )
+        if not self._streams.answer(link, task_id, outcome):
+            logger.info("task %d: a late answer from %s is ignored", task_id, link.process)
+
+    async def left(self, link: WorkerLink) -> None:
+        """A stream worker's channel ended."""
+        self._streams.remove(link)
 
     # -- requests ----------------------------------------------------------------
 
@@ -226,10 +249,13 @@ class TaskQueue:
         """Start attempts of queued tasks while their programs have room."""
         assert self._tg is not None
         for spec in list(self._programs().values()):
-            if spec.tasks is not TaskMode.ONESHOT:
+            if spec.tasks is None:
                 continue
             busy = sum(1 for a in self._running.values() if a.task.program == spec.name)
             while busy < spec.concurrency:
+                consumer = self._streams.pick(spec.name)
+                if spec.tasks is TaskMode.STREAM and consumer is None:
+                    break  # no worker takes tasks (yet)
                 task = await anyio.to_thread.run_sync(self._claim, spec.name)
                 if task is None:
                     break
@@ -237,7 +263,16 @@ class TaskQueue:
                 self._running[task.id] = attempt
                 self._tell(task)
                 busy += 1
-                self._tg.start_soon(self._attempt, spec, attempt)
+                if consumer is None:
+                    run = functools.partial(
+                        run_attempt, spec, task, self._ctx, attempt.cancel, self._runs
+                    )
+                else:
+                    run = functools.partial(
+                        run_stream_attempt, spec, task, consumer, attempt.cancel
+                    )
+                    consumer.reserve(task.id)  # counted in flight from now on
+                self._tg.start_soon(self._attempt, spec, attempt, run)
 
     def _claim(self, program: str) -> TaskRecord | None:
         now = time.time()
@@ -248,13 +283,18 @@ class TaskQueue:
     def _renew(self, task: TaskRecord) -> TaskRecord | None:
         return self._store.renew(task.id, task.attempts, lease_until=time.time() + self._lease)
 
-    async def _attempt(self, spec: ProgramSpec, attempt: _Attempt) -> None:
+    async def _attempt(
+        self,
+        spec: ProgramSpec,
+        attempt: _Attempt,
+        run: Callable[[], Awaitable[TaskOutcome]],
+    ) -> None:
         """Run one attempt and record its end; on shutdown, give the task back."""
         task = attempt.task
         logger.info("task %d for %s: attempt %d started", task.id, spec.name, task.attempts)
         try:
             try:
-                outcome = await run_attempt(spec, task, self._ctx, attempt.cancel, self._runs)
+                outcome = await run()
             except Exception as exc:  # the attempt's task boundary: the task fails, not dsup
                 logger.exception("task %d for %s: attempt failed", task.id, spec.name)
                 outcome = TaskOutcome(state=TaskState.FAILED, reason=f"internal error: {exc!r}")
@@ -351,6 +391,7 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
     )
     queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
     fleet.track(queue)
+    fleet.tasks = queue
     return queue
 
 
