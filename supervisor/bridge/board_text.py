@@ -1,11 +1,7 @@
 """What the status board says: the node, the bridge's health, counts, a line per process.
 
-Pure text, no discord.py: the board (``board``) puts it in an embed. Nothing here
-moves with time alone (uptimes are Discord timestamps, ``<t:UNIX:R>``, which
-clients render live), so an idle fleet renders the same text and costs no edit.
-It always fits the embed description: past what fits, healthy processes are
-summarised per program and state, then unhealthy ones get shorter lines, and
-only past that are they summarised too.
+Pure text that never moves with time alone (uptimes are Discord timestamps), so an idle fleet
+costs no edit; it always fits the embed, summarising healthy processes first.
 """
 
 from __future__ import annotations
@@ -152,13 +148,18 @@ def _short(st: ProcessStatus) -> str:
 
 
 def _summaries(statuses: Sequence[ProcessStatus]) -> list[str]:
-    """One line per program and state: ``🟢 `scraper` x 40 RUNNING``."""
-    groups: dict[tuple[ProcessState, str], int] = {}
+    """One line per program and state (``🟢 `scraper` x 40 RUNNING``); one process alone
+    keeps its name."""
+    groups: dict[tuple[ProcessState, str], list[ProcessStatus]] = {}
     for st in statuses:
-        key = (st.state, st.program)
-        groups[key] = groups.get(key, 0) + 1
+        groups.setdefault((st.state, st.program), []).append(st)
     ranked = sorted(groups.items(), key=lambda item: _ORDER.index(item[0][0]))
-    return [f"{EMOJI[state]} `{program}` x {n} {state.value}" for (state, program), n in ranked]
+    return [
+        _short(members[0])
+        if len(members) == 1
+        else f"{EMOJI[state]} `{program}` x {len(members)} {state.value}"
+        for (state, program), members in ranked
+    ]
 
 
 def _last_exit(st: ProcessStatus) -> str:

@@ -1,9 +1,7 @@
 """Posting and editing messages in a channel by id, with Discord's refusals as data.
 
-The one sending seam of the bridge: the board uses it, and so can the relay. Each
-call makes one request (discord.py may repeat it on a short 429 or a 5xx) and
-returns a :class:`Delivery` instead of raising, so a caller decides when to try
-again from the status, Discord's error code and ``retry_after``.
+Each call makes one request and returns a :class:`Delivery` instead of raising, so the
+caller decides when to try again from the status, the error code and ``retry_after``.
 """
 
 from __future__ import annotations

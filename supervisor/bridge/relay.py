@@ -1,10 +1,7 @@
 """The relay: the fleet's events and output, turned into outbox rows bound for Discord.
 
-An event sink and line consumer that never blocks a pipe: delivering only updates
-bounded memory (incidents, each process's last lines, the output stream of
-``relay = "all"`` programs, audit lines). One task writes what is due to the
-outbox every tick, paced so output never outruns the channel. No discord here:
-the sender drains the outbox.
+A sink that never blocks a pipe: delivering only updates bounded memory, and one task writes
+what is due to the outbox, paced to the channel. The sender drains the outbox.
 """
 
 from __future__ import annotations
@@ -19,9 +16,16 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
+from supervisor.bridge.results import result_message
 from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
-from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.events import (
+    OrphansCleaned,
+    OutputLines,
+    ProcessState,
+    ResultReported,
+    StateChanged,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -175,6 +179,8 @@ class Relay:
             self._take_lines(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
+        elif isinstance(event, ResultReported):
+            self.post_result(event.result.process, result_message(event.result))
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
 

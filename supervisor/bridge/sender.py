@@ -1,10 +1,7 @@
 """The sender: drains the outbox into Discord, once per row, paced, whatever fails.
 
-Each channel's head row goes out when its route's bucket allows (``pacing``); a
-create carries the row's stable nonce with ``enforce_nonce``, and past the nonce's
-window the channel's recent history is searched for the row's marker before posting
-again. A failure schedules a retry; a channel that keeps refusing is paused. The
-relay's own failures go to dsup's log only, never through the relay.
+A create carries the row's nonce (``enforce_nonce``) and, past its window, the channel is
+searched for the row's marker first, so a retry never posts twice.
 """
 
 from __future__ import annotations

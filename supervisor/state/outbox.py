@@ -1,11 +1,7 @@
 """The outbox: every message bound for Discord, in the ledger before it is sent.
 
-A row is written first, sent by the bridge, and marked sent with Discord's message
-id; a failure schedules a retry and a restart replays what is pending, per channel
-in the order written. Each row has a stable nonce (for ``enforce_nonce``) and an
-invisible marker, so a retry never posts a second copy. Output excerpts are the
-only rows ever dropped: past a bound they are summarised, so an outage cannot fill
-the disk or flood a channel when it ends.
+Rows are sent in order per channel, retried, and replayed after a restart, each with a stable
+nonce so a retry never posts twice; only output excerpts are ever summarised away.
 """
 
 from __future__ import annotations

@@ -47,14 +47,16 @@ async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
     """Every process RUNNING, and the board showing it."""
     node = bridged.node
     await wait_until(
-        lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes())
+        lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes()),
+        seconds=20,
     )
     await fake.wait_until(
         lambda: (
             fake.bot_messages("general")
             and "STARTING" not in _text(fake)
             and _text(fake).count("RUNNING") >= 2
-        )
+        ),
+        timeout_seconds=20,
     )
 
 
