@@ -57,7 +57,19 @@ TASK_REPLY = "task_reply"
 TASK_FAIL = "task_fail"
 """A task failed: ``id`` and ``reason``."""
 
+SUBMIT = "submit"
+"""Give a task to a program (pipelines): ``id`` (the worker's), ``program``, ``text``;
+dsup answers with :data:`SUBMITTED` or an ``error``."""
+TASK_WAIT = "task_wait"
+"""Wait for a task to end: ``id`` (the worker's), ``task``, optional ``timeout``
+(seconds); dsup answers with :data:`TASK_RESULT`, at the end or the timeout."""
+
 # dsup -> worker
+SUBMITTED = "submitted"
+"""To a ``submit``: ``id``, ``task`` (dsup's task id)."""
+TASK_RESULT = "task_result"
+"""To a ``task_wait``: ``id``, ``task``, ``state`` (``queued`` or ``running`` when the
+wait timed out), ``result``, ``reason``."""
 TASK = "task"
 """A task for a stream worker: ``id``, ``text``, ``author``, ``files`` (paths)."""
 TASK_CANCEL = "task_cancel"

@@ -116,3 +116,91 @@ def _stdin_tasks() -> Iterator[Task]:
     for number, line in enumerate(sys.stdin, start=1):
         if line.strip():
             yield Task(id=number, text=line.rstrip("\n"), author="stdin")
+
+
+_SUBMIT_SECONDS = 30.0  # the longest dsup may take to record a submitted task
+_WAIT_GRACE_SECONDS = 5.0  # how much longer than its timeout a wait waits for dsup's word
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How a submitted task ended (or where it was when a wait timed out).
+
+    Attributes:
+        id: dsup's task id.
+        state: ``done``, ``failed``, ``timed_out``, ``cancelled``; ``queued`` or
+            ``running`` when the wait ended first.
+        result: the answer when done.
+        reason: why it failed, timed out or was cancelled.
+    """
+
+    id: int
+    state: str
+    result: str = ""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the task is done."""
+        return self.state == "done"
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A task this worker gave to another program: wait for it with :meth:`wait`."""
+
+    id: int
+    _channel: Channel = field(repr=False)
+
+    def wait(self, timeout: float | None = None) -> TaskResult:
+        """Block until the task ends, or ``timeout`` seconds; its result.
+
+        Raises:
+            RuntimeError: the channel to dsup broke before the answer.
+        """
+        message: dict[str, object] = {
+            protocol.TYPE: protocol.TASK_WAIT,
+            "id": self._channel.new_id("w"),
+            "task": self.id,
+        }
+        if timeout is not None:
+            message["timeout"] = timeout
+        limit = None if timeout is None else timeout + _WAIT_GRACE_SECONDS
+        reply = self._channel.request(message, timeout=limit)
+        if reply is None:
+            raise RuntimeError(f"task {self.id}: no word from dsup")
+        if reply.get(protocol.TYPE) == protocol.ERROR:
+            raise RuntimeError(f"task {self.id}: {reply.get('message')}")
+        return TaskResult(
+            id=self.id,
+            state=str(reply.get("state", "")),
+            result=str(reply.get("result", "")),
+            reason=str(reply.get("reason", "")),
+        )
+
+
+def submit(program: str, text: str) -> Submitted:
+    """Give a task to ``program`` (a pipeline's next step); returns once dsup recorded it.
+
+    Raises:
+        RuntimeError: not under dsup, or dsup did not answer.
+        ValueError: dsup refused it (no such task program, a full backlog, a bad text).
+    """
+    channel = connect()
+    if channel is None:
+        raise RuntimeError("submit needs dsup: this process has no channel to it (DSUP_FD)")
+    message = {
+        protocol.TYPE: protocol.SUBMIT,
+        "id": channel.new_id("s"),
+        "program": program,
+        "text": text,
+    }
+    reply = channel.request(message, timeout=_SUBMIT_SECONDS)
+    if reply is None:
+        raise RuntimeError(f"submit to {program!r}: no word from dsup")
+    if reply.get(protocol.TYPE) == protocol.ERROR:
+        raise ValueError(f"submit to {program!r}: {reply.get('message')}")
+    task = reply.get("task")
+    if not isinstance(task, int):
+        raise RuntimeError(f"submit to {program!r}: an unexpected answer from dsup")
+    return Submitted(id=task, _channel=channel)

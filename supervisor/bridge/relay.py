@@ -16,7 +16,7 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
-from supervisor.bridge.results import result_message
+from supervisor.bridge.results import result_attach, result_message
 from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -110,6 +110,7 @@ class _Write:
     meta: tuple[str, str] | None = None
     incident: Incident | None = None
     version: int = 0
+    attach: str = ""
 
 
 class Relay:
@@ -180,11 +181,14 @@ class Relay:
         elif isinstance(event, StateChanged):
             self._take_state(event)
         elif isinstance(event, ResultReported):
-            self.post_result(event.result.process, result_message(event.result))
+            result = event.result
+            self.post_result(result.process, result_message(result), attach=result_attach(result))
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
 
-    def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:
+    def post_result(
+        self, process: str, text: str, *, reply_to: int | None = None, attach: str = ""
+    ) -> bool:
         """Queue a worker's result for the results channel (``relay`` of results or all).
 
         Written to the outbox at the next tick; never blocks.
@@ -198,7 +202,13 @@ class Relay:
         ):
             return False
         self._queue(
-            _Write(channel=self.channels.results, kind="result", content=text, reply_to=reply_to)
+            _Write(
+                channel=self.channels.results,
+                kind="result",
+                content=text,
+                reply_to=reply_to,
+                attach=attach,
+            )
         )
         return True
 
@@ -401,6 +411,7 @@ class Relay:
                     reply_to=write.reply_to,
                     counts=write.counts,
                     meta=write.meta,
+                    attach=write.attach,
                 )
             )
         return ids, self._outbox.stats()

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor import signals
-from supervisor.config.schema import TaskMode
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
@@ -68,7 +67,7 @@ class SlotContext:
         desk: the node's open questions; with ``store``, gives each run a
             channel to dsup (``DSUP_FD``); without, runs get none.
         store: where workers' results and questions are recorded.
-        tasks: where the workers of stream programs get their tasks.
+        tasks: where workers give tasks, and those of stream programs take them.
     """
 
     node: str
@@ -422,7 +421,7 @@ class Slot:
             desk=desk,
             store=store,
             clock=self._ctx.clock,
-            tasks=self._ctx.tasks if self.spec.tasks is TaskMode.STREAM else None,
+            tasks=self._ctx.tasks,
         )
 
     def _stop_bound(self) -> float:

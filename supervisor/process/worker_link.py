@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import anyio
 
+from supervisor.errors import SupervisorError
 from supervisor.events import (
     Progress,
     ProgressReported,
@@ -53,14 +54,28 @@ class Invalid(ValueError):
 class TaskBroker(Protocol):
     """Where a stream worker's tasks come from and its answers go (the task queue)."""
 
-    def take(self, link: WorkerLink) -> None:
-        """The worker is ready for tasks (``take_tasks``); they go by :meth:`WorkerLink.send`."""
+    def take(self, link: WorkerLink) -> bool:
+        """The worker is ready for tasks (``take_tasks``); they go by :meth:`WorkerLink.send`.
+
+        Returns:
+            False when its program takes no tasks this way (not ``tasks = "stream"``).
+        """
 
     async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
         """The worker answered a task: ``text`` is its answer (``ok``) or why it failed."""
 
     async def left(self, link: WorkerLink) -> None:
         """The worker's channel ended: its unanswered tasks are not coming back."""
+
+    async def submit_from(self, link: WorkerLink, program: str, text: str) -> int:
+        """A worker gives a task to ``program``; its id.
+
+        Raises:
+            SupervisorError: refused (no such task program, a full backlog, a bad text).
+        """
+
+    def wait_for(self, link: WorkerLink, request: object, task_id: int, timeout: float) -> None:
+        """Answer ``request`` with a ``task_result`` once the task ends (or ``timeout``)."""
 
 
 class WorkerLink:
@@ -345,11 +360,9 @@ class WorkerLink:
         self._questions[worker_id] = (question, deadline)
 
     async def _on_take_tasks(self, message: JsonObject) -> None:
-        if self._tasks is None:
-            raise Invalid(f'program {self.program!r} takes no tasks (tasks = "stream")')
-        if not self.takes_tasks:
-            self.takes_tasks = True
-            self._tasks.take(self)
+        if self._tasks is None or not (self.takes_tasks or self._tasks.take(self)):
+            raise Invalid(f'program {self.program!r} takes no tasks here (tasks = "stream")')
+        self.takes_tasks = True
 
     async def _on_task_answer(self, message: JsonObject) -> None:
         task_id = message.get("id")
@@ -374,7 +387,30 @@ class WorkerLink:
             parts.append("files: " + ", ".join(_under(self._cwd, f) for f in files))
         await self._tasks.answered(self, task_id, ok=True, text="\n".join(p for p in parts if p))
 
+    async def _on_submit(self, message: JsonObject) -> None:
+        if self._tasks is None:
+            raise Invalid("this dsup gives no tasks")
+        program, text = message.get("program"), message.get("text")
+        if "id" not in message or not isinstance(program, str) or not isinstance(text, str):
+            raise Invalid('a submit needs "id", "program" and "text"')
+        try:
+            task_id = await self._tasks.submit_from(self, program, text)
+        except SupervisorError as exc:
+            raise Invalid(str(exc)) from None
+        self._sender.send({protocol.TYPE: protocol.SUBMITTED, "id": message["id"], "task": task_id})
+
+    async def _on_task_wait(self, message: JsonObject) -> None:
+        task_id, timeout = message.get("task"), _number(message, "timeout")
+        if self._tasks is None:
+            raise Invalid("this dsup gives no tasks")
+        if "id" not in message or isinstance(task_id, bool) or not isinstance(task_id, int):
+            raise Invalid('a task_wait needs "id" and the integer "task"')
+        wait = protocol.MAX_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout)
+        self._tasks.wait_for(self, message["id"], task_id, min(wait, protocol.MAX_TIMEOUT_SECONDS))
+
     _HANDLERS: ClassVar[dict[str, Callable[[WorkerLink, JsonObject], Awaitable[None]]]] = {
+        protocol.SUBMIT: _on_submit,
+        protocol.TASK_WAIT: _on_task_wait,
         protocol.PROGRESS: _on_progress,
         protocol.LOG: _on_log,
         protocol.RESULT: _on_result,

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.config.schema import TaskMode
-from supervisor.errors import InvalidArgument, NotATaskProgram
+from supervisor.errors import InvalidArgument, NotATaskProgram, UnknownTask
 from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
 from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
+from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -68,6 +69,7 @@ class TaskQueue:
         *,
         lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = POLL_SECONDS,
+        chat: Callable[[], int | None] = lambda: None,
     ) -> None:
         """Serve the tasks of ``store``.
 
@@ -77,12 +79,15 @@ class TaskQueue:
             programs: the current programs (the config may be reloaded).
             lease_seconds: how long a claim lasts unless renewed.
             poll_seconds: how often the store is looked at unprompted.
+            chat: the chat channel (Discord's ``task_channel``) where tasks that
+                workers give are shown and answered, if any.
         """
         self._store = store
         self._ctx = ctx
         self._programs = programs
         self._lease = lease_seconds
         self._poll = poll_seconds
+        self._chat = chat
         self._running: dict[int, _Attempt] = {}
         self._runs: dict[str, Run] = {}
         self._streams = StreamWorkers()
@@ -105,10 +110,43 @@ class TaskQueue:
 
     # -- the workers of stream programs (a process.worker_link.TaskBroker) -------
 
-    def take(self, link: WorkerLink) -> None:
-        """A stream worker is ready for tasks."""
+    def take(self, link: WorkerLink) -> bool:
+        """A worker is ready for tasks; False unless its program is a stream program."""
+        spec = self._programs().get(link.program)
+        if spec is None or spec.tasks is not TaskMode.STREAM:
+            return False
         self._streams.add(link)
         self._wake.set()
+        return True
+
+    async def submit_from(self, link: WorkerLink, program: str, text: str) -> int:
+        """A worker gives a task (``worker_sdk.submit``): authored by its process."""
+        task = await self.submit(
+            program, text, source="worker", author=link.process, reply_channel=self._chat()
+        )
+        return task.id
+
+    def wait_for(self, link: WorkerLink, request: object, task_id: int, timeout: float) -> None:
+        """Answer a worker's ``task_wait`` once the task ends, or after ``timeout`` seconds."""
+        assert self._tg is not None
+        self._tg.start_soon(self._answer_wait, link, request, task_id, timeout)
+
+    async def _answer_wait(
+        self, link: WorkerLink, request: object, task_id: int, seconds: float
+    ) -> None:
+        message: dict[str, object] = {protocol.TYPE: protocol.TASK_RESULT, "id": request}
+        try:
+            task = await self.wait(task_id, seconds)
+        except UnknownTask as exc:
+            link.send({protocol.TYPE: protocol.ERROR, "id": request, "message": str(exc)})
+            return
+        message |= {
+            "task": task.id,
+            "state": task.state.value,
+            "result": task.result,
+            "reason": task.reason,
+        }
+        link.send(message)
 
     async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
         """A stream worker answered a task."""
@@ -265,7 +303,7 @@ class TaskQueue:
                 busy += 1
                 if consumer is None:
                     run = functools.partial(
-                        run_attempt, spec, task, self._ctx, attempt.cancel, self._runs
+                        run_attempt, spec, task, self._ctx, attempt.cancel, self._runs, self
                     )
                 else:
                     run = functools.partial(
@@ -389,7 +427,12 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
         desk=fleet.desk,
         store=fleet.store,
     )
-    queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
+
+    def chat() -> int | None:
+        discord = fleet.config.discord
+        return discord.task_channel or None if discord is not None else None
+
+    queue = TaskQueue(store, ctx, lambda: fleet.config.programs, chat=chat, **options)
     fleet.track(queue)
     fleet.tasks = queue
     return queue

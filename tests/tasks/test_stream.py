@@ -79,3 +79,23 @@ async def test_stream_tasks_of_a_worker_that_dies_fail_and_the_next_one_takes_ov
     assert lost.state is TaskState.FAILED
     assert "ended before answering it" in lost.reason
     assert (later.state, later.result) == (TaskState.DONE, "upper: NEXT")
+
+
+async def test_a_planner_hands_sub_tasks_on_with_submit_and_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    planner = Path(__file__).parent.parent / "workers" / "task_planner.py"
+    plan = (
+        f"[programs.planner]\ncommand = {json.dumps([sys.executable, str(planner), 'upper'])}\n"
+        'tasks = "oneshot"\n'
+    )
+    config = write_config(tmp_path, plan, stream_program("upper", concurrency=4))
+    async with running_node(config) as node:
+        task = await node.service.task(LOCAL, "planner", "one two three", wait_seconds=30)
+        listed = (await node.service.tasks(LOCAL)).tasks
+    assert (task.state, task.result) == (TaskState.DONE, "upper: ONE | upper: TWO | upper: THREE")
+    steps = [t for t in listed if t.program == "upper"]
+    assert sorted(t.text for t in steps) == ["one", "three", "two"]
+    assert {(t.source, t.author, t.state) for t in steps} == {
+        ("worker", f"planner:task{task.id}", TaskState.DONE)
+    }
