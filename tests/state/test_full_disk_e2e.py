@@ -93,13 +93,17 @@ backoff_seconds = 0.05
         )
         assert _status(config)["again:0"]["state"] != "FATAL"
         os.unlink(state / "filler")  # space returns
-        assert ctl_run(config, "status").returncode == 0
+        assert ctl_run(config, "status").returncode == 0  # writes the late rows first
+
+        def audited() -> set[tuple[str, str]]:
+            with Ledger.open(state / "ledger.sqlite3") as ledger:
+                return {(r.command, r.target) for r in ledger.audit_rows(limit=50)}
+
+        # What the full disk refused was written once it had room again.
+        assert {("stop", "tick"), ("start", "tick"), ("restart", "tick")} <= audited()
+        _fill(state / "filler")  # full again for the shutdown and its last sweep
         node.send_signal(signal.SIGTERM)
         assert node.wait(timeout=DEADLINE) == 0
         assert node.stderr is not None
         said = node.stderr.read().decode()
-        with Ledger.open(state / "ledger.sqlite3") as ledger:
-            commands = [(r.command, r.target) for r in ledger.audit_rows(limit=50)]
     assert "Traceback" not in said
-    # What the full disk refused was written once it had room again.
-    assert {("stop", "tick"), ("start", "tick"), ("restart", "tick")} <= set(commands)
