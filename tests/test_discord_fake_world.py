@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import discord
+import pytest
 
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import RecordingClient
@@ -76,3 +77,22 @@ async def test_events_in_a_hidden_channel_are_not_dispatched(fake_discord: FakeD
         await client.wait_seen("message")
     contents = [v.content for n, v in client.seen if isinstance(v, discord.Message)]
     assert contents == ["but this"]
+
+
+async def test_fetch_member_gives_the_roles_a_history_message_lacks(
+    fake_discord: FakeDiscord,
+) -> None:
+    otto = fake_discord.add_user("otto", roles=("ops",))
+    fake_discord.post_message(otto, "general", "before the bot came")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        guild = client.get_guild(fake_discord.guild_id)
+        assert guild is not None
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        (old,) = [m async for m in channel.history(limit=10)]
+        member = await guild.fetch_member(otto.id)
+        with pytest.raises(discord.NotFound) as missing:
+            await guild.fetch_member(12345)
+    assert not isinstance(old.author, discord.Member)  # REST history carries no roles
+    assert role_names(member) == ["@everyone", "ops"]
+    assert missing.value.code == 10013

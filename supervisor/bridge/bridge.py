@@ -1,9 +1,7 @@
-"""The Discord bridge's life: log in, serve, and come back after failures without
-ever disturbing the fleet.
+"""The Discord bridge's life: log in, serve, and come back after failures.
 
-A rejected token stops the bridge with a clear message and no retry; any other
-failure ends the client, waits (:mod:`backoff`) and starts a new one. While a
-client runs, discord.py itself resumes dropped gateway sessions.
+A rejected token stops the bridge with a clear message; any other failure ends the client,
+waits (``backoff``) and starts a new one, never disturbing the fleet.
 """
 
 from __future__ import annotations
@@ -22,8 +20,10 @@ from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
+from supervisor.events import StateChanged
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from supervisor.commands.health import BridgeHealth
     from supervisor.commands.service import CommandService
     from supervisor.config.schema import DiscordSpec
+    from supervisor.events import Event
     from supervisor.state.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ class DiscordBridge:
         self.attempts = 0
         self.client: BridgeClient | None = None
         self.board: Board | None = None
+        self.desk: TaskDesk | None = None
+
+    def deliver(self, event: Event) -> None:
+        """Take the fleet's events (an ``EventSink``): a state change wakes the board."""
+        if isinstance(event, StateChanged) and self.board is not None:
+            self.board.fleet_changed()
 
     def health_now(self) -> BridgeHealth:
         """The bridge's health (a ``commands.health.HealthSource``)."""
@@ -154,9 +161,12 @@ class DiscordBridge:
         self.attempts += 1
         client = self.client = BridgeClient(context, **self._client_options)
         board = self._board(context)
+        desk = self.desk = self.desk or TaskDesk(context)
+        client.task_desk = desk
         failure: Exception | None = None
         async with client, anyio.create_task_group() as tasks:
             tasks.start_soon(board.serve, client)
+            tasks.start_soon(desk.serve, client)
             try:
                 await client.start(token)
             except Exception as exc:  # judged below, once the client is closed
@@ -164,6 +174,8 @@ class DiscordBridge:
             finally:
                 tasks.cancel_scope.cancel("the client ended")
                 with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    if not client.is_closed():  # dsup is stopping: say so on the board
+                        await board.farewell(client)
                     await client.close()
         return self._judge(failure, token)
 

@@ -1,8 +1,7 @@
 """The discord.py client of the bridge: intents, the command tree, the connection's events.
 
-It serves one guild: interactions and messages from anywhere else (other guilds,
-direct messages) are ignored and audited. Slash commands, views and mention
-commands are installed by ``interactions.install`` from ``setup_hook``.
+It serves one guild: interactions and messages from anywhere else are ignored and audited.
+Commands, views and mentions are installed by ``interactions.install`` from ``setup_hook``.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from supervisor.bridge.context import BridgeContext
+    from supervisor.bridge.tasks import TaskDesk
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class BridgeClient(discord.Client):
         # The view under the status board (a select menu of programs), if
         # interactions.install sets one; called at each post and edit.
         self.board_view_factory: Callable[[], discord.ui.View | None] | None = None
+        # The task channel's desk (tasks by message, their reactions and answers).
+        self.task_desk: TaskDesk | None = None
         # Told the id of every message deleted in the guild (the board reposts itself).
         self.deletion_listeners: list[Callable[[int], None]] = []
 

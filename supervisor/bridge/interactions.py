@@ -1,11 +1,7 @@
 """What Discord users can ask of the node: slash commands, buttons, menus, mentions.
 
-``install(client)`` runs from the client's ``setup_hook``: it adds the slash commands
-(``commands``) for the served guild, registers the persistent components (``views``),
-hands the command surface the ``discord-sync`` hook and registers the commands with
-Discord when they changed (``sync``). ``on_guild_message`` runs mention commands
-(``mention``). Every request goes through the command surface with a Discord actor
-(``access``), so access checks and audit rows are the ones ``dsup ctl`` has.
+``install(client)`` adds them from ``setup_hook`` and registers the commands when they changed;
+every request goes through the command surface as a Discord actor, audited as ``ctl``'s are.
 """
 
 from __future__ import annotations
@@ -17,8 +13,10 @@ import discord
 
 from supervisor.bridge.commands import slash_commands
 from supervisor.bridge.mention import handle_message
+from supervisor.bridge.questions import answer_items
 from supervisor.bridge.sync import CommandSync
-from supervisor.bridge.views import dynamic_items
+from supervisor.bridge.tasks import task_commands
+from supervisor.bridge.views import board_view, dynamic_items
 from supervisor.commands.access import Command
 from supervisor.errors import Unavailable
 from supervisor.state.command_sync import CommandSyncStore
@@ -38,9 +36,10 @@ async def install(client: BridgeClient) -> None:
     """
     context = client.context
     guild = discord.Object(id=context.guild_id)
-    for command in slash_commands(context):
+    for command in [*slash_commands(context), *task_commands(context)]:
         client.tree.add_command(command, guild=guild)
-    client.add_dynamic_items(*dynamic_items(context))
+    client.add_dynamic_items(*dynamic_items(context), *answer_items(context))
+    client.board_view_factory = lambda: board_view(context.service.target_names()[0])
     sync = CommandSync(client.tree, context.guild_id, CommandSyncStore(context.ledger))
 
     async def sync_now() -> DiscordSyncReport:
@@ -66,6 +65,11 @@ async def install(client: BridgeClient) -> None:
 
 
 async def on_guild_message(client: BridgeClient, message: discord.Message) -> None:
-    """A message in the served guild from someone else: a command when it mentions the bot."""
-    if client.user is not None:
-        await handle_message(client.context, client.user, message)
+    """A message in the served guild from someone else: a task in the task channel, or a
+    command when it mentions the bot."""
+    if client.user is None:
+        return
+    desk = client.task_desk
+    if desk is not None and await desk.handle(client.user, message):
+        return
+    await handle_message(client.context, client.user, message)

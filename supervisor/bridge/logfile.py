@@ -1,8 +1,7 @@
 """A log file packed to fit one Discord attachment: whole, gzipped, or its newest part.
 
-``/logs`` sends the file itself. Over the attachment limit it goes gzipped; when even
-that is too big, the newest part that fits (gzipped, from a line start) goes, and the
-note says how much was left out. Memory stays within about twice the limit.
+``/logs`` sends the file itself; the note says how much was left out, and memory stays within
+about twice the attachment limit.
 """
 
 from __future__ import annotations
@@ -69,7 +68,10 @@ def _gzip_within(path: Path, start: int, limit: int) -> tuple[bytes | None, floa
     """
     out = io.BytesIO()
     read = 0
-    with path.open("rb") as src, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+    with (
+        path.open("rb") as src,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as gz,
+    ):
         if start:
             src.seek(start - 1)
             src.readline()  # the rest of a line cut by the start

@@ -1,10 +1,7 @@
 """The relay: the fleet's events and output, turned into outbox rows bound for Discord.
 
-An event sink and line consumer that never blocks a pipe: delivering only updates
-bounded memory (incidents, each process's last lines, the output stream of
-``relay = "all"`` programs, audit lines). One task writes what is due to the
-outbox every tick, paced so output never outruns the channel. No discord here:
-the sender drains the outbox.
+A sink that never blocks a pipe: delivering only updates bounded memory, and one task writes
+what is due to the outbox, paced to the channel. The sender drains the outbox.
 """
 
 from __future__ import annotations
@@ -19,7 +16,8 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
-from supervisor.bridge.stream import OutputStream, neutralise
+from supervisor.bridge.results import result_attach, result_message
+from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
     OrphansCleaned,
@@ -36,7 +34,7 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.incident import Incident
     from supervisor.config.schema import DiscordSpec, ProgramSpec
-    from supervisor.events import Event, WorkerResult
+    from supervisor.events import Event
     from supervisor.state.ledger import Ledger
     from supervisor.state.outbox import Kind, Outbox, OutboxStats
 
@@ -99,19 +97,6 @@ def should_emit(
     return since_last >= 2 * interval and waiting_chars >= max_chars
 
 
-def result_text(result: WorkerResult) -> str:
-    """A worker's result as a message: who, its words, its data (JSON) and files."""
-    parts = [f"📦 `{result.process}` result <t:{int(result.at)}:T>"]
-    if result.text:
-        parts.append(result.text[:1500])
-    if result.data:
-        parts.append(f"```json\n{neutralise(result.data, max_chars=1000)}\n```")
-    if result.files:
-        names = ", ".join(f"`{neutralise(f, max_chars=120)}`" for f in result.files[:10])
-        parts.append(f"files: {names}")
-    return "\n".join(parts)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Write:
     """One outbox write planned on the event loop, done in a worker thread."""
@@ -125,6 +110,7 @@ class _Write:
     meta: tuple[str, str] | None = None
     incident: Incident | None = None
     version: int = 0
+    attach: str = ""
 
 
 class Relay:
@@ -202,12 +188,15 @@ class Relay:
             self._take_lines(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
+        elif isinstance(event, ResultReported):
+            result = event.result
+            self.post_result(result.process, result_message(result), attach=result_attach(result))
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
-        elif isinstance(event, ResultReported):
-            self.post_result(event.result.process, result_text(event.result))
 
-    def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:
+    def post_result(
+        self, process: str, text: str, *, reply_to: int | None = None, attach: str = ""
+    ) -> bool:
         """Queue a worker's result for the results channel (``relay`` of results or all).
 
         Written to the outbox at the next tick; never blocks.
@@ -221,7 +210,13 @@ class Relay:
         ):
             return False
         self._queue(
-            _Write(channel=self.channels.results, kind="result", content=text, reply_to=reply_to)
+            _Write(
+                channel=self.channels.results,
+                kind="result",
+                content=text,
+                reply_to=reply_to,
+                attach=attach,
+            )
         )
         return True
 
@@ -424,6 +419,7 @@ class Relay:
                     reply_to=write.reply_to,
                     counts=write.counts,
                     meta=write.meta,
+                    attach=write.attach,
                 )
             )
         return ids, self._outbox.stats()

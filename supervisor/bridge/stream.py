@@ -1,9 +1,7 @@
 """Output of processes coalesced into chat messages: bounded, fair, fenced (no discord).
 
-Lines wait per process in a bounded buffer; a message takes them as code blocks
-headed by their process, a fair share of the content limit each. Lines past the
-bound become one "... N lines of x omitted" note in their place, so a flood costs
-a count, never a growing queue.
+Each process gets a fair share of a message, in code blocks; lines past the bound become one
+"... N lines of x omitted" note, so a flood costs a count, never a growing queue.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ slow client never holds memory nor blocks a watcher.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -18,11 +19,17 @@ if TYPE_CHECKING:
     from supervisor.events import Stream
 
 LINE_OVERHEAD_BYTES = 64
-"""What one buffered line costs beyond its characters (a str object and its slot)."""
+"""The least one buffered line costs (an empty str object and its slot)."""
+_SLOT_BYTES = 8  # the line's pointer in its chunk's tuple
 
 
 def _cost(chunk: LogLines) -> int:
-    return sum(len(line) for line in chunk.lines) + LINE_OVERHEAD_BYTES * len(chunk.lines)
+    """The bytes the chunk's lines take in memory (not characters).
+
+    A str holds 1, 2 or 4 bytes per character (PEP 393): a line of emoji takes
+    four times a line of ASCII of the same length.
+    """
+    return sum(map(sys.getsizeof, chunk.lines)) + _SLOT_BYTES * len(chunk.lines)
 
 
 class FollowBuffer:

@@ -259,7 +259,15 @@ class CommandService:
     # -- tasks -----------------------------------------------------------------
 
     async def task(
-        self, actor: Actor, program: str, text: str, *, wait_seconds: float | None = None
+        self,
+        actor: Actor,
+        program: str,
+        text: str,
+        *,
+        wait_seconds: float | None = None,
+        source_key: str | None = None,
+        reply_channel: int | None = None,
+        reply_to: int | None = None,
     ) -> TaskRecord:
         """Queue a task for ``program`` (recorded before this returns).
 
@@ -268,6 +276,9 @@ class CommandService:
             program: a program that takes tasks.
             text: the task.
             wait_seconds: wait this long for the task to end, and return it then.
+            source_key: makes the submission idempotent (a chat message id).
+            reply_channel: the chat channel its answer goes to.
+            reply_to: the chat message its answer replies to.
 
         Raises:
             NotATaskProgram: ``program`` takes no tasks.
@@ -277,7 +288,15 @@ class CommandService:
 
         async def run() -> TaskRecord:
             queue = self._queue(program)
-            record = await queue.submit(program, text, source=actor.source, author=actor.name)
+            record = await queue.submit(
+                program,
+                text,
+                source=actor.source,
+                author=actor.name,
+                source_key=source_key,
+                reply_channel=reply_channel,
+                reply_to=reply_to,
+            )
             if wait_seconds is not None:
                 record = await queue.wait(record.id, wait_seconds)
             return record
@@ -307,6 +326,20 @@ class CommandService:
             return await self._queue("").cancel(task_id, by=actor.name)
 
         return await self._audited(actor, Command.TASK_CANCEL, str(task_id), run)
+
+    @property
+    def task_queue(self) -> TaskQueue | None:
+        """The node's task queue, for a chat front end's lifecycle feed and answers.
+
+        Submitting and cancelling go through :meth:`task` and :meth:`task_cancel`
+        (access checks, audit); this is for what no user asks: following tasks as
+        they change and noting that their answers are queued.
+        """
+        return self._tasks
+
+    def task_programs(self) -> list[str]:
+        """The programs that take tasks (for autocomplete)."""
+        return self._tasks.takers() if self._tasks is not None else []
 
     def _queue(self, program: str) -> TaskQueue:
         if self._tasks is None:

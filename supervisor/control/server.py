@@ -7,9 +7,11 @@ request goes to the :class:`~supervisor.commands.service.CommandService`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
+import select
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -65,6 +67,7 @@ class ControlServer:
         idle_timeout: float = 30.0,
         send_timeout: float = 10.0,
         max_clients: int = 64,
+        max_followers: int = 64,
         check_interval: float = 2.0,
     ) -> None:
         """Prepare a server; nothing is created until ``serve``.
@@ -74,7 +77,12 @@ class ControlServer:
             path: the socket path, normally ``state_dir/control.sock``.
             idle_timeout: how long a client may take to send its next request line.
             send_timeout: how long a client may take to take one response line.
-            max_clients: connections served at once; more get an error.
+            max_clients: command connections served at once. At the limit, a
+                new one makes the connection idle the longest give way; only
+                when every one is running a command does it get an error.
+                Connections whose client has left do not count.
+            max_followers: ``tail -f`` streams served at once, apart from
+                the command connections: a follow over it gets an error.
             check_interval: how often the socket file is checked, and
                 created again if it was deleted (seconds).
         """
@@ -83,9 +91,9 @@ class ControlServer:
         self._idle_timeout = idle_timeout
         self._send_timeout = send_timeout
         self._max_clients = max_clients
+        self._max_followers = max_followers
         self._check_interval = check_interval
-        self._clients = 0
-        self._connections: set[anyio.CancelScope] = set()
+        self._connections: dict[_Connection, _Served] = {}
         self._closing = False
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -127,8 +135,8 @@ class ControlServer:
         self._closing = True
         statedir.mark_shutting_down(self.path.parent)
         listener.close()
-        for scope in self._connections:
-            scope.cancel("control server stopping")
+        for served in self._connections.values():
+            served.scope.cancel("control server stopping")
 
     async def _listen(self, listener: socketfile.Listener, clients: TaskGroup) -> None:
         """Accept on ``listener`` until its file is gone from ``path``."""
@@ -188,7 +196,7 @@ class ControlServer:
     @property
     def clients(self) -> int:
         """Connections being served right now."""
-        return self._clients
+        return len(self._connections)
 
     async def _handle(self, stream: _Connection) -> None:
         """Serve one connection; the task boundary: nothing escapes but cancellation.
@@ -196,27 +204,54 @@ class ControlServer:
         Shielded from the server's own cancellation: ``_leave`` ends it, after
         the shutdown marker is written.
         """
-        scope = anyio.CancelScope(shield=True)
+        served = _Served(stream, anyio.CancelScope(shield=True))
         if self._closing:
-            scope.cancel("control server stopping")
-        self._connections.add(scope)
-        self._clients += 1
+            served.scope.cancel("control server stopping")
+        self._connections[stream] = served
         try:
-            with scope:
+            with served.scope:
                 async with stream:
-                    await self._converse(stream)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
-            logger.debug("control client went away: %r", exc)
-        except OSError as exc:
-            logger.debug("control connection error: %s", exc)
-        except Exception:
-            logger.exception("control connection failed")
+                    await self._converse(stream, served)
+        except Exception as exc:
+            if _client_left(exc):  # also inside a group: a follow's tasks end with it
+                logger.debug("control client went away: %r", exc)
+            else:
+                logger.exception("control connection failed")
         finally:
-            self._connections.discard(scope)
-            self._clients -= 1
+            del self._connections[stream]
 
-    async def _converse(self, stream: _Connection) -> None:
-        if self._clients > self._max_clients:
+    def _admit(self, served: _Served, *, as_follower: bool) -> bool:
+        """Whether a connection may be served as a command client or a follower.
+
+        Connections whose client has left (it closed, we have not read its EOF
+        yet, or its command still runs) do not count. A command client over the
+        limit makes the one idle the longest give way.
+        """
+        limit = self._max_followers if as_follower else self._max_clients
+
+        def others() -> list[_Served]:
+            return [
+                c
+                for c in self._connections.values()
+                if c is not served and c.is_follower == as_follower and not c.is_evicted
+            ]
+
+        if len(others()) < limit:
+            return True
+        alive = [c for c in others() if not _peer_left(c.stream.socket)]
+        if len(alive) < limit:
+            return True
+        idle = [c for c in alive if c.idle_since is not None]
+        if as_follower or not idle:
+            return False
+        oldest = min(idle, key=lambda c: c.idle_since or 0.0)
+        oldest.is_evicted = True
+        oldest.scope.cancel("idle connection gives way to a new one")
+        logger.info("control socket: an idle connection gave way to a new one")
+        return True
+
+    async def _converse(self, stream: _Connection, served: _Served) -> None:
+        if not self._admit(served, as_follower=False):
             await self._send(stream, error_response(None, ControlProtocolError("too many clients")))
             return
         try:
@@ -226,6 +261,7 @@ class ControlServer:
             return
         reader = BufferedByteReceiveStream(stream)
         while True:
+            served.idle_since = anyio.current_time()
             try:
                 with anyio.fail_after(self._idle_timeout):
                     line = await reader.receive_until(b"\n", MAX_LINE_BYTES)
@@ -235,6 +271,7 @@ class ControlServer:
                 reason = f"request line longer than {MAX_LINE_BYTES} bytes"
                 await self._send(stream, error_response(None, ControlProtocolError(reason)))
                 return
+            served.idle_since = None
             request_id: RequestId = None
             try:
                 request = decode_request(line)
@@ -244,6 +281,13 @@ class ControlServer:
                 await self._send(stream, error_response(request_id, exc))
                 continue
             if isinstance(call, FollowRequest):
+                served.is_follower = True  # from now on, counted among followers
+                if not self._admit(served, as_follower=True):
+                    refused = ControlProtocolError(
+                        f"too many followers ({self._max_followers}); end a tail -f first"
+                    )
+                    await self._send(stream, error_response(request_id, refused))
+                    return
                 await self._follow(stream, reader, actor, request_id, call)
                 return
             # A command that ran gets its answer even if the server is stopping
@@ -315,6 +359,38 @@ async def _end_on_input(reader: BufferedByteReceiveStream, scope: anyio.CancelSc
 
 
 # -- connections ---------------------------------------------------------------
+
+
+_CLIENT_LEFT = (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError, OSError)
+
+
+def _client_left(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) says the client went away."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_left(e) for e in exc.exceptions)
+    return isinstance(exc, _CLIENT_LEFT)
+
+
+def _peer_left(sock: socket.socket) -> bool:
+    """Whether the client at the other end has closed (or reset) its side."""
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR come unasked
+    try:
+        events = poller.poll(0)
+    except OSError:
+        return True
+    return any(e & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, e in events)
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Served:
+    """What the server knows of one connection it serves."""
+
+    stream: _Connection
+    scope: anyio.CancelScope
+    idle_since: float | None = None  # waiting for a request since then
+    is_follower: bool = False
+    is_evicted: bool = False
 
 
 def _peer_actor(stream: _Connection) -> Actor:

@@ -177,6 +177,32 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX worker_questions_open ON worker_questions (status) WHERE status = 'open';
     """,
+    # Tasks answered in a chat (supervisor/tasks/store.py), and how far the bridge
+    # has read each task channel (state/channel_cursor.py).
+    """
+    ALTER TABLE tasks ADD COLUMN reply_channel INTEGER;
+    ALTER TABLE tasks ADD COLUMN reply_to INTEGER;
+    ALTER TABLE tasks ADD COLUMN replied_at REAL;
+    CREATE INDEX tasks_unreplied ON tasks (id)
+        WHERE reply_channel IS NOT NULL AND replied_at IS NULL;
+    CREATE TABLE channel_cursor (
+        channel    INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL
+    );
+    """,
+    # question_posts: the Discord message of each worker question, edited when it closes.
+    """
+    CREATE TABLE discord_questions (
+        question_id INTEGER PRIMARY KEY,
+        channel_id  INTEGER NOT NULL,
+        message_id  INTEGER NOT NULL,
+        settled     INTEGER NOT NULL DEFAULT 0
+    );
+    """,
+    # Embeds and files of an outbox row (a worker's result): JSON, "" for none.
+    """
+    ALTER TABLE outbox ADD COLUMN attach TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

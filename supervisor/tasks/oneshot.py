@@ -1,7 +1,6 @@
 """One attempt of a oneshot task: a process of the program, with the task on stdin and argv.
 
-Built from the process core (``run.spawn``, the pumps, the log files, the
-reaper's tree stop), so a task's process is recorded, captured and ended like any
+Built from the process core, so a task's process is recorded, captured and ended like any
 other run: a timeout or a cancel stops its whole tree.
 """
 
@@ -9,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -21,8 +21,10 @@ import anyio
 from supervisor import humanize, signals
 from supervisor.config.schema import TASK_PLACEHOLDER
 from supervisor.errors import SpawnError
+from supervisor.events import ResultReported
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
+from supervisor.process.worker_link import TaskBroker, WorkerLink
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
 
@@ -31,9 +33,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.config.schema import ProgramSpec
+    from supervisor.events import Event, WorkerResult
+    from supervisor.process.questions import QuestionDesk
     from supervisor.process.run import Run
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
+    from supervisor.state.worker_store import WorkerStore
     from supervisor.tasks.records import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -58,6 +63,9 @@ class TaskContext:
         work_dir: where each attempt gets its fresh directory (``ID/``).
         ledger: records each attempt's run and pids, as for every run.
         reaper: ends the attempt's tree.
+        emit: takes the worker events of attempts (results, questions); must not block.
+        desk: the node's questions; with ``store``, attempts get a channel (``DSUP_FD``).
+        store: where worker results are recorded.
         clock: monotonic seconds.
     """
 
@@ -67,6 +75,9 @@ class TaskContext:
     work_dir: Path
     ledger: Ledger
     reaper: Reaper
+    emit: Callable[[Event], None] = lambda event: None
+    desk: QuestionDesk | None = None
+    store: WorkerStore | None = None
     clock: Callable[[], float] = anyio.current_time
 
 
@@ -81,6 +92,7 @@ async def run_attempt(
     ctx: TaskContext,
     cancel: anyio.CancelScope,
     live: dict[str, Run],
+    broker: TaskBroker | None = None,
 ) -> TaskOutcome:
     """Run one attempt of ``task`` to its end; the outcome to record.
 
@@ -91,6 +103,7 @@ async def run_attempt(
         cancel: cancelled by the queue when an operator cancels the task.
         live: the queue's live runs: this attempt's is in it from its spawn
             until its tree is gone (the reaper's sweeps spare it meanwhile).
+        broker: where the process may give tasks (``worker_sdk.submit``).
 
     When cancelled from outside (shutdown), stops the tree (shielded, bounded)
     and re-raises.
@@ -113,16 +126,22 @@ async def run_attempt(
                     log_dir=ctx.log_dir,
                     clock=ctx.clock,
                     stdin=stdin,
+                    with_channel=ctx.desk is not None and ctx.store is not None,
                 )
             except SpawnError as exc:
                 return TaskOutcome(state=TaskState.FAILED, reason=str(exc))
         live[run.run_id] = run
+        results: list[WorkerResult] = []
         try:
-            ended = await _watch(run, spec, ctx, cancel)
+            link = _link(run, spec, ctx, work, results, broker)
+            ended = await _watch(run, spec, ctx, cancel, link)
         finally:
             del live[run.run_id]
             run.close()
-        return await anyio.to_thread.run_sync(_outcome, run, ended, spec, ctx.log_dir)
+        outcome = await anyio.to_thread.run_sync(_outcome, run, ended, spec, ctx.log_dir)
+        if outcome.state is TaskState.DONE and results:
+            return dataclasses.replace(outcome, result=_reported(results[-1]))
+        return outcome
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(_remove_dir, work)
@@ -161,8 +180,53 @@ def _stdin_of(text: str) -> Iterator[int]:
         yield file.fileno()
 
 
+def _link(
+    run: Run,
+    spec: ProgramSpec,
+    ctx: TaskContext,
+    work: Path,
+    results: list[WorkerResult],
+    broker: TaskBroker | None,
+) -> WorkerLink | None:
+    """What reads the attempt's channel: its results are kept in ``results`` too."""
+    if run.channel is None or ctx.desk is None or ctx.store is None:
+        return None
+
+    def emit(event: Event) -> None:
+        if isinstance(event, ResultReported):
+            results.append(event.result)
+        ctx.emit(event)
+
+    return WorkerLink(
+        run.channel,
+        process=run.process,
+        program=spec.name,
+        run_id=run.run_id,
+        cwd=str(work),
+        emit=emit,
+        desk=ctx.desk,
+        store=ctx.store,
+        clock=ctx.clock,
+        tasks=broker,
+    )
+
+
+def _reported(result: WorkerResult) -> str:
+    """A result a worker reported through ``worker_sdk.result``, as the task's answer."""
+    parts = [result.text] if result.text else []
+    if result.data is not None:
+        parts.append(json.dumps(json.loads(result.data), indent=2, ensure_ascii=False))
+    if result.files:
+        parts.append("files: " + ", ".join(result.files))
+    return "\n".join(parts)
+
+
 async def _watch(
-    run: Run, spec: ProgramSpec, ctx: TaskContext, cancel: anyio.CancelScope
+    run: Run,
+    spec: ProgramSpec,
+    ctx: TaskContext,
+    cancel: anyio.CancelScope,
+    link: WorkerLink | None,
 ) -> TaskState | None:
     """Watch the run to its end; stop its tree on timeout, cancel or shutdown.
 
@@ -176,7 +240,7 @@ async def _watch(
             try:
                 await run.record_start(ctx.ledger)
             finally:
-                run.start_watchers(tg, consumer=None, max_line_bytes=spec.max_line_bytes)
+                run.start_watchers(tg, consumer=None, max_line_bytes=spec.max_line_bytes, link=link)
         try:
             try:
                 with anyio.move_on_after(spec.task_timeout_seconds) as timer, cancel:

@@ -45,6 +45,8 @@ class NewTask:
         source_key: makes submission idempotent (a Discord message id): a second
             submission with the same key returns the first task.
         max_attempts: attempts before a task whose node keeps dying fails.
+        reply_channel: the chat channel its answer goes to (Discord), if any.
+        reply_to: the chat message the answer replies to, if any.
     """
 
     program: str
@@ -53,6 +55,8 @@ class NewTask:
     author: str
     source_key: str | None = None
     max_attempts: int = 3
+    reply_channel: int | None = None
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +98,8 @@ class TaskRecord:
         reason: why it failed, timed out, was cancelled or queued again.
         exit_code: the last attempt's exit status, if any.
         exit_signal: the signal that ended the last attempt, if any.
+        reply_channel, reply_to: where its answer goes in a chat, as submitted.
+        replied_at: wall-clock time its answer was queued for the chat, once it was.
     """
 
     id: int
@@ -115,6 +121,9 @@ class TaskRecord:
     reason: str
     exit_code: int | None
     exit_signal: int | None
+    reply_channel: int | None = None
+    reply_to: int | None = None
+    replied_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,7 @@
 """The task store: one small interface (submit, claim, renew, complete, requeue expired).
 
-The queue and the command surface only see :class:`TaskStore`, so a database
-shared by several nodes can take the place of :class:`SqliteTaskStore` (the
-``tasks`` table of this node's ledger) without touching them.
+The queue and the command surface see only :class:`TaskStore`, so a database shared by
+several nodes can replace :class:`SqliteTaskStore` without touching them.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ TASKS_KEEP = 10_000
 _COLUMNS = (
     "id, program, text, source, author, source_key, max_attempts, state, attempts, "
     "created_at, started_at, ended_at, owner, lease_until, cancel_by, result, reason, "
-    "exit_code, exit_signal"
+    "exit_code, exit_signal, reply_channel, reply_to, replied_at"
 )
 _QUEUED, _RUNNING = TaskState.QUEUED.value, TaskState.RUNNING.value
 
@@ -108,6 +107,14 @@ class TaskStore(Protocol):
         """QUEUED and RUNNING tasks per program."""
         ...
 
+    def unreplied(self, limit: int) -> list[TaskRecord]:
+        """Ended tasks with a ``reply_channel`` whose answer is not queued yet, oldest first."""
+        ...
+
+    def mark_replied(self, task_id: int, *, now: float) -> None:
+        """Note that a task's answer is queued for its chat."""
+        ...
+
 
 class SqliteTaskStore:
     """The task store of one node: the ``tasks`` table of its ledger."""
@@ -132,7 +139,7 @@ class SqliteTaskStore:
                 raise TaskBacklogFull(task.program, backlog)
             cursor = conn.execute(
                 "INSERT INTO tasks (program, text, source, author, source_key, max_attempts, "
-                "state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "state, created_at, reply_channel, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task.program,
                     task.text,
@@ -142,6 +149,8 @@ class SqliteTaskStore:
                     task.max_attempts,
                     _QUEUED,
                     now,
+                    task.reply_channel,
+                    task.reply_to,
                 ),
             )
             task_id = cursor.lastrowid or 0
@@ -265,6 +274,17 @@ class SqliteTaskStore:
         for program, state, n in rows:
             found.setdefault(program, {})[TaskState(state)] = n
         return found
+
+    def unreplied(self, limit: int) -> list[TaskRecord]:
+        rows = self._ledger.read(
+            f"SELECT {_COLUMNS} FROM tasks WHERE reply_channel IS NOT NULL "
+            "AND replied_at IS NULL AND state NOT IN (?, ?) ORDER BY id LIMIT ?",
+            (_QUEUED, _RUNNING, limit),
+        )
+        return [_record(row) for row in rows]
+
+    def mark_replied(self, task_id: int, *, now: float) -> None:
+        self._ledger.write("UPDATE tasks SET replied_at = ? WHERE id = ?", [(now, task_id)])
 
 
 def _one(conn: sqlite3.Connection, task_id: int) -> TaskRecord:

@@ -24,6 +24,7 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
+from supervisor.tasks import SqliteTaskStore, queue_for
 from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
@@ -66,6 +67,7 @@ async def relayed_node(
     *programs: str,
     channels: Mapping[str, str] | None = None,
     sinks: Sequence[EventSink] = (),
+    access: Mapping[str, list[int]] | None = None,
     **relay_options: Any,
 ) -> AsyncIterator[Relayed]:
     """Run ``programs`` with the bridge connected to ``fake`` and the relay running.
@@ -77,10 +79,16 @@ async def relayed_node(
         channels: ``log_channel`` etc. by the fake's channel names
             (default: the log channel is ``ops``).
         sinks: more sinks for the fleet's events.
+        access: ``[discord.access]`` lists by level name.
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
     keys = {"log_channel": "ops"} if channels is None else channels
-    table = discord_table(fake, token_file(tmp_path, fake.token), status_channel=None)
+    table = discord_table(
+        fake,
+        token_file(tmp_path, fake.token),
+        status_channel=None,
+        **(access or {}),  # type: ignore[arg-type]
+    )
     extra = "".join(f"{key} = {fake.channel(name).id}\n" for key, name in keys.items())
     table = table.replace("[discord]\n", "[discord]\n" + extra, 1)
     state_dir = json.dumps(str(tmp_path / "state"))
@@ -109,7 +117,8 @@ async def relayed_node(
             sinks=[relay, *sinks],
             line_sinks=[relay],
         )
-        service = CommandService(fleet, poll_interval=0.05)
+        tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
         bridge = DiscordBridge(
             config.discord,
             node=config.supervisor.name,
@@ -127,6 +136,7 @@ async def relayed_node(
                 while bridge.health.snapshot().state != "connected":
                     await bridge.health.wait_changed()
             await tg.start(fleet.run)
+            await tg.start(tasks.run)
             try:
                 yield Relayed(fleet, service, ledger, outbound, bridge)
             finally:

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from supervisor.bridge.perform import VERBS
+from supervisor.bridge.tasks import TASK_VERBS
 from supervisor.commands.access import AccessLevel, Actor
 from tests._control import program
 from tests._wait import wait_until
@@ -65,7 +66,8 @@ async def test_every_command_at_every_level(tmp_path: Path, fake_discord: FakeDi
     async with served(tmp_path, fake_discord, team, WEB) as bridged:
         node = bridged.node
         await _running(node)
-        assert {c["name"] for c in fake_discord.store.commands[fake_discord.guild_id]} == set(VERBS)
+        registered = {c["name"] for c in fake_discord.store.commands[fake_discord.guild_id]}
+        assert registered == {*VERBS, *TASK_VERBS}  # tasks: test_tasks_discord
         for command, options, needed in CASES:
             for level in LEVELS:
                 before = _pids(node)

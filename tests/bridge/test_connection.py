@@ -50,7 +50,8 @@ class _Sleeps:
 async def _connected(bridged: Bridged, *, identifies: int, fake: FakeDiscord) -> None:
     health = bridged.bridge.health
     await wait_until(
-        lambda: fake.identify_count >= identifies and health.snapshot().state == "connected"
+        lambda: fake.identify_count >= identifies and health.snapshot().state == "connected",
+        seconds=20,
     )
 
 
@@ -183,10 +184,12 @@ async def test_token_appears_in_nothing_recorded(
     alice = fake.add_user("alice", roles=("watchers",))
     role = fake.store.role_named("watchers")
     async with bridged_node(tmp_path, fake, TICK, viewer=[role.id]) as bridged:
-        await fake.wait_until(lambda: fake.bot_messages("general"))
-        reply = await fake.invoke(alice, "general", "status").wait_reply(kind="followup")
+        await fake.wait_until(lambda: fake.bot_messages("general"), timeout_seconds=20)
+        reply = await fake.invoke(alice, "general", "status").wait_reply(
+            kind="followup", timeout_seconds=20
+        )
         await fake.drop_gateway(code=4011)  # a failure: its reason is logged and kept
-        await wait_until(lambda: bridged.bridge.attempts == 2)
+        await wait_until(lambda: bridged.bridge.attempts == 2, seconds=20)
         health = bridged.bridge.health.snapshot()
     recorded = [caplog.text, repr(health), str(reply)]
     recorded += [repr(fake.messages(c)) for c in ("general", "ops")]
@@ -212,7 +215,7 @@ async def test_no_connection_leaves_localhost(tmp_path: Path, fake_discord: Fake
         await fake_discord.wait_until(lambda: fake_discord.bot_messages("general"))
         look()
         record = fake_discord.invoke(alice, "general", "status")
-        await record.wait_reply(kind="followup")
+        await record.wait_reply(kind="followup", timeout_seconds=20)
         look()
         await fake_discord.drop_gateway()
         await wait_until(lambda: fake_discord.resume_count == 1)

@@ -6,15 +6,21 @@ not register its commands at every start.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import anyio
 
-from supervisor.bridge.perform import VERBS
+from supervisor.bridge.perform import VERBS as PROCESS_VERBS
+from supervisor.bridge.tasks import TASK_VERBS
+from supervisor.config.preflight import preflight
+from supervisor.config.schema import load_config
 from supervisor.state.command_sync import CommandSyncStore
 from tests._control import ask, program, result
 from tests.bridge._members import final_answer, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
+
+VERBS = (*PROCESS_VERBS, *TASK_VERBS)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -91,3 +97,40 @@ async def test_ctl_discord_sync_without_a_bridge_says_so(tmp_path: Path) -> None
     assert isinstance(error, dict)
     assert error["type"] == "Unavailable"
     assert "no Discord bridge runs in this node" in error["message"]
+
+
+async def test_dsup_ctl_discord_sync_prints_what_it_registered(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    async with served(tmp_path, fake_discord, team, WEB):
+        with anyio.fail_after(30):
+            done = await anyio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "supervisor",
+                    "ctl",
+                    "-c",
+                    str(tmp_path / "dsup.toml"),
+                    "discord-sync",
+                ],
+                check=False,
+            )
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.decode()
+    assert said.startswith(f"registered in guild {fake_discord.guild_id}: /status, /start")
+    assert fake_discord.command_overwrites == 2
+
+
+def test_dsup_check_warns_when_nobody_may_use_the_bot(tmp_path: Path) -> None:
+    path = tmp_path / "dsup.toml"
+    path.write_text(
+        '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\n'
+        '[discord]\ntoken_env = "X"\nguild_id = 1\n',
+        encoding="utf-8",
+    )
+    (warning,) = preflight(load_config(path))
+    assert warning.startswith("discord.access: no role or user id is listed")
+    path.write_text(path.read_text() + "[discord.access]\nviewer = [5]\n", encoding="utf-8")
+    assert preflight(load_config(path)) == []

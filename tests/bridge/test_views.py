@@ -41,19 +41,25 @@ async def test_menu_and_buttons_work_after_dsup_restarts(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     team = members(fake_discord)
-    general = fake_discord.channel("general")
-    async with served(tmp_path, fake_discord, team, WEB, SOLO) as first:
-        client = first.bridge.client
-        assert client is not None
-        channel = client.get_channel(general.id)
-        assert channel is not None
-        board: discord.Message = await channel.send("board", view=board_view(["web", "solo"]))  # type: ignore[union-attr]
+    async with served(tmp_path, fake_discord, team, WEB, SOLO):
+        # The board carries the menu of programs.
+        board = await fake_discord.wait_for_action(
+            "general",
+            kind="create",
+            predicate=lambda a: bool(a.message and a.message["components"]),
+        )
+        assert board.message is not None
+        (row,) = board.message["components"]
+        (menu,) = row["components"]
+        assert menu["custom_id"] == "dsup:programs:0"
+        assert [o["value"] for o in menu["options"]] == ["web", "solo"]
+        board_id = int(board.message["id"])
 
     async with served(tmp_path, fake_discord, team, WEB, SOLO) as second:
         node = second.node
         await _running(node)
         # A viewer may look at a program's processes...
-        pick = fake_discord.click(team.viewer, board.id, "dsup:programs:0", values=["web"])
+        pick = fake_discord.click(team.viewer, board_id, "dsup:programs:0", values=["web"])
         panel = await final_answer(pick)
         assert is_private(panel)
         assert panel.message is not None
@@ -74,7 +80,7 @@ async def test_menu_and_buttons_work_after_dsup_restarts(
         assert node.fleet.resolve("web:0")[0].status().pid == before
 
         # An operator picks the program and restarts one process with its button.
-        pick = fake_discord.click(team.operator, board.id, "dsup:programs:0", values=["web"])
+        pick = fake_discord.click(team.operator, board_id, "dsup:programs:0", values=["web"])
         panel = await final_answer(pick)
         assert panel.message is not None
         done = await final_answer(

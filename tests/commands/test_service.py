@@ -1,7 +1,8 @@
-"""Tests of the command surface, through the real control socket, on a real fleet.
+"""Tests of the command surface itself: CommandService's typed results on a real fleet.
 
-Every test runs real worker processes (``tests/workers/ctl_*.py``) under an
-in-process node built as ``dsup run`` builds it.
+Every test runs real worker processes (``tests/workers/ctl_*.py``) under an in-process
+node built as ``dsup run`` builds it, and calls the service as any front end does; the
+control socket's wire form is tested in tests/control/.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import getpass
 import os
 import pwd
 import signal
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import anyio
@@ -18,34 +20,27 @@ import pytest
 from supervisor.commands.access import AccessLevel, Actor, Command
 from supervisor.commands.action import parse_signal
 from supervisor.commands.follow_buffer import FollowBuffer
-from supervisor.commands.reports import LogLines
+from supervisor.commands.reports import ActionReport, LogLines, ShutdownReport
 from supervisor.commands.service import CommandService
-from supervisor.errors import AccessDenied, InvalidArgument
+from supervisor.errors import AccessDenied, ConfigError, InvalidArgument, UnknownProcess
 from supervisor.events import ProcessState
 from supervisor.output.logfile import log_paths
 from supervisor.process.policy import describe_exit
-from tests._control import (
-    ask,
-    connect,
-    error_type,
-    program,
-    result,
-    running_node,
-    states,
-    write_config,
-)
+from tests._control import program, running_node, states, write_config
 from tests._ledger_full import ledger_full
 from tests._wait import eventually, wait_until
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from supervisor.events import Stream
     from supervisor.state.records import AuditRecord
     from tests._control import Node
 
 TICK = program("tick", "ctl_ticker.py", "0.05", numprocs=2)
 SOLO = program("solo", "ctl_ticker.py", "0.05", "--stderr")
 CRASH = program("crash", "ctl_crash.py", autostart=False)
+ME = Actor.local()
 
 
 def _me() -> str:
@@ -67,10 +62,14 @@ def _pids(node: Node) -> dict[str, int | None]:
     return {c.name: c.status().pid for c in node.fleet.processes()}
 
 
-def _outcomes(res: dict[str, object]) -> dict[str, tuple[str, str]]:
-    procs = res["processes"]
-    assert isinstance(procs, list)
-    return {p["process"]: (p["outcome"], p["state"]) for p in procs}
+def _outcomes(report: ActionReport) -> dict[str, tuple[str, str]]:
+    return {r.process: (r.outcome, r.state.value) for r in report.processes}
+
+
+async def _last_lines(node: Node, target: str, n: int, stream: Stream = "stdout") -> list[str]:
+    (log,) = (await node.service.tail(ME, target, lines=n, stream=stream)).logs
+    assert log.stream == stream
+    return list(log.lines)
 
 
 async def _audit(node: Node, limit: int = 50) -> list[AuditRecord]:
@@ -83,21 +82,20 @@ async def _audit(node: Node, limit: int = 50) -> list[AuditRecord]:
 async def test_status_lists_every_process_with_pid_and_memory(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, TICK, CRASH)) as node:
         await _all_running(node, "tick:0", "tick:1")
-        report = result(await ask(node.socket, "status"))
-        rows = report["processes"]
-        assert isinstance(rows, list)
-        by_name = {r["status"]["process"]: r for r in rows}
+        report = await node.service.status(ME)
+        assert report.node == "ctltest"
+        by_name = {info.status.process: info for info in report.processes}
         assert list(by_name) == ["tick:0", "tick:1", "crash:0"]
         for name in ("tick:0", "tick:1"):
-            assert by_name[name]["status"]["state"] == "RUNNING"
-            assert by_name[name]["status"]["pid"] == _pids(node)[name]
-            assert by_name[name]["rss_bytes"] > 1_000_000
-            assert by_name[name]["nprocs"] == 1
-        assert by_name["crash:0"]["status"]["state"] == "STOPPED"
-        assert by_name["crash:0"]["rss_bytes"] is None
-        one = result(await ask(node.socket, "status", target="tick:1"))["processes"]
-        assert isinstance(one, list)
-        assert [r["status"]["process"] for r in one] == ["tick:1"]
+            info = by_name[name]
+            assert (info.status.state, info.status.pid) == (ProcessState.RUNNING, _pids(node)[name])
+            assert info.rss_bytes is not None
+            assert info.rss_bytes > 1_000_000
+            assert info.nprocs == 1
+        assert by_name["crash:0"].status.state is ProcessState.STOPPED
+        assert by_name["crash:0"].rss_bytes is None
+        one = (await node.service.status(ME, "tick:1")).processes
+        assert [info.status.process for info in one] == ["tick:1"]
 
 
 # -- start / stop / restart / signal --------------------------------------------
@@ -106,23 +104,23 @@ async def test_status_lists_every_process_with_pid_and_memory(tmp_path: Path) ->
 async def test_stop_and_start_by_process_program_glob_and_all(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, TICK, SOLO)) as node:
         await _all_running(node)
-        res = result(await ask(node.socket, "stop", target="tick:1"))
+        res = await node.service.stop(ME, "tick:1")
         assert _outcomes(res) == {"tick:1": ("ok", "STOPPED")}
         assert states(node) == {"tick:0": "RUNNING", "tick:1": "STOPPED", "solo:0": "RUNNING"}
 
-        res = result(await ask(node.socket, "stop", target="ti*"))
+        res = await node.service.stop(ME, "ti*")
         assert _outcomes(res) == {"tick:0": ("ok", "STOPPED"), "tick:1": ("unchanged", "STOPPED")}
 
-        res = result(await ask(node.socket, "start", target="tick"))
+        res = await node.service.start(ME, "tick")
         assert _outcomes(res) == {"tick:0": ("ok", "RUNNING"), "tick:1": ("ok", "RUNNING")}
 
         before = _pids(node)
-        res = result(await ask(node.socket, "restart", target="all"))
+        res = await node.service.restart(ME, "all")
         assert {k: v[0] for k, v in _outcomes(res).items()} == dict.fromkeys(before, "ok")
         after = _pids(node)
         assert all(after[n] is not None and after[n] != before[n] for n in before)
 
-        res = result(await ask(node.socket, "start", target="solo"))
+        res = await node.service.start(ME, "solo")
         assert _outcomes(res) == {"solo:0": ("unchanged", "RUNNING")}
 
 
@@ -139,7 +137,7 @@ async def test_stop_all_stops_in_parallel(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, slow)) as node:
         await _all_running(node)
         began = anyio.current_time()
-        res = result(await ask(node.socket, "stop", target="all"))
+        res = await node.service.stop(ME, "all")
         took = anyio.current_time() - began
         assert set(_outcomes(res).values()) == {("ok", "STOPPED")}
         assert took < 5.0  # one at a time would take 6 s or more
@@ -147,13 +145,12 @@ async def test_stop_all_stops_in_parallel(tmp_path: Path) -> None:
 
 async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, TICK, CRASH)) as node:
-        res = result(await ask(node.socket, "start", target="crash"))
-        (outcome, state), *_ = _outcomes(res).values()
-        assert outcome == "failed"
-        assert state in ("BACKOFF", "FATAL", "EXITED")
-        procs = res["processes"]
-        assert isinstance(procs, list)
-        assert procs[0]["message"] == describe_exit(3, None)  # as status says it
+        res = await node.service.start(ME, "crash")
+        assert (res.command, res.target, res.is_ok) == (Command.START, "crash", False)
+        (one,) = res.processes
+        assert one.outcome == "failed"
+        assert one.state in (ProcessState.BACKOFF, ProcessState.FATAL, ProcessState.EXITED)
+        assert one.message == describe_exit(3, None)  # as status says it
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("start", "crash", "failed")
         assert "crash:0: exit code 3" in row.detail
@@ -163,8 +160,9 @@ async def test_start_of_a_crashing_program_fails_and_is_audited(tmp_path: Path) 
 
 async def test_unknown_target_is_an_error_and_audited(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, TICK)) as node:
-        reply = await ask(node.socket, "restart", target="nosuch*")
-        assert error_type(reply) == "UnknownProcess"
+        with pytest.raises(UnknownProcess) as unknown:
+            await node.service.restart(ME, "nosuch*")
+        assert unknown.value.name == "nosuch*"
         row = (await _audit(node))[0]
         assert (row.command, row.target, row.outcome) == ("restart", "nosuch*", "failed")
 
@@ -173,29 +171,24 @@ async def test_signal_reaches_the_worker(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, SOLO)) as node:
         await _all_running(node)
 
-        async def last_lines() -> list[str]:
-            logs = result(await ask(node.socket, "tail", target="solo", lines=50))["logs"]
-            assert isinstance(logs, list)
-            lines: list[str] = logs[0]["lines"]
-            return lines
-
         async def handler_set() -> bool:  # RUNNING is a timer; "ready" follows the handler
-            return any(line.startswith(("ready", "tick")) for line in await last_lines())
+            lines = await _last_lines(node, "solo", 50)
+            return any(line.startswith(("ready", "tick")) for line in lines)
 
         await eventually(handler_set)
-        res = result(await ask(node.socket, "signal", target="solo", signal="usr1"))
-        assert _outcomes(res) == {"solo:0": ("ok", "RUNNING")}
+        res = await node.service.signal(ME, "solo", "usr1")
+        assert (res.command, _outcomes(res)) == (Command.SIGNAL, {"solo:0": ("ok", "RUNNING")})
 
         async def got_it() -> bool:
-            return "got SIGUSR1" in await last_lines()
+            return "got SIGUSR1" in await _last_lines(node, "solo", 50)
 
         await eventually(got_it)
-        reply = await ask(node.socket, "signal", target="solo", signal="NOTASIGNAL")
-        assert error_type(reply) == "InvalidArgument"
+        with pytest.raises(InvalidArgument):
+            await node.service.signal(ME, "solo", "NOTASIGNAL")
         assert (await _audit(node))[0].outcome == "refused"
         # A real-time signal Python's enum does not name (35-63) reaches it too:
         # its default action ends the worker, and LAST EXIT names it.
-        res = result(await ask(node.socket, "signal", target="solo", signal="rtmin+6"))
+        res = await node.service.signal(ME, "solo", "rtmin+6")
         assert _outcomes(res) == {"solo:0": ("ok", "RUNNING")}
         (child,) = node.fleet.resolve("solo")
         await wait_until(lambda: child.status().last_exit_signal == signal.SIGRTMIN + 6)
@@ -203,7 +196,7 @@ async def test_signal_reaches_the_worker(tmp_path: Path) -> None:
 
 async def test_signal_to_a_stopped_process_fails(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, CRASH)) as node:
-        res = result(await ask(node.socket, "signal", target="crash", signal="HUP"))
+        res = await node.service.signal(ME, "crash", "HUP")
         assert _outcomes(res) == {"crash:0": ("failed", "STOPPED")}
 
 
@@ -225,27 +218,19 @@ async def test_tail_returns_the_last_lines_of_each_stream(tmp_path: Path) -> Non
     async with running_node(write_config(tmp_path, SOLO)) as node:
         await _all_running(node)
 
-        async def last(stream: str, n: int) -> list[str]:
-            logs = result(await ask(node.socket, "tail", target="solo", lines=n, stream=stream))
-            entries = logs["logs"]
-            assert isinstance(entries, list)
-            assert entries[0]["stream"] == stream
-            lines: list[str] = entries[0]["lines"]
-            return lines
-
         async def three() -> bool:
-            return len(await last("stderr", 3)) == 3
+            return len(await _last_lines(node, "solo", 3, "stderr")) == 3
 
         await eventually(three)
-        out, err = await last("stdout", 3), await last("stderr", 3)
+        out = await _last_lines(node, "solo", 3, "stdout")
+        err = await _last_lines(node, "solo", 3, "stderr")
         assert len(out) == 3
         assert all(line.startswith("tick ") for line in out)
         assert all(line.startswith("err tick ") for line in err)
         numbers = [int(line.split()[-1]) for line in out]
         assert numbers == sorted(numbers)
-        assert error_type(await ask(node.socket, "tail", target="solo", lines=-1)) == (
-            "InvalidArgument"
-        )
+        with pytest.raises(InvalidArgument):
+            await node.service.tail(ME, "solo", lines=-1)
 
 
 async def test_follow_bounds_in_bytes_what_a_stalled_client_has_not_read(tmp_path: Path) -> None:
@@ -316,46 +301,22 @@ async def _follow_until_a_drop(buffer: FollowBuffer) -> list[tuple[int, tuple[st
     raise AssertionError("the follow ended")
 
 
-async def test_follow_streams_new_lines_until_the_client_leaves(tmp_path: Path) -> None:
+async def test_follow_hands_over_new_lines_until_the_block_exits(tmp_path: Path) -> None:
     async with running_node(write_config(tmp_path, SOLO)) as node:
         await _all_running(node)
-        async with connect(node.socket) as client:
-            await client.send("tail", target="solo", lines=2, follow=True)
-            assert (await client.receive())["streaming"] is True
-            seen: list[int] = []
-            while len(seen) < 10:
-                event = (await client.receive())["event"]
-                assert isinstance(event, dict)
-                assert event["process"] == "solo:0"
-                seen += [int(line.split()[-1]) for line in event["lines"]]
-            assert seen == sorted(seen)
-            assert seen[-1] - seen[0] >= 9  # new lines kept coming
-            assert node.server.clients == 1
-        # The client left mid-stream: its connection task ends, nothing leaks.
-        await wait_until(lambda: node.server.clients == 0)
-        assert result(await ask(node.socket, "status"))["node"] == "ctltest"
-
-
-async def test_concurrent_clients_each_get_their_answer(tmp_path: Path) -> None:
-    async with running_node(write_config(tmp_path, TICK, SOLO)) as node:
-        await _all_running(node)
-        answers: dict[int, dict[str, object]] = {}
-
-        async def one(i: int) -> None:
-            if i % 5 == 0:  # some followers hold connections open meanwhile
-                async with connect(node.socket) as client:
-                    await client.send("tail", target="tick", follow=True)
-                    answers[i] = await client.receive()
-                    await client.receive()
-                return
-            answers[i] = await ask(node.socket, "status" if i % 2 else "tail", target="tick")
-
-        async with anyio.create_task_group() as tg:
-            for i in range(30):
-                tg.start_soon(one, i)
-        assert len(answers) == 30
-        assert all(a["ok"] is True for a in answers.values())
-        await wait_until(lambda: node.server.clients == 0)
+        seen: list[int] = []
+        async with node.service.follow(ME, "solo", lines=2) as following:
+            assert following.processes == ("solo:0",)
+            with anyio.fail_after(10):
+                async for chunk in following.lines:
+                    assert (chunk.process, chunk.stream) == ("solo:0", "stdout")
+                    seen += [int(line.split()[-1]) for line in chunk.lines]
+                    if len(seen) >= 10:
+                        break
+        assert seen == sorted(seen)
+        assert seen[-1] - seen[0] >= 9  # new lines kept coming
+        assert isinstance(following.lines, FollowBuffer)
+        assert following.lines.buffered_bytes == 0  # released when the block exited
 
 
 # -- reload ----------------------------------------------------------------------
@@ -372,14 +333,14 @@ async def test_reload_adds_removes_and_restarts_only_what_changed(tmp_path: Path
         changed = program("change", "ctl_ticker.py", "0.25")
         added = program("added", "ctl_ticker.py", "0.5")
         write_config(tmp_path, keep, changed, added)
-        res = result(await ask(node.socket, "reload"))
-        assert res == {
-            "added": ["added"],
-            "removed": ["drop"],
-            "changed": ["change"],
-            "updated": [],
-            "unchanged": ["keep"],
-        }
+        res = await node.service.reload(ME)
+        assert (res.added, res.removed, res.changed, res.updated, res.unchanged) == (
+            ("added",),
+            ("drop",),
+            ("change",),
+            (),
+            ("keep",),
+        )
         await _all_running(node)
         after = _pids(node)
         assert set(after) == {"keep:0", "change:0", "added:0"}
@@ -395,11 +356,9 @@ async def test_reload_of_a_broken_config_leaves_the_fleet_alone(tmp_path: Path) 
         before = _pids(node)
         text = cfg.read_text()
         cfg.write_text(text + '\n[programs.bad]\ncommand = []\nrestart = "sometimes"\n')
-        reply = await ask(node.socket, "reload")
-        assert error_type(reply) == "ConfigError"
-        error = reply["error"]
-        assert isinstance(error, dict)
-        assert "programs.bad.restart" in str(error["message"])
+        with pytest.raises(ConfigError) as bad:
+            await node.service.reload(ME)
+        assert "programs.bad.restart" in {issue.key for issue in bad.value.issues}
         assert _pids(node) == before
         row = (await _audit(node))[0]
         assert (row.command, row.outcome) == ("reload", "refused")
@@ -409,9 +368,8 @@ async def test_reload_refuses_to_move_the_state_dir(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
         cfg.write_text(cfg.read_text().replace('/state"', '/elsewhere"'))
-        reply = await ask(node.socket, "reload")
-        assert error_type(reply) == "ConfigError"
-        assert "state_dir" in str(reply["error"])
+        with pytest.raises(ConfigError, match="state_dir"):
+            await node.service.reload(ME)
 
 
 # -- shutdown, access and audit --------------------------------------------------
@@ -421,9 +379,9 @@ async def test_shutdown_stops_the_fleet(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
         await _all_running(node)
-        res = result(await ask(node.socket, "shutdown"))
+        res = await node.service.shutdown(ME)
         # Stops take at most stop_timeout_seconds (3 s) and a margin; the last sweep too.
-        assert res == {"node": "ctltest", "pid": os.getpid(), "wait_seconds": 23.0}
+        assert res == ShutdownReport(node="ctltest", pid=os.getpid(), wait_seconds=23.0)
         with anyio.fail_after(10):
             await node.fleet.wait_shutdown_requested()
         # The server stopped accepting commands once its answer was out.
@@ -442,13 +400,13 @@ async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> Non
     cfg = write_config(tmp_path, TICK)
     async with running_node(cfg) as node:
         long = "t" * 5000
-        refused = await ask(node.socket, "stop", target=long)
-        assert error_type(refused) in ("UnknownProcess", "InvalidArgument")
+        with pytest.raises((UnknownProcess, InvalidArgument)):
+            await node.service.stop(ME, long)
         write_config(tmp_path, TICK, CRASH)
-        result(await ask(node.socket, "reload"))
-        result(await ask(node.socket, "reload"))
+        await node.service.reload(ME)
+        await node.service.reload(ME)
         write_config(tmp_path, TICK + 'relay = "none"\n', CRASH)
-        result(await ask(node.socket, "reload"))
+        await node.service.reload(ME)
         rows = await _audit(node)
     assert [r.detail for r in rows[:3]] == ["updated tick", "nothing changed", "added crash"]
     stop = rows[3]
@@ -457,25 +415,14 @@ async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> Non
     assert len(stop.detail) < 1100
 
 
-async def test_a_lone_surrogate_in_a_target_is_a_protocol_error(tmp_path: Path) -> None:
-    async with running_node(write_config(tmp_path, TICK)) as node, connect(node.socket) as client:
-        for args in (b'{"target": "\\ud800"}', b'{"target": "x", "signal": "\\udfff"}'):
-            cmd = b"signal" if b"signal" in args else b"stop"
-            await client.send_raw(b'{"cmd": "' + cmd + b'", "args": ' + args + b"}\n")
-            reply = await client.receive()
-            assert error_type(reply) == "ControlProtocolError", reply
-            assert "lone surrogate" in str(reply["error"])
-        assert result(await client.ask("status", target="tick:0"))["node"] == "ctltest"
-
-
 async def test_first_status_of_a_busy_process_shows_its_cpu(tmp_path: Path) -> None:
     """CPU use is measured against an earlier sample; the first status takes two."""
     busy = program("busy", "ctl_busy.py", start_seconds=0.1)
     async with running_node(write_config(tmp_path, busy)) as node:
         await _all_running(node)
-        rows = result(await ask(node.socket, "status"))["processes"]
-        assert isinstance(rows, list)
-        assert rows[0]["cpu_percent"] > 10.0, rows[0]
+        (info,) = (await node.service.status(ME)).processes
+        assert info.cpu_percent is not None
+        assert info.cpu_percent > 10.0, info
 
 
 def test_every_command_declares_its_level() -> None:
@@ -515,7 +462,7 @@ async def test_local_actor_is_the_user_name_with_admin_access(tmp_path: Path) ->
     actor = Actor.local()
     assert (actor.name, actor.source, actor.level) == (_me(), "local", AccessLevel.ADMIN)
     async with running_node(write_config(tmp_path, TICK)) as node:
-        await ask(node.socket, "status", target="tick:0")
+        await node.service.status(actor, "tick:0")
         row = (await _audit(node))[0]
     assert (row.actor, row.source, row.command, row.target) == (_me(), "local", "status", "tick:0")
     assert row.at > 0
@@ -531,6 +478,28 @@ async def test_follow_buffer_keeps_a_chunk_s_cap_when_it_adds_drops() -> None:
     buffer.close()
 
 
+@pytest.mark.parametrize(
+    "text", ["plain ascii text", "emoji \U0001f600\U0001f680 and \u4e2d\u6587"]
+)
+def test_follow_buffer_holds_its_bytes_whatever_the_characters(text: str) -> None:
+    """The bound counted characters: emoji lines held about 4 times the bytes allowed."""
+    limit = 1 << 20
+    buffer = FollowBuffer(max_bytes=limit)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        n = 0
+        while (room := buffer.room()) > 0:  # what a watcher does: only what fits
+            lines = tuple(f"{i} {text * 4}" for i in range(n, n + min(room, 100)))
+            n += len(lines)
+            buffer.put(LogLines(process="w:0", stream="stdout", lines=lines))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= limit * 1.1
+    buffer.close()
+
+
 async def test_a_full_ledger_fails_no_command_and_changes_no_process(tmp_path: Path) -> None:
     """A full disk failed every command (the audit row) and made a crashing program FATAL."""
     again = program("again", "child_exit.py", "3", "0.4", restart="always", start_retries=1)
@@ -538,10 +507,10 @@ async def test_a_full_ledger_fails_no_command_and_changes_no_process(tmp_path: P
         await _all_running(node)
         slot = next(c for c in node.fleet.processes() if c.name == "again:0")
         with ledger_full(node.ledger):
-            assert result(await ask(node.socket, "status"))
-            for cmd in ("stop", "start", "restart"):
-                res = result(await ask(node.socket, cmd, target="tick"))
-                assert {o for o, _ in _outcomes(res).values()} == {"ok"}, (cmd, res)
+            assert (await node.service.status(ME)).processes
+            for act in (node.service.stop, node.service.start, node.service.restart):
+                res = await act(ME, "tick")
+                assert {o for o, _ in _outcomes(res).values()} == {"ok"}, res
             restarts = slot.status().restarts
             await wait_until(lambda: slot.status().restarts >= restarts + 2)  # runs went on
             assert slot.status().state is not ProcessState.FATAL

@@ -13,9 +13,12 @@ import logging
 import os
 import socket
 import stat
+import struct
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,7 +41,16 @@ from supervisor.control.server import MAX_LINE_BYTES, ControlServer
 from supervisor.errors import StateDirLocked, StateDirUnsafe, UnknownQuestion
 from supervisor.process.fleet import ReloadResult
 from supervisor.tasks.records import TaskList, TaskRecord, TaskState
-from tests._control import connect, error_type, program, result, running_node, write_config
+from tests._control import (
+    Client,
+    ask,
+    connect,
+    error_type,
+    program,
+    result,
+    running_node,
+    write_config,
+)
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
@@ -48,11 +60,20 @@ if TYPE_CHECKING:
     from supervisor.events import Stream
 
 
+async def _flood(stream: Stream) -> AsyncIterator[LogLines]:
+    lines = tuple(f"line {i} ".ljust(100, ".") for i in range(500))
+    while True:
+        await anyio.lowlevel.checkpoint()
+        yield LogLines(process="flood", stream=stream, lines=lines)
+
+
 class FakeService:
     """Answers every command with an empty result; checks the types it is given."""
 
     def __init__(self) -> None:
         self.actors: list[Actor] = []
+        self.release = anyio.Event()  # a status of "slow" waits for it
+        self.waiting = 0
 
     def _seen(self, actor: Actor, *texts: object) -> None:
         assert isinstance(actor, Actor)
@@ -61,6 +82,9 @@ class FakeService:
 
     async def status(self, actor: Actor, target: str = "all") -> StatusReport:
         self._seen(actor, target)
+        if target == "slow":
+            self.waiting += 1
+            await self.release.wait()
         return StatusReport(node="fake", at=0.0, processes=())
 
     async def tail(
@@ -76,10 +100,14 @@ class FakeService:
         self, actor: Actor, target: str, *, lines: int = 10, stream: Stream = "stdout"
     ) -> AsyncIterator[LogFollow]:
         self._seen(actor, target)
+        if target == "flood":  # never ends, and never waits: a worker flooding its log
+            yield LogFollow(processes=(target,), lines=_flood(stream))
+            return
         send, receive = anyio.create_memory_object_stream[LogLines](1)
-        async with receive:
+        async with send, receive:
             send.send_nowait(LogLines(process=target, stream=stream, lines=("one line",)))
-            send.close()  # the fake's stream ends at once
+            if target != "quiet":  # a quiet log keeps its follower waiting
+                send.close()  # the fake's stream ends at once
             yield LogFollow(processes=(target,), lines=receive)
 
     async def _act(self, command: Command, actor: Actor, target: str) -> ActionReport:
@@ -178,13 +206,16 @@ async def fake_server(
     *,
     idle_timeout: float = 5.0,
     max_clients: int = 8,
+    max_followers: int = 8,
     check_interval: float = 2.0,
+    service: FakeService | None = None,
 ) -> AsyncIterator[ControlServer]:
     server = ControlServer(
-        FakeService(),
+        service or FakeService(),
         directory / "control.sock",
         idle_timeout=idle_timeout,
         max_clients=max_clients,
+        max_followers=max_followers,
         check_interval=check_interval,
     )
     async with anyio.create_task_group() as tg:
@@ -377,14 +408,86 @@ async def test_control_closes_an_idle_connection(tmp_path: Path) -> None:
 
 
 async def test_control_refuses_clients_over_the_limit(tmp_path: Path) -> None:
+    """Only when every connection runs a command is a new one refused."""
+    service = FakeService()
     async with (
-        fake_server(_private_dir(tmp_path), max_clients=1) as server,
+        fake_server(_private_dir(tmp_path), max_clients=1, service=service) as server,
         connect(server.path) as first,
     ):
-        assert result(await first.ask("status"))["node"] == "fake"
+        await first.send("status", target="slow")
+        await wait_until(lambda: service.waiting > 0)
         async with connect(server.path) as second:
             assert error_type(await second.receive()) == "ControlProtocolError"
+        service.release.set()
+        assert result(await first.receive())["node"] == "fake"
+
+
+async def _follow(client: Client, target: str = "quiet") -> None:
+    await client.send("tail", target=target, follow=True)
+    assert (await client.receive())["streaming"] is True
+
+
+async def test_control_followers_never_lock_out_commands(tmp_path: Path) -> None:
+    """64 ``tail -f`` took every slot: even ``shutdown`` got "too many clients"."""
+    async with (
+        fake_server(_private_dir(tmp_path), max_clients=2, max_followers=3) as server,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        for _ in range(3):
+            await _follow(await stack.enter_async_context(connect(server.path)))
+        async with connect(server.path) as one_more:
+            await one_more.send("tail", target="quiet", follow=True)
+            assert error_type(await one_more.receive()) == "ControlProtocolError"
+        for _ in range(5):  # commands still get in, shutdown included
+            assert result(await ask(server.path, "status"))["node"] == "fake"
+        assert result(await ask(server.path, "shutdown"))["node"] == "fake"
+
+
+async def test_control_idle_connections_give_way_to_new_commands(tmp_path: Path) -> None:
+    """Idle connections (renewed before their timeout) kept every command out."""
+    async with (
+        fake_server(_private_dir(tmp_path), max_clients=2) as server,
+        connect(server.path) as first,
+        connect(server.path) as second,
+    ):
         assert result(await first.ask("status"))["node"] == "fake"
+        assert result(await second.ask("status"))["node"] == "fake"
+        # Both idle now: the oldest gives way.
+        assert result(await ask(server.path, "shutdown"))["node"] == "fake"
+        with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await first.stream.receive()
+
+
+async def test_control_counts_only_connections_still_open(tmp_path: Path) -> None:
+    """A client that had closed counted until its EOF was read: requests were refused."""
+    service = FakeService()
+    async with fake_server(_private_dir(tmp_path), max_clients=2, service=service) as server:
+        for _ in range(2):
+            async with connect(server.path) as gone:  # asks, and leaves at once
+                await gone.send("status", target="slow")
+                await wait_until(lambda: service.waiting > 0)
+            service.waiting = 0
+        # Both commands still run for clients that left: neither counts.
+        assert result(await ask(server.path, "status"))["node"] == "fake"
+        service.release.set()
+
+
+async def test_control_a_follower_leaving_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C on ``tail -f`` under load logged an ERROR with a traceback."""
+    async with fake_server(_private_dir(tmp_path)) as server:
+        for _ in range(10):
+            async with connect(server.path) as client:
+                await _follow(client, "flood")
+                for _ in range(3):
+                    await client.receive()
+                # Gone with lines unread, as a killed ctl goes: a reset, not a FIN.
+                client.stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            await wait_until(lambda: server.clients == 0)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 # -- fuzz ----------------------------------------------------------------------

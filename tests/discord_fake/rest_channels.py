@@ -1,4 +1,4 @@
-"""REST routes for login, the gateway URL, channels, messages, reactions and typing.
+"""REST routes for login, the gateway URL, members, channels, messages, reactions and typing.
 
 Every change the bot makes is stored, logged as a :class:`BotAction` and dispatched on
 the gateway, as Discord does (the bot receives its own MESSAGE_CREATE).
@@ -95,6 +95,19 @@ async def get_application(request: web.Request) -> web.Response:
             "team": None,
         }
     )
+
+
+@routes.get("/api/v10/guilds/{guild_id}/members/{user_id}")
+async def get_member(request: web.Request) -> web.Response:
+    """One member of the guild (with its roles): what a message from history lacks."""
+    ctx = backend(request)
+    if request.match_info["guild_id"] != str(ctx.store.guild_id):
+        raise ApiError(404, 10004, "Unknown Guild")
+    try:
+        user = ctx.store.users[int(request.match_info["user_id"])]
+    except (KeyError, ValueError):
+        raise ApiError(404, 10013, "Unknown User") from None
+    return json_response(user.member_payload())
 
 
 @routes.get("/api/v10/channels/{channel_id}")

@@ -203,3 +203,11 @@ async def test_shutdown_gives_running_tasks_back_without_counting_the_attempt(
         (hold / "go").touch()
         done = await node.tasks.wait(task.id, 20)
     assert (done.state, done.attempts) == (TaskState.DONE, 1)
+
+
+async def test_oneshot_answer_is_the_worker_sdk_result_when_it_sends_one(tmp_path: Path) -> None:
+    config = write_config(tmp_path, task_program("sdk", "sdk"))
+    async with running_node(config) as node:
+        task = await node.service.task(LOCAL, "sdk", "two words", wait_seconds=20)
+    assert task.state is TaskState.DONE, task
+    assert task.result == 'summary: two words\n{\n  "words": 2\n}'

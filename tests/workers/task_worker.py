@@ -2,6 +2,7 @@
 
 echo        print {"argv", "stdin", "in_task_dir", "task_id"} as JSON, exit 0
 fail        write five lines to stderr, exit 3
+sdk         print noise, report worker_sdk.result(text="summary: " + stdin), exit 0
 hold DIR    fork a grandchild, write "pid grandchild_pid" to DIR/TASK_ID.pids, then
             wait until DIR/go exists and exit 0 (a stop or timeout kills it first)
 """
@@ -24,6 +25,11 @@ if mode == "echo":
             }
         )
     )
+elif mode == "sdk":
+    import worker_sdk
+
+    print("noise that is not the answer")
+    worker_sdk.result(text="summary: " + sys.stdin.read(), data={"words": 2})
 elif mode == "fail":
     for i in range(5):
         print(f"problem {i}", file=sys.stderr)

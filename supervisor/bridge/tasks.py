@@ -1,0 +1,321 @@
+"""Tasks in Discord: ``program: text`` in the task channel, ``/task``, and the answers.
+
+A message in ``task_channel`` that says ``summarize: the text`` (after a mention of
+the bot, which needs no privileged intent) becomes a task, once, keyed by its message
+id, also when it was posted while dsup was away (the channel's history is read from
+the last message handled, at each connection). Its lifecycle shows as reactions on
+it; its answer is one reply, queued in the outbox exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import discord
+from discord import app_commands
+
+from supervisor import humanize
+from supervisor.bridge.access import actor_of
+from supervisor.bridge.complete import MAX_CHOICES
+from supervisor.bridge.respond import NO_MENTIONS, is_ours, refuse_elsewhere
+from supervisor.commands.access import AccessLevel
+from supervisor.errors import AccessDenied, SupervisorError
+from supervisor.state.channel_cursor import ChannelCursor
+from supervisor.state.outbox import Outbox
+from supervisor.tasks.records import TaskState
+
+if TYPE_CHECKING:
+    from supervisor.bridge.context import BridgeContext
+    from supervisor.tasks.records import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+EMOJI = {
+    TaskState.QUEUED: "📥",
+    TaskState.RUNNING: "⏳",
+    TaskState.DONE: "✅",
+    TaskState.FAILED: "❌",
+    TaskState.TIMED_OUT: "⏱️",
+    TaskState.CANCELLED: "🚫",
+}
+"""The reaction each step of a task's life adds to its message."""
+TASK_VERBS = ("task", "task-cancel")
+"""The slash commands of tasks (beside ``perform.VERBS``)."""
+BACKFILL_MESSAGES = 1000
+"""Messages of the task channel read back at most per connection."""
+EVENTS_KEPT = 10_000
+"""Task changes waiting for their reaction; beyond, the oldest reactions are skipped."""
+_ANSWERS_PER_ROUND = 100
+_TASK = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\s*:\s*(\S.*)", re.DOTALL)
+
+
+def parse_task(content: str, bot_id: int) -> tuple[str, str] | None:
+    """``(program, text)`` of a message saying ``program: text`` (mentions of the bot aside)."""
+    found = _TASK.fullmatch(re.sub(rf"<@!?{bot_id}>", " ", content))
+    return (found[1], found[2].strip()) if found else None
+
+
+def announcement(task: TaskRecord) -> str:
+    """What the task channel shows of a task a worker gave: ``planner:0 -> writer: ...``."""
+    head = f"{EMOJI[TaskState.QUEUED]} `{task.author}` -> `{task.program}`"
+    return f"{head} (task {task.id}): {task.text}"
+
+
+def answer_text(task: TaskRecord) -> str:
+    """The reply that answers a task: its outcome, then its result or the reason."""
+    head = f"{EMOJI[task.state]} `{task.program}` task {task.id}"
+    if task.source == "worker":
+        head += f" for `{task.author}`"
+    if task.state is TaskState.DONE:
+        return f"{head} done\n{task.result}" if task.result.strip() else f"{head} done"
+    label = {TaskState.TIMED_OUT: "timed out", TaskState.CANCELLED: "cancelled"}
+    what = label.get(task.state, "failed")
+    why, _, stderr = task.reason.partition("\n")
+    lines = (
+        humanize.printable(line).replace("```", "`\u200b`\u200b`") for line in stderr.split("\n")
+    )
+    body = "\n```\n" + "\n".join(lines) + "\n```" if stderr.strip() else ""
+    return f"{head} {what}: {why}{body}"
+
+
+class TaskDesk:
+    """The task channel of one bridge: ingest, reactions, answers. Outlives reconnections.
+
+    Args:
+        context: the bridge's context (the command surface holds the task queue).
+    """
+
+    def __init__(self, context: BridgeContext) -> None:
+        self._context = context
+        self._outbox = Outbox(context.ledger)
+        self._cursor = ChannelCursor(context.ledger)
+        self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
+        self._wake = anyio.Event()
+        queue = context.service.task_queue
+        if queue is not None:
+            queue.watch(self._deliver)
+
+    @property
+    def channel(self) -> int:
+        """The task channel's id (0: none configured)."""
+        return self._context.spec.task_channel
+
+    def _deliver(self, task: TaskRecord) -> None:
+        if task.reply_channel is not None:
+            self._changes.append(task)
+            self._wake.set()
+
+    # -- messages in ------------------------------------------------------------
+
+    async def handle(self, me: discord.ClientUser, message: discord.Message) -> bool:
+        """Take a message of the served guild; True when it was a task (or a refusal)."""
+        if not self.channel or message.channel.id != self.channel:
+            return False
+        return await self._ingest(me, message)
+
+    async def _ingest(self, me: discord.ClientUser, message: discord.Message) -> bool:
+        await anyio.to_thread.run_sync(self._cursor.advance, self.channel, message.id)
+        parsed = parse_task(message.content, me.id)
+        service = self._context.service
+        if parsed is None or parsed[0] not in service.task_programs():
+            return False  # chatter, or a command by mention
+        program, text = parsed
+        actor = actor_of(self._context.spec.access, await _member(message))
+        try:
+            await service.task(
+                actor,
+                program,
+                text,
+                source_key=str(message.id),
+                reply_channel=message.channel.id,
+                reply_to=message.id,
+            )
+        except AccessDenied:
+            return True  # audited by the command surface; not answered
+        except SupervisorError as exc:  # a full backlog, a bad text: say so
+            await _reply(message, f"Not queued: {exc}")
+        return True
+
+    async def _backfill(self, client: discord.Client) -> None:
+        """Ingest the task messages posted since the last one handled (while dsup was away)."""
+        after = await anyio.to_thread.run_sync(self._cursor.get, self.channel)
+        if after is None:  # the first connection: from now on
+            now = discord.utils.time_snowflake(datetime.datetime.now(datetime.UTC))
+            await anyio.to_thread.run_sync(self._cursor.advance, self.channel, now)
+            return
+        channel = client.get_channel(self.channel)
+        if not isinstance(channel, discord.TextChannel) or client.user is None:
+            return
+        seen = 0
+        async for message in channel.history(
+            after=discord.Object(id=after), oldest_first=True, limit=BACKFILL_MESSAGES
+        ):
+            seen += 1
+            if not message.author.bot:
+                await self._ingest(client.user, message)
+        if seen:
+            logger.info("discord: read %d messages of the task channel posted meanwhile", seen)
+
+    # -- the desk's task ----------------------------------------------------------
+
+    async def serve(self, client: discord.Client) -> None:
+        """While ``client`` runs: catch up with the channel, then react and answer."""
+        if self._context.service.task_queue is None or not self.channel:
+            return
+        await client.wait_until_ready()
+        try:
+            await self._backfill(client)
+        except discord.HTTPException as exc:
+            logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
+        await self._answer()
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            ended = False
+            while self._changes:
+                task = self._changes.popleft()
+                ended = ended or task.state.is_final
+                await self._react(client, task)
+            if ended:
+                await self._answer()
+
+    async def _react(self, client: discord.Client, task: TaskRecord) -> None:
+        if task.source == "worker" and task.state is TaskState.QUEUED:
+            await anyio.to_thread.run_sync(self._announce_once, task)
+        if task.reply_channel is None or task.reply_to is None:
+            return
+        message = client.get_partial_messageable(task.reply_channel).get_partial_message(
+            task.reply_to
+        )
+        try:
+            await message.add_reaction(EMOJI[task.state])
+        except discord.HTTPException as exc:  # a deleted message, a missing permission
+            logger.debug("discord: task %d: no reaction: %s", task.id, exc)
+
+    async def _answer(self) -> None:
+        """Queue the answer of every ended task not answered yet, each exactly once.
+
+        The outbox row and a marker naming the task are written in one transaction:
+        a crash before the task is marked answered finds the marker, not a second
+        reply to send.
+        """
+        queue = self._context.service.task_queue
+        assert queue is not None
+        while tasks := await queue.unreplied(_ANSWERS_PER_ROUND):
+            for task in tasks:
+                await anyio.to_thread.run_sync(self._post_once, task)
+                await queue.mark_replied(task.id)
+            if len(tasks) < _ANSWERS_PER_ROUND:
+                return
+
+    def _announce_once(self, task: TaskRecord) -> None:
+        """Show a task a worker gave in the task channel, once."""
+        key = f"task-announce:{task.id}"
+        if task.reply_channel is None or self._outbox.meta(key) is not None:
+            return
+        self._outbox.post(
+            task.reply_channel, "notice", announcement(task), now=time.time(), meta=(key, "1")
+        )
+
+    def _post_once(self, task: TaskRecord) -> None:
+        key = f"task-answer:{task.id}"
+        if task.reply_channel is None or self._outbox.meta(key) is not None:
+            return
+        self._outbox.post(
+            task.reply_channel,
+            "reply",
+            answer_text(task),
+            now=time.time(),
+            reply_to=task.reply_to,
+            meta=(key, "1"),
+        )
+
+
+async def _member(message: discord.Message) -> discord.User | discord.Member:
+    """The author with their roles: a message read from history carries none."""
+    author = message.author
+    if isinstance(author, discord.Member) or message.guild is None:
+        return author
+    try:
+        return await message.guild.fetch_member(author.id)
+    except discord.HTTPException as exc:  # gone from the guild: judged by their id alone
+        logger.debug("discord: member %s: %s", author.id, exc)
+        return author
+
+
+async def _reply(message: discord.Message, text: str) -> None:
+    try:
+        await message.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
+    except discord.HTTPException as exc:
+        logger.warning("discord: could not answer a task message: %s", exc)
+
+
+def task_commands(context: BridgeContext) -> list[app_commands.Command[Any, ..., None]]:
+    """``/task program text`` (programs autocompleted) and ``/task-cancel id``."""
+
+    async def programs(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        if not is_ours(context, interaction):
+            return []
+        if actor_of(context.spec.access, interaction.user).level < AccessLevel.VIEWER:
+            return []
+        typed = current.strip().lower()
+        names = [n for n in context.service.task_programs() if typed in n.lower()]
+        return [app_commands.Choice(name=n, value=n) for n in names[:MAX_CHOICES]]
+
+    @app_commands.command(name="task", description="Give a task to a program that takes tasks")
+    @app_commands.describe(program="a program with tasks = ...", text="the task")
+    @app_commands.autocomplete(program=programs)
+    async def task(interaction: discord.Interaction, program: str, text: str) -> None:
+        if not is_ours(context, interaction):
+            await refuse_elsewhere(interaction)
+            return
+        actor = actor_of(context.spec.access, interaction.user)
+        channel = interaction.channel_id
+        try:
+            record = await context.service.task(
+                actor,
+                program,
+                text,
+                source_key=f"interaction:{interaction.id}",
+                reply_channel=channel,
+            )
+        except SupervisorError as exc:
+            await interaction.response.send_message(f"Not queued: {exc}", ephemeral=True)
+            return
+        await interaction.response.send_message(
+            f"{EMOJI[TaskState.QUEUED]} `{program}` task {record.id} queued; "
+            "its answer comes in this channel",
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @app_commands.command(name="task-cancel", description="Cancel a queued or running task")
+    @app_commands.describe(id="the task's number")
+    async def task_cancel(interaction: discord.Interaction, id: int) -> None:
+        if not is_ours(context, interaction):
+            await refuse_elsewhere(interaction)
+            return
+        actor = actor_of(context.spec.access, interaction.user)
+        try:
+            if actor.level >= AccessLevel.OPERATOR:
+                await interaction.response.defer(thinking=True)
+            record = await context.service.task_cancel(actor, id)
+        except SupervisorError as exc:
+            if interaction.response.is_done():
+                await interaction.followup.send(f"Not cancelled: {exc}")
+            else:
+                await interaction.response.send_message(f"Not cancelled: {exc}", ephemeral=True)
+            return
+        await interaction.followup.send(
+            f"{EMOJI[record.state]} task {record.id}: {record.state.value} ({record.reason})",
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    return [task, task_cancel]

@@ -1,0 +1,255 @@
+"""Tasks in the fake Discord: by mention in the task channel, reactions, one answer each."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from supervisor.bridge.tasks import EMOJI, answer_text, parse_task
+from supervisor.commands.access import Actor
+from supervisor.state.channel_cursor import ChannelCursor
+from supervisor.tasks.records import TaskRecord, TaskState
+from tests._wait import wait_until
+from tests.bridge._members import members
+from tests.bridge._relayed import relayed_node
+from tests.discord_fake.pytest_plugin import fake_discord
+from tests.tasks._tasks import task_program
+
+if TYPE_CHECKING:
+    from tests.bridge._members import Members
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+pytestmark = pytest.mark.timeout(120)
+CHANNELS = {"log_channel": "ops", "task_channel": "tasks"}
+ECHO = task_program("echo", "echo", "{task}")
+
+
+def _access(team: Members) -> dict[str, list[int]]:
+    return {"operator": team.access["operator"], "viewer": team.access["viewer"]}
+
+
+def _answers(fake: FakeDiscord, message_id: str) -> list[str]:
+    """The bot's replies to one message."""
+    return [
+        a.content or ""
+        for a in fake.bot_actions("tasks")
+        if a.kind == "create"
+        and a.message is not None
+        and str((a.message.get("message_reference") or {}).get("message_id")) == message_id
+    ]
+
+
+def _reactions(fake: FakeDiscord, message_id: str) -> list[str]:
+    return [
+        a.emoji or ""
+        for a in fake.bot_actions("tasks")
+        if a.kind == "react" and str(a.message_id) == message_id
+    ]
+
+
+def test_parse_task_takes_program_colon_text_after_a_mention() -> None:
+    assert parse_task("<@42> summarize: the text\nmore", 42) == ("summarize", "the text\nmore")
+    assert parse_task("summarize:x", 42) == ("summarize", "x")
+    assert parse_task("<@!42>   a-b.c :  y ", 42) == ("a-b.c", "y")
+    for text in ("no colon here", "<@42> status", "two words: x", ": nothing", "p:   "):
+        assert parse_task(text, 42) is None
+
+
+def test_answer_text_says_the_outcome_and_keeps_stderr_in_a_block() -> None:
+    base = TaskRecord(
+        id=7, program="p", text="t", source="discord", author="a", source_key="1",
+        max_attempts=3, state=TaskState.DONE, attempts=1, created_at=0.0, started_at=0.0,
+        ended_at=1.0, owner=None, lease_until=None, cancel_by=None, result="the answer\n",
+        reason="", exit_code=0, exit_signal=None,
+    )  # fmt: skip
+    assert answer_text(base) == "✅ `p` task 7 done\nthe answer\n"
+    failed = TaskRecord(
+        **{
+            **{f: getattr(base, f) for f in base.__dataclass_fields__},
+            "state": TaskState.FAILED,
+            "result": "",
+            "reason": "exit code 3; last lines of stderr:\nboom ```x```",
+        }
+    )
+    text = answer_text(failed)
+    assert text.startswith("❌ `p` task 7 failed: exit code 3; last lines of stderr:\n```\n")
+    assert text.count("```") == 2  # the worker's fence cannot close the block
+
+
+async def test_task_message_by_an_operator_runs_and_gets_reactions_and_one_answer(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    text = "hello; $(rm -rf /) `x` 'q'"
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        posted = fake_discord.post_message(
+            team.operator, "tasks", f"echo: {text}", mention_bot=True
+        )
+        refused = fake_discord.post_message(
+            team.viewer, "tasks", "echo: not yours", mention_bot=True
+        )
+        chatter = fake_discord.post_message(
+            team.operator, "tasks", "just talking", mention_bot=True
+        )
+        await fake_discord.wait_until(
+            lambda: (
+                _answers(fake_discord, posted["id"])
+                and EMOJI[TaskState.DONE] in _reactions(fake_discord, posted["id"])
+            ),
+            timeout_seconds=30,
+        )
+        # Nothing more is coming for the other two: the viewer's is audited, not answered.
+        audit = await anyio.to_thread.run_sync(lambda: node.ledger.audit_rows(20))
+    (answer,) = _answers(fake_discord, posted["id"])
+    assert answer.startswith("✅ `echo` task 1 done\n")
+    assert json.loads(answer.split("\n", 1)[1].split("\u2063")[0])["argv"] == [text]
+    assert _reactions(fake_discord, posted["id"]) == [
+        EMOJI[TaskState.QUEUED],
+        EMOJI[TaskState.RUNNING],
+        EMOJI[TaskState.DONE],
+    ]
+    assert _answers(fake_discord, refused["id"]) == []
+    assert _reactions(fake_discord, refused["id"]) == []
+    assert any(r.command == "task" and r.outcome == "refused" for r in audit)
+    assert all("just talking" not in (a.content or "") for a in fake_discord.bot_actions("ops"))
+    assert chatter["id"] not in {str(a.message_id) for a in fake_discord.bot_actions("tasks")}
+    fake_discord.assert_within_rate_limits()
+
+
+async def test_tasks_posted_while_dsup_was_away_are_taken_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    options = {"channels": CHANNELS, "access": _access(team)}
+    async with relayed_node(tmp_path, fake_discord, ECHO, **options) as first:  # type: ignore[arg-type]
+        # The first connection marks where the channel's history begins.
+        cursor = ChannelCursor(first.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+    away = [
+        fake_discord.post_message(team.operator, "tasks", f"echo: while away {i}", mention_bot=True)
+        for i in range(3)
+    ]
+    for _ in range(2):  # a second start finds nothing new: each message is one task
+        async with relayed_node(tmp_path, fake_discord, ECHO, **options) as node:  # type: ignore[arg-type]
+            await fake_discord.wait_until(
+                lambda: all(_answers(fake_discord, m["id"]) for m in away), timeout_seconds=30
+            )
+            listed = (await node.service.tasks(Actor.local())).tasks
+    assert [len(_answers(fake_discord, m["id"])) for m in away] == [1, 1, 1]
+    assert len(listed) == 3
+
+
+@pytest.mark.slow
+async def test_a_flood_of_tasks_is_all_answered_within_rate_limits(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    # Discord allows 5 messages per 5 s in a channel; 50 per s keeps the test short,
+    # and the bot must still pace itself to it.
+    fake_discord.set_rate_limit(
+        "POST", "/channels/{channel_id}/messages", limit=50, per_seconds=1.0
+    )
+    team = members(fake_discord)
+    fast = (
+        '[programs.echo]\ncommand = ["/bin/echo", "{task}"]\ntasks = "oneshot"\nconcurrency = 8\n'
+    )
+    async with relayed_node(tmp_path, fake_discord, fast, channels=CHANNELS, access=_access(team)):
+        posted = [
+            fake_discord.post_message(team.operator, "tasks", f"echo: job {i}", mention_bot=True)
+            for i in range(200)
+        ]
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in posted), timeout_seconds=90
+        )
+    assert all(len(_answers(fake_discord, m["id"])) == 1 for m in posted)
+    fake_discord.assert_within_rate_limits()
+
+
+async def test_slash_task_queues_answers_in_the_channel_and_refuses_viewers(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    plain = '[programs.web]\ncommand = ["sleep", "60"]\nautostart = false\n'
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, plain, channels=CHANNELS, access=_access(team)
+    ) as node:
+        typed = fake_discord.autocomplete(team.viewer, "tasks", "task", "program", program="e")
+        choices = [c["value"] for c in (await typed.wait_reply()).choices]
+        asked = fake_discord.invoke(team.operator, "tasks", "task", program="echo", text="a b")
+        queued = (await asked.wait_reply()).content or ""
+        await fake_discord.wait_until(
+            lambda: any(
+                "task 1 done" in (a.content or "") for a in fake_discord.bot_actions("tasks")
+            ),
+            timeout_seconds=30,
+        )
+        refused = fake_discord.invoke(team.viewer, "tasks", "task", program="echo", text="x")
+        refusal = await refused.wait_reply()
+        late = fake_discord.invoke(team.operator, "tasks", "task-cancel", id=1)
+        late_reply = await late.wait_reply(kind="followup", timeout_seconds=10)
+        listed = (await node.service.tasks(Actor.local())).tasks
+    assert choices == ["echo"]  # only programs that take tasks
+    assert queued.startswith("📥 `echo` task 1 queued")
+    assert "may not task" in (refusal.content or "")
+    assert refusal.message is not None
+    assert int(refusal.message.get("flags") or 0) & 64  # only the viewer sees it
+    assert "task 1 is already done" in (late_reply.content or "")
+    assert [t.id for t in listed] == [1]
+
+
+async def test_tasks_a_worker_gives_are_shown_and_answered_in_the_task_channel(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    planner = Path(__file__).parent.parent / "workers" / "task_planner.py"
+    stream = Path(__file__).parent.parent / "workers" / "task_stream.py"
+    programs = (
+        f"[programs.planner]\ncommand = {json.dumps([sys.executable, str(planner), 'upper'])}\n"
+        'tasks = "oneshot"\n',
+        f"[programs.upper]\ncommand = {json.dumps([sys.executable, str(stream)])}\n"
+        'tasks = "stream"\nconcurrency = 2\n',
+    )
+    async with relayed_node(
+        tmp_path, fake_discord, *programs, channels=CHANNELS, access=_access(team)
+    ):
+        posted = fake_discord.post_message(
+            team.operator, "tasks", "planner: red green", mention_bot=True
+        )
+        await fake_discord.wait_until(
+            lambda: _answers(fake_discord, posted["id"]), timeout_seconds=30
+        )
+        await fake_discord.wait_until(
+            lambda: sum("task 2 for" in t or "task 3 for" in t for t in _texts(fake_discord)) == 2,
+            timeout_seconds=30,
+        )
+    texts = _texts(fake_discord)
+    shown = [t for t in texts if "-> `upper`" in t]
+    assert sorted(shown) == [
+        "📥 `planner:task1` -> `upper` (task 2): red",
+        "📥 `planner:task1` -> `upper` (task 3): green",
+    ]
+    (answer,) = _answers(fake_discord, posted["id"])
+    assert answer.startswith("✅ `planner` task 1 done\nupper: RED | upper: GREEN")
+    assert any(t.startswith("✅ `upper` task 2 for `planner:task1` done") for t in texts)
+
+
+def _texts(fake: FakeDiscord) -> list[str]:
+    """What the bot posted in the task channel, without the outbox's invisible marker."""
+    return [
+        (a.content or "").split("\u2063")[0]
+        for a in fake.bot_actions("tasks")
+        if a.kind == "create"
+    ]
