@@ -60,7 +60,7 @@ async def _connected(bridged: Bridged, *, identifies: int, fake: FakeDiscord) ->
 async def test_gateway_drop_resumes_the_session(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
         await fake_discord.drop_gateway()
-        await wait_until(lambda: fake_discord.resume_count == 1)
+        await wait_until(lambda: fake_discord.resume_count == 1, seconds=20)
         await _connected(bridged, identifies=1, fake=fake_discord)
         assert bridged.bridge.attempts == 1  # the same client, resumed by discord.py
     assert fake_discord.identify_count == 1
@@ -150,7 +150,7 @@ async def test_gateway_4004_stops_the_bridge(tmp_path: Path, fake_discord: FakeD
     async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
         await fake_discord.drop_gateway(code=4004)
         health = bridged.bridge.health
-        await wait_until(lambda: health.snapshot().state == "stopped")
+        await wait_until(lambda: health.snapshot().state == "stopped", seconds=20)
         assert "4004" in health.snapshot().last_error
         assert bridged.bridge.attempts == 1
     assert sleeps.delays == []
@@ -236,7 +236,7 @@ async def test_no_connection_leaves_localhost(tmp_path: Path, fake_discord: Fake
         await record.wait_reply(kind="followup", timeout_seconds=20)
         look()
         await fake_discord.drop_gateway()
-        await wait_until(lambda: fake_discord.resume_count == 1)
+        await wait_until(lambda: fake_discord.resume_count == 1, seconds=20)
         look()
     assert seen  # the bridge had connections open: there was something to look at
     assert seen <= {"127.0.0.1"}
