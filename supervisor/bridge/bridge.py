@@ -174,6 +174,8 @@ class DiscordBridge:
             finally:
                 tasks.cancel_scope.cancel("the client ended")
                 with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                    if not client.is_closed():  # dsup is stopping: say so on the board
+                        await board.farewell(client)
                     await client.close()
         return self._judge(failure, token)
 
