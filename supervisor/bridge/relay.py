@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LINE_CAPACITY = 10_000
-"""Lines taken per delivery: everything, since taking them only updates bounded memory."""
+"""Lines taken per read while the output stream has room (it only updates bounded memory)."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -84,16 +84,16 @@ def should_emit(
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    State changes go at once: they are never late for output. Output alone goes
-    at most once per ``interval`` when nothing is pending for the channel; while
-    rows wait (Discord is slow or away), only full messages, at most one per two
-    intervals, so the backlog drains faster than it grows and an outage fills
-    few, dense rows.
+    With nothing pending for the channel, state changes go at once and output at
+    most once per ``interval``. While rows wait (Discord is slow or away), state
+    changes at most once per ``interval`` (a crash loop's changes share messages)
+    and output only in full messages, at most one per two intervals: the backlog
+    drains faster than output grows it, and an outage fills few, dense rows.
     """
-    if has_notes:
-        return True
     if pending_rows == 0:
-        return since_last >= interval and waiting_chars > 0
+        return has_notes or (since_last >= interval and waiting_chars > 0)
+    if has_notes:
+        return since_last >= interval
     return since_last >= 2 * interval and waiting_chars >= max_chars
 
 
@@ -169,10 +169,18 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Lines the relay takes now: all of them, or none (-1) when nothing is relayed."""
-        if all(p.relay is RelayMode.NONE for p in self._programs().values()):
+        """Lines the relay takes now; the rest of a read is only counted (cheap).
+
+        All of them while the output stream has room; otherwise a few, enough for
+        incidents' last lines (the pump then splits only those); none (-1) when
+        nothing is relayed.
+        """
+        modes = {p.relay for p in self._programs().values()}
+        if modes == {RelayMode.NONE}:
             return -1
-        return LINE_CAPACITY
+        if RelayMode.ALL in modes and not self._stream.is_full:
+            return LINE_CAPACITY
+        return TAIL_LINES
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, tails, the stream or audit lines."""
