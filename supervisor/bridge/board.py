@@ -97,12 +97,31 @@ class Board:
         """A process changed state: look at the fleet now rather than at the next interval."""
         self._poked.set()
 
-    def render(self) -> BoardText:
-        """The board's text now."""
+    def render(self, *, stopped_at: float | None = None) -> BoardText:
+        """The board's text now (``stopped_at``: the last one, as dsup stops)."""
         context = self._context
         return render_board(
-            context.service.snapshot(), node=context.node, health=context.health.snapshot()
+            context.service.snapshot(),
+            node=context.node,
+            health=context.health.snapshot(),
+            stopped_at=stopped_at,
         )
+
+    async def farewell(self, client: BridgeClient) -> None:
+        """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
+
+        Called as dsup stops, bounded by the caller; nothing when there is no board.
+        """
+        if not self._channel or self.message_id is None or not client.is_ready():
+            return
+        text = self.render(stopped_at=self._wall())
+        view = client.board_view_factory() if client.board_view_factory else None
+        delivery = await Messenger(client).edit(
+            self._channel, self.message_id, embeds=[self._embed(text)], view=view
+        )
+        if delivery.is_ok:
+            self.edits += 1
+            self._shown = text.body
 
     async def serve(self, client: BridgeClient) -> None:
         """Keep the board current through ``client`` until cancelled.

@@ -66,11 +66,21 @@ def render_board(
     *,
     node: str,
     health: BridgeHealth,
+    stopped_at: float | None = None,
     budget: int = BODY_CHARS,
 ) -> BoardText:
-    """The board of ``node`` for these process states, fitting ``budget`` characters."""
+    """The board of ``node`` for these process states, fitting ``budget`` characters.
+
+    With ``stopped_at`` (wall-clock time), the board says that dsup stopped then
+    and is no longer kept up to date, instead of the bridge's health.
+    """
     ordered = sorted(statuses, key=lambda s: _ORDER.index(s.state))
-    head = [_counts(node, ordered), _health_line(health), ""]
+    state_line = (
+        _health_line(health)
+        if stopped_at is None
+        else f"⚫ dsup stopped <t:{int(stopped_at)}:R>: no updates until it runs again"
+    )
+    head = [_counts(node, ordered), state_line, ""]
     bad = [s for s in ordered if s.state in UNHEALTHY]
     good = [s for s in ordered if s.state not in UNHEALTHY]
     tries: tuple[Callable[[], list[str]], ...] = (

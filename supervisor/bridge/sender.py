@@ -16,6 +16,7 @@ import anyio
 import discord
 
 from supervisor.bridge.pacing import Breaker, Pacer, route_of
+from supervisor.bridge.results import attachments
 from supervisor.state.outbox import retry_delay
 
 if TYPE_CHECKING:
@@ -196,6 +197,8 @@ class OutboxSender:
             else None
         )
         kwargs: dict[str, Any] = {"reference": reference} if reference is not None else {}
+        if row.attach:
+            kwargs |= await anyio.to_thread.run_sync(attachments, row.attach)
         sent = await channel.send(text, nonce=row.nonce, allowed_mentions=_NONE, **kwargs)
         return sent.id
 

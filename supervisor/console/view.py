@@ -348,6 +348,7 @@ class LiveView(View):
         )
         self._recent: list[Entry] = []
         self._busy: Counter[str] = Counter()  # lines per process lately, halved per batch
+        self._told_gaps = False  # a gap's mark said once where the lines left off are
         self._logs = _LogCapture()
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
@@ -364,7 +365,10 @@ class LiveView(View):
             self._make_room()
             self._live.start()
         size = self._console.size
-        view = layout(self._node, rows, self._recent, size=size, busy=self._busy)
+        view, has_gap = layout(
+            self._node, rows, self._recent, size=size, busy=self._busy, explain=not self._told_gaps
+        )
+        self._told_gaps |= has_gap
         self._live.update(view, refresh=True)
         if final:
             self._live.stop()

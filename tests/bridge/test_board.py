@@ -75,6 +75,14 @@ async def test_board_is_posted_once_then_edited_in_place(
     fake_discord.assert_within_rate_limits()
 
 
+async def test_board_says_when_dsup_stopped(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        assert "dsup stopped" not in _text(fake_discord)
+    assert "dsup stopped <t:" in _text(fake_discord)
+    assert _kinds(fake_discord).count("create") == 1
+
+
 async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
         await _settled(bridged, fake_discord)
@@ -83,8 +91,7 @@ async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscor
         await anyio.sleep(15 * INTERVAL)
         assert fake_discord.bot_actions()[before:] == []
         assert bridged.bridge.board is not None
-        edits = bridged.bridge.board.edits
-    assert edits == len([k for k in _kinds(fake_discord) if k == "edit"])
+        assert bridged.bridge.board.edits == _kinds(fake_discord).count("edit")
 
 
 async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeDiscord) -> None:

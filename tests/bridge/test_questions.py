@@ -282,8 +282,12 @@ async def test_result_is_posted_to_the_results_channel_through_the_outbox(
         message = await fake_discord.wait_until(posted, timeout_seconds=15)
         content = message["content"]
         assert content.startswith("**w:0** result ")
-        assert "rows: 3" in content
         assert "`out.csv`" in content
+        (embed,) = message["embeds"]
+        assert [(f["name"], f["value"]) for f in embed["fields"]] == [("rows", "3")]
+        (file,) = message["attachments"]
+        assert file["filename"] == "out.csv"
+        assert fake_discord.store.attachments[int(file["id"])] == b"a,b\n1,2\n"
         # The other program's result is recorded, and was not given to the outbox.
         await wait_until(lambda: bool(node.fleet.store.recent_results(["quiet:0"], 1)))
         await node.outbound.relay.flush(final=True)
