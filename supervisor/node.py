@@ -29,15 +29,16 @@ from supervisor.state.statedir import open_state_dir
 from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from anyio.abc import TaskStatus
 
     from supervisor.bridge.bridge import DiscordBridge
     from supervisor.bridge.outbound import Outbound
+    from supervisor.bridge.progress import ProgressRelay
     from supervisor.bridge.questions import QuestionRelay
     from supervisor.bridge.relay import Relay
-    from supervisor.config.schema import Config
+    from supervisor.config.schema import Config, ProgramSpec
 
 logger = logging.getLogger(__name__)
 
@@ -121,16 +122,19 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         line_sinks: list[Console | Relay] = [console]
         if outbound is not None:
             line_sinks.append(outbound.relay)
-        questions = (
-            _questions(config, ledger, lambda: fleet.config if fleet else config)
+        workers = (
+            _worker_relays(config, ledger, lambda: fleet.config if fleet else config)
             if discord
-            else None
+            else []
         )
-        sinks: list[Console | Relay | QuestionRelay] = [*line_sinks]
-        if questions is not None:
-            sinks.append(questions)
+        sinks: list[Console | Relay | QuestionRelay | ProgressRelay] = [*line_sinks, *workers]
         fleet = Fleet(
-            config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
+            config,
+            state=state,
+            ledger=ledger,
+            reaper=reaper,
+            sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
+            line_sinks=line_sinks,
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
@@ -156,9 +160,10 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                 if outbound is not None and bridge is not None:
                     client = bridge
                     await services.start(outbound.run, lambda: client.client)
-                if questions is not None and bridge is not None:
+                if bridge is not None:
                     asker = bridge
-                    await services.start(questions.serve, lambda: asker.client)
+                    for shown in workers:
+                        await services.start(shown.serve, lambda: asker.client)
                 async with anyio.create_task_group() as work:
                     await work.start(tasks.run)
                     async with anyio.create_task_group() as front:
@@ -198,15 +203,22 @@ def _bridge(
     return bridge, outbound
 
 
-def _questions(
+def _worker_relays(
     config: Config, ledger: Ledger, current: Callable[[], Config]
-) -> QuestionRelay | None:
-    """Workers' questions in Discord, when the config has ``[discord]``."""
+) -> list[QuestionRelay | ProgressRelay]:
+    """Workers' questions and progress in Discord, when the config has ``[discord]``."""
     if config.discord is None:
-        return None
+        return []
+    from supervisor.bridge.progress import ProgressRelay
     from supervisor.bridge.questions import QuestionRelay
 
-    return QuestionRelay(config.discord, ledger, lambda: current().programs)
+    def programs() -> Mapping[str, ProgramSpec]:
+        return current().programs
+
+    return [
+        QuestionRelay(config.discord, ledger, programs),
+        ProgressRelay(config.discord, programs),
+    ]
 
 
 async def _watch_signals(

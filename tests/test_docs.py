@@ -1,8 +1,8 @@
 """The console and ctl samples in docs/ are real output: each is checked against a run.
 
 A sample is a fenced block right after a ``<!-- sample: NAME -->`` comment. One
-scenario runs the real dsup on the demo fleet plus ``slowback``, as
-docs/control.md tells it: ctl status piped and in a 60-column terminal, a
+scenario runs the real dsup on three programs of the demo fleet plus ``slowback``,
+as docs/control.md tells it: ctl status piped and in a 60-column terminal, a
 SIGKILL of dsup, a second dsup that cleans the orphans, ``ctl shutdown``.
 Every line of every sample must have the shape of a line that run printed:
 the same words, with any number standing for any number (pids, times, sizes),
@@ -55,18 +55,37 @@ def test_docs_have_samples_to_check() -> None:
 
 
 def _config(tmp_path: Path) -> Path:
-    """examples/dsup.toml with its state in ``tmp_path`` and one more program, slowback."""
-    text = (REPO / "examples" / "dsup.toml").read_text(encoding="utf-8")
-    text = text.replace(
-        'cwd = "workers"', f"cwd = {json.dumps(str(REPO / 'examples' / 'workers'))}"
-    )
-    text = re.sub(r"(?m)^state_dir = .*$", 'state_dir = "state"', text)
-    text += (
-        '\n[programs.slowback]\ncommand = ["sh", "-c", "exit 7"]\n'
-        "backoff_seconds = 60\nbackoff_max_seconds = 60\n"
-    )
+    """Three programs of examples/dsup.toml and slowback, as docs/control.md tells it."""
+    workers = json.dumps(str(REPO / "examples" / "workers"))
     path = tmp_path / "dsup.toml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(
+        f"""[supervisor]
+name = "demo"
+state_dir = "state"
+
+[programs.progress]
+command = ["python3", "progress.py"]
+cwd = {workers}
+restart = "always"
+
+[programs.flaky]
+command = ["python3", "flaky.py"]
+cwd = {workers}
+restart = "on-failure"
+start_retries = 5
+backoff_seconds = 1.0
+
+[programs.pipeline]
+command = ["bash", "pipeline.sh"]
+cwd = {workers}
+
+[programs.slowback]
+command = ["sh", "-c", "exit 7"]
+backoff_seconds = 60
+backoff_max_seconds = 60
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -105,9 +124,14 @@ def _run_the_scenario(tmp_path: Path) -> list[str]:
                 == ["RUNNING", "RUNNING", "RUNNING", "BACKOFF"]
             ),
             "three processes RUNNING and slowback in BACKOFF",
+            seconds=60,  # a loaded machine starts python workers slowly
         )
         printed += ctl_run(config, "status").stdout.splitlines()
-        wait_for(lambda: _states(config).get("flaky:0") == ("RUNNING", 1), "flaky to run again")
+        wait_for(
+            lambda: _states(config).get("flaky:0") == ("RUNNING", 1),
+            "flaky to run again",
+            seconds=60,
+        )
         argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"]
         with PtyRun(argv, rows=24, columns=60) as narrow:
             narrow.wait_exit()

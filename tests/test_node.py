@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,6 @@ from tests._e2e import (
 from tests._wait import wait_for
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator
 
 pytestmark = pytest.mark.timeout(90)
@@ -164,3 +164,28 @@ def test_runner_prints_the_warnings_of_dsup_check_once_at_start_up(tmp_path: Pat
     for key in ("programs.lost.cwd: ", "programs.lost.command: "):
         assert stderr.count(key) == 1, stderr
     assert f"{config}: programs.lost.command: 'dsup-test-no-such-program'" in stderr
+
+
+def test_runner_without_a_terminal_imports_neither_rich_nor_discord(tmp_path: Path) -> None:
+    """A node at rest kept rich (and would keep discord) loaded for nothing: memory."""
+    config = write_config(tmp_path, '[programs.s]\ncommand = ["sleep", "60"]\n')
+    node = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "supervisor", "run", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for((tmp_path / "state" / "control.sock").exists, "the control socket")
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=DEADLINE) == 0
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(timeout=DEADLINE)
+        assert node.stderr is not None
+        imported = node.stderr.read().decode()
+        node.stderr.close()
+    names = {line.rsplit("|", 1)[1].strip() for line in imported.splitlines() if "|" in line}
+    assert "supervisor.node" in names  # the import log is there
+    assert not {n for n in names if n.split(".")[0] in ("rich", "discord")}

@@ -1,9 +1,7 @@
 """What a worker calls: ``progress``, ``log``, ``result`` and ``ask``.
 
-Under dsup each call becomes one message on the channel (``channel``); outside
-dsup, or once dsup's end is gone, each degrades to readable lines on stderr, and
-``ask`` asks on the terminal when there is one. Every call is thread-safe and
-returns at once, except ``ask``, which waits for its answer.
+Each becomes a message on the channel, or readable lines on stderr outside dsup; every call is
+thread-safe and returns at once, except ``ask``, which waits for its answer.
 """
 
 from __future__ import annotations

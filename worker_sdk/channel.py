@@ -1,11 +1,7 @@
 """The worker's end of its channel to dsup: JSON lines over the socket ``DSUP_FD`` names.
 
-Sends never block the caller: a writer thread sends what is queued, progress is
-coalesced (latest wins, at most one per :data:`PROGRESS_INTERVAL`), and a reader
-thread, started by the first :meth:`Channel.request` or :meth:`Channel.on`,
-hands each answer to the request waiting for its ``id``. New request/reply
-messages (``tasks``, ``submit``) plug in through :meth:`Channel.request` and
-:meth:`Channel.on` and the names in ``protocol``; nothing here knows the types.
+Sends never block the caller (a writer thread; progress coalesced); a reader thread hands each
+answer to the request waiting for its ``id``.
 """
 
 from __future__ import annotations

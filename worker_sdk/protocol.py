@@ -50,7 +50,30 @@ ASK = "ask"
 """``id`` (the worker's, unique in its run), ``question``; optional ``choices``
 (strings; null or absent for free text), ``timeout`` (seconds), ``default``."""
 
+TAKE_TASKS = "take_tasks"
+"""A worker of a ``tasks = "stream"`` program is ready for tasks (``worker_sdk.tasks()``)."""
+TASK_REPLY = "task_reply"
+"""A task's answer: ``id`` (the task's), and any of ``text``, ``data``, ``files``."""
+TASK_FAIL = "task_fail"
+"""A task failed: ``id`` and ``reason``."""
+
+SUBMIT = "submit"
+"""Give a task to a program (pipelines): ``id`` (the worker's), ``program``, ``text``;
+dsup answers with :data:`SUBMITTED` or an ``error``."""
+TASK_WAIT = "task_wait"
+"""Wait for a task to end: ``id`` (the worker's), ``task``, optional ``timeout``
+(seconds); dsup answers with :data:`TASK_RESULT`, at the end or the timeout."""
+
 # dsup -> worker
+SUBMITTED = "submitted"
+"""To a ``submit``: ``id``, ``task`` (dsup's task id)."""
+TASK_RESULT = "task_result"
+"""To a ``task_wait``: ``id``, ``task``, ``state`` (``queued`` or ``running`` when the
+wait timed out), ``result``, ``reason``."""
+TASK = "task"
+"""A task for a stream worker: ``id``, ``text``, ``author``, ``files`` (paths)."""
+TASK_CANCEL = "task_cancel"
+"""Stop working on a task (timed out, or cancelled): ``id``; a later answer is ignored."""
 ANSWER = "answer"
 """To an ``ask``: ``id``, ``status`` (:data:`ANSWERED` with ``answer`` and ``by``,
 or :data:`TIMED_OUT` with ``answer`` = the default when there was one)."""

@@ -1,8 +1,7 @@
 """Who a Discord member is to dsup: the access level ``[discord.access]`` grants them.
 
-A level is granted to role ids or user ids; a member holds the highest level any of
-their ids is listed in, and ``NONE`` when none is. The bridge builds the command
-surface's :class:`Actor` from it, so Discord and ``dsup ctl`` are checked alike.
+The highest level any of the member's role or user ids is listed in, else ``NONE``; it becomes
+the command surface's :class:`Actor`, so Discord and ``dsup ctl`` are checked alike.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The audit channel's wording: compact lines, several per message (no discord).
 
-Commands (from Discord or ``dsup ctl``), refusals, processes gone FATAL and orphans
-cleaned, one line each, packed into as few messages as the content limit allows.
-Read-only commands that succeeded (``status``, ``tail``...) are left out: a script
-polling ``status`` would otherwise fill the channel; their refusals still show.
+Commands, refusals, processes gone FATAL and orphans cleaned, one line each; read-only
+commands that succeeded are left out, so a script polling ``status`` cannot fill the channel.
 """
 
 from __future__ import annotations

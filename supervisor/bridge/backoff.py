@@ -1,8 +1,7 @@
 """How long the bridge waits before it connects again after a failure.
 
-Exponential, from 5 s up to 10 minutes, and pure: the caller sleeps, so tests
-control time. Discord resets a bot's token after 1,000 IDENTIFYs in a day; a
-bridge failing at once on every try spends at most about 150 a day this way.
+Exponential, 5 s to 10 minutes, and pure (the caller sleeps): a bridge failing on every try
+spends at most about 150 IDENTIFYs a day, and Discord resets a token after 1,000.
 """
 
 from __future__ import annotations

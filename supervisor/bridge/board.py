@@ -1,11 +1,7 @@
 """The status board: one message in ``status_channel``, edited in place when it changes.
 
-Its id is kept in the ledger, so a restarted dsup edits the same message; without
-it (a lost ledger) the channel's recent history is searched for the bot's own
-board before anything is posted, so there are never two. Edits happen only when
-the text changed, at most once per ``status_interval_seconds``; a refused edit
-(429, 30046, a channel the bot cannot see) waits longer each time instead of
-looping.
+Its id is kept in the ledger (or found in the channel's history), so there are never two;
+edits happen only when the text changed, paced, and a refused edit waits longer each time.
 """
 
 from __future__ import annotations
@@ -97,18 +93,42 @@ class Board:
             self._is_deleted = True
             self._poked.set()
 
-    def render(self) -> BoardText:
-        """The board's text now."""
+    def fleet_changed(self) -> None:
+        """A process changed state: look at the fleet now rather than at the next interval."""
+        self._poked.set()
+
+    def render(self, *, stopped_at: float | None = None) -> BoardText:
+        """The board's text now (``stopped_at``: the last one, as dsup stops)."""
         context = self._context
         return render_board(
-            context.service.snapshot(), node=context.node, health=context.health.snapshot()
+            context.service.snapshot(),
+            node=context.node,
+            health=context.health.snapshot(),
+            stopped_at=stopped_at,
         )
+
+    async def farewell(self, client: BridgeClient) -> None:
+        """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
+
+        Called as dsup stops, bounded by the caller; nothing when there is no board.
+        """
+        if not self._channel or self.message_id is None or not client.is_ready():
+            return
+        text = self.render(stopped_at=self._wall())
+        view = client.board_view_factory() if client.board_view_factory else None
+        delivery = await Messenger(client).edit(
+            self._channel, self.message_id, embeds=[self._embed(text)], view=view
+        )
+        if delivery.is_ok:
+            self.edits += 1
+            self._shown = text.body
 
     async def serve(self, client: BridgeClient) -> None:
         """Keep the board current through ``client`` until cancelled.
 
-        Waits for the client to be ready; looks at the fleet once per interval
-        (and at each change of the bridge's health). Cancelling it stops it
+        Waits for the client to be ready; looks at the fleet at each change
+        (``fleet_changed``, the bridge's health, a deleted board) and at least once
+        per interval, and edits at most once per interval. Cancelling it stops it
         between requests or during one; the next ``serve`` carries on.
         """
         if not self._channel:
@@ -122,10 +142,12 @@ class Board:
             except (discord.DiscordException, OSError) as exc:  # a bug of ours or discord.py's
                 logger.warning("discord: status board: %s: %s", type(exc).__name__, exc)
                 self._wait_longer(None, first=self._retry_seconds)
-            await self._pause(max(self._interval, self._not_before - self._clock()))
+            left = self._not_before - self._clock()
+            await self._pause(left if left > 0 else self._interval)
 
     async def _pause(self, seconds: float) -> None:
-        """Wait ``seconds``, or less when the board was deleted or the health changed."""
+        """Wait ``seconds``, or less when the fleet or the health changed or the board was
+        deleted."""
         with anyio.move_on_after(seconds):
             async with anyio.create_task_group() as waiters:
 

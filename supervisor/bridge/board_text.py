@@ -1,11 +1,7 @@
 """What the status board says: the node, the bridge's health, counts, a line per process.
 
-Pure text, no discord.py: the board (``board``) puts it in an embed. Nothing here
-moves with time alone (uptimes are Discord timestamps, ``<t:UNIX:R>``, which
-clients render live), so an idle fleet renders the same text and costs no edit.
-It always fits the embed description: past what fits, healthy processes are
-summarised per program and state, then unhealthy ones get shorter lines, and
-only past that are they summarised too.
+Pure text that never moves with time alone (uptimes are Discord timestamps), so an idle fleet
+costs no edit; it always fits the embed, summarising healthy processes first.
 """
 
 from __future__ import annotations
@@ -70,11 +66,21 @@ def render_board(
     *,
     node: str,
     health: BridgeHealth,
+    stopped_at: float | None = None,
     budget: int = BODY_CHARS,
 ) -> BoardText:
-    """The board of ``node`` for these process states, fitting ``budget`` characters."""
+    """The board of ``node`` for these process states, fitting ``budget`` characters.
+
+    With ``stopped_at`` (wall-clock time), the board says that dsup stopped then
+    and is no longer kept up to date, instead of the bridge's health.
+    """
     ordered = sorted(statuses, key=lambda s: _ORDER.index(s.state))
-    head = [_counts(node, ordered), _health_line(health), ""]
+    state_line = (
+        _health_line(health)
+        if stopped_at is None
+        else f"⚫ dsup stopped <t:{int(stopped_at)}:R>: no updates until it runs again"
+    )
+    head = [_counts(node, ordered), state_line, ""]
     bad = [s for s in ordered if s.state in UNHEALTHY]
     good = [s for s in ordered if s.state not in UNHEALTHY]
     tries: tuple[Callable[[], list[str]], ...] = (
@@ -152,13 +158,18 @@ def _short(st: ProcessStatus) -> str:
 
 
 def _summaries(statuses: Sequence[ProcessStatus]) -> list[str]:
-    """One line per program and state: ``🟢 `scraper` x 40 RUNNING``."""
-    groups: dict[tuple[ProcessState, str], int] = {}
+    """One line per program and state (``🟢 `scraper` x 40 RUNNING``); one process alone
+    keeps its name."""
+    groups: dict[tuple[ProcessState, str], list[ProcessStatus]] = {}
     for st in statuses:
-        key = (st.state, st.program)
-        groups[key] = groups.get(key, 0) + 1
+        groups.setdefault((st.state, st.program), []).append(st)
     ranked = sorted(groups.items(), key=lambda item: _ORDER.index(item[0][0]))
-    return [f"{EMOJI[state]} `{program}` x {n} {state.value}" for (state, program), n in ranked]
+    return [
+        _short(members[0])
+        if len(members) == 1
+        else f"{EMOJI[state]} `{program}` x {len(members)} {state.value}"
+        for (state, program), members in ranked
+    ]
 
 
 def _last_exit(st: ProcessStatus) -> str:

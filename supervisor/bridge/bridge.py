@@ -1,9 +1,7 @@
-"""The Discord bridge's life: log in, serve, and come back after failures without
-ever disturbing the fleet.
+"""The Discord bridge's life: log in, serve, and come back after failures.
 
-A rejected token stops the bridge with a clear message and no retry; any other
-failure ends the client, waits (:mod:`backoff`) and starts a new one. While a
-client runs, discord.py itself resumes dropped gateway sessions.
+A rejected token stops the bridge with a clear message; any other failure ends the client,
+waits (``backoff``) and starts a new one, never disturbing the fleet.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from supervisor.bridge.logs import quiet_discord_logs, scrub
 from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
+from supervisor.events import StateChanged
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from supervisor.commands.health import BridgeHealth
     from supervisor.commands.service import CommandService
     from supervisor.config.schema import DiscordSpec
+    from supervisor.events import Event
     from supervisor.state.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ class DiscordBridge:
         self.client: BridgeClient | None = None
         self.board: Board | None = None
         self.desk: TaskDesk | None = None
+
+    def deliver(self, event: Event) -> None:
+        """Take the fleet's events (an ``EventSink``): a state change wakes the board."""
+        if isinstance(event, StateChanged) and self.board is not None:
+            self.board.fleet_changed()
 
     def health_now(self) -> BridgeHealth:
         """The bridge's health (a ``commands.health.HealthSource``)."""
@@ -159,17 +164,24 @@ class DiscordBridge:
         desk = self.desk = self.desk or TaskDesk(context)
         client.task_desk = desk
         failure: Exception | None = None
-        async with client, anyio.create_task_group() as tasks:
-            tasks.start_soon(board.serve, client)
-            tasks.start_soon(desk.serve, client)
-            try:
-                await client.start(token)
-            except Exception as exc:  # judged below, once the client is closed
-                failure = exc
-            finally:
-                tasks.cancel_scope.cancel("the client ended")
-                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                    await client.close()
+        try:
+            async with client, anyio.create_task_group() as tasks:
+                tasks.start_soon(board.serve, client)
+                tasks.start_soon(desk.serve, client)
+                try:
+                    await client.start(token)
+                except Exception as exc:  # judged below, once the client is closed
+                    failure = exc
+                finally:
+                    # Cancelled from outside (not by a failed task): dsup is stopping.
+                    is_stopping = not tasks.cancel_scope.cancel_called and failure is None
+                    tasks.cancel_scope.cancel("the client ended")
+                    with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                        if is_stopping and not client.is_closed():
+                            await board.farewell(client)
+                        await client.close()
+        except Exception as exc:  # a task of the bridge failed: restart it, never the node
+            failure = exc
         return self._judge(failure, token)
 
     def _board(self, context: BridgeContext) -> Board:
@@ -193,6 +205,11 @@ class DiscordBridge:
                 return None
             reason = failure.reason or "no reason given"
             return scrub(f"gateway closed with code {failure.code}: {reason}", token)
+        while isinstance(failure, ExceptionGroup) and failure.exceptions:
+            first = failure.exceptions[0]
+            if not isinstance(first, Exception):
+                break
+            failure = first
         return scrub(f"{type(failure).__name__}: {failure}", token)
 
     def _rejected(self, how: str) -> str:

@@ -1,8 +1,7 @@
 """The discord.py client of the bridge: intents, the command tree, the connection's events.
 
-It serves one guild: interactions and messages from anywhere else (other guilds,
-direct messages) are ignored and audited. Slash commands, views and mention
-commands are installed by ``interactions.install`` from ``setup_hook``.
+It serves one guild: interactions and messages from anywhere else are ignored and audited.
+Commands, views and mentions are installed by ``interactions.install`` from ``setup_hook``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The slash commands: ``/status``, ``/start``, ``/stop``, ``/restart``, ``/signal``,
-``/tail``, ``/logs``, ``/reload`` and ``/shutdown``, with autocomplete of ``name``.
+"""The slash commands (``/status``, ``/restart``, ``/tail``, ``/logs``...) with autocomplete.
 
-Each command only builds an :class:`Ask` and hands it to ``respond.answer``, so slash
-commands, buttons and mentions run the same code on the command context.
+Each command only builds an :class:`Ask` for ``respond.answer``, so slash commands, buttons
+and mentions run the same code on the command surface.
 """
 
 from __future__ import annotations

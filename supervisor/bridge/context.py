@@ -1,7 +1,7 @@
 """What every part of the bridge shares: the command surface, the config, the ledger.
 
-One frozen :class:`BridgeContext` per bridge; the client, the board and the
-interactions read it, none of them owns it.
+One frozen :class:`BridgeContext` per bridge, read by the client, the board and the
+interactions alike.
 """
 
 from __future__ import annotations

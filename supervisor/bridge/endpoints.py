@@ -1,10 +1,7 @@
 """Pointing discord.py at ``api_base`` and ``gateway_url``: Discord, a compatible server, a fake.
 
-discord.py builds every REST URL (interaction callbacks and follow-ups included)
-from the class attribute ``discord.http.Route.BASE``, and a plain ``Client`` dials
-``DiscordWebSocket.DEFAULT_GATEWAY`` (again after an INVALID_SESSION) without asking
-``GET /gateway/bot``; a RESUME uses the ``resume_gateway_url`` the server sent. So
-setting those two attributes, and nothing else, honours both config keys.
+discord.py builds every REST URL from ``Route.BASE`` and dials ``DEFAULT_GATEWAY`` without
+asking ``GET /gateway/bot``, so setting those two attributes honours both config keys.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Incidents: one chat message per crashing process, edited while the crash loop lasts.
 
-A process that exits unexpectedly or goes FATAL opens an incident; each further
-crash updates it, and a long enough stretch of RUNNING (or a stop by an operator)
-closes it. No discord and no clock here: the relay passes ``now`` and posts what
-:meth:`Incidents.changed` returns through the outbox.
+An unexpected exit or FATAL opens one, further crashes update it, a stretch of RUNNING or an
+operator's stop closes it. No discord and no clock: the relay passes ``now``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """What Discord users can ask of the node: slash commands, buttons, menus, mentions.
 
-``install(client)`` runs from the client's ``setup_hook``: it adds the slash commands
-(``commands``) for the served guild, registers the persistent components (``views``)
-and gives the board its menu of programs,
-hands the command surface the ``discord-sync`` hook and registers the commands with
-Discord when they changed (``sync``). ``on_guild_message`` runs mention commands
-(``mention``). Every request goes through the command surface with a Discord actor
-(``access``), so access checks and audit rows are the ones ``dsup ctl`` has.
+``install(client)`` adds them from ``setup_hook`` and registers the commands when they changed;
+every request goes through the command surface as a Discord actor, audited as ``ctl``'s are.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """A log file packed to fit one Discord attachment: whole, gzipped, or its newest part.
 
-``/logs`` sends the file itself. Over the attachment limit it goes gzipped; when even
-that is too big, the newest part that fits (gzipped, from a line start) goes, and the
-note says how much was left out. Memory stays within about twice the limit.
+``/logs`` sends the file itself; the note says how much was left out, and memory stays within
+about twice the attachment limit.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Commands by mention, for servers without slash commands: ``@dsup restart scraper``.
 
-A message that mentions the bot carries its text even without the privileged
-message-content intent. The words after the mention become the same :class:`Ask` a
-slash command builds, run for the author with the same access checks and audit.
+A mention carries its text even without the message-content intent; the words become the
+same :class:`Ask` a slash command builds, with the same access checks and audit.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Posting and editing messages in a channel by id, with Discord's refusals as data.
 
-The one sending seam of the bridge: the board uses it, and so can the relay. Each
-call makes one request (discord.py may repeat it on a short 429 or a 5xx) and
-returns a :class:`Delivery` instead of raising, so a caller decides when to try
-again from the status, Discord's error code and ``retry_after``.
+Each call makes one request and returns a :class:`Delivery` instead of raising, so the
+caller decides when to try again from the status, the error code and ``retry_after``.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import anyio
 import discord
 
 if TYPE_CHECKING:
@@ -25,6 +24,7 @@ UNKNOWN_MESSAGE = 10008
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 OLD_MESSAGE_EDITS = 30046  # too many edits of messages older than an hour
+REQUEST_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,10 +136,22 @@ class Messenger:
         return [_found(m) for m in messages]
 
     async def _attempt(self, request: Any) -> Delivery:
-        try:
-            result = await request
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-            return _refused(exc)
+        """Await one request to its end, shielded and bounded.
+
+        A request cancelled after discord.py counted it leaves its rate-limit
+        bucket believing it is exhausted (for up to 30 s, every later request on
+        the route waits): so a request, once sent, is finished even when the
+        caller is cancelled, within ``REQUEST_SECONDS``.
+        """
+        with anyio.move_on_after(REQUEST_SECONDS, shield=True) as scope:
+            try:
+                result = await request
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                return _refused(exc)
+            except RuntimeError as exc:  # aiohttp: the client closed its session meanwhile
+                return Delivery(status=0, error=f"the connection is closed ({exc})")
+        if scope.cancelled_caught:
+            return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
         return Delivery(message_id=getattr(result, "id", None))
 
 

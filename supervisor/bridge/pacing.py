@@ -1,10 +1,7 @@
 """Pacing sends from Discord's rate-limit headers, and pausing channels that refuse us.
 
-:class:`Pacer` learns each route's bucket (per channel) from the headers of every
-response and says when the next request may go, so a flood meets no 429; until a
-route has answered, it assumes Discord's commonly seen 5 per 5 s. :class:`Breaker`
-pauses a channel that keeps answering 403 or 404, and tries it again slowly. Pure:
-``now`` is a parameter; no discord, no aiohttp.
+:class:`Pacer` learns each route's bucket so a flood meets no 429; :class:`Breaker` pauses a
+channel that keeps answering 403 or 404. Pure: ``now`` is a parameter.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""One chat request run on the command context, whatever asked: slash command, button, mention.
+"""One chat request run on the command surface, whatever asked: slash command, button, mention.
 
-An :class:`Ask` is what a member wants (``restart scraper``); :func:`execute` runs it for
-their :class:`Actor` through the ``CommandService`` (so access and audit are exactly
-``dsup ctl``'s) and turns the result or error into a :class:`Reply`.
+:func:`execute` runs an :class:`Ask` for the member's :class:`Actor` through the
+``CommandService`` (access and audit are ``dsup ctl``'s) and makes a :class:`Reply`.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ class QuestionRelay:
         bridge could say so. Runs until cancelled.
         """
         task_status.started()
-        client = await self._ready(current)
+        client = await ready_client(current, self._retry)
         await self._settle_stale(client)
         while True:
             while not self._waiting:
@@ -182,7 +182,7 @@ class QuestionRelay:
                 self._wake = anyio.Event()
             event = self._waiting[0]
             for attempt in range(1, MAX_TRIES + 1):
-                client = await self._ready(current)
+                client = await ready_client(current, self._retry)
                 try:
                     await self._show(client, event)
                     break
@@ -197,17 +197,10 @@ class QuestionRelay:
                     await anyio.sleep(self._retry)
             self._waiting.popleft()
 
-    async def _ready(self, current: Callable[[], discord.Client | None]) -> discord.Client:
-        while True:
-            client = current()
-            if client is not None and client.is_ready() and not client.is_closed():
-                return client
-            await anyio.sleep(self._retry)
-
     async def _show(self, client: discord.Client, event: QuestionAsked | QuestionClosed) -> None:
         question = event.question
         if isinstance(event, QuestionAsked):
-            channel = await _channel(client, self.channel_id)
+            channel = await channel_of(client, self.channel_id)
             # A post is remembered whatever comes (its message must be edited later).
             with anyio.move_on_after(_POST_SECONDS, shield=True):
                 message = await channel.send(
@@ -240,7 +233,19 @@ class QuestionRelay:
             await anyio.to_thread.run_sync(self._posts.settled, post.question.id)
 
 
-async def _channel(client: discord.Client, channel_id: int) -> discord.abc.Messageable:
+async def ready_client(
+    current: Callable[[], discord.Client | None], retry_seconds: float
+) -> discord.Client:
+    """The bridge's client once it is connected (``current()`` checked every ``retry_seconds``)."""
+    while True:
+        client = current()
+        if client is not None and client.is_ready() and not client.is_closed():
+            return client
+        await anyio.sleep(retry_seconds)
+
+
+async def channel_of(client: discord.Client, channel_id: int) -> discord.abc.Messageable:
+    """The channel ``channel_id``, from the cache or fetched."""
     channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
     if not isinstance(channel, discord.abc.Messageable):
         raise discord.ClientException(f"channel {channel_id} takes no messages")
@@ -250,7 +255,7 @@ async def _channel(client: discord.Client, channel_id: int) -> discord.abc.Messa
 async def _edit(
     client: discord.Client, where: tuple[int, int], text: str, question: Question
 ) -> None:
-    channel = await _channel(client, where[0])
+    channel = await channel_of(client, where[0])
     message = channel.get_partial_message(where[1])  # type: ignore[attr-defined]
     await message.edit(content=text, view=question_view(question, closed=True))
 
@@ -259,11 +264,18 @@ class _AnswerModal(discord.ui.Modal):
     """The text box of a free-text question."""
 
     def __init__(self, context: BridgeContext, question_id: int) -> None:
-        super().__init__(title=f"Answer question {question_id}"[:45], timeout=900)
+        super().__init__(
+            title=f"Answer question {question_id}"[:45],
+            timeout=900,
+            custom_id=f"dsup:answertext:{question_id}",
+        )
         self._context = context
         self._question_id = question_id
         self.text: discord.ui.TextInput[Any] = discord.ui.TextInput(
-            label="Your answer", style=discord.TextStyle.paragraph, max_length=1000
+            label="Your answer",
+            style=discord.TextStyle.paragraph,
+            max_length=1000,
+            custom_id="answer",
         )
         self.add_item(self.text)
 

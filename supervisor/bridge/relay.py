@@ -1,10 +1,7 @@
 """The relay: the fleet's events and output, turned into outbox rows bound for Discord.
 
-An event sink and line consumer that never blocks a pipe: delivering only updates
-bounded memory (incidents, each process's last lines, the output stream of
-``relay = "all"`` programs, audit lines). One task writes what is due to the
-outbox every tick, paced so output never outruns the channel. No discord here:
-the sender drains the outbox.
+A sink that never blocks a pipe: delivering only updates bounded memory, and one task writes
+what is due to the outbox, paced to the channel. The sender drains the outbox.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import anyio
 
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import Incidents, recover_seconds, render
-from supervisor.bridge.results import result_message
+from supervisor.bridge.results import result_attach, result_message
 from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -44,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LINE_CAPACITY = 10_000
-"""Lines taken per delivery: everything, since taking them only updates bounded memory."""
+"""Lines taken per read while the output stream has room (it only updates bounded memory)."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -87,16 +84,16 @@ def should_emit(
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    State changes go at once: they are never late for output. Output alone goes
-    at most once per ``interval`` when nothing is pending for the channel; while
-    rows wait (Discord is slow or away), only full messages, at most one per two
-    intervals, so the backlog drains faster than it grows and an outage fills
-    few, dense rows.
+    With nothing pending for the channel, state changes go at once and output at
+    most once per ``interval``. While rows wait (Discord is slow or away), state
+    changes at most once per ``interval`` (a crash loop's changes share messages)
+    and output only in full messages, at most one per two intervals: the backlog
+    drains faster than output grows it, and an outage fills few, dense rows.
     """
-    if has_notes:
-        return True
     if pending_rows == 0:
-        return since_last >= interval and waiting_chars > 0
+        return has_notes or (since_last >= interval and waiting_chars > 0)
+    if has_notes:
+        return since_last >= interval
     return since_last >= 2 * interval and waiting_chars >= max_chars
 
 
@@ -113,6 +110,7 @@ class _Write:
     meta: tuple[str, str] | None = None
     incident: Incident | None = None
     version: int = 0
+    attach: str = ""
 
 
 class Relay:
@@ -171,10 +169,18 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Lines the relay takes now: all of them, or none (-1) when nothing is relayed."""
-        if all(p.relay is RelayMode.NONE for p in self._programs().values()):
+        """Lines the relay takes now; the rest of a read is only counted (cheap).
+
+        All of them while the output stream has room; otherwise a few, enough for
+        incidents' last lines (the pump then splits only those); none (-1) when
+        nothing is relayed.
+        """
+        modes = {p.relay for p in self._programs().values()}
+        if modes == {RelayMode.NONE}:
             return -1
-        return LINE_CAPACITY
+        if RelayMode.ALL in modes and not self._stream.is_full:
+            return LINE_CAPACITY
+        return TAIL_LINES
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, tails, the stream or audit lines."""
@@ -183,11 +189,14 @@ class Relay:
         elif isinstance(event, StateChanged):
             self._take_state(event)
         elif isinstance(event, ResultReported):
-            self.post_result(event.result.process, result_message(event.result))
+            result = event.result
+            self.post_result(result.process, result_message(result), attach=result_attach(result))
         elif isinstance(event, OrphansCleaned) and self.channels.audit:
             self._note_audit(audit_feed.orphans_line(event, self._wall()))
 
-    def post_result(self, process: str, text: str, *, reply_to: int | None = None) -> bool:
+    def post_result(
+        self, process: str, text: str, *, reply_to: int | None = None, attach: str = ""
+    ) -> bool:
         """Queue a worker's result for the results channel (``relay`` of results or all).
 
         Written to the outbox at the next tick; never blocks.
@@ -201,7 +210,13 @@ class Relay:
         ):
             return False
         self._queue(
-            _Write(channel=self.channels.results, kind="result", content=text, reply_to=reply_to)
+            _Write(
+                channel=self.channels.results,
+                kind="result",
+                content=text,
+                reply_to=reply_to,
+                attach=attach,
+            )
         )
         return True
 
@@ -404,6 +419,7 @@ class Relay:
                     reply_to=write.reply_to,
                     counts=write.counts,
                     meta=write.meta,
+                    attach=write.attach,
                 )
             )
         return ids, self._outbox.stats()

@@ -1,8 +1,7 @@
 """The command surface's results and errors as Discord replies: text that fits, or files.
 
-A message holds 2,000 characters. An answer that does not fit is never cut: the reply
-says what it is in a line or two and attaches the whole text. Worker output is made
-safe (``humanize.printable``) and kept inside code blocks it cannot close.
+An answer over 2,000 characters is never cut: the reply sums it up and attaches the whole
+text. Process output is made safe and kept inside code blocks it cannot close.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Answering an interaction within Discord's 3 s: refuse at once, or defer, run, follow up.
 
-A refusal is quick (the context checks the level and writes the audit row) and goes
-privately as the first answer; anything allowed is deferred first, since a stop may
-wait for ``stop_timeout_seconds``, and its reply follows up.
+A refusal is quick and goes privately as the first answer; anything allowed is deferred
+first, since a stop may take ``stop_timeout_seconds``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
-"""A worker's result as a Discord message: its text, its data as fields, its files named.
+"""A worker's result as a Discord message: its text, its data as an embed, its files attached.
 
 The relay posts it to the results channel through the outbox (``post_result``), so a
-result reported while Discord is away is posted once it is back. The message is
-plain text within Discord's 2,000 characters: the data as ``key: value`` lines,
-the files by name (they stay on the node).
+result reported while Discord is away is posted once it is back. The text is the
+message's content; the data (a JSON object) becomes an embed's fields; the files are
+read when the message is sent and attached when they exist and fit Discord's limits
+(the others are only named).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -19,36 +22,95 @@ from supervisor.state.outbox import MAX_CONTENT_CHARS, fit
 if TYPE_CHECKING:
     from supervisor.events import WorkerResult
 
-_VALUE_CHARS = 200  # of one data value shown; the ledger keeps it whole
+logger = logging.getLogger(__name__)
+
+FILE_BYTES = 8 * 1024 * 1024
+"""The largest file attached (Discord takes 10 MiB by default; the rest is headroom)."""
+FILES_BYTES = 24 * 1024 * 1024
+"""The most bytes of files one message carries (Discord: 25 MiB a request)."""
+MAX_FIELDS = 25
+"""Discord's fields per embed; the rest of the data is counted in the footer."""
+_FIELD_NAME_CHARS = 256
+_FIELD_VALUE_CHARS = 1024
+_DESCRIPTION_CHARS = 4096
 
 
 def result_message(result: WorkerResult) -> str:
-    """The message of ``result``, cut (saying so) to what one message takes."""
+    """The content: who reported it, its text, and its files by name."""
     head = f"**{result.process}** result {result.id}"
     text = discord.utils.escape_mentions(result.text)
     lines = [f"{head}: {text}" if text else head]
-    fields = _fields(result.data)
-    if fields:
-        lines += ["```", *fields, "```"]
     if result.files:
         names = ", ".join(f"`{os.path.basename(f)}`" for f in result.files)
-        lines.append(f"files on the node: {names} (`dsup ctl results {result.process}`)")
+        lines.append(f"files: {names}")
     return fit("\n".join(lines), MAX_CONTENT_CHARS)
 
 
-def _fields(data: str | None) -> list[str]:
-    """``key: value`` lines of a JSON object (values as compact JSON, cut)."""
-    if not data:
-        return []
+def result_attach(result: WorkerResult) -> str:
+    """The embed of the data and the paths of the files, for the outbox ("" for none)."""
+    attach: dict[str, Any] = {}
+    embed = _embed(result)
+    if embed is not None:
+        attach["embeds"] = [embed]
+    if result.files:
+        attach["files"] = list(result.files)
+    return json.dumps(attach) if attach else ""
+
+
+def _embed(result: WorkerResult) -> dict[str, Any] | None:
+    """The data of a result as an embed's fields (values as compact JSON, cut to fit)."""
+    if not result.data:
+        return None
     try:
-        value = json.loads(data)
+        data = json.loads(result.data)
     except ValueError:
-        return [data[:_VALUE_CHARS]]
-    if not isinstance(value, dict):
-        return [json.dumps(value)[:_VALUE_CHARS]]
-    lines = []
-    for key, item in value.items():
-        shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)
-        shown = shown.replace("```", "'''")
-        lines.append(f"{str(key)[:80]}: {shown[:_VALUE_CHARS]}")
-    return lines
+        return None
+    if not isinstance(data, dict) or not data:
+        return None
+    fields = []
+    for key, value in list(data.items())[:MAX_FIELDS]:
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        fields.append(
+            {
+                "name": str(key)[:_FIELD_NAME_CHARS] or "-",
+                "value": shown[:_FIELD_VALUE_CHARS] or "-",
+                "inline": len(shown) <= 40,
+            }
+        )
+    embed: dict[str, Any] = {"title": f"{result.process} result {result.id}", "fields": fields}
+    if len(data) > MAX_FIELDS:
+        embed["footer"] = {"text": f"{len(data) - MAX_FIELDS} more fields: dsup ctl results"}
+    return embed
+
+
+def attachments(attach: str) -> dict[str, Any]:
+    """``send`` keyword arguments for an outbox row's ``attach`` (reads files: a thread).
+
+    A file that is gone, unreadable or too big is left out (logged); its name is in
+    the content already.
+    """
+    try:
+        wanted = json.loads(attach)
+    except ValueError:
+        return {}
+    kwargs: dict[str, Any] = {}
+    embeds = [discord.Embed.from_dict(e) for e in wanted.get("embeds", [])[:10]]
+    if embeds:
+        kwargs["embeds"] = embeds
+    files, total = [], 0
+    for path in wanted.get("files", [])[:10]:
+        try:
+            size = os.path.getsize(path)
+            if size > FILE_BYTES or total + size > FILES_BYTES:
+                logger.info("discord: result file %s (%d bytes) is too big to attach", path, size)
+                continue
+            with open(path, "rb") as handle:
+                data = handle.read(FILE_BYTES + 1)
+        except OSError as exc:
+            logger.info("discord: result file %s not attached: %s", path, exc.strerror or exc)
+            continue
+        total += len(data)
+        files.append(discord.File(io.BytesIO(data), filename=os.path.basename(path)))
+    if files:
+        kwargs["files"] = files
+    return kwargs

@@ -1,10 +1,7 @@
 """The sender: drains the outbox into Discord, once per row, paced, whatever fails.
 
-Each channel's head row goes out when its route's bucket allows (``pacing``); a
-create carries the row's stable nonce with ``enforce_nonce``, and past the nonce's
-window the channel's recent history is searched for the row's marker before posting
-again. A failure schedules a retry; a channel that keeps refusing is paused. The
-relay's own failures go to dsup's log only, never through the relay.
+A create carries the row's nonce (``enforce_nonce``) and, past its window, the channel is
+searched for the row's marker first, so a retry never posts twice.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import anyio
 import discord
 
 from supervisor.bridge.pacing import Breaker, Pacer, route_of
+from supervisor.bridge.results import attachments
 from supervisor.state.outbox import retry_delay
 
 if TYPE_CHECKING:
@@ -199,6 +197,8 @@ class OutboxSender:
             else None
         )
         kwargs: dict[str, Any] = {"reference": reference} if reference is not None else {}
+        if row.attach:
+            kwargs |= await anyio.to_thread.run_sync(attachments, row.attach)
         sent = await channel.send(text, nonce=row.nonce, allowed_mentions=_NONE, **kwargs)
         return sent.id
 

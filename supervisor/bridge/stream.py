@@ -1,9 +1,7 @@
 """Output of processes coalesced into chat messages: bounded, fair, fenced (no discord).
 
-Lines wait per process in a bounded buffer; a message takes them as code blocks
-headed by their process, a fair share of the content limit each. Lines past the
-bound become one "... N lines of x omitted" note in their place, so a flood costs
-a count, never a growing queue.
+Each process gets a fair share of a message, in code blocks; lines past the bound become one
+"... N lines of x omitted" note, so a flood costs a count, never a growing queue.
 """
 
 from __future__ import annotations
@@ -92,11 +90,17 @@ class OutputStream:
         self.max_line_chars = max_line_chars
         self._waiting: dict[str, _Waiting] = {}
         self._notes: deque[str] = deque()
+        self._is_full = False
 
     @property
     def waiting_chars(self) -> int:
         """Characters waiting, notes included (an estimate of the next messages)."""
         return sum(w.chars for w in self._waiting.values()) + sum(len(n) for n in self._notes)
+
+    @property
+    def is_full(self) -> bool:
+        """True once lines were omitted for want of room, until the next message."""
+        return self._is_full
 
     @property
     def has_notes(self) -> bool:
@@ -121,11 +125,13 @@ class OutputStream:
             waiting.omit(dropped)
         if waiting.chars >= share:
             waiting.omit(len(lines))
+            self._is_full = True
             return
         for index, line in enumerate(lines):
             cost = self._cost(line)
             if waiting.chars + cost > share:
                 waiting.omit(len(lines) - index)
+                self._is_full = True
                 return
             waiting.entries.append(line)
             waiting.chars += cost
@@ -156,6 +162,7 @@ class OutputStream:
         budget = self.max_chars
         parts: list[str] = []
         notes = bool(self._notes)
+        self._is_full = False
         while self._notes and len(self._notes[0]) + 1 <= budget:
             note = self._notes.popleft()
             parts.append(note)

@@ -1,8 +1,7 @@
 """Registering the slash commands in the guild only when their definition changed.
 
-Discord allows 200 command creations a day per guild, and a bridge restarting in a loop
-must not spend them: the digest of what was last registered is kept in the ledger, and
-a start registers again only when the digest differs or the guild lacks a command.
+Discord allows 200 command creations a day per guild; the digest of what was last registered
+is kept in the ledger, so a bridge restarting in a loop spends none.
 """
 
 from __future__ import annotations

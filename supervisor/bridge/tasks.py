@@ -61,9 +61,17 @@ def parse_task(content: str, bot_id: int) -> tuple[str, str] | None:
     return (found[1], found[2].strip()) if found else None
 
 
+def announcement(task: TaskRecord) -> str:
+    """What the task channel shows of a task a worker gave: ``planner:0 -> writer: ...``."""
+    head = f"{EMOJI[TaskState.QUEUED]} `{task.author}` -> `{task.program}`"
+    return f"{head} (task {task.id}): {task.text}"
+
+
 def answer_text(task: TaskRecord) -> str:
     """The reply that answers a task: its outcome, then its result or the reason."""
     head = f"{EMOJI[task.state]} `{task.program}` task {task.id}"
+    if task.source == "worker":
+        head += f" for `{task.author}`"
     if task.state is TaskState.DONE:
         return f"{head} done\n{task.result}" if task.result.strip() else f"{head} done"
     label = {TaskState.TIMED_OUT: "timed out", TaskState.CANCELLED: "cancelled"}
@@ -178,6 +186,8 @@ class TaskDesk:
                 await self._answer()
 
     async def _react(self, client: discord.Client, task: TaskRecord) -> None:
+        if task.source == "worker" and task.state is TaskState.QUEUED:
+            await anyio.to_thread.run_sync(self._announce_once, task)
         if task.reply_channel is None or task.reply_to is None:
             return
         message = client.get_partial_messageable(task.reply_channel).get_partial_message(
@@ -203,6 +213,15 @@ class TaskDesk:
                 await queue.mark_replied(task.id)
             if len(tasks) < _ANSWERS_PER_ROUND:
                 return
+
+    def _announce_once(self, task: TaskRecord) -> None:
+        """Show a task a worker gave in the task channel, once."""
+        key = f"task-announce:{task.id}"
+        if task.reply_channel is None or self._outbox.meta(key) is not None:
+            return
+        self._outbox.post(
+            task.reply_channel, "notice", announcement(task), now=time.time(), meta=(key, "1")
+        )
 
     def _post_once(self, task: TaskRecord) -> None:
         key = f"task-answer:{task.id}"

@@ -1,11 +1,7 @@
 """Buttons and select menus that keep working after dsup restarts.
 
-Each component's ``custom_id`` carries what it acts on (``dsup:restart:web:0``), and
-the :class:`discord.ui.DynamicItem` classes :func:`dynamic_items` makes are registered
-at every start, so a click on a message posted by an earlier dsup is understood.
-Every click is checked against ``[discord.access]`` like a slash command: Discord's
-command permissions do not cover buttons. New persistent components add a template
-here and a class in :func:`dynamic_items`.
+Each ``custom_id`` carries what it acts on (``dsup:restart:web:0``) and the dynamic items are
+registered at every start; every click is checked against ``[discord.access]``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The Discord bridge's health, as the command surface reports it in ``status``.
 
-The bridge keeps the live record; the command surface must not import the bridge,
-so it reads a :class:`BridgeHealth` snapshot through a :data:`HealthSource` callable.
-``describe`` is how ``dsup ctl status`` and the console word it.
+The command surface must not import the bridge, so it reads a :class:`BridgeHealth`
+snapshot through a :data:`HealthSource` callable.
 """
 
 from __future__ import annotations

@@ -30,28 +30,6 @@ if TYPE_CHECKING:
 
     from _typeshed import DataclassInstance
 
-__all__ = [
-    "ACCESS_KEYS",
-    "DEFAULT_CONFIG",
-    "DEFAULT_STATE_DIR",
-    "DISCORD_KEYS",
-    "MAX_NUMPROCS",
-    "PROGRAM_KEYS",
-    "SUPERVISOR_KEYS",
-    "TASK_KEYS",
-    "AccessSpec",
-    "Config",
-    "DiscordSpec",
-    "ProgramSpec",
-    "Relay",
-    "RestartPolicy",
-    "SupervisorSpec",
-    "TaskMode",
-    "load_config",
-    "parse_config",
-    "redact",
-]
-
 DEFAULT_CONFIG = Path("dsup.toml")
 DEFAULT_STATE_DIR = ".dsup"  # beside the config file
 MAX_NUMPROCS = 1000  # processes one program may have
@@ -484,8 +462,6 @@ class _Reader:
                         else "dsup starts one process per task (concurrency: how many at once)"
                     )
                     self.fail(p + key, f'does not apply with tasks = "oneshot": {why}')
-        elif spec.tasks is TaskMode.STREAM:
-            self.fail(p + "tasks", '"stream" is not available yet; use "oneshot"')
         if TASK_PLACEHOLDER in spec.command and spec.tasks is not TaskMode.ONESHOT:
             self.fail(
                 p + "command",

@@ -114,21 +114,90 @@ def fair_tail(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> l
     return [entries[i] for i in sorted(i for _, i in heapq.nsmallest(room, ranked))]
 
 
-def on_screen(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> list[Entry]:
-    """``fair_tail``'s pick for the screen, the drop notes of several processes merged.
+def on_screen(
+    entries: Sequence[Entry], room: int, busy: Mapping[str, int], *, explain: bool = False
+) -> list[Entry]:
+    """``fair_tail``'s pick for the screen, drop notes merged and gaps marked.
 
     One line (``[660 lines dropped from 20 processes]``, where the newest of
     them was) stands for every drop note kept, so that they never fill the room.
+    Where recent lines of a process are left out, a line before its first one
+    shown marks the gap (``[3 lines not shown]``, see :func:`_gaps`), for the
+    quietest processes, in at most one row of ``GAP_SHARE``; with ``explain``,
+    the first mark also says where the lines are.
     """
     drops = [i for i, e in enumerate(entries) if e.dropped]
     processes = {entries[i].key for i in drops}
-    if len(processes) < 2:
-        return fair_tail(entries, room, busy)
-    total = humanize.plural(sum(entries[i].dropped for i in drops), "line")
-    merged = Entry("#", "dsup", "#", f"[{total} dropped from {len(processes)} processes]")
-    kept = [e for e in entries if not e.dropped]
-    kept.insert(drops[-1] - len(drops) + 1, merged)
-    return fair_tail(kept, room, busy)
+    if len(processes) >= 2:
+        total = humanize.plural(sum(entries[i].dropped for i in drops), "line")
+        merged = Entry("#", "dsup", "#", f"[{total} dropped from {len(processes)} processes]")
+        kept = [e for e in entries if not e.dropped]
+        kept.insert(drops[-1] - len(drops) + 1, merged)
+        entries = kept
+    shown = fair_tail(entries, room, busy)
+    wanted = min(len(_gaps(entries, shown, busy)), room // GAP_SHARE)
+    shown, freed = _make_room(shown, wanted, busy)
+    gaps = dict(list(_gaps(entries, shown, busy).items())[:freed])
+    out: list[Entry] = []
+    for e in shown:
+        if missed := gaps.get(id(e)):
+            count = humanize.plural(missed, "line")
+            hint = f"; dsup ctl tail {e.key} shows every line" if explain else ""
+            out.append(Entry(e.key, e.key, GAP_MARK, f"[{count} not shown{hint}]"))
+            explain = False
+        out.append(e)
+    return out
+
+
+def _make_room(shown: list[Entry], rows: int, busy: Mapping[str, int]) -> tuple[list[Entry], int]:
+    """Free up to ``rows`` rows for gap marks: output lines only, never a note.
+
+    Each row is the oldest line of the process with the most lines shown (the
+    busiest on a tie), as long as it keeps one. Returns the lines left and the
+    rows freed.
+    """
+    shown = list(shown)
+    for freed in range(rows):
+        lines = Counter(e.key for e in shown if e.key not in DSUP_KEYS and e.mark in "|!")
+        if not lines or max(lines.values()) < 2:
+            return shown, freed
+        key = max(lines, key=lambda k: (lines[k], busy.get(k, 0)))
+        shown.remove(next(e for e in shown if e.key == key and e.mark in "|!"))
+    return shown, rows
+
+
+GAP_MARK = ":"
+"""The mark of a line that stands for output lines of a process left off the screen."""
+GAP_SHARE = 5
+"""Gap marks take at most one row in this many: a flood of processes keeps its lines."""
+
+
+def _gaps(
+    entries: Sequence[Entry], shown: Sequence[Entry], busy: Mapping[str, int]
+) -> dict[int, int]:
+    """For each process, the ``id`` of its first line shown and how many before it are not.
+
+    A process's pick is its newest lines, so the recent lines left off are all
+    before its first line shown: its lines 4 and 5 would appear without 1 to 3.
+    The quietest processes come first (``busy``): a flood's left-off lines are
+    expected, a quiet process's few are the ones read as lost output.
+    """
+    on = {id(e) for e in shown}
+    gaps: dict[int, int] = {}
+    keys: dict[int, str] = {}
+    missed: Counter[str] = Counter()
+    marked: set[str] = set()
+    for e in entries:
+        if e.key in DSUP_KEYS or e.mark not in "|!" or e.key in marked:
+            continue
+        if id(e) not in on:
+            missed[e.key] += 1
+            continue
+        marked.add(e.key)
+        if missed[e.key]:
+            gaps[id(e)], keys[id(e)] = missed[e.key], e.key
+    quiet = sorted(gaps, key=lambda i: busy.get(keys[i], 0))
+    return {i: gaps[i] for i in quiet}
 
 
 def layout(
@@ -138,21 +207,23 @@ def layout(
     *,
     size: tuple[int, int],
     busy: Mapping[str, int],
-) -> Group:
+    explain: bool = False,
+) -> tuple[Group, bool]:
     """Title, table and recent lines in ``height - 1`` lines of ``width`` cells.
 
     ``busy`` counts the lines each process wrote lately (``fair_tail``). The
     last line is left for the shell's prompt after the final table. The view
     is drawn from the terminal's top row (``terminal.LiveView`` makes room
-    first), so the title never scrolls away.
+    first), so the title never scrolls away. Returns the view and whether it
+    marks a gap in a process's lines (``explain`` spells out the first mark).
     """
     width, height = size
     max_rows = max(1, height - 6)  # title, header, rule, 2 recent lines, prompt
     table, lines = _table(rows, max_rows, now=time.time(), size=size)
     room = max(2, height - 2 - lines)  # title and the prompt's line
-    shown = on_screen(recent, room, busy)
+    shown = on_screen(recent, room, busy, explain=explain)
     parts = [_title(node, rows), *table, *(_recent_line(e, width) for e in shown)]
-    return Group(*parts)
+    return Group(*parts), any(e.mark == GAP_MARK for e in shown)
 
 
 def _title(node: str, rows: Sequence[ProcessStatus]) -> Text:
@@ -257,8 +328,10 @@ def _last_exit(r: ProcessStatus) -> str:
 def _recent_line(entry: Entry, width: int) -> Text:
     """``head mark text`` in ``width`` cells: a long process name gives way before the text."""
     key, head, mark, line, _ = entry
-    style = {"!": "red", "#": "dim", "~": "yellow"}.get(mark, "")
-    if mark in "#~":
+    style = {"!": "red", "#": "dim", "~": "yellow", GAP_MARK: "dim"}.get(mark, "")
+    if mark == GAP_MARK:
+        message = Text(line, style="dim italic")
+    elif mark in "#~":
         message = Text(humanize.printable(line), style="bold")
     else:  # only SGR is left, which rich turns into styles
         message = Text.from_ansi(humanize.printable(line, keep_color=True))

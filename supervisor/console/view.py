@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rich.console import Console as RichConsole
-from rich.live import Live
-
 from supervisor import humanize, signals
-from supervisor.console.layout import Entry, fair_tail, layout
 from supervisor.events import (
     OrphansCleaned,
     ProgressReported,
@@ -38,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import TextIO
 
+    from supervisor.console.layout import Entry
     from supervisor.events import Stream
     from supervisor.process.status import ProcessStatus
 
@@ -336,6 +333,11 @@ class LiveView(View):
     """
 
     def __init__(self, stream: TextIO, node: str) -> None:
+        # rich is imported here, not with the module: a node with no terminal
+        # (under systemd, in a container) never loads it.
+        from rich.console import Console as RichConsole
+        from rich.live import Live
+
         super().__init__(stream, node)
         self._console = RichConsole(file=stream, force_terminal=True)
         self._live = Live(
@@ -346,6 +348,7 @@ class LiveView(View):
         )
         self._recent: list[Entry] = []
         self._busy: Counter[str] = Counter()  # lines per process lately, halved per batch
+        self._told_gaps = False  # a gap's mark said once where the lines left off are
         self._logs = _LogCapture()
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
@@ -353,6 +356,8 @@ class LiveView(View):
         return _capturing(self._logs, lambda handler: isatty(handler.stream))
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        from supervisor.console.layout import layout
+
         self._remember(items, self._logs.claim())
         with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
             self._console.size = os.get_terminal_size(self._stream.fileno())
@@ -360,7 +365,10 @@ class LiveView(View):
             self._make_room()
             self._live.start()
         size = self._console.size
-        view = layout(self._node, rows, self._recent, size=size, busy=self._busy)
+        view, has_gap = layout(
+            self._node, rows, self._recent, size=size, busy=self._busy, explain=not self._told_gaps
+        )
+        self._told_gaps |= has_gap
         self._live.update(view, refresh=True)
         if final:
             self._live.stop()
@@ -386,6 +394,8 @@ class LiveView(View):
         its output and state changes together (``layout.fair_tail``);
         ``_busy`` says which processes wrote the most lately.
         """
+        from supervisor.console.layout import Entry, fair_tail
+
         self._busy = Counter({p: n // 2 for p, n in self._busy.items() if n > 1})
         timed: list[tuple[float, list[Entry]]] = [
             (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs

@@ -1,10 +1,7 @@
-"""A run's channel to its worker: a socketpair, read in bulk and decoded defensively.
+"""A run's channel to its worker (``DSUP_FD``): a socketpair, read in bulk, decoded defensively.
 
-The worker gets one end as ``DSUP_FD``; dsup reads its end like a pipe (large
-non-blocking reads, lines split in bulk) and turns each line into a JSON object
-or a count: a line over ``MAX_MESSAGE_BYTES``, one that is not UTF-8, not JSON or
-not an object with a string ``type`` is counted, never raised. Answers go back
-with non-blocking sends. What the messages mean is ``process.worker_link``'s.
+Read like a pipe; a line that is too long, not UTF-8 or not a JSON object with a ``type`` is
+counted, never raised. What messages mean is ``process.worker_link``'s.
 """
 
 from __future__ import annotations

@@ -114,10 +114,16 @@ class RotatingLog:
     def _open(self) -> BinaryIO:
         # Private like the state dir, also when re-created after an `rm -rf logs`.
         self.path.parent.mkdir(mode=LOG_DIR_MODE, parents=True, exist_ok=True)
-        # Never through a link: one planted in the log directory would make dsup
-        # append worker output to whatever file it points to.
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.fdopen(os.open(self.path, flags, LOG_FILE_MODE), "ab", buffering=0)
+        # Never through a link, neither the file nor its directory: one planted
+        # there would make dsup write worker output wherever it points.
+        nofollow = os.O_NOFOLLOW | os.O_CLOEXEC
+        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | nofollow)
+        try:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | nofollow
+            fd = os.open(self.path.name, flags, LOG_FILE_MODE, dir_fd=directory)
+        finally:
+            os.close(directory)
+        return os.fdopen(fd, "ab", buffering=0)
 
     def _reopen(self) -> BinaryIO:
         """Open the path (again) and take its size; on failure the log stays unopened."""

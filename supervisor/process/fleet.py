@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from supervisor.events import Event, EventSink, OutputLines
     from supervisor.output.pump import LineConsumer
     from supervisor.process.status import ProcessStatus
+    from supervisor.process.worker_link import TaskBroker
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.statedir import StateDir
@@ -144,6 +145,8 @@ class Fleet:
         self._tg: TaskGroup | None = None
         self._shutdown = anyio.Event()
         self._others: list[RunSource] = []
+        # Where the workers of stream programs get their tasks (the task queue sets it).
+        self.tasks: TaskBroker | None = None
 
     # -- queries -------------------------------------------------------------
 
@@ -297,6 +300,7 @@ class Fleet:
             lines=self._fanout,
             desk=self.desk,
             store=self.store,
+            tasks=self.tasks,
         )
 
     async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:

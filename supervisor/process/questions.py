@@ -1,9 +1,7 @@
 """The node's open questions: asked by workers, answered once by an operator.
 
-Every question is recorded before it is shown and closed exactly once: answered
-(the first answer wins), timed out, or ``gone`` with its asker. The desk checks
-an answer against the choices and hands it to the run that asked; access and
-audit are the command surface's.
+Each is recorded before it is shown and closed exactly once: answered (the first answer wins),
+timed out, or ``gone`` with its asker.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from supervisor.process import policy
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.worker_link import WorkerLink
+from supervisor.process.worker_link import TaskBroker, WorkerLink
 
 if TYPE_CHECKING:
     import signal
@@ -67,6 +67,7 @@ class SlotContext:
         desk: the node's open questions; with ``store``, gives each run a
             channel to dsup (``DSUP_FD``); without, runs get none.
         store: where workers' results and questions are recorded.
+        tasks: where workers give tasks, and those of stream programs take them.
     """
 
     node: str
@@ -79,6 +80,7 @@ class SlotContext:
     clock: Callable[[], float] = anyio.current_time
     desk: QuestionDesk | None = None
     store: WorkerStore | None = None
+    tasks: TaskBroker | None = None
 
 
 class _Once:
@@ -419,6 +421,7 @@ class Slot:
             desk=desk,
             store=store,
             clock=self._ctx.clock,
+            tasks=self._ctx.tasks,
         )
 
     def _stop_bound(self) -> float:

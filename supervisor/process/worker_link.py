@@ -1,11 +1,7 @@
 """What one run's worker says on its channel (``DSUP_FD``), and dsup's answers.
 
-One task per run reads the channel (``output.channel``) and turns messages into
-state and events: the latest progress (events coalesced), logs (rate-limited),
-results (recorded, then announced) and questions (``questions``), with their
-timeouts. A bad message is counted and logged, never fatal. Adding a message
-type (``tasks``, ``submit``): name it in ``worker_sdk.protocol``, add a method to
-``WorkerLink._HANDLERS`` below; replies go through ``self._sender``.
+One task per run turns messages into progress, logs, results and questions; a bad message is
+counted and logged, never fatal. A new message type is a method in ``_HANDLERS``.
 """
 
 from __future__ import annotations
@@ -15,10 +11,11 @@ import logging
 import math
 import os
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import anyio
 
+from supervisor.errors import SupervisorError
 from supervisor.events import (
     Progress,
     ProgressReported,
@@ -54,6 +51,33 @@ class Invalid(ValueError):
     """A message whose fields dsup cannot use (what is wrong, for the log and the worker)."""
 
 
+class TaskBroker(Protocol):
+    """Where a stream worker's tasks come from and its answers go (the task queue)."""
+
+    def take(self, link: WorkerLink) -> bool:
+        """The worker is ready for tasks (``take_tasks``); they go by :meth:`WorkerLink.send`.
+
+        Returns:
+            False when its program takes no tasks this way (not ``tasks = "stream"``).
+        """
+
+    async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
+        """The worker answered a task: ``text`` is its answer (``ok``) or why it failed."""
+
+    async def left(self, link: WorkerLink) -> None:
+        """The worker's channel ended: its unanswered tasks are not coming back."""
+
+    async def submit_from(self, link: WorkerLink, program: str, text: str) -> int:
+        """A worker gives a task to ``program``; its id.
+
+        Raises:
+            SupervisorError: refused (no such task program, a full backlog, a bad text).
+        """
+
+    def wait_for(self, link: WorkerLink, request: object, task_id: int, timeout: float) -> None:
+        """Answer ``request`` with a ``task_result`` once the task ends (or ``timeout``)."""
+
+
 class WorkerLink:
     """The channel of one run: its messages, progress and open questions.
 
@@ -67,6 +91,7 @@ class WorkerLink:
         desk: the node's questions.
         store: where results are recorded.
         clock: monotonic seconds.
+        tasks: where a stream worker's tasks come from (None: it takes none).
     """
 
     def __init__(
@@ -81,6 +106,7 @@ class WorkerLink:
         desk: QuestionDesk,
         store: WorkerStore,
         clock: Callable[[], float] = anyio.current_time,
+        tasks: TaskBroker | None = None,
     ) -> None:
         self.process = process
         self.program = program
@@ -102,6 +128,8 @@ class WorkerLink:
         self._tokens = float(LOG_BURST)
         self._tokens_at = clock()
         self._results: list[WorkerResult] = []
+        self._tasks = tasks
+        self.takes_tasks = False
 
     @property
     def open_question(self) -> Question | None:
@@ -135,6 +163,10 @@ class WorkerLink:
         finally:
             with anyio.move_on_after(_SHIELD_SECONDS, shield=True):
                 await self._end()
+
+    def send(self, message: dict[str, object]) -> bool:
+        """Send a message to the worker (a task); False when it was dropped."""
+        return self._sender.send(message)
 
     def reply(self, question: Question, status: QuestionStatus, answer: str | None) -> None:
         """Tell the worker how its question closed (``QuestionDesk`` calls this)."""
@@ -218,6 +250,8 @@ class WorkerLink:
         if self._progress_due is not None:
             self._announce_progress()
         await self._flush_results()
+        if self._tasks is not None and self.takes_tasks:
+            await self._tasks.left(self)
         for question, _ in list(self._questions.values()):
             self._questions.pop(question.worker_id, None)
             await self._desk.close(question, protocol.GONE)
@@ -325,11 +359,65 @@ class WorkerLink:
         deadline = self._clock() + timeout if timeout is not None else None
         self._questions[worker_id] = (question, deadline)
 
+    async def _on_take_tasks(self, message: JsonObject) -> None:
+        if self._tasks is None or not (self.takes_tasks or self._tasks.take(self)):
+            raise Invalid(f'program {self.program!r} takes no tasks here (tasks = "stream")')
+        self.takes_tasks = True
+
+    async def _on_task_answer(self, message: JsonObject) -> None:
+        task_id = message.get("id")
+        if self._tasks is None or not self.takes_tasks:
+            raise Invalid("no tasks were given to this worker")
+        if isinstance(task_id, bool) or not isinstance(task_id, int):
+            raise Invalid("a task's answer needs the task's integer id")
+        if message[protocol.TYPE] == protocol.TASK_FAIL:
+            reason = _text(message, "reason", protocol.MAX_TEXT_CHARS) or "no reason given"
+            await self._tasks.answered(self, task_id, ok=False, text=reason)
+            return
+        data = message.get("data")
+        if data is not None and not isinstance(data, dict):
+            raise Invalid('a task\'s "data" must be a JSON object')
+        files = message.get("files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+            raise Invalid('a task\'s "files" must be a list of paths')
+        parts = [_text(message, "text", protocol.MAX_TEXT_CHARS)]
+        if data is not None:
+            parts.append(json.dumps(data, indent=2, ensure_ascii=False))
+        if files:
+            parts.append("files: " + ", ".join(_under(self._cwd, f) for f in files))
+        await self._tasks.answered(self, task_id, ok=True, text="\n".join(p for p in parts if p))
+
+    async def _on_submit(self, message: JsonObject) -> None:
+        if self._tasks is None:
+            raise Invalid("this dsup gives no tasks")
+        program, text = message.get("program"), message.get("text")
+        if "id" not in message or not isinstance(program, str) or not isinstance(text, str):
+            raise Invalid('a submit needs "id", "program" and "text"')
+        try:
+            task_id = await self._tasks.submit_from(self, program, text)
+        except SupervisorError as exc:
+            raise Invalid(str(exc)) from None
+        self._sender.send({protocol.TYPE: protocol.SUBMITTED, "id": message["id"], "task": task_id})
+
+    async def _on_task_wait(self, message: JsonObject) -> None:
+        task_id, timeout = message.get("task"), _number(message, "timeout")
+        if self._tasks is None:
+            raise Invalid("this dsup gives no tasks")
+        if "id" not in message or isinstance(task_id, bool) or not isinstance(task_id, int):
+            raise Invalid('a task_wait needs "id" and the integer "task"')
+        wait = protocol.MAX_TIMEOUT_SECONDS if timeout is None else max(0.0, timeout)
+        self._tasks.wait_for(self, message["id"], task_id, min(wait, protocol.MAX_TIMEOUT_SECONDS))
+
     _HANDLERS: ClassVar[dict[str, Callable[[WorkerLink, JsonObject], Awaitable[None]]]] = {
+        protocol.SUBMIT: _on_submit,
+        protocol.TASK_WAIT: _on_task_wait,
         protocol.PROGRESS: _on_progress,
         protocol.LOG: _on_log,
         protocol.RESULT: _on_result,
         protocol.ASK: _on_ask,
+        protocol.TAKE_TASKS: _on_take_tasks,
+        protocol.TASK_REPLY: _on_task_answer,
+        protocol.TASK_FAIL: _on_task_answer,
     }
 
 

@@ -199,6 +199,10 @@ _MIGRATIONS: tuple[str, ...] = (
         settled     INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # Embeds and files of an outbox row (a worker's result): JSON, "" for none.
+    """
+    ALTER TABLE outbox ADD COLUMN attach TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

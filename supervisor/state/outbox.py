@@ -1,11 +1,7 @@
 """The outbox: every message bound for Discord, in the ledger before it is sent.
 
-A row is written first, sent by the bridge, and marked sent with Discord's message
-id; a failure schedules a retry and a restart replays what is pending, per channel
-in the order written. Each row has a stable nonce (for ``enforce_nonce``) and an
-invisible marker, so a retry never posts a second copy. Output excerpts are the
-only rows ever dropped: past a bound they are summarised, so an outage cannot fill
-the disk or flood a channel when it ends.
+Rows are sent in order per channel, retried, and replayed after a restart, each with a stable
+nonce so a retry never posts twice; only output excerpts are ever summarised away.
 """
 
 from __future__ import annotations
@@ -47,7 +43,7 @@ _ZW = "\u200b\u200c\u200d\u2060"
 _MARK = "\u2063"
 _COLUMNS = (
     "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
-    "o.created_at, t.message_id AS target_message_id, t.status AS target_status"
+    "o.created_at, o.attach, t.message_id AS target_message_id, t.status AS target_status"
 )
 # The oldest pending row of each channel (with its retry time).
 _HEADS = (
@@ -76,6 +72,8 @@ class OutboxRow:
         created_at: wall time the row was written.
         nonce: stable across retries and restarts; at most 25 characters.
         marker: invisible text appended to the content, found again in history.
+        attach: embeds and files to send with a create, as JSON (``{"embeds":
+            [...], "files": [paths]}``); "" for none.
     """
 
     id: int
@@ -91,6 +89,7 @@ class OutboxRow:
     created_at: float
     nonce: str
     marker: str
+    attach: str = ""
 
     @property
     def is_edit(self) -> bool:
@@ -162,6 +161,7 @@ class Outbox:
         reply_to: int | None = None,
         counts: Mapping[str, int] | None = None,
         meta: tuple[str, str] | None = None,
+        attach: str = "",
     ) -> int:
         """Queue a new message; committed when this returns.
 
@@ -175,6 +175,7 @@ class Outbox:
             counts: for output, the lines it holds per process (for summaries).
             meta: a ``(key, value)`` for :meth:`meta` stored in the same
                 transaction (the audit cursor moves with the message it made).
+            attach: embeds and files to send along (see :class:`OutboxRow`).
 
         Returns:
             The row id (give it to :meth:`edit` to change the message later).
@@ -182,8 +183,8 @@ class Outbox:
         with self._ledger.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO outbox (channel, kind, content, reply_to, counts, created_at, "
-                "until_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (channel, kind, fit(content), reply_to, _dump(counts), now, now),
+                "until_at, attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (channel, kind, fit(content), reply_to, _dump(counts), now, now, attach),
             )
             row_id = cursor.lastrowid
             assert row_id is not None
@@ -381,6 +382,7 @@ class Outbox:
             created_at=row["created_at"],
             nonce=nonce,
             marker=encode_marker(nonce),
+            attach=row["attach"],
         )
 
 

@@ -1,8 +1,7 @@
 """What workers reported and asked, kept in the ledger: results and questions.
 
-Results and questions outlive their runs (``dsup ctl results``, the audit of who
-answered what); a question still open when dsup starts lost its asker with the
-last dsup, and is closed as ``gone``. Synchronous; async callers use threads.
+They outlive their runs; a question still open when dsup starts lost its asker with the last
+dsup, and is closed as ``gone``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """One attempt of a oneshot task: a process of the program, with the task on stdin and argv.
 
-Built from the process core (``run.spawn``, the pumps, the log files, the
-reaper's tree stop), so a task's process is recorded, captured and ended like any
+Built from the process core, so a task's process is recorded, captured and ended like any
 other run: a timeout or a cancel stops its whole tree.
 """
 
@@ -25,7 +24,7 @@ from supervisor.errors import SpawnError
 from supervisor.events import ResultReported
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
-from supervisor.process.worker_link import WorkerLink
+from supervisor.process.worker_link import TaskBroker, WorkerLink
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
 
@@ -93,6 +92,7 @@ async def run_attempt(
     ctx: TaskContext,
     cancel: anyio.CancelScope,
     live: dict[str, Run],
+    broker: TaskBroker | None = None,
 ) -> TaskOutcome:
     """Run one attempt of ``task`` to its end; the outcome to record.
 
@@ -103,6 +103,7 @@ async def run_attempt(
         cancel: cancelled by the queue when an operator cancels the task.
         live: the queue's live runs: this attempt's is in it from its spawn
             until its tree is gone (the reaper's sweeps spare it meanwhile).
+        broker: where the process may give tasks (``worker_sdk.submit``).
 
     When cancelled from outside (shutdown), stops the tree (shielded, bounded)
     and re-raises.
@@ -132,7 +133,8 @@ async def run_attempt(
         live[run.run_id] = run
         results: list[WorkerResult] = []
         try:
-            ended = await _watch(run, spec, ctx, cancel, _link(run, spec, ctx, work, results))
+            link = _link(run, spec, ctx, work, results, broker)
+            ended = await _watch(run, spec, ctx, cancel, link)
         finally:
             del live[run.run_id]
             run.close()
@@ -179,7 +181,12 @@ def _stdin_of(text: str) -> Iterator[int]:
 
 
 def _link(
-    run: Run, spec: ProgramSpec, ctx: TaskContext, work: Path, results: list[WorkerResult]
+    run: Run,
+    spec: ProgramSpec,
+    ctx: TaskContext,
+    work: Path,
+    results: list[WorkerResult],
+    broker: TaskBroker | None,
 ) -> WorkerLink | None:
     """What reads the attempt's channel: its results are kept in ``results`` too."""
     if run.channel is None or ctx.desk is None or ctx.store is None:
@@ -200,6 +207,7 @@ def _link(
         desk=ctx.desk,
         store=ctx.store,
         clock=ctx.clock,
+        tasks=broker,
     )
 
 

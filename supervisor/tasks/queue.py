@@ -1,13 +1,12 @@
 """The task queue of a node: tasks in, dispatched to their programs' processes, results out.
 
-A task is in the store before it is acknowledged. Each oneshot program runs at
-most ``concurrency`` attempts at once; an attempt holds a lease on its task,
-renewed while it runs. At start-up the tasks this node was running when it died
-are queued again (at-least-once), up to ``task_max_attempts``.
+A task is stored before it is acknowledged and leased while it runs; tasks a dead node was
+running are queued again at start-up (at least once, up to ``task_max_attempts``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -16,18 +15,21 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.config.schema import TaskMode
-from supervisor.errors import InvalidArgument, NotATaskProgram
+from supervisor.errors import InvalidArgument, NotATaskProgram, UnknownTask
 from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
+from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
+from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.process.fleet import Fleet
     from supervisor.process.run import Run
+    from supervisor.process.worker_link import WorkerLink
     from supervisor.tasks.records import TaskRecord, TaskSource
     from supervisor.tasks.store import TaskStore
 
@@ -67,6 +69,7 @@ class TaskQueue:
         *,
         lease_seconds: float = LEASE_SECONDS,
         poll_seconds: float = POLL_SECONDS,
+        chat: Callable[[], int | None] = lambda: None,
     ) -> None:
         """Serve the tasks of ``store``.
 
@@ -76,14 +79,18 @@ class TaskQueue:
             programs: the current programs (the config may be reloaded).
             lease_seconds: how long a claim lasts unless renewed.
             poll_seconds: how often the store is looked at unprompted.
+            chat: the chat channel (Discord's ``task_channel``) where tasks that
+                workers give are shown and answered, if any.
         """
         self._store = store
         self._ctx = ctx
         self._programs = programs
         self._lease = lease_seconds
         self._poll = poll_seconds
+        self._chat = chat
         self._running: dict[int, _Attempt] = {}
         self._runs: dict[str, Run] = {}
+        self._streams = StreamWorkers()
         self._waiters: dict[int, anyio.Event] = {}
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
@@ -100,6 +107,60 @@ class TaskQueue:
     def watch(self, listener: Callable[[TaskRecord], None]) -> None:
         """Tell ``listener`` each task as it is queued, starts and ends (must not block)."""
         self._listeners.append(listener)
+
+    # -- the workers of stream programs (a process.worker_link.TaskBroker) -------
+
+    def take(self, link: WorkerLink) -> bool:
+        """A worker is ready for tasks; False unless its program is a stream program."""
+        spec = self._programs().get(link.program)
+        if spec is None or spec.tasks is not TaskMode.STREAM:
+            return False
+        self._streams.add(link)
+        self._wake.set()
+        return True
+
+    async def submit_from(self, link: WorkerLink, program: str, text: str) -> int:
+        """A worker gives a task (``worker_sdk.submit``): authored by its process."""
+        task = await self.submit(
+            program, text, source="worker", author=link.process, reply_channel=self._chat()
+        )
+        return task.id
+
+    def wait_for(self, link: WorkerLink, request: object, task_id: int, timeout: float) -> None:
+        """Answer a worker's ``task_wait`` once the task ends, or after ``timeout`` seconds."""
+        assert self._tg is not None
+        self._tg.start_soon(self._answer_wait, link, request, task_id, timeout)
+
+    async def _answer_wait(
+        self, link: WorkerLink, request: object, task_id: int, seconds: float
+    ) -> None:
+        message: dict[str, object] = {protocol.TYPE: protocol.TASK_RESULT, "id": request}
+        try:
+            task = await self.wait(task_id, seconds)
+        except UnknownTask as exc:
+            link.send({protocol.TYPE: protocol.ERROR, "id": request, "message": str(exc)})
+            return
+        message |= {
+            "task": task.id,
+            "state": task.state.value,
+            "result": task.result,
+            "reason": task.reason,
+        }
+        link.send(message)
+
+    async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
+        """A stream worker answered a task."""
+        outcome = (
+            TaskOutcome(state=TaskState.DONE, result=text)
+            if ok
+            else TaskOutcome(state=TaskState.FAILED, reason=text)
+        )
+        if not self._streams.answer(link, task_id, outcome):
+            logger.info("task %d: a late answer from %s is ignored", task_id, link.process)
+
+    async def left(self, link: WorkerLink) -> None:
+        """A stream worker's channel ended."""
+        self._streams.remove(link)
 
     # -- requests ----------------------------------------------------------------
 
@@ -226,10 +287,13 @@ class TaskQueue:
         """Start attempts of queued tasks while their programs have room."""
         assert self._tg is not None
         for spec in list(self._programs().values()):
-            if spec.tasks is not TaskMode.ONESHOT:
+            if spec.tasks is None:
                 continue
             busy = sum(1 for a in self._running.values() if a.task.program == spec.name)
             while busy < spec.concurrency:
+                consumer = self._streams.pick(spec.name)
+                if spec.tasks is TaskMode.STREAM and consumer is None:
+                    break  # no worker takes tasks (yet)
                 task = await anyio.to_thread.run_sync(self._claim, spec.name)
                 if task is None:
                     break
@@ -237,7 +301,16 @@ class TaskQueue:
                 self._running[task.id] = attempt
                 self._tell(task)
                 busy += 1
-                self._tg.start_soon(self._attempt, spec, attempt)
+                if consumer is None:
+                    run = functools.partial(
+                        run_attempt, spec, task, self._ctx, attempt.cancel, self._runs, self
+                    )
+                else:
+                    run = functools.partial(
+                        run_stream_attempt, spec, task, consumer, attempt.cancel
+                    )
+                    consumer.reserve(task.id)  # counted in flight from now on
+                self._tg.start_soon(self._attempt, spec, attempt, run)
 
     def _claim(self, program: str) -> TaskRecord | None:
         now = time.time()
@@ -248,13 +321,18 @@ class TaskQueue:
     def _renew(self, task: TaskRecord) -> TaskRecord | None:
         return self._store.renew(task.id, task.attempts, lease_until=time.time() + self._lease)
 
-    async def _attempt(self, spec: ProgramSpec, attempt: _Attempt) -> None:
+    async def _attempt(
+        self,
+        spec: ProgramSpec,
+        attempt: _Attempt,
+        run: Callable[[], Awaitable[TaskOutcome]],
+    ) -> None:
         """Run one attempt and record its end; on shutdown, give the task back."""
         task = attempt.task
         logger.info("task %d for %s: attempt %d started", task.id, spec.name, task.attempts)
         try:
             try:
-                outcome = await run_attempt(spec, task, self._ctx, attempt.cancel, self._runs)
+                outcome = await run()
             except Exception as exc:  # the attempt's task boundary: the task fails, not dsup
                 logger.exception("task %d for %s: attempt failed", task.id, spec.name)
                 outcome = TaskOutcome(state=TaskState.FAILED, reason=f"internal error: {exc!r}")
@@ -349,8 +427,14 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
         desk=fleet.desk,
         store=fleet.store,
     )
-    queue = TaskQueue(store, ctx, lambda: fleet.config.programs, **options)
+
+    def chat() -> int | None:
+        discord = fleet.config.discord
+        return discord.task_channel or None if discord is not None else None
+
+    queue = TaskQueue(store, ctx, lambda: fleet.config.programs, chat=chat, **options)
     fleet.track(queue)
+    fleet.tasks = queue
     return queue
 
 

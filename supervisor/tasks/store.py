@@ -1,8 +1,7 @@
 """The task store: one small interface (submit, claim, renew, complete, requeue expired).
 
-The queue and the command surface only see :class:`TaskStore`, so a database
-shared by several nodes can take the place of :class:`SqliteTaskStore` (the
-``tasks`` table of this node's ledger) without touching them.
+The queue and the command surface see only :class:`TaskStore`, so a database shared by
+several nodes can replace :class:`SqliteTaskStore` without touching them.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.context import BridgeContext
     from supervisor.config.schema import Config
+    from supervisor.events import Event
     from tests._control import Node
     from tests.discord_fake import FakeDiscord
 
@@ -68,6 +69,16 @@ class Bridged:
 
     node: Node
     bridge: DiscordBridge
+
+
+class _Forward:
+    """The fleet's events to the bridge, made after the fleet (it needs the ledger)."""
+
+    bridge: DiscordBridge | None = None
+
+    def deliver(self, event: Event) -> None:
+        if self.bridge is not None:
+            self.bridge.deliver(event)
 
 
 def _quick_board(context: BridgeContext) -> Board:
@@ -122,8 +133,9 @@ async def _bridged(
     wait_connected: bool = True,
 ) -> AsyncIterator[Bridged]:
     assert config.discord is not None
-    async with running_node(path, health=health.snapshot) as node:
-        bridge = DiscordBridge(
+    forward = _Forward()
+    async with running_node(path, health=health.snapshot, sinks=[forward]) as node:
+        bridge = forward.bridge = DiscordBridge(
             config.discord,
             node=config.supervisor.name,
             ledger=node.ledger,

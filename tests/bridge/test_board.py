@@ -47,14 +47,16 @@ async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
     """Every process RUNNING, and the board showing it."""
     node = bridged.node
     await wait_until(
-        lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes())
+        lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes()),
+        seconds=20,
     )
     await fake.wait_until(
         lambda: (
             fake.bot_messages("general")
             and "STARTING" not in _text(fake)
             and _text(fake).count("RUNNING") >= 2
-        )
+        ),
+        timeout_seconds=20,
     )
 
 
@@ -73,6 +75,14 @@ async def test_board_is_posted_once_then_edited_in_place(
     fake_discord.assert_within_rate_limits()
 
 
+async def test_board_says_when_dsup_stopped(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        assert "dsup stopped" not in _text(fake_discord)
+    assert "dsup stopped <t:" in _text(fake_discord)
+    assert _kinds(fake_discord).count("create") == 1
+
+
 async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
         await _settled(bridged, fake_discord)
@@ -81,8 +91,7 @@ async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscor
         await anyio.sleep(15 * INTERVAL)
         assert fake_discord.bot_actions()[before:] == []
         assert bridged.bridge.board is not None
-        edits = bridged.bridge.board.edits
-    assert edits == len([k for k in _kinds(fake_discord) if k == "edit"])
+        assert bridged.bridge.board.edits == _kinds(fake_discord).count("edit")
 
 
 async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeDiscord) -> None:

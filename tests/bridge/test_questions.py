@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from supervisor.bridge.bridge import DiscordBridge
+from supervisor.bridge.progress import ProgressRelay
 from supervisor.bridge.questions import QuestionRelay, answer_id
 from supervisor.commands.access import Actor
 from supervisor.config.schema import load_config
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
-    from supervisor.events import Event
+    from supervisor.events import Event, EventSink
     from tests._control import Node
     from tests.bridge._members import Members
     from tests.discord_fake import FakeDiscord, FakeUser, InteractionRecord
@@ -69,10 +70,10 @@ async def _served(
     assert config.discord is not None
     later = _Later()
     async with running_node(path, sinks=[later]) as node:
-        questions = QuestionRelay(
-            config.discord, node.ledger, lambda: config.programs, retry_seconds=0.2
-        )
-        later.attach(questions)
+        specs = config.programs
+        questions = QuestionRelay(config.discord, node.ledger, lambda: specs, retry_seconds=0.2)
+        progress = ProgressRelay(config.discord, lambda: specs, edit_seconds=0.5, tick_seconds=0.1)
+        later.attach(questions, progress)
         bridge = DiscordBridge(
             config.discord,
             node=config.supervisor.name,
@@ -82,6 +83,7 @@ async def _served(
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, node.service)
             await tg.start(questions.serve, lambda: bridge.client)
+            await tg.start(progress.serve, lambda: bridge.client)
             try:
                 yield node, bridge
             finally:
@@ -89,22 +91,23 @@ async def _served(
 
 
 class _Later:
-    """A sink that keeps events until the question relay (made once the ledger is open) is."""
+    """A sink that keeps events until the relays (made once the ledger is open) are."""
 
     def __init__(self) -> None:
         self.kept: list[Event] = []
-        self.target: QuestionRelay | None = None
+        self.targets: tuple[EventSink, ...] = ()
 
     def deliver(self, event: Event) -> None:
-        if self.target is None:
+        if not self.targets:
             self.kept.append(event)
-        else:
-            self.target.deliver(event)
-
-    def attach(self, target: QuestionRelay) -> None:
-        self.target = target
-        for event in self.kept:
+        for target in self.targets:
             target.deliver(event)
+
+    def attach(self, *targets: EventSink) -> None:
+        self.targets = targets
+        for event in self.kept:
+            for target in targets:
+                target.deliver(event)
 
 
 def _has(fake: FakeDiscord, name: str) -> bool:
@@ -279,10 +282,78 @@ async def test_result_is_posted_to_the_results_channel_through_the_outbox(
         message = await fake_discord.wait_until(posted, timeout_seconds=15)
         content = message["content"]
         assert content.startswith("**w:0** result ")
-        assert "rows: 3" in content
         assert "`out.csv`" in content
+        (embed,) = message["embeds"]
+        assert [(f["name"], f["value"]) for f in embed["fields"]] == [("rows", "3")]
+        (file,) = message["attachments"]
+        assert file["filename"] == "out.csv"
+        assert fake_discord.store.attachments[int(file["id"])] == b"a,b\n1,2\n"
         # The other program's result is recorded, and was not given to the outbox.
         await wait_until(lambda: bool(node.fleet.store.recent_results(["quiet:0"], 1)))
         await node.outbound.relay.flush(final=True)
         rows = node.ledger.read("SELECT content FROM outbox WHERE kind = 'result'")
         assert [r["content"].split(" ")[0] for r in rows] == ["**w:0**"]
+
+
+async def test_free_text_question_is_answered_in_a_text_box(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    asker = _asker("Which table?", "-", "-", "-")
+    async with _served(tmp_path, fake_discord, team, asker) as (node, _):
+        message = await _question_message(fake_discord, "Which table?")
+        (button,) = _buttons(message)
+        assert button["label"] == "Answer…"
+        refused = await final_answer(_click(fake_discord, team.viewer, message, 0))
+        assert is_private(refused)
+        assert "may not answer" in (refused.content or "")
+        opened = _click(fake_discord, team.operator, message, 0)
+        modal = await opened.wait_reply()
+        assert modal.type == 9
+        submitted = fake_discord.submit_modal(opened, {"answer": "  stale_rows  "})
+        answered = await final_answer(submitted)
+        assert is_private(answered)
+        assert "stale\\_rows" in (answered.content or "")
+        await wait_until(lambda: "answer stale_rows" in _output(node))
+        await _settled(fake_discord, int(message["id"]), "by otto")
+
+
+def _progress_messages(fake: FakeDiscord, process: str) -> list[dict[str, Any]]:
+    return [m for m in fake.bot_messages("results") if m["content"].startswith(f"**{process}** `")]
+
+
+async def test_progress_is_one_message_per_run_finished_at_100_percent(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    reporter = program("w", "sdk_worker.py", "report", relay="results")
+    async with _served(tmp_path, fake_discord, team, reporter):
+
+        def finished() -> list[dict[str, Any]] | None:
+            found = _progress_messages(fake_discord, "w:0")
+            return found if found and "100%" in found[0]["content"] else None
+
+        (message,) = await fake_discord.wait_until(finished, timeout_seconds=15)
+        assert "step 10" in message["content"]
+        edits = [a for a in fake_discord.bot_actions("results") if a.kind == "edit"]
+        assert len(edits) <= 2  # eleven calls: a post and at most a couple of edits
+
+
+async def test_progress_of_a_run_that_exits_midway_says_where_it_ended(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    (tmp_path / "raw").write_bytes(b'{"type":"progress","fraction":0.4,"text":"page 40"}\n')
+    quitter = program(
+        "w", "sdk_worker.py", "raw", str(tmp_path / "raw"), "exit", relay="results", restart="never"
+    )
+    async with _served(tmp_path, fake_discord, team, quitter):
+
+        def ended() -> dict[str, Any] | None:
+            found = _progress_messages(fake_discord, "w:0")
+            return found[0] if found and "Ended: EXITED" in found[0]["content"] else None
+
+        message = await fake_discord.wait_until(ended, timeout_seconds=15)
+        assert " 40% " in message["content"]
+        assert "page 40" in message["content"]
+        assert len(_progress_messages(fake_discord, "w:0")) == 1

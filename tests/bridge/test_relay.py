@@ -6,9 +6,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from supervisor.bridge.relay import AUDIT_CURSOR, Relay, RelayChannels, should_emit
+from supervisor.bridge.relay import (
+    AUDIT_CURSOR,
+    LINE_CAPACITY,
+    TAIL_LINES,
+    Relay,
+    RelayChannels,
+    should_emit,
+)
 from supervisor.config.schema import parse_config
-from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.events import (
+    OrphansCleaned,
+    OutputLines,
+    ProcessState,
+    ResultReported,
+    StateChanged,
+    WorkerResult,
+)
 from supervisor.state.ledger import Ledger
 from supervisor.state.outbox import Outbox
 
@@ -117,7 +131,9 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
     assert not _emit(3, 5.0), "behind a backlog, only full messages"
     assert not _emit(3, 1.5, waiting=100)
     assert _emit(3, 2.0, waiting=100)
-    assert _emit(3, 0.0, waiting=0, notes=True), "state changes go at once"
+    assert _emit(0, 0.0, waiting=0, notes=True), "state changes go at once"
+    assert not _emit(3, 0.5, waiting=0, notes=True), "behind a backlog they share messages"
+    assert _emit(3, 1.0, waiting=0, notes=True)
 
 
 async def test_relay_streams_output_only_of_programs_relaying_all(
@@ -206,6 +222,31 @@ async def test_relay_results_go_to_their_channel_for_results_programs(
     assert row["reply_to"] == 555
 
 
+async def test_relay_relays_reported_results_of_results_programs(
+    relay: Relay, ledger: Ledger
+) -> None:
+    def reported(process: str) -> ResultReported:
+        result = WorkerResult(
+            id=1,
+            process=process,
+            program=process.split(":")[0],
+            run_id="r",
+            text="42 pages",
+            data='{"pages": 42}',
+            files=("/tmp/out.csv",),
+            at=1_700_000_000.0,
+        )
+        return ResultReported(result=result)
+
+    relay.deliver(reported("worker:0"))
+    relay.deliver(reported("crashy:0"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, RESULTS)
+    assert kind == "result"
+    assert content.startswith("**worker:0** result 1: 42 pages")
+    assert _pending(ledger) == [(kind, content)], "crashy relays errors only"
+
+
 async def test_relay_audit_batches_new_rows_and_keeps_its_cursor(
     relay: Relay, ledger: Ledger, clock: _Clock
 ) -> None:
@@ -250,3 +291,16 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
     )
     quiet = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels(log=LOG))
     assert quiet.capacity() == -1
+
+
+async def test_relay_capacity_shrinks_to_a_tail_once_the_stream_is_full(
+    tmp_path: Path, ledger: Ledger, relay: Relay
+) -> None:
+    assert relay.capacity() == LINE_CAPACITY
+    relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
+    assert relay.capacity() == TAIL_LINES
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\n', tmp_path / "dsup.toml"
+    )
+    errors_only = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels())
+    assert errors_only.capacity() == TAIL_LINES

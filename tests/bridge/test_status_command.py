@@ -31,7 +31,7 @@ async def test_status_answers_a_viewer_and_audits_it(
         await wait_until(lambda: all(c.status().pid for c in node.fleet.processes()))
         record = fake_discord.invoke(alice, "general", "status")
         with anyio.fail_after(5):
-            reply = await record.wait_reply(kind="followup")
+            reply = await record.wait_reply(kind="followup", timeout_seconds=20)
         text = reply.content or ""
         assert "tick:0" in text
         assert "tick:1" in text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -19,8 +21,6 @@ from tests.discord_fake.pytest_plugin import fake_discord
 from tests.tasks._tasks import task_program
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tests.bridge._members import Members
     from tests.discord_fake import FakeDiscord
 
@@ -207,3 +207,49 @@ async def test_slash_task_queues_answers_in_the_channel_and_refuses_viewers(
     assert int(refusal.message.get("flags") or 0) & 64  # only the viewer sees it
     assert "task 1 is already done" in (late_reply.content or "")
     assert [t.id for t in listed] == [1]
+
+
+async def test_tasks_a_worker_gives_are_shown_and_answered_in_the_task_channel(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    planner = Path(__file__).parent.parent / "workers" / "task_planner.py"
+    stream = Path(__file__).parent.parent / "workers" / "task_stream.py"
+    programs = (
+        f"[programs.planner]\ncommand = {json.dumps([sys.executable, str(planner), 'upper'])}\n"
+        'tasks = "oneshot"\n',
+        f"[programs.upper]\ncommand = {json.dumps([sys.executable, str(stream)])}\n"
+        'tasks = "stream"\nconcurrency = 2\n',
+    )
+    async with relayed_node(
+        tmp_path, fake_discord, *programs, channels=CHANNELS, access=_access(team)
+    ):
+        posted = fake_discord.post_message(
+            team.operator, "tasks", "planner: red green", mention_bot=True
+        )
+        await fake_discord.wait_until(
+            lambda: _answers(fake_discord, posted["id"]), timeout_seconds=30
+        )
+        await fake_discord.wait_until(
+            lambda: sum("task 2 for" in t or "task 3 for" in t for t in _texts(fake_discord)) == 2,
+            timeout_seconds=30,
+        )
+    texts = _texts(fake_discord)
+    shown = [t for t in texts if "-> `upper`" in t]
+    assert sorted(shown) == [
+        "📥 `planner:task1` -> `upper` (task 2): red",
+        "📥 `planner:task1` -> `upper` (task 3): green",
+    ]
+    (answer,) = _answers(fake_discord, posted["id"])
+    assert answer.startswith("✅ `planner` task 1 done\nupper: RED | upper: GREEN")
+    assert any(t.startswith("✅ `upper` task 2 for `planner:task1` done") for t in texts)
+
+
+def _texts(fake: FakeDiscord) -> list[str]:
+    """What the bot posted in the task channel, without the outbox's invisible marker."""
+    return [
+        (a.content or "").split("\u2063")[0]
+        for a in fake.bot_actions("tasks")
+        if a.kind == "create"
+    ]

@@ -54,7 +54,6 @@ def test_plain_program_is_unchanged(tmp_path: Path) -> None:
         ('tasks = "oneshot"\ntask_max_attempts = 0', "task_max_attempts", "between 1"),
         ('tasks = "oneshot"\ntask_backlog = 0', "task_backlog", "between 1"),
         ('tasks = "sometimes"', "tasks", "must be one of oneshot, stream"),
-        ('tasks = "stream"', "tasks", "not available yet"),
         ('tasks = "oneshot"\ntask_timeout = 5', "task_timeout", "task_timeout_seconds"),
     ],
 )
@@ -66,8 +65,17 @@ def test_bad_task_keys_are_named_with_the_reason(
     assert says in issues[f"programs.t.{key}"]
 
 
+def test_stream_program_keeps_its_processes(tmp_path: Path) -> None:
+    text = '[programs.t]\ncommand = ["/bin/w"]\ntasks = "stream"\nnumprocs = 2\nconcurrency = 8\n'
+    spec = parse_config(text, tmp_path / "dsup.toml").programs["t"]
+    assert (spec.tasks, spec.slot_count, spec.concurrency) == (TaskMode.STREAM, 2, 8)
+
+
 def test_task_placeholder_needs_a_oneshot_program(tmp_path: Path) -> None:
     issues = _parse(tmp_path, 'command = ["/bin/w", "{task}"]')
+    assert issues is not None
+    assert "only with tasks" in issues["programs.t.command"]
+    issues = _parse(tmp_path, 'command = ["/bin/w", "{task}"]\ntasks = "stream"')
     assert issues is not None
     assert "only with tasks" in issues["programs.t.command"]
     assert _parse(tmp_path, 'command = "/bin/w {task}"\ntasks = "oneshot"') is None

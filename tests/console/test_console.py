@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from supervisor import humanize
 from supervisor.console import console as console_module
+from supervisor.console import layout as layout_module
 from supervisor.console import view as view_module
 from supervisor.console.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
 from supervisor.console.layout import Entry, fair_tail, on_screen
@@ -760,7 +761,42 @@ def test_on_screen_keeps_log_records_state_changes_and_a_quiet_crash_in_a_big_fl
     dropped = [t for t in texts if "dropped" in t]
     assert dropped == ["[3300 lines dropped from 20 processes]"], texts  # 20 x 5 x 33
     assert sum(t.startswith("flood:") and " line 4" in t for t in texts) == 13, texts
+    # A gap mark takes a row from a process's own lines, never its last: none here.
+    assert not [e for e in shown if e.mark == layout_module.GAP_MARK], texts
     assert shown == sorted(shown, key=lambda e: entries.index(e) if e in entries else 10**6)
+
+
+def _quiet_among_floods() -> list[Entry]:
+    """A quiet worker's 5 lines, each after 3 lines of each of 3 flooders."""
+    entries: list[Entry] = []
+    for n in range(1, 6):
+        for f in range(3):
+            entries += [Entry(f"flood:{f}", f"flood:{f}", "|", f"flood {n}.{k}") for k in range(3)]
+        entries.append(Entry("quiet:0", "quiet:0", "|", f"quiet line {n}"))
+    return entries
+
+
+_BUSY = {"flood:0": 50, "flood:1": 50, "flood:2": 50, "quiet:0": 5}
+
+
+def test_on_screen_marks_the_lines_of_a_process_it_leaves_off() -> None:
+    """Lines 4 and 5 of a quiet worker appeared without 1 to 3 and nothing said so."""
+    entries = _quiet_among_floods()
+    shown = on_screen(entries, 10, _BUSY, explain=True)
+    texts = [e.text for e in shown]
+    assert len(shown) == 10, texts
+    quiet = [e.text for e in shown if e.key == "quiet:0"]
+    gap = "[3 lines not shown; dsup ctl tail quiet:0 shows every line]"
+    assert quiet == [gap, "quiet line 4", "quiet line 5"], texts
+    assert texts.index(gap) == texts.index("quiet line 4") - 1, texts
+    assert len([e for e in shown if e.mark == layout_module.GAP_MARK]) == 10 // 5, texts
+    again = [e.text for e in on_screen(entries, 10, _BUSY)]
+    assert "[3 lines not shown]" in again, again  # where they are is said once, then short
+
+
+def test_on_screen_marks_nothing_when_every_line_fits() -> None:
+    entries = _quiet_among_floods()
+    assert on_screen(entries, len(entries), _BUSY) == entries
 
 
 def test_on_screen_keeps_the_sigint_note_and_the_newest_stops_at_shutdown() -> None:
@@ -855,7 +891,7 @@ def _long_name_view(width: int) -> list[str]:
     ]
     out = io.StringIO()
     rich = RichConsole(file=out, width=width, height=20, force_terminal=False)
-    rich.print(layout("n", rows, recent, size=(width, 20), busy={}))
+    rich.print(layout("n", rows, recent, size=(width, 20), busy={})[0])
     return out.getvalue().splitlines()
 
 

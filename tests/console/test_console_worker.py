@@ -121,7 +121,7 @@ def _row(index: int, **fields: object) -> ProcessStatus:
 def _view(rows: list[ProcessStatus], width: int) -> list[str]:
     out = io.StringIO()
     rich = RichConsole(file=out, width=width, height=20, force_terminal=False)
-    rich.print(layout("n", rows, [], size=(width, 20), busy={}))
+    rich.print(layout("n", rows, [], size=(width, 20), busy={})[0])
     return out.getvalue().splitlines()
 
 

@@ -25,6 +25,8 @@ EPHEMERAL = 1 << 6
 APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
 AUTOCOMPLETE = 4
+MODAL_SUBMIT = 5
+TEXT_INPUT = 4
 
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 """Discord's default attachment limit (boosted servers allow more)."""
@@ -66,7 +68,7 @@ class InteractionRecord:
     Attributes:
         id: The interaction id.
         token: The interaction token (used by callback and webhook routes).
-        type: 2 application command, 3 component, 4 autocomplete.
+        type: 2 application command, 3 component, 4 autocomplete, 5 modal submit.
         channel_id: Where it happened.
         user: Who triggered it.
         payload: The INTERACTION_CREATE data sent to the bot.
@@ -241,6 +243,54 @@ class InteractionBook:
         record = self._base(MESSAGE_COMPONENT, user, channel, data)
         record.payload["message"] = self.store.message_view(message)
         record.message_id = int(message["id"])
+        return record
+
+    def modal_submit(
+        self, opened_by: InteractionRecord, modal: dict[str, Any], values: dict[str, str]
+    ) -> InteractionRecord:
+        """Build the submit of a modal the bot opened in answer to ``opened_by``.
+
+        The submitted components mirror the modal's (action rows or labels around text
+        inputs), each text input with its ``value``; the modal's message, when it was
+        opened from a component, comes along as Discord sends it.
+
+        Raises:
+            LookupError: ``values`` names a text input the modal does not have, or
+                leaves out a required one.
+        """
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        name = modal.get("custom_id")
+        for top in modal.get("components") or []:
+            inner = top.get("components") or ([top["component"]] if "component" in top else [])
+            filled = []
+            for item in inner:
+                if item.get("type") != TEXT_INPUT:
+                    continue
+                custom_id = item["custom_id"]
+                seen.add(custom_id)
+                if custom_id not in values and item.get("required", True):
+                    raise LookupError(f"modal {name!r} needs {custom_id!r}")
+                filled.append(
+                    {"type": TEXT_INPUT, "custom_id": custom_id, "value": values.get(custom_id, "")}
+                )
+            if "component" in top:
+                rows.extend({"type": top["type"], "component": f} for f in filled)
+            elif filled:
+                rows.append({"type": top.get("type", 1), "components": filled})
+        unknown = set(values) - seen
+        if unknown:
+            raise LookupError(
+                f"modal {modal.get('custom_id')!r} has no text input {sorted(unknown)}"
+            )
+        channel = self.store.channels[opened_by.channel_id]
+        data = {"custom_id": modal["custom_id"], "components": rows}
+        record = self._base(MODAL_SUBMIT, opened_by.user, channel, data)
+        if opened_by.message_id is not None:
+            found = self.find_message(opened_by.message_id)
+            if found is not None:
+                record.payload["message"] = self.store.message_view(found[1])
+                record.message_id = opened_by.message_id
         return record
 
     def find_message(self, message_id: int) -> tuple[FakeChannel, dict[str, Any]] | None:

@@ -28,6 +28,7 @@ from tests.discord_fake.http_util import (
 from tests.discord_fake.interaction import (
     AUTOCOMPLETE,
     EPHEMERAL,
+    MODAL_SUBMIT,
     InteractionRecord,
     InteractionReply,
 )
@@ -263,11 +264,26 @@ def _respond(
     elif kind == _AUTOCOMPLETE:
         if len(data.get("choices") or []) > 25:
             raise invalid_form("data.choices", "Must be 25 or fewer in length.")
-    elif kind != _MODAL:
+    elif kind == _MODAL:
+        _check_modal(record, data)
+    else:
         raise invalid_form(
             "type", f"Value {kind} is not a valid interaction response type", "INVALID"
         )
     return message
+
+
+def _check_modal(record: InteractionRecord, data: dict[str, Any]) -> None:
+    """A modal as Discord takes it: never in answer to a modal, titled, 1 to 5 components."""
+    if record.type in (AUTOCOMPLETE, MODAL_SUBMIT):
+        raise ApiError(400, 50035, "Invalid interaction response type for this interaction")
+    title = str(data.get("title") or "")
+    if not 1 <= len(title) <= 45:
+        raise invalid_form("data.title", "Must be between 1 and 45 in length.")
+    if not 1 <= len(data.get("components") or []) <= 5:
+        raise invalid_form("data.components", "Must be between 1 and 5 in length.")
+    if not data.get("custom_id"):
+        raise invalid_form("data.custom_id", "This field is required")
 
 
 def _record_for(ctx: Backend, request: web.Request) -> InteractionRecord:

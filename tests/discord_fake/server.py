@@ -301,6 +301,24 @@ class FakeDiscord(FakeControls):
         self.gateway.dispatch("INTERACTION_CREATE", record.payload)
         return record
 
+    def submit_modal(
+        self, opened_by: InteractionRecord, values: dict[str, str]
+    ) -> InteractionRecord:
+        """Fill in and submit the modal the bot opened in answer to ``opened_by``.
+
+        ``values`` maps each text input's ``custom_id`` to what the user typed.
+
+        Raises:
+            LookupError: the bot answered ``opened_by`` with no modal, or ``values``
+                does not fit its text inputs.
+        """
+        modal = next((r.data for r in opened_by.replies if r.type == 9), None)
+        if modal is None:
+            raise LookupError(f"interaction {opened_by.id} was not answered with a modal")
+        record = self.interactions.modal_submit(opened_by, modal, values)
+        self.gateway.dispatch("INTERACTION_CREATE", record.payload)
+        return record
+
     # --- reading what the bot did -----------------------------------------------------------
 
     def bot_actions(self, channel: ChannelRef | None = None) -> list[BotAction]:

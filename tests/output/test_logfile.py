@@ -325,3 +325,10 @@ def test_log_is_never_written_through_a_link(tmp_path: Path) -> None:
         path.symlink_to(victim)  # planted where the deleted log was
         log.write(b"output\n", flush=True)  # the reopen refuses the link
     assert victim.read_bytes() == b"precious\n"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    logs = tmp_path / "logs"
+    logs.symlink_to(elsewhere)  # the log directory itself replaced by a link
+    with pytest.raises(NotADirectoryError):  # O_DIRECTORY | O_NOFOLLOW on a link
+        RotatingLog(logs / "l.log", max_bytes=0, backups=0)
+    assert list(elsewhere.iterdir()) == []

@@ -1,0 +1,101 @@
+"""Stream programs: long-running workers take tasks from worker_sdk.tasks()."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from supervisor.commands.access import AccessLevel, Actor
+from supervisor.tasks.records import TaskState
+from tests._control import running_node, write_config
+from tests._wait import wait_until
+
+LOCAL = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
+WORKER = Path(__file__).parent.parent / "workers" / "task_stream.py"
+
+
+def stream_program(name: str, *args: str, **keys: object) -> str:
+    settings: dict[str, object] = {
+        "command": [sys.executable, "-u", str(WORKER), *args],
+        "tasks": "stream",
+        "start_seconds": 0.2,
+        "stop_timeout_seconds": 2.0,
+        **keys,
+    }
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    return f"[programs.{name}]\n{body}\n"
+
+
+async def test_stream_worker_answers_fails_and_times_out(tmp_path: Path) -> None:
+    config = write_config(tmp_path, stream_program("upper", task_timeout_seconds=1.0))
+    async with running_node(config) as node:
+        done = await node.service.task(LOCAL, "upper", "hello there", wait_seconds=20)
+        failed = await node.service.task(LOCAL, "upper", "fail", wait_seconds=20)
+        hung = await node.service.task(LOCAL, "upper", "hang", wait_seconds=20)
+        after = await node.service.task(LOCAL, "upper", "still here", wait_seconds=20)
+        (slot,) = node.fleet.resolve("upper")
+        pid = slot.status().pid
+    assert (done.state, done.result) == (TaskState.DONE, "upper: HELLO THERE")
+    assert (failed.state, failed.reason) == (TaskState.FAILED, "asked to fail")
+    assert hung.state is TaskState.TIMED_OUT
+    assert "timed out after 1 s" in hung.reason
+    assert (after.state, after.result) == (TaskState.DONE, "upper: STILL HERE")
+    assert pid is not None  # one long-running process served them all
+
+
+async def test_stream_keeps_at_most_concurrency_tasks_in_flight(tmp_path: Path) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    config = write_config(tmp_path, stream_program("upper", str(hold), concurrency=2))
+    async with running_node(config) as node:
+        ids = [(await node.service.task(LOCAL, "upper", f"t{i}")).id for i in range(5)]
+        held = hold / "held"
+        await wait_until(lambda: held.exists() and held.read_text() == "2")
+        states = sorted(t.state.value for t in (await node.service.tasks(LOCAL)).tasks)
+        assert states == ["queued"] * 3 + ["running"] * 2
+        (hold / "go").touch()
+        ended = [await node.tasks.wait(i, 20) for i in ids]
+    assert [t.result for t in ended] == [f"upper: T{i}" for i in range(5)]
+    assert held.read_text() == "2"  # never more than concurrency
+
+
+async def test_stream_tasks_of_a_worker_that_dies_fail_and_the_next_one_takes_over(
+    tmp_path: Path,
+) -> None:
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    config = write_config(
+        tmp_path, stream_program("upper", str(hold), restart="always", backoff_seconds=0.1)
+    )
+    async with running_node(config) as node:
+        first = await node.service.task(LOCAL, "upper", "lost")
+        held = hold / "held"
+        await wait_until(held.exists)
+        await node.service.restart(LOCAL, "upper")
+        lost = await node.tasks.wait(first.id, 20)
+        (hold / "go").touch()
+        later = await node.service.task(LOCAL, "upper", "next", wait_seconds=20)
+    assert lost.state is TaskState.FAILED
+    assert "ended before answering it" in lost.reason
+    assert (later.state, later.result) == (TaskState.DONE, "upper: NEXT")
+
+
+async def test_a_planner_hands_sub_tasks_on_with_submit_and_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    planner = Path(__file__).parent.parent / "workers" / "task_planner.py"
+    plan = (
+        f"[programs.planner]\ncommand = {json.dumps([sys.executable, str(planner), 'upper'])}\n"
+        'tasks = "oneshot"\n'
+    )
+    config = write_config(tmp_path, plan, stream_program("upper", concurrency=4))
+    async with running_node(config) as node:
+        task = await node.service.task(LOCAL, "planner", "one two three", wait_seconds=30)
+        listed = (await node.service.tasks(LOCAL)).tasks
+    assert (task.state, task.result) == (TaskState.DONE, "upper: ONE | upper: TWO | upper: THREE")
+    steps = [t for t in listed if t.program == "upper"]
+    assert sorted(t.text for t in steps) == ["one", "three", "two"]
+    assert {(t.source, t.author, t.state) for t in steps} == {
+        ("worker", f"planner:task{task.id}", TaskState.DONE)
+    }
