@@ -87,6 +87,10 @@ async def test_mention_commands_have_the_same_access_and_audit(
             "ok",
         )
 
+        logs = await _say(fake_discord, team.viewer, "logs web:0")
+        assert logs.startswith("/logs web:0: 1 attached")
+        sent = fake_discord.bot_messages("general")[-1]
+        assert [a["filename"] for a in sent["attachments"]] == ["web-0.stdout.log"]
         assert "I don't know 'dance'" in await _say(fake_discord, team.viewer, "dance")
         assert "web:0" in await _say(fake_discord, team.viewer, "status")
         nobody = await _say(fake_discord, team.nobody, "status")
