@@ -142,6 +142,12 @@ async def _inspect(client: discord.Client, spec: DiscordSpec, report: OnlineRepo
     app_id = client.application_id or user.id
     report.lines.append(f"bot: {user} (id {user.id})")
     guild = client.get_guild(spec.guild_id)
+    if not spec.guild_id:
+        report.problems.append(
+            "discord.guild_id is not set: turn on Developer Mode in Discord, right-click your "
+            f"server > Copy Server ID; the bot joins it with {invite_url(app_id)}"
+        )
+        return
     if guild is None:
         report.lines.append(f"guild: {spec.guild_id}: the bot is not a member")
         report.problems.append(

@@ -67,3 +67,12 @@ async def test_check_online_rejected_token(tmp_path: Path, fake_discord: FakeDis
     assert code == 1, out + err
     assert "Discord rejected the bot token (401)" in out
     assert "wrong-token" not in out + err
+
+
+async def test_check_online_without_a_guild_id(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    table = discord_table(fake_discord, token_file(tmp_path, fake_discord.token))
+    table = table.replace(f"guild_id = {fake_discord.guild_id}\n", "")
+    code, out, err = await _check_online(write_config(tmp_path, TICK, table))
+    assert code == 1, out + err
+    assert "discord.guild_id is not set" in out
+    assert "Copy Server ID" in out
