@@ -31,7 +31,7 @@ _NEEDS_TARGET = ("start", "stop", "restart", "signal", "tail", "logs")
 
 def parse(words: list[str]) -> Ask | str:
     """The request the words after the mention make, or what is wrong with them."""
-    if not words:
+    if not words or words[0].lower() in ("help", "/help", "?"):
         return usage()
     word, *rest = words
     verb = next((v for v in VERBS if v == word.lower().removeprefix("/")), None)

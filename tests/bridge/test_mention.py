@@ -33,6 +33,7 @@ def test_parse_reads_the_words_a_slash_command_takes() -> None:
     assert parse(["/logs", "web"]) == Ask(verb="logs", target="web")
     for words, says in (
         ([], "I understand: status"),
+        (["help"], "I understand: status"),
         (["dance"], "I don't know 'dance'"),
         (["stop"], "stop needs a name"),
         (["tail", "web", "lots"], "tail takes 1 to 1000 lines"),
