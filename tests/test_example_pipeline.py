@@ -14,7 +14,7 @@ from tests._wait import eventually
 if TYPE_CHECKING:
     from supervisor.events import Question
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "pipeline"
 ALICE = Actor(name="alice", source="local", level=AccessLevel.ADMIN)
 
