@@ -7,12 +7,19 @@ only the once-a-second check finds the change): the bytes the worker wrote,
 the bytes the pump drained, the bytes no file took, and how long after the
 tampering the log path existed again. Then the memory one stalled ``tail -f``
 buffer holds (tracemalloc) at its 4 MiB bound, for ASCII and for emoji lines.
+Last, a real ``dsup run`` whose control socket holds 64 ``tail -f`` followers
+and 64 idle connections: how many of 500 commands (each on a new connection,
+half of them from clients that leave without reading the answer) are refused,
+and whether ``shutdown`` gets through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +32,7 @@ import anyio
 from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import LogLines
 from supervisor.commands.tail import FOLLOW_BUFFER_BYTES
+from supervisor.control.client import Failed, call, checked, connect, send
 from supervisor.output.logfile import RotatingLog
 from supervisor.output.pump import make_pipe, pump
 
@@ -73,7 +81,7 @@ async def tampered(how: str, base: Path, max_bytes: int) -> tuple[int, int, int,
             while not path.exists():  # noqa: ASYNC110 - another process's file
                 await anyio.sleep(0.005)
             reopened = time.monotonic() - tampered_at
-            await anyio.sleep(1.0)  # flood on for a while after
+            await anyio.sleep(0.2)  # flood on for a while after
             proc.stdin.close()
             await anyio.to_thread.run_sync(proc.wait)
         log.close()
@@ -100,6 +108,54 @@ def follower_mib(text: str) -> float:
     return held / 2**20
 
 
+def crowded_socket(base: Path) -> tuple[int, int, str]:
+    """(commands refused, commands sent, shutdown's answer) with the socket crowded."""
+    ticker = ROOT / "tests" / "workers" / "ctl_ticker.py"
+    config = base / "dsup.toml"
+    config.write_text(
+        '[supervisor]\nname = "bench"\nstate_dir = "state"\n\n'
+        f"[programs.tick]\ncommand = {json.dumps([sys.executable, '-u', str(ticker), '0.05'])}\n",
+        encoding="utf-8",
+    )
+    path = base / "state" / "control.sock"
+    node = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.ExitStack() as held:
+            for _ in range(64):  # followers
+                sock, reader = held.enter_context(connect(path, 10.0))
+                send(sock, "tail", {"target": "tick", "follow": True})
+                checked(reader.message())
+            for _ in range(64):  # idle after one command
+                sock, reader = held.enter_context(connect(path, 10.0))
+                send(sock, "status", {})
+                checked(reader.message())
+            refused = 0
+            for i in range(500):
+                if i % 2:
+                    try:
+                        call(path, "status", {}, timeout=10.0)
+                    except Failed:
+                        refused += 1
+                else:  # asks and leaves without its answer
+                    with socket.socket(socket.AF_UNIX) as gone:
+                        gone.connect(str(path))
+                        gone.sendall(b'{"id": 1, "cmd": "status", "args": {}}\n')
+            answer = call(path, "shutdown", {}, timeout=10.0)
+        node.wait(timeout=60)
+        return refused, 250, "ok" if isinstance(answer, dict) else repr(answer)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+
+
 async def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="dsup-harden-"))
     try:
@@ -118,6 +174,13 @@ async def main() -> None:
     print(f"stalled tail -f buffer at its {FOLLOW_BUFFER_BYTES / 2**20:g} MiB bound:")
     for label, text in (("ascii", "plain ascii text"), ("emoji", "emoji \U0001f600\U0001f680")):
         print(f"  {label}: {follower_mib(text):.2f} MiB held")
+    base = Path(tempfile.mkdtemp(prefix="dsup-crowd-"))
+    try:
+        refused, asked, shutdown = crowded_socket(base)
+    finally:
+        shutil.rmtree(base)
+    print("control socket with 64 tail -f and 64 idle connections:")
+    print(f"  {refused} of {asked} commands refused; shutdown: {shutdown}")
 
 
 if __name__ == "__main__":

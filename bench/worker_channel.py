@@ -7,6 +7,10 @@ its channel must cost no wake-up: the ratio should be about 1.00. Then one worke
 floods its channel with progress messages, garbage and logs, and the figures show
 what dsup spent per message and how many progress events it let through.
 
+Last, what the SDK's calls cost the worker: a child times a burst of ``progress()``
+and ``log()`` calls on a channel this process drains, and a burst against a reader
+that never reads (a stuck dsup: calls must still return at once).
+
 Run: .venv/bin/python bench/worker_channel.py [--count 200] [--idle 5]
 """
 
@@ -15,7 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import resource
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,14 +173,63 @@ async def _flood(messages: int) -> None:
     print(f"  progress events let through: {events}")
 
 
+SDK_CALLS = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from worker_sdk import log, progress
+n = int(sys.argv[2])
+began = time.perf_counter()
+for i in range(n):
+    progress(i, total=n, text="step")
+took_progress = time.perf_counter() - began
+began = time.perf_counter()
+for i in range(n // 10):
+    log("a line of 60 characters, give or take, for the operator ...")
+took_log = time.perf_counter() - began
+print(f"{took_progress / n * 1e6:.2f} {took_log / (n // 10) * 1e6:.2f}", flush=True)
+"""
+
+
+def _sdk_costs(calls: int) -> None:
+    repo = str(Path(__file__).resolve().parents[1])
+    for label, drained in (("dsup reading", True), ("dsup stuck", False)):
+        ours, theirs = socket.socketpair()
+        with (
+            ours,
+            subprocess.Popen(
+                [sys.executable, "-c", SDK_CALLS, repo, str(calls)],
+                env={**os.environ, "DSUP_FD": str(theirs.fileno())},
+                pass_fds=(theirs.fileno(),),
+                stdout=subprocess.PIPE,
+                text=True,
+            ) as child,
+        ):
+            theirs.close()
+            if drained:
+                while ours.recv(1 << 20):
+                    pass
+            assert child.stdout is not None
+            per_progress, per_log = child.stdout.readline().split()
+            if not drained:
+                child.kill()  # its exit flush would wait 5 s for the stuck reader
+            child.wait()
+        print(
+            f"  {label:13s} progress() {float(per_progress):6.2f} us a call, "
+            f"log() {float(per_log):6.2f} us a call ({calls:,} and {calls // 10:,} calls)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=200, help="idle workers (default 200)")
     parser.add_argument("--idle", type=float, default=5.0, help="idle window in seconds")
     parser.add_argument("--flood", type=int, default=200_000, help="progress messages")
+    parser.add_argument("--calls", type=int, default=100_000, help="SDK calls timed")
     args = parser.parse_args()
     anyio.run(_idle, args.count, args.idle, backend="asyncio")
     anyio.run(_flood, args.flood, backend="asyncio")
+    print("worker_sdk calls, timed in the worker:")
+    _sdk_costs(args.calls)
 
 
 if __name__ == "__main__":

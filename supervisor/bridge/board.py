@@ -105,6 +105,7 @@ class Board:
             node=context.node,
             health=context.health.snapshot(),
             stopped_at=stopped_at,
+            tasks=context.service.task_counts(),
         )
 
     async def farewell(self, client: BridgeClient) -> None:

@@ -14,7 +14,7 @@ from supervisor import humanize, signals
 from supervisor.events import ProcessState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from supervisor.commands.health import BridgeHealth
     from supervisor.process.status import ProcessStatus
@@ -68,8 +68,11 @@ def render_board(
     health: BridgeHealth,
     stopped_at: float | None = None,
     budget: int = BODY_CHARS,
+    tasks: Mapping[str, Mapping[str, int]] | None = None,
 ) -> BoardText:
     """The board of ``node`` for these process states, fitting ``budget`` characters.
+
+    ``tasks`` gives the queued and running tasks per program (a line when any).
 
     With ``stopped_at`` (wall-clock time), the board says that dsup stopped then
     and is no longer kept up to date, instead of the bridge's health.
@@ -81,7 +84,7 @@ def render_board(
         else f"⚫ dsup stopped <t:{int(stopped_at)}:R>: no updates until it runs again"
     )
     problems = [f"⚠️ {p[:200]}" for p in health.problems[:5]] if stopped_at is None else []
-    head = [_counts(node, ordered), state_line, *problems, ""]
+    head = [_counts(node, ordered), state_line, *problems, *_task_line(tasks or {}), ""]
     bad = [s for s in ordered if s.state in UNHEALTHY]
     good = [s for s in ordered if s.state not in UNHEALTHY]
     tries: tuple[Callable[[], list[str]], ...] = (
@@ -128,6 +131,17 @@ def _counts(node: str, ordered: Sequence[ProcessStatus]) -> str:
     ]
     total = humanize.plural(len(ordered), "process")
     return f"**{node}** · {total}" + (": " + " · ".join(counts) if counts else "")
+
+
+def _task_line(tasks: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """``📋 tasks: `summarize` 3 queued, 1 running · ...`` (no line when none wait or run)."""
+    parts = [
+        f"`{program}` "
+        + ", ".join(f"{n} {state}" for state in ("queued", "running") if (n := by.get(state)))
+        for program, by in tasks.items()
+        if by.get("queued") or by.get("running")
+    ]
+    return ["📋 tasks: " + " · ".join(parts)] if parts else []
 
 
 def _health_line(health: BridgeHealth) -> str:

@@ -164,19 +164,24 @@ class DiscordBridge:
         desk = self.desk = self.desk or TaskDesk(context)
         client.task_desk = desk
         failure: Exception | None = None
-        async with client, anyio.create_task_group() as tasks:
-            tasks.start_soon(board.serve, client)
-            tasks.start_soon(desk.serve, client)
-            try:
-                await client.start(token)
-            except Exception as exc:  # judged below, once the client is closed
-                failure = exc
-            finally:
-                tasks.cancel_scope.cancel("the client ended")
-                with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                    if not client.is_closed():  # dsup is stopping: say so on the board
-                        await board.farewell(client)
-                    await client.close()
+        try:
+            async with client, anyio.create_task_group() as tasks:
+                tasks.start_soon(board.serve, client)
+                tasks.start_soon(desk.serve, client)
+                try:
+                    await client.start(token)
+                except Exception as exc:  # judged below, once the client is closed
+                    failure = exc
+                finally:
+                    # Cancelled from outside (not by a failed task): dsup is stopping.
+                    is_stopping = not tasks.cancel_scope.cancel_called and failure is None
+                    tasks.cancel_scope.cancel("the client ended")
+                    with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
+                        if is_stopping and not client.is_closed():
+                            await board.farewell(client)
+                        await client.close()
+        except Exception as exc:  # a task of the bridge failed: restart it, never the node
+            failure = exc
         return self._judge(failure, token)
 
     def _board(self, context: BridgeContext) -> Board:
@@ -200,6 +205,11 @@ class DiscordBridge:
                 return None
             reason = failure.reason or "no reason given"
             return scrub(f"gateway closed with code {failure.code}: {reason}", token)
+        while isinstance(failure, ExceptionGroup) and failure.exceptions:
+            first = failure.exceptions[0]
+            if not isinstance(first, Exception):
+                break
+            failure = first
         return scrub(f"{type(failure).__name__}: {failure}", token)
 
     def _rejected(self, how: str) -> str:

@@ -46,7 +46,7 @@ def slash_commands(context: BridgeContext) -> list[app_commands.Command[Any, ...
         interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         typed = current.strip().upper().removeprefix("SIG")
-        found = [s for s in _SIGNALS if s.startswith(typed)] or ([current] if current else [])
+        found = [s for s in _SIGNALS if s.startswith(typed)] or ([current[:100]] if current else [])
         return [app_commands.Choice(name=s, value=s) for s in found[:MAX_CHOICES]]
 
     @app_commands.command(name="status", description="State, pid, uptime, memory and CPU")

@@ -25,13 +25,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_DEFAULT_FILESIZE = 10 * 1024 * 1024  # a message has no filesize_limit; Discord's default
+_DEFAULT_FILESIZE = 10 * 1024 * 1024  # Discord's default, when the guild is not cached
 _NEEDS_TARGET = ("start", "stop", "restart", "signal", "tail", "logs")
 
 
 def parse(words: list[str]) -> Ask | str:
     """The request the words after the mention make, or what is wrong with them."""
-    if not words:
+    if not words or words[0].lower() in ("help", "/help", "?"):
         return usage()
     word, *rest = words
     verb = next((v for v in VERBS if v == word.lower().removeprefix("/")), None)
@@ -81,7 +81,9 @@ async def handle_message(
             mention_author=False,
         )
         return
-    await _reply(message, await execute(context, actor, asked, filesize_limit=_DEFAULT_FILESIZE))
+    # A message tells no attachment limit; the guild's boost tier does.
+    limit = message.guild.filesize_limit if message.guild else _DEFAULT_FILESIZE
+    await _reply(message, await execute(context, actor, asked, filesize_limit=limit))
 
 
 async def _reply(message: discord.Message, reply: Reply) -> None:

@@ -28,17 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Verb = Literal["status", "start", "stop", "restart", "signal", "tail", "logs", "reload", "shutdown"]
-VERBS: tuple[Verb, ...] = (
-    "status",
-    "start",
-    "stop",
-    "restart",
-    "signal",
-    "tail",
-    "logs",
-    "reload",
-    "shutdown",
-)
 _COMMAND: dict[Verb, Command] = {
     "status": Command.STATUS,
     "start": Command.START,
@@ -50,6 +39,8 @@ _COMMAND: dict[Verb, Command] = {
     "reload": Command.RELOAD,
     "shutdown": Command.SHUTDOWN,
 }
+VERBS: tuple[Verb, ...] = tuple(_COMMAND)
+"""What a member can ask, in the order help lists it."""
 MAX_FILES = 10
 """Discord's cap on attachments per message."""
 MAX_REQUEST_BYTES = 25 * 1024 * 1024

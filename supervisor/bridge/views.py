@@ -64,9 +64,10 @@ def program_selects(programs: Sequence[str]) -> list[discord.ui.Select[Any]]:
     ``MAX_SELECTS`` menus, the last one says that ``/status name`` shows the rest.
     """
     menus: list[discord.ui.Select[Any]] = []
-    pages = [programs[i : i + OPTIONS_PER_SELECT] for i in range(0, len(programs), 25)]
+    per = OPTIONS_PER_SELECT
+    pages = [programs[i : i + per] for i in range(0, len(programs), per)]
     for page, names in enumerate(pages[:MAX_SELECTS]):
-        first, last = page * 25 + 1, page * 25 + len(names)
+        first, last = page * per + 1, page * per + len(names)
         placeholder = (
             "Pick a program to act on it" if len(pages) == 1 else f"Programs {first}-{last}"
         )

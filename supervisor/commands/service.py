@@ -337,6 +337,16 @@ class CommandService:
         """
         return self._tasks
 
+    def task_counts(self) -> dict[str, dict[str, int]]:
+        """Queued and running tasks per program, for views that refresh on their own.
+
+        Not a command: no access check, no audit row.
+        """
+        if self._tasks is None:
+            return {}
+        counts = self._tasks.counts()
+        return {p: {s.value: n for s, n in by.items()} for p, by in sorted(counts.items())}
+
     def task_programs(self) -> list[str]:
         """The programs that take tasks (for autocomplete)."""
         return self._tasks.takers() if self._tasks is not None else []

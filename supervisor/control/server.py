@@ -373,6 +373,8 @@ def _client_left(exc: BaseException) -> bool:
 
 def _peer_left(sock: socket.socket) -> bool:
     """Whether the client at the other end has closed (or reset) its side."""
+    if sock.fileno() < 0:  # we closed it already; its task has not ended yet
+        return True
     poller = select.poll()
     poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR come unasked
     try:

@@ -95,6 +95,7 @@ class TaskQueue:
         self._wake = anyio.Event()
         self._tg: TaskGroup | None = None
         self._listeners: list[Callable[[TaskRecord], None]] = []
+        self._counts: Mapping[str, Mapping[TaskState, int]] = {}
 
     def live_run_ids(self) -> set[str]:
         """The runs of attempts under way (the reaper's sweeps spare them)."""
@@ -103,6 +104,10 @@ class TaskQueue:
     def live_pids(self) -> set[int]:
         """The main processes of attempts not yet reaped."""
         return {run.pid for run in self._runs.values() if not run.exited.is_set()}
+
+    def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
+        """Queued and running tasks per program, as of the dispatcher's last look."""
+        return self._counts
 
     def watch(self, listener: Callable[[TaskRecord], None]) -> None:
         """Tell ``listener`` each task as it is queued, starts and ends (must not block)."""
@@ -280,6 +285,7 @@ class TaskQueue:
             while True:
                 self._wake = anyio.Event()
                 await self._dispatch()
+                self._counts = await anyio.to_thread.run_sync(self._store.counts)
                 with anyio.move_on_after(self._poll):
                     await self._wake.wait()
 

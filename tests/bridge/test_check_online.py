@@ -67,3 +67,23 @@ async def test_check_online_rejected_token(tmp_path: Path, fake_discord: FakeDis
     assert code == 1, out + err
     assert "Discord rejected the bot token (401)" in out
     assert "wrong-token" not in out + err
+
+
+async def test_check_online_without_a_guild_id(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    table = discord_table(fake_discord, token_file(tmp_path, fake_discord.token))
+    table = table.replace(f"guild_id = {fake_discord.guild_id}\n", "")
+    code, out, err = await _check_online(write_config(tmp_path, TICK, table))
+    assert code == 1, out + err
+    assert "discord.guild_id is not set" in out
+    assert "Copy Server ID" in out
+
+
+async def test_check_online_with_a_token_file_others_can_read(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    config = _config(tmp_path, fake_discord, fake_discord.token)
+    (tmp_path / "token").chmod(0o644)
+    code, out, err = await _check_online(config)
+    assert code == 1, out + err
+    assert "others can read it (mode 644); run: chmod 600" in out
+    assert fake_discord.token not in out + err

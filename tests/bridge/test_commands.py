@@ -217,6 +217,7 @@ async def test_shutdown_asks_an_admin_to_confirm_with_a_button(
         assert (row.command, row.outcome) == ("shutdown", "ok")
 
 
+@pytest.mark.slow  # discord.py waits 5 s before a new IDENTIFY
 async def test_a_command_survives_a_gateway_drop_and_a_refused_resume(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:

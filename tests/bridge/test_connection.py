@@ -11,6 +11,7 @@ import discord
 import psutil
 import pytest
 
+from supervisor.bridge.board import Board
 from supervisor.bridge.bridge import DiscordBridge
 from supervisor.bridge.health import HealthRecord
 from supervisor.config.schema import load_config
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from supervisor.bridge.client import BridgeClient
     from tests.bridge._bridge import Bridged
     from tests.discord_fake import FakeDiscord
 
@@ -58,7 +60,7 @@ async def _connected(bridged: Bridged, *, identifies: int, fake: FakeDiscord) ->
 async def test_gateway_drop_resumes_the_session(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
         await fake_discord.drop_gateway()
-        await wait_until(lambda: fake_discord.resume_count == 1)
+        await wait_until(lambda: fake_discord.resume_count == 1, seconds=20)
         await _connected(bridged, identifies=1, fake=fake_discord)
         assert bridged.bridge.attempts == 1  # the same client, resumed by discord.py
     assert fake_discord.identify_count == 1
@@ -75,6 +77,22 @@ async def test_refused_resume_identifies_again_in_the_same_client(
         await fake_discord.drop_gateway()
         # discord.py waits 5 s of its own before it identifies again.
         await wait_until(lambda: fake_discord.identify_count == 2, seconds=15)
+        await _connected(bridged, identifies=2, fake=fake_discord)
+        assert bridged.bridge.attempts == 1
+
+
+async def test_refused_resume_during_a_command(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    """The gateway drops after /status was deferred and its resume is refused: the answer
+    still comes (over HTTP), and the bot identifies again, in the same client."""
+    alice = fake_discord.add_user("alice", roles=("watchers",))
+    role = fake_discord.store.role_named("watchers")
+    async with bridged_node(tmp_path, fake_discord, TICK, viewer=[role.id]) as bridged:
+        record = fake_discord.invoke(alice, "general", "status")
+        await record.wait_reply(kind="callback", timeout_seconds=20)  # deferred
+        fake_discord.refuse_resume = True
+        await fake_discord.drop_gateway()
+        reply = await record.wait_reply(kind="followup", timeout_seconds=20)
+        assert "tick:0" in (reply.content or "")
         await _connected(bridged, identifies=2, fake=fake_discord)
         assert bridged.bridge.attempts == 1
 
@@ -127,14 +145,21 @@ async def test_rejected_token_stops_the_bridge_without_retry(
     assert (bridge.attempts, sleeps.delays) == (1, [])
 
 
-async def test_gateway_4004_stops_the_bridge(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+async def test_token_reset_while_running_stops_the_bridge(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The token is reset in the portal while dsup runs: the resume is refused, the new
+    IDENTIFY is closed with 4004, and the bridge stops for good (the fleet runs on)."""
     sleeps = _Sleeps()
     async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
-        await fake_discord.drop_gateway(code=4004)
+        fake_discord.store.token = "reset-in-the-portal"
+        await fake_discord.drop_gateway()
         health = bridged.bridge.health
-        await wait_until(lambda: health.snapshot().state == "stopped")
+        # discord.py waits 5 s of its own before it identifies again.
+        await wait_until(lambda: health.snapshot().state == "stopped", seconds=30)
         assert "4004" in health.snapshot().last_error
         assert bridged.bridge.attempts == 1
+        assert all(c.status().state.is_alive for c in bridged.node.fleet.processes())
     assert sleeps.delays == []
 
 
@@ -218,8 +243,37 @@ async def test_no_connection_leaves_localhost(tmp_path: Path, fake_discord: Fake
         await record.wait_reply(kind="followup", timeout_seconds=20)
         look()
         await fake_discord.drop_gateway()
-        await wait_until(lambda: fake_discord.resume_count == 1)
+        await wait_until(lambda: fake_discord.resume_count == 1, seconds=20)
         look()
     assert seen  # the bridge had connections open: there was something to look at
     assert seen <= {"127.0.0.1"}
     assert fake_discord.api_base == discord.http.Route.BASE
+
+
+class _BrokenOnce(Board):
+    """A board whose first serve fails as a bug would."""
+
+    failed = False
+
+    async def serve(self, client: BridgeClient) -> None:
+        if not _BrokenOnce.failed:
+            _BrokenOnce.failed = True
+            await client.wait_until_ready()
+            raise RuntimeError("a bug in the board")
+        await super().serve(client)
+
+
+async def test_a_failing_bridge_task_restarts_the_bridge_not_the_node(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    sleeps = _Sleeps()
+    async with bridged_node(
+        tmp_path, fake_discord, TICK, sleep=sleeps, board=_BrokenOnce, wait_connected=False
+    ) as bridged:
+        await fake_discord.wait_until(
+            lambda: fake_discord.bot_messages("general"), timeout_seconds=20
+        )
+        assert bridged.bridge.attempts == 2
+        assert "a bug in the board" in bridged.bridge.health.snapshot().last_error
+        assert all(c.status().state.is_alive for c in bridged.node.fleet.processes())
+    assert sleeps.delays == [5.0]

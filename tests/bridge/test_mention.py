@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
+
 from supervisor.bridge.mention import parse
 from supervisor.bridge.perform import Ask
 from tests._control import program
 from tests._wait import wait_until
-from tests.bridge._members import last_audit, members, served
+from tests.bridge._members import final_answer, last_audit, members, served
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ def test_parse_reads_the_words_a_slash_command_takes() -> None:
     assert parse(["/logs", "web"]) == Ask(verb="logs", target="web")
     for words, says in (
         ([], "I understand: status"),
+        (["help"], "I understand: status"),
         (["dance"], "I don't know 'dance'"),
         (["stop"], "stop needs a name"),
         (["tail", "web", "lots"], "tail takes 1 to 1000 lines"),
@@ -85,6 +88,10 @@ async def test_mention_commands_have_the_same_access_and_audit(
             "ok",
         )
 
+        logs = await _say(fake_discord, team.viewer, "logs web:0")
+        assert logs.startswith("/logs web:0: 1 attached")
+        sent = fake_discord.bot_messages("general")[-1]
+        assert [a["filename"] for a in sent["attachments"]] == ["web-0.stdout.log"]
         assert "I don't know 'dance'" in await _say(fake_discord, team.viewer, "dance")
         assert "web:0" in await _say(fake_discord, team.viewer, "status")
         nobody = await _say(fake_discord, team.nobody, "status")
@@ -96,3 +103,31 @@ async def test_mention_commands_have_the_same_access_and_audit(
         await _say(fake_discord, team.viewer, "status")  # answered after the plain message
         replies = [a for a in fake_discord.bot_actions()[since:] if a.kind == "create"]
         assert len(replies) == 1
+
+
+async def test_mention_shutdown_asks_to_confirm_with_a_button(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    team = members(fake_discord)
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
+        node = bridged.node
+        refused = await _say(fake_discord, team.operator, "shutdown")
+        assert "shutdown needs admin access" in refused
+        assert (await last_audit(node.ledger)).outcome == "refused"
+
+        since = len(fake_discord.bot_actions())
+        asked = await _say(fake_discord, team.admin, "shutdown")
+        assert asked.startswith("Stop every process and exit dsup?")
+        prompt = next(
+            a
+            for a in fake_discord.bot_actions()[since:]
+            if a.kind == "create" and (a.content or "").startswith("Stop every")
+        )
+        assert prompt.message_id is not None
+        # A click checks access again: an operator's click is refused privately.
+        click = fake_discord.click(team.operator, prompt.message_id, "dsup:shutdown:confirm")
+        assert "needs admin access" in ((await final_answer(click)).content or "")
+        click = fake_discord.click(team.admin, prompt.message_id, "dsup:shutdown:confirm")
+        assert "is stopping every process" in ((await final_answer(click)).content or "")
+        with anyio.fail_after(5):
+            await node.fleet.wait_shutdown_requested()

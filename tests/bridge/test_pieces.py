@@ -12,6 +12,7 @@ from supervisor.bridge.access import level_of
 from supervisor.bridge.complete import MAX_CHOICES, rank_targets
 from supervisor.bridge.logfile import pack_log
 from supervisor.bridge.replies import MESSAGE_LIMIT, failure, fitted, refusal, render
+from supervisor.bridge.views import board_view, program_selects
 from supervisor.commands.access import AccessLevel, Command
 from supervisor.commands.reports import (
     ActionReport,
@@ -236,3 +237,16 @@ def test_command_sync_store_remembers_the_last_digest_per_guild(tmp_path: Path) 
     with Ledger.open(tmp_path / "l.sqlite3") as ledger:
         assert CommandSyncStore(ledger).digest(5) == "def"
         assert CommandSyncStore(ledger).digest(6) == "xyz"
+
+
+# -- views ---------------------------------------------------------------------------
+
+
+async def test_program_menus_hold_25_programs_each_and_at_most_four() -> None:
+    assert [m.placeholder for m in program_selects(["a", "b"])] == ["Pick a program to act on it"]
+    menus = program_selects([f"p{i}" for i in range(130)])
+    assert [m.custom_id for m in menus] == [f"dsup:programs:{i}" for i in range(4)]
+    assert [len(m.options) for m in menus] == [25, 25, 25, 25]
+    assert menus[0].placeholder == "Programs 1-25"
+    assert menus[3].placeholder == "Programs 76-100 (/status name for the others)"
+    assert len(board_view(["a"]).children) == 1

@@ -10,14 +10,18 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
+from supervisor.bridge.board_text import render_board
 from supervisor.bridge.tasks import EMOJI, answer_text, parse_task
 from supervisor.commands.access import Actor
+from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
 from supervisor.tasks.records import TaskRecord, TaskState
+from tests._e2e import alive
 from tests._wait import wait_until
 from tests.bridge._members import members
 from tests.bridge._relayed import relayed_node
 from tests.discord_fake.pytest_plugin import fake_discord
+from tests.tasks._tasks import held as held_tasks
 from tests.tasks._tasks import task_program
 
 if TYPE_CHECKING:
@@ -253,3 +257,62 @@ def _texts(fake: FakeDiscord) -> list[str]:
         for a in fake.bot_actions("tasks")
         if a.kind == "create"
     ]
+
+
+def test_board_shows_queued_and_running_tasks_per_program() -> None:
+    health = BridgeHealth(state="connected", since=0.0, user="dsup")
+    counts = {"idle": {}, "summarize": {"queued": 3, "running": 1}, "writer": {"running": 2}}
+    body = render_board([], node="n", health=health, tasks=counts).body
+    quiet = render_board([], node="n", health=health, tasks={"idle": {}}).body
+    assert "📋 tasks: `summarize` 3 queued, 1 running · `writer` 2 running" in body
+    assert "idle" not in body
+    assert "📋" not in quiet
+
+
+async def test_board_counts_come_from_the_queue(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    held = task_program("held", "hold", str(hold), concurrency=1)
+    async with relayed_node(
+        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
+    ) as node:
+        first = await node.service.task(Actor.local(), "held", "one")
+        await node.service.task(Actor.local(), "held", "two")
+        await wait_until(lambda: first.id in held_tasks(hold))
+        await wait_until(
+            lambda: node.service.task_counts() == {"held": {"queued": 1, "running": 1}}
+        )
+        (hold / "go").touch()
+        await wait_until(lambda: node.service.task_counts() == {})
+
+
+async def test_cancel_button_under_a_slash_task_stops_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    held = task_program("held", "hold", str(hold))
+    async with relayed_node(
+        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
+    ) as node:
+        asked = fake_discord.invoke(team.operator, "tasks", "task", program="held", text="x")
+        await asked.wait_reply()
+        await wait_until(lambda: 1 in held_tasks(hold))
+        tree = held_tasks(hold)[1]
+        message_id = asked.original_message_id
+        assert message_id is not None
+        refused = fake_discord.click(team.viewer, message_id, "task-cancel:1")
+        refusal = await refused.wait_reply()
+        clicked = fake_discord.click(team.operator, message_id, "task-cancel:1")
+        said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
+        queue = node.service.task_queue
+        assert queue is not None
+        task = await queue.wait(1, 10)
+    assert "may not task-cancel" in (refusal.content or "")
+    assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
+    assert task.state is TaskState.CANCELLED
+    assert not any(alive(p) for p in tree)

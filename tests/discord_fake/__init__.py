@@ -41,7 +41,8 @@ Known departures from Discord (deliberate; change them here when a test needs mo
   references are replies only (no forwards). Embeds are checked against Discord's
   length and count limits, not their URLs or image shapes; an edit may change only
   the SUPPRESS_EMBEDS flag. Attachments are stored in memory and served from the fake
-  itself, not a CDN.
+  itself, not a CDN; their size is checked only in answers to interactions (against
+  the ``attachment_size_limit`` the interaction told), not in channel messages.
 - The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice,
   sends RECONNECT or INVALID_SESSION only when a test asks, and supports
   ``zlib-stream`` or uncompressed frames (not ``zstd-stream``, not ETF). A session

@@ -256,3 +256,42 @@ def test_sdk_refuses_bad_calls_at_once() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["refused"] * 10
+
+
+def test_sdk_calls_from_many_threads_arrive_whole() -> None:
+    """Eight threads log and report at once: every line on the socket is one whole message."""
+    ours, theirs = socket.socketpair()
+    code = """
+        import threading
+        from worker_sdk import log, progress, result
+
+        def work(n):
+            for i in range(200):
+                log(f"thread {n} line {i} " + "x" * 500)
+                progress(i, total=199, text=f"thread {n}")
+            result({"thread": n}, text=f"thread {n} done")
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    """
+    with (
+        ours,
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=_env(DSUP_FD=str(theirs.fileno())),
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+        ) as child,
+    ):
+        theirs.close()
+        ours.settimeout(DEADLINE)
+        with ours.makefile("rb") as reader:
+            messages = [json.loads(line) for line in reader]  # until the child exits
+        assert child.wait(DEADLINE) == 0
+    logs = [m for m in messages if m["type"] == "log"]
+    results = sorted(m["data"]["thread"] for m in messages if m["type"] == "result")
+    assert len(logs) == 8 * 200
+    assert results == list(range(8))

@@ -1,0 +1,156 @@
+"""Interaction latency: a real ``dsup run`` bridged to the Discord fake, driven by a member.
+
+For a fleet of ``--count`` ``sleep`` processes in one program, prints the median and
+worst time, over ``--rounds`` rounds, from the interaction's dispatch to:
+  - the first answer (Discord allows 3 s): a defer for allowed commands, the answer
+    itself for a refusal;
+  - the final answer (the follow-up), for ``/status`` (CPU sampled), ``/tail``,
+    ``/restart`` of one process and ``/restart`` of the whole program;
+  - autocomplete choices for ``name``.
+The fake runs in this process on 127.0.0.1; dsup is a subprocess.
+
+Run: PYTHONPATH=. .venv/bin/python bench/interaction_latency.py [--count 100] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from tests.discord_fake import FakeDiscord, open_fake_discord
+
+if TYPE_CHECKING:
+    from tests.discord_fake import FakeUser
+
+DSUP = [sys.executable, "-m", "supervisor"]
+
+
+def _config(directory: Path, fake: FakeDiscord, count: int, operators: int) -> Path:
+    token = directory / "token"
+    token.write_text(fake.token)
+    token.chmod(0o600)
+    config = directory / "dsup.toml"
+    config.write_text(
+        f"""
+[supervisor]
+name = "bench"
+state_dir = "state"
+
+[programs.sleeper]
+command = ["sleep", "3600"]
+numprocs = {count}
+start_seconds = 0.2
+stop_timeout_seconds = 3
+
+[discord]
+token_file = "{token}"
+guild_id = {fake.guild_id}
+api_base = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+
+[discord.access]
+operator = [{operators}]
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+async def _timed(
+    fake: FakeDiscord, user: FakeUser, command: str, *, focused: str | None = None, **options: Any
+) -> tuple[float, float]:
+    """Seconds to the first answer and to the final one."""
+    began = time.monotonic()
+    if focused is None:
+        record = fake.invoke(user, "general", command, **options)
+    else:
+        record = fake.autocomplete(user, "general", command, focused, **options)
+    first = await record.wait_reply(timeout_seconds=60)
+    at_first = time.monotonic() - began
+    if first.type == 5:
+        await record.wait_reply(kind="followup", timeout_seconds=60)
+    return at_first, time.monotonic() - began
+
+
+async def _connected(fake: FakeDiscord, user: FakeUser) -> None:
+    """Wait until the bot answers (an interaction sent before it is on the gateway is lost)."""
+    with anyio.fail_after(60):
+        while True:
+            record = fake.autocomplete(user, "general", "status", "name")
+            try:
+                await record.wait_reply(timeout_seconds=1)
+            except TimeoutError:
+                continue
+            return
+
+
+def _line(label: str, samples: list[tuple[float, float]]) -> str:
+    firsts, finals = [s[0] for s in samples], [s[1] for s in samples]
+    return (
+        f"{label}: first answer median {statistics.median(firsts) * 1e3:.0f} ms "
+        f"(max {max(firsts) * 1e3:.0f}), final median {statistics.median(finals) * 1e3:.0f} ms "
+        f"(max {max(finals) * 1e3:.0f})"
+    )
+
+
+async def live(count: int, rounds: int) -> None:
+    """The measures against a running dsup."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_fake_discord() as fake:
+            ops = fake.add_user("otto", roles=("ops",))
+            guest = fake.add_user("gus")
+            config = _config(Path(tmp), fake, count, fake.store.role_named("ops").id)
+            dsup = await anyio.open_process(
+                [*DSUP, "run", "--quiet", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                await fake.wait_until(
+                    lambda: fake.store.commands.get(fake.guild_id) and fake.identify_count,
+                    timeout_seconds=120,
+                )
+                await _connected(fake, ops)
+                cases: list[tuple[str, FakeUser, str, dict[str, Any]]] = [
+                    ("/status (refused)", guest, "status", {}),
+                    ("autocomplete name='sleeper:1'", ops, "restart", {"name": "sleeper:1"}),
+                    (f"/status of {count}", ops, "status", {}),
+                    ("/tail sleeper:0", ops, "tail", {"name": "sleeper:0"}),
+                    ("/restart sleeper:0", ops, "restart", {"name": "sleeper:0"}),
+                    (f"/restart sleeper ({count})", ops, "restart", {"name": "sleeper"}),
+                ]
+                for label, user, command, options in cases:
+                    focused = "name" if label.startswith("autocomplete") else None
+                    samples = [
+                        await _timed(fake, user, command, focused=focused, **options)
+                        for _ in range(rounds)
+                    ]
+                    print(_line(label, samples))
+            finally:
+                dsup.terminate()
+                with anyio.move_on_after(60, shield=True):
+                    await dsup.wait()
+                if dsup.returncode is None:
+                    dsup.kill()
+
+
+def main() -> None:
+    """Parse the arguments and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100, help="processes (default 100)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per command (default 5)")
+    args = parser.parse_args()
+    anyio.run(live, args.count, args.rounds, backend="asyncio")
+
+
+if __name__ == "__main__":
+    main()
