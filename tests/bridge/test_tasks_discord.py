@@ -164,6 +164,12 @@ async def test_a_flood_of_tasks_is_all_answered_within_rate_limits(
     fake_discord.set_rate_limit(
         "POST", "/channels/{channel_id}/messages", limit=50, per_seconds=1.0
     )
+    fake_discord.set_rate_limit(
+        "PUT",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        limit=200,
+        per_seconds=1.0,
+    )
     team = members(fake_discord)
     fast = (
         '[programs.echo]\ncommand = ["/bin/echo", "{task}"]\ntasks = "oneshot"\nconcurrency = 8\n'
