@@ -29,6 +29,7 @@ from supervisor.events import (
     WorkerEvent,
     WorkerLogged,
 )
+from supervisor.output.framing import joined
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -55,7 +56,7 @@ class Lines:
 
     process: str
     stream: Stream
-    lines: tuple[str, ...]
+    lines: Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +203,7 @@ class PlainView(View):
         return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
-def _json_lines(head: str, lines: tuple[str, ...]) -> str:
+def _json_lines(head: str, lines: Sequence[str]) -> str:
     """``{head}"line"}`` for every line, encoded in one ``json.dumps`` when it can be.
 
     The lines are encoded joined by newlines, and each encoded newline (``\\n``)
@@ -210,7 +211,7 @@ def _json_lines(head: str, lines: tuple[str, ...]) -> str:
     with no backslash: a line's own backslash would be encoded as ``\\\\`` and
     could be followed by an ``n``; such a batch is encoded line by line.
     """
-    block = "\n".join(lines)
+    block = joined(lines, "\n")
     if not lines or "\\" in block:
         return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
     body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
@@ -261,7 +262,7 @@ def _plain(at: float, item: Note | Lines) -> str:
         case Lines():
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
             # One join for the whole batch; a call per line only when a line needs escaping.
-            text = head + f"\n{head}".join(item.lines) + "\n"
+            text = head + joined(item.lines, f"\n{head}") + "\n"
             if humanize.is_safe_block(text):
                 return text
             return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
