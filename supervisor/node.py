@@ -191,13 +191,16 @@ def _bridge(
     if config.discord is None:
         return None, None
     from supervisor.bridge.bridge import DiscordBridge
+    from supervisor.bridge.health import HealthRecord
     from supervisor.bridge.outbound import Outbound
 
-    outbound = Outbound(config.discord, ledger, lambda: current().programs)
+    health = HealthRecord()
+    outbound = Outbound(config.discord, ledger, lambda: current().programs, health=health)
     bridge = DiscordBridge(
         config.discord,
         node=config.supervisor.name,
         ledger=ledger,
+        health=health,
         client_options=outbound.client_options(),
     )
     return bridge, outbound

@@ -83,7 +83,8 @@ def render_board(
         if stopped_at is None
         else f"⚫ dsup stopped <t:{int(stopped_at)}:R>: no updates until it runs again"
     )
-    head = [_counts(node, ordered), state_line, *_task_line(tasks or {}), ""]
+    problems = [f"⚠️ {p[:200]}" for p in health.problems[:5]] if stopped_at is None else []
+    head = [_counts(node, ordered), state_line, *problems, *_task_line(tasks or {}), ""]
     bad = [s for s in ordered if s.state in UNHEALTHY]
     good = [s for s in ordered if s.state not in UNHEALTHY]
     tries: tuple[Callable[[], list[str]], ...] = (

@@ -15,7 +15,7 @@ from supervisor.bridge.commands import slash_commands
 from supervisor.bridge.mention import handle_message
 from supervisor.bridge.questions import answer_items
 from supervisor.bridge.sync import CommandSync
-from supervisor.bridge.tasks import task_commands
+from supervisor.bridge.tasks import cancel_button, task_commands
 from supervisor.bridge.views import board_view, dynamic_items
 from supervisor.commands.access import Command
 from supervisor.errors import Unavailable
@@ -38,7 +38,9 @@ async def install(client: BridgeClient) -> None:
     guild = discord.Object(id=context.guild_id)
     for command in [*slash_commands(context), *task_commands(context)]:
         client.tree.add_command(command, guild=guild)
-    client.add_dynamic_items(*dynamic_items(context), *answer_items(context))
+    client.add_dynamic_items(
+        *dynamic_items(context), *answer_items(context), cancel_button(context)
+    )
     client.board_view_factory = lambda: board_view(context.service.target_names()[0])
     sync = CommandSync(client.tree, context.guild_id, CommandSyncStore(context.ledger))
 

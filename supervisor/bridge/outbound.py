@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import discord
     from anyio.abc import TaskStatus
 
+    from supervisor.bridge.health import HealthRecord
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.state.ledger import Ledger
 
@@ -34,6 +35,7 @@ class Outbound:
         spec: the ``[discord]`` table (the channels).
         ledger: the node's ledger (the outbox table, the audit rows).
         programs: the node's programs now.
+        health: the bridge's health record (paused channels are said there).
         **relay_options: passed to :class:`Relay` (tests shorten its windows).
     """
 
@@ -42,13 +44,15 @@ class Outbound:
         spec: DiscordSpec,
         ledger: Ledger,
         programs: Callable[[], Mapping[str, ProgramSpec]],
+        *,
+        health: HealthRecord | None = None,
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
         self.relay = Relay(
             programs, self.outbox, ledger, channels=RelayChannels.of(spec), **relay_options
         )
-        self.sender = OutboxSender(self.outbox)
+        self.sender = OutboxSender(self.outbox, health=health)
 
     def client_options(self) -> dict[str, Any]:
         """Options for the bridge's client: the trace that lets the sender pace itself."""

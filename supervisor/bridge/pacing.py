@@ -80,9 +80,14 @@ class Pacer:
         bucket = self._buckets.get(key)
         at = now
         if bucket is not None:
-            if bucket.from_headers:
-                if bucket.remaining <= 0 and now < bucket.reset_at:
+            if bucket.from_headers and now < bucket.reset_at:
+                if bucket.remaining <= 0:
                     at = bucket.reset_at
+                elif bucket.sends:
+                    # Spread what is left of the window evenly: a burst never empties
+                    # the bucket and then waits out the whole reset.
+                    last = bucket.sends[-1]
+                    at = max(now, last + (bucket.reset_at - last) / (bucket.remaining + 1))
             else:
                 limit, per = self._fallback
                 _forget(bucket.sends, now - per)
@@ -102,7 +107,9 @@ class Pacer:
         bucket = self._buckets.setdefault(key, _Bucket())
         bucket.remaining -= 1
         bucket.sends.append(now)
+        _forget(bucket.sends, now - self._fallback[1])
         self._recent.append(now)
+        _forget(self._recent, now - 1.0)
 
     def observe(self, key: RouteKey, status: int, headers: Mapping[str, str], now: float) -> None:
         """Learn from a response of ``key``: its bucket's remaining requests and reset.

@@ -84,16 +84,18 @@ def should_emit(
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    With nothing pending for the channel, state changes go at once and output at
-    most once per ``interval``. While rows wait (Discord is slow or away), state
-    changes at most once per ``interval`` (a crash loop's changes share messages)
-    and output only in full messages, at most one per two intervals: the backlog
-    drains faster than output grows it, and an outage fills few, dense rows.
+    State changes go as soon as the last message is ``interval`` old: at the
+    channel's own pace (Discord allows about one message a second), so a burst
+    of them never empties the channel's bucket and waits out its reset. Output
+    alone goes at most once per ``interval`` when nothing is pending for the
+    channel; while rows wait (Discord is slow or away), only in full messages,
+    at most one per two intervals, so the backlog drains faster than output
+    grows it and an outage fills few, dense rows.
     """
-    if pending_rows == 0:
-        return has_notes or (since_last >= interval and waiting_chars > 0)
     if has_notes:
         return since_last >= interval
+    if pending_rows == 0:
+        return since_last >= interval and waiting_chars > 0
     return since_last >= 2 * interval and waiting_chars >= max_chars
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup, TaskStatus
 
+    from supervisor.bridge.health import HealthRecord
     from supervisor.bridge.pacing import Pause, RouteKey
     from supervisor.state.outbox import Outbox, OutboxRow
 
@@ -36,6 +37,8 @@ minutes", undocumented); later, look for the row's marker in the channel first."
 POLL_SECONDS = 0.1
 """Time between two looks at the outbox."""
 HISTORY_LIMIT = 100
+SEND_TIMEOUT_SECONDS = 60.0
+"""The longest one send may take (discord.py's own retries included) before it is retried."""
 _UNKNOWN_MESSAGE = 10008
 _NONE = discord.AllowedMentions.none()
 
@@ -51,6 +54,8 @@ class OutboxSender:
         wall: wall-clock seconds (the outbox's retry times, the nonce window).
         nonce_window: see :data:`NONCE_WINDOW_SECONDS`.
         poll_seconds: see :data:`POLL_SECONDS`.
+        health: where a paused channel is said (``dsup ctl status``, the console
+            and the board show the bridge's problems).
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class OutboxSender:
         wall: Callable[[], float] = time.time,
         nonce_window: float = NONCE_WINDOW_SECONDS,
         poll_seconds: float = POLL_SECONDS,
+        health: HealthRecord | None = None,
     ) -> None:
         self._outbox = outbox
         self.pacer = pacer or Pacer()
@@ -71,6 +77,7 @@ class OutboxSender:
         self._wall = wall
         self._nonce_window = nonce_window
         self._poll = poll_seconds
+        self._health = health
         self._busy: set[int] = set()
         self._held: dict[int, OutboxRow] = {}
         self._announced: set[int] = set()
@@ -158,7 +165,10 @@ class OutboxSender:
 
     async def _send(self, client: discord.Client, row: OutboxRow) -> None:
         try:
-            message_id = await self._deliver(client, row)
+            # A request that never ends would hold its channel forever; the nonce
+            # makes trying again safe.
+            with anyio.fail_after(SEND_TIMEOUT_SECONDS):
+                message_id = await self._deliver(client, row)
         except discord.HTTPException as exc:
             await self._refused(row, exc)
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
@@ -170,6 +180,7 @@ class OutboxSender:
             self.sent += 1
             if self.breaker.succeeded(row.channel) or row.channel in self._announced:
                 self._announced.discard(row.channel)
+                self._say(row.channel, "")
                 logger.warning("discord: channel %d answers again; relaying resumed", row.channel)
         finally:
             self._busy.discard(row.channel)
@@ -231,6 +242,11 @@ class OutboxSender:
             await anyio.to_thread.run_sync(
                 lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
             )
+            self._say(
+                row.channel,
+                f"channel {row.channel} refuses dsup's messages ({reason}): relaying to it "
+                "is paused and tried again slowly",
+            )
             if row.channel not in self._announced:
                 self._announced.add(row.channel)
                 logger.warning(
@@ -244,6 +260,11 @@ class OutboxSender:
             await self._retry(row, reason)
         else:
             await anyio.to_thread.run_sync(lambda: self._outbox.mark_abandoned(row.id, reason))
+
+    def _say(self, channel: int, problem: str) -> None:
+        """Note (or clear, with "") a channel's problem in the bridge's health."""
+        if self._health is not None:
+            self._health.problem(f"channel {channel}", problem)
 
     async def _retry(self, row: OutboxRow, error: str) -> None:
         logger.info("outbox: message %d not sent (%s); trying again", row.id, error)

@@ -1,10 +1,7 @@
 """Tasks in Discord: ``program: text`` in the task channel, ``/task``, and the answers.
 
-A message in ``task_channel`` that says ``summarize: the text`` (after a mention of
-the bot, which needs no privileged intent) becomes a task, once, keyed by its message
-id, also when it was posted while dsup was away (the channel's history is read from
-the last message handled, at each connection). Its lifecycle shows as reactions on
-it; its answer is one reply, queued in the outbox exactly once.
+Each message becomes a task once, keyed by its id, also when posted while dsup was away;
+its lifecycle shows as reactions and its answer is one reply, queued in the outbox once.
 """
 
 from __future__ import annotations
@@ -290,32 +287,71 @@ def task_commands(context: BridgeContext) -> list[app_commands.Command[Any, ...,
         except SupervisorError as exc:
             await interaction.response.send_message(f"Not queued: {exc}", ephemeral=True)
             return
+        view = discord.ui.View(timeout=None)
+        view.add_item(cancel_button(context)(record.id))
         await interaction.response.send_message(
             f"{EMOJI[TaskState.QUEUED]} `{program}` task {record.id} queued; "
             "its answer comes in this channel",
             allowed_mentions=NO_MENTIONS,
+            view=view,
         )
 
     @app_commands.command(name="task-cancel", description="Cancel a queued or running task")
     @app_commands.describe(id="the task's number")
     async def task_cancel(interaction: discord.Interaction, id: int) -> None:
-        if not is_ours(context, interaction):
-            await refuse_elsewhere(interaction)
-            return
-        actor = actor_of(context.spec.access, interaction.user)
-        try:
-            if actor.level >= AccessLevel.OPERATOR:
-                await interaction.response.defer(thinking=True)
-            record = await context.service.task_cancel(actor, id)
-        except SupervisorError as exc:
-            if interaction.response.is_done():
-                await interaction.followup.send(f"Not cancelled: {exc}")
-            else:
-                await interaction.response.send_message(f"Not cancelled: {exc}", ephemeral=True)
-            return
-        await interaction.followup.send(
-            f"{EMOJI[record.state]} task {record.id}: {record.state.value} ({record.reason})",
-            allowed_mentions=NO_MENTIONS,
-        )
+        await cancel_for(context, interaction, id)
 
     return [task, task_cancel]
+
+
+async def cancel_for(
+    context: BridgeContext, interaction: discord.Interaction, task_id: int
+) -> None:
+    """Cancel a task for the member behind ``interaction`` (``/task-cancel`` or the button)."""
+    if not is_ours(context, interaction):
+        await refuse_elsewhere(interaction)
+        return
+    actor = actor_of(context.spec.access, interaction.user)
+    try:
+        if actor.level >= AccessLevel.OPERATOR:  # a stop may take stop_timeout_seconds
+            await interaction.response.defer(thinking=True)
+        record = await context.service.task_cancel(actor, task_id)
+    except SupervisorError as exc:
+        if interaction.response.is_done():
+            await interaction.followup.send(f"Not cancelled: {exc}")
+        else:
+            await interaction.response.send_message(f"Not cancelled: {exc}", ephemeral=True)
+        return
+    await interaction.followup.send(
+        f"{EMOJI[record.state]} task {record.id}: {record.state.value} ({record.reason})",
+        allowed_mentions=NO_MENTIONS,
+    )
+
+
+CANCEL_TEMPLATE = r"task-cancel:(?P<id>[0-9]{1,18})"
+
+
+def cancel_button(context: BridgeContext) -> type[discord.ui.DynamicItem[Any]]:
+    """The Cancel button under a ``/task`` answer, bound to ``context`` (persistent)."""
+
+    class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
+        def __init__(self, task_id: int) -> None:
+            button: discord.ui.Button[Any] = discord.ui.Button(
+                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"task-cancel:{task_id}"
+            )
+            super().__init__(button)
+            self.task_id = task_id
+
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+        ) -> CancelButton:
+            return cls(int(match["id"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            await cancel_for(context, interaction, self.task_id)
+
+    return CancelButton

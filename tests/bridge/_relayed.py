@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from supervisor.bridge.bridge import DiscordBridge
+from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.outbound import Outbound
 from supervisor.commands.service import CommandService
 from supervisor.config.schema import load_config
@@ -107,7 +108,10 @@ async def relayed_node(
         Ledger.open(state.ledger_path) as ledger,
     ):
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
-        outbound = Outbound(config.discord, ledger, lambda: config.programs, **relay_options)
+        health = HealthRecord()
+        outbound = Outbound(
+            config.discord, ledger, lambda: config.programs, health=health, **relay_options
+        )
         relay = outbound.relay
         fleet = Fleet(
             config,
@@ -123,6 +127,7 @@ async def relayed_node(
             config.discord,
             node=config.supervisor.name,
             ledger=ledger,
+            health=health,
             sleep=_no_wait,
             client_options={
                 "guild_ready_timeout": GUILD_READY_TIMEOUT,

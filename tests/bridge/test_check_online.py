@@ -76,3 +76,14 @@ async def test_check_online_without_a_guild_id(tmp_path: Path, fake_discord: Fak
     assert code == 1, out + err
     assert "discord.guild_id is not set" in out
     assert "Copy Server ID" in out
+
+
+async def test_check_online_with_a_token_file_others_can_read(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    config = _config(tmp_path, fake_discord, fake_discord.token)
+    (tmp_path / "token").chmod(0o644)
+    code, out, err = await _check_online(config)
+    assert code == 1, out + err
+    assert "others can read it (mode 644); run: chmod 600" in out
+    assert fake_discord.token not in out + err

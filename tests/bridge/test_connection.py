@@ -145,14 +145,21 @@ async def test_rejected_token_stops_the_bridge_without_retry(
     assert (bridge.attempts, sleeps.delays) == (1, [])
 
 
-async def test_gateway_4004_stops_the_bridge(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+async def test_token_reset_while_running_stops_the_bridge(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The token is reset in the portal while dsup runs: the resume is refused, the new
+    IDENTIFY is closed with 4004, and the bridge stops for good (the fleet runs on)."""
     sleeps = _Sleeps()
     async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
-        await fake_discord.drop_gateway(code=4004)
+        fake_discord.store.token = "reset-in-the-portal"
+        await fake_discord.drop_gateway()
         health = bridged.bridge.health
-        await wait_until(lambda: health.snapshot().state == "stopped", seconds=20)
+        # discord.py waits 5 s of its own before it identifies again.
+        await wait_until(lambda: health.snapshot().state == "stopped", seconds=30)
         assert "4004" in health.snapshot().last_error
         assert bridged.bridge.attempts == 1
+        assert all(c.status().state.is_alive for c in bridged.node.fleet.processes())
     assert sleeps.delays == []
 
 

@@ -31,11 +31,16 @@ def test_pacer_follows_the_headers_of_the_bucket() -> None:
     )
     assert pacer.ready_at(CREATE, 1.0) == 2.6
     assert pacer.ready_at(CREATE, 2.6) == 2.6
-    pacer.observe(CREATE, 200, {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset-After": "1"}, 3.0)
-    for _ in range(3):
-        assert pacer.ready_at(CREATE, 3.1) == 3.1
-        pacer.sent(CREATE, 3.1)
-    assert pacer.ready_at(CREATE, 3.1) == 4.0
+
+
+def test_pacer_spreads_what_is_left_of_a_window() -> None:
+    pacer = Pacer()
+    pacer.sent(CREATE, 0.0)
+    pacer.observe(CREATE, 200, {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "5"}, 0.0)
+    assert pacer.ready_at(CREATE, 0.1) == 1.0
+    pacer.sent(CREATE, 1.0)
+    assert pacer.ready_at(CREATE, 1.0) == 2.0
+    assert pacer.ready_at(CREATE, 6.0) == 6.0, "a new window"
 
 
 def test_pacer_waits_out_a_429() -> None:

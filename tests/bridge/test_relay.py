@@ -131,9 +131,9 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
     assert not _emit(3, 5.0), "behind a backlog, only full messages"
     assert not _emit(3, 1.5, waiting=100)
     assert _emit(3, 2.0, waiting=100)
-    assert _emit(0, 0.0, waiting=0, notes=True), "state changes go at once"
-    assert not _emit(3, 0.5, waiting=0, notes=True), "behind a backlog they share messages"
-    assert _emit(3, 1.0, waiting=0, notes=True)
+    assert _emit(0, 1.0, waiting=0, notes=True), "state changes go at the channel's pace"
+    assert not _emit(0, 0.5, waiting=0, notes=True), "a burst of them shares a message"
+    assert _emit(3, 1.0, waiting=0, notes=True), "a backlog does not hold them back"
 
 
 async def test_relay_streams_output_only_of_programs_relaying_all(

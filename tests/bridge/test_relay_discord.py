@@ -99,6 +99,8 @@ async def test_relay_pauses_a_refusing_channel_and_spares_the_others(
         (pause,) = node.outbound.sender.paused()
         assert pause.channel == hidden
         assert pause.reason.startswith("403")
+        (problem,) = node.bridge.health_now().problems
+        assert problem.startswith(f"channel {hidden} refuses dsup's messages (403")
         await fake_discord.wait_for_action(
             "ops", kind="create", predicate=lambda a: "FATAL" in (a.content or "")
         )

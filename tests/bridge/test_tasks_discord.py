@@ -16,6 +16,7 @@ from supervisor.commands.access import Actor
 from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
 from supervisor.tasks.records import TaskRecord, TaskState
+from tests._e2e import alive
 from tests._wait import wait_until
 from tests.bridge._members import members
 from tests.bridge._relayed import relayed_node
@@ -163,6 +164,12 @@ async def test_a_flood_of_tasks_is_all_answered_within_rate_limits(
     fake_discord.set_rate_limit(
         "POST", "/channels/{channel_id}/messages", limit=50, per_seconds=1.0
     )
+    fake_discord.set_rate_limit(
+        "PUT",
+        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+        limit=200,
+        per_seconds=1.0,
+    )
     team = members(fake_discord)
     fast = (
         '[programs.echo]\ncommand = ["/bin/echo", "{task}"]\ntasks = "oneshot"\nconcurrency = 8\n'
@@ -285,3 +292,33 @@ async def test_board_counts_come_from_the_queue(tmp_path: Path, fake_discord: Fa
         )
         (hold / "go").touch()
         await wait_until(lambda: node.service.task_counts() == {})
+
+
+async def test_cancel_button_under_a_slash_task_stops_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    held = task_program("held", "hold", str(hold))
+    async with relayed_node(
+        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
+    ) as node:
+        asked = fake_discord.invoke(team.operator, "tasks", "task", program="held", text="x")
+        await asked.wait_reply()
+        await wait_until(lambda: 1 in held_tasks(hold))
+        tree = held_tasks(hold)[1]
+        message_id = asked.original_message_id
+        assert message_id is not None
+        refused = fake_discord.click(team.viewer, message_id, "task-cancel:1")
+        refusal = await refused.wait_reply()
+        clicked = fake_discord.click(team.operator, message_id, "task-cancel:1")
+        said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
+        queue = node.service.task_queue
+        assert queue is not None
+        task = await queue.wait(1, 10)
+    assert "may not task-cancel" in (refusal.content or "")
+    assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
+    assert task.state is TaskState.CANCELLED
+    assert not any(alive(p) for p in tree)

@@ -932,3 +932,25 @@ def test_live_view_cuts_long_names_in_the_middle_and_keeps_the_message(width: in
     assert all(re.fullmatch(r"c+…c+:\d", row[0]) for row in table), shown
     assert any(re.search(r"c+…c+:1 \| output from the long one$", line) for line in shown), shown
     assert any(re.search(r"# c+…c+:0 RUNNING -> EXITED", line) for line in shown), shown
+
+
+def test_console_live_marks_the_lines_of_a_quiet_worker_left_off(tmp_path: Path) -> None:
+    """Real dsup on a real terminal: a quiet worker among floods shows where its lines went."""
+    flood = [sys.executable, str(WORKERS / "console_flood.py")]
+    quiet = ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo quiet line $i; done; exec sleep 60"]
+    config = write_config(
+        tmp_path,
+        f"[programs.flood]\ncommand = {flood!r}\nnumprocs = 3\nstart_seconds = 0\n\n"
+        f"[programs.quiet]\ncommand = {quiet!r}\nstart_seconds = 0\n",
+    )
+    rows = 20
+    with PtyRun.dsup(config, rows=rows, columns=100) as run:
+        hint = "dsup ctl tail quiet:0 shows every line"
+        run.read_until(lambda _: hint in "\n".join(_console.screen(run.text)), "the first mark")
+        screen = _console.screen(run.text, height=rows)
+        run.type(b"\x03")
+        assert run.wait_exit() == 0
+    marks = [line for line in screen if re.search(r"quiet:0 : \[\d+ lines? not shown", line)]
+    assert marks, screen
+    at = screen.index(marks[0])
+    assert screen[at + 1].startswith("quiet:0 | quiet line "), screen  # right before its lines
