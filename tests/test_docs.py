@@ -3,7 +3,8 @@
 A sample is a fenced block right after a ``<!-- sample: NAME -->`` comment. One
 scenario runs the real dsup on three programs of the demo fleet plus ``slowback``,
 as docs/control.md tells it: ctl status piped and in a 58-column terminal, a
-SIGKILL of dsup, a second dsup that cleans the orphans, ``ctl shutdown``.
+SIGKILL of dsup, a second dsup that cleans the orphans, ``ctl shutdown``, and a
+third on a terminal, given a Ctrl-Z.
 Every line of every sample must have the shape of a line that run printed:
 the same words, with any number standing for any number (pids, times, sizes),
 any list of numbers for any other, and any run of spaces for any other (column
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests import _console
 from tests._console import PtyRun
 from tests._e2e import DEADLINE, ctl_run
 from tests._wait import wait_for
@@ -56,7 +58,8 @@ def shape(line: str) -> str:
 
 def test_docs_have_samples_to_check() -> None:
     names = {name.split(":")[1] for name in samples()}
-    assert {"console-plain", "ctl-status", "ctl-status-narrow", "ctl-shutdown"} <= names
+    wanted = {"console-plain", "ctl-status", "ctl-status-narrow", "ctl-shutdown", "live-ctrl-z"}
+    assert wanted <= names
 
 
 def _config(tmp_path: Path) -> Path:
@@ -175,7 +178,20 @@ def _run_the_scenario(tmp_path: Path) -> list[str]:
             second.wait(timeout=DEADLINE)
     for out in ("first.out", "second.out"):
         printed += (tmp_path / out).read_text(encoding="utf-8").splitlines()
-    return printed
+    return printed + _live_ctrl_z(config)
+
+
+def _live_ctrl_z(config: Path) -> list[str]:
+    """The live view on a terminal, after a Ctrl-Z: the screen's lines."""
+    rows = 24
+    with PtyRun.dsup(config, rows=rows, columns=100) as run:
+        run.read_until(lambda text: "STARTING -> RUNNING" in text, "a process to run")
+        run.type(b"\x1a")
+        run.read_until(lambda text: "ignores Ctrl-Z" in text, "the Ctrl-Z note")
+        screen = _console.screen(run.text, height=rows)
+        run.type(b"\x03")
+        assert run.wait_exit() == 0
+    return screen
 
 
 def test_docs_console_and_ctl_samples_are_what_dsup_prints(tmp_path: Path) -> None:

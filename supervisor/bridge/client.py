@@ -40,6 +40,12 @@ def bridge_intents() -> discord.Intents:
     return intents
 
 
+def no_voice() -> None:
+    """Keep discord.py from warning that voice libraries are missing: dsup has no voice."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 class BridgeTree(app_commands.CommandTree["BridgeClient"]):
     """The slash-command tree; interactions from outside the served guild are dropped."""
 
@@ -63,6 +69,7 @@ class BridgeClient(discord.Client):
     """
 
     def __init__(self, context: BridgeContext, **options: Any) -> None:
+        no_voice()
         options.setdefault("intents", bridge_intents())
         options.setdefault("guild_ready_timeout", DEFAULT_GUILD_READY_TIMEOUT)
         # Nobody is pinged by anything dsup sends unless a message asks for it.
