@@ -1,9 +1,7 @@
 """Tasks for a long-running worker: ``for task in worker_sdk.tasks(): task.reply(...)``.
 
-Under dsup, a worker of a ``tasks = "stream"`` program gets its tasks on the channel
-(``DSUP_FD``), at most the program's ``concurrency`` unanswered at once; outside
-dsup, each line of stdin is a task and answers are printed, so the worker can be
-tried by hand.
+Under dsup they come on the channel, at most ``concurrency`` unanswered at once; outside
+dsup each line of stdin is a task and answers are printed, so a worker can be tried by hand.
 """
 
 from __future__ import annotations

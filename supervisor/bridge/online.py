@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 import discord
 
-from supervisor.bridge.client import bridge_intents
+from supervisor.bridge.client import bridge_intents, no_voice
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.logs import quiet_discord_logs, scrub
 from supervisor.errors import ConfigError
@@ -90,6 +90,7 @@ async def check_online(
         return report
     quiet_discord_logs(token)
     point_discord_at(spec.api_base, spec.gateway_url)
+    no_voice()
     client = discord.Client(intents=bridge_intents(), guild_ready_timeout=guild_ready_timeout)
     try:
         async with client, anyio.create_task_group() as tasks:

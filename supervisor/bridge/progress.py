@@ -1,10 +1,7 @@
 """Workers' progress in Discord: one message per run, edited in place, finished at the end.
 
-A fleet sink keeps the latest progress of each run of a program whose ``relay``
-includes results; one task posts a run's message in the results channel with a bar,
-edits it at most every :data:`EDIT_SECONDS`, and edits it a last time when the run
-reaches 100 % or ends. Memory is bounded (:data:`MAX_RUNS`), and so are the
-requests per tick.
+One task posts each run's bar to the results channel and edits it at most every
+:data:`EDIT_SECONDS`; runs kept and requests per tick are bounded.
 """
 
 from __future__ import annotations

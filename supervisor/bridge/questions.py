@@ -1,11 +1,7 @@
 """Workers' questions in Discord: a message with a button per choice, answered once.
 
-A fleet sink takes ``QuestionAsked`` and ``QuestionClosed`` of programs whose
-``relay`` includes results; one task posts each question to the results channel
-and, once it closes, edits its message to say who answered what and when (or that
-it timed out, or that its asker is gone) with the buttons disabled. The buttons are
-persistent (``dsup:answer:ID:N``): a click after a reconnect or a restart of dsup
-still answers, through the command surface (operator level, audited).
+Closing edits the message (who answered what, or timed out, or gone); the buttons are
+persistent (``dsup:answer:ID:N``), so a click after a restart still answers, audited.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """A worker's result as a Discord message: its text, its data as an embed, its files attached.
 
-The relay posts it to the results channel through the outbox (``post_result``), so a
-result reported while Discord is away is posted once it is back. The text is the
-message's content; the data (a JSON object) becomes an embed's fields; the files are
-read when the message is sent and attached when they exist and fit Discord's limits
-(the others are only named).
+Posted through the outbox, so a result reported while Discord is away goes out once it is
+back; files too large for Discord are only named.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Tasks in Discord: ``program: text`` in the task channel, ``/task``, and the answers.
 
-A message in ``task_channel`` that says ``summarize: the text`` (after a mention of
-the bot, which needs no privileged intent) becomes a task, once, keyed by its message
-id, also when it was posted while dsup was away (the channel's history is read from
-the last message handled, at each connection). Its lifecycle shows as reactions on
-it; its answer is one reply, queued in the outbox exactly once.
+Each message becomes a task once, keyed by its id, also when posted while dsup was away;
+its lifecycle shows as reactions and its answer is one reply, queued in the outbox once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Which Discord message shows each worker question, and whether it shows its end yet.
 
-The bridge edits a question's message when the question closes; a question that
-closed while the bridge was away (or with the last dsup) is found here at the next
-start, with how it closed, and its message is edited then.
+A question that closed while the bridge was away (or with the last dsup) is found here at
+the next start, and its message is edited then.
 """
 
 from __future__ import annotations

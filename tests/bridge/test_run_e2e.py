@@ -87,6 +87,7 @@ async def test_dsup_run_serves_discord_end_to_end(
             log.close()
     console = (tmp_path / "dsup.log").read_text()
     assert "discord: connected as dsup-bot to dsup-test" in console
+    assert "voice" not in console  # dsup has none: no warning about its libraries
     assert fake_discord.token not in console
     posts = [a for a in fake_discord.bot_actions("general") if a.interaction_id is None]
     assert [a.kind for a in posts].count("create") == 1  # one board, edited
