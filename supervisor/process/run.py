@@ -25,6 +25,7 @@ from supervisor.errors import SpawnError
 from supervisor.output.channel import make_channel
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
+from supervisor.process.lazy_event import LazyEvent
 from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
@@ -115,7 +116,7 @@ class Run:
     exit_code: int | None = None
     exit_signal: int | None = None
     exited: anyio.Event = field(default_factory=anyio.Event)
-    pumps_done: anyio.Event = field(default_factory=anyio.Event)
+    pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
     readers: list[anyio.CancelScope] = field(default_factory=list)
     exit_watch: anyio.CancelScope | None = None
