@@ -12,6 +12,7 @@ fake, of the message showing that state change. Prints figures; asserts nothing
 about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
+        [--crash-every 3] [--console]
 """
 
 from __future__ import annotations
@@ -171,16 +172,17 @@ async def _wait(check: Callable[[], object], what: str) -> None:
 
 
 async def run_once(
-    fake: FakeDiscord, mode: str, workers: int, lines: int, crash_every: float
+    fake: FakeDiscord, mode: str, workers: int, lines: int, crash_every: float, console: bool
 ) -> Figures:
     """One run of dsup on the workload with ``relay = mode``."""
     with tempfile.TemporaryDirectory(prefix="dsup-relay-bench-") as tmp:
         directory = Path(tmp)
         config = _config(directory, fake, mode, workers, lines, crash_every)
         identified = fake.identify_count
+        quiet = [] if console else ["--quiet"]
         with (directory / "dsup.err").open("wb") as errors:
             proc = await anyio.open_process(
-                [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+                [sys.executable, "-m", "supervisor", "run", *quiet, str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
@@ -252,15 +254,16 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(workers: int, lines: int, crash_every: float) -> None:
+async def main(workers: int, lines: int, crash_every: float, console: bool) -> None:
     async with open_fake_discord() as fake:
-        relayed = await run_once(fake, "all", workers, lines, crash_every)
+        relayed = await run_once(fake, "all", workers, lines, crash_every, console)
         fake.limiter.stats.clear()
-        quiet = await run_once(fake, "none", workers, lines, crash_every)
+        quiet = await run_once(fake, "none", workers, lines, crash_every, console)
     mb = relayed.nbytes / 1e6
     print(
         f"workload: {workers} workers x {lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB, "
-        f"crasher exiting every {crash_every:g} s"
+        f"crasher exiting every {crash_every:g} s, "
+        + ("console showing output (to /dev/null)" if console else "dsup run --quiet")
     )
     for fig in (relayed, quiet):
         print(
@@ -289,5 +292,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--crash-every", type=float, default=3.0, help="seconds")
+    parser.add_argument(
+        "--console", action="store_true", help="let the console show output (not --quiet)"
+    )
     args = parser.parse_args()
-    anyio.run(main, args.workers, args.lines, args.crash_every, backend="asyncio")
+    anyio.run(main, args.workers, args.lines, args.crash_every, args.console, backend="asyncio")

@@ -18,7 +18,9 @@ import re
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +28,9 @@ from tests import _console
 from tests._console import PtyRun
 from tests._e2e import DEADLINE, ctl_run
 from tests._wait import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -92,14 +97,39 @@ backoff_max_seconds = 60
     return path
 
 
-def _states(config: Path) -> dict[str, tuple[str, int]]:
-    done = ctl_run(config, "--json", "status")
-    if done.returncode != 0:
-        return {}
-    return {
-        p["status"]["process"]: (p["status"]["state"], p["status"]["restarts"])
-        for p in json.loads(done.stdout)["processes"]
-    }
+def _rows(table: list[str]) -> dict[str, list[str]]:
+    """A ctl status table's rows by process: the words after the name."""
+    return {words[0]: words[1:] for line in table[1:] if (words := line.split())}
+
+
+def _table_when(
+    take: Callable[[], list[str]], ok: Callable[[dict[str, list[str]]], bool], what: str
+) -> list[str]:
+    """The first table ``take`` prints whose rows are ``ok``.
+
+    The table checked is the table kept: flaky's RUNNING lasts a few seconds
+    only, so a check before a separate snapshot could see a state gone since.
+    """
+    table: list[str] = []
+
+    def taken() -> bool:
+        nonlocal table
+        table = take()
+        return ok(_rows(table))
+
+    wait_for(taken, what, seconds=60)  # a loaded machine starts python workers slowly
+    return table
+
+
+def _narrow_status(config: Path) -> list[str]:
+    """``ctl status`` on a 58-column terminal: the same columns whatever the pids' digits.
+
+    (60 columns may add CPU.)
+    """
+    argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"]
+    with PtyRun(argv, rows=24, columns=58) as narrow:
+        narrow.wait_exit()
+    return narrow.plain.replace("\r", "").splitlines()
 
 
 def _dsup(config: Path, out: Path) -> subprocess.Popen[bytes]:
@@ -121,25 +151,18 @@ def _run_the_scenario(tmp_path: Path) -> list[str]:
     first = _dsup(config, tmp_path / "first.out")
     try:
         wait_for(socket.exists, "the control socket")
-        wait_for(
-            lambda: (
-                [state for state, _ in _states(config).values()]
-                == ["RUNNING", "RUNNING", "RUNNING", "BACKOFF"]
+        printed += _table_when(
+            lambda: ctl_run(config, "status").stdout.splitlines(),
+            lambda rows: (
+                [row[0] for row in rows.values()] == ["RUNNING", "RUNNING", "RUNNING", "BACKOFF"]
             ),
             "three processes RUNNING and slowback in BACKOFF",
-            seconds=60,  # a loaded machine starts python workers slowly
         )
-        printed += ctl_run(config, "status").stdout.splitlines()
-        wait_for(
-            lambda: _states(config).get("flaky:0") == ("RUNNING", 1),
+        printed += _table_when(
+            partial(_narrow_status, config),
+            lambda rows: rows.get("flaky:0", [])[:1] == ["RUNNING"] and rows["flaky:0"][3] != "0",
             "flaky to run again",
-            seconds=60,
         )
-        argv = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config), "status"]
-        # 58 columns show the same columns whatever the pids' digits (60 may add CPU).
-        with PtyRun(argv, rows=24, columns=58) as narrow:
-            narrow.wait_exit()
-        printed += narrow.plain.replace("\r", "").splitlines()
     finally:
         first.send_signal(signal.SIGKILL)  # its workers are orphans now
         first.wait(timeout=DEADLINE)

@@ -89,7 +89,7 @@ def test_runner_second_sigint_kills_at_once_and_exits_1(tmp_path: Path) -> None:
 def test_ctl_names_the_live_dsup_whose_socket_is_gone(tmp_path: Path) -> None:
     """A missing socket is not 'no dsup running' when the state_dir's holder lives."""
     socket = tmp_path / "state" / "control.sock"
-    with _node(tmp_path, "e2e_stubborn.py", 5.0) as (node, _, config):
+    with _node(tmp_path, "e2e_stubborn.py", 0.5) as (node, _, config):
         # Someone else's file in its place: dsup leaves it alone and cannot answer.
         # Swapped in one rename: an unlink first leaves dsup's 2 s socket
         # watcher a moment to find the path empty and re-create its socket.

@@ -6,7 +6,8 @@ spends at most about 150 IDENTIFYs a day, and Discord resets a token after 1,000
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 FIRST_SECONDS = 5.0
 MOST_SECONDS = 600.0
@@ -33,4 +34,30 @@ class Backoff:
             self.failures = 0
         delay = min(self.first * 2.0**self.failures, self.most)
         self.failures += 1
+        return delay
+
+
+IDENTIFY_WINDOW_SECONDS = 3600.0
+
+
+@dataclass(slots=True, kw_only=True)
+class IdentifyPacing:
+    """The wait before an IDENTIFY that is not a client's first (a refused resume...).
+
+    discord.py waits 5 s each time, so a gateway that keeps invalidating the
+    session would spend 1,000 IDENTIFYs in under two hours. Here each IDENTIFY
+    in the last hour doubles the wait, up to ``most``.
+    """
+
+    first: float = FIRST_SECONDS
+    most: float = MOST_SECONDS
+    recent: deque[float] = field(default_factory=deque)
+
+    def wait_before(self, now: float, *, initial: bool) -> float:
+        """The wait before an IDENTIFY at ``now`` (0 for a client's first: the bridge
+        already waited its backoff); records it."""
+        while self.recent and self.recent[0] <= now - IDENTIFY_WINDOW_SECONDS:
+            self.recent.popleft()
+        delay = 0.0 if initial else min(self.first * 2.0 ** max(len(self.recent) - 1, 0), self.most)
+        self.recent.append(now + delay)
         return delay

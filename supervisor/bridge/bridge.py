@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import discord
 
-from supervisor.bridge.backoff import Backoff
+from supervisor.bridge.backoff import Backoff, IdentifyPacing
 from supervisor.bridge.board import Board
 from supervisor.bridge.client import BridgeClient
 from supervisor.bridge.context import BridgeContext
@@ -54,7 +54,8 @@ class DiscordBridge:
         node: the node name.
         ledger: the node's ledger.
         health: the record to keep the bridge's health in (default: a new one).
-        sleep: waits between attempts (tests pass one that controls time).
+        sleep: waits between attempts, and before identifying again (tests pass
+            one that controls time).
         clock: monotonic seconds, to tell a lasting connection from a failing one.
         client_options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
@@ -82,6 +83,7 @@ class DiscordBridge:
         self._make_board = board
         self.health = health or HealthRecord()
         self.backoff = Backoff()
+        self.pacing = IdentifyPacing()
         self.attempts = 0
         self.client: BridgeClient | None = None
         self.board: Board | None = None
@@ -159,7 +161,13 @@ class DiscordBridge:
     async def _serve_once(self, context: BridgeContext, token: str) -> str | None:
         """Run one client to its end; the failure to retry after, or None to give up."""
         self.attempts += 1
-        client = self.client = BridgeClient(context, **self._client_options)
+        client = self.client = BridgeClient(
+            context,
+            pacing=self.pacing,
+            sleep=self._sleep,
+            clock=self._clock,
+            **self._client_options,
+        )
         board = self._board(context)
         desk = self.desk = self.desk or TaskDesk(context)
         client.task_desk = desk

@@ -14,9 +14,10 @@ import discord
 from discord import app_commands
 
 from supervisor.bridge import interactions
+from supervisor.bridge.backoff import IdentifyPacing
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from supervisor.bridge.context import BridgeContext
     from supervisor.bridge.tasks import TaskDesk
@@ -64,11 +65,22 @@ class BridgeClient(discord.Client):
 
     Args:
         context: what the bridge shares.
+        pacing: the IDENTIFYs of this bridge's clients (kept across clients).
+        sleep: waits before an IDENTIFY (tests control time).
+        clock: monotonic seconds for the pacing.
         **options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
     """
 
-    def __init__(self, context: BridgeContext, **options: Any) -> None:
+    def __init__(
+        self,
+        context: BridgeContext,
+        *,
+        pacing: IdentifyPacing | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = anyio.current_time,
+        **options: Any,
+    ) -> None:
         no_voice()
         options.setdefault("intents", bridge_intents())
         options.setdefault("guild_ready_timeout", DEFAULT_GUILD_READY_TIMEOUT)
@@ -79,6 +91,9 @@ class BridgeClient(discord.Client):
         options.setdefault("max_ratelimit_timeout", 30.0)
         super().__init__(**options)
         self.context = context
+        self._pacing = pacing or IdentifyPacing()
+        self._sleep = sleep
+        self._clock = clock
         self.tree = BridgeTree(self)
         # The view under the status board (a select menu of programs), if
         # interactions.install sets one; called at each post and edit.
@@ -87,6 +102,13 @@ class BridgeClient(discord.Client):
         self.task_desk: TaskDesk | None = None
         # Told the id of every message deleted in the guild (the board reposts itself).
         self.deletion_listeners: list[Callable[[int], None]] = []
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait before identifying again, longer each time (``IdentifyPacing``)."""
+        delay = self._pacing.wait_before(self._clock(), initial=initial)
+        if delay:
+            logger.warning("discord: session lost; identifying again in %.0f s", delay)
+            await self._sleep(delay)
 
     async def setup_hook(self) -> None:
         """Install the commands and views (after login, before the gateway)."""

@@ -56,6 +56,7 @@ class Entry(NamedTuple):
     cleaned, state changes lost, output dropped from several processes);
     ``mark`` is ``|`` or ``!`` for output, ``#`` or ``~`` for a note.
     ``dropped`` is the count of lost lines a drop note stands for.
+    ``stopping`` marks a state change into STOPPING.
     """
 
     key: str
@@ -63,6 +64,7 @@ class Entry(NamedTuple):
     mark: str
     text: str
     dropped: int = 0
+    stopping: bool = False
 
     @property
     def is_note(self) -> bool:
@@ -102,16 +104,36 @@ def fair_tail(entries: Sequence[Entry], room: int, busy: Mapping[str, int]) -> l
     if len(entries) <= room:
         return list(entries)
     last_output = {e.key: i for i, e in enumerate(entries) if not e.is_note}
+    last_words = _last_words(entries, last_output)
     depth: Counter[tuple[bool, str]] = Counter()
     ranked = []
     for i in range(len(entries) - 1, -1, -1):
         e = entries[i]
-        is_current = e.is_note and i > last_output.get(e.key, -1)
+        is_current = e.is_note and (i > last_output.get(e.key, -1) or i in last_words)
         rank = depth[is_current, e.key]
         depth[is_current, e.key] += 1
         order = (e.key not in DSUP_KEYS, not e.is_note, busy.get(e.key, 0), -i)
         ranked.append(((not is_current, rank, *order), i))
     return [entries[i] for i in sorted(i for _, i in heapq.nsmallest(room, ranked))]
+
+
+def _last_words(entries: Sequence[Entry], last_output: Mapping[str, int]) -> set[int]:
+    """The changes into STOPPING that a process's last lines of output followed.
+
+    Lines a process wrote before the stop signal reached it are often read
+    after its STOPPING change; once a later change (STOPPED) closes the stop,
+    they do not make the STOPPING change history.
+    """
+    opened: dict[str, int] = {}
+    closed: set[int] = set()
+    for i, e in enumerate(entries):
+        if not e.is_note or e.key not in last_output:
+            continue
+        if i < last_output[e.key]:
+            opened[e.key] = i
+        elif e.key in opened:
+            closed.add(opened.pop(e.key))
+    return {i for i in closed if entries[i].stopping}
 
 
 def on_screen(
@@ -327,7 +349,7 @@ def _last_exit(r: ProcessStatus) -> str:
 
 def _recent_line(entry: Entry, width: int) -> Text:
     """``head mark text`` in ``width`` cells: a long process name gives way before the text."""
-    key, head, mark, line, _ = entry
+    key, head, mark, line = entry[:4]
     style = {"!": "red", "#": "dim", "~": "yellow", GAP_MARK: "dim"}.get(mark, "")
     if mark == GAP_MARK:
         message = Text(line, style="dim italic")

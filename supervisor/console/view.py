@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from supervisor import humanize, signals
 from supervisor.events import (
     OrphansCleaned,
+    ProcessState,
     ProgressReported,
     QuestionAsked,
     QuestionClosed,
@@ -413,7 +414,10 @@ class LiveView(View):
                 timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
             else:  # a process's notes share its room; dsup's notes have their own
                 key = _process_of(item) or "#"
-                timed.append((at, [Entry(key, _clock(at), "#", _describe(item))]))
+                stopping = isinstance(item, StateChanged) and item.new is ProcessState.STOPPING
+                timed.append(
+                    (at, [Entry(key, _clock(at), "#", _describe(item), stopping=stopping)])
+                )
         timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
         for _, entries in timed:
             self._recent.extend(entries)

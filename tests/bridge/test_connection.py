@@ -69,16 +69,27 @@ async def test_gateway_drop_resumes_the_session(tmp_path: Path, fake_discord: Fa
 async def test_refused_resume_identifies_again_in_the_same_client(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
+    sleeps = _Sleeps()
     fake_discord.refuse_resume = True
-
-    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
-        client = bridged.bridge.client
-        assert client is not None
+    async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
         await fake_discord.drop_gateway()
-        # discord.py waits 5 s of its own before it identifies again.
-        await wait_until(lambda: fake_discord.identify_count == 2, seconds=15)
         await _connected(bridged, identifies=2, fake=fake_discord)
         assert bridged.bridge.attempts == 1
+    assert sleeps.delays == [5.0]  # the wait before identifying again, as discord.py's
+
+
+async def test_repeated_invalid_sessions_identify_ever_more_slowly(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A gateway that keeps invalidating the session must not spend the bot's 1,000
+    IDENTIFYs a day: each one in the last hour doubles the wait before the next."""
+    sleeps = _Sleeps()
+    async with bridged_node(tmp_path, fake_discord, TICK, sleep=sleeps) as bridged:
+        for identifies in (2, 3, 4):
+            assert fake_discord.invalidate_session() == 1
+            await _connected(bridged, identifies=identifies, fake=fake_discord)
+        assert bridged.bridge.attempts == 1
+    assert sleeps.delays == [5.0, 10.0, 20.0]
 
 
 async def test_refused_resume_during_a_command(tmp_path: Path, fake_discord: FakeDiscord) -> None:
@@ -155,12 +166,11 @@ async def test_token_reset_while_running_stops_the_bridge(
         fake_discord.store.token = "reset-in-the-portal"
         await fake_discord.drop_gateway()
         health = bridged.bridge.health
-        # discord.py waits 5 s of its own before it identifies again.
-        await wait_until(lambda: health.snapshot().state == "stopped", seconds=30)
+        await wait_until(lambda: health.snapshot().state == "stopped", seconds=20)
         assert "4004" in health.snapshot().last_error
         assert bridged.bridge.attempts == 1
         assert all(c.status().state.is_alive for c in bridged.node.fleet.processes())
-    assert sleeps.delays == []
+    assert sleeps.delays == [5.0]  # before identifying again; no retry after the 4004
 
 
 async def test_other_guilds_and_direct_messages_are_ignored_and_audited(

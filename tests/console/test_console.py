@@ -672,6 +672,33 @@ def test_fair_tail_keeps_each_process_state_changes_and_the_lines_the_rest_allow
     assert shown == sorted(shown, key=entries.index)  # time order is kept
 
 
+def test_fair_tail_keeps_a_stop_change_that_last_lines_were_read_after() -> None:
+    """Lines read after a STOPPING change (written before the signal) leave it current.
+
+    Two floods stop; each wrote 5 more lines after its STOPPING change was
+    recorded. In 7 lines: the note, both changes of each, and each one's newest line.
+    """
+    talkers = ["talker:0", "talker:1"]
+
+    def note(process: str, change: str, *, stopping: bool = False) -> Entry:
+        return Entry(process, "12:00:00", "#", f"{process} {change}", stopping=stopping)
+
+    entries = [Entry(p, p, "|", f"talk {n}") for n in range(100) for p in talkers]
+    entries += [Entry("~", "12:00:01", "~", "SIGINT: stopping every process")]
+    stopping = [note(p, "RUNNING -> STOPPING", stopping=True) for p in talkers]
+    entries += stopping
+    entries += [Entry(p, p, "|", f"talk {n}") for n in range(100, 105) for p in talkers]
+    stopped = [note(p, "STOPPING -> STOPPED") for p in talkers]
+    entries += stopped
+    shown = fair_tail(entries, 7, {})
+    texts = [e.text for e in shown]
+    assert set(stopping + stopped) < set(shown), texts
+    assert [e.text for e in shown if e.mark == "|"] == ["talk 104", "talk 104"], texts
+    # While they still run, the stop is not closed: the lines after it are the news.
+    running = entries[: -len(stopped)]
+    assert not set(stopping) & set(fair_tail(running, 5, {})), texts
+
+
 def _json_objects(config: Path, done: Callable[[list[dict[str, object]]], bool]) -> list[str]:
     """``dsup run --json-logs CONFIG`` until ``done(objects)``, then SIGTERM; every line."""
     proc = subprocess.Popen(
