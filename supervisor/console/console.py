@@ -17,6 +17,7 @@ import anyio
 
 from supervisor.console.view import Batch, Dropped, Item, Lines, LiveView, PlainView, isatty
 from supervisor.events import OutputLines, ProgressReported, StateChanged
+from supervisor.output.framing import LineBlock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -142,7 +143,8 @@ class Console:
         """
         process = event.process
         missed = self._missed.pop(process, 0) + event.dropped
-        lines = event.lines
+        # The live view keeps recent lines one by one: a block is split once, here.
+        lines = tuple(event.lines) if self._is_live else event.lines
         taken_lines, taken_chars = self._taken.get(process, (0, 0))
         room = max(FAIR_LINES - taken_lines, self._max_lines - self._pending_lines)
         budget = min(MAX_PENDING_CHARS - self._pending_chars, SHARE_CHARS - taken_chars)
@@ -155,7 +157,8 @@ class Console:
         if missed:
             self._pending.append((now, Dropped(process, missed)))
             self._pending_lines += 1
-        self._pending.append((now, Lines(process, event.stream, lines[:n])))
+        taken = lines if n == len(lines) else lines[:n]
+        self._pending.append((now, Lines(process, event.stream, taken)))
         self._pending_lines += n
         self._pending_chars += chars
         self._taken[process] = (taken_lines + n, taken_chars + chars)
@@ -237,7 +240,7 @@ class Console:
             return ()
 
 
-def _fit(lines: tuple[str, ...], room: int, budget: int) -> tuple[int, int]:
+def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[int, int]:
     """How many leading ``lines`` fit in ``room`` lines and ``budget`` chars, and their chars.
 
     The line that crosses the char budget is still taken when the budget is
@@ -245,7 +248,10 @@ def _fit(lines: tuple[str, ...], room: int, budget: int) -> tuple[int, int]:
     lines are bounded by the pump's ``max_line_bytes``, so the overshoot is too.
     """
     n = max(0, min(len(lines), room))
-    chars = sum(map(len, lines[:n]))
+    if isinstance(lines, LineBlock) and n == len(lines):
+        chars = lines.chars  # no split: the block's length is known
+    else:
+        chars = sum(map(len, lines[:n]))
     if chars <= budget:
         return n, chars
     chars = 0

@@ -18,6 +18,7 @@ import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
+from supervisor.process.lazy_event import LazyEvent
 from supervisor.process.questions import QuestionDesk
 from supervisor.process.slot import Slot, SlotContext
 from supervisor.state.worker_store import WorkerStore
@@ -94,7 +95,7 @@ class _Supervised:
 
     slot: Slot
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: LazyEvent = field(default_factory=LazyEvent)
 
 
 class _Fanout:

@@ -25,6 +25,7 @@ from supervisor.errors import SpawnError
 from supervisor.output.channel import make_channel
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
+from supervisor.process.lazy_event import LazyEvent
 from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
@@ -115,9 +116,10 @@ class Run:
     exit_code: int | None = None
     exit_signal: int | None = None
     exited: anyio.Event = field(default_factory=anyio.Event)
-    pumps_done: anyio.Event = field(default_factory=anyio.Event)
+    pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
-    scopes: list[anyio.CancelScope] = field(default_factory=list)
+    readers: list[anyio.CancelScope] = field(default_factory=list)
+    exit_watch: anyio.CancelScope | None = None
 
     @property
     def pid(self) -> int:
@@ -171,24 +173,41 @@ class Run:
         max_line_bytes: int,
         link: WorkerLink | None = None,
     ) -> None:
-        """Start the exit watcher, both pumps and the channel's reader in ``tg``.
+        """Start both pumps and the channel's reader in ``tg``.
 
         Each runs in a shielded scope that only :meth:`drain` and
         :meth:`end_watchers` cancel: cancelling the caller does not stop the
-        capture of what a tree writes while it is being stopped, nor the reaping.
+        capture of what a tree writes while it is being stopped. The exit is
+        reaped by :meth:`wait_exit`, or by :meth:`watch_exit`'s task.
 
         Args:
             link: reads :attr:`channel` (required when the run has one).
         """
         readers = len(STREAMS) + (link is not None)
-        self.scopes = [anyio.CancelScope(shield=True) for _ in range(1 + readers)]
+        self.readers = [anyio.CancelScope(shield=True) for _ in range(readers)]
         self.pumps_left = readers
-        tg.start_soon(self._watch_exit, self.scopes[0])
-        for stream, scope in zip(STREAMS, self.scopes[1:], strict=False):
+        for stream, scope in zip(STREAMS, self.readers, strict=False):
             tg.start_soon(self._pump, stream, scope, consumer, max_line_bytes)
         if link is not None:
             self.link = link
-            tg.start_soon(self._serve_link, link, self.scopes[-1])
+            tg.start_soon(self._serve_link, link, self.readers[-1])
+
+    def watch_exit(self, tg: TaskGroup) -> None:
+        """Reap the main process in a shielded task of ``tg`` (a no-op once reaped or watched).
+
+        For whoever must not miss the exit while cancelled (a stop of the tree
+        waits for it). A run at rest needs no task of its own: its owner waits
+        in :meth:`wait_exit`.
+        """
+        if self.exit_watch is None and not self.exited.is_set():
+            self.exit_watch = anyio.CancelScope(shield=True)
+            tg.start_soon(self._watch_exit, self.exit_watch)
+
+    async def wait_exit(self) -> None:
+        """Wait until the main process has exited, reaping it here unless a task watches it."""
+        if self.exit_watch is None and not self.exited.is_set():
+            self._reaped(await _reap(self.pid, self.pidfd))
+        await self.exited.wait()
 
     async def catch_up(self, limit: float) -> None:
         """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
@@ -206,14 +225,14 @@ class Run:
         """Let the pumps read to EOF for up to ``grace`` seconds, then end them."""
         with anyio.move_on_after(grace):
             await self.pumps_done.wait()
-        for scope in self.scopes[1:]:
+        for scope in self.readers:
             scope.cancel()
 
     def end_watchers(self) -> None:
         """Cancel every watcher (the exit watcher too: a last resort)."""
         if not self.exited.is_set():
             logger.error("process %s (pid %d): not reaped; giving up on it", self.process, self.pid)
-        for scope in self.scopes:
+        for scope in [*self.readers, *([self.exit_watch] if self.exit_watch else [])]:
             scope.cancel()
 
     def pipe_inodes(self) -> frozenset[int]:
@@ -246,15 +265,20 @@ class Run:
 
     async def _watch_exit(self, scope: anyio.CancelScope) -> None:
         with scope:
-            status = await _reap(self.pid, self.pidfd)
-            code = os.waitstatus_to_exitcode(status) if status is not None else None
-            # Popen must never wait for this pid again, nor warn that it still runs.
-            self.popen.returncode = code if code is not None else -1
-            if code is not None and code < 0:
-                self.exit_signal = -code
-            else:
-                self.exit_code = code
-            self.exited.set()
+            self._reaped(await _reap(self.pid, self.pidfd))
+
+    def _reaped(self, status: int | None) -> None:
+        """Take the wait status of the reaped main process (None: reaped elsewhere)."""
+        if self.exited.is_set():
+            return
+        code = os.waitstatus_to_exitcode(status) if status is not None else None
+        # Popen must never wait for this pid again, nor warn that it still runs.
+        self.popen.returncode = code if code is not None else -1
+        if code is not None and code < 0:
+            self.exit_signal = -code
+        else:
+            self.exit_code = code
+        self.exited.set()
 
     async def _pump(
         self,

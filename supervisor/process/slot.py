@@ -19,6 +19,7 @@ from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
+from supervisor.process.lazy_event import LazyEvent
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
@@ -112,7 +113,7 @@ class Slot:
             spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
         )
         self._commands = Mailbox(self.name)
-        self._supervisor: tuple[anyio.CancelScope, anyio.Event] | None = None
+        self._supervisor: tuple[anyio.CancelScope, LazyEvent] | None = None
         self._stop_reason: str | None = None
         self._end_reason = "no longer supervised"
         self._tg: TaskGroup | None = None
@@ -293,14 +294,14 @@ class Slot:
 
     async def _launch(self, reason: str) -> None:
         assert self._tg is not None  # called from run() only
-        scope, done = anyio.CancelScope(), anyio.Event()
+        scope, done = anyio.CancelScope(), LazyEvent()
         self._supervisor = (scope, done)
         await self._tg.start(self._supervise, scope, done, reason)
 
     async def _supervise(
         self,
         scope: anyio.CancelScope,
-        done: anyio.Event,
+        done: LazyEvent,
         reason: str,
         *,
         task_status: TaskStatus[None],
@@ -395,6 +396,7 @@ class Slot:
                     await self._until_exit(run)
                     await run.catch_up(CATCH_UP_SECONDS)
                 except BaseException:
+                    run.watch_exit(tg)  # the stop waits for the exit
                     with anyio.move_on_after(self._stop_bound(), shield=True):
                         await self._stop_tree(run)
                     self._stopped(run)
@@ -438,10 +440,10 @@ class Slot:
         """Wait for the main process to exit, going RUNNING after start_seconds."""
         up_at = policy.running_at(self.spec, started_at=run.started_at)
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
-            await run.exited.wait()
+            await run.wait_exit()
         if not run.exited.is_set():
             self._state.went_up(run)
-            await run.exited.wait()
+            await run.wait_exit()
 
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""

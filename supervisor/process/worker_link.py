@@ -152,8 +152,11 @@ class WorkerLink:
         try:
             while True:
                 wait = self._next_deadline() - self._clock()
-                with anyio.move_on_after(max(0.0, wait)):
+                if wait == math.inf:  # no cancel scope held while the worker is quiet
                     await anyio.wait_readable(self._sock)
+                else:
+                    with anyio.move_on_after(max(0.0, wait)):
+                        await anyio.wait_readable(self._sock)
                 messages, eof = read_some(self._sock, self._framer)
                 await self._handle_all(messages)
                 self._on_time()

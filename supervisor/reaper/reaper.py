@@ -23,6 +23,7 @@ from supervisor.reaper.stop import TreeOutcome, escalate
 from supervisor.reaper.tree import (
     Scanner,
     adopted,
+    children_of,
     clock_mark,
     descendants,
     identify,
@@ -70,6 +71,8 @@ class Reaper:
         self._scanner = Scanner(instance_id)
         self._tree_stats = TreeStats()
         self._is_subreaper = False
+        # What the sweeps recorded of each live run's tree, so a sweep writes only news.
+        self._recorded: dict[str, frozenset[ProcIdent]] = {}
 
     def become_subreaper(self) -> bool:
         """Make this process a child subreaper (Linux), so orphans re-parent to it.
@@ -384,15 +387,24 @@ class Reaper:
         )
 
     def _record_live(self, snap: Snapshot, live: frozenset[str]) -> None:
+        """Record each live run's tree as seen now; only what earlier sweeps did not record."""
         per_run: dict[str, set[ProcIdent]] = {}
+        children = children_of(snap)
         for s in snap.values():
             if s.run_id is not None and s.run_id in live:
-                per_run.setdefault(s.run_id, set()).update(descendants(snap, s.ident.pid))
+                per_run.setdefault(s.run_id, set()).update(descendants(snap, s.ident.pid, children))
+        recorded = {run_id: self._recorded.get(run_id, frozenset()) for run_id in per_run}
         for run_id, procs in per_run.items():
-            self.ledger.record_descendants(run_id, sorted(procs, key=lambda p: p.pid))
+            new = procs - recorded[run_id]
+            if new:
+                self.ledger.record_descendants(run_id, sorted(new, key=lambda p: p.pid))
+                recorded[run_id] = recorded[run_id] | new
+        self._recorded = recorded  # runs gone from the snapshot are forgotten
 
 
 def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
+    if not _zombie_child():
+        return []
     reaped: list[int] = []
     for child in psutil.Process().children():
         try:
@@ -409,3 +421,16 @@ def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
             reaped.append(pid)
             logger.info("reaped stray zombie pid %d (status %d)", pid, status)
     return reaped
+
+
+def _zombie_child() -> bool:
+    """Whether any child has exited and awaits reaping (a cheap look, nothing is reaped).
+
+    ``waitid(WNOWAIT)`` answers without reading every child from /proc: at rest,
+    with hundreds of live children and no zombie, the full pass is skipped.
+    """
+    try:
+        found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False  # no children at all
+    return found is not None

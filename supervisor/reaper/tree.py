@@ -133,18 +133,20 @@ def adopted(snap: Snapshot, owned: Collection[int]) -> set[ProcIdent]:
     """
     me = os.getpid()
     found: set[ProcIdent] = set()
+    children = children_of(snap)
     for s in snap.values():
         if s.ppid == me and s.run_id is None and s.ident.pid not in owned:
-            found |= descendants(snap, s.ident.pid)
+            found |= descendants(snap, s.ident.pid, children)
     return found
 
 
 def pipe_holders(snap: Snapshot, pipes: Collection[int]) -> set[ProcIdent]:
     """Adopted processes holding one of ``pipes`` (a run's output), with their descendants."""
     found: set[ProcIdent] = set()
+    children = children_of(snap)
     for s in snap.values():
         if not s.pipes.isdisjoint(pipes):
-            found |= descendants(snap, s.ident.pid)
+            found |= descendants(snap, s.ident.pid, children)
     return found
 
 
@@ -172,11 +174,24 @@ def verified(ident: ProcIdent) -> psutil.Process | None:
     return None
 
 
-def descendants(snap: Snapshot, pid: int) -> set[ProcIdent]:
-    """``pid`` and everything below it in the snapshot's parent links."""
+def children_of(snap: Snapshot) -> dict[int, list[int]]:
+    """The snapshot's parent links, parent pid to child pids (for :func:`descendants`)."""
     children: dict[int, list[int]] = {}
     for seen in snap.values():
         children.setdefault(seen.ppid, []).append(seen.ident.pid)
+    return children
+
+
+def descendants(
+    snap: Snapshot, pid: int, children: dict[int, list[int]] | None = None
+) -> set[ProcIdent]:
+    """``pid`` and everything below it in the snapshot's parent links.
+
+    Args:
+        children: :func:`children_of` the snapshot, when the caller asks for many pids.
+    """
+    if children is None:
+        children = children_of(snap)
     found: set[ProcIdent] = set()
     todo = [pid]
     while todo:

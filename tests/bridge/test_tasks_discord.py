@@ -154,35 +154,42 @@ async def test_tasks_posted_while_dsup_was_away_are_taken_once(
     assert len(listed) == 3
 
 
-@pytest.mark.slow
-async def test_a_flood_of_tasks_is_all_answered_within_rate_limits(
+async def test_a_flood_of_tasks_is_all_answered_once_within_rate_limits(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
+    """200 at once: each is one task with one answer queued; the channel's pace is kept.
+
+    Under Discord's 5 messages per 5 s the 200 replies take over 3 minutes to go out
+    (``bench/tasks_discord.py`` waits for all of them); this waits for the first 10.
+    """
     fake_discord.add_channel("tasks")
-    # Discord allows 5 messages per 5 s in a channel; 50 per s keeps the test short,
-    # and the bot must still pace itself to it.
-    fake_discord.set_rate_limit(
-        "POST", "/channels/{channel_id}/messages", limit=50, per_seconds=1.0
-    )
-    fake_discord.set_rate_limit(
-        "PUT",
-        "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
-        limit=200,
-        per_seconds=1.0,
-    )
     team = members(fake_discord)
     fast = (
         '[programs.echo]\ncommand = ["/bin/echo", "{task}"]\ntasks = "oneshot"\nconcurrency = 8\n'
     )
-    async with relayed_node(tmp_path, fake_discord, fast, channels=CHANNELS, access=_access(team)):
+    async with relayed_node(
+        tmp_path, fake_discord, fast, channels=CHANNELS, access=_access(team)
+    ) as node:
         posted = [
             fake_discord.post_message(team.operator, "tasks", f"echo: job {i}", mention_bot=True)
             for i in range(200)
         ]
+        ids = {int(m["id"]) for m in posted}
+
+        def queued_answers() -> list[int]:
+            rows = node.ledger.read("SELECT reply_to FROM outbox WHERE kind = 'reply'", ())
+            return [int(r[0]) for r in rows]
+
+        await wait_until(lambda: len(queued_answers()) >= 200, seconds=90)
         await fake_discord.wait_until(
-            lambda: all(_answers(fake_discord, m["id"]) for m in posted), timeout_seconds=90
+            lambda: sum(bool(_answers(fake_discord, m["id"])) for m in posted) >= 10,
+            timeout_seconds=60,
         )
-    assert all(len(_answers(fake_discord, m["id"])) == 1 for m in posted)
+        tasks = node.ledger.read("SELECT COUNT(*), COUNT(DISTINCT source_key) FROM tasks", ())
+        answers = queued_answers()
+    assert sorted(answers) == sorted(ids)  # one answer each, no more
+    assert tuple(tasks[0]) == (200, 200)
+    assert all(len(_answers(fake_discord, m["id"])) <= 1 for m in posted)
     fake_discord.assert_within_rate_limits()
 
 

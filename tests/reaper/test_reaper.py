@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from supervisor.events import OrphansCleaned
-from supervisor.reaper.reaper import Reaper
+from supervisor.reaper.reaper import Reaper, _zombie_child
 from supervisor.reaper.tree import Seen, adopted, pipe_holders
 from supervisor.state.ledger import Ledger
 from supervisor.state.records import ProcIdent
@@ -469,6 +469,34 @@ async def test_sweep_ends_only_runs_that_are_not_live(instance: str, ledger: Led
     assert recorded == {live_main, live_pids["child"][0]}
 
 
+async def test_sweep_records_only_what_earlier_sweeps_did_not(
+    instance: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree at rest costs no ledger write per sweep; a newcomer in it is still recorded."""
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
+    first, _ = await launch_orphan(instance, "live")
+    ledger.record_run_start(
+        run_id="live", process="w:0", program="w", pid=first, create_time=0, started_at=0
+    )
+    written: list[set[int]] = []
+    record = ledger.record_descendants
+
+    def spy(run_id: str, procs: list[ProcIdent]) -> None:
+        written.append({p.pid for p in procs})
+        record(run_id, procs)
+
+    monkeypatch.setattr(ledger, "record_descendants", spy)
+    with anyio.fail_after(20):
+        await reaper.sweep(live_run_ids={"live"})
+        await reaper.sweep(live_run_ids={"live"})
+        assert written == [{first}]
+        second, _ = await launch_orphan(instance, "live")  # the same run grew
+        await reaper.sweep(live_run_ids={"live"})
+    assert written == [{first}, {second}]
+    recorded = {lo.ident.pid for lo in ledger.leftover_processes() if lo.run_id == "live"}
+    assert recorded == {first, second}
+
+
 async def test_sweep_spares_processes_younger_than_the_sweep(instance: str, ledger: Ledger) -> None:
     reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=60)
     young_main, _ = await launch_orphan(instance, "not-yet-live")
@@ -548,6 +576,32 @@ async def test_reap_zombies_spares_known_children(ledger: Ledger) -> None:
     assert os.waitstatus_to_exitcode(status) == 7  # its exit status was not stolen
     with pytest.raises(ChildProcessError):
         await anyio.to_thread.run_sync(os.waitpid, stray, os.WNOHANG)
+
+
+async def test_zombie_look_sees_an_exited_child_without_reaping_it() -> None:
+    """The cheap first pass of zombie reaping: live children alone answer False."""
+    argv = ["/bin/sh", "-c", "read line; exit 3"]
+    read_end, write_end = os.pipe()
+    try:
+        spawn = functools.partial(
+            os.posix_spawn,
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
+        )
+        child = await anyio.to_thread.run_sync(spawn)
+    finally:
+        os.close(read_end)
+    try:
+        assert not _zombie_child()
+    finally:
+        os.close(write_end)  # EOF: the child exits
+    await wait_until(lambda: psutil.Process(child).status() == psutil.STATUS_ZOMBIE, seconds=10)
+    assert _zombie_child()
+    assert _zombie_child()  # it looked, it did not reap
+    _, status = await anyio.to_thread.run_sync(os.waitpid, child, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
 
 
 async def test_stats_sums_the_tree(instance: str, ledger: Ledger) -> None:
