@@ -224,8 +224,16 @@ def _json_lines(head: str, lines: Sequence[str]) -> str:
     block = joined(lines, "\n")
     if not lines or "\\" in block:
         return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
+    if block.isascii() and not any(c in block for c in _JSON_ESCAPED):
+        # Nothing to escape (the usual log line): every line is its own JSON string.
+        body = block.replace("\n", f'"}}\n{head}"')
+        return f'{head}"{body}"}}\n'
     body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
     return f"{head}{body}}}\n"
+
+
+_JSON_ESCAPED = ['"', *(chr(c) for c in range(0x20) if c != 0x0A)]
+"""What ``json.dumps`` escapes in ASCII text, besides the newline and the backslash."""
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:
