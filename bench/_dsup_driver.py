@@ -6,6 +6,9 @@ for supervisord in the same benchmark) and prints a JSON summary at the end.
 ``--consumer none`` passes no consumer (log capture only); ``full`` is a
 consumer that is always full (newlines counted as dropped); ``all`` takes
 every line (full framing and decoding).
+
+The benches that run ``dsup run`` import :func:`write_config` and :func:`program_table`
+from here to write their config.
 """
 
 from __future__ import annotations
@@ -25,9 +28,51 @@ from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.abc import Process
+
     from supervisor.events import OutputLines, Stream
 
 _STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
+SLEEP = ["sleep", "3600"]
+
+
+def program_table(
+    name: str, command: list[str], *, numprocs: int, start_seconds: float, stop_timeout: float
+) -> str:
+    """A ``[programs.NAME]`` table of ``numprocs`` copies of ``command``."""
+    return (
+        f"[programs.{name}]\ncommand = {json.dumps(command)}\nnumprocs = {numprocs}\n"
+        f"start_seconds = {start_seconds}\nstop_timeout_seconds = {stop_timeout}\n"
+    )
+
+
+def write_config(directory: Path, *tables: str) -> Path:
+    """``directory/dsup.toml``: node ``bench`` (state in ``directory/state``) and ``tables``."""
+    config = directory / "dsup.toml"
+    head = '[supervisor]\nname = "bench"\nstate_dir = "state"\n'
+    config.write_text("\n".join([head, *tables]), encoding="utf-8")
+    return config
+
+
+@contextlib.asynccontextmanager
+async def quiet_dsup(config: Path) -> AsyncIterator[Process]:
+    """``dsup run --quiet config`` with no terminal; SIGTERM'd at the end (killed after 60 s)."""
+    dsup = await anyio.open_process(
+        [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield dsup
+    finally:
+        dsup.terminate()
+        with anyio.move_on_after(60, shield=True):
+            await dsup.wait()
+        if dsup.returncode is None:
+            dsup.kill()
 
 
 class _Counter:

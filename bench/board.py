@@ -19,18 +19,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import anyio
+from _dsup_driver import SLEEP, program_table, quiet_dsup, write_config
 
 from supervisor.bridge.board_text import render_board
 from supervisor.commands.health import BridgeHealth
 from supervisor.events import ProcessState
 from supervisor.process.status import ProcessStatus
+from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import FakeDiscord, open_fake_discord
 
 DSUP = [sys.executable, "-m", "supervisor"]
@@ -76,33 +77,9 @@ def render_time(count: int) -> tuple[float, int]:
 
 
 def _config(directory: Path, fake: FakeDiscord, count: int, interval: float) -> Path:
-    token = directory / "token"
-    token.write_text(fake.token)
-    token.chmod(0o600)
-    config = directory / "dsup.toml"
-    config.write_text(
-        f"""
-[supervisor]
-name = "bench"
-state_dir = "state"
-
-[programs.sleeper]
-command = ["sleep", "3600"]
-numprocs = {count}
-start_seconds = 1.0
-stop_timeout_seconds = 3
-
-[discord]
-token_file = "{token}"
-guild_id = {fake.guild_id}
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-status_channel = {fake.channel("general").id}
-status_interval_seconds = {interval}
-""",
-        encoding="utf-8",
-    )
-    return config
+    sleepers = program_table("sleeper", SLEEP, numprocs=count, start_seconds=1.0, stop_timeout=3)
+    token = token_file(directory, fake.token)
+    return write_config(directory, sleepers, discord_table(fake, token, interval=interval))
 
 
 def _board(fake: FakeDiscord) -> str:
@@ -127,13 +104,7 @@ async def live(count: int, interval: float, idle: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with open_fake_discord() as fake:
             config = _config(Path(tmp), fake, count, interval)
-            dsup = await anyio.open_process(
-                [*DSUP, "run", "--quiet", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
+            async with quiet_dsup(config):
                 await fake.wait_until(lambda: settled in _board(fake), timeout_seconds=120)
                 print(f"board posted and settled: {len(_board(fake))} characters")
 
@@ -189,12 +160,6 @@ async def live(count: int, interval: float, idle: float) -> None:
                     f"{statistics.median(final):.2f} s, max {max(final):.2f} s over "
                     f"{len(first)} stops (status_interval_seconds = {interval:g})"
                 )
-            finally:
-                dsup.terminate()
-                with anyio.move_on_after(60, shield=True):
-                    await dsup.wait()
-                if dsup.returncode is None:
-                    dsup.kill()
 
 
 def main() -> None:

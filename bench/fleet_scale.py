@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
+from _dsup_driver import SLEEP, program_table, write_config
 from throughput import SIDE_VENV, SUPERVISORD_REQ, ensure_supervisord
 
 if TYPE_CHECKING:
@@ -56,28 +57,13 @@ class Figures:
 
 def _dsup_config(directory: Path, count: int, stop_timeout: float) -> Path:
     half = count // 2
-    config = directory / "dsup.toml"
-    config.write_text(
-        f"""
-[supervisor]
-name = "bench"
-state_dir = "state"
-
-[programs.sleeper]
-command = ["sleep", "3600"]
-numprocs = {count - half}
-start_seconds = 1.0
-stop_timeout_seconds = {stop_timeout}
-
-[programs.stubborn]
-command = ["sh", "-c", "trap '' TERM; exec sleep 3600"]
-numprocs = {half}
-start_seconds = 1.0
-stop_timeout_seconds = {stop_timeout}
-""",
-        encoding="utf-8",
+    stubborn = ["sh", "-c", "trap '' TERM; exec sleep 3600"]
+    timing = {"start_seconds": 1.0, "stop_timeout": stop_timeout}
+    return write_config(
+        directory,
+        program_table("sleeper", SLEEP, numprocs=count - half, **timing),
+        program_table("stubborn", stubborn, numprocs=half, **timing),
     )
-    return config
 
 
 def _supervisord_config(directory: Path, count: int, stop_timeout: float) -> Path:

@@ -16,52 +16,26 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from _dsup_driver import SLEEP, program_table, quiet_dsup, write_config
 
+from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
     from tests.discord_fake import FakeUser
 
-DSUP = [sys.executable, "-m", "supervisor"]
-
 
 def _config(directory: Path, fake: FakeDiscord, count: int, operators: int) -> Path:
-    token = directory / "token"
-    token.write_text(fake.token)
-    token.chmod(0o600)
-    config = directory / "dsup.toml"
-    config.write_text(
-        f"""
-[supervisor]
-name = "bench"
-state_dir = "state"
-
-[programs.sleeper]
-command = ["sleep", "3600"]
-numprocs = {count}
-start_seconds = 0.2
-stop_timeout_seconds = 3
-
-[discord]
-token_file = "{token}"
-guild_id = {fake.guild_id}
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-
-[discord.access]
-operator = [{operators}]
-""",
-        encoding="utf-8",
-    )
-    return config
+    sleepers = program_table("sleeper", SLEEP, numprocs=count, start_seconds=0.2, stop_timeout=3)
+    token = token_file(directory, fake.token)
+    table = discord_table(fake, token, status_channel=None, operator=[operators])
+    return write_config(directory, sleepers, table)
 
 
 async def _timed(
@@ -108,13 +82,7 @@ async def live(count: int, rounds: int) -> None:
             ops = fake.add_user("otto", roles=("ops",))
             guest = fake.add_user("gus")
             config = _config(Path(tmp), fake, count, fake.store.role_named("ops").id)
-            dsup = await anyio.open_process(
-                [*DSUP, "run", "--quiet", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
+            async with quiet_dsup(config):
                 await fake.wait_until(
                     lambda: fake.store.commands.get(fake.guild_id) and fake.identify_count,
                     timeout_seconds=120,
@@ -135,12 +103,6 @@ async def live(count: int, rounds: int) -> None:
                         for _ in range(rounds)
                     ]
                     print(_line(label, samples))
-            finally:
-                dsup.terminate()
-                with anyio.move_on_after(60, shield=True):
-                    await dsup.wait()
-                if dsup.returncode is None:
-                    dsup.kill()
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+from _dsup_driver import write_config
 
+from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
@@ -90,25 +92,18 @@ def _peak_rss(pid: int) -> int:
 def _config(
     directory: Path, fake: FakeDiscord, mode: str, workers: int, lines: int, crash_every: float
 ) -> Path:
-    token = directory / "token"
-    token.write_text(fake.token)
-    token.chmod(0o600)
     gate = directory / "gate"
     flood = [sys.executable, str(WORKER), str(gate), str(lines)]
     crasher = [sys.executable, "-c", f"import time; time.sleep({crash_every}); raise SystemExit(1)"]
-    path = directory / "dsup.toml"
-    path.write_text(
-        '[supervisor]\nname = "bench"\nstate_dir = "state"\n\n'
+    token = token_file(directory, fake.token)
+    return write_config(
+        directory,
         f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {workers}\n"
-        f'relay = "{mode}"\n\n'
+        f'relay = "{mode}"\n',
         f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
-        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n\n'
-        f'[discord]\ntoken_file = "{token}"\nguild_id = {fake.guild_id}\n'
-        f'api_base = "{fake.api_base}"\ngateway_url = "{fake.gateway_url}"\n'
-        f"log_channel = {fake.channel('ops').id}\n",
-        encoding="utf-8",
+        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n',
+        discord_table(fake, token, status_channel=None, channels={"log_channel": "ops"}),
     )
-    return path
 
 
 def _logged_bytes(state: Path) -> int:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from supervisor import humanize
+from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import open_fake_discord
 from tests.discord_fake.__main__ import stdin_lines
 
@@ -67,23 +68,10 @@ def describe(message: dict[str, Any]) -> str:
 def write_config(fake: FakeDiscord, operator_role: int) -> None:
     """The example config with a [discord] table for the fake, and its token file."""
     STATE.mkdir(exist_ok=True)
-    token = STATE / "token"
-    token.write_text(fake.token)
-    token.chmod(0o600)
+    token = token_file(STATE, fake.token)
     text = (EXAMPLES / "dsup.toml").read_text(encoding="utf-8")
     text = text.replace('state_dir = ".dsup"', 'state_dir = ".dsup-discord"')
-    text += f"""
-[discord]
-token_file = "{token}"
-guild_id = {fake.guild_id}
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-status_channel = {fake.channel("general").id}
-status_interval_seconds = 2
-
-[discord.access]
-operator = [{operator_role}]
-"""
+    text += "\n" + discord_table(fake, token, interval=2, operator=[operator_role])
     CONFIG.write_text(text, encoding="utf-8")
 
 

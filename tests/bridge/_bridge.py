@@ -22,7 +22,7 @@ from tests._control import running_node, write_config
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from pathlib import Path
 
     from supervisor.bridge.context import BridgeContext
@@ -38,9 +38,13 @@ def discord_table(
     *,
     status_channel: str | None = "general",
     interval: float = 0.2,
+    channels: Mapping[str, str] | None = None,
     **access: list[int],
 ) -> str:
-    """The ``[discord]`` table of a node served by ``fake``."""
+    """The ``[discord]`` table of a node served by ``fake``.
+
+    ``channels`` maps keys such as ``log_channel`` to the fake's channel names.
+    """
     keys: dict[str, object] = {
         "token_file": str(token_file),
         "guild_id": fake.guild_id,
@@ -50,6 +54,7 @@ def discord_table(
     }
     if status_channel is not None:
         keys["status_channel"] = fake.channel(status_channel).id
+    keys |= {key: fake.channel(name).id for key, name in (channels or {}).items()}
     body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
     levels = "\n".join(f"{k} = {json.dumps(v)}" for k, v in access.items())
     return f"[discord]\n{body}\n\n[discord.access]\n{levels}\n"

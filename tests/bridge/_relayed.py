@@ -83,15 +83,13 @@ async def relayed_node(
         access: ``[discord.access]`` lists by level name.
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
-    keys = {"log_channel": "ops"} if channels is None else channels
     table = discord_table(
         fake,
         token_file(tmp_path, fake.token),
         status_channel=None,
+        channels={"log_channel": "ops"} if channels is None else channels,
         **(access or {}),  # type: ignore[arg-type]
     )
-    extra = "".join(f"{key} = {fake.channel(name).id}\n" for key, name in keys.items())
-    table = table.replace("[discord]\n", "[discord]\n" + extra, 1)
     state_dir = json.dumps(str(tmp_path / "state"))
     path = tmp_path / "dsup.toml"
     path.write_text(
