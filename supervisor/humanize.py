@@ -61,9 +61,11 @@ def is_safe_block(text: str) -> bool:
     so a batch of lines is checked without a call per line; False only means
     "look at each line with ``printable``".
     """
-    if not text.isascii():
-        return False
-    data = text.encode("ascii")
+    return text.isascii() and is_safe_bytes(text.encode("ascii"))
+
+
+def is_safe_bytes(data: bytes) -> bool:
+    """Whether ASCII bytes hold no control byte but tabs and newlines (see ``is_safe_block``)."""
     return not any(control in data for control in _ASCII_CONTROLS)
 
 

@@ -5,6 +5,7 @@ Every method of a view runs in a thread, one call at a time, so rendering never 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import heapq
 import json
@@ -30,11 +31,11 @@ from supervisor.events import (
     WorkerEvent,
     WorkerLogged,
 )
-from supervisor.output.framing import joined
+from supervisor.output.framing import LineBlock, joined
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from typing import TextIO
+    from typing import BinaryIO, TextIO
 
     from supervisor.console.layout import Entry
     from supervisor.events import Stream
@@ -155,6 +156,7 @@ class PlainView(View):
         super().__init__(stream, node)
         self._format = self._json if json_logs else _plain
         self._logs = _LogCapture() if json_logs else None
+        self._bytes = None if json_logs else _utf8_buffer(stream)
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
@@ -168,6 +170,13 @@ class PlainView(View):
         return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        if self._bytes is not None:
+            data = b"".join(_plain_bytes(at, item) for at, item in items)
+            if data:
+                self._stream.flush()  # nothing is written through it; flushed to be sure
+                self._bytes.write(data)
+                self._bytes.flush()
+            return
         parts = ((at, self._format(at, item)) for at, item in items)
         if self._logs is not None:
             logged = ((at, self._json_log(at, record)) for at, record in self._logs.claim())
@@ -215,8 +224,16 @@ def _json_lines(head: str, lines: Sequence[str]) -> str:
     block = joined(lines, "\n")
     if not lines or "\\" in block:
         return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
+    if block.isascii() and not any(c in block for c in _JSON_ESCAPED):
+        # Nothing to escape (the usual log line): every line is its own JSON string.
+        body = block.replace("\n", f'"}}\n{head}"')
+        return f'{head}"{body}"}}\n'
     body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
     return f"{head}{body}}}\n"
+
+
+_JSON_ESCAPED = ['"', *(chr(c) for c in range(0x20) if c != 0x0A)]
+"""What ``json.dumps`` escapes in ASCII text, besides the newline and the backslash."""
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:
@@ -271,6 +288,26 @@ def _plain(at: float, item: Note | Lines) -> str:
             return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
         case _:
             return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
+
+
+def _plain_bytes(at: float, item: Note | Lines) -> bytes:
+    """``_plain`` encoded; a block of ASCII lines is prefixed as bytes, the cheapest way."""
+    if isinstance(item, Lines) and isinstance(item.lines, LineBlock) and item.lines.text.isascii():
+        data = item.lines.text.encode("ascii")
+        if humanize.is_safe_bytes(data):
+            head = f"{item.process} {_STREAM_MARK[item.stream]} ".encode()
+            return b"".join((head, data.replace(b"\n", b"\n" + head), b"\n"))
+    return _plain(at, item).encode()
+
+
+def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
+    """The byte stream under ``stream`` when it encodes UTF-8 (stdout to a file or pipe)."""
+    buffer: BinaryIO | None = getattr(stream, "buffer", None)
+    try:
+        utf8 = codecs.lookup(stream.encoding).name == "utf-8"
+    except (AttributeError, LookupError, TypeError):
+        return None
+    return buffer if utf8 else None
 
 
 def _describe(item: Note) -> str:

@@ -26,9 +26,14 @@ _PIECES = st.sampled_from(
 _STREAMS = st.lists(st.lists(_PIECES, max_size=30).map(b"".join), min_size=1, max_size=8)
 
 
-def _printed(bulk: bool, chunks: list[bytes], max_line_bytes: int, json_logs: bool) -> str:
+def _printed(
+    bulk: bool, chunks: list[bytes], max_line_bytes: int, json_logs: bool, *, binary: bool = False
+) -> str:
+    """What a plain (or JSON) view prints of the chunks, to a StringIO or a UTF-8 byte stream."""
     framer = LineFramer(max_line_bytes, bulk=bulk)
-    out = io.StringIO()
+    raw = io.BytesIO()
+    text = io.StringIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", newline="") if binary else text
     view = PlainView(out, "n", json_logs)
     items: list[Item] = []
     for chunk in chunks:
@@ -38,7 +43,8 @@ def _printed(bulk: bool, chunks: list[bytes], max_line_bytes: int, json_logs: bo
     last, _ = framer.flush(1000)
     items.append((0.0, Lines("w:0", "stderr", last)))
     view.show(Batch(items), (), final=False, timeout=-1)
-    return out.getvalue()
+    out.flush()
+    return raw.getvalue().decode() if binary else text.getvalue()
 
 
 @settings(max_examples=300, deadline=None)
@@ -48,6 +54,8 @@ def test_console_prints_blocks_exactly_like_lines(
 ) -> None:
     printed = _printed(True, chunks, max_line_bytes, json_logs)
     assert printed == _printed(False, chunks, max_line_bytes, json_logs)
+    # stdout to a file or pipe: blocks of ASCII lines are prefixed as bytes
+    assert printed == _printed(True, chunks, max_line_bytes, json_logs, binary=True)
     if json_logs:
         # split on newlines only: a raw U+0085 or U+2028 inside a line is valid JSON
         objects = [json.loads(line) for line in printed.split("\n")[:-1]]
