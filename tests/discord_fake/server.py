@@ -156,6 +156,18 @@ class FakeDiscord(FakeControls):
         self.gateway.dispatch("CHANNEL_CREATE", channel.payload())
         return channel
 
+    def delete_channel(self, channel: ChannelRef) -> FakeChannel:
+        """Delete a channel as an admin would, and dispatch CHANNEL_DELETE.
+
+        The bot's requests to it are answered 404 Unknown Channel (10003) from then on;
+        the test still reaches it by name for its messages and counts.
+        """
+        target = self.channel(channel)
+        target.deleted = True
+        self.store.notify()
+        self.gateway.dispatch("CHANNEL_DELETE", target.payload())
+        return target
+
     def _guild_event(self, data: dict[str, Any]) -> dict[str, Any]:
         return data | {"guild_id": str(self.store.guild_id)}
 
