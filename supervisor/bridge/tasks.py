@@ -6,8 +6,10 @@ its lifecycle shows as reactions and its answer is one reply, queued in the outb
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
+import json
 import logging
 import re
 import shutil
@@ -23,6 +25,7 @@ from supervisor import humanize
 from supervisor.bridge.access import actor_of
 from supervisor.bridge.complete import MAX_CHOICES
 from supervisor.bridge.respond import NO_MENTIONS, is_ours, refuse_elsewhere
+from supervisor.bridge.results import cancel_item
 from supervisor.commands.access import AccessLevel
 from supervisor.errors import AccessDenied, SupervisorError
 from supervisor.state.channel_cursor import ChannelCursor
@@ -52,7 +55,8 @@ TASK_VERBS = ("task", "task-cancel")
 BACKFILL_MESSAGES = 1000
 """Messages of the task channel read back at most per connection."""
 EVENTS_KEPT = 10_000
-"""Task changes waiting for their reaction; beyond, the oldest reactions are skipped."""
+"""Task changes waiting for their messages, and for their reactions; beyond, the oldest
+are skipped."""
 DOWNLOAD_SECONDS = 60
 """The longest one file of a task message may take to download."""
 _ANSWERS_PER_ROUND = 100
@@ -101,6 +105,8 @@ class TaskDesk:
         self._cursor = ChannelCursor(context.ledger)
         self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
         self._wake = anyio.Event()
+        self._reactions: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
+        self._reacted = anyio.Event()
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -113,7 +119,9 @@ class TaskDesk:
     def _deliver(self, task: TaskRecord) -> None:
         if task.reply_channel is not None:
             self._changes.append(task)
+            self._reactions.append(task)
             self._wake.set()
+            self._reacted.set()
 
     # -- messages in ------------------------------------------------------------
 
@@ -192,20 +200,33 @@ class TaskDesk:
         except discord.HTTPException as exc:
             logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
         await self._answer()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._react_all, client)
+            while True:  # the outbox's part at once: an answer can replace its acknowledgement
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                ended = False
+                while self._changes:
+                    task = self._changes.popleft()
+                    ended = ended or task.state.is_final
+                    if task.state is not TaskState.QUEUED:
+                        continue
+                    if task.source == "worker":
+                        await anyio.to_thread.run_sync(self._announce_once, task)
+                    elif task.reply_to is not None:
+                        await anyio.to_thread.run_sync(self._acknowledge_once, task)
+                if ended:
+                    await self._answer()
+
+    async def _react_all(self, client: discord.Client) -> None:
+        """Add the reactions of task changes, at the pace Discord allows."""
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            ended = False
-            while self._changes:
-                task = self._changes.popleft()
-                ended = ended or task.state.is_final
-                await self._react(client, task)
-            if ended:
-                await self._answer()
+            await self._reacted.wait()
+            self._reacted = anyio.Event()
+            while self._reactions:
+                await self._react(client, self._reactions.popleft())
 
     async def _react(self, client: discord.Client, task: TaskRecord) -> None:
-        if task.source == "worker" and task.state is TaskState.QUEUED:
-            await anyio.to_thread.run_sync(self._announce_once, task)
         if task.reply_channel is None or task.reply_to is None:
             return
         message = client.get_partial_messageable(task.reply_channel).get_partial_message(
@@ -241,10 +262,33 @@ class TaskDesk:
             task.reply_channel, "notice", announcement(task), now=time.time(), meta=(key, "1")
         )
 
+    def _acknowledge_once(self, task: TaskRecord) -> None:
+        """Reply to a task message with a Cancel button, once; its answer replaces it."""
+        key = f"task-ack:{task.id}"
+        if task.reply_channel is None or self._outbox.meta(key) is not None:
+            return
+        self._outbox.post(
+            task.reply_channel,
+            "reply",
+            f"{EMOJI[TaskState.QUEUED]} `{task.program}` task {task.id} queued",
+            now=time.time(),
+            reply_to=task.reply_to,
+            meta=(key, "1"),
+            attach=json.dumps({"cancel_task": task.id}),
+        )
+
     def _post_once(self, task: TaskRecord) -> None:
+        """Queue a task's answer: the acknowledgement edited (its button gone), or a reply."""
         key = f"task-answer:{task.id}"
         if task.reply_channel is None or self._outbox.meta(key) is not None:
             return
+        if task.reply_to is not None and self._outbox.meta(f"task-ack:{task.id}") is not None:
+            ack = self._outbox.reply_row(task.reply_channel, task.reply_to)
+            if ack is not None:
+                with contextlib.suppress(LookupError):  # pruned meanwhile: a new reply
+                    self._outbox.edit(ack, answer_text(task), now=time.time(), drop_view=True)
+                    self._outbox.set_meta(key, "1")
+                    return
         self._outbox.post(
             task.reply_channel,
             "reply",
@@ -415,10 +459,7 @@ def cancel_button(context: BridgeContext) -> type[discord.ui.DynamicItem[Any]]:
 
     class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
         def __init__(self, task_id: int) -> None:
-            button: discord.ui.Button[Any] = discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"task-cancel:{task_id}"
-            )
-            super().__init__(button)
+            super().__init__(cancel_item(task_id))
             self.task_id = task_id
 
         @classmethod
