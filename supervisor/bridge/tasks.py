@@ -7,8 +7,10 @@ its lifecycle shows as reactions and its answer is one reply, queued in the outb
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
+import shutil
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -25,9 +27,12 @@ from supervisor.commands.access import AccessLevel
 from supervisor.errors import AccessDenied, SupervisorError
 from supervisor.state.channel_cursor import ChannelCursor
 from supervisor.state.outbox import Outbox
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from supervisor.bridge.context import BridgeContext
     from supervisor.tasks.records import TaskRecord
 
@@ -48,6 +53,8 @@ BACKFILL_MESSAGES = 1000
 """Messages of the task channel read back at most per connection."""
 EVENTS_KEPT = 10_000
 """Task changes waiting for their reaction; beyond, the oldest reactions are skipped."""
+DOWNLOAD_SECONDS = 60
+"""The longest one file of a task message may take to download."""
 _ANSWERS_PER_ROUND = 100
 _TASK = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\s*:\s*(\S.*)", re.DOTALL)
 
@@ -124,6 +131,13 @@ class TaskDesk:
             return False  # chatter, or a command by mention
         program, text = parsed
         actor = actor_of(self._context.spec.access, await _member(message))
+        folder = None
+        if message.attachments and actor.level >= AccessLevel.OPERATOR:
+            folder = self._inbox(str(message.id))
+            why = await _fetch_files(message.attachments, folder)
+            if why is not None:
+                await _reply(message, f"Not queued: {why}")
+                return True
         try:
             await service.task(
                 actor,
@@ -136,8 +150,15 @@ class TaskDesk:
         except AccessDenied:
             return True  # audited by the command surface; not answered
         except SupervisorError as exc:  # a full backlog, a bad text: say so
+            if folder is not None:
+                await anyio.to_thread.run_sync(_remove, folder)
             await _reply(message, f"Not queued: {exc}")
         return True
+
+    def _inbox(self, source_key: str) -> Path:
+        queue = self._context.service.task_queue
+        assert queue is not None  # no task programs without a queue
+        return queue.files_dir(source_key)
 
     async def _backfill(self, client: discord.Client) -> None:
         """Ingest the task messages posted since the last one handled (while dsup was away)."""
@@ -232,6 +253,64 @@ class TaskDesk:
             reply_to=task.reply_to,
             meta=(key, "1"),
         )
+
+
+async def _fetch_files(attachments: list[discord.Attachment], folder: Path) -> str | None:
+    """Download a task message's files into ``folder``; why not, if they are refused.
+
+    Sizes are checked before any download (and again after). Names are made plain
+    (no directory, no ``..``). A folder already there (the same message, taken
+    before) is kept as it is.
+    """
+    total = sum(a.size for a in attachments)
+    for attachment in attachments:
+        if attachment.size > files.MAX_FILE_BYTES:
+            name, size = humanize.printable(attachment.filename), humanize.memory(attachment.size)
+            return (
+                f"`{name}` has {size}, more than the "
+                f"{humanize.memory(files.MAX_FILE_BYTES)} a task's file may have"
+            )
+    if total > files.MAX_TASK_FILES_BYTES:
+        return (
+            f"the files have {humanize.memory(total)} together, more than the "
+            f"{humanize.memory(files.MAX_TASK_FILES_BYTES)} a task's files may have"
+        )
+    part = folder.with_name(folder.name + ".part")
+    await anyio.to_thread.run_sync(_remove, part)
+    await anyio.to_thread.run_sync(functools.partial(part.mkdir, mode=0o700, parents=True))
+    taken: set[str] = set()
+    try:
+        got = 0
+        for attachment in attachments:
+            name = humanize.printable(attachment.filename)
+            try:
+                with anyio.fail_after(DOWNLOAD_SECONDS):
+                    data = await attachment.read()
+            except discord.HTTPException as exc:
+                return f"could not download `{name}` (HTTP {exc.status})"
+            except TimeoutError:
+                return f"could not download `{name}` (not in {DOWNLOAD_SECONDS} s)"
+            except OSError as exc:
+                return f"could not download `{name}` ({exc.__class__.__name__})"
+            got += len(data)
+            if len(data) > files.MAX_FILE_BYTES or got > files.MAX_TASK_FILES_BYTES:
+                return f"`{name}` is bigger than announced"
+            path = part / files.safe_name(attachment.filename, taken)
+            await anyio.to_thread.run_sync(path.write_bytes, data)
+        await anyio.to_thread.run_sync(_settle, part, folder)
+    finally:
+        await anyio.to_thread.run_sync(_remove, part)
+    return None
+
+
+def _settle(part: Path, folder: Path) -> None:
+    """Move downloaded files in place, unless the task's folder is there already."""
+    if not folder.exists():
+        part.rename(folder)
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _member(message: discord.Message) -> discord.User | discord.Member:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from supervisor.bridge.tasks import EMOJI, answer_text, parse_task
 from supervisor.commands.access import Actor
 from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskRecord, TaskState
 from tests._e2e import alive
 from tests._wait import wait_until
@@ -329,3 +331,61 @@ async def test_cancel_button_under_a_slash_task_stops_it(
     assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
     assert task.state is TaskState.CANCELLED
     assert not any(alive(p) for p in tree)
+
+
+async def test_files_of_a_task_message_reach_its_directory_and_are_bounded(
+    tmp_path: Path, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(files, "MAX_TASK_FILES_BYTES", 1500)
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    given = [
+        ("notes.txt", b"first"),
+        ("../../evil.sh", b"rm -rf /"),
+        (".hidden", b"h"),
+        ("notes.txt", b"second"),
+        ("a b\\c:d", bytes(range(256))),
+    ]
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        posted = fake_discord.post_message(
+            team.operator, "tasks", "echo: read these", mention_bot=True, files=given
+        )
+        too_big = fake_discord.post_message(
+            team.operator, "tasks", "echo: one big", mention_bot=True, files=[("big", b"x" * 1001)]
+        )
+        too_many = fake_discord.post_message(
+            team.operator,
+            "tasks",
+            "echo: two halves",
+            mention_bot=True,
+            files=[("a", b"x" * 800), ("b", b"y" * 800)],
+        )
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in (posted, too_big, too_many)),
+            timeout_seconds=30,
+        )
+        listed = (await node.service.tasks(Actor.local())).tasks
+        await wait_until(lambda: not any((tmp_path / "state" / "task-files").glob("*")))
+    (answer,) = _answers(fake_discord, posted["id"])
+    seen = json.loads(answer.split("\n", 1)[1].split("\u2063")[0])
+    assert seen["in_task_dir"]
+    assert seen["files"] == {
+        name: hashlib.sha256(data).hexdigest()
+        for name, data in [
+            ("notes.txt", b"first"),
+            ("evil.sh", b"rm -rf /"),
+            ("hidden", b"h"),
+            ("2-notes.txt", b"second"),
+            ("c_d", bytes(range(256))),
+        ]
+    }
+    assert _answers(fake_discord, too_big["id"]) == [
+        "Not queued: `big` has 1001 B, more than the 1000 B a task's file may have"
+    ]
+    assert _answers(fake_discord, too_many["id"]) == [
+        "Not queued: the files have 1.6 KiB together, more than the 1.5 KiB a task's files may have"
+    ]
+    assert [t.text for t in listed] == ["read these"]
