@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Stream = Literal["stdout", "stderr"]
 
@@ -69,13 +72,14 @@ class OutputLines:
         process: process name, ``program:index``.
         stream: ``stdout`` or ``stderr``.
         lines: decoded lines without their newline (invalid UTF-8 replaced; a
-            line longer than ``max_line_bytes`` arrives as several pieces).
+            line longer than ``max_line_bytes`` arrives as several pieces); a
+            tuple, or a ``LineBlock`` that keeps a chunk's lines as one string.
         dropped: lines this consumer missed just before these, because it was slow.
     """
 
     process: str
     stream: Stream
-    lines: tuple[str, ...]
+    lines: Sequence[str]
     dropped: int = 0
 
 

@@ -67,6 +67,24 @@ async def test_channel_added_after_ready_is_known_to_the_bot(fake_discord: FakeD
     assert [m["content"] for m in fake_discord.bot_messages("alerts")] == ["up"]
 
 
+async def test_deleted_channel_leaves_the_cache_and_answers_unknown_channel(
+    fake_discord: FakeDiscord,
+) -> None:
+    alerts = fake_discord.add_channel("alerts")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        assert isinstance(client.get_channel(alerts.id), discord.TextChannel)
+        fake_discord.delete_channel("alerts")
+        (deleted,) = await client.wait_seen("channel_delete")
+        assert client.get_channel(alerts.id) is None
+        with pytest.raises(discord.NotFound) as refused:
+            await client.get_partial_messageable(alerts.id).send("anyone?")
+    assert isinstance(deleted, discord.TextChannel)
+    assert deleted.id == alerts.id
+    assert (refused.value.status, refused.value.code) == (404, 10003)
+    assert fake_discord.bot_messages("alerts") == []
+    assert fake_discord.rate_limit_stats("alerts").requests == 1
+
+
 async def test_events_in_a_hidden_channel_are_not_dispatched(fake_discord: FakeDiscord) -> None:
     """Regression (audit 11): the bot got messages from a channel it cannot view."""
     secret = fake_discord.add_channel("secret", bot_denied=True)

@@ -17,6 +17,7 @@ import anyio
 
 from supervisor.console.view import Batch, Dropped, Item, Lines, LiveView, PlainView, isatty
 from supervisor.events import OutputLines, ProgressReported, StateChanged
+from supervisor.output.framing import LineBlock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -142,11 +143,13 @@ class Console:
         """
         process = event.process
         missed = self._missed.pop(process, 0) + event.dropped
-        lines = event.lines
+        # The live view keeps recent lines one by one: a block is split once, here.
+        lines = tuple(event.lines) if self._is_live else event.lines
         taken_lines, taken_chars = self._taken.get(process, (0, 0))
         room = max(FAIR_LINES - taken_lines, self._max_lines - self._pending_lines)
         budget = min(MAX_PENDING_CHARS - self._pending_chars, SHARE_CHARS - taken_chars)
-        n, chars = _fit(lines, room - (1 if missed else 0), budget)
+        taken, chars = _fit(lines, room - (1 if missed else 0), budget)
+        n = len(taken)
         if n == 0:
             if missed + len(lines):
                 self._missed[process] = missed + len(lines)
@@ -155,7 +158,7 @@ class Console:
         if missed:
             self._pending.append((now, Dropped(process, missed)))
             self._pending_lines += 1
-        self._pending.append((now, Lines(process, event.stream, lines[:n])))
+        self._pending.append((now, Lines(process, event.stream, taken)))
         self._pending_lines += n
         self._pending_chars += chars
         self._taken[process] = (taken_lines + n, taken_chars + chars)
@@ -237,20 +240,28 @@ class Console:
             return ()
 
 
-def _fit(lines: tuple[str, ...], room: int, budget: int) -> tuple[int, int]:
-    """How many leading ``lines`` fit in ``room`` lines and ``budget`` chars, and their chars.
+def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[Sequence[str], int]:
+    """The leading ``lines`` that fit in ``room`` lines and ``budget`` chars, and their chars.
 
     The line that crosses the char budget is still taken when the budget is
     not spent yet, so a process with budget left always gets at least one line;
     lines are bounded by the pump's ``max_line_bytes``, so the overshoot is too.
     """
     n = max(0, min(len(lines), room))
+    if isinstance(lines, LineBlock) and n == len(lines):
+        # No string per line: the block's size is known, and so is where it is cut.
+        if lines.chars <= budget:
+            return lines, lines.chars
+        if budget <= 0:
+            return (), 0
+        taken = lines.head(budget)
+        return taken, taken.chars
     chars = sum(map(len, lines[:n]))
     if chars <= budget:
-        return n, chars
+        return lines[:n], chars
     chars = 0
     for i, line in enumerate(lines[:n]):
         if chars >= budget:
-            return i, chars
+            return lines[:i], chars
         chars += len(line)
-    return n, chars
+    return lines[:n], chars

@@ -5,6 +5,7 @@ Every method of a view runs in a thread, one call at a time, so rendering never 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import heapq
 import json
@@ -30,10 +31,11 @@ from supervisor.events import (
     WorkerEvent,
     WorkerLogged,
 )
+from supervisor.output.framing import LineBlock, joined
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from typing import TextIO
+    from typing import BinaryIO, TextIO
 
     from supervisor.console.layout import Entry
     from supervisor.events import Stream
@@ -56,7 +58,7 @@ class Lines:
 
     process: str
     stream: Stream
-    lines: tuple[str, ...]
+    lines: Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class PlainView(View):
         super().__init__(stream, node)
         self._format = self._json if json_logs else _plain
         self._logs = _LogCapture() if json_logs else None
+        self._bytes = None if json_logs else _utf8_buffer(stream)
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
@@ -167,6 +170,13 @@ class PlainView(View):
         return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
+        if self._bytes is not None:
+            data = b"".join(_plain_bytes(at, item) for at, item in items)
+            if data:
+                self._stream.flush()  # nothing is written through it; flushed to be sure
+                self._bytes.write(data)
+                self._bytes.flush()
+            return
         parts = ((at, self._format(at, item)) for at, item in items)
         if self._logs is not None:
             logged = ((at, self._json_log(at, record)) for at, record in self._logs.claim())
@@ -203,7 +213,7 @@ class PlainView(View):
         return json.dumps(obj, ensure_ascii=False) + "\n"
 
 
-def _json_lines(head: str, lines: tuple[str, ...]) -> str:
+def _json_lines(head: str, lines: Sequence[str]) -> str:
     """``{head}"line"}`` for every line, encoded in one ``json.dumps`` when it can be.
 
     The lines are encoded joined by newlines, and each encoded newline (``\\n``)
@@ -211,11 +221,19 @@ def _json_lines(head: str, lines: tuple[str, ...]) -> str:
     with no backslash: a line's own backslash would be encoded as ``\\\\`` and
     could be followed by an ``n``; such a batch is encoded line by line.
     """
-    block = "\n".join(lines)
+    block = joined(lines, "\n")
     if not lines or "\\" in block:
         return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
+    if block.isascii() and not any(c in block for c in _JSON_ESCAPED):
+        # Nothing to escape (the usual log line): every line is its own JSON string.
+        body = block.replace("\n", f'"}}\n{head}"')
+        return f'{head}"{body}"}}\n'
     body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
     return f"{head}{body}}}\n"
+
+
+_JSON_ESCAPED = ['"', *(chr(c) for c in range(0x20) if c != 0x0A)]
+"""What ``json.dumps`` escapes in ASCII text, besides the newline and the backslash."""
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:
@@ -262,7 +280,7 @@ def _plain(at: float, item: Note | Lines) -> str:
         case Lines():
             head = f"{item.process} {_STREAM_MARK[item.stream]} "
             # One join for the whole batch; a call per line only when a line needs escaping.
-            text = head + f"\n{head}".join(item.lines) + "\n"
+            text = head + joined(item.lines, f"\n{head}") + "\n"
             if humanize.is_safe_block(text):
                 return text
             return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
@@ -270,6 +288,26 @@ def _plain(at: float, item: Note | Lines) -> str:
             return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
         case _:
             return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
+
+
+def _plain_bytes(at: float, item: Note | Lines) -> bytes:
+    """``_plain`` encoded; a block of ASCII lines is prefixed as bytes, the cheapest way."""
+    if isinstance(item, Lines) and isinstance(item.lines, LineBlock) and item.lines.text.isascii():
+        data = item.lines.text.encode("ascii")
+        if humanize.is_safe_bytes(data):
+            head = f"{item.process} {_STREAM_MARK[item.stream]} ".encode()
+            return b"".join((head, data.replace(b"\n", b"\n" + head), b"\n"))
+    return _plain(at, item).encode()
+
+
+def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
+    """The byte stream under ``stream`` when it encodes UTF-8 (stdout to a file or pipe)."""
+    buffer: BinaryIO | None = getattr(stream, "buffer", None)
+    try:
+        utf8 = codecs.lookup(stream.encoding).name == "utf-8"
+    except (AttributeError, LookupError, TypeError):
+        return None
+    return buffer if utf8 else None
 
 
 def _describe(item: Note) -> str:

@@ -6,6 +6,96 @@ lines look the same live and from ``tail``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+class LineBlock(Sequence[str]):
+    """Complete lines kept as one string, split only when someone asks for a line.
+
+    The framer hands out a chunk of short lines this way: one decode and no
+    object per line, so a consumer that writes lines in bulk (the plain
+    console) pays per chunk, not per line. Read as a sequence it is the lines.
+
+    Args:
+        text: the lines joined by ``"\\n"`` (no newline after the last).
+        count: how many lines: ``text.count("\\n") + 1``.
+    """
+
+    __slots__ = ("_lines", "line_count", "text")
+
+    def __init__(self, text: str, count: int) -> None:
+        self.text = text
+        self.line_count = count
+        self._lines: list[str] | None = None
+
+    @property
+    def chars(self) -> int:
+        """Characters of the lines, without newlines: ``sum(map(len, self))``."""
+        return len(self.text) - self.line_count + 1
+
+    def head(self, budget: int) -> LineBlock:
+        """The leading lines, each taken while the characters before it are below ``budget``.
+
+        Found with counts over the text, without a string per line: the
+        ``budget``-th character (newlines not counted) is in the last line taken.
+
+        Args:
+            budget: characters (newlines not counted), at least 1.
+        """
+        at = budget
+        newlines = self.text.count("\n", 0, at)
+        while at < budget + newlines:  # bounded: every round passes at least one newline
+            start, at = at, budget + newlines
+            newlines += self.text.count("\n", start, at)
+        end = self.text.find("\n", at)
+        if end < 0:
+            return self
+        return LineBlock(self.text[:end], newlines + 1)
+
+    def _split(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines
+
+    def __len__(self) -> int:
+        return self.line_count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return tuple(self._split()[index])
+        return self._split()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._split())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LineBlock):
+            return self.text == other.text and self.line_count == other.line_count
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"LineBlock({self.line_count} lines, {len(self.text)} chars)"
+
+
+def joined(lines: Sequence[str], sep: str) -> str:
+    """``sep.join(lines)``, without splitting a :class:`LineBlock` first."""
+    if isinstance(lines, LineBlock):
+        return lines.text if sep == "\n" else lines.text.replace("\n", sep)
+    return sep.join(lines)
+
 
 class LineFramer:
     """Splits a byte stream into decoded lines, in bulk, with bounded memory.
@@ -15,13 +105,19 @@ class LineFramer:
     bounded whatever the stream. Invalid UTF-8 is replaced, never fatal. Pieces
     count as lines for limits and drop counts. When lines are dropped in the
     middle of one, framing resumes at the next newline.
+
+    A chunk whose lines all fit (in number and size) comes out as one
+    :class:`LineBlock`: a decode and a count over the chunk, nothing per line.
     """
 
-    def __init__(self, max_line_bytes: int) -> None:
+    def __init__(self, max_line_bytes: int, *, bulk: bool = True) -> None:
         """Create a framer.
 
         Args:
             max_line_bytes: the largest piece handed out, at least 4 bytes.
+            bulk: hand out a chunk of short lines as one :class:`LineBlock`;
+                False frames line by line (the reference the block is tested
+                against, byte for byte).
 
         Raises:
             ValueError: when ``max_line_bytes`` is below 4.
@@ -32,10 +128,14 @@ class LineFramer:
         self._tail: bytes | bytearray = b""  # start of the current line, <= max bytes
         self._skip = -1  # bytes of the current line being dropped; -1: not dropping
         self._cut = False  # pieces of the current line were already handed out
+        self._bulk = bulk
+        # A line longer than max fills a whole window of this many bytes, at any
+        # alignment: a newline in every window proves that no line is too long.
+        self._window = (max_line_bytes + 2) // 2
 
     def feed(
         self, chunk: bytes | bytearray, limit: int, end: int | None = None
-    ) -> tuple[int, list[str], int]:
+    ) -> tuple[int, Sequence[str], int]:
         """Frame a chunk: return up to ``limit`` lines and the drops around them.
 
         A line that was being dropped when the chunk began ends before the lines
@@ -55,6 +155,10 @@ class LineFramer:
             end = len(chunk)
         if limit <= 0:
             return 0, [], self._drop(chunk, end)
+        if self._bulk and self._skip < 0 and not self._cut:
+            block = self._block(chunk, limit, end)
+            if block is not None:
+                return 0, block, 0
         out: list[str] = []
         first = chunk.find(b"\n", 0, end)
         if first < 0:
@@ -72,6 +176,33 @@ class LineFramer:
         if last + 1 < end:
             after += self._grow(chunk[last + 1 : end], out, limit)
         return before, out, after
+
+    def _block(self, chunk: bytes | bytearray, limit: int, end: int) -> LineBlock | None:
+        """Frame the chunk's complete lines as one block; None when a line needs cutting.
+
+        Only for a framer that is neither dropping nor in the middle of a cut
+        line, and a chunk whose lines all fit in ``limit``: then the lines are
+        exactly those of the line-by-line path (a newline always ends an
+        invalid UTF-8 sequence, so one decode replaces what per-line ones would).
+        """
+        last = chunk.rfind(b"\n", 0, end)
+        if last < 0 or end - last - 1 > self._max:
+            return None
+        first = chunk.find(b"\n", 0, last + 1)
+        if len(self._tail) + first > self._max:
+            return None
+        window = self._window
+        for start in range(first + 1, last - window + 1, window):
+            if chunk.find(b"\n", start, start + window) < 0:
+                return None
+        count = chunk.count(b"\n", 0, last + 1)
+        if count > limit:
+            return None
+        view = memoryview(chunk)
+        data = b"".join((self._tail, view[:last])) if self._tail else view[:last]
+        text = str(data, "utf-8", "replace")
+        self._tail = bytes(view[last + 1 : end])
+        return LineBlock(text, count)
 
     def flush(self, limit: int) -> tuple[list[str], int]:
         """End the stream: return the last partial line (if any) and drops.

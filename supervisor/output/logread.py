@@ -76,7 +76,7 @@ def _frame_all(data: bytes, max_line_bytes: int) -> list[str]:
     framer = LineFramer(max_line_bytes)
     _, lines, _ = framer.feed(data, len(data) + 1)
     last, _ = framer.flush(1)
-    return lines + last
+    return [*lines, *last]
 
 
 def _open_or_none(path: Path) -> BinaryIO | None:
@@ -276,7 +276,7 @@ async def watch_log(
             seen_bytes += len(data)
             seen_lines += before + len(lines) + after
             if lines or before:
-                deliver(lines, before)
+                deliver(list(lines), before)
             if after:
                 deliver([], after)
     finally:

@@ -17,9 +17,11 @@ import anyio
 import anyio.lowlevel
 
 from supervisor.events import OutputLines
-from supervisor.output.framing import LineFramer
+from supervisor.output.framing import LineBlock, LineFramer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from supervisor.events import Stream
     from supervisor.output.logfile import RotatingLog
 
@@ -206,7 +208,7 @@ class _Drain:
             )
             self.consumer = None
 
-    def _hand_over(self, lines: list[str], dropped: int, *, before: int = 0) -> None:
+    def _hand_over(self, lines: Sequence[str], dropped: int, *, before: int = 0) -> None:
         """Deliver lines (with the drops just before them), then the drops after them.
 
         A drop count is never held back for a later delivery: a burst that ends
@@ -216,7 +218,10 @@ class _Drain:
         if lines:
             self.consumer.deliver(
                 OutputLines(
-                    process=self.process, stream=self.stream, lines=tuple(lines), dropped=before
+                    process=self.process,
+                    stream=self.stream,
+                    lines=lines if isinstance(lines, LineBlock) else tuple(lines),
+                    dropped=before,
                 )
             )
         else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import anyio
 
 from supervisor.bridge.pacing import Breaker
+from supervisor.commands.access import AccessLevel, Actor
 from supervisor.events import StateChanged
 from tests._wait import wait_until
 from tests.bridge._relayed import program, relayed_node
@@ -14,6 +16,8 @@ from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
     from supervisor.events import Event
     from tests.discord_fake import BotAction, FakeDiscord
@@ -111,6 +115,43 @@ async def test_relay_pauses_a_refusing_channel_and_spares_the_others(
         later = fake_discord.rate_limit_stats("hidden").requests
     assert later - tried <= 3
     assert fake_discord.bot_messages("hidden") == []
+
+
+async def test_relay_pauses_a_deleted_channel_once_and_spares_the_others(
+    tmp_path: Path, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="supervisor.bridge.sender")
+    fake_discord.add_channel("doomed")
+    ticker = program("ticker", "relay_ticker.py", tmp_path / "runs", 20, relay="all")
+    channels = {"log_channel": "doomed", "audit_channel": "ops"}
+    async with relayed_node(tmp_path, fake_discord, ticker, channels=channels) as node:
+        sender = node.outbound.sender
+        sender.breaker = Breaker(threshold=2, first_pause=0.5, max_pause=1.0)
+        await fake_discord.wait_for_action(
+            "doomed", kind="create", predicate=lambda a: "run 1 line" in (a.content or "")
+        )
+        doomed = fake_discord.delete_channel("doomed").id
+        await wait_until(lambda: bool(sender.paused()))
+        (pause,) = sender.paused()
+        assert pause.channel == doomed
+        assert pause.reason.startswith("404")
+        (problem,) = node.bridge.health_now().problems
+        assert problem.startswith(f"channel {doomed} refuses dsup's messages (404")
+        alice = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
+        await node.service.stop(alice, "ticker")
+        await fake_discord.wait_for_action(
+            "ops", kind="create", predicate=lambda a: "`stop ticker` ok" in (a.content or "")
+        )
+        tried = fake_discord.rate_limit_stats("doomed").requests
+        # No event marks "not looping": watch a window. Paused 0.5 s, then 1 s: a
+        # few tries, not a loop.
+        await anyio.sleep(2.0)
+        later = fake_discord.rate_limit_stats("doomed").requests
+        assert len(node.bridge.health_now().problems) == 1
+    assert later - tried <= 3
+    refusals = [r for r in caplog.records if "refuses dsup's messages" in r.getMessage()]
+    assert len(refusals) == 1, "said once in dsup's log, however often it is tried again"
+    assert fake_discord.rate_limit_violations() == {}
 
 
 class _Changes:

@@ -643,22 +643,26 @@ def test_console_live_final_screen_keeps_crashes_shutdown_lines_and_the_sigint_n
         assert f"talker:{i} | talk " in recent, final  # each talker keeps a share too
 
 
+def _change(process: str, change: str, *, stopping: bool = False) -> Entry:
+    """A state change of ``process`` as the recent area keeps it."""
+    return Entry(process, "12:00:00", "#", f"{process} {change}", stopping=stopping)
+
+
 def test_fair_tail_keeps_each_process_state_changes_and_the_lines_the_rest_allows() -> None:
     """9 processes in 25 lines keep their 18 shutdown changes and the note first."""
     processes = [*(f"talker:{i}" for i in range(8)), "crasher:0"]
-
-    def note(process: str, change: str) -> Entry:
-        return Entry(process, "12:00:00", "#", f"{process} {change}")
-
-    entries = [note(p, "STARTING -> RUNNING") for p in processes[:-1]]
+    entries = [_change(p, "STARTING -> RUNNING") for p in processes[:-1]]
     for run in range(3):  # the crasher crashed twice and runs again
-        entries += [note("crasher:0", f"-> STARTING {run}"), note("crasher:0", f"-> RUNNING {run}")]
+        entries += [
+            _change("crasher:0", f"-> STARTING {run}"),
+            _change("crasher:0", f"-> RUNNING {run}"),
+        ]
         if run < 2:
             entries += [Entry("crasher:0", "crasher:0", "!", f"boom {run}")]
-            entries += [note("crasher:0", f"RUNNING -> EXITED {run}")]
+            entries += [_change("crasher:0", f"RUNNING -> EXITED {run}")]
             entries += [Entry(p, p, "|", f"talk {run}.{n}") for n in range(30) for p in processes]
     entries.append(Entry("~", "12:00:01", "~", "SIGINT: stopping every process"))
-    shutdown = [note(p, change) for change in ("-> STOPPING", "-> STOPPED") for p in processes]
+    shutdown = [_change(p, change) for change in ("-> STOPPING", "-> STOPPED") for p in processes]
     entries += shutdown
     shown = fair_tail(entries, 25, {})
     assert len(shown) == 25
@@ -679,16 +683,12 @@ def test_fair_tail_keeps_a_stop_change_that_last_lines_were_read_after() -> None
     recorded. In 7 lines: the note, both changes of each, and each one's newest line.
     """
     talkers = ["talker:0", "talker:1"]
-
-    def note(process: str, change: str, *, stopping: bool = False) -> Entry:
-        return Entry(process, "12:00:00", "#", f"{process} {change}", stopping=stopping)
-
     entries = [Entry(p, p, "|", f"talk {n}") for n in range(100) for p in talkers]
     entries += [Entry("~", "12:00:01", "~", "SIGINT: stopping every process")]
-    stopping = [note(p, "RUNNING -> STOPPING", stopping=True) for p in talkers]
+    stopping = [_change(p, "RUNNING -> STOPPING", stopping=True) for p in talkers]
     entries += stopping
     entries += [Entry(p, p, "|", f"talk {n}") for n in range(100, 105) for p in talkers]
-    stopped = [note(p, "STOPPING -> STOPPED") for p in talkers]
+    stopped = [_change(p, "STOPPING -> STOPPED") for p in talkers]
     entries += stopped
     shown = fair_tail(entries, 7, {})
     texts = [e.text for e in shown]

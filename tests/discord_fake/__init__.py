@@ -18,8 +18,9 @@ Known departures from Discord (deliberate; change them here when a test needs mo
 - One guild, text channels only; no DMs, threads, voice, forums, stickers, polls,
   webhooks other than interaction follow-ups; audit-log reasons are ignored.
 - World changes made by the test are dispatched (GUILD_ROLE_CREATE, CHANNEL_CREATE,
-  and with the GUILD_MEMBERS intent GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE), but
-  nothing is ever deleted, roles and channels never change, users never type (no
+  CHANNEL_DELETE, MESSAGE_DELETE, and with the GUILD_MEMBERS intent GUILD_MEMBER_ADD /
+  GUILD_MEMBER_UPDATE), but only messages and channels are ever deleted (a deleted
+  channel answers 404 Unknown Channel), roles and channels never change, users never type (no
   TYPING_START) and there are no presences. GUILD_CREATE lists every member whatever
   the intents (Discord sends few without GUILD_MEMBERS; discord.py then caches only the
   bot anyway). Privileged intents are always granted (never a 4014 close).

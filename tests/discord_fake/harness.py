@@ -143,6 +143,10 @@ class RecordingClient(discord.Client):
         """Record a new channel."""
         self._note("channel_create", channel)
 
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        """Record a deleted channel."""
+        self._note("channel_delete", channel)
+
     async def on_ready(self) -> None:
         """Record readiness (again after a new session)."""
         self._note("ready", None)

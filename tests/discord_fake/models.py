@@ -144,7 +144,8 @@ class FakeUser:
 
 @dataclass(slots=True, kw_only=True)
 class FakeChannel:
-    """A guild text channel. ``bot_denied`` hides it from the bot (403 on every route)."""
+    """A guild text channel. ``bot_denied`` hides it from the bot (403 on every route);
+    a ``deleted`` one is kept for the test's counts but unknown to the bot (404)."""
 
     id: int
     name: str
@@ -152,6 +153,7 @@ class FakeChannel:
     guild_id: int
     bot_id: int
     bot_denied: bool = False
+    deleted: bool = False
     topic: str | None = None
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
 

@@ -185,7 +185,7 @@ def _role(builder: OptionBuilder, value: Any) -> str:
 
 
 def _channel(builder: OptionBuilder, value: Any) -> str:
-    channels = list(builder.store.channels.values())
+    channels = [c for c in builder.store.channels.values() if not c.deleted]
     return builder.resolve_channel(_find(channels, value, "channel"))
 
 

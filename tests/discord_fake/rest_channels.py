@@ -36,6 +36,8 @@ def channel_for_bot(ctx: Backend, request: web.Request) -> FakeChannel:
         channel = ctx.store.channels[int(request.match_info["channel_id"])]
     except (KeyError, ValueError):
         raise ApiError(404, 10003, "Unknown Channel") from None
+    if channel.deleted:
+        raise ApiError(404, 10003, "Unknown Channel")
     if channel.bot_denied:
         raise ApiError(403, 50001, "Missing Access")
     return channel

@@ -135,6 +135,7 @@ class FakeStore:
             "channels": [
                 {k: v for k, v in c.payload().items() if k != "guild_id"}
                 for c in self.channels.values()
+                if not c.deleted
             ],
             "threads": [],
             "emojis": [],
