@@ -101,6 +101,22 @@ async def test_client_file_upload_and_download(fake_discord: FakeDiscord) -> Non
     assert action.message["attachments"][0]["filename"] == "out.log"
 
 
+async def test_client_downloads_the_files_of_a_users_message(fake_discord: FakeDiscord) -> None:
+    alice = fake_discord.add_user("alice")
+    files = [("notes.txt", b"first\n"), ("../../x.bin", bytes(range(256)) * 40)]
+    async with run_client(Recorder(), fake_discord.token) as client:
+        fake_discord.post_message(alice, "general", "two files", files=files)
+        received = (await client.wait_seen("message"))[0]
+        assert isinstance(received, discord.Message)
+        downloaded = [await a.read() for a in received.attachments]
+    assert [(a.filename, a.size) for a in received.attachments] == [
+        (name, len(data)) for name, data in files
+    ]
+    assert downloaded == [data for _, data in files]
+    (stored,) = fake_discord.messages("general")
+    assert [a["filename"] for a in stored["attachments"]] == ["notes.txt", "../../x.bin"]
+
+
 async def test_client_history_pages_in_order(fake_discord: FakeDiscord) -> None:
     carol = fake_discord.add_user("carol")
     posted = [fake_discord.post_message(carol, "general", f"m{i}") for i in range(130)]

@@ -110,4 +110,21 @@ def attachments(attach: str) -> dict[str, Any]:
         files.append(discord.File(io.BytesIO(data), filename=os.path.basename(path)))
     if files:
         kwargs["files"] = files
+    task = wanted.get("cancel_task")
+    if isinstance(task, int):
+        kwargs["view"] = cancel_view(task)
     return kwargs
+
+
+def cancel_item(task_id: int) -> discord.ui.Button[Any]:
+    """The Cancel button of task ``task_id`` (``task-cancel:ID``, a persistent custom id)."""
+    return discord.ui.Button(
+        label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"task-cancel:{task_id}"
+    )
+
+
+def cancel_view(task_id: int) -> discord.ui.View:
+    """A view of the Cancel button of task ``task_id``: its persistent dynamic item answers."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(cancel_item(task_id))
+    return view

@@ -17,7 +17,7 @@ import discord
 
 from supervisor.bridge.pacing import Breaker, Pacer, route_of
 from supervisor.bridge.results import attachments
-from supervisor.state.outbox import retry_delay
+from supervisor.state.outbox import DROP_VIEW, retry_delay
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -198,7 +198,8 @@ class OutboxSender:
                 return found
         if row.is_edit and row.target_message_id is not None:
             message = channel.get_partial_message(row.target_message_id)
-            await message.edit(content=text, allowed_mentions=_NONE)
+            dropped: dict[str, Any] = {"view": None} if row.attach == DROP_VIEW else {}
+            await message.edit(content=text, allowed_mentions=_NONE, **dropped)
             return row.target_message_id
         reference = (
             discord.MessageReference(

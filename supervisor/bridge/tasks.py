@@ -6,9 +6,13 @@ its lifecycle shows as reactions and its answer is one reply, queued in the outb
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
+import json
 import logging
 import re
+import shutil
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -21,13 +25,17 @@ from supervisor import humanize
 from supervisor.bridge.access import actor_of
 from supervisor.bridge.complete import MAX_CHOICES
 from supervisor.bridge.respond import NO_MENTIONS, is_ours, refuse_elsewhere
+from supervisor.bridge.results import cancel_item
 from supervisor.commands.access import AccessLevel
 from supervisor.errors import AccessDenied, SupervisorError
 from supervisor.state.channel_cursor import ChannelCursor
 from supervisor.state.outbox import Outbox
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from supervisor.bridge.context import BridgeContext
     from supervisor.tasks.records import TaskRecord
 
@@ -47,7 +55,10 @@ TASK_VERBS = ("task", "task-cancel")
 BACKFILL_MESSAGES = 1000
 """Messages of the task channel read back at most per connection."""
 EVENTS_KEPT = 10_000
-"""Task changes waiting for their reaction; beyond, the oldest reactions are skipped."""
+"""Task changes waiting for their messages, and for their reactions; beyond, the oldest
+are skipped."""
+DOWNLOAD_SECONDS = 60
+"""The longest one file of a task message may take to download."""
 _ANSWERS_PER_ROUND = 100
 _TASK = re.compile(r"\s*([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\s*:\s*(\S.*)", re.DOTALL)
 
@@ -94,6 +105,8 @@ class TaskDesk:
         self._cursor = ChannelCursor(context.ledger)
         self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
         self._wake = anyio.Event()
+        self._reactions: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
+        self._reacted = anyio.Event()
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -106,7 +119,9 @@ class TaskDesk:
     def _deliver(self, task: TaskRecord) -> None:
         if task.reply_channel is not None:
             self._changes.append(task)
+            self._reactions.append(task)
             self._wake.set()
+            self._reacted.set()
 
     # -- messages in ------------------------------------------------------------
 
@@ -124,6 +139,13 @@ class TaskDesk:
             return False  # chatter, or a command by mention
         program, text = parsed
         actor = actor_of(self._context.spec.access, await _member(message))
+        folder = None
+        if message.attachments and actor.level >= AccessLevel.OPERATOR:
+            folder = self._inbox(str(message.id))
+            why = await _fetch_files(message.attachments, folder)
+            if why is not None:
+                await _reply(message, f"Not queued: {why}")
+                return True
         try:
             await service.task(
                 actor,
@@ -136,8 +158,15 @@ class TaskDesk:
         except AccessDenied:
             return True  # audited by the command surface; not answered
         except SupervisorError as exc:  # a full backlog, a bad text: say so
+            if folder is not None:
+                await anyio.to_thread.run_sync(_remove, folder)
             await _reply(message, f"Not queued: {exc}")
         return True
+
+    def _inbox(self, source_key: str) -> Path:
+        queue = self._context.service.task_queue
+        assert queue is not None  # no task programs without a queue
+        return queue.files_dir(source_key)
 
     async def _backfill(self, client: discord.Client) -> None:
         """Ingest the task messages posted since the last one handled (while dsup was away)."""
@@ -171,20 +200,33 @@ class TaskDesk:
         except discord.HTTPException as exc:
             logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
         await self._answer()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._react_all, client)
+            while True:  # the outbox's part at once: an answer can replace its acknowledgement
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                ended = False
+                while self._changes:
+                    task = self._changes.popleft()
+                    ended = ended or task.state.is_final
+                    if task.state is not TaskState.QUEUED:
+                        continue
+                    if task.source == "worker":
+                        await anyio.to_thread.run_sync(self._announce_once, task)
+                    elif task.reply_to is not None:
+                        await anyio.to_thread.run_sync(self._acknowledge_once, task)
+                if ended:
+                    await self._answer()
+
+    async def _react_all(self, client: discord.Client) -> None:
+        """Add the reactions of task changes, at the pace Discord allows."""
         while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            ended = False
-            while self._changes:
-                task = self._changes.popleft()
-                ended = ended or task.state.is_final
-                await self._react(client, task)
-            if ended:
-                await self._answer()
+            await self._reacted.wait()
+            self._reacted = anyio.Event()
+            while self._reactions:
+                await self._react(client, self._reactions.popleft())
 
     async def _react(self, client: discord.Client, task: TaskRecord) -> None:
-        if task.source == "worker" and task.state is TaskState.QUEUED:
-            await anyio.to_thread.run_sync(self._announce_once, task)
         if task.reply_channel is None or task.reply_to is None:
             return
         message = client.get_partial_messageable(task.reply_channel).get_partial_message(
@@ -220,10 +262,33 @@ class TaskDesk:
             task.reply_channel, "notice", announcement(task), now=time.time(), meta=(key, "1")
         )
 
+    def _acknowledge_once(self, task: TaskRecord) -> None:
+        """Reply to a task message with a Cancel button, once; its answer replaces it."""
+        key = f"task-ack:{task.id}"
+        if task.reply_channel is None or self._outbox.meta(key) is not None:
+            return
+        self._outbox.post(
+            task.reply_channel,
+            "reply",
+            f"{EMOJI[TaskState.QUEUED]} `{task.program}` task {task.id} queued",
+            now=time.time(),
+            reply_to=task.reply_to,
+            meta=(key, "1"),
+            attach=json.dumps({"cancel_task": task.id}),
+        )
+
     def _post_once(self, task: TaskRecord) -> None:
+        """Queue a task's answer: the acknowledgement edited (its button gone), or a reply."""
         key = f"task-answer:{task.id}"
         if task.reply_channel is None or self._outbox.meta(key) is not None:
             return
+        if task.reply_to is not None and self._outbox.meta(f"task-ack:{task.id}") is not None:
+            ack = self._outbox.reply_row(task.reply_channel, task.reply_to)
+            if ack is not None:
+                with contextlib.suppress(LookupError):  # pruned meanwhile: a new reply
+                    self._outbox.edit(ack, answer_text(task), now=time.time(), drop_view=True)
+                    self._outbox.set_meta(key, "1")
+                    return
         self._outbox.post(
             task.reply_channel,
             "reply",
@@ -232,6 +297,64 @@ class TaskDesk:
             reply_to=task.reply_to,
             meta=(key, "1"),
         )
+
+
+async def _fetch_files(attachments: list[discord.Attachment], folder: Path) -> str | None:
+    """Download a task message's files into ``folder``; why not, if they are refused.
+
+    Sizes are checked before any download (and again after). Names are made plain
+    (no directory, no ``..``). A folder already there (the same message, taken
+    before) is kept as it is.
+    """
+    total = sum(a.size for a in attachments)
+    for attachment in attachments:
+        if attachment.size > files.MAX_FILE_BYTES:
+            name, size = humanize.printable(attachment.filename), humanize.memory(attachment.size)
+            return (
+                f"`{name}` has {size}, more than the "
+                f"{humanize.memory(files.MAX_FILE_BYTES)} a task's file may have"
+            )
+    if total > files.MAX_TASK_FILES_BYTES:
+        return (
+            f"the files have {humanize.memory(total)} together, more than the "
+            f"{humanize.memory(files.MAX_TASK_FILES_BYTES)} a task's files may have"
+        )
+    part = folder.with_name(folder.name + ".part")
+    await anyio.to_thread.run_sync(_remove, part)
+    await anyio.to_thread.run_sync(functools.partial(part.mkdir, mode=0o700, parents=True))
+    taken: set[str] = set()
+    try:
+        got = 0
+        for attachment in attachments:
+            name = humanize.printable(attachment.filename)
+            try:
+                with anyio.fail_after(DOWNLOAD_SECONDS):
+                    data = await attachment.read()
+            except discord.HTTPException as exc:
+                return f"could not download `{name}` (HTTP {exc.status})"
+            except TimeoutError:
+                return f"could not download `{name}` (not in {DOWNLOAD_SECONDS} s)"
+            except OSError as exc:
+                return f"could not download `{name}` ({exc.__class__.__name__})"
+            got += len(data)
+            if len(data) > files.MAX_FILE_BYTES or got > files.MAX_TASK_FILES_BYTES:
+                return f"`{name}` is bigger than announced"
+            path = part / files.safe_name(attachment.filename, taken)
+            await anyio.to_thread.run_sync(path.write_bytes, data)
+        await anyio.to_thread.run_sync(_settle, part, folder)
+    finally:
+        await anyio.to_thread.run_sync(_remove, part)
+    return None
+
+
+def _settle(part: Path, folder: Path) -> None:
+    """Move downloaded files in place, unless the task's folder is there already."""
+    if not folder.exists():
+        part.rename(folder)
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _member(message: discord.Message) -> discord.User | discord.Member:
@@ -336,10 +459,7 @@ def cancel_button(context: BridgeContext) -> type[discord.ui.DynamicItem[Any]]:
 
     class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
         def __init__(self, task_id: int) -> None:
-            button: discord.ui.Button[Any] = discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"task-cancel:{task_id}"
-            )
-            super().__init__(button)
+            super().__init__(cancel_item(task_id))
             self.task_id = task_id
 
         @classmethod

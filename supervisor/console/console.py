@@ -148,7 +148,8 @@ class Console:
         taken_lines, taken_chars = self._taken.get(process, (0, 0))
         room = max(FAIR_LINES - taken_lines, self._max_lines - self._pending_lines)
         budget = min(MAX_PENDING_CHARS - self._pending_chars, SHARE_CHARS - taken_chars)
-        n, chars = _fit(lines, room - (1 if missed else 0), budget)
+        taken, chars = _fit(lines, room - (1 if missed else 0), budget)
+        n = len(taken)
         if n == 0:
             if missed + len(lines):
                 self._missed[process] = missed + len(lines)
@@ -157,7 +158,6 @@ class Console:
         if missed:
             self._pending.append((now, Dropped(process, missed)))
             self._pending_lines += 1
-        taken = lines if n == len(lines) else lines[:n]
         self._pending.append((now, Lines(process, event.stream, taken)))
         self._pending_lines += n
         self._pending_chars += chars
@@ -240,8 +240,8 @@ class Console:
             return ()
 
 
-def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[int, int]:
-    """How many leading ``lines`` fit in ``room`` lines and ``budget`` chars, and their chars.
+def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[Sequence[str], int]:
+    """The leading ``lines`` that fit in ``room`` lines and ``budget`` chars, and their chars.
 
     The line that crosses the char budget is still taken when the budget is
     not spent yet, so a process with budget left always gets at least one line;
@@ -249,14 +249,19 @@ def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[int, int]:
     """
     n = max(0, min(len(lines), room))
     if isinstance(lines, LineBlock) and n == len(lines):
-        chars = lines.chars  # no split: the block's length is known
-    else:
-        chars = sum(map(len, lines[:n]))
+        # No string per line: the block's size is known, and so is where it is cut.
+        if lines.chars <= budget:
+            return lines, lines.chars
+        if budget <= 0:
+            return (), 0
+        taken = lines.head(budget)
+        return taken, taken.chars
+    chars = sum(map(len, lines[:n]))
     if chars <= budget:
-        return n, chars
+        return lines[:n], chars
     chars = 0
     for i, line in enumerate(lines[:n]):
         if chars >= budget:
-            return i, chars
+            return lines[:i], chars
         chars += len(line)
-    return n, chars
+    return lines[:n], chars

@@ -37,6 +37,25 @@ class LineBlock(Sequence[str]):
         """Characters of the lines, without newlines: ``sum(map(len, self))``."""
         return len(self.text) - self.line_count + 1
 
+    def head(self, budget: int) -> LineBlock:
+        """The leading lines, each taken while the characters before it are below ``budget``.
+
+        Found with counts over the text, without a string per line: the
+        ``budget``-th character (newlines not counted) is in the last line taken.
+
+        Args:
+            budget: characters (newlines not counted), at least 1.
+        """
+        at = budget
+        newlines = self.text.count("\n", 0, at)
+        while at < budget + newlines:  # bounded: every round passes at least one newline
+            start, at = at, budget + newlines
+            newlines += self.text.count("\n", start, at)
+        end = self.text.find("\n", at)
+        if end < 0:
+            return self
+        return LineBlock(self.text[:end], newlines + 1)
+
     def _split(self) -> list[str]:
         if self._lines is None:
             self._lines = self.text.split("\n")

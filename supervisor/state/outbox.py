@@ -36,6 +36,8 @@ MAX_PENDING_OUTPUT = 300
 KEEP_SENT = 10_000
 """Sent rows kept (their message ids let later edits find their message)."""
 RETRY_MAX_SECONDS = 60.0
+DROP_VIEW = '{"view": null}'
+"""An edit row's ``attach`` that removes the message's buttons."""
 
 # Four zero-width characters, two bits each, after an invisible separator that
 # starts every marker (so one marker never ends another). Nobody sees them.
@@ -72,8 +74,9 @@ class OutboxRow:
         created_at: wall time the row was written.
         nonce: stable across retries and restarts; at most 25 characters.
         marker: invisible text appended to the content, found again in history.
-        attach: embeds and files to send with a create, as JSON (``{"embeds":
-            [...], "files": [paths]}``); "" for none.
+        attach: embeds, files and a task's Cancel button to send with a create, as
+            JSON (``{"embeds": [...], "files": [paths], "cancel_task": id}``); "" for
+            none. On an edit, :data:`DROP_VIEW` (the edit removes the buttons).
     """
 
     id: int
@@ -194,13 +197,14 @@ class Outbox:
                 _set_meta(conn, *meta)
         return row_id
 
-    def edit(self, target: int, content: str, *, now: float) -> int:
+    def edit(self, target: int, content: str, *, now: float, drop_view: bool = False) -> int:
         """Queue an edit of the message of row ``target``; collapse with pending ones.
 
         An edit of a create not yet attempted changes that row itself; otherwise an
         edit still pending for the same message takes the new content (edits are
         idempotent: only the newest content matters). A target pruned or abandoned
-        turns the edit into a new message in the same channel.
+        turns the edit into a new message in the same channel. With ``drop_view``
+        the message loses its buttons (a create not yet attempted, its ``attach``).
 
         Returns:
             The id of the row that will carry ``content``.
@@ -217,6 +221,8 @@ class Outbox:
                     "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
                     (content, now, target),
                 )
+                if drop_view:
+                    conn.execute("UPDATE outbox SET attach = '' WHERE id = ?", (target,))
                 return target
             pending = conn.execute(
                 "SELECT id FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT 1",
@@ -227,14 +233,35 @@ class Outbox:
                     "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
                     (content, now, pending["id"]),
                 )
+                if drop_view:
+                    conn.execute(
+                        "UPDATE outbox SET attach = ? WHERE id = ?", (DROP_VIEW, pending["id"])
+                    )
                 return int(pending["id"])
             cursor = conn.execute(
-                "INSERT INTO outbox (channel, kind, content, target, created_at, until_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (found["channel"], found["kind"], content, target, now, now),
+                "INSERT INTO outbox (channel, kind, content, target, created_at, until_at, "
+                "attach) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    found["channel"],
+                    found["kind"],
+                    content,
+                    target,
+                    now,
+                    now,
+                    DROP_VIEW if drop_view else "",
+                ),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
+
+    def reply_row(self, channel: int, reply_to: int) -> int | None:
+        """The row of the first message queued in ``channel`` replying to ``reply_to``."""
+        rows = self._ledger.read(
+            "SELECT id FROM outbox WHERE channel = ? AND reply_to = ? AND target IS NULL "
+            "ORDER BY id LIMIT 1",
+            (channel, reply_to),
+        )
+        return int(rows[0][0]) if rows else None
 
     def _bound_output(self, conn: sqlite3.Connection, channel: int) -> None:
         """Fold the oldest untried output rows of ``channel`` into one summary row."""

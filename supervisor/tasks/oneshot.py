@@ -25,6 +25,7 @@ from supervisor.events import ResultReported
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
 from supervisor.process.worker_link import TaskBroker, WorkerLink
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
 
@@ -112,6 +113,7 @@ async def run_attempt(
     work = ctx.work_dir / str(task.id)
     await anyio.to_thread.run_sync(_fresh_start, work, log_paths(ctx.log_dir, process))
     try:
+        await anyio.to_thread.run_sync(files.copy_into, files.files_root(ctx.work_dir), task, work)
         env = {**spec.env, protocol.TASK_ID: str(task.id), protocol.TASK_DIR: str(work)}
         attempt_spec = dataclasses.replace(
             spec, command=task_argv(spec.command, task.text), cwd=work, env=env

@@ -16,6 +16,7 @@ import anyio
 
 from supervisor.config.schema import TaskMode
 from supervisor.errors import InvalidArgument, NotATaskProgram, UnknownTask
+from supervisor.tasks import files
 from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
 from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
@@ -23,6 +24,7 @@ from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+    from pathlib import Path
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -88,6 +90,7 @@ class TaskQueue:
         self._lease = lease_seconds
         self._poll = poll_seconds
         self._chat = chat
+        self._files = files.files_root(ctx.work_dir)
         self._running: dict[int, _Attempt] = {}
         self._runs: dict[str, Run] = {}
         self._streams = StreamWorkers()
@@ -168,6 +171,14 @@ class TaskQueue:
         self._streams.remove(link)
 
     # -- requests ----------------------------------------------------------------
+
+    def files_dir(self, source_key: str) -> Path:
+        """Where the files of the task submitted with ``source_key`` go, before submitting it.
+
+        They are copied into each attempt's directory (a stream worker gets their
+        paths) and removed when the task ends.
+        """
+        return files.inbox(self._files, source_key)
 
     def takers(self) -> list[str]:
         """The programs that take tasks."""
@@ -312,8 +323,9 @@ class TaskQueue:
                         run_attempt, spec, task, self._ctx, attempt.cancel, self._runs, self
                     )
                 else:
+                    paths = tuple(str(p) for p in files.held(self._files, task))
                     run = functools.partial(
-                        run_stream_attempt, spec, task, consumer, attempt.cancel
+                        run_stream_attempt, spec, task, consumer, attempt.cancel, paths
                     )
                     consumer.reserve(task.id)  # counted in flight from now on
                 self._tg.start_soon(self._attempt, spec, attempt, run)
@@ -406,6 +418,7 @@ class TaskQueue:
             attempt.cancel.cancel()
 
     def _finished(self, record: TaskRecord) -> None:
+        files.drop(self._files, record)
         waiter = self._waiters.pop(record.id, None)
         if waiter is not None:
             waiter.set()

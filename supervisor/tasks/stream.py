@@ -83,9 +83,15 @@ class StreamWorkers:
 
 
 async def run_stream_attempt(
-    spec: ProgramSpec, task: TaskRecord, consumer: Consumer, cancel: anyio.CancelScope
+    spec: ProgramSpec,
+    task: TaskRecord,
+    consumer: Consumer,
+    cancel: anyio.CancelScope,
+    files: tuple[str, ...] = (),
 ) -> TaskOutcome:
-    """Give ``task`` to a worker and wait for its answer, its timeout or a cancel.
+    """Give ``task`` (with the paths of its ``files``) to a worker; wait for its answer.
+
+    It ends with the answer, the task's timeout or a cancel.
 
     A timed-out or cancelled task is cancelled on the worker's side too
     (``task_cancel``); an answer that comes later is ignored.
@@ -97,7 +103,7 @@ async def run_stream_attempt(
             "id": task.id,
             "text": task.text,
             "author": task.author,
-            "files": [],
+            "files": list(files),
         }
         if not consumer.link.send(message):
             return TaskOutcome(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -15,6 +16,7 @@ from supervisor.bridge.tasks import EMOJI, answer_text, parse_task
 from supervisor.commands.access import Actor
 from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskRecord, TaskState
 from tests._e2e import alive
 from tests._wait import wait_until
@@ -39,14 +41,22 @@ def _access(team: Members) -> dict[str, list[int]]:
     return {"operator": team.access["operator"], "viewer": team.access["viewer"]}
 
 
-def _answers(fake: FakeDiscord, message_id: str) -> list[str]:
-    """The bot's replies to one message."""
+def _replies(fake: FakeDiscord, message_id: str) -> list[dict[str, Any]]:
+    """The bot's replies to one message, as they are now."""
     return [
-        a.content or ""
-        for a in fake.bot_actions("tasks")
-        if a.kind == "create"
-        and a.message is not None
-        and str((a.message.get("message_reference") or {}).get("message_id")) == message_id
+        m
+        for m in fake.bot_messages("tasks")
+        if str((m.get("message_reference") or {}).get("message_id")) == message_id
+    ]
+
+
+def _answers(fake: FakeDiscord, message_id: str) -> list[str]:
+    """The bot's replies to one message as they read now, acknowledgements not answered yet
+    aside (the answer replaces the acknowledgement)."""
+    return [
+        str(m["content"]).split("\u2063")[0]
+        for m in _replies(fake, message_id)
+        if not str(m["content"]).startswith(EMOJI[TaskState.QUEUED])
     ]
 
 
@@ -122,6 +132,7 @@ async def test_task_message_by_an_operator_runs_and_gets_reactions_and_one_answe
         EMOJI[TaskState.RUNNING],
         EMOJI[TaskState.DONE],
     ]
+    assert [r["components"] for r in _replies(fake_discord, posted["id"])] == [[]]  # no Cancel
     assert _answers(fake_discord, refused["id"]) == []
     assert _reactions(fake_discord, refused["id"]) == []
     assert any(r.command == "task" and r.outcome == "refused" for r in audit)
@@ -177,17 +188,25 @@ async def test_a_flood_of_tasks_is_all_answered_once_within_rate_limits(
         ids = {int(m["id"]) for m in posted}
 
         def queued_answers() -> list[int]:
-            rows = node.ledger.read("SELECT reply_to FROM outbox WHERE kind = 'reply'", ())
+            rows = node.ledger.read(
+                "SELECT reply_to FROM outbox WHERE kind = 'reply' AND reply_to IS NOT NULL", ()
+            )
             return [int(r[0]) for r in rows]
 
-        await wait_until(lambda: len(queued_answers()) >= 200, seconds=90)
+        def answered() -> int:
+            rows = node.ledger.read(
+                "SELECT COUNT(*) FROM outbox_meta WHERE key LIKE 'task-answer:%'", ()
+            )
+            return int(rows[0][0])
+
+        await wait_until(lambda: answered() >= 200, seconds=90)
         await fake_discord.wait_until(
             lambda: sum(bool(_answers(fake_discord, m["id"])) for m in posted) >= 10,
             timeout_seconds=60,
         )
         tasks = node.ledger.read("SELECT COUNT(*), COUNT(DISTINCT source_key) FROM tasks", ())
         answers = queued_answers()
-    assert sorted(answers) == sorted(ids)  # one answer each, no more
+    assert sorted(answers) == sorted(ids)  # one reply each (the answer, or what becomes it)
     assert tuple(tasks[0]) == (200, 200)
     assert all(len(_answers(fake_discord, m["id"])) <= 1 for m in posted)
     fake_discord.assert_within_rate_limits()
@@ -329,3 +348,98 @@ async def test_cancel_button_under_a_slash_task_stops_it(
     assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
     assert task.state is TaskState.CANCELLED
     assert not any(alive(p) for p in tree)
+
+
+async def test_files_of_a_task_message_reach_its_directory_and_are_bounded(
+    tmp_path: Path, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(files, "MAX_TASK_FILES_BYTES", 1500)
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    given = [
+        ("notes.txt", b"first"),
+        ("../../evil.sh", b"rm -rf /"),
+        (".hidden", b"h"),
+        ("notes.txt", b"second"),
+        ("a b\\c:d", bytes(range(256))),
+    ]
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        posted = fake_discord.post_message(
+            team.operator, "tasks", "echo: read these", mention_bot=True, files=given
+        )
+        too_big = fake_discord.post_message(
+            team.operator, "tasks", "echo: one big", mention_bot=True, files=[("big", b"x" * 1001)]
+        )
+        too_many = fake_discord.post_message(
+            team.operator,
+            "tasks",
+            "echo: two halves",
+            mention_bot=True,
+            files=[("a", b"x" * 800), ("b", b"y" * 800)],
+        )
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in (posted, too_big, too_many)),
+            timeout_seconds=30,
+        )
+        listed = (await node.service.tasks(Actor.local())).tasks
+        await wait_until(lambda: not any((tmp_path / "state" / "task-files").glob("*")))
+    (answer,) = _answers(fake_discord, posted["id"])
+    seen = json.loads(answer.split("\n", 1)[1].split("\u2063")[0])
+    assert seen["in_task_dir"]
+    assert seen["files"] == {
+        name: hashlib.sha256(data).hexdigest()
+        for name, data in [
+            ("notes.txt", b"first"),
+            ("evil.sh", b"rm -rf /"),
+            ("hidden", b"h"),
+            ("2-notes.txt", b"second"),
+            ("c_d", bytes(range(256))),
+        ]
+    }
+    assert _answers(fake_discord, too_big["id"]) == [
+        "Not queued: `big` has 1001 B, more than the 1000 B a task's file may have"
+    ]
+    assert _answers(fake_discord, too_many["id"]) == [
+        "Not queued: the files have 1.6 KiB together, more than the 1.5 KiB a task's files may have"
+    ]
+    assert [t.text for t in listed] == ["read these"]
+
+
+async def test_cancel_button_on_a_task_messages_acknowledgement_stops_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    held = task_program("held", "hold", str(hold))
+    async with relayed_node(
+        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
+    ) as node:
+        posted = fake_discord.post_message(team.operator, "tasks", "held: x", mention_bot=True)
+        await wait_until(lambda: 1 in held_tasks(hold))
+        tree = held_tasks(hold)[1]
+        await fake_discord.wait_until(lambda: bool(_replies(fake_discord, posted["id"])))
+        (ack,) = _replies(fake_discord, posted["id"])
+        assert ack["content"].startswith("📥 `held` task 1 queued")
+        refused = fake_discord.click(team.viewer, int(ack["id"]), "task-cancel:1")
+        refusal = await refused.wait_reply()
+        clicked = fake_discord.click(team.operator, int(ack["id"]), "task-cancel:1")
+        said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
+        await fake_discord.wait_until(
+            lambda: bool(_answers(fake_discord, posted["id"])), timeout_seconds=20
+        )
+        queue = node.service.task_queue
+        assert queue is not None
+        task = await queue.wait(1, 10)
+    assert "may not task-cancel" in (refusal.content or "")
+    assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
+    assert task.state is TaskState.CANCELLED
+    assert not any(alive(p) for p in tree)
+    (answer,) = _replies(fake_discord, posted["id"])  # the acknowledgement became the answer
+    assert answer["id"] == ack["id"]
+    assert answer["content"].startswith("🚫 `held` task 1 cancelled: cancelled by otto")
+    assert answer["components"] == []  # nothing left to cancel

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -278,7 +279,8 @@ def attachments_out(
     for upload in files:
         attachment_id = ctx.store.snowflakes.next()
         ctx.store.attachments[attachment_id] = upload.data
-        url = f"{ctx.public_url()}/attachments/{channel_id}/{attachment_id}/{upload.filename}"
+        plain = re.sub(r"[^A-Za-z0-9._-]", "_", upload.filename)  # as Discord's CDN names it
+        url = f"{ctx.public_url()}/attachments/{channel_id}/{attachment_id}/{plain}"
         meta = described.get(str(upload.index), {})
         out.append(
             {

@@ -17,7 +17,13 @@ from aiohttp import web
 
 from tests.discord_fake.controls import ChannelRef, FakeControls
 from tests.discord_fake.gateway import Gateway
-from tests.discord_fake.http_util import BACKEND_KEY, Backend, api_middleware
+from tests.discord_fake.http_util import (
+    BACKEND_KEY,
+    Backend,
+    UploadedFile,
+    api_middleware,
+    attachments_out,
+)
 from tests.discord_fake.interaction import InteractionBook, InteractionRecord, find_component
 from tests.discord_fake.models import (
     EVERYONE_PERMISSIONS,
@@ -33,7 +39,7 @@ from tests.discord_fake.rest_interactions import routes as interaction_routes
 from tests.discord_fake.store import FakeStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +187,7 @@ class FakeDiscord(FakeControls):
         *,
         mention_bot: bool = False,
         reply_to: int | None = None,
+        files: Sequence[tuple[str, bytes]] = (),
     ) -> dict[str, Any]:
         """Post a message as ``author`` and dispatch MESSAGE_CREATE; return its payload.
 
@@ -192,6 +199,7 @@ class FakeDiscord(FakeControls):
                 MESSAGE_CONTENT intent still gets the content).
             reply_to: The id of a message in that channel to reply to (type 19); a reply
                 to the bot mentions it, as Discord's client does by default.
+            files: Attachments, ``(filename, bytes)``, served by the fake at their URLs.
         """
         target = self.channel(channel)
         body: dict[str, Any] = {"content": content}
@@ -206,7 +214,12 @@ class FakeDiscord(FakeControls):
             }
         if mention_bot and reply_to is None:
             body["content"] = f"<@{self.store.bot.id}> {content}"
-        message = self.store.new_message(target, author, body)
+        uploads = [
+            UploadedFile(index=i, filename=name, data=data, content_type="application/octet-stream")
+            for i, (name, data) in enumerate(files)
+        ]
+        attached = attachments_out(self._ctx, target.id, {}, uploads)
+        message = self.store.new_message(target, author, body, attachments=attached)
         if mention_bot:
             message["mentions"] = [
                 self.store.bot.payload()

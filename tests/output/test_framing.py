@@ -72,3 +72,23 @@ def test_line_block_compares_as_its_lines() -> None:
     assert block == LineBlock("a\nb", 2)
     assert block != LineBlock("a\nc", 2)
     assert hash(block) == hash(("a", "b"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab\u20ac", max_size=6), min_size=1, max_size=30),
+    budget=st.integers(1, 80),
+)
+def test_line_block_head_takes_lines_while_the_chars_before_them_are_below_budget(
+    lines: list[str], budget: int
+) -> None:
+    want: list[str] = []
+    chars = 0
+    for line in lines:
+        if chars >= budget:
+            break
+        want.append(line)
+        chars += len(line)
+    head = LineBlock("\n".join(lines), len(lines)).head(budget)
+    assert list(head) == want
+    assert (len(head), head.chars) == (len(want), chars)

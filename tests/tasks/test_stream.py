@@ -44,6 +44,20 @@ async def test_stream_worker_answers_fails_and_times_out(tmp_path: Path) -> None
     assert pid is not None  # one long-running process served them all
 
 
+async def test_stream_worker_gets_the_paths_of_a_tasks_files(tmp_path: Path) -> None:
+    config = write_config(tmp_path, stream_program("upper"))
+    async with running_node(config) as node:
+        folder = node.tasks.files_dir("message:12")
+        folder.mkdir(parents=True)
+        (folder / "b.txt").write_text("two")
+        (folder / "a.txt").write_text("one")
+        task = await node.service.task(
+            LOCAL, "upper", "files", source_key="message:12", wait_seconds=20
+        )
+        await wait_until(lambda: not folder.exists())  # gone once the task ended
+    assert (task.state, task.result) == (TaskState.DONE, "a.txt=one b.txt=two")
+
+
 async def test_stream_keeps_at_most_concurrency_tasks_in_flight(tmp_path: Path) -> None:
     hold = tmp_path / "hold"
     hold.mkdir()

@@ -1,6 +1,7 @@
 """A stream task worker: takes tasks from worker_sdk.tasks() and answers them.
 
-"fail" fails, "hang" is never answered, anything else gets "upper: TEXT". With a
+"fail" fails, "hang" is never answered, "files" gets "NAME=CONTENT ..." of the task's
+files (task.files), anything else gets "upper: TEXT". With a
 directory argument, answers wait until DIR/go exists; DIR/held holds how many
 tasks wait unanswered (written at each new one).
 """
@@ -41,6 +42,12 @@ for task in worker_sdk.tasks():
         task.fail("asked to fail")
     elif task.text == "hang":
         continue
+    elif task.text == "files":
+        parts = []
+        for path in task.files:
+            with open(path) as f:
+                parts.append(os.path.basename(path) + "=" + f.read())
+        task.reply(" ".join(parts))
     else:
         with lock:
             if hold_on:

@@ -1,14 +1,17 @@
 """A oneshot task worker for the task tests: argv[1] says what it does.
 
-echo        print {"argv", "stdin", "in_task_dir", "task_id"} as JSON, exit 0
+echo        print {"argv", "stdin", "in_task_dir", "task_id", "files"} as JSON (files:
+            the sha256 of each file in its directory, by name), exit 0
 fail        write five lines to stderr, exit 3
 sdk         print noise, report worker_sdk.result(text="summary: " + stdin), exit 0
 hold DIR    fork a grandchild, write "pid grandchild_pid" to DIR/TASK_ID.pids, then
             wait until DIR/go exists and exit 0 (a stop or timeout kills it first)
 """
 
+import hashlib
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -22,6 +25,10 @@ if mode == "echo":
                 "stdin": sys.stdin.read(),
                 "in_task_dir": os.getcwd() == os.environ["DSUP_TASK_DIR"],
                 "task_id": task_id,
+                "files": {
+                    name: hashlib.sha256(pathlib.Path(name).read_bytes()).hexdigest()
+                    for name in sorted(os.listdir("."))
+                },
             }
         )
     )
