@@ -53,6 +53,7 @@ MAX_WAITING_MESSAGES = 1000
 """Results and audit lines waiting for the next tick; beyond, they are counted and logged."""
 AUDIT_CURSOR = "audit_cursor"
 _FLUSH_TIMEOUT = 5.0
+_NONE_ONLY = frozenset({RelayMode.NONE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +158,7 @@ class Relay:
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
+        self._all_modes: frozenset[RelayMode] = frozenset()
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
         self._tails: dict[tuple[str, str], deque[str]] = {}
@@ -177,8 +179,8 @@ class Relay:
         incidents' last lines (the pump then splits only those); none (-1) when
         nothing is relayed.
         """
-        modes = {p.relay for p in self._programs().values()}
-        if modes == {RelayMode.NONE}:
+        modes = self._program_modes()
+        if modes == _NONE_ONLY:
             return -1
         if RelayMode.ALL in modes and not self._stream.is_full:
             return LINE_CAPACITY
@@ -265,13 +267,23 @@ class Relay:
             return
         self._waiting.append(write)
 
-    def _mode(self, process: str) -> RelayMode:
+    def _program_modes(self) -> frozenset[RelayMode]:
+        """The programs' relay modes, worked out again only after a reload.
+
+        Asked by ``capacity`` on every read of every pipe: a flood must not pay
+        for a walk over the programs each time.
+        """
         programs = self._programs()
         if programs is not self._known:
             self._known, self._modes = programs, {}
+            self._all_modes = frozenset(spec.relay for spec in programs.values())
+        return self._all_modes
+
+    def _mode(self, process: str) -> RelayMode:
+        self._program_modes()
         mode = self._modes.get(process)
         if mode is None:
-            spec = programs.get(process.rpartition(":")[0] or process)
+            spec = self._known.get(process.rpartition(":")[0] or process)
             mode = self._modes[process] = spec.relay if spec else RelayMode.NONE
         return mode
 
