@@ -103,6 +103,18 @@ class BridgeClient(discord.Client):
         # Told the id of every message deleted in the guild (the board reposts itself).
         self.deletion_listeners: list[Callable[[int], None]] = []
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        """Dispatch an event, unless the client is closed.
+
+        discord.py's READY waits up to ``guild_ready_timeout`` in a task of its
+        own that ``close()`` does not cancel; dispatching from it once the client
+        is closed fails (its loop is gone) and leaves a coroutine never awaited.
+        """
+        if self.is_closed():
+            logger.debug("discord: %s arrived after the client closed; dropped", event)
+            return
+        super().dispatch(event, *args, **kwargs)
+
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait before identifying again, longer each time (``IdentifyPacing``)."""
         delay = self._pacing.wait_before(self._clock(), initial=initial)

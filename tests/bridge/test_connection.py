@@ -3,6 +3,7 @@ token, only the configured guild, the token in nothing recorded, nothing off 127
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -234,6 +235,25 @@ async def test_token_appears_in_nothing_recorded(
     assert caplog.records  # debug logging was on: there was something to search
     assert not [text for text in recorded if token in text]
     assert not [blob for blob in stored if token.encode() in blob]
+
+
+def _pending_ready() -> list[asyncio.Task[object]]:
+    """discord.py's task that dispatches READY once the guilds have arrived."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task.get_coro().__qualname__ == "ConnectionState._delay_ready"  # type: ignore[union-attr]
+    ]
+
+
+async def test_a_client_closed_before_ready_dispatches_nothing_after(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Regression: READY's own task outlived a closed client, then failed on its lost loop."""
+    async with bridged_node(tmp_path, fake_discord, TICK, wait_connected=False):
+        await wait_until(lambda: bool(_pending_ready()), seconds=20)
+    # The bridge's client is closed now; READY's task still waits out guild_ready_timeout.
+    await wait_until(lambda: not _pending_ready(), seconds=10)
 
 
 async def test_no_connection_leaves_localhost(tmp_path: Path, fake_discord: FakeDiscord) -> None:
