@@ -86,6 +86,7 @@ class Board:
         self.posts = 0
         self.edits = 0
         self.refusals = 0
+        self.looks = 0  # times the board looked at the fleet (at least once per interval)
 
     def message_deleted(self, message_id: int) -> None:
         """A message was deleted; when it is the board, post a new one."""
@@ -162,6 +163,7 @@ class Board:
             self._poked = anyio.Event()
 
     async def _step(self, messenger: Messenger, client: BridgeClient) -> None:
+        self.looks += 1
         if self._is_deleted:
             logger.warning("discord: the status board was deleted; posting a new one")
             await self._lost()

@@ -87,11 +87,13 @@ async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscor
     async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
         await _settled(bridged, fake_discord)
         before = len(fake_discord.bot_actions())
-        # Not a synchronisation: the window in which nothing may happen, 15 intervals.
-        await anyio.sleep(15 * INTERVAL)
+        board = bridged.bridge.board
+        assert board is not None
+        looked = board.looks
+        # The board looks at the fleet at least once per interval: 15 looks, no request.
+        await wait_until(lambda: board.looks >= looked + 15, seconds=20)
         assert fake_discord.bot_actions()[before:] == []
-        assert bridged.bridge.board is not None
-        assert bridged.bridge.board.edits == _kinds(fake_discord).count("edit")
+        assert board.edits == _kinds(fake_discord).count("edit")
 
 
 async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeDiscord) -> None:
@@ -207,9 +209,11 @@ async def test_30046_on_edits_backs_off_without_a_loop(
         fault = fake_discord.fail_route(*EDIT, status=429, code=30046, times=None, retry_after=0.01)
         await bridged.node.service.stop(Actor.local(), "tick:1")
         await wait_until(lambda: fault.hits >= 5)
-        # The window in which a looping board would keep asking. Waits of 0.3 s then
-        # 0.6 s allow two more attempts of discord.py's 5 tries each.
-        await anyio.sleep(1.0)
+        board = bridged.bridge.board
+        assert board is not None
+        # Two more refused attempts (after waits of 0.3 s, then 0.6 s) of discord.py's
+        # 5 tries each: a looping board would have asked far more often by then.
+        await wait_until(lambda: board.refusals >= 3, seconds=20)
         assert fault.hits <= 15
         fake_discord.clear_faults()
         await fake_discord.wait_until(
@@ -240,8 +244,11 @@ async def test_status_channel_the_bot_cannot_see(tmp_path: Path, fake_discord: F
         (problem,) = health.snapshot().problems
         assert "cannot use the status channel" in problem
         assert "View Channel" in problem
-        # The window in which a looping board would ask again and again.
-        await anyio.sleep(1.0)
+        board = bridged.bridge.board
+        assert board is not None
+        # The first try, then tries after waits of 0.5 s and 1 s: a looping board
+        # would have asked again and again by then.
+        await wait_until(lambda: board.refusals >= 3, seconds=20)
         requests = sum(
             s.requests
             for (_, _, major), s in fake_discord.limiter.stats.items()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import anyio
-
 from supervisor.bridge.pacing import Breaker
 from supervisor.commands.access import AccessLevel, Actor
 from supervisor.events import StateChanged
@@ -19,6 +17,7 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from supervisor.bridge.sender import OutboxSender
     from supervisor.events import Event
     from tests.discord_fake import BotAction, FakeDiscord
 
@@ -109,9 +108,9 @@ async def test_relay_pauses_a_refusing_channel_and_spares_the_others(
             "ops", kind="create", predicate=lambda a: "FATAL" in (a.content or "")
         )
         tried = fake_discord.rate_limit_stats("hidden").requests
-        # No event marks "not looping": watch a window. Paused 0.5 s, then 1 s: a
-        # few tries, not a loop.
-        await anyio.sleep(2.0)
+        # Two more tries of the paused channel (after 0.5 s, then 1 s): a sender that
+        # looped would have asked far more often by then.
+        await _retried_twice(node.outbound.sender)
         later = fake_discord.rate_limit_stats("hidden").requests
     assert later - tried <= 3
     assert fake_discord.bot_messages("hidden") == []
@@ -143,15 +142,27 @@ async def test_relay_pauses_a_deleted_channel_once_and_spares_the_others(
             "ops", kind="create", predicate=lambda a: "`stop ticker` ok" in (a.content or "")
         )
         tried = fake_discord.rate_limit_stats("doomed").requests
-        # No event marks "not looping": watch a window. Paused 0.5 s, then 1 s: a
-        # few tries, not a loop.
-        await anyio.sleep(2.0)
+        # Two more tries of the paused channel (after 0.5 s, then 1 s): a sender that
+        # looped would have asked far more often by then.
+        await _retried_twice(sender)
         later = fake_discord.rate_limit_stats("doomed").requests
         assert len(node.bridge.health_now().problems) == 1
     assert later - tried <= 3
     refusals = [r for r in caplog.records if "refuses dsup's messages" in r.getMessage()]
     assert len(refusals) == 1, "said once in dsup's log, however often it is tried again"
     assert fake_discord.rate_limit_violations() == {}
+
+
+async def _retried_twice(sender: OutboxSender) -> None:
+    """Until the sender has tried its paused channel twice more (each try renews the pause)."""
+    seen = {p.since for p in sender.paused()}
+    first = len(seen)
+
+    def renewed() -> bool:
+        seen.update(p.since for p in sender.paused())
+        return len(seen) >= first + 2
+
+    await wait_until(renewed, seconds=20)
 
 
 class _Changes:
