@@ -16,6 +16,7 @@ from supervisor.state.outbox import Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     import discord
     from anyio.abc import TaskStatus
@@ -35,6 +36,7 @@ class Outbound:
         spec: the ``[discord]`` table (the channels).
         ledger: the node's ledger (the outbox table, the audit rows).
         programs: the node's programs now.
+        log_dir: the processes' log files (incidents show their last lines).
         health: the bridge's health record (paused channels are said there).
         **relay_options: passed to :class:`Relay` (tests shorten its windows).
     """
@@ -45,12 +47,18 @@ class Outbound:
         ledger: Ledger,
         programs: Callable[[], Mapping[str, ProgramSpec]],
         *,
+        log_dir: Path,
         health: HealthRecord | None = None,
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
         self.relay = Relay(
-            programs, self.outbox, ledger, channels=RelayChannels.of(spec), **relay_options
+            programs,
+            self.outbox,
+            ledger,
+            log_dir=log_dir,
+            channels=RelayChannels.of(spec),
+            **relay_options,
         )
         self.sender = OutboxSender(self.outbox, health=health)
 
