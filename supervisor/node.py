@@ -30,6 +30,7 @@ from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from anyio.abc import TaskStatus
 
@@ -114,7 +115,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             node=config.supervisor.name,
         )
         bridge, outbound = (
-            _bridge(config, ledger, lambda: fleet.config if fleet else config)
+            _bridge(config, ledger, state.log_dir, lambda: fleet.config if fleet else config)
             if discord
             else (None, None)
         )
@@ -171,7 +172,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
 
 
 def _bridge(
-    config: Config, ledger: Ledger, current: Callable[[], Config]
+    config: Config, ledger: Ledger, log_dir: Path, current: Callable[[], Config]
 ) -> tuple[DiscordBridge | None, Outbound | None]:
     """The Discord bridge and its relay when the config has ``[discord]``.
 
@@ -185,7 +186,9 @@ def _bridge(
     from supervisor.bridge.outbound import Outbound
 
     health = HealthRecord()
-    outbound = Outbound(config.discord, ledger, lambda: current().programs, health=health)
+    outbound = Outbound(
+        config.discord, ledger, lambda: current().programs, log_dir=log_dir, health=health
+    )
     bridge = DiscordBridge(
         config.discord,
         node=config.supervisor.name,

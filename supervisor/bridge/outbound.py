@@ -18,6 +18,7 @@ from supervisor.state.outbox import Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     import discord
     from anyio.abc import TaskStatus
@@ -41,6 +42,7 @@ class Outbound:
         spec: the ``[discord]`` table (the channels).
         ledger: the node's ledger (the outbox table, the audit rows).
         programs: the node's programs now.
+        log_dir: the processes' log files (incidents show their last lines).
         health: the bridge's health record (paused channels are said there).
         progress_options: passed to :class:`ProgressRelay` (tests shorten its windows).
         **relay_options: passed to :class:`Relay` (tests shorten its windows).
@@ -52,13 +54,19 @@ class Outbound:
         ledger: Ledger,
         programs: Callable[[], Mapping[str, ProgramSpec]],
         *,
+        log_dir: Path,
         health: HealthRecord | None = None,
         progress_options: Mapping[str, Any] | None = None,
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
         self.relay = Relay(
-            programs, self.outbox, ledger, channels=RelayChannels.of(spec), **relay_options
+            programs,
+            self.outbox,
+            ledger,
+            log_dir=log_dir,
+            channels=RelayChannels.of(spec),
+            **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
         self.progress = ProgressRelay(spec, self.outbox, programs, **(progress_options or {}))

@@ -75,6 +75,7 @@ async def _served(
             config.discord,
             node.ledger,
             lambda: specs,
+            log_dir=node.state.log_dir,
             progress_options={"edit_seconds": 0.5, "tick_seconds": 0.1},
         )
         later.attach(*outbound.sinks)
