@@ -260,7 +260,7 @@ async def test_worker_flood_of_progress_is_coalesced(tmp_path: Path) -> None:
 
 def _link_tasks() -> int:
     """The tasks serving a worker's channel now."""
-    return sum("serve_link" in task.name for task in anyio.get_running_tasks())
+    return sum("serve_link" in (task.name or "") for task in anyio.get_running_tasks())
 
 
 async def test_worker_channel_costs_a_task_only_once_the_worker_writes(tmp_path: Path) -> None:
