@@ -16,6 +16,7 @@ from supervisor.errors import (
     NotATaskProgram,
     TaskBacklogFull,
     TaskFinished,
+    Unavailable,
 )
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
@@ -26,6 +27,7 @@ from supervisor.tasks.queue import TaskQueue
 from supervisor.tasks.records import TaskState
 from tests._control import running_node, write_config
 from tests._e2e import alive
+from tests._ledger_full import ledger_full
 from tests._wait import wait_until
 from tests.tasks._tasks import held, task_program
 
@@ -217,6 +219,22 @@ async def test_oneshot_answer_is_the_worker_sdk_result_when_it_sends_one(tmp_pat
         task = await node.service.task(LOCAL, "sdk", "two words", wait_seconds=20)
     assert task.state is TaskState.DONE, task
     assert task.result == 'summary: two words\n{\n  "words": 2\n}'
+
+
+async def test_task_on_a_full_disk_is_refused_saying_why(tmp_path: Path) -> None:
+    """A full disk made submitting raise sqlite's error: a chat task was lost unanswered."""
+    config = write_config(tmp_path, task_program("echo", "echo"))
+    async with running_node(config) as node:
+        with ledger_full(node.ledger), pytest.raises(Unavailable, match="disk is full"):
+            await node.service.task(LOCAL, "echo", "hello")
+        listed = (await node.service.tasks(LOCAL)).tasks
+        assert [t for t in listed if t.program == "echo"] == []
+        task = await node.service.task(LOCAL, "echo", "hello")
+        await wait_until(
+            lambda: (
+                node.ledger.read("SELECT state FROM tasks WHERE id = ?", (task.id,))[0][0] == "done"
+            )
+        )
 
 
 class _CountingStore(SqliteTaskStore):
