@@ -303,12 +303,17 @@ class TaskQueue:
             self._tg = tg
             tg.start_soon(self._keep_leases)
             task_status.started()
+            woken = True
             while True:
                 self._wake = anyio.Event()
-                await self._dispatch()
-                self._counts = await anyio.to_thread.run_sync(self._store.counts)
+                # Unprompted, the store is looked at only while a program takes tasks
+                # (a reload may add one): a node without any spends no thread per poll.
+                if woken or self.takers():
+                    await self._dispatch()
+                    self._counts = await anyio.to_thread.run_sync(self._store.counts)
                 with anyio.move_on_after(self._poll):
                     await self._wake.wait()
+                woken = self._wake.is_set()
 
     async def _dispatch(self) -> None:
         """Start attempts of queued tasks while their programs have room."""

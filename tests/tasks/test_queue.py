@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from supervisor.commands.access import AccessLevel, Actor
+from supervisor.config.schema import ProgramSpec, TaskMode
 from supervisor.errors import (
     AccessDenied,
     InvalidArgument,
@@ -16,9 +18,12 @@ from supervisor.errors import (
     TaskFinished,
     Unavailable,
 )
+from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.tasks import SqliteTaskStore
 from supervisor.tasks import queue as queue_module
+from supervisor.tasks.oneshot import TaskContext
+from supervisor.tasks.queue import TaskQueue
 from supervisor.tasks.records import TaskState
 from tests._control import running_node, write_config
 from tests._e2e import alive
@@ -27,6 +32,7 @@ from tests._wait import wait_until
 from tests.tasks._tasks import held, task_program
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 LOCAL = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
@@ -229,3 +235,46 @@ async def test_task_on_a_full_disk_is_refused_saying_why(tmp_path: Path) -> None
                 node.ledger.read("SELECT state FROM tasks WHERE id = ?", (task.id,))[0][0] == "done"
             )
         )
+
+
+class _CountingStore(SqliteTaskStore):
+    """The ledger's task store, counting how often the queue looks at its counts."""
+
+    looks = 0
+
+    def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
+        self.looks += 1
+        return super().counts()
+
+
+async def test_queue_without_task_programs_leaves_the_store_alone_until_woken(
+    tmp_path: Path,
+) -> None:
+    """An idle node without task programs queried the store from a thread every second."""
+    programs: dict[str, ProgramSpec] = {}
+    asked: list[None] = []
+
+    def current() -> Mapping[str, ProgramSpec]:
+        asked.append(None)
+        return programs
+
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = _CountingStore(ledger)
+        ctx = TaskContext(
+            node="n",
+            instance_id="i",
+            log_dir=tmp_path / "logs",
+            work_dir=tmp_path / "work",
+            ledger=ledger,
+            reaper=Reaper(instance_id="i", ledger=ledger),
+        )
+        queue = TaskQueue(store, ctx, current, poll_seconds=0.01)
+        async with anyio.create_task_group() as tg:
+            await tg.start(queue.run)
+            await wait_until(lambda: len(asked) >= 10)  # ten polls at least
+            assert store.looks == 1  # the first look, at start
+            programs["t"] = ProgramSpec(
+                name="t", command=("true",), cwd=tmp_path, tasks=TaskMode.ONESHOT
+            )
+            await wait_until(lambda: store.looks >= 3)  # polled again once one takes tasks
+            tg.cancel_scope.cancel()
