@@ -21,11 +21,12 @@ from supervisor.bridge.stream import OutputStream
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
     OrphansCleaned,
-    OutputLines,
+    OutputChunk,
     ProcessState,
     ResultReported,
     StateChanged,
 )
+from supervisor.output.framing import last_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -40,8 +41,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LINE_CAPACITY = 10_000
-"""Lines taken per read while the output stream has room (it only updates bounded memory)."""
+STREAM_BYTES = 64 * 1024
+"""Bytes of whole lines taken per read while the output stream has room; the stream keeps
+what fits its bound and only sizes the rest."""
+TAIL_BYTES = 8 * 1024
+"""Bytes of whole lines taken per read otherwise, for incidents' last lines."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -119,7 +123,7 @@ class _Write:
 class Relay:
     """Relays a node's activity to Discord through the outbox.
 
-    An ``EventSink`` and a ``LineConsumer`` for the fleet; ``run`` is its task.
+    An ``EventSink`` and an ``OutputConsumer`` for the fleet; ``run`` is its task.
 
     Args:
         programs: the node's programs now (each one's ``relay`` and
@@ -173,23 +177,27 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Lines the relay takes now; the rest of a read is only counted (cheap).
+        """Bytes of whole lines the relay takes now; the rest of a read is only sized (free).
 
-        All of them while the output stream has room; otherwise a few, enough for
-        incidents' last lines (the pump then splits only those); none (-1) when
-        nothing is relayed.
+        ``STREAM_BYTES`` while the output stream has room; otherwise a little,
+        enough for incidents' last lines (the pump copies only that); none (-1)
+        when nothing is relayed.
         """
         modes = self._program_modes()
         if modes == _NONE_ONLY:
             return -1
         if RelayMode.ALL in modes and not self._stream.is_full:
-            return LINE_CAPACITY
-        return TAIL_LINES
+            return STREAM_BYTES
+        return TAIL_BYTES
+
+    def counts_lines(self) -> bool:
+        """Never: what the relay omits is told by size, so a flood costs no count."""
+        return False
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, tails, the stream or audit lines."""
-        if isinstance(event, OutputLines):
-            self._take_lines(event)
+        if isinstance(event, OutputChunk):
+            self._take_output(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
         elif isinstance(event, ResultReported):
@@ -224,14 +232,21 @@ class Relay:
         )
         return True
 
-    def _take_lines(self, event: OutputLines) -> None:
-        mode = self._mode(event.process)
+    def _take_output(self, chunk: OutputChunk) -> None:
+        """Keep a chunk's last lines for incidents and stream what fits; decode nothing else."""
+        mode = self._mode(chunk.process)
         if mode is RelayMode.NONE:
             return
-        tail = self._tails.setdefault((event.process, event.stream), deque(maxlen=TAIL_LINES))
-        tail.extend(line[:400] for line in event.lines[-TAIL_LINES:])
+        data = chunk.data
+        if data:
+            tail = self._tails.setdefault((chunk.process, chunk.stream), deque(maxlen=TAIL_LINES))
+            start = last_lines(data, TAIL_LINES)
+            while start < len(data):  # bounded: TAIL_LINES lines, each cut to 400 characters
+                end = data.find(b"\n", start)
+                tail.append(str(data[start : min(end, start + 1600)], "utf-8", "replace")[:400])
+                start = end + 1
         if mode is RelayMode.ALL and self.channels.log:
-            self._stream.add(event.process, event.lines, event.dropped)
+            self._stream.add(chunk.process, data, chunk.dropped_bytes)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)

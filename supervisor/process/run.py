@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Stream
-    from supervisor.output.pump import LineConsumer
+    from supervisor.output.pump import OutputConsumer
     from supervisor.process.worker_link import WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
@@ -169,7 +169,7 @@ class Run:
         self,
         tg: TaskGroup,
         *,
-        consumer: LineConsumer | None,
+        consumer: OutputConsumer | None,
         max_line_bytes: int,
         link: WorkerLink | None = None,
     ) -> None:
@@ -284,7 +284,7 @@ class Run:
         self,
         stream: Stream,
         scope: anyio.CancelScope,
-        consumer: LineConsumer | None,
+        consumer: OutputConsumer | None,
         max_line_bytes: int,
     ) -> None:
         with scope:

@@ -8,8 +8,8 @@ import pytest
 
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
-    LINE_CAPACITY,
-    TAIL_LINES,
+    STREAM_BYTES,
+    TAIL_BYTES,
     Relay,
     RelayChannels,
     should_emit,
@@ -17,7 +17,7 @@ from supervisor.bridge.relay import (
 from supervisor.config.schema import parse_config
 from supervisor.events import (
     OrphansCleaned,
-    OutputLines,
+    OutputChunk,
     ProcessState,
     ResultReported,
     StateChanged,
@@ -98,8 +98,9 @@ def _pending(ledger: Ledger, channel: int | None = None) -> list[tuple[str, str]
     return [(row["kind"], row["content"]) for row in rows]
 
 
-def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputLines:
-    return OutputLines(process=process, stream=stream, lines=lines)
+def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputChunk:
+    data = "".join(f"{line}\n" for line in lines).encode()
+    return OutputChunk(process=process, stream=stream, data=data)
 
 
 def _state(process: str, old: ProcessState, new: ProcessState, **kw: object) -> StateChanged:
@@ -296,11 +297,12 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
 async def test_relay_capacity_shrinks_to_a_tail_once_the_stream_is_full(
     tmp_path: Path, ledger: Ledger, relay: Relay
 ) -> None:
-    assert relay.capacity() == LINE_CAPACITY
+    assert relay.capacity() == STREAM_BYTES
+    assert not relay.counts_lines()  # what is omitted is told by size: no count of a flood
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
-    assert relay.capacity() == TAIL_LINES
+    assert relay.capacity() == TAIL_BYTES
     config = parse_config(
         '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\n', tmp_path / "dsup.toml"
     )
     errors_only = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels())
-    assert errors_only.capacity() == TAIL_LINES
+    assert errors_only.capacity() == TAIL_BYTES
