@@ -1,7 +1,8 @@
 """Incidents: one chat message per crashing process, edited while the crash loop lasts.
 
 An unexpected exit or FATAL opens one, further crashes update it, a stretch of RUNNING or an
-operator's stop closes it. No discord and no clock: the relay passes ``now``.
+operator's stop closes it. No discord, no clock and no files: the relay passes ``now`` and
+reads the crashed run's last lines from its log files.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from supervisor.process.policy import describe_exit
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from supervisor.commands.tail import LogMarks
     from supervisor.events import StateChanged
+
+    # What a run wrote: its logs' ends at its start (None: unknown) and at its exit.
+    LogSpan = tuple[LogMarks | None, LogMarks]
 
 TAIL_LINES = 15
 """Last lines of output shown in an incident."""
 TAIL_CHARS = 1200
 """Characters of those lines at most (the message also holds the summary)."""
+LINE_CHARS = 400
+"""Characters of one of those lines at most (cut, saying so with an ellipsis)."""
 MIN_RECOVER_SECONDS = 60.0
 """An incident closes after max(start_seconds * 10, this) of RUNNING."""
 
@@ -57,6 +64,8 @@ class Incident:
         last: the latest crash.
         tail: the last lines of output of the latest crash.
         tail_stream: ``stderr`` or ``stdout``, whichever ``tail`` comes from.
+        span: where the latest crashed run's lines are in the logs.
+        tail_due: ``span`` is not read yet (the message waits for it).
         running_since: monotonic time it entered RUNNING since the last crash.
         closed: the closing words once closed ("" while open).
         closed_at: wall time of the close.
@@ -70,6 +79,8 @@ class Incident:
     crashes: int = 1
     tail: tuple[str, ...] = ()
     tail_stream: str = "stderr"
+    span: LogSpan | None = None
+    tail_due: bool = False
     running_since: float | None = None
     closed: str = ""
     closed_at: float = 0.0
@@ -90,16 +101,14 @@ class Incidents:
         self._open: dict[str, Incident] = {}
         self._closed: list[Incident] = []
 
-    def on_state(
-        self, event: StateChanged, *, now: float, tail: Sequence[str], stream: str
-    ) -> None:
+    def on_state(self, event: StateChanged, *, now: float, span: LogSpan | None) -> None:
         """Open, update or close the incident of ``event.process``.
 
         Args:
             event: the state change.
             now: monotonic time (starts the recovery clock on RUNNING).
-            tail: the process's last lines (used when ``event`` is a crash).
-            stream: which stream ``tail`` comes from.
+            span: where the ended run's lines are (used when ``event`` is a
+                crash; None: nowhere to read them).
         """
         incident = self._open.get(event.process)
         if is_crash(event):
@@ -109,8 +118,10 @@ class Incidents:
                 )
             incident.crashes += 1
             incident.last = event
-            incident.tail = _fit_tail(tail)
-            incident.tail_stream = stream
+            incident.span = span
+            incident.tail_due = span is not None
+            if span is None:
+                incident.tail = ()
             incident.running_since = None
             incident.version += 1
         elif incident is None:
@@ -130,8 +141,28 @@ class Incidents:
                 self._close(incident, "recovered", wall)
 
     def changed(self) -> list[Incident]:
-        """Incidents whose message must be posted or edited."""
-        return [i for i in (*self._open.values(), *self._closed) if i.version != i.posted]
+        """Incidents whose message must be posted or edited (once their lines are read)."""
+        return [
+            i
+            for i in (*self._open.values(), *self._closed)
+            if i.version != i.posted and not i.tail_due
+        ]
+
+    def tails_due(self) -> list[Incident]:
+        """Incidents whose latest crashed run's lines are still to be read."""
+        return [i for i in (*self._open.values(), *self._closed) if i.tail_due]
+
+    def tail_read(
+        self, incident: Incident, span: LogSpan, stream: str, lines: Sequence[str]
+    ) -> None:
+        """The last ``lines`` of ``stream`` in ``span``, read for ``incident``.
+
+        Ignored when a later crash of the process wants a newer span read.
+        """
+        if incident.span is span:
+            incident.tail = _fit_tail(lines)
+            incident.tail_stream = stream
+            incident.tail_due = False
 
     def posted(self, incident: Incident, *, version: int, row_id: int) -> None:
         """``incident`` at ``version`` is in the outbox as row ``row_id``."""
@@ -191,7 +222,7 @@ def _fit_tail(lines: Sequence[str]) -> tuple[str, ...]:
     kept: list[str] = []
     room = TAIL_CHARS
     for line in reversed(lines[-TAIL_LINES:]):
-        text = neutralise(line)
+        text = neutralise(line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…")
         if len(text) + 1 > room:
             break
         kept.append(text)

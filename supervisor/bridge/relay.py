@@ -15,9 +15,17 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.bridge import audit_feed
-from supervisor.bridge.incident import Incidents, recover_seconds, render
+from supervisor.bridge.incident import (
+    LINE_CHARS,
+    TAIL_LINES,
+    Incidents,
+    is_crash,
+    recover_seconds,
+    render,
+)
 from supervisor.bridge.results import result_attach, result_message
 from supervisor.bridge.stream import OutputStream
+from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
     OrphansCleaned,
@@ -26,14 +34,15 @@ from supervisor.events import (
     ResultReported,
     StateChanged,
 )
-from supervisor.output.framing import last_lines
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from anyio.abc import TaskStatus
 
-    from supervisor.bridge.incident import Incident
+    from supervisor.bridge.incident import Incident, LogSpan
+    from supervisor.commands.tail import LogMarks
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
@@ -44,20 +53,17 @@ logger = logging.getLogger(__name__)
 STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
 what fits its bound and only sizes the rest."""
-TAIL_BYTES = 8 * 1024
-"""Bytes of whole lines taken per read otherwise, for incidents' last lines."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
 """At most one output message per channel per this, and one audit batch."""
-TAIL_LINES = 20
-"""Last lines kept per process and stream, for incidents."""
+TAIL_PIECE_BYTES = 4 * LINE_CHARS
+"""Lines of an incident are read from the logs in pieces of at most this (bounded reads)."""
 AUDIT_BATCH_ROWS = 100
 MAX_WAITING_MESSAGES = 1000
 """Results and audit lines waiting for the next tick; beyond, they are counted and logged."""
 AUDIT_CURSOR = "audit_cursor"
 _FLUSH_TIMEOUT = 5.0
-_NONE_ONLY = frozenset({RelayMode.NONE})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +136,7 @@ class Relay:
             ``start_seconds``; a reload changes them).
         outbox: where messages are written.
         ledger: the audit rows to relay.
+        log_dir: the processes' log files (an incident's last lines).
         channels: where messages go.
         clock: monotonic seconds (pacing, recovery).
         wall: wall-clock seconds (display).
@@ -144,6 +151,7 @@ class Relay:
         outbox: Outbox,
         ledger: Ledger,
         *,
+        log_dir: Path,
         channels: RelayChannels,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -153,6 +161,7 @@ class Relay:
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
+        self._log_dir = log_dir
         self.channels = channels
         self._clock = clock
         self._wall = wall
@@ -165,7 +174,7 @@ class Relay:
         self._all_modes: frozenset[RelayMode] = frozenset()
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
-        self._tails: dict[tuple[str, str], deque[str]] = {}
+        self._starts: dict[str, LogMarks | None] = {}  # where its logs ended at its start
         self._waiting: deque[_Write] = deque()
         self._audit_lines: deque[str] = deque()
         self._missed = 0
@@ -179,16 +188,14 @@ class Relay:
     def capacity(self) -> int:
         """Bytes of whole lines the relay takes now; the rest of a read is only sized (free).
 
-        ``STREAM_BYTES`` while the output stream has room; otherwise a little,
-        enough for incidents' last lines (the pump copies only that); none (-1)
-        when nothing is relayed.
+        ``STREAM_BYTES`` while the output stream has room, none (sized, not
+        counted) once it is full; none at all (-1) when no program relays its
+        output: incidents read their lines from the log files, so "errors" and
+        "results" cost nothing per byte.
         """
-        modes = self._program_modes()
-        if modes == _NONE_ONLY:
+        if RelayMode.ALL not in self._program_modes() or not self.channels.log:
             return -1
-        if RelayMode.ALL in modes and not self._stream.is_full:
-            return STREAM_BYTES
-        return TAIL_BYTES
+        return 0 if self._stream.is_full else STREAM_BYTES
 
     def counts_lines(self) -> bool:
         """Never: what the relay omits is told by size, so a flood costs no count."""
@@ -233,20 +240,9 @@ class Relay:
         return True
 
     def _take_output(self, chunk: OutputChunk) -> None:
-        """Keep a chunk's last lines for incidents and stream what fits; decode nothing else."""
-        mode = self._mode(chunk.process)
-        if mode is RelayMode.NONE:
-            return
-        data = chunk.data
-        if data:
-            tail = self._tails.setdefault((chunk.process, chunk.stream), deque(maxlen=TAIL_LINES))
-            start = last_lines(data, TAIL_LINES)
-            while start < len(data):  # bounded: TAIL_LINES lines, each cut to 400 characters
-                end = data.find(b"\n", start)
-                tail.append(str(data[start : min(end, start + 1600)], "utf-8", "replace")[:400])
-                start = end + 1
-        if mode is RelayMode.ALL and self.channels.log:
-            self._stream.add(chunk.process, data, chunk.dropped_bytes)
+        """Stream what fits (decoding only that); the rest is only sized."""
+        if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
+            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)
@@ -260,14 +256,14 @@ class Relay:
                 f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
                 f"{event.new.value}{reason}"
             )
-        stderr = self._tails.get((event.process, "stderr"))
-        stdout = self._tails.get((event.process, "stdout"))
-        stream, tail = ("stderr", stderr) if stderr else ("stdout", stdout)
-        self._incidents.on_state(event, now=self._clock(), tail=tuple(tail or ()), stream=stream)
-        if event.new in (ProcessState.BACKOFF, ProcessState.EXITED, ProcessState.FATAL):
-            for lines in (stderr, stdout):
-                if lines is not None:
-                    lines.clear()
+        span: LogSpan | None = None
+        if event.new is ProcessState.STARTING:
+            self._starts[event.process] = log_marks(self._log_dir, event.process)
+        elif is_crash(event):
+            # Where the logs end now: the run's last words are in them (the pumps
+            # caught up before its exit was reported), later runs' lines are not.
+            span = (self._starts.pop(event.process, None), log_marks(self._log_dir, event.process))
+        self._incidents.on_state(event, now=self._clock(), span=span)
 
     def _note_audit(self, line: str) -> None:
         if len(self._audit_lines) >= MAX_WAITING_MESSAGES:
@@ -331,6 +327,7 @@ class Relay:
         """Write to the outbox what is due now (everything with ``final``)."""
         now, wall = self._clock(), self._wall()
         self._incidents.tick(now=now, wall=wall)
+        await self._read_tails()
         writes = [
             _Write(
                 channel=self.channels.log,
@@ -355,6 +352,33 @@ class Relay:
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
+
+    async def _read_tails(self) -> None:
+        """Read the last lines of the runs that crashed since the last flush (a thread)."""
+        due = [(i, span) for i in self._incidents.tails_due() if (span := i.span) is not None]
+        if not due:
+            return
+
+        def read() -> list[tuple[str, list[str]]]:
+            return [
+                last_words(
+                    self._log_dir,
+                    incident.process,
+                    TAIL_LINES,
+                    max_line_bytes=self._piece_bytes(incident.process),
+                    since=span[0],
+                    until=span[1],
+                )
+                for incident, span in due
+            ]
+
+        read_tails = await anyio.to_thread.run_sync(read)
+        for (incident, span), (stream, lines) in zip(due, read_tails, strict=True):
+            self._incidents.tail_read(incident, span, stream, lines)
+
+    def _piece_bytes(self, process: str) -> int:
+        spec = self._programs().get(process.rpartition(":")[0])
+        return min(spec.max_line_bytes, TAIL_PIECE_BYTES) if spec else TAIL_PIECE_BYTES
 
     def _output_writes(self, now: float, *, final: bool) -> list[_Write]:
         stream = self._stream

@@ -7,6 +7,7 @@ process it follows has left the fleet (removed by a reload).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -15,13 +16,14 @@ from supervisor.commands.follow_buffer import FollowBuffer
 from supervisor.commands.reports import MAX_TAIL_LINES, LogFollow, LogLines
 from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.output.logfile import log_paths
-from supervisor.output.logread import tail_lines, watch_log
+from supervisor.output.logread import log_mark, tail_lines, watch_log
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from pathlib import Path
 
     from supervisor.events import Stream
+    from supervisor.output.logread import LogMark
     from supervisor.process.fleet import Fleet
     from supervisor.process.slot import Slot
 
@@ -60,6 +62,49 @@ async def tail_one(log_dir: Path, slot: Slot, asked: int, stream: Stream) -> Log
     return LogLines(
         process=slot.name, stream=stream, lines=tuple(got[len(got) - n :]), capped=len(got) > n
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LogMarks:
+    """Where a process's two logs ended at one moment (None: no file yet)."""
+
+    stdout: LogMark | None
+    stderr: LogMark | None
+
+
+def log_marks(log_dir: Path, process: str) -> LogMarks:
+    """Where the logs of ``process`` end now: two ``stat`` calls (fine on the event loop)."""
+    out, err = log_paths(log_dir, process)
+    return LogMarks(log_mark(out), log_mark(err))
+
+
+def last_words(
+    log_dir: Path,
+    process: str,
+    n: int,
+    *,
+    max_line_bytes: int,
+    since: LogMarks | None,
+    until: LogMarks,
+) -> tuple[Stream, list[str]]:
+    """The last ``n`` lines one run of ``process`` wrote: of stderr, or of stdout when none.
+
+    The run wrote what its logs gained between ``since`` (its start; None:
+    unknown, the whole log) and ``until`` (its exit). Blocking: call it
+    through ``anyio.to_thread.run_sync``.
+    """
+    out, err = log_paths(log_dir, process)
+    streams: tuple[tuple[Stream, Path, LogMark | None, LogMark | None], ...] = (
+        ("stderr", err, since.stderr if since else None, until.stderr),
+        ("stdout", out, since.stdout if since else None, until.stdout),
+    )
+    for stream, path, start, end in streams:
+        if end is None:
+            continue  # no such log yet: nothing written
+        lines = tail_lines(path, n, max_line_bytes=max_line_bytes, since=start, until=end)
+        if lines:
+            return stream, lines
+    return "stderr", []
 
 
 class _EndingBuffer(FollowBuffer):

@@ -10,6 +10,7 @@ import itertools
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import anyio
@@ -28,7 +29,34 @@ _GUESS_LINE_BYTES = 80  # for a drop count before any line was read
 _MAX_BACKUPS = 1000
 
 
-def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class LogMark:
+    """Where a log file ended at one moment: its inode and size."""
+
+    inode: int
+    size: int
+
+
+def log_mark(path: Path) -> LogMark | None:
+    """Where ``path`` ends now; None when it does not exist.
+
+    One ``stat``, as cheap as the log writes that stay on the event loop.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return LogMark(st.st_ino, st.st_size)
+
+
+def tail_lines(
+    path: Path,
+    n: int,
+    *,
+    max_line_bytes: int,
+    since: LogMark | None = None,
+    until: LogMark | None = None,
+) -> list[str]:
     """Return the last ``n`` lines of a log, reading backwards from its end.
 
     Continues into the backups (``.1``, ``.2`` …) when the current file holds
@@ -41,6 +69,9 @@ def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
         path: the current log file (missing files count as empty).
         n: how many lines to return.
         max_line_bytes: the piece size for long lines.
+        since: only what was written after this mark (e.g. a run's start).
+        until: only what was written before this mark, wherever rotation has
+            moved its file since; the whole log when that file is gone.
 
     Returns:
         Up to ``n`` decoded lines (invalid UTF-8 replaced), oldest first.
@@ -50,6 +81,7 @@ def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
     budget = n * (max_line_bytes + 1)
     blocks: list[bytes] = []  # newest first
     newlines = 0
+    reached = until is None  # the file ``until`` marks, or an older one, is being read
     for index in range(_MAX_BACKUPS + 1):
         file = backup_path(path, index) if index else path
         try:
@@ -59,17 +91,26 @@ def tail_lines(path: Path, n: int, *, max_line_bytes: int) -> list[str]:
                 break  # backups are numbered without gaps
             continue
         with f:
+            inode = os.fstat(f.fileno()).st_ino
             end = f.seek(0, os.SEEK_END)
-            while end > 0 and newlines <= n and budget > 0:
-                start = max(0, end - _TAIL_BLOCK)
+            if until is not None and not reached:
+                if inode != until.inode:
+                    continue  # written after the mark
+                reached, end = True, min(end, until.size)
+            first = since is not None and inode == since.inode
+            floor = since.size if since is not None and first else 0
+            while end > floor and newlines <= n and budget > 0:
+                start = max(floor, end - _TAIL_BLOCK)
                 f.seek(start)
                 block = f.read(end - start)
                 blocks.append(block)
                 newlines += block.count(b"\n")
                 budget -= len(block)
                 end = start
-        if newlines > n or budget <= 0:
+        if first or newlines > n or budget <= 0:
             break
+    if not reached:
+        return tail_lines(path, n, max_line_bytes=max_line_bytes, since=since)
     return _frame_all(b"".join(reversed(blocks)), max_line_bytes)[-n:]
 
 

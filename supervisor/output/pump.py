@@ -7,7 +7,6 @@ bench/throughput.py).
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
@@ -15,16 +14,21 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
-import anyio.lowlevel
 
 from supervisor.events import OutputChunk
 from supervisor.output.allocator import tune_for_floods
 from supervisor.output.framing import ChunkFramer
+from supervisor.output.readable import call_when_readable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
+
     from supervisor.events import Stream
     from supervisor.output.framing import Framed
     from supervisor.output.logfile import RotatingLog
+    from supervisor.output.readable import Reader
 
 logger = logging.getLogger(__name__)
 
@@ -252,22 +256,17 @@ class _Drain:
         self.flush_log()
 
 
-async def pump(
-    fd: int,
-    *,
-    process: str,
-    stream: Stream,
-    log: RotatingLog,
-    consumer: OutputConsumer | None,
-    max_line_bytes: int,
-) -> int:
-    """Drain a pipe's read end into a log and an output consumer until EOF.
+class Pump:
+    """One pipe drained into a log and an output consumer until EOF, from loop callbacks.
 
-    Every byte goes to ``log``, flushed whenever the pipe goes idle. Whole lines
-    go to ``consumer`` as bytes, as many as its ``capacity()``; the rest are
-    reported at once, in the same chunk. The consumer never slows the draining.
-    The fd is made non-blocking here; it stays the caller's to close (after
-    this returns or is cancelled), and so does the log.
+    On asyncio it holds no task: its fd is a loop reader, registered once
+    (:func:`~supervisor.output.readable.call_when_readable`), and each callback
+    reads until the pipe is empty or :data:`READ_BUDGET` is spent. Every byte
+    goes to ``log``, flushed whenever the pipe goes idle; whole lines go to
+    ``consumer`` as bytes, as many as its ``capacity()``, the rest reported at
+    once in the same chunk. The consumer never slows the draining. The fd
+    (made non-blocking here) and the log stay the caller's to close, after the
+    pump has ended.
 
     Args:
         fd: the read end of the pipe (e.g. from :func:`make_pipe`).
@@ -277,6 +276,94 @@ async def pump(
         consumer: who gets lines; None for log capture only (no framing at
             all, the cheapest).
         max_line_bytes: the largest line piece handed to the consumer.
+        on_end: called once when the pump ends: at EOF, on :meth:`stop`, or
+            when reading failed (logged).
+    """
+
+    __slots__ = ("_on_end", "_reader", "_state")
+
+    def __init__(
+        self,
+        fd: int,
+        *,
+        process: str,
+        stream: Stream,
+        log: RotatingLog,
+        consumer: OutputConsumer | None,
+        max_line_bytes: int,
+        on_end: Callable[[], None],
+    ) -> None:
+        os.set_blocking(fd, False)
+        self._state = _Drain(
+            fd,
+            process=process,
+            stream=stream,
+            log=log,
+            consumer=consumer,
+            max_line_bytes=max_line_bytes,
+        )
+        self._on_end: Callable[[], None] | None = on_end
+        self._reader: Reader | None = None
+
+    @property
+    def total(self) -> int:
+        """The bytes read so far."""
+        return self._state.total
+
+    def start(self, tg: TaskGroup) -> None:
+        """Start draining (``tg`` holds the waiting task off asyncio only)."""
+        self._reader = call_when_readable(self._state.fd, self._readable, tg)
+
+    def stop(self) -> None:
+        """Stop reading at once (bytes still in the pipe stay there) and flush the log."""
+        self._end(at_eof=False)
+
+    def _readable(self) -> None:
+        state = self._state
+        try:
+            state.drain()
+        except Exception:  # this stream's capture ends, the rest of the node goes on
+            logger.exception("process %s: %s capture failed", state.process, state.stream)
+            self._end(at_eof=False)
+            return
+        if state.eof:
+            self._end(at_eof=True)
+
+    def _end(self, *, at_eof: bool) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is None:
+            return
+        if self._reader is not None:
+            self._reader.stop()
+        state = self._state
+        try:
+            if at_eof:
+                state.finish()
+                logger.debug("%s %s: EOF after %d bytes", state.process, state.stream, state.total)
+        except Exception:
+            logger.exception("process %s: %s capture failed", state.process, state.stream)
+        state.flush_log()
+        on_end()
+
+
+async def pump(
+    fd: int,
+    *,
+    process: str,
+    stream: Stream,
+    log: RotatingLog,
+    consumer: OutputConsumer | None,
+    max_line_bytes: int,
+) -> int:
+    """Drain a pipe's read end into a log and an output consumer until EOF (a :class:`Pump`).
+
+    Args:
+        fd: the read end of the pipe (e.g. from :func:`make_pipe`).
+        process: process name ``program:index``, for events and log records.
+        stream: ``stdout`` or ``stderr``.
+        log: where every byte goes.
+        consumer: who gets lines; None for log capture only.
+        max_line_bytes: the largest line piece handed to the consumer.
 
     Returns:
         The number of bytes read.
@@ -284,56 +371,20 @@ async def pump(
     When cancelled, stops reading at once (the log is flushed, bytes still in
     the pipe stay there) and re-raises.
     """
-    os.set_blocking(fd, False)
-    state = _Drain(
-        fd,
-        process=process,
-        stream=stream,
-        log=log,
-        consumer=consumer,
-        max_line_bytes=max_line_bytes,
-    )
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        await _pump_waiting(state)  # not asyncio (trio): no add_reader there
-    else:
-        await _pump_reader(state, loop)
-    state.finish()
-    logger.debug("%s %s: EOF after %d bytes", process, stream, state.total)
-    return state.total
-
-
-async def _pump_reader(state: _Drain, loop: asyncio.AbstractEventLoop) -> None:
-    """Drain with a reader registered once on the asyncio loop."""
-    done = anyio.Event()
-    failure: list[BaseException] = []
-
-    def on_readable() -> None:
+    ended = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        drained = Pump(
+            fd,
+            process=process,
+            stream=stream,
+            log=log,
+            consumer=consumer,
+            max_line_bytes=max_line_bytes,
+            on_end=ended.set,
+        )
+        drained.start(tg)
         try:
-            state.drain()
-        except BaseException as exc:  # handed to the pump task, re-raised there
-            failure.append(exc)
-        if state.eof or failure:
-            loop.remove_reader(state.fd)
-            done.set()
-
-    loop.add_reader(state.fd, on_readable)
-    try:
-        await done.wait()
-    finally:
-        loop.remove_reader(state.fd)
-        state.flush_log()
-    if failure:
-        raise failure[0]
-
-
-async def _pump_waiting(state: _Drain) -> None:
-    """Drain with ``anyio.wait_readable`` per wake-up (any backend, re-armed each time)."""
-    try:
-        while not state.eof:
-            await anyio.wait_readable(state.fd)
-            while not state.drain():
-                await anyio.lowlevel.checkpoint()
-    finally:
-        state.flush_log()
+            await ended.wait()
+        finally:
+            drained.stop()
+    return drained.total

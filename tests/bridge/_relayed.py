@@ -108,7 +108,12 @@ async def relayed_node(
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
         health = HealthRecord()
         outbound = Outbound(
-            config.discord, ledger, lambda: config.programs, health=health, **relay_options
+            config.discord,
+            ledger,
+            lambda: config.programs,
+            log_dir=state.log_dir,
+            health=health,
+            **relay_options,
         )
         relay = outbound.relay
         fleet = Fleet(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from supervisor.bridge.incident import Incidents, is_crash, recover_seconds, render
+from supervisor.commands.tail import LogMarks
 from supervisor.events import ProcessState, StateChanged
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 S = ProcessState
 
@@ -33,6 +39,21 @@ def _incidents() -> Incidents:
     return Incidents(recover_after=lambda process: 60.0)
 
 
+def _on(
+    incidents: Incidents,
+    event: StateChanged,
+    *,
+    now: float,
+    tail: Sequence[str] = (),
+    stream: str = "stderr",
+) -> None:
+    """``event``, and (for a crash) ``tail`` read from the logs at once."""
+    span = (None, LogMarks(None, None))
+    incidents.on_state(event, now=now, span=span)
+    for incident in incidents.tails_due():
+        incidents.tail_read(incident, span, stream, tail)
+
+
 def test_is_crash_tells_crashes_from_normal_ends() -> None:
     assert is_crash(_event(S.RUNNING, S.EXITED, code=1))
     assert is_crash(_event(S.STARTING, S.BACKOFF, sig=9))
@@ -50,7 +71,8 @@ def test_recover_seconds_is_ten_start_times_at_least_the_floor() -> None:
 
 def test_incident_crash_loop_is_one_incident_edited() -> None:
     incidents = _incidents()
-    incidents.on_state(
+    _on(
+        incidents,
         _event(S.RUNNING, S.BACKOFF, code=2, reason="exited too quickly"),
         now=0.0,
         tail=["Traceback", "ValueError: bad"],
@@ -63,10 +85,9 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
     incidents.posted(incident, version=incident.version, row_id=7)
     assert incidents.changed() == []
     for i in range(13):
-        incidents.on_state(
-            _event(S.STARTING, S.RUNNING, at=1001.0 + i), now=1.0, tail=[], stream=""
-        )
-        incidents.on_state(
+        _on(incidents, _event(S.STARTING, S.RUNNING, at=1001.0 + i), now=1.0)
+        _on(
+            incidents,
             _event(S.RUNNING, S.BACKOFF, at=1010.0 + 10 * i, code=2),
             now=2.0,
             tail=["x"],
@@ -82,10 +103,10 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
 
 def test_incident_closes_after_running_long_enough() -> None:
     incidents = _incidents()
-    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=0.0, tail=[], stream="stderr")
+    _on(incidents, _event(S.RUNNING, S.EXITED, code=1), now=0.0)
     (incident,) = incidents.changed()
     incidents.posted(incident, version=incident.version, row_id=3)
-    incidents.on_state(_event(S.STARTING, S.RUNNING), now=10.0, tail=[], stream="")
+    _on(incidents, _event(S.STARTING, S.RUNNING), now=10.0)
     incidents.tick(now=69.9, wall=2000.0)
     assert incidents.changed() == []
     incidents.tick(now=70.0, wall=2000.0)
@@ -98,20 +119,19 @@ def test_incident_closes_after_running_long_enough() -> None:
 
 def test_incident_recovery_clock_restarts_on_a_new_crash() -> None:
     incidents = _incidents()
-    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=0.0, tail=[], stream="stderr")
-    incidents.on_state(_event(S.STARTING, S.RUNNING), now=10.0, tail=[], stream="")
-    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=50.0, tail=[], stream="stderr")
+    _on(incidents, _event(S.RUNNING, S.EXITED, code=1), now=0.0)
+    _on(incidents, _event(S.STARTING, S.RUNNING), now=10.0)
+    _on(incidents, _event(S.RUNNING, S.EXITED, code=1), now=50.0)
     incidents.tick(now=100.0, wall=2000.0)
     assert incidents.open_count() == 1
 
 
 def test_incident_fatal_says_how_to_start_again() -> None:
     incidents = _incidents()
-    incidents.on_state(
+    _on(
+        incidents,
         _event(S.STARTING, S.FATAL, code=1, reason="gave up after 4 in a row"),
         now=0.0,
-        tail=[],
-        stream="stderr",
     )
     (incident,) = incidents.changed()
     text = render(incident)
@@ -122,9 +142,13 @@ def test_incident_fatal_says_how_to_start_again() -> None:
 
 def test_incident_closed_by_an_operator_stop() -> None:
     incidents = _incidents()
-    incidents.on_state(_event(S.RUNNING, S.BACKOFF, code=1), now=0.0, tail=[], stream="stderr")
-    incidents.on_state(
-        _event(S.BACKOFF, S.STOPPED, reason="stopped by alice"), now=1.0, tail=[], stream=""
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1), now=0.0)
+    _on(
+        incidents,
+        _event(S.BACKOFF, S.STOPPED, reason="stopped by alice"),
+        now=1.0,
+        tail=[],
+        stream="",
     )
     (closed,) = incidents.changed()
     assert "stopped (stopped by alice) after 1 crash" in render(closed)
@@ -133,15 +157,16 @@ def test_incident_closed_by_an_operator_stop() -> None:
 
 def test_incident_ignores_normal_life() -> None:
     incidents = _incidents()
-    incidents.on_state(_event(S.STOPPED, S.STARTING), now=0.0, tail=[], stream="")
-    incidents.on_state(_event(S.STARTING, S.RUNNING), now=1.0, tail=[], stream="")
-    incidents.on_state(_event(S.RUNNING, S.EXITED, code=0), now=2.0, tail=[], stream="")
+    _on(incidents, _event(S.STOPPED, S.STARTING), now=0.0)
+    _on(incidents, _event(S.STARTING, S.RUNNING), now=1.0)
+    _on(incidents, _event(S.RUNNING, S.EXITED, code=0), now=2.0)
     assert incidents.changed() == []
 
 
 def test_incident_tail_is_bounded_and_fenced() -> None:
     incidents = _incidents()
-    incidents.on_state(
+    _on(
+        incidents,
         _event(S.RUNNING, S.EXITED, code=1),
         now=0.0,
         tail=["```"] + ["y" * 300] * 50,
@@ -151,3 +176,18 @@ def test_incident_tail_is_bounded_and_fenced() -> None:
     text = render(incident)
     assert text.count("```") == 2
     assert len(text) < 2000
+
+
+def test_incident_waits_for_the_lines_of_its_latest_crash() -> None:
+    incidents = _incidents()
+    first = (None, LogMarks(None, None))
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1), now=0.0, span=first)
+    assert incidents.changed() == [], "not posted before its lines are read"
+    (incident,) = incidents.tails_due()
+    latest = (None, LogMarks(None, None))
+    incidents.on_state(_event(S.RUNNING, S.EXITED, code=1, at=1001.0), now=1.0, span=latest)
+    incidents.tail_read(incident, first, "stderr", ["old crash"])
+    assert incidents.changed() == [], "lines of an earlier crash are not the latest's"
+    incidents.tail_read(incident, latest, "stdout", ["new crash"])
+    (ready,) = incidents.changed()
+    assert "last lines of stdout:\n```\nnew crash\n```" in render(ready)

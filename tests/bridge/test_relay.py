@@ -9,7 +9,6 @@ import pytest
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
     STREAM_BYTES,
-    TAIL_BYTES,
     Relay,
     RelayChannels,
     should_emit,
@@ -23,6 +22,7 @@ from supervisor.events import (
     StateChanged,
     WorkerResult,
 )
+from supervisor.output.logfile import log_paths
 from supervisor.state.ledger import Ledger
 from supervisor.state.outbox import Outbox
 
@@ -83,6 +83,7 @@ def relay(tmp_path: Path, ledger: Ledger, clock: _Clock) -> Relay:
         lambda: config.programs,
         Outbox(ledger),
         ledger,
+        log_dir=tmp_path / "logs",
         channels=RelayChannels(log=LOG, results=RESULTS, audit=AUDIT),
         clock=clock,
         wall=lambda: 1_700_000_000.0,
@@ -96,6 +97,14 @@ def _pending(ledger: Ledger, channel: int | None = None) -> list[tuple[str, str]
         f"SELECT kind, content FROM outbox WHERE status = 'pending'{where} ORDER BY id"
     )
     return [(row["kind"], row["content"]) for row in rows]
+
+
+def _write_log(tmp_path: Path, process: str, text: str, stream: Stream = "stdout") -> None:
+    """Append ``text`` to a process's log file, as its pump would."""
+    path = log_paths(tmp_path / "logs", process)[stream == "stderr"]
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputChunk:
@@ -175,11 +184,14 @@ async def test_relay_state_changes_of_all_programs_are_never_dropped(
 
 
 async def test_relay_crash_loop_is_one_incident_then_closed(
-    relay: Relay, ledger: Ledger, clock: _Clock
+    tmp_path: Path, relay: Relay, ledger: Ledger, clock: _Clock
 ) -> None:
     outbox = Outbox(ledger)
-    relay.deliver(_lines("crashy:0", "boom", stream="stderr"))
+    _write_log(tmp_path, "crashy:0", "an earlier run\n", "stderr")
+    relay.deliver(_state("crashy:0", S.STOPPED, S.STARTING))
+    _write_log(tmp_path, "crashy:0", "boom\n", "stderr")
     relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=3, reason="too quick"))
+    _write_log(tmp_path, "crashy:0", "the next run\n", "stderr")
     await relay.flush()
     ((row),) = outbox.due(now=2e9)
     assert row.kind == "incident"
@@ -290,19 +302,37 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
         '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\nrelay = "none"\n',
         tmp_path / "dsup.toml",
     )
-    quiet = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels(log=LOG))
+    quiet = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG),
+    )
     assert quiet.capacity() == -1
 
 
-async def test_relay_capacity_shrinks_to_a_tail_once_the_stream_is_full(
-    tmp_path: Path, ledger: Ledger, relay: Relay
-) -> None:
+async def test_relay_capacity_sizes_drops_once_the_stream_is_full(relay: Relay) -> None:
     assert relay.capacity() == STREAM_BYTES
     assert not relay.counts_lines()  # what is omitted is told by size: no count of a flood
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
-    assert relay.capacity() == TAIL_BYTES
+    assert relay.capacity() == 0
+
+
+async def test_relay_capacity_is_none_without_a_program_relaying_all(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """Incidents read the logs: relaying errors and results must not frame lines."""
     config = parse_config(
-        '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\n', tmp_path / "dsup.toml"
+        '[supervisor]\nname = "n"\n[programs.a]\ncommand = ["true"]\n'
+        '[programs.b]\ncommand = ["true"]\nrelay = "results"\n',
+        tmp_path / "dsup.toml",
     )
-    errors_only = Relay(lambda: config.programs, Outbox(ledger), ledger, channels=RelayChannels())
-    assert errors_only.capacity() == TAIL_BYTES
+    errors_only = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG, results=RESULTS),
+    )
+    assert errors_only.capacity() == -1

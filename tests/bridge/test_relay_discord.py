@@ -60,6 +60,22 @@ async def test_relay_crash_loop_is_one_incident_edited_then_closed(
     fake_discord.assert_within_rate_limits()
 
 
+async def test_relay_incident_shows_the_last_lines_after_a_flood(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Incidents kept the first lines of each read: a traceback after a flood was lost."""
+    flood = program("flood", "relay_flood_crash.py", 50_000, restart="never")
+    async with relayed_node(tmp_path, fake_discord, flood):
+        action = await fake_discord.wait_for_action("ops", kind="create")
+    content = action.content or ""
+    assert "`flood:0` crashed: exit code 1" in content
+    block = content.split("last lines of stderr:\n```\n", 1)[1].rsplit("\n```", 1)[0]
+    lines = block.splitlines()
+    assert lines[-1] == "RuntimeError: disk full: the real cause"
+    assert "Traceback (most recent call last):" in lines
+    assert lines[0].startswith("noise 0049"), "the flood's end comes before it"
+
+
 async def test_relay_output_pings_nobody_and_keeps_its_block(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:

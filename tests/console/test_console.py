@@ -299,6 +299,8 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                 received.extend(chunk)
 
     line = "x" * 1000
+    count = 50_000
+    assert count * 1000 > 2.5 * PLAIN_MAX_BYTES + (1 << 20)
     async with anyio.create_task_group() as outer:
         with os.fdopen(w, "w", encoding="utf-8") as writer:
             console = Console(stream=writer)  # live=None: a pipe is not a terminal
@@ -306,7 +308,9 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                 await tg.start(console.run)
                 try:
                     with anyio.fail_after(10):
-                        for i in range(20_000):  # 20 MB, far beyond the pipe and the buffer
+                        # 50 MB: beyond the pipe (1 MiB), a batch the writer holds and
+                        # the buffer (each at most PLAIN_MAX_BYTES and a quarter)
+                        for i in range(count):
                             console.deliver(_lines(f"{i} {line}"))
                             if i % 1000 == 0:
                                 await anyio.lowlevel.checkpoint()
@@ -319,10 +323,10 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
         # closing the writer ends the reader
     text = received.decode()
     assert text.startswith("scraper:0 | 0 x")
-    assert text.count("\n") < 20_000
+    assert text.count("\n") < count
     assert "other:0 | quiet\n" in text
     dropped = sum(int(n) for n in re.findall(r"scraper:0 \[(\d+) lines dropped\]", text))
-    assert dropped + text.count("scraper:0 | ") == 20_000
+    assert dropped + text.count("scraper:0 | ") == count
 
 
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from supervisor.output.logfile import RotatingLog, backup_path, log_paths
-from supervisor.output.logread import _WatchedLog, tail_lines, watch_log
+from supervisor.output.logread import _WatchedLog, log_mark, tail_lines, watch_log
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
@@ -115,6 +115,26 @@ def test_tail_lines_stays_bounded_on_a_huge_line(tmp_path: Path) -> None:
     assert got[-1] == "last"
     assert len(got) == 3
     assert all(0 < len(piece) <= 1000 and set(piece) == {"H"} for piece in got[:2])
+
+
+def test_tail_lines_between_marks_across_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "m.log"
+    assert log_mark(path) is None
+    with RotatingLog(path, max_bytes=1200, backups=3) as log:
+        log.write(_lines(0, 50), flush=True)
+        since = log_mark(path)
+        log.write(_lines(50, 120), flush=True)  # rotates
+        until = log_mark(path)
+        log.write(_lines(120, 205), flush=True)  # rotates: ``until``'s file is a backup now
+    assert since is not None
+    assert until is not None
+    got = tail_lines(path, 1000, max_line_bytes=100, since=since, until=until)
+    assert got == [f"entry {i:05d}" for i in range(50, 120)]
+    got = tail_lines(path, 3, max_line_bytes=100, since=since, until=until)
+    assert got == [f"entry {i:05d}" for i in (117, 118, 119)]
+    assert tail_lines(path, 5, max_line_bytes=100, since=until, until=until) == []
+    gone = type(until)(inode=-1, size=0)
+    assert tail_lines(path, 2, max_line_bytes=100, until=gone) == ["entry 00203", "entry 00204"]
 
 
 async def test_watch_log_delivers_new_lines_across_a_rotation(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from supervisor.output import pump as pump_module
+from supervisor.output import readable as readable_module
 from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import RotatingLog, backup_path, log_paths
 from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
@@ -404,31 +406,81 @@ async def test_pump_without_consumer_only_writes_the_log(tmp_path: Path) -> None
     assert result.logs["stderr"] == "".join(_line(i) + "\n" for i in range(1000)).encode()
 
 
-async def test_pump_fallback_for_other_backends_drains_the_same(tmp_path: Path) -> None:
-    """The ``wait_readable`` loop used off asyncio (trio is not installed here)."""
+async def test_pump_fallback_for_other_backends_drains_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task per pipe used off asyncio (trio is not installed here), and the stop."""
+    monkeypatch.setattr(
+        pump_module,
+        "call_when_readable",
+        lambda fd, callback, tg: readable_module._TaskReader(fd, callback, tg),
+    )
     proc, fds = spawn("out_alternate.py", "2", "4")
     out = Recorder()
+    ended: list[str] = []
     try:
         with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
-            drains = [
-                pump_module._Drain(
-                    fd, process="w:0", stream="stdout", log=log, consumer=out, max_line_bytes=2048
-                )
-                for fd in fds.values()
-            ]
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as tg:
-                    for drain in drains:
-                        tg.start_soon(pump_module._pump_waiting, drain)
-            for drain in drains:
-                drain.finish()
+                    pumps = [
+                        pump_module.Pump(
+                            fd,
+                            process="w:0",
+                            stream=stream,
+                            log=log,
+                            consumer=out,
+                            max_line_bytes=2048,
+                            on_end=functools.partial(ended.append, stream),
+                        )
+                        for stream, fd in fds.items()
+                    ]
+                    for p in pumps:
+                        p.start(tg)
+                    assert len(anyio.get_running_tasks()) >= 3  # a task per pipe here
     finally:
         for fd in fds.values():
             os.close(fd)
         await anyio.to_thread.run_sync(proc.wait)
-    assert [d.total for d in drains] == [8 << 20, 8 << 20]
+    assert sorted(ended) == ["stderr", "stdout"]
+    assert [p.total for p in pumps] == [8 << 20, 8 << 20]
     assert len(out.lines) == 2 * (8 << 20) // 1024
     assert (tmp_path / "o.log").stat().st_size == 16 << 20
+
+
+async def test_pump_on_asyncio_holds_no_task_and_ends_once(tmp_path: Path) -> None:
+    """Each pipe of a run held a task until EOF; a loop reader does the same work."""
+    proc, fds = spawn("out_alternate.py", "1", "4")
+    out = Recorder()
+    ended: list[str] = []
+    try:
+        with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
+            async with anyio.create_task_group() as tg:
+                before = len(anyio.get_running_tasks())
+                pumps = [
+                    pump_module.Pump(
+                        fd,
+                        process="w:0",
+                        stream=stream,
+                        log=log,
+                        consumer=out,
+                        max_line_bytes=2048,
+                        on_end=functools.partial(ended.append, stream),
+                    )
+                    for stream, fd in fds.items()
+                ]
+                for p in pumps:
+                    p.start(tg)
+                assert len(anyio.get_running_tasks()) == before
+                await wait_until(lambda: len(ended) == 2)
+                for p in pumps:
+                    p.stop()  # after the end: nothing more happens
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        await anyio.to_thread.run_sync(proc.wait)
+    assert sorted(ended) == ["stderr", "stdout"]
+    assert [p.total for p in pumps] == [4 << 20, 4 << 20]
+    assert (tmp_path / "o.log").stat().st_size == 8 << 20
 
 
 class _PieceMeter:
