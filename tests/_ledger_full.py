@@ -29,6 +29,8 @@ _FILLERS = (
     "INSERT INTO channel_cursor (channel, message_id) VALUES (-abs(random()), length(:pad))",
     "INSERT INTO discord_board (channel_id, message_id, posted_at)"
     " VALUES (-abs(random()), length(:pad), 0)",
+    "INSERT INTO tasks (program, text, source, author, max_attempts, state, created_at)"
+    " VALUES ('filler', :pad, 'local', 'filler', 1, 'done', 0)",
 )
 
 

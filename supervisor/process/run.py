@@ -135,7 +135,7 @@ class Run:
         the child exists (as a zombie at worst), so its create_time can be read
         even when it has already exited.
         """
-        ident = await reaper.identify(self.pid)
+        ident = await reaper.identify(self.pid, run_id=self.run_id, process=self.process)
         if ident is None:  # only if called after the reaping: keep the placeholder
             logger.warning("process %s (pid %d): no create_time", self.process, self.pid)
         else:

@@ -545,24 +545,19 @@ class Ledger:
             What ``record`` returned, or None when it was kept for later.
         """
         with self._lock:
-            if not self._replay():
-                self._defer(what, record)
-                return None
-            try:
-                with _transaction(self._conn):
-                    return record(self._conn)
-            except sqlite3.OperationalError as exc:
-                if not is_no_room(exc):
-                    raise
-                self._refused(exc)
-                self._defer(what, record)
-                return None
+            return self._record_locked(what, record)
 
-    def reserve_id(self, table: str) -> int:
-        """A new row id for ``table`` (an AUTOINCREMENT table), known before the row is written.
+    def record_new(
+        self, table: str, what: str, record: Callable[[sqlite3.Connection, int], _T]
+    ) -> tuple[int, _T | None]:
+        """Like :meth:`record`, for a record that may insert a row of ``table`` (AUTOINCREMENT).
 
-        A store whose writes may wait in memory (a full disk) still hands out its
-        rows' ids at once; ids are never reused, and rows written later keep them.
+        The row's id is chosen first and given to ``record``, so it is known at
+        once even when the write waits for the disk; ids are chosen and records
+        written (or kept) in one step, so ids grow in the order rows are written.
+
+        Returns:
+            The id chosen, and what ``record`` returned (None when it was kept).
         """
         with self._lock:
             last = self._reserved.get(table)
@@ -574,11 +569,25 @@ class Ledger:
                     f"SELECT coalesce(max(rowid), 0) FROM {table}"
                 ).fetchone()
                 last = max(int(seq), int(top))
-            self._reserved[table] = last + 1
-            return last + 1
+            row_id = self._reserved[table] = last + 1
+            return row_id, self._record_locked(what, lambda conn: record(conn, row_id))
+
+    def _record_locked(self, what: str, record: Callable[[sqlite3.Connection], _T]) -> _T | None:
+        if not self._replay():
+            self._defer(what, record)
+            return None
+        try:
+            with _transaction(self._conn):
+                return record(self._conn)
+        except sqlite3.OperationalError as exc:
+            if not is_no_room(exc):
+                raise
+            self._refused(exc)
+            self._defer(what, record)
+            return None
 
     def reserved(self, table: str) -> int:
-        """The last id :meth:`reserve_id` handed out for ``table`` (0 before the first)."""
+        """The last id :meth:`record_new` chose for ``table`` (0 before the first)."""
         with self._lock:
             return self._reserved.get(table, 0)
 

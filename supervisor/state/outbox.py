@@ -201,25 +201,26 @@ class Outbox:
         Returns:
             The row id (give it to :meth:`edit` to change the message later).
         """
-        row_id = self._ledger.reserve_id("outbox")
-        row = (row_id, channel, kind, fit(content), reply_to, _dump(counts), now, now, attach)
         settings = [meta] if meta is not None else []
-        if marker is not None:
-            settings.append((marker, str(row_id)))
 
-        def record(conn: sqlite3.Connection) -> int:
+        def record(conn: sqlite3.Connection, row_id: int) -> int:
             conn.execute(
                 "INSERT INTO outbox (id, channel, kind, content, reply_to, counts, created_at, "
                 "until_at, attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                (row_id, channel, kind, fit(content), reply_to, _dump(counts), now, now, attach),
             )
             if kind == "output":
                 self._bound_output(conn, channel)
             for key, value in settings:
-                _set_meta(conn, key, value, row_id if key == marker else None)
+                _set_meta(conn, key, value, None)
+            if marker is not None:
+                _set_meta(conn, marker, str(row_id), row_id)
             return row_id
 
-        self._record(f"message for Discord ({kind})", record, settings)
+        row_id, written = self._ledger.record_new("outbox", f"message for Discord ({kind})", record)
+        if marker is not None:
+            settings.append((marker, str(row_id)))
+        self._remember(written is None, settings)
         return row_id
 
     def edit(
@@ -259,18 +260,17 @@ class Outbox:
         content = fit(content)
         if not self._exists(target):
             raise LookupError(f"outbox row {target} is gone")
-        new_id = self._ledger.reserve_id("outbox")
         on_edit = attach if attach is not None else (DROP_VIEW if drop_view else "")
         on_create = attach if attach is not None else ("" if drop_view else None)
 
-        def record(conn: sqlite3.Connection) -> int:
+        def record(conn: sqlite3.Connection, new_id: int) -> int:
             carrier = self._edit_in(conn, target, content, now, on_edit, on_create, new_id)
             if marker is not None and carrier is not None:
                 _set_meta(conn, marker, str(carrier), carrier)
             return target if carrier is None else carrier
 
-        settings = [(marker, str(target))] if marker is not None else []
-        written = self._record("edit for Discord", record, settings)
+        _, written = self._ledger.record_new("outbox", "edit for Discord", record)
+        self._remember(written is None, [(marker, str(target))] if marker is not None else [])
         return target if written is None else written
 
     def _edit_in(
@@ -323,20 +323,13 @@ class Outbox:
         (top,) = self._ledger.read("SELECT coalesce(max(id), 0) FROM outbox")
         return int(top[0]) < row_id <= self._ledger.reserved("outbox")
 
-    def _record(
-        self,
-        what: str,
-        record: Callable[[sqlite3.Connection], int],
-        settings: list[tuple[str, str]],
-    ) -> int | None:
-        """Write through the ledger; remember ``settings`` while the write waits."""
-        written = self._ledger.record(what, record)
+    def _remember(self, is_waiting: bool, settings: list[tuple[str, str]]) -> None:
+        """Answer :meth:`meta` from memory for ``settings`` while their write waits."""
         with self._lock:
-            if written is None:
+            if is_waiting:
                 self._waiting_meta.update(settings)
             elif not self._ledger.unrecorded:
                 self._waiting_meta.clear()
-        return written
 
     def reply_row(self, channel: int, reply_to: int) -> int | None:
         """The row of the first message queued in ``channel`` replying to ``reply_to``."""
@@ -518,11 +511,12 @@ class Outbox:
     def set_meta(self, key: str, value: str) -> None:
         """Store a value :meth:`meta` returns."""
 
-        def record(conn: sqlite3.Connection) -> int:
+        def record(conn: sqlite3.Connection) -> bool:
             _set_meta(conn, key, value, None)
-            return 0
+            return True
 
-        self._record("setting of the relay", record, [(key, value)])
+        written = self._ledger.record("setting of the relay", record)
+        self._remember(written is None, [(key, value)])
 
     def nonce(self, row_id: int) -> str:
         """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""
