@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Stream
-    from supervisor.output.pump import LineConsumer
+    from supervisor.output.pump import OutputConsumer
     from supervisor.output.readable import Reader
     from supervisor.process.worker_link import WorkerLink
     from supervisor.reaper.reaper import Reaper
@@ -171,7 +171,7 @@ class Run:
         self,
         tg: TaskGroup,
         *,
-        consumer: LineConsumer | None,
+        consumer: OutputConsumer | None,
         max_line_bytes: int,
         link: Callable[[], WorkerLink] | None = None,
     ) -> None:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Event
-    from supervisor.output.pump import LineConsumer
+    from supervisor.output.pump import OutputConsumer
     from supervisor.process.mailbox import Kind
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
@@ -77,7 +77,7 @@ class SlotContext:
     ledger: Ledger
     reaper: Reaper
     emit: Callable[[Event], None]
-    lines: LineConsumer
+    lines: OutputConsumer
     clock: Callable[[], float] = anyio.current_time
     desk: QuestionDesk | None = None
     store: WorkerStore | None = None

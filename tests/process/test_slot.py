@@ -21,7 +21,8 @@ import pytest
 
 from supervisor.config.schema import ProgramSpec, RestartPolicy
 from supervisor.errors import InvalidTransition
-from supervisor.events import Event, OutputLines, ProcessState, StateChanged
+from supervisor.events import Event, OutputChunk, ProcessState, StateChanged
+from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import log_paths
 from supervisor.process import run as spawn
 from supervisor.process.slot import Slot, SlotContext
@@ -52,10 +53,14 @@ class Recorder:
         self._wake()
 
     def capacity(self) -> int:
-        return 100_000
+        return 1 << 20
 
-    def deliver(self, event: OutputLines) -> None:
-        self.lines.extend((event.process, event.stream, line) for line in event.lines)
+    def counts_lines(self) -> bool:
+        return True
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        lines = decode_lines(chunk.data)
+        self.lines.extend((chunk.process, chunk.stream, line) for line in lines)
         self._wake()
 
     def _wake(self) -> None:
