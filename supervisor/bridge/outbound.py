@@ -58,9 +58,11 @@ class Outbound:
             ledger,
             log_dir=log_dir,
             channels=RelayChannels.of(spec),
+            on_written=lambda: self.sender.wake(),
+            channel_wait=lambda channel: self.sender.create_wait(channel),
             **relay_options,
         )
-        self.sender = OutboxSender(self.outbox, health=health)
+        self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
 
     def client_options(self) -> dict[str, Any]:
         """Options for the bridge's client: the trace that lets the sender pace itself."""
