@@ -4,8 +4,8 @@ Spawns the command after ``--`` with two pipes from :func:`make_pipe`, pumps
 stdout and stderr concurrently into :class:`RotatingLog` files (no rotation, as
 for supervisord in the same benchmark) and prints a JSON summary at the end.
 ``--consumer none`` passes no consumer (log capture only); ``full`` is a
-consumer that is always full (newlines counted as dropped); ``all`` takes
-every line (full framing and decoding).
+consumer that is always full (dropped lines counted); ``all`` takes every
+line (whole lines as bytes, as the pump hands them out).
 
 The benches that run ``dsup run`` import :func:`write_config` and :func:`program_table`
 from here to write their config.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import Process
 
-    from supervisor.events import OutputLines, Stream
+    from supervisor.events import OutputChunk, Stream
 
 _STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 SLEEP = ["sleep", "3600"]
@@ -76,22 +76,26 @@ async def quiet_dsup(config: Path) -> AsyncIterator[Process]:
 
 
 class _Counter:
-    """A consumer that counts what it gets (and how much it missed)."""
+    """A consumer that takes chunks (or none) and counts the lines it missed.
+
+    The lines taken are counted once, at the end, from the bytes kept in total
+    (``lines`` is what the log holds when every line was taken).
+    """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self.lines = 0
+        self.bytes = 0
         self.dropped = 0
-        self.longest = 0
 
     def capacity(self) -> int:
         return self._capacity
 
-    def deliver(self, event: OutputLines) -> None:
-        self.lines += len(event.lines)
-        self.dropped += event.dropped
-        if event.lines:
-            self.longest = max(self.longest, max(map(len, event.lines)))
+    def counts_lines(self) -> bool:
+        return True
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        self.bytes += len(chunk.data)
+        self.dropped += chunk.dropped
 
 
 def _spawn(argv: list[str], pipe_bytes: int) -> tuple[subprocess.Popen[bytes], dict[Stream, int]]:
@@ -144,9 +148,8 @@ async def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, int]:
     return {
         "exit": code,
         "bytes": sum(totals.values()),
-        "lines": sum(c.lines for c in counters.values()),
+        "taken_bytes": sum(c.bytes for c in counters.values()),
         "dropped": sum(c.dropped for c in counters.values()),
-        "longest": max(c.longest for c in counters.values()),
     }
 
 

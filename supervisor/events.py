@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from typing import Literal, Protocol
 
 Stream = Literal["stdout", "stderr"]
 
@@ -65,21 +62,27 @@ class StateChanged:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OutputLines:
-    """Lines a process wrote, framed in bulk for consumers that need lines.
+class OutputChunk:
+    """Complete lines a process wrote, as raw bytes, for the consumers of output.
+
+    Nothing is decoded or escaped: each consumer does that for what it keeps.
 
     Attributes:
         process: process name, ``program:index``.
         stream: ``stdout`` or ``stderr``.
-        lines: decoded lines without their newline (invalid UTF-8 replaced; a
-            line longer than ``max_line_bytes`` arrives as several pieces); a
-            tuple, or a ``LineBlock`` that keeps a chunk's lines as one string.
-        dropped: lines this consumer missed just before these, because it was slow.
+        data: whole lines, each ending with ``b"\n"`` (a line longer than
+            ``max_line_bytes`` arrives as several pieces, each ending with one);
+            possibly empty.
+        dropped_bytes: bytes of the lines right after ``data`` that the
+            consumers had no room for.
+        dropped: how many lines those were, counted only for a consumer that
+            counts (``OutputConsumer.counts_lines``); else 0.
     """
 
     process: str
     stream: Stream
-    lines: Sequence[str]
+    data: bytes
+    dropped_bytes: int = 0
     dropped: int = 0
 
 
@@ -237,7 +240,7 @@ class QuestionClosed:
 WorkerEvent = ProgressReported | WorkerLogged | ResultReported | QuestionAsked | QuestionClosed
 """What a worker said on its channel to dsup (docs/worker_protocol.md)."""
 
-Event = StateChanged | OutputLines | OrphansCleaned | WorkerEvent
+Event = StateChanged | OutputChunk | OrphansCleaned | WorkerEvent
 
 
 class EventSink(Protocol):

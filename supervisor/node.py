@@ -29,17 +29,16 @@ from supervisor.state.statedir import open_state_dir
 from supervisor.tasks import SqliteTaskStore, queue_for
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
     from pathlib import Path
 
     from anyio.abc import TaskStatus
 
     from supervisor.bridge.bridge import DiscordBridge
     from supervisor.bridge.outbound import Outbound
-    from supervisor.bridge.progress import ProgressRelay
-    from supervisor.bridge.questions import QuestionRelay
     from supervisor.bridge.relay import Relay
-    from supervisor.config.schema import Config, ProgramSpec
+    from supervisor.config.schema import Config
+    from supervisor.events import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +122,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         line_sinks: list[Console | Relay] = [console]
         if outbound is not None:
             line_sinks.append(outbound.relay)
-        workers = (
-            _worker_relays(config, ledger, lambda: fleet.config if fleet else config)
-            if discord
-            else []
-        )
-        sinks: list[Console | Relay | QuestionRelay | ProgressRelay] = [*line_sinks, *workers]
+        sinks: list[EventSink] = [console, *(outbound.sinks if outbound is not None else ())]
         fleet = Fleet(
             config,
             state=state,
@@ -161,10 +155,6 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
                 if outbound is not None and bridge is not None:
                     client = bridge
                     await services.start(outbound.run, lambda: client.client)
-                if bridge is not None:
-                    asker = bridge
-                    for shown in workers:
-                        await services.start(shown.serve, lambda: asker.client)
                 async with anyio.create_task_group() as work:
                     await work.start(tasks.run)
                     async with anyio.create_task_group() as front:
@@ -207,24 +197,6 @@ def _bridge(
         client_options=outbound.client_options(),
     )
     return bridge, outbound
-
-
-def _worker_relays(
-    config: Config, ledger: Ledger, current: Callable[[], Config]
-) -> list[QuestionRelay | ProgressRelay]:
-    """Workers' questions and progress in Discord, when the config has ``[discord]``."""
-    if config.discord is None:
-        return []
-    from supervisor.bridge.progress import ProgressRelay
-    from supervisor.bridge.questions import QuestionRelay
-
-    def programs() -> Mapping[str, ProgramSpec]:
-        return current().programs
-
-    return [
-        QuestionRelay(config.discord, ledger, programs),
-        ProgressRelay(config.discord, programs),
-    ]
 
 
 async def _watch_signals(

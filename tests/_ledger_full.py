@@ -22,6 +22,15 @@ _FILLERS = (
     " VALUES ('filler-' || hex(randomblob(8)) || :pad, 'filler:0', 'filler', 0, 0, 0, 1)",
     "INSERT INTO run_procs (run_id, pid, create_time)"
     " SELECT run_id, abs(random()), length(:pad) FROM runs WHERE process = 'filler:0' LIMIT 1",
+    # The bridge's tables, under negative ids and keys nothing of dsup uses.
+    "INSERT INTO outbox (id, channel, kind, content, created_at, until_at, status)"
+    " VALUES (-abs(random()), -1, 'filler', :pad, 0, 0, 'sent')",
+    "INSERT INTO outbox_meta (key, value) VALUES ('filler-' || hex(randomblob(8)), :pad)",
+    "INSERT INTO channel_cursor (channel, message_id) VALUES (-abs(random()), length(:pad))",
+    "INSERT INTO discord_board (channel_id, message_id, posted_at)"
+    " VALUES (-abs(random()), length(:pad), 0)",
+    "INSERT INTO tasks (program, text, source, author, max_attempts, state, created_at)"
+    " VALUES ('filler', :pad, 'local', 'filler', 1, 'done', 0)",
 )
 
 

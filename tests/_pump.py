@@ -12,37 +12,47 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import RotatingLog, log_paths
 from supervisor.output.pump import make_pipe, pump
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from supervisor.events import OutputLines, Stream
-    from supervisor.output.pump import LineConsumer
+    from supervisor.events import OutputChunk, Stream
+    from supervisor.output.pump import OutputConsumer
 
 WORKERS = Path(__file__).parent / "workers"
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 
 
 class Recorder:
-    """A line consumer that records what it gets; capacity from a callable."""
+    """An output consumer that records what it gets; capacity (bytes) from a callable."""
 
-    def __init__(self, capacity: Callable[[], int] = lambda: 1 << 30) -> None:
+    def __init__(
+        self, capacity: Callable[[], int] = lambda: 1 << 30, *, counts_lines: bool = True
+    ) -> None:
         self._capacity = capacity
-        self.events: list[OutputLines] = []
+        self._counts_lines = counts_lines
+        self.events: list[OutputChunk] = []
         self.lines: list[str] = []
         self.dropped = 0
+        self.dropped_bytes = 0
         self.got_lines = anyio.Event()
 
     def capacity(self) -> int:
         return self._capacity()
 
-    def deliver(self, event: OutputLines) -> None:
-        self.events.append(event)
-        self.lines.extend(event.lines)
-        self.dropped += event.dropped
-        if event.lines:
+    def counts_lines(self) -> bool:
+        return self._counts_lines
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        assert chunk.data.endswith(b"\n") or not chunk.data, "whole lines only"
+        self.events.append(chunk)
+        self.lines.extend(decode_lines(chunk.data))
+        self.dropped += chunk.dropped
+        self.dropped_bytes += chunk.dropped_bytes
+        if chunk.data:
             self.got_lines.set()
 
 
@@ -81,7 +91,7 @@ async def capture(
     tmp_path: Path,
     script: str,
     *args: str,
-    consumers: Sequence[LineConsumer | None] = (None, None),
+    consumers: Sequence[OutputConsumer | None] = (None, None),
     max_line_bytes: int = 65536,
     read_logs: bool = True,
     seconds: float = 20,

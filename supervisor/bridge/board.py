@@ -15,6 +15,7 @@ import discord
 
 from supervisor.bridge.board_text import MARKER, render_board
 from supervisor.bridge.messenger import (
+    KEEP,
     MISSING_ACCESS,
     MISSING_PERMISSIONS,
     UNKNOWN_CHANNEL,
@@ -117,7 +118,7 @@ class Board:
         if not self._channel or self.message_id is None or not client.is_ready():
             return
         text = self.render(stopped_at=self._wall())
-        view = client.board_view_factory() if client.board_view_factory else None
+        view = client.board_view_factory() if client.board_view_factory else KEEP
         delivery = await Messenger(client).edit(
             self._channel, self.message_id, embeds=[self._embed(text)], view=view
         )
@@ -180,7 +181,10 @@ class Board:
             delivery = await messenger.post(self._channel, embeds=[embed], view=view)
         else:
             delivery = await messenger.edit(
-                self._channel, self.message_id, embeds=[embed], view=view
+                self._channel,
+                self.message_id,
+                embeds=[embed],
+                view=view if view is not None else KEEP,
             )
         if delivery.is_ok and delivery.message_id is not None:
             await self._shown_as(delivery.message_id, text.body, posted=self.message_id is None)

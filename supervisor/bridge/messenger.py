@@ -1,14 +1,16 @@
 """Posting and editing messages in a channel by id, with Discord's refusals as data.
 
-Each call makes one request and returns a :class:`Delivery` instead of raising, so the
-caller decides when to try again from the status, the error code and ``retry_after``.
+The one way the bridge posts outside interaction answers (the board, the outbox's sender):
+each call makes one request, pings nobody, and returns a :class:`Delivery` instead of
+raising, so the caller decides when to try again from the status, code and ``retry_after``.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import anyio
@@ -25,6 +27,9 @@ MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 OLD_MESSAGE_EDITS = 30046  # too many edits of messages older than an hour
 REQUEST_SECONDS = 10.0
+KEEP: Literal["keep"] = "keep"
+"""An edit's ``view`` that leaves the message's components as they are."""
+_NO_MENTIONS = discord.AllowedMentions.none()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,12 +64,13 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Found:
-    """A message read back from a channel: its id, author and first embed's text."""
+    """A message read back from a channel: its id, author, content and first embed's text."""
 
     message_id: int
     author_id: int
     footer: str
     description: str
+    content: str = ""
 
 
 class Messenger:
@@ -88,13 +94,29 @@ class Messenger:
         embeds: Sequence[discord.Embed] = (),
         view: discord.ui.View | None = None,
         nonce: str | None = None,
+        reply_to: int | None = None,
+        files: Sequence[discord.File] = (),
     ) -> Delivery:
-        """Post a message; ``nonce`` (stable, at most 25 characters) makes a retry safe."""
-        options: dict[str, Any] = {"content": content, "embeds": list(embeds)}
+        """Post a message; ``nonce`` (stable, at most 25 characters) makes a retry safe.
+
+        Sent with ``enforce_nonce`` when given (discord.py sends it with every
+        nonce): a second create with it returns the first message.
+        """
+        options: dict[str, Any] = {
+            "content": content,
+            "embeds": list(embeds),
+            "allowed_mentions": _NO_MENTIONS,
+        }
         if view is not None:
             options["view"] = view
         if nonce is not None:
             options["nonce"] = nonce
+        if reply_to is not None:
+            options["reference"] = discord.MessageReference(
+                message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False
+            )
+        if files:
+            options["files"] = list(files)
         return await self._attempt(self._channel(channel_id).send(**options))
 
     async def edit(
@@ -103,13 +125,18 @@ class Messenger:
         message_id: int,
         *,
         content: str | None = None,
-        embeds: Sequence[discord.Embed] = (),
-        view: discord.ui.View | None = None,
+        embeds: Sequence[discord.Embed] | None = None,
+        view: discord.ui.View | Literal["keep"] | None = KEEP,
     ) -> Delivery:
-        """Replace a message's content, embeds and (when given) components."""
+        """Replace a message's content, its embeds (when given) and its components.
+
+        ``view`` None removes the components; :data:`KEEP` leaves them.
+        """
         message = self._channel(channel_id).get_partial_message(message_id)
-        options: dict[str, Any] = {"content": content, "embeds": list(embeds)}
-        if view is not None:
+        options: dict[str, Any] = {"content": content, "allowed_mentions": _NO_MENTIONS}
+        if embeds is not None:
+            options["embeds"] = list(embeds)
+        if view != KEEP:
             options["view"] = view
         return await self._attempt(message.edit(**options))
 
@@ -127,12 +154,29 @@ class Messenger:
             return _refused(exc)
         return _found(message)
 
-    async def recent(self, channel_id: int, *, limit: int = 50) -> list[Found] | Delivery:
-        """The channel's newest ``limit`` messages, newest first, or the refusal."""
-        try:
-            messages = [m async for m in self._channel(channel_id).history(limit=limit)]
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-            return _refused(exc)
+    async def recent(
+        self, channel_id: int, *, limit: int = 50, since: float | None = None
+    ) -> list[Found] | Delivery:
+        """The channel's newest ``limit`` messages, or the refusal.
+
+        Args:
+            channel_id: the channel.
+            limit: how many at most.
+            since: wall-clock seconds: only messages posted since then, oldest
+                first (else the newest first).
+        """
+        after = None
+        if since is not None:
+            moment = datetime.datetime.fromtimestamp(since, tz=datetime.UTC)
+            after = discord.Object(id=discord.utils.time_snowflake(moment))
+        history = self._channel(channel_id).history(limit=limit, after=after)
+        with anyio.move_on_after(REQUEST_SECONDS) as scope:
+            try:
+                messages = [m async for m in history]
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                return _refused(exc)
+        if scope.cancelled_caught:
+            return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
         return [_found(m) for m in messages]
 
     async def _attempt(self, request: Any) -> Delivery:
@@ -162,6 +206,7 @@ def _found(message: discord.Message) -> Found:
         author_id=message.author.id,
         footer=(embed.footer.text or "") if embed else "",
         description=(embed.description or "") if embed else "",
+        content=message.content,
     )
 
 

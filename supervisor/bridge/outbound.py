@@ -1,7 +1,7 @@
-"""What carries a node's activity to Discord: the relay, the outbox and its sender.
+"""What carries a node's activity to Discord: the relays, the outbox and its sender.
 
-The node builds one :class:`Outbound` with the bridge, hands its relay to the fleet
-as a sink, runs it beside the bridge, and lets it finish (bounded) at shutdown.
+The node builds one :class:`Outbound` with the bridge, hands its relays to the fleet
+as sinks, runs it beside the bridge, and lets it finish (bounded) at shutdown.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from supervisor.bridge.progress import ProgressRelay
+from supervisor.bridge.questions import QuestionRelay
 from supervisor.bridge.relay import Relay, RelayChannels
 from supervisor.bridge.sender import OutboxSender
 from supervisor.state.outbox import Outbox
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.health import HealthRecord
     from supervisor.config.schema import DiscordSpec, ProgramSpec
+    from supervisor.events import EventSink
     from supervisor.state.ledger import Ledger
 
 FINISH_SECONDS = 5.0
@@ -30,7 +33,10 @@ FINISH_SECONDS = 5.0
 
 
 class Outbound:
-    """The relay (a fleet sink) and the outbox's sender of one node.
+    """The relays (fleet sinks) and the outbox's sender of one node.
+
+    Everything they post goes through one outbox: the relay's output, incidents,
+    results and audit lines, the workers' questions and progress.
 
     Args:
         spec: the ``[discord]`` table (the channels).
@@ -38,6 +44,7 @@ class Outbound:
         programs: the node's programs now.
         log_dir: the processes' log files (incidents show their last lines).
         health: the bridge's health record (paused channels are said there).
+        progress_options: passed to :class:`ProgressRelay` (tests shorten its windows).
         **relay_options: passed to :class:`Relay` (tests shorten its windows).
     """
 
@@ -49,6 +56,7 @@ class Outbound:
         *,
         log_dir: Path,
         health: HealthRecord | None = None,
+        progress_options: Mapping[str, Any] | None = None,
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
@@ -62,7 +70,14 @@ class Outbound:
             channel_wait=lambda channel: self.sender.create_wait(channel),
             **relay_options,
         )
+        self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
+        self.progress = ProgressRelay(spec, self.outbox, programs, **(progress_options or {}))
         self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
+
+    @property
+    def sinks(self) -> tuple[EventSink, ...]:
+        """The fleet's event sinks among these (the relay also takes lines)."""
+        return (self.relay, self.questions, self.progress)
 
     def client_options(self) -> dict[str, Any]:
         """Options for the bridge's client: the trace that lets the sender pace itself."""
@@ -74,19 +89,27 @@ class Outbound:
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the relay and the sender (through ``current()``, the bridge's client)."""
+        """Run the relays and the sender (through ``current()``, the bridge's client).
+
+        Start it once the fleet runs: the questions the last dsup left open are
+        closed then, and their messages say so.
+        """
         async with anyio.create_task_group() as tg:
             await tg.start(self.relay.run)
+            await tg.start(self.questions.serve)
+            await tg.start(self.progress.serve)
             await tg.start(self.sender.run, current)
             task_status.started()
 
     async def finish(self, seconds: float = FINISH_SECONDS) -> bool:
-        """Write what the relay holds and wait, bounded, for the outbox to empty.
+        """Write what the relays hold and wait, bounded, for the outbox to empty.
 
         Returns:
             True when everything was sent; what is left is sent after a restart.
         """
         with anyio.move_on_after(seconds, shield=True):
             await self.relay.flush(final=True)
+            await self.questions.flush()
+            await self.progress.flush()
             return await self.sender.drain(seconds)
         return False

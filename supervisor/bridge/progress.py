@@ -1,12 +1,13 @@
 """Workers' progress in Discord: one message per run, edited in place, finished at the end.
 
-One task posts each run's bar to the results channel and edits it at most every
-:data:`EDIT_SECONDS`; runs kept and requests per tick are bounded.
+One task queues each run's bar in the outbox for the results channel and its edits at most
+every :data:`EDIT_SECONDS` (edits still waiting collapse into one); runs kept are bounded.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,6 @@ import anyio
 import discord
 
 from supervisor import humanize
-from supervisor.bridge.questions import channel_of, ready_client
-from supervisor.bridge.respond import NO_MENTIONS
 from supervisor.config.schema import Relay
 from supervisor.events import ProgressReported, StateChanged
 
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event, Progress
+    from supervisor.state.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ EDIT_SECONDS = 5.0
 """The least time between two edits of one run's progress message."""
 TICK_SECONDS = 1.0
 """Time between two looks at what changed."""
-REQUESTS_PER_TICK = 4
-"""Posts and edits per tick at most, across runs (the channel's rate stays low)."""
 MAX_RUNS = 100
 """Runs whose progress is tracked at once; beyond, new runs are not shown."""
 
@@ -43,7 +41,7 @@ MAX_RUNS = 100
 class _Run:
     process: str
     progress: Progress
-    message_id: int | None = None
+    row_id: int | None = None  # the outbox row of its message, once queued
     shown_at: float = float("-inf")
     dirty: bool = True
     ended: str = ""  # why the run is over: "" while it runs
@@ -63,8 +61,10 @@ class ProgressRelay:
 
     Args:
         spec: the ``[discord]`` table (the results channel, else the log channel).
+        outbox: where the messages and their edits go.
         programs: the node's programs now (each one's ``relay``).
         clock: monotonic seconds.
+        wall: wall-clock seconds.
         edit_seconds: see :data:`EDIT_SECONDS`.
         tick_seconds: see :data:`TICK_SECONDS`.
     """
@@ -72,15 +72,19 @@ class ProgressRelay:
     def __init__(
         self,
         spec: DiscordSpec,
+        outbox: Outbox,
         programs: Callable[[], Mapping[str, ProgramSpec]],
         *,
         clock: Callable[[], float] = anyio.current_time,
+        wall: Callable[[], float] = time.time,
         edit_seconds: float = EDIT_SECONDS,
         tick_seconds: float = TICK_SECONDS,
     ) -> None:
         self.channel_id = spec.results_channel or spec.log_channel
+        self._outbox = outbox
         self._programs = programs
         self._clock = clock
+        self._wall = wall
         self._edit = edit_seconds
         self._tick = tick_seconds
         self._runs: dict[str, _Run] = {}
@@ -106,51 +110,42 @@ class ProgressRelay:
         relayed = spec is not None and spec.relay in (Relay.RESULTS, Relay.ALL)
         return bool(self.channel_id) and relayed
 
-    async def serve(
-        self,
-        current: Callable[[], discord.Client | None],
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Post and edit progress messages through ``current()`` until cancelled."""
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Queue progress messages and their edits in the outbox until cancelled."""
         task_status.started()
         while True:
             await anyio.sleep(self._tick)
             due = self._due()
-            if not due:
-                continue
-            client = await ready_client(current, self._tick)
-            for run_id, run in due:
-                try:
-                    await self._show(client, run)
-                except (discord.HTTPException, discord.ClientException) as exc:
-                    logger.warning("discord: progress of %s not shown: %s", run.process, exc)
-                    continue
-                if run.ended or run.progress.fraction >= 1.0:
-                    del self._runs[run_id]  # finished: its message says so
+            if due:
+                await anyio.to_thread.run_sync(self._queue, due)
 
-    def _due(self) -> list[tuple[str, _Run]]:
+    async def flush(self) -> None:
+        """Queue every change not queued yet, whatever the pace (dsup stops)."""
+        due = self._due(final=True)
+        if due:
+            await anyio.to_thread.run_sync(self._queue, due)
+
+    def _due(self, *, final: bool = False) -> list[tuple[str, _Run, str]]:
+        """The runs to show now, with their text (taken on the event loop)."""
         now = self._clock()
-        due = [
-            (run_id, run)
-            for run_id, run in self._runs.items()
-            if run.dirty
-            and (run.ended or run.progress.fraction >= 1.0 or now - run.shown_at >= self._edit)
-        ]
-        return due[:REQUESTS_PER_TICK]
+        due = []
+        for run_id, run in self._runs.items():
+            finished = final or bool(run.ended) or run.progress.fraction >= 1.0
+            if run.dirty and (finished or now - run.shown_at >= self._edit):
+                run.dirty, run.shown_at = False, now
+                due.append((run_id, run, progress_text(run.process, run.progress, run.ended)))
+        for run_id, run, _ in due:
+            if run.ended or run.progress.fraction >= 1.0:
+                del self._runs[run_id]  # finished: its last text is queued
+        return due
 
-    async def _show(self, client: discord.Client, run: _Run) -> None:
-        text = progress_text(run.process, run.progress, run.ended)
-        channel = await channel_of(client, self.channel_id)
-        run.dirty = False  # a change while the request is under way makes it dirty again
-        try:
-            if run.message_id is None:
-                message = await channel.send(text, allowed_mentions=NO_MENTIONS)
-                run.message_id = message.id
-            else:
-                partial = channel.get_partial_message(run.message_id)  # type: ignore[attr-defined]
-                await partial.edit(content=text)
-        except BaseException:
-            run.dirty = True
-            raise
-        run.shown_at = self._clock()
+    def _queue(self, due: list[tuple[str, _Run, str]]) -> None:
+        """Post or edit each run's message in the outbox (worker thread)."""
+        for _, run, text in due:
+            if run.row_id is not None:
+                try:
+                    run.row_id = self._outbox.edit(run.row_id, text, now=self._wall())
+                    continue
+                except LookupError:  # pruned: a run that reported nothing for very long
+                    logger.info("discord: progress of %s posted anew", run.process)
+            run.row_id = self._outbox.post(self.channel_id, "progress", text, now=self._wall())

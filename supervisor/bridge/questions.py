@@ -1,13 +1,15 @@
 """Workers' questions in Discord: a message with a button per choice, answered once.
 
-Closing edits the message (who answered what, or timed out, or gone); the buttons are
-persistent (``dsup:answer:ID:N``), so a click after a restart still answers, audited.
+Posted and closed through the outbox (who answered what, or timed out, or gone); the buttons
+are persistent (``dsup:answer:ID:N``), so a click after a restart still answers, audited.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -15,6 +17,7 @@ import discord
 
 from supervisor.bridge.access import actor_of
 from supervisor.bridge.respond import NO_MENTIONS, is_ours, refuse_elsewhere
+from supervisor.bridge.results import button
 from supervisor.commands.access import AccessLevel
 from supervisor.config.schema import Relay
 from supervisor.errors import SupervisorError
@@ -31,19 +34,16 @@ if TYPE_CHECKING:
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event, Question, QuestionStatus
     from supervisor.state.ledger import Ledger
+    from supervisor.state.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
 ANSWER_TEMPLATE = r"dsup:answer:(?P<question>[0-9]{1,18}):(?P<choice>[0-9]{1,2}|text)"
 MAX_WAITING = 1000
-"""Question events waiting for Discord; beyond, the oldest are dropped (and logged)."""
-RETRY_SECONDS = 2.0
-"""Time between two tries while Discord is away or refuses a post."""
-MAX_TRIES = 5
-"""Tries per message before it is given up (logged); ``dsup ctl asks`` still has it."""
+"""Question events waiting to be written to the outbox; beyond, the oldest are dropped."""
 _QUESTION_CHARS = 1500  # of the question text shown: the message has other lines too
 _BUTTONS_PER_ROW = 5
-_POST_SECONDS = 10.0  # the longest a question's post may hold up a shutdown
+_WRITE_SECONDS = 5.0  # the longest the last writes may hold up a shutdown
 
 
 def answer_id(question_id: int, choice: int | str) -> str:
@@ -90,56 +90,63 @@ def _quoted(question: Question) -> str:
     return shown if len(shown) <= _QUESTION_CHARS else shown[:_QUESTION_CHARS] + "…"
 
 
-def question_view(question: Question, *, closed: bool = False) -> discord.ui.View:
-    """A button per choice (a "Answer…" button opening a text box for free text)."""
-    view = discord.ui.View(timeout=None)
+def question_buttons(question: Question, *, closed: bool = False) -> str:
+    """A button per choice (an "Answer…" button opening a text box for free text).
+
+    As an outbox row's ``attach`` (JSON): the buttons are built when the row is sent.
+    """
     if question.choices is None:
-        view.add_item(
-            discord.ui.Button(
-                label="Answer…",
+        buttons = [
+            button(
+                "Answer…",
+                answer_id(question.id, "text"),
                 style=discord.ButtonStyle.primary,
-                custom_id=answer_id(question.id, "text"),
                 disabled=closed,
             )
-        )
-        return view
-    for index, choice in enumerate(question.choices):
-        view.add_item(
-            discord.ui.Button(
-                label=choice[:80],
-                style=discord.ButtonStyle.secondary,
-                custom_id=answer_id(question.id, index),
+        ]
+    else:
+        buttons = [
+            button(
+                choice[:80],
+                answer_id(question.id, index),
                 row=index // _BUTTONS_PER_ROW,
                 disabled=closed,
             )
-        )
-    return view
+            for index, choice in enumerate(question.choices)
+        ]
+    return json.dumps({"buttons": buttons})
 
 
 class QuestionRelay:
-    """Posts and settles the questions of a node's workers in Discord.
+    """Posts and settles the questions of a node's workers in Discord, through the outbox.
 
-    A fleet ``EventSink``; :meth:`serve` is its task.
+    A fleet ``EventSink``; :meth:`serve` is its task. A question's message is an
+    outbox row marked ``question:ID``; its close is an edit of that row (buttons
+    disabled) marked ``question-closed:ID``, so each is queued once, also across
+    restarts, and sent once whatever Discord does meanwhile.
 
     Args:
         spec: the ``[discord]`` table (the results channel, else the log channel).
-        ledger: where the messages of questions are remembered.
+        outbox: where the messages go.
+        ledger: the questions (closed while nobody could say so).
         programs: the node's programs now (each one's ``relay``).
-        retry_seconds: see :data:`RETRY_SECONDS`.
+        wall: wall-clock seconds.
     """
 
     def __init__(
         self,
         spec: DiscordSpec,
+        outbox: Outbox,
         ledger: Ledger,
         programs: Callable[[], Mapping[str, ProgramSpec]],
         *,
-        retry_seconds: float = RETRY_SECONDS,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.channel_id = spec.results_channel or spec.log_channel
+        self._outbox = outbox
         self._posts = QuestionPosts(ledger)
         self._programs = programs
-        self._retry = retry_seconds
+        self._wall = wall
         self._waiting: collections.deque[QuestionAsked | QuestionClosed] = collections.deque()
         self._wake = anyio.Event()
         self.dropped = 0
@@ -158,102 +165,80 @@ class QuestionRelay:
         self._waiting.append(event)
         self._wake.set()
 
-    async def serve(
-        self,
-        current: Callable[[], discord.Client | None],
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Post and edit question messages through ``current()``, the bridge's client.
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Queue question messages and their ends in the outbox until cancelled.
 
-        First settles the messages of questions that closed while no dsup or
-        bridge could say so. Runs until cancelled.
+        First settles the messages of questions that closed while no dsup could
+        say so (run it after the fleet closed the questions the last dsup left
+        open). When cancelled, queues what is still waiting (shielded, bounded).
         """
+        await anyio.to_thread.run_sync(self._settle_stale)
         task_status.started()
-        client = await ready_client(current, self._retry)
-        await self._settle_stale(client)
-        while True:
-            while not self._waiting:
+        try:
+            while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-            event = self._waiting[0]
-            for attempt in range(1, MAX_TRIES + 1):
-                client = await ready_client(current, self._retry)
-                try:
-                    await self._show(client, event)
-                    break
-                except (discord.HTTPException, discord.ClientException) as exc:
-                    logger.warning(
-                        "discord: question %d not shown (try %d of %d): %s",
-                        event.question.id,
-                        attempt,
-                        MAX_TRIES,
-                        exc,
+                await self.flush()
+        finally:
+            with anyio.move_on_after(_WRITE_SECONDS, shield=True):
+                await self.flush()
+
+    async def flush(self) -> None:
+        """Write the question events waiting to the outbox."""
+        events = list(self._waiting)
+        self._waiting.clear()
+        if events:
+            await anyio.to_thread.run_sync(self._queue, events)
+
+    def _queue(self, events: list[QuestionAsked | QuestionClosed]) -> None:
+        """Write the events' messages to the outbox (worker thread), each once."""
+        for event in events:
+            question = event.question
+            if isinstance(event, QuestionAsked):
+                if self._outbox.meta(asked_marker(question.id)) is None:
+                    self._outbox.post(
+                        self.channel_id,
+                        "question",
+                        question_text(question),
+                        now=self._wall(),
+                        marker=asked_marker(question.id),
+                        attach=question_buttons(question),
                     )
-                    await anyio.sleep(self._retry)
-            self._waiting.popleft()
-
-    async def _show(self, client: discord.Client, event: QuestionAsked | QuestionClosed) -> None:
-        question = event.question
-        if isinstance(event, QuestionAsked):
-            channel = await channel_of(client, self.channel_id)
-            # A post is remembered whatever comes (its message must be edited later).
-            with anyio.move_on_after(_POST_SECONDS, shield=True):
-                message = await channel.send(
-                    question_text(question),
-                    view=question_view(question),
-                    allowed_mentions=NO_MENTIONS,
-                )
-                await anyio.to_thread.run_sync(
-                    self._posts.posted, question.id, self.channel_id, message.id
-                )
-            return
-        where = await anyio.to_thread.run_sync(self._posts.message_of, question.id)
-        if where is None:
-            return  # never posted (relayed only since, or dropped)
-        text = closed_text(question, event.status, event.answer, event.by, event.at)
-        await _edit(client, where, text, question)
-        await anyio.to_thread.run_sync(self._posts.settled, question.id)
-
-    async def _settle_stale(self, client: discord.Client) -> None:
-        """Edit the messages of questions that closed while nobody could say so."""
-        for post in await anyio.to_thread.run_sync(self._posts.unsettled):
-            text = closed_text(post.question, post.status, post.answer, post.by, post.closed_at)
-            try:
-                await _edit(client, (post.channel_id, post.message_id), text, post.question)
-            except discord.NotFound:
-                pass  # deleted by someone: nothing to settle
-            except (discord.HTTPException, discord.ClientException) as exc:
-                logger.warning("discord: question %d not settled: %s", post.question.id, exc)
                 continue
-            await anyio.to_thread.run_sync(self._posts.settled, post.question.id)
+            text = closed_text(question, event.status, event.answer, event.by, event.at)
+            self._close(question, text)
+
+    def _close(self, question: Question, text: str) -> None:
+        """Edit a question's message into its end, once (nothing if it was never queued)."""
+        row = self._outbox.meta(asked_marker(question.id))
+        if row is None or self._outbox.meta(closed_marker(question.id)) is not None:
+            return
+        try:
+            self._outbox.edit(
+                int(row),
+                text,
+                now=self._wall(),
+                attach=question_buttons(question, closed=True),
+                marker=closed_marker(question.id),
+            )
+        except LookupError:  # pruned: thousands of messages ago
+            logger.info("discord: question %d's message is too old to edit", question.id)
+
+    def _settle_stale(self) -> None:
+        """Queue the ends of questions that closed while nobody could say so."""
+        for post in self._posts.unsettled():
+            text = closed_text(post.question, post.status, post.answer, post.by, post.closed_at)
+            self._close(post.question, text)
 
 
-async def ready_client(
-    current: Callable[[], discord.Client | None], retry_seconds: float
-) -> discord.Client:
-    """The bridge's client once it is connected (``current()`` checked every ``retry_seconds``)."""
-    while True:
-        client = current()
-        if client is not None and client.is_ready() and not client.is_closed():
-            return client
-        await anyio.sleep(retry_seconds)
+def asked_marker(question_id: int) -> str:
+    """The outbox marker of the message that asks question ``question_id``."""
+    return f"question:{question_id}"
 
 
-async def channel_of(client: discord.Client, channel_id: int) -> discord.abc.Messageable:
-    """The channel ``channel_id``, from the cache or fetched."""
-    channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
-    if not isinstance(channel, discord.abc.Messageable):
-        raise discord.ClientException(f"channel {channel_id} takes no messages")
-    return channel
-
-
-async def _edit(
-    client: discord.Client, where: tuple[int, int], text: str, question: Question
-) -> None:
-    channel = await channel_of(client, where[0])
-    message = channel.get_partial_message(where[1])  # type: ignore[attr-defined]
-    await message.edit(content=text, view=question_view(question, closed=True))
+def closed_marker(question_id: int) -> str:
+    """The outbox marker of the edit that shows how question ``question_id`` ended."""
+    return f"question-closed:{question_id}"
 
 
 class _AnswerModal(discord.ui.Modal):

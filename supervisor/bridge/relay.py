@@ -29,7 +29,7 @@ from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
     OrphansCleaned,
-    OutputLines,
+    OutputChunk,
     ProcessState,
     ResultReported,
     StateChanged,
@@ -50,8 +50,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LINE_CAPACITY = 10_000
-"""Lines taken per read while the output stream has room (it only updates bounded memory)."""
+STREAM_BYTES = 64 * 1024
+"""Bytes of whole lines taken per read while the output stream has room; the stream keeps
+what fits its bound and only sizes the rest."""
 TICK_SECONDS = 0.25
 """Time between two writes of what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -133,7 +134,7 @@ class _Write:
 class Relay:
     """Relays a node's activity to Discord through the outbox.
 
-    An ``EventSink`` and a ``LineConsumer`` for the fleet; ``run`` is its task.
+    An ``EventSink`` and an ``OutputConsumer`` for the fleet; ``run`` is its task.
 
     Args:
         programs: the node's programs now (each one's ``relay`` and
@@ -198,21 +199,25 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Lines the relay takes now; the rest of a read is only counted (cheap).
+        """Bytes of whole lines the relay takes now; the rest of a read is only sized (free).
 
-        All of them while the output stream has room, none (counted) once it is
-        full; none at all (-1) when no program relays its output: incidents read
-        their lines from the log files, so "errors" and "results" cost nothing
-        per byte.
+        ``STREAM_BYTES`` while the output stream has room, none (sized, not
+        counted) once it is full; none at all (-1) when no program relays its
+        output: incidents read their lines from the log files, so "errors" and
+        "results" cost nothing per byte.
         """
         if RelayMode.ALL not in self._program_modes() or not self.channels.log:
             return -1
-        return 0 if self._stream.is_full else LINE_CAPACITY
+        return 0 if self._stream.is_full else STREAM_BYTES
+
+    def counts_lines(self) -> bool:
+        """Never: what the relay omits is told by size, so a flood costs no count."""
+        return False
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, tails, the stream or audit lines."""
-        if isinstance(event, OutputLines):
-            self._take_lines(event)
+        if isinstance(event, OutputChunk):
+            self._take_output(event)
         elif isinstance(event, StateChanged):
             self._take_state(event)
         elif isinstance(event, ResultReported):
@@ -247,9 +252,10 @@ class Relay:
         )
         return True
 
-    def _take_lines(self, event: OutputLines) -> None:
-        if self._mode(event.process) is RelayMode.ALL and self.channels.log:
-            self._stream.add(event.process, event.lines, event.dropped)
+    def _take_output(self, chunk: OutputChunk) -> None:
+        """Stream what fits (decoding only that); the rest is only sized."""
+        if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
+            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)

@@ -81,7 +81,8 @@ def _embed(result: WorkerResult) -> dict[str, Any] | None:
 
 
 def attachments(attach: str) -> dict[str, Any]:
-    """``send`` keyword arguments for an outbox row's ``attach`` (reads files: a thread).
+    """``send`` or ``edit`` keyword arguments for an outbox row's ``attach`` (reads files:
+    call it in a thread).
 
     A file that is gone, unreadable or too big is left out (logged); its name is in
     the content already.
@@ -113,7 +114,45 @@ def attachments(attach: str) -> dict[str, Any]:
     task = wanted.get("cancel_task")
     if isinstance(task, int):
         kwargs["view"] = cancel_view(task)
+    if "buttons" in wanted:
+        kwargs["view"] = _view(wanted["buttons"])
+    elif "view" in wanted and wanted["view"] is None:
+        kwargs["view"] = None  # an edit that removes the buttons
     return kwargs
+
+
+def button(
+    label: str,
+    custom_id: str,
+    *,
+    style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+    row: int | None = None,
+    disabled: bool = False,
+) -> dict[str, Any]:
+    """A button as an outbox row's ``attach`` keeps it (``{"buttons": [...]}``)."""
+    return {
+        "label": label,
+        "custom_id": custom_id,
+        "style": style.value,
+        "row": row,
+        "disabled": disabled,
+    }
+
+
+def _view(buttons: list[dict[str, Any]]) -> discord.ui.View:
+    """The persistent view of buttons kept by :func:`button` (their dynamic items answer)."""
+    view = discord.ui.View(timeout=None)
+    for kept in buttons[:25]:
+        view.add_item(
+            discord.ui.Button(
+                label=str(kept["label"]),
+                custom_id=str(kept["custom_id"]),
+                style=discord.ButtonStyle(int(kept["style"])),
+                row=kept.get("row"),
+                disabled=bool(kept.get("disabled")),
+            )
+        )
+    return view
 
 
 def cancel_item(task_id: int) -> discord.ui.Button[Any]:

@@ -1,28 +1,29 @@
 """The sender: drains the outbox into Discord, once per row, paced, whatever fails.
 
 A create carries the row's nonce (``enforce_nonce``) and, past its window, the channel is
-searched for the row's marker first, so a retry never posts twice.
+searched for the row's marker first, so a retry never posts twice. Requests go through the
+bridge's one :class:`Messenger`.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
-import discord
 
+from supervisor.bridge.messenger import UNKNOWN_MESSAGE, Delivery, Messenger
 from supervisor.bridge.pacing import Breaker, Pacer, route_of
 from supervisor.bridge.results import attachments
-from supervisor.state.outbox import DROP_VIEW, retry_delay
+from supervisor.state.outbox import retry_delay
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import SimpleNamespace
 
+    import discord
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.bridge.health import HealthRecord
@@ -37,10 +38,6 @@ minutes", undocumented); later, look for the row's marker in the channel first."
 POLL_SECONDS = 0.1
 """The longest time between two looks at the outbox (it also looks when woken)."""
 HISTORY_LIMIT = 100
-SEND_TIMEOUT_SECONDS = 60.0
-"""The longest one send may take (discord.py's own retries included) before it is retried."""
-_UNKNOWN_MESSAGE = 10008
-_NONE = discord.AllowedMentions.none()
 
 
 class OutboxSender:
@@ -196,76 +193,76 @@ class OutboxSender:
 
     async def _send(self, client: discord.Client, row: OutboxRow) -> None:
         try:
-            # A request that never ends would hold its channel forever; the nonce
-            # makes trying again safe.
-            with anyio.fail_after(SEND_TIMEOUT_SECONDS):
-                message_id = await self._deliver(client, row)
-        except discord.HTTPException as exc:
-            await self._refused(row, exc)
-        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-            await self._retry(row, f"{type(exc).__name__}: {exc}")
-        else:
-            await anyio.to_thread.run_sync(
-                lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
-            )
-            self.sent += 1
-            if self.breaker.succeeded(row.channel) or row.channel in self._announced:
-                self._announced.discard(row.channel)
-                self._say(row.channel, "")
-                logger.warning("discord: channel %d answers again; relaying resumed", row.channel)
+            delivery = await self._deliver(Messenger(client), client, row)
+            if delivery.is_ok and delivery.message_id is not None:
+                await self._sent(row, delivery.message_id)
+            else:
+                await self._refused(row, delivery)
         finally:
             self._busy.discard(row.channel)
 
-    async def _deliver(self, client: discord.Client, row: OutboxRow) -> int:
-        """Create or edit the row's message; its Discord id."""
-        channel = client.get_partial_messageable(row.channel)
+    async def _sent(self, row: OutboxRow, message_id: int) -> None:
+        await anyio.to_thread.run_sync(
+            lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
+        )
+        self.sent += 1
+        if self.breaker.succeeded(row.channel) or row.channel in self._announced:
+            self._announced.discard(row.channel)
+            self._say(row.channel, "")
+            logger.warning("discord: channel %d answers again; relaying resumed", row.channel)
+
+    async def _deliver(
+        self, messenger: Messenger, client: discord.Client, row: OutboxRow
+    ) -> Delivery:
+        """Create or edit the row's message (each request bounded by the messenger)."""
         text = row.content + row.marker
         first = row.first_try_at
-        is_create = not row.is_edit or row.target_message_id is None
+        extra = await anyio.to_thread.run_sync(attachments, row.attach) if row.attach else {}
+        if row.is_edit and row.target_message_id is not None:
+            return await messenger.edit(
+                row.channel,
+                row.target_message_id,
+                content=text,
+                embeds=extra.get("embeds"),
+                **({"view": extra["view"]} if "view" in extra else {}),
+            )
         late = first is not None and self._wall() - first > self._nonce_window
-        if is_create and row.attempts and first is not None and late:
-            found = await self._find_marker(client, channel, row, first)
+        if row.attempts and first is not None and late:
+            found = await self._find_marker(messenger, client, row, first)
             if found is not None:
                 return found
-        if row.is_edit and row.target_message_id is not None:
-            message = channel.get_partial_message(row.target_message_id)
-            dropped: dict[str, Any] = {"view": None} if row.attach == DROP_VIEW else {}
-            await message.edit(content=text, allowed_mentions=_NONE, **dropped)
-            return row.target_message_id
-        reference = (
-            discord.MessageReference(
-                message_id=row.reply_to, channel_id=row.channel, fail_if_not_exists=False
-            )
-            if row.reply_to is not None
-            else None
+        return await messenger.post(
+            row.channel,
+            content=text,
+            embeds=extra.get("embeds", ()),
+            view=extra.get("view"),
+            files=extra.get("files", ()),
+            nonce=row.nonce,
+            reply_to=row.reply_to,
         )
-        kwargs: dict[str, Any] = {"reference": reference} if reference is not None else {}
-        if row.attach:
-            kwargs |= await anyio.to_thread.run_sync(attachments, row.attach)
-        sent = await channel.send(text, nonce=row.nonce, allowed_mentions=_NONE, **kwargs)
-        return sent.id
 
     async def _find_marker(
-        self,
-        client: discord.Client,
-        channel: discord.PartialMessageable,
-        row: OutboxRow,
-        first: float,
-    ) -> int | None:
-        """The id of our message ending with the row's marker, posted since ``first``."""
-        since = datetime.datetime.fromtimestamp(first - 5, tz=datetime.UTC)
-        after = discord.Object(id=discord.utils.time_snowflake(since))
+        self, messenger: Messenger, client: discord.Client, row: OutboxRow, first: float
+    ) -> Delivery | None:
+        """Our message ending with the row's marker, posted since ``first``; a refusal of
+        the history; or None when it is not there."""
         me = client.user.id if client.user is not None else None
-        async for message in channel.history(limit=HISTORY_LIMIT, after=after):
-            if message.author.id == me and message.content.endswith(row.marker):
-                logger.info("outbox: message %d was sent before (found %d)", row.id, message.id)
-                return message.id
+        recent = await messenger.recent(row.channel, limit=HISTORY_LIMIT, since=first - 5)
+        if isinstance(recent, Delivery):
+            return recent
+        for message in recent:
+            if message.author_id == me and message.content.endswith(row.marker):
+                logger.info(
+                    "outbox: message %d was sent before (found %d)", row.id, message.message_id
+                )
+                return Delivery(message_id=message.message_id)
         return None
 
-    async def _refused(self, row: OutboxRow, exc: discord.HTTPException) -> None:
-        """Discord answered with an error: retry, abandon the row, or pause its channel."""
-        reason = f"{exc.status} {exc.text or type(exc).__name__}"[:200]
-        if exc.status in (403, 404) and exc.code != _UNKNOWN_MESSAGE:
+    async def _refused(self, row: OutboxRow, delivery: Delivery) -> None:
+        """Discord refused, or did not answer: retry, abandon the row, or pause its channel."""
+        reason = delivery.error[:200] or "no message id in the answer"
+        status = delivery.status
+        if status in (403, 404) and delivery.code != UNKNOWN_MESSAGE:
             pause = self.breaker.refused(row.channel, reason, self._clock())
             if pause is None:
                 await self._retry(row, reason)
@@ -288,7 +285,7 @@ class OutboxSender:
                     row.channel,
                     reason,
                 )
-        elif exc.status == 429 or exc.status >= 500:
+        elif status is None or status in (0, 429) or status >= 500:
             await self._retry(row, reason)
         else:
             await anyio.to_thread.run_sync(lambda: self._outbox.mark_abandoned(row.id, reason))

@@ -1,7 +1,7 @@
 """Output of processes coalesced into chat messages: bounded, fair, fenced (no discord).
 
-Each process gets a fair share of a message, in code blocks; lines past the bound become one
-"... N lines of x omitted" note, so a flood costs a count, never a growing queue.
+Each process gets a fair share of a message, in code blocks; output past the bound becomes one
+"... 1.2 MiB of x omitted" note, so a flood costs a sum of sizes, never a count or a queue.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from supervisor.humanize import printable
+from supervisor.humanize import memory, printable
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
@@ -33,10 +33,14 @@ def neutralise(line: str, *, max_chars: int = MAX_LINE_CHARS) -> str:
     return _FENCE_BREAK.sub("`\u200b", text)
 
 
-def omitted_note(process: str, count: int) -> str:
-    """The line that stands for lines a message could not hold."""
+def omitted_note(process: str, size: int) -> str:
+    """The line that stands for output a message could not hold, by its size in bytes.
+
+    Bytes, not lines: counting the lines of a flood would cost a pass over every
+    byte omitted, while its size is known for free.
+    """
     program = process.rpartition(":")[0] or process
-    return f"... {count:,} lines of {process} omitted (see /logs {program})"
+    return f"... {memory(size)} of {process} omitted (see /logs {program})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,7 +60,7 @@ class Excerpt:
 
 @dataclass(slots=True)
 class _Waiting:
-    """The lines of one process not yet in a message; ints count omitted lines."""
+    """The lines of one process not yet in a message; ints are bytes omitted."""
 
     entries: deque[str | int] = field(default_factory=deque)
     chars: int = 0
@@ -107,12 +111,18 @@ class OutputStream:
         """True when state notes wait (they go out without waiting for a full message)."""
         return bool(self._notes)
 
-    def add(self, process: str, lines: Sequence[str], dropped: int = 0) -> None:
-        """Take lines of ``process``; past its share of the bound they are only counted.
+    def add(self, process: str, data: bytes, omitted: int = 0) -> None:
+        """Take whole lines of ``process`` (raw bytes); past its share they are only sized.
 
         Each process with lines waiting holds at most an equal share of
         ``buffer_chars`` (a process joining trims the others' newest lines), so the
         stream stays bounded and close behind the output, however many flood it.
+        Only the lines taken are decoded; what is left costs nothing but its size.
+
+        Args:
+            process: the process that wrote them.
+            data: whole lines, each ending with a newline.
+            omitted: bytes of output lost right after ``data``.
         """
         waiting = self._waiting.get(process)
         if waiting is None:
@@ -121,20 +131,19 @@ class OutputStream:
             for other in self._waiting.values():
                 self._trim(other, share)
         share = self.buffer_chars // len(self._waiting)
-        if dropped:
-            waiting.omit(dropped)
-        if waiting.chars >= share:
-            waiting.omit(len(lines))
-            self._is_full = True
-            return
-        for index, line in enumerate(lines):
+        at = 0
+        while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
+            end = data.find(b"\n", at)
+            line = str(data[at:end], "utf-8", "replace")
             cost = self._cost(line)
             if waiting.chars + cost > share:
-                waiting.omit(len(lines) - index)
-                self._is_full = True
-                return
+                break
             waiting.entries.append(line)
             waiting.chars += cost
+            at = end + 1
+        if at < len(data) or omitted:
+            waiting.omit(len(data) - at + omitted)
+            self._is_full = True
 
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""
@@ -145,7 +154,7 @@ class OutputStream:
                 cut += entry
             else:
                 waiting.chars -= self._cost(entry)
-                cut += 1
+                cut += len(entry.encode()) + 1
         if cut:
             waiting.omit(cut)
 

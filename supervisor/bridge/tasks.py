@@ -144,7 +144,7 @@ class TaskDesk:
             folder = self._inbox(str(message.id))
             why = await _fetch_files(message.attachments, folder)
             if why is not None:
-                await _reply(message, f"Not queued: {why}")
+                await self._refuse(message, f"Not queued: {why}")
                 return True
         try:
             await service.task(
@@ -160,8 +160,20 @@ class TaskDesk:
         except SupervisorError as exc:  # a full backlog, a bad text: say so
             if folder is not None:
                 await anyio.to_thread.run_sync(_remove, folder)
-            await _reply(message, f"Not queued: {exc}")
+            await self._refuse(message, f"Not queued: {exc}")
         return True
+
+    async def _refuse(self, message: discord.Message, text: str) -> None:
+        """Reply why a task message was not queued, through the outbox, once."""
+
+        def post() -> None:
+            key = f"task-refused:{message.id}"
+            if self._outbox.meta(key) is None:
+                channel = message.channel.id
+                now = time.time()
+                self._outbox.post(channel, "reply", text, now=now, reply_to=message.id, marker=key)
+
+        await anyio.to_thread.run_sync(post)
 
     def _inbox(self, source_key: str) -> Path:
         queue = self._context.service.task_queue
@@ -259,7 +271,7 @@ class TaskDesk:
         if task.reply_channel is None or self._outbox.meta(key) is not None:
             return
         self._outbox.post(
-            task.reply_channel, "notice", announcement(task), now=time.time(), meta=(key, "1")
+            task.reply_channel, "notice", announcement(task), now=time.time(), marker=key
         )
 
     def _acknowledge_once(self, task: TaskRecord) -> None:
@@ -273,7 +285,7 @@ class TaskDesk:
             f"{EMOJI[TaskState.QUEUED]} `{task.program}` task {task.id} queued",
             now=time.time(),
             reply_to=task.reply_to,
-            meta=(key, "1"),
+            marker=key,
             attach=json.dumps({"cancel_task": task.id}),
         )
 
@@ -286,8 +298,9 @@ class TaskDesk:
             ack = self._outbox.reply_row(task.reply_channel, task.reply_to)
             if ack is not None:
                 with contextlib.suppress(LookupError):  # pruned meanwhile: a new reply
-                    self._outbox.edit(ack, answer_text(task), now=time.time(), drop_view=True)
-                    self._outbox.set_meta(key, "1")
+                    self._outbox.edit(
+                        ack, answer_text(task), now=time.time(), drop_view=True, marker=key
+                    )
                     return
         self._outbox.post(
             task.reply_channel,
@@ -295,7 +308,7 @@ class TaskDesk:
             answer_text(task),
             now=time.time(),
             reply_to=task.reply_to,
-            meta=(key, "1"),
+            marker=key,
         )
 
 
@@ -367,13 +380,6 @@ async def _member(message: discord.Message) -> discord.User | discord.Member:
     except discord.HTTPException as exc:  # gone from the guild: judged by their id alone
         logger.debug("discord: member %s: %s", author.id, exc)
         return author
-
-
-async def _reply(message: discord.Message, text: str) -> None:
-    try:
-        await message.reply(text, allowed_mentions=NO_MENTIONS, mention_author=False)
-    except discord.HTTPException as exc:
-        logger.warning("discord: could not answer a task message: %s", exc)
 
 
 def task_commands(context: BridgeContext) -> list[app_commands.Command[Any, ..., None]]:

@@ -15,9 +15,18 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-from supervisor.console.view import Batch, Dropped, Item, Lines, LiveView, PlainView, isatty
-from supervisor.events import OutputLines, ProgressReported, StateChanged
-from supervisor.output.framing import LineBlock
+from supervisor.console.view import (
+    Batch,
+    Dropped,
+    Item,
+    Lines,
+    LiveView,
+    PlainView,
+    is_regular_file,
+    isatty,
+)
+from supervisor.events import OutputChunk, ProgressReported, StateChanged
+from supervisor.output.framing import cut_at_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -32,17 +41,17 @@ logger = logging.getLogger(__name__)
 
 ConsoleMode = Literal["all", "quiet", "output"]
 
-PLAIN_MAX_LINES = 100_000
-"""Output lines buffered for a plain or JSON stream before lines are dropped."""
-MAX_PENDING_CHARS = 4 * 1024 * 1024
-"""Characters of output buffered, in either view (long lines count by their size)."""
-LIVE_MAX_LINES = 1_000
-"""Output lines taken per refresh in live mode (only the last few are shown)."""
-FAIR_LINES = 50
-"""Lines every process may hand over per batch even when the shared budget is spent,
-so one flooding worker never hides another one's few lines (a crash traceback)."""
-SHARE_CHARS = MAX_PENDING_CHARS * 3 // 4
-"""Characters one process may take per batch: the rest is kept for the others."""
+PLAIN_MAX_BYTES = 16 * 1024 * 1024
+"""Bytes of output buffered for a plain or JSON stream before lines are dropped: room
+for the writer thread's turn to come while a flood goes on (a file keeps up)."""
+LIVE_MAX_BYTES = 64 * 1024
+"""Bytes of output taken per refresh in live mode (only the last few lines are shown)."""
+FAIR = 1 / 64
+"""The part of the buffer every process may hand over per batch even when the shared
+budget is spent, so one flooding worker never hides another one's few lines (a crash
+traceback). Fair shares may go past the budget by a quarter of it, no more."""
+SHARE = 3 / 4
+"""The part of the buffer one process may take per batch: the rest is kept for the others."""
 MAX_PENDING_STATES = 10_000
 """State changes buffered; beyond this they are counted and reported, not kept."""
 REFRESH_SECONDS = 0.25
@@ -90,13 +99,20 @@ class Console:
         self._view: PlainView | LiveView = (
             LiveView(stream, node) if self._is_live else PlainView(stream, node, json_logs)
         )
-        self._max_lines = LIVE_MAX_LINES if self._is_live else PLAIN_MAX_LINES
+        # A regular file is written at once, on the event loop, as the log files
+        # are: appending to the page cache costs less than a thread hand-off, a
+        # file always keeps up, and nothing waits in memory.
+        self._is_direct = not self._is_live and is_regular_file(stream)
+
+        self._max_bytes = LIVE_MAX_BYTES if self._is_live else PLAIN_MAX_BYTES
+        self._share = int(self._max_bytes * SHARE)
+        self._fair = int(self._max_bytes * FAIR)
+        self._hard_max = self._max_bytes + self._max_bytes // 4
         self._log_poll_seconds = REFRESH_SECONDS if json_logs else math.inf
         self._pending: deque[Item] = deque()
-        self._pending_lines = 0
-        self._pending_chars = 0
+        self._pending_bytes = 0
         self._pending_states = 0
-        self._taken: dict[str, tuple[int, int]] = {}  # lines, chars per process this batch
+        self._taken: dict[str, int] = {}  # bytes per process this batch
         self._missed: dict[str, int] = {}
         self._missed_states = 0
         self._wake: anyio.Event | None = None
@@ -104,25 +120,29 @@ class Console:
     # -- producers (event loop, never block) ----------------------------------
 
     def capacity(self) -> int:
-        """How many lines one process may hand over now: 0 when full, -1 when not shown.
+        """How many bytes of lines one process may hand over now: 0 when full, -1 when not shown.
 
         -1 tells the pump that no lines nor drop counts are wanted at all, so
-        ``--quiet`` costs no line splitting (see ``pump.LineConsumer``). Once
-        the shared budget is spent, this is still ``FAIR_LINES``: whether a
-        process gets them is decided per process in ``deliver``.
+        ``--quiet`` costs no framing (see ``pump.OutputConsumer``). Once the
+        shared budget is spent, this is still a fair share (``FAIR``): whether
+        a process gets it is decided per process in ``deliver``.
         """
         if not self._shows_output:
             return -1
-        if self._pending_chars >= MAX_PENDING_CHARS:
+        if self._pending_bytes >= self._hard_max:
             return 0
-        return max(FAIR_LINES, self._max_lines - self._pending_lines)
+        return max(self._fair, self._max_bytes - self._pending_bytes)
+
+    def counts_lines(self) -> bool:
+        """The console tells dropped output in lines ("[N lines dropped]") when it shows any."""
+        return self._shows_output
 
     def deliver(self, event: Event) -> None:
         """Take one event without blocking; output beyond its process's share is counted."""
-        if isinstance(event, OutputLines):
+        if isinstance(event, OutputChunk):
             if not self._shows_output:
                 return
-            self._take_lines(event)
+            self._take(event)
         elif not self._shows_states or (self._is_live and isinstance(event, ProgressReported)):
             return  # the live table shows progress itself
         elif self._pending_states >= MAX_PENDING_STATES:
@@ -131,45 +151,44 @@ class Console:
             at = event.at if isinstance(event, StateChanged) else time.time()
             self._pending.append((at, event))
             self._pending_states += 1
-        if self._wake is not None:
+        if self._is_direct:
+            self._view.show(Batch(self._view.prepare(self._drain())), (), final=False, timeout=-1)
+        elif self._wake is not None:
             self._wake.set()
 
-    def _take_lines(self, event: OutputLines) -> None:
-        """Take what fits the process's share; the rest is counted for a drop note.
+    def _take(self, chunk: OutputChunk) -> None:
+        """Take the whole lines that fit the process's share; count the rest for a drop note.
 
-        A process may take lines while the shared budget lasts, and up to
-        ``FAIR_LINES`` per batch whatever the others took; its characters are
-        capped at ``SHARE_CHARS`` so that long lines cannot fill the buffer alone.
+        A process may take lines while the shared budget lasts, but no more
+        than its share, so that one flood cannot fill the buffer alone; and its
+        fair share per batch whatever the others took. Lines are counted only
+        when some are dropped.
         """
-        process = event.process
-        missed = self._missed.pop(process, 0) + event.dropped
-        # The live view keeps recent lines one by one: a block is split once, here.
-        lines = tuple(event.lines) if self._is_live else event.lines
-        taken_lines, taken_chars = self._taken.get(process, (0, 0))
-        room = max(FAIR_LINES - taken_lines, self._max_lines - self._pending_lines)
-        budget = min(MAX_PENDING_CHARS - self._pending_chars, SHARE_CHARS - taken_chars)
-        taken, chars = _fit(lines, room - (1 if missed else 0), budget)
-        n = len(taken)
-        if n == 0:
-            if missed + len(lines):
-                self._missed[process] = missed + len(lines)
-            return
-        now = time.time()
-        if missed:
-            self._pending.append((now, Dropped(process, missed)))
-            self._pending_lines += 1
-        self._pending.append((now, Lines(process, event.stream, taken)))
-        self._pending_lines += n
-        self._pending_chars += chars
-        self._taken[process] = (taken_lines + n, taken_chars + chars)
-        if n < len(lines):
-            self._missed[process] = len(lines) - n
+        process = chunk.process
+        missed = self._missed.pop(process, 0)
+        data = chunk.data
+        taken = self._taken.get(process, 0)
+        pending = self._pending_bytes
+        room = max(self._fair - taken, min(self._max_bytes - pending, self._share - taken))
+        room = min(room, self._hard_max - pending)
+        n = cut_at_line(data, room)
+        lost = chunk.dropped + (data.count(b"\n", n) if n < len(data) else 0)
+        if n:
+            now = time.time()
+            if missed:
+                self._pending.append((now, Dropped(process, missed)))
+                missed = 0
+            self._pending.append((now, Lines(process, chunk.stream, data[:n])))
+            self._pending_bytes += n
+            self._taken[process] = taken + n
+        if missed + lost:
+            self._missed[process] = missed + lost
 
     def _drain(self) -> list[Item]:
         """Take everything pending, plus a drop count for whatever was lost."""
         items = list(self._pending)
         self._pending.clear()
-        self._pending_lines = self._pending_chars = self._pending_states = 0
+        self._pending_bytes = self._pending_states = 0
         self._taken.clear()
         now = time.time()
         items.extend((now, Dropped(p, n)) for p, n in self._missed.items())
@@ -198,7 +217,7 @@ class Console:
         batch = Batch([])
         try:
             while True:
-                batch = Batch(self._drain())
+                batch = Batch(self._view.prepare(self._drain()))
                 show = partial(self._view.show, batch, self._snapshot(), final=False, timeout=-1)
                 await anyio.to_thread.run_sync(show, abandon_on_cancel=True, limiter=limiter)
                 if self._is_live:
@@ -210,7 +229,7 @@ class Console:
                     wake = self._wake = anyio.Event()
         finally:
             # A batch the cancelled thread never took is written now, with the rest.
-            last = Batch(batch.claim() + self._drain())
+            last = Batch(batch.claim() + self._view.prepare(self._drain()))
             show = partial(
                 self._view.show, last, self._snapshot(), final=True, timeout=FINAL_FLUSH_SECONDS
             )
@@ -238,30 +257,3 @@ class Console:
             # A bug in the status source must not take the supervisor down with it.
             logger.exception("console: the status callable failed")
             return ()
-
-
-def _fit(lines: Sequence[str], room: int, budget: int) -> tuple[Sequence[str], int]:
-    """The leading ``lines`` that fit in ``room`` lines and ``budget`` chars, and their chars.
-
-    The line that crosses the char budget is still taken when the budget is
-    not spent yet, so a process with budget left always gets at least one line;
-    lines are bounded by the pump's ``max_line_bytes``, so the overshoot is too.
-    """
-    n = max(0, min(len(lines), room))
-    if isinstance(lines, LineBlock) and n == len(lines):
-        # No string per line: the block's size is known, and so is where it is cut.
-        if lines.chars <= budget:
-            return lines, lines.chars
-        if budget <= 0:
-            return (), 0
-        taken = lines.head(budget)
-        return taken, taken.chars
-    chars = sum(map(len, lines[:n]))
-    if chars <= budget:
-        return lines[:n], chars
-    chars = 0
-    for i, line in enumerate(lines[:n]):
-        if chars >= budget:
-            return lines[:i], chars
-        chars += len(line)
-    return lines[:n], chars

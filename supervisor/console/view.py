@@ -11,6 +11,7 @@ import heapq
 import json
 import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -31,11 +32,14 @@ from supervisor.events import (
     WorkerEvent,
     WorkerLogged,
 )
-from supervisor.output.framing import LineBlock, joined
+from supervisor.output.framing import decode_lines, last_lines
+from supervisor.output.pump import grow_pipe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import BinaryIO, TextIO
+
+    Buffer = bytes | memoryview
 
     from supervisor.console.layout import Entry
     from supervisor.events import Stream
@@ -54,11 +58,11 @@ _STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
 
 @dataclass(frozen=True, slots=True)
 class Lines:
-    """The accepted part of one ``OutputLines`` event."""
+    """The accepted part of one ``OutputChunk``: whole lines, raw, each ending in a newline."""
 
     process: str
     stream: Stream
-    lines: Sequence[str]
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +92,16 @@ class Logged:
         return f"{head}{self.message}".replace("\n", " ")
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Bytes ready to write: a plain view formats on the event loop, its thread only writes."""
+
+    buffers: list[Buffer]
+
+
 Note = StateChanged | OrphansCleaned | Dropped | WorkerEvent
 """What the console shows as a note (with its time), not as a line of output."""
-Item = tuple[float, "Note | Lines"]
+Item = tuple[float, "Note | Lines | Rendered"]
 
 
 class Batch:
@@ -141,6 +152,10 @@ class View:
         finally:
             self._lock.release()
 
+    def prepare(self, items: list[Item]) -> list[Item]:
+        """Do on the event loop what is cheaper there than in the thread (nothing by default)."""
+        return items
+
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
         raise NotImplementedError
 
@@ -150,13 +165,23 @@ class View:
 
 
 class PlainView(View):
-    """Log lines, or JSON lines, written in batches."""
+    """Log lines, or JSON lines, written in batches.
+
+    Worker output is written as the bytes the worker wrote, prefixed per line,
+    with no decoding: to a file or a pipe it is what the log file holds
+    (control bytes included, as ``docker logs`` does). On a terminal every line
+    is made printable first (``humanize.printable``), so a worker's escape
+    sequences never reach it raw. JSON escapes what JSON needs.
+    """
 
     def __init__(self, stream: TextIO, node: str, json_logs: bool) -> None:
         super().__init__(stream, node)
-        self._format = self._json if json_logs else _plain
+        self._is_json = json_logs
+        self._escapes = isatty(stream)
         self._logs = _LogCapture() if json_logs else None
-        self._bytes = None if json_logs else _utf8_buffer(stream)
+        self._bytes = _utf8_buffer(stream)
+        if self._bytes is not None and _is_pipe(stream):
+            grow_pipe(stream.fileno())  # whoever reads us wakes up less often
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
@@ -169,30 +194,58 @@ class PlainView(View):
             return contextlib.nullcontext()
         return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
+    def prepare(self, items: list[Item]) -> list[Item]:
+        """Format on the event loop, so the thread only writes (and holds no GIL meanwhile).
+
+        Formatting is a ``replace`` per batch of lines; done here, the writer
+        thread keeps up with a flood instead of contending for the GIL.
+        """
+        return [(at, self._render(at, item)) for at, item in items]
+
+    def _render(self, at: float, item: Note | Lines | Rendered) -> Rendered:
+        if isinstance(item, Rendered):
+            return item
+        return Rendered(self._json(at, item) if self._is_json else self._plain(at, item))
+
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
-        if self._bytes is not None:
-            data = b"".join(_plain_bytes(at, item) for at, item in items)
-            if data:
-                self._stream.flush()  # nothing is written through it; flushed to be sure
-                self._bytes.write(data)
-                self._bytes.flush()
-            return
-        parts = ((at, self._format(at, item)) for at, item in items)
+        parts = ((at, self._render(at, item).buffers) for at, item in items)
         if self._logs is not None:
-            logged = ((at, self._json_log(at, record)) for at, record in self._logs.claim())
+            logged = ((at, [self._json_log(at, record)]) for at, record in self._logs.claim())
             parts = heapq.merge(parts, logged, key=lambda part: part[0])
-        text = "".join(part for _, part in parts)
-        if text:
-            self._stream.write(text)
+        self._write([buffer for _, buffers in parts for buffer in buffers])
+
+    def _write(self, buffers: list[Buffer]) -> None:
+        """Write in order: to the byte stream under a UTF-8 one, else decoded."""
+        if not buffers:
+            return
+        if self._bytes is not None:
+            self._stream.flush()  # nothing is written through it; flushed to be sure
+            for buffer in buffers:
+                self._bytes.write(buffer)
+            self._bytes.flush()
+        else:
+            self._stream.write("".join(str(buffer, "utf-8", "replace") for buffer in buffers))
             self._stream.flush()
 
-    def _json_log(self, at: float, record: Logged) -> str:
+    def _plain(self, at: float, item: Note | Lines) -> list[Buffer]:
+        if not isinstance(item, Lines):
+            return [_plain_note(at, item).encode()]
+        head = f"{item.process} {_STREAM_MARK[item.stream]} ".encode()
+        data = item.data
+        if self._escapes and not (data.isascii() and humanize.is_safe_bytes(data)):
+            lines = decode_lines(data)
+            return ["".join(f"{head.decode()}{humanize.printable(x)}\n" for x in lines).encode()]
+        # One replace for the whole batch; the prefix after the last newline is cut off.
+        body = data.replace(b"\n", b"\n" + head)
+        return [head, memoryview(body)[: len(body) - len(head)]]
+
+    def _json_log(self, at: float, record: Logged) -> Buffer:
         time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         obj = {"time": time_, "node": self._node, "type": "log", "level": record.level}
         obj |= {"logger": record.logger, "message": record.message}
-        return json.dumps(obj, ensure_ascii=False) + "\n"
+        return (json.dumps(obj, ensure_ascii=False) + "\n").encode()
 
-    def _json(self, at: float, item: Note | Lines) -> str:
+    def _json(self, at: float, item: Note | Lines) -> list[Buffer]:
         time_ = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         obj: dict[str, object] = {"time": time_, "node": self._node}
         match item:
@@ -204,36 +257,53 @@ class PlainView(View):
                 obj |= {"type": "output", "process": item.process, "stream": item.stream}
                 # One object per line; the shared fields are encoded once per batch.
                 head = json.dumps(obj, ensure_ascii=False)[:-1] + ', "line": '
-                return _json_lines(head, item.lines)
+                return _json_lines(head.encode(), item.data)
             case Dropped():
                 kind = "lines" if item.process else "state_changes"
                 obj |= {"type": "dropped", "process": item.process, kind: item.count}
             case _:
                 obj |= _worker_fields(item)
-        return json.dumps(obj, ensure_ascii=False) + "\n"
+        return [(json.dumps(obj, ensure_ascii=False) + "\n").encode()]
 
 
-def _json_lines(head: str, lines: Sequence[str]) -> str:
-    """``{head}"line"}`` for every line, encoded in one ``json.dumps`` when it can be.
+def _json_lines(head: bytes, data: bytes) -> list[Buffer]:
+    """``{head}"line"}`` for every line of ``data``, with no decoding when it can be.
 
-    The lines are encoded joined by newlines, and each encoded newline (``\\n``)
-    becomes the end of one object and the start of the next. That needs a block
-    with no backslash: a line's own backslash would be encoded as ``\\\\`` and
-    could be followed by an ``n``; such a batch is encoded line by line.
+    Valid UTF-8 with nothing JSON escapes (no quote, backslash or control byte
+    but the newlines: the usual log line) is its own JSON string, so every
+    newline just becomes the end of one object and the start of the next.
+    Other lines are decoded (invalid UTF-8 replaced) and encoded with
+    ``json.dumps``: joined by newlines in one call when there is no backslash
+    (an encoded line's own backslash could be followed by an ``n``), else one
+    call per line.
     """
-    block = joined(lines, "\n")
-    if not lines or "\\" in block:
-        return "".join(f"{head}{json.dumps(x, ensure_ascii=False)}}}\n" for x in lines)
-    if block.isascii() and not any(c in block for c in _JSON_ESCAPED):
-        # Nothing to escape (the usual log line): every line is its own JSON string.
-        body = block.replace("\n", f'"}}\n{head}"')
-        return f'{head}"{body}"}}\n'
-    body = json.dumps(block, ensure_ascii=False).replace("\\n", f'"}}\n{head}"')
-    return f"{head}{body}}}\n"
+    if _is_json_safe(data):
+        body = data.replace(b"\n", b'"}\n' + head + b'"')
+        return [head, b'"', memoryview(body)[: len(body) - len(head) - 1]]
+    text = str(data, "utf-8", "replace")[:-1]
+    prefix = head.decode()
+    if "\\" in text:
+        encoded = "".join(
+            f"{prefix}{json.dumps(x, ensure_ascii=False)}}}\n" for x in text.split("\n")
+        )
+    else:
+        block = json.dumps(text, ensure_ascii=False).replace("\\n", f'"}}\n{prefix}"')
+        encoded = f"{prefix}{block}}}\n"
+    return [encoded.encode()]
 
 
-_JSON_ESCAPED = ['"', *(chr(c) for c in range(0x20) if c != 0x0A)]
-"""What ``json.dumps`` escapes in ASCII text, besides the newline and the backslash."""
+_JSON_ESCAPED = [b'"', b"\\", *(bytes([c]) for c in range(0x20) if c != 0x0A)]
+"""The bytes ``json.dumps`` escapes in UTF-8 text, besides the newline."""
+
+
+def _is_json_safe(data: bytes) -> bool:
+    """Whether lines are valid UTF-8 holding nothing JSON escapes: one ``memchr`` per byte value."""
+    if not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return False
+    return not any(byte in data for byte in _JSON_ESCAPED)
 
 
 def _state_fields(event: StateChanged) -> dict[str, object]:
@@ -275,29 +345,11 @@ def _worker_fields(item: WorkerEvent) -> dict[str, object]:
     return fields
 
 
-def _plain(at: float, item: Note | Lines) -> str:
-    match item:
-        case Lines():
-            head = f"{item.process} {_STREAM_MARK[item.stream]} "
-            # One join for the whole batch; a call per line only when a line needs escaping.
-            text = head + joined(item.lines, f"\n{head}") + "\n"
-            if humanize.is_safe_block(text):
-                return text
-            return "".join(f"{head}{humanize.printable(line)}\n" for line in item.lines)
-        case Dropped() if item.process:
-            return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
-        case _:
-            return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
-
-
-def _plain_bytes(at: float, item: Note | Lines) -> bytes:
-    """``_plain`` encoded; a block of ASCII lines is prefixed as bytes, the cheapest way."""
-    if isinstance(item, Lines) and isinstance(item.lines, LineBlock) and item.lines.text.isascii():
-        data = item.lines.text.encode("ascii")
-        if humanize.is_safe_bytes(data):
-            head = f"{item.process} {_STREAM_MARK[item.stream]} ".encode()
-            return b"".join((head, data.replace(b"\n", b"\n" + head), b"\n"))
-    return _plain(at, item).encode()
+def _plain_note(at: float, item: Note) -> str:
+    """A note as a plain line: a drop count of a process, or a timed line."""
+    if isinstance(item, Dropped) and item.process:
+        return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
+    return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
 
 
 def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
@@ -442,15 +494,16 @@ class LiveView(View):
         for at, item in items:
             if isinstance(item, Lines):
                 mark = _STREAM_MARK[item.stream]
-                tail = item.lines[-RECENT_LINES:]
+                tail = decode_lines(item.data[last_lines(item.data, RECENT_LINES) :])
                 p = item.process
-                self._busy[p] += len(item.lines)
+                self._busy[p] += item.data.count(b"\n")  # bounded: LIVE_MAX_BYTES a refresh
                 timed.append((at, [Entry(p, p, mark, line[:_SHOWN_CHARS]) for line in tail]))
             elif isinstance(item, Dropped) and item.process:
                 note = f"[{humanize.plural(item.count, 'line')} dropped]"
                 self._busy[item.process] += item.count
                 timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
-            else:  # a process's notes share its room; dsup's notes have their own
+            elif not isinstance(item, Rendered):  # never: a live view prepares nothing
+                # A process's notes share its room; dsup's notes have their own.
                 key = _process_of(item) or "#"
                 stopping = isinstance(item, StateChanged) and item.new is ProcessState.STOPPING
                 timed.append(
@@ -515,6 +568,22 @@ def _capturing(
     finally:
         for handler in handlers:
             handler.removeFilter(capture)
+
+
+def is_regular_file(stream: TextIO) -> bool:
+    """Whether ``stream`` writes to a regular file (``dsup run > dsup.out``)."""
+    return _has_mode(stream, stat.S_ISREG)
+
+
+def _is_pipe(stream: TextIO) -> bool:
+    return _has_mode(stream, stat.S_ISFIFO)
+
+
+def _has_mode(stream: TextIO, check: Callable[[int], bool]) -> bool:
+    try:
+        return check(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def isatty(stream: TextIO) -> bool:

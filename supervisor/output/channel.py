@@ -40,6 +40,19 @@ def make_channel() -> tuple[socket.socket, int]:
     return ours, theirs.detach()
 
 
+def at_eof(sock: socket.socket) -> bool:
+    """Whether the worker's end is closed with nothing left to read (never blocks).
+
+    A reset connection counts as closed; a socket with nothing to read yet does not.
+    """
+    try:
+        return not sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
 @dataclass(slots=True)
 class ChannelStats:
     """What a channel refused, by kind (each is logged on its first time)."""

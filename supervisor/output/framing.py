@@ -1,123 +1,61 @@
-"""Framing bytes into decoded lines in bulk, with bounded memory whatever a process prints.
+"""Framing a byte stream into chunks of complete lines, in bulk, with bounded memory.
 
-Long lines are cut into pieces and invalid UTF-8 is replaced; pipes and log files share it, so
-lines look the same live and from ``tail``.
+Long lines are cut into pieces on UTF-8 boundaries; nothing is decoded here, so the pump hands
+out bytes and each consumer decodes only what it keeps. Pipes and log files share it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable
+
+_Buffer = bytes | bytearray
+# A part of the framed lines: (buffer, start, stop); every line ends with a newline.
+_Segment = tuple[_Buffer, int, int]
+_NEWLINE: _Segment = (b"\n", 0, 1)
 
 
-class LineBlock(Sequence[str]):
-    """Complete lines kept as one string, split only when someone asks for a line.
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """What one call of :class:`ChunkFramer` hands out.
 
-    The framer hands out a chunk of short lines this way: one decode and no
-    object per line, so a consumer that writes lines in bulk (the plain
-    console) pays per chunk, not per line. Read as a sequence it is the lines.
-
-    Args:
-        text: the lines joined by ``"\\n"`` (no newline after the last).
-        count: how many lines: ``text.count("\\n") + 1``.
+    Attributes:
+        data: complete lines, each ending with ``b"\\n"`` (a piece of a long
+            line ends with one too); raw bytes, at most the room asked for.
+        dropped_bytes: bytes of the complete lines after ``data`` that did not fit.
+        dropped_lines: how many lines those were; counted only when asked
+            (a pass over every dropped byte), else 0.
     """
 
-    __slots__ = ("_lines", "line_count", "text")
-
-    def __init__(self, text: str, count: int) -> None:
-        self.text = text
-        self.line_count = count
-        self._lines: list[str] | None = None
-
-    @property
-    def chars(self) -> int:
-        """Characters of the lines, without newlines: ``sum(map(len, self))``."""
-        return len(self.text) - self.line_count + 1
-
-    def head(self, budget: int) -> LineBlock:
-        """The leading lines, each taken while the characters before it are below ``budget``.
-
-        Found with counts over the text, without a string per line: the
-        ``budget``-th character (newlines not counted) is in the last line taken.
-
-        Args:
-            budget: characters (newlines not counted), at least 1.
-        """
-        at = budget
-        newlines = self.text.count("\n", 0, at)
-        while at < budget + newlines:  # bounded: every round passes at least one newline
-            start, at = at, budget + newlines
-            newlines += self.text.count("\n", start, at)
-        end = self.text.find("\n", at)
-        if end < 0:
-            return self
-        return LineBlock(self.text[:end], newlines + 1)
-
-    def _split(self) -> list[str]:
-        if self._lines is None:
-            self._lines = self.text.split("\n")
-        return self._lines
-
-    def __len__(self) -> int:
-        return self.line_count
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[str]: ...
-    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
-        if isinstance(index, slice):
-            return tuple(self._split()[index])
-        return self._split()[index]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._split())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, LineBlock):
-            return self.text == other.text and self.line_count == other.line_count
-        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return tuple(self) == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return f"LineBlock({self.line_count} lines, {len(self.text)} chars)"
+    data: bytes = b""
+    dropped_bytes: int = 0
+    dropped_lines: int = 0
 
 
-def joined(lines: Sequence[str], sep: str) -> str:
-    """``sep.join(lines)``, without splitting a :class:`LineBlock` first."""
-    if isinstance(lines, LineBlock):
-        return lines.text if sep == "\n" else lines.text.replace("\n", sep)
-    return sep.join(lines)
+NOTHING = Framed()
 
 
-class LineFramer:
-    """Splits a byte stream into decoded lines, in bulk, with bounded memory.
+class ChunkFramer:
+    """Splits a byte stream into chunks of complete lines, with bounded memory.
 
     A line longer than ``max_line_bytes`` is cut into pieces of at most that
-    many bytes (on a UTF-8 character boundary when one is near), so memory stays
-    bounded whatever the stream. Invalid UTF-8 is replaced, never fatal. Pieces
-    count as lines for limits and drop counts. When lines are dropped in the
-    middle of one, framing resumes at the next newline.
-
-    A chunk whose lines all fit (in number and size) comes out as one
-    :class:`LineBlock`: a decode and a count over the chunk, nothing per line.
+    many bytes (on a UTF-8 character boundary when one is near), each ending
+    with a newline of its own, so memory stays bounded whatever the stream. The
+    start of a line is kept across chunks until its newline comes; what is
+    handed out is always whole lines (or pieces), never decoded. Pieces count
+    as lines for drop counts. In the usual chunk (no line too long) the cost is
+    a few ``memchr`` passes and one copy of what is taken.
     """
 
-    def __init__(self, max_line_bytes: int, *, bulk: bool = True) -> None:
+    def __init__(self, max_line_bytes: int) -> None:
         """Create a framer.
 
         Args:
-            max_line_bytes: the largest piece handed out, at least 4 bytes.
-            bulk: hand out a chunk of short lines as one :class:`LineBlock`;
-                False frames line by line (the reference the block is tested
-                against, byte for byte).
+            max_line_bytes: the largest piece handed out (newline not counted),
+                at least 4 bytes.
 
         Raises:
             ValueError: when ``max_line_bytes`` is below 4.
@@ -125,221 +63,196 @@ class LineFramer:
         if max_line_bytes < 4:
             raise ValueError(f"max_line_bytes must be >= 4, got {max_line_bytes!r}")
         self._max = max_line_bytes
-        self._tail: bytes | bytearray = b""  # start of the current line, <= max bytes
-        self._skip = -1  # bytes of the current line being dropped; -1: not dropping
-        self._cut = False  # pieces of the current line were already handed out
-        self._bulk = bulk
+        self._tail: bytes = b""  # start of the current line, <= max bytes
+        self._lost = False  # the current line's start was discarded: it is skipped
         # A line longer than max fills a whole window of this many bytes, at any
         # alignment: a newline in every window proves that no line is too long.
         self._window = (max_line_bytes + 2) // 2
 
     def feed(
-        self, chunk: bytes | bytearray, limit: int, end: int | None = None
-    ) -> tuple[int, Sequence[str], int]:
-        """Frame a chunk: return up to ``limit`` lines and the drops around them.
-
-        A line that was being dropped when the chunk began ends before the lines
-        handed out, so its count comes first; every other drop comes after them.
+        self, chunk: _Buffer, room: int, *, end: int | None = None, count: bool = False
+    ) -> Framed:
+        """Frame the next bytes of the stream; hand out the lines that fit in ``room``.
 
         Args:
-            chunk: the next bytes of the stream (a reused buffer is fine: the
-                framer copies what it keeps).
-            limit: how many lines (pieces) the caller can use; 0 drops them all.
+            chunk: the next bytes (a reused buffer is fine: what is kept is copied).
+            room: bytes the caller takes: the leading whole lines within it are
+                handed out, the other complete lines are dropped.
             end: how many bytes of ``chunk`` are data (default: all).
-
-        Returns:
-            ``(before, lines, after)``: the lines dropped before the decoded lines
-            (without newline), those lines, and the lines dropped after them.
+            count: count the dropped lines (a pass over their bytes).
         """
         if end is None:
             end = len(chunk)
-        if limit <= 0:
-            return 0, [], self._drop(chunk, end)
-        if self._bulk and self._skip < 0 and not self._cut:
-            block = self._block(chunk, limit, end)
-            if block is not None:
-                return 0, block, 0
-        out: list[str] = []
-        first = chunk.find(b"\n", 0, end)
-        if first < 0:
-            return 0, out, self._grow(chunk[:end], out, limit)
-        before = after = 0
-        if self._skip >= 0:
-            before = self._skipped_pieces(first)
-        else:
-            head = self._tail + chunk[:first] if self._tail else chunk[:first]
-            after = 0 if (self._cut and not head) else self._emit(head, out, limit)
-        self._tail, self._cut = b"", False
-        last = chunk.rfind(b"\n", 0, end)
-        if last > first:
-            after += self._body(chunk, first + 1, last, limit, out)
-        if last + 1 < end:
-            after += self._grow(chunk[last + 1 : end], out, limit)
-        return before, out, after
+        return _take(self._frame(chunk, end), room, count=count)
 
-    def _block(self, chunk: bytes | bytearray, limit: int, end: int) -> LineBlock | None:
-        """Frame the chunk's complete lines as one block; None when a line needs cutting.
+    def flush(self, room: int, *, count: bool = False) -> Framed:
+        """End the stream: the last partial line, given a newline, if it fits ``room``."""
+        tail, self._tail, self._lost = self._tail, b"", False
+        if not tail:
+            return NOTHING
+        return _take([(tail, 0, len(tail)), _NEWLINE], room, count=count)
 
-        Only for a framer that is neither dropping nor in the middle of a cut
-        line, and a chunk whose lines all fit in ``limit``: then the lines are
-        exactly those of the line-by-line path (a newline always ends an
-        invalid UTF-8 sequence, so one decode replaces what per-line ones would).
-        """
-        last = chunk.rfind(b"\n", 0, end)
-        if last < 0 or end - last - 1 > self._max:
-            return None
-        first = chunk.find(b"\n", 0, last + 1)
-        if len(self._tail) + first > self._max:
-            return None
-        window = self._window
-        for start in range(first + 1, last - window + 1, window):
-            if chunk.find(b"\n", start, start + window) < 0:
-                return None
-        count = chunk.count(b"\n", 0, last + 1)
-        if count > limit:
-            return None
-        view = memoryview(chunk)
-        data = b"".join((self._tail, view[:last])) if self._tail else view[:last]
-        text = str(data, "utf-8", "replace")
-        self._tail = bytes(view[last + 1 : end])
-        return LineBlock(text, count)
+    def discard(self, chunk: _Buffer, end: int | None = None) -> None:
+        """Skip bytes, neither handed out nor counted; framing resumes at the next newline.
 
-    def flush(self, limit: int) -> tuple[list[str], int]:
-        """End the stream: return the last partial line (if any) and drops.
-
-        Args:
-            limit: how many lines the caller can use (0 drops the partial line).
-
-        Returns:
-            ``(lines, dropped)`` as for :meth:`feed`.
-        """
-        out: list[str] = []
-        dropped = 0
-        if self._skip >= 0:
-            dropped = self._skipped_pieces(0)
-        elif self._tail:
-            dropped = self._emit(self._tail, out, limit)
-        self._tail, self._cut = b"", False
-        return out, dropped
-
-    def _drop(self, chunk: bytes | bytearray, end: int) -> int:
-        """Drop a chunk: count its line ends, and start dropping the line it opens."""
-        first = chunk.find(b"\n", 0, end)
-        if first < 0:
-            if not end:
-                return 0
-            if self._skip < 0:
-                self._skip, self._tail = len(self._tail), b""
-            self._skip += end
-            return 0
-        if self._skip >= 0:
-            dropped = self._skipped_pieces(first)
-        else:
-            dropped = 0 if (self._cut and not self._tail and first == 0) else 1
-        dropped += chunk.count(b"\n", first + 1, end)
-        self._tail, self._cut = b"", False
-        rest = end - chunk.rfind(b"\n", 0, end) - 1
-        self._skip = rest if rest else -1
-        return dropped
-
-    def discard(self, chunk: bytes | bytearray, end: int | None = None) -> None:
-        """Skip bytes without counting them; framing resumes at the next newline.
-
-        For a consumer that wants neither lines nor drop counts now: costs one
-        backwards search for a newline instead of a count over every byte.
+        For a consumer that wants no lines now: one backwards search for a
+        newline, no copy and no count.
         """
         if end is None:
             end = len(chunk)
         last = chunk.rfind(b"\n", 0, end)
         if last >= 0:
-            self._tail, self._cut = b"", False
-            rest = end - last - 1
-            self._skip = rest if rest else -1
+            self._tail, self._lost = b"", last + 1 < end
         elif end:
-            if self._skip < 0:
-                self._skip, self._tail = len(self._tail), b""
-            self._skip += end
+            self._tail, self._lost = b"", True
 
-    def _skipped_pieces(self, extra: int) -> int:
-        """End the line being dropped; return how many pieces it counted."""
-        size = self._skip + extra
-        self._skip = -1
-        if size:
-            return -(-size // self._max)
-        return 0 if self._cut else 1  # nothing left after pieces already handed out
+    def _frame(self, chunk: _Buffer, end: int) -> list[_Segment]:
+        """The complete lines this chunk ends, as segments; keep the partial last line."""
+        last = chunk.rfind(b"\n", 0, end)
+        if last < 0:
+            return self._grow(chunk, 0, end)
+        start = 0
+        if self._lost:  # the rest of a discarded line
+            start = chunk.find(b"\n", 0, end) + 1
+            self._tail, self._lost = b"", False
+        segments = self._lines(chunk, start, last + 1)
+        segments.extend(self._grow(chunk, last + 1, end))
+        return segments
 
-    def _grow(self, data: bytes | bytearray, out: list[str], limit: int) -> int:
-        """Add bytes without a newline to the current line; hand out full pieces."""
-        if self._skip >= 0:
-            self._skip += len(data)
-            return 0
-        if self._tail:
-            data = self._tail + data
+    def _lines(self, chunk: _Buffer, start: int, stop: int) -> list[_Segment]:
+        """Segments of ``chunk[start:stop]`` (ending with a newline) after the kept tail."""
+        tail, self._tail = self._tail, b""
+        if start >= stop:
+            return []
+        first = chunk.find(b"\n", start, stop)
+        if len(tail) + first - start <= self._max and self._fits(chunk, first + 1, stop):
+            if not tail:
+                return [(chunk, start, stop)]
+            return [(tail, 0, len(tail)), (chunk, start, stop)]
+        return self._split(chunk, start, stop, tail)
+
+    def _fits(self, chunk: _Buffer, start: int, stop: int) -> bool:
+        """Whether no line of ``chunk[start:stop]`` is longer than max (windows of newlines)."""
+        window = self._window
+        return all(
+            chunk.find(b"\n", at, at + window) >= 0 for at in range(start, stop - window, window)
+        )
+
+    def _split(self, chunk: _Buffer, start: int, stop: int, tail: bytes) -> list[_Segment]:
+        """Line by line, cutting long lines into pieces (only for a chunk that has one)."""
+        segments: list[_Segment] = []
+        at = start
+        while at < stop:
+            newline = chunk.find(b"\n", at, stop)
+            if tail or newline - at > self._max:
+                for piece in _pieces(tail + bytes(chunk[at:newline]), self._max):
+                    segments.extend((piece, _NEWLINE))
+                tail = b""
+            elif segments and segments[-1][0] is chunk and segments[-1][2] == at:
+                segments[-1] = (chunk, segments[-1][1], newline + 1)
+            else:
+                segments.append((chunk, at, newline + 1))
+            at = newline + 1
+        return segments
+
+    def _grow(self, chunk: _Buffer, start: int, end: int) -> list[_Segment]:
+        """Add bytes without a newline to the current line; frame its full pieces."""
+        if start >= end or self._lost:
+            return []
+        data = self._tail + bytes(chunk[start:end])
         if len(data) <= self._max:
             self._tail = data
-            return 0
-        pieces, self._tail = _cut(data, self._max)
-        self._cut = True
-        room = max(limit - len(out), 0)
-        out.extend(p.decode("utf-8", "replace") for p in pieces[:room])
-        if room >= len(pieces):
-            return 0
-        self._skip, self._tail = len(self._tail), b""  # the rest of this line is dropped
-        return len(pieces) - room
-
-    def _emit(self, line: bytes | bytearray, out: list[str], limit: int) -> int:
-        """Hand out one complete line (in pieces if long); return pieces dropped."""
-        if len(line) <= self._max:
-            if len(out) < limit:
-                out.append(line.decode("utf-8", "replace"))
-                return 0
-            return 1
-        pieces, rest = _cut(line, self._max)
-        if rest:
-            pieces.append(rest)
-        room = max(limit - len(out), 0)
-        out.extend(p.decode("utf-8", "replace") for p in pieces[:room])
-        return max(len(pieces) - room, 0)
-
-    def _body(
-        self, chunk: bytes | bytearray, start: int, end: int, limit: int, out: list[str]
-    ) -> int:
-        """Frame the complete lines of ``chunk[start:end]``; return lines dropped."""
-        room = limit - len(out)
-        count = chunk.count(b"\n", start, end) + 1
-        if room <= 0:
-            return count
-        if count <= room:
-            # Fast path: one decode and one split for the whole span. A str line
-            # of c characters came from at most 4c bytes, so no cut is needed
-            # when the span, or 4 times its longest line, fits in max.
-            text = str(memoryview(chunk)[start:end], "utf-8", "replace")
-            lines = text.split("\n")
-            if end - start <= self._max or max(map(len, lines)) * 4 <= self._max:
-                out.extend(lines)
-                return 0
-        parts = chunk[start:end].split(b"\n", room)
-        dropped = 0
-        if len(parts) > room:
-            dropped = parts.pop().count(b"\n") + 1
-        for part in parts:
-            dropped += self._emit(part, out, limit)
-        return dropped
+            return []
+        pieces = _pieces(data, self._max)
+        last = pieces.pop()  # the rest, not yet a piece: the line goes on
+        self._tail = data[last[1] : last[2]]  # the line's next piece starts with it
+        segments: list[_Segment] = []
+        for piece in pieces:
+            segments.extend((piece, _NEWLINE))
+        return segments
 
 
-def _cut(data: bytes | bytearray, size: int) -> tuple[list[bytes | bytearray], bytes | bytearray]:
-    """Cut ``data`` into pieces of at most ``size`` bytes; return them and the rest.
+def _pieces(data: bytes, size: int) -> list[_Segment]:
+    """``data`` in segments of at most ``size`` bytes, cut between UTF-8 characters.
 
-    A cut moves back (at most 3 bytes) to the start of a UTF-8 character, so a
-    character is not split across pieces when it need not be. The rest is the
-    last ``<= size`` bytes, not yet a piece.
+    A cut moves back (at most 3 bytes) to the start of a character, so one is
+    not split across pieces when it need not be. The last segment is the rest.
     """
-    pieces: list[bytes | bytearray] = []
+    pieces: list[_Segment] = []
     start = 0
     while len(data) - start > size:
         cut = start + size
         while cut > start + size - 3 and data[cut] & 0xC0 == 0x80:
             cut -= 1
-        pieces.append(data[start:cut])
+        pieces.append((data, start, cut))
         start = cut
-    return pieces, data[start:]
+    pieces.append((data, start, len(data)))
+    return pieces
+
+
+def _take(segments: list[_Segment], room: int, *, count: bool) -> Framed:
+    """The leading whole lines of ``segments`` within ``room`` bytes, and what is dropped."""
+    total = sum(stop - start for _, start, stop in segments)
+    if total <= room:
+        if not segments:
+            return NOTHING
+        if len(segments) == 1:
+            buf, start, stop = segments[0]
+            return Framed(bytes(memoryview(buf)[start:stop]))
+        return Framed(b"".join(memoryview(buf)[start:stop] for buf, start, stop in segments))
+    taken: list[_Segment] = []
+    rest = segments
+    left = room
+    for index, (buf, start, stop) in enumerate(segments):
+        size = stop - start
+        if size <= left:
+            taken.append((buf, start, stop))
+            left -= size
+            continue
+        cut = buf.rfind(b"\n", start, start + left) + 1 if left > 0 else 0
+        if cut > start:
+            taken.append((buf, start, cut))
+            rest = [(buf, cut, stop), *segments[index + 1 :]]
+        else:
+            rest = segments[index:]
+        break
+    # A segment ends where a line ends only at a newline: give back a cut line's start.
+    while taken and not _ends_line(taken[-1]):
+        rest.insert(0, taken.pop())
+    data = b"".join(memoryview(buf)[start:stop] for buf, start, stop in taken)
+    dropped = total - len(data)
+    lines = _count_lines(rest) if count else 0
+    return Framed(data, dropped, lines)
+
+
+def _ends_line(segment: _Segment) -> bool:
+    buf, _, stop = segment
+    return buf[stop - 1] == 0x0A
+
+
+def _count_lines(segments: Iterable[_Segment]) -> int:
+    return sum(buf.count(b"\n", start, stop) for buf, start, stop in segments)
+
+
+def cut_at_line(data: bytes, room: int) -> int:
+    """Where the leading whole lines of ``data`` within ``room`` bytes end (0: none fit)."""
+    if len(data) <= room:
+        return len(data)
+    return data.rfind(b"\n", 0, max(room, 0)) + 1
+
+
+def last_lines(data: bytes, count: int) -> int:
+    """Where the last ``count`` lines of ``data`` (complete lines) begin: a few ``rfind``."""
+    at = len(data) - 1
+    for _ in range(count):
+        at = data.rfind(b"\n", 0, at)
+        if at < 0:
+            return 0
+    return at + 1
+
+
+def decode_lines(data: bytes) -> list[str]:
+    """Complete lines of ``data`` decoded (invalid UTF-8 replaced), without their newlines."""
+    if not data:
+        return []
+    return str(data, "utf-8", "replace").split("\n")[:-1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 import anyio
 import anyio.abc
 
-from supervisor.output.framing import LineFramer
+from supervisor.output.framing import ChunkFramer, decode_lines
 from supervisor.output.logfile import REOPEN_CHECK_SECONDS, backup_path
 
 if TYPE_CHECKING:
@@ -114,10 +115,9 @@ def tail_lines(
 
 
 def _frame_all(data: bytes, max_line_bytes: int) -> list[str]:
-    framer = LineFramer(max_line_bytes)
-    _, lines, _ = framer.feed(data, len(data) + 1)
-    last, _ = framer.flush(1)
-    return [*lines, *last]
+    framer = ChunkFramer(max_line_bytes)
+    lines = framer.feed(data, sys.maxsize).data
+    return decode_lines(lines + framer.flush(sys.maxsize).data)
 
 
 def _open_or_none(path: Path) -> BinaryIO | None:
@@ -282,7 +282,7 @@ async def watch_log(
     is idle, at once while it grows) rather than hooking the pump, so a
     watcher never slows the pipe it watches. After a rotation it reads the
     rest of its file, then the files written after it, in order. Lines the
-    consumer has no room for are counted, not decoded; so are, estimated from
+    consumer has no room for are counted (not decoded when it has none); so are, estimated from
     the bytes and the lines read so far, those of files rotation deleted
     before the watcher got to them. Runs until cancelled; the file is closed
     on the way out.
@@ -298,7 +298,7 @@ async def watch_log(
             still read before the watcher goes on with the path.
         task_status: started once positioned at the end, with ``tg.start``.
     """
-    framer = LineFramer(max_line_bytes)
+    framer = ChunkFramer(max_line_bytes)
     watched = _WatchedLog(path, moved_grace_seconds)
     seen_bytes = seen_lines = 0
     try:
@@ -312,16 +312,25 @@ async def watch_log(
             if not data:
                 await anyio.sleep(poll_seconds)
                 continue
-            limit = len(data) + 1 if room is None else room()
-            before, lines, after = framer.feed(data, limit)
+            lines, dropped = _frame(framer, data, None if room is None else room())
             seen_bytes += len(data)
-            seen_lines += before + len(lines) + after
-            if lines or before:
-                deliver(list(lines), before)
-            if after:
-                deliver([], after)
+            seen_lines += len(lines) + dropped
+            if lines:
+                deliver(lines, 0)
+            if dropped:
+                deliver([], dropped)
     finally:
         watched.close()
+
+
+def _frame(framer: ChunkFramer, data: bytes, room: int | None) -> tuple[list[str], int]:
+    """The lines of ``data`` that fit ``room`` lines (None: all) and how many did not."""
+    if room is not None and room <= 0:
+        return [], framer.feed(data, 0, count=True).dropped_lines
+    lines = decode_lines(framer.feed(data, sys.maxsize).data)
+    if room is None or len(lines) <= room:
+        return lines, 0
+    return lines[:room], len(lines) - room
 
 
 def _lines_in(size: int, seen_bytes: int, seen_lines: int) -> int:

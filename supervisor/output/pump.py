@@ -1,12 +1,12 @@
-"""Draining an output pipe in large chunks: every byte to the log, lines to one consumer.
+"""Draining an output pipe in large chunks: every byte to the log, whole lines to one consumer.
 
-A consumer gets only the lines it has room for and the rest are counted, so a slow sink never
-stalls a pipe (docs/architecture.md: "Output"; figures: bench/throughput.py).
+A consumer gets, as raw bytes, only the lines it has room for; the rest are dropped and
+reported, so a slow sink never stalls a pipe (docs/architecture.md: "Output"; figures:
+bench/throughput.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import logging
 import os
@@ -14,22 +14,29 @@ import threading
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
-import anyio.lowlevel
 
-from supervisor.events import OutputLines
-from supervisor.output.framing import LineBlock, LineFramer
+from supervisor.events import OutputChunk
+from supervisor.output.allocator import tune_for_floods
+from supervisor.output.framing import ChunkFramer
+from supervisor.output.readable import call_when_readable
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable
+
+    from anyio.abc import TaskGroup
 
     from supervisor.events import Stream
+    from supervisor.output.framing import Framed
     from supervisor.output.logfile import RotatingLog
+    from supervisor.output.readable import Reader
 
 logger = logging.getLogger(__name__)
 
 PIPE_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 READ_BUDGET = 4 * 1024 * 1024
+BIG_READ_BYTES = 128 * 1024
+"""A read this big hands out buffers that glibc would map anew (``allocator``)."""
 
 
 def make_pipe(size: int = PIPE_BYTES) -> tuple[int, int]:
@@ -50,32 +57,46 @@ def make_pipe(size: int = PIPE_BYTES) -> tuple[int, int]:
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     os.set_blocking(read_fd, False)
     if size:
-        try:
-            fcntl.fcntl(read_fd, fcntl.F_SETPIPE_SZ, size)
-        except OSError as exc:
-            logger.debug("pipe fd %d: keeping the default size (%s)", read_fd, exc)
+        grow_pipe(read_fd, size)
     return read_fd, write_fd
 
 
-class LineConsumer(Protocol):
-    """Something that takes framed lines and says how many it can take now."""
+def grow_pipe(fd: int, size: int = PIPE_BYTES) -> None:
+    """Grow the pipe of ``fd`` to ``size`` bytes where the kernel allows it; else keep it.
+
+    Quietly: a bigger pipe only means fewer wake-ups (of dsup, or of whoever
+    reads dsup's stdout).
+    """
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except OSError as exc:
+        logger.debug("pipe fd %d: keeping the default size (%s)", fd, exc)
+
+
+class OutputConsumer(Protocol):
+    """Something that takes whole lines as bytes and says how many bytes it takes now."""
 
     def capacity(self) -> int:
-        """Return how many lines :meth:`deliver` may hand over now.
+        """Return how many bytes of whole lines :meth:`deliver` may hand over now.
 
-        0 means full: lines are dropped and counted (``OutputLines.dropped``).
-        A negative value means "no lines and no counts wanted now" (e.g. a
-        console in ``--quiet`` mode): lines are skipped without being counted,
-        the cheapest way to keep a consumer attached.
+        0 means full: the lines are dropped and reported by size (and by count,
+        see :meth:`counts_lines`). A negative value means "nothing wanted now"
+        (a console in ``--quiet`` mode): bytes are skipped unreported, with no
+        copy and no count, the cheapest way to keep a consumer attached.
         """
 
-    def deliver(self, event: OutputLines) -> None:
-        """Take lines; never blocks, never raises for being slow.
+    def counts_lines(self) -> bool:
+        """Whether dropped lines are counted for it (a pass over every dropped byte).
 
-        Called with at most ``capacity()`` lines. Drops are reported as soon as
-        they are counted (within the read that dropped them), in an event with
-        no lines when none fit (even if the capacity is 0); an event's
-        ``dropped`` always counts lines that came before its own.
+        False: drops are reported in bytes only, which costs nothing.
+        """
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        """Take a chunk; never blocks, never raises for being slow.
+
+        Called with at most ``capacity()`` bytes of lines, and the size (and
+        count) of the lines dropped right after them, within the read that
+        dropped them: a chunk may hold no lines, only a drop.
         """
 
 
@@ -103,7 +124,7 @@ class _Drain:
         process: str,
         stream: Stream,
         log: RotatingLog,
-        consumer: LineConsumer | None,
+        consumer: OutputConsumer | None,
         max_line_bytes: int,
     ) -> None:
         self.fd = fd
@@ -111,7 +132,7 @@ class _Drain:
         self.stream: Stream = stream
         self.log = log
         self.consumer = consumer
-        self.framer = LineFramer(max_line_bytes)
+        self.framer = ChunkFramer(max_line_bytes)
         self.total = 0
         # While the log fails: its ``written`` when it failed, and the bytes it
         # was given since (with those it held then), to count what it lost.
@@ -140,6 +161,8 @@ class _Drain:
             idle = n < len(buf)  # a short read from a pipe means it is empty now
             self._to_log(view[:n], idle)
             if self.consumer is not None:
+                if n > BIG_READ_BYTES:
+                    tune_for_floods()  # big buffers from now on: keep them in the heap
                 self._frame(buf, n)
             if idle:
                 return True
@@ -194,49 +217,133 @@ class _Drain:
         """Frame for the consumer; a consumer that raises is dropped, draining goes on."""
         assert self.consumer is not None
         try:
-            capacity = self.consumer.capacity()
-            if capacity < 0:
+            room = self.consumer.capacity()
+            if room < 0:
                 self.framer.discard(buf, n)
                 return
-            before, lines, after = self.framer.feed(buf, capacity, n)
-            self._hand_over(lines, after, before=before)
+            self._hand_over(self.framer.feed(buf, room, end=n, count=self.consumer.counts_lines()))
         except Exception:
             logger.exception(
-                "process %s: %s line consumer failed; lines are no longer framed",
+                "process %s: %s output consumer failed; output is no longer framed",
                 self.process,
                 self.stream,
             )
             self.consumer = None
 
-    def _hand_over(self, lines: Sequence[str], dropped: int, *, before: int = 0) -> None:
-        """Deliver lines (with the drops just before them), then the drops after them.
+    def _hand_over(self, framed: Framed) -> None:
+        """Deliver the lines taken and the drops after them, at once (never held back).
 
-        A drop count is never held back for a later delivery: a burst that ends
-        with the pipe idle has its ``[N lines dropped]`` shown right away.
+        A burst that ends with the pipe idle has its drop note shown right away.
         """
         assert self.consumer is not None
-        if lines:
+        if framed.data or framed.dropped_bytes:
             self.consumer.deliver(
-                OutputLines(
+                OutputChunk(
                     process=self.process,
                     stream=self.stream,
-                    lines=lines if isinstance(lines, LineBlock) else tuple(lines),
-                    dropped=before,
+                    data=framed.data,
+                    dropped_bytes=framed.dropped_bytes,
+                    dropped=framed.dropped_lines,
                 )
-            )
-        else:
-            dropped += before
-        if dropped:
-            self.consumer.deliver(
-                OutputLines(process=self.process, stream=self.stream, lines=(), dropped=dropped)
             )
 
     def finish(self) -> None:
-        """At EOF: hand over the last partial line (or count it as dropped)."""
+        """At EOF: hand over the last partial line (or report it dropped)."""
         if self.consumer is not None:
-            lines, dropped = self.framer.flush(max(self.consumer.capacity(), 0))
-            self._hand_over(lines, dropped)
+            room = self.consumer.capacity()
+            if room >= 0:
+                self._hand_over(self.framer.flush(room, count=self.consumer.counts_lines()))
         self.flush_log()
+
+
+class Pump:
+    """One pipe drained into a log and an output consumer until EOF, from loop callbacks.
+
+    On asyncio it holds no task: its fd is a loop reader, registered once
+    (:func:`~supervisor.output.readable.call_when_readable`), and each callback
+    reads until the pipe is empty or :data:`READ_BUDGET` is spent. Every byte
+    goes to ``log``, flushed whenever the pipe goes idle; whole lines go to
+    ``consumer`` as bytes, as many as its ``capacity()``, the rest reported at
+    once in the same chunk. The consumer never slows the draining. The fd
+    (made non-blocking here) and the log stay the caller's to close, after the
+    pump has ended.
+
+    Args:
+        fd: the read end of the pipe (e.g. from :func:`make_pipe`).
+        process: process name ``program:index``, for events and log records.
+        stream: ``stdout`` or ``stderr``.
+        log: where every byte goes.
+        consumer: who gets lines; None for log capture only (no framing at
+            all, the cheapest).
+        max_line_bytes: the largest line piece handed to the consumer.
+        on_end: called once when the pump ends: at EOF, on :meth:`stop`, or
+            when reading failed (logged).
+    """
+
+    __slots__ = ("_on_end", "_reader", "_state")
+
+    def __init__(
+        self,
+        fd: int,
+        *,
+        process: str,
+        stream: Stream,
+        log: RotatingLog,
+        consumer: OutputConsumer | None,
+        max_line_bytes: int,
+        on_end: Callable[[], None],
+    ) -> None:
+        os.set_blocking(fd, False)
+        self._state = _Drain(
+            fd,
+            process=process,
+            stream=stream,
+            log=log,
+            consumer=consumer,
+            max_line_bytes=max_line_bytes,
+        )
+        self._on_end: Callable[[], None] | None = on_end
+        self._reader: Reader | None = None
+
+    @property
+    def total(self) -> int:
+        """The bytes read so far."""
+        return self._state.total
+
+    def start(self, tg: TaskGroup) -> None:
+        """Start draining (``tg`` holds the waiting task off asyncio only)."""
+        self._reader = call_when_readable(self._state.fd, self._readable, tg)
+
+    def stop(self) -> None:
+        """Stop reading at once (bytes still in the pipe stay there) and flush the log."""
+        self._end(at_eof=False)
+
+    def _readable(self) -> None:
+        state = self._state
+        try:
+            state.drain()
+        except Exception:  # this stream's capture ends, the rest of the node goes on
+            logger.exception("process %s: %s capture failed", state.process, state.stream)
+            self._end(at_eof=False)
+            return
+        if state.eof:
+            self._end(at_eof=True)
+
+    def _end(self, *, at_eof: bool) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is None:
+            return
+        if self._reader is not None:
+            self._reader.stop()
+        state = self._state
+        try:
+            if at_eof:
+                state.finish()
+                logger.debug("%s %s: EOF after %d bytes", state.process, state.stream, state.total)
+        except Exception:
+            logger.exception("process %s: %s capture failed", state.process, state.stream)
+        state.flush_log()
+        on_end()
 
 
 async def pump(
@@ -245,24 +352,17 @@ async def pump(
     process: str,
     stream: Stream,
     log: RotatingLog,
-    consumer: LineConsumer | None,
+    consumer: OutputConsumer | None,
     max_line_bytes: int,
 ) -> int:
-    """Drain a pipe's read end into a log and a line consumer until EOF.
-
-    Every byte goes to ``log``, flushed whenever the pipe goes idle. Lines are
-    framed only for ``consumer`` and only as many as its ``capacity()``; the rest
-    are counted and reported at once, in an event with no lines. The consumer
-    never slows the draining. The fd is made non-blocking here; it stays the
-    caller's to close (after this returns or is cancelled), and so does the log.
+    """Drain a pipe's read end into a log and an output consumer until EOF (a :class:`Pump`).
 
     Args:
         fd: the read end of the pipe (e.g. from :func:`make_pipe`).
         process: process name ``program:index``, for events and log records.
         stream: ``stdout`` or ``stderr``.
         log: where every byte goes.
-        consumer: who gets lines; None for log capture only (no framing or
-            counting at all, the cheapest).
+        consumer: who gets lines; None for log capture only.
         max_line_bytes: the largest line piece handed to the consumer.
 
     Returns:
@@ -271,56 +371,20 @@ async def pump(
     When cancelled, stops reading at once (the log is flushed, bytes still in
     the pipe stay there) and re-raises.
     """
-    os.set_blocking(fd, False)
-    state = _Drain(
-        fd,
-        process=process,
-        stream=stream,
-        log=log,
-        consumer=consumer,
-        max_line_bytes=max_line_bytes,
-    )
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        await _pump_waiting(state)  # not asyncio (trio): no add_reader there
-    else:
-        await _pump_reader(state, loop)
-    state.finish()
-    logger.debug("%s %s: EOF after %d bytes", process, stream, state.total)
-    return state.total
-
-
-async def _pump_reader(state: _Drain, loop: asyncio.AbstractEventLoop) -> None:
-    """Drain with a reader registered once on the asyncio loop."""
-    done = anyio.Event()
-    failure: list[BaseException] = []
-
-    def on_readable() -> None:
+    ended = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        drained = Pump(
+            fd,
+            process=process,
+            stream=stream,
+            log=log,
+            consumer=consumer,
+            max_line_bytes=max_line_bytes,
+            on_end=ended.set,
+        )
+        drained.start(tg)
         try:
-            state.drain()
-        except BaseException as exc:  # handed to the pump task, re-raised there
-            failure.append(exc)
-        if state.eof or failure:
-            loop.remove_reader(state.fd)
-            done.set()
-
-    loop.add_reader(state.fd, on_readable)
-    try:
-        await done.wait()
-    finally:
-        loop.remove_reader(state.fd)
-        state.flush_log()
-    if failure:
-        raise failure[0]
-
-
-async def _pump_waiting(state: _Drain) -> None:
-    """Drain with ``anyio.wait_readable`` per wake-up (any backend, re-armed each time)."""
-    try:
-        while not state.eof:
-            await anyio.wait_readable(state.fd)
-            while not state.drain():
-                await anyio.lowlevel.checkpoint()
-    finally:
-        state.flush_log()
+            await ended.wait()
+        finally:
+            drained.stop()
+    return drained.total

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import Config, ProgramSpec
-    from supervisor.events import Event, EventSink, OutputLines
-    from supervisor.output.pump import LineConsumer
+    from supervisor.events import Event, EventSink, OutputChunk
+    from supervisor.output.pump import OutputConsumer
     from supervisor.process.status import ProcessStatus
     from supervisor.process.worker_link import TaskBroker
     from supervisor.reaper.reaper import Reaper
@@ -99,9 +99,13 @@ class _Supervised:
 
 
 class _Fanout:
-    """Delivers events to every sink; lines only to sinks that take lines."""
+    """Delivers events to every sink; output only to sinks that take output.
 
-    def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[LineConsumer]) -> None:
+    The pump frames for the sink with the most room; each sink takes what fits
+    it from the same bytes (no copy per sink) and reports the rest its own way.
+    """
+
+    def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[OutputConsumer]) -> None:
         self._sinks = tuple(sinks)
         self._line_sinks = tuple(line_sinks)
 
@@ -110,12 +114,15 @@ class _Fanout:
             sink.deliver(event)
 
     def capacity(self) -> int:
-        # -1 (no sink wants lines) lets the pump skip framing and counting.
+        # -1 (no sink wants output) lets the pump skip framing and counting.
         return max((s.capacity() for s in self._line_sinks), default=-1)
 
-    def deliver(self, event: OutputLines) -> None:
+    def counts_lines(self) -> bool:
+        return any(s.counts_lines() for s in self._line_sinks)
+
+    def deliver(self, chunk: OutputChunk) -> None:
         for sink in self._line_sinks:
-            sink.deliver(event)
+            sink.deliver(chunk)
 
 
 class Fleet:
@@ -133,7 +140,7 @@ class Fleet:
         ledger: Ledger,
         reaper: Reaper,
         sinks: Sequence[EventSink] = (),
-        line_sinks: Sequence[LineConsumer] = (),
+        line_sinks: Sequence[OutputConsumer] = (),
     ) -> None:
         self.config = config
         self.state = state

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.errors import SpawnError
-from supervisor.output.channel import make_channel
+from supervisor.output.channel import at_eof, make_channel
 from supervisor.output.logfile import RotatingLog, log_paths
-from supervisor.output.pump import make_pipe, pump
+from supervisor.output.pump import Pump, make_pipe
+from supervisor.output.readable import call_when_readable
 from supervisor.process.lazy_event import LazyEvent
 from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Stream
-    from supervisor.output.pump import LineConsumer
+    from supervisor.output.pump import OutputConsumer
+    from supervisor.output.readable import Reader
     from supervisor.process.worker_link import WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
@@ -98,7 +100,7 @@ class Run:
         exit_signal: the signal that killed it, once reaped.
         exited: set once the main process is reaped.
         channel: dsup's end of the worker's channel (``DSUP_FD``), if it has one.
-        link: what reads the channel, once :meth:`start_watchers` started it.
+        link: what reads the channel, once the worker first wrote to it.
     """
 
     run_id: str
@@ -118,7 +120,7 @@ class Run:
     exited: anyio.Event = field(default_factory=anyio.Event)
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
-    readers: list[anyio.CancelScope] = field(default_factory=list)
+    readers: list[Callable[[], None]] = field(default_factory=list)
     exit_watch: anyio.CancelScope | None = None
 
     @property
@@ -133,7 +135,7 @@ class Run:
         the child exists (as a zombie at worst), so its create_time can be read
         even when it has already exited.
         """
-        ident = await reaper.identify(self.pid)
+        ident = await reaper.identify(self.pid, run_id=self.run_id, process=self.process)
         if ident is None:  # only if called after the reaping: keep the placeholder
             logger.warning("process %s (pid %d): no create_time", self.process, self.pid)
         else:
@@ -169,28 +171,39 @@ class Run:
         self,
         tg: TaskGroup,
         *,
-        consumer: LineConsumer | None,
+        consumer: OutputConsumer | None,
         max_line_bytes: int,
-        link: WorkerLink | None = None,
+        link: Callable[[], WorkerLink] | None = None,
     ) -> None:
-        """Start both pumps and the channel's reader in ``tg``.
+        """Start both pumps and the wait for the worker's first word on its channel.
 
-        Each runs in a shielded scope that only :meth:`drain` and
-        :meth:`end_watchers` cancel: cancelling the caller does not stop the
-        capture of what a tree writes while it is being stopped. The exit is
-        reaped by :meth:`wait_exit`, or by :meth:`watch_exit`'s task.
+        On asyncio the pumps are loop readers, with no task (``tg`` is used
+        only by other backends); so is the channel until the worker writes to
+        it: only then is its :class:`WorkerLink` made and served in a task of
+        ``tg``. A channel closed before any message needs neither. Only
+        :meth:`drain` and :meth:`end_watchers` end them: cancelling the caller
+        does not stop the capture of what a tree writes while it is being
+        stopped. The exit is reaped by :meth:`wait_exit`, or by
+        :meth:`watch_exit`'s task.
 
         Args:
-            link: reads :attr:`channel` (required when the run has one).
+            link: makes the reader of :attr:`channel` (required when the run has one).
         """
-        readers = len(STREAMS) + (link is not None)
-        self.readers = [anyio.CancelScope(shield=True) for _ in range(readers)]
-        self.pumps_left = readers
-        for stream, scope in zip(STREAMS, self.readers, strict=False):
-            tg.start_soon(self._pump, stream, scope, consumer, max_line_bytes)
+        self.pumps_left = len(STREAMS) + (link is not None)
+        for stream in STREAMS:
+            pumped = Pump(
+                self.fds[stream],
+                process=self.process,
+                stream=stream,
+                log=self.logs[stream],
+                consumer=consumer,
+                max_line_bytes=max_line_bytes,
+                on_end=self.reader_ended,
+            )
+            self.readers.append(pumped.stop)
+            pumped.start(tg)
         if link is not None:
-            self.link = link
-            tg.start_soon(self._serve_link, link, self.readers[-1])
+            self.readers.append(_ChannelWait(self, tg, link).stop)
 
     def watch_exit(self, tg: TaskGroup) -> None:
         """Reap the main process in a shielded task of ``tg`` (a no-op once reaped or watched).
@@ -225,15 +238,19 @@ class Run:
         """Let the pumps read to EOF for up to ``grace`` seconds, then end them."""
         with anyio.move_on_after(grace):
             await self.pumps_done.wait()
-        for scope in self.readers:
-            scope.cancel()
+        self._end_readers()
 
     def end_watchers(self) -> None:
-        """Cancel every watcher (the exit watcher too: a last resort)."""
+        """End every watcher (the exit watcher too: a last resort)."""
         if not self.exited.is_set():
             logger.error("process %s (pid %d): not reaped; giving up on it", self.process, self.pid)
-        for scope in [*self.readers, *([self.exit_watch] if self.exit_watch else [])]:
-            scope.cancel()
+        self._end_readers()
+        if self.exit_watch is not None:
+            self.exit_watch.cancel()
+
+    def _end_readers(self) -> None:
+        for stop in self.readers:
+            stop()
 
     def pipe_inodes(self) -> frozenset[int]:
         """The inodes of the output pipes: a process holding one came from this run."""
@@ -253,7 +270,8 @@ class Run:
         channel = [self.channel.fileno()] if self.channel is not None else []
         return [*self.fds.values(), *channel]
 
-    async def _serve_link(self, link: WorkerLink, scope: anyio.CancelScope) -> None:
+    async def serve_link(self, link: WorkerLink, scope: anyio.CancelScope) -> None:
+        """Serve the channel in ``scope`` (shielded, ended by the run) until its EOF."""
         with scope:
             try:
                 await link.serve()
@@ -261,7 +279,7 @@ class Run:
                 logger.exception(
                     "process %s (pid %d): worker channel failed", self.process, self.pid
                 )
-        self._pump_ended()
+        self.reader_ended()
 
     async def _watch_exit(self, scope: anyio.CancelScope) -> None:
         with scope:
@@ -280,33 +298,51 @@ class Run:
             self.exit_code = code
         self.exited.set()
 
-    async def _pump(
-        self,
-        stream: Stream,
-        scope: anyio.CancelScope,
-        consumer: LineConsumer | None,
-        max_line_bytes: int,
-    ) -> None:
-        with scope:
-            try:
-                await pump(
-                    self.fds[stream],
-                    process=self.process,
-                    stream=stream,
-                    log=self.logs[stream],
-                    consumer=consumer,
-                    max_line_bytes=max_line_bytes,
-                )
-            except Exception:  # a task boundary: this stream's capture ends, the run goes on
-                logger.exception(
-                    "process %s (pid %d): %s capture failed", self.process, self.pid, stream
-                )
-        self._pump_ended()
-
-    def _pump_ended(self) -> None:
+    def reader_ended(self) -> None:
+        """A pump, or the channel's reader, has ended."""
         self.pumps_left -= 1
         if not self.pumps_left:
             self.pumps_done.set()
+
+
+class _ChannelWait:
+    """A run's channel until its worker first writes: a loop reader, no task, no link yet.
+
+    Most workers never use the channel; they cost no task and no :class:`WorkerLink`.
+    """
+
+    __slots__ = ("_link", "_reader", "_run", "_scope", "_tg")
+
+    def __init__(self, run: Run, tg: TaskGroup, link: Callable[[], WorkerLink]) -> None:
+        assert run.channel is not None  # a link reads the run's channel
+        self._run = run
+        self._tg = tg
+        self._link = link
+        self._scope: anyio.CancelScope | None = None
+        self._reader: Reader | None = call_when_readable(run.channel.fileno(), self._readable, tg)
+
+    def stop(self) -> None:
+        """End the wait, or the link's task once it runs (the run is ending)."""
+        if self._scope is not None:
+            self._scope.cancel()
+        elif self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+            self._run.reader_ended()
+
+    def _readable(self) -> None:
+        """The worker wrote, or every copy of its end is closed."""
+        if self._reader is None:
+            return
+        self._reader.stop()
+        self._reader = None
+        assert self._run.channel is not None
+        if at_eof(self._run.channel):  # closed before any message: nothing to serve
+            self._run.reader_ended()
+            return
+        link = self._run.link = self._link()
+        self._scope = anyio.CancelScope(shield=True)
+        self._tg.start_soon(self._run.serve_link, link, self._scope)
 
 
 def _unread(fd: int) -> int:

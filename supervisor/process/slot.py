@@ -7,6 +7,7 @@ so output and exit status are still captured while the slot is cancelled.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import time
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Event
-    from supervisor.output.pump import LineConsumer
+    from supervisor.output.pump import OutputConsumer
     from supervisor.process.mailbox import Kind, QueuedCommand
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
@@ -77,7 +78,7 @@ class SlotContext:
     ledger: Ledger
     reaper: Reaper
     emit: Callable[[Event], None]
-    lines: LineConsumer
+    lines: OutputConsumer
     clock: Callable[[], float] = anyio.current_time
     desk: QuestionDesk | None = None
     store: WorkerStore | None = None
@@ -408,12 +409,13 @@ class Slot:
                 run.end_watchers()
         return decision
 
-    def _link(self, run: Run) -> WorkerLink | None:
-        """What reads the run's channel to dsup, if it has one."""
+    def _link(self, run: Run) -> Callable[[], WorkerLink] | None:
+        """What makes the reader of the run's channel to dsup, if it has one."""
         desk, store = self._ctx.desk, self._ctx.store
         if run.channel is None or desk is None or store is None:
             return None
-        return WorkerLink(
+        return functools.partial(
+            WorkerLink,
             run.channel,
             process=self.name,
             program=self.spec.name,

@@ -90,9 +90,23 @@ class Reaper:
         self._is_subreaper = True
         return True
 
-    async def identify(self, pid: int) -> ProcIdent | None:
-        """The identity of a live process (None if it is gone)."""
-        return await anyio.to_thread.run_sync(identify, pid)
+    async def identify(
+        self, pid: int, *, run_id: str | None = None, process: str = "?"
+    ) -> ProcIdent | None:
+        """The identity of a live process (None if it is gone).
+
+        Args:
+            pid: the process.
+            run_id: given for a run's main process just spawned, with its
+                ``process`` name: dsup set its markers, so sweeps need not read
+                its environment, and the ledger records it as the run's main,
+                so sweeps need not record it again.
+        """
+        ident = await anyio.to_thread.run_sync(identify, pid)
+        if ident is not None and run_id is not None:
+            self._scanner.know(ident, run_id, process)
+            self._recorded[run_id] = frozenset({ident})
+        return ident
 
     # -- stopping -------------------------------------------------------------
 

@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from supervisor.state.ledger import Ledger
 
 
@@ -28,13 +30,24 @@ class BoardStore:
 
     def remember(self, channel_id: int, message_id: int) -> None:
         """Record ``message_id`` as the board of ``channel_id``."""
-        self._ledger.write(
-            "INSERT INTO discord_board (channel_id, message_id, posted_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (channel_id) DO UPDATE SET message_id = excluded.message_id, "
-            "posted_at = excluded.posted_at",
-            [(channel_id, message_id, time.time())],
-        )
+        row = (channel_id, message_id, time.time())
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO discord_board (channel_id, message_id, posted_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (channel_id) DO UPDATE SET message_id = excluded.message_id, "
+                "posted_at = excluded.posted_at",
+                row,
+            )
+
+        # On a full disk it waits in the ledger's memory; the board keeps its id
+        # meanwhile, and a restart before it is written finds the board in history.
+        self._ledger.record("status board's message", record)
 
     def forget(self, channel_id: int) -> None:
         """Forget the board of ``channel_id`` (it was deleted)."""
-        self._ledger.write("DELETE FROM discord_board WHERE channel_id = ?", [(channel_id,)])
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM discord_board WHERE channel_id = ?", (channel_id,))
+
+        self._ledger.record("status board's message", record)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # One script per schema version; version N is reached by running scripts [0, N).
 # Add a new script to migrate; never edit a released one.
@@ -203,6 +204,25 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox ADD COLUMN attach TEXT NOT NULL DEFAULT '';
     """,
+    # Markers of outbox rows (state/outbox.py), pruned with their rows; workers'
+    # questions posted through the outbox, their messages marked there (the
+    # messages of questions not yet settled become sent rows of the outbox).
+    """
+    ALTER TABLE outbox_meta ADD COLUMN row_id INTEGER;
+    CREATE INDEX outbox_meta_row ON outbox_meta (row_id) WHERE row_id IS NOT NULL;
+    UPDATE outbox_meta SET row_id = (SELECT coalesce(max(id), 0) FROM outbox)
+        WHERE key LIKE 'task-%:%';
+    INSERT INTO outbox (channel, kind, content, created_at, until_at, status, message_id,
+        sent_at)
+        SELECT channel_id, 'question', '', 0, 0, 'sent', message_id, 0
+        FROM discord_questions WHERE settled = 0 ORDER BY question_id;
+    INSERT OR IGNORE INTO outbox_meta (key, value, row_id)
+        SELECT 'question:' || d.question_id, o.id, o.id FROM discord_questions d
+        JOIN outbox o ON o.kind = 'question' AND o.status = 'sent'
+            AND o.channel = d.channel_id AND o.message_id = d.message_id
+        WHERE d.settled = 0;
+    DROP TABLE discord_questions;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -238,11 +258,12 @@ class Ledger:
         self.runs_keep = runs_keep
         self._conn = conn
         self._lock = threading.Lock()
-        self._deferred: collections.deque[tuple[str, Callable[[sqlite3.Connection], None]]] = (
+        self._deferred: collections.deque[tuple[str, Callable[[sqlite3.Connection], object]]] = (
             collections.deque()
         )
         self._dropped: dict[str, int] = {}
         self._failing = False
+        self._reserved: dict[str, int] = {}
 
     @classmethod
     def open(
@@ -333,7 +354,7 @@ class Ledger:
                 "DELETE FROM runs WHERE settled = 1 AND rowid <= ?", (newest - self.runs_keep,)
             )
 
-        self._record("run start", record)
+        self.record("run start", record)
 
     def record_run_exit(
         self, *, run_id: str, exit_code: int | None, exit_signal: int | None, ended_at: float
@@ -366,7 +387,7 @@ class Ledger:
             conn.executemany("UPDATE runs SET settled = 1 WHERE run_id = ?", ids)
             conn.executemany("DELETE FROM run_procs WHERE run_id = ?", ids)
 
-        self._record("settled runs", record)
+        self.record("settled runs", record)
 
     def open_runs(self) -> list[RunRecord]:
         """Runs not yet settled: something of them may still be alive."""
@@ -465,7 +486,7 @@ class Ledger:
             newest = cursor.lastrowid or 0
             conn.execute("DELETE FROM audit WHERE id <= ?", (newest - self.audit_keep_rows,))
 
-        self._record("audit row", record)
+        self.record("audit row", record)
 
     def audit_rows(self, limit: int = 100) -> list[AuditRecord]:
         """The latest audit rows, newest first."""
@@ -506,9 +527,9 @@ class Ledger:
         def record(conn: sqlite3.Connection) -> None:
             conn.executemany(sql, rows)
 
-        self._record(what, record)
+        self.record(what, record)
 
-    def _record(self, what: str, record: Callable[[sqlite3.Connection], None]) -> None:
+    def record(self, what: str, record: Callable[[sqlite3.Connection], _T]) -> _T | None:
         """Write one record in its own transaction, best effort when there is no room.
 
         A record the disk refuses (full, failing, locked too long) is kept in
@@ -516,20 +537,59 @@ class Ledger:
         it again; a command's or a process's fate never hangs on it. The first
         refusal is logged; when writing works again the count written late is;
         records beyond ``DEFERRED_MAX`` are dropped and their loss said then
-        (or at :meth:`close`).
+        (or at :meth:`close`). The other stores of ``state/`` write through here
+        what must not be lost; ``record`` must then be safe to run later, after
+        the records written before it.
+
+        Returns:
+            What ``record`` returned, or None when it was kept for later.
         """
         with self._lock:
-            if not self._replay():
-                self._defer(what, record)
-                return
-            try:
-                with _transaction(self._conn):
-                    record(self._conn)
-            except sqlite3.OperationalError as exc:
-                if not _is_no_room(exc):
-                    raise
-                self._refused(exc)
-                self._defer(what, record)
+            return self._record_locked(what, record)
+
+    def record_new(
+        self, table: str, what: str, record: Callable[[sqlite3.Connection, int], _T]
+    ) -> tuple[int, _T | None]:
+        """Like :meth:`record`, for a record that may insert a row of ``table`` (AUTOINCREMENT).
+
+        The row's id is chosen first and given to ``record``, so it is known at
+        once even when the write waits for the disk; ids are chosen and records
+        written (or kept) in one step, so ids grow in the order rows are written.
+
+        Returns:
+            The id chosen, and what ``record`` returned (None when it was kept).
+        """
+        with self._lock:
+            last = self._reserved.get(table)
+            if last is None:
+                (seq,) = self._conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = ?", (table,)
+                ).fetchone()
+                (top,) = self._conn.execute(
+                    f"SELECT coalesce(max(rowid), 0) FROM {table}"
+                ).fetchone()
+                last = max(int(seq), int(top))
+            row_id = self._reserved[table] = last + 1
+            return row_id, self._record_locked(what, lambda conn: record(conn, row_id))
+
+    def _record_locked(self, what: str, record: Callable[[sqlite3.Connection], _T]) -> _T | None:
+        if not self._replay():
+            self._defer(what, record)
+            return None
+        try:
+            with _transaction(self._conn):
+                return record(self._conn)
+        except sqlite3.OperationalError as exc:
+            if not is_no_room(exc):
+                raise
+            self._refused(exc)
+            self._defer(what, record)
+            return None
+
+    def reserved(self, table: str) -> int:
+        """The last id :meth:`record_new` chose for ``table`` (0 before the first)."""
+        with self._lock:
+            return self._reserved.get(table, 0)
 
     def _replay(self) -> bool:
         """Write the deferred records in order; True when none is left (lock held)."""
@@ -540,7 +600,7 @@ class Ledger:
                 with _transaction(self._conn):
                     record(self._conn)
             except sqlite3.OperationalError as exc:
-                if _is_no_room(exc):
+                if is_no_room(exc):
                     return False
                 logger.error("ledger %s: a late %s cannot be written: %s", self.path, what, exc)
             else:
@@ -559,15 +619,15 @@ class Ledger:
     def _refused(self, exc: sqlite3.OperationalError) -> None:
         if not self._failing:
             logger.error(
-                "ledger %s cannot be written (%s): run history and audit are kept in memory"
-                " (up to %d records) and written when it can be",
+                "ledger %s cannot be written (%s): run history, audit and messages for"
+                " Discord are kept in memory (up to %d records) and written when it can be",
                 self.path,
                 exc,
                 DEFERRED_MAX,
             )
         self._failing = True
 
-    def _defer(self, what: str, record: Callable[[sqlite3.Connection], None]) -> None:
+    def _defer(self, what: str, record: Callable[[sqlite3.Connection], object]) -> None:
         if len(self._deferred) < DEFERRED_MAX:
             self._deferred.append((what, record))
         else:
@@ -635,7 +695,7 @@ def _refuse_links(path: Path) -> None:
 _NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY"})
 
 
-def _is_no_room(exc: sqlite3.OperationalError) -> bool:
+def is_no_room(exc: sqlite3.OperationalError) -> bool:
     """True for a write the disk refused now and may take later (full, I/O, locked)."""
     name = exc.sqlite_errorname or ""
     return name in _NO_ROOM or name.startswith(("SQLITE_IOERR", "SQLITE_FULL"))

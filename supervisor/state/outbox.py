@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from supervisor.humanize import duration
+from supervisor.state.ledger import is_no_room
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from supervisor.state.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["output", "state", "incident", "result", "reply", "audit", "notice"]
+Kind = Literal[
+    "output", "state", "incident", "result", "reply", "audit", "notice", "question", "progress"
+]
 """What a row carries; only ``output`` rows may be summarised away."""
 
 MESSAGE_CHARS = 2000
@@ -133,10 +137,17 @@ def fit(content: str, limit: int = MAX_CONTENT_CHARS) -> str:
 class Outbox:
     """The outbox table of one ledger. Methods are synchronous and thread-safe.
 
+    Writes go through :meth:`Ledger.record`: on a full disk they wait in memory, in
+    order, and are written when the disk takes them again (the ledger says so once;
+    beyond its bound they are dropped and counted). Row ids are handed out at once
+    meanwhile, and nothing is sent until every waiting write is in the table, so a
+    row is never sent without being recorded first.
+
     Args:
         ledger: the ledger holding the table (migrated by ``Ledger.open``).
         max_pending_output: pending output rows per channel before summarising.
-        keep_sent: sent rows kept for later edits.
+        keep_sent: sent rows kept for later edits; markers (:meth:`post`'s
+            ``marker``) go with the rows they mark.
     """
 
     def __init__(
@@ -151,6 +162,9 @@ class Outbox:
         self.keep_sent = keep_sent
         (row,) = ledger.read("SELECT value FROM outbox_meta WHERE key = 'salt'")
         self._salt: str = row["value"]
+        self._waiting_meta: dict[str, str] = {}  # written while the disk refuses it
+        self._lock = threading.Lock()
+        self._is_held = False
 
     # -- writing ---------------------------------------------------------------
 
@@ -164,9 +178,10 @@ class Outbox:
         reply_to: int | None = None,
         counts: Mapping[str, int] | None = None,
         meta: tuple[str, str] | None = None,
+        marker: str | None = None,
         attach: str = "",
     ) -> int:
-        """Queue a new message; committed when this returns.
+        """Queue a new message; committed when this returns (or, on a full disk, later).
 
         Args:
             channel: the Discord channel id.
@@ -178,81 +193,143 @@ class Outbox:
             counts: for output, the lines it holds per process (for summaries).
             meta: a ``(key, value)`` for :meth:`meta` stored in the same
                 transaction (the audit cursor moves with the message it made).
-            attach: embeds and files to send along (see :class:`OutboxRow`).
+            marker: a key stored in the same transaction, its value the row id
+                (``meta(marker)``): says that this message was queued (a task's
+                answer), and is pruned with the row.
+            attach: embeds, files and buttons to send along (see :class:`OutboxRow`).
 
         Returns:
             The row id (give it to :meth:`edit` to change the message later).
         """
-        with self._ledger.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO outbox (channel, kind, content, reply_to, counts, created_at, "
-                "until_at, attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (channel, kind, fit(content), reply_to, _dump(counts), now, now, attach),
+        settings = [meta] if meta is not None else []
+
+        def record(conn: sqlite3.Connection, row_id: int) -> int:
+            conn.execute(
+                "INSERT INTO outbox (id, channel, kind, content, reply_to, counts, created_at, "
+                "until_at, attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row_id, channel, kind, fit(content), reply_to, _dump(counts), now, now, attach),
             )
-            row_id = cursor.lastrowid
-            assert row_id is not None
             if kind == "output":
                 self._bound_output(conn, channel)
-            if meta is not None:
-                _set_meta(conn, *meta)
+            for key, value in settings:
+                _set_meta(conn, key, value, None)
+            if marker is not None:
+                _set_meta(conn, marker, str(row_id), row_id)
+            return row_id
+
+        row_id, written = self._ledger.record_new("outbox", f"message for Discord ({kind})", record)
+        if marker is not None:
+            settings.append((marker, str(row_id)))
+        self._remember(written is None, settings)
         return row_id
 
-    def edit(self, target: int, content: str, *, now: float, drop_view: bool = False) -> int:
+    def edit(
+        self,
+        target: int,
+        content: str,
+        *,
+        now: float,
+        drop_view: bool = False,
+        attach: str | None = None,
+        marker: str | None = None,
+    ) -> int:
         """Queue an edit of the message of row ``target``; collapse with pending ones.
 
         An edit of a create not yet attempted changes that row itself; otherwise an
         edit still pending for the same message takes the new content (edits are
-        idempotent: only the newest content matters). A target pruned or abandoned
-        turns the edit into a new message in the same channel. With ``drop_view``
-        the message loses its buttons (a create not yet attempted, its ``attach``).
+        idempotent: only the newest content matters). A target abandoned turns the
+        edit into a new message in the same channel.
+
+        Args:
+            target: the row whose message is edited.
+            content: the new text.
+            now: wall-clock time.
+            drop_view: the message loses its buttons (a create not yet attempted,
+                its ``attach``).
+            attach: the buttons the message shows from now on (JSON, see
+                :class:`OutboxRow`), instead of ``drop_view``.
+            marker: as :meth:`post`'s, for the row carrying the edit.
 
         Returns:
-            The id of the row that will carry ``content``.
+            The id of the row that will carry ``content`` (``target`` while the
+            disk refuses writes: an edit of ``target`` again collapses with it).
+
+        Raises:
+            LookupError: ``target`` was pruned (or never written).
         """
         content = fit(content)
-        with self._ledger.transaction() as conn:
-            found = conn.execute(
-                "SELECT channel, kind, status, attempts FROM outbox WHERE id = ?", (target,)
-            ).fetchone()
-            if found is None:
-                raise LookupError(f"outbox row {target} is gone")
-            if found["status"] == "pending" and found["attempts"] == 0:
-                conn.execute(
-                    "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
-                    (content, now, target),
-                )
-                if drop_view:
-                    conn.execute("UPDATE outbox SET attach = '' WHERE id = ?", (target,))
-                return target
-            pending = conn.execute(
-                "SELECT id FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT 1",
-                (target,),
-            ).fetchone()
-            if pending is not None:
-                conn.execute(
-                    "UPDATE outbox SET content = ?, until_at = ? WHERE id = ?",
-                    (content, now, pending["id"]),
-                )
-                if drop_view:
-                    conn.execute(
-                        "UPDATE outbox SET attach = ? WHERE id = ?", (DROP_VIEW, pending["id"])
-                    )
-                return int(pending["id"])
-            cursor = conn.execute(
-                "INSERT INTO outbox (channel, kind, content, target, created_at, until_at, "
-                "attach) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    found["channel"],
-                    found["kind"],
-                    content,
-                    target,
-                    now,
-                    now,
-                    DROP_VIEW if drop_view else "",
-                ),
+        if not self._exists(target):
+            raise LookupError(f"outbox row {target} is gone")
+        on_edit = attach if attach is not None else (DROP_VIEW if drop_view else "")
+        on_create = attach if attach is not None else ("" if drop_view else None)
+
+        def record(conn: sqlite3.Connection, new_id: int) -> int:
+            carrier = self._edit_in(conn, target, content, now, on_edit, on_create, new_id)
+            if marker is not None and carrier is not None:
+                _set_meta(conn, marker, str(carrier), carrier)
+            return target if carrier is None else carrier
+
+        _, written = self._ledger.record_new("outbox", "edit for Discord", record)
+        self._remember(written is None, [(marker, str(target))] if marker is not None else [])
+        return target if written is None else written
+
+    def _edit_in(
+        self,
+        conn: sqlite3.Connection,
+        target: int,
+        content: str,
+        now: float,
+        on_edit: str,
+        on_create: str | None,
+        new_id: int,
+    ) -> int | None:
+        """Do :meth:`edit` in ``conn``; the row carrying it (None: the target is gone)."""
+        found = conn.execute(
+            "SELECT channel, kind, status, attempts FROM outbox WHERE id = ?", (target,)
+        ).fetchone()
+        if found is None:  # pruned meanwhile, or its write was lost (said by the ledger)
+            return None
+        if found["status"] == "pending" and found["attempts"] == 0:
+            conn.execute(
+                "UPDATE outbox SET content = ?, until_at = ?, attach = coalesce(?, attach) "
+                "WHERE id = ?",
+                (content, now, on_create, target),
             )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            return target
+        pending = conn.execute(
+            "SELECT id FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT 1",
+            (target,),
+        ).fetchone()
+        if pending is not None:
+            conn.execute(  # buttons set by an earlier edit stay unless these replace them
+                "UPDATE outbox SET content = ?, until_at = ?, "
+                "attach = CASE WHEN ? = '' THEN attach ELSE ? END WHERE id = ?",
+                (content, now, on_edit, on_edit, pending["id"]),
+            )
+            return int(pending["id"])
+        conn.execute(
+            "INSERT INTO outbox (id, channel, kind, content, target, created_at, until_at, "
+            "attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id, found["channel"], found["kind"], content, target, now, now, on_edit),
+        )
+        return new_id
+
+    def _exists(self, row_id: int) -> bool:
+        """True when row ``row_id`` is in the table, or its write waits for the disk."""
+        if self._ledger.read("SELECT 1 FROM outbox WHERE id = ?", (row_id,)):
+            return True
+        if not self._ledger.unrecorded:
+            return False
+        (top,) = self._ledger.read("SELECT coalesce(max(id), 0) FROM outbox")
+        return int(top[0]) < row_id <= self._ledger.reserved("outbox")
+
+    def _remember(self, is_waiting: bool, settings: list[tuple[str, str]]) -> None:
+        """Answer :meth:`meta` from memory for ``settings`` while their write waits."""
+        with self._lock:
+            if is_waiting:
+                self._waiting_meta.update(settings)
+            elif not self._ledger.unrecorded:
+                self._waiting_meta.clear()
 
     def reply_row(self, channel: int, reply_to: int) -> int | None:
         """The row of the first message queued in ``channel`` replying to ``reply_to``."""
@@ -306,15 +383,36 @@ class Outbox:
 
         A restart then knows these rows may have gone out. Each row returned
         carries its ``attempts`` and ``first_try_at`` from before this attempt.
+        Nothing is claimed while writes wait for the disk (written first, when it
+        takes them): a row is sent only once it, and its attempt, are recorded.
         """
-        with self._ledger.transaction() as conn:
-            rows = self._heads(conn.execute(_HEADS).fetchall(), now, skip)
-            conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1, "
-                "first_try_at = coalesce(first_try_at, ?) WHERE id = ?",
-                [(now, row["id"]) for row in rows],
-            )
+        if self._ledger.unrecorded and not self._ledger.retry_deferred():
+            self._hold("earlier writes wait for the disk")
+            return []
+        try:
+            with self._ledger.transaction() as conn:
+                rows = self._heads(conn.execute(_HEADS).fetchall(), now, skip)
+                conn.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1, "
+                    "first_try_at = coalesce(first_try_at, ?) WHERE id = ?",
+                    [(now, row["id"]) for row in rows],
+                )
+        except sqlite3.OperationalError as exc:
+            if not is_no_room(exc):
+                raise
+            self._hold(str(exc))
+            return []
+        if self._is_held:
+            self._is_held = False
+            logger.warning("outbox: the ledger takes writes again; sending to Discord resumes")
         return [self._row(row) for row in rows]
+
+    def _hold(self, why: str) -> None:
+        if not self._is_held:
+            self._is_held = True
+            logger.error(
+                "outbox: nothing is sent to Discord until the ledger can record it (%s)", why
+            )
 
     @staticmethod
     def _heads(rows: list[sqlite3.Row], now: float, skip: frozenset[int]) -> list[sqlite3.Row]:
@@ -329,8 +427,14 @@ class Outbox:
         return self._row(rows[0]) if rows else None
 
     def mark_sent(self, row_id: int, message_id: int, *, now: float) -> None:
-        """Discord confirmed the row as ``message_id``; old sent rows are pruned."""
-        with self._ledger.transaction() as conn:
+        """Discord confirmed the row as ``message_id``; old sent rows and markers are pruned.
+
+        The table keeps the newest :attr:`keep_sent` rows (pending ones, and the
+        targets of pending edits, always); a marker goes with the row it marks.
+        """
+        horizon = row_id - self.keep_sent
+
+        def record(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, last_error = '' "
                 "WHERE id = ?",
@@ -339,30 +443,46 @@ class Outbox:
             conn.execute(
                 "DELETE FROM outbox WHERE status != 'pending' AND id <= ? AND id NOT IN "
                 "(SELECT target FROM outbox WHERE status = 'pending' AND target IS NOT NULL)",
-                (row_id - self.keep_sent,),
+                (horizon,),
             )
+            conn.execute(
+                "DELETE FROM outbox_meta WHERE row_id <= ? AND row_id NOT IN "
+                "(SELECT id FROM outbox WHERE id <= ?)",
+                (horizon, horizon),
+            )
+
+        self._ledger.record("message sent to Discord", record)
 
     def mark_failed(self, row_id: int, error: str, *, retry_at: float) -> None:
         """Sending failed for a reason that may pass: try again at ``retry_at``."""
-        self._ledger.write(
-            "UPDATE outbox SET last_error = ?, next_try_at = ? WHERE id = ?",
-            [(error[:500], retry_at, row_id)],
+        self._ledger.record(
+            "message not sent yet",
+            _statement(
+                "UPDATE outbox SET last_error = ?, next_try_at = ? WHERE id = ?",
+                (error[:500], retry_at, row_id),
+            ),
         )
 
     def mark_abandoned(self, row_id: int, error: str) -> None:
         """Discord refused the row for good (a 400): it no longer holds up its channel."""
-        self._ledger.write(
-            "UPDATE outbox SET status = 'abandoned', last_error = ? WHERE id = ?",
-            [(error[:500], row_id)],
+        self._ledger.record(
+            "message abandoned",
+            _statement(
+                "UPDATE outbox SET status = 'abandoned', last_error = ? WHERE id = ?",
+                (error[:500], row_id),
+            ),
         )
         logger.warning("outbox: message %d abandoned: %s", row_id, error[:200])
 
     def defer_channel(self, channel: int, *, retry_at: float) -> None:
         """Hold every pending row of ``channel`` until ``retry_at`` (a paused channel)."""
-        self._ledger.write(
-            "UPDATE outbox SET next_try_at = max(next_try_at, ?) "
-            "WHERE channel = ? AND status = 'pending'",
-            [(retry_at, channel)],
+        self._ledger.record(
+            "paused channel",
+            _statement(
+                "UPDATE outbox SET next_try_at = max(next_try_at, ?) "
+                "WHERE channel = ? AND status = 'pending'",
+                (retry_at, channel),
+            ),
         )
 
     # -- reading -------------------------------------------------------------
@@ -380,14 +500,23 @@ class Outbox:
         )
 
     def meta(self, key: str) -> str | None:
-        """A value the relay keeps across restarts (the audit cursor), or None."""
+        """A value the relay keeps across restarts (the audit cursor), or a marker, or None."""
+        with self._lock:
+            waiting = self._waiting_meta.get(key)
+        if waiting is not None:
+            return waiting
         rows = self._ledger.read("SELECT value FROM outbox_meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         """Store a value :meth:`meta` returns."""
-        with self._ledger.transaction() as conn:
-            _set_meta(conn, key, value)
+
+        def record(conn: sqlite3.Connection) -> bool:
+            _set_meta(conn, key, value, None)
+            return True
+
+        written = self._ledger.record("setting of the relay", record)
+        self._remember(written is None, [(key, value)])
 
     def nonce(self, row_id: int) -> str:
         """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""
@@ -413,6 +542,13 @@ class Outbox:
         )
 
 
+def _statement(sql: str, args: tuple[object, ...]) -> Callable[[sqlite3.Connection], None]:
+    def record(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, args)
+
+    return record
+
+
 def summary_text(counts: Mapping[str, int], span: float) -> str:
     """What stands for output rows dropped during an outage, one line per process."""
     during = f" during a {duration(span)} outage" if span >= 1 else ""
@@ -423,11 +559,11 @@ def summary_text(counts: Mapping[str, int], span: float) -> str:
     return "\n".join(lines) or f"relayed output dropped{during}"
 
 
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+def _set_meta(conn: sqlite3.Connection, key: str, value: str, row_id: int | None) -> None:
     conn.execute(
-        "INSERT INTO outbox_meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
+        "INSERT INTO outbox_meta (key, value, row_id) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, row_id = excluded.row_id",
+        (key, value, row_id),
     )
 
 

@@ -1,7 +1,8 @@
-"""Which Discord message shows each worker question, and whether it shows its end yet.
+"""Worker questions whose Discord message does not show their end yet.
 
-A question that closed while the bridge was away (or with the last dsup) is found here at
-the next start, and its message is edited then.
+A question's message is an outbox row marked ``question:ID``, its end an edit marked
+``question-closed:ID``; a question that closed with the last dsup is found here at the next
+start, and its end queued then.
 """
 
 from __future__ import annotations
@@ -19,12 +20,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnsettledPost:
-    """A question's message that does not show the question's end yet.
+    """A closed question whose message does not show its end yet.
 
     Attributes:
         question: the question.
-        channel_id: where its message is.
-        message_id: the message.
         status: how it closed.
         answer: the answer (or default sent), if any.
         by: who answered ("" unless answered).
@@ -32,8 +31,6 @@ class UnsettledPost:
     """
 
     question: Question
-    channel_id: int
-    message_id: int
     status: QuestionStatus
     answer: str | None
     by: str
@@ -41,39 +38,18 @@ class UnsettledPost:
 
 
 class QuestionPosts:
-    """The ``discord_questions`` table of one ledger."""
+    """Reads the questions and the outbox's markers of one ledger."""
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    def posted(self, question_id: int, channel_id: int, message_id: int) -> None:
-        """Remember the message that shows a question."""
-        self._ledger.write(
-            "INSERT OR REPLACE INTO discord_questions (question_id, channel_id, message_id) "
-            "VALUES (?, ?, ?)",
-            [(question_id, channel_id, message_id)],
-        )
-
-    def message_of(self, question_id: int) -> tuple[int, int] | None:
-        """The channel and message showing a question, if it was posted."""
+    def unsettled(self, limit: int = 1000) -> list[UnsettledPost]:
+        """Closed questions whose message was queued and whose end was not, oldest first."""
         rows = self._ledger.read(
-            "SELECT channel_id, message_id FROM discord_questions WHERE question_id = ?",
-            (question_id,),
-        )
-        return (rows[0]["channel_id"], rows[0]["message_id"]) if rows else None
-
-    def settled(self, question_id: int) -> None:
-        """The question's message shows how it closed."""
-        self._ledger.write(
-            "UPDATE discord_questions SET settled = 1 WHERE question_id = ?", [(question_id,)]
-        )
-
-    def unsettled(self, limit: int = 100) -> list[UnsettledPost]:
-        """Messages of closed questions that do not say so yet, oldest first."""
-        rows = self._ledger.read(
-            "SELECT q.*, d.channel_id, d.message_id FROM discord_questions d "
-            "JOIN worker_questions q ON q.id = d.question_id "
-            "WHERE d.settled = 0 AND q.status != 'open' ORDER BY q.id LIMIT ?",
+            "SELECT q.* FROM worker_questions q "
+            "JOIN outbox_meta asked ON asked.key = 'question:' || q.id "
+            "LEFT JOIN outbox_meta closed ON closed.key = 'question-closed:' || q.id "
+            "WHERE q.status != 'open' AND closed.key IS NULL ORDER BY q.id LIMIT ?",
             (limit,),
         )
         return [
@@ -90,8 +66,6 @@ class QuestionPosts:
                     asked_at=row["asked_at"],
                     timeout_at=row["timeout_at"],
                 ),
-                channel_id=row["channel_id"],
-                message_id=row["message_id"],
                 status=row["status"],
                 answer=row["answer"],
                 by=row["answered_by"],

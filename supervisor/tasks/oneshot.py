@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -189,8 +190,8 @@ def _link(
     work: Path,
     results: list[WorkerResult],
     broker: TaskBroker | None,
-) -> WorkerLink | None:
-    """What reads the attempt's channel: its results are kept in ``results`` too."""
+) -> Callable[[], WorkerLink] | None:
+    """What makes the reader of the attempt's channel: its results are kept in ``results`` too."""
     if run.channel is None or ctx.desk is None or ctx.store is None:
         return None
 
@@ -199,7 +200,8 @@ def _link(
             results.append(event.result)
         ctx.emit(event)
 
-    return WorkerLink(
+    return functools.partial(
+        WorkerLink,
         run.channel,
         process=run.process,
         program=spec.name,
@@ -228,7 +230,7 @@ async def _watch(
     spec: ProgramSpec,
     ctx: TaskContext,
     cancel: anyio.CancelScope,
-    link: WorkerLink | None,
+    link: Callable[[], WorkerLink] | None,
 ) -> TaskState | None:
     """Watch the run to its end; stop its tree on timeout, cancel or shutdown.
 

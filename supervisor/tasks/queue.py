@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 import anyio
 
 from supervisor.config.schema import TaskMode
-from supervisor.errors import InvalidArgument, NotATaskProgram, UnknownTask
+from supervisor.errors import InvalidArgument, NotATaskProgram, Unavailable, UnknownTask
+from supervisor.state.ledger import is_no_room
 from supervisor.tasks import files
 from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
@@ -207,6 +209,7 @@ class TaskQueue:
             NotATaskProgram: ``program`` takes no tasks.
             InvalidArgument: the text is empty, too long or holds a NUL.
             TaskBacklogFull: the program has ``task_backlog`` tasks waiting.
+            Unavailable: the ledger cannot record it (a full disk).
         """
         spec = self._programs().get(program)
         if spec is None or spec.tasks is None:
@@ -222,9 +225,16 @@ class TaskQueue:
             reply_channel=reply_channel,
             reply_to=reply_to,
         )
-        record, created = await anyio.to_thread.run_sync(
-            lambda: self._store.submit(task, backlog=spec.task_backlog, now=time.time())
-        )
+        try:
+            record, created = await anyio.to_thread.run_sync(
+                lambda: self._store.submit(task, backlog=spec.task_backlog, now=time.time())
+            )
+        except sqlite3.OperationalError as exc:
+            if not is_no_room(exc):
+                raise
+            raise Unavailable(
+                "task", f"the ledger cannot record it now ({exc}); try again later"
+            ) from exc
         if created:
             logger.info("task %d for %s queued by %s", record.id, program, author)
             self._wake.set()
@@ -293,12 +303,17 @@ class TaskQueue:
             self._tg = tg
             tg.start_soon(self._keep_leases)
             task_status.started()
+            woken = True
             while True:
                 self._wake = anyio.Event()
-                await self._dispatch()
-                self._counts = await anyio.to_thread.run_sync(self._store.counts)
+                # Unprompted, the store is looked at only while a program takes tasks
+                # (a reload may add one): a node without any spends no thread per poll.
+                if woken or self.takers():
+                    await self._dispatch()
+                    self._counts = await anyio.to_thread.run_sync(self._store.counts)
                 with anyio.move_on_after(self._poll):
                     await self._wake.wait()
+                woken = self._wake.is_set()
 
     async def _dispatch(self) -> None:
         """Start attempts of queued tasks while their programs have room."""

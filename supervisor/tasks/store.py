@@ -112,7 +112,7 @@ class TaskStore(Protocol):
         ...
 
     def mark_replied(self, task_id: int, *, now: float) -> None:
-        """Note that a task's answer is queued for its chat."""
+        """Note that a task's answer is queued for its chat (on a full disk, later)."""
         ...
 
 
@@ -284,7 +284,12 @@ class SqliteTaskStore:
         return [_record(row) for row in rows]
 
     def mark_replied(self, task_id: int, *, now: float) -> None:
-        self._ledger.write("UPDATE tasks SET replied_at = ? WHERE id = ?", [(now, task_id)])
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE tasks SET replied_at = ? WHERE id = ?", (now, task_id))
+
+        # On a full disk it waits in the ledger's memory, after the answer's outbox row
+        # (whose marker says it was queued), and is written with it.
+        self._ledger.record("task replied", record)
 
 
 def _one(conn: sqlite3.Connection, task_id: int) -> TaskRecord:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from supervisor.bridge.bridge import DiscordBridge
-from supervisor.bridge.progress import ProgressRelay
-from supervisor.bridge.questions import QuestionRelay, answer_id
+from supervisor.bridge.outbound import Outbound
+from supervisor.bridge.questions import answer_id
 from supervisor.commands.access import Actor
 from supervisor.config.schema import load_config
 from tests._control import program, running_node, write_config
@@ -71,19 +71,27 @@ async def _served(
     later = _Later()
     async with running_node(path, sinks=[later]) as node:
         specs = config.programs
-        questions = QuestionRelay(config.discord, node.ledger, lambda: specs, retry_seconds=0.2)
-        progress = ProgressRelay(config.discord, lambda: specs, edit_seconds=0.5, tick_seconds=0.1)
-        later.attach(questions, progress)
+        outbound = Outbound(
+            config.discord,
+            node.ledger,
+            lambda: specs,
+            log_dir=node.state.log_dir,
+            progress_options={"edit_seconds": 0.5, "tick_seconds": 0.1},
+        )
+        later.attach(*outbound.sinks)
         bridge = DiscordBridge(
             config.discord,
             node=config.supervisor.name,
             ledger=node.ledger,
-            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
+            client_options={
+                "guild_ready_timeout": GUILD_READY_TIMEOUT,
+                **outbound.client_options(),
+            },
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, node.service)
-            await tg.start(questions.serve, lambda: bridge.client)
-            await tg.start(progress.serve, lambda: bridge.client)
+            # After the fleet, as dsup does: the questions the last dsup left open are closed.
+            await tg.start(outbound.run, lambda: bridge.client)
             try:
                 yield node, bridge
             finally:

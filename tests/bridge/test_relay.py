@@ -8,7 +8,7 @@ import pytest
 
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
-    LINE_CAPACITY,
+    STREAM_BYTES,
     Relay,
     RelayChannels,
     should_emit,
@@ -16,7 +16,7 @@ from supervisor.bridge.relay import (
 from supervisor.config.schema import parse_config
 from supervisor.events import (
     OrphansCleaned,
-    OutputLines,
+    OutputChunk,
     ProcessState,
     ResultReported,
     StateChanged,
@@ -107,8 +107,9 @@ def _write_log(tmp_path: Path, process: str, text: str, stream: Stream = "stdout
         f.write(text)
 
 
-def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputLines:
-    return OutputLines(process=process, stream=stream, lines=lines)
+def _lines(process: str, *lines: str, stream: Stream = "stdout") -> OutputChunk:
+    data = "".join(f"{line}\n" for line in lines).encode()
+    return OutputChunk(process=process, stream=stream, data=data)
 
 
 def _state(process: str, old: ProcessState, new: ProcessState, **kw: object) -> StateChanged:
@@ -321,8 +322,9 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
     assert quiet.capacity() == -1
 
 
-async def test_relay_capacity_counts_drops_once_the_stream_is_full(relay: Relay) -> None:
-    assert relay.capacity() == LINE_CAPACITY
+async def test_relay_capacity_sizes_drops_once_the_stream_is_full(relay: Relay) -> None:
+    assert relay.capacity() == STREAM_BYTES
+    assert not relay.counts_lines()  # what is omitted is told by size: no count of a flood
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
     assert relay.capacity() == 0
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from supervisor.bridge.stream import OutputStream, neutralise, omitted_note
 
 
+def _data(*lines: str) -> bytes:
+    """Whole lines as the pump hands them out."""
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
 def _code_lines(content: str) -> list[str]:
     """The lines inside the code blocks of a message."""
     inside, found = False, []
@@ -18,8 +23,8 @@ def _code_lines(content: str) -> list[str]:
 
 def test_stream_heads_each_block_with_its_process() -> None:
     stream = OutputStream()
-    stream.add("web:0", ["GET /", "GET /a"])
-    stream.add("scraper:0", ["page 1"])
+    stream.add("web:0", _data("GET /", "GET /a"))
+    stream.add("scraper:0", _data("page 1"))
     excerpt = stream.take()
     assert excerpt is not None
     assert excerpt.content == "▸ `web:0`\n```\nGET /\nGET /a\n```\n▸ `scraper:0`\n```\npage 1\n```"
@@ -30,7 +35,7 @@ def test_stream_heads_each_block_with_its_process() -> None:
 def test_stream_keeps_every_line_in_order_across_messages() -> None:
     stream = OutputStream(max_chars=200)
     lines = [f"line {i:04d}" for i in range(100)]
-    stream.add("w:0", lines)
+    stream.add("w:0", _data(*lines))
     seen: list[str] = []
     while (excerpt := stream.take()) is not None:
         assert len(excerpt.content) <= 200
@@ -38,23 +43,25 @@ def test_stream_keeps_every_line_in_order_across_messages() -> None:
     assert seen == lines
 
 
-def test_stream_counts_lines_past_its_bound_as_omitted() -> None:
+def test_stream_sizes_output_past_its_bound_as_omitted() -> None:
+    """Past the bound, output is told by its size: no pass over its bytes to count lines."""
     stream = OutputStream(max_chars=500, buffer_chars=100)
-    stream.add("scraper:0", [f"{i:09d}" for i in range(50)])
-    stream.add("scraper:0", ["late"] * 7, dropped=3)
+    stream.add("scraper:0", _data(*(f"{i:09d}" for i in range(50))))
+    stream.add("scraper:0", _data(*["late"] * 7), omitted=3000)
     excerpt = stream.take()
     assert excerpt is not None
     shown = _code_lines(excerpt.content)
     assert shown[:-1] == [f"{i:09d}" for i in range(10)]
-    assert shown[-1] == omitted_note("scraper:0", 50)
-    assert shown[-1] == "... 50 lines of scraper:0 omitted (see /logs scraper)"
+    omitted = 40 * 10 + 7 * 5 + 3000  # the lines past the bound and the bytes lost after them
+    assert shown[-1] == omitted_note("scraper:0", omitted)
+    assert shown[-1] == "... 3.4 KiB of scraper:0 omitted (see /logs scraper)"
     assert excerpt.counts == {"scraper:0": 10}
 
 
 def test_stream_gives_a_quiet_process_its_share_in_a_flood() -> None:
     stream = OutputStream(max_chars=600)
-    stream.add("flood:0", ["x" * 50] * 1000)
-    stream.add("quiet:0", ["Traceback: boom"])
+    stream.add("flood:0", _data(*["x" * 50] * 1000))
+    stream.add("quiet:0", _data("Traceback: boom"))
     excerpt = stream.take()
     assert excerpt is not None
     assert "Traceback: boom" in excerpt.content
@@ -63,7 +70,7 @@ def test_stream_gives_a_quiet_process_its_share_in_a_flood() -> None:
 
 def test_stream_puts_state_notes_first_and_marks_them() -> None:
     stream = OutputStream()
-    stream.add("w:0", ["out"])
+    stream.add("w:0", _data("out"))
     stream.add_note("`w:0` RUNNING → BACKOFF")
     excerpt = stream.take()
     assert excerpt is not None
@@ -73,7 +80,7 @@ def test_stream_puts_state_notes_first_and_marks_them() -> None:
 
 def test_stream_neutralises_fences_and_mentions_stay_text() -> None:
     stream = OutputStream()
-    stream.add("w:0", ["```", "@everyone look", "``` rm -rf ```"])
+    stream.add("w:0", _data("```", "@everyone look", "``` rm -rf ```"))
     excerpt = stream.take()
     assert excerpt is not None
     assert excerpt.content.count("```") == 2
@@ -92,7 +99,7 @@ def test_neutralise_removes_escape_sequences() -> None:
 def test_stream_shows_a_line_longer_than_a_share() -> None:
     stream = OutputStream(max_chars=400, max_line_chars=300)
     for index in range(5):
-        stream.add(f"p:{index}", ["z" * 300])
+        stream.add(f"p:{index}", _data("z" * 300))
     taken = 0
     while (excerpt := stream.take()) is not None:
         taken += sum(excerpt.counts.values())
@@ -102,7 +109,7 @@ def test_stream_shows_a_line_longer_than_a_share() -> None:
 def test_stream_shares_its_bound_between_flooding_processes() -> None:
     stream = OutputStream(max_chars=1000, buffer_chars=1000)
     for index in range(10):
-        stream.add(f"p:{index}", ["y" * 19] * 100)
+        stream.add(f"p:{index}", _data(*["y" * 19] * 100))
     assert stream.waiting_chars <= 1000
     messages = []
     while (excerpt := stream.take()) is not None:

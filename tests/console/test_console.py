@@ -30,9 +30,9 @@ from supervisor import humanize
 from supervisor.console import console as console_module
 from supervisor.console import layout as layout_module
 from supervisor.console import view as view_module
-from supervisor.console.console import FAIR_LINES, LIVE_MAX_LINES, PLAIN_MAX_LINES, Console
+from supervisor.console.console import LIVE_MAX_BYTES, PLAIN_MAX_BYTES, Console
 from supervisor.console.layout import Entry, fair_tail, on_screen
-from supervisor.events import OrphansCleaned, OutputLines, ProcessState, StateChanged
+from supervisor.events import OrphansCleaned, OutputChunk, ProcessState, StateChanged
 from tests import _console
 from tests._console import PtyRun
 from tests._e2e import write_config
@@ -67,8 +67,16 @@ def _changed(
     )
 
 
-def _lines(*text: str, process: str = "scraper:0", stderr: bool = False) -> OutputLines:
-    return OutputLines(process=process, stream="stderr" if stderr else "stdout", lines=text)
+def _lines(*text: str, process: str = "scraper:0", stderr: bool = False) -> OutputChunk:
+    data = "".join(f"{line}\n" for line in text).encode()
+    return OutputChunk(process=process, stream="stderr" if stderr else "stdout", data=data)
+
+
+def _dropped(count: int, process: str = "scraper:0") -> OutputChunk:
+    """Lines the pump could not hand over (of 10 bytes each)."""
+    return OutputChunk(
+        process=process, stream="stdout", data=b"", dropped=count, dropped_bytes=10 * count
+    )
 
 
 async def _written(console: Console, stream: io.StringIO, events: Iterable[Event] = ()) -> str:
@@ -130,12 +138,19 @@ async def test_console_plain_output_lines_are_prefixed_and_stderr_is_marked() ->
     assert parsed[3] == ("b:1", "|", "x")
 
 
-async def test_console_plain_escapes_worker_control_characters_json_keeps_them() -> None:
-    """No escape sequence reaches a plain stream; JSON keeps the raw line."""
+async def test_console_plain_escapes_control_characters_only_for_a_terminal() -> None:
+    """A terminal never gets a worker's escape sequence; a file or pipe gets its bytes.
+
+    To a file or pipe, the plain view writes what the log file holds (as ``docker
+    logs`` does); JSON keeps the raw line, escaped as JSON.
+    """
     garbage = "\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08"
-    out = io.StringIO()
-    shown = await _shown(Console(stream=out, live=False), out, [_lines(garbage, "ok\tok")])
+    tty = _TtyLike()
+    shown = await _shown(Console(stream=tty, live=False), tty, [_lines(garbage, "ok\tok")])
     assert shown == ["scraper:0 | RED\\x0d\\x0dX\\x08\\x08", "scraper:0 | ok\tok"]
+    out = io.StringIO()
+    written = await _written(Console(stream=out, live=False), out, [_lines(garbage, "ok\tok")])
+    assert written == f"scraper:0 | {garbage}\nscraper:0 | ok\tok\n"
     out = io.StringIO()
     written = await _written(Console(stream=out, json_logs=True), out, [_lines(garbage)])
     assert json.loads(written)["line"] == garbage
@@ -148,17 +163,24 @@ _LINE_TEXT = st.text(
 )
 
 
+def _rendered(view: view_module.PlainView, item: view_module.Lines) -> str:
+    ((_, rendered),) = view.prepare([(0.0, item)])
+    assert isinstance(rendered, view_module.Rendered)
+    return b"".join(rendered.buffers).decode()
+
+
 @given(lines=st.lists(_LINE_TEXT, min_size=1, max_size=6))
 @settings(max_examples=300, deadline=None)
 def test_console_plain_and_json_lines_in_bulk_read_as_line_by_line(lines: list[str]) -> None:
-    """A batch formatted in one join reads exactly as each line formatted alone."""
-    item = view_module.Lines("p:0", "stdout", tuple(lines))
-    plain = view_module._plain(0.0, item)
-    assert plain == "".join(f"p:0 | {humanize.printable(line)}\n" for line in lines)
-    objs = [
-        json.loads(x)
-        for x in view_module.PlainView(io.StringIO(), "n", True)._json(0.0, item).split("\n")[:-1]
-    ]
+    """A batch formatted in one replace reads exactly as each line formatted alone."""
+    data = "".join(f"{line}\n" for line in lines).encode()
+    item = view_module.Lines("p:0", "stdout", data)
+    on_tty = _rendered(view_module.PlainView(_TtyLike(), "n", False), item)
+    assert on_tty == "".join(f"p:0 | {humanize.printable(line)}\n" for line in lines)
+    raw = _rendered(view_module.PlainView(io.StringIO(), "n", False), item)
+    assert raw == "".join(f"p:0 | {line}\n" for line in lines)
+    json_lines = _rendered(view_module.PlainView(io.StringIO(), "n", True), item)
+    objs = [json.loads(x) for x in json_lines.split("\n")[:-1]]
     assert [o["line"] for o in objs] == lines
     assert all(o["process"] == "p:0" and o["type"] == "output" for o in objs)
 
@@ -241,25 +263,28 @@ async def test_console_blocked_stream_never_blocks_deliver_and_reports_drops() -
         await tg.start(console.run)
         console.deliver(_lines("first"))
         await wait_until(out.entered.is_set)  # the writer is now stuck in write()
-        chunk = tuple(f"line {i}" for i in range(PLAIN_MAX_LINES // 2))
+        count = PLAIN_MAX_BYTES // 2 // 16  # lines of 16 bytes: half the buffer a chunk
+        chunk = tuple(f"line {i:010d}" for i in range(count))
         started = time.monotonic()
         for _ in range(3):  # 1.5 times what fits
             console.deliver(_lines(*chunk))
         console.deliver(_changed())  # a state change is kept even when output is full
-        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=(), dropped=5))
+        console.deliver(_dropped(5))
         assert time.monotonic() - started < 1.0
-        assert console.capacity() == FAIR_LINES  # the shared budget is spent
+        share = int(PLAIN_MAX_BYTES * console_module.SHARE)
+        assert console.capacity() == PLAIN_MAX_BYTES - share  # kept for the other processes
         out.release.set()
-        await wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+        await wait_until(lambda: console.capacity() == PLAIN_MAX_BYTES)
         console.deliver(_lines("after the storm"))
         await wait_until(lambda: "after the storm" in out.getvalue())
         tg.cancel_scope.cancel()
     shown = out.getvalue().splitlines()
     assert shown[0].endswith("first")
-    assert sum(1 for line in shown if line.startswith("scraper:0 | line ")) == PLAIN_MAX_LINES
+    printed = sum(1 for line in shown if line.startswith("scraper:0 | line "))
+    assert printed == share // 16  # one process takes its share of the buffer, whole lines
     assert any(_STATE_LINE.match(line) for line in shown)
     dropped = [int(n) for n in re.findall(r"\[(\d+) lines dropped\]", out.getvalue())]
-    assert dropped == [PLAIN_MAX_LINES // 2 + 5]
+    assert dropped == [3 * count - printed + 5]
     assert shown[-1].endswith("after the storm")
 
 
@@ -274,6 +299,8 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                 received.extend(chunk)
 
     line = "x" * 1000
+    count = 50_000
+    assert count * 1000 > 2.5 * PLAIN_MAX_BYTES + (1 << 20)
     async with anyio.create_task_group() as outer:
         with os.fdopen(w, "w", encoding="utf-8") as writer:
             console = Console(stream=writer)  # live=None: a pipe is not a terminal
@@ -281,7 +308,9 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                 await tg.start(console.run)
                 try:
                     with anyio.fail_after(10):
-                        for i in range(20_000):  # 20 MB, far beyond the pipe and the buffer
+                        # 50 MB: beyond the pipe (1 MiB), a batch the writer holds and
+                        # the buffer (each at most PLAIN_MAX_BYTES and a quarter)
+                        for i in range(count):
                             console.deliver(_lines(f"{i} {line}"))
                             if i % 1000 == 0:
                                 await anyio.lowlevel.checkpoint()
@@ -289,15 +318,15 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
                 finally:
                     outer.start_soon(read_to_eof)  # the terminal resumes
                 await wait_until(lambda: b"lines dropped]" in received, seconds=20)
-                await wait_until(lambda: console.capacity() == PLAIN_MAX_LINES)
+                await wait_until(lambda: console.capacity() == PLAIN_MAX_BYTES)
                 tg.cancel_scope.cancel()
         # closing the writer ends the reader
     text = received.decode()
     assert text.startswith("scraper:0 | 0 x")
-    assert text.count("\n") < 20_000
+    assert text.count("\n") < count
     assert "other:0 | quiet\n" in text
     dropped = sum(int(n) for n in re.findall(r"scraper:0 \[(\d+) lines dropped\]", text))
-    assert dropped + text.count("scraper:0 | ") == 20_000
+    assert dropped + text.count("scraper:0 | ") == count
 
 
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
@@ -321,12 +350,14 @@ async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
 async def test_console_live_takes_a_bounded_share_per_redraw_and_counts_the_rest() -> None:
     out = io.StringIO()
     console = Console(stream=out, live=True, status=list)
-    console.deliver(_lines(*(f"line {i}" for i in range(LIVE_MAX_LINES))))
-    assert console.capacity() == FAIR_LINES
+    share = int(LIVE_MAX_BYTES * console_module.SHARE)
+    count = share // 16  # lines of 16 bytes: the whole share of one process
+    console.deliver(_lines(*(f"line {i:010d}" for i in range(count))))
+    assert console.capacity() == LIVE_MAX_BYTES - share
     console.deliver(_lines("one too many", "and another"))
     text = "\n".join(_console.screen(await _written(console, out)))
     assert "[2 lines dropped]" in text
-    assert f"line {LIVE_MAX_LINES - 1}" in text
+    assert f"line {count - 1:010d}" in text
     assert "PROCESS" in text  # the final table, even with no rows
 
 
@@ -379,6 +410,15 @@ def test_console_live_escapes_control_characters_and_keeps_colour(live_output: s
     assert "\x1b]" not in text
     assert not {"\x07", "\x08", "\x0b", "\x0c"} & set(text)
     assert re.search(r"\x1b\[[0-9;]*31[0-9;]*mRED", text)  # the worker's colour is kept
+
+
+def test_console_plain_on_a_real_terminal_escapes_every_control_character() -> None:
+    """The plain view on a terminal: no escape sequence of a worker reaches it raw."""
+    text = _run_live_driver(30, 100, "--plain")
+    assert "scraper:0 | RED\\x0d\\x0dX\\x08\\x08\r\n" in text
+    assert "scraper:0 | \\x0b\\x0c\\x0dnext line\r\n" in text
+    assert "crasher:0 | filler 7\r\n" in text
+    assert not {"\x1b", "\x07", "\x08", "\x0b", "\x0c"} & set(text)
 
 
 class _TtyLike(io.StringIO):
@@ -445,14 +485,15 @@ def test_console_live_small_pane_after_an_echo_keeps_title_names_and_more_count(
     assert more == [f"... {15 - len(names)} more"], screen  # whole, below the table
 
 
-def _flood_and_quiet(console: Console, budget: int) -> None:
-    """A flooder fills the budget three times over around a quiet worker's two lines."""
-    flood = tuple(f"flood {i}" for i in range(budget))
+def _flood_and_quiet(console: Console, budget: int) -> int:
+    """A flooder fills the budget twice over around a quiet worker's two lines; its lines."""
+    flood = tuple(f"flood {i:09d}" for i in range(budget // 16))
     console.deliver(_lines(*flood, process="flood:0"))
-    console.deliver(OutputLines(process="flood:0", stream="stdout", lines=(), dropped=70_000))
+    console.deliver(_dropped(70_000, process="flood:0"))
     console.deliver(_lines("crashing now", process="crash:0"))
     console.deliver(_lines("Traceback: boom", process="crash:0", stderr=True))
     console.deliver(_lines(*flood, process="flood:0"))
+    return len(flood)
 
 
 async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
@@ -463,31 +504,36 @@ async def test_console_plain_flooder_never_hides_a_quiet_process() -> None:
         await tg.start(console.run)
         console.deliver(_lines("first"))
         await wait_until(out.entered.is_set)  # the writer is stuck: nothing is drained
-        _flood_and_quiet(console, PLAIN_MAX_LINES)
+        flood = _flood_and_quiet(console, PLAIN_MAX_BYTES)
         out.release.set()
         await wait_until(lambda: "lines dropped]" in out.getvalue())
         tg.cancel_scope.cancel()
     shown = out.getvalue().splitlines()
     assert "crash:0 | crashing now" in shown
     assert "crash:0 ! Traceback: boom" in shown
-    assert "flood:0 [170000 lines dropped]" in shown  # 70 000 + the whole second flood
+    printed = sum(1 for line in shown if line.startswith("flood:0 | "))
+    assert 0 < printed < flood  # its share of the buffer, the rest kept for the others
+    # 70 000 + what the first flood could not keep + the whole second flood
+    assert f"flood:0 [{70_000 + 2 * flood - printed} lines dropped]" in shown
 
 
 async def test_console_live_flooder_never_hides_a_quiet_process() -> None:
     """On screen, the crash lines and the flood's true drop count both show."""
     out = _TtyLike()
     console = Console(stream=out, live=True, status=list)
-    _flood_and_quiet(console, LIVE_MAX_LINES)
+    flood = _flood_and_quiet(console, LIVE_MAX_BYTES)
     screen = _console.screen(await _written(console, out))
     assert any(line.endswith("crash:0 | crashing now") for line in screen), screen
     assert any(line.endswith("crash:0 ! Traceback: boom") for line in screen), screen
-    assert any(line.endswith("flood:0 # [71000 lines dropped]") for line in screen), screen
+    share = int(LIVE_MAX_BYTES * console_module.SHARE) // 16  # whole lines of the first flood
+    note = f"flood:0 # [{70_000 + 2 * flood - share:,} lines dropped]"
+    assert any(line.endswith(note.replace(",", "")) for line in screen), screen
 
 
 async def test_console_drop_note_says_1_line() -> None:
     """Singular."""
     out = io.StringIO()
-    events = [OutputLines(process="s:0", stream="stdout", lines=(), dropped=1)]
+    events = [_dropped(1, process="s:0")]
     shown = await _shown(Console(stream=out, live=False), out, events)
     assert shown == ["s:0 [1 line dropped]"]
 

@@ -1,8 +1,9 @@
-"""Tests of the output pump and the line framer: real children, real pipes."""
+"""Tests of the output pump: real children, real pipes, whole lines as bytes to consumers."""
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import shutil
@@ -13,11 +14,10 @@ from typing import TYPE_CHECKING
 import anyio
 import psutil
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from supervisor.output import pump as pump_module
-from supervisor.output.framing import LineFramer
+from supervisor.output import readable as readable_module
+from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import RotatingLog, backup_path, log_paths
 from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
 from tests._pump import Recorder, capture, spawn
@@ -26,7 +26,7 @@ from tests._wait import wait_until
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from supervisor.events import OutputLines
+    from supervisor.events import OutputChunk
 
 
 def _line(i: int) -> str:
@@ -142,14 +142,26 @@ async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: 
     assert result.totals["stdout"] == count * 51 + 4
     assert out.lines == []
     assert out.dropped == count + 1  # the partial last line too
-    assert all(e.lines == () for e in out.events)  # drops-only events, as they are counted
+    assert out.dropped_bytes == count * 51 + 5  # the partial line given its newline
+    assert all(e.data == b"" for e in out.events)  # drops-only chunks, as they are counted
+
+
+async def test_pump_reports_drops_in_bytes_only_to_a_consumer_that_counts_none(
+    tmp_path: Path,
+) -> None:
+    """A consumer that does not count lines (the relay) is told sizes: no pass over bytes."""
+    count = 100_000
+    out = Recorder(capacity=lambda: 0, counts_lines=False)
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    assert out.dropped == 0
+    assert out.dropped_bytes == count * 51
 
 
 async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
     """Capacity < 0: nothing framed, nothing counted, whole lines once it is back."""
     skipping = 4  # reads: at most READ_BYTES each, so at most 4 MiB skipped
     calls = iter(range(1 << 30))
-    out = Recorder(capacity=lambda: -1 if next(calls) < skipping else 5)
+    out = Recorder(capacity=lambda: -1 if next(calls) < skipping else 5 * 51)
     count = 200_000  # 10.2 MB, whatever the sizes of the reads
     assert skipping * pump_module.READ_BYTES < count * 51 // 2
     result = await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
@@ -167,8 +179,8 @@ async def test_pump_reports_drops_while_the_worker_is_idle_not_at_its_next_write
     all_counted = anyio.Event()
 
     class Counting(Recorder):
-        def deliver(self, event: OutputLines) -> None:
-            super().deliver(event)
+        def deliver(self, chunk: OutputChunk) -> None:
+            super().deliver(chunk)
             if self.dropped + len(self.lines) == count + 1:
                 all_counted.set()
 
@@ -192,30 +204,23 @@ async def test_pump_reports_drops_while_the_worker_is_idle_not_at_its_next_write
         proc.wait(timeout=10)
 
 
-def test_framer_discard_resyncs_at_the_next_newline() -> None:
-    framer = LineFramer(100)
-    framer.discard(b"skipped\nskipped too\npart")
-    framer.discard(bytearray(b"ial still skipped GARBAGE"), 17)
-    assert framer.feed(b" end\nwhole\n", 10) == (1, ["whole"], 0)
-
-
 async def test_pump_slow_consumer_gets_whole_lines_and_exact_gaps(tmp_path: Path) -> None:
-    """A consumer that takes few lines sees whole lines; ``dropped`` is each gap."""
-    pattern = [0, 3, 0, 0, 1, 7, 0, 2]
+    """A consumer with little room sees whole lines; ``dropped`` is each gap after them."""
+    pattern = [0, 3, 0, 0, 1, 7, 0, 2, 60]  # lines of 51 bytes; 60: one byte short of 2
     calls = iter(range(1 << 30))
-    out = Recorder(capacity=lambda: pattern[next(calls) % len(pattern)])
+    out = Recorder(capacity=lambda: max(pattern[next(calls) % len(pattern)] * 51 - 1, 0))
     count = 300_000
     await capture(tmp_path, "out_lines.py", str(count), "stdout", consumers=(out, None))
     assert 0 < len(out.lines) < count
     assert len(out.lines) + out.dropped == count
     expected_next = 0
-    for event in out.events:
-        expected_next += event.dropped  # the gap before the event's lines
-        if event.lines:
-            indexes = [_index(line) for line in event.lines]
-            assert indexes == list(range(expected_next, expected_next + len(indexes)))
-            assert all(line == _line(i) for line, i in zip(event.lines, indexes, strict=True))
-            expected_next = indexes[-1] + 1
+    for chunk in out.events:
+        lines = decode_lines(chunk.data)
+        indexes = [_index(line) for line in lines]
+        assert indexes == list(range(expected_next, expected_next + len(indexes)))
+        assert all(line == _line(i) for line, i in zip(lines, indexes, strict=True))
+        expected_next += len(lines) + chunk.dropped  # the gap after the chunk's lines
+        assert chunk.dropped_bytes == 51 * chunk.dropped
     assert expected_next == count
 
 
@@ -223,7 +228,7 @@ async def test_pump_goes_on_draining_when_the_consumer_raises(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Broken(Recorder):
-        def deliver(self, event: OutputLines) -> None:
+        def deliver(self, chunk: OutputChunk) -> None:
             raise RuntimeError("consumer bug")
 
     count = 50_000
@@ -231,7 +236,7 @@ async def test_pump_goes_on_draining_when_the_consumer_raises(
         result = await capture(tmp_path, "out_lines.py", str(count), consumers=(Broken(), None))
     assert result.totals["stdout"] == count * 51
     assert len(result.logs["stdout"]) == count * 51
-    assert "line consumer failed" in caplog.text
+    assert "output consumer failed" in caplog.text
 
 
 async def test_pump_cancelled_stops_reading_and_leaves_the_log_flushed(tmp_path: Path) -> None:
@@ -401,145 +406,85 @@ async def test_pump_without_consumer_only_writes_the_log(tmp_path: Path) -> None
     assert result.logs["stderr"] == "".join(_line(i) + "\n" for i in range(1000)).encode()
 
 
-async def test_pump_fallback_for_other_backends_drains_the_same(tmp_path: Path) -> None:
-    """The ``wait_readable`` loop used off asyncio (trio is not installed here)."""
+async def test_pump_fallback_for_other_backends_drains_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task per pipe used off asyncio (trio is not installed here), and the stop."""
+    monkeypatch.setattr(
+        pump_module,
+        "call_when_readable",
+        lambda fd, callback, tg: readable_module._TaskReader(fd, callback, tg),
+    )
     proc, fds = spawn("out_alternate.py", "2", "4")
     out = Recorder()
+    ended: list[str] = []
     try:
         with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
-            drains = [
-                pump_module._Drain(
-                    fd, process="w:0", stream="stdout", log=log, consumer=out, max_line_bytes=2048
-                )
-                for fd in fds.values()
-            ]
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as tg:
-                    for drain in drains:
-                        tg.start_soon(pump_module._pump_waiting, drain)
-            for drain in drains:
-                drain.finish()
+                    pumps = [
+                        pump_module.Pump(
+                            fd,
+                            process="w:0",
+                            stream=stream,
+                            log=log,
+                            consumer=out,
+                            max_line_bytes=2048,
+                            on_end=functools.partial(ended.append, stream),
+                        )
+                        for stream, fd in fds.items()
+                    ]
+                    for p in pumps:
+                        p.start(tg)
+                    assert len(anyio.get_running_tasks()) >= 3  # a task per pipe here
     finally:
         for fd in fds.values():
             os.close(fd)
         await anyio.to_thread.run_sync(proc.wait)
-    assert [d.total for d in drains] == [8 << 20, 8 << 20]
+    assert sorted(ended) == ["stderr", "stdout"]
+    assert [p.total for p in pumps] == [8 << 20, 8 << 20]
     assert len(out.lines) == 2 * (8 << 20) // 1024
     assert (tmp_path / "o.log").stat().st_size == 16 << 20
 
 
-# -- LineFramer -------------------------------------------------------------------
-
-
-def _reference(data: bytes) -> list[str]:
-    parts = data.split(b"\n")
-    if parts[-1] == b"":
-        parts.pop()
-    return [p.decode("utf-8", "replace") for p in parts]
-
-
-def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
-    bounds = sorted(min(c, len(data)) for c in cuts)
-    return [data[a:b] for a, b in zip([0, *bounds], [*bounds, len(data)], strict=True)]
-
-
-def _frame(framer: LineFramer, chunks: list[bytes], limits: list[int]) -> tuple[list[str], int]:
-    lines: list[str] = []
-    dropped = 0
-    for i, chunk in enumerate(chunks):
-        before, got, after = framer.feed(chunk, limits[i % len(limits)])
-        lines += got
-        dropped += before + after
-    got, lost = framer.flush(limits[len(chunks) % len(limits)])
-    return lines + got, dropped + lost
-
-
-_BYTES = st.lists(st.sampled_from([b"a", b"bc", b"\n", b"\xe2\x82\xac", b"\xff", b"\xc3"]))
-
-
-@settings(max_examples=300, deadline=None)
-@given(pieces=_BYTES, cuts=st.lists(st.integers(0, 200), max_size=10))
-def test_framer_matches_a_plain_split_for_any_chunking(
-    pieces: list[bytes], cuts: list[int]
-) -> None:
-    data = b"".join(pieces)
-    chunks = _chunks(data, cuts)
-    lines, dropped = _frame(LineFramer(1000), chunks, [1 << 30])
-    assert (lines, dropped) == (_reference(data), 0)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    lengths=st.lists(st.integers(0, 40), max_size=30),
-    cuts=st.lists(st.integers(0, 800), max_size=10),
-    limits=st.lists(st.integers(0, 4), min_size=1, max_size=6),
-)
-def test_framer_with_limits_gives_whole_lines_in_order_and_counts_the_rest(
-    lengths: list[int], cuts: list[int], limits: list[int]
-) -> None:
-    lines_in = [f"{i}:".ljust(n, "x") for i, n in enumerate(lengths)]
-    data = "".join(line + "\n" for line in lines_in).encode()
-    chunks = _chunks(data, cuts)
-    lines, dropped = _frame(LineFramer(64), chunks, limits)
-    assert len(lines) + dropped == len(lines_in)
-    indexes = [int(line.split(":")[0]) for line in lines]
-    assert indexes == sorted(set(indexes))
-    assert all(lines_in[i] == line for i, line in zip(indexes, lines, strict=True))
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    lengths=st.lists(st.integers(0, 300), max_size=8),
-    cuts=st.lists(st.integers(0, 1500), max_size=10),
-)
-def test_framer_cuts_long_lines_into_pieces_that_join_back(
-    lengths: list[int], cuts: list[int]
-) -> None:
-    lines_in = ["z" * n for n in lengths]
-    data = "".join(line + "\n" for line in lines_in).encode()
-    chunks = _chunks(data, cuts)
-    pieces, dropped = _frame(LineFramer(50), chunks, [1 << 30])
-    assert dropped == 0
-    assert all(len(p) <= 50 for p in pieces)
-    assert "".join(pieces) == "".join(lines_in)
-    assert len(pieces) == sum(max(1, -(-n // 50)) for n in lengths)
-
-
-def test_framer_keeps_memory_bounded_without_newlines() -> None:
-    framer = LineFramer(1000)
-    total = 0
-    for _ in range(100):
-        _, pieces, _ = framer.feed(b"q" * 12345, 1 << 30)
-        assert all(len(p) <= 1000 for p in pieces)
-        total += sum(map(len, pieces))
-    last, _ = framer.flush(1)
-    assert total + sum(map(len, last)) == 100 * 12345
-
-
-def test_framer_resyncs_at_the_next_newline_after_dropping() -> None:
-    framer = LineFramer(100)
-    assert framer.feed(b"one\ntw", 1) == (0, ["one"], 0)
-    assert framer.feed(b"o\nthr", 0) == (0, [], 1)  # "two" dropped, "thr..." in progress
-    # "three" began while dropping: it is dropped too, and it comes before "four".
-    assert framer.feed(b"ee\nfour\nfi", 5) == (1, ["four"], 0)
-    assert framer.flush(1) == (["fi"], 0)
-
-
-def test_framer_reads_only_up_to_end_of_a_reused_buffer() -> None:
-    buf = bytearray(b"ab\ncd\nGARBAGE\n")
-    framer = LineFramer(100)
-    assert framer.feed(buf, 10, 5) == (0, ["ab"], 0)
-    buf[:] = b"e\nMORE GARBAGE\n"
-    assert framer.feed(buf, 10, 2) == (0, ["cde"], 0)
-
-
-def test_framer_rejects_a_tiny_max() -> None:
-    with pytest.raises(ValueError, match="max_line_bytes must be >= 4"):
-        LineFramer(3)
+async def test_pump_on_asyncio_holds_no_task_and_ends_once(tmp_path: Path) -> None:
+    """Each pipe of a run held a task until EOF; a loop reader does the same work."""
+    proc, fds = spawn("out_alternate.py", "1", "4")
+    out = Recorder()
+    ended: list[str] = []
+    try:
+        with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
+            async with anyio.create_task_group() as tg:
+                before = len(anyio.get_running_tasks())
+                pumps = [
+                    pump_module.Pump(
+                        fd,
+                        process="w:0",
+                        stream=stream,
+                        log=log,
+                        consumer=out,
+                        max_line_bytes=2048,
+                        on_end=functools.partial(ended.append, stream),
+                    )
+                    for stream, fd in fds.items()
+                ]
+                for p in pumps:
+                    p.start(tg)
+                assert len(anyio.get_running_tasks()) == before
+                await wait_until(lambda: len(ended) == 2)
+                for p in pumps:
+                    p.stop()  # after the end: nothing more happens
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        await anyio.to_thread.run_sync(proc.wait)
+    assert sorted(ended) == ["stderr", "stdout"]
+    assert [p.total for p in pumps] == [4 << 20, 4 << 20]
+    assert (tmp_path / "o.log").stat().st_size == 8 << 20
 
 
 class _PieceMeter:
-    """A line consumer that keeps no lines: it measures pieces and samples memory."""
+    """An output consumer that keeps no lines: it measures pieces and samples memory."""
 
     def __init__(self) -> None:
         self.me = psutil.Process()
@@ -550,10 +495,13 @@ class _PieceMeter:
         self.total = 0
 
     def capacity(self) -> int:
-        return 1 << 20
+        return 1 << 30
 
-    def deliver(self, event: OutputLines) -> None:
-        for piece in event.lines:
+    def counts_lines(self) -> bool:
+        return True
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        for piece in chunk.data.split(b"\n")[:-1]:
             self.pieces += 1
             self.longest = max(self.longest, len(piece))
             self.total += len(piece)

@@ -21,7 +21,8 @@ import pytest
 
 from supervisor.config.schema import ProgramSpec, RestartPolicy
 from supervisor.errors import InvalidTransition
-from supervisor.events import Event, OutputLines, ProcessState, StateChanged
+from supervisor.events import Event, OutputChunk, ProcessState, StateChanged
+from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import log_paths
 from supervisor.process import run as spawn
 from supervisor.process.slot import Slot, SlotContext
@@ -52,10 +53,14 @@ class Recorder:
         self._wake()
 
     def capacity(self) -> int:
-        return 100_000
+        return 1 << 20
 
-    def deliver(self, event: OutputLines) -> None:
-        self.lines.extend((event.process, event.stream, line) for line in event.lines)
+    def counts_lines(self) -> bool:
+        return True
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        lines = decode_lines(chunk.data)
+        self.lines.extend((chunk.process, chunk.stream, line) for line in lines)
         self._wake()
 
     def _wake(self) -> None:
@@ -653,10 +658,10 @@ async def test_slot_exit_is_seen_without_pidfd(h: Harness, monkeypatch: pytest.M
     assert slot.status().last_exit_code == 4
 
 
-async def test_slot_at_rest_holds_only_its_task_and_pumps_and_still_reaps(h: Harness) -> None:
-    """A RUNNING process costs the slot's task, its supervision and two pumps: no exit watcher.
+async def test_slot_at_rest_holds_only_its_tasks_and_still_reaps(h: Harness) -> None:
+    """A RUNNING process costs the slot's task and its supervision: no exit watcher, no pump task.
 
-    The exit is reaped in the supervision task itself, with its status.
+    The pipes are loop readers; the exit is reaped in the supervision task itself, with its status.
     """
     slot = h.slot(_worker("child_ready.py"), start_seconds=0.1, restart=RestartPolicy.NEVER)
     async with anyio.create_task_group() as tg:
@@ -665,7 +670,7 @@ async def test_slot_at_rest_holds_only_its_task_and_pumps_and_still_reaps(h: Har
         assert (await slot.start()).state is S.RUNNING
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) - before == 4  # slot, supervise, 2 pumps
+        assert len(anyio.get_running_tasks()) - before == 2  # slot, supervise
         slot.send_signal(signal.SIGUSR1)  # not handled: the process dies of it
         await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
         tg.cancel_scope.cancel()

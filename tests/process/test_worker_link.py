@@ -258,6 +258,28 @@ async def test_worker_flood_of_progress_is_coalesced(tmp_path: Path) -> None:
         assert progress.fraction == 1.0
 
 
+def _link_tasks() -> int:
+    """The tasks serving a worker's channel now."""
+    return sum("serve_link" in (task.name or "") for task in anyio.get_running_tasks())
+
+
+async def test_worker_channel_costs_a_task_only_once_the_worker_writes(tmp_path: Path) -> None:
+    """Every run held a task (and a link) for its channel, though most workers never write."""
+    config = write_config(
+        tmp_path,
+        program("quiet", "child_ready.py", numprocs=3)
+        + _ask("Go?", "yes,no", "-", "-").replace("[programs.w]", "[programs.asker]"),
+    )
+    async with running_node(config) as node:
+        await wait_until(lambda: "ready" in _output(node, "quiet:2"))
+        await wait_until(lambda: bool(node.fleet.desk.open_questions()))
+        await anyio.wait_all_tasks_blocked()
+        assert _link_tasks() == 1  # the asker's; the three quiet workers have none
+        (question,) = node.fleet.desk.open_questions()
+        await node.service.answer(ALICE, question.id, "yes")
+        await wait_until(lambda: "answer yes" in _output(node, "asker:0"))
+
+
 async def test_worker_never_using_its_channel_has_one_and_runs_as_before(tmp_path: Path) -> None:
     config = write_config(tmp_path, program("w", "child_ready.py"))
     async with running_node(config) as node:

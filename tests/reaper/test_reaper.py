@@ -26,7 +26,7 @@ import pytest
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.reaper import Reaper, _zombie_child
-from supervisor.reaper.tree import Seen, adopted, pipe_holders
+from supervisor.reaper.tree import Scanner, Seen, adopted, pipe_holders
 from supervisor.state.ledger import Ledger
 from supervisor.state.records import ProcIdent
 from tests._wait import eventually, wait_for, wait_until
@@ -258,6 +258,62 @@ async def test_identify_gives_pid_and_create_time(ledger: Ledger) -> None:
     proc = await _start([sys.executable, "-c", "pass"])
     await anyio.to_thread.run_sync(proc.wait)
     assert await reaper.identify(proc.pid) is None
+
+
+async def test_scan_reads_identities_parents_and_sessions_as_psutil_does(instance: str) -> None:
+    """The sweep's table is read from /proc directly: identities must equal psutil's exactly.
+
+    pid-reuse safety compares the create_time recorded at spawn (psutil's) with
+    the snapshot's; a snapshot that read it otherwise would see strangers.
+    """
+    async with spawned(instance, "run1", "--children", "1") as w:
+        snap = await Scanner(instance).snapshot()
+        compared = 0
+        for pid, seen in snap.items():
+            try:
+                proc = psutil.Process(pid)
+                expected = (proc.create_time(), proc.ppid(), os.getsid(pid))
+            except (psutil.Error, ProcessLookupError):
+                continue  # gone meanwhile
+            assert (seen.ident.create_time, seen.ppid, seen.sid) == expected
+            compared += 1
+        assert compared > 2
+        assert snap[w.ident.pid].ident == w.ident
+        assert snap[w.ident.pid].run_id == "run1"
+        assert os.getpid() not in snap
+
+
+async def test_scan_takes_the_markers_of_a_spawned_process_without_reading_them(
+    instance: str,
+) -> None:
+    """Each sweep's first look at a fresh process read its environment: 500 reads at a time."""
+    async with spawned(instance, "run1") as w:
+        scanner = Scanner(instance)
+        scanner.know(w.ident, "told", "w:7")
+        seen = (await scanner.snapshot())[w.ident.pid]
+        assert (seen.run_id, seen.process) == ("told", "w:7")  # its environ says run1, w:0
+
+
+async def test_sweep_records_no_row_for_a_run_whose_tree_is_its_main_process(
+    instance: str, ledger: Ledger
+) -> None:
+    """The first sweep wrote each live run's main process again, in a transaction per run."""
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0.0)
+    async with spawned(instance, "run1") as w:
+        ident = await reaper.identify(w.ident.pid, run_id="run1", process="w:0")
+        assert ident == w.ident
+        ledger.record_run_start(
+            run_id="run1",
+            process="w:0",
+            program="w",
+            pid=ident.pid,
+            create_time=ident.create_time,
+            started_at=time.time(),
+        )
+        await reaper.sweep(["run1"], owned=[ident.pid])
+        assert [(lo.ident, lo.is_main) for lo in ledger.leftover_processes("run1")] == [
+            (ident, True)
+        ]
 
 
 async def test_terminate_tree_ends_forked_grandchildren(instance: str, ledger: Ledger) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from supervisor.state.outbox import (
     encode_marker,
     retry_delay,
 )
+from tests._ledger_full import ledger_full
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -223,3 +225,61 @@ def test_outbox_table_refuses_an_unknown_status(ledger: Ledger) -> None:
             "VALUES (1, 'state', 'x', 0, 0, 'lost')",
             [()],
         )
+
+
+def test_outbox_on_a_full_disk_keeps_its_writes_and_sends_them_once_written(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk made post, edit and the sender's marks raise: the relay lost its messages."""
+    box = Outbox(ledger)
+    incident = box.post(A, "incident", "crashed", now=1.0)
+    _send_head(box, A, 500)
+    with caplog.at_level(logging.WARNING), ledger_full(ledger):
+        asked = box.post(A, "question", "Delete?", now=2.0, marker="question:7")
+        assert box.edit(incident, "crashed twice", now=2.0) == incident  # edit it again
+        assert box.edit(asked, "Delete? (closed)", now=3.0) == asked
+        box.set_meta("audit_cursor", "42")
+        assert box.meta("question:7") == str(asked)
+        assert box.meta("audit_cursor") == "42"
+        assert box.claim(now=5.0) == []  # nothing goes out before it is recorded
+        assert box.claim(now=6.0) == []
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 2  # the ledger's and the outbox's, each said once
+    (question,) = box.claim(now=7.0)
+    assert (question.id, question.content, question.is_edit) == (asked, "Delete? (closed)", False)
+    box.mark_sent(asked, 501, now=7.0)
+    (edited,) = box.claim(now=8.0)
+    assert (edited.target, edited.content, edited.target_message_id) == (
+        incident,
+        "crashed twice",
+        500,
+    )
+    assert box.meta("question:7") == str(asked)
+    assert box.meta("audit_cursor") == "42"
+
+
+def test_outbox_edit_of_a_row_waiting_for_the_disk_collapses_into_it(ledger: Ledger) -> None:
+    box = Outbox(ledger)
+    with ledger_full(ledger):
+        progress = box.post(A, "progress", "10%", now=1.0)
+        for percent in (20, 30, 40):
+            assert box.edit(progress, f"{percent}%", now=2.0) == progress
+        with pytest.raises(LookupError):
+            box.edit(progress + 1000, "never posted", now=2.0)
+    assert [(r.id, r.content) for r in box.claim(now=3.0)] == [(progress, "40%")]
+    (rows,) = ledger.read("SELECT count(*) FROM outbox WHERE channel = ?", (A,))
+    assert rows[0] == 1
+
+
+def test_outbox_prunes_markers_with_the_rows_they_mark(ledger: Ledger) -> None:
+    """Markers of task replies and questions were kept forever: the table only grew."""
+    box = Outbox(ledger, keep_sent=3)
+    box.set_meta("audit_cursor", "7")
+    for task in range(10):
+        box.post(A, "reply", f"task {task} done", now=1.0, marker=f"task-answer:{task}")
+        _send_head(box, A, 1000 + task)
+    kept = [r["key"] for r in ledger.read("SELECT key FROM outbox_meta WHERE row_id IS NOT NULL")]
+    assert kept == [f"task-answer:{task}" for task in range(7, 10)]
+    assert box.meta("audit_cursor") == "7"  # settings stay
+    (rows,) = ledger.read("SELECT count(*) FROM outbox")
+    assert rows[0] == 3

@@ -5,26 +5,34 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from supervisor.commands.access import AccessLevel, Actor
+from supervisor.config.schema import ProgramSpec, TaskMode
 from supervisor.errors import (
     AccessDenied,
     InvalidArgument,
     NotATaskProgram,
     TaskBacklogFull,
     TaskFinished,
+    Unavailable,
 )
+from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.tasks import SqliteTaskStore
 from supervisor.tasks import queue as queue_module
+from supervisor.tasks.oneshot import TaskContext
+from supervisor.tasks.queue import TaskQueue
 from supervisor.tasks.records import TaskState
 from tests._control import running_node, write_config
 from tests._e2e import alive
+from tests._ledger_full import ledger_full
 from tests._wait import wait_until
 from tests.tasks._tasks import held, task_program
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 LOCAL = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
@@ -211,3 +219,62 @@ async def test_oneshot_answer_is_the_worker_sdk_result_when_it_sends_one(tmp_pat
         task = await node.service.task(LOCAL, "sdk", "two words", wait_seconds=20)
     assert task.state is TaskState.DONE, task
     assert task.result == 'summary: two words\n{\n  "words": 2\n}'
+
+
+async def test_task_on_a_full_disk_is_refused_saying_why(tmp_path: Path) -> None:
+    """A full disk made submitting raise sqlite's error: a chat task was lost unanswered."""
+    config = write_config(tmp_path, task_program("echo", "echo"))
+    async with running_node(config) as node:
+        with ledger_full(node.ledger), pytest.raises(Unavailable, match="disk is full"):
+            await node.service.task(LOCAL, "echo", "hello")
+        listed = (await node.service.tasks(LOCAL)).tasks
+        assert [t for t in listed if t.program == "echo"] == []
+        task = await node.service.task(LOCAL, "echo", "hello")
+        await wait_until(
+            lambda: (
+                node.ledger.read("SELECT state FROM tasks WHERE id = ?", (task.id,))[0][0] == "done"
+            )
+        )
+
+
+class _CountingStore(SqliteTaskStore):
+    """The ledger's task store, counting how often the queue looks at its counts."""
+
+    looks = 0
+
+    def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
+        self.looks += 1
+        return super().counts()
+
+
+async def test_queue_without_task_programs_leaves_the_store_alone_until_woken(
+    tmp_path: Path,
+) -> None:
+    """An idle node without task programs queried the store from a thread every second."""
+    programs: dict[str, ProgramSpec] = {}
+    asked: list[None] = []
+
+    def current() -> Mapping[str, ProgramSpec]:
+        asked.append(None)
+        return programs
+
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = _CountingStore(ledger)
+        ctx = TaskContext(
+            node="n",
+            instance_id="i",
+            log_dir=tmp_path / "logs",
+            work_dir=tmp_path / "work",
+            ledger=ledger,
+            reaper=Reaper(instance_id="i", ledger=ledger),
+        )
+        queue = TaskQueue(store, ctx, current, poll_seconds=0.01)
+        async with anyio.create_task_group() as tg:
+            await tg.start(queue.run)
+            await wait_until(lambda: len(asked) >= 10)  # ten polls at least
+            assert store.looks == 1  # the first look, at start
+            programs["t"] = ProgramSpec(
+                name="t", command=("true",), cwd=tmp_path, tasks=TaskMode.ONESHOT
+            )
+            await wait_until(lambda: store.looks >= 3)  # polled again once one takes tasks
+            tg.cancel_scope.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +12,7 @@ from supervisor.errors import TaskBacklogFull, TaskFinished, UnknownTask
 from supervisor.state.ledger import Ledger
 from supervisor.tasks.records import NewTask, TaskOutcome, TaskState
 from supervisor.tasks.store import SqliteTaskStore
+from tests._ledger_full import ledger_full
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -119,3 +122,35 @@ def test_store_drops_old_finished_tasks_but_never_waiting_ones(store: SqliteTask
     ids = [t.id for t in store.recent(100)]
     assert waiting.id in ids
     assert len(ids) == 1 + 5
+
+
+def test_store_marks_a_task_replied_on_a_full_disk_later(tmp_path: Path) -> None:
+    """A full disk made marking a task replied raise: the bridge's task desk failed."""
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = SqliteTaskStore(ledger)
+        task, _ = store.submit(replace(_new(), reply_channel=5, reply_to=6), backlog=10, now=1.0)
+        assert store.cancel(task.id, by="a", now=2.0).state is TaskState.CANCELLED
+        assert [t.id for t in store.unreplied(10)] == [task.id]
+        with ledger_full(ledger):
+            _pack_tasks(ledger)
+            store.mark_replied(task.id, now=3.0)
+            assert ledger.unrecorded == 1
+        assert ledger.retry_deferred()
+        assert store.unreplied(10) == []
+
+
+def _pack_tasks(ledger: Ledger) -> None:
+    """Grow every row of the tasks table until none grows: no byte left in their pages."""
+    ids = [row["id"] for row in ledger.read("SELECT id FROM tasks")]
+    for task_id in ids:
+        for size in (64, 8, 1):
+            for _ in range(1000):  # bounded: a page holds 4 KiB
+                try:
+                    ledger.write(
+                        "UPDATE tasks SET reason = reason || ? WHERE id = ?",
+                        [("x" * size, task_id)],
+                    )
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorname != "SQLITE_FULL":
+                        raise
+                    break

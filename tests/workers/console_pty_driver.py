@@ -1,11 +1,12 @@
 """Drive a live Console on this process's stdout (a pseudo-terminal in the test).
 
-``console_pty_driver.py [EXTRA_ROWS [ECHO]]``: EXTRA_ROWS more sleeper rows
-(default 0); ECHO, a line printed before the console starts (as make echoes
-its command). Shows two process rows (a 7-digit pid, a title too long for a narrow pane), a few
+``console_pty_driver.py [--plain] [EXTRA_ROWS [ECHO]]``: EXTRA_ROWS more sleeper rows
+(default 0); ECHO, a line printed before the console starts (as make echoes its
+command); ``--plain``: the plain view on the terminal instead of the live table.
+Shows two process rows (a 7-digit pid, a title too long for a narrow pane), a few
 output lines (two full of escape sequences and control characters) and a log
-record, lets the console refresh at least
-twice, then cancels it so it prints its final table. Used by tests/test_console.py.
+record, lets the console refresh at least twice, then cancels it so it prints its
+final table. Used by tests/console/test_console.py.
 """
 
 import logging
@@ -14,14 +15,21 @@ import sys
 import anyio
 
 from supervisor.console.console import Console
-from supervisor.events import OutputLines, ProcessState, StateChanged
+from supervisor.events import OutputChunk, ProcessState, StateChanged
 from supervisor.process.status import ProcessStatus
 
 STARTED = 1_700_000_000.0
 
 
-EXTRA_ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-ECHO = sys.argv[2] if len(sys.argv) > 2 else ""
+PLAIN = "--plain" in sys.argv
+ARGS = [arg for arg in sys.argv[1:] if arg != "--plain"]
+EXTRA_ROWS = int(ARGS[0]) if ARGS else 0
+ECHO = ARGS[1] if len(ARGS) > 1 else ""
+
+
+def output(process, stream, *lines):
+    data = "".join(f"{line}\n" for line in lines).encode()
+    return OutputChunk(process=process, stream=stream, data=data)
 
 
 def sleeper(i):
@@ -93,7 +101,7 @@ async def main():
         print(ECHO)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # same terminal
     node = "ptynode-with-a-name-long-enough-to-wrap-a-title"
-    console = Console(stream=sys.stdout, live=True, status=status, node=node)
+    console = Console(stream=sys.stdout, live=not PLAIN, status=status, node=node)
     async with anyio.create_task_group() as tg:
         await tg.start(console.run)
         console.deliver(
@@ -106,15 +114,16 @@ async def main():
                 at=STARTED,
             )
         )
-        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=("hello page 1",)))
-        console.deliver(OutputLines(process="scraper:0", stream="stderr", lines=("warn: slow",)))
+        console.deliver(output("scraper:0", "stdout", "hello page 1"))
+        console.deliver(output("scraper:0", "stderr", "warn: slow"))
         logging.getLogger("driver").warning("disk nearly full")
         garbage = ("\x1b[31mRED\x1b[0m\x1b]0;title\x07\r\rX\x08\x08", "\x0b\x0c\rnext line")
-        console.deliver(OutputLines(process="scraper:0", stream="stdout", lines=garbage))
+        console.deliver(output("scraper:0", "stdout", *garbage))
         filler = tuple(f"filler {i}" for i in range(8))
-        console.deliver(OutputLines(process="crasher:0", stream="stdout", lines=filler))
-        with anyio.fail_after(10):
-            await enough.wait()
+        console.deliver(output("crasher:0", "stdout", *filler))
+        if not PLAIN:  # the plain view has no table to refresh
+            with anyio.fail_after(10):
+                await enough.wait()
         tg.cancel_scope.cancel()
 
 

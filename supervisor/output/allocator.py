@@ -1,0 +1,44 @@
+"""glibc's malloc tuned once output floods, so the big buffers of a flood cost no page faults.
+
+Each read of a flooding pipe makes fresh buffers of about 1 MiB (the lines handed out, the
+console's prefixed copy). By default glibc maps each one anew and gives freed memory back, so
+every MiB costs 256 page faults: as much CPU as the copies themselves (bench/throughput.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
+"""Allocations below this come from the heap and are reused once freed."""
+TRIM_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""Free memory kept at the top of the heap before it is given back to the system."""
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+_tuned = False
+
+
+def tune_for_floods() -> None:
+    """Raise glibc's mmap and trim thresholds, once per process (later calls do nothing).
+
+    Called by the pump at the first big read of a pipe, so an idle node never
+    loads ``ctypes``. Memory freed after a flood stays in the heap (at most
+    ``TRIM_THRESHOLD_BYTES`` of it) for the next one. Without glibc
+    (``mallopt`` missing) nothing changes.
+    """
+    global _tuned  # one switch for the process, as malloc's settings are
+    if _tuned:
+        return
+    _tuned = True
+    import ctypes  # here, not at import: an idle node never pays for it
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        logger.debug("no mallopt here: the allocator keeps its defaults")
+        return
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
