@@ -114,3 +114,34 @@ async def test_fetch_member_gives_the_roles_a_history_message_lacks(
     assert not isinstance(old.author, discord.Member)  # REST history carries no roles
     assert role_names(member) == ["@everyone", "ops"]
     assert missing.value.code == 10013
+
+
+async def test_direct_message_reaches_the_bot_with_its_content_and_no_guild(
+    fake_discord: FakeDiscord,
+) -> None:
+    """Discord sends a DM's content to a bot without MESSAGE_CONTENT; discord.py sees no guild."""
+    ada = fake_discord.add_user("ada")
+    async with run_client(
+        RecordingClient(intents=discord.Intents.default()), fake_discord.token
+    ) as client:
+        fake_discord.post_direct_message(ada, "restart web")
+        fake_discord.post_direct_message(ada, "and again")
+        first, second = await client.wait_seen("message", count=2)
+    assert isinstance(first, discord.Message)
+    assert isinstance(second, discord.Message)
+    assert first.guild is None
+    assert isinstance(first.channel, discord.DMChannel)
+    assert first.channel.id == second.channel.id  # one DM channel per user
+    assert (first.author.id, first.content) == (ada.id, "restart web")
+
+
+async def test_direct_message_needs_the_direct_messages_intent(fake_discord: FakeDiscord) -> None:
+    ada = fake_discord.add_user("ada")
+    intents = intents_for_tests()
+    intents.dm_messages = False
+    async with run_client(RecordingClient(intents=intents), fake_discord.token) as client:
+        fake_discord.post_direct_message(ada, "not for you")
+        fake_discord.post_message(ada, "general", "in the guild")  # events keep their order
+        (message,) = await client.wait_seen("message")
+    assert isinstance(message, discord.Message)
+    assert message.content == "in the guild"

@@ -131,3 +131,25 @@ async def test_mention_shutdown_asks_to_confirm_with_a_button(
         assert "is stopping every process" in ((await final_answer(click)).content or "")
         with anyio.fail_after(5):
             await node.fleet.wait_shutdown_requested()
+
+
+async def test_direct_message_is_ignored_and_audited(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """dsup serves one guild: a DM, even from an admin, runs nothing; it is audited."""
+    team = members(fake_discord)
+    async with served(tmp_path, fake_discord, team, WEB) as bridged:
+        node = bridged.node
+        await wait_until(lambda: all(c.status().pid for c in node.fleet.processes()))
+        before = [c.status().pid for c in node.fleet.processes()]
+        fake_discord.post_direct_message(team.admin, "restart web")
+
+        def audited() -> bool:
+            rows = node.ledger.audit_rows(1)
+            return bool(rows) and (rows[0].command, rows[0].outcome) == ("message", "refused")
+
+        await wait_until(audited)
+        row = await last_audit(node.ledger)
+        assert "ignored: from a direct message" in row.detail
+        assert row.actor.startswith("ada (")
+        assert [c.status().pid for c in node.fleet.processes()] == before

@@ -75,17 +75,23 @@ async def _dsup(config: Path) -> AsyncIterator[Process]:
                 await proc.wait()
 
 
-def _question_rows(config: Path) -> list[tuple[str, int]]:
-    """(status, attempts) of the outbox's question rows (read beside the running dsup)."""
+def _rows(config: Path, kind: str = "question") -> list[tuple[str, int]]:
+    """(status, attempts) of the outbox's creates of ``kind`` (read beside the running dsup)."""
     uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             rows = db.execute(
-                "SELECT status, attempts FROM outbox WHERE kind = 'question' AND target IS NULL"
+                "SELECT status, attempts FROM outbox WHERE kind = ? AND target IS NULL", (kind,)
             )
             return [(str(status), int(attempts)) for status, attempts in rows]
     except sqlite3.OperationalError:
         return []
+
+
+def _progress(fake: FakeDiscord) -> list[dict[str, Any]]:
+    return [
+        m for m in fake.bot_messages("ops") if str(m.get("content", "")).startswith("**p:0** `")
+    ]
 
 
 def _asking(fake: FakeDiscord) -> list[dict[str, Any]]:
@@ -122,15 +128,22 @@ async def test_question_asked_during_an_outage_reaches_the_channel_once_after_it
 async def test_question_asked_before_a_restart_mid_outage_is_posted_once_after_it(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    """Questions lived in memory only: one asked while Discord was away died with dsup."""
-    config = _config(tmp_path, fake_discord, _asker())
+    """Questions and progress lived in memory only: shown while Discord was away, they
+    died with dsup."""
+    reporter = program("p", "sdk_worker.py", "report", relay="results", restart="never")
+    config = _config(tmp_path, fake_discord, _asker() + reporter)
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
     async with _dsup(config) as first:
-        await wait_until(lambda: any(a >= 1 for _, a in _question_rows(config)), seconds=20)
+
+        def tried() -> bool:
+            rows = _rows(config) + _rows(config, "progress") + _rows(config, "result")
+            return len(rows) == 3 and any(attempts for _, attempts in rows)
+
+        await wait_until(tried, seconds=20)
         first.send_signal(signal.SIGTERM)
         with anyio.fail_after(20):
             assert await first.wait() == 0
-    assert [status for status, _ in _question_rows(config)] == ["pending"]
+    assert [status for status, _ in _rows(config)] == ["pending"]
     assert _asking(fake_discord) == []
     fake_discord.clear_faults()
     quiet = program("w", "child_ready.py", relay="results")  # asks nothing this time
@@ -147,5 +160,7 @@ async def test_question_asked_before_a_restart_mid_outage_is_posted_once_after_i
         with anyio.fail_after(20):
             assert await second.wait() == 0
     assert len(_asking(fake_discord)) == 1
-    assert [status for status, _ in _question_rows(config)] == ["sent"]
+    assert [status for status, _ in _rows(config)] == ["sent"]
+    (shown,) = _progress(fake_discord)
+    assert "step 10" in shown["content"]
     fake_discord.assert_within_rate_limits("ops")

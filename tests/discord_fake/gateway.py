@@ -40,6 +40,7 @@ GUILD_MEMBERS = 1 << 1
 GUILD_MESSAGES = 1 << 9
 GUILD_MESSAGE_REACTIONS = 1 << 10
 GUILD_MESSAGE_TYPING = 1 << 11
+DIRECT_MESSAGES = 1 << 12
 MESSAGE_CONTENT = 1 << 15
 _EVENT_INTENTS = {
     "GUILD_CREATE": GUILDS,
@@ -145,8 +146,14 @@ class Gateway:
         return len(sent)
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Number and send one event to every session that would receive it."""
+        """Number and send one event to every session that would receive it.
+
+        A message event without ``guild_id`` is a direct message: it needs the
+        DIRECT_MESSAGES intent instead of GUILD_MESSAGES.
+        """
         needed = _EVENT_INTENTS.get(event, 0)
+        if event in _CHANNEL_EVENTS and "guild_id" not in data:
+            needed = DIRECT_MESSAGES
         if event in _CHANNEL_EVENTS and self._is_hidden(data):
             return
         for session in self.sessions.values():
@@ -308,8 +315,13 @@ class Gateway:
 def _filter_content(
     event: str, data: dict[str, Any], session: GatewaySession, store: FakeStore
 ) -> dict[str, Any]:
-    """Blank message content for a session without MESSAGE_CONTENT, as Discord does."""
+    """Blank message content for a session without MESSAGE_CONTENT, as Discord does.
+
+    Direct messages to the bot keep theirs, as on Discord.
+    """
     if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE") or session.intents & MESSAGE_CONTENT:
+        return data
+    if "guild_id" not in data:
         return data
     author = data.get("author") or {}
     mentioned = any(m.get("id") == str(store.bot.id) for m in data.get("mentions", []))

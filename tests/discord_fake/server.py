@@ -77,6 +77,7 @@ class FakeDiscord(FakeControls):
             self.store, url=lambda: self.gateway_url, heartbeat_interval_ms=heartbeat_interval_ms
         )
         self.interactions = InteractionBook(self.store)
+        self._dm_channels: dict[int, int] = {}  # user id -> their DM channel with the bot
         self.base_url = ""
         self._ctx = Backend(
             store=self.store,
@@ -227,6 +228,23 @@ class FakeDiscord(FakeControls):
             ]
         self.store.store_message(target, message)
         self.gateway.dispatch("MESSAGE_CREATE", gateway_message(self._ctx, message))
+        return message
+
+    def post_direct_message(self, author: FakeUser, content: str) -> dict[str, Any]:
+        """Send the bot a direct message from ``author``; dispatch MESSAGE_CREATE; return it.
+
+        The event has no ``guild_id`` and reaches sessions with the DIRECT_MESSAGES
+        intent, content included (Discord sends a DM's content without MESSAGE_CONTENT).
+        The DM channel has one stable id per user; the fake keeps no history of it and
+        serves no route in it (dsup never writes to a DM).
+        """
+        channel_id = self._dm_channels.setdefault(author.id, self.store.snowflakes.next())
+        message = self.store.new_message(
+            FakeChannel(id=channel_id, name="", position=0, guild_id=0, bot_id=self.store.bot.id),
+            author,
+            {"content": content},
+        )
+        self.gateway.dispatch("MESSAGE_CREATE", message)
         return message
 
     def react(self, user: FakeUser, channel: ChannelRef, message_id: int, emoji: str) -> None:
