@@ -88,6 +88,7 @@ class ProgressRelay:
         self._edit = edit_seconds
         self._tick = tick_seconds
         self._runs: dict[str, _Run] = {}
+        self._writing = anyio.Lock()
 
     def deliver(self, event: Event) -> None:
         """Keep a run's latest progress, or note that it ended; never blocks."""
@@ -115,15 +116,18 @@ class ProgressRelay:
         task_status.started()
         while True:
             await anyio.sleep(self._tick)
-            due = self._due()
-            if due:
-                await anyio.to_thread.run_sync(self._queue, due)
+            await self._write(final=False)
 
     async def flush(self) -> None:
         """Queue every change not queued yet, whatever the pace (dsup stops)."""
-        due = self._due(final=True)
-        if due:
-            await anyio.to_thread.run_sync(self._queue, due)
+        await self._write(final=True)
+
+    async def _write(self, *, final: bool) -> None:
+        # One write at a time: a run's first post must be done before its edits.
+        async with self._writing:
+            due = self._due(final=final)
+            if due:
+                await anyio.to_thread.run_sync(self._queue, due)
 
     def _due(self, *, final: bool = False) -> list[tuple[str, _Run, str]]:
         """The runs to show now, with their text (taken on the event loop)."""

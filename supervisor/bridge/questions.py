@@ -149,6 +149,7 @@ class QuestionRelay:
         self._wall = wall
         self._waiting: collections.deque[QuestionAsked | QuestionClosed] = collections.deque()
         self._wake = anyio.Event()
+        self._writing = anyio.Lock()
         self.dropped = 0
 
     def deliver(self, event: Event) -> None:
@@ -184,11 +185,12 @@ class QuestionRelay:
                 await self.flush()
 
     async def flush(self) -> None:
-        """Write the question events waiting to the outbox."""
-        events = list(self._waiting)
-        self._waiting.clear()
-        if events:
-            await anyio.to_thread.run_sync(self._queue, events)
+        """Write the question events waiting to the outbox (one write at a time, in order)."""
+        async with self._writing:
+            events = list(self._waiting)
+            self._waiting.clear()
+            if events:
+                await anyio.to_thread.run_sync(self._queue, events)
 
     def _queue(self, events: list[QuestionAsked | QuestionClosed]) -> None:
         """Write the events' messages to the outbox (worker thread), each once."""
