@@ -22,7 +22,6 @@ from supervisor.console.view import (
     Lines,
     LiveView,
     PlainView,
-    is_regular_file,
     isatty,
 )
 from supervisor.events import OutputChunk, ProgressReported, StateChanged
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
+    from supervisor.console.view import Buffer
     from supervisor.events import Event
     from supervisor.process.status import ProcessStatus
 
@@ -99,11 +99,9 @@ class Console:
         self._view: PlainView | LiveView = (
             LiveView(stream, node) if self._is_live else PlainView(stream, node, json_logs)
         )
-        # A regular file is written at once, on the event loop, as the log files
-        # are: appending to the page cache costs less than a thread hand-off, a
-        # file always keeps up, and nothing waits in memory.
-        self._is_direct = not self._is_live and is_regular_file(stream)
-
+        # Formatted bytes a full pipe has not taken yet (written on the loop).
+        self._out: deque[Buffer] = deque()
+        self._out_bytes = 0
         self._max_bytes = LIVE_MAX_BYTES if self._is_live else PLAIN_MAX_BYTES
         self._share = int(self._max_bytes * SHARE)
         self._fair = int(self._max_bytes * FAIR)
@@ -151,9 +149,26 @@ class Console:
             at = event.at if isinstance(event, StateChanged) else time.time()
             self._pending.append((at, event))
             self._pending_states += 1
-        if self._is_direct:
-            self._view.show(Batch(self._view.prepare(self._drain())), (), final=False, timeout=-1)
+        if isinstance(self._view, PlainView) and self._view.writes_on_loop:
+            self._write_on_loop(self._view)
         elif self._wake is not None:
+            self._wake.set()
+
+    def _write_on_loop(self, view: PlainView) -> None:
+        """Format what is pending and write what the stream takes now (see ``writes_on_loop``).
+
+        What a full pipe leaves waits in ``_out``, within the same bound as the
+        pending lines (they are counted together), for ``run`` to write once
+        the pipe is writable. Drop counts wait until it has taken everything,
+        so a pipe that lags gets one note per process, not one per read.
+        """
+        self._out_bytes -= view.write_on_loop(self._out)
+        for _, item in view.prepare(self._drain(with_drops=not self._out)):
+            self._out.extend(item.buffers)
+            self._out_bytes += sum(map(len, item.buffers))
+        self._out_bytes -= view.write_on_loop(self._out)
+        self._pending_bytes = self._out_bytes
+        if self._out and self._wake is not None:
             self._wake.set()
 
     def _take(self, chunk: OutputChunk) -> None:
@@ -184,12 +199,14 @@ class Console:
         if missed + lost:
             self._missed[process] = missed + lost
 
-    def _drain(self) -> list[Item]:
-        """Take everything pending, plus a drop count for whatever was lost."""
+    def _drain(self, *, with_drops: bool = True) -> list[Item]:
+        """Take everything pending, plus (``with_drops``) a drop count for whatever was lost."""
         items = list(self._pending)
         self._pending.clear()
         self._pending_bytes = self._pending_states = 0
         self._taken.clear()
+        if not with_drops:
+            return items
         now = time.time()
         items.extend((now, Dropped(p, n)) for p, n in self._missed.items())
         self._missed.clear()
@@ -210,14 +227,39 @@ class Console:
         wake = self._wake = anyio.Event()
         task_status.started()
         with self._view.capturing_logs():
-            await self._serve(wake)
+            if isinstance(self._view, PlainView) and self._view.writes_on_loop:
+                try:
+                    await self._serve_on_loop(self._view, wake)
+                finally:
+                    self._view.close()
+            else:
+                await self._serve(wake)
+
+    async def _serve_on_loop(self, view: PlainView, wake: anyio.Event) -> None:
+        """Write what a full pipe left once it is writable, and log records (JSON) in time."""
+        try:
+            while True:
+                with anyio.move_on_after(self._log_poll_seconds):
+                    await wake.wait()
+                wake = self._wake = anyio.Event()
+                await self._write_out(view)
+        finally:
+            with anyio.move_on_after(FINAL_FLUSH_SECONDS, shield=True):
+                await self._write_out(view)
+
+    async def _write_out(self, view: PlainView) -> None:
+        """Write everything pending, waiting for the pipe to be writable while it is full."""
+        self._write_on_loop(view)
+        while self._out and view.pipe_fd is not None:  # bounded: ends when the pipe drains
+            await anyio.wait_writable(view.pipe_fd)
+            self._write_on_loop(view)
 
     async def _serve(self, wake: anyio.Event) -> None:
         limiter = anyio.CapacityLimiter(1)
         batch = Batch([])
         try:
             while True:
-                batch = Batch(self._view.prepare(self._drain()))
+                batch = Batch(list(self._view.prepare(self._drain())))
                 show = partial(self._view.show, batch, self._snapshot(), final=False, timeout=-1)
                 await anyio.to_thread.run_sync(show, abandon_on_cancel=True, limiter=limiter)
                 if self._is_live:
@@ -229,7 +271,7 @@ class Console:
                     wake = self._wake = anyio.Event()
         finally:
             # A batch the cancelled thread never took is written now, with the rest.
-            last = Batch(batch.claim() + self._view.prepare(self._drain()))
+            last = Batch([*batch.claim(), *self._view.prepare(self._drain())])
             show = partial(
                 self._view.show, last, self._snapshot(), final=True, timeout=FINAL_FLUSH_SECONDS
             )

@@ -36,7 +36,7 @@ from supervisor.output.framing import decode_lines, last_lines
 from supervisor.output.pump import grow_pipe
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import BinaryIO, TextIO
 
     Buffer = bytes | memoryview
@@ -152,7 +152,7 @@ class View:
         finally:
             self._lock.release()
 
-    def prepare(self, items: list[Item]) -> list[Item]:
+    def prepare(self, items: list[Item]) -> Sequence[Item]:
         """Do on the event loop what is cheaper there than in the thread (nothing by default)."""
         return items
 
@@ -180,8 +180,68 @@ class PlainView(View):
         self._escapes = isatty(stream)
         self._logs = _LogCapture() if json_logs else None
         self._bytes = _utf8_buffer(stream)
-        if self._bytes is not None and _is_pipe(stream):
+        self._is_file = self._bytes is not None and _has_mode(stream, stat.S_ISREG)
+        self._pipe_fd: int | None = None
+        if self._bytes is not None and _has_mode(stream, stat.S_ISFIFO):
             grow_pipe(stream.fileno())  # whoever reads us wakes up less often
+            self._pipe_fd = _nonblocking_twin(stream.fileno())
+
+    @property
+    def writes_on_loop(self) -> bool:
+        """Whether batches are written on the event loop (a regular file, or a pipe).
+
+        A file: appending to the page cache costs less than a thread hand-off
+        (as for the log files), so a file always keeps up. A pipe: through a
+        non-blocking descriptor of its own, written as far as the pipe has room,
+        the rest when it is writable again (:attr:`pipe_fd`); the reader's pace
+        is then the only limit.
+        """
+        return self._is_file or self._pipe_fd is not None
+
+    @property
+    def pipe_fd(self) -> int | None:
+        """The non-blocking descriptor of a pipe, to wait until it is writable."""
+        return self._pipe_fd
+
+    def write_on_loop(self, buffers: deque[Buffer]) -> int:
+        """Write from the left of ``buffers`` what the stream takes now, without blocking.
+
+        What a full pipe did not take stays in ``buffers``. A stream that is
+        gone (EPIPE) is said once; everything is dropped from then on.
+
+        Returns:
+            The bytes taken from ``buffers`` (written, or dropped for good).
+        """
+        taken = 0
+        try:
+            if self._pipe_fd is None:
+                taken = sum(map(len, buffers))
+                self._write(list(buffers))
+                buffers.clear()
+                return taken
+            while buffers:
+                head = buffers[0]
+                n = os.write(self._pipe_fd, head)
+                taken += n
+                if n < len(head):
+                    buffers[0] = memoryview(head)[n:]
+                    break
+                buffers.popleft()
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            taken += sum(map(len, buffers))
+            buffers.clear()
+            if not self._is_broken:
+                self._is_broken = True
+                logger.warning("console: cannot write to the terminal any more: %s", exc)
+        return taken
+
+    def close(self) -> None:
+        """Close the pipe's own descriptor, if any (the stream stays open)."""
+        if self._pipe_fd is not None:
+            os.close(self._pipe_fd)
+            self._pipe_fd = None
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
@@ -194,13 +254,19 @@ class PlainView(View):
             return contextlib.nullcontext()
         return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
-    def prepare(self, items: list[Item]) -> list[Item]:
-        """Format on the event loop, so the thread only writes (and holds no GIL meanwhile).
+    def prepare(self, items: list[Item]) -> list[tuple[float, Rendered]]:
+        """Format on the event loop, with the log records captured meanwhile (JSON), in time order.
 
-        Formatting is a ``replace`` per batch of lines; done here, the writer
-        thread keeps up with a flood instead of contending for the GIL.
+        Formatting is a ``replace`` per chunk of lines; done here, a writer
+        thread only writes (and holds no GIL meanwhile).
         """
-        return [(at, self._render(at, item)) for at, item in items]
+        rendered: Iterable[tuple[float, Rendered]] = (
+            (at, self._render(at, item)) for at, item in items
+        )
+        if self._logs is not None:
+            logged = ((at, Rendered([self._json_log(at, r)])) for at, r in self._logs.claim())
+            rendered = heapq.merge(rendered, logged, key=lambda item: item[0])
+        return list(rendered)
 
     def _render(self, at: float, item: Note | Lines | Rendered) -> Rendered:
         if isinstance(item, Rendered):
@@ -208,11 +274,7 @@ class PlainView(View):
         return Rendered(self._json(at, item) if self._is_json else self._plain(at, item))
 
     def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
-        parts = ((at, self._render(at, item).buffers) for at, item in items)
-        if self._logs is not None:
-            logged = ((at, [self._json_log(at, record)]) for at, record in self._logs.claim())
-            parts = heapq.merge(parts, logged, key=lambda part: part[0])
-        self._write([buffer for _, buffers in parts for buffer in buffers])
+        self._write([buffer for at, item in items for buffer in self._render(at, item).buffers])
 
     def _write(self, buffers: list[Buffer]) -> None:
         """Write in order: to the byte stream under a UTF-8 one, else decoded."""
@@ -570,13 +632,18 @@ def _capturing(
             handler.removeFilter(capture)
 
 
-def is_regular_file(stream: TextIO) -> bool:
-    """Whether ``stream`` writes to a regular file (``dsup run > dsup.out``)."""
-    return _has_mode(stream, stat.S_ISREG)
+def _nonblocking_twin(fd: int) -> int | None:
+    """A new, non-blocking open file description of the pipe at ``fd`` (None: none here).
 
-
-def _is_pipe(stream: TextIO) -> bool:
-    return _has_mode(stream, stat.S_ISFIFO)
+    Opened through ``/proc/self/fd``, so ``O_NONBLOCK`` is ours alone: the
+    description dsup was given (and may share with its stderr, or a shell)
+    stays blocking.
+    """
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        logger.debug("console: no non-blocking stdout (%s): writes go through a thread", exc)
+        return None
 
 
 def _has_mode(stream: TextIO, check: Callable[[int], bool]) -> bool:

@@ -329,6 +329,47 @@ async def test_console_unread_pipe_bounds_memory_and_recovers() -> None:
     assert dropped + text.count("scraper:0 | ") == count
 
 
+@pytest.mark.parametrize("json_logs", [False, True])
+async def test_console_to_a_regular_file_keeps_up_with_any_flood(
+    tmp_path: Path, json_logs: bool
+) -> None:
+    """A file takes every line at once, on the event loop: no buffer, so no drops."""
+    count, line = 40, "y" * 99
+    chunk = [f"{line}"] * 10_000  # 1 MB a chunk, 40 MB in all, with no pause
+    with (tmp_path / "out").open("w", encoding="utf-8") as out:
+        console = Console(stream=out, json_logs=json_logs)
+        async with anyio.create_task_group() as tg:
+            await tg.start(console.run)
+            for _ in range(count):
+                console.deliver(_lines(*chunk))
+                assert console.capacity() == PLAIN_MAX_BYTES  # nothing waits
+            tg.cancel_scope.cancel()
+    with (tmp_path / "out").open("rb") as written:
+        shown = sum(1 for text in written if line.encode() in text)
+    assert shown == count * len(chunk)
+    assert b"dropped" not in (tmp_path / "out").read_bytes()
+
+
+async def test_console_to_a_pipe_keeps_the_given_descriptor_blocking() -> None:
+    """Written through a non-blocking twin of its own: stdout (and a stderr sharing it,
+    ``2>&1``) stays blocking for every other writer; the twin is closed at the end."""
+    r, w = os.pipe()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    try:
+        with os.fdopen(w, "w", encoding="utf-8", closefd=False) as writer:
+            console = Console(stream=writer)
+            async with anyio.create_task_group() as tg:
+                await tg.start(console.run)
+                console.deliver(_lines("through the twin"))
+                assert os.get_blocking(w)
+                tg.cancel_scope.cancel()
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+        assert os.read(r, 100) == b"scraper:0 | through the twin\n"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

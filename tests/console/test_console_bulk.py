@@ -47,7 +47,7 @@ def _printed(data: list[bytes], json_logs: bool, *, to: str) -> str:
     out = io.TextIOWrapper(raw, encoding="utf-8", newline="") if to == "bytes" else text
     view = PlainView(out, "n", json_logs)
     items: list[Item] = [(0.0, Lines("w:0", "stdout", chunk)) for chunk in data if chunk]
-    view.show(Batch(view.prepare(items)), (), final=False, timeout=-1)
+    view.show(Batch(list[Item](view.prepare(items))), (), final=False, timeout=-1)
     out.flush()
     return raw.getvalue().decode("utf-8", "replace") if to == "bytes" else text.getvalue()
 
