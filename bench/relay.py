@@ -1,18 +1,26 @@
 """The relay against the fake Discord: 429s, messages a second, state-change latency, CPU.
 
-Runs a real ``dsup run`` with N workers that each write M lines of 50 B once a gate
-opens, plus ``crasher``, a program that exits every few seconds (its state changes are what
-the latency is measured on), against the project's fake Discord served by this
-process with Discord's headers and a 5 per 5 s limit on creates per channel. Twice:
-``relay = "all"`` and ``relay = "none"`` (the bridge connected both times). CPU is
-dsup's own from ``/proc/PID/task/*/schedstat``, from the gate's opening until every
-line is in the log files (the output reaches Discord later, at Discord's pace).
-Latency: from a run's end in the ledger (``runs.ended_at``) to the creation, in the
-fake, of the message showing that state change. Prints figures; asserts nothing
-about speed.
+Runs a real ``dsup run`` with N workers that each write M lines of 50 B at once when a gate
+opens and then R lines a second (a flood far beyond what Discord can show), plus
+``crasher``, K processes that each exit every few seconds (their state changes are what
+the latency is measured on), against the project's fake Discord served by this process
+with Discord's headers and a 5 per 5 s limit on creates per channel. Twice: ``relay =
+"all"`` and ``relay = "none"`` (the bridge connected both times). The gate opens once
+every crasher has crashed once and, relaying, its incident message is posted and the
+outbox has caught up: K incidents opening at once take K of the channel's 5 creates per
+5 s, and the state changes behind them wait (a start-up transient, not measured).
+
+CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from the
+gate's opening until every line of it is in the log files (the output reaches Discord
+later, at Discord's pace), and per second over the window. Latency: from a run's end
+in the ledger (``runs.ended_at``) to the creation, in the fake, of the message showing
+that state change, for every run ending in the window (``--window`` seconds from the
+gate), split where the time went: until the relay wrote the row to the outbox, until the
+sender took it (pacing, order, its poll), until the fake created the message. Prints
+figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
-        [--crash-every 3] [--console]
+        [--rate 2000] [--crashers 5] [--crash-every 2] [--window 30] [--console]
 """
 
 from __future__ import annotations
@@ -48,10 +56,29 @@ HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_relay_worker.py"
 LINE_BYTES = 50
 DEADLINE = 120.0
-WINDOW_SECONDS = 30.0
-"""Each run lasts at least this from the gate's opening: latency samples."""
-ROUTES = (("POST", "/channels/{channel_id}/messages"), ("PATCH", "/channels/{c}/messages/{m}"))
-_EXIT = re.compile(r"<t:(\d+):T> `crasher:0` \w+ → (?:EXITED|BACKOFF|FATAL)")
+_EXIT = re.compile(r"<t:(\d+):T> `(crasher:\d+)` \w+ → (?:EXITED|BACKOFF|FATAL)")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What each run does."""
+
+    workers: int
+    lines: int
+    rate: int
+    crashers: int
+    crash_every: float
+    window: float
+    console: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """One state change's way to Discord: seconds from the run's end to each step."""
+
+    written: float
+    claimed: float
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +86,21 @@ class Figures:
     """One run's measures."""
 
     mode: str
-    seconds: float
-    drained: float
-    cpu_seconds: float
-    nbytes: int
+    burst_seconds: float
+    burst_cpu: float
+    burst_bytes: int
+    window_cpu: float
+    window_seconds: float
+    window_bytes: int
     peak_rss: int
     rejected: int
-    messages: int
-    per_second: float
-    latencies: list[float]
+    creates: int
+    edits: int
+    latencies: list[Latency]
 
     @property
     def cpu_per_mb(self) -> float:
-        return self.cpu_seconds / (self.nbytes / 1e6)
+        return self.burst_cpu / (self.burst_bytes / 1e6)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -89,70 +118,87 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
-def _config(
-    directory: Path, fake: FakeDiscord, mode: str, workers: int, lines: int, crash_every: float
-) -> Path:
+def _config(directory: Path, fake: FakeDiscord, mode: str, load: Workload) -> Path:
     gate = directory / "gate"
-    flood = [sys.executable, str(WORKER), str(gate), str(lines)]
-    crasher = [sys.executable, "-c", f"import time; time.sleep({crash_every}); raise SystemExit(1)"]
+    flood = [sys.executable, str(WORKER), str(gate), str(load.lines), str(load.rate)]
+    crash = f"import time; time.sleep({load.crash_every}); raise SystemExit(1)"
+    crasher = [sys.executable, "-c", crash]
     token = token_file(directory, fake.token)
     return write_config(
         directory,
-        f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {workers}\n"
+        f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {load.workers}\n"
         f'relay = "{mode}"\n',
         f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
+        f"numprocs = {load.crashers}\n"
         f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n',
         discord_table(fake, token, status_channel=None, channels={"log_channel": "ops"}),
     )
 
 
 def _logged_bytes(state: Path) -> int:
-    return sum(p.stat().st_size for p in state.rglob("flood-*.out.log"))
+    """Bytes in the flood's stdout logs, rotated ones included."""
+    return sum(p.stat().st_size for p in state.rglob("flood-*.out.log*"))
 
 
-def _pending_output(state: Path) -> int:
-    """Output rows not sent yet (the crasher's state changes keep coming: not those)."""
+def _query(state: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows from another process's ledger, read-only."""
     uri = f"file:{state / 'ledger.sqlite3'}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-        (count,) = db.execute(
-            "SELECT count(*) FROM outbox WHERE status = 'pending' AND kind = 'output'"
-        ).fetchone()
-    return int(count)
+        return db.execute(sql).fetchall()
 
 
-def _run_ends(state: Path, since: float) -> list[float]:
-    uri = f"file:{state / 'ledger.sqlite3'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-        rows = db.execute(
-            "SELECT ended_at FROM runs WHERE process = 'crasher:0' AND ended_at IS NOT NULL "
-            "ORDER BY started_at"
-        ).fetchall()
-    return [end for (end,) in rows if end >= since]
+def _run_ends(state: Path, since: float) -> list[tuple[str, float]]:
+    """(process, ended at) of the crashers' runs that ended since ``since``."""
+    rows = _query(
+        state,
+        "SELECT process, ended_at FROM runs WHERE process LIKE 'crasher:%' "
+        "AND ended_at IS NOT NULL ORDER BY ended_at",
+    )
+    return [(str(p), float(str(e))) for p, e in rows if float(str(e)) >= since]
 
 
-def _shown(fake: FakeDiscord) -> list[tuple[float, str]]:
-    """(created at, line) of every line of every message the bot created in ops."""
-    found: list[tuple[float, str]] = []
+def _outbox_times(state: Path) -> dict[int, tuple[float, float]]:
+    """Per Discord message id: when its row was written and first taken by the sender."""
+    rows = _query(
+        state,
+        "SELECT message_id, created_at, first_try_at FROM outbox "
+        "WHERE message_id IS NOT NULL AND target IS NULL",
+    )
+    return {int(str(m)): (float(str(c)), float(str(f))) for m, c, f in rows}
+
+
+def _shown(fake: FakeDiscord) -> list[tuple[int, float, str]]:
+    """(message id, created at, line) of every line of every bot message in ops."""
+    found: list[tuple[int, float, str]] = []
     for message in fake.bot_messages("ops"):
         at = datetime.datetime.fromisoformat(str(message["timestamp"])).timestamp()
-        found.extend((at, line) for line in str(message.get("content", "")).splitlines())
+        lines = str(message.get("content", "")).splitlines()
+        found.extend((int(message["id"]), at, line) for line in lines)
     return found
 
 
-def _latencies(fake: FakeDiscord, ends: list[float]) -> list[float]:
-    """For each run end, the time until the message showing it was created.
+def _latencies(
+    fake: FakeDiscord, ends: list[tuple[str, float]], rows: dict[int, tuple[float, float]]
+) -> list[Latency]:
+    """For each run end, the time until its row was written, taken, and its message created.
 
-    A shown exit names its second (``<t:SECOND:T>``): each run end takes the first
-    exit not yet taken that names the same second (or the next: rounding).
+    A shown exit names its process and second (``<t:SECOND:T>``): each run end takes
+    the first exit of its process not yet taken that names the same second (or the
+    next: rounding).
     """
-    exits = [(at, int(m[1])) for at, line in _shown(fake) if (m := _EXIT.search(line))]
+    exits = [
+        (message_id, at, m[2], int(m[1]))
+        for message_id, at, line in _shown(fake)
+        if (m := _EXIT.search(line))
+    ]
     taken = [False] * len(exits)
     found = []
-    for end in ends:
-        for index, (at, second) in enumerate(exits):
-            if not taken[index] and second in (int(end), int(end) + 1):
+    for process, end in ends:
+        for index, (message_id, at, shown, second) in enumerate(exits):
+            if not taken[index] and shown == process and second in (int(end), int(end) + 1):
                 taken[index] = True
-                found.append(at - end)
+                written, claimed = rows.get(message_id, (float("nan"), float("nan")))
+                found.append(Latency(written - end, claimed - end, at - end))
                 break
     return found
 
@@ -166,15 +212,13 @@ async def _wait(check: Callable[[], object], what: str) -> None:
         await anyio.sleep(0.05)
 
 
-async def run_once(
-    fake: FakeDiscord, mode: str, workers: int, lines: int, crash_every: float, console: bool
-) -> Figures:
+async def run_once(fake: FakeDiscord, mode: str, load: Workload) -> Figures:
     """One run of dsup on the workload with ``relay = mode``."""
     with tempfile.TemporaryDirectory(prefix="dsup-relay-bench-") as tmp:
         directory = Path(tmp)
-        config = _config(directory, fake, mode, workers, lines, crash_every)
+        config = _config(directory, fake, mode, load)
         identified = fake.identify_count
-        quiet = [] if console else ["--quiet"]
+        quiet = [] if load.console else ["--quiet"]
         with (directory / "dsup.err").open("wb") as errors:
             proc = await anyio.open_process(
                 [sys.executable, "-m", "supervisor", "run", *quiet, str(config)],
@@ -184,7 +228,7 @@ async def run_once(
             )
         async with proc:
             try:
-                return await _measure(proc, fake, mode, directory, workers, lines, identified)
+                return await _measure(proc, fake, mode, directory, load, identified)
             finally:
                 if proc.returncode is None:
                     proc.kill()
@@ -195,51 +239,59 @@ async def _measure(
     fake: FakeDiscord,
     mode: str,
     directory: Path,
-    workers: int,
-    lines: int,
+    load: Workload,
     identified: int,
 ) -> Figures:
-    """Open the gate, wait for the logs (and the outbox), stop dsup, gather the figures."""
+    """Warm up, open the gate, measure the burst and the window, stop dsup."""
     state = directory / "state"
     await _wait(lambda: fake.identify_count > identified, "the bridge")
-    await anyio.sleep(1.0)  # the bridge's READY, the crasher's first runs
-    sent_before = len(fake.bot_messages("ops"))
-    cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
-    wall0 = time.time()
-    (directory / "gate").touch()
-    expected = workers * lines * LINE_BYTES
-    await _wait(lambda: _logged_bytes(state) >= expected, "the log files")
-    cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
+    started = time.time()
+
+    def crashed_once() -> bool:
+        return len({p for p, _ in _run_ends(state, started - 60)}) >= load.crashers
+
+    await _wait(crashed_once, "every crasher's first crash")
     if mode != "none":
-        await _wait(lambda: _pending_output(state) == 0, "the outbox's output")
-    drained = time.monotonic() - t0
-    # The crasher goes on: state changes during and after the flood.
-    await anyio.sleep(max(0.0, WINDOW_SECONDS - drained))
-    wall1 = time.time()
-    window = time.monotonic() - t0
+
+        def incidents_posted() -> bool:
+            shown = [m for m in fake.bot_messages("ops") if "crashed" in str(m["content"])]
+            return len(shown) >= load.crashers
+
+        def caught_up() -> bool:
+            return _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+
+        await _wait(incidents_posted, "every crasher's incident")
+        await _wait(caught_up, "the outbox to catch up")
+    actions0 = len(fake.bot_actions("ops"))
+    rejected0 = sum(s.rejected for s in fake.limiter.stats.values())
+    cpu0, t0, wall0 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
+    (directory / "gate").touch()
+    burst = load.workers * load.lines * LINE_BYTES
+    await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
+    cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
+    await anyio.sleep(max(0.0, load.window - (t1 - t0)))
+    cpu2, t2, wall2 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
+    logged = _logged_bytes(state)
+    actions = fake.bot_actions("ops")[actions0:]
     peak = _peak_rss(proc.pid)
     proc.send_signal(signal.SIGTERM)
     with anyio.fail_after(60):
         await proc.wait()
-    ends = [e for e in _run_ends(state, wall0) if e <= wall1 - 3.0]
-    created = len(fake.bot_messages("ops")) - sent_before
-    rejected = sum(fake.rate_limit_stats("ops", route).rejected for route in ROUTES)
+    ends = [(p, e) for p, e in _run_ends(state, wall0) if e <= wall2 - 3.0]
     return Figures(
         mode=mode,
-        seconds=t1 - t0,
-        drained=drained,
-        cpu_seconds=cpu1 - cpu0,
-        nbytes=_logged_bytes_total(workers, lines),
+        burst_seconds=t1 - t0,
+        burst_cpu=cpu1 - cpu0,
+        burst_bytes=burst,
+        window_cpu=cpu2 - cpu0,
+        window_seconds=t2 - t0,
+        window_bytes=logged,
         peak_rss=peak,
-        rejected=rejected,
-        messages=created,
-        per_second=created / window,
-        latencies=_latencies(fake, ends) if mode != "none" else [],
+        rejected=sum(s.rejected for s in fake.limiter.stats.values()) - rejected0,
+        creates=sum(1 for a in actions if a.kind == "create"),
+        edits=sum(1 for a in actions if a.kind == "edit"),
+        latencies=_latencies(fake, ends, _outbox_times(state)) if mode != "none" else [],
     )
-
-
-def _logged_bytes_total(workers: int, lines: int) -> int:
-    return workers * lines * LINE_BYTES
 
 
 def _p(values: list[float], q: float) -> float:
@@ -249,46 +301,69 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(workers: int, lines: int, crash_every: float, console: bool) -> None:
+def _spread(values: list[float]) -> str:
+    known = [v for v in values if v == v]  # not NaN
+    if not known:
+        return "n=0"
+    return (
+        f"median {statistics.median(known):.2f} s, p99 {_p(known, 0.99):.2f} s, "
+        f"max {max(known):.2f} s (n={len(known)})"
+    )
+
+
+async def main(load: Workload) -> None:
     async with open_fake_discord() as fake:
-        relayed = await run_once(fake, "all", workers, lines, crash_every, console)
-        fake.limiter.stats.clear()
-        quiet = await run_once(fake, "none", workers, lines, crash_every, console)
-    mb = relayed.nbytes / 1e6
+        relayed = await run_once(fake, "all", load)
+        quiet = await run_once(fake, "none", load)
+    mb = relayed.burst_bytes / 1e6
     print(
-        f"workload: {workers} workers x {lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB, "
-        f"crasher exiting every {crash_every:g} s, "
-        + ("console showing output (to /dev/null)" if console else "dsup run --quiet")
+        f"workload: {load.workers} workers x {load.lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB "
+        f"at once, then {load.rate:,} lines/s each; {load.crashers} crashers exiting every "
+        f"{load.crash_every:g} s; window {load.window:g} s; "
+        + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
     )
     for fig in (relayed, quiet):
         print(
-            f'relay = "{fig.mode}": {fig.seconds:.1f} s until logged, '
-            f"{fig.drained:.1f} s until its output was sent; dsup CPU until logged "
-            f"{fig.cpu_seconds:.2f} s = {fig.cpu_per_mb * 1000:.1f} ms/MB, "
+            f'relay = "{fig.mode}": burst logged in {fig.burst_seconds:.2f} s, dsup CPU '
+            f"{fig.burst_cpu:.3f} s = {fig.cpu_per_mb * 1000:.2f} ms/MB; window: "
+            f"{fig.window_bytes / 1e6:.0f} MB logged, dsup CPU {fig.window_cpu:.2f} s "
+            f"({fig.window_cpu / fig.window_seconds * 100:.1f} % of a core); "
             f"peak RSS {fig.peak_rss / 2**20:.0f} MiB"
         )
-    print(f"429s answered by the fake (ops): {relayed.rejected}")
+    print(f"429s answered by the fake: {relayed.rejected}")
+    seconds = relayed.window_seconds
     print(
-        f"messages created in ops during the run: {relayed.messages} "
-        f"({relayed.per_second:.2f}/s; the fake allows 5 per 5 s)"
+        f"ops during the window: {relayed.creates} messages created "
+        f"({relayed.creates / seconds:.2f}/s; the fake allows 5 per 5 s), "
+        f"{relayed.edits} edits ({relayed.edits / seconds:.2f}/s)"
     )
     lat = relayed.latencies
-    if lat:
-        print(
-            f"state change -> message: n={len(lat)}, median {statistics.median(lat):.2f} s, "
-            f"p99 {_p(lat, 0.99):.2f} s, max {max(lat):.2f} s"
-        )
+    print(f"state change -> message: {_spread([x.created for x in lat])}")
+    print(f"  ... row in the outbox: {_spread([x.written for x in lat])}")
+    print(f"  ... row taken by the sender: {_spread([x.claimed for x in lat])}")
     ratio = relayed.cpu_per_mb / quiet.cpu_per_mb
-    print(f'CPU per MB, relay "all" / "none": {ratio:.3f} ({(ratio - 1) * 100:+.1f} %)')
+    print(f'burst CPU per MB, relay "all" / "none": {ratio:.3f} ({(ratio - 1) * 100:+.1f} %)')
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=10)
-    parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--crash-every", type=float, default=3.0, help="seconds")
+    parser.add_argument("--lines", type=int, default=100_000, help="each, at once")
+    parser.add_argument("--rate", type=int, default=2000, help="lines a second each, then")
+    parser.add_argument("--crashers", type=int, default=5, help="crashing processes")
+    parser.add_argument("--crash-every", type=float, default=2.0, help="seconds")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds from the gate")
     parser.add_argument(
         "--console", action="store_true", help="let the console show output (not --quiet)"
     )
     args = parser.parse_args()
-    anyio.run(main, args.workers, args.lines, args.crash_every, args.console, backend="asyncio")
+    workload = Workload(
+        workers=args.workers,
+        lines=args.lines,
+        rate=args.rate,
+        crashers=args.crashers,
+        crash_every=args.crash_every,
+        window=args.window,
+        console=args.console,
+    )
+    anyio.run(main, workload, backend="asyncio")

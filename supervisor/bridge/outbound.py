@@ -66,11 +66,13 @@ class Outbound:
             ledger,
             log_dir=log_dir,
             channels=RelayChannels.of(spec),
+            on_written=lambda: self.sender.wake(),
+            channel_wait=lambda channel: self.sender.create_wait(channel),
             **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
         self.progress = ProgressRelay(spec, self.outbox, programs, **(progress_options or {}))
-        self.sender = OutboxSender(self.outbox, health=health)
+        self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
 
     @property
     def sinks(self) -> tuple[EventSink, ...]:

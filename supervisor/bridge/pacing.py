@@ -22,6 +22,8 @@ FALLBACK_LIMIT = 5
 FALLBACK_SECONDS = 5.0
 GLOBAL_PER_SECOND = 40
 """Our own cap, under Discord's global 50 requests a second."""
+LAST_REQUEST_LEAD = 0.2
+"""The last request a bucket allows goes this long before its reset, not earlier."""
 _ROUTE = re.compile(r"/channels/(?P<channel>\d+)/messages(?P<one>/\d+)?/?$")
 
 
@@ -76,18 +78,17 @@ class Pacer:
         self._recent: deque[float] = deque()
 
     def ready_at(self, key: RouteKey, now: float) -> float:
-        """The earliest time a request of ``key`` may go (``now`` when it may go now)."""
+        """The earliest time a request of ``key`` may go (``now`` when it may go now).
+
+        Once the headers told a bucket's window, a request may go when it resets (its
+        answer tells the next one); before any header, the fallback limit counts sends.
+        """
         bucket = self._buckets.get(key)
         at = now
         if bucket is not None:
-            if bucket.from_headers and now < bucket.reset_at:
-                if bucket.remaining <= 0:
-                    at = bucket.reset_at
-                elif bucket.sends:
-                    # Spread what is left of the window evenly: a burst never empties
-                    # the bucket and then waits out the whole reset.
-                    last = bucket.sends[-1]
-                    at = max(now, last + (bucket.reset_at - last) / (bucket.remaining + 1))
+            if bucket.from_headers:
+                if now < bucket.reset_at:
+                    at = _in_window(bucket, now)
             else:
                 limit, per = self._fallback
                 _forget(bucket.sends, now - per)
@@ -188,6 +189,24 @@ class Breaker:
     def paused(self) -> list[Pause]:
         """The channels paused now (also while one request tries them again)."""
         return list(self._pauses.values())
+
+
+def _in_window(bucket: _Bucket, now: float) -> float:
+    """When the next request may go in the bucket's current window.
+
+    What is left of the window is spread evenly, so a burst never empties the
+    bucket and then waits out the whole reset; the last request goes just before
+    the reset, since discord.py answers the request that empties a bucket only
+    after sleeping until its reset, and the channel's next row waits for that
+    answer.
+    """
+    if bucket.remaining <= 0:
+        return bucket.reset_at
+    end = bucket.reset_at - LAST_REQUEST_LEAD
+    if not bucket.sends:
+        return now if bucket.remaining > 1 else max(now, end)
+    last = bucket.sends[-1]
+    return max(now, last + (end - last) / bucket.remaining)
 
 
 def _forget(times: deque[float], before: float) -> None:

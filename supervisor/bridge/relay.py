@@ -92,22 +92,27 @@ def should_emit(
     has_notes: bool,
     interval: float,
     max_chars: int,
+    channel_wait: float = 0.0,
 ) -> bool:
     """Whether the output stream writes its next message now.
 
-    State changes go as soon as the last message is ``interval`` old: at the
-    channel's own pace (Discord allows about one message a second), so a burst
-    of them never empties the channel's bucket and waits out its reset. Output
-    alone goes at most once per ``interval`` when nothing is pending for the
-    channel; while rows wait (Discord is slow or away), only in full messages,
-    at most one per two intervals, so the backlog drains faster than output
-    grows it and an outage fills few, dense rows.
+    A message is written only once the channel has sent the one before and
+    may send the next (``channel_wait``, from the sender's pacing: Discord
+    allows about one message a second per channel), at most once per
+    ``interval``: it goes at once, and what comes meanwhile (state changes
+    first) rides in the next one instead of queueing behind a row written
+    ahead of its turn. While rows wait (Discord is slow or away), a message
+    goes at most once per two intervals, and output alone only in full
+    messages, so the backlog drains faster than output grows it and an outage
+    fills few, dense rows.
     """
-    if has_notes:
-        return since_last >= interval
+    if channel_wait > 0:
+        return False
     if pending_rows == 0:
-        return since_last >= interval and waiting_chars > 0
-    return since_last >= 2 * interval and waiting_chars >= max_chars
+        return since_last >= interval and (has_notes or waiting_chars > 0)
+    if since_last < 2 * interval:
+        return False
+    return has_notes or waiting_chars >= max_chars
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,7 +147,10 @@ class Relay:
         wall: wall-clock seconds (display).
         interval: at most one output message per channel per this.
         min_recover_seconds: the floor of the RUNNING time that closes an incident.
-        tick_seconds: time between writes to the outbox.
+        tick_seconds: the longest time between two looks at what is due.
+        on_written: called after rows were written to the outbox (wakes the sender).
+        channel_wait: seconds until a channel may post its next message (the
+            sender's pacing); None: no wait known.
     """
 
     def __init__(
@@ -158,6 +166,8 @@ class Relay:
         interval: float = INTERVAL_SECONDS,
         min_recover_seconds: float = 60.0,
         tick_seconds: float = TICK_SECONDS,
+        on_written: Callable[[], None] | None = None,
+        channel_wait: Callable[[int], float] | None = None,
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
@@ -168,6 +178,9 @@ class Relay:
         self._interval = interval
         self._min_recover = min_recover_seconds
         self._tick = tick_seconds
+        self._on_written = on_written
+        self._channel_wait = channel_wait
+        self._wakeup = anyio.Event()
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
@@ -181,7 +194,7 @@ class Relay:
         self._last_output = -float("inf")
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
-        self._log_pending = 0  # rows pending in the log channel after the last write
+        self._log_pending = 0  # rows pending in the log channel when last counted
 
     # -- producers (event loop; never block) ---------------------------------
 
@@ -256,6 +269,7 @@ class Relay:
                 f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
                 f"{event.new.value}{reason}"
             )
+            self._wakeup.set()
         span: LogSpan | None = None
         if event.new is ProcessState.STARTING:
             self._starts[event.process] = log_marks(self._log_dir, event.process)
@@ -263,7 +277,13 @@ class Relay:
             # Where the logs end now: the run's last words are in them (the pumps
             # caught up before its exit was reported), later runs' lines are not.
             span = (self._starts.pop(event.process, None), log_marks(self._log_dir, event.process))
+            self._wakeup.set()
         self._incidents.on_state(event, now=self._clock(), span=span)
+
+    def finished(self, channel: int) -> None:
+        """A send to ``channel`` ended: when it is the log channel, its next message may go."""
+        if channel == self.channels.log:
+            self._wakeup.set()
 
     def _note_audit(self, line: str) -> None:
         if len(self._audit_lines) >= MAX_WAITING_MESSAGES:
@@ -277,6 +297,7 @@ class Relay:
             logger.error("relay: %d messages not queued: too many waiting", self._missed)
             return
         self._waiting.append(write)
+        self._wakeup.set()
 
     def _program_modes(self) -> frozenset[RelayMode]:
         """The programs' relay modes, worked out again only after a reload.
@@ -305,20 +326,25 @@ class Relay:
     # -- the writer task -----------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Write what is due to the outbox every tick until cancelled.
+        """Write what is due to the outbox until cancelled.
 
-        When cancelled, writes everything still waiting (shielded, bounded) first.
+        Looks when a state change or a crash comes, when the log channel sent a
+        row, when the next message is due, and at least every tick. When
+        cancelled, writes everything still waiting (shielded, bounded) first.
         """
         await self.prepare()
         task_status.started()
         try:
             while True:
-                await anyio.sleep(self._tick)
+                with anyio.move_on_after(self._next_look()):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
                 try:
                     await self.flush()
                 except Exception:
                     # Never through the relay itself: the log only, then the next tick.
                     logger.exception("relay: writing to the outbox failed")
+                    await anyio.sleep(self._tick)
         finally:
             with anyio.move_on_after(_FLUSH_TIMEOUT, shield=True):
                 await self.flush(final=True)
@@ -341,17 +367,35 @@ class Relay:
         ]
         writes.extend(self._waiting)
         self._waiting.clear()
+        if self._stream.waiting_chars and self._log_pending:
+            # Has the channel sent what was pending? Output waits for it.
+            stats = await anyio.to_thread.run_sync(self._outbox.stats)
+            self._log_pending = stats.pending.get(self.channels.log, 0)
         writes.extend(self._output_writes(now, final=final))
         writes.extend(await self._audit_writes(now, final=final))
-        if not writes and not (self._stream.waiting_chars and self._log_pending):
+        if not writes:
             return
-        # One trip to a worker thread per tick: under a flood of output, each trip
-        # waits for the event loop's next turn.
+        # One trip to a worker thread for all of them: under a flood of output, each
+        # trip waits for the event loop's next turn.
         ids, stats = await anyio.to_thread.run_sync(self._apply, writes, wall)
         self._log_pending = stats.pending.get(self.channels.log, 0)
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
+        if self._on_written is not None:
+            self._on_written()
+
+    def _next_look(self) -> float:
+        """Seconds until the writer looks again, unless woken: a tick, or when output is due."""
+        if not self._stream.waiting_chars:
+            return self._tick
+        wait = self._interval * (2 if self._log_pending else 1)
+        due = max(self._last_output + wait - self._clock(), self._log_wait())
+        return min(self._tick, max(due, 0.0))
+
+    def _log_wait(self) -> float:
+        """Seconds until the log channel may post its next message."""
+        return self._channel_wait(self.channels.log) if self._channel_wait else 0.0
 
     async def _read_tails(self) -> None:
         """Read the last lines of the runs that crashed since the last flush (a thread)."""
@@ -391,6 +435,7 @@ class Relay:
             has_notes=stream.has_notes,
             interval=self._interval,
             max_chars=stream.max_chars,
+            channel_wait=self._log_wait(),
         )
         writes: list[_Write] = []
         while emit and (excerpt := stream.take()) is not None:

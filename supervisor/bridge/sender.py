@@ -36,7 +36,7 @@ NONCE_WINDOW_SECONDS = 60.0
 """Trust ``enforce_nonce`` this long after a row's first attempt (Discord: "a few
 minutes", undocumented); later, look for the row's marker in the channel first."""
 POLL_SECONDS = 0.1
-"""Time between two looks at the outbox."""
+"""The longest time between two looks at the outbox (it also looks when woken)."""
 HISTORY_LIMIT = 100
 
 
@@ -53,6 +53,7 @@ class OutboxSender:
         poll_seconds: see :data:`POLL_SECONDS`.
         health: where a paused channel is said (``dsup ctl status``, the console
             and the board show the bridge's problems).
+        on_finished: called with its channel after each send (sent or not).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class OutboxSender:
         nonce_window: float = NONCE_WINDOW_SECONDS,
         poll_seconds: float = POLL_SECONDS,
         health: HealthRecord | None = None,
+        on_finished: Callable[[int], None] | None = None,
     ) -> None:
         self._outbox = outbox
         self.pacer = pacer or Pacer()
@@ -75,6 +77,8 @@ class OutboxSender:
         self._nonce_window = nonce_window
         self._poll = poll_seconds
         self._health = health
+        self._on_finished = on_finished
+        self._wakeup = anyio.Event()
         self._busy: set[int] = set()
         self._held: dict[int, OutboxRow] = {}
         self._announced: set[int] = set()
@@ -104,6 +108,15 @@ class OutboxSender:
         """Channels paused now (shown by status and the board)."""
         return self.breaker.paused()
 
+    def wake(self) -> None:
+        """Look at the outbox now: rows were written."""
+        self._wakeup.set()
+
+    def create_wait(self, channel: int) -> float:
+        """Seconds until ``channel`` may post a new message (0: now)."""
+        now = self._clock()
+        return max(0.0, self.pacer.ready_at(("create", channel), now) - now)
+
     async def run(
         self,
         current: Callable[[], discord.Client | None],
@@ -120,9 +133,18 @@ class OutboxSender:
         async with anyio.create_task_group() as tg:
             while True:
                 client = current()
-                if client is not None and client.is_ready() and not client.is_closed():
+                ready = client is not None and client.is_ready() and not client.is_closed()
+                if client is not None and ready:
                     await self._start_due(tg, client)
-                await anyio.sleep(self._poll)
+                with anyio.move_on_after(self._next_look() if ready else self._poll):
+                    await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+
+    def _next_look(self) -> float:
+        """Seconds until the next look, unless woken: a poll, or when a held row may go."""
+        now = self._clock()
+        ready = [self.pacer.ready_at(_route(row), now) for row in self._held.values()]
+        return min([self._poll, *(max(at - now, 0.0) for at in ready)])
 
     async def _start_due(self, tg: TaskGroup, client: discord.Client) -> None:
         """Start a send for each channel whose head row may go now.
@@ -158,7 +180,16 @@ class OutboxSender:
     def _start(self, tg: TaskGroup, client: discord.Client, row: OutboxRow, now: float) -> None:
         self._busy.add(row.channel)
         self.pacer.sent(_route(row), now)
-        tg.start_soon(self._send, client, row)
+        tg.start_soon(self._send_then_look, client, row)
+
+    async def _send_then_look(self, client: discord.Client, row: OutboxRow) -> None:
+        """Send one row, then look again at once: its channel's next row may go."""
+        try:
+            await self._send(client, row)
+        finally:
+            self._wakeup.set()
+            if self._on_finished is not None:
+                self._on_finished(row.channel)
 
     async def _send(self, client: discord.Client, row: OutboxRow) -> None:
         try:

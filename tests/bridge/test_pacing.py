@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from supervisor.bridge.pacing import Breaker, Pacer, RouteKey, route_of
+import pytest
+
+from supervisor.bridge.pacing import LAST_REQUEST_LEAD, Breaker, Pacer, RouteKey, route_of
 
 CREATE: RouteKey = ("create", 42)
 
@@ -37,10 +39,32 @@ def test_pacer_spreads_what_is_left_of_a_window() -> None:
     pacer = Pacer()
     pacer.sent(CREATE, 0.0)
     pacer.observe(CREATE, 200, {"X-RateLimit-Remaining": "4", "X-RateLimit-Reset-After": "5"}, 0.0)
-    assert pacer.ready_at(CREATE, 0.1) == 1.0
-    pacer.sent(CREATE, 1.0)
-    assert pacer.ready_at(CREATE, 1.0) == 2.0
+    step = (5.0 - LAST_REQUEST_LEAD) / 4  # the last one goes just before the reset
+    assert pacer.ready_at(CREATE, 0.1) == pytest.approx(step)
+    pacer.sent(CREATE, step)
+    assert pacer.ready_at(CREATE, step) == pytest.approx(2 * step)
     assert pacer.ready_at(CREATE, 6.0) == 6.0, "a new window"
+
+
+def test_pacer_empties_a_bucket_only_just_before_its_reset() -> None:
+    """discord.py sleeps until the reset before it answers the request that empties a bucket."""
+    pacer = Pacer()
+    pacer.sent(CREATE, 3.0)
+    pacer.observe(CREATE, 200, {"X-RateLimit-Remaining": "1", "X-RateLimit-Reset-After": "2"}, 3.0)
+    assert pacer.ready_at(CREATE, 3.1) == 5.0 - LAST_REQUEST_LEAD
+    assert pacer.ready_at(CREATE, 4.9) == 4.9
+
+
+def test_pacer_sends_at_once_in_a_new_window_of_a_known_bucket() -> None:
+    """It counted its own sends against the 5 per 5 s fallback once a window was over."""
+    pacer = Pacer()
+    edit: RouteKey = ("edit", 42)
+    for i in range(6):
+        pacer.sent(edit, i * 0.1)
+        pacer.observe(
+            edit, 200, {"X-RateLimit-Remaining": "40", "X-RateLimit-Reset-After": "0.05"}, i * 0.1
+        )
+    assert pacer.ready_at(edit, 0.6) == 0.6
 
 
 def test_pacer_waits_out_a_429() -> None:

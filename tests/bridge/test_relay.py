@@ -143,7 +143,17 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
     assert _emit(3, 2.0, waiting=100)
     assert _emit(0, 1.0, waiting=0, notes=True), "state changes go at the channel's pace"
     assert not _emit(0, 0.5, waiting=0, notes=True), "a burst of them shares a message"
-    assert _emit(3, 1.0, waiting=0, notes=True), "a backlog does not hold them back"
+    assert not _emit(1, 1.0, waiting=0, notes=True), "they ride in the message after the pending"
+    assert _emit(3, 2.0, waiting=0, notes=True), "a backlog slows them, never holds them back"
+    assert not should_emit(
+        pending_rows=0,
+        since_last=5.0,
+        waiting_chars=10,
+        has_notes=True,
+        interval=1.0,
+        max_chars=100,
+        channel_wait=0.3,
+    ), "never written ahead of the channel's turn"
 
 
 async def test_relay_streams_output_only_of_programs_relaying_all(
