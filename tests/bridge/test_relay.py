@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from supervisor import humanize
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
     STREAM_BYTES,
@@ -164,6 +165,22 @@ async def test_relay_streams_output_only_of_programs_relaying_all(
     relay.deliver(_lines("silent:0", "not relayed"))
     await relay.flush()
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
+
+
+async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """A flood costs the relay the lines it keeps; the rest is told by size, not counted."""
+    flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
+    relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
+    relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
+    await relay.flush(final=True)
+    shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
+    kept = [line for line in shown if line.endswith("z" * 90)]
+    assert kept
+    assert [int(line[:8]) for line in kept] == list(range(len(kept)))
+    omitted = len(flood) - 100 * len(kept) + (3 << 20)
+    assert f"... {humanize.memory(omitted)} of chatty:0 omitted (see /logs chatty)" in shown
 
 
 async def test_relay_sends_at_most_one_output_message_per_interval(
