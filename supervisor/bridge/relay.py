@@ -181,6 +181,7 @@ class Relay:
         self._on_written = on_written
         self._channel_wait = channel_wait
         self._wakeup = anyio.Event()
+        self._recount = False  # the log channel's pending rows may have changed
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
@@ -283,6 +284,7 @@ class Relay:
     def finished(self, channel: int) -> None:
         """A send to ``channel`` ended: when it is the log channel, its next message may go."""
         if channel == self.channels.log:
+            self._recount = True
             self._wakeup.set()
 
     def _note_audit(self, line: str) -> None:
@@ -336,9 +338,10 @@ class Relay:
         task_status.started()
         try:
             while True:
-                with anyio.move_on_after(self._next_look()):
+                with anyio.move_on_after(self._next_look()) as timer:
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
+                self._recount |= timer.cancelled_caught
                 try:
                     await self.flush()
                 except Exception:
@@ -367,8 +370,10 @@ class Relay:
         ]
         writes.extend(self._waiting)
         self._waiting.clear()
-        if self._stream.waiting_chars and self._log_pending:
-            # Has the channel sent what was pending? Output waits for it.
+        if self._stream.waiting_chars and self._log_pending and (self._recount or final):
+            # Has the channel sent what was pending? Output waits for it. Counted
+            # after a send or a tick, not at every state change of a storm.
+            self._recount = False
             stats = await anyio.to_thread.run_sync(self._outbox.stats)
             self._log_pending = stats.pending.get(self.channels.log, 0)
         writes.extend(self._output_writes(now, final=final))
@@ -386,8 +391,15 @@ class Relay:
             self._on_written()
 
     def _next_look(self) -> float:
-        """Seconds until the writer looks again, unless woken: a tick, or when output is due."""
-        if not self._stream.waiting_chars:
+        """Seconds until the writer looks again, unless woken: a tick, or when output is due.
+
+        As :func:`should_emit` decides: behind pending rows, only state changes or
+        a full message are ever due.
+        """
+        stream = self._stream
+        if not stream.waiting_chars:
+            return self._tick
+        if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
             return self._tick
         wait = self._interval * (2 if self._log_pending else 1)
         due = max(self._last_output + wait - self._clock(), self._log_wait())
