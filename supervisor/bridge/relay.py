@@ -54,7 +54,7 @@ STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
 what fits its bound and only sizes the rest."""
 TICK_SECONDS = 0.25
-"""Time between two writes of what is due to the outbox."""
+"""The longest time between two looks at what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
 """At most one output message per channel per this, and one audit batch."""
 TAIL_PIECE_BYTES = 4 * LINE_CHARS
@@ -216,7 +216,7 @@ class Relay:
         return False
 
     def deliver(self, event: Event) -> None:
-        """Take one event: update incidents, tails, the stream or audit lines."""
+        """Take one event: update incidents, the stream or audit lines."""
         if isinstance(event, OutputChunk):
             self._take_output(event)
         elif isinstance(event, StateChanged):
@@ -414,21 +414,25 @@ class Relay:
         due = [(i, span) for i in self._incidents.tails_due() if (span := i.span) is not None]
         if not due:
             return
+        pieces = [self._piece_bytes(incident.process) for incident, _ in due]
 
-        def read() -> list[tuple[str, list[str]]]:
-            return [
-                last_words(
+        def read(process: str, span: LogSpan, piece: int) -> tuple[str, list[str]]:
+            try:
+                return last_words(
                     self._log_dir,
-                    incident.process,
+                    process,
                     TAIL_LINES,
-                    max_line_bytes=self._piece_bytes(incident.process),
+                    max_line_bytes=piece,
                     since=span[0],
                     until=span[1],
                 )
-                for incident, span in due
-            ]
+            except OSError as exc:  # the incident goes out without its lines
+                logger.warning("relay: cannot read the last lines of %s: %s", process, exc)
+                return "stderr", []
 
-        read_tails = await anyio.to_thread.run_sync(read)
+        read_tails = await anyio.to_thread.run_sync(
+            lambda: [read(i.process, span, p) for (i, span), p in zip(due, pieces, strict=True)]
+        )
         for (incident, span), (stream, lines) in zip(due, read_tails, strict=True):
             self._incidents.tail_read(incident, span, stream, lines)
 
