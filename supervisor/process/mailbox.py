@@ -6,16 +6,15 @@ ends is answered there.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
 from supervisor.errors import InvalidTransition
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from supervisor.process.status import ProcessStatus
 
@@ -40,15 +39,18 @@ class QueuedCommand:
 
 
 class Mailbox:
-    """Commands to one slot, executed one at a time by the slot's task.
+    """Commands to one slot, taken one at a time by the slot's task, or refused at once.
 
     Args:
         process: the slot's name ``program:index``, for errors.
+        on_queued: called as each command is queued; it may :meth:`refuse_first`
+            (the slot refuses a start of a live process without waiting).
     """
 
-    def __init__(self, process: str) -> None:
+    def __init__(self, process: str, on_queued: Callable[[], None] | None = None) -> None:
         self._process = process
-        self._queue: collections.deque[QueuedCommand] = collections.deque()
+        self._on_queued = on_queued
+        self._queue: list[QueuedCommand] = []  # a few at most (a deque costs 0.6 KB)
         self._wake: anyio.Event | None = None
         self._settling: list[QueuedCommand] = []
 
@@ -62,6 +64,8 @@ class Mailbox:
         """
         cmd = QueuedCommand(kind=kind, reason=reason)
         self._queue.append(cmd)
+        if self._on_queued is not None:
+            self._on_queued()
         if self._wake is not None:
             self._wake.set()
         await cmd.done.wait()
@@ -70,21 +74,21 @@ class Mailbox:
         assert cmd.result is not None  # finish() gives a result or an error
         return cmd.result
 
-    async def serve(self, execute: Callable[[QueuedCommand], Awaitable[None]]) -> NoReturn:
-        """Execute the commands in order, for ever; a refusal answers the command.
+    def first(self) -> QueuedCommand | None:
+        """The oldest command not yet taken."""
+        return self._queue[0] if self._queue else None
 
-        ``execute`` either answers the command, or hands it to :meth:`settle_later`.
-        """
-        while True:
-            while not self._queue:
-                self._wake = anyio.Event()
-                await self._wake.wait()
-            cmd = self._queue[0]
-            try:
-                await execute(cmd)
-            except InvalidTransition as exc:
-                cmd.finish(None, exc)
-            self._queue.popleft()
+    def refuse_first(self, error: InvalidTransition) -> None:
+        """Answer the oldest command with ``error`` and drop it."""
+        self._queue.pop(0).finish(None, error)
+
+    async def take(self) -> QueuedCommand:
+        """The oldest command, once there is one; the taker answers it or :meth:`settle_later`."""
+        while not self._queue:
+            self._wake = anyio.Event()
+            await self._wake.wait()
+        self._wake = None
+        return self._queue.pop(0)
 
     def settle_later(self, cmd: QueuedCommand) -> None:
         """Keep ``cmd`` to be answered by the next :meth:`settle`."""

@@ -20,7 +20,6 @@ from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
-from supervisor.process.lazy_event import LazyEvent
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
@@ -31,12 +30,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from anyio.abc import TaskGroup, TaskStatus
+    from anyio.abc import TaskStatus
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Event
     from supervisor.output.pump import OutputConsumer
-    from supervisor.process.mailbox import Kind, QueuedCommand
+    from supervisor.process.mailbox import Kind
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
     from supervisor.reaper.reaper import Reaper
@@ -85,18 +84,6 @@ class SlotContext:
     tasks: TaskBroker | None = None
 
 
-class _Once:
-    """Calls ``task_status.started()`` at most once."""
-
-    def __init__(self, task_status: TaskStatus[None]) -> None:
-        self._task_status: TaskStatus[None] | None = task_status
-
-    def __call__(self) -> None:
-        if self._task_status is not None:
-            self._task_status.started()
-            self._task_status = None
-
-
 class Slot:
     """One process slot ``program:index`` for the lifetime of its ``run`` task.
 
@@ -113,14 +100,14 @@ class Slot:
         self._state = SlotState(
             spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
         )
-        self._commands = Mailbox(self.name)
-        self._supervisor: tuple[anyio.CancelScope, LazyEvent] | None = None
+        self._commands = Mailbox(self.name, on_queued=self._interrupt)
+        self._supervising: anyio.CancelScope | None = None  # a supervision once launched
         self._stop_reason: str | None = None
         self._end_reason = "no longer supervised"
-        self._tg: TaskGroup | None = None
+        self._running = False
         self._closed = False
         self._restart_wait: anyio.CancelScope | None = None  # a pending restart by policy
-        self._kept: collections.deque[str] = collections.deque(maxlen=KEPT_RUNS)
+        self._kept: collections.deque[str] | None = None  # made at the first kept run
 
     def __repr__(self) -> str:
         return f"<Slot {self.name} {self._state.state.value}>"
@@ -138,7 +125,7 @@ class Slot:
         themselves, whose descendants are kept on purpose.
         """
         run = self._state.run
-        return {*self._kept, *([run.run_id] if run is not None else [])}
+        return {*(self._kept or ()), *([run.run_id] if run is not None else [])}
 
     def status(self) -> ProcessStatus:
         """Return a snapshot of this slot."""
@@ -254,61 +241,69 @@ class Slot:
         Raises:
             RuntimeError: ``run`` was already called for this slot.
         """
-        if self._tg is not None or self._closed:
+        if self._running or self._closed:
             raise RuntimeError(f"process {self.name!r}: run() called twice")
+        self._running = True
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                task_status.started()
-                if self.spec.autostart:
-                    await self._launch(start_reason)
-                await self._commands.serve(self._execute)
+            task_status.started()
+            reason = start_reason if self.spec.autostart else await self._next_launch()
+            while True:
+                await self._supervise(reason)
+                reason = await self._next_launch()
         finally:
-            self._tg, self._closed = None, True
+            self._running, self._closed = False, True
             if self._state.state is ProcessState.BACKOFF:
                 self._state.enter(ProcessState.STOPPED, reason=self._end_reason)
             self._commands.fail_pending(self.status())
 
-    async def _execute(self, cmd: QueuedCommand) -> None:
-        if cmd.kind == "stop":
-            await self._halt(cmd.reason)
+    async def _next_launch(self) -> str:
+        """Answer the commands, in order, until one starts a run; why it starts.
+
+        No run is supervised meanwhile: a stop only settles the state.
+        """
+        while True:
+            cmd = await self._commands.take()
+            if cmd.kind != "stop":
+                self._state.reset_failures()
+                self._commands.settle_later(cmd)
+                return cmd.reason
             if self._state.state is not ProcessState.STOPPED:
                 self._state.enter(ProcessState.STOPPED, reason=cmd.reason)
             cmd.finish(self.status())
-            return
-        if cmd.kind == "start" and self._state.state.is_alive:
-            raise InvalidTransition(self.name, self._state.state.value, "start")
-        await self._halt(cmd.reason)
-        self._state.reset_failures()
-        self._commands.settle_later(cmd)
-        await self._launch(cmd.reason)
 
-    async def _halt(self, reason: str) -> None:
-        """End the supervising task (stopping a live run); leaves other states alone."""
-        if self._supervisor is None:
-            return
-        scope, done = self._supervisor
-        self._stop_reason = reason
-        scope.cancel()
-        await done.wait()
-        self._supervisor, self._stop_reason = None, None
+    def _interrupt(self) -> None:
+        """Take the commands queued while a run is supervised (once it was launched).
 
-    async def _launch(self, reason: str) -> None:
-        assert self._tg is not None  # called from run() only
-        scope, done = anyio.CancelScope(), LazyEvent()
-        self._supervisor = (scope, done)
-        await self._tg.start(self._supervise, scope, done, reason)
+        A start of a live process is refused at once; any other command ends the
+        supervision (stopping a live run, for the command's reason), and the
+        slot's task answers it and those after it in order.
+        """
+        scope = self._supervising
+        while scope is not None and not scope.cancel_called:
+            cmd = self._commands.first()
+            if cmd is None:
+                return
+            if cmd.kind == "start" and self._state.state.is_alive:
+                self._commands.refuse_first(
+                    InvalidTransition(self.name, self._state.state.value, "start")
+                )
+            else:
+                self._stop_reason = cmd.reason
+                scope.cancel()
 
-    async def _supervise(
-        self,
-        scope: anyio.CancelScope,
-        done: LazyEvent,
-        reason: str,
-        *,
-        task_status: TaskStatus[None],
-    ) -> None:
-        """Run, and run again by policy, until a resting state or cancellation."""
-        started = _Once(task_status)
+    def _launched(self, scope: anyio.CancelScope) -> None:
+        """The supervision in ``scope`` has begun its first run (or failed to spawn it)."""
+        if self._supervising is None:
+            self._supervising = scope
+            self._interrupt()  # commands that came during the launch
+
+    async def _supervise(self, reason: str) -> None:
+        """Run, and run again by policy, until a resting state, a command or cancellation.
+
+        In the slot's own task: a run at rest costs no task besides it.
+        """
+        scope = anyio.CancelScope()
+        started = functools.partial(self._launched, scope)
         by_policy = False
         try:
             with scope:
@@ -327,8 +322,7 @@ class Slot:
             logger.exception("process %s: supervision failed", self.name)
             self._state.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
         finally:
-            started()
-            done.set()
+            self._supervising, self._stop_reason = None, None
 
     async def _wait_to_restart(self, decision: policy.Decision) -> bool:
         """Sleep out the decision's delay; False if a reload turned the restart off.
@@ -351,7 +345,9 @@ class Slot:
             return False
         return True
 
-    async def _attempt(self, reason: str, started: _Once, *, by_policy: bool) -> policy.Decision:
+    async def _attempt(
+        self, reason: str, started: Callable[[], None], *, by_policy: bool
+    ) -> policy.Decision:
         try:
             run = spawn(
                 self.spec,
@@ -377,7 +373,7 @@ class Slot:
 
     # -- one run -----------------------------------------------------------------
 
-    async def _live(self, run: Run, reason: str, started: _Once) -> policy.Decision:
+    async def _live(self, run: Run, reason: str, started: Callable[[], None]) -> policy.Decision:
         """Watch one run to its end; stop its tree if cancelled meanwhile."""
         async with anyio.create_task_group() as tg:
             with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
@@ -432,7 +428,7 @@ class Slot:
         """The longest a stop may take, read when it begins: a reload may change it."""
         return self.spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
 
-    async def _record_start(self, run: Run, reason: str, started: _Once) -> None:
+    async def _record_start(self, run: Run, reason: str, started: Callable[[], None]) -> None:
         """Record the run durably, then report it STARTING."""
         await run.record_start(self._ctx.ledger)
         self._state.enter(ProcessState.STARTING, run=run, reason=reason)
@@ -451,6 +447,8 @@ class Slot:
         """Record the exit, end what the run left behind, capture the last output."""
         await run.record_exit(self._ctx.ledger)
         if self.spec.keep_descendants:
+            if self._kept is None:
+                self._kept = collections.deque(maxlen=KEPT_RUNS)
             self._kept.append(run.run_id)
         else:
             outcome = await self._ctx.reaper.end_leftovers(

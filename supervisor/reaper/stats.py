@@ -1,17 +1,25 @@
 """Resource use of process trees for status tables: memory, CPU and process count.
 
-It keeps the psutil objects that CPU percentages are measured against; it ends nothing.
+It keeps the CPU times that percentages are measured against; it ends nothing.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
 
-import psutil
-
-from supervisor.state.records import ProcIdent
+from supervisor.reaper.tree import (
+    CLOCK_TICKS,
+    PPID,
+    RSS_PAGES,
+    START,
+    STIME,
+    THREADS,
+    UTIME,
+    stat_fields,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,64 +49,64 @@ class _Sample:
     at: float  # time.monotonic() when read
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_Key = tuple[int, bytes]  # pid and start ticks: a process, whatever reuses its pid later
+
+
 class TreeStats:
     """Measures process trees; CPU use is relative to the previous measurement."""
 
     def __init__(self) -> None:
         """Start with no previous measurement (thread-safe: one lock)."""
         self._lock = threading.Lock()
-        self._cpu: dict[ProcIdent, _Sample] = {}
+        self._cpu: dict[_Key, _Sample] = {}
 
     def measure(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
-        """Resource use of the tree rooted at each pid (gone pids are left out); blocks."""
-        # One pass over /proc for all trees: children(recursive=True) per pid
-        # would read every process once per tree.
-        procs: dict[int, psutil.Process] = {}
+        """Resource use of the tree rooted at each pid (gone pids are left out); blocks.
+
+        One pass over /proc for all trees, one read of ``/proc/PID/stat`` per
+        process: memory, CPU times and threads are all there (the values
+        psutil's ``memory_info().rss`` and ``cpu_times()`` give).
+        """
+        procs: dict[int, list[bytes]] = {}
         children: dict[int, list[int]] = {}
-        for proc in psutil.process_iter(["ppid", "create_time"]):
-            if proc.info["create_time"] is not None:
-                procs[proc.pid] = proc
-                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
+        for pid, fields in stat_fields():
+            procs[pid] = fields
+            children.setdefault(int(fields[PPID]), []).append(pid)
         out: dict[int, ProcStats] = {}
         with self._lock:
-            seen: dict[ProcIdent, _Sample] = {}
+            seen: dict[_Key, _Sample] = {}
             for root in pids:
                 if root in procs:
                     out[root] = self._sum_tree(root, procs, children, seen)
             self._cpu.update(seen)
             self._cpu = {
-                i: p
-                for i, p in self._cpu.items()
-                if i.pid in procs and procs[i.pid].info["create_time"] == i.create_time
+                key: sample
+                for key, sample in self._cpu.items()
+                if key[0] in procs and procs[key[0]][START] == key[1]
             }
         return out
 
     def _sum_tree(
         self,
         root: int,
-        procs: dict[int, psutil.Process],
+        procs: dict[int, list[bytes]],
         children: dict[int, list[int]],
-        seen: dict[ProcIdent, _Sample],
+        seen: dict[_Key, _Sample],
     ) -> ProcStats:
         """Sum one tree; the CPU samples taken are added to ``seen``."""
         rss, cpu, count = 0, 0.0, 0
         todo = [root]
         while todo:
-            proc = procs.get(pid := todo.pop())
-            if proc is None:
+            fields = procs.get(pid := todo.pop())
+            if fields is None:
                 continue
             todo.extend(children.get(pid, ()))
-            try:
-                with proc.oneshot():
-                    rss_now = proc.memory_info().rss
-                    times = proc.cpu_times()
-                    threads = proc.num_threads()
-            except psutil.Error:
-                continue
-            ident = ProcIdent(pid, proc.info["create_time"])
-            sample = seen[ident] = _Sample(times.user + times.system, time.monotonic())
-            rss += rss_now
-            cpu += _percent(self._cpu.get(ident), sample, threads)
+            used = float(fields[UTIME]) / CLOCK_TICKS + float(fields[STIME]) / CLOCK_TICKS
+            key = (pid, fields[START])
+            sample = seen[key] = _Sample(used, time.monotonic())
+            rss += int(fields[RSS_PAGES]) * _PAGE
+            cpu += _percent(self._cpu.get(key), sample, int(fields[THREADS]))
             count += 1
         return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
 

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 # inherited by every descendant that does not clear its environment, so a
 # descendant that left the tree and the session is still recognised.
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Fields of /proc/PID/stat after the name (proc(5) numbers them from 1 with pid and name).
+STATE, PPID, SESSION, UTIME, STIME, THREADS, START, RSS_PAGES = 0, 1, 3, 11, 12, 17, 19, 21
 # psutil's epoch create_time is start ticks + the boot time of /proc/stat, a whole
 # second that moves when the wall clock is stepped; a pid is never reused within
 # a second of the same start time in practice.
@@ -79,12 +81,13 @@ class Scanner:
         me = os.getpid()
         snap: Snapshot = {}
         boot = psutil.boot_time()
-        for pid, state, ppid, sid, ticks in _stat_all():
+        for pid, fields in stat_fields():
             # A zombie is already dead: nothing to signal, only its parent may reap it.
-            if pid == me or state == "Z":
+            if pid == me or fields[STATE] == b"Z":
                 continue
             # The very sum psutil makes, so that identities compare equal to its create_time.
-            ident = ProcIdent(pid, ticks / _CLOCK_TICKS + boot)
+            ident = ProcIdent(pid, float(fields[START]) / CLOCK_TICKS + boot)
+            ppid, sid = int(fields[PPID]), int(fields[SESSION])
             marker = self._markers.get(ident)
             if marker is None:
                 marker = self._read_marker(pid)
@@ -107,11 +110,12 @@ class Scanner:
         return (env.get(protocol.RUN_ID, ""), env.get(protocol.PROCESS, "?"))
 
 
-def _stat_all() -> Iterator[tuple[int, str, int, int, float]]:
-    """Each live process's pid, state letter, ppid, session and start (clock ticks since boot).
+def stat_fields() -> Iterator[tuple[int, list[bytes]]]:
+    """Each process's pid and the fields of its ``/proc/PID/stat`` after the name.
 
-    Read from ``/proc/PID/stat`` at one open each (psutil's ``process_iter`` took
-    two, and ``getsid`` a system call more); a process gone meanwhile is skipped.
+    One open per process (psutil's ``process_iter`` took two, and ``getsid`` a
+    system call more); a process gone meanwhile is skipped. Index the fields
+    with :data:`STATE`, :data:`PPID`, :data:`SESSION`, :data:`START` and the others.
     """
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -122,9 +126,7 @@ def _stat_all() -> Iterator[tuple[int, str, int, int, float]]:
         except OSError:
             continue
         # The name, in parentheses, may hold spaces and parentheses itself.
-        fields = data[data.rfind(b")") + 2 :].split()
-        state, ppid, sid, ticks = fields[0], fields[1], fields[3], fields[19]
-        yield int(name), state.decode(), int(ppid), int(sid), float(ticks)
+        yield int(name), data[data.rfind(b")") + 2 :].split()
 
 
 def _pipes(pid: int) -> frozenset[int]:

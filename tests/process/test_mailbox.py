@@ -14,7 +14,7 @@ from supervisor.process.mailbox import Kind, Mailbox, QueuedCommand
 from supervisor.process.status import ProcessStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
 
     from anyio.abc import TaskGroup
 
@@ -36,8 +36,8 @@ def _status(state: ProcessState = ProcessState.RUNNING) -> ProcessStatus:
     )
 
 
-class Served:
-    """A mailbox served by ``execute`` in a task group, and the answers its callers got."""
+class Callers:
+    """Callers submitting to one mailbox, each in a task, and the answers they got."""
 
     def __init__(self, tg: TaskGroup, box: Mailbox) -> None:
         self.tg, self.box = tg, box
@@ -62,50 +62,61 @@ class Served:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[Callable[[Callable[[QueuedCommand], Awaitable[None]]], Served]]:
-    """Serve a fresh mailbox with the given ``execute`` until the test ends."""
+async def callers() -> AsyncIterator[Callable[[Mailbox], Callers]]:
+    """Callers of a mailbox, in a task group cancelled when the test ends."""
     async with anyio.create_task_group() as tg:
-
-        def serve(execute: Callable[[QueuedCommand], Awaitable[None]]) -> Served:
-            box = Mailbox("w:0")
-            tg.start_soon(box.serve, execute)
-            return Served(tg, box)
-
-        yield serve
+        yield lambda box: Callers(tg, box)
         tg.cancel_scope.cancel()
 
 
-async def test_mailbox_runs_commands_one_at_a_time_in_order(
-    served: Callable[[Callable[[QueuedCommand], Awaitable[None]]], Served],
+async def test_mailbox_gives_commands_one_at_a_time_in_order(
+    callers: Callable[[Mailbox], Callers],
 ) -> None:
-    log: list[str] = []
-
-    async def execute(cmd: QueuedCommand) -> None:
-        log.append(f"begin {cmd.reason}")
-        for _ in range(3):  # let the other callers run: they must not get in between
-            await anyio.lowlevel.checkpoint()
-        log.append(f"end {cmd.reason}")
-        cmd.finish(_status())
-
-    box = served(execute)
+    box = callers(Mailbox("w:0"))
     for reason in ("a", "b", "c"):
         box.submit("restart", reason)
+    await anyio.wait_all_tasks_blocked()
+    assert box.box.first() is not None
+    taken = []
+    for _ in range(3):
+        cmd = await box.box.take()
+        taken.append(cmd.reason)
+        cmd.finish(_status())
     await box.answered("a", "b", "c")
-    assert log == ["begin a", "end a", "begin b", "end b", "begin c", "end c"]
+    assert taken == ["a", "b", "c"]
+    assert box.box.first() is None
     assert all(isinstance(box.answers[r], ProcessStatus) for r in "abc")
 
 
-async def test_mailbox_refusal_answers_that_caller_and_serves_the_next(
-    served: Callable[[Callable[[QueuedCommand], Awaitable[None]]], Served],
-) -> None:
-    async def execute(cmd: QueuedCommand) -> None:
-        if cmd.kind == "start":
-            raise InvalidTransition("w:0", "RUNNING", "start")
-        cmd.finish(_status(ProcessState.STOPPED))
+async def test_mailbox_take_waits_for_a_command(callers: Callable[[Mailbox], Callers]) -> None:
+    box = callers(Mailbox("w:0"))
+    taken: list[QueuedCommand] = []
 
-    box = served(execute)
+    async def taker() -> None:
+        taken.append(await box.box.take())
+
+    box.tg.start_soon(taker)
+    await anyio.wait_all_tasks_blocked()
+    assert taken == []
+    box.submit("stop", "now")
+    await anyio.wait_all_tasks_blocked()
+    assert [cmd.reason for cmd in taken] == ["now"]
+
+
+async def test_mailbox_refusal_at_queueing_answers_that_caller_and_keeps_the_next(
+    callers: Callable[[Mailbox], Callers],
+) -> None:
+    def refuse_starts() -> None:
+        cmd = box.box.first()
+        if cmd is not None and cmd.kind == "start":
+            box.box.refuse_first(InvalidTransition("w:0", "RUNNING", "start"))
+
+    box = callers(Mailbox("w:0", on_queued=refuse_starts))
     box.submit("start", "first")
+    await box.answered("first")  # no taker needed
     box.submit("stop", "second")
+    cmd = await box.box.take()
+    cmd.finish(_status(ProcessState.STOPPED))
     await box.answered("first", "second")
     refused, stopped = box.answers["first"], box.answers["second"]
     assert isinstance(refused, InvalidTransition)
@@ -115,26 +126,24 @@ async def test_mailbox_refusal_answers_that_caller_and_serves_the_next(
 
 
 async def test_mailbox_settle_answers_what_waited_for_the_slot_to_settle(
-    served: Callable[[Callable[[QueuedCommand], Awaitable[None]]], Served],
+    callers: Callable[[Mailbox], Callers],
 ) -> None:
     calls: list[int] = []
-    taken: list[QueuedCommand] = []
 
     def status() -> ProcessStatus:
         calls.append(1)
         return _status(ProcessState.RUNNING)
 
-    async def execute(cmd: QueuedCommand) -> None:
-        taken.append(cmd)
-        box.box.settle_later(cmd)  # a start is answered once the slot is up
-
-    box = served(execute)
+    box = callers(Mailbox("w:0"))
     box.box.settle(status)  # nothing waits: status is not even asked
     assert calls == []
     box.submit("start", "one")
     box.submit("restart", "two")
     await anyio.wait_all_tasks_blocked()
-    assert [cmd.reason for cmd in taken] == ["one", "two"]  # both wait to be settled
+    for _ in range(2):
+        box.box.settle_later(await box.box.take())  # a start is answered once the slot is up
+    await anyio.wait_all_tasks_blocked()
+    assert box.answers == {}  # both wait to be settled
     box.box.settle(status)
     await box.answered("one", "two")
     assert calls == [1]  # one snapshot answers every waiting command
@@ -142,25 +151,20 @@ async def test_mailbox_settle_answers_what_waited_for_the_slot_to_settle(
 
 
 async def test_mailbox_a_cancelled_caller_does_not_cancel_its_command(
-    served: Callable[[Callable[[QueuedCommand], Awaitable[None]]], Served],
+    callers: Callable[[Mailbox], Callers],
 ) -> None:
-    release = anyio.Event()
-    done: list[str] = []
-
-    async def execute(cmd: QueuedCommand) -> None:
-        await release.wait()
-        done.append(cmd.reason)
-        cmd.finish(_status())
-
-    box = served(execute)
-    async with anyio.create_task_group() as callers:
-        callers.start_soon(box.box.submit, "stop", "impatient")
-        await anyio.wait_all_tasks_blocked()  # taken, and waiting for release
-        callers.cancel_scope.cancel()
-    release.set()
+    box = callers(Mailbox("w:0"))
+    async with anyio.create_task_group() as impatient:
+        impatient.start_soon(box.box.submit, "stop", "impatient")
+        await anyio.wait_all_tasks_blocked()
+        impatient.cancel_scope.cancel()
     box.submit("stop", "after")
+    await anyio.wait_all_tasks_blocked()
+    taken = [await box.box.take(), await box.box.take()]
+    for cmd in taken:
+        cmd.finish(_status())
     await box.answered("after")
-    assert done == ["impatient", "after"]
+    assert [cmd.reason for cmd in taken] == ["impatient", "after"]
 
 
 async def test_mailbox_fail_pending_answers_every_command_left() -> None:

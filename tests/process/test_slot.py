@@ -658,10 +658,10 @@ async def test_slot_exit_is_seen_without_pidfd(h: Harness, monkeypatch: pytest.M
     assert slot.status().last_exit_code == 4
 
 
-async def test_slot_at_rest_holds_only_its_tasks_and_still_reaps(h: Harness) -> None:
-    """A RUNNING process costs the slot's task and its supervision: no exit watcher, no pump task.
+async def test_slot_at_rest_holds_only_its_task_and_still_reaps(h: Harness) -> None:
+    """A RUNNING process costs the slot's one task: no supervision, exit watcher or pump task.
 
-    The pipes are loop readers; the exit is reaped in the supervision task itself, with its status.
+    The pipes are loop readers; the exit is reaped in the slot's task itself, with its status.
     """
     slot = h.slot(_worker("child_ready.py"), start_seconds=0.1, restart=RestartPolicy.NEVER)
     async with anyio.create_task_group() as tg:
@@ -670,7 +670,7 @@ async def test_slot_at_rest_holds_only_its_tasks_and_still_reaps(h: Harness) -> 
         assert (await slot.start()).state is S.RUNNING
         await h.rec.wait_for(lambda: h.rec.line_starting("ready"))
         await anyio.wait_all_tasks_blocked()
-        assert len(anyio.get_running_tasks()) - before == 2  # slot, supervise
+        assert len(anyio.get_running_tasks()) - before == 1  # the slot's
         slot.send_signal(signal.SIGUSR1)  # not handled: the process dies of it
         await h.rec.wait_for(lambda: slot.status().state is S.EXITED)
         tg.cancel_scope.cancel()
