@@ -244,6 +244,19 @@ async def test_relay_crash_loop_is_one_incident_then_closed(
     assert "recovered after 10 crashes" in closed.content
 
 
+async def test_relay_incident_goes_out_when_its_logs_cannot_be_read(
+    tmp_path: Path, relay: Relay, ledger: Ledger
+) -> None:
+    err = log_paths(tmp_path / "logs", "crashy:0")[1]
+    err.mkdir(parents=True)  # reading it fails (even for root)
+    relay.deliver(_state("crashy:0", S.STOPPED, S.STARTING))
+    relay.deliver(_state("crashy:0", S.RUNNING, S.EXITED, exit_code=1))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger)
+    assert kind == "incident"
+    assert "(no output before the crash)" in content
+
+
 async def test_relay_none_and_exit_zero_open_no_incident(relay: Relay, ledger: Ledger) -> None:
     relay.deliver(_state("silent:0", S.RUNNING, S.BACKOFF, exit_code=1))
     relay.deliver(_state("crashy:0", S.RUNNING, S.EXITED, exit_code=0))
