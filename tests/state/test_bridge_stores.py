@@ -1,14 +1,18 @@
-"""The bridge's small stores (task channel cursor, status board) on a full disk."""
+"""The bridge's small stores on a full disk (task channel cursor, board), and their migration."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 
 from supervisor.state.board import BoardStore
 from supervisor.state.channel_cursor import ChannelCursor
-from supervisor.state.ledger import Ledger
+from supervisor.state.ledger import _MIGRATIONS, Ledger
+from supervisor.state.outbox import Outbox
+from supervisor.state.question_posts import QuestionPosts
 from tests._ledger_full import ledger_full
 
 if TYPE_CHECKING:
@@ -46,3 +50,39 @@ def test_board_store_on_a_full_disk_remembers_the_board_later(ledger: Ledger) ->
         store.forget(7)
     assert ledger.retry_deferred()
     assert store.message_id(7) is None
+
+
+def test_question_messages_of_an_older_ledger_become_outbox_rows(tmp_path: Path) -> None:
+    """The migration that moved question messages into the outbox keeps the unsettled ones."""
+    path = tmp_path / "ledger.sqlite3"
+    mine = next(
+        i for i, s in enumerate(_MIGRATIONS) if "question-closed" in s or "'question:'" in s
+    )
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for script in _MIGRATIONS[:mine]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {mine}")
+        for question_id, status in ((1, "gone"), (2, "answered"), (3, "open")):
+            conn.execute(
+                "INSERT INTO worker_questions (id, asked_at, process, program, run_id, "
+                "worker_id, text, status) VALUES (?, 0, 'w:0', 'w', 'r', 'q', 'Go?', ?)",
+                (question_id, status),
+            )
+        conn.executemany(
+            "INSERT INTO discord_questions (question_id, channel_id, message_id, settled) "
+            "VALUES (?, 55, ?, ?)",
+            [(1, 9001, 0), (2, 9002, 1), (3, 9003, 0)],
+        )
+        conn.execute("INSERT INTO outbox_meta (key, value) VALUES ('task-answer:4', '1')")
+    with Ledger.open(path) as ledger:
+        unsettled = QuestionPosts(ledger).unsettled()
+        assert [(p.question.id, p.status) for p in unsettled] == [(1, "gone")]
+        box = Outbox(ledger)
+        row = box.get(int(box.meta("question:1") or 0))
+        assert row is not None
+        assert (row.channel, row.kind) == (55, "question")
+        assert box.meta("question:3") is not None  # open: its end is queued when it closes
+        assert box.meta("question:2") is None  # settled already: nothing left to do
+        (marked,) = ledger.read("SELECT row_id FROM outbox_meta WHERE key = 'task-answer:4'")
+        assert marked[0] is not None  # pruned in time, with the rows around it
+        assert not ledger.read("SELECT name FROM sqlite_master WHERE name = 'discord_questions'")
