@@ -14,6 +14,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -350,21 +351,29 @@ async def test_console_to_a_regular_file_keeps_up_with_any_flood(
     assert b"dropped" not in (tmp_path / "out").read_bytes()
 
 
-async def test_console_to_a_pipe_keeps_the_given_descriptor_blocking() -> None:
-    """Written through a non-blocking twin of its own: stdout (and a stderr sharing it,
-    ``2>&1``) stays blocking for every other writer; the twin is closed at the end."""
-    r, w = os.pipe()
+@pytest.mark.parametrize("kind", ["pipe", "socket"])
+async def test_console_to_a_pipe_or_socket_keeps_the_given_descriptor_blocking(
+    kind: str,
+) -> None:
+    """Written without blocking through a means of its own (systemd's journal is a socket):
+    stdout, and a stderr sharing it (``2>&1``), stay blocking for every other writer."""
+    if kind == "pipe":
+        r, w = os.pipe()
+    else:
+        left, right = socket.socketpair()
+        r, w = right.detach(), left.detach()
     fds_before = len(os.listdir("/proc/self/fd"))
     try:
         with os.fdopen(w, "w", encoding="utf-8", closefd=False) as writer:
             console = Console(stream=writer)
             async with anyio.create_task_group() as tg:
                 await tg.start(console.run)
-                console.deliver(_lines("through the twin"))
+                console.deliver(_lines("without blocking"))
+                assert console.capacity() == PLAIN_MAX_BYTES  # written at once, on the loop
                 assert os.get_blocking(w)
                 tg.cancel_scope.cancel()
-        assert len(os.listdir("/proc/self/fd")) == fds_before
-        assert os.read(r, 100) == b"scraper:0 | through the twin\n"
+        assert len(os.listdir("/proc/self/fd")) == fds_before  # its own one is closed
+        assert os.read(r, 100) == b"scraper:0 | without blocking\n"
     finally:
         os.close(r)
         os.close(w)
