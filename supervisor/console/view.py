@@ -213,6 +213,10 @@ class PlainView(View):
             The bytes taken from ``buffers`` (written, or dropped for good).
         """
         taken = 0
+        if self._is_broken:
+            taken = sum(map(len, buffers))
+            buffers.clear()
+            return taken
         try:
             if self._pipe_fd is None:
                 taken = sum(map(len, buffers))

@@ -370,6 +370,28 @@ async def test_console_to_a_pipe_keeps_the_given_descriptor_blocking() -> None:
         os.close(w)
 
 
+async def test_console_pipe_whose_reader_left_is_said_once_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """EPIPE on the loop's own descriptor: one warning, then output is dropped quietly."""
+    r, w = os.pipe()
+    with (
+        os.fdopen(w, "w", encoding="utf-8") as writer,
+        caplog.at_level(logging.WARNING, logger="supervisor.console"),
+    ):
+        console = Console(stream=writer)
+        os.close(r)  # the reader goes away after dsup started
+        async with anyio.create_task_group() as tg:
+            await tg.start(console.run)
+            for i in range(3):
+                console.deliver(_lines(f"line {i}"))
+            console.deliver(_changed())
+            assert console.capacity() == PLAIN_MAX_BYTES  # nothing piles up
+            tg.cancel_scope.cancel()
+    warnings = [rec for rec in caplog.records if rec.name.startswith("supervisor.console")]
+    assert len(warnings) == 1
+
+
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
