@@ -54,7 +54,7 @@ STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
 what fits its bound and only sizes the rest."""
 TICK_SECONDS = 0.25
-"""Time between two writes of what is due to the outbox."""
+"""The longest time between two looks at what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
 """At most one output message per channel per this, and one audit batch."""
 TAIL_PIECE_BYTES = 4 * LINE_CHARS
@@ -181,6 +181,7 @@ class Relay:
         self._on_written = on_written
         self._channel_wait = channel_wait
         self._wakeup = anyio.Event()
+        self._recount = False  # the log channel's pending rows may have changed
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
@@ -215,7 +216,7 @@ class Relay:
         return False
 
     def deliver(self, event: Event) -> None:
-        """Take one event: update incidents, tails, the stream or audit lines."""
+        """Take one event: update incidents, the stream or audit lines."""
         if isinstance(event, OutputChunk):
             self._take_output(event)
         elif isinstance(event, StateChanged):
@@ -283,6 +284,7 @@ class Relay:
     def finished(self, channel: int) -> None:
         """A send to ``channel`` ended: when it is the log channel, its next message may go."""
         if channel == self.channels.log:
+            self._recount = True
             self._wakeup.set()
 
     def _note_audit(self, line: str) -> None:
@@ -336,9 +338,10 @@ class Relay:
         task_status.started()
         try:
             while True:
-                with anyio.move_on_after(self._next_look()):
+                with anyio.move_on_after(self._next_look()) as timer:
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
+                self._recount |= timer.cancelled_caught
                 try:
                     await self.flush()
                 except Exception:
@@ -367,8 +370,10 @@ class Relay:
         ]
         writes.extend(self._waiting)
         self._waiting.clear()
-        if self._stream.waiting_chars and self._log_pending:
-            # Has the channel sent what was pending? Output waits for it.
+        if self._stream.waiting_chars and self._log_pending and (self._recount or final):
+            # Has the channel sent what was pending? Output waits for it. Counted
+            # after a send or a tick, not at every state change of a storm.
+            self._recount = False
             stats = await anyio.to_thread.run_sync(self._outbox.stats)
             self._log_pending = stats.pending.get(self.channels.log, 0)
         writes.extend(self._output_writes(now, final=final))
@@ -386,8 +391,15 @@ class Relay:
             self._on_written()
 
     def _next_look(self) -> float:
-        """Seconds until the writer looks again, unless woken: a tick, or when output is due."""
-        if not self._stream.waiting_chars:
+        """Seconds until the writer looks again, unless woken: a tick, or when output is due.
+
+        As :func:`should_emit` decides: behind pending rows, only state changes or
+        a full message are ever due.
+        """
+        stream = self._stream
+        if not stream.waiting_chars:
+            return self._tick
+        if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
             return self._tick
         wait = self._interval * (2 if self._log_pending else 1)
         due = max(self._last_output + wait - self._clock(), self._log_wait())
@@ -402,21 +414,25 @@ class Relay:
         due = [(i, span) for i in self._incidents.tails_due() if (span := i.span) is not None]
         if not due:
             return
+        pieces = [self._piece_bytes(incident.process) for incident, _ in due]
 
-        def read() -> list[tuple[str, list[str]]]:
-            return [
-                last_words(
+        def read(process: str, span: LogSpan, piece: int) -> tuple[str, list[str]]:
+            try:
+                return last_words(
                     self._log_dir,
-                    incident.process,
+                    process,
                     TAIL_LINES,
-                    max_line_bytes=self._piece_bytes(incident.process),
+                    max_line_bytes=piece,
                     since=span[0],
                     until=span[1],
                 )
-                for incident, span in due
-            ]
+            except OSError as exc:  # the incident goes out without its lines
+                logger.warning("relay: cannot read the last lines of %s: %s", process, exc)
+                return "stderr", []
 
-        read_tails = await anyio.to_thread.run_sync(read)
+        read_tails = await anyio.to_thread.run_sync(
+            lambda: [read(i.process, span, p) for (i, span), p in zip(due, pieces, strict=True)]
+        )
         for (incident, span), (stream, lines) in zip(due, read_tails, strict=True):
             self._incidents.tail_read(incident, span, stream, lines)
 

@@ -121,7 +121,7 @@ class Run:
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
     readers: list[Callable[[], None]] = field(default_factory=list)
-    exit_watch: anyio.CancelScope | None = None
+    exit_watch: Callable[[], None] | None = None
 
     @property
     def pid(self) -> int:
@@ -175,7 +175,7 @@ class Run:
         max_line_bytes: int,
         link: Callable[[], WorkerLink] | None = None,
     ) -> None:
-        """Start both pumps and the wait for the worker's first word on its channel.
+        """Start both pumps, the wait for the worker's first word on its channel, the reaping.
 
         On asyncio the pumps are loop readers, with no task (``tg`` is used
         only by other backends); so is the channel until the worker writes to
@@ -183,8 +183,9 @@ class Run:
         ``tg``. A channel closed before any message needs neither. Only
         :meth:`drain` and :meth:`end_watchers` end them: cancelling the caller
         does not stop the capture of what a tree writes while it is being
-        stopped. The exit is reaped by :meth:`wait_exit`, or by
-        :meth:`watch_exit`'s task.
+        stopped. The exit is reaped as soon as it happens, whoever waits for
+        it: the pidfd is a loop reader too (where pidfd_open is missing, a task
+        of ``tg`` polls ``waitpid``).
 
         Args:
             link: makes the reader of :attr:`channel` (required when the run has one).
@@ -204,23 +205,7 @@ class Run:
             pumped.start(tg)
         if link is not None:
             self.readers.append(_ChannelWait(self, tg, link).stop)
-
-    def watch_exit(self, tg: TaskGroup) -> None:
-        """Reap the main process in a shielded task of ``tg`` (a no-op once reaped or watched).
-
-        For whoever must not miss the exit while cancelled (a stop of the tree
-        waits for it). A run at rest needs no task of its own: its owner waits
-        in :meth:`wait_exit`.
-        """
-        if self.exit_watch is None and not self.exited.is_set():
-            self.exit_watch = anyio.CancelScope(shield=True)
-            tg.start_soon(self._watch_exit, self.exit_watch)
-
-    async def wait_exit(self) -> None:
-        """Wait until the main process has exited, reaping it here unless a task watches it."""
-        if self.exit_watch is None and not self.exited.is_set():
-            self._reaped(await _reap(self.pid, self.pidfd))
-        await self.exited.wait()
+        self._watch_exit(tg)
 
     async def catch_up(self, limit: float) -> None:
         """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
@@ -246,7 +231,7 @@ class Run:
             logger.error("process %s (pid %d): not reaped; giving up on it", self.process, self.pid)
         self._end_readers()
         if self.exit_watch is not None:
-            self.exit_watch.cancel()
+            self.exit_watch()
 
     def _end_readers(self) -> None:
         for stop in self.readers:
@@ -281,9 +266,36 @@ class Run:
                 )
         self.reader_ended()
 
-    async def _watch_exit(self, scope: anyio.CancelScope) -> None:
+    def _watch_exit(self, tg: TaskGroup) -> None:
+        """Reap the main process as soon as it exits (the pidfd is readable then)."""
+        if self.pidfd is not None:
+            self.exit_watch = call_when_readable(self.pidfd, self._reap, tg).stop
+        else:
+            scope = anyio.CancelScope(shield=True)
+            self.exit_watch = scope.cancel
+            tg.start_soon(self._poll_exit, scope)
+
+    async def _poll_exit(self, scope: anyio.CancelScope) -> None:
         with scope:
-            self._reaped(await _reap(self.pid, self.pidfd))
+            self._reap()
+            while not self.exited.is_set():
+                await anyio.sleep(POLL_SECONDS)
+                self._reap()
+
+    def _reap(self) -> None:
+        """Reap the main process if it has exited (never blocks)."""
+        if self.exited.is_set():
+            return
+        try:
+            reaped, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            logger.warning("pid %d: reaped by someone else; exit status unknown", self.pid)
+            reaped, status = self.pid, None
+        if reaped != self.pid:
+            return
+        if self.exit_watch is not None and self.pidfd is not None:
+            self.exit_watch()  # the pidfd stays readable: no more callbacks
+        self._reaped(status)
 
     def _reaped(self, status: int | None) -> None:
         """Take the wait status of the reaped main process (None: reaped elsewhere)."""
@@ -448,22 +460,3 @@ def _pidfd_open(pid: int) -> int | None:
     except (AttributeError, OSError) as exc:
         logger.debug("pid %d: no pidfd (%s); polling waitpid", pid, exc)
         return None
-
-
-async def _reap(pid: int, pidfd: int | None) -> int | None:
-    """Wait for our child ``pid`` to exit and reap it; return its wait status.
-
-    Returns None when someone else reaped it (ECHILD).
-    """
-    while True:
-        try:
-            reaped, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - never blocks
-        except ChildProcessError:
-            logger.warning("pid %d: reaped by someone else; exit status unknown", pid)
-            return None
-        if reaped == pid:
-            return status
-        if pidfd is not None:
-            await anyio.wait_readable(pidfd)
-        else:
-            await anyio.sleep(POLL_SECONDS)

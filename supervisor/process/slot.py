@@ -393,7 +393,6 @@ class Slot:
                     await self._until_exit(run)
                     await run.catch_up(CATCH_UP_SECONDS)
                 except BaseException:
-                    run.watch_exit(tg)  # the stop waits for the exit
                     with anyio.move_on_after(self._stop_bound(), shield=True):
                         await self._stop_tree(run)
                     self._stopped(run)
@@ -438,10 +437,10 @@ class Slot:
         """Wait for the main process to exit, going RUNNING after start_seconds."""
         up_at = policy.running_at(self.spec, started_at=run.started_at)
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
-            await run.wait_exit()
+            await run.exited.wait()
         if not run.exited.is_set():
             self._state.went_up(run)
-            await run.wait_exit()
+            await run.exited.wait()
 
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""

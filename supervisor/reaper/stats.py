@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from supervisor.reaper.tree import (
     CLOCK_TICKS,
     PPID,
-    RSS_PAGES,
     START,
     STIME,
     THREADS,
@@ -64,9 +63,9 @@ class TreeStats:
     def measure(self, pids: tuple[int, ...]) -> dict[int, ProcStats]:
         """Resource use of the tree rooted at each pid (gone pids are left out); blocks.
 
-        One pass over /proc for all trees, one read of ``/proc/PID/stat`` per
-        process: memory, CPU times and threads are all there (the values
-        psutil's ``memory_info().rss`` and ``cpu_times()`` give).
+        One pass over ``/proc/PID/stat`` for all trees (the links, CPU times and
+        threads), then ``statm`` for the memory of their members only: the
+        values psutil's ``cpu_times()`` and ``memory_info().rss`` give.
         """
         procs: dict[int, list[bytes]] = {}
         children: dict[int, list[int]] = {}
@@ -102,13 +101,29 @@ class TreeStats:
             if fields is None:
                 continue
             todo.extend(children.get(pid, ()))
+            resident = _resident(pid)
+            if resident is None:
+                continue  # gone meanwhile
             used = float(fields[UTIME]) / CLOCK_TICKS + float(fields[STIME]) / CLOCK_TICKS
             key = (pid, fields[START])
             sample = seen[key] = _Sample(used, time.monotonic())
-            rss += int(fields[RSS_PAGES]) * _PAGE
+            rss += resident
             cpu += _percent(self._cpu.get(key), sample, int(fields[THREADS]))
             count += 1
         return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
+
+
+def _resident(pid: int) -> int | None:
+    """Resident bytes from ``/proc/PID/statm``, as psutil's ``memory_info().rss``.
+
+    ``/proc/PID/stat`` has an RSS too, but it was seen tens of pages off the
+    ``statm`` figure that psutil (and every tool) shows.
+    """
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as file:
+            return int(file.read().split()[1]) * _PAGE
+    except OSError:
+        return None
 
 
 def _percent(before: _Sample | None, after: _Sample, threads: int) -> float:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Fields of /proc/PID/stat after the name (proc(5) numbers them from 1 with pid and name).
-STATE, PPID, SESSION, UTIME, STIME, THREADS, START, RSS_PAGES = 0, 1, 3, 11, 12, 17, 19, 21
+STATE, PPID, SESSION, UTIME, STIME, THREADS, START = 0, 1, 3, 11, 12, 17, 19
 # psutil's epoch create_time is start ticks + the boot time of /proc/stat, a whole
 # second that moves when the wall clock is stepped; a pid is never reused within
 # a second of the same start time in practice.

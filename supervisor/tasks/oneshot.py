@@ -245,7 +245,6 @@ async def _watch(
                 await run.record_start(ctx.ledger)
             finally:
                 run.start_watchers(tg, consumer=None, max_line_bytes=spec.max_line_bytes, link=link)
-                run.watch_exit(tg)
         try:
             try:
                 with anyio.move_on_after(spec.task_timeout_seconds) as timer, cancel:

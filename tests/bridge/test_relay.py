@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from supervisor import humanize
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
     STREAM_BYTES,
@@ -166,6 +167,22 @@ async def test_relay_streams_output_only_of_programs_relaying_all(
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
 
 
+async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """A flood costs the relay the lines it keeps; the rest is told by size, not counted."""
+    flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
+    relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
+    relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
+    await relay.flush(final=True)
+    shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
+    kept = [line for line in shown if line.endswith("z" * 90)]
+    assert kept
+    assert [int(line[:8]) for line in kept] == list(range(len(kept)))
+    omitted = len(flood) - 100 * len(kept) + (3 << 20)
+    assert f"... {humanize.memory(omitted)} of chatty:0 omitted (see /logs chatty)" in shown
+
+
 async def test_relay_sends_at_most_one_output_message_per_interval(
     relay: Relay, ledger: Ledger, clock: _Clock
 ) -> None:
@@ -225,6 +242,19 @@ async def test_relay_crash_loop_is_one_incident_then_closed(
     ((closed),) = outbox.due(now=2e9)
     assert closed.id == edit.id, "the pending edit took the closing words"
     assert "recovered after 10 crashes" in closed.content
+
+
+async def test_relay_incident_goes_out_when_its_logs_cannot_be_read(
+    tmp_path: Path, relay: Relay, ledger: Ledger
+) -> None:
+    err = log_paths(tmp_path / "logs", "crashy:0")[1]
+    err.mkdir(parents=True)  # reading it fails (even for root)
+    relay.deliver(_state("crashy:0", S.STOPPED, S.STARTING))
+    relay.deliver(_state("crashy:0", S.RUNNING, S.EXITED, exit_code=1))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger)
+    assert kind == "incident"
+    assert "(no output before the crash)" in content
 
 
 async def test_relay_none_and_exit_zero_open_no_incident(relay: Relay, ledger: Ledger) -> None:
