@@ -1,7 +1,9 @@
-"""A ledger whose disk is full: every write fails with sqlite's real SQLITE_FULL.
+"""A ledger whose disk is full: every write that needs room fails with sqlite's real SQLITE_FULL.
 
 ``PRAGMA max_page_count`` caps the database at its current size, and the pages of
-the tables dsup writes are filled, so no record fits until the block ends.
+the tables dsup writes are filled, so no new record fits until the block ends (an
+update in place may still fit, as on a real disk). ``ledger_read_only`` refuses
+every write.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ _FILLERS = (
     " VALUES (-abs(random()), length(:pad), 0)",
     "INSERT INTO tasks (program, text, source, author, max_attempts, state, created_at)"
     " VALUES ('filler', :pad, 'local', 'filler', 1, 'done', 0)",
+    # What workers report and ask, under negative ids.
+    "INSERT INTO worker_results (id, at, process, program, run_id, text)"
+    " VALUES (-abs(random()), 0, 'filler:0', 'filler', 'filler', :pad)",
+    "INSERT INTO worker_questions (id, asked_at, process, program, run_id, worker_id, text,"
+    " status) VALUES (-abs(random()), 0, 'filler:0', 'filler', 'filler', '1', :pad, 'gone')",
 )
 
 
@@ -56,3 +63,17 @@ def ledger_full(ledger: Ledger) -> Iterator[None]:
         yield
     finally:
         ledger.read("PRAGMA max_page_count = 1073741823")
+
+
+@contextlib.contextmanager
+def ledger_read_only(ledger: Ledger) -> Iterator[None]:
+    """The ledger's file system gone read-only (as ext4 remounts after an I/O error).
+
+    Every write, an update in place too, fails with sqlite's real SQLITE_READONLY
+    (``PRAGMA query_only``) until the block ends.
+    """
+    ledger.read("PRAGMA query_only = 1")
+    try:
+        yield
+    finally:
+        ledger.read("PRAGMA query_only = 0")

@@ -267,10 +267,7 @@ class OutboxSender:
             if pause is None:
                 await self._retry(row, reason)
                 return
-            retry_at = self._wall() + (pause.retry_at - pause.since)
-            await anyio.to_thread.run_sync(
-                lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
-            )
+            # Said before the await: whoever sees the pause sees the problem with it.
             self._say(
                 row.channel,
                 f"channel {row.channel} refuses dsup's messages ({reason}): relaying to it "
@@ -285,6 +282,10 @@ class OutboxSender:
                     row.channel,
                     reason,
                 )
+            retry_at = self._wall() + (pause.retry_at - pause.since)
+            await anyio.to_thread.run_sync(
+                lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
+            )
         elif status is None or status in (0, 429) or status >= 500:
             await self._retry(row, reason)
         else:

@@ -250,8 +250,8 @@ class Console:
     async def _write_out(self, view: PlainView) -> None:
         """Write everything pending, waiting for the pipe to be writable while it is full."""
         self._write_on_loop(view)
-        while self._out and view.pipe_fd is not None:  # bounded: ends when the pipe drains
-            await anyio.wait_writable(view.pipe_fd)
+        while self._out and (fd := view.wait_fd) is not None:  # ends when the pipe drains
+            await anyio.wait_writable(fd)
             self._write_on_loop(view)
 
     async def _serve(self, wake: anyio.Event) -> None:

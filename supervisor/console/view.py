@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import heapq
 import json
 import logging
 import os
+import socket
 import stat
 import sys
 import threading
@@ -181,47 +183,53 @@ class PlainView(View):
         self._logs = _LogCapture() if json_logs else None
         self._bytes = _utf8_buffer(stream)
         self._is_file = self._bytes is not None and _has_mode(stream, stat.S_ISREG)
-        self._pipe_fd: int | None = None
+        self._out: _Nonblocking | None = None
         if self._bytes is not None and _has_mode(stream, stat.S_ISFIFO):
             grow_pipe(stream.fileno())  # whoever reads us wakes up less often
-            self._pipe_fd = _nonblocking_twin(stream.fileno())
+            self._out = _Nonblocking.pipe(stream.fileno())
+        elif self._bytes is not None and _has_mode(stream, stat.S_ISSOCK):
+            self._out = _Nonblocking.socket(stream.fileno())  # journald's stdout stream
 
     @property
     def writes_on_loop(self) -> bool:
-        """Whether batches are written on the event loop (a regular file, or a pipe).
+        """Whether batches are written on the event loop (a regular file, a pipe, a socket).
 
         A file: appending to the page cache costs less than a thread hand-off
-        (as for the log files), so a file always keeps up. A pipe: through a
-        non-blocking descriptor of its own, written as far as the pipe has room,
-        the rest when it is writable again (:attr:`pipe_fd`); the reader's pace
-        is then the only limit.
+        (as for the log files), so a file always keeps up. A pipe or a stream
+        socket (systemd's journal): without blocking, as far as it has room, the
+        rest when it is writable again (:attr:`wait_fd`); the reader's pace is
+        then the only limit.
         """
-        return self._is_file or self._pipe_fd is not None
+        return self._is_file or self._out is not None
 
     @property
-    def pipe_fd(self) -> int | None:
-        """The non-blocking descriptor of a pipe, to wait until it is writable."""
-        return self._pipe_fd
+    def wait_fd(self) -> int | None:
+        """The descriptor to wait on until a full pipe or socket is writable (None: a file)."""
+        return None if self._out is None else self._out.fd
 
     def write_on_loop(self, buffers: deque[Buffer]) -> int:
         """Write from the left of ``buffers`` what the stream takes now, without blocking.
 
-        What a full pipe did not take stays in ``buffers``. A stream that is
-        gone (EPIPE) is said once; everything is dropped from then on.
+        What a full pipe or socket did not take stays in ``buffers``. A stream
+        that is gone (EPIPE) is said once; everything is dropped from then on.
 
         Returns:
             The bytes taken from ``buffers`` (written, or dropped for good).
         """
         taken = 0
+        if self._is_broken:
+            taken = sum(map(len, buffers))
+            buffers.clear()
+            return taken
         try:
-            if self._pipe_fd is None:
+            if self._out is None:
                 taken = sum(map(len, buffers))
                 self._write(list(buffers))
                 buffers.clear()
                 return taken
             while buffers:
                 head = buffers[0]
-                n = os.write(self._pipe_fd, head)
+                n = self._out.send(head)
                 taken += n
                 if n < len(head):
                     buffers[0] = memoryview(head)[n:]
@@ -238,10 +246,10 @@ class PlainView(View):
         return taken
 
     def close(self) -> None:
-        """Close the pipe's own descriptor, if any (the stream stays open)."""
-        if self._pipe_fd is not None:
-            os.close(self._pipe_fd)
-            self._pipe_fd = None
+        """Close the descriptor of its own, if any (the stream stays open)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
     def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
         """With ``--json-logs``, dsup's log records join the JSON stream (``type`` log).
@@ -632,18 +640,42 @@ def _capturing(
             handler.removeFilter(capture)
 
 
-def _nonblocking_twin(fd: int) -> int | None:
-    """A new, non-blocking open file description of the pipe at ``fd`` (None: none here).
+class _Nonblocking:
+    """Non-blocking writes to dsup's stdout, which itself stays blocking.
 
-    Opened through ``/proc/self/fd``, so ``O_NONBLOCK`` is ours alone: the
-    description dsup was given (and may share with its stderr, or a shell)
-    stays blocking.
+    ``O_NONBLOCK`` belongs to an open file description, which dsup's stdout may
+    share with its stderr (``2>&1``) or a shell: setting it there would make
+    their writes fail. A pipe is opened anew through ``/proc/self/fd`` (a
+    description of its own); a socket is sent to with ``MSG_DONTWAIT``.
     """
-    try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        logger.debug("console: no non-blocking stdout (%s): writes go through a thread", exc)
-        return None
+
+    def __init__(self, fd: int, send: Callable[[Buffer], int], close: Callable[[], None]) -> None:
+        self.fd = fd
+        self.send = send
+        self.close = close
+
+    @classmethod
+    def pipe(cls, fd: int) -> _Nonblocking | None:
+        """A non-blocking description of the pipe at ``fd``; None where there is none."""
+        try:
+            own = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            logger.debug("console: no non-blocking stdout (%s): writes go through a thread", exc)
+            return None
+        return cls(own, functools.partial(os.write, own), functools.partial(os.close, own))
+
+    @classmethod
+    def socket(cls, fd: int) -> _Nonblocking | None:
+        """Sends with ``MSG_DONTWAIT`` to the stream socket at ``fd``; None for another kind."""
+        sock = socket.socket(fileno=os.dup(fd))
+        if sock.type != socket.SOCK_STREAM:
+            sock.close()
+            return None
+        return cls(sock.fileno(), functools.partial(_send_nowait, sock), sock.close)
+
+
+def _send_nowait(sock: socket.socket, data: Buffer) -> int:
+    return sock.send(data, socket.MSG_DONTWAIT)
 
 
 def _has_mode(stream: TextIO, check: Callable[[int], bool]) -> bool:

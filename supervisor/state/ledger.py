@@ -263,6 +263,7 @@ class Ledger:
         )
         self._dropped: dict[str, int] = {}
         self._failing = False
+        self._refusal: sqlite3.OperationalError | None = None  # why the last replay stopped
         self._reserved: dict[str, int] = {}
 
     @classmethod
@@ -529,7 +530,13 @@ class Ledger:
 
         self.record(what, record)
 
-    def record(self, what: str, record: Callable[[sqlite3.Connection], _T]) -> _T | None:
+    def record(
+        self,
+        what: str,
+        record: Callable[[sqlite3.Connection], _T],
+        *,
+        on_drop: Callable[[], object] | None = None,
+    ) -> _T | None:
         """Write one record in its own transaction, best effort when there is no room.
 
         A record the disk refuses (full, failing, locked too long) is kept in
@@ -541,20 +548,33 @@ class Ledger:
         what must not be lost; ``record`` must then be safe to run later, after
         the records written before it.
 
+        Args:
+            what: what the record is, for the log (``"audit row"``).
+            record: writes it, given the connection inside a transaction.
+            on_drop: called (under the ledger's lock, before this returns) when
+                the record is dropped rather than kept: what the caller keeps in
+                memory about it must go with it.
+
         Returns:
-            What ``record`` returned, or None when it was kept for later.
+            What ``record`` returned, or None when it was kept for later (or dropped).
         """
         with self._lock:
-            return self._record_locked(what, record)
+            return self._record_locked(what, record, on_drop)
 
     def record_new(
-        self, table: str, what: str, record: Callable[[sqlite3.Connection, int], _T]
+        self,
+        table: str,
+        what: str,
+        record: Callable[[sqlite3.Connection, int], _T],
+        *,
+        on_drop: Callable[[], object] | None = None,
     ) -> tuple[int, _T | None]:
         """Like :meth:`record`, for a record that may insert a row of ``table`` (AUTOINCREMENT).
 
         The row's id is chosen first and given to ``record``, so it is known at
         once even when the write waits for the disk; ids are chosen and records
         written (or kept) in one step, so ids grow in the order rows are written.
+        The id of a dropped record is never given again.
 
         Returns:
             The id chosen, and what ``record`` returned (None when it was kept).
@@ -570,21 +590,25 @@ class Ledger:
                 ).fetchone()
                 last = max(int(seq), int(top))
             row_id = self._reserved[table] = last + 1
-            return row_id, self._record_locked(what, lambda conn: record(conn, row_id))
+            return row_id, self._record_locked(what, lambda conn: record(conn, row_id), on_drop)
 
-    def _record_locked(self, what: str, record: Callable[[sqlite3.Connection], _T]) -> _T | None:
-        if not self._replay():
-            self._defer(what, record)
-            return None
-        try:
-            with _transaction(self._conn):
-                return record(self._conn)
-        except sqlite3.OperationalError as exc:
-            if not is_no_room(exc):
-                raise
-            self._refused(exc)
-            self._defer(what, record)
-            return None
+    def _record_locked(
+        self,
+        what: str,
+        record: Callable[[sqlite3.Connection], _T],
+        on_drop: Callable[[], object] | None,
+    ) -> _T | None:
+        if self._replay():
+            try:
+                with _transaction(self._conn):
+                    return record(self._conn)
+            except sqlite3.OperationalError as exc:
+                if not is_no_room(exc):
+                    raise
+                self._refused(exc)
+        if not self._defer(what, record) and on_drop is not None:
+            on_drop()
+        return None
 
     def reserved(self, table: str) -> int:
         """The last id :meth:`record_new` chose for ``table`` (0 before the first)."""
@@ -601,6 +625,7 @@ class Ledger:
                     record(self._conn)
             except sqlite3.OperationalError as exc:
                 if is_no_room(exc):
+                    self._refusal = exc
                     return False
                 logger.error("ledger %s: a late %s cannot be written: %s", self.path, what, exc)
             else:
@@ -627,11 +652,13 @@ class Ledger:
             )
         self._failing = True
 
-    def _defer(self, what: str, record: Callable[[sqlite3.Connection], object]) -> None:
+    def _defer(self, what: str, record: Callable[[sqlite3.Connection], object]) -> bool:
+        """Keep ``record`` for later; False when it is dropped (too many wait)."""
         if len(self._deferred) < DEFERRED_MAX:
             self._deferred.append((what, record))
-        else:
-            self._dropped[what] = self._dropped.get(what, 0) + 1
+            return True
+        self._dropped[what] = self._dropped.get(what, 0) + 1
+        return False
 
     def _said_lost(self) -> str:
         """``", lost: N audit rows, ..."`` for the records dropped so far (then forgotten)."""
@@ -660,10 +687,19 @@ class Ledger:
         """The connection, under the lock, inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error).
 
         For the stores that keep their tables in this database (their schema is a
-        migration of ``_MIGRATIONS``): several statements that must land together.
+        migration of ``_MIGRATIONS``): several statements that must land together,
+        now or not at all. The records :meth:`record` keeps waiting are written
+        first, so a transaction never overtakes them.
+
+        Raises:
+            sqlite3.OperationalError: the disk refuses it (:func:`is_no_room`), or
+                refuses the records waiting before it.
         """
-        with self._lock, _transaction(self._conn):
-            yield self._conn
+        with self._lock:
+            if not self._replay():
+                raise _refused_again(self._refusal)
+            with _transaction(self._conn):
+                yield self._conn
 
 
 @contextlib.contextmanager
@@ -677,6 +713,14 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:  # sqlite may have rolled back by itself
             conn.execute("ROLLBACK")
         raise
+
+
+def _refused_again(refusal: sqlite3.OperationalError | None) -> sqlite3.OperationalError:
+    """A fresh error like ``refusal`` (the disk's last refusal), for a write behind it."""
+    refused = sqlite3.OperationalError(str(refusal or "earlier writes wait for the disk"))
+    refused.sqlite_errorcode = getattr(refusal, "sqlite_errorcode", sqlite3.SQLITE_FULL)
+    refused.sqlite_errorname = getattr(refusal, "sqlite_errorname", "SQLITE_FULL")
+    return refused
 
 
 def _refuse_links(path: Path) -> None:

@@ -1,7 +1,8 @@
 """What workers reported and asked, kept in the ledger: results and questions.
 
 They outlive their runs; a question still open when dsup starts lost its asker with the last
-dsup, and is closed as ``gone``.
+dsup, and is closed as ``gone``. Writes go through ``Ledger.record``: a full disk delays them
+(in memory, in order), never fails the worker's message.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import TYPE_CHECKING
 from supervisor.events import WorkerResult
 
 if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Sequence
+
     from supervisor.events import Question, QuestionStatus
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from supervisor.state.ledger import Ledger
 
 RESULTS_KEEP = 10_000
@@ -38,21 +38,14 @@ class WorkerStore:
         self._ledger = ledger
 
     def add_results(self, results: Sequence[WorkerResult]) -> list[WorkerResult]:
-        """Record results (their ``id`` is ignored); return them with their ids."""
+        """Record results (their ``id`` is ignored); return them with their ids.
+
+        On a full disk they get their ids at once and are written when it takes them.
+        """
         recorded = []
-        with self._ledger.transaction() as conn:
-            for r in results:
-                cursor = conn.execute(
-                    "INSERT INTO worker_results (at, process, program, run_id, text, data, files) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (r.at, r.process, r.program, r.run_id, r.text, r.data, json.dumps(r.files)),
-                )
-                new_id = cursor.lastrowid or 0
-                recorded.append(replace(r, id=new_id))
-            if recorded:
-                conn.execute(
-                    "DELETE FROM worker_results WHERE id <= ?", (recorded[-1].id - RESULTS_KEEP,)
-                )
+        for r in results:
+            new_id, _ = self._ledger.record_new("worker_results", "worker result", _insert(r))
+            recorded.append(replace(r, id=new_id))
         return recorded
 
     def recent_results(self, processes: Sequence[str], limit: int) -> list[WorkerResult]:
@@ -78,13 +71,19 @@ class WorkerStore:
         ]
 
     def add_question(self, q: Question) -> Question:
-        """Record an open question (its ``id`` is ignored); return it with its id."""
+        """Record an open question (its ``id`` is ignored); return it with its id.
+
+        On a full disk it gets its id at once and is written when the disk takes it.
+        """
         choices = json.dumps(q.choices) if q.choices is not None else None
-        with self._ledger.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO worker_questions (asked_at, process, program, run_id, worker_id, "
-                "text, choices, default_answer, timeout_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+
+        def record(conn: sqlite3.Connection, new_id: int) -> None:
+            conn.execute(
+                "INSERT INTO worker_questions (id, asked_at, process, program, run_id, "
+                "worker_id, text, choices, default_answer, timeout_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    new_id,
                     q.asked_at,
                     q.process,
                     q.program,
@@ -96,11 +95,12 @@ class WorkerStore:
                     q.timeout_at,
                 ),
             )
-            new_id = cursor.lastrowid or 0
             conn.execute(
                 "DELETE FROM worker_questions WHERE status != 'open' AND id <= ?",
                 (new_id - QUESTIONS_KEEP,),
             )
+
+        new_id, _ = self._ledger.record_new("worker_questions", "worker question", record)
         return replace(q, id=new_id)
 
     def close_question(
@@ -114,17 +114,45 @@ class WorkerStore:
         at: float | None = None,
     ) -> None:
         """Record how an open question closed (a closed one is left as it is)."""
-        self._ledger.write(
-            "UPDATE worker_questions SET status = ?, answer = ?, answered_by = ?, source = ?, "
-            "closed_at = ? WHERE id = ? AND status = 'open'",
-            [(status, answer, by, source, time.time() if at is None else at, question_id)],
-        )
+        row = (status, answer, by, source, time.time() if at is None else at, question_id)
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE worker_questions SET status = ?, answer = ?, answered_by = ?, "
+                "source = ?, closed_at = ? WHERE id = ? AND status = 'open'",
+                row,
+            )
+
+        self._ledger.record("closed worker question", record)
 
     def close_open(self, *, status: QuestionStatus = "gone") -> int:
-        """Close every open question (at start-up: their askers died with the last dsup)."""
-        with self._ledger.transaction() as conn:
+        """Close every open question (at start-up: their askers died with the last dsup).
+
+        Returns:
+            How many were closed (0 while the disk refuses it: they close when it takes it).
+        """
+        now = time.time()
+
+        def record(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "UPDATE worker_questions SET status = ?, closed_at = ? WHERE status = 'open'",
-                (status, time.time()),
+                (status, now),
             )
             return cursor.rowcount
+
+        return self._ledger.record("closed worker questions", record) or 0
+
+
+def _insert(r: WorkerResult) -> Callable[[sqlite3.Connection, int], None]:
+    """The write of one result under the id the ledger chose; older ones past the bound go."""
+    row = (r.at, r.process, r.program, r.run_id, r.text, r.data, json.dumps(r.files))
+
+    def record(conn: sqlite3.Connection, new_id: int) -> None:
+        conn.execute(
+            "INSERT INTO worker_results (id, at, process, program, run_id, text, data, files) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id, *row),
+        )
+        conn.execute("DELETE FROM worker_results WHERE id <= ?", (new_id - RESULTS_KEEP,))
+
+    return record

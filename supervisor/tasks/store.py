@@ -6,17 +6,23 @@ several nodes can replace :class:`SqliteTaskStore` without touching them.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from supervisor.errors import TaskBacklogFull, TaskFinished, UnknownTask
+from supervisor.state.ledger import is_no_room
 from supervisor.tasks.records import TaskOutcome, TaskRecord, TaskState
 
 if TYPE_CHECKING:
-    import sqlite3
-    from collections.abc import Collection, Mapping
+    from collections.abc import Callable, Collection, Mapping
 
     from supervisor.state.ledger import Ledger
     from supervisor.tasks.records import NewTask
+
+logger = logging.getLogger(__name__)
 
 TASKS_KEEP = 10_000
 """Finished tasks kept (for ``dsup ctl tasks`` and late waiters); older ones are dropped."""
@@ -36,6 +42,12 @@ class TaskStore(Protocol):
     ``complete`` and ``release`` only act while that attempt still holds the task,
     so a node that lost its claim (its lease expired and another node took the
     task) cannot overwrite the newer attempt's outcome.
+
+    While the store cannot be written (a full disk), ``submit`` raises, ``claim``
+    and ``requeue_expired`` do nothing (tasks wait), and what an attempt or an
+    operator did (``renew``, ``complete``, ``release``, ``cancel``,
+    ``mark_replied``) is kept and written once it can be: the records returned,
+    and ``get`` and ``recent``, show it meanwhile.
     """
 
     def submit(self, task: NewTask, *, backlog: int, now: float) -> tuple[TaskRecord, bool]:
@@ -52,7 +64,10 @@ class TaskStore(Protocol):
     def claim(
         self, program: str, *, owner: str, lease_until: float, now: float
     ) -> TaskRecord | None:
-        """Take the oldest QUEUED task of ``program`` for ``owner``: RUNNING, one attempt more."""
+        """Take the oldest QUEUED task of ``program`` for ``owner``: RUNNING, one attempt more.
+
+        None when there is none, or while the store cannot record a claim.
+        """
         ...
 
     def renew(self, task_id: int, attempt: int, *, lease_until: float) -> TaskRecord | None:
@@ -117,11 +132,19 @@ class TaskStore(Protocol):
 
 
 class SqliteTaskStore:
-    """The task store of one node: the ``tasks`` table of its ledger."""
+    """The task store of one node: the ``tasks`` table of its ledger.
+
+    Claims, submissions and requeues are written now or not at all; the rest goes
+    through ``Ledger.record`` (kept in memory, in order, while the disk is full),
+    and the tasks as those waiting writes leave them are kept here meanwhile.
+    """
 
     def __init__(self, ledger: Ledger, *, keep: int = TASKS_KEEP) -> None:
         self._ledger = ledger
         self._keep = keep
+        self._lock = threading.Lock()
+        self._waiting: dict[int, TaskRecord] = {}  # as writes waiting for the disk leave them
+        self._is_held = False
 
     def submit(self, task: NewTask, *, backlog: int, now: float) -> tuple[TaskRecord, bool]:
         with self._ledger.transaction() as conn:
@@ -163,32 +186,45 @@ class SqliteTaskStore:
     def claim(
         self, program: str, *, owner: str, lease_until: float, now: float
     ) -> TaskRecord | None:
-        with self._ledger.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM tasks WHERE state = ? AND program = ? ORDER BY id LIMIT 1",
-                (_QUEUED, program),
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE tasks SET state = ?, attempts = attempts + 1, owner = ?, "
-                "lease_until = ?, started_at = ?, cancel_by = NULL WHERE id = ?",
-                (_RUNNING, owner, lease_until, now, row[0]),
-            )
-            return _one(conn, row[0])
+        try:
+            with self._ledger.transaction() as conn:
+                row = conn.execute(
+                    "SELECT id FROM tasks WHERE state = ? AND program = ? ORDER BY id LIMIT 1",
+                    (_QUEUED, program),
+                ).fetchone()
+                if row is None:
+                    return None
+                conn.execute(
+                    "UPDATE tasks SET state = ?, attempts = attempts + 1, owner = ?, "
+                    "lease_until = ?, started_at = ?, cancel_by = NULL WHERE id = ?",
+                    (_RUNNING, owner, lease_until, now, row[0]),
+                )
+                claimed = _one(conn, row[0])
+        except sqlite3.OperationalError as exc:
+            self._hold(exc)
+            return None
+        self._resume()
+        return claimed
 
     def renew(self, task_id: int, attempt: int, *, lease_until: float) -> TaskRecord | None:
-        with self._ledger.transaction() as conn:
+        def record(conn: sqlite3.Connection) -> list[TaskRecord]:
             cursor = conn.execute(
                 "UPDATE tasks SET lease_until = ? WHERE id = ? AND attempts = ? AND state = ?",
                 (lease_until, task_id, attempt, _RUNNING),
             )
-            return _one(conn, task_id) if cursor.rowcount else None
+            return [_one(conn, task_id)] if cursor.rowcount else []
+
+        return self._write(
+            "task lease",
+            task_id,
+            record,
+            lambda task: replace(task, lease_until=lease_until) if _holds(task, attempt) else None,
+        )
 
     def complete(
         self, task_id: int, attempt: int, outcome: TaskOutcome, *, now: float
     ) -> TaskRecord | None:
-        with self._ledger.transaction() as conn:
+        def record(conn: sqlite3.Connection) -> list[TaskRecord]:
             cursor = conn.execute(
                 "UPDATE tasks SET state = ?, result = ?, reason = ?, exit_code = ?, "
                 "exit_signal = ?, ended_at = ?, owner = NULL, lease_until = NULL "
@@ -205,17 +241,46 @@ class SqliteTaskStore:
                     _RUNNING,
                 ),
             )
-            return _one(conn, task_id) if cursor.rowcount else None
+            return [_one(conn, task_id)] if cursor.rowcount else []
 
-    def release(self, task_id: int, attempt: int, *, reason: str) -> None:
-        self._ledger.write(
-            "UPDATE tasks SET state = ?, attempts = attempts - 1, owner = NULL, "
-            "lease_until = NULL, reason = ? WHERE id = ? AND attempts = ? AND state = ?",
-            [(_QUEUED, reason, task_id, attempt, _RUNNING)],
+        return self._write(
+            "task's end",
+            task_id,
+            record,
+            lambda task: _ended(task, outcome, now) if _holds(task, attempt) else None,
         )
 
+    def release(self, task_id: int, attempt: int, *, reason: str) -> None:
+        def record(conn: sqlite3.Connection) -> list[TaskRecord]:
+            conn.execute(
+                "UPDATE tasks SET state = ?, attempts = attempts - 1, owner = NULL, "
+                "lease_until = NULL, reason = ? WHERE id = ? AND attempts = ? AND state = ?",
+                (_QUEUED, reason, task_id, attempt, _RUNNING),
+            )
+            return []
+
+        def project(task: TaskRecord) -> TaskRecord | None:
+            if not _holds(task, attempt):
+                return None
+            return replace(
+                task,
+                state=TaskState.QUEUED,
+                attempts=attempt - 1,
+                owner=None,
+                lease_until=None,
+                reason=reason,
+            )
+
+        self._write("task given back", task_id, record, project)
+
     def requeue_expired(self, *, now: float, dead_owners: Collection[str] = ()) -> list[TaskRecord]:
-        owners = tuple(dead_owners)
+        try:
+            return self._requeue_expired(now, tuple(dead_owners))
+        except sqlite3.OperationalError as exc:
+            self._hold(exc)
+            return []
+
+    def _requeue_expired(self, now: float, owners: tuple[str, ...]) -> list[TaskRecord]:
         marks = ", ".join("?" * len(owners)) or "NULL"
         with self._ledger.transaction() as conn:
             ids = [
@@ -241,20 +306,35 @@ class SqliteTaskStore:
             return [_one(conn, task_id) for task_id in ids]
 
     def cancel(self, task_id: int, *, by: str, now: float) -> TaskRecord:
-        with self._ledger.transaction() as conn:
-            task = _one(conn, task_id)
-            if task.state.is_final:
-                raise TaskFinished(task_id, task.state.value)
+        task = self.get(task_id)
+        if task.state.is_final:
+            raise TaskFinished(task_id, task.state.value)
+        reason = f"cancelled by {by}"
+
+        def record(conn: sqlite3.Connection) -> list[TaskRecord]:
+            # Conditional, so that it stays right when written later, or after another node.
+            conn.execute(
+                "UPDATE tasks SET state = ?, reason = ?, ended_at = ? WHERE id = ? AND state = ?",
+                (TaskState.CANCELLED.value, reason, now, task_id, _QUEUED),
+            )
+            conn.execute(
+                "UPDATE tasks SET cancel_by = ? WHERE id = ? AND state = ?",
+                (by, task_id, _RUNNING),
+            )
+            return [_one(conn, task_id)]
+
+        def project(task: TaskRecord) -> TaskRecord | None:
             if task.state is TaskState.QUEUED:
-                conn.execute(
-                    "UPDATE tasks SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                    (TaskState.CANCELLED.value, f"cancelled by {by}", now, task_id),
-                )
-            else:
-                conn.execute("UPDATE tasks SET cancel_by = ? WHERE id = ?", (by, task_id))
-            return _one(conn, task_id)
+                return replace(task, state=TaskState.CANCELLED, reason=reason, ended_at=now)
+            return replace(task, cancel_by=by) if task.state is TaskState.RUNNING else None
+
+        return self._write("task cancel", task_id, record, project) or self.get(task_id)
 
     def get(self, task_id: int) -> TaskRecord:
+        with self._lock:
+            waiting = self._current().get(task_id)
+        if waiting is not None:
+            return waiting
         rows = self._ledger.read(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
         if not rows:
             raise UnknownTask(task_id)
@@ -262,7 +342,9 @@ class SqliteTaskStore:
 
     def recent(self, limit: int) -> list[TaskRecord]:
         rows = self._ledger.read(f"SELECT {_COLUMNS} FROM tasks ORDER BY id DESC LIMIT ?", (limit,))
-        return [_record(row) for row in rows]
+        with self._lock:
+            waiting = self._current()
+            return [waiting.get(row["id"]) or _record(row) for row in rows]
 
     def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
         rows = self._ledger.read(
@@ -281,15 +363,91 @@ class SqliteTaskStore:
             "AND replied_at IS NULL AND state NOT IN (?, ?) ORDER BY id LIMIT ?",
             (_QUEUED, _RUNNING, limit),
         )
-        return [_record(row) for row in rows]
+        with self._lock:
+            waiting = self._current()
+        found = {row["id"]: waiting.get(row["id"]) or _record(row) for row in rows}
+        found.update((t.id, t) for t in waiting.values() if t.reply_channel is not None)
+        due = [t for t in found.values() if t.state.is_final and t.replied_at is None]
+        return sorted(due, key=lambda t: t.id)[:limit]
 
     def mark_replied(self, task_id: int, *, now: float) -> None:
-        def record(conn: sqlite3.Connection) -> None:
+        def record(conn: sqlite3.Connection) -> list[TaskRecord]:
             conn.execute("UPDATE tasks SET replied_at = ? WHERE id = ?", (now, task_id))
+            return []
 
         # On a full disk it waits in the ledger's memory, after the answer's outbox row
         # (whose marker says it was queued), and is written with it.
-        self._ledger.record("task replied", record)
+        self._write("task replied", task_id, record, lambda task: replace(task, replied_at=now))
+
+    # -- a full disk ---------------------------------------------------------------
+
+    def _write(
+        self,
+        what: str,
+        task_id: int,
+        record: Callable[[sqlite3.Connection], list[TaskRecord]],
+        project: Callable[[TaskRecord], TaskRecord | None],
+    ) -> TaskRecord | None:
+        """Write through ``Ledger.record``; while it waits, the task as ``project`` leaves it.
+
+        ``record`` returns the task as written ([] when the write changed nothing);
+        ``project`` the same from the task as it is now (None: nothing changes).
+        """
+        dropped: list[bool] = []
+        with self._lock:  # one write and its projection at a time: in the ledger's order
+            written = self._ledger.record(what, record, on_drop=lambda: dropped.append(True))
+            if written is not None:
+                self._current()
+                return written[0] if written else None
+            if dropped:  # lost (said by the ledger): nothing may claim it happened
+                return None
+            waiting = self._current()
+            task = waiting.get(task_id)
+            if task is None:
+                rows = self._ledger.read(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+                task = _record(rows[0]) if rows else None
+            projected = project(task) if task is not None else None
+            if projected is not None:
+                waiting[task_id] = projected
+            return projected
+
+    def _current(self) -> dict[int, TaskRecord]:
+        """The tasks whose writes wait; forgotten once nothing waits (lock held)."""
+        if self._waiting and not self._ledger.unrecorded:
+            self._waiting.clear()
+        return self._waiting
+
+    def _hold(self, exc: sqlite3.OperationalError) -> None:
+        if not is_no_room(exc):
+            raise exc
+        if not self._is_held:
+            self._is_held = True
+            logger.error("tasks: none is started or queued again until the ledger takes writes")
+
+    def _resume(self) -> None:
+        if self._is_held:
+            self._is_held = False
+            logger.warning("tasks: the ledger takes writes again; queued tasks start")
+
+
+def _ended(task: TaskRecord, outcome: TaskOutcome, now: float) -> TaskRecord:
+    """``task`` as ``complete`` leaves it."""
+    return replace(
+        task,
+        state=outcome.state,
+        result=outcome.result,
+        reason=outcome.reason,
+        exit_code=outcome.exit_code,
+        exit_signal=outcome.exit_signal,
+        ended_at=now,
+        owner=None,
+        lease_until=None,
+    )
+
+
+def _holds(task: TaskRecord, attempt: int) -> bool:
+    """True while ``attempt`` is the one running ``task``."""
+    return task.state is TaskState.RUNNING and task.attempts == attempt
 
 
 def _one(conn: sqlite3.Connection, task_id: int) -> TaskRecord:

@@ -14,6 +14,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -350,24 +351,54 @@ async def test_console_to_a_regular_file_keeps_up_with_any_flood(
     assert b"dropped" not in (tmp_path / "out").read_bytes()
 
 
-async def test_console_to_a_pipe_keeps_the_given_descriptor_blocking() -> None:
-    """Written through a non-blocking twin of its own: stdout (and a stderr sharing it,
-    ``2>&1``) stays blocking for every other writer; the twin is closed at the end."""
-    r, w = os.pipe()
+@pytest.mark.parametrize("kind", ["pipe", "socket"])
+async def test_console_to_a_pipe_or_socket_keeps_the_given_descriptor_blocking(
+    kind: str,
+) -> None:
+    """Written without blocking through a means of its own (systemd's journal is a socket):
+    stdout, and a stderr sharing it (``2>&1``), stay blocking for every other writer."""
+    if kind == "pipe":
+        r, w = os.pipe()
+    else:
+        left, right = socket.socketpair()
+        r, w = right.detach(), left.detach()
     fds_before = len(os.listdir("/proc/self/fd"))
     try:
         with os.fdopen(w, "w", encoding="utf-8", closefd=False) as writer:
             console = Console(stream=writer)
             async with anyio.create_task_group() as tg:
                 await tg.start(console.run)
-                console.deliver(_lines("through the twin"))
+                console.deliver(_lines("without blocking"))
+                assert console.capacity() == PLAIN_MAX_BYTES  # written at once, on the loop
                 assert os.get_blocking(w)
                 tg.cancel_scope.cancel()
-        assert len(os.listdir("/proc/self/fd")) == fds_before
-        assert os.read(r, 100) == b"scraper:0 | through the twin\n"
+        assert len(os.listdir("/proc/self/fd")) == fds_before  # its own one is closed
+        assert os.read(r, 100) == b"scraper:0 | without blocking\n"
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_console_pipe_whose_reader_left_is_said_once_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """EPIPE on the loop's own descriptor: one warning, then output is dropped quietly."""
+    r, w = os.pipe()
+    with (
+        os.fdopen(w, "w", encoding="utf-8") as writer,
+        caplog.at_level(logging.WARNING, logger="supervisor.console"),
+    ):
+        console = Console(stream=writer)
+        os.close(r)  # the reader goes away after dsup started
+        async with anyio.create_task_group() as tg:
+            await tg.start(console.run)
+            for i in range(3):
+                console.deliver(_lines(f"line {i}"))
+            console.deliver(_changed())
+            assert console.capacity() == PLAIN_MAX_BYTES  # nothing piles up
+            tg.cancel_scope.cancel()
+    warnings = [rec for rec in caplog.records if rec.name.startswith("supervisor.console")]
+    assert len(warnings) == 1
 
 
 async def test_console_cancel_with_stuck_stream_returns_in_bounded_time(

@@ -5,7 +5,8 @@ echo        print {"argv", "stdin", "in_task_dir", "task_id", "files"} as JSON (
 fail        write five lines to stderr, exit 3
 sdk         print noise, report worker_sdk.result(text="summary: " + stdin), exit 0
 hold DIR    fork a grandchild, write "pid grandchild_pid" to DIR/TASK_ID.pids, then
-            wait until DIR/go exists and exit 0 (a stop or timeout kills it first)
+            wait until DIR/go exists and exit 0 (a stop or timeout kills it first);
+            with "echo" after DIR, print stdin after "held TASK_ID"
 """
 
 import hashlib
@@ -55,3 +56,5 @@ elif mode == "hold":
     os.kill(child, 9)
     os.waitpid(child, 0)
     print(f"held {task_id}")
+    if sys.argv[3:] == ["echo"]:
+        print(sys.stdin.read())
