@@ -322,7 +322,8 @@ class SqliteTaskStore:
                 "UPDATE tasks SET cancel_by = ? WHERE id = ? AND state = ?",
                 (by, task_id, _RUNNING),
             )
-            return [_one(conn, task_id)]
+            row = conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return [_record(row)] if row is not None else []  # written late: it may be gone
 
         def project(task: TaskRecord) -> TaskRecord | None:
             if task.state is TaskState.QUEUED:
