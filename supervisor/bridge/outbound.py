@@ -71,7 +71,9 @@ class Outbound:
             **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
-        self.progress = ProgressRelay(spec, self.outbox, programs, **(progress_options or {}))
+        self.progress = ProgressRelay(
+            spec, self.outbox, ledger, programs, **(progress_options or {})
+        )
         self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
 
     @property

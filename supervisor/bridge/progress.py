@@ -2,6 +2,7 @@
 
 One task queues each run's bar in the outbox for the results channel and its edits at most
 every :data:`EDIT_SECONDS` (edits still waiting collapse into one); runs kept are bounded.
+Markers on the message and its last edit let the next dsup close what a killed one left open.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING
 import anyio
 import discord
 
-from supervisor import humanize
+from supervisor import humanize, signals
 from supervisor.config.schema import Relay
 from supervisor.events import ProgressReported, StateChanged
+from supervisor.state.progress_posts import ENDED, STARTED, open_progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -25,7 +27,9 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event, Progress
+    from supervisor.state.ledger import Ledger
     from supervisor.state.outbox import Outbox
+    from supervisor.state.progress_posts import OpenProgress
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +63,14 @@ def progress_text(process: str, progress: Progress, ended: str = "") -> str:
 class ProgressRelay:
     """Shows the progress of a node's workers in Discord. A fleet ``EventSink``.
 
+    A run's message is an outbox row marked ``progress:RUN``, the edit that ends it
+    is marked ``progress-ended:RUN``; a message a killed dsup left without its end is
+    closed by :meth:`serve` at the next start, once.
+
     Args:
         spec: the ``[discord]`` table (the results channel, else the log channel).
         outbox: where the messages and their edits go.
+        ledger: the messages left open by an earlier dsup, and how their runs ended.
         programs: the node's programs now (each one's ``relay``).
         clock: monotonic seconds.
         wall: wall-clock seconds.
@@ -73,6 +82,7 @@ class ProgressRelay:
         self,
         spec: DiscordSpec,
         outbox: Outbox,
+        ledger: Ledger,
         programs: Callable[[], Mapping[str, ProgramSpec]],
         *,
         clock: Callable[[], float] = anyio.current_time,
@@ -82,6 +92,7 @@ class ProgressRelay:
     ) -> None:
         self.channel_id = spec.results_channel or spec.log_channel
         self._outbox = outbox
+        self._ledger = ledger
         self._programs = programs
         self._clock = clock
         self._wall = wall
@@ -112,7 +123,12 @@ class ProgressRelay:
         return bool(self.channel_id) and relayed
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Queue progress messages and their edits in the outbox until cancelled."""
+        """Queue progress messages and their edits in the outbox until cancelled.
+
+        First closes the messages of runs that ended while no dsup could say so
+        (dsup was killed): start it before anything else queues progress.
+        """
+        await anyio.to_thread.run_sync(self._settle_stale)
         task_status.started()
         while True:
             await anyio.sleep(self._tick)
@@ -139,17 +155,53 @@ class ProgressRelay:
                 run.dirty, run.shown_at = False, now
                 due.append((run_id, run, progress_text(run.process, run.progress, run.ended)))
         for run_id, run, _ in due:
-            if run.ended or run.progress.fraction >= 1.0:
+            if _is_over(run):
                 del self._runs[run_id]  # finished: its last text is queued
         return due
 
     def _queue(self, due: list[tuple[str, _Run, str]]) -> None:
         """Post or edit each run's message in the outbox (worker thread)."""
-        for _, run, text in due:
+        for run_id, run, text in due:
+            over = _is_over(run)
             if run.row_id is not None:
                 try:
-                    run.row_id = self._outbox.edit(run.row_id, text, now=self._wall())
+                    run.row_id = self._outbox.edit(
+                        run.row_id, text, now=self._wall(), marker=ENDED + run_id if over else None
+                    )
                     continue
                 except LookupError:  # pruned: a run that reported nothing for very long
                     logger.info("discord: progress of %s posted anew", run.process)
-            run.row_id = self._outbox.post(self.channel_id, "progress", text, now=self._wall())
+            run.row_id = self._outbox.post(
+                self.channel_id,
+                "progress",
+                text,
+                now=self._wall(),
+                marker=None if over else STARTED + run_id,  # an end is final: no marker
+            )
+
+    def _settle_stale(self) -> None:
+        """Close the progress messages an earlier dsup left open (worker thread), once."""
+        for left in open_progress(self._ledger):
+            try:
+                self._outbox.edit(
+                    left.row_id,
+                    f"{left.content.partition(chr(10))[0]}\n{_ended_before(left)}",
+                    now=self._wall(),
+                    marker=ENDED + left.run_id,
+                )
+            except LookupError:  # its row went meanwhile (its write was lost)
+                continue
+
+
+def _is_over(run: _Run) -> bool:
+    """True once a run's text is its last: it ended, or reached 100 %."""
+    return bool(run.ended) or run.progress.fraction >= 1.0
+
+
+def _ended_before(left: OpenProgress) -> str:
+    """How a run of an earlier dsup ended, as far as the ledger knows."""
+    if left.ended_at is None:
+        return "Ended: dsup was stopped while it ran"
+    if left.exit_signal is not None:
+        return f"Ended: killed by {signals.name(left.exit_signal)}"
+    return f"Ended: exit {left.exit_code}"

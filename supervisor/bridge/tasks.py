@@ -254,13 +254,16 @@ class TaskDesk:
 
         The outbox row and a marker naming the task are written in one transaction:
         a crash before the task is marked answered finds the marker, not a second
-        reply to send.
+        reply to send. A task is marked answered only once its answer is queued: an
+        answer the ledger dropped (too many writes waiting) is queued again at the
+        next round (the next task's end, or connection).
         """
         queue = self._context.service.task_queue
         assert queue is not None
         while tasks := await queue.unreplied(_ANSWERS_PER_ROUND):
             for task in tasks:
-                await anyio.to_thread.run_sync(self._post_once, task)
+                if not await anyio.to_thread.run_sync(self._post_once, task):
+                    return
                 await queue.mark_replied(task.id)
             if len(tasks) < _ANSWERS_PER_ROUND:
                 return
@@ -289,11 +292,16 @@ class TaskDesk:
             attach=json.dumps({"cancel_task": task.id}),
         )
 
-    def _post_once(self, task: TaskRecord) -> None:
-        """Queue a task's answer: the acknowledgement edited (its button gone), or a reply."""
+    def _post_once(self, task: TaskRecord) -> bool:
+        """Queue a task's answer: the acknowledgement edited (its button gone), or a reply.
+
+        Returns:
+            True once the answer is queued (now or before); False when the ledger
+            dropped it (its marker went with it).
+        """
         key = f"task-answer:{task.id}"
         if task.reply_channel is None or self._outbox.meta(key) is not None:
-            return
+            return True
         if task.reply_to is not None and self._outbox.meta(f"task-ack:{task.id}") is not None:
             ack = self._outbox.reply_row(task.reply_channel, task.reply_to)
             if ack is not None:
@@ -301,7 +309,7 @@ class TaskDesk:
                     self._outbox.edit(
                         ack, answer_text(task), now=time.time(), drop_view=True, marker=key
                     )
-                    return
+                    return self._outbox.meta(key) is not None
         self._outbox.post(
             task.reply_channel,
             "reply",
@@ -310,6 +318,7 @@ class TaskDesk:
             reply_to=task.reply_to,
             marker=key,
         )
+        return self._outbox.meta(key) is not None
 
 
 async def _fetch_files(attachments: list[discord.Attachment], folder: Path) -> str | None:

@@ -36,7 +36,7 @@ PIPE_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 READ_BUDGET = 4 * 1024 * 1024
 BIG_READ_BYTES = 128 * 1024
-"""A read this big hands out buffers that glibc would map anew (``allocator``)."""
+"""Lines this big handed out are buffers that glibc would map anew (``allocator``)."""
 
 
 def make_pipe(size: int = PIPE_BYTES) -> tuple[int, int]:
@@ -161,8 +161,6 @@ class _Drain:
             idle = n < len(buf)  # a short read from a pipe means it is empty now
             self._to_log(view[:n], idle)
             if self.consumer is not None:
-                if n > BIG_READ_BYTES:
-                    tune_for_floods()  # big buffers from now on: keep them in the heap
                 self._frame(buf, n)
             if idle:
                 return True
@@ -221,6 +219,8 @@ class _Drain:
             if room < 0:
                 self.framer.discard(buf, n)
                 return
+            if room > BIG_READ_BYTES and n > BIG_READ_BYTES:
+                tune_for_floods()  # big buffers from now on: keep them in the heap
             self._hand_over(self.framer.feed(buf, room, end=n, count=self.consumer.counts_lines()))
         except Exception:
             logger.exception(

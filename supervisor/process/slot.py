@@ -1,7 +1,8 @@
 """One slot ``program:index`` across its runs: spawns, restarts by policy, stops as a tree.
 
-Commands run one at a time in the slot's own task; a run's exit watcher and pumps are shielded,
-so output and exit status are still captured while the slot is cancelled.
+Runs are supervised and commands run one at a time in the slot's own task; a run's exit watcher
+and pumps are loop readers that cancellation does not reach, so output and exit status are still
+captured while the slot is cancelled.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from supervisor.state.ledger import Ledger
 
 
@@ -28,10 +30,19 @@ class CommandSyncStore:
         return str(rows[0]["digest"]) if rows else None
 
     def record(self, guild_id: int, digest: str, *, at: float | None = None) -> None:
-        """Remember that the commands of ``digest`` are now registered in ``guild_id``."""
-        self._ledger.write(
-            "INSERT INTO discord_command_sync (guild_id, digest, synced_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (guild_id) DO UPDATE SET digest = excluded.digest, "
-            "synced_at = excluded.synced_at",
-            [(guild_id, digest, time.time() if at is None else at)],
-        )
+        """Remember that the commands of ``digest`` are now registered in ``guild_id``.
+
+        On a full disk it is written when the disk takes it (through ``Ledger.record``);
+        if it is lost, the next connection registers the commands again.
+        """
+        row = (guild_id, digest, time.time() if at is None else at)
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO discord_command_sync (guild_id, digest, synced_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (guild_id) DO UPDATE SET digest = excluded.digest, "
+                "synced_at = excluded.synced_at",
+                row,
+            )
+
+        self._ledger.record("slash commands registered", record)

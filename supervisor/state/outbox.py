@@ -217,10 +217,13 @@ class Outbox:
                 _set_meta(conn, marker, str(row_id), row_id)
             return row_id
 
-        row_id, written = self._ledger.record_new("outbox", f"message for Discord ({kind})", record)
+        dropped: list[bool] = []
+        row_id, written = self._ledger.record_new(
+            "outbox", f"message for Discord ({kind})", record, on_drop=lambda: dropped.append(True)
+        )
         if marker is not None:
             settings.append((marker, str(row_id)))
-        self._remember(written is None, settings)
+        self._remember(written is None and not dropped, settings)
         return row_id
 
     def edit(
@@ -269,8 +272,12 @@ class Outbox:
                 _set_meta(conn, marker, str(carrier), carrier)
             return target if carrier is None else carrier
 
-        _, written = self._ledger.record_new("outbox", "edit for Discord", record)
-        self._remember(written is None, [(marker, str(target))] if marker is not None else [])
+        dropped: list[bool] = []
+        _, written = self._ledger.record_new(
+            "outbox", "edit for Discord", record, on_drop=lambda: dropped.append(True)
+        )
+        settings = [(marker, str(target))] if marker is not None else []
+        self._remember(written is None and not dropped, settings)
         return target if written is None else written
 
     def _edit_in(
@@ -324,7 +331,12 @@ class Outbox:
         return int(top[0]) < row_id <= self._ledger.reserved("outbox")
 
     def _remember(self, is_waiting: bool, settings: list[tuple[str, str]]) -> None:
-        """Answer :meth:`meta` from memory for ``settings`` while their write waits."""
+        """Answer :meth:`meta` from memory for ``settings`` while their write waits.
+
+        A write the ledger dropped (too many waiting) is not remembered: a marker
+        and the row it marks are lost together, so :meth:`meta` never says that a
+        message was queued when it was not.
+        """
         with self._lock:
             if is_waiting:
                 self._waiting_meta.update(settings)
@@ -502,6 +514,8 @@ class Outbox:
     def meta(self, key: str) -> str | None:
         """A value the relay keeps across restarts (the audit cursor), or a marker, or None."""
         with self._lock:
+            if not self._ledger.unrecorded:  # written, or lost: the table says which
+                self._waiting_meta.clear()
             waiting = self._waiting_meta.get(key)
         if waiting is not None:
             return waiting
@@ -515,8 +529,11 @@ class Outbox:
             _set_meta(conn, key, value, None)
             return True
 
-        written = self._ledger.record("setting of the relay", record)
-        self._remember(written is None, [(key, value)])
+        dropped: list[bool] = []
+        written = self._ledger.record(
+            "setting of the relay", record, on_drop=lambda: dropped.append(True)
+        )
+        self._remember(written is None and not dropped, [(key, value)])
 
     def nonce(self, row_id: int) -> str:
         """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""

@@ -30,7 +30,7 @@ from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from supervisor.events import EventSink
     from tests.discord_fake import FakeDiscord
@@ -69,6 +69,7 @@ async def relayed_node(
     channels: Mapping[str, str] | None = None,
     sinks: Sequence[EventSink] = (),
     access: Mapping[str, list[int]] | None = None,
+    store: Callable[[Ledger], SqliteTaskStore] = SqliteTaskStore,
     **relay_options: Any,
 ) -> AsyncIterator[Relayed]:
     """Run ``programs`` with the bridge connected to ``fake`` and the relay running.
@@ -81,6 +82,7 @@ async def relayed_node(
             (default: the log channel is ``ops``).
         sinks: more sinks for the fleet's events.
         access: ``[discord.access]`` lists by level name.
+        store: makes the node's task store from its ledger.
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
     table = discord_table(
@@ -124,7 +126,7 @@ async def relayed_node(
             sinks=[relay, *sinks],
             line_sinks=[relay],
         )
-        tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        tasks = queue_for(fleet, store(ledger), poll_seconds=0.2)
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
         bridge = DiscordBridge(
             config.discord,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -16,9 +17,11 @@ from supervisor.bridge.tasks import EMOJI, answer_text, parse_task
 from supervisor.commands.access import Actor
 from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
-from supervisor.tasks import files
+from supervisor.state.ledger import DEFERRED_MAX, Ledger
+from supervisor.tasks import SqliteTaskStore, files
 from supervisor.tasks.records import TaskRecord, TaskState
 from tests._e2e import alive
+from tests._ledger_full import ledger_full
 from tests._wait import wait_until
 from tests.bridge._members import members
 from tests.bridge._relayed import relayed_node
@@ -27,6 +30,8 @@ from tests.tasks._tasks import held as held_tasks
 from tests.tasks._tasks import task_program
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.bridge._members import Members
     from tests.discord_fake import FakeDiscord
 
@@ -443,3 +448,74 @@ async def test_cancel_button_on_a_task_messages_acknowledgement_stops_it(
     assert answer["id"] == ack["id"]
     assert answer["content"].startswith("🚫 `held` task 1 cancelled: cancelled by otto")
     assert answer["components"] == []  # nothing left to cancel
+
+
+class _FillingStore(SqliteTaskStore):
+    """The ledger's task store, with hooks: once the bridge found tasks to answer, and
+    before it marks one answered (the moments a disk may fill up and empty)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger)
+        self.on_answers: Callable[[], None] | None = None
+        self.before_mark: Callable[[], None] | None = None
+
+    def unreplied(self, limit: int) -> list[TaskRecord]:
+        found = super().unreplied(limit)
+        hook = self.on_answers
+        if found and hook is not None:
+            self.on_answers = None
+            hook()
+        return found
+
+    def mark_replied(self, task_id: int, *, now: float) -> None:
+        if self.before_mark is not None:
+            self.before_mark()
+        super().mark_replied(task_id, now=now)
+
+
+async def test_task_answer_the_ledger_dropped_is_sent_later_not_marked_sent(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Past 10,000 waiting writes a task's answer was dropped, yet the task was marked
+    answered when the disk took writes again: the answer never went out."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    stores: list[_FillingStore] = []
+
+    def store(ledger: Ledger) -> SqliteTaskStore:
+        stores.append(_FillingStore(ledger))
+        return stores[0]
+
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team), store=store
+    ) as node:
+        with contextlib.ExitStack() as disk:
+            filled: list[int] = []
+
+            def fill() -> None:  # full, with 10,000 writes waiting: the next ones are dropped
+                disk.enter_context(ledger_full(node.ledger))
+                while node.ledger.unrecorded < DEFERRED_MAX:  # bounded: one more each time
+                    node.ledger.record_audit(
+                        actor="a", source="local", command="c", target="", outcome=""
+                    )
+                filled.append(node.ledger.reserved("outbox"))
+
+            def space_returns() -> None:
+                disk.close()
+                node.ledger.retry_deferred()
+
+            (filling,) = stores
+            filling.on_answers = fill
+            filling.before_mark = space_returns
+            first = fake_discord.post_message(team.operator, "tasks", "echo: one", mention_bot=True)
+            # The answer's write was tried (and dropped) once an outbox id went past the fill's.
+            await wait_until(lambda: bool(filled) and node.ledger.reserved("outbox") > filled[0])
+            await anyio.to_thread.run_sync(space_returns)
+        second = fake_discord.post_message(team.operator, "tasks", "echo: two", mention_bot=True)
+        await fake_discord.wait_until(
+            lambda: _answers(fake_discord, first["id"]) and _answers(fake_discord, second["id"]),
+            timeout_seconds=30,
+        )
+    (answer,) = _answers(fake_discord, first["id"])
+    assert answer.startswith("✅ `echo` task 1 done\n")
+    assert len(_answers(fake_discord, second["id"])) == 1

@@ -10,10 +10,11 @@ import pytest
 
 from supervisor.state.board import BoardStore
 from supervisor.state.channel_cursor import ChannelCursor
+from supervisor.state.command_sync import CommandSyncStore
 from supervisor.state.ledger import _MIGRATIONS, Ledger
 from supervisor.state.outbox import Outbox
 from supervisor.state.question_posts import QuestionPosts
-from tests._ledger_full import ledger_full
+from tests._ledger_full import ledger_full, ledger_read_only
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,6 +51,17 @@ def test_board_store_on_a_full_disk_remembers_the_board_later(ledger: Ledger) ->
         store.forget(7)
     assert ledger.retry_deferred()
     assert store.message_id(7) is None
+
+
+def test_command_sync_on_a_read_only_disk_remembers_the_digest_later(ledger: Ledger) -> None:
+    """A refused write made the digest raise: the bridge's connection failed."""
+    store = CommandSyncStore(ledger)
+    store.record(9, "old")
+    with ledger_read_only(ledger):
+        store.record(9, "new")
+        assert store.digest(9) == "old"  # until the disk takes it
+    assert ledger.retry_deferred()
+    assert store.digest(9) == "new"
 
 
 def test_question_messages_of_an_older_ledger_become_outbox_rows(tmp_path: Path) -> None:

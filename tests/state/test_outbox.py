@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from supervisor.state.ledger import Ledger
+from supervisor.state.ledger import DEFERRED_MAX, Ledger
 from supervisor.state.outbox import (
     MAX_CONTENT_CHARS,
     MESSAGE_CHARS,
@@ -283,3 +283,24 @@ def test_outbox_prunes_markers_with_the_rows_they_mark(ledger: Ledger) -> None:
     assert box.meta("audit_cursor") == "7"  # settings stay
     (rows,) = ledger.read("SELECT count(*) FROM outbox")
     assert rows[0] == 3
+
+
+def test_outbox_marker_of_a_message_the_ledger_dropped_says_nothing_was_queued(
+    ledger: Ledger,
+) -> None:
+    """Past 10,000 waiting writes a message was dropped, yet its marker said it was queued."""
+    box = Outbox(ledger)
+    with ledger_full(ledger):
+        kept = box.post(A, "reply", "kept", now=1.0, marker="task-answer:1")
+        while ledger.unrecorded < DEFERRED_MAX:  # bounded: each call keeps one more
+            ledger.record_audit(actor="a", source="local", command="c", target="t", outcome="ok")
+        lost = box.post(A, "reply", "lost", now=2.0, marker="task-answer:2")
+        box.edit(kept, "kept, edited", now=3.0, marker="task-answer:3")
+        box.set_meta("cursor", "7")
+        assert box.meta("task-answer:1") == str(kept)
+        assert [box.meta(k) for k in ("task-answer:2", "task-answer:3", "cursor")] == [None] * 3
+    assert ledger.retry_deferred()
+    assert box.meta("task-answer:1") == str(kept)
+    assert [box.meta(k) for k in ("task-answer:2", "task-answer:3", "cursor")] == [None] * 3
+    assert box.get(lost) is None
+    assert [r.content for r in box.due(now=10.0)] == ["kept"]

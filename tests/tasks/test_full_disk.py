@@ -13,7 +13,7 @@ import pytest
 
 from supervisor.commands.access import AccessLevel, Actor
 from supervisor.errors import Unavailable
-from supervisor.state.ledger import Ledger
+from supervisor.state.ledger import DEFERRED_MAX, Ledger
 from supervisor.tasks.records import NewTask, TaskOutcome, TaskState
 from supervisor.tasks.store import SqliteTaskStore
 from tests._control import running_node, states, write_config
@@ -154,3 +154,43 @@ def test_store_on_a_full_disk_claims_nothing_and_writes_ends_in_order_later(
         claimed = store.claim("p", owner="n", lease_until=10.0, now=5.0)
         assert claimed is not None
         assert claimed.id == ids[1]
+
+
+def test_store_end_the_ledger_dropped_is_not_shown_as_done(tmp_path: Path) -> None:
+    """Past 10,000 waiting writes, a task's end is lost: the store must not claim it happened."""
+    new = NewTask(program="p", text="t", source="local", author="a")
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = SqliteTaskStore(ledger)
+        task, _ = store.submit(new, backlog=10, now=1.0)
+        claimed = store.claim("p", owner="n", lease_until=10.0, now=2.0)
+        assert claimed is not None
+        with ledger_full(ledger):
+            while ledger.unrecorded < DEFERRED_MAX:  # bounded: each call keeps one more
+                ledger.record_audit(
+                    actor="a", source="local", command="c", target="t", outcome="ok"
+                )
+            outcome = TaskOutcome(state=TaskState.DONE, result="ok" * 3000, exit_code=0)
+            assert store.complete(task.id, 1, outcome, now=4.0) is None
+            assert store.get(task.id).state is TaskState.RUNNING
+        assert ledger.retry_deferred()
+        assert store.get(task.id).state is TaskState.RUNNING  # queued again once its lease ends
+
+
+def test_store_shows_a_claim_written_after_the_disk_refused_again(tmp_path: Path) -> None:
+    """A task kept as released while the disk refused it was still shown queued after it
+    had been claimed again, once the disk refused writes anew."""
+    new = NewTask(program="p", text="t", source="local", author="a")
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = SqliteTaskStore(ledger)
+        task, _ = store.submit(new, backlog=10, now=1.0)
+        assert store.claim("p", owner="n", lease_until=10.0, now=2.0) is not None
+        with ledger_read_only(ledger):
+            store.release(task.id, 1, reason="queued again: dsup stopped meanwhile")
+            assert store.get(task.id).state is TaskState.QUEUED
+        again = store.claim("p", owner="n", lease_until=10.0, now=3.0)  # writes the release first
+        assert again is not None
+        with ledger_read_only(ledger):
+            ledger.record_audit(actor="a", source="local", command="c", target="", outcome="")
+            assert ledger.unrecorded
+            assert store.get(task.id).state is TaskState.RUNNING
+            assert [t.state for t in store.recent(1)] == [TaskState.RUNNING]
