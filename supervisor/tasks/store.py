@@ -6,6 +6,7 @@ several nodes can replace :class:`SqliteTaskStore` without touching them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from supervisor.state.ledger import is_no_room
 from supervisor.tasks.records import TaskOutcome, TaskRecord, TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping
+    from collections.abc import Callable, Collection, Iterator, Mapping
 
     from supervisor.state.ledger import Ledger
     from supervisor.tasks.records import NewTask
@@ -147,7 +148,7 @@ class SqliteTaskStore:
         self._is_held = False
 
     def submit(self, task: NewTask, *, backlog: int, now: float) -> tuple[TaskRecord, bool]:
-        with self._ledger.transaction() as conn:
+        with self._transaction() as conn:
             if task.source_key is not None:
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM tasks WHERE source_key = ?", (task.source_key,)
@@ -187,7 +188,7 @@ class SqliteTaskStore:
         self, program: str, *, owner: str, lease_until: float, now: float
     ) -> TaskRecord | None:
         try:
-            with self._ledger.transaction() as conn:
+            with self._transaction() as conn:
                 row = conn.execute(
                     "SELECT id FROM tasks WHERE state = ? AND program = ? ORDER BY id LIMIT 1",
                     (_QUEUED, program),
@@ -282,7 +283,7 @@ class SqliteTaskStore:
 
     def _requeue_expired(self, now: float, owners: tuple[str, ...]) -> list[TaskRecord]:
         marks = ", ".join("?" * len(owners)) or "NULL"
-        with self._ledger.transaction() as conn:
+        with self._transaction() as conn:
             ids = [
                 row[0]
                 for row in conn.execute(
@@ -321,7 +322,8 @@ class SqliteTaskStore:
                 "UPDATE tasks SET cancel_by = ? WHERE id = ? AND state = ?",
                 (by, task_id, _RUNNING),
             )
-            return [_one(conn, task_id)]
+            row = conn.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return [_record(row)] if row is not None else []  # written late: it may be gone
 
         def project(task: TaskRecord) -> TaskRecord | None:
             if task.state is TaskState.QUEUED:
@@ -396,8 +398,8 @@ class SqliteTaskStore:
         dropped: list[bool] = []
         with self._lock:  # one write and its projection at a time: in the ledger's order
             written = self._ledger.record(what, record, on_drop=lambda: dropped.append(True))
-            if written is not None:
-                self._current()
+            if written is not None:  # the writes kept before it are in the table too
+                self._waiting.clear()
                 return written[0] if written else None
             if dropped:  # lost (said by the ledger): nothing may claim it happened
                 return None
@@ -410,6 +412,13 @@ class SqliteTaskStore:
             if projected is not None:
                 waiting[task_id] = projected
             return projected
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction written now or never (``Ledger.transaction``)."""
+        with self._lock, self._ledger.transaction() as conn:
+            self._waiting.clear()  # the writes kept were written first: the table has them
+            yield conn
 
     def _current(self) -> dict[int, TaskRecord]:
         """The tasks whose writes wait; forgotten once nothing waits (lock held)."""

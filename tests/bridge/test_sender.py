@@ -69,3 +69,27 @@ async def test_sender_retry_within_the_window_is_deduplicated_by_its_nonce(
         assert _sent(ledger, row_id) == first.id
     (message,) = fake_discord.bot_messages("ops")
     assert message["content"] == row.content + row.marker
+
+
+async def test_sender_looks_again_after_each_send_and_when_woken(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Rows of a channel go one after the other, and a new row at once: not at the next poll."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        rows = [outbox.post(ops, "state", f"change {n}", now=time.time()) for n in range(3)]
+        sender = OutboxSender(outbox, poll_seconds=60.0)
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(lambda: all(_sent(ledger, r) for r in rows))
+            rows.append(outbox.post(ops, "state", "change 3", now=time.time()))
+            sender.wake()
+            await wait_until(lambda: _sent(ledger, rows[-1]) is not None)
+            tg.cancel_scope.cancel()
+    shown = [m["content"] for m in fake_discord.bot_messages("ops")]
+    assert [c[: len("change 0")] for c in shown] == [f"change {n}" for n in range(4)]
+    fake_discord.assert_within_rate_limits("ops")

@@ -174,3 +174,23 @@ def test_store_end_the_ledger_dropped_is_not_shown_as_done(tmp_path: Path) -> No
             assert store.get(task.id).state is TaskState.RUNNING
         assert ledger.retry_deferred()
         assert store.get(task.id).state is TaskState.RUNNING  # queued again once its lease ends
+
+
+def test_store_shows_a_claim_written_after_the_disk_refused_again(tmp_path: Path) -> None:
+    """A task kept as released while the disk refused it was still shown queued after it
+    had been claimed again, once the disk refused writes anew."""
+    new = NewTask(program="p", text="t", source="local", author="a")
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        store = SqliteTaskStore(ledger)
+        task, _ = store.submit(new, backlog=10, now=1.0)
+        assert store.claim("p", owner="n", lease_until=10.0, now=2.0) is not None
+        with ledger_read_only(ledger):
+            store.release(task.id, 1, reason="queued again: dsup stopped meanwhile")
+            assert store.get(task.id).state is TaskState.QUEUED
+        again = store.claim("p", owner="n", lease_until=10.0, now=3.0)  # writes the release first
+        assert again is not None
+        with ledger_read_only(ledger):
+            ledger.record_audit(actor="a", source="local", command="c", target="", outcome="")
+            assert ledger.unrecorded
+            assert store.get(task.id).state is TaskState.RUNNING
+            assert [t.state for t in store.recent(1)] == [TaskState.RUNNING]
