@@ -167,7 +167,7 @@ def test_runner_prints_the_warnings_of_dsup_check_once_at_start_up(tmp_path: Pat
 
 
 def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> None:
-    """A node at rest kept rich, difflib, tempfile (and would keep discord) loaded for nothing."""
+    """A node kept rich, psutil, difflib (and would keep discord) loaded for nothing: memory."""
     config = write_config(tmp_path, '[programs.s]\ncommand = ["sleep", "60"]\n')
     node = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "supervisor", "run", str(config)],
@@ -190,5 +190,5 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     assert "supervisor.node" in names  # the import log is there
     assert not {n for n in names if n.split(".")[0] in ("rich", "discord")}
     # Imported only where they are used (a config mistake, a oneshot task, a user with no
-    # passwd entry), and not through ctypes.util, which imports tempfile.
-    assert not names & {"difflib", "tempfile", "getpass", "ctypes.util"}
+    # passwd entry, a process tree to signal), and not through ctypes.util (tempfile).
+    assert not names & {"difflib", "tempfile", "getpass", "ctypes.util", "psutil"}

@@ -14,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING
 
 import anyio
-import psutil
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.stats import ProcStats, TreeStats
@@ -418,6 +417,8 @@ class Reaper:
 def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
     if not _zombie_child():
         return []
+    import psutil  # here: only a stray zombie needs it, a node at rest never loads it
+
     reaped: list[int] = []
     for child in psutil.Process().children():
         try:
