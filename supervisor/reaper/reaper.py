@@ -7,7 +7,6 @@ only psutil importer, and it calls psutil in a thread.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -82,7 +81,7 @@ class Reaper:
         """
         if not sys.platform.startswith("linux"):
             return False
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded, no ldconfig
         if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             logger.warning("prctl(PR_SET_CHILD_SUBREAPER): %s", os.strerror(ctypes.get_errno()))
             return False
