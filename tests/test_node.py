@@ -166,8 +166,8 @@ def test_runner_prints_the_warnings_of_dsup_check_once_at_start_up(tmp_path: Pat
     assert f"{config}: programs.lost.command: 'dsup-test-no-such-program'" in stderr
 
 
-def test_runner_without_a_terminal_imports_neither_rich_nor_discord(tmp_path: Path) -> None:
-    """A node at rest kept rich (and would keep discord) loaded for nothing: memory."""
+def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A node kept rich, psutil, difflib (and would keep discord) loaded for nothing: memory."""
     config = write_config(tmp_path, '[programs.s]\ncommand = ["sleep", "60"]\n')
     node = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "supervisor", "run", str(config)],
@@ -189,3 +189,6 @@ def test_runner_without_a_terminal_imports_neither_rich_nor_discord(tmp_path: Pa
     names = {line.rsplit("|", 1)[1].strip() for line in imported.splitlines() if "|" in line}
     assert "supervisor.node" in names  # the import log is there
     assert not {n for n in names if n.split(".")[0] in ("rich", "discord")}
+    # Imported only where they are used (a config mistake, a oneshot task, a user with no
+    # passwd entry, a process tree to signal), and not through ctypes.util (tempfile).
+    assert not names & {"difflib", "tempfile", "getpass", "ctypes.util", "psutil"}

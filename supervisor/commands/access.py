@@ -7,7 +7,6 @@ check itself happens once, in ``service``.
 from __future__ import annotations
 
 import enum
-import getpass
 import os
 import pwd
 from dataclasses import dataclass
@@ -95,5 +94,7 @@ class Actor:
         try:
             name = pwd.getpwuid(uid).pw_name
         except KeyError:  # a uid with no passwd entry (containers)
+            import getpass  # here: rare, and a node without a local caller never needs it
+
             name = getpass.getuser() if uid == os.getuid() else f"uid {uid}"
         return cls(name=name, source="local", level=AccessLevel.ADMIN)

@@ -7,7 +7,6 @@ dotted key; unknown keys get a did-you-mean and a literal bot token is refused.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import os
 import re
@@ -321,6 +320,8 @@ class _Reader:
     def keys(self, table: Mapping[str, object], prefix: str, allowed: Sequence[str]) -> None:
         for key in table:
             if key not in allowed:
+                import difflib  # here: only a mistake needs it, a node at rest never does
+
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.fail(f"{prefix}{key}", f"unknown key{hint}")

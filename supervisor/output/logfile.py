@@ -56,6 +56,21 @@ class RotatingLog:
     disables rotation. Not thread-safe: one writer, the event loop.
     """
 
+    __slots__ = (
+        "_buf",
+        "_buffer_bytes",
+        "_checked_at",
+        "_closed",
+        "_file",
+        "_reopen_check_seconds",
+        "_reopen_failed",
+        "_size",
+        "backups",
+        "max_bytes",
+        "path",
+        "written",
+    )
+
     def __init__(
         self,
         path: Path,

@@ -117,6 +117,19 @@ def _read_buffer() -> tuple[bytearray, memoryview]:
 class _Drain:
     """The state of one pump: reads, log writes, framing, drop counts."""
 
+    __slots__ = (
+        "consumer",
+        "eof",
+        "failed_at",
+        "fd",
+        "framer",
+        "log",
+        "owed",
+        "process",
+        "stream",
+        "total",
+    )
+
     def __init__(
         self,
         fd: int,

@@ -47,6 +47,8 @@ class Mailbox:
             (the slot refuses a start of a live process without waiting).
     """
 
+    __slots__ = ("_on_queued", "_process", "_queue", "_settling", "_wake")
+
     def __init__(self, process: str, on_queued: Callable[[], None] | None = None) -> None:
         self._process = process
         self._on_queued = on_queued

@@ -28,6 +28,7 @@ from supervisor.process.worker_link import TaskBroker, WorkerLink
 
 if TYPE_CHECKING:
     import signal
+    import socket
     from collections.abc import Callable
     from pathlib import Path
 
@@ -93,6 +94,21 @@ class Slot:
         index: 0 .. numprocs-1.
         ctx: what the fleet shares.
     """
+
+    __slots__ = (
+        "_closed",
+        "_commands",
+        "_ctx",
+        "_end_reason",
+        "_kept",
+        "_restart_wait",
+        "_running",
+        "_state",
+        "_stop_reason",
+        "_supervising",
+        "index",
+        "name",
+    )
 
     def __init__(self, spec: ProgramSpec, index: int, ctx: SlotContext) -> None:
         self.index = index
@@ -406,17 +422,27 @@ class Slot:
         return decision
 
     def _link(self, run: Run) -> Callable[[], WorkerLink] | None:
-        """What makes the reader of the run's channel to dsup, if it has one."""
+        """What makes the reader of the run's channel to dsup, if it has one.
+
+        A small partial: most runs never write to their channel, and a partial
+        holding every argument of the link would cost each of them its keywords.
+        """
         desk, store = self._ctx.desk, self._ctx.store
         if run.channel is None or desk is None or store is None:
             return None
-        return functools.partial(
-            WorkerLink,
-            run.channel,
+        cwd = str(self.spec.cwd) if self.spec.cwd is not None else os.getcwd()  # as spawned
+        return functools.partial(self._make_link, run.channel, run.run_id, cwd, desk, store)
+
+    def _make_link(
+        self, channel: socket.socket, run_id: str, cwd: str, desk: QuestionDesk, store: WorkerStore
+    ) -> WorkerLink:
+        """The reader of a run's channel, made once its worker first writes."""
+        return WorkerLink(
+            channel,
             process=self.name,
             program=self.spec.name,
-            run_id=run.run_id,
-            cwd=str(self.spec.cwd) if self.spec.cwd is not None else os.getcwd(),
+            run_id=run_id,
+            cwd=cwd,
             emit=self._ctx.emit,
             desk=desk,
             store=store,

@@ -44,6 +44,24 @@ class SlotState:
     and ``next_start``.
     """
 
+    __slots__ = (
+        "_emit",
+        "_failures",
+        "_index",
+        "_last_error",
+        "_last_exit",
+        "_next_start",
+        "_on_change",
+        "_process",
+        "_reason",
+        "_restarts",
+        "_run",
+        "_short_runs",
+        "_since",
+        "_spec",
+        "_state",
+    )
+
     def __init__(
         self,
         spec: ProgramSpec,

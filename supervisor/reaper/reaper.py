@@ -7,7 +7,6 @@ only psutil importer, and it calls psutil in a thread.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -15,7 +14,6 @@ import sys
 from typing import TYPE_CHECKING
 
 import anyio
-import psutil
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.stats import ProcStats, TreeStats
@@ -82,7 +80,7 @@ class Reaper:
         """
         if not sys.platform.startswith("linux"):
             return False
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library already loaded, no ldconfig
         if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             logger.warning("prctl(PR_SET_CHILD_SUBREAPER): %s", os.strerror(ctypes.get_errno()))
             return False
@@ -419,6 +417,8 @@ class Reaper:
 def _reap_zombies(known: frozenset[int], cutoff: float) -> list[int]:
     if not _zombie_child():
         return []
+    import psutil  # here: only a stray zombie needs it, a node at rest never loads it
+
     reaped: list[int] = []
     for child in psutil.Process().children():
         try:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-import psutil
 
 from supervisor.reaper.tree import verified
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    import psutil
 
     from supervisor.reaper.tree import Scanner, Snapshot
     from supervisor.state.ledger import Ledger
@@ -182,6 +183,10 @@ def _still_alive(idents: set[ProcIdent]) -> set[ProcIdent]:
     The idents never include the main process of a run (collections exclude it),
     so reaping them cannot steal an exit status a run waits for.
     """
+    if not idents:
+        return set()
+    import psutil  # here: only a tree with processes to signal needs it
+
     me = os.getpid()
     alive: set[ProcIdent] = set()
     for ident in idents:
@@ -199,6 +204,8 @@ def _still_alive(idents: set[ProcIdent]) -> set[ProcIdent]:
 
 
 def _name(proc: psutil.Process) -> str:
+    import psutil  # loaded already: ``proc`` is one of its processes
+
     try:
         return proc.name()
     except psutil.Error:
@@ -206,6 +213,8 @@ def _name(proc: psutil.Process) -> str:
 
 
 def _cmdline(proc: psutil.Process) -> str:
+    import psutil  # loaded already: ``proc`` is one of its processes
+
     try:
         return " ".join(proc.cmdline())[:200]
     except psutil.Error:

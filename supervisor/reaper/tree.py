@@ -1,6 +1,7 @@
 """Snapshots of the process table with dsup's markers, and which processes belong to a run.
 
 A process's identity is (pid, create_time); membership is a pure function of a snapshot.
+Snapshots and identities are read from /proc: psutil is loaded only to signal a process.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-import psutil
 
 from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator
+
+    import psutil
 
 # Environment markers set on every spawn (process/run.py). They are
 # inherited by every descendant that does not clear its environment, so a
@@ -80,7 +82,7 @@ class Scanner:
     def _scan(self) -> Snapshot:
         me = os.getpid()
         snap: Snapshot = {}
-        boot = psutil.boot_time()
+        boot = boot_time()
         for pid, fields in stat_fields():
             # A zombie is already dead: nothing to signal, only its parent may reap it.
             if pid == me or fields[STATE] == b"Z":
@@ -102,8 +104,8 @@ class Scanner:
 
     def _read_marker(self, pid: int) -> tuple[str | None, str]:
         try:
-            env = psutil.Process(pid).environ()
-        except psutil.Error:
+            env = _environ(pid)
+        except OSError:  # gone, or not ours to read
             return (None, "")
         if env.get(protocol.INSTANCE) != self.instance_id:
             return (None, "")
@@ -118,15 +120,46 @@ def stat_fields() -> Iterator[tuple[int, list[bytes]]]:
     with :data:`STATE`, :data:`PPID`, :data:`SESSION`, :data:`START` and the others.
     """
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as file:
-                data = file.read()
-        except OSError:
-            continue
-        # The name, in parentheses, may hold spaces and parentheses itself.
-        yield int(name), data[data.rfind(b")") + 2 :].split()
+        if name.isdigit() and (fields := _stat(name)) is not None:
+            yield int(name), fields
+
+
+def _stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the name (None if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    # The name, in parentheses, may hold spaces and parentheses itself.
+    return data[data.rfind(b")") + 2 :].split()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """A process's environment, as psutil's ``environ()`` reads it.
+
+    Raises:
+        OSError: the process is gone or its environment is not ours to read.
+    """
+    with open(f"/proc/{pid}/environ", "rb") as file:
+        block = os.fsdecode(file.read())
+    env: dict[str, str] = {}
+    for entry in block.split("\0"):
+        if not entry:  # the end (what may follow is garbage)
+            break
+        key, sep, value = entry.partition("=")
+        if sep and key:
+            env[key] = value
+    return env
+
+
+def boot_time() -> float:
+    """The boot time in /proc/stat (whole seconds since the epoch), which psutil adds too."""
+    with open("/proc/stat", "rb") as file:
+        for line in file:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise OSError("no btime line in /proc/stat")
 
 
 def _pipes(pid: int) -> frozenset[int]:
@@ -179,15 +212,17 @@ def same_start(a: float, b: float) -> bool:
 
 
 def identify(pid: int) -> ProcIdent | None:
-    """The identity of a live process (None if it is gone)."""
-    try:
-        return ProcIdent(pid, psutil.Process(pid).create_time())
-    except psutil.Error:
+    """The identity of a live process (None if it is gone), on psutil's create_time scale."""
+    fields = _stat(pid)
+    if fields is None:
         return None
+    return ProcIdent(pid, float(fields[START]) / CLOCK_TICKS + boot_time())
 
 
 def verified(ident: ProcIdent) -> psutil.Process | None:
     """The live process with this identity, or None (gone, or pid reused)."""
+    import psutil  # here: only signalling a process needs it, a node at rest never loads it
+
     try:
         proc = psutil.Process(ident.pid)
         if same_start(proc.create_time(), ident.create_time):
@@ -277,4 +312,4 @@ def on_psutil_scale(mark: float) -> float:
     psutil's create_time is start ticks since boot plus /proc/stat's whole-second
     boot time, so this is exact to a tick where ``time.time()`` is off by up to 1 s.
     """
-    return mark + psutil.boot_time()
+    return mark + boot_time()

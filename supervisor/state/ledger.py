@@ -568,16 +568,25 @@ class Ledger:
         record: Callable[[sqlite3.Connection, int], _T],
         *,
         on_drop: Callable[[], object] | None = None,
+        count: int = 1,
     ) -> tuple[int, _T | None]:
-        """Like :meth:`record`, for a record that may insert a row of ``table`` (AUTOINCREMENT).
+        """Like :meth:`record`, for a record that may insert rows of ``table`` (AUTOINCREMENT).
 
         The row's id is chosen first and given to ``record``, so it is known at
         once even when the write waits for the disk; ids are chosen and records
         written (or kept) in one step, so ids grow in the order rows are written.
         The id of a dropped record is never given again.
 
+        Args:
+            table: the table whose ids are chosen.
+            what: as :meth:`record`'s.
+            record: writes it, given the connection and the (first) id.
+            on_drop: as :meth:`record`'s.
+            count: ids to choose, for ``count`` rows in one record: ``record``
+                gets the first, the others follow it.
+
         Returns:
-            The id chosen, and what ``record`` returned (None when it was kept).
+            The (first) id chosen, and what ``record`` returned (None when it was kept).
         """
         with self._lock:
             last = self._reserved.get(table)
@@ -589,7 +598,8 @@ class Ledger:
                     f"SELECT coalesce(max(rowid), 0) FROM {table}"
                 ).fetchone()
                 last = max(int(seq), int(top))
-            row_id = self._reserved[table] = last + 1
+            row_id = last + 1
+            self._reserved[table] = last + count
             return row_id, self._record_locked(what, lambda conn: record(conn, row_id), on_drop)
 
     def _record_locked(

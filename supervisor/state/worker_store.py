@@ -42,11 +42,12 @@ class WorkerStore:
 
         On a full disk they get their ids at once and are written when it takes them.
         """
-        recorded = []
-        for r in results:
-            new_id, _ = self._ledger.record_new("worker_results", "worker result", _insert(r))
-            recorded.append(replace(r, id=new_id))
-        return recorded
+        if not results:
+            return []
+        first, _ = self._ledger.record_new(
+            "worker_results", "worker results", _insert(results), count=len(results)
+        )
+        return [replace(r, id=first + i) for i, r in enumerate(results)]
 
     def recent_results(self, processes: Sequence[str], limit: int) -> list[WorkerResult]:
         """The latest ``limit`` results of ``processes``, newest first."""
@@ -143,16 +144,20 @@ class WorkerStore:
         return self._ledger.record("closed worker questions", record) or 0
 
 
-def _insert(r: WorkerResult) -> Callable[[sqlite3.Connection, int], None]:
-    """The write of one result under the id the ledger chose; older ones past the bound go."""
-    row = (r.at, r.process, r.program, r.run_id, r.text, r.data, json.dumps(r.files))
+def _insert(results: Sequence[WorkerResult]) -> Callable[[sqlite3.Connection, int], None]:
+    """The write of a batch of results from the first id the ledger chose; older ones past
+    the bound go."""
+    rows = [
+        (r.at, r.process, r.program, r.run_id, r.text, r.data, json.dumps(r.files)) for r in results
+    ]
 
-    def record(conn: sqlite3.Connection, new_id: int) -> None:
-        conn.execute(
+    def record(conn: sqlite3.Connection, first: int) -> None:
+        conn.executemany(
             "INSERT INTO worker_results (id, at, process, program, run_id, text, data, files) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (new_id, *row),
+            [(first + i, *row) for i, row in enumerate(rows)],
         )
-        conn.execute("DELETE FROM worker_results WHERE id <= ?", (new_id - RESULTS_KEEP,))
+        newest = first + len(rows) - 1
+        conn.execute("DELETE FROM worker_results WHERE id <= ?", (newest - RESULTS_KEEP,))
 
     return record

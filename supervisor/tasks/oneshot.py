@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -177,6 +176,8 @@ def _stdin_of(text: str) -> Iterator[int]:
 
     A pipe would need writing while the child reads; a file takes any length at once.
     """
+    import tempfile  # here: only a oneshot task needs it, a fleet without one never does
+
     with tempfile.TemporaryFile() as file:
         file.write(text.encode("utf-8"))
         file.seek(0)

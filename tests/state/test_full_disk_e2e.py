@@ -107,3 +107,37 @@ backoff_seconds = 0.05
         assert node.stderr is not None
         said = node.stderr.read().decode()
     assert "Traceback" not in said
+
+
+def test_a_worker_reporting_on_a_full_disk_lives_on_and_its_result_is_kept(
+    tmp_path: Path,
+) -> None:
+    """On a full state_dir a worker_sdk result raised in dsup: the worker's channel ended
+    and the result was lost."""
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path,
+        f"""[programs.w]
+command = [{sys.executable!r}, "-u", {str(WORKERS / "sdk_worker.py")!r}, "report", "ask"]
+autostart = false
+""",
+    )
+    with small_tmpfs(state, "4m"), dsup_run(config) as node:
+        wait_for(lambda: ctl_run(config, "status").returncode == 0, "dsup to answer")
+        _fill(state / "filler")
+        assert ctl_run(config, "start", "w").returncode == 0
+        # Its question comes after its result on the channel: the result was handled.
+        wait_for(lambda: "Keep going?" in ctl_run(config, "asks").stdout, "the worker's question")
+        assert _status(config)["w:0"]["state"] == "RUNNING"
+        os.unlink(state / "filler")  # space returns
+        assert ctl_run(config, "status").returncode == 0  # writes the late rows first
+        done = ctl_run(config, "--json", "results", "w")
+        assert done.returncode == 0, done.stderr
+        (result,) = json.loads(done.stdout)["results"]
+        assert result["text"] == "did 3 rows"
+        assert _status(config)["w:0"]["state"] == "RUNNING"
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=DEADLINE) == 0
+        assert node.stderr is not None
+        said = node.stderr.read().decode()
+    assert "Traceback" not in said

@@ -1,6 +1,7 @@
 """A worker that uses worker_sdk as argv[1] says, then prints what it got and waits.
 
-report: progress, a warning and a result, then "reported".
+report: progress, a warning and a result, then "reported"; with "ask" after it, then
+asks "Keep going?" (yes, no) and prints "answer <answer>".
 ask QUESTION CHOICES|- TIMEOUT|- DEFAULT|-: ask (choices comma-separated, "-" for
 none), then print "answer <answer>" or "no answer <error>".
 ask-exit: ask, then exit at once once "asked" is printed (the question stays open).
@@ -24,6 +25,8 @@ if mode == "report":
         out.write("a,b\n1,2\n")
     result({"rows": 3}, text="did 3 rows", files=["out.csv"])
     print("reported", flush=True)
+    if sys.argv[2:3] == ["ask"]:
+        print(f"answer {ask('Keep going?', ['yes', 'no'])}", flush=True)
 elif mode in ("ask", "ask-exit"):
     question, choices, timeout, default = sys.argv[2:6]
     picks = None if choices == "-" else choices.split(",")
