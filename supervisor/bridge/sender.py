@@ -8,7 +8,6 @@ bridge's one :class:`Messenger`.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import threading
 import time
@@ -91,8 +90,12 @@ class OutboxSender:
         self._loop_thread: int | None = None
         self._busy: set[int] = set()
         self._held: dict[int, OutboxRow] = {}
-        self._paced_until: list[float] = []  # when the channels skipped for pacing may go
-        self._retries: list[float] = []  # a heap: when rows that failed are due again
+        self._paced: dict[int, float] = {}  # channels that must wait, until when (clock)
+        # Channels with pending rows not taken, and when their oldest is due (wall
+        # clock), as of the last claim; and whether a row was written since.
+        self._waiting: dict[int, float] = {}
+        self._is_written = True
+        self._claimed_at = -float("inf")
         self._announced: set[int] = set()
         self.sent = 0
         outbox.watch(self.wake)
@@ -129,11 +132,12 @@ class OutboxSender:
         """
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
-            self._wakeup.set()
+            self._wake_now()
         elif not loop.is_closed():
             loop.call_soon_threadsafe(self._wake_now)
 
     def _wake_now(self) -> None:
+        self._is_written = True
         self._wakeup.set()
 
     def create_wait(self, channel: int) -> float:
@@ -170,20 +174,30 @@ class OutboxSender:
             self._loop = self._loop_thread = None
 
     def _next_look(self) -> float:
-        """Seconds until the next look, unless woken: when a held, paced or failed row
-        may go, or the safety poll."""
-        now = self._clock()
-        while self._retries and self._retries[0] <= now:
-            heapq.heappop(self._retries)
+        """Seconds until the next look, unless woken (a write, a send's end): when a
+        held or paced channel may go, a waiting row is due, or the safety poll."""
+        now, wall = self._clock(), self._wall()
         ready = [self.pacer.ready_at(_route(row), now) for row in self._held.values()]
-        ready.extend(self._paced_until)
-        ready.extend(self._retries[:1])
+        ready.extend(self._paced.values())
+        blocked = self._blocked()
+        ready.extend(now + at - wall for ch, at in self._waiting.items() if ch not in blocked)
         return min([self._poll, *(max(at - now, 0.0) for at in ready)])
 
-    def _due_again(self, seconds: float) -> None:
-        """Look again in ``seconds``: a row's retry time (a little after it, as the
-        outbox compares it with the wall clock)."""
-        heapq.heappush(self._retries, self._clock() + seconds + 0.01)
+    def _blocked(self) -> set[int]:
+        """Channels whose next send waits for an event of its own (a send's end, pacing)."""
+        return self._busy | self._held.keys() | self._paced.keys()
+
+    def _must_claim(self, skip: frozenset[int]) -> bool:
+        """Whether a claim may find a row: one was written, or a waiting row is due,
+        since the last claim (or the safety poll is due: writes the disk held)."""
+        if self._is_written or self._clock() - self._claimed_at >= self._poll:
+            return True
+        wall = self._wall()
+        return any(at <= wall for ch, at in self._waiting.items() if ch not in skip)
+
+    def _due_again(self, channel: int, at: float) -> None:
+        """``channel``'s oldest row is due again at ``at`` (wall clock)."""
+        self._waiting[channel] = min(at, self._waiting.get(channel, at))
 
     async def _start_due(self, tg: TaskGroup, client: discord.Client) -> None:
         """Start a send for each channel whose head row may go now.
@@ -196,14 +210,17 @@ class OutboxSender:
             if self.pacer.ready_at(_route(row), now) <= now:
                 del self._held[channel]
                 self._start(tg, client, row, now)
-        paced = self._pacing(now)
-        skip = frozenset(self._busy | self._held.keys() | paced.keys())
-        self._paced_until = list(paced.values())
-        rows = await anyio.to_thread.run_sync(
+        self._paced = self._pacing(now)
+        skip = frozenset(self._blocked())
+        if not self._must_claim(skip):
+            return
+        self._is_written, self._claimed_at = False, now
+        claim = await anyio.to_thread.run_sync(
             lambda: self._outbox.claim(now=self._wall(), skip=skip)
         )
+        self._waiting = dict(claim.waiting)
         now = self._clock()
-        for row in rows:
+        for row in claim.rows:
             if self.pacer.ready_at(_route(row), now) > now:
                 self._held[row.channel] = row
             else:
@@ -327,7 +344,7 @@ class OutboxSender:
                     reason,
                 )
             retry_at = self._wall() + (pause.retry_at - pause.since)
-            self._due_again(pause.retry_at - pause.since)
+            self._due_again(row.channel, retry_at)
             await anyio.to_thread.run_sync(
                 lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
             )
@@ -343,9 +360,8 @@ class OutboxSender:
 
     async def _retry(self, row: OutboxRow, error: str) -> None:
         logger.info("outbox: message %d not sent (%s); trying again", row.id, error)
-        delay = retry_delay(row.attempts + 1)
-        retry_at = self._wall() + delay
-        self._due_again(delay)
+        retry_at = self._wall() + retry_delay(row.attempts + 1)
+        self._due_again(row.channel, retry_at)
         await anyio.to_thread.run_sync(
             lambda: self._outbox.mark_failed(row.id, error, retry_at=retry_at)
         )

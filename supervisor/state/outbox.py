@@ -51,11 +51,11 @@ _COLUMNS = (
     "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
     "o.created_at, o.attach, t.message_id AS target_message_id, t.status AS target_status"
 )
-# The oldest pending row of each channel (with its retry time).
+# The oldest pending row of each channel, with its retry time and the channel's count.
 _HEADS = (
-    f"SELECT {_COLUMNS}, o.next_try_at FROM outbox o LEFT JOIN outbox t ON t.id = o.target "
-    "WHERE o.id IN (SELECT min(id) FROM outbox WHERE status = 'pending' GROUP BY channel) "
-    "ORDER BY o.id"
+    f"SELECT {_COLUMNS}, o.next_try_at, h.n FROM (SELECT min(id) AS id, count(*) AS n "
+    "FROM outbox WHERE status = 'pending' GROUP BY channel) h JOIN outbox o ON o.id = h.id "
+    "LEFT JOIN outbox t ON t.id = o.target ORDER BY o.id"
 )
 
 
@@ -102,6 +102,22 @@ class OutboxRow:
     def is_edit(self) -> bool:
         """True when this row edits the message of another row."""
         return self.target is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """What :meth:`Outbox.claim` took, and what it left.
+
+    Attributes:
+        rows: the rows whose sending begins now.
+        waiting: for each channel with a pending row left (skipped, not due yet,
+            or behind a row taken), when its oldest is due (wall clock; 0 behind a
+            row taken): the sender need not look again before one of these is due
+            or a row is written.
+    """
+
+    rows: list[OutboxRow]
+    waiting: Mapping[int, float]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,7 +421,7 @@ class Outbox:
         """
         return [self._row(row) for row in self._heads(self._ledger.read(_HEADS), now, skip)]
 
-    def claim(self, *, now: float, skip: frozenset[int] = frozenset()) -> list[OutboxRow]:
+    def claim(self, *, now: float, skip: frozenset[int] = frozenset()) -> Claim:
         """Like :meth:`due`, and record in the same transaction that sending them begins.
 
         A restart then knows these rows may have gone out. Each row returned
@@ -415,10 +431,11 @@ class Outbox:
         """
         if self._ledger.unrecorded and not self._ledger.retry_deferred():
             self._hold("earlier writes wait for the disk")
-            return []
+            return Claim(rows=[], waiting={})
         try:
             with self._ledger.transaction() as conn:
-                rows = self._heads(conn.execute(_HEADS).fetchall(), now, skip)
+                heads = conn.execute(_HEADS).fetchall()
+                rows = self._heads(heads, now, skip)
                 conn.executemany(
                     "UPDATE outbox SET attempts = attempts + 1, "
                     "first_try_at = coalesce(first_try_at, ?) WHERE id = ?",
@@ -428,11 +445,19 @@ class Outbox:
             if not is_no_room(exc):
                 raise
             self._hold(str(exc))
-            return []
+            return Claim(rows=[], waiting={})
         if self._is_held:
             self._is_held = False
             logger.warning("outbox: the ledger takes writes again; sending to Discord resumes")
-        return [self._row(row) for row in rows]
+        taken = {row["id"] for row in rows}
+        return Claim(
+            rows=[self._row(row) for row in rows],
+            waiting={
+                h["channel"]: 0.0 if h["id"] in taken else h["next_try_at"]
+                for h in heads
+                if h["id"] not in taken or h["n"] > 1
+            },
+        )
 
     def _hold(self, why: str) -> None:
         if not self._is_held:

@@ -36,7 +36,7 @@ async def test_sender_finds_a_message_posted_before_the_nonce_window_ran_out(
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
         row_id = outbox.post(ops, "incident", "crashed: exit code 1", now=time.time())
-        (row,) = outbox.claim(now=time.time() - 600)  # tried ten minutes ago
+        (row,) = outbox.claim(now=time.time() - 600).rows  # tried ten minutes ago
         sender = OutboxSender(outbox, nonce_window=60.0)
         async with run_client(RecordingClient(), fake_discord.token) as client:
             channel = client.get_partial_messageable(ops)
@@ -57,7 +57,7 @@ async def test_sender_retry_within_the_window_is_deduplicated_by_its_nonce(
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
         row_id = outbox.post(ops, "state", "@everyone scraper:0 RUNNING", now=time.time())
-        (row,) = outbox.claim(now=time.time())
+        (row,) = outbox.claim(now=time.time()).rows
         sender = OutboxSender(outbox)
         async with run_client(RecordingClient(), fake_discord.token) as client:
             channel = client.get_partial_messageable(ops)

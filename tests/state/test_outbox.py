@@ -38,7 +38,7 @@ def outbox(ledger: Ledger) -> Outbox:
 
 def _send_head(outbox: Outbox, channel: int, message_id: int, now: float = 10.0) -> int:
     others = frozenset(r.channel for r in outbox.due(now=now)) - {channel}
-    (row,) = outbox.claim(now=now, skip=others)
+    (row,) = outbox.claim(now=now, skip=others).rows
     outbox.mark_sent(row.id, message_id, now=now)
     return row.id
 
@@ -56,14 +56,32 @@ def test_outbox_sends_each_channel_in_order_written(outbox: Outbox) -> None:
 def test_outbox_failed_row_waits_for_its_retry_and_holds_its_channel(outbox: Outbox) -> None:
     first = outbox.post(A, "state", "first", now=1.0)
     outbox.post(A, "state", "second", now=1.0)
-    (claimed,) = outbox.claim(now=2.0)
+    (claimed,) = outbox.claim(now=2.0).rows
     assert (claimed.id, claimed.attempts, claimed.first_try_at) == (first, 0, None)
     outbox.mark_failed(first, "HTTP 503", retry_at=2.0 + retry_delay(1))
     assert outbox.due(now=2.5) == []
-    (row,) = outbox.claim(now=3.0)
+    (row,) = outbox.claim(now=3.0).rows
     assert (row.id, row.attempts, row.first_try_at) == (first, 1, 2.0)
     (again,) = outbox.due(now=3.0)
     assert (again.attempts, again.first_try_at) == (2, 2.0)
+
+
+def test_outbox_claim_says_which_channels_still_wait_and_until_when(outbox: Outbox) -> None:
+    """The sender looks again only for these (or a write): no claim per send for nothing."""
+    c = 333
+    outbox.post(A, "state", "a1", now=1.0)
+    outbox.post(A, "state", "a2", now=1.0)
+    outbox.post(B, "state", "b1", now=1.0)
+    failed = outbox.post(c, "state", "c1", now=1.0)
+    outbox.claim(now=1.0, skip=frozenset({A, B}))
+    outbox.mark_failed(failed, "HTTP 503", retry_at=9.0)
+    claim = outbox.claim(now=2.0, skip=frozenset({B}))
+    assert [r.content for r in claim.rows] == ["a1"]
+    assert dict(claim.waiting) == {A: 0.0, B: 0.0, c: 9.0}
+    outbox.mark_sent(claim.rows[0].id, 9001, now=2.0)
+    claim = outbox.claim(now=3.0, skip=frozenset({B, c}))
+    assert [r.content for r in claim.rows] == ["a2"]
+    assert dict(claim.waiting) == {B: 0.0, c: 9.0}  # nothing left behind a2
 
 
 def test_outbox_pending_rows_survive_a_reopen(tmp_path: Path) -> None:
@@ -241,14 +259,14 @@ def test_outbox_on_a_full_disk_keeps_its_writes_and_sends_them_once_written(
         box.set_meta("audit_cursor", "42")
         assert box.meta("question:7") == str(asked)
         assert box.meta("audit_cursor") == "42"
-        assert box.claim(now=5.0) == []  # nothing goes out before it is recorded
-        assert box.claim(now=6.0) == []
+        assert box.claim(now=5.0).rows == []  # nothing goes out before it is recorded
+        assert box.claim(now=6.0).rows == []
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert len(errors) == 2  # the ledger's and the outbox's, each said once
-    (question,) = box.claim(now=7.0)
+    (question,) = box.claim(now=7.0).rows
     assert (question.id, question.content, question.is_edit) == (asked, "Delete? (closed)", False)
     box.mark_sent(asked, 501, now=7.0)
-    (edited,) = box.claim(now=8.0)
+    (edited,) = box.claim(now=8.0).rows
     assert (edited.target, edited.content, edited.target_message_id) == (
         incident,
         "crashed twice",
@@ -266,7 +284,7 @@ def test_outbox_edit_of_a_row_waiting_for_the_disk_collapses_into_it(ledger: Led
             assert box.edit(progress, f"{percent}%", now=2.0) == progress
         with pytest.raises(LookupError):
             box.edit(progress + 1000, "never posted", now=2.0)
-    assert [(r.id, r.content) for r in box.claim(now=3.0)] == [(progress, "40%")]
+    assert [(r.id, r.content) for r in box.claim(now=3.0).rows] == [(progress, "40%")]
     (rows,) = ledger.read("SELECT count(*) FROM outbox WHERE channel = ?", (A,))
     assert rows[0] == 1
 
