@@ -66,7 +66,6 @@ class Outbound:
             ledger,
             log_dir=log_dir,
             channels=RelayChannels.of(spec),
-            on_written=lambda: self.sender.wake(),
             channel_wait=lambda channel: self.sender.create_wait(channel),
             **relay_options,
         )

@@ -148,7 +148,6 @@ class Relay:
         interval: at most one output message per channel per this.
         min_recover_seconds: the floor of the RUNNING time that closes an incident.
         tick_seconds: the longest time between two looks at what is due.
-        on_written: called after rows were written to the outbox (wakes the sender).
         channel_wait: seconds until a channel may post its next message (the
             sender's pacing); None: no wait known.
     """
@@ -166,7 +165,6 @@ class Relay:
         interval: float = INTERVAL_SECONDS,
         min_recover_seconds: float = 60.0,
         tick_seconds: float = TICK_SECONDS,
-        on_written: Callable[[], None] | None = None,
         channel_wait: Callable[[int], float] | None = None,
     ) -> None:
         self._outbox = outbox
@@ -178,7 +176,6 @@ class Relay:
         self._interval = interval
         self._min_recover = min_recover_seconds
         self._tick = tick_seconds
-        self._on_written = on_written
         self._channel_wait = channel_wait
         self._wakeup = anyio.Event()
         self._recount = False  # the log channel's pending rows may have changed
@@ -387,8 +384,6 @@ class Relay:
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
-        if self._on_written is not None:
-            self._on_written()
 
     def _next_look(self) -> float:
         """Seconds until the writer looks again, unless woken: a tick, or when output is due.

@@ -7,7 +7,10 @@ bridge's one :class:`Messenger`.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -35,8 +38,13 @@ logger = logging.getLogger(__name__)
 NONCE_WINDOW_SECONDS = 60.0
 """Trust ``enforce_nonce`` this long after a row's first attempt (Discord: "a few
 minutes", undocumented); later, look for the row's marker in the channel first."""
-POLL_SECONDS = 0.1
-"""The longest time between two looks at the outbox (it also looks when woken)."""
+POLL_SECONDS = 2.0
+"""The longest time between two looks at the outbox while connected: a safety net. It
+also looks when a row is written, after each send, and when a held, paced or failed
+row may go."""
+WAIT_READY_SECONDS = 0.1
+"""How often to look whether the client is ready (no trip to the ledger meanwhile)."""
+DRAIN_POLL_SECONDS = 0.05
 HISTORY_LIMIT = 100
 
 
@@ -79,10 +87,15 @@ class OutboxSender:
         self._health = health
         self._on_finished = on_finished
         self._wakeup = anyio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._busy: set[int] = set()
         self._held: dict[int, OutboxRow] = {}
+        self._paced_until: list[float] = []  # when the channels skipped for pacing may go
+        self._retries: list[float] = []  # a heap: when rows that failed are due again
         self._announced: set[int] = set()
         self.sent = 0
+        outbox.watch(self.wake)
 
     def trace_config(self) -> aiohttp.TraceConfig:
         """An aiohttp trace for the client (``http_trace``): the pacer sees every response.
@@ -109,7 +122,18 @@ class OutboxSender:
         return self.breaker.paused()
 
     def wake(self) -> None:
-        """Look at the outbox now: rows were written."""
+        """Look at the outbox now: rows were written. Safe from any thread.
+
+        The outbox calls it after every write, often in a worker thread: then
+        the look is handed to the event loop (it never blocks the writer).
+        """
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._wakeup.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_now)
+
+    def _wake_now(self) -> None:
         self._wakeup.set()
 
     def create_wait(self, channel: int) -> float:
@@ -129,22 +153,37 @@ class OutboxSender:
         keep waiting in the outbox meanwhile. Cancelling abandons sends in
         flight: their rows stay pending and are sent again, once, later.
         """
+        # discord.py runs on asyncio: writers in worker threads wake the sender through it.
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         task_status.started()
-        async with anyio.create_task_group() as tg:
-            while True:
-                client = current()
-                ready = client is not None and client.is_ready() and not client.is_closed()
-                if client is not None and ready:
-                    await self._start_due(tg, client)
-                with anyio.move_on_after(self._next_look() if ready else self._poll):
-                    await self._wakeup.wait()
-                self._wakeup = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    client = current()
+                    ready = client is not None and client.is_ready() and not client.is_closed()
+                    if client is not None and ready:
+                        await self._start_due(tg, client)
+                    with anyio.move_on_after(self._next_look() if ready else WAIT_READY_SECONDS):
+                        await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+        finally:
+            self._loop = self._loop_thread = None
 
     def _next_look(self) -> float:
-        """Seconds until the next look, unless woken: a poll, or when a held row may go."""
+        """Seconds until the next look, unless woken: when a held, paced or failed row
+        may go, or the safety poll."""
         now = self._clock()
+        while self._retries and self._retries[0] <= now:
+            heapq.heappop(self._retries)
         ready = [self.pacer.ready_at(_route(row), now) for row in self._held.values()]
+        ready.extend(self._paced_until)
+        ready.extend(self._retries[:1])
         return min([self._poll, *(max(at - now, 0.0) for at in ready)])
+
+    def _due_again(self, seconds: float) -> None:
+        """Look again in ``seconds``: a row's retry time (a little after it, as the
+        outbox compares it with the wall clock)."""
+        heapq.heappush(self._retries, self._clock() + seconds + 0.01)
 
     async def _start_due(self, tg: TaskGroup, client: discord.Client) -> None:
         """Start a send for each channel whose head row may go now.
@@ -157,7 +196,9 @@ class OutboxSender:
             if self.pacer.ready_at(_route(row), now) <= now:
                 del self._held[channel]
                 self._start(tg, client, row, now)
-        skip = frozenset(self._busy | self._held.keys() | self._pacing(now))
+        paced = self._pacing(now)
+        skip = frozenset(self._busy | self._held.keys() | paced.keys())
+        self._paced_until = list(paced.values())
         rows = await anyio.to_thread.run_sync(
             lambda: self._outbox.claim(now=self._wall(), skip=skip)
         )
@@ -168,14 +209,17 @@ class OutboxSender:
             else:
                 self._start(tg, client, row, now)
 
-    def _pacing(self, now: float) -> set[int]:
-        """Channels whose create and edit routes must both still wait."""
-        return {
-            channel
-            for action, channel in self.pacer.known()
-            if self.pacer.ready_at(("create", channel), now) > now
-            and self.pacer.ready_at(("edit", channel), now) > now
-        }
+    def _pacing(self, now: float) -> dict[int, float]:
+        """Channels whose create and edit routes must both still wait, and until when."""
+        paced = {}
+        for _, channel in self.pacer.known():
+            ready = min(
+                self.pacer.ready_at(("create", channel), now),
+                self.pacer.ready_at(("edit", channel), now),
+            )
+            if ready > now:
+                paced[channel] = ready
+        return paced
 
     def _start(self, tg: TaskGroup, client: discord.Client, row: OutboxRow, now: float) -> None:
         self._busy.add(row.channel)
@@ -283,6 +327,7 @@ class OutboxSender:
                     reason,
                 )
             retry_at = self._wall() + (pause.retry_at - pause.since)
+            self._due_again(pause.retry_at - pause.since)
             await anyio.to_thread.run_sync(
                 lambda: self._outbox.defer_channel(row.channel, retry_at=retry_at)
             )
@@ -298,7 +343,9 @@ class OutboxSender:
 
     async def _retry(self, row: OutboxRow, error: str) -> None:
         logger.info("outbox: message %d not sent (%s); trying again", row.id, error)
-        retry_at = self._wall() + retry_delay(row.attempts + 1)
+        delay = retry_delay(row.attempts + 1)
+        retry_at = self._wall() + delay
+        self._due_again(delay)
         await anyio.to_thread.run_sync(
             lambda: self._outbox.mark_failed(row.id, error, retry_at=retry_at)
         )
@@ -315,7 +362,7 @@ class OutboxSender:
                 paused = {p.channel for p in self.breaker.paused()}
                 if not [c for c in stats.pending if c not in paused]:
                     return True
-                await anyio.sleep(self._poll)
+                await anyio.sleep(DRAIN_POLL_SECONDS)
         return False
 
 

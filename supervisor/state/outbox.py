@@ -165,6 +165,19 @@ class Outbox:
         self._waiting_meta: dict[str, str] = {}  # written while the disk refuses it
         self._lock = threading.Lock()
         self._is_held = False
+        self._on_written: Callable[[], None] | None = None
+
+    def watch(self, on_written: Callable[[], None]) -> None:
+        """Have ``on_written`` called after each message or edit is queued.
+
+        Called in the writer's thread (often a worker thread), once the row is
+        committed or waits for the disk: the sender needs no poll to see new rows.
+        """
+        self._on_written = on_written
+
+    def _written(self) -> None:
+        if self._on_written is not None:
+            self._on_written()
 
     # -- writing ---------------------------------------------------------------
 
@@ -224,6 +237,7 @@ class Outbox:
         if marker is not None:
             settings.append((marker, str(row_id)))
         self._remember(written is None and not dropped, settings)
+        self._written()
         return row_id
 
     def edit(
@@ -278,6 +292,7 @@ class Outbox:
         )
         settings = [(marker, str(target))] if marker is not None else []
         self._remember(written is None and not dropped, settings)
+        self._written()
         return target if written is None else written
 
     def _edit_in(

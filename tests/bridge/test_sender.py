@@ -71,10 +71,11 @@ async def test_sender_retry_within_the_window_is_deduplicated_by_its_nonce(
     assert message["content"] == row.content + row.marker
 
 
-async def test_sender_looks_again_after_each_send_and_when_woken(
+async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    """Rows of a channel go one after the other, and a new row at once: not at the next poll."""
+    """Rows of a channel go one after the other, and a new row (written in a worker
+    thread, as the bridge writes them) at once: not at the next poll."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
@@ -86,8 +87,11 @@ async def test_sender_looks_again_after_each_send_and_when_woken(
         ):
             await tg.start(sender.run, lambda: client)
             await wait_until(lambda: all(_sent(ledger, r) for r in rows))
-            rows.append(outbox.post(ops, "state", "change 3", now=time.time()))
-            sender.wake()
+            rows.append(
+                await anyio.to_thread.run_sync(
+                    lambda: outbox.post(ops, "state", "change 3", now=time.time())
+                )
+            )
             await wait_until(lambda: _sent(ledger, rows[-1]) is not None)
             tg.cancel_scope.cancel()
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
