@@ -178,6 +178,9 @@ class Relay:
         self._tick = tick_seconds
         self._channel_wait = channel_wait
         self._wakeup = anyio.Event()
+        # When the sleeping writer looks next unless woken (clock); -inf while it works
+        # (it then works out its next look with all that came meanwhile).
+        self._look_at = -float("inf")
         self._recount = False  # the log channel's pending rows may have changed
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
@@ -267,7 +270,10 @@ class Relay:
                 f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
                 f"{event.new.value}{reason}"
             )
-            self._wakeup.set()
+            # A storm of state changes wakes the writer only when its note may go
+            # before the writer looks anyway.
+            if self._clock() + self._next_look() < self._look_at:
+                self._wakeup.set()
         span: LogSpan | None = None
         if event.new is ProcessState.STARTING:
             self._starts[event.process] = log_marks(self._log_dir, event.process)
@@ -278,10 +284,19 @@ class Relay:
             self._wakeup.set()
         self._incidents.on_state(event, now=self._clock(), span=span)
 
-    def finished(self, channel: int) -> None:
-        """A send to ``channel`` ended: when it is the log channel, its next message may go."""
+    def finished(self, channel: int, pending: int | None = None) -> None:
+        """A send to ``channel`` ended: when it is the log channel, its next message may go.
+
+        Args:
+            channel: where the send went.
+            pending: the rows still pending there, when the sender counted them
+                (else the relay counts them again before writing output).
+        """
         if channel == self.channels.log:
-            self._recount = True
+            if pending is None:
+                self._recount = True
+            else:
+                self._log_pending, self._recount = pending, False
             self._wakeup.set()
 
     def _note_audit(self, line: str) -> None:
@@ -327,17 +342,21 @@ class Relay:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Write what is due to the outbox until cancelled.
 
-        Looks when a state change or a crash comes, when the log channel sent a
-        row, when the next message is due, and at least every tick. When
+        Looks when a crash comes, when a state change may go sooner than it
+        would look, when the log channel sent a row, when the next message is
+        due, and at least every tick. When
         cancelled, writes everything still waiting (shielded, bounded) first.
         """
         await self.prepare()
         task_status.started()
         try:
             while True:
-                with anyio.move_on_after(self._next_look()) as timer:
+                wait = self._next_look()
+                self._look_at = self._clock() + wait
+                with anyio.move_on_after(wait) as timer:
                     await self._wakeup.wait()
                 self._wakeup = anyio.Event()
+                self._look_at = -float("inf")
                 self._recount |= timer.cancelled_caught
                 try:
                     await self.flush()

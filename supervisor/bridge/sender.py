@@ -60,7 +60,8 @@ class OutboxSender:
         poll_seconds: see :data:`POLL_SECONDS`.
         health: where a paused channel is said (``dsup ctl status``, the console
             and the board show the bridge's problems).
-        on_finished: called with its channel after each send (sent or not).
+        on_finished: called after each send (sent or not) with its channel and the
+            rows still pending there (None when not counted).
     """
 
     def __init__(
@@ -74,7 +75,7 @@ class OutboxSender:
         nonce_window: float = NONCE_WINDOW_SECONDS,
         poll_seconds: float = POLL_SECONDS,
         health: HealthRecord | None = None,
-        on_finished: Callable[[int], None] | None = None,
+        on_finished: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self._outbox = outbox
         self.pacer = pacer or Pacer()
@@ -245,25 +246,27 @@ class OutboxSender:
 
     async def _send_then_look(self, client: discord.Client, row: OutboxRow) -> None:
         """Send one row, then look again at once: its channel's next row may go."""
+        left: int | None = None
         try:
-            await self._send(client, row)
+            left = await self._send(client, row)
         finally:
             self._wakeup.set()
             if self._on_finished is not None:
-                self._on_finished(row.channel)
+                self._on_finished(row.channel, left)
 
-    async def _send(self, client: discord.Client, row: OutboxRow) -> None:
+    async def _send(self, client: discord.Client, row: OutboxRow) -> int | None:
+        """Send one row; the rows still pending in its channel once it was sent."""
         try:
             delivery = await self._deliver(Messenger(client), client, row)
             if delivery.is_ok and delivery.message_id is not None:
-                await self._sent(row, delivery.message_id)
-            else:
-                await self._refused(row, delivery)
+                return await self._sent(row, delivery.message_id)
+            await self._refused(row, delivery)
+            return None
         finally:
             self._busy.discard(row.channel)
 
-    async def _sent(self, row: OutboxRow, message_id: int) -> None:
-        await anyio.to_thread.run_sync(
+    async def _sent(self, row: OutboxRow, message_id: int) -> int | None:
+        left = await anyio.to_thread.run_sync(
             lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
         )
         self.sent += 1
@@ -271,6 +274,7 @@ class OutboxSender:
             self._announced.discard(row.channel)
             self._say(row.channel, "")
             logger.warning("discord: channel %d answers again; relaying resumed", row.channel)
+        return left
 
     async def _deliver(
         self, messenger: Messenger, client: discord.Client, row: OutboxRow

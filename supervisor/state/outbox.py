@@ -478,15 +478,19 @@ class Outbox:
         )
         return self._row(rows[0]) if rows else None
 
-    def mark_sent(self, row_id: int, message_id: int, *, now: float) -> None:
+    def mark_sent(self, row_id: int, message_id: int, *, now: float) -> int | None:
         """Discord confirmed the row as ``message_id``; old sent rows and markers are pruned.
 
         The table keeps the newest :attr:`keep_sent` rows (pending ones, and the
         targets of pending edits, always); a marker goes with the row it marks.
+
+        Returns:
+            The rows still pending in the row's channel (None while the disk
+            refuses writes).
         """
         horizon = row_id - self.keep_sent
 
-        def record(conn: sqlite3.Connection) -> None:
+        def record(conn: sqlite3.Connection) -> int:
             conn.execute(
                 "UPDATE outbox SET status = 'sent', message_id = ?, sent_at = ?, last_error = '' "
                 "WHERE id = ?",
@@ -502,8 +506,14 @@ class Outbox:
                 "(SELECT id FROM outbox WHERE id <= ?)",
                 (horizon, horizon),
             )
+            (left,) = conn.execute(
+                "SELECT count(*) FROM outbox WHERE status = 'pending' "
+                "AND channel = (SELECT channel FROM outbox WHERE id = ?)",
+                (row_id,),
+            ).fetchone()
+            return int(left)
 
-        self._ledger.record("message sent to Discord", record)
+        return self._ledger.record("message sent to Discord", record)
 
     def mark_failed(self, row_id: int, error: str, *, retry_at: float) -> None:
         """Sending failed for a reason that may pass: try again at ``retry_at``."""

@@ -78,7 +78,7 @@ def test_outbox_claim_says_which_channels_still_wait_and_until_when(outbox: Outb
     claim = outbox.claim(now=2.0, skip=frozenset({B}))
     assert [r.content for r in claim.rows] == ["a1"]
     assert dict(claim.waiting) == {A: 0.0, B: 0.0, c: 9.0}
-    outbox.mark_sent(claim.rows[0].id, 9001, now=2.0)
+    assert outbox.mark_sent(claim.rows[0].id, 9001, now=2.0) == 1  # a2 left in A
     claim = outbox.claim(now=3.0, skip=frozenset({B, c}))
     assert [r.content for r in claim.rows] == ["a2"]
     assert dict(claim.waiting) == {B: 0.0, c: 9.0}  # nothing left behind a2
