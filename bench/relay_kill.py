@@ -21,7 +21,6 @@ import re
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,13 +30,12 @@ from typing import TYPE_CHECKING
 import anyio
 from _dsup_driver import write_config
 
-from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._bridge import discord_table, dsup_process, token_file
 from tests.discord_fake import FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
-    from anyio.abc import Process
 
 TICKER = Path(__file__).resolve().parent.parent / "tests" / "workers" / "relay_ticker.py"
 DEADLINE = 60.0
@@ -51,25 +49,6 @@ async def _wait(check: Callable[[], object], what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {DEADLINE:.0f} s for {what}")
         await anyio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def _dsup(config: Path) -> AsyncIterator[Process]:
-    with (config.parent / "dsup.err").open("ab") as errors:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
-    async with proc:
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            with anyio.fail_after(30, shield=True):
-                await proc.wait()
 
 
 def _relayed(fake: FakeDiscord, run: int, since: int) -> set[int]:
@@ -111,14 +90,14 @@ async def kill_once(fake: FakeDiscord, rate: int, rng: random.Random) -> tuple[i
         )
         state = directory / "state"
         since = len(fake.bot_messages("ops"))
-        async with _dsup(config) as first:
+        async with dsup_process(config, reap_seconds=30) as first:
             await _wait(lambda: _relayed(fake, 1, since), "the first lines in Discord")
             await anyio.sleep(2.0 + 3.0 * rng.random())
             first.send_signal(signal.SIGKILL)
             with anyio.fail_after(30):
                 await first.wait()
         logged = _logged(state, 1)
-        async with _dsup(config) as second:
+        async with dsup_process(config, reap_seconds=30) as second:
             await _wait(lambda: _relayed(fake, 2, since), "the restart's lines in Discord")
             await _wait(lambda: _pending(state) == 0, "the outbox to empty")
             second.send_signal(signal.SIGTERM)

@@ -4,8 +4,9 @@ Run: ``.venv/bin/python bench/throughput.py`` (add ``--memory`` for the memory
 runs). Workload: one child writes 1,000,000 lines
 of 100 B (100 MB) to stdout, captured into a log file; median of 3 runs. The
 ``dsup run`` rows print every line too (to a file, to a pipe ``cat`` drains,
-or as JSON), beside ``tee`` writing every byte to a log and to a file: the
-least a supervisor that keeps a log and prints every line can spend.
+or as JSON), beside ``tee`` writing every byte to a log and to a file: coreutils'
+(8 KiB reads) and ``bench/_tee.py`` (1 MiB reads, with and without a prefix per
+line), the least a supervisor that keeps a log and prints every line can spend.
 
 For each method the harness starts the supervisor, lets the child block on a
 FIFO, takes the supervisor's CPU time, opens the gate and then only watches the
@@ -44,6 +45,7 @@ ROOT = HERE.parent
 SIDE_VENV = HERE / ".side-venv"
 SUPERVISORD_REQ = "supervisor==4.3.0"
 FLOOD = HERE / "_flood.py"
+TEE = HERE / "_tee.py"
 DRIVER = HERE / "_dsup_driver.py"
 SETTLE_SECONDS = 0.3
 POLL_SECONDS = 0.002
@@ -148,17 +150,19 @@ def run_cat(tmp: Path, workload: list[str], nbytes: int) -> Sample:
         cat.wait(30)
 
 
-def run_tee(tmp: Path, workload: list[str], nbytes: int) -> Sample:
-    """``child | tee log > file``: coreutils writing every byte to a log and to stdout.
+def run_tee(tmp: Path, workload: list[str], nbytes: int, *argv: str) -> Sample:
+    """``child | TEE log > file``: every byte written to a log and to stdout.
 
-    The least any supervisor that keeps a log and prints every line can spend
-    (a prefix per line only adds to it). Measured like ``cat``.
+    ``argv`` is the tee: coreutils ``tee`` by default (8 KiB reads), or
+    ``bench/_tee.py`` (1 MiB reads, optionally prefixing every line), the least
+    a supervisor that keeps a log and prints every line can spend. Measured
+    like ``cat``.
     """
     gate, log = _fresh(tmp)
     r, w = os.pipe()
     with open(tmp / "tee.out", "wb") as out:
         child = subprocess.Popen(flood_argv(gate, *workload), stdout=w)
-        tee = subprocess.Popen(["tee", str(log)], stdin=r, stdout=out)
+        tee = subprocess.Popen([*(argv or ("tee",)), str(log)], stdin=r, stdout=out)
     os.close(r)
     try:
         sample = _measure_pid(tee, gate, log, nbytes, printed=tmp / "tee.out")
@@ -359,8 +363,14 @@ def throughput(runs: int, lines: int, only: str) -> None:
     workload = ["--count", str(lines), "--size", "100"]
     methods: dict[str, Callable[[Path], Sample]] = {
         "cat through a pipe (practical limit)": lambda t: run_cat(t, workload, nbytes),
-        "tee to a log and to stdout, a file (floor for printing every line)": lambda t: run_tee(
+        "coreutils tee to a log and to stdout, a file (8 KiB reads)": lambda t: run_tee(
             t, workload, nbytes
+        ),
+        "floor: tee with 1 MiB reads (bench/_tee.py), no prefix": lambda t: run_tee(
+            t, workload, nbytes, sys.executable, str(TEE)
+        ),
+        "floor: tee with 1 MiB reads, every line prefixed": lambda t: run_tee(
+            t, workload, nbytes, sys.executable, str(TEE), "--prefix", "flood:0 | "
         ),
         f"supervisord {SUPERVISORD_REQ.split('==')[1]}": lambda t: run_supervisord(
             t, workload, nbytes
@@ -407,7 +417,8 @@ def throughput(runs: int, lines: int, only: str) -> None:
         )
     sup = results[next(n for n in results if n.startswith("supervisord"))]
     print("\nratios against supervisord (issue targets for the default console: speed >= 1.2,")
-    print("CPU per MB <= 0.8; the tee row is the floor of keeping a log and printing every line)")
+    print("CPU per MB <= 0.8; the floor rows are the least a program that keeps a log and prints")
+    print("every line can spend: the same bytes written twice, with or without a prefix per line)")
     for name, s in results.items():
         if not name.startswith("supervisord"):
             speed = s.mb_per_s / sup.mb_per_s

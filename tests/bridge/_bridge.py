@@ -2,13 +2,16 @@
 
 ``bridged_node`` runs what ``dsup run`` runs (fleet, command service, control
 socket) plus the :class:`DiscordBridge`, pointed at a running fake, with its token
-in a private file; it returns once the bridge is connected.
+in a private file; it returns once the bridge is connected. ``dsup_process`` runs
+the real ``dsup run`` as a subprocess instead, for tests that stop or kill it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,8 +25,11 @@ from tests._control import running_node, write_config
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
+    import signal
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from pathlib import Path
+
+    from anyio.abc import Process
 
     from supervisor.bridge.context import BridgeContext
     from supervisor.config.schema import Config
@@ -66,6 +72,54 @@ def token_file(directory: Path, token: str) -> Path:
     path.write_text(token + "\n", encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+def node_config(
+    directory: Path, fake: FakeDiscord, programs: str, *, name: str, channels: Mapping[str, str]
+) -> Path:
+    """A ``dsup.toml`` in ``directory``: ``programs`` and a ``[discord]`` table for ``fake``.
+
+    No status board; ``channels`` as for :func:`discord_table`; state in ``state/``.
+    """
+    table = discord_table(
+        fake, token_file(directory, fake.token), status_channel=None, channels=channels
+    )
+    path = directory / "dsup.toml"
+    path.write_text(
+        f'[supervisor]\nname = "{name}"\nstate_dir = "state"\n\n{programs}\n{table}',
+        encoding="utf-8",
+    )
+    return path
+
+
+@contextlib.asynccontextmanager
+async def dsup_process(config: Path, *, reap_seconds: float = 20) -> AsyncIterator[Process]:
+    """The real ``dsup run --quiet`` on ``config`` as a subprocess (stderr to ``dsup.err``).
+
+    Killed if still running when the block ends, and waited for (``reap_seconds``).
+    """
+    with (config.parent / "dsup.err").open("ab") as errors:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    async with proc:
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            with anyio.fail_after(reap_seconds, shield=True):
+                await proc.wait()
+
+
+async def stop_process(proc: Process, signum: signal.Signals) -> int:
+    """Send ``signum`` to ``proc``; its exit status (within 20 s)."""
+    proc.send_signal(signum)
+    with anyio.fail_after(20):
+        return await proc.wait()
 
 
 @dataclass

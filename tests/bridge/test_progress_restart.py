@@ -6,23 +6,15 @@ test's event loop, through unmodified discord.py.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._bridge import dsup_process, node_config, stop_process
 from tests.bridge._relayed import program
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from anyio.abc import Process
 
     from tests.discord_fake import FakeDiscord
 
@@ -30,44 +22,9 @@ __all__ = ["fake_discord"]
 
 
 def _config(tmp_path: Path, fake: FakeDiscord, programs: str) -> Path:
-    table = discord_table(
-        fake,
-        token_file(tmp_path, fake.token),
-        status_channel=None,
-        channels={"results_channel": "ops"},
+    return node_config(
+        tmp_path, fake, programs, name="progress", channels={"results_channel": "ops"}
     )
-    path = tmp_path / "dsup.toml"
-    path.write_text(
-        f'[supervisor]\nname = "progress"\nstate_dir = "state"\n\n{programs}\n{table}',
-        encoding="utf-8",
-    )
-    return path
-
-
-@contextlib.asynccontextmanager
-async def _dsup(config: Path) -> AsyncIterator[Process]:
-    """``dsup run`` on ``config``; killed if still running when the block ends."""
-    with (config.parent / "dsup.err").open("ab") as errors:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
-    async with proc:
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            with anyio.fail_after(20, shield=True):
-                await proc.wait()
-
-
-async def _stop(proc: Process, signum: signal.Signals) -> int:
-    proc.send_signal(signum)
-    with anyio.fail_after(20):
-        return await proc.wait()
 
 
 def _progress(fake: FakeDiscord, process: str) -> list[dict[str, Any]]:
@@ -91,21 +48,21 @@ async def test_progress_of_a_run_killed_with_dsup_is_closed_once_at_the_next_sta
     reporter = program(
         "p", "sdk_worker.py", "raw", str(tmp_path / "raw"), relay="results", restart="never"
     )
-    async with _dsup(_config(tmp_path, fake_discord, reporter)) as first:
+    async with dsup_process(_config(tmp_path, fake_discord, reporter)) as first:
         (shown,) = await fake_discord.wait_until(
             lambda: _progress(fake_discord, "p:0"), timeout_seconds=20
         )
-        await _stop(first, signal.SIGKILL)
+        await stop_process(first, signal.SIGKILL)
     assert "Ended" not in shown["content"]
     quiet = program("q", "child_ready.py", relay="results")  # reports no progress
-    async with _dsup(_config(tmp_path, fake_discord, quiet)) as second:
+    async with dsup_process(_config(tmp_path, fake_discord, quiet)) as second:
 
         def closed() -> list[dict[str, Any]] | None:
             found = _progress(fake_discord, "p:0")
             return found if found and "Ended" in found[0]["content"] else None
 
         (message,) = await fake_discord.wait_until(closed, timeout_seconds=20)
-        assert await _stop(second, signal.SIGTERM) == 0
+        assert await stop_process(second, signal.SIGTERM) == 0
     assert message["id"] == shown["id"]
     assert _visible(message["content"]).split("\n") == [
         _visible(shown["content"]),
@@ -114,14 +71,14 @@ async def test_progress_of_a_run_killed_with_dsup_is_closed_once_at_the_next_sta
     # A third start says nothing more of it: the next message in the channel, a
     # progress message of this start's own, goes out after anything queued before.
     finisher = program("r", "sdk_worker.py", "report", relay="results", restart="never")
-    async with _dsup(_config(tmp_path, fake_discord, finisher)) as third:
+    async with dsup_process(_config(tmp_path, fake_discord, finisher)) as third:
 
         def finished() -> list[dict[str, Any]] | None:
             found = _progress(fake_discord, "r:0")
             return found if found and "100%" in found[0]["content"] else None
 
         await fake_discord.wait_until(finished, timeout_seconds=20)
-        assert await _stop(third, signal.SIGTERM) == 0
+        assert await stop_process(third, signal.SIGTERM) == 0
     edits = [
         a
         for a in fake_discord.bot_actions("ops")

@@ -9,22 +9,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from tests._wait import wait_until
-from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._bridge import dsup_process, node_config
 from tests.bridge._relayed import program
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from anyio.abc import Process
 
     from tests.discord_fake import FakeDiscord
 
@@ -35,44 +30,13 @@ QUESTION = "Rotate the keys now?"
 
 
 def _config(tmp_path: Path, fake: FakeDiscord, programs: str) -> Path:
-    table = discord_table(
-        fake,
-        token_file(tmp_path, fake.token),
-        status_channel=None,
-        channels={"results_channel": "ops"},
-    )
-    path = tmp_path / "dsup.toml"
-    path.write_text(
-        f'[supervisor]\nname = "asking"\nstate_dir = "state"\n\n{programs}\n{table}',
-        encoding="utf-8",
-    )
-    return path
+    return node_config(tmp_path, fake, programs, name="asking", channels={"results_channel": "ops"})
 
 
 def _asker() -> str:
     return program(
         "w", "sdk_worker.py", "ask", QUESTION, "yes,no", "-", "-", relay="results", restart="never"
     )
-
-
-@contextlib.asynccontextmanager
-async def _dsup(config: Path) -> AsyncIterator[Process]:
-    """``dsup run`` on ``config``; killed if still running when the block ends."""
-    with (config.parent / "dsup.err").open("ab") as errors:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
-    async with proc:
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            with anyio.fail_after(20, shield=True):
-                await proc.wait()
 
 
 def _rows(config: Path, kind: str = "question") -> list[tuple[str, int]]:
@@ -106,9 +70,13 @@ async def test_question_asked_during_an_outage_reaches_the_channel_once_after_it
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     """Asked while Discord answers 503 (four refusals), shown once it answers, once."""
-    config = _config(tmp_path, fake_discord, _asker())
+    config = _config(
+        tmp_path,
+        fake_discord,
+        _asker(),
+    )
     outage = fake_discord.fail_route(*MESSAGES, status=503, times=None)
-    async with _dsup(config) as dsup:
+    async with dsup_process(config) as dsup:
         await wait_until(lambda: outage.hits >= 4, seconds=30)
         assert _asking(fake_discord) == []
         fake_discord.clear_faults()
@@ -131,9 +99,13 @@ async def test_question_asked_before_a_restart_mid_outage_is_posted_once_after_i
     """Questions and progress lived in memory only: shown while Discord was away, they
     died with dsup."""
     reporter = program("p", "sdk_worker.py", "report", relay="results", restart="never")
-    config = _config(tmp_path, fake_discord, _asker() + reporter)
+    config = _config(
+        tmp_path,
+        fake_discord,
+        _asker() + reporter,
+    )
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
-    async with _dsup(config) as first:
+    async with dsup_process(config) as first:
 
         def tried() -> bool:
             rows = _rows(config) + _rows(config, "progress") + _rows(config, "result")
@@ -148,7 +120,7 @@ async def test_question_asked_before_a_restart_mid_outage_is_posted_once_after_i
     fake_discord.clear_faults()
     quiet = program("w", "child_ready.py", relay="results")  # asks nothing this time
     config = _config(tmp_path, fake_discord, quiet)
-    async with _dsup(config) as second:
+    async with dsup_process(config) as second:
 
         def settled() -> list[dict[str, Any]] | None:
             found = _asking(fake_discord)

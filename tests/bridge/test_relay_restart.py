@@ -10,22 +10,15 @@ import contextlib
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
-import anyio
-
 from tests._wait import wait_until
-from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._bridge import dsup_process, node_config, stop_process
 from tests.bridge._relayed import program
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
-
-    from anyio.abc import Process
 
     from tests.discord_fake import FakeDiscord
 
@@ -36,41 +29,7 @@ _LINE = re.compile(r"run (\d+) line (\d+)")
 
 
 def _config(tmp_path: Path, fake: FakeDiscord, programs: str) -> Path:
-    table = discord_table(fake, token_file(tmp_path, fake.token), status_channel=None)
-    table = table.replace("[discord]\n", f"[discord]\nlog_channel = {fake.channel('ops').id}\n")
-    path = tmp_path / "dsup.toml"
-    path.write_text(
-        f'[supervisor]\nname = "relayed"\nstate_dir = "state"\n\n{programs}\n{table}',
-        encoding="utf-8",
-    )
-    return path
-
-
-@contextlib.asynccontextmanager
-async def _dsup(config: Path) -> AsyncIterator[Process]:
-    """``dsup run`` on ``config``; killed if still running when the block ends."""
-    with (config.parent / "dsup.err").open("ab") as errors:
-        proc = await anyio.open_process(
-            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-        )
-    async with proc:
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            with anyio.fail_after(20, shield=True):
-                await proc.wait()
-
-
-async def _stop(proc: Process, signum: signal.Signals) -> int:
-    """Send ``signum`` to ``proc``; its exit status."""
-    proc.send_signal(signum)
-    with anyio.fail_after(20):
-        return await proc.wait()
+    return node_config(tmp_path, fake, programs, name="relayed", channels={"log_channel": "ops"})
 
 
 def _relayed(fake: FakeDiscord, run: int) -> list[int]:
@@ -89,16 +48,16 @@ async def test_relay_sigkill_with_unsent_rows_sends_them_after_restart_once(
     count = program("count", "relay_count.py", tmp_path / "runs", 400, relay="all")
     config = _config(tmp_path, fake_discord, count)
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
-    async with _dsup(config) as first:
+    async with dsup_process(config) as first:
         await wait_until(lambda: len(_unsent(config)) >= 3, seconds=20)
-        await _stop(first, signal.SIGKILL)
+        await stop_process(first, signal.SIGKILL)
     unsent = _unsent(config)
     fake_discord.clear_faults()
-    async with _dsup(config) as second:
+    async with dsup_process(config) as second:
         await fake_discord.wait_until(
             lambda: len(_relayed(fake_discord, 2)) >= 400, timeout_seconds=20
         )
-        assert await _stop(second, signal.SIGTERM) == 0
+        assert await stop_process(second, signal.SIGTERM) == 0
     contents = [str(m.get("content", "")) for m in fake_discord.bot_messages("ops")]
     for row in unsent:
         assert sum(c.startswith(row) for c in contents) == 1, row
@@ -124,7 +83,7 @@ async def test_relay_outages_and_a_restart_lose_and_double_no_line(
 ) -> None:
     ticker = program("ticker", "relay_ticker.py", tmp_path / "runs", 20, relay="all")
     config = _config(tmp_path, fake_discord, ticker)
-    async with _dsup(config) as first:
+    async with dsup_process(config) as first:
         await fake_discord.wait_until(lambda: _relayed(fake_discord, 1), timeout_seconds=20)
         async with fake_discord.gateway_outage():
             fake_discord.fail_route(*MESSAGES, status=502, times=None, for_seconds=3.0)
@@ -137,14 +96,14 @@ async def test_relay_outages_and_a_restart_lose_and_double_no_line(
         # The second outage: dsup is stopped in the middle of it.
         fake_discord.fail_route(*MESSAGES, status=500, times=None)
         await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
-        assert await _stop(first, signal.SIGTERM) == 0
+        assert await stop_process(first, signal.SIGTERM) == 0
     printed = _printed(tmp_path, run=1)
     fake_discord.clear_faults()
-    async with _dsup(config) as second:
+    async with dsup_process(config) as second:
         await fake_discord.wait_until(
             lambda: len(_relayed(fake_discord, 1)) >= printed, timeout_seconds=20
         )
-        assert await _stop(second, signal.SIGTERM) == 0
+        assert await stop_process(second, signal.SIGTERM) == 0
     assert printed > 60
     assert _relayed(fake_discord, 1) == list(range(printed))
     fake_discord.assert_within_rate_limits("ops")
