@@ -26,7 +26,9 @@ from tests._wait import wait_until
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from supervisor.events import OutputChunk
+    from anyio.abc import TaskGroup
+
+    from supervisor.events import OutputChunk, Stream
 
 
 def _line(i: int) -> str:
@@ -406,6 +408,31 @@ async def test_pump_without_consumer_only_writes_the_log(tmp_path: Path) -> None
     assert result.logs["stderr"] == "".join(_line(i) + "\n" for i in range(1000)).encode()
 
 
+def _start_pumps(
+    fds: dict[Stream, int],
+    log: RotatingLog,
+    out: Recorder,
+    ended: list[str],
+    tg: TaskGroup,
+) -> list[pump_module.Pump]:
+    """A started pump per pipe of ``fds``, into one log; each appends its stream to ``ended``."""
+    pumps = [
+        pump_module.Pump(
+            fd,
+            process="w:0",
+            stream=stream,
+            log=log,
+            consumer=out,
+            max_line_bytes=2048,
+            on_end=functools.partial(ended.append, stream),
+        )
+        for stream, fd in fds.items()
+    ]
+    for p in pumps:
+        p.start(tg)
+    return pumps
+
+
 async def test_pump_fallback_for_other_backends_drains_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -422,20 +449,7 @@ async def test_pump_fallback_for_other_backends_drains_the_same(
         with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
             with anyio.fail_after(20):
                 async with anyio.create_task_group() as tg:
-                    pumps = [
-                        pump_module.Pump(
-                            fd,
-                            process="w:0",
-                            stream=stream,
-                            log=log,
-                            consumer=out,
-                            max_line_bytes=2048,
-                            on_end=functools.partial(ended.append, stream),
-                        )
-                        for stream, fd in fds.items()
-                    ]
-                    for p in pumps:
-                        p.start(tg)
+                    pumps = _start_pumps(fds, log, out, ended, tg)
                     assert len(anyio.get_running_tasks()) >= 3  # a task per pipe here
     finally:
         for fd in fds.values():
@@ -456,20 +470,7 @@ async def test_pump_on_asyncio_holds_no_task_and_ends_once(tmp_path: Path) -> No
         with RotatingLog(tmp_path / "o.log", max_bytes=0, backups=0) as log:
             async with anyio.create_task_group() as tg:
                 before = len(anyio.get_running_tasks())
-                pumps = [
-                    pump_module.Pump(
-                        fd,
-                        process="w:0",
-                        stream=stream,
-                        log=log,
-                        consumer=out,
-                        max_line_bytes=2048,
-                        on_end=functools.partial(ended.append, stream),
-                    )
-                    for stream, fd in fds.items()
-                ]
-                for p in pumps:
-                    p.start(tg)
+                pumps = _start_pumps(fds, log, out, ended, tg)
                 assert len(anyio.get_running_tasks()) == before
                 await wait_until(lambda: len(ended) == 2)
                 for p in pumps:
