@@ -17,7 +17,7 @@ import anyio
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.stats import ProcStats, TreeStats
-from supervisor.reaper.stop import TreeOutcome, escalate
+from supervisor.reaper.stop import ExitFlag, TreeOutcome, escalate
 from supervisor.reaper.tree import (
     Scanner,
     adopted,
@@ -115,7 +115,7 @@ class Reaper:
         run_id: str,
         sig: signal.Signals,
         timeout: float,  # noqa: ASYNC109 - the grace before SIGKILL, not a deadline
-        main_exited: anyio.Event,
+        main_exited: ExitFlag,
         pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Stop a run as a tree: ``sig`` to its group and members, then SIGKILL.
@@ -376,7 +376,7 @@ class Reaper:
         label: str,
         sig: signal.Signals,
         grace: float,
-        main_exited: anyio.Event | None = None,
+        main_exited: ExitFlag | None = None,
         pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Escalate over the members of one run; record them, settle the run if all end.
