@@ -18,6 +18,7 @@ import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
+from supervisor.output.allocator import give_back_free_memory
 from supervisor.process.questions import QuestionDesk
 from supervisor.process.slot import Slot, SlotContext
 from supervisor.state.worker_store import WorkerStore
@@ -358,6 +359,7 @@ class Fleet:
             known_children=self._known_children,
             interval=self.config.supervisor.sweep_interval_seconds,
             emit=self._fanout.emit,
+            after_sweep=give_back_free_memory,  # what start-up and the sweep freed
             task_status=task_status,
         )
 

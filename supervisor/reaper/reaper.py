@@ -311,6 +311,7 @@ class Reaper:
         known_children: Callable[[], Collection[int]],
         interval: float,
         emit: Callable[[Event], None],
+        after_sweep: Callable[[], object] | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Reap stray zombies when children die, and sweep every ``interval`` seconds.
@@ -318,7 +319,8 @@ class Reaper:
         Runs until cancelled. An adopted orphan that dies is reaped soon after its
         SIGCHLD (once it is older than ``spare_younger_than``), not only at the
         next sweep. Emits ``OrphansCleaned(reason="sweep")`` when a sweep ended
-        something. A failed round is logged and the loop goes on.
+        something. A failed round is logged and the loop goes on. ``after_sweep``
+        is called in a thread after each round (the fleet gives back free memory).
         """
         async with anyio.create_task_group() as tg:
             await tg.start(self._reap_on_sigchld, known_children)
@@ -330,7 +332,9 @@ class Reaper:
                     ended = await self.sweep(live_run_ids(), owned=known_children())
                 except Exception:
                     logger.exception("reaper sweep failed; trying again in %.1f s", interval)
-                    continue
+                    ended = ()
+                if after_sweep is not None:
+                    await anyio.to_thread.run_sync(after_sweep)
                 if ended:
                     emit(OrphansCleaned(pids=ended, reason="sweep"))
 
