@@ -24,7 +24,7 @@ from supervisor.bridge.incident import (
     render,
 )
 from supervisor.bridge.results import result_attach, result_message
-from supervisor.bridge.stream import OutputStream
+from supervisor.bridge.stream import OutputStream, state_note
 from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -265,11 +265,7 @@ class Relay:
         if mode is RelayMode.NONE or not self.channels.log:
             return
         if mode is RelayMode.ALL:
-            reason = f": {event.reason}" if event.reason else ""
-            self._stream.add_note(
-                f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
-                f"{event.new.value}{reason}"
-            )
+            self._stream.add_note(state_note(event))
             # A storm of state changes wakes the writer only when its note may go
             # before the writer looks anyway.
             if self._clock() + self._next_look() < self._look_at:

@@ -17,6 +17,8 @@ from supervisor.state.outbox import MAX_CONTENT_CHARS
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from supervisor.events import StateChanged
+
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
 BUFFER_MESSAGES = 4
@@ -41,6 +43,12 @@ def omitted_note(process: str, size: int) -> str:
     """
     program = process.rpartition(":")[0] or process
     return f"... {memory(size)} of {process} omitted (see /logs {program})"
+
+
+def state_note(event: StateChanged) -> str:
+    """The line that tells a state change among the output (``relay = "all"``)."""
+    reason = f": {event.reason}" if event.reason else ""
+    return f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → {event.new.value}{reason}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
