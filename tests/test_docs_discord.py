@@ -209,13 +209,28 @@ def relay_output() -> str:
                 program="flaky",
                 old=ProcessState.STARTING,
                 new=RUNNING,
-                reason="up for start_seconds = 1 s",
+                reason="up for 1 s",  # as process/state.py words it
                 at=T,
             )
         )
     )
     stream.add("report:0", b"report 2025-12-06: 3,000 rows\nsent to ops@example.com\n")
-    stream.add("scraper:0", b"page 1 ok\npage 2 ok\n```markdown in a page```\n", omitted=1258291)
+    stream.add(
+        "scraper:0",
+        b"page 1 ok\npage 2 ok\n```markdown in a page```\n",
+        omitted=86_800,
+        omitted_lines=1240,
+    )
+    excerpt = stream.take()
+    assert excerpt is not None
+    return excerpt.content
+
+
+def relay_flood() -> str:
+    """A message of a flood, whose omitted lines were too many to count."""
+    stream = OutputStream()
+    pages = b"".join(b"fetched https://example.com/page/%d in 0.2 s\n" % n for n in range(41, 44))
+    stream.add("scraper:0", pages, omitted=2**20)
     excerpt = stream.take()
     assert excerpt is not None
     return excerpt.content
@@ -408,6 +423,7 @@ SAMPLES: dict[str, Callable[[], str]] = {
     "incident-loop": incident_loop,
     "incident-closed": incident_closed,
     "relay-output": relay_output,
+    "relay-flood": relay_flood,
     "outage-summary": outage_summary,
     "audit": audit_lines,
     "refused": refused,
