@@ -3,7 +3,8 @@
 A sample is a fenced block right after a ``<!-- discord: NAME -->`` comment; NAME is a
 key of :data:`SAMPLES`, a function that renders that message (or those messages, one
 blank line apart) from fixed inputs with the functions the bridge posts with. A fenced
-block in docs/ that looks like a Discord message (:data:`LOOKS`) must be such a sample,
+block in docs/ (or README.md, or the pipeline example's) that looks like a Discord message
+(:data:`LOOKS`) must be such a sample (or a ``<!-- sample: NAME -->`` that a run checks),
 and a Discord phrase quoted in the prose must be part of one (``...`` stands for anything,
 any number for any number). After a change of wording, rewrite the samples with
 ``.venv/bin/python -m tests.test_docs_discord`` and read the diff.
@@ -24,7 +25,7 @@ import pytest
 from supervisor.bridge import audit_feed, board_text, incident, progress, questions, tasks
 from supervisor.bridge.replies import refusal
 from supervisor.bridge.stream import OutputStream, state_note
-from supervisor.commands import audit
+from supervisor.commands import audit, health
 from supervisor.commands.access import Command
 from supervisor.commands.health import BridgeHealth
 from supervisor.commands.reports import ActionReport, ProcessResult
@@ -41,15 +42,19 @@ from supervisor.tasks.records import TaskRecord, TaskState
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-DOCS = [*sorted((Path(__file__).resolve().parent.parent / "docs").glob("*.md"))]
-DOCS.append(DOCS[0].parent.parent / "README.md")
+REPO = Path(__file__).resolve().parent.parent
+DOCS = [
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "README.md",
+    REPO / "examples/pipeline/README.md",
+]
 CHANGELOG = "changelog.md"  # history: it quotes the wording of its time
 
 T = 1_765_000_000.0  # the samples' wall clock: 2025-12-06 05:46:40 UTC
 RUNNING, EXITED = ProcessState.RUNNING, ProcessState.EXITED
 
 _FENCED = re.compile(
-    r"(?:<!-- discord: (?P<name>[\w-]+) -->\n)?^(?P<fence>`{3,})(?P<info>[^\n]*)\n"
+    r"(?:<!-- (?P<kind>discord|sample): (?P<name>[\w-]+) -->\n)?^(?P<fence>`{3,})(?P<info>[^\n]*)\n"
     r"(?P<body>.*?)\n(?P=fence)$",
     re.M | re.S,
 )
@@ -114,6 +119,14 @@ def _board(
         statuses, node="node-a", health=_CONNECTED, budget=budget, tasks=tasks
     )
     return f"{text.title}\n{board_text.description(text, at=T)}\n{text.footer}"
+
+
+def ctl_status_bridge() -> str:
+    """What ``dsup ctl status`` prints under its table of a node whose bridge is connected."""
+    connected = BridgeHealth(
+        state="connected", since=T, user="dsup-bot", guild="my-team", latency_seconds=0.048
+    )
+    return "\n".join(health.describe(connected, now=T))
 
 
 def board() -> str:
@@ -418,6 +431,7 @@ def task_refused() -> str:
 
 
 SAMPLES: dict[str, Callable[[], str]] = {
+    "ctl-status-bridge": ctl_status_bridge,
     "board": board,
     "board-summarised": board_summarised,
     "incident-loop": incident_loop,
@@ -446,10 +460,16 @@ SAMPLES: dict[str, Callable[[], str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A fenced block of a doc: its sample name ("" when unmarked) and text."""
+    """A fenced block of a doc: its sample name ("" when unmarked) and text.
+
+    ``checked`` is True for a ``<!-- discord: NAME -->`` sample, which :data:`SAMPLES`
+    renders; a ``<!-- sample: NAME -->`` is a run's (tests/test_docs.py, or the test of
+    the page's example).
+    """
 
     doc: Path
     name: str
+    checked: bool
     body: str
     start: int
     end: int
@@ -458,7 +478,8 @@ class Block:
 def blocks(doc: Path) -> Iterator[Block]:
     """The fenced blocks of ``doc`` (their span covers the marker comment too)."""
     for found in _FENCED.finditer(doc.read_text(encoding="utf-8")):
-        yield Block(doc, found["name"] or "", found["body"], found.start(), found.end())
+        name, checked = found["name"] or "", found["kind"] == "discord"
+        yield Block(doc, name, checked, found["body"], found.start(), found.end())
 
 
 def quotes(text: str) -> list[str]:
@@ -497,7 +518,7 @@ def write_samples() -> list[Path]:
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         for block in reversed(list(blocks(doc))):
-            if block.name in SAMPLES:
+            if block.checked and block.name in SAMPLES:
                 body = SAMPLES[block.name]()
                 fence = _fence(body)
                 new = f"<!-- discord: {block.name} -->\n{fence}\n{body}\n{fence}"
@@ -512,7 +533,7 @@ def write_samples() -> list[Path]:
 
 
 def _marked() -> list[Block]:
-    return [b for doc in DOCS for b in blocks(doc) if b.name]
+    return [b for doc in DOCS for b in blocks(doc) if b.checked]
 
 
 def test_docs_discord_samples_are_what_dsup_posts() -> None:
