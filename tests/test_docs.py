@@ -56,7 +56,10 @@ def shape(line: str) -> str:
     return " ".join(re.sub(r"N(?:, N)+", "N", numbers).split())
 
 
-ELSEWHERE = {"config.md:check-online": "tests/bridge/test_check_online.py"}
+ELSEWHERE = {
+    "config.md:check-online": "tests/bridge/test_check_online.py",
+    "discord_fake.md:fake-console": "tests/test_discord_fake_console.py",
+}
 """Samples a run of their own checks (they need the Discord fake)."""
 
 
