@@ -12,6 +12,7 @@ any number for any number). After a change of wording, rewrite the samples with
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import random
 import re
@@ -22,13 +23,22 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from supervisor.bridge import audit_feed, board_text, incident, progress, questions, tasks
-from supervisor.bridge.replies import refusal
+from supervisor.bridge import (
+    audit_feed,
+    board_text,
+    incident,
+    mention,
+    progress,
+    questions,
+    tasks,
+)
+from supervisor.bridge.perform import Ask
+from supervisor.bridge.replies import refusal, render
 from supervisor.bridge.stream import OutputStream, state_note
 from supervisor.commands import audit, health
 from supervisor.commands.access import Command
 from supervisor.commands.health import BridgeHealth
-from supervisor.commands.reports import ActionReport, ProcessResult
+from supervisor.commands.reports import ActionReport, ProcessInfo, ProcessResult, StatusReport
 from supervisor.config.schema import ProgramSpec
 from supervisor.errors import AccessDenied
 from supervisor.events import OrphansCleaned, ProcessState, Progress, Question, StateChanged
@@ -299,6 +309,46 @@ def audit_lines() -> str:
     return "\n\n".join(audit_feed.pack(lines))
 
 
+def slash_status() -> str:
+    """The public answer to ``/status``."""
+    processes = (
+        ProcessInfo(
+            status=_status("scraper:0", RUNNING, pid=4242), rss_bytes=48 << 20, cpu_percent=12.5
+        ),
+        ProcessInfo(
+            status=_status("scraper:1", RUNNING, pid=4243), rss_bytes=47 << 20, cpu_percent=0.4
+        ),
+        ProcessInfo(
+            status=dataclasses.replace(
+                _status("flaky:0", ProcessState.BACKOFF, since=T - 20, restarts=3, code=1),
+                reason="exited too quickly; failed start 2 of 3, next try in 1.92 s",
+            )
+        ),
+    )
+    report = StatusReport(node="node-a", at=T, processes=processes)
+    return render(report, title=Ask(verb="status").title).content
+
+
+def slash_restart() -> str:
+    """The public answer to ``/restart scraper``."""
+    report = ActionReport(
+        command=Command.RESTART,
+        target="scraper",
+        processes=tuple(
+            ProcessResult(process=f"scraper:{i}", outcome="ok", state=RUNNING, pid=4300 + i)
+            for i in range(2)
+        ),
+    )
+    return render(report, title=Ask(verb="restart", target="scraper").title).content
+
+
+def mention_unknown() -> str:
+    """The reply to a mention that asks for nothing dsup knows (``@dsup frobnicate``)."""
+    said = mention.parse(["frobnicate"])
+    assert isinstance(said, str)
+    return said
+
+
 def refused() -> str:
     """The private answer to a member who may not run a command."""
     return refusal(
@@ -440,6 +490,9 @@ SAMPLES: dict[str, Callable[[], str]] = {
     "relay-flood": relay_flood,
     "outage-summary": outage_summary,
     "audit": audit_lines,
+    "slash-status": slash_status,
+    "slash-restart": slash_restart,
+    "mention-unknown": mention_unknown,
     "refused": refused,
     "progress-running": progress_running,
     "progress-ended": progress_ended,
