@@ -9,6 +9,7 @@ import pytest
 from supervisor import humanize
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
+    INCIDENT_WAIT_SECONDS,
     STREAM_BYTES,
     STUCK_SECONDS,
     Relay,
@@ -441,10 +442,11 @@ async def test_relay_incidents_opening_together_take_turns_behind_no_row(
     assert content.startswith("🔴 `chatty:2` crashed")
 
 
-async def test_relay_many_state_changes_go_before_a_waiting_incident(
-    relay: Relay, ledger: Ledger
+async def test_relay_many_state_changes_go_before_a_waiting_incident_for_a_while(
+    relay: Relay, ledger: Ledger, clock: _Clock
 ) -> None:
     relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("crashy:1", S.RUNNING, S.BACKOFF, exit_code=1))
     for n in range(20):
         relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
     await relay.flush()
@@ -455,6 +457,22 @@ async def test_relay_many_state_changes_go_before_a_waiting_incident(
     await relay.flush()
     ((kind, content),) = _pending(ledger, LOG)
     assert content.startswith("🔴 `crashy:0` crashed")
+    _sent_all(ledger, relay)
+    for n in range(20, 40):
+        relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
+    clock.now += INCIDENT_WAIT_SECONDS
+    relay.deliver(_lines("chatty:0", "output"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident", "an incident waits for its turn only so long"
+    assert content.startswith("<t:")
+    assert "🔴 `crashy:1` crashed" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "state"
+    assert "the 39th time" in content
+    assert content.endswith("output\n```")
 
 
 async def test_relay_writes_every_incident_once_the_channel_is_stuck(
