@@ -69,8 +69,9 @@ the output stream's message takes the channel's turn first."""
 INCIDENT_WAIT_SECONDS = 10.0
 """An incident waiting its turn longer than this goes ahead of the stream's message."""
 STUCK_SECONDS = 5.0
-"""The log channel sent nothing this long while rows wait (Discord slow or away): incidents
-are then written at once, kept on disk, instead of waiting their turn in memory."""
+"""Rows waited this long in the log channel without a pause (Discord slow or away, or a
+backlog): incidents are then written at once, kept on disk, instead of waiting their turn
+in memory, and output as :func:`should_emit` decides behind pending rows."""
 _FLUSH_TIMEOUT = 5.0
 
 
@@ -207,7 +208,7 @@ class Relay:
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
         self._log_pending = 0  # rows pending in the log channel when last counted
-        self._log_moved = -float("inf")  # when it last sent a row, or got one to send
+        self._log_busy_since = 0.0  # when rows last began to wait there (clock)
 
     # -- producers (event loop; never block) ---------------------------------
 
@@ -304,7 +305,6 @@ class Relay:
             if pending is None:
                 self._recount = True
             else:
-                self._log_moved = self._clock()
                 self._count_log(pending)
                 self._recount = False
             self._wakeup.set()
@@ -312,7 +312,7 @@ class Relay:
     def _count_log(self, pending: int) -> None:
         """The log channel has ``pending`` rows waiting to be sent."""
         if pending and not self._log_pending:
-            self._log_moved = self._clock()
+            self._log_busy_since = self._clock()
         elif not pending:
             self._incidents.sent()
         self._log_pending = pending
@@ -423,10 +423,11 @@ class Relay:
         wait, the stream's message goes first); output waits until every incident
         has its message. An edit goes when the channel is idle and may edit, or
         at once when the incident's last row may still wait (it changes that row).
-        When the channel is stuck (Discord slow or away), or at the end, every
-        incident is written at once instead: kept on disk, never lost.
+        When rows have waited there for a while (Discord slow or away, a
+        backlog), or at the end, every incident is written at once instead: kept
+        on disk, never lost.
         """
-        if final or (self._log_pending and now - self._log_moved >= STUCK_SECONDS):
+        if final or (self._log_pending and now - self._log_busy_since >= STUCK_SECONDS):
             writes = [self._incident_write(i) for i in changed]
             return writes + self._output_writes(now, final=final)
         creates = [i for i in changed if i.row_id is None]
