@@ -53,7 +53,7 @@ import anyio
 from _dsup_driver import write_config
 
 from tests.bridge._bridge import discord_table, token_file
-from tests.discord_fake import FakeDiscord, open_fake_discord
+from tests.discord_fake import BotAction, FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -213,11 +213,14 @@ def _outbox_times(state: Path) -> dict[int, tuple[float, float]]:
     return {int(str(m)): (float(str(c)), float(str(f))) for m, c, f in rows}
 
 
-def _shown(fake: FakeDiscord) -> list[tuple[int, float, str]]:
-    """(message id, created at, line) of every line of every bot message in ops."""
+def _shown(fake: FakeDiscord, since: float) -> list[tuple[int, float, str]]:
+    """(message id, created at, line) of every line of every bot message in ops created
+    since ``since`` (this run's)."""
     found: list[tuple[int, float, str]] = []
     for message in fake.bot_messages("ops"):
         at = datetime.datetime.fromisoformat(str(message["timestamp"])).timestamp()
+        if at < since:
+            continue
         lines = str(message.get("content", "")).splitlines()
         found.extend((int(message["id"]), at, line) for line in lines)
     return found
@@ -244,7 +247,7 @@ def _latencies(
     takes the first line of its process not yet taken that shows the same.
     """
     shown: dict[str, list[tuple[int, float, str, str, int]]] = {}
-    for message_id, at, line in _shown(fake):
+    for message_id, at, line in _shown(fake, changes[0].at if changes else 0.0):
         if m := _NOTE.search(line):
             shown.setdefault(m[2], []).append((message_id, at, m[3], m[4], int(m[1])))
     found, missing = [], 0
@@ -275,14 +278,15 @@ def _latencies(
     return found, missing
 
 
-def _incidents(fake: FakeDiscord, changes: list[Change]) -> list[float]:
-    """Seconds from each first crash of the burst to the creation of its incident's message."""
+def _incidents(actions: list[BotAction], changes: list[Change]) -> list[float]:
+    """Seconds from each first crash of the burst to the creation of its incident's message
+    (among ``actions``, this run's)."""
     crashes: dict[str, float] = {}
     for change in changes:
         if change.process.startswith(("burst:", "doomed:")) and change.old == "RUNNING":
             crashes.setdefault(change.process, change.at)
     found = []
-    for action in fake.bot_actions("ops"):
+    for action in actions:
         if action.kind != "create" or action.message is None:
             continue
         content = action.content or ""
@@ -405,7 +409,7 @@ async def _measure(
         edits=sum(1 for a in actions if a.kind == "edit"),
         latencies=latencies,
         missing=missing,
-        incidents=_incidents(fake, changes) if mode != "none" else [],
+        incidents=_incidents(actions, changes) if mode != "none" else [],
     )
 
 
