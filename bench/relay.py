@@ -14,7 +14,10 @@ CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from
 gate's opening until every line of it is in the log files (the output reaches Discord
 later, at Discord's pace), and per second over the window. The burst's figure is also
 given net of what dsup spends anyway (crashers, incidents, messages), measured over
-``BASELINE_SECONDS`` just before the gate: the relay's cost per byte. Latency: from a run's end
+``BASELINE_SECONDS`` just before the gate: the relay's cost per byte. The two modes run
+``--repeat`` times each, alternating which goes first, and the ratio is given per pair as
+a median with its min and max: on a shared machine one pair's noise is larger than the
+effect. Latency: from a run's end
 in the ledger (``runs.ended_at``) to the creation, in the fake, of the message showing
 that state change, for every run ending in the window (``--window`` seconds from the
 gate), split where the time went: until the relay wrote the row to the outbox, until the
@@ -23,6 +26,7 @@ figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
         [--rate 2000] [--crashers 5] [--crash-every 2] [--window 30] [--console]
+        [--repeat 3]
 """
 
 from __future__ import annotations
@@ -325,43 +329,71 @@ def _spread(values: list[float]) -> str:
     )
 
 
-async def main(load: Workload) -> None:
+def _pairs(count: int) -> list[tuple[str, str]]:
+    """``count`` pairs of modes, alternating which goes first (ABBA): a drift of the
+    machine's load over the runs falls on both modes alike."""
+    return [("all", "none") if i % 2 == 0 else ("none", "all") for i in range(count)]
+
+
+def _ratio_spread(ratios: list[float]) -> str:
+    """The median of per-pair ratios as a change in percent, with the min and max."""
+    changes = sorted((r - 1) * 100 for r in ratios)
+    return (
+        f"median {statistics.median(changes):+.1f} % "
+        f"(min {changes[0]:+.1f} %, max {changes[-1]:+.1f} %, n={len(changes)} pairs)"
+    )
+
+
+async def main(load: Workload, repeat: int) -> None:
+    runs: list[tuple[Figures, Figures]] = []
     async with open_fake_discord() as fake:
-        relayed = await run_once(fake, "all", load)
-        quiet = await run_once(fake, "none", load)
-    mb = relayed.burst_bytes / 1e6
+        for first, second in _pairs(repeat):
+            done = {first: await run_once(fake, first, load)}
+            done[second] = await run_once(fake, second, load)
+            runs.append((done["all"], done["none"]))
+    mb = runs[0][0].burst_bytes / 1e6
     print(
         f"workload: {load.workers} workers x {load.lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB "
         f"at once, then {load.rate:,} lines/s each; {load.crashers} crashers exiting every "
         f"{load.crash_every:g} s; window {load.window:g} s; "
         + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
+        + f"; {repeat} pairs of runs, alternating which mode goes first"
     )
-    for fig in (relayed, quiet):
-        print(
-            f'relay = "{fig.mode}": burst logged in {fig.burst_seconds:.2f} s, dsup CPU '
-            f"{fig.burst_cpu:.3f} s = {fig.cpu_per_mb * 1000:.2f} ms/MB "
-            f"({fig.net_cpu_per_mb * 1000:.2f} net of {fig.baseline * 1000:.0f} ms/s "
-            f"spent before the gate); window: "
-            f"{fig.window_bytes / 1e6:.0f} MB logged, dsup CPU {fig.window_cpu:.2f} s "
-            f"({fig.window_cpu / fig.window_seconds * 100:.1f} % of a core); "
-            f"peak RSS {fig.peak_rss / 2**20:.0f} MiB"
-        )
-    print(f"429s answered by the fake: {relayed.rejected}")
-    seconds = relayed.window_seconds
+    for index, pair in enumerate(runs, 1):
+        for fig in pair:
+            print(
+                f'{index}. relay = "{fig.mode}": burst logged in {fig.burst_seconds:.2f} s, '
+                f"dsup CPU {fig.burst_cpu:.3f} s = {fig.cpu_per_mb * 1000:.2f} ms/MB "
+                f"({fig.net_cpu_per_mb * 1000:.2f} net of {fig.baseline * 1000:.0f} ms/s "
+                f"spent before the gate); window: "
+                f"{fig.window_bytes / 1e6:.0f} MB logged, dsup CPU {fig.window_cpu:.2f} s "
+                f"({fig.window_cpu / fig.window_seconds * 100:.1f} % of a core); "
+                f"peak RSS {fig.peak_rss / 2**20:.0f} MiB"
+            )
+    relayed = [fig for fig, _ in runs]
+    print(f"429s answered by the fake: {sum(fig.rejected for fig in relayed)}")
+    seconds = sum(fig.window_seconds for fig in relayed)
+    creates = sum(fig.creates for fig in relayed)
+    edits = sum(fig.edits for fig in relayed)
     print(
-        f"ops during the window: {relayed.creates} messages created "
-        f"({relayed.creates / seconds:.2f}/s; the fake allows 5 per 5 s), "
-        f"{relayed.edits} edits ({relayed.edits / seconds:.2f}/s)"
+        f"ops during the windows: {creates} messages created "
+        f"({creates / seconds:.2f}/s; the fake allows 5 per 5 s), "
+        f"{edits} edits ({edits / seconds:.2f}/s)"
     )
-    lat = relayed.latencies
+    lat = [x for fig in relayed for x in fig.latencies]
     print(f"state change -> message: {_spread([x.created for x in lat])}")
     print(f"  ... row in the outbox: {_spread([x.written for x in lat])}")
     print(f"  ... row taken by the sender: {_spread([x.claimed for x in lat])}")
-    ratio = relayed.cpu_per_mb / quiet.cpu_per_mb
-    net = relayed.net_cpu_per_mb / quiet.net_cpu_per_mb
+    raw = [a.cpu_per_mb / n.cpu_per_mb for a, n in runs]
+    net = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
+    before = [a.baseline / n.baseline for a, n in runs]
+    print(f'burst CPU per MB, relay "all" / "none": {_ratio_spread(raw)}')
+    print(f"  net of the CPU spent before the gate: {_ratio_spread(net)}")
     print(
-        f'burst CPU per MB, relay "all" / "none": {ratio:.3f} ({(ratio - 1) * 100:+.1f} %); '
-        f"net: {net:.3f} ({(net - 1) * 100:+.1f} %)"
+        f'CPU a second before the gate, "all": '
+        f"{statistics.median(a.baseline for a, _ in runs) * 1000:.1f} ms/s, "
+        f'"none": {statistics.median(n.baseline for _, n in runs) * 1000:.1f} ms/s '
+        f"(per pair: {_ratio_spread(before)})"
     )
 
 
@@ -376,6 +408,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--console", action="store_true", help="let the console show output (not --quiet)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help='pairs of runs ("all" and "none", alternating)'
+    )
     args = parser.parse_args()
     workload = Workload(
         workers=args.workers,
@@ -386,4 +421,4 @@ if __name__ == "__main__":
         window=args.window,
         console=args.console,
     )
-    anyio.run(main, workload, backend="asyncio")
+    anyio.run(main, workload, max(1, args.repeat), backend="asyncio")

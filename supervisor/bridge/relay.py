@@ -24,7 +24,7 @@ from supervisor.bridge.incident import (
     render,
 )
 from supervisor.bridge.results import result_attach, result_message
-from supervisor.bridge.stream import OutputStream
+from supervisor.bridge.stream import OutputStream, state_note
 from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
-what fits its bound and only sizes the rest."""
+what fits its bound and omits the rest."""
 TICK_SECONDS = 0.25
 """The longest time between two looks at what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -200,11 +200,11 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Bytes of whole lines the relay takes now; the rest of a read is only sized (free).
+        """Bytes of whole lines the relay takes now; the rest of a read is omitted.
 
-        ``STREAM_BYTES`` while the output stream has room, none (sized, not
-        counted) once it is full; none at all (-1) when no program relays its
-        output: incidents read their lines from the log files, so "errors" and
+        ``STREAM_BYTES`` while the output stream has room, none (omitted) once
+        it is full; none at all (-1) when no program relays its output:
+        incidents read their lines from the log files, so "errors" and
         "results" cost nothing per byte.
         """
         if RelayMode.ALL not in self._program_modes() or not self.channels.log:
@@ -212,8 +212,8 @@ class Relay:
         return 0 if self._stream.is_full else STREAM_BYTES
 
     def counts_lines(self) -> bool:
-        """Never: what the relay omits is told by size, so a flood costs no count."""
-        return False
+        """While little was omitted since the last message: a flood's lines are estimated."""
+        return self._stream.counts_omitted
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""
@@ -254,9 +254,9 @@ class Relay:
         return True
 
     def _take_output(self, chunk: OutputChunk) -> None:
-        """Stream what fits (decoding only that); the rest is only sized."""
+        """Stream what fits (decoding only that); the rest is omitted."""
         if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
-            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes)
+            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)
@@ -265,11 +265,7 @@ class Relay:
         if mode is RelayMode.NONE or not self.channels.log:
             return
         if mode is RelayMode.ALL:
-            reason = f": {event.reason}" if event.reason else ""
-            self._stream.add_note(
-                f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
-                f"{event.new.value}{reason}"
-            )
+            self._stream.add_note(state_note(event))
             # A storm of state changes wakes the writer only when its note may go
             # before the writer looks anyway.
             if self._clock() + self._next_look() < self._look_at:

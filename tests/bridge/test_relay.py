@@ -26,6 +26,7 @@ from supervisor.events import (
 from supervisor.output.logfile import log_paths
 from supervisor.state.ledger import Ledger
 from supervisor.state.outbox import Outbox
+from tests._pump import capture
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -167,12 +168,13 @@ async def test_relay_streams_output_only_of_programs_relaying_all(
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
 
 
-async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
+async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
     relay: Relay, ledger: Ledger
 ) -> None:
-    """A flood costs the relay the lines it keeps; the rest is told by size, not counted."""
+    """A flood costs the relay the lines it keeps and a bounded count; the rest is estimated."""
     flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
+    assert not relay.counts_lines(), "past a bounded count, omitted lines are estimated"
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
     await relay.flush(final=True)
     shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
@@ -180,7 +182,31 @@ async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
     assert kept
     assert [int(line[:8]) for line in kept] == list(range(len(kept)))
     omitted = len(flood) - 100 * len(kept) + (3 << 20)
-    assert f"... {humanize.memory(omitted)} of chatty:0 omitted (see /logs chatty)" in shown
+    lines = 20_000 - len(kept) + (3 << 20) // 100
+    note = f"... about {round(lines, -3):,} lines ({humanize.memory(omitted)}) of chatty:0 omitted"
+    assert f"{note} (see /logs chatty)" in shown
+
+
+async def test_relay_counts_lines_a_real_pump_omits_exactly(tmp_path: Path, ledger: Ledger) -> None:
+    """A burst of a few thousand lines through a real pipe: the note counts them exactly."""
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
+        tmp_path / "dsup.toml",
+    )
+    relay = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG),
+    )
+    count = 3000  # lines of 51 bytes: 153 kB, under what the relay counts per message
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(relay, None))
+    await relay.flush(final=True)
+    shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
+    kept = [line for line in shown if line.startswith("line ")]
+    assert kept == [f"line {i} ".ljust(50, ".") for i in range(len(kept))]
+    assert f"... {count - len(kept):,} lines of w:0 omitted (see /logs w)" in shown
 
 
 async def test_relay_sends_at_most_one_output_message_per_interval(
@@ -352,9 +378,9 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
     assert quiet.capacity() == -1
 
 
-async def test_relay_capacity_sizes_drops_once_the_stream_is_full(relay: Relay) -> None:
+async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
     assert relay.capacity() == STREAM_BYTES
-    assert not relay.counts_lines()  # what is omitted is told by size: no count of a flood
+    assert relay.counts_lines(), "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
     assert relay.capacity() == 0
 
