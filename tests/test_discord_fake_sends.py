@@ -128,3 +128,21 @@ async def test_lost_answer_posts_the_message_and_the_same_nonce_finds_it(
     assert lost.hits == 1
     (posted,) = fake_discord.bot_messages("general")
     assert retried.id == int(posted["id"])
+
+
+async def test_reply_pings_its_asker_unless_allowed_mentions_says_otherwise(
+    fake_discord: FakeDiscord,
+) -> None:
+    ivy = fake_discord.add_user("ivy")
+    asked = fake_discord.post_message(ivy, "general", "status")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        question = await channel.fetch_message(int(asked["id"]))
+        await question.reply("loud")
+        await question.reply("quiet", mention_author=False)
+        await question.reply("silent", allowed_mentions=discord.AllowedMentions.none())
+    loud, quiet, silent = fake_discord.bot_messages("general")
+    assert [m["id"] for m in loud["mentions"]] == [str(ivy.id)]
+    assert quiet["mentions"] == []
+    assert silent["mentions"] == []

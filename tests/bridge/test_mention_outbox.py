@@ -18,7 +18,7 @@ from supervisor.state.outbox_files import DIR_NAME, MAX_BYTES
 from tests._control import program
 from tests._wait import eventually, wait_until
 from tests.bridge._bridge import bridged_node, discord_table, dsup_process, stop_process, token_file
-from tests.bridge._members import members
+from tests.bridge._members import final_answer, members
 from tests.bridge._relayed import program as relay_program
 from tests.discord_fake.pytest_plugin import fake_discord
 
@@ -121,12 +121,13 @@ async def test_mention_answer_whose_response_is_lost_is_not_doubled(
     assert _answers(fake_discord, asked) == [answer]
 
 
-def _tail_config(tmp_path: Path, fake: FakeDiscord, team: Members) -> Path:
+def _config(tmp_path: Path, fake: FakeDiscord, team: Members) -> Path:
     table = discord_table(
         fake,
         token_file(tmp_path, fake.token),
         status_channel=None,
         viewer=team.access["viewer"],
+        admin=team.access["admin"],
     )
     count = relay_program("count", "relay_count.py", tmp_path / "runs", 400, relay="none")
     path = tmp_path / "dsup.toml"
@@ -165,7 +166,7 @@ async def test_tail_answer_with_a_file_survives_a_restart_mid_outage_once_with_i
     with its file kept in the state directory; SIGTERM during the outage, start again,
     and it is posted once, file attached, and the file is removed."""
     team = members(fake_discord)
-    config = _tail_config(tmp_path, fake_discord, team)
+    config = _config(tmp_path, fake_discord, team)
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
     async with dsup_process(config) as first:
         await fake_discord.wait_until(lambda: fake_discord.identify_count >= 1, timeout_seconds=20)
@@ -235,3 +236,29 @@ async def test_mention_answer_reaches_the_channel_when_its_question_was_deleted(
     assert answer["content"].startswith("/status: node")
     assert "message_reference" not in answer
     assert len(fake_discord.bot_messages("general")) == 1
+
+
+async def test_shutdown_confirmation_asked_before_a_restart_mid_outage_works_after_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The button is stored with its row: posted by the next dsup, its click (a dynamic
+    item, its custom id all it needs) stops that dsup."""
+    team = members(fake_discord)
+    config = _config(tmp_path, fake_discord, team)
+    fake_discord.fail_route(*MESSAGES, status=503, times=None)
+    async with dsup_process(config) as first:
+        await fake_discord.wait_until(lambda: fake_discord.identify_count >= 1, timeout_seconds=20)
+        asked = fake_discord.post_message(team.admin, "general", "shutdown", mention_bot=True)
+        await wait_until(lambda: bool(_pending_replies(config)), seconds=20)
+        assert await stop_process(first, signal.SIGTERM) == 0
+    fake_discord.clear_faults()
+    async with dsup_process(config) as second:
+        (prompt,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+        assert prompt["content"].startswith("Stop every process and exit dsup?")
+        click = fake_discord.click(team.admin, int(prompt["id"]), "dsup:shutdown:confirm")
+        assert "is stopping every process" in ((await final_answer(click)).content or "")
+        with anyio.fail_after(20):
+            assert await second.wait() == 0
+    assert _answers(fake_discord, asked) == [prompt]
