@@ -147,6 +147,11 @@ class OutboxSender:
         now = self._clock()
         return max(0.0, self.pacer.ready_at(("create", channel), now) - now)
 
+    def edit_wait(self, channel: int) -> float:
+        """Seconds until a message of ``channel`` may be edited (0: now)."""
+        now = self._clock()
+        return max(0.0, self.pacer.ready_at(("edit", channel), now) - now)
+
     async def run(
         self,
         current: Callable[[], discord.Client | None],

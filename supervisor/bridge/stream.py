@@ -268,9 +268,24 @@ class OutputStream:
         """What a waiting line counts against the bound (a long one is cut when shown)."""
         return min(len(line), self.max_line_chars + 40) + 1
 
+    @property
+    def notes_chars(self) -> int:
+        """Characters of the state notes waiting, a newline after each."""
+        return sum(len(n) + 1 for n in self._notes)
+
     def add_note(self, text: str) -> None:
         """Queue a line of markdown (a state change) for the next message."""
         self._notes.append(text[: self.max_chars // 2])
+
+    def take_notes(self, max_chars: int) -> str:
+        """The oldest state notes that fit ``max_chars``, one a line (for another message)."""
+        taken: list[str] = []
+        room = max_chars
+        while self._notes and len(self._notes[0]) + 1 <= room:  # bounded: a note each
+            note = self._notes.popleft()
+            taken.append(note)
+            room -= len(note) + 1
+        return "\n".join(taken)
 
     def take(self) -> Excerpt | None:
         """The next message: notes first, then each process's block, fairly; None if empty."""
