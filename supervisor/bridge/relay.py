@@ -24,7 +24,7 @@ from supervisor.bridge.incident import (
     render,
 )
 from supervisor.bridge.results import result_attach, result_message
-from supervisor.bridge.stream import OutputStream
+from supervisor.bridge.stream import OutputStream, state_note
 from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
-what fits its bound and only sizes the rest."""
+what fits its bound and omits the rest."""
 TICK_SECONDS = 0.25
 """The longest time between two looks at what is due to the outbox."""
 INTERVAL_SECONDS = 1.0
@@ -63,6 +63,15 @@ AUDIT_BATCH_ROWS = 100
 MAX_WAITING_MESSAGES = 1000
 """Results and audit lines waiting for the next tick; beyond, they are counted and logged."""
 AUDIT_CURSOR = "audit_cursor"
+PREAMBLE_CHARS = 1000
+"""State changes that may ride ahead of an incident in its first message; when more wait,
+the output stream's message takes the channel's turn first."""
+INCIDENT_WAIT_SECONDS = 10.0
+"""An incident waiting its turn longer than this goes ahead of the stream's message."""
+STUCK_SECONDS = 5.0
+"""Rows waited this long in the log channel without a pause (Discord slow or away, or a
+backlog): incidents are then written at once, kept on disk, instead of waiting their turn
+in memory, and output as :func:`should_emit` decides behind pending rows."""
 _FLUSH_TIMEOUT = 5.0
 
 
@@ -150,6 +159,7 @@ class Relay:
         tick_seconds: the longest time between two looks at what is due.
         channel_wait: seconds until a channel may post its next message (the
             sender's pacing); None: no wait known.
+        edit_wait: the same for editing a message of a channel.
     """
 
     def __init__(
@@ -166,6 +176,7 @@ class Relay:
         min_recover_seconds: float = 60.0,
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
+        edit_wait: Callable[[int], float] | None = None,
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
@@ -177,6 +188,7 @@ class Relay:
         self._min_recover = min_recover_seconds
         self._tick = tick_seconds
         self._channel_wait = channel_wait
+        self._edit_wait_of = edit_wait
         self._wakeup = anyio.Event()
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
@@ -196,15 +208,16 @@ class Relay:
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
         self._log_pending = 0  # rows pending in the log channel when last counted
+        self._log_busy_since = 0.0  # when rows last began to wait there (clock)
 
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self) -> int:
-        """Bytes of whole lines the relay takes now; the rest of a read is only sized (free).
+        """Bytes of whole lines the relay takes now; the rest of a read is omitted.
 
-        ``STREAM_BYTES`` while the output stream has room, none (sized, not
-        counted) once it is full; none at all (-1) when no program relays its
-        output: incidents read their lines from the log files, so "errors" and
+        ``STREAM_BYTES`` while the output stream has room, none (omitted) once
+        it is full; none at all (-1) when no program relays its output:
+        incidents read their lines from the log files, so "errors" and
         "results" cost nothing per byte.
         """
         if RelayMode.ALL not in self._program_modes() or not self.channels.log:
@@ -212,8 +225,8 @@ class Relay:
         return 0 if self._stream.is_full else STREAM_BYTES
 
     def counts_lines(self) -> bool:
-        """Never: what the relay omits is told by size, so a flood costs no count."""
-        return False
+        """While little was omitted since the last message: a flood's lines are estimated."""
+        return self._stream.counts_omitted
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""
@@ -254,9 +267,9 @@ class Relay:
         return True
 
     def _take_output(self, chunk: OutputChunk) -> None:
-        """Stream what fits (decoding only that); the rest is only sized."""
+        """Stream what fits (decoding only that); the rest is omitted."""
         if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
-            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes)
+            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)
@@ -265,11 +278,7 @@ class Relay:
         if mode is RelayMode.NONE or not self.channels.log:
             return
         if mode is RelayMode.ALL:
-            reason = f": {event.reason}" if event.reason else ""
-            self._stream.add_note(
-                f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
-                f"{event.new.value}{reason}"
-            )
+            self._stream.add_note(state_note(event))
             # A storm of state changes wakes the writer only when its note may go
             # before the writer looks anyway.
             if self._clock() + self._next_look() < self._look_at:
@@ -296,8 +305,17 @@ class Relay:
             if pending is None:
                 self._recount = True
             else:
-                self._log_pending, self._recount = pending, False
+                self._count_log(pending)
+                self._recount = False
             self._wakeup.set()
+
+    def _count_log(self, pending: int) -> None:
+        """The log channel has ``pending`` rows waiting to be sent."""
+        if pending and not self._log_pending:
+            self._log_busy_since = self._clock()
+        elif not pending:
+            self._incidents.sent()
+        self._log_pending = pending
 
     def _note_audit(self, line: str) -> None:
         if len(self._audit_lines) >= MAX_WAITING_MESSAGES:
@@ -373,55 +391,104 @@ class Relay:
         now, wall = self._clock(), self._wall()
         self._incidents.tick(now=now, wall=wall)
         await self._read_tails()
-        writes = [
-            _Write(
-                channel=self.channels.log,
-                kind="incident",
-                content=render(incident),
-                edit_of=incident.row_id,
-                incident=incident,
-                version=incident.version,
-            )
-            for incident in self._incidents.changed()
-        ]
-        writes.extend(self._waiting)
-        self._waiting.clear()
-        if self._stream.waiting_chars and self._log_pending and (self._recount or final):
-            # Has the channel sent what was pending? Output waits for it. Counted
-            # after a send or a tick, not at every state change of a storm.
+        changed = self._incidents.changed()
+        waiting = bool(changed) or self._stream.waiting_chars > 0
+        if self._log_pending and (self._recount or final) and waiting:
+            # Has the channel sent what was pending? Incidents and output wait for it.
+            # Counted after a send or a tick, not at every state change of a storm.
             self._recount = False
             stats = await anyio.to_thread.run_sync(self._outbox.stats)
-            self._log_pending = stats.pending.get(self.channels.log, 0)
-        writes.extend(self._output_writes(now, final=final))
+            self._count_log(stats.pending.get(self.channels.log, 0))
+        writes = self._log_writes(changed, now, final=final)
+        writes.extend(self._waiting)
+        self._waiting.clear()
         writes.extend(await self._audit_writes(now, final=final))
         if not writes:
             return
         # One trip to a worker thread for all of them: under a flood of output, each
         # trip waits for the event loop's next turn.
         ids, stats = await anyio.to_thread.run_sync(self._apply, writes, wall)
-        self._log_pending = stats.pending.get(self.channels.log, 0)
+        self._count_log(stats.pending.get(self.channels.log, 0))
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
 
+    def _log_writes(self, changed: list[Incident], now: float, *, final: bool) -> list[_Write]:
+        """The incidents' and the output stream's rows due in the log channel now.
+
+        Discord takes about one new message a second in a channel, so its turns are
+        dealt here, one at a time, and no row waits behind others in the outbox:
+        the oldest incident without a message takes the next turn, carrying the
+        state changes waiting ahead of it (up to :data:`PREAMBLE_CHARS`; when more
+        wait, the stream's message goes first); output waits until every incident
+        has its message. An edit goes when the channel is idle and may edit, or
+        at once when the incident's last row may still wait (it changes that row).
+        When rows have waited there for a while (Discord slow or away, a
+        backlog), or at the end, every incident is written at once instead: kept
+        on disk, never lost.
+        """
+        if final or (self._log_pending and now - self._log_busy_since >= STUCK_SECONDS):
+            writes = [self._incident_write(i) for i in changed]
+            return writes + self._output_writes(now, final=final)
+        creates = [i for i in changed if i.row_id is None]
+        edits = [i for i in changed if i.row_id is not None]
+        writes = [self._incident_write(i) for i in edits if i.is_unsent]
+        if self._log_pending:
+            return writes
+        notes = self._stream.notes_chars
+        first = creates[0] if creates and self._log_wait() <= 0 else None
+        if first and (notes <= PREAMBLE_CHARS or now - first.due_at >= INCIDENT_WAIT_SECONDS):
+            first.preamble = self._stream.take_notes(PREAMBLE_CHARS)
+            writes.append(self._incident_write(first))
+        elif not creates or notes > PREAMBLE_CHARS:
+            writes.extend(self._output_writes(now, final=False))
+        fresh = [i for i in edits if not i.is_unsent]
+        if fresh and self._edit_wait() <= 0:
+            writes.append(self._incident_write(fresh[0]))
+        return writes
+
+    def _incident_write(self, incident: Incident) -> _Write:
+        return _Write(
+            channel=self.channels.log,
+            kind="incident",
+            content=render(incident),
+            edit_of=incident.row_id,
+            incident=incident,
+            version=incident.version,
+        )
+
     def _next_look(self) -> float:
-        """Seconds until the writer looks again, unless woken: a tick, or when output is due.
+        """Seconds until the writer looks again, unless woken: a tick, or when output or
+        an incident waiting its turn is due.
 
         As :func:`should_emit` decides: behind pending rows, only state changes or
         a full message are ever due.
         """
+        look = self._tick
+        if not self._log_pending:  # the incidents' turns (see _log_writes)
+            changed = self._incidents.changed()
+            if self._stream.notes_chars <= PREAMBLE_CHARS and any(
+                i.row_id is None for i in changed
+            ):
+                look = min(look, self._log_wait())
+            if any(i.row_id is not None for i in changed):
+                look = min(look, self._edit_wait())
         stream = self._stream
         if not stream.waiting_chars:
-            return self._tick
+            return look
         if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
-            return self._tick
+            return look
         wait = self._interval * (2 if self._log_pending else 1)
         due = max(self._last_output + wait - self._clock(), self._log_wait())
-        return min(self._tick, max(due, 0.0))
+        return min(look, max(due, 0.0))
 
     def _log_wait(self) -> float:
         """Seconds until the log channel may post its next message."""
         return self._channel_wait(self.channels.log) if self._channel_wait else 0.0
+
+    def _edit_wait(self) -> float:
+        """Seconds until the log channel may edit a message."""
+        return self._edit_wait_of(self.channels.log) if self._edit_wait_of else 0.0
 
     async def _read_tails(self) -> None:
         """Read the last lines of the runs that crashed since the last flush (a thread)."""

@@ -1,7 +1,8 @@
 """Output of processes coalesced into chat messages: bounded, fair, fenced (no discord).
 
 Each process gets a fair share of a message, in code blocks; output past the bound becomes one
-"... 1.2 MiB of x omitted" note, so a flood costs a sum of sizes, never a count or a queue.
+"... N lines of x omitted" note, counted while little is omitted and estimated beyond, so a
+flood costs a bounded count per message, never a pass over every byte or a queue.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from supervisor.state.outbox import MAX_CONTENT_CHARS
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from supervisor.events import StateChanged
+
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
 BUFFER_MESSAGES = 4
 """Messages' worth of lines that may wait before lines are omitted (shared by processes)."""
+EXACT_BYTES = 256 * 1024
+"""Omitted bytes whose lines are counted per message (a count costs ~0.3 ms per MB); past
+them, omitted lines are estimated from the lines seen of their process."""
+SHAPE_BYTES = 1024 * 1024
+"""The lines seen of a process weigh in its estimates as the newest ~this many bytes."""
 _FENCE_BREAK = re.compile(r"`(?=`)")
 _BLOCK_OVERHEAD = len("▸ ``\n```\n\n```\n")
 
@@ -33,14 +41,34 @@ def neutralise(line: str, *, max_chars: int = MAX_LINE_CHARS) -> str:
     return _FENCE_BREAK.sub("`\u200b", text)
 
 
-def omitted_note(process: str, size: int) -> str:
-    """The line that stands for output a message could not hold, by its size in bytes.
+def omitted_note(process: str, lines: int, size: int, *, exact: bool = True) -> str:
+    """The line that stands for output a message could not hold.
 
-    Bytes, not lines: counting the lines of a flood would cost a pass over every
-    byte omitted, while its size is known for free.
+    Args:
+        process: whose output it was.
+        lines: how many lines (0 with ``exact`` False: no estimate, told by size).
+        size: how many bytes.
+        exact: ``lines`` were counted; else they are an estimate, said as one
+            ("about", rounded to two figures) with the exact size beside it.
     """
     program = process.rpartition(":")[0] or process
-    return f"... {memory(size)} of {process} omitted (see /logs {program})"
+    where = f"of {process} omitted (see /logs {program})"
+    if exact:
+        return f"... {lines:,} line{'' if lines == 1 else 's'} {where}"
+    if not lines:
+        return f"... {memory(size)} {where}"
+    return f"... about {_two_figures(lines):,} lines ({memory(size)}) {where}"
+
+
+def _two_figures(n: int) -> int:
+    """``n`` rounded to two significant figures (21,347 -> 21,000)."""
+    return n if n < 100 else round(n, 2 - len(str(n)))
+
+
+def state_note(event: StateChanged) -> str:
+    """The line that tells a state change among the output (``relay = "all"``)."""
+    reason = f": {event.reason}" if event.reason else ""
+    return f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → {event.new.value}{reason}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,17 +87,55 @@ class Excerpt:
 
 
 @dataclass(slots=True)
-class _Waiting:
-    """The lines of one process not yet in a message; ints are bytes omitted."""
+class _Omitted:
+    """Output a message could not hold: its bytes, and its lines where they were counted."""
 
-    entries: deque[str | int] = field(default_factory=deque)
+    size: int = 0
+    lines: int = 0
+    """Lines counted, in ``size - uncounted`` of the bytes."""
+    uncounted: int = 0
+    """Bytes whose lines were not counted (past :data:`EXACT_BYTES`)."""
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """The lines of one process not yet in a message, and what was omitted among them."""
+
+    entries: deque[str | _Omitted] = field(default_factory=deque)
     chars: int = 0
 
-    def omit(self, count: int) -> None:
-        if self.entries and isinstance(self.entries[-1], int):
-            self.entries[-1] += count
-        else:
-            self.entries.append(count)
+    def omit(self, size: int, lines: int, uncounted: int) -> None:
+        last = self.entries[-1] if self.entries else None
+        if not isinstance(last, _Omitted):
+            last = _Omitted()
+            self.entries.append(last)
+        last.size += size
+        last.lines += lines
+        last.uncounted += uncounted
+
+
+@dataclass(slots=True)
+class _Shape:
+    """Bytes and lines seen of one process lately: its mean line length, for estimates."""
+
+    size: int = 0
+    lines: int = 0
+
+    def add(self, size: int, lines: int) -> None:
+        self.size += size
+        self.lines += lines
+        if self.size > SHAPE_BYTES:  # older output weighs less: halve
+            self.size //= 2
+            self.lines //= 2
+
+    def estimate(self, omitted: _Omitted) -> tuple[int, bool]:
+        """The lines of ``omitted`` and whether that is exact (0, False: no estimate)."""
+        if not omitted.uncounted:
+            return omitted.lines, True
+        if not self.lines:
+            return 0, False
+        guess = round(omitted.uncounted * self.lines / self.size)
+        return omitted.lines + max(guess, 1), False
 
 
 class OutputStream:
@@ -80,6 +146,8 @@ class OutputStream:
         buffer_chars: characters that may wait, shared equally by the processes
             with lines waiting (lines beyond a share are counted as omitted).
         max_line_chars: longer lines are cut.
+        exact_bytes: omitted bytes whose lines are counted per message; the
+            lines of the rest are estimated.
     """
 
     def __init__(
@@ -88,13 +156,17 @@ class OutputStream:
         max_chars: int = MAX_CONTENT_CHARS,
         buffer_chars: int = BUFFER_MESSAGES * MAX_CONTENT_CHARS,
         max_line_chars: int = MAX_LINE_CHARS,
+        exact_bytes: int = EXACT_BYTES,
     ) -> None:
         self.max_chars = max_chars
         self.buffer_chars = buffer_chars
         self.max_line_chars = max_line_chars
+        self.exact_bytes = exact_bytes
         self._waiting: dict[str, _Waiting] = {}
+        self._shapes: dict[str, _Shape] = {}
         self._notes: deque[str] = deque()
         self._is_full = False
+        self._counted = 0  # omitted bytes counted since the last message
 
     @property
     def waiting_chars(self) -> int:
@@ -111,18 +183,29 @@ class OutputStream:
         """True when state notes wait (they go out without waiting for a full message)."""
         return bool(self._notes)
 
-    def add(self, process: str, data: bytes, omitted: int = 0) -> None:
-        """Take whole lines of ``process`` (raw bytes); past its share they are only sized.
+    @property
+    def counts_omitted(self) -> bool:
+        """True while the lines omitted since the last message are few enough to count.
+
+        Past ``exact_bytes`` of them, omitted output is only sized and its
+        lines estimated, so a flood costs no pass over every byte.
+        """
+        return self._counted < self.exact_bytes
+
+    def add(self, process: str, data: bytes, omitted: int = 0, omitted_lines: int = 0) -> None:
+        """Take whole lines of ``process`` (raw bytes); past its share they are omitted.
 
         Each process with lines waiting holds at most an equal share of
         ``buffer_chars`` (a process joining trims the others' newest lines), so the
         stream stays bounded and close behind the output, however many flood it.
-        Only the lines taken are decoded; what is left costs nothing but its size.
+        Only the lines taken are decoded; the lines of what is left are counted
+        while :attr:`counts_omitted`, else only its size is noted.
 
         Args:
             process: the process that wrote them.
             data: whole lines, each ending with a newline.
             omitted: bytes of output lost right after ``data``.
+            omitted_lines: how many lines those were; 0 when not counted.
         """
         waiting = self._waiting.get(process)
         if waiting is None:
@@ -131,7 +214,7 @@ class OutputStream:
             for other in self._waiting.values():
                 self._trim(other, share)
         share = self.buffer_chars // len(self._waiting)
-        at = 0
+        at = lines = 0
         while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
             end = data.find(b"\n", at)
             line = str(data[at:end], "utf-8", "replace")
@@ -141,30 +224,68 @@ class OutputStream:
             waiting.entries.append(line)
             waiting.chars += cost
             at = end + 1
+            lines += 1
+        shape = self._shapes.get(process)
+        if shape is None:
+            shape = self._shapes[process] = _Shape()
+        shape.add(at, lines)
         if at < len(data) or omitted:
-            waiting.omit(len(data) - at + omitted)
-            self._is_full = True
+            self._omit(waiting, shape, data, at, omitted, omitted_lines)
+
+    def _omit(
+        self, waiting: _Waiting, shape: _Shape, data: bytes, at: int, omitted: int, lines: int
+    ) -> None:
+        """Note ``data[at:]`` and ``omitted`` more bytes (``lines`` of them, if counted)."""
+        uncounted = 0 if lines or not omitted else omitted
+        self._counted += omitted - uncounted
+        rest = len(data) - at
+        if rest and self.counts_omitted:
+            lines += data.count(b"\n", at)
+            self._counted += rest
+        else:
+            uncounted += rest
+        waiting.omit(rest + omitted, lines, uncounted)
+        shape.add(rest + omitted - uncounted, lines)
+        self._is_full = True
 
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""
-        cut = 0
+        cut = _Omitted()
         while waiting.chars > share and waiting.entries:
             entry = waiting.entries.pop()
-            if isinstance(entry, int):
-                cut += entry
+            if isinstance(entry, _Omitted):
+                cut.size += entry.size
+                cut.lines += entry.lines
+                cut.uncounted += entry.uncounted
             else:
                 waiting.chars -= self._cost(entry)
-                cut += len(entry.encode()) + 1
-        if cut:
-            waiting.omit(cut)
+                cut.size += len(entry.encode()) + 1
+                cut.lines += 1
+        if cut.size:
+            waiting.omit(cut.size, cut.lines, cut.uncounted)
 
     def _cost(self, line: str) -> int:
         """What a waiting line counts against the bound (a long one is cut when shown)."""
         return min(len(line), self.max_line_chars + 40) + 1
 
+    @property
+    def notes_chars(self) -> int:
+        """Characters of the state notes waiting, a newline after each."""
+        return sum(len(n) + 1 for n in self._notes)
+
     def add_note(self, text: str) -> None:
         """Queue a line of markdown (a state change) for the next message."""
         self._notes.append(text[: self.max_chars // 2])
+
+    def take_notes(self, max_chars: int) -> str:
+        """The oldest state notes that fit ``max_chars``, one a line (for another message)."""
+        taken: list[str] = []
+        room = max_chars
+        while self._notes and len(self._notes[0]) + 1 <= room:  # bounded: a note each
+            note = self._notes.popleft()
+            taken.append(note)
+            room -= len(note) + 1
+        return "\n".join(taken)
 
     def take(self) -> Excerpt | None:
         """The next message: notes first, then each process's block, fairly; None if empty."""
@@ -172,6 +293,7 @@ class OutputStream:
         parts: list[str] = []
         notes = bool(self._notes)
         self._is_full = False
+        self._counted = 0
         while self._notes and len(self._notes[0]) + 1 <= budget:
             note = self._notes.popleft()
             parts.append(note)
@@ -203,8 +325,9 @@ class OutputStream:
         shown = 0
         while waiting.entries:
             entry = waiting.entries[0]
-            if isinstance(entry, int):
-                text = omitted_note(process, entry)
+            if isinstance(entry, _Omitted):
+                lines, exact = self._shapes[process].estimate(entry)
+                text = omitted_note(process, lines, entry.size, exact=exact)
             else:
                 text = neutralise(entry, max_chars=self.max_line_chars)
             cost = len(text) + 1

@@ -9,7 +9,9 @@ import pytest
 from supervisor import humanize
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
+    INCIDENT_WAIT_SECONDS,
     STREAM_BYTES,
+    STUCK_SECONDS,
     Relay,
     RelayChannels,
     should_emit,
@@ -26,6 +28,7 @@ from supervisor.events import (
 from supervisor.output.logfile import log_paths
 from supervisor.state.ledger import Ledger
 from supervisor.state.outbox import Outbox
+from tests._pump import capture
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -167,12 +170,13 @@ async def test_relay_streams_output_only_of_programs_relaying_all(
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
 
 
-async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
+async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
     relay: Relay, ledger: Ledger
 ) -> None:
-    """A flood costs the relay the lines it keeps; the rest is told by size, not counted."""
+    """A flood costs the relay the lines it keeps and a bounded count; the rest is estimated."""
     flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
+    assert not relay.counts_lines(), "past a bounded count, omitted lines are estimated"
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
     await relay.flush(final=True)
     shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
@@ -180,7 +184,31 @@ async def test_relay_keeps_what_fits_a_flood_and_sizes_the_rest(
     assert kept
     assert [int(line[:8]) for line in kept] == list(range(len(kept)))
     omitted = len(flood) - 100 * len(kept) + (3 << 20)
-    assert f"... {humanize.memory(omitted)} of chatty:0 omitted (see /logs chatty)" in shown
+    lines = 20_000 - len(kept) + (3 << 20) // 100
+    note = f"... about {round(lines, -3):,} lines ({humanize.memory(omitted)}) of chatty:0 omitted"
+    assert f"{note} (see /logs chatty)" in shown
+
+
+async def test_relay_counts_lines_a_real_pump_omits_exactly(tmp_path: Path, ledger: Ledger) -> None:
+    """A burst of a few thousand lines through a real pipe: the note counts them exactly."""
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
+        tmp_path / "dsup.toml",
+    )
+    relay = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG),
+    )
+    count = 3000  # lines of 51 bytes: 153 kB, under what the relay counts per message
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(relay, None))
+    await relay.flush(final=True)
+    shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
+    kept = [line for line in shown if line.startswith("line ")]
+    assert kept == [f"line {i} ".ljust(50, ".") for i in range(len(kept))]
+    assert f"... {count - len(kept):,} lines of w:0 omitted (see /logs w)" in shown
 
 
 async def test_relay_sends_at_most_one_output_message_per_interval(
@@ -352,9 +380,9 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
     assert quiet.capacity() == -1
 
 
-async def test_relay_capacity_sizes_drops_once_the_stream_is_full(relay: Relay) -> None:
+async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
     assert relay.capacity() == STREAM_BYTES
-    assert not relay.counts_lines()  # what is omitted is told by size: no count of a flood
+    assert relay.counts_lines(), "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
     assert relay.capacity() == 0
 
@@ -376,3 +404,85 @@ async def test_relay_capacity_is_none_without_a_program_relaying_all(
         channels=RelayChannels(log=LOG, results=RESULTS),
     )
     assert errors_only.capacity() == -1
+
+
+def _sent_all(ledger: Ledger, relay: Relay) -> None:
+    """The sender's part: every pending row sent, and the relay told."""
+    outbox = Outbox(ledger)
+    for row in outbox.claim(now=2e9).rows:
+        outbox.mark_sent(row.id, 1000 + row.id, now=2e9)
+    relay.finished(LOG, 0)
+
+
+async def test_relay_incidents_opening_together_take_turns_behind_no_row(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """Incidents opening together were all written at once, so the state changes after
+    them waited a turn of the channel (about a second) per incident."""
+    for n in range(3):
+        relay.deliver(_state(f"chatty:{n}", S.STARTING, S.RUNNING))
+        relay.deliver(_state(f"chatty:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident"
+    assert content.index("`chatty:2` RUNNING → BACKOFF") < content.index("🔴 `chatty:0` crashed")
+    relay.deliver(_state("chatty:0", S.BACKOFF, S.STARTING))
+    await relay.flush()
+    assert len(_pending(ledger, LOG)) == 1, "nothing queues behind the row being sent"
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident"
+    assert content.splitlines()[0].endswith("`chatty:0` BACKOFF → STARTING")
+    assert "🔴 `chatty:1` crashed" in content
+    _sent_all(ledger, relay)
+    relay.deliver(_lines("chatty:0", "output waits for the last incident"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert content.startswith("🔴 `chatty:2` crashed")
+
+
+async def test_relay_many_state_changes_go_before_a_waiting_incident_for_a_while(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("crashy:1", S.RUNNING, S.BACKOFF, exit_code=1))
+    for n in range(20):
+        relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "state"
+    assert "the 19th time" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert content.startswith("🔴 `crashy:0` crashed")
+    _sent_all(ledger, relay)
+    for n in range(20, 40):
+        relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
+    clock.now += INCIDENT_WAIT_SECONDS
+    relay.deliver(_lines("chatty:0", "output"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident", "an incident waits for its turn only so long"
+    assert content.startswith("<t:")
+    assert "🔴 `crashy:1` crashed" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "state"
+    assert "the 39th time" in content
+    assert content.endswith("output\n```")
+
+
+async def test_relay_writes_every_incident_once_the_channel_is_stuck(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    """Discord away: incidents wait on disk (never lost to a restart), not in memory."""
+    for n in range(3):
+        relay.deliver(_state(f"crashy:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    assert len(_pending(ledger, LOG)) == 1
+    clock.now += STUCK_SECONDS
+    await relay.flush()
+    assert [kind for kind, _ in _pending(ledger, LOG)] == ["incident"] * 3

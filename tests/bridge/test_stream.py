@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.bridge.stream import OutputStream, neutralise, omitted_note
+from supervisor.bridge.stream import Excerpt, OutputStream, neutralise, omitted_note
+from supervisor.humanize import memory
 
 
 def _data(*lines: str) -> bytes:
@@ -43,19 +44,76 @@ def test_stream_keeps_every_line_in_order_across_messages() -> None:
     assert seen == lines
 
 
-def test_stream_sizes_output_past_its_bound_as_omitted() -> None:
-    """Past the bound, output is told by its size: no pass over its bytes to count lines."""
+def _omitted(excerpt: Excerpt | None) -> str:
+    assert excerpt is not None
+    return _code_lines(excerpt.content)[-1]
+
+
+def test_stream_counts_the_lines_it_omits_while_they_are_few() -> None:
+    """Past the bound, a few omitted lines are counted exactly, also those the pump counted."""
     stream = OutputStream(max_chars=500, buffer_chars=100)
     stream.add("scraper:0", _data(*(f"{i:09d}" for i in range(50))))
-    stream.add("scraper:0", _data(*["late"] * 7), omitted=3000)
+    stream.add("scraper:0", _data(*["late"] * 7), omitted=3000, omitted_lines=60)
     excerpt = stream.take()
     assert excerpt is not None
     shown = _code_lines(excerpt.content)
     assert shown[:-1] == [f"{i:09d}" for i in range(10)]
-    omitted = 40 * 10 + 7 * 5 + 3000  # the lines past the bound and the bytes lost after them
-    assert shown[-1] == omitted_note("scraper:0", omitted)
-    assert shown[-1] == "... 3.4 KiB of scraper:0 omitted (see /logs scraper)"
+    # The lines past the bound, the 7 late ones and the 60 the pump counted after them.
+    assert shown[-1] == "... 107 lines of scraper:0 omitted (see /logs scraper)"
+    assert shown[-1] == omitted_note("scraper:0", 40 + 7 + 60, 40 * 10 + 7 * 5 + 3000)
     assert excerpt.counts == {"scraper:0": 10}
+
+
+def test_stream_says_one_line() -> None:
+    stream = OutputStream(max_chars=500, buffer_chars=20)
+    stream.add("w:0", _data("first line", "second line"))
+    assert _omitted(stream.take()) == "... 1 line of w:0 omitted (see /logs w)"
+
+
+def test_stream_counts_lines_trimmed_when_a_process_joins() -> None:
+    stream = OutputStream(max_chars=2000, buffer_chars=200)
+    stream.add("a:0", _data(*(f"a{i:04d}" for i in range(30))))  # 30 x 6 chars fit 200
+    stream.add("b:0", _data("b"))  # a:0's share halves: its newest lines are omitted
+    excerpt = stream.take()
+    assert excerpt is not None
+    shown = _code_lines(excerpt.content)
+    kept = [line for line in shown if line.startswith("a0")]
+    assert f"... {30 - len(kept)} lines of a:0 omitted (see /logs a)" in shown
+
+
+def test_stream_estimates_a_flood_past_its_count_and_says_so() -> None:
+    """Past ``exact_bytes``, omitted lines are estimated from the lines seen, said with
+    "about" and the exact size: a flood costs no pass over every byte."""
+    stream = OutputStream(max_chars=4000, buffer_chars=2000, exact_bytes=10_000)
+    line = b"x" * 49 + b"\n"
+    stream.add("scraper:0", line * 1000)  # 50 kB: counted (the first count may overshoot)
+    assert not stream.counts_omitted
+    for _ in range(20):  # 1 MB, omitted by the pump, not counted (omitted_lines 0)
+        stream.add("scraper:0", b"", omitted=len(line) * 1000)
+    lines = 21_000 - 40  # 40 lines of 50 characters fit a 2,000-character share
+    assert _omitted(stream.take()) == (
+        f"... about {round(lines, -3):,} lines ({memory(lines * 50)}) of scraper:0 omitted "
+        "(see /logs scraper)"
+    )
+    assert stream.counts_omitted, "each message counts anew"
+
+
+def test_stream_estimates_from_the_lines_it_saw_of_that_process() -> None:
+    stream = OutputStream(max_chars=2000, buffer_chars=4000, exact_bytes=0)
+    stream.add("short:0", b"s\n" * 10)
+    stream.add("long:0", (b"L" * 99 + b"\n") * 10)
+    stream.add("short:0", b"", omitted=2000)
+    stream.add("long:0", b"", omitted=2000)
+    excerpt = stream.take()
+    assert excerpt is not None
+    assert "... about 1,000 lines (2.0 KiB) of short:0 omitted" in excerpt.content
+    assert "... about 20 lines (2.0 KiB) of long:0 omitted" in excerpt.content
+
+
+def test_stream_without_a_line_seen_tells_the_size_only() -> None:
+    stream = OutputStream(exact_bytes=0)
+    stream.add("w:0", b"", omitted=3 << 20)
+    assert _omitted(stream.take()) == "... 3.0 MiB of w:0 omitted (see /logs w)"
 
 
 def test_stream_gives_a_quiet_process_its_share_in_a_flood() -> None:
