@@ -130,7 +130,7 @@ class AccessDenied(SupervisorError, PermissionError):
         self.required = required
         self.level = level
         super().__init__(
-            f"{actor!r} may not {command}: it needs {required} access, {actor!r} has {level}"
+            f"{actor!r} may not {command}: it needs {required} access and has {level}"
         )
 
 

@@ -195,6 +195,7 @@ def _bridge(
         ledger=ledger,
         health=health,
         client_options=outbound.client_options(),
+        outbox=outbound.outbox,
     )
     return bridge, outbound
 

@@ -24,6 +24,7 @@ from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
 from supervisor.events import StateChanged
+from supervisor.state.outbox import Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -60,6 +61,8 @@ class DiscordBridge:
         client_options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
         board: makes the status board (tests shorten its waits).
+        outbox: the outbox the node's sender drains (default: one of ``ledger``,
+            whose rows that sender finds at its next look).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class DiscordBridge:
         clock: Callable[[], float] = anyio.current_time,
         client_options: dict[str, Any] | None = None,
         board: Callable[[BridgeContext], Board] = Board,
+        outbox: Outbox | None = None,
     ) -> None:
         self._spec = spec
         self._node = node
@@ -81,6 +85,7 @@ class DiscordBridge:
         self._clock = clock
         self._client_options = dict(client_options or {})
         self._make_board = board
+        self.outbox = outbox or Outbox(ledger)
         self.health = health or HealthRecord()
         self.backoff = Backoff()
         self.pacing = IdentifyPacing()
@@ -116,6 +121,7 @@ class DiscordBridge:
             node=self._node,
             ledger=self._ledger,
             health=self.health,
+            outbox=self.outbox,
         )
         task_status.started()
         try:

@@ -60,6 +60,7 @@ class Outbound:
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
+        self.outbox.sweep_files()  # before the bridge runs: nothing is being queued
         self.relay = Relay(
             programs,
             self.outbox,

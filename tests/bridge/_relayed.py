@@ -138,6 +138,7 @@ async def relayed_node(
                 "guild_ready_timeout": GUILD_READY_TIMEOUT,
                 **outbound.client_options(),
             },
+            outbox=outbound.outbox,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, service)
