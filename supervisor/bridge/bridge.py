@@ -20,6 +20,7 @@ from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.bridge.outbound import FINISH_SECONDS
 from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
@@ -64,6 +65,10 @@ class DiscordBridge:
         outbox: the outbox the node's sender drains (default: one of ``ledger``,
             whose rows that sender finds at its next look).
     """
+
+    farewell_seconds = FINISH_SECONDS + CLOSE_TIMEOUT_SECONDS
+    """The longest the bridge holds a shutdown after the last sweep: the outbox's
+    last sends (``Outbound.finish``), then the farewell and close."""
 
     def __init__(
         self,

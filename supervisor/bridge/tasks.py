@@ -29,7 +29,6 @@ from supervisor.bridge.results import cancel_item
 from supervisor.commands.access import AccessLevel
 from supervisor.errors import AccessDenied, SupervisorError
 from supervisor.state.channel_cursor import ChannelCursor
-from supervisor.state.outbox import Outbox
 from supervisor.tasks import files
 from supervisor.tasks.records import TaskState
 
@@ -107,7 +106,7 @@ class TaskDesk:
 
     def __init__(self, context: BridgeContext) -> None:
         self._context = context
-        self._outbox = Outbox(context.ledger)
+        self._outbox = context.outbox  # the sender's: a reply written wakes it
         self._cursor = ChannelCursor(context.ledger)
         self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
         self._wake = anyio.Event()

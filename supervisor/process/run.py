@@ -117,7 +117,7 @@ class Run:
     link: WorkerLink | None = None
     exit_code: int | None = None
     exit_signal: int | None = None
-    exited: anyio.Event = field(default_factory=anyio.Event)
+    exited: LazyEvent = field(default_factory=LazyEvent)
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
     readers: list[Callable[[], None]] = field(default_factory=list)
