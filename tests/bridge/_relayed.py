@@ -47,13 +47,22 @@ def program(name: str, worker: str, *args: object, **keys: object) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shown_in(creates: Sequence[BotAction], changes: Sequence[StateChanged]) -> list[int]:
-    """For each change, the index of the first create showing it, per process in order
-    (-1 once one is missing)."""
+def note_of(event: StateChanged) -> str:
+    """What shows ``event`` among the state changes of a program relaying all."""
+    return f"`{event.process}` {event.old.value} → {event.new.value}"
+
+
+def shown_in(
+    creates: Sequence[BotAction],
+    changes: Sequence[StateChanged],
+    shows: Callable[[StateChanged], str] = note_of,
+) -> list[int]:
+    """For each change, the index of the first create showing it (holding
+    ``shows(change)``), per process in order (-1 once one is missing)."""
     found = []
     after: dict[str, int] = {}
     for event in changes:
-        text = f"`{event.process}` {event.old.value} → {event.new.value}"
+        text = shows(event)
         start = after.get(event.process, 0)
         index = next(
             (i for i in range(start, len(creates)) if text in (creates[i].content or "")), -1
@@ -65,15 +74,20 @@ def shown_in(creates: Sequence[BotAction], changes: Sequence[StateChanged]) -> l
     return found
 
 
-def late_changes(creates: Sequence[BotAction], changes: Sequence[StateChanged]) -> list[str]:
-    """The changes shown later than the next create but one after them.
+def late_changes(
+    creates: Sequence[BotAction],
+    changes: Sequence[StateChanged],
+    shows: Callable[[StateChanged], str] = note_of,
+) -> list[str]:
+    """The changes shown later than the next create but one after them (see
+    :func:`shown_in`).
 
     Creates made after a change, before the one showing it: at the fake's 5 per 5 s
     (one every 1.2 s at most) the one in flight when it happened, at most; more, and
     the change waited for other messages' turns.
     """
     late = []
-    for event, index in zip(changes, shown_in(creates, changes), strict=False):
+    for event, index in zip(changes, shown_in(creates, changes, shows), strict=False):
         ahead = [a for a in creates[: max(index, 0)] if _created_at(a) >= event.at]
         if index < 0 or len(ahead) > 1:
             late.append(f"{event.process} {event.new.value}: {len(ahead)} messages ahead")

@@ -58,7 +58,8 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
     8 at once, a crash's own state change waited behind all 8 (about 10 s).
 
     Each incident still gets its one message, later, and is closed by an edit once its
-    process recovered."""
+    process recovered; the crashes of a program relaying errors only, which has no state
+    changes in the channel, are named at once in the first incident's message."""
     gate = tmp_path / "gate"
     burst = program(
         "burst",
@@ -70,16 +71,25 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
         start_seconds=0.2,
         backoff_seconds=0.1,
     )
+    errors = program(
+        "quiet", "relay_burst.py", gate, tmp_path / "markers", numprocs=2, start_seconds=0.2
+    )
     flood = program("flood", "relay_flood.py", 8, numprocs=2, relay="all")
-    changes = _Changes("burst")
+    changes, quiet = _Changes("burst"), _Changes("quiet")
     processes = [f"burst:{n}" for n in range(BURST)]
     async with relayed_node(
-        tmp_path, fake_discord, burst, flood, sinks=[changes], min_recover_seconds=1.0
+        tmp_path,
+        fake_discord,
+        burst,
+        errors,
+        flood,
+        sinks=[changes, quiet],
+        min_recover_seconds=1.0,
     ):
 
         def started() -> bool:
             shown = shown_in(_creates(fake_discord), changes.seen)
-            return changes.running() == BURST and -1 not in shown
+            return changes.running() == BURST and quiet.running() == 2 and -1 not in shown
 
         await wait_until(started, seconds=30)
         before = len(changes.seen)
@@ -99,12 +109,17 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
 
         await wait_until(settled, seconds=60)
         burst_changes = changes.seen[before:]
+        crashes = [e for e in quiet.seen if e.old is ProcessState.RUNNING]
     creates = _creates(fake_discord)
     for process in processes:
         (incident,) = _incidents(fake_discord, process)
         assert f"✅ `{process}` recovered after 1 crash" in incident
         assert f"Traceback: {process} crashed with the others" in incident
     late = late_changes(creates, burst_changes)
+    assert not late, late
+    # Relaying errors only: a crash is told by its incident, or named in the first one's.
+    assert len(crashes) == 2
+    late = late_changes(creates, crashes, lambda event: f"`{event.process}`")
     assert not late, late
     assert fake_discord.rate_limit_stats("ops").rejected == 0
     fake_discord.assert_within_rate_limits()
