@@ -31,6 +31,8 @@ TAIL_CHARS = 1200
 """Characters of those lines at most (the message also holds the summary)."""
 LINE_CHARS = 400
 """Characters of one of those lines at most (cut, saying so with an ellipsis)."""
+ALSO_CHARS = 400
+"""Characters of the line naming the other crashes waiting for their message, at most."""
 MIN_RECOVER_SECONDS = 60.0
 """An incident closes after max(start_seconds * 10, this) of RUNNING."""
 
@@ -77,6 +79,7 @@ class Incident:
             message, ahead of it (they waited for the same turn); kept on edits.
         is_unsent: its latest row may still wait in the outbox (an edit then
             changes that row instead of queueing another).
+        is_told: named in an earlier incident's message while it waited for its own.
     """
 
     process: str
@@ -96,6 +99,7 @@ class Incident:
     posted: int = field(default=0)
     preamble: str = ""
     is_unsent: bool = False
+    is_told: bool = False
 
 
 class Incidents:
@@ -243,6 +247,27 @@ def render(incident: Incident) -> str:
         tail.pop(0)
     body = "\n".join(tail)
     return f"{intro}{body}\n```"
+
+
+def also_crashed(processes: Sequence[str], max_chars: int = ALSO_CHARS) -> str:
+    """The line that names crashes whose incidents wait for their own message ("" for none)."""
+    if not processes:
+        return ""
+    head, tail = "⚠️ also crashed: ", " (a message each follows)"
+    names: list[str] = []
+    room = max_chars - len(head) - len(tail) - len(", and 1,000 more")
+    for process in processes:  # bounded: a name each
+        name = f"`{process}`"
+        if len(name) + 2 > room:
+            break
+        names.append(name)
+        room -= len(name) + 2
+    more = len(processes) - len(names)
+    if not names:
+        listed = plural(more, "process")
+    else:
+        listed = ", ".join(names) + (f", and {more:,} more" if more else "")
+    return f"{head}{listed}{tail}"
 
 
 def _fit_tail(lines: Sequence[str]) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from supervisor.bridge.incident import (
     LINE_CHARS,
     TAIL_LINES,
     Incidents,
+    also_crashed,
     is_crash,
     recover_seconds,
     render,
@@ -438,7 +439,8 @@ class Relay:
         notes = self._stream.notes_chars
         first = creates[0] if creates and self._log_wait() <= 0 else None
         if first and (notes <= PREAMBLE_CHARS or now - first.due_at >= INCIDENT_WAIT_SECONDS):
-            first.preamble = self._stream.take_notes(PREAMBLE_CHARS)
+            notes_taken = self._stream.take_notes(PREAMBLE_CHARS)
+            first.preamble = "\n".join(filter(None, [notes_taken, self._also(creates[1:])]))
             writes.append(self._incident_write(first))
         elif not creates or notes > PREAMBLE_CHARS:
             writes.extend(self._output_writes(now, final=False))
@@ -446,6 +448,16 @@ class Relay:
         if fresh and self._edit_wait() <= 0:
             writes.append(self._incident_write(fresh[0]))
         return writes
+
+    def _also(self, waiting: list[Incident]) -> str:
+        """A line naming the crashes whose incidents wait for their turn (once each), or "".
+
+        A program relaying "all" says its crashes among the state changes already.
+        """
+        told = [i for i in waiting if not i.is_told and self._mode(i.process) is not RelayMode.ALL]
+        for incident in told:
+            incident.is_told = True
+        return also_crashed([i.process for i in told])
 
     def _incident_write(self, incident: Incident) -> _Write:
         return _Write(

@@ -144,13 +144,15 @@ class OutboxSender:
 
     def create_wait(self, channel: int) -> float:
         """Seconds until ``channel`` may post a new message (0: now)."""
-        now = self._clock()
-        return max(0.0, self.pacer.ready_at(("create", channel), now) - now)
+        return self._route_wait(("create", channel))
 
     def edit_wait(self, channel: int) -> float:
         """Seconds until a message of ``channel`` may be edited (0: now)."""
+        return self._route_wait(("edit", channel))
+
+    def _route_wait(self, key: RouteKey) -> float:
         now = self._clock()
-        return max(0.0, self.pacer.ready_at(("edit", channel), now) - now)
+        return max(0.0, self.pacer.ready_at(key, now) - now)
 
     async def run(
         self,

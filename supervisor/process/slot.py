@@ -25,7 +25,6 @@ from supervisor.process.lazy_event import LazyEvent
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.worker_link import TaskBroker, WorkerLink
 
 if TYPE_CHECKING:
     import signal
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from supervisor.process.mailbox import Kind
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
+    from supervisor.process.worker_link import TaskBroker, WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.worker_store import WorkerStore
@@ -451,6 +451,9 @@ class Slot:
         self, channel: socket.socket, run_id: str, cwd: str, desk: QuestionDesk, store: WorkerStore
     ) -> WorkerLink:
         """The reader of a run's channel, made once its worker first writes."""
+        # Here: most workers never write, and a node need not load what reads them.
+        from supervisor.process.worker_link import WorkerLink
+
         return WorkerLink(
             channel,
             process=self.name,

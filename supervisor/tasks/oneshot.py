@@ -25,7 +25,6 @@ from supervisor.events import ResultReported
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
 from supervisor.process.slot import STOP_MARGIN_SECONDS
-from supervisor.process.worker_link import TaskBroker, WorkerLink
 from supervisor.tasks import files
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from supervisor.events import Event, WorkerResult
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.run import Run
+    from supervisor.process.worker_link import TaskBroker, WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.worker_store import WorkerStore
@@ -195,6 +195,8 @@ def _link(
     """What makes the reader of the attempt's channel: its results are kept in ``results`` too."""
     if run.channel is None or ctx.desk is None or ctx.store is None:
         return None
+
+    from supervisor.process.worker_link import WorkerLink  # here, as in Slot._make_link
 
     def emit(event: Event) -> None:
         if isinstance(event, ResultReported):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from supervisor.bridge.incident import Incidents, is_crash, recover_seconds, render
+from supervisor.bridge.incident import Incidents, also_crashed, is_crash, recover_seconds, render
 from supervisor.commands.tail import LogMarks
 from supervisor.events import ProcessState, StateChanged
 from supervisor.state.outbox import MAX_CONTENT_CHARS
@@ -207,3 +207,16 @@ def test_render_keeps_the_preamble_and_the_newest_lines_within_a_message() -> No
     shown = text.split("```\n", 1)[1].removesuffix("\n```").splitlines()
     assert 1 < len(shown) < len(incident.tail)
     assert shown == list(incident.tail[-len(shown) :]), "the newest lines, whole"
+
+
+def test_also_crashed_names_what_fits_and_counts_the_rest() -> None:
+    assert also_crashed([]) == ""
+    line = also_crashed(["a:0", "a:1"])
+    assert line == "⚠️ also crashed: `a:0`, `a:1` (a message each follows)"
+    many = also_crashed([f"scraper:{n}" for n in range(100)], max_chars=200)
+    assert len(many) <= 200
+    assert "`scraper:0`, `scraper:1`" in many
+    assert many.endswith(" more (a message each follows)")
+    assert also_crashed(["x" * 300], max_chars=100) == (
+        "⚠️ also crashed: 1 process (a message each follows)"
+    )

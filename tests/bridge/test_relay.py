@@ -456,7 +456,7 @@ async def test_relay_many_state_changes_go_before_a_waiting_incident_for_a_while
     _sent_all(ledger, relay)
     await relay.flush()
     ((kind, content),) = _pending(ledger, LOG)
-    assert content.startswith("🔴 `crashy:0` crashed")
+    assert content.startswith("⚠️ also crashed: `crashy:1` (a message each follows)\n🔴 `crashy:0`")
     _sent_all(ledger, relay)
     for n in range(20, 40):
         relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
@@ -486,3 +486,22 @@ async def test_relay_writes_every_incident_once_the_channel_is_stuck(
     clock.now += STUCK_SECONDS
     await relay.flush()
     assert [kind for kind, _ in _pending(ledger, LOG)] == ["incident"] * 3
+
+
+async def test_relay_first_incident_of_a_burst_names_the_crashes_waiting(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """Relaying errors only, the crashes whose incidents wait their turn were not told
+    for seconds; a program relaying all tells them among its state changes."""
+    for n in range(3):
+        relay.deliver(_state(f"crashy:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("chatty:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    ((_, content),) = _pending(ledger, LOG)
+    assert content.startswith("<t:")  # chatty's state change
+    assert "⚠️ also crashed: `crashy:1`, `crashy:2` (a message each follows)" in content
+    assert "🔴 `crashy:0` crashed" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((_, content),) = _pending(ledger, LOG)
+    assert content.startswith("🔴 `crashy:1` crashed"), "told once"

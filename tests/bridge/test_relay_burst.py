@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING
 
 from supervisor.events import ProcessState, StateChanged
 from tests._wait import wait_until
-from tests.bridge._relayed import program, relayed_node
+from tests.bridge._relayed import late_changes, program, relayed_node, shown_in
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -52,29 +51,6 @@ def _incidents(fake: FakeDiscord, process: str) -> list[str]:
     return [str(m["content"]) for m in fake.bot_messages("ops") if int(m["id"]) in opened]
 
 
-def _created_at(action: BotAction) -> float:
-    assert action.message is not None
-    return datetime.datetime.fromisoformat(str(action.message["timestamp"])).timestamp()
-
-
-def _shown_in(creates: list[BotAction], changes: list[StateChanged]) -> list[int]:
-    """For each change, the index of the first create showing it, per process in order
-    (-1 once one is missing)."""
-    found = []
-    after: dict[str, int] = {}
-    for event in changes:
-        text = f"`{event.process}` {event.old.value} → {event.new.value}"
-        start = after.get(event.process, 0)
-        index = next(
-            (i for i in range(start, len(creates)) if text in (creates[i].content or "")), -1
-        )
-        found.append(index)
-        if index < 0:
-            break
-        after[event.process] = index
-    return found
-
-
 async def test_relay_crash_burst_keeps_state_changes_next_in_line(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
@@ -82,7 +58,8 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
     8 at once, a crash's own state change waited behind all 8 (about 10 s).
 
     Each incident still gets its one message, later, and is closed by an edit once its
-    process recovered."""
+    process recovered; the crashes of a program relaying errors only, which has no state
+    changes in the channel, are named at once in the first incident's message."""
     gate = tmp_path / "gate"
     burst = program(
         "burst",
@@ -94,16 +71,25 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
         start_seconds=0.2,
         backoff_seconds=0.1,
     )
+    errors = program(
+        "quiet", "relay_burst.py", gate, tmp_path / "markers", numprocs=2, start_seconds=0.2
+    )
     flood = program("flood", "relay_flood.py", 8, numprocs=2, relay="all")
-    changes = _Changes("burst")
+    changes, quiet = _Changes("burst"), _Changes("quiet")
     processes = [f"burst:{n}" for n in range(BURST)]
     async with relayed_node(
-        tmp_path, fake_discord, burst, flood, sinks=[changes], min_recover_seconds=1.0
+        tmp_path,
+        fake_discord,
+        burst,
+        errors,
+        flood,
+        sinks=[changes, quiet],
+        min_recover_seconds=1.0,
     ):
 
         def started() -> bool:
-            shown = _shown_in(_creates(fake_discord), changes.seen)
-            return changes.running() == BURST and -1 not in shown
+            shown = shown_in(_creates(fake_discord), changes.seen)
+            return changes.running() == BURST and quiet.running() == 2 and -1 not in shown
 
         await wait_until(started, seconds=30)
         before = len(changes.seen)
@@ -118,23 +104,22 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
                     "recovered after 1 crash" in "".join(_incidents(fake_discord, p))
                     for p in processes
                 )
-                and -1 not in _shown_in(_creates(fake_discord), burst_changes)
+                and -1 not in shown_in(_creates(fake_discord), burst_changes)
             )
 
         await wait_until(settled, seconds=60)
         burst_changes = changes.seen[before:]
+        crashes = [e for e in quiet.seen if e.old is ProcessState.RUNNING]
     creates = _creates(fake_discord)
     for process in processes:
         (incident,) = _incidents(fake_discord, process)
         assert f"✅ `{process}` recovered after 1 crash" in incident
         assert f"Traceback: {process} crashed with the others" in incident
-    late = []
-    for event, index in zip(burst_changes, _shown_in(creates, burst_changes), strict=True):
-        # Creates made after the change, before the one showing it: at the fake's 5 per
-        # 5 s (one every 1.2 s at most), the one in flight when it happened at most.
-        ahead = [a for a in creates[:index] if _created_at(a) >= event.at]
-        if len(ahead) > 1:
-            late.append(f"{event.process} {event.new.value}: {len(ahead)} messages ahead")
+    late = late_changes(creates, burst_changes)
+    assert not late, late
+    # Relaying errors only: a crash is told by its incident, or named in the first one's.
+    assert len(crashes) == 2
+    late = late_changes(creates, crashes, lambda event: f"`{event.process}`")
     assert not late, late
     assert fake_discord.rate_limit_stats("ops").rejected == 0
     fake_discord.assert_within_rate_limits()
