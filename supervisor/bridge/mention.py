@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_FILESIZE = 10 * 1024 * 1024  # Discord's default, when the guild is not cached
 _NEEDS_TARGET = ("start", "stop", "restart", "signal", "tail", "logs")
-_CONTENT_CHARS = MAX_CONTENT_CHARS - 400
-"""An answer's text, leaving room for notes on files left out (else it goes as a file)."""
 _ANSWER_FILE = "answer.txt"
 
 
@@ -142,18 +140,14 @@ async def _queue(
 def _bounded(reply: Reply, limit: int) -> tuple[str, list[Attachment], list[str]]:
     """The content, the files that fit one message, and notes on the others.
 
-    A content longer than an outbox row carries goes whole as a file, as
+    A content that does not fit an outbox row with its notes (the marker takes a
+    little of a message) goes whole as a file, as
     :func:`~supervisor.bridge.replies.fitted` does for one over a message.
     """
-    content, files = reply.content, list(reply.files)
-    if len(content) > _CONTENT_CHARS:
-        head = content.split("\n", 1)[0][:200]
-        content = f"{head}\nthe whole answer is attached ({_ANSWER_FILE})"
-        files.insert(0, Attachment(_ANSWER_FILE, reply.content.encode()))
     kept: list[Attachment] = []
     notes: list[str] = []
     total = 0
-    for file in files:
+    for file in reply.files:
         size = len(file.data)
         if len(kept) == MAX_FILES or size > limit or total + size > MAX_ROW_BYTES:
             notes.append(
@@ -163,6 +157,13 @@ def _bounded(reply: Reply, limit: int) -> tuple[str, list[Attachment], list[str]
             continue
         kept.append(file)
         total += size
+    content = reply.content
+    whole = content.encode()
+    fits = len(kept) < MAX_FILES and total + len(whole) <= MAX_ROW_BYTES
+    if len("\n".join([content, *notes])) > MAX_CONTENT_CHARS and fits:
+        head = content.split("\n", 1)[0][:200]
+        content = f"{head}\nthe whole answer is attached ({_ANSWER_FILE})"
+        kept.insert(0, Attachment(_ANSWER_FILE, whole))
     return content, kept, notes
 
 

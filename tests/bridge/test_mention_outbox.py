@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from supervisor.bridge.replies import MESSAGE_LIMIT
+from supervisor.state.outbox import MAX_CONTENT_CHARS
 from supervisor.state.outbox_files import DIR_NAME, MAX_BYTES
 from tests._control import program
 from tests._wait import eventually, wait_until
@@ -42,6 +44,11 @@ def _answers(fake: FakeDiscord, asked: dict[str, Any]) -> list[dict[str, Any]]:
         for m in fake.bot_messages("general")
         if (m.get("message_reference") or {}).get("message_id") == asked["id"]
     ]
+
+
+def _shown(message: dict[str, Any]) -> str:
+    """The content without the outbox's invisible marker."""
+    return str(message["content"]).split("\u2063")[0]
 
 
 def _node(tmp_path: Path, fake: FakeDiscord, team: Members) -> Any:
@@ -262,3 +269,34 @@ async def test_shutdown_confirmation_asked_before_a_restart_mid_outage_works_aft
         with anyio.fail_after(20):
             assert await second.wait() == 0
     assert _answers(fake_discord, asked) == [prompt]
+
+
+async def test_mention_answer_too_long_for_a_row_goes_whole_as_a_file_never_cut(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """An outbox row holds a little less than a message (its marker): an answer that fits
+    a message but not a row is attached whole; a shorter one stays in the message."""
+    team = members(fake_discord)
+    lines = [f"{i:02d} " + "x" * 93 for i in range(20)]
+    say = program("say", "relay_say.py", *lines)
+    async with bridged_node(
+        tmp_path, fake_discord, say, status_channel=None, viewer=team.access["viewer"]
+    ):
+        log = tmp_path / "state" / "logs" / "say-0.out.log"
+        await wait_until(lambda: log.exists() and lines[-1] in log.read_text())
+        long = fake_discord.post_message(team.viewer, "general", "tail say:0", mention_bot=True)
+        (whole,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, long), timeout_seconds=20
+        )
+        short = fake_discord.post_message(team.viewer, "general", "tail say:0 17", mention_bot=True)
+        (inline,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, short), timeout_seconds=20
+        )
+    text = "/tail say:0: 20 lines\n```\n" + "\n".join(lines) + "\n```"
+    assert MAX_CONTENT_CHARS < len(text) <= MESSAGE_LIMIT
+    assert _shown(whole) == "/tail say:0: 20 lines\nthe whole answer is attached (answer.txt)"
+    (attachment,) = whole["attachments"]
+    assert attachment["filename"] == "answer.txt"
+    assert fake_discord.store.attachments[int(attachment["id"])].decode() == text
+    assert _shown(inline) == "/tail say:0 17: 17 lines\n```\n" + "\n".join(lines[3:]) + "\n```"
+    assert inline["attachments"] == []
