@@ -138,13 +138,17 @@ def _config(directory: Path, fake: FakeDiscord, mode: str, load: Workload) -> Pa
     crash = f"import time; time.sleep({load.crash_every}); raise SystemExit(1)"
     crasher = [sys.executable, "-c", crash]
     token = token_file(directory, fake.token)
+    crashers = (
+        f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
+        f"numprocs = {load.crashers}\n"
+        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n'
+    )
     return write_config(
         directory,
         f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {load.workers}\n"
         f'relay = "{mode}"\n',
-        f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
-        f"numprocs = {load.crashers}\n"
-        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n',
+        # --crashers 0: the issue's own workload, the flood alone (no incidents, no latency).
+        crashers if load.crashers else "",
         discord_table(fake, token, status_channel=None, channels={"log_channel": "ops"}),
     )
 
