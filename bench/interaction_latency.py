@@ -6,10 +6,14 @@ worst time, over ``--rounds`` rounds, from the interaction's dispatch to:
     itself for a refusal;
   - the final answer (the follow-up), for ``/status`` (CPU sampled), ``/tail``,
     ``/restart`` of one process and ``/restart`` of the whole program;
-  - autocomplete choices for ``name``.
+  - autocomplete choices for ``name``;
+  - the answer to a command given by mention (``@dsup status``), a reply queued in the
+    outbox, with ``--gap`` seconds between two mentions, and back to back (the
+    sender spaces a channel's creates over its rate-limit window).
 The fake runs in this process on 127.0.0.1; dsup is a subprocess.
 
 Run: PYTHONPATH=. .venv/bin/python bench/interaction_latency.py [--count 100] [--rounds 5]
+    [--gap 2]
 """
 
 from __future__ import annotations
@@ -54,6 +58,24 @@ async def _timed(
     return at_first, time.monotonic() - began
 
 
+async def _mentioned(fake: FakeDiscord, user: FakeUser, text: str) -> float:
+    """Seconds from a mention to the reply answering it."""
+    began = time.monotonic()
+    since = len(fake.bot_actions())
+    asked = fake.post_message(user, "general", text, mention_bot=True)
+    await fake.wait_for_action(
+        "general",
+        kind="create",
+        since=since,
+        predicate=lambda a: (
+            a.message is not None
+            and (a.message.get("message_reference") or {}).get("message_id") == asked["id"]
+        ),
+        timeout_seconds=60,
+    )
+    return time.monotonic() - began
+
+
 async def _connected(fake: FakeDiscord, user: FakeUser) -> None:
     """Wait until the bot answers (an interaction sent before it is on the gateway is lost)."""
     with anyio.fail_after(60):
@@ -75,7 +97,7 @@ def _line(label: str, samples: list[tuple[float, float]]) -> str:
     )
 
 
-async def live(count: int, rounds: int) -> None:
+async def live(count: int, rounds: int, gap: float) -> None:
     """The measures against a running dsup."""
     with tempfile.TemporaryDirectory() as tmp:
         async with open_fake_discord() as fake:
@@ -103,6 +125,19 @@ async def live(count: int, rounds: int) -> None:
                         for _ in range(rounds)
                     ]
                     print(_line(label, samples))
+                for text in ("status sleeper:0", "tail sleeper:0", "restart sleeper:0"):
+                    spaced = []
+                    for _ in range(rounds):
+                        await anyio.sleep(gap)  # a member reading the answer before the next
+                        spaced.append(await _mentioned(fake, ops, text))
+                    await anyio.sleep(gap)
+                    burst = [await _mentioned(fake, ops, text) for _ in range(rounds)]
+                    print(
+                        f"@dsup {text}: answer median {statistics.median(spaced) * 1e3:.0f} ms "
+                        f"(max {max(spaced) * 1e3:.0f}) {gap:g} s apart, median "
+                        f"{statistics.median(burst) * 1e3:.0f} ms (max {max(burst) * 1e3:.0f}) "
+                        "back to back"
+                    )
 
 
 def main() -> None:
@@ -110,8 +145,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100, help="processes (default 100)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per command (default 5)")
+    parser.add_argument(
+        "--gap", type=float, default=2.0, help="seconds between spaced mentions (default 2)"
+    )
     args = parser.parse_args()
-    anyio.run(live, args.count, args.rounds, backend="asyncio")
+    anyio.run(live, args.count, args.rounds, args.gap, backend="asyncio")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 Runs a real ``dsup run`` with N workers that each write M lines of 50 B at once when a gate
 opens and then R lines a second (a flood far beyond what Discord can show), plus
-``crasher``, K processes that each exit every few seconds (their state changes are what
-the latency is measured on), against the project's fake Discord served by this process
-with Discord's headers and a 5 per 5 s limit on creates per channel. Twice: ``relay =
-"all"`` and ``relay = "none"`` (the bridge connected both times). The gate opens once
-every crasher has crashed once and, relaying, its incident message is posted and the
-outbox has caught up: K incidents opening at once take K of the channel's 5 creates per
-5 s, and the state changes behind them wait (a start-up transient, not measured).
+``crasher``, K processes that each exit every few seconds, against the project's fake
+Discord served by this process with Discord's headers and a 5 per 5 s limit on creates
+per channel. Twice: ``relay = "all"`` and ``relay = "none"`` (the bridge connected both
+times). The gate opens once every crasher has crashed once and, relaying, its incident
+message is posted and the outbox has caught up. A third of the window after the gate,
+``burst``, B more processes, crash at the same moment (a gate file of their own) and
+come back, while ``doomed`` crashes with them and then fails until it is FATAL: B + 1
+incidents open at once. Half-way, ``crasher:0`` is stopped, and started a second later.
+``--crashers 0 --burst 0`` runs the flood alone: the issue's workload for the CPU goal.
 
 CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from the
 gate's opening until every line of it is in the log files (the output reaches Discord
@@ -17,16 +19,17 @@ given net of what dsup spends anyway (crashers, incidents, messages), measured o
 ``BASELINE_SECONDS`` just before the gate: the relay's cost per byte. The two modes run
 ``--repeat`` times each, alternating which goes first, and the ratio is given per pair as
 a median with its min and max: on a shared machine one pair's noise is larger than the
-effect. Latency: from a run's end
-in the ledger (``runs.ended_at``) to the creation, in the fake, of the message showing
-that state change, for every run ending in the window (``--window`` seconds from the
-gate), split where the time went: until the relay wrote the row to the outbox, until the
-sender took it (pacing, order, its poll), until the fake created the message. Prints
-figures; asserts nothing about speed.
+effect. Latency: from each state change (its time in dsup's ``--quiet --json-logs``
+console, which shows state changes only, in both modes) to the creation, in the fake, of
+the message showing it, for every state change in the window (``--window`` seconds from
+the gate, less the last 3): starts, exits, FATAL, stops, the burst's, split where the
+time went: until the relay wrote the row to the outbox, until the sender took it
+(pacing, order, its poll), until the fake created the message. And from each crash of
+the burst to its incident's message. Prints figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
-        [--rate 2000] [--crashers 5] [--crash-every 2] [--window 30] [--console]
-        [--repeat 3]
+        [--rate 2000] [--crashers 5] [--crash-every 2] [--burst 8] [--window 30]
+        [--console] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import anyio
 from _dsup_driver import write_config
 
 from tests.bridge._bridge import discord_table, token_file
-from tests.discord_fake import FakeDiscord, open_fake_discord
+from tests.discord_fake import BotAction, FakeDiscord, open_fake_discord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -60,10 +63,20 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_relay_worker.py"
+BURST_WORKER = HERE.parent / "tests" / "workers" / "relay_burst.py"
 LINE_BYTES = 50
 DEADLINE = 120.0
 BASELINE_SECONDS = 4.0
-_EXIT = re.compile(r"<t:(\d+):T> `(crasher:\d+)` \w+ → (?:EXITED|BACKOFF|FATAL)")
+_NOTE = re.compile(r"<t:(\d+):T> `([^`]+)` (\w+) → (\w+)")
+_KINDS = {
+    "STARTING": "starts",
+    "RUNNING": "starts",
+    "BACKOFF": "exits",
+    "EXITED": "exits",
+    "FATAL": "FATAL",
+    "STOPPING": "stops",
+    "STOPPED": "stops",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +88,27 @@ class Workload:
     rate: int
     crashers: int
     crash_every: float
+    burst: int
     window: float
     console: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Latency:
-    """One state change's way to Discord: seconds from the run's end to each step."""
+class Change:
+    """One state change, as dsup's console showed it."""
 
+    process: str
+    old: str
+    new: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """One state change's way to Discord: seconds from the change to each step."""
+
+    kind: str
+    is_burst: bool
     written: float
     claimed: float
     created: float
@@ -105,6 +131,8 @@ class Figures:
     creates: int
     edits: int
     latencies: list[Latency]
+    missing: int
+    incidents: list[float]
 
     @property
     def cpu_per_mb(self) -> float:
@@ -137,18 +165,26 @@ def _config(directory: Path, fake: FakeDiscord, mode: str, load: Workload) -> Pa
     flood = [sys.executable, str(WORKER), str(gate), str(load.lines), str(load.rate)]
     crash = f"import time; time.sleep({load.crash_every}); raise SystemExit(1)"
     crasher = [sys.executable, "-c", crash]
+    burst = [sys.executable, str(BURST_WORKER), str(directory / "burst"), str(directory / "m")]
     token = token_file(directory, fake.token)
     crashers = (
         f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
         f"numprocs = {load.crashers}\n"
         f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n'
     )
+    bursting = (
+        f"[programs.burst]\ncommand = {json.dumps(burst)}\nnumprocs = {load.burst}\n"
+        f'start_seconds = 0.2\nbackoff_seconds = 0.2\nrelay = "{mode}"\n'
+        f"[programs.doomed]\ncommand = {json.dumps([*burst, 'fail'])}\n"
+        f'start_seconds = 0.5\nbackoff_seconds = 0.2\nstart_retries = 2\nrelay = "{mode}"\n'
+    )
     return write_config(
         directory,
         f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {load.workers}\n"
         f'relay = "{mode}"\n',
-        # --crashers 0: the issue's own workload, the flood alone (no incidents, no latency).
+        # --crashers 0 --burst 0: the issue's own workload, the flood alone.
         crashers if load.crashers else "",
+        bursting if load.burst else "",
         discord_table(fake, token, status_channel=None, channels={"log_channel": "ops"}),
     )
 
@@ -185,40 +221,99 @@ def _outbox_times(state: Path) -> dict[int, tuple[float, float]]:
     return {int(str(m)): (float(str(c)), float(str(f))) for m, c, f in rows}
 
 
-def _shown(fake: FakeDiscord) -> list[tuple[int, float, str]]:
-    """(message id, created at, line) of every line of every bot message in ops."""
+def _shown(fake: FakeDiscord, since: float) -> list[tuple[int, float, str]]:
+    """(message id, created at, line) of every line of every bot message in ops created
+    since ``since`` (this run's)."""
     found: list[tuple[int, float, str]] = []
     for message in fake.bot_messages("ops"):
         at = datetime.datetime.fromisoformat(str(message["timestamp"])).timestamp()
+        if at < since:
+            continue
         lines = str(message.get("content", "")).splitlines()
         found.extend((int(message["id"]), at, line) for line in lines)
     return found
 
 
-def _latencies(
-    fake: FakeDiscord, ends: list[tuple[str, float]], rows: dict[int, tuple[float, float]]
-) -> list[Latency]:
-    """For each run end, the time until its row was written, taken, and its message created.
-
-    A shown exit names its process and second (``<t:SECOND:T>``): each run end takes
-    the first exit of its process not yet taken that names the same second (or the
-    next: rounding).
-    """
-    exits = [
-        (message_id, at, m[2], int(m[1]))
-        for message_id, at, line in _shown(fake)
-        if (m := _EXIT.search(line))
-    ]
-    taken = [False] * len(exits)
+def _changes(out: Path) -> list[Change]:
+    """Every state change dsup's console showed (``--quiet --json-logs``), in order."""
     found = []
-    for process, end in ends:
-        for index, (message_id, at, shown, second) in enumerate(exits):
-            if not taken[index] and shown == process and second in (int(end), int(end) + 1):
-                taken[index] = True
-                written, claimed = rows.get(message_id, (float("nan"), float("nan")))
-                found.append(Latency(written - end, claimed - end, at - end))
-                break
+    for line in out.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("type") == "state":
+            at = datetime.datetime.fromisoformat(record["time"]).timestamp()
+            found.append(Change(record["process"], record["old"], record["new"], at))
     return found
+
+
+def _latencies(
+    fake: FakeDiscord, changes: list[Change], rows: dict[int, tuple[float, float]]
+) -> tuple[list[Latency], int]:
+    """For each change, the time until its row was written, taken, and its message created;
+    and how many changes no message shows.
+
+    A shown change names its process, states and second (``<t:SECOND:T>``): each change
+    takes the first line of its process not yet taken that shows the same.
+    """
+    shown: dict[str, list[tuple[int, float, str, str, int]]] = {}
+    for message_id, at, line in _shown(fake, changes[0].at if changes else 0.0):
+        if m := _NOTE.search(line):
+            shown.setdefault(m[2], []).append((message_id, at, m[3], m[4], int(m[1])))
+    found, missing = [], 0
+    for change in changes:
+        lines = shown.get(change.process, [])
+        index = next(
+            (
+                i
+                for i, (_, _, old, new, second) in enumerate(lines)
+                if (old, new, second) == (change.old, change.new, int(change.at))
+            ),
+            None,
+        )
+        if index is None:
+            missing += 1
+            continue
+        message_id, at, *_ = lines.pop(index)
+        written, claimed = rows.get(message_id, (float("nan"), float("nan")))
+        found.append(
+            Latency(
+                kind=_KINDS.get(change.new, change.new),
+                is_burst=change.process.startswith(("burst:", "doomed:")),
+                written=written - change.at,
+                claimed=claimed - change.at,
+                created=at - change.at,
+            )
+        )
+    return found, missing
+
+
+def _incidents(actions: list[BotAction], changes: list[Change]) -> list[float]:
+    """Seconds from each first crash of the burst to the creation of its incident's message
+    (among ``actions``, this run's)."""
+    crashes: dict[str, float] = {}
+    for change in changes:
+        if change.process.startswith(("burst:", "doomed:")) and change.old == "RUNNING":
+            crashes.setdefault(change.process, change.at)
+    found = []
+    for action in actions:
+        if action.kind != "create" or action.message is None:
+            continue
+        content = action.content or ""
+        for process, at in crashes.items():
+            if f"`{process}` crashed" in content or f"`{process}` is FATAL" in content:
+                created = datetime.datetime.fromisoformat(str(action.message["timestamp"]))
+                found.append(created.timestamp() - at)
+    return found
+
+
+async def _scenario(directory: Path, config: Path, window: float) -> None:
+    """The burst a third into the window; crasher:0 stopped half-way, started again."""
+    await anyio.sleep(window / 3)
+    (directory / "burst").touch()
+    await anyio.sleep(window / 2 - window / 3)
+    ctl = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config)]
+    await anyio.run_process([*ctl, "stop", "crasher:0"])
+    await anyio.sleep(1.0)
+    await anyio.run_process([*ctl, "start", "crasher:0"], check=False)
 
 
 async def _wait(check: Callable[[], object], what: str) -> None:
@@ -237,11 +332,14 @@ async def run_once(fake: FakeDiscord, mode: str, load: Workload) -> Figures:
         config = _config(directory, fake, mode, load)
         identified = fake.identify_count
         quiet = [] if load.console else ["--quiet"]
-        with (directory / "dsup.err").open("wb") as errors:
+        with (
+            (directory / "dsup.err").open("wb") as errors,
+            (directory / "dsup.out").open("wb") as out,
+        ):
             proc = await anyio.open_process(
-                [sys.executable, "-m", "supervisor", "run", *quiet, str(config)],
+                [sys.executable, "-m", "supervisor", "run", "--json-logs", *quiet, str(config)],
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=out,
                 stderr=errors,
             )
         async with proc:
@@ -288,9 +386,12 @@ async def _measure(
     cpu0, t0, wall0 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
     (directory / "gate").touch()
     burst = load.workers * load.lines * LINE_BYTES
-    await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
-    cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
-    await anyio.sleep(max(0.0, load.window - (t1 - t0)))
+    async with anyio.create_task_group() as tg:
+        if load.crashers and load.burst:
+            tg.start_soon(_scenario, directory, directory / "dsup.toml", load.window)
+        await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
+        cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
+        await anyio.sleep(max(0.0, load.window - (t1 - t0)))
     cpu2, t2, wall2 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
     logged = _logged_bytes(state)
     actions = fake.bot_actions("ops")[actions0:]
@@ -298,7 +399,10 @@ async def _measure(
     proc.send_signal(signal.SIGTERM)
     with anyio.fail_after(60):
         await proc.wait()
-    ends = [(p, e) for p, e in _run_ends(state, wall0) if e <= wall2 - 3.0]
+    changes = [c for c in _changes(directory / "dsup.out") if wall0 <= c.at <= wall2 - 3.0]
+    latencies, missing = (
+        _latencies(fake, changes, _outbox_times(state)) if mode != "none" else ([], 0)
+    )
     return Figures(
         mode=mode,
         burst_seconds=t1 - t0,
@@ -312,7 +416,9 @@ async def _measure(
         rejected=sum(s.rejected for s in fake.limiter.stats.values()) - rejected0,
         creates=sum(1 for a in actions if a.kind == "create"),
         edits=sum(1 for a in actions if a.kind == "edit"),
-        latencies=_latencies(fake, ends, _outbox_times(state)) if mode != "none" else [],
+        latencies=latencies,
+        missing=missing,
+        incidents=_incidents(actions, changes) if mode != "none" else [],
     )
 
 
@@ -359,7 +465,8 @@ async def main(load: Workload, repeat: int) -> None:
     print(
         f"workload: {load.workers} workers x {load.lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB "
         f"at once, then {load.rate:,} lines/s each; {load.crashers} crashers exiting every "
-        f"{load.crash_every:g} s; window {load.window:g} s; "
+        f"{load.crash_every:g} s; {load.burst} + 1 crashing at once a third into the "
+        f"window; window {load.window:g} s; "
         + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
         + f"; {repeat} pairs of runs, alternating which mode goes first"
     )
@@ -385,9 +492,21 @@ async def main(load: Workload, repeat: int) -> None:
         f"{edits} edits ({edits / seconds:.2f}/s)"
     )
     lat = [x for fig in relayed for x in fig.latencies]
-    print(f"state change -> message: {_spread([x.created for x in lat])}")
+    missing = sum(fig.missing for fig in relayed)
+    print(
+        f"state change -> message, every change in the windows: "
+        f"{_spread([x.created for x in lat])}; not shown: {missing}"
+    )
+    for kind in ("starts", "exits", "FATAL", "stops"):
+        print(f"  {kind}: {_spread([x.created for x in lat if x.kind == kind])}")
+    print(
+        f"  the burst's ({load.burst} + 1 crashing at once): "
+        f"{_spread([x.created for x in lat if x.is_burst])}"
+    )
     print(f"  ... row in the outbox: {_spread([x.written for x in lat])}")
     print(f"  ... row taken by the sender: {_spread([x.claimed for x in lat])}")
+    incidents = [x for fig in relayed for x in fig.incidents]
+    print(f"burst crash -> its incident's message: {_spread(incidents)}")
     raw = [a.cpu_per_mb / n.cpu_per_mb for a, n in runs]
     net = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
     before = [a.baseline / n.baseline for a, n in runs]
@@ -408,6 +527,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=2000, help="lines a second each, then")
     parser.add_argument("--crashers", type=int, default=5, help="crashing processes")
     parser.add_argument("--crash-every", type=float, default=2.0, help="seconds")
+    parser.add_argument("--burst", type=int, default=8, help="processes crashing at once")
     parser.add_argument("--window", type=float, default=30.0, help="seconds from the gate")
     parser.add_argument(
         "--console", action="store_true", help="let the console show output (not --quiet)"
@@ -422,6 +542,7 @@ if __name__ == "__main__":
         rate=args.rate,
         crashers=args.crashers,
         crash_every=args.crash_every,
+        burst=args.burst,
         window=args.window,
         console=args.console,
     )

@@ -129,9 +129,7 @@ class AccessDenied(SupervisorError, PermissionError):
         self.command = command
         self.required = required
         self.level = level
-        super().__init__(
-            f"{actor!r} may not {command}: it needs {required} access, {actor!r} has {level}"
-        )
+        super().__init__(f"{actor!r} may not {command}: it needs {required} access and has {level}")
 
 
 class InvalidArgument(SupervisorError, ValueError):

@@ -133,7 +133,12 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
         )
         tasks = queue_for(fleet, SqliteTaskStore(ledger))
         outcome = _Outcome()
-        service = CommandService(fleet, tasks=tasks, health=bridge.health_now if bridge else None)
+        service = CommandService(
+            fleet,
+            tasks=tasks,
+            health=bridge.health_now if bridge else None,
+            farewell_seconds=bridge.farewell_seconds if bridge else 0.0,
+        )
         server = ControlServer(service, state.socket_path)
         async with anyio.create_task_group() as services:
             # The console first: with --json-logs it takes the sweep's log records too.
@@ -195,6 +200,7 @@ def _bridge(
         ledger=ledger,
         health=health,
         client_options=outbound.client_options(),
+        outbox=outbound.outbox,
     )
     return bridge, outbound
 

@@ -15,6 +15,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tests.discord_fake import run_client, use_discord_api
 from tests.discord_fake.harness import RecordingClient
+from tests.test_docs import samples, shape
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -32,10 +33,13 @@ async def _drain(stream: ByteReceiveStream, into: bytearray) -> None:
 
 
 @contextlib.asynccontextmanager
-async def console(stderr: bytearray) -> AsyncIterator[tuple[Process, str]]:
+async def console(
+    stderr: bytearray, banner: list[str] | None = None
+) -> AsyncIterator[tuple[Process, str]]:
     """Start the console on a free port; yield it and its API base once it is serving.
 
-    The child is killed on the way out if a test left it running.
+    The lines it printed first are added to ``banner``. The child is killed on the
+    way out if a test left it running.
     """
     argv = [sys.executable, "-u", "-m", "tests.discord_fake", "--port", "0"]
     async with (
@@ -47,11 +51,11 @@ async def console(stderr: bytearray) -> AsyncIterator[tuple[Process, str]]:
             assert proc.stderr is not None
             tg.start_soon(_drain, proc.stderr, stderr)
             lines = BufferedByteReceiveStream(proc.stdout)
+            printed = [] if banner is None else banner
             with anyio.fail_after(STARTUP_SECONDS):
-                first = (await lines.receive_until(b"\n", 1000)).decode()
-                for _ in range(3):  # gateway, token, guild id: it is serving
-                    await lines.receive_until(b"\n", 1000)
-            yield proc, first.split()[-1]
+                for _ in range(4):  # API base, gateway, token, guild id: it is serving
+                    printed.append((await lines.receive_until(b"\n", 1000)).decode())
+            yield proc, printed[-4].split()[-1]
         finally:
             with anyio.CancelScope(shield=True):
                 if proc.returncode is None:
@@ -91,3 +95,13 @@ async def test_console_ctrl_d_ends_it_promptly_with_a_bot_connected() -> None:
     assert status == 0
     assert elapsed < 3.0, f"{elapsed:.2f} s"
     assert b"Traceback" not in stderr
+
+
+async def test_console_prints_what_docs_discord_fake_md_shows() -> None:
+    stderr, banner = bytearray(), list[str]()
+    async with console(stderr, banner) as (proc, _):
+        proc.send_signal(signal.SIGINT)
+        with anyio.fail_after(10):
+            await proc.wait()
+    sample = samples([REPO / "docs" / "discord_fake.md"])["discord_fake.md:fake-console"]
+    assert list(map(shape, sample)) == list(map(shape, banner)), "\n".join(banner)

@@ -192,3 +192,7 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     # Imported only where they are used (a config mistake, a oneshot task, a user with no
     # passwd entry, a process tree to signal), and not through ctypes.util (tempfile).
     assert not names & {"difflib", "tempfile", "getpass", "ctypes.util", "psutil"}
+    # uuid brings platform; the workers' side of worker_sdk and what reads a worker's
+    # channel wait for a worker that writes (about 0.5 MiB).
+    assert not names & {"uuid", "platform"}
+    assert not names & {"worker_sdk.api", "worker_sdk.tasks", "supervisor.process.worker_link"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from supervisor.bridge.stream import neutralise
+from supervisor.commands.access import AccessLevel, Command
 from supervisor.humanize import plural
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
     from supervisor.events import OrphansCleaned, StateChanged
     from supervisor.state.records import AuditRecord
 
-QUIET_COMMANDS = frozenset({"status", "tail", "follow", "logs", "health"})
-"""Commands shown only when they did not succeed."""
+QUIET_COMMANDS = frozenset(c.value for c in Command if c.required_level is AccessLevel.VIEWER)
+"""Commands shown only when they did not succeed: those that only look (status, tasks...)."""
 _LINE_CHARS = 300
 _ICONS = {"ok": "✅", "refused": "🚫", "failed": "❌"}
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 import discord
 
-from supervisor.bridge.board_text import MARKER, render_board
+from supervisor.bridge.board_text import MARKER, UPDATED, description, render_board
 from supervisor.bridge.messenger import (
     KEEP,
     MISSING_ACCESS,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 50  # recent messages searched for a board whose id was lost
-_UPDATED = "\n\nupdated <t:"
 _PROBLEM = "board"
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MOST_SECONDS = 600.0
@@ -236,7 +235,7 @@ class Board:
 
     def _adopted(self, found: Found) -> bool:
         self.message_id = found.message_id
-        self._shown = found.description.partition(_UPDATED)[0]
+        self._shown = found.description.partition(UPDATED)[0]
         self._is_adopted = True
         return True
 
@@ -271,7 +270,8 @@ class Board:
             "bad": discord.Colour.red(),
             "warn": discord.Colour.orange(),
         }.get(text.level, discord.Colour.green())
-        description = f"{text.body}{_UPDATED}{int(self._wall())}:R>"
-        embed = discord.Embed(title=text.title, description=description, colour=colour)
+        embed = discord.Embed(
+            title=text.title, description=description(text, at=self._wall()), colour=colour
+        )
         embed.set_footer(text=text.footer)
         return embed

@@ -23,6 +23,8 @@ MARKER = "dsup board"
 """Starts the board's footer, which names the node: how dsup finds its own board."""
 BODY_CHARS = 4000
 """Room for the body in an embed description (4,096), with the "updated" line."""
+UPDATED = "\n\nupdated <t:"
+"""Starts the line under the body that says when the board was last edited."""
 
 # Worst first: the board lists processes in this order.
 _ORDER = (
@@ -104,6 +106,11 @@ def render_board(
     return BoardText(
         title=f"dsup · {node}", body=body, footer=f"{MARKER} · node {node}", level=level
     )
+
+
+def description(text: BoardText, *, at: float) -> str:
+    """The embed's description: the body, then when it was edited (``at``, wall time)."""
+    return f"{text.body}{UPDATED}{int(at)}:R>"
 
 
 def _squeezed(

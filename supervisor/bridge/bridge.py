@@ -20,10 +20,12 @@ from supervisor.bridge.context import BridgeContext
 from supervisor.bridge.endpoints import point_discord_at
 from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.logs import quiet_discord_logs, scrub
+from supervisor.bridge.outbound import FINISH_SECONDS
 from supervisor.bridge.tasks import TaskDesk
 from supervisor.commands.health import describe
 from supervisor.errors import ConfigError
 from supervisor.events import StateChanged
+from supervisor.state.outbox import Outbox
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -60,7 +62,13 @@ class DiscordBridge:
         client_options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
         board: makes the status board (tests shorten its waits).
+        outbox: the outbox the node's sender drains (default: one of ``ledger``,
+            whose rows that sender finds at its next look).
     """
+
+    farewell_seconds = FINISH_SECONDS + CLOSE_TIMEOUT_SECONDS
+    """The longest the bridge holds a shutdown after the last sweep: the outbox's
+    last sends (``Outbound.finish``), then the farewell and close."""
 
     def __init__(
         self,
@@ -73,6 +81,7 @@ class DiscordBridge:
         clock: Callable[[], float] = anyio.current_time,
         client_options: dict[str, Any] | None = None,
         board: Callable[[BridgeContext], Board] = Board,
+        outbox: Outbox | None = None,
     ) -> None:
         self._spec = spec
         self._node = node
@@ -81,6 +90,7 @@ class DiscordBridge:
         self._clock = clock
         self._client_options = dict(client_options or {})
         self._make_board = board
+        self.outbox = outbox or Outbox(ledger)
         self.health = health or HealthRecord()
         self.backoff = Backoff()
         self.pacing = IdentifyPacing()
@@ -116,6 +126,7 @@ class DiscordBridge:
             node=self._node,
             ledger=self._ledger,
             health=self.health,
+            outbox=self.outbox,
         )
         task_status.started()
         try:

@@ -15,7 +15,7 @@ from supervisor.bridge.access import actor_of
 from supervisor.bridge.complete import MAX_CHOICES, rank_targets
 from supervisor.bridge.perform import Ask, execute
 from supervisor.bridge.respond import answer, is_ours, may, refuse_elsewhere, send_first
-from supervisor.bridge.views import shutdown_view
+from supervisor.bridge.views import SHUTDOWN_QUESTION, shutdown_view
 from supervisor.commands.access import AccessLevel
 from supervisor.commands.reports import MAX_TAIL_LINES
 
@@ -123,7 +123,7 @@ async def confirm_shutdown(context: BridgeContext, interaction: discord.Interact
         await send_first(interaction, await execute(context, actor, ask, filesize_limit=limit))
         return
     await interaction.response.send_message(
-        "Stop every process and exit dsup? Nothing restarts it from Discord.",
+        SHUTDOWN_QUESTION,
         view=shutdown_view(),
         ephemeral=True,
     )

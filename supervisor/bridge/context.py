@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from supervisor.commands.service import CommandService
     from supervisor.config.schema import DiscordSpec
     from supervisor.state.ledger import Ledger
+    from supervisor.state.outbox import Outbox
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +27,8 @@ class BridgeContext:
         node: the node name.
         ledger: the state directory's ledger (the board's message id, audit).
         health: the bridge's live health record.
+        outbox: where the bridge queues what it posts (the sender's, so a row
+            written wakes it).
     """
 
     service: CommandService
@@ -33,6 +36,7 @@ class BridgeContext:
     node: str
     ledger: Ledger
     health: HealthRecord
+    outbox: Outbox
 
     @property
     def guild_id(self) -> int:

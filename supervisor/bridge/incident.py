@@ -1,8 +1,8 @@
 """Incidents: one chat message per crashing process, edited while the crash loop lasts.
 
 An unexpected exit or FATAL opens one, further crashes update it, a stretch of RUNNING or an
-operator's stop closes it. No discord, no clock and no files: the relay passes ``now`` and
-reads the crashed run's last lines from its log files.
+operator's stop closes it. No discord, no clock and no files: the relay passes ``now``, reads
+the crashed run's last lines from its log files, and decides when each message goes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from supervisor.bridge.stream import neutralise
 from supervisor.events import ProcessState
 from supervisor.humanize import duration, plural
 from supervisor.process.policy import describe_exit
+from supervisor.state.outbox import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ TAIL_CHARS = 1200
 """Characters of those lines at most (the message also holds the summary)."""
 LINE_CHARS = 400
 """Characters of one of those lines at most (cut, saying so with an ellipsis)."""
+ALSO_CHARS = 400
+"""Characters of the line naming the other crashes waiting for their message, at most."""
 MIN_RECOVER_SECONDS = 60.0
 """An incident closes after max(start_seconds * 10, this) of RUNNING."""
 
@@ -67,10 +70,16 @@ class Incident:
         span: where the latest crashed run's lines are in the logs.
         tail_due: ``span`` is not read yet (the message waits for it).
         running_since: monotonic time it entered RUNNING since the last crash.
+        due_at: monotonic time it opened (how long it has waited for its message).
         closed: the closing words once closed ("" while open).
         closed_at: wall time of the close.
         row_id: the outbox row of its message, once posted.
         version: bumped at each change; ``posted`` is the version in the outbox.
+        preamble: state changes of the log channel that rode in its first
+            message, ahead of it (they waited for the same turn); kept on edits.
+        is_unsent: its latest row may still wait in the outbox (an edit then
+            changes that row instead of queueing another).
+        is_told: named in an earlier incident's message while it waited for its own.
     """
 
     process: str
@@ -82,11 +91,15 @@ class Incident:
     span: LogSpan | None = None
     tail_due: bool = False
     running_since: float | None = None
+    due_at: float = 0.0
     closed: str = ""
     closed_at: float = 0.0
     row_id: int | None = None
     version: int = 1
     posted: int = field(default=0)
+    preamble: str = ""
+    is_unsent: bool = False
+    is_told: bool = False
 
 
 class Incidents:
@@ -114,7 +127,7 @@ class Incidents:
         if is_crash(event):
             if incident is None:
                 incident = self._open[event.process] = Incident(
-                    process=event.process, opened_at=event.at, last=event, crashes=0
+                    process=event.process, opened_at=event.at, last=event, crashes=0, due_at=now
                 )
             incident.crashes += 1
             incident.last = event
@@ -141,12 +154,14 @@ class Incidents:
                 self._close(incident, "recovered", wall)
 
     def changed(self) -> list[Incident]:
-        """Incidents whose message must be posted or edited (once their lines are read)."""
-        return [
+        """Incidents whose message must be posted or edited (once their lines are read),
+        in the order they opened."""
+        changed = [
             i
             for i in (*self._open.values(), *self._closed)
             if i.version != i.posted and not i.tail_due
         ]
+        return sorted(changed, key=lambda i: i.opened_at)
 
     def tails_due(self) -> list[Incident]:
         """Incidents whose latest crashed run's lines are still to be read."""
@@ -168,8 +183,14 @@ class Incidents:
         """``incident`` at ``version`` is in the outbox as row ``row_id``."""
         incident.row_id = row_id
         incident.posted = version
+        incident.is_unsent = True
         if incident.closed and incident.version == version:
             self._closed.remove(incident)
+
+    def sent(self) -> None:
+        """Every row written so far was sent: the next change of any incident is a new edit."""
+        for incident in (*self._open.values(), *self._closed):
+            incident.is_unsent = False
 
     def open_count(self) -> int:
         """Incidents open now."""
@@ -184,7 +205,11 @@ class Incidents:
 
 
 def render(incident: Incident) -> str:
-    """The incident's message: what happened, how often, what now, and its last lines."""
+    """The incident's message: what happened, how often, what now, and its last lines.
+
+    After its preamble, if any; the oldest of the last lines give way when all of it
+    would not fit one message.
+    """
     last = incident.last
     name = f"`{incident.process}`"
     how = describe_exit(last.exit_code, last.exit_signal)
@@ -211,10 +236,38 @@ def render(incident: Incident) -> str:
             f"🔴 {name} crashed {incident.crashes} times in {span}, now {last.new.value}: "
             f"{last.reason} · last <t:{int(last.at)}:R>"
         )
+    if incident.preamble:
+        head = f"{incident.preamble}\n{head}"
     if not incident.tail:
         return f"{head}\n(no output before the crash)"
-    body = "\n".join(incident.tail)
-    return f"{head}\nlast lines of {incident.tail_stream}:\n```\n{body}\n```"
+    intro = f"{head}\nlast lines of {incident.tail_stream}:\n```\n"
+    room = MAX_CONTENT_CHARS - len(intro) - len("\n```")
+    tail = list(incident.tail)
+    while len(tail) > 1 and sum(len(line) + 1 for line in tail) > room:  # bounded: a line each
+        tail.pop(0)
+    body = "\n".join(tail)
+    return f"{intro}{body}\n```"
+
+
+def also_crashed(processes: Sequence[str], max_chars: int = ALSO_CHARS) -> str:
+    """The line that names crashes whose incidents wait for their own message ("" for none)."""
+    if not processes:
+        return ""
+    head, tail = "⚠️ also crashed: ", " (a message each follows)"
+    names: list[str] = []
+    room = max_chars - len(head) - len(tail) - len(", and 1,000 more")
+    for process in processes:  # bounded: a name each
+        name = f"`{process}`"
+        if len(name) + 2 > room:
+            break
+        names.append(name)
+        room -= len(name) + 2
+    more = len(processes) - len(names)
+    if not names:
+        listed = plural(more, "process")
+    else:
+        listed = ", ".join(names) + (f", and {more:,} more" if more else "")
+    return f"{head}{listed}{tail}"
 
 
 def _fit_tail(lines: Sequence[str]) -> tuple[str, ...]:

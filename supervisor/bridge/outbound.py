@@ -60,6 +60,7 @@ class Outbound:
         **relay_options: Any,
     ) -> None:
         self.outbox = Outbox(ledger)
+        self.outbox.sweep_files()  # before the bridge runs: nothing is being queued
         self.relay = Relay(
             programs,
             self.outbox,
@@ -67,6 +68,7 @@ class Outbound:
             log_dir=log_dir,
             channels=RelayChannels.of(spec),
             channel_wait=lambda channel: self.sender.create_wait(channel),
+            edit_wait=lambda channel: self.sender.edit_wait(channel),
             **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)

@@ -115,7 +115,7 @@ class ProgressRelay:
             and not event.new.is_alive
         ):
             run = self._runs[event.run_id]
-            run.ended, run.dirty = f"Ended: {event.new.value} ({event.reason})", True
+            run.ended, run.dirty = ended_text(event), True
 
     def _relays(self, process: str) -> bool:
         spec = self._programs().get(process.rpartition(":")[0])
@@ -185,7 +185,7 @@ class ProgressRelay:
             try:
                 self._outbox.edit(
                     left.row_id,
-                    f"{left.content.partition(chr(10))[0]}\n{_ended_before(left)}",
+                    settled_text(left),
                     now=self._wall(),
                     marker=ENDED + left.run_id,
                 )
@@ -198,10 +198,17 @@ def _is_over(run: _Run) -> bool:
     return bool(run.ended) or run.progress.fraction >= 1.0
 
 
-def _ended_before(left: OpenProgress) -> str:
-    """How a run of an earlier dsup ended, as far as the ledger knows."""
+def ended_text(event: StateChanged) -> str:
+    """The last line of the message of a run that ended while dsup watched."""
+    return f"Ended: {event.new.value} ({event.reason})"
+
+
+def settled_text(left: OpenProgress) -> str:
+    """The last text of a run of an earlier dsup: its bar, and how it ended as the ledger knows."""
     if left.ended_at is None:
-        return "Ended: dsup was stopped while it ran"
-    if left.exit_signal is not None:
-        return f"Ended: killed by {signals.name(left.exit_signal)}"
-    return f"Ended: exit {left.exit_code}"
+        end = "Ended: dsup was stopped while it ran"
+    elif left.exit_signal is not None:
+        end = f"Ended: killed by {signals.name(left.exit_signal)}"
+    else:
+        end = f"Ended: exit {left.exit_code}"
+    return f"{left.content.partition(chr(10))[0]}\n{end}"

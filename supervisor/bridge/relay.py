@@ -19,12 +19,13 @@ from supervisor.bridge.incident import (
     LINE_CHARS,
     TAIL_LINES,
     Incidents,
+    also_crashed,
     is_crash,
     recover_seconds,
     render,
 )
 from supervisor.bridge.results import result_attach, result_message
-from supervisor.bridge.stream import OutputStream
+from supervisor.bridge.stream import OutputStream, state_note
 from supervisor.commands.tail import last_words, log_marks
 from supervisor.config.schema import Relay as RelayMode
 from supervisor.events import (
@@ -63,6 +64,15 @@ AUDIT_BATCH_ROWS = 100
 MAX_WAITING_MESSAGES = 1000
 """Results and audit lines waiting for the next tick; beyond, they are counted and logged."""
 AUDIT_CURSOR = "audit_cursor"
+PREAMBLE_CHARS = 1000
+"""State changes that may ride ahead of an incident in its first message; when more wait,
+the output stream's message takes the channel's turn first."""
+INCIDENT_WAIT_SECONDS = 10.0
+"""An incident waiting its turn longer than this goes ahead of the stream's message."""
+STUCK_SECONDS = 5.0
+"""Rows waited this long in the log channel without a pause (Discord slow or away, or a
+backlog): incidents are then written at once, kept on disk, instead of waiting their turn
+in memory, and output as :func:`should_emit` decides behind pending rows."""
 _FLUSH_TIMEOUT = 5.0
 
 
@@ -150,6 +160,7 @@ class Relay:
         tick_seconds: the longest time between two looks at what is due.
         channel_wait: seconds until a channel may post its next message (the
             sender's pacing); None: no wait known.
+        edit_wait: the same for editing a message of a channel.
     """
 
     def __init__(
@@ -166,6 +177,7 @@ class Relay:
         min_recover_seconds: float = 60.0,
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
+        edit_wait: Callable[[int], float] | None = None,
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
@@ -177,6 +189,7 @@ class Relay:
         self._min_recover = min_recover_seconds
         self._tick = tick_seconds
         self._channel_wait = channel_wait
+        self._edit_wait_of = edit_wait
         self._wakeup = anyio.Event()
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
@@ -196,6 +209,7 @@ class Relay:
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
         self._log_pending = 0  # rows pending in the log channel when last counted
+        self._log_busy_since = 0.0  # when rows last began to wait there (clock)
 
     # -- producers (event loop; never block) ---------------------------------
 
@@ -265,11 +279,7 @@ class Relay:
         if mode is RelayMode.NONE or not self.channels.log:
             return
         if mode is RelayMode.ALL:
-            reason = f": {event.reason}" if event.reason else ""
-            self._stream.add_note(
-                f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → "
-                f"{event.new.value}{reason}"
-            )
+            self._stream.add_note(state_note(event))
             # A storm of state changes wakes the writer only when its note may go
             # before the writer looks anyway.
             if self._clock() + self._next_look() < self._look_at:
@@ -296,8 +306,17 @@ class Relay:
             if pending is None:
                 self._recount = True
             else:
-                self._log_pending, self._recount = pending, False
+                self._count_log(pending)
+                self._recount = False
             self._wakeup.set()
+
+    def _count_log(self, pending: int) -> None:
+        """The log channel has ``pending`` rows waiting to be sent."""
+        if pending and not self._log_pending:
+            self._log_busy_since = self._clock()
+        elif not pending:
+            self._incidents.sent()
+        self._log_pending = pending
 
     def _note_audit(self, line: str) -> None:
         if len(self._audit_lines) >= MAX_WAITING_MESSAGES:
@@ -373,55 +392,115 @@ class Relay:
         now, wall = self._clock(), self._wall()
         self._incidents.tick(now=now, wall=wall)
         await self._read_tails()
-        writes = [
-            _Write(
-                channel=self.channels.log,
-                kind="incident",
-                content=render(incident),
-                edit_of=incident.row_id,
-                incident=incident,
-                version=incident.version,
-            )
-            for incident in self._incidents.changed()
-        ]
-        writes.extend(self._waiting)
-        self._waiting.clear()
-        if self._stream.waiting_chars and self._log_pending and (self._recount or final):
-            # Has the channel sent what was pending? Output waits for it. Counted
-            # after a send or a tick, not at every state change of a storm.
+        changed = self._incidents.changed()
+        waiting = bool(changed) or self._stream.waiting_chars > 0
+        if self._log_pending and (self._recount or final) and waiting:
+            # Has the channel sent what was pending? Incidents and output wait for it.
+            # Counted after a send or a tick, not at every state change of a storm.
             self._recount = False
             stats = await anyio.to_thread.run_sync(self._outbox.stats)
-            self._log_pending = stats.pending.get(self.channels.log, 0)
-        writes.extend(self._output_writes(now, final=final))
+            self._count_log(stats.pending.get(self.channels.log, 0))
+        writes = self._log_writes(changed, now, final=final)
+        writes.extend(self._waiting)
+        self._waiting.clear()
         writes.extend(await self._audit_writes(now, final=final))
         if not writes:
             return
         # One trip to a worker thread for all of them: under a flood of output, each
         # trip waits for the event loop's next turn.
         ids, stats = await anyio.to_thread.run_sync(self._apply, writes, wall)
-        self._log_pending = stats.pending.get(self.channels.log, 0)
+        self._count_log(stats.pending.get(self.channels.log, 0))
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
 
+    def _log_writes(self, changed: list[Incident], now: float, *, final: bool) -> list[_Write]:
+        """The incidents' and the output stream's rows due in the log channel now.
+
+        Discord takes about one new message a second in a channel, so its turns are
+        dealt here, one at a time, and no row waits behind others in the outbox:
+        the oldest incident without a message takes the next turn, carrying the
+        state changes waiting ahead of it (up to :data:`PREAMBLE_CHARS`; when more
+        wait, the stream's message goes first); output waits until every incident
+        has its message. An edit goes when the channel is idle and may edit, or
+        at once when the incident's last row may still wait (it changes that row).
+        When rows have waited there for a while (Discord slow or away, a
+        backlog), or at the end, every incident is written at once instead: kept
+        on disk, never lost.
+        """
+        if final or (self._log_pending and now - self._log_busy_since >= STUCK_SECONDS):
+            writes = [self._incident_write(i) for i in changed]
+            return writes + self._output_writes(now, final=final)
+        creates = [i for i in changed if i.row_id is None]
+        edits = [i for i in changed if i.row_id is not None]
+        writes = [self._incident_write(i) for i in edits if i.is_unsent]
+        if self._log_pending:
+            return writes
+        notes = self._stream.notes_chars
+        first = creates[0] if creates and self._log_wait() <= 0 else None
+        if first and (notes <= PREAMBLE_CHARS or now - first.due_at >= INCIDENT_WAIT_SECONDS):
+            notes_taken = self._stream.take_notes(PREAMBLE_CHARS)
+            first.preamble = "\n".join(filter(None, [notes_taken, self._also(creates[1:])]))
+            writes.append(self._incident_write(first))
+        elif not creates or notes > PREAMBLE_CHARS:
+            writes.extend(self._output_writes(now, final=False))
+        fresh = [i for i in edits if not i.is_unsent]
+        if fresh and self._edit_wait() <= 0:
+            writes.append(self._incident_write(fresh[0]))
+        return writes
+
+    def _also(self, waiting: list[Incident]) -> str:
+        """A line naming the crashes whose incidents wait for their turn (once each), or "".
+
+        A program relaying "all" says its crashes among the state changes already.
+        """
+        told = [i for i in waiting if not i.is_told and self._mode(i.process) is not RelayMode.ALL]
+        for incident in told:
+            incident.is_told = True
+        return also_crashed([i.process for i in told])
+
+    def _incident_write(self, incident: Incident) -> _Write:
+        return _Write(
+            channel=self.channels.log,
+            kind="incident",
+            content=render(incident),
+            edit_of=incident.row_id,
+            incident=incident,
+            version=incident.version,
+        )
+
     def _next_look(self) -> float:
-        """Seconds until the writer looks again, unless woken: a tick, or when output is due.
+        """Seconds until the writer looks again, unless woken: a tick, or when output or
+        an incident waiting its turn is due.
 
         As :func:`should_emit` decides: behind pending rows, only state changes or
         a full message are ever due.
         """
+        look = self._tick
+        if not self._log_pending:  # the incidents' turns (see _log_writes)
+            changed = self._incidents.changed()
+            if self._stream.notes_chars <= PREAMBLE_CHARS and any(
+                i.row_id is None for i in changed
+            ):
+                look = min(look, self._log_wait())
+            if any(i.row_id is not None for i in changed):
+                look = min(look, self._edit_wait())
         stream = self._stream
         if not stream.waiting_chars:
-            return self._tick
+            return look
         if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
-            return self._tick
+            return look
         wait = self._interval * (2 if self._log_pending else 1)
         due = max(self._last_output + wait - self._clock(), self._log_wait())
-        return min(self._tick, max(due, 0.0))
+        return min(look, max(due, 0.0))
 
     def _log_wait(self) -> float:
         """Seconds until the log channel may post its next message."""
         return self._channel_wait(self.channels.log) if self._channel_wait else 0.0
+
+    def _edit_wait(self) -> float:
+        """Seconds until the log channel may edit a message."""
+        return self._edit_wait_of(self.channels.log) if self._edit_wait_of else 0.0
 
     async def _read_tails(self) -> None:
         """Read the last lines of the runs that crashed since the last flush (a thread)."""

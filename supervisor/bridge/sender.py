@@ -8,6 +8,7 @@ bridge's one :class:`Messenger`.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import anyio
+import discord
 
 from supervisor.bridge.messenger import UNKNOWN_MESSAGE, Delivery, Messenger
 from supervisor.bridge.pacing import Breaker, Pacer, route_of
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import SimpleNamespace
 
-    import discord
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.bridge.health import HealthRecord
@@ -143,8 +144,15 @@ class OutboxSender:
 
     def create_wait(self, channel: int) -> float:
         """Seconds until ``channel`` may post a new message (0: now)."""
+        return self._route_wait(("create", channel))
+
+    def edit_wait(self, channel: int) -> float:
+        """Seconds until a message of ``channel`` may be edited (0: now)."""
+        return self._route_wait(("edit", channel))
+
+    def _route_wait(self, key: RouteKey) -> float:
         now = self._clock()
-        return max(0.0, self.pacer.ready_at(("create", channel), now) - now)
+        return max(0.0, self.pacer.ready_at(key, now) - now)
 
     async def run(
         self,
@@ -296,12 +304,16 @@ class OutboxSender:
             found = await self._find_marker(messenger, client, row, first)
             if found is not None:
                 return found
+        files = list(extra.get("files", ()))
+        if row.files:
+            kept = await anyio.to_thread.run_sync(self._outbox.files.read, row.files)
+            files += [discord.File(io.BytesIO(data), filename=name) for name, data in kept]
         return await messenger.post(
             row.channel,
             content=text,
             embeds=extra.get("embeds", ()),
             view=extra.get("view"),
-            files=extra.get("files", ()),
+            files=files,
             nonce=row.nonce,
             reply_to=row.reply_to,
         )

@@ -18,6 +18,8 @@ from supervisor.state.outbox import MAX_CONTENT_CHARS
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from supervisor.events import StateChanged
+
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
 BUFFER_MESSAGES = 4
@@ -61,6 +63,12 @@ def omitted_note(process: str, lines: int, size: int, *, exact: bool = True) -> 
 def _two_figures(n: int) -> int:
     """``n`` rounded to two significant figures (21,347 -> 21,000)."""
     return n if n < 100 else round(n, 2 - len(str(n)))
+
+
+def state_note(event: StateChanged) -> str:
+    """The line that tells a state change among the output (``relay = "all"``)."""
+    reason = f": {event.reason}" if event.reason else ""
+    return f"<t:{int(event.at)}:T> `{event.process}` {event.old.value} → {event.new.value}{reason}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,9 +268,24 @@ class OutputStream:
         """What a waiting line counts against the bound (a long one is cut when shown)."""
         return min(len(line), self.max_line_chars + 40) + 1
 
+    @property
+    def notes_chars(self) -> int:
+        """Characters of the state notes waiting, a newline after each."""
+        return sum(len(n) + 1 for n in self._notes)
+
     def add_note(self, text: str) -> None:
         """Queue a line of markdown (a state change) for the next message."""
         self._notes.append(text[: self.max_chars // 2])
+
+    def take_notes(self, max_chars: int) -> str:
+        """The oldest state notes that fit ``max_chars``, one a line (for another message)."""
+        taken: list[str] = []
+        room = max_chars
+        while self._notes and len(self._notes[0]) + 1 <= room:  # bounded: a note each
+            note = self._notes.popleft()
+            taken.append(note)
+            room -= len(note) + 1
+        return "\n".join(taken)
 
     def take(self) -> Excerpt | None:
         """The next message: notes first, then each process's block, fairly; None if empty."""

@@ -29,11 +29,11 @@ from supervisor.bridge.results import cancel_item
 from supervisor.commands.access import AccessLevel
 from supervisor.errors import AccessDenied, SupervisorError
 from supervisor.state.channel_cursor import ChannelCursor
-from supervisor.state.outbox import Outbox
 from supervisor.tasks import files
 from supervisor.tasks.records import TaskState
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from supervisor.bridge.context import BridgeContext
@@ -75,6 +75,11 @@ def announcement(task: TaskRecord) -> str:
     return f"{head} (task {task.id}): {task.text}"
 
 
+def acknowledgement(task: TaskRecord) -> str:
+    """The reply to a task message while its task waits or runs (it has a Cancel button)."""
+    return f"{EMOJI[TaskState.QUEUED]} `{task.program}` task {task.id} queued"
+
+
 def answer_text(task: TaskRecord) -> str:
     """The reply that answers a task: its outcome, then its result or the reason."""
     head = f"{EMOJI[task.state]} `{task.program}` task {task.id}"
@@ -101,7 +106,7 @@ class TaskDesk:
 
     def __init__(self, context: BridgeContext) -> None:
         self._context = context
-        self._outbox = Outbox(context.ledger)
+        self._outbox = context.outbox  # the sender's: a reply written wakes it
         self._cursor = ChannelCursor(context.ledger)
         self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
         self._wake = anyio.Event()
@@ -285,7 +290,7 @@ class TaskDesk:
         self._outbox.post(
             task.reply_channel,
             "reply",
-            f"{EMOJI[TaskState.QUEUED]} `{task.program}` task {task.id} queued",
+            acknowledgement(task),
             now=time.time(),
             reply_to=task.reply_to,
             marker=key,
@@ -321,6 +326,24 @@ class TaskDesk:
         return self._outbox.meta(key) is not None
 
 
+def too_big(sizes: Sequence[tuple[str, int]]) -> str | None:
+    """Why files of these ``(name, size)`` cannot come with a task, or None when they can."""
+    for filename, size in sizes:
+        if size > files.MAX_FILE_BYTES:
+            name, shown = humanize.printable(filename), humanize.memory(size)
+            return (
+                f"`{name}` has {shown}, more than the "
+                f"{humanize.memory(files.MAX_FILE_BYTES)} a task's file may have"
+            )
+    total = sum(size for _, size in sizes)
+    if total > files.MAX_TASK_FILES_BYTES:
+        return (
+            f"the files have {humanize.memory(total)} together, more than the "
+            f"{humanize.memory(files.MAX_TASK_FILES_BYTES)} a task's files may have"
+        )
+    return None
+
+
 async def _fetch_files(attachments: list[discord.Attachment], folder: Path) -> str | None:
     """Download a task message's files into ``folder``; why not, if they are refused.
 
@@ -328,19 +351,9 @@ async def _fetch_files(attachments: list[discord.Attachment], folder: Path) -> s
     (no directory, no ``..``). A folder already there (the same message, taken
     before) is kept as it is.
     """
-    total = sum(a.size for a in attachments)
-    for attachment in attachments:
-        if attachment.size > files.MAX_FILE_BYTES:
-            name, size = humanize.printable(attachment.filename), humanize.memory(attachment.size)
-            return (
-                f"`{name}` has {size}, more than the "
-                f"{humanize.memory(files.MAX_FILE_BYTES)} a task's file may have"
-            )
-    if total > files.MAX_TASK_FILES_BYTES:
-        return (
-            f"the files have {humanize.memory(total)} together, more than the "
-            f"{humanize.memory(files.MAX_TASK_FILES_BYTES)} a task's files may have"
-        )
+    why = too_big([(a.filename, a.size) for a in attachments])
+    if why is not None:
+        return why
     part = folder.with_name(folder.name + ".part")
     await anyio.to_thread.run_sync(_remove, part)
     await anyio.to_thread.run_sync(functools.partial(part.mkdir, mode=0o700, parents=True))

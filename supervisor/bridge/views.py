@@ -6,6 +6,7 @@ registered at every start; every click is checked against ``[discord.access]``.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import discord
@@ -22,6 +23,7 @@ from supervisor.bridge.respond import (
     refuse_elsewhere,
     send_first,
 )
+from supervisor.bridge.results import button
 
 if TYPE_CHECKING:
     import re
@@ -42,6 +44,8 @@ _TARGET = r"[A-Za-z0-9_.:*?\[\]!-]{1,80}"  # what the fleet accepts as a target
 BUTTON_TEMPLATE = rf"dsup:(?P<action>{'|'.join(ACTIONS)}):(?P<target>{_TARGET})"
 PROGRAMS_TEMPLATE = r"dsup:programs:(?P<page>[0-9]{1,2})"
 SHUTDOWN_ID = "dsup:shutdown:confirm"
+SHUTDOWN_QUESTION = "Stop every process and exit dsup? Nothing restarts it from Discord."
+_SHUTDOWN_LABEL = "Yes, stop every process and exit"
 OPTIONS_PER_SELECT = 25
 """Discord's cap on a select menu's options."""
 MAX_SELECTS = 4
@@ -101,12 +105,19 @@ def shutdown_view() -> discord.ui.View:
     view = discord.ui.View(timeout=_ANSWER_VIEW_SECONDS)
     view.add_item(
         discord.ui.Button(
-            label="Yes, stop every process and exit",
-            style=discord.ButtonStyle.danger,
-            custom_id=SHUTDOWN_ID,
+            label=_SHUTDOWN_LABEL, style=discord.ButtonStyle.danger, custom_id=SHUTDOWN_ID
         )
     )
     return view
+
+
+def shutdown_attach() -> str:
+    """The confirmation button of ``/shutdown`` as an outbox row keeps it (``attach``).
+
+    Its dynamic item answers the click, also after the row was sent by a later dsup.
+    """
+    danger = discord.ButtonStyle.danger
+    return json.dumps({"buttons": [button(_SHUTDOWN_LABEL, SHUTDOWN_ID, style=danger)]})
 
 
 def panel_view(program: str, processes: Sequence[str]) -> discord.ui.View:

@@ -49,7 +49,7 @@ from supervisor.commands.tail import (
     tail_count,
     tail_one,
 )
-from supervisor.config.schema import load_config
+from supervisor.config.schema import TaskMode, load_config
 from supervisor.errors import (
     AccessDenied,
     ConfigError,
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from supervisor.commands.health import HealthSource
+    from supervisor.config.schema import Config
     from supervisor.events import Stream
     from supervisor.process.fleet import Fleet, ReloadResult
     from supervisor.process.slot import Slot
@@ -113,6 +114,7 @@ class CommandService:
         poll_interval: float = 0.2,
         follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
         health: HealthSource | None = None,
+        farewell_seconds: float = 0.0,
     ) -> None:
         """Serve commands for ``fleet``.
 
@@ -123,6 +125,9 @@ class CommandService:
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped.
             health: reads the Discord bridge's health for ``status`` (None: no bridge).
+            farewell_seconds: the longest the node takes, once every process is
+                stopped and swept, to say goodbye (a bridge empties its outbox and
+                closes): added to a shutdown's ``wait_seconds``.
         """
         self._fleet = fleet
         self._tasks = tasks
@@ -130,6 +135,7 @@ class CommandService:
         self._follow_buffer_bytes = follow_buffer_bytes
         self._measured: set[str] = set()  # runs whose CPU the reaper has sampled
         self._health = health
+        self._farewell_seconds = farewell_seconds
         self._discord_sync: Callable[[], Awaitable[DiscordSyncReport]] | None = None
 
     # -- viewer --------------------------------------------------------------
@@ -421,11 +427,10 @@ class CommandService:
 
         async def run() -> ShutdownReport:
             self._fleet.request_shutdown()
-            stops = [p.stop_timeout_seconds for p in self._fleet.config.programs.values()]
             return ShutdownReport(
                 node=self._fleet.config.supervisor.name,
                 pid=os.getpid(),
-                wait_seconds=max(stops, default=0.0) + STOP_MARGIN_SECONDS + _EXIT_SECONDS,
+                wait_seconds=_shutdown_seconds(self._fleet.config) + self._farewell_seconds,
             )
 
         return await self._audited(actor, Command.SHUTDOWN, "", run)
@@ -598,3 +603,16 @@ class CommandService:
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
         return await self._fleet.reload(new)
+
+
+def _shutdown_seconds(config: Config) -> float:
+    """The longest a shutdown takes up to the last sweep's end.
+
+    The tasks under way stop first (a oneshot task's tree), then every process in
+    parallel, then the last sweep: each bounded by the slowest program's stop.
+    """
+    programs = config.programs.values()
+    tasks = [p.stop_timeout_seconds for p in programs if p.tasks is TaskMode.ONESHOT]
+    stops = [p.stop_timeout_seconds for p in programs]
+    first = max(tasks) + STOP_MARGIN_SECONDS if tasks else 0.0
+    return first + max(stops, default=0.0) + STOP_MARGIN_SECONDS + _EXIT_SECONDS

@@ -11,14 +11,14 @@ import logging
 import os
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from supervisor.errors import InvalidArgument, InvalidTransition, UnknownProcess
 from supervisor.events import ProcessState
-from supervisor.process.lazy_event import LazyEvent
+from supervisor.output.allocator import give_back_free_memory
 from supervisor.process.questions import QuestionDesk
 from supervisor.process.slot import Slot, SlotContext
 from supervisor.state.worker_store import WorkerStore
@@ -89,15 +89,6 @@ class ReloadResult:
     unchanged: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class _Supervised:
-    """A slot and the cancel scope of its ``run`` task."""
-
-    slot: Slot
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: LazyEvent = field(default_factory=LazyEvent)
-
-
 class _Fanout:
     """Delivers events to every sink; output only to sinks that take output.
 
@@ -149,7 +140,7 @@ class Fleet:
         self._fanout = _Fanout(sinks, line_sinks)
         self.store = WorkerStore(ledger)
         self.desk = QuestionDesk(self.store, self._fanout.emit)
-        self._slots: dict[str, _Supervised] = {}
+        self._slots: dict[str, Slot] = {}
         self._tg: TaskGroup | None = None
         self._shutdown = anyio.Event()
         self._others: list[RunSource] = []
@@ -160,7 +151,7 @@ class Fleet:
 
     def processes(self) -> list[Slot]:
         """Every process, in config order."""
-        return [entry.slot for entry in self._slots.values()]
+        return list(self._slots.values())
 
     def resolve(self, target: str) -> list[Slot]:
         """The processes a command target names.
@@ -284,7 +275,7 @@ class Fleet:
         self._slots = dict(
             sorted(
                 self._slots.items(),
-                key=lambda item: (order[item[1].slot.spec.name], item[1].slot.index),
+                key=lambda item: (order[item[1].spec.name], item[1].index),
             )
         )
         return ReloadResult(
@@ -341,34 +332,18 @@ class Fleet:
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.slot_count):  # none for oneshot
-            entry = _Supervised(Slot(spec, index, ctx))
-            self._slots[entry.slot.name] = entry
-            await self._tg.start(self._run_slot, entry, reason)
-
-    async def _run_slot(
-        self,
-        entry: _Supervised,
-        reason: str,
-        *,
-        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        try:
-            with entry.scope:
-                await entry.slot.run(start_reason=reason, task_status=task_status)
-        finally:
-            entry.done.set()
+            slot = Slot(spec, index, ctx)
+            self._slots[slot.name] = slot
+            await self._tg.start(functools.partial(slot.run, start_reason=reason))
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
         """Stop and drop a program's slots from index ``keep`` on, saying why."""
-        slots = [
-            s for s in self._slots.values() if s.slot.spec.name == name and s.slot.index >= keep
-        ]
-        for entry in slots:
-            entry.slot.close(reason)
-            entry.scope.cancel(reason)
-        for entry in slots:
-            await entry.done.wait()
-            del self._slots[entry.slot.name]
+        slots = [s for s in self._slots.values() if s.spec.name == name and s.index >= keep]
+        for slot in slots:
+            slot.close(reason)
+        for slot in slots:
+            await slot.wait_ended()
+            del self._slots[slot.name]
 
     def _live_run_ids(self) -> set[str]:
         ours = {run_id for c in self.processes() for run_id in c.live_run_ids()}
@@ -384,6 +359,7 @@ class Fleet:
             known_children=self._known_children,
             interval=self.config.supervisor.sweep_interval_seconds,
             emit=self._fanout.emit,
+            after_sweep=give_back_free_memory,  # what start-up and the sweep freed
             task_status=task_status,
         )
 

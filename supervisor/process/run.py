@@ -15,7 +15,6 @@ import subprocess
 import sys
 import termios
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -88,7 +87,7 @@ class Run:
     """One spawned main process, its pipes, logs and watcher tasks.
 
     Attributes:
-        run_id: the ``DSUP_RUN_ID`` of this run (uuid4 hex).
+        run_id: the ``DSUP_RUN_ID`` of this run (32 random hex digits).
         process: ``program:index``.
         program: the program name.
         popen: the spawned process (never waited through Popen).
@@ -117,7 +116,7 @@ class Run:
     link: WorkerLink | None = None
     exit_code: int | None = None
     exit_signal: int | None = None
-    exited: anyio.Event = field(default_factory=anyio.Event)
+    exited: LazyEvent = field(default_factory=LazyEvent)
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
     readers: list[Callable[[], None]] = field(default_factory=list)
@@ -389,7 +388,7 @@ def spawn(
         SpawnError: the executable is missing or not executable, the cwd is
             bad, or a pipe or log cannot be opened; nothing is left open.
     """
-    run_id = uuid.uuid4().hex
+    run_id = os.urandom(16).hex()
     paths = log_paths(log_dir, process)
     logs: dict[Stream, RotatingLog] = {}
     fds: dict[Stream, int] = {}

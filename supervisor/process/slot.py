@@ -21,10 +21,10 @@ from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
 from supervisor.events import ProcessState
 from supervisor.process import policy
+from supervisor.process.lazy_event import LazyEvent
 from supervisor.process.mailbox import Mailbox
 from supervisor.process.run import Run, spawn
 from supervisor.process.state import SlotState
-from supervisor.process.worker_link import TaskBroker, WorkerLink
 
 if TYPE_CHECKING:
     import signal
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from supervisor.process.mailbox import Kind
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.status import ProcessStatus
+    from supervisor.process.worker_link import TaskBroker, WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.worker_store import WorkerStore
@@ -100,9 +101,11 @@ class Slot:
         "_commands",
         "_ctx",
         "_end_reason",
+        "_ended",
         "_kept",
         "_restart_wait",
         "_running",
+        "_scope",
         "_state",
         "_stop_reason",
         "_supervising",
@@ -125,6 +128,8 @@ class Slot:
         self._closed = False
         self._restart_wait: anyio.CancelScope | None = None  # a pending restart by policy
         self._kept: collections.deque[str] | None = None  # made at the first kept run
+        self._scope: anyio.CancelScope | None = None  # what ``run`` runs in; ``close`` cancels it
+        self._ended = LazyEvent()  # ``run`` has returned
 
     def __repr__(self) -> str:
         return f"<Slot {self.name} {self._state.state.value}>"
@@ -187,18 +192,25 @@ class Slot:
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
     def close(self, reason: str) -> None:
-        """Say why supervision of this slot ends, just before cancelling its ``run`` task.
+        """End the supervision of this slot: its ``run`` stops the live run and returns.
 
         The stop of the live run (STOPPING, STOPPED) or the end of a BACKOFF
-        wait that the cancellation causes then gives ``reason`` ("dsup shutting
-        down", "removed by reload") instead of "no longer supervised". Commands
-        submitted after this are refused as after the end of ``run``.
+        wait then gives ``reason`` ("dsup shutting down", "removed by reload")
+        instead of "no longer supervised" (the reason of a cancelled caller).
+        Commands submitted after this are refused as after the end of ``run``;
+        :meth:`wait_ended` returns once ``run`` has.
 
         Args:
             reason: a short human explanation.
         """
         self._end_reason = reason
         self._closed = True
+        if self._scope is not None:
+            self._scope.cancel(reason)
+
+    async def wait_ended(self) -> None:
+        """Return once :meth:`run` has returned (after :meth:`close`, or its cancellation)."""
+        await self._ended.wait()
 
     def update_spec(self, spec: ProgramSpec) -> None:
         """Take a reloaded program's settings without touching the process.
@@ -262,16 +274,18 @@ class Slot:
             raise RuntimeError(f"process {self.name!r}: run() called twice")
         self._running = True
         try:
-            task_status.started()
-            reason = start_reason if self.spec.autostart else await self._next_launch()
-            while True:
-                await self._supervise(reason)
-                reason = await self._next_launch()
+            with anyio.CancelScope() as self._scope:
+                task_status.started()
+                reason = start_reason if self.spec.autostart else await self._next_launch()
+                while True:
+                    await self._supervise(reason)
+                    reason = await self._next_launch()
         finally:
             self._running, self._closed = False, True
             if self._state.state is ProcessState.BACKOFF:
                 self._state.enter(ProcessState.STOPPED, reason=self._end_reason)
             self._commands.fail_pending(self.status())
+            self._ended.set()
 
     async def _next_launch(self) -> str:
         """Answer the commands, in order, until one starts a run; why it starts.
@@ -437,6 +451,9 @@ class Slot:
         self, channel: socket.socket, run_id: str, cwd: str, desk: QuestionDesk, store: WorkerStore
     ) -> WorkerLink:
         """The reader of a run's channel, made once its worker first writes."""
+        # Here: most workers never write, and a node need not load what reads them.
+        from supervisor.process.worker_link import WorkerLink
+
         return WorkerLink(
             channel,
             process=self.name,

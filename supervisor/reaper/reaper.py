@@ -17,7 +17,7 @@ import anyio
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.stats import ProcStats, TreeStats
-from supervisor.reaper.stop import TreeOutcome, escalate
+from supervisor.reaper.stop import ExitFlag, TreeOutcome, escalate
 from supervisor.reaper.tree import (
     Scanner,
     adopted,
@@ -115,7 +115,7 @@ class Reaper:
         run_id: str,
         sig: signal.Signals,
         timeout: float,  # noqa: ASYNC109 - the grace before SIGKILL, not a deadline
-        main_exited: anyio.Event,
+        main_exited: ExitFlag,
         pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Stop a run as a tree: ``sig`` to its group and members, then SIGKILL.
@@ -311,6 +311,7 @@ class Reaper:
         known_children: Callable[[], Collection[int]],
         interval: float,
         emit: Callable[[Event], None],
+        after_sweep: Callable[[], object] | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Reap stray zombies when children die, and sweep every ``interval`` seconds.
@@ -318,7 +319,8 @@ class Reaper:
         Runs until cancelled. An adopted orphan that dies is reaped soon after its
         SIGCHLD (once it is older than ``spare_younger_than``), not only at the
         next sweep. Emits ``OrphansCleaned(reason="sweep")`` when a sweep ended
-        something. A failed round is logged and the loop goes on.
+        something. A failed round is logged and the loop goes on. ``after_sweep``
+        is called in a thread after each round (the fleet gives back free memory).
         """
         async with anyio.create_task_group() as tg:
             await tg.start(self._reap_on_sigchld, known_children)
@@ -330,7 +332,9 @@ class Reaper:
                     ended = await self.sweep(live_run_ids(), owned=known_children())
                 except Exception:
                     logger.exception("reaper sweep failed; trying again in %.1f s", interval)
-                    continue
+                    ended = ()
+                if after_sweep is not None:
+                    await anyio.to_thread.run_sync(after_sweep)
                 if ended:
                     emit(OrphansCleaned(pids=ended, reason="sweep"))
 
@@ -376,7 +380,7 @@ class Reaper:
         label: str,
         sig: signal.Signals,
         grace: float,
-        main_exited: anyio.Event | None = None,
+        main_exited: ExitFlag | None = None,
         pipes: Collection[int] = (),
     ) -> TreeOutcome:
         """Escalate over the members of one run; record them, settle the run if all end.

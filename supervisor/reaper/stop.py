@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -28,6 +28,18 @@ logger = logging.getLogger(__name__)
 
 _KILL_WAIT = 5.0  # how long to wait for processes to vanish after SIGKILL
 _POLL_MIN, _POLL_MAX = 0.005, 0.1
+
+
+class ExitFlag(Protocol):
+    """Set by a main process's owner once it has exited (an anyio.Event fits)."""
+
+    def is_set(self) -> bool:
+        """Whether the main process has exited."""
+        ...
+
+    async def wait(self) -> None:
+        """Return once it has."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +67,7 @@ async def escalate(
     label: str,
     record_as: str | None = None,
     main: ProcIdent | None = None,
-    main_exited: anyio.Event | None = None,
+    main_exited: ExitFlag | None = None,
     snap: Snapshot | None = None,
 ) -> TreeOutcome:
     """Signal what ``collect`` finds, wait, collect again, SIGKILL what is left.
@@ -160,7 +172,7 @@ def _signal(
 
 
 async def _wait_gone(
-    targets: set[ProcIdent], main_exited: anyio.Event | None, limit: float
+    targets: set[ProcIdent], main_exited: ExitFlag | None, limit: float
 ) -> set[ProcIdent]:
     """Wait up to ``limit`` s for ``targets`` to vanish and ``main_exited``; return the rest."""
     remaining = set(targets)

@@ -223,6 +223,11 @@ _MIGRATIONS: tuple[str, ...] = (
         WHERE d.settled = 0;
     DROP TABLE discord_questions;
     """,
+    # Files an outbox row sends (a command's answer by mention): the name of the row's
+    # own folder in state_dir/outbox-files (state/outbox_files.py), "" for none.
+    """
+    ALTER TABLE outbox ADD COLUMN files TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

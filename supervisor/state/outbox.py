@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from supervisor.humanize import duration
 from supervisor.state.ledger import is_no_room
+from supervisor.state.outbox_files import DIR_NAME, OutboxFiles
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -49,7 +50,7 @@ _ZW = "\u200b\u200c\u200d\u2060"
 _MARK = "\u2063"
 _COLUMNS = (
     "o.id, o.channel, o.kind, o.content, o.target, o.reply_to, o.attempts, o.first_try_at, "
-    "o.created_at, o.attach, t.message_id AS target_message_id, t.status AS target_status"
+    "o.created_at, o.attach, o.files, t.message_id AS target_message_id, t.status AS target_status"
 )
 # The oldest pending row of each channel, with its retry time and the channel's count.
 _HEADS = (
@@ -81,6 +82,8 @@ class OutboxRow:
         attach: embeds, files and a task's Cancel button to send with a create, as
             JSON (``{"embeds": [...], "files": [paths], "cancel_task": id}``); "" for
             none. On an edit, :data:`DROP_VIEW` (the edit removes the buttons).
+        files: the folder of files the create sends (:attr:`Outbox.files`, removed
+            once the row is sent or abandoned); "" for none.
     """
 
     id: int
@@ -97,6 +100,7 @@ class OutboxRow:
     nonce: str
     marker: str
     attach: str = ""
+    files: str = ""
 
     @property
     def is_edit(self) -> bool:
@@ -174,6 +178,7 @@ class Outbox:
         keep_sent: int = KEEP_SENT,
     ) -> None:
         self._ledger = ledger
+        self.files = OutboxFiles(ledger.path.parent / DIR_NAME)
         self.max_pending_output = max_pending_output
         self.keep_sent = keep_sent
         (row,) = ledger.read("SELECT value FROM outbox_meta WHERE key = 'salt'")
@@ -209,6 +214,7 @@ class Outbox:
         meta: tuple[str, str] | None = None,
         marker: str | None = None,
         attach: str = "",
+        files: str = "",
     ) -> int:
         """Queue a new message; committed when this returns (or, on a full disk, later).
 
@@ -226,6 +232,8 @@ class Outbox:
                 (``meta(marker)``): says that this message was queued (a task's
                 answer), and is pruned with the row.
             attach: embeds, files and buttons to send along (see :class:`OutboxRow`).
+            files: a folder :meth:`OutboxFiles.keep` wrote, whose files the message
+                sends; the row owns it from now on.
 
         Returns:
             The row id (give it to :meth:`edit` to change the message later).
@@ -235,8 +243,19 @@ class Outbox:
         def record(conn: sqlite3.Connection, row_id: int) -> int:
             conn.execute(
                 "INSERT INTO outbox (id, channel, kind, content, reply_to, counts, created_at, "
-                "until_at, attach) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row_id, channel, kind, fit(content), reply_to, _dump(counts), now, now, attach),
+                "until_at, attach, files) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row_id,
+                    channel,
+                    kind,
+                    fit(content),
+                    reply_to,
+                    _dump(counts),
+                    now,
+                    now,
+                    attach,
+                    files,
+                ),
             )
             if kind == "output":
                 self._bound_output(conn, channel)
@@ -496,6 +515,7 @@ class Outbox:
                 "WHERE id = ?",
                 (message_id, now, row_id),
             )
+            self._drop_files(conn, row_id)
             conn.execute(
                 "DELETE FROM outbox WHERE status != 'pending' AND id <= ? AND id NOT IN "
                 "(SELECT target FROM outbox WHERE status = 'pending' AND target IS NOT NULL)",
@@ -527,14 +547,42 @@ class Outbox:
 
     def mark_abandoned(self, row_id: int, error: str) -> None:
         """Discord refused the row for good (a 400): it no longer holds up its channel."""
-        self._ledger.record(
-            "message abandoned",
-            _statement(
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE outbox SET status = 'abandoned', last_error = ? WHERE id = ?",
                 (error[:500], row_id),
-            ),
-        )
+            )
+            self._drop_files(conn, row_id)
+
+        self._ledger.record("message abandoned", record)
         logger.warning("outbox: message %d abandoned: %s", row_id, error[:200])
+
+    def _drop_files(self, conn: sqlite3.Connection, row_id: int) -> None:
+        """Remove the files of row ``row_id``, settled in ``conn``'s transaction.
+
+        Removed before the commit: a commit the disk refuses is written again
+        later (the removal with it), and a row left pending without its files
+        after a crash was sent already, so its nonce or marker finds its message.
+        """
+        found = conn.execute("SELECT files FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        if found is not None and found["files"]:
+            conn.execute("UPDATE outbox SET files = '' WHERE id = ?", (row_id,))
+            self.files.remove(found["files"])
+
+    def sweep_files(self) -> int:
+        """Remove the folders of files no pending row names (left by a crash).
+
+        Call it at start-up, before anything is queued: a folder written for a
+        row not yet recorded would go too. Returns how many were removed.
+        """
+        rows = self._ledger.read(
+            "SELECT files FROM outbox WHERE status = 'pending' AND files != ''"
+        )
+        removed = self.files.sweep(row["files"] for row in rows)
+        if removed:
+            logger.info("outbox: %d folders of files left by an earlier dsup removed", removed)
+        return removed
 
     def defer_channel(self, channel: int, *, retry_at: float) -> None:
         """Hold every pending row of ``channel`` until ``retry_at`` (a paused channel)."""
@@ -606,6 +654,7 @@ class Outbox:
             nonce=nonce,
             marker=encode_marker(nonce),
             attach=row["attach"],
+            files=row["files"],
         )
 
 

@@ -15,7 +15,6 @@ import pwd
 import re
 import stat
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +39,7 @@ class StateDir:
 
     Attributes:
         path: the directory itself.
-        instance_id: a uuid4 hex created once per directory; the value of the
+        instance_id: 32 random hex digits made once per directory; the value of the
             ``DSUP_INSTANCE`` marker, so two dsups never touch each other's
             processes, even with the same node name.
         log_dir: ``path/logs`` (created, mode 0700).
@@ -322,7 +321,7 @@ def _instance_id(path: Path) -> str:
     try:
         text = read_private(id_path).decode("ascii", "replace").strip()
     except FileNotFoundError:
-        new_id = uuid.uuid4().hex
+        new_id = os.urandom(16).hex()
         tmp = path / f"{INSTANCE_ID_NAME}.tmp"
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()  # a link planted there is removed, not followed

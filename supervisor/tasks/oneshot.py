@@ -24,7 +24,7 @@ from supervisor.errors import SpawnError
 from supervisor.events import ResultReported
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.process.run import spawn
-from supervisor.process.worker_link import TaskBroker, WorkerLink
+from supervisor.process.slot import STOP_MARGIN_SECONDS
 from supervisor.tasks import files
 from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from supervisor.events import Event, WorkerResult
     from supervisor.process.questions import QuestionDesk
     from supervisor.process.run import Run
+    from supervisor.process.worker_link import TaskBroker, WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
     from supervisor.state.worker_store import WorkerStore
@@ -50,7 +51,6 @@ STDERR_LINES = 10
 """The last lines of stderr a failure's reason quotes."""
 _STDERR_TAIL_BYTES = 8192
 _PIPE_GRACE_SECONDS = 1.0  # for output still in the pipes once the tree is gone
-_STOP_MARGIN_SECONDS = 5.0  # beyond stop_timeout_seconds, for the SIGKILL and reaping
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +196,8 @@ def _link(
     if run.channel is None or ctx.desk is None or ctx.store is None:
         return None
 
+    from supervisor.process.worker_link import WorkerLink  # here, as in Slot._make_link
+
     def emit(event: Event) -> None:
         if isinstance(event, ResultReported):
             results.append(event.result)
@@ -293,7 +295,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _stop_bound(spec: ProgramSpec) -> float:
-    return spec.stop_timeout_seconds + _STOP_MARGIN_SECONDS
+    return spec.stop_timeout_seconds + STOP_MARGIN_SECONDS
 
 
 async def _stop_tree(run: Run, spec: ProgramSpec, ctx: TaskContext) -> None:

@@ -1,8 +1,9 @@
 """Helpers for the bridge tests: a real node, its bridge, and the fake Discord.
 
 ``bridged_node`` runs what ``dsup run`` runs (fleet, command service, control
-socket) plus the :class:`DiscordBridge`, pointed at a running fake, with its token
-in a private file; it returns once the bridge is connected. ``dsup_process`` runs
+socket) plus the :class:`DiscordBridge` and the outbox's sender (no relay), pointed
+at a running fake, with its token in a private file; it returns once the bridge is
+connected. ``dsup_process`` runs
 the real ``dsup run`` as a subprocess instead, for tests that stop or kill it.
 """
 
@@ -20,7 +21,9 @@ import anyio
 from supervisor.bridge.board import Board
 from supervisor.bridge.bridge import DiscordBridge
 from supervisor.bridge.health import HealthRecord
+from supervisor.bridge.sender import OutboxSender
 from supervisor.config.schema import load_config
+from supervisor.state.outbox import Outbox
 from tests._control import running_node, write_config
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
@@ -194,17 +197,24 @@ async def _bridged(
     assert config.discord is not None
     forward = _Forward()
     async with running_node(path, health=health.snapshot, sinks=[forward]) as node:
+        outbox = Outbox(node.ledger)  # answers to mentions go through it
+        sender = OutboxSender(outbox)
         bridge = forward.bridge = DiscordBridge(
             config.discord,
             node=config.supervisor.name,
             ledger=node.ledger,
             health=health,
             sleep=sleep or _no_wait,
-            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
+            client_options={
+                "guild_ready_timeout": GUILD_READY_TIMEOUT,
+                "http_trace": sender.trace_config(),
+            },
             board=board or _quick_board,
+            outbox=outbox,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, node.service)
+            await tg.start(sender.run, lambda: bridge.client)
             if wait_connected:
                 with anyio.fail_after(10):
                     while bridge.health.snapshot().state != "connected":

@@ -8,6 +8,7 @@ the relay's windows shortened through its parameters.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import sys
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ from tests.discord_fake import GUILD_READY_TIMEOUT
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from supervisor.events import EventSink
-    from tests.discord_fake import FakeDiscord
+    from supervisor.events import EventSink, StateChanged
+    from tests.discord_fake import BotAction, FakeDiscord
 
 WORKERS = Path(__file__).parent.parent / "workers"
 
@@ -44,6 +45,58 @@ def program(name: str, worker: str, *args: object, **keys: object) -> str:
     lines = [f"[programs.{name}]", f"command = {json.dumps(command)}"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
     return "\n".join(lines) + "\n"
+
+
+def note_of(event: StateChanged) -> str:
+    """What shows ``event`` among the state changes of a program relaying all."""
+    return f"`{event.process}` {event.old.value} → {event.new.value}"
+
+
+def shown_in(
+    creates: Sequence[BotAction],
+    changes: Sequence[StateChanged],
+    shows: Callable[[StateChanged], str] = note_of,
+) -> list[int]:
+    """For each change, the index of the first create showing it (holding
+    ``shows(change)``), per process in order (-1 once one is missing)."""
+    found = []
+    after: dict[str, int] = {}
+    for event in changes:
+        text = shows(event)
+        start = after.get(event.process, 0)
+        index = next(
+            (i for i in range(start, len(creates)) if text in (creates[i].content or "")), -1
+        )
+        found.append(index)
+        if index < 0:
+            break
+        after[event.process] = index
+    return found
+
+
+def late_changes(
+    creates: Sequence[BotAction],
+    changes: Sequence[StateChanged],
+    shows: Callable[[StateChanged], str] = note_of,
+) -> list[str]:
+    """The changes shown later than the next create but one after them (see
+    :func:`shown_in`).
+
+    Creates made after a change, before the one showing it: at the fake's 5 per 5 s
+    (one every 1.2 s at most) the one in flight when it happened, at most; more, and
+    the change waited for other messages' turns.
+    """
+    late = []
+    for event, index in zip(changes, shown_in(creates, changes, shows), strict=False):
+        ahead = [a for a in creates[: max(index, 0)] if _created_at(a) >= event.at]
+        if index < 0 or len(ahead) > 1:
+            late.append(f"{event.process} {event.new.value}: {len(ahead)} messages ahead")
+    return late
+
+
+def _created_at(action: BotAction) -> float:
+    assert action.message is not None
+    return datetime.datetime.fromisoformat(str(action.message["timestamp"])).timestamp()
 
 
 @dataclass
@@ -138,6 +191,7 @@ async def relayed_node(
                 "guild_ready_timeout": GUILD_READY_TIMEOUT,
                 **outbound.client_options(),
             },
+            outbox=outbound.outbox,
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, service)

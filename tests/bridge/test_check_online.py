@@ -11,6 +11,7 @@ import pytest
 from tests._control import program, write_config
 from tests.bridge._bridge import bridged_node, discord_table, token_file
 from tests.discord_fake.pytest_plugin import fake_discord
+from tests.test_docs import samples, shape
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = ["fake_discord"]
 pytestmark = pytest.mark.timeout(60)
 
 TICK = program("tick", "ctl_ticker.py", "0.2")
+TOCKS = program("tock", "ctl_ticker.py", "0.2", numprocs=2)
 
 
 async def _check_online(config: Path) -> tuple[int, str, str]:
@@ -87,3 +89,34 @@ async def test_check_online_with_a_token_file_others_can_read(
     assert code == 1, out + err
     assert "others can read it (mode 644); run: chmod 600" in out
     assert fake_discord.token not in out + err
+
+
+async def test_check_online_prints_what_docs_config_md_shows(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """docs/config.md showed 9 slash commands where the bridge registers 11."""
+    fake_discord.store.guild_name = "my-team"  # the docs' guild, before the bot sees it
+    fake_discord.add_channel("ops")
+    fake_discord.add_channel("audit", bot_denied=True)
+    async with bridged_node(tmp_path, fake_discord, TICK):  # registers the slash commands
+        pass
+    table = discord_table(
+        fake_discord,
+        token_file(tmp_path, fake_discord.token),
+        status_channel="ops",
+        channels={"audit_channel": "audit"},
+    )
+    config = tmp_path / "dsup.toml"
+    config.write_text(
+        f'[supervisor]\nname = "node-a"\nstate_dir = "state"\n\n{TICK}\n{TOCKS}\n{table}',
+        encoding="utf-8",
+    )
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "supervisor", "check", "--online", "dsup.toml"],
+            check=False,
+            cwd=tmp_path,
+        )
+    printed = done.stdout.decode().splitlines()
+    (sample,) = [lines for name, lines in samples().items() if name == "config.md:check-online"]
+    assert [shape(line) for line in sample] == [shape(line) for line in printed], "\n".join(printed)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from supervisor.bridge.incident import Incidents, is_crash, recover_seconds, render
+from supervisor.bridge.incident import Incidents, also_crashed, is_crash, recover_seconds, render
 from supervisor.commands.tail import LogMarks
 from supervisor.events import ProcessState, StateChanged
+from supervisor.state.outbox import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -191,3 +192,31 @@ def test_incident_waits_for_the_lines_of_its_latest_crash() -> None:
     incidents.tail_read(incident, latest, "stdout", ["new crash"])
     (ready,) = incidents.changed()
     assert "last lines of stdout:\n```\nnew crash\n```" in render(ready)
+
+
+def test_render_keeps_the_preamble_and_the_newest_lines_within_a_message() -> None:
+    incidents = _incidents()
+    lines = [f"{n:03d} " + "x" * 100 for n in range(15)]
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1), now=0.0, tail=lines)
+    (incident,) = incidents.changed()
+    alone = render(incident)
+    incident.preamble = "\n".join(f"<t:1:T> `other:{n}` RUNNING → BACKOFF" for n in range(25))
+    text = render(incident)
+    assert len(text) <= MAX_CONTENT_CHARS < len(incident.preamble) + len(alone)
+    assert text.startswith(incident.preamble + "\n🔴 `scraper:0` crashed")
+    shown = text.split("```\n", 1)[1].removesuffix("\n```").splitlines()
+    assert 1 < len(shown) < len(incident.tail)
+    assert shown == list(incident.tail[-len(shown) :]), "the newest lines, whole"
+
+
+def test_also_crashed_names_what_fits_and_counts_the_rest() -> None:
+    assert also_crashed([]) == ""
+    line = also_crashed(["a:0", "a:1"])
+    assert line == "⚠️ also crashed: `a:0`, `a:1` (a message each follows)"
+    many = also_crashed([f"scraper:{n}" for n in range(100)], max_chars=200)
+    assert len(many) <= 200
+    assert "`scraper:0`, `scraper:1`" in many
+    assert many.endswith(" more (a message each follows)")
+    assert also_crashed(["x" * 300], max_chars=100) == (
+        "⚠️ also crashed: 1 process (a message each follows)"
+    )

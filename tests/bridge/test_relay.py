@@ -9,7 +9,9 @@ import pytest
 from supervisor import humanize
 from supervisor.bridge.relay import (
     AUDIT_CURSOR,
+    INCIDENT_WAIT_SECONDS,
     STREAM_BYTES,
+    STUCK_SECONDS,
     Relay,
     RelayChannels,
     should_emit,
@@ -402,3 +404,104 @@ async def test_relay_capacity_is_none_without_a_program_relaying_all(
         channels=RelayChannels(log=LOG, results=RESULTS),
     )
     assert errors_only.capacity() == -1
+
+
+def _sent_all(ledger: Ledger, relay: Relay) -> None:
+    """The sender's part: every pending row sent, and the relay told."""
+    outbox = Outbox(ledger)
+    for row in outbox.claim(now=2e9).rows:
+        outbox.mark_sent(row.id, 1000 + row.id, now=2e9)
+    relay.finished(LOG, 0)
+
+
+async def test_relay_incidents_opening_together_take_turns_behind_no_row(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """Incidents opening together were all written at once, so the state changes after
+    them waited a turn of the channel (about a second) per incident."""
+    for n in range(3):
+        relay.deliver(_state(f"chatty:{n}", S.STARTING, S.RUNNING))
+        relay.deliver(_state(f"chatty:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident"
+    assert content.index("`chatty:2` RUNNING → BACKOFF") < content.index("🔴 `chatty:0` crashed")
+    relay.deliver(_state("chatty:0", S.BACKOFF, S.STARTING))
+    await relay.flush()
+    assert len(_pending(ledger, LOG)) == 1, "nothing queues behind the row being sent"
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident"
+    assert content.splitlines()[0].endswith("`chatty:0` BACKOFF → STARTING")
+    assert "🔴 `chatty:1` crashed" in content
+    _sent_all(ledger, relay)
+    relay.deliver(_lines("chatty:0", "output waits for the last incident"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert content.startswith("🔴 `chatty:2` crashed")
+
+
+async def test_relay_many_state_changes_go_before_a_waiting_incident_for_a_while(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    relay.deliver(_state("crashy:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("crashy:1", S.RUNNING, S.BACKOFF, exit_code=1))
+    for n in range(20):
+        relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "state"
+    assert "the 19th time" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert content.startswith("⚠️ also crashed: `crashy:1` (a message each follows)\n🔴 `crashy:0`")
+    _sent_all(ledger, relay)
+    for n in range(20, 40):
+        relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING, reason=f"the {n}th time"))
+    clock.now += INCIDENT_WAIT_SECONDS
+    relay.deliver(_lines("chatty:0", "output"))
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "incident", "an incident waits for its turn only so long"
+    assert content.startswith("<t:")
+    assert "🔴 `crashy:1` crashed" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((kind, content),) = _pending(ledger, LOG)
+    assert kind == "state"
+    assert "the 39th time" in content
+    assert content.endswith("output\n```")
+
+
+async def test_relay_writes_every_incident_once_the_channel_is_stuck(
+    relay: Relay, ledger: Ledger, clock: _Clock
+) -> None:
+    """Discord away: incidents wait on disk (never lost to a restart), not in memory."""
+    for n in range(3):
+        relay.deliver(_state(f"crashy:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    assert len(_pending(ledger, LOG)) == 1
+    clock.now += STUCK_SECONDS
+    await relay.flush()
+    assert [kind for kind, _ in _pending(ledger, LOG)] == ["incident"] * 3
+
+
+async def test_relay_first_incident_of_a_burst_names_the_crashes_waiting(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """Relaying errors only, the crashes whose incidents wait their turn were not told
+    for seconds; a program relaying all tells them among its state changes."""
+    for n in range(3):
+        relay.deliver(_state(f"crashy:{n}", S.RUNNING, S.BACKOFF, exit_code=1))
+    relay.deliver(_state("chatty:0", S.RUNNING, S.BACKOFF, exit_code=1))
+    await relay.flush()
+    ((_, content),) = _pending(ledger, LOG)
+    assert content.startswith("<t:")  # chatty's state change
+    assert "⚠️ also crashed: `crashy:1`, `crashy:2` (a message each follows)" in content
+    assert "🔴 `crashy:0` crashed" in content
+    _sent_all(ledger, relay)
+    await relay.flush()
+    ((_, content),) = _pending(ledger, LOG)
+    assert content.startswith("🔴 `crashy:1` crashed"), "told once"

@@ -30,10 +30,12 @@ from tests.tasks._tasks import held as held_tasks
 from tests.tasks._tasks import task_program
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from tests.bridge._members import Members
+    from tests.bridge._relayed import Relayed
     from tests.discord_fake import FakeDiscord
+    from tests.discord_fake.interaction import InteractionReply
 
 __all__ = ["fake_discord"]
 
@@ -306,15 +308,35 @@ def test_board_shows_queued_and_running_tasks_per_program() -> None:
     assert "📋" not in quiet
 
 
-async def test_board_counts_come_from_the_queue(tmp_path: Path, fake_discord: FakeDiscord) -> None:
-    fake_discord.add_channel("tasks")
-    team = members(fake_discord)
+@contextlib.asynccontextmanager
+async def _held_node(
+    tmp_path: Path, fake: FakeDiscord, **keys: object
+) -> AsyncIterator[tuple[Relayed, Members, Path]]:
+    """A node whose program ``held`` holds each task until a file ``go`` is in ``hold``."""
+    fake.add_channel("tasks")
+    team = members(fake)
     hold = tmp_path / "hold"
     hold.mkdir()
-    held = task_program("held", "hold", str(hold), concurrency=1)
-    async with relayed_node(
-        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
-    ) as node:
+    held = task_program("held", "hold", str(hold), **keys)
+    async with relayed_node(tmp_path, fake, held, channels=CHANNELS, access=_access(team)) as node:
+        yield node, team, hold
+
+
+async def _cancel_by_button(
+    fake: FakeDiscord, team: Members, node: Relayed, message_id: int
+) -> tuple[InteractionReply, InteractionReply, TaskRecord]:
+    """A viewer, then an operator, click task 1's Cancel button: the answers and the task."""
+    refused = fake.click(team.viewer, message_id, "task-cancel:1")
+    refusal = await refused.wait_reply()
+    clicked = fake.click(team.operator, message_id, "task-cancel:1")
+    said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
+    queue = node.service.task_queue
+    assert queue is not None
+    return refusal, said, await queue.wait(1, 10)
+
+
+async def test_board_counts_come_from_the_queue(tmp_path: Path, fake_discord: FakeDiscord) -> None:
+    async with _held_node(tmp_path, fake_discord, concurrency=1) as (node, _, hold):
         first = await node.service.task(Actor.local(), "held", "one")
         await node.service.task(Actor.local(), "held", "two")
         await wait_until(lambda: first.id in held_tasks(hold))
@@ -328,27 +350,14 @@ async def test_board_counts_come_from_the_queue(tmp_path: Path, fake_discord: Fa
 async def test_cancel_button_under_a_slash_task_stops_it(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    fake_discord.add_channel("tasks")
-    team = members(fake_discord)
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    held = task_program("held", "hold", str(hold))
-    async with relayed_node(
-        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
-    ) as node:
+    async with _held_node(tmp_path, fake_discord) as (node, team, hold):
         asked = fake_discord.invoke(team.operator, "tasks", "task", program="held", text="x")
         await asked.wait_reply()
         await wait_until(lambda: 1 in held_tasks(hold))
         tree = held_tasks(hold)[1]
         message_id = asked.original_message_id
         assert message_id is not None
-        refused = fake_discord.click(team.viewer, message_id, "task-cancel:1")
-        refusal = await refused.wait_reply()
-        clicked = fake_discord.click(team.operator, message_id, "task-cancel:1")
-        said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
-        queue = node.service.task_queue
-        assert queue is not None
-        task = await queue.wait(1, 10)
+        refusal, said, task = await _cancel_by_button(fake_discord, team, node, message_id)
     assert "may not task-cancel" in (refusal.content or "")
     assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
     assert task.state is TaskState.CANCELLED
@@ -416,30 +425,17 @@ async def test_files_of_a_task_message_reach_its_directory_and_are_bounded(
 async def test_cancel_button_on_a_task_messages_acknowledgement_stops_it(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    fake_discord.add_channel("tasks")
-    team = members(fake_discord)
-    hold = tmp_path / "hold"
-    hold.mkdir()
-    held = task_program("held", "hold", str(hold))
-    async with relayed_node(
-        tmp_path, fake_discord, held, channels=CHANNELS, access=_access(team)
-    ) as node:
+    async with _held_node(tmp_path, fake_discord) as (node, team, hold):
         posted = fake_discord.post_message(team.operator, "tasks", "held: x", mention_bot=True)
         await wait_until(lambda: 1 in held_tasks(hold))
         tree = held_tasks(hold)[1]
         await fake_discord.wait_until(lambda: bool(_replies(fake_discord, posted["id"])))
         (ack,) = _replies(fake_discord, posted["id"])
         assert ack["content"].startswith("📥 `held` task 1 queued")
-        refused = fake_discord.click(team.viewer, int(ack["id"]), "task-cancel:1")
-        refusal = await refused.wait_reply()
-        clicked = fake_discord.click(team.operator, int(ack["id"]), "task-cancel:1")
-        said = await clicked.wait_reply(kind="followup", timeout_seconds=20)
+        refusal, said, task = await _cancel_by_button(fake_discord, team, node, int(ack["id"]))
         await fake_discord.wait_until(
             lambda: bool(_answers(fake_discord, posted["id"])), timeout_seconds=20
         )
-        queue = node.service.task_queue
-        assert queue is not None
-        task = await queue.wait(1, 10)
     assert "may not task-cancel" in (refusal.content or "")
     assert (said.content or "").startswith("🚫 task 1: cancelled (cancelled by otto")
     assert task.state is TaskState.CANCELLED

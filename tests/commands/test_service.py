@@ -29,6 +29,7 @@ from supervisor.process.policy import describe_exit
 from tests._control import program, running_node, states, write_config
 from tests._ledger_full import ledger_full
 from tests._wait import eventually, wait_until
+from tests.tasks._tasks import task_program
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -394,6 +395,15 @@ async def test_shutdown_stops_the_fleet(tmp_path: Path) -> None:
             "ok",
         )
         assert row.detail == "node ctltest shutting down"
+
+
+async def test_shutdown_wait_covers_the_tasks_under_way_then_the_fleet(tmp_path: Path) -> None:
+    # A oneshot task's tree is stopped first (6 s and a 5 s margin), then every
+    # process in parallel (6 s and 5 s), then the last sweep and the exit (15 s).
+    job = task_program("job", "echo", stop_timeout_seconds=6.0)
+    async with running_node(write_config(tmp_path, TICK, job)) as node:
+        res = await node.service.shutdown(ME)
+        assert res.wait_seconds == (6 + 5) + (6 + 5) + 15
 
 
 async def test_audit_caps_long_targets_and_spells_reloads(tmp_path: Path) -> None:

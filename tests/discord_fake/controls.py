@@ -122,6 +122,25 @@ class FakeControls:
             message=message,
         )
 
+    def lose_answers(
+        self, method: str, template: str, *, times: int | None = 1, for_seconds: float | None = None
+    ) -> Fault:
+        """Handle requests on a route, then drop their connection unanswered.
+
+        What the bot asked takes effect (a message is posted), but the bot hears
+        only that the server disconnected, as when an answer is lost on the way.
+        Same matching as :meth:`fail_route`; a lost answer also counts against the
+        rate limit, as it did in Discord.
+        """
+        return self._add_fault(
+            for_seconds,
+            method=method,
+            template=template,
+            status=None,
+            remaining=times,
+            is_lost=True,
+        )
+
     def delay_route(
         self,
         method: str,

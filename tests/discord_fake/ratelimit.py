@@ -64,11 +64,12 @@ class Decision:
 
 @dataclass(slots=True, kw_only=True)
 class Fault:
-    """A fault on matching routes: a forced status, a delay, or both.
+    """A fault on matching routes: a forced status, a delay, or both; or a lost answer.
 
     ``remaining`` counts down per matching request (``None``: no count limit);
     ``until`` is a deadline on the limiter's clock (``None``: no time limit);
-    ``code`` and ``message`` are Discord's JSON error (defaults by status).
+    ``code`` and ``message`` are Discord's JSON error (defaults by status);
+    ``is_lost``: the request is handled, then the connection is dropped unanswered.
     """
 
     method: str
@@ -80,6 +81,7 @@ class Fault:
     retry_after: float = 1.0
     remaining: int | None = None
     until: float | None = None
+    is_lost: bool = False
     hits: int = 0
 
     def matches(self, method: str, template: str, now: float) -> bool:

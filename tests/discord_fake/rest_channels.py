@@ -172,18 +172,22 @@ def pings(ctx: Backend, body: dict[str, Any]) -> dict[str, Any]:
     """Who a new message pings, as Discord decides from its content and ``allowed_mentions``.
 
     ``@everyone``/``@here`` and ``<@id>`` of a known user count (code blocks are not
-    told apart: the stricter reading); ``allowed_mentions`` absent allows them all.
+    told apart: the stricter reading); ``allowed_mentions`` absent allows them all. A
+    reply pings the author of the message it answers unless ``allowed_mentions`` is
+    given without ``replied_user`` true.
     """
     content = str(body.get("content") or "")
     allowed = body.get("allowed_mentions")
     parse = {"everyone", "users", "roles"} if allowed is None else set(allowed.get("parse", ()))
     listed = set() if allowed is None else {int(u) for u in allowed.get("users", ())}
     everyone = "everyone" in parse and ("@everyone" in content or "@here" in content)
-    users = [
-        ctx.store.users[uid].payload()
-        for uid in dict.fromkeys(int(m) for m in _USER_MENTION.findall(content))
-        if uid in ctx.store.users and ("users" in parse or uid in listed)
-    ]
+    pinged = [int(m) for m in _USER_MENTION.findall(content)]
+    pinged = [u for u in pinged if "users" in parse or u in listed]
+    reference = body.get("message_reference") or {}
+    replied = ctx.store.find_any_message(int(reference.get("message_id") or 0))
+    if replied is not None and (allowed is None or allowed.get("replied_user")):
+        pinged.insert(0, int(replied[1]["author"]["id"]))
+    users = [ctx.store.users[u].payload() for u in dict.fromkeys(pinged) if u in ctx.store.users]
     return {"mention_everyone": everyone, "mentions": users}
 
 

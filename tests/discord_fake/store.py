@@ -201,7 +201,11 @@ class FakeStore:
             message["nonce"] = body["nonce"]
         reference = body.get("message_reference")
         if reference:
-            message["message_reference"] = reference
+            # Discord answers with snowflakes as strings, whatever the bot sent.
+            message["message_reference"] = {
+                k: str(v) if k.endswith("_id") and v is not None else v
+                for k, v in reference.items()
+            }
             if message_type == 0 and reference.get("type", 0) == 0:
                 message["type"] = REPLY
         message.update(extra or {})

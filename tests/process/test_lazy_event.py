@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import anyio
 
 from supervisor.process.lazy_event import LazyEvent
@@ -32,3 +35,46 @@ async def test_lazy_event_wakes_every_early_waiter() -> None:
             assert woken == []
             flag.set()
     assert sorted(woken) == [0, 1, 2]
+
+
+async def test_lazy_event_cancelled_waiter_leaves_the_others_waiting() -> None:
+    flag = LazyEvent()
+    woken: list[str] = []
+
+    async def waiter(name: str) -> None:
+        await flag.wait()
+        woken.append(name)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as doomed:
+                doomed.start_soon(waiter, "cancelled")
+                tg.start_soon(waiter, "kept")
+                await anyio.wait_all_tasks_blocked()
+                doomed.cancel_scope.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert woken == []
+            flag.set()
+    assert woken == ["kept"]
+
+
+async def test_lazy_event_waiter_on_asyncio_holds_no_asyncio_event() -> None:
+    """A slot waits on its run's exit as long as the process lives: an anyio.Event's
+    asyncio.Event and deque (about 0.9 KB) and two coroutines, per process."""
+    flag = LazyEvent()
+    before: list[int] = []
+
+    async def waiter() -> None:
+        before.append(_asyncio_events())  # anyio may keep one per task
+        await flag.wait()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert _asyncio_events() == before[0]
+            flag.set()
+
+
+def _asyncio_events() -> int:
+    return sum(isinstance(o, asyncio.Event) for o in gc.get_objects())

@@ -449,6 +449,21 @@ async def test_slot_close_gives_the_reason_of_the_stop(h: Harness, backoff: bool
     assert slot.status().reason == "removed by reload"
 
 
+async def test_slot_close_ends_its_run_without_the_caller_cancelling(h: Harness) -> None:
+    """The fleet kept a cancel scope and an event per process to end one: the slot has its own."""
+    slot = h.slot(_worker("child_ready.py"))
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            await tg.start(slot.run)
+            pid = (await slot.start()).pid
+            assert pid is not None
+            slot.close("removed by reload")
+            await slot.wait_ended()
+            assert slot.status().state is S.STOPPED
+            assert _gone(pid)
+    assert slot.status().reason == "removed by reload"
+
+
 # -- tree and pipes -----------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -586,6 +587,37 @@ async def test_serve_emits_orphans_cleaned(instance: str, ledger: Ledger) -> Non
             tg.cancel_scope.cancel()
     assert events[0] == OrphansCleaned(pids=(main_pid,), reason="sweep")
     assert not _alive(main_pid)
+
+
+async def test_serve_calls_after_sweep_in_a_thread_after_each_round(
+    instance: str, ledger: Ledger
+) -> None:
+    """The fleet gives back the heap's free memory there, off the event loop."""
+    reaper = Reaper(instance_id=instance, ledger=ledger, spare_younger_than=0)
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    rounds = anyio.Event()
+
+    def after_sweep() -> None:
+        threads.append(threading.get_ident())
+        if len(threads) == 2:
+            anyio.from_thread.run_sync(rounds.set)
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                functools.partial(
+                    reaper.serve,
+                    live_run_ids=set,
+                    known_children=set,
+                    interval=0.05,
+                    emit=lambda _: None,
+                    after_sweep=after_sweep,
+                )
+            )
+            await rounds.wait()
+            tg.cancel_scope.cancel()
+    assert loop_thread not in threads
 
 
 @pytest.mark.usefixtures("subreaper")

@@ -1,0 +1,302 @@
+"""Answers to commands by mention go through the outbox: they arrive once, whatever fails.
+
+The command has run when its answer is written; an outage, a lost answer or a restart of
+dsup in the middle of an outage must neither lose that answer nor post it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from supervisor.bridge.replies import MESSAGE_LIMIT
+from supervisor.state.outbox import MAX_CONTENT_CHARS
+from supervisor.state.outbox_files import DIR_NAME, MAX_BYTES
+from tests._control import program
+from tests._wait import eventually, wait_until
+from tests.bridge._bridge import bridged_node, discord_table, dsup_process, stop_process, token_file
+from tests.bridge._members import final_answer, members
+from tests.bridge._relayed import program as relay_program
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from supervisor.state.ledger import Ledger
+    from tests.bridge._members import Members
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+MESSAGES = ("POST", "/channels/{channel_id}/messages")
+WEB = program("web", "ctl_ticker.py", "0.05", numprocs=2)
+
+
+def _answers(fake: FakeDiscord, asked: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's messages replying to ``asked``."""
+    return [
+        m
+        for m in fake.bot_messages("general")
+        if (m.get("message_reference") or {}).get("message_id") == asked["id"]
+    ]
+
+
+def _shown(message: dict[str, Any]) -> str:
+    """The content without the outbox's invisible marker."""
+    return str(message["content"]).split("\u2063")[0]
+
+
+def _node(tmp_path: Path, fake: FakeDiscord, team: Members) -> Any:
+    return bridged_node(
+        tmp_path,
+        fake,
+        WEB,
+        status_channel=None,  # no board: only answers are posted
+        viewer=team.access["viewer"],
+        operator=team.access["operator"],
+        admin=team.access["admin"],
+    )
+
+
+async def _replies(ledger: Ledger) -> list[tuple[str, int, int | None]]:
+    """(status, attempts, message id) of the outbox's replies."""
+    rows = await anyio.to_thread.run_sync(
+        lambda: ledger.read("SELECT status, attempts, message_id FROM outbox WHERE kind = 'reply'")
+    )
+    return [(r["status"], r["attempts"], r["message_id"]) for r in rows]
+
+
+async def test_mention_answer_given_during_a_5xx_outage_arrives_once_after_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The restart ran during the outage; its answer was lost with the direct reply."""
+    team = members(fake_discord)
+    async with _node(tmp_path, fake_discord, team) as bridged:
+        node = bridged.node
+        await wait_until(lambda: all(c.status().pid for c in node.fleet.processes()))
+        before = node.fleet.resolve("web:1")[0].status().pid
+        outage = fake_discord.fail_route(*MESSAGES, status=503, times=None)
+        asked = fake_discord.post_message(
+            team.operator, "general", "restart web:1", mention_bot=True
+        )
+        await wait_until(lambda: outage.hits >= 2, seconds=20)  # tried, refused, tried again
+        after = node.fleet.resolve("web:1")[0].status().pid
+        assert after != before  # the command ran at once
+        assert _answers(fake_discord, asked) == []
+        fake_discord.clear_faults()
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+        assert answer["content"].startswith("/restart web:1: 1 process, 1 ok")
+        assert answer["mentions"] == []
+        restarts = [r for r in node.ledger.audit_rows(50) if r.command == "restart"]
+        assert len(restarts) == 1
+
+        async def sent() -> bool:
+            return [status for status, _, _ in await _replies(node.ledger)] == ["sent"]
+
+        await eventually(sent)
+    assert len(_answers(fake_discord, asked)) == 1
+
+
+async def test_mention_answer_whose_response_is_lost_is_not_doubled(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Discord posted the answer but its response never came: the retry carries the same
+    nonce, so Discord hands back the first message, and the row records that one."""
+    team = members(fake_discord)
+    async with _node(tmp_path, fake_discord, team) as bridged:
+        lost = fake_discord.lose_answers(*MESSAGES, times=1)
+        asked = fake_discord.post_message(team.viewer, "general", "status web", mention_bot=True)
+
+        async def sent() -> bool:
+            return [s for s, _, _ in await _replies(bridged.node.ledger)] == ["sent"]
+
+        await eventually(sent, seconds=20)
+        rows = await _replies(bridged.node.ledger)
+        (answer,) = _answers(fake_discord, asked)
+    assert lost.hits == 1
+    ((_, attempts, message_id),) = rows
+    assert attempts == 2
+    assert message_id == int(answer["id"])
+    assert answer["content"].startswith("/status web: node")
+    assert _answers(fake_discord, asked) == [answer]
+
+
+def _config(tmp_path: Path, fake: FakeDiscord, team: Members) -> Path:
+    table = discord_table(
+        fake,
+        token_file(tmp_path, fake.token),
+        status_channel=None,
+        viewer=team.access["viewer"],
+        admin=team.access["admin"],
+    )
+    count = relay_program("count", "relay_count.py", tmp_path / "runs", 400, relay="none")
+    path = tmp_path / "dsup.toml"
+    path.write_text(
+        f'[supervisor]\nname = "asked"\nstate_dir = "state"\n\n{count}\n{table}', encoding="utf-8"
+    )
+    return path
+
+
+def _pending_replies(config: Path) -> list[str]:
+    """The files folders of the outbox's pending replies (read beside the running dsup)."""
+    uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute(
+                "SELECT files FROM outbox WHERE kind = 'reply' AND status = 'pending' "
+                "AND attempts > 0"
+            )
+            return [str(files) for (files,) in rows]
+    except sqlite3.OperationalError:
+        return []
+
+
+def _kept(config: Path) -> list[str]:
+    """The files kept for the outbox, as ``folder/name``."""
+    root = config.parent / "state" / "outbox-files"
+    if not root.exists():
+        return []
+    return sorted(f"{d}/{f}" for d in os.listdir(root) for f in os.listdir(root / d))
+
+
+async def test_tail_answer_with_a_file_survives_a_restart_mid_outage_once_with_its_file(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The answer to ``tail`` (a file: 400 lines do not fit a message) waits in the outbox
+    with its file kept in the state directory; SIGTERM during the outage, start again,
+    and it is posted once, file attached, and the file is removed."""
+    team = members(fake_discord)
+    config = _config(tmp_path, fake_discord, team)
+    fake_discord.fail_route(*MESSAGES, status=503, times=None)
+    async with dsup_process(config) as first:
+        await fake_discord.wait_until(lambda: fake_discord.identify_count >= 1, timeout_seconds=20)
+        log = config.parent / "state" / "logs" / "count-0.out.log"
+        await wait_until(lambda: log.exists() and "line 399" in log.read_text(), seconds=20)
+        asked = fake_discord.post_message(
+            team.viewer, "general", "tail count:0 400", mention_bot=True
+        )
+        await wait_until(lambda: bool(_pending_replies(config)), seconds=20)
+        (folder,) = _pending_replies(config)
+        assert folder
+        assert await stop_process(first, signal.SIGTERM) == 0
+    assert _kept(config) == [f"{folder}/00-tail-count_0.txt"]
+    assert _answers(fake_discord, asked) == []
+    fake_discord.clear_faults()
+    async with dsup_process(config) as second:
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+        await wait_until(lambda: not _kept(config), seconds=10)
+        assert await stop_process(second, signal.SIGTERM) == 0
+    assert _answers(fake_discord, asked) == [answer]
+    assert answer["content"].startswith("/tail count:0 400: 400 lines")
+    (attachment,) = answer["attachments"]
+    assert attachment["filename"] == "tail-count_0.txt"
+    lines = fake_discord.store.attachments[int(attachment["id"])].decode().splitlines()
+    assert lines == [f"run 1 line {n}" for n in range(400)]
+    assert _kept(config) == []
+
+
+async def test_mention_answer_whose_file_cannot_be_kept_says_so(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """No room to keep the log file until Discord takes it: the answer still goes, saying
+    why its file is missing, instead of being lost."""
+    team = members(fake_discord)
+    async with _node(tmp_path, fake_discord, team) as bridged:
+        await wait_until(lambda: all(c.status().pid for c in bridged.node.fleet.processes()))
+        hog = tmp_path / "state" / DIR_NAME / "earlier"
+        hog.mkdir(parents=True)
+        with (hog / "big").open("wb") as big:
+            big.truncate(MAX_BYTES)  # sparse: it fills the bound, not the disk
+        asked = fake_discord.post_message(team.viewer, "general", "logs web:0", mention_bot=True)
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+    assert answer["attachments"] == []
+    assert "Not attached (web-0.stdout.log): the node cannot keep it" in answer["content"]
+    assert os.listdir(tmp_path / "state" / DIR_NAME) == ["earlier"]
+
+
+async def test_mention_answer_reaches_the_channel_when_its_question_was_deleted(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The asker deleted the mention during the outage: the answer is posted without the
+    reply reference rather than refused for good."""
+    team = members(fake_discord)
+    async with _node(tmp_path, fake_discord, team):
+        outage = fake_discord.fail_route(*MESSAGES, status=503, times=None)
+        asked = fake_discord.post_message(team.viewer, "general", "status", mention_bot=True)
+        await wait_until(lambda: outage.hits >= 1, seconds=20)
+        fake_discord.delete_message("general", int(asked["id"]))
+        fake_discord.clear_faults()
+        (answer,) = await fake_discord.wait_until(
+            lambda: fake_discord.bot_messages("general"), timeout_seconds=20
+        )
+    assert answer["content"].startswith("/status: node")
+    assert "message_reference" not in answer
+    assert len(fake_discord.bot_messages("general")) == 1
+
+
+async def test_shutdown_confirmation_asked_before_a_restart_mid_outage_works_after_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The button is stored with its row: posted by the next dsup, its click (a dynamic
+    item, its custom id all it needs) stops that dsup."""
+    team = members(fake_discord)
+    config = _config(tmp_path, fake_discord, team)
+    fake_discord.fail_route(*MESSAGES, status=503, times=None)
+    async with dsup_process(config) as first:
+        await fake_discord.wait_until(lambda: fake_discord.identify_count >= 1, timeout_seconds=20)
+        asked = fake_discord.post_message(team.admin, "general", "shutdown", mention_bot=True)
+        await wait_until(lambda: bool(_pending_replies(config)), seconds=20)
+        assert await stop_process(first, signal.SIGTERM) == 0
+    fake_discord.clear_faults()
+    async with dsup_process(config) as second:
+        (prompt,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+        assert prompt["content"].startswith("Stop every process and exit dsup?")
+        click = fake_discord.click(team.admin, int(prompt["id"]), "dsup:shutdown:confirm")
+        assert "is stopping every process" in ((await final_answer(click)).content or "")
+        with anyio.fail_after(20):
+            assert await second.wait() == 0
+    assert _answers(fake_discord, asked) == [prompt]
+
+
+async def test_mention_answer_too_long_for_a_row_goes_whole_as_a_file_never_cut(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """An outbox row holds a little less than a message (its marker): an answer that fits
+    a message but not a row is attached whole; a shorter one stays in the message."""
+    team = members(fake_discord)
+    lines = [f"{i:02d} " + "x" * 93 for i in range(20)]
+    say = program("say", "relay_say.py", *lines)
+    async with bridged_node(
+        tmp_path, fake_discord, say, status_channel=None, viewer=team.access["viewer"]
+    ):
+        log = tmp_path / "state" / "logs" / "say-0.out.log"
+        await wait_until(lambda: log.exists() and lines[-1] in log.read_text())
+        long = fake_discord.post_message(team.viewer, "general", "tail say:0", mention_bot=True)
+        (whole,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, long), timeout_seconds=20
+        )
+        short = fake_discord.post_message(team.viewer, "general", "tail say:0 17", mention_bot=True)
+        (inline,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, short), timeout_seconds=20
+        )
+    text = "/tail say:0: 20 lines\n```\n" + "\n".join(lines) + "\n```"
+    assert MAX_CONTENT_CHARS < len(text) <= MESSAGE_LIMIT
+    assert _shown(whole) == "/tail say:0: 20 lines\nthe whole answer is attached (answer.txt)"
+    (attachment,) = whole["attachments"]
+    assert attachment["filename"] == "answer.txt"
+    assert fake_discord.store.attachments[int(attachment["id"])].decode() == text
+    assert _shown(inline) == "/tail say:0 17: 17 lines\n```\n" + "\n".join(lines[3:]) + "\n```"
+    assert inline["attachments"] == []
