@@ -10,6 +10,7 @@ message is posted and the outbox has caught up. A third of the window after the 
 ``burst``, B more processes, crash at the same moment (a gate file of their own) and
 come back, while ``doomed`` crashes with them and then fails until it is FATAL: B + 1
 incidents open at once. Half-way, ``crasher:0`` is stopped, and started a second later.
+``--crashers 0 --burst 0`` runs the flood alone: the issue's workload for the CPU goal.
 
 CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from the
 gate's opening until every line of it is in the log files (the output reaches Discord
@@ -166,17 +167,24 @@ def _config(directory: Path, fake: FakeDiscord, mode: str, load: Workload) -> Pa
     crasher = [sys.executable, "-c", crash]
     burst = [sys.executable, str(BURST_WORKER), str(directory / "burst"), str(directory / "m")]
     token = token_file(directory, fake.token)
+    crashers = (
+        f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
+        f"numprocs = {load.crashers}\n"
+        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n'
+    )
+    bursting = (
+        f"[programs.burst]\ncommand = {json.dumps(burst)}\nnumprocs = {load.burst}\n"
+        f'start_seconds = 0.2\nbackoff_seconds = 0.2\nrelay = "{mode}"\n'
+        f"[programs.doomed]\ncommand = {json.dumps([*burst, 'fail'])}\n"
+        f'start_seconds = 0.5\nbackoff_seconds = 0.2\nstart_retries = 2\nrelay = "{mode}"\n'
+    )
     return write_config(
         directory,
         f"[programs.flood]\ncommand = {json.dumps(flood)}\nnumprocs = {load.workers}\n"
         f'relay = "{mode}"\n',
-        f'[programs.crasher]\ncommand = {json.dumps(crasher)}\nrestart = "always"\n'
-        f"numprocs = {load.crashers}\n"
-        f'start_seconds = 0.1\nbackoff_seconds = 0.2\nrelay = "{mode}"\n',
-        f"[programs.burst]\ncommand = {json.dumps(burst)}\nnumprocs = {load.burst}\n"
-        f'start_seconds = 0.2\nbackoff_seconds = 0.2\nrelay = "{mode}"\n',
-        f"[programs.doomed]\ncommand = {json.dumps([*burst, 'fail'])}\n"
-        f'start_seconds = 0.5\nbackoff_seconds = 0.2\nstart_retries = 2\nrelay = "{mode}"\n',
+        # --crashers 0 --burst 0: the issue's own workload, the flood alone.
+        crashers if load.crashers else "",
+        bursting if load.burst else "",
         discord_table(fake, token, status_channel=None, channels={"log_channel": "ops"}),
     )
 
@@ -379,7 +387,8 @@ async def _measure(
     (directory / "gate").touch()
     burst = load.workers * load.lines * LINE_BYTES
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_scenario, directory, directory / "dsup.toml", load.window)
+        if load.crashers and load.burst:
+            tg.start_soon(_scenario, directory, directory / "dsup.toml", load.window)
         await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
         cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
         await anyio.sleep(max(0.0, load.window - (t1 - t0)))
