@@ -99,6 +99,7 @@ class OutboxSender:
         self._is_written = True
         self._claimed_at = -float("inf")
         self._announced: set[int] = set()
+        self._unread: set[int] = set()  # channels whose history was refused (said once)
         self.sent = 0
         outbox.watch(self.wake)
 
@@ -322,9 +323,23 @@ class OutboxSender:
         self, messenger: Messenger, client: discord.Client, row: OutboxRow, first: float
     ) -> Delivery | None:
         """Our message ending with the row's marker, posted since ``first``; a refusal of
-        the history; or None when it is not there."""
+        the history that may pass (5xx, 429, no answer); or None when it is not there or
+        the bot may not read it."""
         me = client.user.id if client.user is not None else None
         recent = await messenger.recent(row.channel, limit=HISTORY_LIMIT, since=first - 5)
+        if isinstance(recent, Delivery) and recent.status in (403, 404):
+            # Posting may still work (no Read Message History): the post itself tells a
+            # channel that refuses dsup, and a refused look must not pause it for good.
+            if row.channel not in self._unread:
+                self._unread.add(row.channel)
+                logger.warning(
+                    "discord: cannot read the history of channel %d (%s): a message "
+                    "retried after a long outage may show twice there; give the bot "
+                    "Read Message History in it",
+                    row.channel,
+                    recent.error[:200],
+                )
+            return None
         if isinstance(recent, Delivery):
             return recent
         for message in recent:

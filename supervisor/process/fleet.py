@@ -300,6 +300,7 @@ class Fleet:
             desk=self.desk,
             store=self.store,
             tasks=self.tasks,
+            secrets=_secrets(self.config),
         )
 
     async def _update_program(self, old: ProgramSpec, new: ProgramSpec) -> None:
@@ -375,3 +376,9 @@ async def _settle(command: Callable[[], Awaitable[ProcessStatus]]) -> None:
         await command()
     except InvalidTransition as exc:
         logger.info("reload: %s", exc)
+
+
+def _secrets(config: Config) -> frozenset[str]:
+    """The variables of dsup's environment that no worker gets: the bot token's."""
+    discord = config.discord
+    return frozenset({discord.token_env}) if discord and discord.token_env else frozenset()

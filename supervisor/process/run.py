@@ -31,7 +31,7 @@ from worker_sdk import protocol
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from pathlib import Path
 
     from anyio.abc import TaskGroup
@@ -59,15 +59,18 @@ def child_env(
     process: str,
     run_id: str,
     channel_fd: int | None = None,
+    secrets: Collection[str] = (),
 ) -> dict[str, str]:
     """Return a run's environment: dsup's, then ``spec.env``, then the markers.
 
     ``PYTHONUNBUFFERED=1`` is added when ``spec.unbuffered`` unless ``spec.env``
     sets it. The markers always win, so a dsup run under a dsup marks its own;
     ``DSUP_FD`` names the worker's end of its channel, or is removed (a dsup
-    run under a dsup must not talk on its parent's channel).
+    run under a dsup must not talk on its parent's channel). The variables
+    named in ``secrets`` (the bot token's) are dsup's own: a worker gets them
+    only through ``spec.env``, so one printing its environment shows no token.
     """
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
     if spec.unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     env.update(spec.env)
@@ -371,6 +374,7 @@ def spawn(
     clock: Callable[[], float],
     stdin: int = subprocess.DEVNULL,
     with_channel: bool = False,
+    secrets: Collection[str] = (),
 ) -> Run:
     """Spawn a run's main process in a new session, stdin from /dev/null by default.
 
@@ -383,6 +387,7 @@ def spawn(
         clock: the monotonic clock for ``Run.started_at``.
         stdin: an fd for the child's stdin (a task's text), the caller's to close.
         with_channel: give the worker a channel to dsup (``DSUP_FD``).
+        secrets: variables of dsup's environment the worker does not get.
 
     Raises:
         SpawnError: the executable is missing or not executable, the cwd is
@@ -415,6 +420,7 @@ def spawn(
                 process=process,
                 run_id=run_id,
                 channel_fd=theirs,
+                secrets=secrets,
             )
             popen = subprocess.Popen(
                 spec.command,

@@ -72,6 +72,7 @@ class SlotContext:
             channel to dsup (``DSUP_FD``); without, runs get none.
         store: where workers' results and questions are recorded.
         tasks: where workers give tasks, and those of stream programs take them.
+        secrets: variables of dsup's environment no worker gets (the bot token's).
     """
 
     node: str
@@ -85,6 +86,7 @@ class SlotContext:
     desk: QuestionDesk | None = None
     store: WorkerStore | None = None
     tasks: TaskBroker | None = None
+    secrets: frozenset[str] = frozenset()
 
 
 class Slot:
@@ -388,6 +390,7 @@ class Slot:
                 log_dir=self._ctx.log_dir,
                 clock=self._ctx.clock,
                 with_channel=self._ctx.desk is not None and self._ctx.store is not None,
+                secrets=self._ctx.secrets,
             )
         except SpawnError as exc:
             # The state change, the status INFO column and the audit carry it too.

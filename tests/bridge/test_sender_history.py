@@ -1,0 +1,61 @@
+"""The sender past the nonce window when the channel's history cannot be read."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from supervisor.bridge.pacing import Breaker
+from supervisor.bridge.sender import OutboxSender
+from supervisor.state.ledger import Ledger
+from supervisor.state.outbox import Outbox
+from tests._wait import wait_until
+from tests.discord_fake import run_client
+from tests.discord_fake.harness import RecordingClient
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.discord_fake import FakeDiscord
+
+__all__ = ["fake_discord"]
+
+HISTORY = ("GET", "/channels/{channel_id}/messages")
+
+
+def _sent(ledger: Ledger, row_id: int) -> int | None:
+    (row,) = ledger.read("SELECT status, message_id FROM outbox WHERE id = ?", (row_id,))
+    return int(row["message_id"]) if row["status"] == "sent" else None
+
+
+async def test_sender_posts_a_late_row_when_the_history_is_refused(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A channel where the bot may post but not read the history (no Read Message
+    History): a row first tried long ago asked for the history, got a 403 and took
+    it for the channel refusing dsup; the channel was paused for good, nothing sent."""
+    ops = fake_discord.channel("ops").id
+    refused = fake_discord.fail_route(
+        *HISTORY, status=403, code=50013, message="Missing Permissions", times=None
+    )
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        row_id = outbox.post(ops, "incident", "crashed: exit code 1", now=time.time())
+        outbox.claim(now=time.time() - 600)  # tried ten minutes ago, Discord away since
+        later = outbox.post(ops, "state", "RUNNING again", now=time.time())
+        sender = OutboxSender(outbox, breaker=Breaker(threshold=1, first_pause=60.0))
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(lambda: _sent(ledger, later) is not None, seconds=10)
+            tg.cancel_scope.cancel()
+        assert sender.paused() == []
+        assert _sent(ledger, row_id) is not None
+    assert refused.hits >= 1, "the history was asked for"
+    shown = [m["content"] for m in fake_discord.bot_messages("ops")]
+    assert [c.split("\u2063")[0] for c in shown] == ["crashed: exit code 1", "RUNNING again"]
