@@ -8,6 +8,7 @@ What a start-up burst, a sweep or a flood freed stays in the heap until given ba
 
 from __future__ import annotations
 
+import ctypes
 import logging
 
 logger = logging.getLogger(__name__)
@@ -25,17 +26,16 @@ _tuned = False
 def tune_for_floods() -> None:
     """Raise glibc's mmap and trim thresholds, once per process (later calls do nothing).
 
-    Called by the pump at the first big read of a pipe, so an idle node never
-    loads ``ctypes``. Memory freed after a flood stays in the heap (at most
-    ``TRIM_THRESHOLD_BYTES`` of it) for the next one. Without glibc
+    Called by the pump at the first big read of a pipe: a node whose workers
+    never flood keeps glibc's defaults. Memory freed after a flood stays in the
+    heap (at most ``TRIM_THRESHOLD_BYTES`` of it) for the next one, until
+    :func:`give_back_free_memory` returns it after a sweep. Without glibc
     (``mallopt`` missing) nothing changes.
     """
     global _tuned  # one switch for the process, as malloc's settings are
     if _tuned:
         return
     _tuned = True
-    import ctypes  # here, not at import: an idle node never pays for it
-
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -53,8 +53,6 @@ def give_back_free_memory() -> None:
     stays resident. About a millisecond for a heap of tens of MiB: the fleet calls it
     after each sweep, in a thread. Without glibc nothing happens.
     """
-    import ctypes  # loaded by the reaper already (its prctl)
-
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):

@@ -193,6 +193,8 @@ def _pieces(data: bytes, size: int) -> list[_Segment]:
 def _take(segments: list[_Segment], room: int, *, count: bool) -> Framed:
     """The leading whole lines of ``segments`` within ``room`` bytes, and what is dropped."""
     total = sum(stop - start for _, start, stop in segments)
+    if room <= 0 < total:  # a full consumer, once a read in a flood: no copy, no walk
+        return Framed(b"", total, _count_lines(segments) if count else 0)
     if total <= room:
         if not segments:
             return NOTHING
