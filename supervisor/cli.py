@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from supervisor import __version__
 from supervisor.config.preflight import preflight
 from supervisor.config.schema import DEFAULT_CONFIG, load_config
-from supervisor.control import ctl, ctl_args
+from supervisor.control import ctl_args
 from supervisor.errors import ConfigError, SupervisorError
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # -- dsup ctl: it maps its own errors to exit codes 0/1/2/3 --
     if args.command == "ctl":
+        from supervisor.control import ctl  # its client and rendering: not in a node
+
         return ctl.main(args)
     try:
         if args.command == "check":
