@@ -328,8 +328,8 @@ class OutboxSender:
         me = client.user.id if client.user is not None else None
         recent = await messenger.recent(row.channel, limit=HISTORY_LIMIT, since=first - 5)
         if isinstance(recent, Delivery) and recent.status in (403, 404):
-            # Posting may still work (no Read Message History): the post itself tells a
-            # channel that refuses dsup, and a refused look must not pause it for good.
+            # The channel may still take posts: the post itself tells a channel that
+            # refuses dsup, and a refused look alone must not pause it for good.
             if row.channel not in self._unread:
                 self._unread.add(row.channel)
                 logger.warning(

@@ -34,9 +34,9 @@ def _sent(ledger: Ledger, row_id: int) -> int | None:
 async def test_sender_posts_a_late_row_when_the_history_is_refused(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    """A channel where the bot may post but not read the history (no Read Message
-    History): a row first tried long ago asked for the history, got a 403 and took
-    it for the channel refusing dsup; the channel was paused for good, nothing sent."""
+    """A channel that takes posts but refuses the history (403): a row first tried long
+    ago asked for the history, took the 403 for the channel refusing dsup, and the
+    channel was paused for good (each retry asked the same look), nothing sent."""
     ops = fake_discord.channel("ops").id
     refused = fake_discord.fail_route(
         *HISTORY, status=403, code=50013, message="Missing Permissions", times=None
