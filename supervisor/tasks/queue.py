@@ -20,7 +20,6 @@ from supervisor.errors import InvalidArgument, NotATaskProgram, Unavailable, Unk
 from supervisor.output.logfile import backup_path, log_paths
 from supervisor.state.ledger import is_no_room
 from supervisor.tasks import files
-from supervisor.tasks.oneshot import run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
 from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
 from worker_sdk import protocol
@@ -369,6 +368,9 @@ class TaskQueue:
                 self._tell(task)
                 busy += 1
                 if consumer is None:
+                    # Loaded with the first oneshot task, not by every node (memory).
+                    from supervisor.tasks.oneshot import run_attempt
+
                     run = functools.partial(
                         run_attempt, spec, task, self._ctx, attempt.cancel, self._runs, self
                     )
