@@ -198,7 +198,7 @@ class Relay:
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
-        self._all_modes: frozenset[RelayMode] = frozenset()
+        self._streams_output = False  # a program relays "all" and there is a log channel
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
         self._starts: dict[str, LogMarks | None] = {}  # where its logs ended at its start
@@ -221,7 +221,7 @@ class Relay:
         incidents read their lines from the log files, so "errors" and
         "results" cost nothing per byte.
         """
-        if RelayMode.ALL not in self._program_modes() or not self.channels.log:
+        if not self._relays_output():
             return -1
         return 0 if self._stream.is_full else STREAM_BYTES
 
@@ -332,20 +332,22 @@ class Relay:
         self._waiting.append(write)
         self._wakeup.set()
 
-    def _program_modes(self) -> frozenset[RelayMode]:
-        """The programs' relay modes, worked out again only after a reload.
+    def _relays_output(self) -> bool:
+        """Whether output is streamed (a program relays "all"), worked out again after a reload.
 
         Asked by ``capacity`` on every read of every pipe: a flood must not pay
-        for a walk over the programs each time.
+        for a walk over the programs (or an enum's hash) each time.
         """
         programs = self._programs()
         if programs is not self._known:
             self._known, self._modes = programs, {}
-            self._all_modes = frozenset(spec.relay for spec in programs.values())
-        return self._all_modes
+            self._streams_output = bool(self.channels.log) and any(
+                spec.relay is RelayMode.ALL for spec in programs.values()
+            )
+        return self._streams_output
 
     def _mode(self, process: str) -> RelayMode:
-        self._program_modes()
+        self._relays_output()
         mode = self._modes.get(process)
         if mode is None:
             spec = self._known.get(process.rpartition(":")[0] or process)

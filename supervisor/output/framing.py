@@ -85,6 +85,29 @@ class ChunkFramer:
             end = len(chunk)
         return _take(self._frame(chunk, end), room, count=count)
 
+    def skip(self, chunk: _Buffer, end: int | None = None) -> int:
+        """Drop the complete lines of the next bytes, as ``feed`` with no room does; their bytes.
+
+        For a full consumer that counts no lines (a flood once the relay's stream
+        is full): a ``memchr`` pass or two and no list of lines. The start of
+        the last line is kept as ``feed`` keeps it, so framing goes on alike;
+        only a line longer than ``max_line_bytes`` counts its bytes without the
+        newline each of its pieces would get.
+        """
+        if end is None:
+            end = len(chunk)
+        last = chunk.rfind(b"\n", 0, end)
+        if last < 0:
+            return _size(self._grow(chunk, 0, end))
+        start = 0
+        if self._lost:  # the rest of a discarded line
+            start = chunk.find(b"\n", 0, end) + 1
+            self._lost = False
+        elif self._tail:
+            start = -len(self._tail)  # the kept start of the first line is dropped with it
+            self._tail = b""
+        return last + 1 - start + _size(self._grow(chunk, last + 1, end))
+
     def flush(self, room: int, *, count: bool = False) -> Framed:
         """End the stream: the last partial line, given a newline, if it fits ``room``."""
         tail, self._tail, self._lost = self._tail, b"", False
@@ -190,9 +213,15 @@ def _pieces(data: bytes, size: int) -> list[_Segment]:
     return pieces
 
 
+def _size(segments: list[_Segment]) -> int:
+    return sum(stop - start for _, start, stop in segments)
+
+
 def _take(segments: list[_Segment], room: int, *, count: bool) -> Framed:
     """The leading whole lines of ``segments`` within ``room`` bytes, and what is dropped."""
-    total = sum(stop - start for _, start, stop in segments)
+    total = _size(segments)
+    if room <= 0 < total:  # a full consumer, once a read in a flood: no copy, no walk
+        return Framed(b"", total, _count_lines(segments) if count else 0)
     if total <= room:
         if not segments:
             return NOTHING

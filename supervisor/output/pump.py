@@ -17,7 +17,7 @@ import anyio
 
 from supervisor.events import OutputChunk
 from supervisor.output.allocator import tune_for_floods
-from supervisor.output.framing import ChunkFramer
+from supervisor.output.framing import ChunkFramer, Framed
 from supervisor.output.readable import call_when_readable
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from supervisor.events import Stream
-    from supervisor.output.framing import Framed
     from supervisor.output.logfile import RotatingLog
     from supervisor.output.readable import Reader
 
@@ -232,9 +231,13 @@ class _Drain:
             if room < 0:
                 self.framer.discard(buf, n)
                 return
+            count = self.consumer.counts_lines()
+            if room == 0 and not count:  # full, sized only: no list of lines to build
+                self._hand_over(Framed(dropped_bytes=self.framer.skip(buf, n)))
+                return
             if room > BIG_READ_BYTES and n > BIG_READ_BYTES:
                 tune_for_floods()  # big buffers from now on: keep them in the heap
-            self._hand_over(self.framer.feed(buf, room, end=n, count=self.consumer.counts_lines()))
+            self._hand_over(self.framer.feed(buf, room, end=n, count=count))
         except Exception:
             logger.exception(
                 "process %s: %s output consumer failed; output is no longer framed",

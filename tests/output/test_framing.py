@@ -84,6 +84,32 @@ def test_framer_with_little_room_gives_whole_lines_in_order_and_counts_the_rest(
     assert all(line in rest for line in lines)  # a subsequence: in order, none made up
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    chunks=_STREAMS,
+    max_line_bytes=st.integers(4, 48),
+    rooms=st.lists(st.integers(0, 120), min_size=1, max_size=5),
+)
+def test_framer_skip_drops_what_a_feed_without_room_drops(
+    chunks: list[bytes], max_line_bytes: int, rooms: list[int]
+) -> None:
+    """``skip`` (a full consumer's cheap path) leaves the framing as ``feed`` with no room
+    does: the same lines after it, the same bytes dropped (long lines: their own bytes)."""
+    fed, skipped = ChunkFramer(max_line_bytes), ChunkFramer(max_line_bytes)
+    long = any(len(line) > max_line_bytes for line in b"".join(chunks).split(b"\n"))
+    for i, chunk in enumerate(chunks):
+        room = rooms[i % len(rooms)]
+        buf = bytearray(chunk + b"GARBAGE\n")
+        want = fed.feed(buf, room, end=len(chunk))
+        if room:
+            assert skipped.feed(buf, room, end=len(chunk)) == want
+        elif long:
+            assert skipped.skip(buf, len(chunk)) <= want.dropped_bytes
+        else:
+            assert skipped.skip(buf, len(chunk)) == want.dropped_bytes
+    assert skipped.flush(1 << 30) == fed.flush(1 << 30)
+
+
 def test_framer_keeps_memory_bounded_without_newlines() -> None:
     framer = ChunkFramer(1000)
     total = 0
