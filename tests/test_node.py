@@ -199,3 +199,5 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     # dsup ctl's client and its rendering: a node only serves the socket.
     assert not names & {"supervisor.control.ctl", "supervisor.control.client"}
     assert not names & {"supervisor.control.render", "supervisor.commands.health"}
+    # A oneshot task's attempt: loaded when the first one runs.
+    assert "supervisor.tasks.oneshot" not in names
