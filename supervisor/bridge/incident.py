@@ -290,9 +290,10 @@ def _open_head(incident: Incident, last: StateChanged) -> str:
         )
     if incident.crashes == 1:
         how = describe_exit(last.exit_code, last.exit_signal)
+        if last.restarts:  # none on its first run (and never with restart = "never")
+            how += f" after {plural(last.restarts, 'restart')}"
         return (
-            f"🔴 {name} crashed: {how}, restart 1, now {last.new.value}: {last.reason} "
-            f"· <t:{int(last.at)}:f>"
+            f"🔴 {name} crashed: {how}, now {last.new.value}: {last.reason} · <t:{int(last.at)}:f>"
         )
     return (
         f"🔴 {name} crashed {incident.crashes} times in {span}, now {last.new.value}: "

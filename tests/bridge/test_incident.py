@@ -24,6 +24,7 @@ def _event(
     code: int | None = None,
     sig: int | None = None,
     reason: str = "",
+    restarts: int = 0,
 ) -> StateChanged:
     return StateChanged(
         process="scraper:0",
@@ -33,6 +34,7 @@ def _event(
         exit_code=code,
         exit_signal=sig,
         reason=reason,
+        restarts=restarts,
         at=at,
     )
 
@@ -82,7 +84,7 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
     )
     (incident,) = incidents.changed()
     first = render(incident)
-    assert "`scraper:0` crashed: exit code 2, restart 1, now BACKOFF" in first
+    assert "`scraper:0` crashed: exit code 2, now BACKOFF" in first  # its first run
     assert "```\nTraceback\nValueError: bad\n```" in first
     incidents.posted(incident, version=incident.version, row_id=7)
     assert incidents.changed() == []
@@ -101,6 +103,14 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
     text = render(again)
     assert "crashed 14 times in 2m10s, now BACKOFF" in text
     assert "last lines of stdout:\n```\nx\n```" in text
+
+
+def test_incident_says_the_restarts_of_its_process_before_the_crash() -> None:
+    """The first message said "restart 1" whatever the count, even with restart = never."""
+    incidents = _incidents()
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1, reason="restarting", restarts=3), now=0.0)
+    (incident,) = incidents.changed()
+    assert "`scraper:0` crashed: exit code 1 after 3 restarts, now BACKOFF" in render(incident)
 
 
 def test_incident_closes_after_running_long_enough() -> None:
