@@ -284,6 +284,7 @@ class Outbox:
         drop_view: bool = False,
         attach: str | None = None,
         marker: str | None = None,
+        meta: tuple[str, str] | None = None,
     ) -> int:
         """Queue an edit of the message of row ``target``; collapse with pending ones.
 
@@ -301,6 +302,7 @@ class Outbox:
             attach: the buttons the message shows from now on (JSON, see
                 :class:`OutboxRow`), instead of ``drop_view``.
             marker: as :meth:`post`'s, for the row carrying the edit.
+            meta: as :meth:`post`'s.
 
         Returns:
             The id of the row that will carry ``content`` (``target`` while the
@@ -319,6 +321,8 @@ class Outbox:
             carrier = self._edit_in(conn, target, content, now, on_edit, on_create, new_id)
             if marker is not None and carrier is not None:
                 _set_meta(conn, marker, str(carrier), carrier)
+            if meta is not None:
+                _set_meta(conn, *meta, None)
             return target if carrier is None else carrier
 
         dropped: list[bool] = []
@@ -326,6 +330,8 @@ class Outbox:
             "outbox", "edit for Discord", record, on_drop=lambda: dropped.append(True)
         )
         settings = [(marker, str(target))] if marker is not None else []
+        if meta is not None:
+            settings.append(meta)
         self._remember(written is None and not dropped, settings)
         self._written()
         return target if written is None else written
