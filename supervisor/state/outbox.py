@@ -316,9 +316,14 @@ class Outbox:
             raise LookupError(f"outbox row {target} is gone")
         on_edit = attach if attach is not None else (DROP_VIEW if drop_view else "")
         on_create = attach if attach is not None else ("" if drop_view else None)
+        is_late = False  # written after this returned (it waited for the disk)
 
         def record(conn: sqlite3.Connection, new_id: int) -> int:
             carrier = self._edit_in(conn, target, content, now, on_edit, on_create, new_id)
+            if carrier is None and not is_late:
+                # Pruned since the check above (the sender prunes in its thread):
+                # said to the caller, who posts anew, instead of lost.
+                raise LookupError(f"outbox row {target} is gone")
             if marker is not None and carrier is not None:
                 _set_meta(conn, marker, str(carrier), carrier)
             if meta is not None:
@@ -329,6 +334,7 @@ class Outbox:
         _, written = self._ledger.record_new(
             "outbox", "edit for Discord", record, on_drop=lambda: dropped.append(True)
         )
+        is_late = True
         settings = [(marker, str(target))] if marker is not None else []
         if meta is not None:
             settings.append(meta)

@@ -229,6 +229,31 @@ def test_outbox_prunes_old_sent_rows_but_keeps_edit_targets(ledger: Ledger) -> N
         box.edit(incident, "gone", now=3.0)
 
 
+def test_outbox_edit_of_a_row_pruned_after_its_check_raises(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit checked its target outside its transaction: a prune in between (the
+    sender's thread) lost the edit silently, maybe an incident's closing one."""
+    box = Outbox(ledger, keep_sent=1)
+    incident = box.post(A, "incident", "open", now=1.0)
+    _send_head(box, A, 77)
+    later = box.post(A, "state", "later", now=2.0)
+    (row,) = box.claim(now=3.0).rows
+    read = ledger.read
+
+    def read_then_prune(sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        rows = read(sql, args)
+        monkeypatch.setattr(ledger, "read", read)
+        box.mark_sent(row.id, 78, now=3.0)  # the sender's prune, right after the check
+        return rows
+
+    monkeypatch.setattr(ledger, "read", read_then_prune)
+    with pytest.raises(LookupError, match=f"outbox row {incident}"):
+        box.edit(incident, "recovered", now=4.0)
+    assert box.get(incident) is None
+    assert row.id == later
+
+
 def test_outbox_meta_round_trips(outbox: Outbox) -> None:
     assert outbox.meta("audit_cursor") is None
     outbox.set_meta("audit_cursor", "12")
