@@ -17,6 +17,7 @@ import anyio
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import (
     LINE_CHARS,
+    MIN_RECOVER_SECONDS,
     TAIL_LINES,
     Incidents,
     also_crashed,
@@ -176,7 +177,7 @@ class Relay:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         interval: float = INTERVAL_SECONDS,
-        min_recover_seconds: float = 60.0,
+        min_recover_seconds: float = MIN_RECOVER_SECONDS,
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
         edit_wait: Callable[[int], float] | None = None,
