@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from supervisor import __version__
 from supervisor.config.preflight import preflight
 from supervisor.config.schema import DEFAULT_CONFIG, load_config
-from supervisor.control import ctl
+from supervisor.control import ctl_args
 from supervisor.errors import ConfigError, SupervisorError
 
 if TYPE_CHECKING:
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("path", type=Path)
 
-    # -- dsup ctl: arguments live in supervisor/control/ctl.py --
-    ctl.add_parser(sub)
+    # -- dsup ctl: arguments live in supervisor/control/ctl_args.py --
+    ctl_args.add_parser(sub)
     return parser
 
 
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # -- dsup ctl: it maps its own errors to exit codes 0/1/2/3 --
     if args.command == "ctl":
+        from supervisor.control import ctl  # its client and rendering: not in a node
+
         return ctl.main(args)
     try:
         if args.command == "check":

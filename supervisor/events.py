@@ -46,6 +46,7 @@ class StateChanged:
         exit_code: exit status when the run ended with ``exit()``.
         exit_signal: signal number when the run was killed by a signal.
         reason: a short human explanation ("exited too quickly", "stopped by alice").
+        restarts: runs the slot started by itself so far (its status's ``restarts``).
         at: wall-clock time (display only).
     """
 
@@ -58,6 +59,7 @@ class StateChanged:
     exit_code: int | None = None
     exit_signal: int | None = None
     reason: str = ""
+    restarts: int = 0
     at: float
 
 

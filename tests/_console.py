@@ -82,6 +82,10 @@ class PtyRun:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
             env = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(REPO)}
             env.pop("NO_COLOR", None)
+            # The size is the terminal's: COLUMNS and LINES (pytest-xdist's workers set
+            # 80 x 24) would override it for shutil.get_terminal_size and rich.
+            env.pop("COLUMNS", None)
+            env.pop("LINES", None)
             self.proc = subprocess.Popen(
                 ["setsid", "--ctty", *argv], stdin=slave, stdout=slave, stderr=slave, env=env
             )

@@ -14,13 +14,14 @@ from supervisor.bridge.stream import neutralise
 from supervisor.events import ProcessState
 from supervisor.humanize import duration, plural
 from supervisor.process.policy import describe_exit
-from supervisor.state.outbox import MAX_CONTENT_CHARS
+from supervisor.state.outbox import MAX_CONTENT_CHARS, fit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from supervisor.commands.tail import LogMarks
     from supervisor.events import StateChanged
+    from supervisor.state.incident_posts import OpenIncident
 
     # What a run wrote: its logs' ends at its start (None: unknown) and at its exit.
     LogSpan = tuple[LogMarks | None, LogMarks]
@@ -64,7 +65,7 @@ class Incident:
         process: ``program:index``.
         opened_at: wall time of the first crash (display).
         crashes: crashes so far.
-        last: the latest crash.
+        last: the latest crash (None: none since an earlier dsup left it open).
         tail: the last lines of output of the latest crash.
         tail_stream: ``stderr`` or ``stdout``, whichever ``tail`` comes from.
         span: where the latest crashed run's lines are in the logs.
@@ -80,11 +81,12 @@ class Incident:
         is_unsent: its latest row may still wait in the outbox (an edit then
             changes that row instead of queueing another).
         is_told: named in an earlier incident's message while it waited for its own.
+        earlier: the text of its message when an earlier dsup left it open.
     """
 
     process: str
     opened_at: float
-    last: StateChanged
+    last: StateChanged | None
     crashes: int = 1
     tail: tuple[str, ...] = ()
     tail_stream: str = "stderr"
@@ -100,6 +102,7 @@ class Incident:
     preamble: str = ""
     is_unsent: bool = False
     is_told: bool = False
+    earlier: str = ""
 
 
 class Incidents:
@@ -146,12 +149,48 @@ class Incidents:
                 incident, f"stopped ({event.reason})" if event.reason else "stopped", event.at
             )
 
+    def inherit(self, left: OpenIncident, *, now: float, wall: float, is_known: bool) -> None:
+        """Take over an incident an earlier dsup left open (it was killed, or crashed).
+
+        A crash of the process seen already continues it (its message is edited);
+        otherwise it stays open for a crash to continue it, and closes, saying so,
+        after the time that closes an incident without one.
+
+        Args:
+            left: what the ledger knows of it.
+            now: monotonic time (the recovery clock starts now).
+            wall: wall time (the close when ``is_known`` is False).
+            is_known: False when the process is no longer configured: closed now.
+        """
+        incident = self._open.get(left.process)
+        if incident is not None:
+            if incident.row_id is None:
+                incident.row_id = left.row_id
+                incident.crashes += left.crashes
+                incident.opened_at = min(incident.opened_at, left.opened_at)
+            return
+        incident = self._open[left.process] = Incident(
+            process=left.process,
+            opened_at=left.opened_at,
+            last=None,
+            crashes=left.crashes,
+            running_since=now,
+            row_id=left.row_id,
+            earlier=left.content,
+        )
+        incident.posted = incident.version
+        if not is_known:
+            self._close(incident, "closed (dsup was restarted without it)", wall)
+
     def tick(self, *, now: float, wall: float) -> None:
         """Close the incidents of processes RUNNING long enough since their last crash."""
         for incident in list(self._open.values()):
             since = incident.running_since
             if since is not None and now - since >= self._recover_after(incident.process):
-                self._close(incident, "recovered", wall)
+                how = (
+                    "recovered" if incident.last else "closed (dsup was restarted; no crash since)"
+                )
+                self._close(incident, how, wall)
 
     def changed(self) -> list[Incident]:
         """Incidents whose message must be posted or edited (once their lines are read),
@@ -211,31 +250,14 @@ def render(incident: Incident) -> str:
     would not fit one message.
     """
     last = incident.last
-    name = f"`{incident.process}`"
-    how = describe_exit(last.exit_code, last.exit_signal)
-    span = duration(last.at - incident.opened_at)
-    crashes = plural(incident.crashes, "crash")
     if incident.closed:
-        icon = "✅" if incident.closed == "recovered" else "⏹️"
-        head = (
-            f"{icon} {name} {incident.closed} after {crashes} "
-            f"(<t:{int(incident.opened_at)}:f> to <t:{int(incident.closed_at)}:f>)"
-        )
-    elif last.new is ProcessState.FATAL:
-        head = (
-            f"⛔ {name} is FATAL after {crashes} in {span}: {last.reason}\n"
-            f"It stays down: start it again with `/start {incident.process}` once fixed."
-        )
-    elif incident.crashes == 1:
-        head = (
-            f"🔴 {name} crashed: {how}, restart 1, now {last.new.value}: {last.reason} "
-            f"· <t:{int(last.at)}:f>"
-        )
+        head = _closed_head(incident)
+        if last is None:  # no crash since an earlier dsup left it: its words stay below
+            return fit(f"{head}\n{incident.earlier}")
+    elif last is None:
+        return incident.earlier
     else:
-        head = (
-            f"🔴 {name} crashed {incident.crashes} times in {span}, now {last.new.value}: "
-            f"{last.reason} · last <t:{int(last.at)}:R>"
-        )
+        head = _open_head(incident, last)
     if incident.preamble:
         head = f"{incident.preamble}\n{head}"
     if not incident.tail:
@@ -247,6 +269,36 @@ def render(incident: Incident) -> str:
         tail.pop(0)
     body = "\n".join(tail)
     return f"{intro}{body}\n```"
+
+
+def _closed_head(incident: Incident) -> str:
+    icon = "✅" if incident.closed == "recovered" else "⏹️"
+    return (
+        f"{icon} `{incident.process}` {incident.closed} after {plural(incident.crashes, 'crash')} "
+        f"(<t:{int(incident.opened_at)}:f> to <t:{int(incident.closed_at)}:f>)"
+    )
+
+
+def _open_head(incident: Incident, last: StateChanged) -> str:
+    name = f"`{incident.process}`"
+    span = duration(last.at - incident.opened_at)
+    if last.new is ProcessState.FATAL:
+        return (
+            f"⛔ {name} is FATAL after {plural(incident.crashes, 'crash')} in {span}: "
+            f"{last.reason}\n"
+            f"It stays down: start it again with `/start {incident.process}` once fixed."
+        )
+    if incident.crashes == 1:
+        how = describe_exit(last.exit_code, last.exit_signal)
+        if last.restarts:  # none on its first run (and never with restart = "never")
+            how += f" after {plural(last.restarts, 'restart')}"
+        return (
+            f"🔴 {name} crashed: {how}, now {last.new.value}: {last.reason} · <t:{int(last.at)}:f>"
+        )
+    return (
+        f"🔴 {name} crashed {incident.crashes} times in {span}, now {last.new.value}: "
+        f"{last.reason} · last <t:{int(last.at)}:R>"
+    )
 
 
 def also_crashed(processes: Sequence[str], max_chars: int = ALSO_CHARS) -> str:

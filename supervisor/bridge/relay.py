@@ -17,6 +17,7 @@ import anyio
 from supervisor.bridge import audit_feed
 from supervisor.bridge.incident import (
     LINE_CHARS,
+    MIN_RECOVER_SECONDS,
     TAIL_LINES,
     Incidents,
     also_crashed,
@@ -35,6 +36,7 @@ from supervisor.events import (
     ResultReported,
     StateChanged,
 )
+from supervisor.state.incident_posts import OPENED, STATE, open_incidents, state_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -136,6 +138,7 @@ class _Write:
     counts: Mapping[str, int] | None = None
     reply_to: int | None = None
     meta: tuple[str, str] | None = None
+    marker: str | None = None
     incident: Incident | None = None
     version: int = 0
     attach: str = ""
@@ -174,7 +177,7 @@ class Relay:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         interval: float = INTERVAL_SECONDS,
-        min_recover_seconds: float = 60.0,
+        min_recover_seconds: float = MIN_RECOVER_SECONDS,
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
         edit_wait: Callable[[int], float] | None = None,
@@ -462,11 +465,17 @@ class Relay:
         return also_crashed([i.process for i in told])
 
     def _incident_write(self, incident: Incident) -> _Write:
+        # What a next dsup needs to continue or close it, written with its message.
+        state = state_value(
+            opened_at=incident.opened_at, crashes=incident.crashes, is_closed=bool(incident.closed)
+        )
         return _Write(
             channel=self.channels.log,
             kind="incident",
             content=render(incident),
             edit_of=incident.row_id,
+            meta=(STATE + incident.process, state),
+            marker=OPENED + incident.process,
             incident=incident,
             version=incident.version,
         )
@@ -591,11 +600,17 @@ class Relay:
         ]
 
     async def prepare(self) -> None:
-        """Find where the audit channel left off (``run`` does it first).
+        """Take over the incidents an earlier dsup left open, and find where the audit
+        channel left off (``run`` does it first).
 
         A new audit channel starts from the newest row: it shows what happens
         from now on, not the history.
         """
+        left = await anyio.to_thread.run_sync(open_incidents, self._ledger)
+        programs = self._programs()
+        for incident in left:
+            known = incident.process.rpartition(":")[0] in programs
+            self._incidents.inherit(incident, now=self._clock(), wall=self._wall(), is_known=known)
         if not self.channels.audit:
             return
 
@@ -615,7 +630,9 @@ class Relay:
         for write in writes:
             if write.edit_of is not None:
                 try:
-                    ids.append(self._outbox.edit(write.edit_of, write.content, now=wall))
+                    ids.append(
+                        self._outbox.edit(write.edit_of, write.content, now=wall, meta=write.meta)
+                    )
                     continue
                 except LookupError:
                     logger.info("relay: message %d pruned; posting anew", write.edit_of)
@@ -628,6 +645,7 @@ class Relay:
                     reply_to=write.reply_to,
                     counts=write.counts,
                     meta=write.meta,
+                    marker=write.marker,
                     attach=write.attach,
                 )
             )

@@ -327,9 +327,9 @@ class OutboxSender:
         the bot may not read it."""
         me = client.user.id if client.user is not None else None
         recent = await messenger.recent(row.channel, limit=HISTORY_LIMIT, since=first - 5)
-        if isinstance(recent, Delivery) and recent.status in (403, 404):
-            # Posting may still work (no Read Message History): the post itself tells a
-            # channel that refuses dsup, and a refused look must not pause it for good.
+        if isinstance(recent, Delivery) and recent.status in (403, 404) and not recent.is_gone:
+            # The channel is there and may still take posts: the post itself tells a
+            # channel that refuses dsup, and a refused look alone must not pause it.
             if row.channel not in self._unread:
                 self._unread.add(row.channel)
                 logger.warning(

@@ -229,6 +229,7 @@ class SlotState:
                 exit_code=code,
                 exit_signal=signo,
                 reason=reason,
+                restarts=self._restarts,
                 at=self._since,
             )
         )

@@ -221,7 +221,9 @@ class Outbox:
         Args:
             channel: the Discord channel id.
             kind: what it carries; ``output`` rows past :attr:`max_pending_output`
-                pending in the channel are summarised, oldest first.
+                pending in the channel are summarised, oldest first; a plain
+                ``state`` row right after another not yet tried joins it while
+                both fit one message (a crash loop through an outage).
             content: the text (cut to :data:`MAX_CONTENT_CHARS`, saying so).
             now: wall-clock time (display and the summary's span).
             reply_to: a Discord message id to reply to.
@@ -236,11 +238,17 @@ class Outbox:
                 sends; the row owns it from now on.
 
         Returns:
-            The row id (give it to :meth:`edit` to change the message later).
+            The row id (give it to :meth:`edit` to change the message later); a
+            state row's that it joined.
         """
         settings = [meta] if meta is not None else []
+        is_plain = not (reply_to or meta or marker or attach or files)
 
         def record(conn: sqlite3.Connection, row_id: int) -> int:
+            if kind == "state" and is_plain:
+                joined = self._join_state(conn, channel, fit(content), counts, now)
+                if joined is not None:
+                    return joined
             conn.execute(
                 "INSERT INTO outbox (id, channel, kind, content, reply_to, counts, created_at, "
                 "until_at, attach, files) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -273,7 +281,48 @@ class Outbox:
             settings.append((marker, str(row_id)))
         self._remember(written is None and not dropped, settings)
         self._written()
-        return row_id
+        return row_id if written is None else written
+
+    def _join_state(
+        self,
+        conn: sqlite3.Connection,
+        channel: int,
+        content: str,
+        counts: Mapping[str, int] | None,
+        now: float,
+    ) -> int | None:
+        """Append ``content`` to the channel's newest pending row when that is a plain
+        state row not yet tried and both fit one message; the row joined, or None.
+
+        State changes are never dropped, but while a channel is away a crash loop
+        would add a row per message the relay writes: joined, they take a row per
+        full message, in the order written.
+        """
+        last = conn.execute(
+            "SELECT id, kind, content, counts, attempts, target, reply_to, attach, files "
+            "FROM outbox WHERE channel = ? AND status = 'pending' ORDER BY id DESC LIMIT 1",
+            (channel,),
+        ).fetchone()
+        if (
+            last is None
+            or last["kind"] != "state"
+            or last["attempts"]
+            or last["target"] is not None
+            or last["reply_to"] is not None
+            or last["attach"]
+            or last["files"]
+        ):
+            return None
+        joined = f"{last['content']}\n{content}"
+        if len(joined) > MAX_CONTENT_CHARS:
+            return None
+        total = Counter(_load(last["counts"]))
+        total.update(counts or {})
+        conn.execute(
+            "UPDATE outbox SET content = ?, counts = ?, until_at = ? WHERE id = ?",
+            (joined, _dump(total), now, last["id"]),
+        )
+        return int(last["id"])
 
     def edit(
         self,
@@ -284,6 +333,7 @@ class Outbox:
         drop_view: bool = False,
         attach: str | None = None,
         marker: str | None = None,
+        meta: tuple[str, str] | None = None,
     ) -> int:
         """Queue an edit of the message of row ``target``; collapse with pending ones.
 
@@ -301,6 +351,7 @@ class Outbox:
             attach: the buttons the message shows from now on (JSON, see
                 :class:`OutboxRow`), instead of ``drop_view``.
             marker: as :meth:`post`'s, for the row carrying the edit.
+            meta: as :meth:`post`'s.
 
         Returns:
             The id of the row that will carry ``content`` (``target`` while the
@@ -314,18 +365,28 @@ class Outbox:
             raise LookupError(f"outbox row {target} is gone")
         on_edit = attach if attach is not None else (DROP_VIEW if drop_view else "")
         on_create = attach if attach is not None else ("" if drop_view else None)
+        is_late = False  # written after this returned (it waited for the disk)
 
         def record(conn: sqlite3.Connection, new_id: int) -> int:
             carrier = self._edit_in(conn, target, content, now, on_edit, on_create, new_id)
+            if carrier is None and not is_late:
+                # Pruned since the check above (the sender prunes in its thread):
+                # said to the caller, who posts anew, instead of lost.
+                raise LookupError(f"outbox row {target} is gone")
             if marker is not None and carrier is not None:
                 _set_meta(conn, marker, str(carrier), carrier)
+            if meta is not None:
+                _set_meta(conn, *meta, None)
             return target if carrier is None else carrier
 
         dropped: list[bool] = []
         _, written = self._ledger.record_new(
             "outbox", "edit for Discord", record, on_drop=lambda: dropped.append(True)
         )
+        is_late = True
         settings = [(marker, str(target))] if marker is not None else []
+        if meta is not None:
+            settings.append(meta)
         self._remember(written is None and not dropped, settings)
         self._written()
         return target if written is None else written

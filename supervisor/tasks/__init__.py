@@ -6,8 +6,7 @@ node's ledger now, a database shared by several nodes later.
 
 from __future__ import annotations
 
-from supervisor.tasks.oneshot import TaskContext
-from supervisor.tasks.queue import TaskQueue, queue_for
+from supervisor.tasks.queue import TaskContext, TaskQueue, queue_for
 from supervisor.tasks.records import NewTask, TaskOutcome, TaskRecord, TaskState
 from supervisor.tasks.store import SqliteTaskStore, TaskStore
 

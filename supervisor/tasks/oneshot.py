@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -22,7 +21,7 @@ from supervisor import humanize, signals
 from supervisor.config.schema import TASK_PLACEHOLDER
 from supervisor.errors import SpawnError
 from supervisor.events import ResultReported
-from supervisor.output.logfile import backup_path, log_paths
+from supervisor.output.logfile import log_paths
 from supervisor.process.run import spawn
 from supervisor.process.slot import STOP_MARGIN_SECONDS
 from supervisor.tasks import files
@@ -30,17 +29,14 @@ from supervisor.tasks.records import TaskOutcome, TaskState
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Event, WorkerResult
-    from supervisor.process.questions import QuestionDesk
     from supervisor.process.run import Run
     from supervisor.process.worker_link import TaskBroker, WorkerLink
-    from supervisor.reaper.reaper import Reaper
-    from supervisor.state.ledger import Ledger
-    from supervisor.state.worker_store import WorkerStore
+    from supervisor.tasks.queue import TaskContext
     from supervisor.tasks.records import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -51,35 +47,6 @@ STDERR_LINES = 10
 """The last lines of stderr a failure's reason quotes."""
 _STDERR_TAIL_BYTES = 8192
 _PIPE_GRACE_SECONDS = 1.0  # for output still in the pipes once the tree is gone
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskContext:
-    """What every attempt of a node shares.
-
-    Attributes:
-        node: the ``DSUP_NODE`` marker.
-        instance_id: the ``DSUP_INSTANCE`` marker.
-        log_dir: where each task's ``PROGRAM-taskID.out.log`` / ``.err.log`` go.
-        work_dir: where each attempt gets its fresh directory (``ID/``).
-        ledger: records each attempt's run and pids, as for every run.
-        reaper: ends the attempt's tree.
-        emit: takes the worker events of attempts (results, questions); must not block.
-        desk: the node's questions; with ``store``, attempts get a channel (``DSUP_FD``).
-        store: where worker results are recorded.
-        clock: monotonic seconds.
-    """
-
-    node: str
-    instance_id: str
-    log_dir: Path
-    work_dir: Path
-    ledger: Ledger
-    reaper: Reaper
-    emit: Callable[[Event], None] = lambda event: None
-    desk: QuestionDesk | None = None
-    store: WorkerStore | None = None
-    clock: Callable[[], float] = anyio.current_time
 
 
 def task_argv(command: tuple[str, ...], text: str) -> tuple[str, ...]:
@@ -160,14 +127,6 @@ def _fresh_start(work: Path, logs: tuple[Path, Path]) -> None:
     work.mkdir(mode=0o700, parents=True)
     for path in logs:
         path.unlink(missing_ok=True)
-
-
-def forget_logs(log_dir: Path, task_id: int, programs: Iterable[ProgramSpec]) -> None:
-    """Delete the log files (and backups) task ``task_id`` of any of ``programs`` left."""
-    for spec in programs:
-        for path in log_paths(log_dir, f"{spec.name}:task{task_id}"):
-            for n in range(spec.log_backups + 1):
-                (path if n == 0 else backup_path(path, n)).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

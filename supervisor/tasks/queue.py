@@ -17,23 +17,28 @@ import anyio
 
 from supervisor.config.schema import TaskMode
 from supervisor.errors import InvalidArgument, NotATaskProgram, Unavailable, UnknownTask
+from supervisor.output.logfile import backup_path, log_paths
 from supervisor.state.ledger import is_no_room
 from supervisor.tasks import files
-from supervisor.tasks.oneshot import TaskContext, forget_logs, run_attempt
 from supervisor.tasks.records import MAX_TASK_TEXT_BYTES, NewTask, TaskOutcome, TaskState
 from supervisor.tasks.stream import StreamWorkers, run_stream_attempt
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
     from pathlib import Path
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
+    from supervisor.events import Event
     from supervisor.process.fleet import Fleet
+    from supervisor.process.questions import QuestionDesk
     from supervisor.process.run import Run
     from supervisor.process.worker_link import WorkerLink
+    from supervisor.reaper.reaper import Reaper
+    from supervisor.state.ledger import Ledger
+    from supervisor.state.worker_store import WorkerStore
     from supervisor.tasks.records import TaskRecord, TaskSource
     from supervisor.tasks.store import TaskStore
 
@@ -46,6 +51,35 @@ POLL_SECONDS = 1.0
 LOGS_KEEP = 1000
 """Task log files kept: those of the last this many tasks."""
 _STORE_SECONDS = 10.0  # the longest a shielded write of an attempt's end may take
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskContext:
+    """What every attempt of a node shares.
+
+    Attributes:
+        node: the ``DSUP_NODE`` marker.
+        instance_id: the ``DSUP_INSTANCE`` marker.
+        log_dir: where each task's ``PROGRAM-taskID.out.log`` / ``.err.log`` go.
+        work_dir: where each attempt gets its fresh directory (``ID/``).
+        ledger: records each attempt's run and pids, as for every run.
+        reaper: ends the attempt's tree.
+        emit: takes the worker events of attempts (results, questions); must not block.
+        desk: the node's questions; with ``store``, attempts get a channel (``DSUP_FD``).
+        store: where worker results are recorded.
+        clock: monotonic seconds.
+    """
+
+    node: str
+    instance_id: str
+    log_dir: Path
+    work_dir: Path
+    ledger: Ledger
+    reaper: Reaper
+    emit: Callable[[Event], None] = lambda event: None
+    desk: QuestionDesk | None = None
+    store: WorkerStore | None = None
+    clock: Callable[[], float] = anyio.current_time
 
 
 @dataclass(slots=True)
@@ -334,6 +368,9 @@ class TaskQueue:
                 self._tell(task)
                 busy += 1
                 if consumer is None:
+                    # Loaded with the first oneshot task, not by every node (memory).
+                    from supervisor.tasks.oneshot import run_attempt
+
                     run = functools.partial(
                         run_attempt, spec, task, self._ctx, attempt.cancel, self._runs, self
                     )
@@ -470,6 +507,14 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
     fleet.track(queue)
     fleet.tasks = queue
     return queue
+
+
+def forget_logs(log_dir: Path, task_id: int, programs: Iterable[ProgramSpec]) -> None:
+    """Delete the log files (and backups) task ``task_id`` of any of ``programs`` left."""
+    for spec in programs:
+        for path in log_paths(log_dir, f"{spec.name}:task{task_id}"):
+            for n in range(spec.log_backups + 1):
+                (path if n == 0 else backup_path(path, n)).unlink(missing_ok=True)
 
 
 def _check_text(text: str) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from supervisor.bridge.incident import Incidents, also_crashed, is_crash, recover_seconds, render
 from supervisor.commands.tail import LogMarks
 from supervisor.events import ProcessState, StateChanged
+from supervisor.state.incident_posts import OpenIncident
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def _event(
     code: int | None = None,
     sig: int | None = None,
     reason: str = "",
+    restarts: int = 0,
 ) -> StateChanged:
     return StateChanged(
         process="scraper:0",
@@ -32,6 +34,7 @@ def _event(
         exit_code=code,
         exit_signal=sig,
         reason=reason,
+        restarts=restarts,
         at=at,
     )
 
@@ -81,7 +84,7 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
     )
     (incident,) = incidents.changed()
     first = render(incident)
-    assert "`scraper:0` crashed: exit code 2, restart 1, now BACKOFF" in first
+    assert "`scraper:0` crashed: exit code 2, now BACKOFF" in first  # its first run
     assert "```\nTraceback\nValueError: bad\n```" in first
     incidents.posted(incident, version=incident.version, row_id=7)
     assert incidents.changed() == []
@@ -102,6 +105,14 @@ def test_incident_crash_loop_is_one_incident_edited() -> None:
     assert "last lines of stdout:\n```\nx\n```" in text
 
 
+def test_incident_says_the_restarts_of_its_process_before_the_crash() -> None:
+    """The first message said "restart 1" whatever the count, even with restart = never."""
+    incidents = _incidents()
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1, reason="restarting", restarts=3), now=0.0)
+    (incident,) = incidents.changed()
+    assert "`scraper:0` crashed: exit code 1 after 3 restarts, now BACKOFF" in render(incident)
+
+
 def test_incident_closes_after_running_long_enough() -> None:
     incidents = _incidents()
     _on(incidents, _event(S.RUNNING, S.EXITED, code=1), now=0.0)
@@ -115,6 +126,57 @@ def test_incident_closes_after_running_long_enough() -> None:
     assert render(closed).startswith("✅ `scraper:0` recovered after 1 crash")
     incidents.posted(closed, version=closed.version, row_id=3)
     assert incidents.changed() == []
+    assert incidents.open_count() == 0
+
+
+_LEFT = OpenIncident(
+    process="scraper:0",
+    row_id=7,
+    content="🔴 `scraper:0` crashed 6 times in 20s, now BACKOFF",
+    opened_at=900.0,
+    crashes=6,
+)
+
+
+def test_incident_left_open_by_an_earlier_dsup_is_continued_by_a_crash() -> None:
+    """A SIGKILL of dsup left the incident open and the next crash opened a second one."""
+    incidents = _incidents()
+    incidents.inherit(_LEFT, now=0.0, wall=1500.0, is_known=True)
+    assert incidents.changed() == []  # nothing new to say yet
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1, at=1600.0), now=5.0)
+    (incident,) = incidents.changed()
+    assert incident.row_id == 7  # an edit of the same message
+    assert render(incident).startswith("🔴 `scraper:0` crashed 7 times in 11m40s, now BACKOFF")
+
+
+def test_incident_left_open_merges_with_a_crash_seen_before_it_was_found() -> None:
+    incidents = _incidents()
+    _on(incidents, _event(S.RUNNING, S.BACKOFF, code=1, at=1600.0), now=0.0)
+    incidents.inherit(_LEFT, now=1.0, wall=1500.0, is_known=True)
+    (incident,) = incidents.changed()
+    assert (incident.row_id, incident.crashes, incident.opened_at) == (7, 7, 900.0)
+
+
+def test_incident_left_open_closes_saying_dsup_was_restarted() -> None:
+    incidents = _incidents()
+    incidents.inherit(_LEFT, now=0.0, wall=1500.0, is_known=True)
+    incidents.tick(now=59.0, wall=1559.0)
+    assert incidents.changed() == []
+    incidents.tick(now=60.0, wall=1560.0)
+    (closed,) = incidents.changed()
+    assert render(closed).split("\n") == [
+        "⏹️ `scraper:0` closed (dsup was restarted; no crash since) after 6 crashes "
+        "(<t:900:f> to <t:1560:f>)",
+        _LEFT.content,
+    ]
+    assert incidents.open_count() == 0
+
+
+def test_incident_left_open_of_a_process_gone_from_the_config_closes_at_once() -> None:
+    incidents = _incidents()
+    incidents.inherit(_LEFT, now=0.0, wall=1500.0, is_known=False)
+    (closed,) = incidents.changed()
+    assert "closed (dsup was restarted without it) after 6 crashes" in render(closed)
     assert incidents.open_count() == 0
 
 

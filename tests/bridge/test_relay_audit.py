@@ -25,7 +25,7 @@ async def test_audit_channel_gets_commands_of_discord_and_ctl_in_batches(
     say = program("say", "relay_say.py", "hello")
     channels = {"log_channel": "ops", "audit_channel": "audit"}
     async with relayed_node(
-        tmp_path, fake_discord, say, channels=channels, access=team.access, interval=3.0
+        tmp_path, fake_discord, say, channels=channels, access=team.access, interval=5.0
     ) as node:
         refused = fake_discord.invoke(team.viewer, "general", "stop", name="say")
         done = fake_discord.invoke(team.operator, "general", "restart", name="say")

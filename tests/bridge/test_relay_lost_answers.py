@@ -30,6 +30,8 @@ async def test_relay_sigkill_while_answers_are_lost_doubles_no_message(
     config = node_config(
         tmp_path, fake_discord, ticker, name="lossy", channels={"log_channel": "ops"}
     )
+    # Exactly once across a SIGKILL, not the pace: no 5 s windows between the re-sends.
+    fake_discord.set_rate_limit(*MESSAGES, limit=5, per_seconds=1.0)
     lost = fake_discord.lose_answers(*MESSAGES, times=None)
     async with dsup_process(config) as first:
         # Posted, its answer lost, tried again (the nonce hands back the first), lost again.

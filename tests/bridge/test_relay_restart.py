@@ -47,6 +47,8 @@ async def test_relay_sigkill_with_unsent_rows_sends_them_after_restart_once(
 ) -> None:
     count = program("count", "relay_count.py", tmp_path / "runs", 400, relay="all")
     config = _config(tmp_path, fake_discord, count)
+    # Exactly once across a SIGKILL, not the pace: 400 lines need not take 5 s windows.
+    fake_discord.set_rate_limit(*MESSAGES, limit=5, per_seconds=1.0)
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
     async with dsup_process(config) as first:
         await wait_until(lambda: len(_unsent(config)) >= 3, seconds=20)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from tests.bridge._bridge import dsup_process, node_config, stop_process
 from tests.discord_fake.pytest_plugin import fake_discord
+from tests.discord_fake.ratelimit import MESSAGES_ROUTE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,6 +41,8 @@ async def test_relay_never_shows_the_token_a_worker_could_print(
     token_line = next(line for line in text.splitlines() if line.startswith("token_file"))
     config.write_text(text.replace(token_line, 'token_env = "DSUP_DISCORD_TOKEN"'))
     monkeypatch.setenv("DSUP_DISCORD_TOKEN", fake_discord.token)
+    # Not a test of the pace: the worker's line need not wait for Discord's 5 s window.
+    fake_discord.set_rate_limit(*MESSAGES_ROUTE, limit=5, per_seconds=1.0)
     async with dsup_process(config) as dsup:
         shown = await fake_discord.wait_for_action(
             "ops", kind="create", predicate=lambda a: "token:" in (a.content or "")

@@ -79,7 +79,7 @@ async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
-        rows = [outbox.post(ops, "state", f"change {n}", now=time.time()) for n in range(3)]
+        rows = [outbox.post(ops, "notice", f"change {n}", now=time.time()) for n in range(3)]
         sender = OutboxSender(outbox, poll_seconds=60.0)
         async with (
             run_client(RecordingClient(), fake_discord.token) as client,
@@ -89,7 +89,7 @@ async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
             await wait_until(lambda: all(_sent(ledger, r) for r in rows))
             rows.append(
                 await anyio.to_thread.run_sync(
-                    lambda: outbox.post(ops, "state", "change 3", now=time.time())
+                    lambda: outbox.post(ops, "notice", "change 3", now=time.time())
                 )
             )
             await wait_until(lambda: _sent(ledger, rows[-1]) is not None)

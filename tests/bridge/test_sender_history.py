@@ -34,9 +34,9 @@ def _sent(ledger: Ledger, row_id: int) -> int | None:
 async def test_sender_posts_a_late_row_when_the_history_is_refused(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    """A channel where the bot may post but not read the history (no Read Message
-    History): a row first tried long ago asked for the history, got a 403 and took
-    it for the channel refusing dsup; the channel was paused for good, nothing sent."""
+    """A channel that takes posts but refuses the history (403): a row first tried long
+    ago asked for the history, took the 403 for the channel refusing dsup, and the
+    channel was paused for good (each retry asked the same look), nothing sent."""
     ops = fake_discord.channel("ops").id
     refused = fake_discord.fail_route(
         *HISTORY, status=403, code=50013, message="Missing Permissions", times=None
@@ -59,3 +59,24 @@ async def test_sender_posts_a_late_row_when_the_history_is_refused(
     assert refused.hits >= 1, "the history was asked for"
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c.split("\u2063")[0] for c in shown] == ["crashed: exit code 1", "RUNNING again"]
+
+
+async def test_sender_pauses_a_hidden_channel_on_its_refused_history_alone(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A channel hidden from the bot refuses the look too: paused on it, no post tried."""
+    hidden = fake_discord.add_channel("hidden", bot_denied=True).id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        outbox.post(hidden, "incident", "crashed: exit code 1", now=time.time())
+        outbox.claim(now=time.time() - 600)
+        sender = OutboxSender(outbox, breaker=Breaker(threshold=1, first_pause=60.0))
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(lambda: bool(sender.paused()), seconds=10)
+            tg.cancel_scope.cancel()
+    assert fake_discord.rate_limit_stats("hidden", HISTORY).requests == 1
+    assert fake_discord.rate_limit_stats("hidden").requests == 0, "no post tried"

@@ -622,9 +622,10 @@ def test_ctl_permission_denied_names_the_owner_of_state_dir() -> None:
         code = (
             "import os, sys\n"
             "from supervisor import cli\n"
+            "from supervisor.control import ctl\n"
             f"args = cli.build_parser().parse_args(['ctl', '--socket', {str(sock)!r}, 'status'])\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-            "sys.exit(cli.ctl.main(args))\n"
+            "sys.exit(ctl.main(args))\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False

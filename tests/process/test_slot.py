@@ -262,6 +262,8 @@ async def test_slot_crash_after_running_restarts_with_on_failure(h: Harness) -> 
     assert h.rec.states("w:0")[:6] == [S.STARTING, S.RUNNING, S.EXITED] * 2
     assert h.rec.changes[2].reason == "restarting"  # the exit code is beside it, not in it
     assert h.rec.changes[2].exit_code == 2
+    # Each change carries the restarts so far: the incidents say them.
+    assert [c.restarts for c in h.rec.changes[:6]] == [0, 0, 0, 1, 1, 1]
     # Read in the console as "(restarted: restart = on-failure)": no nested parentheses.
     assert h.rec.changes[3].reason == "restarted: restart = on-failure"
 

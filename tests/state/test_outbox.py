@@ -44,9 +44,9 @@ def _send_head(outbox: Outbox, channel: int, message_id: int, now: float = 10.0)
 
 
 def test_outbox_sends_each_channel_in_order_written(outbox: Outbox) -> None:
-    a1 = outbox.post(A, "state", "a1", now=1.0)
+    a1 = outbox.post(A, "notice", "a1", now=1.0)
     b1 = outbox.post(B, "audit", "b1", now=1.0)
-    a2 = outbox.post(A, "state", "a2", now=2.0)
+    a2 = outbox.post(A, "notice", "a2", now=2.0)
     assert [r.id for r in outbox.due(now=5.0)] == [a1, b1]
     _send_head(outbox, A, 9001)
     assert [r.content for r in outbox.due(now=5.0)] == ["b1", "a2"]
@@ -54,8 +54,8 @@ def test_outbox_sends_each_channel_in_order_written(outbox: Outbox) -> None:
 
 
 def test_outbox_failed_row_waits_for_its_retry_and_holds_its_channel(outbox: Outbox) -> None:
-    first = outbox.post(A, "state", "first", now=1.0)
-    outbox.post(A, "state", "second", now=1.0)
+    first = outbox.post(A, "notice", "first", now=1.0)
+    outbox.post(A, "notice", "second", now=1.0)
     (claimed,) = outbox.claim(now=2.0).rows
     assert (claimed.id, claimed.attempts, claimed.first_try_at) == (first, 0, None)
     outbox.mark_failed(first, "HTTP 503", retry_at=2.0 + retry_delay(1))
@@ -69,10 +69,10 @@ def test_outbox_failed_row_waits_for_its_retry_and_holds_its_channel(outbox: Out
 def test_outbox_claim_says_which_channels_still_wait_and_until_when(outbox: Outbox) -> None:
     """The sender looks again only for these (or a write): no claim per send for nothing."""
     c = 333
-    outbox.post(A, "state", "a1", now=1.0)
-    outbox.post(A, "state", "a2", now=1.0)
-    outbox.post(B, "state", "b1", now=1.0)
-    failed = outbox.post(c, "state", "c1", now=1.0)
+    outbox.post(A, "notice", "a1", now=1.0)
+    outbox.post(A, "notice", "a2", now=1.0)
+    outbox.post(B, "notice", "b1", now=1.0)
+    failed = outbox.post(c, "notice", "c1", now=1.0)
     outbox.claim(now=1.0, skip=frozenset({A, B}))
     outbox.mark_failed(failed, "HTTP 503", retry_at=9.0)
     claim = outbox.claim(now=2.0, skip=frozenset({B}))
@@ -197,8 +197,8 @@ def test_outbox_content_too_long_is_cut_saying_so(outbox: Outbox) -> None:
 
 
 def test_outbox_abandoned_row_frees_its_channel(outbox: Outbox) -> None:
-    bad = outbox.post(A, "state", "refused", now=1.0)
-    outbox.post(A, "state", "next", now=1.0)
+    bad = outbox.post(A, "notice", "refused", now=1.0)
+    outbox.post(A, "notice", "next", now=1.0)
     outbox.claim(now=1.0)
     outbox.mark_abandoned(bad, "400 Bad Request")
     assert [r.content for r in outbox.due(now=2.0)] == ["next"]
@@ -227,6 +227,66 @@ def test_outbox_prunes_old_sent_rows_but_keeps_edit_targets(ledger: Ledger) -> N
     assert box.get(incident) is None
     with pytest.raises(LookupError):
         box.edit(incident, "gone", now=3.0)
+
+
+def test_outbox_edit_of_a_row_pruned_after_its_check_raises(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit checked its target outside its transaction: a prune in between (the
+    sender's thread) lost the edit silently, maybe an incident's closing one."""
+    box = Outbox(ledger, keep_sent=1)
+    incident = box.post(A, "incident", "open", now=1.0)
+    _send_head(box, A, 77)
+    later = box.post(A, "state", "later", now=2.0)
+    (row,) = box.claim(now=3.0).rows
+    read = ledger.read
+
+    def read_then_prune(sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        rows = read(sql, args)
+        monkeypatch.setattr(ledger, "read", read)
+        box.mark_sent(row.id, 78, now=3.0)  # the sender's prune, right after the check
+        return rows
+
+    monkeypatch.setattr(ledger, "read", read_then_prune)
+    with pytest.raises(LookupError, match=f"outbox row {incident}"):
+        box.edit(incident, "recovered", now=4.0)
+    assert box.get(incident) is None
+    assert row.id == later
+
+
+def test_outbox_crash_loop_through_an_outage_joins_its_state_rows_and_keeps_each(
+    ledger: Ledger,
+) -> None:
+    """A crash loop relaying "all" added a state row per message for as long as
+    the channel was away: never summarised, the table grew with the outage."""
+    box = Outbox(ledger)
+    crash = "<t:1765000000:T> `crashy:0` RUNNING → BACKOFF: restarting ({n})\n```\nerr {n}\n```"
+    for n in range(1000):
+        box.post(A, "state", crash.format(n=n), now=float(n), counts={"crashy:0": 1})
+    (rows,) = ledger.read("SELECT count(*) FROM outbox WHERE channel = ?", (A,))
+    per_row = MAX_CONTENT_CHARS // (len(crash.format(n=999)) + 1)
+    assert rows[0] <= 1000 // per_row + 1
+    shown = []
+    for message_id in range(rows[0]):
+        (row,) = box.claim(now=2000.0).rows
+        assert len(row.content) <= MAX_CONTENT_CHARS
+        shown.append(row.content)
+        box.mark_sent(row.id, message_id, now=2000.0)
+    assert "\n".join(shown) == "\n".join(crash.format(n=n) for n in range(1000))
+
+
+def test_outbox_joins_only_a_state_row_not_yet_tried_right_before(outbox: Outbox) -> None:
+    tried = outbox.post(A, "state", "tried", now=1.0)
+    (row,) = outbox.claim(now=1.0).rows
+    outbox.mark_failed(row.id, "503", retry_at=1.0)
+    after_tried = outbox.post(A, "state", "after a try", now=1.0)
+    outbox.post(A, "output", "lines", now=1.0)
+    after_output = outbox.post(A, "state", "after output", now=1.0)
+    assert outbox.post(A, "state", "joined", now=1.0) == after_output
+    outbox.post(A, "reply", "an answer", now=1.0, reply_to=5)
+    assert len({tried, after_tried, after_output}) == 3
+    (pending,) = outbox.stats().pending.values()
+    assert pending == 5
 
 
 def test_outbox_meta_round_trips(outbox: Outbox) -> None:

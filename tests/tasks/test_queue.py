@@ -22,8 +22,7 @@ from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.tasks import SqliteTaskStore
 from supervisor.tasks import queue as queue_module
-from supervisor.tasks.oneshot import TaskContext
-from supervisor.tasks.queue import TaskQueue
+from supervisor.tasks.queue import TaskContext, TaskQueue
 from supervisor.tasks.records import TaskState
 from tests._control import running_node, write_config
 from tests._e2e import alive
