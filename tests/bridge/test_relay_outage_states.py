@@ -1,0 +1,86 @@
+"""A crash loop relaying "all" through a long outage: few rows, every state change once."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from supervisor.events import ProcessState, StateChanged
+from supervisor.state.outbox import MAX_CONTENT_CHARS
+from tests._wait import wait_until
+from tests.bridge._relayed import note_of, program, relayed_node
+from tests.discord_fake.pytest_plugin import fake_discord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from supervisor.events import Event
+    from supervisor.state.ledger import Ledger
+    from tests.discord_fake import BotAction, FakeDiscord
+
+__all__ = ["fake_discord"]
+
+MESSAGES = ("POST", "/channels/{channel_id}/messages")
+CRASHES = 5
+_NOTE = re.compile(r"`crashy:0` [A-Z]+ → [A-Z]+")
+
+
+class _Changes:
+    """The state changes of ``crashy:0``, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[StateChanged] = []
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StateChanged) and event.process == "crashy:0":
+            self.seen.append(event)
+
+
+def _creates(fake: FakeDiscord) -> list[BotAction]:
+    return [a for a in fake.bot_actions("ops") if a.kind == "create"]
+
+
+def _pending_states(ledger: Ledger) -> list[str]:
+    rows = ledger.read("SELECT content FROM outbox WHERE status = 'pending' AND kind = 'state'")
+    return [str(row["content"]) for row in rows]
+
+
+def _notes_shown(fake: FakeDiscord) -> list[str]:
+    """The state changes of ``crashy:0`` the channel's messages show, in order."""
+    text = "\n".join(a.content or "" for a in _creates(fake))
+    return _NOTE.findall(text)
+
+
+async def test_relay_crash_loop_through_an_outage_takes_few_rows_and_loses_no_change(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """State rows are joined in the outbox while the channel is away: none is lost or
+    doubled, and their order holds, once Discord takes them again."""
+    crashy = program(
+        "crashy",
+        "relay_crash_loop.py",
+        tmp_path / "runs",
+        CRASHES,
+        relay="all",
+        start_seconds=0.1,
+        start_retries=1000,
+        backoff_seconds=1.2,
+        backoff_max_seconds=1.2,
+    )
+    changes = _Changes()
+    fake_discord.fail_route(*MESSAGES, status=503, times=None)
+    async with relayed_node(tmp_path, fake_discord, crashy, sinks=[changes], interval=0.05) as node:
+        await wait_until(
+            lambda: any(e.new is ProcessState.RUNNING for e in changes.seen), seconds=40
+        )
+        await wait_until(lambda: "RUNNING" in "".join(_pending_states(node.ledger)), seconds=10)
+        waiting = _pending_states(node.ledger)
+        fake_discord.clear_faults()
+        await fake_discord.wait_until(
+            lambda: len(_notes_shown(fake_discord)) >= len(changes.seen), timeout_seconds=40
+        )
+        seen = [note_of(e) for e in changes.seen]  # not the stop at the end
+    # A row per full message at most: two rows in a row would have fit one.
+    assert len(waiting) <= 2 * sum(map(len, waiting)) // MAX_CONTENT_CHARS + 1, len(waiting)
+    assert _notes_shown(fake_discord)[: len(seen)] == seen
+    fake_discord.assert_within_rate_limits("ops")
