@@ -88,13 +88,19 @@ async def test_relay_outages_and_a_restart_lose_and_double_no_line(
     async with dsup_process(config) as first:
         await fake_discord.wait_until(lambda: _relayed(fake_discord, 1), timeout_seconds=20)
         async with fake_discord.gateway_outage():
-            fake_discord.fail_route(*MESSAGES, status=502, times=None, for_seconds=3.0)
+            storm = fake_discord.fail_route(*MESSAGES, status=502, times=None, for_seconds=10.0)
             await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
-        fake_discord.fail_route(*MESSAGES, status=429, times=3, retry_after=0.3)
+        # The 5xx go on for their 10 s (the gateway is back meanwhile), then a burst of 429s.
+        await wait_until(
+            lambda: not storm.matches(*MESSAGES, fake_discord.limiter.clock()), seconds=15
+        )
+        assert storm.hits >= 2  # retried through the storm
+        burst = fake_discord.fail_route(*MESSAGES, status=429, times=3, retry_after=0.3)
         before = len(_relayed(fake_discord, 1))
         await fake_discord.wait_until(
             lambda: len(_relayed(fake_discord, 1)) > before + 20, timeout_seconds=20
         )
+        assert burst.hits == 3
         # The second outage: dsup is stopped in the middle of it.
         fake_discord.fail_route(*MESSAGES, status=500, times=None)
         await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
