@@ -62,3 +62,28 @@ async def test_incident_of_a_crash_loop_is_continued_after_a_sigkill_of_dsup(
     (message,) = _incidents(fake_discord)
     assert message["id"] == before["id"]
     assert "stopped (dsup shutting down)" in message["content"]
+
+
+async def test_incident_of_a_process_gone_after_a_sigkill_of_dsup_is_closed_at_the_next_start(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    crashy = program("crashy", "relay_crash_loop.py", tmp_path / "runs", 10_000, start_seconds=0.1)
+    config = node_config(tmp_path, fake_discord, crashy, name="n", channels={"log_channel": "ops"})
+    async with dsup_process(config) as first:
+        (before,) = await fake_discord.wait_until(
+            lambda: _incidents(fake_discord), timeout_seconds=20
+        )
+        await stop_process(first, signal.SIGKILL)
+    quiet = program("quiet", "child_ready.py")
+    config = node_config(tmp_path, fake_discord, quiet, name="n", channels={"log_channel": "ops"})
+    async with dsup_process(config) as second:
+        (message,) = await fake_discord.wait_until(
+            lambda: [m for m in _incidents(fake_discord) if "closed" in str(m["content"])],
+            timeout_seconds=20,
+        )
+        assert await stop_process(second, signal.SIGTERM) == 0
+    assert message["id"] == before["id"]
+    assert str(message["content"]).startswith(
+        "⏹️ `crashy:0` closed (dsup was restarted without it) after "
+    )
+    assert len(_incidents(fake_discord)) == 1
