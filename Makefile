@@ -30,8 +30,9 @@ types: $(STAMP)
 # Two workers, one per core of CI's machine: most tests wait on real processes and
 # the fake Discord, so the wall time about halves. Each worker is its own process
 # with its own children, tmp_path and ports; run one file with plain `pytest`.
+# Tests marked xdist_group("floods") fill the cores: they share one worker.
 unit: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py

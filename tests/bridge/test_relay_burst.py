@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from supervisor.events import ProcessState, StateChanged
 from tests._wait import wait_until
 from tests.bridge._relayed import late_changes, program, relayed_node, shown_in
@@ -16,6 +18,11 @@ if TYPE_CHECKING:
     from tests.discord_fake import BotAction, FakeDiscord
 
 __all__ = ["fake_discord"]
+
+# Two floods fill both cores for 8 s: under the suite's second worker the node can
+# take longer than the default 60 s, within the waits' own deadlines (30 s + 60 s).
+# The floods of the relay tests run on one worker, one at a time.
+pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("floods")]
 
 BURST = 8
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import pytest
+
 from supervisor.bridge.pacing import Breaker
 from supervisor.commands.access import AccessLevel, Actor
 from supervisor.events import StateChanged
@@ -14,8 +16,6 @@ from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from supervisor.bridge.sender import OutboxSender
     from supervisor.events import Event
@@ -193,6 +193,7 @@ class _Changes:
             self.seen.append(event)
 
 
+@pytest.mark.xdist_group("floods")  # one flood of the relay tests at a time (test_relay_burst)
 async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
