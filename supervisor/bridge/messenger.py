@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Discord's JSON error codes (discord-api-docs, topics/opcodes-and-status-codes): a
+# deleted channel answers 404 with 10003; one the bot cannot view answers 403 with 50001.
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 MISSING_ACCESS = 50001
@@ -101,6 +103,11 @@ class Messenger:
 
         Sent with ``enforce_nonce`` when given (discord.py sends it with every
         nonce): a second create with it returns the first message.
+        ``reply_to`` goes with ``fail_if_not_exists`` false: when that message was
+        deleted, Discord posts a plain message instead of refusing (discord-api-docs,
+        Message Reference object). ``AllowedMentions.none()`` also sets
+        ``replied_user`` false, so a reply pings its author neither (discord.py,
+        mentions.py).
         """
         options: dict[str, Any] = {
             "content": content,
@@ -158,6 +165,10 @@ class Messenger:
         self, channel_id: int, *, limit: int = 50, since: float | None = None
     ) -> list[Found] | Delivery:
         """The channel's newest ``limit`` messages, or the refusal.
+
+        Without Read Message History in the channel Discord answers no messages, not a
+        refusal; without View Channel, 403 (50001) (discord-api-docs, Get Channel
+        Messages).
 
         Args:
             channel_id: the channel.

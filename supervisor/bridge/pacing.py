@@ -2,6 +2,9 @@
 
 :class:`Pacer` learns each route's bucket so a flood meets no 429; :class:`Breaker` pauses a
 channel that keeps answering 403 or 404. Pure: ``now`` is a parameter.
+A channel's create (POST) and edit (PATCH) are different routes, paced apart; Discord
+may still put routes in one bucket (``X-RateLimit-Bucket``, discord-api-docs topics/
+rate-limits), which discord.py follows (``HTTPClient._bucket_hashes``) as the safety net.
 """
 
 from __future__ import annotations

@@ -330,6 +330,8 @@ class OutboxSender:
         if isinstance(recent, Delivery) and recent.status in (403, 404) and not recent.is_gone:
             # The channel is there and may still take posts: the post itself tells a
             # channel that refuses dsup, and a refused look alone must not pause it.
+            # (A missing Read Message History alone gives no 403: the look finds
+            # nothing and the row is posted again, as documented.)
             if row.channel not in self._unread:
                 self._unread.add(row.channel)
                 logger.warning(
