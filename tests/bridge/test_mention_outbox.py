@@ -300,3 +300,33 @@ async def test_mention_answer_too_long_for_a_row_goes_whole_as_a_file_never_cut(
     assert fake_discord.store.attachments[int(attachment["id"])].decode() == text
     assert _shown(inline) == "/tail say:0 17: 17 lines\n```\n" + "\n".join(lines[3:]) + "\n```"
     assert inline["attachments"] == []
+
+
+async def test_mention_answer_through_a_gateway_drop_and_a_429_arrives_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A mention made while the gateway is down comes with the RESUME; its answer meets
+    a 429 and still arrives once."""
+    team = members(fake_discord)
+    async with _node(tmp_path, fake_discord, team) as bridged:
+        node = bridged.node
+        await wait_until(lambda: all(c.status().pid for c in node.fleet.processes()))
+        resumes = fake_discord.resume_count
+        limited = fake_discord.fail_route(*MESSAGES, status=429, times=1, retry_after=0.5)
+        async with fake_discord.gateway_outage():
+            asked = fake_discord.post_message(
+                team.viewer, "general", "status web", mention_bot=True
+            )
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=30
+        )
+        assert fake_discord.resume_count > resumes
+        assert limited.hits == 1
+        assert _shown(answer).startswith("/status web")
+        assert answer["mentions"] == []
+
+        async def sent() -> bool:
+            return [status for status, _, _ in await _replies(node.ledger)] == ["sent"]
+
+        await eventually(sent)
+    assert len(_answers(fake_discord, asked)) == 1
