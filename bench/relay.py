@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import anyio
 from _dsup_driver import write_config
 
+from tests._wait import Gate
 from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import BotAction, FakeDiscord, open_fake_discord
 
@@ -309,10 +310,10 @@ def _incidents(actions: list[BotAction], changes: list[Change]) -> list[float]:
     return found
 
 
-async def _scenario(directory: Path, config: Path, window: float) -> None:
+async def _scenario(burst_gate: Gate, config: Path, window: float) -> None:
     """The burst a third into the window; crasher:0 stopped half-way, started again."""
     await anyio.sleep(window / 3)
-    (directory / "burst").touch()
+    burst_gate.open()
     await anyio.sleep(window / 2 - window / 3)
     ctl = [sys.executable, "-m", "supervisor", "ctl", "-c", str(config)]
     await anyio.run_process([*ctl, "stop", "crasher:0"])
@@ -337,6 +338,7 @@ async def run_once(fake: FakeDiscord, mode: str, load: Workload) -> Figures:
         identified = fake.identify_count
         quiet = [] if load.console else ["--quiet"]
         with (
+            Gate(directory / "burst") as burst_gate,  # the burst's workers wait behind it
             (directory / "dsup.err").open("wb") as errors,
             (directory / "dsup.out").open("wb") as out,
         ):
@@ -346,12 +348,12 @@ async def run_once(fake: FakeDiscord, mode: str, load: Workload) -> Figures:
                 stdout=out,
                 stderr=errors,
             )
-        async with proc:
-            try:
-                return await _measure(proc, fake, mode, directory, load, identified)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
+            async with proc:
+                try:
+                    return await _measure(proc, fake, mode, directory, load, identified, burst_gate)
+                finally:
+                    if proc.returncode is None:
+                        proc.kill()
 
 
 async def _measure(
@@ -361,6 +363,7 @@ async def _measure(
     directory: Path,
     load: Workload,
     identified: int,
+    burst_gate: Gate,
 ) -> Figures:
     """Warm up, open the gate, measure the burst and the window, stop dsup."""
     state = directory / "state"
@@ -392,7 +395,7 @@ async def _measure(
     burst = load.workers * load.lines * LINE_BYTES
     async with anyio.create_task_group() as tg:
         if load.crashers and load.burst:
-            tg.start_soon(_scenario, directory, directory / "dsup.toml", load.window)
+            tg.start_soon(_scenario, burst_gate, directory / "dsup.toml", load.window)
         await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
         cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
         await anyio.sleep(max(0.0, load.window - (t1 - t0)))

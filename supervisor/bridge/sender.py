@@ -332,15 +332,14 @@ class OutboxSender:
             # channel that refuses dsup, and a refused look alone must not pause it.
             # (A missing Read Message History alone gives no 403: the look finds
             # nothing and the row is posted again, as documented.)
-            if row.channel not in self._unread:
-                self._unread.add(row.channel)
-                logger.warning(
-                    "discord: cannot read the history of channel %d (%s): a message "
-                    "retried after a long outage may show twice there; give the bot "
-                    "Read Message History in it",
-                    row.channel,
-                    recent.error[:200],
-                )
+            _warn_once(
+                self._unread,
+                row.channel,
+                "discord: cannot read the history of channel %d (%s): a message "
+                "retried after a long outage may show twice there; give the bot "
+                "Read Message History in it",
+                recent.error[:200],
+            )
             return None
         if isinstance(recent, Delivery):
             return recent
@@ -367,15 +366,14 @@ class OutboxSender:
                 f"channel {row.channel} refuses dsup's messages ({reason}): relaying to it "
                 "is paused and tried again slowly",
             )
-            if row.channel not in self._announced:
-                self._announced.add(row.channel)
-                logger.warning(
-                    "discord: channel %d refuses dsup's messages (%s); relaying to it is paused "
-                    "and tried again slowly. Check that the channel exists and that the bot "
-                    "may view it and send messages in it",
-                    row.channel,
-                    reason,
-                )
+            _warn_once(
+                self._announced,
+                row.channel,
+                "discord: channel %d refuses dsup's messages (%s); relaying to it is paused "
+                "and tried again slowly. Check that the channel exists and that the bot "
+                "may view it and send messages in it",
+                reason,
+            )
             retry_at = self._wall() + (pause.retry_at - pause.since)
             self._due_again(row.channel, retry_at)
             await anyio.to_thread.run_sync(
@@ -417,3 +415,11 @@ class OutboxSender:
 
 def _route(row: OutboxRow) -> RouteKey:
     return ("edit" if row.is_edit and row.target_message_id is not None else "create", row.channel)
+
+
+def _warn_once(said: set[int], channel: int, text: str, reason: str) -> None:
+    """Log ``text`` (about ``channel`` and ``reason``) the first time only: ``said`` keeps
+    the channels told."""
+    if channel not in said:
+        said.add(channel)
+        logger.warning(text, channel, reason)

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor.state.outbox import LATEST_CONTENT, key_range
+
 if TYPE_CHECKING:
     from supervisor.state.ledger import Ledger
 
@@ -50,18 +52,18 @@ def open_incidents(ledger: Ledger, limit: int = 1000) -> list[OpenIncident]:
     Call it before this dsup writes incidents of its own: every one found is of
     an earlier dsup.
     """
+    opened, after = key_range(OPENED)
     rows = ledger.read(
         "SELECT substr(m.key, :skip) AS process, m.row_id, s.value AS state, "
-        "(SELECT o.content FROM outbox o WHERE o.id = m.row_id OR o.target = m.row_id "
-        " ORDER BY o.id DESC LIMIT 1) AS content "
+        f"{LATEST_CONTENT} AS content "
         "FROM outbox_meta m JOIN outbox_meta s ON s.key = :state || substr(m.key, :skip) "
         "WHERE m.key >= :opened AND m.key < :after AND m.row_id IS NOT NULL "
         "ORDER BY m.row_id LIMIT :limit",
         {
             "skip": len(OPENED) + 1,
             "state": STATE,
-            "opened": OPENED,
-            "after": OPENED[:-1] + chr(ord(OPENED[-1]) + 1),
+            "opened": opened,
+            "after": after,
             "limit": limit,
         },
     )

@@ -132,6 +132,19 @@ class OutboxStats:
     abandoned: int
 
 
+LATEST_CONTENT = (
+    "(SELECT o.content FROM outbox o WHERE o.id = m.row_id OR o.target = m.row_id "
+    "ORDER BY o.id DESC LIMIT 1)"
+)
+"""SQL: the latest text of the message whose row ``m`` (an ``outbox_meta`` row) names:
+its create's, or its newest edit's."""
+
+
+def key_range(prefix: str) -> tuple[str, str]:
+    """The bounds ``[low, high)`` of the ``outbox_meta`` keys that start with ``prefix``."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before retrying a row that failed ``attempts`` times: 1, 2, 4 ... 60."""
     return min(RETRY_MAX_SECONDS, 2.0 ** max(0, min(attempts - 1, 10)))

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor.state.outbox import LATEST_CONTENT, key_range
+
 if TYPE_CHECKING:
     from supervisor.state.ledger import Ledger
 
@@ -47,10 +49,10 @@ def open_progress(ledger: Ledger, limit: int = 1000) -> list[OpenProgress]:
     Call it before this dsup queues progress of its own: then every one found is of
     a run of an earlier dsup, over by now.
     """
+    started, after = key_range(STARTED)
     rows = ledger.read(
         "SELECT substr(m.key, :skip) AS run_id, m.row_id, "
-        "(SELECT o.content FROM outbox o WHERE o.id = m.row_id OR o.target = m.row_id "
-        " ORDER BY o.id DESC LIMIT 1) AS content, r.ended_at, r.exit_code, r.exit_signal "
+        f"{LATEST_CONTENT} AS content, r.ended_at, r.exit_code, r.exit_signal "
         "FROM outbox_meta m "
         "LEFT JOIN outbox_meta e ON e.key = :ended || substr(m.key, :skip) "
         "LEFT JOIN runs r ON r.run_id = substr(m.key, :skip) "
@@ -59,8 +61,8 @@ def open_progress(ledger: Ledger, limit: int = 1000) -> list[OpenProgress]:
         {
             "skip": len(STARTED) + 1,
             "ended": ENDED,
-            "started": STARTED,
-            "after": STARTED[:-1] + chr(ord(STARTED[-1]) + 1),
+            "started": started,
+            "after": after,
             "limit": limit,
         },
     )

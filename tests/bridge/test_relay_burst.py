@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from supervisor.events import ProcessState, StateChanged
-from tests._wait import wait_until
+from tests._wait import Gate, wait_until
 from tests.bridge._relayed import late_changes, program, relayed_node, shown_in
 from tests.discord_fake.pytest_plugin import fake_discord
 
@@ -67,11 +67,11 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
     Each incident still gets its one message, later, and is closed by an edit once its
     process recovered; the crashes of a program relaying errors only, which has no state
     changes in the channel, are named at once in the first incident's message."""
-    gate = tmp_path / "gate"
+    gate_path = tmp_path / "gate"
     burst = program(
         "burst",
         "relay_burst.py",
-        gate,
+        gate_path,
         tmp_path / "markers",
         numprocs=BURST,
         relay="all",
@@ -79,44 +79,45 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
         backoff_seconds=0.1,
     )
     errors = program(
-        "quiet", "relay_burst.py", gate, tmp_path / "markers", numprocs=2, start_seconds=0.2
+        "quiet", "relay_burst.py", gate_path, tmp_path / "markers", numprocs=2, start_seconds=0.2
     )
     flood = program("flood", "relay_flood.py", 8, numprocs=2, relay="all")
     changes, quiet = _Changes("burst"), _Changes("quiet")
     processes = [f"burst:{n}" for n in range(BURST)]
-    async with relayed_node(
-        tmp_path,
-        fake_discord,
-        burst,
-        errors,
-        flood,
-        sinks=[changes, quiet],
-        min_recover_seconds=1.0,
-    ):
+    with Gate(gate_path) as gate:
+        async with relayed_node(
+            tmp_path,
+            fake_discord,
+            burst,
+            errors,
+            flood,
+            sinks=[changes, quiet],
+            min_recover_seconds=1.0,
+        ):
 
-        def started() -> bool:
-            shown = shown_in(_creates(fake_discord), changes.seen)
-            return changes.running() == BURST and quiet.running() == 2 and -1 not in shown
+            def started() -> bool:
+                shown = shown_in(_creates(fake_discord), changes.seen)
+                return changes.running() == BURST and quiet.running() == 2 and -1 not in shown
 
-        await wait_until(started, seconds=30)
-        before = len(changes.seen)
-        gate.touch()  # while the floods print
+            await wait_until(started, seconds=30)
+            before = len(changes.seen)
+            gate.open()  # while the floods print
 
-        def settled() -> bool:
-            burst_changes = changes.seen[before:]
-            return (
-                len(burst_changes) >= 3 * BURST
-                and changes.running() == BURST
-                and all(
-                    "recovered after 1 crash" in "".join(_incidents(fake_discord, p))
-                    for p in processes
+            def settled() -> bool:
+                burst_changes = changes.seen[before:]
+                return (
+                    len(burst_changes) >= 3 * BURST
+                    and changes.running() == BURST
+                    and all(
+                        "recovered after 1 crash" in "".join(_incidents(fake_discord, p))
+                        for p in processes
+                    )
+                    and -1 not in shown_in(_creates(fake_discord), burst_changes)
                 )
-                and -1 not in shown_in(_creates(fake_discord), burst_changes)
-            )
 
-        await wait_until(settled, seconds=60)
-        burst_changes = changes.seen[before:]
-        crashes = [e for e in quiet.seen if e.old is ProcessState.RUNNING]
+            await wait_until(settled, seconds=60)
+            burst_changes = changes.seen[before:]
+            crashes = [e for e in quiet.seen if e.old is ProcessState.RUNNING]
     creates = _creates(fake_discord)
     for process in processes:
         (incident,) = _incidents(fake_discord, process)

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["fake_discord"]
 
 _SHOW_ENV = (
-    "import os, time\n"
+    "import os, signal\n"
     "print('token:', os.environ.get('DSUP_DISCORD_TOKEN'), flush=True)\n"
-    "time.sleep(60)\n"
+    "signal.pause()\n"
 )
 
 
