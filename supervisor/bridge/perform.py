@@ -19,6 +19,7 @@ from supervisor.bridge.replies import Attachment, Reply, failure, file_stem, fit
 from supervisor.commands.access import Command
 from supervisor.commands.reports import MAX_TAIL_LINES, LogFilesReport
 from supervisor.errors import SupervisorError
+from supervisor.state.outbox_files import MAX_FILES, MAX_ROW_BYTES
 
 if TYPE_CHECKING:
     from supervisor.bridge.context import BridgeContext
@@ -41,10 +42,6 @@ _COMMAND: dict[Verb, Command] = {
 }
 VERBS: tuple[Verb, ...] = tuple(_COMMAND)
 """What a member can ask, in the order help lists it."""
-MAX_FILES = 10
-"""Discord's cap on attachments per message."""
-MAX_REQUEST_BYTES = 25 * 1024 * 1024
-"""Discord's cap on all attachments of one request."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +125,7 @@ async def execute(context: BridgeContext, actor: Actor, ask: Ask, *, filesize_li
 async def _logs(report: LogFilesReport, ask: Ask, filesize_limit: int) -> Reply:
     """The log files as attachments, each packed to fit (at most MAX_FILES)."""
     sent = report.files[:MAX_FILES]
-    limit = min(filesize_limit, MAX_REQUEST_BYTES // max(len(sent), 1))
+    limit = min(filesize_limit, MAX_ROW_BYTES // max(len(sent), 1))
     files: list[Attachment] = []
     lines: list[str] = []
     for log in sent:
