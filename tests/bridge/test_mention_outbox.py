@@ -330,3 +330,56 @@ async def test_mention_answer_through_a_gateway_drop_and_a_429_arrives_once(
 
         await eventually(sent)
     assert len(_answers(fake_discord, asked)) == 1
+
+
+async def test_mention_delivered_again_while_its_command_runs_runs_it_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A resumed session replayed the mention while its restart was still stopping the
+    process: only finished answers were looked for, so the restart ran twice."""
+    team = members(fake_discord)
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    release = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # stops wait for its bytes
+    held = program("held", "mention_held_stop.py", str(fifo), stop_timeout_seconds=30.0)
+    log = tmp_path / "state" / "logs" / "held-0.out.log"
+    try:
+        async with bridged_node(
+            tmp_path,
+            fake_discord,
+            held,
+            status_channel=None,
+            viewer=team.access["viewer"],
+            operator=team.access["operator"],
+        ) as bridged:
+            node = bridged.node
+            await wait_until(lambda: log.exists() and "ready" in log.read_text())
+            asked = fake_discord.post_message(
+                team.operator, "general", "restart held:0", mention_bot=True
+            )
+            await wait_until(lambda: "stopping" in log.read_text(), seconds=20)
+            resumes = fake_discord.resume_count
+            async with fake_discord.gateway_outage():
+                fake_discord.replay_message("general", int(asked["id"]))
+            await fake_discord.wait_until(
+                lambda: fake_discord.resume_count > resumes, timeout_seconds=20
+            )
+            # Handled after the copy was: by its answer, the copy's command was asked too.
+            probe = fake_discord.post_message(team.viewer, "general", "status", mention_bot=True)
+            await fake_discord.wait_until(lambda: _answers(fake_discord, probe), timeout_seconds=20)
+            os.write(release, b"x" * 4)  # this stop, the next restart's, the last one's
+            (answer,) = await fake_discord.wait_until(
+                lambda: _answers(fake_discord, asked), timeout_seconds=20
+            )
+            # A second restart goes behind a copy's in the process's queue, and its
+            # answer behind the copy's answer in the channel.
+            again = fake_discord.post_message(
+                team.operator, "general", "restart held:0", mention_bot=True
+            )
+            await fake_discord.wait_until(lambda: _answers(fake_discord, again), timeout_seconds=20)
+            restarts = [r for r in node.ledger.audit_rows(50) if r.command == "restart"]
+    finally:
+        os.close(release)
+    assert _shown(answer).startswith("/restart held:0: 1 process, 1 ok")
+    assert _answers(fake_discord, asked) == [answer]
+    assert len(restarts) == 2
