@@ -505,8 +505,9 @@ class Relay:
         """Seconds until the writer looks again, unless woken: a tick, or when output or
         an incident waiting its turn is due.
 
-        As :func:`should_emit` decides: behind pending rows, only state changes or
-        a full message are ever due.
+        As :func:`should_emit` and :meth:`_log_writes` decide: behind pending rows,
+        only state changes or a full message are ever due, and only once the rows
+        are stuck (a send that ends wakes the writer before).
         """
         look = self._tick
         if not self._log_pending:  # the incidents' turns (see _log_writes)
@@ -523,8 +524,10 @@ class Relay:
         if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
             return look
         wait = self._interval * (2 if self._log_pending else 1)
-        due = max(self._last_output + wait - self._clock(), self._log_wait())
-        return min(look, max(due, 0.0))
+        due = self._last_output + wait
+        if self._log_pending:  # behind pending rows, output goes once they are stuck
+            due = max(due, self._log_busy_since + STUCK_SECONDS)
+        return min(look, max(due - self._clock(), self._log_wait(), 0.0))
 
     def _log_wait(self) -> float:
         """Seconds until the log channel may post its next message."""

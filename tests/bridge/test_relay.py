@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from supervisor import humanize
@@ -28,8 +29,9 @@ from supervisor.events import (
 )
 from supervisor.output.logfile import log_paths
 from supervisor.state.ledger import Ledger
-from supervisor.state.outbox import Outbox
+from supervisor.state.outbox import Outbox, OutboxStats
 from tests._pump import capture
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -227,6 +229,48 @@ async def test_relay_sends_at_most_one_output_message_per_interval(
     assert len(_pending(ledger)) == 1, "a row is pending: only a full message goes"
     await relay.flush(final=True)
     assert [c for _, c in _pending(ledger)][1] == "▸ `chatty:0`\n```\ntwo\nthree\n```"
+
+
+class _CountingOutbox(Outbox):
+    """An outbox that counts how often the relay asks for its counts (a look of its writer)."""
+
+    looks = 0
+
+    def stats(self) -> OutboxStats:
+        self.looks += 1
+        return super().stats()
+
+
+async def test_relay_writer_rests_behind_a_pending_row_until_it_is_stuck(
+    tmp_path: Path, ledger: Ledger, clock: _Clock
+) -> None:
+    """Behind a pending row, output waits until the row is sent or stuck; the writer
+    looked again and again in between (a worker thread each time) while a state change
+    waited, from 2 s after the last message until the row was stuck."""
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    outbox = _CountingOutbox(ledger)
+    relay = Relay(
+        lambda: config.programs,
+        outbox,
+        ledger,
+        log_dir=tmp_path / "logs",
+        channels=RelayChannels(log=LOG),
+        clock=clock,
+        tick_seconds=60.0,
+    )
+    relay.deliver(_lines("chatty:0", "one"))
+    await relay.flush()
+    assert len(_pending(ledger)) == 1
+    clock.now += 3.0  # two intervals since that message; the row not yet stuck
+    relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING))
+    looks = outbox.looks
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)
+        with anyio.move_on_after(0.5):
+            await wait_until(lambda: outbox.looks > looks + 5)
+        assert outbox.looks == looks, "nothing is due before the row is stuck"
+        tg.cancel_scope.cancel()
+    assert len(_pending(ledger)) == 2, "written at the end"
 
 
 async def test_relay_state_changes_of_all_programs_are_never_dropped(
