@@ -23,11 +23,9 @@ from supervisor.output.readable import call_when_readable
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from anyio.abc import TaskGroup
-
     from supervisor.events import Stream
     from supervisor.output.logfile import RotatingLog
-    from supervisor.output.readable import Reader
+    from supervisor.output.readable import Reader, TaskStarter
 
 logger = logging.getLogger(__name__)
 
@@ -353,7 +351,7 @@ class Pump:
         """The bytes read so far."""
         return self._state.total
 
-    def start(self, tg: TaskGroup) -> None:
+    def start(self, tg: TaskStarter) -> None:
         """Start draining (``tg`` holds the waiting task off asyncio only)."""
         self._reader = call_when_readable(self._state.fd, self._readable, tg)
 

@@ -218,11 +218,14 @@ class Fleet:
             self._tg = tg
             await tg.start(self._serve_reaper)
             for spec in self.config.programs.values():
-                await self._add_processes(spec)
+                self._add_processes(spec)
             task_status.started()
-            await self._shutdown.wait()
-            for slot in self.processes():
-                slot.close("dsup shutting down")
+            try:
+                await self._shutdown.wait()
+            finally:  # cancelled too: a slot at rest has no task the cancellation reaches
+                reason = "dsup shutting down" if self._shutdown.is_set() else None
+                for slot in self.processes():
+                    slot.close(reason)
             tg.cancel_scope.cancel("fleet shutdown")
         self._tg = None
 
@@ -274,7 +277,7 @@ class Fleet:
             for name in differ:
                 tg.start_soon(self._update_program, old[name], new[name])
             for name in added:
-                tg.start_soon(self._add_processes, new[name], 0, "started by reload")
+                self._add_processes(new[name], 0, "started by reload")
         order = {name: i for i, name in enumerate(new)}
         self._slots = dict(
             sorted(
@@ -328,18 +331,16 @@ class Fleet:
                 elif new.autostart and not old.autostart and state in _STARTABLE:
                     why = "started by reload: autostart turned on"
                     tg.start_soon(_settle, functools.partial(slot.start, reason=why))
-        await self._add_processes(new, keep, reason="started by reload")
+        self._add_processes(new, keep, reason="started by reload")
 
-    async def _add_processes(
-        self, spec: ProgramSpec, first: int = 0, reason: str = "autostart"
-    ) -> None:
-        """Run slots ``first`` ... ``numprocs - 1``, started (with ``autostart``) for ``reason``."""
+    def _add_processes(self, spec: ProgramSpec, first: int = 0, reason: str = "autostart") -> None:
+        """Launch slots ``first`` ... ``numprocs - 1``, started (if autostart) for ``reason``."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.slot_count):  # none for oneshot
             slot = Slot(spec, index, ctx)
             self._slots[slot.name] = slot
-            await self._tg.start(functools.partial(slot.run, start_reason=reason))
+            slot.launch(self._tg, start_reason=reason)
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
         """Stop and drop a program's slots from index ``keep`` on, saying why."""
