@@ -529,7 +529,7 @@ class Relay:
         wait = self._interval * (2 if self._log_pending else 1)
         due = self._last_output + wait
         if self._log_pending:  # behind pending rows, output goes once they are stuck
-            due = max(due, self._log_busy_since + STUCK_SECONDS)
+            due = max(due, self._log_busy_since + self._stuck)
         return min(look, max(due - self._clock(), self._log_wait(), 0.0))
 
     def _log_wait(self) -> float:
