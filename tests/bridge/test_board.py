@@ -109,6 +109,22 @@ async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeD
         await wait_until(lambda: board.message_id == new)
 
 
+async def test_board_deleted_as_soon_as_posted_is_posted_again(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Deleted before the bot had taken the new board's id in, it was never posted again."""
+    idle = program("idle", "ctl_ticker.py", "0.2", autostart=False)  # its board never changes
+    async with bridged_node(tmp_path, fake_discord, idle, interval=INTERVAL):
+        first = await fake_discord.wait_for_action("general", kind="create", timeout_seconds=20)
+        assert first.message is not None
+        fake_discord.delete_message("general", int(first.message["id"]))
+        again = await fake_discord.wait_for_action(
+            "general", kind="create", since=fake_discord.bot_actions().index(first) + 1
+        )
+    assert again.message is not None
+    assert again.message["id"] != first.message["id"]
+
+
 async def test_edit_of_a_deleted_board_posts_a_new_one(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
