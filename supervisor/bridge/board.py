@@ -84,7 +84,7 @@ class Board:
         self._poked = anyio.Event()
         self._is_deleted = False
         # Ids deleted while a new board is on its way: its id is known only once the
-        # post is answered and remembered, and its deletion may come in first.
+        # post is answered, and its deletion may come in first.
         self._deleted_in_flight: set[int] | None = None
         self.posts = 0
         self.edits = 0
@@ -201,7 +201,7 @@ class Board:
     async def _post(
         self, messenger: Messenger, body: str, embed: discord.Embed, view: discord.ui.View | None
     ) -> None:
-        """Post a new board; its deletion counts also when it came in before its id."""
+        """Post a new board; its deletion counts also when it came in before the answer."""
         self._deleted_in_flight = set()
         try:
             delivery = await messenger.post(self._channel, embeds=[embed], view=view)
@@ -220,14 +220,15 @@ class Board:
         self.message_id, self._shown, self._is_deleted = None, None, False
 
     async def _shown_as(self, message_id: int, body: str, *, posted: bool) -> None:
+        # Known before the trip to the ledger: a stop meanwhile still says farewell on it.
+        self.message_id, self._shown, self._failures = message_id, body, 0
+        self._not_before = self._clock() + self._interval
+        self._context.health.problem(_PROBLEM, "")
         if posted:
             self.posts += 1
             await anyio.to_thread.run_sync(self._store.remember, self._channel, message_id)
         else:
             self.edits += 1
-        self.message_id, self._shown, self._failures = message_id, body, 0
-        self._not_before = self._clock() + self._interval
-        self._context.health.problem(_PROBLEM, "")
 
     async def _adopt(self, messenger: Messenger, client: BridgeClient) -> bool:
         """Find the board already posted (by id from the ledger, else in history)."""
