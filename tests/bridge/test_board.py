@@ -44,7 +44,8 @@ def _text(fake: FakeDiscord) -> str:
 
 
 async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
-    """Every process RUNNING, and one board showing it (an extra one found is deleted)."""
+    """Every process RUNNING, and one board showing it (an extra one found is deleted),
+    known to the bot."""
     node = bridged.node
     await wait_until(
         lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes()),
@@ -58,6 +59,10 @@ async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
         ),
         timeout_seconds=20,
     )
+    # The fake stores a post before the bot reads its answer: wait for the bot too.
+    board = bridged.bridge.board
+    assert board is not None
+    await wait_until(lambda: board.message_id == int(_board(fake)["id"]))
 
 
 async def test_board_is_posted_once_then_edited_in_place(
