@@ -43,6 +43,27 @@ class NoIdentifyDelay(RecordingClient):
         """discord.py sleeps 5 s before a non-initial IDENTIFY; a public hook, overridden."""
 
 
+async def test_a_replayed_message_reaches_the_bot_again_with_the_resume(
+    fake_discord: FakeDiscord,
+) -> None:
+    """Discord's gateway delivers at least once: a message the bot handled comes again."""
+    hana = fake_discord.add_user("hana")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        posted = fake_discord.post_message(hana, "general", "restart web", mention_bot=True)
+        await client.wait_seen("message")
+        async with fake_discord.gateway_outage():
+            fake_discord.replay_message("general", int(posted["id"]))
+        await client.wait_seen("resumed")
+        first, again = await client.wait_seen("message", count=2)
+    assert isinstance(first, discord.Message)
+    assert isinstance(again, discord.Message)
+    assert again.id == first.id == int(posted["id"])
+    assert again.content == first.content == posted["content"]
+    assert client.user in again.mentions
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (1, 1)
+    assert len(fake_discord.messages("general")) == 1
+
+
 async def test_refused_resume_starts_a_new_session(fake_discord: FakeDiscord) -> None:
     ivan = fake_discord.add_user("ivan")
     async with run_client(NoIdentifyDelay(), fake_discord.token) as client:

@@ -74,13 +74,15 @@ async def handle_message(
 
     The client passes only messages of the served guild, from people. The answer is
     a reply queued in the outbox (with its files and buttons), so it reaches the
-    asker once, across an outage or a restart of dsup; a message already answered
-    (delivered again) runs nothing.
+    asker once, across an outage or a restart of dsup. The message is claimed in
+    the ledger before its command runs: delivered again (a resumed session), even
+    while that command still runs, it runs nothing. A dsup killed in between
+    leaves the command unanswered rather than run twice.
     """
     if me not in message.mentions:
         return
     outbox = context.outbox
-    if await anyio.to_thread.run_sync(outbox.meta, _marker(message.id)) is not None:
+    if not await anyio.to_thread.run_sync(outbox.claim_marker, _marker(message.id)):
         return
     mention = re.compile(rf"<@!?{me.id}>")
     asked = parse(mention.sub(" ", message.content).split())

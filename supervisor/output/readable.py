@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
-    from anyio.abc import TaskGroup
+
+class TaskStarter(Protocol):
+    """Where a reader's task runs off asyncio: a task group, or what counts a run's tasks."""
+
+    def start_soon(
+        self, func: Callable[..., Coroutine[object, object, object]], *args: object
+    ) -> object:
+        """Run ``func(*args)`` in a new task (what it returns is not used)."""
 
 
 class Reader(Protocol):
@@ -24,7 +31,7 @@ class Reader(Protocol):
         """Call the callback no more (idempotent; the fd stays the caller's to close)."""
 
 
-def call_when_readable(fd: int, callback: Callable[[], None], tg: TaskGroup) -> Reader:
+def call_when_readable(fd: int, callback: Callable[[], None], tg: TaskStarter) -> Reader:
     """Call ``callback()`` on the event loop each time ``fd`` is readable, until stopped.
 
     The callback must not raise (what it cannot handle it logs) and should read
@@ -63,7 +70,7 @@ class _LoopReader:
 class _TaskReader:
     __slots__ = ("_scope",)
 
-    def __init__(self, fd: int, callback: Callable[[], None], tg: TaskGroup) -> None:
+    def __init__(self, fd: int, callback: Callable[[], None], tg: TaskStarter) -> None:
         self._scope = anyio.CancelScope(shield=True)
         tg.start_soon(self._serve, fd, callback)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import Config, ProgramSpec
     from supervisor.events import Event, EventSink, OutputChunk
-    from supervisor.output.pump import OutputConsumer
+    from supervisor.output.pump import DropTally, OutputConsumer
     from supervisor.process.status import ProcessStatus
     from supervisor.process.worker_link import TaskBroker
     from supervisor.reaper.reaper import Reaper
@@ -94,22 +94,26 @@ class _Fanout:
 
     The pump frames for the sink with the most room; each sink takes what fits
     it from the same bytes (no copy per sink) and reports the rest its own way.
+    With one sink of output, the pumps are given that sink itself (``lines``).
     """
 
     def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[OutputConsumer]) -> None:
         self._sinks = tuple(sinks)
         self._line_sinks = tuple(line_sinks)
+        self.lines: OutputConsumer = line_sinks[0] if len(line_sinks) == 1 else self
 
     def emit(self, event: Event) -> None:
         for sink in self._sinks:
             sink.deliver(event)
 
-    def capacity(self) -> int:
+    def capacity(self, process: str) -> int:
         # -1 (no sink wants output) lets the pump skip framing and counting.
-        return max((s.capacity() for s in self._line_sinks), default=-1)
+        return max((s.capacity(process) for s in self._line_sinks), default=-1)
 
-    def counts_lines(self) -> bool:
-        return any(s.counts_lines() for s in self._line_sinks)
+    def drop_tally(self, process: str) -> DropTally | None:
+        # A tally serves one sink only: with several taking lines, drops are counted.
+        taking = [s for s in self._line_sinks if s.capacity(process) >= 0]
+        return taking[0].drop_tally(process) if len(taking) == 1 else None
 
     def deliver(self, chunk: OutputChunk) -> None:
         for sink in self._line_sinks:
@@ -214,11 +218,14 @@ class Fleet:
             self._tg = tg
             await tg.start(self._serve_reaper)
             for spec in self.config.programs.values():
-                await self._add_processes(spec)
+                self._add_processes(spec)
             task_status.started()
-            await self._shutdown.wait()
-            for slot in self.processes():
-                slot.close("dsup shutting down")
+            try:
+                await self._shutdown.wait()
+            finally:  # cancelled too: a slot at rest has no task the cancellation reaches
+                reason = "dsup shutting down" if self._shutdown.is_set() else None
+                for slot in self.processes():
+                    slot.close(reason)
             tg.cancel_scope.cancel("fleet shutdown")
         self._tg = None
 
@@ -270,7 +277,7 @@ class Fleet:
             for name in differ:
                 tg.start_soon(self._update_program, old[name], new[name])
             for name in added:
-                tg.start_soon(self._add_processes, new[name], 0, "started by reload")
+                self._add_processes(new[name], 0, "started by reload")
         order = {name: i for i, name in enumerate(new)}
         self._slots = dict(
             sorted(
@@ -296,7 +303,7 @@ class Fleet:
             ledger=self.ledger,
             reaper=self.reaper,
             emit=self._fanout.emit,
-            lines=self._fanout,
+            lines=self._fanout.lines,
             desk=self.desk,
             store=self.store,
             tasks=self.tasks,
@@ -324,18 +331,16 @@ class Fleet:
                 elif new.autostart and not old.autostart and state in _STARTABLE:
                     why = "started by reload: autostart turned on"
                     tg.start_soon(_settle, functools.partial(slot.start, reason=why))
-        await self._add_processes(new, keep, reason="started by reload")
+        self._add_processes(new, keep, reason="started by reload")
 
-    async def _add_processes(
-        self, spec: ProgramSpec, first: int = 0, reason: str = "autostart"
-    ) -> None:
-        """Run slots ``first`` ... ``numprocs - 1``, started (with ``autostart``) for ``reason``."""
+    def _add_processes(self, spec: ProgramSpec, first: int = 0, reason: str = "autostart") -> None:
+        """Launch slots ``first`` ... ``numprocs - 1``, started (if autostart) for ``reason``."""
         assert self._tg is not None, "the fleet is not running"
         ctx = self._context()
         for index in range(first, spec.slot_count):  # none for oneshot
             slot = Slot(spec, index, ctx)
             self._slots[slot.name] = slot
-            await self._tg.start(functools.partial(slot.run, start_reason=reason))
+            slot.launch(self._tg, start_reason=reason)
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
         """Stop and drop a program's slots from index ``keep`` on, saying why."""

@@ -105,7 +105,7 @@ class Mailbox:
             self._settling.clear()
 
     def fail_pending(self, status: ProcessStatus) -> None:
-        """Answer every command left when the slot's task ends."""
+        """Answer every command left when the slot's supervision ends."""
         for cmd in self._settling:  # launched: the stop that ended the slot settled them
             cmd.finish(status)
         for cmd in self._queue:  # never executed: only a stop is already done

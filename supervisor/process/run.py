@@ -31,7 +31,7 @@ from worker_sdk import protocol
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Coroutine
     from pathlib import Path
 
     from anyio.abc import TaskGroup
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Stream
     from supervisor.output.pump import OutputConsumer
-    from supervisor.output.readable import Reader
+    from supervisor.output.readable import Reader, TaskStarter
     from supervisor.process.worker_link import WorkerLink
     from supervisor.reaper.reaper import Reaper
     from supervisor.state.ledger import Ledger
@@ -101,6 +101,8 @@ class Run:
         exit_code: the status passed to ``exit()``, once reaped.
         exit_signal: the signal that killed it, once reaped.
         exited: set once the main process is reaped.
+        on_exit: called (on the loop, once) when the main process is reaped, after
+            ``exited`` is set: whoever waits for the exit without a task.
         channel: dsup's end of the worker's channel (``DSUP_FD``), if it has one.
         link: what reads the channel, once the worker first wrote to it.
     """
@@ -120,10 +122,12 @@ class Run:
     exit_code: int | None = None
     exit_signal: int | None = None
     exited: LazyEvent = field(default_factory=LazyEvent)
+    on_exit: Callable[[], None] | None = None
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
     readers: list[Callable[[], None]] = field(default_factory=list)
     exit_watch: Callable[[], None] | None = None
+    tasks: _Tasks | None = None
 
     @property
     def pid(self) -> int:
@@ -187,11 +191,13 @@ class Run:
         does not stop the capture of what a tree writes while it is being
         stopped. The exit is reaped as soon as it happens, whoever waits for
         it: the pidfd is a loop reader too (where pidfd_open is missing, a task
-        of ``tg`` polls ``waitpid``).
+        of ``tg`` polls ``waitpid``). ``tg`` may outlive the caller's task:
+        :meth:`watchers_ended` waits for the run's own tasks in it.
 
         Args:
             link: makes the reader of :attr:`channel` (required when the run has one).
         """
+        tasks = self.tasks = _Tasks(tg)
         self.pumps_left = len(STREAMS) + (link is not None)
         for stream in STREAMS:
             pumped = Pump(
@@ -204,10 +210,10 @@ class Run:
                 on_end=self.reader_ended,
             )
             self.readers.append(pumped.stop)
-            pumped.start(tg)
+            pumped.start(tasks)
         if link is not None:
-            self.readers.append(_ChannelWait(self, tg, link).stop)
-        self._watch_exit(tg)
+            self.readers.append(_ChannelWait(self, tasks, link).stop)
+        self._watch_exit(tasks)
 
     async def catch_up(self, limit: float) -> None:
         """Wait, up to ``limit`` seconds, until the pumps have read what the pipes hold now.
@@ -235,6 +241,11 @@ class Run:
         if self.exit_watch is not None:
             self.exit_watch()
 
+    async def watchers_ended(self) -> None:
+        """Return once the run's tasks have ended (after :meth:`end_watchers`; shield it)."""
+        if self.tasks is not None:
+            await self.tasks.wait_ended()
+
     def _end_readers(self) -> None:
         for stop in self.readers:
             stop()
@@ -244,7 +255,7 @@ class Run:
         return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
 
     def close(self) -> None:
-        """Release the fds, channel and logs (once every watcher task has ended)."""
+        """Release the fds, channel and logs (once :meth:`watchers_ended` returned)."""
         for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
             os.close(fd)
         if self.channel is not None:
@@ -268,7 +279,7 @@ class Run:
                 )
         self.reader_ended()
 
-    def _watch_exit(self, tg: TaskGroup) -> None:
+    def _watch_exit(self, tg: TaskStarter) -> None:
         """Reap the main process as soon as it exits (the pidfd is readable then)."""
         if self.pidfd is not None:
             self.exit_watch = call_when_readable(self.pidfd, self._reap, tg).stop
@@ -311,6 +322,8 @@ class Run:
         else:
             self.exit_code = code
         self.exited.set()
+        if self.on_exit is not None:
+            self.on_exit()
 
     def reader_ended(self) -> None:
         """A pump, or the channel's reader, has ended."""
@@ -327,7 +340,7 @@ class _ChannelWait:
 
     __slots__ = ("_link", "_reader", "_run", "_scope", "_tg")
 
-    def __init__(self, run: Run, tg: TaskGroup, link: Callable[[], WorkerLink]) -> None:
+    def __init__(self, run: Run, tg: TaskStarter, link: Callable[[], WorkerLink]) -> None:
         assert run.channel is not None  # a link reads the run's channel
         self._run = run
         self._tg = tg
@@ -357,6 +370,44 @@ class _ChannelWait:
         link = self._run.link = self._link()
         self._scope = anyio.CancelScope(shield=True)
         self._tg.start_soon(self._run.serve_link, link, self._scope)
+
+
+class _Tasks:
+    """A run's own tasks in a task group that may outlive the caller's task, counted.
+
+    Its fds may be closed only once they have ended.
+    """
+
+    __slots__ = ("_ended", "_left", "_tg")
+
+    def __init__(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        self._left = 0
+        self._ended: anyio.Event | None = None
+
+    def start_soon(
+        self, func: Callable[..., Coroutine[object, object, object]], *args: object
+    ) -> None:
+        """Run ``func(*args)`` in a task of the group."""
+        self._left += 1
+        self._tg.start_soon(self._counted, func, args, name=getattr(func, "__qualname__", None))
+
+    async def _counted(
+        self, func: Callable[..., Coroutine[object, object, object]], args: tuple[object, ...]
+    ) -> None:
+        try:
+            await func(*args)
+        finally:
+            self._left -= 1
+            if not self._left and self._ended is not None:
+                self._ended.set()
+
+    async def wait_ended(self) -> None:
+        """Return once every task started has ended."""
+        while self._left:
+            self._ended = anyio.Event()
+            await self._ended.wait()
+        self._ended = None
 
 
 def _unread(fd: int) -> int:

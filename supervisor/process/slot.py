@@ -1,8 +1,8 @@
 """One slot ``program:index`` across its runs: spawns, restarts by policy, stops as a tree.
 
-Runs are supervised and commands run one at a time in the slot's own task; a run's exit watcher
-and pumps are loop readers that cancellation does not reach, so output and exit status are still
-captured while the slot is cancelled.
+The slot's work (a start, a stop, a backoff, commands one at a time) runs in a task only while
+there is some; at rest it has none, and its run's exit or a command starts the next. A run's exit
+watcher and pumps are loop readers that cancellation does not reach.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from supervisor import signals
 from supervisor.errors import InvalidTransition, SpawnError
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from anyio.abc import TaskStatus
+    from anyio.abc import TaskGroup, TaskStatus
 
     from supervisor.config.schema import ProgramSpec
     from supervisor.events import Event
@@ -90,7 +91,7 @@ class SlotContext:
 
 
 class Slot:
-    """One process slot ``program:index`` for the lifetime of its ``run`` task.
+    """One process slot ``program:index`` for the lifetime of its supervision (:meth:`launch`).
 
     Args:
         spec: the program.
@@ -99,6 +100,7 @@ class Slot:
     """
 
     __slots__ = (
+        "_busy",
         "_closed",
         "_commands",
         "_ctx",
@@ -106,11 +108,11 @@ class Slot:
         "_ended",
         "_kept",
         "_restart_wait",
-        "_running",
         "_scope",
         "_state",
         "_stop_reason",
         "_supervising",
+        "_tg",
         "index",
         "name",
     )
@@ -122,16 +124,17 @@ class Slot:
         self._state = SlotState(
             spec, process=self.name, index=index, emit=ctx.emit, on_change=self._changed
         )
-        self._commands = Mailbox(self.name, on_queued=self._interrupt)
+        self._commands = Mailbox(self.name, on_queued=self._queued)
         self._supervising: anyio.CancelScope | None = None  # a supervision once launched
         self._stop_reason: str | None = None
         self._end_reason = "no longer supervised"
-        self._running = False
         self._closed = False
         self._restart_wait: anyio.CancelScope | None = None  # a pending restart by policy
         self._kept: collections.deque[str] | None = None  # made at the first kept run
-        self._scope: anyio.CancelScope | None = None  # what ``run`` runs in; ``close`` cancels it
-        self._ended = LazyEvent()  # ``run`` has returned
+        self._tg: TaskGroup | None = None  # where the slot works, once launched
+        self._busy = False  # a task of the slot's work is under way (or about to start)
+        self._scope: anyio.CancelScope | None = None  # the work under way; ``close`` cancels it
+        self._ended = LazyEvent()  # the supervision has ended
 
     def __repr__(self) -> str:
         return f"<Slot {self.name} {self._state.state.value}>"
@@ -193,25 +196,28 @@ class Slot:
             name = signals.name(sig)
             logger.debug("%s (pid %d): group already gone for %s", self.name, run.pid, name)
 
-    def close(self, reason: str) -> None:
-        """End the supervision of this slot: its ``run`` stops the live run and returns.
+    def close(self, reason: str | None = None) -> None:
+        """End the supervision of this slot: stop the live run, then end.
 
         The stop of the live run (STOPPING, STOPPED) or the end of a BACKOFF
-        wait then gives ``reason`` ("dsup shutting down", "removed by reload")
-        instead of "no longer supervised" (the reason of a cancelled caller).
+        wait gives ``reason`` ("dsup shutting down", "removed by reload").
         Commands submitted after this are refused as after the end of ``run``;
-        :meth:`wait_ended` returns once ``run`` has.
+        :meth:`wait_ended` returns once the supervision has ended.
 
         Args:
-            reason: a short human explanation.
+            reason: a short human explanation; by default "no longer
+                supervised", the reason of a cancelled caller.
         """
-        self._end_reason = reason
+        if reason is not None:
+            self._end_reason = reason
         self._closed = True
         if self._scope is not None:
-            self._scope.cancel(reason)
+            self._scope.cancel(self._end_reason)
+        else:
+            self._wake()  # at rest: work that stops the run it rests with, and ends
 
     async def wait_ended(self) -> None:
-        """Return once :meth:`run` has returned (after :meth:`close`, or its cancellation)."""
+        """Return once the supervision has ended (after :meth:`close`, or a cancellation)."""
         await self._ended.wait()
 
     def update_spec(self, spec: ProgramSpec) -> None:
@@ -246,12 +252,42 @@ class Slot:
             raise InvalidTransition(self.name, self._state.state.value, f"{kind}: not supervised")
         return await self._commands.submit(kind, reason)
 
+    def _queued(self) -> None:
+        """A command was queued: it interrupts the supervision under way, or wakes the slot."""
+        self._interrupt()
+        self._wake()
+
     def _changed(self, new: ProcessState) -> None:
         """Answer the start and restart commands waiting for the slot to settle."""
         if new in _SETTLED:
             self._commands.settle(self.status)
 
-    # -- the slot's task -------------------------------------------------------
+    # -- the slot's work ------------------------------------------------------
+
+    def launch(self, tg: TaskGroup, *, start_reason: str = "autostart") -> None:
+        """Supervise the slot in ``tg``: autostart, restart by policy, execute commands.
+
+        The slot's work runs in a task of ``tg`` only while there is some: a
+        start, the ``start_seconds`` wait, a stop, a backoff, commands. At rest
+        (its process RUNNING, or none alive, and no command queued) it holds no
+        task: the run's exit, a command or :meth:`close` starts the next. So
+        cancelling ``tg`` reaches only a slot at work: whoever cancels it must
+        :meth:`close` its slots too (``Fleet.run`` and :meth:`run` do).
+
+        Args:
+            tg: where the slot works; its runs' watcher tasks (off asyncio, or
+                a worker's channel once it talks) run there too.
+            start_reason: why the first run starts, with ``autostart`` (a
+                slot a reload adds says so).
+
+        Raises:
+            RuntimeError: the slot was already launched (or run).
+        """
+        if self._tg is not None or self._closed:
+            raise RuntimeError(f"process {self.name!r}: run() called twice")
+        self._tg = tg
+        self._busy = True
+        tg.start_soon(self._work, start_reason if self.spec.autostart else None, name=self.name)
 
     async def run(
         self,
@@ -259,43 +295,71 @@ class Slot:
         start_reason: str = "autostart",
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Own the slot: autostart, restart by policy, execute commands.
+        """Own the slot in a task group of its own until it is closed: :meth:`launch` there.
 
         Calls ``task_status.started()`` at once. When cancelled, stops the
         current run (shielded, bounded by ``stop_timeout_seconds`` plus
         :data:`STOP_MARGIN_SECONDS`) and re-raises.
 
-        Args:
-            start_reason: why the first run starts, with ``autostart`` (a
-                slot a reload adds says so).
-
         Raises:
             RuntimeError: ``run`` was already called for this slot.
         """
-        if self._running or self._closed:
-            raise RuntimeError(f"process {self.name!r}: run() called twice")
-        self._running = True
+        async with anyio.create_task_group() as tg:
+            self.launch(tg, start_reason=start_reason)
+            task_status.started()
+            try:
+                await self._ended.wait()
+            except BaseException:
+                self.close()  # a slot at rest has no task the cancellation reaches
+                raise
+
+    def _wake(self) -> None:
+        """Start the slot's work where it rested (its run exited, a command came, a close)."""
+        if self._tg is not None and not self._busy and not self._ended.is_set():
+            self._busy = True
+            self._tg.start_soon(self._work, None, name=self.name)
+
+    async def _work(self, reason: str | None) -> None:
+        """The slot's task: work until the slot rests (the task ends) or its supervision ends.
+
+        Args:
+            reason: why a run starts at once (autostart); None to go on from
+                where the slot rested.
+        """
+        resting = False
         try:
             with anyio.CancelScope() as self._scope:
-                task_status.started()
-                reason = start_reason if self.spec.autostart else await self._next_launch()
-                while True:
-                    await self._supervise(reason)
+                if self._closed:  # closed at rest: stop the run it rested with, then end
+                    self._scope.cancel(self._end_reason)
+                    reason = None
+                if reason is not None or self._state.run is not None:
+                    resting = await self._supervise(reason)
+                while not resting and not self._closed:
                     reason = await self._next_launch()
+                    resting = reason is None or await self._supervise(reason)
         finally:
-            self._running, self._closed = False, True
-            if self._state.state is ProcessState.BACKOFF:
-                self._state.enter(ProcessState.STOPPED, reason=self._end_reason)
-            self._commands.fail_pending(self.status())
-            self._ended.set()
+            self._scope, self._busy = None, False
+            if self._closed or not resting:
+                self._end()
 
-    async def _next_launch(self) -> str:
-        """Answer the commands, in order, until one starts a run; why it starts.
+    def _end(self) -> None:
+        """The supervision has ended: answer what is left."""
+        self._closed = True
+        if self._state.state is ProcessState.BACKOFF:
+            self._state.enter(ProcessState.STOPPED, reason=self._end_reason)
+        self._commands.fail_pending(self.status())
+        self._ended.set()
+
+    async def _next_launch(self) -> str | None:
+        """Answer the queued commands, in order, until one starts a run: why it starts.
 
         No run is supervised meanwhile: a stop only settles the state.
+
+        Returns:
+            None once no command is left (the slot rests).
         """
-        while True:
-            cmd = await self._commands.take()
+        while self._commands.first() is not None:
+            cmd = await self._commands.take()  # one is queued: no wait
             if cmd.kind != "stop":
                 self._state.reset_failures()
                 self._commands.settle_later(cmd)
@@ -303,6 +367,7 @@ class Slot:
             if self._state.state is not ProcessState.STOPPED:
                 self._state.enter(ProcessState.STOPPED, reason=cmd.reason)
             cmd.finish(self.status())
+        return None
 
     def _interrupt(self) -> None:
         """Take the commands queued while a run is supervised (once it was launched).
@@ -330,32 +395,40 @@ class Slot:
             self._supervising = scope
             self._interrupt()  # commands that came during the launch
 
-    async def _supervise(self, reason: str) -> None:
+    async def _supervise(self, reason: str | None) -> bool:
         """Run, and run again by policy, until a resting state, a command or cancellation.
 
-        In the slot's own task: a run at rest costs no task besides it.
+        Args:
+            reason: why a run starts now; None to go on watching the run the
+                slot rested with.
+
+        Returns:
+            True when the slot rests with its run RUNNING: the run's exit, a
+            command or :meth:`close` wakes it.
         """
         scope = anyio.CancelScope()
         started = functools.partial(self._launched, scope)
-        by_policy = False
         try:
             with scope:
-                while True:
-                    decision = await self._attempt(reason, started, by_policy=by_policy)
-                    if not decision.restart:
-                        return
-                    if not await self._wait_to_restart(decision):
-                        return
-                    by_policy = True
+                if reason is None:
+                    decision = await self._resume(started)
+                else:
+                    decision = await self._attempt(reason, started, by_policy=False)
+                while decision is not None:
+                    if not decision.restart or not await self._wait_to_restart(decision):
+                        return False
                     if decision.state is ProcessState.BACKOFF:
                         reason = f"retry {decision.failures} after {decision.delay:.2f} s"
                     else:
                         reason = f"restarted: restart = {self.spec.restart.value}"
+                    decision = await self._attempt(reason, started, by_policy=True)
+                return True
         except Exception as exc:  # the slot's task boundary: log it, go FATAL
             logger.exception("process %s: supervision failed", self.name)
             self._state.enter(ProcessState.FATAL, reason=f"internal error: {exc!r}")
         finally:
             self._supervising, self._stop_reason = None, None
+        return False
 
     async def _wait_to_restart(self, decision: policy.Decision) -> bool:
         """Sleep out the decision's delay; False if a reload turned the restart off.
@@ -380,7 +453,8 @@ class Slot:
 
     async def _attempt(
         self, reason: str, started: Callable[[], None], *, by_policy: bool
-    ) -> policy.Decision:
+    ) -> policy.Decision | None:
+        """Spawn a run and watch it: what to do after it ended, or None if it rests RUNNING."""
         try:
             run = spawn(
                 self.spec,
@@ -399,44 +473,75 @@ class Slot:
             started()
             return decision
         self._state.spawned(run, by_policy=by_policy)
-        try:
-            return await self._live(run, reason, started)
-        finally:
-            self._state.run_handled()
-            run.close()
+        return await self._watch(run, started, reason)
+
+    async def _resume(self, started: Callable[[], None]) -> policy.Decision | None:
+        """Go on watching the run the slot rested with (its exit or a command woke it)."""
+        run = self._state.run
+        assert run is not None, "a slot rests with its run, or none"
+        started()  # long launched: a queued command interrupts at once
+        return await self._watch(run, started)
 
     # -- one run -----------------------------------------------------------------
 
-    async def _live(self, run: Run, reason: str, started: Callable[[], None]) -> policy.Decision:
-        """Watch one run to its end; stop its tree if cancelled meanwhile."""
-        async with anyio.create_task_group() as tg:
-            with anyio.CancelScope(shield=True):  # before the exit watcher can reap it
-                await run.identify(self._ctx.reaper)
+    async def _watch(
+        self, run: Run, started: Callable[[], None], reason: str | None = None
+    ) -> policy.Decision | None:
+        """Watch a run to its end (what to do next), or until it rests RUNNING (None).
+
+        Stops its tree if cancelled meanwhile. A run that ended is released.
+
+        Args:
+            reason: why a run just spawned started: it is recorded and its
+                watchers started first; None for a run already watched.
+        """
+        resting = False
+        try:
             try:
-                try:
-                    with anyio.CancelScope(shield=True):  # a spawn is recorded whole
-                        try:
-                            await self._record_start(run, reason, started)
-                        finally:  # after STARTING, so no line of the run precedes it
-                            run.start_watchers(
-                                tg,
-                                consumer=self._ctx.lines,
-                                max_line_bytes=self.spec.max_line_bytes,
-                                link=self._link(run),
-                            )
-                    await self._until_exit(run)
-                    await run.catch_up(CATCH_UP_SECONDS)
-                except BaseException:
-                    with anyio.move_on_after(self._stop_bound(), shield=True):
-                        await self._stop_tree(run)
-                    self._stopped(run)
-                    raise
-                decision = self._state.exited(run, now=self._ctx.clock())
+                if reason is not None:
+                    await self._begin(run, reason, started)
+                await self._until_up(run)
+                await anyio.lowlevel.checkpoint_if_cancelled()  # a halt comes first
+                if not run.exited.is_set():
+                    resting = True  # no await from here: the exit cannot slip by
+                    return None
+                await run.catch_up(CATCH_UP_SECONDS)
+            except BaseException:
                 with anyio.move_on_after(self._stop_bound(), shield=True):
-                    await self._after_exit(run)
-            finally:
-                run.end_watchers()
-        return decision
+                    await self._stop_tree(run)
+                self._stopped(run)
+                raise
+            decision = self._state.exited(run, now=self._ctx.clock())
+            with anyio.move_on_after(self._stop_bound(), shield=True):
+                await self._after_exit(run)
+            return decision
+        finally:
+            if not resting:
+                await self._release(run)
+
+    async def _begin(self, run: Run, reason: str, started: Callable[[], None]) -> None:
+        """Identify and record a run just spawned, report it STARTING, start its watchers."""
+        assert self._tg is not None, "a slot works once launched"
+        with anyio.CancelScope(shield=True):  # before the exit watcher can reap it; recorded whole
+            await run.identify(self._ctx.reaper)
+            try:
+                await self._record_start(run, reason, started)
+            finally:  # after STARTING, so no line of the run precedes it
+                run.on_exit = self._wake
+                run.start_watchers(
+                    self._tg,
+                    consumer=self._ctx.lines,
+                    max_line_bytes=self.spec.max_line_bytes,
+                    link=self._link(run),
+                )
+
+    async def _release(self, run: Run) -> None:
+        """Let go of a run that ended: its watchers, then its fds."""
+        run.end_watchers()
+        with anyio.CancelScope(shield=True):
+            await run.watchers_ended()
+        self._state.run_handled()
+        run.close()
 
     def _link(self, run: Run) -> Callable[[], WorkerLink] | None:
         """What makes the reader of the run's channel to dsup, if it has one.
@@ -480,14 +585,15 @@ class Slot:
         self._state.enter(ProcessState.STARTING, run=run, reason=reason)
         started()
 
-    async def _until_exit(self, run: Run) -> None:
-        """Wait for the main process to exit, going RUNNING after start_seconds."""
+    async def _until_up(self, run: Run) -> None:
+        """Wait for start_seconds to go RUNNING, unless the main process exits first."""
+        if self._state.state is not ProcessState.STARTING:
+            return
         up_at = policy.running_at(self.spec, started_at=run.started_at)
         with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
             await run.exited.wait()
         if not run.exited.is_set():
             self._state.went_up(run)
-            await run.exited.wait()
 
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""

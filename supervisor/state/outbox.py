@@ -198,6 +198,7 @@ class Outbox:
         self._salt: str = row["value"]
         self._waiting_meta: dict[str, str] = {}  # written while the disk refuses it
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim_marker at a time
         self._is_held = False
         self._on_written: Callable[[], None] | None = None
 
@@ -706,6 +707,34 @@ class Outbox:
             "setting of the relay", record, on_drop=lambda: dropped.append(True)
         )
         self._remember(written is None and not dropped, [(key, value)])
+
+    def claim_marker(self, key: str) -> bool:
+        """Store marker ``key`` unless it is there already; True when this call stored it.
+
+        For what must happen once though it may be asked twice (a command by a
+        message the gateway delivers again): claimed before it runs, a second ask
+        finds the marker even while the first is still at work, and across a
+        restart. A row :meth:`post` marks with ``key`` takes the marker over; until
+        then it is pruned with the newest row written before it.
+        """
+
+        def record(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "INSERT INTO outbox_meta (key, value, row_id) VALUES "
+                "(?, '', (SELECT coalesce(max(id), 0) FROM outbox)) ON CONFLICT (key) DO NOTHING",
+                (key,),
+            )
+            return True
+
+        with self._claiming:  # nobody stores the key between this look and the write
+            if self.meta(key) is not None:
+                return False
+            dropped: list[bool] = []
+            written = self._ledger.record(
+                "claim of a command", record, on_drop=lambda: dropped.append(True)
+            )
+            self._remember(written is None and not dropped, [(key, "")])
+        return True
 
     def nonce(self, row_id: int) -> str:
         """The stable nonce of a row: this ledger's salt and the row id (<= 25 chars)."""

@@ -1,7 +1,8 @@
 """Files an outbox row sends (the file of a command's answer), kept in the state directory.
 
-Written before their row, so an answer waiting for Discord keeps its file across restarts;
-removed when the row is sent or abandoned, and at start-up when no pending row names them.
+Written and synced to disk before their row, so an answer waiting for Discord keeps its file
+across restarts and power losses; removed when the row is sent or abandoned, and at start-up
+when no pending row names them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import secrets
 import shutil
 from typing import TYPE_CHECKING
 
-from supervisor.state.statedir import write_private
+from supervisor.state.statedir import sync_dir, write_private
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -49,7 +50,8 @@ class OutboxFiles:
         self.max_bytes = max_bytes
 
     def keep(self, files: Sequence[tuple[str, bytes]]) -> str:
-        """Write ``(name, data)`` files into a new folder; its name, for the row.
+        """Write ``(name, data)`` files into a new folder, on disk when this returns;
+        its name, for the row.
 
         Raises:
             OSError: they cannot all be written (a full disk: ``ENOSPC``; more than
@@ -66,13 +68,21 @@ class OutboxFiles:
                 errno.EDQUOT,
                 f"the answers waiting for Discord hold {used // 1024**2} MiB of files already",
             )
+        is_new_root = not self.root.exists()
         self.root.mkdir(mode=0o700, exist_ok=True)
         name = secrets.token_hex(8)
         folder = self.root / name
         folder.mkdir(mode=0o700)
         try:
+            # The row written next names the folder: its files, their names and its
+            # own name are on disk first, or a power loss could leave that row
+            # pointing at empty or missing files.
             for index, (filename, data) in enumerate(files):
-                write_private(folder / f"{index:02d}-{_safe(filename)}", data)
+                write_private(folder / f"{index:02d}-{_safe(filename)}", data, is_durable=True)
+            sync_dir(folder)
+            sync_dir(self.root)
+            if is_new_root:
+                sync_dir(self.root.parent)
         except OSError:
             self.remove(name)
             raise

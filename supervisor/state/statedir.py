@@ -275,11 +275,13 @@ def wait_released(path: Path, timeout: float, *, poll: float = 0.05) -> bool:
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, *, is_durable: bool = False) -> None:
     """Write ``path`` (mode 0600, truncated) without following a symbolic link there.
 
     A file in state_dir is never opened through a link: one planted by someone
     who could write to the directory would make dsup write wherever it points.
+    With ``is_durable`` the data is on disk when this returns (``fsync``); its
+    name is once :func:`sync_dir` of its directory returns.
 
     Raises:
         OSError: it cannot be written (``ELOOP`` for a link).
@@ -289,6 +291,21 @@ def write_private(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        if is_durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(path: Path) -> None:
+    """Put the entries of directory ``path`` on disk (``fsync``): the files created in it.
+
+    Raises:
+        OSError: it cannot be synced (``ELOOP`` for a link).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 

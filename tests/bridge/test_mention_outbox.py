@@ -27,6 +27,8 @@ from tests.discord_fake.pytest_plugin import fake_discord
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import pytest
+
     from supervisor.state.ledger import Ledger
     from tests.bridge._members import Members
     from tests.discord_fake import FakeDiscord
@@ -330,3 +332,121 @@ async def test_mention_answer_through_a_gateway_drop_and_a_429_arrives_once(
 
         await eventually(sent)
     assert len(_answers(fake_discord, asked)) == 1
+
+
+async def test_mention_delivered_again_while_its_command_runs_runs_it_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A resumed session replayed the mention while its restart was still stopping the
+    process: only finished answers were looked for, so the restart ran twice."""
+    team = members(fake_discord)
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    release = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # stops wait for its bytes
+    held = program("held", "mention_held_stop.py", str(fifo), stop_timeout_seconds=30.0)
+    log = tmp_path / "state" / "logs" / "held-0.out.log"
+    try:
+        async with bridged_node(
+            tmp_path,
+            fake_discord,
+            held,
+            status_channel=None,
+            viewer=team.access["viewer"],
+            operator=team.access["operator"],
+        ) as bridged:
+            node = bridged.node
+            await wait_until(lambda: log.exists() and "ready" in log.read_text())
+            asked = fake_discord.post_message(
+                team.operator, "general", "restart held:0", mention_bot=True
+            )
+            await wait_until(lambda: "stopping" in log.read_text(), seconds=20)
+            resumes = fake_discord.resume_count
+            async with fake_discord.gateway_outage():
+                fake_discord.replay_message("general", int(asked["id"]))
+            await fake_discord.wait_until(
+                lambda: fake_discord.resume_count > resumes, timeout_seconds=20
+            )
+            # Handled after the copy was: by its answer, the copy's command was asked too.
+            probe = fake_discord.post_message(team.viewer, "general", "status", mention_bot=True)
+            await fake_discord.wait_until(lambda: _answers(fake_discord, probe), timeout_seconds=20)
+            os.write(release, b"x" * 4)  # this stop, the next restart's, the last one's
+            (answer,) = await fake_discord.wait_until(
+                lambda: _answers(fake_discord, asked), timeout_seconds=20
+            )
+            # A second restart goes behind a copy's in the process's queue, and its
+            # answer behind the copy's answer in the channel.
+            again = fake_discord.post_message(
+                team.operator, "general", "restart held:0", mention_bot=True
+            )
+            await fake_discord.wait_until(lambda: _answers(fake_discord, again), timeout_seconds=20)
+            restarts = [r for r in node.ledger.audit_rows(50) if r.command == "restart"]
+    finally:
+        os.close(release)
+    assert _shown(answer).startswith("/restart held:0: 1 process, 1 ok")
+    assert _answers(fake_discord, asked) == [answer]
+    assert len(restarts) == 2
+
+
+class _Syncs:
+    """Every ``fsync`` of the outbox's files (a spy: the real one runs), and whether a
+    row of the ledger named their folder at that moment (read beside the node)."""
+
+    def __init__(self, state: Path) -> None:
+        self.root = state / DIR_NAME
+        self.ledger = state / "ledger.sqlite3"
+        self.seen: list[tuple[str, int, int]] = []  # path, size, rows naming its folder
+        self._fsync = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        self._fsync(fd)
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(str(self.root)) or path == str(self.root.parent):
+            self.seen.append((path, os.fstat(fd).st_size, self._naming(path)))
+
+    def _naming(self, path: str) -> int:
+        folder = os.path.relpath(path, self.root).split("/")[0]  # ".." for the state dir
+        uri = f"file:{self.ledger}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            ((count,),) = db.execute("SELECT count(*) FROM outbox WHERE files = ?", (folder,))
+        return int(count)
+
+
+async def test_mention_answer_file_is_on_disk_before_its_row_names_it(
+    tmp_path: Path, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file of an answer was not synced before its row committed: a power loss
+    could leave a pending row naming an empty file."""
+    team = members(fake_discord)
+    syncs = _Syncs(tmp_path / "state")
+    monkeypatch.setattr(os, "fsync", syncs)
+    async with _node(tmp_path, fake_discord, team) as bridged:
+        await wait_until(lambda: all(c.status().pid for c in bridged.node.fleet.processes()))
+        fake_discord.fail_route(*MESSAGES, status=503, times=None)
+        asked = fake_discord.post_message(team.viewer, "general", "logs web:0", mention_bot=True)
+        await wait_until(lambda: bool(_pending_files(bridged.node.ledger)), seconds=20)
+        (folder,) = _pending_files(bridged.node.ledger)
+        (kept,) = os.listdir(syncs.root / folder)
+        size = (syncs.root / folder / kept).stat().st_size
+        fake_discord.clear_faults()
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+    file, directory, root = (
+        str(syncs.root / folder / kept),
+        str(syncs.root / folder),
+        str(syncs.root),
+    )
+    assert [(p, n) for p, _, n in syncs.seen] == [
+        (file, 0),
+        (directory, 0),
+        (root, 0),
+        (str(syncs.root.parent), 0),  # the first answer with files made the root
+    ]
+    assert syncs.seen[0][1] == size > 0
+    (attachment,) = answer["attachments"]
+    assert len(fake_discord.store.attachments[int(attachment["id"])]) == size
+
+
+def _pending_files(ledger: Ledger) -> list[str]:
+    rows = ledger.read("SELECT files FROM outbox WHERE status = 'pending' AND files != ''")
+    return [str(row["files"]) for row in rows]

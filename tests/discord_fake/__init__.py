@@ -45,7 +45,8 @@ Known departures from Discord (deliberate; change them here when a test needs mo
   itself, not a CDN; their size is checked only in answers to interactions (against
   the ``attachment_size_limit`` the interaction told), not in channel messages.
 - The gateway sends no heartbeats-missed close, ignores PRESENCE_UPDATE and voice,
-  sends RECONNECT or INVALID_SESSION only when a test asks, and supports
+  sends RECONNECT or INVALID_SESSION only when a test asks, delivers an event twice
+  only when a test asks (``replay_message``), and supports
   ``zlib-stream`` or uncompressed frames (not ``zstd-stream``, not ETF). A session
   keeps every event not yet written plus the last 1000 written ones for RESUME; a
   client 100,000 events behind loses its session (closed with 4000, its RESUME

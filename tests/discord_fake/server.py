@@ -230,6 +230,22 @@ class FakeDiscord(FakeControls):
         self.gateway.dispatch("MESSAGE_CREATE", gateway_message(self._ctx, message))
         return message
 
+    def replay_message(self, channel: ChannelRef, message_id: int) -> None:
+        """Dispatch a message's MESSAGE_CREATE again, as it is now.
+
+        Discord's gateway delivers at least once: a resumed session may replay an
+        event the bot had already handled. Inside :meth:`gateway_outage` the copy
+        comes with the RESUME's replay.
+
+        Raises:
+            LookupError: No such message in that channel.
+        """
+        target = self.channel(channel)
+        message = target.messages.get(message_id)
+        if message is None:
+            raise LookupError(f"no message {message_id} in #{target.name}")
+        self.gateway.dispatch("MESSAGE_CREATE", gateway_message(self._ctx, message))
+
     def post_direct_message(self, author: FakeUser, content: str) -> dict[str, Any]:
         """Send the bot a direct message from ``author``; dispatch MESSAGE_CREATE; return it.
 

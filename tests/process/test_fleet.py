@@ -322,3 +322,30 @@ async def test_fleet_reload_starts_and_restarts_saying_it_was_the_reload(
             "broken:0": ["restarted by reload: command changed"],
             "fresh:0": ["started by reload"],
         }
+
+
+async def test_fleet_at_rest_holds_no_task_per_process(tmp_path: Path) -> None:
+    """Each slot held a task, its cancel scopes and its coroutines for as long as its
+    process ran: about 8 KB a process at rest. A run's exit still wakes its slot."""
+    config = write_config(tmp_path, program("pool", "ctl_ticker.py", "0.2", restart="always"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        await anyio.wait_all_tasks_blocked()
+        one = len(anyio.get_running_tasks())
+        write_config(
+            tmp_path, program("pool", "ctl_ticker.py", "0.2", restart="always", numprocs=4)
+        )
+        await fleet.reload(load_config(config))
+        await wait_until(lambda: len(fleet.processes()) == 4 and _all_running(fleet))
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == one
+
+        (slot,) = fleet.resolve("pool:2")
+        pid = slot.status().pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # its exit wakes the slot: restarted by policy
+        await wait_until(lambda: slot.status().restarts == 1 and _all_running(fleet))
+        assert slot.status().last_exit_signal == signal.SIGKILL
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == one

@@ -382,3 +382,31 @@ def test_outbox_marker_of_a_message_the_ledger_dropped_says_nothing_was_queued(
     assert [box.meta(k) for k in ("task-answer:2", "task-answer:3", "cursor")] == [None] * 3
     assert box.get(lost) is None
     assert [r.content for r in box.due(now=10.0)] == ["kept"]
+
+
+def test_outbox_claimed_marker_is_claimed_once_then_taken_over_by_its_row(ledger: Ledger) -> None:
+    """A message delivered twice ran its command twice: only its answer's marker was
+    looked for, and the first command had not answered yet."""
+    box = Outbox(ledger, keep_sent=3)
+    assert box.claim_marker("mention:1")
+    assert not box.claim_marker("mention:1")
+    answer = box.post(A, "reply", "done", now=1.0, marker="mention:1")
+    assert box.meta("mention:1") == str(answer)
+    assert not box.claim_marker("mention:1")
+    assert box.claim_marker("mention:2")  # never answered (dsup died): pruned in time
+    for n in range(5):
+        box.post(A, "reply", f"answer {n}", now=2.0)
+        _send_head(box, A, 1000 + n)
+    _send_head(box, A, 2000)
+    assert box.meta("mention:2") is None
+    assert box.meta("mention:1") is None
+
+
+def test_outbox_marker_claimed_on_a_full_disk_is_claimed_once(ledger: Ledger) -> None:
+    box = Outbox(ledger)
+    with ledger_full(ledger):
+        assert box.claim_marker("mention:1")
+        assert not box.claim_marker("mention:1")
+    assert ledger.retry_deferred()
+    assert not box.claim_marker("mention:1")
+    assert box.meta("mention:1") == ""
