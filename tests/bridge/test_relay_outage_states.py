@@ -41,7 +41,10 @@ def _creates(fake: FakeDiscord) -> list[BotAction]:
 
 
 def _pending_states(ledger: Ledger) -> list[str]:
-    rows = ledger.read("SELECT content FROM outbox WHERE status = 'pending' AND kind = 'state'")
+    """The pending state rows not tried yet (a tried row is never joined: it may be out)."""
+    rows = ledger.read(
+        "SELECT content FROM outbox WHERE status = 'pending' AND kind = 'state' AND attempts = 0"
+    )
     return [str(row["content"]) for row in rows]
 
 
