@@ -165,6 +165,7 @@ class Relay:
         channel_wait: seconds until a channel may post its next message (the
             sender's pacing); None: no wait known.
         edit_wait: the same for editing a message of a channel.
+        stuck_seconds: see :data:`STUCK_SECONDS`.
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class Relay:
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
         edit_wait: Callable[[int], float] | None = None,
+        stuck_seconds: float = STUCK_SECONDS,
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
@@ -194,6 +196,7 @@ class Relay:
         self._tick = tick_seconds
         self._channel_wait = channel_wait
         self._edit_wait_of = edit_wait
+        self._stuck = stuck_seconds
         self._wakeup = anyio.Event()
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
@@ -454,7 +457,7 @@ class Relay:
         backlog), or at the end, every incident is written at once instead: kept
         on disk, never lost.
         """
-        if final or (self._log_pending and now - self._log_busy_since >= STUCK_SECONDS):
+        if final or (self._log_pending and now - self._log_busy_since >= self._stuck):
             writes = [self._incident_write(i) for i in changed]
             return writes + self._output_writes(now, final=final)
         creates = [i for i in changed if i.row_id is None]
@@ -526,7 +529,7 @@ class Relay:
         wait = self._interval * (2 if self._log_pending else 1)
         due = self._last_output + wait
         if self._log_pending:  # behind pending rows, output goes once they are stuck
-            due = max(due, self._log_busy_since + STUCK_SECONDS)
+            due = max(due, self._log_busy_since + self._stuck)
         return min(look, max(due - self._clock(), self._log_wait(), 0.0))
 
     def _log_wait(self) -> float:
