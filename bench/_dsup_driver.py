@@ -87,11 +87,11 @@ class _Counter:
         self.bytes = 0
         self.dropped = 0
 
-    def capacity(self) -> int:
+    def capacity(self, process: str) -> int:
         return self._capacity
 
-    def counts_lines(self) -> bool:
-        return True
+    def drop_tally(self, process: str) -> None:
+        return None
 
     def deliver(self, chunk: OutputChunk) -> None:
         self.bytes += len(chunk.data)

@@ -78,7 +78,7 @@ class OutputChunk:
         dropped_bytes: bytes of the lines right after ``data`` that the
             consumers had no room for.
         dropped: how many lines those were, counted only for a consumer that
-            counts (``OutputConsumer.counts_lines``); else 0.
+            counts (no ``OutputConsumer.drop_tally``); else 0.
     """
 
     process: str

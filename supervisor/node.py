@@ -125,7 +125,8 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             if discord
             else (None, None)
         )
-        line_sinks: list[Console | Relay] = [console]
+        # A console that shows no output (--quiet) takes no lines: the pumps skip it.
+        line_sinks: list[Console | Relay] = [console] if mode != "quiet" else []
         if outbound is not None:
             line_sinks.append(outbound.relay)
         sinks: list[EventSink] = [console, *(outbound.sinks if outbound is not None else ())]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from supervisor.commands.health import HealthSource
     from supervisor.events import EventSink
+    from supervisor.output.pump import OutputConsumer
 
 WORKERS = Path(__file__).parent / "workers"
 PY = sys.executable
@@ -81,12 +82,16 @@ class Node:
 
 @contextlib.asynccontextmanager
 async def running_node(
-    config_path: Path, *, sinks: Sequence[EventSink] = (), health: HealthSource | None = None
+    config_path: Path,
+    *,
+    sinks: Sequence[EventSink] = (),
+    line_sinks: Sequence[OutputConsumer] = (),
+    health: HealthSource | None = None,
 ) -> AsyncIterator[Node]:
     """Run the node of ``config_path`` with its control socket until the block exits.
 
     ``sinks`` get the fleet's events too (state changes, orphans cleaned);
-    ``health`` is the Discord bridge's, for ``status``.
+    ``line_sinks`` its output; ``health`` is the Discord bridge's, for ``status``.
     """
     config = load_config(config_path)
     with (
@@ -94,7 +99,9 @@ async def running_node(
         Ledger.open(state.ledger_path) as ledger,
     ):
         reaper = Reaper(instance_id=state.instance_id, ledger=ledger)
-        fleet = Fleet(config, state=state, ledger=ledger, reaper=reaper, sinks=sinks)
+        fleet = Fleet(
+            config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
+        )
         tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)

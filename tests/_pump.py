@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
     from supervisor.events import OutputChunk, Stream
-    from supervisor.output.pump import OutputConsumer
+    from supervisor.output.pump import DropTally, OutputConsumer
 
 WORKERS = Path(__file__).parent / "workers"
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
@@ -30,21 +30,21 @@ class Recorder:
     """An output consumer that records what it gets; capacity (bytes) from a callable."""
 
     def __init__(
-        self, capacity: Callable[[], int] = lambda: 1 << 30, *, counts_lines: bool = True
+        self, capacity: Callable[[], int] = lambda: 1 << 30, *, tally: DropTally | None = None
     ) -> None:
         self._capacity = capacity
-        self._counts_lines = counts_lines
+        self.tally = tally
         self.events: list[OutputChunk] = []
         self.lines: list[str] = []
         self.dropped = 0
         self.dropped_bytes = 0
         self.got_lines = anyio.Event()
 
-    def capacity(self) -> int:
+    def capacity(self, process: str) -> int:
         return self._capacity()
 
-    def counts_lines(self) -> bool:
-        return self._counts_lines
+    def drop_tally(self, process: str) -> DropTally | None:
+        return self.tally
 
     def deliver(self, chunk: OutputChunk) -> None:
         assert chunk.data.endswith(b"\n") or not chunk.data, "whole lines only"

@@ -83,6 +83,9 @@ class Board:
         self._failures = 0
         self._poked = anyio.Event()
         self._is_deleted = False
+        # Ids deleted while a new board is on its way: its id is known only once the
+        # post is answered, and its deletion may come in first.
+        self._deleted_in_flight: set[int] | None = None
         self.posts = 0
         self.edits = 0
         self.refusals = 0
@@ -90,6 +93,8 @@ class Board:
 
     def message_deleted(self, message_id: int) -> None:
         """A message was deleted; when it is the board, post a new one."""
+        if self._deleted_in_flight is not None:
+            self._deleted_in_flight.add(message_id)
         if message_id == self.message_id:
             self._is_deleted = True
             self._poked.set()
@@ -177,35 +182,53 @@ class Board:
         embed = self._embed(text)
         view = client.board_view_factory() if client.board_view_factory else None
         if self.message_id is None:
-            delivery = await messenger.post(self._channel, embeds=[embed], view=view)
-        else:
-            delivery = await messenger.edit(
-                self._channel,
-                self.message_id,
-                embeds=[embed],
-                view=view if view is not None else KEEP,
-            )
+            await self._post(messenger, text.body, embed, view)
+            return
+        delivery = await messenger.edit(
+            self._channel,
+            self.message_id,
+            embeds=[embed],
+            view=view if view is not None else KEEP,
+        )
         if delivery.is_ok and delivery.message_id is not None:
-            await self._shown_as(delivery.message_id, text.body, posted=self.message_id is None)
+            await self._shown_as(delivery.message_id, text.body, posted=False)
         elif delivery.code == UNKNOWN_MESSAGE:
             logger.warning("discord: the status board was deleted; posting a new one")
             await self._lost()
         else:
             self._refused(delivery)
 
+    async def _post(
+        self, messenger: Messenger, body: str, embed: discord.Embed, view: discord.ui.View | None
+    ) -> None:
+        """Post a new board; its deletion counts also when it came in before the answer."""
+        self._deleted_in_flight = set()
+        try:
+            delivery = await messenger.post(self._channel, embeds=[embed], view=view)
+            if delivery.is_ok and delivery.message_id is not None:
+                await self._shown_as(delivery.message_id, body, posted=True)
+                if delivery.message_id in self._deleted_in_flight:
+                    self._is_deleted = True
+                    self._poked.set()
+            else:
+                self._refused(delivery)
+        finally:
+            self._deleted_in_flight = None
+
     async def _lost(self) -> None:
         await anyio.to_thread.run_sync(self._store.forget, self._channel)
         self.message_id, self._shown, self._is_deleted = None, None, False
 
     async def _shown_as(self, message_id: int, body: str, *, posted: bool) -> None:
+        # Known before the trip to the ledger: a stop meanwhile still says farewell on it.
+        self.message_id, self._shown, self._failures = message_id, body, 0
+        self._not_before = self._clock() + self._interval
+        self._context.health.problem(_PROBLEM, "")
         if posted:
             self.posts += 1
             await anyio.to_thread.run_sync(self._store.remember, self._channel, message_id)
         else:
             self.edits += 1
-        self.message_id, self._shown, self._failures = message_id, body, 0
-        self._not_before = self._clock() + self._interval
-        self._context.health.problem(_PROBLEM, "")
 
     async def _adopt(self, messenger: Messenger, client: BridgeClient) -> bool:
         """Find the board already posted (by id from the ledger, else in history)."""

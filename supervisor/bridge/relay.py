@@ -36,6 +36,7 @@ from supervisor.events import (
     ResultReported,
     StateChanged,
 )
+from supervisor.output.pump import DropTally
 from supervisor.state.incident_posts import OPENED, STATE, open_incidents, state_value
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class Relay:
         channel_wait: seconds until a channel may post its next message (the
             sender's pacing); None: no wait known.
         edit_wait: the same for editing a message of a channel.
+        stuck_seconds: see :data:`STUCK_SECONDS`.
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class Relay:
         tick_seconds: float = TICK_SECONDS,
         channel_wait: Callable[[int], float] | None = None,
         edit_wait: Callable[[int], float] | None = None,
+        stuck_seconds: float = STUCK_SECONDS,
     ) -> None:
         self._outbox = outbox
         self._ledger = ledger
@@ -193,6 +196,7 @@ class Relay:
         self._tick = tick_seconds
         self._channel_wait = channel_wait
         self._edit_wait_of = edit_wait
+        self._stuck = stuck_seconds
         self._wakeup = anyio.Event()
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
@@ -204,6 +208,7 @@ class Relay:
         self._streams_output = False  # a program relays "all" and there is a log channel
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
+        self._tallies: dict[str, DropTally] = {}  # omitted, sized only, per process
         self._starts: dict[str, LogMarks | None] = {}  # where its logs ended at its start
         self._waiting: deque[_Write] = deque()
         self._audit_lines: deque[str] = deque()
@@ -216,21 +221,31 @@ class Relay:
 
     # -- producers (event loop; never block) ---------------------------------
 
-    def capacity(self) -> int:
-        """Bytes of whole lines the relay takes now; the rest of a read is omitted.
+    def capacity(self, process: str) -> int:
+        """Bytes of whole lines of ``process`` the relay takes now; the rest of a read is omitted.
 
         ``STREAM_BYTES`` while the output stream has room, none (omitted) once
-        it is full; none at all (-1) when no program relays its output:
+        it is full; none at all (-1) when ``process`` does not relay its output:
         incidents read their lines from the log files, so "errors" and
         "results" cost nothing per byte.
         """
-        if not self._relays_output():
+        if self._mode(process) is not RelayMode.ALL or not self.channels.log:
             return -1
         return 0 if self._stream.is_full else STREAM_BYTES
 
-    def counts_lines(self) -> bool:
-        """While little was omitted since the last message: a flood's lines are estimated."""
-        return self._stream.counts_omitted
+    def drop_tally(self, process: str) -> DropTally | None:
+        """While little was omitted since the last message, none (counted); then a tally.
+
+        Past that, a flood's omitted lines are estimated from their size, which
+        the pump adds to the process's tally with no call per read; the relay
+        takes it when it writes a message or gets that process's next lines.
+        """
+        if self._stream.counts_omitted:
+            return None
+        tally = self._tallies.get(process)
+        if tally is None:
+            tally = self._tallies[process] = DropTally()
+        return tally
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""
@@ -273,7 +288,16 @@ class Relay:
     def _take_output(self, chunk: OutputChunk) -> None:
         """Stream what fits (decoding only that); the rest is omitted."""
         if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
+            tally = self._tallies.get(chunk.process)
+            if tally is not None and tally.size:  # omitted before these lines
+                self._stream.add(chunk.process, b"", tally.take())
             self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped)
+
+    def _take_tallies(self) -> None:
+        """Put in the stream what the pumps omitted by size since the relay last looked."""
+        for process, tally in self._tallies.items():
+            if tally.size:
+                self._stream.add(process, b"", tally.take())
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)
@@ -433,7 +457,7 @@ class Relay:
         backlog), or at the end, every incident is written at once instead: kept
         on disk, never lost.
         """
-        if final or (self._log_pending and now - self._log_busy_since >= STUCK_SECONDS):
+        if final or (self._log_pending and now - self._log_busy_since >= self._stuck):
             writes = [self._incident_write(i) for i in changed]
             return writes + self._output_writes(now, final=final)
         creates = [i for i in changed if i.row_id is None]
@@ -484,8 +508,9 @@ class Relay:
         """Seconds until the writer looks again, unless woken: a tick, or when output or
         an incident waiting its turn is due.
 
-        As :func:`should_emit` decides: behind pending rows, only state changes or
-        a full message are ever due.
+        As :func:`should_emit` and :meth:`_log_writes` decide: behind pending rows,
+        only state changes or a full message are ever due, and only once the rows
+        are stuck (a send that ends wakes the writer before).
         """
         look = self._tick
         if not self._log_pending:  # the incidents' turns (see _log_writes)
@@ -502,8 +527,10 @@ class Relay:
         if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
             return look
         wait = self._interval * (2 if self._log_pending else 1)
-        due = max(self._last_output + wait - self._clock(), self._log_wait())
-        return min(look, max(due, 0.0))
+        due = self._last_output + wait
+        if self._log_pending:  # behind pending rows, output goes once they are stuck
+            due = max(due, self._log_busy_since + self._stuck)
+        return min(look, max(due - self._clock(), self._log_wait(), 0.0))
 
     def _log_wait(self) -> float:
         """Seconds until the log channel may post its next message."""
@@ -558,6 +585,8 @@ class Relay:
             channel_wait=self._log_wait(),
         )
         writes: list[_Write] = []
+        if emit:
+            self._take_tallies()
         while emit and (excerpt := stream.take()) is not None:
             self._last_output = now
             writes.append(

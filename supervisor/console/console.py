@@ -117,8 +117,8 @@ class Console:
 
     # -- producers (event loop, never block) ----------------------------------
 
-    def capacity(self) -> int:
-        """How many bytes of lines one process may hand over now: 0 when full, -1 when not shown.
+    def capacity(self, process: str) -> int:
+        """How many bytes of lines a process may hand over now: 0 when full, -1 when not shown.
 
         -1 tells the pump that no lines nor drop counts are wanted at all, so
         ``--quiet`` costs no framing (see ``pump.OutputConsumer``). Once the
@@ -131,9 +131,8 @@ class Console:
             return 0
         return max(self._fair, self._max_bytes - self._pending_bytes)
 
-    def counts_lines(self) -> bool:
-        """The console tells dropped output in lines ("[N lines dropped]") when it shows any."""
-        return self._shows_output
+    def drop_tally(self, process: str) -> None:
+        """None: the console tells dropped output in lines ("[N lines dropped]")."""
 
     def deliver(self, event: Event) -> None:
         """Take one event without blocking; output beyond its process's share is counted."""

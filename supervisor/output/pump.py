@@ -70,22 +70,45 @@ def grow_pipe(fd: int, size: int = PIPE_BYTES) -> None:
         logger.debug("pipe fd %d: keeping the default size (%s)", fd, exc)
 
 
+class DropTally:
+    """Bytes of whole lines dropped for a full consumer, by size only, until it takes them.
+
+    A consumer that counts no dropped lines hands the pump one per process
+    (:meth:`OutputConsumer.drop_tally`). While it is full, a read only adds its
+    lines' size here: no chunk, no call, no pass over the bytes. The consumer
+    takes the sum when it looks, and before any later lines of that process.
+    """
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def take(self) -> int:
+        """The bytes added since the last take; the tally starts again from 0."""
+        size, self.size = self.size, 0
+        return size
+
+
 class OutputConsumer(Protocol):
     """Something that takes whole lines as bytes and says how many bytes it takes now."""
 
-    def capacity(self) -> int:
-        """Return how many bytes of whole lines :meth:`deliver` may hand over now.
+    def capacity(self, process: str) -> int:
+        """Return how many bytes of whole lines of ``process`` :meth:`deliver` may take now.
 
-        0 means full: the lines are dropped and reported by size (and by count,
-        see :meth:`counts_lines`). A negative value means "nothing wanted now"
-        (a console in ``--quiet`` mode): bytes are skipped unreported, with no
-        copy and no count, the cheapest way to keep a consumer attached.
+        0 means full: the lines are dropped and reported (see :meth:`drop_tally`).
+        A negative value means "nothing wanted now" (a console in ``--quiet``
+        mode, a process whose output is not relayed): bytes are skipped
+        unreported, with no copy and no count, the cheapest way to keep a
+        consumer attached.
         """
 
-    def counts_lines(self) -> bool:
-        """Whether dropped lines are counted for it (a pass over every dropped byte).
+    def drop_tally(self, process: str) -> DropTally | None:
+        """How the lines dropped for ``process`` are reported.
 
-        False: drops are reported in bytes only, which costs nothing.
+        None: in the chunks, counted (a pass over every dropped byte). A tally:
+        by size only; while the consumer is full, in the tally instead of a
+        chunk per read (the consumer takes it when it looks).
         """
 
     def deliver(self, chunk: OutputChunk) -> None:
@@ -223,19 +246,20 @@ class _Drain:
 
     def _frame(self, buf: bytearray, n: int) -> None:
         """Frame for the consumer; a consumer that raises is dropped, draining goes on."""
-        assert self.consumer is not None
+        consumer = self.consumer
+        assert consumer is not None
         try:
-            room = self.consumer.capacity()
+            room = consumer.capacity(self.process)
             if room < 0:
                 self.framer.discard(buf, n)
                 return
-            count = self.consumer.counts_lines()
-            if room == 0 and not count:  # full, sized only: no list of lines to build
-                self._hand_over(Framed(dropped_bytes=self.framer.skip(buf, n)))
+            tally = consumer.drop_tally(self.process)
+            if room == 0 and tally is not None:  # full, sized only: no lines, no chunk
+                tally.size += self.framer.skip(buf, n)
                 return
             if room > BIG_READ_BYTES and n > BIG_READ_BYTES:
                 tune_for_floods()  # big buffers from now on: keep them in the heap
-            self._hand_over(self.framer.feed(buf, room, end=n, count=count))
+            self._hand_over(self.framer.feed(buf, room, end=n, count=tally is None))
         except Exception:
             logger.exception(
                 "process %s: %s output consumer failed; output is no longer framed",
@@ -263,10 +287,12 @@ class _Drain:
 
     def finish(self) -> None:
         """At EOF: hand over the last partial line (or report it dropped)."""
-        if self.consumer is not None:
-            room = self.consumer.capacity()
+        consumer = self.consumer
+        if consumer is not None:
+            room = consumer.capacity(self.process)
             if room >= 0:
-                self._hand_over(self.framer.flush(room, count=self.consumer.counts_lines()))
+                count = consumer.drop_tally(self.process) is None
+                self._hand_over(self.framer.flush(room, count=count))
         self.flush_log()
 
 
@@ -278,7 +304,8 @@ class Pump:
     reads until the pipe is empty or :data:`READ_BUDGET` is spent. Every byte
     goes to ``log``, flushed whenever the pipe goes idle; whole lines go to
     ``consumer`` as bytes, as many as its ``capacity()``, the rest reported at
-    once in the same chunk. The consumer never slows the draining. The fd
+    once in the same chunk (or, once it is full, added to its ``drop_tally``).
+    The consumer never slows the draining. The fd
     (made non-blocking here) and the log stay the caller's to close, after the
     pump has ended.
 

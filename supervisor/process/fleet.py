@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from supervisor.config.schema import Config, ProgramSpec
     from supervisor.events import Event, EventSink, OutputChunk
-    from supervisor.output.pump import OutputConsumer
+    from supervisor.output.pump import DropTally, OutputConsumer
     from supervisor.process.status import ProcessStatus
     from supervisor.process.worker_link import TaskBroker
     from supervisor.reaper.reaper import Reaper
@@ -94,22 +94,26 @@ class _Fanout:
 
     The pump frames for the sink with the most room; each sink takes what fits
     it from the same bytes (no copy per sink) and reports the rest its own way.
+    With one sink of output, the pumps are given that sink itself (``lines``).
     """
 
     def __init__(self, sinks: Sequence[EventSink], line_sinks: Sequence[OutputConsumer]) -> None:
         self._sinks = tuple(sinks)
         self._line_sinks = tuple(line_sinks)
+        self.lines: OutputConsumer = line_sinks[0] if len(line_sinks) == 1 else self
 
     def emit(self, event: Event) -> None:
         for sink in self._sinks:
             sink.deliver(event)
 
-    def capacity(self) -> int:
+    def capacity(self, process: str) -> int:
         # -1 (no sink wants output) lets the pump skip framing and counting.
-        return max((s.capacity() for s in self._line_sinks), default=-1)
+        return max((s.capacity(process) for s in self._line_sinks), default=-1)
 
-    def counts_lines(self) -> bool:
-        return any(s.counts_lines() for s in self._line_sinks)
+    def drop_tally(self, process: str) -> DropTally | None:
+        # A tally serves one sink only: with several taking lines, drops are counted.
+        taking = [s for s in self._line_sinks if s.capacity(process) >= 0]
+        return taking[0].drop_tally(process) if len(taking) == 1 else None
 
     def deliver(self, chunk: OutputChunk) -> None:
         for sink in self._line_sinks:
@@ -299,7 +303,7 @@ class Fleet:
             ledger=self.ledger,
             reaper=self.reaper,
             emit=self._fanout.emit,
-            lines=self._fanout,
+            lines=self._fanout.lines,
             desk=self.desk,
             store=self.store,
             tasks=self.tasks,

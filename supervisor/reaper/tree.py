@@ -83,6 +83,7 @@ class Scanner:
         me = os.getpid()
         snap: Snapshot = {}
         boot = boot_time()
+        own_environ = _environ_block("self")
         for pid, fields in stat_fields():
             # A zombie is already dead: nothing to signal, only its parent may reap it.
             if pid == me or fields[STATE] == b"Z":
@@ -92,7 +93,16 @@ class Scanner:
             ppid, sid = int(fields[PPID]), int(fields[SESSION])
             marker = self._markers.get(ident)
             if marker is None:
-                marker = self._read_marker(pid)
+                try:
+                    environ: bytes | None = _environ_block(pid)
+                except OSError:  # gone, or not ours to read
+                    environ = None
+                if ppid == me and environ == own_environ:
+                    # A spawn between fork and exec (long under load): a copy of dsup
+                    # holding all its fds, the runs' pipes among them, and no markers
+                    # yet. Neither a run's leftover nor an orphan: it is being spawned.
+                    continue
+                marker = self._marker_of(environ)
                 self._markers[ident] = marker
             # An unmarked child of ours was adopted (we spawn only marked ones):
             # the pipes it holds tell which run's output it came from.
@@ -102,11 +112,11 @@ class Scanner:
         self._markers = {s.ident: self._markers[s.ident] for s in snap.values()}
         return snap
 
-    def _read_marker(self, pid: int) -> tuple[str | None, str]:
-        try:
-            env = _environ(pid)
-        except OSError:  # gone, or not ours to read
+    def _marker_of(self, environ: bytes | None) -> tuple[str | None, str]:
+        """The run and process a raw environment marks for this instance (None: not ours)."""
+        if environ is None:
             return (None, "")
+        env = _parse_environ(environ)
         if env.get(protocol.INSTANCE) != self.instance_id:
             return (None, "")
         return (env.get(protocol.RUN_ID, ""), env.get(protocol.PROCESS, "?"))
@@ -135,14 +145,10 @@ def _stat(pid: int | str) -> list[bytes] | None:
     return data[data.rfind(b")") + 2 :].split()
 
 
-def _environ(pid: int) -> dict[str, str]:
-    """A process's environment, as psutil's ``environ()`` reads it.
-
-    Raises:
-        OSError: the process is gone or its environment is not ours to read.
-    """
-    with open(f"/proc/{pid}/environ", "rb") as file:
-        block = os.fsdecode(file.read())
+def _parse_environ(raw: bytes) -> dict[str, str]:
+    """A process's environment from its raw ``/proc/PID/environ``, as psutil's
+    ``environ()`` reads it."""
+    block = os.fsdecode(raw)
     env: dict[str, str] = {}
     for entry in block.split("\0"):
         if not entry:  # the end (what may follow is garbage)
@@ -151,6 +157,16 @@ def _environ(pid: int) -> dict[str, str]:
         if sep and key:
             env[key] = value
     return env
+
+
+def _environ_block(pid: int | str) -> bytes:
+    """The raw ``/proc/PID/environ`` of a process (``"self"``: this one).
+
+    Raises:
+        OSError: the process is gone or its environment is not ours to read.
+    """
+    with open(f"/proc/{pid}/environ", "rb") as file:
+        return file.read()
 
 
 def boot_time() -> float:

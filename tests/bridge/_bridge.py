@@ -95,6 +95,11 @@ def node_config(
     return path
 
 
+STARTED_SECONDS = 20
+"""How long a real ``dsup run`` may take to show its first message on a loaded 2-core
+machine: its imports, the start-up sweep, the gateway's connect and the first send."""
+
+
 @contextlib.asynccontextmanager
 async def dsup_process(config: Path, *, reap_seconds: float = 20) -> AsyncIterator[Process]:
     """The real ``dsup run --quiet`` on ``config`` as a subprocess (stderr to ``dsup.err``).

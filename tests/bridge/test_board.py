@@ -44,7 +44,8 @@ def _text(fake: FakeDiscord) -> str:
 
 
 async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
-    """Every process RUNNING, and the board showing it."""
+    """Every process RUNNING, and one board showing it (an extra one found is deleted),
+    known to the bot."""
     node = bridged.node
     await wait_until(
         lambda: all(c.status().state.value == "RUNNING" for c in node.fleet.processes()),
@@ -52,12 +53,16 @@ async def _settled(bridged: Bridged, fake: FakeDiscord) -> None:
     )
     await fake.wait_until(
         lambda: (
-            fake.bot_messages("general")
+            len(fake.bot_messages("general")) == 1
             and "STARTING" not in _text(fake)
             and _text(fake).count("RUNNING") >= 2
         ),
         timeout_seconds=20,
     )
+    # The fake stores a post before the bot reads its answer: wait for the bot too.
+    board = bridged.bridge.board
+    assert board is not None
+    await wait_until(lambda: board.message_id == int(_board(fake)["id"]))
 
 
 async def test_board_is_posted_once_then_edited_in_place(
@@ -107,6 +112,22 @@ async def test_deleted_board_is_posted_again(tmp_path: Path, fake_discord: FakeD
         board = bridged.bridge.board
         assert board is not None
         await wait_until(lambda: board.message_id == new)
+
+
+async def test_board_deleted_as_soon_as_posted_is_posted_again(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Deleted before the bot had taken the new board's id in, it was never posted again."""
+    idle = program("idle", "ctl_ticker.py", "0.2", autostart=False)  # its board never changes
+    async with bridged_node(tmp_path, fake_discord, idle, interval=INTERVAL):
+        first = await fake_discord.wait_for_action("general", kind="create", timeout_seconds=20)
+        assert first.message is not None
+        fake_discord.delete_message("general", int(first.message["id"]))
+        again = await fake_discord.wait_for_action(
+            "general", kind="create", since=fake_discord.bot_actions().index(first) + 1
+        )
+    assert again.message is not None
+    assert again.message["id"] != first.message["id"]
 
 
 async def test_edit_of_a_deleted_board_posts_a_new_one(
@@ -160,7 +181,6 @@ async def test_two_boards_found_in_history_leave_one(
         path.unlink()
     async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
         await _settled(bridged, fake_discord)
-        await fake_discord.wait_until(lambda: len(fake_discord.bot_messages("general")) == 1)
     assert _board(fake_discord)["id"] == copy["id"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from supervisor import humanize
@@ -16,6 +17,7 @@ from supervisor.bridge.relay import (
     RelayChannels,
     should_emit,
 )
+from supervisor.bridge.stream import omitted_note
 from supervisor.config.schema import parse_config
 from supervisor.events import (
     OrphansCleaned,
@@ -27,8 +29,9 @@ from supervisor.events import (
 )
 from supervisor.output.logfile import log_paths
 from supervisor.state.ledger import Ledger
-from supervisor.state.outbox import Outbox
+from supervisor.state.outbox import Outbox, OutboxStats
 from tests._pump import capture
+from tests._wait import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -176,7 +179,7 @@ async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
     """A flood costs the relay the lines it keeps and a bounded count; the rest is estimated."""
     flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
-    assert not relay.counts_lines(), "past a bounded count, omitted lines are estimated"
+    assert relay.drop_tally("chatty:0"), "past a bounded count, omitted lines are estimated"
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
     await relay.flush(final=True)
     shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
@@ -226,6 +229,48 @@ async def test_relay_sends_at_most_one_output_message_per_interval(
     assert len(_pending(ledger)) == 1, "a row is pending: only a full message goes"
     await relay.flush(final=True)
     assert [c for _, c in _pending(ledger)][1] == "▸ `chatty:0`\n```\ntwo\nthree\n```"
+
+
+class _CountingOutbox(Outbox):
+    """An outbox that counts how often the relay asks for its counts (a look of its writer)."""
+
+    looks = 0
+
+    def stats(self) -> OutboxStats:
+        self.looks += 1
+        return super().stats()
+
+
+async def test_relay_writer_rests_behind_a_pending_row_until_it_is_stuck(
+    tmp_path: Path, ledger: Ledger, clock: _Clock
+) -> None:
+    """Behind a pending row, output waits until the row is sent or stuck; the writer
+    looked again and again in between (a worker thread each time) while a state change
+    waited, from 2 s after the last message until the row was stuck."""
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    outbox = _CountingOutbox(ledger)
+    relay = Relay(
+        lambda: config.programs,
+        outbox,
+        ledger,
+        log_dir=tmp_path / "logs",
+        channels=RelayChannels(log=LOG),
+        clock=clock,
+        tick_seconds=60.0,
+    )
+    relay.deliver(_lines("chatty:0", "one"))
+    await relay.flush()
+    assert len(_pending(ledger)) == 1
+    clock.now += 3.0  # two intervals since that message; the row not yet stuck
+    relay.deliver(_state("chatty:0", S.STARTING, S.RUNNING))
+    looks = outbox.looks
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)
+        with anyio.move_on_after(0.5):
+            await wait_until(lambda: outbox.looks > looks + 5)
+        assert outbox.looks == looks, "nothing is due before the row is stuck"
+        tg.cancel_scope.cancel()
+    assert len(_pending(ledger)) == 2, "written at the end"
 
 
 async def test_relay_state_changes_of_all_programs_are_never_dropped(
@@ -377,14 +422,74 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
         log_dir=tmp_path,
         channels=RelayChannels(log=LOG),
     )
-    assert quiet.capacity() == -1
+    assert quiet.capacity("a:0") == -1
 
 
 async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
-    assert relay.capacity() == STREAM_BYTES
-    assert relay.counts_lines(), "a few omitted lines are counted"
+    assert relay.capacity("chatty:0") == STREAM_BYTES
+    assert relay.drop_tally("chatty:0") is None, "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
-    assert relay.capacity() == 0
+    assert relay.capacity("chatty:0") == 0
+
+
+async def test_relay_takes_no_lines_of_a_program_not_relaying_all(relay: Relay) -> None:
+    """While one program relays its output, the others' is not framed for the relay."""
+    assert relay.capacity("chatty:0") == STREAM_BYTES
+    for process in ("crashy:0", "silent:0", "worker:0", "unknown:0"):
+        assert relay.capacity(process) == -1, process
+
+
+async def test_relay_tells_a_tallied_omission_before_the_lines_after_it(
+    relay: Relay, ledger: Ledger
+) -> None:
+    """Past the bytes it counts, the pump adds omitted sizes to a tally; they are told
+    where they were omitted: after the lines before, before the lines after."""
+    relay.deliver(
+        OutputChunk(
+            process="chatty:0",
+            stream="stdout",
+            data=b"first\n",
+            dropped_bytes=300_000,
+            dropped=3000,
+        )
+    )
+    tally = relay.drop_tally("chatty:0")
+    assert tally is not None, "past a bounded count, omitted lines are estimated"
+    tally.size += 100_000
+    relay.deliver(_lines("chatty:0", "later"))
+    await relay.flush(final=True)
+    ((_, content),) = _pending(ledger)
+    # 3,000 lines counted in 300,000 bytes: the 100,000 tallied are about 1,000 more.
+    note = omitted_note("chatty:0", 4000, 400_000, exact=False)
+    assert content == f"▸ `chatty:0`\n```\nfirst\n{note}\nlater\n```"
+
+
+async def test_relay_tells_the_size_a_real_pump_omits_past_its_count(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A flood of 5 MB through a real pipe: counted while little is omitted, tallied by
+    size beyond; the note tells the exact size and the lines about right."""
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
+        tmp_path / "dsup.toml",
+    )
+    relay = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG),
+    )
+    count = 100_000  # lines of 51 bytes, far past what the relay counts per message
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(relay, None))
+    await relay.flush(final=True)
+    shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
+    kept = [line for line in shown if line.startswith("line ")]
+    assert kept == [f"line {i} ".ljust(50, ".") for i in range(len(kept))]
+    omitted = count - len(kept)
+    note = omitted_note("w:0", omitted, omitted * 51, exact=False)
+    assert note.startswith("... about ")
+    assert note in shown
 
 
 async def test_relay_capacity_is_none_without_a_program_relaying_all(
@@ -403,7 +508,8 @@ async def test_relay_capacity_is_none_without_a_program_relaying_all(
         log_dir=tmp_path,
         channels=RelayChannels(log=LOG, results=RESULTS),
     )
-    assert errors_only.capacity() == -1
+    assert errors_only.capacity("a:0") == -1
+    assert errors_only.capacity("b:0") == -1
 
 
 def _sent_all(ledger: Ledger, relay: Relay) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
-from tests.bridge._bridge import dsup_process, node_config, stop_process
+from tests.bridge._bridge import STARTED_SECONDS, dsup_process, node_config, stop_process
 from tests.bridge._relayed import program
 from tests.bridge.test_relay_restart import _relayed
 from tests.discord_fake.pytest_plugin import fake_discord
@@ -30,7 +30,10 @@ async def test_audit_channel_tells_the_orphans_cleaned_at_startup(
         await stop_process(first, signal.SIGKILL)  # its worker lives on
     async with dsup_process(config) as second:
         told = await fake_discord.wait_for_action(
-            "audit", kind="create", predicate=lambda a: "orphan" in (a.content or "")
+            "audit",
+            kind="create",
+            predicate=lambda a: "orphan" in (a.content or ""),
+            timeout_seconds=STARTED_SECONDS,
         )
         await fake_discord.wait_until(lambda: _relayed(fake_discord, 2), timeout_seconds=20)
         assert await stop_process(second, signal.SIGTERM) == 0

@@ -7,7 +7,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from tests.bridge._bridge import dsup_process, node_config, stop_process
+from tests.bridge._bridge import STARTED_SECONDS, dsup_process, node_config, stop_process
 from tests.discord_fake.pytest_plugin import fake_discord
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE
 
@@ -45,7 +45,10 @@ async def test_relay_never_shows_the_token_a_worker_could_print(
     fake_discord.set_rate_limit(*MESSAGES_ROUTE, limit=5, per_seconds=1.0)
     async with dsup_process(config) as dsup:
         shown = await fake_discord.wait_for_action(
-            "ops", kind="create", predicate=lambda a: "token:" in (a.content or "")
+            "ops",
+            kind="create",
+            predicate=lambda a: "token:" in (a.content or ""),
+            timeout_seconds=STARTED_SECONDS,
         )
         assert await stop_process(dsup, signal.SIGTERM) == 0
     assert "token: None" in (shown.content or "")

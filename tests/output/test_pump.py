@@ -19,7 +19,7 @@ from supervisor.output import pump as pump_module
 from supervisor.output import readable as readable_module
 from supervisor.output.framing import decode_lines
 from supervisor.output.logfile import RotatingLog, backup_path, log_paths
-from supervisor.output.pump import PIPE_BYTES, make_pipe, pump
+from supervisor.output.pump import PIPE_BYTES, DropTally, make_pipe, pump
 from tests._pump import Recorder, capture, spawn
 from tests._wait import wait_until
 
@@ -148,15 +148,17 @@ async def test_pump_with_a_full_consumer_drains_everything_and_counts(tmp_path: 
     assert all(e.data == b"" for e in out.events)  # drops-only chunks, as they are counted
 
 
-async def test_pump_reports_drops_in_bytes_only_to_a_consumer_that_counts_none(
+async def test_pump_tallies_drops_in_bytes_only_for_a_consumer_that_counts_none(
     tmp_path: Path,
 ) -> None:
-    """A consumer that does not count lines (the relay) is told sizes: no pass over bytes."""
+    """A full consumer that counts no lines (the relay) gets their size in its tally:
+    no pass over the bytes, and no chunk per read."""
     count = 100_000
-    out = Recorder(capacity=lambda: 0, counts_lines=False)
+    out = Recorder(capacity=lambda: 0, tally=DropTally())
     await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
-    assert out.dropped == 0
-    assert out.dropped_bytes == count * 51
+    assert out.events == []
+    assert out.tally is not None
+    assert out.tally.size == count * 51
 
 
 async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
@@ -495,11 +497,11 @@ class _PieceMeter:
         self.longest = 0
         self.total = 0
 
-    def capacity(self) -> int:
+    def capacity(self, process: str) -> int:
         return 1 << 30
 
-    def counts_lines(self) -> bool:
-        return True
+    def drop_tally(self, process: str) -> None:
+        return None
 
     def deliver(self, chunk: OutputChunk) -> None:
         for piece in chunk.data.split(b"\n")[:-1]:

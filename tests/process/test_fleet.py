@@ -14,9 +14,11 @@ import pytest
 from supervisor.config.schema import TASK_KEYS, ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownProcess
 from supervisor.events import Event, StateChanged
+from supervisor.output.pump import DropTally
 from supervisor.process import slot as slot_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
 from tests._control import program, running_node, write_config
+from tests._pump import Recorder
 from tests._wait import wait_until
 
 if TYPE_CHECKING:
@@ -349,3 +351,17 @@ async def test_fleet_at_rest_holds_no_task_per_process(tmp_path: Path) -> None:
         assert slot.status().last_exit_signal == signal.SIGKILL
         await anyio.wait_all_tasks_blocked()
         assert len(anyio.get_running_tasks()) == one
+
+
+async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: Path) -> None:
+    """A drop tally serves one sink: while two sinks take output, a full one that
+    tallies gets its drops counted in chunks, as the other does."""
+    count = 20_000
+    config = write_config(tmp_path, program("flood", "out_lines.py", str(count)))
+    tallying = Recorder(capacity=lambda: 0, tally=DropTally())
+    counting = Recorder(capacity=lambda: 0)
+    async with running_node(config, line_sinks=[tallying, counting]):
+        await wait_until(lambda: counting.dropped == count)
+    assert tallying.dropped == count
+    assert tallying.tally is not None
+    assert tallying.tally.size == 0

@@ -427,6 +427,64 @@ async def test_end_leftovers_after_main_exited(instance: str, ledger: Ledger) ->
         assert not any(_alive(p) for p in left)
 
 
+@contextlib.asynccontextmanager
+async def held_before_exec() -> AsyncIterator[int]:
+    """A child of this process forked by ``Popen`` and held in ``preexec_fn``, before it
+    closes its fds and execs, until the block ends: what each spawn is for a moment (a
+    long one on a loaded machine). It holds a copy of every fd of this process; its pid."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def held() -> None:  # in the child, between fork and exec
+        os.write(ready_w, str(os.getpid()).encode())
+        os.read(go_r, 1)
+
+    def spawn() -> None:  # Popen returns once the child has exec'd
+        spawned.append(
+            subprocess.Popen(
+                PAUSER, stdin=subprocess.DEVNULL, preexec_fn=held, start_new_session=True
+            )
+        )
+
+    thread = threading.Thread(target=spawn)
+    thread.start()
+    try:
+        with anyio.fail_after(10):
+            await anyio.wait_readable(ready_r)
+        yield int(os.read(ready_r, 32))
+    finally:
+        os.write(go_w, b"!")
+        await anyio.to_thread.run_sync(thread.join, 10)
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)
+        for popen in spawned:
+            popen.kill()
+            popen.wait(10)
+
+
+async def test_end_leftovers_spares_a_spawn_not_yet_exec(instance: str, ledger: Ledger) -> None:
+    """A spawn holds a copy of every fd of dsup until it execs, the output pipes of the
+    runs among them. A run's leftovers were the processes holding its pipes: when they
+    were looked for while another process was being spawned (a burst of crashes and
+    restarts on a loaded machine), that new run was killed at its start."""
+    reaper = Reaper(instance_id=instance, ledger=ledger)
+    async with spawned(instance, "run1", "--exit") as w:
+        with anyio.fail_after(10):
+            await w.exited.wait()
+        assert w.popen.stdout is not None
+        pipes = {os.fstat(w.popen.stdout.fileno()).st_ino}
+        async with held_before_exec() as pid:
+            with anyio.fail_after(20):
+                out = await reaper.end_leftovers(
+                    w.ident, run_id="run1", sig=signal.SIGTERM, timeout=10, pipes=pipes
+                )
+            assert out.signalled == ()
+            assert _alive(pid)
+            orphans = adopted(await Scanner(instance).snapshot(), owned=())
+            assert pid not in {p.pid for p in orphans}
+
+
 async def test_two_instances_never_touch_each_other(ledger: Ledger) -> None:
     mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
     try:
