@@ -197,8 +197,9 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     # channel wait for a worker that writes (about 0.5 MiB).
     assert not names & {"uuid", "platform"}
     assert not names & {"worker_sdk.api", "worker_sdk.tasks", "supervisor.process.worker_link"}
-    # dsup ctl's client and its rendering: a node only serves the socket.
-    assert not names & {"supervisor.control.ctl", "supervisor.control.client"}
+    # dsup ctl's arguments (not even built), client and rendering: a node only serves the socket.
+    assert not names & {"supervisor.control.ctl_args", "supervisor.control.ctl"}
+    assert "supervisor.control.client" not in names
     assert not names & {"supervisor.control.render", "supervisor.commands.health"}
     # A oneshot task's attempt: loaded when the first one runs.
     assert "supervisor.tasks.oneshot" not in names
