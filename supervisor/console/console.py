@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
+from supervisor.console.live import LiveView
 from supervisor.console.view import (
     Batch,
     Dropped,
     Item,
     Lines,
-    LiveView,
     PlainView,
     isatty,
 )
