@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from supervisor import __version__
 from supervisor.config.preflight import preflight
 from supervisor.config.schema import DEFAULT_CONFIG, load_config
-from supervisor.control import ctl_args
 from supervisor.errors import ConfigError, SupervisorError
 
 if TYPE_CHECKING:
@@ -35,8 +34,12 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser (one subcommand per front end)."""
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser (one subcommand per front end).
+
+    With ``verb`` (``run``...), ``ctl``'s own arguments are built only for ``ctl``: its
+    two dozen subparsers stayed in a node's memory for nothing.
+    """
     parser = argparse.ArgumentParser(
         prog="dsup",
         description="Keep scripts and AI-agent workers running; watch and steer them.",
@@ -85,14 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("path", type=Path)
 
-    # -- dsup ctl: arguments live in supervisor/control/ctl_args.py --
-    ctl_args.add_parser(sub)
+    ctl = sub.add_parser(
+        "ctl",
+        help="control a running dsup (status, start, stop, restart, tail...)",
+        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
+        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
+    )
+    if verb in (None, "ctl"):
+        from supervisor.control import ctl_args  # its arguments: not in a node
+
+        ctl_args.add_arguments(ctl)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    verb = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(verb).parse_args(argv)
     # -- dsup ctl: it maps its own errors to exit codes 0/1/2/3 --
     if args.command == "ctl":
         from supervisor.control import ctl  # its client and rendering: not in a node

@@ -190,6 +190,7 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     names = {line.rsplit("|", 1)[1].strip() for line in imported.splitlines() if "|" in line}
     assert "supervisor.node" in names  # the import log is there
     assert not {n for n in names if n.split(".")[0] in ("rich", "discord")}
+    assert "supervisor.console.live" not in names  # the live view: for a terminal only
     # Imported only where they are used (a config mistake, a oneshot task, a user with no
     # passwd entry, a process tree to signal), and not through ctypes.util (tempfile).
     assert not names & {"difflib", "tempfile", "getpass", "ctypes.util", "psutil"}
@@ -197,8 +198,9 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     # channel wait for a worker that writes (about 0.5 MiB).
     assert not names & {"uuid", "platform"}
     assert not names & {"worker_sdk.api", "worker_sdk.tasks", "supervisor.process.worker_link"}
-    # dsup ctl's client and its rendering: a node only serves the socket.
-    assert not names & {"supervisor.control.ctl", "supervisor.control.client"}
+    # dsup ctl's arguments (not even built), client and rendering: a node only serves the socket.
+    assert not names & {"supervisor.control.ctl_args", "supervisor.control.ctl"}
+    assert "supervisor.control.client" not in names
     assert not names & {"supervisor.control.render", "supervisor.commands.health"}
     # A oneshot task's attempt: loaded when the first one runs.
     assert "supervisor.tasks.oneshot" not in names

@@ -82,6 +82,8 @@ class Board:
         self._not_before = 0.0
         self._failures = 0
         self._poked = anyio.Event()
+        self._answered = anyio.Event()  # set while no post or edit waits for its answer
+        self._answered.set()
         self._is_deleted = False
         # Ids deleted while a new board is on its way: its id is known only once the
         # post is answered, and its deletion may come in first.
@@ -118,8 +120,12 @@ class Board:
         """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
+        A post still in flight is waited for first: its answer names the message.
         """
-        if not self._channel or self.message_id is None or not client.is_ready():
+        if not self._channel:
+            return
+        await self._answered.wait()
+        if self.message_id is None or not client.is_ready():
             return
         text = self.render(stopped_at=self._wall())
         view = client.board_view_factory() if client.board_view_factory else KEEP
@@ -179,6 +185,14 @@ class Board:
         text = self.render()
         if text.body == self._shown:
             return
+        self._answered = anyio.Event()
+        try:
+            await self._show(messenger, client, text)
+        finally:
+            self._answered.set()
+
+    async def _show(self, messenger: Messenger, client: BridgeClient, text: BoardText) -> None:
+        """Post or edit the board with ``text``, and take the answer."""
         embed = self._embed(text)
         view = client.board_view_factory() if client.board_view_factory else None
         if self.message_id is None:
@@ -251,8 +265,9 @@ class Board:
         for extra in mine[1:]:  # never two boards: keep the newest
             await messenger.delete(self._channel, extra.message_id)
         if mine:
+            adopted = self._adopted(mine[0])  # before the thread hop, as in _shown_as
             await anyio.to_thread.run_sync(self._store.remember, self._channel, mine[0].message_id)
-            return self._adopted(mine[0])
+            return adopted
         self._is_adopted = True
         return True
 

@@ -20,7 +20,6 @@ from supervisor.console.view import (
     Dropped,
     Item,
     Lines,
-    LiveView,
     PlainView,
     isatty,
 )
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
+    from supervisor.console.live import LiveView
     from supervisor.console.view import Buffer
     from supervisor.events import Event
     from supervisor.process.status import ProcessStatus
@@ -96,9 +96,13 @@ class Console:
         self._shows_output = mode != "quiet"
         self._shows_states = mode != "output"
         self._status = status
-        self._view: PlainView | LiveView = (
-            LiveView(stream, node) if self._is_live else PlainView(stream, node, json_logs)
-        )
+        self._view: PlainView | LiveView
+        if self._is_live:
+            from supervisor.console.live import LiveView  # a node with no terminal: never
+
+            self._view = LiveView(stream, node)
+        else:
+            self._view = PlainView(stream, node, json_logs)
         # Formatted bytes a full pipe has not taken yet (written on the loop).
         self._out: deque[Buffer] = deque()
         self._out_bytes = 0

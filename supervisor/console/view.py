@@ -17,7 +17,7 @@ import stat
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from supervisor import humanize, signals
 from supervisor.events import (
     OrphansCleaned,
-    ProcessState,
     ProgressReported,
     QuestionAsked,
     QuestionClosed,
@@ -34,7 +33,7 @@ from supervisor.events import (
     WorkerEvent,
     WorkerLogged,
 )
-from supervisor.output.framing import decode_lines, last_lines
+from supervisor.output.framing import decode_lines
 from supervisor.output.pump import grow_pipe
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 
     Buffer = bytes | memoryview
 
-    from supervisor.console.layout import Entry
     from supervisor.events import Stream
     from supervisor.process.status import ProcessStatus
 
@@ -52,10 +50,7 @@ logger = logging.getLogger(__name__)
 RECENT_LINES = 200
 """Lines of recent output (and state changes, log records) the live view keeps."""
 
-_SHOWN_CHARS = 1000
-"""A recent line is cut to this before styling (wider than any terminal row)."""
-
-_STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
+STREAM_MARK: dict[Stream, str] = {"stdout": "|", "stderr": "!"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +175,7 @@ class PlainView(View):
         super().__init__(stream, node)
         self._is_json = json_logs
         self._escapes = isatty(stream)
-        self._logs = _LogCapture() if json_logs else None
+        self._logs = LogCapture() if json_logs else None
         self._bytes = _utf8_buffer(stream)
         self._is_file = self._bytes is not None and _has_mode(stream, stat.S_ISREG)
         self._out: _Nonblocking | None = None
@@ -260,7 +255,7 @@ class PlainView(View):
         """
         if self._logs is None:
             return contextlib.nullcontext()
-        return _capturing(self._logs, lambda handler: handler.stream is sys.stderr)
+        return capturing(self._logs, lambda handler: handler.stream is sys.stderr)
 
     def prepare(self, items: list[Item]) -> list[tuple[float, Rendered]]:
         """Format on the event loop, with the log records captured meanwhile (JSON), in time order.
@@ -300,7 +295,7 @@ class PlainView(View):
     def _plain(self, at: float, item: Note | Lines) -> list[Buffer]:
         if not isinstance(item, Lines):
             return [_plain_note(at, item).encode()]
-        head = f"{item.process} {_STREAM_MARK[item.stream]} ".encode()
+        head = f"{item.process} {STREAM_MARK[item.stream]} ".encode()
         data = item.data
         if self._escapes and not (data.isascii() and humanize.is_safe_bytes(data)):
             lines = decode_lines(data)
@@ -419,7 +414,7 @@ def _plain_note(at: float, item: Note) -> str:
     """A note as a plain line: a drop count of a process, or a timed line."""
     if isinstance(item, Dropped) and item.process:
         return f"{item.process} [{humanize.plural(item.count, 'line')} dropped]\n"
-    return f"{_clock(at)} {humanize.printable(_describe(item))}\n"
+    return f"{clock(at)} {humanize.printable(describe(item))}\n"
 
 
 def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
@@ -432,7 +427,7 @@ def _utf8_buffer(stream: TextIO) -> BinaryIO | None:
     return buffer if utf8 else None
 
 
-def _describe(item: Note) -> str:
+def describe(item: Note) -> str:
     """A state change, orphan cleanup, lost state changes or worker event, in words."""
     match item:
         case StateChanged():
@@ -482,123 +477,12 @@ def describe_worker(item: WorkerEvent) -> str:
             return f"{q.process} question #{q.id} {outcome}"
 
 
-def _clock(at: float) -> str:
+def clock(at: float) -> str:
+    """``at`` (seconds since the epoch) as local HH:MM:SS."""
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
-class LiveView(View):
-    """A rich live table of every process with recent output below it.
-
-    Rendering happens in a worker thread, one call at a time; the ring of recent
-    lines keeps raw strings and styles only the lines that fit on screen.
-    """
-
-    def __init__(self, stream: TextIO, node: str) -> None:
-        # rich is imported here, not with the module: a node with no terminal
-        # (under systemd, in a container) never loads it.
-        from rich.console import Console as RichConsole
-        from rich.live import Live
-
-        super().__init__(stream, node)
-        self._console = RichConsole(file=stream, force_terminal=True)
-        self._live = Live(
-            console=self._console,
-            auto_refresh=False,  # we refresh from our own task, no rich thread
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-        self._recent: list[Entry] = []
-        self._busy: Counter[str] = Counter()  # lines per process lately, halved per batch
-        self._told_gaps = False  # a gap's mark said once where the lines left off are
-        self._logs = _LogCapture()
-
-    def capturing_logs(self) -> contextlib.AbstractContextManager[object]:
-        # A log line written to the same terminal would break the in-place redraw.
-        return _capturing(self._logs, lambda handler: isatty(handler.stream))
-
-    def _emit(self, items: list[Item], rows: Sequence[ProcessStatus], *, final: bool) -> None:
-        from supervisor.console.layout import layout
-
-        self._remember(items, self._logs.claim())
-        with contextlib.suppress(OSError):  # not a terminal after all: keep rich's guess
-            self._console.size = os.get_terminal_size(self._stream.fileno())
-        if not self._live.is_started:
-            self._make_room()
-            self._live.start()
-        size = self._console.size
-        view, has_gap = layout(
-            self._node, rows, self._recent, size=size, busy=self._busy, explain=not self._told_gaps
-        )
-        self._told_gaps |= has_gap
-        self._live.update(view, refresh=True)
-        if final:
-            self._live.stop()
-
-    def _make_room(self) -> None:
-        """Start the view on the terminal's top row, whatever was printed before.
-
-        Scrolls the screen's lines into the scrollback (nothing is erased) and
-        moves to the top, so a view of ``height - 1`` lines fits even when a
-        command line (``make demo``'s echo) took the first rows.
-        """
-        height = self._console.size.height
-        if height > 1:
-            self._stream.write("\n" * (height - 1) + f"\x1b[{height - 1}A\r\x1b[J")
-            self._stream.flush()
-
-    def _remember(self, items: list[Item], logs: list[tuple[float, Logged]]) -> None:
-        """Add a batch and the log records captured meanwhile, in time order.
-
-        A log record (``SIGINT: stopping every process``) is often written just
-        before the state changes it causes, in the same batch. The recent lines
-        are then cut to ``RECENT_LINES``, each process keeping a fair share of
-        its output and state changes together (``layout.fair_tail``);
-        ``_busy`` says which processes wrote the most lately.
-        """
-        from supervisor.console.layout import Entry, fair_tail
-
-        self._busy = Counter({p: n // 2 for p, n in self._busy.items() if n > 1})
-        timed: list[tuple[float, list[Entry]]] = [
-            (at, [Entry("~", _clock(at), "~", record.text())]) for at, record in logs
-        ]
-        for at, item in items:
-            if isinstance(item, Lines):
-                mark = _STREAM_MARK[item.stream]
-                tail = decode_lines(item.data[last_lines(item.data, RECENT_LINES) :])
-                p = item.process
-                self._busy[p] += item.data.count(b"\n")  # bounded: LIVE_MAX_BYTES a refresh
-                timed.append((at, [Entry(p, p, mark, line[:_SHOWN_CHARS]) for line in tail]))
-            elif isinstance(item, Dropped) and item.process:
-                note = f"[{humanize.plural(item.count, 'line')} dropped]"
-                self._busy[item.process] += item.count
-                timed.append((at, [Entry(item.process, item.process, "#", note, item.count)]))
-            elif not isinstance(item, Rendered):  # never: a live view prepares nothing
-                # A process's notes share its room; dsup's notes have their own.
-                key = _process_of(item) or "#"
-                stopping = isinstance(item, StateChanged) and item.new is ProcessState.STOPPING
-                timed.append(
-                    (at, [Entry(key, _clock(at), "#", _describe(item), stopping=stopping)])
-                )
-        timed.sort(key=lambda entry: entry[0])  # stable: a batch keeps its own order
-        for _, entries in timed:
-            self._recent.extend(entries)
-        self._recent = fair_tail(self._recent, RECENT_LINES, self._busy)
-
-
-def _process_of(item: Note) -> str:
-    """The process a note is about ("" for dsup's own)."""
-    match item:
-        case StateChanged() | ProgressReported() | WorkerLogged():
-            return item.process
-        case ResultReported():
-            return item.result.process
-        case QuestionAsked() | QuestionClosed():
-            return item.question.process
-        case _:
-            return ""
-
-
-class _LogCapture(logging.Filter):
+class LogCapture(logging.Filter):
     """Keeps log records (bounded) instead of letting a handler write them."""
 
     def __init__(self) -> None:
@@ -622,8 +506,8 @@ class _LogCapture(logging.Filter):
 
 
 @contextlib.contextmanager
-def _capturing(
-    capture: _LogCapture, wanted: Callable[[logging.StreamHandler[TextIO]], bool]
+def capturing(
+    capture: LogCapture, wanted: Callable[[logging.StreamHandler[TextIO]], bool]
 ) -> Iterator[object]:
     """Route the records of the root logger's wanted stream handlers into ``capture``."""
     handlers = [

@@ -1,7 +1,7 @@
 """``dsup ctl``'s arguments: its verbs and options, in ``dsup``'s parser.
 
-Apart from ``ctl.py`` so that building the parser of ``dsup run`` does not load the client,
-its rendering and its errors: a resting node never uses them (memory).
+Apart from ``ctl.py`` so that parsing ``dsup ctl`` does not load the client, its rendering
+and its errors; ``dsup run`` does not build these at all (memory).
 """
 
 from __future__ import annotations
@@ -106,14 +106,8 @@ class _Verbs:
         return self._action.add_parser(name, help=help, parents=[self._globals])
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``ctl`` subcommand and its own subcommands to ``dsup``'s parser."""
-    ctl = subparsers.add_parser(
-        "ctl",
-        help="control a running dsup (status, start, stop, restart, tail...)",
-        description="Talk to a running dsup over its control socket (state_dir/control.sock).",
-        epilog="exit codes: 0 ok, 1 command failed, 2 usage, 3 no dsup running there",
-    )
+def add_arguments(ctl: argparse.ArgumentParser) -> None:
+    """Add ``ctl``'s options and its own subcommands to ``dsup``'s ``ctl`` parser."""
     _add_global_options(ctl)
     sub = _Verbs(
         ctl.add_subparsers(

@@ -88,6 +88,19 @@ async def test_board_says_when_dsup_stopped(tmp_path: Path, fake_discord: FakeDi
     assert _kinds(fake_discord).count("create") == 1
 
 
+async def test_board_says_when_dsup_stopped_during_its_first_post(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The farewell ran beside the board's post still waiting for its answer: it found no
+    message to edit, and the client's close then aborted the post (no board at all).
+    Here the fake holds the first post for 1 s, and dsup stops meanwhile."""
+    fault = fake_discord.delay_route("POST", "/channels/{channel_id}/messages", 1.0, times=1)
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL):
+        await wait_until(lambda: fault.hits == 1, seconds=20)  # the post waits in the fake
+    assert "dsup stopped <t:" in _text(fake_discord)
+    assert _kinds(fake_discord) == ["create", "edit"]
+
+
 async def test_idle_fleet_makes_no_edit(tmp_path: Path, fake_discord: FakeDiscord) -> None:
     async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
         await _settled(bridged, fake_discord)

@@ -12,6 +12,8 @@ import signal
 import sqlite3
 from typing import TYPE_CHECKING
 
+import pytest
+
 from tests._wait import wait_until
 from tests.bridge._bridge import dsup_process, node_config, stop_process
 from tests.bridge._relayed import program
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
     from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
+
+# The outage test takes about 32 s on an idle machine, most of it by design: a 10 s
+# 5xx storm, and a SIGTERM in the second outage that holds dsup for its 10 s of last
+# sends and close; starting and stopping two real dsup processes adds to it under load.
+pytestmark = pytest.mark.timeout(120)
 
 MESSAGES = ("POST", "/channels/{channel_id}/messages")
 _LINE = re.compile(r"run (\d+) line (\d+)")
