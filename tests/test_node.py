@@ -202,6 +202,8 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     assert not names & {"supervisor.control.ctl_args", "supervisor.control.ctl"}
     assert "supervisor.control.client" not in names
     assert not names & {"supervisor.control.render", "supervisor.commands.health"}
+    # Reading and following log files: loaded with the first tail (ctl tail, Discord).
+    assert not names & {"supervisor.commands.tail", "supervisor.output.logread"}
     # A oneshot task's attempt: loaded when the first one runs.
     assert "supervisor.tasks.oneshot" not in names
 

@@ -42,13 +42,6 @@ from supervisor.commands.reports import (
     StatusReport,
     TailReport,
 )
-from supervisor.commands.tail import (
-    FOLLOW_BUFFER_BYTES,
-    log_path,
-    open_follow,
-    tail_count,
-    tail_one,
-)
 from supervisor.config.schema import TaskMode, load_config
 from supervisor.errors import (
     AccessDenied,
@@ -112,7 +105,7 @@ class CommandService:
         *,
         tasks: TaskQueue | None = None,
         poll_interval: float = 0.2,
-        follow_buffer_bytes: int = FOLLOW_BUFFER_BYTES,
+        follow_buffer_bytes: int | None = None,
         health: HealthSource | None = None,
         farewell_seconds: float = 0.0,
     ) -> None:
@@ -123,7 +116,8 @@ class CommandService:
             tasks: the node's task queue (None: no program takes tasks here).
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
-                for a consumer that has fallen behind; beyond, lines are dropped.
+                for a consumer that has fallen behind; beyond, lines are dropped
+                (None: ``commands.tail.FOLLOW_BUFFER_BYTES``).
             health: reads the Discord bridge's health for ``status`` (None: no bridge).
             farewell_seconds: the longest the node takes, once every process is
                 stopped and swept, to say goodbye (a bridge empties its outbox and
@@ -154,6 +148,8 @@ class CommandService:
         """
 
         async def run() -> TailReport:
+            from supervisor.commands.tail import tail_count  # loaded with the first tail
+
             tail_count(lines)  # a bad count is refused before the target is resolved
             return TailReport(
                 logs=tuple([await self._tail_one(c, lines, stream) for c in self._resolve(target)])
@@ -181,6 +177,8 @@ class CommandService:
             UnknownProcess: nothing matches ``target``.
             InvalidArgument: ``lines`` is negative.
         """
+        from supervisor.commands.tail import FOLLOW_BUFFER_BYTES, open_follow, tail_count
+
         slots: list[Slot] = []
 
         async def first() -> TailReport:
@@ -196,7 +194,11 @@ class CommandService:
             report.logs,
             stream,
             poll_interval=self._poll_interval,
-            buffer_bytes=self._follow_buffer_bytes,
+            buffer_bytes=(
+                FOLLOW_BUFFER_BYTES
+                if self._follow_buffer_bytes is None
+                else self._follow_buffer_bytes
+            ),
         ) as following:
             yield following
 
@@ -206,6 +208,8 @@ class CommandService:
         """Where the current log file of each process named is (audited as a ``tail``)."""
 
         async def run() -> LogFilesReport:
+            from supervisor.commands.tail import log_path
+
             log_dir = self._fleet.state.log_dir
             return LogFilesReport(
                 files=tuple(
@@ -592,6 +596,8 @@ class CommandService:
         return stats
 
     async def _tail_one(self, slot: Slot, asked: int, stream: Stream) -> LogLines:
+        from supervisor.commands.tail import tail_one  # a resting node never tails: memory
+
         return await tail_one(self._fleet.state.log_dir, slot, asked, stream)
 
     async def _reload(self) -> ReloadResult:
