@@ -22,6 +22,7 @@ from supervisor.bridge.health import HealthRecord
 from supervisor.bridge.outbound import Outbound
 from supervisor.commands.service import CommandService
 from supervisor.config.schema import load_config
+from supervisor.events import ProcessState, StateChanged
 from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
@@ -33,7 +34,7 @@ from tests.discord_fake import GUILD_READY_TIMEOUT
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from supervisor.events import EventSink, StateChanged
+    from supervisor.events import Event, EventSink
     from tests.discord_fake import BotAction, FakeDiscord
 
 WORKERS = Path(__file__).parent.parent / "workers"
@@ -50,6 +51,27 @@ def program(name: str, worker: str, *args: object, **keys: object) -> str:
 def note_of(event: StateChanged) -> str:
     """What shows ``event`` among the state changes of a program relaying all."""
     return f"`{event.process}` {event.old.value} → {event.new.value}"
+
+
+class ProgramChanges:
+    """The state changes of the processes of one program, in order (an event sink)."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        self.seen: list[StateChanged] = []
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StateChanged) and event.program == self.program:
+            self.seen.append(event)
+
+    def notes(self, process: str) -> list[str]:
+        """The notes of ``process``'s changes as the relay words them."""
+        return [note_of(e) for e in self.seen if e.process == process]
+
+    def running(self) -> int:
+        """Processes whose latest change made them RUNNING."""
+        latest = {e.process: e.new for e in self.seen}
+        return sum(1 for state in latest.values() if state is ProcessState.RUNNING)
 
 
 def shown_in(

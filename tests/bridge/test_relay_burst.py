@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from supervisor.events import ProcessState, StateChanged
+from supervisor.events import ProcessState
 from tests._wait import Gate, wait_until
-from tests.bridge._relayed import late_changes, program, relayed_node, shown_in
+from tests.bridge._relayed import ProgramChanges, late_changes, program, relayed_node, shown_in
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supervisor.events import Event
     from tests.discord_fake import BotAction, FakeDiscord
 
 __all__ = ["fake_discord"]
@@ -25,23 +24,6 @@ __all__ = ["fake_discord"]
 pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("floods")]
 
 BURST = 8
-
-
-class _Changes:
-    """The state changes of the processes of one program, in order."""
-
-    def __init__(self, program: str) -> None:
-        self.program = program
-        self.seen: list[StateChanged] = []
-
-    def deliver(self, event: Event) -> None:
-        if isinstance(event, StateChanged) and event.program == self.program:
-            self.seen.append(event)
-
-    def running(self) -> int:
-        """Processes whose latest change made them RUNNING."""
-        latest = {e.process: e.new for e in self.seen}
-        return sum(1 for state in latest.values() if state is ProcessState.RUNNING)
 
 
 def _creates(fake: FakeDiscord) -> list[BotAction]:
@@ -82,7 +64,7 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
         "quiet", "relay_burst.py", gate_path, tmp_path / "markers", numprocs=2, start_seconds=0.2
     )
     flood = program("flood", "relay_flood.py", 8, numprocs=2, relay="all")
-    changes, quiet = _Changes("burst"), _Changes("quiet")
+    changes, quiet = ProgramChanges("burst"), ProgramChanges("quiet")
     processes = [f"burst:{n}" for n in range(BURST)]
     with Gate(gate_path) as gate:
         async with relayed_node(

@@ -12,16 +12,14 @@ import re
 from typing import TYPE_CHECKING
 
 from supervisor.bridge.incident import is_crash
-from supervisor.events import ProcessState, StateChanged
 from supervisor.humanize import plural
 from tests._wait import Gate, wait_until
-from tests.bridge._relayed import note_of, program, relayed_node
+from tests.bridge._relayed import ProgramChanges, program, relayed_node
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from supervisor.events import Event
     from supervisor.state.ledger import Ledger
     from tests.discord_fake import BotAction, FakeDiscord
 
@@ -30,26 +28,6 @@ __all__ = ["fake_discord"]
 CREATE = ("POST", "/channels/{channel_id}/messages")
 EDIT = ("PATCH", "/channels/{channel_id}/messages/{message_id}")
 _NOTE = re.compile(r"`[a-z]+:\d+` [A-Z]+ → [A-Z]+")
-
-
-class _Changes:
-    """The state changes of one program's processes, in order."""
-
-    def __init__(self, program: str) -> None:
-        self.program = program
-        self.seen: list[StateChanged] = []
-
-    def deliver(self, event: Event) -> None:
-        if isinstance(event, StateChanged) and event.program == self.program:
-            self.seen.append(event)
-
-    def notes(self, process: str) -> list[str]:
-        return [note_of(e) for e in self.seen if e.process == process]
-
-    def running(self) -> int:
-        """Processes whose latest change made them RUNNING."""
-        latest = {e.process: e.new for e in self.seen}
-        return sum(1 for state in latest.values() if state is ProcessState.RUNNING)
 
 
 def _creates(fake: FakeDiscord) -> list[BotAction]:
@@ -151,7 +129,7 @@ async def test_relay_state_rows_joined_through_5xx_a_429_and_a_gateway_drop_show
         backoff_seconds=0.1,
         backoff_max_seconds=0.1,
     )
-    changes = _Changes("crashy")
+    changes = ProgramChanges("crashy")
     fake_discord.set_rate_limit(*CREATE, limit=5, per_seconds=1.0)  # the loop's turns come fast
     with Gate(gate_path) as gate:
         async with relayed_node(
@@ -203,7 +181,7 @@ async def test_relay_burst_of_incidents_through_a_429_and_a_gateway_drop_takes_i
         start_seconds=0.2,
         backoff_seconds=0.1,
     )
-    changes = _Changes("burst")
+    changes = ProgramChanges("burst")
     processes = [f"burst:{n}" for n in range(burst)]
 
     def recovered(process: str) -> bool:
