@@ -98,6 +98,21 @@ def relay(tmp_path: Path, ledger: Ledger, clock: _Clock) -> Relay:
     )
 
 
+def _relay_of_one(tmp_path: Path, ledger: Ledger) -> Relay:
+    """A relay on its real clocks for one program ``w`` relaying all its output."""
+    config = parse_config(
+        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
+        tmp_path / "dsup.toml",
+    )
+    return Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path,
+        channels=RelayChannels(log=LOG),
+    )
+
+
 def _pending(ledger: Ledger, channel: int | None = None) -> list[tuple[str, str]]:
     where = "" if channel is None else f" AND channel = {channel}"
     rows = ledger.read(
@@ -194,17 +209,7 @@ async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
 
 async def test_relay_counts_lines_a_real_pump_omits_exactly(tmp_path: Path, ledger: Ledger) -> None:
     """A burst of a few thousand lines through a real pipe: the note counts them exactly."""
-    config = parse_config(
-        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
-        tmp_path / "dsup.toml",
-    )
-    relay = Relay(
-        lambda: config.programs,
-        Outbox(ledger),
-        ledger,
-        log_dir=tmp_path,
-        channels=RelayChannels(log=LOG),
-    )
+    relay = _relay_of_one(tmp_path, ledger)
     count = 3000  # lines of 51 bytes: 153 kB, under what the relay counts per message
     await capture(tmp_path, "out_lines.py", str(count), consumers=(relay, None))
     await relay.flush(final=True)
@@ -469,17 +474,7 @@ async def test_relay_tells_the_size_a_real_pump_omits_past_its_count(
 ) -> None:
     """A flood of 5 MB through a real pipe: counted while little is omitted, tallied by
     size beyond; the note tells the exact size and the lines about right."""
-    config = parse_config(
-        '[supervisor]\nname = "n"\n[programs.w]\ncommand = ["true"]\nrelay = "all"\n',
-        tmp_path / "dsup.toml",
-    )
-    relay = Relay(
-        lambda: config.programs,
-        Outbox(ledger),
-        ledger,
-        log_dir=tmp_path,
-        channels=RelayChannels(log=LOG),
-    )
+    relay = _relay_of_one(tmp_path, ledger)
     count = 100_000  # lines of 51 bytes, far past what the relay counts per message
     await capture(tmp_path, "out_lines.py", str(count), consumers=(relay, None))
     await relay.flush(final=True)
