@@ -261,6 +261,14 @@ async def test_identify_gives_pid_and_create_time(ledger: Ledger) -> None:
     assert await reaper.identify(proc.pid) is None
 
 
+def _gone_since(pid: int, when: float) -> bool:
+    """Whether the process ``pid`` was at ``when`` has exited (its pid free or reused)."""
+    try:
+        return psutil.Process(pid).create_time() > when
+    except psutil.Error:
+        return True
+
+
 async def test_scan_reads_identities_parents_and_sessions_as_psutil_does(instance: str) -> None:
     """The sweep's table is read from /proc directly: identities must equal psutil's exactly.
 
@@ -276,6 +284,8 @@ async def test_scan_reads_identities_parents_and_sessions_as_psutil_does(instanc
                 expected = (proc.create_time(), proc.ppid(), os.getsid(pid))
             except (psutil.Error, ProcessLookupError):
                 continue  # gone meanwhile
+            if expected[1] != seen.ppid and _gone_since(seen.ppid, seen.ident.create_time):
+                continue  # its parent exited meanwhile: reparented, as psutil now sees
             assert (seen.ident.create_time, seen.ppid, seen.sid) == expected
             compared += 1
         assert compared > 2
