@@ -289,15 +289,18 @@ class Relay:
         """Stream what fits (decoding only that); the rest is omitted."""
         if self._mode(chunk.process) is RelayMode.ALL and self.channels.log:
             tally = self._tallies.get(chunk.process)
-            if tally is not None and tally.size:  # omitted before these lines
-                self._stream.add(chunk.process, b"", tally.take())
+            if tally is not None:  # omitted before these lines
+                self._take_tally(chunk.process, tally)
             self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped)
 
     def _take_tallies(self) -> None:
         """Put in the stream what the pumps omitted by size since the relay last looked."""
         for process, tally in self._tallies.items():
-            if tally.size:
-                self._stream.add(process, b"", tally.take())
+            self._take_tally(process, tally)
+
+    def _take_tally(self, process: str, tally: DropTally) -> None:
+        if tally.size:
+            self._stream.add(process, b"", tally.take())
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)
