@@ -161,11 +161,16 @@ def _pending_replies(config: Path) -> list[str]:
 
 
 def _kept(config: Path) -> list[str]:
-    """The files kept for the outbox, as ``folder/name``."""
+    """The files kept for the outbox, as ``folder/name`` (a running dsup may be removing
+    a folder while it is listed: one gone meanwhile holds nothing)."""
     root = config.parent / "state" / "outbox-files"
     if not root.exists():
         return []
-    return sorted(f"{d}/{f}" for d in os.listdir(root) for f in os.listdir(root / d))
+    kept: list[str] = []
+    for folder in os.listdir(root):
+        with contextlib.suppress(FileNotFoundError):
+            kept.extend(f"{folder}/{name}" for name in os.listdir(root / folder))
+    return sorted(kept)
 
 
 async def test_tail_answer_with_a_file_survives_a_restart_mid_outage_once_with_its_file(
