@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
-    from supervisor.state.outbox import Kind, Outbox, OutboxStats
+    from supervisor.state.outbox import Kind, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -430,8 +430,7 @@ class Relay:
             # Has the channel sent what was pending? Incidents and output wait for it.
             # Counted after a send or a tick, not at every state change of a storm.
             self._recount = False
-            stats = await anyio.to_thread.run_sync(self._outbox.stats)
-            self._count_log(stats.pending.get(self.channels.log, 0))
+            self._count_log(await anyio.to_thread.run_sync(self._outbox.pending, self.channels.log))
         writes = self._log_writes(changed, now, final=final)
         writes.extend(self._waiting)
         self._waiting.clear()
@@ -440,8 +439,8 @@ class Relay:
             return
         # One trip to a worker thread for all of them: under a flood of output, each
         # trip waits for the event loop's next turn.
-        ids, stats = await anyio.to_thread.run_sync(self._apply, writes, wall)
-        self._count_log(stats.pending.get(self.channels.log, 0))
+        ids, pending = await anyio.to_thread.run_sync(self._apply, writes, wall)
+        self._count_log(pending)
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
                 self._incidents.posted(write.incident, version=write.version, row_id=row_id)
@@ -656,8 +655,9 @@ class Relay:
 
         self._audit_cursor = await anyio.to_thread.run_sync(load)
 
-    def _apply(self, writes: list[_Write], wall: float) -> tuple[list[int], OutboxStats]:
-        """Do the writes in order (worker thread); the row id of each, and the outbox's counts."""
+    def _apply(self, writes: list[_Write], wall: float) -> tuple[list[int], int]:
+        """Do the writes in order (worker thread); the row id of each, and the rows pending
+        in the log channel."""
         ids = []
         for write in writes:
             if write.edit_of is not None:
@@ -681,4 +681,4 @@ class Relay:
                     attach=write.attach,
                 )
             )
-        return ids, self._outbox.stats()
+        return ids, self._outbox.pending(self.channels.log)

@@ -126,10 +126,9 @@ class Claim:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxStats:
-    """Counts for status displays: pending rows per channel, rows dropped so far."""
+    """Counts for the sender's drain: pending rows per channel."""
 
     pending: Mapping[int, int]
-    abandoned: int
 
 
 LATEST_CONTENT = (
@@ -673,16 +672,19 @@ class Outbox:
     # -- reading -------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
-        """Pending rows per channel and how many rows were abandoned."""
+        """Pending rows per channel (from the index of pending rows)."""
         rows = self._ledger.read(
             "SELECT channel, count(*) AS n FROM outbox WHERE status = 'pending' GROUP BY channel"
         )
-        (abandoned,) = self._ledger.read(
-            "SELECT count(*) AS n FROM outbox WHERE status = 'abandoned'"
+        return OutboxStats(pending={row["channel"]: row["n"] for row in rows})
+
+    def pending(self, channel: int) -> int:
+        """Rows pending in ``channel``: a look at the index of pending rows, not the table
+        (which keeps :attr:`keep_sent` sent rows)."""
+        ((count,),) = self._ledger.read(
+            "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?", (channel,)
         )
-        return OutboxStats(
-            pending={row["channel"]: row["n"] for row in rows}, abandoned=abandoned["n"]
-        )
+        return int(count)
 
     def meta(self, key: str) -> str | None:
         """A value the relay keeps across restarts (the audit cursor), or a marker, or None."""

@@ -202,7 +202,16 @@ def test_outbox_abandoned_row_frees_its_channel(outbox: Outbox) -> None:
     outbox.claim(now=1.0)
     outbox.mark_abandoned(bad, "400 Bad Request")
     assert [r.content for r in outbox.due(now=2.0)] == ["next"]
-    assert outbox.stats().abandoned == 1
+    assert outbox.stats().pending == {A: 1}
+
+
+def test_outbox_pending_counts_the_rows_still_to_send_in_one_channel(outbox: Outbox) -> None:
+    sent = outbox.post(A, "notice", "sent", now=1.0)
+    outbox.post(A, "notice", "waits", now=1.0)
+    outbox.post(B, "notice", "elsewhere", now=1.0)
+    outbox.claim(now=1.0)
+    outbox.mark_sent(sent, 42, now=1.0)
+    assert (outbox.pending(A), outbox.pending(B), outbox.pending(333)) == (1, 1, 0)
 
 
 def test_outbox_deferred_channel_holds_only_that_channel(outbox: Outbox) -> None:
