@@ -78,7 +78,10 @@ class OutputChunk:
         dropped_bytes: bytes of the lines right after ``data`` that the
             consumers had no room for.
         dropped: how many lines those were, counted only for a consumer that
-            counts (no ``OutputConsumer.drop_tally``); else 0.
+            counts (no ``OutputConsumer.drop_tally``, or within its tally's
+            ``count_bytes``); else 0.
+        uncounted_bytes: the last of ``dropped_bytes``, whose lines ``dropped``
+            does not count.
     """
 
     process: str
@@ -86,6 +89,7 @@ class OutputChunk:
     data: bytes
     dropped_bytes: int = 0
     dropped: int = 0
+    uncounted_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

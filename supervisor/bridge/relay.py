@@ -233,18 +233,18 @@ class Relay:
             return -1
         return 0 if self._stream.is_full else STREAM_BYTES
 
-    def drop_tally(self, process: str) -> DropTally | None:
-        """While little was omitted since the last message, none (counted); then a tally.
+    def drop_tally(self, process: str) -> DropTally:
+        """The tally of ``process``'s omitted lines: counted while few were omitted since
+        the last message (its ``count_bytes``), then sized only.
 
         Past that, a flood's omitted lines are estimated from their size, which
         the pump adds to the process's tally with no call per read; the relay
         takes it when it writes a message or gets that process's next lines.
         """
-        if self._stream.counts_omitted:
-            return None
         tally = self._tallies.get(process)
         if tally is None:
             tally = self._tallies[process] = DropTally()
+        tally.count_bytes = self._stream.count_budget
         return tally
 
     def deliver(self, event: Event) -> None:
@@ -291,7 +291,9 @@ class Relay:
             tally = self._tallies.get(chunk.process)
             if tally is not None:  # omitted before these lines
                 self._take_tally(chunk.process, tally)
-            self._stream.add(chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped)
+            self._stream.add(
+                chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped, chunk.uncounted_bytes
+            )
 
     def _take_tallies(self) -> None:
         """Put in the stream what the pumps omitted by size since the relay last looked."""
@@ -300,7 +302,8 @@ class Relay:
 
     def _take_tally(self, process: str, tally: DropTally) -> None:
         if tally.size:
-            self._stream.add(process, b"", tally.take())
+            size = tally.take()
+            self._stream.add(process, b"", size, 0, size)
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)

@@ -184,28 +184,38 @@ class OutputStream:
         return bool(self._notes)
 
     @property
-    def counts_omitted(self) -> bool:
-        """True while the lines omitted since the last message are few enough to count.
+    def count_budget(self) -> int:
+        """Omitted bytes whose lines are still counted before the next message.
 
-        Past ``exact_bytes`` of them, omitted output is only sized and its
-        lines estimated, so a flood costs no pass over every byte.
+        Past ``exact_bytes`` of them since the last message, omitted output is
+        only sized and its lines estimated, so a flood costs no pass over every
+        byte.
         """
-        return self._counted < self.exact_bytes
+        return max(0, self.exact_bytes - self._counted)
 
-    def add(self, process: str, data: bytes, omitted: int = 0, omitted_lines: int = 0) -> None:
+    def add(
+        self,
+        process: str,
+        data: bytes,
+        omitted: int = 0,
+        omitted_lines: int = 0,
+        uncounted: int = 0,
+    ) -> None:
         """Take whole lines of ``process`` (raw bytes); past its share they are omitted.
 
         Each process with lines waiting holds at most an equal share of
         ``buffer_chars`` (a process joining trims the others' newest lines), so the
         stream stays bounded and close behind the output, however many flood it.
         Only the lines taken are decoded; the lines of what is left are counted
-        while :attr:`counts_omitted`, else only its size is noted.
+        within :attr:`count_budget`, else only its size is noted.
 
         Args:
             process: the process that wrote them.
             data: whole lines, each ending with a newline.
             omitted: bytes of output lost right after ``data``.
-            omitted_lines: how many lines those were; 0 when not counted.
+            omitted_lines: how many lines those were, in the first
+                ``omitted - uncounted`` bytes.
+            uncounted: the last bytes of ``omitted``, whose lines were not counted.
         """
         waiting = self._waiting.get(process)
         if waiting is None:
@@ -230,16 +240,25 @@ class OutputStream:
             shape = self._shapes[process] = _Shape()
         shape.add(at, lines)
         if at < len(data) or omitted:
-            self._omit(waiting, shape, data, at, omitted, omitted_lines)
+            self._omit(waiting, shape, (data, at), omitted, omitted_lines, uncounted)
 
     def _omit(
-        self, waiting: _Waiting, shape: _Shape, data: bytes, at: int, omitted: int, lines: int
+        self,
+        waiting: _Waiting,
+        shape: _Shape,
+        left: tuple[bytes, int],
+        omitted: int,
+        lines: int,
+        uncounted: int,
     ) -> None:
-        """Note ``data[at:]`` and ``omitted`` more bytes (``lines`` of them, if counted)."""
-        uncounted = 0 if lines or not omitted else omitted
+        """Note the lines ``left`` (data, from where) and ``omitted`` more bytes (``lines``
+        in all but the last ``uncounted`` of those)."""
         self._counted += omitted - uncounted
+        if uncounted:  # the count stopped short of its budget by less than a line
+            self._counted = max(self._counted, self.exact_bytes)
+        data, at = left
         rest = len(data) - at
-        if rest and self.counts_omitted:
+        if rest and self.count_budget:
             lines += data.count(b"\n", at)
             self._counted += rest
         else:

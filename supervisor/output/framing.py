@@ -27,12 +27,16 @@ class Framed:
             line ends with one too); raw bytes, at most the room asked for.
         dropped_bytes: bytes of the complete lines after ``data`` that did not fit.
         dropped_lines: how many lines those were; counted only when asked
-            (a pass over every dropped byte), else 0.
+            (a pass over the dropped bytes), else 0.
+        uncounted_bytes: the last of the dropped bytes, whose lines were not
+            counted: all of them when no count was asked, those past
+            ``count_bytes`` when a bounded one was.
     """
 
     data: bytes = b""
     dropped_bytes: int = 0
     dropped_lines: int = 0
+    uncounted_bytes: int = 0
 
 
 NOTHING = Framed()
@@ -70,7 +74,13 @@ class ChunkFramer:
         self._window = (max_line_bytes + 2) // 2
 
     def feed(
-        self, chunk: _Buffer, room: int, *, end: int | None = None, count: bool = False
+        self,
+        chunk: _Buffer,
+        room: int,
+        *,
+        end: int | None = None,
+        count: bool = False,
+        count_bytes: int | None = None,
     ) -> Framed:
         """Frame the next bytes of the stream; hand out the lines that fit in ``room``.
 
@@ -80,10 +90,12 @@ class ChunkFramer:
                 handed out, the other complete lines are dropped.
             end: how many bytes of ``chunk`` are data (default: all).
             count: count the dropped lines (a pass over their bytes).
+            count_bytes: with ``count``, count only the lines within the first
+                this many dropped bytes (a bounded pass); None: all of them.
         """
         if end is None:
             end = len(chunk)
-        return _take(self._frame(chunk, end), room, count=count)
+        return _take(self._frame(chunk, end), room, count=_limit(count, count_bytes))
 
     def skip(self, chunk: _Buffer, end: int | None = None) -> int:
         """Drop the complete lines of the next bytes, as ``feed`` with no room does; their bytes.
@@ -108,12 +120,15 @@ class ChunkFramer:
             self._tail = b""
         return last + 1 - start + _size(self._grow(chunk, last + 1, end))
 
-    def flush(self, room: int, *, count: bool = False) -> Framed:
-        """End the stream: the last partial line, given a newline, if it fits ``room``."""
+    def flush(self, room: int, *, count: bool = False, count_bytes: int | None = None) -> Framed:
+        """End the stream: the last partial line, given a newline, if it fits ``room``.
+
+        ``count`` and ``count_bytes`` as :meth:`feed`'s.
+        """
         tail, self._tail, self._lost = self._tail, b"", False
         if not tail:
             return NOTHING
-        return _take([(tail, 0, len(tail)), _NEWLINE], room, count=count)
+        return _take([(tail, 0, len(tail)), _NEWLINE], room, count=_limit(count, count_bytes))
 
     def discard(self, chunk: _Buffer, end: int | None = None) -> None:
         """Skip bytes, neither handed out nor counted; framing resumes at the next newline.
@@ -217,11 +232,22 @@ def _size(segments: list[_Segment]) -> int:
     return sum(stop - start for _, start, stop in segments)
 
 
-def _take(segments: list[_Segment], room: int, *, count: bool) -> Framed:
-    """The leading whole lines of ``segments`` within ``room`` bytes, and what is dropped."""
+def _limit(count: bool, count_bytes: int | None) -> int:
+    """The dropped bytes whose lines are counted: none, some, or (-1) all."""
+    if not count:
+        return 0
+    return -1 if count_bytes is None else max(count_bytes, 0)
+
+
+def _take(segments: list[_Segment], room: int, *, count: int) -> Framed:
+    """The leading whole lines of ``segments`` within ``room`` bytes, and what is dropped.
+
+    The lines of the dropped bytes are counted within the first ``count`` of them
+    (-1: all).
+    """
     total = _size(segments)
     if room <= 0 < total:  # a full consumer, once a read in a flood: no copy, no walk
-        return Framed(b"", total, _count_lines(segments) if count else 0)
+        return _dropped(b"", total, segments, count)
     if total <= room:
         if not segments:
             return NOTHING
@@ -249,9 +275,17 @@ def _take(segments: list[_Segment], room: int, *, count: bool) -> Framed:
     while taken and not _ends_line(taken[-1]):
         rest.insert(0, taken.pop())
     data = b"".join(memoryview(buf)[start:stop] for buf, start, stop in taken)
-    dropped = total - len(data)
-    lines = _count_lines(rest) if count else 0
-    return Framed(data, dropped, lines)
+    return _dropped(data, total - len(data), rest, count)
+
+
+def _dropped(data: bytes, dropped: int, rest: list[_Segment], count: int) -> Framed:
+    """``data`` handed out, and ``dropped`` bytes (``rest``) counted as ``count`` asks."""
+    if not count:
+        return Framed(data, dropped, 0, dropped)
+    if count < 0 or count >= dropped:
+        return Framed(data, dropped, _count_lines(rest))
+    lines, counted = _count_within(rest, count)
+    return Framed(data, dropped, lines, dropped - counted)
 
 
 def _ends_line(segment: _Segment) -> bool:
@@ -261,6 +295,21 @@ def _ends_line(segment: _Segment) -> bool:
 
 def _count_lines(segments: Iterable[_Segment]) -> int:
     return sum(buf.count(b"\n", start, stop) for buf, start, stop in segments)
+
+
+def _count_within(segments: Iterable[_Segment], limit: int) -> tuple[int, int]:
+    """The lines that end within the first ``limit`` bytes of ``segments``, and their bytes."""
+    lines = seen = counted = 0  # counted: the bytes up to the last newline seen
+    for buf, start, stop in segments:
+        end = min(stop, start + limit - seen)
+        last = buf.rfind(b"\n", start, end)
+        if last >= 0:
+            lines += buf.count(b"\n", start, last + 1)
+            counted = seen + last + 1 - start
+        seen += end - start
+        if end < stop:
+            break
+    return lines, counted
 
 
 def cut_at_line(data: bytes, room: int) -> int:

@@ -73,16 +73,24 @@ def grow_pipe(fd: int, size: int = PIPE_BYTES) -> None:
 class DropTally:
     """Bytes of whole lines dropped for a full consumer, by size only, until it takes them.
 
-    A consumer that counts no dropped lines hands the pump one per process
-    (:meth:`OutputConsumer.drop_tally`). While it is full, a read only adds its
-    lines' size here: no chunk, no call, no pass over the bytes. The consumer
-    takes the sum when it looks, and before any later lines of that process.
+    A consumer that counts few dropped lines hands the pump one per process
+    (:meth:`OutputConsumer.drop_tally`). While it is full and counts none
+    (``count_bytes`` 0), a read only adds its lines' size here: no chunk, no
+    call, no pass over the bytes. The consumer takes the sum when it looks, and
+    before any later lines of that process.
+
+    Attributes:
+        size: the bytes added since the last :meth:`take`.
+        count_bytes: dropped bytes whose lines the consumer still wants counted:
+            the pump counts lines in at most this many per read (the rest of a
+            chunk's drop is its ``uncounted_bytes``); 0: sized only.
     """
 
-    __slots__ = ("size",)
+    __slots__ = ("count_bytes", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, count_bytes: int = 0) -> None:
         self.size = 0
+        self.count_bytes = count_bytes
 
     def take(self) -> int:
         """The bytes added since the last take; the tally starts again from 0."""
@@ -107,8 +115,9 @@ class OutputConsumer(Protocol):
         """How the lines dropped for ``process`` are reported.
 
         None: in the chunks, counted (a pass over every dropped byte). A tally:
-        by size only; while the consumer is full, in the tally instead of a
-        chunk per read (the consumer takes it when it looks).
+        counted in the chunks within its ``count_bytes``, by size only past
+        them; while the consumer is full and counts no more, in the tally
+        instead of a chunk per read (the consumer takes it when it looks).
         """
 
     def deliver(self, chunk: OutputChunk) -> None:
@@ -254,12 +263,14 @@ class _Drain:
                 self.framer.discard(buf, n)
                 return
             tally = consumer.drop_tally(self.process)
-            if room == 0 and tally is not None:  # full, sized only: no lines, no chunk
+            budget = None if tally is None else tally.count_bytes
+            if room == 0 and tally is not None and budget == 0:  # full, sized only: no chunk
                 tally.size += self.framer.skip(buf, n)
                 return
             if room > BIG_READ_BYTES and n > BIG_READ_BYTES:
                 tune_for_floods()  # big buffers from now on: keep them in the heap
-            self._hand_over(self.framer.feed(buf, room, end=n, count=tally is None))
+            framed = self.framer.feed(buf, room, end=n, count=budget != 0, count_bytes=budget)
+            self._hand_over(framed)
         except Exception:
             logger.exception(
                 "process %s: %s output consumer failed; output is no longer framed",
@@ -282,6 +293,7 @@ class _Drain:
                     data=framed.data,
                     dropped_bytes=framed.dropped_bytes,
                     dropped=framed.dropped_lines,
+                    uncounted_bytes=framed.uncounted_bytes,
                 )
             )
 
@@ -291,8 +303,9 @@ class _Drain:
         if consumer is not None:
             room = consumer.capacity(self.process)
             if room >= 0:
-                count = consumer.drop_tally(self.process) is None
-                self._hand_over(self.framer.flush(room, count=count))
+                tally = consumer.drop_tally(self.process)
+                budget = None if tally is None else tally.count_bytes
+                self._hand_over(self.framer.flush(room, count=budget != 0, count_bytes=budget))
         self.flush_log()
 
 

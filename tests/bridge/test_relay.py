@@ -17,7 +17,7 @@ from supervisor.bridge.relay import (
     RelayChannels,
     should_emit,
 )
-from supervisor.bridge.stream import omitted_note
+from supervisor.bridge.stream import EXACT_BYTES, omitted_note
 from supervisor.config.schema import parse_config
 from supervisor.events import (
     OrphansCleaned,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.events import Stream
+    from supervisor.output.pump import DropTally
 
 S = ProcessState
 LOG, RESULTS, AUDIT = 10, 20, 30
@@ -194,8 +195,17 @@ async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
     """A flood costs the relay the lines it keeps and a bounded count; the rest is estimated."""
     flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
-    assert relay.drop_tally("chatty:0"), "past a bounded count, omitted lines are estimated"
-    relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=b"", dropped_bytes=3 << 20))
+    tally = relay.drop_tally("chatty:0")
+    assert not tally.count_bytes, "past a bounded count, omitted lines are estimated"
+    relay.deliver(
+        OutputChunk(
+            process="chatty:0",
+            stream="stdout",
+            data=b"",
+            dropped_bytes=3 << 20,
+            uncounted_bytes=3 << 20,
+        )
+    )
     await relay.flush(final=True)
     shown = [line for _, content in _pending(ledger) for line in content.split("\n")]
     kept = [line for line in shown if line.endswith("z" * 90)]
@@ -432,7 +442,7 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
 
 async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
     assert relay.capacity("chatty:0") == STREAM_BYTES
-    assert relay.drop_tally("chatty:0") is None, "a few omitted lines are counted"
+    assert relay.drop_tally("chatty:0").count_bytes, "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
     assert relay.capacity("chatty:0") == 0
 
@@ -459,7 +469,7 @@ async def test_relay_tells_a_tallied_omission_before_the_lines_after_it(
         )
     )
     tally = relay.drop_tally("chatty:0")
-    assert tally is not None, "past a bounded count, omitted lines are estimated"
+    assert not tally.count_bytes, "past a bounded count, omitted lines are estimated"
     tally.size += 100_000
     relay.deliver(_lines("chatty:0", "later"))
     await relay.flush(final=True)
@@ -485,6 +495,38 @@ async def test_relay_tells_the_size_a_real_pump_omits_past_its_count(
     note = omitted_note("w:0", omitted, omitted * 51, exact=False)
     assert note.startswith("... about ")
     assert note in shown
+
+
+class _Reads:
+    """The relay as a pump's consumer, counting the pump's reads and the chunks it hands over."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.reads = self.chunks = 0
+
+    def capacity(self, process: str) -> int:
+        self.reads += 1  # once per read
+        return self.relay.capacity(process)
+
+    def drop_tally(self, process: str) -> DropTally:
+        return self.relay.drop_tally(process)
+
+    def deliver(self, chunk: OutputChunk) -> None:
+        self.chunks += 1
+        self.relay.deliver(chunk)
+
+
+async def test_relay_takes_no_chunk_per_read_once_its_count_is_spent(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """Once the lines omitted since the last message are counted up to the relay's
+    budget, a flood's later reads only add their size to the tally: a count that stopped
+    a fraction of a line short of the budget handed the relay a chunk on every read."""
+    reads = _Reads(_relay_of_one(tmp_path, ledger))
+    count = 400_000  # 20 MB: at least 20 reads of at most 1 MiB
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(reads, None))
+    assert reads.reads >= 20
+    assert reads.chunks <= 2 + EXACT_BYTES // (64 * 1024), "a chunk until the count is spent"
 
 
 async def test_relay_capacity_is_none_without_a_program_relaying_all(

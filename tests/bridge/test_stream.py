@@ -87,23 +87,23 @@ def test_stream_estimates_a_flood_past_its_count_and_says_so() -> None:
     stream = OutputStream(max_chars=4000, buffer_chars=2000, exact_bytes=10_000)
     line = b"x" * 49 + b"\n"
     stream.add("scraper:0", line * 1000)  # 50 kB: counted (the first count may overshoot)
-    assert not stream.counts_omitted
-    for _ in range(20):  # 1 MB, omitted by the pump, not counted (omitted_lines 0)
-        stream.add("scraper:0", b"", omitted=len(line) * 1000)
+    assert stream.count_budget <= 0, "past exact_bytes, nothing more is counted"
+    for _ in range(20):  # 1 MB, omitted by the pump, not counted
+        stream.add("scraper:0", b"", omitted=len(line) * 1000, uncounted=len(line) * 1000)
     lines = 21_000 - 40  # 40 lines of 50 characters fit a 2,000-character share
     assert _omitted(stream.take()) == (
         f"... about {round(lines, -3):,} lines ({memory(lines * 50)}) of scraper:0 omitted "
         "(see /logs scraper)"
     )
-    assert stream.counts_omitted, "each message counts anew"
+    assert stream.count_budget == 10_000, "each message counts anew"
 
 
 def test_stream_estimates_from_the_lines_it_saw_of_that_process() -> None:
     stream = OutputStream(max_chars=2000, buffer_chars=4000, exact_bytes=0)
     stream.add("short:0", b"s\n" * 10)
     stream.add("long:0", (b"L" * 99 + b"\n") * 10)
-    stream.add("short:0", b"", omitted=2000)
-    stream.add("long:0", b"", omitted=2000)
+    stream.add("short:0", b"", omitted=2000, uncounted=2000)
+    stream.add("long:0", b"", omitted=2000, uncounted=2000)
     excerpt = stream.take()
     assert excerpt is not None
     assert "... about 1,000 lines (2.0 KiB) of short:0 omitted" in excerpt.content
@@ -112,7 +112,7 @@ def test_stream_estimates_from_the_lines_it_saw_of_that_process() -> None:
 
 def test_stream_without_a_line_seen_tells_the_size_only() -> None:
     stream = OutputStream(exact_bytes=0)
-    stream.add("w:0", b"", omitted=3 << 20)
+    stream.add("w:0", b"", omitted=3 << 20, uncounted=3 << 20)
     assert _omitted(stream.take()) == "... 3.0 MiB of w:0 omitted (see /logs w)"
 
 

@@ -157,3 +157,36 @@ def test_cut_at_line_and_last_lines_find_whole_lines() -> None:
     assert [last_lines(data, n) for n in (1, 2, 3, 4)] == [7, 3, 0, 0]
     assert decode_lines(data[last_lines(data, 2) :]) == ["cde", "f"]
     assert decode_lines(b"\xff ok\n") == ["\ufffd ok"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    chunks=_STREAMS,
+    room=st.integers(0, 120),
+    limit=st.integers(0, 200),
+)
+def test_framer_counts_the_dropped_lines_within_the_bytes_asked_only(
+    chunks: list[bytes], room: int, limit: int
+) -> None:
+    """A bounded count (the relay's after each message) counts exactly the lines that
+    end within the first ``count_bytes`` of the drop, and says how many bytes past
+    them it did not count."""
+    framer = ChunkFramer(1 << 20)  # no line is cut here
+    partial = b""  # the stream's line in progress
+    for chunk in chunks:
+        framed = framer.feed(chunk, room, count=True, count_bytes=limit)
+        end = chunk.rfind(b"\n") + 1
+        whole, partial = (partial + chunk[:end], chunk[end:]) if end else (b"", partial + chunk)
+        assert whole.startswith(framed.data)
+        drop = whole[len(framed.data) :]
+        counted = framed.dropped_bytes - framed.uncounted_bytes
+        assert framed.dropped_bytes == len(drop)
+        assert 0 <= counted <= limit
+        assert framed.dropped_lines == drop[:counted].count(b"\n")
+        assert drop[:counted].endswith(b"\n") or not counted
+        assert b"\n" not in drop[counted:limit]  # no line that ends within it is left
+
+
+def test_framer_says_every_dropped_byte_uncounted_when_no_count_is_asked() -> None:
+    framed = ChunkFramer(100).feed(b"kept\ndropped\nand this\n", 5)
+    assert (framed.data, framed.dropped_lines, framed.uncounted_bytes) == (b"kept\n", 0, 17)

@@ -161,6 +161,21 @@ async def test_pump_tallies_drops_in_bytes_only_for_a_consumer_that_counts_none(
     assert out.tally.size == count * 51
 
 
+async def test_pump_counts_drops_only_within_the_tallys_count_bytes(tmp_path: Path) -> None:
+    """A full consumer that still counts a few dropped lines (the relay, after each
+    message) gets those counted in each read's chunk, and the rest of the read's drop
+    said uncounted: no pass over a whole read for a few lines."""
+    count = 100_000
+    out = Recorder(capacity=lambda: 0, tally=DropTally(count_bytes=10 * 51 + 20))
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    assert out.events
+    for chunk in out.events:  # whole lines of 51 bytes only: at most 10 counted
+        counted = chunk.dropped_bytes - chunk.uncounted_bytes
+        assert counted == min(10 * 51, chunk.dropped_bytes)
+        assert chunk.dropped == counted // 51
+    assert out.dropped_bytes == count * 51
+
+
 async def test_pump_skips_uncounted_while_capacity_is_negative(tmp_path: Path) -> None:
     """Capacity < 0: nothing framed, nothing counted, whole lines once it is back."""
     skipping = 4  # reads: at most READ_BYTES each, so at most 4 MiB skipped
