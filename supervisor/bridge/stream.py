@@ -224,7 +224,9 @@ class OutputStream:
             for other in self._waiting.values():
                 self._trim(other, share)
         share = self.buffer_chars // len(self._waiting)
-        at = lines = 0
+        before = len(waiting.entries)
+        at = self._take_sure(waiting, data, share)
+        lines = len(waiting.entries) - before
         while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
             end = data.find(b"\n", at)
             line = str(data[at:end], "utf-8", "replace")
@@ -241,6 +243,18 @@ class OutputStream:
         shape.add(at, lines)
         if at < len(data) or omitted:
             self._omit(waiting, shape, (data, at), omitted, omitted_lines, uncounted)
+
+    def _take_sure(self, waiting: _Waiting, data: bytes, share: int) -> int:
+        """Take the leading lines of ``data`` that fit the share whatever they hold, decoded
+        at once (a line costs at most its bytes); where the rest of ``data`` begins."""
+        room = share - waiting.chars
+        sure = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
+        if sure:
+            taken = str(data[:sure], "utf-8", "replace").split("\n")
+            taken.pop()  # "" after the last newline
+            waiting.chars += sum(map(self._cost, taken))
+            waiting.entries.extend(taken)
+        return sure
 
     def _omit(
         self,
