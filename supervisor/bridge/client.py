@@ -89,6 +89,11 @@ class BridgeClient(discord.Client):
         # A 429 asking for more than this raises RateLimited instead of sleeping
         # in discord.py: the board and the outbox schedule their own retries.
         options.setdefault("max_ratelimit_timeout", 30.0)
+        # No message cache: dsup reads nothing back from it (mentions and tasks come
+        # as events, deletions as raw events), and it would keep the last 1,000
+        # messages seen, most of them dsup's own relayed output, and copy one at
+        # each edit.
+        options.setdefault("max_messages", None)
         super().__init__(**options)
         self.context = context
         self._pacing = pacing or IdentifyPacing()
