@@ -41,6 +41,7 @@ _PROBLEM = "board"
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MOST_SECONDS = 600.0
 CHANNEL_RETRY_SECONDS = 60.0  # a channel the bot cannot use: first wait before asking again
+ANSWER_SECONDS = 2.0  # as dsup stops, the wait for a post's answer before looking for it
 _CHANNEL_CODES = (UNKNOWN_CHANNEL, MISSING_ACCESS, MISSING_PERMISSIONS)
 
 
@@ -86,9 +87,10 @@ class Board:
         self._answered = anyio.Event()  # set while no post or edit waits for its answer
         self._answered.set()
         self._is_deleted = False
-        # Ids deleted while a board is on its way (posted, or looked for at start):
-        # its id is known only once the answer comes, and its deletion may come first.
-        self._deleted_in_flight: set[int] | None = None
+        # Ids deleted while a board is on its way (posted, or looked for): its id is
+        # known only once the answer comes, and its deletion may come first. One set
+        # per request waiting (the farewell may look while a post waits).
+        self._deleted_in_flight: list[set[int]] = []
         self.posts = 0
         self.edits = 0
         self.refusals = 0
@@ -96,8 +98,8 @@ class Board:
 
     def message_deleted(self, message_id: int) -> None:
         """A message was deleted; when it is the board, post a new one."""
-        if self._deleted_in_flight is not None:
-            self._deleted_in_flight.add(message_id)
+        for deleted in self._deleted_in_flight:
+            deleted.add(message_id)
         if message_id == self.message_id:
             self._is_deleted = True
             self._poked.set()
@@ -121,16 +123,25 @@ class Board:
         """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
-        A post still in flight is waited for first: its answer names the message.
+        A post still in flight is waited for first (its answer names the message),
+        for up to ``ANSWER_SECONDS``; then, and when a post's answer was lost, the
+        board is looked for in the channel, as at start, and found there.
         """
         if not self._channel:
             return
-        await self._answered.wait()
+        messenger = Messenger(client)
+        with anyio.move_on_after(ANSWER_SECONDS):
+            await self._answered.wait()
+        is_unsure = not self._is_adopted or not self._answered.is_set()  # a post unanswered
+        if self.message_id is None and is_unsure and client.is_ready():
+            await self._adopt(messenger, client)
+        if self.message_id is None:
+            await self._answered.wait()  # nothing found yet: the post's answer, if any
         if self.message_id is None or not client.is_ready():
             return
         text = self.render(stopped_at=self._wall())
         view = client.board_view_factory() if client.board_view_factory else KEEP
-        delivery = await Messenger(client).edit(
+        delivery = await messenger.edit(
             self._channel, self.message_id, embeds=[self._embed(text)], view=view
         )
         if delivery.is_ok:
@@ -224,18 +235,22 @@ class Board:
                 if delivery.message_id in deleted:
                     self._is_deleted = True
                     self._poked.set()
-            else:
-                self._refused(delivery)
+                return
+        if delivery.status == 0 or (delivery.status or 0) >= 500:
+            # No answer, or a failure after Discord may have posted it: look in the
+            # channel before posting again, or the board would be there twice.
+            self._is_adopted = False
+        self._refused(delivery)
 
     @contextlib.contextmanager
     def _deletions_meanwhile(self) -> Iterator[set[int]]:
         """The ids of the messages deleted while the block runs."""
         deleted: set[int] = set()
-        self._deleted_in_flight = deleted
+        self._deleted_in_flight.append(deleted)
         try:
             yield deleted
         finally:
-            self._deleted_in_flight = None
+            self._deleted_in_flight.remove(deleted)
 
     async def _lost(self) -> None:
         await anyio.to_thread.run_sync(self._store.forget, self._channel)

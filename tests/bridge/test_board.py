@@ -27,6 +27,7 @@ __all__ = ["fake_discord"]
 pytestmark = pytest.mark.timeout(60)
 
 TICK = program("tick", "ctl_ticker.py", "0.2", numprocs=2)
+MESSAGES = ("POST", "/channels/{channel_id}/messages")
 EDIT = ("PATCH", "/channels/{channel_id}/messages/{message_id}")
 INTERVAL = 0.2
 
@@ -334,3 +335,18 @@ async def test_status_channel_the_bot_cannot_see(tmp_path: Path, fake_discord: F
         )
     assert requests <= 3  # the first try, then waits of 0.5 s and 1 s
     assert fake_discord.bot_messages("secret") == []
+
+
+async def test_board_whose_post_lost_its_answer_is_posted_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The first post's answer was lost (the board was posted, the bot heard nothing):
+    the board posted another, and the first said its first words for good."""
+    lost = fake_discord.lose_answers(*MESSAGES, times=1)
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await fake_discord.wait_until(lambda: "STOPPED `tick:1`" in _text(fake_discord))
+    assert lost.hits == 1
+    assert _kinds(fake_discord).count("create") == 1
+    assert "dsup stopped <t:" in _text(fake_discord)
