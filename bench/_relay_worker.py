@@ -1,18 +1,24 @@
-"""Bench worker: wait for the gate file argv[1], write argv[2] lines of about 50 bytes at
-once, then argv[3] lines a second (in tenths of a second) until stopped."""
+"""Bench worker: argv[4] times, write argv[2] lines of about 50 bytes at once when the gate
+file argv[1] has grown by a byte (waiting for it in between), then argv[3] lines a second
+(in tenths of a second) until stopped."""
 
 import os
 import sys
 import time
 
 gate, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-while not os.path.exists(gate):
-    time.sleep(0.01)
+bursts = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 out = sys.stdout
-for start in range(0, count, 1000):
-    out.write("".join(f"line {n:09d} {'x' * 34}\n" for n in range(start, min(count, start + 1000))))
-out.flush()
-n, batch = count, rate // 10
+n = 0
+for burst in range(bursts):
+    while not os.path.exists(gate) or os.path.getsize(gate) <= burst:
+        time.sleep(0.01)
+    for start in range(n, n + count, 1000):
+        end = min(n + count, start + 1000)
+        out.write("".join(f"line {i:09d} {'x' * 34}\n" for i in range(start, end)))
+    out.flush()
+    n += count
+batch = rate // 10
 while True:
     if batch:
         out.write("".join(f"line {i:09d} {'x' * 34}\n" for i in range(n, n + batch)))

@@ -14,7 +14,11 @@ incidents open at once. Half-way, ``crasher:0`` is stopped, and started a second
 
 CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from the
 gate's opening until every line of it is in the log files (the output reaches Discord
-later, at Discord's pace), and per second over the window. The burst's figure is also
+later, at Discord's pace), and per second over the window. A burst takes a fraction of a
+second, one message or none of the relay's falls in it: one is a noisy sample. So the
+gate opens ``--bursts`` times, the window starting at the last: before it, each burst
+comes once dsup is idle again (``QUIET_SECONDS`` after the one before and, relaying,
+once the outbox has caught up), and the figure is their sum. The burst's figure is also
 given net of what dsup spends anyway (crashers, incidents, messages), measured over
 ``BASELINE_SECONDS`` just before the gate: the relay's cost per byte. The two modes run
 ``--repeat`` times each, alternating which goes first, and the ratio is given per pair as
@@ -68,6 +72,8 @@ BURST_WORKER = HERE.parent / "tests" / "workers" / "relay_burst.py"
 LINE_BYTES = 50
 DEADLINE = 120.0
 BASELINE_SECONDS = 4.0
+QUIET_SECONDS = 3.0
+"""After a burst, dsup is left this long (and the outbox to catch up) before the next."""
 _NOTE = re.compile(r"<t:(\d+):T> `([^`]+)` (\w+) → (\w+)")
 _KINDS = {
     "STARTING": "starts",
@@ -92,6 +98,7 @@ class Workload:
     burst: int
     window: float
     console: bool
+    bursts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,7 @@ class Figures:
     """One run's measures."""
 
     mode: str
+    bursts: int
     burst_seconds: float
     burst_cpu: float
     burst_bytes: int
@@ -163,7 +171,14 @@ def _peak_rss(pid: int) -> int:
 
 def _config(directory: Path, fake: FakeDiscord, mode: str, load: Workload) -> Path:
     gate = directory / "gate"
-    flood = [sys.executable, str(WORKER), str(gate), str(load.lines), str(load.rate)]
+    flood = [
+        sys.executable,
+        str(WORKER),
+        str(gate),
+        str(load.lines),
+        str(load.rate),
+        str(load.bursts),
+    ]
     crash = f"import time; time.sleep({load.crash_every}); raise SystemExit(1)"
     crasher = [sys.executable, "-c", crash]
     burst = [sys.executable, str(BURST_WORKER), str(directory / "burst"), str(directory / "m")]
@@ -321,6 +336,17 @@ async def _scenario(burst_gate: Gate, config: Path, window: float) -> None:
     await anyio.run_process([*ctl, "start", "crasher:0"], check=False)
 
 
+async def _logged(state: Path, size: int) -> None:
+    """Wait until the flood's logs hold ``size`` bytes."""
+    await _wait(lambda: _logged_bytes(state) >= size, f"{size:,} bytes in the log files")
+
+
+def _open(gate: Path) -> None:
+    """Let the workers write their next burst (the gate file grows by a byte)."""
+    with gate.open("ab") as file:
+        file.write(b".")
+
+
 async def _wait(check: Callable[[], object], what: str) -> None:
     """Poll ``check`` (files and another process's database: nothing to await)."""
     deadline = time.monotonic() + DEADLINE
@@ -374,29 +400,43 @@ async def _measure(
         return len({p for p, _ in _run_ends(state, started - 60)}) >= load.crashers
 
     await _wait(crashed_once, "every crasher's first crash")
+
+    def caught_up() -> bool:
+        if mode == "none":
+            return True
+        return _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
+
     if mode != "none":
 
         def incidents_posted() -> bool:
             shown = [m for m in fake.bot_messages("ops") if "crashed" in str(m["content"])]
             return len(shown) >= load.crashers
 
-        def caught_up() -> bool:
-            return _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
-
         await _wait(incidents_posted, "every crasher's incident")
         await _wait(caught_up, "the outbox to catch up")
     base0, b0 = _cpu_seconds(proc.pid), time.monotonic()
     await anyio.sleep(BASELINE_SECONDS)
     baseline = (_cpu_seconds(proc.pid) - base0) / (time.monotonic() - b0)
+    burst = load.workers * load.lines * LINE_BYTES
+    gate = directory / "gate"
+    spent = seconds = 0.0
+    for index in range(1, load.bursts):  # the bursts before the window's, each from idle
+        cpu, t = _cpu_seconds(proc.pid), time.monotonic()
+        _open(gate)
+        await _logged(state, burst * index)
+        spent, seconds = spent + _cpu_seconds(proc.pid) - cpu, seconds + time.monotonic() - t
+        await anyio.sleep(QUIET_SECONDS)
+        await _wait(caught_up, "the outbox to catch up")
     actions0 = len(fake.bot_actions("ops"))
     rejected0 = sum(s.rejected for s in fake.limiter.stats.values())
+    logged0 = _logged_bytes(state)
     cpu0, t0, wall0 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
-    (directory / "gate").touch()
-    burst = load.workers * load.lines * LINE_BYTES
+    _open(gate)
     async with anyio.create_task_group() as tg:
         if load.crashers and load.burst:
             tg.start_soon(_scenario, burst_gate, directory / "dsup.toml", load.window)
-        await _wait(lambda: _logged_bytes(state) >= burst, "the burst in the log files")
+        total = burst * load.bursts
+        await _logged(state, total)
         cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
         await anyio.sleep(max(0.0, load.window - (t1 - t0)))
     cpu2, t2, wall2 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
@@ -412,13 +452,14 @@ async def _measure(
     )
     return Figures(
         mode=mode,
-        burst_seconds=t1 - t0,
-        burst_cpu=cpu1 - cpu0,
-        burst_bytes=burst,
+        bursts=load.bursts,
+        burst_seconds=seconds + t1 - t0,
+        burst_cpu=spent + cpu1 - cpu0,
+        burst_bytes=total,
         baseline=baseline,
         window_cpu=cpu2 - cpu0,
         window_seconds=t2 - t0,
-        window_bytes=logged,
+        window_bytes=logged - logged0,
         peak_rss=peak,
         rejected=sum(s.rejected for s in fake.limiter.stats.values()) - rejected0,
         creates=sum(1 for a in actions if a.kind == "create"),
@@ -468,19 +509,20 @@ async def main(load: Workload, repeat: int) -> None:
             done = {first: await run_once(fake, first, load)}
             done[second] = await run_once(fake, second, load)
             runs.append((done["all"], done["none"]))
-    mb = runs[0][0].burst_bytes / 1e6
+    mb = runs[0][0].burst_bytes / load.bursts / 1e6
     print(
         f"workload: {load.workers} workers x {load.lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB "
-        f"at once, then {load.rate:,} lines/s each; {load.crashers} crashers exiting every "
-        f"{load.crash_every:g} s; {load.burst} + 1 crashing at once a third into the "
-        f"window; window {load.window:g} s; "
+        f"at once, {load.bursts} times from idle, then {load.rate:,} lines/s each; "
+        f"{load.crashers} crashers exiting every {load.crash_every:g} s; "
+        f"{load.burst} + 1 crashing at once a third into the window; window {load.window:g} s; "
         + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
         + f"; {repeat} pairs of runs, alternating which mode goes first"
     )
     for index, pair in enumerate(runs, 1):
         for fig in pair:
             print(
-                f'{index}. relay = "{fig.mode}": burst logged in {fig.burst_seconds:.2f} s, '
+                f'{index}. relay = "{fig.mode}": {fig.bursts} bursts logged in '
+                f"{fig.burst_seconds / fig.bursts:.2f} s each, "
                 f"dsup CPU {fig.burst_cpu:.3f} s = {fig.cpu_per_mb * 1000:.2f} ms/MB "
                 f"({fig.net_cpu_per_mb * 1000:.2f} net of {fig.baseline * 1000:.0f} ms/s "
                 f"spent before the gate); window: "
@@ -537,6 +579,9 @@ if __name__ == "__main__":
     parser.add_argument("--burst", type=int, default=8, help="processes crashing at once")
     parser.add_argument("--window", type=float, default=30.0, help="seconds from the gate")
     parser.add_argument(
+        "--bursts", type=int, default=5, help="bursts measured per run (the last opens the window)"
+    )
+    parser.add_argument(
         "--console", action="store_true", help="let the console show output (not --quiet)"
     )
     parser.add_argument(
@@ -552,5 +597,6 @@ if __name__ == "__main__":
         burst=args.burst,
         window=args.window,
         console=args.console,
+        bursts=max(1, args.bursts),
     )
     anyio.run(main, workload, max(1, args.repeat), backend="asyncio")
