@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECONDS = 5.0
+FAREWELL_SECONDS = 3.0
+"""Of ``CLOSE_TIMEOUT_SECONDS``, the most the board's farewell takes: the close keeps
+the rest (a close cut short leaves discord.py's heartbeat thread behind)."""
 _REJECTED_TOKEN = (
     "Discord rejected the bot token ({how}); the bridge stopped and will not retry. "
     "Copy a fresh token from the Developer Portal (Bot > Reset Token) into {where}, "
@@ -197,7 +200,8 @@ class DiscordBridge:
                     tasks.cancel_scope.cancel("the client ended")
                     with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
                         if is_stopping and not client.is_closed():
-                            await board.farewell(client)
+                            with anyio.move_on_after(FAREWELL_SECONDS):
+                                await board.farewell(client)
                         await client.close()
         except Exception as exc:  # a task of the bridge failed: restart it, never the node
             failure = exc
