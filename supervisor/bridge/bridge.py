@@ -199,7 +199,9 @@ class DiscordBridge:
                     is_stopping = not tasks.cancel_scope.cancel_called and failure is None
                     tasks.cancel_scope.cancel("the client ended")
                     with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                        if is_stopping and not client.is_closed():
+                        # No farewell while Discord does not answer: it would hold the
+                        # stop to the bound for nothing; the next start shows the board.
+                        if is_stopping and not client.is_closed() and self.health.is_reachable():
                             with anyio.move_on_after(FAREWELL_SECONDS):
                                 await board.farewell(client)
                         await client.close()
