@@ -196,15 +196,24 @@ class Messenger:
         A request cancelled after discord.py counted it leaves its rate-limit
         bucket believing it is exhausted (for up to 30 s, every later request on
         the route waits): so a request, once sent, is finished even when the
-        caller is cancelled, within ``REQUEST_SECONDS``.
+        caller is cancelled, within ``REQUEST_SECONDS``, or until the client
+        closes (a ``BridgeClient`` ends the requests it keeps in ``requests``).
         """
+        in_flight: set[anyio.CancelScope] | None = getattr(self._client, "requests", None)
         with anyio.move_on_after(REQUEST_SECONDS, shield=True) as scope:
+            if in_flight is not None:
+                in_flight.add(scope)
             try:
                 result = await request
             except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
                 return _refused(exc)
             except RuntimeError as exc:  # aiohttp: the client closed its session meanwhile
                 return Delivery(status=0, error=f"the connection is closed ({exc})")
+            finally:
+                if in_flight is not None:
+                    in_flight.discard(scope)
+        if scope.cancelled_caught and self._client.is_closed():
+            return Delivery(status=0, error="the connection is closed")
         if scope.cancelled_caught:
             return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
         return Delivery(message_id=getattr(result, "id", None))

@@ -18,7 +18,13 @@ from supervisor.bridge.outbound import FINISH_SECONDS
 from tests._control import program, write_config
 from tests._wait import wait_until
 from tests.bridge import _relayed
-from tests.bridge._bridge import discord_table, dsup_process, stop_process, token_file
+from tests.bridge._bridge import (
+    STARTED_SECONDS,
+    discord_table,
+    dsup_process,
+    stop_process,
+    token_file,
+)
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -54,7 +60,9 @@ async def test_board_says_dsup_stopped_when_its_first_post_is_never_answered(
     held = fake_discord.hold_answers(*MESSAGES)
     config = _config(tmp_path, fake_discord)
     async with dsup_process(config) as dsup:
-        await fake_discord.wait_until(lambda: bool(fake_discord.bot_messages("general")))
+        await fake_discord.wait_until(
+            lambda: bool(fake_discord.bot_messages("general")), timeout_seconds=STARTED_SECONDS
+        )
         assert await stop_process(dsup, signal.SIGTERM) == 0
     (text,) = _texts(fake_discord)
     assert "dsup stopped <t:" in text
@@ -69,7 +77,9 @@ async def test_board_of_a_post_answered_as_dsup_stops_says_dsup_stopped(
     held = fake_discord.hold_answers(*MESSAGES)
     config = _config(tmp_path, fake_discord)
     async with dsup_process(config) as dsup:
-        await fake_discord.wait_until(lambda: bool(fake_discord.bot_messages("general")))
+        await fake_discord.wait_until(
+            lambda: bool(fake_discord.bot_messages("general")), timeout_seconds=STARTED_SECONDS
+        )
         dsup.send_signal(signal.SIGTERM)
         held.release()
         assert await stop_process(dsup, signal.SIGTERM) == 0
@@ -80,21 +90,26 @@ async def test_board_of_a_post_answered_as_dsup_stops_says_dsup_stopped(
 async def test_sigterm_while_discord_does_not_answer_stops_at_once(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
-    """In an outage (gateway down, every request failing) a SIGTERM held dsup for its
-    whole bound (10 s: the outbox's last sends, then the board's farewell), for nothing:
-    the rows stay in the outbox, sent after the next start. It now stops at once."""
+    """In an outage (gateway down, sends answered 500) a SIGTERM held dsup for its whole
+    bound (10 s: the outbox's last sends, then the board's farewell) and for the send
+    under way, sleeping in discord.py between its retries of the 500 (after the third,
+    5 s), for nothing: the rows stay in the outbox, sent after the next start. It now
+    stops at once."""
     ticker = _relayed.program("ticker", "relay_ticker.py", tmp_path / "runs", 20, relay="all")
     config = _config(tmp_path, fake_discord, ticker, log_channel="ops")
     async with dsup_process(config) as dsup:
-        await fake_discord.wait_until(lambda: bool(fake_discord.bot_messages("ops")))
+        await fake_discord.wait_until(
+            lambda: bool(fake_discord.bot_messages("ops")), timeout_seconds=STARTED_SECONDS
+        )
         async with fake_discord.gateway_outage():
-            failing = fake_discord.fail_route("*", "*", status=500, times=None)
-            await wait_until(lambda: failing.hits >= 1, seconds=20)
+            failing = fake_discord.fail_route(*MESSAGES, status=500, times=None)
+            # One send, retried by discord.py 1 s and 3 s after its first 500.
+            await wait_until(lambda: failing.hits >= 3, seconds=20)
             started = anyio.current_time()
             assert await stop_process(dsup, signal.SIGTERM) == 0
             stopped_in = anyio.current_time() - started
     assert _pending(config) >= 1  # kept for the next start
-    # A stall is the whole bound (FINISH_SECONDS and more), whatever the load.
+    # Stalled, it is 5 s or more whatever the load; about 1 s otherwise.
     assert stopped_in < FINISH_SECONDS
 
 
