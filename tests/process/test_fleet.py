@@ -353,6 +353,31 @@ async def test_fleet_at_rest_holds_no_task_per_process(tmp_path: Path) -> None:
         assert len(anyio.get_running_tasks()) == one
 
 
+async def test_fleet_starting_holds_no_task_per_process(tmp_path: Path) -> None:
+    """Each slot held a task through its start_seconds: 500 starts left that memory as holes
+    between the processes' objects. A timer makes a run RUNNING; a stop still reaches it."""
+    slow = program("slow", "ctl_ticker.py", "0.2", start_seconds=60.0)
+    config = write_config(tmp_path, slow, program("quick", "ctl_ticker.py", "0.2"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        (quick,) = fleet.resolve("quick")
+        await wait_until(lambda: quick.status().state.value == "RUNNING")
+        await wait_until(lambda: fleet.resolve("slow")[0].status().state.value == "STARTING")
+        await anyio.wait_all_tasks_blocked()
+        one = len(anyio.get_running_tasks())
+        write_config(tmp_path, slow.replace("\n", "\nnumprocs = 4\n", 1))
+        await fleet.reload(load_config(config))
+        slow_slots = fleet.resolve("slow")
+        assert len(slow_slots) == 4
+        await wait_until(lambda: all(s.status().state.value == "STARTING" for s in slow_slots))
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == one
+
+        stopped = await slow_slots[3].stop(reason="stopped by test")
+        assert stopped.state.value == "STOPPED"
+        assert [s.status().state.value for s in slow_slots[:3]] == ["STARTING"] * 3
+
+
 async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: Path) -> None:
     """A drop tally serves one sink: while two sinks take output, a full one that
     tallies gets its drops counted in chunks, as the other does."""
