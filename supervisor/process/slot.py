@@ -108,6 +108,7 @@ class Slot:
         "_end_reason",
         "_ended",
         "_kept",
+        "_on_begun",
         "_restart_wait",
         "_scope",
         "_state",
@@ -135,6 +136,7 @@ class Slot:
         self._kept: collections.deque[str] | None = None  # made at the first kept run
         self._tg: TaskGroup | None = None  # where the slot works, once launched
         self._busy = False  # a task of the slot's work is under way (or about to start)
+        self._on_begun: Callable[[], None] | None = None  # until the first start has begun
         self._scope: anyio.CancelScope | None = None  # the work under way; ``close`` cancels it
         self._ended = LazyEvent()  # the supervision has ended
         self._up_timer: asyncio.TimerHandle | None = None  # STARTING: when the run counts as up
@@ -267,7 +269,13 @@ class Slot:
 
     # -- the slot's work ------------------------------------------------------
 
-    def launch(self, tg: TaskGroup, *, start_reason: str = "autostart") -> None:
+    def launch(
+        self,
+        tg: TaskGroup,
+        *,
+        start_reason: str = "autostart",
+        on_begun: Callable[[], None] | None = None,
+    ) -> None:
         """Supervise the slot in ``tg``: autostart, restart by policy, execute commands.
 
         The slot's work runs in a task of ``tg`` only while there is some: a
@@ -283,6 +291,8 @@ class Slot:
                 a worker's channel once it talks) run there too.
             start_reason: why the first run starts, with ``autostart`` (a
                 slot a reload adds says so).
+            on_begun: called once when the first start has begun (its run is
+                STARTING or its spawn failed), or the first task ended without.
 
         Raises:
             RuntimeError: the slot was already launched (or run).
@@ -290,6 +300,7 @@ class Slot:
         if self._tg is not None or self._closed:
             raise RuntimeError(f"process {self.name!r}: run() called twice")
         self._tg = tg
+        self._on_begun = on_begun
         self._busy = True
         tg.start_soon(self._work, start_reason if self.spec.autostart else None, name=self.name)
 
@@ -343,8 +354,15 @@ class Slot:
                     resting = reason is None or await self._supervise(reason)
         finally:
             self._scope, self._busy = None, False
+            self._begun()
             if self._closed or not resting:
                 self._end()
+
+    def _begun(self) -> None:
+        """The first start has begun, or the first task ended: tell the launcher, once."""
+        if self._on_begun is not None:
+            on_begun, self._on_begun = self._on_begun, None
+            on_begun()
 
     def _end(self) -> None:
         """The supervision has ended: answer what is left."""
@@ -395,6 +413,7 @@ class Slot:
 
     def _launched(self, scope: anyio.CancelScope) -> None:
         """The supervision in ``scope`` has begun its first run (or failed to spawn it)."""
+        self._begun()
         if self._supervising is None:
             self._supervising = scope
             self._interrupt()  # commands that came during the launch

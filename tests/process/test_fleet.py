@@ -9,12 +9,14 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+import psutil
 import pytest
 
 from supervisor.config.schema import TASK_KEYS, ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownProcess
-from supervisor.events import Event, StateChanged
+from supervisor.events import Event, ProcessState, StateChanged
 from supervisor.output.pump import DropTally
+from supervisor.process import fleet as fleet_module
 from supervisor.process import slot as slot_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
 from tests._control import program, running_node, write_config
@@ -376,6 +378,33 @@ async def test_fleet_starting_holds_no_task_per_process(tmp_path: Path) -> None:
         stopped = await slow_slots[3].stop(reason="stopped by test")
         assert stopped.state.value == "STOPPED"
         assert [s.status().state.value for s in slow_slots[:3]] == ["STARTING"] * 3
+
+
+class _SpawnedAtStarting:
+    """Counts the test's child processes each time one is reported STARTING."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self._me = psutil.Process()
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is ProcessState.STARTING:
+            self.counts.append(len(self._me.children()))
+
+
+async def test_fleet_launches_a_few_slots_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """500 slots launched at once did their start-up work together and freed it together,
+    as holes between the processes' objects. At most 2 here are launched and not begun."""
+    monkeypatch.setattr(fleet_module, "LAUNCHING_MAX", 2)
+    sink = _SpawnedAtStarting()
+    config = write_config(tmp_path, program("pool", "ctl_ticker.py", "0.2", numprocs=6))
+    async with running_node(config, sinks=[sink]) as node:
+        await wait_until(lambda: _all_running(node.fleet))
+    # When the k-th is reported STARTING, k have begun: at most k + 2 are spawned.
+    assert len(sink.counts) == 6
+    assert all(spawned <= k + 2 for k, spawned in enumerate(sink.counts)), sink.counts
 
 
 async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: Path) -> None:
