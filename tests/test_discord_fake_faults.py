@@ -140,6 +140,30 @@ async def test_delayed_route_delays_the_answer(fake_discord: FakeDiscord) -> Non
     assert elapsed >= 0.3
 
 
+async def test_held_answer_comes_once_released(fake_discord: FakeDiscord) -> None:
+    """The message is posted when the request arrives; discord.py hears of it on release."""
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        channel = text_channel(client, fake_discord, "general")
+        held = fake_discord.hold_answers(METHOD, MESSAGES, times=1)
+        sent: list[discord.Message] = []
+        async with anyio.create_task_group() as tg:
+
+            async def send() -> None:
+                sent.append(await channel.send("slow to answer"))
+
+            tg.start_soon(send)
+            await fake_discord.wait_until(lambda: bool(fake_discord.bot_messages("general")))
+            (posted,) = fake_discord.bot_messages("general")
+            await anyio.wait_all_tasks_blocked()
+            assert sent == []  # posted, and the bot has not heard of it
+            held.release()
+        await channel.send("answered at once")  # the fault held one answer only
+    assert held.hits == 1
+    assert [m.id for m in sent] == [int(posted["id"])]
+    contents = [m["content"] for m in fake_discord.bot_messages("general")]
+    assert contents == ["slow to answer", "answered at once"]
+
+
 async def test_fault_ends_when_its_time_is_up(fake_discord: FakeDiscord) -> None:
     """A fault without a count limit stops at ``for_seconds``; discord.py's retries get in."""
     async with run_client(RecordingClient(), fake_discord.token) as client:

@@ -6,6 +6,7 @@ edits happen only when the text changed, paced, and a refused edit waits longer 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from supervisor.bridge.messenger import (
 from supervisor.state.board import BoardStore
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
     from supervisor.bridge.board_text import BoardText
     from supervisor.bridge.client import BridgeClient
@@ -40,6 +41,7 @@ _PROBLEM = "board"
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MOST_SECONDS = 600.0
 CHANNEL_RETRY_SECONDS = 60.0  # a channel the bot cannot use: first wait before asking again
+ANSWER_SECONDS = 2.0  # as dsup stops, the wait for a post's answer before looking for it
 _CHANNEL_CODES = (UNKNOWN_CHANNEL, MISSING_ACCESS, MISSING_PERMISSIONS)
 
 
@@ -85,9 +87,10 @@ class Board:
         self._answered = anyio.Event()  # set while no post or edit waits for its answer
         self._answered.set()
         self._is_deleted = False
-        # Ids deleted while a new board is on its way: its id is known only once the
-        # post is answered, and its deletion may come in first.
-        self._deleted_in_flight: set[int] | None = None
+        # Ids deleted while a board is on its way (posted, or looked for): its id is
+        # known only once the answer comes, and its deletion may come first. One set
+        # per request waiting (the farewell may look while a post waits).
+        self._deleted_in_flight: list[set[int]] = []
         self.posts = 0
         self.edits = 0
         self.refusals = 0
@@ -95,8 +98,8 @@ class Board:
 
     def message_deleted(self, message_id: int) -> None:
         """A message was deleted; when it is the board, post a new one."""
-        if self._deleted_in_flight is not None:
-            self._deleted_in_flight.add(message_id)
+        for deleted in self._deleted_in_flight:
+            deleted.add(message_id)
         if message_id == self.message_id:
             self._is_deleted = True
             self._poked.set()
@@ -120,16 +123,25 @@ class Board:
         """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
-        A post still in flight is waited for first: its answer names the message.
+        A post still in flight is waited for first (its answer names the message),
+        for up to ``ANSWER_SECONDS``; then, and when a post's answer was lost, the
+        board is looked for in the channel, as at start, and found there.
         """
         if not self._channel:
             return
-        await self._answered.wait()
+        messenger = Messenger(client)
+        with anyio.move_on_after(ANSWER_SECONDS):
+            await self._answered.wait()
+        is_unsure = not self._is_adopted or not self._answered.is_set()  # a post unanswered
+        if self.message_id is None and is_unsure and client.is_ready():
+            await self._adopt(messenger, client)
+        if self.message_id is None:
+            await self._answered.wait()  # nothing found yet: the post's answer, if any
         if self.message_id is None or not client.is_ready():
             return
         text = self.render(stopped_at=self._wall())
         view = client.board_view_factory() if client.board_view_factory else KEEP
-        delivery = await Messenger(client).edit(
+        delivery = await messenger.edit(
             self._channel, self.message_id, embeds=[self._embed(text)], view=view
         )
         if delivery.is_ok:
@@ -216,18 +228,29 @@ class Board:
         self, messenger: Messenger, body: str, embed: discord.Embed, view: discord.ui.View | None
     ) -> None:
         """Post a new board; its deletion counts also when it came in before the answer."""
-        self._deleted_in_flight = set()
-        try:
+        with self._deletions_meanwhile() as deleted:
             delivery = await messenger.post(self._channel, embeds=[embed], view=view)
             if delivery.is_ok and delivery.message_id is not None:
                 await self._shown_as(delivery.message_id, body, posted=True)
-                if delivery.message_id in self._deleted_in_flight:
+                if delivery.message_id in deleted:
                     self._is_deleted = True
                     self._poked.set()
-            else:
-                self._refused(delivery)
+                return
+        if delivery.status == 0 or (delivery.status or 0) >= 500:
+            # No answer, or a failure after Discord may have posted it: look in the
+            # channel before posting again, or the board would be there twice.
+            self._is_adopted = False
+        self._refused(delivery)
+
+    @contextlib.contextmanager
+    def _deletions_meanwhile(self) -> Iterator[set[int]]:
+        """The ids of the messages deleted while the block runs."""
+        deleted: set[int] = set()
+        self._deleted_in_flight.append(deleted)
+        try:
+            yield deleted
         finally:
-            self._deleted_in_flight = None
+            self._deleted_in_flight.remove(deleted)
 
     async def _lost(self) -> None:
         await anyio.to_thread.run_sync(self._store.forget, self._channel)
@@ -245,37 +268,54 @@ class Board:
             self.edits += 1
 
     async def _adopt(self, messenger: Messenger, client: BridgeClient) -> bool:
-        """Find the board already posted (by id from the ledger, else in history)."""
+        """Take up the board already posted (by id from the ledger, else in history).
+
+        A board deleted while the bot looked for it is not taken up: a new one is posted.
+        """
+        with self._deletions_meanwhile() as deleted:
+            found = await self._find(messenger, client)
+        if isinstance(found, Delivery):
+            self._refused(found)
+            return False
+        self._is_adopted = True
+        if found is None:
+            return True
+        board, is_recorded = found
+        if board.message_id in deleted:
+            logger.warning("discord: the status board was deleted; posting a new one")
+            await anyio.to_thread.run_sync(self._store.forget, self._channel)
+            return True
+        self._adopted(board)  # before the thread hop, as in _shown_as
+        if not is_recorded:
+            await anyio.to_thread.run_sync(self._store.remember, self._channel, board.message_id)
+        return True
+
+    async def _find(
+        self, messenger: Messenger, client: BridgeClient
+    ) -> tuple[Found, bool] | Delivery | None:
+        """The board posted before, and whether the ledger has its id; or the refusal,
+        or None when there is none."""
         bot_id = client.user.id if client.user else 0
         known = await anyio.to_thread.run_sync(self._store.message_id, self._channel)
         if known is not None:
             found = await messenger.fetch(self._channel, known)
             if isinstance(found, Found) and found.author_id == bot_id:
-                return self._adopted(found)
+                return found, True
             if isinstance(found, Delivery) and found.code != UNKNOWN_MESSAGE:
-                self._refused(found)
-                return False
+                return found
             await anyio.to_thread.run_sync(self._store.forget, self._channel)
         recent = await messenger.recent(self._channel, limit=HISTORY_LIMIT)
         if isinstance(recent, Delivery):
-            self._refused(recent)
-            return False
+            return recent
         footer = self._embed_footer()
         mine = [f for f in recent if f.author_id == bot_id and f.footer == footer]
         for extra in mine[1:]:  # never two boards: keep the newest
             await messenger.delete(self._channel, extra.message_id)
-        if mine:
-            adopted = self._adopted(mine[0])  # before the thread hop, as in _shown_as
-            await anyio.to_thread.run_sync(self._store.remember, self._channel, mine[0].message_id)
-            return adopted
-        self._is_adopted = True
-        return True
+        return (mine[0], False) if mine else None
 
-    def _adopted(self, found: Found) -> bool:
+    def _adopted(self, found: Found) -> None:
         self.message_id = found.message_id
         self._shown = found.description.partition(UPDATED)[0]
-        self._is_adopted = True
-        return True
 
     def _refused(self, delivery: Delivery) -> None:
         """Wait longer before the next request; say what is wrong when it is the channel."""

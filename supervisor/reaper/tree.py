@@ -7,6 +7,7 @@ Snapshots and identities are read from /proc: psutil is loaded only to signal a 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from supervisor.state.records import ProcIdent
 from worker_sdk import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Iterator
+    from collections.abc import Callable, Collection, Iterable, Iterator
 
     import psutil
 
@@ -53,14 +54,26 @@ Snapshot = dict[int, Seen]
 class Scanner:
     """Takes snapshots of every process for one dsup instance, sharing them between callers."""
 
-    def __init__(self, instance_id: str) -> None:
+    def __init__(
+        self,
+        instance_id: str,
+        *,
+        listing: Callable[[], Iterable[tuple[int, list[bytes]]]] | None = None,
+    ) -> None:
         """Create the scanner of one instance.
 
         Args:
             instance_id: the ``DSUP_INSTANCE`` marker that makes a process ours.
+            listing: each process's pid and stat fields (default :func:`stat_fields`;
+                tests pause a scan in it).
         """
         self.instance_id = instance_id
+        self._listing = listing or stat_fields
+        # The markers seen, owned by the scan thread (scans never overlap).
         self._markers: dict[ProcIdent, tuple[str | None, str]] = {}
+        # What know() was told, from the event loop, until a scan takes it in.
+        self._told: dict[ProcIdent, tuple[str | None, str]] = {}
+        self._told_lock = threading.Lock()
         self._lock = anyio.Lock()
         self._last: tuple[float, Snapshot] | None = None
 
@@ -76,21 +89,39 @@ class Scanner:
             return snap
 
     def know(self, ident: ProcIdent, run_id: str, process: str) -> None:
-        """Take the markers of a process dsup spawned itself: its environment is not read."""
-        self._markers[ident] = (run_id, process)
+        """Take the markers of a process dsup spawned itself: its environment is not read.
+
+        Safe while a scan runs in its thread: a scan that did not list the process
+        leaves what it was told for the next one.
+        """
+        with self._told_lock:
+            self._told[ident] = (run_id, process)
+
+    def _take_told(self, ident: ProcIdent | None = None) -> dict[ProcIdent, tuple[str | None, str]]:
+        """What know() was told: all of it (``ident`` None), or about ``ident`` only."""
+        with self._told_lock:
+            if ident is None:
+                told, self._told = self._told, {}
+                return told
+            marker = self._told.pop(ident, None)
+            return {} if marker is None else {ident: marker}
 
     def _scan(self) -> Snapshot:
         me = os.getpid()
         snap: Snapshot = {}
         boot = boot_time()
         own_environ = _environ_block("self")
-        for pid, fields in stat_fields():
+        # Told before this scan: listed now if alive, and forgotten below if not.
+        self._markers.update(self._take_told())
+        for pid, fields in self._listing():
             # A zombie is already dead: nothing to signal, only its parent may reap it.
             if pid == me or fields[STATE] == b"Z":
                 continue
             # The very sum psutil makes, so that identities compare equal to its create_time.
             ident = ProcIdent(pid, float(fields[START]) / CLOCK_TICKS + boot)
             ppid, sid = int(fields[PPID]), int(fields[SESSION])
+            if self._told:  # told while this scan runs (a look without the lock is enough)
+                self._markers.update(self._take_told(ident))
             marker = self._markers.get(ident)
             if marker is None:
                 try:
@@ -103,7 +134,7 @@ class Scanner:
                     # yet. Neither a run's leftover nor an orphan: it is being spawned.
                     continue
                 marker = self._marker_of(environ)
-                self._markers[ident] = marker
+            self._markers[ident] = marker
             # An unmarked child of ours was adopted (we spawn only marked ones):
             # the pipes it holds tell which run's output it came from.
             pipes = _pipes(pid) if ppid == me and marker[0] is None else frozenset()

@@ -9,6 +9,7 @@ import pytest
 
 from supervisor.bridge.board_text import MARKER
 from supervisor.commands.access import Actor
+from supervisor.state.board import BoardStore
 from tests._control import program
 from tests._wait import wait_until
 from tests.bridge._bridge import bridged_node
@@ -26,6 +27,7 @@ __all__ = ["fake_discord"]
 pytestmark = pytest.mark.timeout(60)
 
 TICK = program("tick", "ctl_ticker.py", "0.2", numprocs=2)
+MESSAGES = ("POST", "/channels/{channel_id}/messages")
 EDIT = ("PATCH", "/channels/{channel_id}/messages/{message_id}")
 INTERVAL = 0.2
 
@@ -180,6 +182,46 @@ async def test_restarted_dsup_edits_the_same_board(
     assert _kinds(fake_discord).count("create") == 1
 
 
+@pytest.mark.parametrize("ledger_lost", [False, True], ids=["ledger", "history"])
+async def test_board_deleted_while_looked_for_is_posted_again(
+    tmp_path: Path, fake_discord: FakeDiscord, ledger_lost: bool
+) -> None:
+    """A deletion of the board that came while a starting dsup looked for it (by its id,
+    or in the channel's history) was not tracked: the board it took up was gone. Its
+    next edit met a 404 and posted again; with nothing new to show (a restart within
+    the same second), it stayed gone."""
+    idle = program("idle", "ctl_ticker.py", "0.2", autostart=False)
+    async with bridged_node(tmp_path, fake_discord, idle, interval=INTERVAL) as bridged:
+        await fake_discord.wait_for_action("general", kind="create", timeout_seconds=20)
+        old = int(_board(fake_discord)["id"])
+        store, channel = BoardStore(bridged.node.ledger), fake_discord.channel("general").id
+        await wait_until(lambda: store.message_id(channel) == old, seconds=20)
+    if ledger_lost:
+        for path in (tmp_path / "state").glob("ledger.sqlite3*"):
+            path.unlink()
+    look = ("GET", "/channels/{channel_id}/messages" + ("" if ledger_lost else "/{message_id}"))
+    held = fake_discord.hold_answers(*look)
+    edits = fake_discord.rate_limit_stats("general", EDIT).requests
+    async with bridged_node(tmp_path, fake_discord, idle, interval=INTERVAL) as bridged:
+        client = bridged.bridge.client
+        assert client is not None
+        deleted: list[int] = []
+        client.deletion_listeners.append(deleted.append)  # told after the board
+        await wait_until(lambda: held.hits == 1, seconds=20)
+        fake_discord.delete_message("general", old)
+        await wait_until(lambda: deleted == [old], seconds=20)
+        held.release()
+        await fake_discord.wait_until(
+            lambda: bool(fake_discord.bot_messages("general")), timeout_seconds=20
+        )
+        board = bridged.bridge.board
+        assert board is not None
+        await wait_until(lambda: board.message_id == int(_board(fake_discord)["id"]))
+        # Posted again at once: the deleted board was not taken up, nor edited (a 404).
+        assert fake_discord.rate_limit_stats("general", EDIT).requests == edits
+    assert board.message_id != old
+
+
 async def test_two_boards_found_in_history_leave_one(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
@@ -293,3 +335,18 @@ async def test_status_channel_the_bot_cannot_see(tmp_path: Path, fake_discord: F
         )
     assert requests <= 3  # the first try, then waits of 0.5 s and 1 s
     assert fake_discord.bot_messages("secret") == []
+
+
+async def test_board_whose_post_lost_its_answer_is_posted_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The first post's answer was lost (the board was posted, the bot heard nothing):
+    the board posted another, and the first said its first words for good."""
+    lost = fake_discord.lose_answers(*MESSAGES, times=1)
+    async with bridged_node(tmp_path, fake_discord, TICK, interval=INTERVAL) as bridged:
+        await _settled(bridged, fake_discord)
+        await bridged.node.service.stop(Actor.local(), "tick:1")
+        await fake_discord.wait_until(lambda: "STOPPED `tick:1`" in _text(fake_discord))
+    assert lost.hits == 1
+    assert _kinds(fake_discord).count("create") == 1
+    assert "dsup stopped <t:" in _text(fake_discord)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from tests.discord_fake.models import FakeChannel
 from tests.discord_fake.ratelimit import MESSAGES_ROUTE, BucketStats, Fault
 
@@ -139,6 +141,23 @@ class FakeControls:
             status=None,
             remaining=times,
             is_lost=True,
+        )
+
+    def hold_answers(self, method: str, template: str, *, times: int | None = 1) -> Fault:
+        """Handle requests on a route at once, and hold their answers until released.
+
+        What the bot asked takes effect (a message is posted, everyone sees it),
+        but the bot hears nothing until ``fault.release()``, as when Discord's
+        answer is slow to come back. A bot that gives up waiting (it closes the
+        connection) never gets it. Same matching as :meth:`fail_route`.
+        """
+        return self._add_fault(
+            None,
+            method=method,
+            template=template,
+            status=None,
+            remaining=times,
+            held=anyio.Event(),
         )
 
     def delay_route(

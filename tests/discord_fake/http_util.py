@@ -148,6 +148,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return json_response(body | {"global": False}, status=429, headers=decision.headers)
     try:
         response = await handler(request)
+        if fault is not None and fault.held is not None:
+            await fault.held.wait()  # done; the answer waits for the test
         if fault is not None and fault.is_lost and request.transport is not None:
             # Done, and the answer never arrives: the client sees the server disconnect.
             request.transport.abort()

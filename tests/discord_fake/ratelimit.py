@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import anyio
+
 MESSAGES_ROUTE = ("POST", "/channels/{channel_id}/messages")
 
 
@@ -69,7 +71,8 @@ class Fault:
     ``remaining`` counts down per matching request (``None``: no count limit);
     ``until`` is a deadline on the limiter's clock (``None``: no time limit);
     ``code`` and ``message`` are Discord's JSON error (defaults by status);
-    ``is_lost``: the request is handled, then the connection is dropped unanswered.
+    ``is_lost``: the request is handled, then the connection is dropped unanswered;
+    ``held``: the request is handled, and its answer waits until :meth:`release`.
     """
 
     method: str
@@ -82,7 +85,13 @@ class Fault:
     remaining: int | None = None
     until: float | None = None
     is_lost: bool = False
+    held: anyio.Event | None = None
     hits: int = 0
+
+    def release(self) -> None:
+        """Send the answers held so far and from now on (a fault without ``held``: nothing)."""
+        if self.held is not None:
+            self.held.set()
 
     def matches(self, method: str, template: str, now: float) -> bool:
         """Return whether this fault applies to a request, and is still live."""

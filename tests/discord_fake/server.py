@@ -467,6 +467,8 @@ async def open_fake_discord(
         with anyio.move_on_after(5, shield=True):
             logger.info("fake Discord at %s: closing the gateway", fake.base_url)
             await fake.gateway.shut_down()
+            for fault in fake.limiter.faults:  # held answers go, so handlers can end
+                fault.release()
             logger.info("fake Discord at %s: stopping the server", fake.base_url)
             await runner.cleanup()
             logger.info("fake Discord at %s: stopped", fake.base_url)

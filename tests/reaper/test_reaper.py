@@ -27,7 +27,7 @@ import pytest
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.reaper import Reaper, _zombie_child
-from supervisor.reaper.tree import Scanner, Seen, adopted, pipe_holders
+from supervisor.reaper.tree import Scanner, Seen, adopted, pipe_holders, stat_fields
 from supervisor.state.ledger import Ledger
 from supervisor.state.records import ProcIdent
 from tests._wait import eventually, wait_for, wait_until
@@ -303,6 +303,33 @@ async def test_scan_takes_the_markers_of_a_spawned_process_without_reading_them(
         scanner.know(w.ident, "told", "w:7")
         seen = (await scanner.snapshot())[w.ident.pid]
         assert (seen.run_id, seen.process) == ("told", "w:7")  # its environ says run1, w:0
+
+
+async def test_scan_keeps_what_it_was_told_while_it_ran(instance: str) -> None:
+    """know() on the event loop wrote the marker cache a scan thread was rewriting: a
+    process spawned after the scan had listed /proc lost its markers (the next scan read
+    them from its environment, which an exec may have cleared). Here the scan waits
+    after its listing while the test spawns a process and tells the scanner of it."""
+    listed, go = threading.Event(), threading.Event()
+    gated: list[bool] = []
+
+    def listing() -> Iterator[tuple[int, list[bytes]]]:
+        yield from stat_fields()
+        if not gated:  # the first scan only
+            gated.append(True)
+            listed.set()
+            go.wait(20)
+
+    scanner = Scanner(instance, listing=listing)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scanner.snapshot)
+        assert await anyio.to_thread.run_sync(listed.wait, 20)
+        async with spawned(instance, "run1") as w:
+            scanner.know(w.ident, "told", "w:7")
+            go.set()
+            # Taken after the scan under way (which never listed it) is over.
+            seen = (await scanner.snapshot())[w.ident.pid]
+            assert (seen.run_id, seen.process) == ("told", "w:7")  # its environ says run1
 
 
 async def test_sweep_records_no_row_for_a_run_whose_tree_is_its_main_process(
