@@ -125,15 +125,16 @@ class Board:
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
         A post still in flight is waited for first (its answer names the message),
-        for up to ``ANSWER_SECONDS``; then, and when a post's answer was lost, the
-        board is looked for in the channel, as at start, and found there.
+        for up to ``ANSWER_SECONDS``; then, when a post's answer was lost, or dsup
+        stops before the board was looked for, it is looked for as at start.
         """
         if not self._channel:
             return
         messenger = Messenger(client)
         with anyio.move_on_after(ANSWER_SECONDS):
             await self._answered.wait()
-        if self.message_id is None and self._is_post_unsure and client.is_ready():
+        is_unsure = self._is_post_unsure or not self._is_adopted  # or never looked for
+        if self.message_id is None and is_unsure and client.is_ready():
             await self._adopt(messenger, client)
         if self.message_id is None:
             await self._answered.wait()  # nothing found yet: the post's answer, if any
