@@ -208,7 +208,9 @@ async def _finished(
     waits (the farewell's among them). So a request, once sent, runs to its end:
     a post, edit or delete in the caller's task, shielded (its answer names what
     Discord did, even for a caller being cancelled); a read (``is_read``) in a
-    task of its own, so that a cancelled caller stops waiting at once. A request in
+    task of its own, so that a cancelled caller stops waiting at once (the task
+    ends with its request, at the latest when the client closes its HTTP session
+    and the request fails). A request in
     ``in_flight`` (its client's) ends when its client closes: nobody waits for its
     answer any more, and discord.py sleeps up to 7 s between its own retries of a 5xx.
     """
