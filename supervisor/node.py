@@ -26,7 +26,8 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
-from supervisor.tasks import SqliteTaskStore, queue_for
+from supervisor.tasks.lazy import LazyTaskQueue
+from supervisor.tasks.store import SqliteTaskStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -138,7 +139,8 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
             line_sinks=line_sinks,
         )
-        tasks = queue_for(fleet, SqliteTaskStore(ledger))
+        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger))
+        fleet.tasks = tasks  # for workers: the queue is made when first needed
         outcome = _Outcome()
         service = CommandService(
             fleet,

@@ -24,7 +24,8 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import StateDir, open_state_dir
-from supervisor.tasks import SqliteTaskStore, TaskQueue, queue_for
+from supervisor.tasks.lazy import LazyTaskQueue
+from supervisor.tasks.store import SqliteTaskStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from supervisor.commands.health import HealthSource
     from supervisor.events import EventSink
     from supervisor.output.pump import OutputConsumer
+    from supervisor.tasks.queue import TaskQueue
 
 WORKERS = Path(__file__).parent / "workers"
 PY = sys.executable
@@ -73,7 +75,13 @@ class Node:
     ledger: Ledger
     service: CommandService
     server: ControlServer
-    tasks: TaskQueue
+    lazy_tasks: LazyTaskQueue
+
+    @property
+    def tasks(self) -> TaskQueue:
+        """The task queue (made at start: a program takes tasks)."""
+        assert self.lazy_tasks.made is not None, "no program of this node takes tasks"
+        return self.lazy_tasks.made
 
     @property
     def socket(self) -> Path:
@@ -102,7 +110,8 @@ async def running_node(
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
         )
-        tasks = queue_for(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        fleet.tasks = tasks
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:

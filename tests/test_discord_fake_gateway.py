@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from tests._wait import wait_until
 from tests.discord_fake import FakeDiscord, run_client
 from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
@@ -83,3 +84,12 @@ async def test_gateway_invalid_session_mid_session(fake_discord: FakeDiscord) ->
         await client.wait_seen("ready", count=2)
     assert (fake_discord.identify_count, fake_discord.resume_count) == (2, 1)
     assert fake_discord.gateway.refused_resume_count == 0
+
+
+async def test_gateway_counts_the_live_connections(fake_discord: FakeDiscord) -> None:
+    assert fake_discord.gateway.live_connections == 0
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        await client.wait_seen("ready")
+        assert fake_discord.gateway.live_connections == 1
+    # discord.py's close sends a close frame; the fake ends that connection.
+    await wait_until(lambda: fake_discord.gateway.live_connections == 0, seconds=5)

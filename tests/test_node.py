@@ -204,8 +204,11 @@ def test_runner_without_a_terminal_imports_only_what_it_uses(tmp_path: Path) -> 
     assert not names & {"supervisor.control.render", "supervisor.commands.health"}
     # Reading and following log files: loaded with the first tail (ctl tail, Discord).
     assert not names & {"supervisor.commands.tail", "supervisor.output.logread"}
-    # A oneshot task's attempt: loaded when the first one runs.
+    # A oneshot task's attempt: loaded when the first one runs; the task queue, when first
+    # needed (a program takes tasks, [discord], tasks in the ledger, a task command).
     assert "supervisor.tasks.oneshot" not in names
+    assert not names & {"supervisor.tasks.queue", "supervisor.tasks.stream"}
+    assert "supervisor.tasks.files" not in names
 
 
 def test_runner_starting_many_processes_uses_a_few_threads(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ _PROBLEM = "board"
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MOST_SECONDS = 600.0
 CHANNEL_RETRY_SECONDS = 60.0  # a channel the bot cannot use: first wait before asking again
-ANSWER_SECONDS = 2.0  # as dsup stops, the wait for a post's answer before looking for it
+ANSWER_SECONDS = 1.5  # as dsup stops, the wait for a post's answer before looking for it
 _CHANNEL_CODES = (UNKNOWN_CHANNEL, MISSING_ACCESS, MISSING_PERMISSIONS)
 
 
@@ -86,6 +86,7 @@ class Board:
         self._poked = anyio.Event()
         self._answered = anyio.Event()  # set while no post or edit waits for its answer
         self._answered.set()
+        self._is_post_unsure = False  # a post sent, not (yet) answered with its message
         self._is_deleted = False
         # Ids deleted while a board is on its way (posted, or looked for): its id is
         # known only once the answer comes, and its deletion may come first. One set
@@ -124,15 +125,15 @@ class Board:
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
         A post still in flight is waited for first (its answer names the message),
-        for up to ``ANSWER_SECONDS``; then, and when a post's answer was lost, the
-        board is looked for in the channel, as at start, and found there.
+        for up to ``ANSWER_SECONDS``; then, when a post's answer was lost, or dsup
+        stops before the board was looked for, it is looked for as at start.
         """
         if not self._channel:
             return
         messenger = Messenger(client)
         with anyio.move_on_after(ANSWER_SECONDS):
             await self._answered.wait()
-        is_unsure = not self._is_adopted or not self._answered.is_set()  # a post unanswered
+        is_unsure = self._is_post_unsure or not self._is_adopted  # or never looked for
         if self.message_id is None and is_unsure and client.is_ready():
             await self._adopt(messenger, client)
         if self.message_id is None:
@@ -229,8 +230,10 @@ class Board:
     ) -> None:
         """Post a new board; its deletion counts also when it came in before the answer."""
         with self._deletions_meanwhile() as deleted:
+            self._is_post_unsure = True
             delivery = await messenger.post(self._channel, embeds=[embed], view=view)
             if delivery.is_ok and delivery.message_id is not None:
+                self._is_post_unsure = False
                 await self._shown_as(delivery.message_id, body, posted=True)
                 if delivery.message_id in deleted:
                     self._is_deleted = True
@@ -240,6 +243,8 @@ class Board:
             # No answer, or a failure after Discord may have posted it: look in the
             # channel before posting again, or the board would be there twice.
             self._is_adopted = False
+        else:
+            self._is_post_unsure = False
         self._refused(delivery)
 
     @contextlib.contextmanager
@@ -277,7 +282,7 @@ class Board:
         if isinstance(found, Delivery):
             self._refused(found)
             return False
-        self._is_adopted = True
+        self._is_adopted, self._is_post_unsure = True, False
         if found is None:
             return True
         board, is_recorded = found

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_SECONDS = 5.0
+CLOSE_SECONDS = 1.0
+"""Of ``CLOSE_TIMEOUT_SECONDS``, what is kept for closing the client after the farewell."""
 _REJECTED_TOKEN = (
     "Discord rejected the bot token ({how}); the bridge stopped and will not retry. "
     "Copy a fresh token from the Developer Portal (Bot > Reset Token) into {where}, "
@@ -196,8 +198,13 @@ class DiscordBridge:
                     is_stopping = not tasks.cancel_scope.cancel_called and failure is None
                     tasks.cancel_scope.cancel("the client ended")
                     with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS, shield=True):
-                        if is_stopping and not client.is_closed():
-                            await board.farewell(client)
+                        # No farewell while Discord does not answer: it would hold the
+                        # stop to the bound for nothing; the next start shows the board.
+                        if is_stopping and not client.is_closed() and self.health.is_reachable():
+                            # A farewell that cannot finish must not keep the client
+                            # open: its heartbeat thread would outlive the loop.
+                            with anyio.move_on_after(CLOSE_TIMEOUT_SECONDS - CLOSE_SECONDS):
+                                await board.farewell(client)
                         await client.close()
         except Exception as exc:  # a task of the bridge failed: restart it, never the node
             failure = exc

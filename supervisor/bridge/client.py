@@ -107,6 +107,19 @@ class BridgeClient(discord.Client):
         self.task_desk: TaskDesk | None = None
         # Told the id of every message deleted in the guild (the board reposts itself).
         self.deletion_listeners: list[Callable[[int], None]] = []
+        # The requests of messenger.py waiting for their answer: close() ends them.
+        self.requests: set[anyio.CancelScope] = set()
+
+    async def close(self) -> None:
+        """Close the connection, first ending the requests still waiting for an answer.
+
+        Nobody waits for them any more, and discord.py sleeps between its own retries
+        of a 5xx (up to 7 s) before it finds its session closed: a stop in a 5xx
+        outage would wait for that sleep.
+        """
+        for scope in self.requests:
+            scope.cancel()
+        await super().close()
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         """Dispatch an event, unless the client is closed.

@@ -16,6 +16,9 @@ from supervisor.commands.health import BridgeHealth
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import SimpleNamespace
+
+    import aiohttp
 
 
 class HealthRecord:
@@ -31,6 +34,37 @@ class HealthRecord:
         self._latency: Callable[[], float] | None = None
         self._changed = anyio.Event()
         self._problems: dict[str, str] = {}
+        self._is_failing = False  # Discord's last answer was a 5xx, or none came
+
+    def is_reachable(self) -> bool:
+        """Whether Discord answers: the gateway is connected and the last request to its
+        API got an answer other than a 5xx (as dsup stops, waiting is worth it)."""
+        return self._health.state == "connected" and not self._is_failing
+
+    def watch_requests(self, trace: aiohttp.TraceConfig) -> None:
+        """Follow the answers of the requests the client makes through ``trace``."""
+
+        async def on_end(
+            session: aiohttp.ClientSession,
+            context: SimpleNamespace,
+            params: aiohttp.TraceRequestEndParams,
+        ) -> None:
+            self._answered(failing=params.response.status >= 500)
+
+        async def on_exception(
+            session: aiohttp.ClientSession,
+            context: SimpleNamespace,
+            params: aiohttp.TraceRequestExceptionParams,
+        ) -> None:
+            self._answered(failing=True)
+
+        trace.on_request_end.append(on_end)
+        trace.on_request_exception.append(on_exception)
+
+    def _answered(self, *, failing: bool) -> None:
+        if failing != self._is_failing:
+            self._is_failing = failing
+            self._wake()
 
     def snapshot(self) -> BridgeHealth:
         """The health now, with the live gateway latency while connected."""
@@ -77,7 +111,7 @@ class HealthRecord:
         self._set(replace(self._health, problems=tuple(self._problems.values())), keep_since=True)
 
     async def wait_changed(self) -> None:
-        """Return at the next change of state (not of latency)."""
+        """Return at the next change of state (not of latency), or of ``is_reachable()``."""
         await self._changed.wait()
 
     def _set(self, health: BridgeHealth, *, keep_since: bool = False) -> None:
@@ -86,5 +120,8 @@ class HealthRecord:
         if health == self._health:
             return
         self._health = health
+        self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()

@@ -7,17 +7,18 @@ raising, so the caller decides when to try again from the status, code and ``ret
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import anyio
 import discord
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ REQUEST_SECONDS = 10.0
 KEEP: Literal["keep"] = "keep"
 """An edit's ``view`` that leaves the message's components as they are."""
 _NO_MENTIONS = discord.AllowedMentions.none()
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,11 +157,8 @@ class Messenger:
 
     async def fetch(self, channel_id: int, message_id: int) -> Found | Delivery:
         """Read one message back, or the refusal."""
-        try:
-            message = await self._channel(channel_id).fetch_message(message_id)
-        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-            return _refused(exc)
-        return _found(message)
+        message = await _finished(self._channel(channel_id).fetch_message(message_id), is_read=True)
+        return message if isinstance(message, Delivery) else _found(message)
 
     async def recent(
         self, channel_id: int, *, limit: int = 50, since: float | None = None
@@ -181,33 +180,65 @@ class Messenger:
             moment = datetime.datetime.fromtimestamp(since, tz=datetime.UTC)
             after = discord.Object(id=discord.utils.time_snowflake(moment))
         history = self._channel(channel_id).history(limit=limit, after=after)
-        with anyio.move_on_after(REQUEST_SECONDS) as scope:
-            try:
-                messages = [m async for m in history]
-            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-                return _refused(exc)
-        if scope.cancelled_caught:
-            return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
-        return [_found(m) for m in messages]
 
-    async def _attempt(self, request: Any) -> Delivery:
-        """Await one request to its end, shielded and bounded.
+        async def read() -> list[discord.Message]:
+            return [m async for m in history]
 
-        A request cancelled after discord.py counted it leaves its rate-limit
-        bucket believing it is exhausted (for up to 30 s, every later request on
-        the route waits): so a request, once sent, is finished even when the
-        caller is cancelled, within ``REQUEST_SECONDS``.
-        """
-        with anyio.move_on_after(REQUEST_SECONDS, shield=True) as scope:
-            try:
-                result = await request
-            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
-                return _refused(exc)
-            except RuntimeError as exc:  # aiohttp: the client closed its session meanwhile
-                return Delivery(status=0, error=f"the connection is closed ({exc})")
-        if scope.cancelled_caught:
-            return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
+        messages = await _finished(read(), is_read=True)
+        return messages if isinstance(messages, Delivery) else [_found(m) for m in messages]
+
+    async def _attempt(self, request: Coroutine[Any, Any, Any]) -> Delivery:
+        # A BridgeClient ends the requests it keeps in ``requests`` as it closes.
+        result = await _finished(request, in_flight=getattr(self._client, "requests", None))
+        if isinstance(result, Delivery):
+            return result
         return Delivery(message_id=getattr(result, "id", None))
+
+
+async def _finished(
+    request: Coroutine[Any, Any, _T],
+    *,
+    is_read: bool = False,
+    in_flight: set[anyio.CancelScope] | None = None,
+) -> _T | Delivery:
+    """Await one request to its end, bounded by ``REQUEST_SECONDS``; a refusal as a Delivery.
+
+    A request cancelled after discord.py counted it leaves its rate-limit bucket
+    believing it is exhausted: for up to 30 s every later request on the route
+    waits (the farewell's among them). So a request, once sent, runs to its end:
+    a post, edit or delete in the caller's task, shielded (its answer names what
+    Discord did, even for a caller being cancelled); a read (``is_read``) in a
+    task of its own, so that a cancelled caller stops waiting at once (the task
+    ends with its request, at the latest when the client closes its HTTP session
+    and the request fails). A request in
+    ``in_flight`` (its client's) ends when its client closes: nobody waits for its
+    answer any more, and discord.py sleeps up to 7 s between its own retries of a 5xx.
+    """
+    with anyio.move_on_after(REQUEST_SECONDS, shield=not is_read) as scope:
+        if in_flight is not None:
+            in_flight.add(scope)
+        try:
+            if not is_read:
+                return await request
+            task = asyncio.ensure_future(request)
+            task.add_done_callback(_consumed)
+            return await asyncio.shield(task)
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            return _refused(exc)
+        except RuntimeError as exc:  # aiohttp: the client closed its session meanwhile
+            return Delivery(status=0, error=f"the connection is closed ({exc})")
+        finally:
+            if in_flight is not None:
+                in_flight.discard(scope)
+    if anyio.current_time() < scope.deadline:
+        return Delivery(status=0, error="the connection is closed")
+    return Delivery(status=0, error=f"no answer within {REQUEST_SECONDS:.0f} s")
+
+
+def _consumed(task: asyncio.Future[Any]) -> None:
+    """Take a detached read's failure, so that one nobody waited for is not logged."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _found(message: discord.Message) -> Found:

@@ -76,6 +76,7 @@ class Outbound:
             spec, self.outbox, ledger, programs, **(progress_options or {})
         )
         self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
+        self._health = health
 
     @property
     def sinks(self) -> tuple[EventSink, ...]:
@@ -83,8 +84,12 @@ class Outbound:
         return (self.relay, self.questions, self.progress)
 
     def client_options(self) -> dict[str, Any]:
-        """Options for the bridge's client: the trace that lets the sender pace itself."""
-        return {"http_trace": self.sender.trace_config()}
+        """Options for the bridge's client: the trace that lets the sender pace itself
+        (and the health tell whether Discord answers)."""
+        trace = self.sender.trace_config()
+        if self._health is not None:
+            self._health.watch_requests(trace)
+        return {"http_trace": trace}
 
     async def run(
         self,
@@ -107,6 +112,9 @@ class Outbound:
     async def finish(self, seconds: float = FINISH_SECONDS) -> bool:
         """Write what the relays hold and wait, bounded, for the outbox to empty.
 
+        The wait ends at once while Discord does not answer (the gateway is down,
+        or the last request failed): nothing would be sent, and the rows are kept.
+
         Returns:
             True when everything was sent; what is left is sent after a restart.
         """
@@ -114,5 +122,17 @@ class Outbound:
             await self.relay.flush(final=True)
             await self.questions.flush()
             await self.progress.flush()
-            return await self.sender.drain(seconds)
+            async with anyio.create_task_group() as waits:
+                waits.start_soon(self._end_when_unreachable, waits.cancel_scope)
+                is_sent = await self.sender.drain(seconds)
+                waits.cancel_scope.cancel("drained")
+                return is_sent
         return False
+
+    async def _end_when_unreachable(self, scope: anyio.CancelScope) -> None:
+        health = self._health
+        if health is None:
+            return
+        while health.is_reachable():
+            await health.wait_changed()
+        scope.cancel("Discord does not answer")

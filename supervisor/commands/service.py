@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from supervisor.process.slot import Slot
     from supervisor.process.status import ProcessStatus
     from supervisor.reaper.stats import ProcStats
+    from supervisor.tasks.lazy import LazyTaskQueue
     from supervisor.tasks.queue import TaskQueue
     from supervisor.tasks.records import TaskRecord
 
@@ -103,7 +104,7 @@ class CommandService:
         self,
         fleet: Fleet,
         *,
-        tasks: TaskQueue | None = None,
+        tasks: LazyTaskQueue | None = None,
         poll_interval: float = 0.2,
         follow_buffer_bytes: int | None = None,
         health: HealthSource | None = None,
@@ -113,7 +114,8 @@ class CommandService:
 
         Args:
             fleet: the running fleet.
-            tasks: the node's task queue (None: no program takes tasks here).
+            tasks: the node's task queue, made when first needed (None: no
+                program takes tasks here).
             poll_interval: how often ``follow`` looks for new log output (seconds).
             follow_buffer_bytes: the most bytes of lines each ``follow`` holds
                 for a consumer that has fallen behind; beyond, lines are dropped
@@ -297,7 +299,7 @@ class CommandService:
         """
 
         async def run() -> TaskRecord:
-            queue = self._queue(program)
+            queue = await self._queue(program)
             record = await queue.submit(
                 program,
                 text,
@@ -319,7 +321,8 @@ class CommandService:
         async def run() -> TaskList:
             if not 1 <= limit <= _TASKS_MOST:
                 raise InvalidArgument("tasks", "limit", limit, f"give 1 to {_TASKS_MOST}")
-            found = await self._tasks.recent(limit) if self._tasks is not None else []
+            queue = self.task_queue  # none made: none was ever queued
+            found = await queue.recent(limit) if queue is not None else []
             return TaskList(tasks=tuple(found))
 
         return await self._audited(actor, Command.TASKS, "", run)
@@ -333,7 +336,7 @@ class CommandService:
         """
 
         async def run() -> TaskRecord:
-            return await self._queue("").cancel(task_id, by=actor.name)
+            return await (await self._queue("")).cancel(task_id, by=actor.name)
 
         return await self._audited(actor, Command.TASK_CANCEL, str(task_id), run)
 
@@ -345,26 +348,28 @@ class CommandService:
         (access checks, audit); this is for what no user asks: following tasks as
         they change and noting that their answers are queued.
         """
-        return self._tasks
+        return self._tasks.made if self._tasks is not None else None
 
     def task_counts(self) -> dict[str, dict[str, int]]:
         """Queued and running tasks per program, for views that refresh on their own.
 
         Not a command: no access check, no audit row.
         """
-        if self._tasks is None:
+        queue = self.task_queue
+        if queue is None:
             return {}
-        counts = self._tasks.counts()
+        counts = queue.counts()
         return {p: {s.value: n for s, n in by.items()} for p, by in sorted(counts.items())}
 
     def task_programs(self) -> list[str]:
         """The programs that take tasks (for autocomplete)."""
-        return self._tasks.takers() if self._tasks is not None else []
+        queue = self.task_queue
+        return queue.takers() if queue is not None else []
 
-    def _queue(self, program: str) -> TaskQueue:
+    async def _queue(self, program: str) -> TaskQueue:
         if self._tasks is None:
             raise NotATaskProgram(program, [])
-        return self._tasks
+        return await self._tasks.get()
 
     # -- workers' questions and results ----------------------------------------
 
@@ -608,7 +613,10 @@ class CommandService:
                 old.path,
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
-        return await self._fleet.reload(new)
+        result = await self._fleet.reload(new)
+        if self._tasks is not None and any(p.tasks is not None for p in new.programs.values()):
+            await self._tasks.get()  # the first program that takes tasks: the queue starts
+        return result
 
 
 def _shutdown_seconds(config: Config) -> float:

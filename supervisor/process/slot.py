@@ -1,12 +1,13 @@
 """One slot ``program:index`` across its runs: spawns, restarts by policy, stops as a tree.
 
 The slot's work (a start, a stop, a backoff, commands one at a time) runs in a task only while
-there is some; at rest it has none, and its run's exit or a command starts the next. A run's exit
-watcher and pumps are loop readers that cancellation does not reach.
+there is some; at rest (its run STARTING or RUNNING, or none) it has none, and its run's exit, its
+``start_seconds`` timer or a command moves it on. A run's exit watcher and pumps are loop readers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 import logging
@@ -107,12 +108,14 @@ class Slot:
         "_end_reason",
         "_ended",
         "_kept",
+        "_on_begun",
         "_restart_wait",
         "_scope",
         "_state",
         "_stop_reason",
         "_supervising",
         "_tg",
+        "_up_timer",
         "index",
         "name",
     )
@@ -133,8 +136,10 @@ class Slot:
         self._kept: collections.deque[str] | None = None  # made at the first kept run
         self._tg: TaskGroup | None = None  # where the slot works, once launched
         self._busy = False  # a task of the slot's work is under way (or about to start)
+        self._on_begun: Callable[[], None] | None = None  # until the first start has begun
         self._scope: anyio.CancelScope | None = None  # the work under way; ``close`` cancels it
         self._ended = LazyEvent()  # the supervision has ended
+        self._up_timer: asyncio.TimerHandle | None = None  # STARTING: when the run counts as up
 
     def __repr__(self) -> str:
         return f"<Slot {self.name} {self._state.state.value}>"
@@ -264,13 +269,20 @@ class Slot:
 
     # -- the slot's work ------------------------------------------------------
 
-    def launch(self, tg: TaskGroup, *, start_reason: str = "autostart") -> None:
+    def launch(
+        self,
+        tg: TaskGroup,
+        *,
+        start_reason: str = "autostart",
+        on_begun: Callable[[], None] | None = None,
+    ) -> None:
         """Supervise the slot in ``tg``: autostart, restart by policy, execute commands.
 
         The slot's work runs in a task of ``tg`` only while there is some: a
-        start, the ``start_seconds`` wait, a stop, a backoff, commands. At rest
-        (its process RUNNING, or none alive, and no command queued) it holds no
-        task: the run's exit, a command or :meth:`close` starts the next. So
+        start, a stop, a backoff, commands. At rest (its process STARTING or
+        RUNNING, or none alive, and no command queued) it holds no task: a timer
+        makes a run RUNNING after ``start_seconds``, and the run's exit, a command
+        or :meth:`close` starts the next task. So
         cancelling ``tg`` reaches only a slot at work: whoever cancels it must
         :meth:`close` its slots too (``Fleet.run`` and :meth:`run` do).
 
@@ -279,6 +291,8 @@ class Slot:
                 a worker's channel once it talks) run there too.
             start_reason: why the first run starts, with ``autostart`` (a
                 slot a reload adds says so).
+            on_begun: called once when the first start has begun (its run is
+                STARTING or its spawn failed), or the first task ended without.
 
         Raises:
             RuntimeError: the slot was already launched (or run).
@@ -286,6 +300,7 @@ class Slot:
         if self._tg is not None or self._closed:
             raise RuntimeError(f"process {self.name!r}: run() called twice")
         self._tg = tg
+        self._on_begun = on_begun
         self._busy = True
         tg.start_soon(self._work, start_reason if self.spec.autostart else None, name=self.name)
 
@@ -339,8 +354,15 @@ class Slot:
                     resting = reason is None or await self._supervise(reason)
         finally:
             self._scope, self._busy = None, False
+            self._begun()
             if self._closed or not resting:
                 self._end()
+
+    def _begun(self) -> None:
+        """The first start has begun, or the first task ended: tell the launcher, once."""
+        if self._on_begun is not None:
+            on_begun, self._on_begun = self._on_begun, None
+            on_begun()
 
     def _end(self) -> None:
         """The supervision has ended: answer what is left."""
@@ -391,6 +413,7 @@ class Slot:
 
     def _launched(self, scope: anyio.CancelScope) -> None:
         """The supervision in ``scope`` has begun its first run (or failed to spawn it)."""
+        self._begun()
         if self._supervising is None:
             self._supervising = scope
             self._interrupt()  # commands that came during the launch
@@ -403,8 +426,8 @@ class Slot:
                 slot rested with.
 
         Returns:
-            True when the slot rests with its run RUNNING: the run's exit, a
-            command or :meth:`close` wakes it.
+            True when the slot rests with its run STARTING or RUNNING: the run's
+            exit, a command or :meth:`close` wakes it.
         """
         scope = anyio.CancelScope()
         started = functools.partial(self._launched, scope)
@@ -454,7 +477,7 @@ class Slot:
     async def _attempt(
         self, reason: str, started: Callable[[], None], *, by_policy: bool
     ) -> policy.Decision | None:
-        """Spawn a run and watch it: what to do after it ended, or None if it rests RUNNING."""
+        """Spawn a run and watch it: what to do after it ended, or None if it rests."""
         try:
             run = spawn(
                 self.spec,
@@ -487,7 +510,7 @@ class Slot:
     async def _watch(
         self, run: Run, started: Callable[[], None], reason: str | None = None
     ) -> policy.Decision | None:
-        """Watch a run to its end (what to do next), or until it rests RUNNING (None).
+        """Watch a run to its end (what to do next), or until it rests, STARTING or RUNNING (None).
 
         Stops its tree if cancelled meanwhile. A run that ended is released.
 
@@ -536,7 +559,10 @@ class Slot:
                 )
 
     async def _release(self, run: Run) -> None:
-        """Let go of a run that ended: its watchers, then its fds."""
+        """Let go of a run that ended: its timer and watchers, then its fds."""
+        if self._up_timer is not None:
+            self._up_timer.cancel()
+            self._up_timer = None
         run.end_watchers()
         with anyio.CancelScope(shield=True):
             await run.watchers_ended()
@@ -586,14 +612,32 @@ class Slot:
         started()
 
     async def _until_up(self, run: Run) -> None:
-        """Wait for start_seconds to go RUNNING, unless the main process exits first."""
-        if self._state.state is not ProcessState.STARTING:
+        """Make a STARTING run RUNNING after start_seconds, unless its main process exits first.
+
+        On asyncio a loop timer does it, so a starting slot rests (a task waiting
+        for each of 500 starts left its memory as holes between the processes'
+        long-lived objects); elsewhere the slot's task waits.
+        """
+        if self._state.state is not ProcessState.STARTING or run.exited.is_set():
             return
         up_at = policy.running_at(self.spec, started_at=run.started_at)
-        with anyio.move_on_after(max(0.0, up_at - self._ctx.clock())):
-            await run.exited.wait()
-        if not run.exited.is_set():
-            self._state.went_up(run)
+        delay = max(0.0, up_at - self._ctx.clock())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio)
+            with anyio.move_on_after(delay):
+                await run.exited.wait()
+            self._up(run)
+            return
+        if self._up_timer is None:  # not when a command woke the slot meanwhile
+            self._up_timer = loop.call_later(delay, self._up, run)
+
+    def _up(self, run: Run) -> None:
+        """``start_seconds`` have passed: RUNNING, if ``run`` is still the slot's and alive."""
+        self._up_timer = None
+        st = self._state
+        if st.run is run and st.state is ProcessState.STARTING and not run.exited.is_set():
+            st.went_up(run)
 
     async def _after_exit(self, run: Run) -> None:
         """Record the exit, end what the run left behind, capture the last output."""

@@ -27,7 +27,8 @@ from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.state.statedir import open_state_dir
-from supervisor.tasks import SqliteTaskStore, queue_for
+from supervisor.tasks.lazy import LazyTaskQueue
+from supervisor.tasks.store import SqliteTaskStore
 from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
@@ -201,7 +202,8 @@ async def relayed_node(
             sinks=[relay, *sinks],
             line_sinks=[relay],
         )
-        tasks = queue_for(fleet, store(ledger), poll_seconds=0.2)
+        tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=0.2)
+        fleet.tasks = tasks
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
         bridge = DiscordBridge(
             config.discord,

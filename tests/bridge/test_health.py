@@ -6,17 +6,23 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import aiohttp
+import anyio
+import discord
+import pytest
+
+from supervisor.bridge.health import HealthRecord
 from supervisor.commands.health import BridgeHealth, describe
 from supervisor.control.render import render_status
 from tests._control import ask, program, result
 from tests._wait import wait_until
 from tests.bridge._bridge import bridged_node
+from tests.discord_fake import run_client
+from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from tests.discord_fake import FakeDiscord
 
@@ -65,3 +71,32 @@ def test_describe_a_reconnecting_bridge() -> None:
     ]
     stopped = BridgeHealth(state="stopped", since=now, last_error="Discord rejected the token")
     assert describe(stopped, now=now) == ["discord: stopped: Discord rejected the token"]
+
+
+async def test_health_tells_whether_discord_answers(fake_discord: FakeDiscord) -> None:
+    """As dsup stops it waits for Discord only while Discord answers: the gateway is
+    connected and the last request got an answer, other than a 5xx."""
+    health = HealthRecord()
+    trace = aiohttp.TraceConfig()
+    health.watch_requests(trace)
+    assert not health.is_reachable()  # not connected yet
+    async with run_client(RecordingClient(http_trace=trace), fake_discord.token) as client:
+        health.connected(user="dsup-bot", guild="dsup-test", latency=lambda: 0.0)
+        channel = client.get_channel(fake_discord.channel("general").id)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.send("answered")
+        assert health.is_reachable()
+        # discord.py retries a 502 after 1 s: unreachable until the retry is answered.
+        fake_discord.fail_route("POST", "/channels/{channel_id}/messages", status=502)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(channel.send, "answered the second time")
+            await wait_until(lambda: not health.is_reachable(), seconds=10)
+        assert health.is_reachable()
+        lost = fake_discord.lose_answers("POST", "/channels/{channel_id}/messages")
+        with pytest.raises(aiohttp.ClientError):
+            await channel.send("its answer lost")
+        assert (lost.hits, health.is_reachable()) == (1, False)
+        await channel.send("answered again")
+        assert health.is_reachable()
+        health.reconnecting("gateway connection lost")
+        assert not health.is_reachable()

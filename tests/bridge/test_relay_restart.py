@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["fake_discord"]
 
-# The outage test takes about 32 s on an idle machine, most of it by design: a 10 s
-# 5xx storm, and a SIGTERM in the second outage that holds dsup for its 10 s of last
-# sends and close; starting and stopping two real dsup processes adds to it under load.
+# The outage test takes about 20 s on an idle machine, most of it by design: a 10 s
+# 5xx storm; the SIGTERM in the second outage stops dsup at once (Discord does not
+# answer: its last sends are kept for the next start). Starting and stopping two real
+# dsup processes adds to it under load.
 pytestmark = pytest.mark.timeout(120)
 
 MESSAGES = ("POST", "/channels/{channel_id}/messages")

@@ -18,8 +18,9 @@ from supervisor.commands.access import Actor
 from supervisor.commands.health import BridgeHealth
 from supervisor.state.channel_cursor import ChannelCursor
 from supervisor.state.ledger import DEFERRED_MAX, Ledger
-from supervisor.tasks import SqliteTaskStore, files
+from supervisor.tasks import files
 from supervisor.tasks.records import TaskRecord, TaskState
+from supervisor.tasks.store import SqliteTaskStore
 from tests._e2e import alive
 from tests._ledger_full import ledger_full
 from tests._wait import wait_until

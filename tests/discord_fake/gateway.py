@@ -98,6 +98,11 @@ class Gateway:
         self._is_closing = False
         self._live: set[GatewayConnection] = set()
 
+    @property
+    def live_connections(self) -> int:
+        """How many websocket connections are open now (a closed client's is gone)."""
+        return len(self._live)
+
     # --- test controls ----------------------------------------------------------------
 
     def hold(self) -> None:

@@ -9,12 +9,14 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+import psutil
 import pytest
 
 from supervisor.config.schema import TASK_KEYS, ProgramSpec, load_config
 from supervisor.errors import InvalidArgument, UnknownProcess
-from supervisor.events import Event, StateChanged
+from supervisor.events import Event, ProcessState, StateChanged
 from supervisor.output.pump import DropTally
+from supervisor.process import fleet as fleet_module
 from supervisor.process import slot as slot_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
 from tests._control import program, running_node, write_config
@@ -351,6 +353,58 @@ async def test_fleet_at_rest_holds_no_task_per_process(tmp_path: Path) -> None:
         assert slot.status().last_exit_signal == signal.SIGKILL
         await anyio.wait_all_tasks_blocked()
         assert len(anyio.get_running_tasks()) == one
+
+
+async def test_fleet_starting_holds_no_task_per_process(tmp_path: Path) -> None:
+    """Each slot held a task through its start_seconds: 500 starts left that memory as holes
+    between the processes' objects. A timer makes a run RUNNING; a stop still reaches it."""
+    slow = program("slow", "ctl_ticker.py", "0.2", start_seconds=60.0)
+    config = write_config(tmp_path, slow, program("quick", "ctl_ticker.py", "0.2"))
+    async with running_node(config) as node:
+        fleet = node.fleet
+        (quick,) = fleet.resolve("quick")
+        await wait_until(lambda: quick.status().state.value == "RUNNING")
+        await wait_until(lambda: fleet.resolve("slow")[0].status().state.value == "STARTING")
+        await anyio.wait_all_tasks_blocked()
+        one = len(anyio.get_running_tasks())
+        write_config(tmp_path, slow.replace("\n", "\nnumprocs = 4\n", 1))
+        await fleet.reload(load_config(config))
+        slow_slots = fleet.resolve("slow")
+        assert len(slow_slots) == 4
+        await wait_until(lambda: all(s.status().state.value == "STARTING" for s in slow_slots))
+        await anyio.wait_all_tasks_blocked()
+        assert len(anyio.get_running_tasks()) == one
+
+        stopped = await slow_slots[3].stop(reason="stopped by test")
+        assert stopped.state.value == "STOPPED"
+        assert [s.status().state.value for s in slow_slots[:3]] == ["STARTING"] * 3
+
+
+class _SpawnedAtStarting:
+    """Counts the test's child processes each time one is reported STARTING."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+        self._me = psutil.Process()
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is ProcessState.STARTING:
+            self.counts.append(len(self._me.children()))
+
+
+async def test_fleet_launches_a_few_slots_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """500 slots launched at once did their start-up work together and freed it together,
+    as holes between the processes' objects. At most 2 here are launched and not begun."""
+    monkeypatch.setattr(fleet_module, "LAUNCHING_MAX", 2)
+    sink = _SpawnedAtStarting()
+    config = write_config(tmp_path, program("pool", "ctl_ticker.py", "0.2", numprocs=6))
+    async with running_node(config, sinks=[sink]) as node:
+        await wait_until(lambda: _all_running(node.fleet))
+    # When the k-th is reported STARTING, k have begun: at most k + 2 are spawned.
+    assert len(sink.counts) == 6
+    assert all(spawned <= k + 2 for k, spawned in enumerate(sink.counts)), sink.counts
 
 
 async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: Path) -> None:

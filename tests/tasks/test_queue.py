@@ -17,14 +17,15 @@ from supervisor.errors import (
     TaskBacklogFull,
     TaskFinished,
     Unavailable,
+    UnknownTask,
 )
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
-from supervisor.tasks import SqliteTaskStore
 from supervisor.tasks import queue as queue_module
 from supervisor.tasks.queue import TaskContext, TaskQueue
 from supervisor.tasks.records import TaskState
-from tests._control import running_node, write_config
+from supervisor.tasks.store import SqliteTaskStore
+from tests._control import Node, program, running_node, write_config
 from tests._e2e import alive
 from tests._ledger_full import ledger_full
 from tests._wait import wait_until
@@ -277,3 +278,35 @@ async def test_queue_without_task_programs_leaves_the_store_alone_until_woken(
             )
             await wait_until(lambda: store.looks >= 3)  # polled again once one takes tasks
             tg.cancel_scope.cancel()
+
+
+async def test_queue_is_made_when_first_needed_and_answers_as_before(tmp_path: Path) -> None:
+    """A node whose programs took no tasks kept the queue's code and task loaded: memory.
+
+    Until a task command or a reload adding a task program makes it, nothing changes
+    for a user: no tasks listed, an unknown task, a program that takes no tasks.
+    """
+    plain = program("plain", "ctl_ticker.py", "0.2")
+    config = write_config(tmp_path, plain)
+    async with running_node(config) as node:
+        assert (await node.service.tasks(LOCAL)).tasks == ()
+        assert node.service.task_counts() == {}
+        assert not _queue_made(node)
+        with pytest.raises(UnknownTask, match="7"):
+            await node.service.task_cancel(LOCAL, 7)
+        with pytest.raises(NotATaskProgram, match="plain"):
+            await node.service.task(LOCAL, "plain", "x")
+
+    (tmp_path / "again").mkdir()
+    config = write_config(tmp_path / "again", plain)
+    async with running_node(config) as node:
+        assert not _queue_made(node)
+        write_config(tmp_path / "again", plain, task_program("echo", "echo", "{task}"))
+        await node.service.reload(Actor(name="root", source="local", level=AccessLevel.ADMIN))
+        assert _queue_made(node)
+        task = await node.service.task(LOCAL, "echo", "hello", wait_seconds=20)
+    assert task.state is TaskState.DONE, task
+
+
+def _queue_made(node: Node) -> bool:
+    return node.lazy_tasks.made is not None
