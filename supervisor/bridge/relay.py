@@ -237,8 +237,9 @@ class Relay:
         the last message (its ``count_bytes``), then sized only.
 
         Past that, a flood's omitted lines are estimated from their size, which
-        the pump adds to the process's tally with no call per read; the relay
-        takes it when it writes a message or gets that process's next lines.
+        the pump adds to the process's tally with no chunk per read (it still
+        asks this and ``capacity`` at each read); the relay takes it when it
+        writes a message or gets that process's next lines.
         """
         tally = self._tallies.get(process)
         if tally is None:

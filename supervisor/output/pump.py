@@ -76,7 +76,7 @@ class DropTally:
     A consumer that counts few dropped lines hands the pump one per process
     (:meth:`OutputConsumer.drop_tally`). While it is full and counts none
     (``count_bytes`` 0), a read only adds its lines' size here: no chunk, no
-    call, no pass over the bytes. The consumer takes the sum when it looks, and
+    ``deliver``, no pass over the bytes. The consumer takes the sum when it looks, and
     before any later lines of that process.
 
     Attributes:
