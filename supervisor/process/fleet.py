@@ -225,12 +225,12 @@ class Fleet:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(self._serve_reaper)
-            for spec in self.config.programs.values():
-                await self._add_processes(spec)
-            task_status.started()
             try:
+                for spec in self.config.programs.values():
+                    await self._add_processes(spec)
+                task_status.started()
                 await self._shutdown.wait()
-            finally:  # cancelled too: a slot at rest has no task the cancellation reaches
+            finally:  # cancelled too, start-up included: a resting slot has no task to cancel
                 reason = "dsup shutting down" if self._shutdown.is_set() else None
                 for slot in self.processes():
                     slot.close(reason)
@@ -357,6 +357,9 @@ class Fleet:
             slot = Slot(spec, index, ctx)
             self._slots[slot.name] = slot
             await launching.claim(LAUNCHING_MAX)
+            if self._shutdown.is_set():  # meanwhile: the slot was closed, never launched
+                launching.begun()
+                return
             slot.launch(self._tg, start_reason=reason, on_begun=launching.begun)
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:

@@ -419,3 +419,35 @@ async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: 
     assert tallying.dropped == count
     assert tallying.tally is not None
     assert tallying.tally.size == 0
+
+
+class _CancelAtSecondStart:
+    """Cancels ``scope`` when a second process is reported STARTING (the first one rests
+    by then); keeps their pids."""
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.scope = scope
+        self.pids: list[int] = []
+
+    def deliver(self, event: Event) -> None:
+        if isinstance(event, StateChanged) and event.new is ProcessState.STARTING:
+            if event.pid is not None:
+                self.pids.append(event.pid)
+            if len(self.pids) == 2:
+                self.scope.cancel()
+
+
+async def test_fleet_cancelled_while_it_launches_stops_what_it_launched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet cancelled as it starts (waiting for room to launch the next slot) left
+    the slots it had launched, at rest with no task, and their processes running."""
+    monkeypatch.setattr(fleet_module, "LAUNCHING_MAX", 1)
+    # Prints once a minute: a broken pipe would not end it first.
+    config = write_config(tmp_path, program("pool", "ctl_ticker.py", "60", numprocs=4))
+    with anyio.fail_after(20), anyio.CancelScope() as scope:
+        sink = _CancelAtSecondStart(scope)
+        async with running_node(config, sinks=[sink]):
+            await anyio.sleep_forever()
+    assert len(sink.pids) == 2
+    assert not [pid for pid in sink.pids if psutil.pid_exists(pid)]
