@@ -205,7 +205,6 @@ class Relay:
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
         self._modes: dict[str, RelayMode] = {}
-        self._streams_output = False  # a program relays "all" and there is a log channel
         self._incidents = Incidents(recover_after=self._recover_after)
         self._stream = OutputStream()
         self._tallies: dict[str, DropTally] = {}  # omitted, sized only, per process
@@ -238,8 +237,9 @@ class Relay:
         the last message (its ``count_bytes``), then sized only.
 
         Past that, a flood's omitted lines are estimated from their size, which
-        the pump adds to the process's tally with no call per read; the relay
-        takes it when it writes a message or gets that process's next lines.
+        the pump adds to the process's tally with no chunk per read (it still
+        asks this and ``capacity`` at each read); the relay takes it when it
+        writes a message or gets that process's next lines.
         """
         tally = self._tallies.get(process)
         if tally is None:
@@ -365,22 +365,15 @@ class Relay:
         self._waiting.append(write)
         self._wakeup.set()
 
-    def _relays_output(self) -> bool:
-        """Whether output is streamed (a program relays "all"), worked out again after a reload.
+    def _mode(self, process: str) -> RelayMode:
+        """How ``process`` relays, worked out once per process and again after a reload.
 
         Asked by ``capacity`` on every read of every pipe: a flood must not pay
-        for a walk over the programs (or an enum's hash) each time.
+        for a look-up of its program each time.
         """
         programs = self._programs()
         if programs is not self._known:
             self._known, self._modes = programs, {}
-            self._streams_output = bool(self.channels.log) and any(
-                spec.relay is RelayMode.ALL for spec in programs.values()
-            )
-        return self._streams_output
-
-    def _mode(self, process: str) -> RelayMode:
-        self._relays_output()
         mode = self._modes.get(process)
         if mode is None:
             spec = self._known.get(process.rpartition(":")[0] or process)

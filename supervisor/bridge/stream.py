@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from supervisor.humanize import memory, printable
+from supervisor.output.framing import decode_lines
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 
 if TYPE_CHECKING:
@@ -250,8 +251,7 @@ class OutputStream:
         room = share - waiting.chars
         sure = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
         if sure:
-            taken = str(data[:sure], "utf-8", "replace").split("\n")
-            taken.pop()  # "" after the last newline
+            taken = decode_lines(data[:sure])
             waiting.chars += sum(map(self._cost, taken))
             waiting.entries.extend(taken)
         return sure

@@ -614,8 +614,8 @@ class CommandService:
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
         result = await self._fleet.reload(new)
-        if self._tasks is not None and any(p.tasks is not None for p in new.programs.values()):
-            await self._tasks.get()  # the first program that takes tasks: the queue starts
+        if self._tasks is not None:
+            await self._tasks.reloaded()  # the first program that takes tasks: the queue starts
         return result
 
 

@@ -76,7 +76,7 @@ class DropTally:
     A consumer that counts few dropped lines hands the pump one per process
     (:meth:`OutputConsumer.drop_tally`). While it is full and counts none
     (``count_bytes`` 0), a read only adds its lines' size here: no chunk, no
-    call, no pass over the bytes. The consumer takes the sum when it looks, and
+    ``deliver``, no pass over the bytes. The consumer takes the sum when it looks, and
     before any later lines of that process.
 
     Attributes:
@@ -269,7 +269,7 @@ class _Drain:
                 return
             if room > BIG_READ_BYTES and n > BIG_READ_BYTES:
                 tune_for_floods()  # big buffers from now on: keep them in the heap
-            framed = self.framer.feed(buf, room, end=n, count=budget != 0, count_bytes=budget)
+            framed = self.framer.feed(buf, room, end=n, count=True, count_bytes=budget)
             self._hand_over(framed)
         except Exception:
             logger.exception(
@@ -305,7 +305,7 @@ class _Drain:
             if room >= 0:
                 tally = consumer.drop_tally(self.process)
                 budget = None if tally is None else tally.count_bytes
-                self._hand_over(self.framer.flush(room, count=budget != 0, count_bytes=budget))
+                self._hand_over(self.framer.flush(room, count=True, count_bytes=budget))
         self.flush_log()
 
 

@@ -356,8 +356,7 @@ class Fleet:
                 return
             slot = Slot(spec, index, ctx)
             self._slots[slot.name] = slot
-            await launching.wait_for_room(LAUNCHING_MAX)
-            launching.left += 1
+            await launching.claim(LAUNCHING_MAX)
             slot.launch(self._tg, start_reason=reason, on_begun=launching.begun)
 
     async def _remove_processes(self, name: str, keep: int, reason: str) -> None:
@@ -389,26 +388,27 @@ class Fleet:
 
 
 class _Launching:
-    """Counts the slots launched and not yet begun, for :meth:`wait_for_room`."""
+    """Counts the slots launched and not yet begun: :meth:`claim` one, :meth:`begun` ends it."""
 
-    __slots__ = ("_room", "left")
+    __slots__ = ("_left", "_room")
 
     def __init__(self) -> None:
-        self.left = 0
+        self._left = 0
         self._room: anyio.Event | None = None  # while someone waits
 
     def begun(self) -> None:
-        self.left -= 1
+        self._left -= 1
         if self._room is not None:
             self._room.set()
             self._room = None
 
-    async def wait_for_room(self, most: int) -> None:
-        """Return once fewer than ``most`` are launched and not yet begun."""
-        while self.left >= most:
+    async def claim(self, most: int) -> None:
+        """Wait until fewer than ``most`` are launched and not yet begun, then count one more."""
+        while self._left >= most:
             if self._room is None:
                 self._room = anyio.Event()
             await self._room.wait()
+        self._left += 1
 
 
 def _process_changes(old: ProgramSpec, new: ProgramSpec) -> list[str]:

@@ -14,6 +14,7 @@ import anyio
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
+    from supervisor.config.schema import Config
     from supervisor.process.fleet import Fleet
     from supervisor.process.worker_link import WorkerLink
     from supervisor.tasks.queue import TaskQueue
@@ -39,9 +40,7 @@ class LazyTaskQueue:
         self._tg: TaskGroup | None = None
         self._lock = anyio.Lock()
         config = fleet.config
-        needed = config.discord is not None or any(
-            p.tasks is not None for p in config.programs.values()
-        )
+        needed = config.discord is not None or _takes_tasks(config)
         # Made now if needed: the bridge follows it from its start (one small read otherwise).
         self.made = self._make() if needed or store.recent(1) else None
 
@@ -66,6 +65,11 @@ class LazyTaskQueue:
                 await self._tg.start(queue.run)
                 self.made = queue
             return self.made
+
+    async def reloaded(self) -> None:
+        """The fleet took a new config: the queue is made once a program takes tasks."""
+        if _takes_tasks(self._fleet.config):
+            await self.get()
 
     def _make(self) -> TaskQueue:
         from supervisor.tasks.queue import queue_for  # here: memory at rest
@@ -99,3 +103,8 @@ class LazyTaskQueue:
             (await self.get()).wait_for(link, request, task_id, timeout)
 
         self._tg.start_soon(answer)
+
+
+def _takes_tasks(config: Config) -> bool:
+    """Whether a program of ``config`` takes tasks."""
+    return any(p.tasks is not None for p in config.programs.values())
