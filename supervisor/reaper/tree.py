@@ -69,6 +69,9 @@ class Scanner:
         """
         self.instance_id = instance_id
         self._listing = listing or stat_fields
+        # What a copy of dsup between fork and exec shows: the block dsup started
+        # with, the same for its whole life (setting a variable does not change it).
+        self._own_environ = _environ_block("self")
         # The markers seen, owned by the scan thread (scans never overlap).
         self._markers: dict[ProcIdent, tuple[str | None, str]] = {}
         # What know() was told, from the event loop, until a scan takes it in.
@@ -110,7 +113,6 @@ class Scanner:
         me = os.getpid()
         snap: Snapshot = {}
         boot = boot_time()
-        own_environ = _environ_block("self")
         # Told before this scan: listed now if alive, and forgotten below if not.
         self._markers.update(self._take_told())
         for pid, fields in self._listing():
@@ -128,7 +130,7 @@ class Scanner:
                     environ: bytes | None = _environ_block(pid)
                 except OSError:  # gone, or not ours to read
                     environ = None
-                if ppid == me and environ == own_environ:
+                if ppid == me and environ == self._own_environ:
                     # A spawn between fork and exec (long under load): a copy of dsup
                     # holding all its fds, the runs' pipes among them, and no markers
                     # yet. Neither a run's leftover nor an orphan: it is being spawned.

@@ -9,16 +9,14 @@ import pytest
 
 from supervisor.bridge.pacing import Breaker
 from supervisor.commands.access import AccessLevel, Actor
-from supervisor.events import StateChanged
 from tests._wait import wait_until
-from tests.bridge._relayed import late_changes, program, relayed_node
+from tests.bridge._relayed import ProgramChanges, late_changes, program, relayed_node, shown_in
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.bridge.sender import OutboxSender
-    from supervisor.events import Event
     from tests.discord_fake import BotAction, FakeDiscord
 
 __all__ = ["fake_discord"]
@@ -181,18 +179,6 @@ async def _retried_twice(sender: OutboxSender) -> None:
     await wait_until(renewed, seconds=20)
 
 
-class _Changes:
-    """Records the state changes of one process."""
-
-    def __init__(self, process: str) -> None:
-        self.process = process
-        self.seen: list[StateChanged] = []
-
-    def deliver(self, event: Event) -> None:
-        if isinstance(event, StateChanged) and event.process == self.process:
-            self.seen.append(event)
-
-
 @pytest.mark.xdist_group("floods")  # one flood of the relay tests at a time (test_relay_burst)
 async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
     tmp_path: Path, fake_discord: FakeDiscord
@@ -209,7 +195,7 @@ async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
         backoff_seconds=0.8,
         backoff_max_seconds=0.8,
     )
-    changes = _Changes("crashy:0")
+    changes = ProgramChanges("crashy")  # one process: crashy:0
     backlog = 0
     async with relayed_node(tmp_path, fake_discord, floods, crashy, sinks=[changes]) as node:
 
@@ -220,7 +206,8 @@ async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
                 "omitted (see /logs flood)" in (a.content or "")
                 for a in _creates(fake_discord, "ops")
             )
-            return omitted and len(_found(fake_discord, changes)) == len(changes.seen) >= 8
+            shown = shown_in(_creates(fake_discord, "ops"), changes.seen)
+            return omitted and -1 not in shown and len(shown) == len(changes.seen) >= 8
 
         await wait_until(settled, seconds=30)
         seen = list(changes.seen)  # not the stop at the end
@@ -230,18 +217,3 @@ async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
     assert fake_discord.rate_limit_stats("ops").rejected == 0
     fake_discord.assert_within_rate_limits()
     assert backlog <= 10, "output waits in bounded memory, not in a growing queue"
-
-
-def _found(fake: FakeDiscord, changes: _Changes) -> list[StateChanged]:
-    """The recorded changes found in ops, in order."""
-    creates = _creates(fake, "ops")
-    found = []
-    index = 0
-    for event in changes.seen:
-        text = f"`{event.process}` {event.old.value} → {event.new.value}"
-        while index < len(creates) and text not in (creates[index].content or ""):
-            index += 1
-        if index == len(creates):
-            break
-        found.append(event)
-    return found
