@@ -61,6 +61,11 @@ class Outbound:
     ) -> None:
         self.outbox = Outbox(ledger)
         self.outbox.sweep_files()  # before the bridge runs: nothing is being queued
+        self.sender = OutboxSender(
+            self.outbox,
+            health=health,
+            on_finished=lambda channel, left: self.relay.finished(channel, left),
+        )
         self.relay = Relay(
             programs,
             self.outbox,
@@ -69,13 +74,13 @@ class Outbound:
             channels=RelayChannels.of(spec),
             channel_wait=lambda channel: self.sender.create_wait(channel),
             edit_wait=lambda channel: self.sender.edit_wait(channel),
+            hand_over=self.sender,
             **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
         self.progress = ProgressRelay(
             spec, self.outbox, ledger, programs, **(progress_options or {})
         )
-        self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
         self._health = health
 
     @property
