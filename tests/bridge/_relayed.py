@@ -223,10 +223,8 @@ async def relayed_node(
             ledger=ledger,
             health=health,
             sleep=_no_wait,
-            client_options={
-                "guild_ready_timeout": GUILD_READY_TIMEOUT,
-                **outbound.client_options(),
-            },
+            http_trace=outbound.sender.trace_config(),
+            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
             outbox=outbound.outbox,
         )
         async with anyio.create_task_group() as tg:
