@@ -208,7 +208,7 @@ def _bridge(
         node=config.supervisor.name,
         ledger=ledger,
         health=health,
-        client_options=outbound.client_options(),
+        http_trace=outbound.sender.trace_config(),
         outbox=outbound.outbox,
     )
     return bridge, outbound

@@ -88,14 +88,6 @@ class Outbound:
         """The fleet's event sinks among these (the relay also takes lines)."""
         return (self.relay, self.questions, self.progress)
 
-    def client_options(self) -> dict[str, Any]:
-        """Options for the bridge's client: the trace that lets the sender pace itself
-        (and the health tell whether Discord answers)."""
-        trace = self.sender.trace_config()
-        if self._health is not None:
-            self._health.watch_requests(trace)
-        return {"http_trace": trace}
-
     async def run(
         self,
         current: Callable[[], discord.Client | None],
