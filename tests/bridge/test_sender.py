@@ -157,10 +157,14 @@ async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
         ):
             await tg.start(sender.run, lambda: client)
             claims: list[Callable[[], Claim]] = []
-            # Once the sender's own first look is over, nothing else claims.
-            await wait_until(
-                lambda: bool(claim := sender.begin_claim()) and not claims.append(claim)
-            )
+
+            def begun() -> bool:  # once the sender's own first look is over
+                claim = sender.begin_claim()
+                if claim is not None:
+                    claims.append(claim)
+                return claim is not None
+
+            await wait_until(begun)
             (claim,) = claims
             row_id = outbox.post(ops, "incident", "crashed: exit code 1", now=time.time())
             (lost,) = (await anyio.to_thread.run_sync(claim)).rows
