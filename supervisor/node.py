@@ -139,8 +139,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
             line_sinks=line_sinks,
         )
-        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger))
-        fleet.tasks = tasks  # for workers: the queue is made when first needed
+        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger))  # the workers' broker too
         outcome = _Outcome()
         service = CommandService(
             fleet,

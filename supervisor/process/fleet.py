@@ -156,7 +156,8 @@ class Fleet:
         self._shutdown = anyio.Event()
         self._others: list[RunSource] = []
         self._launching = _Launching()
-        # Where the workers of stream programs get their tasks (the task queue sets it).
+        # Where workers give tasks, and those of stream programs take them (the
+        # node's LazyTaskQueue sets itself there).
         self.tasks: TaskBroker | None = None
 
     # -- queries -------------------------------------------------------------

@@ -215,7 +215,6 @@ async def relayed_node(
             line_sinks=[relay],
         )
         tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=0.2)
-        fleet.tasks = tasks
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
         bridge = DiscordBridge(
             config.discord,
