@@ -246,13 +246,19 @@ class Relay:
             return -1
         return 0 if self._stream.is_full else STREAM_BYTES
 
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        """:meth:`capacity`, and the process's :meth:`drop_tally` when it relays output
+        (the pump's one question per read)."""
+        room = self.capacity(process)
+        return room, self.drop_tally(process) if room >= 0 else None
+
     def drop_tally(self, process: str) -> DropTally:
         """The tally of ``process``'s omitted lines: counted while few were omitted since
         the last message (its ``count_bytes``), then sized only.
 
         Past that, a flood's omitted lines are estimated from their size, which
         the pump adds to the process's tally with no chunk per read (it still
-        asks this and ``capacity`` at each read); the relay takes it when it
+        asks :meth:`room` at each read); the relay takes it when it
         writes a message or gets that process's next lines.
         """
         tally = self._tallies.get(process)

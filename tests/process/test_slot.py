@@ -52,11 +52,8 @@ class Recorder:
         self.changes.append(event)
         self._wake()
 
-    def capacity(self, process: str) -> int:
-        return 1 << 20
-
-    def drop_tally(self, process: str) -> None:
-        return None
+    def room(self, process: str) -> tuple[int, None]:
+        return 1 << 20, None
 
     def deliver(self, chunk: OutputChunk) -> None:
         lines = decode_lines(chunk.data)
