@@ -87,11 +87,8 @@ class _Counter:
         self.bytes = 0
         self.dropped = 0
 
-    def capacity(self, process: str) -> int:
-        return self._capacity
-
-    def drop_tally(self, process: str) -> None:
-        return None
+    def room(self, process: str) -> tuple[int, None]:
+        return self._capacity, None
 
     def deliver(self, chunk: OutputChunk) -> None:
         self.bytes += len(chunk.data)

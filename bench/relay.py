@@ -12,28 +12,31 @@ come back, while ``doomed`` crashes with them and then fails until it is FATAL: 
 incidents open at once. Half-way, ``crasher:0`` is stopped, and started a second later.
 ``--crashers 0 --burst 0`` runs the flood alone: the issue's workload for the CPU goal.
 
-CPU is dsup's own from ``/proc/PID/task/*/schedstat``: per MB of the burst, from the
-gate's opening until every line of it is in the log files (the output reaches Discord
-later, at Discord's pace), and per second over the window. A burst takes a fraction of a
-second, one message or none of the relay's falls in it: one is a noisy sample. So the
-gate opens ``--bursts`` times, the window starting at the last: before it, each burst
-comes once dsup is idle again (``QUIET_SECONDS`` after the one before and, relaying,
-once the outbox has caught up), and the figure is their sum. The burst's figure is also
-given net of what dsup spends anyway (crashers, incidents, messages), measured over
-``BASELINE_SECONDS`` just before the gate: the relay's cost per byte. The two modes run
-``--repeat`` times each, alternating which goes first, and the ratio is given per pair as
-a median with its min and max: on a shared machine one pair's noise is larger than the
-effect. Latency: from each state change (its time in dsup's ``--quiet --json-logs``
-console, which shows state changes only, in both modes) to the creation, in the fake, of
-the message showing it, for every state change in the window (``--window`` seconds from
-the gate, less the last 3): starts, exits, FATAL, stops, the burst's, split where the
-time went: until the relay wrote the row to the outbox, until the sender took it
-(pacing, order, its poll), until the fake created the message. And from each crash of
-the burst to its incident's message. Prints figures; asserts nothing about speed.
+CPU is dsup's own from ``/proc/PID/task/*/schedstat``, per MB of a burst: the gate opens
+``--bursts`` times, each from idle, and each burst's window is ``--burst-window`` seconds
+from the gate, long enough for the burst's lines to be in the log files *and* for every
+message the burst makes to be acknowledged by the fake (Discord's pace: about one a
+second), the same length in both modes. From it is taken the CPU of an idle window of the
+same length measured just before the gate, in the same run: what is left is the burst's
+own cost, messages included. A window that ends before its burst's lines are logged or its
+messages are sent is counted as late, and so is a message created in the idle window
+after it: the figures of a run with late bursts are not honest, and say so. The two modes
+run ``--repeat`` times each, alternating which goes first, and the ratio is given per pair
+as a median with its min and max: on a shared machine one pair's noise is larger than the
+effect. The difference between the modes, divided by the messages the bursts made, is
+the CPU of one message. After the bursts the gate opens once more and the workers write
+``--rate`` lines a second each for ``--window`` seconds, where the 429s, messages a
+second and latencies are measured. Latency: from each state change (its time in dsup's
+``--quiet --json-logs`` console, which shows state changes only, in both modes) to the
+creation, in the fake, of the message showing it, for every state change in the window
+(``--window`` seconds from its opening, less the last 3): starts, exits, FATAL, stops, the
+burst's, split where the time went: until the relay wrote the row to the outbox, until
+the sender took it (pacing, order, its poll), until the fake created the message. And
+from each crash of the burst to its incident's message. Prints figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
         [--rate 2000] [--crashers 5] [--crash-every 2] [--burst 8] [--window 30]
-        [--console] [--repeat 3]
+        [--bursts 5] [--burst-window 4] [--console] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -71,9 +74,6 @@ WORKER = HERE / "_relay_worker.py"
 BURST_WORKER = HERE.parent / "tests" / "workers" / "relay_burst.py"
 LINE_BYTES = 50
 DEADLINE = 120.0
-BASELINE_SECONDS = 4.0
-QUIET_SECONDS = 3.0
-"""After a burst, dsup is left this long (and the outbox to catch up) before the next."""
 _NOTE = re.compile(r"<t:(\d+):T> `([^`]+)` (\w+) → (\w+)")
 _KINDS = {
     "STARTING": "starts",
@@ -99,6 +99,7 @@ class Workload:
     window: float
     console: bool
     bursts: int
+    burst_window: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +124,29 @@ class Latency:
 
 
 @dataclass(frozen=True, slots=True)
+class Burst:
+    """One burst from idle: CPU in its window and in the idle window of the same length
+    just before it, the messages it made, and whether the window held it all."""
+
+    cpu: float
+    idle: float
+    messages: int
+    is_late: bool
+
+    @property
+    def net(self) -> float:
+        """The burst's own CPU: its window's less the idle window's."""
+        return self.cpu - self.idle
+
+
+@dataclass(frozen=True, slots=True)
 class Figures:
     """One run's measures."""
 
     mode: str
-    bursts: int
-    burst_seconds: float
-    burst_cpu: float
+    bursts: list[Burst]
     burst_bytes: int
-    baseline: float
+    late_messages: int
     window_cpu: float
     window_seconds: float
     window_bytes: int
@@ -144,14 +159,22 @@ class Figures:
     incidents: list[float]
 
     @property
-    def cpu_per_mb(self) -> float:
-        return self.burst_cpu / (self.burst_bytes / 1e6)
+    def net_cpu(self) -> float:
+        """CPU the bursts cost, net of idle (seconds)."""
+        return sum(b.net for b in self.bursts)
 
     @property
     def net_cpu_per_mb(self) -> float:
-        """The burst's CPU per MB less what dsup spent meanwhile on everything else."""
-        net = self.burst_cpu - self.baseline * self.burst_seconds
-        return net / (self.burst_bytes / 1e6)
+        return self.net_cpu / (self.burst_bytes * len(self.bursts) / 1e6)
+
+    @property
+    def messages(self) -> int:
+        return sum(b.messages for b in self.bursts)
+
+    @property
+    def late(self) -> int:
+        """Bursts whose window ended too soon, and messages created after their window."""
+        return sum(b.is_late for b in self.bursts) + self.late_messages
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -382,6 +405,39 @@ async def run_once(fake: FakeDiscord, mode: str, load: Workload) -> Figures:
                         proc.kill()
 
 
+def _creates(fake: FakeDiscord) -> int:
+    return sum(1 for a in fake.bot_actions("ops") if a.kind in ("create", "edit"))
+
+
+def _pending(state: Path) -> int:
+    return int(str(_query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0]))
+
+
+async def _idle(pid: int, fake: FakeDiscord, seconds: float) -> tuple[float, int]:
+    """dsup's CPU a second over ``seconds`` of idle, and the messages created meanwhile
+    (late ones of the burst before: there must be none)."""
+    created, cpu, t = _creates(fake), _cpu_seconds(pid), time.monotonic()
+    await anyio.sleep(seconds)
+    rate = (_cpu_seconds(pid) - cpu) / (time.monotonic() - t)
+    return rate, _creates(fake) - created
+
+
+async def _burst(
+    pid: int, fake: FakeDiscord, mode: str, state: Path, logged: int, window: tuple[float, float]
+) -> Burst:
+    """Open the gate and measure ``seconds`` (``window``: with the idle CPU a second) from
+    it: the burst must be logged (``logged`` bytes in the log files) and, relaying, its
+    messages sent by then."""
+    seconds, idle = window
+    created, cpu, t = _creates(fake), _cpu_seconds(pid), time.monotonic()
+    _open(state.parent / "gate")
+    await anyio.sleep(seconds)
+    spent, elapsed = _cpu_seconds(pid) - cpu, time.monotonic() - t
+    made = _creates(fake) - created
+    is_late = _logged_bytes(state) < logged or (mode != "none" and _pending(state) > 0)
+    return Burst(cpu=spent, idle=idle * elapsed, messages=made, is_late=is_late)
+
+
 async def _measure(
     proc: Process,
     fake: FakeDiscord,
@@ -401,11 +457,6 @@ async def _measure(
 
     await _wait(crashed_once, "every crasher's first crash")
 
-    def caught_up() -> bool:
-        if mode == "none":
-            return True
-        return _query(state, "SELECT count(*) FROM outbox WHERE status = 'pending'")[0][0] == 0
-
     if mode != "none":
 
         def incidents_posted() -> bool:
@@ -413,32 +464,27 @@ async def _measure(
             return len(shown) >= load.crashers
 
         await _wait(incidents_posted, "every crasher's incident")
-        await _wait(caught_up, "the outbox to catch up")
-    base0, b0 = _cpu_seconds(proc.pid), time.monotonic()
-    await anyio.sleep(BASELINE_SECONDS)
-    baseline = (_cpu_seconds(proc.pid) - base0) / (time.monotonic() - b0)
-    burst = load.workers * load.lines * LINE_BYTES
-    gate = directory / "gate"
-    spent = seconds = 0.0
-    for index in range(1, load.bursts):  # the bursts before the window's, each from idle
-        cpu, t = _cpu_seconds(proc.pid), time.monotonic()
-        _open(gate)
-        await _logged(state, burst * index)
-        spent, seconds = spent + _cpu_seconds(proc.pid) - cpu, seconds + time.monotonic() - t
-        await anyio.sleep(QUIET_SECONDS)
-        await _wait(caught_up, "the outbox to catch up")
+        await _wait(lambda: _pending(state) == 0, "the outbox to catch up")
+    size = load.workers * load.lines * LINE_BYTES
+    bursts: list[Burst] = []
+    late_messages = 0
+    for index in range(1, load.bursts + 1):
+        idle, created = await _idle(proc.pid, fake, load.burst_window)
+        if bursts and not load.crashers:  # a message of the burst before, after its window
+            late_messages += created
+        window = (load.burst_window, idle)
+        bursts.append(await _burst(proc.pid, fake, mode, state, size * index, window))
+    _, created = await _idle(proc.pid, fake, load.burst_window)
+    late_messages += 0 if load.crashers else created
     actions0 = len(fake.bot_actions("ops"))
     rejected0 = sum(s.rejected for s in fake.limiter.stats.values())
     logged0 = _logged_bytes(state)
     cpu0, t0, wall0 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
-    _open(gate)
+    _open(directory / "gate")  # the workers' steady output, for the window
     async with anyio.create_task_group() as tg:
         if load.crashers and load.burst:
             tg.start_soon(_scenario, burst_gate, directory / "dsup.toml", load.window)
-        total = burst * load.bursts
-        await _logged(state, total)
-        cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
-        await anyio.sleep(max(0.0, load.window - (t1 - t0)))
+        await anyio.sleep(load.window)
     cpu2, t2, wall2 = _cpu_seconds(proc.pid), time.monotonic(), time.time()
     logged = _logged_bytes(state)
     actions = fake.bot_actions("ops")[actions0:]
@@ -452,11 +498,9 @@ async def _measure(
     )
     return Figures(
         mode=mode,
-        bursts=load.bursts,
-        burst_seconds=seconds + t1 - t0,
-        burst_cpu=spent + cpu1 - cpu0,
-        burst_bytes=total,
-        baseline=baseline,
+        bursts=bursts,
+        burst_bytes=size,
+        late_messages=late_messages,
         window_cpu=cpu2 - cpu0,
         window_seconds=t2 - t0,
         window_bytes=logged - logged0,
@@ -509,10 +553,11 @@ async def main(load: Workload, repeat: int) -> None:
             done = {first: await run_once(fake, first, load)}
             done[second] = await run_once(fake, second, load)
             runs.append((done["all"], done["none"]))
-    mb = runs[0][0].burst_bytes / load.bursts / 1e6
+    mb = runs[0][0].burst_bytes / 1e6
     print(
         f"workload: {load.workers} workers x {load.lines:,} lines of {LINE_BYTES} B = {mb:.0f} MB "
-        f"at once, {load.bursts} times from idle, then {load.rate:,} lines/s each; "
+        f"at once, {load.bursts} times from idle, each measured over {load.burst_window:g} s "
+        f"less an idle {load.burst_window:g} s just before; then {load.rate:,} lines/s each; "
         f"{load.crashers} crashers exiting every {load.crash_every:g} s; "
         f"{load.burst} + 1 crashing at once a third into the window; window {load.window:g} s; "
         + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
@@ -520,12 +565,12 @@ async def main(load: Workload, repeat: int) -> None:
     )
     for index, pair in enumerate(runs, 1):
         for fig in pair:
+            net = ", ".join(f"{b.net * 1000:.1f}" for b in fig.bursts)
             print(
-                f'{index}. relay = "{fig.mode}": {fig.bursts} bursts logged in '
-                f"{fig.burst_seconds / fig.bursts:.2f} s each, "
-                f"dsup CPU {fig.burst_cpu:.3f} s = {fig.cpu_per_mb * 1000:.2f} ms/MB "
-                f"({fig.net_cpu_per_mb * 1000:.2f} net of {fig.baseline * 1000:.0f} ms/s "
-                f"spent before the gate); window: "
+                f'{index}. relay = "{fig.mode}": net CPU per burst {net} ms '
+                f"= {fig.net_cpu_per_mb * 1000:.3f} ms/MB; idle "
+                f"{statistics.median(b.idle for b in fig.bursts) * 1000:.1f} ms a window; "
+                f"{fig.messages} messages; late: {fig.late}; window: "
                 f"{fig.window_bytes / 1e6:.0f} MB logged, dsup CPU {fig.window_cpu:.2f} s "
                 f"({fig.window_cpu / fig.window_seconds * 100:.1f} % of a core); "
                 f"peak RSS {fig.peak_rss / 2**20:.0f} MiB"
@@ -556,17 +601,23 @@ async def main(load: Workload, repeat: int) -> None:
     print(f"  ... row taken by the sender: {_spread([x.claimed for x in lat])}")
     incidents = [x for fig in relayed for x in fig.incidents]
     print(f"burst crash -> its incident's message: {_spread(incidents)}")
-    raw = [a.cpu_per_mb / n.cpu_per_mb for a, n in runs]
-    net = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
-    before = [a.baseline / n.baseline for a, n in runs]
-    print(f'burst CPU per MB, relay "all" / "none": {_ratio_spread(raw)}')
-    print(f"  net of the CPU spent before the gate: {_ratio_spread(net)}")
+    late = sum(a.late + n.late for a, n in runs)
     print(
-        f'CPU a second before the gate, "all": '
-        f"{statistics.median(a.baseline for a, _ in runs) * 1000:.1f} ms/s, "
-        f'"none": {statistics.median(n.baseline for _, n in runs) * 1000:.1f} ms/s '
-        f"(per pair: {_ratio_spread(before)})"
+        "every burst's lines logged and messages sent within its window"
+        if not late
+        else f"NOT HONEST: {late} bursts or messages fell outside their windows "
+        "(raise --burst-window)"
     )
+    ratios = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
+    print(f'burst CPU per MB, net of idle, relay "all" / "none": {_ratio_spread(ratios)}')
+    per_message = sorted((a.net_cpu - n.net_cpu) / a.messages * 1e6 for a, n in runs if a.messages)
+    if per_message:
+        print(
+            f"CPU per message (the difference / the messages the bursts made): median "
+            f"{statistics.median(per_message):.0f} us (min {per_message[0]:.0f}, "
+            f"max {per_message[-1]:.0f}); "
+            f"{statistics.median(a.messages / len(a.bursts) for a, _ in runs):.1f} messages a burst"
+        )
 
 
 if __name__ == "__main__":
@@ -578,8 +629,12 @@ if __name__ == "__main__":
     parser.add_argument("--crash-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--burst", type=int, default=8, help="processes crashing at once")
     parser.add_argument("--window", type=float, default=30.0, help="seconds from the gate")
+    parser.add_argument("--bursts", type=int, default=5, help="bursts measured per run")
     parser.add_argument(
-        "--bursts", type=int, default=5, help="bursts measured per run (the last opens the window)"
+        "--burst-window",
+        type=float,
+        default=4.0,
+        help="seconds a burst is measured (its messages must be sent by then)",
     )
     parser.add_argument(
         "--console", action="store_true", help="let the console show output (not --quiet)"
@@ -598,5 +653,6 @@ if __name__ == "__main__":
         window=args.window,
         console=args.console,
         bursts=max(1, args.bursts),
+        burst_window=args.burst_window,
     )
     anyio.run(main, workload, max(1, args.repeat), backend="asyncio")

@@ -78,7 +78,7 @@ class OutputChunk:
         dropped_bytes: bytes of the lines right after ``data`` that the
             consumers had no room for.
         dropped: how many lines those were, counted only for a consumer that
-            counts (no ``OutputConsumer.drop_tally``, or within its tally's
+            counts (no drop tally from ``OutputConsumer.room``, or within its tally's
             ``count_bytes``); else 0.
         uncounted_bytes: the last of ``dropped_bytes``, whose lines ``dropped``
             does not count.

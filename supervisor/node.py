@@ -139,8 +139,7 @@ async def _run(config: Config, mode: ConsoleMode, json_logs: bool, discord: bool
             sinks=[*sinks, bridge] if bridge else sinks,  # the bridge: its board wakes up
             line_sinks=line_sinks,
         )
-        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger))
-        fleet.tasks = tasks  # for workers: the queue is made when first needed
+        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger))  # the workers' broker too
         outcome = _Outcome()
         service = CommandService(
             fleet,
@@ -208,7 +207,7 @@ def _bridge(
         node=config.supervisor.name,
         ledger=ledger,
         health=health,
-        client_options=outbound.client_options(),
+        http_trace=outbound.sender.trace_config(),
         outbox=outbound.outbox,
     )
     return bridge, outbound

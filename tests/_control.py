@@ -111,7 +111,6 @@ async def running_node(
             config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
         )
         tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
-        fleet.tasks = tasks
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:

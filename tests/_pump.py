@@ -40,11 +40,8 @@ class Recorder:
         self.dropped_bytes = 0
         self.got_lines = anyio.Event()
 
-    def capacity(self, process: str) -> int:
-        return self._capacity()
-
-    def drop_tally(self, process: str) -> DropTally | None:
-        return self.tally
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        return self._capacity(), self.tally
 
     def deliver(self, chunk: OutputChunk) -> None:
         assert chunk.data.endswith(b"\n") or not chunk.data, "whole lines only"

@@ -41,7 +41,6 @@ _PROBLEM = "board"
 RETRY_FIRST_SECONDS = 5.0
 RETRY_MOST_SECONDS = 600.0
 CHANNEL_RETRY_SECONDS = 60.0  # a channel the bot cannot use: first wait before asking again
-ANSWER_SECONDS = 1.5  # as dsup stops, the wait for a post's answer before looking for it
 _CHANNEL_CODES = (UNKNOWN_CHANNEL, MISSING_ACCESS, MISSING_PERMISSIONS)
 
 
@@ -84,8 +83,6 @@ class Board:
         self._not_before = 0.0
         self._failures = 0
         self._poked = anyio.Event()
-        self._answered = anyio.Event()  # set while no post or edit waits for its answer
-        self._answered.set()
         self._is_post_unsure = False  # a post sent, not (yet) answered with its message
         self._is_deleted = False
         # Ids deleted while a board is on its way (posted, or looked for): its id is
@@ -124,20 +121,22 @@ class Board:
         """Show the fleet's last states and that dsup stopped: one edit, whatever the pace.
 
         Called as dsup stops, bounded by the caller; nothing when there is no board.
-        A post still in flight is waited for first (its answer names the message),
-        for up to ``ANSWER_SECONDS``; then, when a post's answer was lost, or dsup
-        stops before the board was looked for, it is looked for as at start.
+        The client's posts and edits still in flight are waited for first (a
+        post's answer names the message, and an edit must not land after the
+        farewell's), for up to ``messenger.ANSWER_SECONDS``; then, when a post's
+        answer was lost, or dsup stops before the board was looked for, it is
+        looked for as at start.
         """
         if not self._channel:
             return
         messenger = Messenger(client)
-        with anyio.move_on_after(ANSWER_SECONDS):
-            await self._answered.wait()
-        is_unsure = self._is_post_unsure or not self._is_adopted  # or never looked for
+        await messenger.answered()  # for up to ANSWER_SECONDS
+        is_posting = self._is_post_unsure  # a post sent: its answer may still come
+        is_unsure = is_posting or not self._is_adopted  # or never looked for
         if self.message_id is None and is_unsure and client.is_ready():
             await self._adopt(messenger, client)
-        if self.message_id is None:
-            await self._answered.wait()  # nothing found yet: the post's answer, if any
+        if self.message_id is None and is_posting:
+            await messenger.answered(None)  # nothing found yet: the post's answer, if any
         if self.message_id is None or not client.is_ready():
             return
         text = self.render(stopped_at=self._wall())
@@ -198,11 +197,7 @@ class Board:
         text = self.render()
         if text.body == self._shown:
             return
-        self._answered = anyio.Event()
-        try:
-            await self._show(messenger, client, text)
-        finally:
-            self._answered.set()
+        await self._show(messenger, client, text)
 
     async def _show(self, messenger: Messenger, client: BridgeClient, text: BoardText) -> None:
         """Post or edit the board with ``text``, and take the answer."""

@@ -10,6 +10,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import anyio
 import discord
 
@@ -61,6 +62,9 @@ class DiscordBridge:
         sleep: waits between attempts, and before identifying again (tests pass
             one that controls time).
         clock: monotonic seconds, to tell a lasting connection from a failing one.
+        http_trace: follows the requests of every client (the outbox's sender paces
+            itself from it: ``OutboxSender.trace_config``); the health follows it too,
+            to tell whether Discord answers. Default: a trace for the health alone.
         client_options: passed to :class:`discord.Client` (tests shorten
             ``guild_ready_timeout``).
         board: makes the status board (tests shorten its waits).
@@ -81,6 +85,7 @@ class DiscordBridge:
         health: HealthRecord | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         clock: Callable[[], float] = anyio.current_time,
+        http_trace: aiohttp.TraceConfig | None = None,
         client_options: dict[str, Any] | None = None,
         board: Callable[[BridgeContext], Board] = Board,
         outbox: Outbox | None = None,
@@ -94,6 +99,8 @@ class DiscordBridge:
         self._make_board = board
         self.outbox = outbox or Outbox(ledger)
         self.health = health or HealthRecord()
+        self._trace = http_trace or aiohttp.TraceConfig()
+        self.health.watch_requests(self._trace)
         self.backoff = Backoff()
         self.pacing = IdentifyPacing()
         self.attempts = 0
@@ -179,6 +186,7 @@ class DiscordBridge:
             pacing=self.pacing,
             sleep=self._sleep,
             clock=self._clock,
+            http_trace=self._trace,
             **self._client_options,
         )
         board = self._board(context)

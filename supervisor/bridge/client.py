@@ -15,6 +15,7 @@ from discord import app_commands
 
 from supervisor.bridge import interactions
 from supervisor.bridge.backoff import IdentifyPacing
+from supervisor.bridge.messenger import Requests
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -108,7 +109,7 @@ class BridgeClient(discord.Client):
         # Told the id of every message deleted in the guild (the board reposts itself).
         self.deletion_listeners: list[Callable[[int], None]] = []
         # The requests of messenger.py waiting for their answer: close() ends them.
-        self.requests: set[anyio.CancelScope] = set()
+        self.requests = Requests()
 
     async def close(self) -> None:
         """Close the connection, first ending the requests still waiting for an answer.
@@ -117,8 +118,7 @@ class BridgeClient(discord.Client):
         of a 5xx (up to 7 s) before it finds its session closed: a stop in a 5xx
         outage would wait for that sleep.
         """
-        for scope in self.requests:
-            scope.cancel()
+        self.requests.cancel()
         await super().close()
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:

@@ -3,6 +3,7 @@
 The one way the bridge posts outside interaction answers (the board, the outbox's sender):
 each call makes one request, pings nobody, and returns a :class:`Delivery` instead of
 raising, so the caller decides when to try again from the status, code and ``retry_after``.
+A client's writes still waiting for their answer are kept in its :class:`Requests`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
 OLD_MESSAGE_EDITS = 30046  # too many edits of messages older than an hour
 REQUEST_SECONDS = 10.0
+ANSWER_SECONDS = 1.5
+"""As dsup stops, how long :meth:`Messenger.answered` waits by default for the writes in
+flight."""
 KEEP: Literal["keep"] = "keep"
 """An edit's ``view`` that leaves the message's components as they are."""
 _NO_MENTIONS = discord.AllowedMentions.none()
@@ -75,6 +79,45 @@ class Found:
     footer: str
     description: str
     content: str = ""
+
+
+class Requests:
+    """The posts, edits and deletes of one client still waiting for their answer.
+
+    The client ends them as it closes (:meth:`cancel`): nobody waits for them any
+    more. Before then, a caller that stops waits for them (:meth:`Messenger.answered`).
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self._answered = anyio.Event()
+        self._answered.set()
+
+    def add(self, scope: anyio.CancelScope) -> None:
+        """A request, in ``scope``, waits for its answer."""
+        if not self._scopes:
+            self._answered = anyio.Event()
+        self._scopes.add(scope)
+
+    def discard(self, scope: anyio.CancelScope) -> None:
+        """The request in ``scope`` ended (answered or not)."""
+        self._scopes.discard(scope)
+        if not self._scopes:
+            self._answered.set()
+
+    @property
+    def is_answered(self) -> bool:
+        """True when no request waits for its answer."""
+        return not self._scopes
+
+    def cancel(self) -> None:
+        """End every request still waiting for its answer."""
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def wait(self) -> None:
+        """Return once no request waits for its answer."""
+        await self._answered.wait()
 
 
 class Messenger:
@@ -187,9 +230,34 @@ class Messenger:
         messages = await _finished(read(), is_read=True)
         return messages if isinstance(messages, Delivery) else [_found(m) for m in messages]
 
+    async def answered(self, seconds: float | None = ANSWER_SECONDS) -> bool:
+        """Wait until none of the client's posts, edits and deletes waits for its answer.
+
+        For a caller about to stop: an answer names what Discord did (the
+        message a post made), and a request sent meanwhile may land before one
+        still in flight. Only a client that keeps its :class:`Requests` (a
+        ``BridgeClient``) is followed; for any other this returns at once.
+
+        Args:
+            seconds: the longest wait (None: until the caller is cancelled).
+
+        Returns:
+            True when none waits any more, False after ``seconds``.
+        """
+        requests = self._requests()
+        if requests is None:
+            return True
+        with anyio.move_on_after(seconds):
+            await requests.wait()
+        return requests.is_answered
+
+    def _requests(self) -> Requests | None:
+        # A BridgeClient keeps its requests in ``requests`` and ends them as it closes.
+        requests = getattr(self._client, "requests", None)
+        return requests if isinstance(requests, Requests) else None
+
     async def _attempt(self, request: Coroutine[Any, Any, Any]) -> Delivery:
-        # A BridgeClient ends the requests it keeps in ``requests`` as it closes.
-        result = await _finished(request, in_flight=getattr(self._client, "requests", None))
+        result = await _finished(request, in_flight=self._requests())
         if isinstance(result, Delivery):
             return result
         return Delivery(message_id=getattr(result, "id", None))
@@ -199,7 +267,7 @@ async def _finished(
     request: Coroutine[Any, Any, _T],
     *,
     is_read: bool = False,
-    in_flight: set[anyio.CancelScope] | None = None,
+    in_flight: Requests | None = None,
 ) -> _T | Delivery:
     """Await one request to its end, bounded by ``REQUEST_SECONDS``; a refusal as a Delivery.
 

@@ -61,6 +61,11 @@ class Outbound:
     ) -> None:
         self.outbox = Outbox(ledger)
         self.outbox.sweep_files()  # before the bridge runs: nothing is being queued
+        self.sender = OutboxSender(
+            self.outbox,
+            health=health,
+            on_finished=lambda channel, left: self.relay.finished(channel, left),
+        )
         self.relay = Relay(
             programs,
             self.outbox,
@@ -69,27 +74,19 @@ class Outbound:
             channels=RelayChannels.of(spec),
             channel_wait=lambda channel: self.sender.create_wait(channel),
             edit_wait=lambda channel: self.sender.edit_wait(channel),
+            hand_over=self.sender,
             **relay_options,
         )
         self.questions = QuestionRelay(spec, self.outbox, ledger, programs)
         self.progress = ProgressRelay(
             spec, self.outbox, ledger, programs, **(progress_options or {})
         )
-        self.sender = OutboxSender(self.outbox, health=health, on_finished=self.relay.finished)
         self._health = health
 
     @property
     def sinks(self) -> tuple[EventSink, ...]:
         """The fleet's event sinks among these (the relay also takes lines)."""
         return (self.relay, self.questions, self.progress)
-
-    def client_options(self) -> dict[str, Any]:
-        """Options for the bridge's client: the trace that lets the sender pace itself
-        (and the health tell whether Discord answers)."""
-        trace = self.sender.trace_config()
-        if self._health is not None:
-            self._health.watch_requests(trace)
-        return {"http_trace": trace}
 
     async def run(
         self,

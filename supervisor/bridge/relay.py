@@ -10,7 +10,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from supervisor.config.schema import DiscordSpec, ProgramSpec
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
-    from supervisor.state.outbox import Kind, Outbox
+    from supervisor.state.outbox import Claim, Kind, Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,16 @@ def should_emit(
     return has_notes or waiting_chars >= max_chars
 
 
+class ClaimHandOver(Protocol):
+    """The sender's side of a claim made in the relay's own trip to the ledger."""
+
+    def begin_claim(self) -> Callable[[], Claim] | None:
+        """The claim to run in the worker thread after the writes; None: write only."""
+
+    def end_claim(self, claim: Claim | None) -> None:
+        """Back on the event loop: what the claim took (None: it was not made)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Write:
     """One outbox write planned on the event loop, done in a worker thread."""
@@ -166,6 +176,8 @@ class Relay:
             sender's pacing); None: no wait known.
         edit_wait: the same for editing a message of a channel.
         stuck_seconds: see :data:`STUCK_SECONDS`.
+        hand_over: the sender, to claim the rows due in the same trip to the
+            ledger as the writes (one trip a message instead of two).
     """
 
     def __init__(
@@ -184,8 +196,10 @@ class Relay:
         channel_wait: Callable[[int], float] | None = None,
         edit_wait: Callable[[int], float] | None = None,
         stuck_seconds: float = STUCK_SECONDS,
+        hand_over: ClaimHandOver | None = None,
     ) -> None:
         self._outbox = outbox
+        self._hand_over = hand_over
         self._ledger = ledger
         self._log_dir = log_dir
         self.channels = channels
@@ -232,13 +246,19 @@ class Relay:
             return -1
         return 0 if self._stream.is_full else STREAM_BYTES
 
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        """:meth:`capacity`, and the process's :meth:`drop_tally` when it relays output
+        (the pump's one question per read)."""
+        room = self.capacity(process)
+        return room, self.drop_tally(process) if room >= 0 else None
+
     def drop_tally(self, process: str) -> DropTally:
         """The tally of ``process``'s omitted lines: counted while few were omitted since
         the last message (its ``count_bytes``), then sized only.
 
         Past that, a flood's omitted lines are estimated from their size, which
         the pump adds to the process's tally with no chunk per read (it still
-        asks this and ``capacity`` at each read); the relay takes it when it
+        asks :meth:`room` at each read); the relay takes it when it
         writes a message or gets that process's next lines.
         """
         tally = self._tallies.get(process)
@@ -433,9 +453,17 @@ class Relay:
         writes.extend(await self._audit_writes(now, final=final))
         if not writes:
             return
-        # One trip to a worker thread for all of them: under a flood of output, each
-        # trip waits for the event loop's next turn.
-        ids, pending = await anyio.to_thread.run_sync(self._apply, writes, wall)
+        # One trip to a worker thread for all of them, and the sender's claim of what
+        # is due (its rows among them): under a flood of output, each trip waits
+        # for the event loop's next turn.
+        hand_over = self._hand_over
+        claim = hand_over.begin_claim() if hand_over is not None else None
+        claimed: Claim | None = None
+        try:
+            ids, pending, claimed = await anyio.to_thread.run_sync(self._apply, writes, wall, claim)
+        finally:
+            if hand_over is not None and claim is not None:
+                hand_over.end_claim(claimed)
         self._count_log(pending)
         for write, row_id in zip(writes, ids, strict=True):
             if write.incident is not None:
@@ -651,9 +679,11 @@ class Relay:
 
         self._audit_cursor = await anyio.to_thread.run_sync(load)
 
-    def _apply(self, writes: list[_Write], wall: float) -> tuple[list[int], int]:
-        """Do the writes in order (worker thread); the row id of each, and the rows pending
-        in the log channel."""
+    def _apply(
+        self, writes: list[_Write], wall: float, claim: Callable[[], Claim] | None
+    ) -> tuple[list[int], int, Claim | None]:
+        """Do the writes in order, then ``claim`` (worker thread); the row id of each, the
+        rows pending in the log channel, and what the claim took."""
         ids = []
         for write in writes:
             if write.edit_of is not None:
@@ -677,4 +707,5 @@ class Relay:
                     attach=write.attach,
                 )
             )
-        return ids, self._outbox.pending(self.channels.log)
+        pending = self._outbox.pending(self.channels.log)
+        return ids, pending, claim() if claim is not None else None

@@ -135,8 +135,9 @@ class Console:
             return 0
         return max(self._fair, self._max_bytes - self._pending_bytes)
 
-    def drop_tally(self, process: str) -> None:
-        """None: the console tells dropped output in lines ("[N lines dropped]")."""
+    def room(self, process: str) -> tuple[int, None]:
+        """:meth:`capacity`, and None: dropped output is told in lines ("[N lines dropped]")."""
+        return self.capacity(process), None
 
     def deliver(self, event: Event) -> None:
         """Take one event without blocking; output beyond its process's share is counted."""

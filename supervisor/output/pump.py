@@ -74,7 +74,7 @@ class DropTally:
     """Bytes of whole lines dropped for a full consumer, by size only, until it takes them.
 
     A consumer that counts few dropped lines hands the pump one per process
-    (:meth:`OutputConsumer.drop_tally`). While it is full and counts none
+    (with :meth:`OutputConsumer.room`). While it is full and counts none
     (``count_bytes`` 0), a read only adds its lines' size here: no chunk, no
     ``deliver``, no pass over the bytes. The consumer takes the sum when it looks, and
     before any later lines of that process.
@@ -101,29 +101,25 @@ class DropTally:
 class OutputConsumer(Protocol):
     """Something that takes whole lines as bytes and says how many bytes it takes now."""
 
-    def capacity(self, process: str) -> int:
-        """Return how many bytes of whole lines of ``process`` :meth:`deliver` may take now.
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        """Return how many bytes of whole lines of ``process`` :meth:`deliver` may take
+        now, and how the lines dropped are reported: asked once per read.
 
-        0 means full: the lines are dropped and reported (see :meth:`drop_tally`).
-        A negative value means "nothing wanted now" (a console in ``--quiet``
-        mode, a process whose output is not relayed): bytes are skipped
-        unreported, with no copy and no count, the cheapest way to keep a
-        consumer attached.
-        """
+        The bytes: 0 means full: the lines are dropped and reported. A negative
+        value means "nothing wanted now" (a console in ``--quiet`` mode, a process
+        whose output is not relayed): bytes are skipped unreported, with no copy
+        and no count, the cheapest way to keep a consumer attached.
 
-    def drop_tally(self, process: str) -> DropTally | None:
-        """How the lines dropped for ``process`` are reported.
-
-        None: in the chunks, counted (a pass over every dropped byte). A tally:
-        counted in the chunks within its ``count_bytes``, by size only past
-        them; while the consumer is full and counts no more, in the tally
-        instead of a chunk per read (the consumer takes it when it looks).
+        The report: None: in the chunks, counted (a pass over every dropped
+        byte). A tally: counted in the chunks within its ``count_bytes``, by size
+        only past them; while the consumer is full and counts no more, in the
+        tally instead of a chunk per read (the consumer takes it when it looks).
         """
 
     def deliver(self, chunk: OutputChunk) -> None:
         """Take a chunk; never blocks, never raises for being slow.
 
-        Called with at most ``capacity()`` bytes of lines, and the size (and
+        Called with at most ``room()`` bytes of lines, and the size (and
         count) of the lines dropped right after them, within the read that
         dropped them: a chunk may hold no lines, only a drop.
         """
@@ -258,11 +254,10 @@ class _Drain:
         consumer = self.consumer
         assert consumer is not None
         try:
-            room = consumer.capacity(self.process)
+            room, tally = consumer.room(self.process)
             if room < 0:
                 self.framer.discard(buf, n)
                 return
-            tally = consumer.drop_tally(self.process)
             budget = None if tally is None else tally.count_bytes
             if room == 0 and tally is not None and budget == 0:  # full, sized only: no chunk
                 tally.size += self.framer.skip(buf, n)
@@ -301,9 +296,8 @@ class _Drain:
         """At EOF: hand over the last partial line (or report it dropped)."""
         consumer = self.consumer
         if consumer is not None:
-            room = consumer.capacity(self.process)
+            room, tally = consumer.room(self.process)
             if room >= 0:
-                tally = consumer.drop_tally(self.process)
                 budget = None if tally is None else tally.count_bytes
                 self._hand_over(self.framer.flush(room, count=True, count_bytes=budget))
         self.flush_log()
@@ -316,8 +310,8 @@ class Pump:
     (:func:`~supervisor.output.readable.call_when_readable`), and each callback
     reads until the pipe is empty or :data:`READ_BUDGET` is spent. Every byte
     goes to ``log``, flushed whenever the pipe goes idle; whole lines go to
-    ``consumer`` as bytes, as many as its ``capacity()``, the rest reported at
-    once in the same chunk (or, once it is full, added to its ``drop_tally``).
+    ``consumer`` as bytes, as many as its ``room()``, the rest reported at
+    once in the same chunk (or, once it is full, added to its drop tally).
     The consumer never slows the draining. The fd
     (made non-blocking here) and the log stay the caller's to close, after the
     pump has ended.

@@ -113,14 +113,18 @@ class _Fanout:
         for sink in self._sinks:
             sink.deliver(event)
 
-    def capacity(self, process: str) -> int:
-        # -1 (no sink wants output) lets the pump skip framing and counting.
-        return max((s.capacity(process) for s in self._line_sinks), default=-1)
-
-    def drop_tally(self, process: str) -> DropTally | None:
-        # A tally serves one sink only: with several taking lines, drops are counted.
-        taking = [s for s in self._line_sinks if s.capacity(process) >= 0]
-        return taking[0].drop_tally(process) if len(taking) == 1 else None
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        # -1 (no sink wants output) lets the pump skip framing and counting. A tally
+        # serves one sink only: with several taking lines, drops are counted. Each
+        # sink is asked once: this runs at every read of every pipe.
+        most, tally, taking = -1, None, 0
+        for sink in self._line_sinks:
+            room, its_tally = sink.room(process)
+            if room >= 0:
+                taking += 1
+                tally = its_tally
+                most = max(most, room)
+        return most, tally if taking == 1 else None
 
     def deliver(self, chunk: OutputChunk) -> None:
         for sink in self._line_sinks:
@@ -156,7 +160,8 @@ class Fleet:
         self._shutdown = anyio.Event()
         self._others: list[RunSource] = []
         self._launching = _Launching()
-        # Where the workers of stream programs get their tasks (the task queue sets it).
+        # Where workers give tasks, and those of stream programs take them (the
+        # node's LazyTaskQueue sets itself there).
         self.tasks: TaskBroker | None = None
 
     # -- queries -------------------------------------------------------------

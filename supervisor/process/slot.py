@@ -295,10 +295,14 @@ class Slot:
                 STARTING or its spawn failed), or the first task ended without.
 
         Raises:
-            RuntimeError: the slot was already launched (or run).
+            RuntimeError: the slot was already launched (or run), or was closed
+                before its launch (a reload removing its program while another
+                adding it waits for room to launch it).
         """
-        if self._tg is not None or self._closed:
-            raise RuntimeError(f"process {self.name!r}: run() called twice")
+        if self._tg is not None:
+            raise RuntimeError(f"process {self.name!r}: launched twice")
+        if self._closed:
+            raise RuntimeError(f"process {self.name!r}: closed before it was launched")
         self._tg = tg
         self._on_begun = on_begun
         self._busy = True
@@ -317,7 +321,7 @@ class Slot:
         :data:`STOP_MARGIN_SECONDS`) and re-raises.
 
         Raises:
-            RuntimeError: ``run`` was already called for this slot.
+            RuntimeError: the slot was already launched (or run), or closed.
         """
         async with anyio.create_task_group() as tg:
             self.launch(tg, start_reason=start_reason)

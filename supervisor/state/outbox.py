@@ -118,10 +118,13 @@ class Claim:
             or behind a row taken), when its oldest is due (wall clock; 0 behind a
             row taken): the sender need not look again before one of these is due
             or a row is written.
+        writes: :attr:`Outbox.writes` as the claim began: every write it counts is
+            in what the claim saw (a later one may be too).
     """
 
     rows: list[OutboxRow]
     waiting: Mapping[int, float]
+    writes: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,6 +203,8 @@ class Outbox:
         self._claiming = threading.Lock()  # one claim_marker at a time
         self._is_held = False
         self._on_written: Callable[[], None] | None = None
+        self.writes = 0
+        """Messages and edits queued so far (counted once committed or waiting)."""
 
     def watch(self, on_written: Callable[[], None]) -> None:
         """Have ``on_written`` called after each message or edit is queued.
@@ -210,6 +215,8 @@ class Outbox:
         self._on_written = on_written
 
     def _written(self) -> None:
+        with self._lock:
+            self.writes += 1
         if self._on_written is not None:
             self._on_written()
 
@@ -522,9 +529,10 @@ class Outbox:
         Nothing is claimed while writes wait for the disk (written first, when it
         takes them): a row is sent only once it, and its attempt, are recorded.
         """
+        writes = self.writes
         if self._ledger.unrecorded and not self._ledger.retry_deferred():
             self._hold("earlier writes wait for the disk")
-            return Claim(rows=[], waiting={})
+            return Claim(rows=[], waiting={}, writes=writes)
         try:
             with self._ledger.transaction() as conn:
                 heads = conn.execute(_HEADS).fetchall()
@@ -538,7 +546,7 @@ class Outbox:
             if not is_no_room(exc):
                 raise
             self._hold(str(exc))
-            return Claim(rows=[], waiting={})
+            return Claim(rows=[], waiting={}, writes=writes)
         if self._is_held:
             self._is_held = False
             logger.warning("outbox: the ledger takes writes again; sending to Discord resumes")
@@ -550,6 +558,7 @@ class Outbox:
                 for h in heads
                 if h["id"] not in taken or h["n"] > 1
             },
+            writes=writes,
         )
 
     def _hold(self, why: str) -> None:

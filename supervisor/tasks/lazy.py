@@ -25,8 +25,8 @@ class LazyTaskQueue:
     """The node's :class:`~supervisor.tasks.queue.TaskQueue`, made by :meth:`get`.
 
     Use ``await task_group.start(lazy.run)``: the queue runs in its group once
-    made. It is the fleet's task broker too (``Fleet.tasks``) for the workers
-    of processes spawned before it was made.
+    made. It is the fleet's task broker too (it sets ``Fleet.tasks``): workers
+    spawned before the queue was made reach it through this one.
     """
 
     def __init__(self, fleet: Fleet, store: TaskStore, **options: float) -> None:
@@ -35,6 +35,7 @@ class LazyTaskQueue:
         ``options`` are the queue's keyword arguments.
         """
         self._fleet = fleet
+        fleet.tasks = self
         self._options = options
         self._store = store
         self._tg: TaskGroup | None = None

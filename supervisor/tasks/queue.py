@@ -505,7 +505,6 @@ def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
 
     queue = TaskQueue(store, ctx, lambda: fleet.config.programs, chat=chat, **options)
     fleet.track(queue)
-    fleet.tasks = queue
     return queue
 
 

@@ -210,10 +210,8 @@ async def _bridged(
             ledger=node.ledger,
             health=health,
             sleep=sleep or _no_wait,
-            client_options={
-                "guild_ready_timeout": GUILD_READY_TIMEOUT,
-                "http_trace": sender.trace_config(),
-            },
+            http_trace=sender.trace_config(),
+            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
             board=board or _quick_board,
             outbox=outbox,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,17 @@ def program(name: str, worker: str, *args: object, **keys: object) -> str:
 def note_of(event: StateChanged) -> str:
     """What shows ``event`` among the state changes of a program relaying all."""
     return f"`{event.process}` {event.old.value} → {event.new.value}"
+
+
+def bot_creates(fake: FakeDiscord, channel: str = "ops") -> list[BotAction]:
+    """The messages the bot created in ``channel``, in order."""
+    return [a for a in fake.bot_actions(channel) if a.kind == "create"]
+
+
+def notes_shown(fake: FakeDiscord, process: str, channel: str = "ops") -> list[str]:
+    """The state changes of ``process`` the channel's new messages show, in order."""
+    note = re.compile(re.escape(f"`{process}`") + r" [A-Z]+ → [A-Z]+")
+    return note.findall("\n".join(a.content or "" for a in bot_creates(fake, channel)))
 
 
 class ProgramChanges:
@@ -203,7 +215,6 @@ async def relayed_node(
             line_sinks=[relay],
         )
         tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=0.2)
-        fleet.tasks = tasks
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05)
         bridge = DiscordBridge(
             config.discord,
@@ -211,10 +222,8 @@ async def relayed_node(
             ledger=ledger,
             health=health,
             sleep=_no_wait,
-            client_options={
-                "guild_ready_timeout": GUILD_READY_TIMEOUT,
-                **outbound.client_options(),
-            },
+            http_trace=outbound.sender.trace_config(),
+            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
             outbox=outbound.outbox,
         )
         async with anyio.create_task_group() as tg:

@@ -100,3 +100,22 @@ async def test_health_tells_whether_discord_answers(fake_discord: FakeDiscord) -
         assert health.is_reachable()
         health.reconnecting("gateway connection lost")
         assert not health.is_reachable()
+
+
+async def test_bridge_health_follows_the_answers_its_client_gets(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The bridge makes its health follow its clients' requests itself: wired by the
+    node alone, a bridge built otherwise took Discord answering 503 for reachable."""
+    failing = fake_discord.fail_route(
+        "POST", "/channels/{channel_id}/messages", status=503, times=None
+    )
+    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
+        health = bridged.bridge.health
+        await wait_until(lambda: not health.is_reachable(), seconds=10)
+        assert failing.hits >= 1  # the board's first post
+        assert health.snapshot().state == "connected"
+        fake_discord.clear_faults()
+        # discord.py tries the post again (1 s, then 3 s later...): answered, Discord
+        # is reachable again.
+        await wait_until(health.is_reachable, seconds=15)

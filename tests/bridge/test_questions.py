@@ -83,10 +83,8 @@ async def _served(
             config.discord,
             node=config.supervisor.name,
             ledger=node.ledger,
-            client_options={
-                "guild_ready_timeout": GUILD_READY_TIMEOUT,
-                **outbound.client_options(),
-            },
+            http_trace=outbound.sender.trace_config(),
+            client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
         )
         async with anyio.create_task_group() as tg:
             await tg.start(bridge.run, node.service)

@@ -504,12 +504,9 @@ class _Reads:
         self.relay = relay
         self.reads = self.chunks = 0
 
-    def capacity(self, process: str) -> int:
+    def room(self, process: str) -> tuple[int, DropTally | None]:
         self.reads += 1  # once per read
-        return self.relay.capacity(process)
-
-    def drop_tally(self, process: str) -> DropTally:
-        return self.relay.drop_tally(process)
+        return self.relay.room(process)
 
     def deliver(self, chunk: OutputChunk) -> None:
         self.chunks += 1

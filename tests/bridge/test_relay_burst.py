@@ -8,13 +8,20 @@ import pytest
 
 from supervisor.events import ProcessState
 from tests._wait import Gate, wait_until
-from tests.bridge._relayed import ProgramChanges, late_changes, program, relayed_node, shown_in
+from tests.bridge._relayed import (
+    ProgramChanges,
+    bot_creates,
+    late_changes,
+    program,
+    relayed_node,
+    shown_in,
+)
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.discord_fake import BotAction, FakeDiscord
+    from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
 
@@ -26,15 +33,11 @@ pytestmark = [pytest.mark.timeout(150), pytest.mark.xdist_group("floods")]
 BURST = 8
 
 
-def _creates(fake: FakeDiscord) -> list[BotAction]:
-    return [a for a in fake.bot_actions("ops") if a.kind == "create"]
-
-
 def _incidents(fake: FakeDiscord, process: str) -> list[str]:
     """The current text of each incident message of ``process`` in ops."""
     opened = {
         a.message_id
-        for a in _creates(fake)
+        for a in bot_creates(fake)
         if f"`{process}` crashed" in (a.content or "") or f"✅ `{process}`" in (a.content or "")
     }
     return [str(m["content"]) for m in fake.bot_messages("ops") if int(m["id"]) in opened]
@@ -78,7 +81,7 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
         ):
 
             def started() -> bool:
-                shown = shown_in(_creates(fake_discord), changes.seen)
+                shown = shown_in(bot_creates(fake_discord), changes.seen)
                 return changes.running() == BURST and quiet.running() == 2 and -1 not in shown
 
             await wait_until(started, seconds=30)
@@ -94,13 +97,13 @@ async def test_relay_crash_burst_keeps_state_changes_next_in_line(
                         "recovered after 1 crash" in "".join(_incidents(fake_discord, p))
                         for p in processes
                     )
-                    and -1 not in shown_in(_creates(fake_discord), burst_changes)
+                    and -1 not in shown_in(bot_creates(fake_discord), burst_changes)
                 )
 
             await wait_until(settled, seconds=60)
             burst_changes = changes.seen[before:]
             crashes = [e for e in quiet.seen if e.old is ProcessState.RUNNING]
-    creates = _creates(fake_discord)
+    creates = bot_creates(fake_discord)
     for process in processes:
         (incident,) = _incidents(fake_discord, process)
         assert f"✅ `{process}` recovered after 1 crash" in incident

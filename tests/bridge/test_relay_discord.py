@@ -10,20 +10,23 @@ import pytest
 from supervisor.bridge.pacing import Breaker
 from supervisor.commands.access import AccessLevel, Actor
 from tests._wait import wait_until
-from tests.bridge._relayed import ProgramChanges, late_changes, program, relayed_node, shown_in
+from tests.bridge._relayed import (
+    ProgramChanges,
+    bot_creates,
+    late_changes,
+    program,
+    relayed_node,
+    shown_in,
+)
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.bridge.sender import OutboxSender
-    from tests.discord_fake import BotAction, FakeDiscord
+    from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
-
-
-def _creates(fake: FakeDiscord, channel: str) -> list[BotAction]:
-    return [a for a in fake.bot_actions(channel) if a.kind == "create"]
 
 
 async def test_relay_crash_loop_is_one_incident_edited_then_closed(
@@ -47,7 +50,7 @@ async def test_relay_crash_loop_is_one_incident_edited_then_closed(
             ),
             timeout_seconds=20,
         )
-    (created,) = _creates(fake_discord, "ops")
+    (created,) = bot_creates(fake_discord)
     assert "`crashy:0` crashed" in (created.content or "")
     edits = [a for a in fake_discord.bot_actions("ops") if a.kind == "edit"]
     assert edits
@@ -203,16 +206,15 @@ async def test_relay_flood_meets_no_429_and_every_state_change_arrives(
             nonlocal backlog
             backlog = max(backlog, sum(node.outbound.outbox.stats().pending.values()))
             omitted = any(
-                "omitted (see /logs flood)" in (a.content or "")
-                for a in _creates(fake_discord, "ops")
+                "omitted (see /logs flood)" in (a.content or "") for a in bot_creates(fake_discord)
             )
-            shown = shown_in(_creates(fake_discord, "ops"), changes.seen)
+            shown = shown_in(bot_creates(fake_discord), changes.seen)
             return omitted and -1 not in shown and len(shown) == len(changes.seen) >= 8
 
         await wait_until(settled, seconds=30)
         seen = list(changes.seen)  # not the stop at the end
     # How soon (the goal is 2 s) is timed by bench/relay.py; here, in turns of the channel.
-    late = late_changes(_creates(fake_discord, "ops"), seen)
+    late = late_changes(bot_creates(fake_discord), seen)
     assert not late, late
     assert fake_discord.rate_limit_stats("ops").rejected == 0
     fake_discord.assert_within_rate_limits()

@@ -8,13 +8,18 @@ change is shown once and in order, and no request beyond the injected 429 meets 
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from supervisor.bridge.incident import is_crash
 from supervisor.humanize import plural
 from tests._wait import Gate, wait_until
-from tests.bridge._relayed import ProgramChanges, program, relayed_node
+from tests.bridge._relayed import (
+    ProgramChanges,
+    bot_creates,
+    notes_shown,
+    program,
+    relayed_node,
+)
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -27,27 +32,16 @@ __all__ = ["fake_discord"]
 
 CREATE = ("POST", "/channels/{channel_id}/messages")
 EDIT = ("PATCH", "/channels/{channel_id}/messages/{message_id}")
-_NOTE = re.compile(r"`[a-z]+:\d+` [A-Z]+ → [A-Z]+")
-
-
-def _creates(fake: FakeDiscord) -> list[BotAction]:
-    return [a for a in fake.bot_actions("ops") if a.kind == "create"]
 
 
 def _edits(fake: FakeDiscord) -> list[BotAction]:
     return [a for a in fake.bot_actions("ops") if a.kind == "edit"]
 
 
-def _notes_shown(fake: FakeDiscord, process: str) -> list[str]:
-    """The state changes of ``process`` the channel's new messages show, in order."""
-    text = "\n".join(a.content or "" for a in _creates(fake))
-    return [n for n in _NOTE.findall(text) if n.startswith(f"`{process}` ")]
-
-
 def _incident_creates(fake: FakeDiscord, process: str) -> list[BotAction]:
     """The incident messages of ``process`` (one closed before its turn came opens closed)."""
     opened = (f"`{process}` crashed", f"`{process}` is FATAL", f"✅ `{process}` recovered")
-    return [a for a in _creates(fake) if any(text in (a.content or "") for text in opened)]
+    return [a for a in bot_creates(fake) if any(text in (a.content or "") for text in opened)]
 
 
 def _now_says(fake: FakeDiscord, action: BotAction) -> str:
@@ -83,7 +77,7 @@ async def test_relay_incident_edited_through_a_429_and_a_gateway_drop_is_one_mes
     with Gate(gate_path) as gate:
         async with relayed_node(tmp_path, fake_discord, crashy, min_recover_seconds=1.0):
             (created,) = await fake_discord.wait_until(
-                lambda: _creates(fake_discord), timeout_seconds=20
+                lambda: bot_creates(fake_discord), timeout_seconds=20
             )
             limited = fake_discord.fail_route(*EDIT, status=429, times=1, retry_after=1.0)
             async with fake_discord.gateway_outage():
@@ -100,7 +94,7 @@ async def test_relay_incident_edited_through_a_429_and_a_gateway_drop_is_one_mes
             )
     crashes = int(runs.read_text()) - 1  # the last run stayed up
     assert crashes >= 2
-    assert _creates(fake_discord) == [created]
+    assert bot_creates(fake_discord) == [created]
     assert "`crashy:0` crashed" in (created.content or "")
     edits = _edits(fake_discord)
     assert {a.message_id for a in edits} == {created.message_id}
@@ -154,10 +148,10 @@ async def test_relay_state_rows_joined_through_5xx_a_429_and_a_gateway_drop_show
             gate.open()
             await wait_until(lambda: changes.running() == 1, seconds=20)
             await fake_discord.wait_until(
-                lambda: len(_notes_shown(fake_discord, "crashy:0")) >= len(changes.seen),
+                lambda: len(notes_shown(fake_discord, "crashy:0")) >= len(changes.seen),
                 timeout_seconds=30,
             )
-            assert _notes_shown(fake_discord, "crashy:0") == changes.notes("crashy:0")
+            assert notes_shown(fake_discord, "crashy:0") == changes.notes("crashy:0")
     assert limited.hits == 1
     assert len(_incident_creates(fake_discord, "crashy:0")) == 1
     fake_discord.assert_within_rate_limits()
@@ -191,7 +185,7 @@ async def test_relay_burst_of_incidents_through_a_429_and_a_gateway_drop_takes_i
         )
 
     def all_shown() -> bool:
-        return all(len(_notes_shown(fake_discord, p)) >= len(changes.notes(p)) for p in processes)
+        return all(len(notes_shown(fake_discord, p)) >= len(changes.notes(p)) for p in processes)
 
     with Gate(gate_path) as gate:
         async with relayed_node(
@@ -199,7 +193,7 @@ async def test_relay_burst_of_incidents_through_a_429_and_a_gateway_drop_takes_i
         ):
             await wait_until(lambda: changes.running() == burst, seconds=30)
             await fake_discord.wait_until(all_shown, timeout_seconds=30)
-            creates = len(_creates(fake_discord))
+            creates = len(bot_creates(fake_discord))
             limited = fake_discord.fail_route(*CREATE, status=429, times=1, retry_after=1.0)
             async with fake_discord.gateway_outage():
                 gate.open()  # all crash at once, while the bot is away from the gateway
@@ -210,8 +204,8 @@ async def test_relay_burst_of_incidents_through_a_429_and_a_gateway_drop_takes_i
             )
             await fake_discord.wait_until(all_shown, timeout_seconds=20)
             for process in processes:
-                assert _notes_shown(fake_discord, process) == changes.notes(process), process
-    assert len(_creates(fake_discord)) > creates
+                assert notes_shown(fake_discord, process) == changes.notes(process), process
+    assert len(bot_creates(fake_discord)) > creates
     for process in processes:
         (incident,) = _incident_creates(fake_discord, process)
         crashes = [e for e in changes.seen if e.process == process and is_crash(e)]

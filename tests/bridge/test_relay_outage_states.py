@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from supervisor.events import ProcessState, StateChanged
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 from tests._wait import wait_until
-from tests.bridge._relayed import note_of, program, relayed_node
+from tests.bridge._relayed import note_of, notes_shown, program, relayed_node
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -16,13 +15,12 @@ if TYPE_CHECKING:
 
     from supervisor.events import Event
     from supervisor.state.ledger import Ledger
-    from tests.discord_fake import BotAction, FakeDiscord
+    from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
 
 MESSAGES = ("POST", "/channels/{channel_id}/messages")
 CRASHES = 5
-_NOTE = re.compile(r"`crashy:0` [A-Z]+ → [A-Z]+")
 
 
 class _Changes:
@@ -36,22 +34,12 @@ class _Changes:
             self.seen.append(event)
 
 
-def _creates(fake: FakeDiscord) -> list[BotAction]:
-    return [a for a in fake.bot_actions("ops") if a.kind == "create"]
-
-
 def _pending_states(ledger: Ledger) -> list[str]:
     """The pending state rows not tried yet (a tried row is never joined: it may be out)."""
     rows = ledger.read(
         "SELECT content FROM outbox WHERE status = 'pending' AND kind = 'state' AND attempts = 0"
     )
     return [str(row["content"]) for row in rows]
-
-
-def _notes_shown(fake: FakeDiscord) -> list[str]:
-    """The state changes of ``crashy:0`` the channel's messages show, in order."""
-    text = "\n".join(a.content or "" for a in _creates(fake))
-    return _NOTE.findall(text)
 
 
 async def test_relay_crash_loop_through_an_outage_takes_few_rows_and_loses_no_change(
@@ -80,10 +68,11 @@ async def test_relay_crash_loop_through_an_outage_takes_few_rows_and_loses_no_ch
         waiting = _pending_states(node.ledger)
         fake_discord.clear_faults()
         await fake_discord.wait_until(
-            lambda: len(_notes_shown(fake_discord)) >= len(changes.seen), timeout_seconds=40
+            lambda: len(notes_shown(fake_discord, "crashy:0")) >= len(changes.seen),
+            timeout_seconds=40,
         )
         seen = [note_of(e) for e in changes.seen]  # not the stop at the end
     # A row per full message at most: two rows in a row would have fit one.
     assert len(waiting) <= 2 * sum(map(len, waiting)) // MAX_CONTENT_CHARS + 1, len(waiting)
-    assert _notes_shown(fake_discord)[: len(seen)] == seen
+    assert notes_shown(fake_discord, "crashy:0")[: len(seen)] == seen
     fake_discord.assert_within_rate_limits("ops")

@@ -16,8 +16,10 @@ from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    from supervisor.state.outbox import Claim
     from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
@@ -97,3 +99,78 @@ async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c[: len("change 0")] for c in shown] == [f"change {n}" for n in range(4)]
     fake_discord.assert_within_rate_limits("ops")
+
+
+async def test_sender_sends_what_a_writer_claimed_once_in_order(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Rows a writer claims in its own trip (as the relay does) go once each, in the order
+    written, with the rows another writer wrote meanwhile, and none waits for a poll."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=60.0)
+        written: list[int] = []
+
+        def write(text: str, claim: Callable[[], Claim] | None) -> Claim | None:
+            written.append(outbox.post(ops, "notice", text, now=time.time()))
+            written.append(outbox.post(ops, "notice", f"{text}, by another", now=time.time()))
+            return claim() if claim is not None else None
+
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(client.is_ready)
+            for n in range(4):
+                claim = sender.begin_claim()
+                claimed = None
+                try:
+                    claimed = await anyio.to_thread.run_sync(write, f"change {n}", claim)
+                finally:
+                    sender.end_claim(claimed)
+                await wait_until(lambda: all(_sent(ledger, r) for r in written))
+            tg.cancel_scope.cancel()
+        attempts = [r["attempts"] for r in ledger.read("SELECT attempts FROM outbox")]
+        rows = [outbox.get(r) for r in written]
+    expected = [f"change {n}{also}" for n in range(4) for also in ("", ", by another")]
+    assert [row.content for row in rows if row is not None] == expected
+    shown = [m["content"] for m in fake_discord.bot_messages("ops")]
+    assert shown == [row.content + row.marker for row in rows if row is not None]
+    assert attempts == [1] * 8
+
+
+async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A writer's claim whose result never reaches the sender (the writer was cancelled
+    after its trip) leaves its rows recorded as being sent: they are claimed again and
+    sent, once."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=60.0)
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            claims: list[Callable[[], Claim]] = []
+
+            def begun() -> bool:  # once the sender's own first look is over
+                claim = sender.begin_claim()
+                if claim is not None:
+                    claims.append(claim)
+                return claim is not None
+
+            await wait_until(begun)
+            (claim,) = claims
+            row_id = outbox.post(ops, "incident", "crashed: exit code 1", now=time.time())
+            (lost,) = (await anyio.to_thread.run_sync(claim)).rows
+            assert lost.id == row_id
+            sender.end_claim(None)
+            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            tg.cancel_scope.cancel()
+    (message,) = fake_discord.bot_messages("ops")
+    assert message["content"].startswith("crashed: exit code 1")

@@ -512,11 +512,8 @@ class _PieceMeter:
         self.longest = 0
         self.total = 0
 
-    def capacity(self, process: str) -> int:
-        return 1 << 30
-
-    def drop_tally(self, process: str) -> None:
-        return None
+    def room(self, process: str) -> tuple[int, None]:
+        return 1 << 30, None
 
     def deliver(self, chunk: OutputChunk) -> None:
         for piece in chunk.data.split(b"\n")[:-1]:

@@ -421,6 +421,32 @@ async def test_fleet_counts_drops_for_each_sink_while_two_take_output(tmp_path: 
     assert tallying.tally.size == 0
 
 
+class _Asked(Recorder):
+    """A full consumer that counts how often it is asked for room."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=lambda: 0)
+        self.asked = 0
+
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        self.asked += 1
+        return super().room(process)
+
+
+async def test_fleet_asks_each_sink_for_room_once_a_read(tmp_path: Path) -> None:
+    """With two sinks of output, a read asked each sink for its room twice or three
+    times (the most room, then again for the drop tally): it runs at every read of a
+    flood. Each full sink gets a chunk a read (its drops, counted)."""
+    count = 20_000
+    config = write_config(tmp_path, program("flood", "out_lines.py", str(count)))
+    sinks = [_Asked(), _Asked()]
+    async with running_node(config, line_sinks=sinks):
+        await wait_until(lambda: all(s.dropped == count for s in sinks))
+    for sink in sinks:
+        # Once a read (each read of lines gives a chunk) and once at each pipe's end.
+        assert sink.asked < 2 * len(sink.events) + 2, (sink.asked, len(sink.events))
+
+
 class _CancelAtSecondStart:
     """Cancels ``scope`` when a second process is reported STARTING (the first one rests
     by then); keeps their pids."""

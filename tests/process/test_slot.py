@@ -52,11 +52,8 @@ class Recorder:
         self.changes.append(event)
         self._wake()
 
-    def capacity(self, process: str) -> int:
-        return 1 << 20
-
-    def drop_tally(self, process: str) -> None:
-        return None
+    def room(self, process: str) -> tuple[int, None]:
+        return 1 << 20, None
 
     def deliver(self, chunk: OutputChunk) -> None:
         lines = decode_lines(chunk.data)
@@ -464,6 +461,22 @@ async def test_slot_close_ends_its_run_without_the_caller_cancelling(h: Harness)
             assert slot.status().state is S.STOPPED
             assert _gone(pid)
     assert slot.status().reason == "removed by reload"
+
+
+async def test_slot_is_launched_once_and_never_after_its_close(h: Harness) -> None:
+    """Launching a slot twice, or one closed before its launch, is refused, saying which
+    (both said "run() called twice")."""
+    slot = h.slot(_worker("child_ready.py"))
+    closed = h.slot(_worker("child_ready.py"), index=1)
+    closed.close("removed by reload")
+    async with anyio.create_task_group() as tg:
+        await tg.start(slot.run)
+        with pytest.raises(RuntimeError, match="launched twice"):
+            slot.launch(tg)
+        with pytest.raises(RuntimeError, match="closed before it was launched"):
+            closed.launch(tg)
+        tg.cancel_scope.cancel()
+    assert h.rec.changes == []
 
 
 # -- tree and pipes -----------------------------------------------------------------------

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from supervisor.commands.access import AccessLevel, Actor
 from supervisor.tasks.records import TaskState
-from tests._control import running_node, write_config
+from tests._control import program, running_node, write_config
 from tests._wait import wait_until
+from tests.tasks._tasks import task_program
 
 LOCAL = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
 WORKER = Path(__file__).parent.parent / "workers" / "task_stream.py"
@@ -113,3 +114,22 @@ async def test_a_planner_hands_sub_tasks_on_with_submit_and_waits_for_them(
     assert {(t.source, t.author, t.state) for t in steps} == {
         ("worker", f"planner:task{task.id}", TaskState.DONE)
     }
+
+
+async def test_stream_worker_added_after_the_queue_was_made_takes_tasks(tmp_path: Path) -> None:
+    """The queue made by a reload (a oneshot program added), a later reload adds a
+    stream program: its worker reaches the queue through the fleet's one task broker,
+    the node's lazy queue, as the workers started before the queue was made do."""
+    admin = Actor(name="root", source="local", level=AccessLevel.ADMIN)
+    plain = program("plain", "ctl_ticker.py", "0.2")
+    config = write_config(tmp_path, plain)
+    async with running_node(config) as node:
+        write_config(tmp_path, plain, task_program("echo", "echo", "{task}"))
+        await node.service.reload(admin)
+        assert node.lazy_tasks.made is not None
+        write_config(
+            tmp_path, plain, task_program("echo", "echo", "{task}"), stream_program("upper")
+        )
+        await node.service.reload(admin)
+        done = await node.service.task(LOCAL, "upper", "made before me", wait_seconds=20)
+    assert (done.state, done.result) == (TaskState.DONE, "upper: MADE BEFORE ME")
