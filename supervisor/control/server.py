@@ -307,7 +307,7 @@ class ControlServer:
         except Exception as exc:
             logger.exception("control command failed unexpectedly")
             return error_response(request_id, exc)
-        return {"id": request_id, "ok": True, "result": to_wire(result)}
+        return {"id": request_id, "ok": True, "result": result}  # encoded element-wise
 
     async def _follow(
         self,

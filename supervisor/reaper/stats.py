@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from supervisor.reaper.tree import (
     CLOCK_TICKS,
@@ -19,6 +20,9 @@ from supervisor.reaper.tree import (
     UTIME,
     stat_fields,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,13 +54,21 @@ class _Sample:
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _Key = tuple[int, bytes]  # pid and start ticks: a process, whatever reuses its pid later
+_Line = tuple[bytes, float, int]  # of a process's stat line: start ticks, CPU seconds, threads
 
 
 class TreeStats:
     """Measures process trees; CPU use is relative to the previous measurement."""
 
-    def __init__(self) -> None:
-        """Start with no previous measurement (thread-safe: one lock)."""
+    def __init__(
+        self, *, listing: Callable[[], Iterable[tuple[int, list[bytes]]]] | None = None
+    ) -> None:
+        """Start with no previous measurement (thread-safe: one lock).
+
+        Args:
+            listing: each process's pid and stat fields (default :func:`stat_fields`).
+        """
+        self._listing = listing or stat_fields
         self._lock = threading.Lock()
         self._cpu: dict[_Key, _Sample] = {}
 
@@ -65,12 +77,16 @@ class TreeStats:
 
         One pass over ``/proc/PID/stat`` for all trees (the links, CPU times and
         threads), then ``statm`` for the memory of their members only: the
-        values psutil's ``cpu_times()`` and ``memory_info().rss`` give.
+        values psutil's ``cpu_times()`` and ``memory_info().rss`` give. Of each
+        process of the host only the few values a tree needs are kept while the
+        pass runs: its whole line, some 50 small objects, held for every process
+        until the end, left megabytes of holes in the heap after each status.
         """
-        procs: dict[int, list[bytes]] = {}
+        procs: dict[int, _Line] = {}
         children: dict[int, list[int]] = {}
-        for pid, fields in stat_fields():
-            procs[pid] = fields
+        for pid, fields in self._listing():
+            cpu = float(fields[UTIME]) / CLOCK_TICKS + float(fields[STIME]) / CLOCK_TICKS
+            procs[pid] = (fields[START], cpu, int(fields[THREADS]))
             children.setdefault(int(fields[PPID]), []).append(pid)
         out: dict[int, ProcStats] = {}
         with self._lock:
@@ -82,14 +98,14 @@ class TreeStats:
             self._cpu = {
                 key: sample
                 for key, sample in self._cpu.items()
-                if key[0] in procs and procs[key[0]][START] == key[1]
+                if key[0] in procs and procs[key[0]][0] == key[1]
             }
         return out
 
     def _sum_tree(
         self,
         root: int,
-        procs: dict[int, list[bytes]],
+        procs: dict[int, _Line],
         children: dict[int, list[int]],
         seen: dict[_Key, _Sample],
     ) -> ProcStats:
@@ -97,18 +113,18 @@ class TreeStats:
         rss, cpu, count = 0, 0.0, 0
         todo = [root]
         while todo:
-            fields = procs.get(pid := todo.pop())
-            if fields is None:
+            line = procs.get(pid := todo.pop())
+            if line is None:
                 continue
             todo.extend(children.get(pid, ()))
             resident = _resident(pid)
             if resident is None:
                 continue  # gone meanwhile
-            used = float(fields[UTIME]) / CLOCK_TICKS + float(fields[STIME]) / CLOCK_TICKS
-            key = (pid, fields[START])
+            start, used, threads = line
+            key = (pid, start)
             sample = seen[key] = _Sample(used, time.monotonic())
             rss += resident
-            cpu += _percent(self._cpu.get(key), sample, int(fields[THREADS]))
+            cpu += _percent(self._cpu.get(key), sample, threads)
             count += 1
         return ProcStats(rss=rss, cpu_percent=cpu, nprocs=count)
 

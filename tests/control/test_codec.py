@@ -229,3 +229,14 @@ def test_codec_encode_message_is_one_compact_ascii_line() -> None:
     assert line == b'{"id":1,"ok":true,"result":"caf\\u00e9"}\n'
     with pytest.raises(ValueError, match="JSON compliant"):
         encode_message({"x": float("nan")})
+
+
+def test_codec_encode_message_puts_results_on_the_wire_itself() -> None:
+    """The server hands a result over as it is; each row is encoded on its own."""
+    rows = tuple(_Inner(colour=_Colour.RED, where=Path(f"/tmp/{i}")) for i in range(3))
+    value = _Outer(items=rows, counts={1: 2})
+    message = {"id": 7, "ok": True, "result": value}
+    line = encode_message(message)
+    one_shot = json.dumps({**message, "result": to_wire(value)}, separators=(",", ":"))
+    assert line == one_shot.encode("ascii") + b"\n"
+    assert json.loads(line)["result"]["items"][2] == {"colour": "red", "where": "/tmp/2"}
