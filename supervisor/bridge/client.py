@@ -122,14 +122,18 @@ class BridgeClient(discord.Client):
         await super().close()
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
-        """Dispatch an event, unless the client is closed.
+        """Dispatch an event, unless the client is closed or it is the bot's own message.
 
         discord.py's READY waits up to ``guild_ready_timeout`` in a task of its
         own that ``close()`` does not cancel; dispatching from it once the client
         is closed fails (its loop is gone) and leaves a coroutine never awaited.
+        The gateway echoes every message dsup posts (a relayed flood: one a
+        second): nothing of the bridge wants them, and each would cost a task.
         """
         if self.is_closed():
             logger.debug("discord: %s arrived after the client closed; dropped", event)
+            return
+        if event == "message" and self.user is not None and args[0].author.id == self.user.id:
             return
         super().dispatch(event, *args, **kwargs)
 
@@ -167,7 +171,7 @@ class BridgeClient(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         """Drop (and audit) messages from outside the served guild; pass the rest on."""
-        if self.user is None or message.author.id == self.user.id or message.author.bot:
+        if self.user is None or message.author.bot:  # its own never come (dispatch)
             return
         if message.guild is None or message.guild.id != self.context.guild_id:
             if message.guild is None or self.user in message.mentions:

@@ -160,6 +160,7 @@ class Fleet:
         self._shutdown = anyio.Event()
         self._others: list[RunSource] = []
         self._launching = _Launching()
+        self._reloading = anyio.Lock()
         # Where workers give tasks, and those of stream programs take them (the
         # node's LazyTaskQueue sets itself there).
         self.tasks: TaskBroker | None = None
@@ -275,8 +276,14 @@ class Fleet:
         process an operator stopped or that finished stays down with the new
         settings; turning ``autostart`` on starts it. A ``numprocs`` change adds
         or removes processes at the end. Programs are updated in parallel, so
-        one slow stop delays no other.
+        one slow stop delays no other. Reloads run one at a time: one asked
+        during another waits for it (else a reload removing a program could
+        close a slot that one adding it was about to launch).
         """
+        async with self._reloading:
+            return await self._reload(config)
+
+    async def _reload(self, config: Config) -> ReloadResult:
         old = self.config.programs
         new = config.programs
         added = [n for n in new if n not in old]

@@ -296,8 +296,8 @@ class Slot:
 
         Raises:
             RuntimeError: the slot was already launched (or run), or was closed
-                before its launch (a reload removing its program while another
-                adding it waits for room to launch it).
+                before its launch (its fleet cancelled, not shut down, while a
+                reload waits for room to launch it).
         """
         if self._tg is not None:
             raise RuntimeError(f"process {self.name!r}: launched twice")

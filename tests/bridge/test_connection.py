@@ -307,3 +307,27 @@ async def test_a_failing_bridge_task_restarts_the_bridge_not_the_node(
         assert "a bug in the board" in bridged.bridge.health.snapshot().last_error
         assert all(c.status().state.is_alive for c in bridged.node.fleet.processes())
     assert sleeps.delays == [5.0]
+
+
+async def test_bridge_dispatches_none_of_its_own_messages(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """The gateway echoes every message dsup posts (a relayed flood: one a second), and
+    each was dispatched as an event, a task for a handler that drops it. A member's
+    message still comes."""
+    member = fake_discord.add_user("member")
+    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
+        client = bridged.bridge.client
+        assert client is not None
+        seen: list[discord.Message] = []
+
+        async def first_message() -> None:
+            seen.append(await client.wait_for("message", timeout=10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first_message)
+            await anyio.wait_all_tasks_blocked()
+            ops = client.get_partial_messageable(fake_discord.channel("general").id)
+            await ops.send("posted by dsup")
+            fake_discord.post_message(member, "general", "posted by a member")
+    assert [m.author.id for m in seen] == [member.id]

@@ -477,3 +477,24 @@ async def test_fleet_cancelled_while_it_launches_stops_what_it_launched(
             await anyio.sleep_forever()
     assert len(sink.pids) == 2
     assert not [pid for pid in sink.pids if psutil.pid_exists(pid)]
+
+
+async def test_fleet_reloads_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two reloads at once mixed their slots: one removing a program closed a process
+    that the other, adding that program, had yet to launch, and the adding reload
+    failed (a closed slot cannot be launched). The second now waits for the first."""
+    monkeypatch.setattr(fleet_module, "LAUNCHING_MAX", 1)  # the adding reload waits for room
+    plain = program("plain", "ctl_ticker.py", "60")
+    config = write_config(tmp_path, plain)
+    async with running_node(config) as node:
+        fleet = node.fleet
+        write_config(tmp_path, plain, program("pool", "ctl_ticker.py", "60", numprocs=6))
+        with_pool = load_config(config)
+        without = load_config(write_config(tmp_path, plain))
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fleet.reload, with_pool)
+                await wait_until(lambda: any(s.spec.name == "pool" for s in fleet.processes()))
+                removed = await fleet.reload(without)
+        assert removed.removed == ("pool",)
+        assert _names(fleet, "all") == ["plain:0"]
