@@ -28,7 +28,7 @@ from supervisor.tasks.lazy import LazyTaskQueue
 from supervisor.tasks.store import SqliteTaskStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from anyio.abc import SocketStream, TaskStatus
 
@@ -95,11 +95,13 @@ async def running_node(
     sinks: Sequence[EventSink] = (),
     line_sinks: Sequence[OutputConsumer] = (),
     health: HealthSource | None = None,
+    store: Callable[[Ledger], SqliteTaskStore] = SqliteTaskStore,
 ) -> AsyncIterator[Node]:
     """Run the node of ``config_path`` with its control socket until the block exits.
 
     ``sinks`` get the fleet's events too (state changes, orphans cleaned);
-    ``line_sinks`` its output; ``health`` is the Discord bridge's, for ``status``.
+    ``line_sinks`` its output; ``health`` is the Discord bridge's, for ``status``;
+    ``store`` makes the node's task store from its ledger.
     """
     config = load_config(config_path)
     with (
@@ -110,7 +112,7 @@ async def running_node(
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
         )
-        tasks = LazyTaskQueue(fleet, SqliteTaskStore(ledger), poll_seconds=0.2)
+        tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=0.2)
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:

@@ -613,10 +613,9 @@ class CommandService:
                 old.path,
                 [ConfigIssue("supervisor.state_dir", "cannot change while dsup runs; restart it")],
             )
-        result = await self._fleet.reload(new)
-        if self._tasks is not None:
-            await self._tasks.reloaded()  # the first program that takes tasks: the queue starts
-        return result
+        if self._tasks is not None:  # the first program that takes tasks: the queue starts
+            await self._tasks.reloading(new)
+        return await self._fleet.reload(new)
 
 
 def _shutdown_seconds(config: Config) -> float:

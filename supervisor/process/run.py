@@ -125,7 +125,7 @@ class Run:
     on_exit: Callable[[], None] | None = None
     pumps_done: LazyEvent = field(default_factory=LazyEvent)
     pumps_left: int = len(STREAMS)
-    readers: list[Callable[[], None]] = field(default_factory=list)
+    readers: list[Reader] = field(default_factory=list)
     exit_watch: Callable[[], None] | None = None
     tasks: _Tasks | None = None
 
@@ -209,10 +209,10 @@ class Run:
                 max_line_bytes=max_line_bytes,
                 on_end=self.reader_ended,
             )
-            self.readers.append(pumped.stop)
+            self.readers.append(pumped)
             pumped.start(tasks)
         if link is not None:
-            self.readers.append(_ChannelWait(self, tasks, link).stop)
+            self.readers.append(_ChannelWait(self, tasks, link))
         self._watch_exit(tasks)
 
     async def catch_up(self, limit: float) -> None:
@@ -247,8 +247,8 @@ class Run:
             await self.tasks.wait_ended()
 
     def _end_readers(self) -> None:
-        for stop in self.readers:
-            stop()
+        for reader in self.readers:
+            reader.stop()
 
     def pipe_inodes(self) -> frozenset[int]:
         """The inodes of the output pipes: a process holding one came from this run."""

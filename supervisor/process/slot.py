@@ -30,7 +30,6 @@ from supervisor.process.state import SlotState
 
 if TYPE_CHECKING:
     import signal
-    import socket
     from collections.abc import Callable
     from pathlib import Path
 
@@ -573,31 +572,32 @@ class Slot:
         self._state.run_handled()
         run.close()
 
-    def _link(self, run: Run) -> Callable[[], WorkerLink] | None:
-        """What makes the reader of the run's channel to dsup, if it has one.
-
-        A small partial: most runs never write to their channel, and a partial
-        holding every argument of the link would cost each of them its keywords.
-        """
-        desk, store = self._ctx.desk, self._ctx.store
-        if run.channel is None or desk is None or store is None:
+    def _link(self, run: Run) -> _LinkMaker | None:
+        """What makes the reader of the run's channel to dsup, if it has one."""
+        if run.channel is None or self._ctx.desk is None or self._ctx.store is None:
             return None
-        cwd = str(self.spec.cwd) if self.spec.cwd is not None else os.getcwd()  # as spawned
-        return functools.partial(self._make_link, run.channel, run.run_id, cwd, desk, store)
+        return _LinkMaker(self, run, self.spec)
 
-    def _make_link(
-        self, channel: socket.socket, run_id: str, cwd: str, desk: QuestionDesk, store: WorkerStore
-    ) -> WorkerLink:
-        """The reader of a run's channel, made once its worker first writes."""
+    def _make_link(self, run: Run, spec: ProgramSpec) -> WorkerLink:
+        """The reader of a run's channel, made once its worker first writes.
+
+        Args:
+            run: the run (it has a channel).
+            spec: the program as the run was spawned.
+        """
         # Here: most workers never write, and a node need not load what reads them.
         from supervisor.process.worker_link import WorkerLink
 
+        desk, store = self._ctx.desk, self._ctx.store
+        assert run.channel is not None  # see _link
+        assert desk is not None
+        assert store is not None
         return WorkerLink(
-            channel,
+            run.channel,
             process=self.name,
-            program=self.spec.name,
-            run_id=run_id,
-            cwd=cwd,
+            program=spec.name,
+            run_id=run.run_id,
+            cwd=str(spec.cwd) if spec.cwd is not None else os.getcwd(),  # as spawned
             emit=self._ctx.emit,
             desk=desk,
             store=store,
@@ -681,3 +681,21 @@ class Slot:
     def _stopped(self, run: Run) -> None:
         reason = self._stop_reason or self._end_reason
         self._state.enter(ProcessState.STOPPED, run=run, ended=True, reason=reason)
+
+
+class _LinkMaker:
+    """Makes the reader of a run's channel when its worker first writes; most never do.
+
+    A partial of :meth:`Slot._make_link` holding its arguments (the bound method,
+    a tuple, the cwd as a string) cost each run about 300 bytes; this is 56.
+    """
+
+    __slots__ = ("_run", "_slot", "_spec")
+
+    def __init__(self, slot: Slot, run: Run, spec: ProgramSpec) -> None:
+        self._slot = slot
+        self._run = run
+        self._spec = spec
+
+    def __call__(self) -> WorkerLink:
+        return self._slot._make_link(self._run, self._spec)

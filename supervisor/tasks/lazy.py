@@ -67,9 +67,10 @@ class LazyTaskQueue:
                 self.made = queue
             return self.made
 
-    async def reloaded(self) -> None:
-        """The fleet took a new config: the queue is made once a program takes tasks."""
-        if _takes_tasks(self._fleet.config):
+    async def reloading(self, config: Config) -> None:
+        """The fleet is about to take ``config``: the queue is made first if a program
+        of it takes tasks, so the workers the reload launches find it when they ask."""
+        if _takes_tasks(config):
             await self.get()
 
     def _make(self) -> TaskQueue:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -240,3 +241,14 @@ def test_codec_encode_message_puts_results_on_the_wire_itself() -> None:
     one_shot = json.dumps({**message, "result": to_wire(value)}, separators=(",", ":"))
     assert line == one_shot.encode("ascii") + b"\n"
     assert json.loads(line)["result"]["items"][2] == {"colour": "red", "where": "/tmp/2"}
+
+
+def test_codec_encoding_a_long_result_leaves_no_block_behind() -> None:
+    """``dataclasses.fields`` made a tuple per row, which CPython kept in a free list once
+    freed: 1,000 blocks (168 KB) held after each status of 500 processes."""
+    rows = tuple(_Inner(colour=_Colour.RED, where=Path(f"/tmp/{i}")) for i in range(300))
+    message = {"id": 1, "ok": True, "result": _Outer(items=rows, counts={})}
+    encode_message(message)  # caches and free lists warm
+    before = sys.getallocatedblocks()
+    encode_message(message)
+    assert sys.getallocatedblocks() - before < 50

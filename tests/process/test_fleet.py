@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
 import os
 import signal
 import time
+import types
 from typing import TYPE_CHECKING
 
 import anyio
@@ -378,6 +381,39 @@ async def test_fleet_starting_holds_no_task_per_process(tmp_path: Path) -> None:
         stopped = await slow_slots[3].stop(reason="stopped by test")
         assert stopped.state.value == "STOPPED"
         assert [s.status().state.value for s in slow_slots[:3]] == ["STARTING"] * 3
+
+
+def _ours(kind: type) -> int:
+    """Methods or partials of ``kind`` bound to dsup's own objects (not a thread's)."""
+    return sum(isinstance(o, kind) and _bound_to_dsup(o) for o in gc.get_objects())
+
+
+def _bound_to_dsup(obj: object) -> bool:
+    if isinstance(obj, types.MethodType):
+        owner = obj.__self__
+    elif isinstance(obj, functools.partial):
+        owner = getattr(obj.func, "__self__", obj.func)
+    else:
+        return False
+    return type(owner).__module__.startswith("supervisor")
+
+
+async def test_fleet_keeps_few_callables_per_resting_process(tmp_path: Path) -> None:
+    """A run kept its readers' bound ``stop`` methods and a partial holding every argument
+    of its worker link (about 450 bytes a process); it keeps the readers and a small maker."""
+    pool = program("pool", "ctl_ticker.py", "0.2")
+    config = write_config(tmp_path, pool)
+    async with running_node(config) as node:
+        fleet = node.fleet
+        await wait_until(lambda: _all_running(fleet))
+        await anyio.wait_all_tasks_blocked()
+        methods, partials = _ours(types.MethodType), _ours(functools.partial)
+        write_config(tmp_path, pool.replace("\n", "\nnumprocs = 5\n", 1))
+        await fleet.reload(load_config(config))
+        await wait_until(lambda: len(fleet.processes()) == 5 and _all_running(fleet))
+        await anyio.wait_all_tasks_blocked()
+        assert _ours(functools.partial) == partials
+        assert (_ours(types.MethodType) - methods) // 4 <= 10  # the reload makes one of its own
 
 
 class _SpawnedAtStarting:

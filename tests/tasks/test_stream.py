@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor.commands.access import AccessLevel, Actor
 from supervisor.tasks.records import TaskState
+from supervisor.tasks.store import SqliteTaskStore
 from tests._control import program, running_node, write_config
 from tests._wait import wait_until
 from tests.tasks._tasks import task_program
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from supervisor.process.fleet import Fleet
+    from supervisor.process.worker_link import TaskBroker, WorkerLink
+    from supervisor.state.ledger import Ledger
+    from supervisor.tasks.records import TaskRecord
 
 LOCAL = Actor(name="alice", source="local", level=AccessLevel.OPERATOR)
 WORKER = Path(__file__).parent.parent / "workers" / "task_stream.py"
@@ -133,3 +144,82 @@ async def test_stream_worker_added_after_the_queue_was_made_takes_tasks(tmp_path
         await node.service.reload(admin)
         done = await node.service.task(LOCAL, "upper", "made before me", wait_seconds=20)
     assert (done.state, done.result) == (TaskState.DONE, "upper: MADE BEFORE ME")
+
+
+class _SlowRecovery(SqliteTaskStore):
+    """A task store whose first recovery outlasts a quick worker's start (a big ledger,
+    a loaded disk): once the fleet runs ``program``, it ends only when a worker has
+    asked for tasks (bounded).
+
+    It is also the fleet's task broker in front of the node's, which notes the asks.
+    """
+
+    program = "upper"
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger)
+        self.fleet: Fleet | None = None
+        self.broker: TaskBroker | None = None
+        self.asked = threading.Event()
+        self.refused: list[str] = []
+        self._recovered = False
+
+    def requeue_expired(self, *, now: float, dead_owners: Collection[str] = ()) -> list[TaskRecord]:
+        if not self._recovered and self.fleet is not None:
+            self._recovered = True
+            if self.program in self.fleet.config.programs:
+                self.asked.wait(timeout=20)
+        return super().requeue_expired(now=now, dead_owners=dead_owners)
+
+    def take(self, link: WorkerLink) -> bool:
+        assert self.broker is not None
+        taken = self.broker.take(link)
+        if not taken:
+            self.refused.append(link.process)
+        self.asked.set()
+        return taken
+
+    async def answered(self, link: WorkerLink, task_id: int, *, ok: bool, text: str) -> None:
+        assert self.broker is not None
+        await self.broker.answered(link, task_id, ok=ok, text=text)
+
+    async def left(self, link: WorkerLink) -> None:
+        assert self.broker is not None
+        await self.broker.left(link)
+
+    async def submit_from(self, link: WorkerLink, program: str, text: str) -> int:
+        assert self.broker is not None
+        return await self.broker.submit_from(link, program, text)
+
+    def wait_for(self, link: WorkerLink, request: object, task_id: int, timeout: float) -> None:
+        assert self.broker is not None
+        self.broker.wait_for(link, request, task_id, timeout)
+
+
+async def test_a_reload_adding_the_first_stream_program_makes_the_queue_before_launching(
+    tmp_path: Path,
+) -> None:
+    """A reload adding the first program that takes tasks: its worker asks for tasks as
+    soon as it runs. The queue was made (and recovered) only after the reload had
+    launched the worker, so a worker quicker than that recovery was told its program
+    takes no tasks here, and never got one."""
+    admin = Actor(name="root", source="local", level=AccessLevel.ADMIN)
+    plain = program("plain", "ctl_ticker.py", "0.2")
+    config = write_config(tmp_path, plain)
+    stores: list[_SlowRecovery] = []
+
+    def store(ledger: Ledger) -> _SlowRecovery:
+        stores.append(_SlowRecovery(ledger))
+        return stores[-1]
+
+    async with running_node(config, store=store) as node:
+        (slow,) = stores
+        assert node.lazy_tasks.made is None
+        slow.fleet, slow.broker = node.fleet, node.fleet.tasks
+        node.fleet.tasks = slow
+        write_config(tmp_path, plain, stream_program("upper"))
+        await node.service.reload(admin)
+        assert slow.refused == []
+        done = await node.service.task(LOCAL, "upper", "first of all", wait_seconds=20)
+    assert slow.refused == []
+    assert (done.state, done.result) == (TaskState.DONE, "upper: FIRST OF ALL")
