@@ -117,6 +117,9 @@ class TaskDesk:
         self._caught_up = 0  # of those, the ones whose catch-up has read the history
         self._session_ready = anyio.Event()
         self._ingesting: set[int] = set()  # task messages being taken now, live or caught up
+        # Messages refused for their author's access: audited, not answered, so no
+        # marker says they were met (the latest, as many as a catch-up reads).
+        self._denied: deque[int] = deque(maxlen=BACKFILL_MESSAGES)
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -189,10 +192,10 @@ class TaskDesk:
         return True
 
     async def _is_settled(self, message_id: int) -> bool:
-        """Whether a task message was taken, or refused with an answer, already."""
+        """Whether a task message was taken or refused already."""
         queue = self._context.service.task_queue
         assert queue is not None  # no task programs without a queue
-        if await queue.is_submitted(str(message_id)):
+        if message_id in self._denied or await queue.is_submitted(str(message_id)):
             return True
         key = _refused_marker(message_id)
         return await anyio.to_thread.run_sync(self._outbox.meta, key) is not None
@@ -216,8 +219,8 @@ class TaskDesk:
                 reply_channel=message.channel.id,
                 reply_to=message.id,
             )
-        except AccessDenied:
-            return  # audited by the command surface; not answered
+        except AccessDenied:  # audited by the command surface; not answered
+            self._denied.append(message.id)
         except SupervisorError as exc:  # a full backlog, a bad text: say so
             if folder is not None:
                 await anyio.to_thread.run_sync(_remove, folder)
