@@ -78,6 +78,28 @@ async def test_refused_resume_starts_a_new_session(fake_discord: FakeDiscord) ->
     assert fake_discord.gateway.refused_resume_count == 1
 
 
+async def test_a_refused_resume_loses_the_events_of_the_gap(fake_discord: FakeDiscord) -> None:
+    """As on Discord: a new session starts from now; what was posted meanwhile is only
+    in the channel's history. discord.py fires on_connect and on_ready again, never
+    on_resumed."""
+    ivan = fake_discord.add_user("ivan")
+    async with run_client(NoIdentifyDelay(), fake_discord.token) as client:
+        fake_discord.refuse_resume = True
+        async with fake_discord.gateway_outage():
+            gap = fake_discord.post_message(ivan, "general", "posted in the gap")
+        await client.wait_seen("ready", count=2)
+        fake_discord.post_message(ivan, "general", "after the new session")
+        (message,) = await client.wait_seen("message")
+        history = [m async for m in text_channel(client, fake_discord, "general").history()]
+    assert isinstance(message, discord.Message)
+    assert message.content == "after the new session"
+    assert [v for n, v in client.seen if n == "message"] == [message]
+    assert int(gap["id"]) in {m.id for m in history}
+    names = [n for n, _ in client.seen]
+    assert (names.count("connect"), names.count("ready"), names.count("resumed")) == (2, 2, 0)
+    assert (fake_discord.identify_count, fake_discord.resume_count) == (2, 0)
+
+
 async def test_429_is_honoured_by_discord_py_rate_limiter(fake_discord: FakeDiscord) -> None:
     # With honest headers discord.py waits ahead of time; hide them to meet the 429.
     fake_discord.send_ratelimit_headers = False

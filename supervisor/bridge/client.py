@@ -152,9 +152,16 @@ class BridgeClient(discord.Client):
         """The configured guild, once the gateway has sent it."""
         return self.get_guild(self.context.guild_id)
 
+    async def on_connect(self) -> None:
+        """A new gateway session began (READY; a resume fires ``on_resumed`` only)."""
+        if self.task_desk is not None:
+            self.task_desk.session_began()
+
     async def on_ready(self) -> None:
-        """A new gateway session (the first, or after a refused resume)."""
+        """A new gateway session (the first, or after a refused resume) is ready."""
         self._connected()
+        if self.task_desk is not None:
+            self.task_desk.session_ready()
 
     async def on_resumed(self) -> None:
         """The gateway session was resumed after a drop."""

@@ -1,7 +1,8 @@
 """Tasks in Discord: ``program: text`` in the task channel, ``/task``, and the answers.
 
-Each message becomes a task once, keyed by its id, also when posted while dsup was away;
-its lifecycle shows as reactions and its answer is one reply, queued in the outbox once.
+Each message becomes a task once, keyed by its id, also when posted while dsup was away
+or while the gateway had no session; its lifecycle shows as reactions and its answer is
+one reply, queued in the outbox once.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ EMOJI = {
 TASK_VERBS = ("task", "task-cancel")
 """The slash commands of tasks (beside ``perform.VERBS``)."""
 BACKFILL_MESSAGES = 1000
-"""Messages of the task channel read back at most per connection."""
+"""Messages of the task channel read back at most per gateway session."""
 EVENTS_KEPT = 10_000
 """Task changes waiting for their messages, and for their reactions; beyond, the oldest
 are skipped."""
@@ -112,6 +113,9 @@ class TaskDesk:
         self._wake = anyio.Event()
         self._reactions: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
         self._reacted = anyio.Event()
+        self._sessions = 0  # gateway sessions begun (READY), in every client
+        self._caught_up = 0  # of those, the ones whose catch-up has read the history
+        self._session_ready = anyio.Event()
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -128,16 +132,47 @@ class TaskDesk:
             self._wake.set()
             self._reacted.set()
 
+    # -- gateway sessions -------------------------------------------------------
+
+    def session_began(self) -> None:
+        """A new gateway session (READY: the first, or after a refused resume).
+
+        Discord sends none of the events of the gap before it: its messages are read
+        back from the channel's history once the session is ready. Until then, the
+        messages of the new session are taken without moving the cursor, which must
+        still say where the gap begins. A resumed session replays the gap instead.
+        """
+        self._sessions += 1
+
+    def session_ready(self) -> None:
+        """The new session's guild is in (``on_ready``): its catch-up can read."""
+        self._session_ready.set()
+
+    async def _catch_up(self, client: discord.Client) -> None:
+        """Read back the task channel at each new gateway session of ``client``."""
+        while True:
+            await self._session_ready.wait()
+            self._session_ready = anyio.Event()
+            began = self._sessions
+            try:
+                is_read = await self._backfill(client)
+            except discord.HTTPException as exc:  # the next session reads it again
+                logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
+                continue
+            if is_read:
+                self._caught_up = began
+
     # -- messages in ------------------------------------------------------------
 
     async def handle(self, me: discord.ClientUser, message: discord.Message) -> bool:
         """Take a message of the served guild; True when it was a task (or a refusal)."""
         if not self.channel or message.channel.id != self.channel:
             return False
+        if self._caught_up == self._sessions:  # else the catch-up moves the cursor
+            await anyio.to_thread.run_sync(self._cursor.advance, self.channel, message.id)
         return await self._ingest(me, message)
 
     async def _ingest(self, me: discord.ClientUser, message: discord.Message) -> bool:
-        await anyio.to_thread.run_sync(self._cursor.advance, self.channel, message.id)
         parsed = parse_task(message.content, me.id)
         service = self._context.service
         if parsed is None or parsed[0] not in service.task_programs():
@@ -185,40 +220,46 @@ class TaskDesk:
         assert queue is not None  # no task programs without a queue
         return queue.files_dir(source_key)
 
-    async def _backfill(self, client: discord.Client) -> None:
-        """Ingest the task messages posted since the last one handled (while dsup was away)."""
+    async def _backfill(self, client: discord.Client) -> bool:
+        """Ingest the task messages posted since the last one handled (while dsup was
+        away, or the gateway had no session). A message taken already is taken once.
+
+        Returns:
+            False when the channel is not there to read (not in the client's guild).
+        """
         after = await anyio.to_thread.run_sync(self._cursor.get, self.channel)
         if after is None:  # the first connection: from now on
             now = discord.utils.time_snowflake(datetime.datetime.now(datetime.UTC))
             await anyio.to_thread.run_sync(self._cursor.advance, self.channel, now)
-            return
+            return True
         channel = client.get_channel(self.channel)
         if not isinstance(channel, discord.TextChannel) or client.user is None:
-            return
+            return False
         seen = 0
         async for message in channel.history(
             after=discord.Object(id=after), oldest_first=True, limit=BACKFILL_MESSAGES
         ):
             seen += 1
             if not message.author.bot:
+                await anyio.to_thread.run_sync(self._cursor.advance, self.channel, message.id)
                 await self._ingest(client.user, message)
         if seen:
             logger.info("discord: read %d messages of the task channel posted meanwhile", seen)
+        return True
 
     # -- the desk's task ----------------------------------------------------------
 
     async def serve(self, client: discord.Client) -> None:
-        """While ``client`` runs: catch up with the channel, then react and answer."""
+        """While ``client`` runs: catch up with the channel at each new session, react
+        and answer."""
         if self._context.service.task_queue is None or not self.channel:
             return
+        self._session_ready = anyio.Event()  # a client closed before its catch-up: not this one's
         await client.wait_until_ready()
-        try:
-            await self._backfill(client)
-        except discord.HTTPException as exc:
-            logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
         await self._answer()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._react_all, client)
+            tg.start_soon(self._catch_up, client)
             while True:  # the outbox's part at once: an answer can replace its acknowledgement
                 await self._wake.wait()
                 self._wake = anyio.Event()

@@ -174,6 +174,57 @@ async def test_tasks_posted_while_dsup_was_away_are_taken_once(
     assert len(listed) == 3
 
 
+HISTORY = ("GET", "/channels/{channel_id}/messages")
+
+
+async def test_tasks_posted_while_the_gateway_had_no_session_are_taken_once(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """Discord answered the resume with INVALID_SESSION (not resumable): discord.py
+    identified again in the same client and the gap's messages never came as events.
+    The desk read the channel's history back only when a client started, so they were
+    lost; it now does at each new session (not at a resume, which replays them)."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+        async with fake_discord.gateway_outage():  # resumed: the gap is replayed
+            replayed = fake_discord.post_message(
+                team.operator, "tasks", "echo: replayed", mention_bot=True
+            )
+        await fake_discord.wait_until(
+            lambda: _answers(fake_discord, replayed["id"]), timeout_seconds=30
+        )
+        assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads
+        fake_discord.refuse_resume = True
+        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
+            gap = [
+                fake_discord.post_message(
+                    team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
+                )
+                for i in range(2)
+            ]
+        await wait_until(lambda: fake_discord.identify_count == 2, seconds=20)
+        live = fake_discord.post_message(
+            team.operator, "tasks", "echo: in the new session", mention_bot=True
+        )
+        posted = [replayed, *gap, live]
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in posted), timeout_seconds=30
+        )
+        listed = (await node.service.tasks(Actor.local())).tasks
+        assert node.bridge.attempts == 1  # the same client, with a new session
+    assert [len(_answers(fake_discord, m["id"])) for m in posted] == [1, 1, 1, 1]
+    texts = ["replayed", "in the gap 0", "in the gap 1", "in the new session"]
+    assert sorted(t.text for t in listed) == sorted(texts)
+    assert fake_discord.resume_count == 1
+    assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
+
+
 async def test_a_flood_of_tasks_is_all_answered_once_within_rate_limits(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:

@@ -77,7 +77,8 @@ class RecordingClient(discord.Client):
     ``("reaction", (emoji, user_id, count, me))``, ``("unreaction", (emoji, user_id))``,
     ``("member_join", Member)``, ``("member_update", Member)`` (after),
     ``("role_create", Role)``, ``("channel_create", GuildChannel)``,
-    ``("ready", None)`` and ``("resumed", None)``.
+    ``("connect", None)`` (a READY: a new session), ``("ready", None)`` and
+    ``("resumed", None)``.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -146,6 +147,10 @@ class RecordingClient(discord.Client):
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         """Record a deleted channel."""
         self._note("channel_delete", channel)
+
+    async def on_connect(self) -> None:
+        """Record a new session's READY (not a resume), before its guilds are in."""
+        self._note("connect", None)
 
     async def on_ready(self) -> None:
         """Record readiness (again after a new session)."""
