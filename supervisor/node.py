@@ -22,6 +22,7 @@ from supervisor.console.console import Console, ConsoleMode
 from supervisor.control.server import ControlServer
 from supervisor.errors import SupervisorError
 from supervisor.events import OrphansCleaned
+from supervisor.output.allocator import share_one_arena
 from supervisor.process.fleet import Fleet
 from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
@@ -78,6 +79,7 @@ def run_node(
             started has been stopped.
     """
     _raise_fd_limit()
+    share_one_arena()  # before the first thread
     try:
         return anyio.run(_run, config, mode, json_logs, discord, backend="asyncio")
     except* SupervisorError as group:

@@ -7,10 +7,11 @@ import discord
 import pytest
 from discord.ext import commands
 
+from tests._wait import wait_until
 from tests.discord_fake import FakeDiscord, intents_for_tests, run_client
 from tests.discord_fake.harness import GUILD_READY_TIMEOUT, RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
-from tests.discord_fake.ratelimit import MESSAGES_ROUTE
+from tests.discord_fake.ratelimit import ATTACHMENT_ROUTE, MESSAGES_ROUTE
 
 __all__ = ["fake_discord"]
 
@@ -184,6 +185,31 @@ async def test_held_answer_comes_once_released(fake_discord: FakeDiscord) -> Non
     assert [m.id for m in sent] == [int(posted["id"])]
     contents = [m["content"] for m in fake_discord.bot_messages("general")]
     assert contents == ["slow to answer", "answered at once"]
+
+
+async def test_held_file_download_comes_once_released(fake_discord: FakeDiscord) -> None:
+    """A fault on the CDN's route holds a message's file as discord.py downloads it."""
+    ines = fake_discord.add_user("ines")
+    async with run_client(RecordingClient(), fake_discord.token) as client:
+        fake_discord.post_message(ines, "general", "a file", files=[("a.txt", b"slow bytes")])
+        (received,) = await client.wait_seen("message")
+        assert isinstance(received, discord.Message)
+        held = fake_discord.hold_answers(*ATTACHMENT_ROUTE, times=1)
+        read: list[bytes] = []
+        async with anyio.create_task_group() as tg:
+
+            async def download() -> None:
+                read.append(await received.attachments[0].read())
+
+            tg.start_soon(download)
+            await wait_until(lambda: held.hits == 1)  # no event tells a request came
+            await anyio.wait_all_tasks_blocked()
+            assert read == []  # asked, and the bytes have not come
+            held.release()
+        again = await received.attachments[0].read()  # the fault held one answer only
+    assert held.hits == 1
+    assert read == [b"slow bytes"]
+    assert again == b"slow bytes"
 
 
 async def test_fault_ends_when_its_time_is_up(fake_discord: FakeDiscord) -> None:

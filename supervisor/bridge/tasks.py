@@ -116,6 +116,7 @@ class TaskDesk:
         self._sessions = 0  # gateway sessions begun (READY), in every client
         self._caught_up = 0  # of those, the ones whose catch-up has read the history
         self._session_ready = anyio.Event()
+        self._ingesting: set[int] = set()  # task messages being taken now, live or caught up
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -173,11 +174,31 @@ class TaskDesk:
         return await self._ingest(me, message)
 
     async def _ingest(self, me: discord.ClientUser, message: discord.Message) -> bool:
+        """Take a task message once, met live and in a catch-up alike (even at once)."""
         parsed = parse_task(message.content, me.id)
-        service = self._context.service
-        if parsed is None or parsed[0] not in service.task_programs():
+        if parsed is None or parsed[0] not in self._context.service.task_programs():
             return False  # chatter, or a command by mention
-        program, text = parsed
+        if message.id in self._ingesting:
+            return True  # being taken the other way now
+        self._ingesting.add(message.id)
+        try:
+            if not await self._is_settled(message.id):
+                await self._take(message, *parsed)
+        finally:
+            self._ingesting.discard(message.id)
+        return True
+
+    async def _is_settled(self, message_id: int) -> bool:
+        """Whether a task message was taken, or refused with an answer, already."""
+        queue = self._context.service.task_queue
+        assert queue is not None  # no task programs without a queue
+        if await queue.is_submitted(str(message_id)):
+            return True
+        key = _refused_marker(message_id)
+        return await anyio.to_thread.run_sync(self._outbox.meta, key) is not None
+
+    async def _take(self, message: discord.Message, program: str, text: str) -> None:
+        service = self._context.service
         actor = actor_of(self._context.spec.access, await _member(message))
         folder = None
         if message.attachments and actor.level >= AccessLevel.OPERATOR:
@@ -185,7 +206,7 @@ class TaskDesk:
             why = await _fetch_files(message.attachments, folder)
             if why is not None:
                 await self._refuse(message, f"Not queued: {why}")
-                return True
+                return
         try:
             await service.task(
                 actor,
@@ -196,18 +217,17 @@ class TaskDesk:
                 reply_to=message.id,
             )
         except AccessDenied:
-            return True  # audited by the command surface; not answered
+            return  # audited by the command surface; not answered
         except SupervisorError as exc:  # a full backlog, a bad text: say so
             if folder is not None:
                 await anyio.to_thread.run_sync(_remove, folder)
             await self._refuse(message, f"Not queued: {exc}")
-        return True
 
     async def _refuse(self, message: discord.Message, text: str) -> None:
         """Reply why a task message was not queued, through the outbox, once."""
 
         def post() -> None:
-            key = f"task-refused:{message.id}"
+            key = _refused_marker(message.id)
             if self._outbox.meta(key) is None:
                 channel = message.channel.id
                 now = time.time()
@@ -365,6 +385,11 @@ class TaskDesk:
             marker=key,
         )
         return self._outbox.meta(key) is not None
+
+
+def _refused_marker(message_id: int) -> str:
+    """The outbox marker of the answer that refused a task message."""
+    return f"task-refused:{message_id}"
 
 
 def too_big(sizes: Sequence[tuple[str, int]]) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,7 +337,14 @@ def encode_message(message: Mapping[str, object]) -> bytes:
 def _json_text(value: object) -> str:
     """The compact JSON text of ``to_wire(value)``, built member by member."""
     if isinstance(value, list | tuple):
-        return "[" + ",".join([_json_text(v) for v in value]) + "]"
+        text = io.StringIO()  # the text of one element at a time: not 500 rows at once
+        text.write("[")
+        for i, item in enumerate(value):
+            if i:
+                text.write(",")
+            text.write(_json_text(item))
+        text.write("]")
+        return text.getvalue()
     if isinstance(value, dict):
         members = [(str(k), v) for k, v in value.items()]
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):

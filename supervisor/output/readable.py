@@ -83,8 +83,12 @@ class _EpollSet:
         return not self._epoll.closed
 
     def add(self, fd: int, callback: Callable[[], None]) -> _Watch:
-        """Call ``callback`` while ``fd`` is readable (it replaces one ``fd`` had)."""
-        if fd not in self._callbacks:
+        """Call ``callback`` while ``fd`` is readable (it replaces one ``fd`` had).
+
+        An fd closed while watched left the set by itself (epoll forgets a closed
+        file), so a reused fd number is registered again whatever the dict says.
+        """
+        with contextlib.suppress(FileExistsError):  # watched: the new callback replaces it
             self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
         return _Watch(self, fd, callback)

@@ -397,9 +397,15 @@ class Fleet:
             known_children=self._known_children,
             interval=self.config.supervisor.sweep_interval_seconds,
             emit=self._fanout.emit,
-            after_sweep=give_back_free_memory,  # what start-up and the sweep freed
+            after_sweep=self._give_back_memory,
             task_status=task_status,
         )
+
+    def _give_back_memory(self) -> None:
+        """After each sweep, in a thread: the ledger's page cache, then what the heap has free
+        (what start-up, the sweep or a status freed)."""
+        self.ledger.release_memory()
+        give_back_free_memory()
 
 
 class _Launching:

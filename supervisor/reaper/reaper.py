@@ -69,8 +69,9 @@ class Reaper:
         self._scanner = Scanner(instance_id)
         self._tree_stats = TreeStats()
         self._is_subreaper = False
-        # What the sweeps recorded of each live run's tree, so a sweep writes only news.
-        self._recorded: dict[str, frozenset[ProcIdent]] = {}
+        # What the sweeps recorded of each live run's tree, so a sweep writes only news: a
+        # tuple, as most trees are their main process alone (a frozenset of one is 216 bytes).
+        self._recorded: dict[str, tuple[ProcIdent, ...]] = {}
 
     def become_subreaper(self) -> bool:
         """Make this process a child subreaper (Linux), so orphans re-parent to it.
@@ -103,7 +104,7 @@ class Reaper:
         ident = await anyio.to_thread.run_sync(identify, pid)
         if ident is not None and run_id is not None:
             self._scanner.know(ident, run_id, process)
-            self._recorded[run_id] = frozenset({ident})
+            self._recorded[run_id] = (ident,)
         return ident
 
     # -- stopping -------------------------------------------------------------
@@ -409,12 +410,12 @@ class Reaper:
         for s in snap.values():
             if s.run_id is not None and s.run_id in live:
                 per_run.setdefault(s.run_id, set()).update(descendants(snap, s.ident.pid, children))
-        recorded = {run_id: self._recorded.get(run_id, frozenset()) for run_id in per_run}
+        recorded = {run_id: self._recorded.get(run_id, ()) for run_id in per_run}
         for run_id, procs in per_run.items():
-            new = procs - recorded[run_id]
+            new = sorted(procs.difference(recorded[run_id]), key=lambda p: p.pid)
             if new:
-                self.ledger.record_descendants(run_id, sorted(new, key=lambda p: p.pid))
-                recorded[run_id] = recorded[run_id] | new
+                self.ledger.record_descendants(run_id, new)
+                recorded[run_id] = (*recorded[run_id], *new)
         self._recorded = recorded  # runs gone from the snapshot are forgotten
 
 

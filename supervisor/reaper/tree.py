@@ -81,17 +81,28 @@ class Scanner:
         self._told_lock = threading.Lock()
         self._lock = anyio.Lock()
         self._last: tuple[float, Snapshot] | None = None
+        self._callers = 0
 
     async def snapshot(self) -> Snapshot:
-        """A snapshot of every process taken after this call began (scans are shared)."""
+        """A snapshot of every process taken after this call began (scans are shared).
+
+        The last one is kept while callers wait, for those that asked before it began;
+        once none waits it is let go (a resting node held every process of the host).
+        """
         asked = anyio.current_time()
-        async with self._lock:
-            if self._last is not None and self._last[0] >= asked:
-                return self._last[1]
-            started = anyio.current_time()
-            snap = await anyio.to_thread.run_sync(self._scan)
-            self._last = (started, snap)
-            return snap
+        self._callers += 1
+        try:
+            async with self._lock:
+                if self._last is not None and self._last[0] >= asked:
+                    return self._last[1]
+                started = anyio.current_time()
+                snap = await anyio.to_thread.run_sync(self._scan)
+                self._last = (started, snap)
+                return snap
+        finally:
+            self._callers -= 1
+            if not self._callers:
+                self._last = None
 
     def know(self, ident: ProcIdent, run_id: str, process: str) -> None:
         """Take the markers of a process dsup spawned itself: its environment is not read.

@@ -305,6 +305,16 @@ class Ledger:
             raise
         return cls(path, conn, audit_keep_rows=audit_keep_rows, runs_keep=runs_keep)
 
+    def release_memory(self) -> None:
+        """Let sqlite free the pages it caches (``PRAGMA shrink_memory``): call it at rest.
+
+        A sweep or a status reads a row of every run through the connection's page
+        cache, which keeps them (up to 2 MiB) while the node rests; a later read finds
+        them in the system's file cache.
+        """
+        with self._lock:
+            self._conn.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         """Close the connection (idempotent), saying what could not be recorded."""
         with self._lock:

@@ -318,6 +318,10 @@ class TaskQueue:
         """The latest tasks, newest first."""
         return await anyio.to_thread.run_sync(self._store.recent, limit)
 
+    async def is_submitted(self, source_key: str) -> bool:
+        """Whether a task was submitted with ``source_key`` (a chat message id)."""
+        return await anyio.to_thread.run_sync(self._store.is_submitted, source_key)
+
     async def unreplied(self, limit: int = 100) -> list[TaskRecord]:
         """Ended tasks whose chat answer is not queued yet, oldest first."""
         return await anyio.to_thread.run_sync(self._store.unreplied, limit)

@@ -119,6 +119,10 @@ class TaskStore(Protocol):
         """The latest tasks, newest first."""
         ...
 
+    def is_submitted(self, source_key: str) -> bool:
+        """Whether a task was submitted with ``source_key`` (and not dropped since)."""
+        ...
+
     def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
         """QUEUED and RUNNING tasks per program."""
         ...
@@ -347,6 +351,11 @@ class SqliteTaskStore:
         with self._lock:
             waiting = self._current()
             return [waiting.get(row["id"]) or _record(row) for row in rows]
+
+    def is_submitted(self, source_key: str) -> bool:
+        # Submissions are written now or never: the table has every one.
+        rows = self._ledger.read("SELECT 1 FROM tasks WHERE source_key = ?", (source_key,))
+        return bool(rows)
 
     def counts(self) -> Mapping[str, Mapping[TaskState, int]]:
         rows = self._ledger.read(

@@ -27,7 +27,7 @@ from tests._wait import wait_until
 from tests.bridge._members import members
 from tests.bridge._relayed import relayed_node
 from tests.discord_fake.pytest_plugin import fake_discord
-from tests.discord_fake.ratelimit import MESSAGES_ROUTE
+from tests.discord_fake.ratelimit import ATTACHMENT_ROUTE, MESSAGES_ROUTE
 from tests.tasks._tasks import held as held_tasks
 from tests.tasks._tasks import task_program
 
@@ -570,3 +570,59 @@ async def test_task_answer_the_ledger_dropped_is_sent_later_not_marked_sent(
     (answer,) = _answers(fake_discord, first["id"])
     assert answer.startswith("✅ `echo` task 1 done\n")
     assert len(_answers(fake_discord, second["id"])) == 1
+
+
+@pytest.mark.parametrize("is_live_done", [False, True], ids=["live-in-flight", "live-done"])
+async def test_a_task_message_met_live_and_in_the_catch_up_is_taken_once(
+    tmp_path: Path, fake_discord: FakeDiscord, is_live_done: bool
+) -> None:
+    """A new session's catch-up read back a message its live event had taken (or was
+    taking): both ingested it, so a refusal was audited twice, and a file was downloaded
+    twice into one ``.part`` folder, where the first download then failed. The second
+    way now skips a message being taken, or taken or refused already."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        history = fake_discord.hold_answers(*HISTORY, times=1)
+        download = fake_discord.hold_answers(*ATTACHMENT_ROUTE, times=None)
+        fake_discord.refuse_resume = True
+        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
+            refused = fake_discord.post_message(  # a NUL cannot reach argv: refused
+                team.operator, "tasks", "echo: a\0b", mention_bot=True, files=[("f", b"x")]
+            )
+            after = fake_discord.post_message(team.operator, "tasks", "echo: after")
+        await wait_until(lambda: history.hits == 1, seconds=20)  # the catch-up waits
+        fake_discord.replay_message("tasks", int(refused["id"]))  # and it comes live
+        await wait_until(lambda: download.hits == 1)  # its file comes slowly
+        if is_live_done:
+            download.release()
+            await fake_discord.wait_until(
+                lambda: _answers(fake_discord, refused["id"]), timeout_seconds=30
+            )
+        history.release()
+
+        def after_taken() -> bool:
+            rows = node.ledger.read("SELECT 1 FROM tasks WHERE source_key = ?", (after["id"],))
+            return bool(rows)
+
+        # The catch-up takes the messages in order: past ``after``, it is past ``refused``.
+        await wait_until(lambda: after_taken() or download.hits == 2)
+        downloads = download.hits
+        download.release()
+        await fake_discord.wait_until(
+            lambda: _answers(fake_discord, refused["id"]) and _answers(fake_discord, after["id"]),
+            timeout_seconds=30,
+        )
+        audit = await anyio.to_thread.run_sync(lambda: node.ledger.audit_rows(20))
+        listed = (await node.service.tasks(Actor.local())).tasks
+    assert downloads == 1
+    assert sorted(r.outcome for r in audit if r.command == "task") == ["ok", "refused"]
+    (answer,) = _answers(fake_discord, refused["id"])
+    assert answer.startswith("Not queued: ")
+    assert "NUL" in answer
+    assert [t.text for t in listed] == ["after"]
+    assert not any((tmp_path / "state" / "task-files").glob("*"))

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
+CDN_PREFIX = "/attachments"
+"""Where the files of messages are served (Discord's CDN), outside the API."""
 MAX_CONTENT = 2000
 _UNAUTHENTICATED = ("/interactions/", "/webhooks/")
 _EMBED_TEXT_LIMITS = (
@@ -112,8 +114,10 @@ def backend(request: web.Request) -> Backend:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Apply auth, injected faults and rate limits to every ``/api/v10`` route."""
-    if not request.path.startswith(API_PREFIX + "/"):
+    """Apply auth, injected faults and rate limits to every ``/api/v10`` route, and the
+    faults alone to the CDN's (``/attachments/...``, as its template names it)."""
+    is_api = request.path.startswith(API_PREFIX + "/")
+    if not is_api and not request.path.startswith(CDN_PREFIX + "/"):
         return await handler(request)
     resource = request.match_info.route.resource
     if resource is None:
@@ -121,7 +125,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     template = resource.canonical.removeprefix(API_PREFIX)
     ctx = backend(request)
     is_authorized = request.headers.get("Authorization") == f"Bot {ctx.store.token}"
-    if not template.startswith(_UNAUTHENTICATED) and not is_authorized:
+    if is_api and not template.startswith(_UNAUTHENTICATED) and not is_authorized:
         return json_response({"message": "401: Unauthorized", "code": 0}, status=401)
     fault = ctx.limiter.fault_for(request.method, template)
     if fault is not None:
@@ -142,10 +146,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 "code": fault.code,
             }
             return json_response(body, status=fault.status)
-    decision = ctx.limiter.check(request.method, template, _major_parameter(request))
-    if decision.retry_after is not None:
-        body = {"message": "You are being rate limited.", "retry_after": decision.retry_after}
-        return json_response(body | {"global": False}, status=429, headers=decision.headers)
+    headers: dict[str, str] = {}
+    if is_api:
+        decision = ctx.limiter.check(request.method, template, _major_parameter(request))
+        if decision.retry_after is not None:
+            body = {"message": "You are being rate limited.", "retry_after": decision.retry_after}
+            return json_response(body | {"global": False}, status=429, headers=decision.headers)
+        headers = decision.headers
     try:
         response = await handler(request)
         if fault is not None and fault.held is not None:
@@ -160,7 +167,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         # discord.py retries a 500 for seconds and the test would fail slowly and vaguely.
         logger.exception("fake Discord could not handle %s %s", request.method, template)
         response = json_response({"message": f"fake: {exc!r}", "code": 50035}, status=400)
-    response.headers.update(decision.headers)
+    response.headers.update(headers)
     return response
 
 

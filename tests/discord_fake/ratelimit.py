@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import anyio
 
 MESSAGES_ROUTE = ("POST", "/channels/{channel_id}/messages")
+ATTACHMENT_ROUTE = ("GET", "/attachments/{channel_id}/{attachment_id}/{filename}")
+"""The CDN's route of a message's file: faults apply to it, rate limits do not."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

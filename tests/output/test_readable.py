@@ -103,3 +103,25 @@ async def test_a_reader_keeps_being_called_while_its_fd_stays_readable() -> None
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_an_fd_closed_while_watched_is_watched_again_when_its_number_comes_back() -> None:
+    """epoll forgets a closed fd by itself; a new pipe given the same number and a new
+    callback must be registered anew, not taken for the old, silent one."""
+    r, w = os.pipe()
+    stale = call_when_readable(r, lambda: None, _NoTasks())
+    os.close(r)
+    os.close(w)
+    r2, w2 = os.pipe()
+    called = anyio.Event()
+    try:
+        assert r2 == r  # the lowest free number: the one just closed
+        reader = call_when_readable(r2, called.set, _NoTasks())
+        os.write(w2, b"x")
+        with anyio.fail_after(10):
+            await called.wait()
+        reader.stop()
+        stale.stop()  # the old watch no longer owns the fd: nothing happens
+    finally:
+        os.close(r2)
+        os.close(w2)

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import gc
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 
 from supervisor.events import OrphansCleaned
 from supervisor.reaper.reaper import Reaper, _zombie_child
-from supervisor.reaper.tree import Scanner, Seen, adopted, pipe_holders, stat_fields
+from supervisor.reaper.tree import Scanner, Seen, Snapshot, adopted, pipe_holders, stat_fields
 from supervisor.state.ledger import Ledger
 from supervisor.state.records import ProcIdent
 from tests._wait import eventually, wait_for, wait_until
@@ -342,6 +343,40 @@ async def test_scan_keeps_what_it_was_told_while_it_ran(instance: str) -> None:
             assert (seen.run_id, seen.process) == ("told", "w:7")  # its environ says run1
 
 
+async def test_scan_is_shared_by_callers_that_asked_before_it_began(instance: str) -> None:
+    """Callers waiting while a scan runs share the next one; none is kept afterwards (a
+    resting node held every process of the host between its sweeps)."""
+    listed, go = threading.Event(), threading.Event()
+    scans: list[int] = []
+
+    def listing() -> Iterator[tuple[int, list[bytes]]]:
+        scans.append(1)
+        yield from stat_fields()
+        if len(scans) == 1:
+            listed.set()
+            go.wait(20)
+
+    scanner = Scanner(instance, listing=listing)
+    got: list[Snapshot] = []
+
+    async def take() -> None:
+        got.append(await scanner.snapshot())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        assert await anyio.to_thread.run_sync(listed.wait, 20)
+        tg.start_soon(take)  # both ask during the first scan: they share the second
+        tg.start_soon(take)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    assert len(scans) == 2
+    assert got[1] is got[2]
+    assert got[0] is not got[1]
+    got.clear()
+    gc.collect()
+    assert not any(isinstance(o, Seen) for o in gc.get_objects())
+
+
 async def test_sweep_records_no_row_for_a_run_whose_tree_is_its_main_process(
     instance: str, ledger: Ledger
 ) -> None:
@@ -362,6 +397,8 @@ async def test_sweep_records_no_row_for_a_run_whose_tree_is_its_main_process(
         assert [(lo.ident, lo.is_main) for lo in ledger.leftover_processes("run1")] == [
             (ident, True)
         ]
+        # Nor is it kept in a set of its own: 216 bytes a resting process.
+        assert not [o for o in gc.get_objects() if isinstance(o, frozenset) and ident in o]
 
 
 async def test_terminate_tree_ends_forked_grandchildren(instance: str, ledger: Ledger) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import sqlite3
 from typing import TYPE_CHECKING
@@ -282,3 +284,21 @@ def test_ledger_refuses_a_link(tmp_path: Path, name: str) -> None:
     with pytest.raises(LedgerError, match="symbolic link"):
         Ledger.open(tmp_path / "ledger.sqlite3")
     assert victim.read_bytes() == b"precious"
+
+
+def _sqlite_memory() -> int:
+    """Bytes sqlite holds in this process (the library Python's sqlite3 module uses)."""
+    library = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+def test_ledger_release_memory_frees_the_page_cache(ledger: Ledger) -> None:
+    """A sweep reads a row of every run: its pages stayed cached while the node rested."""
+    for i in range(3000):
+        _start(ledger, f"run{i}", pid=1000 + i, proc=f"w:{i}")
+    assert len(ledger.open_runs()) == 3000
+    held = _sqlite_memory()
+    ledger.release_memory()
+    assert held - _sqlite_memory() > 200_000
+    assert len(ledger.open_runs()) == 3000  # read again from the file
