@@ -117,9 +117,6 @@ class TaskDesk:
         self._caught_up = 0  # of those, the ones whose catch-up has read the history
         self._session_ready = anyio.Event()
         self._ingesting: set[int] = set()  # task messages being taken now, live or caught up
-        # Messages refused for their author's access: audited, not answered, so no
-        # marker says they were met (the latest, as many as a catch-up reads).
-        self._denied: deque[int] = deque(maxlen=BACKFILL_MESSAGES)
         queue = context.service.task_queue
         if queue is not None:
             queue.watch(self._deliver)
@@ -195,7 +192,7 @@ class TaskDesk:
         """Whether a task message was taken or refused already."""
         queue = self._context.service.task_queue
         assert queue is not None  # no task programs without a queue
-        if message_id in self._denied or await queue.is_submitted(str(message_id)):
+        if await queue.is_submitted(str(message_id)):
             return True
         key = _refused_marker(message_id)
         return await anyio.to_thread.run_sync(self._outbox.meta, key) is not None
@@ -219,8 +216,9 @@ class TaskDesk:
                 reply_channel=message.channel.id,
                 reply_to=message.id,
             )
-        except AccessDenied:  # audited by the command surface; not answered
-            self._denied.append(message.id)
+        except AccessDenied:  # audited by the command surface; not answered, but marked
+            key = _refused_marker(message.id)
+            await anyio.to_thread.run_sync(self._outbox.claim_marker, key)
         except SupervisorError as exc:  # a full backlog, a bad text: say so
             if folder is not None:
                 await anyio.to_thread.run_sync(_remove, folder)
@@ -391,7 +389,7 @@ class TaskDesk:
 
 
 def _refused_marker(message_id: int) -> str:
-    """The outbox marker of the answer that refused a task message."""
+    """The outbox marker of a refused task message (on its answer, if it has one)."""
     return f"task-refused:{message_id}"
 
 
