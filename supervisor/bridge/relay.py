@@ -235,37 +235,33 @@ class Relay:
     # -- producers (event loop; never block) ---------------------------------
 
     def capacity(self, process: str) -> int:
-        """Bytes of whole lines of ``process`` the relay takes now; the rest of a read is omitted.
-
-        ``STREAM_BYTES`` while the output stream has room, none (omitted) once
-        it is full; none at all (-1) when ``process`` does not relay its output:
-        incidents read their lines from the log files, so "errors" and
-        "results" cost nothing per byte.
-        """
-        if self._mode(process) is not RelayMode.ALL or not self.channels.log:
-            return -1
-        return 0 if self._stream.is_full else STREAM_BYTES
+        """Bytes of whole lines of ``process`` the relay takes now (see :meth:`room`)."""
+        return self.room(process)[0]
 
     def room(self, process: str) -> tuple[int, DropTally | None]:
-        """:meth:`capacity`, and the process's :meth:`drop_tally` when it relays output
-        (the pump's one question per read)."""
-        room = self.capacity(process)
-        return room, self.drop_tally(process) if room >= 0 else None
+        """Bytes of whole lines of ``process`` the relay takes now (the rest of a read is
+        omitted), and the tally of its omitted lines: the pump's one question per read.
 
-    def drop_tally(self, process: str) -> DropTally:
-        """The tally of ``process``'s omitted lines: counted while few were omitted since
-        the last message (its ``count_bytes``), then sized only.
+        ``STREAM_BYTES`` while the output stream has room, none (omitted) once
+        it is full; none at all (-1, no tally) when ``process`` does not relay
+        its output: incidents read their lines from the log files, so "errors"
+        and "results" cost nothing per byte.
 
-        Past that, a flood's omitted lines are estimated from their size, which
-        the pump adds to the process's tally with no chunk per read (it still
-        asks :meth:`room` at each read); the relay takes it when it
-        writes a message or gets that process's next lines.
+        The tally's lines are counted while few were omitted since the last
+        message (its ``count_bytes``), then sized only. Past that, a flood's
+        omitted lines are estimated from their size, which the pump adds to the
+        tally with no chunk per read; the relay takes it when it writes a
+        message or gets that process's next lines. Asked at every read of a
+        flood, so it is one call.
         """
+        if self._mode(process) is not RelayMode.ALL or not self.channels.log:
+            return -1, None
+        stream = self._stream
         tally = self._tallies.get(process)
         if tally is None:
             tally = self._tallies[process] = DropTally()
-        tally.count_bytes = self._stream.count_budget
-        return tally
+        tally.count_bytes = stream.count_budget
+        return (0 if stream.is_full else STREAM_BYTES), tally
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""

@@ -189,13 +189,20 @@ async def test_relay_streams_output_only_of_programs_relaying_all(
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n@everyone\n```")]
 
 
+def _tally(relay: Relay, process: str) -> DropTally:
+    """The drop tally the pump is given for ``process`` at a read."""
+    tally = relay.room(process)[1]
+    assert tally is not None, f"{process} relays its output"
+    return tally
+
+
 async def test_relay_keeps_what_fits_a_flood_and_estimates_the_rest(
     relay: Relay, ledger: Ledger
 ) -> None:
     """A flood costs the relay the lines it keeps and a bounded count; the rest is estimated."""
     flood = "".join(f"{i:08d} {'z' * 90}\n" for i in range(20_000)).encode()  # 2 MB
     relay.deliver(OutputChunk(process="chatty:0", stream="stdout", data=flood))
-    tally = relay.drop_tally("chatty:0")
+    tally = _tally(relay, "chatty:0")
     assert not tally.count_bytes, "past a bounded count, omitted lines are estimated"
     relay.deliver(
         OutputChunk(
@@ -442,7 +449,7 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
 
 async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
     assert relay.capacity("chatty:0") == STREAM_BYTES
-    assert relay.drop_tally("chatty:0").count_bytes, "a few omitted lines are counted"
+    assert _tally(relay, "chatty:0").count_bytes, "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
     assert relay.capacity("chatty:0") == 0
 
@@ -468,7 +475,7 @@ async def test_relay_tells_a_tallied_omission_before_the_lines_after_it(
             dropped=3000,
         )
     )
-    tally = relay.drop_tally("chatty:0")
+    tally = _tally(relay, "chatty:0")
     assert not tally.count_bytes, "past a bounded count, omitted lines are estimated"
     tally.size += 100_000
     relay.deliver(_lines("chatty:0", "later"))
