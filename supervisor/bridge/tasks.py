@@ -189,7 +189,7 @@ class TaskDesk:
         return True
 
     async def _is_settled(self, message_id: int) -> bool:
-        """Whether a task message was taken, or refused with an answer, already."""
+        """Whether a task message was taken or refused already."""
         queue = self._context.service.task_queue
         assert queue is not None  # no task programs without a queue
         if await queue.is_submitted(str(message_id)):
@@ -216,8 +216,9 @@ class TaskDesk:
                 reply_channel=message.channel.id,
                 reply_to=message.id,
             )
-        except AccessDenied:
-            return  # audited by the command surface; not answered
+        except AccessDenied:  # audited by the command surface; not answered, but marked
+            key = _refused_marker(message.id)
+            await anyio.to_thread.run_sync(self._outbox.claim_marker, key)
         except SupervisorError as exc:  # a full backlog, a bad text: say so
             if folder is not None:
                 await anyio.to_thread.run_sync(_remove, folder)
@@ -388,7 +389,7 @@ class TaskDesk:
 
 
 def _refused_marker(message_id: int) -> str:
-    """The outbox marker of the answer that refused a task message."""
+    """The outbox marker of a refused task message (on its answer, if it has one)."""
     return f"task-refused:{message_id}"
 
 
