@@ -99,10 +99,19 @@ class _Omitted:
 
 
 @dataclass(slots=True)
+class _Plain:
+    """Whole lines kept as raw bytes until shown: ASCII, none long enough to be cut, so each
+    costs its bytes (newline included) and a join cuts them with one search, not a pop each."""
+
+    data: bytes
+    lines: int
+
+
+@dataclass(slots=True)
 class _Waiting:
     """The lines of one process not yet in a message, and what was omitted among them."""
 
-    entries: deque[str | _Omitted] = field(default_factory=deque)
+    entries: deque[str | _Plain | _Omitted] = field(default_factory=deque)
     chars: int = 0
 
     def omit(self, size: int, lines: int, uncounted: int) -> None:
@@ -166,6 +175,8 @@ class OutputStream:
         self._waiting: dict[str, _Waiting] = {}
         self._shapes: dict[str, _Shape] = {}
         self._notes: deque[str] = deque()
+        self._uncut = max_line_chars + 40  # a longer line costs this, not its length
+        self._long_line = re.compile(rb"\n[^\n]{%d}" % (self._uncut + 1))
         self._is_full = False
         self._counted = 0  # omitted bytes counted since the last message
 
@@ -207,8 +218,9 @@ class OutputStream:
         Each process with lines waiting holds at most an equal share of
         ``buffer_chars`` (a process joining trims the others' newest lines), so the
         stream stays bounded and close behind the output, however many flood it.
-        Only the lines taken are decoded; the lines of what is left are counted
-        within :attr:`count_budget`, else only its size is noted.
+        Lines taken that are plain (ASCII, none long) wait as bytes, decoded only
+        when shown; others are decoded as they come. The lines of what is left
+        are counted within :attr:`count_budget`, else only its size is noted.
 
         Args:
             process: the process that wrote them.
@@ -225,9 +237,7 @@ class OutputStream:
             for other in self._waiting.values():
                 self._trim(other, share)
         share = self.buffer_chars // len(self._waiting)
-        before = len(waiting.entries)
-        at = self._take_sure(waiting, data, share)
-        lines = len(waiting.entries) - before
+        at, lines = self._take_sure(waiting, data, share)
         while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
             end = data.find(b"\n", at)
             line = str(data[at:end], "utf-8", "replace")
@@ -245,16 +255,26 @@ class OutputStream:
         if at < len(data) or omitted:
             self._omit(waiting, shape, (data, at), omitted, omitted_lines, uncounted)
 
-    def _take_sure(self, waiting: _Waiting, data: bytes, share: int) -> int:
-        """Take the leading lines of ``data`` that fit the share whatever they hold, decoded
-        at once (a line costs at most its bytes); where the rest of ``data`` begins."""
+    def _take_sure(self, waiting: _Waiting, data: bytes, share: int) -> tuple[int, int]:
+        """Take the leading lines of ``data`` that fit the share whatever they hold (a line
+        costs at most its bytes); where the rest of ``data`` begins, and the lines taken.
+
+        Plain lines stay bytes, costing their size; others are decoded and costed at once.
+        """
         room = share - waiting.chars
         sure = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
-        if sure:
-            taken = decode_lines(data[:sure])
-            waiting.chars += sum(map(self._cost, taken))
-            waiting.entries.extend(taken)
-        return sure
+        if not sure:
+            return 0, 0
+        head = data[:sure]
+        if head.isascii() and head.find(b"\n") <= self._uncut and not self._long_line.search(head):
+            lines = head.count(b"\n")
+            waiting.entries.append(_Plain(head, lines))
+            waiting.chars += sure
+            return sure, lines
+        taken = decode_lines(head)
+        waiting.chars += sum(map(self._cost, taken))
+        waiting.entries.extend(taken)
+        return sure, len(taken)
 
     def _omit(
         self,
@@ -284,9 +304,18 @@ class OutputStream:
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""
         cut = _Omitted()
-        while waiting.chars > share and waiting.entries:
+        while waiting.chars > share and waiting.entries:  # bounded: an entry each
             entry = waiting.entries.pop()
-            if isinstance(entry, _Omitted):
+            if isinstance(entry, _Plain):
+                # Its newest lines until the rest fits: one search for the last newline kept.
+                keep = entry.data.rfind(b"\n", 0, len(entry.data) - waiting.chars + share) + 1
+                gone = entry.data.count(b"\n", keep) if keep else entry.lines
+                waiting.chars -= len(entry.data) - keep
+                cut.size += len(entry.data) - keep
+                cut.lines += gone
+                if keep:
+                    waiting.entries.append(_Plain(entry.data[:keep], entry.lines - gone))
+            elif isinstance(entry, _Omitted):
                 cut.size += entry.size
                 cut.lines += entry.lines
                 cut.uncounted += entry.uncounted
@@ -299,7 +328,7 @@ class OutputStream:
 
     def _cost(self, line: str) -> int:
         """What a waiting line counts against the bound (a long one is cut when shown)."""
-        return min(len(line), self.max_line_chars + 40) + 1
+        return min(len(line), self._uncut) + 1
 
     @property
     def notes_chars(self) -> int:
@@ -358,6 +387,10 @@ class OutputStream:
         shown = 0
         while waiting.entries:
             entry = waiting.entries[0]
+            if isinstance(entry, _Plain):  # decoded once it is shown
+                waiting.entries.popleft()
+                waiting.entries.extendleft(reversed(decode_lines(entry.data)))
+                continue
             if isinstance(entry, _Omitted):
                 lines, exact = self._shapes[process].estimate(entry)
                 text = omitted_note(process, lines, entry.size, exact=exact)

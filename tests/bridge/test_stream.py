@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from supervisor.bridge.stream import Excerpt, OutputStream, neutralise, omitted_note
 from supervisor.humanize import memory
 
@@ -174,3 +179,81 @@ def test_stream_shares_its_bound_between_flooding_processes() -> None:
         messages.append(excerpt.content)
     assert len(messages) <= 3, "the stream stays close behind the output"
     assert sum(m.count("omitted (see /logs p)") for m in messages) == 10
+
+
+_ASCII = st.one_of(
+    st.text(alphabet="abcxyz 0123456789", max_size=60),
+    st.sampled_from([59, 60, 61, 62, 339, 340, 341, 342]).map(lambda n: "p" * n),  # at the cut
+    st.integers(343, 1500).map(lambda n: "q" * n),  # long: cut when shown
+).map(str.encode)
+_ANY = st.one_of(
+    _ASCII,
+    st.text(alphabet="aé€🙂`\t\x1b", max_size=400).map(str.encode),  # multi-byte, fences
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),  # invalid UTF-8
+)
+_ADD = st.tuples(
+    st.integers(0, 11),  # which process
+    st.one_of(st.lists(_ASCII, max_size=200), st.lists(_ANY, max_size=200)),  # its lines
+    st.sampled_from([0, 0, 0, 5, 999, 300_000]),  # bytes omitted right after
+    st.booleans(),  # whether those were counted
+)
+_STEP = st.one_of(_ADD, st.just("take"), st.just("note"))
+
+
+def _decoded(stream: OutputStream) -> OutputStream:
+    """``stream`` keeping no line as raw bytes: each decoded and costed when it comes."""
+    stream._long_line = re.compile(rb"")  # matches anything: no chunk is plain
+    return stream
+
+
+def _outcome(stream: OutputStream) -> tuple[int, bool, int, bool]:
+    return stream.waiting_chars, stream.is_full, stream.count_budget, stream.has_notes
+
+
+@settings(max_examples=300, deadline=None)
+@example(steps=[(0, [b"a", b"p" * 341], 0, False)], limits=(2000, 8000, 300), exact=0)
+@example(steps=[(0, [b"p" * 341, b"a"], 0, False)], limits=(2000, 8000, 300), exact=0)
+@given(
+    steps=st.lists(_STEP, max_size=40),
+    limits=st.sampled_from([(2000, 8000, 300), (300, 900, 300), (500, 2000, 20)]),
+    exact=st.sampled_from([256 * 1024, 1000, 0]),
+)
+def test_stream_shows_the_same_whether_lines_wait_as_bytes_or_decoded(
+    steps: list[tuple[int, list[bytes], int, bool] | str],
+    limits: tuple[int, int, int],
+    exact: int,
+) -> None:
+    """Lines kept raw until shown (plain ones) change nothing any message shows, however
+    processes join, flood, or write long, multi-byte or invalid lines."""
+    max_chars, buffer_chars, max_line = limits
+    streams = [
+        make(
+            OutputStream(
+                max_chars=max_chars,
+                buffer_chars=buffer_chars,
+                max_line_chars=max_line,
+                exact_bytes=exact,
+            )
+        )
+        for make in (lambda s: s, _decoded)
+    ]
+    fast, slow = streams
+    for step in [*steps, "take", "take", "take", "take", "take", "take"]:
+        if step == "take":
+            assert fast.take() == slow.take()
+        elif step == "note":
+            for stream in streams:
+                stream.add_note("`w:0` RUNNING → EXITED")
+        else:
+            assert not isinstance(step, str)
+            process, lines, omitted, counted = step
+            data = b"".join(line + b"\n" for line in lines)
+            for stream in streams:
+                stream.add(
+                    f"w:{process}",
+                    data,
+                    omitted,
+                    omitted // 50 if counted else 0,
+                    0 if counted else omitted,
+                )
+        assert _outcome(fast) == _outcome(slow)
