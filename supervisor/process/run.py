@@ -103,6 +103,9 @@ class Run:
         exited: set once the main process is reaped.
         on_exit: called (on the loop, once) when the main process is reaped, after
             ``exited`` is set: whoever waits for the exit without a task.
+        fds: the read ends of the output pipes, in :data:`STREAMS` order.
+        logs: the log files, in :data:`STREAMS` order (tuples: a dict each cost a
+            resting process 184 bytes).
         channel: dsup's end of the worker's channel (``DSUP_FD``), if it has one.
         link: what reads the channel, once the worker first wrote to it.
     """
@@ -114,8 +117,8 @@ class Run:
     ident: ProcIdent
     started_at: float
     started_wall: float
-    fds: dict[Stream, int]
-    logs: dict[Stream, RotatingLog]
+    fds: tuple[int, ...]
+    logs: tuple[RotatingLog, ...]
     pidfd: int | None
     channel: socket.socket | None = None
     link: WorkerLink | None = None
@@ -199,12 +202,12 @@ class Run:
         """
         tasks = self.tasks = _Tasks(tg)
         self.pumps_left = len(STREAMS) + (link is not None)
-        for stream in STREAMS:
+        for stream, fd, log in zip(STREAMS, self.fds, self.logs, strict=True):
             pumped = Pump(
-                self.fds[stream],
+                fd,
                 process=self.process,
                 stream=stream,
-                log=self.logs[stream],
+                log=log,
                 consumer=consumer,
                 max_line_bytes=max_line_bytes,
                 on_end=self.reader_ended,
@@ -252,21 +255,21 @@ class Run:
 
     def pipe_inodes(self) -> frozenset[int]:
         """The inodes of the output pipes: a process holding one came from this run."""
-        return frozenset(os.fstat(fd).st_ino for fd in self.fds.values())
+        return frozenset(os.fstat(fd).st_ino for fd in self.fds)
 
     def close(self) -> None:
         """Release the fds, channel and logs (once :meth:`watchers_ended` returned)."""
-        for fd in [*self.fds.values(), *([self.pidfd] if self.pidfd is not None else [])]:
+        for fd in [*self.fds, *([self.pidfd] if self.pidfd is not None else [])]:
             os.close(fd)
         if self.channel is not None:
             self.channel.close()
-        for log in self.logs.values():
+        for log in self.logs:
             log.close()
 
     def _read_fds(self) -> list[int]:
         """The pipes' read ends, and the channel's."""
         channel = [self.channel.fileno()] if self.channel is not None else []
-        return [*self.fds.values(), *channel]
+        return [*self.fds, *channel]
 
     async def serve_link(self, link: WorkerLink, scope: anyio.CancelScope) -> None:
         """Serve the channel in ``scope`` (shielded, ended by the run) until its EOF."""
@@ -446,19 +449,22 @@ def spawn(
     """
     run_id = os.urandom(16).hex()
     paths = log_paths(log_dir, process)
-    logs: dict[Stream, RotatingLog] = {}
-    fds: dict[Stream, int] = {}
+    logs: list[RotatingLog] = []
+    fds: list[int] = []
     ends: dict[Stream, int] = {}
     channel: socket.socket | None = None
     theirs: int | None = None
     with contextlib.ExitStack() as always, contextlib.ExitStack() as on_fail:
         try:
             for stream, path in zip(STREAMS, paths, strict=True):
-                logs[stream] = on_fail.enter_context(
-                    RotatingLog(path, max_bytes=spec.log_max_bytes, backups=spec.log_backups)
+                logs.append(
+                    on_fail.enter_context(
+                        RotatingLog(path, max_bytes=spec.log_max_bytes, backups=spec.log_backups)
+                    )
                 )
-                fds[stream], ends[stream] = make_pipe()
-                on_fail.callback(os.close, fds[stream])
+                fd, ends[stream] = make_pipe()
+                fds.append(fd)
+                on_fail.callback(os.close, fd)
                 always.callback(os.close, ends[stream])
             if with_channel:
                 channel, theirs = make_channel()
@@ -495,8 +501,8 @@ def spawn(
         ident=ProcIdent(popen.pid, 0.0),
         started_at=clock(),
         started_wall=time.time(),
-        fds=fds,
-        logs=logs,
+        fds=tuple(fds),
+        logs=tuple(logs),
         pidfd=_pidfd_open(popen.pid),
         channel=channel,
     )

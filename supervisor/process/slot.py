@@ -246,7 +246,7 @@ class Slot:
         ):
             wait.cancel()  # the restart it waits for is no longer wanted
         if self._state.run is not None:
-            for log in self._state.run.logs.values():
+            for log in self._state.run.logs:
                 log.resize(max_bytes=spec.log_max_bytes, backups=spec.log_backups)
 
     async def _submit(self, kind: Kind, reason: str) -> ProcessStatus:

@@ -22,6 +22,7 @@ from supervisor.output.pump import DropTally
 from supervisor.process import fleet as fleet_module
 from supervisor.process import slot as slot_module
 from supervisor.process.fleet import PROCESS_KEYS, Fleet
+from supervisor.process.run import Run
 from tests._control import program, running_node, write_config
 from tests._pump import Recorder
 from tests._wait import wait_until
@@ -414,6 +415,17 @@ async def test_fleet_keeps_few_callables_per_resting_process(tmp_path: Path) -> 
         await anyio.wait_all_tasks_blocked()
         assert _ours(functools.partial) == partials
         assert (_ours(types.MethodType) - methods) // 4 <= 10  # the reload makes one of its own
+
+
+async def test_fleet_runs_at_rest_hold_no_dict(tmp_path: Path) -> None:
+    """A run kept its pipes and its logs in two dicts keyed by stream: 368 bytes a process."""
+    config = write_config(tmp_path, program("pool", "ctl_ticker.py", "0.2", numprocs=3))
+    async with running_node(config) as node:
+        await wait_until(lambda: _all_running(node.fleet))
+        ours = {slot.status().run_id for slot in node.fleet.processes()}
+        runs = [o for o in gc.get_objects() if isinstance(o, Run) and o.run_id in ours]
+        assert len(runs) == 3
+        assert not [o for run in runs for o in gc.get_referents(run) if isinstance(o, dict)]
 
 
 class _SpawnedAtStarting:

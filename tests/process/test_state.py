@@ -79,8 +79,8 @@ def _run(
         ident=ProcIdent(proc.pid, 0.0),
         started_at=at,
         started_wall=1_000.0 + at,
-        fds={},
-        logs={},
+        fds=(),
+        logs=(),
         pidfd=None,
     )
 
