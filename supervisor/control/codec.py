@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeGuard
 
 from supervisor.commands.access import Actor, Command
 from supervisor.errors import ControlProtocolError, SupervisorError
@@ -293,8 +293,8 @@ _BINDERS: dict[Command, Callable[[_Args], Call | FollowRequest]] = {
 
 def to_wire(value: object) -> object:
     """Turn a result (frozen dataclasses, enums, tuples) into JSON-ready values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if _is_record(value):
+        return {name: to_wire(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, enum.Enum):
         return to_wire(value.value)
     if isinstance(value, list | tuple):
@@ -347,7 +347,7 @@ def _json_text(value: object) -> str:
         return text.getvalue()
     if isinstance(value, dict):
         members = [(str(k), v) for k, v in value.items()]
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+    elif _is_record(value):
         members = [(name, getattr(value, name)) for name in _field_names(type(value))]
     else:
         return _ENCODER.encode(to_wire(value))
@@ -365,9 +365,12 @@ def _field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
 
 def _is_object(value: object) -> bool:
     """Whether ``value`` goes on the wire as a JSON object: a dataclass instance or a dict."""
-    return isinstance(value, dict) or (
-        dataclasses.is_dataclass(value) and not isinstance(value, type)
-    )
+    return isinstance(value, dict) or _is_record(value)
+
+
+def _is_record(value: object) -> TypeGuard[DataclassInstance]:
+    """Whether ``value`` is a dataclass instance (not a dataclass itself)."""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
