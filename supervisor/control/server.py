@@ -31,7 +31,6 @@ from supervisor.control.codec import (
     encode_message,
     error_response,
     request_id_of,
-    to_wire,
 )
 from supervisor.errors import AccessDenied, ControlProtocolError, SupervisorError
 from supervisor.state import statedir
@@ -333,9 +332,7 @@ class ControlServer:
                 tg.start_soon(_end_on_input, reader, tg.cancel_scope)
                 try:
                     async for chunk in following.lines:
-                        await self._send(
-                            stream, {"id": request_id, "ok": True, "event": to_wire(chunk)}
-                        )
+                        await self._send(stream, {"id": request_id, "ok": True, "event": chunk})
                 except SupervisorError as exc:  # the follow ended on its own: say why
                     await self._send(stream, error_response(request_id, exc))
                 tg.cancel_scope.cancel("follow ended")
