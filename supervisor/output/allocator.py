@@ -9,7 +9,12 @@ What a start-up burst, a sweep or a flood freed stays in the heap until given ba
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +42,8 @@ def tune_for_floods() -> None:
     if _tuned:
         return
     _tuned = True
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         logger.debug("no mallopt here: the allocator keeps its defaults")
         return
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
@@ -55,9 +59,8 @@ def share_one_arena() -> None:
     the main heap: about 0.5 MiB for the five threads of a node at rest. Without glibc
     nothing changes.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         logger.debug("no mallopt here: each thread may keep an arena of its own")
         return
     mallopt(_M_ARENA_MAX, 1)
@@ -71,8 +74,16 @@ def give_back_free_memory() -> None:
     stays resident. About a millisecond for a heap of tens of MiB: the fleet calls it
     after each sweep, in a thread. Without glibc nothing happens.
     """
+    trim = _glibc("malloc_trim")
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _glibc(name: str) -> Callable[..., int] | None:
+    """glibc's function ``name`` (looked up once), or None without glibc."""
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function: Callable[..., int] = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return
-    trim(0)
+        return None
+    return function
