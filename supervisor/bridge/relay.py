@@ -234,10 +234,6 @@ class Relay:
 
     # -- producers (event loop; never block) ---------------------------------
 
-    def capacity(self, process: str) -> int:
-        """Bytes of whole lines of ``process`` the relay takes now (see :meth:`room`)."""
-        return self.room(process)[0]
-
     def room(self, process: str) -> tuple[int, DropTally | None]:
         """Bytes of whole lines of ``process`` the relay takes now (the rest of a read is
         omitted), and the tally of its omitted lines: the pump's one question per read.
@@ -384,7 +380,7 @@ class Relay:
     def _mode(self, process: str) -> RelayMode:
         """How ``process`` relays, worked out once per process and again after a reload.
 
-        Asked by ``capacity`` on every read of every pipe: a flood must not pay
+        Asked by ``room`` on every read of every pipe: a flood must not pay
         for a look-up of its program each time.
         """
         programs = self._programs()

@@ -12,7 +12,7 @@ import io
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import aiohttp
 import anyio
@@ -99,8 +99,9 @@ class OutboxSender:
         self._waiting: dict[int, float] = {}
         self._claimed_writes = -1
         self._claimed_at = -float("inf")
-        self._is_claiming = False  # a claim is under way: no other may begin
-        self._is_handing = False  # ... made by a writer (begin_claim): its end looks
+        # Who makes the claim under way (no other may begin): the sender's own look,
+        # or a writer's trip (begin_claim), whose end looks for the writes meanwhile.
+        self._claiming: Literal["look", "writer"] | None = None
         self._announced: set[int] = set()
         self._unread: set[int] = set()  # channels whose history was refused (said once)
         self.sent = 0
@@ -138,7 +139,7 @@ class OutboxSender:
         a writer's claim is under way (:meth:`begin_claim`) nothing is done:
         its end looks, and claims again if the outbox was written after it began.
         """
-        if self._is_handing:
+        if self._claiming == "writer":
             return
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
@@ -163,11 +164,10 @@ class OutboxSender:
             under way or nothing could be sent now (no client ready): the writer
             only writes, and rows are claimed only when they may go.
         """
-        if self._is_claiming or self._ready() is None:
+        if self._claiming is not None or self._ready() is None:
             return None
-        self._is_claiming = self._is_handing = True
-        skip = frozenset(self._blocked())
-        return lambda: self._outbox.claim(now=self._wall(), skip=skip)
+        self._claiming = "writer"
+        return self._claim(frozenset(self._blocked()))
 
     def end_claim(self, claim: Claim | None) -> None:
         """Take what a writer's claim (:meth:`begin_claim`) took; None: it was not made.
@@ -176,7 +176,7 @@ class OutboxSender:
         once when their route may send). Rows claimed by a claim whose result
         was lost (the writer was cancelled) stay pending and are claimed again.
         """
-        self._is_claiming = self._is_handing = False
+        self._claiming = None
         if claim is None:
             self._claimed_writes = -1  # look at the outbox again
         else:
@@ -184,6 +184,10 @@ class OutboxSender:
             for row in claim.rows:
                 self._held[row.channel] = row
         self._wakeup.set()
+
+    def _claim(self, skip: frozenset[int]) -> Callable[[], Claim]:
+        """The claim of the rows due, but in ``skip``'s channels (to run in a worker thread)."""
+        return lambda: self._outbox.claim(now=self._wall(), skip=skip)
 
     def _took(self, claim: Claim) -> None:
         self._waiting = dict(claim.waiting)
@@ -280,15 +284,13 @@ class OutboxSender:
                 self._start(tg, client, row, now)
         self._paced = self._pacing(now)
         skip = frozenset(self._blocked())
-        if self._is_claiming or not self._must_claim(skip):
+        if self._claiming is not None or not self._must_claim(skip):
             return
-        self._is_claiming = True
+        self._claiming = "look"
         try:
-            claim = await anyio.to_thread.run_sync(
-                lambda: self._outbox.claim(now=self._wall(), skip=skip)
-            )
+            claim = await anyio.to_thread.run_sync(self._claim(skip))
         finally:
-            self._is_claiming = False
+            self._claiming = None
         self._took(claim)
         now = self._clock()
         for row in claim.rows:

@@ -444,21 +444,21 @@ async def test_relay_capacity_is_none_when_nothing_is_relayed(
         log_dir=tmp_path,
         channels=RelayChannels(log=LOG),
     )
-    assert quiet.capacity("a:0") == -1
+    assert quiet.room("a:0")[0] == -1
 
 
 async def test_relay_capacity_omits_once_the_stream_is_full(relay: Relay) -> None:
-    assert relay.capacity("chatty:0") == STREAM_BYTES
+    assert relay.room("chatty:0")[0] == STREAM_BYTES
     assert _tally(relay, "chatty:0").count_bytes, "a few omitted lines are counted"
     relay.deliver(_lines("chatty:0", *(["y" * 300] * 200)))
-    assert relay.capacity("chatty:0") == 0
+    assert relay.room("chatty:0")[0] == 0
 
 
 async def test_relay_takes_no_lines_of_a_program_not_relaying_all(relay: Relay) -> None:
     """While one program relays its output, the others' is not framed for the relay."""
-    assert relay.capacity("chatty:0") == STREAM_BYTES
+    assert relay.room("chatty:0")[0] == STREAM_BYTES
     for process in ("crashy:0", "silent:0", "worker:0", "unknown:0"):
-        assert relay.capacity(process) == -1, process
+        assert relay.room(process)[0] == -1, process
 
 
 async def test_relay_tells_a_tallied_omission_before_the_lines_after_it(
@@ -550,8 +550,8 @@ async def test_relay_capacity_is_none_without_a_program_relaying_all(
         log_dir=tmp_path,
         channels=RelayChannels(log=LOG, results=RESULTS),
     )
-    assert errors_only.capacity("a:0") == -1
-    assert errors_only.capacity("b:0") == -1
+    assert errors_only.room("a:0")[0] == -1
+    assert errors_only.room("b:0")[0] == -1
 
 
 def _sent_all(ledger: Ledger, relay: Relay) -> None:
