@@ -29,12 +29,13 @@ effect. The difference between the modes, divided by the messages a burst made, 
 of one message. After the bursts the gate opens once more and the workers write ``--rate``
 lines a second each for ``--window`` seconds, where the 429s, messages a second and
 latencies are measured. Latency: from each state change (its time in dsup's ``--quiet
---json-logs`` console, which shows state changes only, in both modes) to the creation, in
-the fake, of the message showing it, for every state change in the window (``--window``
-seconds from its opening, less the last 3): starts, exits, FATAL, stops, the burst's,
-split where the time went: until the relay wrote the row to the outbox, until the sender
-took it (pacing, order, its poll), until the fake created the message. And from each crash
-of the burst to its incident's message. Prints figures; asserts nothing about speed.
+--json-logs`` console, which shows state changes only, in both modes; ``--console`` drops
+``--quiet``) to the creation, in the fake, of the message showing it, for every state
+change in the window (``--window`` seconds from its opening, less the last 3): starts,
+exits, FATAL, stops, the burst's, split where the time went: until the relay wrote the row
+to the outbox, until the sender took it (pacing, order, its poll), until the fake created
+the message. And from each crash of the burst to its incident's message. Prints figures;
+asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
         [--rate 2000] [--crashers 5] [--crash-every 2] [--burst 8] [--window 30]
@@ -290,7 +291,7 @@ def _shown(fake: FakeDiscord, since: float) -> list[tuple[int, float, str]]:
 
 
 def _changes(out: Path) -> list[Change]:
-    """Every state change dsup's console showed (``--quiet --json-logs``), in order."""
+    """Every state change dsup's ``--json-logs`` console showed, in order."""
     found = []
     for line in out.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -572,7 +573,7 @@ async def main(load: Workload, repeat: int) -> None:
         f"less an idle {load.burst_window:g} s just before; then {load.rate:,} lines/s each; "
         f"{load.crashers} crashers exiting every {load.crash_every:g} s; "
         f"{load.burst} + 1 crashing at once a third into the window; window {load.window:g} s; "
-        + ("console showing output (to /dev/null)" if load.console else "dsup run --quiet")
+        + ("console showing output (to a file)" if load.console else "dsup run --quiet")
         + f"; {repeat} pairs of runs, alternating which mode goes first"
     )
     for index, pair in enumerate(runs, 1):
