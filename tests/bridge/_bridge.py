@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -67,6 +68,23 @@ def discord_table(
     body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
     levels = "\n".join(f"{k} = {json.dumps(v)}" for k, v in access.items())
     return f"[discord]\n{body}\n\n[discord.access]\n{levels}\n"
+
+
+def board_texts(fake: FakeDiscord, channel: str = "general") -> list[str]:
+    """The text of each board the bot has in ``channel``."""
+    return [str(m["embeds"][0]["description"]) for m in fake.bot_messages(channel)]
+
+
+def unsent_rows(config: Path) -> list[str]:
+    """The content of the outbox's rows not sent yet, oldest first (read-only, beside a
+    running dsup or after it exited; none before the ledger has its tables)."""
+    uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute("SELECT content FROM outbox WHERE status = 'pending' ORDER BY id")
+            return [str(content) for (content,) in rows]
+    except sqlite3.OperationalError:
+        return []
 
 
 def token_file(directory: Path, token: str) -> Path:

@@ -6,9 +6,7 @@ dsup runs as a subprocess against the fake Discord served by this test's event l
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import sqlite3
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,10 +18,12 @@ from tests._wait import wait_until
 from tests.bridge import _relayed
 from tests.bridge._bridge import (
     STARTED_SECONDS,
+    board_texts,
     discord_table,
     dsup_process,
     stop_process,
     token_file,
+    unsent_rows,
 )
 from tests.discord_fake.pytest_plugin import fake_discord
 
@@ -47,10 +47,6 @@ def _config(tmp_path: Path, fake: FakeDiscord, programs: str = TICK, **channels:
     return write_config(tmp_path, programs, table)
 
 
-def _texts(fake: FakeDiscord) -> list[str]:
-    return [str(m["embeds"][0]["description"]) for m in fake.bot_messages("general")]
-
-
 async def test_board_says_dsup_stopped_when_its_first_post_is_never_answered(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
@@ -64,7 +60,7 @@ async def test_board_says_dsup_stopped_when_its_first_post_is_never_answered(
             lambda: bool(fake_discord.bot_messages("general")), timeout_seconds=STARTED_SECONDS
         )
         assert await stop_process(dsup, signal.SIGTERM) == 0
-    (text,) = _texts(fake_discord)
+    (text,) = board_texts(fake_discord)
     assert "dsup stopped <t:" in text
     assert held.hits == 1
 
@@ -83,7 +79,7 @@ async def test_board_of_a_post_answered_as_dsup_stops_says_dsup_stopped(
         dsup.send_signal(signal.SIGTERM)
         held.release()
         assert await stop_process(dsup, signal.SIGTERM) == 0
-    (text,) = _texts(fake_discord)
+    (text,) = board_texts(fake_discord)
     assert "dsup stopped <t:" in text
 
 
@@ -108,14 +104,6 @@ async def test_sigterm_while_discord_does_not_answer_stops_at_once(
             started = anyio.current_time()
             assert await stop_process(dsup, signal.SIGTERM) == 0
             stopped_in = anyio.current_time() - started
-    assert _pending(config) >= 1  # kept for the next start
+    assert len(unsent_rows(config)) >= 1  # kept for the next start
     # Stalled, it is 5 s or more whatever the load; about 1 s otherwise.
     assert stopped_in < FINISH_SECONDS
-
-
-def _pending(config: Path) -> int:
-    """The outbox's rows not sent (read once dsup has exited)."""
-    uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-        (count,) = db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()
-        return int(count)

@@ -6,16 +6,14 @@ against the fake Discord served by this test's event loop.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import signal
-import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests._wait import wait_until
-from tests.bridge._bridge import dsup_process, node_config, stop_process
+from tests.bridge._bridge import dsup_process, node_config, stop_process, unsent_rows
 from tests.bridge._relayed import program
 from tests.discord_fake.pytest_plugin import fake_discord
 
@@ -59,9 +57,9 @@ async def test_relay_sigkill_with_unsent_rows_sends_them_after_restart_once(
     fake_discord.set_rate_limit(*MESSAGES, limit=5, per_seconds=1.0)
     fake_discord.fail_route(*MESSAGES, status=503, times=None)
     async with dsup_process(config) as first:
-        await wait_until(lambda: len(_unsent(config)) >= 3, seconds=20)
+        await wait_until(lambda: len(unsent_rows(config)) >= 3, seconds=20)
         await stop_process(first, signal.SIGKILL)
-    unsent = _unsent(config)
+    unsent = unsent_rows(config)
     fake_discord.clear_faults()
     async with dsup_process(config) as second:
         await fake_discord.wait_until(
@@ -77,17 +75,6 @@ async def test_relay_sigkill_with_unsent_rows_sends_them_after_restart_once(
     assert _relayed(fake_discord, 2) == list(range(400))
 
 
-def _unsent(config: Path) -> list[str]:
-    """The content of the outbox's rows not sent yet (read beside the running dsup)."""
-    uri = f"file:{config.parent / 'state' / 'ledger.sqlite3'}?mode=ro"
-    try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            rows = db.execute("SELECT content FROM outbox WHERE status = 'pending' ORDER BY id")
-            return [str(content) for (content,) in rows]
-    except sqlite3.OperationalError:
-        return []
-
-
 async def test_relay_outages_and_a_restart_lose_and_double_no_line(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
@@ -97,7 +84,7 @@ async def test_relay_outages_and_a_restart_lose_and_double_no_line(
         await fake_discord.wait_until(lambda: _relayed(fake_discord, 1), timeout_seconds=20)
         async with fake_discord.gateway_outage():
             storm = fake_discord.fail_route(*MESSAGES, status=502, times=None, for_seconds=10.0)
-            await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
+            await wait_until(lambda: len(unsent_rows(config)) >= 1, seconds=10)
         # The 5xx go on for their 10 s (the gateway is back meanwhile), then a burst of 429s.
         await wait_until(
             lambda: not storm.matches(*MESSAGES, fake_discord.limiter.clock()), seconds=15
@@ -111,7 +98,7 @@ async def test_relay_outages_and_a_restart_lose_and_double_no_line(
         assert burst.hits == 3
         # The second outage: dsup is stopped in the middle of it.
         fake_discord.fail_route(*MESSAGES, status=500, times=None)
-        await wait_until(lambda: len(_unsent(config)) >= 1, seconds=10)
+        await wait_until(lambda: len(unsent_rows(config)) >= 1, seconds=10)
         assert await stop_process(first, signal.SIGTERM) == 0
     printed = _printed(tmp_path, run=1)
     fake_discord.clear_faults()

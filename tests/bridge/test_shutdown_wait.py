@@ -17,7 +17,7 @@ from supervisor.bridge.bridge import DiscordBridge
 from supervisor.state.statedir import SOCKET_NAME
 from tests._control import program
 from tests._wait import wait_until
-from tests.bridge._bridge import bridged_node, dsup_process, node_config
+from tests.bridge._bridge import board_texts, bridged_node, dsup_process, node_config
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ async def test_a_look_at_the_board_cut_by_the_stop_leaves_the_farewell_its_route
         await wait_until(lambda: slow.hits == 1, seconds=10)
         edits = _edits(fake_discord, int(board["id"]))
     assert _edits(fake_discord, int(board["id"])) == edits + 1
-    (text,) = [str(m["embeds"][0]["description"]) for m in fake_discord.bot_messages("general")]
+    (text,) = board_texts(fake_discord)
     assert "dsup stopped <t:" in text
 
 
