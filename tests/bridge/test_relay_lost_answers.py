@@ -10,9 +10,9 @@ import signal
 from typing import TYPE_CHECKING
 
 from tests._wait import wait_until
-from tests.bridge._bridge import dsup_process, node_config, stop_process
+from tests.bridge._bridge import dsup_process, node_config, stop_process, unsent_rows
 from tests.bridge._relayed import program
-from tests.bridge.test_relay_restart import MESSAGES, _relayed, _unsent
+from tests.bridge.test_relay_restart import MESSAGES, _relayed
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ async def test_relay_sigkill_while_answers_are_lost_doubles_no_message(
         await wait_until(lambda: lost.hits >= 3, seconds=20)
         await stop_process(first, signal.SIGKILL)
     posted = [str(m.get("content", "")) for m in fake_discord.bot_messages("ops")]
-    unsent = _unsent(config)
+    unsent = unsent_rows(config)
     fake_discord.clear_faults()
     async with dsup_process(config) as second:
         await fake_discord.wait_until(lambda: _relayed(fake_discord, 2), timeout_seconds=20)
