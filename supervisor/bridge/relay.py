@@ -247,8 +247,9 @@ class Relay:
         message (its ``count_bytes``), then sized only. Past that, a flood's
         omitted lines are estimated from their size, which the pump adds to the
         tally with no chunk per read; the relay takes it when it writes a
-        message or gets that process's next lines. Asked at every read of a
-        flood, so it is one call.
+        message or gets that process's next lines. That answer is held until
+        the writer looks again (only a message or a reload changes it): the
+        pump does not ask at every read of a flood.
         """
         if self._mode(process) is not RelayMode.ALL or not self.channels.log:
             return -1, None
@@ -256,8 +257,11 @@ class Relay:
         tally = self._tallies.get(process)
         if tally is None:
             tally = self._tallies[process] = DropTally()
-        tally.count_bytes = stream.count_budget
-        return (0 if stream.is_full else STREAM_BYTES), tally
+        tally.count_bytes = budget = stream.count_budget
+        if stream.is_full:
+            tally.is_held = not budget
+            return 0, tally
+        return STREAM_BYTES, tally
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""
@@ -311,6 +315,11 @@ class Relay:
         """Put in the stream what the pumps omitted by size since the relay last looked."""
         for process, tally in self._tallies.items():
             self._take_tally(process, tally)
+
+    def _release_tallies(self) -> None:
+        """Let the pumps ask :meth:`room` again (a message was taken, or a reload)."""
+        for tally in self._tallies.values():
+            tally.is_held = False
 
     def _take_tally(self, process: str, tally: DropTally) -> None:
         if tally.size:
@@ -429,6 +438,8 @@ class Relay:
 
     async def flush(self, *, final: bool = False) -> None:
         """Write to the outbox what is due now (everything with ``final``)."""
+        if self._programs() is not self._known:  # a reload: how each process relays
+            self._release_tallies()
         now, wall = self._clock(), self._wall()
         self._incidents.tick(now=now, wall=wall)
         await self._read_tails()
@@ -605,6 +616,7 @@ class Relay:
         writes: list[_Write] = []
         if emit:
             self._take_tallies()
+            self._release_tallies()
         while emit and (excerpt := stream.take()) is not None:
             self._last_output = now
             writes.append(
