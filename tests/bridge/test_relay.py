@@ -295,6 +295,40 @@ async def test_relay_writer_rests_behind_a_pending_row_until_it_is_stuck(
     assert len(_pending(ledger)) == 2, "written at the end"
 
 
+async def test_relay_at_rest_looks_at_nothing_until_output_comes(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A relay with nothing to do looked at what was due at every tick, four times a
+    second (about 1 ms of CPU a second on a node at rest); it now sleeps until something
+    comes, and output that comes is written a tick later."""
+    looks = 0
+
+    def wall() -> float:  # read at each look
+        nonlocal looks
+        looks += 1
+        return 1_700_000_000.0
+
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    relay = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path / "logs",
+        channels=RelayChannels(log=LOG),
+        wall=wall,
+        tick_seconds=0.01,
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)
+        with anyio.move_on_after(0.3):
+            await wait_until(lambda: looks > 0)
+        assert looks == 0, "nothing to look at"
+        relay.deliver(_lines("chatty:0", "hello"))
+        await wait_until(lambda: bool(_pending(ledger)))
+        tg.cancel_scope.cancel()
+    assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n```")]
+
+
 async def test_relay_state_changes_of_all_programs_are_never_dropped(
     relay: Relay, ledger: Ledger
 ) -> None:
