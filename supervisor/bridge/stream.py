@@ -303,6 +303,8 @@ class OutputStream:
 
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""
+        if waiting.chars <= share:  # the usual case: nothing to cut
+            return
         cut = _Omitted()
         while waiting.chars > share and waiting.entries:  # bounded: an entry each
             entry = waiting.entries.pop()
