@@ -371,10 +371,13 @@ class Relay:
         if channel == self.channels.log:
             if pending is None:
                 self._recount = True
-            else:
-                self._count_log(pending)
-                self._recount = False
-            self._wakeup.set()
+                self._wakeup.set()
+                return
+            self._count_log(pending)
+            self._recount = False
+            # Its next message or incident may be due sooner than the writer looks.
+            if self._clock() + self._next_look() < self._look_at:
+                self._wakeup.set()
 
     def _count_log(self, pending: int) -> None:
         """The log channel has ``pending`` rows waiting to be sent."""
