@@ -235,6 +235,10 @@ class Incidents:
         """Incidents open now."""
         return len(self._open)
 
+    def is_empty(self) -> bool:
+        """No incident open nor closed and waiting for its last message."""
+        return not self._open and not self._closed
+
     def _close(self, incident: Incident, how: str, wall: float) -> None:
         del self._open[incident.process]
         incident.closed = how

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import anyio
 import discord
+from discord.http import handle_message_parameters
+from discord.utils import MISSING
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -153,23 +156,62 @@ class Messenger:
         Message Reference object). ``AllowedMentions.none()`` also sets
         ``replied_user`` false, so a reply pings its author neither (discord.py,
         mentions.py).
+
+        Without a view the answer is not made into a ``discord.Message``: only its
+        id is needed. The request is discord.py's own (``HTTPClient.send_message``,
+        its rate limits and retries); a view goes through ``send``, which keeps it
+        for its clicks.
         """
+        reference = (
+            discord.MessageReference(
+                message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False
+            )
+            if reply_to is not None
+            else None
+        )
+        if view is None:
+            return await self._attempt(
+                self._create(channel_id, content, list(embeds), list(files), nonce, reference)
+            )
         options: dict[str, Any] = {
             "content": content,
             "embeds": list(embeds),
             "allowed_mentions": _NO_MENTIONS,
+            "view": view,
         }
-        if view is not None:
-            options["view"] = view
         if nonce is not None:
             options["nonce"] = nonce
-        if reply_to is not None:
-            options["reference"] = discord.MessageReference(
-                message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False
-            )
+        if reference is not None:
+            options["reference"] = reference
         if files:
             options["files"] = list(files)
         return await self._attempt(self._channel(channel_id).send(**options))
+
+    async def _create(
+        self,
+        channel_id: int,
+        content: str | None,
+        embeds: list[discord.Embed],
+        files: list[discord.File],
+        nonce: str | None,
+        reference: discord.MessageReference | None,
+    ) -> discord.Object:
+        """Create a message as ``Messageable.send`` does (the same parameters), its id only."""
+        client = self._client
+        with handle_message_parameters(
+            content=content,
+            embeds=embeds,
+            files=files or MISSING,
+            # Like ``send``: a random nonce when none is given (sent with enforce_nonce).
+            nonce=nonce if nonce is not None else secrets.randbits(64),
+            allowed_mentions=_NO_MENTIONS,
+            message_reference=(
+                reference.to_message_reference_dict() if reference is not None else MISSING
+            ),
+            previous_allowed_mentions=client.allowed_mentions,
+        ) as params:
+            data = await client.http.send_message(channel_id, params=params)
+        return discord.Object(id=int(data["id"]))
 
     async def edit(
         self,

@@ -7,6 +7,7 @@ what is due to the outbox, paced to the channel. The sender drains the outbox.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -58,7 +59,9 @@ STREAM_BYTES = 64 * 1024
 """Bytes of whole lines taken per read while the output stream has room; the stream keeps
 what fits its bound and omits the rest."""
 TICK_SECONDS = 0.25
-"""The longest time between two looks at what is due to the outbox."""
+"""The longest time between two looks at what is due to the outbox while something changes
+with time alone (rows pending, incidents open); and how long after output comes to an idle
+relay it looks (what comes meanwhile goes in the same message)."""
 INTERVAL_SECONDS = 1.0
 """At most one output message per channel per this, and one audit batch."""
 TAIL_PIECE_BYTES = 4 * LINE_CHARS
@@ -214,7 +217,10 @@ class Relay:
         self._wakeup = anyio.Event()
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
-        self._look_at = -float("inf")
+        self._look_at = -math.inf
+        # The sleeping writer's timer while no output waits: the first that comes
+        # brings its look to a tick from then.
+        self._resting: anyio.CancelScope | None = None
         self._recount = False  # the log channel's pending rows may have changed
         self._programs = programs
         self._known: Mapping[str, ProgramSpec] = {}
@@ -247,8 +253,9 @@ class Relay:
         message (its ``count_bytes``), then sized only. Past that, a flood's
         omitted lines are estimated from their size, which the pump adds to the
         tally with no chunk per read; the relay takes it when it writes a
-        message or gets that process's next lines. Asked at every read of a
-        flood, so it is one call.
+        message or gets that process's next lines. That answer is held until
+        the writer looks again (only a message or a reload changes it): the
+        pump does not ask at every read of a flood.
         """
         if self._mode(process) is not RelayMode.ALL or not self.channels.log:
             return -1, None
@@ -256,8 +263,11 @@ class Relay:
         tally = self._tallies.get(process)
         if tally is None:
             tally = self._tallies[process] = DropTally()
-        tally.count_bytes = stream.count_budget
-        return (0 if stream.is_full else STREAM_BYTES), tally
+        tally.count_bytes = budget = stream.count_budget
+        if stream.is_full:
+            tally.is_held = not budget
+            return 0, tally
+        return STREAM_BYTES, tally
 
     def deliver(self, event: Event) -> None:
         """Take one event: update incidents, the stream or audit lines."""
@@ -306,11 +316,22 @@ class Relay:
             self._stream.add(
                 chunk.process, chunk.data, chunk.dropped_bytes, chunk.dropped, chunk.uncounted_bytes
             )
+            timer, self._resting = self._resting, None
+            if timer is not None and self._clock() + self._tick < self._look_at:
+                # The first output while the writer rests: it looks a tick from now, as
+                # a tick found output, so a burst's first message holds more than a read.
+                self._look_at = self._clock() + self._tick
+                timer.deadline = anyio.current_time() + self._tick
 
     def _take_tallies(self) -> None:
         """Put in the stream what the pumps omitted by size since the relay last looked."""
         for process, tally in self._tallies.items():
             self._take_tally(process, tally)
+
+    def _release_tallies(self) -> None:
+        """Let the pumps ask :meth:`room` again (a message was taken, or a reload)."""
+        for tally in self._tallies.values():
+            tally.is_held = False
 
     def _take_tally(self, process: str, tally: DropTally) -> None:
         if tally.size:
@@ -350,10 +371,13 @@ class Relay:
         if channel == self.channels.log:
             if pending is None:
                 self._recount = True
-            else:
-                self._count_log(pending)
-                self._recount = False
-            self._wakeup.set()
+                self._wakeup.set()
+                return
+            self._count_log(pending)
+            self._recount = False
+            # Its next message or incident may be due sooner than the writer looks.
+            if self._clock() + self._next_look() < self._look_at:
+                self._wakeup.set()
 
     def _count_log(self, pending: int) -> None:
         """The log channel has ``pending`` rows waiting to be sent."""
@@ -403,7 +427,9 @@ class Relay:
 
         Looks when a crash comes, when a state change may go sooner than it
         would look, when the log channel sent a row, when the next message is
-        due, and at least every tick. When
+        due, a tick after output comes to an idle relay, every tick while rows
+        are pending or incidents open, and every interval with an audit channel
+        (its rows are read from the ledger); at rest, never. When
         cancelled, writes everything still waiting (shielded, bounded) first.
         """
         await self.prepare()
@@ -413,9 +439,11 @@ class Relay:
                 wait = self._next_look()
                 self._look_at = self._clock() + wait
                 with anyio.move_on_after(wait) as timer:
+                    self._resting = None if self._stream.waiting_chars else timer
                     await self._wakeup.wait()
+                self._resting = None
                 self._wakeup = anyio.Event()
-                self._look_at = -float("inf")
+                self._look_at = -math.inf
                 self._recount |= timer.cancelled_caught
                 try:
                     await self.flush()
@@ -429,6 +457,8 @@ class Relay:
 
     async def flush(self, *, final: bool = False) -> None:
         """Write to the outbox what is due now (everything with ``final``)."""
+        if self._programs() is not self._known:  # a reload: how each process relays
+            self._release_tallies()
         now, wall = self._clock(), self._wall()
         self._incidents.tick(now=now, wall=wall)
         await self._read_tails()
@@ -523,14 +553,14 @@ class Relay:
         )
 
     def _next_look(self) -> float:
-        """Seconds until the writer looks again, unless woken: a tick, or when output or
-        an incident waiting its turn is due.
+        """Seconds until the writer looks again, unless woken: when output or an incident
+        waiting its turn is due, or what changes with time alone (:meth:`_unprompted`).
 
         As :func:`should_emit` and :meth:`_log_writes` decide: behind pending rows,
         only state changes or a full message are ever due, and only once the rows
         are stuck (a send that ends wakes the writer before).
         """
-        look = self._tick
+        look = self._unprompted()
         if not self._log_pending:  # the incidents' turns (see _log_writes)
             changed = self._incidents.changed()
             if self._stream.notes_chars <= PREAMBLE_CHARS and any(
@@ -549,6 +579,24 @@ class Relay:
         if self._log_pending:  # behind pending rows, output goes once they are stuck
             due = max(due, self._log_busy_since + self._stuck)
         return min(look, max(due - self._clock(), self._log_wait(), 0.0))
+
+    def _unprompted(self) -> float:
+        """Seconds until the writer must look though nothing woke it (inf: never).
+
+        A tick while the log channel's rows are pending (counted again after a
+        tick; stuck after a while), incidents are open (they recover with time)
+        or the stream is full with no line to show; an interval with an audit
+        channel (its rows are read from the ledger). Output, state changes,
+        crashes, results and sends wake the writer.
+        """
+        stream = self._stream
+        if (
+            self._log_pending
+            or not self._incidents.is_empty()
+            or (stream.is_full and not stream.waiting_chars)
+        ):
+            return self._tick
+        return self._interval if self.channels.audit else math.inf
 
     def _log_wait(self) -> float:
         """Seconds until the log channel may post its next message."""
@@ -605,6 +653,7 @@ class Relay:
         writes: list[_Write] = []
         if emit:
             self._take_tallies()
+            self._release_tallies()
         while emit and (excerpt := stream.take()) is not None:
             self._last_output = now
             writes.append(

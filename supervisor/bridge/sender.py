@@ -88,6 +88,10 @@ class OutboxSender:
         self._health = health
         self._on_finished = on_finished
         self._wakeup = anyio.Event()
+        # When the sleeping loop looks next unless woken (clock); -inf while it works
+        # (it then works out its next look with all that came meanwhile).
+        self._look_at = -float("inf")
+        self._group: TaskGroup | None = None  # the sends' group, while running
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._current: Callable[[], discord.Client | None] = lambda: None
@@ -172,18 +176,30 @@ class OutboxSender:
     def end_claim(self, claim: Claim | None) -> None:
         """Take what a writer's claim (:meth:`begin_claim`) took; None: it was not made.
 
-        The rows are held here until the sender's next look starts them (at
-        once when their route may send). Rows claimed by a claim whose result
-        was lost (the writer was cancelled) stay pending and are claimed again.
+        A row whose route may send goes at once; the others are held here until
+        the sender's loop starts them. The loop looks again only when it must
+        sooner than it would: a row held, written meanwhile, or due earlier.
+        Rows claimed by a claim whose result was lost (the writer was cancelled)
+        stay pending and are claimed again.
         """
         self._claiming = None
         if claim is None:
             self._claimed_writes = -1  # look at the outbox again
-        else:
-            self._took(claim)
-            for row in claim.rows:
+            self._wakeup.set()
+            return
+        self._took(claim)
+        client, group, now = self._ready(), self._group, self._clock()
+        for row in claim.rows:
+            if (
+                client is not None
+                and group is not None
+                and self.pacer.ready_at(_route(row), now) <= now
+            ):
+                self._start(group, client, row, now)
+            else:
                 self._held[row.channel] = row
-        self._wakeup.set()
+        if self._outbox.writes != claim.writes or now + self._next_look() < self._look_at:
+            self._wakeup.set()
 
     def _claim(self, skip: frozenset[int]) -> Callable[[], Claim]:
         """The claim of the rows due, but in ``skip``'s channels (to run in a worker thread)."""
@@ -224,16 +240,20 @@ class OutboxSender:
         task_status.started()
         try:
             async with anyio.create_task_group() as tg:
+                self._group = tg
                 while True:
                     client = self._ready()
                     if client is not None:
                         await self._start_due(tg, client)
                     wait = WAIT_READY_SECONDS if client is None else self._next_look()
+                    self._look_at = self._clock() + wait
                     with anyio.move_on_after(wait):
                         await self._wakeup.wait()
                     self._wakeup = anyio.Event()
+                    self._look_at = -float("inf")
         finally:
             self._loop = self._loop_thread = None
+            self._group = None
             self._current = lambda: None
 
     def _ready(self) -> discord.Client | None:
@@ -317,12 +337,15 @@ class OutboxSender:
         tg.start_soon(self._send_then_look, client, row)
 
     async def _send_then_look(self, client: discord.Client, row: OutboxRow) -> None:
-        """Send one row, then look again at once: its channel's next row may go."""
+        """Send one row, then look again at once when its channel's next row may go
+        (any row left there, or not counted)."""
         left: int | None = None
         try:
             left = await self._send(client, row)
         finally:
-            self._wakeup.set()
+            # A row written after the count wakes the loop itself (the outbox's watch).
+            if left != 0 or row.channel in self._waiting:
+                self._wakeup.set()
             if self._on_finished is not None:
                 self._on_finished(row.channel, left)
 

@@ -118,6 +118,8 @@ class ChunkFramer:
         elif self._tail:
             start = -len(self._tail)  # the kept start of the first line is dropped with it
             self._tail = b""
+        if last + 1 == end:  # the usual read of a flood: whole lines
+            return end - start
         return last + 1 - start + _size(self._grow(chunk, last + 1, end))
 
     def flush(self, room: int, *, count: bool = False, count_bytes: int | None = None) -> Framed:

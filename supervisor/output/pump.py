@@ -84,13 +84,18 @@ class DropTally:
         count_bytes: dropped bytes whose lines the consumer still wants counted:
             the pump counts lines in at most this many per read (the rest of a
             chunk's drop is its ``uncounted_bytes``); 0: sized only.
+        is_held: the consumer's answer (full, sized only) holds until it sets
+            this back to False: meanwhile the pump adds each read's size here
+            without asking :meth:`OutputConsumer.room` (a flood's reads cost
+            no call).
     """
 
-    __slots__ = ("count_bytes", "size")
+    __slots__ = ("count_bytes", "is_held", "size")
 
     def __init__(self, count_bytes: int = 0) -> None:
         self.size = 0
         self.count_bytes = count_bytes
+        self.is_held = False
 
     def take(self) -> int:
         """The bytes added since the last take; the tally starts again from 0."""
@@ -114,6 +119,7 @@ class OutputConsumer(Protocol):
         byte). A tally: counted in the chunks within its ``count_bytes``, by size
         only past them; while the consumer is full and counts no more, in the
         tally instead of a chunk per read (the consumer takes it when it looks).
+        While that tally ``is_held``, the pump does not ask again.
         """
 
     def deliver(self, chunk: OutputChunk) -> None:
@@ -152,6 +158,7 @@ class _Drain:
         "owed",
         "process",
         "stream",
+        "tally",
         "total",
     )
 
@@ -171,6 +178,7 @@ class _Drain:
         self.log = log
         self.consumer = consumer
         self.framer = ChunkFramer(max_line_bytes)
+        self.tally: DropTally | None = None  # the consumer's last answer's
         self.total = 0
         # While the log fails: its ``written`` when it failed, and the bytes it
         # was given since (with those it held then), to count what it lost.
@@ -254,7 +262,12 @@ class _Drain:
         consumer = self.consumer
         assert consumer is not None
         try:
+            tally = self.tally
+            if tally is not None and tally.is_held:  # full, sized only: not asked again
+                tally.size += self.framer.skip(buf, n)
+                return
             room, tally = consumer.room(self.process)
+            self.tally = tally
             if room < 0:
                 self.framer.discard(buf, n)
                 return

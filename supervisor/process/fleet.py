@@ -115,8 +115,9 @@ class _Fanout:
 
     def room(self, process: str) -> tuple[int, DropTally | None]:
         # -1 (no sink wants output) lets the pump skip framing and counting. A tally
-        # serves one sink only: with several taking lines, drops are counted. Each
-        # sink is asked once: this runs at every read of every pipe.
+        # serves one sink only: with several taking lines, drops are counted (while
+        # that sink holds its answer, the others' -1 is taken to hold too: a console
+        # that shows no output). Each sink is asked once: this runs at every read.
         most, tally, taking = -1, None, 0
         for sink in self._line_sinks:
             room, its_tally = sink.room(process)

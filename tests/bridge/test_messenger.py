@@ -9,9 +9,11 @@ lets a read run to its end in a task of its own while its caller stops waiting.
 from __future__ import annotations
 
 import functools
+import io
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import discord
 
 from supervisor.bridge.messenger import Delivery, Messenger, Requests
 from tests._wait import wait_until
@@ -108,3 +110,36 @@ async def test_answered_waits_for_the_writes_still_in_flight(fake_discord: FakeD
         (message,) = fake_discord.bot_messages(general)
         assert message["content"] == "content held"
     await wait_until(lambda: fake_discord.gateway.live_connections == 0, seconds=5)
+
+
+async def test_a_post_answers_the_id_and_keeps_the_nonce_files_embeds_and_no_pings(
+    fake_discord: FakeDiscord,
+) -> None:
+    """A post without a view (built from discord.py's request, no ``Message`` made of the
+    answer) keeps everything ``send`` gave: the nonce with ``enforce_nonce`` (a second post
+    returns the first message), the reply, embeds and files, and pings nobody."""
+    ops = fake_discord.channel("ops").id
+    user = fake_discord.add_user("asker")
+    asked = fake_discord.post_message(user, "ops", "hello")
+    async with run_client(_Client(), fake_discord.token) as client:
+        messenger = Messenger(client)
+
+        async def post() -> Delivery:
+            return await messenger.post(
+                ops,
+                content=f"@everyone <@{user.id}> done",
+                embeds=[discord.Embed(description="the result")],
+                files=[discord.File(io.BytesIO(b"out"), filename="out.txt")],
+                nonce="row-1",
+                reply_to=int(asked["id"]),
+            )
+
+        first, again = await post(), await post()
+    (message,) = fake_discord.bot_messages("ops")
+    assert first == again == Delivery(message_id=int(message["id"]))
+    assert message["nonce"] == "row-1"
+    assert message["message_reference"]["message_id"] == asked["id"]
+    assert message["embeds"][0]["description"] == "the result"
+    assert [a["filename"] for a in message["attachments"]] == ["out.txt"]
+    assert not message["mention_everyone"]
+    assert message["mentions"] == []

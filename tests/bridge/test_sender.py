@@ -174,3 +174,37 @@ async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
             tg.cancel_scope.cancel()
     (message,) = fake_discord.bot_messages("ops")
     assert message["content"].startswith("crashed: exit code 1")
+
+
+async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A send that leaves rows in its channel looks again at once: a row written while
+    the channel's answer was slow goes right after it, not at the next poll; and a send
+    that leaves none lets the next write start its row (no look needed between)."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=60.0)
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(client.is_ready)
+            slow = fake_discord.hold_answers("POST", "/channels/{channel_id}/messages")
+            first = outbox.post(ops, "notice", "first", now=time.time())
+            await wait_until(lambda: len(fake_discord.bot_messages("ops")) == 1)
+            behind = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "behind it", now=time.time())
+            )
+            slow.release()
+            await wait_until(lambda: _sent(ledger, behind) is not None)
+            after = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "after both", now=time.time())
+            )
+            await wait_until(lambda: _sent(ledger, after) is not None)
+            tg.cancel_scope.cancel()
+        assert _sent(ledger, first) is not None
+    shown = [m["content"] for m in fake_discord.bot_messages("ops")]
+    assert [c.partition("\u2063")[0] for c in shown] == ["first", "behind it", "after both"]

@@ -161,6 +161,33 @@ async def test_pump_tallies_drops_in_bytes_only_for_a_consumer_that_counts_none(
     assert out.tally.size == count * 51
 
 
+class _Holding(Recorder):
+    """A full consumer that counts no lines and holds that answer (the relay in a flood),
+    counting how often it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=lambda: 0, tally=DropTally())
+        self.asked = 0
+
+    def room(self, process: str) -> tuple[int, DropTally | None]:
+        self.asked += 1
+        assert self.tally is not None
+        self.tally.is_held = True
+        return 0, self.tally
+
+
+async def test_pump_asks_no_room_while_the_consumer_holds_its_answer(tmp_path: Path) -> None:
+    """A full relay was asked for its room at every read of a flood for the same answer;
+    a tally it holds stands for that answer: asked at the first read and at the end."""
+    count = 200_000  # 10.2 MB: at least 10 reads of at most 1 MiB
+    out = _Holding()
+    await capture(tmp_path, "out_lines.py", str(count), consumers=(out, None))
+    assert out.asked == 2
+    assert out.tally is not None
+    assert out.tally.size == count * 51
+    assert out.events == []
+
+
 async def test_pump_counts_drops_only_within_the_tallys_count_bytes(tmp_path: Path) -> None:
     """A full consumer that still counts a few dropped lines (the relay, after each
     message) gets those counted in each read's chunk, and the rest of the read's drop
