@@ -254,9 +254,9 @@ class Relay:
         message (its ``count_bytes``), then sized only. Past that, a flood's
         omitted lines are estimated from their size, which the pump adds to the
         tally with no chunk per read; the relay takes it when it writes a
-        message or gets that process's next lines. That answer is held until
-        the writer looks again (only a message or a reload changes it): the
-        pump does not ask at every read of a flood.
+        message or gets that process's next lines. That answer is held (the
+        pump does not ask at every read of a flood) until only what changes it
+        does: a message written, or the writer's next look after a reload.
         """
         if self._mode(process) is not RelayMode.ALL or not self.channels.log:
             return -1, None
