@@ -377,7 +377,13 @@ class OutputStream:
         return "\n".join(taken)
 
     def take(self) -> Excerpt | None:
-        """The next message: notes first, then each process's block, fairly; None if empty."""
+        """The next message: notes first, then each process's block, fairly; None if empty.
+
+        Each process with lines waiting gets an equal share of what the notes
+        leave, in turn (what one leaves unused goes to those after it); what the
+        shares leave unused then goes, in the same order, to those with more
+        waiting, so no line waits for a next message while this one has room.
+        """
         budget = self.max_chars
         parts: list[str] = []
         notes = bool(self._notes)
@@ -388,34 +394,46 @@ class OutputStream:
             parts.append(note)
             budget -= len(note) + 1
         counts: dict[str, int] = {}
+        blocks: dict[str, list[str]] = {}
         order = [p for p, w in self._waiting.items() if w.entries]
         for left, process in zip(range(len(order), 0, -1), order, strict=True):
-            share = budget // left
-            block, shown = self._block(process, share, budget)
-            if block:
-                parts.append(block)
-                budget -= len(block) + 1
+            head = _BLOCK_OVERHEAD + len(process)  # a block costs this and its lines
+            taken, shown, cost = self._show(process, budget // left - head, budget - head)
+            if taken:
+                blocks[process] = taken
                 counts[process] = shown
+                budget -= head + cost - 1
+        for process, taken in blocks.items():  # what the shares left, to those with more
+            if budget <= 0:
+                break
+            more, shown, cost = self._show(process, budget, None)
+            taken.extend(more)
+            counts[process] += shown
+            budget -= cost
         for process in order:
             # The next message starts with another process: fair when the budget is short.
             waiting = self._waiting.pop(process)
             if waiting.entries:
                 self._waiting[process] = waiting
+        for process, taken in blocks.items():
+            body = "\n".join(taken)
+            parts.append(f"▸ `{process}`\n```\n{body}\n```")
         if not parts:
             return None
         return Excerpt(content="\n".join(parts), counts=counts, has_notes=notes)
 
-    def _block(self, process: str, share: int, budget: int) -> tuple[str, int]:
-        """The code block of ``process`` within ``share`` (or its first line within ``budget``)."""
+    def _show(self, process: str, room: int, whole: int | None) -> tuple[list[str], int, int]:
+        """The next lines (and omitted notes) of ``process`` that fit ``room`` characters,
+        the first within ``whole`` when given (a block's first); how many lines they
+        are, and what they cost (each its length and a newline)."""
         waiting = self._waiting[process]
-        room = share - _BLOCK_OVERHEAD - len(process)
-        whole = budget - _BLOCK_OVERHEAD - len(process)
         taken: list[str] = []
-        shown = 0
+        shown = spent = 0
         while waiting.entries:
             entry = waiting.entries[0]
+            first = whole if not taken else None
             if isinstance(entry, _Plain):
-                end = self._fitting(entry.data, room, whole if not taken else None)
+                end = self._fitting(entry.data, room - spent, first)
                 if end < 0:  # something in it to neutralise: decoded, shown line by line
                     waiting.entries.popleft()
                     waiting.entries.extendleft(reversed(decode_lines(entry.data)))
@@ -425,7 +443,7 @@ class OutputStream:
                 lines = entry.data.count(b"\n", 0, end)
                 taken.append(str(entry.data[: end - 1], "ascii"))
                 waiting.chars -= end
-                room -= end
+                spent += end
                 shown += lines
                 waiting.entries.popleft()
                 if end < len(entry.data):  # the next line does not fit
@@ -438,15 +456,12 @@ class OutputStream:
             else:
                 text = neutralise(entry, max_chars=self.max_line_chars)
             cost = len(text) + 1
-            if cost > (room if taken else whole):
+            if cost > (room - spent if first is None else first):
                 break
             waiting.entries.popleft()
             if isinstance(entry, str):
                 waiting.chars -= self._cost(entry)
                 shown += 1
             taken.append(text)
-            room -= cost
-        if not taken:
-            return "", 0
-        body = "\n".join(taken)
-        return f"▸ `{process}`\n```\n{body}\n```", shown
+            spent += cost
+        return taken, shown, spent

@@ -169,6 +169,22 @@ def test_stream_shows_a_line_longer_than_a_share() -> None:
     assert taken == 5
 
 
+def test_stream_gives_what_the_shares_leave_to_a_process_with_more() -> None:
+    """Ten processes flooding at once from idle: the first got lines, the nine others an
+    omitted note each. Its block had a tenth of the message, so the rest of its lines
+    waited for a second message, a second later, while the first was half empty."""
+    stream = OutputStream()
+    stream.add("p:0", _data(*[f"line {i:04d}" for i in range(40)]))
+    for index in range(1, 10):
+        stream.add(f"p:{index}", b"", 5_000_000, 0, 5_000_000)
+    excerpt = stream.take()
+    assert excerpt is not None
+    assert excerpt.counts["p:0"] == 40
+    assert _code_lines(excerpt.content)[:40] == [f"line {i:04d}" for i in range(40)]
+    assert excerpt.content.count("omitted (see /logs p)") == 9
+    assert stream.take() is None
+
+
 def test_stream_shares_its_bound_between_flooding_processes() -> None:
     stream = OutputStream(max_chars=1000, buffer_chars=1000)
     for index in range(10):
