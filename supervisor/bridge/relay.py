@@ -724,7 +724,8 @@ class Relay:
         self, writes: list[_Write], wall: float, claim: Callable[[], Claim] | None
     ) -> tuple[list[int], int, Claim | None]:
         """Do the writes in order, then ``claim`` (worker thread); the row id of each, the
-        rows pending in the log channel, and what the claim took."""
+        rows pending in the log channel (counted by the claim when one is made), and what
+        the claim took."""
         ids = []
         for write in writes:
             if write.edit_of is not None:
@@ -748,5 +749,7 @@ class Relay:
                     attach=write.attach,
                 )
             )
-        pending = self._outbox.pending(self.channels.log)
-        return ids, pending, claim() if claim is not None else None
+        claimed = claim() if claim is not None else None
+        if claimed is None or claimed.pending is None:
+            return ids, self._outbox.pending(self.channels.log), claimed
+        return ids, claimed.pending.get(self.channels.log, 0), claimed
