@@ -48,8 +48,9 @@ def printable(line: str, *, keep_color: bool = False) -> str:
     return _TOKEN.sub(_keep_sgr if keep_color else _drop_sgr, line)
 
 
-_ASCII_CONTROLS = [bytes([c]) for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)]
+ASCII_CONTROLS = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F])
 """The ASCII bytes of ``_CONTROL``: every control byte except tab and newline."""
+_ASCII_CONTROLS = [bytes([c]) for c in ASCII_CONTROLS]
 
 
 def is_safe_bytes(data: bytes) -> bool:

@@ -235,6 +235,7 @@ class Relay:
         self._last_output = -float("inf")
         self._last_audit = -float("inf")
         self._audit_cursor: int | None = None
+        self._audit_read = -1  # the ledger's audit writes when its rows were last all read
         self._log_pending = 0  # rows pending in the log channel when last counted
         self._log_busy_since = 0.0  # when rows last began to wait there (clock)
 
@@ -253,9 +254,9 @@ class Relay:
         message (its ``count_bytes``), then sized only. Past that, a flood's
         omitted lines are estimated from their size, which the pump adds to the
         tally with no chunk per read; the relay takes it when it writes a
-        message or gets that process's next lines. That answer is held until
-        the writer looks again (only a message or a reload changes it): the
-        pump does not ask at every read of a flood.
+        message or gets that process's next lines. That answer is held (the
+        pump does not ask at every read of a flood) until only what changes it
+        does: a message written, or the writer's next look after a reload.
         """
         if self._mode(process) is not RelayMode.ALL or not self.channels.log:
             return -1, None
@@ -677,9 +678,14 @@ class Relay:
             return []
         if not final and now - self._last_audit < self._interval:
             return []
-        rows = await anyio.to_thread.run_sync(
-            self._ledger.audit_since, self._audit_cursor, AUDIT_BATCH_ROWS
-        )
+        written = self._ledger.audit_writes
+        rows = []
+        if written != self._audit_read:  # no trip to the ledger's thread for nothing new
+            rows = await anyio.to_thread.run_sync(
+                self._ledger.audit_since, self._audit_cursor, AUDIT_BATCH_ROWS
+            )
+            if len(rows) < AUDIT_BATCH_ROWS:  # else more wait: read again at the next look
+                self._audit_read = written
         lines = [*self._audit_lines, *audit_feed.command_lines(rows)]
         self._audit_lines.clear()
         if rows:

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from supervisor.humanize import memory, printable
+from supervisor.humanize import ASCII_CONTROLS, memory, printable
 from supervisor.output.framing import decode_lines
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 
@@ -32,6 +32,9 @@ SHAPE_BYTES = 1024 * 1024
 """The lines seen of a process weigh in its estimates as the newest ~this many bytes."""
 _FENCE_BREAK = re.compile(r"`(?=`)")
 _BLOCK_OVERHEAD = len("▸ ``\n```\n\n```\n")
+_NEUTRALISED = ASCII_CONTROLS + b"`"
+"""Bytes a plain line is shown as it is without: ``neutralise`` may change a line with one
+(a control byte, a run of backticks: stricter than needed, one backtick is kept)."""
 
 
 def neutralise(line: str, *, max_chars: int = MAX_LINE_CHARS) -> str:
@@ -177,6 +180,7 @@ class OutputStream:
         self._notes: deque[str] = deque()
         self._uncut = max_line_chars + 40  # a longer line costs this, not its length
         self._long_line = re.compile(rb"\n[^\n]{%d}" % (self._uncut + 1))
+        self._cut_line = re.compile(rb"\n[^\n]{%d}" % (max_line_chars + 1))
         self._is_full = False
         self._counted = 0  # omitted bytes counted since the last message
 
@@ -328,6 +332,27 @@ class OutputStream:
         if cut.size:
             waiting.omit(cut.size, cut.lines, cut.uncounted)
 
+    def _fitting(self, data: bytes, room: int, whole: int | None) -> int:
+        """Where the leading lines of a plain chunk that fit a block end, each costing its
+        bytes: within ``room``, its first within ``whole`` when given (the block's first).
+
+        -1 when a line up to the first that does not fit may be neutralised (a control
+        byte, a backtick, a line to cut): it may cost something else when shown.
+        """
+        first = data.find(b"\n") + 1
+        end = data.rfind(b"\n", 0, max(room, 0)) + 1
+        if whole is not None:
+            end = max(end, first) if first <= whole else 0
+        stop = data.find(b"\n", end) + 1 or len(data)  # through the first line left out
+        shown = data[:stop]
+        if (
+            first <= self.max_line_chars + 1
+            and len(shown.translate(None, _NEUTRALISED)) == len(shown)
+            and not self._cut_line.search(shown)
+        ):
+            return end
+        return -1
+
     def _cost(self, line: str) -> int:
         """What a waiting line counts against the bound (a long one is cut when shown)."""
         return min(len(line), self._uncut) + 1
@@ -389,9 +414,23 @@ class OutputStream:
         shown = 0
         while waiting.entries:
             entry = waiting.entries[0]
-            if isinstance(entry, _Plain):  # decoded once it is shown
+            if isinstance(entry, _Plain):
+                end = self._fitting(entry.data, room, whole if not taken else None)
+                if end < 0:  # something in it to neutralise: decoded, shown line by line
+                    waiting.entries.popleft()
+                    waiting.entries.extendleft(reversed(decode_lines(entry.data)))
+                    continue
+                if not end:
+                    break
+                lines = entry.data.count(b"\n", 0, end)
+                taken.append(str(entry.data[: end - 1], "ascii"))
+                waiting.chars -= end
+                room -= end
+                shown += lines
                 waiting.entries.popleft()
-                waiting.entries.extendleft(reversed(decode_lines(entry.data)))
+                if end < len(entry.data):  # the next line does not fit
+                    waiting.entries.appendleft(_Plain(entry.data[end:], entry.lines - lines))
+                    break
                 continue
             if isinstance(entry, _Omitted):
                 lines, exact = self._shapes[process].estimate(entry)

@@ -261,6 +261,8 @@ class Ledger:
         self.path = path
         self.audit_keep_rows = audit_keep_rows
         self.runs_keep = runs_keep
+        # Audit rows written so far: a reader of new rows asks the table only when it moved.
+        self.audit_writes = 0
         self._conn = conn
         self._lock = threading.Lock()
         self._deferred: collections.deque[tuple[str, Callable[[sqlite3.Connection], object]]] = (
@@ -501,6 +503,7 @@ class Ledger:
             )
             newest = cursor.lastrowid or 0
             conn.execute("DELETE FROM audit WHERE id <= ?", (newest - self.audit_keep_rows,))
+            self.audit_writes += 1  # under the ledger's lock, when the row is written
 
         self.record("audit row", record)
 

@@ -9,6 +9,7 @@ import pytest
 
 from supervisor import humanize
 from supervisor.bridge.relay import (
+    AUDIT_BATCH_ROWS,
     AUDIT_CURSOR,
     INCIDENT_WAIT_SECONDS,
     STREAM_BYTES,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from supervisor.events import Stream
     from supervisor.output.pump import DropTally
+    from supervisor.state.records import AuditRecord
 
 S = ProcessState
 LOG, RESULTS, AUDIT = 10, 20, 30
@@ -462,6 +464,48 @@ async def test_relay_audit_batches_new_rows_and_keeps_its_cursor(
     assert "cron" not in content
     (newest,) = ledger.audit_rows(limit=1)
     assert Outbox(ledger).meta(AUDIT_CURSOR) == str(newest.id)
+
+
+class _AuditReads(Ledger):
+    """A ledger counting the reads of new audit rows (each a trip to a worker thread)."""
+
+    reads = 0
+
+    def audit_since(self, after_id: int, limit: int = 100) -> list[AuditRecord]:
+        self.reads += 1
+        return super().audit_since(after_id, limit)
+
+
+async def test_relay_reads_new_audit_rows_only_once_some_were_written(
+    tmp_path: Path, clock: _Clock
+) -> None:
+    """With an audit channel, the relay read the ledger's new audit rows at every look
+    past its interval: a trip to a worker thread every second on a node at rest. It now
+    reads once a row was written, and again while a read left rows behind."""
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    with _AuditReads.open(tmp_path / "ledger.sqlite3") as ledger:
+        assert isinstance(ledger, _AuditReads)
+        relay = Relay(
+            lambda: config.programs,
+            Outbox(ledger),
+            ledger,
+            log_dir=tmp_path / "logs",
+            channels=RelayChannels(log=LOG, audit=AUDIT),
+            clock=clock,
+        )
+        await relay.prepare()
+        reads = []
+        for written in (0, 0, 0, 1, 0, AUDIT_BATCH_ROWS + 50, 0, 0):
+            for _ in range(written):
+                ledger.record_audit(
+                    actor="alice", source="discord", command="restart", target="w", outcome="ok"
+                )
+            clock.now += 2.0
+            await relay.flush()
+            reads.append(ledger.reads)
+        shown = sum(c.count("`alice`") for _, c in _pending(ledger, AUDIT))
+    assert reads == [1, 1, 1, 2, 2, 3, 4, 4]
+    assert shown == AUDIT_BATCH_ROWS + 51
 
 
 async def test_relay_capacity_is_none_when_nothing_is_relayed(

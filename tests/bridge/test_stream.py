@@ -184,7 +184,13 @@ def test_stream_shares_its_bound_between_flooding_processes() -> None:
 _ASCII = st.one_of(
     st.text(alphabet="abcxyz 0123456789", max_size=60),
     st.sampled_from([59, 60, 61, 62, 339, 340, 341, 342]).map(lambda n: "p" * n),  # at the cut
+    st.sampled_from([19, 20, 21, 22, 299, 300, 301, 302]).map(lambda n: "c" * n),  # cut shown
     st.integers(343, 1500).map(lambda n: "q" * n),  # long: cut when shown
+    st.tuples(  # one control byte, escape or fence among plain text
+        st.text(alphabet="ab ", max_size=20),
+        st.sampled_from(["\x00", "\t", "\r", "\x1b", "\x1b[3m", "\x7f", "`", "``"]),
+        st.text(alphabet="ab ", max_size=20),
+    ).map("".join),
 ).map(str.encode)
 _ANY = st.one_of(
     _ASCII,
@@ -213,6 +219,14 @@ def _outcome(stream: OutputStream) -> tuple[int, bool, int, bool]:
 @settings(max_examples=300, deadline=None)
 @example(steps=[(0, [b"a", b"p" * 341], 0, False)], limits=(2000, 8000, 300), exact=0)
 @example(steps=[(0, [b"p" * 341, b"a"], 0, False)], limits=(2000, 8000, 300), exact=0)
+@example(  # the line left out is shorter shown (its escapes removed): it fits after all
+    steps=[(0, [b"a" * 210, b"\x1b[3m" * 20 + b"b"], 0, False)], limits=(300, 900, 300), exact=0
+)
+@example(  # what a block left of a plain chunk is all cut when eleven more processes join
+    steps=[(0, [b"a" * 100] * 8, 0, False), "take", *[(i, [b"b"], 0, False) for i in range(1, 12)]],
+    limits=(300, 900, 300),
+    exact=0,
+)
 @given(
     steps=st.lists(_STEP, max_size=40),
     limits=st.sampled_from([(2000, 8000, 300), (300, 900, 300), (500, 2000, 20)]),
@@ -223,8 +237,9 @@ def test_stream_shows_the_same_whether_lines_wait_as_bytes_or_decoded(
     limits: tuple[int, int, int],
     exact: int,
 ) -> None:
-    """Lines kept raw until shown (plain ones) change nothing any message shows, however
-    processes join, flood, or write long, multi-byte or invalid lines."""
+    """Lines kept raw until shown (plain ones), and shown straight from the raw bytes
+    while none needs neutralising, change nothing any message shows, however processes
+    join, flood, or write long, multi-byte, invalid, escaped or fenced lines."""
     max_chars, buffer_chars, max_line = limits
     streams = [
         make(
