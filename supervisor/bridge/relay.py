@@ -380,6 +380,11 @@ class Relay:
             if self._clock() + self._next_look() < self._look_at:
                 self._wakeup.set()
 
+    def writes_soon(self, channel: int) -> bool:
+        """Whether the writer is about to write to ``channel`` (output waits for the log
+        channel's turn), claiming in its trip: the sender marks a message sent there then."""
+        return channel == self.channels.log and self._stream.waiting_chars > 0
+
     def _count_log(self, pending: int) -> None:
         """The log channel has ``pending`` rows waiting to be sent."""
         if pending and not self._log_pending:
@@ -730,7 +735,8 @@ class Relay:
         self, writes: list[_Write], wall: float, claim: Callable[[], Claim] | None
     ) -> tuple[list[int], int, Claim | None]:
         """Do the writes in order, then ``claim`` (worker thread); the row id of each, the
-        rows pending in the log channel, and what the claim took."""
+        rows pending in the log channel (counted by the claim when one is made), and what
+        the claim took."""
         ids = []
         for write in writes:
             if write.edit_of is not None:
@@ -754,5 +760,7 @@ class Relay:
                     attach=write.attach,
                 )
             )
-        pending = self._outbox.pending(self.channels.log)
-        return ids, pending, claim() if claim is not None else None
+        claimed = claim() if claim is not None else None
+        if claimed is None or claimed.pending is None:
+            return ids, self._outbox.pending(self.channels.log), claimed
+        return ids, claimed.pending.get(self.channels.log, 0), claimed

@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import aiohttp
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from supervisor.bridge.health import HealthRecord
     from supervisor.bridge.pacing import Pause, RouteKey
-    from supervisor.state.outbox import Claim, Outbox, OutboxRow
+    from supervisor.state.outbox import Claim, Outbox, OutboxRow, OutboxStats
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,23 @@ also looks when a row is written, after each send, and when a held, paced or fai
 row may go."""
 WAIT_READY_SECONDS = 0.1
 """How often to look whether the client is ready (no trip to the ledger meanwhile)."""
+MARK_SECONDS = 1.5
+"""A message Discord confirmed in a channel a writer is about to write to (the relay's log
+channel while output waits) is marked sent in the next trip to the ledger (that writer's
+claim, the sender's look), or after this at the latest (a look of its own)."""
 DRAIN_POLL_SECONDS = 0.05
+MARK_STOP_SECONDS = 2.0
+"""As the sender stops, how long marking the confirmed messages may take."""
 HISTORY_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    """A row Discord confirmed as ``message_id`` at ``at`` (wall clock), not marked yet."""
+
+    row_id: int
+    message_id: int
+    at: float
 
 
 class OutboxSender:
@@ -63,6 +79,9 @@ class OutboxSender:
             and the board show the bridge's problems).
         on_finished: called after each send (sent or not) with its channel and the
             rows still pending there (None when not counted).
+        writes_soon: whether a writer is about to write to a channel (and claim in its
+            trip): then a message confirmed there is marked sent in that trip, not
+            in one of its own.
     """
 
     def __init__(
@@ -77,6 +96,7 @@ class OutboxSender:
         poll_seconds: float = POLL_SECONDS,
         health: HealthRecord | None = None,
         on_finished: Callable[[int, int | None], None] | None = None,
+        writes_soon: Callable[[int], bool] | None = None,
     ) -> None:
         self._outbox = outbox
         self.pacer = pacer or Pacer()
@@ -87,11 +107,13 @@ class OutboxSender:
         self._poll = poll_seconds
         self._health = health
         self._on_finished = on_finished
+        self._writes_soon = writes_soon
         self._wakeup = anyio.Event()
         # When the sleeping loop looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
         self._look_at = -float("inf")
         self._group: TaskGroup | None = None  # the sends' group, while running
+        self._sleep: anyio.CancelScope | None = None  # the loop's timer while it sleeps
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._current: Callable[[], discord.Client | None] = lambda: None
@@ -106,6 +128,12 @@ class OutboxSender:
         # Who makes the claim under way (no other may begin): the sender's own look,
         # or a writer's trip (begin_claim), whose end looks for the writes meanwhile.
         self._claiming: Literal["look", "writer"] | None = None
+        # Rows Discord confirmed, marked sent by the next claim (its own trip spared),
+        # and those the claim under way marks (given back if its result is lost).
+        self._confirmed: list[_Confirmed] = []
+        self._marking: list[_Confirmed] = []
+        # Per row taken, the outbox's writes and its channel's pending rows at its claim.
+        self._counted: dict[int, tuple[int, int | None]] = {}
         self._announced: set[int] = set()
         self._unread: set[int] = set()  # channels whose history was refused (said once)
         self.sent = 0
@@ -185,6 +213,7 @@ class OutboxSender:
         self._claiming = None
         if claim is None:
             self._claimed_writes = -1  # look at the outbox again
+            self._unmarked()
             self._wakeup.set()
             return
         self._took(claim)
@@ -202,13 +231,41 @@ class OutboxSender:
             self._wakeup.set()
 
     def _claim(self, skip: frozenset[int]) -> Callable[[], Claim]:
-        """The claim of the rows due, but in ``skip``'s channels (to run in a worker thread)."""
-        return lambda: self._outbox.claim(now=self._wall(), skip=skip)
+        """The claim of the rows due, but in ``skip``'s channels (to run in a worker thread),
+        after marking the messages Discord confirmed since the last claim."""
+        marks = self._marking = self._confirmed
+        self._confirmed = []
+
+        def claim() -> Claim:
+            self._mark(marks)
+            return self._outbox.claim(now=self._wall(), skip=skip)
+
+        return claim
+
+    def _mark(self, marks: list[_Confirmed]) -> None:
+        """Mark ``marks`` sent (worker thread)."""
+        for mark in marks:
+            self._outbox.mark_sent(mark.row_id, mark.message_id, now=mark.at)
+
+    def _marked_stats(self, marks: list[_Confirmed]) -> OutboxStats:
+        """Mark ``marks`` sent, then count the pending rows (worker thread)."""
+        self._mark(marks)
+        return self._outbox.stats()
+
+    def _unmarked(self) -> None:
+        """The claim under way was not made, or its result was lost: its marks are made again
+        by the next (marking twice changes nothing)."""
+        self._confirmed[:0] = self._marking
+        self._marking = []
 
     def _took(self, claim: Claim) -> None:
+        self._marking = []
         self._waiting = dict(claim.waiting)
         self._claimed_writes = claim.writes
         self._claimed_at = self._clock()
+        for row in claim.rows:
+            pending = claim.pending.get(row.channel) if claim.pending is not None else None
+            self._counted[row.id] = (claim.writes, pending)
 
     def create_wait(self, channel: int) -> float:
         """Seconds until ``channel`` may post a new message (0: now)."""
@@ -247,14 +304,20 @@ class OutboxSender:
                         await self._start_due(tg, client)
                     wait = WAIT_READY_SECONDS if client is None else self._next_look()
                     self._look_at = self._clock() + wait
-                    with anyio.move_on_after(wait):
+                    with anyio.move_on_after(wait) as self._sleep:
                         await self._wakeup.wait()
+                    self._sleep = None
                     self._wakeup = anyio.Event()
                     self._look_at = -float("inf")
         finally:
             self._loop = self._loop_thread = None
             self._group = None
             self._current = lambda: None
+            # What Discord confirmed is marked now: else it would be sent again after a
+            # restart (once, found by its nonce or marker, but a request for nothing).
+            marks, self._confirmed = self._confirmed, []
+            with anyio.move_on_after(MARK_STOP_SECONDS, shield=True):
+                await anyio.to_thread.run_sync(self._mark, marks)
 
     def _ready(self) -> discord.Client | None:
         """The bridge's client, when it is ready (has been once, and is not closed)."""
@@ -271,6 +334,8 @@ class OutboxSender:
         ready.extend(self._paced.values())
         blocked = self._blocked()
         ready.extend(now + at - wall for ch, at in self._waiting.items() if ch not in blocked)
+        if self._confirmed:
+            ready.append(now + self._confirmed[0].at + MARK_SECONDS - wall)
         return min([self._poll, *(max(at - now, 0.0) for at in ready)])
 
     def _blocked(self) -> set[int]:
@@ -285,6 +350,8 @@ class OutboxSender:
         if self._clock() - self._claimed_at >= self._poll:
             return True
         wall = self._wall()
+        if self._confirmed and self._confirmed[0].at + MARK_SECONDS <= wall:
+            return True
         return any(at <= wall for ch, at in self._waiting.items() if ch not in skip)
 
     def _due_again(self, channel: int, at: float) -> None:
@@ -309,6 +376,9 @@ class OutboxSender:
         self._claiming = "look"
         try:
             claim = await anyio.to_thread.run_sync(self._claim(skip))
+        except BaseException:
+            self._unmarked()
+            raise
         finally:
             self._claiming = None
         self._took(claim)
@@ -359,11 +429,34 @@ class OutboxSender:
             return None
         finally:
             self._busy.discard(row.channel)
+            self._counted.pop(row.id, None)
 
     async def _sent(self, row: OutboxRow, message_id: int) -> int | None:
-        left = await anyio.to_thread.run_sync(
-            lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
-        )
+        """Mark the row sent; the rows still pending in its channel.
+
+        When a writer is about to write to its channel and nothing was written since
+        its claim (the rows left there are known: the claim counted them), the mark
+        goes with that writer's claim instead of a trip of its own: until then every
+        claim marks first, and a dsup killed meanwhile sends it again once, found by
+        its nonce or its marker.
+        """
+        writes, pending = self._counted.get(row.id, (-1, None))
+        soon = self._writes_soon
+        if (
+            pending is not None
+            and writes == self._outbox.writes
+            and soon is not None
+            and soon(row.channel)
+        ):
+            self._confirmed.append(_Confirmed(row.id, message_id, self._wall()))
+            left: int | None = pending - 1
+            sleep = self._sleep
+            if sleep is not None:  # the loop looks by then at the latest (no wake now)
+                sleep.deadline = min(sleep.deadline, anyio.current_time() + MARK_SECONDS)
+        else:
+            left = await anyio.to_thread.run_sync(
+                lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())
+            )
         self.sent += 1
         if self.breaker.succeeded(row.channel) or row.channel in self._announced:
             self._announced.discard(row.channel)
@@ -491,7 +584,12 @@ class OutboxSender:
         """
         with anyio.move_on_after(seconds):
             while True:
-                stats = await anyio.to_thread.run_sync(self._outbox.stats)
+                marks, self._confirmed = self._confirmed, []
+                try:
+                    stats = await anyio.to_thread.run_sync(self._marked_stats, marks)
+                except BaseException:
+                    self._confirmed[:0] = marks  # marking twice changes nothing
+                    raise
                 paused = {p.channel for p in self.breaker.paused()}
                 if not [c for c in stats.pending if c not in paused]:
                     return True

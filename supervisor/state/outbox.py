@@ -120,11 +120,15 @@ class Claim:
             or a row is written.
         writes: :attr:`Outbox.writes` as the claim began: every write it counts is
             in what the claim saw (a later one may be too).
+        pending: the rows pending per channel as the claim took its rows (those
+            taken included; a channel with none is left out); None when the claim
+            took nothing because the ledger refuses writes.
     """
 
     rows: list[OutboxRow]
     waiting: Mapping[int, float]
     writes: int = 0
+    pending: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -559,6 +563,7 @@ class Outbox:
                 if h["id"] not in taken or h["n"] > 1
             },
             writes=writes,
+            pending={h["channel"]: h["n"] for h in heads},
         )
 
     def _hold(self, why: str) -> None:

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio
+import pytest
 
 from supervisor.bridge.sender import OutboxSender
 from supervisor.state.ledger import Ledger
@@ -101,15 +102,18 @@ async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
     fake_discord.assert_within_rate_limits("ops")
 
 
+@pytest.mark.parametrize("is_writing", [False, True])
 async def test_sender_sends_what_a_writer_claimed_once_in_order(
-    tmp_path: Path, fake_discord: FakeDiscord
+    tmp_path: Path, fake_discord: FakeDiscord, is_writing: bool
 ) -> None:
     """Rows a writer claims in its own trip (as the relay does) go once each, in the order
-    written, with the rows another writer wrote meanwhile, and none waits for a poll."""
+    written, with the rows another writer wrote meanwhile, and none waits for a poll;
+    with the writer about to write again (``is_writing``), each message is marked sent
+    by the writer's next claim."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0)
+        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: is_writing)
         written: list[int] = []
 
         def write(text: str, claim: Callable[[], Claim] | None) -> Claim | None:
@@ -130,7 +134,8 @@ async def test_sender_sends_what_a_writer_claimed_once_in_order(
                     claimed = await anyio.to_thread.run_sync(write, f"change {n}", claim)
                 finally:
                     sender.end_claim(claimed)
-                await wait_until(lambda: all(_sent(ledger, r) for r in written))
+                await wait_until(lambda: len(fake_discord.bot_messages("ops")) == len(written))
+            await wait_until(lambda: all(_sent(ledger, r) for r in written))
             tg.cancel_scope.cancel()
         attempts = [r["attempts"] for r in ledger.read("SELECT attempts FROM outbox")]
         rows = [outbox.get(r) for r in written]
@@ -208,3 +213,54 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
         assert _sent(ledger, first) is not None
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c.partition("\u2063")[0] for c in shown] == ["first", "behind it", "after both"]
+
+
+async def test_a_confirmed_message_is_marked_sent_without_a_write_after_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A message Discord confirmed where a writer was about to write is marked sent with
+    the next claim; when none comes (no write after it, the safety poll far away) the
+    sender marks it on its own, soon."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: True)
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(client.is_ready)
+            row_id = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "alone", now=time.time())
+            )
+            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            tg.cancel_scope.cancel()
+        (message,) = fake_discord.bot_messages("ops")
+        assert _sent(ledger, row_id) == int(message["id"])
+        assert outbox.stats().pending == {}
+
+
+async def test_a_sender_that_stops_marks_what_discord_confirmed(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A sender cancelled right after Discord confirmed a message (before any claim could
+    mark it) marks it as it stops: a restart finds nothing to send again."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: True)
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client)
+            await wait_until(client.is_ready)
+            row_id = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "last words", now=time.time())
+            )
+            await wait_until(lambda: sender.sent == 1)
+            tg.cancel_scope.cancel()
+        (message,) = fake_discord.bot_messages("ops")
+        assert _sent(ledger, row_id) == int(message["id"])
+        assert outbox.claim(now=time.time()).rows == []

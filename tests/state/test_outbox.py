@@ -84,6 +84,19 @@ def test_outbox_claim_says_which_channels_still_wait_and_until_when(outbox: Outb
     assert dict(claim.waiting) == {B: 0.0, c: 9.0}  # nothing left behind a2
 
 
+def test_outbox_claim_counts_the_rows_pending_per_channel(outbox: Outbox) -> None:
+    """A writer that claims in its trip needs no count of its own: the rows taken count."""
+    outbox.post(A, "notice", "a1", now=1.0)
+    outbox.post(A, "notice", "a2", now=1.0)
+    sent = outbox.post(B, "notice", "b1", now=1.0)
+    outbox.mark_sent(outbox.claim(now=1.0, skip=frozenset({A})).rows[0].id, 9001, now=1.0)
+    assert sent not in {r.id for r in outbox.due(now=2.0)}
+    claim = outbox.claim(now=2.0)
+    assert [r.content for r in claim.rows] == ["a1"]
+    assert claim.pending == {A: 2}
+    assert claim.pending[A] == outbox.pending(A)
+
+
 def test_outbox_pending_rows_survive_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite3"
     with Ledger.open(path) as led:
