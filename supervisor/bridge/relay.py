@@ -107,7 +107,7 @@ def should_emit(
     waiting_chars: int,
     has_notes: bool,
     interval: float,
-    max_chars: int,
+    holds_a_message: bool,
     channel_wait: float = 0.0,
 ) -> bool:
     """Whether the output stream writes its next message now.
@@ -120,7 +120,8 @@ def should_emit(
     ahead of its turn. While rows wait (Discord is slow or away), a message
     goes at most once per two intervals, and output alone only in full
     messages, so the backlog drains faster than output grows it and an outage
-    fills few, dense rows.
+    fills few, dense rows (``holds_a_message``: the stream's next message is as
+    full as it gets).
     """
     if channel_wait > 0:
         return False
@@ -128,7 +129,7 @@ def should_emit(
         return since_last >= interval and (has_notes or waiting_chars > 0)
     if since_last < 2 * interval:
         return False
-    return has_notes or waiting_chars >= max_chars
+    return has_notes or holds_a_message
 
 
 class ClaimHandOver(Protocol):
@@ -578,7 +579,7 @@ class Relay:
         stream = self._stream
         if not stream.waiting_chars:
             return look
-        if self._log_pending and not (stream.has_notes or stream.waiting_chars >= stream.max_chars):
+        if self._log_pending and not (stream.has_notes or stream.holds_a_message):
             return look
         wait = self._interval * (2 if self._log_pending else 1)
         due = self._last_output + wait
@@ -653,7 +654,7 @@ class Relay:
             waiting_chars=stream.waiting_chars,
             has_notes=stream.has_notes,
             interval=self._interval,
-            max_chars=stream.max_chars,
+            holds_a_message=stream.holds_a_message,
             channel_wait=self._log_wait(),
         )
         writes: list[_Write] = []

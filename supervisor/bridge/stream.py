@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 MAX_LINE_CHARS = 300
 """A longer line is cut, saying so: a message shows many lines, not one."""
 BUFFER_MESSAGES = 4
-"""Messages' worth of lines that may wait before lines are omitted (shared by processes)."""
+"""Messages' worth of lines that may wait before lines are omitted (shared by processes);
+once some are omitted, one message's worth (a flood is told in one message)."""
 EXACT_BYTES = 256 * 1024
 """Omitted bytes whose lines are counted per message (a count costs ~0.3 ms per MB); past
 them, omitted lines are estimated from the lines seen of their process."""
@@ -32,6 +33,8 @@ SHAPE_BYTES = 1024 * 1024
 """The lines seen of a process weigh in its estimates as the newest ~this many bytes."""
 _FENCE_BREAK = re.compile(r"`(?=`)")
 _BLOCK_OVERHEAD = len("▸ ``\n```\n\n```\n")
+_NOTE_LINES, _NOTE_BYTES = 10**10, 10**12
+"""Omitted output larger than any flood between two messages: its note is the longest."""
 _NEUTRALISED = ASCII_CONTROLS + b"`"
 """Bytes a plain line is shown as it is without: ``neutralise`` may change a line with one
 (a control byte, a run of backticks: stricter than needed, one backtick is kept)."""
@@ -195,6 +198,12 @@ class OutputStream:
         return self._is_full
 
     @property
+    def holds_a_message(self) -> bool:
+        """True when the next message is as full as it gets: a message's worth waits, or
+        lines were omitted (nothing more is taken until a message is)."""
+        return self._is_full or self.waiting_chars >= self.max_chars
+
+    @property
     def has_notes(self) -> bool:
         """True when state notes wait (they go out without waiting for a full message)."""
         return bool(self._notes)
@@ -237,10 +246,8 @@ class OutputStream:
         waiting = self._waiting.get(process)
         if waiting is None:
             waiting = self._waiting[process] = _Waiting()
-            share = self.buffer_chars // len(self._waiting)
-            for other in self._waiting.values():
-                self._trim(other, share)
-        share = self.buffer_chars // len(self._waiting)
+            self._trim_all()
+        share = self._share(process)
         at, lines = self._take_sure(waiting, data, share)
         while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
             end = data.find(b"\n", at)
@@ -303,7 +310,31 @@ class OutputStream:
             uncounted += rest
         waiting.omit(rest + omitted, lines, uncounted)
         shape.add(rest + omitted - uncounted, lines)
-        self._is_full = True
+        if not self._is_full:  # a flood: what waits is cut to one message (see _share)
+            self._is_full = True
+            self._trim_all()
+
+    def _share(self, process: str) -> int:
+        """The characters of lines ``process`` may keep waiting.
+
+        An equal share of ``buffer_chars``, so a burst the channel can show within a
+        few messages is shown whole. Once lines were omitted since the last message
+        (output comes faster than the channel shows it), an equal share of one
+        message instead, less its block and its omitted note: the next message
+        tells the whole flood, and the one after shows what came after it, not
+        lines the flood printed seconds before.
+        """
+        share = self.buffer_chars // len(self._waiting)
+        if not self._is_full:
+            return share
+        message = (self.max_chars - self.notes_chars) // len(self._waiting)
+        note = len(omitted_note(process, _NOTE_LINES, _NOTE_BYTES, exact=False))
+        return min(share, max(0, message - _BLOCK_OVERHEAD - len(process) - note))
+
+    def _trim_all(self) -> None:
+        """Trim every process to its share (one joined, or lines began to be omitted)."""
+        for process, waiting in self._waiting.items():
+            self._trim(waiting, self._share(process))
 
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""

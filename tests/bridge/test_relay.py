@@ -155,7 +155,7 @@ def _emit(pending: int, since: float, waiting: int = 10, notes: bool = False) ->
         waiting_chars=waiting,
         has_notes=notes,
         interval=1.0,
-        max_chars=100,
+        holds_a_message=waiting >= 100,
     )
 
 
@@ -176,7 +176,7 @@ def test_should_emit_paces_output_and_slows_down_behind_a_backlog() -> None:
         waiting_chars=10,
         has_notes=True,
         interval=1.0,
-        max_chars=100,
+        holds_a_message=False,
         channel_wait=0.3,
     ), "never written ahead of the channel's turn"
 

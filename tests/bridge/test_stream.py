@@ -104,7 +104,7 @@ def test_stream_estimates_a_flood_past_its_count_and_says_so() -> None:
 
 
 def test_stream_estimates_from_the_lines_it_saw_of_that_process() -> None:
-    stream = OutputStream(max_chars=2000, buffer_chars=4000, exact_bytes=0)
+    stream = OutputStream(max_chars=4000, buffer_chars=4000, exact_bytes=0)
     stream.add("short:0", b"s\n" * 10)
     stream.add("long:0", (b"L" * 99 + b"\n") * 10)
     stream.add("short:0", b"", omitted=2000, uncounted=2000)
@@ -195,6 +195,52 @@ def test_stream_shares_its_bound_between_flooding_processes() -> None:
         messages.append(excerpt.content)
     assert len(messages) <= 3, "the stream stays close behind the output"
     assert sum(m.count("omitted (see /logs p)") for m in messages) == 10
+
+
+def test_stream_tells_a_flood_in_one_message() -> None:
+    """Once lines are omitted, what waits is cut to one message: its head lines and one
+    note per process for all the rest, counted, and nothing left for later messages."""
+    stream = OutputStream()  # the defaults: a buffer of four messages
+    for index in range(10):
+        stream.add(f"w:{index}", _data(*(f"{index} line {n:05d}" for n in range(500))))
+    excerpt = stream.take()
+    assert excerpt is not None
+    assert len(excerpt.content) <= 2000
+    assert stream.take() is None, "nothing of the flood waits for a second message"
+    for index in range(10):
+        shown = excerpt.counts[f"w:{index}"]
+        assert shown >= 1
+        block = excerpt.content.split(f"▸ `w:{index}`\n```\n")[1].split("\n```")[0]
+        assert block.splitlines()[:shown] == [f"{index} line {n:05d}" for n in range(shown)]
+        assert f"... {500 - shown} lines of w:{index} omitted (see /logs w)" in block
+
+
+def test_stream_in_a_flood_shows_what_came_since_the_last_message() -> None:
+    """A message in a steady flood shows lines printed after the one before, not lines
+    kept from seconds before."""
+    stream = OutputStream()
+    for second in range(3):
+        stream.add("w:0", _data(*(f"{second}:{n:04d}" for n in range(2000))))
+        excerpt = stream.take()
+        assert excerpt is not None
+        shown = _code_lines(excerpt.content)
+        assert shown[0] == f"{second}:0000"
+        assert shown[-1] == f"... {2000 - len(shown) + 1:,} lines of w:0 omitted (see /logs w)"
+        assert stream.take() is None
+
+
+def test_stream_shows_a_burst_that_fits_its_buffer_whole() -> None:
+    """Lines that fit the buffer (four messages' worth) are all shown, over messages."""
+    stream = OutputStream()
+    lines = [f"Traceback line {n:03d} " + "x" * 40 for n in range(100)]  # 6,300 characters
+    stream.add("w:0", _data(*lines))
+    seen: list[str] = []
+    messages = 0
+    while (excerpt := stream.take()) is not None:
+        messages += 1
+        seen.extend(_code_lines(excerpt.content))
+    assert seen == lines
+    assert messages == 4
 
 
 _ASCII = st.one_of(
