@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_GUILD_READY_TIMEOUT = 2.0  # discord.py's default wait for GUILD_CREATEs after READY
 
-# The gateway events that carry a whole message: discord.py parses each into a Message.
-MESSAGE_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE")
-
 
 def bridge_intents() -> discord.Intents:
     """The gateway intents dsup asks for: none of them privileged.
@@ -99,7 +96,6 @@ class BridgeClient(discord.Client):
         # each edit.
         options.setdefault("max_messages", None)
         super().__init__(**options)
-        self._skip_own_messages()
         self.context = context
         self._pacing = pacing or IdentifyPacing()
         self._sleep = sleep
@@ -126,43 +122,20 @@ class BridgeClient(discord.Client):
         await super().close()
 
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
-        """Dispatch an event, unless the client is closed.
+        """Dispatch an event, unless the client is closed or it is the bot's own message.
 
         discord.py's READY waits up to ``guild_ready_timeout`` in a task of its
         own that ``close()`` does not cancel; dispatching from it once the client
         is closed fails (its loop is gone) and leaves a coroutine never awaited.
+        The gateway echoes every message dsup posts (a relayed flood: one a
+        second): nothing of the bridge wants them, and each would cost a task.
         """
         if self.is_closed():
             logger.debug("discord: %s arrived after the client closed; dropped", event)
             return
+        if event == "message" and self.user is not None and args[0].author.id == self.user.id:
+            return
         super().dispatch(event, *args, **kwargs)
-
-    def _skip_own_messages(self) -> None:
-        """Leave the gateway's echo of every message the bot posts or edits unparsed.
-
-        With the guild messages intent, Discord sends back each message dsup posts
-        (MESSAGE_CREATE) and edits (MESSAGE_UPDATE): a relayed flood, one a second.
-        discord.py builds a Message from each (its author's Member, mentions,
-        components) before any event; nothing of the bridge wants them (its own
-        messages' ids come from the answers to its requests). discord.py has no
-        option for this: its connection state maps each gateway event to the
-        parser the websocket calls (``parsers``), a private attribute. If a
-        discord.py release renames it or those events, this raises here, when
-        the client is built (docs/discord.md).
-        """
-        parsers = self._connection.parsers
-        for event in MESSAGE_EVENTS:
-            parsers[event] = self._unless_own(parsers[event])
-
-    def _unless_own(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
-        """Return ``parse``, skipping the payloads of messages the bot wrote."""
-
-        def parse_others(data: Any) -> None:
-            author = data.get("author")
-            if author is None or self.user is None or int(author["id"]) != self.user.id:
-                parse(data)
-
-        return parse_others
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait before identifying again, longer each time (``IdentifyPacing``)."""
@@ -205,7 +178,7 @@ class BridgeClient(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         """Drop (and audit) messages from outside the served guild; pass the rest on."""
-        if self.user is None or message.author.bot:  # its own are never parsed
+        if self.user is None or message.author.bot:  # its own never come (dispatch)
             return
         if message.guild is None or message.guild.id != self.context.guild_id:
             if message.guild is None or self.user in message.mentions:

@@ -331,38 +331,3 @@ async def test_bridge_dispatches_none_of_its_own_messages(
             await ops.send("posted by dsup")
             fake_discord.post_message(member, "general", "posted by a member")
     assert [m.author.id for m in seen] == [member.id]
-
-
-async def test_bridge_parses_none_of_its_own_messages(
-    tmp_path: Path, fake_discord: FakeDiscord
-) -> None:
-    """The gateway's echo of each message dsup posts or edits was parsed into a Message
-    that nothing used: a parsed message moves its channel's ``last_message_id`` and an
-    edit is dispatched as ``raw_message_edit``. A member's message is still parsed."""
-    member = fake_discord.add_user("member")
-    general, ops = fake_discord.channel("general"), fake_discord.channel("ops")
-    async with bridged_node(tmp_path, fake_discord, TICK) as bridged:
-        client = bridged.bridge.client
-        assert client is not None
-        channel = client.get_channel(general.id)
-        assert isinstance(channel, discord.TextChannel)
-        last_message_id = channel.last_message_id
-        edits: list[discord.RawMessageUpdateEvent] = []
-
-        async def record_edits() -> None:
-            edits.append(await client.wait_for("raw_message_edit"))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(record_edits)
-            posted = await client.get_partial_messageable(general.id).send("posted by dsup")
-            await posted.edit(content="edited by dsup")
-            # The gateway keeps its order: the member's message comes after both echoes.
-            arrived = client.wait_for("message", timeout=10)
-            fake_discord.post_message(member, ops, "posted by a member")
-            message: discord.Message = await arrived
-            tg.cancel_scope.cancel()
-    assert message.author.id == member.id
-    assert edits == []
-    assert channel.last_message_id == last_message_id != posted.id
-    assert isinstance(message.channel, discord.TextChannel)
-    assert message.channel.last_message_id == message.id
