@@ -180,6 +180,7 @@ class OutputStream:
         self.exact_bytes = exact_bytes
         self._waiting: dict[str, _Waiting] = {}
         self._shapes: dict[str, _Shape] = {}
+        self._block_sizes: dict[str, int] = {}  # see _block_chars
         self._notes: deque[str] = deque()
         self._uncut = max_line_chars + 40  # a longer line costs this, not its length
         self._long_line = re.compile(rb"\n[^\n]{%d}" % (self._uncut + 1))
@@ -247,7 +248,7 @@ class OutputStream:
         if waiting is None:
             waiting = self._waiting[process] = _Waiting()
             self._trim_all()
-        share = self._share(process)
+        share = self._share()
         at, lines = self._take_sure(waiting, data, share)
         while at < len(data) and waiting.chars < share:  # bounded: a line each, up to a share
             end = data.find(b"\n", at)
@@ -314,27 +315,38 @@ class OutputStream:
             self._is_full = True
             self._trim_all()
 
-    def _share(self, process: str) -> int:
-        """The characters of lines ``process`` may keep waiting.
+    def _share(self) -> int:
+        """The characters of lines each process may keep waiting.
 
         An equal share of ``buffer_chars``, so a burst the channel can show within a
         few messages is shown whole. Once lines were omitted since the last message
         (output comes faster than the channel shows it), an equal share of one
-        message instead, less its block and its omitted note: the next message
-        tells the whole flood, and the one after shows what came after it, not
-        lines the flood printed seconds before.
+        message instead, among the processes with lines waiting, once every block
+        and its omitted note are counted: the next message tells the whole flood,
+        and the one after shows what came after it, not lines the flood printed
+        seconds before.
         """
         share = self.buffer_chars // len(self._waiting)
         if not self._is_full:
             return share
-        message = (self.max_chars - self.notes_chars) // len(self._waiting)
-        note = len(omitted_note(process, _NOTE_LINES, _NOTE_BYTES, exact=False))
-        return min(share, max(0, message - _BLOCK_OVERHEAD - len(process) - note))
+        fixed = sum(map(self._block_chars, self._waiting))
+        lined = sum(1 for waiting in self._waiting.values() if waiting.chars) or 1
+        return min(share, max(0, (self.max_chars - self.notes_chars - fixed) // lined))
+
+    def _block_chars(self, process: str) -> int:
+        """The most a block of ``process`` holds besides its lines: its head, its fences
+        and the longest omitted note (worked out once per process)."""
+        chars = self._block_sizes.get(process)
+        if chars is None:
+            note = omitted_note(process, _NOTE_LINES, _NOTE_BYTES, exact=False)
+            chars = self._block_sizes[process] = _BLOCK_OVERHEAD + len(process) + len(note) + 1
+        return chars
 
     def _trim_all(self) -> None:
         """Trim every process to its share (one joined, or lines began to be omitted)."""
-        for process, waiting in self._waiting.items():
-            self._trim(waiting, self._share(process))
+        share = self._share()
+        for waiting in self._waiting.values():
+            self._trim(waiting, share)
 
     def _trim(self, waiting: _Waiting, share: int) -> None:
         """Count the newest lines of ``waiting`` past ``share`` as omitted (a process joined)."""

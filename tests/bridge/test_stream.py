@@ -214,6 +214,21 @@ def test_stream_tells_a_flood_in_one_message() -> None:
         assert f"... {500 - shown} lines of w:{index} omitted (see /logs w)" in block
 
 
+def test_stream_in_a_flood_leaves_a_process_what_the_others_notes_leave() -> None:
+    """In a burst from idle the stream is full after the first process's read: the others
+    only have an omitted note each, and its lines keep the rest of the message."""
+    stream = OutputStream()
+    stream.add("w:0", _data(*(f"line {n:05d}" for n in range(5000))))
+    for index in range(1, 10):
+        stream.add(f"w:{index}", b"", omitted=1_000_000, uncounted=1_000_000)
+    excerpt = stream.take()
+    assert excerpt is not None
+    assert stream.take() is None
+    assert excerpt.counts["w:0"] >= 50, "not a tenth of the message (8 lines)"
+    assert 1200 < len(excerpt.content) <= 2000
+    assert sum(excerpt.content.count(f"of w:{index} omitted") for index in range(10)) == 10
+
+
 def test_stream_in_a_flood_shows_what_came_since_the_last_message() -> None:
     """A message in a steady flood shows lines printed after the one before, not lines
     kept from seconds before."""
