@@ -186,6 +186,10 @@ class OutputStream:
         self._long_line = re.compile(rb"\n[^\n]{%d}" % (self._uncut + 1))
         self._cut_line = re.compile(rb"\n[^\n]{%d}" % (max_line_chars + 1))
         self._is_full = False
+        # While full: what one message leaves for lines once every block's head, fences
+        # and note are counted, and the processes with lines then (see _share).
+        self._flood_room = 0
+        self._flood_lined = 1
         self._counted = 0  # omitted bytes counted since the last message
 
     @property
@@ -247,6 +251,11 @@ class OutputStream:
         waiting = self._waiting.get(process)
         if waiting is None:
             waiting = self._waiting[process] = _Waiting()
+            if self._is_full:
+                self._flood_room -= self._block_chars(process)
+            self._trim_all()
+        if self._is_full and data and not waiting.chars:  # one more to share the room with
+            self._flood_lined += 1
             self._trim_all()
         share = self._share()
         at, lines = self._take_sure(waiting, data, share)
@@ -313,6 +322,9 @@ class OutputStream:
         shape.add(rest + omitted - uncounted, lines)
         if not self._is_full:  # a flood: what waits is cut to one message (see _share)
             self._is_full = True
+            blocks = sum(map(self._block_chars, self._waiting))
+            self._flood_room = self.max_chars - self.notes_chars - blocks
+            self._flood_lined = sum(1 for w in self._waiting.values() if w.chars) or 1
             self._trim_all()
 
     def _share(self) -> int:
@@ -329,9 +341,7 @@ class OutputStream:
         share = self.buffer_chars // len(self._waiting)
         if not self._is_full:
             return share
-        fixed = sum(map(self._block_chars, self._waiting))
-        lined = sum(1 for waiting in self._waiting.values() if waiting.chars) or 1
-        return min(share, max(0, (self.max_chars - self.notes_chars - fixed) // lined))
+        return min(share, max(0, self._flood_room // self._flood_lined))
 
     def _block_chars(self, process: str) -> int:
         """The most a block of ``process`` holds besides its lines: its head, its fences
