@@ -17,7 +17,7 @@ from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from supervisor.state.outbox import Claim
@@ -215,12 +215,13 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
     assert [c.partition("\u2063")[0] for c in shown] == ["first", "behind it", "after both"]
 
 
-async def test_a_confirmed_message_is_marked_sent_without_a_write_after_it(
-    tmp_path: Path, fake_discord: FakeDiscord
-) -> None:
-    """A message Discord confirmed where a writer was about to write is marked sent with
-    the next claim; when none comes (no write after it, the safety poll far away) the
-    sender marks it on its own, soon."""
+async def _confirm_one(
+    tmp_path: Path, fake_discord: FakeDiscord, *, stop_once_sent: bool
+) -> tuple[int | None, int, Mapping[int, int]]:
+    """Post one row through a sender whose writer is always about to write (its marks ride
+    the next claim; the safety poll far away); stop it once the row is marked sent, or
+    (``stop_once_sent``) as soon as Discord confirmed it. The row's message id in the
+    ledger, the message Discord has, and the rows still pending."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
@@ -234,11 +235,24 @@ async def test_a_confirmed_message_is_marked_sent_without_a_write_after_it(
             row_id = await anyio.to_thread.run_sync(
                 lambda: outbox.post(ops, "notice", "alone", now=time.time())
             )
-            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            if stop_once_sent:
+                await wait_until(lambda: sender.sent == 1)
+            else:
+                await wait_until(lambda: _sent(ledger, row_id) is not None)
             tg.cancel_scope.cancel()
         (message,) = fake_discord.bot_messages("ops")
-        assert _sent(ledger, row_id) == int(message["id"])
-        assert outbox.stats().pending == {}
+        return _sent(ledger, row_id), int(message["id"]), outbox.stats().pending
+
+
+async def test_a_confirmed_message_is_marked_sent_without_a_write_after_it(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A message Discord confirmed where a writer was about to write is marked sent with
+    the next claim; when none comes (no write after it, the safety poll far away) the
+    sender marks it on its own, soon."""
+    marked, message_id, pending = await _confirm_one(tmp_path, fake_discord, stop_once_sent=False)
+    assert marked == message_id
+    assert pending == {}
 
 
 async def test_a_sender_that_stops_marks_what_discord_confirmed(
@@ -246,21 +260,6 @@ async def test_a_sender_that_stops_marks_what_discord_confirmed(
 ) -> None:
     """A sender cancelled right after Discord confirmed a message (before any claim could
     mark it) marks it as it stops: a restart finds nothing to send again."""
-    ops = fake_discord.channel("ops").id
-    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: True)
-        async with (
-            run_client(RecordingClient(), fake_discord.token) as client,
-            anyio.create_task_group() as tg,
-        ):
-            await tg.start(sender.run, lambda: client)
-            await wait_until(client.is_ready)
-            row_id = await anyio.to_thread.run_sync(
-                lambda: outbox.post(ops, "notice", "last words", now=time.time())
-            )
-            await wait_until(lambda: sender.sent == 1)
-            tg.cancel_scope.cancel()
-        (message,) = fake_discord.bot_messages("ops")
-        assert _sent(ledger, row_id) == int(message["id"])
-        assert outbox.claim(now=time.time()).rows == []
+    marked, message_id, pending = await _confirm_one(tmp_path, fake_discord, stop_once_sent=True)
+    assert marked == message_id
+    assert pending == {}
