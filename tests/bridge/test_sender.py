@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -17,13 +18,31 @@ from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from pathlib import Path
 
     from supervisor.state.outbox import Claim
     from tests.discord_fake import FakeDiscord
 
 __all__ = ["fake_discord"]
+
+
+@contextlib.asynccontextmanager
+async def _sending(
+    ledger: Ledger, fake_discord: FakeDiscord, **options: Any
+) -> AsyncIterator[tuple[Outbox, OutboxSender]]:
+    """A sender on ``ledger``'s outbox running on a ready client (its safety poll far
+    away), stopped as the block ends."""
+    outbox = Outbox(ledger)
+    sender = OutboxSender(outbox, poll_seconds=60.0, **options)
+    async with (
+        run_client(RecordingClient(), fake_discord.token) as client,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(sender.run, lambda: client)
+        await wait_until(client.is_ready)
+        yield outbox, sender
+        tg.cancel_scope.cancel()
 
 
 def _sent(ledger: Ledger, row_id: int) -> int | None:
@@ -154,13 +173,7 @@ async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
     sent, once."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0)
-        async with (
-            run_client(RecordingClient(), fake_discord.token) as client,
-            anyio.create_task_group() as tg,
-        ):
-            await tg.start(sender.run, lambda: client)
+        async with _sending(ledger, fake_discord) as (outbox, sender):
             claims: list[Callable[[], Claim]] = []
 
             def begun() -> bool:  # once the sender's own first look is over
@@ -176,7 +189,6 @@ async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
             assert lost.id == row_id
             sender.end_claim(None)
             await wait_until(lambda: _sent(ledger, row_id) is not None)
-            tg.cancel_scope.cancel()
     (message,) = fake_discord.bot_messages("ops")
     assert message["content"].startswith("crashed: exit code 1")
 
@@ -189,14 +201,7 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
     that leaves none lets the next write start its row (no look needed between)."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0)
-        async with (
-            run_client(RecordingClient(), fake_discord.token) as client,
-            anyio.create_task_group() as tg,
-        ):
-            await tg.start(sender.run, lambda: client)
-            await wait_until(client.is_ready)
+        async with _sending(ledger, fake_discord) as (outbox, _):
             slow = fake_discord.hold_answers("POST", "/channels/{channel_id}/messages")
             first = outbox.post(ops, "notice", "first", now=time.time())
             await wait_until(lambda: len(fake_discord.bot_messages("ops")) == 1)
@@ -209,7 +214,6 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
                 lambda: outbox.post(ops, "notice", "after both", now=time.time())
             )
             await wait_until(lambda: _sent(ledger, after) is not None)
-            tg.cancel_scope.cancel()
         assert _sent(ledger, first) is not None
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c.partition("\u2063")[0] for c in shown] == ["first", "behind it", "after both"]
@@ -224,14 +228,7 @@ async def _confirm_one(
     ledger, the message Discord has, and the rows still pending."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: True)
-        async with (
-            run_client(RecordingClient(), fake_discord.token) as client,
-            anyio.create_task_group() as tg,
-        ):
-            await tg.start(sender.run, lambda: client)
-            await wait_until(client.is_ready)
+        async with _sending(ledger, fake_discord, writes_soon=lambda _: True) as (outbox, sender):
             row_id = await anyio.to_thread.run_sync(
                 lambda: outbox.post(ops, "notice", "alone", now=time.time())
             )
@@ -239,7 +236,6 @@ async def _confirm_one(
                 await wait_until(lambda: sender.sent == 1)
             else:
                 await wait_until(lambda: _sent(ledger, row_id) is not None)
-            tg.cancel_scope.cancel()
         (message,) = fake_discord.bot_messages("ops")
         return _sent(ledger, row_id), int(message["id"]), outbox.stats().pending
 
