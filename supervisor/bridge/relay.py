@@ -219,8 +219,9 @@ class Relay:
         # When the sleeping writer looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
         self._look_at = -math.inf
-        # The sleeping writer's timer while no output waits: the first that comes
-        # brings its look to a tick from then.
+        # The sleeping writer's timer (None while it works), and the same while no output
+        # waits: the first that comes brings its look to a tick from then.
+        self._timer: anyio.CancelScope | None = None
         self._resting: anyio.CancelScope | None = None
         self._recount = False  # the log channel's pending rows may have changed
         self._programs = programs
@@ -377,9 +378,22 @@ class Relay:
                 return
             self._count_log(pending)
             self._recount = False
-            # Its next message or incident may be due sooner than the writer looks.
-            if self._clock() + self._next_look() < self._look_at:
-                self._wakeup.set()
+            self._look_again()
+
+    def _look_again(self) -> None:
+        """Bring the sleeping writer's next look to when it is due now that the log channel
+        was counted: sooner (it is woken: a message or incident may go), or later (its
+        timer moves: a tick set while a row was pending finds nothing to do once it is
+        sent)."""
+        timer = self._timer
+        if timer is None:  # working: it works out its next look once done
+            return
+        wait = self._next_look()
+        if self._clock() + wait < self._look_at:
+            self._wakeup.set()
+        elif self._clock() + wait > self._look_at:
+            self._look_at = self._clock() + wait
+            timer.deadline = anyio.current_time() + wait
 
     def writes_soon(self, channel: int) -> bool:
         """Whether the writer is about to write to ``channel`` (output waits for the log
@@ -446,9 +460,10 @@ class Relay:
                 wait = self._next_look()
                 self._look_at = self._clock() + wait
                 with anyio.move_on_after(wait) as timer:
+                    self._timer = timer
                     self._resting = None if self._stream.waiting_chars else timer
                     await self._wakeup.wait()
-                self._resting = None
+                self._timer = self._resting = None
                 self._wakeup = anyio.Event()
                 self._look_at = -math.inf
                 self._recount |= timer.cancelled_caught

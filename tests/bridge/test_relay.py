@@ -331,6 +331,45 @@ async def test_relay_at_rest_looks_at_nothing_until_output_comes(
     assert _pending(ledger) == [("output", "▸ `chatty:0`\n```\nhello\n```")]
 
 
+async def test_relay_looks_at_nothing_once_its_last_row_is_sent(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """While the log channel's row is pending, the writer looks every tick (recounts,
+    stuck rows); once the sender says it was sent and nothing else waits, the tick set
+    while it was pending is dropped: it looked once more for nothing before (a burst's
+    last message cost a wake of the writer after it)."""
+    looks = 0
+
+    def wall() -> float:  # read at each look
+        nonlocal looks
+        looks += 1
+        return 1_700_000_000.0
+
+    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
+    relay = Relay(
+        lambda: config.programs,
+        Outbox(ledger),
+        ledger,
+        log_dir=tmp_path / "logs",
+        channels=RelayChannels(log=LOG),
+        wall=wall,
+        tick_seconds=0.2,
+    )
+    relay.deliver(_lines("chatty:0", "hello"))
+    await relay.flush()
+    assert len(_pending(ledger)) == 1
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run)  # asleep until a tick from now: a row is pending
+        relay.finished(LOG, 0)  # as the sender says once Discord confirmed it
+        written = looks
+        with anyio.move_on_after(0.6):
+            await wait_until(lambda: looks > written)
+        assert looks == written, "nothing to look at"
+        relay.deliver(_lines("chatty:0", "again"))
+        await wait_until(lambda: len(_pending(ledger)) == 2)
+        tg.cancel_scope.cancel()
+
+
 async def test_relay_state_changes_of_all_programs_are_never_dropped(
     relay: Relay, ledger: Ledger
 ) -> None:
