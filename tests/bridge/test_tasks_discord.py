@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,6 +224,42 @@ async def test_tasks_posted_while_the_gateway_had_no_session_are_taken_once(
     assert sorted(t.text for t in listed) == sorted(texts)
     assert fake_discord.resume_count == 1
     assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
+
+
+async def test_a_failed_catch_up_is_read_again_within_the_session(
+    tmp_path: Path, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new session's reading of the task channel failed (a 503): the tasks of the gap
+    were taken only at the next gateway session, maybe hours later. It is read again
+    within the session, with backoff, and the failure is said once."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+        failing = fake_discord.fail_route(*HISTORY, status=503, times=2)
+        fake_discord.refuse_resume = True
+        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
+            gap = [
+                fake_discord.post_message(
+                    team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
+                )
+                for i in range(2)
+            ]
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in gap), timeout_seconds=30
+        )
+        listed = (await node.service.tasks(Actor.local())).tasks
+        assert fake_discord.identify_count == 2  # no other session read it
+    assert [len(_answers(fake_discord, m["id"])) for m in gap] == [1, 1]
+    assert sorted(t.text for t in listed) == ["in the gap 0", "in the gap 1"]
+    assert failing.hits == 2
+    assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
+    told = [r for r in caplog.records if r.name == "supervisor.bridge.tasks"]
+    assert [r.levelno for r in told if r.levelno >= logging.WARNING] == [logging.WARNING]
 
 
 async def test_a_flood_of_tasks_is_all_answered_once_within_rate_limits(
