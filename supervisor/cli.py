@@ -64,7 +64,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--no-discord", action="store_true", help="run without the Discord bridge of [discord]"
     )
-    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="dsup's own debug logging on stderr"
+    )
 
     check = sub.add_parser(
         "check",
@@ -164,8 +166,16 @@ def _check(path: Path, *, strict: bool, online: bool) -> int:
 
 
 def _setup_logging(*, verbose: bool) -> None:
+    """Log warnings and errors to stderr; with ``--verbose`` dsup's own debug records too.
+
+    Other libraries' loggers (discord.py, aiohttp, asyncio) stay at INFO then: their debug
+    records carry every gateway event and request with its payload (relayed output, task
+    texts, member names), which is Discord's traffic, not dsup's.
+    """
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if verbose:
+        logging.getLogger("supervisor").setLevel(logging.DEBUG)

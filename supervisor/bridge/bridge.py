@@ -190,7 +190,7 @@ class DiscordBridge:
             **self._client_options,
         )
         board = self._board(context)
-        desk = self.desk = self.desk or TaskDesk(context)
+        desk = self.desk = self.desk or TaskDesk(context, sleep=self._sleep)
         client.task_desk = desk
         failure: Exception | None = None
         try:

@@ -18,12 +18,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import anyio
 import discord
 from discord import app_commands
 
 from supervisor import humanize
 from supervisor.bridge.access import actor_of
+from supervisor.bridge.backoff import Backoff
 from supervisor.bridge.complete import MAX_CHOICES
 from supervisor.bridge.respond import NO_MENTIONS, is_ours, refuse_elsewhere
 from supervisor.bridge.results import cancel_item
@@ -34,7 +36,7 @@ from supervisor.tasks import files
 from supervisor.tasks.records import TaskState
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from pathlib import Path
 
     from supervisor.bridge.context import BridgeContext
@@ -103,10 +105,17 @@ class TaskDesk:
 
     Args:
         context: the bridge's context (the command surface holds the task queue).
+        sleep: the waits between tries of a catch-up (tests control time).
     """
 
-    def __init__(self, context: BridgeContext) -> None:
+    def __init__(
+        self,
+        context: BridgeContext,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self._context = context
+        self._sleep = sleep
         self._outbox = context.outbox  # the sender's: a reply written wakes it
         self._cursor = ChannelCursor(context.ledger)
         self._changes: deque[TaskRecord] = deque(maxlen=EVENTS_KEPT)
@@ -153,15 +162,53 @@ class TaskDesk:
         """Read back the task channel at each new gateway session of ``client``."""
         while True:
             await self._session_ready.wait()
-            self._session_ready = anyio.Event()
-            began = self._sessions
+            ready = self._session_ready = anyio.Event()  # set again by the next session
+            await self._read_back(client, self._sessions, ready)
+
+    async def _read_back(self, client: discord.Client, began: int, ready: anyio.Event) -> None:
+        """One session's catch-up: a read that failed in a way that may pass (a 5xx, no
+        answer, a network error) is tried again, ever less often, until it works or a
+        new session (``ready``) begins its own. Said once in the log."""
+        backoff = Backoff()
+        while True:
             try:
-                is_read = await self._backfill(client)
-            except discord.HTTPException as exc:  # the next session reads it again
-                logger.warning("discord: the task channel's history: %s %s", exc.status, exc.text)
-                continue
-            if is_read:
-                self._caught_up = began
+                if await self._backfill(client):
+                    self._caught_up = began
+                if backoff.failures:
+                    logger.info(
+                        "discord: read the task channel's history after %d failed tries",
+                        backoff.failures,
+                    )
+                return
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                if isinstance(exc, discord.HTTPException) and exc.status < 500:
+                    logger.warning(  # no access: the next session reads it again
+                        "discord: the task channel's history: %s %s", exc.status, exc.text
+                    )
+                    return
+                delay = backoff.after_failure(0.0)
+                if backoff.failures == 1:
+                    logger.warning(
+                        "discord: the task channel's history: %s; reading it again in "
+                        "%.0f s, then ever less often, until it works",
+                        str(exc) or type(exc).__name__,  # a timeout says nothing
+                        delay,
+                    )
+            await self._pause(delay, ready)
+            if ready.is_set():
+                return  # a new session: its own catch-up reads
+
+    async def _pause(self, seconds: float, ready: anyio.Event) -> None:
+        """Wait ``seconds`` (the bridge's sleep), or until ``ready`` is set."""
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                await self._sleep(seconds)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wait)
+            await ready.wait()
+            tg.cancel_scope.cancel()
 
     # -- messages in ------------------------------------------------------------
 

@@ -115,9 +115,12 @@ class _Fanout:
 
     def room(self, process: str) -> tuple[int, DropTally | None]:
         # -1 (no sink wants output) lets the pump skip framing and counting. A tally
-        # serves one sink only: with several taking lines, drops are counted (while
-        # that sink holds its answer, the others' -1 is taken to hold too: a console
-        # that shows no output). Each sink is asked once: this runs at every read.
+        # serves one sink only: with several taking lines, drops are counted. While
+        # the one sink taking lines holds its answer, the others are not asked: their
+        # -1 must not change meanwhile. Ours never does: only the relay holds, and a
+        # console answers -1 only with --quiet, where it is no line sink at all (a live
+        # view that could start showing output would have to let go of the hold). Each
+        # sink is asked once: this runs at every read.
         most, tally, taking = -1, None, 0
         for sink in self._line_sinks:
             room, its_tally = sink.room(process)

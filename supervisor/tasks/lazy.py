@@ -43,7 +43,7 @@ class LazyTaskQueue:
         config = fleet.config
         needed = config.discord is not None or _takes_tasks(config)
         # Made now if needed: the bridge follows it from its start (one small read otherwise).
-        self.made = self._make() if needed or store.recent(1) else None
+        self.made = self._make(config) if needed or store.recent(1) else None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the queue (made already, or once made) until cancelled.
@@ -57,12 +57,16 @@ class LazyTaskQueue:
             task_status.started()
             await anyio.sleep_forever()
 
-    async def get(self) -> TaskQueue:
-        """The queue, made and started (its recovery done) on the first call."""
+    async def get(self, config: Config | None = None) -> TaskQueue:
+        """The queue, made and started (its recovery done) on the first call.
+
+        Made for ``config`` (the fleet's by default): a reload gives the one the
+        fleet is about to take, whose node name the queue's claims and attempts carry.
+        """
         async with self._lock:
             if self.made is None:
                 assert self._tg is not None, "the lazy task queue is not running"
-                queue = self._make()
+                queue = self._make(config or self._fleet.config)
                 await self._tg.start(queue.run)
                 self.made = queue
             return self.made
@@ -71,12 +75,12 @@ class LazyTaskQueue:
         """The fleet is about to take ``config``: the queue is made first if a program
         of it takes tasks, so the workers the reload launches find it when they ask."""
         if _takes_tasks(config):
-            await self.get()
+            await self.get(config)
 
-    def _make(self) -> TaskQueue:
+    def _make(self, config: Config) -> TaskQueue:
         from supervisor.tasks.queue import queue_for  # here: memory at rest
 
-        return queue_for(self._fleet, self._store, **self._options)
+        return queue_for(self._fleet, self._store, node=config.supervisor.name, **self._options)
 
     # -- the fleet's task broker (process.worker_link.TaskBroker) -----------------
 

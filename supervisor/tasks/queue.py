@@ -485,14 +485,15 @@ class TaskQueue:
             listener(record)
 
 
-def queue_for(fleet: Fleet, store: TaskStore, **options: float) -> TaskQueue:
-    """The task queue of ``fleet``'s node, its runs spared by the fleet's reaper.
+def queue_for(fleet: Fleet, store: TaskStore, *, node: str, **options: float) -> TaskQueue:
+    """The task queue of ``fleet``'s node (named ``node``), its runs spared by the fleet's
+    reaper.
 
     Task logs go to ``state_dir/logs/tasks``, attempts' directories under
     ``state_dir/tasks``. ``options`` are the queue's keyword arguments.
     """
     ctx = TaskContext(
-        node=fleet.config.supervisor.name,
+        node=node,
         instance_id=fleet.state.instance_id,
         log_dir=fleet.state.log_dir / "tasks",
         work_dir=fleet.state.path / "tasks",

@@ -119,14 +119,17 @@ machine: its imports, the start-up sweep, the gateway's connect and the first se
 
 
 @contextlib.asynccontextmanager
-async def dsup_process(config: Path, *, reap_seconds: float = 20) -> AsyncIterator[Process]:
-    """The real ``dsup run --quiet`` on ``config`` as a subprocess (stderr to ``dsup.err``).
+async def dsup_process(
+    config: Path, *options: str, reap_seconds: float = 20
+) -> AsyncIterator[Process]:
+    """The real ``dsup run --quiet OPTIONS`` on ``config`` as a subprocess (stderr to
+    ``dsup.err``).
 
     Killed if still running when the block ends, and waited for (``reap_seconds``).
     """
     with (config.parent / "dsup.err").open("ab") as errors:
         proc = await anyio.open_process(
-            [sys.executable, "-m", "supervisor", "run", "--quiet", str(config)],
+            [sys.executable, "-m", "supervisor", "run", "--quiet", *options, str(config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errors,

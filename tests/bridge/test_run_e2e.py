@@ -12,7 +12,14 @@ import pytest
 
 from tests._control import program, write_config
 from tests._wait import eventually
-from tests.bridge._bridge import discord_table, token_file
+from tests.bridge._bridge import (
+    STARTED_SECONDS,
+    discord_table,
+    dsup_process,
+    node_config,
+    stop_process,
+    token_file,
+)
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
@@ -129,3 +136,30 @@ async def test_dsup_run_with_a_rejected_token_keeps_the_fleet(
     assert "Discord rejected the bot token (401 Unauthorized)" in console
     assert secret.read_text().strip() not in console
     assert "Traceback" not in console
+
+
+async def test_dsup_run_verbose_logs_dsups_debug_records_not_discords_traffic(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """--verbose set the root logger to DEBUG: discord.py and aiohttp logged every request
+    and gateway event with its payload on stderr, relayed worker output among them. Only
+    dsup's own loggers go to DEBUG now; the others keep INFO."""
+    said = "a line only the relay carries 4821"
+    say = program("say", "relay_say.py", said, relay="all")
+    config = node_config(tmp_path, fake_discord, say, name="loud", channels={"log_channel": "ops"})
+    async with dsup_process(config, "--verbose") as dsup:
+        await fake_discord.wait_for_action(
+            "ops",
+            kind="create",
+            predicate=lambda a: said in (a.content or ""),
+            timeout_seconds=STARTED_SECONDS,
+        )
+        assert "RUNNING" in await _ctl_status(config)  # a control client: a debug record
+        assert await stop_process(dsup, signal.SIGTERM) == 0
+    records = (tmp_path / "dsup.err").read_text().splitlines()
+    assert [r for r in records if said in r] == []
+    debug = [r for r in records if " DEBUG " in r]
+    assert all(" DEBUG supervisor." in r for r in debug), debug[:3]
+    assert any(" DEBUG supervisor.control." in r for r in records)
+    assert any(" INFO discord." in r for r in records)  # discord.py's own news stays
+    assert fake_discord.token not in "\n".join(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from tests.bridge._relayed import Relayed
     from tests.discord_fake import FakeDiscord
     from tests.discord_fake.interaction import InteractionReply
+    from tests.discord_fake.ratelimit import Fault
 
 __all__ = ["fake_discord"]
 
@@ -222,6 +224,93 @@ async def test_tasks_posted_while_the_gateway_had_no_session_are_taken_once(
     texts = ["replayed", "in the gap 0", "in the gap 1", "in the new session"]
     assert sorted(t.text for t in listed) == sorted(texts)
     assert fake_discord.resume_count == 1
+    assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
+
+
+async def test_a_failed_catch_up_is_read_again_within_the_session(
+    tmp_path: Path, fake_discord: FakeDiscord, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new session's reading of the task channel failed (a 503): the tasks of the gap
+    were taken only at the next gateway session, maybe hours later. It is read again
+    within the session, with backoff, and the failure is said once."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+        failing = fake_discord.fail_route(*HISTORY, status=503, times=2)
+        fake_discord.refuse_resume = True
+        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
+            gap = [
+                fake_discord.post_message(
+                    team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
+                )
+                for i in range(2)
+            ]
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in gap), timeout_seconds=30
+        )
+        listed = (await node.service.tasks(Actor.local())).tasks
+        assert fake_discord.identify_count == 2  # no other session read it
+    assert [len(_answers(fake_discord, m["id"])) for m in gap] == [1, 1]
+    assert sorted(t.text for t in listed) == ["in the gap 0", "in the gap 1"]
+    assert failing.hits == 2
+    assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
+    told = [r for r in caplog.records if r.name == "supervisor.bridge.tasks"]
+    assert [r.levelno for r in told if r.levelno >= logging.WARNING] == [logging.WARNING]
+
+
+async def test_a_new_session_ends_the_retries_of_the_last_ones_catch_up(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A catch-up waiting to read again stops when a new session begins: that session
+    reads for itself, once, and the old one's wait is cut short."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    waits: list[anyio.Event] = []  # the catch-up's, each set when it ends
+    faults: list[Fault] = []
+
+    async def sleep(seconds: float) -> None:
+        """A wait after a failed reading lasts until cancelled; the others are not served."""
+        if sum(f.hits for f in faults) <= len(waits):
+            return
+        ended = anyio.Event()
+        waits.append(ended)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.set()
+
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team), sleep=sleep
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+        faults.append(fake_discord.fail_route(*HISTORY, status=503, times=1))
+        fake_discord.refuse_resume = True
+        gap = []
+        for i in range(2):  # two new sessions: the first one's reading fails
+            async with fake_discord.gateway_outage():
+                gap.append(
+                    fake_discord.post_message(
+                        team.operator, "tasks", f"echo: in gap {i}", mention_bot=True
+                    )
+                )
+            if not i:
+                await wait_until(lambda: len(waits) == 1, seconds=20)
+        with anyio.fail_after(20):
+            await waits[0].wait()
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in gap), timeout_seconds=30
+        )
+        assert fake_discord.identify_count == 3
+    assert [len(_answers(fake_discord, m["id"])) for m in gap] == [1, 1]
+    assert len(waits) == 1
+    assert faults[0].hits == 1
     assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
 
 

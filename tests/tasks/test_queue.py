@@ -308,5 +308,24 @@ async def test_queue_is_made_when_first_needed_and_answers_as_before(tmp_path: P
     assert task.state is TaskState.DONE, task
 
 
+async def test_a_queue_made_by_a_reload_takes_the_node_name_of_the_reload(
+    tmp_path: Path,
+) -> None:
+    """A reload renaming the node and adding its first task program made the queue with
+    the name from before the reload: its attempts' ``DSUP_NODE`` (and its claims) named a
+    node that no longer ran."""
+    plain = program("plain", "ctl_ticker.py", "0.2")
+    config = write_config(tmp_path, plain)
+    async with running_node(config) as node:
+        assert not _queue_made(node)
+        whoami = '[programs.whoami]\ncommand = ["printenv", "DSUP_NODE"]\ntasks = "oneshot"\n'
+        write_config(tmp_path, plain, whoami)
+        config.write_text(config.read_text().replace('name = "ctltest"', 'name = "renamed"'))
+        await node.service.reload(Actor(name="root", source="local", level=AccessLevel.ADMIN))
+        task = await node.service.task(LOCAL, "whoami", "x", wait_seconds=20)
+    assert task.state is TaskState.DONE, task
+    assert task.result == "renamed\n"
+
+
 def _queue_made(node: Node) -> bool:
     return node.lazy_tasks.made is not None
