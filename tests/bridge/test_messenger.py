@@ -150,3 +150,19 @@ async def test_a_post_answers_the_id_and_keeps_the_nonce_files_embeds_and_no_pin
     assert [a["filename"] for a in message["attachments"]] == (["out.txt"] if attached else [])
     assert not message["mention_everyone"]
     assert message["mentions"] == []
+
+
+async def test_a_post_retried_by_discord_py_after_a_5xx_sends_its_json_body_again(
+    fake_discord: FakeDiscord,
+) -> None:
+    """discord.py retries a 502 itself with the same request: the JSON's bytes go again,
+    whole, and one message is made."""
+    failed = fake_discord.fail_route("POST", "/channels/{channel_id}/messages", status=502)
+    text = "after a 502 \u2063\u200b"
+    async with run_client(_Client(), fake_discord.token) as client:
+        delivery = await Messenger(client).post(
+            fake_discord.channel("ops").id, content=text, nonce="row-2"
+        )
+    (message,) = fake_discord.bot_messages("ops")
+    assert (failed.hits, delivery) == (1, Delivery(message_id=int(message["id"])))
+    assert (message["content"], message["nonce"]) == (text, "row-2")
