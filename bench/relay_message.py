@@ -13,15 +13,16 @@ ratio to the first tree's (on a shared machine the rounds' spread is large, the 
 within a round much less). ``bench/relay.py`` measures the same in whole bursts.
 
     PYTHONPATH=. .venv/bin/python bench/relay_message.py [--messages 400] [--rounds 5]
-        [--tree PATH ...]
+        [--tree PATH ...] [--callgrind DIR]
 
 ``--tree`` (repeatable; default this checkout) is a dsup source tree, e.g. a worktree of
 an older commit, to compare: ``--tree /tmp/old --tree .``.
 
-``--callgrind DIR`` counts instructions instead (valgrind's callgrind: nearly deterministic
-where CPU time on a shared machine is not; about 50 times slower): only the measured
+``--callgrind DIR`` counts instructions instead (valgrind's callgrind, about 50 times
+slower: far steadier than CPU time on a shared machine): only the measured
 messages' instructions, per message; their profiles are kept in DIR for
-``callgrind_annotate``. Two or three rounds are enough (their spread is about 1 %).
+``callgrind_annotate``. Rounds of the same tree spread by 1 to 2 % (timers and wakes
+vary with the machine's load): compare medians of three rounds or more.
 """
 
 from __future__ import annotations
