@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import aiohttp
 import anyio
 import discord
-from discord.http import handle_message_parameters
+import orjson
+from discord.http import Route, handle_message_parameters
 from discord.utils import MISSING
 
 if TYPE_CHECKING:
@@ -158,9 +159,8 @@ class Messenger:
         mentions.py).
 
         Without a view the answer is not made into a ``discord.Message``: only its
-        id is needed. The request is discord.py's own (``HTTPClient.send_message``,
-        its rate limits and retries); a view goes through ``send``, which keeps it
-        for its clicks.
+        id is needed (:meth:`_create`); a view goes through ``send``, which keeps
+        it for its clicks.
         """
         reference = (
             discord.MessageReference(
@@ -195,8 +195,16 @@ class Messenger:
         files: list[discord.File],
         nonce: str | None,
         reference: discord.MessageReference | None,
-    ) -> discord.Object:
-        """Create a message as ``Messageable.send`` does (the same parameters), its id only."""
+    ) -> Delivery:
+        """Create a message as ``Messageable.send`` does (the same parameters), its id only.
+
+        The request is discord.py's own (``HTTPClient.request``: its rate limits
+        and retries), as ``HTTPClient.send_message`` makes it, except that a body
+        without files goes as the JSON's bytes: discord.py would make the JSON a
+        str and aiohttp encode it again, and the marker's zero-width characters
+        make both steps slow for the whole text (about 1.5 % of a relayed
+        message's CPU).
+        """
         client = self._client
         with handle_message_parameters(
             content=content,
@@ -210,8 +218,15 @@ class Messenger:
             ),
             previous_allowed_mentions=client.allowed_mentions,
         ) as params:
-            data = await client.http.send_message(channel_id, params=params)
-        return discord.Object(id=int(data["id"]))
+            if params.files:
+                data = await client.http.send_message(channel_id, params=params)
+            else:
+                route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
+                body = aiohttp.BytesPayload(
+                    orjson.dumps(params.payload), content_type="application/json"
+                )
+                data = await client.http.request(route, data=body)
+        return Delivery(message_id=int(data["id"]))
 
     async def edit(
         self,

@@ -338,8 +338,7 @@ class Relay:
 
     def _take_tally(self, process: str, tally: DropTally) -> None:
         if tally.size:
-            size = tally.take()
-            self._stream.add(process, b"", size, 0, size)
+            self._stream.omit(process, tally.take())
 
     def _take_state(self, event: StateChanged) -> None:
         mode = self._mode(event.process)

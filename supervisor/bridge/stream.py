@@ -276,6 +276,17 @@ class OutputStream:
         if at < len(data) or omitted:
             self._omit(waiting, shape, (data, at), omitted, omitted_lines, uncounted)
 
+    def omit(self, process: str, size: int) -> None:
+        """Note ``size`` more bytes of ``process`` omitted, their lines not counted (a
+        flood's reads sized only): as :meth:`add` with no line and all ``uncounted``, in a
+        few steps once the process waits in a full stream."""
+        waiting = self._waiting.get(process)
+        if waiting is None or not self._is_full:
+            self.add(process, b"", size, 0, size)
+            return
+        self._counted = max(self._counted, self.exact_bytes)
+        waiting.omit(size, 0, size)
+
     def _take_sure(self, waiting: _Waiting, data: bytes, share: int) -> tuple[int, int]:
         """Take the leading lines of ``data`` that fit the share whatever they hold (a line
         costs at most its bytes); where the rest of ``data`` begins, and the lines taken.

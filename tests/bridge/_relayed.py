@@ -34,7 +34,7 @@ from tests.bridge._bridge import discord_table, token_file
 from tests.discord_fake import GUILD_READY_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
     from supervisor.events import Event, EventSink
     from tests.discord_fake import BotAction, FakeDiscord
@@ -158,6 +158,7 @@ async def relayed_node(
     sinks: Sequence[EventSink] = (),
     access: Mapping[str, list[int]] | None = None,
     store: Callable[[Ledger], SqliteTaskStore] = SqliteTaskStore,
+    sleep: Callable[[float], Awaitable[None]] = _no_wait,
     **relay_options: Any,
 ) -> AsyncIterator[Relayed]:
     """Run ``programs`` with the bridge connected to ``fake`` and the relay running.
@@ -171,6 +172,7 @@ async def relayed_node(
         sinks: more sinks for the fleet's events.
         access: ``[discord.access]`` lists by level name.
         store: makes the node's task store from its ledger.
+        sleep: serves the bridge's waits (default: none at all).
         relay_options: for :class:`Relay` (``min_recover_seconds``, ``interval``...).
     """
     table = discord_table(
@@ -221,7 +223,7 @@ async def relayed_node(
             node=config.supervisor.name,
             ledger=ledger,
             health=health,
-            sleep=_no_wait,
+            sleep=sleep,
             http_trace=outbound.sender.trace_config(),
             client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT},
             outbox=outbound.outbox,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import discord
+import pytest
 
 from supervisor.bridge.messenger import Delivery, Messenger, Requests
 from tests._wait import wait_until
@@ -112,24 +113,29 @@ async def test_answered_waits_for_the_writes_still_in_flight(fake_discord: FakeD
     await wait_until(lambda: fake_discord.gateway.live_connections == 0, seconds=5)
 
 
+@pytest.mark.parametrize("attached", [True, False], ids=["multipart", "json"])
 async def test_a_post_answers_the_id_and_keeps_the_nonce_files_embeds_and_no_pings(
-    fake_discord: FakeDiscord,
+    fake_discord: FakeDiscord, attached: bool
 ) -> None:
     """A post without a view (built from discord.py's request, no ``Message`` made of the
     answer) keeps everything ``send`` gave: the nonce with ``enforce_nonce`` (a second post
-    returns the first message), the reply, embeds and files, and pings nobody."""
+    returns the first message), the reply, embeds and files, and pings nobody. Without
+    files the body is the JSON's bytes: the text arrives as it was, zero-width characters
+    (a row's marker) and all."""
     ops = fake_discord.channel("ops").id
     user = fake_discord.add_user("asker")
     asked = fake_discord.post_message(user, "ops", "hello")
+    text = f"@everyone <@{user.id}> done \u00e9\u2063\u200b\u200c"
     async with run_client(_Client(), fake_discord.token) as client:
         messenger = Messenger(client)
 
         async def post() -> Delivery:
+            files = [discord.File(io.BytesIO(b"out"), filename="out.txt")] if attached else []
             return await messenger.post(
                 ops,
-                content=f"@everyone <@{user.id}> done",
+                content=text,
                 embeds=[discord.Embed(description="the result")],
-                files=[discord.File(io.BytesIO(b"out"), filename="out.txt")],
+                files=files,
                 nonce="row-1",
                 reply_to=int(asked["id"]),
             )
@@ -137,9 +143,26 @@ async def test_a_post_answers_the_id_and_keeps_the_nonce_files_embeds_and_no_pin
         first, again = await post(), await post()
     (message,) = fake_discord.bot_messages("ops")
     assert first == again == Delivery(message_id=int(message["id"]))
+    assert message["content"] == text
     assert message["nonce"] == "row-1"
     assert message["message_reference"]["message_id"] == asked["id"]
     assert message["embeds"][0]["description"] == "the result"
-    assert [a["filename"] for a in message["attachments"]] == ["out.txt"]
+    assert [a["filename"] for a in message["attachments"]] == (["out.txt"] if attached else [])
     assert not message["mention_everyone"]
     assert message["mentions"] == []
+
+
+async def test_a_post_retried_by_discord_py_after_a_5xx_sends_its_json_body_again(
+    fake_discord: FakeDiscord,
+) -> None:
+    """discord.py retries a 502 itself with the same request: the JSON's bytes go again,
+    whole, and one message is made."""
+    failed = fake_discord.fail_route("POST", "/channels/{channel_id}/messages", status=502)
+    text = "after a 502 \u2063\u200b"
+    async with run_client(_Client(), fake_discord.token) as client:
+        delivery = await Messenger(client).post(
+            fake_discord.channel("ops").id, content=text, nonce="row-2"
+        )
+    (message,) = fake_discord.bot_messages("ops")
+    assert (failed.hits, delivery) == (1, Delivery(message_id=int(message["id"])))
+    assert (message["content"], message["nonce"]) == (text, "row-2")

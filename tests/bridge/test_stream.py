@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -347,4 +348,48 @@ def test_stream_shows_the_same_whether_lines_wait_as_bytes_or_decoded(
                     omitted // 50 if counted else 0,
                     0 if counted else omitted,
                 )
+        assert _outcome(fast) == _outcome(slow)
+
+
+@dataclass(frozen=True)
+class _Sized:
+    """A tally taken: bytes of a process omitted by size only."""
+
+    process: int
+    size: int
+
+
+_SIZED = st.builds(_Sized, st.integers(0, 11), st.sampled_from([1, 50, 4096, 300_000]))
+
+
+@settings(max_examples=200, deadline=None)
+@example(
+    steps=[(0, [b"a" * 40] * 60, 0, False), _Sized(0, 50), _Sized(1, 50), "take", _Sized(0, 50)],
+    exact=1000,
+)
+@given(
+    steps=st.lists(st.one_of(_STEP, _SIZED), max_size=40),
+    exact=st.sampled_from([256 * 1024, 1000, 0]),
+)
+def test_stream_takes_a_sized_drop_alike_through_omit_or_add(
+    steps: list[tuple[int, list[bytes], int, bool] | _Sized | str], exact: int
+) -> None:
+    """``omit`` (a flood's reads sized only, in a few steps) leaves the stream as ``add``
+    with no line and every byte uncounted does, whatever came before."""
+    fast, slow = (OutputStream(max_chars=500, buffer_chars=2000, exact_bytes=exact) for _ in "ab")
+    for step in [*steps, "take", "take", "take", "take"]:
+        if step == "take":
+            assert fast.take() == slow.take()
+        elif step == "note":
+            for stream in (fast, slow):
+                stream.add_note("`w:0` RUNNING → EXITED")
+        elif isinstance(step, _Sized):
+            fast.omit(f"w:{step.process}", step.size)
+            slow.add(f"w:{step.process}", b"", step.size, 0, step.size)
+        else:
+            assert not isinstance(step, str)
+            process, lines, omitted, counted = step
+            data = b"".join(line + b"\n" for line in lines)
+            for stream in (fast, slow):
+                stream.add(f"w:{process}", data, omitted, 0, 0 if counted else omitted)
         assert _outcome(fast) == _outcome(slow)

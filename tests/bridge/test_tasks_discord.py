@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tests.bridge._relayed import Relayed
     from tests.discord_fake import FakeDiscord
     from tests.discord_fake.interaction import InteractionReply
+    from tests.discord_fake.ratelimit import Fault
 
 __all__ = ["fake_discord"]
 
@@ -260,6 +261,57 @@ async def test_a_failed_catch_up_is_read_again_within_the_session(
     assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
     told = [r for r in caplog.records if r.name == "supervisor.bridge.tasks"]
     assert [r.levelno for r in told if r.levelno >= logging.WARNING] == [logging.WARNING]
+
+
+async def test_a_new_session_ends_the_retries_of_the_last_ones_catch_up(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """A catch-up waiting to read again stops when a new session begins: that session
+    reads for itself, once, and the old one's wait is cut short."""
+    fake_discord.add_channel("tasks")
+    team = members(fake_discord)
+    waits: list[anyio.Event] = []  # the catch-up's, each set when it ends
+    faults: list[Fault] = []
+
+    async def sleep(seconds: float) -> None:
+        """A wait after a failed reading lasts until cancelled; the others are not served."""
+        if sum(f.hits for f in faults) <= len(waits):
+            return
+        ended = anyio.Event()
+        waits.append(ended)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            ended.set()
+
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team), sleep=sleep
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+        faults.append(fake_discord.fail_route(*HISTORY, status=503, times=1))
+        fake_discord.refuse_resume = True
+        gap = []
+        for i in range(2):  # two new sessions: the first one's reading fails
+            async with fake_discord.gateway_outage():
+                gap.append(
+                    fake_discord.post_message(
+                        team.operator, "tasks", f"echo: in gap {i}", mention_bot=True
+                    )
+                )
+            if not i:
+                await wait_until(lambda: len(waits) == 1, seconds=20)
+        with anyio.fail_after(20):
+            await waits[0].wait()
+        await fake_discord.wait_until(
+            lambda: all(_answers(fake_discord, m["id"]) for m in gap), timeout_seconds=30
+        )
+        assert fake_discord.identify_count == 3
+    assert [len(_answers(fake_discord, m["id"])) for m in gap] == [1, 1]
+    assert len(waits) == 1
+    assert faults[0].hits == 1
+    assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads + 1
 
 
 async def test_a_flood_of_tasks_is_all_answered_once_within_rate_limits(
