@@ -269,9 +269,10 @@ async def test_a_sender_whose_client_goes_marks_what_discord_confirmed(
 async def test_a_confirmed_message_is_marked_in_the_claim_of_the_safety_poll(
     tmp_path: Path, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A message Discord confirmed with nothing written after it (a burst's last) is marked
-    sent in the claim the safety poll makes anyway, not in a worker-thread trip of its
-    own: the sender goes to the ledger no more often than with nothing to send."""
+    """A message a writer wrote and claimed in its trip (as the relay does), confirmed with
+    nothing written after it (a burst's last), is marked sent in the claim the safety
+    poll makes anyway, not in a worker-thread trip of its own: the sender goes to the
+    ledger no more often than with nothing to send."""
     trips: list[str] = []  # the sender's worker-thread trips, once each is over
     run_sync = anyio.to_thread.run_sync
 
@@ -286,7 +287,23 @@ async def test_a_confirmed_message_is_marked_in_the_claim_of_the_safety_poll(
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         async with _sending(ledger, fake_discord, poll_seconds=0.5) as (outbox, sender):
-            row_id = await run_sync(lambda: outbox.post(ops, "notice", "alone", now=time.time()))
+            claims: list[Callable[[], Claim]] = []
+
+            def begun() -> bool:  # no claim of the sender's own under way
+                claim = sender.begin_claim()
+                if claim is not None:
+                    claims.append(claim)
+                return claim is not None
+
+            def write() -> tuple[int, Claim]:  # one trip: the row, then the claim
+                return outbox.post(ops, "notice", "alone", now=time.time()), claims[0]()
+
+            await wait_until(begun)
+            claimed = None
+            try:
+                row_id, claimed = await run_sync(write)
+            finally:
+                sender.end_claim(claimed)
             await wait_until(lambda: _sent(ledger, row_id) is not None)
             assert sender.sent == 1
             assert set(trips) == {"OutboxSender._claim.<locals>.claim"}, trips
