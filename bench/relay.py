@@ -27,7 +27,8 @@ run ``--repeat`` times each, alternating which goes first, and the ratio is give
 as a median with its min and max: on a shared machine one pair's noise is larger than the
 effect. Each run also gives its median burst's read calls (``/proc/PID/io``): the further
 the workers get ahead of dsup, the fewer and bigger its reads, and a burst's CPU follows
-their count, in either mode. The difference between the modes, divided by the messages a
+their count, in either mode: the ratio is also given at equal reads (every burst's net CPU
+fitted on its reads, one slope for both modes). The difference between the modes, divided by the messages a
 burst made, is the CPU of one message. After the bursts the gate opens once more and the
 workers write ``--rate`` lines a second each for ``--window`` seconds, where the 429s,
 messages a second and latencies are measured. Latency: from each state change (its time in
@@ -569,6 +570,32 @@ def _pairs(count: int) -> list[tuple[str, str]]:
     return [("all", "none") if i % 2 == 0 else ("none", "all") for i in range(count)]
 
 
+def _at_equal_reads(runs: list[tuple[Figures, Figures]]) -> str:
+    """The modes' mean bursts compared at the same read count: each burst's net CPU fitted
+    on its reads with one slope for both modes (least squares within each mode), so that
+    bursts with more or fewer reads by chance weigh less on the difference."""
+    modes = [[b for pair in runs for b in pair[i].bursts] for i in (0, 1)]
+    means = [
+        (statistics.fmean(b.reads for b in bs), statistics.fmean(b.net for b in bs)) for bs in modes
+    ]
+    spread = sum((b.reads - r) ** 2 for bs, (r, _) in zip(modes, means, strict=True) for b in bs)
+    if not spread:
+        return "no spread of reads"
+    slope = (
+        sum(
+            (b.reads - r) * (b.net - c) for bs, (r, c) in zip(modes, means, strict=True) for b in bs
+        )
+        / spread
+    )
+    (reads_all, all_), (reads_none, none) = means
+    extra = all_ - none - slope * (reads_all - reads_none)
+    base = none + slope * ((reads_all + reads_none) / 2 - reads_none)  # "none" between them
+    return (
+        f"{extra / base * 100:+.1f} % ({extra * 1e6:+.0f} us a burst; mean reads "
+        f"{reads_all:.0f} and {reads_none:.0f}, {slope * 1e6:.1f} us of CPU a read)"
+    )
+
+
 def _ratio_spread(ratios: list[float]) -> str:
     """The median of per-pair ratios as a change in percent, with the min and max."""
     changes = sorted((r - 1) * 100 for r in ratios)
@@ -649,6 +676,7 @@ async def main(load: Workload, repeat: int) -> None:
     )
     ratios = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
     print(f"  all the bursts of each run: {_ratio_spread(ratios)}")
+    print(f"  at equal reads: {_at_equal_reads(runs)}")
     per_message = sorted(
         (a.typical_net - n.typical_net) / (a.messages / len(a.bursts)) * 1e6
         for a, n in runs
