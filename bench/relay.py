@@ -17,8 +17,8 @@ CPU is dsup's own from ``/proc/PID/task/*/schedstat``, per MB of a burst: the ga
 from the gate, long enough for the burst's lines to be in the log files *and* for every
 message the burst makes to be acknowledged by the fake (Discord's pace: about one a
 second), the same length in both modes. From it is taken the CPU of an idle window of the
-same length measured just before the gate, in the same run: what is left is the burst's
-own cost, messages included. A window that ends before its burst's lines are logged or its
+same length measured just before the gate, in the same run: what is left is the burst's own
+cost, messages included. A window that ends before its burst's lines are logged or its
 messages are sent is counted as late, and so is a message created in the idle window after
 it: the figures of a run with late bursts are not honest, and say so. Each run's figure is
 its median burst's (dsup's periodic work, the reaper's sweep or the ledger's checkpoint,
@@ -28,17 +28,17 @@ as a median with its min and max: on a shared machine one pair's noise is larger
 effect. Each run also gives its median burst's read calls (``/proc/PID/io``): the further
 the workers get ahead of dsup, the fewer and bigger its reads, and a burst's CPU follows
 their count, in either mode: the ratio is also given at equal reads (every burst's net CPU
-fitted on its reads, one slope for both modes). The difference between the modes, divided by the messages a
-burst made, is the CPU of one message. After the bursts the gate opens once more and the
-workers write ``--rate`` lines a second each for ``--window`` seconds, where the 429s,
-messages a second and latencies are measured. Latency: from each state change (its time in
-dsup's ``--quiet --json-logs`` console, which shows state changes only, in both modes;
-``--console`` drops ``--quiet``) to the creation, in the fake, of the message showing it,
-for every state change in the window (``--window`` seconds from its opening, less the last
-3): starts, exits, FATAL, stops, the burst's, split where the time went: until the relay
-wrote the row to the outbox, until the sender took it (pacing, order, its poll), until the
-fake created the message. And from each crash of the burst to its incident's message.
-Prints figures; asserts nothing about speed.
+fitted on its reads, one slope for both modes). The difference between the modes, divided
+by the messages a burst made, is the CPU of one message. After the bursts the gate opens
+once more and the workers write ``--rate`` lines a second each for ``--window`` seconds,
+where the 429s, messages a second and latencies are measured. Latency: from each state
+change (its time in dsup's ``--quiet --json-logs`` console, which shows state changes only,
+in both modes; ``--console`` drops ``--quiet``) to the creation, in the fake, of the
+message showing it, for every state change in the window (``--window`` seconds from its
+opening, less the last 3): starts, exits, FATAL, stops, the burst's, split where the time
+went: until the relay wrote the row to the outbox, until the sender took it (pacing, order,
+its poll), until the fake created the message. And from each crash of the burst to its
+incident's message. Prints figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
         [--rate 2000] [--crashers 5] [--crash-every 2] [--burst 8] [--window 30]
