@@ -6,8 +6,10 @@ a slow or paused terminal costs "[N lines dropped]", never a stalled pipe.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import math
+import threading
 import time
 from collections import deque
 from functools import partial
@@ -20,6 +22,7 @@ from supervisor.console.view import (
     Dropped,
     Item,
     Lines,
+    LogCapture,
     PlainView,
     isatty,
 )
@@ -110,7 +113,6 @@ class Console:
         self._share = int(self._max_bytes * SHARE)
         self._fair = int(self._max_bytes * FAIR)
         self._hard_max = self._max_bytes + self._max_bytes // 4
-        self._log_poll_seconds = REFRESH_SECONDS if json_logs else math.inf
         self._pending: deque[Item] = deque()
         self._pending_bytes = 0
         self._pending_states = 0
@@ -118,6 +120,8 @@ class Console:
         self._missed: dict[str, int] = {}
         self._missed_states = 0
         self._wake: anyio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # run's, for log records' wakes
+        self._loop_thread: int | None = None
 
     # -- producers (event loop, never block) ----------------------------------
 
@@ -175,6 +179,19 @@ class Console:
         if self._out and self._wake is not None:
             self._wake.set()
 
+    def _logged(self) -> None:
+        """A log record was captured (JSON), in any thread: wake the writer for it."""
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            self._wake_writer()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: dsup ends
+                loop.call_soon_threadsafe(self._wake_writer)
+
+    def _wake_writer(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
     def _take(self, chunk: OutputChunk) -> None:
         """Take the whole lines that fit the process's share; count the rest for a drop note.
 
@@ -229,8 +246,11 @@ class Console:
         A write stuck on a paused terminal is abandoned, never waited for.
         """
         wake = self._wake = anyio.Event()
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         task_status.started()
-        with self._view.capturing_logs():
+        with self._view.capturing_logs() as capture:
+            if isinstance(capture, LogCapture):  # JSON: records join the stream as they come
+                capture.on_record = self._logged
             if isinstance(self._view, PlainView) and self._view.writes_on_loop:
                 try:
                     await self._serve_on_loop(self._view, wake)
@@ -243,8 +263,7 @@ class Console:
         """Write what a full pipe left once it is writable, and log records (JSON) in time."""
         try:
             while True:
-                with anyio.move_on_after(self._log_poll_seconds):
-                    await wake.wait()
+                await wake.wait()
                 wake = self._wake = anyio.Event()
                 await self._write_out(view)
         finally:
@@ -269,9 +288,7 @@ class Console:
                 if self._is_live:
                     await self._next_redraw(shown_at=anyio.current_time())
                 else:
-                    # Log records (JSON) are captured in any thread: looked for every refresh.
-                    with anyio.move_on_after(self._log_poll_seconds):
-                        await wake.wait()
+                    await wake.wait()
                     wake = self._wake = anyio.Event()
         finally:
             # A batch the cancelled thread never took is written now, with the rest.

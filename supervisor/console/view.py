@@ -489,6 +489,8 @@ class LogCapture(logging.Filter):
         super().__init__()
         self._records: deque[tuple[float, Logged]] = deque(maxlen=RECENT_LINES)
         self._lock = threading.Lock()
+        self.on_record: Callable[[], None] | None = None
+        """Called after each record is kept, in the thread that logged it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -496,6 +498,8 @@ class LogCapture(logging.Filter):
             message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
         with self._lock:
             self._records.append((record.created, Logged(record.levelname, record.name, message)))
+        if self.on_record is not None:
+            self.on_record()
         return False
 
     def claim(self) -> list[tuple[float, Logged]]:

@@ -649,6 +649,36 @@ async def test_console_json_logs_carry_dsup_log_records_and_keep_stderr_quiet(
     assert "stopping" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("to_file", [False, True], ids=["written-in-a-thread", "on-the-loop"])
+async def test_console_json_logs_write_a_record_of_another_thread_as_it_comes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, to_file: bool
+) -> None:
+    """A record logged in another thread wakes the writer: it is not looked for at every
+    refresh (an idle node's console would wake four times a second for nothing)."""
+    monkeypatch.setattr(console_module, "REFRESH_SECONDS", 3600.0)
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    path = tmp_path / "out.jsonl"
+    try:
+        with path.open("w") if to_file else io.StringIO() as out:
+            console = Console(stream=out, json_logs=True)
+            async with anyio.create_task_group() as tg:
+                await tg.start(console.run)
+                thread = threading.Thread(
+                    target=lambda: logging.getLogger("supervisor.reaper").error("from a thread")
+                )
+                thread.start()
+                thread.join(10)
+
+                def written() -> str:
+                    return path.read_text() if to_file else out.getvalue()  # type: ignore[union-attr]
+
+                await wait_until(lambda: '"from a thread"' in written())
+                tg.cancel_scope.cancel()
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
 async def test_console_plain_leaves_log_records_on_stderr(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
