@@ -65,7 +65,7 @@ async def main() -> None:
             finished.set()
 
         options: dict[str, Any] = {"health": health, "on_finished": on_finished}
-        if "writes_soon" in inspect.signature(OutboxSender).parameters:  # older trees: none
+        if "writes_soon" in inspect.signature(OutboxSender).parameters:  # some older trees only
             options["writes_soon"] = lambda _: ride == "1"
         sender = OutboxSender(outbox, **options)
         relay = Relay(

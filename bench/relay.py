@@ -17,25 +17,28 @@ CPU is dsup's own from ``/proc/PID/task/*/schedstat``, per MB of a burst: the ga
 from the gate, long enough for the burst's lines to be in the log files *and* for every
 message the burst makes to be acknowledged by the fake (Discord's pace: about one a
 second), the same length in both modes. From it is taken the CPU of an idle window of the
-same length measured just before the gate, in the same run: what is left is the burst's
-own cost, messages included. A window that ends before its burst's lines are logged or its
+same length measured just before the gate, in the same run: what is left is the burst's own
+cost, messages included. A window that ends before its burst's lines are logged or its
 messages are sent is counted as late, and so is a message created in the idle window after
 it: the figures of a run with late bursts are not honest, and say so. Each run's figure is
 its median burst's (dsup's periodic work, the reaper's sweep or the ledger's checkpoint,
 lands in some windows, idle or not); the sum of its bursts is printed too. The two modes
 run ``--repeat`` times each, alternating which goes first, and the ratio is given per pair
 as a median with its min and max: on a shared machine one pair's noise is larger than the
-effect. The difference between the modes, divided by the messages a burst made, is the CPU
-of one message. After the bursts the gate opens once more and the workers write ``--rate``
-lines a second each for ``--window`` seconds, where the 429s, messages a second and
-latencies are measured. Latency: from each state change (its time in dsup's ``--quiet
---json-logs`` console, which shows state changes only, in both modes; ``--console`` drops
-``--quiet``) to the creation, in the fake, of the message showing it, for every state
-change in the window (``--window`` seconds from its opening, less the last 3): starts,
-exits, FATAL, stops, the burst's, split where the time went: until the relay wrote the row
-to the outbox, until the sender took it (pacing, order, its poll), until the fake created
-the message. And from each crash of the burst to its incident's message. Prints figures;
-asserts nothing about speed.
+effect. Each run also gives its median burst's read calls (``/proc/PID/io``): the further
+the workers get ahead of dsup, the fewer and bigger its reads, and a burst's CPU follows
+their count, in either mode: the ratio is also given at equal reads (every burst's net CPU
+fitted on its reads, one slope for both modes). The difference between the modes, divided
+by the messages a burst made, is the CPU of one message. After the bursts the gate opens
+once more and the workers write ``--rate`` lines a second each for ``--window`` seconds,
+where the 429s, messages a second and latencies are measured. Latency: from each state
+change (its time in dsup's ``--quiet --json-logs`` console, which shows state changes only,
+in both modes; ``--console`` drops ``--quiet``) to the creation, in the fake, of the
+message showing it, for every state change in the window (``--window`` seconds from its
+opening, less the last 3): starts, exits, FATAL, stops, the burst's, split where the time
+went: until the relay wrote the row to the outbox, until the sender took it (pacing, order,
+its poll), until the fake created the message. And from each crash of the burst to its
+incident's message. Prints figures; asserts nothing about speed.
 
     PYTHONPATH=. .venv/bin/python bench/relay.py [--workers 10] [--lines 100000]
         [--rate 2000] [--crashers 5] [--crash-every 2] [--burst 8] [--window 30]
@@ -135,6 +138,7 @@ class Burst:
     idle: float
     messages: int
     is_late: bool
+    reads: int
 
     @property
     def net(self) -> float:
@@ -196,6 +200,15 @@ def _cpu_seconds(pid: int) -> float:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
+
+
+def _reads(pid: int) -> int:
+    """Read calls dsup made so far (pipes, files, sockets): a burst's count follows how
+    far the workers got ahead of dsup, and its CPU follows the count."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscr:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _peak_rss(pid: int) -> int:
@@ -448,13 +461,14 @@ async def _burst(
     it: the burst must be logged (``logged`` bytes in the log files) and, relaying, its
     messages sent by then."""
     seconds, idle = window
-    created, cpu, t = _creates(fake), _cpu_seconds(pid), time.monotonic()
+    created, cpu, t, reads = _creates(fake), _cpu_seconds(pid), time.monotonic(), _reads(pid)
     _open(state.parent / "gate")
     await anyio.sleep(seconds)
     spent, elapsed = _cpu_seconds(pid) - cpu, time.monotonic() - t
     made = _creates(fake) - created
     is_late = _logged_bytes(state) < logged or (mode != "none" and _pending(state, fake) > 0)
-    return Burst(cpu=spent, idle=idle * elapsed, messages=made, is_late=is_late)
+    reads = _reads(pid) - reads
+    return Burst(cpu=spent, idle=idle * elapsed, messages=made, is_late=is_late, reads=reads)
 
 
 async def _measure(
@@ -556,6 +570,32 @@ def _pairs(count: int) -> list[tuple[str, str]]:
     return [("all", "none") if i % 2 == 0 else ("none", "all") for i in range(count)]
 
 
+def _at_equal_reads(runs: list[tuple[Figures, Figures]]) -> str:
+    """The modes' mean bursts compared at the same read count: each burst's net CPU fitted
+    on its reads with one slope for both modes (least squares within each mode), so that
+    bursts with more or fewer reads by chance weigh less on the difference."""
+    modes = [[b for pair in runs for b in pair[i].bursts] for i in (0, 1)]
+    means = [
+        (statistics.fmean(b.reads for b in bs), statistics.fmean(b.net for b in bs)) for bs in modes
+    ]
+    spread = sum((b.reads - r) ** 2 for bs, (r, _) in zip(modes, means, strict=True) for b in bs)
+    if not spread:
+        return "no spread of reads"
+    slope = (
+        sum(
+            (b.reads - r) * (b.net - c) for bs, (r, c) in zip(modes, means, strict=True) for b in bs
+        )
+        / spread
+    )
+    (reads_all, all_), (reads_none, none) = means
+    extra = all_ - none - slope * (reads_all - reads_none)
+    base = none + slope * ((reads_all + reads_none) / 2 - reads_none)  # "none" between them
+    return (
+        f"{extra / base * 100:+.1f} % ({extra * 1e6:+.0f} us a burst; mean reads "
+        f"{reads_all:.0f} and {reads_none:.0f}, {slope * 1e6:.1f} us of CPU a read)"
+    )
+
+
 def _ratio_spread(ratios: list[float]) -> str:
     """The median of per-pair ratios as a change in percent, with the min and max."""
     changes = sorted((r - 1) * 100 for r in ratios)
@@ -590,6 +630,7 @@ async def main(load: Workload, repeat: int) -> None:
                 f"= {fig.net_cpu_per_mb * 1000:.3f} ms/MB (median burst "
                 f"{fig.typical_cpu_per_mb * 1000:.3f}); idle "
                 f"{statistics.median(b.idle for b in fig.bursts) * 1000:.1f} ms a window; "
+                f"{statistics.median(b.reads for b in fig.bursts):.0f} reads a burst; "
                 f"{fig.messages} messages; late: {fig.late}; window: "
                 f"{fig.window_bytes / 1e6:.0f} MB logged, dsup CPU {fig.window_cpu:.2f} s "
                 f"({fig.window_cpu / fig.window_seconds * 100:.1f} % of a core); "
@@ -635,6 +676,7 @@ async def main(load: Workload, repeat: int) -> None:
     )
     ratios = [a.net_cpu_per_mb / n.net_cpu_per_mb for a, n in runs]
     print(f"  all the bursts of each run: {_ratio_spread(ratios)}")
+    print(f"  at equal reads: {_at_equal_reads(runs)}")
     per_message = sorted(
         (a.typical_net - n.typical_net) / (a.messages / len(a.bursts)) * 1e6
         for a, n in runs

@@ -7,10 +7,12 @@ relay, outbox, sender and ``BridgeClient`` (no commands, no board): it relays
 trip to the ledger, posted, confirmed, marked sent, the gateway's echo received) and
 prints its process's CPU per message, and its main thread's. Twice per round: as a
 message within a burst (the relay about to write again: marked sent in its next trip)
-and as a burst's last (marked in a trip of its own). Trees alternate within each round;
-prints the median, min and max per tree and mode over ``--rounds``, and each round's
-ratio to the first tree's (on a shared machine the rounds' spread is large, the ratio
-within a round much less). ``bench/relay.py`` measures the same in whole bursts.
+and as a burst's last (marked in a trip of its own in trees whose sender asks
+``writes_soon``; later trees mark it in the next claim, the safety poll's in a real
+burst, here the next message's: both modes then measure the same). Trees alternate
+within each round; prints the median, min and max per tree and mode over ``--rounds``,
+and each round's ratio to the first tree's (on a shared machine the rounds' spread is
+large, the ratio within a round much less). ``bench/relay.py`` measures the same in whole bursts.
 
     PYTHONPATH=. .venv/bin/python bench/relay_message.py [--messages 400] [--rounds 5]
         [--tree PATH ...] [--callgrind DIR]

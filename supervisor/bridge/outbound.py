@@ -65,7 +65,6 @@ class Outbound:
             self.outbox,
             health=health,
             on_finished=lambda channel, left: self.relay.finished(channel, left),
-            writes_soon=lambda channel: self.relay.writes_soon(channel),
         )
         self.relay = Relay(
             programs,

@@ -394,11 +394,6 @@ class Relay:
             self._look_at = self._clock() + wait
             timer.deadline = anyio.current_time() + wait
 
-    def writes_soon(self, channel: int) -> bool:
-        """Whether the writer is about to write to ``channel`` (output waits for the log
-        channel's turn), claiming in its trip: the sender marks a message sent there then."""
-        return channel == self.channels.log and self._stream.waiting_chars > 0
-
     def _count_log(self, pending: int) -> None:
         """The log channel has ``pending`` rows waiting to be sent."""
         if pending and not self._log_pending:

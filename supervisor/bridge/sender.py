@@ -42,13 +42,10 @@ minutes", undocumented); later, look for the row's marker in the channel first."
 POLL_SECONDS = 2.0
 """The longest time between two looks at the outbox while connected: a safety net. It
 also looks when a row is written, after each send, and when a held, paced or failed
-row may go."""
+row may go. A look claims when a row may be found, or when this long passed since the
+last claim (anyone's): the claim marks the messages Discord confirmed meanwhile."""
 WAIT_READY_SECONDS = 0.1
 """How often to look whether the client is ready (no trip to the ledger meanwhile)."""
-MARK_SECONDS = 1.5
-"""A message Discord confirmed in a channel a writer is about to write to (the relay's log
-channel while output waits) is marked sent in the next trip to the ledger (that writer's
-claim, the sender's look), or after this at the latest (a look of its own)."""
 DRAIN_POLL_SECONDS = 0.05
 MARK_STOP_SECONDS = 2.0
 """As the sender stops, how long marking the confirmed messages may take."""
@@ -79,9 +76,6 @@ class OutboxSender:
             and the board show the bridge's problems).
         on_finished: called after each send (sent or not) with its channel and the
             rows still pending there (None when not counted).
-        writes_soon: whether a writer is about to write to a channel (and claim in its
-            trip): then a message confirmed there is marked sent in that trip, not
-            in one of its own.
     """
 
     def __init__(
@@ -96,7 +90,6 @@ class OutboxSender:
         poll_seconds: float = POLL_SECONDS,
         health: HealthRecord | None = None,
         on_finished: Callable[[int, int | None], None] | None = None,
-        writes_soon: Callable[[int], bool] | None = None,
     ) -> None:
         self._outbox = outbox
         self.pacer = pacer or Pacer()
@@ -107,13 +100,11 @@ class OutboxSender:
         self._poll = poll_seconds
         self._health = health
         self._on_finished = on_finished
-        self._writes_soon = writes_soon
         self._wakeup = anyio.Event()
         # When the sleeping loop looks next unless woken (clock); -inf while it works
         # (it then works out its next look with all that came meanwhile).
         self._look_at = -float("inf")
         self._group: TaskGroup | None = None  # the sends' group, while running
-        self._sleep: anyio.CancelScope | None = None  # the loop's timer while it sleeps
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._current: Callable[[], discord.Client | None] = lambda: None
@@ -128,8 +119,8 @@ class OutboxSender:
         # Who makes the claim under way (no other may begin): the sender's own look,
         # or a writer's trip (begin_claim), whose end looks for the writes meanwhile.
         self._claiming: Literal["look", "writer"] | None = None
-        # Rows Discord confirmed, marked sent by the next claim (its own trip spared),
-        # and those the claim under way marks (given back if its result is lost).
+        # Rows Discord confirmed, marked sent by the next claim (a trip of their own
+        # spared), and those the claim under way marks (given back if its result is lost).
         self._confirmed: list[_Confirmed] = []
         self._marking: list[_Confirmed] = []
         # Per row taken, the outbox's writes and its channel's pending rows at its claim.
@@ -302,11 +293,12 @@ class OutboxSender:
                     client = self._ready()
                     if client is not None:
                         await self._start_due(tg, client)
+                    elif self._confirmed:
+                        await self._mark_alone()  # no claim comes while not ready
                     wait = WAIT_READY_SECONDS if client is None else self._next_look()
                     self._look_at = self._clock() + wait
-                    with anyio.move_on_after(wait) as self._sleep:
+                    with anyio.move_on_after(wait):
                         await self._wakeup.wait()
-                    self._sleep = None
                     self._wakeup = anyio.Event()
                     self._look_at = -float("inf")
         finally:
@@ -315,9 +307,18 @@ class OutboxSender:
             self._current = lambda: None
             # What Discord confirmed is marked now: else it would be sent again after a
             # restart (once, found by its nonce or marker, but a request for nothing).
-            marks, self._confirmed = self._confirmed, []
-            with anyio.move_on_after(MARK_STOP_SECONDS, shield=True):
-                await anyio.to_thread.run_sync(self._mark, marks)
+            if self._confirmed:
+                with anyio.move_on_after(MARK_STOP_SECONDS, shield=True):
+                    await self._mark_alone()
+
+    async def _mark_alone(self) -> None:
+        """Mark the confirmed messages in a trip of their own (no claim)."""
+        marks, self._confirmed = self._confirmed, []
+        try:
+            await anyio.to_thread.run_sync(self._mark, marks)
+        except BaseException:
+            self._confirmed[:0] = marks  # marking twice changes nothing
+            raise
 
     def _ready(self) -> discord.Client | None:
         """The bridge's client, when it is ready (has been once, and is not closed)."""
@@ -334,8 +335,6 @@ class OutboxSender:
         ready.extend(self._paced.values())
         blocked = self._blocked()
         ready.extend(now + at - wall for ch, at in self._waiting.items() if ch not in blocked)
-        if self._confirmed:
-            ready.append(now + self._confirmed[0].at + MARK_SECONDS - wall)
         return min([self._poll, *(max(at - now, 0.0) for at in ready)])
 
     def _blocked(self) -> set[int]:
@@ -350,8 +349,6 @@ class OutboxSender:
         if self._clock() - self._claimed_at >= self._poll:
             return True
         wall = self._wall()
-        if self._confirmed and self._confirmed[0].at + MARK_SECONDS <= wall:
-            return True
         return any(at <= wall for ch, at in self._waiting.items() if ch not in skip)
 
     def _due_again(self, channel: int, at: float) -> None:
@@ -434,25 +431,22 @@ class OutboxSender:
     async def _sent(self, row: OutboxRow, message_id: int) -> int | None:
         """Mark the row sent; the rows still pending in its channel.
 
-        When a writer is about to write to its channel and nothing was written since
-        its claim (the rows left there are known: the claim counted them), the mark
-        goes with that writer's claim instead of a trip of its own: until then every
-        claim marks first, and a dsup killed meanwhile sends it again once, found by
-        its nonce or its marker.
+        A new message's mark, when nothing was written since its claim (the rows left
+        in its channel are known: the claim counted them), goes with the sender's next
+        claim instead of a trip of its own: a writer's (the relay's next message), or
+        the safety poll's, made anyway, within two :data:`POLL_SECONDS` (the loop's
+        looks keep their pace: a writer's claim stands in for one poll, and the mark
+        brings none forward). The count given to ``on_finished`` leaves it out; every
+        claim and drain marks first (their counts leave it out too), so does a sender
+        that stops or loses its client, and a dsup killed meanwhile sends it again
+        once, found by its nonce or its marker. An edit is marked at once: a later
+        edit of its message, written meanwhile, would join the pending row (edits
+        collapse) and be marked sent unsent.
         """
         writes, pending = self._counted.get(row.id, (-1, None))
-        soon = self._writes_soon
-        if (
-            pending is not None
-            and writes == self._outbox.writes
-            and soon is not None
-            and soon(row.channel)
-        ):
+        if not row.is_edit and pending is not None and writes == self._outbox.writes:
             self._confirmed.append(_Confirmed(row.id, message_id, self._wall()))
             left: int | None = pending - 1
-            sleep = self._sleep
-            if sleep is not None:  # the loop looks by then at the latest (no wake now)
-                sleep.deadline = min(sleep.deadline, anyio.current_time() + MARK_SECONDS)
         else:
             left = await anyio.to_thread.run_sync(
                 lambda: self._outbox.mark_sent(row.id, message_id, now=self._wall())

@@ -153,10 +153,11 @@ async def stop_process(proc: Process, signum: signal.Signals) -> int:
 
 @dataclass
 class Bridged:
-    """A node with its bridge."""
+    """A node with its bridge and the bridge's outbox sender."""
 
     node: Node
     bridge: DiscordBridge
+    sender: OutboxSender
 
 
 class _Forward:
@@ -244,6 +245,6 @@ async def _bridged(
                     while bridge.health.snapshot().state != "connected":
                         await bridge.health.wait_changed()
             try:
-                yield Bridged(node=node, bridge=bridge)
+                yield Bridged(node=node, bridge=bridge, sender=sender)
             finally:
                 tg.cancel_scope.cancel("test over")

@@ -18,7 +18,7 @@ from supervisor.bridge.replies import MESSAGE_LIMIT
 from supervisor.state.outbox import MAX_CONTENT_CHARS
 from supervisor.state.outbox_files import DIR_NAME, MAX_BYTES
 from tests._control import program
-from tests._wait import eventually, wait_until
+from tests._wait import wait_until
 from tests.bridge._bridge import bridged_node, discord_table, dsup_process, stop_process, token_file
 from tests.bridge._members import final_answer, members
 from tests.bridge._relayed import program as relay_program
@@ -65,12 +65,12 @@ def _node(tmp_path: Path, fake: FakeDiscord, team: Members) -> Any:
     )
 
 
-async def _replies(ledger: Ledger) -> list[tuple[str, int, int | None]]:
-    """(status, attempts, message id) of the outbox's replies."""
-    rows = await anyio.to_thread.run_sync(
-        lambda: ledger.read("SELECT status, attempts, message_id FROM outbox WHERE kind = 'reply'")
-    )
-    return [(r["status"], r["attempts"], r["message_id"]) for r in rows]
+def _replies(ledger: Path) -> list[tuple[str, int, int | None]]:
+    """(status, attempts, message id) of the outbox's replies, read once dsup stopped (a
+    sender that stops marks what Discord confirmed)."""
+    with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT status, attempts, message_id FROM outbox WHERE kind = 'reply'")
+        return [(str(status), int(n), message_id) for status, n, message_id in rows]
 
 
 async def test_mention_answer_given_during_a_5xx_outage_arrives_once_after_it(
@@ -98,11 +98,7 @@ async def test_mention_answer_given_during_a_5xx_outage_arrives_once_after_it(
         assert answer["mentions"] == []
         restarts = [r for r in node.ledger.audit_rows(50) if r.command == "restart"]
         assert len(restarts) == 1
-
-        async def sent() -> bool:
-            return [status for status, _, _ in await _replies(node.ledger)] == ["sent"]
-
-        await eventually(sent)
+    assert [status for status, _, _ in _replies(node.ledger.path)] == ["sent"]
     assert len(_answers(fake_discord, asked)) == 1
 
 
@@ -115,15 +111,13 @@ async def test_mention_answer_whose_response_is_lost_is_not_doubled(
     async with _node(tmp_path, fake_discord, team) as bridged:
         lost = fake_discord.lose_answers(*MESSAGES, times=1)
         asked = fake_discord.post_message(team.viewer, "general", "status web", mention_bot=True)
-
-        async def sent() -> bool:
-            return [s for s, _, _ in await _replies(bridged.node.ledger)] == ["sent"]
-
-        await eventually(sent, seconds=20)
-        rows = await _replies(bridged.node.ledger)
-        (answer,) = _answers(fake_discord, asked)
+        (answer,) = await fake_discord.wait_until(
+            lambda: _answers(fake_discord, asked), timeout_seconds=20
+        )
+        await wait_until(lambda: bridged.sender.sent == 1)
     assert lost.hits == 1
-    ((_, attempts, message_id),) = rows
+    ((status, attempts, message_id),) = _replies(bridged.node.ledger.path)
+    assert status == "sent"
     assert attempts == 2
     assert message_id == int(answer["id"])
     assert answer["content"].startswith("/status web: node")
@@ -200,7 +194,6 @@ async def test_tail_answer_with_a_file_survives_a_restart_mid_outage_once_with_i
         (answer,) = await fake_discord.wait_until(
             lambda: _answers(fake_discord, asked), timeout_seconds=20
         )
-        await wait_until(lambda: not _kept(config), seconds=10)
         assert await stop_process(second, signal.SIGTERM) == 0
     assert _answers(fake_discord, asked) == [answer]
     assert answer["content"].startswith("/tail count:0 400: 400 lines")
@@ -331,11 +324,7 @@ async def test_mention_answer_through_a_gateway_drop_and_a_429_arrives_once(
         assert limited.hits == 1
         assert _shown(answer).startswith("/status web")
         assert answer["mentions"] == []
-
-        async def sent() -> bool:
-            return [status for status, _, _ in await _replies(node.ledger)] == ["sent"]
-
-        await eventually(sent)
+    assert [status for status, _, _ in _replies(node.ledger.path)] == ["sent"]
     assert len(_answers(fake_discord, asked)) == 1
 
 

@@ -166,3 +166,31 @@ async def test_a_post_retried_by_discord_py_after_a_5xx_sends_its_json_body_agai
     (message,) = fake_discord.bot_messages("ops")
     assert (failed.hits, delivery) == (1, Delivery(message_id=int(message["id"])))
     assert (message["content"], message["nonce"]) == (text, "row-2")
+
+
+async def test_requests_are_answered_once_none_is_in_flight_each_time() -> None:
+    """A stopping caller's wait returns once every request in flight ended (not at the
+    first), and the same again when requests are in flight later."""
+    requests = Requests()
+    first, second = anyio.CancelScope(), anyio.CancelScope()
+    with anyio.fail_after(5):
+        await requests.wait()  # none in flight
+    for _ in range(2):
+        requests.add(first)
+        requests.add(second)
+        waited = anyio.Event()
+
+        async def wait(done: anyio.Event) -> None:
+            await requests.wait()
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait, waited)
+            await anyio.wait_all_tasks_blocked()
+            requests.discard(first)
+            await anyio.wait_all_tasks_blocked()
+            assert (requests.is_answered, waited.is_set()) == (False, False)
+            requests.discard(second)
+            with anyio.fail_after(5):
+                await waited.wait()
+        assert requests.is_answered

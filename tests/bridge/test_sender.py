@@ -7,7 +7,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import pytest
 
 from supervisor.bridge.sender import OutboxSender
 from supervisor.state.ledger import Ledger
@@ -18,8 +17,10 @@ from tests.discord_fake.harness import RecordingClient
 from tests.discord_fake.pytest_plugin import fake_discord
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
+
+    import pytest
 
     from supervisor.state.outbox import Claim
     from tests.discord_fake import FakeDiscord
@@ -32,9 +33,10 @@ async def _sending(
     ledger: Ledger, fake_discord: FakeDiscord, **options: Any
 ) -> AsyncIterator[tuple[Outbox, OutboxSender]]:
     """A sender on ``ledger``'s outbox running on a ready client (its safety poll far
-    away), stopped as the block ends."""
+    away unless ``options`` say), stopped as the block ends (marking what Discord
+    confirmed)."""
     outbox = Outbox(ledger)
-    sender = OutboxSender(outbox, poll_seconds=60.0, **options)
+    sender = OutboxSender(outbox, **{"poll_seconds": 60.0, **options})
     async with (
         run_client(RecordingClient(), fake_discord.token) as client,
         anyio.create_task_group() as tg,
@@ -65,8 +67,8 @@ async def test_sender_finds_a_message_posted_before_the_nonce_window_ran_out(
             earlier = await channel.send(row.content + row.marker, nonce="from-long-ago")
             async with anyio.create_task_group() as tg:
                 await tg.start(sender.run, lambda: client)
-                await wait_until(lambda: _sent(ledger, row_id) is not None)
-                tg.cancel_scope.cancel()
+                await wait_until(lambda: sender.sent == 1)
+                tg.cancel_scope.cancel()  # marks what Discord confirmed
         assert _sent(ledger, row_id) == earlier.id
     assert len(fake_discord.bot_messages("ops")) == 1
 
@@ -86,8 +88,8 @@ async def test_sender_retry_within_the_window_is_deduplicated_by_its_nonce(
             first = await channel.send(row.content + row.marker, nonce=row.nonce)
             async with anyio.create_task_group() as tg:
                 await tg.start(sender.run, lambda: client)
-                await wait_until(lambda: _sent(ledger, row_id) is not None)
-                tg.cancel_scope.cancel()
+                await wait_until(lambda: sender.sent == 1)
+                tg.cancel_scope.cancel()  # marks what Discord confirmed
         assert _sent(ledger, row_id) == first.id
     (message,) = fake_discord.bot_messages("ops")
     assert message["content"] == row.content + row.marker
@@ -108,31 +110,30 @@ async def test_sender_looks_again_after_each_send_and_when_a_row_is_written(
             anyio.create_task_group() as tg,
         ):
             await tg.start(sender.run, lambda: client)
-            await wait_until(lambda: all(_sent(ledger, r) for r in rows))
+            await wait_until(lambda: sender.sent == 3)
             rows.append(
                 await anyio.to_thread.run_sync(
                     lambda: outbox.post(ops, "notice", "change 3", now=time.time())
                 )
             )
-            await wait_until(lambda: _sent(ledger, rows[-1]) is not None)
+            await wait_until(lambda: sender.sent == 4)
             tg.cancel_scope.cancel()
+        assert all(_sent(ledger, r) for r in rows)
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c[: len("change 0")] for c in shown] == [f"change {n}" for n in range(4)]
     fake_discord.assert_within_rate_limits("ops")
 
 
-@pytest.mark.parametrize("is_writing", [False, True])
 async def test_sender_sends_what_a_writer_claimed_once_in_order(
-    tmp_path: Path, fake_discord: FakeDiscord, is_writing: bool
+    tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     """Rows a writer claims in its own trip (as the relay does) go once each, in the order
     written, with the rows another writer wrote meanwhile, and none waits for a poll;
-    with the writer about to write again (``is_writing``), each message is marked sent
-    by the writer's next claim."""
+    each message is marked sent by the next claim (the last as the sender stops)."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         outbox = Outbox(ledger)
-        sender = OutboxSender(outbox, poll_seconds=60.0, writes_soon=lambda _: is_writing)
+        sender = OutboxSender(outbox, poll_seconds=60.0)
         written: list[int] = []
 
         def write(text: str, claim: Callable[[], Claim] | None) -> Claim | None:
@@ -153,9 +154,9 @@ async def test_sender_sends_what_a_writer_claimed_once_in_order(
                     claimed = await anyio.to_thread.run_sync(write, f"change {n}", claim)
                 finally:
                     sender.end_claim(claimed)
-                await wait_until(lambda: len(fake_discord.bot_messages("ops")) == len(written))
-            await wait_until(lambda: all(_sent(ledger, r) for r in written))
+                await wait_until(lambda: sender.sent == len(written))
             tg.cancel_scope.cancel()
+        assert all(_sent(ledger, r) for r in written)
         attempts = [r["attempts"] for r in ledger.read("SELECT attempts FROM outbox")]
         rows = [outbox.get(r) for r in written]
     expected = [f"change {n}{also}" for n in range(4) for also in ("", ", by another")]
@@ -188,7 +189,8 @@ async def test_rows_a_lost_claim_took_are_sent_once_all_the_same(
             (lost,) = (await anyio.to_thread.run_sync(claim)).rows
             assert lost.id == row_id
             sender.end_claim(None)
-            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            await wait_until(lambda: sender.sent == 1)
+        assert _sent(ledger, row_id) is not None
     (message,) = fake_discord.bot_messages("ops")
     assert message["content"].startswith("crashed: exit code 1")
 
@@ -201,7 +203,7 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
     that leaves none lets the next write start its row (no look needed between)."""
     ops = fake_discord.channel("ops").id
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        async with _sending(ledger, fake_discord) as (outbox, _):
+        async with _sending(ledger, fake_discord) as (outbox, sender):
             slow = fake_discord.hold_answers("POST", "/channels/{channel_id}/messages")
             first = outbox.post(ops, "notice", "first", now=time.time())
             await wait_until(lambda: len(fake_discord.bot_messages("ops")) == 1)
@@ -209,53 +211,101 @@ async def test_a_row_written_while_its_channel_sends_goes_once_that_send_ends(
                 lambda: outbox.post(ops, "notice", "behind it", now=time.time())
             )
             slow.release()
-            await wait_until(lambda: _sent(ledger, behind) is not None)
+            await wait_until(lambda: sender.sent == 2)
             after = await anyio.to_thread.run_sync(
                 lambda: outbox.post(ops, "notice", "after both", now=time.time())
             )
-            await wait_until(lambda: _sent(ledger, after) is not None)
-        assert _sent(ledger, first) is not None
+            await wait_until(lambda: sender.sent == 3)
+        assert all(_sent(ledger, r) is not None for r in (first, behind, after))
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c.partition("\u2063")[0] for c in shown] == ["first", "behind it", "after both"]
-
-
-async def _confirm_one(
-    tmp_path: Path, fake_discord: FakeDiscord, *, stop_once_sent: bool
-) -> tuple[int | None, int, Mapping[int, int]]:
-    """Post one row through a sender whose writer is always about to write (its marks ride
-    the next claim; the safety poll far away); stop it once the row is marked sent, or
-    (``stop_once_sent``) as soon as Discord confirmed it. The row's message id in the
-    ledger, the message Discord has, and the rows still pending."""
-    ops = fake_discord.channel("ops").id
-    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
-        async with _sending(ledger, fake_discord, writes_soon=lambda _: True) as (outbox, sender):
-            row_id = await anyio.to_thread.run_sync(
-                lambda: outbox.post(ops, "notice", "alone", now=time.time())
-            )
-            if stop_once_sent:
-                await wait_until(lambda: sender.sent == 1)
-            else:
-                await wait_until(lambda: _sent(ledger, row_id) is not None)
-        (message,) = fake_discord.bot_messages("ops")
-        return _sent(ledger, row_id), int(message["id"]), outbox.stats().pending
-
-
-async def test_a_confirmed_message_is_marked_sent_without_a_write_after_it(
-    tmp_path: Path, fake_discord: FakeDiscord
-) -> None:
-    """A message Discord confirmed where a writer was about to write is marked sent with
-    the next claim; when none comes (no write after it, the safety poll far away) the
-    sender marks it on its own, soon."""
-    marked, message_id, pending = await _confirm_one(tmp_path, fake_discord, stop_once_sent=False)
-    assert marked == message_id
-    assert pending == {}
 
 
 async def test_a_sender_that_stops_marks_what_discord_confirmed(
     tmp_path: Path, fake_discord: FakeDiscord
 ) -> None:
     """A sender cancelled right after Discord confirmed a message (before any claim could
-    mark it) marks it as it stops: a restart finds nothing to send again."""
-    marked, message_id, pending = await _confirm_one(tmp_path, fake_discord, stop_once_sent=True)
-    assert marked == message_id
-    assert pending == {}
+    mark it: the safety poll far away) marks it as it stops: a restart finds nothing to
+    send again."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        async with _sending(ledger, fake_discord) as (outbox, sender):
+            row_id = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "alone", now=time.time())
+            )
+            await wait_until(lambda: sender.sent == 1)
+        (message,) = fake_discord.bot_messages("ops")
+        assert _sent(ledger, row_id) == int(message["id"])
+        assert outbox.stats().pending == {}
+
+
+async def test_a_sender_whose_client_goes_marks_what_discord_confirmed(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """No claim comes while the sender has no ready client: what Discord confirmed before
+    it went is marked at the sender's next look, not left pending for the whole outage."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        outbox = Outbox(ledger)
+        sender = OutboxSender(outbox, poll_seconds=0.5)
+        live = True
+        async with (
+            run_client(RecordingClient(), fake_discord.token) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(sender.run, lambda: client if live else None)
+            await wait_until(client.is_ready)
+            row_id = await anyio.to_thread.run_sync(
+                lambda: outbox.post(ops, "notice", "alone", now=time.time())
+            )
+            await wait_until(lambda: sender.sent == 1)
+            live = False
+            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            tg.cancel_scope.cancel()
+        (message,) = fake_discord.bot_messages("ops")
+        assert _sent(ledger, row_id) == int(message["id"])
+
+
+async def test_a_confirmed_message_is_marked_in_the_claim_of_the_safety_poll(
+    tmp_path: Path, fake_discord: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message a writer wrote and claimed in its trip (as the relay does), confirmed with
+    nothing written after it (a burst's last), is marked sent in the claim the safety
+    poll makes anyway, not in a worker-thread trip of its own: the sender goes to the
+    ledger no more often than with nothing to send."""
+    trips: list[str] = []  # the sender's worker-thread trips, once each is over
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Callable[..., object], *args: object, **options: Any) -> object:
+        result = await run_sync(func, *args, **options)
+        name = getattr(func, "__qualname__", "")
+        if name.startswith("OutboxSender."):
+            trips.append(name)
+        return result
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        async with _sending(ledger, fake_discord, poll_seconds=0.5) as (outbox, sender):
+            claims: list[Callable[[], Claim]] = []
+
+            def begun() -> bool:  # no claim of the sender's own under way
+                claim = sender.begin_claim()
+                if claim is not None:
+                    claims.append(claim)
+                return claim is not None
+
+            def write() -> tuple[int, Claim]:  # one trip: the row, then the claim
+                return outbox.post(ops, "notice", "alone", now=time.time()), claims[0]()
+
+            await wait_until(begun)
+            claimed = None
+            try:
+                row_id, claimed = await run_sync(write)
+            finally:
+                sender.end_claim(claimed)
+            await wait_until(lambda: _sent(ledger, row_id) is not None)
+            assert sender.sent == 1
+            assert set(trips) == {"OutboxSender._claim.<locals>.claim"}, trips
+        (message,) = fake_discord.bot_messages("ops")
+        assert _sent(ledger, row_id) == int(message["id"])

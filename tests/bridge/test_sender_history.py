@@ -52,10 +52,11 @@ async def test_sender_posts_a_late_row_when_the_history_is_refused(
             anyio.create_task_group() as tg,
         ):
             await tg.start(sender.run, lambda: client)
-            await wait_until(lambda: _sent(ledger, later) is not None, seconds=10)
-            tg.cancel_scope.cancel()
+            await wait_until(lambda: sender.sent == 2, seconds=10)
+            tg.cancel_scope.cancel()  # marks what Discord confirmed
         assert sender.paused() == []
         assert _sent(ledger, row_id) is not None
+        assert _sent(ledger, later) is not None
     assert refused.hits >= 1, "the history was asked for"
     shown = [m["content"] for m in fake_discord.bot_messages("ops")]
     assert [c.split("\u2063")[0] for c in shown] == ["crashed: exit code 1", "RUNNING again"]
