@@ -96,12 +96,14 @@ async def running_node(
     line_sinks: Sequence[OutputConsumer] = (),
     health: HealthSource | None = None,
     store: Callable[[Ledger], SqliteTaskStore] = SqliteTaskStore,
+    task_poll_seconds: float = 0.2,
 ) -> AsyncIterator[Node]:
     """Run the node of ``config_path`` with its control socket until the block exits.
 
     ``sinks`` get the fleet's events too (state changes, orphans cleaned);
     ``line_sinks`` its output; ``health`` is the Discord bridge's, for ``status``;
-    ``store`` makes the node's task store from its ledger.
+    ``store`` makes the node's task store from its ledger; ``task_poll_seconds`` is
+    its queue's ``poll_seconds``.
     """
     config = load_config(config_path)
     with (
@@ -112,7 +114,7 @@ async def running_node(
         fleet = Fleet(
             config, state=state, ledger=ledger, reaper=reaper, sinks=sinks, line_sinks=line_sinks
         )
-        tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=0.2)
+        tasks = LazyTaskQueue(fleet, store(ledger), poll_seconds=task_poll_seconds)
         service = CommandService(fleet, tasks=tasks, poll_interval=0.05, health=health)
         server = ControlServer(service, state.socket_path, idle_timeout=5.0)
         async with anyio.create_task_group() as tg:

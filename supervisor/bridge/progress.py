@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 EDIT_SECONDS = 5.0
 """The least time between two edits of one run's progress message."""
 TICK_SECONDS = 1.0
-"""Time between two looks at what changed."""
+"""Time between two looks at what changed, while a change is not queued yet (none: no look)."""
 MAX_RUNS = 100
 """Runs whose progress is tracked at once; beyond, new runs are not shown."""
 
@@ -100,6 +100,7 @@ class ProgressRelay:
         self._tick = tick_seconds
         self._runs: dict[str, _Run] = {}
         self._writing = anyio.Lock()
+        self._changed = anyio.Event()  # set when a run has a change to show
 
     def deliver(self, event: Event) -> None:
         """Keep a run's latest progress, or note that it ended; never blocks."""
@@ -109,6 +110,9 @@ class ProgressRelay:
                 run.progress, run.dirty = event.progress, True
             elif len(self._runs) < MAX_RUNS and self._relays(event.process):
                 self._runs[event.run_id] = _Run(event.process, event.progress)
+            else:
+                return
+            self._changed.set()
         elif (
             isinstance(event, StateChanged)
             and event.run_id in self._runs
@@ -116,6 +120,7 @@ class ProgressRelay:
         ):
             run = self._runs[event.run_id]
             run.ended, run.dirty = ended_text(event), True
+            self._changed.set()
 
     def _relays(self, process: str) -> bool:
         spec = self._programs().get(process.rpartition(":")[0])
@@ -131,6 +136,10 @@ class ProgressRelay:
         await anyio.to_thread.run_sync(self._settle_stale)
         task_status.started()
         while True:
+            # Every tick while a change waits (an edit's pace), else asleep until one comes.
+            self._changed = anyio.Event()
+            if not any(run.dirty for run in self._runs.values()):
+                await self._changed.wait()
             await anyio.sleep(self._tick)
             await self._write(final=False)
 

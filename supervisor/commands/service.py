@@ -615,7 +615,10 @@ class CommandService:
             )
         if self._tasks is not None:  # the first program that takes tasks: the queue starts
             await self._tasks.reloading(new)
-        return await self._fleet.reload(new)
+        result = await self._fleet.reload(new)
+        if self._tasks is not None:  # a program may take tasks now: the queue looks again
+            self._tasks.reloaded()
+        return result
 
 
 def _shutdown_seconds(config: Config) -> float:

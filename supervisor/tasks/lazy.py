@@ -77,6 +77,11 @@ class LazyTaskQueue:
         if _takes_tasks(config):
             await self.get(config)
 
+    def reloaded(self) -> None:
+        """The fleet took a new config: the queue, if made, looks at the store again."""
+        if self.made is not None:
+            self.made.reconfigured()
+
     def _make(self, config: Config) -> TaskQueue:
         from supervisor.tasks.queue import queue_for  # here: memory at rest
 

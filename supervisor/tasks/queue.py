@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 """How long a claim lasts unless renewed (renewed every third of it while the task runs)."""
 POLL_SECONDS = 1.0
-"""How often the queue looks at the store without being woken (a reload, another node)."""
+"""How often the queue looks at the store without being woken (another node's tasks), while
+a program takes tasks: without one the queue sleeps until woken (a reload, a task)."""
 LOGS_KEEP = 1000
 """Task log files kept: those of the last this many tasks."""
 _STORE_SECONDS = 10.0  # the longest a shielded write of an attempt's end may take
@@ -216,6 +217,10 @@ class TaskQueue:
         """
         return files.inbox(self._files, source_key)
 
+    def reconfigured(self) -> None:
+        """The programs changed (a reload): look at the store again now."""
+        self._wake.set()
+
     def takers(self) -> list[str]:
         """The programs that take tasks."""
         return [name for name, spec in self._programs().items() if spec.tasks is not None]
@@ -344,12 +349,16 @@ class TaskQueue:
             woken = True
             while True:
                 self._wake = anyio.Event()
-                # Unprompted, the store is looked at only while a program takes tasks
-                # (a reload may add one): a node without any spends no thread per poll.
-                if woken or self.takers():
+                # Unprompted, the store is looked at only while a program takes tasks: a
+                # node without any sleeps until woken (a reload adding one wakes it).
+                takers = bool(self.takers())
+                if woken or takers:
                     await self._dispatch()
                     self._counts = await anyio.to_thread.run_sync(self._store.counts)
-                with anyio.move_on_after(self._poll):
+                if takers:
+                    with anyio.move_on_after(self._poll):
+                        await self._wake.wait()
+                else:
                     await self._wake.wait()
                 woken = self._wake.is_set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -23,7 +24,7 @@ from supervisor.reaper.reaper import Reaper
 from supervisor.state.ledger import Ledger
 from supervisor.tasks import queue as queue_module
 from supervisor.tasks.queue import TaskContext, TaskQueue
-from supervisor.tasks.records import TaskState
+from supervisor.tasks.records import NewTask, TaskState
 from supervisor.tasks.store import SqliteTaskStore
 from tests._control import Node, program, running_node, write_config
 from tests._e2e import alive
@@ -250,7 +251,9 @@ class _CountingStore(SqliteTaskStore):
 async def test_queue_without_task_programs_leaves_the_store_alone_until_woken(
     tmp_path: Path,
 ) -> None:
-    """An idle node without task programs queried the store from a thread every second."""
+    """An idle node without task programs queried the store from a thread every second,
+    and then woke every second to see whether a program took tasks yet: now a reload
+    says so (``reconfigured``), whatever the poll."""
     programs: dict[str, ProgramSpec] = {}
     asked: list[None] = []
 
@@ -271,11 +274,11 @@ async def test_queue_without_task_programs_leaves_the_store_alone_until_woken(
         queue = TaskQueue(store, ctx, current, poll_seconds=0.01)
         async with anyio.create_task_group() as tg:
             await tg.start(queue.run)
-            await wait_until(lambda: len(asked) >= 10)  # ten polls at least
-            assert store.looks == 1  # the first look, at start
+            await wait_until(lambda: store.looks == 1)  # the first look, at start
             programs["t"] = ProgramSpec(
                 name="t", command=("true",), cwd=tmp_path, tasks=TaskMode.ONESHOT
             )
+            queue.reconfigured()
             await wait_until(lambda: store.looks >= 3)  # polled again once one takes tasks
             tg.cancel_scope.cancel()
 
@@ -325,6 +328,30 @@ async def test_a_queue_made_by_a_reload_takes_the_node_name_of_the_reload(
         task = await node.service.task(LOCAL, "whoami", "x", wait_seconds=20)
     assert task.state is TaskState.DONE, task
     assert task.result == "renamed\n"
+
+
+async def test_a_reload_giving_tasks_to_a_program_starts_its_queued_task_at_once(
+    tmp_path: Path,
+) -> None:
+    """A queue with no program taking tasks sleeps until woken, not for one poll: the
+    reload that gives a program tasks wakes it (the poll is an hour here), and the task
+    another node sharing the ledger queued for it meanwhile runs."""
+    plain = program("plain", "ctl_ticker.py", "0.2")
+    echo = task_program("echo", "echo", "{task}")
+    config = write_config(tmp_path, plain, echo)
+    admin = Actor(name="root", source="local", level=AccessLevel.ADMIN)
+    async with running_node(config, task_poll_seconds=3600.0) as node:
+        write_config(tmp_path, plain)
+        await node.service.reload(admin)  # no program takes tasks now
+        other_node = SqliteTaskStore(node.ledger)
+        task, _ = other_node.submit(
+            NewTask(program="echo", text="hello", source="local", author="bob"),
+            backlog=10,
+            now=time.time(),
+        )
+        write_config(tmp_path, plain, echo)
+        await node.service.reload(admin)
+        await wait_until(lambda: other_node.get(task.id).state is TaskState.DONE)
 
 
 def _queue_made(node: Node) -> bool:
