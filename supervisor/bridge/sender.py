@@ -439,9 +439,7 @@ class OutboxSender:
         brings none forward). The count given to ``on_finished`` leaves it out; every
         claim and drain marks first (their counts leave it out too), so does a sender
         that stops or loses its client, and a dsup killed meanwhile sends it again
-        once, found by its nonce or its marker. An edit is marked at once: a later
-        edit of its message, written meanwhile, would join the pending row (edits
-        collapse) and be marked sent unsent.
+        once, found by its nonce or its marker. An edit is marked at once.
         """
         writes, pending = self._counted.get(row.id, (-1, None))
         if not row.is_edit and pending is not None and writes == self._outbox.writes:

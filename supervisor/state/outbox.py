@@ -362,9 +362,11 @@ class Outbox:
         """Queue an edit of the message of row ``target``; collapse with pending ones.
 
         An edit of a create not yet attempted changes that row itself; otherwise an
-        edit still pending for the same message takes the new content (edits are
-        idempotent: only the newest content matters). A target abandoned turns the
-        edit into a new message in the same channel.
+        edit of the same message not yet attempted takes the new content (edits are
+        idempotent: only the newest content matters). An edit attempted (its request
+        may be in flight, and its confirmation marks the row sent) is never changed:
+        the new content goes in a row after it. A target abandoned turns the edit
+        into a new message in the same channel.
 
         Args:
             target: the row whose message is edited.
@@ -439,7 +441,8 @@ class Outbox:
             )
             return target
         pending = conn.execute(
-            "SELECT id FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT 1",
+            "SELECT id FROM outbox WHERE target = ? AND status = 'pending' AND attempts = 0 "
+            "ORDER BY id LIMIT 1",
             (target,),
         ).fetchone()
         if pending is not None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["fake_discord"]
 
+EDITS = "/channels/{channel_id}/messages/{message_id}"
+
 
 @contextlib.asynccontextmanager
 async def _sending(
@@ -45,6 +47,10 @@ async def _sending(
         await wait_until(client.is_ready)
         yield outbox, sender
         tg.cancel_scope.cancel()
+
+
+def _edit(outbox: Outbox, target: int, text: str) -> int:
+    return outbox.edit(target, text, now=time.time())
 
 
 def _sent(ledger: Ledger, row_id: int) -> int | None:
@@ -309,3 +315,26 @@ async def test_a_confirmed_message_is_marked_in_the_claim_of_the_safety_poll(
             assert set(trips) == {"OutboxSender._claim.<locals>.claim"}, trips
         (message,) = fake_discord.bot_messages("ops")
         assert _sent(ledger, row_id) == int(message["id"])
+
+
+async def test_an_edit_written_while_an_edit_of_its_message_is_in_flight_is_shown(
+    tmp_path: Path, fake_discord: FakeDiscord
+) -> None:
+    """An incident edited again while Discord's answer to its last edit was slow: the newer
+    text joined the row in flight and was marked sent with it, so the message kept the
+    older text; it is sent after the answer comes."""
+    ops = fake_discord.channel("ops").id
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        async with _sending(ledger, fake_discord) as (outbox, sender):
+            created = outbox.post(ops, "incident", "crashed", now=time.time())
+            await wait_until(lambda: sender.sent == 1)
+            slow = fake_discord.hold_answers("PATCH", EDITS)
+            await anyio.to_thread.run_sync(_edit, outbox, created, "crashed 2 times")
+            await wait_until(lambda: slow.hits == 1)  # the edit is in flight
+            for text in ("crashed 3 times", "recovered"):
+                await anyio.to_thread.run_sync(_edit, outbox, created, text)
+            slow.release()
+            await wait_until(lambda: outbox.stats().pending == {})
+        (message,) = fake_discord.bot_messages("ops")
+    assert message["content"].partition("\u2063")[0] == "recovered"
+    assert sender.sent == 3  # the create, the edit in flight, one for both edits after it

@@ -160,6 +160,27 @@ def test_outbox_edit_after_the_edit_was_sent_queues_another(outbox: Outbox) -> N
     assert [r.content for r in outbox.due(now=4.0)] == ["v3"]
 
 
+def test_outbox_edit_written_while_an_edit_is_in_flight_is_sent_after_it(
+    outbox: Outbox,
+) -> None:
+    """An edit joined the pending edit the sender had claimed (request in flight): the
+    confirmation of the older text marked the newer one sent, and it never went out."""
+    created = outbox.post(A, "incident", "crashed", now=1.0)
+    _send_head(outbox, A, 5555)
+    first = outbox.edit(created, "crashed 2 times", now=2.0)
+    (in_flight,) = outbox.claim(now=3.0).rows
+    assert (in_flight.id, in_flight.content) == (first, "crashed 2 times")
+    second = outbox.edit(created, "crashed 3 times", now=4.0)
+    outbox.edit(created, "recovered", now=4.5)
+    assert [r.id for r in outbox.due(now=5.0)] == [first]  # the newer text behind it
+    outbox.mark_sent(first, 5555, now=5.0)
+    (row,) = outbox.claim(now=6.0).rows
+    assert (row.id, row.content, row.target_message_id) == (second, "recovered", 5555)
+    assert second != first
+    outbox.mark_sent(row.id, 5555, now=6.0)
+    assert outbox.pending(A) == 0
+
+
 def test_outbox_edit_of_a_pruned_row_raises(outbox: Outbox) -> None:
     with pytest.raises(LookupError, match="outbox row 42"):
         outbox.edit(42, "x", now=1.0)
