@@ -47,7 +47,8 @@ async def test_progress_relay_at_rest_looks_at_nothing_until_a_run_reports(
         )
         async with anyio.create_task_group() as tg:
             await tg.start(relay.serve)
-            await anyio.sleep(30 * TICK)  # a window to watch, not a wait for anything
+            with anyio.move_on_after(30 * TICK):  # a window to watch: nothing comes
+                await wait_until(lambda: bool(looks))
             assert looks == []
             progress = Progress(fraction=0.5, text="half", at=time.time())
             relay.deliver(ProgressReported(process="w:0", run_id="r1", progress=progress))

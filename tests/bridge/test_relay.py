@@ -297,19 +297,20 @@ async def test_relay_writer_rests_behind_a_pending_row_until_it_is_stuck(
     assert len(_pending(ledger)) == 2, "written at the end"
 
 
-async def test_relay_at_rest_looks_at_nothing_until_output_comes(
-    tmp_path: Path, ledger: Ledger
-) -> None:
-    """A relay with nothing to do looked at what was due at every tick, four times a
-    second (about 1 ms of CPU a second on a node at rest); it now sleeps until something
-    comes, and output that comes is written a tick later."""
-    looks = 0
+class _Looks:
+    """A wall clock that counts the writer's looks (it reads the wall clock at each)."""
 
-    def wall() -> float:  # read at each look
-        nonlocal looks
-        looks += 1
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> float:
+        self.count += 1
         return 1_700_000_000.0
 
+
+def _counted_relay(tmp_path: Path, ledger: Ledger, *, tick_seconds: float) -> tuple[Relay, _Looks]:
+    """A relay of ``_CONFIG`` to the log channel, and the count of its writer's looks."""
+    looks = _Looks()
     config = parse_config(_CONFIG, tmp_path / "dsup.toml")
     relay = Relay(
         lambda: config.programs,
@@ -317,14 +318,24 @@ async def test_relay_at_rest_looks_at_nothing_until_output_comes(
         ledger,
         log_dir=tmp_path / "logs",
         channels=RelayChannels(log=LOG),
-        wall=wall,
-        tick_seconds=0.01,
+        wall=looks,
+        tick_seconds=tick_seconds,
     )
+    return relay, looks
+
+
+async def test_relay_at_rest_looks_at_nothing_until_output_comes(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A relay with nothing to do looked at what was due at every tick, four times a
+    second (about 1 ms of CPU a second on a node at rest); it now sleeps until something
+    comes, and output that comes is written a tick later."""
+    relay, looks = _counted_relay(tmp_path, ledger, tick_seconds=0.01)
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run)
         with anyio.move_on_after(0.3):
-            await wait_until(lambda: looks > 0)
-        assert looks == 0, "nothing to look at"
+            await wait_until(lambda: looks.count > 0)
+        assert looks.count == 0, "nothing to look at"
         relay.deliver(_lines("chatty:0", "hello"))
         await wait_until(lambda: bool(_pending(ledger)))
         tg.cancel_scope.cancel()
@@ -338,33 +349,17 @@ async def test_relay_looks_at_nothing_once_its_last_row_is_sent(
     stuck rows); once the sender says it was sent and nothing else waits, the tick set
     while it was pending is dropped: it looked once more for nothing before (a burst's
     last message cost a wake of the writer after it)."""
-    looks = 0
-
-    def wall() -> float:  # read at each look
-        nonlocal looks
-        looks += 1
-        return 1_700_000_000.0
-
-    config = parse_config(_CONFIG, tmp_path / "dsup.toml")
-    relay = Relay(
-        lambda: config.programs,
-        Outbox(ledger),
-        ledger,
-        log_dir=tmp_path / "logs",
-        channels=RelayChannels(log=LOG),
-        wall=wall,
-        tick_seconds=0.2,
-    )
+    relay, looks = _counted_relay(tmp_path, ledger, tick_seconds=0.2)
     relay.deliver(_lines("chatty:0", "hello"))
     await relay.flush()
     assert len(_pending(ledger)) == 1
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run)  # asleep until a tick from now: a row is pending
         relay.finished(LOG, 0)  # as the sender says once Discord confirmed it
-        written = looks
+        written = looks.count
         with anyio.move_on_after(0.6):
-            await wait_until(lambda: looks > written)
-        assert looks == written, "nothing to look at"
+            await wait_until(lambda: looks.count > written)
+        assert looks.count == written, "nothing to look at"
         relay.deliver(_lines("chatty:0", "again"))
         await wait_until(lambda: len(_pending(ledger)) == 2)
         tg.cancel_scope.cancel()

@@ -52,6 +52,20 @@ def _access(team: Members) -> dict[str, list[int]]:
     return {"operator": team.access["operator"], "viewer": team.access["viewer"]}
 
 
+@contextlib.asynccontextmanager
+async def _caught_up(
+    tmp_path: Path, fake_discord: FakeDiscord, team: Members, **options: Any
+) -> AsyncIterator[tuple[Relayed, int]]:
+    """A node whose bridge read the task channel once (its first session's catch-up), and
+    the history reads the fake served by then."""
+    async with relayed_node(
+        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team), **options
+    ) as node:
+        cursor = ChannelCursor(node.ledger)
+        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+        yield node, fake_discord.rate_limit_stats("tasks", HISTORY).requests
+
+
 def _replies(fake: FakeDiscord, message_id: str) -> list[dict[str, Any]]:
     """The bot's replies to one message, as they are now."""
     return [
@@ -188,12 +202,7 @@ async def test_tasks_posted_while_the_gateway_had_no_session_are_taken_once(
     lost; it now does at each new session (not at a resume, which replays them)."""
     fake_discord.add_channel("tasks")
     team = members(fake_discord)
-    async with relayed_node(
-        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
-    ) as node:
-        cursor = ChannelCursor(node.ledger)
-        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
-        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+    async with _caught_up(tmp_path, fake_discord, team) as (node, reads):
         async with fake_discord.gateway_outage():  # resumed: the gap is replayed
             replayed = fake_discord.post_message(
                 team.operator, "tasks", "echo: replayed", mention_bot=True
@@ -235,12 +244,7 @@ async def test_a_failed_catch_up_is_read_again_within_the_session(
     within the session, with backoff, and the failure is said once."""
     fake_discord.add_channel("tasks")
     team = members(fake_discord)
-    async with relayed_node(
-        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
-    ) as node:
-        cursor = ChannelCursor(node.ledger)
-        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
-        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+    async with _caught_up(tmp_path, fake_discord, team) as (node, reads):
         failing = fake_discord.fail_route(*HISTORY, status=503, times=2)
         fake_discord.refuse_resume = True
         async with fake_discord.gateway_outage():  # a new session: the gap is not sent
@@ -284,12 +288,7 @@ async def test_a_new_session_ends_the_retries_of_the_last_ones_catch_up(
         finally:
             ended.set()
 
-    async with relayed_node(
-        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team), sleep=sleep
-    ) as node:
-        cursor = ChannelCursor(node.ledger)
-        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
-        reads = fake_discord.rate_limit_stats("tasks", HISTORY).requests
+    async with _caught_up(tmp_path, fake_discord, team, sleep=sleep) as (_, reads):
         faults.append(fake_discord.fail_route(*HISTORY, status=503, times=1))
         fake_discord.refuse_resume = True
         gap = []
@@ -676,11 +675,7 @@ async def test_a_task_message_met_live_and_in_the_catch_up_is_taken_once(
     fake_discord.add_channel("tasks")
     team = members(fake_discord)
     is_viewer = who == "viewer"  # refused for access: audited, not answered
-    async with relayed_node(
-        tmp_path, fake_discord, ECHO, channels=CHANNELS, access=_access(team)
-    ) as node:
-        cursor = ChannelCursor(node.ledger)
-        await wait_until(lambda: cursor.get(fake_discord.channel("tasks").id) is not None)
+    async with _caught_up(tmp_path, fake_discord, team) as (node, _):
         history = fake_discord.hold_answers(*HISTORY, times=1)
         download = fake_discord.hold_answers(*ATTACHMENT_ROUTE, times=None)
         fake_discord.refuse_resume = True
