@@ -52,6 +52,19 @@ def _access(team: Members) -> dict[str, list[int]]:
     return {"operator": team.access["operator"], "viewer": team.access["viewer"]}
 
 
+async def _gap_of_a_new_session(fake_discord: FakeDiscord, team: Members) -> list[dict[str, Any]]:
+    """Two tasks posted while the gateway is down, resuming refused: a new session follows,
+    and Discord does not send the gap's messages as events."""
+    fake_discord.refuse_resume = True
+    async with fake_discord.gateway_outage():
+        return [
+            fake_discord.post_message(
+                team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
+            )
+            for i in range(2)
+        ]
+
+
 @contextlib.asynccontextmanager
 async def _caught_up(
     tmp_path: Path, fake_discord: FakeDiscord, team: Members, **options: Any
@@ -211,14 +224,7 @@ async def test_tasks_posted_while_the_gateway_had_no_session_are_taken_once(
             lambda: _answers(fake_discord, replayed["id"]), timeout_seconds=30
         )
         assert fake_discord.rate_limit_stats("tasks", HISTORY).requests == reads
-        fake_discord.refuse_resume = True
-        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
-            gap = [
-                fake_discord.post_message(
-                    team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
-                )
-                for i in range(2)
-            ]
+        gap = await _gap_of_a_new_session(fake_discord, team)
         await wait_until(lambda: fake_discord.identify_count == 2, seconds=20)
         live = fake_discord.post_message(
             team.operator, "tasks", "echo: in the new session", mention_bot=True
@@ -246,14 +252,7 @@ async def test_a_failed_catch_up_is_read_again_within_the_session(
     team = members(fake_discord)
     async with _caught_up(tmp_path, fake_discord, team) as (node, reads):
         failing = fake_discord.fail_route(*HISTORY, status=503, times=2)
-        fake_discord.refuse_resume = True
-        async with fake_discord.gateway_outage():  # a new session: the gap is not sent
-            gap = [
-                fake_discord.post_message(
-                    team.operator, "tasks", f"echo: in the gap {i}", mention_bot=True
-                )
-                for i in range(2)
-            ]
+        gap = await _gap_of_a_new_session(fake_discord, team)
         await fake_discord.wait_until(
             lambda: all(_answers(fake_discord, m["id"]) for m in gap), timeout_seconds=30
         )
