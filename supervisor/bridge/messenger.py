@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import anyio
-import anyio.lowlevel
 import discord
 import orjson
 from discord.http import Route, handle_message_parameters
 from discord.utils import MISSING
+
+from supervisor.process.lazy_event import LazyEvent
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -95,19 +96,20 @@ class Requests:
 
     def __init__(self) -> None:
         self._scopes: set[anyio.CancelScope] = set()
-        # Made only when someone waits (as a caller stops): not at every request.
-        self._answered: anyio.Event | None = None
+        self._answered = LazyEvent()  # a flag until a caller that stops waits on it
+        self._answered.set()
 
     def add(self, scope: anyio.CancelScope) -> None:
         """A request, in ``scope``, waits for its answer."""
+        if not self._scopes:
+            self._answered = LazyEvent()
         self._scopes.add(scope)
 
     def discard(self, scope: anyio.CancelScope) -> None:
         """The request in ``scope`` ended (answered or not)."""
         self._scopes.discard(scope)
-        if not self._scopes and self._answered is not None:
+        if not self._scopes:
             self._answered.set()
-            self._answered = None
 
     @property
     def is_answered(self) -> bool:
@@ -121,11 +123,6 @@ class Requests:
 
     async def wait(self) -> None:
         """Return once no request waits for its answer."""
-        if not self._scopes:
-            await anyio.lowlevel.checkpoint()
-            return
-        if self._answered is None:
-            self._answered = anyio.Event()
         await self._answered.wait()
 
 
